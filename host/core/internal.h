@@ -1,0 +1,81 @@
+/* host/core/internal.h — library-private: the context structure, error
+ * recording and the DECO_TRY family of macros, shared by host code and the
+ * CUDA launchers (which include it from C++).
+ */
+#ifndef DECO_HOST_INTERNAL_H
+#define DECO_HOST_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "deco/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DECO_ERROR_CAPACITY 512
+
+struct deco_ctx {
+  deco_backend_t backend;
+  int device;
+  void *stream;         /* cudaStream_t */
+  int owns_stream;
+  void *cublas;         /* cublasHandle_t, created with the context */
+  void *cublas_workspace;
+  void *workspace;      /* caller-owned scratch */
+  size_t workspace_bytes;
+  int sm_count;
+  int cc_major, cc_minor;
+  char error[DECO_ERROR_CAPACITY];
+  const char *error_file; /* where the error was recorded (for debugging) */
+  int error_line;
+};
+
+/* Records a formatted message for ctx (thread-local slot when ctx is NULL)
+ * and returns status, so failures read: return DECO_FAIL(ctx, STATUS, ...). */
+deco_status_t deco_set_error_at(deco_ctx_t *ctx, deco_status_t status, const char *file, int line,
+                                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define DECO_FAIL(ctx, status, ...) deco_set_error_at((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Copies ctx's message to the thread-local slot (for objects that outlive
+ * or lack a context, e.g. the tokenizer). */
+void deco_clear_error(deco_ctx_t *ctx);
+
+#define DECO_TRY(expr)                                 \
+  do {                                                 \
+    deco_status_t deco_try_status_ = (expr);           \
+    if (deco_try_status_ != DECO_STATUS_SUCCESS)       \
+      return deco_try_status_;                         \
+  } while (0)
+
+/* Argument checks for the ops' validation prologues. */
+#define DECO_CHECK_PTR(ctx, ptr, op)                                                         \
+  do {                                                                                       \
+    if ((ptr) == NULL)                                                                       \
+      return DECO_FAIL((ctx), DECO_STATUS_NULL_POINTER, "%s: %s is NULL", (op), #ptr);       \
+  } while (0)
+#define DECO_CHECK_RANGE(ctx, val, lo, hi, op)                                               \
+  do {                                                                                       \
+    if ((long long)(val) < (long long)(lo) || (long long)(val) > (long long)(hi))            \
+      return DECO_FAIL((ctx), DECO_STATUS_INVALID_ARGUMENT, "%s: %s = %lld outside [%lld, %lld]", \
+                       (op), #val, (long long)(val), (long long)(lo), (long long)(hi));      \
+  } while (0)
+
+/* Checks the ctx itself: every public op starts with this. */
+#define DECO_CHECK_CTX(ctx, args, op)                                                        \
+  do {                                                                                       \
+    if ((ctx) == NULL)                                                                       \
+      return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", (op));             \
+    DECO_CHECK_PTR((ctx), (args), (op));                                                     \
+  } while (0)
+
+/* Dtype checks: the CPU reference is f32 only. */
+deco_status_t deco_check_dtype(deco_ctx_t *ctx, deco_dtype_t dtype, const char *op, const char *what);
+
+/* f32 <-> f16/bf16 for host code; bit-exact with the device conversions. */
+float deco_load_as_f32(const void *base, size_t i, deco_dtype_t dtype);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DECO_HOST_INTERNAL_H */

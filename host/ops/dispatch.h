@@ -1,0 +1,24 @@
+/* host/ops/dispatch.h — run a validated op on the context's backend. */
+#ifndef DECO_HOST_DISPATCH_H
+#define DECO_HOST_DISPATCH_H
+
+#include "common/op_impl.h"
+#include "core/internal.h"
+
+#ifdef DECO_HAVE_CUDA
+#define DECO_DISPATCH(ctx, name, args) \
+  ((ctx)->backend == DECO_BACKEND_CUDA ? deco_##name##_cuda((ctx), (args)) : deco_##name##_ref((ctx), (args)))
+#else
+#define DECO_DISPATCH(ctx, name, args) deco_##name##_ref((ctx), (args))
+#endif
+
+/* Upper bounds that keep index arithmetic in range; far above any model. */
+#define DECO_MAX_DIM (1 << 20)
+#define DECO_MAX_TOKENS (1 << 24)
+#define DECO_MAX_VOCAB (1 << 24)
+
+/* Shared validation of the paged-cache view and the ragged batch. */
+deco_status_t deco_check_paged_kv(deco_ctx_t *ctx, const deco_paged_kv_t *cache, const char *op);
+deco_status_t deco_check_ragged(deco_ctx_t *ctx, const deco_ragged_batch_t *batch, const char *op);
+
+#endif

@@ -1,0 +1,112 @@
+/* host/ops/layers.c — public entry points of the dense Llama ops: argument
+ * validation, then dispatch to the reference or the CUDA kernel.
+ */
+#include <math.h>
+
+#include "ops/dispatch.h"
+
+deco_status_t deco_embedding(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
+  static const char op[] = "deco_embedding";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_tokens, 0, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->dim, 1, DECO_MAX_DIM, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (a->tokens) {
+    DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+    DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
+    DECO_CHECK_PTR(ctx, a->table, op);
+  } else if (a->embeds == NULL) {
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
+  }
+  if (a->n_tokens == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, embedding, a);
+}
+
+deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
+  static const char op[] = "deco_rmsnorm";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  DECO_CHECK_RANGE(ctx, a->n_rows, 0, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->dim, 1, DECO_MAX_DIM, op);
+  DECO_CHECK_PTR(ctx, a->residual, op);
+  DECO_CHECK_PTR(ctx, a->weight, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (!(a->eps >= 0.0f) || isinf(a->eps))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: eps = %g must be finite and >= 0", op, (double)a->eps);
+  if ((const void *)a->out == (const void *)a->residual)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out aliases residual", op);
+  if (a->n_rows == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, rmsnorm, a);
+}
+
+deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
+  static const char op[] = "deco_rope";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  if (a->style != DECO_ROPE_INTERLEAVED && a->style != DECO_ROPE_HALF_SPLIT)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: style = %d is not a RoPE style", op, (int)a->style);
+  DECO_CHECK_RANGE(ctx, a->n_tokens, 0, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->head_dim, 2, 256, op);
+  if (a->head_dim % 2)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: head_dim = %d must be even", op, a->head_dim);
+  if (!(a->theta > 0.0f) || isinf(a->theta))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: theta = %g must be finite and > 0", op, (double)a->theta);
+  DECO_CHECK_PTR(ctx, a->positions, op);
+  if (a->q == NULL && a->k == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: q and k are both NULL", op);
+  if (a->q) DECO_CHECK_RANGE(ctx, a->n_heads, 1, 4096, op);
+  if (a->k) DECO_CHECK_RANGE(ctx, a->n_kv_heads, 1, 4096, op);
+  if (a->n_tokens == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, rope, a);
+}
+
+deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
+  static const char op[] = "deco_matmul";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  if (a->out_dtype != a->dtype && a->out_dtype != DECO_DTYPE_F32)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: out_dtype %s must be %s or f32", op,
+                     deco_dtype_name(a->out_dtype), deco_dtype_name(a->dtype));
+  DECO_CHECK_RANGE(ctx, a->m, 0, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->n, 1, DECO_MAX_VOCAB, op);
+  DECO_CHECK_RANGE(ctx, a->k, 1, DECO_MAX_DIM, op);
+  DECO_CHECK_RANGE(ctx, a->accumulate, 0, 1, op);
+  DECO_CHECK_PTR(ctx, a->a, op);
+  DECO_CHECK_PTR(ctx, a->w, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (a->m == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, matmul, a);
+}
+
+deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
+  static const char op[] = "deco_swiglu";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  DECO_CHECK_PTR(ctx, a->gate, op);
+  DECO_CHECK_PTR(ctx, a->up, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (a->n == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, swiglu, a);
+}
+
+deco_status_t deco_fill_random(deco_ctx_t *ctx, const deco_fill_random_args_t *a) {
+  static const char op[] = "deco_fill_random";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (!isfinite(a->scale) || !isfinite(a->constant))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: scale and constant must be finite", op);
+  if (a->n == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, fill_random, a);
+}
+
+deco_status_t deco_convert(deco_ctx_t *ctx, const deco_convert_args_t *a) {
+  static const char op[] = "deco_convert";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_dtype(ctx, a->in_dtype, op, "in_dtype"));
+  DECO_TRY(deco_check_dtype(ctx, a->out_dtype, op, "out_dtype"));
+  DECO_CHECK_PTR(ctx, a->in, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (a->n == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, convert, a);
+}

@@ -1,0 +1,138 @@
+/* deco/core.h — status codes, versions, dtypes and the execution context.
+ *
+ * Every public function returns deco_status_t. The library never prints,
+ * exits or aborts; the message of the last failure on a context is kept in
+ * the context (deco_last_error). Pointers handed to ops are device pointers
+ * on the CUDA backend and host pointers on the CPU backend; the memory
+ * helpers below (deco_malloc, deco_memcpy, ...) allocate and copy in the
+ * context's address space so host code can stay backend-agnostic.
+ */
+#ifndef DECO_CORE_H
+#define DECO_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define DECO_API
+#else
+#define DECO_API __attribute__((visibility("default")))
+#endif
+
+#define DECO_VERSION_MAJOR 0
+#define DECO_VERSION_MINOR 1
+#define DECO_VERSION_PATCH 0
+/* Single integer for compile-time comparisons: 10000*major + 100*minor + patch. */
+#define DECO_VERSION (DECO_VERSION_MAJOR * 10000 + DECO_VERSION_MINOR * 100 + DECO_VERSION_PATCH)
+
+typedef enum deco_status {
+  DECO_STATUS_SUCCESS = 0,
+  DECO_STATUS_INVALID_ARGUMENT = 1, /* a value out of range or inconsistent */
+  DECO_STATUS_NULL_POINTER = 2,     /* a required pointer was NULL */
+  DECO_STATUS_UNSUPPORTED = 3,      /* valid, but not supported (dtype, head dim, ...) */
+  DECO_STATUS_NO_DEVICE = 4,        /* CUDA backend asked for, no usable device / not built */
+  DECO_STATUS_OUT_OF_MEMORY = 5,
+  DECO_STATUS_WORKSPACE_TOO_SMALL = 6,
+  DECO_STATUS_CUDA_ERROR = 7,
+  DECO_STATUS_CUBLAS_ERROR = 8,
+  DECO_STATUS_IO_ERROR = 9,  /* a file could not be opened, read or written */
+  DECO_STATUS_BAD_FORMAT = 10, /* a file's content is invalid */
+  DECO_STATUS_CAPACITY = 11, /* a fixed capacity (pages, slots, tokens) would be exceeded */
+  DECO_STATUS_INTERNAL = 12
+} deco_status_t;
+
+/* Static name of a status ("DECO_STATUS_SUCCESS", ...); never NULL. */
+DECO_API const char *deco_status_string(deco_status_t status);
+
+/* Runtime version, DECO_VERSION of the library actually loaded. */
+DECO_API int deco_version(void);
+/* "MAJOR.MINOR.PATCH" of the library actually loaded. */
+DECO_API const char *deco_version_string(void);
+
+typedef enum deco_dtype {
+  DECO_DTYPE_F32 = 0,
+  DECO_DTYPE_F16 = 1,
+  DECO_DTYPE_BF16 = 2
+} deco_dtype_t;
+
+/* Bytes per element of a dtype, 0 for an unknown value. */
+DECO_API size_t deco_dtype_size(deco_dtype_t dtype);
+/* "f32", "f16", "bf16", or "?" */
+DECO_API const char *deco_dtype_name(deco_dtype_t dtype);
+
+typedef enum deco_backend {
+  DECO_BACKEND_CPU = 0,
+  DECO_BACKEND_CUDA = 1
+} deco_backend_t;
+
+/* "cpu" / "cuda" */
+DECO_API const char *deco_backend_name(deco_backend_t backend);
+
+/* Number of CUDA devices usable by this library: 0 when built without CUDA or
+ * when no driver/device is present (never an error). */
+DECO_API int deco_cuda_device_count(void);
+
+typedef struct deco_ctx deco_ctx_t;
+
+typedef struct deco_ctx_config {
+  deco_backend_t backend;
+  int device;    /* CUDA device ordinal; ignored on the CPU */
+  void *stream;  /* cudaStream_t to launch on; NULL = the context creates its own */
+} deco_ctx_config_t;
+
+/* Creates a context. On failure *out is NULL and the reason can be read with
+ * deco_last_error(NULL) on the calling thread. */
+DECO_API deco_status_t deco_ctx_create(const deco_ctx_config_t *config, deco_ctx_t **out);
+DECO_API void deco_ctx_destroy(deco_ctx_t *ctx);
+
+DECO_API deco_backend_t deco_ctx_backend(const deco_ctx_t *ctx);
+/* The stream ops launch on (cudaStream_t), NULL on the CPU. */
+DECO_API void *deco_ctx_stream(const deco_ctx_t *ctx);
+
+/* Caller-owned scratch memory (in the context's address space) that ops with
+ * a deco_<op>_workspace_size() use. The context does not free it. Setting it
+ * before a CUDA graph capture keeps allocations out of the captured region. */
+DECO_API deco_status_t deco_ctx_set_workspace(deco_ctx_t *ctx, void *workspace, size_t workspace_bytes);
+DECO_API size_t deco_ctx_workspace_bytes(const deco_ctx_t *ctx);
+
+/* Message of the last failure on ctx (or, for ctx == NULL, of the last failed
+ * deco_ctx_create / context-free call on this thread); "" if none. */
+DECO_API const char *deco_last_error(const deco_ctx_t *ctx);
+
+/* Memory in the context's address space (device memory on CUDA). deco_malloc
+ * of 0 bytes returns NULL and succeeds. */
+DECO_API deco_status_t deco_malloc(deco_ctx_t *ctx, void **ptr, size_t bytes);
+DECO_API void deco_free(deco_ctx_t *ctx, void *ptr);
+
+typedef enum deco_copy_kind {
+  DECO_COPY_HOST_TO_CTX = 0, /* host memory -> context memory */
+  DECO_COPY_CTX_TO_HOST = 1,
+  DECO_COPY_CTX_TO_CTX = 2
+} deco_copy_kind_t;
+
+/* Copies on the context's stream; returns after the copy is complete when
+ * the destination or source is host memory (so host buffers can be reused). */
+DECO_API deco_status_t deco_memcpy(deco_ctx_t *ctx, void *dst, const void *src, size_t bytes,
+                                   deco_copy_kind_t kind);
+/* Asynchronous on CUDA (stream-ordered); source/destination host buffers must
+ * stay valid until the stream reaches the copy. */
+DECO_API deco_status_t deco_memcpy_async(deco_ctx_t *ctx, void *dst, const void *src, size_t bytes,
+                                         deco_copy_kind_t kind);
+DECO_API deco_status_t deco_memset(deco_ctx_t *ctx, void *dst, int byte_value, size_t bytes);
+/* Waits for all work queued on the context's stream. */
+DECO_API deco_status_t deco_ctx_synchronize(deco_ctx_t *ctx);
+
+/* Host-side conversions that match the device's round-to-nearest-even. */
+DECO_API uint16_t deco_f32_to_bf16(float x);
+DECO_API float deco_bf16_to_f32(uint16_t x);
+DECO_API uint16_t deco_f32_to_f16(float x);
+DECO_API float deco_f16_to_f32(uint16_t x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DECO_CORE_H */

@@ -1,0 +1,131 @@
+/* deco/layers.h — the dense ops of a Llama forward: embedding gather,
+ * RMSNorm with fused residual add, RoPE, matmul, SwiGLU, and the seeded
+ * weight fill used by synthetic models.
+ *
+ * Each op: deco_<op>(ctx, const deco_<op>_args_t *). Shapes are written on
+ * every pointer ([rows][cols], row-major). Activations, weights and the KV
+ * cache share one dtype per call; the residual stream and logits are f32.
+ * The CPU backend supports f32 only; CUDA supports f32, f16 and bf16 (fp32
+ * accumulation everywhere).
+ */
+#ifndef DECO_LAYERS_H
+#define DECO_LAYERS_H
+
+#include "deco/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out[t][:] = f32(table[tokens[t]][:]) — or, when tokens is NULL,
+ * out[t][:] = embeds[t][:] (ready input embeddings, e.g. a superposition).
+ * Token ids outside [0, vocab) produce a row of NaN (ops never trust ids). */
+typedef struct deco_embedding_args {
+  deco_dtype_t dtype;     /* dtype of table */
+  int n_tokens;
+  int vocab;
+  int dim;
+  const void *table;      /* [vocab][dim] dtype */
+  const int32_t *tokens;  /* [n_tokens], or NULL to use embeds */
+  const float *embeds;    /* [n_tokens][dim] f32, used when tokens == NULL */
+  float *out;             /* [n_tokens][dim] f32: the residual stream */
+} deco_embedding_args_t;
+DECO_API deco_status_t deco_embedding(deco_ctx_t *ctx, const deco_embedding_args_t *args);
+
+/* RMSNorm with an optional fused residual add (llama2.c's rmsnorm):
+ *   if add: residual[t] += f32(add[t])           (residual updated in place)
+ *   out[t][i] = weight[i] * (residual[t][i] / sqrt(mean(residual[t]^2) + eps))
+ * The sum of squares is accumulated in fp32. */
+typedef struct deco_rmsnorm_args {
+  deco_dtype_t dtype;     /* dtype of add, weight and out */
+  int n_rows;
+  int dim;
+  float eps;
+  float *residual;        /* [n_rows][dim] f32, in/out */
+  const void *add;        /* [n_rows][dim] dtype, or NULL */
+  const void *weight;     /* [dim] dtype */
+  void *out;              /* [n_rows][dim] dtype; may not alias residual */
+} deco_rmsnorm_args_t;
+DECO_API deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *args);
+
+typedef enum deco_rope_style {
+  /* llama2.c / Meta: rotate pairs (2i, 2i+1) of each head. */
+  DECO_ROPE_INTERLEAVED = 0,
+  /* Hugging Face / GPT-NeoX: rotate (i, i + head_dim/2). */
+  DECO_ROPE_HALF_SPLIT = 1
+} deco_rope_style_t;
+
+/* Rotary position embedding applied in place to q and k. Pair j of a head
+ * (j < head_dim/2) has frequency theta^(-2j/head_dim) and is rotated by the
+ * angle position * frequency, computed in fp32 with powf/cosf/sinf as
+ * llama2.c does. k may be NULL (rotate q only) and vice versa. */
+typedef struct deco_rope_args {
+  deco_dtype_t dtype;
+  deco_rope_style_t style;
+  int n_tokens;
+  int n_heads;               /* heads in q */
+  int n_kv_heads;            /* heads in k */
+  int head_dim;              /* even, 2..256 */
+  float theta;               /* 10000 for Llama 2, 500000 for Llama 3 */
+  const int32_t *positions;  /* [n_tokens] */
+  void *q;                   /* [n_tokens][n_heads][head_dim] dtype, in place */
+  void *k;                   /* [n_tokens][n_kv_heads][head_dim] dtype, in place */
+} deco_rope_args_t;
+DECO_API deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *args);
+
+/* out[m][n] = sum_k a[m][k] * w[n][k]   (out = a · wᵀ, llama2.c's weight layout)
+ * CUDA: cuBLAS with CUBLAS_COMPUTE_32F (no TF32), or a weight-streaming
+ * kernel for few rows in f16/bf16. CPU: one fixed-order loop per output.
+ * out_dtype is dtype or f32 (logits). With accumulate, out += a · wᵀ. */
+typedef struct deco_matmul_args {
+  deco_dtype_t dtype;      /* dtype of a and w */
+  deco_dtype_t out_dtype;  /* dtype, or DECO_DTYPE_F32 */
+  int m, n, k;
+  const void *a;           /* [m][k] */
+  const void *w;           /* [n][k] */
+  void *out;               /* [m][n] out_dtype */
+  int accumulate;          /* 0: out = a·wᵀ; 1: out += a·wᵀ */
+} deco_matmul_args_t;
+DECO_API deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *args);
+
+/* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)), in fp32. */
+typedef struct deco_swiglu_args {
+  deco_dtype_t dtype;
+  size_t n;                /* elements */
+  const void *gate;        /* [n] */
+  const void *up;          /* [n] */
+  void *out;               /* [n]; may alias gate or up */
+} deco_swiglu_args_t;
+DECO_API deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *args);
+
+/* Seeded weights for synthetic models, generated where they live:
+ *   u = philox uniform of counter (index low, index high, tensor, 0), key seed
+ *   out[i] = constant != 0 ? constant : (2u - 1) * scale
+ * i.e. uniform on [-scale, scale), so scale = 0.02 * sqrt(3) gives std 0.02.
+ * Values are exactly representable products, rounded once to dtype: CPU and
+ * GPU produce the same bits. */
+typedef struct deco_fill_random_args {
+  deco_dtype_t dtype;
+  size_t n;
+  uint64_t seed;
+  uint32_t tensor;         /* distinguishes the tensors of one model */
+  float scale;
+  float constant;          /* if nonzero, fill with this value instead */
+  void *out;               /* [n] dtype */
+} deco_fill_random_args_t;
+DECO_API deco_status_t deco_fill_random(deco_ctx_t *ctx, const deco_fill_random_args_t *args);
+
+/* out[i] = dtype(in[i]) — converts f32 host-loaded weights to the context dtype. */
+typedef struct deco_convert_args {
+  deco_dtype_t in_dtype;
+  deco_dtype_t out_dtype;
+  size_t n;
+  const void *in;
+  void *out;
+} deco_convert_args_t;
+DECO_API deco_status_t deco_convert(deco_ctx_t *ctx, const deco_convert_args_t *args);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DECO_LAYERS_H */

@@ -1,0 +1,128 @@
+/* deco/model.h — the Llama host layer: model loading (llama2.c checkpoints
+ * and seeded synthetic models), the paged KV cache manager, one forward
+ * entry point for a ragged batch of sequences, and token sampling.
+ *
+ * The model lives in the context's address space (device memory on CUDA)
+ * in one dtype; the residual stream and the logits are f32.
+ */
+#ifndef DECO_MODEL_H
+#define DECO_MODEL_H
+
+#include "deco/core.h"
+#include "deco/layers.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct deco_model_config {
+  int dim;
+  int hidden_dim;
+  int n_layers;
+  int n_heads;
+  int n_kv_heads;
+  int head_dim;          /* dim / n_heads */
+  int vocab_size;
+  int seq_len;
+  float rope_theta;
+  float norm_eps;
+  deco_rope_style_t rope_style;
+  int shared_classifier; /* 1: logits use the token embedding table */
+  int builtin_vocab;     /* 1: ids 0-2 special, 3-258 bytes (synthetic tiny) */
+} deco_model_config_t;
+
+typedef struct deco_model deco_model_t;
+
+/* Reads only the 28-byte header of a llama2.c checkpoint and checks it
+ * against the file's size; the message names the file and the field. */
+DECO_API deco_status_t deco_llama2c_read_config(const char *path, deco_model_config_t *config);
+
+/* Loads a llama2.c checkpoint (legacy v0 header of 7 int32, fp32 weights,
+ * negative vocab = separate classifier, legacy RoPE tables skipped) into the
+ * context in dtype. The whole file is validated before anything is used. */
+DECO_API deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype,
+                                               deco_model_t **out);
+
+/* Seeded synthetic model: "tiny", "llama2-7b" or "llama3-8b" (DESIGN.md,
+ * CLI.md). Weights are generated where they live. Refused on the CPU
+ * backend above 2^28 parameters. */
+DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
+                                                   deco_dtype_t dtype, deco_model_t **out);
+/* Shape of a synthetic model without creating it; fails for unknown names. */
+DECO_API deco_status_t deco_synthetic_config(const char *name, deco_model_config_t *config);
+
+DECO_API void deco_model_destroy(deco_model_t *model);
+DECO_API const deco_model_config_t *deco_model_get_config(const deco_model_t *model);
+DECO_API deco_dtype_t deco_model_dtype(const deco_model_t *model);
+DECO_API deco_ctx_t *deco_model_ctx(const deco_model_t *model);
+/* Bytes of weights held in the context's memory. */
+DECO_API size_t deco_model_weight_bytes(const deco_model_t *model);
+
+/* ---- Paged KV cache manager -------------------------------------------- */
+
+typedef struct deco_kv_cache deco_kv_cache_t;
+
+/* Pools of n_pages pages of page_size slots for every layer of the model. */
+DECO_API deco_status_t deco_kv_cache_create(deco_model_t *model, int page_size, int n_pages,
+                                            int max_seqs, deco_kv_cache_t **out);
+DECO_API void deco_kv_cache_destroy(deco_kv_cache_t *cache);
+
+/* Admits a sequence and reserves pages for reserve_slots slots up front
+ * (min(seq_len, steps) + the largest draft tree), so a running sequence
+ * never fails for lack of pages. */
+DECO_API deco_status_t deco_kv_cache_admit(deco_kv_cache_t *cache, int reserve_slots, int *seq);
+DECO_API deco_status_t deco_kv_cache_release(deco_kv_cache_t *cache, int seq);
+/* Committed tokens of a sequence (slots 0..len-1 hold valid K/V). */
+DECO_API int deco_kv_cache_seq_len(const deco_kv_cache_t *cache, int seq);
+/* Slots reserved for a sequence. */
+DECO_API int deco_kv_cache_seq_capacity(const deco_kv_cache_t *cache, int seq);
+DECO_API int deco_kv_cache_free_pages(const deco_kv_cache_t *cache);
+
+/* ---- Forward -------------------------------------------------------------- */
+
+typedef enum deco_logits_mode {
+  DECO_LOGITS_LAST = 0, /* one row per sequence: its last new token */
+  DECO_LOGITS_ALL = 1   /* one row per new token */
+} deco_logits_mode_t;
+
+/* A batch of new tokens for several sequences: sequence seqs[i] gets
+ * n_new[i] tokens at positions len .. len + n_new[i] - 1, appended to its
+ * cache (the sequence length grows by n_new[i]). Arrays are host memory. */
+typedef struct deco_forward_args {
+  int n_seqs;
+  const int *seqs;          /* [n_seqs] handles from deco_kv_cache_admit */
+  const int *n_new;         /* [n_seqs] >= 1 */
+  const int32_t *tokens;    /* [sum n_new] ids, or NULL when embeds is given */
+  const float *embeds;      /* [sum n_new][dim] f32 input embeddings (host) */
+  deco_logits_mode_t logits_mode;
+  float *logits;            /* context memory: [n_seqs or sum n_new][vocab] f32 */
+} deco_forward_args_t;
+
+DECO_API deco_status_t deco_forward(deco_model_t *model, deco_kv_cache_t *cache,
+                                    const deco_forward_args_t *args);
+
+/* ---- Sampling (host, on f32 logits) ---------------------------------------- */
+
+typedef struct deco_sampler_config {
+  float temperature;  /* 0 = greedy: argmax, ties -> lowest id */
+  float top_p;        /* nucleus when temperature > 0; >= 1 disables */
+  uint64_t seed;      /* Philox key */
+} deco_sampler_config_t;
+
+typedef struct deco_sampler deco_sampler_t;
+
+DECO_API deco_status_t deco_sampler_create(int vocab, const deco_sampler_config_t *config,
+                                           deco_sampler_t **out);
+DECO_API void deco_sampler_destroy(deco_sampler_t *sampler);
+/* Draws one token from host logits [vocab]; the uniform comes from Philox
+ * counter (offset, request, 0, 0) so a position's draw is reproducible.
+ * logits are not modified. */
+DECO_API int deco_sampler_sample(deco_sampler_t *sampler, const float *logits, uint32_t offset,
+                                 uint32_t request);
+/* Index of the largest value, ties -> lowest index (NaN never wins). */
+DECO_API int deco_argmax(const float *values, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DECO_MODEL_H */

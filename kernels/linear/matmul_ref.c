@@ -1,0 +1,27 @@
+/* kernels/linear/matmul_ref.c — reference out = a · wᵀ (llama2.c's matmul):
+ * a [m][k], w [n][k], out [m][n]; each output summed sequentially over k in
+ * fp32, so the result does not depend on the thread count (OpenMP splits
+ * outputs, never a sum).
+ */
+#include "common/op_impl.h"
+
+deco_status_t deco_matmul_ref(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  (void)ctx;
+  const float *a = (const float *)p->a;
+  const float *w = (const float *)p->w;
+  float *out = (float *)p->out;
+  const long long total = (long long)p->m * p->n;
+  const int k = p->k;
+#pragma omp parallel for schedule(static) if (total * k > (1 << 16))
+  for (long long idx = 0; idx < total; ++idx) {
+    long long r = idx / p->n;
+    long long c = idx % p->n;
+    const float *x = a + r * k;
+    const float *wr = w + c * k;
+    float val = 0.0f;
+    for (int j = 0; j < k; ++j) val += wr[j] * x[j];
+    if (p->accumulate) out[idx] += val;
+    else out[idx] = val;
+  }
+  return DECO_STATUS_SUCCESS;
+}

@@ -1,0 +1,27 @@
+/* tests/common/neartie.h — the near-tie rule of TESTING.md: a GPU forward may
+ * pick a different argmax than the CPU only where the CPU's top-2 logits are
+ * this close. */
+#ifndef DECO_TESTS_NEARTIE_H
+#define DECO_TESTS_NEARTIE_H
+
+#include "deco/core.h"
+
+/* Top-2 of logits [n] (ties -> lower index first): indices and gap top1 - top2. */
+typedef struct deco_top2 {
+  int first, second;
+  float gap;
+} deco_top2_t;
+deco_top2_t deco_test_top2(const float *logits, int n);
+
+/* Spacing of bf16 values at the magnitude of x (one "bf16 step"). */
+float deco_test_bf16_step(float x);
+
+/* Allowed gap for dtype: DECO_TOL_NEAR_TIE_F32 for f32; for bf16 and f16,
+ * DECO_TOL_NEAR_TIE_BF16_STEPS steps at top's magnitude (f16 uses its own step). */
+float deco_test_near_tie_gap(deco_dtype_t dtype, float top);
+
+/* 1 if a different argmax than cpu_logits' own is excusable: the CPU top-2
+ * gap is within deco_test_near_tie_gap. */
+int deco_test_is_near_tie(const float *cpu_logits, int n, deco_dtype_t dtype);
+
+#endif

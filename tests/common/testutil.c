@@ -1,0 +1,319 @@
+/* tests/common/testutil.c — see testutil.h. */
+#define _GNU_SOURCE
+#include "common/testutil.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+const char *deco_test_data_dir(void) {
+  const char *env = getenv("DECO_DATA_DIR");
+  return (env && *env) ? env : DECO_DATA_DIR_DEFAULT;
+}
+
+const char *deco_test_data_path(const char *rel) {
+  static char bufs[8][PATH_MAX];
+  static int next;
+  char *b = bufs[next++ % 8];
+  snprintf(b, PATH_MAX, "%s/%s", deco_test_data_dir(), rel);
+  return b;
+}
+
+int deco_test_have_data(const char *rel) {
+  const char *path = deco_test_data_path(rel);
+  struct stat st;
+  if (stat(path, &st) == 0) return 1;
+  const char *req = getenv("DECO_REQUIRE_DATA");
+  if (req && strcmp(req, "1") == 0) cr_fail("required data file %s is missing (DECO_DATA_DIR)", path);
+  fprintf(stderr, "skipping: %s not found (set DECO_DATA_DIR to the folder with models/ and fixtures/)\n", path);
+  return 0;
+}
+
+void *deco_test_read_file(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  if (fseek(f, 0, SEEK_END) != 0) {
+    fclose(f);
+    return NULL;
+  }
+  long len = ftell(f);
+  rewind(f);
+  char *buf = malloc((size_t)len + 1);
+  if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) {
+    free(buf);
+    fclose(f);
+    return NULL;
+  }
+  buf[len] = '\0';
+  fclose(f);
+  if (size) *size = (size_t)len;
+  return buf;
+}
+
+int deco_test_write_file(const char *path, const void *data, size_t size) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t w = fwrite(data, 1, size, f);
+  return (fclose(f) == 0 && w == size) ? 0 : -1;
+}
+
+int32_t *deco_test_read_ids(const char *path, int *n) {
+  size_t size;
+  char *text = deco_test_read_file(path, &size);
+  if (!text) return NULL;
+  int cap = 64, count = 0;
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+  char *p = text;
+  while (*p) {
+    while (*p && (*p == ' ' || *p == ',' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    if (!*p) break;
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p) {
+      free(ids);
+      free(text);
+      return NULL;
+    }
+    if (count == cap) {
+      cap *= 2;
+      ids = realloc(ids, sizeof(int32_t) * (size_t)cap);
+    }
+    ids[count++] = (int32_t)v;
+    p = end;
+  }
+  free(text);
+  *n = count;
+  return ids;
+}
+
+const char *deco_test_tmpdir(void) {
+  static char dir[PATH_MAX];
+  if (!dir[0]) {
+    const char *base = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/deco-test-XXXXXX", (base && *base) ? base : "/tmp");
+    if (!mkdtemp(dir)) cr_fail("mkdtemp failed: %s", strerror(errno));
+  }
+  return dir;
+}
+
+size_t deco_test_compare(const char *what, const float *a, const float *r, size_t n, float atol, float rtol) {
+  size_t bad = 0, worst = 0;
+  double max_err = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    double diff = fabs((double)a[i] - (double)r[i]);
+    double tol = (double)atol + (double)rtol * fabs((double)r[i]);
+    if (!(diff <= tol)) {
+      if (bad < 5) fprintf(stderr, "  %s[%zu]: got %.9g expected %.9g (|diff| %.3g > tol %.3g)\n", what, i, a[i], r[i], diff, tol);
+      bad++;
+    }
+    if (!(diff <= max_err)) {
+      max_err = diff;
+      worst = i;
+    }
+  }
+  if (bad)
+    fprintf(stderr, "%s: %zu of %zu elements outside %.1e + %.1e|r| (max |diff| %.3g at %zu)\n", what, bad, n,
+            (double)atol, (double)rtol, max_err, worst);
+  return bad;
+}
+
+size_t deco_test_compare_i32(const char *what, const int32_t *a, const int32_t *r, size_t n) {
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (a[i] != r[i]) {
+      if (bad < 5) fprintf(stderr, "  %s[%zu]: got %d expected %d\n", what, i, a[i], r[i]);
+      bad++;
+    }
+  }
+  if (bad) fprintf(stderr, "%s: %zu of %zu integers differ\n", what, bad, n);
+  return bad;
+}
+
+void deco_test_fill_uniform(float *x, size_t n, uint64_t seed, uint32_t stream, float lo, float hi) {
+  for (size_t i = 0; i < n; ++i) {
+    deco_philox_u32x4_t r = deco_philox4x32_10((uint32_t)i, (uint32_t)((uint64_t)i >> 32), stream, 0x7e57u,
+                                               (uint32_t)seed, (uint32_t)(seed >> 32));
+    x[i] = lo + (hi - lo) * deco_philox_to_unit(r.v[0]);
+  }
+}
+
+void deco_test_round_to(float *x, size_t n, deco_dtype_t dtype) {
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == DECO_DTYPE_BF16) x[i] = deco_bf16_to_f32(deco_f32_to_bf16(x[i]));
+    else if (dtype == DECO_DTYPE_F16) x[i] = deco_f16_to_f32(deco_f32_to_f16(x[i]));
+  }
+}
+
+void deco_test_pack(void *dst, const float *src, size_t n, deco_dtype_t dtype) {
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == DECO_DTYPE_F32) ((float *)dst)[i] = src[i];
+    else if (dtype == DECO_DTYPE_BF16) ((uint16_t *)dst)[i] = deco_f32_to_bf16(src[i]);
+    else ((uint16_t *)dst)[i] = deco_f32_to_f16(src[i]);
+  }
+}
+
+void deco_test_unpack(float *dst, const void *src, size_t n, deco_dtype_t dtype) {
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == DECO_DTYPE_F32) dst[i] = ((const float *)src)[i];
+    else if (dtype == DECO_DTYPE_BF16) dst[i] = deco_bf16_to_f32(((const uint16_t *)src)[i]);
+    else dst[i] = deco_f16_to_f32(((const uint16_t *)src)[i]);
+  }
+}
+
+#define DECO_TEST_GUARD_BYTES 256
+static const unsigned char guard_pattern[4] = {0xde, 0xc0, 0x5a, 0xfe};
+
+deco_test_buf_t deco_test_buf_alloc(deco_ctx_t *ctx, size_t bytes) {
+  deco_test_buf_t b = {ctx, NULL, bytes};
+  deco_status_t st = deco_malloc(ctx, &b.ptr, bytes + DECO_TEST_GUARD_BYTES);
+  cr_assert_eq(st, DECO_STATUS_SUCCESS, "deco_malloc(%zu): %s", bytes, deco_last_error(ctx));
+  deco_test_buf_poison(&b);
+  return b;
+}
+
+void deco_test_buf_free(deco_test_buf_t *b) {
+  deco_free(b->ctx, b->ptr);
+  b->ptr = NULL;
+}
+
+void deco_test_buf_upload(deco_test_buf_t *b, const void *host, size_t bytes) {
+  cr_assert_leq(bytes, b->bytes);
+  deco_status_t st = deco_memcpy(b->ctx, b->ptr, host, bytes, DECO_COPY_HOST_TO_CTX);
+  cr_assert_eq(st, DECO_STATUS_SUCCESS, "upload: %s", deco_last_error(b->ctx));
+}
+
+void deco_test_buf_download(const deco_test_buf_t *b, void *host, size_t bytes) {
+  cr_assert_leq(bytes, b->bytes);
+  deco_status_t st = deco_memcpy(b->ctx, host, b->ptr, bytes, DECO_COPY_CTX_TO_HOST);
+  cr_assert_eq(st, DECO_STATUS_SUCCESS, "download: %s", deco_last_error(b->ctx));
+}
+
+void deco_test_buf_poison(deco_test_buf_t *b) {
+  unsigned char guard[DECO_TEST_GUARD_BYTES];
+  for (int i = 0; i < DECO_TEST_GUARD_BYTES; ++i) guard[i] = guard_pattern[i % 4];
+  cr_assert_eq(deco_memset(b->ctx, b->ptr, 0xFF, b->bytes), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memcpy(b->ctx, (char *)b->ptr + b->bytes, guard, sizeof guard, DECO_COPY_HOST_TO_CTX),
+               DECO_STATUS_SUCCESS);
+}
+
+int deco_test_buf_guard_ok(const deco_test_buf_t *b) {
+  unsigned char guard[DECO_TEST_GUARD_BYTES];
+  cr_assert_eq(deco_memcpy(b->ctx, guard, (char *)b->ptr + b->bytes, sizeof guard, DECO_COPY_CTX_TO_HOST),
+               DECO_STATUS_SUCCESS);
+  for (int i = 0; i < DECO_TEST_GUARD_BYTES; ++i)
+    if (guard[i] != guard_pattern[i % 4]) {
+      fprintf(stderr, "guard word overwritten %d bytes past the end of a %zu-byte buffer\n", i, b->bytes);
+      return 0;
+    }
+  return 1;
+}
+
+static const char *cli_path(void) {
+  static char path[PATH_MAX];
+  const char *env = getenv("DECO_CLI");
+  if (env && *env) return env;
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "deco";
+  self[n] = '\0';
+  snprintf(path, sizeof path, "%s/deco", dirname(self));
+  return path;
+}
+
+static char *slurp_fd(int fd) {
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  lseek(fd, 0, SEEK_SET);
+  for (;;) {
+    if (len + 1 >= cap) buf = realloc(buf, cap *= 2);
+    ssize_t r = read(fd, buf + len, cap - len - 1);
+    if (r <= 0) break;
+    len += (size_t)r;
+  }
+  buf[len] = '\0';
+  return buf;
+}
+
+int deco_test_run_cli(const char *const *argv, deco_test_run_t *r) {
+  memset(r, 0, sizeof *r);
+  char out_path[PATH_MAX], err_path[PATH_MAX];
+  snprintf(out_path, sizeof out_path, "%s/cli-out-XXXXXX", deco_test_tmpdir());
+  snprintf(err_path, sizeof err_path, "%s/cli-err-XXXXXX", deco_test_tmpdir());
+  int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
+  if (out_fd < 0 || err_fd < 0) return -1;
+  int argc = 0;
+  while (argv[argc]) argc++;
+  const char **full = calloc((size_t)argc + 2, sizeof *full);
+  full[0] = cli_path();
+  for (int i = 0; i < argc; ++i) full[i + 1] = argv[i];
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  pid_t pid;
+  int rc = posix_spawn(&pid, full[0], &fa, NULL, (char *const *)full, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  free(full);
+  if (rc != 0) {
+    close(out_fd);
+    close(err_fd);
+    return -1;
+  }
+  int wstatus = 0;
+  waitpid(pid, &wstatus, 0);
+  r->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  r->out = slurp_fd(out_fd);
+  r->err = slurp_fd(err_fd);
+  close(out_fd);
+  close(err_fd);
+  unlink(out_path);
+  unlink(err_path);
+  return 0;
+}
+
+void deco_test_run_free(deco_test_run_t *r) {
+  free(r->out);
+  free(r->err);
+  r->out = r->err = NULL;
+}
+
+const char *deco_test_last_line(const char *text) {
+  static char line[4096];
+  size_t len = strlen(text);
+  while (len > 0 && text[len - 1] == '\n') len--;
+  size_t start = len;
+  while (start > 0 && text[start - 1] != '\n') start--;
+  size_t n = len - start < sizeof line - 1 ? len - start : sizeof line - 1;
+  memcpy(line, text + start, n);
+  line[n] = '\0';
+  return line;
+}
+
+deco_ctx_t *deco_test_cpu_ctx(void) {
+  deco_ctx_config_t cfg = {DECO_BACKEND_CPU, 0, NULL};
+  deco_ctx_t *ctx = NULL;
+  cr_assert_eq(deco_ctx_create(&cfg, &ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  return ctx;
+}
+
+deco_ctx_t *deco_test_cuda_ctx(void) {
+  if (deco_cuda_device_count() == 0) return NULL;
+  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_t *ctx = NULL;
+  cr_assert_eq(deco_ctx_create(&cfg, &ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  return ctx;
+}

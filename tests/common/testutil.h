@@ -1,0 +1,78 @@
+/* tests/common/testutil.h — helpers shared by the test suites: the data
+ * folder, fixture readers, comparisons with reports, guarded buffers in a
+ * context's memory, deterministic random inputs, and running the CLI.
+ */
+#ifndef DECO_TESTS_TESTUTIL_H
+#define DECO_TESTS_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deco/deco.h"
+
+/* Data folder: $DECO_DATA_DIR, else the configured default. */
+const char *deco_test_data_dir(void);
+/* data_dir/rel in a static rotating buffer (valid for 8 calls). */
+const char *deco_test_data_path(const char *rel);
+/* 1 if the file exists. When it does not: returns 0 after printing why, or,
+ * when DECO_REQUIRE_DATA=1 (the GPU script), fails the current test. */
+int deco_test_have_data(const char *rel);
+
+/* Reads a file of decimal ids separated by spaces, commas or newlines.
+ * Returns a malloc'd array and its length in *n, NULL on error. */
+int32_t *deco_test_read_ids(const char *path, int *n);
+/* Reads a whole file; malloc'd, size in *size; NULL on error. */
+void *deco_test_read_file(const char *path, size_t *size);
+/* Writes a file (for bad-input tests); 0 on success. */
+int deco_test_write_file(const char *path, const void *data, size_t size);
+/* A fresh temporary directory (mkdtemp) for this process. */
+const char *deco_test_tmpdir(void);
+
+/* Element-wise |a - r| <= atol + rtol * |r|, NaN-safe. Prints the max error
+ * and up to 5 first mismatches with what; returns the number of failures. */
+size_t deco_test_compare(const char *what, const float *a, const float *r, size_t n, float atol, float rtol);
+/* Exact integer comparison with the same reporting. */
+size_t deco_test_compare_i32(const char *what, const int32_t *a, const int32_t *r, size_t n);
+
+/* Deterministic test inputs: uniform in [lo, hi) from Philox(seed, stream). */
+void deco_test_fill_uniform(float *x, size_t n, uint64_t seed, uint32_t stream, float lo, float hi);
+/* Rounds every element through dtype (f16/bf16) in place; f32 is unchanged. */
+void deco_test_round_to(float *x, size_t n, deco_dtype_t dtype);
+/* Converts f32 host values to dtype host storage (elements of deco_dtype_size). */
+void deco_test_pack(void *dst, const float *src, size_t n, deco_dtype_t dtype);
+void deco_test_unpack(float *dst, const void *src, size_t n, deco_dtype_t dtype);
+
+/* A buffer in ctx memory followed by guard words. deco_test_buf_poison fills
+ * the payload with 0xFF bytes (NaN in every float dtype) and the guard with a
+ * pattern; deco_test_buf_guard_ok checks the guard is intact. */
+typedef struct deco_test_buf {
+  deco_ctx_t *ctx;
+  void *ptr;
+  size_t bytes;
+} deco_test_buf_t;
+deco_test_buf_t deco_test_buf_alloc(deco_ctx_t *ctx, size_t bytes);
+void deco_test_buf_free(deco_test_buf_t *b);
+void deco_test_buf_upload(deco_test_buf_t *b, const void *host, size_t bytes);
+void deco_test_buf_download(const deco_test_buf_t *b, void *host, size_t bytes);
+void deco_test_buf_poison(deco_test_buf_t *b);
+int deco_test_buf_guard_ok(const deco_test_buf_t *b);
+
+/* Runs the deco CLI ($DECO_CLI, else "deco" beside this test binary) with
+ * argv (NULL-terminated, without the program name). Captures stdout and
+ * stderr (malloc'd, NUL-terminated) and the exit status (128 + signal if
+ * killed). Returns 0 if the program could be run. */
+typedef struct deco_test_run {
+  char *out;
+  char *err;
+  int status;
+} deco_test_run_t;
+int deco_test_run_cli(const char *const *argv, deco_test_run_t *r);
+void deco_test_run_free(deco_test_run_t *r);
+/* Last line of a text (without its newline) in a static buffer. */
+const char *deco_test_last_line(const char *text);
+
+/* Contexts for tests; the CUDA one returns NULL if no device. */
+deco_ctx_t *deco_test_cpu_ctx(void);
+deco_ctx_t *deco_test_cuda_ctx(void);
+
+#endif

@@ -1,0 +1,47 @@
+# ctest script: install the build tree to a temporary prefix, then configure,
+# build and run tests/consumer against it, by CMake package and by pkg-config.
+file(REMOVE_RECURSE ${DECO_WORK_DIR})
+set(prefix ${DECO_WORK_DIR}/prefix)
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${DECO_BUILD_DIR} --prefix ${prefix}
+                RESULT_VARIABLE rc OUTPUT_QUIET)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "cmake --install failed: ${rc}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${DECO_CONSUMER_SRC} -B ${DECO_WORK_DIR}/build
+                        -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "configuring the consumer failed: ${rc}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${DECO_WORK_DIR}/build RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "building the consumer failed: ${rc}")
+endif()
+foreach(exe consumer consumer_static)
+  execute_process(COMMAND ${DECO_WORK_DIR}/build/${exe} RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${exe} failed: ${rc}")
+  endif()
+  message(STATUS "${exe}: ${out}")
+endforeach()
+# pkg-config: compile and link the same program with the flags it gives.
+find_program(PKG_CONFIG pkg-config)
+if(PKG_CONFIG)
+  file(GLOB pcdir ${prefix}/lib*/pkgconfig)
+  set(ENV{PKG_CONFIG_PATH} "${pcdir}")
+  execute_process(COMMAND ${PKG_CONFIG} --cflags --libs deco OUTPUT_VARIABLE flags RESULT_VARIABLE rc
+                  OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config deco failed")
+  endif()
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  execute_process(COMMAND cc ${DECO_CONSUMER_SRC}/main.c ${flags} -Wl,-rpath,${pcdir}/.. -o ${DECO_WORK_DIR}/pc_consumer
+                  RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "building with pkg-config flags failed")
+  endif()
+  execute_process(COMMAND ${DECO_WORK_DIR}/pc_consumer RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config consumer failed: ${rc}")
+  endif()
+endif()
