@@ -26,7 +26,7 @@ Test(kv_cache, admit_reserves_pages_and_release_returns_them) {
   cr_assert_eq(deco_kv_cache_admit(kc, 33, &a), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_kv_cache_free_pages(kc), 7);
   cr_assert_eq(deco_kv_cache_seq_capacity(kc, a), 48);
-  cr_assert_eq(deco_kv_cache_admit(kc, 100, &b), DECO_STATUS_CAPACITY, "7 pages cannot hold 100 slots");
+  cr_assert_eq(deco_kv_cache_admit(kc, 113, &b), DECO_STATUS_CAPACITY, "7 pages cannot hold 113 slots");
   cr_assert_eq(deco_kv_cache_admit(kc, 112, &b), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_kv_cache_free_pages(kc), 0);
   cr_assert_eq(deco_kv_cache_admit(kc, 1, &c), DECO_STATUS_CAPACITY);

@@ -162,7 +162,7 @@ Test(ops_ref, paged_append_and_causal_attention) {
   /* Two sequences: a prefill of 5 tokens after 0 cached, and a decode of 1
    * after 12 cached; page size 3, pages handed out shuffled. */
   const int H = 4, KH = 2, hd = 8, ps = 3, n_pages = 12, maxp = 6;
-  const int n_new[2] = {5, 1}, len[2] = {5, 13};
+  const int len[2] = {5, 13};
   int32_t table[2 * 6] = {7, 2, -1, -1, -1, -1, 0, 11, 4, 9, 5, -1};
   int32_t indptr[3] = {0, 5, 6}, kv_lens[2] = {5, 13};
   size_t row = (size_t)KH * hd, pool = (size_t)n_pages * ps * row;

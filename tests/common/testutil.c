@@ -249,7 +249,7 @@ static char *slurp_fd(int fd) {
 
 int deco_test_run_cli(const char *const *argv, deco_test_run_t *r) {
   memset(r, 0, sizeof *r);
-  char out_path[PATH_MAX], err_path[PATH_MAX];
+  char out_path[PATH_MAX + 32], err_path[PATH_MAX + 32];
   snprintf(out_path, sizeof out_path, "%s/cli-out-XXXXXX", deco_test_tmpdir());
   snprintf(err_path, sizeof err_path, "%s/cli-err-XXXXXX", deco_test_tmpdir());
   int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
