@@ -78,6 +78,26 @@ static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P) {
   return DECO_STATUS_SUCCESS;
 }
 
+deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
+  deco_ctx_t *ctx = m->ctx;
+  if (deco_ctx_workspace_bytes(ctx) >= bytes) return DECO_STATUS_SUCCESS;
+  if (m->workspace_bytes < bytes) {
+    size_t grown = bytes + bytes / 4;
+    DECO_TRY(grow(ctx, &m->workspace, grown));
+    m->workspace_bytes = grown;
+  }
+  return deco_ctx_set_workspace(ctx, m->workspace, m->workspace_bytes);
+}
+
+void deco_forward_last_batch(const deco_model_t *m, const int32_t **prefix_lens, const int32_t **block_table,
+                             int *max_pages) {
+  const deco_forward_scratch_t *sc = &m->scratch;
+  meta_layout_t l = meta_layout(sc->max_tokens, sc->max_seqs, sc->max_pages);
+  *prefix_lens = sc->meta + l.prefix;
+  *block_table = sc->meta + l.block_table;
+  *max_pages = sc->last_pages;
+}
+
 static deco_status_t all_reduce(deco_model_t *m, void *buf, int T) {
   if (m->allreduce == NULL) return DECO_STATUS_SUCCESS;
   return m->allreduce(m->allreduce_user, buf, (size_t)T * m->cfg.dim, m->dtype);
@@ -207,6 +227,21 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   }
   deco_ragged_batch_t batch = {S, T, d_indptr, d_kv_lens};
   deco_tree_batch_t tree = {S, T, d_indptr, d_parents};
+  sc->last_pages = P;
+  /* Every layer's attention has the same shape: size its scratch once. */
+  const float scale = 1.0f / sqrtf((float)hd);
+  {
+    deco_paged_kv_t view = deco_kv_cache_layer_view(kc, 0, d_table, P);
+    size_t ws;
+    if (a->parents) {
+      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, sc->q, sc->att};
+      ws = deco_tree_attention_workspace_size(ctx, &ta);
+    } else {
+      deco_attention_args_t at = {view, batch, c->n_heads, scale, sc->q, sc->att};
+      ws = deco_attention_workspace_size(ctx, &at);
+    }
+    DECO_TRY(deco_model_ensure_workspace(m, ws));
+  }
 
   for (int layer = 0; layer < c->n_layers; ++layer) {
     const size_t lo = (size_t)layer;
@@ -225,10 +260,10 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
     deco_kv_append_args_t app = {view, batch, sc->k, sc->v};
     DECO_TRY(deco_kv_append(ctx, &app));
     if (a->parents) {
-      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, 1.0f / sqrtf((float)hd), sc->q, sc->att};
+      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, sc->q, sc->att};
       DECO_TRY(deco_tree_attention(ctx, &ta));
     } else {
-      deco_attention_args_t at = {view, batch, c->n_heads, 1.0f / sqrtf((float)hd), sc->q, sc->att};
+      deco_attention_args_t at = {view, batch, c->n_heads, scale, sc->q, sc->att};
       DECO_TRY(deco_attention(ctx, &at));
     }
     DECO_TRY(matmul(m, sc->att, (char *)m->w.wo + lo * dim * qd * es, sc->proj, T, dim, qd, m->dtype));

@@ -203,6 +203,7 @@ void deco_model_destroy(deco_model_t *m) {
   void *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->proj, s->h1, s->h3, s->meta};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) deco_free(m->ctx, bufs[i]);
   free(s->meta_host);
+  deco_free(m->ctx, m->workspace);
   deco_free(m->ctx, m->arena);
   free(m);
 }

@@ -29,7 +29,8 @@ typedef struct deco_weights {
 typedef struct deco_forward_scratch {
   int max_tokens;
   int max_seqs;
-  int max_pages;     /* block-table row length */
+  int max_pages;     /* block-table row length of the meta block */
+  int last_pages;    /* row length the last forward used */
   float *x;          /* [T][dim] f32 residual stream */
   void *xb;          /* [T][dim] normalised input of a sublayer */
   void *q;           /* [T][n_heads*head_dim] */
@@ -59,6 +60,8 @@ struct deco_model {
   deco_forward_scratch_t scratch;
   deco_allreduce_fn allreduce;
   void *allreduce_user;
+  void *workspace; /* scratch for ops that need it, lent to the context */
+  size_t workspace_bytes;
 };
 
 struct deco_kv_cache {
@@ -81,6 +84,15 @@ struct deco_kv_cache {
 /* One layer's paged view of the cache, block table rows supplied by the caller. */
 deco_paged_kv_t deco_kv_cache_layer_view(const deco_kv_cache_t *cache, int layer, const int32_t *block_table,
                                          int max_pages);
+
+/* Makes the context's workspace at least bytes, growing the model's own
+ * scratch and lending it to the context when the current one is smaller. */
+deco_status_t deco_model_ensure_workspace(deco_model_t *model, size_t bytes);
+
+/* Device views of the last forward's batch: prefix lengths [n_seqs] and
+ * block-table rows [n_seqs][*max_pages], valid until the next forward. */
+void deco_forward_last_batch(const deco_model_t *model, const int32_t **prefix_lens, const int32_t **block_table,
+                             int *max_pages);
 
 /* Parameter count of a configuration (weights only). */
 size_t deco_config_param_count(const deco_model_config_t *cfg);
