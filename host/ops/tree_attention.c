@@ -1,0 +1,61 @@
+/* host/ops/tree_attention.c — public entry points of tree attention:
+ * validation of the host-side values (device arrays — tree_indptr, parent,
+ * prefix_lens, the block table — are checked by the kernels, which skip or
+ * poison what is out of range), the workspace size, the path name, and
+ * dispatch to the reference or the CUDA kernels.
+ */
+#include <math.h>
+
+#include "ops/dispatch.h"
+
+static deco_status_t check_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *a, const char *op) {
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_paged_kv(ctx, &a->cache, op));
+  DECO_CHECK_RANGE(ctx, a->cache.head_dim, 8, 256, op);
+  DECO_CHECK_RANGE(ctx, a->n_heads, 1, 4096, op);
+  if (a->n_heads % a->cache.n_kv_heads)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_heads = %d is not a multiple of n_kv_heads = %d", op,
+                     a->n_heads, a->cache.n_kv_heads);
+  if (!isfinite(a->scale) || a->scale <= 0.0f)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: scale = %g must be finite and > 0", op, (double)a->scale);
+  const deco_tree_batch_t *t = &a->tree;
+  DECO_CHECK_RANGE(ctx, t->n_trees, 1, 1 << 20, op);
+  DECO_CHECK_RANGE(ctx, t->n_nodes, 0, DECO_MAX_TOKENS, op);
+  if ((long long)t->n_nodes > (long long)DECO_TREE_MAX_NODES * t->n_trees)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: tree.n_nodes = %d exceeds %d trees of at most %d nodes", op, t->n_nodes, t->n_trees,
+                     DECO_TREE_MAX_NODES);
+  DECO_CHECK_PTR(ctx, t->tree_indptr, op);
+  DECO_CHECK_PTR(ctx, t->parent, op);
+  DECO_CHECK_PTR(ctx, a->prefix_lens, op);
+  DECO_CHECK_PTR(ctx, a->q, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
+#ifdef DECO_HAVE_CUDA
+  if (check_tree_attention(ctx, a, "deco_tree_attention_workspace_size") != DECO_STATUS_SUCCESS) return 0;
+  if (a->tree.n_nodes == 0) return 0;
+  return deco_tree_attention_workspace_size_cuda(ctx, a);
+#else
+  return 0;
+#endif
+}
+
+const char *deco_tree_attention_path(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  if (check_tree_attention(ctx, a, "deco_tree_attention_path") != DECO_STATUS_SUCCESS) return "invalid";
+  if (a->tree.n_nodes == 0) return "none";
+#ifdef DECO_HAVE_CUDA
+  if (ctx->backend == DECO_BACKEND_CUDA) return deco_tree_attention_path_cuda(ctx, a);
+#endif
+  return "ref";
+}
+
+deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  static const char op[] = "deco_tree_attention";
+  DECO_TRY(check_tree_attention(ctx, a, op));
+  if (a->tree.n_nodes == 0) return DECO_STATUS_SUCCESS;
+  return DECO_DISPATCH(ctx, tree_attention, a);
+}

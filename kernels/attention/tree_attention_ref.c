@@ -1,0 +1,119 @@
+/* kernels/attention/tree_attention_ref.c — reference tree attention (the
+ * verification step of SpecInfer-style tree speculative decoding): node i of
+ * tree b attends to the prefix slots 0..L_b-1 and to the slots L_b + j of its
+ * ancestors j and itself, found by walking the parent array. llama2.c's
+ * order: scores, max, exp, sum, divide, weighted sum of V; fp32.
+ * q, out [n_nodes][n_heads][head_dim]; pools [n_pages][page_size][n_kv][head_dim].
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "common/op_impl.h"
+#include "common/paged.h"
+#include "core/internal.h"
+
+static const char op[] = "deco_tree_attention";
+
+/* Checks tree b's slice of the device-side description (here host memory). */
+static deco_status_t check_tree(deco_ctx_t *ctx, const deco_tree_attention_args_t *a, int b, long long kv_capacity) {
+  const deco_tree_batch_t *t = &a->tree;
+  int t0 = t->tree_indptr[b], t1 = t->tree_indptr[b + 1];
+  if (t0 < 0 || t1 < t0 || t1 - t0 > DECO_TREE_MAX_NODES || t1 > t->n_nodes)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: tree %d spans nodes [%d, %d): more than %d nodes, decreasing, or past the capacity %d", op, b,
+                     t0, t1, DECO_TREE_MAX_NODES, t->n_nodes);
+  int n = t1 - t0;
+  if (n > 0) {
+    const int32_t *par = t->parent + t0;
+    if (par[0] != -1)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: root has parent %d, expected -1", op, b,
+                       (int)par[0]);
+    for (int i = 1; i < n; ++i)
+      if (par[i] < 0 || par[i] >= i)
+        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: node %d has parent %d, expected [0, %d)", op,
+                         b, i, (int)par[i], i);
+  }
+  long long L = a->prefix_lens[b];
+  if (L < 0 || L + n > kv_capacity)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: tree %d: prefix length %lld + %d nodes outside [0, %lld] (block table capacity)", op, b, L, n,
+                     kv_capacity);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* 1 if node j is node i or one of its ancestors. */
+static int is_ancestor(const int32_t *parent, int j, int i) {
+  while (i > j) i = parent[i];
+  return i == j;
+}
+
+deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  const deco_paged_kv_t *c = &a->cache;
+  const deco_tree_batch_t *t = &a->tree;
+  const int hd = c->head_dim, group = a->n_heads / c->n_kv_heads;
+  const size_t kv_row = (size_t)c->n_kv_heads * hd;
+  /* Slots addressable through a block-table row, kept in int range. */
+  long long kv_capacity = (long long)c->max_pages_per_seq * c->page_size;
+  if (kv_capacity > INT32_MAX) kv_capacity = INT32_MAX;
+  int max_keys = 1;
+  for (int b = 0; b < t->n_trees; ++b) {
+    DECO_TRY(check_tree(ctx, a, b, kv_capacity));
+    int keys = a->prefix_lens[b] + t->tree_indptr[b + 1] - t->tree_indptr[b];
+    if (keys > max_keys) max_keys = keys;
+  }
+  float *att = malloc(sizeof(float) * (size_t)max_keys);
+  long long *rows = malloc(sizeof(long long) * (size_t)max_keys); /* pool row of each attended slot */
+  if (!att || !rows) {
+    free(att);
+    free(rows);
+    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: scratch of %d scores", op, max_keys);
+  }
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  for (int b = 0; b < t->n_trees && st == DECO_STATUS_SUCCESS; ++b) {
+    const int t0 = t->tree_indptr[b], n = t->tree_indptr[b + 1] - t0, L = a->prefix_lens[b];
+    const int32_t *parent = t->parent + t0;
+    const int32_t *bt = c->block_table + (size_t)b * c->max_pages_per_seq;
+    for (int i = 0; i < n && st == DECO_STATUS_SUCCESS; ++i) {
+      /* The slots node i attends to, in increasing order. */
+      int n_keys = 0;
+      for (int p = 0; p < L + n; ++p) {
+        if (p >= L && !is_ancestor(parent, p - L, i)) continue;
+        long long r = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, p);
+        if (r < 0) {
+          st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d slot %d has no page in the block table", op,
+                         b, p);
+          break;
+        }
+        rows[n_keys++] = r;
+      }
+      for (int h = 0; h < a->n_heads && st == DECO_STATUS_SUCCESS; ++h) {
+        const float *q = (const float *)a->q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+        float *o = (float *)a->out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+        const size_t kvh = (size_t)(h / group) * hd;
+        float max = -INFINITY;
+        for (int k = 0; k < n_keys; ++k) {
+          const float *kr = (const float *)c->k_pages + (size_t)rows[k] * kv_row + kvh;
+          float score = 0.0f;
+          for (int d = 0; d < hd; ++d) score += q[d] * kr[d];
+          score *= a->scale;
+          att[k] = score;
+          if (score > max) max = score;
+        }
+        float sum = 0.0f;
+        for (int k = 0; k < n_keys; ++k) {
+          att[k] = expf(att[k] - max);
+          sum += att[k];
+        }
+        for (int k = 0; k < n_keys; ++k) att[k] /= sum;
+        for (int d = 0; d < hd; ++d) o[d] = 0.0f;
+        for (int k = 0; k < n_keys; ++k) {
+          const float *vr = (const float *)c->v_pages + (size_t)rows[k] * kv_row + kvh;
+          for (int d = 0; d < hd; ++d) o[d] += att[k] * vr[d];
+        }
+      }
+    }
+  }
+  free(att);
+  free(rows);
+  return st;
+}
