@@ -1,10 +1,9 @@
-/* host/model/tokenizer.c — llama2.c's tokenizer.bin (Karpathy's llama2.c,
- * run.c's build_tokenizer / encode / decode / safe_printf): every record is
- * validated on load; encode reproduces run.c token for token (BOS, the
- * dummy-prefix " ", code points with byte fallback id = byte + 3, then
- * repeated best-score pair merges); decode returns what run.c would print.
- * File: int32 max_token_length, then vocab_size records (f32 score,
- * int32 length, length bytes), little-endian.
+/* host/model/tokenizer.c — llama2.c's tokenizer.bin, validated record by
+ * record on load. Encode reproduces run.c's encode() token for token (BOS,
+ * dummy-prefix " ", code points with byte fallback id = byte + 3, repeated
+ * best-score pair merges); decode returns what its decode() + safe_printf()
+ * print. File: int32 max_token_length, then vocab_size records of (f32
+ * score, int32 length, length bytes), little-endian.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
