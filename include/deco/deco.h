@@ -12,5 +12,6 @@
 #include "deco/model.h"
 #include "deco/tokenizer.h"
 #include "deco/tree.h"
+#include "deco/spec.h"
 
 #endif /* DECO_DECO_H */

@@ -43,6 +43,9 @@ DECO_API deco_status_t deco_llama2c_read_config(const char *path, deco_model_con
 DECO_API deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype,
                                                deco_model_t **out);
 
+/* The seed of the synthetic models the CLI, tests and benches share. */
+#define DECO_SYNTHETIC_SEED 0x5EEDu
+
 /* Seeded synthetic model: "tiny", "llama2-7b" or "llama3-8b" (DESIGN.md,
  * CLI.md). Weights are generated where they live. Refused on the CPU
  * backend above 2^28 parameters. */
@@ -85,21 +88,33 @@ typedef enum deco_logits_mode {
   DECO_LOGITS_ALL = 1   /* one row per new token */
 } deco_logits_mode_t;
 
-/* A batch of new tokens for several sequences: sequence seqs[i] gets
- * n_new[i] tokens at positions len .. len + n_new[i] - 1, appended to its
- * cache (the sequence length grows by n_new[i]). Arrays are host memory. */
+/* A batch of new tokens for several sequences (arrays in host memory).
+ * Causal (parents == NULL): sequence seqs[i] gets n_new[i] tokens at
+ * positions len .. len + n_new[i] - 1, appended to its cache; its length
+ * grows by n_new[i].
+ * Tree (parents != NULL): the n_new[i] tokens of sequence i are the nodes of
+ * a draft tree (parents[] holds local parent indices, -1 at the root, see
+ * deco/tree.h); node j's K/V goes to slot len + j and its position is
+ * len + depth(j); each node attends to the committed prefix, its ancestors
+ * and itself. The length does not change: acceptance, compaction and
+ * deco_kv_cache_commit decide what stays. */
 typedef struct deco_forward_args {
   int n_seqs;
   const int *seqs;          /* [n_seqs] handles from deco_kv_cache_admit */
-  const int *n_new;         /* [n_seqs] >= 1 */
+  const int *n_new;         /* [n_seqs] >= 1 (<= 256 in tree mode) */
   const int32_t *tokens;    /* [sum n_new] ids, or NULL when embeds is given */
   const float *embeds;      /* [sum n_new][dim] f32 input embeddings (host) */
+  const int32_t *parents;   /* [sum n_new] tree mode, or NULL for causal */
   deco_logits_mode_t logits_mode;
   float *logits;            /* context memory: [n_seqs or sum n_new][vocab] f32 */
 } deco_forward_args_t;
 
 DECO_API deco_status_t deco_forward(deco_model_t *model, deco_kv_cache_t *cache,
                                     const deco_forward_args_t *args);
+
+/* Marks n more slots of a sequence as committed (after a tree forward and
+ * compaction of the accepted path). */
+DECO_API deco_status_t deco_kv_cache_commit(deco_kv_cache_t *cache, int seq, int n);
 
 /* ---- Sampling (host, on f32 logits) ---------------------------------------- */
 

@@ -12,7 +12,9 @@ deco_status_t deco_matmul_ref(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
   float *out = (float *)p->out;
   const long long total = (long long)p->m * p->n;
   const int k = p->k;
-#pragma omp parallel for schedule(static) if (total * k > (1 << 16))
+  /* Threads only pay for themselves on large products (spin-waiting
+   * workers cost more than a small matmul on a busy machine). */
+#pragma omp parallel for schedule(static) if (total * k > (1LL << 24))
   for (long long idx = 0; idx < total; ++idx) {
     long long r = idx / p->n;
     long long c = idx % p->n;

@@ -37,7 +37,7 @@ int deco_test_have_data(const char *rel) {
   struct stat st;
   if (stat(path, &st) == 0) return 1;
   const char *req = getenv("DECO_REQUIRE_DATA");
-  if (req && strcmp(req, "1") == 0) cr_fail("required data file %s is missing (DECO_DATA_DIR)", path);
+  if (req && strcmp(req, "1") == 0) cr_assert_fail("required data file %s is missing (DECO_DATA_DIR)", path);
   fprintf(stderr, "skipping: %s not found (set DECO_DATA_DIR to the folder with models/ and fixtures/)\n", path);
   return 0;
 }
@@ -104,7 +104,7 @@ const char *deco_test_tmpdir(void) {
   if (!dir[0]) {
     const char *base = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/deco-test-XXXXXX", (base && *base) ? base : "/tmp");
-    if (!mkdtemp(dir)) cr_fail("mkdtemp failed: %s", strerror(errno));
+    if (!mkdtemp(dir)) cr_assert_fail("mkdtemp failed: %s", strerror(errno));
   }
   return dir;
 }
@@ -249,7 +249,7 @@ static char *slurp_fd(int fd) {
 
 int deco_test_run_cli(const char *const *argv, deco_test_run_t *r) {
   memset(r, 0, sizeof *r);
-  char out_path[PATH_MAX], err_path[PATH_MAX];
+  char out_path[PATH_MAX + 32], err_path[PATH_MAX + 32];
   snprintf(out_path, sizeof out_path, "%s/cli-out-XXXXXX", deco_test_tmpdir());
   snprintf(err_path, sizeof err_path, "%s/cli-err-XXXXXX", deco_test_tmpdir());
   int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);

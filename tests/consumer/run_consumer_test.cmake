@@ -29,7 +29,7 @@ find_program(PKG_CONFIG pkg-config)
 if(PKG_CONFIG)
   file(GLOB pcdir ${prefix}/lib*/pkgconfig)
   set(ENV{PKG_CONFIG_PATH} "${pcdir}")
-  execute_process(COMMAND ${PKG_CONFIG} --cflags --libs deco OUTPUT_VARIABLE flags RESULT_VARIABLE rc
+  execute_process(COMMAND ${PKG_CONFIG} --define-prefix --cflags --libs deco OUTPUT_VARIABLE flags RESULT_VARIABLE rc
                   OUTPUT_STRIP_TRAILING_WHITESPACE)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "pkg-config deco failed")

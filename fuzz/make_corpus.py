@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets: tiny valid inputs, made here
+(no real model). Usage: make_corpus.py OUT_DIR -> OUT_DIR/fuzz_checkpoint/,
+OUT_DIR/fuzz_tokenizer/."""
+import os
+import struct
+import sys
+
+
+def checkpoint(dim, hidden, layers, heads, kv_heads, vocab, seq_len, seed):
+    """A llama2.c checkpoint (negative vocab = separate classifier) whose
+    weights are small deterministic values."""
+    hd = dim // heads
+    v = abs(vocab)
+    counts = [v * dim, layers * dim, layers * dim * heads * hd, layers * dim * kv_heads * hd,
+              layers * dim * kv_heads * hd, layers * heads * hd * dim, layers * dim,
+              layers * dim * hidden, layers * hidden * dim, layers * dim * hidden, dim,
+              seq_len * hd // 2, seq_len * hd // 2, v * dim if vocab < 0 else 0]
+    n = sum(counts)
+    values = [((i * 2654435761 + seed) % 2001 - 1000) / 1000.0 for i in range(n)]
+    return struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab, seq_len) + struct.pack("<%df" % n, *values)
+
+
+def tokenizer(extra, text):
+    """A fuzz_tokenizer input: vocab prefix, text, then a tokenizer.bin with
+    the 259 standard pieces and the extra (score, bytes) pieces."""
+    pieces = [(0.0, b"<unk>"), (0.0, b"\n<s>\n"), (0.0, b"\n</s>\n")]
+    pieces += [(0.0, b"<0x%02X>" % b) for b in range(256)]
+    pieces += extra
+    max_len = max(len(p) for _, p in pieces)
+    body = struct.pack("<i", max_len)
+    for score, p in pieces:
+        body += struct.pack("<fi", score, len(p)) + p
+    head = struct.pack("<HB", len(pieces) - 259, len(text)) + text
+    return head + body
+
+
+def main():
+    out = sys.argv[1]
+    seeds = {
+        "fuzz_checkpoint": {
+            "shared.bin": checkpoint(8, 4, 1, 1, 1, 5, 2, 1),
+            "separate.bin": checkpoint(16, 6, 2, 2, 1, -6, 3, 2),
+            "gqa.bin": checkpoint(32, 3, 1, 4, 2, 3, 1, 3),
+        },
+        "fuzz_tokenizer": {
+            "bytes_only.bin": tokenizer([], b"hi!"),
+            "merges.bin": tokenizer([(-1.0, b" "), (-2.0, b"a"), (-3.0, b"b"), (-4.0, b"ab"),
+                                     (-4.0, b"ba"), (-0.5, b" ab"), (-9.0, b"\xc3\xa9"),
+                                     (-9.0, b"\xf0\x9f\x98\x80")],
+                                    b"abab \xc3\xa9\xf0\x9f\x98\x80\x80 ba"),
+            "bos_merge.bin": tokenizer([(-1.0, b" "), (2.0, b"\n<s>\n "), (-1.0, b"<0x41>")], b"A a"),
+        },
+    }
+    for target, files in seeds.items():
+        d = os.path.join(out, target)
+        os.makedirs(d, exist_ok=True)
+        for name, data in files.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+
+
+if __name__ == "__main__":
+    main()

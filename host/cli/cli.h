@@ -1,0 +1,54 @@
+/* host/cli/cli.h — the `deco` command line: parsed options (CLI.md) and the
+ * generate command.
+ */
+#ifndef DECO_CLI_H
+#define DECO_CLI_H
+
+#include <stdint.h>
+
+#include "deco/deco.h"
+
+/* Exit statuses of CLI.md. */
+#define DECO_EXIT_OK 0
+#define DECO_EXIT_BAD_INPUT 1
+#define DECO_EXIT_USAGE 2
+
+typedef enum deco_spec_mode { DECO_SPEC_NONE = 0, DECO_SPEC_LOOKUP = 1, DECO_SPEC_RECYCLE = 2 } deco_spec_mode_t;
+
+typedef struct deco_cli_options {
+  const char *model_path;     /* NULL: synthetic */
+  const char *synthetic;      /* name; "tiny" by default */
+  const char *tokenizer_path;
+  const char *prompt;
+  int32_t *prompt_ids;        /* parsed --prompt-ids, malloc'd */
+  int n_prompt_ids;
+  int steps;
+  float temperature;
+  float top_p;
+  uint64_t seed;
+  int backend_set;
+  deco_backend_t backend;
+  int dtype_set;
+  deco_dtype_t dtype;
+  int ignore_eos;
+  int print_ids;
+  deco_spec_mode_t spec;
+  int draft_len;
+  int tree_nodes;             /* 0: the mode's default */
+  const char *tree_template;
+  int recycle_k;
+  const char *recycle_state;
+  int compare_ar;
+} deco_cli_options_t;
+
+/* Parses argv after the command name. On a usage error prints the
+ * `deco: error:` line and returns DECO_EXIT_USAGE; 0 on success. */
+int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o);
+
+/* Runs `deco generate`; returns the exit status. */
+int deco_cli_generate(const deco_cli_options_t *o);
+
+/* Prints "deco: error: <formatted>" on stderr. */
+void deco_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

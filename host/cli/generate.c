@@ -1,0 +1,162 @@
+/* host/cli/generate.c — `deco generate`: resolve the backend, check the
+ * model file, the tokenizer and the values that depend on the model (in
+ * CLI.md's order), then decode — plain or speculative — printing ids or
+ * run.c's text and the stats line.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "cli/generation.h"
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Prints ids or text as they are produced. */
+typedef struct printer {
+  const deco_cli_options_t *o;
+  const deco_tokenizer_t *tok;
+  int32_t prev;
+  int count;
+} printer_t;
+
+static void print_id(void *user, int32_t id) {
+  printer_t *p = user;
+  if (p->o->print_ids) {
+    printf(p->count ? " %d" : "%d", id);
+  } else if (p->count) {
+    size_t len;
+    const char *piece = deco_tokenizer_decode(p->tok, p->prev, id, &len);
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+  }
+  p->prev = id;
+  p->count++;
+}
+
+static const char *base_name(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+int deco_cli_generate(const deco_cli_options_t *o) {
+  deco_backend_t backend = o->backend_set ? o->backend
+                                          : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  deco_dtype_t dtype = o->dtype_set ? o->dtype : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
+  if (backend == DECO_BACKEND_CPU && dtype != DECO_DTYPE_F32) {
+    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(dtype));
+    return DECO_EXIT_USAGE;
+  }
+  /* 1. The model file (or the synthetic name). */
+  deco_model_config_t cfg;
+  char model_label[512];
+  if (o->model_path) {
+    if (deco_llama2c_read_config(o->model_path, &cfg) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+    snprintf(model_label, sizeof model_label, "%s", base_name(o->model_path));
+  } else {
+    if (deco_synthetic_config(o->synthetic, &cfg) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--synthetic: %s", deco_last_error(NULL));
+      return DECO_EXIT_USAGE;
+    }
+    snprintf(model_label, sizeof model_label, "synthetic:%s", o->synthetic);
+  }
+  for (char *c = model_label; *c; ++c)
+    if (*c == ' ') *c = '_';
+
+  /* 2. The tokenizer, when text goes in or out. */
+  int need_tokenizer = o->prompt != NULL || !o->print_ids;
+  deco_tokenizer_t *tok = NULL;
+  if (o->tokenizer_path && need_tokenizer) {
+    if (deco_tokenizer_load(o->tokenizer_path, cfg.vocab_size, &tok) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+  } else if (need_tokenizer && cfg.builtin_vocab) {
+    if (deco_tokenizer_create_bytes(&tok) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+  } else if (need_tokenizer) {
+    deco_cli_error("%s needs --tokenizer: %s has no built-in vocabulary (or use --print-ids with --prompt-ids)",
+                   o->prompt ? "--prompt" : "printing text", model_label);
+    return DECO_EXIT_BAD_INPUT;
+  }
+
+  /* 3. Values that depend on the model. */
+  int rc = DECO_EXIT_BAD_INPUT;
+  int32_t *prompt = NULL;
+  int n_prompt = 0;
+  deco_ctx_t *ctx = NULL;
+  deco_model_t *model = NULL;
+  if (o->steps > cfg.seq_len) {
+    deco_cli_error("--steps: %d > seq_len %d of %s", o->steps, cfg.seq_len, model_label);
+    goto done;
+  }
+  if (o->prompt_ids) {
+    for (int i = 0; i < o->n_prompt_ids; ++i)
+      if (o->prompt_ids[i] >= cfg.vocab_size) {
+        deco_cli_error("--prompt-ids: id %d >= vocab %d", o->prompt_ids[i], cfg.vocab_size);
+        goto done;
+      }
+    n_prompt = o->n_prompt_ids;
+    prompt = malloc(sizeof(int32_t) * (size_t)n_prompt);
+    memcpy(prompt, o->prompt_ids, sizeof(int32_t) * (size_t)n_prompt);
+  } else if (o->prompt) {
+    int cap = (int)strlen(o->prompt) + 3;
+    prompt = malloc(sizeof(int32_t) * (size_t)cap);
+    if (deco_tokenizer_encode(tok, o->prompt, 1, 0, prompt, cap, &n_prompt) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--prompt: %s", deco_last_error(NULL));
+      goto done;
+    }
+  } else {
+    n_prompt = 1;
+    prompt = malloc(sizeof(int32_t));
+    prompt[0] = 1; /* BOS */
+  }
+
+  /* 4. Load. */
+  deco_ctx_config_t cc = {backend, 0, NULL};
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
+    goto done;
+  }
+  deco_status_t st = o->model_path ? deco_model_load_llama2c(ctx, o->model_path, dtype, &model)
+                                   : deco_model_create_synthetic(ctx, o->synthetic, DECO_SYNTHETIC_SEED, dtype, &model);
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(ctx));
+    goto done;
+  }
+
+  /* 5. Generate. */
+  printer_t pr = {o, tok, 0, 0};
+  deco_generation_t gen = {0};
+  deco_generation_config_t gc = {o, prompt, n_prompt, print_id, &pr};
+  double t0 = now_seconds();
+  if (deco_cli_run_generation(model, &gc, &gen) != 0) goto done;
+  double seconds = now_seconds() - t0;
+  fputc('\n', stdout);
+  fflush(stdout);
+  double tok_per_s = seconds > 0.0 ? gen.tokens / seconds : 0.0;
+  fprintf(stderr, "stats: tokens=%d seconds=%.3f tok_per_s=%.2f backend=%s dtype=%s model=%s", gen.tokens, seconds,
+          tok_per_s, deco_backend_name(backend), deco_dtype_name(dtype), model_label);
+  if (o->spec != DECO_SPEC_NONE)
+    fprintf(stderr, " forwards=%d mean_accepted=%.2f", gen.forwards,
+            gen.forwards ? (double)gen.tokens / gen.forwards : 0.0);
+  fputc('\n', stderr);
+  rc = DECO_EXIT_OK;
+done:
+  deco_model_destroy(model);
+  deco_ctx_destroy(ctx);
+  deco_tokenizer_destroy(tok);
+  free(prompt);
+  return rc;
+}

@@ -1,0 +1,60 @@
+/* host/cli/main.c — `deco`: the command-line front end (CLI.md).
+ *   deco generate [options]     generate text or ids with a model
+ *   deco --help | --version
+ */
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *f) {
+  fputs("usage: deco generate [options]\n"
+        "  --model FILE          llama2.c checkpoint (default: the synthetic tiny model)\n"
+        "  --synthetic NAME      tiny | llama2-7b | llama3-8b (seeded random weights)\n"
+        "  --tokenizer FILE      llama2.c tokenizer.bin\n"
+        "  --prompt TEXT         prompt text (BOS, dummy-prefix space, BPE merges)\n"
+        "  --prompt-ids CSV      prompt as decimal ids, used verbatim\n"
+        "  --steps N             forward positions including the prompt (256)\n"
+        "  --temperature T       0 = greedy (1.0)\n"
+        "  --top-p P             nucleus sampling when T > 0; 1 disables (0.9)\n"
+        "  --seed S              Philox key (42)\n"
+        "  --backend cpu|cuda    default: cuda when a device exists\n"
+        "  --dtype f32|bf16      cpu: f32; cuda: bf16 by default\n"
+        "  --ignore-eos          do not stop at ids 1 or 2\n"
+        "  --print-ids           print ids instead of text\n"
+        "  --spec none|lookup|recycle   draft source for speculative decoding (none)\n"
+        "  --draft-len N         longest chain a lookup match proposes (10)\n"
+        "  --tree-nodes N        most draft nodes per step, root excluded (lookup 32, recycle 80)\n"
+        "  --tree-template FILE  recycle: rank paths, one per line\n"
+        "  --recycle-k K         recycle: candidates kept per token, 1-16 (8)\n"
+        "  --recycle-state FILE  recycle: table loaded if present, saved at exit\n"
+        "  --compare-ar          also time plain decoding and report speedup=\n",
+        f);
+}
+
+int main(int argc, char **argv) {
+  setlocale(LC_ALL, "C");
+  if (argc < 2) {
+    usage(stderr);
+    return DECO_EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    usage(stdout);
+    return DECO_EXIT_OK;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("deco %s\n", deco_version_string());
+    return DECO_EXIT_OK;
+  }
+  if (strcmp(argv[1], "generate") != 0) {
+    deco_cli_error("unknown command '%s' (see deco --help)", argv[1]);
+    return DECO_EXIT_USAGE;
+  }
+  deco_cli_options_t o;
+  int rc = deco_cli_parse(argc - 2, argv + 2, &o);
+  if (rc == 0) rc = deco_cli_generate(&o);
+  free(o.prompt_ids);
+  return rc;
+}

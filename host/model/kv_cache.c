@@ -1,0 +1,129 @@
+/* host/model/kv_cache.c — the paged KV cache manager: per-layer K and V
+ * pools of fixed-size pages, a free-page stack, and per sequence a block
+ * table row and a committed length. Pages are reserved when a sequence is
+ * admitted, so a running sequence never waits for memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "deco/tree.h"
+#include "model/model_internal.h"
+
+deco_status_t deco_kv_cache_create(deco_model_t *model, int page_size, int n_pages, int max_seqs,
+                                   deco_kv_cache_t **out) {
+  static const char op[] = "deco_kv_cache_create";
+  if (model == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+  deco_ctx_t *ctx = model->ctx;
+  DECO_CHECK_PTR(ctx, out, op);
+  *out = NULL;
+  DECO_CHECK_RANGE(ctx, page_size, 1, 1 << 16, op);
+  DECO_CHECK_RANGE(ctx, n_pages, 1, 1 << 30, op);
+  DECO_CHECK_RANGE(ctx, max_seqs, 1, 1 << 20, op);
+  const deco_model_config_t *c = &model->cfg;
+  deco_kv_cache_t *kc = calloc(1, sizeof *kc);
+  if (!kc) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  kc->model = model;
+  kc->page_size = page_size;
+  kc->n_pages = n_pages;
+  kc->max_seqs = max_seqs;
+  /* A sequence never needs more than seq_len committed slots plus one tree. */
+  kc->max_pages_per_seq = (c->seq_len + DECO_TREE_MAX_NODES + page_size - 1) / page_size;
+  kc->layer_elems = (size_t)n_pages * page_size * c->n_kv_heads * c->head_dim;
+  size_t bytes = kc->layer_elems * c->n_layers * deco_dtype_size(model->dtype);
+  kc->free_pages = malloc(sizeof(int) * (size_t)n_pages);
+  kc->active = calloc((size_t)max_seqs, sizeof(int));
+  kc->len = calloc((size_t)max_seqs, sizeof(int));
+  kc->n_seq_pages = calloc((size_t)max_seqs, sizeof(int));
+  kc->pages = malloc(sizeof(int32_t) * (size_t)max_seqs * kc->max_pages_per_seq);
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  if (!kc->free_pages || !kc->active || !kc->len || !kc->n_seq_pages || !kc->pages)
+    st = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &kc->k, bytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &kc->v, bytes);
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_kv_cache_destroy(kc);
+    return st;
+  }
+  /* Pop order hands out pages 0, 1, 2, ... first. */
+  for (int i = 0; i < n_pages; ++i) kc->free_pages[i] = n_pages - 1 - i;
+  kc->n_free = n_pages;
+  for (size_t i = 0; i < (size_t)max_seqs * kc->max_pages_per_seq; ++i) kc->pages[i] = -1;
+  *out = kc;
+  return DECO_STATUS_SUCCESS;
+}
+
+void deco_kv_cache_destroy(deco_kv_cache_t *kc) {
+  if (kc == NULL) return;
+  deco_free(kc->model->ctx, kc->k);
+  deco_free(kc->model->ctx, kc->v);
+  free(kc->free_pages);
+  free(kc->active);
+  free(kc->len);
+  free(kc->n_seq_pages);
+  free(kc->pages);
+  free(kc);
+}
+
+deco_status_t deco_kv_cache_admit(deco_kv_cache_t *kc, int reserve_slots, int *seq) {
+  static const char op[] = "deco_kv_cache_admit";
+  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  deco_ctx_t *ctx = kc->model->ctx;
+  DECO_CHECK_PTR(ctx, seq, op);
+  int max_slots = kc->max_pages_per_seq * kc->page_size;
+  DECO_CHECK_RANGE(ctx, reserve_slots, 1, max_slots, op);
+  int need = (reserve_slots + kc->page_size - 1) / kc->page_size;
+  int s = -1;
+  for (int i = 0; i < kc->max_seqs; ++i)
+    if (!kc->active[i]) {
+      s = i;
+      break;
+    }
+  if (s < 0) return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: all %d sequences are in use", op, kc->max_seqs);
+  if (need > kc->n_free)
+    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: %d slots need %d pages, %d free", op, reserve_slots, need,
+                     kc->n_free);
+  int32_t *row = kc->pages + (size_t)s * kc->max_pages_per_seq;
+  for (int p = 0; p < need; ++p) row[p] = kc->free_pages[--kc->n_free];
+  kc->active[s] = 1;
+  kc->len[s] = 0;
+  kc->n_seq_pages[s] = need;
+  *seq = s;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_kv_cache_release(deco_kv_cache_t *kc, int seq) {
+  static const char op[] = "deco_kv_cache_release";
+  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  if (seq < 0 || seq >= kc->max_seqs || !kc->active[seq])
+    return DECO_FAIL(kc->model->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
+  int32_t *row = kc->pages + (size_t)seq * kc->max_pages_per_seq;
+  for (int p = kc->n_seq_pages[seq] - 1; p >= 0; --p) {
+    kc->free_pages[kc->n_free++] = row[p];
+    row[p] = -1;
+  }
+  kc->active[seq] = 0;
+  kc->len[seq] = 0;
+  kc->n_seq_pages[seq] = 0;
+  return DECO_STATUS_SUCCESS;
+}
+
+static int valid_seq(const deco_kv_cache_t *kc, int seq) {
+  return kc && seq >= 0 && seq < kc->max_seqs && kc->active[seq];
+}
+
+int deco_kv_cache_seq_len(const deco_kv_cache_t *kc, int seq) { return valid_seq(kc, seq) ? kc->len[seq] : -1; }
+
+int deco_kv_cache_seq_capacity(const deco_kv_cache_t *kc, int seq) {
+  return valid_seq(kc, seq) ? kc->n_seq_pages[seq] * kc->page_size : -1;
+}
+
+int deco_kv_cache_free_pages(const deco_kv_cache_t *kc) { return kc ? kc->n_free : -1; }
+
+deco_paged_kv_t deco_kv_cache_layer_view(const deco_kv_cache_t *kc, int layer, const int32_t *block_table,
+                                         int max_pages) {
+  const deco_model_config_t *c = &kc->model->cfg;
+  size_t off = (size_t)layer * kc->layer_elems * deco_dtype_size(kc->model->dtype);
+  deco_paged_kv_t v = {kc->model->dtype, c->n_kv_heads, c->head_dim, kc->page_size, kc->n_pages,
+                       (char *)kc->k + off, (char *)kc->v + off, block_table, max_pages};
+  return v;
+}

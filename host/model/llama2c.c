@@ -1,0 +1,228 @@
+/* host/model/llama2c.c — validation of a llama2.c checkpoint (Karpathy's
+ * llama2.c, legacy "v0" export): the 7-int32 header field by field, the
+ * exact file size computed in 64 bits, then every weight checked finite.
+ * Layout: header, then fp32 tensors in llama2.c order (see llama2c.h), the
+ * legacy RoPE tables (skipped), and the classifier when vocab_size < 0.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "model/llama2c.h"
+
+/* Upper bounds far above any Llama yet released (Llama 3 405B: dim 16384,
+ * hidden 53248, 126 layers, 128 heads, vocab 128256) and far below what
+ * would overflow the 64-bit size arithmetic. */
+#define L2C_MAX_DIM (1 << 16)
+#define L2C_MAX_HIDDEN (1 << 18)
+#define L2C_MAX_LAYERS 1024
+#define L2C_MAX_HEADS 1024
+#define L2C_MAX_VOCAB (1 << 20)
+#define L2C_MAX_SEQ_LEN (1 << 20)
+#define L2C_MIN_HEAD_DIM 8
+#define L2C_MAX_HEAD_DIM 256
+
+static const char *l2c_name(const char *name) { return name ? name : "(buffer)"; }
+
+/* One tensor of the file: its name, float count per layer, layer count. */
+typedef struct l2c_tensor {
+  const char *name;
+  uint64_t per_layer;
+  uint64_t layers; /* 1 for tensors that are not per layer */
+} l2c_tensor_t;
+
+enum {
+  T_EMB, T_RMS_ATT, T_WQ, T_WK, T_WV, T_WO, T_RMS_FFN, T_W1, T_W2, T_W3, T_RMS_FINAL, T_FREQ_REAL, T_FREQ_IMAG,
+  T_WCLS, T_COUNT
+};
+
+/* The file's tensors in order; the classifier has 0 floats when shared. */
+static void l2c_layout(const deco_model_config_t *c, l2c_tensor_t t[T_COUNT]) {
+  uint64_t dim = (uint64_t)c->dim, hidden = (uint64_t)c->hidden_dim, layers = (uint64_t)c->n_layers;
+  uint64_t q = (uint64_t)c->n_heads * (uint64_t)c->head_dim, kv = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+  uint64_t vocab = (uint64_t)c->vocab_size, rope = (uint64_t)c->seq_len * (uint64_t)c->head_dim / 2;
+  t[T_EMB] = (l2c_tensor_t){"token_embedding", vocab * dim, 1};
+  t[T_RMS_ATT] = (l2c_tensor_t){"rms_att", dim, layers};
+  t[T_WQ] = (l2c_tensor_t){"wq", dim * q, layers};
+  t[T_WK] = (l2c_tensor_t){"wk", dim * kv, layers};
+  t[T_WV] = (l2c_tensor_t){"wv", dim * kv, layers};
+  t[T_WO] = (l2c_tensor_t){"wo", q * dim, layers};
+  t[T_RMS_FFN] = (l2c_tensor_t){"rms_ffn", dim, layers};
+  t[T_W1] = (l2c_tensor_t){"w1", dim * hidden, layers};
+  t[T_W2] = (l2c_tensor_t){"w2", hidden * dim, layers};
+  t[T_W3] = (l2c_tensor_t){"w3", dim * hidden, layers};
+  t[T_RMS_FINAL] = (l2c_tensor_t){"rms_final", dim, 1};
+  t[T_FREQ_REAL] = (l2c_tensor_t){"freq_cis_real", rope, 1};
+  t[T_FREQ_IMAG] = (l2c_tensor_t){"freq_cis_imag", rope, 1};
+  t[T_WCLS] = (l2c_tensor_t){"wcls", c->shared_classifier ? 0 : vocab * dim, 1};
+}
+
+static deco_status_t check_field(const char *name, const char *field, int32_t value, int32_t lo, int32_t hi) {
+  if (value < lo || value > hi)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: header field %s=%d is outside %d..%d", name, field, (int)value,
+                     (int)lo, (int)hi);
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes, size_t file_size, const char *name,
+                                        deco_model_config_t *config) {
+  const char *nm = l2c_name(name);
+  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse_header: config is NULL");
+  if (!header && header_bytes > 0)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse_header: header is NULL");
+  if (file_size < DECO_LLAMA2C_HEADER_BYTES || header_bytes < DECO_LLAMA2C_HEADER_BYTES)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: file is %zu bytes, shorter than the %d-byte header", nm,
+                     file_size < header_bytes ? file_size : header_bytes, DECO_LLAMA2C_HEADER_BYTES);
+  int32_t h[7];
+  memcpy(h, header, sizeof h);
+  int32_t dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4], vocab = h[5], seq_len = h[6];
+
+  DECO_TRY(check_field(nm, "dim", dim, 1, L2C_MAX_DIM));
+  DECO_TRY(check_field(nm, "hidden_dim", hidden, 1, L2C_MAX_HIDDEN));
+  DECO_TRY(check_field(nm, "n_layers", layers, 1, L2C_MAX_LAYERS));
+  DECO_TRY(check_field(nm, "n_heads", heads, 1, L2C_MAX_HEADS));
+  DECO_TRY(check_field(nm, "n_kv_heads", kv_heads, 1, heads));
+  /* The sign of vocab_size only says whether the classifier is shared;
+   * INT32_MIN would overflow the negation, and 0 is no vocabulary. */
+  if (vocab == 0 || vocab < -L2C_MAX_VOCAB || vocab > L2C_MAX_VOCAB)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: header field vocab_size=%d is outside 1..%d (negative: separate classifier)", nm, (int)vocab,
+                     L2C_MAX_VOCAB);
+  DECO_TRY(check_field(nm, "seq_len", seq_len, 1, L2C_MAX_SEQ_LEN));
+  if (dim % heads != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: header field dim=%d is not a multiple of n_heads=%d", nm,
+                     (int)dim, (int)heads);
+  if (heads % kv_heads != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: header field n_heads=%d is not a multiple of n_kv_heads=%d",
+                     nm, (int)heads, (int)kv_heads);
+  int32_t head_dim = dim / heads;
+  /* Interleaved RoPE rotates pairs, and the kernels support 8..256. */
+  if (head_dim % 2 != 0 || head_dim < L2C_MIN_HEAD_DIM || head_dim > L2C_MAX_HEAD_DIM)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: head_dim = dim/n_heads = %d/%d = %d must be even and within %d..%d", nm, (int)dim,
+                     (int)heads, (int)head_dim, L2C_MIN_HEAD_DIM, L2C_MAX_HEAD_DIM);
+
+  deco_model_config_t c;
+  memset(&c, 0, sizeof c);
+  c.dim = dim;
+  c.hidden_dim = hidden;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.n_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.vocab_size = vocab < 0 ? -vocab : vocab;
+  c.seq_len = seq_len;
+  c.rope_theta = 10000.0f;
+  c.norm_eps = 1e-5f;
+  c.rope_style = DECO_ROPE_INTERLEAVED;
+  c.shared_classifier = vocab > 0;
+  c.builtin_vocab = 0;
+
+  l2c_tensor_t t[T_COUNT];
+  l2c_layout(&c, t);
+  uint64_t floats = 0;
+  for (int i = 0; i < T_COUNT; ++i) floats += t[i].per_layer * t[i].layers;
+  uint64_t expected = DECO_LLAMA2C_HEADER_BYTES + floats * sizeof(float);
+  if ((uint64_t)file_size != expected)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: header says dim=%d hidden_dim=%d n_layers=%d n_heads=%d n_kv_heads=%d vocab_size=%d "
+                     "seq_len=%d but file is %zu bytes, expected %llu",
+                     nm, (int)dim, (int)hidden, (int)layers, (int)heads, (int)kv_heads, (int)vocab, (int)seq_len,
+                     file_size, (unsigned long long)expected);
+  *config = c;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name, deco_model_config_t *config,
+                                 deco_llama2c_weights_t *weights) {
+  const char *nm = l2c_name(name);
+  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse: config is NULL");
+  if (!weights) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse: weights is NULL");
+  if (!data && size > 0) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse: data is NULL");
+  if ((uintptr_t)data % sizeof(float) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "deco_llama2c_parse: %s: buffer is not 4-byte aligned", nm);
+  deco_model_config_t c;
+  DECO_TRY(deco_llama2c_parse_header(data, size, size, nm, &c));
+
+  l2c_tensor_t t[T_COUNT];
+  l2c_layout(&c, t);
+  const float *base[T_COUNT];
+  const float *p = (const float *)((const unsigned char *)data + DECO_LLAMA2C_HEADER_BYTES);
+  for (int i = 0; i < T_COUNT; ++i) {
+    base[i] = p;
+    if (i == T_FREQ_REAL || i == T_FREQ_IMAG) { /* legacy, unused */
+      p += t[i].per_layer;
+      continue;
+    }
+    for (uint64_t l = 0; l < t[i].layers; ++l) {
+      for (uint64_t k = 0; k < t[i].per_layer; ++k) {
+        float v = p[k];
+        if (!isfinite(v)) {
+          if (t[i].layers > 1)
+            return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                             "%s: tensor %s, layer %llu, element %llu (of %llu per layer) is %s", nm, t[i].name,
+                             (unsigned long long)l, (unsigned long long)k, (unsigned long long)t[i].per_layer,
+                             isnan(v) ? "nan" : "inf");
+          return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", nm, t[i].name,
+                           (unsigned long long)k, (unsigned long long)t[i].per_layer, isnan(v) ? "nan" : "inf");
+        }
+      }
+      p += t[i].per_layer;
+    }
+  }
+
+  deco_llama2c_weights_t w;
+  w.token_embedding = base[T_EMB];
+  w.rms_att = base[T_RMS_ATT];
+  w.wq = base[T_WQ];
+  w.wk = base[T_WK];
+  w.wv = base[T_WV];
+  w.wo = base[T_WO];
+  w.rms_ffn = base[T_RMS_FFN];
+  w.w1 = base[T_W1];
+  w.w2 = base[T_W2];
+  w.w3 = base[T_W3];
+  w.rms_final = base[T_RMS_FINAL];
+  w.wcls = c.shared_classifier ? base[T_EMB] : base[T_WCLS];
+  *config = c;
+  *weights = w;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_llama2c_read_config(const char *path, deco_model_config_t *config) {
+  if (!path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config: path is NULL");
+  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config: config is NULL");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot stat %s: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: not a regular file", path);
+  }
+  unsigned char header[DECO_LLAMA2C_HEADER_BYTES];
+  size_t got = 0;
+  while (got < sizeof header) {
+    ssize_t r = read(fd, header + got, sizeof header - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      close(fd);
+      return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: %s", path, strerror(e));
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  return deco_llama2c_parse_header(header, got, (size_t)st.st_size, path, config);
+}

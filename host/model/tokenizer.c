@@ -1,0 +1,380 @@
+/* host/model/tokenizer.c — llama2.c's tokenizer.bin (Karpathy's llama2.c,
+ * run.c's build_tokenizer / encode / decode / safe_printf): every record is
+ * validated on load; encode reproduces run.c token for token (BOS, the
+ * dummy-prefix " ", code points with byte fallback id = byte + 3, then
+ * repeated best-score pair merges); decode returns what run.c would print.
+ * File: int32 max_token_length, then vocab_size records (f32 score,
+ * int32 length, length bytes), little-endian.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/internal.h"
+#include "deco/tokenizer.h"
+
+/* run.c's byte fallback needs ids 3..258; more than this is no tokenizer.bin
+ * anyone exports (Llama 3's has 128256). */
+#define TOK_MIN_VOCAB 259
+#define TOK_MAX_VOCAB (1 << 20)
+#define TOK_MAX_TOKEN_LENGTH (1 << 16)
+/* run.c starts its best score at -1e10, so a merge scoring at or below it is
+ * never taken. */
+#define TOK_NO_SCORE -1e10f
+
+typedef struct tok_entry {
+  const char *bytes; /* NUL-terminated copy in pieces */
+  int32_t len;
+  int32_t id;
+} tok_entry_t;
+
+struct deco_tokenizer {
+  int vocab_size;
+  int max_token_length;
+  float *scores;       /* [vocab_size] */
+  const char **piece;  /* [vocab_size] -> NUL-terminated bytes in blob */
+  int32_t *length;     /* [vocab_size] */
+  char *blob;          /* every piece followed by a NUL */
+  tok_entry_t *sorted; /* [vocab_size] by (bytes, id): the lookup table */
+  char byte_pieces[512]; /* byte b at 2b, NUL at 2b + 1 (decode's "<0xXX>") */
+};
+
+static const char *tok_name(const char *name) { return name ? name : "(buffer)"; }
+
+static int32_t read_i32(const unsigned char *p) {
+  int32_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static float read_f32(const unsigned char *p) {
+  float v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static int entry_cmp_bytes(const char *a, int32_t la, const char *b, int32_t lb) {
+  int32_t n = la < lb ? la : lb;
+  int c = memcmp(a, b, (size_t)n);
+  if (c != 0) return c;
+  return (la > lb) - (la < lb);
+}
+
+static int entry_cmp(const void *pa, const void *pb) {
+  const tok_entry_t *a = pa, *b = pb;
+  int c = entry_cmp_bytes(a->bytes, a->len, b->bytes, b->len);
+  if (c != 0) return c;
+  return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Id of the piece equal to bytes[0..len), -1 if none. Duplicated pieces give
+ * the lowest id (run.c's bsearch over an unstable qsort leaves it open). */
+static int tok_lookup(const deco_tokenizer_t *t, const char *bytes, int32_t len) {
+  int lo = 0, hi = t->vocab_size; /* first entry >= bytes in [lo, hi) */
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    const tok_entry_t *e = &t->sorted[mid];
+    if (entry_cmp_bytes(e->bytes, e->len, bytes, len) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < t->vocab_size && entry_cmp_bytes(t->sorted[lo].bytes, t->sorted[lo].len, bytes, len) == 0)
+    return t->sorted[lo].id;
+  return -1;
+}
+
+/* Allocates the tables for vocab_size pieces of blob_bytes in total (NULs
+ * included) and fills the byte pieces. */
+static deco_status_t tok_alloc(int vocab_size, size_t blob_bytes, const char *name, deco_tokenizer_t **out) {
+  deco_tokenizer_t *t = calloc(1, sizeof *t);
+  if (t) {
+    t->vocab_size = vocab_size;
+    t->scores = malloc(sizeof(float) * (size_t)vocab_size);
+    t->piece = malloc(sizeof(char *) * (size_t)vocab_size);
+    t->length = malloc(sizeof(int32_t) * (size_t)vocab_size);
+    t->sorted = malloc(sizeof(tok_entry_t) * (size_t)vocab_size);
+    t->blob = malloc(blob_bytes);
+  }
+  if (!t || !t->scores || !t->piece || !t->length || !t->sorted || !t->blob) {
+    deco_tokenizer_destroy(t);
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate the vocabulary (%d pieces, %zu bytes)",
+                     tok_name(name), vocab_size, blob_bytes);
+  }
+  for (int b = 0; b < 256; ++b) {
+    t->byte_pieces[2 * b] = (char)b;
+    t->byte_pieces[2 * b + 1] = '\0';
+  }
+  *out = t;
+  return DECO_STATUS_SUCCESS;
+}
+
+static void tok_build_index(deco_tokenizer_t *t) {
+  for (int i = 0; i < t->vocab_size; ++i) {
+    t->sorted[i].bytes = t->piece[i];
+    t->sorted[i].len = t->length[i];
+    t->sorted[i].id = i;
+  }
+  qsort(t->sorted, (size_t)t->vocab_size, sizeof(tok_entry_t), entry_cmp);
+}
+
+deco_status_t deco_tokenizer_load_buffer(const void *data, size_t size, const char *name, int vocab_size,
+                                         deco_tokenizer_t **out) {
+  const char *nm = tok_name(name);
+  if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_tokenizer_load_buffer: out is NULL");
+  *out = NULL;
+  if (data == NULL && size > 0)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_tokenizer_load_buffer: data is NULL");
+  if (vocab_size < TOK_MIN_VOCAB || vocab_size > TOK_MAX_VOCAB)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: the model's vocab_size %d is outside %d..%d (ids 0-2 special and 3-258 the byte "
+                     "fallbacks need at least 259)",
+                     nm, vocab_size, TOK_MIN_VOCAB, TOK_MAX_VOCAB);
+  const unsigned char *p = data;
+  if (size < 4)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: file is %zu bytes, too short for the int32 max_token_length",
+                     nm, size);
+  int32_t max_len = read_i32(p);
+  if (max_len < 1 || max_len > TOK_MAX_TOKEN_LENGTH)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: max_token_length %d is outside 1..%d", nm, (int)max_len,
+                     TOK_MAX_TOKEN_LENGTH);
+
+  /* Pass 1: validate every record before anything is allocated. */
+  size_t off = 4, blob_bytes = 0;
+  for (int i = 0; i < vocab_size; ++i) {
+    if (size - off < 8)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: record %d: file ends inside the score/length fields (file is %zu bytes, record %d of the "
+                       "model's vocab_size %d starts at byte %zu)",
+                       nm, i, size, i, vocab_size, off);
+    float score = read_f32(p + off);
+    int32_t len = read_i32(p + off + 4);
+    if (!isfinite(score))
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: record %d: score is %s (must be finite)", nm, i,
+                       isnan(score) ? "nan" : "inf");
+    /* run.c's fread of 0 bytes fails, so an empty piece never loads there. */
+    if (len < 1)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: record %d: length %d must be >= 1", nm, i, (int)len);
+    if (len > max_len)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: record %d: length %d exceeds max_token_length %d", nm, i,
+                       (int)len, (int)max_len);
+    off += 8;
+    if (size - off < (size_t)len)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: record %d: length %d runs past the end of the file (%zu bytes left, file is %zu bytes)", nm,
+                       i, (int)len, size - off, size);
+    off += (size_t)len;
+    blob_bytes += (size_t)len + 1;
+  }
+  if (off != size)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: %zu bytes follow the %d records of the model's vocab_size (file is %zu bytes, expected %zu): "
+                     "the file has more records than the model's vocab",
+                     nm, size - off, vocab_size, size, off);
+
+  /* Pass 2: copy. */
+  deco_tokenizer_t *t;
+  DECO_TRY(tok_alloc(vocab_size, blob_bytes, name, &t));
+  t->max_token_length = max_len;
+  off = 4;
+  char *dst = t->blob;
+  for (int i = 0; i < vocab_size; ++i) {
+    int32_t len = read_i32(p + off + 4);
+    t->scores[i] = read_f32(p + off);
+    t->length[i] = len;
+    off += 8;
+    memcpy(dst, p + off, (size_t)len);
+    dst[len] = '\0';
+    t->piece[i] = dst;
+    dst += (size_t)len + 1;
+    off += (size_t)len;
+  }
+  tok_build_index(t);
+  *out = t;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_tokenizer_load(const char *path, int vocab_size, deco_tokenizer_t **out) {
+  if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_tokenizer_load: out is NULL");
+  *out = NULL;
+  if (path == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_tokenizer_load: path is NULL");
+  FILE *f = fopen(path, "rb");
+  if (!f) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0) {
+    int e = errno;
+    fclose(f);
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot stat %s: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fclose(f);
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: not a regular file", path);
+  }
+  size_t size = (size_t)st.st_size;
+  unsigned char *data = malloc(size ? size : 1);
+  if (!data) {
+    fclose(f);
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to read it", path, size);
+  }
+  size_t got = fread(data, 1, size, f);
+  int read_error = ferror(f);
+  int e = errno;
+  fclose(f);
+  if (got != size) {
+    free(data);
+    if (read_error) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: %s", path, strerror(e));
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: file shrank to %zu of %zu bytes while reading",
+                     path, got, size);
+  }
+  deco_status_t s = deco_tokenizer_load_buffer(data, size, path, vocab_size, out);
+  free(data);
+  return s;
+}
+
+deco_status_t deco_tokenizer_create_bytes(deco_tokenizer_t **out) {
+  static const char *const special[3] = {"<unk>", "<s>", "</s>"};
+  if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_tokenizer_create_bytes: out is NULL");
+  *out = NULL;
+  size_t blob_bytes = 256 * 2;
+  for (int i = 0; i < 3; ++i) blob_bytes += strlen(special[i]) + 1;
+  deco_tokenizer_t *t;
+  DECO_TRY(tok_alloc(TOK_MIN_VOCAB, blob_bytes, "byte vocabulary", &t));
+  char *dst = t->blob;
+  int max_len = 1;
+  for (int i = 0; i < TOK_MIN_VOCAB; ++i) {
+    int32_t len;
+    if (i < 3) {
+      len = (int32_t)strlen(special[i]);
+      memcpy(dst, special[i], (size_t)len);
+    } else {
+      len = 1;
+      dst[0] = (char)(i - 3);
+    }
+    dst[len] = '\0';
+    t->piece[i] = dst;
+    t->length[i] = len;
+    t->scores[i] = 0.0f;
+    if (len > max_len) max_len = len;
+    dst += (size_t)len + 1;
+  }
+  t->max_token_length = max_len;
+  tok_build_index(t);
+  *out = t;
+  return DECO_STATUS_SUCCESS;
+}
+
+void deco_tokenizer_destroy(deco_tokenizer_t *tok) {
+  if (!tok) return;
+  free(tok->scores);
+  free(tok->piece);
+  free(tok->length);
+  free(tok->sorted);
+  free(tok->blob);
+  free(tok);
+}
+
+int deco_tokenizer_vocab_size(const deco_tokenizer_t *tok) { return tok ? tok->vocab_size : 0; }
+
+deco_status_t deco_tokenizer_encode(const deco_tokenizer_t *t, const char *text, int bos, int eos, int32_t *ids,
+                                    int max_ids, int *n_ids) {
+  static const char op[] = "deco_tokenizer_encode";
+  if (!t) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: tok is NULL", op);
+  if (!text) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: text is NULL", op);
+  if (!n_ids) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: n_ids is NULL", op);
+  if (!ids && max_ids > 0) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ids is NULL", op);
+  if (max_ids < 0) return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: max_ids = %d is negative", op, max_ids);
+  *n_ids = 0;
+  size_t text_len = strlen(text);
+  if (text_len > (size_t)INT32_MAX - 3)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: text of %zu bytes is too long", op, text_len);
+  /* Before merging there are at most text_len + 3 ids; the result may be
+   * much shorter, so work in scratch and copy only what fits. */
+  int32_t *tokens = malloc(sizeof(int32_t) * (text_len + 3));
+  char *pair = malloc((size_t)t->max_token_length);
+  if (!tokens || !pair) {
+    free(tokens);
+    free(pair);
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate scratch for %zu bytes of text", op, text_len);
+  }
+  int n = 0;
+  if (bos) tokens[n++] = 1;
+  if (text[0] != '\0') {
+    /* run.c pushes str_lookup(" ") unconditionally, i.e. -1 for a vocabulary
+     * without a " " piece (and then reads vocab[-1] while merging); no such
+     * id can be emitted, so the prefix is left out instead. */
+    int prefix = tok_lookup(t, " ", 1);
+    if (prefix >= 0) tokens[n++] = prefix;
+  }
+  /* Code points: a byte plus the continuation bytes (10xxxxxx) that follow
+   * it, at most 4 bytes in all; a stray continuation byte starts its own. */
+  for (size_t i = 0; i < text_len;) {
+    size_t len = 1;
+    while (len < 4 && i + len < text_len && ((unsigned char)text[i + len] & 0xC0) == 0x80) ++len;
+    int id = tok_lookup(t, text + i, (int32_t)len);
+    if (id >= 0) {
+      tokens[n++] = id;
+    } else {
+      for (size_t k = 0; k < len; ++k) tokens[n++] = (int32_t)(unsigned char)text[i + k] + 3;
+    }
+    i += len;
+  }
+  /* Merge the adjacent pair whose merged piece scores highest (the leftmost
+   * among equals), until no adjacent pair forms a piece. */
+  for (;;) {
+    float best_score = TOK_NO_SCORE;
+    int best_id = -1, best_idx = -1;
+    for (int i = 0; i + 1 < n; ++i) {
+      int32_t la = t->length[tokens[i]], lb = t->length[tokens[i + 1]];
+      if (la + lb > t->max_token_length) continue; /* no piece is that long */
+      memcpy(pair, t->piece[tokens[i]], (size_t)la);
+      memcpy(pair + la, t->piece[tokens[i + 1]], (size_t)lb);
+      int id = tok_lookup(t, pair, la + lb);
+      if (id >= 0 && t->scores[id] > best_score) {
+        best_score = t->scores[id];
+        best_id = id;
+        best_idx = i;
+      }
+    }
+    if (best_idx < 0) break;
+    tokens[best_idx] = best_id;
+    memmove(tokens + best_idx + 1, tokens + best_idx + 2, sizeof(int32_t) * (size_t)(n - best_idx - 2));
+    --n;
+  }
+  if (eos) tokens[n++] = 2;
+  free(pair);
+  if (n > max_ids) {
+    free(tokens);
+    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the text encodes to %d ids but max_ids is %d", op, n, max_ids);
+  }
+  if (n > 0) memcpy(ids, tokens, sizeof(int32_t) * (size_t)n);
+  free(tokens);
+  *n_ids = n;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* isprint / isspace of the C locale (run.c never calls setlocale), so the
+ * result does not depend on the caller's locale. */
+static int c_isprint(unsigned char c) { return c >= 0x20 && c <= 0x7E; }
+static int c_isspace(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+const char *deco_tokenizer_decode(const deco_tokenizer_t *t, int prev, int token, size_t *len) {
+  if (len) *len = 0;
+  if (!t || token < 0 || token >= t->vocab_size) return "";
+  /* run.c handles pieces as C strings: a piece holding a NUL ends there. */
+  const char *piece = t->piece[token];
+  if (prev == 1 && piece[0] == ' ') ++piece;
+  unsigned char byte_val;
+  /* run.c's format is "<0x%02hhX>"; in scanf the 0 is part of the width, so
+   * this is the same conversion: sign, "0x" and leading space accepted, and
+   * a missing closing '>' does not matter. */
+  if (sscanf(piece, "<0x%2hhX>", &byte_val) == 1) piece = t->byte_pieces + 2 * byte_val;
+  size_t n = strlen(piece);
+  if (n == 0) return "";
+  if (n == 1 && !(c_isprint((unsigned char)piece[0]) || c_isspace((unsigned char)piece[0]))) return "";
+  if (len) *len = n;
+  return piece;
+}

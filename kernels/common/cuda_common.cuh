@@ -1,0 +1,132 @@
+/* kernels/common/cuda_common.cuh — generic helpers for the CUDA kernels:
+ * f32 <-> f16/bf16 loads and stores (round to nearest even, bit-identical to
+ * host/core/half.c), warp and block reductions, a dtype dispatch macro, and
+ * the macros that turn a CUDA error into a deco status with a message.
+ * Only op-independent helpers belong here; each op keeps its own kernels.
+ */
+#ifndef DECO_KERNELS_CUDA_COMMON_CUH
+#define DECO_KERNELS_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/internal.h"
+
+/* ---- Errors ------------------------------------------------------------------ */
+
+/* Runs a CUDA runtime call; on failure clears the error and returns
+ * DECO_STATUS_CUDA_ERROR from the enclosing function with the call's text. */
+#define DECO_CUDA_TRY(ctx, expr)                                                                   \
+  do {                                                                                             \
+    cudaError_t deco_cuda_err_ = (expr);                                                           \
+    if (deco_cuda_err_ != cudaSuccess) {                                                           \
+      (void)cudaGetLastError();                                                                    \
+      return DECO_FAIL((ctx), DECO_STATUS_CUDA_ERROR, "%s: %s", #expr, cudaGetErrorString(deco_cuda_err_)); \
+    }                                                                                              \
+  } while (0)
+
+/* After a kernel launch: a launch error (bad configuration, no kernel image
+ * for this device, ...) becomes DECO_STATUS_CUDA_ERROR naming the kernel. */
+#define DECO_CUDA_CHECK_LAUNCH(ctx, what)                                                          \
+  do {                                                                                             \
+    cudaError_t deco_cuda_err_ = cudaGetLastError();                                               \
+    if (deco_cuda_err_ != cudaSuccess)                                                             \
+      return DECO_FAIL((ctx), DECO_STATUS_CUDA_ERROR, "%s: %s", (what), cudaGetErrorString(deco_cuda_err_)); \
+  } while (0)
+
+/* The stream every op launches on. */
+#define DECO_CUDA_STREAM(ctx) ((cudaStream_t)(ctx)->stream)
+
+/* ---- Dtype dispatch ------------------------------------------------------------ */
+
+/* Runs the statement list with T bound to the storage type of dtype (float,
+ * __half or __nv_bfloat16). The public entry points have validated dtype. */
+#define DECO_DTYPE_SWITCH(dtype, T, ...)       \
+  switch (dtype) {                             \
+  case DECO_DTYPE_F32: {                       \
+    typedef float T;                           \
+    __VA_ARGS__;                               \
+  } break;                                     \
+  case DECO_DTYPE_F16: {                       \
+    typedef __half T;                          \
+    __VA_ARGS__;                               \
+  } break;                                     \
+  case DECO_DTYPE_BF16: {                      \
+    typedef __nv_bfloat16 T;                   \
+    __VA_ARGS__;                               \
+  } break;                                     \
+  }
+
+/* ---- Conversions ----------------------------------------------------------------- */
+
+__device__ __forceinline__ float deco_to_f32(float x) { return x; }
+__device__ __forceinline__ float deco_to_f32(__half x) { return __half2float(x); }
+__device__ __forceinline__ float deco_to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+/* Rounds to nearest even, like deco_f32_to_f16 / deco_f32_to_bf16 on the host. */
+template <typename T> __device__ __forceinline__ T deco_from_f32(float x);
+template <> __device__ __forceinline__ float deco_from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half deco_from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 deco_from_f32<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+/* A positive quiet NaN: what ops write for invalid input (token ids, pages).
+ * Its sign bit tells it apart from the tests' 0xFF poison. */
+__device__ __forceinline__ float deco_nan_f32(void) { return __int_as_float(0x7fc00000); }
+
+/* Eight 16-bit values held in one 16-byte vector, widened to f32. */
+template <typename T> __device__ __forceinline__ void deco_unpack8(uint4 v, float f[8]);
+template <> __device__ __forceinline__ void deco_unpack8<__half>(uint4 v, float f[8]) {
+  const __half2 *h = reinterpret_cast<const __half2 *>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float2 p = __half22float2(h[i]);
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+template <> __device__ __forceinline__ void deco_unpack8<__nv_bfloat16>(uint4 v, float f[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) { /* bf16 -> f32 is a shift: exact */
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+/* ---- Reductions ------------------------------------------------------------------- */
+
+/* Butterfly reductions: every lane ends with the result. */
+__device__ __forceinline__ float deco_warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+__device__ __forceinline__ float deco_warp_max(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+ * thread gets the result. scratch: 32 floats of shared memory, reusable after
+ * the call returns. Fixed order: the result does not depend on timing. */
+__device__ __forceinline__ float deco_block_sum(float x, float *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  x = deco_warp_sum(x);
+  __syncthreads(); /* scratch may still be read by a previous call */
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  x = lane < n_warps ? scratch[lane] : 0.0f;
+  return deco_warp_sum(x);
+}
+
+/* ---- Alignment ----------------------------------------------------------------- */
+
+static inline bool deco_aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
+
+#endif /* DECO_KERNELS_CUDA_COMMON_CUH */

@@ -1,0 +1,177 @@
+/* kernels/linear/matmul.cu — out = a · wᵀ (llama2.c's weight layout) on the
+ * GPU: a [m][k], w [n][k], out [m][n] (out_dtype: dtype or f32), fp32
+ * accumulation, optionally out += a · wᵀ. Few rows in f16/bf16 (a decode
+ * step) go to a weight-streaming kernel, which keeps the memory system busier
+ * than cuBLAS does at m <= 8 (perf/bench_ops); everything else to cuBLAS.
+ */
+#include <cublas_v2.h>
+
+#include "common/cuda_common.cuh"
+#include "common/op_impl.h"
+#include "linear/matmul_path.h"
+
+/* ---- Weight-streaming kernel for skinny m ---------------------------------------
+ * A decode step reads every weight once and does ~m FMAs per weight element,
+ * so it is bound by weight bytes. Each block owns SK_ROWS consecutive rows of
+ * w (outputs n0..n0+SK_ROWS-1) and all its threads split k between them: the
+ * grid is n / SK_ROWS blocks (1024 for n = 4096), enough to fill every SM
+ * even for small n, with no second pass. Per iteration a thread issues
+ * SK_ROWS * SK_UNROLL independent 16-byte weight loads before using any,
+ * so ~100 KB per SM are in flight. Activation chunks (m rows, small) come
+ * through L1/L2 and are reused by the SK_ROWS weight rows. The block's
+ * partial sums are reduced in a fixed order: warp shuffles, then warps in
+ * index order through shared memory. */
+#define SK_THREADS 128
+#define SK_ROWS 4
+#define SK_UNROLL 2
+
+template <typename T, int MT>
+static __global__ __launch_bounds__(SK_THREADS) void matmul_skinny_kernel(const T *__restrict__ a, /* [m][k] */
+                                                                          const T *__restrict__ w, /* [n][k] */
+                                                                          void *__restrict__ out,  /* [m][n] */
+                                                                          int m, int n, int k, int out_f32,
+                                                                          int accumulate) {
+  const int kc = k / 8; /* 16-byte chunks per row */
+  const int n0 = blockIdx.x * SK_ROWS;
+  const uint4 *wrow[SK_ROWS];
+#pragma unroll
+  for (int r = 0; r < SK_ROWS; ++r) { /* rows past n re-read row n-1; their sums are dropped */
+    const int row = n0 + r < n ? n0 + r : n - 1;
+    wrow[r] = reinterpret_cast<const uint4 *>(w + (size_t)row * k);
+  }
+  const uint4 *arows = reinterpret_cast<const uint4 *>(a);
+
+  float acc[SK_ROWS][MT];
+#pragma unroll
+  for (int r = 0; r < SK_ROWS; ++r)
+#pragma unroll
+    for (int i = 0; i < MT; ++i) acc[r][i] = 0.0f;
+
+  for (int c0 = threadIdx.x; c0 < kc; c0 += SK_THREADS * SK_UNROLL) {
+    uint4 wv[SK_UNROLL][SK_ROWS];
+#pragma unroll
+    for (int u = 0; u < SK_UNROLL; ++u) {
+      const int c = c0 + u * SK_THREADS;
+#pragma unroll
+      for (int r = 0; r < SK_ROWS; ++r) /* streamed once: evict-first, keep the activations cached */
+        wv[u][r] = c < kc ? __ldcs(wrow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int u = 0; u < SK_UNROLL; ++u) {
+      const int c = c0 + u * SK_THREADS;
+      if (c >= kc) break;
+      float wf[SK_ROWS][8];
+#pragma unroll
+      for (int r = 0; r < SK_ROWS; ++r) deco_unpack8<T>(wv[u][r], wf[r]);
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        if (i < m) {
+          float af[8];
+          deco_unpack8<T>(__ldg(arows + (size_t)i * kc + c), af);
+#pragma unroll
+          for (int r = 0; r < SK_ROWS; ++r)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[r][i] = fmaf(wf[r][e], af[e], acc[r][i]);
+        }
+      }
+    }
+  }
+
+  __shared__ float red[SK_THREADS / 32][SK_ROWS * MT];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int r = 0; r < SK_ROWS; ++r)
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      if (i < m) {
+        const float s = deco_warp_sum(acc[r][i]);
+        if (lane == 0) red[warp][r * MT + i] = s;
+      }
+    }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < SK_ROWS * MT; idx += SK_THREADS) {
+    const int r = idx / MT, i = idx % MT, col = n0 + r;
+    if (i >= m || col >= n) continue;
+    float s = 0.0f;
+#pragma unroll
+    for (int wp = 0; wp < SK_THREADS / 32; ++wp) s += red[wp][idx];
+    const size_t o = (size_t)i * n + col;
+    if (out_f32) {
+      float *p = (float *)out;
+      p[o] = accumulate ? p[o] + s : s;
+    } else {
+      T *p = (T *)out;
+      p[o] = deco_from_f32<T>(accumulate ? deco_to_f32(p[o]) + s : s);
+    }
+  }
+}
+
+static bool skinny_applies(const deco_matmul_args_t *p, int max_m) {
+  return (p->dtype == DECO_DTYPE_F16 || p->dtype == DECO_DTYPE_BF16) && p->m <= max_m && p->k % 8 == 0 &&
+         deco_aligned(p->a, 16) && deco_aligned(p->w, 16);
+}
+
+template <typename T, int MT>
+static deco_status_t skinny_launch_mt(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  const unsigned blocks = (unsigned)((p->n + SK_ROWS - 1) / SK_ROWS);
+  matmul_skinny_kernel<T, MT><<<blocks, SK_THREADS, 0, DECO_CUDA_STREAM(ctx)>>>(
+      (const T *)p->a, (const T *)p->w, p->out, p->m, p->n, p->k, p->out_dtype == DECO_DTYPE_F32, p->accumulate);
+  DECO_CUDA_CHECK_LAUNCH(ctx, "matmul_skinny_kernel");
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Row counts are bucketed (1, 2, 4, 8, 16) to bound the instantiations; rows
+ * past m are skipped at run time. */
+template <typename T>
+static deco_status_t skinny_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  if (p->m <= 1) return skinny_launch_mt<T, 1>(ctx, p);
+  if (p->m <= 2) return skinny_launch_mt<T, 2>(ctx, p);
+  if (p->m <= 4) return skinny_launch_mt<T, 4>(ctx, p);
+  if (p->m <= 8) return skinny_launch_mt<T, 8>(ctx, p);
+  return skinny_launch_mt<T, 16>(ctx, p);
+}
+
+/* ---- cuBLAS ---------------------------------------------------------------------------
+ * Row-major out[m][n] = a[m][k] · w[n][k]ᵀ is column-major C (n × m, ld n) =
+ * op_T(W) · A, where W is w read column-major (k × n, ld k) and A is a read
+ * column-major (k × m, ld k). CUBLAS_COMPUTE_32F: fp32 accumulation and no
+ * TF32 for f32 inputs. The handle is bound to ctx->stream with its workspace
+ * set at context creation, so this can be captured in a graph. */
+static cudaDataType_t cuda_type(deco_dtype_t d) {
+  return d == DECO_DTYPE_F16 ? CUDA_R_16F : d == DECO_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+static deco_status_t cublas_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  const float alpha = 1.0f, beta = p->accumulate ? 1.0f : 0.0f;
+  cublasStatus_t st = cublasGemmEx((cublasHandle_t)ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, p->n, p->m, p->k, &alpha,
+                                   p->w, cuda_type(p->dtype), p->k, p->a, cuda_type(p->dtype), p->k, &beta, p->out,
+                                   cuda_type(p->out_dtype), p->n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return DECO_FAIL(ctx, DECO_STATUS_CUBLAS_ERROR, "deco_matmul: cublasGemmEx(m=%d, n=%d, k=%d, %s -> %s): %s", p->m,
+                     p->n, p->k, deco_dtype_name(p->dtype), deco_dtype_name(p->out_dtype), cublasGetStatusString(st));
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- Dispatch ------------------------------------------------------------------------- */
+
+const char *deco_matmul_path_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  (void)ctx;
+  return skinny_applies(p, DECO_MATMUL_SKINNY_AUTO_MAX_M) ? "skinny" : "cublas";
+}
+
+deco_status_t deco_matmul_cuda_path(deco_ctx_t *ctx, const deco_matmul_args_t *p, deco_matmul_path_t path) {
+  if (path == DECO_MATMUL_PATH_AUTO)
+    path = skinny_applies(p, DECO_MATMUL_SKINNY_AUTO_MAX_M) ? DECO_MATMUL_PATH_SKINNY : DECO_MATMUL_PATH_CUBLAS;
+  if (path == DECO_MATMUL_PATH_CUBLAS) return cublas_launch(ctx, p);
+  if (!skinny_applies(p, DECO_MATMUL_SKINNY_MAX_M))
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
+                     "deco_matmul: the skinny kernel needs f16/bf16, m <= %d, k %% 8 == 0 and 16-byte aligned a, w "
+                     "(got %s, m=%d, k=%d)",
+                     DECO_MATMUL_SKINNY_MAX_M, deco_dtype_name(p->dtype), p->m, p->k);
+  if (p->dtype == DECO_DTYPE_F16) return skinny_launch<__half>(ctx, p);
+  return skinny_launch<__nv_bfloat16>(ctx, p);
+}
+
+deco_status_t deco_matmul_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  return deco_matmul_cuda_path(ctx, p, DECO_MATMUL_PATH_AUTO);
+}

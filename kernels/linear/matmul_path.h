@@ -1,0 +1,36 @@
+/* kernels/linear/matmul_path.h — library-internal: which CUDA path
+ * deco_matmul takes (the weight-streaming kernel for few rows, or cuBLAS),
+ * and a way to force one, for benches and tests that link the static library.
+ */
+#ifndef DECO_KERNELS_MATMUL_PATH_H
+#define DECO_KERNELS_MATMUL_PATH_H
+
+#include "deco/layers.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum deco_matmul_path {
+  DECO_MATMUL_PATH_AUTO = 0,   /* what deco_matmul does */
+  DECO_MATMUL_PATH_SKINNY = 1, /* weight-streaming kernel: f16/bf16, k % 8 == 0, 16-byte aligned a and w */
+  DECO_MATMUL_PATH_CUBLAS = 2  /* cublasGemmEx, CUBLAS_COMPUTE_32F */
+} deco_matmul_path_t;
+
+/* Rows the automatic dispatch sends to the skinny kernel (m <= this). */
+#define DECO_MATMUL_SKINNY_AUTO_MAX_M 8
+/* Rows the skinny kernel accepts when forced (for measuring the crossover). */
+#define DECO_MATMUL_SKINNY_MAX_M 16
+
+/* "skinny" or "cublas": the path deco_matmul takes for these validated args. */
+const char *deco_matmul_path_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *args);
+
+/* deco_matmul on the CUDA backend with the path chosen by the caller (args
+ * must be valid, as after deco_matmul's checks). Forcing the skinny kernel
+ * where it does not apply returns DECO_STATUS_UNSUPPORTED. */
+deco_status_t deco_matmul_cuda_path(deco_ctx_t *ctx, const deco_matmul_args_t *args, deco_matmul_path_t path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,250 @@
+/* kernels/verify/tree_accept_sample_ref.c — reference lossless stochastic
+ * acceptance over a ragged batch of draft trees (Leviathan et al. / Chen et
+ * al. for chains; SpecInfer and recursive rejection sampling, Jeon et al.
+ * 2024, for sibling drafts). logits [n_nodes][vocab] f32, draft_probs
+ * [n_nodes][vocab] (q at each parent), tokens [n_nodes], parent [n_nodes].
+ *
+ * The exact rule the CUDA kernel reproduces (sums here in fp64, in id order):
+ *  target at node v: m = max logit, c = log2(e)/T (fp32), w(y) = exp2f((l_y -
+ *    m) * c) (fp32). Tokens rank by (logit desc, id asc) — -0 equals +0.
+ *    top-k keeps the first k ranks (0 or k >= V: all). top-p walks the kept
+ *    ranks, keeping rank r while W_before(r) < top_p * S_k, W_before = sum of
+ *    w over the ranks before r, S_k = sum over the top-k set (so the top-1
+ *    always stays). The support is a prefix of the ranks; S = sum of w over it;
+ *    p(y) = w(y) / S on the support, 0 elsewhere.
+ *  children of v are tried in increasing node index; child c with token x
+ *    (x outside [0, V): rejected, nothing updated) is accepted iff
+ *    u * q(x) < p(x), u = deco_philox_uniform(seed, offset, b, c, 0), in fp64.
+ *  DETERMINISTIC (q = point mass): the current distribution is w on the
+ *    support minus the rejected set X, total W_X = S - sum_{x in X} w(x)
+ *    (scalar updates, in rejection order); p(x) = w(x) / W_X (0 if W_X <= 0).
+ *  CHAIN, TREE_WITH/WITHOUT_REPLACEMENT: r_0 = p. Trial i uses q_i = q (with
+ *    replacement) or q with the earlier rejected tokens zeroed and divided by
+ *    D_i = 1 - sum of their q (without; q_i = 0 once D_i <= 0), scalar. On its
+ *    rejection Z_i = sum_y max(0, r_{i-1}(y) - q_i(y)) (a pass over the row);
+ *    r_i = max(0, r_{i-1} - q_i) / Z_i elementwise, or r_i = r_{i-1} when
+ *    Z_i <= 0 (only rounding can cause that). CHAIN demands <= 1 child per
+ *    node here (the GPU treats CHAIN as WITH_REPLACEMENT and does not check).
+ *  bonus at the last accepted node v when no child is accepted (or v is a
+ *    leaf): weights omega = the current distribution (w on the support, or
+ *    with X removed, or r_k), Omega = their sum, u = deco_philox_uniform(seed,
+ *    offset, b, v, 1); bonus = smallest id with cumulative weight > u * Omega
+ *    (increasing id); if none, the largest id of positive weight; if Omega
+ *    <= 0, the top-ranked token.
+ * Output: path[b][0..accept_len) (then -1 up to DECO_TREE_MAX_NODES),
+ * accept_len[b], bonus[b]. Malformed trees fail with a message.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/op_impl.h"
+#include "core/internal.h"
+#include "deco/philox.h"
+#include "verify/accept_common.h"
+#include "verify/tree_ref_util.h"
+
+/* The target at one node: the weights, and which tokens are in the support. */
+typedef struct target {
+  float *w;           /* [V] fp32 weights */
+  unsigned char *in;  /* [V] 1 = in the top-k / top-p support */
+  double S;           /* sum of w over the support */
+  int top;            /* top-ranked token */
+} target_t;
+
+static const float *g_sort_logits; /* qsort has no context argument */
+
+static int rank_cmp(const void *pa, const void *pb) {
+  int a = *(const int *)pa, b = *(const int *)pb;
+  uint32_t ka = deco_accept_ord(g_sort_logits[a]), kb = deco_accept_ord(g_sort_logits[b]);
+  if (ka != kb) return ka > kb ? -1 : 1;
+  return a < b ? -1 : (a > b);
+}
+
+static void build_target(const float *logits, int V, float temperature, int top_k, float top_p, int *order,
+                         target_t *t) {
+  int top = 0;
+  for (int y = 1; y < V; ++y)
+    if (logits[y] > logits[top]) top = y;
+  float m = logits[top];
+  float c = DECO_ACCEPT_LOG2E / temperature;
+  for (int y = 0; y < V; ++y) t->w[y] = deco_accept_weight(logits[y], m, c);
+  t->top = top;
+  int k = (top_k > 0 && top_k < V) ? top_k : V;
+  if (k == V && !(top_p < 1.0f)) {
+    double S = 0.0;
+    for (int y = 0; y < V; ++y) {
+      t->in[y] = 1;
+      S += t->w[y];
+    }
+    t->S = S;
+    return;
+  }
+  for (int y = 0; y < V; ++y) order[y] = y;
+  g_sort_logits = logits;
+  qsort(order, (size_t)V, sizeof(int), rank_cmp);
+  double Sk = 0.0;
+  for (int r = 0; r < k; ++r) Sk += t->w[order[r]];
+  int keep = k;
+  if (top_p < 1.0f) {
+    double W = 0.0, bound = (double)top_p * Sk;
+    keep = 0;
+    for (int r = 0; r < k && W < bound; ++r) {
+      W += t->w[order[r]];
+      keep = r + 1;
+    }
+  }
+  memset(t->in, 0, (size_t)V);
+  double S = 0.0;
+  for (int r = 0; r < keep; ++r) {
+    t->in[order[r]] = 1;
+    S += t->w[order[r]];
+  }
+  t->S = S;
+}
+
+/* Picks the bonus from weights omega[V] by inverse CDF in id order. */
+static int draw_bonus(const double *omega, int V, double u, int fallback) {
+  double total = 0.0;
+  for (int y = 0; y < V; ++y) total += omega[y];
+  if (!(total > 0.0)) return fallback;
+  double thr = u * total, cum = 0.0;
+  int last = fallback;
+  for (int y = 0; y < V; ++y) {
+    if (omega[y] > 0.0) last = y;
+    cum += omega[y];
+    if (cum > thr) return y;
+  }
+  return last;
+}
+
+typedef struct scratch {
+  target_t t;
+  int *order;
+  double *r;     /* current residual r_i (non-deterministic kinds) */
+  double *omega; /* bonus weights */
+  unsigned char *excl; /* without replacement: tokens zeroed in q */
+  int32_t children[DECO_TREE_MAX_NODES];
+} scratch_t;
+
+/* Walks tree b from its root; returns accept_len, writes path[] and *bonus. */
+static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32_t *parent, int n, scratch_t *s,
+                     int32_t *path, int32_t *bonus) {
+  const int V = a->vocab;
+  const uint64_t seed = *a->seed;
+  const uint32_t offset = *a->offset;
+  const int kind = a->draft_kind;
+  const int without = kind == DECO_DRAFT_TREE_WITHOUT_REPLACEMENT;
+  const int node0 = a->tree.tree_indptr[b];
+  const int32_t *tokens = a->tokens + node0;
+  int v = 0, len = 0;
+  path[len++] = 0;
+  for (;;) {
+    const float *lrow = (const float *)a->logits + (size_t)(node0 + v) * V;
+    build_target(lrow, V, a->temperature, a->top_k, a->top_p, s->order, &s->t);
+    const float *q = kind == DECO_DRAFT_DETERMINISTIC ? NULL : a->draft_probs + (size_t)(node0 + v) * V;
+    int n_children = deco_tree_ref_children(parent, n, v, s->children);
+    double WX = s->t.S; /* DETERMINISTIC: total weight after removing X */
+    double D = 1.0;     /* WITHOUT: normaliser of q_i */
+    int rejected = 0;   /* a residual update was applied (non-deterministic kinds) */
+    memset(s->excl, 0, (size_t)V);
+    if (kind != DECO_DRAFT_DETERMINISTIC)
+      for (int y = 0; y < V; ++y) s->r[y] = s->t.in[y] ? (double)s->t.w[y] / s->t.S : 0.0;
+    int accepted = -1;
+    for (int j = 0; j < n_children && accepted < 0; ++j) {
+      int c = s->children[j];
+      int x = tokens[c];
+      if (x < 0 || x >= V) continue;
+      double u = deco_philox_uniform(seed, offset, (uint32_t)b, (uint32_t)c, 0);
+      if (kind == DECO_DRAFT_DETERMINISTIC) {
+        double px = (s->t.in[x] && !s->excl[x] && WX > 0.0) ? (double)s->t.w[x] / WX : 0.0;
+        if (u < px) {
+          accepted = c;
+        } else if (s->t.in[x] && !s->excl[x]) {
+          s->excl[x] = 1;
+          WX -= s->t.w[x];
+        }
+        continue;
+      }
+      double qscale = without ? (D > 0.0 ? 1.0 / D : 0.0) : 1.0;
+      double qx = s->excl[x] ? 0.0 : (double)q[x] * qscale;
+      if (u * qx < s->r[x]) {
+        accepted = c;
+        continue;
+      }
+      double Z = 0.0;
+      for (int y = 0; y < V; ++y) {
+        double d = s->r[y] - (s->excl[y] ? 0.0 : (double)q[y] * qscale);
+        Z += d > 0.0 ? d : 0.0;
+      }
+      if (Z > 0.0) {
+        for (int y = 0; y < V; ++y) {
+          double d = s->r[y] - (s->excl[y] ? 0.0 : (double)q[y] * qscale);
+          s->r[y] = d > 0.0 ? d / Z : 0.0;
+        }
+      }
+      if (without && !s->excl[x]) {
+        D -= q[x];
+        s->excl[x] = 1;
+      }
+      rejected = 1;
+    }
+    if (accepted >= 0) {
+      v = accepted;
+      path[len++] = v;
+      continue;
+    }
+    for (int y = 0; y < V; ++y) {
+      if (kind == DECO_DRAFT_DETERMINISTIC) s->omega[y] = (s->t.in[y] && !s->excl[y]) ? (double)s->t.w[y] : 0.0;
+      else if (rejected) s->omega[y] = s->r[y];
+      else s->omega[y] = s->t.in[y] ? (double)s->t.w[y] : 0.0;
+    }
+    double u = deco_philox_uniform(seed, offset, (uint32_t)b, (uint32_t)v, 1);
+    *bonus = draw_bonus(s->omega, V, u, s->t.top);
+    return len;
+  }
+}
+
+deco_status_t deco_tree_accept_sample_ref(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a) {
+  static const char op[] = "deco_tree_accept_sample";
+  const deco_tree_batch_t *tb = &a->tree;
+  DECO_TRY(deco_tree_ref_check_batch(ctx, tb, op));
+  if (a->draft_kind == DECO_DRAFT_CHAIN) {
+    for (int b = 0; b < tb->n_trees; ++b) {
+      const int32_t *par = tb->parent + tb->tree_indptr[b];
+      int n = tb->tree_indptr[b + 1] - tb->tree_indptr[b];
+      for (int c = 2; c < n; ++c)
+        for (int d = 1; d < c; ++d)
+          if (par[d] == par[c])
+            return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                             "%s: draft_kind CHAIN but node %d of tree %d has several children (%d and %d)", op,
+                             par[c], b, d, c);
+    }
+  }
+  const size_t V = (size_t)a->vocab;
+  scratch_t s;
+  s.t.w = malloc(V * sizeof(float));
+  s.t.in = malloc(V);
+  s.order = malloc(V * sizeof(int));
+  s.r = malloc(V * sizeof(double));
+  s.omega = malloc(V * sizeof(double));
+  s.excl = malloc(V);
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  if (!s.t.w || !s.t.in || !s.order || !s.r || !s.omega || !s.excl) {
+    st = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: no host memory for vocab %zu", op, V);
+  } else {
+    for (int b = 0; b < tb->n_trees; ++b) {
+      int32_t *path = a->out.path + (size_t)b * DECO_TREE_MAX_NODES;
+      for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) path[i] = -1;
+      int n = tb->tree_indptr[b + 1] - tb->tree_indptr[b];
+      a->out.accept_len[b] = walk_tree(a, b, tb->parent + tb->tree_indptr[b], n, &s, path, &a->out.bonus[b]);
+    }
+  }
+  free(s.t.w);
+  free(s.t.in);
+  free(s.order);
+  free(s.r);
+  free(s.omega);
+  free(s.excl);
+  return st;
+}

@@ -1,0 +1,128 @@
+/* perf/bench_forward.c — one decode step of the synthetic llama2-7b in bf16
+ * (6.74 B parameters, 13.5 GB of weights) at batch 1 and 16 with a KV prefix
+ * of 512 per sequence, against the floor weight bytes / copy bandwidth
+ * measured in the same run (PERF.md: target >= 80% of the floor at batch 1;
+ * Hugging Face eager 21.3 ms, torch.compile with CUDA graphs 5.48 ms on an
+ * H200). Also a 64- and an 81-token forward of one sequence (the cost of a
+ * verification step in the projections).
+ *   bench_forward [--model llama2-7b|llama3-8b] [--reps N]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bench.h"
+#include "linear/matmul_path.h"
+
+typedef struct step {
+  deco_model_t *model;
+  deco_kv_cache_t *cache;
+  int n_seqs;
+  int *seqs;
+  int *n_new;
+  int32_t *tokens;
+  float *logits;
+} step_t;
+
+static int run_step(void *user) {
+  step_t *s = user;
+  deco_forward_args_t fa = {s->n_seqs, s->seqs, s->n_new, s->tokens, NULL, NULL, DECO_LOGITS_LAST, s->logits};
+  deco_status_t st = deco_forward(s->model, s->cache, &fa);
+  if (st != DECO_STATUS_SUCCESS) {
+    fprintf(stderr, "forward: %s\n", deco_last_error(deco_model_ctx(s->model)));
+    return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *name = "llama2-7b";
+  int reps = 30;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--model") == 0) name = argv[i + 1];
+    else if (strcmp(argv[i], "--reps") == 0) reps = atoi(argv[i + 1]);
+  }
+  if (deco_cuda_device_count() == 0) {
+    fprintf(stderr, "bench_forward: no CUDA device\n");
+    return 77;
+  }
+  deco_ctx_config_t cc = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_t *ctx;
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
+    fprintf(stderr, "%s\n", deco_last_error(NULL));
+    return 1;
+  }
+  deco_bench_t b;
+  if (deco_bench_init(&b, ctx) || deco_bench_measure_ceilings(&b)) return 1;
+  fprintf(stderr, "%s: copy %.0f GB/s, bf16 GEMM %.0f TFLOP/s\n", b.device_name, b.copy_gbps, b.gemm_tflops);
+  deco_model_t *model;
+  if (deco_model_create_synthetic(ctx, name, DECO_SYNTHETIC_SEED, DECO_DTYPE_BF16, &model) != DECO_STATUS_SUCCESS) {
+    fprintf(stderr, "%s\n", deco_last_error(ctx));
+    return 1;
+  }
+  const deco_model_config_t *c = deco_model_get_config(model);
+  const double weight_bytes = (double)deco_model_weight_bytes(model);
+  /* Sequence 0 also takes the verification-sized forwards (6 runs each). */
+  const int prefix = 512, max_b = 16, reserve = prefix + 2 * (reps + 3) + 16, reserve0 = reserve + 6 * (64 + 81);
+  deco_kv_cache_t *cache;
+  if (deco_kv_cache_create(model, 16, max_b * ((reserve + 15) / 16) + (reserve0 - reserve + 15) / 16 + 1, max_b,
+                           &cache) != DECO_STATUS_SUCCESS) {
+    fprintf(stderr, "%s\n", deco_last_error(ctx));
+    return 1;
+  }
+  int seqs[16], n_new[16];
+  int32_t *tokens = malloc(sizeof(int32_t) * 512);
+  float *logits;
+  if (deco_malloc(ctx, (void **)&logits, sizeof(float) * (size_t)max_b * c->vocab_size) != DECO_STATUS_SUCCESS) return 1;
+  for (int i = 0; i < 512; ++i) tokens[i] = 1 + (int32_t)((i * 7919u) % (unsigned)(c->vocab_size - 1));
+  for (int s = 0; s < max_b; ++s) {
+    n_new[s] = prefix;
+    if (deco_kv_cache_admit(cache, s ? reserve : reserve0, &seqs[s]) != DECO_STATUS_SUCCESS) {
+      fprintf(stderr, "%s\n", deco_last_error(ctx));
+      return 1;
+    }
+    step_t pre = {model, cache, 1, &seqs[s], &n_new[s], tokens, logits};
+    if (run_step(&pre)) return 1;
+  }
+  /* Which matmul path the one-token step takes for the largest projection. */
+  deco_matmul_args_t probe = {DECO_DTYPE_BF16, DECO_DTYPE_BF16, 1, c->hidden_dim, c->dim, logits, logits, logits, 0};
+  const char *path1 = deco_matmul_path_cuda(ctx, &probe);
+  probe.m = 16;
+  const char *path16 = deco_matmul_path_cuda(ctx, &probe);
+  deco_bench_csv_header(stdout);
+  const char *cmd = deco_bench_command(argc, argv);
+  int batches[2] = {1, 16};
+  for (int i = 0; i < 2; ++i) {
+    int B = batches[i];
+    for (int s = 0; s < B; ++s) n_new[s] = 1;
+    step_t st = {model, cache, B, seqs, n_new, tokens, logits};
+    deco_bench_stats_t stats;
+    if (deco_bench_time(&b, run_step, &st, 3, reps, 0, &stats)) return 1;
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s bf16 decode B=%d prefix=%d", name, B, prefix);
+    double flops = 2.0 * (double)deco_model_weight_bytes(model) / 2.0 * B;
+    deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, weight_bytes, flops, cmd);
+    fprintf(stderr, "decode B=%d: %.3f ms (floor %.3f ms, %.0f%%)\n", B, stats.median_us / 1e3,
+            deco_bench_floor_us(&b, weight_bytes, flops) / 1e3,
+            100.0 * deco_bench_floor_us(&b, weight_bytes, flops) / stats.median_us);
+  }
+  /* Verification-sized forwards of one sequence: 64 and 81 new tokens. */
+  int verify[2] = {64, 81};
+  for (int i = 0; i < 2; ++i) {
+    int n = verify[i];
+    step_t st = {model, cache, 1, seqs, &n, tokens, logits};
+    deco_bench_stats_t stats;
+    if (deco_bench_time(&b, run_step, &st, 1, 5, 0, &stats)) return 1;
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s bf16 forward of %d tokens, 1 sequence", name, n);
+    double flops = 2.0 * (double)deco_model_weight_bytes(model) / 2.0 * n;
+    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas", &stats, weight_bytes, flops, cmd);
+  }
+  free(tokens);
+  deco_free(ctx, logits);
+  deco_kv_cache_destroy(cache);
+  deco_model_destroy(model);
+  deco_bench_destroy(&b);
+  deco_ctx_destroy(ctx);
+  return 0;
+}

@@ -1,0 +1,235 @@
+/* perf/common/bench.c — see bench.h: event timing, measured ceilings, L2
+ * flush and CSV rows for the perf/bench_* drivers.
+ */
+#include "common/bench.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BENCH_CUDA(expr)                                                                            \
+  do {                                                                                              \
+    cudaError_t e_ = (expr);                                                                        \
+    if (e_ != cudaSuccess) {                                                                        \
+      fprintf(stderr, "bench: %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_), __FILE__, __LINE__); \
+      return 1;                                                                                     \
+    }                                                                                               \
+  } while (0)
+
+int deco_bench_init(deco_bench_t *b, deco_ctx_t *ctx) {
+  memset(b, 0, sizeof *b);
+  if (!ctx || deco_ctx_backend(ctx) != DECO_BACKEND_CUDA) {
+    fprintf(stderr, "bench: needs a CUDA context\n");
+    return 1;
+  }
+  b->ctx = ctx;
+  b->stream = deco_ctx_stream(ctx);
+  int dev = 0;
+  BENCH_CUDA(cudaGetDevice(&dev));
+  struct cudaDeviceProp prop;
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, dev));
+  snprintf(b->device_name, sizeof b->device_name, "%s", prop.name);
+  b->sm_count = prop.multiProcessorCount;
+  b->l2_bytes = (size_t)prop.l2CacheSize;
+  b->flush_bytes = 2 * b->l2_bytes;
+  if (b->flush_bytes < ((size_t)64 << 20)) b->flush_bytes = (size_t)64 << 20;
+  BENCH_CUDA(cudaMalloc(&b->flush_buf, b->flush_bytes));
+  cudaEvent_t e0, e1;
+  BENCH_CUDA(cudaEventCreate(&e0));
+  BENCH_CUDA(cudaEventCreate(&e1));
+  b->ev_start = e0;
+  b->ev_stop = e1;
+  return 0;
+}
+
+void deco_bench_destroy(deco_bench_t *b) {
+  if (b->ev_start) cudaEventDestroy((cudaEvent_t)b->ev_start);
+  if (b->ev_stop) cudaEventDestroy((cudaEvent_t)b->ev_stop);
+  if (b->flush_buf) cudaFree(b->flush_buf);
+  memset(b, 0, sizeof *b);
+}
+
+int deco_bench_flush_l2(deco_bench_t *b) {
+  /* A different byte each time, so no layer can skip the writes. */
+  BENCH_CUDA(cudaMemsetAsync(b->flush_buf, (int)(b->flush_count++ & 0x7f), b->flush_bytes, (cudaStream_t)b->stream));
+  return 0;
+}
+
+static int cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, c = *(const double *)y;
+  return a < c ? -1 : a > c;
+}
+
+/* Linear-interpolated percentile of sorted v[0..n). */
+static double percentile(const double *v, int n, double p) {
+  if (n == 1) return v[0];
+  double pos = p * (n - 1);
+  int i = (int)pos;
+  if (i >= n - 1) return v[n - 1];
+  return v[i] + (pos - i) * (v[i + 1] - v[i]);
+}
+
+int deco_bench_time(deco_bench_t *b, deco_bench_fn fn, void *user, int warmup, int reps, int flush_l2,
+                    deco_bench_stats_t *st) {
+  cudaStream_t s = (cudaStream_t)b->stream;
+  cudaEvent_t e0 = (cudaEvent_t)b->ev_start, e1 = (cudaEvent_t)b->ev_stop;
+  if (reps < 1) reps = 1;
+  for (int i = 0; i < warmup; ++i) {
+    if (fn(user)) {
+      fprintf(stderr, "bench: the timed function failed during warm-up: %s\n", deco_last_error(b->ctx));
+      return 1;
+    }
+  }
+  BENCH_CUDA(cudaStreamSynchronize(s));
+  double *t = malloc(sizeof(double) * reps);
+  for (int i = 0; i < reps; ++i) {
+    if (flush_l2 && deco_bench_flush_l2(b)) {
+      free(t);
+      return 1;
+    }
+    cudaEventRecord(e0, s);
+    int rc = fn(user);
+    cudaEventRecord(e1, s);
+    cudaError_t err = cudaEventSynchronize(e1);
+    float ms = 0.0f;
+    if (rc || err != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+      fprintf(stderr, "bench: timed run %d failed: %s / %s\n", i, deco_last_error(b->ctx), cudaGetErrorString(err));
+      free(t);
+      return 1;
+    }
+    t[i] = 1000.0 * ms;
+  }
+  qsort(t, (size_t)reps, sizeof(double), cmp_double);
+  st->reps = reps;
+  st->min_us = t[0];
+  st->max_us = t[reps - 1];
+  st->median_us = percentile(t, reps, 0.5);
+  st->p10_us = percentile(t, reps, 0.1);
+  st->p90_us = percentile(t, reps, 0.9);
+  free(t);
+  return 0;
+}
+
+/* ---- Ceilings ---------------------------------------------------------------------- */
+
+typedef struct copy_state {
+  void *dst, *src;
+  size_t bytes;
+  cudaStream_t s;
+} copy_state_t;
+
+static int copy_fn(void *u) {
+  copy_state_t *c = u;
+  return cudaMemcpyAsync(c->dst, c->src, c->bytes, cudaMemcpyDeviceToDevice, c->s) != cudaSuccess;
+}
+
+typedef struct gemm_state {
+  cublasHandle_t h;
+  void *a, *bm, *c;
+  int n;
+} gemm_state_t;
+
+static int gemm_fn(void *u) {
+  gemm_state_t *g = u;
+  const float alpha = 1.0f, beta = 0.0f;
+  return cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, g->n, g->n, g->n, &alpha, g->a, CUDA_R_16BF, g->n, g->bm,
+                      CUDA_R_16BF, g->n, &beta, g->c, CUDA_R_16BF, g->n, CUBLAS_COMPUTE_32F,
+                      CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS;
+}
+
+int deco_bench_measure_ceilings(deco_bench_t *b) {
+  cudaStream_t s = (cudaStream_t)b->stream;
+  deco_bench_stats_t st;
+
+  /* Copy: 1 GiB each way; random content (deco_fill_random) so nothing is trivially compressible. */
+  copy_state_t c = {NULL, NULL, (size_t)1 << 30, s};
+  BENCH_CUDA(cudaMalloc(&c.src, c.bytes));
+  BENCH_CUDA(cudaMalloc(&c.dst, c.bytes));
+  deco_fill_random_args_t fr = {DECO_DTYPE_F32, c.bytes / 4, 1, 900, 1.0f, 0.0f, c.src};
+  int rc = deco_fill_random(b->ctx, &fr) != DECO_STATUS_SUCCESS;
+  if (!rc) rc = deco_bench_time(b, copy_fn, &c, 2, 10, 0, &st);
+  cudaFree(c.src);
+  cudaFree(c.dst);
+  if (rc) return 1;
+  b->copy_gbps = 2.0 * (double)c.bytes / (st.median_us * 1e-6) / 1e9;
+
+  /* GEMM: 8192^3 bf16, fp32 accumulation. */
+  gemm_state_t g = {NULL, NULL, NULL, NULL, 8192};
+  const size_t elems = (size_t)g.n * g.n;
+  if (cublasCreate(&g.h) != CUBLAS_STATUS_SUCCESS || cublasSetStream(g.h, s) != CUBLAS_STATUS_SUCCESS) {
+    fprintf(stderr, "bench: cublasCreate failed\n");
+    return 1;
+  }
+  BENCH_CUDA(cudaMalloc(&g.a, elems * 2));
+  BENCH_CUDA(cudaMalloc(&g.bm, elems * 2));
+  BENCH_CUDA(cudaMalloc(&g.c, elems * 2));
+  deco_fill_random_args_t fa = {DECO_DTYPE_BF16, elems, 2, 901, 1.0f, 0.0f, g.a};
+  deco_fill_random_args_t fb = {DECO_DTYPE_BF16, elems, 3, 902, 1.0f, 0.0f, g.bm};
+  rc = deco_fill_random(b->ctx, &fa) != DECO_STATUS_SUCCESS || deco_fill_random(b->ctx, &fb) != DECO_STATUS_SUCCESS;
+  if (!rc) rc = deco_bench_time(b, gemm_fn, &g, 3, 10, 0, &st);
+  cudaFree(g.a);
+  cudaFree(g.bm);
+  cudaFree(g.c);
+  cublasDestroy(g.h);
+  if (rc) return 1;
+  b->gemm_tflops = 2.0 * (double)g.n * g.n * g.n / (st.median_us * 1e-6) / 1e12;
+  return 0;
+}
+
+double deco_bench_floor_us(const deco_bench_t *b, double bytes, double flops) {
+  double t_mem = b->copy_gbps > 0 ? bytes / (b->copy_gbps * 1e9) : 0.0;
+  double t_math = b->gemm_tflops > 0 ? flops / (b->gemm_tflops * 1e12) : 0.0;
+  return 1e6 * (t_mem > t_math ? t_mem : t_math);
+}
+
+/* ---- CSV ----------------------------------------------------------------------------- */
+
+static void csv_field(FILE *f, const char *s) {
+  if (!strpbrk(s, ",\"\n")) {
+    fputs(s, f);
+    return;
+  }
+  fputc('"', f);
+  for (; *s; ++s) {
+    if (*s == '"') fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+void deco_bench_csv_header(FILE *f) {
+  fprintf(f, "bench,shape,path,median_us,p10_us,p90_us,gb_s,tflop_s,floor_us,pct_of_floor,device,command\n");
+}
+
+void deco_bench_csv_row(FILE *f, const deco_bench_t *b, const char *bench, const char *shape, const char *path,
+                        const deco_bench_stats_t *st, double bytes, double flops, const char *command) {
+  const double sec = st->median_us * 1e-6;
+  const double floor_us = deco_bench_floor_us(b, bytes, flops);
+  csv_field(f, bench);
+  fputc(',', f);
+  csv_field(f, shape);
+  fputc(',', f);
+  csv_field(f, path);
+  fprintf(f, ",%.2f,%.2f,%.2f,%.1f,%.2f,%.2f,%.1f,", st->median_us, st->p10_us, st->p90_us, bytes / sec / 1e9,
+          flops / sec / 1e12, floor_us, 100.0 * floor_us / st->median_us);
+  csv_field(f, b->device_name);
+  fputc(',', f);
+  csv_field(f, command);
+  fputc('\n', f);
+  fflush(f);
+}
+
+const char *deco_bench_command(int argc, char **argv) {
+  static char buf[1024];
+  size_t len = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < argc && len + 2 < sizeof buf; ++i) {
+    int w = snprintf(buf + len, sizeof buf - len, "%s%s", i ? " " : "", argv[i]);
+    if (w < 0) break;
+    len += (size_t)w;
+    if (len >= sizeof buf) len = sizeof buf - 1;
+  }
+  return buf;
+}

@@ -1,0 +1,225 @@
+/* tests/test_forward_cpu.c — the CPU forward on the real stories260K model
+ * reproduces llama2.c: logits of the first 32 positions within
+ * 1e-4 + 1e-4|r|, and the greedy id fixtures exactly. Also the forward's
+ * batching invariances and argument checks.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "common/tolerances.h"
+
+static deco_ctx_t *ctx;
+static deco_model_t *model;
+
+static int load(void) {
+  if (!deco_test_have_data("models/stories260K.bin")) return 0;
+  ctx = deco_test_cpu_ctx();
+  deco_status_t st = deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_F32, &model);
+  cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  return 1;
+}
+
+static void unload(void) {
+  deco_model_destroy(model);
+  deco_ctx_destroy(ctx);
+  model = NULL;
+  ctx = NULL;
+}
+
+static deco_kv_cache_t *new_cache(int max_seqs) {
+  deco_kv_cache_t *kc;
+  cr_assert_eq(deco_kv_cache_create(model, 16, 64 * max_seqs, max_seqs, &kc), DECO_STATUS_SUCCESS);
+  return kc;
+}
+
+Test(forward_cpu, config_of_stories260K) {
+  if (!load()) return;
+  const deco_model_config_t *c = deco_model_get_config(model);
+  cr_assert_eq(c->dim, 64);
+  cr_assert_eq(c->n_layers, 5);
+  cr_assert_eq(c->n_heads, 8);
+  cr_assert_eq(c->n_kv_heads, 4);
+  cr_assert_eq(c->head_dim, 8);
+  cr_assert_eq(c->vocab_size, 512);
+  cr_assert_eq(c->shared_classifier, 1);
+  cr_assert_eq(deco_model_weight_bytes(model), 4 * (size_t)(264128 - 4096));
+  unload();
+}
+
+/* Teacher-forced logits, token by token and as one prefill. */
+Test(forward_cpu, logits_match_llama2c_fixture) {
+  if (!load()) return;
+  int n_ids;
+  int32_t *ids = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/greedy_bos_256.ids"), &n_ids);
+  size_t bytes;
+  float *expect = deco_test_read_file(deco_test_data_path("fixtures/stories260K/logits_bos_32.f32"), &bytes);
+  cr_assert(ids && expect && bytes == 32 * 512 * sizeof(float));
+  float *logits = malloc(sizeof(float) * 32 * 512);
+  /* Token by token. */
+  deco_kv_cache_t *kc = new_cache(1);
+  int seq, one = 1;
+  cr_assert_eq(deco_kv_cache_admit(kc, 64, &seq), DECO_STATUS_SUCCESS);
+  for (int p = 0; p < 32; ++p) {
+    deco_forward_args_t fa = {1, &seq, &one, ids + p, NULL, NULL, DECO_LOGITS_LAST, logits + (size_t)p * 512};
+    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  }
+  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 32);
+  cr_assert_eq(deco_test_compare("logits (decode)", logits, expect, 32 * 512, DECO_TOL_FIXTURE_ATOL, DECO_TOL_FIXTURE_RTOL), 0);
+  /* One prefill of 32 tokens, all logits. */
+  cr_assert_eq(deco_kv_cache_release(kc, seq), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_admit(kc, 64, &seq), DECO_STATUS_SUCCESS);
+  int n = 32;
+  deco_forward_args_t fa = {1, &seq, &n, ids, NULL, NULL, DECO_LOGITS_ALL, logits};
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_test_compare("logits (prefill)", logits, expect, 32 * 512, DECO_TOL_FIXTURE_ATOL, DECO_TOL_FIXTURE_RTOL), 0);
+  deco_kv_cache_destroy(kc);
+  free(logits);
+  free(expect);
+  free(ids);
+  unload();
+}
+
+/* Greedy decoding through the library reproduces a fixture's ids. */
+static void greedy_matches(const int32_t *prompt, int n_prompt, const char *ids_file, int steps) {
+  int n_expect;
+  int32_t *expect = deco_test_read_ids(deco_test_data_path(ids_file), &n_expect);
+  cr_assert(expect);
+  cr_assert_eq(n_expect, steps + 1);
+  deco_kv_cache_t *kc = new_cache(1);
+  int seq;
+  cr_assert_eq(deco_kv_cache_admit(kc, steps, &seq), DECO_STATUS_SUCCESS);
+  int32_t *got = malloc(sizeof(int32_t) * (size_t)(steps + 1));
+  float logits[512];
+  got[0] = prompt[0];
+  int32_t token = prompt[0];
+  for (int pos = 0; pos < steps; ++pos) {
+    int one = 1;
+    deco_forward_args_t fa = {1, &seq, &one, &token, NULL, NULL, DECO_LOGITS_LAST, logits};
+    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    token = pos + 1 < n_prompt ? prompt[pos + 1] : deco_argmax(logits, 512);
+    got[pos + 1] = token;
+  }
+  cr_assert_eq(deco_test_compare_i32(ids_file, got, expect, (size_t)steps + 1), 0);
+  deco_kv_cache_destroy(kc);
+  free(got);
+  free(expect);
+}
+
+Test(forward_cpu, greedy_from_bos_matches_fixture) {
+  if (!load()) return;
+  int32_t bos = 1;
+  greedy_matches(&bos, 1, "fixtures/stories260K/greedy_bos_256.ids", 256);
+  unload();
+}
+
+Test(forward_cpu, greedy_dog_prompt_matches_fixture) {
+  if (!load()) return;
+  int n_prompt;
+  int32_t *prompt = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/prompt_dog.ids"), &n_prompt);
+  cr_assert(prompt);
+  greedy_matches(prompt, n_prompt, "fixtures/stories260K/greedy_dog_200.ids", 200);
+  free(prompt);
+  unload();
+}
+
+Test(forward_cpu, batched_sequences_match_single) {
+  if (!load()) return;
+  /* Two sequences with different prompts in one batch give the same logits
+   * as each alone (ragged prefill, then a batched decode step). */
+  int32_t a[7] = {1, 403, 407, 261, 378, 432, 383}, b[3] = {1, 286, 261};
+  float la[512], lb[512], both[2 * 512];
+  deco_kv_cache_t *kc = new_cache(2);
+  int s0, s1;
+  cr_assert_eq(deco_kv_cache_admit(kc, 32, &s0), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_admit(kc, 32, &s1), DECO_STATUS_SUCCESS);
+  int n7 = 7, n3 = 3;
+  deco_forward_args_t fa = {1, &s0, &n7, a, NULL, NULL, DECO_LOGITS_LAST, la};
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS);
+  deco_forward_args_t fb = {1, &s1, &n3, b, NULL, NULL, DECO_LOGITS_LAST, lb};
+  cr_assert_eq(deco_forward(model, kc, &fb), DECO_STATUS_SUCCESS);
+  deco_kv_cache_t *kc2 = new_cache(2);
+  int t0, t1;
+  cr_assert_eq(deco_kv_cache_admit(kc2, 32, &t0), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_admit(kc2, 32, &t1), DECO_STATUS_SUCCESS);
+  int32_t ab[10];
+  memcpy(ab, a, sizeof a);
+  memcpy(ab + 7, b, sizeof b);
+  int seqs[2] = {t1, t0}, ns[2] = {7, 3};
+  seqs[0] = t0;
+  seqs[1] = t1;
+  deco_forward_args_t fab = {2, seqs, ns, ab, NULL, NULL, DECO_LOGITS_LAST, both};
+  cr_assert_eq(deco_forward(model, kc2, &fab), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_test_compare("seq a", both, la, 512, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  cr_assert_eq(deco_test_compare("seq b", both + 512, lb, 512, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  /* A decode step of both sequences at once, in the other order. */
+  int32_t next[2] = {300, 301};
+  int order[2] = {t1, t0}, ones[2] = {1, 1};
+  deco_forward_args_t step = {2, order, ones, next, NULL, NULL, DECO_LOGITS_LAST, both};
+  cr_assert_eq(deco_forward(model, kc2, &step), DECO_STATUS_SUCCESS);
+  int one = 1;
+  deco_forward_args_t sa = {1, &s0, &one, &next[1], NULL, NULL, DECO_LOGITS_LAST, la};
+  deco_forward_args_t sb = {1, &s1, &one, &next[0], NULL, NULL, DECO_LOGITS_LAST, lb};
+  cr_assert_eq(deco_forward(model, kc, &sa), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_forward(model, kc, &sb), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_test_compare("step b", both, lb, 512, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  cr_assert_eq(deco_test_compare("step a", both + 512, la, 512, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  deco_kv_cache_destroy(kc);
+  deco_kv_cache_destroy(kc2);
+  unload();
+}
+
+Test(forward_cpu, embeddings_input_equals_token_input) {
+  if (!load()) return;
+  /* Feeding the embedding rows themselves gives the same logits. */
+  int32_t ids[3] = {1, 403, 407};
+  float emb[3 * 64], l1[3 * 512], l2[3 * 512];
+  deco_embedding_args_t e = {DECO_DTYPE_F32, 3, 512, 64, NULL, ids, NULL, emb};
+  /* The table is the model's; read it back through a one-row-per-id forward-free path. */
+  float *table = deco_test_read_file(deco_test_data_path("models/stories260K.bin"), NULL);
+  e.table = (const char *)table + 28;
+  cr_assert_eq(deco_embedding(ctx, &e), DECO_STATUS_SUCCESS);
+  deco_kv_cache_t *kc = new_cache(2);
+  int s0, s1, n = 3;
+  cr_assert_eq(deco_kv_cache_admit(kc, 16, &s0), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_admit(kc, 16, &s1), DECO_STATUS_SUCCESS);
+  deco_forward_args_t a = {1, &s0, &n, ids, NULL, NULL, DECO_LOGITS_ALL, l1};
+  deco_forward_args_t b = {1, &s1, &n, NULL, emb, NULL, DECO_LOGITS_ALL, l2};
+  cr_assert_eq(deco_forward(model, kc, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_forward(model, kc, &b), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(l1, l2, sizeof l1), 0, "embeddings input differs from token input");
+  free(table);
+  deco_kv_cache_destroy(kc);
+  unload();
+}
+
+Test(forward_cpu, bad_arguments) {
+  if (!load()) return;
+  deco_kv_cache_t *kc = new_cache(1);
+  int seq;
+  cr_assert_eq(deco_kv_cache_admit(kc, 8, &seq), DECO_STATUS_SUCCESS);
+  float logits[512];
+  int32_t bad = 512, ok = 5;
+  int one = 1, other = seq + 1;
+  deco_forward_args_t fa = {1, &seq, &one, &bad, NULL, NULL, DECO_LOGITS_LAST, logits};
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "vocabulary") != NULL, "%s", deco_last_error(ctx));
+  fa.tokens = &ok;
+  fa.seqs = &other;
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT);
+  fa.seqs = &seq;
+  /* 8 reserved slots round up to one page of 16: 17 tokens do not fit. */
+  int seventeen = 17;
+  int32_t lots[17] = {0};
+  fa.tokens = lots;
+  fa.n_new = &seventeen;
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY);
+  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 0, "a failed forward must not commit");
+  cr_assert_eq(deco_forward(NULL, kc, &fa), DECO_STATUS_NULL_POINTER);
+  fa.tokens = NULL;
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER);
+  deco_kv_cache_destroy(kc);
+  unload();
+}

@@ -1,0 +1,104 @@
+/* tests/test_kv_cache.c — the paged KV cache manager: reservation at
+ * admission, page accounting, release, commit and capacity errors. */
+#include <criterion/criterion.h>
+
+#include <string.h>
+
+#include "common/testutil.h"
+
+static deco_ctx_t *ctx;
+static deco_model_t *model;
+static void setup(void) {
+  ctx = deco_test_cpu_ctx();
+  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", DECO_SYNTHETIC_SEED, DECO_DTYPE_F32, &model),
+               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+static void teardown(void) {
+  deco_model_destroy(model);
+  deco_ctx_destroy(ctx);
+}
+TestSuite(kv_cache, .init = setup, .fini = teardown);
+
+Test(kv_cache, admit_reserves_pages_and_release_returns_them) {
+  deco_kv_cache_t *kc;
+  cr_assert_eq(deco_kv_cache_create(model, 16, 10, 3, &kc), DECO_STATUS_SUCCESS);
+  int a, b, c;
+  cr_assert_eq(deco_kv_cache_admit(kc, 33, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_free_pages(kc), 7);
+  cr_assert_eq(deco_kv_cache_seq_capacity(kc, a), 48);
+  cr_assert_eq(deco_kv_cache_admit(kc, 113, &b), DECO_STATUS_CAPACITY, "7 pages cannot hold 113 slots");
+  cr_assert_eq(deco_kv_cache_admit(kc, 112, &b), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_free_pages(kc), 0);
+  cr_assert_eq(deco_kv_cache_admit(kc, 1, &c), DECO_STATUS_CAPACITY);
+  cr_assert_eq(deco_kv_cache_release(kc, a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_free_pages(kc), 3);
+  cr_assert_eq(deco_kv_cache_release(kc, a), DECO_STATUS_INVALID_ARGUMENT, "double release");
+  cr_assert_eq(deco_kv_cache_seq_len(kc, a), -1);
+  cr_assert_eq(deco_kv_cache_admit(kc, 1, &c), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_admit(kc, 1, &a), DECO_STATUS_SUCCESS);
+  int d;
+  cr_assert_eq(deco_kv_cache_admit(kc, 1, &d), DECO_STATUS_CAPACITY, "all sequences in use");
+  deco_kv_cache_destroy(kc);
+}
+
+Test(kv_cache, commit_bounds) {
+  deco_kv_cache_t *kc;
+  cr_assert_eq(deco_kv_cache_create(model, 4, 8, 1, &kc), DECO_STATUS_SUCCESS);
+  int s;
+  cr_assert_eq(deco_kv_cache_admit(kc, 6, &s), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_seq_capacity(kc, s), 8);
+  cr_assert_eq(deco_kv_cache_commit(kc, s, 5), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 5);
+  cr_assert_eq(deco_kv_cache_commit(kc, s, 4), DECO_STATUS_CAPACITY);
+  cr_assert_eq(deco_kv_cache_commit(kc, s, -1), DECO_STATUS_CAPACITY);
+  cr_assert_eq(deco_kv_cache_commit(kc, s + 1, 1), DECO_STATUS_INVALID_ARGUMENT);
+  deco_kv_cache_destroy(kc);
+}
+
+Test(kv_cache, bad_arguments) {
+  deco_kv_cache_t *kc = (deco_kv_cache_t *)0x1;
+  cr_assert_eq(deco_kv_cache_create(model, 0, 8, 1, &kc), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_kv_cache_create(model, 16, 0, 1, &kc), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_kv_cache_create(NULL, 16, 8, 1, &kc), DECO_STATUS_NULL_POINTER);
+  cr_assert_eq(deco_kv_cache_create(model, 16, 8, 1, &kc), DECO_STATUS_SUCCESS);
+  int s;
+  cr_assert_eq(deco_kv_cache_admit(kc, 0, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_kv_cache_admit(kc, 1 << 20, &s), DECO_STATUS_INVALID_ARGUMENT);
+  deco_kv_cache_destroy(kc);
+}
+
+Test(kv_cache, synthetic_tiny_shape_and_determinism) {
+  const deco_model_config_t *c = deco_model_get_config(model);
+  cr_assert_eq(c->dim, 256);
+  cr_assert_eq(c->n_layers, 4);
+  cr_assert_eq(c->n_heads, 4);
+  cr_assert_eq(c->n_kv_heads, 2);
+  cr_assert_eq(c->vocab_size, 259);
+  cr_assert_eq(c->builtin_vocab, 1);
+  size_t mb = deco_model_weight_bytes(model) >> 20;
+  cr_assert(mb >= 11 && mb <= 13, "tiny is about 12 MB, got %zu MB", mb);
+  /* The same seed gives the same model: identical logits. */
+  deco_model_t *again;
+  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", DECO_SYNTHETIC_SEED, DECO_DTYPE_F32, &again),
+               DECO_STATUS_SUCCESS);
+  float l1[259], l2[259];
+  deco_model_t *models[2] = {model, again};
+  float *outs[2] = {l1, l2};
+  for (int i = 0; i < 2; ++i) {
+    deco_kv_cache_t *kc;
+    int s, n = 3;
+    int32_t ids[3] = {1, 72, 105};
+    cr_assert_eq(deco_kv_cache_create(models[i], 16, 2, 1, &kc), DECO_STATUS_SUCCESS);
+    cr_assert_eq(deco_kv_cache_admit(kc, 8, &s), DECO_STATUS_SUCCESS);
+    deco_forward_args_t fa = {1, &s, &n, ids, NULL, NULL, DECO_LOGITS_LAST, outs[i]};
+    cr_assert_eq(deco_forward(models[i], kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    deco_kv_cache_destroy(kc);
+  }
+  cr_assert_eq(memcmp(l1, l2, sizeof l1), 0);
+  deco_model_destroy(again);
+  deco_model_t *big;
+  cr_assert_eq(deco_model_create_synthetic(ctx, "llama3-8b", 1, DECO_DTYPE_F32, &big), DECO_STATUS_UNSUPPORTED);
+  cr_assert(strstr(deco_last_error(ctx), "CPU") != NULL, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_model_create_synthetic(ctx, "nope", 1, DECO_DTYPE_F32, &big), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", 1, DECO_DTYPE_BF16, &big), DECO_STATUS_UNSUPPORTED);
+}

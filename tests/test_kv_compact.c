@@ -1,0 +1,134 @@
+/* tests/test_kv_compact.c — KV compaction on the CPU backend: overlapping
+ * sources and destinations (paths 0,2,3,5 and 0,1,2 ...), several trees and
+ * layers, page sizes 1 and 16, shuffled block tables; every slot compared
+ * with a model that stages all sources before writing; untouched slots keep
+ * their values; argument validation.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+
+typedef struct layout {
+  int B, n_layers, page_size, n_pages, max_pages, row;
+  size_t layer_stride;
+  int32_t *table;
+} layout_t;
+
+/* Element offset of (layer, tree, slot, e) in a pool. */
+static size_t elem(const layout_t *L, int layer, int b, int slot, int e) {
+  int page = L->table[b * L->max_pages + slot / L->page_size];
+  return (size_t)layer * L->layer_stride + ((size_t)page * L->page_size + slot % L->page_size) * L->row + e;
+}
+
+static void run_case(int page_size, int B, int n_layers, uint64_t seed) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  layout_t L = {B, n_layers, page_size, 0, 0, 2 * 3, 0, NULL};
+  const int kv_heads = 2, head_dim = 3;
+  int32_t prefix[16], len[16], path[16 * DECO_TREE_MAX_NODES];
+  uint64_t s = seed;
+  int max_slots = 0;
+  for (int b = 0; b < B; ++b) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    prefix[b] = (int)((s >> 33) % 40);
+    int32_t *p = path + b * DECO_TREE_MAX_NODES;
+    for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) p[i] = -1;
+    /* fixed awkward paths first, then random increasing ones */
+    static const int32_t fixed[4][6] = {{0, 2, 3, 5, -1}, {0, 1, 2, -1}, {0, 7, -1}, {0, 1, 5, 6, 9, 10}};
+    static const int fixed_len[4] = {4, 3, 2, 6};
+    if (b < 4) {
+      len[b] = fixed_len[b];
+      memcpy(p, fixed[b], (size_t)len[b] * sizeof(int32_t));
+    } else {
+      int n = 0, v = 0;
+      p[n++] = 0;
+      while (n < 12) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        v += 1 + (int)((s >> 33) % 3);
+        p[n++] = v;
+        if (((s >> 40) & 3) == 0) break;
+      }
+      len[b] = n;
+    }
+    int slots = prefix[b] + p[len[b] - 1] + 1;
+    if (slots > max_slots) max_slots = slots;
+  }
+  L.max_pages = (max_slots + page_size - 1) / page_size;
+  L.n_pages = B * L.max_pages + 3;
+  L.table = malloc((size_t)B * L.max_pages * sizeof(int32_t));
+  /* a shuffled page assignment so that trees interleave in the pool */
+  int *perm = malloc((size_t)L.n_pages * sizeof(int));
+  for (int i = 0; i < L.n_pages; ++i) perm[i] = i;
+  for (int i = L.n_pages - 1; i > 0; --i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    int j = (int)((s >> 33) % (uint64_t)(i + 1));
+    int t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  for (int i = 0; i < B * L.max_pages; ++i) L.table[i] = perm[i];
+  size_t pool = (size_t)L.n_pages * page_size * L.row;
+  L.layer_stride = pool + 5; /* a gap between layers: it must stay untouched too */
+  size_t total = L.layer_stride * n_layers;
+  float *k = malloc(total * sizeof(float)), *v = malloc(total * sizeof(float));
+  float *k0 = malloc(total * sizeof(float)), *v0 = malloc(total * sizeof(float));
+  for (size_t i = 0; i < total; ++i) {
+    k[i] = k0[i] = (float)i;
+    v[i] = v0[i] = -(float)i - 0.5f;
+  }
+  /* expected: stage every source, then write */
+  float *ek = malloc(total * sizeof(float)), *ev = malloc(total * sizeof(float));
+  memcpy(ek, k0, total * sizeof(float));
+  memcpy(ev, v0, total * sizeof(float));
+  for (int layer = 0; layer < n_layers; ++layer)
+    for (int b = 0; b < B; ++b)
+      for (int d = 1; d < len[b]; ++d)
+        for (int e = 0; e < L.row; ++e) {
+          int src = prefix[b] + path[b * DECO_TREE_MAX_NODES + d], dst = prefix[b] + d;
+          ek[elem(&L, layer, b, dst, e)] = k0[elem(&L, layer, b, src, e)];
+          ev[elem(&L, layer, b, dst, e)] = v0[elem(&L, layer, b, src, e)];
+        }
+  deco_kv_compact_args_t a = {{DECO_DTYPE_F32, kv_heads, head_dim, page_size, L.n_pages, k, v, L.table, L.max_pages},
+                              n_layers, L.layer_stride, B, prefix, path, len};
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_test_compare_i32("k", (const int32_t *)k, (const int32_t *)ek, total), 0, "page %d", page_size);
+  cr_assert_eq(deco_test_compare_i32("v", (const int32_t *)v, (const int32_t *)ev, total), 0, "page %d", page_size);
+  free(k), free(v), free(k0), free(v0), free(ek), free(ev), free(perm), free(L.table);
+  deco_ctx_destroy(ctx);
+}
+
+Test(kv_compact, overlapping_page1) { run_case(1, 5, 3, 1); }
+Test(kv_compact, overlapping_page16) { run_case(16, 9, 2, 2); }
+Test(kv_compact, one_tree_one_layer) { run_case(16, 1, 1, 3); }
+
+Test(kv_compact, rejects_bad_arguments) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  float k[64], v[64];
+  int32_t table[4] = {0, 1, 2, 3}, prefix[1] = {0}, len[1] = {3}, path[DECO_TREE_MAX_NODES] = {0, 2, 1};
+  deco_kv_compact_args_t ok = {{DECO_DTYPE_F32, 1, 4, 4, 4, k, v, table, 4}, 1, 0, 1, prefix, path, len};
+  deco_kv_compact_args_t a = ok;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "a path must increase");
+  path[1] = 1;
+  path[2] = 2;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  a.n_layers = 2;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "layer_stride below one pool");
+  a = ok;
+  a.path = NULL;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_NULL_POINTER);
+  a = ok;
+  a.n_trees = 0;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  a = ok;
+  a.cache.dtype = DECO_DTYPE_BF16;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_UNSUPPORTED);
+  a = ok;
+  len[0] = 0;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  len[0] = 3;
+  path[2] = 3;
+  prefix[0] = 13; /* source slot 16 is past the block table */
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  deco_ctx_destroy(ctx);
+}

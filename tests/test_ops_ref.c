@@ -1,0 +1,244 @@
+/* tests/test_ops_ref.c — the C references of the forward ops against
+ * independent double-precision formulas, and the public entry points'
+ * argument validation on the CPU backend.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "common/tolerances.h"
+
+static deco_ctx_t *ctx;
+static void setup(void) { ctx = deco_test_cpu_ctx(); }
+static void teardown(void) { deco_ctx_destroy(ctx); }
+TestSuite(ops_ref, .init = setup, .fini = teardown);
+
+Test(ops_ref, matmul_matches_double) {
+  const int m = 3, n = 19, k = 37;
+  float a[3 * 37], w[19 * 37], out[3 * 19], ref[3 * 19];
+  deco_test_fill_uniform(a, (size_t)m * k, 1, 0, -1, 1);
+  deco_test_fill_uniform(w, (size_t)n * k, 1, 1, -1, 1);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = 0;
+      for (int t = 0; t < k; ++t) s += (double)a[i * k + t] * w[j * k + t];
+      ref[i * n + j] = (float)s;
+    }
+  deco_matmul_args_t args = {DECO_DTYPE_F32, DECO_DTYPE_F32, m, n, k, a, w, out, 0};
+  cr_assert_eq(deco_matmul(ctx, &args), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_test_compare("matmul", out, ref, (size_t)m * n, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  args.accumulate = 1;
+  cr_assert_eq(deco_matmul(ctx, &args), DECO_STATUS_SUCCESS);
+  for (int i = 0; i < m * n; ++i) ref[i] *= 2;
+  cr_assert_eq(deco_test_compare("matmul+=", out, ref, (size_t)m * n, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+}
+
+Test(ops_ref, rmsnorm_with_residual) {
+  const int rows = 3, dim = 7;
+  float res[21], add[21], w[7], out[21], expect_res[21], expect[21];
+  deco_test_fill_uniform(res, 21, 2, 0, -2, 2);
+  deco_test_fill_uniform(add, 21, 2, 1, -1, 1);
+  deco_test_fill_uniform(w, 7, 2, 2, 0.5f, 1.5f);
+  for (int r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) {
+      expect_res[r * dim + i] = res[r * dim + i] + add[r * dim + i];
+      ss += (double)expect_res[r * dim + i] * expect_res[r * dim + i];
+    }
+    double inv = 1.0 / sqrt(ss / dim + 1e-5);
+    for (int i = 0; i < dim; ++i) expect[r * dim + i] = (float)(w[i] * expect_res[r * dim + i] * inv);
+  }
+  deco_rmsnorm_args_t a = {DECO_DTYPE_F32, rows, dim, 1e-5f, res, add, w, out};
+  cr_assert_eq(deco_rmsnorm(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_test_compare("residual", res, expect_res, 21, DECO_TOL_F32_ELEMENTWISE, DECO_TOL_F32_ELEMENTWISE), 0);
+  cr_assert_eq(deco_test_compare("rmsnorm", out, expect, 21, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  a.out = res;
+  cr_assert_eq(deco_rmsnorm(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+}
+
+static void rope_expect(float *x, int n_heads, int hd, int pos, double theta, int half_split) {
+  for (int h = 0; h < n_heads; ++h)
+    for (int j = 0; j < hd / 2; ++j) {
+      double ang = pos * pow(theta, -2.0 * j / hd);
+      int i0 = half_split ? j : 2 * j, i1 = half_split ? j + hd / 2 : 2 * j + 1;
+      double a = x[h * hd + i0], b = x[h * hd + i1];
+      x[h * hd + i0] = (float)(a * cos(ang) - b * sin(ang));
+      x[h * hd + i1] = (float)(a * sin(ang) + b * cos(ang));
+    }
+}
+
+Test(ops_ref, rope_both_styles) {
+  for (int style = 0; style < 2; ++style) {
+    const int T = 3, H = 2, KH = 1, hd = 8;
+    float q[48], k[24], eq[48], ek[24];
+    int32_t pos[3] = {0, 5, 100};
+    deco_test_fill_uniform(q, 48, 3, 0, -1, 1);
+    deco_test_fill_uniform(k, 24, 3, 1, -1, 1);
+    memcpy(eq, q, sizeof q);
+    memcpy(ek, k, sizeof k);
+    for (int t = 0; t < T; ++t) {
+      rope_expect(eq + t * H * hd, H, hd, pos[t], 10000.0, style);
+      rope_expect(ek + t * KH * hd, KH, hd, pos[t], 10000.0, style);
+    }
+    deco_rope_args_t a = {DECO_DTYPE_F32, (deco_rope_style_t)style, T, H, KH, hd, 10000.0f, pos, q, k};
+    cr_assert_eq(deco_rope(ctx, &a), DECO_STATUS_SUCCESS);
+    /* fp32 angles of position 100 carry ~1e-5 relative error. */
+    cr_assert_eq(deco_test_compare("rope q", q, eq, 48, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+    cr_assert_eq(deco_test_compare("rope k", k, ek, 24, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  }
+}
+
+Test(ops_ref, swiglu_and_embedding) {
+  float g[5] = {-3, -0.5f, 0, 0.5f, 4}, u[5] = {1, 2, 3, 4, 5}, o[5];
+  deco_swiglu_args_t s = {DECO_DTYPE_F32, 5, g, u, o};
+  cr_assert_eq(deco_swiglu(ctx, &s), DECO_STATUS_SUCCESS);
+  for (int i = 0; i < 5; ++i) {
+    double e = g[i] / (1 + exp(-g[i])) * u[i];
+    cr_assert(fabs(o[i] - e) <= 1e-6 + 1e-6 * fabs(e), "swiglu[%d] %g vs %g", i, o[i], e);
+  }
+  float table[4 * 3] = {0, 1, 2, 10, 11, 12, 20, 21, 22, 30, 31, 32}, out[9];
+  int32_t ids[3] = {3, 0, 7};
+  deco_embedding_args_t e = {DECO_DTYPE_F32, 3, 4, 3, table, ids, NULL, out};
+  cr_assert_eq(deco_embedding(ctx, &e), DECO_STATUS_SUCCESS);
+  cr_assert_eq(out[0], 30);
+  cr_assert_eq(out[5], 2);
+  cr_assert(isnan(out[6]) && isnan(out[8]), "out-of-vocab id must give NaN");
+  float emb[6] = {1, 2, 3, 4, 5, 6};
+  deco_embedding_args_t e2 = {DECO_DTYPE_F32, 2, 0, 3, NULL, NULL, emb, out};
+  cr_assert_eq(deco_embedding(ctx, &e2), DECO_STATUS_SUCCESS);
+  cr_assert_eq(out[4], 5);
+}
+
+Test(ops_ref, fill_random_is_seeded_and_scaled) {
+  float a[4096], b[4096];
+  deco_fill_random_args_t f = {DECO_DTYPE_F32, 4096, 7, 3, 0.5f, 0.0f, a};
+  cr_assert_eq(deco_fill_random(ctx, &f), DECO_STATUS_SUCCESS);
+  f.out = b;
+  cr_assert_eq(deco_fill_random(ctx, &f), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(a, b, sizeof a), 0);
+  double sum = 0, sq = 0;
+  for (int i = 0; i < 4096; ++i) {
+    cr_assert(a[i] >= -0.5f && a[i] < 0.5f);
+    sum += a[i];
+    sq += a[i] * a[i];
+  }
+  /* uniform on [-0.5, 0.5): variance 1/12 */
+  cr_assert(fabs(sq / 4096 - 1.0 / 12) < 0.01, "variance %g", sq / 4096);
+  f.tensor = 4;
+  cr_assert_eq(deco_fill_random(ctx, &f), DECO_STATUS_SUCCESS);
+  cr_assert_neq(memcmp(a, b, sizeof a), 0, "another tensor id must give other values");
+  f.constant = 1.0f;
+  cr_assert_eq(deco_fill_random(ctx, &f), DECO_STATUS_SUCCESS);
+  cr_assert_eq(b[17], 1.0f);
+}
+
+/* Dense causal attention in double, for a contiguous cache. */
+static void attention_expect(const float *q, const float *kc, const float *vc, int n_new, int len, int H, int KH,
+                             int hd, float *out) {
+  int group = H / KH;
+  for (int j = 0; j < n_new; ++j)
+    for (int h = 0; h < H; ++h) {
+      int last = len - n_new + j, g = h / group;
+      double mx = -INFINITY, *s = malloc(sizeof(double) * (size_t)(last + 1)), sum = 0;
+      for (int p = 0; p <= last; ++p) {
+        double d = 0;
+        for (int i = 0; i < hd; ++i) d += (double)q[(j * H + h) * hd + i] * kc[(p * KH + g) * hd + i];
+        s[p] = d / sqrt((double)hd);
+        if (s[p] > mx) mx = s[p];
+      }
+      for (int p = 0; p <= last; ++p) sum += (s[p] = exp(s[p] - mx));
+      for (int i = 0; i < hd; ++i) {
+        double acc = 0;
+        for (int p = 0; p <= last; ++p) acc += s[p] / sum * vc[(p * KH + g) * hd + i];
+        out[(j * H + h) * hd + i] = (float)acc;
+      }
+      free(s);
+    }
+}
+
+Test(ops_ref, paged_append_and_causal_attention) {
+  /* Two sequences: a prefill of 5 tokens after 0 cached, and a decode of 1
+   * after 12 cached; page size 3, pages handed out shuffled. */
+  const int H = 4, KH = 2, hd = 8, ps = 3, n_pages = 12, maxp = 6;
+  const int len[2] = {5, 13};
+  int32_t table[2 * 6] = {7, 2, -1, -1, -1, -1, 0, 11, 4, 9, 5, -1};
+  int32_t indptr[3] = {0, 5, 6}, kv_lens[2] = {5, 13};
+  size_t row = (size_t)KH * hd, pool = (size_t)n_pages * ps * row;
+  float *kp = calloc(pool, sizeof(float)), *vp = calloc(pool, sizeof(float));
+  /* Dense per-sequence caches for the expectation. */
+  float *kd[2], *vd[2];
+  for (int s = 0; s < 2; ++s) {
+    kd[s] = malloc(sizeof(float) * len[s] * row);
+    vd[s] = malloc(sizeof(float) * len[s] * row);
+    deco_test_fill_uniform(kd[s], len[s] * row, 9, 10 + s, -1, 1);
+    deco_test_fill_uniform(vd[s], len[s] * row, 9, 20 + s, -1, 1);
+  }
+  /* Sequence 1's first 12 slots were cached earlier. */
+  for (int p = 0; p < 12; ++p) {
+    int page = table[6 + p / ps];
+    memcpy(kp + ((size_t)page * ps + p % ps) * row, kd[1] + p * row, row * sizeof(float));
+    memcpy(vp + ((size_t)page * ps + p % ps) * row, vd[1] + p * row, row * sizeof(float));
+  }
+  float knew[6 * 16], vnew[6 * 16];
+  memcpy(knew, kd[0], 5 * row * sizeof(float));
+  memcpy(knew + 5 * row, kd[1] + 12 * row, row * sizeof(float));
+  memcpy(vnew, vd[0], 5 * row * sizeof(float));
+  memcpy(vnew + 5 * row, vd[1] + 12 * row, row * sizeof(float));
+  deco_paged_kv_t cache = {DECO_DTYPE_F32, KH, hd, ps, n_pages, kp, vp, table, maxp};
+  deco_ragged_batch_t batch = {2, 6, indptr, kv_lens};
+  deco_kv_append_args_t app = {cache, batch, knew, vnew};
+  cr_assert_eq(deco_kv_append(ctx, &app), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  float q[6 * 32], out[6 * 32], expect[6 * 32];
+  deco_test_fill_uniform(q, 6 * 32, 9, 30, -1, 1);
+  deco_attention_args_t at = {cache, batch, H, 1.0f / sqrtf((float)hd), q, out};
+  cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  attention_expect(q, kd[0], vd[0], 5, 5, H, KH, hd, expect);
+  attention_expect(q + 5 * H * hd, kd[1], vd[1], 1, 13, H, KH, hd, expect + 5 * H * hd);
+  cr_assert_eq(deco_test_compare("attention", out, expect, 6 * 32, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
+  /* A slot without a page is an error on the CPU. */
+  int32_t bad_lens[2] = {5, 19};
+  deco_ragged_batch_t bad = {2, 6, indptr, bad_lens};
+  at.batch = bad;
+  cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT);
+  for (int s = 0; s < 2; ++s) {
+    free(kd[s]);
+    free(vd[s]);
+  }
+  free(kp);
+  free(vp);
+}
+
+Test(ops_ref, validation) {
+  float x[8];
+  deco_matmul_args_t mm = {DECO_DTYPE_F32, DECO_DTYPE_F32, 1, 1, 1, x, NULL, x, 0};
+  cr_assert_eq(deco_matmul(ctx, &mm), DECO_STATUS_NULL_POINTER);
+  cr_assert(strstr(deco_last_error(ctx), "w") != NULL);
+  mm.w = x;
+  mm.k = 0;
+  cr_assert_eq(deco_matmul(ctx, &mm), DECO_STATUS_INVALID_ARGUMENT);
+  mm.k = 1;
+  mm.dtype = DECO_DTYPE_BF16;
+  cr_assert_eq(deco_matmul(ctx, &mm), DECO_STATUS_UNSUPPORTED, "bf16 on the CPU");
+  mm.dtype = (deco_dtype_t)9;
+  cr_assert_eq(deco_matmul(ctx, &mm), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_matmul(NULL, &mm), DECO_STATUS_NULL_POINTER);
+  cr_assert_eq(deco_matmul(ctx, NULL), DECO_STATUS_NULL_POINTER);
+  int32_t pos[1] = {0};
+  deco_rope_args_t r = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, 1, 1, 1, 7, 10000.0f, pos, x, NULL};
+  cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT, "odd head_dim");
+  r.head_dim = 8;
+  r.style = (deco_rope_style_t)3;
+  cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT);
+  int32_t ip[2] = {0, 1}, kl[1] = {1}, bt[1] = {0};
+  deco_paged_kv_t c = {DECO_DTYPE_F32, 2, 4, 1, 1, x, x, bt, 1};
+  deco_attention_args_t at = {c, {1, 1, ip, kl}, 3, 0.5f, x, x};
+  cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT, "head_dim 4 < 8");
+  at.cache.head_dim = 8;
+  cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT, "3 heads over 2 kv heads");
+  at.n_heads = 4;
+  at.cache.page_size = 0;
+  cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_attention_workspace_size(ctx, &at), 0);
+}

@@ -1,0 +1,107 @@
+/* tests/test_sampler.c — greedy, temperature and top-p sampling on the
+ * host: ties, reproducibility, and the sampled law against the intended
+ * distribution (chi-square, alpha 1e-3).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "common/stats.h"
+#include "common/testutil.h"
+#include "common/tolerances.h"
+
+Test(sampler, argmax_ties_and_nan) {
+  float v[5] = {1, 3, 3, -1, 2};
+  cr_assert_eq(deco_argmax(v, 5), 1);
+  float w[3] = {NAN, 0.5f, 0.5f};
+  cr_assert_eq(deco_argmax(w, 3), 1, "NaN never wins");
+  float z[1] = {-INFINITY};
+  cr_assert_eq(deco_argmax(z, 1), 0);
+}
+
+Test(sampler, greedy_ignores_the_draw) {
+  deco_sampler_t *s;
+  deco_sampler_config_t c = {0.0f, 0.9f, 1};
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_SUCCESS);
+  float l[4] = {0.1f, 2.0f, 2.0f, -3.0f};
+  for (uint32_t off = 0; off < 50; ++off) cr_assert_eq(deco_sampler_sample(s, l, off, 0), 1);
+  deco_sampler_destroy(s);
+}
+
+Test(sampler, bad_config) {
+  deco_sampler_t *s = (deco_sampler_t *)0x1;
+  deco_sampler_config_t c = {-1.0f, 0.9f, 1};
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_null(s);
+  c.temperature = 1.0f;
+  c.top_p = 0.0f;
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+  c.top_p = 1.0f;
+  cr_assert_eq(deco_sampler_create(0, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+}
+
+/* Samples n draws and tests them against expect[] (probabilities). */
+static double sample_chi2(float temperature, float top_p, const float *logits, int V, const double *expect, int n,
+                          int *df) {
+  deco_sampler_t *s;
+  deco_sampler_config_t c = {temperature, top_p, 99};
+  cr_assert_eq(deco_sampler_create(V, &c, &s), DECO_STATUS_SUCCESS);
+  long *counts = calloc((size_t)V, sizeof(long));
+  for (int i = 0; i < n; ++i) {
+    int t = deco_sampler_sample(s, logits, (uint32_t)i, 3);
+    cr_assert(t >= 0 && t < V);
+    cr_assert(expect[t] > 0.0, "token %d is outside the support", t);
+    counts[t]++;
+  }
+  double p = deco_test_chi2_pvalue(counts, expect, V, n, df);
+  free(counts);
+  deco_sampler_destroy(s);
+  return p;
+}
+
+Test(sampler, temperature_law) {
+  const int V = 12, n = 100000;
+  float l[12];
+  double expect[12], sum = 0;
+  deco_test_fill_uniform(l, 12, 4, 0, -2, 2);
+  const float T = 0.7f;
+  for (int i = 0; i < V; ++i) sum += expect[i] = exp(l[i] / T);
+  for (int i = 0; i < V; ++i) expect[i] /= sum;
+  int df;
+  double p = sample_chi2(T, 1.0f, l, V, expect, n, &df);
+  cr_assert(p > DECO_TEST_ALPHA / 2, "temperature sampling: p = %g (df %d)", p, df);
+}
+
+Test(sampler, top_p_law) {
+  const int V = 10, n = 100000;
+  /* Probabilities 0.3 0.25 0.15 0.1 0.08 0.05 0.04 0.02 0.007 0.003: the
+   * 0.8-nucleus is the first four (cumulative 0.8 reached at the fourth). */
+  double pr[10] = {0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.02, 0.007, 0.003};
+  float l[10];
+  for (int i = 0; i < V; ++i) l[i] = (float)log(pr[i]);
+  double expect[10] = {0};
+  double mass = 0.3 + 0.25 + 0.15 + 0.1 + 0.08;
+  /* run.c's rule stops at the first cumulative sum above top_p: 0.3 0.55 0.7
+   * 0.8 0.88 -> five tokens for top_p = 0.85. */
+  for (int i = 0; i < 5; ++i) expect[i] = pr[i] / mass;
+  int df;
+  double p = sample_chi2(1.0f, 0.85f, l, V, expect, n, &df);
+  cr_assert(p > DECO_TEST_ALPHA / 2, "top-p sampling: p = %g (df %d)", p, df);
+}
+
+Test(sampler, detects_a_wrong_law) {
+  /* The test above can fail: the top-p sample tested against the untruncated law. */
+  const int V = 10, n = 100000;
+  double pr[10] = {0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.02, 0.007, 0.003};
+  float l[10];
+  for (int i = 0; i < V; ++i) l[i] = (float)log(pr[i]);
+  deco_sampler_t *s;
+  deco_sampler_config_t c = {1.0f, 0.85f, 99};
+  cr_assert_eq(deco_sampler_create(V, &c, &s), DECO_STATUS_SUCCESS);
+  long counts[10] = {0};
+  for (int i = 0; i < n; ++i) counts[deco_sampler_sample(s, l, (uint32_t)i, 3)]++;
+  int df;
+  double p = deco_test_chi2_pvalue(counts, pr, V, n, &df);
+  cr_assert(p < 1e-6, "a wrong law must be rejected: p = %g", p);
+  deco_sampler_destroy(s);
+}
