@@ -1,0 +1,406 @@
+/* kernels/attention/tree_attention.cu — tree attention on the GPU: the plan
+ * (which kernel, rows per CTA, KV splits), the generic kernel (any head dim
+ * 8..256, f32/f16/bf16, fp32 math in shared memory), the log-sum-exp merge
+ * of KV splits (FlashDecoding-style split-KV), and the entry points.
+ * Node i of tree b attends to prefix slots 0..L_b-1 (unmasked) and to tree
+ * slots L_b + j for its ancestors j (mask from the parent array, built in
+ * shared memory). q, out [n_nodes][n_heads][head_dim]; paged K/V pools.
+ */
+#include <stdio.h>
+
+#include "attention/tree_attention_common.cuh"
+#include "common/op_impl.h"
+#include "core/internal.h"
+
+namespace deco_tree {
+
+/* ---- generic kernel: 4 warps x 4 query rows, 32-key tiles in fp32 ---- */
+
+constexpr int kGenWarps = 4;
+constexpr int kGenRowsPerWarp = 4;
+constexpr int kGenRows = kGenWarps * kGenRowsPerWarp;
+constexpr int kGenKeys = 32;   /* one key per lane for the scores */
+constexpr int kGenDimChunks = 8; /* 8 x 32 lanes cover head dims up to 256 */
+
+static size_t generic_smem_bytes(int hd) {
+  return (size_t)kTreeSmemBytes + kGenKeys * sizeof(long long) +
+         sizeof(float) * ((size_t)kGenRows * hd + (size_t)kGenKeys * (hd + 1) + (size_t)kGenKeys * hd);
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+__global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kernel(const Params p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int hd = p.head_dim;
+  uint32_t *anc = reinterpret_cast<uint32_t *>(smem_raw);
+  int *jump = reinterpret_cast<int *>(anc + 2 * kAncBufWords);
+  long long *krow = reinterpret_cast<long long *>(jump + 2 * kMaxNodes); /* [kGenKeys] pool row per key */
+  float *Qs = reinterpret_cast<float *>(krow + kGenKeys);                /* [kGenRows][hd] */
+  float *Ks = Qs + kGenRows * hd;                                        /* [kGenKeys][hd + 1]: lane = key */
+  float *Vs = Ks + kGenKeys * (hd + 1);                                  /* [kGenKeys][hd] */
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const Cta c = cta_coords(p);
+  TreeInfo ti;
+  if (!load_tree(p, c.b, jump, ti)) return;
+  const int G = p.group, rows_total = ti.n * G, row0 = c.tile * kGenRows;
+  if (row0 >= rows_total) return;
+  const int row_end = min(row0 + kGenRows, rows_total);
+  if (ti.bad) {
+    fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
+    return;
+  }
+  const int keys = ti.L + ti.n;
+  const long long kb = (long long)c.split * p.chunk;
+  if (kb >= keys) {
+    fill_rows(p, ti, c.g, row0, row_end, c.split, -INFINITY);
+    return;
+  }
+  const int k_begin = (int)kb;
+  const int k_end = (int)min((long long)keys, kb + p.chunk);
+  const int L = ti.L;
+  const uint32_t *ancf = anc;
+  if (k_end > L) ancf = anc + build_ancestors(anc, jump, ti.n) * kAncBufWords;
+
+  for (int idx = tid; idx < kGenRows * hd; idx += blockDim.x) {
+    const int r = idx / hd, d = idx - r * hd, row = row0 + r;
+    float v = 0.0f;
+    if (row < rows_total)
+      v = load_elem(p.q, ((size_t)(ti.t0 + row / G) * p.n_heads + c.g * G + row % G) * hd + d, p.dtype);
+    Qs[idx] = v;
+  }
+  int node[kGenRowsPerWarp];
+#pragma unroll
+  for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
+    const int row = row0 + warp * kGenRowsPerWarp + rr;
+    node[rr] = row < rows_total ? row / G : 0;
+  }
+  float o[kGenRowsPerWarp][kGenDimChunks], m[kGenRowsPerWarp], l[kGenRowsPerWarp];
+#pragma unroll
+  for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
+    m[rr] = -INFINITY;
+    l[rr] = 0.0f; /* this lane's partial sum */
+#pragma unroll
+    for (int ch = 0; ch < kGenDimChunks; ++ch) o[rr][ch] = 0.0f;
+  }
+  const int32_t *bt = p.block_table + (size_t)c.b * p.max_pages;
+  const float *q0 = Qs + warp * kGenRowsPerWarp * hd;
+
+  for (int kt = k_begin; kt < k_end; kt += kGenKeys) {
+    __syncthreads(); /* readers of the previous tile are done (first pass: Qs is visible) */
+    if (tid < kGenKeys) {
+      const int key = kt + tid;
+      krow[tid] = key < k_end ? deco_paged_row(bt, p.max_pages, p.page_size, p.n_pages, key) : -2;
+    }
+    __syncthreads();
+    /* A slot without a valid page: NaN key (poisons rows that attend to
+     * it), zero value (a masked slot then adds exactly 0). */
+    for (int r = warp; r < kGenKeys; r += kGenWarps) {
+      const long long kr = krow[r];
+      for (int d = lane; d < hd; d += 32) {
+        float kv = 0.0f, vv = 0.0f;
+        if (kr >= 0) {
+          const size_t off = ((size_t)kr * p.n_kv + c.g) * hd + d;
+          kv = load_elem(p.k_pages, off, p.dtype);
+          vv = load_elem(p.v_pages, off, p.dtype);
+        } else if (kr == -1) {
+          kv = nan_f32();
+        }
+        Ks[r * (hd + 1) + d] = kv;
+        Vs[r * hd + d] = vv;
+      }
+    }
+    __syncthreads();
+    float s[kGenRowsPerWarp];
+#pragma unroll
+    for (int rr = 0; rr < kGenRowsPerWarp; ++rr) s[rr] = 0.0f;
+    const float *kl = Ks + lane * (hd + 1);
+    for (int d = 0; d < hd; ++d) {
+      const float kd = kl[d];
+#pragma unroll
+      for (int rr = 0; rr < kGenRowsPerWarp; ++rr) s[rr] += q0[rr * hd + d] * kd;
+    }
+    const int key = kt + lane;
+    float pr[kGenRowsPerWarp];
+#pragma unroll
+    for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
+      bool ok = key < k_end;
+      if (ok && key >= L) ok = anc_has(ancf, node[rr], key - L);
+      const float x = ok ? s[rr] * p.scale_log2 : -INFINITY;
+      const float mn = fmaxf(m[rr], warp_max(x));
+      const float sh = mn == -INFINITY ? 0.0f : mn; /* all masked so far: exp2 gives 0, not NaN */
+      const float corr = exp2f(m[rr] - sh);
+      m[rr] = mn;
+      pr[rr] = exp2f(x - sh);
+      l[rr] = l[rr] * corr + pr[rr];
+#pragma unroll
+      for (int ch = 0; ch < kGenDimChunks; ++ch) o[rr][ch] *= corr;
+    }
+    for (int k = 0; k < kGenKeys; ++k) {
+      float vk[kGenDimChunks];
+#pragma unroll
+      for (int ch = 0; ch < kGenDimChunks; ++ch) {
+        const int d = lane + 32 * ch;
+        vk[ch] = d < hd ? Vs[k * hd + d] : 0.0f;
+      }
+#pragma unroll
+      for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
+        const float pk = __shfl_sync(0xffffffffu, pr[rr], k);
+#pragma unroll
+        for (int ch = 0; ch < kGenDimChunks; ++ch) o[rr][ch] += pk * vk[ch];
+      }
+    }
+  }
+
+  const size_t split_off = (size_t)c.split * p.cap_nodes * p.n_heads;
+#pragma unroll
+  for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
+    const float lt = warp_sum(l[rr]);
+    const int row = row0 + warp * kGenRowsPerWarp + rr;
+    if (row >= rows_total) continue;
+    const size_t orow = (size_t)(ti.t0 + node[rr]) * p.n_heads + c.g * G + row % G;
+    if (p.n_splits == 1) {
+#pragma unroll
+      for (int ch = 0; ch < kGenDimChunks; ++ch) {
+        const int d = lane + 32 * ch;
+        if (d < hd) store_elem(p.out, orow * hd + d, p.dtype, o[rr][ch] / lt);
+      }
+    } else {
+      const float inv = lt > 0.0f ? 1.0f / lt : (lt == 0.0f ? 0.0f : nan_f32());
+#pragma unroll
+      for (int ch = 0; ch < kGenDimChunks; ++ch) {
+        const int d = lane + 32 * ch;
+        if (d < hd) p.part_o[(split_off + orow) * hd + d] = o[rr][ch] * inv;
+      }
+      if (lane == 0) p.part_lse[split_off + orow] = lt > 0.0f ? m[rr] + log2f(lt) : (lt == 0.0f ? -INFINITY : nan_f32());
+    }
+  }
+}
+
+/* ---- merge of KV splits: one warp per (node, head) row ---- */
+
+constexpr int kMergeWarps = 8;
+
+__global__ void __launch_bounds__(kMergeWarps * 32) tree_attention_merge_kernel(const Params p, int nodes_max) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int b = blockIdx.x / nodes_max, node = blockIdx.x % nodes_max;
+  const int head = blockIdx.y * kMergeWarps + warp;
+  const int t0 = p.tree_indptr[b], t1 = p.tree_indptr[b + 1];
+  /* Same range test as the attention kernels: rows they skipped stay untouched. */
+  if (!(t0 >= 0 && t1 > t0 && t1 - t0 <= kMaxNodes && t1 <= p.cap_nodes)) return;
+  if (node >= t1 - t0 || head >= p.n_heads) return;
+  const int hd = p.head_dim;
+  const size_t row = (size_t)(t0 + node) * p.n_heads + head;
+  const size_t stride = (size_t)p.cap_nodes * p.n_heads;
+  float mx = -INFINITY;
+  bool poisoned = false;
+  for (int s = 0; s < p.n_splits; ++s) {
+    const float v = p.part_lse[s * stride + row];
+    poisoned |= isnan(v);
+    mx = fmaxf(mx, v);
+  }
+  float acc[kGenDimChunks];
+#pragma unroll
+  for (int ch = 0; ch < kGenDimChunks; ++ch) acc[ch] = 0.0f;
+  float wsum = 0.0f;
+  if (!poisoned && mx > -INFINITY) {
+    for (int s = 0; s < p.n_splits; ++s) {
+      const float v = p.part_lse[s * stride + row];
+      if (v == -INFINITY) continue; /* an empty split: its partial output was not written */
+      const float w = exp2f(v - mx);
+      wsum += w;
+      const float *po = p.part_o + (s * stride + row) * hd;
+#pragma unroll
+      for (int ch = 0; ch < kGenDimChunks; ++ch) {
+        const int d = lane + 32 * ch;
+        if (d < hd) acc[ch] += w * po[d];
+      }
+    }
+  }
+  const float inv = (poisoned || !(wsum > 0.0f)) ? nan_f32() : 1.0f / wsum;
+#pragma unroll
+  for (int ch = 0; ch < kGenDimChunks; ++ch) {
+    const int d = lane + 32 * ch;
+    if (d < hd) store_elem(p.out, row * hd + d, p.dtype, acc[ch] * inv);
+  }
+}
+
+/* ---- plan ---- */
+
+constexpr int kMinSplitKeys = 256; /* below this a split costs more than it spreads */
+constexpr int kMaxSplits = 64;
+
+static bool aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
+
+/* Everything here comes from host-side values, so the workspace size, the
+ * path name and the launch agree. The real tree sizes and prefix lengths
+ * live in device memory: the node capacity and the block-table capacity
+ * stand in for them (average nodes per tree, longest possible prefix). */
+static Plan make_plan(const deco_ctx_t *ctx, const deco_tree_attention_args_t *a, long long *grid_x) {
+  const deco_paged_kv_t *c = &a->cache;
+  const int B = a->tree.n_trees, cap = a->tree.n_nodes, G = a->n_heads / c->n_kv_heads;
+  Plan plan;
+  plan.mma = (c->dtype == DECO_DTYPE_F16 || c->dtype == DECO_DTYPE_BF16) && (c->head_dim == 64 || c->head_dim == 128) &&
+             aligned16(a->q) && aligned16(a->out) && aligned16(c->k_pages) && aligned16(c->v_pages);
+  const int nodes_max = cap < kMaxNodes ? cap : kMaxNodes;
+  int nodes_avg = (int)(((long long)cap + B - 1) / B);
+  if (nodes_avg > kMaxNodes) nodes_avg = kMaxNodes;
+  int rows_per_cta, ctas_per_sm;
+  if (plan.mma) {
+    /* 8 warps share each K/V tile among 128 rows when a KV group has that
+     * many (a 64-node tree with 4 query heads per KV head has 256); 4 warps
+     * (two CTAs per SM) otherwise. */
+    plan.warps = (long long)nodes_avg * G >= 128 ? 8 : 4;
+    rows_per_cta = 16 * plan.warps;
+    ctas_per_sm = plan.warps == 8 ? 1 : 2;
+    plan.smem = 0;
+  } else {
+    plan.warps = kGenWarps;
+    rows_per_cta = kGenRows;
+    ctas_per_sm = 4;
+    plan.smem = generic_smem_bytes(c->head_dim);
+  }
+  plan.tiles = (int)(((long long)nodes_max * G + rows_per_cta - 1) / rows_per_cta);
+  const long long tiles_avg = ((long long)nodes_avg * G + rows_per_cta - 1) / rows_per_cta;
+  *grid_x = (long long)B * c->n_kv_heads * plan.tiles;
+
+  long long kv_cap = (long long)c->max_pages_per_seq * c->page_size;
+  if (kv_cap > INT32_MAX - 4 * kMaxNodes) kv_cap = INT32_MAX - 4 * kMaxNodes;
+  /* Split the keys when the (tree, KV head, row tile) CTAs cannot fill the
+   * GPU once; floor, so that the split CTAs fit in one wave. */
+  const long long base = (long long)B * c->n_kv_heads * tiles_avg;
+  const long long target = (long long)(ctx->sm_count > 0 ? ctx->sm_count : 1) * ctas_per_sm;
+  long long splits = base < target ? target / base : 1;
+  const long long max_splits = (kv_cap + kMinSplitKeys - 1) / kMinSplitKeys;
+  if (splits > max_splits) splits = max_splits;
+  if (splits > kMaxSplits) splits = kMaxSplits;
+  if (splits < 1) splits = 1;
+  if (splits == 1) {
+    plan.n_splits = 1;
+    plan.chunk = (int)kv_cap;
+  } else {
+    long long chunk = (kv_cap + splits - 1) / splits;
+    chunk = (chunk + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
+    plan.chunk = (int)chunk;
+    plan.n_splits = (int)((kv_cap + chunk - 1) / chunk);
+  }
+  return plan;
+}
+
+static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+static size_t workspace_bytes(const deco_tree_attention_args_t *a, const Plan &plan) {
+  if (plan.n_splits == 1) return 0;
+  const size_t rows = (size_t)plan.n_splits * a->tree.n_nodes * a->n_heads;
+  return 256 + align256(rows * a->cache.head_dim * sizeof(float)) + align256(rows * sizeof(float));
+}
+
+}  // namespace deco_tree
+
+using namespace deco_tree;
+
+extern "C" size_t deco_tree_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  long long grid_x;
+  return workspace_bytes(a, make_plan(ctx, a, &grid_x));
+}
+
+extern "C" const char *deco_tree_attention_path_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  /* Valid until the next call on the same thread. */
+  static thread_local char name[48];
+  long long grid_x;
+  const Plan plan = make_plan(ctx, a, &grid_x);
+  int len = snprintf(name, sizeof name, "%s", plan.mma ? (plan.warps == 8 ? "mma-w8" : "mma-w4") : "generic");
+  if (plan.n_splits > 1) snprintf(name + len, sizeof name - (size_t)len, "+split%d", plan.n_splits);
+  return name;
+}
+
+extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  static const char op[] = "deco_tree_attention";
+  const deco_paged_kv_t *c = &a->cache;
+  long long grid_x;
+  const Plan plan = make_plan(ctx, a, &grid_x);
+  if (grid_x > INT32_MAX)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: %d trees x %d KV heads x %d row tiles exceed one grid", op,
+                     a->tree.n_trees, c->n_kv_heads, plan.tiles);
+  Params p;
+  p.q = a->q;
+  p.out = a->out;
+  p.k_pages = c->k_pages;
+  p.v_pages = c->v_pages;
+  p.block_table = c->block_table;
+  p.tree_indptr = a->tree.tree_indptr;
+  p.parent = a->tree.parent;
+  p.prefix_lens = a->prefix_lens;
+  p.part_o = nullptr;
+  p.part_lse = nullptr;
+  p.dtype = (int)c->dtype;
+  p.head_dim = c->head_dim;
+  p.n_trees = a->tree.n_trees;
+  p.cap_nodes = a->tree.n_nodes;
+  p.n_heads = a->n_heads;
+  p.n_kv = c->n_kv_heads;
+  p.group = a->n_heads / c->n_kv_heads;
+  p.page_size = c->page_size;
+  p.n_pages = c->n_pages;
+  p.max_pages = c->max_pages_per_seq;
+  long long kv_cap = (long long)c->max_pages_per_seq * c->page_size;
+  p.kv_capacity = kv_cap > INT32_MAX - 4 * kMaxNodes ? INT32_MAX - 4 * kMaxNodes : (int)kv_cap;
+  p.scale_log2 = a->scale * 1.4426950408889634f;
+  p.tiles = plan.tiles;
+  p.n_splits = plan.n_splits;
+  p.chunk = plan.chunk;
+  if (plan.n_splits > 1) {
+    const size_t need = workspace_bytes(a, plan);
+    if (ctx->workspace == NULL || ctx->workspace_bytes < need)
+      return DECO_FAIL(ctx, DECO_STATUS_WORKSPACE_TOO_SMALL,
+                       "%s: %d KV splits need %zu workspace bytes, the context has %zu "
+                       "(size it with deco_tree_attention_workspace_size)",
+                       op, plan.n_splits, need, ctx->workspace ? ctx->workspace_bytes : (size_t)0);
+    const size_t rows = (size_t)plan.n_splits * a->tree.n_nodes * a->n_heads;
+    char *ws = (char *)(((uintptr_t)ctx->workspace + 255) & ~(uintptr_t)255);
+    p.part_o = (float *)ws;
+    p.part_lse = (float *)(ws + align256(rows * c->head_dim * sizeof(float)));
+  }
+  cudaStream_t stream = (cudaStream_t)ctx->stream;
+  cudaError_t err = cudaSuccess;
+  if (plan.mma) {
+    const bool bf16 = c->dtype == DECO_DTYPE_BF16;
+    if (c->head_dim == 64)
+      err = bf16 ? tree_attention_mma_launch_h64_bf16(p, plan, stream) : tree_attention_mma_launch_h64_f16(p, plan, stream);
+    else
+      err = bf16 ? tree_attention_mma_launch_h128_bf16(p, plan, stream)
+                 : tree_attention_mma_launch_h128_f16(p, plan, stream);
+  } else {
+    if (plan.smem > 48 * 1024) {
+      /* Raised every call: cheap next to a launch, and valid on any device. */
+      err = cudaFuncSetAttribute(tree_attention_generic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)plan.smem);
+    }
+    if (err == cudaSuccess) {
+      dim3 grid((unsigned)grid_x, (unsigned)plan.n_splits);
+      tree_attention_generic_kernel<<<grid, kGenWarps * 32, plan.smem, stream>>>(p);
+      err = cudaGetLastError();
+    }
+  }
+  if (err != cudaSuccess)
+    return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: %s kernel launch failed: %s", op, plan.mma ? "mma" : "generic",
+                     cudaGetErrorString(err));
+  if (plan.n_splits > 1) {
+    const int nodes_max = a->tree.n_nodes < kMaxNodes ? a->tree.n_nodes : kMaxNodes;
+    dim3 grid((unsigned)((long long)a->tree.n_trees * nodes_max), (unsigned)((a->n_heads + kMergeWarps - 1) / kMergeWarps));
+    tree_attention_merge_kernel<<<grid, kMergeWarps * 32, 0, stream>>>(p, nodes_max);
+    err = cudaGetLastError();
+    if (err != cudaSuccess)
+      return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: merge kernel launch failed: %s", op, cudaGetErrorString(err));
+  }
+  return DECO_STATUS_SUCCESS;
+}

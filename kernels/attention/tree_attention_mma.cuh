@@ -1,0 +1,342 @@
+/* kernels/attention/tree_attention_mma.cuh — tensor-core tree attention for
+ * head dims 64/128 in f16/bf16 (mma.sync m16n8k16, fp32 accumulate), in the
+ * FlashAttention-2 arrangement (Dao 2023): each warp owns 16 query rows and
+ * keeps Q fragments, the running max/sum and the output in registers; K/V
+ * tiles of 64 keys are gathered through the block table with cp.async into
+ * a two-stage shared-memory ring and read with ldmatrix. All query heads of
+ * a KV group are rows of the same CTA, so a K/V tile is loaded once for
+ * them. Prefix tiles are unmasked; tiles holding tree slots L..L+n-1 test
+ * the ancestor sets built in shared memory. Instantiated once per file.
+ */
+#ifndef DECO_KERNELS_TREE_ATTENTION_MMA_CUH
+#define DECO_KERNELS_TREE_ATTENTION_MMA_CUH
+
+#include <atomic>
+
+#include "attention/tree_attention_common.cuh"
+
+namespace deco_tree {
+
+constexpr int kMmaKeys = 64; /* keys per K/V tile */
+constexpr int kMmaMaxWarps = 8;
+
+template <typename T> struct MmaOp;
+template <> struct MmaOp<__half> {
+  static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+};
+template <> struct MmaOp<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+template <int HD> constexpr size_t mma_smem_bytes() {
+  return (size_t)kTreeSmemBytes + 2 /*K, V*/ * 2 /*stages*/ * kMmaKeys * (HD + 8) * 2 /*bytes*/;
+}
+
+/* 4 or 8 warps (blockDim.x = 32 * warps); register budget set for 8. */
+template <int HD, typename T>
+__global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kernel(const Params p) {
+  constexpr int BN = kMmaKeys;
+  constexpr int KST = HD + 8;  /* smem row stride: +16 bytes keeps ldmatrix rows on distinct banks */
+  constexpr int NT = BN / 8;   /* 8-key column tiles of S */
+  constexpr int KSTEPS = HD / 16;
+  constexpr int DT = HD / 8;   /* 8-wide column tiles of O */
+  constexpr int CH = HD / 8;   /* 16-byte chunks per K/V row */
+  using Op = MmaOp<T>;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  uint32_t *anc = reinterpret_cast<uint32_t *>(smem_raw);
+  int *jump = reinterpret_cast<int *>(anc + 2 * kAncBufWords);
+  T *Ks = reinterpret_cast<T *>(jump + 2 * kMaxNodes); /* [2][BN][KST] */
+  T *Vs = Ks + 2 * BN * KST;                            /* [2][BN][KST] */
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
+  const int rows_per_cta = (nthreads / 32) * 16;
+  const Cta c = cta_coords(p);
+  TreeInfo ti;
+  if (!load_tree(p, c.b, jump, ti)) return;
+  const int G = p.group, rows_total = ti.n * G, row0 = c.tile * rows_per_cta;
+  if (row0 >= rows_total) return;
+  const int row_end = min(row0 + rows_per_cta, rows_total);
+  if (ti.bad) {
+    fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
+    return;
+  }
+  const int keys = ti.L + ti.n;
+  const long long kb = (long long)c.split * p.chunk;
+  if (kb >= keys) {
+    fill_rows(p, ti, c.g, row0, row_end, c.split, -INFINITY);
+    return;
+  }
+  const int k_begin = (int)kb;
+  const int k_end = (int)min((long long)keys, kb + p.chunk);
+  const int L = ti.L;
+
+  const T *kp = static_cast<const T *>(p.k_pages);
+  const T *vp = static_cast<const T *>(p.v_pages);
+  const int32_t *bt = p.block_table + (size_t)c.b * p.max_pages;
+  /* Gathers keys kt..kt+BN-1 into a stage: one 16-byte cp.async per chunk;
+   * a slot without a valid page gets NaN keys (its row turns NaN unless
+   * masked) and zero values (so a masked NaN slot adds 0, not 0 * NaN);
+   * slots past k_end get zeros and are masked. */
+  auto load_tile = [&](int stage, int kt) {
+    T *ks = Ks + stage * BN * KST;
+    T *vs = Vs + stage * BN * KST;
+    for (int ci = tid; ci < BN * CH; ci += nthreads) {
+      const int r = ci / CH, ch = ci % CH, key = kt + r;
+      T *dk = ks + r * KST + ch * 8;
+      T *dv = vs + r * KST + ch * 8;
+      long long row = key < k_end ? deco_paged_row(bt, p.max_pages, p.page_size, p.n_pages, key) : -2;
+      if (row >= 0) {
+        size_t off = ((size_t)row * p.n_kv + c.g) * HD + ch * 8;
+        cp_async_16(smem_addr(dk), kp + off);
+        cp_async_16(smem_addr(dv), vp + off);
+      } else {
+        const uint32_t kw = row == -1 ? 0xffffffffu : 0u; /* all-ones halves are NaN in f16 and bf16 */
+        *reinterpret_cast<uint4 *>(dk) = make_uint4(kw, kw, kw, kw);
+        *reinterpret_cast<uint4 *>(dv) = make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+  };
+
+  const int n_tiles = (k_end - k_begin + BN - 1) / BN;
+  load_tile(0, k_begin);
+  cp_async_commit();
+
+  /* Ancestor sets only when this split reaches the tree slots; built while
+   * the first tile is in flight. */
+  const uint32_t *ancf = anc;
+  if (k_end > L) ancf = anc + build_ancestors(anc, jump, ti.n) * kAncBufWords;
+
+  /* This thread's two rows (gq and gq + 8 of its warp's 16) and Q fragments. */
+  const int gq = lane >> 2, tq = lane & 3;
+  const int rA = row0 + warp * 16 + gq, rB = rA + 8;
+  const bool vA = rA < rows_total, vB = rB < rows_total;
+  const bool warp_active = row0 + warp * 16 < rows_total;
+  const int nodeA = vA ? rA / G : 0, nodeB = vB ? rB / G : 0;
+  const size_t qrowA = (size_t)(ti.t0 + nodeA) * p.n_heads + c.g * G + (vA ? rA % G : 0);
+  const size_t qrowB = (size_t)(ti.t0 + nodeB) * p.n_heads + c.g * G + (vB ? rB % G : 0);
+  const T *qA = static_cast<const T *>(p.q) + qrowA * HD;
+  const T *qB = static_cast<const T *>(p.q) + qrowB * HD;
+  uint32_t qf[KSTEPS][4];
+#pragma unroll
+  for (int kk = 0; kk < KSTEPS; ++kk) {
+    const int col = kk * 16 + 2 * tq;
+    qf[kk][0] = vA ? *reinterpret_cast<const uint32_t *>(qA + col) : 0u;
+    qf[kk][1] = vB ? *reinterpret_cast<const uint32_t *>(qB + col) : 0u;
+    qf[kk][2] = vA ? *reinterpret_cast<const uint32_t *>(qA + col + 8) : 0u;
+    qf[kk][3] = vB ? *reinterpret_cast<const uint32_t *>(qB + col + 8) : 0u;
+  }
+
+  float o[DT][4];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f; /* l: this thread's partial sums */
+
+  for (int it = 0; it < n_tiles; ++it) {
+    const int kt = k_begin + it * BN;
+    if (it + 1 < n_tiles) load_tile((it + 1) & 1, kt + BN);
+    cp_async_commit();
+    cp_async_wait<1>(); /* tile it has landed (the newest group may still fly) */
+    __syncthreads();
+    if (warp_active) {
+      const T *ks = Ks + (it & 1) * BN * KST;
+      const T *vs = Vs + (it & 1) * BN * KST;
+      float s[NT][4];
+#pragma unroll
+      for (int j = 0; j < NT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+      /* S = Q K^T: one ldmatrix.x4 gives the B fragments of two key tiles. */
+#pragma unroll
+      for (int kk = 0; kk < KSTEPS; ++kk) {
+#pragma unroll
+        for (int jp = 0; jp < NT / 2; ++jp) {
+          uint32_t b4[4];
+          const int krow = jp * 16 + (lane & 7) + ((lane >> 4) << 3);
+          const int kcol = kk * 16 + ((lane >> 3) & 1) * 8;
+          ldmatrix_x4(b4, smem_addr(ks + krow * KST + kcol));
+          Op::run(s[2 * jp], qf[kk], b4[0], b4[1]);
+          Op::run(s[2 * jp + 1], qf[kk], b4[2], b4[3]);
+        }
+      }
+      /* Scale into base 2, then mask: slots past k_end, and tree slots that
+       * are not ancestors of the row's node. Prefix-only tiles skip it. */
+      const bool need_mask = kt + BN > L || kt + BN > k_end;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float xa = s[j][e] * p.scale_log2, xb = s[j][2 + e] * p.scale_log2;
+          if (need_mask) {
+            const int key = kt + j * 8 + 2 * tq + e;
+            bool okA = key < k_end, okB = okA;
+            if (okA && key >= L) {
+              okA = anc_has(ancf, nodeA, key - L);
+              okB = anc_has(ancf, nodeB, key - L);
+            }
+            if (!okA) xa = -INFINITY;
+            if (!okB) xb = -INFINITY;
+          }
+          s[j][e] = xa;
+          s[j][2 + e] = xb;
+        }
+      }
+      /* Online softmax; a row max of -inf (all masked so far) uses 0 as the
+       * shift so that exp2 gives 0 instead of NaN, while NaN scores (bad
+       * pages) still flow into the sum and poison the row. */
+      float mxA = -INFINITY, mxB = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        mxA = fmaxf(mxA, fmaxf(s[j][0], s[j][1]));
+        mxB = fmaxf(mxB, fmaxf(s[j][2], s[j][3]));
+      }
+      mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 1));
+      mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 2));
+      mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 1));
+      mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 2));
+      const float mnA = fmaxf(mA, mxA), mnB = fmaxf(mB, mxB);
+      const float shA = mnA == -INFINITY ? 0.0f : mnA, shB = mnB == -INFINITY ? 0.0f : mnB;
+      const float cA = exp2f(mA - shA), cB = exp2f(mB - shB);
+      mA = mnA;
+      mB = mnB;
+      float sumA = 0.0f, sumB = 0.0f;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        s[j][0] = exp2f(s[j][0] - shA);
+        s[j][1] = exp2f(s[j][1] - shA);
+        s[j][2] = exp2f(s[j][2] - shB);
+        s[j][3] = exp2f(s[j][3] - shB);
+        sumA += s[j][0] + s[j][1];
+        sumB += s[j][2] + s[j][3];
+      }
+      lA = lA * cA + sumA;
+      lB = lB * cB + sumB;
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) {
+        o[dt][0] *= cA;
+        o[dt][1] *= cA;
+        o[dt][2] *= cB;
+        o[dt][3] *= cB;
+      }
+      /* O += P V: the S accumulators of two key tiles form one A fragment;
+       * V is [key][dim] in shared memory, so its B fragments come transposed. */
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        uint32_t a[4];
+        a[0] = Op::pack(s[2 * kk][0], s[2 * kk][1]);
+        a[1] = Op::pack(s[2 * kk][2], s[2 * kk][3]);
+        a[2] = Op::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[3] = Op::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < DT / 2; ++dp) {
+          uint32_t b4[4];
+          const int vrow = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+          const int vcol = dp * 16 + (lane >> 4) * 8;
+          ldmatrix_x4_trans(b4, smem_addr(vs + vrow * KST + vcol));
+          Op::run(o[2 * dp], a, b4[0], b4[1]);
+          Op::run(o[2 * dp + 1], a, b4[2], b4[3]);
+        }
+      }
+    }
+    __syncthreads(); /* the stage is refilled in the next iteration */
+  }
+  cp_async_wait<0>();
+
+  /* The four threads of a row hold partial sums over different keys. */
+  lA += __shfl_xor_sync(0xffffffffu, lA, 1);
+  lA += __shfl_xor_sync(0xffffffffu, lA, 2);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 1);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+  if (p.n_splits == 1) {
+    T *out = static_cast<T *>(p.out);
+    const float iA = 1.0f / lA, iB = 1.0f / lB;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      const int col = dt * 8 + 2 * tq;
+      if (vA) *reinterpret_cast<uint32_t *>(out + qrowA * HD + col) = Op::pack(o[dt][0] * iA, o[dt][1] * iA);
+      if (vB) *reinterpret_cast<uint32_t *>(out + qrowB * HD + col) = Op::pack(o[dt][2] * iB, o[dt][3] * iB);
+    }
+  } else {
+    /* Normalised partial output and its log-sum-exp (base 2); an empty row
+     * (every key of this split masked) gets -inf and zeros. */
+    const size_t split_off = (size_t)c.split * p.cap_nodes * p.n_heads;
+    const float iA = lA > 0.0f ? 1.0f / lA : (lA == 0.0f ? 0.0f : nan_f32());
+    const float iB = lB > 0.0f ? 1.0f / lB : (lB == 0.0f ? 0.0f : nan_f32());
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      const int col = dt * 8 + 2 * tq;
+      if (vA)
+        *reinterpret_cast<float2 *>(p.part_o + (split_off + qrowA) * HD + col) = make_float2(o[dt][0] * iA, o[dt][1] * iA);
+      if (vB)
+        *reinterpret_cast<float2 *>(p.part_o + (split_off + qrowB) * HD + col) = make_float2(o[dt][2] * iB, o[dt][3] * iB);
+    }
+    if (tq == 0) {
+      if (vA) p.part_lse[split_off + qrowA] = lA > 0.0f ? mA + log2f(lA) : (lA == 0.0f ? -INFINITY : nan_f32());
+      if (vB) p.part_lse[split_off + qrowB] = lB > 0.0f ? mB + log2f(lB) : (lB == 0.0f ? -INFINITY : nan_f32());
+    }
+  }
+}
+
+/* Host side: raises the dynamic shared-memory limit once per device, then
+ * launches grid (n_trees * n_kv * tiles, n_splits). */
+template <int HD, typename T>
+cudaError_t tree_attention_mma_launch(const Params &p, const Plan &plan, cudaStream_t stream) {
+  static std::atomic<unsigned long long> configured{0};
+  constexpr size_t smem = mma_smem_bytes<HD>();
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(configured.load() & bit)) {
+    err = cudaFuncSetAttribute(tree_attention_mma_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               (int)smem);
+    if (err != cudaSuccess) return err;
+    configured.fetch_or(bit);
+  }
+  dim3 grid((unsigned)(p.n_trees * p.n_kv * plan.tiles), (unsigned)plan.n_splits);
+  tree_attention_mma_kernel<HD, T><<<grid, 32 * plan.warps, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace deco_tree
+
+#endif
