@@ -76,6 +76,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
   __syncthreads();
   int max_depth = 0;
   for (int d = 0;; ++d) {
+    __syncthreads(); /* every thread is done reading the previous level's set */
     /* the ok nodes of level d, in index order */
     for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) {
       uint32_t m = __ballot_sync(0xffffffffu, sm.ok[i] && sm.depth[i] == d);

@@ -54,7 +54,7 @@ struct sample_smem {
   int rej_x[DECO_TREE_MAX_NODES];    /* rejected tokens at the current node, in order */
   double rej_qs[DECO_TREE_MAX_NODES]; /* q scale used at that trial (1 / D_i, or 0) */
   double rej_Z[DECO_TREE_MAX_NODES];  /* residual normaliser, <= 0 = update skipped */
-  uint64_t seg[ACC_THREADS];
+  uint64_t seg[2 * ACC_WARPS];
   int found;
 };
 
@@ -447,17 +447,27 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
     const int s0 = min(hi, lo + (int)threadIdx.x * seg_len), s1 = min(hi, s0 + seg_len);
     uint64_t mine = 0;
     for (int y = s0; y < s1; ++y) mine += acc_fixed(weight(y, acc_load(row, y)), scale);
-    sm.seg[threadIdx.x] = mine;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      uint64_t run = 0;
-      for (int k = 0; k < (int)blockDim.x; ++k) {
-        uint64_t s = sm.seg[k];
-        sm.seg[k] = run;
-        run += s;
-      }
-      acc_xch_slot(&sm.xch)[0] = run;
+    /* block exclusive scan of the segment sums (warp shuffles, then warp totals) */
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    uint64_t incl = mine;
+    for (int o = 1; o < 32; o <<= 1) {
+      uint64_t y = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += y;
     }
+    __syncthreads();
+    if (lane == 31) sm.seg[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+      uint64_t w = lane < ACC_WARPS ? sm.seg[lane] : 0;
+      for (int o = 1; o < 32; o <<= 1) {
+        uint64_t y = __shfl_up_sync(0xffffffffu, w, o);
+        if (lane >= o) w += y;
+      }
+      if (lane < ACC_WARPS) sm.seg[ACC_WARPS + lane] = w;
+    }
+    __syncthreads();
+    const uint64_t excl = incl - mine + (warp > 0 ? sm.seg[ACC_WARPS + warp - 1] : 0);
+    if (threadIdx.x == 0) acc_xch_slot(&sm.xch)[0] = sm.seg[2 * ACC_WARPS - 1];
     acc_xch_publish(&sm.xch);
     uint64_t before = 0, total = 0;
     for (int r = 0; r < tm.size; ++r) {
@@ -471,7 +481,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
     if (total > 0) {
       uint64_t thr = (uint64_t)(ub * (double)total);
       if (thr >= total) thr = total - 1;
-      uint64_t cum = before + sm.seg[threadIdx.x];
+      uint64_t cum = before + excl;
       if (thr >= cum && thr < cum + mine) {
         for (int y = s0; y < s1; ++y) {
           cum += acc_fixed(weight(y, acc_load(row, y)), scale);
