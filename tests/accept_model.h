@@ -25,7 +25,7 @@ enum model_rule {
   MODEL_BONUS_ROOT = 3   /* the bonus is drawn from the root's target, not the last node's */
 };
 
-#define MODEL_MAX_V 4096
+#define MODEL_MAX_V 131072
 
 static uint32_t model_ord(float x) {
   union {
@@ -35,6 +35,14 @@ static uint32_t model_ord(float x) {
   v.f = x;
   if (x == 0.0f) v.u = 0u;
   return (v.u & 0x80000000u) ? ~v.u : (v.u | 0x80000000u);
+}
+
+static const float *model_rank_logits;
+static int model_rank_cmp(const void *pa, const void *pb) {
+  int a = *(const int *)pa, b = *(const int *)pb;
+  uint32_t ka = model_ord(model_rank_logits[a]), kb = model_ord(model_rank_logits[b]);
+  if (ka != kb) return ka > kb ? -1 : 1;
+  return (a > b) - (a < b);
 }
 
 /* Target of one logits row: weights w (fp32 as the library computes them),
@@ -56,19 +64,11 @@ static void model_build_target(const float *l, int V, float T, int top_k, float 
   float c = 1.44269504088896340736f / T;
   for (int y = 0; y < V; ++y) t->w[y] = exp2f((l[y] - l[top]) * c);
   t->top = top;
-  /* rank by selection: repeatedly take the best remaining (V is small) */
+  /* rank by (key desc, id asc) */
   static int order[MODEL_MAX_V];
-  static unsigned char used[MODEL_MAX_V];
-  for (int y = 0; y < V; ++y) used[y] = 0;
-  for (int r = 0; r < V; ++r) {
-    int best = -1;
-    for (int y = 0; y < V; ++y) {
-      if (used[y]) continue;
-      if (best < 0 || model_ord(l[y]) > model_ord(l[best])) best = y;
-    }
-    used[best] = 1;
-    order[r] = best;
-  }
+  for (int y = 0; y < V; ++y) order[y] = y;
+  model_rank_logits = l;
+  qsort(order, (size_t)V, sizeof(int), model_rank_cmp);
   int k = (top_k > 0 && top_k < V) ? top_k : V;
   double Sk = 0.0;
   for (int r = 0; r < k; ++r) Sk += t->w[order[r]];

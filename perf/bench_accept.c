@@ -1,0 +1,218 @@
+/* perf/bench_accept.c — tree acceptance on the GPU: greedy, temperature-only
+ * and top-p (0.9) sampling, chains of K = 5 and 8 drafts (CHAIN, with draft
+ * probabilities) and 64-node trees (DETERMINISTIC drafts), B = 1, 32, 64,
+ * V = 32000 and 128256, f32 and bf16 logits, L2 flushed before each run.
+ * Floor = bytes of the rows the decisions needed, counted from the outputs
+ * (logits of the accepted path; draft rows of the path nodes that had
+ * children, for CHAIN) / measured copy bandwidth. Checks the B = 1 case of
+ * every configuration against the C reference before timing.
+ * Run: build/bin/bench_accept [--reps N]   (CSV on stdout, summary on stderr)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bench.h"
+#include "deco/deco.h"
+
+#define CHECK(expr)                                                               \
+  do {                                                                            \
+    if ((expr) != DECO_STATUS_SUCCESS) {                                          \
+      fprintf(stderr, "bench_accept: %s failed: %s\n", #expr, deco_last_error(g_ctx)); \
+      exit(1);                                                                    \
+    }                                                                             \
+  } while (0)
+
+static deco_ctx_t *g_ctx;
+
+enum mode { GREEDY, TEMPERATURE, TOP_P };
+static const char *mode_name[3] = {"greedy", "temperature", "top-p 0.9"};
+
+typedef struct state {
+  enum mode mode;
+  deco_tree_accept_greedy_args_t g;
+  deco_tree_accept_sample_args_t s;
+} state_t;
+
+static int run_fn(void *u) {
+  state_t *st = u;
+  deco_status_t r = st->mode == GREEDY ? deco_tree_accept_greedy(g_ctx, &st->g) : deco_tree_accept_sample(g_ctx, &st->s);
+  return r != DECO_STATUS_SUCCESS;
+}
+
+/* The planted top token of flat row r (its logit is raised so drafts can match). */
+static int planted(int r, int V) { return (int)(((uint64_t)r * 2654435761u + 12345u) % (uint64_t)V); }
+
+/* Tree shapes: chain of K drafts, or a 64-node 4-ary heap; the first child of
+ * every node carries the node's planted token, the others a different token. */
+static int make_shape(int chain_k, int32_t *parent, int32_t *first_child_of) {
+  int n = chain_k ? chain_k + 1 : 64;
+  for (int i = 0; i < n; ++i) {
+    parent[i] = i == 0 ? -1 : (chain_k ? i - 1 : (i - 1) / 4);
+    first_child_of[i] = chain_k ? (i > 0) : (i > 0 && (i - 1) % 4 == 0);
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  int reps = 50;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  if (deco_ctx_create(&cfg, &g_ctx) != DECO_STATUS_SUCCESS) {
+    fprintf(stderr, "bench_accept: no CUDA context: %s\n", deco_last_error(NULL));
+    return 77;
+  }
+  deco_ctx_t *cpu;
+  deco_ctx_config_t ccfg = {DECO_BACKEND_CPU, 0, NULL};
+  CHECK(deco_ctx_create(&ccfg, &cpu));
+  deco_bench_t b;
+  if (deco_bench_init(&b, g_ctx) || deco_bench_measure_ceilings(&b)) return 1;
+  fprintf(stderr, "device %s, copy %.0f GB/s\n", b.device_name, b.copy_gbps);
+
+  const int Bs[3] = {1, 32, 64}, Vs[2] = {32000, 128256}, Ks[3] = {5, 8, 0};
+  const int max_rows = 64 * 64;
+  const size_t max_elems = (size_t)max_rows * 128256;
+  void *logits32, *logits16, *q, *d_indptr, *d_parent, *d_tokens, *d_path, *d_len, *d_bonus, *d_seed, *d_offset;
+  CHECK(deco_malloc(g_ctx, &logits32, max_elems * 4));
+  CHECK(deco_malloc(g_ctx, &logits16, max_elems * 2));
+  CHECK(deco_malloc(g_ctx, &q, (size_t)64 * 9 * 128256 * 4));
+  CHECK(deco_malloc(g_ctx, &d_indptr, 65 * 4));
+  CHECK(deco_malloc(g_ctx, &d_parent, max_rows * 4));
+  CHECK(deco_malloc(g_ctx, &d_tokens, max_rows * 4));
+  CHECK(deco_malloc(g_ctx, &d_path, 64 * DECO_TREE_MAX_NODES * 4));
+  CHECK(deco_malloc(g_ctx, &d_len, 64 * 4));
+  CHECK(deco_malloc(g_ctx, &d_bonus, 64 * 4));
+  CHECK(deco_malloc(g_ctx, &d_seed, 8));
+  CHECK(deco_malloc(g_ctx, &d_offset, 4));
+  uint64_t seed = 2026;
+  uint32_t offset = 0;
+  CHECK(deco_memcpy(g_ctx, d_seed, &seed, 8, DECO_COPY_HOST_TO_CTX));
+  CHECK(deco_memcpy(g_ctx, d_offset, &offset, 4, DECO_COPY_HOST_TO_CTX));
+  /* q: uniform-ish positive rows (normalisation does not change the cost) */
+  deco_fill_random_args_t fq = {DECO_DTYPE_F32, (size_t)64 * 9 * 128256, 7, 1, 0.0f, 1.0f / 128256.0f, q};
+  CHECK(deco_fill_random(g_ctx, &fq));
+
+  deco_bench_csv_header(stdout);
+  int bad = 0;
+  for (int vi = 0; vi < 2; ++vi) {
+    const int V = Vs[vi];
+    /* logits [4096][V]: uniform in [-2, 2) with the planted token of each row at +12 */
+    deco_fill_random_args_t fl = {DECO_DTYPE_F32, (size_t)max_rows * V, 11, 2, 2.0f, 0.0f, logits32};
+    CHECK(deco_fill_random(g_ctx, &fl));
+    float hi = 12.0f;
+    for (int r = 0; r < max_rows; ++r)
+      CHECK(deco_memcpy(g_ctx, (float *)logits32 + (size_t)r * V + planted(r, V), &hi, 4, DECO_COPY_HOST_TO_CTX));
+    deco_convert_args_t cv = {DECO_DTYPE_F32, DECO_DTYPE_BF16, (size_t)max_rows * V, logits32, logits16};
+    CHECK(deco_convert(g_ctx, &cv));
+    for (int ki = 0; ki < 3; ++ki) {
+      int32_t par1[64], fc[64];
+      const int n = make_shape(Ks[ki], par1, fc);
+      for (int bi = 0; bi < 3; ++bi) {
+        const int B = Bs[bi];
+        int32_t indptr[65], *parent = malloc(B * n * 4), *tokens = malloc(B * n * 4);
+        for (int t = 0; t <= B; ++t) indptr[t] = t * n;
+        for (int t = 0; t < B; ++t)
+          for (int i = 0; i < n; ++i) {
+            parent[t * n + i] = par1[i];
+            int pr = t * n + (i ? par1[i] : 0);
+            tokens[t * n + i] = i == 0 ? 0 : (fc[i] ? planted(pr, V) : (planted(pr, V) + 1 + i) % V);
+          }
+        CHECK(deco_memcpy(g_ctx, d_indptr, indptr, (B + 1) * 4, DECO_COPY_HOST_TO_CTX));
+        CHECK(deco_memcpy(g_ctx, d_parent, parent, B * n * 4, DECO_COPY_HOST_TO_CTX));
+        CHECK(deco_memcpy(g_ctx, d_tokens, tokens, B * n * 4, DECO_COPY_HOST_TO_CTX));
+        for (int dti = 0; dti < 2; ++dti) {
+          const deco_dtype_t dt = dti ? DECO_DTYPE_BF16 : DECO_DTYPE_F32;
+          const size_t es = dti ? 2 : 4;
+          for (int mi = 0; mi < 3; ++mi) {
+            state_t st;
+            memset(&st, 0, sizeof st);
+            st.mode = (enum mode)mi;
+            deco_tree_batch_t tb = {B, B * n, d_indptr, d_parent};
+            deco_tree_verify_out_t out = {d_path, d_len, d_bonus};
+            st.g = (deco_tree_accept_greedy_args_t){tb, d_tokens, dt, dti ? logits16 : logits32, V, out};
+            st.s = (deco_tree_accept_sample_args_t){tb, d_tokens, dt, dti ? logits16 : logits32, V, 1.0f, 0,
+                                                    mi == TOP_P ? 0.9f : 1.0f,
+                                                    Ks[ki] ? DECO_DRAFT_CHAIN : DECO_DRAFT_DETERMINISTIC,
+                                                    Ks[ki] ? q : NULL, d_seed, d_offset, out};
+            if (run_fn(&st)) CHECK(DECO_STATUS_INTERNAL);
+            int32_t *len = malloc(B * 4), *bonus = malloc(B * 4), *path = malloc((size_t)B * DECO_TREE_MAX_NODES * 4);
+            CHECK(deco_memcpy(g_ctx, len, d_len, B * 4, DECO_COPY_CTX_TO_HOST));
+            CHECK(deco_memcpy(g_ctx, bonus, d_bonus, B * 4, DECO_COPY_CTX_TO_HOST));
+            CHECK(deco_memcpy(g_ctx, path, d_path, (size_t)B * DECO_TREE_MAX_NODES * 4, DECO_COPY_CTX_TO_HOST));
+            if (B == 1) { /* the reference on the first tree, fed the same (rounded) logits */
+              float *hl = malloc((size_t)n * V * 4), *hq = NULL;
+              void *raw = malloc((size_t)n * V * es);
+              CHECK(deco_memcpy(g_ctx, raw, dti ? logits16 : logits32, (size_t)n * V * es, DECO_COPY_CTX_TO_HOST));
+              for (size_t i = 0; i < (size_t)n * V; ++i)
+                hl[i] = dti ? deco_bf16_to_f32(((uint16_t *)raw)[i]) : ((float *)raw)[i];
+              if (Ks[ki]) {
+                hq = malloc((size_t)n * V * 4);
+                CHECK(deco_memcpy(g_ctx, hq, q, (size_t)n * V * 4, DECO_COPY_CTX_TO_HOST));
+              }
+              int32_t rlen, rbonus, rpath[DECO_TREE_MAX_NODES], ind1[2] = {0, n};
+              deco_tree_batch_t ht = {1, n, ind1, par1};
+              deco_tree_verify_out_t ho = {rpath, &rlen, &rbonus};
+              deco_status_t rs;
+              if (mi == GREEDY) {
+                deco_tree_accept_greedy_args_t ra = {ht, tokens, DECO_DTYPE_F32, hl, V, ho};
+                rs = deco_tree_accept_greedy(cpu, &ra);
+              } else {
+                deco_tree_accept_sample_args_t ra = st.s;
+                ra.tree = ht;
+                ra.tokens = tokens;
+                ra.logits_dtype = DECO_DTYPE_F32;
+                ra.logits = hl;
+                ra.draft_probs = hq;
+                ra.seed = &seed;
+                ra.offset = &offset;
+                ra.out = ho;
+                rs = deco_tree_accept_sample(cpu, &ra);
+              }
+              if (rs != DECO_STATUS_SUCCESS) {
+                fprintf(stderr, "reference failed: %s\n", deco_last_error(cpu));
+                return 1;
+              }
+              int same = rlen == len[0] && rbonus == bonus[0] && !memcmp(rpath, path, DECO_TREE_MAX_NODES * 4);
+              if (!same) {
+                fprintf(stderr, "%s: %s V=%d n=%d %s: GPU len %d bonus %d, reference len %d bonus %d\n",
+                        mi == GREEDY ? "MISMATCH" : "differs (sampling: near-threshold cases are allowed)",
+                        mode_name[mi], V, n, deco_dtype_name(dt), len[0], bonus[0], rlen, rbonus);
+                if (mi == GREEDY) bad = 1;
+              }
+              free(hl), free(hq), free(raw);
+            }
+            /* floor: the rows the decisions needed */
+            double bytes = 0.0, mean_len = 0.0;
+            for (int t = 0; t < B; ++t) {
+              int last = path[(size_t)t * DECO_TREE_MAX_NODES + len[t] - 1];
+              int leaf = 1;
+              for (int i = last + 1; i < n; ++i) leaf = leaf && par1[i] != last;
+              bytes += (double)len[t] * V * es;
+              if (mi != GREEDY && Ks[ki]) bytes += (double)(len[t] - leaf) * V * 4;
+              mean_len += len[t];
+            }
+            mean_len /= B;
+            deco_bench_stats_t s;
+            if (deco_bench_time(&b, run_fn, &st, 5, reps, 1, &s)) return 1;
+            char shape[160];
+            snprintf(shape, sizeof shape, "B=%d %s V=%d %s %s mean_accept_len=%.2f", B,
+                     Ks[ki] == 5 ? "chain K=5" : Ks[ki] == 8 ? "chain K=8" : "tree n=64", V, deco_dtype_name(dt),
+                     mode_name[mi], mean_len);
+            deco_bench_csv_row(stdout, &b, "tree_accept", shape, mi == GREEDY ? "greedy" : "sample", &s, bytes, 0.0,
+                               deco_bench_command(argc, argv));
+            fprintf(stderr, "%-70s %8.1f us  floor %6.1f us  ratio %.2f\n", shape, s.median_us,
+                    deco_bench_floor_us(&b, bytes, 0.0), s.median_us / deco_bench_floor_us(&b, bytes, 0.0));
+            free(len), free(bonus), free(path);
+          }
+        }
+        free(parent), free(tokens);
+      }
+    }
+  }
+  deco_bench_destroy(&b);
+  deco_ctx_destroy(cpu);
+  deco_ctx_destroy(g_ctx);
+  return bad;
+}
