@@ -3,8 +3,8 @@
  * of 512 per sequence, against the floor weight bytes / copy bandwidth
  * measured in the same run (PERF.md: target >= 80% of the floor at batch 1;
  * Hugging Face eager 21.3 ms, torch.compile with CUDA graphs 5.48 ms on an
- * H200). Also a 64- and an 81-token forward of one sequence (the cost of a
- * verification step in the projections).
+ * H200). Also the verification forward of one sequence with a draft tree
+ * of 64 and 81 nodes (tree attention; PERF.md: <= 1.3x the decode step).
  *   bench_forward [--model llama2-7b|llama3-8b] [--reps N]
  */
 #include <stdio.h>
@@ -22,11 +22,13 @@ typedef struct step {
   int *n_new;
   int32_t *tokens;
   float *logits;
+  const int32_t *parents; /* tree verification forward when set */
 } step_t;
 
 static int run_step(void *user) {
   step_t *s = user;
-  deco_forward_args_t fa = {s->n_seqs, s->seqs, s->n_new, s->tokens, NULL, NULL, DECO_LOGITS_LAST, s->logits};
+  deco_forward_args_t fa = {s->n_seqs, s->seqs, s->n_new, s->tokens, NULL, s->parents,
+                            s->parents ? DECO_LOGITS_ALL : DECO_LOGITS_LAST, s->logits};
   deco_status_t st = deco_forward(s->model, s->cache, &fa);
   if (st != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "forward: %s\n", deco_last_error(deco_model_ctx(s->model)));
@@ -62,8 +64,8 @@ int main(int argc, char **argv) {
   }
   const deco_model_config_t *c = deco_model_get_config(model);
   const double weight_bytes = (double)deco_model_weight_bytes(model);
-  /* Sequence 0 also takes the verification-sized forwards (6 runs each). */
-  const int prefix = 512, max_b = 16, reserve = prefix + 2 * (reps + 3) + 16, reserve0 = reserve + 6 * (64 + 81);
+  /* Tree forwards do not commit; sequence 0 needs room for one tree more. */
+  const int prefix = 512, max_b = 16, reserve = prefix + 2 * (reps + 3) + 16, reserve0 = reserve + 81;
   deco_kv_cache_t *cache;
   if (deco_kv_cache_create(model, 16, max_b * ((reserve + 15) / 16) + (reserve0 - reserve + 15) / 16 + 1, max_b,
                            &cache) != DECO_STATUS_SUCCESS) {
@@ -73,7 +75,7 @@ int main(int argc, char **argv) {
   int seqs[16], n_new[16];
   int32_t *tokens = malloc(sizeof(int32_t) * 512);
   float *logits;
-  if (deco_malloc(ctx, (void **)&logits, sizeof(float) * (size_t)max_b * c->vocab_size) != DECO_STATUS_SUCCESS) return 1;
+  if (deco_malloc(ctx, (void **)&logits, sizeof(float) * (size_t)81 * c->vocab_size) != DECO_STATUS_SUCCESS) return 1;
   for (int i = 0; i < 512; ++i) tokens[i] = 1 + (int32_t)((i * 7919u) % (unsigned)(c->vocab_size - 1));
   for (int s = 0; s < max_b; ++s) {
     n_new[s] = prefix;
@@ -81,7 +83,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "%s\n", deco_last_error(ctx));
       return 1;
     }
-    step_t pre = {model, cache, 1, &seqs[s], &n_new[s], tokens, logits};
+    step_t pre = {model, cache, 1, &seqs[s], &n_new[s], tokens, logits, NULL};
     if (run_step(&pre)) return 1;
   }
   /* Which matmul path the one-token step takes for the largest projection. */
@@ -92,12 +94,14 @@ int main(int argc, char **argv) {
   deco_bench_csv_header(stdout);
   const char *cmd = deco_bench_command(argc, argv);
   int batches[2] = {1, 16};
+  double decode_us = 0;
   for (int i = 0; i < 2; ++i) {
     int B = batches[i];
     for (int s = 0; s < B; ++s) n_new[s] = 1;
-    step_t st = {model, cache, B, seqs, n_new, tokens, logits};
+    step_t st = {model, cache, B, seqs, n_new, tokens, logits, NULL};
     deco_bench_stats_t stats;
     if (deco_bench_time(&b, run_step, &st, 3, reps, 0, &stats)) return 1;
+    if (B == 1) decode_us = stats.median_us;
     char shape[128];
     snprintf(shape, sizeof shape, "%s bf16 decode B=%d prefix=%d", name, B, prefix);
     double flops = 2.0 * (double)deco_model_weight_bytes(model) / 2.0 * B;
@@ -106,17 +110,23 @@ int main(int argc, char **argv) {
             deco_bench_floor_us(&b, weight_bytes, flops) / 1e3,
             100.0 * deco_bench_floor_us(&b, weight_bytes, flops) / stats.median_us);
   }
-  /* Verification-sized forwards of one sequence: 64 and 81 new tokens. */
+  /* Verification forwards of one sequence: random draft trees of 64 and 81
+   * nodes (each node's parent among the 8 before it). */
+  int32_t parents[81];
+  parents[0] = -1;
+  for (int i = 1; i < 81; ++i) parents[i] = i - 1 - (int32_t)((i * 2654435761u >> 7) % (unsigned)(i < 8 ? i : 8));
   int verify[2] = {64, 81};
   for (int i = 0; i < 2; ++i) {
     int n = verify[i];
-    step_t st = {model, cache, 1, seqs, &n, tokens, logits};
+    step_t st = {model, cache, 1, seqs, &n, tokens, logits, parents};
     deco_bench_stats_t stats;
-    if (deco_bench_time(&b, run_step, &st, 1, 5, 0, &stats)) return 1;
+    if (deco_bench_time(&b, run_step, &st, 2, reps / 2 > 5 ? reps / 2 : 5, 0, &stats)) return 1;
     char shape[128];
-    snprintf(shape, sizeof shape, "%s bf16 forward of %d tokens, 1 sequence", name, n);
+    snprintf(shape, sizeof shape, "%s bf16 tree verification of %d nodes, prefix %d", name, n, prefix + 2 * (reps + 3));
     double flops = 2.0 * (double)deco_model_weight_bytes(model) / 2.0 * n;
-    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas", &stats, weight_bytes, flops, cmd);
+    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas+tree_attention", &stats, weight_bytes, flops, cmd);
+    fprintf(stderr, "tree of %d nodes: %.3f ms = %.2f x the one-token step\n", n, stats.median_us / 1e3,
+            stats.median_us / decode_us);
   }
   free(tokens);
   deco_free(ctx, logits);

@@ -250,20 +250,29 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
     deco_rmsnorm_args_t n1 = {m->dtype, T, dim, c->norm_eps, sc->x, layer ? sc->proj : NULL,
                               (char *)m->w.rms_att + lo * dim * es, sc->xb};
     DECO_TRY(deco_rmsnorm(ctx, &n1));
-    DECO_TRY(matmul(m, sc->xb, (char *)m->w.wq + lo * qd * dim * es, sc->q, T, qd, dim, m->dtype));
-    DECO_TRY(matmul(m, sc->xb, (char *)m->w.wk + lo * kvd * dim * es, sc->k, T, kvd, dim, m->dtype));
-    DECO_TRY(matmul(m, sc->xb, (char *)m->w.wv + lo * kvd * dim * es, sc->v, T, kvd, dim, m->dtype));
-    deco_rope_args_t rope = {m->dtype, c->rope_style, T, c->n_heads, c->n_kv_heads, hd, c->rope_theta, d_pos,
-                             sc->q, sc->k};
+    /* Q, K, V: one GEMM over the stacked rows for a single token (its
+     * output row is q, k, v back to back); three sub-block GEMMs otherwise. */
+    const char *wqkv = (const char *)m->w.wqkv + lo * (size_t)(qd + 2 * kvd) * dim * es;
+    void *q = sc->q, *k = sc->k, *v = sc->v;
+    if (T == 1) {
+      DECO_TRY(matmul(m, sc->xb, wqkv, sc->q, 1, qd + 2 * kvd, dim, m->dtype));
+      k = (char *)sc->q + (size_t)qd * es;
+      v = (char *)sc->q + (size_t)(qd + kvd) * es;
+    } else {
+      DECO_TRY(matmul(m, sc->xb, wqkv, q, T, qd, dim, m->dtype));
+      DECO_TRY(matmul(m, sc->xb, wqkv + (size_t)qd * dim * es, k, T, kvd, dim, m->dtype));
+      DECO_TRY(matmul(m, sc->xb, wqkv + (size_t)(qd + kvd) * dim * es, v, T, kvd, dim, m->dtype));
+    }
+    deco_rope_args_t rope = {m->dtype, c->rope_style, T, c->n_heads, c->n_kv_heads, hd, c->rope_theta, d_pos, q, k};
     DECO_TRY(deco_rope(ctx, &rope));
     deco_paged_kv_t view = deco_kv_cache_layer_view(kc, layer, d_table, P);
-    deco_kv_append_args_t app = {view, batch, sc->k, sc->v};
+    deco_kv_append_args_t app = {view, batch, k, v};
     DECO_TRY(deco_kv_append(ctx, &app));
     if (a->parents) {
-      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, sc->q, sc->att};
+      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, q, sc->att};
       DECO_TRY(deco_tree_attention(ctx, &ta));
     } else {
-      deco_attention_args_t at = {view, batch, c->n_heads, scale, sc->q, sc->att};
+      deco_attention_args_t at = {view, batch, c->n_heads, scale, q, sc->att};
       DECO_TRY(deco_attention(ctx, &at));
     }
     DECO_TRY(matmul(m, sc->att, (char *)m->w.wo + lo * dim * qd * es, sc->proj, T, dim, qd, m->dtype));
@@ -272,9 +281,17 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
     deco_rmsnorm_args_t n2 = {m->dtype, T, dim, c->norm_eps, sc->x, sc->proj, (char *)m->w.rms_ffn + lo * dim * es,
                               sc->xb};
     DECO_TRY(deco_rmsnorm(ctx, &n2));
-    DECO_TRY(matmul(m, sc->xb, (char *)m->w.w1 + lo * hid * dim * es, sc->h1, T, hid, dim, m->dtype));
-    DECO_TRY(matmul(m, sc->xb, (char *)m->w.w3 + lo * hid * dim * es, sc->h3, T, hid, dim, m->dtype));
-    deco_swiglu_args_t sw = {m->dtype, (size_t)T * hid, sc->h1, sc->h3, sc->h1};
+    /* Gate and up: one GEMM over the stacked rows for a single token. */
+    const char *w13 = (const char *)m->w.w13 + lo * 2 * (size_t)hid * dim * es;
+    void *up = sc->h3;
+    if (T == 1) {
+      DECO_TRY(matmul(m, sc->xb, w13, sc->h1, 1, 2 * hid, dim, m->dtype));
+      up = (char *)sc->h1 + (size_t)hid * es;
+    } else {
+      DECO_TRY(matmul(m, sc->xb, w13, sc->h1, T, hid, dim, m->dtype));
+      DECO_TRY(matmul(m, sc->xb, w13 + (size_t)hid * dim * es, up, T, hid, dim, m->dtype));
+    }
+    deco_swiglu_args_t sw = {m->dtype, (size_t)T * hid, sc->h1, up, sc->h1};
     DECO_TRY(deco_swiglu(ctx, &sw));
     DECO_TRY(matmul(m, sc->h1, (char *)m->w.w2 + lo * dim * hid * es, sc->proj, T, dim, hid, m->dtype));
     DECO_TRY(all_reduce(m, sc->proj, T));

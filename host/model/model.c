@@ -20,29 +20,31 @@
 /* Synthetic models refuse the CPU backend above this many parameters. */
 #define DECO_CPU_MAX_PARAMS ((size_t)1 << 28)
 
+#define N_TENSORS 9
+
 typedef struct tensor_sizes {
-  size_t n[12]; /* elements, in deco_weights_t order */
+  size_t n[N_TENSORS]; /* elements, in deco_weights_t order */
 } tensor_sizes_t;
 
 static tensor_sizes_t tensor_sizes(const deco_model_config_t *c) {
   size_t L = (size_t)c->n_layers, dim = (size_t)c->dim, hd = (size_t)c->head_dim;
   size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd, hid = (size_t)c->hidden_dim;
   size_t V = (size_t)c->vocab_size;
-  tensor_sizes_t s = {{V * dim, L * dim, L * qd * dim, L * kvd * dim, L * kvd * dim, L * dim * qd, L * dim,
-                       L * hid * dim, L * dim * hid, L * hid * dim, dim, c->shared_classifier ? 0 : V * dim}};
+  tensor_sizes_t s = {{V * dim, L * dim, L * (qd + 2 * kvd) * dim, L * dim * qd, L * dim, L * 2 * hid * dim,
+                       L * dim * hid, dim, c->shared_classifier ? 0 : V * dim}};
   return s;
 }
 
 size_t deco_config_param_count(const deco_model_config_t *cfg) {
   tensor_sizes_t s = tensor_sizes(cfg);
   size_t total = 0;
-  for (int i = 0; i < 12; ++i) total += s.n[i];
+  for (int i = 0; i < N_TENSORS; ++i) total += s.n[i];
   return total;
 }
 
 static void **weight_slot(deco_weights_t *w, int i) {
-  void **slots[12] = {&w->token_embedding, &w->rms_att, &w->wq, &w->wk, &w->wv, &w->wo,
-                      &w->rms_ffn, &w->w1, &w->w2, &w->w3, &w->rms_final, &w->wcls};
+  void **slots[N_TENSORS] = {&w->token_embedding, &w->rms_att, &w->wqkv, &w->wo,       &w->rms_ffn,
+                             &w->w13,             &w->w2,      &w->rms_final, &w->wcls};
   return slots[i];
 }
 
@@ -55,8 +57,8 @@ static deco_status_t model_alloc(deco_ctx_t *ctx, const deco_model_config_t *cfg
   m->cfg = *cfg;
   m->dtype = dtype;
   tensor_sizes_t s = tensor_sizes(cfg);
-  size_t esz = deco_dtype_size(dtype), offsets[12], total = 0;
-  for (int i = 0; i < 12; ++i) {
+  size_t esz = deco_dtype_size(dtype), offsets[N_TENSORS], total = 0;
+  for (int i = 0; i < N_TENSORS; ++i) {
     offsets[i] = total;
     total += (s.n[i] * esz + 255) & ~(size_t)255;
   }
@@ -66,7 +68,7 @@ static deco_status_t model_alloc(deco_ctx_t *ctx, const deco_model_config_t *cfg
     return st;
   }
   m->arena_bytes = total;
-  for (int i = 0; i < 12; ++i) *weight_slot(&m->w, i) = (char *)m->arena + offsets[i];
+  for (int i = 0; i < N_TENSORS; ++i) *weight_slot(&m->w, i) = (char *)m->arena + offsets[i];
   if (cfg->shared_classifier) m->w.wcls = m->w.token_embedding;
   *out = m;
   return DECO_STATUS_SUCCESS;
@@ -76,9 +78,11 @@ static deco_status_t check_dtype_for_backend(deco_ctx_t *ctx, deco_dtype_t dtype
   return deco_check_dtype(ctx, dtype, op, "dtype");
 }
 
-/* Uploads n f32 host values to dst (model dtype) through a staging buffer. */
-static deco_status_t upload_tensor(deco_model_t *m, void *dst, const float *src, size_t n, void *staging) {
+/* Uploads n f32 host values to element offset at of dst (model dtype),
+ * converting through a staging buffer. */
+static deco_status_t upload_tensor(deco_model_t *m, void *dst, size_t at, const float *src, size_t n, void *staging) {
   if (n == 0) return DECO_STATUS_SUCCESS;
+  dst = (char *)dst + at * deco_dtype_size(m->dtype);
   if (m->dtype == DECO_DTYPE_F32) return deco_memcpy(m->ctx, dst, src, n * sizeof(float), DECO_COPY_HOST_TO_CTX);
   DECO_TRY(deco_memcpy(m->ctx, staging, src, n * sizeof(float), DECO_COPY_HOST_TO_CTX));
   deco_convert_args_t a = {DECO_DTYPE_F32, m->dtype, n, staging, dst};
@@ -116,14 +120,26 @@ deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dt
   tensor_sizes_t s = tensor_sizes(&cfg);
   if (st == DECO_STATUS_SUCCESS && dtype != DECO_DTYPE_F32) {
     size_t biggest = 0;
-    for (int i = 0; i < 12; ++i)
+    for (int i = 0; i < N_TENSORS; ++i)
       if (s.n[i] > biggest) biggest = s.n[i];
     st = deco_malloc(ctx, &staging, biggest * sizeof(float));
   }
-  const float *src[12] = {lw.token_embedding, lw.rms_att, lw.wq, lw.wk, lw.wv, lw.wo,
-                          lw.rms_ffn, lw.w1, lw.w2, lw.w3, lw.rms_final, lw.wcls};
-  for (int i = 0; i < 12 && st == DECO_STATUS_SUCCESS; ++i)
-    st = upload_tensor(m, *weight_slot(&m->w, i), src[i], s.n[i], staging);
+  /* Whole tensors where the layouts agree; the stacked groups layer by layer. */
+  const float *whole[N_TENSORS] = {lw.token_embedding, lw.rms_att, NULL, lw.wo, lw.rms_ffn,
+                                   NULL, lw.w2, lw.rms_final, lw.wcls};
+  for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i)
+    if (whole[i]) st = upload_tensor(m, *weight_slot(&m->w, i), 0, whole[i], s.n[i], staging);
+  const size_t dim = (size_t)cfg.dim, qd = (size_t)cfg.n_heads * cfg.head_dim;
+  const size_t kvd = (size_t)cfg.n_kv_heads * cfg.head_dim, hid = (size_t)cfg.hidden_dim;
+  for (int l = 0; l < cfg.n_layers && st == DECO_STATUS_SUCCESS; ++l) {
+    size_t qkv = (size_t)l * (qd + 2 * kvd) * dim, w13 = (size_t)l * 2 * hid * dim;
+    const float *parts[5] = {lw.wq + l * qd * dim, lw.wk + l * kvd * dim, lw.wv + l * kvd * dim,
+                             lw.w1 + l * hid * dim, lw.w3 + l * hid * dim};
+    void *dst[5] = {m->w.wqkv, m->w.wqkv, m->w.wqkv, m->w.w13, m->w.w13};
+    size_t at[5] = {qkv, qkv + qd * dim, qkv + (qd + kvd) * dim, w13, w13 + hid * dim};
+    size_t n[5] = {qd * dim, kvd * dim, kvd * dim, hid * dim, hid * dim};
+    for (int j = 0; j < 5 && st == DECO_STATUS_SUCCESS; ++j) st = upload_tensor(m, dst[j], at[j], parts[j], n[j], staging);
+  }
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
   deco_free(ctx, staging);
   if (data) munmap(data, size);
@@ -181,11 +197,11 @@ deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uin
   tensor_sizes_t s = tensor_sizes(&cfg);
   /* Norm weights are 1; everything else uniform with standard deviation 0.02. */
   const float scale = 0.02f * sqrtf(3.0f);
-  for (int i = 0; i < 12 && st == DECO_STATUS_SUCCESS; ++i) {
+  for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i) {
     if (s.n[i] == 0) continue;
-    int is_norm = i == 1 || i == 6 || i == 10;
-    deco_fill_random_args_t a = {dtype, s.n[i], seed, (uint32_t)i, scale, is_norm ? 1.0f : 0.0f,
-                                 *weight_slot(&m->w, i)};
+    void **slot = weight_slot(&m->w, i);
+    int is_norm = slot == &m->w.rms_att || slot == &m->w.rms_ffn || slot == &m->w.rms_final;
+    deco_fill_random_args_t a = {dtype, s.n[i], seed, (uint32_t)i, scale, is_norm ? 1.0f : 0.0f, *slot};
     st = deco_fill_random(ctx, &a);
   }
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
@@ -203,6 +219,9 @@ void deco_model_destroy(deco_model_t *m) {
   void *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->proj, s->h1, s->h3, s->meta};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) deco_free(m->ctx, bufs[i]);
   free(s->meta_host);
+  /* The context must not keep a workspace that is about to be freed. */
+  if (m->workspace && deco_ctx_workspace_bytes(m->ctx) && m->ctx->workspace == m->workspace)
+    deco_ctx_set_workspace(m->ctx, NULL, 0);
   deco_free(m->ctx, m->workspace);
   deco_free(m->ctx, m->arena);
   free(m);

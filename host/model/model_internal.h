@@ -9,18 +9,20 @@
 #include "deco/attention.h"
 #include "deco/model.h"
 
-/* Stacked weights as llama2.c stores them: tensor [n_layers][rows][cols]. */
+/* Weights stacked per tensor ([n_layers][rows][cols], llama2.c's order) in
+ * one allocation, with the projections that share an input stacked per
+ * layer, so that a one-token step reads each group with one GEMM:
+ * wqkv holds a layer's wq rows, then its wk rows, then its wv rows; w13 its
+ * w1 (gate) rows, then its w3 (up) rows. Multi-token batches use the same
+ * tensors as three / two sub-blocks. */
 typedef struct deco_weights {
   void *token_embedding; /* [vocab][dim] */
   void *rms_att;         /* [n_layers][dim] */
-  void *wq;              /* [n_layers][n_heads*head_dim][dim] */
-  void *wk;              /* [n_layers][n_kv_heads*head_dim][dim] */
-  void *wv;              /* [n_layers][n_kv_heads*head_dim][dim] */
+  void *wqkv;            /* [n_layers][n_heads*head_dim + 2*n_kv_heads*head_dim][dim] */
   void *wo;              /* [n_layers][dim][n_heads*head_dim] */
   void *rms_ffn;         /* [n_layers][dim] */
-  void *w1;              /* [n_layers][hidden][dim] */
+  void *w13;             /* [n_layers][2*hidden][dim] */
   void *w2;              /* [n_layers][dim][hidden] */
-  void *w3;              /* [n_layers][hidden][dim] */
   void *rms_final;       /* [dim] */
   void *wcls;            /* [vocab][dim]; == token_embedding when shared */
 } deco_weights_t;

@@ -107,7 +107,8 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
       { echo "=== $tool $name $filter"; cat "$log"; } >>"$out/sanitizer.log"
       if grep -q "Device not supported\|error 999" "$log"; then res="sanitizer unavailable"
       elif grep -q "Tested: 0 " "$log"; then res="NO TEST MATCHED $filter"; status=1
-      elif [ $rc -eq 0 ] && ! grep -q "========= ERROR\|========= Invalid\|========= Race" "$log"; then res="clean"
+      elif [ $rc -eq 0 ] && grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$log" \
+           && ! grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then res="clean"
       else res="FAIL ($rc)"; status=1; fi
       rm -f "$log"
       note "$tool $name: $res"
