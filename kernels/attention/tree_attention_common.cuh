@@ -47,11 +47,13 @@ struct Params {
   int tiles;        /* row tiles per (tree, KV head) in the grid */
   int n_splits;
   int chunk;        /* keys per split, a multiple of kSplitAlign */
+  int stages;       /* K/V ring depth of the tensor-core kernel (2..4) */
 };
 
 struct Plan {
   int mma;      /* tensor-core kernel (head dim 64/128, f16/bf16) */
   int warps;    /* per CTA; each warp owns 16 query rows (mma) or 4 (generic) */
+  int stages;   /* K/V ring depth (mma) */
   int tiles;
   int n_splits;
   int chunk;
