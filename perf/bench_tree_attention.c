@@ -1,10 +1,12 @@
 /* perf/bench_tree_attention.c — tree attention at the Llama-3-8B attention
  * shape (32 query heads, 8 KV heads, head dim 128), bf16, page size 16,
- * random trees of 16, 64 and 128 nodes over PERF.md's (B, L) grid, L2
- * flushed before each run; floors from the ceilings measured in the same
- * run, and one-token decode attention (deco_attention) on the same cache.
+ * random trees of 16, 64 and 128 nodes over PERF.md's (B, L) grid; floors
+ * from the ceilings measured in the same run, and one-token decode attention
+ * (deco_attention) on the same cache. Cold caches by rotating copies of the
+ * K/V pools (at least 3x L2 streamed between two uses of a copy); --flush
+ * uses the shared L2 flush before each run instead.
  * Validates against the C reference on small cases before timing.
- * Run: build/bin/bench_tree_attention [--reps N]   (CSV on stdout, table on stderr)
+ * Run: build/bin/bench_tree_attention [--reps N] [--flush]   (CSV on stdout, table on stderr)
  *      build/bin/bench_tree_attention --only B L nodes [--reps N]   (one case, untimed: for profilers)
  */
 #include <math.h>
@@ -21,6 +23,7 @@
 #define PAGE 16
 #define MAX_NODES 128
 #define BF16_TOL 1e-2f /* the tests' bf16 tolerance (tests/common/tolerances.h) */
+#define MAX_COPIES 8
 
 static deco_ctx_t *ctx;
 
@@ -44,6 +47,8 @@ static uint64_t rng_next(uint64_t *s) {
 typedef struct bcase {
   int B, L, n, pages_per_seq, n_pages, max_pages;
   void *k, *v, *q, *out, *out_dec, *ws;
+  int n_copies, next_copy;      /* timed runs rotate over copies of the pools */
+  void *kc[MAX_COPIES], *vc[MAX_COPIES];
   int32_t *bt, *indptr, *parent, *prefix, *q_indptr, *kv_lens;
   int32_t *h_parent, *h_perm;
   deco_tree_attention_args_t ta;
@@ -61,19 +66,28 @@ static void upload(void *dst, const void *src, size_t bytes) {
   CHECK(deco_memcpy(ctx, dst, src, bytes, DECO_COPY_HOST_TO_CTX));
 }
 
-static void pools_create(bcase_t *c, int B, int L, uint64_t seed) {
+/* cold_bytes > 0: enough pool copies that rotating over them streams at
+ * least that many bytes between two uses of the same copy. */
+static void pools_create(bcase_t *c, int B, int L, uint64_t seed, size_t cold_bytes) {
   memset(c, 0, sizeof *c);
   c->B = B;
   c->L = L;
   c->pages_per_seq = (L + MAX_NODES + PAGE - 1) / PAGE;
   c->n_pages = B * c->pages_per_seq;
   const size_t pool = (size_t)c->n_pages * PAGE * H_KV * HD;
-  c->k = dalloc(pool * 2);
-  c->v = dalloc(pool * 2);
-  deco_fill_random_args_t fk = {DECO_DTYPE_BF16, pool, seed, 1, 1.0f, 0.0f, c->k};
-  deco_fill_random_args_t fv = {DECO_DTYPE_BF16, pool, seed, 2, 1.0f, 0.0f, c->v};
-  CHECK(deco_fill_random(ctx, &fk));
-  CHECK(deco_fill_random(ctx, &fv));
+  c->n_copies = 1;
+  if (cold_bytes > 0) c->n_copies = (int)((cold_bytes + 4 * pool - 1) / (4 * pool)) + 1;
+  if (c->n_copies > MAX_COPIES) c->n_copies = MAX_COPIES;
+  for (int i = 0; i < c->n_copies; ++i) {
+    c->kc[i] = dalloc(pool * 2);
+    c->vc[i] = dalloc(pool * 2);
+    deco_fill_random_args_t fk = {DECO_DTYPE_BF16, pool, seed, 1, 1.0f, 0.0f, c->kc[i]};
+    deco_fill_random_args_t fv = {DECO_DTYPE_BF16, pool, seed, 2, 1.0f, 0.0f, c->vc[i]};
+    CHECK(deco_fill_random(ctx, &fk));
+    CHECK(deco_fill_random(ctx, &fv));
+  }
+  c->k = c->kc[0];
+  c->v = c->vc[0];
   const size_t qn = (size_t)B * MAX_NODES * H_Q * HD;
   c->q = dalloc(qn * 2);
   c->out = dalloc(qn * 2);
@@ -99,9 +113,12 @@ static void pools_create(bcase_t *c, int B, int L, uint64_t seed) {
 }
 
 static void pools_destroy(bcase_t *c) {
-  void *bufs[] = {c->k, c->v, c->q, c->out, c->out_dec, c->ws, c->bt, c->indptr, c->parent, c->prefix, c->q_indptr,
-                  c->kv_lens};
+  void *bufs[] = {c->q, c->out, c->out_dec, c->ws, c->bt, c->indptr, c->parent, c->prefix, c->q_indptr, c->kv_lens};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) deco_free(ctx, bufs[i]);
+  for (int i = 0; i < c->n_copies; ++i) {
+    deco_free(ctx, c->kc[i]);
+    deco_free(ctx, c->vc[i]);
+  }
   free(c->h_parent);
   free(c->h_perm);
   deco_ctx_set_workspace(ctx, NULL, 0);
@@ -241,19 +258,33 @@ static int validate(bcase_t *c) {
   return bad != 0;
 }
 
-static int tree_fn(void *u) { return deco_tree_attention(ctx, &((bcase_t *)u)->ta) != DECO_STATUS_SUCCESS; }
-static int decode_fn(void *u) { return deco_attention(ctx, &((bcase_t *)u)->da) != DECO_STATUS_SUCCESS; }
+/* Points both ops at the next copy of the pools. */
+static void rotate(bcase_t *c) {
+  const int i = c->next_copy;
+  c->next_copy = (i + 1) % c->n_copies;
+  c->ta.cache.k_pages = c->da.cache.k_pages = c->kc[i];
+  c->ta.cache.v_pages = c->da.cache.v_pages = c->vc[i];
+}
+static int tree_fn(void *u) {
+  rotate(u);
+  return deco_tree_attention(ctx, &((bcase_t *)u)->ta) != DECO_STATUS_SUCCESS;
+}
+static int decode_fn(void *u) {
+  rotate(u);
+  return deco_attention(ctx, &((bcase_t *)u)->da) != DECO_STATUS_SUCCESS;
+}
 
 int main(int argc, char **argv) {
-  int reps = 100, only_b = 0, only_l = 0, only_n = 0;
+  int reps = 100, only_b = 0, only_l = 0, only_n = 0, flush = 0;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--flush") == 0) flush = 1;
     else if (strcmp(argv[i], "--only") == 0 && i + 3 < argc) {
       only_b = atoi(argv[++i]);
       only_l = atoi(argv[++i]);
       only_n = atoi(argv[++i]);
     } else {
-      fprintf(stderr, "usage: %s [--reps N] [--only B L nodes]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--reps N] [--flush] [--only B L nodes]\n", argv[0]);
       return 2;
     }
   }
@@ -270,7 +301,7 @@ int main(int argc, char **argv) {
   if (only_b > 0) { /* one case, no checks or ceilings: for profilers */
     if (only_n < 1 || only_n > MAX_NODES || only_l < 0) return 2;
     bcase_t c;
-    pools_create(&c, only_b, only_l, 7);
+    pools_create(&c, only_b, only_l, 7, 0);
     trees_setup(&c, only_n, 300);
     for (int r = 0; r < reps; ++r) CHECK(deco_tree_attention(ctx, &c.ta));
     CHECK(deco_ctx_synchronize(ctx));
@@ -287,7 +318,7 @@ int main(int argc, char **argv) {
   int failures = 0;
   for (int ci = 0; ci < 3; ++ci) {
     bcase_t c;
-    pools_create(&c, checks[ci][0], checks[ci][1], 100 + (uint64_t)ci);
+    pools_create(&c, checks[ci][0], checks[ci][1], 100 + (uint64_t)ci, 0);
     for (int ni = 0; ni < 3; ++ni) {
       trees_setup(&c, sizes[ni], 200 + (uint64_t)ni);
       failures += validate(&c);
@@ -310,7 +341,7 @@ int main(int argc, char **argv) {
   static const int grid[5][2] = {{1, 4096}, {8, 4096}, {1, 32768}, {32, 4096}, {8, 16384}};
   for (int gi = 0; gi < 5; ++gi) {
     bcase_t c;
-    pools_create(&c, grid[gi][0], grid[gi][1], 7 + (uint64_t)gi);
+    pools_create(&c, grid[gi][0], grid[gi][1], 7 + (uint64_t)gi, flush ? 0 : 3 * b.l2_bytes);
     double decode_us = 0.0;
     for (int ni = 0; ni < 3; ++ni) {
       trees_setup(&c, sizes[ni], 300 + (uint64_t)ni);
@@ -319,7 +350,7 @@ int main(int argc, char **argv) {
       snprintf(path, sizeof path, "%s", deco_tree_attention_path(ctx, &c.ta));
       deco_bench_stats_t st;
       if (ni == 0) { /* decode attention does not depend on the tree */
-        if (deco_bench_time(&b, decode_fn, &c, 10, reps, 1, &st)) return 1;
+        if (deco_bench_time(&b, decode_fn, &c, 10, reps, flush, &st)) return 1;
         decode_us = st.median_us;
         char dshape[64];
         snprintf(dshape, sizeof dshape, "B=%d L=%d heads=%d/%d hd=%d page=%d", c.B, c.L + 1, H_Q, H_KV, HD, PAGE);
@@ -327,7 +358,7 @@ int main(int argc, char **argv) {
         deco_bench_csv_row(stdout, &b, "decode_attention_bf16", dshape, "deco_attention", &st, dbytes,
                            4.0 * c.B * (double)(c.L + 1) * H_Q * HD, cmd);
       }
-      if (deco_bench_time(&b, tree_fn, &c, 10, reps, 1, &st)) return 1;
+      if (deco_bench_time(&b, tree_fn, &c, 10, reps, flush, &st)) return 1;
       deco_bench_csv_row(stdout, &b, "tree_attention_bf16", shape, path, &st, c.bytes, c.flops, cmd);
       const double mem_floor = deco_bench_floor_us(&b, c.bytes, 0.0), math_floor = deco_bench_floor_us(&b, 0.0, c.flops);
       const double fl = mem_floor > math_floor ? mem_floor : math_floor;

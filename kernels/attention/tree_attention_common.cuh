@@ -68,6 +68,14 @@ cudaError_t tree_attention_mma_launch_h128_bf16(const Params &p, const Plan &pla
 
 __device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fffffff); }
 
+/* 2^x with denormal results flushed to zero (one MUFU op): the flushed
+ * weights are below 2^-126 of the row's largest. exp2(-inf) = 0, NaN stays. */
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ float load_elem(const void *base, size_t i, int dtype) {
   if (dtype == DECO_DTYPE_F32) return static_cast<const float *>(base)[i];
   if (dtype == DECO_DTYPE_F16) return __half2float(static_cast<const __half *>(base)[i]);

@@ -286,14 +286,15 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
           Op::run(s[2 * jp + 1], qf[kk], b4[2], b4[3]);
         }
       }
-      /* Scale into base 2, then mask: slots past k_end, and tree slots that
-       * are not ancestors of the row's node. Prefix-only tiles skip it. */
+      /* Mask: slots past k_end, and tree slots that are not ancestors of the
+       * row's node. Prefix-only tiles skip it. Scores stay unscaled: the
+       * scale (base 2) is folded into the exponent's FFMA below. */
       const bool need_mask = kt + BN > L || kt + BN > k_end;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          float xa = s[j][e] * p.scale_log2, xb = s[j][2 + e] * p.scale_log2;
+          float xa = s[j][e], xb = s[j][2 + e];
           if (need_mask) {
             const int key = kt + j * 8 + 2 * tq + e;
             bool okA = key < k_end, okB = okA;
@@ -310,7 +311,7 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
       }
       /* Online softmax; a row max of -inf (all masked so far) uses 0 as the
        * shift so that exp2 gives 0 instead of NaN, while NaN scores (bad
-       * pages) still flow into the sum and poison the row. */
+       * pages) still flow into the sum and poison the row (fmaxf skips NaN). */
       float mxA = -INFINITY, mxB = -INFINITY;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
@@ -321,18 +322,19 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
       mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 2));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 1));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 2));
+      const float sl2 = p.scale_log2; /* > 0, so the max of raw scores is the max of scaled ones */
       const float mnA = fmaxf(mA, mxA), mnB = fmaxf(mB, mxB);
-      const float shA = mnA == -INFINITY ? 0.0f : mnA, shB = mnB == -INFINITY ? 0.0f : mnB;
-      const float cA = exp2f(mA - shA), cB = exp2f(mB - shB);
+      const float shA = mnA == -INFINITY ? 0.0f : mnA * sl2, shB = mnB == -INFINITY ? 0.0f : mnB * sl2;
+      const float cA = fast_exp2(mA * sl2 - shA), cB = fast_exp2(mB * sl2 - shB);
       mA = mnA;
       mB = mnB;
       float sumA = 0.0f, sumB = 0.0f;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
-        s[j][0] = exp2f(s[j][0] - shA);
-        s[j][1] = exp2f(s[j][1] - shA);
-        s[j][2] = exp2f(s[j][2] - shB);
-        s[j][3] = exp2f(s[j][3] - shB);
+        s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -shA));
+        s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -shA));
+        s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -shB));
+        s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -shB));
         sumA += s[j][0] + s[j][1];
         sumB += s[j][2] + s[j][3];
       }
@@ -397,8 +399,9 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
         *reinterpret_cast<float2 *>(p.part_o + (split_off + qrowB) * HD + col) = make_float2(o[dt][2] * iB, o[dt][3] * iB);
     }
     if (tq == 0) {
-      if (vA) p.part_lse[split_off + qrowA] = lA > 0.0f ? mA + log2f(lA) : (lA == 0.0f ? -INFINITY : nan_f32());
-      if (vB) p.part_lse[split_off + qrowB] = lB > 0.0f ? mB + log2f(lB) : (lB == 0.0f ? -INFINITY : nan_f32());
+      const float sl2 = p.scale_log2; /* m is kept in raw score units */
+      if (vA) p.part_lse[split_off + qrowA] = lA > 0.0f ? mA * sl2 + log2f(lA) : (lA == 0.0f ? -INFINITY : nan_f32());
+      if (vB) p.part_lse[split_off + qrowB] = lB > 0.0f ? mB * sl2 + log2f(lB) : (lB == 0.0f ? -INFINITY : nan_f32());
     }
   }
 }
