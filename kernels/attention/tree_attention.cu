@@ -261,10 +261,15 @@ static Plan make_plan(const deco_ctx_t *ctx, const deco_tree_attention_args_t *a
      * (two CTAs per SM) otherwise. */
     plan.warps = (long long)nodes_avg * G >= 128 ? 8 : 4;
     rows_per_cta = 16 * plan.warps;
+    /* 8 warps are alone on their SM (registers): a 4-deep K/V ring keeps
+     * three tiles in flight. 4-warp CTAs keep a 2-deep ring so that two fit
+     * on an SM (88 KB each at head dim 128): more warps beat deeper rings. */
+    plan.stages = plan.warps == 8 ? 4 : 2;
     ctas_per_sm = plan.warps == 8 ? 1 : 2;
     plan.smem = 0;
   } else {
     plan.warps = kGenWarps;
+    plan.stages = 1;
     rows_per_cta = kGenRows;
     ctas_per_sm = 4;
     plan.smem = generic_smem_bytes(c->head_dim);
@@ -358,6 +363,7 @@ extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tr
   p.tiles = plan.tiles;
   p.n_splits = plan.n_splits;
   p.chunk = plan.chunk;
+  p.stages = plan.stages;
   if (plan.n_splits > 1) {
     const size_t need = workspace_bytes(a, plan);
     if (ctx->workspace == NULL || ctx->workspace_bytes < need)

@@ -47,11 +47,13 @@ struct Params {
   int tiles;        /* row tiles per (tree, KV head) in the grid */
   int n_splits;
   int chunk;        /* keys per split, a multiple of kSplitAlign */
+  int stages;       /* K/V ring depth of the tensor-core kernel (2..4) */
 };
 
 struct Plan {
   int mma;      /* tensor-core kernel (head dim 64/128, f16/bf16) */
   int warps;    /* per CTA; each warp owns 16 query rows (mma) or 4 (generic) */
+  int stages;   /* K/V ring depth (mma) */
   int tiles;
   int n_splits;
   int chunk;
@@ -65,6 +67,14 @@ cudaError_t tree_attention_mma_launch_h128_f16(const Params &p, const Plan &plan
 cudaError_t tree_attention_mma_launch_h128_bf16(const Params &p, const Plan &plan, cudaStream_t stream);
 
 __device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fffffff); }
+
+/* 2^x with denormal results flushed to zero (one MUFU op): the flushed
+ * weights are below 2^-126 of the row's largest. exp2(-inf) = 0, NaN stays. */
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 __device__ __forceinline__ float load_elem(const void *base, size_t i, int dtype) {
   if (dtype == DECO_DTYPE_F32) return static_cast<const float *>(base)[i];

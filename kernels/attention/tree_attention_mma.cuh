@@ -3,7 +3,9 @@
  * FlashAttention-2 arrangement (Dao 2023): each warp owns 16 query rows and
  * keeps Q fragments, the running max/sum and the output in registers; K/V
  * tiles of 64 keys are gathered through the block table with cp.async into
- * a two-stage shared-memory ring and read with ldmatrix. All query heads of
+ * a shared-memory ring of 2..4 stages (chosen per launch: deeper for the
+ * 8-warp CTAs that are alone on their SM) and read with ldmatrix; page
+ * lookups advance incrementally (no division per chunk). All query heads of
  * a KV group are rows of the same CTA, so a K/V tile is loaded once for
  * them. Prefix tiles are unmasked; tiles holding tree slots L..L+n-1 test
  * the ancestor sets built in shared memory. Instantiated once per file.
@@ -19,6 +21,7 @@ namespace deco_tree {
 
 constexpr int kMmaKeys = 64; /* keys per K/V tile */
 constexpr int kMmaMaxWarps = 8;
+constexpr int kMmaMaxStages = 4;
 
 template <typename T> struct MmaOp;
 template <> struct MmaOp<__half> {
@@ -68,9 +71,19 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
+__device__ __forceinline__ void prefetch_l1(const void *ptr) {
+  asm volatile("prefetch.global.L1 [%0];\n" ::"l"(ptr));
+}
 
-template <int HD> constexpr size_t mma_smem_bytes() {
-  return (size_t)kTreeSmemBytes + 2 /*K, V*/ * 2 /*stages*/ * kMmaKeys * (HD + 8) * 2 /*bytes*/;
+/* Waits until at most stages - 2 of this thread's copy groups are pending. */
+__device__ __forceinline__ void cp_async_wait_ring(int stages) {
+  if (stages >= 4) cp_async_wait<2>();
+  else if (stages == 3) cp_async_wait<1>();
+  else cp_async_wait<0>();
+}
+
+template <int HD> constexpr size_t mma_smem_bytes(int stages) {
+  return (size_t)kTreeSmemBytes + 2 /*K, V*/ * (size_t)stages * kMmaKeys * (HD + 8) * 2 /*bytes*/;
 }
 
 /* 4 or 8 warps (blockDim.x = 32 * warps); register budget set for 8. */
@@ -87,34 +100,57 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
   extern __shared__ __align__(16) unsigned char smem_raw[];
   uint32_t *anc = reinterpret_cast<uint32_t *>(smem_raw);
   int *jump = reinterpret_cast<int *>(anc + 2 * kAncBufWords);
-  T *Ks = reinterpret_cast<T *>(jump + 2 * kMaxNodes); /* [2][BN][KST] */
-  T *Vs = Ks + 2 * BN * KST;                            /* [2][BN][KST] */
+  const int nst = p.stages;
+  T *Ks = reinterpret_cast<T *>(jump + 2 * kMaxNodes); /* [stages][BN][KST] */
+  T *Vs = Ks + nst * BN * KST;                          /* [stages][BN][KST] */
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
   const int rows_per_cta = (nthreads / 32) * 16;
   const Cta c = cta_coords(p);
+  /* The tree's node range and prefix length (independent loads). */
   TreeInfo ti;
-  if (!load_tree(p, c.b, jump, ti)) return;
+  ti.t0 = p.tree_indptr[c.b];
+  const int t1 = p.tree_indptr[c.b + 1];
+  ti.L = p.prefix_lens[c.b];
+  if (!(ti.t0 >= 0 && t1 > ti.t0 && t1 - ti.t0 <= kMaxNodes && t1 <= p.cap_nodes)) return;
+  ti.n = t1 - ti.t0;
+  ti.bad = 0;
   const int G = p.group, rows_total = ti.n * G, row0 = c.tile * rows_per_cta;
   if (row0 >= rows_total) return;
   const int row_end = min(row0 + rows_per_cta, rows_total);
-  if (ti.bad) {
+  if (ti.L < 0 || (long long)ti.L + ti.n > (long long)p.kv_capacity) {
     fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
     return;
   }
-  const int keys = ti.L + ti.n;
+  const int L = ti.L, keys = L + ti.n;
   const long long kb = (long long)c.split * p.chunk;
-  if (kb >= keys) {
+  if (kb >= keys) { /* an empty split; split 0 never is, so bad parents still reach the merge */
     fill_rows(p, ti, c.g, row0, row_end, c.split, -INFINITY);
     return;
   }
   const int k_begin = (int)kb;
   const int k_end = (int)min((long long)keys, kb + p.chunk);
-  const int L = ti.L;
+  /* Parents into registers now, checked after the first loads are issued. */
+  const int par0 = tid < ti.n ? p.parent[ti.t0 + tid] : 0;
+  const int par1 = tid + nthreads < ti.n ? p.parent[ti.t0 + tid + nthreads] : 0;
 
   const T *kp = static_cast<const T *>(p.k_pages);
   const T *vp = static_cast<const T *>(p.v_pages);
   const int32_t *bt = p.block_table + (size_t)c.b * p.max_pages;
+  /* Gather: this thread copies 16-byte chunk gch of rows gr0 + i * grs of
+   * each tile (i < g_iter). Tiles are gathered in order, so each row's page
+   * index and in-page offset advance by BN slots per tile: no division in
+   * the loop. */
+  constexpr int kMaxIter = BN * CH / 128; /* chunks per thread with 4 warps */
+  const int g_iter = BN * CH / nthreads, gch = tid % CH, gr0 = tid / CH, grs = nthreads / CH;
+  const int ps = p.page_size, adv_pg = BN / ps, adv_po = BN % ps;
+  int gpg[kMaxIter], gpo[kMaxIter];
+#pragma unroll
+  for (int i = 0; i < kMaxIter; ++i) {
+    const int key = k_begin + gr0 + i * grs;
+    gpg[i] = key / ps;
+    gpo[i] = key - gpg[i] * ps;
+  }
   /* Gathers keys kt..kt+BN-1 into a stage: one 16-byte cp.async per chunk;
    * a slot without a valid page gets NaN keys (its row turns NaN unless
    * masked) and zero values (so a masked NaN slot adds 0, not 0 * NaN);
@@ -122,31 +158,54 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
   auto load_tile = [&](int stage, int kt) {
     T *ks = Ks + stage * BN * KST;
     T *vs = Vs + stage * BN * KST;
-    for (int ci = tid; ci < BN * CH; ci += nthreads) {
-      const int r = ci / CH, ch = ci % CH, key = kt + r;
-      T *dk = ks + r * KST + ch * 8;
-      T *dv = vs + r * KST + ch * 8;
-      long long row = key < k_end ? deco_paged_row(bt, p.max_pages, p.page_size, p.n_pages, key) : -2;
-      if (row >= 0) {
-        size_t off = ((size_t)row * p.n_kv + c.g) * HD + ch * 8;
-        cp_async_16(smem_addr(dk), kp + off);
-        cp_async_16(smem_addr(dv), vp + off);
-      } else {
-        const uint32_t kw = row == -1 ? 0xffffffffu : 0u; /* all-ones halves are NaN in f16 and bf16 */
-        *reinterpret_cast<uint4 *>(dk) = make_uint4(kw, kw, kw, kw);
-        *reinterpret_cast<uint4 *>(dv) = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+    for (int i = 0; i < kMaxIter; ++i) {
+      if (i < g_iter) {
+        const int r = gr0 + i * grs, key = kt + r;
+        T *dk = ks + r * KST + gch * 8;
+        T *dv = vs + r * KST + gch * 8;
+        long long row = -2;
+        if (key < k_end) {
+          row = -1;
+          if (gpg[i] < p.max_pages) {
+            const int page = bt[gpg[i]];
+            if (page >= 0 && page < p.n_pages) row = (long long)page * ps + gpo[i];
+          }
+        }
+        if (row >= 0) {
+          const size_t off = ((size_t)row * p.n_kv + c.g) * HD + gch * 8;
+          cp_async_16(smem_addr(dk), kp + off);
+          cp_async_16(smem_addr(dv), vp + off);
+        } else {
+          const uint32_t kw = row == -1 ? 0xffffffffu : 0u; /* all-ones halves are NaN in f16 and bf16 */
+          *reinterpret_cast<uint4 *>(dk) = make_uint4(kw, kw, kw, kw);
+          *reinterpret_cast<uint4 *>(dv) = make_uint4(0u, 0u, 0u, 0u);
+        }
+        gpg[i] += adv_pg;
+        gpo[i] += adv_po;
+        if (gpo[i] >= ps) {
+          gpo[i] -= ps;
+          gpg[i]++;
+        }
       }
     }
   };
+  /* Pulls the block-table entries of the tile starting at kt into L1, so
+   * that the gather of that tile does not wait on them (a few threads). */
+  auto prefetch_pages = [&](int kt) {
+    if (tid >= 4 || kt >= k_end) return;
+    const int e0 = kt / ps;
+    const int e1 = min((min(kt + BN, k_end) - 1) / ps, p.max_pages - 1);
+    const int a0 = e0 & ~31, line = tid * 32; /* 32 entries per 128-byte line */
+    if (e0 < p.max_pages && a0 + line <= e1) prefetch_l1(bt + a0 + line);
+  };
 
   const int n_tiles = (k_end - k_begin + BN - 1) / BN;
-  load_tile(0, k_begin);
-  cp_async_commit();
-
-  /* Ancestor sets only when this split reaches the tree slots; built while
-   * the first tile is in flight. */
-  const uint32_t *ancf = anc;
-  if (k_end > L) ancf = anc + build_ancestors(anc, jump, ti.n) * kAncBufWords;
+  for (int s = 0; s < nst - 1; ++s) {
+    if (s < n_tiles) load_tile(s, k_begin + s * BN);
+    cp_async_commit();
+  }
+  prefetch_pages(k_begin + (nst - 1) * BN);
 
   /* This thread's two rows (gq and gq + 8 of its warp's 16) and Q fragments. */
   const int gq = lane >> 2, tq = lane & 3;
@@ -168,20 +227,51 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
     qf[kk][3] = vB ? *reinterpret_cast<const uint32_t *>(qB + col + 8) : 0u;
   }
 
+  /* Parent check (topological order, one root) while the tiles fly. */
+  int bad = 0;
+  if (tid < ti.n) {
+    jump[tid] = par0;
+    bad |= tid == 0 ? par0 != -1 : (par0 < 0 || par0 >= tid);
+  }
+  if (tid + nthreads < ti.n) {
+    jump[tid + nthreads] = par1;
+    bad |= par1 < 0 || par1 >= tid + nthreads;
+  }
+  if (__syncthreads_or(bad)) {
+    cp_async_wait<0>(); /* no copy may land after the CTA is gone */
+    fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
+    return;
+  }
+  /* Ancestor sets only when this split reaches the tree slots. */
+  const uint32_t *ancf = anc;
+  if (k_end > L) ancf = anc + build_ancestors(anc, jump, ti.n) * kAncBufWords;
+
   float o[DT][4];
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
   float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f; /* l: this thread's partial sums */
 
+  /* ldmatrix addresses: this lane's row/column within a tile, in bytes. */
+  const uint32_t k_smem = smem_addr(Ks), v_smem = smem_addr(Vs), stage_bytes = BN * KST * 2;
+  const uint32_t k_lane = (((lane & 7) + ((lane >> 4) << 3)) * KST + ((lane >> 3) & 1) * 8) * 2;
+  const uint32_t v_lane = (((lane & 7) + ((lane >> 3) & 1) * 8) * KST + (lane >> 4) * 8) * 2;
+  int st = 0, st_next = nst - 1; /* ring slots of tile it and of tile it + stages - 1 */
   for (int it = 0; it < n_tiles; ++it) {
     const int kt = k_begin + it * BN;
-    if (it + 1 < n_tiles) load_tile((it + 1) & 1, kt + BN);
-    cp_async_commit();
-    cp_async_wait<1>(); /* tile it has landed (the newest group may still fly) */
+    /* Groups committed so far: tiles 0 .. it + stages - 2; allowing
+     * stages - 2 pending means tile it has landed. */
+    cp_async_wait_ring(nst);
+    /* Everyone is done with tile it - 1, whose slot is refilled next. */
     __syncthreads();
+    {
+      const int nxt = it + nst - 1;
+      if (nxt < n_tiles) load_tile(st_next, k_begin + nxt * BN);
+      cp_async_commit();
+      prefetch_pages(k_begin + (nxt + 1) * BN);
+    }
     if (warp_active) {
-      const T *ks = Ks + (it & 1) * BN * KST;
-      const T *vs = Vs + (it & 1) * BN * KST;
+      const uint32_t ks = k_smem + st * stage_bytes + k_lane;
+      const uint32_t vs = v_smem + st * stage_bytes + v_lane;
       float s[NT][4];
 #pragma unroll
       for (int j = 0; j < NT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
@@ -191,21 +281,20 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
 #pragma unroll
         for (int jp = 0; jp < NT / 2; ++jp) {
           uint32_t b4[4];
-          const int krow = jp * 16 + (lane & 7) + ((lane >> 4) << 3);
-          const int kcol = kk * 16 + ((lane >> 3) & 1) * 8;
-          ldmatrix_x4(b4, smem_addr(ks + krow * KST + kcol));
+          ldmatrix_x4(b4, ks + (jp * 16 * KST + kk * 16) * 2);
           Op::run(s[2 * jp], qf[kk], b4[0], b4[1]);
           Op::run(s[2 * jp + 1], qf[kk], b4[2], b4[3]);
         }
       }
-      /* Scale into base 2, then mask: slots past k_end, and tree slots that
-       * are not ancestors of the row's node. Prefix-only tiles skip it. */
+      /* Mask: slots past k_end, and tree slots that are not ancestors of the
+       * row's node. Prefix-only tiles skip it. Scores stay unscaled: the
+       * scale (base 2) is folded into the exponent's FFMA below. */
       const bool need_mask = kt + BN > L || kt + BN > k_end;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          float xa = s[j][e] * p.scale_log2, xb = s[j][2 + e] * p.scale_log2;
+          float xa = s[j][e], xb = s[j][2 + e];
           if (need_mask) {
             const int key = kt + j * 8 + 2 * tq + e;
             bool okA = key < k_end, okB = okA;
@@ -222,7 +311,7 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
       }
       /* Online softmax; a row max of -inf (all masked so far) uses 0 as the
        * shift so that exp2 gives 0 instead of NaN, while NaN scores (bad
-       * pages) still flow into the sum and poison the row. */
+       * pages) still flow into the sum and poison the row (fmaxf skips NaN). */
       float mxA = -INFINITY, mxB = -INFINITY;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
@@ -233,18 +322,19 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
       mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 2));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 1));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 2));
+      const float sl2 = p.scale_log2; /* > 0, so the max of raw scores is the max of scaled ones */
       const float mnA = fmaxf(mA, mxA), mnB = fmaxf(mB, mxB);
-      const float shA = mnA == -INFINITY ? 0.0f : mnA, shB = mnB == -INFINITY ? 0.0f : mnB;
-      const float cA = exp2f(mA - shA), cB = exp2f(mB - shB);
+      const float shA = mnA == -INFINITY ? 0.0f : mnA * sl2, shB = mnB == -INFINITY ? 0.0f : mnB * sl2;
+      const float cA = fast_exp2(mA * sl2 - shA), cB = fast_exp2(mB * sl2 - shB);
       mA = mnA;
       mB = mnB;
       float sumA = 0.0f, sumB = 0.0f;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
-        s[j][0] = exp2f(s[j][0] - shA);
-        s[j][1] = exp2f(s[j][1] - shA);
-        s[j][2] = exp2f(s[j][2] - shB);
-        s[j][3] = exp2f(s[j][3] - shB);
+        s[j][0] = fast_exp2(fmaf(s[j][0], sl2, -shA));
+        s[j][1] = fast_exp2(fmaf(s[j][1], sl2, -shA));
+        s[j][2] = fast_exp2(fmaf(s[j][2], sl2, -shB));
+        s[j][3] = fast_exp2(fmaf(s[j][3], sl2, -shB));
         sumA += s[j][0] + s[j][1];
         sumB += s[j][2] + s[j][3];
       }
@@ -269,15 +359,14 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
 #pragma unroll
         for (int dp = 0; dp < DT / 2; ++dp) {
           uint32_t b4[4];
-          const int vrow = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-          const int vcol = dp * 16 + (lane >> 4) * 8;
-          ldmatrix_x4_trans(b4, smem_addr(vs + vrow * KST + vcol));
+          ldmatrix_x4_trans(b4, vs + (kk * 16 * KST + dp * 16) * 2);
           Op::run(o[2 * dp], a, b4[0], b4[1]);
           Op::run(o[2 * dp + 1], a, b4[2], b4[3]);
         }
       }
     }
-    __syncthreads(); /* the stage is refilled in the next iteration */
+    st = st + 1 == nst ? 0 : st + 1;
+    st_next = st_next + 1 == nst ? 0 : st_next + 1;
   }
   cp_async_wait<0>();
 
@@ -310,8 +399,9 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
         *reinterpret_cast<float2 *>(p.part_o + (split_off + qrowB) * HD + col) = make_float2(o[dt][2] * iB, o[dt][3] * iB);
     }
     if (tq == 0) {
-      if (vA) p.part_lse[split_off + qrowA] = lA > 0.0f ? mA + log2f(lA) : (lA == 0.0f ? -INFINITY : nan_f32());
-      if (vB) p.part_lse[split_off + qrowB] = lB > 0.0f ? mB + log2f(lB) : (lB == 0.0f ? -INFINITY : nan_f32());
+      const float sl2 = p.scale_log2; /* m is kept in raw score units */
+      if (vA) p.part_lse[split_off + qrowA] = lA > 0.0f ? mA * sl2 + log2f(lA) : (lA == 0.0f ? -INFINITY : nan_f32());
+      if (vB) p.part_lse[split_off + qrowB] = lB > 0.0f ? mB * sl2 + log2f(lB) : (lB == 0.0f ? -INFINITY : nan_f32());
     }
   }
 }
@@ -321,14 +411,14 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
 template <int HD, typename T>
 cudaError_t tree_attention_mma_launch(const Params &p, const Plan &plan, cudaStream_t stream) {
   static std::atomic<unsigned long long> configured{0};
-  constexpr size_t smem = mma_smem_bytes<HD>();
+  const size_t smem = mma_smem_bytes<HD>(plan.stages);
   int dev = 0;
   cudaError_t err = cudaGetDevice(&dev);
   if (err != cudaSuccess) return err;
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured.load() & bit)) {
     err = cudaFuncSetAttribute(tree_attention_mma_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               (int)smem);
+                               (int)mma_smem_bytes<HD>(kMmaMaxStages));
     if (err != cudaSuccess) return err;
     configured.fetch_or(bit);
   }
