@@ -101,45 +101,22 @@ static __global__ __launch_bounds__(ATT_THREADS, 2) void attention_kernel(
         vf[j][i] = in ? deco_to_f32(v_pages[base + d]) : 0.0f;
       }
     }
-    /* Online softmax one tile of KU keys at a time (per head): the KU dot
-     * products are reduced together (independent shuffle chains), then the
-     * state is rescaled once per tile instead of once per key. */
 #pragma unroll
-    for (int hh = 0; hh < HG; ++hh) {
-      if (hh < hg) {
-        float sc[KU];
+    for (int j = 0; j < KU; ++j) {
+      if (!ok[j]) continue;
 #pragma unroll
-        for (int j = 0; j < KU; ++j) {
+      for (int hh = 0; hh < HG; ++hh) {
+        if (hh < hg) {
           float part = 0.0f;
 #pragma unroll
           for (int i = 0; i < DPL; ++i) part += qr[hh][i] * kf[j][i];
-          sc[j] = part;
-        }
-        /* Butterfly sums leave the same bits in every lane: m, l stay warp-uniform. */
+          const float score = deco_warp_sum(part) * scale;
+          const float m_new = fmaxf(m[hh], score);
+          const float corr = expf(m[hh] - m_new); /* 0 on the first key (m = -inf) */
+          const float e = expf(score - m_new);
+          l[hh] = l[hh] * corr + e;
 #pragma unroll
-        for (int j = 0; j < KU; ++j) sc[j] = deco_warp_sum(sc[j]) * scale;
-        float tile_max = -INFINITY;
-        bool any = false;
-#pragma unroll
-        for (int j = 0; j < KU; ++j)
-          if (ok[j]) {
-            tile_max = fmaxf(tile_max, sc[j]);
-            any = true;
-          }
-        const float m_new = fmaxf(m[hh], tile_max);
-        if (any) { /* a NaN score still reaches l and acc through expf, as in the reference */
-          const float corr = expf(m[hh] - m_new); /* 0 while m = -inf */
-          float tile_sum = 0.0f;
-#pragma unroll
-          for (int i = 0; i < DPL; ++i) acc[hh][i] *= corr;
-#pragma unroll
-          for (int j = 0; j < KU; ++j) {
-            const float e = ok[j] ? expf(sc[j] - m_new) : 0.0f;
-            tile_sum += e;
-#pragma unroll
-            for (int i = 0; i < DPL; ++i) acc[hh][i] += e * vf[j][i];
-          }
-          l[hh] = l[hh] * corr + tile_sum;
+          for (int i = 0; i < DPL; ++i) acc[hh][i] = acc[hh][i] * corr + e * vf[j][i];
           m[hh] = m_new;
         }
       }
@@ -225,17 +202,16 @@ static attention_plan make_plan(const deco_ctx_t *ctx, const deco_attention_args
   pl.hg = pl.dpl == 8 ? 4 : 8; /* keeps q and acc at <= 64 registers per lane */
   const int group = a->n_heads / a->cache.n_kv_heads;
   pl.n_chunks = (group + pl.hg - 1) / pl.hg;
-  /* Split the keys only when the (token, KV head, head chunk) blocks fill
-   * at most half of one wave (two resident blocks per SM at ~200 registers)
-   * and the block table allows long sequences, into as many slices as fit
-   * in that one wave; the real lengths are in device memory, so the bound is
-   * the table's capacity. */
+  /* Split the keys only when the (token, KV head, head chunk) blocks cannot
+   * give every SM four blocks (enough loads in flight) and the block table
+   * allows long sequences; the real lengths are in device memory, so the
+   * bound is the table's capacity. */
   const long long blocks = (long long)a->batch.n_tokens * a->cache.n_kv_heads * pl.n_chunks;
-  const long long target = 2LL * (ctx->sm_count > 0 ? ctx->sm_count : 1);
+  const long long target = 4LL * (ctx->sm_count > 0 ? ctx->sm_count : 1);
   const long long max_len = (long long)a->cache.max_pages_per_seq * a->cache.page_size;
   long long splits = 1;
-  if (2 * blocks <= target && max_len > 256) {
-    splits = target / blocks;
+  if (blocks < target && max_len > 256) {
+    splits = (target + blocks - 1) / blocks;
     const long long by_len = (max_len + 63) / 64; /* at least ~64 keys per slice */
     if (splits > by_len) splits = by_len;
     if (splits > ATT_MAX_SPLITS) splits = ATT_MAX_SPLITS;

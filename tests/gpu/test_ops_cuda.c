@@ -729,7 +729,7 @@ static size_t attention_case(deco_dtype_t dt, const int *kv_len, const int *n_ne
 
 /* A mixed ragged batch: a one-token sequence, a prefill, a long decode, a
  * chunked prefill, a second long one. Long block tables with few tokens:
- * mostly the split-KV path (not when the blocks already fill the GPU). */
+ * the split-KV path. */
 Test(ops_cuda, attention_mixed_batch) {
   static const int kv_len[] = {1, 19, 733, 37, 300};
   static const int n_new[] = {1, 19, 1, 5, 12};
@@ -742,7 +742,7 @@ Test(ops_cuda, attention_mixed_batch) {
     for (int hi = 0; hi < 6; ++hi)
       for (int gi = 0; gi < 4; ++gi) {
         const int ps = page_sizes[(hi + gi + di) % 3];
-        bad += attention_case(dtypes[di], kv_len, n_new, 5, ps, 2, groups[gi], hds[hi], SPLIT_ANY, -1, 0,
+        bad += attention_case(dtypes[di], kv_len, n_new, 5, ps, 2, groups[gi], hds[hi], SPLIT_ALWAYS, -1, 0,
                               91 + case_id++);
       }
   cr_expect_eq(bad, 0, "attention mixed batch: %zu problems", bad);
@@ -766,19 +766,14 @@ Test(ops_cuda, attention_short_single_pass) {
   cr_expect_eq(bad, 0, "attention single pass: %zu problems", bad);
 }
 
-/* Decode: one token per sequence over long contexts (the split-KV path at
- * every head dim), and large GQA groups (more query heads per KV head than
- * one block takes). */
+/* Decode: one token per sequence over long contexts, and a large GQA group
+ * (more query heads per KV head than one block takes). */
 Test(ops_cuda, attention_decode) {
   static const int kv_len[] = {1000, 1, 2049, 517};
   static const int n_new[] = {1, 1, 1, 1};
-  static const int hds[] = {8, 24, 64, 100, 128, 256};
   size_t bad = 0;
   int case_id = 0;
   for (int di = 0; di < 3; ++di) {
-    for (int hi = 0; hi < 6; ++hi)
-      bad += attention_case(dtypes[di], kv_len, n_new, 4, hi % 2 ? 3 : 16, 2, 2, hds[hi], SPLIT_ALWAYS, -1, 0,
-                            271 + case_id++);
     bad += attention_case(dtypes[di], kv_len, n_new, 4, 16, 8, 4, 128, SPLIT_ALWAYS, -1, 0, 291 + case_id++);
     bad += attention_case(dtypes[di], kv_len, n_new, 4, 3, 1, 32, 64, SPLIT_ANY, -1, 0, 291 + case_id++);
     bad += attention_case(dtypes[di], kv_len, n_new, 4, 1, 2, 12, 256, SPLIT_ANY, -1, 0, 291 + case_id++);
