@@ -1,9 +1,12 @@
 /* perf/bench_ops.c — the weight-streaming (skinny) matmul against cuBLAS at
  * the Llama-2-7B projection shapes (k x n: 4096x4096, 4096x11008,
- * 11008x4096, 4096x32000), bf16, m = 1, 8 and 16, L2 flushed before each run;
- * % of the floor (weight bytes / measured copy bandwidth). Spot-checks both
- * paths against fp32 dot products before timing.
- * Run: build/bin/bench_ops [--reps N]   (CSV on stdout, summary on stderr)
+ * 11008x4096, 4096x32000), bf16, m = 1, 2, 4, 8 and 16, L2 flushed before
+ * each run (read flush by default; --flush write as torch/triton do); % of the
+ * floor (weight bytes / measured copy bandwidth). Spot-checks both paths
+ * against fp32 dot products before timing. Also times decode attention over
+ * the paged cache (Llama-3-8B heads: 32 query / 8 KV, head dim 128, bf16),
+ * floor = reading K and V once, after checking two heads against the host.
+ * Run: build/bin/bench_ops [--reps N] [--flush read|write]   (CSV on stdout, summary on stderr)
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +16,16 @@
 #include "common/bench.h"
 #include "deco/deco.h"
 #include "linear/matmul_path.h"
+
+typedef struct att_state {
+  deco_ctx_t *ctx;
+  deco_attention_args_t args;
+} att_state_t;
+
+static int att_fn(void *u) {
+  att_state_t *s = u;
+  return deco_attention(s->ctx, &s->args) != DECO_STATUS_SUCCESS;
+}
 
 typedef struct mm_state {
   deco_ctx_t *ctx;
@@ -61,12 +74,113 @@ static int spot_check(deco_ctx_t *ctx, const deco_matmul_args_t *a, const char *
   return bad;
 }
 
+/* Decode attention: B sequences of L cached slots, one new token each. */
+static int bench_attention(deco_ctx_t *ctx, deco_bench_t *b, int B, int L, int reps, const char *cmd) {
+  const int n_heads = 32, n_kv = 8, hd = 128, ps = 16, pages_per_seq = (L + ps - 1) / ps;
+  const size_t row = (size_t)n_kv * hd, pool = (size_t)B * pages_per_seq * ps * row;
+  void *kp = NULL, *vp = NULL, *q = NULL, *out = NULL, *meta = NULL, *ws = NULL;
+  CHECK(deco_malloc(ctx, &kp, pool * 2));
+  CHECK(deco_malloc(ctx, &vp, pool * 2));
+  CHECK(deco_malloc(ctx, &q, (size_t)B * n_heads * hd * 2));
+  CHECK(deco_malloc(ctx, &out, (size_t)B * n_heads * hd * 2));
+  deco_fill_random_args_t fk = {DECO_DTYPE_BF16, pool, 8, 1, 1.0f, 0.0f, kp};
+  deco_fill_random_args_t fv = {DECO_DTYPE_BF16, pool, 8, 2, 1.0f, 0.0f, vp};
+  deco_fill_random_args_t fq = {DECO_DTYPE_BF16, (size_t)B * n_heads * hd, 8, 3, 1.0f, 0.0f, q};
+  CHECK(deco_fill_random(ctx, &fk));
+  CHECK(deco_fill_random(ctx, &fv));
+  CHECK(deco_fill_random(ctx, &fq));
+  /* q_indptr [B+1], kv_lens [B], block table [B][pages_per_seq] (sequence b owns a contiguous run of pages). */
+  const size_t n_meta = (size_t)(B + 1) + B + (size_t)B * pages_per_seq;
+  int32_t *hm = malloc(sizeof(int32_t) * n_meta);
+  for (int i = 0; i <= B; ++i) hm[i] = i;
+  for (int i = 0; i < B; ++i) hm[B + 1 + i] = L;
+  for (int i = 0; i < B * pages_per_seq; ++i) hm[2 * B + 1 + i] = i;
+  CHECK(deco_malloc(ctx, &meta, sizeof(int32_t) * n_meta));
+  CHECK(deco_memcpy(ctx, meta, hm, sizeof(int32_t) * n_meta, DECO_COPY_HOST_TO_CTX));
+  const int32_t *dm = (const int32_t *)meta;
+  deco_attention_args_t args = {{DECO_DTYPE_BF16, n_kv, hd, ps, B * pages_per_seq, kp, vp, dm + 2 * B + 1,
+                                 pages_per_seq},
+                                {B, B, dm, dm + B + 1},
+                                n_heads,
+                                1.0f / sqrtf((float)hd),
+                                q,
+                                out};
+  const size_t ws_bytes = deco_attention_workspace_size(ctx, &args);
+  if (ws_bytes) {
+    CHECK(deco_malloc(ctx, &ws, ws_bytes));
+    CHECK(deco_ctx_set_workspace(ctx, ws, ws_bytes));
+  }
+  CHECK(deco_memset(ctx, out, 0xFF, (size_t)B * n_heads * hd * 2));
+  CHECK(deco_attention(ctx, &args));
+
+  /* Check heads 0 and 31 of sequence 0 against a host softmax in fp32. */
+  uint16_t *hk = malloc(sizeof(uint16_t) * (size_t)L * row), *hv = malloc(sizeof(uint16_t) * (size_t)L * row);
+  uint16_t *hq = malloc(sizeof(uint16_t) * n_heads * hd), *ho = malloc(sizeof(uint16_t) * n_heads * hd);
+  float *sc = malloc(sizeof(float) * L);
+  CHECK(deco_memcpy(ctx, hk, kp, sizeof(uint16_t) * (size_t)L * row, DECO_COPY_CTX_TO_HOST));
+  CHECK(deco_memcpy(ctx, hv, vp, sizeof(uint16_t) * (size_t)L * row, DECO_COPY_CTX_TO_HOST));
+  CHECK(deco_memcpy(ctx, hq, q, sizeof(uint16_t) * n_heads * hd, DECO_COPY_CTX_TO_HOST));
+  CHECK(deco_memcpy(ctx, ho, out, sizeof(uint16_t) * n_heads * hd, DECO_COPY_CTX_TO_HOST));
+  int bad = 0;
+  for (int h = 0; h < n_heads; h += n_heads - 1) {
+    const int kvh = h / (n_heads / n_kv);
+    float mx = -INFINITY, sum = 0.0f;
+    for (int p = 0; p < L; ++p) {
+      float d = 0.0f;
+      for (int i = 0; i < hd; ++i)
+        d += deco_bf16_to_f32(hq[h * hd + i]) * deco_bf16_to_f32(hk[(size_t)p * row + kvh * hd + i]);
+      sc[p] = d * args.scale;
+      if (sc[p] > mx) mx = sc[p];
+    }
+    for (int p = 0; p < L; ++p) sum += (sc[p] = expf(sc[p] - mx));
+    for (int i = 0; i < hd; ++i) {
+      float o = 0.0f;
+      for (int p = 0; p < L; ++p) o += sc[p] / sum * deco_bf16_to_f32(hv[(size_t)p * row + kvh * hd + i]);
+      const float got = deco_bf16_to_f32(ho[h * hd + i]);
+      if (!(fabsf(got - o) <= 1e-2f + 1e-2f * fabsf(o))) {
+        if (bad < 5) fprintf(stderr, "bench_ops: attention B=%d L=%d head %d dim %d: %g, expected %g\n", B, L, h, i,
+                             got, o);
+        bad++;
+      }
+    }
+  }
+  free(hk);
+  free(hv);
+  free(hq);
+  free(ho);
+  free(sc);
+  free(hm);
+  int rc = 0;
+  if (bad) {
+    fprintf(stderr, "bench_ops: attention B=%d L=%d: %d mismatches; not timed\n", B, L, bad);
+    rc = 1;
+  } else {
+    att_state_t st = {ctx, args};
+    deco_bench_stats_t s;
+    if (deco_bench_time(b, att_fn, &st, 5, reps, 1, &s)) exit(1);
+    char shape[128], path[64];
+    snprintf(shape, sizeof shape, "B=%d L=%d heads=%d/%d hd=%d page=%d", B, L, n_heads, n_kv, hd, ps);
+    snprintf(path, sizeof path, "%s", ws_bytes ? "split-kv + merge" : "single pass");
+    const double bytes = 2.0 * (2.0 * (double)B * L * row + 2.0 * B * n_heads * hd);
+    const double flops = 4.0 * B * n_heads * (double)L * hd;
+    deco_bench_csv_row(stdout, b, "attention_decode_bf16", shape, path, &s, bytes, flops, cmd);
+  }
+  CHECK(deco_ctx_set_workspace(ctx, NULL, 0));
+  void *all[] = {kp, vp, q, out, meta, ws};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) deco_free(ctx, all[i]);
+  return rc;
+}
+
 int main(int argc, char **argv) {
-  int reps = 100;
+  int reps = 100, flush_write = 0;
   for (int i = 1; i < argc; ++i) {
-    if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
-    else {
-      fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
+    if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+      reps = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--flush") == 0 && i + 1 < argc &&
+               (strcmp(argv[i + 1], "read") == 0 || strcmp(argv[i + 1], "write") == 0)) {
+      flush_write = strcmp(argv[++i], "write") == 0;
+    } else {
+      fprintf(stderr, "usage: %s [--reps N] [--flush read|write]\n", argv[0]);
       return 2;
     }
   }
@@ -82,16 +196,19 @@ int main(int argc, char **argv) {
   }
   deco_bench_t b;
   if (deco_bench_init(&b, ctx) || deco_bench_measure_ceilings(&b)) return 1;
+  b.flush_write = flush_write;
   const char *cmd = deco_bench_command(argc, argv);
-  fprintf(stderr, "bench_ops: %s, %d SMs, L2 %zu MB; copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n",
-          b.device_name, b.sm_count, b.l2_bytes >> 20, b.copy_gbps, b.gemm_tflops);
+  fprintf(stderr,
+          "bench_ops: %s, %d SMs, L2 %zu MB; copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s; %s L2 flush\n",
+          b.device_name, b.sm_count, b.l2_bytes >> 20, b.copy_gbps, b.gemm_tflops, flush_write ? "write" : "read");
   deco_bench_csv_header(stdout);
 
   static const int shapes[4][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 32000}}; /* k, n */
   static const char *names[4] = {"qkvo", "gate/up", "down", "classifier"};
   static const int per_step[4] = {4 * 32, 2 * 32, 32, 1}; /* GEMMs of this shape in one llama2-7b decode step */
-  static const int ms[3] = {1, 8, 16};
-  double step_us[3][2] = {{0}}, step_bytes = 0.0;
+#define N_MS 5
+  static const int ms[N_MS] = {1, 2, 4, 8, 16};
+  double step_us[N_MS][2] = {{0}}, step_bytes = 0.0;
   int failures = 0;
 
   for (int si = 0; si < 4; ++si) {
@@ -106,7 +223,7 @@ int main(int argc, char **argv) {
     CHECK(deco_fill_random(ctx, &fw));
     CHECK(deco_fill_random(ctx, &fa));
     step_bytes += (double)per_step[si] * n * k * 2;
-    for (int mi = 0; mi < 3; ++mi) {
+    for (int mi = 0; mi < N_MS; ++mi) {
       const int m = ms[mi];
       const deco_matmul_args_t args = {DECO_DTYPE_BF16, DECO_DTYPE_BF16, m, n, k, a, w, out, 0};
       const char *auto_path = deco_matmul_path_cuda(ctx, &args);
@@ -136,10 +253,13 @@ int main(int argc, char **argv) {
     deco_free(ctx, a);
     deco_free(ctx, out);
   }
+  static const int att_cases[3][2] = {{1, 4096}, {8, 4096}, {1, 32768}};
+  for (int i = 0; i < 3; ++i) failures += bench_attention(ctx, &b, att_cases[i][0], att_cases[i][1], reps, cmd);
+
   const double floor_us = deco_bench_floor_us(&b, step_bytes, 0.0);
   fprintf(stderr, "bench_ops: llama2-7b projections of one step (sum of per-GEMM medians), weight floor %.0f us:\n",
           floor_us);
-  for (int mi = 0; mi < 3; ++mi)
+  for (int mi = 0; mi < N_MS; ++mi)
     fprintf(stderr, "  m=%-2d skinny %7.0f us (%3.0f%% of floor)   cublas %7.0f us (%3.0f%% of floor)\n", ms[mi],
             step_us[mi][0], 100.0 * floor_us / step_us[mi][0], step_us[mi][1], 100.0 * floor_us / step_us[mi][1]);
   deco_bench_destroy(&b);

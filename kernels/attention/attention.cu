@@ -21,10 +21,12 @@
  * combines the slices. */
 #define ATT_WARPS 4
 #define ATT_THREADS (ATT_WARPS * 32)
-#define ATT_MAX_SPLITS 32
+#define ATT_MAX_SPLITS 64
 
-template <typename T, int DPL, int HG>
-static __global__ __launch_bounds__(ATT_THREADS) void attention_kernel(
+/* KU: keys per warp whose loads are in flight together (8, or 4 at the
+ * largest head dims to bound registers). */
+template <typename T, int DPL, int HG, int KU>
+static __global__ __launch_bounds__(ATT_THREADS, 2) void attention_kernel(
     const T *__restrict__ q,              /* [n_tokens][n_heads][head_dim] */
     T *__restrict__ out,                  /* [n_tokens][n_heads][head_dim] (n_splits == 1) */
     const T *__restrict__ k_pages,        /* [n_pages * page_size][n_kv_heads][head_dim] */
@@ -73,35 +75,50 @@ static __global__ __launch_bounds__(ATT_THREADS) void attention_kernel(
   const int32_t *bt = block_table + (size_t)s * max_pages;
   const size_t kv_row = (size_t)n_kv_heads * head_dim;
   int bad_page = 0;
-  for (int p = kb + warp; p < ke; p += ATT_WARPS) {
-    const long long row = deco_paged_row(bt, max_pages, page_size, n_pages, p);
-    if (row < 0) { /* warp-uniform: the whole warp skips the key */
-      bad_page = 1;
-      continue;
+  /* Warp w takes keys w, w + ATT_WARPS, ... (the same order as one key at a
+   * time), KU of them per step, in two phases: first the KU block-table
+   * entries, then the KU K/V rows. Interleaving them would make each row wait
+   * for its own table entry in turn (KU dependent round trips per step). */
+  for (int p0 = kb + warp; p0 < ke; p0 += ATT_WARPS * KU) {
+    long long row[KU];
+#pragma unroll
+    for (int j = 0; j < KU; ++j) {
+      const int p = p0 + j * ATT_WARPS;
+      row[j] = p < ke ? deco_paged_row(bt, max_pages, page_size, n_pages, p) : -1;
+      if (p < ke && row[j] < 0) bad_page = 1;
     }
-    const T *kr = k_pages + (size_t)row * kv_row + (size_t)kvh * head_dim;
-    const T *vr = v_pages + (size_t)row * kv_row + (size_t)kvh * head_dim;
-    float kf[DPL], vf[DPL];
+    float kf[KU][DPL], vf[KU][DPL];
+    bool ok[KU];
 #pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-      const int d = lane + 32 * i;
-      kf[i] = d < head_dim ? deco_to_f32(kr[d]) : 0.0f;
-      vf[i] = d < head_dim ? deco_to_f32(vr[d]) : 0.0f;
+    for (int j = 0; j < KU; ++j) {
+      ok[j] = row[j] >= 0; /* warp-uniform */
+      const size_t base = (size_t)(ok[j] ? row[j] : 0) * kv_row + (size_t)kvh * head_dim;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) {
+        const int d = lane + 32 * i;
+        const bool in = ok[j] && d < head_dim;
+        kf[j][i] = in ? deco_to_f32(k_pages[base + d]) : 0.0f;
+        vf[j][i] = in ? deco_to_f32(v_pages[base + d]) : 0.0f;
+      }
     }
 #pragma unroll
-    for (int hh = 0; hh < HG; ++hh) {
-      if (hh < hg) {
-        float part = 0.0f;
+    for (int j = 0; j < KU; ++j) {
+      if (!ok[j]) continue;
 #pragma unroll
-        for (int i = 0; i < DPL; ++i) part += qr[hh][i] * kf[i];
-        const float score = deco_warp_sum(part) * scale;
-        const float m_new = fmaxf(m[hh], score);
-        const float corr = expf(m[hh] - m_new); /* 0 on the first key (m = -inf) */
-        const float e = expf(score - m_new);
-        l[hh] = l[hh] * corr + e;
+      for (int hh = 0; hh < HG; ++hh) {
+        if (hh < hg) {
+          float part = 0.0f;
 #pragma unroll
-        for (int i = 0; i < DPL; ++i) acc[hh][i] = acc[hh][i] * corr + e * vf[i];
-        m[hh] = m_new;
+          for (int i = 0; i < DPL; ++i) part += qr[hh][i] * kf[j][i];
+          const float score = deco_warp_sum(part) * scale;
+          const float m_new = fmaxf(m[hh], score);
+          const float corr = expf(m[hh] - m_new); /* 0 on the first key (m = -inf) */
+          const float e = expf(score - m_new);
+          l[hh] = l[hh] * corr + e;
+#pragma unroll
+          for (int i = 0; i < DPL; ++i) acc[hh][i] = acc[hh][i] * corr + e * vf[j][i];
+          m[hh] = m_new;
+        }
       }
     }
   }
@@ -186,15 +203,16 @@ static attention_plan make_plan(const deco_ctx_t *ctx, const deco_attention_args
   const int group = a->n_heads / a->cache.n_kv_heads;
   pl.n_chunks = (group + pl.hg - 1) / pl.hg;
   /* Split the keys only when the (token, KV head, head chunk) blocks cannot
-   * fill two waves and the block table allows long sequences; the real
-   * lengths are in device memory, so the bound is the table's capacity. */
+   * give every SM four blocks (enough loads in flight) and the block table
+   * allows long sequences; the real lengths are in device memory, so the
+   * bound is the table's capacity. */
   const long long blocks = (long long)a->batch.n_tokens * a->cache.n_kv_heads * pl.n_chunks;
-  const long long target = 2LL * (ctx->sm_count > 0 ? ctx->sm_count : 1);
+  const long long target = 4LL * (ctx->sm_count > 0 ? ctx->sm_count : 1);
   const long long max_len = (long long)a->cache.max_pages_per_seq * a->cache.page_size;
   long long splits = 1;
   if (blocks < target && max_len > 256) {
     splits = (target + blocks - 1) / blocks;
-    const long long by_len = (max_len + 127) / 128; /* at least ~128 keys per slice */
+    const long long by_len = (max_len + 63) / 64; /* at least ~64 keys per slice */
     if (splits > by_len) splits = by_len;
     if (splits > ATT_MAX_SPLITS) splits = ATT_MAX_SPLITS;
   }
@@ -213,7 +231,7 @@ size_t deco_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_attention_
   return make_plan(ctx, a).ws_bytes;
 }
 
-template <typename T, int DPL, int HG>
+template <typename T, int DPL, int HG, int KU>
 static deco_status_t attention_launch(deco_ctx_t *ctx, const deco_attention_args_t *a, const attention_plan &pl) {
   const deco_paged_kv_t *c = &a->cache;
   const deco_ragged_batch_t *b = &a->batch;
@@ -221,7 +239,7 @@ static deco_status_t attention_launch(deco_ctx_t *ctx, const deco_attention_args
   float *ws_ml = pl.n_splits > 1 ? ws_acc + pl.ws_acc_floats : NULL;
   const dim3 grid((unsigned)b->n_tokens, (unsigned)(c->n_kv_heads * pl.n_chunks), (unsigned)pl.n_splits);
   cudaStream_t stream = DECO_CUDA_STREAM(ctx);
-  attention_kernel<T, DPL, HG><<<grid, ATT_THREADS, 0, stream>>>(
+  attention_kernel<T, DPL, HG, KU><<<grid, ATT_THREADS, 0, stream>>>(
       (const T *)a->q, (T *)a->out, (const T *)c->k_pages, (const T *)c->v_pages, c->block_table, b->q_indptr,
       b->kv_lens, b->n_seqs, b->n_tokens, c->max_pages_per_seq, c->page_size, c->n_pages, a->n_heads, c->n_kv_heads,
       c->head_dim, a->n_heads / c->n_kv_heads, pl.n_chunks, a->scale, pl.n_splits, ws_acc, ws_ml);
@@ -239,10 +257,10 @@ static deco_status_t attention_launch(deco_ctx_t *ctx, const deco_attention_args
 template <typename T>
 static deco_status_t attention_dispatch(deco_ctx_t *ctx, const deco_attention_args_t *a, const attention_plan &pl) {
   switch (pl.dpl) {
-  case 1: return attention_launch<T, 1, 8>(ctx, a, pl);
-  case 2: return attention_launch<T, 2, 8>(ctx, a, pl);
-  case 4: return attention_launch<T, 4, 8>(ctx, a, pl);
-  default: return attention_launch<T, 8, 4>(ctx, a, pl);
+  case 1: return attention_launch<T, 1, 8, 8>(ctx, a, pl);
+  case 2: return attention_launch<T, 2, 8, 8>(ctx, a, pl);
+  case 4: return attention_launch<T, 4, 8, 8>(ctx, a, pl);
+  default: return attention_launch<T, 8, 4, 4>(ctx, a, pl);
   }
 }
 

@@ -2,7 +2,7 @@
  * GPU: a [m][k], w [n][k], out [m][n] (out_dtype: dtype or f32), fp32
  * accumulation, optionally out += a · wᵀ. Few rows in f16/bf16 (a decode
  * step) go to a weight-streaming kernel, which keeps the memory system busier
- * than cuBLAS does at m <= 8 (perf/bench_ops); everything else to cuBLAS.
+ * than cuBLAS does at m <= 4 (perf/bench_ops); everything else to cuBLAS.
  */
 #include <cublas_v2.h>
 
@@ -14,19 +14,30 @@
  * A decode step reads every weight once and does ~m FMAs per weight element,
  * so it is bound by weight bytes. Each block owns SK_ROWS consecutive rows of
  * w (outputs n0..n0+SK_ROWS-1) and all its threads split k between them: the
- * grid is n / SK_ROWS blocks (1024 for n = 4096), enough to fill every SM
- * even for small n, with no second pass. Per iteration a thread issues
- * SK_ROWS * SK_UNROLL independent 16-byte weight loads before using any,
- * so ~100 KB per SM are in flight. Activation chunks (m rows, small) come
- * through L1/L2 and are reused by the SK_ROWS weight rows. The block's
- * partial sums are reduced in a fixed order: warp shuffles, then warps in
- * index order through shared memory. */
+ * grid is n / SK_ROWS blocks (2048 for n = 4096), enough to fill every SM
+ * even for small n, with no second pass (2 rows per block measured faster
+ * than 4 or 8 at m = 1..4 on an H100: perf/NOTES.md). Per iteration a thread first issues
+ * all its loads — SK_ROWS * U independent 16-byte weight loads (streamed,
+ * evict-first) and the m * U activation chunks they meet (L1/L2 hits, reused
+ * by the SK_ROWS rows) — and only then computes, so no load waits behind
+ * another. U shrinks as m grows to bound the registers. The block's partial
+ * sums are reduced in a fixed order: warp shuffles, then warps in index order
+ * through shared memory. */
+#ifndef SK_THREADS /* overridable for tuning experiments: -DSK_THREADS=... -DSK_ROWS=... */
 #define SK_THREADS 128
-#define SK_ROWS 4
-#define SK_UNROLL 2
+#endif
+#ifndef SK_ROWS
+#define SK_ROWS 2
+#endif
 
-template <typename T, int MT>
-static __global__ __launch_bounds__(SK_THREADS) void matmul_skinny_kernel(const T *__restrict__ a, /* [m][k] */
+/* Resident blocks per SM the register budget must allow (loads in flight per
+ * SM); above the per-m register need, so it costs no spills. */
+#ifndef SK_MIN_BLOCKS
+#define SK_MIN_BLOCKS(MT) ((MT) == 1 ? 8 : (MT) == 2 ? 6 : (MT) <= 4 ? 5 : (MT) <= 8 ? 4 : 2)
+#endif
+
+template <typename T, int MT, int U>
+static __global__ __launch_bounds__(SK_THREADS, SK_MIN_BLOCKS(MT)) void matmul_skinny_kernel(const T *__restrict__ a, /* [m][k] */
                                                                           const T *__restrict__ w, /* [n][k] */
                                                                           void *__restrict__ out,  /* [m][n] */
                                                                           int m, int n, int k, int out_f32,
@@ -47,19 +58,23 @@ static __global__ __launch_bounds__(SK_THREADS) void matmul_skinny_kernel(const 
 #pragma unroll
     for (int i = 0; i < MT; ++i) acc[r][i] = 0.0f;
 
-  for (int c0 = threadIdx.x; c0 < kc; c0 += SK_THREADS * SK_UNROLL) {
-    uint4 wv[SK_UNROLL][SK_ROWS];
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  for (int c0 = threadIdx.x; c0 < kc; c0 += SK_THREADS * U) {
+    uint4 wv[U][SK_ROWS], av[U][MT];
 #pragma unroll
-    for (int u = 0; u < SK_UNROLL; ++u) {
+    for (int u = 0; u < U; ++u) {
       const int c = c0 + u * SK_THREADS;
 #pragma unroll
-      for (int r = 0; r < SK_ROWS; ++r) /* streamed once: evict-first, keep the activations cached */
-        wv[u][r] = c < kc ? __ldcs(wrow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
+      for (int r = 0; r < SK_ROWS; ++r) wv[u][r] = c < kc ? __ldcs(wrow[r] + c) : zero;
     }
 #pragma unroll
-    for (int u = 0; u < SK_UNROLL; ++u) {
+    for (int u = 0; u < U; ++u) {
       const int c = c0 + u * SK_THREADS;
-      if (c >= kc) break;
+#pragma unroll
+      for (int i = 0; i < MT; ++i) av[u][i] = (i < m && c < kc) ? __ldg(arows + (size_t)i * kc + c) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) { /* chunks past kc hold zeros: they add nothing */
       float wf[SK_ROWS][8];
 #pragma unroll
       for (int r = 0; r < SK_ROWS; ++r) deco_unpack8<T>(wv[u][r], wf[r]);
@@ -67,7 +82,7 @@ static __global__ __launch_bounds__(SK_THREADS) void matmul_skinny_kernel(const 
       for (int i = 0; i < MT; ++i) {
         if (i < m) {
           float af[8];
-          deco_unpack8<T>(__ldg(arows + (size_t)i * kc + c), af);
+          deco_unpack8<T>(av[u][i], af);
 #pragma unroll
           for (int r = 0; r < SK_ROWS; ++r)
 #pragma unroll
@@ -113,8 +128,9 @@ static bool skinny_applies(const deco_matmul_args_t *p, int max_m) {
 
 template <typename T, int MT>
 static deco_status_t skinny_launch_mt(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  constexpr int U = MT <= 2 ? 2 : 1; /* loads in flight vs registers (activation chunks grow with m) */
   const unsigned blocks = (unsigned)((p->n + SK_ROWS - 1) / SK_ROWS);
-  matmul_skinny_kernel<T, MT><<<blocks, SK_THREADS, 0, DECO_CUDA_STREAM(ctx)>>>(
+  matmul_skinny_kernel<T, MT, U><<<blocks, SK_THREADS, 0, DECO_CUDA_STREAM(ctx)>>>(
       (const T *)p->a, (const T *)p->w, p->out, p->m, p->n, p->k, p->out_dtype == DECO_DTYPE_F32, p->accumulate);
   DECO_CUDA_CHECK_LAUNCH(ctx, "matmul_skinny_kernel");
   return DECO_STATUS_SUCCESS;

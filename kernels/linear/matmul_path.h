@@ -17,8 +17,10 @@ typedef enum deco_matmul_path {
   DECO_MATMUL_PATH_CUBLAS = 2  /* cublasGemmEx, CUBLAS_COMPUTE_32F */
 } deco_matmul_path_t;
 
-/* Rows the automatic dispatch sends to the skinny kernel (m <= this). */
-#define DECO_MATMUL_SKINNY_AUTO_MAX_M 8
+/* Rows the automatic dispatch sends to the skinny kernel (m <= this): on an
+ * H100 it beats cuBLAS at m = 1, 2 and ties at 4; at m = 8 its FP32 FMAs
+ * (8 per weight element) make it slower than cuBLAS (perf/NOTES.md). */
+#define DECO_MATMUL_SKINNY_AUTO_MAX_M 4
 /* Rows the skinny kernel accepts when forced (for measuring the crossover). */
 #define DECO_MATMUL_SKINNY_MAX_M 16
 

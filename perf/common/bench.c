@@ -36,6 +36,19 @@ int deco_bench_init(deco_bench_t *b, deco_ctx_t *ctx) {
   b->flush_bytes = 2 * b->l2_bytes;
   if (b->flush_bytes < ((size_t)64 << 20)) b->flush_bytes = (size_t)64 << 20;
   BENCH_CUDA(cudaMalloc(&b->flush_buf, b->flush_bytes));
+  BENCH_CUDA(cudaMemsetAsync(b->flush_buf, 0, b->flush_bytes, (cudaStream_t)b->stream));
+  BENCH_CUDA(cudaMalloc(&b->flush_sink, sizeof(float)));
+  cublasHandle_t h;
+  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+    fprintf(stderr, "bench: cublasCreate failed\n");
+    return 1;
+  }
+  b->cublas = h;
+  if (cublasSetStream(h, (cudaStream_t)b->stream) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetPointerMode(h, CUBLAS_POINTER_MODE_DEVICE) != CUBLAS_STATUS_SUCCESS) {
+    fprintf(stderr, "bench: cublasSetStream / cublasSetPointerMode failed\n");
+    return 1;
+  }
   cudaEvent_t e0, e1;
   BENCH_CUDA(cudaEventCreate(&e0));
   BENCH_CUDA(cudaEventCreate(&e1));
@@ -48,12 +61,23 @@ void deco_bench_destroy(deco_bench_t *b) {
   if (b->ev_start) cudaEventDestroy((cudaEvent_t)b->ev_start);
   if (b->ev_stop) cudaEventDestroy((cudaEvent_t)b->ev_stop);
   if (b->flush_buf) cudaFree(b->flush_buf);
+  if (b->flush_sink) cudaFree(b->flush_sink);
+  if (b->cublas) cublasDestroy((cublasHandle_t)b->cublas);
   memset(b, 0, sizeof *b);
 }
 
 int deco_bench_flush_l2(deco_bench_t *b) {
-  /* A different byte each time, so no layer can skip the writes. */
-  BENCH_CUDA(cudaMemsetAsync(b->flush_buf, (int)(b->flush_count++ & 0x7f), b->flush_bytes, (cudaStream_t)b->stream));
+  if (b->flush_write) {
+    /* A different byte each time, so no layer can skip the writes. */
+    BENCH_CUDA(cudaMemsetAsync(b->flush_buf, (int)(b->flush_count++ & 0x7f), b->flush_bytes, (cudaStream_t)b->stream));
+    return 0;
+  }
+  /* Read every byte once; the scalar result lands in device memory (no sync). */
+  if (cublasSasum((cublasHandle_t)b->cublas, (int)(b->flush_bytes / sizeof(float)), (const float *)b->flush_buf, 1,
+                  (float *)b->flush_sink) != CUBLAS_STATUS_SUCCESS) {
+    fprintf(stderr, "bench: cublasSasum (L2 flush) failed\n");
+    return 1;
+  }
   return 0;
 }
 

@@ -31,9 +31,12 @@ typedef struct deco_bench {
   deco_ctx_t *ctx;        /* CUDA context whose stream everything runs on */
   void *stream;           /* cudaStream_t = deco_ctx_stream(ctx) */
   void *ev_start, *ev_stop; /* cudaEvent_t */
-  void *flush_buf;        /* device buffer written to evict L2 */
+  void *flush_buf;        /* device buffer streamed through L2 to evict it */
   size_t flush_bytes;     /* 2 x L2, at least 64 MiB */
   unsigned flush_count;
+  int flush_write;        /* 0 (default): flush by reading; 1: by writing (memset, as torch/triton do) */
+  void *cublas;           /* cublasHandle_t on the stream (read flush: device-pointer asum) */
+  void *flush_sink;       /* device float the read flush reduces into */
   char device_name[256];
   int sm_count;
   size_t l2_bytes;
@@ -59,8 +62,12 @@ void deco_bench_destroy(deco_bench_t *b);
  * CUBLAS_COMPUTE_32F, random inputs, median of 10). Takes about a second. */
 int deco_bench_measure_ceilings(deco_bench_t *b);
 
-/* Overwrites a buffer twice the size of L2 on the stream, so the next
- * kernel starts with a cold L2 (not timed when called by deco_bench_time). */
+/* Streams a buffer twice the size of L2 on the stream, so the next kernel
+ * starts with a cold L2 (not timed when called by deco_bench_time). By
+ * default the buffer is read (a cuBLAS asum into a device scalar), which
+ * leaves L2 full of clean lines, as in a decode step whose previous kernels
+ * only read weights. A write flush (flush_write = 1) leaves dirty lines whose
+ * write-back competes with the timed kernel's reads. */
 int deco_bench_flush_l2(deco_bench_t *b);
 
 /* Runs fn warmup times, then reps times, each between two CUDA events (with

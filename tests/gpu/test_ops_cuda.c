@@ -278,8 +278,9 @@ Test(ops_cuda, rope) {
 /* ---- Matmul ---------------------------------------------------------------------------- */
 
 /* One matmul case; a_offset shifts a by elements inside its buffer (an
- * unaligned a sends f16/bf16 to cuBLAS). In f16/bf16 with m <= 8, k % 8 == 0
- * and aligned pointers the weight-streaming kernel runs; otherwise cuBLAS. */
+ * unaligned a sends f16/bf16 to cuBLAS). In f16/bf16 with m <= 4, k % 8 == 0
+ * and aligned pointers the weight-streaming kernel runs (kernels/linear/
+ * matmul_path.h); otherwise cuBLAS. */
 static size_t matmul_case(deco_dtype_t dt, int m, int n, int k, int out_f32, int accumulate, int a_offset,
                           uint64_t seed) {
   const deco_dtype_t odt = out_f32 ? DECO_DTYPE_F32 : dt;
@@ -327,14 +328,15 @@ Test(ops_cuda, matmul) {
 Test(ops_cuda, matmul_skinny_shapes) {
   /* Decode-like shapes through the weight-streaming kernel: n not a multiple
    * of the block's rows, k not a multiple of the per-iteration stride, every
-   * row bucket (1, 2, 4, 8), both out dtypes, accumulate; plus an unaligned a
-   * (cuBLAS) of the same shape for comparison. */
+   * row bucket (1, 2, 3-4), both out dtypes, accumulate; m = 5 and 8 (cuBLAS)
+   * and an unaligned a (cuBLAS) of the same shapes for comparison. */
   static const int shapes[][3] = {{1, 4099, 1024}, {2, 1001, 2056}, {3, 517, 11008}, {4, 4096, 8},
-                                  {5, 33, 4096},   {8, 4097, 264},  {8, 6, 4096}};
+                                  {4, 33, 4096},   {1, 6, 4096},    {3, 4097, 264},  {5, 33, 4096},
+                                  {8, 4097, 264}};
   size_t bad = 0;
   int case_id = 0;
   for (int di = 1; di < 3; ++di)
-    for (int si = 0; si < 7; ++si)
+    for (int si = 0; si < 9; ++si)
       for (int variant = 0; variant < 3; ++variant) {
         const int out_f32 = variant == 1, acc = variant == 2;
         bad += matmul_case(dtypes[di], shapes[si][0], shapes[si][1], shapes[si][2], out_f32, acc, 0, 51 + case_id++);
