@@ -159,13 +159,12 @@ struct acc_tree {
   int n;     /* nodes, 0 = malformed */
   int node0; /* first flat node */
   int par[DECO_TREE_MAX_NODES];
-  int tok[DECO_TREE_MAX_NODES]; /* draft tokens (the root's is unused) */
   uint32_t kids[DECO_TREE_MAX_NODES / 32]; /* children of the node last asked for */
 };
 
-/* Loads tree b (parents and tokens) and checks it (size 1..256 within capacity, parent[0] = -1,
+/* Loads tree b and checks it (size 1..256 within capacity, parent[0] = -1,
  * 0 <= parent[i] < i); t->n = 0 marks a malformed tree. */
-__device__ __forceinline__ void acc_tree_load(const deco_tree_batch_t &tb, const int32_t *tokens, int b, acc_tree *t) {
+__device__ __forceinline__ void acc_tree_load(const deco_tree_batch_t &tb, int b, acc_tree *t) {
   int lo = tb.tree_indptr[b], hi = tb.tree_indptr[b + 1];
   int n = hi - lo;
   bool ok_size = lo >= 0 && n >= 1 && n <= DECO_TREE_MAX_NODES && hi <= tb.n_nodes;
@@ -173,7 +172,6 @@ __device__ __forceinline__ void acc_tree_load(const deco_tree_batch_t &tb, const
   for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) {
     int p = (ok_size && i < n) ? tb.parent[lo + i] : -2;
     t->par[i] = p;
-    t->tok[i] = (ok_size && i < n) ? tokens[lo + i] : -1;
     if (ok_size && i < n && (i == 0 ? p != -1 : (p < 0 || p >= i))) bad = 1;
   }
   bad = __syncthreads_or(bad);
@@ -208,53 +206,32 @@ __device__ __forceinline__ int acc_tree_next_child(const acc_tree *t, int after)
 /* ---- row traversal ---- */
 
 /* Calls f(i, logit) for every i in [lo, hi) owned by this thread: 16-byte
- * vector loads over the aligned body, ACC_UNROLL vectors in flight per
- * thread (the bytes in flight per SM set the bandwidth of a latency-bound
- * stream), scalar loads for the unaligned head and tail. */
-#define ACC_UNROLL 4
+ * vector loads over the aligned body, two vectors in flight per step. */
 template <typename T, typename F>
 __device__ __forceinline__ void acc_for_each(const T *row, int lo, int hi, F &&f) {
   constexpr int VEC = 16 / sizeof(T);
   int a0 = lo;
   while (a0 < hi && ((uintptr_t)(row + a0) & 15u)) ++a0;
-  const int nvec = (hi - a0) / VEC;
-  const int a1 = a0 + nvec * VEC;
-  const int bd = blockDim.x;
-  for (int i = lo + threadIdx.x; i < a0; i += bd) f(i, acc_load(row, i));
+  int nvec = (hi - a0) / VEC;
+  int a1 = a0 + nvec * VEC;
+  for (int i = lo + threadIdx.x; i < a0; i += blockDim.x) f(i, acc_load(row, i));
   const uint4 *v = reinterpret_cast<const uint4 *>(row + a0);
-  for (int g = threadIdx.x; g < nvec; g += ACC_UNROLL * bd) {
-    uint4 x[ACC_UNROLL];
+  int g = threadIdx.x;
+  for (; g + (int)blockDim.x < nvec; g += 2 * blockDim.x) {
+    uint4 x0 = __ldg(v + g), x1 = __ldg(v + g + blockDim.x);
+    const T *e0 = reinterpret_cast<const T *>(&x0), *e1 = reinterpret_cast<const T *>(&x1);
 #pragma unroll
-    for (int u = 0; u < ACC_UNROLL; ++u)
-      if (g + u * bd < nvec) x[u] = __ldg(v + g + u * bd);
+    for (int k = 0; k < VEC; ++k) f(a0 + g * VEC + k, (float)e0[k]);
 #pragma unroll
-    for (int u = 0; u < ACC_UNROLL; ++u) {
-      if (g + u * bd >= nvec) break;
-      const T *e = reinterpret_cast<const T *>(&x[u]);
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) f(a0 + (g + u * bd) * VEC + k, (float)e[k]);
-    }
+    for (int k = 0; k < VEC; ++k) f(a0 + (g + (int)blockDim.x) * VEC + k, (float)e1[k]);
   }
-  for (int i = a1 + threadIdx.x; i < hi; i += bd) f(i, acc_load(row, i));
-}
-
-/* Calls f(i, logit) for i = s0 .. s1-1 in order, by this thread alone
- * (vector loads where aligned): the id-ordered scans of the bonus draw. */
-template <typename T, typename F>
-__device__ __forceinline__ void acc_for_range(const T *row, int s0, int s1, F &&f) {
-  constexpr int VEC = 16 / sizeof(T);
-  int y = s0;
-  for (; y < s1 && ((uintptr_t)(row + y) & 15u); ++y)
-    if (!f(y, acc_load(row, y))) return;
-  for (; y + VEC <= s1; y += VEC) {
-    uint4 x = __ldg(reinterpret_cast<const uint4 *>(row + y));
-    const T *e = reinterpret_cast<const T *>(&x);
+  for (; g < nvec; g += blockDim.x) {
+    uint4 x0 = __ldg(v + g);
+    const T *e0 = reinterpret_cast<const T *>(&x0);
 #pragma unroll
-    for (int k = 0; k < VEC; ++k)
-      if (!f(y + k, (float)e[k])) return;
+    for (int k = 0; k < VEC; ++k) f(a0 + g * VEC + k, (float)e0[k]);
   }
-  for (; y < s1; ++y)
-    if (!f(y, acc_load(row, y))) return;
+  for (int i = a1 + threadIdx.x; i < hi; i += blockDim.x) f(i, acc_load(row, i));
 }
 
 /* The vocabulary slice [lo, hi) of team rank r: chunks of a multiple of 8. */

@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
   const acc_team tm = acc_team_get();
   const int b = blockIdx.x / tm.size;
   if (threadIdx.x == 0) sm.xch.phase = 0;
-  acc_tree_load(P.tree, P.tokens, b, &sm.tree);
+  acc_tree_load(P.tree, b, &sm.tree);
   const int n = sm.tree.n, node0 = sm.tree.node0, V = P.vocab;
   int32_t *out_path = P.out.path + (size_t)b * DECO_TREE_MAX_NODES;
   if (n == 0) {
@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
         if (threadIdx.x == 0) sm.argmax[v] = id;
         /* children that carry the argmax become ok */
         for (int c = v + 1 + (int)threadIdx.x; c < n; c += blockDim.x)
-          if (sm.tree.par[c] == v && sm.tree.tok[c] == id) sm.ok[c] = 1;
+          if (sm.tree.par[c] == v && P.tokens[node0 + c] == id) sm.ok[c] = 1;
         __syncthreads();
       }
     }

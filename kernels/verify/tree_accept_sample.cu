@@ -25,9 +25,6 @@
 #include "verify/accept_common.h"
 #include "verify/accept_device.cuh"
 
-#include <cooperative_groups.h>
-#include <cooperative_groups/reduce.h>
-
 namespace {
 
 struct sample_params {
@@ -54,12 +51,9 @@ struct sample_smem {
   uint32_t h_min[ACC_WARPS][16];
   uint64_t bins[3][16]; /* team-combined count, sum, min id */
   int path[DECO_TREE_MAX_NODES];
-  float child_l[DECO_TREE_MAX_NODES]; /* logit of each child's token at the current node */
-  float child_q[DECO_TREE_MAX_NODES]; /* its draft probability there */
   int rej_x[DECO_TREE_MAX_NODES];    /* rejected tokens at the current node, in order */
   double rej_qs[DECO_TREE_MAX_NODES]; /* q scale used at that trial (1 / D_i, or 0) */
   double rej_Z[DECO_TREE_MAX_NODES];  /* residual normaliser, <= 0 = update skipped */
-  double rej_invZ[DECO_TREE_MAX_NODES];
   uint64_t seg[2 * ACC_WARPS];
   int found;
 };
@@ -68,7 +62,7 @@ struct sample_smem {
 struct target {
   float m, c;
   int top;
-  double S, invS; /* multiplying by 1/S instead of dividing: within 1 ulp of fp64, far below DECO_TOL_THRESHOLD */
+  double S;
   int filtered;
   uint32_t cut_ord;
   int cut_id;
@@ -165,17 +159,9 @@ __device__ void hist_pass(const T *row, int lo, int hi, const target &t, double 
       if (o != ord_prefix || (k & id_mask) != id_prefix) return;
       d = (k >> shift) & 15u;
     }
-    /* lanes with the same digit add once (integer sums: order-free) */
-    cooperative_groups::coalesced_group act = cooperative_groups::coalesced_threads();
-    cooperative_groups::coalesced_group grp = cooperative_groups::labeled_partition(act, (int)d);
-    const unsigned long long wf = acc_fixed((double)deco_accept_weight(l, t.m, t.c), scale);
-    const unsigned long long gs = cooperative_groups::reduce(grp, wf, cooperative_groups::plus<unsigned long long>());
-    const unsigned gm = cooperative_groups::reduce(grp, (unsigned)y, cooperative_groups::less<unsigned>());
-    if (grp.thread_rank() == 0) {
-      atomicAdd(&sm->h_cnt[w][d], (unsigned)grp.size());
-      atomicAdd(&sm->h_sum[w][d], gs);
-      atomicMin(&sm->h_min[w][d], gm);
-    }
+    atomicAdd(&sm->h_cnt[w][d], 1u);
+    atomicAdd(&sm->h_sum[w][d], (unsigned long long)acc_fixed((double)deco_accept_weight(l, t.m, t.c), scale));
+    atomicMin(&sm->h_min[w][d], (uint32_t)y);
   });
   __syncthreads();
   if (threadIdx.x < 16) {
@@ -312,13 +298,14 @@ __device__ void radix_select(const T *row, int lo, int hi, const target &t, doub
 /* Residual r_k(y) after the first k rejections at this node (not DETERMINISTIC). */
 __device__ __forceinline__ double residual(const target &t, float l, int y, float qy, int k, bool without,
                                            const sample_smem *sm) {
-  double r = in_support(t, l, y) ? (double)deco_accept_weight(l, t.m, t.c) * t.invS : 0.0;
+  double r = in_support(t, l, y) ? (double)deco_accept_weight(l, t.m, t.c) / t.S : 0.0;
   bool ex = false;
   for (int i = 0; i < k; ++i) {
     double qi = ex ? 0.0 : (double)qy * sm->rej_qs[i];
-    if (sm->rej_Z[i] > 0.0) {
+    double Z = sm->rej_Z[i];
+    if (Z > 0.0) {
       double d = r - qi;
-      r = d > 0.0 ? d * sm->rej_invZ[i] : 0.0;
+      r = d > 0.0 ? d / Z : 0.0;
     }
     if (without && y == sm->rej_x[i]) ex = true;
   }
@@ -337,7 +324,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
   const acc_team tm = acc_team_get();
   const int b = blockIdx.x / tm.size;
   if (threadIdx.x == 0) sm.xch.phase = 0;
-  acc_tree_load(P.tree, P.tokens, b, &sm.tree);
+  acc_tree_load(P.tree, b, &sm.tree);
   const int n = sm.tree.n, node0 = sm.tree.node0, V = P.vocab;
   int32_t *out_path = P.out.path + (size_t)b * DECO_TREE_MAX_NODES;
   if (n == 0) {
@@ -367,19 +354,6 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
   if (threadIdx.x == 0) sm.path[0] = 0;
   for (;;) {
     const T *row = (const T *)P.logits + (size_t)(node0 + v) * V;
-    const float *q = det ? nullptr : P.q + (size_t)(node0 + v) * V;
-    acc_tree_children(&sm.tree, v);
-    /* issue the children's scalar loads now; they land during the stats pass */
-    int pc = -1;
-    float pl = 0.0f, pq = 0.0f;
-    if (threadIdx.x < DECO_TREE_MAX_NODES && ((sm.tree.kids[threadIdx.x / 32] >> (threadIdx.x % 32)) & 1u)) {
-      const int x = sm.tree.tok[threadIdx.x];
-      if (x >= 0 && x < V) {
-        pc = threadIdx.x;
-        pl = acc_load(row, x);
-        if (!det) pq = __ldg(q + x);
-      }
-    }
     stats_pass(row, lo, hi, t.c, &sm, t);
     t.filtered = 0;
     if (use_k || use_p) {
@@ -401,21 +375,17 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
       }
       t.filtered = 1;
     }
-    t.invS = 1.0 / t.S;
-    if (pc >= 0) {
-      sm.child_l[pc] = pl;
-      sm.child_q[pc] = pq;
-    }
-    __syncthreads();
+    const float *q = det ? nullptr : P.q + (size_t)(node0 + v) * V;
+    acc_tree_children(&sm.tree, v);
     int nrej = 0;        /* rejections recorded at this node */
     double WX = t.S;     /* DETERMINISTIC: weight left after removing X */
     double D = 1.0;      /* WITHOUT: normaliser of q_i */
     int accepted = -1;
     for (int c = acc_tree_next_child(&sm.tree, -1); c >= 0 && accepted < 0; c = acc_tree_next_child(&sm.tree, c)) {
-      const int x = sm.tree.tok[c];
+      const int x = P.tokens[node0 + c];
       if (x < 0 || x >= V) continue;
       const double u = (double)deco_philox_uniform(seed, offset, (uint32_t)b, (uint32_t)c, 0);
-      const float lx = sm.child_l[c];
+      const float lx = acc_load(row, x);
       if (det) {
         bool live = in_support(t, lx, x) && !rejected_before(&sm, nrej, x);
         double wx = (double)deco_accept_weight(lx, t.m, t.c);
@@ -432,7 +402,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
         continue;
       }
       const double qs = without ? (D > 0.0 ? 1.0 / D : 0.0) : 1.0;
-      const float qx_raw = sm.child_q[c];
+      const float qx_raw = __ldg(q + x);
       const bool ex = without && rejected_before(&sm, nrej, x);
       const double qx = ex ? 0.0 : (double)qx_raw * qs;
       const double px = residual(t, lx, x, qx_raw, nrej, without, &sm);
@@ -454,7 +424,6 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
         sm.rej_x[nrej] = x;
         sm.rej_qs[nrej] = qs;
         sm.rej_Z[nrej] = (double)Zf / scale;
-        sm.rej_invZ[nrej] = Zf ? scale / (double)Zf : 0.0;
       }
       __syncthreads();
       ++nrej;
@@ -474,13 +443,10 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
       if (resid) return residual(t, l, y, __ldg(q + y), nrej, without, &sm);
       return in_support(t, l, y) ? (double)deco_accept_weight(l, t.m, t.c) : 0.0;
     };
-    const int seg_len = ((hi - lo + (int)blockDim.x - 1) / (int)blockDim.x + 7) & ~7;
+    const int seg_len = (hi - lo + (int)blockDim.x - 1) / (int)blockDim.x;
     const int s0 = min(hi, lo + (int)threadIdx.x * seg_len), s1 = min(hi, s0 + seg_len);
     uint64_t mine = 0;
-    acc_for_range(row, s0, s1, [&](int y, float l) {
-      mine += acc_fixed(weight(y, l), scale);
-      return true;
-    });
+    for (int y = s0; y < s1; ++y) mine += acc_fixed(weight(y, acc_load(row, y)), scale);
     /* block exclusive scan of the segment sums (warp shuffles, then warp totals) */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     uint64_t incl = mine;
@@ -517,14 +483,13 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
       if (thr >= total) thr = total - 1;
       uint64_t cum = before + excl;
       if (thr >= cum && thr < cum + mine) {
-        acc_for_range(row, s0, s1, [&](int y, float l) {
-          cum += acc_fixed(weight(y, l), scale);
+        for (int y = s0; y < s1; ++y) {
+          cum += acc_fixed(weight(y, acc_load(row, y)), scale);
           if (cum > thr) {
             found = y;
-            return false;
+            break;
           }
-          return true;
-        });
+        }
       }
     }
     /* team minimum of the found id (one thread of one rank finds it) */
