@@ -89,7 +89,9 @@ DECO_API const char *deco_tree_attention_path(deco_ctx_t *ctx, const deco_tree_a
  *   path[b][0 .. accept_len[b])  accepted node indices (local), root first;
  *   accept_len[b] >= 1           nodes on the path including the root;
  *   bonus[b]                     token drawn at the last accepted node.
- * Tokens committed by the step = the accepted drafts plus the bonus. */
+ * Tokens committed by the step = the accepted drafts plus the bonus.
+ * A malformed tree in device memory (which the CPU backend rejects with a
+ * message) gets accept_len[b] = 0 and bonus[b] = -1 on the CUDA backend. */
 typedef struct deco_tree_verify_out {
   int32_t *path;        /* [B][DECO_TREE_MAX_NODES] */
   int32_t *accept_len;  /* [B] */
