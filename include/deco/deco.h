@@ -13,5 +13,6 @@
 #include "deco/tokenizer.h"
 #include "deco/tree.h"
 #include "deco/spec.h"
+#include "deco/recycle.h"
 
 #endif /* DECO_DECO_H */

@@ -8,6 +8,7 @@
 
 #include "deco/attention.h"
 #include "deco/layers.h"
+#include "deco/recycle.h"
 #include "deco/tree.h"
 
 #ifdef __cplusplus
@@ -33,11 +34,17 @@ DECO_DECLARE_OP(tree_accept_greedy)
 DECO_DECLARE_OP(tree_accept_sample)
 DECO_DECLARE_OP(kv_compact)
 
+DECO_DECLARE_OP(recycle_draft)
+DECO_DECLARE_OP(topk_rows)
+DECO_DECLARE_OP(recycle_update)
+
 size_t deco_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_attention_args_t *args);
 size_t deco_tree_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 const char *deco_tree_attention_path_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 size_t deco_tree_accept_greedy_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);
 size_t deco_tree_accept_sample_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *args);
+size_t deco_topk_rows_workspace_size_cuda(deco_ctx_t *ctx, const deco_topk_rows_args_t *args);
+size_t deco_recycle_update_workspace_size_cuda(deco_ctx_t *ctx, const deco_recycle_update_args_t *args);
 
 #ifdef __cplusplus
 }

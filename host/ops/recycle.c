@@ -1,0 +1,85 @@
+/* host/ops/recycle.c — public entry points of Token Recycling's ops (draft
+ * from the adjacency matrix, per-row top-k of logits, matrix update):
+ * validation of the host-side values (the arrays live in context memory and
+ * are checked by the references), workspace sizes, then dispatch.
+ */
+#include "ops/dispatch.h"
+
+static deco_status_t check_table(deco_ctx_t *ctx, const void *table, int vocab, int k, const char *op) {
+  DECO_CHECK_PTR(ctx, table, op);
+  DECO_CHECK_RANGE(ctx, vocab, 1, DECO_MAX_VOCAB, op);
+  DECO_CHECK_RANGE(ctx, k, 1, DECO_RECYCLE_MAX_K, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t check_draft(deco_ctx_t *ctx, const deco_recycle_draft_args_t *a, const char *op) {
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_trees, 1, 1 << 20, op);
+  DECO_CHECK_RANGE(ctx, a->n_nodes, 1, DECO_TREE_MAX_NODES, op);
+  DECO_CHECK_PTR(ctx, a->roots, op);
+  DECO_CHECK_PTR(ctx, a->parent, op);
+  DECO_CHECK_PTR(ctx, a->rank, op);
+  DECO_CHECK_PTR(ctx, a->tokens, op);
+  return check_table(ctx, a->table, a->vocab, a->k, op);
+}
+
+deco_status_t deco_recycle_draft(deco_ctx_t *ctx, const deco_recycle_draft_args_t *a) {
+  DECO_TRY(check_draft(ctx, a, "deco_recycle_draft"));
+  return DECO_DISPATCH(ctx, recycle_draft, a);
+}
+
+static deco_status_t check_topk(deco_ctx_t *ctx, const deco_topk_rows_args_t *a, const char *op) {
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_rows, 1, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
+  DECO_CHECK_RANGE(ctx, a->k, 1, DECO_RECYCLE_MAX_K, op);
+  if (a->k > a->vocab)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: k = %d exceeds vocab = %d", op, a->k, a->vocab);
+  if (a->dtype != DECO_DTYPE_F32 && a->dtype != DECO_DTYPE_BF16)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: dtype %s is not supported (f32 or bf16)", op,
+                     deco_dtype_name(a->dtype));
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  DECO_CHECK_PTR(ctx, a->logits, op);
+  DECO_CHECK_PTR(ctx, a->ids, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+size_t deco_topk_rows_workspace_size(deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
+  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
+#ifdef DECO_HAVE_CUDA
+  if (check_topk(ctx, a, "deco_topk_rows_workspace_size") != DECO_STATUS_SUCCESS) return 0;
+  return deco_topk_rows_workspace_size_cuda(ctx, a);
+#else
+  return 0;
+#endif
+}
+
+deco_status_t deco_topk_rows(deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
+  DECO_TRY(check_topk(ctx, a, "deco_topk_rows"));
+  return DECO_DISPATCH(ctx, topk_rows, a);
+}
+
+static deco_status_t check_update(deco_ctx_t *ctx, const deco_recycle_update_args_t *a, const char *op) {
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_trees, 1, 1 << 20, op);
+  DECO_CHECK_RANGE(ctx, a->n_nodes, 1, DECO_MAX_TOKENS, op);
+  DECO_CHECK_PTR(ctx, a->tree_indptr, op);
+  DECO_CHECK_PTR(ctx, a->tokens, op);
+  DECO_CHECK_PTR(ctx, a->topk, op);
+  return check_table(ctx, a->table, a->vocab, a->k, op);
+}
+
+size_t deco_recycle_update_workspace_size(deco_ctx_t *ctx, const deco_recycle_update_args_t *a) {
+  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
+#ifdef DECO_HAVE_CUDA
+  if (check_update(ctx, a, "deco_recycle_update_workspace_size") != DECO_STATUS_SUCCESS) return 0;
+  return deco_recycle_update_workspace_size_cuda(ctx, a);
+#else
+  return 0;
+#endif
+}
+
+deco_status_t deco_recycle_update(deco_ctx_t *ctx, const deco_recycle_update_args_t *a) {
+  DECO_TRY(check_update(ctx, a, "deco_recycle_update"));
+  return DECO_DISPATCH(ctx, recycle_update, a);
+}

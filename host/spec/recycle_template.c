@@ -1,0 +1,244 @@
+/* host/spec/recycle_template.c — Token Recycling's static tree templates
+ * (Luo et al. 2024; the authors' tree_template_.py lists its 80-node tree as
+ * rank paths): the text format of --tree-template (one path per line,
+ * comma-separated ranks, breadth first), parsed and validated line by line,
+ * then turned into parent/rank arrays with deco_tree_from_rank_paths.
+ * Errors name the file and the line (deco_last_error(NULL)).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/internal.h"
+#include "deco/recycle.h"
+
+#define TMPL_MAX_PATHS (DECO_TREE_MAX_NODES - 1)
+/* Far above any k (<= DECO_RECYCLE_MAX_K), low enough that parsing cannot overflow. */
+#define TMPL_MAX_RANK 1000000
+
+/* The official template's text, generated from data/token_recycling_template_80.txt. */
+extern const char deco_recycle_template_default_text[];
+extern const size_t deco_recycle_template_default_len;
+
+static const char *tmpl_name(const char *name) { return name ? name : "(template)"; }
+
+/* A character for a message: itself when printable, else its code. */
+static const char *show_char(char c, char buf[8]) {
+  unsigned char u = (unsigned char)c;
+  if (u >= 0x21 && u < 0x7f)
+    snprintf(buf, 8, "'%c'", c);
+  else
+    snprintf(buf, 8, "0x%02x", u);
+  return buf;
+}
+
+/* The child of node `from` with rank r among nodes [1, n), or -1. */
+static int find_child(const int32_t *parent, const int32_t *rank, int n, int from, int32_t r) {
+  for (int j = 1; j < n; ++j)
+    if (parent[j] == from && rank[j] == r) return j;
+  return -1;
+}
+
+/* Parses the ranks of one line [p, end) into path; returns its length, or -1
+ * after recording an error. */
+static int parse_line(const char *p, const char *end, int line_no, const char *nm, int32_t *path) {
+  int len = 0;
+  const char *q = p;
+  char cbuf[8];
+  for (;;) {
+    const int col = (int)(q - p) + 1;
+    if (q < end && *q == '-') {
+      DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d, column %d: negative rank (ranks are >= 0)", nm, line_no,
+                col);
+      return -1;
+    }
+    if (q == end || *q < '0' || *q > '9') {
+      if (q == end)
+        DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d, column %d: expected a rank (decimal digits), found the "
+                  "end of the line", nm, line_no, col);
+      else
+        DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d, column %d: expected a rank (decimal digits), found %s",
+                  nm, line_no, col, show_char(*q, cbuf));
+      return -1;
+    }
+    long v = 0;
+    while (q < end && *q >= '0' && *q <= '9') {
+      v = v * 10 + (*q - '0');
+      if (v > TMPL_MAX_RANK) {
+        DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d, column %d: rank larger than %d", nm, line_no, col,
+                  TMPL_MAX_RANK);
+        return -1;
+      }
+      ++q;
+    }
+    if (len == TMPL_MAX_PATHS) {
+      DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: path of more than %d ranks", nm, line_no, TMPL_MAX_PATHS);
+      return -1;
+    }
+    path[len++] = (int32_t)v;
+    if (q == end) return len;
+    if (*q != ',') {
+      DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d, column %d: expected ',' or the end of the line, found %s",
+                nm, line_no, (int)(q - p) + 1, show_char(*q, cbuf));
+      return -1;
+    }
+    ++q;
+  }
+}
+
+deco_status_t deco_tree_template_parse(const char *text, size_t len, const char *name, deco_tree_template_t *out) {
+  static const char op[] = "deco_tree_template_parse";
+  DECO_CHECK_PTR(NULL, out, op);
+  if (text == NULL && len > 0) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: text is NULL", op);
+  const char *nm = tmpl_name(name);
+  if (len == 0) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: empty template (no rank paths)", nm);
+
+  /* All paths, for deco_tree_from_rank_paths; a breadth-first tree of at
+   * most 255 paths has no path longer than 255. */
+  int32_t *ranks = malloc(sizeof(int32_t) * TMPL_MAX_PATHS * TMPL_MAX_PATHS);
+  if (ranks == NULL) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", nm);
+  int32_t offsets[TMPL_MAX_PATHS + 1];
+  /* The tree so far (node j = path on line j), to find parents and
+   * duplicates line by line. */
+  int32_t parent[DECO_TREE_MAX_NODES], rank[DECO_TREE_MAX_NODES];
+  parent[0] = -1;
+  rank[0] = -1;
+  offsets[0] = 0;
+  int n_paths = 0, prev_len = 1, max_rank = 0, max_depth = 0;
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  const char *p = text, *stop = text + len;
+  for (int line_no = 1; p < stop; ++line_no) {
+    const char *nl = memchr(p, '\n', (size_t)(stop - p));
+    const char *end = nl ? nl : stop;
+    if (end > p && end[-1] == '\r') --end;
+    if (end == p) {
+      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: empty line", nm, line_no);
+      goto done;
+    }
+    if (n_paths == TMPL_MAX_PATHS) {
+      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: more than %d paths (a tree holds at most %d nodes)",
+                     nm, line_no, TMPL_MAX_PATHS, DECO_TREE_MAX_NODES);
+      goto done;
+    }
+    int32_t *path = ranks + offsets[n_paths];
+    const int plen = parse_line(p, end, line_no, nm, path);
+    if (plen < 0) {
+      st = DECO_STATUS_BAD_FORMAT;
+      goto done;
+    }
+    if (plen < prev_len) {
+      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: line %d: path of length %d after one of length %d (paths must be listed breadth first)", nm,
+                     line_no, plen, prev_len);
+      goto done;
+    }
+    /* Walk down from the root: every proper prefix must be a node already. */
+    const int n = n_paths + 1;
+    int at = 0;
+    for (int d = 0; d + 1 < plen; ++d) {
+      at = find_child(parent, rank, n, at, path[d]);
+      if (at < 0) {
+        st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: line %d: the prefix of length %d of this path is not listed on an earlier line", nm,
+                       line_no, d + 1);
+        goto done;
+      }
+    }
+    const int dup = find_child(parent, rank, n, at, path[plen - 1]);
+    if (dup >= 0) {
+      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: repeats the path of line %d", nm, line_no, dup);
+      goto done;
+    }
+    parent[n] = at;
+    rank[n] = path[plen - 1];
+    for (int d = 0; d < plen; ++d)
+      if (path[d] > max_rank) max_rank = path[d];
+    if (plen > max_depth) max_depth = plen;
+    prev_len = plen;
+    offsets[n_paths + 1] = offsets[n_paths] + plen;
+    ++n_paths;
+    p = nl ? nl + 1 : stop;
+  }
+  {
+    deco_tree_template_t t;
+    memset(&t, 0, sizeof t);
+    t.n_nodes = n_paths + 1;
+    t.max_rank = max_rank;
+    t.max_depth = max_depth;
+    st = deco_tree_from_rank_paths(ranks, offsets, n_paths, t.parent, t.rank);
+    if (st != DECO_STATUS_SUCCESS) {
+      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: %s", nm, deco_last_error(NULL));
+      goto done;
+    }
+    /* The line checks above and deco_tree_from_rank_paths must agree. */
+    if (memcmp(t.parent, parent, sizeof(int32_t) * (size_t)t.n_nodes) != 0 ||
+        memcmp(t.rank, rank, sizeof(int32_t) * (size_t)t.n_nodes) != 0) {
+      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: inconsistent tree construction", nm);
+      goto done;
+    }
+    *out = t;
+  }
+done:
+  free(ranks);
+  return st;
+}
+
+deco_status_t deco_tree_template_load(const char *path, deco_tree_template_t *out) {
+  static const char op[] = "deco_tree_template_load";
+  DECO_CHECK_PTR(NULL, path, op);
+  DECO_CHECK_PTR(NULL, out, op);
+  FILE *f = fopen(path, "rb");
+  if (!f) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: not a regular file", path);
+  }
+  /* 255 lines of 255 ranks of up to 7 digits and a comma, CR LF, bound any
+   * valid file; a bigger one is refused before it is read. */
+  const size_t max_bytes = (size_t)TMPL_MAX_PATHS * (TMPL_MAX_PATHS * 8 + 2);
+  const size_t size = (size_t)st.st_size;
+  if (size > max_bytes) {
+    fclose(f);
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: %zu bytes, more than any template of at most %d paths (%zu)",
+                     path, size, TMPL_MAX_PATHS, max_bytes);
+  }
+  char *text = malloc(size ? size : 1);
+  if (!text) {
+    fclose(f);
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to read it", path, size);
+  }
+  const size_t got = fread(text, 1, size, f);
+  const int err = ferror(f) ? errno : 0;
+  fclose(f);
+  if (got != size) {
+    free(text);
+    if (err) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: %s", path, strerror(err));
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: file shrank to %zu of %zu bytes while reading", path,
+                     got, size);
+  }
+  deco_status_t s = deco_tree_template_parse(text, size, path, out);
+  free(text);
+  return s;
+}
+
+deco_status_t deco_tree_template_default(deco_tree_template_t *out) {
+  return deco_tree_template_parse(deco_recycle_template_default_text, deco_recycle_template_default_len,
+                                  "built-in template (data/token_recycling_template_80.txt)", out);
+}
+
+deco_status_t deco_tree_template_check_k(const deco_tree_template_t *t, int k, const char *name) {
+  static const char op[] = "deco_tree_template_check_k";
+  DECO_CHECK_PTR(NULL, t, op);
+  DECO_CHECK_RANGE(NULL, k, 1, DECO_RECYCLE_MAX_K, op);
+  DECO_CHECK_RANGE(NULL, t->n_nodes, 1, DECO_TREE_MAX_NODES, op);
+  for (int j = 1; j < t->n_nodes; ++j)
+    if (t->rank[j] < 0 || t->rank[j] >= k)
+      return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
+                       "%s: line %d: rank %d needs at least %d candidates per token, the table keeps k = %d",
+                       tmpl_name(name), j, (int)t->rank[j], (int)t->rank[j] + 1, k);
+  return DECO_STATUS_SUCCESS;
+}
