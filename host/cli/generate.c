@@ -7,16 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/generation.h"
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Prints ids or text as they are produced. */
 typedef struct printer {
@@ -140,9 +133,8 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   printer_t pr = {o, tok, 0, 0};
   deco_generation_t gen = {0};
   deco_generation_config_t gc = {o, prompt, n_prompt, print_id, &pr};
-  double t0 = now_seconds();
   if (deco_cli_run_generation(model, &gc, &gen) != 0) goto done;
-  double seconds = now_seconds() - t0;
+  double seconds = gen.seconds;
   fputc('\n', stdout);
   fflush(stdout);
   double tok_per_s = seconds > 0.0 ? gen.tokens / seconds : 0.0;
@@ -151,6 +143,7 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   if (o->spec != DECO_SPEC_NONE)
     fprintf(stderr, " forwards=%d mean_accepted=%.2f", gen.forwards,
             gen.forwards ? (double)gen.tokens / gen.forwards : 0.0);
+  if (o->compare_ar) fprintf(stderr, " speedup=%.2f", gen.speedup);
   fputc('\n', stderr);
   rc = DECO_EXIT_OK;
 done:

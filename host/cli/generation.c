@@ -1,184 +1,153 @@
-/* host/cli/generation.c — the decoding loops of `deco generate`: plain
- * autoregressive decoding as llama2.c's run.c does it (prompt tokens
- * forced, one forward per position, stop at ids 1/2 unless --ignore-eos),
- * and speculative decoding (draft tree → verify → emit the accepted drafts
- * and the bonus token), both with the prompt prefilled in one batched
- * forward. Every emitted token stands for one forward position, so --steps
- * and the stopping rule mean the same in both.
+/* host/cli/generation.c — the runs behind `deco generate`: the draft source
+ * the options ask for (prompt lookup, or Token Recycling's table and
+ * template), the printed run through deco_generate, and with --compare-ar the
+ * timing runs (plain and speculative, each warmed up, median of 3). Every
+ * speculative run starts from the same table: cold, or --recycle-state.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "cli/generation.h"
 
-static int fail(deco_ctx_t *ctx, const char *what) {
-  deco_cli_error("%s: %s", what, deco_last_error(ctx));
-  return 1;
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int run_plain(deco_model_t *model, const deco_generation_config_t *gc, deco_generation_t *out) {
-  const deco_cli_options_t *o = gc->o;
-  deco_ctx_t *ctx = deco_model_ctx(model);
-  const deco_model_config_t *cfg = deco_model_get_config(model);
-  const int V = cfg->vocab_size, steps = o->steps;
-  memset(out, 0, sizeof *out);
-  int rc = 1;
-  deco_kv_cache_t *kc = NULL;
-  deco_sampler_t *sampler = NULL;
-  float *d_logits = NULL, *logits = malloc(sizeof(float) * (size_t)V);
-  int seq;
-  const int page_size = 16;
-  int reserve = steps < cfg->seq_len ? steps : cfg->seq_len;
-  if (deco_kv_cache_create(model, page_size, (reserve + page_size - 1) / page_size, 1, &kc) != DECO_STATUS_SUCCESS) {
-    rc = fail(ctx, "kv cache");
-    goto done;
+typedef struct gen_env {
+  deco_model_t *model;
+  deco_generate_config_t cfg;  /* the speculative (or plain) configuration */
+  deco_recycler_t *recycler;
+  deco_tree_template_t tmpl;
+  const deco_cli_options_t *o;
+} gen_env_t;
+
+static int recycle_setup(gen_env_t *env) {
+  const deco_cli_options_t *o = env->o;
+  deco_ctx_t *ctx = deco_model_ctx(env->model);
+  const char *tname = o->tree_template ? o->tree_template : "the built-in template";
+  deco_status_t st = o->tree_template ? deco_tree_template_load(o->tree_template, &env->tmpl)
+                                      : deco_tree_template_default(&env->tmpl);
+  if (st == DECO_STATUS_SUCCESS) st = deco_tree_template_check_k(&env->tmpl, o->recycle_k, tname);
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--tree-template: %s", deco_last_error(NULL));
+    return 1;
   }
-  if (deco_kv_cache_admit(kc, reserve, &seq) != DECO_STATUS_SUCCESS ||
-      deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)V) != DECO_STATUS_SUCCESS) {
-    rc = fail(ctx, "kv cache");
-    goto done;
+  /* --tree-nodes keeps the first N draft nodes (a breadth-first prefix). */
+  int keep = o->tree_nodes ? o->tree_nodes : 80;
+  if (env->tmpl.n_nodes > keep + 1) env->tmpl.n_nodes = keep + 1;
+  if (deco_recycler_create(ctx, deco_model_get_config(env->model)->vocab_size, o->recycle_k, &env->recycler) !=
+      DECO_STATUS_SUCCESS) {
+    deco_cli_error("token recycling: %s", deco_last_error(ctx));
+    return 1;
   }
-  deco_sampler_config_t sc = {o->temperature, o->top_p, o->seed};
-  if (deco_sampler_create(V, &sc, &sampler) != DECO_STATUS_SUCCESS) {
-    rc = fail(NULL, "sampler");
-    goto done;
-  }
-  gc->emit(gc->user, gc->prompt[0]);
-  int n_forced = gc->n_prompt - 1 < steps ? gc->n_prompt - 1 : steps;
-  if (n_forced > 0) {
-    int n = n_forced;
-    deco_forward_args_t fa = {1, &seq, &n, gc->prompt, NULL, NULL, DECO_LOGITS_LAST, d_logits};
-    if (deco_forward(model, kc, &fa) != DECO_STATUS_SUCCESS) {
-      rc = fail(ctx, "prefill");
-      goto done;
-    }
-    for (int i = 1; i <= n_forced; ++i) gc->emit(gc->user, gc->prompt[i]);
-  }
-  int pos = n_forced;
-  int32_t token = gc->prompt[n_forced];
-  while (pos < steps) {
-    int one = 1;
-    deco_forward_args_t fa = {1, &seq, &one, &token, NULL, NULL, DECO_LOGITS_LAST, d_logits};
-    if (deco_forward(model, kc, &fa) != DECO_STATUS_SUCCESS ||
-        deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)V, DECO_COPY_CTX_TO_HOST) != DECO_STATUS_SUCCESS) {
-      rc = fail(ctx, "forward");
-      goto done;
-    }
-    int32_t next = deco_sampler_sample(sampler, logits, (uint32_t)pos, 0);
-    pos++;
-    if (!o->ignore_eos && (next == 1 || next == 2)) break;
-    gc->emit(gc->user, next);
-    out->tokens++;
-    token = next;
-  }
-  rc = 0;
-done:
-  deco_sampler_destroy(sampler);
-  deco_free(ctx, d_logits);
-  deco_kv_cache_destroy(kc);
-  free(logits);
-  return rc;
+  env->cfg.recycler = env->recycler;
+  env->cfg.tmpl = &env->tmpl;
+  return 0;
 }
 
-/* Keeps the nodes of depth <= max_depth (a topological order stays one);
- * returns the new node count. */
-static int prune_depth(int32_t *tokens, int32_t *parents, int n, int max_depth) {
-  int32_t depth[DECO_TREE_MAX_NODES], remap[DECO_TREE_MAX_NODES];
-  int m = 0;
-  for (int i = 0; i < n; ++i) {
-    depth[i] = i ? depth[parents[i]] + 1 : 0;
-    if (depth[i] > max_depth) {
-      remap[i] = -1;
-      continue;
-    }
-    remap[i] = m;
-    tokens[m] = tokens[i];
-    parents[m] = i ? remap[parents[i]] : -1;
-    m++;
+/* The table every speculative run starts from. */
+static int recycle_reset(gen_env_t *env) {
+  deco_ctx_t *ctx = deco_model_ctx(env->model);
+  struct stat sb;
+  if (deco_recycler_reset(env->recycler) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("token recycling: %s", deco_last_error(ctx));
+    return 1;
   }
-  return m;
+  if (env->o->recycle_state && stat(env->o->recycle_state, &sb) == 0 &&
+      deco_recycler_load(env->recycler, env->o->recycle_state) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--recycle-state: %s", deco_last_error(ctx));
+    return 1;
+  }
+  return 0;
 }
 
-static int run_spec(deco_model_t *model, const deco_generation_config_t *gc, deco_generation_t *out) {
-  const deco_cli_options_t *o = gc->o;
-  deco_ctx_t *ctx = deco_model_ctx(model);
-  const deco_model_config_t *cfg = deco_model_get_config(model);
-  const int steps = o->steps;
-  const int tree_nodes = o->tree_nodes ? o->tree_nodes : 32;
-  const int max_nodes = tree_nodes + 1;
-  memset(out, 0, sizeof *out);
-  int rc = 1, seq;
-  deco_kv_cache_t *kc = NULL;
-  deco_spec_engine_t *eng = NULL;
-  float *d_logits = NULL;
-  int32_t *history = malloc(sizeof(int32_t) * (size_t)(steps + gc->n_prompt + 1));
-  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES], emitted[DECO_TREE_MAX_NODES];
-  const int page_size = 16;
-  int reserve = (steps < cfg->seq_len ? steps : cfg->seq_len) + max_nodes;
-  if (deco_kv_cache_create(model, page_size, (reserve + page_size - 1) / page_size, 1, &kc) != DECO_STATUS_SUCCESS ||
-      deco_kv_cache_admit(kc, reserve, &seq) != DECO_STATUS_SUCCESS ||
-      deco_spec_engine_create(model, kc, 1, max_nodes, &eng) != DECO_STATUS_SUCCESS ||
-      deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)cfg->vocab_size) != DECO_STATUS_SUCCESS) {
-    rc = fail(ctx, "speculative decoding");
-    goto done;
+/* One run; speculative = 0 forces plain decoding. */
+static int run_once(gen_env_t *env, const deco_generation_config_t *gc, int speculative, int print,
+                    deco_generation_t *out) {
+  deco_generate_config_t c = env->cfg;
+  if (!speculative) c.source = DECO_DRAFT_NONE;
+  c.emit = print ? gc->emit : NULL;
+  c.user = gc->user;
+  if (c.source == DECO_DRAFT_RECYCLE && recycle_reset(env)) return 1;
+  deco_generate_stats_t stats;
+  double t0 = now_seconds();
+  deco_status_t st = deco_generate(env->model, gc->prompt, gc->n_prompt, &c, &stats);
+  if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(deco_model_ctx(env->model));
+  out->seconds = now_seconds() - t0;
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(deco_model_ctx(env->model)));
+    return 1;
   }
-  gc->emit(gc->user, gc->prompt[0]);
-  int n_forced = gc->n_prompt - 1 < steps ? gc->n_prompt - 1 : steps;
-  if (n_forced > 0) {
-    int n = n_forced;
-    deco_forward_args_t fa = {1, &seq, &n, gc->prompt, NULL, NULL, DECO_LOGITS_LAST, d_logits};
-    if (deco_forward(model, kc, &fa) != DECO_STATUS_SUCCESS) {
-      rc = fail(ctx, "prefill");
-      goto done;
-    }
-    for (int i = 1; i <= n_forced; ++i) gc->emit(gc->user, gc->prompt[i]);
+  out->tokens = stats.tokens;
+  out->forwards = stats.forwards;
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Median seconds and tokens/s of three silent runs. */
+static int median_rate(gen_env_t *env, const deco_generation_config_t *gc, int speculative, double *rate,
+                       double *seconds) {
+  double secs[3];
+  deco_generation_t g;
+  for (int i = 0; i < 3; ++i) {
+    if (run_once(env, gc, speculative, 0, &g)) return 1;
+    secs[i] = g.seconds;
   }
-  memcpy(history, gc->prompt, sizeof(int32_t) * (size_t)(n_forced + 1));
-  int n_hist = n_forced + 1, pos = n_forced;
-  deco_lookup_config_t lc = {3, 1, o->draft_len, tree_nodes};
-  while (pos < steps) {
-    int n;
-    if (deco_lookup_draft(history, n_hist, &lc, tokens, parents, &n) != DECO_STATUS_SUCCESS) {
-      rc = fail(NULL, "draft");
-      goto done;
-    }
-    /* Never draft past --steps: the root and d drafts cover d + 1 positions. */
-    n = prune_depth(tokens, parents, n, steps - pos - 1);
-    deco_spec_sampling_t sp = {o->temperature, 0, o->top_p, o->seed, (uint32_t)pos};
-    int n_emitted;
-    if (deco_spec_engine_step(eng, 1, &seq, &n, tokens, parents, &sp, emitted, &n_emitted) != DECO_STATUS_SUCCESS) {
-      rc = fail(ctx, "speculative step");
-      goto done;
-    }
-    out->forwards++;
-    int stop = 0;
-    for (int i = 0; i < n_emitted; ++i) {
-      pos++;
-      if (!o->ignore_eos && (emitted[i] == 1 || emitted[i] == 2)) {
-        stop = 1; /* the stop id and anything accepted after it are dropped */
-        break;
-      }
-      gc->emit(gc->user, emitted[i]);
-      out->tokens++;
-      history[n_hist++] = emitted[i];
-    }
-    if (stop) break;
-  }
-  rc = 0;
-done:
-  deco_free(ctx, d_logits);
-  deco_spec_engine_destroy(eng);
-  deco_kv_cache_destroy(kc);
-  free(history);
-  return rc;
+  qsort(secs, 3, sizeof secs[0], cmp_double);
+  *seconds = secs[1];
+  *rate = secs[1] > 0 ? g.tokens / secs[1] : 0;
+  return 0;
 }
 
 int deco_cli_run_generation(deco_model_t *model, const deco_generation_config_t *gc, deco_generation_t *out) {
-  switch (gc->o->spec) {
-  case DECO_SPEC_NONE: return run_plain(model, gc, out);
-  case DECO_SPEC_LOOKUP: return run_spec(model, gc, out);
-  default: break;
+  const deco_cli_options_t *o = gc->o;
+  gen_env_t env;
+  memset(&env, 0, sizeof env);
+  env.model = model;
+  env.o = o;
+  env.cfg.steps = o->steps;
+  env.cfg.temperature = o->temperature;
+  env.cfg.top_p = o->top_p;
+  env.cfg.seed = o->seed;
+  env.cfg.ignore_eos = o->ignore_eos;
+  env.cfg.source = o->spec == DECO_SPEC_LOOKUP ? DECO_DRAFT_LOOKUP
+                   : o->spec == DECO_SPEC_RECYCLE ? DECO_DRAFT_RECYCLE
+                                                  : DECO_DRAFT_NONE;
+  deco_lookup_config_t lc = {3, 1, o->draft_len, o->tree_nodes ? o->tree_nodes : 32};
+  env.cfg.lookup = lc;
+  const int speculative = env.cfg.source != DECO_DRAFT_NONE;
+  int rc = 1;
+  memset(out, 0, sizeof *out);
+  if (env.cfg.source == DECO_DRAFT_RECYCLE && recycle_setup(&env)) goto done;
+  /* The printed run (it also warms up the speculative path). */
+  if (run_once(&env, gc, speculative, 1, out)) goto done;
+  if (o->compare_ar) {
+    deco_generation_t warm;
+    double ar_rate, ar_secs, spec_rate, spec_secs;
+    if (run_once(&env, gc, 0, 0, &warm) || median_rate(&env, gc, 0, &ar_rate, &ar_secs) ||
+        median_rate(&env, gc, speculative, &spec_rate, &spec_secs))
+      goto done;
+    out->seconds = spec_secs;
+    out->speedup = ar_rate > 0 ? spec_rate / ar_rate : 0;
   }
-  deco_cli_error("--spec: this draft source is not available");
-  return 1;
+  /* Every speculative run started from the same table with the same draws,
+   * so the table is the one the printed run left. */
+  if (env.recycler && o->recycle_state &&
+      deco_recycler_save(env.recycler, o->recycle_state) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--recycle-state: %s", deco_last_error(deco_model_ctx(model)));
+    goto done;
+  }
+  rc = 0;
+done:
+  deco_recycler_destroy(env.recycler);
+  return rc;
 }

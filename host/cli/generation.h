@@ -6,8 +6,6 @@
 
 #include "cli/cli.h"
 
-typedef void (*deco_emit_fn)(void *user, int32_t id);
-
 typedef struct deco_generation_config {
   const deco_cli_options_t *o;
   const int32_t *prompt;
@@ -17,11 +15,14 @@ typedef struct deco_generation_config {
 } deco_generation_config_t;
 
 typedef struct deco_generation {
-  int tokens;   /* ids generated after the prompt (stop id excluded) */
-  int forwards; /* target forwards after the prefill */
+  int tokens;     /* ids generated after the prompt (stop id excluded) */
+  int forwards;   /* target forwards after the prefill */
+  double seconds; /* wall time of the run (with --compare-ar: the median of 3 speculative runs) */
+  double speedup; /* --compare-ar: speculative tok/s over plain tok/s (medians of 3), else 0 */
 } deco_generation_t;
 
-/* Runs the generation; prints a `deco: error:` line and returns nonzero on failure. */
+/* Runs the generation (and, with --compare-ar, the timing runs, which print
+ * nothing); prints a `deco: error:` line and returns nonzero on failure. */
 int deco_cli_run_generation(deco_model_t *model, const deco_generation_config_t *gc, deco_generation_t *out);
 
 #endif

@@ -17,6 +17,8 @@ struct deco_spec_engine {
   deco_kv_cache_t *cache;
   int max_seqs, max_nodes;
   float *logits;    /* [max_seqs * max_nodes][vocab] */
+  deco_recycler_t *recycler; /* Token Recycling table to update, or NULL */
+  int32_t *topk;    /* [max_seqs * max_nodes][DECO_RECYCLE_MAX_K] */
   int32_t *dev;     /* the device block */
   int32_t *host;    /* its host image */
   size_t words;
@@ -76,8 +78,37 @@ void deco_spec_engine_destroy(deco_spec_engine_t *e) {
   if (!e) return;
   deco_free(e->model->ctx, e->dev);
   deco_free(e->model->ctx, e->logits);
+  deco_free(e->model->ctx, e->topk);
   free(e->host);
   free(e);
+}
+
+deco_status_t deco_spec_engine_set_recycler(deco_spec_engine_t *e, deco_recycler_t *r) {
+  static const char op[] = "deco_spec_engine_set_recycler";
+  if (!e) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: engine is NULL", op);
+  deco_ctx_t *ctx = e->model->ctx;
+  if (r && deco_recycler_vocab(r) != e->model->cfg.vocab_size)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the table has vocab %d, the model %d", op,
+                     deco_recycler_vocab(r), e->model->cfg.vocab_size);
+  if (r && !e->topk)
+    DECO_TRY(deco_malloc(ctx, (void **)&e->topk,
+                         sizeof(int32_t) * (size_t)e->max_seqs * e->max_nodes * DECO_RECYCLE_MAX_K));
+  e->recycler = r;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* M[token j] <- top-k(logits j) for every node of the step. */
+static deco_status_t recycle_update(deco_spec_engine_t *e, int total, const int32_t *d_indptr, const int32_t *d_tokens,
+                                    int B) {
+  deco_model_t *m = e->model;
+  deco_ctx_t *ctx = m->ctx;
+  const int V = m->cfg.vocab_size, k = deco_recycler_k(e->recycler);
+  deco_topk_rows_args_t ta = {total, V, k, DECO_DTYPE_F32, e->logits, NULL, e->topk, NULL};
+  DECO_TRY(deco_model_ensure_workspace(m, deco_topk_rows_workspace_size(ctx, &ta)));
+  DECO_TRY(deco_topk_rows(ctx, &ta));
+  deco_recycle_update_args_t ua = {B, total, d_indptr, d_tokens, e->topk, deco_recycler_table(e->recycler), V, k};
+  DECO_TRY(deco_model_ensure_workspace(m, deco_recycle_update_workspace_size(ctx, &ua)));
+  return deco_recycle_update(ctx, &ua);
 }
 
 deco_status_t deco_spec_engine_step(deco_spec_engine_t *e, int B, const int *seqs, const int *n_nodes,
@@ -137,6 +168,8 @@ deco_status_t deco_spec_engine_step(deco_spec_engine_t *e, int B, const int *seq
     DECO_TRY(deco_model_ensure_workspace(m, deco_tree_accept_sample_workspace_size(ctx, &sa)));
     DECO_TRY(deco_tree_accept_sample(ctx, &sa));
   }
+
+  if (e->recycler) DECO_TRY(recycle_update(e, total, e->dev + l.indptr, e->dev + l.tokens, B));
 
   /* 3. Compaction of the accepted paths, all layers in one launch. */
   const int32_t *d_prefix, *d_table;

@@ -7,6 +7,7 @@
 #define DECO_SPEC_H
 
 #include "deco/model.h"
+#include "deco/recycle.h"
 #include "deco/tree.h"
 
 #ifdef __cplusplus
@@ -43,6 +44,13 @@ DECO_API deco_status_t deco_spec_engine_create(deco_model_t *model, deco_kv_cach
                                                int max_nodes, deco_spec_engine_t **out);
 DECO_API void deco_spec_engine_destroy(deco_spec_engine_t *engine);
 
+/* Token Recycling: with a recycler set (NULL unsets it), every step also
+ * writes M[token j] <- top-k of node j's raw logits for every node of every
+ * tree (rejected ones too; requests in order, nodes breadth first, later
+ * writes winning), after acceptance. The recycler must live in the same
+ * context, with the model's vocabulary. */
+DECO_API deco_status_t deco_spec_engine_set_recycler(deco_spec_engine_t *engine, deco_recycler_t *recycler);
+
 typedef struct deco_spec_sampling {
   float temperature;  /* 0: greedy verification */
   int top_k;          /* 0 = off */
@@ -63,6 +71,46 @@ DECO_API deco_status_t deco_spec_engine_step(deco_spec_engine_t *engine, int n_s
                                              const int *n_nodes, const int32_t *tokens, const int32_t *parents,
                                              const deco_spec_sampling_t *sampling, int32_t *emitted,
                                              int *n_emitted);
+
+/* ---- Generation: the decoding loops ---- */
+
+typedef enum deco_draft_source {
+  DECO_DRAFT_NONE = 0,     /* plain autoregressive decoding */
+  DECO_DRAFT_LOOKUP = 1,   /* prompt lookup (deco_lookup_draft) */
+  DECO_DRAFT_RECYCLE = 2   /* Token Recycling (deco/recycle.h) */
+} deco_draft_source_t;
+
+typedef void (*deco_emit_fn)(void *user, int32_t id);
+
+typedef struct deco_generate_config {
+  int steps;                /* forward positions including the prompt (llama2.c's -n), <= seq_len */
+  float temperature;        /* 0 = greedy */
+  float top_p;              /* nucleus when temperature > 0; 1 = off */
+  uint64_t seed;            /* Philox key */
+  int ignore_eos;           /* 0: stop at ids 1 (BOS) and 2 (EOS) */
+  deco_draft_source_t source;
+  deco_lookup_config_t lookup;           /* DECO_DRAFT_LOOKUP */
+  deco_recycler_t *recycler;             /* DECO_DRAFT_RECYCLE: the table (updated) */
+  const deco_tree_template_t *tmpl;      /* DECO_DRAFT_RECYCLE: the tree to fill */
+  deco_emit_fn emit;        /* called for the first prompt id, then once per position; may be NULL */
+  void *user;
+} deco_generate_config_t;
+
+typedef struct deco_generate_stats {
+  int tokens;    /* ids generated after the prompt (the stop id excluded) */
+  int forwards;  /* target forwards after the prefill */
+} deco_generate_stats_t;
+
+/* Decodes one sequence the way llama2.c's run.c does: the prompt ids but the
+ * last are prefilled in one forward, each later position emits one id; with
+ * a draft source, each step verifies a draft tree rooted at the last id and
+ * emits the accepted drafts and the bonus token (greedy, or lossless
+ * sampling with deterministic drafts), never drafting past steps. Ids 1 and
+ * 2 end the generation unless ignore_eos (the stop id and whatever a step
+ * accepted after it are dropped). Sampling draws use Philox counter
+ * (position, 0, ...), so plain and speculative runs are reproducible. */
+DECO_API deco_status_t deco_generate(deco_model_t *model, const int32_t *prompt, int n_prompt,
+                                     const deco_generate_config_t *config, deco_generate_stats_t *stats);
 
 #ifdef __cplusplus
 }
