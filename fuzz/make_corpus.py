@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets: tiny valid inputs, made here
 (no real model). Usage: make_corpus.py OUT_DIR -> OUT_DIR/fuzz_checkpoint/,
-OUT_DIR/fuzz_tokenizer/."""
+OUT_DIR/fuzz_tokenizer/, OUT_DIR/fuzz_recycle_state/, OUT_DIR/fuzz_template/."""
 import os
 import struct
 import sys
@@ -35,6 +35,17 @@ def tokenizer(extra, text):
     return head + body
 
 
+def recycle_state(vocab, k, seed):
+    """A Token Recycling state file (include/deco/recycle.h): header, int32
+    table of ids < vocab, FNV-1a 64 checksum."""
+    ids = [(i * 2654435761 + seed) % vocab for i in range(vocab * k)]
+    body = b"DECORECY" + struct.pack("<4I", 1, vocab, k, 0) + struct.pack("<%di" % len(ids), *ids)
+    h = 0xcbf29ce484222325
+    for b in body:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return body + struct.pack("<Q", h)
+
+
 def main():
     out = sys.argv[1]
     seeds = {
@@ -50,6 +61,18 @@ def main():
                                      (-9.0, b"\xf0\x9f\x98\x80")],
                                     b"abab \xc3\xa9\xf0\x9f\x98\x80\x80 ba"),
             "bos_merge.bin": tokenizer([(-1.0, b" "), (2.0, b"\n<s>\n "), (-1.0, b"<0x41>")], b"A a"),
+        },
+        "fuzz_recycle_state": {
+            "v7k3.bin": recycle_state(7, 3, 1),
+            "v50k8.bin": recycle_state(50, 8, 2),
+            "v3k16.bin": recycle_state(3, 16, 3),
+        },
+        "fuzz_template": {
+            "official.txt": open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data",
+                                              "token_recycling_template_80.txt"), "rb").read(),
+            "chain.txt": b"0\n0,0\n0,0,0\n",
+            "crlf.txt": b"1\r\n0\r\n1,2\r\n0,15\r\n",
+            "bad_prefix.txt": b"0\n1\n2,0\n",
         },
     }
     for target, files in seeds.items():

@@ -131,7 +131,8 @@ static __global__ void __launch_bounds__(TOPK_THREADS)
       }
     }
   } else {
-    for (int i = c0 + (int)threadIdx.x; i < c1; i += TOPK_THREADS) topk_insert<KC>(l, deco_topk_key(deco_to_f32(x[i]), i));
+    for (int i = c0 + (int)threadIdx.x; i < c1; i += TOPK_THREADS)
+      topk_insert<KC>(l, deco_topk_key(deco_to_f32(x[i]), i));
   }
 
   __shared__ uint64_t s_warp[TOPK_THREADS / 32];
@@ -233,8 +234,8 @@ deco_status_t deco_topk_rows_cuda(deco_ctx_t *ctx, const deco_topk_rows_args_t *
   if (p.ws_bytes > 0) {
     if (ctx->workspace == NULL || ctx->workspace_bytes < p.ws_bytes)
       return DECO_FAIL(ctx, DECO_STATUS_WORKSPACE_TOO_SMALL,
-                       "deco_topk_rows: needs a workspace of %zu bytes (%d rows split %d ways, k = %d), the context has "
-                       "%zu; see deco_topk_rows_workspace_size",
+                       "deco_topk_rows: needs a workspace of %zu bytes (%d rows split %d ways, k = %d), the context "
+                       "has %zu; see deco_topk_rows_workspace_size",
                        p.ws_bytes, a->n_rows, p.splits, a->k, ctx->workspace_bytes);
     if (!deco_aligned(ctx->workspace, sizeof(uint64_t)))
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "deco_topk_rows: workspace is not 8-byte aligned");
