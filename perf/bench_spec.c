@@ -1,0 +1,192 @@
+/* perf/bench_spec.c — a Spec-Bench-style evaluation of the draft sources on
+ * a real model: for every prompt of perf/prompts/prompts.tsv, plain decoding
+ * (ar), prompt lookup, and Token Recycling with a cold table (reset for each
+ * prompt) and a warm one (kept across the prompts, in corpus order, from a
+ * cold start). Per kind and pooled (sum of tokens / sum of forwards, as
+ * Spec-Bench pools): mean accepted tokens per forward and tokens/s. Runs on
+ * the CPU or a GPU; greedy or sampled; every run goes to `steps` positions
+ * (never stopping at BOS/EOS) so all methods do the same work.
+ *   bench_spec --model stories260K.bin --tokenizer tok512.bin [--backend cpu|cuda]
+ *              [--dtype f32|bf16] [--prompts perf/prompts/prompts.tsv] [--steps 256]
+ *              [--temperature 0] [--top-p 1] [--seed 42]
+ * CSV on stdout: method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,...
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deco/deco.h"
+
+#define MAX_PROMPTS 256
+#define N_KINDS_MAX 16
+
+typedef struct prompt {
+  char kind[32];
+  int32_t ids[512];
+  int n;
+} prompt_t;
+
+typedef struct tally {
+  char kind[32];
+  int prompts;
+  long tokens, forwards;
+  double seconds;
+} tally_t;
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what, const char *msg) {
+  fprintf(stderr, "bench_spec: %s: %s\n", what, msg);
+  exit(1);
+}
+
+static uint64_t fnv1a64(const char *s, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static int read_prompts(const char *path, const deco_tokenizer_t *tok, prompt_t *p, uint64_t *hash) {
+  FILE *f = fopen(path, "rb");
+  if (!f) die(path, "cannot open");
+  static char text[1 << 20];
+  size_t len = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[len] = '\0';
+  *hash = fnv1a64(text, len);
+  int n = 0;
+  for (char *line = strtok(text, "\n"); line && n < MAX_PROMPTS; line = strtok(NULL, "\n")) {
+    char *tab = strchr(line, '\t');
+    if (!tab) continue;
+    *tab = '\0';
+    size_t kl = strlen(line) < sizeof p[n].kind - 1 ? strlen(line) : sizeof p[n].kind - 1;
+    memcpy(p[n].kind, line, kl);
+    p[n].kind[kl] = '\0';
+    if (deco_tokenizer_encode(tok, tab + 1, 1, 0, p[n].ids, 512, &p[n].n) != DECO_STATUS_SUCCESS)
+      die(path, deco_last_error(NULL));
+    n++;
+  }
+  return n;
+}
+
+static tally_t *tally_for(tally_t *t, int *n, const char *kind) {
+  for (int i = 0; i < *n; ++i)
+    if (strcmp(t[i].kind, kind) == 0) return &t[i];
+  memset(&t[*n], 0, sizeof t[*n]);
+  snprintf(t[*n].kind, sizeof t[*n].kind, "%.31s", kind);
+  return &t[(*n)++];
+}
+
+static void print_row(const char *method, const tally_t *t, const char *backend, const char *dtype, float temp) {
+  double ma = t->forwards ? (double)t->tokens / t->forwards : 0.0;
+  printf("%s,%s,%d,%ld,%ld,%.3f,%.3f,%.1f,%s,%s,%.2f\n", method, t->kind, t->prompts, t->tokens, t->forwards, ma,
+         t->seconds, t->seconds > 0 ? t->tokens / t->seconds : 0.0, backend, dtype, temp);
+}
+
+int main(int argc, char **argv) {
+  const char *model_path = NULL, *tok_path = NULL, *prompts_path = "perf/prompts/prompts.tsv";
+  const char *backend_s = NULL, *dtype_s = NULL;
+  int steps = 256;
+  float temperature = 0.0f, top_p = 1.0f;
+  uint64_t seed = 42;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--model")) model_path = argv[i + 1];
+    else if (!strcmp(argv[i], "--tokenizer")) tok_path = argv[i + 1];
+    else if (!strcmp(argv[i], "--prompts")) prompts_path = argv[i + 1];
+    else if (!strcmp(argv[i], "--backend")) backend_s = argv[i + 1];
+    else if (!strcmp(argv[i], "--dtype")) dtype_s = argv[i + 1];
+    else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--temperature")) temperature = (float)atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--top-p")) top_p = (float)atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[i + 1], NULL, 10);
+    else die(argv[i], "unknown option");
+  }
+  if (!model_path || !tok_path) die("usage", "--model FILE --tokenizer FILE are required");
+  deco_backend_t backend = backend_s ? (strcmp(backend_s, "cuda") == 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU)
+                                     : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  deco_dtype_t dtype = dtype_s ? (strcmp(dtype_s, "bf16") == 0 ? DECO_DTYPE_BF16 : DECO_DTYPE_F32)
+                               : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
+  deco_ctx_config_t cc = {backend, 0, NULL};
+  deco_ctx_t *ctx;
+  deco_model_t *model;
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) die("context", deco_last_error(NULL));
+  if (deco_model_load_llama2c(ctx, model_path, dtype, &model) != DECO_STATUS_SUCCESS)
+    die(model_path, deco_last_error(ctx));
+  const deco_model_config_t *mc = deco_model_get_config(model);
+  deco_tokenizer_t *tok;
+  if (deco_tokenizer_load(tok_path, mc->vocab_size, &tok) != DECO_STATUS_SUCCESS) die(tok_path, deco_last_error(NULL));
+  static prompt_t prompts[MAX_PROMPTS];
+  uint64_t hash;
+  int n_prompts = read_prompts(prompts_path, tok, prompts, &hash);
+  if (steps > mc->seq_len) steps = mc->seq_len;
+  fprintf(stderr, "bench_spec: %d prompts (%s, fnv1a64 %016llx), %d positions each, %s %s, temperature %.2f\n",
+          n_prompts, prompts_path, (unsigned long long)hash, steps, deco_backend_name(backend),
+          deco_dtype_name(dtype), temperature);
+  deco_recycler_t *rec;
+  deco_tree_template_t tmpl;
+  if (deco_recycler_create(ctx, mc->vocab_size, DECO_RECYCLE_DEFAULT_K, &rec) != DECO_STATUS_SUCCESS ||
+      deco_tree_template_default(&tmpl) != DECO_STATUS_SUCCESS)
+    die("recycler", deco_last_error(ctx));
+  printf("method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,backend,dtype,temperature\n");
+  const char *methods[4] = {"ar", "lookup", "recycle-cold", "recycle-warm"};
+  double ar_rate = 0;
+  for (int mth = 0; mth < 4; ++mth) {
+    deco_generate_config_t c;
+    memset(&c, 0, sizeof c);
+    c.steps = steps;
+    c.temperature = temperature;
+    c.top_p = top_p;
+    c.seed = seed;
+    c.ignore_eos = 1;
+    c.source = mth == 0 ? DECO_DRAFT_NONE : mth == 1 ? DECO_DRAFT_LOOKUP : DECO_DRAFT_RECYCLE;
+    deco_lookup_config_t lc = {3, 1, 10, 32};
+    c.lookup = lc;
+    c.recycler = rec;
+    c.tmpl = &tmpl;
+    tally_t kinds[N_KINDS_MAX], pooled;
+    int n_kinds = 0;
+    memset(&pooled, 0, sizeof pooled);
+    snprintf(pooled.kind, sizeof pooled.kind, "pooled");
+    if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+    /* Warm-up (not counted): one prompt, so first-use costs stay out. */
+    deco_generate_stats_t st;
+    if (deco_generate(model, prompts[0].ids, prompts[0].n, &c, &st) != DECO_STATUS_SUCCESS)
+      die(methods[mth], deco_last_error(ctx));
+    if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+    for (int p = 0; p < n_prompts; ++p) {
+      if (mth == 2 && deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+      double t0 = now_seconds();
+      if (deco_generate(model, prompts[p].ids, prompts[p].n, &c, &st) != DECO_STATUS_SUCCESS ||
+          deco_ctx_synchronize(ctx) != DECO_STATUS_SUCCESS)
+        die(methods[mth], deco_last_error(ctx));
+      double secs = now_seconds() - t0;
+      /* Plain decoding makes one forward per generated token. */
+      long forwards = mth == 0 ? st.tokens : st.forwards;
+      tally_t *t = tally_for(kinds, &n_kinds, prompts[p].kind);
+      tally_t *both[2] = {t, &pooled};
+      for (int b = 0; b < 2; ++b) {
+        both[b]->prompts++;
+        both[b]->tokens += st.tokens;
+        both[b]->forwards += forwards;
+        both[b]->seconds += secs;
+      }
+    }
+    for (int k = 0; k < n_kinds; ++k) print_row(methods[mth], &kinds[k], deco_backend_name(backend), deco_dtype_name(dtype), temperature);
+    print_row(methods[mth], &pooled, deco_backend_name(backend), deco_dtype_name(dtype), temperature);
+    double rate = pooled.seconds > 0 ? pooled.tokens / pooled.seconds : 0;
+    if (mth == 0) ar_rate = rate;
+    fprintf(stderr, "%-13s pooled: mean accepted %.2f, %.1f tok/s (%.2fx ar)\n", methods[mth],
+            pooled.forwards ? (double)pooled.tokens / pooled.forwards : 0.0, rate, ar_rate > 0 ? rate / ar_rate : 0);
+  }
+  deco_recycler_destroy(rec);
+  deco_tokenizer_destroy(tok);
+  deco_model_destroy(model);
+  deco_ctx_destroy(ctx);
+  return 0;
+}
