@@ -10,6 +10,7 @@
 #ifndef DECO_TESTS_ACCEPT_MODEL_H
 #define DECO_TESTS_ACCEPT_MODEL_H
 
+#include "common/stats.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -228,35 +229,6 @@ static int model_walk(const model_args_t *a, int n, const int32_t *parent, const
 
 /* ---- chi-square ---- */
 
-/* Regularised upper incomplete gamma Q(s, x) (series / continued fraction). */
-static double model_gamma_q(double s, double x) {
-  if (x <= 0.0) return 1.0;
-  double lg = lgamma(s);
-  if (x < s + 1.0) {
-    double sum = 1.0 / s, term = sum;
-    for (int n = 1; n < 10000; ++n) {
-      term *= x / (s + n);
-      sum += term;
-      if (term < sum * 1e-15) break;
-    }
-    return 1.0 - sum * exp(-x + s * log(x) - lg);
-  }
-  double b = x + 1.0 - s, c = 1.0 / 1e-300, d = 1.0 / b, h = d;
-  for (int i = 1; i < 10000; ++i) {
-    double an = -i * (i - s);
-    b += 2.0;
-    d = an * d + b;
-    if (fabs(d) < 1e-300) d = 1e-300;
-    c = b + an / c;
-    if (fabs(c) < 1e-300) c = 1e-300;
-    d = 1.0 / d;
-    double del = d * c;
-    h *= del;
-    if (fabs(del - 1.0) < 1e-15) break;
-  }
-  return exp(-x + s * log(x) - lg) * h;
-}
-
 typedef struct model_chi2 {
   double stat;
   int df;
@@ -293,10 +265,10 @@ static model_chi2_t model_chi2_test(const long *counts, const double *expect, in
     ++cells;
   }
   r.df = cells - 1;
-  r.pvalue = r.df > 0 ? model_gamma_q(r.df / 2.0, r.stat / 2.0) : 1.0;
+  r.pvalue = r.df > 0 ? deco_test_chi2_sf(r.stat, r.df) : 1.0;
   /* Noncentrality lambda with P(chi2'(df, lambda) > critical) ~ 1/2: lambda ~ critical - df. */
   double crit = r.df;
-  while (r.df > 0 && model_gamma_q(r.df / 2.0, crit / 2.0) > alpha) crit += 0.25;
+  while (r.df > 0 && deco_test_chi2_sf(crit, r.df) > alpha) crit += 0.25;
   r.min_effect = (crit - r.df) / (double)N;
   return r;
 }

@@ -10,12 +10,6 @@
 
 #include "common/testutil.h"
 
-#define RUN(r, ...)                                                   \
-  do {                                                                \
-    const char *argv_[] = {__VA_ARGS__, NULL};                        \
-    cr_assert_eq(deco_test_run_cli(argv_, (r)), 0, "cannot run deco"); \
-  } while (0)
-
 static void assert_error_line(const deco_test_run_t *r, int status, const char *needle) {
   cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
   cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
@@ -36,7 +30,7 @@ static const char *tok_path(void) { return deco_test_data_path("models/tok512.bi
 
 Test(cli, default_tiny_model_runs_and_prints_stats) {
   deco_test_run_t r;
-  RUN(&r, "generate", "--prompt", "Hello", "--steps", "24", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt", "Hello", "--steps", "24", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
   const char *stats = deco_test_last_line(r.err);
   cr_assert(matches("^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu "
@@ -49,7 +43,7 @@ Test(cli, default_tiny_model_runs_and_prints_stats) {
 
 Test(cli, print_ids_format_and_count) {
   deco_test_run_t r;
-  RUN(&r, "generate", "--print-ids", "--ignore-eos", "--steps", "20", "--prompt-ids", "1,72,101", "--seed", "7",
+  DECO_TEST_RUN_CLI(&r, "generate", "--print-ids", "--ignore-eos", "--steps", "20", "--prompt-ids", "1,72,101", "--seed", "7",
       "--backend", "cpu");
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
   cr_assert(matches("^1 72 101( [0-9]+){18}\n$", r.out), "stdout: '%s'", r.out);
@@ -59,9 +53,9 @@ Test(cli, print_ids_format_and_count) {
 
 Test(cli, same_seed_same_output) {
   deco_test_run_t a, b, c;
-  RUN(&a, "generate", "--print-ids", "--ignore-eos", "--steps", "40", "--seed", "5", "--backend", "cpu");
-  RUN(&b, "generate", "--print-ids", "--ignore-eos", "--steps", "40", "--seed", "5", "--backend", "cpu");
-  RUN(&c, "generate", "--print-ids", "--ignore-eos", "--steps", "40", "--seed", "6", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&a, "generate", "--print-ids", "--ignore-eos", "--steps", "40", "--seed", "5", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&b, "generate", "--print-ids", "--ignore-eos", "--steps", "40", "--seed", "5", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&c, "generate", "--print-ids", "--ignore-eos", "--steps", "40", "--seed", "6", "--backend", "cpu");
   cr_assert_eq(a.status, 0);
   cr_assert_str_eq(a.out, b.out);
   cr_assert_str_neq(a.out, c.out, "another seed should give another sample");
@@ -72,60 +66,60 @@ Test(cli, same_seed_same_output) {
 
 Test(cli, usage_errors_exit_2) {
   deco_test_run_t r;
-  RUN(&r, "generate", "--no-such-option");
+  DECO_TEST_RUN_CLI(&r, "generate", "--no-such-option");
   assert_error_line(&r, 2, "--no-such-option");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--steps", "abc");
+  DECO_TEST_RUN_CLI(&r, "generate", "--steps", "abc");
   assert_error_line(&r, 2, "--steps");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--steps");
+  DECO_TEST_RUN_CLI(&r, "generate", "--steps");
   assert_error_line(&r, 2, "--steps");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--temperature", "-1");
+  DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "-1");
   assert_error_line(&r, 2, "--temperature");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--top-p", "1.5");
+  DECO_TEST_RUN_CLI(&r, "generate", "--top-p", "1.5");
   assert_error_line(&r, 2, "--top-p");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--prompt-ids", "1,,2");
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,,2");
   assert_error_line(&r, 2, "--prompt-ids");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--prompt", "a", "--prompt-ids", "1");
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt", "a", "--prompt-ids", "1");
   assert_error_line(&r, 2, NULL);
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--backend", "tpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--backend", "tpu");
   assert_error_line(&r, 2, "--backend");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--backend", "cpu", "--dtype", "bf16");
+  DECO_TEST_RUN_CLI(&r, "generate", "--backend", "cpu", "--dtype", "bf16");
   assert_error_line(&r, 2, "bf16");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--synthetic", "gpt5");
+  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "gpt5");
   assert_error_line(&r, 2, "gpt5");
   deco_test_run_free(&r);
-  RUN(&r, "frobnicate");
+  DECO_TEST_RUN_CLI(&r, "frobnicate");
   assert_error_line(&r, 2, "frobnicate");
   deco_test_run_free(&r);
 }
 
 Test(cli, model_conflicts_exit_1) {
   deco_test_run_t r;
-  RUN(&r, "generate", "--prompt-ids", "1,300", "--print-ids", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,300", "--print-ids", "--backend", "cpu");
   assert_error_line(&r, 1, "--prompt-ids: id 300 >= vocab 259");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--steps", "513", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--steps", "513", "--backend", "cpu");
   assert_error_line(&r, 1, "--steps");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--model", "/nonexistent/model.bin");
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", "/nonexistent/model.bin");
   assert_error_line(&r, 1, "/nonexistent/model.bin");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--synthetic", "llama2-7b", "--print-ids", "--prompt-ids", "1", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "llama2-7b", "--print-ids", "--prompt-ids", "1", "--backend", "cpu");
   assert_error_line(&r, 1, "CPU");
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--synthetic", "llama2-7b", "--prompt", "Hi", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "llama2-7b", "--prompt", "Hi", "--backend", "cpu");
   assert_error_line(&r, 1, "--tokenizer");
   deco_test_run_free(&r);
   if (deco_cuda_device_count() == 0) {
-    RUN(&r, "generate", "--backend", "cuda");
+    DECO_TEST_RUN_CLI(&r, "generate", "--backend", "cuda");
     assert_error_line(&r, 1, "cuda");
     deco_test_run_free(&r);
   }
@@ -139,54 +133,43 @@ Test(cli, bad_model_files_exit_1) {
   snprintf(path, sizeof path, "%s/truncated.bin", deco_test_tmpdir());
   cr_assert_eq(deco_test_write_file(path, data, 300000), 0);
   deco_test_run_t r;
-  RUN(&r, "generate", "--model", path, "--tokenizer", tok_path());
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--tokenizer", tok_path());
   assert_error_line(&r, 1, "truncated.bin");
   cr_assert(strstr(r.err, "300000") != NULL, "%s", r.err);
   deco_test_run_free(&r);
   snprintf(path, sizeof path, "%s/zeros.bin", deco_test_tmpdir());
   memset(data, 0, size);
   cr_assert_eq(deco_test_write_file(path, data, size), 0);
-  RUN(&r, "generate", "--model", path, "--tokenizer", tok_path());
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--tokenizer", tok_path());
   assert_error_line(&r, 1, "zeros.bin");
   deco_test_run_free(&r);
   free(data);
   /* A tokenizer that does not fit the model. */
-  RUN(&r, "generate", "--model", model_path(), "--tokenizer", model_path());
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", model_path());
   assert_error_line(&r, 1, "stories260K.bin");
   deco_test_run_free(&r);
   /* Text needs a tokenizer for a checkpoint. */
-  RUN(&r, "generate", "--model", model_path(), "--prompt", "Once");
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--prompt", "Once");
   assert_error_line(&r, 1, "--tokenizer");
   deco_test_run_free(&r);
-}
-
-static char *ids_line(const char *file) {
-  size_t size;
-  char *text = deco_test_read_file(deco_test_data_path(file), &size);
-  cr_assert(text);
-  while (size && (text[size - 1] == '\n' || text[size - 1] == ' ')) text[--size] = '\0';
-  char *line = malloc(size + 2);
-  snprintf(line, size + 2, "%s\n", text);
-  free(text);
-  return line;
 }
 
 Test(cli, greedy_ids_match_llama2c) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_test_run_t r;
-  RUN(&r, "generate", "--model", model_path(), "--temperature", "0", "--ignore-eos", "--print-ids", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--temperature", "0", "--ignore-eos", "--print-ids", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = ids_line("fixtures/stories260K/greedy_bos_256.ids");
+  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
   cr_assert_str_eq(r.out, expect);
   cr_assert(strstr(r.err, "tokens=256 ") != NULL, "%s", r.err);
   cr_assert(strstr(r.err, "model=stories260K.bin") != NULL, "%s", r.err);
   free(expect);
   deco_test_run_free(&r);
-  RUN(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--prompt",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--prompt",
       "Once upon a time, there was a little dog named Max.", "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "200", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  expect = ids_line("fixtures/stories260K/greedy_dog_200.ids");
+  expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
   cr_assert_str_eq(r.out, expect);
   free(expect);
   deco_test_run_free(&r);
@@ -196,7 +179,7 @@ Test(cli, stops_at_bos_and_eos_unless_ignored) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   /* Greedy from BOS reaches a story delimiter within 512 positions. */
   deco_test_run_t all, r;
-  RUN(&all, "generate", "--model", model_path(), "--temperature", "0", "--print-ids", "--ignore-eos", "--steps",
+  DECO_TEST_RUN_CLI(&all, "generate", "--model", model_path(), "--temperature", "0", "--print-ids", "--ignore-eos", "--steps",
       "512", "--backend", "cpu");
   cr_assert_eq(all.status, 0, "%s", all.err);
   int n = 0;
@@ -214,7 +197,7 @@ Test(cli, stops_at_bos_and_eos_unless_ignored) {
       break;
     }
   cr_assert(stop > 0, "greedy stories260K emits a delimiter within 512 positions");
-  RUN(&r, "generate", "--model", model_path(), "--temperature", "0", "--print-ids", "--steps", "512", "--backend",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--temperature", "0", "--print-ids", "--steps", "512", "--backend",
       "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
   /* Everything before the stop id, nothing after. */
@@ -236,13 +219,13 @@ Test(cli, stops_at_bos_and_eos_unless_ignored) {
 Test(cli, greedy_text_is_the_story) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_test_run_t r;
-  RUN(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--prompt", "Once upon a time",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--prompt", "Once upon a time",
       "--temperature", "0", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert(strncmp(r.out, "Once upon a time, there was a little girl named Lily.", 53) == 0, "stdout: %s", r.out);
   deco_test_run_free(&r);
   /* From BOS the text is the decoded fixture. */
-  RUN(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--temperature", "0", "--ignore-eos",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--temperature", "0", "--ignore-eos",
       "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
   deco_tokenizer_t *tok;

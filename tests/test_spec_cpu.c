@@ -11,23 +11,6 @@
 
 #include "common/testutil.h"
 
-#define RUN(r, ...)                                                   \
-  do {                                                                \
-    const char *argv_[] = {__VA_ARGS__, NULL};                        \
-    cr_assert_eq(deco_test_run_cli(argv_, (r)), 0, "cannot run deco"); \
-  } while (0)
-
-static char *fixture_line(const char *file) {
-  size_t size;
-  char *text = deco_test_read_file(deco_test_data_path(file), &size);
-  cr_assert(text);
-  while (size && (text[size - 1] == '\n' || text[size - 1] == ' ')) text[--size] = '\0';
-  char *line = malloc(size + 2);
-  snprintf(line, size + 2, "%s\n", text);
-  free(text);
-  return line;
-}
-
 static double mean_accepted(const char *err) {
   const char *m = strstr(deco_test_last_line(err), "mean_accepted=");
   cr_assert(m, "no mean_accepted in %s", err);
@@ -38,10 +21,10 @@ Test(spec_cpu, lookup_greedy_reproduces_fixtures) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   const char *model = deco_test_data_path("models/stories260K.bin");
   deco_test_run_t r;
-  RUN(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "lookup",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "lookup",
       "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = fixture_line("fixtures/stories260K/greedy_bos_256.ids");
+  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
   cr_assert_str_eq(r.out, expect);
   free(expect);
   double ma = mean_accepted(r.err);
@@ -49,11 +32,11 @@ Test(spec_cpu, lookup_greedy_reproduces_fixtures) {
   cr_assert(ma > 1.3, "prompt lookup should commit well over one token per forward here (%.2f)", ma);
   deco_test_run_free(&r);
 
-  RUN(&r, "generate", "--model", model, "--tokenizer", deco_test_data_path("models/tok512.bin"), "--prompt",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--tokenizer", deco_test_data_path("models/tok512.bin"), "--prompt",
       "Once upon a time, there was a little dog named Max.", "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "200", "--spec", "lookup", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  expect = fixture_line("fixtures/stories260K/greedy_dog_200.ids");
+  expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
   cr_assert_str_eq(r.out, expect);
   free(expect);
   fprintf(stderr, "lookup on the dog prompt, 200 positions: %s\n", deco_test_last_line(r.err));
@@ -64,11 +47,11 @@ Test(spec_cpu, lookup_equals_plain_for_every_budget) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   const char *model = deco_test_data_path("models/stories260K.bin");
   deco_test_run_t plain, r;
-  RUN(&plain, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "300", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&plain, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "300", "--backend", "cpu");
   cr_assert_eq(plain.status, 0);
   const char *budgets[][2] = {{"1", "1"}, {"3", "2"}, {"10", "32"}, {"20", "255"}};
   for (int i = 0; i < 4; ++i) {
-    RUN(&r, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "300", "--spec", "lookup",
+    DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "300", "--spec", "lookup",
         "--draft-len", budgets[i][0], "--tree-nodes", budgets[i][1], "--backend", "cpu");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_str_eq(r.out, plain.out, "draft-len %s tree-nodes %s", budgets[i][0], budgets[i][1]);
@@ -83,9 +66,9 @@ Test(spec_cpu, lookup_equals_plain_for_every_budget) {
 
 Test(spec_cpu, sampling_is_reproducible_and_stats_complete) {
   deco_test_run_t a, b;
-  RUN(&a, "generate", "--print-ids", "--steps", "60", "--spec", "lookup", "--temperature", "0.8", "--seed", "3",
+  DECO_TEST_RUN_CLI(&a, "generate", "--print-ids", "--steps", "60", "--spec", "lookup", "--temperature", "0.8", "--seed", "3",
       "--backend", "cpu");
-  RUN(&b, "generate", "--print-ids", "--steps", "60", "--spec", "lookup", "--temperature", "0.8", "--seed", "3",
+  DECO_TEST_RUN_CLI(&b, "generate", "--print-ids", "--steps", "60", "--spec", "lookup", "--temperature", "0.8", "--seed", "3",
       "--backend", "cpu");
   cr_assert_eq(a.status, 0, "%s", a.err);
   cr_assert_str_eq(a.out, b.out);

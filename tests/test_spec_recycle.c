@@ -18,23 +18,6 @@
 #include "common/testutil.h"
 #include "common/tolerances.h"
 
-#define RUN(r, ...)                                                   \
-  do {                                                                \
-    const char *argv_[] = {__VA_ARGS__, NULL};                        \
-    cr_assert_eq(deco_test_run_cli(argv_, (r)), 0, "cannot run deco"); \
-  } while (0)
-
-static char *fixture_line(const char *file) {
-  size_t size;
-  char *text = deco_test_read_file(deco_test_data_path(file), &size);
-  cr_assert(text);
-  while (size && (text[size - 1] == '\n' || text[size - 1] == ' ')) text[--size] = '\0';
-  char *line = malloc(size + 2);
-  snprintf(line, size + 2, "%s\n", text);
-  free(text);
-  return line;
-}
-
 static double stat_of(const char *err, const char *key) {
   const char *m = strstr(deco_test_last_line(err), key);
   cr_assert(m, "no %s in %s", key, err);
@@ -45,10 +28,10 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   const char *model = deco_test_data_path("models/stories260K.bin");
   deco_test_run_t r;
-  RUN(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "recycle",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "recycle",
       "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = fixture_line("fixtures/stories260K/greedy_bos_256.ids");
+  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
   cr_assert_str_eq(r.out, expect);
   free(expect);
   fprintf(stderr, "recycle from BOS, 256 positions: %s\n", deco_test_last_line(r.err));
@@ -65,10 +48,10 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
     strcat(csv, b);
   }
   free(ids);
-  RUN(&r, "generate", "--model", model, "--prompt-ids", csv, "--temperature", "0", "--ignore-eos", "--print-ids",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--prompt-ids", csv, "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "220", "--spec", "recycle", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  expect = fixture_line("fixtures/stories260K/greedy_dog_200.ids");
+  expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
   cr_assert(strncmp(r.out, expect, strlen(expect) - 1) == 0, "first 200 positions differ from the fixture");
   free(expect);
   fprintf(stderr, "recycle on the dog prompt, 220 positions: %s\n", deco_test_last_line(r.err));
@@ -83,13 +66,13 @@ Test(spec_recycle, saved_table_starts_warm) {
   snprintf(state, sizeof state, "%s/recycle.state", deco_test_tmpdir());
   unlink(state);
   deco_test_run_t cold, warm, again;
-  RUN(&cold, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "200", "--spec", "recycle",
+  DECO_TEST_RUN_CLI(&cold, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "200", "--spec", "recycle",
       "--recycle-state", state, "--backend", "cpu");
   cr_assert_eq(cold.status, 0, "%s", cold.err);
   struct stat sb;
   cr_assert_eq(stat(state, &sb), 0, "the table was saved at exit");
   cr_assert_eq(sb.st_size, 24 + 4 * 512 * 8 + 8, "header + table + checksum");
-  RUN(&warm, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "200", "--spec", "recycle",
+  DECO_TEST_RUN_CLI(&warm, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "200", "--spec", "recycle",
       "--recycle-state", state, "--backend", "cpu");
   cr_assert_eq(warm.status, 0, "%s", warm.err);
   cr_assert_str_eq(warm.out, cold.out, "a warm table changes the speed, never the output");
@@ -102,7 +85,7 @@ Test(spec_recycle, saved_table_starts_warm) {
   fseek(f, 100, SEEK_SET);
   fputc(0x5a, f);
   fclose(f);
-  RUN(&again, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "20", "--spec", "recycle",
+  DECO_TEST_RUN_CLI(&again, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "20", "--spec", "recycle",
       "--recycle-state", state, "--backend", "cpu");
   cr_assert_eq(again.status, 1, "%s", again.err);
   cr_assert(strstr(again.err, "recycle.state") != NULL, "%s", again.err);

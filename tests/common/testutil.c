@@ -99,6 +99,17 @@ int32_t *deco_test_read_ids(const char *path, int *n) {
   return ids;
 }
 
+char *deco_test_fixture_line(const char *rel) {
+  size_t size;
+  char *text = deco_test_read_file(deco_test_data_path(rel), &size);
+  if (!text) cr_assert_fail("cannot read fixture %s", rel);
+  while (size && (text[size - 1] == '\n' || text[size - 1] == ' ')) text[--size] = '\0';
+  char *line = malloc(size + 2);
+  snprintf(line, size + 2, "%s\n", text);
+  free(text);
+  return line;
+}
+
 const char *deco_test_tmpdir(void) {
   static char dir[PATH_MAX];
   if (!dir[0]) {

@@ -68,6 +68,18 @@ typedef struct deco_test_run {
 } deco_test_run_t;
 int deco_test_run_cli(const char *const *argv, deco_test_run_t *r);
 void deco_test_run_free(deco_test_run_t *r);
+/* Runs the CLI with the given arguments into *r, failing the test if it
+ * cannot be started: DECO_TEST_RUN_CLI(&r, "generate", "--steps", "8"). */
+#define DECO_TEST_RUN_CLI(r, ...)                                            \
+  do {                                                                       \
+    const char *deco_argv_[] = {__VA_ARGS__, NULL};                          \
+    cr_assert_eq(deco_test_run_cli(deco_argv_, (r)), 0, "cannot run deco"); \
+  } while (0)
+
+/* A fixture id file (data-relative path) as the CLI's --print-ids prints
+ * it: one line, single spaces, one newline. malloc'd. */
+char *deco_test_fixture_line(const char *rel);
+
 /* Last line of a text (without its newline) in a static buffer. */
 const char *deco_test_last_line(const char *text);
 
