@@ -99,6 +99,20 @@ Test(cli, usage_errors_exit_2) {
   DECO_TEST_RUN_CLI(&r, "frobnicate");
   assert_error_line(&r, 2, "frobnicate");
   deco_test_run_free(&r);
+  /* A repeated option whose second value is bad is still a usage error. */
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,2", "--prompt-ids", "x");
+  assert_error_line(&r, 2, "--prompt-ids");
+  deco_test_run_free(&r);
+}
+
+Test(cli, nucleus_smaller_than_any_token) {
+  /* Near-flat probabilities (T = 1000) and top-p 0.001: no token alone
+   * reaches the nucleus threshold; sampling must still succeed. */
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--backend", "cpu", "--temperature", "1000", "--top-p", "0.001", "--steps", "30",
+                    "--print-ids", "--ignore-eos");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  deco_test_run_free(&r);
 }
 
 Test(cli, model_conflicts_exit_1) {

@@ -65,54 +65,58 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   for (char *c = model_label; *c; ++c)
     if (*c == ' ') *c = '_';
 
-  /* 2. The tokenizer, when text goes in or out. */
+  /* 2. The tokenizer file, when text goes in or out. */
   int need_tokenizer = o->prompt != NULL || !o->print_ids;
   deco_tokenizer_t *tok = NULL;
-  if (o->tokenizer_path && need_tokenizer) {
-    if (deco_tokenizer_load(o->tokenizer_path, cfg.vocab_size, &tok) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s", deco_last_error(NULL));
-      return DECO_EXIT_BAD_INPUT;
-    }
-  } else if (need_tokenizer && cfg.builtin_vocab) {
-    if (deco_tokenizer_create_bytes(&tok) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s", deco_last_error(NULL));
-      return DECO_EXIT_BAD_INPUT;
-    }
-  } else if (need_tokenizer) {
-    deco_cli_error("%s needs --tokenizer: %s has no built-in vocabulary (or use --print-ids with --prompt-ids)",
-                   o->prompt ? "--prompt" : "printing text", model_label);
+  if (o->tokenizer_path && need_tokenizer &&
+      deco_tokenizer_load(o->tokenizer_path, cfg.vocab_size, &tok) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
     return DECO_EXIT_BAD_INPUT;
   }
 
-  /* 3. Values that depend on the model. */
+  /* 3. Values that conflict with the model: ids >= vocab, steps > seq_len,
+   * a missing tokenizer. */
   int rc = DECO_EXIT_BAD_INPUT;
   int32_t *prompt = NULL;
   int n_prompt = 0;
   deco_ctx_t *ctx = NULL;
   deco_model_t *model = NULL;
+  for (int i = 0; o->prompt_ids && i < o->n_prompt_ids; ++i)
+    if (o->prompt_ids[i] >= cfg.vocab_size) {
+      deco_cli_error("--prompt-ids: id %d >= vocab %d", o->prompt_ids[i], cfg.vocab_size);
+      goto done;
+    }
   if (o->steps > cfg.seq_len) {
     deco_cli_error("--steps: %d > seq_len %d of %s", o->steps, cfg.seq_len, model_label);
     goto done;
   }
+  if (need_tokenizer && !tok) {
+    if (!cfg.builtin_vocab) {
+      deco_cli_error("%s needs --tokenizer: %s has no built-in vocabulary (or use --print-ids with --prompt-ids)",
+                     o->prompt ? "--prompt" : "printing text", model_label);
+      goto done;
+    }
+    if (deco_tokenizer_create_bytes(&tok) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      goto done;
+    }
+  }
+  int cap = o->prompt_ids ? o->n_prompt_ids : o->prompt ? (int)strlen(o->prompt) + 3 : 1;
+  prompt = malloc(sizeof(int32_t) * (size_t)cap);
+  if (!prompt) {
+    deco_cli_error("out of memory");
+    goto done;
+  }
   if (o->prompt_ids) {
-    for (int i = 0; i < o->n_prompt_ids; ++i)
-      if (o->prompt_ids[i] >= cfg.vocab_size) {
-        deco_cli_error("--prompt-ids: id %d >= vocab %d", o->prompt_ids[i], cfg.vocab_size);
-        goto done;
-      }
     n_prompt = o->n_prompt_ids;
-    prompt = malloc(sizeof(int32_t) * (size_t)n_prompt);
     memcpy(prompt, o->prompt_ids, sizeof(int32_t) * (size_t)n_prompt);
   } else if (o->prompt) {
-    int cap = (int)strlen(o->prompt) + 3;
-    prompt = malloc(sizeof(int32_t) * (size_t)cap);
     if (deco_tokenizer_encode(tok, o->prompt, 1, 0, prompt, cap, &n_prompt) != DECO_STATUS_SUCCESS) {
       deco_cli_error("--prompt: %s", deco_last_error(NULL));
       goto done;
     }
   } else {
     n_prompt = 1;
-    prompt = malloc(sizeof(int32_t));
     prompt[0] = 1; /* BOS */
   }
 

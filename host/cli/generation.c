@@ -32,9 +32,12 @@ static int recycle_setup(gen_env_t *env) {
   const char *tname = o->tree_template ? o->tree_template : "the built-in template";
   deco_status_t st = o->tree_template ? deco_tree_template_load(o->tree_template, &env->tmpl)
                                       : deco_tree_template_default(&env->tmpl);
-  if (st == DECO_STATUS_SUCCESS) st = deco_tree_template_check_k(&env->tmpl, o->recycle_k, tname);
   if (st != DECO_STATUS_SUCCESS) {
     deco_cli_error("--tree-template: %s", deco_last_error(NULL));
+    return 1;
+  }
+  if (deco_tree_template_check_k(&env->tmpl, o->recycle_k, tname) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--recycle-k: %s", deco_last_error(NULL));
     return 1;
   }
   /* --tree-nodes keeps the first N draft nodes (a breadth-first prefix). */

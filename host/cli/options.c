@@ -52,7 +52,10 @@ static int parse_ids(const char *s, deco_cli_options_t *o) {
   int32_t *ids = malloc(sizeof(int32_t) * (len / 2 + 2));
   int n = 0;
   const char *p = s;
-  if (!ids) return -1;
+  if (!ids) {
+    deco_cli_error("--prompt-ids: out of memory");
+    return -1;
+  }
   while (1) {
     char *end;
     errno = 0;
@@ -128,6 +131,8 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
     else if (strcmp(a, "--prompt") == 0) o->prompt = v;
     else if (strcmp(a, "--prompt-ids") == 0) {
       free(o->prompt_ids);
+      o->prompt_ids = NULL;
+      o->n_prompt_ids = 0;
       bad = parse_ids(v, o);
     } else if (strcmp(a, "--steps") == 0) bad = parse_int(a, v, 1, 1 << 30, &o->steps);
     else if (strcmp(a, "--temperature") == 0) {

@@ -67,10 +67,13 @@ const char *deco_backend_name(deco_backend_t backend) {
 deco_status_t deco_set_error_at(deco_ctx_t *ctx, deco_status_t status, const char *file, int line,
                                 const char *fmt, ...) {
   char *dst = ctx ? ctx->error : g_thread_error;
+  /* Format into a local buffer: an argument may be this very message. */
+  char msg[DECO_ERROR_CAPACITY];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(dst, DECO_ERROR_CAPACITY, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  memcpy(dst, msg, sizeof msg);
   if (ctx) {
     ctx->error_file = file;
     ctx->error_line = line;
@@ -79,11 +82,6 @@ deco_status_t deco_set_error_at(deco_ctx_t *ctx, deco_status_t status, const cha
     memcpy(g_thread_error, ctx->error, DECO_ERROR_CAPACITY);
   }
   return status;
-}
-
-void deco_clear_error(deco_ctx_t *ctx) {
-  if (ctx) ctx->error[0] = '\0';
-  g_thread_error[0] = '\0';
 }
 
 const char *deco_last_error(const deco_ctx_t *ctx) { return ctx ? ctx->error : g_thread_error; }
@@ -148,6 +146,8 @@ deco_status_t deco_malloc(deco_ctx_t *ctx, void **ptr, size_t bytes) {
   if (ptr == NULL) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "deco_malloc: ptr is NULL");
   *ptr = NULL;
   if (bytes == 0) return DECO_STATUS_SUCCESS;
+  if (bytes > SIZE_MAX - 255)
+    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_malloc: %zu bytes", bytes);
   if (ctx->backend == DECO_BACKEND_CUDA) return deco_cuda_malloc(ctx, ptr, bytes);
   /* The same 256-byte alignment as device allocations, so vector loads and
    * the tests' guard words behave alike on both backends. */
@@ -198,4 +198,48 @@ deco_status_t deco_ctx_synchronize(deco_ctx_t *ctx) {
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_ctx_synchronize: ctx is NULL");
   if (ctx->backend == DECO_BACKEND_CUDA) return deco_cuda_synchronize(ctx);
   return DECO_STATUS_SUCCESS;
+}
+
+struct deco_graph {
+  deco_ctx_t *ctx;
+  void *exec; /* cudaGraphExec_t */
+};
+
+deco_status_t deco_graph_capture_begin(deco_ctx_t *ctx) {
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_graph_capture_begin: ctx is NULL");
+  if (ctx->backend != DECO_BACKEND_CUDA)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_graph_capture_begin: graphs need the CUDA backend");
+  return deco_cuda_graph_begin(ctx);
+}
+
+deco_status_t deco_graph_capture_end(deco_ctx_t *ctx, deco_graph_t **graph) {
+  if (ctx == NULL || graph == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "deco_graph_capture_end: %s is NULL", ctx ? "graph" : "ctx");
+  *graph = NULL;
+  if (ctx->backend != DECO_BACKEND_CUDA)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_graph_capture_end: graphs need the CUDA backend");
+  deco_graph_t *g = calloc(1, sizeof *g);
+  if (!g) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_graph_capture_end: host memory");
+  deco_status_t st = deco_cuda_graph_end(ctx, &g->exec);
+  if (st != DECO_STATUS_SUCCESS) {
+    free(g);
+    return st;
+  }
+  g->ctx = ctx;
+  *graph = g;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_graph_replay(deco_ctx_t *ctx, deco_graph_t *graph, int n) {
+  if (ctx == NULL || graph == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "deco_graph_replay: %s is NULL", ctx ? "graph" : "ctx");
+  if (graph->ctx != ctx) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "deco_graph_replay: graph of another context");
+  if (n < 0) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "deco_graph_replay: n = %d", n);
+  return deco_cuda_graph_launch(ctx, graph->exec, n);
+}
+
+void deco_graph_destroy(deco_graph_t *graph) {
+  if (!graph) return;
+  deco_cuda_graph_destroy(graph->exec);
+  free(graph);
 }

@@ -112,3 +112,33 @@ deco_status_t deco_cuda_synchronize(deco_ctx_t *ctx) {
   if (err != cudaSuccess) return cuda_fail(ctx, err, "deco_ctx_synchronize");
   return DECO_STATUS_SUCCESS;
 }
+
+deco_status_t deco_cuda_graph_begin(deco_ctx_t *ctx) {
+  cudaError_t err = cudaStreamBeginCapture((cudaStream_t)ctx->stream, cudaStreamCaptureModeThreadLocal);
+  if (err != cudaSuccess) return cuda_fail(ctx, err, "deco_graph_capture_begin");
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_cuda_graph_end(deco_ctx_t *ctx, void **exec) {
+  cudaGraph_t graph = NULL;
+  cudaError_t err = cudaStreamEndCapture((cudaStream_t)ctx->stream, &graph);
+  if (err != cudaSuccess) return cuda_fail(ctx, err, "deco_graph_capture_end");
+  cudaGraphExec_t ge = NULL;
+  err = cudaGraphInstantiate(&ge, graph, 0);
+  cudaGraphDestroy(graph);
+  if (err != cudaSuccess) return cuda_fail(ctx, err, "deco_graph_capture_end (instantiate)");
+  *exec = ge;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_cuda_graph_launch(deco_ctx_t *ctx, void *exec, int n) {
+  for (int i = 0; i < n; ++i) {
+    cudaError_t err = cudaGraphLaunch((cudaGraphExec_t)exec, (cudaStream_t)ctx->stream);
+    if (err != cudaSuccess) return cuda_fail(ctx, err, "deco_graph_replay");
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+void deco_cuda_graph_destroy(void *exec) {
+  if (exec) cudaGraphExecDestroy((cudaGraphExec_t)exec);
+}

@@ -25,3 +25,15 @@ deco_status_t deco_cuda_memset(deco_ctx_t *ctx, void *dst, int byte_value, size_
 deco_status_t deco_cuda_synchronize(deco_ctx_t *ctx) {
   return DECO_FAIL(ctx, DECO_STATUS_NO_DEVICE, "this build of deco has no CUDA backend");
 }
+deco_status_t deco_cuda_graph_begin(deco_ctx_t *ctx) {
+  return DECO_FAIL(ctx, DECO_STATUS_NO_DEVICE, "this build of deco has no CUDA backend");
+}
+deco_status_t deco_cuda_graph_end(deco_ctx_t *ctx, void **exec) {
+  (void)exec;
+  return DECO_FAIL(ctx, DECO_STATUS_NO_DEVICE, "this build of deco has no CUDA backend");
+}
+deco_status_t deco_cuda_graph_launch(deco_ctx_t *ctx, void *exec, int n) {
+  (void)exec; (void)n;
+  return DECO_FAIL(ctx, DECO_STATUS_NO_DEVICE, "this build of deco has no CUDA backend");
+}
+void deco_cuda_graph_destroy(void *exec) { (void)exec; }

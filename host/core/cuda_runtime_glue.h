@@ -15,5 +15,9 @@ deco_status_t deco_cuda_memcpy(deco_ctx_t *ctx, void *dst, const void *src, size
                                int async);
 deco_status_t deco_cuda_memset(deco_ctx_t *ctx, void *dst, int byte_value, size_t bytes);
 deco_status_t deco_cuda_synchronize(deco_ctx_t *ctx);
+deco_status_t deco_cuda_graph_begin(deco_ctx_t *ctx);
+deco_status_t deco_cuda_graph_end(deco_ctx_t *ctx, void **exec);
+deco_status_t deco_cuda_graph_launch(deco_ctx_t *ctx, void *exec, int n);
+void deco_cuda_graph_destroy(void *exec);
 
 #endif

@@ -37,9 +37,7 @@ deco_status_t deco_set_error_at(deco_ctx_t *ctx, deco_status_t status, const cha
                                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 #define DECO_FAIL(ctx, status, ...) deco_set_error_at((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
 
-/* Copies ctx's message to the thread-local slot (for objects that outlive
- * or lack a context, e.g. the tokenizer). */
-void deco_clear_error(deco_ctx_t *ctx);
+
 
 #define DECO_TRY(expr)                                 \
   do {                                                 \

@@ -47,6 +47,7 @@ static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P) {
   const deco_model_config_t *c = &m->cfg;
   deco_ctx_t *ctx = m->ctx;
   if (T > s->max_tokens) {
+    s->max_tokens = 0; /* until every buffer below is regrown */
     int cap = T < 16 ? 16 : (T + 63) / 64 * 64;
     size_t es = deco_dtype_size(m->dtype);
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
@@ -69,6 +70,7 @@ static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P) {
   }
   meta_layout_t l = meta_layout(s->max_tokens, s->max_seqs, s->max_pages);
   if (l.total > s->meta_count) {
+    s->meta_count = 0;
     DECO_TRY(grow(ctx, (void **)&s->meta, l.total * sizeof(int32_t)));
     int32_t *h = realloc(s->meta_host, l.total * sizeof(int32_t));
     if (!h) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_forward: out of host memory");
@@ -82,6 +84,9 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
   deco_ctx_t *ctx = m->ctx;
   if (deco_ctx_workspace_bytes(ctx) >= bytes) return DECO_STATUS_SUCCESS;
   if (m->workspace_bytes < bytes) {
+    /* Take the buffer back from the context before freeing it. */
+    if (ctx->workspace == m->workspace) DECO_TRY(deco_ctx_set_workspace(ctx, NULL, 0));
+    m->workspace_bytes = 0;
     size_t grown = bytes + bytes / 4;
     DECO_TRY(grow(ctx, &m->workspace, grown));
     m->workspace_bytes = grown;

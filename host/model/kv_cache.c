@@ -28,8 +28,14 @@ deco_status_t deco_kv_cache_create(deco_model_t *model, int page_size, int n_pag
   kc->max_seqs = max_seqs;
   /* A sequence never needs more than seq_len committed slots plus one tree. */
   kc->max_pages_per_seq = (c->seq_len + DECO_TREE_MAX_NODES + page_size - 1) / page_size;
-  kc->layer_elems = (size_t)n_pages * page_size * c->n_kv_heads * c->head_dim;
-  size_t bytes = kc->layer_elems * c->n_layers * deco_dtype_size(model->dtype);
+  size_t bytes;
+  if (__builtin_mul_overflow((size_t)n_pages * (size_t)page_size, (size_t)c->n_kv_heads * c->head_dim,
+                             &kc->layer_elems) ||
+      __builtin_mul_overflow(kc->layer_elems, (size_t)c->n_layers * deco_dtype_size(model->dtype), &bytes)) {
+    free(kc);
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d pages of %d slots overflow the address space", op,
+                     n_pages, page_size);
+  }
   kc->free_pages = malloc(sizeof(int) * (size_t)n_pages);
   kc->active = calloc((size_t)max_seqs, sizeof(int));
   kc->len = calloc((size_t)max_seqs, sizeof(int));

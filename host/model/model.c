@@ -118,15 +118,16 @@ deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dt
   st = model_alloc(ctx, &cfg, dtype, &m);
   void *staging = NULL;
   tensor_sizes_t s = tensor_sizes(&cfg);
-  if (st == DECO_STATUS_SUCCESS && dtype != DECO_DTYPE_F32) {
-    size_t biggest = 0;
-    for (int i = 0; i < N_TENSORS; ++i)
-      if (s.n[i] > biggest) biggest = s.n[i];
-    st = deco_malloc(ctx, &staging, biggest * sizeof(float));
-  }
   /* Whole tensors where the layouts agree; the stacked groups layer by layer. */
   const float *whole[N_TENSORS] = {lw.token_embedding, lw.rms_att, NULL, lw.wo, lw.rms_ffn,
                                    NULL, lw.w2, lw.rms_final, lw.wcls};
+  if (st == DECO_STATUS_SUCCESS && dtype != DECO_DTYPE_F32) {
+    size_t biggest = (size_t)cfg.hidden_dim * cfg.dim; /* the largest per-layer piece */
+    for (int i = 0; i < N_TENSORS; ++i)
+      if (whole[i] && s.n[i] > biggest) biggest = s.n[i];
+    if ((size_t)cfg.n_heads * cfg.head_dim * cfg.dim > biggest) biggest = (size_t)cfg.n_heads * cfg.head_dim * cfg.dim;
+    st = deco_malloc(ctx, &staging, biggest * sizeof(float));
+  }
   for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i)
     if (whole[i]) st = upload_tensor(m, *weight_slot(&m->w, i), 0, whole[i], s.n[i], staging);
   const size_t dim = (size_t)cfg.dim, qd = (size_t)cfg.n_heads * cfg.head_dim;

@@ -92,6 +92,9 @@ static int sample_topp(const float *probs, int n, float topp, prob_index_t *cand
       cands[n0].prob = probs[i];
       n0++;
     }
+  /* Near-flat probabilities with a tiny top_p leave no candidate: the
+   * nucleus is then the whole distribution's head, which plain sampling covers. */
+  if (n0 == 0) return sample_mult(probs, n, coin);
   qsort(cands, (size_t)n0, sizeof *cands, compare_desc);
   float cumulative = 0.0f;
   int last = n0 - 1;

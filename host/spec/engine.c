@@ -144,7 +144,9 @@ deco_status_t deco_spec_engine_step(deco_spec_engine_t *e, int B, const int *seq
   memcpy(h + l.tokens, tokens, sizeof(int32_t) * (size_t)total);
   h[l.offset] = (int32_t)sampling->offset;
   memcpy(h + l.seed, &sampling->seed, sizeof(uint64_t));
-  DECO_TRY(deco_memcpy(ctx, e->dev, h, l.total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
+  /* Stream-ordered: the host does not wait for the forward to finish. The
+   * host image is not touched again before the synchronous read-back below. */
+  DECO_TRY(deco_memcpy_async(ctx, e->dev, h, l.total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
   deco_tree_batch_t tree = {B, total, e->dev + l.indptr, e->dev + l.parents};
   deco_tree_verify_out_t vo = {e->dev + l.path, e->dev + l.accept_len, e->dev + l.bonus};
   if (sampling->temperature == 0.0f) {

@@ -182,6 +182,8 @@ deco_status_t deco_generate(deco_model_t *m, const int32_t *prompt, int n_prompt
   case DECO_DRAFT_LOOKUP: max_nodes = c->lookup.max_nodes + 1; break;
   case DECO_DRAFT_RECYCLE:
     if (!c->recycler || !c->tmpl) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: recycler or template is NULL", op);
+    if (deco_tree_validate(c->tmpl->parent, c->tmpl->n_nodes) != DECO_STATUS_SUCCESS)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: template: %s", op, deco_last_error(NULL));
     DECO_TRY(deco_tree_template_check_k(c->tmpl, deco_recycler_k(c->recycler), "the template") == DECO_STATUS_SUCCESS
                  ? DECO_STATUS_SUCCESS
                  : DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %s", op, deco_last_error(NULL)));

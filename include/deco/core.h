@@ -85,7 +85,9 @@ typedef struct deco_ctx_config {
 } deco_ctx_config_t;
 
 /* Creates a context. On failure *out is NULL and the reason can be read with
- * deco_last_error(NULL) on the calling thread. */
+ * deco_last_error(NULL) on the calling thread. A CUDA context makes its
+ * device current on the creating thread; use a context from threads whose
+ * current device is that device (one process or thread per GPU). */
 DECO_API deco_status_t deco_ctx_create(const deco_ctx_config_t *config, deco_ctx_t **out);
 DECO_API void deco_ctx_destroy(deco_ctx_t *ctx);
 
@@ -125,6 +127,20 @@ DECO_API deco_status_t deco_memcpy_async(deco_ctx_t *ctx, void *dst, const void 
 DECO_API deco_status_t deco_memset(deco_ctx_t *ctx, void *dst, int byte_value, size_t bytes);
 /* Waits for all work queued on the context's stream. */
 DECO_API deco_status_t deco_ctx_synchronize(deco_ctx_t *ctx);
+
+/* ---- CUDA graphs: capture the work queued on the context's stream once,
+ * replay it many times without host work in between. CUDA backend only
+ * (DECO_STATUS_UNSUPPORTED on the CPU). Nothing captured may allocate,
+ * synchronise or copy through pageable host memory; sizes that change per
+ * replay must live in device memory. */
+typedef struct deco_graph deco_graph_t;
+DECO_API deco_status_t deco_graph_capture_begin(deco_ctx_t *ctx);
+/* Ends the capture and instantiates the graph (also on failure the capture
+ * is ended, so the stream is usable again). */
+DECO_API deco_status_t deco_graph_capture_end(deco_ctx_t *ctx, deco_graph_t **graph);
+/* Enqueues n replays on the context's stream (asynchronous). */
+DECO_API deco_status_t deco_graph_replay(deco_ctx_t *ctx, deco_graph_t *graph, int n);
+DECO_API void deco_graph_destroy(deco_graph_t *graph);
 
 /* Host-side conversions that match the device's round-to-nearest-even. */
 DECO_API uint16_t deco_f32_to_bf16(float x);

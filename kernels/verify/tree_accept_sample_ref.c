@@ -52,7 +52,7 @@ typedef struct target {
   int top;            /* top-ranked token */
 } target_t;
 
-static const float *g_sort_logits; /* qsort has no context argument */
+static _Thread_local const float *g_sort_logits; /* qsort has no context argument */
 
 static int rank_cmp(const void *pa, const void *pb) {
   int a = *(const int *)pa, b = *(const int *)pb;

@@ -23,6 +23,7 @@ budget=${DECO_GPU_BUDGET_S:-280}
 t_start=$(date +%s)
 summary=$out/summary.txt
 : >"$summary"
+rm -f "$out/gpu_tests.log" "$out/benches.csv" "$out/benches.log" "$out/sanitizer.log"
 note() { echo "$*" | tee -a "$summary"; }
 left() { echo $(( budget - ($(date +%s) - t_start) )); }
 # timeout for a stage: its own limit, or what is left of the budget
@@ -62,8 +63,10 @@ done
 # 2. The CLI on the GPU, greedy stories260K in f32 and bf16, plain and with
 # prompt lookup (ids under the near-tie rule are checked by the suites).
 for dt in f32 bf16; do
-  for spec in none lookup; do
-    "$bin/deco" generate --backend cuda --dtype $dt --model "$DECO_DATA_DIR/models/stories260K.bin" \
+  for spec in none lookup recycle; do
+    lim=$(limit 60)
+    if [ "$lim" -lt 10 ]; then note "cli   $dt $spec: SKIPPED (time budget)"; status=1; continue; fi
+    timeout "$lim" "$bin/deco" generate --backend cuda --dtype $dt --model "$DECO_DATA_DIR/models/stories260K.bin" \
       --tokenizer "$DECO_DATA_DIR/models/tok512.bin" --prompt "Once upon a time" --temperature 0 \
       --spec $spec >"$out/cli.txt" 2>&1
     rc=$?
@@ -90,12 +93,12 @@ for b in "$bin"/bench_*; do
 done
 
 # 4. compute-sanitizer on a small-shape test of each suite.
-subset="gpu_test_ops_cuda:*/small_ops gpu_test_tree_attention:*/bad_data_mma
-gpu_test_accept_cuda:*/greedy_small_vocab_ties gpu_test_kv_compact_cuda:*/overlapping_f32
-gpu_test_forward_cuda:*/synthetic_weights_identical_on_both_backends gpu_test_recycle_cuda:*/small*"
+subset=("gpu_test_ops_cuda:*/small_ops" "gpu_test_tree_attention:*/bad_data_mma"
+  "gpu_test_accept_cuda:*/greedy_small_vocab_ties" "gpu_test_kv_compact_cuda:*/overlapping_f32"
+  "gpu_test_forward_cuda:*/synthetic_weights_identical_on_both_backends" "gpu_test_recycle_cuda:*/small*")
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
-    for entry in $subset; do
+    for entry in "${subset[@]}"; do
       name=${entry%%:*}; filter=${entry#*:}
       [ -x "$bin/$name" ] || continue
       lim=$(limit 60)
