@@ -74,14 +74,20 @@ static int run_once(gen_env_t *env, const deco_generation_config_t *gc, int spec
                     deco_generation_t *out) {
   deco_generate_config_t c = env->cfg;
   if (!speculative) c.source = DECO_DRAFT_NONE;
+  /* On the GPU, Token Recycling runs its step as a CUDA graph, and so does
+   * the plain decoding it is compared with (--compare-ar); prompt lookup
+   * drafts on the host. */
+  int on_gpu = deco_ctx_backend(deco_model_ctx(env->model)) == DECO_BACKEND_CUDA;
+  c.device_resident = c.graph =
+      on_gpu && (c.source == DECO_DRAFT_RECYCLE || (c.source == DECO_DRAFT_NONE && env->o->compare_ar));
   c.emit = print ? gc->emit : NULL;
   c.user = gc->user;
   if (c.source == DECO_DRAFT_RECYCLE && recycle_reset(env)) return 1;
-  deco_generate_stats_t stats;
+  deco_generate_stats_t stats = {0, 0, 0.0};
   double t0 = now_seconds();
   deco_status_t st = deco_generate(env->model, gc->prompt, gc->n_prompt, &c, &stats);
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(deco_model_ctx(env->model));
-  out->seconds = now_seconds() - t0;
+  out->seconds = now_seconds() - t0 - stats.capture_seconds; /* capture time excluded */
   if (st != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(deco_model_ctx(env->model)));
     return 1;

@@ -197,36 +197,28 @@ static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a) {
-  static const char op[] = "deco_forward";
-  if (m == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
-  deco_ctx_t *ctx = m->ctx;
-  DECO_CHECK_PTR(ctx, kc, op);
-  DECO_CHECK_PTR(ctx, a, op);
-  if (kc->model != m) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the cache belongs to another model", op);
-  int T = 0;
-  DECO_TRY(check_batch(m, kc, a, &T));
-  const deco_model_config_t *c = &m->cfg;
-  const int S = a->n_seqs, P = kc->max_pages_per_seq;
-  DECO_TRY(ensure_scratch(m, T, S, P));
-  deco_forward_scratch_t *sc = &m->scratch;
-  meta_layout_t l = meta_layout(sc->max_tokens, sc->max_seqs, sc->max_pages);
-  DECO_TRY(fill_meta(m, kc, a, T, l, P));
-  /* One upload of everything the kernels index with. */
-  DECO_TRY(deco_memcpy(ctx, sc->meta, sc->meta_host, l.total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
-  const int32_t *d_tokens = sc->meta + l.tokens, *d_pos = sc->meta + l.positions;
-  const int32_t *d_indptr = sc->meta + l.q_indptr, *d_kv_lens = sc->meta + l.kv_lens;
-  const int32_t *d_prefix = sc->meta + l.prefix, *d_parents = sc->meta + l.parents;
-  const int32_t *d_table = sc->meta + l.block_table;
+/* The batch as the kernels see it: context memory, host-known capacities. */
+typedef struct batch_meta {
+  int T, S, P;
+  const int32_t *tokens, *positions, *q_indptr, *kv_lens, *prefix, *parents, *table;
+} batch_meta_t;
 
+/* Embedding and every layer; leaves the residual in sc->x and the last
+ * down projection (not yet added) in sc->proj. embeds: host rows, or NULL. */
+static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm, const float *embeds) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_config_t *c = &m->cfg;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const int T = bm->T, S = bm->S, P = bm->P;
+  const int32_t *d_tokens = bm->tokens, *d_pos = bm->positions, *d_indptr = bm->q_indptr, *d_kv_lens = bm->kv_lens;
+  const int32_t *d_prefix = bm->prefix, *d_parents = bm->parents, *d_table = bm->table;
   const size_t es = deco_dtype_size(m->dtype);
   const int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, hid = c->hidden_dim;
 
-  deco_embedding_args_t emb = {m->dtype, T, c->vocab_size, dim, m->w.token_embedding, a->tokens ? d_tokens : NULL,
-                               NULL, sc->x};
-  if (a->tokens == NULL) {
+  deco_embedding_args_t emb = {m->dtype, T, c->vocab_size, dim, m->w.token_embedding, d_tokens, NULL, sc->x};
+  if (embeds) {
     /* Ready embeddings: staged through the residual buffer itself. */
-    DECO_TRY(deco_memcpy(ctx, sc->x, a->embeds, (size_t)T * dim * sizeof(float), DECO_COPY_HOST_TO_CTX));
+    DECO_TRY(deco_memcpy(ctx, sc->x, embeds, (size_t)T * dim * sizeof(float), DECO_COPY_HOST_TO_CTX));
   } else {
     DECO_TRY(deco_embedding(ctx, &emb));
   }
@@ -238,7 +230,7 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   {
     deco_paged_kv_t view = deco_kv_cache_layer_view(kc, 0, d_table, P);
     size_t ws;
-    if (a->parents) {
+    if (d_parents) {
       deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, sc->q, sc->att};
       ws = deco_tree_attention_workspace_size(ctx, &ta);
     } else {
@@ -273,7 +265,7 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
     deco_paged_kv_t view = deco_kv_cache_layer_view(kc, layer, d_table, P);
     deco_kv_append_args_t app = {view, batch, k, v};
     DECO_TRY(deco_kv_append(ctx, &app));
-    if (a->parents) {
+    if (d_parents) {
       deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, q, sc->att};
       DECO_TRY(deco_tree_attention(ctx, &ta));
     } else {
@@ -302,6 +294,43 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
     DECO_TRY(all_reduce(m, sc->proj, T));
   }
 
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Final norm (adding the last down projection) of rows [first, T) and the
+ * classifier into logits [T - first][vocab]. */
+static deco_status_t final_rows(deco_model_t *m, int first, int rows, float *logits) {
+  const deco_model_config_t *c = &m->cfg;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const size_t es = deco_dtype_size(m->dtype);
+  deco_rmsnorm_args_t nf = {m->dtype, rows, c->dim, c->norm_eps, sc->x + (size_t)first * c->dim,
+                            (char *)sc->proj + (size_t)first * c->dim * es, m->w.rms_final, sc->xb};
+  DECO_TRY(deco_rmsnorm(m->ctx, &nf));
+  return matmul(m, sc->xb, m->w.wcls, logits, rows, c->vocab_size, c->dim, DECO_DTYPE_F32);
+}
+
+deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a) {
+  static const char op[] = "deco_forward";
+  if (m == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+  deco_ctx_t *ctx = m->ctx;
+  DECO_CHECK_PTR(ctx, kc, op);
+  DECO_CHECK_PTR(ctx, a, op);
+  if (kc->model != m) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the cache belongs to another model", op);
+  int T = 0;
+  DECO_TRY(check_batch(m, kc, a, &T));
+  const deco_model_config_t *c = &m->cfg;
+  const int S = a->n_seqs, P = kc->max_pages_per_seq;
+  DECO_TRY(ensure_scratch(m, T, S, P));
+  deco_forward_scratch_t *sc = &m->scratch;
+  meta_layout_t l = meta_layout(sc->max_tokens, sc->max_seqs, sc->max_pages);
+  DECO_TRY(fill_meta(m, kc, a, T, l, P));
+  /* One upload of everything the kernels index with. */
+  DECO_TRY(deco_memcpy(ctx, sc->meta, sc->meta_host, l.total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
+  batch_meta_t bm = {T, S, P, sc->meta + l.tokens, sc->meta + l.positions, sc->meta + l.q_indptr,
+                     sc->meta + l.kv_lens, sc->meta + l.prefix, a->parents ? sc->meta + l.parents : NULL,
+                     sc->meta + l.block_table};
+  DECO_TRY(run_layers(m, kc, &bm, a->tokens ? NULL : a->embeds));
+
   /* Final norm (adding the last down projection) and the classifier, only on
    * the rows whose logits are wanted. */
   int contiguous = a->logits_mode == DECO_LOGITS_ALL || S == 1;
@@ -312,21 +341,12 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   }
   if (contiguous) {
     int first = (a->logits_mode == DECO_LOGITS_LAST && S == 1) ? T - 1 : 0;
-    int rows = T - first;
-    deco_rmsnorm_args_t nf = {m->dtype, rows, dim, c->norm_eps, sc->x + (size_t)first * dim,
-                              (char *)sc->proj + (size_t)first * dim * es, m->w.rms_final, sc->xb};
-    DECO_TRY(deco_rmsnorm(ctx, &nf));
-    DECO_TRY(matmul(m, sc->xb, m->w.wcls, a->logits, rows, c->vocab_size, dim, DECO_DTYPE_F32));
+    DECO_TRY(final_rows(m, first, T - first, a->logits));
   } else {
     int t = 0;
     for (int i = 0; i < S; ++i) {
       t += a->n_new[i];
-      int row = t - 1;
-      deco_rmsnorm_args_t nf = {m->dtype, 1, dim, c->norm_eps, sc->x + (size_t)row * dim,
-                                (char *)sc->proj + (size_t)row * dim * es, m->w.rms_final, sc->xb};
-      DECO_TRY(deco_rmsnorm(ctx, &nf));
-      DECO_TRY(matmul(m, sc->xb, m->w.wcls, a->logits + (size_t)i * c->vocab_size, 1, c->vocab_size, dim,
-                      DECO_DTYPE_F32));
+      DECO_TRY(final_rows(m, t - 1, 1, a->logits + (size_t)i * c->vocab_size));
     }
   }
   if (a->parents == NULL)
@@ -345,4 +365,30 @@ deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
                      kc->len[seq], n);
   kc->len[seq] += n;
   return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_device_args_t *a) {
+  static const char op[] = "deco_forward_device";
+  if (m == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+  deco_ctx_t *ctx = m->ctx;
+  DECO_CHECK_PTR(ctx, kc, op);
+  DECO_CHECK_PTR(ctx, a, op);
+  if (kc->model != m) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the cache belongs to another model", op);
+  DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
+  DECO_CHECK_RANGE(ctx, a->n_tokens, 1, DECO_MAX_FORWARD_TOKENS, op);
+  DECO_CHECK_PTR(ctx, a->tokens, op);
+  DECO_CHECK_PTR(ctx, a->positions, op);
+  DECO_CHECK_PTR(ctx, a->q_indptr, op);
+  DECO_CHECK_PTR(ctx, a->kv_lens, op);
+  DECO_CHECK_PTR(ctx, a->block_table, op);
+  DECO_CHECK_PTR(ctx, a->logits, op);
+  if (a->parents) DECO_CHECK_PTR(ctx, a->prefix_lens, op);
+  const int T = a->n_tokens, S = a->n_seqs, P = kc->max_pages_per_seq;
+  /* Grows only when this batch is larger than every earlier one: warm a
+   * captured step up eagerly first. */
+  DECO_TRY(ensure_scratch(m, T, S, P));
+  batch_meta_t bm = {T, S, P, a->tokens, a->positions, a->q_indptr, a->kv_lens, a->prefix_lens, a->parents,
+                     a->block_table};
+  DECO_TRY(run_layers(m, kc, &bm, NULL));
+  return final_rows(m, 0, T, a->logits);
 }

@@ -133,3 +133,31 @@ deco_paged_kv_t deco_kv_cache_layer_view(const deco_kv_cache_t *kc, int layer, c
                        (char *)kc->k + off, (char *)kc->v + off, block_table, max_pages};
   return v;
 }
+
+int deco_kv_cache_max_pages(const deco_kv_cache_t *kc) { return kc ? kc->max_pages_per_seq : -1; }
+
+deco_status_t deco_kv_cache_block_table(deco_kv_cache_t *kc, const int *seqs, int n, int32_t *dst) {
+  static const char op[] = "deco_kv_cache_block_table";
+  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  deco_ctx_t *ctx = kc->model->ctx;
+  DECO_CHECK_PTR(ctx, seqs, op);
+  DECO_CHECK_PTR(ctx, dst, op);
+  DECO_CHECK_RANGE(ctx, n, 1, kc->max_seqs, op);
+  const size_t row = (size_t)kc->max_pages_per_seq;
+  for (int i = 0; i < n; ++i) {
+    if (seqs[i] < 0 || seqs[i] >= kc->max_seqs || !kc->active[seqs[i]])
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: seqs[%d] = %d is not admitted", op, i, seqs[i]);
+    DECO_TRY(deco_memcpy(ctx, dst + (size_t)i * row, kc->pages + (size_t)seqs[i] * row, row * sizeof(int32_t),
+                         DECO_COPY_HOST_TO_CTX));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_kv_cache_pools(const deco_kv_cache_t *kc, void **k, void **v, size_t *bytes) {
+  if (kc == NULL || k == NULL || v == NULL || bytes == NULL)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_kv_cache_pools: NULL argument");
+  *k = kc->k;
+  *v = kc->v;
+  *bytes = kc->layer_elems * (size_t)kc->model->cfg.n_layers * deco_dtype_size(kc->model->dtype);
+  return DECO_STATUS_SUCCESS;
+}

@@ -116,6 +116,38 @@ DECO_API deco_status_t deco_forward(deco_model_t *model, deco_kv_cache_t *cache,
  * compaction of the accepted path). */
 DECO_API deco_status_t deco_kv_cache_commit(deco_kv_cache_t *cache, int seq, int n);
 
+/* Row length of the cache's block tables (pages per sequence at most). */
+DECO_API int deco_kv_cache_max_pages(const deco_kv_cache_t *cache);
+/* Copies the block-table rows of seqs[0..n) into dst (context memory,
+ * [n][deco_kv_cache_max_pages]), for forwards described in device memory. */
+DECO_API deco_status_t deco_kv_cache_block_table(deco_kv_cache_t *cache, const int *seqs, int n, int32_t *dst);
+/* The K and V pools of all layers ([n_layers][n_pages][page_size][n_kv_heads][head_dim]
+ * each, context memory) and their size in bytes, e.g. to inspect or copy a cache. */
+DECO_API deco_status_t deco_kv_cache_pools(const deco_kv_cache_t *cache, void **k, void **v, size_t *bytes);
+
+/* The forward with its batch described in context memory, so that the whole
+ * step can be captured in a CUDA graph: no host work depends on the batch's
+ * contents. Tokens are laid out per sequence (q_indptr); token j of
+ * sequence s goes to slot kv_lens[s] - n_s + j at RoPE position
+ * positions[t]. With parents (tree mode, local indices) each token attends
+ * to prefix_lens[s] committed slots, its ancestors and itself; without,
+ * causally. The host-side lengths of the cache are not changed (commit with
+ * deco_kv_cache_commit). Logits of every token: [n_tokens][vocab] f32. */
+typedef struct deco_forward_device_args {
+  int n_seqs;                 /* S */
+  int n_tokens;               /* T: capacity; the real count is q_indptr[S] */
+  const int32_t *tokens;      /* [T] */
+  const int32_t *positions;   /* [T] */
+  const int32_t *q_indptr;    /* [S + 1] */
+  const int32_t *kv_lens;     /* [S] */
+  const int32_t *prefix_lens; /* [S], tree mode */
+  const int32_t *parents;     /* [T] local parents (tree mode), or NULL (causal) */
+  const int32_t *block_table; /* [S][deco_kv_cache_max_pages(cache)] */
+  float *logits;              /* [T][vocab] */
+} deco_forward_device_args_t;
+DECO_API deco_status_t deco_forward_device(deco_model_t *model, deco_kv_cache_t *cache,
+                                           const deco_forward_device_args_t *args);
+
 /* ---- Sampling (host, on f32 logits) ---------------------------------------- */
 
 typedef struct deco_sampler_config {

@@ -72,6 +72,60 @@ DECO_API deco_status_t deco_spec_engine_step(deco_spec_engine_t *engine, int n_s
                                              const deco_spec_sampling_t *sampling, int32_t *emitted,
                                              int *n_emitted);
 
+/* ---- The device-resident step ----
+ * Everything one speculative step needs lives in context memory, so the
+ * step (draft → prepare → tree forward → accept → compact → [recycle update]
+ * → commit) can be captured once in a CUDA graph and replayed with no host
+ * work in between. Once `done` is set, replays change nothing: the commit
+ * does nothing, and acceptance and the table update see empty trees. */
+typedef struct deco_spec_state {
+  int32_t len;      /* committed slots = the position of the root */
+  int32_t root;     /* the root's token: the last emitted id */
+  int32_t done;     /* 1 once a stop id, the step limit or an error ended the run */
+  int32_t error;    /* 1: a step's verification output was malformed */
+  int32_t n_out;    /* ids written to the output */
+  int32_t tokens;   /* ids generated after the prompt (stop id excluded) */
+  int32_t forwards; /* steps that ran */
+  uint32_t offset;  /* Philox counter word 0 of the next acceptance (= len) */
+} deco_spec_state_t;
+
+/* Before the forward: tokens[0] <- root; the nodes deeper than
+ * steps - len - 1 (a suffix, since the template is breadth first) get token
+ * 0 and are left out of the tree that acceptance and the update see
+ * (tree_indptr = {0, m}, row_count = m; m = 0 once done); positions =
+ * len + depth; kv_lens = len + n; prefix_lens = len. */
+typedef struct deco_spec_prepare_args {
+  deco_spec_state_t *state;  /* [1] */
+  int n_nodes;               /* n: the template's nodes, root included */
+  const int32_t *depth;      /* [n] non-decreasing */
+  int steps;                 /* forward positions of the whole generation */
+  int32_t *tokens;           /* [n] in/out */
+  int32_t *positions;        /* [n] out */
+  int32_t *kv_lens;          /* [1] out */
+  int32_t *prefix_lens;      /* [1] out */
+  int32_t *tree_indptr;      /* [2] out */
+  int32_t *row_count;        /* [1] out */
+} deco_spec_prepare_args_t;
+DECO_API deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t *args);
+
+/* After acceptance and compaction: emits the accepted drafts and the bonus
+ * into out (up to a stop id unless ignore_eos), then len += accept_len,
+ * root = bonus, offset = len; done when a stop id was met, len reached
+ * steps, or the verification output was malformed (error). */
+typedef struct deco_spec_commit_args {
+  deco_spec_state_t *state;  /* [1] */
+  const int32_t *tokens;     /* [n] the step's tree tokens */
+  int n_nodes;
+  const int32_t *path;       /* [DECO_TREE_MAX_NODES] */
+  const int32_t *accept_len; /* [1] */
+  const int32_t *bonus;      /* [1] */
+  int steps;
+  int ignore_eos;
+  int32_t *out;              /* [out_capacity] generated ids */
+  int out_capacity;
+} deco_spec_commit_args_t;
+DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *args);
+
 /* ---- Generation: the decoding loops ---- */
 
 typedef enum deco_draft_source {
@@ -94,11 +148,23 @@ typedef struct deco_generate_config {
   const deco_tree_template_t *tmpl;      /* DECO_DRAFT_RECYCLE: the tree to fill */
   deco_emit_fn emit;        /* called for the first prompt id, then once per position; may be NULL */
   void *user;
+  /* 1: run every step on the device (deco_spec_prepare / deco_spec_commit;
+   * DECO_DRAFT_NONE runs as one-node trees, DECO_DRAFT_LOOKUP is not
+   * available) — ids are emitted at the end; with graph = 1 (CUDA) the step
+   * is captured once as a CUDA graph and replayed. */
+  int device_resident;
+  int graph;
+  /* Optional: decode into this admitted, empty sequence of the caller's
+   * cache (reserved for steps + the tree's nodes) instead of a private one,
+   * e.g. to inspect the cache afterwards. */
+  deco_kv_cache_t *cache;
+  int seq;
 } deco_generate_config_t;
 
 typedef struct deco_generate_stats {
-  int tokens;    /* ids generated after the prompt (the stop id excluded) */
-  int forwards;  /* target forwards after the prefill */
+  int tokens;              /* ids generated after the prompt (the stop id excluded) */
+  int forwards;            /* target forwards after the prefill */
+  double capture_seconds;  /* host time spent capturing and instantiating the CUDA graph */
 } deco_generate_stats_t;
 
 /* Decodes one sequence the way llama2.c's run.c does: the prompt ids but the

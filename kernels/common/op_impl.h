@@ -8,6 +8,7 @@
 
 #include "deco/attention.h"
 #include "deco/layers.h"
+#include "deco/spec.h"
 #include "deco/recycle.h"
 #include "deco/tree.h"
 
@@ -33,6 +34,8 @@ DECO_DECLARE_OP(tree_attention)
 DECO_DECLARE_OP(tree_accept_greedy)
 DECO_DECLARE_OP(tree_accept_sample)
 DECO_DECLARE_OP(kv_compact)
+DECO_DECLARE_OP(spec_prepare)
+DECO_DECLARE_OP(spec_commit)
 
 DECO_DECLARE_OP(recycle_draft)
 DECO_DECLARE_OP(topk_rows)

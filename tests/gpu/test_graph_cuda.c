@@ -1,0 +1,107 @@
+/* tests/gpu/test_graph_cuda.c — the device-resident speculative step
+ * replayed as a CUDA graph against the same step run eagerly: greedy and
+ * sampled Token Recycling and plain decoding on stories260K must give
+ * bit-identical ids, KV cache contents and recycling tables (DESIGN.md,
+ * "The speculative step as a CUDA graph").
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+
+typedef struct capture {
+  int32_t ids[600];
+  int n;
+} capture_t;
+
+static void capture_id(void *user, int32_t id) {
+  capture_t *c = user;
+  if (c->n < 600) c->ids[c->n++] = id;
+}
+
+typedef struct outcome {
+  capture_t ids;
+  deco_generate_stats_t stats;
+  void *k, *v, *table; /* host copies */
+  size_t kv_bytes;
+} outcome_t;
+
+static void run(deco_model_t *m, deco_draft_source_t source, float temperature, int graph, outcome_t *o) {
+  deco_ctx_t *ctx = deco_model_ctx(m);
+  deco_tree_template_t tmpl;
+  cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
+  deco_recycler_t *rec;
+  cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
+  deco_kv_cache_t *kc;
+  cr_assert_eq(deco_kv_cache_create(m, 16, 32, 1, &kc), DECO_STATUS_SUCCESS);
+  int seq;
+  cr_assert_eq(deco_kv_cache_admit(kc, 400, &seq), DECO_STATUS_SUCCESS);
+  /* Poison the pools so slots nobody wrote compare equal only if equally unwritten. */
+  void *k, *v;
+  cr_assert_eq(deco_kv_cache_pools(kc, &k, &v, &o->kv_bytes), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memset(ctx, k, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memset(ctx, v, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
+  deco_generate_config_t c;
+  memset(&c, 0, sizeof c);
+  c.steps = 250;
+  c.temperature = temperature;
+  c.top_p = 0.9f;
+  c.seed = 11;
+  c.ignore_eos = 1;
+  c.source = source;
+  c.recycler = rec;
+  c.tmpl = &tmpl;
+  c.emit = capture_id;
+  c.user = &o->ids;
+  c.device_resident = 1;
+  c.graph = graph;
+  c.cache = kc;
+  c.seq = seq;
+  int32_t bos = 1;
+  o->ids.n = 0;
+  cr_assert_eq(deco_generate(m, &bos, 1, &c, &o->stats), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  o->k = malloc(o->kv_bytes);
+  o->v = malloc(o->kv_bytes);
+  o->table = malloc(512 * 8 * sizeof(int32_t));
+  cr_assert_eq(deco_memcpy(ctx, o->k, k, o->kv_bytes, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memcpy(ctx, o->v, v, o->kv_bytes, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memcpy(ctx, o->table, deco_recycler_table(rec), 512 * 8 * sizeof(int32_t), DECO_COPY_CTX_TO_HOST),
+               DECO_STATUS_SUCCESS);
+  deco_kv_cache_destroy(kc);
+  deco_recycler_destroy(rec);
+}
+
+static void check(deco_draft_source_t source, float temperature) {
+  if (!deco_test_have_data("models/stories260K.bin")) return;
+  deco_ctx_t *ctx = deco_test_cuda_ctx();
+  cr_assert_not_null(ctx);
+  deco_model_t *m;
+  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_BF16, &m),
+               DECO_STATUS_SUCCESS);
+  static outcome_t eager, graphed;
+  run(m, source, temperature, 0, &eager);
+  run(m, source, temperature, 1, &graphed);
+  fprintf(stderr, "%s T=%.1f: eager %d tokens / %d forwards, graphed %d / %d\n",
+          source == DECO_DRAFT_RECYCLE ? "recycle" : "plain", temperature, eager.stats.tokens, eager.stats.forwards,
+          graphed.stats.tokens, graphed.stats.forwards);
+  cr_assert_eq(eager.ids.n, graphed.ids.n);
+  cr_assert_eq(deco_test_compare_i32("ids", graphed.ids.ids, eager.ids.ids, (size_t)eager.ids.n), 0);
+  cr_assert_eq(eager.stats.forwards, graphed.stats.forwards);
+  cr_assert_eq(memcmp(eager.k, graphed.k, eager.kv_bytes), 0, "K cache differs");
+  cr_assert_eq(memcmp(eager.v, graphed.v, eager.kv_bytes), 0, "V cache differs");
+  cr_assert_eq(memcmp(eager.table, graphed.table, 512 * 8 * sizeof(int32_t)), 0, "tables differ");
+  outcome_t *os[2] = {&eager, &graphed};
+  for (int i = 0; i < 2; ++i) {
+    free(os[i]->k);
+    free(os[i]->v);
+    free(os[i]->table);
+  }
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+Test(graph_cuda, small_plain_greedy, .timeout = 120) { check(DECO_DRAFT_NONE, 0.0f); }
+Test(graph_cuda, recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.0f); }
+Test(graph_cuda, recycle_sampled, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.7f); }
