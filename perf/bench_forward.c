@@ -125,8 +125,13 @@ int main(int argc, char **argv) {
     snprintf(shape, sizeof shape, "%s bf16 tree verification of %d nodes, prefix %d", name, n, prefix + 2 * (reps + 3));
     double flops = 2.0 * (double)deco_model_weight_bytes(model) / 2.0 * n;
     deco_bench_csv_row(stdout, &b, "forward", shape, "cublas+tree_attention", &stats, weight_bytes, flops, cmd);
-    fprintf(stderr, "tree of %d nodes: %.3f ms = %.2f x the one-token step\n", n, stats.median_us / 1e3,
-            stats.median_us / decode_us);
+    double ratio = stats.median_us / decode_us;
+    fprintf(stderr, "tree of %d nodes: %.3f ms = %.2f x the one-token step\n", n, stats.median_us / 1e3, ratio);
+    /* A step that commits a tokens costs ratio decode steps (drafting and
+     * acceptance aside): a must reach ratio to break even, 1.5 ratio for
+     * 1.5x, 2 ratio for 2x. */
+    fprintf(stderr, "  mean accepted tokens needed: %.2f to break even, %.2f for 1.5x, %.2f for 2x\n", ratio,
+            1.5 * ratio, 2.0 * ratio);
   }
   free(tokens);
   deco_free(ctx, logits);

@@ -92,6 +92,15 @@ for b in "$bin"/bench_*; do
   note "bench $name: exit $rc ($(( $(date +%s) - start )) s)"
 done
 
+# Llama-3-8B shape: t_verify(81 nodes) / t_decode at batch 1 (issue target <= 1.3).
+lim=$(limit 90)
+if [ -x "$bin/bench_forward" ] && [ "$lim" -ge 30 ]; then
+  echo "# bench_forward --model llama3-8b" >>"$out/benches.csv"
+  echo "=== bench_forward --model llama3-8b" >>"$out/benches.log"
+  timeout "$lim" "$bin/bench_forward" --model llama3-8b --reps 20 >>"$out/benches.csv" 2>>"$out/benches.log"
+  note "bench bench_forward llama3-8b: exit $?"
+fi
+
 # 4. compute-sanitizer on a small-shape test of each suite.
 subset=("gpu_test_ops_cuda:*/small_ops" "gpu_test_tree_attention:*/bad_data_mma"
   "gpu_test_accept_cuda:*/greedy_small_vocab_ties" "gpu_test_kv_compact_cuda:*/overlapping_f32"
