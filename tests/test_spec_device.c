@@ -96,6 +96,12 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
   c.device_resident = 1;
   cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &sa), DECO_STATUS_UNSUPPORTED, "graphs need CUDA");
   c.graph = 0;
+  deco_recycler_t *small;
+  cr_assert_eq(deco_recycler_create(ctx, 64, 8, &small), DECO_STATUS_SUCCESS);
+  c.recycler = small;
+  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &sa), DECO_STATUS_INVALID_ARGUMENT, "a table of another vocab");
+  deco_recycler_destroy(small);
+  c.recycler = r2;
   c.source = DECO_DRAFT_LOOKUP;
   c.device_resident = 1;
   cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &sa), DECO_STATUS_UNSUPPORTED, "lookup drafts on the host");
@@ -109,8 +115,8 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
 Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_spec_state_t s = {10, 77, 0, 0, 0, 0, 0, 10};
-  int32_t depth[5] = {0, 1, 1, 2, 3}, tokens[5] = {0, 5, 6, 7, 8}, pos[5], kv, pre, ind[2], rows;
-  deco_spec_prepare_args_t pa = {&s, 5, depth, 13, tokens, pos, &kv, &pre, ind, &rows};
+  int32_t depth[5] = {0, 1, 1, 2, 3}, tokens[5] = {0, 5, 6, 7, 8}, pos[5], qi[2], kv, pre, ind[2], rows;
+  deco_spec_prepare_args_t pa = {&s, 5, depth, 13, tokens, pos, qi, &kv, &pre, ind, &rows};
   cr_assert_eq(deco_spec_prepare(ctx, &pa), DECO_STATUS_SUCCESS);
   /* steps 13, len 10: depth <= 2 may be drafted -> nodes 0..3 */
   cr_assert_eq(ind[1], 4);
@@ -119,6 +125,7 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   cr_assert_eq(tokens[4], 0, "a clipped node computes with a harmless token");
   cr_assert_eq(pos[3], 12);
   cr_assert_eq(kv, 15);
+  cr_assert_eq(qi[1], 5, "the forward computes every node");
   cr_assert_eq(pre, 10);
   /* Commit: path 0 -> 1 -> 3, bonus 2 (EOS) with the stop rule on. */
   int32_t path[DECO_TREE_MAX_NODES] = {0, 1, 3}, acc = 3, bonus = 2, out[8];
@@ -134,6 +141,7 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   cr_assert_eq(s.forwards, 1, "a commit after done does nothing");
   cr_assert_eq(deco_spec_prepare(ctx, &pa), DECO_STATUS_SUCCESS);
   cr_assert_eq(ind[1], 0, "after done acceptance and the update see an empty tree");
+  cr_assert_eq(qi[1], 0, "after done the forward writes no KV slot");
   /* Without the stop rule: len advances by accept_len and the step limit ends it. */
   deco_spec_state_t t = {10, 77, 0, 0, 0, 0, 0, 10};
   ca.state = &t;

@@ -18,6 +18,7 @@ typedef struct deco_generation {
   int tokens;     /* ids generated after the prompt (stop id excluded) */
   int forwards;   /* target forwards after the prefill */
   double seconds; /* wall time of the run (with --compare-ar: the median of 3 speculative runs) */
+  double capture_seconds; /* of which capturing the CUDA graph */
   double speedup; /* --compare-ar: speculative tok/s over plain tok/s (medians of 3), else 0 */
 } deco_generation_t;
 

@@ -218,13 +218,14 @@ deco_status_t deco_graph_capture_end(deco_ctx_t *ctx, deco_graph_t **graph) {
   *graph = NULL;
   if (ctx->backend != DECO_BACKEND_CUDA)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_graph_capture_end: graphs need the CUDA backend");
+  void *exec = NULL;
+  DECO_TRY(deco_cuda_graph_end(ctx, &exec)); /* ends the capture whatever happens next */
   deco_graph_t *g = calloc(1, sizeof *g);
-  if (!g) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_graph_capture_end: host memory");
-  deco_status_t st = deco_cuda_graph_end(ctx, &g->exec);
-  if (st != DECO_STATUS_SUCCESS) {
-    free(g);
-    return st;
+  if (!g) {
+    deco_cuda_graph_destroy(exec);
+    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_graph_capture_end: host memory");
   }
+  g->exec = exec;
   g->ctx = ctx;
   *graph = g;
   return DECO_STATUS_SUCCESS;

@@ -382,7 +382,12 @@ deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const de
   DECO_CHECK_PTR(ctx, a->kv_lens, op);
   DECO_CHECK_PTR(ctx, a->block_table, op);
   DECO_CHECK_PTR(ctx, a->logits, op);
-  if (a->parents) DECO_CHECK_PTR(ctx, a->prefix_lens, op);
+  if (a->parents) {
+    DECO_CHECK_PTR(ctx, a->prefix_lens, op);
+    if (a->n_tokens > a->n_seqs * DECO_TREE_MAX_NODES)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d tokens for %d trees of at most %d nodes", op,
+                       a->n_tokens, a->n_seqs, DECO_TREE_MAX_NODES);
+  }
   const int T = a->n_tokens, S = a->n_seqs, P = kc->max_pages_per_seq;
   /* Grows only when this batch is larger than every earlier one: warm a
    * captured step up eagerly first. */

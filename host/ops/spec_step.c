@@ -11,6 +11,7 @@ deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t 
   DECO_CHECK_PTR(ctx, a->depth, op);
   DECO_CHECK_PTR(ctx, a->tokens, op);
   DECO_CHECK_PTR(ctx, a->positions, op);
+  DECO_CHECK_PTR(ctx, a->q_indptr, op);
   DECO_CHECK_PTR(ctx, a->kv_lens, op);
   DECO_CHECK_PTR(ctx, a->prefix_lens, op);
   DECO_CHECK_PTR(ctx, a->tree_indptr, op);

@@ -232,8 +232,9 @@ static deco_status_t enqueue_step(dev_loop_t *d) {
                                     deco_recycler_table(c->recycler), V, d->k, w + l->tokens};
     DECO_TRY(deco_recycle_draft(ctx, &da));
   }
-  deco_spec_prepare_args_t pa = {state, d->n, w + l->depth, c->steps, w + l->tokens, w + l->positions,
-                                 w + l->kv_lens, w + l->prefix, w + l->tree_indptr, w + l->row_count};
+  deco_spec_prepare_args_t pa = {state,          d->n,           w + l->depth,  c->steps,
+                                 w + l->tokens,  w + l->positions, w + l->q_indptr, w + l->kv_lens,
+                                 w + l->prefix,  w + l->tree_indptr, w + l->row_count};
   DECO_TRY(deco_spec_prepare(ctx, &pa));
   deco_forward_device_args_t fa = {1, d->n, w + l->tokens, w + l->positions, w + l->q_indptr, w + l->kv_lens,
                                    w + l->prefix, w + l->parents, w + l->table, d->logits};
@@ -264,7 +265,7 @@ static deco_status_t enqueue_step(dev_loop_t *d) {
     DECO_TRY(deco_recycle_update(ctx, &ua));
   }
   deco_spec_commit_args_t co = {state, w + l->tokens, d->n, vo.path, vo.accept_len, vo.bonus, c->steps,
-                                c->ignore_eos, w + l->out, d->out_cap};
+                                c->ignore_eos != 0, w + l->out, d->out_cap};
   return deco_spec_commit(ctx, &co);
 }
 
@@ -299,8 +300,6 @@ static deco_status_t run_device(deco_model_t *m, deco_kv_cache_t *kc, int seq, c
   for (int j = 1; st == DECO_STATUS_SUCCESS && j < d.n; ++j)
     if (host[d.l.depth + j] < host[d.l.depth + j - 1])
       st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the template is not breadth first (node %d)", op, j);
-  host[d.l.q_indptr] = 0;
-  host[d.l.q_indptr + 1] = d.n;
   memcpy(host + d.l.seed, &c->seed, sizeof c->seed);
   int pos = 0;
   if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, (void **)&d.dev, d.l.total * sizeof(int32_t));
@@ -327,14 +326,21 @@ static deco_status_t run_device(deco_model_t *m, deco_kv_cache_t *kc, int seq, c
         st = deco_graph_capture_begin(ctx);
         if (st == DECO_STATUS_SUCCESS) {
           deco_status_t cs = enqueue_step(&d);
+          char msg[sizeof ctx->error];
+          memcpy(msg, ctx->error, sizeof msg);
           st = deco_graph_capture_end(ctx, &graph);
-          if (cs != DECO_STATUS_SUCCESS) st = cs;
+          if (cs != DECO_STATUS_SUCCESS) { /* the op's failure, not the aborted capture's */
+            memcpy(ctx->error, msg, sizeof msg);
+            st = cs;
+          }
         }
         out->capture_seconds += now_seconds() - t0;
         if (st != DECO_STATUS_SUCCESS) break;
       }
-      st = deco_graph_replay(ctx, graph, chunk);
-      replays += chunk;
+      /* Every step emits at least one id: never replay past the step limit. */
+      int todo = c->steps - s.len < chunk ? c->steps - s.len : chunk;
+      st = deco_graph_replay(ctx, graph, todo);
+      replays += todo;
     } else {
       st = enqueue_step(&d);
       replays++;
@@ -379,6 +385,9 @@ deco_status_t deco_generate(deco_model_t *m, const int32_t *prompt, int n_prompt
   case DECO_DRAFT_LOOKUP: max_nodes = c->lookup.max_nodes + 1; break;
   case DECO_DRAFT_RECYCLE:
     if (!c->recycler || !c->tmpl) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: recycler or template is NULL", op);
+    if (deco_recycler_vocab(c->recycler) != cfg->vocab_size)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the table has vocab %d, the model %d", op,
+                       deco_recycler_vocab(c->recycler), cfg->vocab_size);
     if (deco_tree_validate(c->tmpl->parent, c->tmpl->n_nodes) != DECO_STATUS_SUCCESS)
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: template: %s", op, deco_last_error(NULL));
     DECO_TRY(deco_tree_template_check_k(c->tmpl, deco_recycler_k(c->recycler), "the template") == DECO_STATUS_SUCCESS

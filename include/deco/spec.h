@@ -93,7 +93,8 @@ typedef struct deco_spec_state {
  * steps - len - 1 (a suffix, since the template is breadth first) get token
  * 0 and are left out of the tree that acceptance and the update see
  * (tree_indptr = {0, m}, row_count = m; m = 0 once done); positions =
- * len + depth; kv_lens = len + n; prefix_lens = len. */
+ * len + depth; kv_lens = len + n; prefix_lens = len; q_indptr = {0, n}, or
+ * {0, 0} once done, so that a replay after the end writes no KV slot. */
 typedef struct deco_spec_prepare_args {
   deco_spec_state_t *state;  /* [1] */
   int n_nodes;               /* n: the template's nodes, root included */
@@ -101,6 +102,7 @@ typedef struct deco_spec_prepare_args {
   int steps;                 /* forward positions of the whole generation */
   int32_t *tokens;           /* [n] in/out */
   int32_t *positions;        /* [n] out */
+  int32_t *q_indptr;         /* [2] out: the forward's batch */
   int32_t *kv_lens;          /* [1] out */
   int32_t *prefix_lens;      /* [1] out */
   int32_t *tree_indptr;      /* [2] out */

@@ -20,6 +20,8 @@ DECO_HD void deco_spec_prepare_one(const deco_spec_prepare_args_t *a) {
   a->tokens[0] = s->root;
   for (int j = m > 1 ? m : 1; j < n; ++j) a->tokens[j] = 0; /* computed, never verified */
   for (int j = 0; j < n; ++j) a->positions[j] = len + a->depth[j];
+  a->q_indptr[0] = 0;
+  a->q_indptr[1] = s->done ? 0 : n;
   a->kv_lens[0] = len + n;
   a->prefix_lens[0] = len;
   a->tree_indptr[0] = 0;
