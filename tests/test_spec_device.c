@@ -12,27 +12,17 @@
 
 #include "common/testutil.h"
 
-typedef struct capture {
-  int32_t ids[600];
-  int n;
-} capture_t;
-
-static void capture_id(void *user, int32_t id) {
-  capture_t *c = user;
-  if (c->n < 600) c->ids[c->n++] = id;
-}
-
 static void run(deco_model_t *m, deco_generate_config_t c, int device, const int32_t *prompt, int n_prompt,
-                capture_t *cap, deco_generate_stats_t *st) {
+                deco_test_capture_t *cap, deco_generate_stats_t *st) {
   c.device_resident = device;
-  c.emit = capture_id;
+  c.emit = deco_test_capture_id;
   c.user = cap;
   cap->n = 0;
   cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, st), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(deco_model_ctx(m)));
 }
 
-static void compare(const char *what, const capture_t *a, const deco_generate_stats_t *sa, const capture_t *b,
+static void compare(const char *what, const deco_test_capture_t *a, const deco_generate_stats_t *sa, const deco_test_capture_t *b,
                     const deco_generate_stats_t *sb) {
   cr_assert_eq(a->n, b->n, "%s: %d vs %d ids", what, a->n, b->n);
   cr_assert_eq(deco_test_compare_i32(what, b->ids, a->ids, (size_t)a->n), 0);
@@ -53,7 +43,7 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
   cr_assert_eq(deco_recycler_create(ctx, 512, 8, &r2), DECO_STATUS_SUCCESS);
   int n_prompt;
   int32_t *prompt = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/prompt_dog.ids"), &n_prompt);
-  static capture_t a, b;
+  static deco_test_capture_t a, b;
   deco_generate_stats_t sa, sb;
   deco_generate_config_t c;
   memset(&c, 0, sizeof c);

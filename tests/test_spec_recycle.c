@@ -97,23 +97,13 @@ Test(spec_recycle, saved_table_starts_warm) {
 /* ---- Two-sample test: speculative sampling vs plain sampling ---- */
 
 #define HORIZON 3
-typedef struct capture {
-  int32_t ids[64];
-  int n;
-} capture_t;
-
-static void capture_id(void *user, int32_t id) {
-  capture_t *c = user;
-  if (c->n < 64) c->ids[c->n++] = id;
-}
-
 /* hist[h][id]: counts of the id emitted at generated position h. */
 static void sample(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg, int runs,
                    uint64_t seed0, long hist[HORIZON][512]) {
   for (int r = 0; r < runs; ++r) {
-    capture_t cap = {{0}, 0};
+    deco_test_capture_t cap = {{0}, 0};
     cfg.seed = seed0 + (uint64_t)r;
-    cfg.emit = capture_id;
+    cfg.emit = deco_test_capture_id;
     cfg.user = &cap;
     deco_generate_stats_t st;
     cr_assert_eq(deco_generate(m, prompt, n_prompt, &cfg, &st), DECO_STATUS_SUCCESS, "%s",

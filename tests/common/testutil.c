@@ -314,6 +314,11 @@ const char *deco_test_last_line(const char *text) {
   return line;
 }
 
+void deco_test_capture_id(void *user, int32_t id) {
+  deco_test_capture_t *c = user;
+  if (c->n < (int)(sizeof c->ids / sizeof c->ids[0])) c->ids[c->n++] = id;
+}
+
 deco_ctx_t *deco_test_cpu_ctx(void) {
   deco_ctx_config_t cfg = {DECO_BACKEND_CPU, 0, NULL};
   deco_ctx_t *ctx = NULL;

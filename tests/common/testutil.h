@@ -83,6 +83,13 @@ char *deco_test_fixture_line(const char *rel);
 /* Last line of a text (without its newline) in a static buffer. */
 const char *deco_test_last_line(const char *text);
 
+/* Collects the ids deco_generate emits (its emit callback). */
+typedef struct deco_test_capture {
+  int32_t ids[1024];
+  int n;
+} deco_test_capture_t;
+void deco_test_capture_id(void *user, int32_t id);
+
 /* Contexts for tests; the CUDA one returns NULL if no device. */
 deco_ctx_t *deco_test_cpu_ctx(void);
 deco_ctx_t *deco_test_cuda_ctx(void);

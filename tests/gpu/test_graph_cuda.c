@@ -11,18 +11,8 @@
 
 #include "common/testutil.h"
 
-typedef struct capture {
-  int32_t ids[600];
-  int n;
-} capture_t;
-
-static void capture_id(void *user, int32_t id) {
-  capture_t *c = user;
-  if (c->n < 600) c->ids[c->n++] = id;
-}
-
 typedef struct outcome {
-  capture_t ids;
+  deco_test_capture_t ids;
   deco_generate_stats_t stats;
   void *k, *v, *table; /* host copies */
   size_t kv_bytes;
@@ -53,7 +43,7 @@ static void run(deco_model_t *m, deco_draft_source_t source, float temperature, 
   c.source = source;
   c.recycler = rec;
   c.tmpl = &tmpl;
-  c.emit = capture_id;
+  c.emit = deco_test_capture_id;
   c.user = &o->ids;
   c.device_resident = 1;
   c.graph = graph;

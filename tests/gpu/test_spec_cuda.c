@@ -14,18 +14,8 @@
 #include "common/neartie.h"
 #include "common/testutil.h"
 
-typedef struct capture {
-  int32_t ids[600];
-  int n;
-} capture_t;
-
-static void capture_id(void *user, int32_t id) {
-  capture_t *c = user;
-  if (c->n < 600) c->ids[c->n++] = id;
-}
-
 static void generate(deco_model_t *m, deco_draft_source_t source, deco_recycler_t *rec,
-                     const deco_tree_template_t *tmpl, capture_t *out) {
+                     const deco_tree_template_t *tmpl, deco_test_capture_t *out) {
   deco_generate_config_t c;
   memset(&c, 0, sizeof c);
   c.steps = 256;
@@ -36,7 +26,7 @@ static void generate(deco_model_t *m, deco_draft_source_t source, deco_recycler_
   c.lookup = lc;
   c.recycler = rec;
   c.tmpl = tmpl;
-  c.emit = capture_id;
+  c.emit = deco_test_capture_id;
   c.user = out;
   out->n = 0;
   int32_t bos = 1;
@@ -83,7 +73,7 @@ static void check(deco_dtype_t dtype) {
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
-  static capture_t plain, spec;
+  static deco_test_capture_t plain, spec;
   generate(m, DECO_DRAFT_NONE, NULL, NULL, &plain);
   const char *names[2] = {"lookup", "recycle"};
   deco_draft_source_t sources[2] = {DECO_DRAFT_LOOKUP, DECO_DRAFT_RECYCLE};
