@@ -10,35 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/randtree.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
 #include "deco/deco.h"
 
-/* ---- small deterministic integer generator (splitmix64) ---- */
 
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static int rng_int(uint64_t *s, int lo, int hi) { /* [lo, hi] */
-  return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1));
-}
-
-/* Random tree of n nodes in topological order; shape picks the kind. */
-static void random_tree(uint64_t *s, int n, int shape, int32_t *parent) {
-  parent[0] = -1;
-  for (int i = 1; i < n; ++i) {
-    switch (shape % 5) {
-    case 0: parent[i] = rng_int(s, 0, i - 1); break;                  /* bushy */
-    case 1: parent[i] = i - 1; break;                                 /* chain */
-    case 2: parent[i] = 0; break;                                     /* star */
-    case 3: parent[i] = rng_int(s, i > 3 ? i - 3 : 0, i - 1); break;  /* deep */
-    default: parent[i] = (i - 1) / 3; break;                          /* 3-ary, breadth first */
-    }
-  }
-}
 
 static int error_mentions(const char *a, const char *b) {
   const char *msg = deco_last_error(NULL);
@@ -56,11 +33,11 @@ Test(tree_helpers, validate_accepts_trees) {
   int32_t parent[DECO_TREE_MAX_NODES];
   for (int shape = 0; shape < 5; ++shape)
     for (int n = 1; n <= DECO_TREE_MAX_NODES; n += 51) {
-      random_tree(&s, n, shape, parent);
+      deco_test_random_tree(&s, n, shape, parent);
       cr_expect_eq(deco_tree_validate(parent, n), DECO_STATUS_SUCCESS, "shape %d n %d: %s", shape, n,
                    deco_last_error(NULL));
     }
-  random_tree(&s, DECO_TREE_MAX_NODES, 0, parent);
+  deco_test_random_tree(&s, DECO_TREE_MAX_NODES, 0, parent);
   cr_expect_eq(deco_tree_validate(parent, DECO_TREE_MAX_NODES), DECO_STATUS_SUCCESS);
 }
 
@@ -113,10 +90,10 @@ Test(tree_helpers, depths_and_positions) {
   /* A chain of 256: depth i; a star: depth 1. */
   int32_t chain[DECO_TREE_MAX_NODES], dc[DECO_TREE_MAX_NODES];
   uint64_t s = 3;
-  random_tree(&s, DECO_TREE_MAX_NODES, 1, chain);
+  deco_test_random_tree(&s, DECO_TREE_MAX_NODES, 1, chain);
   cr_assert_eq(deco_tree_depths(chain, DECO_TREE_MAX_NODES, dc), DECO_STATUS_SUCCESS);
   for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) cr_expect_eq(dc[i], i);
-  random_tree(&s, 40, 2, chain);
+  deco_test_random_tree(&s, 40, 2, chain);
   cr_assert_eq(deco_tree_depths(chain, 40, dc), DECO_STATUS_SUCCESS);
   for (int i = 1; i < 40; ++i) cr_expect_eq(dc[i], 1);
 
@@ -286,14 +263,14 @@ static void to_child_sibling(const int32_t *parent, int n, const int *perm, int3
 Test(tree_helpers, child_sibling_roundtrip) {
   uint64_t s = 11;
   for (int trial = 0; trial < 40; ++trial) {
-    int n = trial == 0 ? 1 : rng_int(&s, 1, DECO_TREE_MAX_NODES);
+    int n = trial == 0 ? 1 : deco_test_rng_int(&s, 1, DECO_TREE_MAX_NODES);
     int32_t parent[DECO_TREE_MAX_NODES], fc[DECO_TREE_MAX_NODES], ns[DECO_TREE_MAX_NODES];
     int32_t out_parent[DECO_TREE_MAX_NODES], order[DECO_TREE_MAX_NODES], inv[DECO_TREE_MAX_NODES];
     int perm[DECO_TREE_MAX_NODES];
-    random_tree(&s, n, trial, parent);
+    deco_test_random_tree(&s, n, trial, parent);
     for (int i = 0; i < n; ++i) perm[i] = i;
     for (int i = n - 1; i > 1; --i) { /* shuffle all but the root */
-      int j = rng_int(&s, 1, i), t = perm[i];
+      int j = deco_test_rng_int(&s, 1, i), t = perm[i];
       perm[i] = perm[j];
       perm[j] = t;
     }
@@ -428,14 +405,14 @@ static void tcase_build(tcase_t *c, uint64_t seed, int B, const int *sizes, cons
   c->cap_nodes = c->total + extra_cap;
   c->parent = malloc(sizeof(int32_t) * (size_t)(c->cap_nodes > 0 ? c->cap_nodes : 1));
   for (int b = 0; b < B; ++b)
-    if (sizes[b] > 0) random_tree(&s, sizes[b], rng_int(&s, 0, 4), c->parent + c->indptr[b]);
+    if (sizes[b] > 0) deco_test_random_tree(&s, sizes[b], deco_test_rng_int(&s, 0, 4), c->parent + c->indptr[b]);
   for (int i = c->total; i < c->cap_nodes; ++i) c->parent[i] = 12345; /* never read */
   c->max_pages = max_pages + 1; /* one spare entry per row, left unused */
   c->n_pages = B * c->max_pages + 3;
   int *perm = malloc(sizeof(int) * (size_t)c->n_pages);
   for (int i = 0; i < c->n_pages; ++i) perm[i] = i;
   for (int i = c->n_pages - 1; i > 0; --i) {
-    int j = rng_int(&s, 0, i), t = perm[i];
+    int j = deco_test_rng_int(&s, 0, i), t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;
   }
@@ -552,18 +529,18 @@ static void sweep(int hd, uint64_t seed) {
   uint64_t s = seed;
   for (int gi = 0; gi < 4; ++gi)
     for (int ps = 1; ps <= 16; ps += 15) {
-      int B = rng_int(&s, 1, 4), sizes[4], pre[4];
+      int B = deco_test_rng_int(&s, 1, 4), sizes[4], pre[4];
       int budget = hd >= 64 ? 600 : 900; /* total nodes: keeps the sweep to seconds */
       for (int b = 0; b < B; ++b) {
-        int big = rng_int(&s, 0, 3) == 0;
-        sizes[b] = big ? rng_int(&s, 100, DECO_TREE_MAX_NODES) : rng_int(&s, 1, 40);
+        int big = deco_test_rng_int(&s, 0, 3) == 0;
+        sizes[b] = big ? deco_test_rng_int(&s, 100, DECO_TREE_MAX_NODES) : deco_test_rng_int(&s, 1, 40);
         if (sizes[b] > budget) sizes[b] = budget > 1 ? budget : 1;
         budget -= sizes[b];
-        pre[b] = prefixes[rng_int(&s, 0, 4)];
+        pre[b] = prefixes[deco_test_rng_int(&s, 0, 4)];
       }
       int n_kv = groups[gi] >= 4 ? 1 : 2;
       tcase_t c;
-      tcase_build(&c, rng_next(&s), B, sizes, pre, n_kv, groups[gi], hd, ps, rng_int(&s, 0, 5));
+      tcase_build(&c, deco_test_rng_next(&s), B, sizes, pre, n_kv, groups[gi], hd, ps, deco_test_rng_int(&s, 0, 5));
       char what[128];
       snprintf(what, sizeof what, "hd %d group %d page %d B %d (sizes %d %d ...)", hd, groups[gi], ps, B, sizes[0],
                B > 1 ? sizes[1] : 0);

@@ -54,15 +54,7 @@ static deco_status_t check_attention(deco_ctx_t *ctx, const deco_attention_args_
   return DECO_STATUS_SUCCESS;
 }
 
-size_t deco_attention_workspace_size(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
-#ifdef DECO_HAVE_CUDA
-  if (check_attention(ctx, a, "deco_attention_workspace_size") != DECO_STATUS_SUCCESS) return 0;
-  return deco_attention_workspace_size_cuda(ctx, a);
-#else
-  return 0;
-#endif
-}
+DECO_DEFINE_WORKSPACE_SIZE(attention, check_attention)
 
 deco_status_t deco_attention(deco_ctx_t *ctx, const deco_attention_args_t *a) {
   static const char op[] = "deco_attention";

@@ -21,4 +21,23 @@
 deco_status_t deco_check_paged_kv(deco_ctx_t *ctx, const deco_paged_kv_t *cache, const char *op);
 deco_status_t deco_check_ragged(deco_ctx_t *ctx, const deco_ragged_batch_t *batch, const char *op);
 
+/* The public deco_<name>_workspace_size: 0 on the CPU backend or for
+ * arguments that fail check(ctx, args, op); otherwise what the CUDA
+ * implementation's plan needs (deco_<name>_workspace_size_cuda). */
+#ifdef DECO_HAVE_CUDA
+#define DECO_DEFINE_WORKSPACE_SIZE(name, check)                                          \
+  size_t deco_##name##_workspace_size(deco_ctx_t *ctx, const deco_##name##_args_t *a) { \
+    if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;          \
+    if (check(ctx, a, "deco_" #name "_workspace_size") != DECO_STATUS_SUCCESS) return 0;  \
+    return deco_##name##_workspace_size_cuda(ctx, a);                                     \
+  }
+#else
+#define DECO_DEFINE_WORKSPACE_SIZE(name, check)                                          \
+  size_t deco_##name##_workspace_size(deco_ctx_t *ctx, const deco_##name##_args_t *a) { \
+    (void)ctx;                                                                            \
+    (void)a;                                                                              \
+    return 0;                                                                             \
+  }
+#endif
+
 #endif

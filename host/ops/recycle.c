@@ -44,15 +44,7 @@ static deco_status_t check_topk(deco_ctx_t *ctx, const deco_topk_rows_args_t *a,
   return DECO_STATUS_SUCCESS;
 }
 
-size_t deco_topk_rows_workspace_size(deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
-  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
-#ifdef DECO_HAVE_CUDA
-  if (check_topk(ctx, a, "deco_topk_rows_workspace_size") != DECO_STATUS_SUCCESS) return 0;
-  return deco_topk_rows_workspace_size_cuda(ctx, a);
-#else
-  return 0;
-#endif
-}
+DECO_DEFINE_WORKSPACE_SIZE(topk_rows, check_topk)
 
 deco_status_t deco_topk_rows(deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
   DECO_TRY(check_topk(ctx, a, "deco_topk_rows"));
@@ -69,15 +61,7 @@ static deco_status_t check_update(deco_ctx_t *ctx, const deco_recycle_update_arg
   return check_table(ctx, a->table, a->vocab, a->k, op);
 }
 
-size_t deco_recycle_update_workspace_size(deco_ctx_t *ctx, const deco_recycle_update_args_t *a) {
-  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
-#ifdef DECO_HAVE_CUDA
-  if (check_update(ctx, a, "deco_recycle_update_workspace_size") != DECO_STATUS_SUCCESS) return 0;
-  return deco_recycle_update_workspace_size_cuda(ctx, a);
-#else
-  return 0;
-#endif
-}
+DECO_DEFINE_WORKSPACE_SIZE(recycle_update, check_update)
 
 deco_status_t deco_recycle_update(deco_ctx_t *ctx, const deco_recycle_update_args_t *a) {
   DECO_TRY(check_update(ctx, a, "deco_recycle_update"));

@@ -66,30 +66,14 @@ static deco_status_t check_sample(deco_ctx_t *ctx, const deco_tree_accept_sample
   return DECO_STATUS_SUCCESS;
 }
 
-size_t deco_tree_accept_greedy_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a) {
-  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
-#ifdef DECO_HAVE_CUDA
-  if (check_greedy(ctx, a, "deco_tree_accept_greedy_workspace_size") != DECO_STATUS_SUCCESS) return 0;
-  return deco_tree_accept_greedy_workspace_size_cuda(ctx, a);
-#else
-  return 0;
-#endif
-}
+DECO_DEFINE_WORKSPACE_SIZE(tree_accept_greedy, check_greedy)
 
 deco_status_t deco_tree_accept_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a) {
   DECO_TRY(check_greedy(ctx, a, "deco_tree_accept_greedy"));
   return DECO_DISPATCH(ctx, tree_accept_greedy, a);
 }
 
-size_t deco_tree_accept_sample_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a) {
-  if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;
-#ifdef DECO_HAVE_CUDA
-  if (check_sample(ctx, a, "deco_tree_accept_sample_workspace_size") != DECO_STATUS_SUCCESS) return 0;
-  return deco_tree_accept_sample_workspace_size_cuda(ctx, a);
-#else
-  return 0;
-#endif
-}
+DECO_DEFINE_WORKSPACE_SIZE(tree_accept_sample, check_sample)
 
 deco_status_t deco_tree_accept_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a) {
   DECO_TRY(check_sample(ctx, a, "deco_tree_accept_sample"));

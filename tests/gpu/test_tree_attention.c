@@ -12,30 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/randtree.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
 #include "deco/deco.h"
 
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static int rng_int(uint64_t *s, int lo, int hi) { return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1)); }
 
-static void random_tree(uint64_t *s, int n, int shape, int32_t *parent) {
-  parent[0] = -1;
-  for (int i = 1; i < n; ++i) {
-    switch (shape % 5) {
-    case 0: parent[i] = rng_int(s, 0, i - 1); break;                 /* bushy */
-    case 1: parent[i] = i - 1; break;                                /* chain */
-    case 2: parent[i] = 0; break;                                    /* star */
-    case 3: parent[i] = rng_int(s, i > 3 ? i - 3 : 0, i - 1); break; /* deep */
-    default: parent[i] = (i - 1) / 3; break;                         /* 3-ary */
-    }
-  }
-}
 
 #define MAX_B 8
 
@@ -74,14 +56,14 @@ static void hcase_build(const gcase_t *g, hcase_t *h) {
   h->parent = malloc(sizeof(int32_t) * (size_t)(h->cap > 0 ? h->cap : 1));
   for (int b = 0; b < g->B; ++b)
     if (g->sizes[b] > 0)
-      random_tree(&s, g->sizes[b], g->shape >= 0 ? g->shape : rng_int(&s, 0, 4), h->parent + h->indptr[b]);
+      deco_test_random_tree(&s, g->sizes[b], g->shape >= 0 ? g->shape : deco_test_rng_int(&s, 0, 4), h->parent + h->indptr[b]);
   for (int i = h->total; i < h->cap; ++i) h->parent[i] = -1;
   h->max_pages = max_pages + 1;
   h->n_pages = g->B * h->max_pages + 5;
   int *perm = malloc(sizeof(int) * (size_t)h->n_pages);
   for (int i = 0; i < h->n_pages; ++i) perm[i] = i;
   for (int i = h->n_pages - 1; i > 0; --i) {
-    int j = rng_int(&s, 0, i), t = perm[i];
+    int j = deco_test_rng_int(&s, 0, i), t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;
   }
@@ -280,16 +262,16 @@ static void sweep(deco_dtype_t dtype, int hd, uint64_t seed) {
     g.dtype = dtype;
     g.hd = hd;
     g.group = groups[(k + hd / 8) % 4];
-    g.n_kv = rng_int(&s, 1, g.group >= 4 ? 2 : 3);
+    g.n_kv = deco_test_rng_int(&s, 1, g.group >= 4 ? 2 : 3);
     g.page_size = (k % 2) ? 16 : 1;
-    g.B = rng_int(&s, 1, 5);
+    g.B = deco_test_rng_int(&s, 1, 5);
     g.shape = -1;
-    g.seed = rng_next(&s);
-    g.extra_cap = rng_int(&s, 0, 3);
+    g.seed = deco_test_rng_next(&s);
+    g.extra_cap = deco_test_rng_int(&s, 0, 3);
     for (int b = 0; b < g.B; ++b) {
-      int r = rng_int(&s, 0, 7);
-      g.sizes[b] = r == 0 && g.B > 1 ? 0 : r <= 2 ? rng_int(&s, 100, 256) : rng_int(&s, 1, 64);
-      g.prefix[b] = prefixes[rng_int(&s, 0, 4)];
+      int r = deco_test_rng_int(&s, 0, 7);
+      g.sizes[b] = r == 0 && g.B > 1 ? 0 : r <= 2 ? deco_test_rng_int(&s, 100, 256) : deco_test_rng_int(&s, 1, 64);
+      g.prefix[b] = prefixes[deco_test_rng_int(&s, 0, 4)];
     }
     while (case_cost(&g) > 1.5e8) { /* shrink the costliest tree */
       int worst = 0;
