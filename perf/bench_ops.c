@@ -160,7 +160,7 @@ static int bench_attention(deco_ctx_t *ctx, deco_bench_t *b, int B, int L, int r
     if (deco_bench_time(b, att_fn, &st, 5, reps, 1, &s)) exit(1);
     char shape[128], path[64];
     snprintf(shape, sizeof shape, "B=%d L=%d heads=%d/%d hd=%d page=%d", B, L, n_heads, n_kv, hd, ps);
-    snprintf(path, sizeof path, "%s", ws_bytes ? "split-kv + merge" : "single pass");
+    snprintf(path, sizeof path, "%s", deco_attention_path(ctx, &args));
     const double bytes = 2.0 * (2.0 * (double)B * L * row + 2.0 * B * n_heads * hd);
     const double flops = 4.0 * B * n_heads * (double)L * hd;
     deco_bench_csv_row(stdout, b, "attention_decode_bf16", shape, path, &s, bytes, flops, cmd);

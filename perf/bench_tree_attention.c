@@ -355,7 +355,9 @@ int main(int argc, char **argv) {
         char dshape[64];
         snprintf(dshape, sizeof dshape, "B=%d L=%d heads=%d/%d hd=%d page=%d", c.B, c.L + 1, H_Q, H_KV, HD, PAGE);
         const double dbytes = 2.0 * 2.0 * c.B * (double)(c.L + 1) * H_KV * HD + 2.0 * 2.0 * c.B * H_Q * HD;
-        deco_bench_csv_row(stdout, &b, "decode_attention_bf16", dshape, "deco_attention", &st, dbytes,
+        char dpath[64];
+        snprintf(dpath, sizeof dpath, "deco_attention:%s", deco_attention_path(ctx, &c.da));
+        deco_bench_csv_row(stdout, &b, "decode_attention_bf16", dshape, dpath, &st, dbytes,
                            4.0 * c.B * (double)(c.L + 1) * H_Q * HD, cmd);
       }
       if (deco_bench_time(&b, tree_fn, &c, 10, reps, flush, &st)) return 1;

@@ -68,6 +68,10 @@ DECO_API deco_status_t deco_attention(deco_ctx_t *ctx, const deco_attention_args
 
 /* Scratch bytes deco_attention needs for these arguments (0 on the CPU). */
 DECO_API size_t deco_attention_workspace_size(deco_ctx_t *ctx, const deco_attention_args_t *args);
+/* Name of the kernel path deco_attention picks for these arguments ("ref",
+ * "mma-w4", "mma-w8+split16", "simt", "simt+split"), for benches and logs;
+ * valid until the next call on the same thread. */
+DECO_API const char *deco_attention_path(deco_ctx_t *ctx, const deco_attention_args_t *args);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,8 @@
 /* kernels/attention/attention.cu — causal attention over the paged KV cache
- * (prefill and decode, any GQA ratio, head dims 8..256), one pass with an
- * online softmax in fp32 (Milakov & Gimelshein 2018; FlashAttention's
+ * (prefill and decode, any GQA ratio, head dims 8..256). Head dims 64 and
+ * 128 in f16/bf16 run on the tensor-core tree-attention kernel in its causal
+ * mode (tree_attention.cu); everything else on the kernel here: one pass
+ * with an online softmax in fp32 (Milakov & Gimelshein 2018; FlashAttention's
  * rescaling), split over the keys with a merge step when there are too few
  * (token, KV head) pairs to fill the GPU (split-KV decoding).
  * q, out [n_tokens][n_heads][head_dim]; pools [n_pages][page_size][n_kv_heads][head_dim].
@@ -10,6 +12,7 @@
 #include "common/cuda_common.cuh"
 #include "common/op_impl.h"
 #include "common/paged.h"
+#include "attention/tree_attention_common.cuh"
 
 /* Block = ATT_WARPS warps working on one token, one KV head and up to HG of
  * the query heads that share it, so each K/V row is loaded once for all of
@@ -228,7 +231,13 @@ static attention_plan make_plan(const deco_ctx_t *ctx, const deco_attention_args
 }
 
 size_t deco_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_workspace_cuda(ctx, a);
   return make_plan(ctx, a).ws_bytes;
+}
+
+const char *deco_attention_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_path_cuda(ctx, a);
+  return make_plan(ctx, a).n_splits > 1 ? "simt+split" : "simt";
 }
 
 template <typename T, int DPL, int HG, int KU>
@@ -265,6 +274,7 @@ static deco_status_t attention_dispatch(deco_ctx_t *ctx, const deco_attention_ar
 }
 
 deco_status_t deco_attention_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_cuda(ctx, a);
   const attention_plan pl = make_plan(ctx, a);
   if (pl.ws_bytes > 0) {
     if (ctx->workspace == NULL || ctx->workspace_bytes < pl.ws_bytes)

@@ -59,14 +59,14 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
     fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
     return;
   }
-  const int keys = ti.L + ti.n;
-  const long long kb = (long long)c.split * p.chunk;
+  const int keys = ti.L + ti.n, chunk = split_chunk(keys, p.n_splits);
+  const long long kb = (long long)c.split * chunk;
   if (kb >= keys) {
     fill_rows(p, ti, c.g, row0, row_end, c.split, -INFINITY);
     return;
   }
   const int k_begin = (int)kb;
-  const int k_end = (int)min((long long)keys, kb + p.chunk);
+  const int k_end = (int)min((long long)keys, kb + chunk);
   const int L = ti.L;
   const uint32_t *ancf = anc;
   if (k_end > L) ancf = anc + build_ancestors(anc, jump, ti.n) * kAncBufWords;
@@ -190,16 +190,28 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
 
 constexpr int kMergeWarps = 8;
 
+/* Grid x: (tree, node) pairs, nodes_max per tree; causal: flat tokens. */
 __global__ void __launch_bounds__(kMergeWarps * 32) tree_attention_merge_kernel(const Params p, int nodes_max) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int b = blockIdx.x / nodes_max, node = blockIdx.x % nodes_max;
   const int head = blockIdx.y * kMergeWarps + warp;
-  const int t0 = p.tree_indptr[b], t1 = p.tree_indptr[b + 1];
-  /* Same range test as the attention kernels: rows they skipped stay untouched. */
-  if (!(t0 >= 0 && t1 > t0 && t1 - t0 <= kMaxNodes && t1 <= p.cap_nodes)) return;
-  if (node >= t1 - t0 || head >= p.n_heads) return;
+  int t;
+  if (p.causal) {
+    t = blockIdx.x;
+    const int s = deco_ragged_seq_of(p.tree_indptr, p.n_trees, t);
+    if (s < 0) return;
+    const int t0 = p.tree_indptr[s], t1 = p.tree_indptr[s + 1];
+    /* Same range test as the attention kernel: rows it skipped stay untouched. */
+    if (!(t0 >= 0 && t1 > t0 && t1 <= p.cap_nodes && t >= t0 && t < t1)) return;
+  } else {
+    const int b = blockIdx.x / nodes_max, node = blockIdx.x % nodes_max;
+    const int t0 = p.tree_indptr[b], t1 = p.tree_indptr[b + 1];
+    if (!(t0 >= 0 && t1 > t0 && t1 - t0 <= kMaxNodes && t1 <= p.cap_nodes)) return;
+    if (node >= t1 - t0) return;
+    t = t0 + node;
+  }
+  if (head >= p.n_heads) return;
   const int hd = p.head_dim;
-  const size_t row = (size_t)(t0 + node) * p.n_heads + head;
+  const size_t row = (size_t)t * p.n_heads + head;
   const size_t stride = (size_t)p.cap_nodes * p.n_heads;
   float mx = -INFINITY;
   bool poisoned = false;
@@ -241,19 +253,67 @@ constexpr int kMaxSplits = 64;
 
 static bool aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
 
+/* What the plan depends on: host-side values of a tree batch or of a causal
+ * ragged batch (deco_attention). */
+struct Shape {
+  int causal;
+  int dtype, head_dim, n_kv, n_heads;
+  int B, cap; /* trees (sequences); node (token) capacity */
+  int max_pages, page_size;
+  bool aligned; /* q, out and both pools 16-byte aligned */
+};
+
+static Shape tree_shape(const deco_tree_attention_args_t *a) {
+  const deco_paged_kv_t *c = &a->cache;
+  Shape s;
+  s.causal = 0;
+  s.dtype = (int)c->dtype;
+  s.head_dim = c->head_dim;
+  s.n_kv = c->n_kv_heads;
+  s.n_heads = a->n_heads;
+  s.B = a->tree.n_trees;
+  s.cap = a->tree.n_nodes;
+  s.max_pages = c->max_pages_per_seq;
+  s.page_size = c->page_size;
+  s.aligned = aligned16(a->q) && aligned16(a->out) && aligned16(c->k_pages) && aligned16(c->v_pages);
+  return s;
+}
+
+static Shape causal_shape(const deco_attention_args_t *a) {
+  const deco_paged_kv_t *c = &a->cache;
+  Shape s;
+  s.causal = 1;
+  s.dtype = (int)c->dtype;
+  s.head_dim = c->head_dim;
+  s.n_kv = c->n_kv_heads;
+  s.n_heads = a->n_heads;
+  s.B = a->batch.n_seqs;
+  s.cap = a->batch.n_tokens;
+  s.max_pages = c->max_pages_per_seq;
+  s.page_size = c->page_size;
+  s.aligned = aligned16(a->q) && aligned16(a->out) && aligned16(c->k_pages) && aligned16(c->v_pages);
+  return s;
+}
+
+static bool mma_shape(const Shape &s) {
+  return (s.dtype == DECO_DTYPE_F16 || s.dtype == DECO_DTYPE_BF16) && (s.head_dim == 64 || s.head_dim == 128) &&
+         s.aligned && (long long)s.cap * s.n_heads <= INT32_MAX;
+}
+
 /* Everything here comes from host-side values, so the workspace size, the
  * path name and the launch agree. The real tree sizes and prefix lengths
  * live in device memory: the node capacity and the block-table capacity
  * stand in for them (average nodes per tree, longest possible prefix). */
-static Plan make_plan(const deco_ctx_t *ctx, const deco_tree_attention_args_t *a, long long *grid_x) {
-  const deco_paged_kv_t *c = &a->cache;
-  const int B = a->tree.n_trees, cap = a->tree.n_nodes, G = a->n_heads / c->n_kv_heads;
+static Plan make_plan(const deco_ctx_t *ctx, const Shape &s, long long *grid_x) {
+  const int B = s.B, cap = s.cap, G = s.n_heads / s.n_kv;
   Plan plan;
-  plan.mma = (c->dtype == DECO_DTYPE_F16 || c->dtype == DECO_DTYPE_BF16) && (c->head_dim == 64 || c->head_dim == 128) &&
-             aligned16(a->q) && aligned16(a->out) && aligned16(c->k_pages) && aligned16(c->v_pages);
-  const int nodes_max = cap < kMaxNodes ? cap : kMaxNodes;
+  plan.mma = mma_shape(s);
+  /* A tree has at most 256 nodes; a causal sequence any number of tokens. */
+  const int node_limit = s.causal ? cap : kMaxNodes;
+  const int nodes_max = cap < node_limit ? cap : node_limit;
   int nodes_avg = (int)(((long long)cap + B - 1) / B);
-  if (nodes_avg > kMaxNodes) nodes_avg = kMaxNodes;
+  if (nodes_avg > node_limit) nodes_avg = node_limit;
+  if (nodes_avg < 1) nodes_avg = 1;
   int rows_per_cta, ctas_per_sm;
   if (plan.mma) {
     /* 8 warps share each K/V tile among 128 rows when a KV group has that
@@ -272,115 +332,81 @@ static Plan make_plan(const deco_ctx_t *ctx, const deco_tree_attention_args_t *a
     plan.stages = 1;
     rows_per_cta = kGenRows;
     ctas_per_sm = 4;
-    plan.smem = generic_smem_bytes(c->head_dim);
+    plan.smem = generic_smem_bytes(s.head_dim);
   }
-  plan.tiles = (int)(((long long)nodes_max * G + rows_per_cta - 1) / rows_per_cta);
+  const long long target = (long long)(ctx->sm_count > 0 ? ctx->sm_count : 1) * ctas_per_sm;
+  long long tiles = ((long long)nodes_max * G + rows_per_cta - 1) / rows_per_cta;
   const long long tiles_avg = ((long long)nodes_avg * G + rows_per_cta - 1) / rows_per_cta;
-  *grid_x = (long long)B * c->n_kv_heads * plan.tiles;
+  if (s.causal) {
+    /* The capacity may sit in one sequence or be spread over many: cover
+     * the average sequence, or the GPU once, and let CTAs loop over the
+     * row tiles of longer ones. */
+    long long fill = (target + (long long)B * s.n_kv - 1) / ((long long)B * s.n_kv);
+    const long long want = tiles_avg > fill ? tiles_avg : fill;
+    if (tiles > want) tiles = want;
+  }
+  plan.tiles = (int)tiles;
+  *grid_x = (long long)B * s.n_kv * plan.tiles;
 
-  long long kv_cap = (long long)c->max_pages_per_seq * c->page_size;
+  long long kv_cap = (long long)s.max_pages * s.page_size;
   if (kv_cap > INT32_MAX - 4 * kMaxNodes) kv_cap = INT32_MAX - 4 * kMaxNodes;
   /* Split the keys when the (tree, KV head, row tile) CTAs cannot fill the
-   * GPU once; floor, so that the split CTAs fit in one wave. */
-  const long long base = (long long)B * c->n_kv_heads * tiles_avg;
-  const long long target = (long long)(ctx->sm_count > 0 ? ctx->sm_count : 1) * ctas_per_sm;
+   * GPU once; floor, so that the split CTAs fit in one wave. The kernels cut
+   * each tree's real keys into n_splits chunks of at least 64. */
+  const long long base = (long long)B * s.n_kv * tiles_avg;
   long long splits = base < target ? target / base : 1;
   const long long max_splits = (kv_cap + kMinSplitKeys - 1) / kMinSplitKeys;
   if (splits > max_splits) splits = max_splits;
   if (splits > kMaxSplits) splits = kMaxSplits;
   if (splits < 1) splits = 1;
-  if (splits == 1) {
-    plan.n_splits = 1;
-    plan.chunk = (int)kv_cap;
-  } else {
-    long long chunk = (kv_cap + splits - 1) / splits;
-    chunk = (chunk + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
-    plan.chunk = (int)chunk;
-    plan.n_splits = (int)((kv_cap + chunk - 1) / chunk);
-  }
+  plan.n_splits = (int)splits;
   return plan;
 }
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-static size_t workspace_bytes(const deco_tree_attention_args_t *a, const Plan &plan) {
-  if (plan.n_splits == 1) return 0;
-  const size_t rows = (size_t)plan.n_splits * a->tree.n_nodes * a->n_heads;
-  return 256 + align256(rows * a->cache.head_dim * sizeof(float)) + align256(rows * sizeof(float));
+static size_t workspace_bytes(const Shape &s, const Plan &plan) {
+  if (plan.n_splits == 1 || s.cap == 0) return 0;
+  const size_t rows = (size_t)plan.n_splits * s.cap * s.n_heads;
+  return 256 + align256(rows * s.head_dim * sizeof(float)) + align256(rows * sizeof(float));
 }
 
-}  // namespace deco_tree
-
-using namespace deco_tree;
-
-extern "C" size_t deco_tree_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  long long grid_x;
-  return workspace_bytes(a, make_plan(ctx, a, &grid_x));
-}
-
-extern "C" const char *deco_tree_attention_path_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+static const char *path_name(const Plan &plan) {
   /* Valid until the next call on the same thread. */
   static thread_local char name[48];
-  long long grid_x;
-  const Plan plan = make_plan(ctx, a, &grid_x);
   int len = snprintf(name, sizeof name, "%s", plan.mma ? (plan.warps == 8 ? "mma-w8" : "mma-w4") : "generic");
   if (plan.n_splits > 1) snprintf(name + len, sizeof name - (size_t)len, "+split%d", plan.n_splits);
   return name;
 }
 
-extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  static const char op[] = "deco_tree_attention";
-  const deco_paged_kv_t *c = &a->cache;
-  long long grid_x;
-  const Plan plan = make_plan(ctx, a, &grid_x);
+/* Launches the plan: attention kernel, then the merge of KV splits. */
+static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, const Plan &plan, long long grid_x,
+                            Params &p) {
   if (grid_x > INT32_MAX)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: %d trees x %d KV heads x %d row tiles exceed one grid", op,
-                     a->tree.n_trees, c->n_kv_heads, plan.tiles);
-  Params p;
-  p.q = a->q;
-  p.out = a->out;
-  p.k_pages = c->k_pages;
-  p.v_pages = c->v_pages;
-  p.block_table = c->block_table;
-  p.tree_indptr = a->tree.tree_indptr;
-  p.parent = a->tree.parent;
-  p.prefix_lens = a->prefix_lens;
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: %d %s x %d KV heads x %d row tiles exceed one grid", op, s.B,
+                     s.causal ? "sequences" : "trees", s.n_kv, plan.tiles);
   p.part_o = nullptr;
   p.part_lse = nullptr;
-  p.dtype = (int)c->dtype;
-  p.head_dim = c->head_dim;
-  p.n_trees = a->tree.n_trees;
-  p.cap_nodes = a->tree.n_nodes;
-  p.n_heads = a->n_heads;
-  p.n_kv = c->n_kv_heads;
-  p.group = a->n_heads / c->n_kv_heads;
-  p.page_size = c->page_size;
-  p.n_pages = c->n_pages;
-  p.max_pages = c->max_pages_per_seq;
-  long long kv_cap = (long long)c->max_pages_per_seq * c->page_size;
-  p.kv_capacity = kv_cap > INT32_MAX - 4 * kMaxNodes ? INT32_MAX - 4 * kMaxNodes : (int)kv_cap;
-  p.scale_log2 = a->scale * 1.4426950408889634f;
   p.tiles = plan.tiles;
   p.n_splits = plan.n_splits;
-  p.chunk = plan.chunk;
   p.stages = plan.stages;
   if (plan.n_splits > 1) {
-    const size_t need = workspace_bytes(a, plan);
+    const size_t need = workspace_bytes(s, plan);
     if (ctx->workspace == NULL || ctx->workspace_bytes < need)
       return DECO_FAIL(ctx, DECO_STATUS_WORKSPACE_TOO_SMALL,
                        "%s: %d KV splits need %zu workspace bytes, the context has %zu "
-                       "(size it with deco_tree_attention_workspace_size)",
-                       op, plan.n_splits, need, ctx->workspace ? ctx->workspace_bytes : (size_t)0);
-    const size_t rows = (size_t)plan.n_splits * a->tree.n_nodes * a->n_heads;
+                       "(size it with %s_workspace_size)",
+                       op, plan.n_splits, need, ctx->workspace ? ctx->workspace_bytes : (size_t)0, op);
+    const size_t rows = (size_t)plan.n_splits * s.cap * s.n_heads;
     char *ws = (char *)(((uintptr_t)ctx->workspace + 255) & ~(uintptr_t)255);
     p.part_o = (float *)ws;
-    p.part_lse = (float *)(ws + align256(rows * c->head_dim * sizeof(float)));
+    p.part_lse = (float *)(ws + align256(rows * s.head_dim * sizeof(float)));
   }
   cudaStream_t stream = (cudaStream_t)ctx->stream;
   cudaError_t err = cudaSuccess;
   if (plan.mma) {
-    const bool bf16 = c->dtype == DECO_DTYPE_BF16;
-    if (c->head_dim == 64)
+    const bool bf16 = s.dtype == DECO_DTYPE_BF16;
+    if (s.head_dim == 64)
       err = bf16 ? tree_attention_mma_launch_h64_bf16(p, plan, stream) : tree_attention_mma_launch_h64_f16(p, plan, stream);
     else
       err = bf16 ? tree_attention_mma_launch_h128_bf16(p, plan, stream)
@@ -401,12 +427,93 @@ extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tr
     return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: %s kernel launch failed: %s", op, plan.mma ? "mma" : "generic",
                      cudaGetErrorString(err));
   if (plan.n_splits > 1) {
-    const int nodes_max = a->tree.n_nodes < kMaxNodes ? a->tree.n_nodes : kMaxNodes;
-    dim3 grid((unsigned)((long long)a->tree.n_trees * nodes_max), (unsigned)((a->n_heads + kMergeWarps - 1) / kMergeWarps));
+    const int nodes_max = s.causal ? 1 : (s.cap < kMaxNodes ? s.cap : kMaxNodes);
+    const long long rows_x = s.causal ? (long long)s.cap : (long long)s.B * nodes_max;
+    dim3 grid((unsigned)rows_x, (unsigned)((s.n_heads + kMergeWarps - 1) / kMergeWarps));
     tree_attention_merge_kernel<<<grid, kMergeWarps * 32, 0, stream>>>(p, nodes_max);
     err = cudaGetLastError();
     if (err != cudaSuccess)
       return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: merge kernel launch failed: %s", op, cudaGetErrorString(err));
   }
   return DECO_STATUS_SUCCESS;
+}
+
+/* The launch parameters both modes share. */
+static Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, const void *q, void *out) {
+  Params p;
+  p.q = q;
+  p.out = out;
+  p.k_pages = c->k_pages;
+  p.v_pages = c->v_pages;
+  p.block_table = c->block_table;
+  p.dtype = (int)c->dtype;
+  p.head_dim = c->head_dim;
+  p.n_heads = n_heads;
+  p.n_kv = c->n_kv_heads;
+  p.group = n_heads / c->n_kv_heads;
+  p.page_size = c->page_size;
+  p.n_pages = c->n_pages;
+  p.max_pages = c->max_pages_per_seq;
+  long long kv_cap = (long long)c->max_pages_per_seq * c->page_size;
+  p.kv_capacity = kv_cap > INT32_MAX - 4 * kMaxNodes ? INT32_MAX - 4 * kMaxNodes : (int)kv_cap;
+  p.scale_log2 = scale * 1.4426950408889634f;
+  return p;
+}
+
+}  // namespace deco_tree
+
+using namespace deco_tree;
+
+extern "C" size_t deco_tree_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  long long grid_x;
+  const Shape s = tree_shape(a);
+  return workspace_bytes(s, make_plan(ctx, s, &grid_x));
+}
+
+extern "C" const char *deco_tree_attention_path_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  long long grid_x;
+  return path_name(make_plan(ctx, tree_shape(a), &grid_x));
+}
+
+extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+  const Shape s = tree_shape(a);
+  long long grid_x;
+  const Plan plan = make_plan(ctx, s, &grid_x);
+  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->out);
+  p.causal = 0;
+  p.tree_indptr = a->tree.tree_indptr;
+  p.parent = a->tree.parent;
+  p.prefix_lens = a->prefix_lens;
+  p.n_trees = a->tree.n_trees;
+  p.cap_nodes = a->tree.n_nodes;
+  return launch(ctx, "deco_tree_attention", s, plan, grid_x, p);
+}
+
+/* ---- deco_attention on the tensor-core kernel (causal mode) ---- */
+
+int deco_attention_mma_cuda_eligible(const deco_attention_args_t *a) { return mma_shape(causal_shape(a)); }
+
+size_t deco_attention_mma_workspace_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+  long long grid_x;
+  const Shape s = causal_shape(a);
+  return workspace_bytes(s, make_plan(ctx, s, &grid_x));
+}
+
+const char *deco_attention_mma_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+  long long grid_x;
+  return path_name(make_plan(ctx, causal_shape(a), &grid_x));
+}
+
+deco_status_t deco_attention_mma_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+  const Shape s = causal_shape(a);
+  long long grid_x;
+  const Plan plan = make_plan(ctx, s, &grid_x);
+  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->out);
+  p.causal = 1;
+  p.tree_indptr = a->batch.q_indptr;
+  p.parent = nullptr;
+  p.prefix_lens = a->batch.kv_lens;
+  p.n_trees = a->batch.n_seqs;
+  p.cap_nodes = a->batch.n_tokens;
+  return launch(ctx, "deco_attention", s, plan, grid_x, p);
 }

@@ -5,6 +5,11 @@
  * device memory), and the writes for rows that cannot be computed.
  * Work split: one CTA = (tree b, KV head g, tile of query rows, KV split);
  * rows of a tile are (node, query head of group g), node-major.
+ *
+ * Causal mode (deco_attention on the tensor-core kernel): "tree" b is
+ * sequence b of a ragged batch, its nodes are its new tokens (any number) and
+ * each is a chain: token j attends to slots 0 .. L + j with L = kv_len - n.
+ * The mask is a comparison; no parent array, no ancestor sets.
  */
 #ifndef DECO_KERNELS_TREE_ATTENTION_COMMON_CUH
 #define DECO_KERNELS_TREE_ATTENTION_COMMON_CUH
@@ -16,6 +21,7 @@
 #include <stdint.h>
 
 #include "common/paged.h"
+#include "deco/attention.h"
 #include "deco/core.h"
 
 namespace deco_tree {
@@ -34,9 +40,9 @@ struct Params {
   void *out;       /* same */
   const void *k_pages, *v_pages; /* [n_pages][page_size][n_kv][head_dim] */
   const int32_t *block_table;    /* [n_trees][max_pages] */
-  const int32_t *tree_indptr;    /* [n_trees + 1] */
-  const int32_t *parent;         /* [cap_nodes] */
-  const int32_t *prefix_lens;    /* [n_trees] */
+  const int32_t *tree_indptr;    /* [n_trees + 1]; causal: q_indptr */
+  const int32_t *parent;         /* [cap_nodes]; causal: unused */
+  const int32_t *prefix_lens;    /* [n_trees]; causal: kv_lens (prefix + new tokens) */
   float *part_o;   /* [n_splits][cap_nodes][n_heads][head_dim], split runs only */
   float *part_lse; /* [n_splits][cap_nodes][n_heads], log2 domain */
   int dtype, head_dim;
@@ -44,10 +50,13 @@ struct Params {
   int page_size, n_pages, max_pages;
   int kv_capacity; /* slots a block-table row addresses, clipped to int range */
   float scale_log2; /* scale * log2(e): softmax in base 2 */
-  int tiles;        /* row tiles per (tree, KV head) in the grid */
-  int n_splits;
-  int chunk;        /* keys per split, a multiple of kSplitAlign */
+  int tiles;        /* row tiles per (tree, KV head) in the grid; a CTA takes
+                       tiles c.tile, c.tile + tiles, ... (causal batches can
+                       hold more rows than the grid covers) */
+  int n_splits;     /* KV splits; a tree's keys are cut into n_splits chunks
+                       of split_chunk() keys, sized from its real length */
   int stages;       /* K/V ring depth of the tensor-core kernel (2..4) */
+  int causal;       /* see the causal mode above */
 };
 
 struct Plan {
@@ -56,7 +65,6 @@ struct Plan {
   int stages;   /* K/V ring depth (mma) */
   int tiles;
   int n_splits;
-  int chunk;
   size_t smem; /* dynamic shared memory of the generic kernel */
 };
 
@@ -65,6 +73,14 @@ cudaError_t tree_attention_mma_launch_h64_f16(const Params &p, const Plan &plan,
 cudaError_t tree_attention_mma_launch_h64_bf16(const Params &p, const Plan &plan, cudaStream_t stream);
 cudaError_t tree_attention_mma_launch_h128_f16(const Params &p, const Plan &plan, cudaStream_t stream);
 cudaError_t tree_attention_mma_launch_h128_bf16(const Params &p, const Plan &plan, cudaStream_t stream);
+
+/* Keys per split for a tree (or sequence) with `keys` keys in all: the
+ * split CTAs share its real length, not the block table's capacity. */
+__device__ __forceinline__ int split_chunk(int keys, int n_splits) {
+  if (n_splits == 1) return keys;
+  const int c = (keys + n_splits - 1) / n_splits;
+  return (c + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
+}
 
 __device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fffffff); }
 
@@ -196,5 +212,13 @@ __device__ __forceinline__ void fill_rows(const Params &p, const TreeInfo &ti, i
 }
 
 }  // namespace deco_tree
+
+/* deco_attention on the tensor-core kernel in causal mode (head dims 64/128,
+ * f16/bf16, 16-byte aligned buffers): tree_attention.cu, called by
+ * attention.cu. */
+int deco_attention_mma_cuda_eligible(const deco_attention_args_t *a);
+size_t deco_attention_mma_workspace_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a);
+const char *deco_attention_mma_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a);
+deco_status_t deco_attention_mma_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a);
 
 #endif

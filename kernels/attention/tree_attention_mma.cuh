@@ -86,9 +86,11 @@ template <int HD> constexpr size_t mma_smem_bytes(int stages) {
   return (size_t)kTreeSmemBytes + 2 /*K, V*/ * (size_t)stages * kMmaKeys * (HD + 8) * 2 /*bytes*/;
 }
 
-/* 4 or 8 warps (blockDim.x = 32 * warps); register budget set for 8. */
+/* Rows [row0, row0 + rows per CTA) of the CTA's tree and KV head, over its
+ * KV split. Called by the whole CTA; every early return is CTA-uniform. */
 template <int HD, typename T>
-__global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kernel(const Params p) {
+__device__ __forceinline__ void mma_rows(const Params &p, const Cta &c, const TreeInfo &ti, const int row0,
+                                         unsigned char *smem_raw) {
   constexpr int BN = kMmaKeys;
   constexpr int KST = HD + 8;  /* smem row stride: +16 bytes keeps ldmatrix rows on distinct banks */
   constexpr int NT = BN / 8;   /* 8-key column tiles of S */
@@ -97,7 +99,6 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
   constexpr int CH = HD / 8;   /* 16-byte chunks per K/V row */
   using Op = MmaOp<T>;
 
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   uint32_t *anc = reinterpret_cast<uint32_t *>(smem_raw);
   int *jump = reinterpret_cast<int *>(anc + 2 * kAncBufWords);
   const int nst = p.stages;
@@ -106,33 +107,27 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
   const int rows_per_cta = (nthreads / 32) * 16;
-  const Cta c = cta_coords(p);
-  /* The tree's node range and prefix length (independent loads). */
-  TreeInfo ti;
-  ti.t0 = p.tree_indptr[c.b];
-  const int t1 = p.tree_indptr[c.b + 1];
-  ti.L = p.prefix_lens[c.b];
-  if (!(ti.t0 >= 0 && t1 > ti.t0 && t1 - ti.t0 <= kMaxNodes && t1 <= p.cap_nodes)) return;
-  ti.n = t1 - ti.t0;
-  ti.bad = 0;
-  const int G = p.group, rows_total = ti.n * G, row0 = c.tile * rows_per_cta;
-  if (row0 >= rows_total) return;
+  const int G = p.group, rows_total = ti.n * G;
   const int row_end = min(row0 + rows_per_cta, rows_total);
   if (ti.L < 0 || (long long)ti.L + ti.n > (long long)p.kv_capacity) {
     fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
     return;
   }
-  const int L = ti.L, keys = L + ti.n;
-  const long long kb = (long long)c.split * p.chunk;
+  /* Keys of the tile: the whole tree's, or in causal mode those its last
+   * token sees. Splits are cut from the tree's (sequence's) real length. */
+  const int L = ti.L, keys = p.causal ? L + (row_end - 1) / G + 1 : L + ti.n;
+  const int chunk = split_chunk(L + ti.n, p.n_splits);
+  const long long kb = (long long)c.split * chunk;
   if (kb >= keys) { /* an empty split; split 0 never is, so bad parents still reach the merge */
     fill_rows(p, ti, c.g, row0, row_end, c.split, -INFINITY);
     return;
   }
   const int k_begin = (int)kb;
-  const int k_end = (int)min((long long)keys, kb + p.chunk);
+  const int k_end = (int)min((long long)keys, kb + chunk);
   /* Parents into registers now, checked after the first loads are issued. */
-  const int par0 = tid < ti.n ? p.parent[ti.t0 + tid] : 0;
-  const int par1 = tid + nthreads < ti.n ? p.parent[ti.t0 + tid + nthreads] : 0;
+  const bool tree = !p.causal;
+  const int par0 = tree && tid < ti.n ? p.parent[ti.t0 + tid] : 0;
+  const int par1 = tree && tid + nthreads < ti.n ? p.parent[ti.t0 + tid + nthreads] : 0;
 
   const T *kp = static_cast<const T *>(p.k_pages);
   const T *vp = static_cast<const T *>(p.v_pages);
@@ -228,23 +223,25 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
   }
 
   /* Parent check (topological order, one root) while the tiles fly. */
-  int bad = 0;
-  if (tid < ti.n) {
-    jump[tid] = par0;
-    bad |= tid == 0 ? par0 != -1 : (par0 < 0 || par0 >= tid);
-  }
-  if (tid + nthreads < ti.n) {
-    jump[tid + nthreads] = par1;
-    bad |= par1 < 0 || par1 >= tid + nthreads;
-  }
-  if (__syncthreads_or(bad)) {
-    cp_async_wait<0>(); /* no copy may land after the CTA is gone */
-    fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
-    return;
-  }
-  /* Ancestor sets only when this split reaches the tree slots. */
   const uint32_t *ancf = anc;
-  if (k_end > L) ancf = anc + build_ancestors(anc, jump, ti.n) * kAncBufWords;
+  if (tree) {
+    int bad = 0;
+    if (tid < ti.n) {
+      jump[tid] = par0;
+      bad |= tid == 0 ? par0 != -1 : (par0 < 0 || par0 >= tid);
+    }
+    if (tid + nthreads < ti.n) {
+      jump[tid + nthreads] = par1;
+      bad |= par1 < 0 || par1 >= tid + nthreads;
+    }
+    if (__syncthreads_or(bad)) {
+      cp_async_wait<0>(); /* no copy may land after the CTA is gone */
+      fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
+      return;
+    }
+    /* Ancestor sets only when this split reaches the tree slots. */
+    if (k_end > L) ancf = anc + build_ancestors(anc, jump, ti.n) * kAncBufWords;
+  }
 
   float o[DT][4];
 #pragma unroll
@@ -299,8 +296,13 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
             const int key = kt + j * 8 + 2 * tq + e;
             bool okA = key < k_end, okB = okA;
             if (okA && key >= L) {
-              okA = anc_has(ancf, nodeA, key - L);
-              okB = anc_has(ancf, nodeB, key - L);
+              if (tree) {
+                okA = anc_has(ancf, nodeA, key - L);
+                okB = anc_has(ancf, nodeB, key - L);
+              } else { /* a chain: token j sees slots up to L + j */
+                okA = key - L <= nodeA;
+                okB = key - L <= nodeB;
+              }
             }
             if (!okA) xa = -INFINITY;
             if (!okB) xb = -INFINITY;
@@ -403,6 +405,32 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
       if (vA) p.part_lse[split_off + qrowA] = lA > 0.0f ? mA * sl2 + log2f(lA) : (lA == 0.0f ? -INFINITY : nan_f32());
       if (vB) p.part_lse[split_off + qrowB] = lB > 0.0f ? mB * sl2 + log2f(lB) : (lB == 0.0f ? -INFINITY : nan_f32());
     }
+  }
+}
+
+/* 4 or 8 warps (blockDim.x = 32 * warps); register budget set for 8. A
+ * CTA takes row tiles c.tile, c.tile + p.tiles, ... of its tree (one in tree
+ * mode: the grid covers 256 nodes; causal sequences may need more). */
+template <int HD, typename T>
+__global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kernel(const Params p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const Cta c = cta_coords(p);
+  /* The tree's node range and prefix length (independent loads). */
+  TreeInfo ti;
+  ti.t0 = p.tree_indptr[c.b];
+  const int t1 = p.tree_indptr[c.b + 1];
+  const int len = p.prefix_lens[c.b];
+  const int max_n = p.causal ? p.cap_nodes : kMaxNodes;
+  if (!(ti.t0 >= 0 && t1 > ti.t0 && t1 - ti.t0 <= max_n && t1 <= p.cap_nodes)) return;
+  ti.n = t1 - ti.t0;
+  ti.L = !p.causal ? len : (len < ti.n ? -1 : len - ti.n); /* -1: unusable, the rows become NaN */
+  ti.bad = 0;
+  const long long rows_total = (long long)ti.n * p.group, rows_per_cta = (blockDim.x >> 5) * 16;
+  for (int tile = c.tile;; tile += p.tiles) {
+    const long long row0 = tile * rows_per_cta;
+    if (row0 >= rows_total) return;
+    if (tile != c.tile) __syncthreads(); /* the last tile's readers of shared memory are done */
+    mma_rows<HD, T>(p, c, ti, (int)row0, smem_raw);
   }
 }
 

@@ -42,6 +42,7 @@ DECO_DECLARE_OP(topk_rows)
 DECO_DECLARE_OP(recycle_update)
 
 size_t deco_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_attention_args_t *args);
+const char *deco_attention_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *args);
 size_t deco_tree_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 const char *deco_tree_attention_path_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 size_t deco_tree_accept_greedy_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);

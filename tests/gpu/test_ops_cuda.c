@@ -685,6 +685,13 @@ static size_t attention_case(deco_dtype_t dt, const int *kv_len, const int *n_ne
                              d_q.ptr,
                              d_o.ptr};
   size_t bad = 0;
+  /* Head dims 64/128 in f16/bf16 run on the tensor-core kernel. */
+  const char *path = deco_attention_path(gpu, &a);
+  const int want_mma = dt != DECO_DTYPE_F32 && (hd == 64 || hd == 128);
+  if ((strncmp(path, "mma", 3) == 0) != want_mma) {
+    fprintf(stderr, "%s: path %s, expected the %s kernel\n", what, path, want_mma ? "tensor-core" : "SIMT");
+    bad++;
+  }
   const size_t ws = deco_attention_workspace_size(gpu, &a);
   if (split == SPLIT_NEVER && ws != 0) {
     fprintf(stderr, "%s: expected the single-pass path, workspace %zu\n", what, ws);
@@ -713,7 +720,7 @@ static size_t attention_case(deco_dtype_t dt, const int *kv_len, const int *n_ne
     EXPECT_OK(deco_ctx_set_workspace(gpu, NULL, 0), gpu);
     deco_test_buf_free(&d_ws);
   }
-  if (bad) fprintf(stderr, "FAILED: %s (workspace %zu)\n", what, ws);
+  if (bad) fprintf(stderr, "FAILED: %s (path %s, workspace %zu)\n", what, deco_attention_path(gpu, &a), ws);
   free(all);
   deco_test_buf_free(&d_kp);
   deco_test_buf_free(&d_vp);
@@ -779,6 +786,35 @@ Test(ops_cuda, attention_decode) {
     bad += attention_case(dtypes[di], kv_len, n_new, 4, 1, 2, 12, 256, SPLIT_ANY, -1, 0, 291 + case_id++);
   }
   cr_expect_eq(bad, 0, "attention decode: %zu problems", bad);
+}
+
+/* More rows than the grid has row tiles: in a batch of 16 sequences the
+ * tensor-core path's CTAs loop over the row tiles of a 300-token prefill and
+ * of a chunked prefill (200 new tokens over 600 slots) between one-token
+ * decodes; also with an invalid page inside the long prefill, and with one
+ * KV head (looping and split keys together). */
+Test(ops_cuda, attention_long_prefill_in_batch) {
+  int kv_len[16], n_new[16];
+  for (int s = 0; s < 16; ++s) {
+    kv_len[s] = 1 + 37 * s;
+    n_new[s] = 1;
+  }
+  kv_len[3] = n_new[3] = 300;
+  kv_len[9] = 600;
+  n_new[9] = 200;
+  static const int hds[] = {64, 128};
+  size_t bad = 0;
+  int case_id = 0;
+  for (int di = 0; di < 3; ++di) {
+    if (dtypes[di] == DECO_DTYPE_F32) continue;
+    for (int hi = 0; hi < 2; ++hi) {
+      bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 8, 4, hds[hi], SPLIT_ANY, -1, 0, 501 + case_id++);
+      bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 8, 4, hds[hi], SPLIT_ANY, 3, 10, 501 + case_id++);
+      /* One KV head: fewer CTAs, so the keys are split as well. */
+      bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 1, 8, hds[hi], SPLIT_ANY, -1, 0, 501 + case_id++);
+    }
+  }
+  cr_expect_eq(bad, 0, "attention long prefill in a batch: %zu problems", bad);
 }
 
 /* An invalid page: the tokens that attend to it get NaN rows, the rest of the
