@@ -9,11 +9,11 @@
 #define DECO_KERNELS_RECYCLE_TOPK_KEY_H
 
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __CUDACC__
 #define DECO_TOPK_HD __host__ __device__ __forceinline__
 #else
-#include <string.h>
 #define DECO_TOPK_HD static inline
 #endif
 

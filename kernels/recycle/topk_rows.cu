@@ -65,6 +65,13 @@ template <int KC> __device__ __forceinline__ void topk_insert(uint64_t (&l)[KC],
 }
 
 /* 16-byte vectors of each dtype, widened to f32. */
+/* The value written out: the exact widening the C reference does (bf16: a
+ * shift, so a NaN keeps its payload bits). */
+__device__ __forceinline__ float topk_value(float x) { return x; }
+__device__ __forceinline__ float topk_value(__nv_bfloat16 x) {
+  return __uint_as_float((uint32_t)__bfloat16_as_ushort(x) << 16);
+}
+
 template <typename T> struct topk_vec;
 template <> struct topk_vec<float> {
   typedef float4 V;
@@ -132,7 +139,7 @@ static __global__ void __launch_bounds__(TOPK_THREADS)
     }
   } else {
     for (int i = c0 + (int)threadIdx.x; i < c1; i += TOPK_THREADS)
-      topk_insert<KC>(l, deco_topk_key(deco_to_f32(x[i]), i));
+      topk_insert<KC>(l, deco_topk_key(topk_value(x[i]), i));
   }
 
   __shared__ uint64_t s_warp[TOPK_THREADS / 32];
@@ -149,7 +156,7 @@ static __global__ void __launch_bounds__(TOPK_THREADS)
         if (splits == 1) {
           const int32_t id = deco_topk_key_id(best);
           ids[(size_t)row * k + r] = id;
-          if (values != NULL) values[(size_t)row * k + r] = deco_to_f32(x[id]);
+          if (values != NULL) values[(size_t)row * k + r] = topk_value(x[id]);
         } else {
           partial[((size_t)row * splits + split) * k + r] = best;
         }
@@ -184,7 +191,7 @@ static __global__ void topk_merge_kernel(const T *__restrict__ logits,          
     if (lane == 0) {
       const int32_t id = deco_topk_key_id(best);
       ids[(size_t)row * k + r] = id;
-      if (values != NULL) values[(size_t)row * k + r] = deco_to_f32(logits[(size_t)row * vocab + id]);
+      if (values != NULL) values[(size_t)row * k + r] = topk_value(logits[(size_t)row * vocab + id]);
     }
     if (lane < splits && head == best) {
       ++pos;

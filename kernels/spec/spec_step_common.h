@@ -38,6 +38,12 @@ DECO_HD void deco_spec_commit_one(const deco_spec_commit_args_t *a) {
     s->done = 1;
     return;
   }
+  for (int i = 1; i < acc; ++i)
+    if (a->path[i] <= 0 || a->path[i] >= a->n_nodes) { /* a malformed verification output */
+      s->error = 1;
+      s->done = 1;
+      return;
+    }
   for (int i = 0; i < acc; ++i) {
     int id = i + 1 < acc ? a->tokens[a->path[i + 1]] : a->bonus[0];
     if (!a->ignore_eos && (id == 1 || id == 2)) {

@@ -88,8 +88,22 @@ static void fill_logits(float *x, size_t n, int kind, uint64_t seed, deco_dtype_
 
 /* ---- top-k ---- */
 
-/* rows x V logits of one kind in dt; for each k: GPU vs the CPU reference,
- * ids identical, values bit-identical, rows past *row_count untouched. */
+/* The row count a topk case passes: 0 none (all rows), 1 rows - 2 (at
+ * least 1), 2 zero, 3 negative, 4 past n_rows (the last three are what a
+ * replayed graph may see once a run is over). */
+static int32_t case_count(int use_count, int rows) {
+  switch (use_count) {
+  case 1: return rows > 2 ? rows - 2 : 1;
+  case 2: return 0;
+  case 3: return -4;
+  case 4: return rows + 5;
+  default: return rows;
+  }
+}
+
+/* rows x V logits of one kind in dt; for each k (every kernel width, and k
+ * below it): GPU vs the CPU reference, ids identical, values bit-identical,
+ * rows past *row_count untouched. */
 static void topk_case(deco_dtype_t dt, int V, int rows, int kind, int use_count, int misalign, uint64_t seed) {
   const size_t n = (size_t)rows * V, es = deco_dtype_size(dt);
   float *x = malloc(sizeof(float) * n);
@@ -99,10 +113,11 @@ static void topk_case(deco_dtype_t dt, int V, int rows, int kind, int use_count,
   deco_test_buf_t d_x = deco_test_buf_alloc(gpu, es * (n + 1));
   deco_test_buf_upload(&d_x, packed, es * (n + 1));
   const void *logits = (const char *)d_x.ptr + (misalign ? es : 0);
-  const int32_t count = use_count ? (rows > 2 ? rows - 2 : 1) : rows;
+  const int32_t count = case_count(use_count, rows);
+  const int real = count < 0 ? 0 : count < rows ? count : rows; /* rows written */
   deco_test_buf_t d_count = dev_i32(&count, 1);
-  const int ks[3] = {1, 8, 16};
-  for (int ki = 0; ki < 3; ++ki) {
+  const int ks[5] = {1, 3, 8, 11, 16};
+  for (int ki = 0; ki < 5; ++ki) {
     const int k = ks[ki];
     if (k > V) continue;
     char what[160];
@@ -121,7 +136,7 @@ static void topk_case(deco_dtype_t dt, int V, int rows, int kind, int use_count,
 
     int32_t *ref_ids = malloc(sizeof(int32_t) * rows * k);
     float *ref_vals = malloc(sizeof(float) * rows * k);
-    deco_topk_rows_args_t r = {count, V, k, DECO_DTYPE_F32, x, NULL, ref_ids, ref_vals};
+    deco_topk_rows_args_t r = {rows, V, k, DECO_DTYPE_F32, x, &count, ref_ids, ref_vals};
     EXPECT_OK(deco_topk_rows(cpu, &r), cpu);
     size_t bad = 0;
     for (int row = 0; row < rows; ++row)
@@ -129,8 +144,8 @@ static void topk_case(deco_dtype_t dt, int V, int rows, int kind, int use_count,
         const size_t i = (size_t)row * k + j;
         uint32_t vb, rb = 0xFFFFFFFFu;
         memcpy(&vb, &vals[i], 4);
-        const int32_t want = row < count ? ref_ids[i] : POISON_I32;
-        if (row < count) memcpy(&rb, &ref_vals[i], 4);
+        const int32_t want = row < real ? ref_ids[i] : POISON_I32;
+        if (row < real) memcpy(&rb, &ref_vals[i], 4);
         if (ids[i] != want || vb != rb) {
           if (bad < 5)
             fprintf(stderr, "%s: row %d rank %d: id %d value 0x%08x, expected %d 0x%08x\n", what, row, j, ids[i], vb,
@@ -166,7 +181,12 @@ Test(recycle_cuda, small_topk) {
   /* A logits pointer off 16-byte alignment takes the scalar loads. */
   topk_case(DECO_DTYPE_F32, 512, 5, 1, 0, 1, seed++);
   topk_case(DECO_DTYPE_BF16, 512, 5, 0, 1, 1, seed++);
-  topk_case(DECO_DTYPE_F32, 4100, 3, 1, 0, 0, seed++); /* split, scalar-aligned V = 4100 */
+  topk_case(DECO_DTYPE_F32, 4100, 3, 1, 0, 0, seed++); /* split, 16-byte rows: vector loads */
+  /* Row counts of zero, below zero and past n_rows. */
+  for (int c = 2; c <= 4; ++c) {
+    topk_case(DECO_DTYPE_F32, 259, 5, 1, c, 0, seed++);
+    topk_case(DECO_DTYPE_BF16, 4100, 3, 2, c, 0, seed++);
+  }
 }
 
 Test(recycle_cuda, topk_large) {
@@ -179,6 +199,8 @@ Test(recycle_cuda, topk_large) {
   /* Enough rows for one block per row (no split). */
   topk_case(DECO_DTYPE_BF16, 32000, 600, 1, 0, 0, seed++);
   topk_case(DECO_DTYPE_F32, 32001, 7, 0, 0, 0, seed++); /* odd V: scalar loads, split */
+  topk_case(DECO_DTYPE_BF16, 32001, 7, 2, 1, 0, seed++); /* bf16 scalar loads, split, NaN, row count */
+  topk_case(DECO_DTYPE_F32, 32000, 3, 1, 0, 1, seed++);  /* misaligned base, split */
 }
 
 /* ---- draft ---- */
@@ -269,15 +291,16 @@ Test(recycle_cuda, small_draft_invalid) {
 
 /* ---- update ---- */
 
-/* B trees of sizes 1..max_tree after an offset of 0..3 nodes, capacity a
- * few nodes past the end (garbage there); tokens from `distinct` values so
- * that many nodes share one. The GPU table must equal the reference's. */
+/* B trees of sizes 0..max_tree (0: what a replayed step sends once its run
+ * is over) after an offset of 0..3 nodes, capacity 1..3 nodes past the end
+ * (garbage there); tokens from `distinct` values so that many nodes share
+ * one. The GPU table must equal the reference's. */
 static void update_case(int V, int k, int B, int max_tree, int fixed, int distinct, uint64_t seed) {
   uint64_t s = seed;
   int32_t *indptr = malloc(sizeof(int32_t) * (B + 1));
   indptr[0] = rng_int(&s, 0, 3);
-  for (int b = 0; b < B; ++b) indptr[b + 1] = indptr[b] + (fixed ? max_tree : rng_int(&s, 1, max_tree));
-  const int cap = indptr[B] + rng_int(&s, 0, 3);
+  for (int b = 0; b < B; ++b) indptr[b + 1] = indptr[b] + (fixed ? max_tree : rng_int(&s, 0, max_tree));
+  const int cap = indptr[B] + rng_int(&s, 1, 3);
   int32_t *tokens = malloc(sizeof(int32_t) * cap), *topk = malloc(sizeof(int32_t) * (size_t)cap * k);
   for (int j = 0; j < cap; ++j) {
     const int inside = j >= indptr[0] && j < indptr[B];
@@ -312,8 +335,8 @@ static void update_case(int V, int k, int B, int max_tree, int fixed, int distin
 
 Test(recycle_cuda, small_update) {
   uint64_t s = 31;
-  const int ks[3] = {1, 8, 16}, Vs[2] = {259, 32000}, Bs[3] = {1, 4, 16}, distinct[3] = {1, 5, 200};
-  for (int ki = 0; ki < 3; ++ki)
+  const int ks[5] = {1, 3, 8, 11, 16}, Vs[2] = {259, 32000}, Bs[3] = {1, 4, 16}, distinct[3] = {1, 5, 200};
+  for (int ki = 0; ki < 5; ++ki)
     for (int vi = 0; vi < 2; ++vi)
       for (int bi = 0; bi < 3; ++bi)
         for (int di = 0; di < 3; ++di)
