@@ -150,6 +150,17 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_SUCCESS);
   cr_assert_eq(u.error, 1);
   cr_assert_eq(u.done, 1);
+  /* So is an accepted path that leaves the tree (it would index tokens[]). */
+  static const int32_t bad_nodes[3] = {-1, 0, 5};
+  for (int i = 0; i < 3; ++i) {
+    deco_spec_state_t w = {10, 77, 0, 0, 0, 0, 0, 10};
+    ca.state = &w;
+    ca.accept_len = &acc;
+    path[2] = bad_nodes[i];
+    cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_SUCCESS);
+    cr_assert_eq(w.error, 1, "path node %d", bad_nodes[i]);
+    cr_assert_eq(w.n_out, 0, "nothing is committed from a malformed path");
+  }
   ca.n_nodes = 0;
   cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_INVALID_ARGUMENT);
   deco_ctx_destroy(ctx);
