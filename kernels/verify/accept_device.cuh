@@ -182,6 +182,27 @@ __device__ __forceinline__ void acc_tree_load(const deco_tree_batch_t &tb, int b
   __syncthreads();
 }
 
+/* The start every acceptance kernel shares: resets the team's exchange and
+ * loads tree b. A malformed tree gets accept_len 0, bonus -1 and path -1
+ * (written by rank 0 of the team) and false comes back after a team
+ * barrier: the kernel then returns. */
+__device__ __forceinline__ bool acc_begin(const deco_tree_batch_t &tb, const deco_tree_verify_out_t &out, int b,
+                                          const acc_team &tm, acc_tree *t, acc_xch *xch) {
+  if (threadIdx.x == 0) xch->phase = 0;
+  acc_tree_load(tb, b, t);
+  if (t->n > 0) return true;
+  if (tm.rank == 0) {
+    int32_t *path = out.path + (size_t)b * DECO_TREE_MAX_NODES;
+    for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) path[i] = -1;
+    if (threadIdx.x == 0) {
+      out.accept_len[b] = 0;
+      out.bonus[b] = -1;
+    }
+  }
+  acc_team_sync();
+  return false;
+}
+
 /* Marks the children of v in t->kids (a 256-bit set, read in increasing index). */
 __device__ __forceinline__ void acc_tree_children(acc_tree *t, int v) {
   __syncthreads(); /* earlier readers of kids are done */

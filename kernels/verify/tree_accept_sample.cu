@@ -323,21 +323,9 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
   __shared__ sample_smem sm;
   const acc_team tm = acc_team_get();
   const int b = blockIdx.x / tm.size;
-  if (threadIdx.x == 0) sm.xch.phase = 0;
-  acc_tree_load(P.tree, b, &sm.tree);
-  const int n = sm.tree.n, node0 = sm.tree.node0, V = P.vocab;
+  if (!acc_begin(P.tree, P.out, b, tm, &sm.tree, &sm.xch)) return;
+  const int node0 = sm.tree.node0, V = P.vocab;
   int32_t *out_path = P.out.path + (size_t)b * DECO_TREE_MAX_NODES;
-  if (n == 0) {
-    if (tm.rank == 0) {
-      for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) out_path[i] = -1;
-      if (threadIdx.x == 0) {
-        P.out.accept_len[b] = 0;
-        P.out.bonus[b] = -1;
-      }
-    }
-    acc_team_sync();
-    return;
-  }
   int lo, hi;
   acc_chunk(V, tm, lo, hi);
   const uint64_t seed = *P.seed;
