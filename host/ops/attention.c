@@ -56,14 +56,7 @@ static deco_status_t check_attention(deco_ctx_t *ctx, const deco_attention_args_
 
 DECO_DEFINE_WORKSPACE_SIZE(attention, check_attention)
 
-const char *deco_attention_path(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  if (check_attention(ctx, a, "deco_attention_path") != DECO_STATUS_SUCCESS) return "invalid";
-  if (a->batch.n_tokens == 0) return "none";
-#ifdef DECO_HAVE_CUDA
-  if (ctx->backend == DECO_BACKEND_CUDA) return deco_attention_path_cuda(ctx, a);
-#endif
-  return "ref";
-}
+DECO_DEFINE_PATH(attention, check_attention, a->batch.n_tokens == 0)
 
 deco_status_t deco_attention(deco_ctx_t *ctx, const deco_attention_args_t *a) {
   static const char op[] = "deco_attention";

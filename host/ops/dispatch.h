@@ -40,4 +40,21 @@ deco_status_t deco_check_ragged(deco_ctx_t *ctx, const deco_ragged_batch_t *batc
   }
 #endif
 
+/* The public deco_<name>_path: "invalid" for arguments that fail check,
+ * "none" when the call has nothing to do (empty_expr, over a), else the
+ * CUDA plan's name (deco_<name>_path_cuda) or "ref". */
+#ifdef DECO_HAVE_CUDA
+#define DECO_PATH_CUDA(name, ctx, a) \
+  if ((ctx)->backend == DECO_BACKEND_CUDA) return deco_##name##_path_cuda((ctx), (a));
+#else
+#define DECO_PATH_CUDA(name, ctx, a)
+#endif
+#define DECO_DEFINE_PATH(name, check, empty_expr)                                             \
+  const char *deco_##name##_path(deco_ctx_t *ctx, const deco_##name##_args_t *a) {            \
+    if (check(ctx, a, "deco_" #name "_path") != DECO_STATUS_SUCCESS) return "invalid";        \
+    if (empty_expr) return "none";                                                             \
+    DECO_PATH_CUDA(name, ctx, a)                                                               \
+    return "ref";                                                                              \
+  }
+
 #endif

@@ -44,14 +44,7 @@ size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_atten
 #endif
 }
 
-const char *deco_tree_attention_path(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  if (check_tree_attention(ctx, a, "deco_tree_attention_path") != DECO_STATUS_SUCCESS) return "invalid";
-  if (a->tree.n_nodes == 0) return "none";
-#ifdef DECO_HAVE_CUDA
-  if (ctx->backend == DECO_BACKEND_CUDA) return deco_tree_attention_path_cuda(ctx, a);
-#endif
-  return "ref";
-}
+DECO_DEFINE_PATH(tree_attention, check_tree_attention, a->tree.n_nodes == 0)
 
 deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
   static const char op[] = "deco_tree_attention";

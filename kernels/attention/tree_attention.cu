@@ -263,36 +263,26 @@ struct Shape {
   bool aligned; /* q, out and both pools 16-byte aligned */
 };
 
-static Shape tree_shape(const deco_tree_attention_args_t *a) {
-  const deco_paged_kv_t *c = &a->cache;
+static Shape make_shape(int causal, const deco_paged_kv_t *c, int n_heads, int B, int cap, const void *q,
+                        const void *out) {
   Shape s;
-  s.causal = 0;
+  s.causal = causal;
   s.dtype = (int)c->dtype;
   s.head_dim = c->head_dim;
   s.n_kv = c->n_kv_heads;
-  s.n_heads = a->n_heads;
-  s.B = a->tree.n_trees;
-  s.cap = a->tree.n_nodes;
+  s.n_heads = n_heads;
+  s.B = B;
+  s.cap = cap;
   s.max_pages = c->max_pages_per_seq;
   s.page_size = c->page_size;
-  s.aligned = aligned16(a->q) && aligned16(a->out) && aligned16(c->k_pages) && aligned16(c->v_pages);
+  s.aligned = aligned16(q) && aligned16(out) && aligned16(c->k_pages) && aligned16(c->v_pages);
   return s;
 }
-
+static Shape tree_shape(const deco_tree_attention_args_t *a) {
+  return make_shape(0, &a->cache, a->n_heads, a->tree.n_trees, a->tree.n_nodes, a->q, a->out);
+}
 static Shape causal_shape(const deco_attention_args_t *a) {
-  const deco_paged_kv_t *c = &a->cache;
-  Shape s;
-  s.causal = 1;
-  s.dtype = (int)c->dtype;
-  s.head_dim = c->head_dim;
-  s.n_kv = c->n_kv_heads;
-  s.n_heads = a->n_heads;
-  s.B = a->batch.n_seqs;
-  s.cap = a->batch.n_tokens;
-  s.max_pages = c->max_pages_per_seq;
-  s.page_size = c->page_size;
-  s.aligned = aligned16(a->q) && aligned16(a->out) && aligned16(c->k_pages) && aligned16(c->v_pages);
-  return s;
+  return make_shape(1, &a->cache, a->n_heads, a->batch.n_seqs, a->batch.n_tokens, a->q, a->out);
 }
 
 static bool mma_shape(const Shape &s) {

@@ -203,6 +203,23 @@ __device__ __forceinline__ bool acc_begin(const deco_tree_batch_t &tb, const dec
   return false;
 }
 
+/* The end every acceptance kernel shares: rank 0 of the team writes the
+ * accepted path (path[0 .. len), -1 after), accept_len and the bonus; then a
+ * team barrier, since peers may still read this CTA's shared memory. */
+__device__ __forceinline__ void acc_finish(const deco_tree_verify_out_t &out, int b, const acc_team &tm,
+                                           const int *path, int len, int bonus) {
+  if (tm.rank == 0) {
+    __syncthreads(); /* the path in shared memory is complete */
+    int32_t *out_path = out.path + (size_t)b * DECO_TREE_MAX_NODES;
+    for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) out_path[i] = i < len ? path[i] : -1;
+    if (threadIdx.x == 0) {
+      out.accept_len[b] = len;
+      out.bonus[b] = bonus;
+    }
+  }
+  acc_team_sync();
+}
+
 /* Marks the children of v in t->kids (a 256-bit set, read in increasing index). */
 __device__ __forceinline__ void acc_tree_children(acc_tree *t, int v) {
   __syncthreads(); /* earlier readers of kids are done */

@@ -49,7 +49,6 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
   const int b = blockIdx.x / tm.size;
   if (!acc_begin(P.tree, P.out, b, tm, &sm.tree, &sm.xch)) return;
   const int n = sm.tree.n, node0 = sm.tree.node0, V = P.vocab;
-  int32_t *out_path = P.out.path + (size_t)b * DECO_TREE_MAX_NODES;
   int lo, hi;
   acc_chunk(V, tm, lo, hi);
   /* depth by walking up (parallel over nodes; trees are shallow) */
@@ -112,14 +111,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
     if (threadIdx.x == 0) sm.path[d] = v;
     __syncthreads();
   }
-  if (tm.rank == 0) {
-    for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) out_path[i] = i <= max_depth ? sm.path[i] : -1;
-    if (threadIdx.x == 0) {
-      P.out.accept_len[b] = max_depth + 1;
-      P.out.bonus[b] = sm.argmax[v];
-    }
-  }
-  acc_team_sync(); /* peers may still read this CTA's shared memory */
+  acc_finish(P.out, b, tm, sm.path, max_depth + 1, sm.argmax[v]);
 }
 
 }  // namespace

@@ -325,7 +325,6 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
   const int b = blockIdx.x / tm.size;
   if (!acc_begin(P.tree, P.out, b, tm, &sm.tree, &sm.xch)) return;
   const int node0 = sm.tree.node0, V = P.vocab;
-  int32_t *out_path = P.out.path + (size_t)b * DECO_TREE_MAX_NODES;
   int lo, hi;
   acc_chunk(V, tm, lo, hi);
   const uint64_t seed = *P.seed;
@@ -494,15 +493,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
     bonus = best == 0x7fffffff ? t.top : best;
     break;
   }
-  if (tm.rank == 0) {
-    __syncthreads();
-    for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) out_path[i] = i < len ? sm.path[i] : -1;
-    if (threadIdx.x == 0) {
-      P.out.accept_len[b] = len;
-      P.out.bonus[b] = bonus;
-    }
-  }
-  acc_team_sync(); /* peers may still read this CTA's shared memory */
+  acc_finish(P.out, b, tm, sm.path, len, bonus);
 }
 
 }  // namespace
