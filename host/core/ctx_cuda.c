@@ -60,6 +60,14 @@ deco_status_t deco_cuda_ctx_init(deco_ctx_t *ctx, const deco_ctx_config_t *confi
 }
 
 void deco_cuda_ctx_release(deco_ctx_t *ctx) {
+  /* A capture left open (an error between begin and end) is ended first:
+   * the calls below are not allowed on a capturing stream. */
+  enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (ctx->stream && cudaStreamIsCapturing((cudaStream_t)ctx->stream, &cs) == cudaSuccess &&
+      cs != cudaStreamCaptureStatusNone) {
+    cudaGraph_t g = NULL;
+    if (cudaStreamEndCapture((cudaStream_t)ctx->stream, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+  }
   if (ctx->stream) cudaStreamSynchronize((cudaStream_t)ctx->stream);
   if (ctx->cublas) cublasDestroy((cublasHandle_t)ctx->cublas);
   if (ctx->cublas_workspace) cudaFree(ctx->cublas_workspace);

@@ -337,8 +337,12 @@ static deco_status_t run_device(deco_model_t *m, deco_kv_cache_t *kc, int seq, c
         out->capture_seconds += now_seconds() - t0;
         if (st != DECO_STATUS_SUCCESS) break;
       }
-      /* Every step emits at least one id: never replay past the step limit. */
-      int todo = c->steps - s.len < chunk ? c->steps - s.len : chunk;
+      /* Every step emits at least one id, so never replay past the step
+       * limit; and since a replay after the end still costs a forward, aim
+       * at the steps likely left at the mean rate so far (rounded down). */
+      const int left = c->steps - s.len, per = s.forwards > 0 ? (s.len - pos) / s.forwards : 1;
+      int todo = per > 1 ? (left + per - 1) / per : left;
+      if (todo > chunk) todo = chunk;
       st = deco_graph_replay(ctx, graph, todo);
       replays += todo;
     } else {

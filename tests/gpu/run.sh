@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh DIR — on a GPU host with a prebuilt, relocated build/ and
 # the data folder ($DECO_DATA_DIR with models/ and fixtures/): runs the GPU
-# test suites, then the benches, then compute-sanitizer (memcheck, racecheck)
+# test suites (those never run on a GPU before first), the benches (the
+# evaluation first), the CLI, then compute-sanitizer (memcheck, racecheck)
 # on a small-shape subset, writing logs and CSV into DIR as it goes and a
 # summary last. Fails (does not skip) when the data is missing. The whole run
 # keeps to DECO_GPU_BUDGET_S seconds (default 280): a stage that would start
@@ -17,7 +18,9 @@ build=${DECO_BUILD_DIR:-$root/build}
 bin=$build/bin
 export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/.data}
 export DECO_REQUIRE_DATA=1
-cuda_lib=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")/../lib64
+cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
+cuda_lib=$cuda_bin/../lib64
+export PATH=$PATH:$cuda_bin
 export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_lib:${LD_LIBRARY_PATH:-}
 budget=${DECO_GPU_BUDGET_S:-280}
 t_start=$(date +%s)
@@ -45,11 +48,17 @@ if command -v cuobjdump >/dev/null 2>&1; then
 fi
 status=0
 
-# 1. GPU test suites, one at a time.
+# 1. GPU test suites, one at a time: the newest code first, then the rest.
+suites=("$bin/gpu_test_graph_cuda" "$bin/gpu_test_spec_cuda" "$bin/gpu_test_recycle_cuda" "$bin/gpu_test_forward_cuda")
 for t in "$bin"/gpu_test_*; do
+  case " ${suites[*]} " in *" $t "*) ;; *) suites+=("$t") ;; esac
+done
+ran=0
+for t in "${suites[@]}"; do
   [ -x "$t" ] || continue
+  ran=$((ran + 1))
   name=$(basename "$t")
-  lim=$(limit 150)
+  lim=$(limit 120)
   if [ "$lim" -lt 10 ]; then note "test  $name: SKIPPED (time budget)"; status=1; continue; fi
   start=$(date +%s)
   echo "=== $name" >>"$out/gpu_tests.log"
@@ -59,16 +68,40 @@ for t in "$bin"/gpu_test_*; do
   elif [ $rc -eq 124 ]; then res="TIMEOUT"; status=1; else res="FAIL ($rc)"; status=1; fi
   note "test  $name: $res ($(( $(date +%s) - start )) s)"
 done
+[ "$ran" -gt 0 ] || { note "FAIL: no gpu_test_* executables in $bin"; status=1; }
 
-# 2. The CLI on the GPU, greedy stories260K in f32 and bf16, plain and with
-# prompt lookup (ids under the near-tie rule are checked by the suites).
+# 2. Benches, the evaluation first: CSV rows on stdout, diagnostics on stderr.
+# bench_spec: stories260K in f32 (comparable with the CPU tables), greedy and
+# at temperature 0.7; bench_forward --model llama3-8b: t_verify(81) / t_decode.
+model=$DECO_DATA_DIR/models/stories260K.bin
+tokenizer=$DECO_DATA_DIR/models/tok512.bin
+spec_args="--backend cuda --dtype f32 --model $model --tokenizer $tokenizer --prompts $root/perf/prompts/prompts.tsv"
+benches=("bench_spec $spec_args" "bench_spec $spec_args --temperature 0.7" "bench_forward --model llama3-8b --reps 20"
+  "bench_recycle" "bench_ops" "bench_tree_attention" "bench_forward" "bench_accept")
+for entry in "${benches[@]}"; do
+  read -r -a cmd <<<"$entry"
+  [ -x "$bin/${cmd[0]}" ] || { note "bench $entry: MISSING"; status=1; continue; }
+  lim=$(limit 90)
+  if [ "$lim" -lt 10 ]; then note "bench ${cmd[0]}: SKIPPED (time budget)"; continue; fi
+  start=$(date +%s)
+  echo "# $entry" >>"$out/benches.csv"
+  echo "=== $entry" >>"$out/benches.log"
+  timeout "$lim" "$bin/${cmd[0]}" "${cmd[@]:1}" >>"$out/benches.csv" 2>>"$out/benches.log"
+  rc=$?
+  [ $rc -eq 0 ] || status=1
+  note "bench ${cmd[0]}${cmd[1]:+ ...}: exit $rc ($(( $(date +%s) - start )) s)"
+done
+
+# 3. The CLI on the GPU, greedy stories260K in f32 and bf16, plain, prompt
+# lookup and Token Recycling (ids under the near-tie rule are checked by the
+# suites); recycling also against plain decoding (--compare-ar: speedup=).
 for dt in f32 bf16; do
-  for spec in none lookup recycle; do
+  for spec in none lookup recycle "recycle --compare-ar"; do
     lim=$(limit 60)
     if [ "$lim" -lt 10 ]; then note "cli   $dt $spec: SKIPPED (time budget)"; status=1; continue; fi
     timeout "$lim" "$bin/deco" generate --backend cuda --dtype $dt --model "$DECO_DATA_DIR/models/stories260K.bin" \
       --tokenizer "$DECO_DATA_DIR/models/tok512.bin" --prompt "Once upon a time" --temperature 0 \
-      --spec $spec >"$out/cli.txt" 2>&1
+      --spec $spec --ignore-eos >"$out/cli.txt" 2>&1
     rc=$?
     [ $rc -eq 0 ] || status=1
     note "cli   $dt $spec: exit $rc $(tail -n 1 "$out/cli.txt")"
@@ -77,35 +110,11 @@ for dt in f32 bf16; do
 done
 rm -f "$out/cli.txt"
 
-# 3. Benches: CSV rows on stdout, diagnostics on stderr.
-for b in "$bin"/bench_*; do
-  [ -x "$b" ] || continue
-  name=$(basename "$b")
-  lim=$(limit 90)
-  if [ "$lim" -lt 10 ]; then note "bench $name: SKIPPED (time budget)"; continue; fi
-  start=$(date +%s)
-  echo "# $name" >>"$out/benches.csv"
-  echo "=== $name" >>"$out/benches.log"
-  timeout "$lim" "$b" >>"$out/benches.csv" 2>>"$out/benches.log"
-  rc=$?
-  [ $rc -eq 0 ] || status=1
-  note "bench $name: exit $rc ($(( $(date +%s) - start )) s)"
-done
-
-# Llama-3-8B shape: t_verify(81 nodes) / t_decode at batch 1 (issue target <= 1.3).
-lim=$(limit 90)
-if [ -x "$bin/bench_forward" ] && [ "$lim" -ge 30 ]; then
-  echo "# bench_forward --model llama3-8b" >>"$out/benches.csv"
-  echo "=== bench_forward --model llama3-8b" >>"$out/benches.log"
-  timeout "$lim" "$bin/bench_forward" --model llama3-8b --reps 20 >>"$out/benches.csv" 2>>"$out/benches.log"
-  note "bench bench_forward llama3-8b: exit $?"
-fi
-
 # 4. compute-sanitizer on a small-shape test of each suite.
 subset=("gpu_test_ops_cuda:*/small_ops" "gpu_test_tree_attention:*/bad_data_mma"
   "gpu_test_accept_cuda:*/greedy_small_vocab_ties" "gpu_test_kv_compact_cuda:*/overlapping_f32"
-  "gpu_test_forward_cuda:*/synthetic_weights_identical_on_both_backends" "gpu_test_recycle_cuda:*/small*"
-  "gpu_test_graph_cuda:*/small_plain_greedy")
+  "gpu_test_forward_cuda:*/synthetic_weights_identical_on_both_backends" "gpu_test_recycle_cuda:*/small_pipeline"
+  "gpu_test_graph_cuda:*/small_*")
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
     for entry in "${subset[@]}"; do
@@ -121,6 +130,7 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
       if grep -q "Device not supported\|error 999" "$log"; then res="sanitizer unavailable"
       elif grep -q "Tested: 0 " "$log"; then res="NO TEST MATCHED $filter"; status=1
       elif [ $rc -eq 0 ] && grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$log" \
+           && ! grep -Eq "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" "$log" \
            && ! grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then res="clean"
       else res="FAIL ($rc)"; status=1; fi
       rm -f "$log"

@@ -18,7 +18,8 @@ typedef struct outcome {
   size_t kv_bytes;
 } outcome_t;
 
-static void run(deco_model_t *m, deco_draft_source_t source, float temperature, int graph, outcome_t *o) {
+static void run(deco_model_t *m, deco_draft_source_t source, float temperature, int steps, int graph,
+                outcome_t *o) {
   deco_ctx_t *ctx = deco_model_ctx(m);
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
@@ -35,7 +36,7 @@ static void run(deco_model_t *m, deco_draft_source_t source, float temperature, 
   cr_assert_eq(deco_memset(ctx, v, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
   deco_generate_config_t c;
   memset(&c, 0, sizeof c);
-  c.steps = 250;
+  c.steps = steps;
   c.temperature = temperature;
   c.top_p = 0.9f;
   c.seed = 11;
@@ -63,7 +64,7 @@ static void run(deco_model_t *m, deco_draft_source_t source, float temperature, 
   deco_recycler_destroy(rec);
 }
 
-static void check(deco_draft_source_t source, float temperature) {
+static void check(deco_draft_source_t source, float temperature, int steps) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
@@ -71,11 +72,15 @@ static void check(deco_draft_source_t source, float temperature) {
   cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_BF16, &m),
                DECO_STATUS_SUCCESS);
   static outcome_t eager, graphed;
-  run(m, source, temperature, 0, &eager);
-  run(m, source, temperature, 1, &graphed);
+  run(m, source, temperature, steps, 0, &eager);
+  run(m, source, temperature, steps, 1, &graphed);
   fprintf(stderr, "%s T=%.1f: eager %d tokens / %d forwards, graphed %d / %d\n",
           source == DECO_DRAFT_RECYCLE ? "recycle" : "plain", temperature, eager.stats.tokens, eager.stats.forwards,
           graphed.stats.tokens, graphed.stats.forwards);
+  /* The graphed run really captured a step and replayed it. */
+  cr_assert_eq(eager.stats.capture_seconds, 0.0, "the eager run captured a graph");
+  cr_assert_gt(graphed.stats.capture_seconds, 0.0, "no graph was captured");
+  cr_assert_gt(graphed.stats.forwards, 2, "too few steps to replay the graph");
   cr_assert_eq(eager.ids.n, graphed.ids.n);
   cr_assert_eq(deco_test_compare_i32("ids", graphed.ids.ids, eager.ids.ids, (size_t)eager.ids.n), 0);
   cr_assert_eq(eager.stats.forwards, graphed.stats.forwards);
@@ -92,6 +97,9 @@ static void check(deco_draft_source_t source, float temperature) {
   deco_ctx_destroy(ctx);
 }
 
-Test(graph_cuda, small_plain_greedy, .timeout = 120) { check(DECO_DRAFT_NONE, 0.0f); }
-Test(graph_cuda, recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.0f); }
-Test(graph_cuda, recycle_sampled, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.7f); }
+/* small_*: few steps, for the sanitizers. */
+Test(graph_cuda, small_plain_greedy, .timeout = 120) { check(DECO_DRAFT_NONE, 0.0f, 24); }
+Test(graph_cuda, small_recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.0f, 24); }
+Test(graph_cuda, plain_greedy, .timeout = 120) { check(DECO_DRAFT_NONE, 0.0f, 250); }
+Test(graph_cuda, recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.0f, 250); }
+Test(graph_cuda, recycle_sampled, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.7f, 250); }
