@@ -5,6 +5,9 @@
  * Hugging Face eager 21.3 ms, torch.compile with CUDA graphs 5.48 ms on an
  * H200). Also the verification forward of one sequence with a draft tree
  * of 64 and 81 nodes (tree attention; PERF.md: <= 1.3x the decode step).
+ * Each step is timed twice: eager deco_forward calls, and the same step as
+ * one replayed CUDA graph of deco_forward_device (what a serving loop runs;
+ * launch gaps gone), with the verify / decode ratios of both.
  *   bench_forward [--model llama2-7b|llama3-8b] [--reps N]
  */
 #include <stdio.h>
@@ -34,6 +37,80 @@ static int run_step(void *user) {
     fprintf(stderr, "forward: %s\n", deco_last_error(deco_model_ctx(s->model)));
     return 1;
   }
+  return 0;
+}
+
+/* One step captured as a CUDA graph of deco_forward_device, its batch in
+ * context memory (the same slots are rewritten by every replay). */
+typedef struct graphed {
+  deco_ctx_t *ctx;
+  deco_graph_t *graph;
+  int32_t *meta;
+} graphed_t;
+
+static int replay_step(void *user) {
+  graphed_t *g = user;
+  return deco_graph_replay(g->ctx, g->graph, 1) != DECO_STATUS_SUCCESS;
+}
+
+static void graphed_destroy(graphed_t *g) {
+  deco_graph_destroy(g->graph);
+  deco_free(g->ctx, g->meta);
+  g->graph = NULL;
+  g->meta = NULL;
+}
+
+#define GCHECK(expr)                                                                  \
+  do {                                                                                \
+    if ((expr) != DECO_STATUS_SUCCESS) {                                              \
+      fprintf(stderr, "bench_forward: %s: %s\n", #expr, deco_last_error(g->ctx));     \
+      free(h);                                                                        \
+      return 1;                                                                       \
+    }                                                                                 \
+  } while (0)
+
+static int graphed_create(const step_t *s, graphed_t *g) {
+  g->ctx = deco_model_ctx(s->model);
+  g->graph = NULL;
+  g->meta = NULL;
+  const int S = s->n_seqs, P = deco_kv_cache_max_pages(s->cache);
+  int T = 0;
+  for (int i = 0; i < S; ++i) T += s->n_new[i];
+  /* tokens, positions, parents [T]; q_indptr [S+1]; kv_lens, prefix [S]; table [S][P] */
+  const size_t o_pos = (size_t)T, o_par = 2 * (size_t)T, o_qi = 3 * (size_t)T, o_kv = o_qi + S + 1, o_pre = o_kv + S,
+               o_tab = o_pre + S, total = o_tab + (size_t)S * P;
+  int32_t *h = calloc(total, sizeof(int32_t));
+  if (!h) return 1;
+  int t = 0;
+  for (int i = 0; i < S; ++i) {
+    const int n = s->n_new[i], len = deco_kv_cache_seq_len(s->cache, s->seqs[i]);
+    if (s->parents) GCHECK(deco_tree_positions(s->parents + t, n, len, h + o_pos + t));
+    for (int j = 0; j < n; ++j) {
+      h[t + j] = s->tokens[t + j];
+      if (!s->parents) h[o_pos + t + j] = len + j;
+      h[o_par + t + j] = s->parents ? s->parents[t + j] : j - 1;
+    }
+    h[o_qi + i] = t;
+    t += n;
+    h[o_kv + i] = len + n;
+    h[o_pre + i] = len;
+  }
+  h[o_qi + S] = t;
+  GCHECK(deco_malloc(g->ctx, (void **)&g->meta, total * sizeof(int32_t)));
+  GCHECK(deco_memcpy(g->ctx, g->meta, h, total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
+  GCHECK(deco_kv_cache_block_table(s->cache, s->seqs, S, g->meta + o_tab));
+  int32_t *d = g->meta;
+  deco_forward_device_args_t fa = {S,         T,         d,         d + o_pos, d + o_qi, d + o_kv,
+                                   d + o_pre, s->parents ? d + o_par : NULL, d + o_tab, s->logits};
+  /* One eager call sizes the scratch and loads every kernel before capture. */
+  GCHECK(deco_forward_device(s->model, s->cache, &fa));
+  GCHECK(deco_ctx_synchronize(g->ctx));
+  GCHECK(deco_graph_capture_begin(g->ctx));
+  deco_status_t st = deco_forward_device(s->model, s->cache, &fa);
+  deco_status_t ce = deco_graph_capture_end(g->ctx, &g->graph);
+  GCHECK(st);
+  GCHECK(ce);
+  free(h);
   return 0;
 }
 
@@ -94,7 +171,7 @@ int main(int argc, char **argv) {
   deco_bench_csv_header(stdout);
   const char *cmd = deco_bench_command(argc, argv);
   int batches[2] = {1, 16};
-  double decode_us = 0;
+  double decode_us = 0, decode_graph_us = 0;
   for (int i = 0; i < 2; ++i) {
     int B = batches[i];
     for (int s = 0; s < B; ++s) n_new[s] = 1;
@@ -108,6 +185,15 @@ int main(int argc, char **argv) {
     deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, weight_bytes, flops, cmd);
     fprintf(stderr, "decode B=%d: %.3f ms (floor %.3f ms, %.0f%%)\n", B, stats.median_us / 1e3,
             deco_bench_floor_us(&b, weight_bytes, flops) / 1e3,
+            100.0 * deco_bench_floor_us(&b, weight_bytes, flops) / stats.median_us);
+    graphed_t g;
+    if (graphed_create(&st, &g)) return 1;
+    if (deco_bench_time(&b, replay_step, &g, 3, reps, 0, &stats)) return 1;
+    graphed_destroy(&g);
+    if (B == 1) decode_graph_us = stats.median_us;
+    snprintf(shape, sizeof shape, "%s bf16 decode B=%d prefix=%d (CUDA graph)", name, B, prefix);
+    deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, weight_bytes, flops, cmd);
+    fprintf(stderr, "decode B=%d as a CUDA graph: %.3f ms (%.0f%% of the floor)\n", B, stats.median_us / 1e3,
             100.0 * deco_bench_floor_us(&b, weight_bytes, flops) / stats.median_us);
   }
   /* Verification forwards of one sequence: random draft trees of 64 and 81
@@ -130,6 +216,18 @@ int main(int argc, char **argv) {
     /* A step that commits a tokens costs ratio decode steps (drafting and
      * acceptance aside): a must reach ratio to break even, 1.5 ratio for
      * 1.5x, 2 ratio for 2x. */
+    fprintf(stderr, "  mean accepted tokens needed: %.2f to break even, %.2f for 1.5x, %.2f for 2x\n", ratio,
+            1.5 * ratio, 2.0 * ratio);
+    graphed_t g;
+    if (graphed_create(&st, &g)) return 1;
+    if (deco_bench_time(&b, replay_step, &g, 2, reps / 2 > 5 ? reps / 2 : 5, 0, &stats)) return 1;
+    graphed_destroy(&g);
+    snprintf(shape, sizeof shape, "%s bf16 tree verification of %d nodes, prefix %d (CUDA graph)", name, n,
+             prefix + 2 * (reps + 3));
+    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas+tree_attention", &stats, weight_bytes, flops, cmd);
+    ratio = stats.median_us / decode_graph_us;
+    fprintf(stderr, "tree of %d nodes as a CUDA graph: %.3f ms = %.2f x the graphed one-token step\n", n,
+            stats.median_us / 1e3, ratio);
     fprintf(stderr, "  mean accepted tokens needed: %.2f to break even, %.2f for 1.5x, %.2f for 2x\n", ratio,
             1.5 * ratio, 2.0 * ratio);
   }
