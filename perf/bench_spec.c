@@ -9,8 +9,12 @@
  * positions (never stopping at BOS/EOS) so all methods do the same work.
  *   bench_spec --model stories260K.bin --tokenizer tok512.bin [--backend cpu|cuda]
  *              [--dtype f32|bf16] [--prompts perf/prompts/prompts.tsv] [--steps 256]
- *              [--temperature 0] [--top-p 1] [--seed 42]
- * CSV on stdout: method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,...
+ *              [--temperature 0] [--top-p 1] [--seed 42] [--loop graph|device|host]
+ * --loop (GPU): graph (default) replays each step as a CUDA graph; device
+ * runs the same device-resident step eagerly; host drafts and accepts on the
+ * host side of the engine (the CPU's loop). Lookup always drafts on the host.
+ * CSV on stdout: method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,backend,dtype,
+ * temperature,loop
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -84,15 +88,16 @@ static tally_t *tally_for(tally_t *t, int *n, const char *kind) {
   return &t[(*n)++];
 }
 
-static void print_row(const char *method, const tally_t *t, const char *backend, const char *dtype, float temp) {
+static void print_row(const char *method, const tally_t *t, const char *backend, const char *dtype, float temp,
+                      const char *loop) {
   double ma = t->forwards ? (double)t->tokens / t->forwards : 0.0;
-  printf("%s,%s,%d,%ld,%ld,%.3f,%.3f,%.1f,%s,%s,%.2f\n", method, t->kind, t->prompts, t->tokens, t->forwards, ma,
-         t->seconds, t->seconds > 0 ? t->tokens / t->seconds : 0.0, backend, dtype, temp);
+  printf("%s,%s,%d,%ld,%ld,%.3f,%.3f,%.1f,%s,%s,%.2f,%s\n", method, t->kind, t->prompts, t->tokens, t->forwards, ma,
+         t->seconds, t->seconds > 0 ? t->tokens / t->seconds : 0.0, backend, dtype, temp, loop);
 }
 
 int main(int argc, char **argv) {
   const char *model_path = NULL, *tok_path = NULL, *prompts_path = "perf/prompts/prompts.tsv";
-  const char *backend_s = NULL, *dtype_s = NULL;
+  const char *backend_s = NULL, *dtype_s = NULL, *loop_s = "graph";
   int steps = 256;
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 42;
@@ -106,9 +111,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--temperature")) temperature = (float)atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--top-p")) top_p = (float)atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[i + 1], NULL, 10);
+    else if (!strcmp(argv[i], "--loop")) loop_s = argv[i + 1];
     else die(argv[i], "unknown option");
   }
   if (!model_path || !tok_path) die("usage", "--model FILE --tokenizer FILE are required");
+  const int loop_graph = !strcmp(loop_s, "graph"), loop_device = loop_graph || !strcmp(loop_s, "device");
+  if (!loop_device && strcmp(loop_s, "host")) die(loop_s, "--loop is graph, device or host");
   deco_backend_t backend = backend_s ? (strcmp(backend_s, "cuda") == 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU)
                                      : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
   deco_dtype_t dtype = dtype_s ? (strcmp(dtype_s, "bf16") == 0 ? DECO_DTYPE_BF16 : DECO_DTYPE_F32)
@@ -126,15 +134,16 @@ int main(int argc, char **argv) {
   uint64_t hash;
   int n_prompts = read_prompts(prompts_path, tok, prompts, &hash);
   if (steps > mc->seq_len) steps = mc->seq_len;
-  fprintf(stderr, "bench_spec: %d prompts (%s, fnv1a64 %016llx), %d positions each, %s %s, temperature %.2f\n",
+  fprintf(stderr,
+          "bench_spec: %d prompts (%s, fnv1a64 %016llx), %d positions each, %s %s, temperature %.2f, %s loop\n",
           n_prompts, prompts_path, (unsigned long long)hash, steps, deco_backend_name(backend),
-          deco_dtype_name(dtype), temperature);
+          deco_dtype_name(dtype), temperature, backend == DECO_BACKEND_CUDA ? loop_s : "host");
   deco_recycler_t *rec;
   deco_tree_template_t tmpl;
   if (deco_recycler_create(ctx, mc->vocab_size, DECO_RECYCLE_DEFAULT_K, &rec) != DECO_STATUS_SUCCESS ||
       deco_tree_template_default(&tmpl) != DECO_STATUS_SUCCESS)
     die("recycler", deco_last_error(ctx));
-  printf("method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,backend,dtype,temperature\n");
+  printf("method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,backend,dtype,temperature,loop\n");
   const char *methods[4] = {"ar", "lookup", "recycle-cold", "recycle-warm"};
   double ar_rate = 0;
   for (int mth = 0; mth < 4; ++mth) {
@@ -152,7 +161,8 @@ int main(int argc, char **argv) {
     c.tmpl = &tmpl;
     /* On the GPU, plain decoding and Token Recycling run their steps as CUDA
      * graphs (capture time excluded below); prompt lookup drafts on the host. */
-    c.device_resident = c.graph = backend == DECO_BACKEND_CUDA && c.source != DECO_DRAFT_LOOKUP;
+    c.device_resident = backend == DECO_BACKEND_CUDA && c.source != DECO_DRAFT_LOOKUP && loop_device;
+    c.graph = c.device_resident && loop_graph;
     tally_t kinds[N_KINDS_MAX], pooled;
     int n_kinds = 0;
     memset(&pooled, 0, sizeof pooled);
@@ -180,8 +190,10 @@ int main(int argc, char **argv) {
         both[b]->seconds += secs;
       }
     }
-    for (int k = 0; k < n_kinds; ++k) print_row(methods[mth], &kinds[k], deco_backend_name(backend), deco_dtype_name(dtype), temperature);
-    print_row(methods[mth], &pooled, deco_backend_name(backend), deco_dtype_name(dtype), temperature);
+    const char *loop = c.graph ? "graph" : c.device_resident ? "device" : "host";
+    for (int k = 0; k < n_kinds; ++k)
+      print_row(methods[mth], &kinds[k], deco_backend_name(backend), deco_dtype_name(dtype), temperature, loop);
+    print_row(methods[mth], &pooled, deco_backend_name(backend), deco_dtype_name(dtype), temperature, loop);
     double rate = pooled.seconds > 0 ? pooled.tokens / pooled.seconds : 0;
     if (mth == 0) ar_rate = rate;
     fprintf(stderr, "%-13s pooled: mean accepted %.2f, %.1f tok/s (%.2fx ar)\n", methods[mth],
