@@ -38,20 +38,25 @@ deco_status_t deco_kv_append(deco_ctx_t *ctx, const deco_kv_append_args_t *a) {
   return DECO_DISPATCH(ctx, kv_append, a);
 }
 
+deco_status_t deco_check_attention_common(deco_ctx_t *ctx, const deco_paged_kv_t *cache, int n_heads, float scale,
+                                          const void *q, const void *out, const char *op) {
+  DECO_TRY(deco_check_paged_kv(ctx, cache, op));
+  DECO_CHECK_RANGE(ctx, cache->head_dim, 8, 256, op);
+  DECO_CHECK_RANGE(ctx, n_heads, 1, 4096, op);
+  if (n_heads % cache->n_kv_heads)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_heads = %d is not a multiple of n_kv_heads = %d", op,
+                     n_heads, cache->n_kv_heads);
+  if (!isfinite(scale) || scale <= 0.0f)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: scale = %g must be finite and > 0", op, (double)scale);
+  DECO_CHECK_PTR(ctx, q, op);
+  DECO_CHECK_PTR(ctx, out, op);
+  return DECO_STATUS_SUCCESS;
+}
+
 static deco_status_t check_attention(deco_ctx_t *ctx, const deco_attention_args_t *a, const char *op) {
   DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(deco_check_paged_kv(ctx, &a->cache, op));
-  DECO_TRY(deco_check_ragged(ctx, &a->batch, op));
-  DECO_CHECK_RANGE(ctx, a->cache.head_dim, 8, 256, op);
-  DECO_CHECK_RANGE(ctx, a->n_heads, 1, 4096, op);
-  if (a->n_heads % a->cache.n_kv_heads)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_heads = %d is not a multiple of n_kv_heads = %d", op,
-                     a->n_heads, a->cache.n_kv_heads);
-  if (!isfinite(a->scale) || a->scale <= 0.0f)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: scale = %g must be finite and > 0", op, (double)a->scale);
-  DECO_CHECK_PTR(ctx, a->q, op);
-  DECO_CHECK_PTR(ctx, a->out, op);
-  return DECO_STATUS_SUCCESS;
+  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->out, op));
+  return deco_check_ragged(ctx, &a->batch, op);
 }
 
 DECO_DEFINE_WORKSPACE_SIZE(attention, check_attention)

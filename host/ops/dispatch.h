@@ -20,6 +20,10 @@
 /* Shared validation of the paged-cache view and the ragged batch. */
 deco_status_t deco_check_paged_kv(deco_ctx_t *ctx, const deco_paged_kv_t *cache, const char *op);
 deco_status_t deco_check_ragged(deco_ctx_t *ctx, const deco_ragged_batch_t *batch, const char *op);
+/* What causal and tree attention both check: the cache view, head dim 8..256,
+ * n_heads a multiple of the KV heads, a finite positive scale, q and out. */
+deco_status_t deco_check_attention_common(deco_ctx_t *ctx, const deco_paged_kv_t *cache, int n_heads, float scale,
+                                          const void *q, const void *out, const char *op);
 
 /* The public deco_<name>_workspace_size: 0 on the CPU backend or for
  * arguments that fail check(ctx, args, op); otherwise what the CUDA

@@ -4,20 +4,11 @@
  * poison what is out of range), the workspace size, the path name, and
  * dispatch to the reference or the CUDA kernels.
  */
-#include <math.h>
-
 #include "ops/dispatch.h"
 
 static deco_status_t check_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *a, const char *op) {
   DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(deco_check_paged_kv(ctx, &a->cache, op));
-  DECO_CHECK_RANGE(ctx, a->cache.head_dim, 8, 256, op);
-  DECO_CHECK_RANGE(ctx, a->n_heads, 1, 4096, op);
-  if (a->n_heads % a->cache.n_kv_heads)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_heads = %d is not a multiple of n_kv_heads = %d", op,
-                     a->n_heads, a->cache.n_kv_heads);
-  if (!isfinite(a->scale) || a->scale <= 0.0f)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: scale = %g must be finite and > 0", op, (double)a->scale);
+  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->out, op));
   const deco_tree_batch_t *t = &a->tree;
   DECO_CHECK_RANGE(ctx, t->n_trees, 1, 1 << 20, op);
   DECO_CHECK_RANGE(ctx, t->n_nodes, 0, DECO_MAX_TOKENS, op);
@@ -28,8 +19,6 @@ static deco_status_t check_tree_attention(deco_ctx_t *ctx, const deco_tree_atten
   DECO_CHECK_PTR(ctx, t->tree_indptr, op);
   DECO_CHECK_PTR(ctx, t->parent, op);
   DECO_CHECK_PTR(ctx, a->prefix_lens, op);
-  DECO_CHECK_PTR(ctx, a->q, op);
-  DECO_CHECK_PTR(ctx, a->out, op);
   return DECO_STATUS_SUCCESS;
 }
 

@@ -14,23 +14,11 @@
 
 #include "../accept_model.h"
 #include "common/testutil.h"
+#include "gpu_suite.h"
 #include "common/tolerances.h"
 #include "deco/deco.h"
 
-static deco_ctx_t *gpu, *cpu;
-
-static void setup(void) {
-  gpu = deco_test_cuda_ctx();
-  cr_assert_not_null(gpu, "no CUDA device");
-  cpu = deco_test_cpu_ctx();
-}
-
-static void teardown(void) {
-  deco_ctx_destroy(gpu);
-  deco_ctx_destroy(cpu);
-}
-
-TestSuite(accept_cuda, .init = setup, .fini = teardown, .timeout = 300);
+DECO_GPU_SUITE(accept_cuda, 300);
 
 static uint32_t rng_u32(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;

@@ -10,22 +10,10 @@
 #include <string.h>
 
 #include "common/testutil.h"
+#include "gpu_suite.h"
 #include "deco/deco.h"
 
-static deco_ctx_t *gpu, *cpu;
-
-static void setup(void) {
-  gpu = deco_test_cuda_ctx();
-  cr_assert_not_null(gpu, "no CUDA device");
-  cpu = deco_test_cpu_ctx();
-}
-
-static void teardown(void) {
-  deco_ctx_destroy(gpu);
-  deco_ctx_destroy(cpu);
-}
-
-TestSuite(kv_compact_cuda, .init = setup, .fini = teardown, .timeout = 120);
+DECO_GPU_SUITE(kv_compact_cuda, 120);
 
 static uint64_t next(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;

@@ -12,23 +12,11 @@
 #include <string.h>
 
 #include "common/testutil.h"
+#include "gpu_suite.h"
 #include "common/tolerances.h"
 #include "deco/deco.h"
 
-static deco_ctx_t *gpu, *cpu;
-
-static void setup(void) {
-  gpu = deco_test_cuda_ctx();
-  cr_assert_not_null(gpu, "no CUDA device");
-  cpu = deco_test_cpu_ctx();
-}
-
-static void teardown(void) {
-  deco_ctx_destroy(gpu);
-  deco_ctx_destroy(cpu);
-}
-
-TestSuite(ops_cuda, .init = setup, .fini = teardown, .timeout = 300);
+DECO_GPU_SUITE(ops_cuda, 300);
 
 static const deco_dtype_t dtypes[3] = {DECO_DTYPE_F32, DECO_DTYPE_F16, DECO_DTYPE_BF16};
 

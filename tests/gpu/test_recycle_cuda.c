@@ -12,19 +12,17 @@
 #include <string.h>
 
 #include "common/testutil.h"
+#include "gpu_suite.h"
 #include "deco/deco.h"
 
 #define EXPECT_OK(st, ctx) cr_assert_eq((st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx))
 #define WS_BYTES ((size_t)16 << 20)
 #define POISON_I32 ((int32_t)0xABABABAB) /* what int outputs hold before the op (-1 is a real output) */
 
-static deco_ctx_t *gpu, *cpu;
 static deco_test_buf_t ws;
 
 static void setup(void) {
-  gpu = deco_test_cuda_ctx();
-  cr_assert_not_null(gpu, "no CUDA device");
-  cpu = deco_test_cpu_ctx();
+  deco_gpu_suite_setup();
   ws = deco_test_buf_alloc(gpu, WS_BYTES);
   EXPECT_OK(deco_ctx_set_workspace(gpu, ws.ptr, WS_BYTES), gpu);
 }
@@ -32,8 +30,7 @@ static void setup(void) {
 static void teardown(void) {
   deco_ctx_set_workspace(gpu, NULL, 0);
   deco_test_buf_free(&ws);
-  deco_ctx_destroy(gpu);
-  deco_ctx_destroy(cpu);
+  deco_gpu_suite_teardown();
 }
 
 TestSuite(recycle_cuda, .init = setup, .fini = teardown, .timeout = 300);
