@@ -12,6 +12,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "core/internal.h"
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #include <cooperative_groups.h>
 #define ACC_HAVE_CLUSTER 1
@@ -352,4 +354,22 @@ static cudaError_t acc_launch_team(K kernel, int n_trees, int team, cudaStream_t
   cfg.attrs = attr;
   cfg.numAttrs = team > 1 ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, p);
+}
+
+/* One team per request, running the kernel for the logits' dtype (f32 or
+ * bf16); a launch failure becomes the op's CUDA error. */
+template <typename KF, typename KB, typename Params>
+static deco_status_t acc_run(deco_ctx_t *ctx, const char *op, KF kernel_f32, KB kernel_bf16, deco_dtype_t dtype,
+                             int n_trees, int vocab, const Params &p) {
+  const int team = acc_team_size(ctx, n_trees, vocab);
+  cudaStream_t s = (cudaStream_t)ctx->stream;
+  cudaError_t err = dtype == DECO_DTYPE_BF16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p)
+                                             : acc_launch_team(kernel_f32, n_trees, team, s, p);
+  if (err == cudaSuccess) err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: launch (team %d) failed: %s", op, team,
+                     cudaGetErrorString(err));
+  }
+  return DECO_STATUS_SUCCESS;
 }

@@ -518,16 +518,5 @@ extern "C" deco_status_t deco_tree_accept_sample_cuda(deco_ctx_t *ctx, const dec
   p.seed = a->seed;
   p.offset = a->offset;
   p.out = a->out;
-  const int team = acc_team_size(ctx, a->tree.n_trees, a->vocab);
-  cudaStream_t s = (cudaStream_t)ctx->stream;
-  cudaError_t err = a->logits_dtype == DECO_DTYPE_BF16
-                        ? acc_launch_team(tree_accept_sample_kernel<__nv_bfloat16>, a->tree.n_trees, team, s, p)
-                        : acc_launch_team(tree_accept_sample_kernel<float>, a->tree.n_trees, team, s, p);
-  if (err == cudaSuccess) err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();
-    return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "deco_tree_accept_sample: launch (team %d) failed: %s", team,
-                     cudaGetErrorString(err));
-  }
-  return DECO_STATUS_SUCCESS;
+  return acc_run(ctx, "deco_tree_accept_sample", tree_accept_sample_kernel<float>, tree_accept_sample_kernel<__nv_bfloat16>, a->logits_dtype, a->tree.n_trees, a->vocab, p);
 }
