@@ -193,6 +193,40 @@ __device__ void hist_pass(const T *row, int lo, int hi, const target &t, double 
   acc_xch_done(&sm->xch); /* its barriers also publish sm->bins to the block */
 }
 
+/* The digit a radix pass keeps, from the team-combined bins, highest digit
+ * first: top-k (mode 0) the bin holding the krem-th ranked key (krem and
+ * the kept mass `above` lose the bins above it); top-p (mode 1) the lowest
+ * bin whose strictly-higher mass is still < thr (`above` becomes that mass).
+ * 0 when no bin qualifies (unreachable for consistent counts). */
+__device__ __forceinline__ int choose_digit(const sample_smem *sm, int mode, long long &krem, uint64_t &above,
+                                            double thr) {
+  int chosen = -1;
+  if (mode == 0) {
+    for (int d = 15; d >= 0; --d) {
+      if ((long long)sm->bins[0][d] >= krem) {
+        chosen = d;
+        break;
+      }
+      krem -= (long long)sm->bins[0][d];
+      above += sm->bins[1][d];
+    }
+  } else {
+    uint64_t A = above, Achosen = above;
+    for (int d = 15; d >= 0; --d) {
+      if (sm->bins[0][d] == 0) continue;
+      if ((double)A < thr) {
+        chosen = d;
+        Achosen = A;
+        A += sm->bins[1][d];
+      } else {
+        break;
+      }
+    }
+    above = Achosen;
+  }
+  return chosen < 0 ? 0 : chosen;
+}
+
 /* Radix select of a cut key. mode 0 (top-k): the k-th ranked key. mode 1
  * (top-p): the lowest key whose strictly-higher weight sum is < p * total,
  * among keys >= the low cut when has_low. Returns the cut and, in *sum_keep,
@@ -217,31 +251,7 @@ __device__ void radix_select(const T *row, int lo, int hi, const target &t, doub
       thr = p * (double)tot;
     }
     first = false;
-    int chosen = -1;
-    if (mode == 0) {
-      for (int d = 15; d >= 0; --d) {
-        if ((long long)sm->bins[0][d] >= krem) {
-          chosen = d;
-          break;
-        }
-        krem -= (long long)sm->bins[0][d];
-        above += sm->bins[1][d];
-      }
-    } else {
-      uint64_t A = above, Achosen = above;
-      for (int d = 15; d >= 0; --d) {
-        if (sm->bins[0][d] == 0) continue;
-        if ((double)A < thr) {
-          chosen = d;
-          Achosen = A;
-          A += sm->bins[1][d];
-        } else {
-          break;
-        }
-      }
-      above = Achosen;
-    }
-    if (chosen < 0) chosen = 0; /* unreachable for consistent counts */
+    const int chosen = choose_digit(sm, mode, krem, above, thr);
     prefix |= (uint32_t)chosen << shift;
     mask |= 15u << shift;
     if (sm->bins[0][chosen] == 1) {
@@ -260,31 +270,7 @@ __device__ void radix_select(const T *row, int lo, int hi, const target &t, doub
   uint32_t idp = 0, idm = 0;
   for (int shift = ((bits + 3) / 4) * 4 - 4; shift >= 0; shift -= 4) {
     hist_pass(row, lo, hi, t, scale, vocab, 1, prefix, 0, idp, idm, shift, has_low, low_ord, low_id, sm);
-    int chosen = -1;
-    if (mode == 0) {
-      for (int d = 15; d >= 0; --d) {
-        if ((long long)sm->bins[0][d] >= krem) {
-          chosen = d;
-          break;
-        }
-        krem -= (long long)sm->bins[0][d];
-        above += sm->bins[1][d];
-      }
-    } else {
-      uint64_t A = above, Achosen = above;
-      for (int d = 15; d >= 0; --d) {
-        if (sm->bins[0][d] == 0) continue;
-        if ((double)A < thr) {
-          chosen = d;
-          Achosen = A;
-          A += sm->bins[1][d];
-        } else {
-          break;
-        }
-      }
-      above = Achosen;
-    }
-    if (chosen < 0) chosen = 0;
+    const int chosen = choose_digit(sm, mode, krem, above, thr);
     idp |= (uint32_t)chosen << shift;
     idm |= 15u << shift;
     if (sm->bins[0][chosen] == 1 || shift == 0) {
