@@ -60,10 +60,11 @@ static void graphed_destroy(graphed_t *g) {
   g->meta = NULL;
 }
 
-#define GCHECK(expr)                                                                  \
+#define GCHECK(expr, err_ctx)                                                         \
   do {                                                                                \
     if ((expr) != DECO_STATUS_SUCCESS) {                                              \
-      fprintf(stderr, "bench_forward: %s: %s\n", #expr, deco_last_error(g->ctx));     \
+      fprintf(stderr, "bench_forward: %s: %s\n", #expr, deco_last_error(err_ctx));    \
+      graphed_destroy(g);                                                             \
       free(h);                                                                        \
       return 1;                                                                       \
     }                                                                                 \
@@ -84,7 +85,7 @@ static int graphed_create(const step_t *s, graphed_t *g) {
   int t = 0;
   for (int i = 0; i < S; ++i) {
     const int n = s->n_new[i], len = deco_kv_cache_seq_len(s->cache, s->seqs[i]);
-    if (s->parents) GCHECK(deco_tree_positions(s->parents + t, n, len, h + o_pos + t));
+    if (s->parents) GCHECK(deco_tree_positions(s->parents + t, n, len, h + o_pos + t), NULL);
     for (int j = 0; j < n; ++j) {
       h[t + j] = s->tokens[t + j];
       if (!s->parents) h[o_pos + t + j] = len + j;
@@ -96,20 +97,20 @@ static int graphed_create(const step_t *s, graphed_t *g) {
     h[o_pre + i] = len;
   }
   h[o_qi + S] = t;
-  GCHECK(deco_malloc(g->ctx, (void **)&g->meta, total * sizeof(int32_t)));
-  GCHECK(deco_memcpy(g->ctx, g->meta, h, total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
-  GCHECK(deco_kv_cache_block_table(s->cache, s->seqs, S, g->meta + o_tab));
+  GCHECK(deco_malloc(g->ctx, (void **)&g->meta, total * sizeof(int32_t)), g->ctx);
+  GCHECK(deco_memcpy(g->ctx, g->meta, h, total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX), g->ctx);
+  GCHECK(deco_kv_cache_block_table(s->cache, s->seqs, S, g->meta + o_tab), g->ctx);
   int32_t *d = g->meta;
   deco_forward_device_args_t fa = {S,         T,         d,         d + o_pos, d + o_qi, d + o_kv,
                                    d + o_pre, s->parents ? d + o_par : NULL, d + o_tab, s->logits};
   /* One eager call sizes the scratch and loads every kernel before capture. */
-  GCHECK(deco_forward_device(s->model, s->cache, &fa));
-  GCHECK(deco_ctx_synchronize(g->ctx));
-  GCHECK(deco_graph_capture_begin(g->ctx));
+  GCHECK(deco_forward_device(s->model, s->cache, &fa), g->ctx);
+  GCHECK(deco_ctx_synchronize(g->ctx), g->ctx);
+  GCHECK(deco_graph_capture_begin(g->ctx), g->ctx);
   deco_status_t st = deco_forward_device(s->model, s->cache, &fa);
   deco_status_t ce = deco_graph_capture_end(g->ctx, &g->graph);
-  GCHECK(st);
-  GCHECK(ce);
+  GCHECK(st, g->ctx);
+  GCHECK(ce, g->ctx);
   free(h);
   return 0;
 }

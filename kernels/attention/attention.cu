@@ -231,6 +231,7 @@ static attention_plan make_plan(const deco_ctx_t *ctx, const deco_attention_args
 }
 
 size_t deco_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+  if (a->batch.n_tokens == 0) return 0; /* nothing runs */
   if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_workspace_cuda(ctx, a);
   return make_plan(ctx, a).ws_bytes;
 }

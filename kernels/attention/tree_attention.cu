@@ -329,9 +329,10 @@ static Plan make_plan(const deco_ctx_t *ctx, const Shape &s, long long *grid_x) 
   const long long tiles_avg = ((long long)nodes_avg * G + rows_per_cta - 1) / rows_per_cta;
   if (s.causal) {
     /* The capacity may sit in one sequence or be spread over many: cover
-     * the average sequence, or the GPU once, and let CTAs loop over the
+     * the average sequence, and enough tiles that one long sequence alone
+     * fills the GPU (CTAs of short ones exit at once); CTAs loop over the
      * row tiles of longer ones. */
-    long long fill = (target + (long long)B * s.n_kv - 1) / ((long long)B * s.n_kv);
+    const long long fill = (target + s.n_kv - 1) / s.n_kv;
     const long long want = tiles_avg > fill ? tiles_avg : fill;
     if (tiles > want) tiles = want;
   }

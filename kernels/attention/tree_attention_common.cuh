@@ -9,7 +9,9 @@
  * Causal mode (deco_attention on the tensor-core kernel): "tree" b is
  * sequence b of a ragged batch, its nodes are its new tokens (any number) and
  * each is a chain: token j attends to slots 0 .. L + j with L = kv_len - n.
- * The mask is a comparison; no parent array, no ancestor sets.
+ * The mask is a comparison; no parent array, no ancestor sets. A sequence
+ * whose token range is unusable (past the capacity, decreasing) is skipped,
+ * its rows left unwritten; kv_len < n makes its rows NaN.
  */
 #ifndef DECO_KERNELS_TREE_ATTENTION_COMMON_CUH
 #define DECO_KERNELS_TREE_ATTENTION_COMMON_CUH

@@ -109,7 +109,11 @@ __device__ __forceinline__ void mma_rows(const Params &p, const Cta &c, const Tr
   const int rows_per_cta = (nthreads / 32) * 16;
   const int G = p.group, rows_total = ti.n * G;
   const int row_end = min(row0 + rows_per_cta, rows_total);
-  if (ti.L < 0 || (long long)ti.L + ti.n > (long long)p.kv_capacity) {
+  /* A tree past the block table is unusable; a causal sequence is not: the
+   * gather gives slots past the table NaN keys, so exactly the tokens whose
+   * window reaches them come out NaN (as with invalid pages). */
+  const long long lim = p.causal ? (long long)INT32_MAX - 4 * kMaxNodes : (long long)p.kv_capacity;
+  if (ti.L < 0 || (long long)ti.L + ti.n > lim) {
     fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
     return;
   }

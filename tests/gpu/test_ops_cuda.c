@@ -776,11 +776,14 @@ Test(ops_cuda, attention_decode) {
   cr_expect_eq(bad, 0, "attention decode: %zu problems", bad);
 }
 
-/* More rows than the grid has row tiles: in a batch of 16 sequences the
- * tensor-core path's CTAs loop over the row tiles of a 300-token prefill and
- * of a chunked prefill (200 new tokens over 600 slots) between one-token
- * decodes; also with an invalid page inside the long prefill, and with one
- * KV head (looping and split keys together). */
+/* More rows than the grid has row tiles. The tensor-core path gives a
+ * causal batch enough row tiles per (sequence, KV head) for one sequence to
+ * fill the GPU (SMs x CTAs per SM / KV heads) and lets CTAs loop over the
+ * tiles of longer ones. Here 16 sequences: one-token decodes, a 300-token
+ * and a 600-token prefill. On 132 SMs: 8 KV heads x 4 (8-warp CTAs, 17
+ * tiles of 32 tokens: the 600-token prefill loops), also with an invalid
+ * page inside it; 64 KV heads x 1 (4-warp CTAs, 5 tiles of 64 tokens: both
+ * prefills loop); 1 KV head x 8 (no loop, split keys). */
 Test(ops_cuda, attention_long_prefill_in_batch) {
   int kv_len[16], n_new[16];
   for (int s = 0; s < 16; ++s) {
@@ -788,19 +791,16 @@ Test(ops_cuda, attention_long_prefill_in_batch) {
     n_new[s] = 1;
   }
   kv_len[3] = n_new[3] = 300;
-  kv_len[9] = 600;
-  n_new[9] = 200;
-  static const int hds[] = {64, 128};
+  kv_len[9] = n_new[9] = 600;
   size_t bad = 0;
   int case_id = 0;
   for (int di = 0; di < 3; ++di) {
     if (dtypes[di] == DECO_DTYPE_F32) continue;
-    for (int hi = 0; hi < 2; ++hi) {
-      bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 8, 4, hds[hi], SPLIT_ANY, -1, 0, 501 + case_id++);
-      bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 8, 4, hds[hi], SPLIT_ANY, 3, 10, 501 + case_id++);
-      /* One KV head: fewer CTAs, so the keys are split as well. */
-      bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 1, 8, hds[hi], SPLIT_ANY, -1, 0, 501 + case_id++);
-    }
+    bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 8, 4, 64, SPLIT_ANY, -1, 0, 501 + case_id++);
+    bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 8, 4, 64, SPLIT_ANY, 9, 20, 501 + case_id++);
+    bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 64, 1, 64, SPLIT_ANY, -1, 0, 501 + case_id++);
+    for (int hd = 64; hd <= 128; hd += 64)
+      bad += attention_case(dtypes[di], kv_len, n_new, 16, 16, 1, 8, hd, SPLIT_ALWAYS, -1, 0, 501 + case_id++);
   }
   cr_expect_eq(bad, 0, "attention long prefill in a batch: %zu problems", bad);
 }
