@@ -104,7 +104,7 @@ static int bench_attention(deco_ctx_t *ctx, deco_bench_t *b, int B, int L, int r
                                 n_heads,
                                 1.0f / sqrtf((float)hd),
                                 q,
-                                out};
+                                out, 0};
   const size_t ws_bytes = deco_attention_workspace_size(ctx, &args);
   if (ws_bytes) {
     CHECK(deco_malloc(ctx, &ws, ws_bytes));

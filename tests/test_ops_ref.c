@@ -82,7 +82,7 @@ Test(ops_ref, rope_both_styles) {
       rope_expect(eq + t * H * hd, H, hd, pos[t], 10000.0, style);
       rope_expect(ek + t * KH * hd, KH, hd, pos[t], 10000.0, style);
     }
-    deco_rope_args_t a = {DECO_DTYPE_F32, (deco_rope_style_t)style, T, H, KH, hd, 10000.0f, pos, q, k};
+    deco_rope_args_t a = {DECO_DTYPE_F32, (deco_rope_style_t)style, T, H, KH, hd, 10000.0f, pos, q, k, 0, 0};
     cr_assert_eq(deco_rope(ctx, &a), DECO_STATUS_SUCCESS);
     /* fp32 angles of position 100 carry ~1e-5 relative error. */
     cr_assert_eq(deco_test_compare("rope q", q, eq, 48, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
@@ -92,7 +92,7 @@ Test(ops_ref, rope_both_styles) {
 
 Test(ops_ref, swiglu_and_embedding) {
   float g[5] = {-3, -0.5f, 0, 0.5f, 4}, u[5] = {1, 2, 3, 4, 5}, o[5];
-  deco_swiglu_args_t s = {DECO_DTYPE_F32, 5, g, u, o};
+  deco_swiglu_args_t s = {DECO_DTYPE_F32, 5, g, u, o, 0, 0};
   cr_assert_eq(deco_swiglu(ctx, &s), DECO_STATUS_SUCCESS);
   for (int i = 0; i < 5; ++i) {
     double e = g[i] / (1 + exp(-g[i])) * u[i];
@@ -188,11 +188,11 @@ Test(ops_ref, paged_append_and_causal_attention) {
   memcpy(vnew + 5 * row, vd[1] + 12 * row, row * sizeof(float));
   deco_paged_kv_t cache = {DECO_DTYPE_F32, KH, hd, ps, n_pages, kp, vp, table, maxp};
   deco_ragged_batch_t batch = {2, 6, indptr, kv_lens};
-  deco_kv_append_args_t app = {cache, batch, knew, vnew};
+  deco_kv_append_args_t app = {cache, batch, knew, vnew, 0};
   cr_assert_eq(deco_kv_append(ctx, &app), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   float q[6 * 32], out[6 * 32], expect[6 * 32];
   deco_test_fill_uniform(q, 6 * 32, 9, 30, -1, 1);
-  deco_attention_args_t at = {cache, batch, H, 1.0f / sqrtf((float)hd), q, out};
+  deco_attention_args_t at = {cache, batch, H, 1.0f / sqrtf((float)hd), q, out, 0};
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   attention_expect(q, kd[0], vd[0], 5, 5, H, KH, hd, expect);
   attention_expect(q + 5 * H * hd, kd[1], vd[1], 1, 13, H, KH, hd, expect + 5 * H * hd);
@@ -226,14 +226,14 @@ Test(ops_ref, validation) {
   cr_assert_eq(deco_matmul(NULL, &mm), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_matmul(ctx, NULL), DECO_STATUS_NULL_POINTER);
   int32_t pos[1] = {0};
-  deco_rope_args_t r = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, 1, 1, 1, 7, 10000.0f, pos, x, NULL};
+  deco_rope_args_t r = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, 1, 1, 1, 7, 10000.0f, pos, x, NULL, 0, 0};
   cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT, "odd head_dim");
   r.head_dim = 8;
   r.style = (deco_rope_style_t)3;
   cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT);
   int32_t ip[2] = {0, 1}, kl[1] = {1}, bt[1] = {0};
   deco_paged_kv_t c = {DECO_DTYPE_F32, 2, 4, 1, 1, x, x, bt, 1};
-  deco_attention_args_t at = {c, {1, 1, ip, kl}, 3, 0.5f, x, x};
+  deco_attention_args_t at = {c, {1, 1, ip, kl}, 3, 0.5f, x, x, 0};
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT, "head_dim 4 < 8");
   at.cache.head_dim = 8;
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT, "3 heads over 2 kv heads");
@@ -241,4 +241,88 @@ Test(ops_ref, validation) {
   at.cache.page_size = 0;
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_eq(deco_attention_workspace_size(ctx, &at), 0);
+}
+
+/* The ops read q, k, v (and gate, up) as column blocks of one fused
+ * projection output: with row strides they must give bit for bit what they
+ * give on dense copies of the same blocks. */
+Test(ops_ref, strided_inputs_equal_dense) {
+  enum { T = 5, H = 4, KH = 2, HD = 8, QD = H * HD, KVD = KH * HD, QKVD = QD + 2 * KVD, PS = 4, NP = 8, MAXP = 4 };
+  float qkv[T * QKVD], qd[T * QD], kd[T * KVD], vd[T * KVD];
+  deco_test_fill_uniform(qkv, T * QKVD, 77, 0, -1, 1);
+  for (int t = 0; t < T; ++t) {
+    memcpy(qd + t * QD, qkv + t * QKVD, sizeof(float) * QD);
+    memcpy(kd + t * KVD, qkv + t * QKVD + QD, sizeof(float) * KVD);
+    memcpy(vd + t * KVD, qkv + t * QKVD + QD + KVD, sizeof(float) * KVD);
+  }
+  /* RoPE in place on the blocks and on the copies. */
+  int32_t pos[T] = {3, 4, 5, 6, 7};
+  deco_rope_args_t rs = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, T, H, KH, HD, 10000.0f, pos, qkv, qkv + QD, QKVD, QKVD};
+  deco_rope_args_t rd = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, T, H, KH, HD, 10000.0f, pos, qd, kd, 0, 0};
+  cr_assert_eq(deco_rope(ctx, &rs), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_rope(ctx, &rd), DECO_STATUS_SUCCESS);
+  for (int t = 0; t < T; ++t) {
+    cr_assert_eq(memcmp(qkv + t * QKVD, qd + t * QD, sizeof(float) * QD), 0, "rope q token %d", t);
+    cr_assert_eq(memcmp(qkv + t * QKVD + QD, kd + t * KVD, sizeof(float) * KVD), 0, "rope k token %d", t);
+    cr_assert_eq(memcmp(qkv + t * QKVD + QD + KVD, vd + t * KVD, sizeof(float) * KVD), 0, "v untouched, token %d", t);
+  }
+  /* One sequence: 3 cached slots, then the 5 tokens; two identical caches. */
+  static float kp[2][NP * PS * KVD], vp[2][NP * PS * KVD];
+  deco_test_fill_uniform(kp[0], NP * PS * KVD, 77, 1, -1, 1);
+  deco_test_fill_uniform(vp[0], NP * PS * KVD, 77, 2, -1, 1);
+  memcpy(kp[1], kp[0], sizeof kp[0]);
+  memcpy(vp[1], vp[0], sizeof vp[0]);
+  int32_t table[MAXP] = {5, 1, 6, -1}, indptr[2] = {0, T}, kv_lens[1] = {3 + T}, prefix[1] = {3};
+  deco_paged_kv_t cs = {DECO_DTYPE_F32, KH, HD, PS, NP, kp[0], vp[0], table, MAXP};
+  deco_paged_kv_t cd = {DECO_DTYPE_F32, KH, HD, PS, NP, kp[1], vp[1], table, MAXP};
+  deco_ragged_batch_t batch = {1, T, indptr, kv_lens};
+  deco_kv_append_args_t as = {cs, batch, qkv + QD, qkv + QD + KVD, QKVD}, ad = {cd, batch, kd, vd, 0};
+  cr_assert_eq(deco_kv_append(ctx, &as), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_kv_append(ctx, &ad), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(kp[0], kp[1], sizeof kp[0]), 0, "K pools");
+  cr_assert_eq(memcmp(vp[0], vp[1], sizeof vp[0]), 0, "V pools");
+  /* Causal and tree attention read q through the stride. */
+  float os[T * QD], od[T * QD];
+  const float scale = 1.0f / sqrtf((float)HD);
+  deco_attention_args_t ts = {cs, batch, H, scale, qkv, os, QKVD}, td = {cd, batch, H, scale, qd, od, 0};
+  cr_assert_eq(deco_attention(ctx, &ts), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_attention(ctx, &td), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(os, od, sizeof os), 0, "causal attention");
+  int32_t parent[T] = {-1, 0, 0, 1, 2};
+  deco_tree_batch_t tree = {1, T, indptr, parent};
+  deco_tree_attention_args_t xs = {cs, tree, prefix, H, scale, qkv, os, QKVD}, xd = {cd, tree, prefix, H, scale, qd, od, 0};
+  cr_assert_eq(deco_tree_attention(ctx, &xs), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_tree_attention(ctx, &xd), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(os, od, sizeof os), 0, "tree attention");
+  /* SwiGLU on the two halves of a fused gate | up output. */
+  enum { HID = 6 };
+  float h13[T * 2 * HID], g[T * HID], u[T * HID], hs[T * HID], hf[T * HID];
+  deco_test_fill_uniform(h13, T * 2 * HID, 77, 3, -4, 4);
+  for (int t = 0; t < T; ++t) {
+    memcpy(g + t * HID, h13 + t * 2 * HID, sizeof(float) * HID);
+    memcpy(u + t * HID, h13 + t * 2 * HID + HID, sizeof(float) * HID);
+  }
+  deco_swiglu_args_t ss = {DECO_DTYPE_F32, T * HID, h13, h13 + HID, hs, HID, 2 * HID};
+  deco_swiglu_args_t sf = {DECO_DTYPE_F32, T * HID, g, u, hf, 0, 0};
+  cr_assert_eq(deco_swiglu(ctx, &ss), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_swiglu(ctx, &sf), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(hs, hf, sizeof hs), 0, "swiglu rows");
+
+  /* Strides below the dense row, misfit rows and overlapping output are refused. */
+  rs.q_stride = QD - 1;
+  cr_assert_eq(deco_rope(ctx, &rs), DECO_STATUS_INVALID_ARGUMENT);
+  as.kv_stride = KVD - 1;
+  cr_assert_eq(deco_kv_append(ctx, &as), DECO_STATUS_INVALID_ARGUMENT);
+  ts.q_stride = -1;
+  cr_assert_eq(deco_attention(ctx, &ts), DECO_STATUS_INVALID_ARGUMENT);
+  xs.q_stride = QD - 8;
+  cr_assert_eq(deco_tree_attention(ctx, &xs), DECO_STATUS_INVALID_ARGUMENT);
+  ss.row_len = 7;
+  cr_assert_eq(deco_swiglu(ctx, &ss), DECO_STATUS_INVALID_ARGUMENT, "n not a multiple of row_len");
+  ss.row_len = HID;
+  ss.in_stride = HID - 1;
+  cr_assert_eq(deco_swiglu(ctx, &ss), DECO_STATUS_INVALID_ARGUMENT, "in_stride below row_len");
+  ss.in_stride = 2 * HID;
+  ss.out = h13 + 2;
+  cr_assert_eq(deco_swiglu(ctx, &ss), DECO_STATUS_INVALID_ARGUMENT, "out overlapping the input rows");
 }

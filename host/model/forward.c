@@ -53,13 +53,11 @@ static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P) {
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     DECO_TRY(grow(ctx, (void **)&s->x, (size_t)cap * c->dim * sizeof(float)));
     DECO_TRY(grow(ctx, &s->xb, (size_t)cap * c->dim * es));
-    DECO_TRY(grow(ctx, &s->q, (size_t)cap * qd * es));
-    DECO_TRY(grow(ctx, &s->k, (size_t)cap * kvd * es));
-    DECO_TRY(grow(ctx, &s->v, (size_t)cap * kvd * es));
+    DECO_TRY(grow(ctx, &s->qkv, (size_t)cap * (qd + 2 * kvd) * es));
     DECO_TRY(grow(ctx, &s->att, (size_t)cap * qd * es));
     DECO_TRY(grow(ctx, &s->proj, (size_t)cap * c->dim * es));
-    DECO_TRY(grow(ctx, &s->h1, (size_t)cap * c->hidden_dim * es));
-    DECO_TRY(grow(ctx, &s->h3, (size_t)cap * c->hidden_dim * es));
+    DECO_TRY(grow(ctx, &s->h13, (size_t)cap * 2 * c->hidden_dim * es));
+    DECO_TRY(grow(ctx, &s->h, (size_t)cap * c->hidden_dim * es));
     s->max_tokens = cap;
   }
   if (S > s->max_seqs || P > s->max_pages || s->meta == NULL) {
@@ -225,16 +223,22 @@ static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batc
   deco_ragged_batch_t batch = {S, T, d_indptr, d_kv_lens};
   deco_tree_batch_t tree = {S, T, d_indptr, d_parents};
   sc->last_pages = P;
+  /* Q, K and V come from one GEMM over the stacked rows of wq, wk, wv: token
+   * t's output row is q | k | v, so the ops read q, k and v as column blocks
+   * (row stride qkvd); gate and up likewise from one GEMM over w1 | w3. */
+  const int qkvd = qd + 2 * kvd;
+  void *q = sc->qkv, *k = (char *)sc->qkv + (size_t)qd * es, *v = (char *)sc->qkv + (size_t)(qd + kvd) * es;
+  void *gate = sc->h13, *up = (char *)sc->h13 + (size_t)hid * es;
   /* Every layer's attention has the same shape: size its scratch once. */
   const float scale = 1.0f / sqrtf((float)hd);
   {
     deco_paged_kv_t view = deco_kv_cache_layer_view(kc, 0, d_table, P);
     size_t ws;
     if (d_parents) {
-      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, sc->q, sc->att};
+      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, q, sc->att, qkvd};
       ws = deco_tree_attention_workspace_size(ctx, &ta);
     } else {
-      deco_attention_args_t at = {view, batch, c->n_heads, scale, sc->q, sc->att};
+      deco_attention_args_t at = {view, batch, c->n_heads, scale, q, sc->att, qkvd};
       ws = deco_attention_workspace_size(ctx, &at);
     }
     DECO_TRY(deco_model_ensure_workspace(m, ws));
@@ -247,29 +251,19 @@ static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batc
     deco_rmsnorm_args_t n1 = {m->dtype, T, dim, c->norm_eps, sc->x, layer ? sc->proj : NULL,
                               (char *)m->w.rms_att + lo * dim * es, sc->xb};
     DECO_TRY(deco_rmsnorm(ctx, &n1));
-    /* Q, K, V: one GEMM over the stacked rows for a single token (its
-     * output row is q, k, v back to back); three sub-block GEMMs otherwise. */
-    const char *wqkv = (const char *)m->w.wqkv + lo * (size_t)(qd + 2 * kvd) * dim * es;
-    void *q = sc->q, *k = sc->k, *v = sc->v;
-    if (T == 1) {
-      DECO_TRY(matmul(m, sc->xb, wqkv, sc->q, 1, qd + 2 * kvd, dim, m->dtype));
-      k = (char *)sc->q + (size_t)qd * es;
-      v = (char *)sc->q + (size_t)(qd + kvd) * es;
-    } else {
-      DECO_TRY(matmul(m, sc->xb, wqkv, q, T, qd, dim, m->dtype));
-      DECO_TRY(matmul(m, sc->xb, wqkv + (size_t)qd * dim * es, k, T, kvd, dim, m->dtype));
-      DECO_TRY(matmul(m, sc->xb, wqkv + (size_t)(qd + kvd) * dim * es, v, T, kvd, dim, m->dtype));
-    }
-    deco_rope_args_t rope = {m->dtype, c->rope_style, T, c->n_heads, c->n_kv_heads, hd, c->rope_theta, d_pos, q, k};
+    DECO_TRY(matmul(m, sc->xb, (const char *)m->w.wqkv + lo * (size_t)qkvd * dim * es, sc->qkv, T, qkvd, dim,
+                    m->dtype));
+    deco_rope_args_t rope = {m->dtype, c->rope_style, T, c->n_heads, c->n_kv_heads, hd, c->rope_theta, d_pos, q, k,
+                             qkvd, qkvd};
     DECO_TRY(deco_rope(ctx, &rope));
     deco_paged_kv_t view = deco_kv_cache_layer_view(kc, layer, d_table, P);
-    deco_kv_append_args_t app = {view, batch, k, v};
+    deco_kv_append_args_t app = {view, batch, k, v, qkvd};
     DECO_TRY(deco_kv_append(ctx, &app));
     if (d_parents) {
-      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, q, sc->att};
+      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, q, sc->att, qkvd};
       DECO_TRY(deco_tree_attention(ctx, &ta));
     } else {
-      deco_attention_args_t at = {view, batch, c->n_heads, scale, q, sc->att};
+      deco_attention_args_t at = {view, batch, c->n_heads, scale, q, sc->att, qkvd};
       DECO_TRY(deco_attention(ctx, &at));
     }
     DECO_TRY(matmul(m, sc->att, (char *)m->w.wo + lo * dim * qd * es, sc->proj, T, dim, qd, m->dtype));
@@ -278,19 +272,11 @@ static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batc
     deco_rmsnorm_args_t n2 = {m->dtype, T, dim, c->norm_eps, sc->x, sc->proj, (char *)m->w.rms_ffn + lo * dim * es,
                               sc->xb};
     DECO_TRY(deco_rmsnorm(ctx, &n2));
-    /* Gate and up: one GEMM over the stacked rows for a single token. */
-    const char *w13 = (const char *)m->w.w13 + lo * 2 * (size_t)hid * dim * es;
-    void *up = sc->h3;
-    if (T == 1) {
-      DECO_TRY(matmul(m, sc->xb, w13, sc->h1, 1, 2 * hid, dim, m->dtype));
-      up = (char *)sc->h1 + (size_t)hid * es;
-    } else {
-      DECO_TRY(matmul(m, sc->xb, w13, sc->h1, T, hid, dim, m->dtype));
-      DECO_TRY(matmul(m, sc->xb, w13 + (size_t)hid * dim * es, up, T, hid, dim, m->dtype));
-    }
-    deco_swiglu_args_t sw = {m->dtype, (size_t)T * hid, sc->h1, up, sc->h1};
+    DECO_TRY(matmul(m, sc->xb, (const char *)m->w.w13 + lo * 2 * (size_t)hid * dim * es, sc->h13, T, 2 * hid, dim,
+                    m->dtype));
+    deco_swiglu_args_t sw = {m->dtype, (size_t)T * hid, gate, up, sc->h, hid, 2 * hid};
     DECO_TRY(deco_swiglu(ctx, &sw));
-    DECO_TRY(matmul(m, sc->h1, (char *)m->w.w2 + lo * dim * hid * es, sc->proj, T, dim, hid, m->dtype));
+    DECO_TRY(matmul(m, sc->h, (char *)m->w.w2 + lo * dim * hid * es, sc->proj, T, dim, hid, m->dtype));
     DECO_TRY(all_reduce(m, sc->proj, T));
   }
 

@@ -217,7 +217,7 @@ deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uin
 void deco_model_destroy(deco_model_t *m) {
   if (m == NULL) return;
   deco_forward_scratch_t *s = &m->scratch;
-  void *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->proj, s->h1, s->h3, s->meta};
+  void *bufs[] = {s->x, s->xb, s->qkv, s->att, s->proj, s->h13, s->h, s->meta};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) deco_free(m->ctx, bufs[i]);
   free(s->meta_host);
   /* The context must not keep a workspace that is about to be freed. */

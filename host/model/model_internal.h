@@ -35,13 +35,11 @@ typedef struct deco_forward_scratch {
   int last_pages;    /* row length the last forward used */
   float *x;          /* [T][dim] f32 residual stream */
   void *xb;          /* [T][dim] normalised input of a sublayer */
-  void *q;           /* [T][n_heads*head_dim] */
-  void *k;           /* [T][kv_dim] */
-  void *v;           /* [T][kv_dim] */
+  void *qkv;         /* [T][q_dim + 2 kv_dim]: one GEMM's q | k | v per token */
   void *att;         /* [T][n_heads*head_dim] */
   void *proj;        /* [T][dim] output of wo or w2 */
-  void *h1;          /* [T][hidden] */
-  void *h3;          /* [T][hidden] */
+  void *h13;         /* [T][2 hidden]: one GEMM's gate | up per token */
+  void *h;           /* [T][hidden] SwiGLU output */
   int32_t *meta;     /* device: tokens[T] positions[T] rows[T] q_indptr[S+1] kv_lens[S] prefix[S] parents[T] tree_indptr[S+1] block_table[S][P] */
   int32_t *meta_host;
   size_t meta_count;

@@ -34,12 +34,13 @@ deco_status_t deco_kv_append(deco_ctx_t *ctx, const deco_kv_append_args_t *a) {
   DECO_TRY(deco_check_ragged(ctx, &a->batch, op));
   DECO_CHECK_PTR(ctx, a->k, op);
   DECO_CHECK_PTR(ctx, a->v, op);
+  DECO_TRY(deco_check_stride(ctx, a->kv_stride, (long long)a->cache.n_kv_heads * a->cache.head_dim, op, "kv_stride"));
   if (a->batch.n_tokens == 0) return DECO_STATUS_SUCCESS;
   return DECO_DISPATCH(ctx, kv_append, a);
 }
 
 deco_status_t deco_check_attention_common(deco_ctx_t *ctx, const deco_paged_kv_t *cache, int n_heads, float scale,
-                                          const void *q, const void *out, const char *op) {
+                                          const void *q, int q_stride, const void *out, const char *op) {
   DECO_TRY(deco_check_paged_kv(ctx, cache, op));
   DECO_CHECK_RANGE(ctx, cache->head_dim, 8, 256, op);
   DECO_CHECK_RANGE(ctx, n_heads, 1, 4096, op);
@@ -50,12 +51,12 @@ deco_status_t deco_check_attention_common(deco_ctx_t *ctx, const deco_paged_kv_t
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: scale = %g must be finite and > 0", op, (double)scale);
   DECO_CHECK_PTR(ctx, q, op);
   DECO_CHECK_PTR(ctx, out, op);
-  return DECO_STATUS_SUCCESS;
+  return deco_check_stride(ctx, q_stride, (long long)n_heads * cache->head_dim, op, "q_stride");
 }
 
 static deco_status_t check_attention(deco_ctx_t *ctx, const deco_attention_args_t *a, const char *op) {
   DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->out, op));
+  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out, op));
   return deco_check_ragged(ctx, &a->batch, op);
 }
 

@@ -20,10 +20,13 @@
 /* Shared validation of the paged-cache view and the ragged batch. */
 deco_status_t deco_check_paged_kv(deco_ctx_t *ctx, const deco_paged_kv_t *cache, const char *op);
 deco_status_t deco_check_ragged(deco_ctx_t *ctx, const deco_ragged_batch_t *batch, const char *op);
+/* A row stride: 0 (dense) or dense..2^30 elements. */
+deco_status_t deco_check_stride(deco_ctx_t *ctx, long long stride, long long dense, const char *op, const char *name);
 /* What causal and tree attention both check: the cache view, head dim 8..256,
- * n_heads a multiple of the KV heads, a finite positive scale, q and out. */
+ * n_heads a multiple of the KV heads, a finite positive scale, q (and its
+ * stride) and out. */
 deco_status_t deco_check_attention_common(deco_ctx_t *ctx, const deco_paged_kv_t *cache, int n_heads, float scale,
-                                          const void *q, const void *out, const char *op);
+                                          const void *q, int q_stride, const void *out, const char *op);
 
 /* The public deco_<name>_workspace_size: 0 on the CPU backend or for
  * arguments that fail check(ctx, args, op); otherwise what the CUDA

@@ -39,6 +39,12 @@ deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
   return DECO_DISPATCH(ctx, rmsnorm, a);
 }
 
+deco_status_t deco_check_stride(deco_ctx_t *ctx, long long stride, long long dense, const char *op, const char *name) {
+  if (stride == 0 || (stride >= dense && stride <= (1LL << 30))) return DECO_STATUS_SUCCESS;
+  return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %s = %lld must be 0 (dense) or in [%lld, 2^30]", op, name,
+                   stride, dense);
+}
+
 deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
   static const char op[] = "deco_rope";
   DECO_CHECK_CTX(ctx, a, op);
@@ -56,6 +62,8 @@ deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: q and k are both NULL", op);
   if (a->q) DECO_CHECK_RANGE(ctx, a->n_heads, 1, 4096, op);
   if (a->k) DECO_CHECK_RANGE(ctx, a->n_kv_heads, 1, 4096, op);
+  if (a->q) DECO_TRY(deco_check_stride(ctx, a->q_stride, (long long)a->n_heads * a->head_dim, op, "q_stride"));
+  if (a->k) DECO_TRY(deco_check_stride(ctx, a->k_stride, (long long)a->n_kv_heads * a->head_dim, op, "k_stride"));
   if (a->n_tokens == 0) return DECO_STATUS_SUCCESS;
   return DECO_DISPATCH(ctx, rope, a);
 }
@@ -85,6 +93,24 @@ deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
   DECO_CHECK_PTR(ctx, a->gate, op);
   DECO_CHECK_PTR(ctx, a->up, op);
   DECO_CHECK_PTR(ctx, a->out, op);
+  if (a->row_len != 0) {
+    DECO_CHECK_RANGE(ctx, a->row_len, 1, 1 << 30, op);
+    if (a->n % (size_t)a->row_len)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %zu is not a multiple of row_len = %d", op, a->n,
+                       a->row_len);
+    if (a->in_stride < a->row_len)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: in_stride = %d is below row_len = %d", op,
+                       a->in_stride, a->row_len);
+    /* Rows are written in parallel: out may not overlap what is still read. */
+    const size_t es = deco_dtype_size(a->dtype), rows = a->n / (size_t)a->row_len;
+    const char *o0 = (const char *)a->out, *o1 = o0 + a->n * es;
+    const char *ins[2] = {(const char *)a->gate, (const char *)a->up};
+    for (int i = 0; i < 2; ++i) {
+      const char *i0 = ins[i], *i1 = i0 + ((rows - 1) * (size_t)a->in_stride + (size_t)a->row_len) * es;
+      if (a->n > 0 && o0 < i1 && i0 < o1)
+        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: with row_len, out must not overlap gate or up", op);
+    }
+  }
   if (a->n == 0) return DECO_STATUS_SUCCESS;
   return DECO_DISPATCH(ctx, swiglu, a);
 }

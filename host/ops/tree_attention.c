@@ -8,7 +8,7 @@
 
 static deco_status_t check_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *a, const char *op) {
   DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->out, op));
+  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out, op));
   const deco_tree_batch_t *t = &a->tree;
   DECO_CHECK_RANGE(ctx, t->n_trees, 1, 1 << 20, op);
   DECO_CHECK_RANGE(ctx, t->n_nodes, 0, DECO_MAX_TOKENS, op);

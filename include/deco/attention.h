@@ -48,6 +48,7 @@ typedef struct deco_kv_append_args {
   deco_ragged_batch_t batch;
   const void *k;            /* [n_tokens][n_kv_heads][head_dim] cache.dtype */
   const void *v;            /* same */
+  int kv_stride;            /* elements between tokens in k and in v: 0 = n_kv_heads * head_dim, else >= that */
 } deco_kv_append_args_t;
 DECO_API deco_status_t deco_kv_append(deco_ctx_t *ctx, const deco_kv_append_args_t *args);
 
@@ -63,6 +64,7 @@ typedef struct deco_attention_args {
   float scale;              /* usually 1/sqrt(head_dim) */
   const void *q;            /* [n_tokens][n_heads][head_dim] cache.dtype */
   void *out;                /* [n_tokens][n_heads][head_dim] cache.dtype */
+  int q_stride;             /* elements between tokens in q: 0 = n_heads * head_dim, else >= that */
 } deco_attention_args_t;
 DECO_API deco_status_t deco_attention(deco_ctx_t *ctx, const deco_attention_args_t *args);
 

@@ -58,7 +58,9 @@ typedef enum deco_rope_style {
 /* Rotary position embedding applied in place to q and k. Pair j of a head
  * (j < head_dim/2) has frequency theta^(-2j/head_dim) and is rotated by the
  * angle position * frequency, computed in fp32 with powf/cosf/sinf as
- * llama2.c does. k may be NULL (rotate q only) and vice versa. */
+ * llama2.c does. k may be NULL (rotate q only) and vice versa. Token t's
+ * rows start q_stride / k_stride elements apart (0: dense), so q and k may
+ * be column blocks of one fused Q/K/V projection output. */
 typedef struct deco_rope_args {
   deco_dtype_t dtype;
   deco_rope_style_t style;
@@ -70,6 +72,8 @@ typedef struct deco_rope_args {
   const int32_t *positions;  /* [n_tokens] */
   void *q;                   /* [n_tokens][n_heads][head_dim] dtype, in place */
   void *k;                   /* [n_tokens][n_kv_heads][head_dim] dtype, in place */
+  int q_stride;              /* elements between tokens in q: 0 = n_heads * head_dim, else >= that */
+  int k_stride;              /* elements between tokens in k: 0 = n_kv_heads * head_dim, else >= that */
 } deco_rope_args_t;
 DECO_API deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *args);
 
@@ -88,13 +92,19 @@ typedef struct deco_matmul_args {
 } deco_matmul_args_t;
 DECO_API deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *args);
 
-/* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)), in fp32. */
+/* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)), in fp32.
+ * With row_len > 0 the n elements are rows of row_len and row r of gate and
+ * of up starts r * in_stride elements in (e.g. the two halves of a fused
+ * gate/up projection output, in_stride = 2 * row_len); out stays dense
+ * [n / row_len][row_len] and must then not overlap gate or up. */
 typedef struct deco_swiglu_args {
   deco_dtype_t dtype;
   size_t n;                /* elements */
   const void *gate;        /* [n] */
   const void *up;          /* [n] */
-  void *out;               /* [n]; may alias gate or up */
+  void *out;               /* [n]; may alias gate or up when row_len = 0 */
+  int row_len;             /* 0: flat arrays; else a divisor of n */
+  int in_stride;           /* with row_len: elements between rows of gate and up, >= row_len */
 } deco_swiglu_args_t;
 DECO_API deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *args);
 

@@ -76,6 +76,7 @@ typedef struct deco_tree_attention_args {
   float scale;
   const void *q;               /* [n_nodes][n_heads][head_dim] cache.dtype */
   void *out;                   /* [n_nodes][n_heads][head_dim] cache.dtype */
+  int q_stride;                /* elements between nodes in q: 0 = n_heads * head_dim, else >= that */
 } deco_tree_attention_args_t;
 DECO_API size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 DECO_API deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);

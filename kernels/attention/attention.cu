@@ -30,7 +30,8 @@
  * largest head dims to bound registers). */
 template <typename T, int DPL, int HG, int KU>
 static __global__ __launch_bounds__(ATT_THREADS, 2) void attention_kernel(
-    const T *__restrict__ q,              /* [n_tokens][n_heads][head_dim] */
+    const T *__restrict__ q,              /* [n_tokens][n_heads][head_dim], tokens q_stride apart */
+    size_t q_stride,
     T *__restrict__ out,                  /* [n_tokens][n_heads][head_dim] (n_splits == 1) */
     const T *__restrict__ k_pages,        /* [n_pages * page_size][n_kv_heads][head_dim] */
     const T *__restrict__ v_pages,        /* same */
@@ -63,7 +64,8 @@ static __global__ __launch_bounds__(ATT_THREADS, 2) void attention_kernel(
 #pragma unroll
     for (int i = 0; i < DPL; ++i) {
       const int d = lane + 32 * i;
-      qr[hh][i] = (hh < hg && d < head_dim) ? deco_to_f32(q[((size_t)t * n_heads + h0 + hh) * head_dim + d]) : 0.0f;
+      qr[hh][i] = (hh < hg && d < head_dim) ? deco_to_f32(q[(size_t)t * q_stride + (size_t)(h0 + hh) * head_dim + d])
+                                            : 0.0f;
     }
 
   float m[HG], l[HG], acc[HG][DPL];
@@ -250,7 +252,8 @@ static deco_status_t attention_launch(deco_ctx_t *ctx, const deco_attention_args
   const dim3 grid((unsigned)b->n_tokens, (unsigned)(c->n_kv_heads * pl.n_chunks), (unsigned)pl.n_splits);
   cudaStream_t stream = DECO_CUDA_STREAM(ctx);
   attention_kernel<T, DPL, HG, KU><<<grid, ATT_THREADS, 0, stream>>>(
-      (const T *)a->q, (T *)a->out, (const T *)c->k_pages, (const T *)c->v_pages, c->block_table, b->q_indptr,
+      (const T *)a->q, a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * c->head_dim, (T *)a->out,
+      (const T *)c->k_pages, (const T *)c->v_pages, c->block_table, b->q_indptr,
       b->kv_lens, b->n_seqs, b->n_tokens, c->max_pages_per_seq, c->page_size, c->n_pages, a->n_heads, c->n_kv_heads,
       c->head_dim, a->n_heads / c->n_kv_heads, pl.n_chunks, a->scale, pl.n_splits, ws_acc, ws_ml);
   DECO_CUDA_CHECK_LAUNCH(ctx, "attention_kernel");

@@ -2,7 +2,8 @@
  * paged KV cache, in llama2.c's order: scores = q·k * scale for slots 0..p,
  * softmax (max, exp, sum, divide), out = sum_t a_t v_t. GQA: query head h
  * reads KV head h / (n_heads / n_kv_heads).
- * q, out [n_tokens][n_heads][head_dim]; pools [n_pages][page_size][n_kv][head_dim].
+ * q, out [n_tokens][n_heads][head_dim] (q's tokens q_stride elements apart,
+ * 0: dense); pools [n_pages][page_size][n_kv][head_dim].
  */
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@ deco_status_t deco_attention_ref(deco_ctx_t *ctx, const deco_attention_args_t *a
   const deco_ragged_batch_t *b = &a->batch;
   const int hd = c->head_dim, group = a->n_heads / c->n_kv_heads;
   const size_t kv_row = (size_t)c->n_kv_heads * hd;
+  const size_t q_row = a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * hd;
   int max_len = 0;
   for (int s = 0; s < b->n_seqs; ++s)
     if (b->kv_lens[s] > max_len) max_len = b->kv_lens[s];
@@ -46,7 +48,7 @@ deco_status_t deco_attention_ref(deco_ctx_t *ctx, const deco_attention_args_t *a
     for (int j = 0; j < n && st == DECO_STATUS_SUCCESS; ++j) {
       int last = len - n + j; /* attends slots 0..last */
       for (int h = 0; h < a->n_heads; ++h) {
-        const float *q = (const float *)a->q + ((size_t)(t0 + j) * a->n_heads + h) * hd;
+        const float *q = (const float *)a->q + (size_t)(t0 + j) * q_row + (size_t)h * hd;
         float *o = (float *)a->out + ((size_t)(t0 + j) * a->n_heads + h) * hd;
         size_t kvh = (size_t)(h / group) * hd;
         float max = -INFINITY;

@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
     const int r = idx / hd, d = idx - r * hd, row = row0 + r;
     float v = 0.0f;
     if (row < rows_total)
-      v = load_elem(p.q, ((size_t)(ti.t0 + row / G) * p.n_heads + c.g * G + row % G) * hd + d, p.dtype);
+      v = load_elem(p.q, (size_t)(ti.t0 + row / G) * p.q_stride + (size_t)(c.g * G + row % G) * hd + d, p.dtype);
     Qs[idx] = v;
   }
   int node[kGenRowsPerWarp];
@@ -260,11 +260,12 @@ struct Shape {
   int dtype, head_dim, n_kv, n_heads;
   int B, cap; /* trees (sequences); node (token) capacity */
   int max_pages, page_size;
+  int q_stride; /* elements between q's rows */
   bool aligned; /* q, out and both pools 16-byte aligned */
 };
 
 static Shape make_shape(int causal, const deco_paged_kv_t *c, int n_heads, int B, int cap, const void *q,
-                        const void *out) {
+                        int q_stride, const void *out) {
   Shape s;
   s.causal = causal;
   s.dtype = (int)c->dtype;
@@ -275,19 +276,20 @@ static Shape make_shape(int causal, const deco_paged_kv_t *c, int n_heads, int B
   s.cap = cap;
   s.max_pages = c->max_pages_per_seq;
   s.page_size = c->page_size;
+  s.q_stride = q_stride ? q_stride : n_heads * c->head_dim;
   s.aligned = aligned16(q) && aligned16(out) && aligned16(c->k_pages) && aligned16(c->v_pages);
   return s;
 }
 static Shape tree_shape(const deco_tree_attention_args_t *a) {
-  return make_shape(0, &a->cache, a->n_heads, a->tree.n_trees, a->tree.n_nodes, a->q, a->out);
+  return make_shape(0, &a->cache, a->n_heads, a->tree.n_trees, a->tree.n_nodes, a->q, a->q_stride, a->out);
 }
 static Shape causal_shape(const deco_attention_args_t *a) {
-  return make_shape(1, &a->cache, a->n_heads, a->batch.n_seqs, a->batch.n_tokens, a->q, a->out);
+  return make_shape(1, &a->cache, a->n_heads, a->batch.n_seqs, a->batch.n_tokens, a->q, a->q_stride, a->out);
 }
 
 static bool mma_shape(const Shape &s) {
   return (s.dtype == DECO_DTYPE_F16 || s.dtype == DECO_DTYPE_BF16) && (s.head_dim == 64 || s.head_dim == 128) &&
-         s.aligned && (long long)s.cap * s.n_heads <= INT32_MAX;
+         s.aligned && s.q_stride % 8 == 0 && (long long)s.cap * s.n_heads <= INT32_MAX;
 }
 
 /* Everything here comes from host-side values, so the workspace size, the
@@ -430,9 +432,11 @@ static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, con
 }
 
 /* The launch parameters both modes share. */
-static Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, const void *q, void *out) {
+static Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, const void *q, int q_stride,
+                          void *out) {
   Params p;
   p.q = q;
+  p.q_stride = q_stride ? q_stride : n_heads * c->head_dim;
   p.out = out;
   p.k_pages = c->k_pages;
   p.v_pages = c->v_pages;
@@ -470,7 +474,7 @@ extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tr
   const Shape s = tree_shape(a);
   long long grid_x;
   const Plan plan = make_plan(ctx, s, &grid_x);
-  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->out);
+  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out);
   p.causal = 0;
   p.tree_indptr = a->tree.tree_indptr;
   p.parent = a->tree.parent;
@@ -499,7 +503,7 @@ deco_status_t deco_attention_mma_cuda(deco_ctx_t *ctx, const deco_attention_args
   const Shape s = causal_shape(a);
   long long grid_x;
   const Plan plan = make_plan(ctx, s, &grid_x);
-  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->out);
+  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out);
   p.causal = 1;
   p.tree_indptr = a->batch.q_indptr;
   p.parent = nullptr;

@@ -38,8 +38,9 @@ constexpr int kTreeSmemBytes = 2 * kAncBufWords * 4 + 2 * kMaxNodes * 4;
 constexpr int kSplitAlign = 64;
 
 struct Params {
-  const void *q;   /* [cap_nodes][n_heads][head_dim] */
-  void *out;       /* same */
+  const void *q;   /* [cap_nodes][n_heads][head_dim], nodes q_stride elements apart */
+  void *out;       /* [cap_nodes][n_heads][head_dim] */
+  int q_stride;
   const void *k_pages, *v_pages; /* [n_pages][page_size][n_kv][head_dim] */
   const int32_t *block_table;    /* [n_trees][max_pages] */
   const int32_t *tree_indptr;    /* [n_trees + 1]; causal: q_indptr */

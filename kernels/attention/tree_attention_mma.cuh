@@ -212,10 +212,12 @@ __device__ __forceinline__ void mma_rows(const Params &p, const Cta &c, const Tr
   const bool vA = rA < rows_total, vB = rB < rows_total;
   const bool warp_active = row0 + warp * 16 < rows_total;
   const int nodeA = vA ? rA / G : 0, nodeB = vB ? rB / G : 0;
-  const size_t qrowA = (size_t)(ti.t0 + nodeA) * p.n_heads + c.g * G + (vA ? rA % G : 0);
-  const size_t qrowB = (size_t)(ti.t0 + nodeB) * p.n_heads + c.g * G + (vB ? rB % G : 0);
-  const T *qA = static_cast<const T *>(p.q) + qrowA * HD;
-  const T *qB = static_cast<const T *>(p.q) + qrowB * HD;
+  /* Output rows (dense) and where the rows' queries start (q_stride apart). */
+  const int hA = c.g * G + (vA ? rA % G : 0), hB = c.g * G + (vB ? rB % G : 0);
+  const size_t qrowA = (size_t)(ti.t0 + nodeA) * p.n_heads + hA;
+  const size_t qrowB = (size_t)(ti.t0 + nodeB) * p.n_heads + hB;
+  const T *qA = static_cast<const T *>(p.q) + (size_t)(ti.t0 + nodeA) * p.q_stride + (size_t)hA * HD;
+  const T *qB = static_cast<const T *>(p.q) + (size_t)(ti.t0 + nodeB) * p.q_stride + (size_t)hB * HD;
   uint32_t qf[KSTEPS][4];
 #pragma unroll
   for (int kk = 0; kk < KSTEPS; ++kk) {

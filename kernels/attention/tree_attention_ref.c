@@ -3,7 +3,8 @@
  * tree b attends to the prefix slots 0..L_b-1 and to the slots L_b + j of its
  * ancestors j and itself, found by walking the parent array. llama2.c's
  * order: scores, max, exp, sum, divide, weighted sum of V; fp32.
- * q, out [n_nodes][n_heads][head_dim]; pools [n_pages][page_size][n_kv][head_dim].
+ * q, out [n_nodes][n_heads][head_dim] (q's nodes q_stride elements apart,
+ * 0: dense); pools [n_pages][page_size][n_kv][head_dim].
  */
 #include <math.h>
 #include <stdlib.h>
@@ -52,6 +53,7 @@ deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention
   const deco_tree_batch_t *t = &a->tree;
   const int hd = c->head_dim, group = a->n_heads / c->n_kv_heads;
   const size_t kv_row = (size_t)c->n_kv_heads * hd;
+  const size_t q_row = a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * hd;
   /* Slots addressable through a block-table row, kept in int range. */
   long long kv_capacity = (long long)c->max_pages_per_seq * c->page_size;
   if (kv_capacity > INT32_MAX) kv_capacity = INT32_MAX;
@@ -87,7 +89,7 @@ deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention
         rows[n_keys++] = r;
       }
       for (int h = 0; h < a->n_heads && st == DECO_STATUS_SUCCESS; ++h) {
-        const float *q = (const float *)a->q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+        const float *q = (const float *)a->q + (size_t)(t0 + i) * q_row + (size_t)h * hd;
         float *o = (float *)a->out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
         const size_t kvh = (size_t)(h / group) * hd;
         float max = -INFINITY;

@@ -1,6 +1,7 @@
 /* kernels/kv/kv_append_ref.c — reference KV append into the paged cache:
  * token j of sequence s goes to slot kv_lens[s] - n_s + j.
- * k, v [n_tokens][n_kv_heads][head_dim]; pools [n_pages][page_size][n_kv_heads][head_dim].
+ * k, v [n_tokens][n_kv_heads][head_dim], tokens kv_stride elements apart (0:
+ * dense); pools [n_pages][page_size][n_kv_heads][head_dim].
  */
 #include <string.h>
 
@@ -11,7 +12,7 @@
 deco_status_t deco_kv_append_ref(deco_ctx_t *ctx, const deco_kv_append_args_t *a) {
   const deco_paged_kv_t *c = &a->cache;
   const deco_ragged_batch_t *b = &a->batch;
-  const size_t row = (size_t)c->n_kv_heads * c->head_dim;
+  const size_t row = (size_t)c->n_kv_heads * c->head_dim, in_row = a->kv_stride ? (size_t)a->kv_stride : row;
   for (int s = 0; s < b->n_seqs; ++s) {
     int t0 = b->q_indptr[s], n = b->q_indptr[s + 1] - t0;
     if (n < 0 || b->kv_lens[s] < n || b->q_indptr[s + 1] > b->n_tokens)
@@ -25,8 +26,10 @@ deco_status_t deco_kv_append_ref(deco_ctx_t *ctx, const deco_kv_append_args_t *a
       if (r < 0)
         return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                          "deco_kv_append: sequence %d slot %d has no page in the block table", s, slot);
-      memcpy((float *)c->k_pages + (size_t)r * row, (const float *)a->k + (size_t)(t0 + j) * row, row * sizeof(float));
-      memcpy((float *)c->v_pages + (size_t)r * row, (const float *)a->v + (size_t)(t0 + j) * row, row * sizeof(float));
+      memcpy((float *)c->k_pages + (size_t)r * row, (const float *)a->k + (size_t)(t0 + j) * in_row,
+             row * sizeof(float));
+      memcpy((float *)c->v_pages + (size_t)r * row, (const float *)a->v + (size_t)(t0 + j) * in_row,
+             row * sizeof(float));
     }
   }
   return DECO_STATUS_SUCCESS;

@@ -1,7 +1,8 @@
 /* kernels/rope/rope.cu — rotary position embedding (RoFormer, Su et al.
  * 2021) in place, interleaved pairs (2j, 2j+1) or half-split pairs
  * (j, j + head_dim/2), angle = position * theta^(-2j/head_dim) in fp32.
- * q [n_tokens][n_heads][head_dim], k [n_tokens][n_kv_heads][head_dim], dtype.
+ * q [n_tokens][n_heads][head_dim], k [n_tokens][n_kv_heads][head_dim], dtype,
+ * tokens qs / ks elements apart.
  */
 #include <math.h>
 
@@ -22,6 +23,7 @@ template <typename T>
 static __global__ void rope_kernel(const int32_t *__restrict__ positions, /* [n_tokens] */
                                    T *q,                                  /* [n_tokens][n_heads][head_dim] or NULL */
                                    T *k,                                  /* [n_tokens][n_kv_heads][head_dim] or NULL */
+                                   size_t qs, size_t ks, /* elements between tokens */
                                    int n_heads, int n_kv_heads, int head_dim, int interleaved,
                                    const rope_freqs freqs) {
   const size_t t = blockIdx.x;
@@ -31,7 +33,7 @@ static __global__ void rope_kernel(const int32_t *__restrict__ positions, /* [n_
   const float pos = (float)positions[t];
   for (int idx = threadIdx.x; idx < items; idx += blockDim.x) {
     int h = idx / half, j = idx - h * half;
-    T *v = h < nq ? q + (t * nq + h) * (size_t)head_dim : k + (t * nk + (h - nq)) * (size_t)head_dim;
+    T *v = h < nq ? q + t * qs + (size_t)h * head_dim : k + t * ks + (size_t)(h - nq) * head_dim;
     float val = __fmul_rn(pos, freqs.f[j]);
     float fcr = cosf(val), fci = sinf(val);
     int i0 = interleaved ? 2 * j : j;
@@ -48,7 +50,9 @@ static deco_status_t rope_launch(deco_ctx_t *ctx, const deco_rope_args_t *a, con
   int threads = (items + 31) / 32 * 32;
   threads = threads > 256 ? 256 : threads;
   rope_kernel<T><<<a->n_tokens, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
-      a->positions, (T *)a->q, (T *)a->k, a->n_heads, a->n_kv_heads, a->head_dim,
+      a->positions, (T *)a->q, (T *)a->k,
+      a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * a->head_dim,
+      a->k_stride ? (size_t)a->k_stride : (size_t)a->n_kv_heads * a->head_dim, a->n_heads, a->n_kv_heads, a->head_dim,
       a->style == DECO_ROPE_INTERLEAVED, freqs);
   DECO_CUDA_CHECK_LAUNCH(ctx, "rope_kernel");
   return DECO_STATUS_SUCCESS;

@@ -2,7 +2,8 @@
  * 2021) as llama2.c computes it: pair j of a head has frequency
  * 1 / powf(theta, 2j / head_dim), angle = position * frequency (fp32).
  * Interleaved pairs (2j, 2j+1) or half-split pairs (j, j + head_dim/2).
- * q [n_tokens][n_heads][head_dim], k [n_tokens][n_kv_heads][head_dim], in place.
+ * q [n_tokens][n_heads][head_dim], k [n_tokens][n_kv_heads][head_dim], in place,
+ * tokens q_stride / k_stride elements apart (0: dense).
  */
 #include <math.h>
 
@@ -29,14 +30,12 @@ static void rotate_heads(float *x, int n_heads, int head_dim, int pos, float the
 
 deco_status_t deco_rope_ref(deco_ctx_t *ctx, const deco_rope_args_t *a) {
   (void)ctx;
+  const size_t qs = a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * a->head_dim;
+  const size_t ks = a->k_stride ? (size_t)a->k_stride : (size_t)a->n_kv_heads * a->head_dim;
   for (int t = 0; t < a->n_tokens; ++t) {
     int pos = a->positions[t];
-    if (a->q)
-      rotate_heads((float *)a->q + (size_t)t * a->n_heads * a->head_dim, a->n_heads, a->head_dim, pos, a->theta,
-                   a->style);
-    if (a->k)
-      rotate_heads((float *)a->k + (size_t)t * a->n_kv_heads * a->head_dim, a->n_kv_heads, a->head_dim, pos,
-                   a->theta, a->style);
+    if (a->q) rotate_heads((float *)a->q + (size_t)t * qs, a->n_heads, a->head_dim, pos, a->theta, a->style);
+    if (a->k) rotate_heads((float *)a->k + (size_t)t * ks, a->n_kv_heads, a->head_dim, pos, a->theta, a->style);
   }
   return DECO_STATUS_SUCCESS;
 }

@@ -230,7 +230,7 @@ static void rope_case(deco_dtype_t dt, int style, int hd, int nh, int nkv, int n
   deco_test_buf_t d_q = dev_from(q, nq, dt), d_k = dev_from(k, nk, dt);
   deco_test_buf_t d_pos = dev_from_raw(pos, sizeof(int32_t) * n);
   deco_rope_args_t a = {dt,    (deco_rope_style_t)style, n, nh, nkv, hd, theta, d_pos.ptr, which != 2 ? d_q.ptr : NULL,
-                        which != 1 ? d_k.ptr : NULL};
+                        which != 1 ? d_k.ptr : NULL, 0, 0};
   EXPECT_OK(deco_rope(gpu, &a), gpu);
   deco_rope_args_t r = a;
   r.dtype = DECO_DTYPE_F32;
@@ -348,10 +348,10 @@ static void swiglu_case(deco_dtype_t dt, size_t n, int mode, int case_id) {
   deco_test_buf_t d_o = deco_test_buf_alloc(gpu, (n + off) * es);
   void *gp = (char *)d_g.ptr + off * es, *up = (char *)d_u.ptr + off * es;
   void *op = mode == 1 ? gp : (char *)d_o.ptr + off * es;
-  deco_swiglu_args_t a = {dt, n, gp, up, op};
+  deco_swiglu_args_t a = {dt, n, gp, up, op, 0, 0};
   EXPECT_OK(deco_swiglu(gpu, &a), gpu);
   float *ref = malloc(sizeof(float) * n);
-  deco_swiglu_args_t r = {DECO_DTYPE_F32, n, g + off, u + off, ref};
+  deco_swiglu_args_t r = {DECO_DTYPE_F32, n, g + off, u + off, ref, 0, 0};
   EXPECT_OK(deco_swiglu(cpu, &r), cpu);
   size_t poisoned = 0;
   float *got = dev_to_host(mode == 1 ? &d_g : &d_o, n + off, dt, &poisoned);
@@ -576,7 +576,7 @@ static void kv_append_case(deco_dtype_t dt, int page_size, int n_kv, int hd, int
   deco_kv_append_args_t r = {{DECO_DTYPE_F32, n_kv, hd, page_size, L.n_pages, kp, vp, L.block_table, L.max_pages},
                              {L.n_seqs, L.capacity, L.q_indptr, L.kv_lens},
                              k,
-                             v};
+                             v, 0};
   EXPECT_OK(deco_kv_append(cpu, &r), cpu);
   if (corrupt) {
     /* Sequence 1 (19 tokens prefill) loses its page 1: those tokens are
@@ -592,7 +592,7 @@ static void kv_append_case(deco_dtype_t dt, int page_size, int n_kv, int hd, int
   deco_kv_append_args_t a = {{dt, n_kv, hd, page_size, L.n_pages, d_kp.ptr, d_vp.ptr, d.block_table.ptr, L.max_pages},
                              {L.n_seqs, L.capacity, d.q_indptr.ptr, d.kv_lens.ptr},
                              d_k.ptr,
-                             d_v.ptr};
+                             d_v.ptr, 0};
   EXPECT_OK(deco_kv_append(gpu, &a), gpu);
   /* Whole pools, exactly: catches writes to any wrong slot (tokens past the
    * real count, skipped tokens). */
@@ -649,7 +649,7 @@ static size_t attention_case(deco_dtype_t dt, const int *kv_len, const int *n_ne
                              nh,
                              scale,
                              q,
-                             ref};
+                             ref, 0};
   EXPECT_OK(deco_attention(cpu, &r), cpu);
   if (corrupt_seq >= 0) {
     L.block_table[corrupt_seq * L.max_pages + corrupt_page] = (corrupt_page % 2) ? L.n_pages + 7 : -3;
@@ -671,7 +671,7 @@ static size_t attention_case(deco_dtype_t dt, const int *kv_len, const int *n_ne
                              nh,
                              scale,
                              d_q.ptr,
-                             d_o.ptr};
+                             d_o.ptr, 0};
   size_t bad = 0;
   /* Head dims 64/128 in f16/bf16 run on the tensor-core kernel. */
   const char *path = deco_attention_path(gpu, &a);
@@ -805,6 +805,135 @@ Test(ops_cuda, attention_long_prefill_in_batch) {
   cr_expect_eq(bad, 0, "attention long prefill in a batch: %zu problems", bad);
 }
 
+/* ---- Strided inputs: q, k, v and gate, up as column blocks of fused projections ---- */
+
+/* One sequence of T new tokens after L0 cached slots; q | k | v per token in
+ * one buffer (row qkvd). RoPE, KV append, causal and tree attention through
+ * the strides on the GPU against the references through the same strides. */
+static size_t strided_case(deco_dtype_t dt, int H, int KH, int hd, int T, int L0, int ps, uint64_t seed) {
+  const int qd = H * hd, kvd = KH * hd, qkvd = qd + 2 * kvd, len = L0 + T;
+  const size_t es = deco_dtype_size(dt), nqkv = (size_t)T * qkvd;
+  char what[160];
+  snprintf(what, sizeof what, "strided %s heads=%d/%d hd=%d T=%d L0=%d page=%d", deco_dtype_name(dt), H, KH, hd, T,
+           L0, ps);
+  size_t bad = 0;
+  float *qkv = host_uniform(nqkv, seed, 1, -1.0f, 1.0f, dt);
+  int32_t *pos = malloc(sizeof(int32_t) * T), *parent = malloc(sizeof(int32_t) * T);
+  for (int t = 0; t < T; ++t) {
+    pos[t] = L0 + t;
+    parent[t] = t ? (t - 1) / 2 : -1;
+  }
+  deco_test_buf_t d_qkv = dev_from(qkv, nqkv, dt), d_pos = dev_from_raw(pos, sizeof(int32_t) * T);
+  deco_rope_args_t rg = {dt, DECO_ROPE_HALF_SPLIT, T, H, KH, hd, 10000.0f, d_pos.ptr, d_qkv.ptr,
+                         (char *)d_qkv.ptr + (size_t)qd * es, qkvd, qkvd};
+  EXPECT_OK(deco_rope(gpu, &rg), gpu);
+  deco_rope_args_t rc = {DECO_DTYPE_F32, DECO_ROPE_HALF_SPLIT, T, H, KH, hd, 10000.0f, pos, qkv, qkv + qd, qkvd, qkvd};
+  EXPECT_OK(deco_rope(cpu, &rc), cpu);
+  bad += check_output(what, &d_qkv, nqkv, dt, qkv, tol_elementwise(dt));
+  /* Both sides go on from the reference's rotated values, rounded to dt. */
+  deco_test_round_to(qkv, nqkv, dt);
+  deco_test_buf_free(&d_qkv);
+  d_qkv = dev_from(qkv, nqkv, dt);
+
+  const int max_pages = (len + ps - 1) / ps + 1, n_pages = max_pages + 3;
+  int32_t *table = malloc(sizeof(int32_t) * max_pages), meta[4] = {0, T, len, L0}; /* indptr, kv_len, prefix */
+  for (int i = 0; i < max_pages; ++i) table[i] = (i * 5 + 2) % n_pages; /* 5 and n_pages coprime below */
+  const size_t pool = (size_t)n_pages * ps * kvd;
+  float *kp = host_uniform(pool, seed, 2, -1.0f, 1.0f, dt), *vp = host_uniform(pool, seed, 3, -1.0f, 1.0f, dt);
+  deco_test_buf_t d_kp = dev_from(kp, pool, dt), d_vp = dev_from(vp, pool, dt);
+  deco_test_buf_t d_table = dev_from_raw(table, sizeof(int32_t) * max_pages), d_meta = dev_from_raw(meta, sizeof meta);
+  deco_test_buf_t d_parent = dev_from_raw(parent, sizeof(int32_t) * T);
+  const int32_t *dm = (const int32_t *)d_meta.ptr;
+  deco_paged_kv_t cg = {dt, KH, hd, ps, n_pages, d_kp.ptr, d_vp.ptr, (const int32_t *)d_table.ptr, max_pages};
+  deco_paged_kv_t cc = {DECO_DTYPE_F32, KH, hd, ps, n_pages, kp, vp, table, max_pages};
+  deco_ragged_batch_t bg = {1, T, dm, dm + 2}, bc = {1, T, meta, meta + 2};
+  deco_kv_append_args_t ag = {cg, bg, (char *)d_qkv.ptr + (size_t)qd * es, (char *)d_qkv.ptr + (size_t)(qd + kvd) * es,
+                              qkvd};
+  deco_kv_append_args_t ac = {cc, bc, qkv + qd, qkv + qd + kvd, qkvd};
+  EXPECT_OK(deco_kv_append(gpu, &ag), gpu);
+  EXPECT_OK(deco_kv_append(cpu, &ac), cpu);
+  bad += check_output(what, &d_kp, pool, dt, kp, 0.0f);
+  bad += check_output(what, &d_vp, pool, dt, vp, 0.0f);
+
+  const float scale = 1.0f / sqrtf((float)hd);
+  const size_t nout = (size_t)T * qd;
+  float *ref = malloc(sizeof(float) * nout);
+  for (int mode = 0; mode < 2; ++mode) { /* causal, then a binary tree over the same tokens */
+    deco_test_buf_t d_o = deco_test_buf_alloc(gpu, nout * es);
+    deco_attention_args_t tg = {cg, bg, H, scale, d_qkv.ptr, d_o.ptr, qkvd}, tc = {cc, bc, H, scale, qkv, ref, qkvd};
+    deco_tree_batch_t treeg = {1, T, dm, (const int32_t *)d_parent.ptr}, treec = {1, T, meta, parent};
+    deco_tree_attention_args_t xg = {cg, treeg, dm + 3, H, scale, d_qkv.ptr, d_o.ptr, qkvd};
+    deco_tree_attention_args_t xc = {cc, treec, meta + 3, H, scale, qkv, ref, qkvd};
+    const size_t ws = mode ? deco_tree_attention_workspace_size(gpu, &xg) : deco_attention_workspace_size(gpu, &tg);
+    deco_test_buf_t d_ws = {gpu, NULL, 0};
+    if (ws) {
+      d_ws = deco_test_buf_alloc(gpu, ws);
+      EXPECT_OK(deco_ctx_set_workspace(gpu, d_ws.ptr, ws), gpu);
+    }
+    EXPECT_OK(mode ? deco_tree_attention(gpu, &xg) : deco_attention(gpu, &tg), gpu);
+    EXPECT_OK(mode ? deco_tree_attention(cpu, &xc) : deco_attention(cpu, &tc), cpu);
+    const size_t b = check_output(what, &d_o, nout, dt, ref, tol_reduction(dt));
+    if (b)
+      fprintf(stderr, "FAILED: %s %s attention (path %s)\n", what, mode ? "tree" : "causal",
+              mode ? deco_tree_attention_path(gpu, &xg) : deco_attention_path(gpu, &tg));
+    bad += b;
+    if (ws) {
+      EXPECT_OK(deco_ctx_set_workspace(gpu, NULL, 0), gpu);
+      deco_test_buf_free(&d_ws);
+    }
+    deco_test_buf_free(&d_o);
+  }
+  free(ref);
+  deco_test_buf_t *bufs[] = {&d_qkv, &d_pos, &d_kp, &d_vp, &d_table, &d_meta, &d_parent};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) deco_test_buf_free(bufs[i]);
+  free(qkv);
+  free(pos);
+  free(parent);
+  free(table);
+  free(kp);
+  free(vp);
+  return bad;
+}
+
+/* Head dims 8 and 24 take the SIMT/generic kernels, 64 and 128 in f16/bf16
+ * the tensor-core ones; L0 = 700 over a 16-slot-page table splits the keys. */
+Test(ops_cuda, strided_inputs) {
+  static const int hds[] = {8, 24, 64, 128};
+  size_t bad = 0;
+  int case_id = 0;
+  for (int di = 0; di < 3; ++di)
+    for (int hi = 0; hi < 4; ++hi) {
+      bad += strided_case(dtypes[di], 8, 2, hds[hi], 37, 5, 3, 601 + case_id++);
+      bad += strided_case(dtypes[di], 4, 4, hds[hi], 19, 700, 16, 601 + case_id++);
+    }
+  cr_expect_eq(bad, 0, "strided inputs: %zu problems", bad);
+}
+
+/* SwiGLU on the halves of a fused gate | up output: rows of len elements
+ * 2 len apart, into a dense output (len a multiple of 8: vector loads). */
+Test(ops_cuda, swiglu_rows) {
+  static const int lens[] = {172, 256, 11};
+  for (int di = 0; di < 3; ++di)
+    for (int li = 0; li < 3; ++li) {
+      const deco_dtype_t dt = dtypes[di];
+      const int rows = 37, len = lens[li];
+      const size_t n = (size_t)rows * len, es = deco_dtype_size(dt);
+      char what[96];
+      snprintf(what, sizeof what, "swiglu rows %s rows=%d len=%d", deco_dtype_name(dt), rows, len);
+      float *h13 = host_uniform(2 * n, 71 + (uint64_t)li, (uint32_t)di, -6.0f, 6.0f, dt), *ref = malloc(sizeof(float) * n);
+      deco_test_buf_t d_h13 = dev_from(h13, 2 * n, dt), d_o = deco_test_buf_alloc(gpu, n * es);
+      deco_swiglu_args_t a = {dt, n, d_h13.ptr, (char *)d_h13.ptr + (size_t)len * es, d_o.ptr, len, 2 * len};
+      EXPECT_OK(deco_swiglu(gpu, &a), gpu);
+      deco_swiglu_args_t r = {DECO_DTYPE_F32, n, h13, h13 + len, ref, len, 2 * len};
+      EXPECT_OK(deco_swiglu(cpu, &r), cpu);
+      cr_expect_eq(check_output(what, &d_o, n, dt, ref, tol_elementwise(dt)), 0, "%s", what);
+      deco_test_buf_free(&d_h13);
+      deco_test_buf_free(&d_o);
+      free(h13);
+      free(ref);
+    }
+}
+
 /* An invalid page: the tokens that attend to it get NaN rows, the rest of the
  * batch is unaffected; both paths. */
 Test(ops_cuda, attention_invalid_page) {
@@ -835,7 +964,7 @@ Test(ops_cuda, attention_workspace_too_small) {
       8,
       0.125f,
       d_q.ptr,
-      d_o.ptr};
+      d_o.ptr, 0};
   const size_t ws = deco_attention_workspace_size(gpu, &a);
   cr_assert_gt(ws, 0, "one decode token over a long table should split the keys");
   EXPECT_OK(deco_ctx_set_workspace(gpu, NULL, 0), gpu);
@@ -891,7 +1020,7 @@ Test(ops_cuda, misuse) {
   n.dim = -3;
   cr_expect_eq(deco_rmsnorm(gpu, &n), DECO_STATUS_INVALID_ARGUMENT);
 
-  deco_rope_args_t r = {DECO_DTYPE_BF16, DECO_ROPE_INTERLEAVED, 1, 2, 2, 7, 10000.0f, ip, p, NULL};
+  deco_rope_args_t r = {DECO_DTYPE_BF16, DECO_ROPE_INTERLEAVED, 1, 2, 2, 7, 10000.0f, ip, p, NULL, 0, 0};
   cr_expect_eq(deco_rope(gpu, &r), DECO_STATUS_INVALID_ARGUMENT, "odd head_dim");
   r.head_dim = 258;
   cr_expect_eq(deco_rope(gpu, &r), DECO_STATUS_INVALID_ARGUMENT);
@@ -920,7 +1049,7 @@ Test(ops_cuda, misuse) {
   m.m = 0;
   cr_expect_eq(deco_matmul(gpu, &m), DECO_STATUS_SUCCESS, "m = 0 is a no-op");
 
-  deco_swiglu_args_t s = {DECO_DTYPE_F32, 16, p, NULL, p};
+  deco_swiglu_args_t s = {DECO_DTYPE_F32, 16, p, NULL, p, 0, 0};
   cr_expect_eq(deco_swiglu(gpu, &s), DECO_STATUS_NULL_POINTER);
 
   deco_fill_random_args_t f = {DECO_DTYPE_BF16, 16, 1, 0, NAN, 0.0f, p};
@@ -935,7 +1064,7 @@ Test(ops_cuda, misuse) {
   int32_t meta[4] = {0, 1, 1, 0};
   deco_test_buf_t d_meta = dev_from_raw(meta, sizeof meta);
   const int32_t *mp = (const int32_t *)d_meta.ptr;
-  deco_attention_args_t at = {{DECO_DTYPE_BF16, 2, 64, 16, 4, p, p, mp, 1}, {1, 1, mp, mp + 1}, 8, 0.125f, p, p};
+  deco_attention_args_t at = {{DECO_DTYPE_BF16, 2, 64, 16, 4, p, p, mp, 1}, {1, 1, mp, mp + 1}, 8, 0.125f, p, p, 0};
   at.cache.head_dim = 7;
   cr_expect_eq(deco_attention(gpu, &at), DECO_STATUS_INVALID_ARGUMENT, "head_dim 7");
   at.cache.head_dim = 257;
@@ -957,7 +1086,7 @@ Test(ops_cuda, misuse) {
   at.batch.kv_lens = NULL;
   cr_expect_eq(deco_attention(gpu, &at), DECO_STATUS_NULL_POINTER);
 
-  deco_kv_append_args_t ka = {{DECO_DTYPE_BF16, 2, 64, 16, 4, p, p, mp, 1}, {0, 1, mp, mp + 1}, p, p};
+  deco_kv_append_args_t ka = {{DECO_DTYPE_BF16, 2, 64, 16, 4, p, p, mp, 1}, {0, 1, mp, mp + 1}, p, p, 0};
   cr_expect_eq(deco_kv_append(gpu, &ka), DECO_STATUS_INVALID_ARGUMENT, "n_seqs 0");
   ka.batch.n_seqs = 1;
   ka.k = NULL;
@@ -1057,14 +1186,14 @@ static void mini_forward(deco_ctx_t *ctx, const int32_t *tokens, float *logits_o
     deco_matmul_args_t mv = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, (int)kvd, MINI_DIM, xb, w.wv, v, 0};
     EXPECT_OK(deco_matmul(ctx, &mv), ctx);
     deco_rope_args_t ra = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, n, MINI_HEADS, MINI_KV, MINI_HD, 10000.0f,
-                           (const int32_t *)d_pos + t0, q, k};
+                           (const int32_t *)d_pos + t0, q, k, 0, 0};
     EXPECT_OK(deco_rope(ctx, &ra), ctx);
     deco_paged_kv_t cache = {DECO_DTYPE_F32, MINI_KV, MINI_HD, MINI_PAGE, n_pages, kpool, vpool,
                              (const int32_t *)d_table, max_pages};
     deco_ragged_batch_t batch = {1, n, qi, kl};
-    deco_kv_append_args_t ka = {cache, batch, k, v};
+    deco_kv_append_args_t ka = {cache, batch, k, v, 0};
     EXPECT_OK(deco_kv_append(ctx, &ka), ctx);
-    deco_attention_args_t aa = {cache, batch, MINI_HEADS, 0.25f, q, att};
+    deco_attention_args_t aa = {cache, batch, MINI_HEADS, 0.25f, q, att, 0};
     size_t need = deco_attention_workspace_size(ctx, &aa);
     if (need > ws_bytes) {
       deco_free(ctx, ws);
@@ -1081,7 +1210,7 @@ static void mini_forward(deco_ctx_t *ctx, const int32_t *tokens, float *logits_o
     EXPECT_OK(deco_matmul(ctx, &m1), ctx);
     deco_matmul_args_t m3 = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_HIDDEN, MINI_DIM, q, w.w3, h3, 0};
     EXPECT_OK(deco_matmul(ctx, &m3), ctx);
-    deco_swiglu_args_t sa = {DECO_DTYPE_F32, (size_t)n * MINI_HIDDEN, h1, h3, h1};
+    deco_swiglu_args_t sa = {DECO_DTYPE_F32, (size_t)n * MINI_HIDDEN, h1, h3, h1, 0, 0};
     EXPECT_OK(deco_swiglu(ctx, &sa), ctx);
     deco_matmul_args_t m2 = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_DIM, MINI_HIDDEN, h1, w.w2, x, 1};
     EXPECT_OK(deco_matmul(ctx, &m2), ctx); /* residual += down(...) */
