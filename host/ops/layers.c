@@ -101,13 +101,15 @@ deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
     if (a->in_stride < a->row_len)
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: in_stride = %d is below row_len = %d", op,
                        a->in_stride, a->row_len);
+  }
+  if (a->row_len != 0 && a->n > 0) {
     /* Rows are written in parallel: out may not overlap what is still read. */
     const size_t es = deco_dtype_size(a->dtype), rows = a->n / (size_t)a->row_len;
     const char *o0 = (const char *)a->out, *o1 = o0 + a->n * es;
     const char *ins[2] = {(const char *)a->gate, (const char *)a->up};
     for (int i = 0; i < 2; ++i) {
       const char *i0 = ins[i], *i1 = i0 + ((rows - 1) * (size_t)a->in_stride + (size_t)a->row_len) * es;
-      if (a->n > 0 && o0 < i1 && i0 < o1)
+      if (o0 < i1 && i0 < o1)
         return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: with row_len, out must not overlap gate or up", op);
     }
   }

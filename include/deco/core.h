@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define DECO_VERSION_MAJOR 0
-#define DECO_VERSION_MINOR 1
+#define DECO_VERSION_MINOR 2
 #define DECO_VERSION_PATCH 0
 /* Single integer for compile-time comparisons: 10000*major + 100*minor + patch. */
 #define DECO_VERSION (DECO_VERSION_MAJOR * 10000 + DECO_VERSION_MINOR * 100 + DECO_VERSION_PATCH)

@@ -53,7 +53,8 @@ static __global__ void swiglu_rows_kernel(const T *gate, const T *up, T *__restr
   const size_t per_row = len / V, total = rows * per_row;
   const size_t step = (size_t)gridDim.x * blockDim.x;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-    const size_t r = i / per_row, cv = i - r * per_row, src = r * stride + cv * V;
+    const size_t r = total <= UINT32_MAX ? (size_t)((uint32_t)i / (uint32_t)per_row) : i / per_row;
+    const size_t cv = i - r * per_row, src = r * stride + cv * V;
     U g = *reinterpret_cast<const U *>(gate + src);
     U u = *reinterpret_cast<const U *>(up + src);
     U o;

@@ -870,6 +870,12 @@ static size_t strided_case(deco_dtype_t dt, int H, int KH, int hd, int T, int L0
       d_ws = deco_test_buf_alloc(gpu, ws);
       EXPECT_OK(deco_ctx_set_workspace(gpu, d_ws.ptr, ws), gpu);
     }
+    /* f16/bf16 at head dims 64/128 read strided q on the tensor cores. */
+    const char *path = mode ? deco_tree_attention_path(gpu, &xg) : deco_attention_path(gpu, &tg);
+    if ((strncmp(path, "mma", 3) == 0) != (dt != DECO_DTYPE_F32 && (hd == 64 || hd == 128))) {
+      fprintf(stderr, "%s: %s attention took path %s\n", what, mode ? "tree" : "causal", path);
+      bad++;
+    }
     EXPECT_OK(mode ? deco_tree_attention(gpu, &xg) : deco_attention(gpu, &tg), gpu);
     EXPECT_OK(mode ? deco_tree_attention(cpu, &xc) : deco_attention(cpu, &tc), cpu);
     const size_t b = check_output(what, &d_o, nout, dt, ref, tol_reduction(dt));
@@ -906,11 +912,14 @@ Test(ops_cuda, strided_inputs) {
       bad += strided_case(dtypes[di], 8, 2, hds[hi], 37, 5, 3, 601 + case_id++);
       bad += strided_case(dtypes[di], 4, 4, hds[hi], 19, 700, 16, 601 + case_id++);
     }
+  /* Head dim 10: k starts off 16-byte alignment, the 4-byte KV append copy. */
+  for (int di = 0; di < 3; ++di) bad += strided_case(dtypes[di], 3, 1, 10, 11, 4, 5, 700 + (uint64_t)di);
   cr_expect_eq(bad, 0, "strided inputs: %zu problems", bad);
 }
 
 /* SwiGLU on the halves of a fused gate | up output: rows of len elements
- * 2 len apart, into a dense output (len a multiple of 8: vector loads). */
+ * 2 len apart, into a dense output (16-byte vectors when len is a multiple
+ * of 16 bytes' elements, else one element at a time). */
 Test(ops_cuda, swiglu_rows) {
   static const int lens[] = {172, 256, 11};
   for (int di = 0; di < 3; ++di)
