@@ -455,33 +455,48 @@ static Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, co
   return p;
 }
 
+/* The workspace, path name and launch of a tree batch or a causal batch
+ * (s.causal): indptr, the parents (tree) and lens (prefix lengths, or
+ * kv_lens when causal) in context memory. */
+static size_t shape_workspace(const deco_ctx_t *ctx, const Shape &s) {
+  long long grid_x;
+  return workspace_bytes(s, make_plan(ctx, s, &grid_x));
+}
+
+static const char *shape_path(const deco_ctx_t *ctx, const Shape &s) {
+  long long grid_x;
+  return path_name(make_plan(ctx, s, &grid_x));
+}
+
+static deco_status_t shape_run(deco_ctx_t *ctx, const char *op, const Shape &s, Params p, const int32_t *indptr,
+                               const int32_t *parent, const int32_t *lens) {
+  long long grid_x;
+  const Plan plan = make_plan(ctx, s, &grid_x);
+  p.causal = s.causal;
+  p.tree_indptr = indptr;
+  p.parent = parent;
+  p.prefix_lens = lens;
+  p.n_trees = s.B;
+  p.cap_nodes = s.cap;
+  return launch(ctx, op, s, plan, grid_x, p);
+}
+
 }  // namespace deco_tree
 
 using namespace deco_tree;
 
 extern "C" size_t deco_tree_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  long long grid_x;
-  const Shape s = tree_shape(a);
-  return workspace_bytes(s, make_plan(ctx, s, &grid_x));
+  return shape_workspace(ctx, tree_shape(a));
 }
 
 extern "C" const char *deco_tree_attention_path_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  long long grid_x;
-  return path_name(make_plan(ctx, tree_shape(a), &grid_x));
+  return shape_path(ctx, tree_shape(a));
 }
 
 extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  const Shape s = tree_shape(a);
-  long long grid_x;
-  const Plan plan = make_plan(ctx, s, &grid_x);
-  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out);
-  p.causal = 0;
-  p.tree_indptr = a->tree.tree_indptr;
-  p.parent = a->tree.parent;
-  p.prefix_lens = a->prefix_lens;
-  p.n_trees = a->tree.n_trees;
-  p.cap_nodes = a->tree.n_nodes;
-  return launch(ctx, "deco_tree_attention", s, plan, grid_x, p);
+  return shape_run(ctx, "deco_tree_attention", tree_shape(a),
+                   base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out), a->tree.tree_indptr,
+                   a->tree.parent, a->prefix_lens);
 }
 
 /* ---- deco_attention on the tensor-core kernel (causal mode) ---- */
@@ -489,26 +504,15 @@ extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tr
 int deco_attention_mma_cuda_eligible(const deco_attention_args_t *a) { return mma_shape(causal_shape(a)); }
 
 size_t deco_attention_mma_workspace_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  long long grid_x;
-  const Shape s = causal_shape(a);
-  return workspace_bytes(s, make_plan(ctx, s, &grid_x));
+  return shape_workspace(ctx, causal_shape(a));
 }
 
 const char *deco_attention_mma_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  long long grid_x;
-  return path_name(make_plan(ctx, causal_shape(a), &grid_x));
+  return shape_path(ctx, causal_shape(a));
 }
 
 deco_status_t deco_attention_mma_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  const Shape s = causal_shape(a);
-  long long grid_x;
-  const Plan plan = make_plan(ctx, s, &grid_x);
-  Params p = base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out);
-  p.causal = 1;
-  p.tree_indptr = a->batch.q_indptr;
-  p.parent = nullptr;
-  p.prefix_lens = a->batch.kv_lens;
-  p.n_trees = a->batch.n_seqs;
-  p.cap_nodes = a->batch.n_tokens;
-  return launch(ctx, "deco_attention", s, plan, grid_x, p);
+  return shape_run(ctx, "deco_attention", causal_shape(a),
+                   base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out), a->batch.q_indptr, nullptr,
+                   a->batch.kv_lens);
 }
