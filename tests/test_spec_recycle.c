@@ -18,12 +18,6 @@
 #include "common/testutil.h"
 #include "common/tolerances.h"
 
-static double stat_of(const char *err, const char *key) {
-  const char *m = strstr(deco_test_last_line(err), key);
-  cr_assert(m, "no %s in %s", key, err);
-  return atof(m + strlen(key));
-}
-
 Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   const char *model = deco_test_data_path("models/stories260K.bin");
@@ -35,7 +29,7 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
   cr_assert_str_eq(r.out, expect);
   free(expect);
   fprintf(stderr, "recycle from BOS, 256 positions: %s\n", deco_test_last_line(r.err));
-  cr_assert(fabs(stat_of(r.err, "mean_accepted=") - 2.29) < 0.006, "%s", r.err);
+  cr_assert(fabs(deco_test_stat(r.err, "mean_accepted=") - 2.29) < 0.006, "%s", r.err);
   deco_test_run_free(&r);
 
   /* The dog prompt over 220 positions; its first 200 are the fixture. */
@@ -55,7 +49,7 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
   cr_assert(strncmp(r.out, expect, strlen(expect) - 1) == 0, "first 200 positions differ from the fixture");
   free(expect);
   fprintf(stderr, "recycle on the dog prompt, 220 positions: %s\n", deco_test_last_line(r.err));
-  cr_assert(fabs(stat_of(r.err, "mean_accepted=") - 2.49) < 0.006, "%s", r.err);
+  cr_assert(fabs(deco_test_stat(r.err, "mean_accepted=") - 2.49) < 0.006, "%s", r.err);
   deco_test_run_free(&r);
 }
 
@@ -76,7 +70,7 @@ Test(spec_recycle, saved_table_starts_warm) {
       "--recycle-state", state, "--backend", "cpu");
   cr_assert_eq(warm.status, 0, "%s", warm.err);
   cr_assert_str_eq(warm.out, cold.out, "a warm table changes the speed, never the output");
-  double f_cold = stat_of(cold.err, "forwards="), f_warm = stat_of(warm.err, "forwards=");
+  double f_cold = deco_test_stat(cold.err, "forwards="), f_warm = deco_test_stat(warm.err, "forwards=");
   fprintf(stderr, "cold: %s\n", deco_test_last_line(cold.err));
   fprintf(stderr, "warm: %s\n", deco_test_last_line(warm.err));
   cr_assert(f_warm < f_cold, "a table warmed on the same text must save forwards (%g vs %g)", f_warm, f_cold);

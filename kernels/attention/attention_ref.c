@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "attention/attention_ref_common.h"
 #include "common/op_impl.h"
 #include "common/paged.h"
 #include "core/internal.h"
@@ -51,26 +52,8 @@ deco_status_t deco_attention_ref(deco_ctx_t *ctx, const deco_attention_args_t *a
         const float *q = (const float *)a->q + (size_t)(t0 + j) * q_row + (size_t)h * hd;
         float *o = (float *)a->out + ((size_t)(t0 + j) * a->n_heads + h) * hd;
         size_t kvh = (size_t)(h / group) * hd;
-        float max = -INFINITY;
-        for (int p = 0; p <= last; ++p) {
-          const float *k = (const float *)c->k_pages + (size_t)rows[p] * kv_row + kvh;
-          float score = 0.0f;
-          for (int i = 0; i < hd; ++i) score += q[i] * k[i];
-          score *= a->scale;
-          att[p] = score;
-          if (score > max) max = score;
-        }
-        float sum = 0.0f;
-        for (int p = 0; p <= last; ++p) {
-          att[p] = expf(att[p] - max);
-          sum += att[p];
-        }
-        for (int p = 0; p <= last; ++p) att[p] /= sum;
-        for (int i = 0; i < hd; ++i) o[i] = 0.0f;
-        for (int p = 0; p <= last; ++p) {
-          const float *v = (const float *)c->v_pages + (size_t)rows[p] * kv_row + kvh;
-          for (int i = 0; i < hd; ++i) o[i] += att[p] * v[i];
-        }
+        deco_ref_attend(q, (const float *)c->k_pages, (const float *)c->v_pages, rows, last + 1, kv_row, kvh, hd,
+                        a->scale, att, o);
       }
     }
   }

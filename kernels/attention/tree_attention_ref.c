@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "attention/attention_ref_common.h"
 #include "common/op_impl.h"
 #include "common/paged.h"
 #include "core/internal.h"
@@ -92,26 +93,8 @@ deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention
         const float *q = (const float *)a->q + (size_t)(t0 + i) * q_row + (size_t)h * hd;
         float *o = (float *)a->out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
         const size_t kvh = (size_t)(h / group) * hd;
-        float max = -INFINITY;
-        for (int k = 0; k < n_keys; ++k) {
-          const float *kr = (const float *)c->k_pages + (size_t)rows[k] * kv_row + kvh;
-          float score = 0.0f;
-          for (int d = 0; d < hd; ++d) score += q[d] * kr[d];
-          score *= a->scale;
-          att[k] = score;
-          if (score > max) max = score;
-        }
-        float sum = 0.0f;
-        for (int k = 0; k < n_keys; ++k) {
-          att[k] = expf(att[k] - max);
-          sum += att[k];
-        }
-        for (int k = 0; k < n_keys; ++k) att[k] /= sum;
-        for (int d = 0; d < hd; ++d) o[d] = 0.0f;
-        for (int k = 0; k < n_keys; ++k) {
-          const float *vr = (const float *)c->v_pages + (size_t)rows[k] * kv_row + kvh;
-          for (int d = 0; d < hd; ++d) o[d] += att[k] * vr[d];
-        }
+        deco_ref_attend(q, (const float *)c->k_pages, (const float *)c->v_pages, rows, n_keys, kv_row, kvh, hd,
+                        a->scale, att, o);
       }
     }
   }

@@ -314,6 +314,11 @@ const char *deco_test_last_line(const char *text) {
   return line;
 }
 
+double deco_test_stat(const char *err, const char *key) {
+  const char *m = strstr(deco_test_last_line(err), key);
+  return m ? atof(m + strlen(key)) : NAN;
+}
+
 void deco_test_capture_id(void *user, int32_t id) {
   deco_test_capture_t *c = user;
   if (c->n < (int)(sizeof c->ids / sizeof c->ids[0])) c->ids[c->n++] = id;

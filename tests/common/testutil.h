@@ -82,6 +82,9 @@ char *deco_test_fixture_line(const char *rel);
 
 /* Last line of a text (without its newline) in a static buffer. */
 const char *deco_test_last_line(const char *text);
+/* The number after key (e.g. "mean_accepted=") on the last line of a CLI's
+ * stderr (its stats line); NAN when the key is absent. */
+double deco_test_stat(const char *err, const char *key);
 
 /* Collects the ids deco_generate emits (its emit callback). */
 typedef struct deco_test_capture {
