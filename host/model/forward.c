@@ -295,13 +295,21 @@ static deco_status_t final_rows(deco_model_t *m, int first, int rows, float *log
   return matmul(m, sc->xb, m->w.wcls, logits, rows, c->vocab_size, c->dim, DECO_DTYPE_F32);
 }
 
+/* What both forwards check first: a model, a cache of that model, arguments. */
+static deco_status_t check_model_cache(const deco_model_t *m, const deco_kv_cache_t *kc, const void *a,
+                                       const char *op) {
+  if (m == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+  DECO_CHECK_PTR(m->ctx, kc, op);
+  DECO_CHECK_PTR(m->ctx, a, op);
+  if (kc->model != m)
+    return DECO_FAIL(m->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the cache belongs to another model", op);
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a) {
   static const char op[] = "deco_forward";
-  if (m == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+  DECO_TRY(check_model_cache(m, kc, a, op));
   deco_ctx_t *ctx = m->ctx;
-  DECO_CHECK_PTR(ctx, kc, op);
-  DECO_CHECK_PTR(ctx, a, op);
-  if (kc->model != m) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the cache belongs to another model", op);
   int T = 0;
   DECO_TRY(check_batch(m, kc, a, &T));
   const deco_model_config_t *c = &m->cfg;
@@ -355,11 +363,8 @@ deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
 
 deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_device_args_t *a) {
   static const char op[] = "deco_forward_device";
-  if (m == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+  DECO_TRY(check_model_cache(m, kc, a, op));
   deco_ctx_t *ctx = m->ctx;
-  DECO_CHECK_PTR(ctx, kc, op);
-  DECO_CHECK_PTR(ctx, a, op);
-  if (kc->model != m) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the cache belongs to another model", op);
   DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
   DECO_CHECK_RANGE(ctx, a->n_tokens, 1, DECO_MAX_FORWARD_TOKENS, op);
   DECO_CHECK_PTR(ctx, a->tokens, op);
