@@ -229,20 +229,14 @@ static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batc
   const int qkvd = qd + 2 * kvd;
   void *q = sc->qkv, *k = (char *)sc->qkv + (size_t)qd * es, *v = (char *)sc->qkv + (size_t)(qd + kvd) * es;
   void *gate = sc->h13, *up = (char *)sc->h13 + (size_t)hid * es;
-  /* Every layer's attention has the same shape: size its scratch once. */
+  /* Every layer's attention has the same arguments but for its cache view:
+   * size the scratch once, with layer 0's. */
   const float scale = 1.0f / sqrtf((float)hd);
-  {
-    deco_paged_kv_t view = deco_kv_cache_layer_view(kc, 0, d_table, P);
-    size_t ws;
-    if (d_parents) {
-      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, q, sc->att, qkvd};
-      ws = deco_tree_attention_workspace_size(ctx, &ta);
-    } else {
-      deco_attention_args_t at = {view, batch, c->n_heads, scale, q, sc->att, qkvd};
-      ws = deco_attention_workspace_size(ctx, &at);
-    }
-    DECO_TRY(deco_model_ensure_workspace(m, ws));
-  }
+  deco_paged_kv_t view0 = deco_kv_cache_layer_view(kc, 0, d_table, P);
+  deco_tree_attention_args_t ta = {view0, tree, d_prefix, c->n_heads, scale, q, sc->att, qkvd};
+  deco_attention_args_t at = {view0, batch, c->n_heads, scale, q, sc->att, qkvd};
+  DECO_TRY(deco_model_ensure_workspace(m, d_parents ? deco_tree_attention_workspace_size(ctx, &ta)
+                                                    : deco_attention_workspace_size(ctx, &at)));
 
   for (int layer = 0; layer < c->n_layers; ++layer) {
     const size_t lo = (size_t)layer;
@@ -259,13 +253,8 @@ static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batc
     deco_paged_kv_t view = deco_kv_cache_layer_view(kc, layer, d_table, P);
     deco_kv_append_args_t app = {view, batch, k, v, qkvd};
     DECO_TRY(deco_kv_append(ctx, &app));
-    if (d_parents) {
-      deco_tree_attention_args_t ta = {view, tree, d_prefix, c->n_heads, scale, q, sc->att, qkvd};
-      DECO_TRY(deco_tree_attention(ctx, &ta));
-    } else {
-      deco_attention_args_t at = {view, batch, c->n_heads, scale, q, sc->att, qkvd};
-      DECO_TRY(deco_attention(ctx, &at));
-    }
+    ta.cache = at.cache = view;
+    DECO_TRY(d_parents ? deco_tree_attention(ctx, &ta) : deco_attention(ctx, &at));
     DECO_TRY(matmul(m, sc->att, (char *)m->w.wo + lo * dim * qd * es, sc->proj, T, dim, qd, m->dtype));
     DECO_TRY(all_reduce(m, sc->proj, T));
     /* FFN sublayer. */
