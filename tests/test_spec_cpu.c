@@ -80,9 +80,7 @@ Test(spec_cpu, sampling_is_reproducible_and_stats_complete) {
 Test(spec_cpu, engine_batch_equals_single) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_t *m;
-  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_F32, &m),
-               DECO_STATUS_SUCCESS);
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_kv_cache_t *kc;
   cr_assert_eq(deco_kv_cache_create(m, 4, 256, 4, &kc), DECO_STATUS_SUCCESS);
   deco_spec_engine_t *eng;

@@ -33,9 +33,7 @@ static void compare(const char *what, const deco_test_capture_t *a, const deco_g
 Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_t *m;
-  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_F32, &m),
-               DECO_STATUS_SUCCESS);
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
   deco_recycler_t *r1, *r2;

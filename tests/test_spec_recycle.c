@@ -135,9 +135,7 @@ static double homogeneity(const long *a, const long *b, int k, int *df, double *
 Test(spec_recycle, sampling_has_the_law_of_plain_sampling, .timeout = 240) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_t *m;
-  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_F32, &m),
-               DECO_STATUS_SUCCESS);
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   /* A small template (the official one cut to its first 6 draft nodes) and a
    * table that stays warm across the runs. */
   deco_tree_template_t tmpl;

@@ -319,6 +319,13 @@ double deco_test_stat(const char *err, const char *key) {
   return m ? atof(m + strlen(key)) : NAN;
 }
 
+deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype) {
+  deco_model_t *m = NULL;
+  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), dtype, &m),
+               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  return m;
+}
+
 void deco_test_capture_id(void *user, int32_t id) {
   deco_test_capture_t *c = user;
   if (c->n < (int)(sizeof c->ids / sizeof c->ids[0])) c->ids[c->n++] = id;

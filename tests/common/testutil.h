@@ -93,6 +93,10 @@ typedef struct deco_test_capture {
 } deco_test_capture_t;
 void deco_test_capture_id(void *user, int32_t id);
 
+/* stories260K (DATA/models/stories260K.bin) in dtype on ctx; asserts that it
+ * loads (callers check deco_test_have_data first). */
+deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);
+
 /* Contexts for tests; the CUDA one returns NULL if no device. */
 deco_ctx_t *deco_test_cpu_ctx(void);
 deco_ctx_t *deco_test_cuda_ctx(void);

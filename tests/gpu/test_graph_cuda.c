@@ -68,9 +68,7 @@ static void check(deco_draft_source_t source, float temperature, int steps) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
-  deco_model_t *m;
-  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_BF16, &m),
-               DECO_STATUS_SUCCESS);
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_BF16);
   static outcome_t eager, graphed;
   run(m, source, temperature, steps, 0, &eager);
   run(m, source, temperature, steps, 1, &graphed);

@@ -66,9 +66,7 @@ static void check(deco_dtype_t dtype) {
   if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
-  deco_model_t *m;
-  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), dtype, &m),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_model_t *m = deco_test_load_stories(ctx, dtype);
   deco_recycler_t *rec;
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
