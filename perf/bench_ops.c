@@ -5,7 +5,9 @@
  * floor (weight bytes / measured copy bandwidth). Spot-checks both paths
  * against fp32 dot products before timing. Also times decode attention over
  * the paged cache (Llama-3-8B heads: 32 query / 8 KV, head dim 128, bf16),
- * floor = reading K and V once, after checking two heads against the host.
+ * floor = reading K and V once, after checking two heads against the host;
+ * and the tiled kernel against cuBLAS on small problems (a tiny model's
+ * projections), warm L2.
  * Run: build/bin/bench_ops [--reps N] [--flush read|write]   (CSV on stdout, summary on stderr)
  */
 #include <math.h>
@@ -46,23 +48,28 @@ static int mm_fn(void *u) {
     }                                                                                     \
   } while (0)
 
-/* Compares 64 outputs of the last run with fp32 dot products of the bf16
- * inputs (bf16 output: the tolerance of the tests, 1e-2 + 1e-2 |r|). */
+/* One element of a bf16 or f32 buffer copied to the host, as fp32. */
+static float host_elem(const void *h, size_t i, deco_dtype_t dt) {
+  return dt == DECO_DTYPE_F32 ? ((const float *)h)[i] : deco_bf16_to_f32(((const uint16_t *)h)[i]);
+}
+
+/* Compares 64 outputs of the last run with fp32 dot products of the inputs
+ * (bf16 or f32; the tolerance of the tests for bf16 output, 1e-2 + 1e-2 |r|,
+ * which f32 output meets with room to spare). */
 static int spot_check(deco_ctx_t *ctx, const deco_matmul_args_t *a, const char *label) {
   const int m = a->m, n = a->n, k = a->k;
-  uint16_t *ha = malloc(sizeof(uint16_t) * (size_t)m * k), *hrow = malloc(sizeof(uint16_t) * k);
-  uint16_t *hout = malloc(sizeof(uint16_t) * (size_t)m * n);
-  CHECK(deco_memcpy(ctx, ha, a->a, sizeof(uint16_t) * (size_t)m * k, DECO_COPY_CTX_TO_HOST));
-  CHECK(deco_memcpy(ctx, hout, a->out, sizeof(uint16_t) * (size_t)m * n, DECO_COPY_CTX_TO_HOST));
+  const size_t es = deco_dtype_size(a->dtype);
+  void *ha = malloc(es * (size_t)m * k), *hrow = malloc(es * k), *hout = malloc(es * (size_t)m * n);
+  CHECK(deco_memcpy(ctx, ha, a->a, es * (size_t)m * k, DECO_COPY_CTX_TO_HOST));
+  CHECK(deco_memcpy(ctx, hout, a->out, es * (size_t)m * n, DECO_COPY_CTX_TO_HOST));
   int bad = 0;
   for (int s = 0; s < 64; ++s) {
     const int i = (int)(deco_philox_uniform(7, 1, (uint32_t)s, 0, 0) * m) % m;
     const int j = s == 63 ? n - 1 : (int)(deco_philox_uniform(7, 2, (uint32_t)s, 0, 0) * n) % n;
-    CHECK(deco_memcpy(ctx, hrow, (const uint16_t *)a->w + (size_t)j * k, sizeof(uint16_t) * k,
-                      DECO_COPY_CTX_TO_HOST));
+    CHECK(deco_memcpy(ctx, hrow, (const char *)a->w + (size_t)j * k * es, es * k, DECO_COPY_CTX_TO_HOST));
     float ref = 0.0f;
-    for (int c = 0; c < k; ++c) ref += deco_bf16_to_f32(ha[(size_t)i * k + c]) * deco_bf16_to_f32(hrow[c]);
-    const float got = deco_bf16_to_f32(hout[(size_t)i * n + j]);
+    for (int c = 0; c < k; ++c) ref += host_elem(ha, (size_t)i * k + c, a->dtype) * host_elem(hrow, c, a->dtype);
+    const float got = host_elem(hout, (size_t)i * n + j, a->dtype);
     if (!(fabsf(got - ref) <= 1e-2f + 1e-2f * fabsf(ref))) {
       if (bad < 5) fprintf(stderr, "bench_ops: %s out[%d][%d] = %g, expected %g\n", label, i, j, got, ref);
       bad++;
@@ -72,6 +79,62 @@ static int spot_check(deco_ctx_t *ctx, const deco_matmul_args_t *a, const char *
   free(hrow);
   free(hout);
   return bad;
+}
+
+/* Small problems, tiled kernel against cuBLAS, warm L2 (a tiny model's
+ * weights stay in L2 from step to step): stories260K's projections (dim 64,
+ * hidden 172, q|k|v 128, vocab 512) at m = 1 (decode), 81 (the recycling
+ * tree) and 256 (a prefill), in f32 and bf16, and two larger shapes around
+ * the automatic crossover (DECO_MATMUL_TILE_MAX_MACS). */
+static int bench_small_matmul(deco_ctx_t *ctx, deco_bench_t *b, int reps, const char *cmd) {
+  static const int nk[][2] = {{128, 64}, {64, 64}, {344, 64}, {64, 172}, {512, 64}, {1024, 1024}, {2048, 2048}};
+  static const int ms[] = {1, 81, 256};
+  static const deco_dtype_t dts[] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
+  int failures = 0;
+  fprintf(stderr, "bench_ops: small matmuls, warm L2 (tile | cublas, us):\n");
+  for (int di = 0; di < 2; ++di)
+    for (int si = 0; si < (int)(sizeof nk / sizeof nk[0]); ++si)
+      for (int mi = 0; mi < 3; ++mi) {
+        const deco_dtype_t dt = dts[di];
+        const int m = ms[mi], n = nk[si][0], k = nk[si][1];
+        const size_t es = deco_dtype_size(dt);
+        void *w = NULL, *a = NULL, *out = NULL;
+        CHECK(deco_malloc(ctx, &w, (size_t)n * k * es));
+        CHECK(deco_malloc(ctx, &a, (size_t)m * k * es));
+        CHECK(deco_malloc(ctx, &out, (size_t)m * n * es));
+        deco_fill_random_args_t fw = {dt, (size_t)n * k, 5, (uint32_t)(30 + si), 1.7320508f / sqrtf((float)k), 0.0f, w};
+        deco_fill_random_args_t fa = {dt, (size_t)m * k, 6, (uint32_t)(40 + mi), 1.0f, 0.0f, a};
+        CHECK(deco_fill_random(ctx, &fw));
+        CHECK(deco_fill_random(ctx, &fa));
+        const deco_matmul_args_t args = {dt, dt, m, n, k, a, w, out, 0};
+        const char *auto_path = deco_matmul_path_cuda(ctx, &args);
+        double us[2] = {0.0, 0.0};
+        char label[128];
+        snprintf(label, sizeof label, "m=%d n=%d k=%d %s", m, n, k, deco_dtype_name(dt));
+        for (int p = 0; p < 2; ++p) {
+          mm_state_t st = {ctx, args, p == 0 ? DECO_MATMUL_PATH_TILE : DECO_MATMUL_PATH_CUBLAS};
+          const char *pname = p == 0 ? "tile" : "cublas";
+          char path[64];
+          snprintf(path, sizeof path, "%s%s", pname, strcmp(auto_path, pname) == 0 ? " (auto)" : "");
+          CHECK(deco_memset(ctx, out, 0xFF, (size_t)m * n * es));
+          CHECK(deco_matmul_cuda_path(ctx, &args, st.path));
+          if (spot_check(ctx, &args, label)) {
+            fprintf(stderr, "bench_ops: %s (%s): spot checks failed; not timed\n", label, pname);
+            failures++;
+            continue;
+          }
+          deco_bench_stats_t s;
+          if (deco_bench_time(b, mm_fn, &st, 5, reps, 0, &s)) return failures + 1;
+          const double bytes = (double)es * ((double)n * k + (double)m * k + (double)m * n);
+          deco_bench_csv_row(stdout, b, "matmul_small", label, path, &s, bytes, 2.0 * m * (double)n * k, cmd);
+          us[p] = s.median_us;
+        }
+        fprintf(stderr, "  %-26s %7.2f | %7.2f  auto %s\n", label, us[0], us[1], auto_path);
+        deco_free(ctx, w);
+        deco_free(ctx, a);
+        deco_free(ctx, out);
+      }
+  return failures;
 }
 
 /* Decode attention: B sequences of L cached slots, one new token each. */
@@ -255,6 +318,7 @@ int main(int argc, char **argv) {
   }
   static const int att_cases[3][2] = {{1, 4096}, {8, 4096}, {1, 32768}};
   for (int i = 0; i < 3; ++i) failures += bench_attention(ctx, &b, att_cases[i][0], att_cases[i][1], reps, cmd);
+  failures += bench_small_matmul(ctx, &b, reps, cmd);
 
   const double floor_us = deco_bench_floor_us(&b, step_bytes, 0.0);
   fprintf(stderr, "bench_ops: llama2-7b projections of one step (sum of per-GEMM medians), weight floor %.0f us:\n",

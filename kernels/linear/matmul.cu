@@ -2,7 +2,8 @@
  * GPU: a [m][k], w [n][k], out [m][n] (out_dtype: dtype or f32), fp32
  * accumulation, optionally out += a · wᵀ. Few rows in f16/bf16 (a decode
  * step) go to a weight-streaming kernel, which keeps the memory system busier
- * than cuBLAS does at m <= 4 (perf/bench_ops); everything else to cuBLAS.
+ * than cuBLAS does at m <= 4 (perf/bench_ops); small problems (a tiny model's
+ * step) to a one-launch tiled kernel; everything else to cuBLAS.
  */
 #include <cublas_v2.h>
 
@@ -147,6 +148,79 @@ static deco_status_t skinny_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p)
   return skinny_launch_mt<T, 16>(ctx, p);
 }
 
+/* ---- Tiled kernel for small problems ---------------------------------------------
+ * For m·n·k up to DECO_MATMUL_TILE_MAX_MACS, cuBLAS launches a split-K GEMM
+ * and a reduction kernel (seen with Nsight Compute on an H100 at m = 81 for
+ * stories260K's projections), and the launch latencies are the cost, not the
+ * arithmetic. One CTA per 32×32 block of out, 16×16 threads with 2×2 outputs
+ * each; k advances in 32-wide chunks staged in shared memory as fp32,
+ * transposed so that the loads (along k) and the reads (along m and n) are
+ * both free of bank conflicts. Each output is one fixed-order fp32 sum over k. */
+#define TL_TILE 32
+
+template <typename T>
+static __global__ __launch_bounds__(256) void matmul_tile_kernel(const T *__restrict__ a, /* [m][k] */
+                                                                 const T *__restrict__ w, /* [n][k] */
+                                                                 void *__restrict__ out,  /* [m][n] */
+                                                                 int m, int n, int k, int out_f32, int accumulate) {
+  __shared__ float as[TL_TILE][TL_TILE + 1]; /* [kk][row of a] */
+  __shared__ float ws[TL_TILE][TL_TILE + 1]; /* [kk][row of w] */
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int m0 = blockIdx.y * TL_TILE, n0 = blockIdx.x * TL_TILE;
+  float acc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+  for (int k0 = 0; k0 < k; k0 += TL_TILE) {
+#pragma unroll
+    for (int i = 0; i < TL_TILE * TL_TILE / 256; ++i) {
+      const int idx = tid + 256 * i, r = idx / TL_TILE, kk = idx % TL_TILE, gk = k0 + kk;
+      const int ra = m0 + r, rw = n0 + r;
+      as[kk][r] = ra < m && gk < k ? deco_to_f32(a[(size_t)ra * k + gk]) : 0.0f;
+      ws[kk][r] = rw < n && gk < k ? deco_to_f32(w[(size_t)rw * k + gk]) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < TL_TILE; ++kk) {
+      const float a0 = as[kk][ty], a1 = as[kk][ty + 16], w0 = ws[kk][tx], w1 = ws[kk][tx + 16];
+      acc[0][0] += a0 * w0;
+      acc[0][1] += a0 * w1;
+      acc[1][0] += a1 * w0;
+      acc[1][1] += a1 * w1;
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int row = m0 + ty + 16 * i, col = n0 + tx + 16 * j;
+      if (row >= m || col >= n) continue;
+      const size_t o = (size_t)row * n + col;
+      if (out_f32) {
+        float *p = (float *)out;
+        p[o] = accumulate ? p[o] + acc[i][j] : acc[i][j];
+      } else {
+        T *p = (T *)out;
+        p[o] = deco_from_f32<T>(accumulate ? deco_to_f32(p[o]) + acc[i][j] : acc[i][j]);
+      }
+    }
+}
+
+/* One row (a decode step) stays with cuBLAS, whose single GEMV kernel ran
+ * as fast as any other kernel of stories260K's decode step (Nsight Compute,
+ * H100): only the multi-row case was seen to split. */
+static bool tile_applies(const deco_matmul_args_t *p) {
+  return p->m >= 2 && (long long)p->m * p->n * p->k <= DECO_MATMUL_TILE_MAX_MACS;
+}
+
+template <typename T>
+static deco_status_t tile_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+  const dim3 grid((unsigned)((p->n + TL_TILE - 1) / TL_TILE), (unsigned)((p->m + TL_TILE - 1) / TL_TILE));
+  matmul_tile_kernel<T><<<grid, 256, 0, DECO_CUDA_STREAM(ctx)>>>((const T *)p->a, (const T *)p->w, p->out, p->m,
+                                                                 p->n, p->k, p->out_dtype == DECO_DTYPE_F32,
+                                                                 p->accumulate);
+  DECO_CUDA_CHECK_LAUNCH(ctx, "matmul_tile_kernel");
+  return DECO_STATUS_SUCCESS;
+}
+
 /* ---- cuBLAS ---------------------------------------------------------------------------
  * Row-major out[m][n] = a[m][k] · w[n][k]ᵀ is column-major C (n × m, ld n) =
  * op_T(W) · A, where W is w read column-major (k × n, ld k) and A is a read
@@ -170,15 +244,31 @@ static deco_status_t cublas_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p)
 
 /* ---- Dispatch ------------------------------------------------------------------------- */
 
+/* The automatic choice: the weight-streaming kernel for few f16/bf16 rows,
+ * the tiled kernel for small problems, cuBLAS for the rest. */
+static deco_matmul_path_t auto_path(const deco_matmul_args_t *p) {
+  if (skinny_applies(p, DECO_MATMUL_SKINNY_AUTO_MAX_M)) return DECO_MATMUL_PATH_SKINNY;
+  return tile_applies(p) ? DECO_MATMUL_PATH_TILE : DECO_MATMUL_PATH_CUBLAS;
+}
+
 const char *deco_matmul_path_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
   (void)ctx;
-  return skinny_applies(p, DECO_MATMUL_SKINNY_AUTO_MAX_M) ? "skinny" : "cublas";
+  const deco_matmul_path_t path = auto_path(p);
+  return path == DECO_MATMUL_PATH_SKINNY ? "skinny" : path == DECO_MATMUL_PATH_TILE ? "tile" : "cublas";
 }
 
 deco_status_t deco_matmul_cuda_path(deco_ctx_t *ctx, const deco_matmul_args_t *p, deco_matmul_path_t path) {
-  if (path == DECO_MATMUL_PATH_AUTO)
-    path = skinny_applies(p, DECO_MATMUL_SKINNY_AUTO_MAX_M) ? DECO_MATMUL_PATH_SKINNY : DECO_MATMUL_PATH_CUBLAS;
+  if (path == DECO_MATMUL_PATH_AUTO) path = auto_path(p);
   if (path == DECO_MATMUL_PATH_CUBLAS) return cublas_launch(ctx, p);
+  if (path == DECO_MATMUL_PATH_TILE) {
+    /* Any size works; the grid's y dimension bounds m. */
+    if ((p->m + TL_TILE - 1) / TL_TILE > 65535)
+      return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_matmul: the tiled kernel takes m <= %d (got %d)",
+                       65535 * TL_TILE, p->m);
+    if (p->dtype == DECO_DTYPE_F32) return tile_launch<float>(ctx, p);
+    if (p->dtype == DECO_DTYPE_F16) return tile_launch<__half>(ctx, p);
+    return tile_launch<__nv_bfloat16>(ctx, p);
+  }
   if (!skinny_applies(p, DECO_MATMUL_SKINNY_MAX_M))
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
                      "deco_matmul: the skinny kernel needs f16/bf16, m <= %d, k %% 8 == 0 and 16-byte aligned a, w "

@@ -1,5 +1,6 @@
 /* kernels/linear/matmul_path.h — library-internal: which CUDA path
- * deco_matmul takes (the weight-streaming kernel for few rows, or cuBLAS),
+ * deco_matmul takes (the weight-streaming kernel for few rows, the tiled
+ * kernel for small problems, or cuBLAS),
  * and a way to force one, for benches and tests that link the static library.
  */
 #ifndef DECO_KERNELS_MATMUL_PATH_H
@@ -14,7 +15,8 @@ extern "C" {
 typedef enum deco_matmul_path {
   DECO_MATMUL_PATH_AUTO = 0,   /* what deco_matmul does */
   DECO_MATMUL_PATH_SKINNY = 1, /* weight-streaming kernel: f16/bf16, k % 8 == 0, 16-byte aligned a and w */
-  DECO_MATMUL_PATH_CUBLAS = 2  /* cublasGemmEx, CUBLAS_COMPUTE_32F */
+  DECO_MATMUL_PATH_CUBLAS = 2, /* cublasGemmEx, CUBLAS_COMPUTE_32F */
+  DECO_MATMUL_PATH_TILE = 3    /* one-launch 32x32-tiled kernel, any dtype */
 } deco_matmul_path_t;
 
 /* Rows the automatic dispatch sends to the skinny kernel (m <= this): on an
@@ -24,7 +26,13 @@ typedef enum deco_matmul_path {
 /* Rows the skinny kernel accepts when forced (for measuring the crossover). */
 #define DECO_MATMUL_SKINNY_MAX_M 16
 
-/* "skinny" or "cublas": the path deco_matmul takes for these validated args. */
+/* m·n·k up to which the automatic dispatch (after the skinny rule, and for
+ * m >= 2) takes the tiled kernel: a tiny model's projections, where cuBLAS's
+ * split-K GEMM and its reduction are two launches for a few microseconds of
+ * arithmetic. */
+#define DECO_MATMUL_TILE_MAX_MACS (1LL << 23)
+
+/* "skinny", "tile" or "cublas": the path deco_matmul takes for these validated args. */
 const char *deco_matmul_path_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *args);
 
 /* deco_matmul on the CUDA backend with the path chosen by the caller (args

@@ -9,7 +9,8 @@
 # too late is reported as skipped for time.
 #   DECO_DATA_DIR=.data tests/gpu/run.sh out/
 # Files written (flat): device.txt gpu_tests.log benches.csv benches.log
-# sanitizer.log summary.txt
+# sanitizer.log summary.txt, and ncu_recycle.csv ncu_plain.csv when Nsight
+# Compute is there (perf/profile_step.sh)
 set -u
 out=${1:?usage: tests/gpu/run.sh DIR}
 mkdir -p "$out"
@@ -72,11 +73,14 @@ done
 
 # 2. Benches, the evaluation first: CSV rows on stdout, diagnostics on stderr.
 # bench_spec: stories260K in f32 (comparable with the CPU tables), greedy and
-# at temperature 0.7; bench_forward --model llama3-8b: t_verify(81) / t_decode.
+# at temperature 0.7; bench_forward --model llama3-8b: t_verify(81) / t_decode;
+# then bench_spec in bf16 (the CLI's default dtype on the GPU).
 model=$DECO_DATA_DIR/models/stories260K.bin
 tokenizer=$DECO_DATA_DIR/models/tok512.bin
 spec_args="--backend cuda --dtype f32 --model $model --tokenizer $tokenizer --prompts $root/perf/prompts/prompts.tsv"
+spec_bf16=${spec_args/--dtype f32/--dtype bf16}
 benches=("bench_spec $spec_args" "bench_spec $spec_args --temperature 0.7" "bench_forward --model llama3-8b --reps 20"
+  "bench_spec $spec_bf16" "bench_spec $spec_bf16 --temperature 0.7"
   "bench_recycle" "bench_ops" "bench_tree_attention" "bench_forward" "bench_accept")
 for entry in "${benches[@]}"; do
   read -r -a cmd <<<"$entry"
@@ -128,13 +132,13 @@ rm -f "$out/cli.txt"
 subset=("gpu_test_ops_cuda:*/small_ops" "gpu_test_tree_attention:*/bad_data_mma"
   "gpu_test_accept_cuda:*/greedy_small_vocab_ties" "gpu_test_kv_compact_cuda:*/overlapping_f32"
   "gpu_test_forward_cuda:*/synthetic_weights_identical_on_both_backends" "gpu_test_recycle_cuda:*/small_pipeline"
-  "gpu_test_graph_cuda:*/small_*")
+  "gpu_test_graph_cuda:*/small_recycle_greedy")
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
     for entry in "${subset[@]}"; do
       name=${entry%%:*}; filter=${entry#*:}
       [ -x "$bin/$name" ] || continue
-      lim=$(limit 60)
+      lim=$(limit 90)
       if [ "$lim" -lt 10 ]; then note "$tool $name: SKIPPED (time budget)"; continue; fi
       log=$(mktemp)
       timeout "$lim" compute-sanitizer --tool $tool --report-api-errors no --target-processes all \
@@ -153,6 +157,11 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
   done
 else
   note "compute-sanitizer: sanitizer unavailable"
+fi
+# 5. Kernel times of the decoding steps (Nsight Compute), if there is time.
+if command -v ncu >/dev/null 2>&1 && [ "$(left)" -ge 40 ]; then
+  DECO_PROFILE_LOG=$out/benches.log timeout "$(limit 60)" bash "$root/perf/profile_step.sh" "$out" >>"$out/benches.log" 2>&1
+  note "profile_step: exit $? ($(cat "$out"/ncu_*.csv 2>/dev/null | grep -c gpu__time_duration) kernel times)"
 fi
 note "overall: $([ $status -eq 0 ] && echo PASS || echo FAIL) in $(( $(date +%s) - t_start )) s"
 exit $status

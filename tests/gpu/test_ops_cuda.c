@@ -268,7 +268,8 @@ Test(ops_cuda, rope) {
 /* One matmul case; a_offset shifts a by elements inside its buffer (an
  * unaligned a sends f16/bf16 to cuBLAS). In f16/bf16 with m <= 4, k % 8 == 0
  * and aligned pointers the weight-streaming kernel runs (kernels/linear/
- * matmul_path.h); otherwise cuBLAS. */
+ * matmul_path.h); otherwise the tiled kernel for 2 <= m and m·n·k <= 2^23,
+ * cuBLAS for the rest. */
 static size_t matmul_case(deco_dtype_t dt, int m, int n, int k, int out_f32, int accumulate, int a_offset,
                           uint64_t seed) {
   const deco_dtype_t odt = out_f32 ? DECO_DTYPE_F32 : dt;
@@ -311,6 +312,25 @@ Test(ops_cuda, matmul) {
         bad += matmul_case(dtypes[di], ms[mi], n, ks[ki], out_f32, acc, 0, 41 + case_id++);
       }
   cr_expect_eq(bad, 0, "matmul: %zu bad elements", bad);
+}
+
+Test(ops_cuda, matmul_small_shapes) {
+  /* Problems of at most 2^23 multiply-adds with m >= 2 take the tiled kernel
+   * (f16/bf16 with m <= 4 take the skinny one): stories260K's
+   * projections at two rows, an 81-node tree and a prefill, and ragged
+   * sizes that leave every tile edge partly filled (m, n, k not multiples of
+   * 32), in every dtype, both out dtypes and accumulate. */
+  static const int shapes[][3] = {{81, 128, 64}, {81, 512, 64}, {81, 64, 172}, {2, 344, 64}, {256, 512, 64},
+                                  {33, 31, 95},  {5, 7, 3},     {81, 1, 1000}, {100, 65, 33}};
+  size_t bad = 0;
+  int case_id = 0;
+  for (int di = 0; di < 3; ++di)
+    for (int si = 0; si < 9; ++si)
+      for (int variant = 0; variant < 3; ++variant) {
+        const int out_f32 = variant == 1, acc = variant == 2;
+        bad += matmul_case(dtypes[di], shapes[si][0], shapes[si][1], shapes[si][2], out_f32, acc, 0, 91 + case_id++);
+      }
+  cr_expect_eq(bad, 0, "matmul small shapes: %zu bad elements", bad);
 }
 
 Test(ops_cuda, matmul_skinny_shapes) {
