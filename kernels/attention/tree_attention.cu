@@ -22,6 +22,11 @@ constexpr int kGenRows = kGenWarps * kGenRowsPerWarp;
 constexpr int kGenKeys = 32;   /* one key per lane for the scores */
 constexpr int kGenDimChunks = 8; /* 8 x 32 lanes cover head dims up to 256 */
 
+/* 32-lane chunks of the head dim a kernel instance keeps per row: the
+ * generic kernel is instantiated for 1, 2, 4 and 8, so that a small head dim
+ * (stories260K: 8) does not run the loops of a 256-wide one. */
+static int gen_chunks(int hd) { return hd <= 32 ? 1 : hd <= 64 ? 2 : hd <= 128 ? 4 : 8; }
+
 static size_t generic_smem_bytes(int hd) {
   return (size_t)kTreeSmemBytes + kGenKeys * sizeof(long long) +
          sizeof(float) * ((size_t)kGenRows * hd + (size_t)kGenKeys * (hd + 1) + (size_t)kGenKeys * hd);
@@ -38,6 +43,7 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+template <int kChunks>
 __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kernel(const Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int hd = p.head_dim;
@@ -84,13 +90,13 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
     const int row = row0 + warp * kGenRowsPerWarp + rr;
     node[rr] = row < rows_total ? row / G : 0;
   }
-  float o[kGenRowsPerWarp][kGenDimChunks], m[kGenRowsPerWarp], l[kGenRowsPerWarp];
+  float o[kGenRowsPerWarp][kChunks], m[kGenRowsPerWarp], l[kGenRowsPerWarp];
 #pragma unroll
   for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
     m[rr] = -INFINITY;
     l[rr] = 0.0f; /* this lane's partial sum */
 #pragma unroll
-    for (int ch = 0; ch < kGenDimChunks; ++ch) o[rr][ch] = 0.0f;
+    for (int ch = 0; ch < kChunks; ++ch) o[rr][ch] = 0.0f;
   }
   const int32_t *bt = p.block_table + (size_t)c.b * p.max_pages;
   const float *q0 = Qs + warp * kGenRowsPerWarp * hd;
@@ -143,12 +149,12 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
       pr[rr] = exp2f(x - sh);
       l[rr] = l[rr] * corr + pr[rr];
 #pragma unroll
-      for (int ch = 0; ch < kGenDimChunks; ++ch) o[rr][ch] *= corr;
+      for (int ch = 0; ch < kChunks; ++ch) o[rr][ch] *= corr;
     }
     for (int k = 0; k < kGenKeys; ++k) {
-      float vk[kGenDimChunks];
+      float vk[kChunks];
 #pragma unroll
-      for (int ch = 0; ch < kGenDimChunks; ++ch) {
+      for (int ch = 0; ch < kChunks; ++ch) {
         const int d = lane + 32 * ch;
         vk[ch] = d < hd ? Vs[k * hd + d] : 0.0f;
       }
@@ -156,7 +162,7 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
       for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
         const float pk = __shfl_sync(0xffffffffu, pr[rr], k);
 #pragma unroll
-        for (int ch = 0; ch < kGenDimChunks; ++ch) o[rr][ch] += pk * vk[ch];
+        for (int ch = 0; ch < kChunks; ++ch) o[rr][ch] += pk * vk[ch];
       }
     }
   }
@@ -170,14 +176,14 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
     const size_t orow = (size_t)(ti.t0 + node[rr]) * p.n_heads + c.g * G + row % G;
     if (p.n_splits == 1) {
 #pragma unroll
-      for (int ch = 0; ch < kGenDimChunks; ++ch) {
+      for (int ch = 0; ch < kChunks; ++ch) {
         const int d = lane + 32 * ch;
         if (d < hd) store_elem(p.out, orow * hd + d, p.dtype, o[rr][ch] / lt);
       }
     } else {
       const float inv = lt > 0.0f ? 1.0f / lt : (lt == 0.0f ? 0.0f : nan_f32());
 #pragma unroll
-      for (int ch = 0; ch < kGenDimChunks; ++ch) {
+      for (int ch = 0; ch < kChunks; ++ch) {
         const int d = lane + 32 * ch;
         if (d < hd) p.part_o[(split_off + orow) * hd + d] = o[rr][ch] * inv;
       }
@@ -372,6 +378,17 @@ static const char *path_name(const Plan &plan) {
   return name;
 }
 
+/* Raises the dynamic shared memory limit of the instance that runs head dim hd. */
+static cudaError_t generic_smem_attr(int hd, int bytes) {
+  const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+  switch (gen_chunks(hd)) {
+  case 1: return cudaFuncSetAttribute(tree_attention_generic_kernel<1>, a, bytes);
+  case 2: return cudaFuncSetAttribute(tree_attention_generic_kernel<2>, a, bytes);
+  case 4: return cudaFuncSetAttribute(tree_attention_generic_kernel<4>, a, bytes);
+  default: return cudaFuncSetAttribute(tree_attention_generic_kernel<8>, a, bytes);
+  }
+}
+
 /* Launches the plan: attention kernel, then the merge of KV splits. */
 static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, const Plan &plan, long long grid_x,
                             Params &p) {
@@ -407,12 +424,16 @@ static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, con
   } else {
     if (plan.smem > 48 * 1024) {
       /* Raised every call: cheap next to a launch, and valid on any device. */
-      err = cudaFuncSetAttribute(tree_attention_generic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)plan.smem);
+      err = generic_smem_attr(s.head_dim, (int)plan.smem);
     }
     if (err == cudaSuccess) {
       dim3 grid((unsigned)grid_x, (unsigned)plan.n_splits);
-      tree_attention_generic_kernel<<<grid, kGenWarps * 32, plan.smem, stream>>>(p);
+      switch (gen_chunks(s.head_dim)) {
+      case 1: tree_attention_generic_kernel<1><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
+      case 2: tree_attention_generic_kernel<2><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
+      case 4: tree_attention_generic_kernel<4><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
+      default: tree_attention_generic_kernel<8><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
+      }
       err = cudaGetLastError();
     }
   }
