@@ -2,8 +2,8 @@
  * GPU: a [m][k], w [n][k], out [m][n] (out_dtype: dtype or f32), fp32
  * accumulation, optionally out += a · wᵀ. Few rows in f16/bf16 (a decode
  * step) go to a weight-streaming kernel, which keeps the memory system busier
- * than cuBLAS does at m <= 4 (perf/bench_ops); small problems (a tiny model's
- * step) to a one-launch tiled kernel; everything else to cuBLAS.
+ * than cuBLAS does at m <= 4 (perf/bench_ops); small f32 problems (a tiny
+ * model's step) to a one-launch tiled kernel; everything else to cuBLAS.
  */
 #include <cublas_v2.h>
 
@@ -149,9 +149,9 @@ static deco_status_t skinny_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p)
 }
 
 /* ---- Tiled kernel for small problems ---------------------------------------------
- * For m·n·k up to DECO_MATMUL_TILE_MAX_MACS, cuBLAS launches a split-K GEMM
- * and a reduction kernel (seen with Nsight Compute on an H100 at m = 81 for
- * stories260K's projections), and the launch latencies are the cost, not the
+ * For f32 and m·n·k up to DECO_MATMUL_TILE_MAX_MACS, cuBLAS launches a split-K
+ * GEMM and a reduction kernel (seen with Nsight Compute on an H100 at m = 81
+ * for stories260K's projections), and the launch latencies are the cost, not the
  * arithmetic. One CTA per 32×32 block of out, 16×16 threads with 2×2 outputs
  * each; k advances in 32-wide chunks staged in shared memory as fp32,
  * transposed so that the loads (along k) and the reads (along m and n) are
@@ -204,11 +204,14 @@ static __global__ __launch_bounds__(256) void matmul_tile_kernel(const T *__rest
     }
 }
 
-/* One row (a decode step) stays with cuBLAS, whose single GEMV kernel ran
- * as fast as any other kernel of stories260K's decode step (Nsight Compute,
- * H100): only the multi-row case was seen to split. */
+/* Only where cuBLAS was seen to split: f32 with several rows. On an H100
+ * the kernel takes ~5.7 µs at k = 64 and ~12 µs at k = 172 inside a graph
+ * (about 2 µs per k chunk: the chunks' loads do not overlap), so it beats
+ * cuBLAS's f32 split-K pair but not its one-kernel bf16 GEMM: with it,
+ * stories260K's bf16 recycling step got slower while its f32 step got 19%
+ * shorter (perf/NOTES.md). One row (a decode step) stays with cuBLAS's GEMV. */
 static bool tile_applies(const deco_matmul_args_t *p) {
-  return p->m >= 2 && (long long)p->m * p->n * p->k <= DECO_MATMUL_TILE_MAX_MACS;
+  return p->dtype == DECO_DTYPE_F32 && p->m >= 2 && (long long)p->m * p->n * p->k <= DECO_MATMUL_TILE_MAX_MACS;
 }
 
 template <typename T>
@@ -245,7 +248,7 @@ static deco_status_t cublas_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p)
 /* ---- Dispatch ------------------------------------------------------------------------- */
 
 /* The automatic choice: the weight-streaming kernel for few f16/bf16 rows,
- * the tiled kernel for small problems, cuBLAS for the rest. */
+ * the tiled kernel for small f32 problems, cuBLAS for the rest. */
 static deco_matmul_path_t auto_path(const deco_matmul_args_t *p) {
   if (skinny_applies(p, DECO_MATMUL_SKINNY_AUTO_MAX_M)) return DECO_MATMUL_PATH_SKINNY;
   return tile_applies(p) ? DECO_MATMUL_PATH_TILE : DECO_MATMUL_PATH_CUBLAS;

@@ -16,7 +16,7 @@ typedef enum deco_matmul_path {
   DECO_MATMUL_PATH_AUTO = 0,   /* what deco_matmul does */
   DECO_MATMUL_PATH_SKINNY = 1, /* weight-streaming kernel: f16/bf16, k % 8 == 0, 16-byte aligned a and w */
   DECO_MATMUL_PATH_CUBLAS = 2, /* cublasGemmEx, CUBLAS_COMPUTE_32F */
-  DECO_MATMUL_PATH_TILE = 3    /* one-launch 32x32-tiled kernel, any dtype */
+  DECO_MATMUL_PATH_TILE = 3    /* one-launch 32x32-tiled kernel, any dtype (auto: small f32) */
 } deco_matmul_path_t;
 
 /* Rows the automatic dispatch sends to the skinny kernel (m <= this): on an
@@ -26,10 +26,9 @@ typedef enum deco_matmul_path {
 /* Rows the skinny kernel accepts when forced (for measuring the crossover). */
 #define DECO_MATMUL_SKINNY_MAX_M 16
 
-/* m·n·k up to which the automatic dispatch (after the skinny rule, and for
- * m >= 2) takes the tiled kernel: a tiny model's projections, where cuBLAS's
- * split-K GEMM and its reduction are two launches for a few microseconds of
- * arithmetic. */
+/* m·n·k up to which the automatic dispatch takes the tiled kernel for f32
+ * with m >= 2: a tiny model's projections, where cuBLAS's split-K GEMM and its
+ * reduction are two launches for a few microseconds of arithmetic. */
 #define DECO_MATMUL_TILE_MAX_MACS (1LL << 23)
 
 /* "skinny", "tile" or "cublas": the path deco_matmul takes for these validated args. */

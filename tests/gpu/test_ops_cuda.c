@@ -268,8 +268,8 @@ Test(ops_cuda, rope) {
 /* One matmul case; a_offset shifts a by elements inside its buffer (an
  * unaligned a sends f16/bf16 to cuBLAS). In f16/bf16 with m <= 4, k % 8 == 0
  * and aligned pointers the weight-streaming kernel runs (kernels/linear/
- * matmul_path.h); otherwise the tiled kernel for 2 <= m and m·n·k <= 2^23,
- * cuBLAS for the rest. */
+ * matmul_path.h); f32 with 2 <= m and m·n·k <= 2^23 the tiled kernel;
+ * otherwise cuBLAS. */
 static size_t matmul_case(deco_dtype_t dt, int m, int n, int k, int out_f32, int accumulate, int a_offset,
                           uint64_t seed) {
   const deco_dtype_t odt = out_f32 ? DECO_DTYPE_F32 : dt;
@@ -315,8 +315,8 @@ Test(ops_cuda, matmul) {
 }
 
 Test(ops_cuda, matmul_small_shapes) {
-  /* Problems of at most 2^23 multiply-adds with m >= 2 take the tiled kernel
-   * (f16/bf16 with m <= 4 take the skinny one): stories260K's
+  /* f32 problems of at most 2^23 multiply-adds with m >= 2 take the tiled
+   * kernel (f16/bf16 ones cuBLAS or, m <= 4, the skinny one): stories260K's
    * projections at two rows, an 81-node tree and a prefill, and ragged
    * sizes that leave every tile edge partly filled (m, n, k not multiples of
    * 32), in every dtype, both out dtypes and accumulate. */
