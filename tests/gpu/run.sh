@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh DIR — on a GPU host with a prebuilt, relocated build/ and
 # the data folder ($DECO_DATA_DIR with models/ and fixtures/): runs the GPU
-# test suites (those never run on a GPU before first), the benches (the
-# evaluation first), the CLI, then compute-sanitizer (memcheck, racecheck)
-# on a small-shape subset, writing logs and CSV into DIR as it goes and a
+# test suites (the step and recycling suites first), the benches (the
+# evaluation first), the CLI, compute-sanitizer (memcheck, racecheck)
+# on a small-shape subset, then Nsight Compute kernel times of the decoding
+# steps, writing logs and CSV into DIR as it goes and a
 # summary last. Fails (does not skip) when the data is missing. The whole run
 # keeps to DECO_GPU_BUDGET_S seconds (default 280): a stage that would start
 # too late is reported as skipped for time.
