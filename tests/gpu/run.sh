@@ -6,8 +6,8 @@
 # on a small-shape subset, then Nsight Compute kernel times of the decoding
 # steps, writing logs and CSV into DIR as it goes and a
 # summary last. Fails (does not skip) when the data is missing. The whole run
-# keeps to DECO_GPU_BUDGET_S seconds (default 360; about 320 on an H100): a stage that would start
-# too late is reported as skipped for time.
+# keeps to DECO_GPU_BUDGET_S seconds (default 360; it took about 320 on an
+# H100): a stage that would start too late is reported as skipped for time.
 #   DECO_DATA_DIR=.data tests/gpu/run.sh out/
 # Files written (flat): device.txt gpu_tests.log benches.csv benches.log
 # sanitizer.log summary.txt, and ncu_recycle.csv ncu_plain.csv when Nsight
