@@ -84,8 +84,8 @@ static int spot_check(deco_ctx_t *ctx, const deco_matmul_args_t *a, const char *
 /* Small problems, tiled kernel against cuBLAS, warm L2 (a tiny model's
  * weights stay in L2 from step to step): stories260K's projections (dim 64,
  * hidden 172, q|k|v 128, vocab 512) at m = 1 (decode), 81 (the recycling
- * tree) and 256 (a prefill), in f32 and bf16, and two larger shapes around
- * the automatic crossover (DECO_MATMUL_TILE_MAX_MACS). */
+ * tree) and 256 (a prefill), in f32 and bf16, and two larger shapes past
+ * the automatic limit (DECO_MATMUL_TILE_MAX_MACS) at m = 81 and 256. */
 static int bench_small_matmul(deco_ctx_t *ctx, deco_bench_t *b, int reps, const char *cmd) {
   static const int nk[][2] = {{128, 64}, {64, 64}, {344, 64}, {64, 172}, {512, 64}, {1024, 1024}, {2048, 2048}};
   static const int ms[] = {1, 81, 256};

@@ -1,6 +1,6 @@
 /* kernels/linear/matmul_path.h — library-internal: which CUDA path
  * deco_matmul takes (the weight-streaming kernel for few rows, the tiled
- * kernel for small problems, or cuBLAS),
+ * kernel for small f32 problems, or cuBLAS),
  * and a way to force one, for benches and tests that link the static library.
  */
 #ifndef DECO_KERNELS_MATMUL_PATH_H
