@@ -378,14 +378,14 @@ static const char *path_name(const Plan &plan) {
   return name;
 }
 
-/* Raises the dynamic shared memory limit of the instance that runs head dim hd. */
-static cudaError_t generic_smem_attr(int hd, int bytes) {
-  const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+/* The instance of the generic kernel that runs head dim hd. */
+typedef void (*GenericKernel)(const Params);
+static GenericKernel generic_kernel(int hd) {
   switch (gen_chunks(hd)) {
-  case 1: return cudaFuncSetAttribute(tree_attention_generic_kernel<1>, a, bytes);
-  case 2: return cudaFuncSetAttribute(tree_attention_generic_kernel<2>, a, bytes);
-  case 4: return cudaFuncSetAttribute(tree_attention_generic_kernel<4>, a, bytes);
-  default: return cudaFuncSetAttribute(tree_attention_generic_kernel<8>, a, bytes);
+  case 1: return tree_attention_generic_kernel<1>;
+  case 2: return tree_attention_generic_kernel<2>;
+  case 4: return tree_attention_generic_kernel<4>;
+  default: return tree_attention_generic_kernel<8>;
   }
 }
 
@@ -422,18 +422,14 @@ static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, con
       err = bf16 ? tree_attention_mma_launch_h128_bf16(p, plan, stream)
                  : tree_attention_mma_launch_h128_f16(p, plan, stream);
   } else {
+    const GenericKernel kernel = generic_kernel(s.head_dim);
     if (plan.smem > 48 * 1024) {
       /* Raised every call: cheap next to a launch, and valid on any device. */
-      err = generic_smem_attr(s.head_dim, (int)plan.smem);
+      err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)plan.smem);
     }
     if (err == cudaSuccess) {
       dim3 grid((unsigned)grid_x, (unsigned)plan.n_splits);
-      switch (gen_chunks(s.head_dim)) {
-      case 1: tree_attention_generic_kernel<1><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
-      case 2: tree_attention_generic_kernel<2><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
-      case 4: tree_attention_generic_kernel<4><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
-      default: tree_attention_generic_kernel<8><<<grid, kGenWarps * 32, plan.smem, stream>>>(p); break;
-      }
+      kernel<<<grid, kGenWarps * 32, plan.smem, stream>>>(p);
       err = cudaGetLastError();
     }
   }
