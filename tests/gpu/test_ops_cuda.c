@@ -314,6 +314,21 @@ Test(ops_cuda, matmul) {
   cr_expect_eq(bad, 0, "matmul: %zu bad elements", bad);
 }
 
+/* Every {m, n, k} of a table in the dtypes from dtypes[first_dtype] on, each
+ * three ways (dtype out, f32 out, accumulate); seeds seed0, seed0 + 1, ... */
+static size_t matmul_shape_table(const int (*shapes)[3], int n_shapes, int first_dtype, uint64_t seed0) {
+  size_t bad = 0;
+  int case_id = 0;
+  for (int di = first_dtype; di < 3; ++di)
+    for (int si = 0; si < n_shapes; ++si)
+      for (int variant = 0; variant < 3; ++variant) {
+        const int out_f32 = variant == 1, acc = variant == 2;
+        bad += matmul_case(dtypes[di], shapes[si][0], shapes[si][1], shapes[si][2], out_f32, acc, 0,
+                           seed0 + (uint64_t)case_id++);
+      }
+  return bad;
+}
+
 Test(ops_cuda, matmul_small_shapes) {
   /* f32 problems of at most 2^23 multiply-adds with m >= 2 take the tiled
    * kernel (f16/bf16 ones cuBLAS or, m <= 4, the skinny one): stories260K's
@@ -322,14 +337,7 @@ Test(ops_cuda, matmul_small_shapes) {
    * 32), in every dtype, both out dtypes and accumulate. */
   static const int shapes[][3] = {{81, 128, 64}, {81, 512, 64}, {81, 64, 172}, {2, 344, 64}, {256, 512, 64},
                                   {33, 31, 95},  {5, 7, 3},     {81, 1, 1000}, {100, 65, 33}};
-  size_t bad = 0;
-  int case_id = 0;
-  for (int di = 0; di < 3; ++di)
-    for (int si = 0; si < 9; ++si)
-      for (int variant = 0; variant < 3; ++variant) {
-        const int out_f32 = variant == 1, acc = variant == 2;
-        bad += matmul_case(dtypes[di], shapes[si][0], shapes[si][1], shapes[si][2], out_f32, acc, 0, 91 + case_id++);
-      }
+  const size_t bad = matmul_shape_table(shapes, 9, 0, 91);
   cr_expect_eq(bad, 0, "matmul small shapes: %zu bad elements", bad);
 }
 
@@ -341,14 +349,7 @@ Test(ops_cuda, matmul_skinny_shapes) {
   static const int shapes[][3] = {{1, 4099, 1024}, {2, 1001, 2056}, {3, 517, 11008}, {4, 4096, 8},
                                   {4, 33, 4096},   {1, 6, 4096},    {3, 4097, 264},  {5, 33, 4096},
                                   {8, 4097, 264}};
-  size_t bad = 0;
-  int case_id = 0;
-  for (int di = 1; di < 3; ++di)
-    for (int si = 0; si < 9; ++si)
-      for (int variant = 0; variant < 3; ++variant) {
-        const int out_f32 = variant == 1, acc = variant == 2;
-        bad += matmul_case(dtypes[di], shapes[si][0], shapes[si][1], shapes[si][2], out_f32, acc, 0, 51 + case_id++);
-      }
+  size_t bad = matmul_shape_table(shapes, 9, 1, 51);
   bad += matmul_case(DECO_DTYPE_BF16, 3, 517, 4096, 0, 0, 1, 77);
   bad += matmul_case(DECO_DTYPE_F16, 1, 4099, 1024, 1, 1, 3, 78);
   cr_expect_eq(bad, 0, "matmul skinny shapes: %zu bad elements", bad);
