@@ -1,7 +1,7 @@
 # Generates host/spec/recycle_template_default.c, the built-in copy of the
-# official Token Recycling template, from data/token_recycling_template_80.txt:
+# official Token Recycling template, from data/fixtures/token_recycling_template_80.txt:
 #   cmake -P data/embed_template.cmake        (from the repository root)
-set(in data/token_recycling_template_80.txt)
+set(in data/fixtures/token_recycling_template_80.txt)
 set(out host/spec/recycle_template_default.c)
 file(READ ${in} text)
 string(LENGTH "${text}" n)

@@ -69,7 +69,7 @@ def main():
         },
         "fuzz_template": {
             "official.txt": open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data",
-                                              "token_recycling_template_80.txt"), "rb").read(),
+                                              "fixtures", "token_recycling_template_80.txt"), "rb").read(),
             "chain.txt": b"0\n0,0\n0,0,0\n",
             "crlf.txt": b"1\r\n0\r\n1,2\r\n0,15\r\n",
             "bad_prefix.txt": b"0\n1\n2,0\n",

@@ -1,4 +1,4 @@
-/* Generated from data/token_recycling_template_80.txt by data/embed_template.cmake; do not edit. */
+/* Generated from data/fixtures/token_recycling_template_80.txt by data/embed_template.cmake; do not edit. */
 #include <stddef.h>
 
 const char deco_recycle_template_default_text[] =

@@ -46,7 +46,7 @@ DECO_API deco_status_t deco_tree_template_parse(const char *text, size_t len, co
                                                 deco_tree_template_t *out);
 DECO_API deco_status_t deco_tree_template_load(const char *path, deco_tree_template_t *out);
 /* The official 80-node template of the authors' code (widths by depth
- * 8/21/25/15/8/3), built into the library (data/token_recycling_template_80.txt). */
+ * 8/21/25/15/8/3), built into the library (data/fixtures/token_recycling_template_80.txt). */
 DECO_API deco_status_t deco_tree_template_default(deco_tree_template_t *out);
 /* Fails (DECO_STATUS_INVALID_ARGUMENT, naming name and the line) when a rank
  * is >= k: the template needs more candidates per token than the table has. */
