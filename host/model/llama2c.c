@@ -5,14 +5,12 @@
  * legacy RoPE tables (skipped), and the classifier when vocab_size < 0.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "core/file.h"
 #include "core/internal.h"
 #include "model/llama2c.h"
 
@@ -198,31 +196,18 @@ deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name
 deco_status_t deco_llama2c_read_config(const char *path, deco_model_config_t *config) {
   if (!path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config: path is NULL");
   if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config: config is NULL");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot stat %s: %s", path, strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: not a regular file", path);
-  }
-  unsigned char header[DECO_LLAMA2C_HEADER_BYTES];
-  size_t got = 0;
-  while (got < sizeof header) {
-    ssize_t r = read(fd, header + got, sizeof header - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int e = errno;
-      close(fd);
-      return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: %s", path, strerror(e));
-    }
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  return deco_llama2c_parse_header(header, got, (size_t)st.st_size, path, config);
+  void *header;
+  size_t got, size;
+  DECO_TRY(deco_file_read(NULL, path, DECO_LLAMA2C_HEADER_BYTES, &header, &got, &size));
+  deco_status_t s = deco_llama2c_parse_header(header, got, size, path, config);
+  free(header);
+  return s;
+}
+
+deco_status_t deco_llama2c_read_config_buffer(const void *data, size_t size, const char *name,
+                                              deco_model_config_t *config) {
+  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config_buffer: config is NULL");
+  if (!data && size > 0)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config_buffer: data is NULL");
+  return deco_llama2c_parse_header(data, size, size, l2c_name(name), config);
 }

@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "model/llama2c.h"
 #include "model/model_internal.h"
 
@@ -89,6 +91,14 @@ static deco_status_t upload_tensor(deco_model_t *m, void *dst, size_t at, const 
   return deco_convert(m->ctx, &a);
 }
 
+/* The context's last error again, with the model's name in front (an
+ * out-of-memory message then says which model did not fit). */
+static deco_status_t fail_naming(deco_ctx_t *ctx, deco_status_t st, const char *name) {
+  char msg[DECO_ERROR_CAPACITY];
+  snprintf(msg, sizeof msg, "%s", deco_last_error(ctx));
+  return DECO_FAIL(ctx, st, "%s: %s", name, msg);
+}
+
 deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype, deco_model_t **out) {
   static const char op[] = "deco_model_load_llama2c";
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
@@ -96,26 +106,33 @@ deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dt
   DECO_CHECK_PTR(ctx, out, op);
   *out = NULL;
   DECO_TRY(check_dtype_for_backend(ctx, dtype, op));
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    close(fd);
-    return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "%s: not a regular file", path);
-  }
-  size_t size = (size_t)sb.st_size;
+  int fd = -1;
+  size_t size = 0;
+  DECO_TRY(deco_file_open_regular(ctx, path, &fd, &size));
   void *data = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
   close(fd);
   if (size && data == MAP_FAILED) return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
+  deco_status_t st = deco_model_load_llama2c_buffer(ctx, data, size, path, dtype, out);
+  if (data) munmap(data, size);
+  return st;
+}
+
+deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
+                                             deco_dtype_t dtype, deco_model_t **out) {
+  static const char op[] = "deco_model_load_llama2c_buffer";
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
+  DECO_CHECK_PTR(ctx, out, op);
+  *out = NULL;
+  if (data == NULL && size > 0) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: data is NULL", op);
+  DECO_TRY(check_dtype_for_backend(ctx, dtype, op));
+  if (name == NULL) name = "(buffer)";
   deco_model_config_t cfg;
   deco_llama2c_weights_t lw;
-  deco_status_t st = deco_llama2c_parse(data, size, path, &cfg, &lw);
-  if (st != DECO_STATUS_SUCCESS) {
-    if (data) munmap(data, size);
-    return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
-  }
+  deco_status_t st = deco_llama2c_parse(data, size, name, &cfg, &lw);
+  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
   deco_model_t *m = NULL;
   st = model_alloc(ctx, &cfg, dtype, &m);
+  if (st != DECO_STATUS_SUCCESS) return fail_naming(ctx, st, name);
   void *staging = NULL;
   tensor_sizes_t s = tensor_sizes(&cfg);
   /* Whole tensors where the layouts agree; the stacked groups layer by layer. */
@@ -143,10 +160,9 @@ deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dt
   }
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
   deco_free(ctx, staging);
-  if (data) munmap(data, size);
   if (st != DECO_STATUS_SUCCESS) {
     deco_model_destroy(m);
-    return st;
+    return fail_naming(ctx, st, name);
   }
   *out = m;
   return DECO_STATUS_SUCCESS;

@@ -8,11 +8,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "core/internal.h"
 #include "deco/tokenizer.h"
 
@@ -201,34 +203,9 @@ deco_status_t deco_tokenizer_load(const char *path, int vocab_size, deco_tokeniz
   if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_tokenizer_load: out is NULL");
   *out = NULL;
   if (path == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_tokenizer_load: path is NULL");
-  FILE *f = fopen(path, "rb");
-  if (!f) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0) {
-    int e = errno;
-    fclose(f);
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot stat %s: %s", path, strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    fclose(f);
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: not a regular file", path);
-  }
-  size_t size = (size_t)st.st_size;
-  unsigned char *data = malloc(size ? size : 1);
-  if (!data) {
-    fclose(f);
-    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to read it", path, size);
-  }
-  size_t got = fread(data, 1, size, f);
-  int read_error = ferror(f);
-  int e = errno;
-  fclose(f);
-  if (got != size) {
-    free(data);
-    if (read_error) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: %s", path, strerror(e));
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: file shrank to %zu of %zu bytes while reading",
-                     path, got, size);
-  }
+  void *data;
+  size_t size;
+  DECO_TRY(deco_file_read(NULL, path, SIZE_MAX, &data, &size, NULL));
   deco_status_t s = deco_tokenizer_load_buffer(data, size, path, vocab_size, out);
   free(data);
   return s;

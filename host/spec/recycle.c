@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/internal.h"
 #include "deco/recycle.h"
 
@@ -162,33 +163,17 @@ deco_status_t deco_recycler_load(deco_recycler_t *r, const char *path) {
   if (r == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: r is NULL", op);
   deco_ctx_t *ctx = r->ctx;
   DECO_CHECK_PTR(ctx, path, op);
-  FILE *f = fopen(path, "rb");
-  if (!f) return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot read %s: not a regular file", path);
-  }
-  const size_t total = (size_t)st.st_size, expected = state_bytes(r);
+  int fd = -1;
+  size_t total = 0;
+  DECO_TRY(deco_file_open_regular(ctx, path, &fd, &total));
+  const size_t expected = state_bytes(r);
   /* A file of the wrong size is refused from its header alone. */
   const size_t want = total == expected ? total
                       : total < DECO_RECYCLE_STATE_HEADER_BYTES ? total
                                                                  : DECO_RECYCLE_STATE_HEADER_BYTES;
-  unsigned char *buf = malloc(want ? want : 1);
-  if (!buf) {
-    fclose(f);
-    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to read it", path, want);
-  }
-  const size_t got = fread(buf, 1, want, f);
-  const int err = ferror(f) ? errno : 0;
-  fclose(f);
-  deco_status_t s;
-  if (got != want)
-    s = err ? DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot read %s: %s", path, strerror(err))
-            : DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot read %s: file shrank to %zu of %zu bytes while reading",
-                        path, got, total);
-  else
-    s = load_into(r, buf, want, total, path);
+  void *buf;
+  DECO_TRY(deco_file_read_fd(ctx, path, fd, want, total, &buf));
+  deco_status_t s = load_into(r, buf, want, total, path);
   free(buf);
   return s;
 }

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/file.h"
 #include "core/internal.h"
 #include "deco/recycle.h"
 
@@ -19,7 +21,7 @@
 /* Far above any k (<= DECO_RECYCLE_MAX_K), low enough that parsing cannot overflow. */
 #define TMPL_MAX_RANK 1000000
 
-/* The official template's text, generated from data/token_recycling_template_80.txt. */
+/* The official template's text, generated from data/fixtures/token_recycling_template_80.txt. */
 extern const char deco_recycle_template_default_text[];
 extern const size_t deco_recycle_template_default_len;
 
@@ -190,36 +192,19 @@ deco_status_t deco_tree_template_load(const char *path, deco_tree_template_t *ou
   static const char op[] = "deco_tree_template_load";
   DECO_CHECK_PTR(NULL, path, op);
   DECO_CHECK_PTR(NULL, out, op);
-  FILE *f = fopen(path, "rb");
-  if (!f) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: not a regular file", path);
-  }
+  int fd = -1;
+  size_t size = 0;
+  DECO_TRY(deco_file_open_regular(NULL, path, &fd, &size));
   /* 255 lines of 255 ranks of up to 7 digits and a comma, CR LF, bound any
    * valid file; a bigger one is refused before it is read. */
   const size_t max_bytes = (size_t)TMPL_MAX_PATHS * (TMPL_MAX_PATHS * 8 + 2);
-  const size_t size = (size_t)st.st_size;
   if (size > max_bytes) {
-    fclose(f);
+    close(fd);
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: %zu bytes, more than any template of at most %d paths (%zu)",
                      path, size, TMPL_MAX_PATHS, max_bytes);
   }
-  char *text = malloc(size ? size : 1);
-  if (!text) {
-    fclose(f);
-    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to read it", path, size);
-  }
-  const size_t got = fread(text, 1, size, f);
-  const int err = ferror(f) ? errno : 0;
-  fclose(f);
-  if (got != size) {
-    free(text);
-    if (err) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: %s", path, strerror(err));
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot read %s: file shrank to %zu of %zu bytes while reading", path,
-                     got, size);
-  }
+  void *text;
+  DECO_TRY(deco_file_read_fd(NULL, path, fd, size, size, &text));
   deco_status_t s = deco_tree_template_parse(text, size, path, out);
   free(text);
   return s;
@@ -227,7 +212,7 @@ deco_status_t deco_tree_template_load(const char *path, deco_tree_template_t *ou
 
 deco_status_t deco_tree_template_default(deco_tree_template_t *out) {
   return deco_tree_template_parse(deco_recycle_template_default_text, deco_recycle_template_default_len,
-                                  "built-in template (data/token_recycling_template_80.txt)", out);
+                                  "built-in template (data/fixtures/token_recycling_template_80.txt)", out);
 }
 
 deco_status_t deco_tree_template_check_k(const deco_tree_template_t *t, int k, const char *name) {

@@ -36,12 +36,21 @@ typedef struct deco_model deco_model_t;
 /* Reads only the 28-byte header of a llama2.c checkpoint and checks it
  * against the file's size; the message names the file and the field. */
 DECO_API deco_status_t deco_llama2c_read_config(const char *path, deco_model_config_t *config);
+/* The same for a checkpoint held in memory; name (e.g. the file name) starts
+ * every message. */
+DECO_API deco_status_t deco_llama2c_read_config_buffer(const void *data, size_t size, const char *name,
+                                                       deco_model_config_t *config);
 
 /* Loads a llama2.c checkpoint (legacy v0 header of 7 int32, fp32 weights,
  * negative vocab = separate classifier, legacy RoPE tables skipped) into the
  * context in dtype. The whole file is validated before anything is used. */
 DECO_API deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype,
                                                deco_model_t **out);
+/* The same from a checkpoint held in memory (size bytes at data, 4-byte
+ * aligned), e.g. one embedded in a program; name starts every message. The
+ * buffer is not kept. */
+DECO_API deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, size_t size,
+                                                      const char *name, deco_dtype_t dtype, deco_model_t **out);
 
 /* The seed of the synthetic models the CLI, tests and benches share. */
 #define DECO_SYNTHETIC_SEED 0x5EEDu
