@@ -16,8 +16,8 @@
 typedef enum deco_spec_mode { DECO_SPEC_NONE = 0, DECO_SPEC_LOOKUP = 1, DECO_SPEC_RECYCLE = 2 } deco_spec_mode_t;
 
 typedef struct deco_cli_options {
-  const char *model_path;     /* NULL: synthetic */
-  const char *synthetic;      /* name; "tiny" by default */
+  const char *model_path;     /* NULL with synthetic NULL: the built-in stories260K */
+  const char *synthetic;      /* synthetic model name, or NULL */
   const char *tokenizer_path;
   const char *prompt;
   int32_t *prompt_ids;        /* parsed --prompt-ids, malloc'd */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/default_model.h"
 #include "cli/generation.h"
 
 /* Prints ids or text as they are produced. */
@@ -46,10 +47,20 @@ int deco_cli_generate(const deco_cli_options_t *o) {
     deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(dtype));
     return DECO_EXIT_USAGE;
   }
-  /* 1. The model file (or the synthetic name). */
+  /* 1. The model file (or the synthetic name, or the built-in model). */
   deco_model_config_t cfg;
   char model_label[512];
-  if (o->model_path) {
+  const int builtin = !o->model_path && !o->synthetic;
+  size_t builtin_bytes = 0;
+  const void *builtin_model = builtin ? deco_default_model(&builtin_bytes) : NULL;
+  if (builtin) {
+    if (deco_llama2c_read_config_buffer(builtin_model, builtin_bytes, DECO_DEFAULT_MODEL_NAME, &cfg) !=
+        DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+    snprintf(model_label, sizeof model_label, "%s", DECO_DEFAULT_MODEL_NAME);
+  } else if (o->model_path) {
     if (deco_llama2c_read_config(o->model_path, &cfg) != DECO_STATUS_SUCCESS) {
       deco_cli_error("%s", deco_last_error(NULL));
       return DECO_EXIT_BAD_INPUT;
@@ -72,6 +83,15 @@ int deco_cli_generate(const deco_cli_options_t *o) {
       deco_tokenizer_load(o->tokenizer_path, cfg.vocab_size, &tok) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
     return DECO_EXIT_BAD_INPUT;
+  }
+  if (!o->tokenizer_path && need_tokenizer && builtin) {
+    size_t n;
+    const void *data = deco_default_tokenizer(&n);
+    if (deco_tokenizer_load_buffer(data, n, DECO_DEFAULT_TOKENIZER_NAME, cfg.vocab_size, &tok) !=
+        DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
   }
 
   /* 3. Values that conflict with the model: ids >= vocab, steps > seq_len,
@@ -126,8 +146,10 @@ int deco_cli_generate(const deco_cli_options_t *o) {
     deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
     goto done;
   }
-  deco_status_t st = o->model_path ? deco_model_load_llama2c(ctx, o->model_path, dtype, &model)
-                                   : deco_model_create_synthetic(ctx, o->synthetic, DECO_SYNTHETIC_SEED, dtype, &model);
+  deco_status_t st =
+      builtin ? deco_model_load_llama2c_buffer(ctx, builtin_model, builtin_bytes, DECO_DEFAULT_MODEL_NAME, dtype, &model)
+      : o->model_path ? deco_model_load_llama2c(ctx, o->model_path, dtype, &model)
+                      : deco_model_create_synthetic(ctx, o->synthetic, DECO_SYNTHETIC_SEED, dtype, &model);
   if (st != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(ctx));
     goto done;

@@ -11,9 +11,9 @@
 
 static void usage(FILE *f) {
   fputs("usage: deco generate [options]\n"
-        "  --model FILE          llama2.c checkpoint (default: the synthetic tiny model)\n"
+        "  --model FILE          llama2.c checkpoint (default: stories260K, built in)\n"
         "  --synthetic NAME      tiny | llama2-7b | llama3-8b (seeded random weights)\n"
-        "  --tokenizer FILE      llama2.c tokenizer.bin\n"
+        "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512)\n"
         "  --prompt TEXT         prompt text (BOS, dummy-prefix space, BPE merges)\n"
         "  --prompt-ids CSV      prompt as decimal ids, used verbatim\n"
         "  --steps N             forward positions including the prompt (256)\n"

@@ -199,6 +199,5 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
     deco_cli_error("--dtype: bf16 is not supported by the cpu backend (use f32)");
     return DECO_EXIT_USAGE;
   }
-  if (!o->model_path && !o->synthetic) o->synthetic = "tiny";
   return 0;
 }
