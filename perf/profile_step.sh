@@ -5,14 +5,14 @@
 # of `deco generate`. A captured graph's kernels are profiled one by one, so
 # the figures are kernel times without the gaps between launches; the step
 # times from bench_spec minus their sum give the launch overhead.
-#   DECO_DATA_DIR=.data perf/profile_step.sh out/   ->  out/ncu_recycle.csv out/ncu_plain.csv
+#   perf/profile_step.sh out/   ->  out/ncu_recycle.csv out/ncu_plain.csv
 # (ncu's own messages go to out/ncu.log, or to DECO_PROFILE_LOG).
 set -u
 out=${1:?usage: perf/profile_step.sh DIR}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DECO_BUILD_DIR:-$root/build}
-data=${DECO_DATA_DIR:-$root/.data}
+data=${DECO_DATA_DIR:-$root/data}
 export LD_LIBRARY_PATH=$build/lib:${LD_LIBRARY_PATH:-}
 command -v ncu >/dev/null || { echo "profile_step: ncu not found" >&2; exit 1; }
 gen=("$build/bin/deco" generate --backend cuda --dtype "${DECO_PROFILE_DTYPE:-f32}" --model "$data/models/stories260K.bin"

@@ -2,11 +2,14 @@
  * the stats line, stopping, exit codes and error lines, and the greedy
  * stories260K runs reproducing llama2.c's ids and text.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/testutil.h"
 
@@ -25,19 +28,76 @@ static int matches(const char *re, const char *text) {
   return ok;
 }
 
-static const char *model_path(void) { return deco_test_data_path("models/stories260K.bin"); }
-static const char *tok_path(void) { return deco_test_data_path("models/tok512.bin"); }
+static const char *model_path(void) { return deco_test_data_file("models/stories260K.bin"); }
+static const char *tok_path(void) { return deco_test_data_file("models/tok512.bin"); }
 
-Test(cli, default_tiny_model_runs_and_prints_stats) {
+Test(cli, default_model_is_stories260K) {
   deco_test_run_t r;
-  DECO_TEST_RUN_CLI(&r, "generate", "--prompt", "Hello", "--steps", "24", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt", "Once upon a time", "--temperature", "0", "--steps", "24", "--backend",
+                    "cpu");
+  cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+  const char *stats = deco_test_last_line(r.err);
+  cr_assert(matches("^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu "
+                    "dtype=f32 model=stories260K\\.bin$",
+                    stats),
+            "stats line: %s", stats);
+  const char *story = "Once upon a time, there was a little girl named Lily.";
+  cr_assert(strncmp(r.out, story, strlen(story)) == 0, "stdout: %s", r.out);
+  deco_test_run_free(&r);
+}
+
+/* The built-in model with every option at its default but greedy: llama2.c's
+ * ids (the default stops at BOS/EOS, which this run does not reach). */
+Test(cli, default_greedy_ids_match_llama2c) {
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "0", "--print-ids", "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
+  cr_assert_str_eq(r.out, expect);
+  cr_assert(strstr(deco_test_last_line(r.err), " model=stories260K.bin") != NULL, "%s", r.err);
+  free(expect);
+  deco_test_run_free(&r);
+}
+
+/* A copy of the binary in another folder, run from a third one, needs no
+ * data folder and no library beside it. */
+Test(cli, copied_binary_runs_the_builtin_model) {
+  const char *cli = getenv("DECO_CLI");
+  cr_assert(cli && *cli, "DECO_CLI is not set");
+  size_t size;
+  void *exe = deco_test_read_file(cli, &size);
+  cr_assert_not_null(exe, "cannot read %s", cli);
+  char dir[4096], copy[4200], elsewhere[4200];
+  snprintf(dir, sizeof dir, "%s/copy", deco_test_tmpdir());
+  snprintf(copy, sizeof copy, "%s/deco", dir);
+  snprintf(elsewhere, sizeof elsewhere, "%s/elsewhere", deco_test_tmpdir());
+  cr_assert_eq(mkdir(dir, 0755), 0);
+  cr_assert_eq(mkdir(elsewhere, 0755), 0);
+  cr_assert_eq(deco_test_write_file(copy, exe, size), 0);
+  free(exe);
+  cr_assert_eq(chmod(copy, 0755), 0);
+  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
+  cr_assert_eq(chdir(elsewhere), 0);
+  setenv("DECO_CLI", copy, 1);
+  unsetenv("DECO_DATA_DIR");
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "0", "--print-ids", "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, expect);
+  free(expect);
+  deco_test_run_free(&r);
+}
+
+Test(cli, synthetic_tiny_by_name) {
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "tiny", "--prompt", "Hello", "--steps", "24", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
   const char *stats = deco_test_last_line(r.err);
   cr_assert(matches("^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu "
                     "dtype=f32 model=synthetic:tiny$",
                     stats),
             "stats line: %s", stats);
-  cr_assert(r.out[strlen(r.out) - 1] == '\n');
+  cr_assert(r.out[0] != '\0' && r.out[strlen(r.out) - 1] == '\n', "stdout: '%s'", r.out);
   deco_test_run_free(&r);
 }
 
@@ -117,8 +177,11 @@ Test(cli, nucleus_smaller_than_any_token) {
 
 Test(cli, model_conflicts_exit_1) {
   deco_test_run_t r;
-  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,300", "--print-ids", "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,300", "--print-ids", "--backend", "cpu", "--synthetic", "tiny");
   assert_error_line(&r, 1, "--prompt-ids: id 300 >= vocab 259");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,512", "--print-ids", "--backend", "cpu");
+  assert_error_line(&r, 1, "--prompt-ids: id 512 >= vocab 512");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--steps", "513", "--backend", "cpu");
   assert_error_line(&r, 1, "--steps");
@@ -140,7 +203,6 @@ Test(cli, model_conflicts_exit_1) {
 }
 
 Test(cli, bad_model_files_exit_1) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   size_t size;
   char *data = deco_test_read_file(model_path(), &size);
   char path[4096];
@@ -169,7 +231,6 @@ Test(cli, bad_model_files_exit_1) {
 }
 
 Test(cli, greedy_ids_match_llama2c) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--temperature", "0", "--ignore-eos", "--print-ids", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
@@ -190,7 +251,6 @@ Test(cli, greedy_ids_match_llama2c) {
 }
 
 Test(cli, stops_at_bos_and_eos_unless_ignored) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   /* Greedy from BOS reaches a story delimiter within 512 positions. */
   deco_test_run_t all, r;
   DECO_TEST_RUN_CLI(&all, "generate", "--model", model_path(), "--temperature", "0", "--print-ids", "--ignore-eos", "--steps",
@@ -231,7 +291,6 @@ Test(cli, stops_at_bos_and_eos_unless_ignored) {
 }
 
 Test(cli, greedy_text_is_the_story) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--prompt", "Once upon a time",
       "--temperature", "0", "--backend", "cpu");
@@ -245,7 +304,7 @@ Test(cli, greedy_text_is_the_story) {
   deco_tokenizer_t *tok;
   cr_assert_eq(deco_tokenizer_load(tok_path(), 512, &tok), DECO_STATUS_SUCCESS);
   int n;
-  int32_t *ids = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/greedy_bos_256.ids"), &n);
+  int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), &n);
   char *text = calloc(1, 65536);
   for (int i = 1; i < n; ++i) {
     size_t len;

@@ -14,12 +14,10 @@
 static deco_ctx_t *ctx;
 static deco_model_t *model;
 
-static int load(void) {
-  if (!deco_test_have_data("models/stories260K.bin")) return 0;
+static void load(void) {
   ctx = deco_test_cpu_ctx();
-  deco_status_t st = deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), DECO_DTYPE_F32, &model);
+  deco_status_t st = deco_model_load_llama2c(ctx, deco_test_data_file("models/stories260K.bin"), DECO_DTYPE_F32, &model);
   cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  return 1;
 }
 
 static void unload(void) {
@@ -36,7 +34,7 @@ static deco_kv_cache_t *new_cache(int max_seqs) {
 }
 
 Test(forward_cpu, config_of_stories260K) {
-  if (!load()) return;
+  load();
   const deco_model_config_t *c = deco_model_get_config(model);
   cr_assert_eq(c->dim, 64);
   cr_assert_eq(c->n_layers, 5);
@@ -51,11 +49,11 @@ Test(forward_cpu, config_of_stories260K) {
 
 /* Teacher-forced logits, token by token and as one prefill. */
 Test(forward_cpu, logits_match_llama2c_fixture) {
-  if (!load()) return;
+  load();
   int n_ids;
-  int32_t *ids = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/greedy_bos_256.ids"), &n_ids);
+  int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), &n_ids);
   size_t bytes;
-  float *expect = deco_test_read_file(deco_test_data_path("fixtures/stories260K/logits_bos_32.f32"), &bytes);
+  float *expect = deco_test_read_file(deco_test_data_file("fixtures/stories260K/logits_bos_32.f32"), &bytes);
   cr_assert(ids && expect && bytes == 32 * 512 * sizeof(float));
   float *logits = malloc(sizeof(float) * 32 * 512);
   /* Token by token. */
@@ -85,7 +83,7 @@ Test(forward_cpu, logits_match_llama2c_fixture) {
 /* Greedy decoding through the library reproduces a fixture's ids. */
 static void greedy_matches(const int32_t *prompt, int n_prompt, const char *ids_file, int steps) {
   int n_expect;
-  int32_t *expect = deco_test_read_ids(deco_test_data_path(ids_file), &n_expect);
+  int32_t *expect = deco_test_read_ids(deco_test_data_file(ids_file), &n_expect);
   cr_assert(expect);
   cr_assert_eq(n_expect, steps + 1);
   deco_kv_cache_t *kc = new_cache(1);
@@ -109,16 +107,16 @@ static void greedy_matches(const int32_t *prompt, int n_prompt, const char *ids_
 }
 
 Test(forward_cpu, greedy_from_bos_matches_fixture) {
-  if (!load()) return;
+  load();
   int32_t bos = 1;
   greedy_matches(&bos, 1, "fixtures/stories260K/greedy_bos_256.ids", 256);
   unload();
 }
 
 Test(forward_cpu, greedy_dog_prompt_matches_fixture) {
-  if (!load()) return;
+  load();
   int n_prompt;
-  int32_t *prompt = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/prompt_dog.ids"), &n_prompt);
+  int32_t *prompt = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/prompt_dog.ids"), &n_prompt);
   cr_assert(prompt);
   greedy_matches(prompt, n_prompt, "fixtures/stories260K/greedy_dog_200.ids", 200);
   free(prompt);
@@ -126,7 +124,7 @@ Test(forward_cpu, greedy_dog_prompt_matches_fixture) {
 }
 
 Test(forward_cpu, batched_sequences_match_single) {
-  if (!load()) return;
+  load();
   /* Two sequences with different prompts in one batch give the same logits
    * as each alone (ragged prefill, then a batched decode step). */
   int32_t a[7] = {1, 403, 407, 261, 378, 432, 383}, b[3] = {1, 286, 261};
@@ -172,13 +170,13 @@ Test(forward_cpu, batched_sequences_match_single) {
 }
 
 Test(forward_cpu, embeddings_input_equals_token_input) {
-  if (!load()) return;
+  load();
   /* Feeding the embedding rows themselves gives the same logits. */
   int32_t ids[3] = {1, 403, 407};
   float emb[3 * 64], l1[3 * 512], l2[3 * 512];
   deco_embedding_args_t e = {DECO_DTYPE_F32, 3, 512, 64, NULL, ids, NULL, emb};
   /* The table is the model's; read it back through a one-row-per-id forward-free path. */
-  float *table = deco_test_read_file(deco_test_data_path("models/stories260K.bin"), NULL);
+  float *table = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), NULL);
   e.table = (const char *)table + 28;
   cr_assert_eq(deco_embedding(ctx, &e), DECO_STATUS_SUCCESS);
   deco_kv_cache_t *kc = new_cache(2);
@@ -196,7 +194,7 @@ Test(forward_cpu, embeddings_input_equals_token_input) {
 }
 
 Test(forward_cpu, bad_arguments) {
-  if (!load()) return;
+  load();
   deco_kv_cache_t *kc = new_cache(1);
   int seq;
   cr_assert_eq(deco_kv_cache_admit(kc, 8, &seq), DECO_STATUS_SUCCESS);

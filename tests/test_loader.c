@@ -93,8 +93,7 @@ static const char *tmp_path(const char *file) {
 /* ---- stories260K -------------------------------------------------------------- */
 
 Test(loader, stories260K) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
-  const char *path = deco_test_data_path("models/stories260K.bin");
+  const char *path = deco_test_data_file("models/stories260K.bin");
   size_t size;
   void *data = deco_test_read_file(path, &size);
   cr_assert_not_null(data);
@@ -142,9 +141,8 @@ Test(loader, stories260K) {
 }
 
 Test(loader, stories260K_wrong_sizes) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   size_t size;
-  void *data = deco_test_read_file(deco_test_data_path("models/stories260K.bin"), &size);
+  void *data = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
   cr_assert_not_null(data);
   /* The example of CLI.md, through the file API. */
   const char *path = tmp_path("model.bin");

@@ -13,8 +13,7 @@
 #include "common/testutil.h"
 
 Test(spec_cpu, lookup_greedy_reproduces_fixtures) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
-  const char *model = deco_test_data_path("models/stories260K.bin");
+  const char *model = deco_test_data_file("models/stories260K.bin");
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "lookup",
       "--backend", "cpu");
@@ -28,7 +27,7 @@ Test(spec_cpu, lookup_greedy_reproduces_fixtures) {
   cr_assert(ma > 1.3, "prompt lookup should commit well over one token per forward here (%.2f)", ma);
   deco_test_run_free(&r);
 
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--tokenizer", deco_test_data_path("models/tok512.bin"), "--prompt",
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--tokenizer", deco_test_data_file("models/tok512.bin"), "--prompt",
       "Once upon a time, there was a little dog named Max.", "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "200", "--spec", "lookup", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
@@ -40,8 +39,7 @@ Test(spec_cpu, lookup_greedy_reproduces_fixtures) {
 }
 
 Test(spec_cpu, lookup_equals_plain_for_every_budget) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
-  const char *model = deco_test_data_path("models/stories260K.bin");
+  const char *model = deco_test_data_file("models/stories260K.bin");
   deco_test_run_t plain, r;
   DECO_TEST_RUN_CLI(&plain, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "300", "--backend", "cpu");
   cr_assert_eq(plain.status, 0);
@@ -70,7 +68,7 @@ Test(spec_cpu, sampling_is_reproducible_and_stats_complete) {
   cr_assert_str_eq(a.out, b.out);
   const char *stats = deco_test_last_line(a.err);
   cr_assert(strstr(stats, " forwards=") && strstr(stats, " mean_accepted="), "%s", stats);
-  cr_assert(strstr(stats, "model=synthetic:tiny forwards=") != NULL, "keys in order: %s", stats);
+  cr_assert(strstr(stats, "model=stories260K.bin forwards=") != NULL, "keys in order: %s", stats);
   deco_test_run_free(&a);
   deco_test_run_free(&b);
 }
@@ -78,7 +76,6 @@ Test(spec_cpu, sampling_is_reproducible_and_stats_complete) {
 /* The engine through the library: a batch of two sequences verified in one
  * step gives each what it gets alone. */
 Test(spec_cpu, engine_batch_equals_single) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_kv_cache_t *kc;
@@ -137,7 +134,7 @@ Test(spec_cpu, engine_batch_equals_single) {
   deco_forward_args_t fd = {1, &s[0], &one, &next, NULL, NULL, DECO_LOGITS_LAST, logits};
   cr_assert_eq(deco_forward(m, kc, &fd), DECO_STATUS_SUCCESS);
   int n_ids;
-  int32_t *ids = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/greedy_bos_256.ids"), &n_ids);
+  int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), &n_ids);
   cr_assert_eq(deco_argmax(logits, 512), ids[9], "greedy after compaction: %d vs fixture %d", deco_argmax(logits, 512),
                ids[9]);
   free(ids);

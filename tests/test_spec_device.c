@@ -31,7 +31,6 @@ static void compare(const char *what, const deco_test_capture_t *a, const deco_g
 }
 
 Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_tree_template_t tmpl;
@@ -40,7 +39,7 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
   cr_assert_eq(deco_recycler_create(ctx, 512, 8, &r1), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_recycler_create(ctx, 512, 8, &r2), DECO_STATUS_SUCCESS);
   int n_prompt;
-  int32_t *prompt = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/prompt_dog.ids"), &n_prompt);
+  int32_t *prompt = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/prompt_dog.ids"), &n_prompt);
   static deco_test_capture_t a, b;
   deco_generate_stats_t sa, sb;
   deco_generate_config_t c;

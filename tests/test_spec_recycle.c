@@ -19,8 +19,7 @@
 #include "common/tolerances.h"
 
 Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
-  const char *model = deco_test_data_path("models/stories260K.bin");
+  const char *model = deco_test_data_file("models/stories260K.bin");
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "recycle",
       "--backend", "cpu");
@@ -34,7 +33,7 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
 
   /* The dog prompt over 220 positions; its first 200 are the fixture. */
   int n;
-  int32_t *ids = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/prompt_dog.ids"), &n);
+  int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/prompt_dog.ids"), &n);
   char csv[1024] = "";
   for (int i = 0; i < n; ++i) {
     char b[16];
@@ -54,8 +53,7 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
 }
 
 Test(spec_recycle, saved_table_starts_warm) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
-  const char *model = deco_test_data_path("models/stories260K.bin");
+  const char *model = deco_test_data_file("models/stories260K.bin");
   char state[4096];
   snprintf(state, sizeof state, "%s/recycle.state", deco_test_tmpdir());
   unlink(state);
@@ -133,7 +131,6 @@ static double homogeneity(const long *a, const long *b, int k, int *df, double *
 }
 
 Test(spec_recycle, sampling_has_the_law_of_plain_sampling, .timeout = 240) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   /* A small template (the official one cut to its first 6 draft nodes) and a

@@ -112,7 +112,7 @@ static void expect_decode(const deco_tokenizer_t *t, int prev, int token, const 
 
 static deco_tokenizer_t *load_tok512(void) {
   deco_tokenizer_t *t = NULL;
-  deco_status_t s = deco_tokenizer_load(deco_test_data_path("models/tok512.bin"), 512, &t);
+  deco_status_t s = deco_tokenizer_load(deco_test_data_file("models/tok512.bin"), 512, &t);
   cr_assert_eq(s, DECO_STATUS_SUCCESS, "tok512.bin: %s", deco_last_error(NULL));
   return t;
 }
@@ -135,11 +135,10 @@ static void expect_load_error(const void *data, size_t size, int vocab, deco_sta
 /* ---- the llama2.c fixture ----------------------------------------------- */
 
 Test(tokenizer, prompt_dog_fixture) {
-  if (!deco_test_have_data("models/tok512.bin") || !deco_test_have_data("fixtures/stories260K/prompt_dog.ids")) return;
   deco_tokenizer_t *t = load_tok512();
   cr_assert_eq(deco_tokenizer_vocab_size(t), 512);
   int n_want;
-  int32_t *want = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/prompt_dog.ids"), &n_want);
+  int32_t *want = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/prompt_dog.ids"), &n_want);
   cr_assert_not_null(want);
   const char *text = "Once upon a time, there was a little dog named Max.";
   expect_ids(t, text, 1, 0, want, n_want);
@@ -160,11 +159,9 @@ Test(tokenizer, prompt_dog_fixture) {
 }
 
 Test(tokenizer, greedy_fixture_decodes_to_story) {
-  if (!deco_test_have_data("models/tok512.bin") || !deco_test_have_data("fixtures/stories260K/greedy_bos_256.ids"))
-    return;
   deco_tokenizer_t *t = load_tok512();
   int n;
-  int32_t *ids = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/greedy_bos_256.ids"), &n);
+  int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), &n);
   cr_assert_not_null(ids);
   cr_assert_eq(n, 257);
   char *text = decode_all(t, ids, n);
@@ -178,7 +175,6 @@ Test(tokenizer, greedy_fixture_decodes_to_story) {
 }
 
 Test(tokenizer, tok512_details) {
-  if (!deco_test_have_data("models/tok512.bin")) return;
   deco_tokenizer_t *t = load_tok512();
   /* Empty text: no dummy prefix. */
   expect_ids(t, "", 1, 0, (const int32_t[]){1}, 1);
@@ -397,7 +393,6 @@ Test(tokenizer, byte_vocabulary_round_trip) {
 }
 
 Test(tokenizer, tok512_round_trip) {
-  if (!deco_test_have_data("models/tok512.bin")) return;
   deco_tokenizer_t *t = load_tok512();
   const char *texts[] = {"Lily and Ben went to the park. They saw a big, red ball!",
                          "\"Why?\" asked Tom; 3 + 4 = 7 (yes) [ok] {no} ~end~",
@@ -442,7 +437,6 @@ Test(tokenizer, capacity_and_arguments) {
 }
 
 Test(tokenizer, capacity_after_merges) {
-  if (!deco_test_have_data("models/tok512.bin")) return;
   deco_tokenizer_t *t = load_tok512();
   /* The merged result fits even though the unmerged bytes would not. */
   const char *text = "Once upon a time";
@@ -485,9 +479,8 @@ Test(tokenizer, bad_every_truncation) {
 }
 
 Test(tokenizer, bad_tok512_truncations) {
-  if (!deco_test_have_data("models/tok512.bin")) return;
   size_t size;
-  unsigned char *data = deco_test_read_file(deco_test_data_path("models/tok512.bin"), &size);
+  unsigned char *data = deco_test_read_file(deco_test_data_file("models/tok512.bin"), &size);
   cr_assert_not_null(data);
   for (size_t cut = 0; cut < size; ++cut)
     expect_load_error(data, cut, 512, DECO_STATUS_BAD_FORMAT, "tok512.bin", NULL);

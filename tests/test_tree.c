@@ -208,9 +208,8 @@ static int read_template(const char *path, int32_t *ranks, int32_t *offs, int ca
 }
 
 Test(tree_helpers, token_recycling_template) {
-  if (!deco_test_have_data("fixtures/token_recycling_template_80.txt")) return;
   int32_t ranks[4096], offs[DECO_TREE_MAX_NODES + 1];
-  int n_paths = read_template(deco_test_data_path("fixtures/token_recycling_template_80.txt"), ranks, offs, 4096,
+  int n_paths = read_template(deco_test_data_file("fixtures/token_recycling_template_80.txt"), ranks, offs, 4096,
                               DECO_TREE_MAX_NODES);
   cr_assert_eq(n_paths, 80, "template: %d paths", n_paths);
   int32_t parent[81], rank[81], depth[81];

@@ -24,22 +24,16 @@ const char *deco_test_data_dir(void) {
   return (env && *env) ? env : DECO_DATA_DIR_DEFAULT;
 }
 
-const char *deco_test_data_path(const char *rel) {
+const char *deco_test_data_file(const char *rel) {
   static char bufs[8][PATH_MAX];
   static int next;
   char *b = bufs[next++ % 8];
   snprintf(b, PATH_MAX, "%s/%s", deco_test_data_dir(), rel);
-  return b;
-}
-
-int deco_test_have_data(const char *rel) {
-  const char *path = deco_test_data_path(rel);
   struct stat st;
-  if (stat(path, &st) == 0) return 1;
-  const char *req = getenv("DECO_REQUIRE_DATA");
-  if (req && strcmp(req, "1") == 0) cr_assert_fail("required data file %s is missing (DECO_DATA_DIR)", path);
-  fprintf(stderr, "skipping: %s not found (set DECO_DATA_DIR to the folder with models/ and fixtures/)\n", path);
-  return 0;
+  if (stat(b, &st) != 0)
+    cr_assert_fail("missing data file %s: %s (data/ of the repository, or the folder DECO_DATA_DIR names)", b,
+                   strerror(errno));
+  return b;
 }
 
 void *deco_test_read_file(const char *path, size_t *size) {
@@ -101,7 +95,7 @@ int32_t *deco_test_read_ids(const char *path, int *n) {
 
 char *deco_test_fixture_line(const char *rel) {
   size_t size;
-  char *text = deco_test_read_file(deco_test_data_path(rel), &size);
+  char *text = deco_test_read_file(deco_test_data_file(rel), &size);
   if (!text) cr_assert_fail("cannot read fixture %s", rel);
   while (size && (text[size - 1] == '\n' || text[size - 1] == ' ')) text[--size] = '\0';
   char *line = malloc(size + 2);
@@ -321,7 +315,7 @@ double deco_test_stat(const char *err, const char *key) {
 
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype) {
   deco_model_t *m = NULL;
-  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_path("models/stories260K.bin"), dtype, &m),
+  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_file("models/stories260K.bin"), dtype, &m),
                DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   return m;
 }

@@ -12,11 +12,10 @@
 
 /* Data folder: $DECO_DATA_DIR, else the configured default. */
 const char *deco_test_data_dir(void);
-/* data_dir/rel in a static rotating buffer (valid for 8 calls). */
-const char *deco_test_data_path(const char *rel);
-/* 1 if the file exists. When it does not: returns 0 after printing why, or,
- * when DECO_REQUIRE_DATA=1 (the GPU script), fails the current test. */
-int deco_test_have_data(const char *rel);
+/* data_dir/rel in a static rotating buffer (valid for 8 calls). Fails the
+ * current test, naming the path, when the file does not exist: no test
+ * passes on missing data. */
+const char *deco_test_data_file(const char *rel);
 
 /* Reads a file of decimal ids separated by spaces, commas or newlines.
  * Returns a malloc'd array and its length in *n, NULL on error. */
@@ -94,7 +93,7 @@ typedef struct deco_test_capture {
 void deco_test_capture_id(void *user, int32_t id);
 
 /* stories260K (DATA/models/stories260K.bin) in dtype on ctx; asserts that it
- * loads (callers check deco_test_have_data first). */
+ * loads. */
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);
 
 /* Contexts for tests; the CUDA one returns NULL if no device. */

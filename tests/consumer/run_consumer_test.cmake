@@ -1,11 +1,28 @@
 # ctest script: install the build tree to a temporary prefix, then configure,
-# build and run tests/consumer against it, by CMake package and by pkg-config.
+# build and run tests/consumer against it, by CMake package and by pkg-config;
+# the installed `deco` must run its built-in model (greedy: llama2.c's ids,
+# from the data folder: $DECO_DATA_DIR, else -DDECO_DATA_DIR) with no data
+# folder of its own.
 file(REMOVE_RECURSE ${DECO_WORK_DIR})
 set(prefix ${DECO_WORK_DIR}/prefix)
 execute_process(COMMAND ${CMAKE_COMMAND} --install ${DECO_BUILD_DIR} --prefix ${prefix}
                 RESULT_VARIABLE rc OUTPUT_QUIET)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "cmake --install failed: ${rc}")
+endif()
+if(DEFINED ENV{DECO_DATA_DIR} AND NOT "$ENV{DECO_DATA_DIR}" STREQUAL "")
+  set(DECO_DATA_DIR "$ENV{DECO_DATA_DIR}")
+endif()
+set(DECO_GOLDEN "${DECO_DATA_DIR}/fixtures/stories260K/greedy_bos_256.ids")
+if(NOT EXISTS "${DECO_GOLDEN}")
+  message(FATAL_ERROR "missing data file ${DECO_GOLDEN}")
+endif()
+execute_process(COMMAND ${prefix}/bin/deco generate --temperature 0 --print-ids --backend cpu
+                WORKING_DIRECTORY ${DECO_WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE ids ERROR_VARIABLE err)
+file(READ "${DECO_GOLDEN}" want)
+string(STRIP "${want}" want)
+if(NOT rc EQUAL 0 OR NOT ids STREQUAL "${want}\n")
+  message(FATAL_ERROR "installed deco: exit ${rc}, stdout '${ids}', stderr '${err}'; expected '${want}'")
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${DECO_CONSUMER_SRC} -B ${DECO_WORK_DIR}/build
                         -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh DIR — on a GPU host with a prebuilt, relocated build/ and
-# the data folder ($DECO_DATA_DIR with models/ and fixtures/): runs the GPU
+# the repository's data/ folder (or $DECO_DATA_DIR with the same layout): runs the GPU
 # test suites (the step and recycling suites first), the benches (the
 # evaluation first), the CLI, compute-sanitizer (memcheck, racecheck)
 # on a small-shape subset, then Nsight Compute kernel times of the decoding
@@ -8,7 +8,7 @@
 # summary last. Fails (does not skip) when the data is missing. The whole run
 # keeps to DECO_GPU_BUDGET_S seconds (default 360; it took about 320 on an
 # H100): a stage that would start too late is reported as skipped for time.
-#   DECO_DATA_DIR=.data tests/gpu/run.sh out/
+#   tests/gpu/run.sh out/
 # Files written (flat): device.txt gpu_tests.log benches.csv benches.log
 # sanitizer.log summary.txt, and ncu_recycle.csv ncu_plain.csv when Nsight
 # Compute is there (perf/profile_step.sh)
@@ -18,8 +18,7 @@ mkdir -p "$out"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${DECO_BUILD_DIR:-$root/build}
 bin=$build/bin
-export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/.data}
-export DECO_REQUIRE_DATA=1
+export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/data}
 cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
 cuda_lib=$cuda_bin/../lib64
 export PATH=$PATH:$cuda_bin

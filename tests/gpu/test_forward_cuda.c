@@ -108,11 +108,10 @@ static void check_model(const char *label, const char *path, const char *synthet
 }
 
 Test(forward_cuda, stories260K_teacher_forced, .timeout = 300) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   int n;
-  int32_t *ids = deco_test_read_ids(deco_test_data_path("fixtures/stories260K/greedy_bos_256.ids"), &n);
+  int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), &n);
   cr_assert(ids && n == 257);
-  check_model("stories260K", deco_test_data_path("models/stories260K.bin"), NULL, ids, 256);
+  check_model("stories260K", deco_test_data_file("models/stories260K.bin"), NULL, ids, 256);
   free(ids);
 }
 

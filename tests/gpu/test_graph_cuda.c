@@ -65,7 +65,6 @@ static void run(deco_model_t *m, deco_draft_source_t source, float temperature, 
 }
 
 static void check(deco_draft_source_t source, float temperature, int steps) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_BF16);

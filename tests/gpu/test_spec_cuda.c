@@ -63,7 +63,6 @@ static void logits_at(deco_model_t *m, const int32_t *ids, int p, int batched, f
 }
 
 static void check(deco_dtype_t dtype) {
-  if (!deco_test_have_data("models/stories260K.bin")) return;
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
   deco_model_t *m = deco_test_load_stories(ctx, dtype);
