@@ -1,6 +1,9 @@
-/* deco/deco.h — umbrella header of the deco library: fast LLM decoding
- * kernels (draft-tree verification, GQA, superposed and layer-parallel
- * drafting) and the Llama host layer that runs them.
+/* deco/deco.h — umbrella header of the deco library: kernels for fast LLM
+ * decoding (draft-tree verification: tree attention over a paged KV cache,
+ * greedy and lossless stochastic acceptance, KV compaction; causal GQA
+ * attention of any ratio; Token Recycling and prompt lookup drafts) and the
+ * Llama host layer that runs them (llama2.c checkpoints, the forward, the
+ * speculative loop, the CUDA-graph step).
  */
 #ifndef DECO_DECO_H
 #define DECO_DECO_H

@@ -80,8 +80,10 @@ typedef struct deco_tree_attention_args {
 } deco_tree_attention_args_t;
 DECO_API size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 DECO_API deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
-/* Name of the kernel path deco_tree_attention picks for these arguments
- * ("ref", "generic", "mma", "wgmma", ...), for benches and logs. */
+/* Name of the kernel path deco_tree_attention picks for these arguments,
+ * for benches and logs: "ref" (CPU), "generic", "mma-w4" or "mma-w8" (mma.sync
+ * tensor cores, head dim 64/128, f16/bf16), with "+splitN" when the KV is
+ * split N ways; "none" for an empty batch, "invalid" for bad arguments. */
 DECO_API const char *deco_tree_attention_path(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 
 /* ---- Acceptance ---- */
