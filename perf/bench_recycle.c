@@ -1,6 +1,6 @@
 /* perf/bench_recycle.c — Token Recycling's ops: per-row top-k of logits
  * (f32, bf16; V = 32000 and 128256; the template's 81 rows per request and
- * PERF.md's PyTorch comparison shapes) against the floor of reading the
+ * docs/PERF.md's PyTorch comparison shapes) against the floor of reading the
  * logits once, then the draft and the update at batch 1 and 64. Top-k is
  * checked against the C reference before it is timed.
  * Run: build/bin/bench_recycle [--reps N]   (CSV on stdout, summary on stderr)
@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
   CHECK(deco_ctx_set_workspace(ctx, ws, ws_bytes));
   int failures = 0;
 
-  /* rows, vocab, k: a request's template (81), 8 requests, and PERF.md's
+  /* rows, vocab, k: a request's template (81), 8 requests, and docs/PERF.md's
    * PyTorch shapes (top-3 of 3 x 32000: 78 us; top-8 of 8 x 128256: 125 us). */
   static const int cases[][3] = {{81, 32000, 8},  {81, 128256, 8},  {81, 128256, 16}, {648, 128256, 8},
                                  {648, 32000, 8}, {3, 32000, 3},    {8, 128256, 8},   {1, 128256, 8}};

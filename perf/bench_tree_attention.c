@@ -1,6 +1,6 @@
 /* perf/bench_tree_attention.c — tree attention at the Llama-3-8B attention
  * shape (32 query heads, 8 KV heads, head dim 128), bf16, page size 16,
- * random trees of 16, 64 and 128 nodes over PERF.md's (B, L) grid; floors
+ * random trees of 16, 64 and 128 nodes over docs/PERF.md's (B, L) grid; floors
  * from the ceilings measured in the same run, and one-token decode attention
  * (deco_attention) on the same cache. Cold caches by rotating copies of the
  * K/V pools (at least 3x L2 streamed between two uses of a copy); --flush

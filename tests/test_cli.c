@@ -1,4 +1,4 @@
-/* tests/test_cli.c — the `deco generate` contract of CLI.md: output formats,
+/* tests/test_cli.c — the `deco generate` contract of docs/CLI.md: output formats,
  * the stats line, stopping, exit codes and error lines, and the greedy
  * stories260K runs reproducing llama2.c's ids and text.
  */

@@ -144,7 +144,7 @@ Test(loader, stories260K_wrong_sizes) {
   size_t size;
   void *data = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
   cr_assert_not_null(data);
-  /* The example of CLI.md, through the file API. */
+  /* The example of docs/CLI.md, through the file API. */
   const char *path = tmp_path("model.bin");
   cr_assert_eq(deco_test_write_file(path, data, 300000), 0);
   deco_model_config_t c;

@@ -1,4 +1,4 @@
-/* host/cli/cli.h — the `deco` command line: parsed options (CLI.md) and the
+/* host/cli/cli.h — the `deco` command line: parsed options (docs/CLI.md) and the
  * generate command.
  */
 #ifndef DECO_CLI_H
@@ -8,7 +8,7 @@
 
 #include "deco/deco.h"
 
-/* Exit statuses of CLI.md. */
+/* Exit statuses of docs/CLI.md. */
 #define DECO_EXIT_OK 0
 #define DECO_EXIT_BAD_INPUT 1
 #define DECO_EXIT_USAGE 2

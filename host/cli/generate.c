@@ -1,6 +1,6 @@
 /* host/cli/generate.c — `deco generate`: resolve the backend, check the
  * model file, the tokenizer and the values that depend on the model (in
- * CLI.md's order), then decode — plain or speculative — printing ids or
+ * docs/CLI.md's order), then decode — plain or speculative — printing ids or
  * run.c's text and the stats line.
  */
 #define _POSIX_C_SOURCE 200809L

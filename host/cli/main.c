@@ -1,4 +1,4 @@
-/* host/cli/main.c — `deco`: the command-line front end (CLI.md).
+/* host/cli/main.c — `deco`: the command-line front end (docs/CLI.md).
  *   deco generate [options]     generate text or ids with a model
  *   deco --help | --version
  */

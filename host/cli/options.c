@@ -1,4 +1,4 @@
-/* host/cli/options.c — parsing of `deco generate` options exactly as CLI.md
+/* host/cli/options.c — parsing of `deco generate` options exactly as docs/CLI.md
  * lists them; malformed values are usage errors (exit 2).
  */
 #include <errno.h>

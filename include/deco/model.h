@@ -55,8 +55,8 @@ DECO_API deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const voi
 /* The seed of the synthetic models the CLI, tests and benches share. */
 #define DECO_SYNTHETIC_SEED 0x5EEDu
 
-/* Seeded synthetic model: "tiny", "llama2-7b" or "llama3-8b" (DESIGN.md,
- * CLI.md). Weights are generated where they live. Refused on the CPU
+/* Seeded synthetic model: "tiny", "llama2-7b" or "llama3-8b" (docs/DESIGN.md,
+ * docs/CLI.md). Weights are generated where they live. Refused on the CPU
  * backend above 2^28 parameters. */
 DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
                                                    deco_dtype_t dtype, deco_model_t **out);

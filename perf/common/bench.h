@@ -2,7 +2,7 @@
  * timing of a callback (warm-up, repetitions, median and spread), the two
  * ceilings measured in the same run (device-to-device copy, bf16 cuBLAS
  * GEMM), an L2 flush, and one CSV row per case with the % of the roofline
- * floor max(bytes / bandwidth, flops / matrix rate) (docs PERF.md).
+ * floor max(bytes / bandwidth, flops / matrix rate) (docs/PERF.md).
  *
  * Usage:
  *   deco_bench_t b;

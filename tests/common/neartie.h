@@ -1,4 +1,4 @@
-/* tests/common/neartie.h — the near-tie rule of TESTING.md: a GPU forward may
+/* tests/common/neartie.h — the near-tie rule of docs/TESTING.md: a GPU forward may
  * pick a different argmax than the CPU only where the CPU's top-2 logits are
  * this close. */
 #ifndef DECO_TESTS_NEARTIE_H

@@ -1,5 +1,5 @@
 /* tests/common/stats.h — chi-square goodness of fit for the sampling tests
- * (TESTING.md): bins with expected count < 5 are pooled. */
+ * (docs/TESTING.md): bins with expected count < 5 are pooled. */
 #ifndef DECO_TESTS_STATS_H
 #define DECO_TESTS_STATS_H
 

@@ -1,5 +1,5 @@
 /* tests/common/tolerances.h — every tolerance of the test suites, stated
- * once (TESTING.md). They come from the numerics; never widen one to make a
+ * once (docs/TESTING.md). They come from the numerics; never widen one to make a
  * test pass.
  */
 #ifndef DECO_TESTS_TOLERANCES_H

@@ -1,7 +1,7 @@
 /* tests/gpu/test_forward_cuda.c — the CUDA forward of stories260K in f32 and
  * bf16, teacher-forced on the fixture ids, against the CPU forward: at every
  * position the argmax must agree, except at a near tie of the CPU's top-2
- * logits (TESTING.md); every exception is printed with its gap. Both the
+ * logits (docs/TESTING.md); every exception is printed with its gap. Both the
  * batched prefill path and the one-token decode path are checked, and the
  * synthetic tiny model (same seeded weights on both backends) too.
  */

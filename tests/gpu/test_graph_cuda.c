@@ -1,7 +1,7 @@
 /* tests/gpu/test_graph_cuda.c — the device-resident speculative step
  * replayed as a CUDA graph against the same step run eagerly: greedy and
  * sampled Token Recycling and plain decoding on stories260K must give
- * bit-identical ids, KV cache contents and recycling tables (DESIGN.md,
+ * bit-identical ids, KV cache contents and recycling tables (docs/DESIGN.md,
  * "The speculative step as a CUDA graph").
  */
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /* tests/gpu/test_spec_cuda.c — speculative decoding on the GPU equals plain
- * decoding under the near-tie rule (TESTING.md): greedy prompt lookup and
+ * decoding under the near-tie rule (docs/TESTING.md): greedy prompt lookup and
  * Token Recycling on stories260K, f32 and bf16, are compared with plain
  * greedy decoding on the same backend and dtype up to the first differing
  * id; there, the top-2 gap of the target logits must be a near tie both as
