@@ -5,6 +5,7 @@
 #define DECO_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "deco/deco.h"
 
@@ -12,6 +13,8 @@
 #define DECO_EXIT_OK 0
 #define DECO_EXIT_BAD_INPUT 1
 #define DECO_EXIT_USAGE 2
+/* deco_cli_parse's answer to --help / -h after the command (not an exit status). */
+#define DECO_CLI_HELP (-1)
 
 typedef enum deco_spec_mode { DECO_SPEC_NONE = 0, DECO_SPEC_LOOKUP = 1, DECO_SPEC_RECYCLE = 2 } deco_spec_mode_t;
 
@@ -37,16 +40,21 @@ typedef struct deco_cli_options {
   int tree_nodes;             /* 0: the mode's default */
   const char *tree_template;
   int recycle_k;
+  int recycle_k_set;
   const char *recycle_state;
   int compare_ar;
 } deco_cli_options_t;
 
 /* Parses argv after the command name. On a usage error prints the
- * `deco: error:` line and returns DECO_EXIT_USAGE; 0 on success. */
+ * `deco: error:` line and returns DECO_EXIT_USAGE; DECO_CLI_HELP when
+ * --help or -h is among the options; 0 on success. */
 int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o);
 
 /* Runs `deco generate`; returns the exit status. */
 int deco_cli_generate(const deco_cli_options_t *o);
+
+/* The usage text of `deco generate`. */
+void deco_cli_usage(FILE *f);
 
 /* Prints "deco: error: <formatted>" on stderr. */
 void deco_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

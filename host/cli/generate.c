@@ -4,39 +4,104 @@
  * run.c's text and the stats line.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/default_model.h"
 #include "cli/generation.h"
 
-/* Prints ids or text as they are produced. */
+/* Prints ids or text as they are produced. The first failed write is
+ * remembered (errno) and nothing more is written: EPIPE means the reader
+ * went away, anything else is an error the run reports (docs/CLI.md). */
 typedef struct printer {
   const deco_cli_options_t *o;
   const deco_tokenizer_t *tok;
   int32_t prev;
   int count;
+  int write_errno; /* 0 while every write succeeded */
 } printer_t;
+
+static void put(printer_t *p, const char *buf, size_t len, int flush) {
+  if (p->write_errno) return;
+  errno = 0;
+  if ((len && fwrite(buf, 1, len, stdout) != len) || (flush && fflush(stdout) != 0))
+    p->write_errno = errno ? errno : EIO;
+}
 
 static void print_id(void *user, int32_t id) {
   printer_t *p = user;
   if (p->o->print_ids) {
-    printf(p->count ? " %d" : "%d", id);
+    char buf[16];
+    int n = snprintf(buf, sizeof buf, p->count ? " %d" : "%d", id);
+    put(p, buf, (size_t)n, 0);
   } else if (p->count) {
     size_t len;
     const char *piece = deco_tokenizer_decode(p->tok, p->prev, id, &len);
-    fwrite(piece, 1, len, stdout);
-    fflush(stdout);
+    put(p, piece, len, 1);
   }
   p->prev = id;
   p->count++;
 }
 
+/* The final newline, flushed, and stdout closed: a write error that only
+ * shows there (a full disk, a closed descriptor) is still caught. */
+static void finish_output(printer_t *p) {
+  put(p, "\n", 1, 1);
+  errno = 0;
+  if (fclose(stdout) != 0 && !p->write_errno) p->write_errno = errno ? errno : EIO;
+}
+
 static const char *base_name(const char *path) {
   const char *s = strrchr(path, '/');
   return s ? s + 1 : path;
+}
+
+/* A value of the stats line: spaces become '_', and every byte outside
+ * printable ASCII '?', so a file name cannot break or forge the line. */
+static void stats_value(char *s) {
+  for (; *s; ++s) {
+    unsigned char c = (unsigned char)*s;
+    if (c == ' ') *s = '_';
+    else if (c < 0x21 || c > 0x7e) *s = '?';
+  }
+}
+
+/* --recycle-state is saved at the end (a temporary file beside it, then a
+ * rename): refuse a location that cannot take it before generating. */
+static int check_state_path(const char *path) {
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    deco_cli_error("--recycle-state: %s is not a regular file", path);
+    return -1;
+  }
+  char *copy = strdup(path);
+  if (!copy) {
+    deco_cli_error("out of memory");
+    return -1;
+  }
+  const char *dir = dirname(copy);
+  int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && access(dir, W_OK | X_OK) == 0;
+  if (!ok) deco_cli_error("--recycle-state: cannot create a file in %s: %s", dir, strerror(errno ? errno : ENOTDIR));
+  free(copy);
+  return ok ? 0 : -1;
+}
+
+static void print_stats(const deco_cli_options_t *o, const deco_generation_t *gen, deco_backend_t backend,
+                        deco_dtype_t dtype, const char *model_label) {
+  double tok_per_s = gen->seconds > 0.0 ? gen->tokens / gen->seconds : 0.0;
+  fprintf(stderr, "stats: tokens=%d seconds=%.3f tok_per_s=%.2f backend=%s dtype=%s model=%s", gen->tokens,
+          gen->seconds, tok_per_s, deco_backend_name(backend), deco_dtype_name(dtype), model_label);
+  if (o->spec != DECO_SPEC_NONE)
+    fprintf(stderr, " forwards=%d mean_accepted=%.2f", gen->forwards,
+            gen->forwards ? (double)gen->tokens / gen->forwards : 0.0);
+  if (o->compare_ar) fprintf(stderr, " speedup=%.2f", gen->speedup);
+  fputc('\n', stderr);
 }
 
 int deco_cli_generate(const deco_cli_options_t *o) {
@@ -73,8 +138,7 @@ int deco_cli_generate(const deco_cli_options_t *o) {
     }
     snprintf(model_label, sizeof model_label, "synthetic:%s", o->synthetic);
   }
-  for (char *c = model_label; *c; ++c)
-    if (*c == ' ') *c = '_';
+  stats_value(model_label);
 
   /* 2. The tokenizer file, when text goes in or out. */
   int need_tokenizer = o->prompt != NULL || !o->print_ids;
@@ -94,13 +158,14 @@ int deco_cli_generate(const deco_cli_options_t *o) {
     }
   }
 
-  /* 3. Values that conflict with the model: ids >= vocab, steps > seq_len,
-   * a missing tokenizer. */
+  /* 3. Where the recycling state will be saved; then values that conflict
+   * with the model: ids >= vocab, steps > seq_len, a missing tokenizer. */
   int rc = DECO_EXIT_BAD_INPUT;
   int32_t *prompt = NULL;
   int n_prompt = 0;
   deco_ctx_t *ctx = NULL;
   deco_model_t *model = NULL;
+  if (o->recycle_state && check_state_path(o->recycle_state) != 0) goto done;
   for (int i = 0; o->prompt_ids && i < o->n_prompt_ids; ++i)
     if (o->prompt_ids[i] >= cfg.vocab_size) {
       deco_cli_error("--prompt-ids: id %d >= vocab %d", o->prompt_ids[i], cfg.vocab_size);
@@ -156,21 +221,16 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   }
 
   /* 5. Generate. */
-  printer_t pr = {o, tok, 0, 0};
+  printer_t pr = {o, tok, 0, 0, 0};
   deco_generation_t gen = {0};
   deco_generation_config_t gc = {o, prompt, n_prompt, print_id, &pr};
   if (deco_cli_run_generation(model, &gc, &gen) != 0) goto done;
-  double seconds = gen.seconds;
-  fputc('\n', stdout);
-  fflush(stdout);
-  double tok_per_s = seconds > 0.0 ? gen.tokens / seconds : 0.0;
-  fprintf(stderr, "stats: tokens=%d seconds=%.3f tok_per_s=%.2f backend=%s dtype=%s model=%s", gen.tokens, seconds,
-          tok_per_s, deco_backend_name(backend), deco_dtype_name(dtype), model_label);
-  if (o->spec != DECO_SPEC_NONE)
-    fprintf(stderr, " forwards=%d mean_accepted=%.2f", gen.forwards,
-            gen.forwards ? (double)gen.tokens / gen.forwards : 0.0);
-  if (o->compare_ar) fprintf(stderr, " speedup=%.2f", gen.speedup);
-  fputc('\n', stderr);
+  finish_output(&pr);
+  if (pr.write_errno && pr.write_errno != EPIPE) {
+    deco_cli_error("stdout: %s", strerror(pr.write_errno));
+    goto done;
+  }
+  print_stats(o, &gen, backend, dtype, model_label);
   rc = DECO_EXIT_OK;
 done:
   deco_model_destroy(model);

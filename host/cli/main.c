@@ -2,14 +2,16 @@
  *   deco generate [options]     generate text or ids with a model
  *   deco --help | --version
  */
+#define _POSIX_C_SOURCE 200809L
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 
-static void usage(FILE *f) {
+void deco_cli_usage(FILE *f) {
   fputs("usage: deco generate [options]\n"
         "  --model FILE          llama2.c checkpoint (default: stories260K, built in)\n"
         "  --synthetic NAME      tiny | llama2-7b | llama3-8b (seeded random weights)\n"
@@ -36,12 +38,15 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   setlocale(LC_ALL, "C");
+  /* A closed pipe is an EPIPE from write, handled where stdout is written,
+   * never a signal (docs/CLI.md). */
+  signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
-    usage(stderr);
+    deco_cli_usage(stderr);
     return DECO_EXIT_USAGE;
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-    usage(stdout);
+    deco_cli_usage(stdout);
     return DECO_EXIT_OK;
   }
   if (strcmp(argv[1], "--version") == 0) {
@@ -54,7 +59,12 @@ int main(int argc, char **argv) {
   }
   deco_cli_options_t o;
   int rc = deco_cli_parse(argc - 2, argv + 2, &o);
-  if (rc == 0) rc = deco_cli_generate(&o);
+  if (rc == DECO_CLI_HELP) {
+    deco_cli_usage(stdout);
+    rc = fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+  } else if (rc == 0) {
+    rc = deco_cli_generate(&o);
+  }
   free(o.prompt_ids);
   return rc;
 }

@@ -2,6 +2,7 @@
  * lists them; malformed values are usage errors (exit 2).
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,12 +36,24 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, int *out)
   return 0;
 }
 
+/* A decimal or hexadecimal float that a float holds: finite, and either 0
+ * or at least FLT_MIN in magnitude (strtof reports a subnormal or a value
+ * that rounds to 0 as a range error). */
 static int parse_float(const char *opt, const char *s, float *out) {
   char *end;
   errno = 0;
   float v = strtof(s, &end);
-  if (errno || end == s || *end != '\0' || !isfinite(v)) {
-    deco_cli_error("%s: '%s' is not a finite number", opt, s);
+  if (end == s || *end != '\0') {
+    deco_cli_error("%s: '%s' is not a number", opt, s);
+    return -1;
+  }
+  if (!isfinite(v) || (errno == ERANGE && fabsf(v) > 1.0f)) {
+    deco_cli_error("%s: '%s' is not a finite float (largest %g)", opt, s, (double)FLT_MAX);
+    return -1;
+  }
+  if (errno == ERANGE) {
+    deco_cli_error("%s: '%s' is too small for a float: a nonzero value must be at least %g (use 0)", opt, s,
+                   (double)FLT_MIN);
     return -1;
   }
   *out = v;
@@ -95,6 +108,7 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
   o->recycle_k = 8;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DECO_CLI_HELP;
     /* Flags without a value. */
     if (strcmp(a, "--ignore-eos") == 0) {
       o->ignore_eos = 1;
@@ -183,7 +197,10 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
     } else if (strcmp(a, "--draft-len") == 0) bad = parse_int(a, v, 1, 255, &o->draft_len);
     else if (strcmp(a, "--tree-nodes") == 0) bad = parse_int(a, v, 1, 255, &o->tree_nodes);
     else if (strcmp(a, "--tree-template") == 0) o->tree_template = v;
-    else if (strcmp(a, "--recycle-k") == 0) bad = parse_int(a, v, 1, 16, &o->recycle_k);
+    else if (strcmp(a, "--recycle-k") == 0) {
+      bad = parse_int(a, v, 1, 16, &o->recycle_k);
+      o->recycle_k_set = 1;
+    }
     else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
     if (bad) return DECO_EXIT_USAGE;
   }
@@ -193,6 +210,15 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
   }
   if (o->prompt && o->prompt_ids) {
     deco_cli_error("--prompt and --prompt-ids exclude each other");
+    return DECO_EXIT_USAGE;
+  }
+  /* Options of Token Recycling mean nothing to another draft source. */
+  const char *recycle_only = o->tree_template ? "--tree-template"
+                             : o->recycle_state ? "--recycle-state"
+                             : o->recycle_k_set ? "--recycle-k"
+                                                : NULL;
+  if (recycle_only && o->spec != DECO_SPEC_RECYCLE) {
+    deco_cli_error("%s needs --spec recycle", recycle_only);
     return DECO_EXIT_USAGE;
   }
   if (o->backend_set && o->backend == DECO_BACKEND_CPU && o->dtype_set && o->dtype == DECO_DTYPE_BF16) {

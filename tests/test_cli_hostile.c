@@ -1,0 +1,237 @@
+/* tests/test_cli_hostile.c — `deco generate` against hostile or careless
+ * input and output (docs/CLI.md): FIFOs named as files, outputs that fail
+ * (/dev/full, a closed stdout, a reader that went away), file names that try
+ * to forge the stats line, options that mean nothing without --spec recycle,
+ * a recycling state that could not be saved, values a float cannot hold.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/testutil.h"
+
+static const char *tmp(const char *name) {
+  static char bufs[4][4096];
+  static int next;
+  char *b = bufs[next++ % 4];
+  snprintf(b, sizeof bufs[0], "%s/%s", deco_test_tmpdir(), name);
+  return b;
+}
+
+static int matches(const char *re, const char *text) {
+  regex_t rx;
+  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
+  int ok = regexec(&rx, text, 0, NULL, 0) == 0;
+  regfree(&rx);
+  return ok;
+}
+
+#define STATS_RE                                                                                                  \
+  "^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu dtype=f32 model=[!-~]+" \
+  "( forwards=[0-9]+ mean_accepted=[0-9]+\\.[0-9]{2})?$"
+
+static void expect_error(const deco_test_run_t *r, int status, const char *needle) {
+  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
+  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
+  cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
+}
+
+/* open() of a FIFO without a writer blocks; every file option must refuse
+ * it at once (the suite's timeout turns a hang into a failure). */
+Test(cli_hostile, fifo_is_refused_for_every_file_option, .timeout = 60) {
+  const char *fifo = tmp("fifo");
+  cr_assert_eq(mkfifo(fifo, 0644), 0);
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  const char *const cases[][10] = {
+      {"generate", "--model", fifo, "--print-ids", NULL},
+      {"generate", "--model", model, "--tokenizer", fifo, NULL},
+      {"generate", "--tokenizer", fifo, "--prompt", "Hi", NULL},
+      {"generate", "--spec", "recycle", "--tree-template", fifo, NULL},
+      {"generate", "--spec", "recycle", "--recycle-state", fifo, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli(cases[i], &r), 0);
+    expect_error(&r, 1, "not a regular file");
+    cr_assert(strstr(r.err, fifo) != NULL, "case %zu names the file: %s", i, r.err);
+    cr_assert_str_eq(r.out, "", "case %zu wrote to stdout", i);
+    deco_test_run_free(&r);
+  }
+}
+
+/* A write that fails is an error, unless the reader closed the pipe. */
+Test(cli_hostile, failed_writes_exit_1) {
+  const char *const ids[] = {"generate", "--print-ids", "--steps", "20", "--backend", "cpu", NULL};
+  const char *const text[] = {"generate", "--steps", "20", "--backend", "cpu", NULL};
+  const char *const *argvs[2] = {ids, text};
+  for (int a = 0; a < 2; ++a) {
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli_stdout(argvs[a], DECO_TEST_STDOUT_FULL, &r), 0);
+    expect_error(&r, 1, "stdout: No space left on device");
+    cr_assert(strstr(r.err, "stats:") == NULL, "no stats line after a failed write: %s", r.err);
+    deco_test_run_free(&r);
+    cr_assert_eq(deco_test_run_cli_stdout(argvs[a], DECO_TEST_STDOUT_CLOSED, &r), 0);
+    expect_error(&r, 1, "stdout: ");
+    deco_test_run_free(&r);
+  }
+}
+
+Test(cli_hostile, recycling_state_is_saved_when_stdout_fails) {
+  const char *state = tmp("state.bin");
+  const char *const argv[] = {"generate", "--spec", "recycle", "--recycle-state", state, "--steps", "40",
+                              "--temperature", "0", "--backend", "cpu", NULL};
+  deco_test_run_t r;
+  cr_assert_eq(deco_test_run_cli_stdout(argv, DECO_TEST_STDOUT_FULL, &r), 0);
+  expect_error(&r, 1, "stdout: ");
+  deco_test_run_free(&r);
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_recycler_t *rec;
+  cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_recycler_load(rec, state), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* The table is the one the run left: it learnt something. */
+  int32_t *table = malloc(512 * 8 * sizeof(int32_t));
+  cr_assert_eq(deco_memcpy(ctx, table, deco_recycler_table(rec), 512 * 8 * sizeof(int32_t), DECO_COPY_CTX_TO_HOST),
+               DECO_STATUS_SUCCESS);
+  int nonzero = 0;
+  for (int i = 0; i < 512 * 8; ++i) nonzero += table[i] != 0;
+  cr_assert_gt(nonzero, 0, "the saved table is empty");
+  free(table);
+  deco_recycler_destroy(rec);
+  deco_ctx_destroy(ctx);
+}
+
+/* A reader that went away (`deco generate | head -c 10`): no signal, no
+ * error line, exit 0 with the stats line (docs/CLI.md). */
+Test(cli_hostile, closed_pipe_is_the_end_of_output) {
+  const char *const ids[] = {"generate", "--print-ids", "--steps", "30", "--backend", "cpu", NULL};
+  const char *const text[] = {"generate", "--steps", "30", "--spec", "lookup", "--backend", "cpu", NULL};
+  const char *const *argvs[2] = {ids, text};
+  for (int a = 0; a < 2; ++a) {
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli_stdout(argvs[a], DECO_TEST_STDOUT_BROKEN_PIPE, &r), 0);
+    cr_assert_eq(r.status, 0, "exit %d (141 = SIGPIPE); stderr: %s", r.status, r.err);
+    cr_assert(strstr(r.err, "deco: error") == NULL, "%s", r.err);
+    cr_assert(matches(STATS_RE, deco_test_last_line(r.err)), "stats line: %s", r.err);
+    deco_test_run_free(&r);
+  }
+}
+
+/* A file name holding a newline and a forged stats line. */
+Test(cli_hostile, stats_line_cannot_be_forged_by_a_file_name) {
+  size_t size;
+  void *data = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
+  cr_assert_not_null(data);
+  const char *name = tmp("m\nstats: tokens=1 seconds=0.000 tok_per_s=0.00 backend=cpu dtype=f32 model=x\t\x1b[0m.bin");
+  cr_assert_eq(deco_test_write_file(name, data, size), 0);
+  free(data);
+  const char *const argv[] = {"generate", "--model", name, "--print-ids", "--prompt-ids", "1", "--steps", "4",
+                              "--backend", "cpu", NULL};
+  deco_test_run_t r;
+  cr_assert_eq(deco_test_run_cli(argv, &r), 0);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  const char *last = deco_test_last_line(r.err);
+  cr_assert(matches(STATS_RE, last), "stats line: %s", last);
+  cr_assert(strstr(last, "model=m?stats:_tokens=1_seconds=0.000") != NULL, "%s", last);
+  cr_assert(strstr(last, "model=x??[0m.bin") != NULL, "%s", last);
+  /* stderr holds one line, the real stats line. */
+  cr_assert(strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "stderr: %s", r.err);
+  deco_test_run_free(&r);
+}
+
+Test(cli_hostile, generate_help_exits_0) {
+  const char *const cases[][4] = {{"generate", "--help", NULL}, {"generate", "--steps", "5", "-h"}};
+  for (int i = 0; i < 2; ++i) {
+    deco_test_run_t r;
+    const char *argv[5] = {cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL};
+    cr_assert_eq(deco_test_run_cli(argv, &r), 0);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strncmp(r.out, "usage: deco generate", 20) == 0, "stdout: %s", r.out);
+    cr_assert_str_eq(r.err, "");
+    deco_test_run_free(&r);
+  }
+}
+
+Test(cli_hostile, recycle_options_need_spec_recycle) {
+  const char *const cases[][6] = {
+      {"generate", "--tree-template", "t.txt", NULL},
+      {"generate", "--recycle-state", "s.bin", NULL},
+      {"generate", "--recycle-k", "4", NULL},
+      {"generate", "--spec", "lookup", "--recycle-k", "4", NULL},
+  };
+  const char *opt[] = {"--tree-template", "--recycle-state", "--recycle-k", "--recycle-k"};
+  for (int i = 0; i < 4; ++i) {
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli(cases[i], &r), 0);
+    expect_error(&r, 2, "needs --spec recycle");
+    cr_assert(strstr(r.err, opt[i]) != NULL, "%s", r.err);
+    deco_test_run_free(&r);
+  }
+}
+
+/* A state that could not be saved is found before generating. */
+Test(cli_hostile, unusable_state_location_fails_first) {
+  const char *file = tmp("plain-file");
+  cr_assert_eq(deco_test_write_file(file, "x", 1), 0);
+  char under_file[4200];
+  snprintf(under_file, sizeof under_file, "%s/state.bin", file);
+  const char *paths[] = {"/nonexistent-deco-dir/state.bin", under_file, deco_test_tmpdir()};
+  const char *needles[] = {"cannot create a file in /nonexistent-deco-dir", "cannot create a file in",
+                           "is not a regular file"};
+  for (int i = 0; i < 3; ++i) {
+    const char *const argv[] = {"generate", "--spec", "recycle", "--recycle-state", paths[i], "--backend", "cpu",
+                                NULL};
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli(argv, &r), 0);
+    expect_error(&r, 1, needles[i]);
+    cr_assert_str_eq(r.out, "", "generated before refusing the state: %s", r.out);
+    deco_test_run_free(&r);
+  }
+}
+
+Test(cli_hostile, floats_out_of_range_name_the_rule) {
+  deco_test_run_t r;
+  const char *const small[] = {"generate", "--temperature", "1e-38", NULL};
+  cr_assert_eq(deco_test_run_cli(small, &r), 0);
+  expect_error(&r, 2, "a nonzero value must be at least 1.17549e-38");
+  deco_test_run_free(&r);
+  const char *const big[] = {"generate", "--temperature", "1e39", NULL};
+  cr_assert_eq(deco_test_run_cli(big, &r), 0);
+  expect_error(&r, 2, "not a finite float");
+  deco_test_run_free(&r);
+  const char *const word[] = {"generate", "--top-p", "abc", NULL};
+  cr_assert_eq(deco_test_run_cli(word, &r), 0);
+  expect_error(&r, 2, "'abc' is not a number");
+  deco_test_run_free(&r);
+  /* The smallest normal float is accepted. */
+  const char *const tiny[] = {"generate", "--temperature", "1.2e-38", "--steps", "8", "--print-ids", "--backend",
+                              "cpu", NULL};
+  cr_assert_eq(deco_test_run_cli(tiny, &r), 0);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  deco_test_run_free(&r);
+}
+
+/* A prompt far longer than the context is encoded quickly and truncated to
+ * --steps positions. */
+Test(cli_hostile, long_prompt_is_truncated, .timeout = 60) {
+  size_t n = 100 * 1024;
+  char *text = malloc(n + 1);
+  const char *words = "Once upon a time, there was a little dog named Max. He liked to run and play. ";
+  size_t wl = strlen(words);
+  for (size_t i = 0; i < n; ++i) text[i] = words[i % wl];
+  text[n] = '\0';
+  const char *const argv[] = {"generate", "--prompt", text, "--print-ids", "--steps", "64", "--backend", "cpu", NULL};
+  deco_test_run_t r;
+  cr_assert_eq(deco_test_run_cli(argv, &r), 0);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  int ids = 0;
+  for (const char *p = r.out; *p; ++p) ids += *p == ' ';
+  cr_assert_eq(ids + 1, 65, "the first id and one per position: %s", r.out);
+  cr_assert(strstr(deco_test_last_line(r.err), "tokens=0 ") != NULL, "every position is a prompt id: %s", r.err);
+  free(text);
+  deco_test_run_free(&r);
+}
