@@ -253,6 +253,10 @@ static char *slurp_fd(int fd) {
 }
 
 int deco_test_run_cli(const char *const *argv, deco_test_run_t *r) {
+  return deco_test_run_cli_stdout(argv, DECO_TEST_STDOUT_CAPTURE, r);
+}
+
+int deco_test_run_cli_stdout(const char *const *argv, deco_test_stdout_t mode, deco_test_run_t *r) {
   memset(r, 0, sizeof *r);
   char out_path[PATH_MAX + 32], err_path[PATH_MAX + 32];
   snprintf(out_path, sizeof out_path, "%s/cli-out-XXXXXX", deco_test_tmpdir());
@@ -264,15 +268,27 @@ int deco_test_run_cli(const char *const *argv, deco_test_run_t *r) {
   const char **full = calloc((size_t)argc + 2, sizeof *full);
   full[0] = cli_path();
   for (int i = 0; i < argc; ++i) full[i + 1] = argv[i];
+  int pipe_fd[2] = {-1, -1};
+  if (mode == DECO_TEST_STDOUT_BROKEN_PIPE) {
+    /* The reader is gone before the program starts: every write gets EPIPE. */
+    if (pipe(pipe_fd) != 0) return -1;
+    close(pipe_fd[0]);
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+  switch (mode) {
+  case DECO_TEST_STDOUT_CAPTURE: posix_spawn_file_actions_adddup2(&fa, out_fd, 1); break;
+  case DECO_TEST_STDOUT_FULL: posix_spawn_file_actions_addopen(&fa, 1, "/dev/full", O_WRONLY, 0); break;
+  case DECO_TEST_STDOUT_CLOSED: posix_spawn_file_actions_addclose(&fa, 1); break;
+  case DECO_TEST_STDOUT_BROKEN_PIPE: posix_spawn_file_actions_adddup2(&fa, pipe_fd[1], 1); break;
+  }
   posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   pid_t pid;
   int rc = posix_spawn(&pid, full[0], &fa, NULL, (char *const *)full, environ);
   posix_spawn_file_actions_destroy(&fa);
   free(full);
+  if (pipe_fd[1] >= 0) close(pipe_fd[1]);
   if (rc != 0) {
     close(out_fd);
     close(err_fd);

@@ -66,6 +66,15 @@ typedef struct deco_test_run {
   int status;
 } deco_test_run_t;
 int deco_test_run_cli(const char *const *argv, deco_test_run_t *r);
+/* The same with stdout sent elsewhere (r->out is then empty): /dev/full,
+ * closed, or a pipe whose reader has already gone. */
+typedef enum deco_test_stdout {
+  DECO_TEST_STDOUT_CAPTURE,
+  DECO_TEST_STDOUT_FULL,
+  DECO_TEST_STDOUT_CLOSED,
+  DECO_TEST_STDOUT_BROKEN_PIPE
+} deco_test_stdout_t;
+int deco_test_run_cli_stdout(const char *const *argv, deco_test_stdout_t mode, deco_test_run_t *r);
 void deco_test_run_free(deco_test_run_t *r);
 /* Runs the CLI with the given arguments into *r, failing the test if it
  * cannot be started: DECO_TEST_RUN_CLI(&r, "generate", "--steps", "8"). */
