@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
             memset(&st, 0, sizeof st);
             st.mode = (enum mode)mi;
             deco_tree_batch_t tb = {B, B * n, d_indptr, d_parent};
-            deco_tree_verify_out_t out = {d_path, d_len, d_bonus};
+            deco_tree_verify_out_t out = {.path = d_path, .accept_len = d_len, .bonus = d_bonus};
             st.g = (deco_tree_accept_greedy_args_t){tb, d_tokens, dt, dti ? logits16 : logits32, V, out};
             st.s = (deco_tree_accept_sample_args_t){tb, d_tokens, dt, dti ? logits16 : logits32, V, 1.0f, 0,
                                                     mi == TOP_P ? 0.9f : 1.0f,
@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
               }
               int32_t rlen, rbonus, rpath[DECO_TREE_MAX_NODES], ind1[2] = {0, n};
               deco_tree_batch_t ht = {1, n, ind1, par1};
-              deco_tree_verify_out_t ho = {rpath, &rlen, &rbonus};
+              deco_tree_verify_out_t ho = {.path = rpath, .accept_len = &rlen, .bonus = &rbonus};
               deco_status_t rs;
               if (mi == GREEDY) {
                 deco_tree_accept_greedy_args_t ra = {ht, tokens, DECO_DTYPE_F32, hl, V, ho};

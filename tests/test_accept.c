@@ -176,11 +176,81 @@ Test(accept_greedy, lexicographic_tie_not_smallest_last_node) {
   int32_t indptr[2] = {0, 5}, parent[5] = {-1, 0, 0, 2, 1}, tokens[5] = {0, 1, 1, 2, 2};
   float logits[5 * 3] = {0, 1, 0, /* root -> 1 */ 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0};
   int32_t path[DECO_TREE_MAX_NODES], len, bonus;
-  deco_tree_accept_greedy_args_t a = {{1, 5, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 3, {path, &len, &bonus}};
+  deco_tree_accept_greedy_args_t a = {{1, 5, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 3, {.path = path, .accept_len = &len, .bonus = &bonus}};
   cr_assert_eq(deco_tree_accept_greedy(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(len, 3);
   cr_assert(path[0] == 0 && path[1] == 1 && path[2] == 4, "path %d %d %d", path[0], path[1], path[2]);
   cr_assert_eq(bonus, 0, "bonus = argmax of an all-zero row = lowest id");
+  deco_ctx_destroy(ctx);
+}
+
+/* ---- non-finite logits ---- */
+
+/* Greedy reads the rows of the root and of every node whose path matches:
+ * the flag names the smallest such row holding a NaN or an infinity, and
+ * no other row. */
+Test(accept_greedy, flags_non_finite_rows_it_reads) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t indptr[2] = {0, 4}, parent[4] = {-1, 0, 0, 1}, tokens[4] = {0, 1, 2, 0};
+  float logits[4 * 3] = {0, 1, 0, /* root -> 1 */ NAN, 0, 5, /* node 1: read, NaN skipped -> 2 */
+                         INFINITY, 0, 0, /* node 2: not read */ 0, 0, 0};
+  int32_t path[DECO_TREE_MAX_NODES], len, bonus, nonfinite = -7;
+  deco_tree_accept_greedy_args_t a = {.tree = {1, 4, indptr, parent}, .tokens = tokens, .logits_dtype = DECO_DTYPE_F32,
+                                      .logits = logits, .vocab = 3,
+                                      .out = {.path = path, .accept_len = &len, .bonus = &bonus, .nonfinite = &nonfinite}};
+  cr_assert_eq(deco_tree_accept_greedy(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(nonfinite, 2, "1 + node 1");
+  cr_assert_eq(len, 2);
+  cr_assert_eq(bonus, 2, "the argmax skips NaN");
+  /* An infinity in the root's row; then every logit NaN. */
+  logits[0] = -INFINITY;
+  cr_assert_eq(deco_tree_accept_greedy(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(nonfinite, 1);
+  for (int i = 0; i < 3; ++i) logits[i] = NAN;
+  cr_assert_eq(deco_tree_accept_greedy(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(nonfinite, 1);
+  cr_assert_eq(len, 1);
+  cr_assert_eq(bonus, 0, "a row of NaN alone gives id 0");
+  /* Finite rows everywhere that is read: the flag is written as 0. */
+  float finite[4 * 3] = {0, 1, 0, 0, 0, 5, INFINITY, 0, 0, 0, 0, 0};
+  a.logits = finite;
+  nonfinite = -7;
+  cr_assert_eq(deco_tree_accept_greedy(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(nonfinite, 0, "node 2's row is not read");
+  deco_ctx_destroy(ctx);
+}
+
+/* Sampling ends the walk at the first row that is not finite: the path
+ * stops there and the bonus is its largest logit (NaN skipped). */
+Test(accept_sample, flags_non_finite_rows_and_stops) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t indptr[2] = {0, 3}, parent[3] = {-1, 0, 1}, tokens[3] = {0, 1, 2};
+  /* The root gives token 1 all the mass (accepted for any uniform). */
+  float logits[3 * 3] = {0, 100, 0, 0, INFINITY, 0, 0, 0, 0};
+  uint64_t seed = 3;
+  uint32_t offset = 0;
+  int32_t path[DECO_TREE_MAX_NODES], len, bonus, nonfinite = -7;
+  deco_tree_accept_sample_args_t a = {
+      .tree = {1, 3, indptr, parent}, .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 3,
+      .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .draft_kind = DECO_DRAFT_DETERMINISTIC, .seed = &seed,
+      .offset = &offset, .out = {.path = path, .accept_len = &len, .bonus = &bonus, .nonfinite = &nonfinite}};
+  cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(nonfinite, 2);
+  cr_assert_eq(len, 2);
+  cr_assert(path[0] == 0 && path[1] == 1 && path[2] == -1);
+  cr_assert_eq(bonus, 1, "the infinity is the largest logit");
+  float nan_root[3 * 3] = {1, NAN, 0, 0, 0, 0, 0, 0, 0};
+  a.logits = nan_root;
+  cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(nonfinite, 1);
+  cr_assert_eq(len, 1);
+  cr_assert_eq(bonus, 0);
+  float fine[3 * 3] = {0, 100, 0, 0, 0, 100, 0, 0, 0};
+  a.logits = fine;
+  nonfinite = -7;
+  cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(nonfinite, 0);
+  cr_assert_eq(len, 3);
   deco_ctx_destroy(ctx);
 }
 
@@ -194,7 +264,7 @@ Test(accept_args, rejects_bad_arguments) {
   uint32_t offset = 0;
   int32_t path[DECO_TREE_MAX_NODES], len, bonus;
   deco_tree_accept_sample_args_t ok = {{1, 3, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 4, 1.0f, 0, 1.0f,
-                                       DECO_DRAFT_DETERMINISTIC, NULL, &seed, &offset, {path, &len, &bonus}};
+                                       DECO_DRAFT_DETERMINISTIC, NULL, &seed, &offset, {.path = path, .accept_len = &len, .bonus = &bonus}};
   cr_assert_eq(deco_tree_accept_sample(ctx, &ok), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_tree_accept_sample_args_t a;
   /* Each case must write its own message: another op's failure is recorded
@@ -238,7 +308,7 @@ Test(accept_args, rejects_bad_arguments) {
   cr_assert_eq(deco_tree_accept_sample(ctx, NULL), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_tree_accept_sample_workspace_size(ctx, &ok), 0);
 
-  deco_tree_accept_greedy_args_t g = {{1, 3, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 4, {path, &len, &bonus}};
+  deco_tree_accept_greedy_args_t g = {{1, 3, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 4, {.path = path, .accept_len = &len, .bonus = &bonus}};
   cr_assert_eq(deco_tree_accept_greedy(ctx, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   g.logits_dtype = DECO_DTYPE_BF16;
   cr_assert_eq(deco_tree_accept_greedy(ctx, &g), DECO_STATUS_UNSUPPORTED);
@@ -300,7 +370,7 @@ Test(accept_sample, reference_equals_model) {
       deco_tree_accept_sample_args_t a = {{B, b.N, b.indptr, b.parent}, b.tokens, DECO_DTYPE_F32, b.logits, V,
                                           filt[fi].T, filt[fi].k, filt[fi].p, kinds[ki],
                                           kinds[ki] == DECO_DRAFT_DETERMINISTIC ? NULL : b.q, &seed, &offset,
-                                          {b.path, b.len, b.bonus}};
+                                          {.path = b.path, .accept_len = b.len, .bonus = b.bonus}};
       cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
       for (int t = 0; t < B; ++t) {
         int lo = b.indptr[t], n = b.indptr[t + 1] - lo;
@@ -342,7 +412,7 @@ Test(accept_sample, top_k_one_is_greedy) {
   uint64_t seed = 3;
   uint32_t offset = 17;
   deco_tree_accept_sample_args_t a = {{b.B, b.N, b.indptr, b.parent}, b.tokens, DECO_DTYPE_F32, b.logits, b.V, 0.9f, 1,
-                                      1.0f, DECO_DRAFT_DETERMINISTIC, NULL, &seed, &offset, {path, len, bonus}};
+                                      1.0f, DECO_DRAFT_DETERMINISTIC, NULL, &seed, &offset, {.path = path, .accept_len = len, .bonus = bonus}};
   cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_test_compare_i32("accept_len", len, b.len, 23), 0);
   cr_assert_eq(deco_test_compare_i32("bonus", bonus, b.bonus, 23), 0);
@@ -472,7 +542,7 @@ static model_chi2_t run_case(deco_ctx_t *ctx, const scase_t *c, enum model_rule 
     if (use_op) {
       deco_tree_accept_sample_args_t a = {{BATCH, indptr[BATCH], indptr, parent}, tok, DECO_DTYPE_F32, logits, SV,
                                           c->T, c->k, c->p, c->kind, c->kind == DECO_DRAFT_DETERMINISTIC ? NULL : q,
-                                          &seed, &offset, {path, len, bonus}};
+                                          &seed, &offset, {.path = path, .accept_len = len, .bonus = bonus}};
       cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
     } else {
       for (int t = 0; t < BATCH; ++t) {
@@ -509,7 +579,7 @@ static model_chi2_t run_case(deco_ctx_t *ctx, const scase_t *c, enum model_rule 
       ind2[n2] = n2;
       uint32_t off2 = offset + 1;
       deco_tree_accept_sample_args_t a2 = {{n2, n2, ind2, par2}, tok2, DECO_DTYPE_F32, l2, SV, c->T, c->k, c->p,
-                                           DECO_DRAFT_DETERMINISTIC, NULL, &seed, &off2, {path2, len2, b2}};
+                                           DECO_DRAFT_DETERMINISTIC, NULL, &seed, &off2, {.path = path2, .accept_len = len2, .bonus = b2}};
       cr_assert_eq(deco_tree_accept_sample(ctx, &a2), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
       for (int i = 0; i < n2; ++i) second[idx2[i]] = b2[i];
       free(ind2), free(par2), free(tok2), free(len2), free(b2), free(path2), free(l2);

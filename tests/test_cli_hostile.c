@@ -235,3 +235,35 @@ Test(cli_hostile, long_prompt_is_truncated, .timeout = 60) {
   free(text);
   deco_test_run_free(&r);
 }
+
+/* Finite weights that overflow in the forward: every RMSNorm weight of
+ * stories260K set to 3e38 gives non-finite logits from the first forward.
+ * Plain decoding and both draft sources, greedy and sampled, must stop
+ * with an error naming the position instead of emitting degenerate ids. */
+Test(cli_hostile, non_finite_logits_stop_the_run) {
+  size_t size;
+  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
+  cr_assert_not_null(w);
+  /* Float offsets after the 28-byte header (test_loader checks them):
+   * rms_att [5][64] at 32768, rms_ffn [5][64] at 94528, rms_final [64] at 259968. */
+  float *base = (float *)((char *)w + 28);
+  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
+  for (int t = 0; t < 3; ++t)
+    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  const char *path = tmp("overflow.bin");
+  cr_assert_eq(deco_test_write_file(path, w, size), 0);
+  free(w);
+  const char *const specs[] = {"none", "lookup", "recycle"};
+  const char *const temps[] = {"0", "0.8"};
+  for (int s = 0; s < 3; ++s)
+    for (int t = 0; t < 2; ++t) {
+      const char *const argv[] = {"generate", "--model", path, "--prompt-ids", "1,403,407", "--print-ids", "--spec",
+                                  specs[s], "--temperature", temps[t], "--backend", "cpu", NULL};
+      deco_test_run_t r;
+      cr_assert_eq(deco_test_run_cli(argv, &r), 0);
+      /* The prefill covers positions 0 and 1; the first logits used are position 2's. */
+      expect_error(&r, 1, "non-finite logits at position 2");
+      cr_assert(strstr(r.err, "stats:") == NULL, "--spec %s T=%s: %s", specs[s], temps[t], r.err);
+      deco_test_run_free(&r);
+    }
+}

@@ -101,7 +101,7 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
 
 Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_spec_state_t s = {10, 77, 0, 0, 0, 0, 0, 10};
+  deco_spec_state_t s = {.len = 10, .root = 77, .offset = 10};
   int32_t depth[5] = {0, 1, 1, 2, 3}, tokens[5] = {0, 5, 6, 7, 8}, pos[5], qi[2], kv, pre, ind[2], rows;
   deco_spec_prepare_args_t pa = {&s, 5, depth, 13, tokens, pos, qi, &kv, &pre, ind, &rows};
   cr_assert_eq(deco_spec_prepare(ctx, &pa), DECO_STATUS_SUCCESS);
@@ -116,7 +116,16 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   cr_assert_eq(pre, 10);
   /* Commit: path 0 -> 1 -> 3, bonus 2 (EOS) with the stop rule on. */
   int32_t path[DECO_TREE_MAX_NODES] = {0, 1, 3}, acc = 3, bonus = 2, out[8];
-  deco_spec_commit_args_t ca = {&s, tokens, 5, path, &acc, &bonus, 13, 0, out, 8};
+  deco_spec_commit_args_t ca = {.state = &s,
+                                .tokens = tokens,
+                                .n_nodes = 5,
+                                .path = path,
+                                .accept_len = &acc,
+                                .bonus = &bonus,
+                                .steps = 13,
+                                .ignore_eos = 0,
+                                .out = out,
+                                .out_capacity = 8};
   cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_SUCCESS);
   cr_assert_eq(s.n_out, 2);
   cr_assert_eq(out[0], 5);
@@ -130,7 +139,7 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   cr_assert_eq(ind[1], 0, "after done acceptance and the update see an empty tree");
   cr_assert_eq(qi[1], 0, "after done the forward writes no KV slot");
   /* Without the stop rule: len advances by accept_len and the step limit ends it. */
-  deco_spec_state_t t = {10, 77, 0, 0, 0, 0, 0, 10};
+  deco_spec_state_t t = {.len = 10, .root = 77, .offset = 10};
   ca.state = &t;
   ca.ignore_eos = 1;
   cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_SUCCESS);
@@ -140,7 +149,7 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   cr_assert_eq(t.n_out, 3);
   cr_assert_eq(t.done, 1, "len reached steps");
   /* A malformed verification output is an error. */
-  deco_spec_state_t u = {10, 77, 0, 0, 0, 0, 0, 10};
+  deco_spec_state_t u = {.len = 10, .root = 77, .offset = 10};
   int32_t zero = 0;
   ca.state = &u;
   ca.accept_len = &zero;
@@ -150,7 +159,7 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   /* So is an accepted path that leaves the tree (it would index tokens[]). */
   static const int32_t bad_nodes[3] = {-1, 0, 5};
   for (int i = 0; i < 3; ++i) {
-    deco_spec_state_t w = {10, 77, 0, 0, 0, 0, 0, 10};
+    deco_spec_state_t w = {.len = 10, .root = 77, .offset = 10};
     ca.state = &w;
     ca.accept_len = &acc;
     path[2] = bad_nodes[i];
@@ -158,6 +167,26 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
     cr_assert_eq(w.error, 1, "path node %d", bad_nodes[i]);
     cr_assert_eq(w.n_out, 0, "nothing is committed from a malformed path");
   }
+  /* Non-finite logits flagged by acceptance: nothing is emitted or
+   * committed, the flag is kept and the run is done. */
+  deco_spec_state_t f = {.len = 10, .root = 77, .offset = 10};
+  int32_t flag = 3;
+  path[2] = 3;
+  ca.state = &f;
+  ca.nonfinite = &flag;
+  cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_SUCCESS);
+  cr_assert_eq(f.nonfinite, 3);
+  cr_assert_eq(f.done, 1);
+  cr_assert_eq(f.n_out, 0);
+  cr_assert_eq(f.len, 10);
+  cr_assert_eq(f.root, 77);
+  cr_assert_eq(f.forwards, 1, "the step's forward ran");
+  deco_spec_state_t g = {.len = 10, .root = 77, .offset = 10};
+  flag = 0;
+  ca.state = &g;
+  cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_SUCCESS);
+  cr_assert_eq(g.nonfinite, 0);
+  cr_assert_eq(g.n_out, 3, "a zero flag commits as usual");
   ca.n_nodes = 0;
   cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_INVALID_ARGUMENT);
   deco_ctx_destroy(ctx);

@@ -26,6 +26,7 @@ const char *deco_status_string(deco_status_t status) {
   case DECO_STATUS_BAD_FORMAT: return "DECO_STATUS_BAD_FORMAT";
   case DECO_STATUS_CAPACITY: return "DECO_STATUS_CAPACITY";
   case DECO_STATUS_INTERNAL: return "DECO_STATUS_INTERNAL";
+  case DECO_STATUS_NON_FINITE: return "DECO_STATUS_NON_FINITE";
   }
   return "DECO_STATUS_UNKNOWN";
 }

@@ -115,6 +115,8 @@ static int sample_topp(const float *probs, int n, float topp, prob_index_t *cand
 }
 
 int deco_sampler_sample(deco_sampler_t *s, const float *logits, uint32_t offset, uint32_t request) {
+  for (int i = 0; i < s->vocab; ++i)
+    if (!isfinite(logits[i])) return -1;
   if (s->cfg.temperature == 0.0f) return deco_argmax(logits, s->vocab);
   const int n = s->vocab;
   float *p = s->probs;

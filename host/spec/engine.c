@@ -11,7 +11,8 @@
 #include "model/model_internal.h"
 
 /* Device block, int32 words: tree_indptr[B+1] parents[B*N] tokens[B*N]
- * path[B*256] accept_len[B] bonus[B] offset[1] pad[1] seed[2 words]. */
+ * path[B*256] accept_len[B] bonus[B] nonfinite[B] offset[1] pad[1]
+ * seed[2 words]. */
 struct deco_spec_engine {
   deco_model_t *model;
   deco_kv_cache_t *cache;
@@ -25,7 +26,7 @@ struct deco_spec_engine {
 };
 
 typedef struct layout {
-  size_t indptr, parents, tokens, path, accept_len, bonus, offset, seed, total;
+  size_t indptr, parents, tokens, path, accept_len, bonus, nonfinite, offset, seed, total;
 } layout_t;
 
 static layout_t layout(int B, int N) {
@@ -37,6 +38,7 @@ static layout_t layout(int B, int N) {
   l.path = o, o += (size_t)B * DECO_TREE_MAX_NODES;
   l.accept_len = o, o += (size_t)B;
   l.bonus = o, o += (size_t)B;
+  l.nonfinite = o, o += (size_t)B;
   l.offset = o, o += 1;
   o = (o + 1) & ~(size_t)1; /* 8-byte alignment for the seed */
   l.seed = o, o += 2;
@@ -111,6 +113,26 @@ static deco_status_t recycle_update(deco_spec_engine_t *e, int total, const int3
   return deco_recycle_update(ctx, &ua);
 }
 
+/* Acceptance's non-finite flags (host copy): the first tree whose logits
+ * were not finite fails the step, naming the position of that row. */
+static deco_status_t check_nonfinite(deco_spec_engine_t *e, int B, const int *seqs, const int *n_nodes,
+                                     const int32_t *parents, const int32_t *flags) {
+  static const char op[] = "deco_spec_engine_step";
+  deco_ctx_t *ctx = e->model->ctx;
+  for (int i = 0, t0 = 0; i < B; t0 += n_nodes[i], ++i) {
+    const int flag = flags[i];
+    if (flag < 0 || flag > n_nodes[i])
+      return DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "%s: tree %d: non-finite flag %d outside [0, %d]", op, i, flag,
+                       n_nodes[i]);
+    if (flag == 0) continue;
+    int depth = 0;
+    for (int v = flag - 1; v > 0; v = parents[t0 + v]) depth++;
+    return DECO_FAIL(ctx, DECO_STATUS_NON_FINITE, "%s: the model gave non-finite logits at position %d (sequence %d)",
+                     op, deco_kv_cache_seq_len(e->cache, seqs[i]) + depth, seqs[i]);
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_spec_engine_step(deco_spec_engine_t *e, int B, const int *seqs, const int *n_nodes,
                                     const int32_t *tokens, const int32_t *parents,
                                     const deco_spec_sampling_t *sampling, int32_t *emitted, int *n_emitted) {
@@ -148,7 +170,10 @@ deco_status_t deco_spec_engine_step(deco_spec_engine_t *e, int B, const int *seq
    * host image is not touched again before the synchronous read-back below. */
   DECO_TRY(deco_memcpy_async(ctx, e->dev, h, l.total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
   deco_tree_batch_t tree = {B, total, e->dev + l.indptr, e->dev + l.parents};
-  deco_tree_verify_out_t vo = {e->dev + l.path, e->dev + l.accept_len, e->dev + l.bonus};
+  deco_tree_verify_out_t vo = {.path = e->dev + l.path,
+                               .accept_len = e->dev + l.accept_len,
+                               .bonus = e->dev + l.bonus,
+                               .nonfinite = e->dev + l.nonfinite};
   if (sampling->temperature == 0.0f) {
     deco_tree_accept_greedy_args_t ga = {tree, e->dev + l.tokens, DECO_DTYPE_F32, e->logits, V, vo};
     DECO_TRY(deco_model_ensure_workspace(m, deco_tree_accept_greedy_workspace_size(ctx, &ga)));
@@ -189,6 +214,7 @@ deco_status_t deco_spec_engine_step(deco_spec_engine_t *e, int B, const int *seq
 
   /* 4. What was emitted; commit. */
   DECO_TRY(deco_memcpy(ctx, h + l.path, e->dev + l.path, sizeof(int32_t) * (l.offset - l.path), DECO_COPY_CTX_TO_HOST));
+  DECO_TRY(check_nonfinite(e, B, seqs, n_nodes, parents, h + l.nonfinite));
   int t0 = 0;
   for (int i = 0; i < B; ++i) {
     int a = h[l.accept_len + i];

@@ -60,6 +60,11 @@ static deco_status_t run_plain(deco_model_t *m, deco_kv_cache_t *kc, int seq, co
       st = deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)V, DECO_COPY_CTX_TO_HOST);
     if (st != DECO_STATUS_SUCCESS) break;
     int32_t next = deco_sampler_sample(sampler, logits, (uint32_t)pos, 0);
+    if (next < 0) {
+      st = DECO_FAIL(ctx, DECO_STATUS_NON_FINITE, "deco_generate: the model gave non-finite logits at position %d",
+                     pos);
+      break;
+    }
     out->forwards++;
     pos++;
     if (!c->ignore_eos && (next == 1 || next == 2)) break;
@@ -177,7 +182,7 @@ static deco_status_t run_spec(deco_model_t *m, deco_kv_cache_t *kc, int seq, con
 /* Context-memory block of the device loop, in int32 words. */
 typedef struct dev_layout {
   size_t state, tokens, parents, depth, rank, positions, q_indptr, kv_lens, prefix, tree_indptr, row_count, path,
-      accept_len, bonus, seed, table, topk, out, total;
+      accept_len, bonus, nonfinite, seed, table, topk, out, total;
 } dev_layout_t;
 
 static dev_layout_t dev_layout(int n, int P, int k, int out_cap) {
@@ -197,6 +202,7 @@ static dev_layout_t dev_layout(int n, int P, int k, int out_cap) {
   l.path = o, o += DECO_TREE_MAX_NODES;
   l.accept_len = o, o += 1;
   l.bonus = o, o += 1;
+  l.nonfinite = o, o += 1;
   o = (o + 1) & ~(size_t)1; /* 8-byte alignment */
   l.seed = o, o += 2;
   l.table = o, o += (size_t)P;
@@ -240,7 +246,8 @@ static deco_status_t enqueue_step(dev_loop_t *d) {
                                    w + l->prefix, w + l->parents, w + l->table, d->logits};
   DECO_TRY(deco_forward_device(m, d->kc, &fa));
   deco_tree_batch_t tree = {1, d->n, w + l->tree_indptr, w + l->parents};
-  deco_tree_verify_out_t vo = {w + l->path, w + l->accept_len, w + l->bonus};
+  deco_tree_verify_out_t vo = {
+      .path = w + l->path, .accept_len = w + l->accept_len, .bonus = w + l->bonus, .nonfinite = w + l->nonfinite};
   if (c->temperature == 0.0f) {
     deco_tree_accept_greedy_args_t ga = {tree, w + l->tokens, DECO_DTYPE_F32, d->logits, V, vo};
     DECO_TRY(deco_model_ensure_workspace(m, deco_tree_accept_greedy_workspace_size(ctx, &ga)));
@@ -264,8 +271,17 @@ static deco_status_t enqueue_step(dev_loop_t *d) {
     DECO_TRY(deco_model_ensure_workspace(m, deco_recycle_update_workspace_size(ctx, &ua)));
     DECO_TRY(deco_recycle_update(ctx, &ua));
   }
-  deco_spec_commit_args_t co = {state, w + l->tokens, d->n, vo.path, vo.accept_len, vo.bonus, c->steps,
-                                c->ignore_eos != 0, w + l->out, d->out_cap};
+  deco_spec_commit_args_t co = {.state = state,
+                                .tokens = w + l->tokens,
+                                .n_nodes = d->n,
+                                .path = vo.path,
+                                .accept_len = vo.accept_len,
+                                .bonus = vo.bonus,
+                                .steps = c->steps,
+                                .ignore_eos = c->ignore_eos != 0,
+                                .out = w + l->out,
+                                .out_capacity = d->out_cap,
+                                .nonfinite = vo.nonfinite};
   return deco_spec_commit(ctx, &co);
 }
 
@@ -307,7 +323,7 @@ static deco_status_t run_device(deco_model_t *m, deco_kv_cache_t *kc, int seq, c
     st = deco_malloc(ctx, (void **)&d.logits, sizeof(float) * (size_t)d.n * m->cfg.vocab_size);
   if (st == DECO_STATUS_SUCCESS) st = prefill(m, kc, seq, prompt, n_prompt, c, d_logits, &pos);
   if (st == DECO_STATUS_SUCCESS) {
-    deco_spec_state_t s0 = {pos, prompt[pos], pos >= c->steps, 0, 0, 0, 0, (uint32_t)pos};
+    deco_spec_state_t s0 = {.len = pos, .root = prompt[pos], .done = pos >= c->steps, .offset = (uint32_t)pos};
     memcpy(host + d.l.state, &s0, sizeof s0);
     st = deco_memcpy(ctx, d.dev, host, d.l.total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX);
   }
@@ -353,6 +369,12 @@ static deco_status_t run_device(deco_model_t *m, deco_kv_cache_t *kc, int seq, c
   }
   if (st == DECO_STATUS_SUCCESS && s.error)
     st = DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "%s: a step's verification output was malformed", op);
+  if (st == DECO_STATUS_SUCCESS && s.nonfinite) {
+    const int node = s.nonfinite - 1;
+    st = node < d.n ? DECO_FAIL(ctx, DECO_STATUS_NON_FINITE, "%s: the model gave non-finite logits at position %d", op,
+                                s.len + host[d.l.depth + node])
+                    : DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "%s: non-finite flag %d outside the tree", op, s.nonfinite);
+  }
   if (st == DECO_STATUS_SUCCESS && s.n_out > 0)
     st = deco_memcpy(ctx, host + d.l.out, d.dev + d.l.out, sizeof(int32_t) * (size_t)s.n_out, DECO_COPY_CTX_TO_HOST);
   if (st == DECO_STATUS_SUCCESS) {

@@ -42,7 +42,8 @@ typedef enum deco_status {
   DECO_STATUS_IO_ERROR = 9,  /* a file could not be opened, read or written */
   DECO_STATUS_BAD_FORMAT = 10, /* a file's content is invalid */
   DECO_STATUS_CAPACITY = 11, /* a fixed capacity (pages, slots, tokens) would be exceeded */
-  DECO_STATUS_INTERNAL = 12
+  DECO_STATUS_INTERNAL = 12,
+  DECO_STATUS_NON_FINITE = 13 /* a computation produced NaN or infinity (e.g. a model's logits) */
 } deco_status_t;
 
 /* Static name of a status ("DECO_STATUS_SUCCESS", ...); never NULL. */

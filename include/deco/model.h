@@ -172,7 +172,8 @@ DECO_API deco_status_t deco_sampler_create(int vocab, const deco_sampler_config_
 DECO_API void deco_sampler_destroy(deco_sampler_t *sampler);
 /* Draws one token from host logits [vocab]; the uniform comes from Philox
  * counter (offset, request, 0, 0) so a position's draw is reproducible.
- * logits are not modified. */
+ * logits are not modified. Returns -1 when a logit is NaN or infinite (the
+ * model's output is unusable; nothing is drawn). */
 DECO_API int deco_sampler_sample(deco_sampler_t *sampler, const float *logits, uint32_t offset,
                                  uint32_t request);
 /* Index of the largest value, ties -> lowest index (NaN never wins). */

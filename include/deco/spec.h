@@ -87,6 +87,8 @@ typedef struct deco_spec_state {
   int32_t tokens;   /* ids generated after the prompt (stop id excluded) */
   int32_t forwards; /* steps that ran */
   uint32_t offset;  /* Philox counter word 0 of the next acceptance (= len) */
+  int32_t nonfinite; /* 0, or 1 + the node of the step that ended the run whose logits
+                        were not finite (its root at position len; nothing committed) */
 } deco_spec_state_t;
 
 /* Before the forward: tokens[0] <- root; the nodes deeper than
@@ -113,7 +115,9 @@ DECO_API deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepar
 /* After acceptance and compaction: emits the accepted drafts and the bonus
  * into out (up to a stop id unless ignore_eos), then len += accept_len,
  * root = bonus, offset = len; done when a stop id was met, len reached
- * steps, or the verification output was malformed (error). */
+ * steps, or the verification output was malformed (error). When
+ * acceptance flagged non-finite logits (nonfinite[0] != 0), nothing is
+ * emitted or committed: state.nonfinite takes the flag and the run is done. */
 typedef struct deco_spec_commit_args {
   deco_spec_state_t *state;  /* [1] */
   const int32_t *tokens;     /* [n] the step's tree tokens */
@@ -125,6 +129,7 @@ typedef struct deco_spec_commit_args {
   int ignore_eos;
   int32_t *out;              /* [out_capacity] generated ids */
   int out_capacity;
+  const int32_t *nonfinite;  /* [1] acceptance's flag (deco_tree_verify_out_t), or NULL */
 } deco_spec_commit_args_t;
 DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *args);
 

@@ -92,13 +92,19 @@ DECO_API const char *deco_tree_attention_path(deco_ctx_t *ctx, const deco_tree_a
  *   path[b][0 .. accept_len[b])  accepted node indices (local), root first;
  *   accept_len[b] >= 1           nodes on the path including the root;
  *   bonus[b]                     token drawn at the last accepted node.
+ *   nonfinite[b]                 optional (NULL: not reported): 0, or 1 + the
+ *                                smallest node whose logits row the decision
+ *                                read holds a NaN or an infinity.
  * Tokens committed by the step = the accepted drafts plus the bonus.
  * A malformed tree in device memory (which the CPU backend rejects with a
- * message) gets accept_len[b] = 0 and bonus[b] = -1 on the CUDA backend. */
+ * message) gets accept_len[b] = 0 and bonus[b] = -1 on the CUDA backend.
+ * Logits that are not finite mean the model's output is unusable: the
+ * caller stops (the outputs stay in range, but carry no meaning). */
 typedef struct deco_tree_verify_out {
   int32_t *path;        /* [B][DECO_TREE_MAX_NODES] */
   int32_t *accept_len;  /* [B] */
   int32_t *bonus;       /* [B] */
+  int32_t *nonfinite;   /* [B] or NULL */
 } deco_tree_verify_out_t;
 
 /* Greedy: a[i] = argmax(logits[i]) (ties -> lowest id); node c with parent p

@@ -32,6 +32,12 @@ DECO_HD void deco_spec_prepare_one(const deco_spec_prepare_args_t *a) {
 DECO_HD void deco_spec_commit_one(const deco_spec_commit_args_t *a) {
   deco_spec_state_t *s = a->state;
   if (s->done) return;
+  if (a->nonfinite && a->nonfinite[0] != 0) { /* the model's output is unusable: stop here */
+    s->nonfinite = a->nonfinite[0];
+    s->forwards++;
+    s->done = 1;
+    return;
+  }
   const int acc = a->accept_len[0];
   if (acc < 1 || acc > a->n_nodes) {
     s->error = 1;

@@ -199,6 +199,7 @@ __device__ __forceinline__ bool acc_begin(const deco_tree_batch_t &tb, const dec
     if (threadIdx.x == 0) {
       out.accept_len[b] = 0;
       out.bonus[b] = -1;
+      if (out.nonfinite) out.nonfinite[b] = 0;
     }
   }
   acc_team_sync();
@@ -206,10 +207,11 @@ __device__ __forceinline__ bool acc_begin(const deco_tree_batch_t &tb, const dec
 }
 
 /* The end every acceptance kernel shares: rank 0 of the team writes the
- * accepted path (path[0 .. len), -1 after), accept_len and the bonus; then a
- * team barrier, since peers may still read this CTA's shared memory. */
+ * accepted path (path[0 .. len), -1 after), accept_len, the bonus and the
+ * non-finite flag (0, or 1 + node); then a team barrier, since peers may
+ * still read this CTA's shared memory. */
 __device__ __forceinline__ void acc_finish(const deco_tree_verify_out_t &out, int b, const acc_team &tm,
-                                           const int *path, int len, int bonus) {
+                                           const int *path, int len, int bonus, int nonfinite) {
   if (tm.rank == 0) {
     __syncthreads(); /* the path in shared memory is complete */
     int32_t *out_path = out.path + (size_t)b * DECO_TREE_MAX_NODES;
@@ -217,6 +219,7 @@ __device__ __forceinline__ void acc_finish(const deco_tree_verify_out_t &out, in
     if (threadIdx.x == 0) {
       out.accept_len[b] = len;
       out.bonus[b] = bonus;
+      if (out.nonfinite) out.nonfinite[b] = nonfinite;
     }
   }
   acc_team_sync();
@@ -281,35 +284,44 @@ __device__ __forceinline__ void acc_chunk(int vocab, acc_team tm, int &lo, int &
   hi = min(vocab, lo + chunk);
 }
 
-/* Argmax over the whole team: max logit, lowest id among equal maxima. */
+/* Argmax over the whole team: max logit, lowest id among equal maxima, NaN
+ * skipped (a row of NaN alone gives id 0); nonfinite: the row holds a NaN
+ * or an infinity. */
 template <typename T>
 __device__ __forceinline__ void acc_team_argmax(const T *row, int lo, int hi, acc_xch *xch, acc_red *red, float &m,
-                                                int &idx) {
+                                                int &idx, bool &nonfinite) {
   float v = -INFINITY;
   int id = 0x7fffffff;
+  int bad = 0;
   acc_for_each(row, lo, hi, [&](int i, float l) {
+    bad |= !isfinite(l);
     if (l > v || (l == v && i < id)) {
       v = l;
       id = i;
     }
   });
+  bad = __syncthreads_or(bad);
   acc_block_argmax(v, id, red);
   if (threadIdx.x == 0) {
     acc_xch_slot(xch)[0] = acc_f2u(v);
     acc_xch_slot(xch)[1] = (uint64_t)(uint32_t)id;
+    acc_xch_slot(xch)[2] = (uint64_t)bad;
   }
   acc_xch_publish(xch);
   acc_team tm = acc_team_get();
   m = -INFINITY;
   idx = 0x7fffffff;
+  nonfinite = false;
   for (int r = 0; r < tm.size; ++r) {
     float rv = acc_u2f(acc_xch_read(xch, r, 0));
     int ri = (int)(uint32_t)acc_xch_read(xch, r, 1);
+    nonfinite = nonfinite || acc_xch_read(xch, r, 2) != 0;
     if (rv > m || (rv == m && ri < idx)) {
       m = rv;
       idx = ri;
     }
   }
+  if (idx == 0x7fffffff) idx = 0; /* every logit NaN */
   acc_xch_done(xch);
 }
 

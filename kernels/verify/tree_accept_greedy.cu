@@ -10,7 +10,9 @@
  * wide argmax over every node, reads n rows instead of ~accept_len but needs
  * no barrier per level; on trees of 64 nodes that is ~10x the bytes.
  * The longest path with the smallest index per depth is found in shared
- * memory. A malformed tree gets accept_len 0, bonus -1, path -1.
+ * memory. A malformed tree gets accept_len 0, bonus -1, path -1. The
+ * non-finite flag covers exactly the rows reduced (the ok nodes), as in the
+ * reference.
  */
 #include <cuda_runtime.h>
 
@@ -40,6 +42,7 @@ struct greedy_smem {
   int path[DECO_TREE_MAX_NODES];
   int any;
   int next;
+  int nonfinite; /* 1 + smallest node whose row was not finite, or 0 */
 };
 
 template <typename T>
@@ -60,6 +63,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
     sm.ok[i] = i == 0;
     sm.reach[i] = 0;
   }
+  if (threadIdx.x == 0) sm.nonfinite = 0;
   __syncthreads();
   int max_depth = 0;
   for (int d = 0;; ++d) {
@@ -81,8 +85,12 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
         m &= m - 1;
         float best;
         int id;
-        acc_team_argmax((const T *)P.logits + (size_t)(node0 + v) * V, lo, hi, &sm.xch, &sm.red, best, id);
-        if (threadIdx.x == 0) sm.argmax[v] = id;
+        bool nonfinite;
+        acc_team_argmax((const T *)P.logits + (size_t)(node0 + v) * V, lo, hi, &sm.xch, &sm.red, best, id, nonfinite);
+        if (threadIdx.x == 0) {
+          sm.argmax[v] = id;
+          if (nonfinite && (sm.nonfinite == 0 || v + 1 < sm.nonfinite)) sm.nonfinite = v + 1;
+        }
         /* children that carry the argmax become ok */
         for (int c = v + 1 + (int)threadIdx.x; c < n; c += blockDim.x)
           if (sm.tree.par[c] == v && P.tokens[node0 + c] == id) sm.ok[c] = 1;
@@ -111,7 +119,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
     if (threadIdx.x == 0) sm.path[d] = v;
     __syncthreads();
   }
-  acc_finish(P.out, b, tm, sm.path, max_depth + 1, sm.argmax[v]);
+  acc_finish(P.out, b, tm, sm.path, max_depth + 1, sm.argmax[v], sm.nonfinite);
 }
 
 }  // namespace

@@ -9,7 +9,10 @@
  * at each depth (lexicographic from the root), found by marking the ok nodes
  * that reach the deepest ok level and descending through the smallest marked
  * child. bonus = a[last node]. path is padded with -1 to DECO_TREE_MAX_NODES.
+ * The argmax skips NaN (a row of NaN alone gives 0); nonfinite (optional)
+ * = 1 + the smallest ok node whose row holds a NaN or an infinity.
  */
+#include <math.h>
 #include <string.h>
 
 #include "common/op_impl.h"
@@ -27,14 +30,17 @@ deco_status_t deco_tree_accept_greedy_ref(deco_ctx_t *ctx, const deco_tree_accep
     const int lo = tb->tree_indptr[b], n = tb->tree_indptr[b + 1] - lo;
     const int32_t *par = tb->parent + lo;
     const int32_t *tok = a->tokens + lo;
-    int max_depth = 0;
+    int max_depth = 0, nonfinite = 0;
     for (int v = 0; v < n; ++v) {
       const float *row = (const float *)a->logits + (size_t)(lo + v) * V;
-      int best = 0;
-      for (int y = 1; y < V; ++y)
-        if (row[y] > row[best]) best = y;
+      int best = 0, finite = isfinite(row[0]);
+      for (int y = 1; y < V; ++y) {
+        if (row[y] > row[best] || (row[best] != row[best] && row[y] == row[y])) best = y;
+        finite = finite && isfinite(row[y]);
+      }
       am[v] = best;
       ok[v] = v == 0 || (ok[par[v]] && tok[v] == am[par[v]]);
+      if (ok[v] && !finite && !nonfinite) nonfinite = v + 1; /* a row the decision reads */
       depth[v] = v == 0 ? 0 : depth[par[v]] + 1;
       if (ok[v] && depth[v] > max_depth) max_depth = depth[v];
     }
@@ -57,6 +63,7 @@ deco_status_t deco_tree_accept_greedy_ref(deco_ctx_t *ctx, const deco_tree_accep
     }
     a->out.accept_len[b] = len;
     a->out.bonus[b] = am[v];
+    if (a->out.nonfinite) a->out.nonfinite[b] = nonfinite;
   }
   return DECO_STATUS_SUCCESS;
 }

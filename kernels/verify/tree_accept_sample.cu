@@ -16,7 +16,9 @@
  * at the price of a team barrier per reduction (~1-2 us each). Sums that
  * decide are fixed-point u64 (order-independent, so deterministic); CHAIN is
  * run as TREE_WITH_REPLACEMENT (the <= 1 child check is the reference's).
- * A malformed tree gets accept_len 0, bonus -1, path -1. No workspace.
+ * A malformed tree gets accept_len 0, bonus -1, path -1. A row that holds a
+ * NaN or an infinity ends the walk at its node (bonus: the id of its largest
+ * logit, NaN skipped) and sets the non-finite flag. No workspace.
  */
 #include <cuda_runtime.h>
 
@@ -62,6 +64,7 @@ struct sample_smem {
 struct target {
   float m, c;
   int top;
+  int nonfinite; /* the row holds a NaN or an infinity */
   double S;
   int filtered;
   uint32_t cut_ord;
@@ -81,7 +84,9 @@ __device__ void stats_pass(const T *row, int lo, int hi, float c, sample_smem *s
   float m = -INFINITY;
   int id = 0x7fffffff;
   double s = 0.0;
+  int bad = 0;
   acc_for_each(row, lo, hi, [&](int i, float l) {
+    bad |= !isfinite(l);
     if (l > m) {
       s = s * (double)exp2f((m - l) * c);
       m = l;
@@ -91,6 +96,7 @@ __device__ void stats_pass(const T *row, int lo, int hi, float c, sample_smem *s
     }
     s += (double)exp2f((l - m) * c);
   });
+  bad = __syncthreads_or(bad);
   float bm = m;
   int bid = id;
   acc_block_argmax(bm, bid, &sm->red);
@@ -106,14 +112,17 @@ __device__ void stats_pass(const T *row, int lo, int hi, float c, sample_smem *s
     acc_xch_slot(&sm->xch)[0] = acc_f2u(bm);
     acc_xch_slot(&sm->xch)[1] = (uint64_t)(uint32_t)bid;
     acc_xch_slot(&sm->xch)[2] = acc_d2u(bs);
+    acc_xch_slot(&sm->xch)[3] = (uint64_t)bad;
   }
   acc_xch_publish(&sm->xch);
   acc_team tm = acc_team_get();
   float M = -INFINITY;
   int top = 0x7fffffff;
+  t.nonfinite = 0;
   for (int r = 0; r < tm.size; ++r) {
     float rv = acc_u2f(acc_xch_read(&sm->xch, r, 0));
     int ri = (int)(uint32_t)acc_xch_read(&sm->xch, r, 1);
+    t.nonfinite |= acc_xch_read(&sm->xch, r, 3) != 0;
     if (rv > M || (rv == M && ri < top)) {
       M = rv;
       top = ri;
@@ -323,11 +332,18 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
   const bool use_k = k_eff < V, use_p = P.top_p < 1.0f;
   target t;
   t.c = DECO_ACCEPT_LOG2E / P.temperature;
-  int v = 0, len = 1, bonus = -1;
+  int v = 0, len = 1, bonus = -1, nonfinite = 0;
   if (threadIdx.x == 0) sm.path[0] = 0;
   for (;;) {
     const T *row = (const T *)P.logits + (size_t)(node0 + v) * V;
     stats_pass(row, lo, hi, t.c, &sm, t);
+    if (t.nonfinite) {
+      /* No distribution to sample: the path ends here, the bonus is the
+       * row's largest number (NaN skipped), and the caller is told. */
+      nonfinite = v + 1;
+      bonus = t.top == 0x7fffffff ? 0 : t.top;
+      break;
+    }
     t.filtered = 0;
     if (use_k || use_p) {
       uint32_t ko = 0, po = 0;
@@ -479,7 +495,7 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
     bonus = best == 0x7fffffff ? t.top : best;
     break;
   }
-  acc_finish(P.out, b, tm, sm.path, len, bonus);
+  acc_finish(P.out, b, tm, sm.path, len, bonus, nonfinite);
 }
 
 }  // namespace
