@@ -3,8 +3,11 @@
  * exactly and commits what an exact simulation of the official algorithm
  * commits (2.29 tokens per forward from BOS over 256 positions, 2.49 on
  * prompt_dog over 220, cold table: fixtures/README.md); a saved table starts
- * the next run warm; and at temperature 0.7 speculative sampling has the law
- * of plain sampling (two-sample chi-square over per-position histograms).
+ * the next run warm; and at temperature 0.7 speculative sampling, with
+ * recycling or prompt-lookup drafts, has the law of plain sampling
+ * (two-sample chi-square over per-position histograms), while the same test
+ * rejects T = 0.9 and deliberately broken acceptance rules run through the
+ * whole engine (this suite links deco_internal for that switch).
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -14,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../kernels/verify/accept_mutant.h"
 #include "common/stats.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
@@ -86,12 +90,37 @@ Test(spec_recycle, saved_table_starts_warm) {
   deco_test_run_free(&again);
 }
 
-/* ---- Two-sample test: speculative sampling vs plain sampling ---- */
+/* ---- Two-sample test: speculative sampling vs plain sampling ----
+ * Plain sampling at T = 0.7 gives per-position histograms of the first
+ * HORIZON generated ids; speculative sampling (recycling or prompt-lookup
+ * drafts) must be homogeneous with it at every position (Bonferroni over the
+ * positions). The same test must tell T = 0.9 from 0.7, and must reject the
+ * speculative sampler run through the whole engine (deco_generate → the
+ * verification step → deco_tree_accept_sample on the CPU → its reference)
+ * with a deliberately broken acceptance rule (kernels/verify/accept_mutant.h,
+ * reached by linking deco_internal). */
 
 #define HORIZON 3
-/* hist[h][id]: counts of the id emitted at generated position h. */
+#define RUNS 4000         /* the plain and the speculative batches */
+#define RUNS_CONTROL 2000 /* T = 0.9 */
+#define RUNS_BROKEN 1000  /* each broken rule */
+
+typedef struct batch_stats {
+  long tokens, forwards;
+} batch_stats_t;
+
+/* hist[h][id]: counts of the id emitted at generated position h. A recycling
+ * batch starts from a fresh table (k = 8) that stays warm across its runs, so
+ * batches differ only in their seeds and the acceptance rule. */
 static void sample(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg, int runs,
-                   uint64_t seed0, long hist[HORIZON][512]) {
+                   uint64_t seed0, long hist[HORIZON][512], batch_stats_t *bs) {
+  deco_recycler_t *rec = NULL;
+  if (cfg.source == DECO_DRAFT_RECYCLE) {
+    cr_assert_eq(deco_recycler_create(deco_model_ctx(m), 512, 8, &rec), DECO_STATUS_SUCCESS);
+    cfg.recycler = rec;
+  }
+  memset(hist, 0, sizeof(long) * HORIZON * 512);
+  memset(bs, 0, sizeof *bs);
   for (int r = 0; r < runs; ++r) {
     deco_test_capture_t cap = {{0}, 0};
     cfg.seed = seed0 + (uint64_t)r;
@@ -102,7 +131,10 @@ static void sample(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_ge
                  deco_last_error(deco_model_ctx(m)));
     cr_assert_eq(cap.n, n_prompt + HORIZON);
     for (int h = 0; h < HORIZON; ++h) hist[h][cap.ids[n_prompt + h]]++;
+    bs->tokens += st.tokens;
+    bs->forwards += st.forwards;
   }
+  deco_recycler_destroy(rec);
 }
 
 /* Homogeneity chi-square of two histograms with categories of fewer than 10
@@ -130,57 +162,117 @@ static double homogeneity(const long *a, const long *b, int k, int *df, double *
   return deco_test_chi2_sf(s, *df);
 }
 
-Test(spec_recycle, sampling_has_the_law_of_plain_sampling, .timeout = 240) {
+/* Smallest effect detected about half the time by a comparison of na with nb
+ * runs: noncentrality = critical value - df, and phi^2 = sum (p1 - p2)^2 /
+ * pbar = lambda / (na nb / (na + nb)). */
+static double min_effect(int df, double alpha, int na, int nb) {
+  double crit = df;
+  while (deco_test_chi2_sf(crit, df) > alpha) crit += 0.05;
+  return (crit - df) / ((double)na * nb / (na + nb));
+}
+
+/* Compares batch b with the plain batch at every position: prints each
+ * p-value and the effect it can detect; returns how many positions reject. */
+static int compare(const char *name, const char *what, long plain[HORIZON][512], long b[HORIZON][512], int nb,
+                   double alpha, double *p_min) {
+  int rejected = 0;
+  *p_min = 1.0;
+  for (int h = 0; h < HORIZON; ++h) {
+    int df;
+    double stat, p = homogeneity(plain[h], b[h], 512, &df, &stat);
+    fprintf(stderr, "%s: %-28s position %d: chi2 %7.1f df %2d p %-9.3g detects phi^2 >= %.2e\n", name, what, h, stat,
+            df, p, min_effect(df, alpha, RUNS, nb));
+    if (p <= alpha) rejected++;
+    if (p < *p_min) *p_min = p;
+  }
+  return rejected;
+}
+
+/* The whole check for one draft source: spec (T = 0.7, drafts from its
+ * source) against plain sampling on the same prompt. */
+static void check_law(const char *name, const int32_t *prompt, int n_prompt, deco_generate_config_t spec) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
-  /* A small template (the official one cut to its first 6 draft nodes) and a
-   * table that stays warm across the runs. */
+  deco_generate_config_t plain = spec;
+  plain.source = DECO_DRAFT_NONE;
+  plain.tmpl = NULL;
+  deco_generate_config_t hotter = plain;
+  hotter.temperature = 0.9f;
+  static long hp[HORIZON][512], hb[HORIZON][512], hs[HORIZON][512], hh[HORIZON][512];
+  batch_stats_t bs;
+  const double alpha = DECO_TEST_ALPHA / HORIZON; /* Bonferroni over the positions */
+  double p_min;
+  fprintf(stderr, "%s: %d plain and speculative runs, %d per broken rule, %d at T = 0.9, alpha %.2g per position\n",
+          name, RUNS, RUNS_BROKEN, RUNS_CONTROL, alpha);
+  sample(m, prompt, n_prompt, plain, RUNS, 1000, hp, &bs);
+
+  /* Broken acceptance rules: the same engine, the same test, must reject. */
+  static const struct {
+    int rule;
+    const char *what;
+  } broken[] = {{DECO_ACCEPT_MUTANT_NO_RESIDUAL, "broken: no residual update"},
+                {DECO_ACCEPT_MUTANT_BONUS_ROOT, "broken: bonus from the root"}};
+  for (size_t i = 0; i < sizeof broken / sizeof broken[0]; ++i) {
+    deco_accept_mutant = broken[i].rule;
+    sample(m, prompt, n_prompt, spec, RUNS_BROKEN, 700000 + 100000 * (uint64_t)i, hb, &bs);
+    deco_accept_mutant = DECO_ACCEPT_CORRECT;
+    int rej = compare(name, broken[i].what, hp, hb, RUNS_BROKEN, alpha, &p_min);
+    cr_assert(rej > 0, "%s: the test cannot tell %s from plain sampling (smallest p %g): it has no power", name,
+              broken[i].what, p_min);
+  }
+
+  /* The correct rule, the switch back at 0. */
+  cr_assert_eq(deco_accept_mutant, DECO_ACCEPT_CORRECT);
+  sample(m, prompt, n_prompt, spec, RUNS, 900000, hs, &bs);
+  fprintf(stderr, "%s: speculative: %ld tokens in %ld forwards, mean accepted %.3f per forward\n", name, bs.tokens,
+          bs.forwards, (double)bs.tokens / bs.forwards);
+  cr_assert(bs.forwards < bs.tokens, "%s: no draft was ever accepted, nothing speculative was tested", name);
+  int rej = compare(name, "speculative vs plain", hp, hs, RUNS, alpha, &p_min);
+  cr_assert(rej == 0, "%s: speculative sampling differs from plain sampling (smallest p %g)", name, p_min);
+
+  /* Control: another temperature. */
+  sample(m, prompt, n_prompt, hotter, RUNS_CONTROL, 500000, hh, &bs);
+  rej = compare(name, "control: T = 0.9 vs 0.7", hp, hh, RUNS_CONTROL, alpha, &p_min);
+  cr_assert(rej > 0, "%s: the test cannot tell temperature 0.9 from 0.7: it has no power", name);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+Test(spec_recycle, sampling_has_the_law_of_plain_sampling, .timeout = 240) {
+  /* A small template (the official one cut to its first 6 draft nodes). */
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
   tmpl.n_nodes = 7;
-  deco_recycler_t *rec;
-  cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
-  const int32_t prompt[5] = {1, 403, 407, 261, 378}; /* "Once upon a time" */
-  const int runs = 4000;
-  deco_generate_config_t plain;
-  memset(&plain, 0, sizeof plain);
-  plain.steps = 5 + HORIZON - 1; /* the last prompt id's forward and two more */
-  plain.temperature = 0.7f;
-  plain.top_p = 1.0f;
-  plain.ignore_eos = 1;
-  deco_generate_config_t spec = plain;
+  /* "Once upon a time, there was a": the next ids are far from certain
+   * (after "Once upon a time" alone the first is "," 99.4% of the time, which
+   * hides a broken residual update from any affordable sample). */
+  static const int32_t prompt[] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
+  const int n = (int)(sizeof prompt / sizeof prompt[0]);
+  deco_generate_config_t spec;
+  memset(&spec, 0, sizeof spec);
+  spec.steps = n + HORIZON - 1; /* the last prompt id's forward and two more */
+  spec.temperature = 0.7f;
+  spec.top_p = 1.0f;
+  spec.ignore_eos = 1;
   spec.source = DECO_DRAFT_RECYCLE;
-  spec.recycler = rec;
   spec.tmpl = &tmpl;
-  deco_generate_config_t hotter = plain;
-  hotter.temperature = 0.9f;
-  static long hp[HORIZON][512], hs[HORIZON][512], hh[HORIZON][512];
-  memset(hp, 0, sizeof hp);
-  memset(hs, 0, sizeof hs);
-  memset(hh, 0, sizeof hh);
-  sample(m, prompt, 5, plain, runs, 1000, hp);
-  sample(m, prompt, 5, spec, runs, 900000, hs);
-  sample(m, prompt, 5, hotter, runs, 500000, hh);
-  const double alpha = DECO_TEST_ALPHA / HORIZON; /* Bonferroni over the positions */
-  int rejected_control = 0;
-  for (int h = 0; h < HORIZON; ++h) {
-    int df, df2;
-    double s, s2;
-    double p = homogeneity(hp[h], hs[h], 512, &df, &s);
-    double p2 = homogeneity(hp[h], hh[h], 512, &df2, &s2);
-    /* Smallest effect at ~50% power: noncentrality = critical value - df,
-     * effect phi^2 = sum (p1 - p2)^2 / pbar = lambda / (runs / 2). */
-    double crit = df;
-    while (deco_test_chi2_sf(crit, df) > alpha) crit += 0.05;
-    fprintf(stderr,
-            "position %d: spec vs plain chi2 %.1f df %d p %.3g; T=0.9 control chi2 %.1f df %d p %.3g; "
-            "detects phi^2 >= %.2e\n",
-            h, s, df, p, s2, df2, p2, (crit - df) / (runs / 2.0));
-    cr_assert(p > alpha, "position %d: speculative sampling differs from plain sampling (p = %g)", h, p);
-    if (p2 <= alpha) rejected_control++;
-  }
-  cr_assert(rejected_control > 0, "the test cannot tell temperature 0.9 from 0.7: it has no power");
-  deco_recycler_destroy(rec);
-  deco_model_destroy(m);
-  deco_ctx_destroy(ctx);
+  check_law("recycle", prompt, n, spec);
+}
+
+Test(spec_recycle, lookup_sampling_has_the_law_of_plain_sampling, .timeout = 240) {
+  /* "Tom has a red ball. Tom has a red": its last trigram occurred before,
+   * so lookup drafts " ball. Tom ..." from the first step (the model copies
+   * it 87% of the time at T = 0.7). A short prompt keeps the prefills cheap. */
+  static const int32_t prompt[] = {1, 274, 287, 300, 419, 261, 352, 266, 268, 388, 426, 274, 287, 300, 419, 261, 352};
+  const int n = (int)(sizeof prompt / sizeof prompt[0]);
+  deco_generate_config_t spec;
+  memset(&spec, 0, sizeof spec);
+  spec.steps = n + HORIZON - 1;
+  spec.temperature = 0.7f;
+  spec.top_p = 1.0f;
+  spec.ignore_eos = 1;
+  spec.source = DECO_DRAFT_LOOKUP;
+  deco_lookup_config_t lc = {3, 1, 10, 32}; /* the CLI's */
+  spec.lookup = lc;
+  check_law("lookup", prompt, n, spec);
 }

@@ -31,8 +31,12 @@
  *    offset, b, v, 1); bonus = smallest id with cumulative weight > u * Omega
  *    (increasing id); if none, the largest id of positive weight; if Omega
  *    <= 0, the top-ranked token.
+ *  a row holding a NaN or an infinity ends the walk at its node: no child is
+ *    tried, bonus = the row's largest logit (lowest id, NaN skipped; 0 if
+ *    every logit is NaN), nonfinite[b] = 1 + that node (else 0).
  * Output: path[b][0..accept_len) (then -1 up to DECO_TREE_MAX_NODES),
- * accept_len[b], bonus[b]. Malformed trees fail with a message.
+ * accept_len[b], bonus[b], nonfinite[b] if asked. Malformed trees fail with
+ * a message.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -42,7 +46,11 @@
 #include "core/internal.h"
 #include "deco/philox.h"
 #include "verify/accept_common.h"
+#include "verify/accept_mutant.h"
 #include "verify/tree_ref_util.h"
+
+/* ---- test-only broken rules (verify/accept_mutant.h); 0 = the rule above ---- */
+int deco_accept_mutant = DECO_ACCEPT_CORRECT;
 
 /* The target at one node: the weights, and which tokens are in the support. */
 typedef struct target {
@@ -127,9 +135,25 @@ typedef struct scratch {
   int32_t children[DECO_TREE_MAX_NODES];
 } scratch_t;
 
-/* Walks tree b from its root; returns accept_len, writes path[] and *bonus. */
+/* Largest logit's id (lowest among equals), NaN skipped; 0 for a row of NaN. */
+static int argmax_skip_nan(const float *row, int V) {
+  int best = 0;
+  for (int y = 1; y < V; ++y)
+    if (row[y] > row[best] || (row[best] != row[best] && row[y] == row[y])) best = y;
+  return best;
+}
+
+static int row_is_finite(const float *row, int V) {
+  for (int y = 0; y < V; ++y)
+    if (!isfinite(row[y])) return 0;
+  return 1;
+}
+
+/* Walks tree b from its root; returns accept_len, writes path[], *bonus and
+ * *nonfinite (1 + the node whose row held a NaN or an infinity: the walk
+ * ends there, the bonus is that row's largest logit; else 0). */
 static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32_t *parent, int n, scratch_t *s,
-                     int32_t *path, int32_t *bonus) {
+                     int32_t *path, int32_t *bonus, int32_t *nonfinite) {
   const int V = a->vocab;
   const uint64_t seed = *a->seed;
   const uint32_t offset = *a->offset;
@@ -139,8 +163,14 @@ static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32
   const int32_t *tokens = a->tokens + node0;
   int v = 0, len = 0;
   path[len++] = 0;
+  *nonfinite = 0;
   for (;;) {
     const float *lrow = (const float *)a->logits + (size_t)(node0 + v) * V;
+    if (!row_is_finite(lrow, V)) { /* no distribution to sample from */
+      *nonfinite = v + 1;
+      *bonus = argmax_skip_nan(lrow, V);
+      return len;
+    }
     build_target(lrow, V, a->temperature, a->top_k, a->top_p, s->order, &s->t);
     const float *q = kind == DECO_DRAFT_DETERMINISTIC ? NULL : a->draft_probs + (size_t)(node0 + v) * V;
     int n_children = deco_tree_ref_children(parent, n, v, s->children);
@@ -160,7 +190,7 @@ static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32
         double px = (s->t.in[x] && !s->excl[x] && WX > 0.0) ? (double)s->t.w[x] / WX : 0.0;
         if (u < px) {
           accepted = c;
-        } else if (s->t.in[x] && !s->excl[x]) {
+        } else if (s->t.in[x] && !s->excl[x] && deco_accept_mutant != DECO_ACCEPT_MUTANT_NO_RESIDUAL) {
           s->excl[x] = 1;
           WX -= s->t.w[x];
         }
@@ -193,6 +223,12 @@ static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32
       v = accepted;
       path[len++] = v;
       continue;
+    }
+    if (deco_accept_mutant == DECO_ACCEPT_MUTANT_BONUS_ROOT && v != 0) { /* test-only broken rule */
+      build_target((const float *)a->logits + (size_t)node0 * V, V, a->temperature, a->top_k, a->top_p, s->order,
+                   &s->t);
+      memset(s->excl, 0, (size_t)V);
+      rejected = 0;
     }
     for (int y = 0; y < V; ++y) {
       if (kind == DECO_DRAFT_DETERMINISTIC) s->omega[y] = (s->t.in[y] && !s->excl[y]) ? (double)s->t.w[y] : 0.0;
@@ -237,7 +273,10 @@ deco_status_t deco_tree_accept_sample_ref(deco_ctx_t *ctx, const deco_tree_accep
       int32_t *path = a->out.path + (size_t)b * DECO_TREE_MAX_NODES;
       for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) path[i] = -1;
       int n = tb->tree_indptr[b + 1] - tb->tree_indptr[b];
-      a->out.accept_len[b] = walk_tree(a, b, tb->parent + tb->tree_indptr[b], n, &s, path, &a->out.bonus[b]);
+      int32_t nonfinite;
+      a->out.accept_len[b] =
+          walk_tree(a, b, tb->parent + tb->tree_indptr[b], n, &s, path, &a->out.bonus[b], &nonfinite);
+      if (a->out.nonfinite) a->out.nonfinite[b] = nonfinite;
     }
   }
   free(s.t.w);
