@@ -1,14 +1,18 @@
 /* tests/test_tokenizer.c — llama2.c tokenizer: encode against the llama2.c
- * fixture and hand-built vocabularies (merge order, ties, BOS merging, byte
- * fallback), decode as run.c prints, the built-in byte vocabulary, and every
- * kind of bad tokenizer.bin (truncated, zero-filled, random, oversized, bad
- * lengths and scores, missing file).
+ * fixture, hand-built vocabularies (merge order, ties, BOS merging, byte
+ * fallback) and a quadratic oracle of run.c's merge loop on random and
+ * adversarial texts, encode time growing as n log n, decode as run.c prints,
+ * the built-in byte vocabulary, and every kind of bad tokenizer.bin
+ * (truncated, zero-filled, random, oversized, bad lengths and scores,
+ * missing file).
  */
+#define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/testutil.h"
 #include "deco/deco.h"
@@ -617,4 +621,363 @@ Test(tokenizer, bad_missing_file) {
   expect_ids(t, "bab", 0, 0, (const int32_t[]){SP, BAB}, 2);
   deco_tokenizer_destroy(t);
   free(b.data);
+}
+
+/* ---- the merge loop against a quadratic oracle ---------------------------- */
+
+/* run.c's encode() written again as plainly as possible, sharing nothing with
+ * the library: its own reader of tokenizer.bin, a linear search for pieces
+ * (the lowest id among duplicates), and run.c's rounds, each a full scan for
+ * the best-scoring pair (strictly greater, so the leftmost among equals).
+ * Merged ids are memoised per (left id, right id), on which alone they
+ * depend. */
+typedef struct oracle {
+  int vocab;
+  float *score;
+  int32_t *len;
+  const unsigned char **piece; /* into the buffer passed to oracle_load */
+  int32_t *pair_id;            /* [vocab * vocab]: -2 until looked up */
+} oracle_t;
+
+static oracle_t oracle_load(const unsigned char *data, size_t size, int vocab) {
+  oracle_t o = {vocab, malloc(sizeof(float) * vocab), malloc(sizeof(int32_t) * vocab),
+                malloc(sizeof(unsigned char *) * vocab), malloc(sizeof(int32_t) * vocab * vocab)};
+  cr_assert(o.score && o.len && o.piece && o.pair_id);
+  size_t off = 4; /* max_token_length: not needed here */
+  for (int i = 0; i < vocab; ++i) {
+    cr_assert(off + 8 <= size);
+    memcpy(&o.score[i], data + off, 4);
+    memcpy(&o.len[i], data + off + 4, 4);
+    o.piece[i] = data + off + 8;
+    off += 8 + (size_t)o.len[i];
+    cr_assert(o.len[i] >= 1 && off <= size);
+  }
+  cr_assert_eq(off, size);
+  for (int i = 0; i < vocab * vocab; ++i) o.pair_id[i] = -2;
+  return o;
+}
+
+static void oracle_free(oracle_t *o) {
+  free(o->score);
+  free(o->len);
+  free(o->piece);
+  free(o->pair_id);
+}
+
+static int oracle_find(const oracle_t *o, const void *bytes, size_t n) {
+  for (int i = 0; i < o->vocab; ++i)
+    if ((size_t)o->len[i] == n && memcmp(o->piece[i], bytes, n) == 0) return i;
+  return -1;
+}
+
+static int oracle_pair(oracle_t *o, int32_t a, int32_t b) {
+  int32_t *slot = &o->pair_id[a * o->vocab + b];
+  if (*slot == -2) {
+    size_t la = (size_t)o->len[a], lb = (size_t)o->len[b];
+    unsigned char *s = malloc(la + lb);
+    memcpy(s, o->piece[a], la);
+    memcpy(s + la, o->piece[b], lb);
+    *slot = oracle_find(o, s, la + lb);
+    free(s);
+  }
+  return *slot;
+}
+
+/* ids has room for strlen(text) + 3. */
+static int oracle_encode(oracle_t *o, const char *text, int bos, int eos, int32_t *ids) {
+  int n = 0;
+  if (bos) ids[n++] = 1;
+  int space = oracle_find(o, " ", 1);
+  if (text[0] != '\0' && space >= 0) ids[n++] = space;
+  for (size_t i = 0; text[i] != '\0';) {
+    size_t len = 1; /* a byte and at most 3 continuation bytes (NUL is none) */
+    while (len < 4 && ((unsigned char)text[i + len] & 0xC0) == 0x80) ++len;
+    int id = oracle_find(o, text + i, len);
+    if (id >= 0)
+      ids[n++] = id;
+    else
+      for (size_t k = 0; k < len; ++k) ids[n++] = (unsigned char)text[i + k] + 3;
+    i += len;
+  }
+  for (;;) {
+    float best_score = -1e10f;
+    int best = -1, best_id = -1;
+    for (int i = 0; i + 1 < n; ++i) {
+      int id = oracle_pair(o, ids[i], ids[i + 1]);
+      if (id >= 0 && o->score[id] > best_score) {
+        best_score = o->score[id];
+        best_id = id;
+        best = i;
+      }
+    }
+    if (best < 0) break;
+    ids[best] = best_id;
+    for (int i = best + 1; i + 1 < n; ++i) ids[i] = ids[i + 1];
+    --n;
+  }
+  if (eos) ids[n++] = 2;
+  return n;
+}
+
+static void expect_oracle(const deco_tokenizer_t *t, oracle_t *o, const char *text, int bos, int eos,
+                          const char *what) {
+  size_t len = strlen(text);
+  int32_t *want = malloc(sizeof(int32_t) * (len + 3)), *got = malloc(sizeof(int32_t) * (len + 3));
+  cr_assert(want && got);
+  int n_want = oracle_encode(o, text, bos, eos, want), n = -1;
+  deco_status_t s = deco_tokenizer_encode(t, text, bos, eos, got, (int)len + 3, &n);
+  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s (%zu bytes): %s", what, len, deco_last_error(NULL));
+  cr_assert_eq(n, n_want, "%s (%zu bytes, bos %d eos %d): %d ids, the oracle %d", what, len, bos, eos, n, n_want);
+  cr_assert_eq(deco_test_compare_i32(what, got, want, (size_t)n), 0, "%s (%zu bytes, bos %d eos %d): ids differ",
+               what, len, bos, eos);
+  free(want);
+  free(got);
+}
+
+/* splitmix64 */
+static uint64_t rng_next(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static size_t rng_below(uint64_t *state, size_t n) { return (size_t)(rng_next(state) % n); }
+
+/* A text being built up to a fixed length; what does not fit is cut, even
+ * inside a code point. */
+typedef struct textbuf {
+  char *s;
+  size_t n, len;
+} textbuf_t;
+
+static void text_put(textbuf_t *b, const char *src, size_t k) {
+  if (k > b->len - b->n) k = b->len - b->n;
+  memcpy(b->s + b->n, src, k);
+  b->n += k;
+}
+
+static const char *const story_words[] = {
+    "Once", "upon", "a", "time", "there", "was", "little", "girl", "named", "Lily", "She", "liked", "to", "play",
+    "with", "her", "big", "red", "ball", "in", "the", "park", "One", "day", "Ben", "saw", "dog", "and", "said",
+    "happy", "tree", "flew", "away", "Tom", "mom", "very", "sad", "because"};
+enum { N_WORDS = sizeof story_words / sizeof story_words[0] };
+
+enum { TEXT_RANDOM_BYTES, TEXT_UTF8_MIX, TEXT_RUN, TEXT_REPEATED_WORD, TEXT_LONG_WORD, TEXT_PIECES, TEXT_STORY,
+       N_TEXT_KINDS };
+static const char *const text_kind_name[] = {"random bytes", "UTF-8 mix", "run",  "repeated word",
+                                             "long word",    "pieces",    "story"};
+
+/* A malloc'd text of len bytes (no NUL inside) of the given kind; pieces
+ * come from o's vocabulary. */
+static char *make_text(const oracle_t *o, int kind, size_t len, uint64_t *rng) {
+  static const char *const units[] = {"a", "b", "e", " ", "\n", "\x80", "\xc3", "\xa9", "\xc3\xa9", "\xe2\x80\x8a",
+                                      "\xf0\x9f\x98\x80", "\xff", "\xfe", "ab", "the", " t", "he"};
+  static const char *const runs[] = {"a", " ", "e", "\n", "\x80", "\xc3\xa9", "\xe2\x80\x8a", "ab", "\xff"};
+  textbuf_t b = {malloc(len + 1), 0, len};
+  cr_assert(b.s);
+  const char *run = runs[rng_below(rng, sizeof runs / sizeof runs[0])];
+  const char *word = story_words[rng_below(rng, N_WORDS)];
+  const char *sep = rng_below(rng, 2) ? " " : "";
+  while (b.n < len) {
+    switch (kind) {
+    case TEXT_RANDOM_BYTES: {
+      char c = (char)(1 + rng_below(rng, 255));
+      text_put(&b, &c, 1);
+      break;
+    }
+    case TEXT_UTF8_MIX: {
+      const char *u = units[rng_below(rng, sizeof units / sizeof units[0])];
+      text_put(&b, u, strlen(u));
+      break;
+    }
+    case TEXT_RUN:
+      text_put(&b, run, strlen(run));
+      break;
+    case TEXT_REPEATED_WORD:
+      text_put(&b, word, strlen(word));
+      text_put(&b, sep, strlen(sep));
+      break;
+    case TEXT_LONG_WORD: {
+      char c = (char)('a' + rng_below(rng, 26));
+      text_put(&b, &c, 1);
+      break;
+    }
+    case TEXT_PIECES: {
+      int id = (int)rng_below(rng, (size_t)o->vocab);
+      if (memchr(o->piece[id], '\0', (size_t)o->len[id]) == NULL)
+        text_put(&b, (const char *)o->piece[id], (size_t)o->len[id]);
+      break;
+    }
+    default: {
+      const char *w = story_words[rng_below(rng, N_WORDS)];
+      text_put(&b, w, strlen(w));
+      static const char *const after[] = {" ", " ", " ", ", ", ". ", "!\n", "\n\n", "ed ", "s "};
+      const char *p = after[rng_below(rng, sizeof after / sizeof after[0])];
+      text_put(&b, p, strlen(p));
+      break;
+    }
+    }
+  }
+  b.s[len] = '\0';
+  return b.s;
+}
+
+/* Short texts one by one, then texts of every kind up to 4 KB. */
+static void sweep_oracle(const deco_tokenizer_t *t, oracle_t *o, uint64_t seed, int texts_per_kind) {
+  for (int flags = 0; flags < 4; ++flags) expect_oracle(t, o, "", flags & 1, flags >> 1, "empty text");
+  char one[2] = {0, 0};
+  for (int c = 1; c < 256; ++c) {
+    one[0] = (char)c;
+    expect_oracle(t, o, one, 1, c & 1, "1-byte text");
+  }
+  static const char alphabet[] = "ab et\n\x80\xc3\xa9\xe2\xf0\xff";
+  char two[3] = {0, 0, 0};
+  for (size_t i = 0; i + 1 < sizeof alphabet; ++i)
+    for (size_t j = 0; j + 1 < sizeof alphabet; ++j) {
+      two[0] = alphabet[i];
+      two[1] = alphabet[j];
+      expect_oracle(t, o, two, (int)(i & 1), (int)(j & 1), "2-byte text");
+    }
+  uint64_t rng = seed;
+  for (int kind = 0; kind < N_TEXT_KINDS; ++kind)
+    for (int k = 0; k < texts_per_kind; ++k) {
+      /* Mostly short, a few at the top of the range. */
+      size_t len = k % 4 == 3 ? 4096 - rng_below(&rng, 64) : 1 + rng_below(&rng, k % 2 ? 300 : 2048);
+      char *text = make_text(o, kind, len, &rng);
+      expect_oracle(t, o, text, (int)rng_below(&rng, 2), (int)rng_below(&rng, 2), text_kind_name[kind]);
+      free(text);
+    }
+}
+
+Test(tokenizer, encode_matches_quadratic_oracle_tok512) {
+  size_t size;
+  unsigned char *data = deco_test_read_file(deco_test_data_file("models/tok512.bin"), &size);
+  cr_assert_not_null(data);
+  oracle_t o = oracle_load(data, size, 512);
+  deco_tokenizer_t *t = load_tok512();
+  sweep_oracle(t, &o, 20240601, 12);
+  deco_tokenizer_destroy(t);
+  oracle_free(&o);
+  free(data);
+}
+
+/* Variant 0: all scores zero, -0 or +0, so that every merge ties and only
+ * positions decide. */
+static float tie_score(uint64_t variant, uint64_t *rng) {
+  static const float scores[] = {-3.0f, -1.0f, -0.0f, 0.0f, 1e-40f, 2.0f, 1e30f, -1e10f, -9.9e9f, -2e10f};
+  if (variant == 0) return rng_below(rng, 2) ? -0.0f : 0.0f;
+  return scores[rng_below(rng, sizeof scores / sizeof scores[0])];
+}
+
+/* Vocabularies of few distinct scores, so that most candidate merges tie:
+ * every string of 2..4 characters over {a, b, ' '}, pieces built on byte
+ * fallbacks and on BOS, a duplicate, scores of both signs, -0 next to +0, a
+ * denormal, and scores at and just above run.c's starting best -1e10. */
+Test(tokenizer, encode_matches_quadratic_oracle_ties) {
+  for (uint64_t variant = 0; variant < 4; ++variant) {
+    uint64_t rng = 777 + variant;
+    tokbuf_t b;
+    tb_base(&b, 16);
+    tb_str(&b, -10.0f, " ");
+    tb_str(&b, -10.0f, "a");
+    tb_str(&b, -10.0f, "b");
+    tb_str(&b, -10.0f, "\xc3\xa9");
+    static const char abc[] = "ab ";
+    for (int len = 2; len <= 4; ++len) {
+      int count = len == 2 ? 9 : len == 3 ? 27 : 81;
+      for (int k = 0; k < count; ++k) {
+        char s[5];
+        for (int i = 0, v = k; i < len; ++i, v /= 3) s[i] = abc[v % 3];
+        s[len] = '\0';
+        tb_str(&b, tie_score(variant, &rng), s);
+      }
+    }
+    /* "ab" again: a duplicate, lookups give the lower id. */
+    static const char *const extra[] = {"ab",   "<0xFF><0xFE>", "<0xFF><0xFE>a", "<0x80><0x80>",
+                                        "<s> ", "<s> a",        "\xc3\xa9" "a", "a\xc3\xa9"};
+    for (size_t k = 0; k < sizeof extra / sizeof extra[0]; ++k) tb_str(&b, tie_score(variant, &rng), extra[k]);
+    deco_tokenizer_t *t = tb_load(&b);
+    oracle_t o = oracle_load(b.data, b.size, b.records);
+    sweep_oracle(t, &o, 99 + variant, 8);
+    /* Texts over the vocabulary's own alphabet, where merges chain. */
+    static const char *const units[] = {"a", "b", " ", "ab", "ba", "\xc3\xa9", "\xff\xfe", "\x80"};
+    for (int k = 0; k < 24; ++k) {
+      size_t len = 1 + rng_below(&rng, k % 3 == 2 ? 4096 : 512);
+      textbuf_t tb = {malloc(len + 1), 0, len};
+      cr_assert(tb.s);
+      const char *only = units[rng_below(&rng, sizeof units / sizeof units[0])];
+      while (tb.n < len) {
+        const char *u = k % 4 == 0 ? only : units[rng_below(&rng, sizeof units / sizeof units[0])];
+        text_put(&tb, u, strlen(u));
+      }
+      tb.s[len] = '\0';
+      expect_oracle(t, &o, tb.s, k & 1, (k >> 1) & 1, "tie vocabulary text");
+      free(tb.s);
+    }
+    oracle_free(&o);
+    deco_tokenizer_destroy(t);
+    free(b.data);
+  }
+}
+
+/* ---- encode time ------------------------------------------------------------ */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TOK_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TOK_TEST_ASAN 1
+#endif
+#endif
+
+/* The least CPU time of this thread over 3 encodes of text, in seconds: CPU
+ * time, so that other suites running beside this one do not count. */
+static double encode_seconds(const deco_tokenizer_t *t, const char *text, int32_t *ids, int max_ids, int *n) {
+  double best = INFINITY;
+  for (int run = 0; run < 3; ++run) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    deco_status_t s = deco_tokenizer_encode(t, text, 1, 0, ids, max_ids, n);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (sec < best) best = sec;
+  }
+  return best;
+}
+
+/* run.c's loop is quadratic: 10 times the text took 100 times as long
+ * (10 KB 2 s, 100 KB 200 s on a 2-core machine). n log n gives 10 * 1.2,
+ * and 12 to 16 measured once the larger heap outgrows the caches. */
+Test(tokenizer, encode_time_grows_as_n_log_n, .timeout = 120) {
+  deco_tokenizer_t *t = load_tok512();
+  enum { SMALL = 100 * 1000, LARGE = 1000 * 1000 };
+  uint64_t rng = 4242;
+  char *large = make_text(NULL, TEXT_STORY, LARGE, &rng);
+  char *small = malloc(SMALL + 1);
+  cr_assert(small);
+  memcpy(small, large, SMALL);
+  small[SMALL] = '\0';
+  int32_t *ids = malloc(sizeof(int32_t) * (LARGE + 3));
+  cr_assert(ids);
+  int n_small, n_large;
+  double t_small = encode_seconds(t, small, ids, LARGE + 3, &n_small);
+  double t_large = encode_seconds(t, large, ids, LARGE + 3, &n_large);
+  cr_log_info("encode: %d bytes %.4f s (%d ids), %d bytes %.4f s (%d ids), ratio %.1f", SMALL, t_small, n_small, LARGE,
+              t_large, n_large, t_large / t_small);
+  cr_assert(n_large > LARGE / 5 && n_large < LARGE / 2, "%d ids for %d bytes of story", n_large, LARGE);
+  cr_assert(t_large < 25.0 * t_small, "1 MB took %.3f s, %.1f times the %.4f s of 100 KB: quadratic?", t_large,
+            t_large / t_small, t_small);
+#ifndef TOK_TEST_ASAN
+  cr_assert(t_large < 1.0, "1 MB took %.3f s", t_large);
+#endif
+  /* The ids decode to the text. */
+  char *back = decode_all(t, ids, n_large);
+  cr_assert(strcmp(back, large) == 0, "1 MB of story does not decode back");
+  free(back);
+  free(ids);
+  free(small);
+  free(large);
+  deco_tokenizer_destroy(t);
 }

@@ -1,9 +1,10 @@
 /* host/model/tokenizer.c — llama2.c's tokenizer.bin, validated record by
  * record on load. Encode reproduces run.c's encode() token for token (BOS,
  * dummy-prefix " ", code points with byte fallback id = byte + 3, repeated
- * best-score pair merges); decode returns what its decode() + safe_printf()
- * print. File: int32 max_token_length, then vocab_size records of (f32
- * score, int32 length, length bytes), little-endian.
+ * best-score pair merges, here in O(n log n) with a heap); decode returns
+ * what its decode() + safe_printf() print. File: int32 max_token_length,
+ * then vocab_size records of (f32 score, int32 length, length bytes),
+ * little-endian.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -255,6 +256,145 @@ void deco_tokenizer_destroy(deco_tokenizer_t *tok) {
 
 int deco_tokenizer_vocab_size(const deco_tokenizer_t *tok) { return tok ? tok->vocab_size : 0; }
 
+/* A candidate merge of the symbol at left with the one after it. It is stale
+ * unless those two symbols still hold left_id and right_id: then id is
+ * exactly what a fresh lookup of the pair would give. */
+typedef struct tok_merge {
+  uint64_t key;     /* merge_key(scores[id], left) */
+  int32_t left_id;  /* the two symbols' ids when the entry was pushed */
+  int32_t right_id;
+  int32_t id;       /* the merged piece */
+} tok_merge_t;
+
+/* Binary min-heap of candidate merges by key. */
+typedef struct tok_heap {
+  tok_merge_t *a;
+  size_t n, cap;
+} tok_heap_t;
+
+/* run.c's order as one integer, smallest first: the higher score, then the
+ * leftmost pair. Merges only remove symbols, so the symbols left are in index
+ * order and a lower left index is further left in the current list. The
+ * score's bits become an unsigned integer that grows with the score (-0 is
+ * taken as +0: they compare equal in run.c, so position decides). */
+static uint64_t merge_key(float score, int32_t left) {
+  if (score == 0.0f) score = 0.0f;
+  uint32_t u;
+  memcpy(&u, &score, sizeof u);
+  /* Negative: flipping every bit puts larger magnitudes lower; positive:
+   * the sign bit puts them above every negative. */
+  u = (u & 0x80000000u) ? ~u : u | 0x80000000u;
+  return (uint64_t)~u << 32 | (uint32_t)left;
+}
+
+static int32_t merge_left(const tok_merge_t *m) { return (int32_t)(m->key & 0xFFFFFFFFu); }
+
+/* Room for one more entry. */
+static int heap_reserve(tok_heap_t *h) {
+  if (h->n < h->cap) return 0;
+  size_t cap = h->cap ? 2 * h->cap : 64;
+  tok_merge_t *a = cap <= SIZE_MAX / sizeof *a ? realloc(h->a, cap * sizeof *a) : NULL;
+  if (!a) return -1;
+  h->a = a;
+  h->cap = cap;
+  return 0;
+}
+
+/* Puts m at slot i, or below it where the heap order needs it. */
+static void heap_sift_down(tok_heap_t *h, size_t i, tok_merge_t m) {
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= h->n) break;
+    if (c + 1 < h->n && h->a[c + 1].key < h->a[c].key) ++c;
+    if (h->a[c].key >= m.key) break;
+    h->a[i] = h->a[c];
+    i = c;
+  }
+  h->a[i] = m;
+}
+
+static void heap_push(tok_heap_t *h, const tok_merge_t *m) {
+  size_t i = h->n++;
+  while (i > 0 && m->key < h->a[(i - 1) / 2].key) {
+    h->a[i] = h->a[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  h->a[i] = *m;
+}
+
+static tok_merge_t heap_pop(tok_heap_t *h) {
+  tok_merge_t top = h->a[0];
+  if (--h->n > 0) heap_sift_down(h, 0, h->a[h->n]);
+  return top;
+}
+
+/* Adds the merge of the symbol at left (id a) with the one after it (id b)
+ * if their concatenation is a piece scoring above TOK_NO_SCORE: pushed, or
+ * with push = 0 only appended, for a heap built afterwards. pair is scratch
+ * of max_token_length bytes. Returns -1 when out of memory. */
+static int add_pair(const deco_tokenizer_t *t, tok_heap_t *h, int push, char *pair, int32_t left, int32_t a,
+                    int32_t b) {
+  int32_t la = t->length[a], lb = t->length[b];
+  if (la + lb > t->max_token_length) return 0; /* no piece is that long */
+  memcpy(pair, t->piece[a], (size_t)la);
+  memcpy(pair + la, t->piece[b], (size_t)lb);
+  int id = tok_lookup(t, pair, la + lb);
+  if (id < 0 || !(t->scores[id] > TOK_NO_SCORE)) return 0;
+  if (heap_reserve(h) != 0) return -1;
+  tok_merge_t m = {merge_key(t->scores[id], left), a, b, id};
+  if (push)
+    heap_push(h, &m);
+  else
+    h->a[h->n++] = m;
+  return 0;
+}
+
+/* A symbol of the list being merged; its three fields sit together since
+ * merges visit symbols all over the text. */
+typedef struct tok_symbol {
+  int32_t id;         /* -1 once merged into its left neighbour */
+  int32_t prev, next; /* indices of the neighbours, -1 at the ends */
+} tok_symbol_t;
+
+/* run.c's merge loop in O(n log n) instead of its O(n^2): tokens[0..n) is
+ * the unmerged list; on return its first *n_out ids are the merged list.
+ * Each round pops the best candidate, skips it if stale, merges it and pushes
+ * the pairs the merged symbol now forms with its neighbours. Every adjacent
+ * pair that forms a piece keeps a live entry, so the best live entry is the
+ * pair run.c would merge. pair is scratch of max_token_length bytes. Returns
+ * -1 when out of memory. */
+static int merge_pairs(const deco_tokenizer_t *t, int32_t *tokens, int n, char *pair, int *n_out) {
+  *n_out = n;
+  if (n < 2) return 0;
+  tok_symbol_t *sym = malloc(sizeof(tok_symbol_t) * (size_t)n);
+  if (!sym) return -1;
+  for (int i = 0; i < n; ++i) sym[i] = (tok_symbol_t){tokens[i], i - 1, i + 1 < n ? i + 1 : -1};
+  tok_heap_t h = {NULL, 0, 0};
+  int status = 0;
+  for (int i = 0; i + 1 < n && status == 0; ++i) status = add_pair(t, &h, 0, pair, i, tokens[i], tokens[i + 1]);
+  for (size_t i = h.n / 2; i-- > 0;) heap_sift_down(&h, i, h.a[i]); /* Floyd's O(n) build */
+  while (h.n > 0 && status == 0) {
+    tok_merge_t m = heap_pop(&h);
+    int32_t li = merge_left(&m);
+    tok_symbol_t *l = &sym[li];
+    if (l->id != m.left_id || l->next < 0 || sym[l->next].id != m.right_id) continue; /* stale */
+    tok_symbol_t *r = &sym[l->next];
+    l->id = m.id;
+    r->id = -1; /* matches no entry's ids from now on */
+    l->next = r->next;
+    if (l->next >= 0) sym[l->next].prev = li;
+    if (l->prev >= 0) status = add_pair(t, &h, 1, pair, l->prev, sym[l->prev].id, l->id);
+    if (l->next >= 0 && status == 0) status = add_pair(t, &h, 1, pair, li, l->id, sym[l->next].id);
+  }
+  int kept = 0;
+  for (int i = 0; i < n; ++i)
+    if (sym[i].id >= 0) tokens[kept++] = sym[i].id;
+  *n_out = kept;
+  free(h.a);
+  free(sym);
+  return status;
+}
+
 deco_status_t deco_tokenizer_encode(const deco_tokenizer_t *t, const char *text, int bos, int eos, int32_t *ids,
                                     int max_ids, int *n_ids) {
   static const char op[] = "deco_tokenizer_encode";
@@ -300,28 +440,14 @@ deco_status_t deco_tokenizer_encode(const deco_tokenizer_t *t, const char *text,
   }
   /* Merge the adjacent pair whose merged piece scores highest (the leftmost
    * among equals), until no adjacent pair forms a piece. */
-  for (;;) {
-    float best_score = TOK_NO_SCORE;
-    int best_id = -1, best_idx = -1;
-    for (int i = 0; i + 1 < n; ++i) {
-      int32_t la = t->length[tokens[i]], lb = t->length[tokens[i + 1]];
-      if (la + lb > t->max_token_length) continue; /* no piece is that long */
-      memcpy(pair, t->piece[tokens[i]], (size_t)la);
-      memcpy(pair + la, t->piece[tokens[i + 1]], (size_t)lb);
-      int id = tok_lookup(t, pair, la + lb);
-      if (id >= 0 && t->scores[id] > best_score) {
-        best_score = t->scores[id];
-        best_id = id;
-        best_idx = i;
-      }
-    }
-    if (best_idx < 0) break;
-    tokens[best_idx] = best_id;
-    memmove(tokens + best_idx + 1, tokens + best_idx + 2, sizeof(int32_t) * (size_t)(n - best_idx - 2));
-    --n;
+  int merged = merge_pairs(t, tokens, n, pair, &n);
+  free(pair);
+  if (merged != 0) {
+    free(tokens);
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate the merge queue for %zu bytes of text", op,
+                     text_len);
   }
   if (eos) tokens[n++] = 2;
-  free(pair);
   if (n > max_ids) {
     free(tokens);
     return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the text encodes to %d ids but max_ids is %d", op, n, max_ids);
