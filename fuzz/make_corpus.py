@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets: tiny valid inputs, made here
 (no real model). Usage: make_corpus.py OUT_DIR -> OUT_DIR/fuzz_checkpoint/,
-OUT_DIR/fuzz_tokenizer/, OUT_DIR/fuzz_recycle_state/, OUT_DIR/fuzz_template/."""
+OUT_DIR/fuzz_tokenizer/, OUT_DIR/fuzz_recycle_state/, OUT_DIR/fuzz_template/,
+OUT_DIR/fuzz_cli/."""
 import os
 import struct
 import sys
@@ -33,6 +34,19 @@ def tokenizer(extra, text):
         body += struct.pack("<fi", score, len(p)) + p
     head = struct.pack("<HB", len(pieces) - 259, len(text)) + text
     return head + body
+
+
+def tokenizer_file(n_extra):
+    """A whole tokenizer.bin: the 259 standard pieces and n_extra two-letter
+    pieces scored by index (vocab 259 + n_extra)."""
+    pieces = [(0.0, b"<unk>"), (0.0, b"\n<s>\n"), (0.0, b"\n</s>\n")]
+    pieces += [(0.0, b"<0x%02X>" % b) for b in range(256)]
+    letters = b"abcdefghijklmnopqrstuvwxyz O"
+    pieces += [(-float(i), bytes([letters[i % 28], letters[(i // 28) % 28]])) for i in range(n_extra)]
+    body = struct.pack("<i", max(len(p) for _, p in pieces))
+    for score, p in pieces:
+        body += struct.pack("<fi", score, len(p)) + p
+    return body
 
 
 def recycle_state(vocab, k, seed):
@@ -74,6 +88,18 @@ def main():
             "crlf.txt": b"1\r\n0\r\n1,2\r\n0,15\r\n",
             "bad_prefix.txt": b"0\n1\n2,0\n",
         },
+    }
+    # fuzz_cli: byte 0 picks the option the rest is handed to (0 --model,
+    # 1 --tokenizer with the built-in model, 2 --tree-template, 3
+    # --recycle-state), byte 1 greedy (even) or sampled (odd).
+    official = seeds["fuzz_template"]["official.txt"]
+    seeds["fuzz_cli"] = {
+        "model.bin": b"\x00\x00" + checkpoint(8, 4, 1, 1, 1, 16, 8, 4),
+        "model_sampled.bin": b"\x00\x01" + checkpoint(16, 6, 1, 2, 1, -20, 8, 5),
+        "tokenizer512.bin": b"\x01\x00" + tokenizer_file(512 - 259),
+        "template.txt": b"\x02\x00" + official,
+        "template_sampled.txt": b"\x02\x01" + b"0\n1\n0,0\n0,1\n1,0\n",
+        "state_small.bin": b"\x03\x00" + recycle_state(7, 3, 1),
     }
     for target, files in seeds.items():
         d = os.path.join(out, target)

@@ -3,6 +3,7 @@
  *   deco --help | --version
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,6 +65,13 @@ int main(int argc, char **argv) {
     rc = fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
   } else if (rc == 0) {
     rc = deco_cli_generate(&o);
+  }
+  /* What only closing reveals is an error too; a reader that went away is
+   * the end of output (docs/CLI.md). */
+  errno = 0;
+  if (fclose(stdout) != 0 && errno != EPIPE && rc == DECO_EXIT_OK) {
+    deco_cli_error("stdout: %s", strerror(errno ? errno : EIO));
+    rc = DECO_EXIT_BAD_INPUT;
   }
   free(o.prompt_ids);
   return rc;
