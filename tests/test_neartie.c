@@ -54,3 +54,29 @@ Test(neartie, chi2_tail_known_values) {
   double zero[3] = {0.6, 0.4, 0.0};
   cr_assert_eq(deco_test_chi2_pvalue(bad, zero, 3, 100, &df), 0.0);
 }
+
+/* The excuse rule (common/neartie.h): only the CPU's runner-up, and only
+ * within the allowance, is excused. */
+Test(neartie, excuse_needs_near_tie_and_runner_up) {
+  float l[4] = {5.0f, 5.0f - 0.5e-3f, 5.0f - 0.8e-3f, 0.0f};
+  cr_assert(deco_test_excused(l, 1, 4, DECO_DTYPE_F32), "the runner-up of a near tie");
+  cr_assert(!deco_test_excused(l, 2, 4, DECO_DTYPE_F32), "the third, however close");
+  cr_assert(!deco_test_excused(l, 3, 4, DECO_DTYPE_F32));
+  cr_assert(!deco_test_excused(l, 0, 4, DECO_DTYPE_F32), "the argmax is nothing to excuse");
+  l[1] = 5.0f - 1.1e-3f;
+  l[2] = -1.0f;
+  cr_assert(!deco_test_excused(l, 1, 4, DECO_DTYPE_F32), "a gap above the allowance");
+  /* bf16: two steps at 10 (a step is 1/16) = 0.125. */
+  float b[3] = {10.0f, 10.0f - 0.12f, 10.0f - 0.124f};
+  cr_assert(deco_test_excused(b, 1, 3, DECO_DTYPE_BF16));
+  cr_assert(!deco_test_excused(b, 2, 3, DECO_DTYPE_BF16));
+  b[1] = 10.0f - 0.13f;
+  cr_assert(!deco_test_excused(b, 1, 3, DECO_DTYPE_BF16));
+  /* An exact tie: the lower index is the argmax, the other its runner-up. */
+  float t[3] = {1.0f, 3.0f, 3.0f};
+  cr_assert(deco_test_excused(t, 2, 3, DECO_DTYPE_F32));
+  cr_assert(!deco_test_excused(t, 1, 3, DECO_DTYPE_F32));
+  /* The end-to-end bf16 value rule: 12 roundings at 10 = 12/16. */
+  cr_assert_eq(deco_test_bf16_e2e_tol(10.0f, 12), 0.75f);
+  cr_assert_eq(deco_test_bf16_e2e_tol(-0.3f, 3), 3.0f / 512);
+}

@@ -48,3 +48,13 @@ int deco_test_is_near_tie(const float *cpu_logits, int n, deco_dtype_t dtype) {
   if (t.second < 0) return 0;
   return t.gap <= deco_test_near_tie_gap(dtype, cpu_logits[t.first]);
 }
+
+int deco_test_excused(const float *cpu_logits, int gpu_argmax, int n, deco_dtype_t dtype) {
+  deco_top2_t t = deco_test_top2(cpu_logits, n);
+  if (t.second < 0 || gpu_argmax != t.second) return 0;
+  return t.gap <= deco_test_near_tie_gap(dtype, cpu_logits[t.first]);
+}
+
+float deco_test_bf16_e2e_tol(float scale, int roundings) {
+  return (float)roundings * DECO_TOL_BF16_E2E_STEPS_PER_ROUNDING * deco_test_bf16_step(scale);
+}

@@ -24,4 +24,15 @@ float deco_test_near_tie_gap(deco_dtype_t dtype, float top);
  * gap is within deco_test_near_tie_gap. */
 int deco_test_is_near_tie(const float *cpu_logits, int n, deco_dtype_t dtype);
 
+/* The near-tie excuse (docs/TESTING.md, tolerances.h): a GPU pick gpu_argmax
+ * that is not the CPU's argmax is excused only where the CPU's top-2 gap is
+ * within deco_test_near_tie_gap AND gpu_argmax is the CPU's runner-up
+ * (deco_test_top2 order). 1 if excused; 0 otherwise, and 0 when gpu_argmax
+ * is the CPU's argmax (nothing to excuse). */
+int deco_test_excused(const float *cpu_logits, int gpu_argmax, int n, deco_dtype_t dtype);
+
+/* bf16 end-to-end value tolerance: roundings * DECO_TOL_BF16_E2E_STEPS_PER_ROUNDING
+ * bf16 steps at the magnitude of scale (tolerances.h). */
+float deco_test_bf16_e2e_tol(float scale, int roundings);
+
 #endif

@@ -2,9 +2,9 @@
 # tests/gpu/run.sh DIR — on a GPU host with a prebuilt, relocated build/ and
 # the repository's data/ folder (or $DECO_DATA_DIR with the same layout): runs the GPU
 # test suites (the step and recycling suites first), the benches (the
-# evaluation first), the CLI, compute-sanitizer (memcheck, racecheck)
-# on a small-shape subset, then Nsight Compute kernel times of the decoding
-# steps, writing logs and CSV into DIR as it goes and a
+# evaluation first), the CLI (greedy ids against the CPU's), compute-sanitizer
+# (memcheck, racecheck) on a small-shape subset, then Nsight Compute kernel
+# times of the decoding steps, writing logs and CSV into DIR as it goes and a
 # summary last. Fails (does not skip) when the data is missing. The whole run
 # keeps to DECO_GPU_BUDGET_S seconds (default 360; it took about 320 on an
 # H100): a stage that would start too late is reported as skipped for time.
@@ -50,7 +50,8 @@ fi
 status=0
 
 # 1. GPU test suites, one at a time: the newest code first, then the rest.
-suites=("$bin/gpu_test_graph_cuda" "$bin/gpu_test_spec_cuda" "$bin/gpu_test_recycle_cuda" "$bin/gpu_test_forward_cuda")
+suites=("$bin/gpu_test_graph_cuda" "$bin/gpu_test_graph_vs_cpu" "$bin/gpu_test_spec_step_cuda"
+  "$bin/gpu_test_spec_cuda" "$bin/gpu_test_recycle_cuda" "$bin/gpu_test_forward_cuda")
 for t in "$bin"/gpu_test_*; do
   case " ${suites[*]} " in *" $t "*) ;; *) suites+=("$t") ;; esac
 done
@@ -110,23 +111,72 @@ for entry in "${benches[@]}"; do
   fi
 done
 
-# 3. The CLI on the GPU, greedy stories260K in f32 and bf16, plain, prompt
-# lookup and Token Recycling (ids under the near-tie rule are checked by the
-# suites); recycling also against plain decoding (--compare-ar: speedup=).
+# 3. The CLI on the GPU, greedy stories260K in f32 and bf16: plain, prompt
+# lookup and Token Recycling with --print-ids, each against the CPU's ids for
+# the same arguments (--backend cpu --dtype f32). f32 must give the CPU's ids
+# exactly: a difference fails the run and both lines are printed (near ties
+# are the suites' business; graph_vs_cpu judges them). bf16 only reports
+# whether its ids differ. Recycling also against plain decoding
+# (--compare-ar: speedup=).
+cli_args=(--model "$DECO_DATA_DIR/models/stories260K.bin" --tokenizer "$DECO_DATA_DIR/models/tok512.bin"
+  --prompt "Once upon a time" --temperature 0 --ignore-eos)
+# first_diff A B: the first index at which two --print-ids lines differ; nothing when equal.
+first_diff() {
+  local -a a b
+  local i n
+  read -r -a a <"$1"
+  read -r -a b <"$2"
+  n=${#a[@]}
+  [ ${#b[@]} -gt "$n" ] && n=${#b[@]}
+  for ((i = 0; i < n; i++)); do
+    [ "${a[i]:-(none)}" = "${b[i]:-(none)}" ] || { echo "$i"; return; }
+  done
+}
+for spec in none lookup recycle; do
+  ref=$out/cli_cpu_$spec.ids
+  rm -f "$ref"
+  lim=$(limit 60)
+  if [ "$lim" -lt 10 ]; then note "cli   cpu f32 $spec: SKIPPED (time budget)"; status=1; continue; fi
+  timeout "$lim" "$bin/deco" generate --backend cpu --dtype f32 "${cli_args[@]}" --spec $spec --print-ids \
+    >"$ref" 2>"$out/cli.txt"
+  rc=$?
+  [ $rc -eq 0 ] || { status=1; rm -f "$ref"; }
+  note "cli   cpu f32 $spec: exit $rc $(tail -n 1 "$out/cli.txt")"
+  { echo "=== cli cpu f32 $spec"; cat "$out/cli.txt"; } >>"$out/gpu_tests.log"
+done
 for dt in f32 bf16; do
   for spec in none lookup recycle "recycle --compare-ar"; do
     lim=$(limit 60)
     if [ "$lim" -lt 10 ]; then note "cli   $dt $spec: SKIPPED (time budget)"; status=1; continue; fi
-    timeout "$lim" "$bin/deco" generate --backend cuda --dtype $dt --model "$DECO_DATA_DIR/models/stories260K.bin" \
-      --tokenizer "$DECO_DATA_DIR/models/tok512.bin" --prompt "Once upon a time" --temperature 0 \
-      --spec $spec --ignore-eos >"$out/cli.txt" 2>&1
+    print=()
+    [ "$spec" = "recycle --compare-ar" ] || print=(--print-ids)
+    timeout "$lim" "$bin/deco" generate --backend cuda --dtype $dt "${cli_args[@]}" --spec $spec \
+      ${print[@]+"${print[@]}"} >"$out/cli.out" 2>"$out/cli.txt"
     rc=$?
     [ $rc -eq 0 ] || status=1
-    note "cli   $dt $spec: exit $rc $(tail -n 1 "$out/cli.txt")"
-    { echo "=== cli $dt $spec"; cat "$out/cli.txt"; } >>"$out/gpu_tests.log"
+    ids="" pos="" at=""
+    ref=$out/cli_cpu_$spec.ids
+    if [ ${#print[@]} -gt 0 ] && [ $rc -eq 0 ]; then
+      if [ ! -s "$ref" ]; then
+        ids="no cpu ids to compare with"
+        [ $dt = f32 ] && { ids="$ids: FAIL"; status=1; }
+      else
+        pos=$(first_diff "$ref" "$out/cli.out")
+        [ -z "$pos" ] || at="from index $pos (the forward at position $((pos - 1)))"
+        if [ -z "$pos" ]; then ids="ids equal to the cpu's"
+        elif [ $dt = f32 ]; then ids="ids DIFFER from the cpu's $at: FAIL"; status=1
+        else ids="ids differ from the cpu's $at (bf16: reported, not failed)"; fi
+      fi
+    fi
+    note "cli   $dt $spec: exit $rc${ids:+, $ids}; $(tail -n 1 "$out/cli.txt")"
+    if [ -n "$pos" ] && [ $dt = f32 ]; then
+      note "      cpu:  $(cat "$ref")"
+      note "      cuda: $(cat "$out/cli.out")"
+    fi
+    { echo "=== cli $dt $spec"; cat "$out/cli.out" "$out/cli.txt"; } >>"$out/gpu_tests.log"
   done
 done
-rm -f "$out/cli.txt"
+rm -f "$out/cli.txt" "$out/cli.out" "$out"/cli_cpu_*.ids
 
 # 4. compute-sanitizer on a small-shape test of each suite (racecheck: all but
 # the graph suite).

@@ -141,10 +141,10 @@ static void greedy_case(uint64_t seed, int B, int V, int max_n, int coarse, deco
   int32_t *gpath = malloc((size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t)), *glen = malloc(B * sizeof(int32_t));
   int32_t *gbonus = malloc(B * sizeof(int32_t));
   deco_tree_accept_greedy_args_t a = {{B, h.N, h.indptr, h.parent}, h.tokens, DECO_DTYPE_F32, h.logits, V,
-                                      {path, len, bonus}};
+                                      {.path = path, .accept_len = len, .bonus = bonus}};
   cr_assert_eq(deco_tree_accept_greedy(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
   deco_tree_accept_greedy_args_t g = {{B, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, dt, d.logits.ptr, V,
-                                      {d.path.ptr, d.len.ptr, d.bonus.ptr}};
+                                      {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
   cr_assert_eq(deco_tree_accept_greedy_workspace_size(gpu, &g), 0);
   cr_assert_eq(deco_tree_accept_greedy(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
   deco_test_buf_download(&d.path, gpath, (size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t));
@@ -186,7 +186,8 @@ Test(accept_cuda, malformed_tree_marked) {
   h.parent[lo + 1] = 5; /* not an earlier node */
   dbatch_t d = upload(&h, DECO_DTYPE_F32);
   deco_tree_accept_greedy_args_t g = {{3, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, DECO_DTYPE_F32,
-                                      d.logits.ptr, 50, {d.path.ptr, d.len.ptr, d.bonus.ptr}};
+                                      d.logits.ptr, 50,
+                                      {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
   cr_assert_eq(deco_tree_accept_greedy(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
   int32_t len[3], bonus[3];
   deco_test_buf_download(&d.len, len, sizeof len);
@@ -219,11 +220,11 @@ static void sample_case(uint64_t seed, int B, int V, int max_n, deco_draft_kind_
   int32_t *gbonus = malloc(B * sizeof(int32_t));
   const float *q = kind == DECO_DRAFT_DETERMINISTIC ? NULL : h.q;
   deco_tree_accept_sample_args_t a = {{B, h.N, h.indptr, h.parent}, h.tokens, DECO_DTYPE_F32, h.logits, V, T, k, p,
-                                      kind, q, &sd, &off, {path, len, bonus}};
+                                      kind, q, &sd, &off, {.path = path, .accept_len = len, .bonus = bonus}};
   cr_assert_eq(deco_tree_accept_sample(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
   deco_tree_accept_sample_args_t g = {{B, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, dt, d.logits.ptr, V, T,
                                       k, p, kind, q ? d.q.ptr : NULL, d.seed.ptr, d.offset.ptr,
-                                      {d.path.ptr, d.len.ptr, d.bonus.ptr}};
+                                      {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
   cr_assert_eq(deco_tree_accept_sample_workspace_size(gpu, &g), 0);
   cr_assert_eq(deco_tree_accept_sample(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
   deco_test_buf_download(&d.path, gpath, (size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t));
@@ -360,7 +361,8 @@ Test(accept_cuda, lossless_joint_law) {
     deco_tree_accept_sample_args_t g = {{GTRIALS, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, DECO_DTYPE_F32,
                                         d.logits.ptr, GV, cases[ci].T, cases[ci].k, cases[ci].p, cases[ci].kind,
                                         cases[ci].kind == DECO_DRAFT_DETERMINISTIC ? NULL : d.q.ptr, d.seed.ptr,
-                                        d.offset.ptr, {d.path.ptr, d.len.ptr, d.bonus.ptr}};
+                                        d.offset.ptr,
+                                        {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
     cr_assert_eq(deco_tree_accept_sample(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
     int32_t *path = malloc((size_t)GTRIALS * DECO_TREE_MAX_NODES * sizeof(int32_t));
     int32_t *len = malloc(GTRIALS * sizeof(int32_t)), *bonus = malloc(GTRIALS * sizeof(int32_t));
@@ -398,7 +400,7 @@ Test(accept_cuda, lossless_joint_law) {
       deco_tree_accept_sample_args_t g2 = {{n2, n2, d2.indptr.ptr, d2.parent.ptr}, d2.tokens.ptr, DECO_DTYPE_F32,
                                            d2.logits.ptr, GV, cases[ci].T, cases[ci].k, cases[ci].p,
                                            DECO_DRAFT_DETERMINISTIC, NULL, d2.seed.ptr, d2.offset.ptr,
-                                           {d2.path.ptr, d2.len.ptr, d2.bonus.ptr}};
+                                           {.path = d2.path.ptr, .accept_len = d2.len.ptr, .bonus = d2.bonus.ptr}};
       cr_assert_eq(deco_tree_accept_sample(gpu, &g2), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
       int32_t *b2 = malloc(n2 * sizeof(int32_t));
       deco_test_buf_download(&d2.bonus, b2, n2 * sizeof(int32_t));
