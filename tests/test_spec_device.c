@@ -191,3 +191,40 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
   cr_assert_eq(deco_spec_commit(ctx, &ca), DECO_STATUS_INVALID_ARGUMENT);
   deco_ctx_destroy(ctx);
 }
+
+/* The device-resident loop (run eagerly on the CPU) stops at non-finite
+ * logits: stories260K with every RMSNorm weight at 3e38 overflows in the
+ * first forward. Plain and Token Recycling, greedy and sampled. */
+Test(spec_device, non_finite_logits_stop_the_loop) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  size_t size;
+  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
+  cr_assert_not_null(w);
+  float *base = (float *)((char *)w + 28); /* rms_att, rms_ffn, rms_final (test_loader.c offsets) */
+  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
+  for (int t = 0; t < 3; ++t)
+    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  deco_model_t *m;
+  cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", DECO_DTYPE_F32, &m), DECO_STATUS_SUCCESS,
+               "%s", deco_last_error(ctx));
+  free(w);
+  deco_tree_template_t tmpl;
+  cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
+  const int32_t prompt[3] = {1, 403, 407};
+  for (int src = 0; src < 2; ++src)
+    for (int hot = 0; hot < 2; ++hot) {
+      deco_recycler_t *rec;
+      cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
+      deco_generate_config_t c = {.steps = 30, .temperature = hot ? 0.7f : 0.0f, .top_p = 0.9f, .seed = 5,
+                                  .ignore_eos = 1, .source = src ? DECO_DRAFT_RECYCLE : DECO_DRAFT_NONE,
+                                  .recycler = rec, .tmpl = &tmpl, .device_resident = 1};
+      deco_generate_stats_t st;
+      deco_status_t s = deco_generate(m, prompt, 3, &c, &st);
+      cr_assert_eq(s, DECO_STATUS_NON_FINITE, "%s T=%s: %s (%s)", src ? "recycle" : "plain", hot ? "0.7" : "0",
+                   deco_status_string(s), deco_last_error(ctx));
+      cr_assert(strstr(deco_last_error(ctx), "non-finite logits at position 2") != NULL, "%s", deco_last_error(ctx));
+      deco_recycler_destroy(rec);
+    }
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

@@ -199,6 +199,90 @@ Test(accept_cuda, malformed_tree_marked) {
   hbatch_free(&h);
 }
 
+/* ---- non-finite logits ---- */
+
+/* Puts a NaN, +inf or -inf into one logit of some rows: tree t % 4 == 0
+ * stays clean; otherwise a random node's row (greedy) or the root's row
+ * (sampling, whose walk stops at the first such row) gets one. */
+static void spoil_rows(hbatch_t *h, uint64_t seed, int root_only) {
+  uint64_t s = seed;
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  for (int t = 0; t < h->B; ++t) {
+    if (t % 4 == 0) continue;
+    int lo = h->indptr[t], n = h->indptr[t + 1] - lo;
+    int v = root_only ? 0 : rng_int(&s, n);
+    h->logits[(size_t)(lo + v) * h->V + rng_int(&s, h->V)] = bad[t % 3];
+  }
+}
+
+/* The flag (1 + the first node read whose row is not finite), the path and
+ * the bonus must be the reference's; the flag is written for every tree. */
+static void nonfinite_case(uint64_t seed, int B, int V, int max_n, int sample, deco_dtype_t dt) {
+  hbatch_t h = make_batch(seed, B, V, max_n, 0, 0, dt);
+  spoil_rows(&h, seed + 1, sample);
+  dbatch_t d = upload(&h, dt);
+  deco_test_buf_t dflag = deco_test_buf_alloc(gpu, B * sizeof(int32_t));
+  deco_test_buf_poison(&dflag);
+  deco_test_buf_poison(&d.path);
+  deco_test_buf_poison(&d.len);
+  deco_test_buf_poison(&d.bonus);
+  uint64_t sd = seed;
+  uint32_t off = 5;
+  deco_test_buf_upload(&d.seed, &sd, sizeof sd);
+  deco_test_buf_upload(&d.offset, &off, sizeof off);
+  int32_t *path = malloc((size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t)), *len = malloc(B * sizeof(int32_t));
+  int32_t *bonus = malloc(B * sizeof(int32_t)), *flag = malloc(B * sizeof(int32_t));
+  int32_t *gpath = malloc((size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t)), *glen = malloc(B * sizeof(int32_t));
+  int32_t *gbonus = malloc(B * sizeof(int32_t)), *gflag = malloc(B * sizeof(int32_t));
+  const deco_tree_verify_out_t ho = {.path = path, .accept_len = len, .bonus = bonus, .nonfinite = flag};
+  const deco_tree_verify_out_t go = {
+      .path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr, .nonfinite = dflag.ptr};
+  const deco_tree_batch_t htree = {B, h.N, h.indptr, h.parent}, gtree = {B, h.N, d.indptr.ptr, d.parent.ptr};
+  if (sample) {
+    deco_tree_accept_sample_args_t a = {.tree = htree, .tokens = h.tokens, .logits_dtype = DECO_DTYPE_F32,
+                                        .logits = h.logits, .vocab = V, .temperature = 0.8f, .top_k = 0,
+                                        .top_p = 1.0f, .draft_kind = DECO_DRAFT_DETERMINISTIC, .seed = &sd,
+                                        .offset = &off, .out = ho};
+    cr_assert_eq(deco_tree_accept_sample(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
+    a.tree = gtree, a.tokens = d.tokens.ptr, a.logits_dtype = dt, a.logits = d.logits.ptr;
+    a.seed = d.seed.ptr, a.offset = d.offset.ptr, a.out = go;
+    cr_assert_eq(deco_tree_accept_sample(gpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+  } else {
+    deco_tree_accept_greedy_args_t a = {.tree = htree, .tokens = h.tokens, .logits_dtype = DECO_DTYPE_F32,
+                                        .logits = h.logits, .vocab = V, .out = ho};
+    cr_assert_eq(deco_tree_accept_greedy(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
+    a.tree = gtree, a.tokens = d.tokens.ptr, a.logits_dtype = dt, a.logits = d.logits.ptr, a.out = go;
+    cr_assert_eq(deco_tree_accept_greedy(gpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+  }
+  deco_test_buf_download(&d.path, gpath, (size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t));
+  deco_test_buf_download(&d.len, glen, B * sizeof(int32_t));
+  deco_test_buf_download(&d.bonus, gbonus, B * sizeof(int32_t));
+  deco_test_buf_download(&dflag, gflag, B * sizeof(int32_t));
+  check_guards(&d);
+  cr_assert(deco_test_buf_guard_ok(&dflag), "nonfinite guard overwritten");
+  int flagged = 0;
+  for (int t = 0; t < B; ++t) flagged += flag[t] != 0;
+  printf("non-finite %s %s B=%d V=%d: %d trees flagged by the reference\n", sample ? "sample" : "greedy",
+         deco_dtype_name(dt), B, V, flagged);
+  cr_assert_gt(flagged, 0, "the case must flag some trees");
+  cr_assert_eq(deco_test_compare_i32("nonfinite", gflag, flag, B), 0);
+  cr_assert_eq(deco_test_compare_i32("accept_len", glen, len, B), 0);
+  cr_assert_eq(deco_test_compare_i32("bonus", gbonus, bonus, B), 0);
+  cr_assert_eq(deco_test_compare_i32("path", gpath, path, (size_t)B * DECO_TREE_MAX_NODES), 0);
+  free(path), free(len), free(bonus), free(flag), free(gpath), free(glen), free(gbonus), free(gflag);
+  deco_test_buf_free(&dflag);
+  dbatch_free(&d);
+  hbatch_free(&h);
+}
+
+Test(accept_cuda, non_finite_rows_flagged_like_the_reference) {
+  nonfinite_case(21, 40, 37, 30, 0, DECO_DTYPE_F32);
+  nonfinite_case(22, 9, 32000, 20, 0, DECO_DTYPE_F32);  /* teams split the vocabulary */
+  nonfinite_case(23, 9, 32003, 20, 0, DECO_DTYPE_BF16); /* bf16 keeps NaN and inf */
+  nonfinite_case(24, 40, 37, 30, 1, DECO_DTYPE_F32);
+  nonfinite_case(25, 9, 32000, 20, 1, DECO_DTYPE_BF16);
+}
+
 /* ---- sampling against the reference ---- */
 
 typedef struct sstats {

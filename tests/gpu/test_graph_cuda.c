@@ -100,3 +100,50 @@ Test(graph_cuda, small_recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCL
 Test(graph_cuda, plain_greedy, .timeout = 120) { check(DECO_DRAFT_NONE, 0.0f, 250); }
 Test(graph_cuda, recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.0f, 250); }
 Test(graph_cuda, recycle_sampled, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.7f, 250); }
+
+/* stories260K with every RMSNorm weight at 3e38: the first forward's logits
+ * are not finite. The graphed loop must stop with DECO_STATUS_NON_FINITE
+ * naming position 0 (the prompt is BOS), eager and graphed, greedy and
+ * sampled, plain and Token Recycling, in f32 and bf16. */
+Test(graph_cuda, non_finite_logits_stop_the_device_loop, .timeout = 120) {
+  deco_ctx_t *ctx = deco_test_cuda_ctx();
+  cr_assert_not_null(ctx);
+  size_t size;
+  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
+  cr_assert_not_null(w);
+  float *base = (float *)((char *)w + 28); /* rms_att, rms_ffn, rms_final (tests/test_loader.c offsets) */
+  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
+  for (int t = 0; t < 3; ++t)
+    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  deco_tree_template_t tmpl;
+  cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
+  const deco_dtype_t dts[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
+  for (int di = 0; di < 2; ++di) {
+    deco_model_t *m;
+    cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", dts[di], &m), DECO_STATUS_SUCCESS,
+                 "%s", deco_last_error(ctx));
+    for (int src = 0; src < 2; ++src)
+      for (int graph = 0; graph < 2; ++graph)
+        for (int hot = 0; hot < 2; ++hot) {
+          deco_recycler_t *rec;
+          cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
+          deco_test_capture_t ids = {.n = 0};
+          deco_generate_config_t c = {.steps = 40, .temperature = hot ? 0.7f : 0.0f, .top_p = 0.9f, .seed = 5,
+                                      .ignore_eos = 1, .source = src ? DECO_DRAFT_RECYCLE : DECO_DRAFT_NONE,
+                                      .recycler = rec, .tmpl = &tmpl, .emit = deco_test_capture_id, .user = &ids,
+                                      .device_resident = 1, .graph = graph};
+          deco_generate_stats_t st;
+          int32_t bos = 1;
+          deco_status_t s = deco_generate(m, &bos, 1, &c, &st);
+          cr_assert_eq(s, DECO_STATUS_NON_FINITE, "%s %s graph=%d T=%s: %s (%s)", deco_dtype_name(dts[di]),
+                       src ? "recycle" : "plain", graph, hot ? "0.7" : "0", deco_status_string(s),
+                       deco_last_error(ctx));
+          cr_assert(strstr(deco_last_error(ctx), "non-finite logits at position 0") != NULL, "%s",
+                    deco_last_error(ctx));
+          deco_recycler_destroy(rec);
+        }
+    deco_model_destroy(m);
+  }
+  free(w);
+  deco_ctx_destroy(ctx);
+}
