@@ -15,6 +15,7 @@
 #include "deco/model.h"
 #include "deco/tokenizer.h"
 #include "deco/tree.h"
+#include "deco/spec_step.h"
 #include "deco/spec.h"
 #include "deco/recycle.h"
 

@@ -8,7 +8,7 @@
 
 #include "deco/attention.h"
 #include "deco/layers.h"
-#include "deco/spec.h"
+#include "deco/spec_step.h"
 #include "deco/recycle.h"
 #include "deco/tree.h"
 

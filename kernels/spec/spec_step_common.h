@@ -7,7 +7,7 @@
 #define DECO_KERNELS_SPEC_STEP_COMMON_H
 
 #include "deco/philox.h" /* DECO_HD */
-#include "deco/spec.h"
+#include "deco/spec_step.h"
 
 DECO_HD void deco_spec_prepare_one(const deco_spec_prepare_args_t *a) {
   deco_spec_state_t *s = a->state;
