@@ -27,10 +27,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   unsigned char *buf = malloc(size ? size : 1);
   if (!buf) return 0;
   if (size) memcpy(buf, data, size);
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   deco_llama2c_weights_t w;
   deco_status_t s = deco_llama2c_parse(buf, size, kName, &c, &w);
-  deco_model_config_t h;
+  deco_model_hparams_t h;
   deco_status_t sh = deco_llama2c_parse_header(buf, size, size, kName, &h);
   if (s == DECO_STATUS_SUCCESS) {
     /* The header check alone must agree with the full parse. */

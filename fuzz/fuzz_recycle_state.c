@@ -21,7 +21,7 @@ static uint32_t le32(const uint8_t *p) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static deco_ctx_t *ctx;
   if (ctx == NULL) {
-    deco_ctx_config_t cfg = {DECO_BACKEND_CPU, 0, NULL};
+    deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT; /* the CPU backend */
     if (deco_ctx_create(&cfg, &ctx) != DECO_STATUS_SUCCESS) abort();
   }
   int vocab = 7, k = 3;

@@ -59,13 +59,15 @@ int main(int argc, char **argv) {
   int reps = 50;
   for (int i = 1; i + 1 < argc; ++i)
     if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+  cfg.backend = DECO_BACKEND_CUDA;
   if (deco_ctx_create(&cfg, &g_ctx) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "bench_accept: no CUDA context: %s\n", deco_last_error(NULL));
     return 77;
   }
   deco_ctx_t *cpu;
-  deco_ctx_config_t ccfg = {DECO_BACKEND_CPU, 0, NULL};
+  deco_ctx_config_t ccfg = DECO_CTX_CONFIG_INIT;
+  ccfg.backend = DECO_BACKEND_CPU;
   CHECK(deco_ctx_create(&ccfg, &cpu));
   deco_bench_t b;
   if (deco_bench_init(&b, g_ctx) || deco_bench_measure_ceilings(&b)) return 1;
@@ -91,7 +93,8 @@ int main(int argc, char **argv) {
   CHECK(deco_memcpy(g_ctx, d_seed, &seed, 8, DECO_COPY_HOST_TO_CTX));
   CHECK(deco_memcpy(g_ctx, d_offset, &offset, 4, DECO_COPY_HOST_TO_CTX));
   /* q: uniform-ish positive rows (normalisation does not change the cost) */
-  deco_fill_random_args_t fq = {DECO_DTYPE_F32, (size_t)64 * 9 * 128256, 7, 1, 0.0f, 1.0f / 128256.0f, q};
+  deco_fill_random_args_t fq = {.dtype = DECO_DTYPE_F32, .n = (size_t)64 * 9 * 128256, .seed = 7, .tensor = 1,
+                                .scale = 0.0f, .constant = 1.0f / 128256.0f, .out = q};
   CHECK(deco_fill_random(g_ctx, &fq));
 
   deco_bench_csv_header(stdout);
@@ -99,12 +102,14 @@ int main(int argc, char **argv) {
   for (int vi = 0; vi < 2; ++vi) {
     const int V = Vs[vi];
     /* logits [4096][V]: uniform in [-2, 2) with the planted token of each row at +12 */
-    deco_fill_random_args_t fl = {DECO_DTYPE_F32, (size_t)max_rows * V, 11, 2, 2.0f, 0.0f, logits32};
+    deco_fill_random_args_t fl = {.dtype = DECO_DTYPE_F32, .n = (size_t)max_rows * V, .seed = 11, .tensor = 2,
+                                  .scale = 2.0f, .constant = 0.0f, .out = logits32};
     CHECK(deco_fill_random(g_ctx, &fl));
     float hi = 12.0f;
     for (int r = 0; r < max_rows; ++r)
       CHECK(deco_memcpy(g_ctx, (float *)logits32 + (size_t)r * V + planted(r, V), &hi, 4, DECO_COPY_HOST_TO_CTX));
-    deco_convert_args_t cv = {DECO_DTYPE_F32, DECO_DTYPE_BF16, (size_t)max_rows * V, logits32, logits16};
+    deco_convert_args_t cv = {.in_dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_BF16, .n = (size_t)max_rows * V,
+                              .in = logits32, .out = logits16};
     CHECK(deco_convert(g_ctx, &cv));
     for (int ki = 0; ki < 3; ++ki) {
       int32_t par1[64], fc[64];
@@ -129,13 +134,16 @@ int main(int argc, char **argv) {
             state_t st;
             memset(&st, 0, sizeof st);
             st.mode = (enum mode)mi;
-            deco_tree_batch_t tb = {B, B * n, d_indptr, d_parent};
+            deco_tree_batch_t tb = {.n_trees = B, .n_nodes = B * n, .tree_indptr = d_indptr, .parent = d_parent};
             deco_tree_verify_out_t out = {.path = d_path, .accept_len = d_len, .bonus = d_bonus};
-            st.g = (deco_tree_accept_greedy_args_t){tb, d_tokens, dt, dti ? logits16 : logits32, V, out};
-            st.s = (deco_tree_accept_sample_args_t){tb, d_tokens, dt, dti ? logits16 : logits32, V, 1.0f, 0,
-                                                    mi == TOP_P ? 0.9f : 1.0f,
-                                                    Ks[ki] ? DECO_DRAFT_CHAIN : DECO_DRAFT_DETERMINISTIC,
-                                                    Ks[ki] ? q : NULL, d_seed, d_offset, out};
+            st.g = (deco_tree_accept_greedy_args_t){.tree = tb, .tokens = d_tokens, .logits_dtype = dt,
+                                                    .logits = dti ? logits16 : logits32, .vocab = V, .out = out};
+            st.s = (deco_tree_accept_sample_args_t){.tree = tb, .tokens = d_tokens, .logits_dtype = dt,
+                                                    .logits = dti ? logits16 : logits32, .vocab = V,
+                                                    .temperature = 1.0f, .top_k = 0, .top_p = mi == TOP_P ? 0.9f : 1.0f,
+                                                    .draft_kind = Ks[ki] ? DECO_DRAFT_CHAIN : DECO_DRAFT_DETERMINISTIC,
+                                                    .draft_probs = Ks[ki] ? q : NULL, .seed = d_seed,
+                                                    .offset = d_offset, .out = out};
             if (run_fn(&st)) CHECK(DECO_STATUS_INTERNAL);
             int32_t *len = malloc(B * 4), *bonus = malloc(B * 4), *path = malloc((size_t)B * DECO_TREE_MAX_NODES * 4);
             CHECK(deco_memcpy(g_ctx, len, d_len, B * 4, DECO_COPY_CTX_TO_HOST));
@@ -152,11 +160,12 @@ int main(int argc, char **argv) {
                 CHECK(deco_memcpy(g_ctx, hq, q, (size_t)n * V * 4, DECO_COPY_CTX_TO_HOST));
               }
               int32_t rlen, rbonus, rpath[DECO_TREE_MAX_NODES], ind1[2] = {0, n};
-              deco_tree_batch_t ht = {1, n, ind1, par1};
+              deco_tree_batch_t ht = {.n_trees = 1, .n_nodes = n, .tree_indptr = ind1, .parent = par1};
               deco_tree_verify_out_t ho = {.path = rpath, .accept_len = &rlen, .bonus = &rbonus};
               deco_status_t rs;
               if (mi == GREEDY) {
-                deco_tree_accept_greedy_args_t ra = {ht, tokens, DECO_DTYPE_F32, hl, V, ho};
+                deco_tree_accept_greedy_args_t ra = {.tree = ht, .tokens = tokens, .logits_dtype = DECO_DTYPE_F32,
+                                                     .logits = hl, .vocab = V, .out = ho};
                 rs = deco_tree_accept_greedy(cpu, &ra);
               } else {
                 deco_tree_accept_sample_args_t ra = st.s;

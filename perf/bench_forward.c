@@ -16,6 +16,7 @@
 
 #include "common/bench.h"
 #include "linear/matmul_path.h"
+#include "ops/exec.h"
 
 typedef struct step {
   deco_model_t *model;
@@ -30,8 +31,9 @@ typedef struct step {
 
 static int run_step(void *user) {
   step_t *s = user;
-  deco_forward_args_t fa = {s->n_seqs, s->seqs, s->n_new, s->tokens, NULL, s->parents,
-                            s->parents ? DECO_LOGITS_ALL : DECO_LOGITS_LAST, s->logits};
+  deco_forward_args_t fa = {.n_seqs = s->n_seqs, .seqs = s->seqs, .n_new = s->n_new, .tokens = s->tokens,
+                            .embeds = NULL, .parents = s->parents,
+                            .logits_mode = s->parents ? DECO_LOGITS_ALL : DECO_LOGITS_LAST, .logits = s->logits};
   deco_status_t st = deco_forward(s->model, s->cache, &fa);
   if (st != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "forward: %s\n", deco_last_error(deco_model_ctx(s->model)));
@@ -101,8 +103,10 @@ static int graphed_create(const step_t *s, graphed_t *g) {
   GCHECK(deco_memcpy(g->ctx, g->meta, h, total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX), g->ctx);
   GCHECK(deco_kv_cache_block_table(s->cache, s->seqs, S, g->meta + o_tab), g->ctx);
   int32_t *d = g->meta;
-  deco_forward_device_args_t fa = {S,         T,         d,         d + o_pos, d + o_qi, d + o_kv,
-                                   d + o_pre, s->parents ? d + o_par : NULL, d + o_tab, s->logits};
+  deco_forward_device_args_t fa = {.n_seqs = S, .n_tokens = T, .tokens = d, .positions = d + o_pos,
+                                   .q_indptr = d + o_qi, .kv_lens = d + o_kv, .prefix_lens = d + o_pre,
+                                   .parents = s->parents ? d + o_par : NULL, .block_table = d + o_tab,
+                                   .logits = s->logits};
   /* One eager call sizes the scratch and loads every kernel before capture. */
   GCHECK(deco_forward_device(s->model, s->cache, &fa), g->ctx);
   GCHECK(deco_ctx_synchronize(g->ctx), g->ctx);
@@ -126,7 +130,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_forward: no CUDA device\n");
     return 77;
   }
-  deco_ctx_config_t cc = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = DECO_BACKEND_CUDA;
   deco_ctx_t *ctx;
   if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "%s\n", deco_last_error(NULL));
@@ -136,11 +141,13 @@ int main(int argc, char **argv) {
   if (deco_bench_init(&b, ctx) || deco_bench_measure_ceilings(&b)) return 1;
   fprintf(stderr, "%s: copy %.0f GB/s, bf16 GEMM %.0f TFLOP/s\n", b.device_name, b.copy_gbps, b.gemm_tflops);
   deco_model_t *model;
-  if (deco_model_create_synthetic(ctx, name, DECO_SYNTHETIC_SEED, DECO_DTYPE_BF16, &model) != DECO_STATUS_SUCCESS) {
+  deco_model_config_t mcfg = DECO_MODEL_CONFIG_INIT;
+  mcfg.dtype = DECO_DTYPE_BF16;
+  if (deco_model_create_synthetic(ctx, name, DECO_SYNTHETIC_SEED, &mcfg, &model) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "%s\n", deco_last_error(ctx));
     return 1;
   }
-  const deco_model_config_t *c = deco_model_get_config(model);
+  const deco_model_hparams_t *c = deco_model_get_hparams(model);
   const double weight_bytes = (double)deco_model_weight_bytes(model);
   /* Tree forwards do not commit; sequence 0 needs room for one tree more. */
   const int prefix = 512, max_b = 16, reserve = prefix + 2 * (reps + 3) + 16, reserve0 = reserve + 81;
@@ -165,10 +172,12 @@ int main(int argc, char **argv) {
     if (run_step(&pre)) return 1;
   }
   /* Which matmul path the one-token step takes for the largest projection. */
-  deco_matmul_args_t probe = {DECO_DTYPE_BF16, DECO_DTYPE_BF16, 1, c->hidden_dim, c->dim, logits, logits, logits, 0};
-  const char *path1 = deco_matmul_path_cuda(ctx, &probe);
+  deco_matmul_args_t probe = {.dtype = DECO_DTYPE_BF16, .out_dtype = DECO_DTYPE_BF16, .m = 1, .n = c->hidden_dim,
+                              .k = c->dim, .a = logits, .w = logits, .out = logits, .accumulate = 0};
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  const char *path1 = deco_matmul_path_cuda(&exec, &probe);
   probe.m = 16;
-  const char *path16 = deco_matmul_path_cuda(ctx, &probe);
+  const char *path16 = deco_matmul_path_cuda(&exec, &probe);
   deco_bench_csv_header(stdout);
   const char *cmd = deco_bench_command(argc, argv);
   int batches[2] = {1, 16};

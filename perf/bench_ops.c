@@ -18,6 +18,7 @@
 #include "common/bench.h"
 #include "deco/deco.h"
 #include "linear/matmul_path.h"
+#include "ops/exec.h"
 
 typedef struct att_state {
   deco_ctx_t *ctx;
@@ -30,14 +31,14 @@ static int att_fn(void *u) {
 }
 
 typedef struct mm_state {
-  deco_ctx_t *ctx;
+  deco_exec_t exec; /* the context's view for the kernel-level entry point */
   deco_matmul_args_t args;
   deco_matmul_path_t path;
 } mm_state_t;
 
 static int mm_fn(void *u) {
   mm_state_t *s = u;
-  return deco_matmul_cuda_path(s->ctx, &s->args, s->path) != DECO_STATUS_SUCCESS;
+  return deco_matmul_cuda_path(&s->exec, &s->args, s->path) != DECO_STATUS_SUCCESS;
 }
 
 #define CHECK(expr)                                                                       \
@@ -87,6 +88,7 @@ static int spot_check(deco_ctx_t *ctx, const deco_matmul_args_t *a, const char *
  * tree) and 256 (a prefill), in f32 and bf16, and two larger shapes past
  * the automatic limit (DECO_MATMUL_TILE_MAX_MACS) at m = 81 and 256. */
 static int bench_small_matmul(deco_ctx_t *ctx, deco_bench_t *b, int reps, const char *cmd) {
+  const deco_exec_t exec = deco_ops_exec(ctx);
   static const int nk[][2] = {{128, 64}, {64, 64}, {344, 64}, {64, 172}, {512, 64}, {1024, 1024}, {2048, 2048}};
   static const int ms[] = {1, 81, 256};
   static const deco_dtype_t dts[] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
@@ -102,22 +104,25 @@ static int bench_small_matmul(deco_ctx_t *ctx, deco_bench_t *b, int reps, const 
         CHECK(deco_malloc(ctx, &w, (size_t)n * k * es));
         CHECK(deco_malloc(ctx, &a, (size_t)m * k * es));
         CHECK(deco_malloc(ctx, &out, (size_t)m * n * es));
-        deco_fill_random_args_t fw = {dt, (size_t)n * k, 5, (uint32_t)(30 + si), 1.7320508f / sqrtf((float)k), 0.0f, w};
-        deco_fill_random_args_t fa = {dt, (size_t)m * k, 6, (uint32_t)(40 + mi), 1.0f, 0.0f, a};
+        deco_fill_random_args_t fw = {.dtype = dt, .n = (size_t)n * k, .seed = 5, .tensor = (uint32_t)(30 + si),
+                                      .scale = 1.7320508f / sqrtf((float)k), .constant = 0.0f, .out = w};
+        deco_fill_random_args_t fa = {.dtype = dt, .n = (size_t)m * k, .seed = 6, .tensor = (uint32_t)(40 + mi),
+                                      .scale = 1.0f, .constant = 0.0f, .out = a};
         CHECK(deco_fill_random(ctx, &fw));
         CHECK(deco_fill_random(ctx, &fa));
-        const deco_matmul_args_t args = {dt, dt, m, n, k, a, w, out, 0};
-        const char *auto_path = deco_matmul_path_cuda(ctx, &args);
+        const deco_matmul_args_t args = {.dtype = dt, .out_dtype = dt, .m = m, .n = n, .k = k, .a = a, .w = w,
+                                         .out = out, .accumulate = 0};
+        const char *auto_path = deco_matmul_path_cuda(&exec, &args);
         double us[2] = {0.0, 0.0};
         char label[128];
         snprintf(label, sizeof label, "m=%d n=%d k=%d %s", m, n, k, deco_dtype_name(dt));
         for (int p = 0; p < 2; ++p) {
-          mm_state_t st = {ctx, args, p == 0 ? DECO_MATMUL_PATH_TILE : DECO_MATMUL_PATH_CUBLAS};
+          mm_state_t st = {exec, args, p == 0 ? DECO_MATMUL_PATH_TILE : DECO_MATMUL_PATH_CUBLAS};
           const char *pname = p == 0 ? "tile" : "cublas";
           char path[64];
           snprintf(path, sizeof path, "%s%s", pname, strcmp(auto_path, pname) == 0 ? " (auto)" : "");
           CHECK(deco_memset(ctx, out, 0xFF, (size_t)m * n * es));
-          CHECK(deco_matmul_cuda_path(ctx, &args, st.path));
+          CHECK(deco_matmul_cuda_path(&exec, &args, st.path));
           if (spot_check(ctx, &args, label)) {
             fprintf(stderr, "bench_ops: %s (%s): spot checks failed; not timed\n", label, pname);
             failures++;
@@ -146,9 +151,12 @@ static int bench_attention(deco_ctx_t *ctx, deco_bench_t *b, int B, int L, int r
   CHECK(deco_malloc(ctx, &vp, pool * 2));
   CHECK(deco_malloc(ctx, &q, (size_t)B * n_heads * hd * 2));
   CHECK(deco_malloc(ctx, &out, (size_t)B * n_heads * hd * 2));
-  deco_fill_random_args_t fk = {DECO_DTYPE_BF16, pool, 8, 1, 1.0f, 0.0f, kp};
-  deco_fill_random_args_t fv = {DECO_DTYPE_BF16, pool, 8, 2, 1.0f, 0.0f, vp};
-  deco_fill_random_args_t fq = {DECO_DTYPE_BF16, (size_t)B * n_heads * hd, 8, 3, 1.0f, 0.0f, q};
+  deco_fill_random_args_t fk = {.dtype = DECO_DTYPE_BF16, .n = pool, .seed = 8, .tensor = 1, .scale = 1.0f,
+                                .constant = 0.0f, .out = kp};
+  deco_fill_random_args_t fv = {.dtype = DECO_DTYPE_BF16, .n = pool, .seed = 8, .tensor = 2, .scale = 1.0f,
+                                .constant = 0.0f, .out = vp};
+  deco_fill_random_args_t fq = {.dtype = DECO_DTYPE_BF16, .n = (size_t)B * n_heads * hd, .seed = 8, .tensor = 3,
+                                .scale = 1.0f, .constant = 0.0f, .out = q};
   CHECK(deco_fill_random(ctx, &fk));
   CHECK(deco_fill_random(ctx, &fv));
   CHECK(deco_fill_random(ctx, &fq));
@@ -161,13 +169,12 @@ static int bench_attention(deco_ctx_t *ctx, deco_bench_t *b, int B, int L, int r
   CHECK(deco_malloc(ctx, &meta, sizeof(int32_t) * n_meta));
   CHECK(deco_memcpy(ctx, meta, hm, sizeof(int32_t) * n_meta, DECO_COPY_HOST_TO_CTX));
   const int32_t *dm = (const int32_t *)meta;
-  deco_attention_args_t args = {{DECO_DTYPE_BF16, n_kv, hd, ps, B * pages_per_seq, kp, vp, dm + 2 * B + 1,
-                                 pages_per_seq},
-                                {B, B, dm, dm + B + 1},
-                                n_heads,
-                                1.0f / sqrtf((float)hd),
-                                q,
-                                out, 0};
+  deco_attention_args_t args = {.cache = {.dtype = DECO_DTYPE_BF16, .n_kv_heads = n_kv, .head_dim = hd, .page_size = ps,
+                                          .n_pages = B * pages_per_seq, .k_pages = kp, .v_pages = vp,
+                                          .block_table = dm + 2 * B + 1, .max_pages_per_seq = pages_per_seq},
+                                .batch = {.n_seqs = B, .n_tokens = B, .q_indptr = dm, .kv_lens = dm + B + 1},
+                                .n_heads = n_heads, .scale = 1.0f / sqrtf((float)hd), .q = q, .out = out,
+                                .q_stride = 0};
   const size_t ws_bytes = deco_attention_workspace_size(ctx, &args);
   if (ws_bytes) {
     CHECK(deco_malloc(ctx, &ws, ws_bytes));
@@ -251,7 +258,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_ops: no CUDA device\n");
     return 77;
   }
-  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+  cfg.backend = DECO_BACKEND_CUDA;
   deco_ctx_t *ctx = NULL;
   if (deco_ctx_create(&cfg, &ctx) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "bench_ops: %s\n", deco_last_error(NULL));
@@ -265,6 +273,7 @@ int main(int argc, char **argv) {
           "bench_ops: %s, %d SMs, L2 %zu MB; copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s; %s L2 flush\n",
           b.device_name, b.sm_count, b.l2_bytes >> 20, b.copy_gbps, b.gemm_tflops, flush_write ? "write" : "read");
   deco_bench_csv_header(stdout);
+  const deco_exec_t exec = deco_ops_exec(ctx); /* for the matmul path selectors */
 
   static const int shapes[4][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 32000}}; /* k, n */
   static const char *names[4] = {"qkvo", "gate/up", "down", "classifier"};
@@ -280,24 +289,27 @@ int main(int argc, char **argv) {
     CHECK(deco_malloc(ctx, &w, (size_t)n * k * 2));
     CHECK(deco_malloc(ctx, &a, (size_t)16 * k * 2));
     CHECK(deco_malloc(ctx, &out, (size_t)16 * n * 2));
-    deco_fill_random_args_t fw = {DECO_DTYPE_BF16, (size_t)n * k, 5, (uint32_t)(10 + si),
-                                  1.7320508f / sqrtf((float)k), 0.0f, w};
-    deco_fill_random_args_t fa = {DECO_DTYPE_BF16, (size_t)16 * k, 6, (uint32_t)(20 + si), 1.0f, 0.0f, a};
+    deco_fill_random_args_t fw = {.dtype = DECO_DTYPE_BF16, .n = (size_t)n * k, .seed = 5,
+                                  .tensor = (uint32_t)(10 + si), .scale = 1.7320508f / sqrtf((float)k),
+                                  .constant = 0.0f, .out = w};
+    deco_fill_random_args_t fa = {.dtype = DECO_DTYPE_BF16, .n = (size_t)16 * k, .seed = 6,
+                                  .tensor = (uint32_t)(20 + si), .scale = 1.0f, .constant = 0.0f, .out = a};
     CHECK(deco_fill_random(ctx, &fw));
     CHECK(deco_fill_random(ctx, &fa));
     step_bytes += (double)per_step[si] * n * k * 2;
     for (int mi = 0; mi < N_MS; ++mi) {
       const int m = ms[mi];
-      const deco_matmul_args_t args = {DECO_DTYPE_BF16, DECO_DTYPE_BF16, m, n, k, a, w, out, 0};
-      const char *auto_path = deco_matmul_path_cuda(ctx, &args);
+      const deco_matmul_args_t args = {.dtype = DECO_DTYPE_BF16, .out_dtype = DECO_DTYPE_BF16, .m = m, .n = n, .k = k,
+                                       .a = a, .w = w, .out = out, .accumulate = 0};
+      const char *auto_path = deco_matmul_path_cuda(&exec, &args);
       for (int p = 0; p < 2; ++p) {
-        mm_state_t st = {ctx, args, p == 0 ? DECO_MATMUL_PATH_SKINNY : DECO_MATMUL_PATH_CUBLAS};
+        mm_state_t st = {exec, args, p == 0 ? DECO_MATMUL_PATH_SKINNY : DECO_MATMUL_PATH_CUBLAS};
         const char *pname = p == 0 ? "skinny" : "cublas";
         char label[128], path[64];
         snprintf(label, sizeof label, "%s m=%d n=%d k=%d", names[si], m, n, k);
         snprintf(path, sizeof path, "%s%s", pname, strcmp(auto_path, pname) == 0 ? " (auto)" : "");
         CHECK(deco_memset(ctx, out, 0xFF, (size_t)m * n * 2));
-        CHECK(deco_matmul_cuda_path(ctx, &args, st.path));
+        CHECK(deco_matmul_cuda_path(&exec, &args, st.path));
         int bad = spot_check(ctx, &args, label);
         if (bad) {
           fprintf(stderr, "bench_ops: %s (%s): %d of 64 spot checks failed; not timed\n", label, pname, bad);

@@ -58,9 +58,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_recycle: no CUDA device\n");
     return 77;
   }
-  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+  cfg.backend = DECO_BACKEND_CUDA;
   deco_ctx_t *ctx = NULL, *cpu = NULL;
-  deco_ctx_config_t ccfg = {DECO_BACKEND_CPU, 0, NULL};
+  deco_ctx_config_t ccfg = DECO_CTX_CONFIG_INIT;
+  ccfg.backend = DECO_BACKEND_CPU;
   if (deco_ctx_create(&cfg, &ctx) != DECO_STATUS_SUCCESS || deco_ctx_create(&ccfg, &cpu) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "bench_recycle: %s\n", deco_last_error(NULL));
     return 1;
@@ -92,7 +94,8 @@ int main(int argc, char **argv) {
       CHECK(deco_malloc(ctx, &x, n * es));
       CHECK(deco_malloc(ctx, (void **)&ids, sizeof(int32_t) * rows * k));
       /* Normal logits, rounded to the dtype on the device. */
-      deco_fill_random_args_t fr = {dt, n, 11, (uint32_t)(c + 16 * dt_i), 3.0f, 0.0f, x};
+      deco_fill_random_args_t fr = {.dtype = dt, .n = n, .seed = 11, .tensor = (uint32_t)(c + 16 * dt_i), .scale = 3.0f,
+                                    .constant = 0.0f, .out = x};
       CHECK(deco_fill_random(ctx, &fr));
       topk_state_t st = {ctx, {rows, V, k, dt, x, NULL, ids, NULL}};
       CHECK(deco_topk_rows(ctx, &st.a));
@@ -104,7 +107,8 @@ int main(int argc, char **argv) {
       CHECK(deco_memcpy(ctx, got, ids, sizeof(int32_t) * rows * k, DECO_COPY_CTX_TO_HOST));
       for (size_t i = 0; i < n; ++i)
         hx[i] = dt == DECO_DTYPE_F32 ? ((float *)hraw)[i] : deco_bf16_to_f32(((uint16_t *)hraw)[i]);
-      deco_topk_rows_args_t ra = {rows, V, k, DECO_DTYPE_F32, hx, NULL, want, NULL};
+      deco_topk_rows_args_t ra = {.n_rows = rows, .vocab = V, .k = k, .dtype = DECO_DTYPE_F32, .logits = hx,
+                                  .row_count = NULL, .ids = want, .values = NULL};
       if (deco_topk_rows(cpu, &ra) != DECO_STATUS_SUCCESS) return 1;
       char label[96];
       snprintf(label, sizeof label, "rows=%d V=%d k=%d %s", rows, V, k, deco_dtype_name(dt));

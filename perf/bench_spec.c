@@ -121,13 +121,16 @@ int main(int argc, char **argv) {
                                      : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
   deco_dtype_t dtype = dtype_s ? (strcmp(dtype_s, "bf16") == 0 ? DECO_DTYPE_BF16 : DECO_DTYPE_F32)
                                : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
-  deco_ctx_config_t cc = {backend, 0, NULL};
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = backend;
   deco_ctx_t *ctx;
   deco_model_t *model;
   if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) die("context", deco_last_error(NULL));
-  if (deco_model_load_llama2c(ctx, model_path, dtype, &model) != DECO_STATUS_SUCCESS)
+  deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
+  config.dtype = dtype;
+  if (deco_model_load_llama2c(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS)
     die(model_path, deco_last_error(ctx));
-  const deco_model_config_t *mc = deco_model_get_config(model);
+  const deco_model_hparams_t *mc = deco_model_get_hparams(model);
   deco_tokenizer_t *tok;
   if (deco_tokenizer_load(tok_path, mc->vocab_size, &tok) != DECO_STATUS_SUCCESS) die(tok_path, deco_last_error(NULL));
   static prompt_t prompts[MAX_PROMPTS];
@@ -140,28 +143,28 @@ int main(int argc, char **argv) {
           deco_dtype_name(dtype), temperature, backend == DECO_BACKEND_CUDA ? loop_s : "host");
   deco_recycler_t *rec;
   deco_tree_template_t tmpl;
+  deco_drafter_t *lookup, *recycle;
+  const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
   if (deco_recycler_create(ctx, mc->vocab_size, DECO_RECYCLE_DEFAULT_K, &rec) != DECO_STATUS_SUCCESS ||
-      deco_tree_template_default(&tmpl) != DECO_STATUS_SUCCESS)
-    die("recycler", deco_last_error(ctx));
+      deco_tree_template_default(&tmpl) != DECO_STATUS_SUCCESS ||
+      deco_drafter_create_recycle(rec, &tmpl, &recycle) != DECO_STATUS_SUCCESS ||
+      deco_drafter_create_lookup(&lc, &lookup) != DECO_STATUS_SUCCESS)
+    die("drafters", deco_last_error(ctx));
   printf("method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,backend,dtype,temperature,loop\n");
   const char *methods[4] = {"ar", "lookup", "recycle-cold", "recycle-warm"};
   double ar_rate = 0;
   for (int mth = 0; mth < 4; ++mth) {
-    deco_generate_config_t c;
-    memset(&c, 0, sizeof c);
+    deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
     c.steps = steps;
     c.temperature = temperature;
     c.top_p = top_p;
     c.seed = seed;
     c.ignore_eos = 1;
-    c.source = mth == 0 ? DECO_DRAFT_NONE : mth == 1 ? DECO_DRAFT_LOOKUP : DECO_DRAFT_RECYCLE;
-    deco_lookup_config_t lc = {3, 1, 10, 32};
-    c.lookup = lc;
-    c.recycler = rec;
-    c.tmpl = &tmpl;
+    c.drafter = mth == 0 ? NULL : mth == 1 ? lookup : recycle;
     /* On the GPU, plain decoding and Token Recycling run their steps as CUDA
      * graphs (capture time excluded below); prompt lookup drafts on the host. */
-    c.device_resident = backend == DECO_BACKEND_CUDA && c.source != DECO_DRAFT_LOOKUP && loop_device;
+    c.device_resident = backend == DECO_BACKEND_CUDA && (!c.drafter || deco_drafter_device_resident(c.drafter)) &&
+                        loop_device;
     c.graph = c.device_resident && loop_graph;
     tally_t kinds[N_KINDS_MAX], pooled;
     int n_kinds = 0;
@@ -199,6 +202,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%-13s pooled: mean accepted %.2f, %.1f tok/s (%.2fx ar)\n", methods[mth],
             pooled.forwards ? (double)pooled.tokens / pooled.forwards : 0.0, rate, ar_rate > 0 ? rate / ar_rate : 0);
   }
+  deco_drafter_destroy(lookup);
+  deco_drafter_destroy(recycle);
   deco_recycler_destroy(rec);
   deco_tokenizer_destroy(tok);
   deco_model_destroy(model);

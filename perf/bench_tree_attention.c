@@ -81,8 +81,10 @@ static void pools_create(bcase_t *c, int B, int L, uint64_t seed, size_t cold_by
   for (int i = 0; i < c->n_copies; ++i) {
     c->kc[i] = dalloc(pool * 2);
     c->vc[i] = dalloc(pool * 2);
-    deco_fill_random_args_t fk = {DECO_DTYPE_BF16, pool, seed, 1, 1.0f, 0.0f, c->kc[i]};
-    deco_fill_random_args_t fv = {DECO_DTYPE_BF16, pool, seed, 2, 1.0f, 0.0f, c->vc[i]};
+    deco_fill_random_args_t fk = {.dtype = DECO_DTYPE_BF16, .n = pool, .seed = seed, .tensor = 1, .scale = 1.0f,
+                                  .constant = 0.0f, .out = c->kc[i]};
+    deco_fill_random_args_t fv = {.dtype = DECO_DTYPE_BF16, .n = pool, .seed = seed, .tensor = 2, .scale = 1.0f,
+                                  .constant = 0.0f, .out = c->vc[i]};
     CHECK(deco_fill_random(ctx, &fk));
     CHECK(deco_fill_random(ctx, &fv));
   }
@@ -92,7 +94,8 @@ static void pools_create(bcase_t *c, int B, int L, uint64_t seed, size_t cold_by
   c->q = dalloc(qn * 2);
   c->out = dalloc(qn * 2);
   c->out_dec = dalloc((size_t)B * H_Q * HD * 2);
-  deco_fill_random_args_t fq = {DECO_DTYPE_BF16, qn, seed, 3, 2.0f, 0.0f, c->q};
+  deco_fill_random_args_t fq = {.dtype = DECO_DTYPE_BF16, .n = qn, .seed = seed, .tensor = 3, .scale = 2.0f,
+                                .constant = 0.0f, .out = c->q};
   CHECK(deco_fill_random(ctx, &fq));
   /* Pages of each sequence scattered over the pool. */
   c->h_perm = malloc(sizeof(int32_t) * (size_t)c->n_pages);
@@ -160,7 +163,9 @@ static void trees_setup(bcase_t *c, int n, uint64_t seed) {
   free(kv_lens);
   free(depth);
 
-  deco_paged_kv_t cache = {DECO_DTYPE_BF16, H_KV, HD, PAGE, c->n_pages, c->k, c->v, c->bt, c->max_pages};
+  deco_paged_kv_t cache = {.dtype = DECO_DTYPE_BF16, .n_kv_heads = H_KV, .head_dim = HD, .page_size = PAGE,
+                           .n_pages = c->n_pages, .k_pages = c->k, .v_pages = c->v, .block_table = c->bt,
+                           .max_pages_per_seq = c->max_pages};
   memset(&c->ta, 0, sizeof c->ta);
   c->ta.cache = cache;
   c->ta.tree.n_trees = B;
@@ -211,7 +216,8 @@ static int validate(bcase_t *c) {
   CHECK(deco_memcpy(ctx, raw, c->out, qn * 2, DECO_COPY_CTX_TO_HOST));
   for (size_t i = 0; i < qn; ++i) got[i] = deco_bf16_to_f32(raw[i]);
 
-  deco_ctx_config_t cfg = {DECO_BACKEND_CPU, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+  cfg.backend = DECO_BACKEND_CPU;
   deco_ctx_t *cpu = NULL;
   CHECK(deco_ctx_create(&cfg, &cpu));
   int32_t *bt = malloc(sizeof(int32_t) * (size_t)c->B * c->max_pages), *indptr = malloc(sizeof(int32_t) * (c->B + 1));
@@ -292,7 +298,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_tree_attention: no CUDA device\n");
     return 77;
   }
-  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+  cfg.backend = DECO_BACKEND_CUDA;
   if (deco_ctx_create(&cfg, &ctx) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "bench_tree_attention: %s\n", deco_last_error(NULL));
     return 1;

@@ -176,7 +176,9 @@ Test(accept_greedy, lexicographic_tie_not_smallest_last_node) {
   int32_t indptr[2] = {0, 5}, parent[5] = {-1, 0, 0, 2, 1}, tokens[5] = {0, 1, 1, 2, 2};
   float logits[5 * 3] = {0, 1, 0, /* root -> 1 */ 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0};
   int32_t path[DECO_TREE_MAX_NODES], len, bonus;
-  deco_tree_accept_greedy_args_t a = {{1, 5, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 3, {.path = path, .accept_len = &len, .bonus = &bonus}};
+  deco_tree_accept_greedy_args_t a = {.tree = {.n_trees = 1, .n_nodes = 5, .tree_indptr = indptr, .parent = parent},
+                                      .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 3,
+                                      .out = {.path = path, .accept_len = &len, .bonus = &bonus}};
   cr_assert_eq(deco_tree_accept_greedy(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(len, 3);
   cr_assert(path[0] == 0 && path[1] == 1 && path[2] == 4, "path %d %d %d", path[0], path[1], path[2]);
@@ -195,9 +197,10 @@ Test(accept_greedy, flags_non_finite_rows_it_reads) {
   float logits[4 * 3] = {0, 1, 0, /* root -> 1 */ NAN, 0, 5, /* node 1: read, NaN skipped -> 2 */
                          INFINITY, 0, 0, /* node 2: not read */ 0, 0, 0};
   int32_t path[DECO_TREE_MAX_NODES], len, bonus, nonfinite = -7;
-  deco_tree_accept_greedy_args_t a = {.tree = {1, 4, indptr, parent}, .tokens = tokens, .logits_dtype = DECO_DTYPE_F32,
-                                      .logits = logits, .vocab = 3,
-                                      .out = {.path = path, .accept_len = &len, .bonus = &bonus, .nonfinite = &nonfinite}};
+  deco_tree_accept_greedy_args_t a = {.tree = {.n_trees = 1, .n_nodes = 4, .tree_indptr = indptr, .parent = parent},
+                                      .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 3,
+                                      .out = {.path = path, .accept_len = &len, .bonus = &bonus,
+                                              .nonfinite = &nonfinite}};
   cr_assert_eq(deco_tree_accept_greedy(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(nonfinite, 2, "1 + node 1");
   cr_assert_eq(len, 2);
@@ -231,9 +234,10 @@ Test(accept_sample, flags_non_finite_rows_and_stops) {
   uint32_t offset = 0;
   int32_t path[DECO_TREE_MAX_NODES], len, bonus, nonfinite = -7;
   deco_tree_accept_sample_args_t a = {
-      .tree = {1, 3, indptr, parent}, .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 3,
-      .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .draft_kind = DECO_DRAFT_DETERMINISTIC, .seed = &seed,
-      .offset = &offset, .out = {.path = path, .accept_len = &len, .bonus = &bonus, .nonfinite = &nonfinite}};
+      .tree = {.n_trees = 1, .n_nodes = 3, .tree_indptr = indptr, .parent = parent},
+      .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 3, .temperature = 1.0f, .top_k = 0,
+      .top_p = 1.0f, .draft_kind = DECO_DRAFT_DETERMINISTIC, .seed = &seed, .offset = &offset,
+      .out = {.path = path, .accept_len = &len, .bonus = &bonus, .nonfinite = &nonfinite}};
   cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(nonfinite, 2);
   cr_assert_eq(len, 2);
@@ -263,8 +267,11 @@ Test(accept_args, rejects_bad_arguments) {
   uint64_t seed = 1;
   uint32_t offset = 0;
   int32_t path[DECO_TREE_MAX_NODES], len, bonus;
-  deco_tree_accept_sample_args_t ok = {{1, 3, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 4, 1.0f, 0, 1.0f,
-                                       DECO_DRAFT_DETERMINISTIC, NULL, &seed, &offset, {.path = path, .accept_len = &len, .bonus = &bonus}};
+  deco_tree_accept_sample_args_t ok = {.tree = {.n_trees = 1, .n_nodes = 3, .tree_indptr = indptr, .parent = parent},
+                                       .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 4,
+                                       .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
+                                       .draft_kind = DECO_DRAFT_DETERMINISTIC, .draft_probs = NULL, .seed = &seed,
+                                       .offset = &offset, .out = {.path = path, .accept_len = &len, .bonus = &bonus}};
   cr_assert_eq(deco_tree_accept_sample(ctx, &ok), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_tree_accept_sample_args_t a;
   /* Each case must write its own message: another op's failure is recorded
@@ -308,7 +315,9 @@ Test(accept_args, rejects_bad_arguments) {
   cr_assert_eq(deco_tree_accept_sample(ctx, NULL), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_tree_accept_sample_workspace_size(ctx, &ok), 0);
 
-  deco_tree_accept_greedy_args_t g = {{1, 3, indptr, parent}, tokens, DECO_DTYPE_F32, logits, 4, {.path = path, .accept_len = &len, .bonus = &bonus}};
+  deco_tree_accept_greedy_args_t g = {.tree = {.n_trees = 1, .n_nodes = 3, .tree_indptr = indptr, .parent = parent},
+                                      .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 4,
+                                      .out = {.path = path, .accept_len = &len, .bonus = &bonus}};
   cr_assert_eq(deco_tree_accept_greedy(ctx, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   g.logits_dtype = DECO_DTYPE_BF16;
   cr_assert_eq(deco_tree_accept_greedy(ctx, &g), DECO_STATUS_UNSUPPORTED);
@@ -367,10 +376,14 @@ Test(accept_sample, reference_equals_model) {
       }
       uint64_t seed = 1234 + ki;
       uint32_t offset = (uint32_t)(fi * 1000);
-      deco_tree_accept_sample_args_t a = {{B, b.N, b.indptr, b.parent}, b.tokens, DECO_DTYPE_F32, b.logits, V,
-                                          filt[fi].T, filt[fi].k, filt[fi].p, kinds[ki],
-                                          kinds[ki] == DECO_DRAFT_DETERMINISTIC ? NULL : b.q, &seed, &offset,
-                                          {.path = b.path, .accept_len = b.len, .bonus = b.bonus}};
+      deco_tree_accept_sample_args_t a = {.tree = {.n_trees = B, .n_nodes = b.N, .tree_indptr = b.indptr,
+                                                   .parent = b.parent},
+                                          .tokens = b.tokens, .logits_dtype = DECO_DTYPE_F32, .logits = b.logits,
+                                          .vocab = V, .temperature = filt[fi].T, .top_k = filt[fi].k,
+                                          .top_p = filt[fi].p, .draft_kind = kinds[ki],
+                                          .draft_probs = kinds[ki] == DECO_DRAFT_DETERMINISTIC ? NULL : b.q,
+                                          .seed = &seed, .offset = &offset,
+                                          .out = {.path = b.path, .accept_len = b.len, .bonus = b.bonus}};
       cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
       for (int t = 0; t < B; ++t) {
         int lo = b.indptr[t], n = b.indptr[t + 1] - lo;
@@ -411,8 +424,12 @@ Test(accept_sample, top_k_one_is_greedy) {
   int32_t *path = malloc((size_t)b.B * DECO_TREE_MAX_NODES * sizeof(int32_t)), len[23], bonus[23];
   uint64_t seed = 3;
   uint32_t offset = 17;
-  deco_tree_accept_sample_args_t a = {{b.B, b.N, b.indptr, b.parent}, b.tokens, DECO_DTYPE_F32, b.logits, b.V, 0.9f, 1,
-                                      1.0f, DECO_DRAFT_DETERMINISTIC, NULL, &seed, &offset, {.path = path, .accept_len = len, .bonus = bonus}};
+  deco_tree_accept_sample_args_t a = {.tree = {.n_trees = b.B, .n_nodes = b.N, .tree_indptr = b.indptr,
+                                               .parent = b.parent},
+                                      .tokens = b.tokens, .logits_dtype = DECO_DTYPE_F32, .logits = b.logits,
+                                      .vocab = b.V, .temperature = 0.9f, .top_k = 1, .top_p = 1.0f,
+                                      .draft_kind = DECO_DRAFT_DETERMINISTIC, .draft_probs = NULL, .seed = &seed,
+                                      .offset = &offset, .out = {.path = path, .accept_len = len, .bonus = bonus}};
   cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_test_compare_i32("accept_len", len, b.len, 23), 0);
   cr_assert_eq(deco_test_compare_i32("bonus", bonus, b.bonus, 23), 0);
@@ -540,9 +557,12 @@ static model_chi2_t run_case(deco_ctx_t *ctx, const scase_t *c, enum model_rule 
     }
     uint32_t offset = (uint32_t)batch * 2;
     if (use_op) {
-      deco_tree_accept_sample_args_t a = {{BATCH, indptr[BATCH], indptr, parent}, tok, DECO_DTYPE_F32, logits, SV,
-                                          c->T, c->k, c->p, c->kind, c->kind == DECO_DRAFT_DETERMINISTIC ? NULL : q,
-                                          &seed, &offset, {.path = path, .accept_len = len, .bonus = bonus}};
+      deco_tree_accept_sample_args_t a = {.tree = {.n_trees = BATCH, .n_nodes = indptr[BATCH], .tree_indptr = indptr,
+                                                   .parent = parent},
+                                          .tokens = tok, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = SV,
+                                          .temperature = c->T, .top_k = c->k, .top_p = c->p, .draft_kind = c->kind,
+                                          .draft_probs = c->kind == DECO_DRAFT_DETERMINISTIC ? NULL : q, .seed = &seed,
+                                          .offset = &offset, .out = {.path = path, .accept_len = len, .bonus = bonus}};
       cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
     } else {
       for (int t = 0; t < BATCH; ++t) {
@@ -578,8 +598,11 @@ static model_chi2_t run_case(deco_ctx_t *ctx, const scase_t *c, enum model_rule 
       }
       ind2[n2] = n2;
       uint32_t off2 = offset + 1;
-      deco_tree_accept_sample_args_t a2 = {{n2, n2, ind2, par2}, tok2, DECO_DTYPE_F32, l2, SV, c->T, c->k, c->p,
-                                           DECO_DRAFT_DETERMINISTIC, NULL, &seed, &off2, {.path = path2, .accept_len = len2, .bonus = b2}};
+      deco_tree_accept_sample_args_t a2 = {.tree = {.n_trees = n2, .n_nodes = n2, .tree_indptr = ind2, .parent = par2},
+                                           .tokens = tok2, .logits_dtype = DECO_DTYPE_F32, .logits = l2, .vocab = SV,
+                                           .temperature = c->T, .top_k = c->k, .top_p = c->p,
+                                           .draft_kind = DECO_DRAFT_DETERMINISTIC, .draft_probs = NULL, .seed = &seed,
+                                           .offset = &off2, .out = {.path = path2, .accept_len = len2, .bonus = b2}};
       cr_assert_eq(deco_tree_accept_sample(ctx, &a2), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
       for (int i = 0; i < n2; ++i) second[idx2[i]] = b2[i];
       free(ind2), free(par2), free(tok2), free(len2), free(b2), free(path2), free(l2);

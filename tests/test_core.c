@@ -2,6 +2,7 @@
  * memory helpers, Philox4x32-10 known answers, half/bf16 conversions.
  */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,7 +99,8 @@ Test(core, ctx_misuse) {
   cr_assert_eq(deco_ctx_create(NULL, &ctx), DECO_STATUS_NULL_POINTER);
   cr_assert_null(ctx);
   cr_assert(strlen(deco_last_error(NULL)) > 0);
-  deco_ctx_config_t bad = {(deco_backend_t)5, 0, NULL};
+  deco_ctx_config_t bad = DECO_CTX_CONFIG_INIT;
+  bad.backend = (deco_backend_t)5;
   cr_assert_eq(deco_ctx_create(&bad, &ctx), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_eq(deco_ctx_create(&bad, NULL), DECO_STATUS_NULL_POINTER);
   deco_ctx_destroy(NULL);
@@ -108,11 +110,51 @@ Test(core, ctx_misuse) {
 
 Test(core, cuda_ctx_without_device_says_so) {
   if (deco_cuda_device_count() > 0) return; /* covered by the GPU suites */
-  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+  cfg.backend = DECO_BACKEND_CUDA;
   deco_ctx_t *ctx = NULL;
   cr_assert_eq(deco_ctx_create(&cfg, &ctx), DECO_STATUS_NO_DEVICE);
   cr_assert_null(ctx);
   cr_assert(strlen(deco_last_error(NULL)) > 0);
+}
+
+/* deco_ctx_config_t carries its size first (core.h): DECO_CTX_CONFIG_INIT
+ * sets it, a caller's smaller struct gets defaults for what it lacks, and a
+ * size of 0, one that does not reach past itself, or a larger struct is
+ * refused with a message. */
+Test(core, ctx_config_size) {
+  deco_ctx_config_t init = DECO_CTX_CONFIG_INIT;
+  cr_assert_eq(init.size, sizeof(deco_ctx_config_t));
+  cr_assert_eq(init.backend, DECO_BACKEND_CPU);
+  cr_assert_eq(init.device, 0);
+  cr_assert_null(init.stream);
+  deco_ctx_t *ctx = NULL;
+  cr_assert_eq(deco_ctx_create(&init, &ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  cr_assert_eq(deco_ctx_backend(ctx), DECO_BACKEND_CPU);
+  deco_ctx_destroy(ctx);
+
+  /* A caller built against a smaller struct: only the fields up to backend. */
+  deco_ctx_config_t older = DECO_CTX_CONFIG_INIT;
+  older.size = offsetof(deco_ctx_config_t, device);
+  older.device = 77; /* past the caller's size: not read */
+  ctx = NULL;
+  cr_assert_eq(deco_ctx_create(&older, &ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  deco_ctx_destroy(ctx);
+
+  /* 0 (not from the macro), nothing past size, larger than ours. */
+  const size_t wrong[3] = {0, sizeof(size_t), sizeof(deco_ctx_config_t) + 8};
+  for (int i = 0; i < 3; ++i) {
+    deco_ctx_config_t c = DECO_CTX_CONFIG_INIT;
+    c.size = wrong[i];
+    ctx = (deco_ctx_t *)0x1;
+    cr_assert_eq(deco_ctx_create(&c, &ctx), DECO_STATUS_INVALID_ARGUMENT);
+    cr_assert_null(ctx);
+    char want[160];
+    snprintf(want, sizeof want, "deco_ctx_create: config: size = %zu, expected %zu", wrong[i],
+             sizeof(deco_ctx_config_t));
+    cr_assert(strstr(deco_last_error(NULL), want) != NULL, "message: %s", deco_last_error(NULL));
+    cr_assert(strstr(deco_last_error(NULL), "INIT macro") != NULL, "message: %s", deco_last_error(NULL));
+  }
 }
 
 Test(core, cpu_memory_helpers) {

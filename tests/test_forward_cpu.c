@@ -16,7 +16,7 @@ static deco_model_t *model;
 
 static void load(void) {
   ctx = deco_test_cpu_ctx();
-  deco_status_t st = deco_model_load_llama2c(ctx, deco_test_data_file("models/stories260K.bin"), DECO_DTYPE_F32, &model);
+  deco_status_t st = deco_model_load_llama2c(ctx, deco_test_data_file("models/stories260K.bin"), NULL, &model);
   cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
 
@@ -35,7 +35,7 @@ static deco_kv_cache_t *new_cache(int max_seqs) {
 
 Test(forward_cpu, config_of_stories260K) {
   load();
-  const deco_model_config_t *c = deco_model_get_config(model);
+  const deco_model_hparams_t *c = deco_model_get_hparams(model);
   cr_assert_eq(c->dim, 64);
   cr_assert_eq(c->n_layers, 5);
   cr_assert_eq(c->n_heads, 8);
@@ -61,7 +61,8 @@ Test(forward_cpu, logits_match_llama2c_fixture) {
   int seq, one = 1;
   cr_assert_eq(deco_kv_cache_admit(kc, 64, &seq), DECO_STATUS_SUCCESS);
   for (int p = 0; p < 32; ++p) {
-    deco_forward_args_t fa = {1, &seq, &one, ids + p, NULL, NULL, DECO_LOGITS_LAST, logits + (size_t)p * 512};
+    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = ids + p, .embeds = NULL,
+                              .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits + (size_t)p * 512};
     cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   }
   cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 32);
@@ -70,7 +71,8 @@ Test(forward_cpu, logits_match_llama2c_fixture) {
   cr_assert_eq(deco_kv_cache_release(kc, seq), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_kv_cache_admit(kc, 64, &seq), DECO_STATUS_SUCCESS);
   int n = 32;
-  deco_forward_args_t fa = {1, &seq, &n, ids, NULL, NULL, DECO_LOGITS_ALL, logits};
+  deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_ALL, .logits = logits};
   cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_test_compare("logits (prefill)", logits, expect, 32 * 512, DECO_TOL_FIXTURE_ATOL, DECO_TOL_FIXTURE_RTOL), 0);
   deco_kv_cache_destroy(kc);
@@ -95,7 +97,8 @@ static void greedy_matches(const int32_t *prompt, int n_prompt, const char *ids_
   int32_t token = prompt[0];
   for (int pos = 0; pos < steps; ++pos) {
     int one = 1;
-    deco_forward_args_t fa = {1, &seq, &one, &token, NULL, NULL, DECO_LOGITS_LAST, logits};
+    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = &token, .embeds = NULL,
+                              .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits};
     cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
     token = pos + 1 < n_prompt ? prompt[pos + 1] : deco_argmax(logits, 512);
     got[pos + 1] = token;
@@ -134,9 +137,11 @@ Test(forward_cpu, batched_sequences_match_single) {
   cr_assert_eq(deco_kv_cache_admit(kc, 32, &s0), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_kv_cache_admit(kc, 32, &s1), DECO_STATUS_SUCCESS);
   int n7 = 7, n3 = 3;
-  deco_forward_args_t fa = {1, &s0, &n7, a, NULL, NULL, DECO_LOGITS_LAST, la};
+  deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s0, .n_new = &n7, .tokens = a, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = la};
   cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS);
-  deco_forward_args_t fb = {1, &s1, &n3, b, NULL, NULL, DECO_LOGITS_LAST, lb};
+  deco_forward_args_t fb = {.n_seqs = 1, .seqs = &s1, .n_new = &n3, .tokens = b, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = lb};
   cr_assert_eq(deco_forward(model, kc, &fb), DECO_STATUS_SUCCESS);
   deco_kv_cache_t *kc2 = new_cache(2);
   int t0, t1;
@@ -148,18 +153,22 @@ Test(forward_cpu, batched_sequences_match_single) {
   int seqs[2] = {t1, t0}, ns[2] = {7, 3};
   seqs[0] = t0;
   seqs[1] = t1;
-  deco_forward_args_t fab = {2, seqs, ns, ab, NULL, NULL, DECO_LOGITS_LAST, both};
+  deco_forward_args_t fab = {.n_seqs = 2, .seqs = seqs, .n_new = ns, .tokens = ab, .embeds = NULL, .parents = NULL,
+                             .logits_mode = DECO_LOGITS_LAST, .logits = both};
   cr_assert_eq(deco_forward(model, kc2, &fab), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_test_compare("seq a", both, la, 512, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
   cr_assert_eq(deco_test_compare("seq b", both + 512, lb, 512, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
   /* A decode step of both sequences at once, in the other order. */
   int32_t next[2] = {300, 301};
   int order[2] = {t1, t0}, ones[2] = {1, 1};
-  deco_forward_args_t step = {2, order, ones, next, NULL, NULL, DECO_LOGITS_LAST, both};
+  deco_forward_args_t step = {.n_seqs = 2, .seqs = order, .n_new = ones, .tokens = next, .embeds = NULL,
+                              .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = both};
   cr_assert_eq(deco_forward(model, kc2, &step), DECO_STATUS_SUCCESS);
   int one = 1;
-  deco_forward_args_t sa = {1, &s0, &one, &next[1], NULL, NULL, DECO_LOGITS_LAST, la};
-  deco_forward_args_t sb = {1, &s1, &one, &next[0], NULL, NULL, DECO_LOGITS_LAST, lb};
+  deco_forward_args_t sa = {.n_seqs = 1, .seqs = &s0, .n_new = &one, .tokens = &next[1], .embeds = NULL,
+                            .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = la};
+  deco_forward_args_t sb = {.n_seqs = 1, .seqs = &s1, .n_new = &one, .tokens = &next[0], .embeds = NULL,
+                            .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = lb};
   cr_assert_eq(deco_forward(model, kc, &sa), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_forward(model, kc, &sb), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_test_compare("step b", both, lb, 512, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
@@ -174,7 +183,8 @@ Test(forward_cpu, embeddings_input_equals_token_input) {
   /* Feeding the embedding rows themselves gives the same logits. */
   int32_t ids[3] = {1, 403, 407};
   float emb[3 * 64], l1[3 * 512], l2[3 * 512];
-  deco_embedding_args_t e = {DECO_DTYPE_F32, 3, 512, 64, NULL, ids, NULL, emb};
+  deco_embedding_args_t e = {.dtype = DECO_DTYPE_F32, .n_tokens = 3, .vocab = 512, .dim = 64, .table = NULL,
+                             .tokens = ids, .embeds = NULL, .out = emb};
   /* The table is the model's; read it back through a one-row-per-id forward-free path. */
   float *table = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), NULL);
   e.table = (const char *)table + 28;
@@ -183,8 +193,10 @@ Test(forward_cpu, embeddings_input_equals_token_input) {
   int s0, s1, n = 3;
   cr_assert_eq(deco_kv_cache_admit(kc, 16, &s0), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_kv_cache_admit(kc, 16, &s1), DECO_STATUS_SUCCESS);
-  deco_forward_args_t a = {1, &s0, &n, ids, NULL, NULL, DECO_LOGITS_ALL, l1};
-  deco_forward_args_t b = {1, &s1, &n, NULL, emb, NULL, DECO_LOGITS_ALL, l2};
+  deco_forward_args_t a = {.n_seqs = 1, .seqs = &s0, .n_new = &n, .tokens = ids, .embeds = NULL, .parents = NULL,
+                           .logits_mode = DECO_LOGITS_ALL, .logits = l1};
+  deco_forward_args_t b = {.n_seqs = 1, .seqs = &s1, .n_new = &n, .tokens = NULL, .embeds = emb, .parents = NULL,
+                           .logits_mode = DECO_LOGITS_ALL, .logits = l2};
   cr_assert_eq(deco_forward(model, kc, &a), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_forward(model, kc, &b), DECO_STATUS_SUCCESS);
   cr_assert_eq(memcmp(l1, l2, sizeof l1), 0, "embeddings input differs from token input");
@@ -201,7 +213,8 @@ Test(forward_cpu, bad_arguments) {
   float logits[512];
   int32_t bad = 512, ok = 5;
   int one = 1, other = seq + 1;
-  deco_forward_args_t fa = {1, &seq, &one, &bad, NULL, NULL, DECO_LOGITS_LAST, logits};
+  deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = &bad, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = logits};
   cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert(strstr(deco_last_error(ctx), "vocabulary") != NULL, "%s", deco_last_error(ctx));
   fa.tokens = &ok;

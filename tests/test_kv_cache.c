@@ -10,7 +10,7 @@ static deco_ctx_t *ctx;
 static deco_model_t *model;
 static void setup(void) {
   ctx = deco_test_cpu_ctx();
-  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", DECO_SYNTHETIC_SEED, DECO_DTYPE_F32, &model),
+  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", DECO_SYNTHETIC_SEED, NULL, &model),
                DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
 static void teardown(void) {
@@ -68,7 +68,7 @@ Test(kv_cache, bad_arguments) {
 }
 
 Test(kv_cache, synthetic_tiny_shape_and_determinism) {
-  const deco_model_config_t *c = deco_model_get_config(model);
+  const deco_model_hparams_t *c = deco_model_get_hparams(model);
   cr_assert_eq(c->dim, 256);
   cr_assert_eq(c->n_layers, 4);
   cr_assert_eq(c->n_heads, 4);
@@ -79,7 +79,7 @@ Test(kv_cache, synthetic_tiny_shape_and_determinism) {
   cr_assert(mb >= 11 && mb <= 13, "tiny is about 12 MB, got %zu MB", mb);
   /* The same seed gives the same model: identical logits. */
   deco_model_t *again;
-  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", DECO_SYNTHETIC_SEED, DECO_DTYPE_F32, &again),
+  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", DECO_SYNTHETIC_SEED, NULL, &again),
                DECO_STATUS_SUCCESS);
   float l1[259], l2[259];
   deco_model_t *models[2] = {model, again};
@@ -90,15 +90,18 @@ Test(kv_cache, synthetic_tiny_shape_and_determinism) {
     int32_t ids[3] = {1, 72, 105};
     cr_assert_eq(deco_kv_cache_create(models[i], 16, 2, 1, &kc), DECO_STATUS_SUCCESS);
     cr_assert_eq(deco_kv_cache_admit(kc, 8, &s), DECO_STATUS_SUCCESS);
-    deco_forward_args_t fa = {1, &s, &n, ids, NULL, NULL, DECO_LOGITS_LAST, outs[i]};
+    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s, .n_new = &n, .tokens = ids, .embeds = NULL, .parents = NULL,
+                              .logits_mode = DECO_LOGITS_LAST, .logits = outs[i]};
     cr_assert_eq(deco_forward(models[i], kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
     deco_kv_cache_destroy(kc);
   }
   cr_assert_eq(memcmp(l1, l2, sizeof l1), 0);
   deco_model_destroy(again);
   deco_model_t *big;
-  cr_assert_eq(deco_model_create_synthetic(ctx, "llama3-8b", 1, DECO_DTYPE_F32, &big), DECO_STATUS_UNSUPPORTED);
+  cr_assert_eq(deco_model_create_synthetic(ctx, "llama3-8b", 1, NULL, &big), DECO_STATUS_UNSUPPORTED);
   cr_assert(strstr(deco_last_error(ctx), "CPU") != NULL, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_model_create_synthetic(ctx, "nope", 1, DECO_DTYPE_F32, &big), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", 1, DECO_DTYPE_BF16, &big), DECO_STATUS_UNSUPPORTED);
+  cr_assert_eq(deco_model_create_synthetic(ctx, "nope", 1, NULL, &big), DECO_STATUS_INVALID_ARGUMENT);
+  deco_model_config_t bf16 = DECO_MODEL_CONFIG_INIT;
+  bf16.dtype = DECO_DTYPE_BF16;
+  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", 1, &bf16, &big), DECO_STATUS_UNSUPPORTED);
 }

@@ -89,8 +89,11 @@ static void run_case(int page_size, int B, int n_layers, uint64_t seed) {
           ek[elem(&L, layer, b, dst, e)] = k0[elem(&L, layer, b, src, e)];
           ev[elem(&L, layer, b, dst, e)] = v0[elem(&L, layer, b, src, e)];
         }
-  deco_kv_compact_args_t a = {{DECO_DTYPE_F32, kv_heads, head_dim, page_size, L.n_pages, k, v, L.table, L.max_pages},
-                              n_layers, L.layer_stride, B, prefix, path, len};
+  deco_kv_compact_args_t a = {.cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = kv_heads, .head_dim = head_dim,
+                                        .page_size = page_size, .n_pages = L.n_pages, .k_pages = k, .v_pages = v,
+                                        .block_table = L.table, .max_pages_per_seq = L.max_pages},
+                              .n_layers = n_layers, .layer_stride = L.layer_stride, .n_trees = B, .prefix_lens = prefix,
+                              .path = path, .accept_len = len};
   cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_test_compare_i32("k", (const int32_t *)k, (const int32_t *)ek, total), 0, "page %d", page_size);
   cr_assert_eq(deco_test_compare_i32("v", (const int32_t *)v, (const int32_t *)ev, total), 0, "page %d", page_size);
@@ -106,7 +109,11 @@ Test(kv_compact, rejects_bad_arguments) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   float k[64], v[64];
   int32_t table[4] = {0, 1, 2, 3}, prefix[1] = {0}, len[1] = {3}, path[DECO_TREE_MAX_NODES] = {0, 2, 1};
-  deco_kv_compact_args_t ok = {{DECO_DTYPE_F32, 1, 4, 4, 4, k, v, table, 4}, 1, 0, 1, prefix, path, len};
+  deco_kv_compact_args_t ok = {.cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = 1, .head_dim = 4, .page_size = 4,
+                                         .n_pages = 4, .k_pages = k, .v_pages = v, .block_table = table,
+                                         .max_pages_per_seq = 4},
+                               .n_layers = 1, .layer_stride = 0, .n_trees = 1, .prefix_lens = prefix, .path = path,
+                               .accept_len = len};
   deco_kv_compact_args_t a = ok;
   cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "a path must increase");
   path[1] = 1;

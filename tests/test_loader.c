@@ -73,7 +73,7 @@ static float *ckpt_tensor(ckpt_t *c, int t) { return (float *)((char *)c->data +
  * name and contain each fragment. */
 static void expect_parse_error(const void *data, size_t size, const char *name, deco_status_t status,
                                const char *const *fragments) {
-  deco_model_config_t cfg;
+  deco_model_hparams_t cfg;
   deco_llama2c_weights_t w;
   deco_status_t s = deco_llama2c_parse(data, size, name, &cfg, &w);
   const char *msg = deco_last_error(NULL);
@@ -100,7 +100,7 @@ Test(loader, stories260K) {
   void *data = deco_test_read_file(path, &size);
   cr_assert_not_null(data);
   cr_assert_eq(size, 1056540);
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   deco_llama2c_weights_t w;
   cr_assert_eq(deco_llama2c_parse(data, size, path, &c, &w), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   cr_assert_eq(c.dim, 64);
@@ -136,8 +136,8 @@ Test(loader, stories260K) {
   cr_assert_eq(size, (size_t)28 + (259968 + 64 + 4096) * 4, "file is %zu bytes", size);
 
   /* The header alone gives the same configuration. */
-  deco_model_config_t h;
-  cr_assert_eq(deco_llama2c_read_config(path, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  deco_model_hparams_t h;
+  cr_assert_eq(deco_llama2c_read_hparams(path, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   cr_assert_eq(memcmp(&h, &c, sizeof h), 0);
   free(data);
 }
@@ -149,8 +149,8 @@ Test(loader, stories260K_wrong_sizes) {
   /* The example of docs/CLI.md, through the file API. */
   const char *path = tmp_path("model.bin");
   cr_assert_eq(deco_test_write_file(path, data, 300000), 0);
-  deco_model_config_t c;
-  cr_assert_eq(deco_llama2c_read_config(path, &c), DECO_STATUS_BAD_FORMAT);
+  deco_model_hparams_t c;
+  cr_assert_eq(deco_llama2c_read_hparams(path, &c), DECO_STATUS_BAD_FORMAT);
   const char *msg = deco_last_error(NULL);
   cr_assert(strncmp(msg, path, strlen(path)) == 0, "%s", msg);
   cr_assert(strstr(msg, ": header says dim=64 ") != NULL, "%s", msg);
@@ -180,7 +180,7 @@ Test(loader, stories260K_wrong_sizes) {
 static void check_synthetic(int vocab_field) {
   ckpt_t k;
   ckpt_build(&k, 16, 24, 2, 2, 1, vocab_field, 6);
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   deco_llama2c_weights_t w;
   cr_assert_eq(deco_llama2c_parse(k.data, k.size, "tiny.bin", &c, &w), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(NULL));
@@ -206,11 +206,11 @@ static void check_synthetic(int vocab_field) {
   }
   if (vocab_field < 0) cr_assert_eq(k.size, 28 + 4 * (size_t)(320 + 32 + 512 + 256 + 256 + 512 + 32 + 3 * 768 + 16 + 48 + 320));
   else cr_assert_eq(k.size, 28 + 4 * (size_t)(320 + 32 + 512 + 256 + 256 + 512 + 32 + 3 * 768 + 16 + 48));
-  /* read_config agrees, through a file. */
+  /* read_hparams agrees, through a file. */
   const char *path = tmp_path(vocab_field > 0 ? "tiny-shared.bin" : "tiny-separate.bin");
   cr_assert_eq(deco_test_write_file(path, k.data, k.size), 0);
-  deco_model_config_t h;
-  cr_assert_eq(deco_llama2c_read_config(path, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  deco_model_hparams_t h;
+  cr_assert_eq(deco_llama2c_read_hparams(path, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   cr_assert_eq(memcmp(&h, &c, sizeof h), 0);
   /* The same file with the classifier's sharing flipped has the wrong size. */
   ckpt_set_header(&k, 5, -vocab_field);
@@ -229,7 +229,7 @@ Test(loader, synthetic_gqa_shapes) {
     const int *h = shapes[s];
     ckpt_t k;
     ckpt_build(&k, h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
-    deco_model_config_t c;
+    deco_model_hparams_t c;
     deco_llama2c_weights_t w;
     cr_assert_eq(deco_llama2c_parse(k.data, k.size, "shape.bin", &c, &w), DECO_STATUS_SUCCESS, "shape %zu: %s", s,
                  deco_last_error(NULL));
@@ -302,7 +302,7 @@ Test(loader, bad_header_fields) {
     ckpt_set_header(&k, cases[i].field, cases[i].value);
     expect_parse_error(k.data, k.size, "tiny.bin", DECO_STATUS_BAD_FORMAT, (const char *[]){cases[i].fragment, NULL});
     /* The header check alone gives the same verdict. */
-    deco_model_config_t c;
+    deco_model_hparams_t c;
     cr_assert_eq(deco_llama2c_parse_header(k.data, 28, k.size, "tiny.bin", &c), DECO_STATUS_BAD_FORMAT);
     cr_assert(strstr(deco_last_error(NULL), cases[i].fragment) != NULL, "%s", deco_last_error(NULL));
     int32_t good[7] = {16, 24, 2, 2, 1, 20, 6};
@@ -316,7 +316,7 @@ Test(loader, bad_header_fields) {
                      (const char *[]){"n_heads=4 is not a multiple of n_kv_heads=3", NULL});
   free(g.data);
   /* Untouched, the file is valid again. */
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   deco_llama2c_weights_t w;
   cr_assert_eq(deco_llama2c_parse(k.data, k.size, "tiny.bin", &c, &w), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(NULL));
@@ -327,7 +327,7 @@ Test(loader, bad_header_huge_sizes) {
   /* Largest fields: the expected size is computed without overflow and the
    * file is simply the wrong size. */
   int32_t h[7] = {1 << 16, 1 << 18, 1024, 256, 256, -(1 << 20), 1 << 20};
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   cr_assert_eq(deco_llama2c_parse_header(h, 28, 28, "huge.bin", &c), DECO_STATUS_BAD_FORMAT);
   const char *msg = deco_last_error(NULL);
   /* 28 + 4 * (2*V*d + L*(2*d + 4*d*d + 3*d*hidden) + d + seq*hd) */
@@ -350,7 +350,7 @@ Test(loader, bad_non_finite_weights) {
       size_t at = layer * per_layer + elem;
       float saved = p[at];
       p[at] = bad[b];
-      deco_model_config_t c;
+      deco_model_hparams_t c;
       deco_llama2c_weights_t w;
       deco_status_t s = deco_llama2c_parse(k.data, k.size, "tiny.bin", &c, &w);
       if (t == FREQ_RE || t == FREQ_IM) {
@@ -398,7 +398,7 @@ Test(loader, bad_random_files) {
 Test(loader, bad_arguments_and_files) {
   ckpt_t k;
   ckpt_build(&k, 16, 24, 2, 2, 1, 20, 6);
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   deco_llama2c_weights_t w;
   /* An unaligned buffer is refused, not read. */
   char *shifted = malloc(k.size + 1);
@@ -410,25 +410,25 @@ Test(loader, bad_arguments_and_files) {
   cr_assert_eq(deco_llama2c_parse(k.data, k.size, "tiny.bin", &c, NULL), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_llama2c_parse(NULL, 100, "tiny.bin", &c, &w), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_llama2c_parse(NULL, 0, "empty.bin", &c, &w), DECO_STATUS_BAD_FORMAT);
-  cr_assert_eq(deco_llama2c_read_config(NULL, &c), DECO_STATUS_NULL_POINTER);
+  cr_assert_eq(deco_llama2c_read_hparams(NULL, &c), DECO_STATUS_NULL_POINTER);
   /* Missing file, directory, empty file. */
   const char *missing = tmp_path("no-such-model.bin");
-  cr_assert_eq(deco_llama2c_read_config(missing, &c), DECO_STATUS_IO_ERROR);
+  cr_assert_eq(deco_llama2c_read_hparams(missing, &c), DECO_STATUS_IO_ERROR);
   const char *msg = deco_last_error(NULL);
   cr_assert(strstr(msg, "cannot open") != NULL && strstr(msg, missing) != NULL, "%s", msg);
   cr_assert(strstr(msg, "No such file") != NULL, "%s", msg);
-  cr_assert_eq(deco_llama2c_read_config(deco_test_tmpdir(), &c), DECO_STATUS_IO_ERROR);
+  cr_assert_eq(deco_llama2c_read_hparams(deco_test_tmpdir(), &c), DECO_STATUS_IO_ERROR);
   cr_assert(strstr(deco_last_error(NULL), deco_test_tmpdir()) != NULL, "%s", deco_last_error(NULL));
   const char *empty = tmp_path("empty.bin");
   cr_assert_eq(deco_test_write_file(empty, "", 0), 0);
-  cr_assert_eq(deco_llama2c_read_config(empty, &c), DECO_STATUS_BAD_FORMAT);
+  cr_assert_eq(deco_llama2c_read_hparams(empty, &c), DECO_STATUS_BAD_FORMAT);
   cr_assert(strncmp(deco_last_error(NULL), empty, strlen(empty)) == 0, "%s", deco_last_error(NULL));
   cr_assert(strstr(deco_last_error(NULL), "file is 0 bytes") != NULL, "%s", deco_last_error(NULL));
   /* A header field out of range, through the file. */
   ckpt_set_header(&k, 3, 0);
   const char *bad = tmp_path("bad-heads.bin");
   cr_assert_eq(deco_test_write_file(bad, k.data, k.size), 0);
-  cr_assert_eq(deco_llama2c_read_config(bad, &c), DECO_STATUS_BAD_FORMAT);
+  cr_assert_eq(deco_llama2c_read_hparams(bad, &c), DECO_STATUS_BAD_FORMAT);
   cr_assert(strncmp(deco_last_error(NULL), bad, strlen(bad)) == 0, "%s", deco_last_error(NULL));
   cr_assert(strstr(deco_last_error(NULL), "n_heads=0") != NULL, "%s", deco_last_error(NULL));
   free(k.data);
@@ -441,15 +441,15 @@ Test(loader, fifo_refused_by_every_loader, .timeout = 30) {
   snprintf(fifo, sizeof fifo, "%s/fifo", deco_test_tmpdir());
   cr_assert_eq(mkfifo(fifo, 0644), 0);
   deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   deco_model_t *m = NULL;
   deco_tokenizer_t *t = NULL;
   deco_tree_template_t tmpl;
   deco_recycler_t *rec;
   cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_llama2c_read_config(fifo, &c), DECO_STATUS_IO_ERROR);
+  cr_assert_eq(deco_llama2c_read_hparams(fifo, &c), DECO_STATUS_IO_ERROR);
   cr_assert(strstr(deco_last_error(NULL), "not a regular file"), "%s", deco_last_error(NULL));
-  cr_assert_eq(deco_model_load_llama2c(ctx, fifo, DECO_DTYPE_F32, &m), DECO_STATUS_IO_ERROR);
+  cr_assert_eq(deco_model_load_llama2c(ctx, fifo, NULL, &m), DECO_STATUS_IO_ERROR);
   cr_assert(strstr(deco_last_error(ctx), "not a regular file"), "%s", deco_last_error(ctx));
   cr_assert_eq(deco_tokenizer_load(fifo, 512, &t), DECO_STATUS_IO_ERROR);
   cr_assert(strstr(deco_last_error(NULL), "not a regular file"), "%s", deco_last_error(NULL));

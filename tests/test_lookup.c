@@ -7,7 +7,8 @@
 #include "common/testutil.h"
 
 static int draft(const int32_t *h, int n, int draft_len, int max_nodes, int32_t *tok, int32_t *par) {
-  deco_lookup_config_t c = {3, 1, draft_len, max_nodes};
+  deco_lookup_config_t c = {.size = sizeof(deco_lookup_config_t), .max_ngram = 3, .min_ngram = 1,
+                            .draft_len = draft_len, .max_nodes = max_nodes};
   int out = -1;
   cr_assert_eq(deco_lookup_draft(h, n, &c, tok, par, &out), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   cr_assert_eq(deco_tree_validate(par, out), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
@@ -81,7 +82,8 @@ Test(lookup, continuation_clipped_at_history_end) {
 Test(lookup, bad_arguments) {
   int32_t h[3] = {1, 2, 3}, tok[4], par[4];
   int n;
-  deco_lookup_config_t c = {3, 1, 10, 300};
+  deco_lookup_config_t c = {.size = sizeof(deco_lookup_config_t), .max_ngram = 3, .min_ngram = 1, .draft_len = 10,
+                            .max_nodes = 300};
   cr_assert_eq(deco_lookup_draft(h, 3, &c, tok, par, &n), DECO_STATUS_INVALID_ARGUMENT);
   c.max_nodes = 3;
   c.min_ngram = 4;

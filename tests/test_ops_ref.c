@@ -26,7 +26,8 @@ Test(ops_ref, matmul_matches_double) {
       for (int t = 0; t < k; ++t) s += (double)a[i * k + t] * w[j * k + t];
       ref[i * n + j] = (float)s;
     }
-  deco_matmul_args_t args = {DECO_DTYPE_F32, DECO_DTYPE_F32, m, n, k, a, w, out, 0};
+  deco_matmul_args_t args = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = m, .n = n, .k = k, .a = a,
+                             .w = w, .out = out, .accumulate = 0};
   cr_assert_eq(deco_matmul(ctx, &args), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_test_compare("matmul", out, ref, (size_t)m * n, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
   args.accumulate = 1;
@@ -50,7 +51,8 @@ Test(ops_ref, rmsnorm_with_residual) {
     double inv = 1.0 / sqrt(ss / dim + 1e-5);
     for (int i = 0; i < dim; ++i) expect[r * dim + i] = (float)(w[i] * expect_res[r * dim + i] * inv);
   }
-  deco_rmsnorm_args_t a = {DECO_DTYPE_F32, rows, dim, 1e-5f, res, add, w, out};
+  deco_rmsnorm_args_t a = {.dtype = DECO_DTYPE_F32, .n_rows = rows, .dim = dim, .eps = 1e-5f, .residual = res,
+                           .add = add, .weight = w, .out = out};
   cr_assert_eq(deco_rmsnorm(ctx, &a), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_test_compare("residual", res, expect_res, 21, DECO_TOL_F32_ELEMENTWISE, DECO_TOL_F32_ELEMENTWISE), 0);
   cr_assert_eq(deco_test_compare("rmsnorm", out, expect, 21, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
@@ -82,7 +84,9 @@ Test(ops_ref, rope_both_styles) {
       rope_expect(eq + t * H * hd, H, hd, pos[t], 10000.0, style);
       rope_expect(ek + t * KH * hd, KH, hd, pos[t], 10000.0, style);
     }
-    deco_rope_args_t a = {DECO_DTYPE_F32, (deco_rope_style_t)style, T, H, KH, hd, 10000.0f, pos, q, k, 0, 0};
+    deco_rope_args_t a = {.dtype = DECO_DTYPE_F32, .style = (deco_rope_style_t)style, .n_tokens = T, .n_heads = H,
+                          .n_kv_heads = KH, .head_dim = hd, .theta = 10000.0f, .positions = pos, .q = q, .k = k,
+                          .q_stride = 0, .k_stride = 0};
     cr_assert_eq(deco_rope(ctx, &a), DECO_STATUS_SUCCESS);
     /* fp32 angles of position 100 carry ~1e-5 relative error. */
     cr_assert_eq(deco_test_compare("rope q", q, eq, 48, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
@@ -92,7 +96,7 @@ Test(ops_ref, rope_both_styles) {
 
 Test(ops_ref, swiglu_and_embedding) {
   float g[5] = {-3, -0.5f, 0, 0.5f, 4}, u[5] = {1, 2, 3, 4, 5}, o[5];
-  deco_swiglu_args_t s = {DECO_DTYPE_F32, 5, g, u, o, 0, 0};
+  deco_swiglu_args_t s = {.dtype = DECO_DTYPE_F32, .n = 5, .gate = g, .up = u, .out = o, .row_len = 0, .in_stride = 0};
   cr_assert_eq(deco_swiglu(ctx, &s), DECO_STATUS_SUCCESS);
   for (int i = 0; i < 5; ++i) {
     double e = g[i] / (1 + exp(-g[i])) * u[i];
@@ -100,20 +104,23 @@ Test(ops_ref, swiglu_and_embedding) {
   }
   float table[4 * 3] = {0, 1, 2, 10, 11, 12, 20, 21, 22, 30, 31, 32}, out[9];
   int32_t ids[3] = {3, 0, 7};
-  deco_embedding_args_t e = {DECO_DTYPE_F32, 3, 4, 3, table, ids, NULL, out};
+  deco_embedding_args_t e = {.dtype = DECO_DTYPE_F32, .n_tokens = 3, .vocab = 4, .dim = 3, .table = table,
+                             .tokens = ids, .embeds = NULL, .out = out};
   cr_assert_eq(deco_embedding(ctx, &e), DECO_STATUS_SUCCESS);
   cr_assert_eq(out[0], 30);
   cr_assert_eq(out[5], 2);
   cr_assert(isnan(out[6]) && isnan(out[8]), "out-of-vocab id must give NaN");
   float emb[6] = {1, 2, 3, 4, 5, 6};
-  deco_embedding_args_t e2 = {DECO_DTYPE_F32, 2, 0, 3, NULL, NULL, emb, out};
+  deco_embedding_args_t e2 = {.dtype = DECO_DTYPE_F32, .n_tokens = 2, .vocab = 0, .dim = 3, .table = NULL,
+                              .tokens = NULL, .embeds = emb, .out = out};
   cr_assert_eq(deco_embedding(ctx, &e2), DECO_STATUS_SUCCESS);
   cr_assert_eq(out[4], 5);
 }
 
 Test(ops_ref, fill_random_is_seeded_and_scaled) {
   float a[4096], b[4096];
-  deco_fill_random_args_t f = {DECO_DTYPE_F32, 4096, 7, 3, 0.5f, 0.0f, a};
+  deco_fill_random_args_t f = {.dtype = DECO_DTYPE_F32, .n = 4096, .seed = 7, .tensor = 3, .scale = 0.5f,
+                               .constant = 0.0f, .out = a};
   cr_assert_eq(deco_fill_random(ctx, &f), DECO_STATUS_SUCCESS);
   f.out = b;
   cr_assert_eq(deco_fill_random(ctx, &f), DECO_STATUS_SUCCESS);
@@ -186,20 +193,23 @@ Test(ops_ref, paged_append_and_causal_attention) {
   memcpy(knew + 5 * row, kd[1] + 12 * row, row * sizeof(float));
   memcpy(vnew, vd[0], 5 * row * sizeof(float));
   memcpy(vnew + 5 * row, vd[1] + 12 * row, row * sizeof(float));
-  deco_paged_kv_t cache = {DECO_DTYPE_F32, KH, hd, ps, n_pages, kp, vp, table, maxp};
-  deco_ragged_batch_t batch = {2, 6, indptr, kv_lens};
-  deco_kv_append_args_t app = {cache, batch, knew, vnew, 0};
+  deco_paged_kv_t cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = KH, .head_dim = hd, .page_size = ps,
+                           .n_pages = n_pages, .k_pages = kp, .v_pages = vp, .block_table = table,
+                           .max_pages_per_seq = maxp};
+  deco_ragged_batch_t batch = {.n_seqs = 2, .n_tokens = 6, .q_indptr = indptr, .kv_lens = kv_lens};
+  deco_kv_append_args_t app = {.cache = cache, .batch = batch, .k = knew, .v = vnew, .kv_stride = 0};
   cr_assert_eq(deco_kv_append(ctx, &app), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   float q[6 * 32], out[6 * 32], expect[6 * 32];
   deco_test_fill_uniform(q, 6 * 32, 9, 30, -1, 1);
-  deco_attention_args_t at = {cache, batch, H, 1.0f / sqrtf((float)hd), q, out, 0};
+  deco_attention_args_t at = {.cache = cache, .batch = batch, .n_heads = H, .scale = 1.0f / sqrtf((float)hd), .q = q,
+                              .out = out, .q_stride = 0};
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   attention_expect(q, kd[0], vd[0], 5, 5, H, KH, hd, expect);
   attention_expect(q + 5 * H * hd, kd[1], vd[1], 1, 13, H, KH, hd, expect + 5 * H * hd);
   cr_assert_eq(deco_test_compare("attention", out, expect, 6 * 32, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
   /* A slot without a page is an error on the CPU. */
   int32_t bad_lens[2] = {5, 19};
-  deco_ragged_batch_t bad = {2, 6, indptr, bad_lens};
+  deco_ragged_batch_t bad = {.n_seqs = 2, .n_tokens = 6, .q_indptr = indptr, .kv_lens = bad_lens};
   at.batch = bad;
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT);
   for (int s = 0; s < 2; ++s) {
@@ -212,7 +222,8 @@ Test(ops_ref, paged_append_and_causal_attention) {
 
 Test(ops_ref, validation) {
   float x[8];
-  deco_matmul_args_t mm = {DECO_DTYPE_F32, DECO_DTYPE_F32, 1, 1, 1, x, NULL, x, 0};
+  deco_matmul_args_t mm = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = 1, .n = 1, .k = 1, .a = x,
+                           .w = NULL, .out = x, .accumulate = 0};
   cr_assert_eq(deco_matmul(ctx, &mm), DECO_STATUS_NULL_POINTER);
   cr_assert(strstr(deco_last_error(ctx), "w") != NULL);
   mm.w = x;
@@ -226,14 +237,18 @@ Test(ops_ref, validation) {
   cr_assert_eq(deco_matmul(NULL, &mm), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_matmul(ctx, NULL), DECO_STATUS_NULL_POINTER);
   int32_t pos[1] = {0};
-  deco_rope_args_t r = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, 1, 1, 1, 7, 10000.0f, pos, x, NULL, 0, 0};
+  deco_rope_args_t r = {.dtype = DECO_DTYPE_F32, .style = DECO_ROPE_INTERLEAVED, .n_tokens = 1, .n_heads = 1,
+                        .n_kv_heads = 1, .head_dim = 7, .theta = 10000.0f, .positions = pos, .q = x, .k = NULL,
+                        .q_stride = 0, .k_stride = 0};
   cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT, "odd head_dim");
   r.head_dim = 8;
   r.style = (deco_rope_style_t)3;
   cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT);
   int32_t ip[2] = {0, 1}, kl[1] = {1}, bt[1] = {0};
-  deco_paged_kv_t c = {DECO_DTYPE_F32, 2, 4, 1, 1, x, x, bt, 1};
-  deco_attention_args_t at = {c, {1, 1, ip, kl}, 3, 0.5f, x, x, 0};
+  deco_paged_kv_t c = {.dtype = DECO_DTYPE_F32, .n_kv_heads = 2, .head_dim = 4, .page_size = 1, .n_pages = 1,
+                       .k_pages = x, .v_pages = x, .block_table = bt, .max_pages_per_seq = 1};
+  deco_attention_args_t at = {.cache = c, .batch = {.n_seqs = 1, .n_tokens = 1, .q_indptr = ip, .kv_lens = kl},
+                              .n_heads = 3, .scale = 0.5f, .q = x, .out = x, .q_stride = 0};
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT, "head_dim 4 < 8");
   at.cache.head_dim = 8;
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT, "3 heads over 2 kv heads");
@@ -257,8 +272,12 @@ Test(ops_ref, strided_inputs_equal_dense) {
   }
   /* RoPE in place on the blocks and on the copies. */
   int32_t pos[T] = {3, 4, 5, 6, 7};
-  deco_rope_args_t rs = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, T, H, KH, HD, 10000.0f, pos, qkv, qkv + QD, QKVD, QKVD};
-  deco_rope_args_t rd = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, T, H, KH, HD, 10000.0f, pos, qd, kd, 0, 0};
+  deco_rope_args_t rs = {.dtype = DECO_DTYPE_F32, .style = DECO_ROPE_INTERLEAVED, .n_tokens = T, .n_heads = H,
+                         .n_kv_heads = KH, .head_dim = HD, .theta = 10000.0f, .positions = pos, .q = qkv, .k = qkv + QD,
+                         .q_stride = QKVD, .k_stride = QKVD};
+  deco_rope_args_t rd = {.dtype = DECO_DTYPE_F32, .style = DECO_ROPE_INTERLEAVED, .n_tokens = T, .n_heads = H,
+                         .n_kv_heads = KH, .head_dim = HD, .theta = 10000.0f, .positions = pos, .q = qd, .k = kd,
+                         .q_stride = 0, .k_stride = 0};
   cr_assert_eq(deco_rope(ctx, &rs), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_rope(ctx, &rd), DECO_STATUS_SUCCESS);
   for (int t = 0; t < T; ++t) {
@@ -273,10 +292,13 @@ Test(ops_ref, strided_inputs_equal_dense) {
   memcpy(kp[1], kp[0], sizeof kp[0]);
   memcpy(vp[1], vp[0], sizeof vp[0]);
   int32_t table[MAXP] = {5, 1, 6, -1}, indptr[2] = {0, T}, kv_lens[1] = {3 + T}, prefix[1] = {3};
-  deco_paged_kv_t cs = {DECO_DTYPE_F32, KH, HD, PS, NP, kp[0], vp[0], table, MAXP};
-  deco_paged_kv_t cd = {DECO_DTYPE_F32, KH, HD, PS, NP, kp[1], vp[1], table, MAXP};
-  deco_ragged_batch_t batch = {1, T, indptr, kv_lens};
-  deco_kv_append_args_t as = {cs, batch, qkv + QD, qkv + QD + KVD, QKVD}, ad = {cd, batch, kd, vd, 0};
+  deco_paged_kv_t cs = {.dtype = DECO_DTYPE_F32, .n_kv_heads = KH, .head_dim = HD, .page_size = PS, .n_pages = NP,
+                        .k_pages = kp[0], .v_pages = vp[0], .block_table = table, .max_pages_per_seq = MAXP};
+  deco_paged_kv_t cd = {.dtype = DECO_DTYPE_F32, .n_kv_heads = KH, .head_dim = HD, .page_size = PS, .n_pages = NP,
+                        .k_pages = kp[1], .v_pages = vp[1], .block_table = table, .max_pages_per_seq = MAXP};
+  deco_ragged_batch_t batch = {.n_seqs = 1, .n_tokens = T, .q_indptr = indptr, .kv_lens = kv_lens};
+  deco_kv_append_args_t as = {.cache = cs, .batch = batch, .k = qkv + QD, .v = qkv + QD + KVD, .kv_stride = QKVD};
+  deco_kv_append_args_t ad = {.cache = cd, .batch = batch, .k = kd, .v = vd, .kv_stride = 0};
   cr_assert_eq(deco_kv_append(ctx, &as), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_kv_append(ctx, &ad), DECO_STATUS_SUCCESS);
   cr_assert_eq(memcmp(kp[0], kp[1], sizeof kp[0]), 0, "K pools");
@@ -284,13 +306,19 @@ Test(ops_ref, strided_inputs_equal_dense) {
   /* Causal and tree attention read q through the stride. */
   float os[T * QD], od[T * QD];
   const float scale = 1.0f / sqrtf((float)HD);
-  deco_attention_args_t ts = {cs, batch, H, scale, qkv, os, QKVD}, td = {cd, batch, H, scale, qd, od, 0};
+  deco_attention_args_t ts = {.cache = cs, .batch = batch, .n_heads = H, .scale = scale, .q = qkv, .out = os,
+                              .q_stride = QKVD};
+  deco_attention_args_t td = {.cache = cd, .batch = batch, .n_heads = H, .scale = scale, .q = qd, .out = od,
+                              .q_stride = 0};
   cr_assert_eq(deco_attention(ctx, &ts), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_attention(ctx, &td), DECO_STATUS_SUCCESS);
   cr_assert_eq(memcmp(os, od, sizeof os), 0, "causal attention");
   int32_t parent[T] = {-1, 0, 0, 1, 2};
-  deco_tree_batch_t tree = {1, T, indptr, parent};
-  deco_tree_attention_args_t xs = {cs, tree, prefix, H, scale, qkv, os, QKVD}, xd = {cd, tree, prefix, H, scale, qd, od, 0};
+  deco_tree_batch_t tree = {.n_trees = 1, .n_nodes = T, .tree_indptr = indptr, .parent = parent};
+  deco_tree_attention_args_t xs = {.cache = cs, .tree = tree, .prefix_lens = prefix, .n_heads = H, .scale = scale,
+                                   .q = qkv, .out = os, .q_stride = QKVD};
+  deco_tree_attention_args_t xd = {.cache = cd, .tree = tree, .prefix_lens = prefix, .n_heads = H, .scale = scale,
+                                   .q = qd, .out = od, .q_stride = 0};
   cr_assert_eq(deco_tree_attention(ctx, &xs), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_tree_attention(ctx, &xd), DECO_STATUS_SUCCESS);
   cr_assert_eq(memcmp(os, od, sizeof os), 0, "tree attention");
@@ -302,8 +330,10 @@ Test(ops_ref, strided_inputs_equal_dense) {
     memcpy(g + t * HID, h13 + t * 2 * HID, sizeof(float) * HID);
     memcpy(u + t * HID, h13 + t * 2 * HID + HID, sizeof(float) * HID);
   }
-  deco_swiglu_args_t ss = {DECO_DTYPE_F32, T * HID, h13, h13 + HID, hs, HID, 2 * HID};
-  deco_swiglu_args_t sf = {DECO_DTYPE_F32, T * HID, g, u, hf, 0, 0};
+  deco_swiglu_args_t ss = {.dtype = DECO_DTYPE_F32, .n = T * HID, .gate = h13, .up = h13 + HID, .out = hs,
+                           .row_len = HID, .in_stride = 2 * HID};
+  deco_swiglu_args_t sf = {.dtype = DECO_DTYPE_F32, .n = T * HID, .gate = g, .up = u, .out = hf, .row_len = 0,
+                           .in_stride = 0};
   cr_assert_eq(deco_swiglu(ctx, &ss), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_swiglu(ctx, &sf), DECO_STATUS_SUCCESS);
   cr_assert_eq(memcmp(hs, hf, sizeof hs), 0, "swiglu rows");
@@ -325,4 +355,47 @@ Test(ops_ref, strided_inputs_equal_dense) {
   ss.in_stride = 2 * HID;
   ss.out = h13 + 2;
   cr_assert_eq(deco_swiglu(ctx, &ss), DECO_STATUS_INVALID_ARGUMENT, "out overlapping the input rows");
+}
+
+/* The DECO_<NAME>_INIT macros are designated initialisers with the defaults
+ * their headers document, they nest (the cache and batch of attention), and
+ * a struct they fill, with the fields an op needs set, runs. */
+Test(ops_ref, args_init_macros) {
+  deco_rmsnorm_args_t n = DECO_RMSNORM_ARGS_INIT;
+  cr_assert(n.dtype == DECO_DTYPE_F32 && n.eps == 1e-5f && n.add == NULL && n.residual == NULL);
+  deco_rope_args_t r = DECO_ROPE_ARGS_INIT;
+  cr_assert(r.style == DECO_ROPE_INTERLEAVED && r.theta == 10000.0f && r.q_stride == 0 && r.k_stride == 0);
+  deco_matmul_args_t m = DECO_MATMUL_ARGS_INIT;
+  cr_assert(m.dtype == DECO_DTYPE_F32 && m.out_dtype == DECO_DTYPE_F32 && m.accumulate == 0);
+  const deco_embedding_args_t e = DECO_EMBEDDING_ARGS_INIT;
+  const deco_swiglu_args_t s = DECO_SWIGLU_ARGS_INIT;
+  const deco_fill_random_args_t f = DECO_FILL_RANDOM_ARGS_INIT;
+  const deco_convert_args_t c = DECO_CONVERT_ARGS_INIT;
+  cr_assert(e.tokens == NULL && s.row_len == 0 && f.constant == 0.0f && c.in_dtype == DECO_DTYPE_F32);
+  const deco_kv_append_args_t ka = DECO_KV_APPEND_ARGS_INIT;
+  const deco_kv_compact_args_t kc = DECO_KV_COMPACT_ARGS_INIT;
+  deco_attention_args_t at = DECO_ATTENTION_ARGS_INIT;
+  cr_assert(ka.kv_stride == 0 && ka.cache.k_pages == NULL && kc.n_layers == 1 && at.q_stride == 0 && at.scale == 0.0f);
+  const deco_tree_attention_args_t ta = DECO_TREE_ATTENTION_ARGS_INIT;
+  const deco_tree_accept_greedy_args_t ag = DECO_TREE_ACCEPT_GREEDY_ARGS_INIT;
+  const deco_tree_accept_sample_args_t as = DECO_TREE_ACCEPT_SAMPLE_ARGS_INIT;
+  cr_assert(ta.tree.parent == NULL && ag.out.nonfinite == NULL && as.temperature == 1.0f && as.top_k == 0 &&
+            as.top_p == 1.0f && as.draft_kind == DECO_DRAFT_DETERMINISTIC);
+  const deco_topk_rows_args_t tk = DECO_TOPK_ROWS_ARGS_INIT;
+  const deco_recycle_draft_args_t rd = DECO_RECYCLE_DRAFT_ARGS_INIT;
+  const deco_recycle_update_args_t ru = DECO_RECYCLE_UPDATE_ARGS_INIT;
+  cr_assert(tk.row_count == NULL && tk.values == NULL && rd.k == DECO_RECYCLE_DEFAULT_K &&
+            ru.k == DECO_RECYCLE_DEFAULT_K);
+  /* Sizes, pointers and the scale are the caller's to set: a struct of
+   * defaults alone is refused. */
+  cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT);
+
+  float res[2][4] = {{1, 2, 3, 4}, {0, 0, 0, 2}}, w[4] = {1, 1, 1, 1}, out[2][4];
+  n.n_rows = 2;
+  n.dim = 4;
+  n.residual = &res[0][0];
+  n.weight = w;
+  n.out = &out[0][0];
+  cr_assert_eq(deco_rmsnorm(ctx, &n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert(fabsf(out[1][3] - 2.0f / sqrtf(1.0f + 1e-5f)) <= 1e-6f, "out %g", out[1][3]);
 }

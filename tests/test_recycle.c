@@ -319,7 +319,8 @@ Test(recycle_ops, draft_matches_path_walks) {
     for (int b = 0; b < B; ++b) roots[b] = rng_int(&s, 0, vocab - 1);
     if (B > 1) roots[B - 1] = roots[0]; /* requests may share a root */
     for (int i = 0; i < B * n; ++i) out[i] = -99;
-    deco_recycle_draft_args_t a = {B, n, roots, t.parent, t.rank, table, vocab, k, out};
+    deco_recycle_draft_args_t a = {.n_trees = B, .n_nodes = n, .roots = roots, .parent = t.parent, .rank = t.rank,
+                                   .table = table, .vocab = vocab, .k = k, .tokens = out};
     cr_assert_eq(deco_recycle_draft(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
     for (int b = 0; b < B; ++b) {
       cr_assert_eq(out[(size_t)b * n], roots[b]);
@@ -342,7 +343,8 @@ Test(recycle_ops, draft_cold_table_and_bad_input) {
   deco_recycler_t *r = NULL;
   cr_assert_eq(deco_recycler_create(cpu, 100, 8, &r), DECO_STATUS_SUCCESS);
   int32_t roots[2] = {42, 7}, out[2 * 81];
-  deco_recycle_draft_args_t a = {2, t.n_nodes, roots, t.parent, t.rank, deco_recycler_table(r), 100, 8, out};
+  deco_recycle_draft_args_t a = {.n_trees = 2, .n_nodes = t.n_nodes, .roots = roots, .parent = t.parent, .rank = t.rank,
+                                 .table = deco_recycler_table(r), .vocab = 100, .k = 8, .tokens = out};
   cr_assert_eq(deco_recycle_draft(cpu, &a), DECO_STATUS_SUCCESS);
   /* A cold (zero) table drafts token 0 everywhere below the root. */
   for (int b = 0; b < 2; ++b)
@@ -365,7 +367,8 @@ Test(recycle_ops, draft_cold_table_and_bad_input) {
   cr_expect(mentions(deco_last_error(cpu), "parent[2]", NULL));
   int32_t table[4] = {1, 5, 0, 1}; /* vocab 2, k 2: entry [0][1] = 5 is out of range */
   int32_t parent3[3] = {-1, 0, 0}, rank3[3] = {-1, 0, 1}, root0[1] = {0}, out3[3];
-  deco_recycle_draft_args_t t3 = {1, 3, root0, parent3, rank3, table, 2, 2, out3};
+  deco_recycle_draft_args_t t3 = {.n_trees = 1, .n_nodes = 3, .roots = root0, .parent = parent3, .rank = rank3,
+                                  .table = table, .vocab = 2, .k = 2, .tokens = out3};
   cr_expect_eq(deco_recycle_draft(cpu, &t3), DECO_STATUS_INVALID_ARGUMENT);
   cr_expect(mentions(deco_last_error(cpu), "table[0][1] = 5", NULL));
   /* Host-side arguments. */
@@ -440,7 +443,8 @@ Test(recycle_ops, topk_matches_sort_with_ties) {
         float *x = malloc(sizeof(float) * (size_t)rows * V), *vals = malloc(sizeof(float) * rows * k);
         int32_t *ids = malloc(sizeof(int32_t) * rows * k), want[16];
         fill_logits(&s, x, (size_t)rows * V, kind);
-        deco_topk_rows_args_t a = {rows, V, k, DECO_DTYPE_F32, x, NULL, ids, vals};
+        deco_topk_rows_args_t a = {.n_rows = rows, .vocab = V, .k = k, .dtype = DECO_DTYPE_F32, .logits = x,
+                                   .row_count = NULL, .ids = ids, .values = vals};
         cr_assert_eq(deco_topk_rows(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
         for (int r = 0; r < rows; ++r) {
           naive_topk(x + (size_t)r * V, V, k, want);
@@ -464,7 +468,8 @@ Test(recycle_ops, topk_row_count_and_bad_input) {
   fill_logits(&s, x, sizeof x / sizeof x[0], 1);
   for (int i = 0; i < rows * k; ++i) ids[i] = -7;
   int32_t count = 4;
-  deco_topk_rows_args_t a = {rows, V, k, DECO_DTYPE_F32, x, &count, ids, NULL};
+  deco_topk_rows_args_t a = {.n_rows = rows, .vocab = V, .k = k, .dtype = DECO_DTYPE_F32, .logits = x,
+                             .row_count = &count, .ids = ids, .values = NULL};
   cr_assert_eq(deco_topk_rows(cpu, &a), DECO_STATUS_SUCCESS);
   for (int r = 0; r < rows; ++r) {
     int32_t want[8];
@@ -535,7 +540,8 @@ Test(recycle_ops, update_matches_sequential_writes) {
     random_table(&s, table, vocab, k);
     memcpy(want, table, sizeof(int32_t) * (size_t)vocab * k);
     naive_update(&bt, k, want);
-    deco_recycle_update_args_t a = {B, bt.n_nodes, bt.indptr, bt.tokens, bt.topk, table, vocab, k};
+    deco_recycle_update_args_t a = {.n_trees = B, .n_nodes = bt.n_nodes, .tree_indptr = bt.indptr, .tokens = bt.tokens,
+                                    .topk = bt.topk, .table = table, .vocab = vocab, .k = k};
     cr_assert_eq(deco_recycle_update(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
     cr_assert_eq(memcmp(table, want, sizeof(int32_t) * (size_t)vocab * k), 0, "it %d", it);
     free(table);
@@ -553,14 +559,16 @@ Test(recycle_ops, update_later_node_wins) {
   int32_t indptr[3] = {0, 3, 5}, tokens[5] = {2, 4, 4, 4, 2};
   int32_t topk[5][2] = {{1, 1}, {2, 2}, {3, 3}, {5, 5}, {6, 6}};
   int32_t table[8][2] = {{0}};
-  deco_recycle_update_args_t a = {2, 5, indptr, tokens, &topk[0][0], &table[0][0], 8, 2};
+  deco_recycle_update_args_t a = {.n_trees = 2, .n_nodes = 5, .tree_indptr = indptr, .tokens = tokens,
+                                  .topk = &topk[0][0], .table = &table[0][0], .vocab = 8, .k = 2};
   cr_assert_eq(deco_recycle_update(cpu, &a), DECO_STATUS_SUCCESS);
   cr_expect_eq(table[4][0], 5);
   cr_expect_eq(table[2][0], 6);
   cr_expect_eq(table[0][0], 0);
   /* One request: nodes 1 and 2 both carry token 3; node 2 wins. */
   int32_t indptr1[2] = {0, 3}, tokens1[3] = {7, 3, 3};
-  deco_recycle_update_args_t b = {1, 3, indptr1, tokens1, &topk[0][0], &table[0][0], 8, 2};
+  deco_recycle_update_args_t b = {.n_trees = 1, .n_nodes = 3, .tree_indptr = indptr1, .tokens = tokens1,
+                                  .topk = &topk[0][0], .table = &table[0][0], .vocab = 8, .k = 2};
   cr_assert_eq(deco_recycle_update(cpu, &b), DECO_STATUS_SUCCESS);
   cr_expect_eq(table[3][0], 3);
   cr_expect_eq(table[7][0], 1);
@@ -570,7 +578,8 @@ Test(recycle_ops, update_rejects_bad_input_untouched) {
   int32_t indptr[3] = {0, 2, 3}, tokens[3] = {1, 2, 3}, topk[3][2] = {{1, 2}, {3, 0}, {2, 2}};
   int32_t table[4][2] = {{9, 9}, {9, 9}, {9, 9}, {9, 9}}, copy[4][2];
   memcpy(copy, table, sizeof table);
-  deco_recycle_update_args_t a = {2, 3, indptr, tokens, &topk[0][0], &table[0][0], 4, 2};
+  deco_recycle_update_args_t a = {.n_trees = 2, .n_nodes = 3, .tree_indptr = indptr, .tokens = tokens,
+                                  .topk = &topk[0][0], .table = &table[0][0], .vocab = 4, .k = 2};
   topk[2][1] = 4;
   cr_expect_eq(deco_recycle_update(cpu, &a), DECO_STATUS_INVALID_ARGUMENT);
   cr_expect(mentions(deco_last_error(cpu), "topk[2][1] = 4", NULL));
@@ -613,12 +622,15 @@ Test(recycle_ops, topk_update_draft_cycle) {
   int32_t roots[2] = {5, 9}, tokens[2 * 81], topk[2 * 81 * 8], indptr[3] = {0, 81, 162};
   float *logits = malloc(sizeof(float) * 162 * V);
   for (int step = 0; step < 3; ++step) {
-    deco_recycle_draft_args_t d = {2, 81, roots, t.parent, t.rank, deco_recycler_table(r), V, k, tokens};
+    deco_recycle_draft_args_t d = {.n_trees = 2, .n_nodes = 81, .roots = roots, .parent = t.parent, .rank = t.rank,
+                                   .table = deco_recycler_table(r), .vocab = V, .k = k, .tokens = tokens};
     cr_assert_eq(deco_recycle_draft(cpu, &d), DECO_STATUS_SUCCESS);
     fill_logits(&s, logits, (size_t)162 * V, step % 2);
-    deco_topk_rows_args_t tk = {162, V, k, DECO_DTYPE_F32, logits, NULL, topk, NULL};
+    deco_topk_rows_args_t tk = {.n_rows = 162, .vocab = V, .k = k, .dtype = DECO_DTYPE_F32, .logits = logits,
+                                .row_count = NULL, .ids = topk, .values = NULL};
     cr_assert_eq(deco_topk_rows(cpu, &tk), DECO_STATUS_SUCCESS);
-    deco_recycle_update_args_t u = {2, 162, indptr, tokens, topk, deco_recycler_table(r), V, k};
+    deco_recycle_update_args_t u = {.n_trees = 2, .n_nodes = 162, .tree_indptr = indptr, .tokens = tokens, .topk = topk,
+                                    .table = deco_recycler_table(r), .vocab = V, .k = k};
     cr_assert_eq(deco_recycle_update(cpu, &u), DECO_STATUS_SUCCESS);
     /* Each root's row now holds the top-k of the last node carrying that
      * token: the root's own logits unless a later node repeats it. */

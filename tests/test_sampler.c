@@ -1,10 +1,11 @@
-/* tests/test_sampler.c — greedy, temperature and top-p sampling on the
- * host: ties, reproducibility, and the sampled law against the intended
- * distribution (chi-square, alpha 1e-3).
+/* tests/test_sampler.c — greedy, temperature, top-k and top-p sampling on
+ * the host: ties, reproducibility, the config's size, and the sampled law
+ * against the intended distribution (chi-square, alpha 1e-3).
  */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/stats.h"
 #include "common/testutil.h"
@@ -21,7 +22,7 @@ Test(sampler, argmax_ties_and_nan) {
 
 Test(sampler, greedy_ignores_the_draw) {
   deco_sampler_t *s;
-  deco_sampler_config_t c = {0.0f, 0.9f, 1};
+  deco_sampler_config_t c = {.size = sizeof(deco_sampler_config_t), .temperature = 0.0f, .top_p = 0.9f, .seed = 1};
   cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_SUCCESS);
   float l[4] = {0.1f, 2.0f, 2.0f, -3.0f};
   for (uint32_t off = 0; off < 50; ++off) cr_assert_eq(deco_sampler_sample(s, l, off, 0), 1);
@@ -30,7 +31,7 @@ Test(sampler, greedy_ignores_the_draw) {
 
 Test(sampler, bad_config) {
   deco_sampler_t *s = (deco_sampler_t *)0x1;
-  deco_sampler_config_t c = {-1.0f, 0.9f, 1};
+  deco_sampler_config_t c = {.size = sizeof(deco_sampler_config_t), .temperature = -1.0f, .top_p = 0.9f, .seed = 1};
   cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_null(s);
   c.temperature = 1.0f;
@@ -38,13 +39,26 @@ Test(sampler, bad_config) {
   cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
   c.top_p = 1.0f;
   cr_assert_eq(deco_sampler_create(0, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+  c.top_k = -1;
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+  c.top_k = 0;
+  c.size = 0; /* not filled from DECO_SAMPLER_CONFIG_INIT */
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(NULL), "size") != NULL, "%s", deco_last_error(NULL));
+  deco_sampler_config_t init = DECO_SAMPLER_CONFIG_INIT;
+  cr_assert_eq(deco_sampler_create(4, &init, &s), DECO_STATUS_SUCCESS);
+  deco_sampler_destroy(s);
 }
 
 /* Samples n draws and tests them against expect[] (probabilities). */
-static double sample_chi2(float temperature, float top_p, const float *logits, int V, const double *expect, int n,
-                          int *df) {
+static double sample_chi2(float temperature, int top_k, float top_p, const float *logits, int V,
+                          const double *expect, int n, int *df) {
   deco_sampler_t *s;
-  deco_sampler_config_t c = {temperature, top_p, 99};
+  deco_sampler_config_t c = DECO_SAMPLER_CONFIG_INIT;
+  c.temperature = temperature;
+  c.top_k = top_k;
+  c.top_p = top_p;
+  c.seed = 99;
   cr_assert_eq(deco_sampler_create(V, &c, &s), DECO_STATUS_SUCCESS);
   long *counts = calloc((size_t)V, sizeof(long));
   for (int i = 0; i < n; ++i) {
@@ -68,7 +82,7 @@ Test(sampler, temperature_law) {
   for (int i = 0; i < V; ++i) sum += expect[i] = exp(l[i] / T);
   for (int i = 0; i < V; ++i) expect[i] /= sum;
   int df;
-  double p = sample_chi2(T, 1.0f, l, V, expect, n, &df);
+  double p = sample_chi2(T, 0, 1.0f, l, V, expect, n, &df);
   cr_assert(p > DECO_TEST_ALPHA / 2, "temperature sampling: p = %g (df %d)", p, df);
 }
 
@@ -85,8 +99,39 @@ Test(sampler, top_p_law) {
    * 0.8 0.88 -> five tokens for top_p = 0.85. */
   for (int i = 0; i < 5; ++i) expect[i] = pr[i] / mass;
   int df;
-  double p = sample_chi2(1.0f, 0.85f, l, V, expect, n, &df);
+  double p = sample_chi2(1.0f, 0, 0.85f, l, V, expect, n, &df);
   cr_assert(p > DECO_TEST_ALPHA / 2, "top-p sampling: p = %g (df %d)", p, df);
+}
+
+Test(sampler, top_k_law) {
+  /* Top-4 of the distribution above, renormalised; then with top_p 0.8 of
+   * those four (0.3 0.55 0.7 0.8 of mass 0.8: cumulative 0.3/0.8 0.69 0.875
+   * exceeds 0.8 at the third), the first three. Ties at the k-th rank go to
+   * the lower id. */
+  const int V = 10, n = 100000;
+  double pr[10] = {0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.02, 0.007, 0.003};
+  float l[10];
+  for (int i = 0; i < V; ++i) l[i] = (float)log(pr[i]);
+  double expect[10] = {0}, expect_p[10] = {0};
+  for (int i = 0; i < 4; ++i) expect[i] = pr[i] / 0.8;
+  for (int i = 0; i < 3; ++i) expect_p[i] = pr[i] / 0.7;
+  int df;
+  double p = sample_chi2(1.0f, 4, 1.0f, l, V, expect, n, &df);
+  cr_assert(p > DECO_TEST_ALPHA / 3, "top-k sampling: p = %g (df %d)", p, df);
+  p = sample_chi2(1.0f, 4, 0.8f, l, V, expect_p, n, &df);
+  cr_assert(p > DECO_TEST_ALPHA / 3, "top-k then top-p: p = %g (df %d)", p, df);
+  /* k = 1 is greedy, ties to the lower id; k >= vocab is no restriction. */
+  float tie[4] = {0.5f, 2.0f, 2.0f, 1.0f};
+  deco_sampler_config_t c = DECO_SAMPLER_CONFIG_INIT;
+  c.top_k = 1;
+  deco_sampler_t *s;
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_SUCCESS);
+  for (uint32_t off = 0; off < 200; ++off) cr_assert_eq(deco_sampler_sample(s, tie, off, 0), 1);
+  deco_sampler_destroy(s);
+  double all[10];
+  for (int i = 0; i < V; ++i) all[i] = pr[i];
+  p = sample_chi2(1.0f, 10, 1.0f, l, V, all, n, &df);
+  cr_assert(p > DECO_TEST_ALPHA / 3, "top-k = vocab: p = %g (df %d)", p, df);
 }
 
 Test(sampler, detects_a_wrong_law) {
@@ -96,7 +141,8 @@ Test(sampler, detects_a_wrong_law) {
   float l[10];
   for (int i = 0; i < V; ++i) l[i] = (float)log(pr[i]);
   deco_sampler_t *s;
-  deco_sampler_config_t c = {1.0f, 0.85f, 99};
+  deco_sampler_config_t c = {.size = sizeof(deco_sampler_config_t), .temperature = 1.0f, .top_p = 0.85f,
+                             .seed = 99};
   cr_assert_eq(deco_sampler_create(V, &c, &s), DECO_STATUS_SUCCESS);
   long counts[10] = {0};
   for (int i = 0; i < n; ++i) counts[deco_sampler_sample(s, l, (uint32_t)i, 3)]++;

@@ -88,10 +88,14 @@ Test(spec_cpu, engine_batch_equals_single) {
   int32_t pa[6] = {1, 403, 407, 261, 378, 432}, pb[4] = {1, 403, 407, 261};
   float *logits = malloc(sizeof(float) * 512 * 16 * 4);
   int n5 = 5, n3 = 3;
-  deco_forward_args_t f0 = {1, &s[0], &n5, pa, NULL, NULL, DECO_LOGITS_LAST, logits};
-  deco_forward_args_t f1 = {1, &s[1], &n3, pb, NULL, NULL, DECO_LOGITS_LAST, logits};
-  deco_forward_args_t f2 = {1, &s[2], &n5, pa, NULL, NULL, DECO_LOGITS_LAST, logits};
-  deco_forward_args_t f3 = {1, &s[3], &n3, pb, NULL, NULL, DECO_LOGITS_LAST, logits};
+  deco_forward_args_t f0 = {.n_seqs = 1, .seqs = &s[0], .n_new = &n5, .tokens = pa, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = logits};
+  deco_forward_args_t f1 = {.n_seqs = 1, .seqs = &s[1], .n_new = &n3, .tokens = pb, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = logits};
+  deco_forward_args_t f2 = {.n_seqs = 1, .seqs = &s[2], .n_new = &n5, .tokens = pa, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = logits};
+  deco_forward_args_t f3 = {.n_seqs = 1, .seqs = &s[3], .n_new = &n3, .tokens = pb, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = logits};
   cr_assert_eq(deco_forward(m, kc, &f0), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_forward(m, kc, &f1), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_forward(m, kc, &f2), DECO_STATUS_SUCCESS);
@@ -105,7 +109,7 @@ Test(spec_cpu, engine_batch_equals_single) {
   memcpy(both_t + 4, tb, sizeof tb);
   memcpy(both_p, pta, sizeof pta);
   memcpy(both_p + 4, ptb, sizeof ptb);
-  deco_spec_sampling_t g = {0.0f, 0, 1.0f, 1, 0};
+  deco_spec_sampling_t g = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 1, .offset = 0};
   int32_t e1[2 * DECO_TREE_MAX_NODES], e2[2 * DECO_TREE_MAX_NODES];
   int n1[2], n2[2], na = 4, nb = 3, nn[2] = {4, 3};
   cr_assert_eq(deco_spec_engine_step(eng, 1, &s[0], &na, ta, pta, &g, e1, &n1[0]), DECO_STATUS_SUCCESS, "%s",
@@ -131,7 +135,8 @@ Test(spec_cpu, engine_batch_equals_single) {
   /* After compaction, a plain decode step continues exactly as the fixture. */
   int one = 1;
   int32_t next = e1[2];
-  deco_forward_args_t fd = {1, &s[0], &one, &next, NULL, NULL, DECO_LOGITS_LAST, logits};
+  deco_forward_args_t fd = {.n_seqs = 1, .seqs = &s[0], .n_new = &one, .tokens = &next, .embeds = NULL,
+                            .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits};
   cr_assert_eq(deco_forward(m, kc, &fd), DECO_STATUS_SUCCESS);
   int n_ids;
   int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), &n_ids);
@@ -141,6 +146,66 @@ Test(spec_cpu, engine_batch_equals_single) {
   free(logits);
   deco_spec_engine_destroy(eng);
   deco_kv_cache_destroy(kc);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* A drafter driven by hand with the engine (the public API an engine of
+ * its own would use) decodes what deco_generate decodes with it: prompt
+ * lookup begun with the prompt, observing each step through the engine. */
+Test(spec_cpu, drafter_by_hand_equals_generate) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+  deco_drafter_t *d;
+  cr_assert_eq(deco_drafter_create_lookup(&lc, &d), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_drafter_max_nodes(d), 33);
+  cr_assert_eq(deco_drafter_device_resident(d), 0);
+  cr_assert_str_eq(deco_drafter_name(d), "lookup");
+  const int steps = 150;
+  static deco_test_capture_t want;
+  deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+  c.steps = steps;
+  c.temperature = 0.0f;
+  c.ignore_eos = 1;
+  c.drafter = d;
+  c.emit = deco_test_capture_id;
+  c.user = &want;
+  const int32_t bos = 1;
+  deco_generate_stats_t st;
+  cr_assert_eq(deco_generate(m, &bos, 1, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(want.n, steps + 1);
+  /* By hand, with a cache of our own. */
+  deco_kv_cache_t *kc;
+  int seq;
+  cr_assert_eq(deco_kv_cache_create(m, 16, 16, 1, &kc), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_admit(kc, steps + 33, &seq), DECO_STATUS_SUCCESS);
+  deco_spec_engine_t *eng;
+  cr_assert_eq(deco_spec_engine_create(m, kc, 1, deco_drafter_max_nodes(d), &eng), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_spec_engine_set_drafter(eng, d), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_drafter_begin(d, m, seq, &bos, 1), DECO_STATUS_SUCCESS);
+  int32_t got[512] = {1};
+  int n_got = 1;
+  while (n_got < steps + 1) {
+    int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES], emitted[DECO_TREE_MAX_NODES];
+    int n, n_emitted;
+    cr_assert_eq(deco_drafter_draft(d, seq, tokens, parents, &n), DECO_STATUS_SUCCESS);
+    cr_assert_eq(tokens[0], got[n_got - 1], "the tree is rooted at the last id");
+    /* Greedy: what is accepted is plain decoding's continuation, so the
+     * trees need no pruning at the end (the cache has room for one more). */
+    const deco_spec_sampling_t sp = DECO_SPEC_SAMPLING_INIT;
+    cr_assert_eq(deco_spec_engine_step(eng, 1, &seq, &n, tokens, parents, &sp, emitted, &n_emitted),
+                 DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    for (int i = 0; i < n_emitted && n_got < steps + 1; ++i) got[n_got++] = emitted[i];
+  }
+  cr_assert_eq(memcmp(got, want.ids, sizeof(int32_t) * (size_t)(steps + 1)), 0, "by hand differs from generate");
+  /* Drafting a sequence that was never begun is an error, not a crash. */
+  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES];
+  int n;
+  cr_assert_eq(deco_drafter_draft(d, seq + 5, tokens, parents, &n), DECO_STATUS_INVALID_ARGUMENT);
+  deco_spec_engine_destroy(eng);
+  deco_kv_cache_destroy(kc);
+  deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }

@@ -112,17 +112,27 @@ typedef struct batch_stats {
 /* hist[h][id]: counts of the id emitted at generated position h. A recycling
  * batch starts from a fresh table (k = 8) that stays warm across its runs, so
  * batches differ only in their seeds and the acceptance rule. */
-static void sample(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg, int runs,
-                   uint64_t seed0, long hist[HORIZON][512], batch_stats_t *bs) {
+/* The draft source of a batch: none (plain sampling), prompt lookup with
+ * the CLI's settings, or Token Recycling over tmpl. */
+typedef enum source { PLAIN, LOOKUP, RECYCLE } source_t;
+
+static void sample(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg, source_t source,
+                   const deco_tree_template_t *tmpl, int runs, uint64_t seed0, long hist[HORIZON][512],
+                   batch_stats_t *bs) {
   deco_recycler_t *rec = NULL;
-  if (cfg.source == DECO_DRAFT_RECYCLE) {
+  deco_drafter_t *drafter = NULL;
+  if (source == RECYCLE) {
     cr_assert_eq(deco_recycler_create(deco_model_ctx(m), 512, 8, &rec), DECO_STATUS_SUCCESS);
-    cfg.recycler = rec;
+    cr_assert_eq(deco_drafter_create_recycle(rec, tmpl, &drafter), DECO_STATUS_SUCCESS);
+  } else if (source == LOOKUP) {
+    const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT; /* the CLI's */
+    cr_assert_eq(deco_drafter_create_lookup(&lc, &drafter), DECO_STATUS_SUCCESS);
   }
+  cfg.drafter = drafter;
   memset(hist, 0, sizeof(long) * HORIZON * 512);
   memset(bs, 0, sizeof *bs);
   for (int r = 0; r < runs; ++r) {
-    deco_test_capture_t cap = {{0}, 0};
+    deco_test_capture_t cap = {.ids = {0}, .n = 0};
     cfg.seed = seed0 + (uint64_t)r;
     cfg.emit = deco_test_capture_id;
     cfg.user = &cap;
@@ -133,7 +143,9 @@ static void sample(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_ge
     for (int h = 0; h < HORIZON; ++h) hist[h][cap.ids[n_prompt + h]]++;
     bs->tokens += st.tokens;
     bs->forwards += st.forwards;
+    cr_assert_eq(st.step_allocations, 0, "the plan sized every buffer");
   }
+  deco_drafter_destroy(drafter);
   deco_recycler_destroy(rec);
 }
 
@@ -190,12 +202,11 @@ static int compare(const char *name, const char *what, long plain[HORIZON][512],
 
 /* The whole check for one draft source: spec (T = 0.7, drafts from its
  * source) against plain sampling on the same prompt. */
-static void check_law(const char *name, const int32_t *prompt, int n_prompt, deco_generate_config_t spec) {
+static void check_law(const char *name, const int32_t *prompt, int n_prompt, deco_generate_config_t spec,
+                      source_t source, const deco_tree_template_t *tmpl) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_generate_config_t plain = spec;
-  plain.source = DECO_DRAFT_NONE;
-  plain.tmpl = NULL;
   deco_generate_config_t hotter = plain;
   hotter.temperature = 0.9f;
   static long hp[HORIZON][512], hb[HORIZON][512], hs[HORIZON][512], hh[HORIZON][512];
@@ -204,7 +215,7 @@ static void check_law(const char *name, const int32_t *prompt, int n_prompt, dec
   double p_min;
   fprintf(stderr, "%s: %d plain and speculative runs, %d per broken rule, %d at T = 0.9, alpha %.2g per position\n",
           name, RUNS, RUNS_BROKEN, RUNS_CONTROL, alpha);
-  sample(m, prompt, n_prompt, plain, RUNS, 1000, hp, &bs);
+  sample(m, prompt, n_prompt, plain, PLAIN, NULL, RUNS, 1000, hp, &bs);
 
   /* Broken acceptance rules: the same engine, the same test, must reject. */
   static const struct {
@@ -214,7 +225,7 @@ static void check_law(const char *name, const int32_t *prompt, int n_prompt, dec
                 {DECO_ACCEPT_MUTANT_BONUS_ROOT, "broken: bonus from the root"}};
   for (size_t i = 0; i < sizeof broken / sizeof broken[0]; ++i) {
     deco_accept_mutant = broken[i].rule;
-    sample(m, prompt, n_prompt, spec, RUNS_BROKEN, 700000 + 100000 * (uint64_t)i, hb, &bs);
+    sample(m, prompt, n_prompt, spec, source, tmpl, RUNS_BROKEN, 700000 + 100000 * (uint64_t)i, hb, &bs);
     deco_accept_mutant = DECO_ACCEPT_CORRECT;
     int rej = compare(name, broken[i].what, hp, hb, RUNS_BROKEN, alpha, &p_min);
     cr_assert(rej > 0, "%s: the test cannot tell %s from plain sampling (smallest p %g): it has no power", name,
@@ -223,7 +234,7 @@ static void check_law(const char *name, const int32_t *prompt, int n_prompt, dec
 
   /* The correct rule, the switch back at 0. */
   cr_assert_eq(deco_accept_mutant, DECO_ACCEPT_CORRECT);
-  sample(m, prompt, n_prompt, spec, RUNS, 900000, hs, &bs);
+  sample(m, prompt, n_prompt, spec, source, tmpl, RUNS, 900000, hs, &bs);
   fprintf(stderr, "%s: speculative: %ld tokens in %ld forwards, mean accepted %.3f per forward\n", name, bs.tokens,
           bs.forwards, (double)bs.tokens / bs.forwards);
   cr_assert(bs.forwards < bs.tokens, "%s: no draft was ever accepted, nothing speculative was tested", name);
@@ -231,7 +242,7 @@ static void check_law(const char *name, const int32_t *prompt, int n_prompt, dec
   cr_assert(rej == 0, "%s: speculative sampling differs from plain sampling (smallest p %g)", name, p_min);
 
   /* Control: another temperature. */
-  sample(m, prompt, n_prompt, hotter, RUNS_CONTROL, 500000, hh, &bs);
+  sample(m, prompt, n_prompt, hotter, PLAIN, NULL, RUNS_CONTROL, 500000, hh, &bs);
   rej = compare(name, "control: T = 0.9 vs 0.7", hp, hh, RUNS_CONTROL, alpha, &p_min);
   cr_assert(rej > 0, "%s: the test cannot tell temperature 0.9 from 0.7: it has no power", name);
   deco_model_destroy(m);
@@ -248,15 +259,12 @@ Test(spec_recycle, sampling_has_the_law_of_plain_sampling, .timeout = 240) {
    * hides a broken residual update from any affordable sample). */
   static const int32_t prompt[] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
   const int n = (int)(sizeof prompt / sizeof prompt[0]);
-  deco_generate_config_t spec;
-  memset(&spec, 0, sizeof spec);
+  deco_generate_config_t spec = DECO_GENERATE_CONFIG_INIT;
   spec.steps = n + HORIZON - 1; /* the last prompt id's forward and two more */
   spec.temperature = 0.7f;
   spec.top_p = 1.0f;
   spec.ignore_eos = 1;
-  spec.source = DECO_DRAFT_RECYCLE;
-  spec.tmpl = &tmpl;
-  check_law("recycle", prompt, n, spec);
+  check_law("recycle", prompt, n, spec, RECYCLE, &tmpl);
 }
 
 Test(spec_recycle, lookup_sampling_has_the_law_of_plain_sampling, .timeout = 240) {
@@ -265,14 +273,10 @@ Test(spec_recycle, lookup_sampling_has_the_law_of_plain_sampling, .timeout = 240
    * it 87% of the time at T = 0.7). A short prompt keeps the prefills cheap. */
   static const int32_t prompt[] = {1, 274, 287, 300, 419, 261, 352, 266, 268, 388, 426, 274, 287, 300, 419, 261, 352};
   const int n = (int)(sizeof prompt / sizeof prompt[0]);
-  deco_generate_config_t spec;
-  memset(&spec, 0, sizeof spec);
+  deco_generate_config_t spec = DECO_GENERATE_CONFIG_INIT;
   spec.steps = n + HORIZON - 1;
   spec.temperature = 0.7f;
   spec.top_p = 1.0f;
   spec.ignore_eos = 1;
-  spec.source = DECO_DRAFT_LOOKUP;
-  deco_lookup_config_t lc = {3, 1, 10, 32}; /* the CLI's */
-  spec.lookup = lc;
-  check_law("lookup", prompt, n, spec);
+  check_law("lookup", prompt, n, spec, LOOKUP, NULL);
 }

@@ -640,8 +640,11 @@ typedef struct oracle {
 } oracle_t;
 
 static oracle_t oracle_load(const unsigned char *data, size_t size, int vocab) {
-  oracle_t o = {vocab, malloc(sizeof(float) * vocab), malloc(sizeof(int32_t) * vocab),
-                malloc(sizeof(unsigned char *) * vocab), malloc(sizeof(int32_t) * vocab * vocab)};
+  oracle_t o = {.vocab = vocab,
+                .score = malloc(sizeof(float) * vocab),
+                .len = malloc(sizeof(int32_t) * vocab),
+                .piece = malloc(sizeof(unsigned char *) * vocab),
+                .pair_id = malloc(sizeof(int32_t) * vocab * vocab)};
   cr_assert(o.score && o.len && o.piece && o.pair_id);
   size_t off = 4; /* max_token_length: not needed here */
   for (int i = 0; i < vocab; ++i) {
@@ -774,7 +777,7 @@ static char *make_text(const oracle_t *o, int kind, size_t len, uint64_t *rng) {
   static const char *const units[] = {"a", "b", "e", " ", "\n", "\x80", "\xc3", "\xa9", "\xc3\xa9", "\xe2\x80\x8a",
                                       "\xf0\x9f\x98\x80", "\xff", "\xfe", "ab", "the", " t", "he"};
   static const char *const runs[] = {"a", " ", "e", "\n", "\x80", "\xc3\xa9", "\xe2\x80\x8a", "ab", "\xff"};
-  textbuf_t b = {malloc(len + 1), 0, len};
+  textbuf_t b = {.s = malloc(len + 1), .n = 0, .len = len};
   cr_assert(b.s);
   const char *run = runs[rng_below(rng, sizeof runs / sizeof runs[0])];
   const char *word = story_words[rng_below(rng, N_WORDS)];
@@ -904,7 +907,7 @@ Test(tokenizer, encode_matches_quadratic_oracle_ties) {
     static const char *const units[] = {"a", "b", " ", "ab", "ba", "\xc3\xa9", "\xff\xfe", "\x80"};
     for (int k = 0; k < 24; ++k) {
       size_t len = 1 + rng_below(&rng, k % 3 == 2 ? 4096 : 512);
-      textbuf_t tb = {malloc(len + 1), 0, len};
+      textbuf_t tb = {.s = malloc(len + 1), .n = 0, .len = len};
       cr_assert(tb.s);
       const char *only = units[rng_below(&rng, sizeof units / sizeof units[0])];
       while (tb.n < len) {

@@ -16,7 +16,12 @@
 /* deco_cli_parse's answer to --help / -h after the command (not an exit status). */
 #define DECO_CLI_HELP (-1)
 
-typedef enum deco_spec_mode { DECO_SPEC_NONE = 0, DECO_SPEC_LOOKUP = 1, DECO_SPEC_RECYCLE = 2 } deco_spec_mode_t;
+/* --spec: which drafter (deco_drafter_create_*) the run uses, if any. */
+typedef enum deco_cli_spec {
+  DECO_CLI_SPEC_NONE = 0,
+  DECO_CLI_SPEC_LOOKUP = 1,
+  DECO_CLI_SPEC_RECYCLE = 2
+} deco_cli_spec_t;
 
 typedef struct deco_cli_options {
   const char *model_path;     /* NULL with synthetic NULL: the built-in stories260K */
@@ -35,7 +40,7 @@ typedef struct deco_cli_options {
   deco_dtype_t dtype;
   int ignore_eos;
   int print_ids;
-  deco_spec_mode_t spec;
+  deco_cli_spec_t spec;
   int draft_len;
   int tree_nodes;             /* 0: the mode's default */
   const char *tree_template;

@@ -97,39 +97,144 @@ static int parse_ids(const char *s, deco_cli_options_t *o) {
   return 0;
 }
 
+/* A non-negative decimal that fits 64 bits. */
+static int parse_seed(const char *v, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long s = strtoull(v, &end, 10);
+  if (errno || end == v || *end != '\0' || v[0] == '-') {
+    deco_cli_error("--seed: '%s' is not a non-negative integer", v);
+    return -1;
+  }
+  *out = s;
+  return 0;
+}
+
+/* One of the words of an option (names[i] -> values[i]). */
+static int parse_word(const char *opt, const char *v, const char *const *names, const int *values, int n,
+                      const char *expected, int *out) {
+  for (int i = 0; i < n; ++i)
+    if (strcmp(v, names[i]) == 0) {
+      *out = values[i];
+      return 0;
+    }
+  deco_cli_error("%s: '%s' is not %s", opt, v, expected);
+  return -1;
+}
+
+static int parse_temperature(const char *a, const char *v, deco_cli_options_t *o) {
+  if (parse_float(a, v, &o->temperature)) return -1;
+  if (o->temperature < 0.0f) {
+    deco_cli_error("--temperature: %s must be >= 0", v);
+    return -1;
+  }
+  return 0;
+}
+
+static int parse_top_p(const char *a, const char *v, deco_cli_options_t *o) {
+  if (parse_float(a, v, &o->top_p)) return -1;
+  if (!(o->top_p > 0.0f && o->top_p <= 1.0f)) {
+    deco_cli_error("--top-p: %s must be in (0, 1]", v);
+    return -1;
+  }
+  return 0;
+}
+
+/* The value v of option a (a known option that takes one); 0 or -1. */
+static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
+  static const char *const backends[] = {"cpu", "cuda"}, *const dtypes[] = {"f32", "bf16"},
+                           *const specs[] = {"none", "lookup", "recycle"};
+  static const int backend_ids[] = {DECO_BACKEND_CPU, DECO_BACKEND_CUDA},
+                   dtype_ids[] = {DECO_DTYPE_F32, DECO_DTYPE_BF16},
+                   spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE};
+  int word;
+  if (strcmp(a, "--model") == 0) o->model_path = v;
+  else if (strcmp(a, "--synthetic") == 0) o->synthetic = v;
+  else if (strcmp(a, "--tokenizer") == 0) o->tokenizer_path = v;
+  else if (strcmp(a, "--prompt") == 0) o->prompt = v;
+  else if (strcmp(a, "--prompt-ids") == 0) {
+    free(o->prompt_ids);
+    o->prompt_ids = NULL;
+    o->n_prompt_ids = 0;
+    return parse_ids(v, o);
+  } else if (strcmp(a, "--steps") == 0) return parse_int(a, v, 1, 1 << 30, &o->steps);
+  else if (strcmp(a, "--temperature") == 0) return parse_temperature(a, v, o);
+  else if (strcmp(a, "--top-p") == 0) return parse_top_p(a, v, o);
+  else if (strcmp(a, "--seed") == 0) return parse_seed(v, &o->seed);
+  else if (strcmp(a, "--backend") == 0) {
+    o->backend_set = 1;
+    if (parse_word(a, v, backends, backend_ids, 2, "cpu or cuda", &word)) return -1;
+    o->backend = (deco_backend_t)word;
+  } else if (strcmp(a, "--dtype") == 0) {
+    o->dtype_set = 1;
+    if (parse_word(a, v, dtypes, dtype_ids, 2, "f32 or bf16", &word)) return -1;
+    o->dtype = (deco_dtype_t)word;
+  } else if (strcmp(a, "--spec") == 0) {
+    if (parse_word(a, v, specs, spec_ids, 3, "none, lookup or recycle", &word)) return -1;
+    o->spec = (deco_cli_spec_t)word;
+  } else if (strcmp(a, "--draft-len") == 0) return parse_int(a, v, 1, 255, &o->draft_len);
+  else if (strcmp(a, "--tree-nodes") == 0) return parse_int(a, v, 1, 255, &o->tree_nodes);
+  else if (strcmp(a, "--tree-template") == 0) o->tree_template = v;
+  else if (strcmp(a, "--recycle-k") == 0) {
+    o->recycle_k_set = 1;
+    return parse_int(a, v, 1, 16, &o->recycle_k);
+  } else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
+  return 0;
+}
+
+/* 1 when a is an option without a value (and sets it). */
+static int parse_flag(const char *a, deco_cli_options_t *o) {
+  if (strcmp(a, "--ignore-eos") == 0) o->ignore_eos = 1;
+  else if (strcmp(a, "--print-ids") == 0) o->print_ids = 1;
+  else if (strcmp(a, "--compare-ar") == 0) o->compare_ar = 1;
+  else return 0;
+  return 1;
+}
+
+static int takes_value(const char *a) {
+  static const char *const with_value[] = {"--model", "--synthetic", "--tokenizer", "--prompt", "--prompt-ids",
+                                            "--steps", "--temperature", "--top-p", "--seed", "--backend",
+                                            "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
+                                            "--recycle-k", "--recycle-state", NULL};
+  for (int k = 0; with_value[k]; ++k)
+    if (strcmp(a, with_value[k]) == 0) return 1;
+  return 0;
+}
+
+/* Options that exclude each other or need another (docs/CLI.md). */
+static int check_combination(const deco_cli_options_t *o) {
+  if (o->model_path && o->synthetic) {
+    deco_cli_error("--model and --synthetic exclude each other");
+    return -1;
+  }
+  if (o->prompt && o->prompt_ids) {
+    deco_cli_error("--prompt and --prompt-ids exclude each other");
+    return -1;
+  }
+  /* Options of Token Recycling mean nothing to another draft source. */
+  const char *recycle_only = o->tree_template ? "--tree-template"
+                             : o->recycle_state ? "--recycle-state"
+                             : o->recycle_k_set ? "--recycle-k"
+                                                : NULL;
+  if (recycle_only && o->spec != DECO_CLI_SPEC_RECYCLE) {
+    deco_cli_error("%s needs --spec recycle", recycle_only);
+    return -1;
+  }
+  if (o->backend_set && o->backend == DECO_BACKEND_CPU && o->dtype_set && o->dtype == DECO_DTYPE_BF16) {
+    deco_cli_error("--dtype: bf16 is not supported by the cpu backend (use f32)");
+    return -1;
+  }
+  return 0;
+}
+
 int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
-  memset(o, 0, sizeof *o);
-  o->synthetic = NULL;
-  o->steps = 256;
-  o->temperature = 1.0f;
-  o->top_p = 0.9f;
-  o->seed = 42;
-  o->draft_len = 10;
-  o->recycle_k = 8;
+  *o = (deco_cli_options_t){.steps = 256, .temperature = 1.0f, .top_p = 0.9f, .seed = 42, .draft_len = 10,
+                            .recycle_k = 8, .spec = DECO_CLI_SPEC_NONE};
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DECO_CLI_HELP;
-    /* Flags without a value. */
-    if (strcmp(a, "--ignore-eos") == 0) {
-      o->ignore_eos = 1;
-      continue;
-    }
-    if (strcmp(a, "--print-ids") == 0) {
-      o->print_ids = 1;
-      continue;
-    }
-    if (strcmp(a, "--compare-ar") == 0) {
-      o->compare_ar = 1;
-      continue;
-    }
-    static const char *const with_value[] = {"--model", "--synthetic", "--tokenizer", "--prompt", "--prompt-ids",
-                                              "--steps", "--temperature", "--top-p", "--seed", "--backend",
-                                              "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
-                                              "--recycle-k", "--recycle-state", NULL};
-    int known = 0;
-    for (int k = 0; with_value[k]; ++k)
-      if (strcmp(a, with_value[k]) == 0) known = 1;
-    if (!known) {
+    if (parse_flag(a, o)) continue;
+    if (!takes_value(a)) {
       deco_cli_error("unknown option '%s' (see deco --help)", a);
       return DECO_EXIT_USAGE;
     }
@@ -137,93 +242,7 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
       deco_cli_error("%s needs a value", a);
       return DECO_EXIT_USAGE;
     }
-    const char *v = argv[++i];
-    int bad = 0;
-    if (strcmp(a, "--model") == 0) o->model_path = v;
-    else if (strcmp(a, "--synthetic") == 0) o->synthetic = v;
-    else if (strcmp(a, "--tokenizer") == 0) o->tokenizer_path = v;
-    else if (strcmp(a, "--prompt") == 0) o->prompt = v;
-    else if (strcmp(a, "--prompt-ids") == 0) {
-      free(o->prompt_ids);
-      o->prompt_ids = NULL;
-      o->n_prompt_ids = 0;
-      bad = parse_ids(v, o);
-    } else if (strcmp(a, "--steps") == 0) bad = parse_int(a, v, 1, 1 << 30, &o->steps);
-    else if (strcmp(a, "--temperature") == 0) {
-      bad = parse_float(a, v, &o->temperature);
-      if (!bad && o->temperature < 0.0f) {
-        deco_cli_error("--temperature: %s must be >= 0", v);
-        bad = 1;
-      }
-    } else if (strcmp(a, "--top-p") == 0) {
-      bad = parse_float(a, v, &o->top_p);
-      if (!bad && !(o->top_p > 0.0f && o->top_p <= 1.0f)) {
-        deco_cli_error("--top-p: %s must be in (0, 1]", v);
-        bad = 1;
-      }
-    } else if (strcmp(a, "--seed") == 0) {
-      char *end;
-      errno = 0;
-      unsigned long long s = strtoull(v, &end, 10);
-      if (errno || end == v || *end != '\0' || v[0] == '-') {
-        deco_cli_error("--seed: '%s' is not a non-negative integer", v);
-        bad = 1;
-      }
-      o->seed = s;
-    } else if (strcmp(a, "--backend") == 0) {
-      o->backend_set = 1;
-      if (strcmp(v, "cpu") == 0) o->backend = DECO_BACKEND_CPU;
-      else if (strcmp(v, "cuda") == 0) o->backend = DECO_BACKEND_CUDA;
-      else {
-        deco_cli_error("--backend: '%s' is not cpu or cuda", v);
-        bad = 1;
-      }
-    } else if (strcmp(a, "--dtype") == 0) {
-      o->dtype_set = 1;
-      if (strcmp(v, "f32") == 0) o->dtype = DECO_DTYPE_F32;
-      else if (strcmp(v, "bf16") == 0) o->dtype = DECO_DTYPE_BF16;
-      else {
-        deco_cli_error("--dtype: '%s' is not f32 or bf16", v);
-        bad = 1;
-      }
-    } else if (strcmp(a, "--spec") == 0) {
-      if (strcmp(v, "none") == 0) o->spec = DECO_SPEC_NONE;
-      else if (strcmp(v, "lookup") == 0) o->spec = DECO_SPEC_LOOKUP;
-      else if (strcmp(v, "recycle") == 0) o->spec = DECO_SPEC_RECYCLE;
-      else {
-        deco_cli_error("--spec: '%s' is not none, lookup or recycle", v);
-        bad = 1;
-      }
-    } else if (strcmp(a, "--draft-len") == 0) bad = parse_int(a, v, 1, 255, &o->draft_len);
-    else if (strcmp(a, "--tree-nodes") == 0) bad = parse_int(a, v, 1, 255, &o->tree_nodes);
-    else if (strcmp(a, "--tree-template") == 0) o->tree_template = v;
-    else if (strcmp(a, "--recycle-k") == 0) {
-      bad = parse_int(a, v, 1, 16, &o->recycle_k);
-      o->recycle_k_set = 1;
-    }
-    else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
-    if (bad) return DECO_EXIT_USAGE;
+    if (parse_value(a, argv[++i], o)) return DECO_EXIT_USAGE;
   }
-  if (o->model_path && o->synthetic) {
-    deco_cli_error("--model and --synthetic exclude each other");
-    return DECO_EXIT_USAGE;
-  }
-  if (o->prompt && o->prompt_ids) {
-    deco_cli_error("--prompt and --prompt-ids exclude each other");
-    return DECO_EXIT_USAGE;
-  }
-  /* Options of Token Recycling mean nothing to another draft source. */
-  const char *recycle_only = o->tree_template ? "--tree-template"
-                             : o->recycle_state ? "--recycle-state"
-                             : o->recycle_k_set ? "--recycle-k"
-                                                : NULL;
-  if (recycle_only && o->spec != DECO_SPEC_RECYCLE) {
-    deco_cli_error("%s needs --spec recycle", recycle_only);
-    return DECO_EXIT_USAGE;
-  }
-  if (o->backend_set && o->backend == DECO_BACKEND_CPU && o->dtype_set && o->dtype == DECO_DTYPE_BF16) {
-    deco_cli_error("--dtype: bf16 is not supported by the cpu backend (use f32)");
-    return DECO_EXIT_USAGE;
-  }
-  return 0;
+  return check_combination(o) ? DECO_EXIT_USAGE : 0;
 }

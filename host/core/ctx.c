@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "util/sized.h"
 #include "core/cuda_runtime_glue.h"
 
 static _Thread_local char g_thread_error[DECO_ERROR_CAPACITY];
@@ -39,23 +40,7 @@ const char *deco_version_string(void) {
   return DECO_STR(DECO_VERSION_MAJOR) "." DECO_STR(DECO_VERSION_MINOR) "." DECO_STR(DECO_VERSION_PATCH);
 }
 
-size_t deco_dtype_size(deco_dtype_t dtype) {
-  switch (dtype) {
-  case DECO_DTYPE_F32: return 4;
-  case DECO_DTYPE_F16: return 2;
-  case DECO_DTYPE_BF16: return 2;
-  }
-  return 0;
-}
-
-const char *deco_dtype_name(deco_dtype_t dtype) {
-  switch (dtype) {
-  case DECO_DTYPE_F32: return "f32";
-  case DECO_DTYPE_F16: return "f16";
-  case DECO_DTYPE_BF16: return "bf16";
-  }
-  return "?";
-}
+/* deco_dtype_size and deco_dtype_name: kernels/common/dtype.c (the kernels use them). */
 
 const char *deco_backend_name(deco_backend_t backend) {
   switch (backend) {
@@ -65,8 +50,7 @@ const char *deco_backend_name(deco_backend_t backend) {
   return "?";
 }
 
-deco_status_t deco_set_error_at(deco_ctx_t *ctx, deco_status_t status, const char *file, int line,
-                                const char *fmt, ...) {
+deco_status_t deco_set_error(deco_ctx_t *ctx, deco_status_t status, const char *fmt, ...) {
   char *dst = ctx ? ctx->error : g_thread_error;
   /* Format into a local buffer: an argument may be this very message. */
   char msg[DECO_ERROR_CAPACITY];
@@ -76,8 +60,8 @@ deco_status_t deco_set_error_at(deco_ctx_t *ctx, deco_status_t status, const cha
   va_end(ap);
   memcpy(dst, msg, sizeof msg);
   if (ctx) {
-    ctx->error_file = file;
-    ctx->error_line = line;
+    ctx->error_status = status;
+    ctx->n_errors++;
     /* Also visible through deco_last_error(NULL), for callers that only
      * hold an object created from the context. */
     memcpy(g_thread_error, ctx->error, DECO_ERROR_CAPACITY);
@@ -100,6 +84,10 @@ deco_status_t deco_ctx_create(const deco_ctx_config_t *config, deco_ctx_t **out)
   if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_ctx_create: out is NULL");
   *out = NULL;
   if (config == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_ctx_create: config is NULL");
+  const deco_ctx_config_t defaults = DECO_CTX_CONFIG_INIT;
+  deco_ctx_config_t given;
+  DECO_TRY(deco_sized_read(NULL, &given, config, &defaults, sizeof given, "deco_ctx_create: config"));
+  config = &given;
   if (config->backend != DECO_BACKEND_CPU && config->backend != DECO_BACKEND_CUDA)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "deco_ctx_create: backend = %d is not a backend",
                      (int)config->backend);
@@ -149,6 +137,7 @@ deco_status_t deco_malloc(deco_ctx_t *ctx, void **ptr, size_t bytes) {
   if (bytes == 0) return DECO_STATUS_SUCCESS;
   if (bytes > SIZE_MAX - 255)
     return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_malloc: %zu bytes", bytes);
+  ctx->n_allocs++;
   if (ctx->backend == DECO_BACKEND_CUDA) return deco_cuda_malloc(ctx, ptr, bytes);
   /* The same 256-byte alignment as device allocations, so vector loads and
    * the tests' guard words behave alike on both backends. */
@@ -158,6 +147,8 @@ deco_status_t deco_malloc(deco_ctx_t *ctx, void **ptr, size_t bytes) {
   *ptr = p;
   return DECO_STATUS_SUCCESS;
 }
+
+size_t deco_ctx_alloc_count(const deco_ctx_t *ctx) { return ctx ? ctx->n_allocs : 0; }
 
 void deco_free(deco_ctx_t *ctx, void *ptr) {
   if (ctx == NULL || ptr == NULL) return;
@@ -210,6 +201,7 @@ deco_status_t deco_graph_capture_begin(deco_ctx_t *ctx) {
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_graph_capture_begin: ctx is NULL");
   if (ctx->backend != DECO_BACKEND_CUDA)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_graph_capture_begin: graphs need the CUDA backend");
+  ctx->capture_mark = ctx->n_errors;
   return deco_cuda_graph_begin(ctx);
 }
 
@@ -220,6 +212,16 @@ deco_status_t deco_graph_capture_end(deco_ctx_t *ctx, deco_graph_t **graph) {
   if (ctx->backend != DECO_BACKEND_CUDA)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_graph_capture_end: graphs need the CUDA backend");
   void *exec = NULL;
+  if (ctx->n_errors != ctx->capture_mark) {
+    /* An op failed while captured: end the capture and drop it, keeping
+     * that failure (ending an invalidated capture fails as well, and must
+     * not replace the first error's status and message). */
+    const deco_status_t first = ctx->error_status;
+    char msg[DECO_ERROR_CAPACITY];
+    memcpy(msg, ctx->error, sizeof msg);
+    if (deco_cuda_graph_end(ctx, &exec) == DECO_STATUS_SUCCESS) deco_cuda_graph_destroy(exec);
+    return DECO_FAIL(ctx, first, "%s", msg);
+  }
   DECO_TRY(deco_cuda_graph_end(ctx, &exec)); /* ends the capture whatever happens next */
   deco_graph_t *g = calloc(1, sizeof *g);
   if (!g) {

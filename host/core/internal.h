@@ -1,6 +1,7 @@
 /* host/core/internal.h — library-private: the context structure, error
- * recording and the DECO_TRY family of macros, shared by host code and the
- * CUDA launchers (which include it from C++).
+ * recording and the DECO_TRY family of macros of the host layer. The
+ * kernels never include it: they see the context through a deco_exec_t
+ * (kernels/common/exec.h) that host/ops fills.
  */
 #ifndef DECO_HOST_INTERNAL_H
 #define DECO_HOST_INTERNAL_H
@@ -26,25 +27,33 @@ struct deco_ctx {
   size_t workspace_bytes;
   int sm_count;
   int cc_major, cc_minor;
-  char error[DECO_ERROR_CAPACITY];
-  const char *error_file; /* where the error was recorded (for debugging) */
-  int error_line;
+  char error[DECO_ERROR_CAPACITY]; /* the last failure's message (deco_last_error) */
+  deco_status_t error_status;      /* and its status */
+  unsigned n_errors;               /* failures recorded on the context */
+  unsigned capture_mark;           /* n_errors when the graph capture began */
+  size_t n_allocs;                 /* deco_malloc calls that allocated (deco_ctx_alloc_count) */
 };
+
+/* Allocations made through deco_malloc on ctx so far: a step planned ahead
+ * must not change it (tests and deco_generate's stats read it). */
+size_t deco_ctx_alloc_count(const deco_ctx_t *ctx);
 
 /* Records a formatted message for ctx (thread-local slot when ctx is NULL)
  * and returns status, so failures read: return DECO_FAIL(ctx, STATUS, ...). */
-deco_status_t deco_set_error_at(deco_ctx_t *ctx, deco_status_t status, const char *file, int line,
-                                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-#define DECO_FAIL(ctx, status, ...) deco_set_error_at((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
+deco_status_t deco_set_error(deco_ctx_t *ctx, deco_status_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define DECO_FAIL(ctx, status, ...) deco_set_error((ctx), (status), __VA_ARGS__)
 
-
-
+/* Returns from the enclosing function when expr fails (kernels/common/exec.h
+ * defines the same for the kernels). */
+#ifndef DECO_TRY
 #define DECO_TRY(expr)                                 \
   do {                                                 \
     deco_status_t deco_try_status_ = (expr);           \
     if (deco_try_status_ != DECO_STATUS_SUCCESS)       \
       return deco_try_status_;                         \
   } while (0)
+#endif
 
 /* Argument checks for the ops' validation prologues. */
 #define DECO_CHECK_PTR(ctx, ptr, op)                                                         \

@@ -6,75 +6,81 @@
  * The residual stream is f32; everything else is in the model dtype.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "deco/tree.h"
 #include "model/model_internal.h"
+#include "util/arena.h"
 
 #define DECO_MAX_FORWARD_TOKENS (1 << 20)
 
-/* Device meta block, in int32 words: tokens[T] positions[T] q_indptr[S+1]
- * kv_lens[S] prefix_lens[S] parents[T] block_table[S][P]. */
-typedef struct meta_layout {
-  size_t tokens, positions, q_indptr, kv_lens, prefix, parents, block_table, total;
-} meta_layout_t;
-
-static meta_layout_t meta_layout(int T, int S, int P) {
-  meta_layout_t l;
-  size_t o = 0;
-  l.tokens = o, o += (size_t)T;
-  l.positions = o, o += (size_t)T;
-  l.q_indptr = o, o += (size_t)S + 1;
-  l.kv_lens = o, o += (size_t)S;
-  l.prefix = o, o += (size_t)S;
-  l.parents = o, o += (size_t)T;
-  l.block_table = o, o += (size_t)S * P;
-  l.total = o;
-  return l;
+/* The batch description: int32 arrays, in context memory and (same
+ * layout) in the host image that deco_forward fills and uploads at once. */
+static void meta_layout(deco_arena_t *a, deco_forward_meta_t *mt, int T, int S, int P) {
+  mt->tokens = deco_arena_take(a, (size_t)T, sizeof(int32_t), sizeof(int32_t));
+  mt->positions = deco_arena_take(a, (size_t)T, sizeof(int32_t), sizeof(int32_t));
+  mt->q_indptr = deco_arena_take(a, (size_t)S + 1, sizeof(int32_t), sizeof(int32_t));
+  mt->kv_lens = deco_arena_take(a, (size_t)S, sizeof(int32_t), sizeof(int32_t));
+  mt->prefix = deco_arena_take(a, (size_t)S, sizeof(int32_t), sizeof(int32_t));
+  mt->parents = deco_arena_take(a, (size_t)T, sizeof(int32_t), sizeof(int32_t));
+  mt->block_table = deco_arena_take(a, (size_t)S * P, sizeof(int32_t), sizeof(int32_t));
 }
 
-static deco_status_t grow(deco_ctx_t *ctx, void **buf, size_t bytes) {
-  deco_free(ctx, *buf);
-  *buf = NULL;
-  return deco_malloc(ctx, buf, bytes);
+/* The whole scratch block for T tokens over S sequences (block-table rows
+ * of P pages) and layer groups of up to G layers: activations, then the
+ * batch description. */
+static void scratch_layout(deco_arena_t *a, deco_forward_scratch_t *s, const deco_model_t *m, int T, int S, int P,
+                           int G) {
+  const deco_model_hparams_t *c = &m->hp;
+  const size_t es = deco_dtype_size(m->dtype), t = (size_t)T;
+  const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+  s->x = deco_arena_take(a, t * c->dim, sizeof(float), DECO_ARENA_ALIGN);
+  s->xb = deco_arena_take(a, t * c->dim, es, DECO_ARENA_ALIGN);
+  s->qkv = deco_arena_take(a, t * (qd + 2 * kvd), es, DECO_ARENA_ALIGN);
+  s->att = deco_arena_take(a, t * qd, es, DECO_ARENA_ALIGN);
+  s->proj = deco_arena_take(a, t * c->dim, es, DECO_ARENA_ALIGN);
+  s->h13 = deco_arena_take(a, t * 2 * c->hidden_dim, es, DECO_ARENA_ALIGN);
+  s->h = deco_arena_take(a, t * c->hidden_dim, es, DECO_ARENA_ALIGN);
+  /* Groups of one layer use proj; larger groups keep every attention output. */
+  s->group_att = deco_arena_take(a, G > 1 ? (size_t)G * t * c->dim : 0, es, DECO_ARENA_ALIGN);
+  deco_arena_take(a, 0, 1, DECO_ARENA_ALIGN);
+  meta_layout(a, &s->meta, T, S, P);
 }
 
-/* Grows the scratch buffers so a batch of T tokens over S sequences fits.
- * Allocation happens only when a batch is larger than every earlier one. */
-static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P) {
+/* Grows the scratch so a batch of T tokens over S sequences with block
+ * rows of P pages and layer groups of G layers fits. Allocates only when
+ * the batch is larger than every earlier one (or than the plan). */
+static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P, int G) {
   deco_forward_scratch_t *s = &m->scratch;
-  const deco_model_config_t *c = &m->cfg;
+  if (s->block && T <= s->max_tokens && S <= s->max_seqs && P <= s->max_pages && G <= s->max_group)
+    return DECO_STATUS_SUCCESS;
   deco_ctx_t *ctx = m->ctx;
-  if (T > s->max_tokens) {
-    s->max_tokens = 0; /* until every buffer below is regrown */
-    int cap = T < 16 ? 16 : (T + 63) / 64 * 64;
-    size_t es = deco_dtype_size(m->dtype);
-    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    DECO_TRY(grow(ctx, (void **)&s->x, (size_t)cap * c->dim * sizeof(float)));
-    DECO_TRY(grow(ctx, &s->xb, (size_t)cap * c->dim * es));
-    DECO_TRY(grow(ctx, &s->qkv, (size_t)cap * (qd + 2 * kvd) * es));
-    DECO_TRY(grow(ctx, &s->att, (size_t)cap * qd * es));
-    DECO_TRY(grow(ctx, &s->proj, (size_t)cap * c->dim * es));
-    DECO_TRY(grow(ctx, &s->h13, (size_t)cap * 2 * c->hidden_dim * es));
-    DECO_TRY(grow(ctx, &s->h, (size_t)cap * c->hidden_dim * es));
-    s->max_tokens = cap;
+  const int cap = T <= s->max_tokens ? s->max_tokens : T < 16 ? 16 : (T + 63) / 64 * 64;
+  const int seqs = S > s->max_seqs ? S : s->max_seqs, pages = P > s->max_pages ? P : s->max_pages;
+  const int group = G > s->max_group ? G : s->max_group;
+  deco_free(ctx, s->block);
+  free(s->meta_image);
+  deco_forward_scratch_t grown = {.max_tokens = cap, .max_seqs = seqs, .max_pages = pages, .max_group = group};
+  *s = (deco_forward_scratch_t){0}; /* until every buffer below exists */
+  deco_arena_t a = DECO_ARENA_SIZING;
+  scratch_layout(&a, &grown, m, cap, seqs, pages, group);
+  grown.block_bytes = a.bytes;
+  DECO_TRY(deco_malloc(ctx, &grown.block, grown.block_bytes));
+  a = DECO_ARENA_SIZING;
+  meta_layout(&a, &grown.meta_host, cap, seqs, pages);
+  grown.meta_bytes = a.bytes;
+  grown.meta_image = malloc(grown.meta_bytes);
+  if (!grown.meta_image) {
+    deco_free(ctx, grown.block);
+    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_forward: out of host memory");
   }
-  if (S > s->max_seqs || P > s->max_pages || s->meta == NULL) {
-    int seqs = S > s->max_seqs ? S : s->max_seqs;
-    int pages = P > s->max_pages ? P : s->max_pages;
-    s->max_seqs = seqs;
-    s->max_pages = pages;
-  }
-  meta_layout_t l = meta_layout(s->max_tokens, s->max_seqs, s->max_pages);
-  if (l.total > s->meta_count) {
-    s->meta_count = 0;
-    DECO_TRY(grow(ctx, (void **)&s->meta, l.total * sizeof(int32_t)));
-    int32_t *h = realloc(s->meta_host, l.total * sizeof(int32_t));
-    if (!h) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_forward: out of host memory");
-    s->meta_host = h;
-    s->meta_count = l.total;
-  }
+  a = deco_arena_at(grown.block);
+  scratch_layout(&a, &grown, m, cap, seqs, pages, group);
+  a = deco_arena_at(grown.meta_image);
+  meta_layout(&a, &grown.meta_host, cap, seqs, pages);
+  *s = grown;
   return DECO_STATUS_SUCCESS;
 }
 
@@ -84,40 +90,59 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
   if (m->workspace_bytes < bytes) {
     /* Take the buffer back from the context before freeing it. */
     if (ctx->workspace == m->workspace) DECO_TRY(deco_ctx_set_workspace(ctx, NULL, 0));
+    deco_free(ctx, m->workspace);
+    m->workspace = NULL;
     m->workspace_bytes = 0;
     size_t grown = bytes + bytes / 4;
-    DECO_TRY(grow(ctx, &m->workspace, grown));
+    DECO_TRY(deco_malloc(ctx, &m->workspace, grown));
     m->workspace_bytes = grown;
   }
   return deco_ctx_set_workspace(ctx, m->workspace, m->workspace_bytes);
 }
 
-void deco_forward_last_batch(const deco_model_t *m, const int32_t **prefix_lens, const int32_t **block_table,
-                             int *max_pages) {
-  const deco_forward_scratch_t *sc = &m->scratch;
-  meta_layout_t l = meta_layout(sc->max_tokens, sc->max_seqs, sc->max_pages);
-  *prefix_lens = sc->meta + l.prefix;
-  *block_table = sc->meta + l.block_table;
-  *max_pages = sc->last_pages;
+void deco_forward_last_batch(const deco_model_t *m, const int32_t **prefix_lens, const int32_t **block_table) {
+  *prefix_lens = m->scratch.meta.prefix;
+  *block_table = m->scratch.meta.block_table;
 }
 
 static deco_status_t all_reduce(deco_model_t *m, void *buf, int T) {
   if (m->allreduce == NULL) return DECO_STATUS_SUCCESS;
-  return m->allreduce(m->allreduce_user, buf, (size_t)T * m->cfg.dim, m->dtype);
+  return m->allreduce(m->allreduce_user, buf, (size_t)T * m->hp.dim, m->dtype);
 }
 
 static deco_status_t matmul(deco_model_t *m, const void *a, const void *w, void *out, int rows, int n, int k,
                             deco_dtype_t out_dtype) {
-  deco_matmul_args_t args = {m->dtype, out_dtype, rows, n, k, a, w, out, 0};
+  deco_matmul_args_t args = {.dtype = m->dtype, .out_dtype = out_dtype, .m = rows, .n = n, .k = k, .a = a, .w = w,
+                             .out = out, .accumulate = 0};
   return deco_matmul(m->ctx, &args);
 }
 
-/* Host-side checks of the batch against the cache and the model; fills the
- * per-sequence tree depth bound used for positions. */
+/* The schedule a forward runs: its own (checked) or the model's. */
+typedef struct schedule_view {
+  int n_groups; /* 0: every layer alone */
+  const int *first, *count;
+  int max_group;
+} schedule_view_t;
+
+static deco_status_t resolve_schedule(deco_model_t *m, const deco_layer_schedule_t *s, schedule_view_t *v,
+                                      const char *op) {
+  if (s == NULL) {
+    *v = (schedule_view_t){.n_groups = m->schedule.n_groups, .first = m->schedule.first,
+                           .count = m->schedule.count, .max_group = m->schedule.max_group};
+    return DECO_STATUS_SUCCESS;
+  }
+  char what[64];
+  snprintf(what, sizeof what, "%s: schedule", op);
+  *v = (schedule_view_t){.n_groups = s->n_groups, .first = s->first, .count = s->count};
+  return deco_schedule_check(m->ctx, s, m->hp.n_layers, &v->max_group, what);
+}
+
+/* Host-side checks of the batch against the cache and the model; *total
+ * gets the batch's token count. */
 static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int *total) {
   static const char op[] = "deco_forward";
   deco_ctx_t *ctx = m->ctx;
-  const deco_model_config_t *c = &m->cfg;
+  const deco_model_hparams_t *c = &m->hp;
   DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
   DECO_CHECK_PTR(ctx, a->seqs, op);
   DECO_CHECK_PTR(ctx, a->n_new, op);
@@ -158,40 +183,40 @@ static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const dec
   return DECO_STATUS_SUCCESS;
 }
 
-/* Fills the host meta block; tree positions come from depths. */
-static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int T,
-                               meta_layout_t l, int P) {
-  int32_t *h = m->scratch.meta_host;
+/* Fills the host image of the batch description; tree positions come from
+ * depths. P: block-table row length. */
+static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int P) {
+  const deco_forward_meta_t *h = &m->scratch.meta_host;
   int S = a->n_seqs;
   int t = 0;
-  h[l.q_indptr] = 0;
+  h->q_indptr[0] = 0;
   for (int i = 0; i < S; ++i) {
     int s = a->seqs[i], n = a->n_new[i], len = kc->len[s];
     if (a->parents) {
       const int32_t *par = a->parents + t;
-      deco_status_t st = deco_tree_positions(par, n, len, h + l.positions + t);
-      if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(m->ctx, st, "deco_forward: tree %d: %s", i, deco_last_error(NULL));
+      deco_status_t st = deco_tree_positions(par, n, len, h->positions + t);
+      if (st != DECO_STATUS_SUCCESS)
+        return DECO_FAIL(m->ctx, st, "deco_forward: tree %d: %s", i, deco_last_error(NULL));
       for (int j = 0; j < n; ++j) {
-        if (h[l.positions + t + j] >= m->cfg.seq_len)
+        if (h->positions[t + j] >= m->hp.seq_len)
           return DECO_FAIL(m->ctx, DECO_STATUS_CAPACITY, "deco_forward: tree %d node %d at position %d >= seq_len %d",
-                           i, j, h[l.positions + t + j], m->cfg.seq_len);
-        h[l.parents + t + j] = par[j];
+                           i, j, h->positions[t + j], m->hp.seq_len);
+        h->parents[t + j] = par[j];
       }
     } else {
       for (int j = 0; j < n; ++j) {
-        h[l.positions + t + j] = len + j;
-        h[l.parents + t + j] = j - 1;
+        h->positions[t + j] = len + j;
+        h->parents[t + j] = j - 1;
       }
     }
     if (a->tokens)
-      for (int j = 0; j < n; ++j) h[l.tokens + t + j] = a->tokens[t + j];
+      for (int j = 0; j < n; ++j) h->tokens[t + j] = a->tokens[t + j];
     t += n;
-    h[l.q_indptr + i + 1] = t;
-    h[l.kv_lens + i] = len + n;
-    h[l.prefix + i] = len;
-    memcpy(h + l.block_table + (size_t)i * P, kc->pages + (size_t)s * kc->max_pages_per_seq, sizeof(int32_t) * (size_t)P);
+    h->q_indptr[i + 1] = t;
+    h->kv_lens[i] = len + n;
+    h->prefix[i] = len;
+    memcpy(h->block_table + (size_t)i * P, kc->pages + (size_t)s * kc->max_pages_per_seq, sizeof(int32_t) * (size_t)P);
   }
-  (void)T;
   return DECO_STATUS_SUCCESS;
 }
 
@@ -201,85 +226,180 @@ typedef struct batch_meta {
   const int32_t *tokens, *positions, *q_indptr, *kv_lens, *prefix, *parents, *table;
 } batch_meta_t;
 
-/* Embedding and every layer; leaves the residual in sc->x and the last
- * down projection (not yet added) in sc->proj. embeds: host rows, or NULL. */
-static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm, const float *embeds) {
-  deco_ctx_t *ctx = m->ctx;
-  const deco_model_config_t *c = &m->cfg;
-  deco_forward_scratch_t *sc = &m->scratch;
-  const int T = bm->T, S = bm->S, P = bm->P;
-  const int32_t *d_tokens = bm->tokens, *d_pos = bm->positions, *d_indptr = bm->q_indptr, *d_kv_lens = bm->kv_lens;
-  const int32_t *d_prefix = bm->prefix, *d_parents = bm->parents, *d_table = bm->table;
-  const size_t es = deco_dtype_size(m->dtype);
-  const int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, hid = c->hidden_dim;
+/* The arguments every layer's attention shares (the cache view is set per
+ * layer): tree attention with parents, else causal. */
+typedef struct attention_call {
+  deco_tree_attention_args_t tree;
+  deco_attention_args_t causal;
+  int is_tree;
+} attention_call_t;
 
-  deco_embedding_args_t emb = {m->dtype, T, c->vocab_size, dim, m->w.token_embedding, d_tokens, NULL, sc->x};
-  if (embeds) {
-    /* Ready embeddings: staged through the residual buffer itself. */
-    DECO_TRY(deco_memcpy(ctx, sc->x, embeds, (size_t)T * dim * sizeof(float), DECO_COPY_HOST_TO_CTX));
-  } else {
-    DECO_TRY(deco_embedding(ctx, &emb));
-  }
-  deco_ragged_batch_t batch = {S, T, d_indptr, d_kv_lens};
-  deco_tree_batch_t tree = {S, T, d_indptr, d_parents};
-  sc->last_pages = P;
+static attention_call_t attention_call(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm) {
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const int qkvd = c->n_heads * c->head_dim + 2 * c->n_kv_heads * c->head_dim;
+  const float scale = 1.0f / sqrtf((float)c->head_dim);
+  const deco_paged_kv_t view0 = deco_kv_cache_layer_view(kc, 0, bm->table, bm->P);
+  attention_call_t call = {.is_tree = bm->parents != NULL};
+  call.tree = (deco_tree_attention_args_t){
+      .cache = view0,
+      .tree = {.n_trees = bm->S, .n_nodes = bm->T, .tree_indptr = bm->q_indptr, .parent = bm->parents},
+      .prefix_lens = bm->prefix,
+      .n_heads = c->n_heads,
+      .scale = scale,
+      .q = sc->qkv,
+      .out = sc->att,
+      .q_stride = qkvd};
+  call.causal = (deco_attention_args_t){
+      .cache = view0,
+      .batch = {.n_seqs = bm->S, .n_tokens = bm->T, .q_indptr = bm->q_indptr, .kv_lens = bm->kv_lens},
+      .n_heads = c->n_heads,
+      .scale = scale,
+      .q = sc->qkv,
+      .out = sc->att,
+      .q_stride = qkvd};
+  return call;
+}
+
+/* Workspace the attention of a batch needs (every layer's is the same). */
+static size_t attention_workspace(deco_model_t *m, const attention_call_t *call) {
+  return call->is_tree ? deco_tree_attention_workspace_size(m->ctx, &call->tree)
+                       : deco_attention_workspace_size(m->ctx, &call->causal);
+}
+
+/* Attention sublayer of layer l: out = Wo · Attn(RMSNorm(x += add)) (add
+ * may be NULL), the layer's K/V appended to the cache on the way. */
+static deco_status_t attention_sublayer(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
+                                        attention_call_t *call, int l, const void *add, void *out) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const size_t es = deco_dtype_size(m->dtype), lo = (size_t)l;
+  const int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, T = bm->T;
   /* Q, K and V come from one GEMM over the stacked rows of wq, wk, wv: token
    * t's output row is q | k | v, so the ops read q, k and v as column blocks
-   * (row stride qkvd); gate and up likewise from one GEMM over w1 | w3. */
+   * (row stride qkvd). */
   const int qkvd = qd + 2 * kvd;
   void *q = sc->qkv, *k = (char *)sc->qkv + (size_t)qd * es, *v = (char *)sc->qkv + (size_t)(qd + kvd) * es;
+  deco_rmsnorm_args_t n1 = {.dtype = m->dtype, .n_rows = T, .dim = dim, .eps = c->norm_eps, .residual = sc->x,
+                            .add = add, .weight = (char *)m->w.rms_att + lo * dim * es, .out = sc->xb};
+  DECO_TRY(deco_rmsnorm(ctx, &n1));
+  DECO_TRY(matmul(m, sc->xb, (const char *)m->w.wqkv + lo * (size_t)qkvd * dim * es, sc->qkv, T, qkvd, dim, m->dtype));
+  deco_rope_args_t rope = {.dtype = m->dtype, .style = c->rope_style, .n_tokens = T, .n_heads = c->n_heads,
+                           .n_kv_heads = c->n_kv_heads, .head_dim = hd, .theta = c->rope_theta,
+                           .positions = bm->positions, .q = q, .k = k, .q_stride = qkvd, .k_stride = qkvd};
+  DECO_TRY(deco_rope(ctx, &rope));
+  deco_paged_kv_t view = deco_kv_cache_layer_view(kc, l, bm->table, bm->P);
+  deco_kv_append_args_t app = {.cache = view,
+                               .batch = {.n_seqs = bm->S, .n_tokens = T, .q_indptr = bm->q_indptr,
+                                         .kv_lens = bm->kv_lens},
+                               .k = k,
+                               .v = v,
+                               .kv_stride = qkvd};
+  DECO_TRY(deco_kv_append(ctx, &app));
+  call->tree.cache = call->causal.cache = view;
+  DECO_TRY(call->is_tree ? deco_tree_attention(ctx, &call->tree) : deco_attention(ctx, &call->causal));
+  DECO_TRY(matmul(m, sc->att, (char *)m->w.wo + lo * dim * qd * es, out, T, dim, qd, m->dtype));
+  return all_reduce(m, out, T);
+}
+
+/* FFN sublayer of layer l: proj = W2 · SwiGLU(W13 · RMSNorm'(x += add));
+ * gate and up come from one GEMM over w1 | w3. */
+static deco_status_t ffn_sublayer(deco_model_t *m, const batch_meta_t *bm, int l, const void *add) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const size_t es = deco_dtype_size(m->dtype), lo = (size_t)l;
+  const int dim = c->dim, hid = c->hidden_dim, T = bm->T;
   void *gate = sc->h13, *up = (char *)sc->h13 + (size_t)hid * es;
-  /* Every layer's attention has the same arguments but for its cache view:
-   * size the scratch once, with layer 0's. */
-  const float scale = 1.0f / sqrtf((float)hd);
-  deco_paged_kv_t view0 = deco_kv_cache_layer_view(kc, 0, d_table, P);
-  deco_tree_attention_args_t ta = {view0, tree, d_prefix, c->n_heads, scale, q, sc->att, qkvd};
-  deco_attention_args_t at = {view0, batch, c->n_heads, scale, q, sc->att, qkvd};
-  DECO_TRY(deco_model_ensure_workspace(m, d_parents ? deco_tree_attention_workspace_size(ctx, &ta)
-                                                    : deco_attention_workspace_size(ctx, &at)));
+  deco_rmsnorm_args_t n2 = {.dtype = m->dtype, .n_rows = T, .dim = dim, .eps = c->norm_eps, .residual = sc->x,
+                            .add = add, .weight = (char *)m->w.rms_ffn + lo * dim * es, .out = sc->xb};
+  DECO_TRY(deco_rmsnorm(ctx, &n2));
+  DECO_TRY(matmul(m, sc->xb, (const char *)m->w.w13 + lo * 2 * (size_t)hid * dim * es, sc->h13, T, 2 * hid, dim,
+                  m->dtype));
+  deco_swiglu_args_t sw = {.dtype = m->dtype, .n = (size_t)T * hid, .gate = gate, .up = up, .out = sc->h,
+                           .row_len = hid, .in_stride = 2 * hid};
+  DECO_TRY(deco_swiglu(ctx, &sw));
+  DECO_TRY(matmul(m, sc->h, (char *)m->w.w2 + lo * dim * hid * es, sc->proj, T, dim, hid, m->dtype));
+  return all_reduce(m, sc->proj, T);
+}
 
-  for (int layer = 0; layer < c->n_layers; ++layer) {
-    const size_t lo = (size_t)layer;
-    /* Attention sublayer; the previous layer's down projection is added to
-     * the residual by this RMSNorm. */
-    deco_rmsnorm_args_t n1 = {m->dtype, T, dim, c->norm_eps, sc->x, layer ? sc->proj : NULL,
-                              (char *)m->w.rms_att + lo * dim * es, sc->xb};
-    DECO_TRY(deco_rmsnorm(ctx, &n1));
-    DECO_TRY(matmul(m, sc->xb, (const char *)m->w.wqkv + lo * (size_t)qkvd * dim * es, sc->qkv, T, qkvd, dim,
-                    m->dtype));
-    deco_rope_args_t rope = {m->dtype, c->rope_style, T, c->n_heads, c->n_kv_heads, hd, c->rope_theta, d_pos, q, k,
-                             qkvd, qkvd};
-    DECO_TRY(deco_rope(ctx, &rope));
-    deco_paged_kv_t view = deco_kv_cache_layer_view(kc, layer, d_table, P);
-    deco_kv_append_args_t app = {view, batch, k, v, qkvd};
-    DECO_TRY(deco_kv_append(ctx, &app));
-    ta.cache = at.cache = view;
-    DECO_TRY(d_parents ? deco_tree_attention(ctx, &ta) : deco_attention(ctx, &at));
-    DECO_TRY(matmul(m, sc->att, (char *)m->w.wo + lo * dim * qd * es, sc->proj, T, dim, qd, m->dtype));
-    DECO_TRY(all_reduce(m, sc->proj, T));
-    /* FFN sublayer. */
-    deco_rmsnorm_args_t n2 = {m->dtype, T, dim, c->norm_eps, sc->x, sc->proj, (char *)m->w.rms_ffn + lo * dim * es,
-                              sc->xb};
-    DECO_TRY(deco_rmsnorm(ctx, &n2));
-    DECO_TRY(matmul(m, sc->xb, (const char *)m->w.w13 + lo * 2 * (size_t)hid * dim * es, sc->h13, T, 2 * hid, dim,
-                    m->dtype));
-    deco_swiglu_args_t sw = {m->dtype, (size_t)T * hid, gate, up, sc->h, hid, 2 * hid};
-    DECO_TRY(deco_swiglu(ctx, &sw));
-    DECO_TRY(matmul(m, sc->h, (char *)m->w.w2 + lo * dim * hid * es, sc->proj, T, dim, hid, m->dtype));
-    DECO_TRY(all_reduce(m, sc->proj, T));
+/* Layers first .. first + count - 1 entered with the residual x (+ *pending,
+ * the previous layer's down projection, not yet added; NULL before the
+ * first layer). One layer: the ordinary layer. Several: every attention
+ * sublayer reads the group's input h1, then each layer in order adds its
+ * attention output and its FFN's (DESIGN.md, "The model config"). On
+ * return the group's last down projection is pending in proj. */
+static deco_status_t run_group(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm, attention_call_t *call,
+                               int first, int count, const void **pending) {
+  deco_forward_scratch_t *sc = &m->scratch;
+  if (count == 1) {
+    DECO_TRY(attention_sublayer(m, kc, bm, call, first, *pending, sc->proj));
+    DECO_TRY(ffn_sublayer(m, bm, first, sc->proj));
+    *pending = sc->proj;
+    return DECO_STATUS_SUCCESS;
   }
-
+  const deco_model_hparams_t *c = &m->hp;
+  const size_t out_bytes = (size_t)bm->T * c->dim * deco_dtype_size(m->dtype);
+  for (int i = 0; i < count; ++i)
+    DECO_TRY(attention_sublayer(m, kc, bm, call, first + i, i == 0 ? *pending : NULL,
+                                (char *)sc->group_att + (size_t)i * out_bytes));
+  for (int i = 0; i < count; ++i) {
+    if (i > 0) {
+      /* h += the previous layer's FFN output (the normalised copy is not used). */
+      deco_rmsnorm_args_t add = {.dtype = m->dtype, .n_rows = bm->T, .dim = c->dim, .eps = c->norm_eps,
+                                 .residual = sc->x, .add = sc->proj, .weight = m->w.rms_final, .out = sc->xb};
+      DECO_TRY(deco_rmsnorm(m->ctx, &add));
+    }
+    DECO_TRY(ffn_sublayer(m, bm, first + i, (char *)sc->group_att + (size_t)i * out_bytes));
+  }
+  *pending = sc->proj;
   return DECO_STATUS_SUCCESS;
 }
 
-/* Final norm (adding the last down projection) of rows [first, T) and the
- * classifier into logits [T - first][vocab]. */
-static deco_status_t final_rows(deco_model_t *m, int first, int rows, float *logits) {
-  const deco_model_config_t *c = &m->cfg;
+/* The input and every scheduled layer; leaves the residual in sc->x and the
+ * last down projection (not yet added) in sc->proj, or *added = 0 when no
+ * layer ran. Input: bm->tokens, else embeds_host (host rows) or
+ * embeds_dev (context memory). */
+static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
+                                const schedule_view_t *sched, const float *embeds_host, const float *embeds_dev,
+                                const void **pending) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const int T = bm->T;
+  if (embeds_host) {
+    /* Ready embeddings from the host: staged through the residual buffer itself. */
+    DECO_TRY(deco_memcpy(ctx, sc->x, embeds_host, (size_t)T * c->dim * sizeof(float), DECO_COPY_HOST_TO_CTX));
+  } else {
+    deco_embedding_args_t emb = {.dtype = m->dtype, .n_tokens = T, .vocab = c->vocab_size, .dim = c->dim,
+                                 .table = m->w.token_embedding, .tokens = bm->tokens, .embeds = embeds_dev,
+                                 .out = sc->x};
+    DECO_TRY(deco_embedding(ctx, &emb));
+  }
+  /* Every layer's attention has the same arguments but for its cache view:
+   * the workspace is sized once, with layer 0's. */
+  attention_call_t call = attention_call(m, kc, bm);
+  DECO_TRY(deco_model_ensure_workspace(m, attention_workspace(m, &call)));
+  *pending = NULL;
+  const int n_groups = sched->n_groups ? sched->n_groups : c->n_layers;
+  for (int g = 0; g < n_groups; ++g) {
+    const int first = sched->n_groups ? sched->first[g] : g, count = sched->n_groups ? sched->count[g] : 1;
+    DECO_TRY(run_group(m, kc, bm, &call, first, count, pending));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Final norm (adding the last down projection, if a layer ran) of rows
+ * [first, first + rows) and the classifier into logits [rows][vocab]. */
+static deco_status_t final_rows(deco_model_t *m, const void *pending, int first, int rows, float *logits) {
+  const deco_model_hparams_t *c = &m->hp;
   deco_forward_scratch_t *sc = &m->scratch;
   const size_t es = deco_dtype_size(m->dtype);
-  deco_rmsnorm_args_t nf = {m->dtype, rows, c->dim, c->norm_eps, sc->x + (size_t)first * c->dim,
-                            (char *)sc->proj + (size_t)first * c->dim * es, m->w.rms_final, sc->xb};
+  deco_rmsnorm_args_t nf = {.dtype = m->dtype, .n_rows = rows, .dim = c->dim, .eps = c->norm_eps,
+                            .residual = sc->x + (size_t)first * c->dim,
+                            .add = pending ? (const char *)pending + (size_t)first * c->dim * es : NULL,
+                            .weight = m->w.rms_final, .out = sc->xb};
   DECO_TRY(deco_rmsnorm(m->ctx, &nf));
   return matmul(m, sc->xb, m->w.wcls, logits, rows, c->vocab_size, c->dim, DECO_DTYPE_F32);
 }
@@ -301,18 +421,20 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   deco_ctx_t *ctx = m->ctx;
   int T = 0;
   DECO_TRY(check_batch(m, kc, a, &T));
-  const deco_model_config_t *c = &m->cfg;
+  schedule_view_t sched;
+  DECO_TRY(resolve_schedule(m, a->schedule, &sched, op));
+  const deco_model_hparams_t *c = &m->hp;
   const int S = a->n_seqs, P = kc->max_pages_per_seq;
-  DECO_TRY(ensure_scratch(m, T, S, P));
+  DECO_TRY(ensure_scratch(m, T, S, P, sched.max_group));
   deco_forward_scratch_t *sc = &m->scratch;
-  meta_layout_t l = meta_layout(sc->max_tokens, sc->max_seqs, sc->max_pages);
-  DECO_TRY(fill_meta(m, kc, a, T, l, P));
+  DECO_TRY(fill_meta(m, kc, a, P));
   /* One upload of everything the kernels index with. */
-  DECO_TRY(deco_memcpy(ctx, sc->meta, sc->meta_host, l.total * sizeof(int32_t), DECO_COPY_HOST_TO_CTX));
-  batch_meta_t bm = {T, S, P, sc->meta + l.tokens, sc->meta + l.positions, sc->meta + l.q_indptr,
-                     sc->meta + l.kv_lens, sc->meta + l.prefix, a->parents ? sc->meta + l.parents : NULL,
-                     sc->meta + l.block_table};
-  DECO_TRY(run_layers(m, kc, &bm, a->tokens ? NULL : a->embeds));
+  DECO_TRY(deco_memcpy(ctx, sc->meta.tokens, sc->meta_image, sc->meta_bytes, DECO_COPY_HOST_TO_CTX));
+  batch_meta_t bm = {.T = T, .S = S, .P = P, .tokens = sc->meta.tokens, .positions = sc->meta.positions,
+                     .q_indptr = sc->meta.q_indptr, .kv_lens = sc->meta.kv_lens, .prefix = sc->meta.prefix,
+                     .parents = a->parents ? sc->meta.parents : NULL, .table = sc->meta.block_table};
+  const void *pending;
+  DECO_TRY(run_layers(m, kc, &bm, &sched, a->tokens ? NULL : a->embeds, NULL, &pending));
 
   /* Final norm (adding the last down projection) and the classifier, only on
    * the rows whose logits are wanted. */
@@ -324,29 +446,16 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   }
   if (contiguous) {
     int first = (a->logits_mode == DECO_LOGITS_LAST && S == 1) ? T - 1 : 0;
-    DECO_TRY(final_rows(m, first, T - first, a->logits));
+    DECO_TRY(final_rows(m, pending, first, T - first, a->logits));
   } else {
     int t = 0;
     for (int i = 0; i < S; ++i) {
       t += a->n_new[i];
-      DECO_TRY(final_rows(m, t - 1, 1, a->logits + (size_t)i * c->vocab_size));
+      DECO_TRY(final_rows(m, pending, t - 1, 1, a->logits + (size_t)i * c->vocab_size));
     }
   }
   if (a->parents == NULL)
     for (int i = 0; i < S; ++i) kc->len[a->seqs[i]] += a->n_new[i];
-  return DECO_STATUS_SUCCESS;
-}
-
-deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
-  static const char op[] = "deco_kv_cache_commit";
-  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
-  deco_ctx_t *ctx = kc->model->ctx;
-  if (seq < 0 || seq >= kc->max_seqs || !kc->active[seq])
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
-  if (n < 0 || kc->len[seq] + n > kc->n_seq_pages[seq] * kc->page_size || kc->len[seq] + n > kc->model->cfg.seq_len)
-    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d has %d slots, cannot commit %d more", op, seq,
-                     kc->len[seq], n);
-  kc->len[seq] += n;
   return DECO_STATUS_SUCCESS;
 }
 
@@ -356,7 +465,8 @@ deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const de
   deco_ctx_t *ctx = m->ctx;
   DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
   DECO_CHECK_RANGE(ctx, a->n_tokens, 1, DECO_MAX_FORWARD_TOKENS, op);
-  DECO_CHECK_PTR(ctx, a->tokens, op);
+  if (a->tokens == NULL && a->embeds == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
   DECO_CHECK_PTR(ctx, a->positions, op);
   DECO_CHECK_PTR(ctx, a->q_indptr, op);
   DECO_CHECK_PTR(ctx, a->kv_lens, op);
@@ -368,12 +478,77 @@ deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const de
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d tokens for %d trees of at most %d nodes", op,
                        a->n_tokens, a->n_seqs, DECO_TREE_MAX_NODES);
   }
+  schedule_view_t sched;
+  DECO_TRY(resolve_schedule(m, a->schedule, &sched, op));
   const int T = a->n_tokens, S = a->n_seqs, P = kc->max_pages_per_seq;
-  /* Grows only when this batch is larger than every earlier one: warm a
-   * captured step up eagerly first. */
-  DECO_TRY(ensure_scratch(m, T, S, P));
-  batch_meta_t bm = {T, S, P, a->tokens, a->positions, a->q_indptr, a->kv_lens, a->prefix_lens, a->parents,
-                     a->block_table};
-  DECO_TRY(run_layers(m, kc, &bm, NULL));
-  return final_rows(m, 0, T, a->logits);
+  /* Allocates only beyond the plan (deco_model_plan) or the largest batch
+   * so far: plan before capturing. */
+  DECO_TRY(ensure_scratch(m, T, S, P, sched.max_group));
+  batch_meta_t bm = {.T = T, .S = S, .P = P, .tokens = a->tokens, .positions = a->positions, .q_indptr = a->q_indptr,
+                     .kv_lens = a->kv_lens, .prefix = a->prefix_lens, .parents = a->parents,
+                     .table = a->block_table};
+  const void *pending;
+  DECO_TRY(run_layers(m, kc, &bm, &sched, NULL, a->tokens ? NULL : a->embeds, &pending));
+  return final_rows(m, pending, 0, T, a->logits);
+}
+
+/* The next batch size a plan's scan looks at: every size up to 4096, then
+ * steps of 1/64 (the workspace changes slowly there). */
+static int next_size(int n) { return n < 4096 ? n + 1 : n + n / 64; }
+
+/* The attention's workspace is not monotone in the batch (fewer tokens or
+ * sequences may split the keys into more chunks): the largest over every
+ * batch of up to bm->T tokens over up to bm->S sequences the plan admits. */
+static size_t attention_workspace_max(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *full) {
+  size_t most = 0;
+  batch_meta_t bm = *full;
+  for (int S = 1; S <= full->S; S = next_size(S))
+    for (int T = S; T <= full->T && (!full->parents || T <= S * DECO_TREE_MAX_NODES); T = next_size(T)) {
+      bm.S = S;
+      bm.T = T;
+      const attention_call_t call = attention_call(m, kc, &bm);
+      const size_t need = attention_workspace(m, &call);
+      if (need > most) most = need;
+    }
+  const attention_call_t call = attention_call(m, kc, full);
+  const size_t need = attention_workspace(m, &call);
+  return need > most ? need : most;
+}
+
+deco_status_t deco_model_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_plan_t *p,
+                              deco_forward_sizes_t *sizes) {
+  static const char op[] = "deco_model_plan";
+  DECO_TRY(check_model_cache(m, kc, p, op));
+  deco_ctx_t *ctx = m->ctx;
+  DECO_CHECK_RANGE(ctx, p->max_seqs, 1, kc->max_seqs, op);
+  DECO_CHECK_RANGE(ctx, p->max_tokens, p->max_seqs, DECO_MAX_FORWARD_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, p->causal, 0, 1, op);
+  DECO_CHECK_RANGE(ctx, p->tree, 0, 1, op);
+  if (p->tree && p->max_tokens > p->max_seqs * DECO_TREE_MAX_NODES)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d tokens for %d trees of at most %d nodes", op,
+                     p->max_tokens, p->max_seqs, DECO_TREE_MAX_NODES);
+  const int T = p->max_tokens, S = p->max_seqs, P = kc->max_pages_per_seq;
+  DECO_TRY(ensure_scratch(m, T, S, P, m->schedule.max_group));
+  /* The attentions' workspace at the plan's sizes, over the scratch's own
+   * batch description (only its capacities matter). */
+  deco_forward_scratch_t *sc = &m->scratch;
+  batch_meta_t bm = {.T = T, .S = S, .P = P, .tokens = sc->meta.tokens, .positions = sc->meta.positions,
+                     .q_indptr = sc->meta.q_indptr, .kv_lens = sc->meta.kv_lens, .prefix = sc->meta.prefix,
+                     .parents = NULL, .table = sc->meta.block_table};
+  size_t ws = p->workspace_bytes;
+  for (int tree = 0; tree < 2; ++tree)
+    if (tree ? p->tree : p->causal) {
+      bm.parents = tree ? sc->meta.parents : NULL;
+      const size_t need = attention_workspace_max(m, kc, &bm);
+      if (need > ws) ws = need;
+    }
+  DECO_TRY(deco_model_ensure_workspace(m, ws));
+  if (sizes) {
+    deco_arena_t a = DECO_ARENA_SIZING;
+    deco_forward_scratch_t need = {0};
+    scratch_layout(&a, &need, m, T, S, P, m->schedule.max_group);
+    sizes->scratch_bytes = a.bytes;
+    sizes->workspace_bytes = ws;
+  }
+  return DECO_STATUS_SUCCESS;
 }

@@ -19,7 +19,7 @@ deco_status_t deco_kv_cache_create(deco_model_t *model, int page_size, int n_pag
   DECO_CHECK_RANGE(ctx, page_size, 1, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, n_pages, 1, 1 << 30, op);
   DECO_CHECK_RANGE(ctx, max_seqs, 1, 1 << 20, op);
-  const deco_model_config_t *c = &model->cfg;
+  const deco_model_hparams_t *c = &model->hp;
   deco_kv_cache_t *kc = calloc(1, sizeof *kc);
   if (!kc) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
   kc->model = model;
@@ -125,12 +125,52 @@ int deco_kv_cache_seq_capacity(const deco_kv_cache_t *kc, int seq) {
 
 int deco_kv_cache_free_pages(const deco_kv_cache_t *kc) { return kc ? kc->n_free : -1; }
 
+deco_model_t *deco_kv_cache_model(const deco_kv_cache_t *kc) { return kc ? kc->model : NULL; }
+
+deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
+  static const char op[] = "deco_kv_cache_commit";
+  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  deco_ctx_t *ctx = kc->model->ctx;
+  if (!valid_seq(kc, seq))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
+  if (n < 0 || kc->len[seq] + n > kc->n_seq_pages[seq] * kc->page_size || kc->len[seq] + n > kc->model->hp.seq_len)
+    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d has %d slots, cannot commit %d more", op, seq,
+                     kc->len[seq], n);
+  kc->len[seq] += n;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_kv_cache_compact(deco_kv_cache_t *kc, const deco_kv_cache_compact_args_t *a) {
+  static const char op[] = "deco_kv_cache_compact";
+  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  deco_ctx_t *ctx = kc->model->ctx;
+  DECO_CHECK_PTR(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
+  DECO_CHECK_PTR(ctx, a->block_table, op);
+  /* All layers in one launch: layer l's pools are layer_elems further. */
+  deco_kv_compact_args_t ca = {.cache = deco_kv_cache_layer_view(kc, 0, a->block_table, kc->max_pages_per_seq),
+                               .n_layers = kc->model->hp.n_layers,
+                               .layer_stride = kc->layer_elems,
+                               .n_trees = a->n_seqs,
+                               .prefix_lens = a->prefix_lens,
+                               .path = a->path,
+                               .accept_len = a->accept_len};
+  return deco_kv_compact(ctx, &ca);
+}
+
 deco_paged_kv_t deco_kv_cache_layer_view(const deco_kv_cache_t *kc, int layer, const int32_t *block_table,
                                          int max_pages) {
-  const deco_model_config_t *c = &kc->model->cfg;
+  const deco_model_hparams_t *c = &kc->model->hp;
   size_t off = (size_t)layer * kc->layer_elems * deco_dtype_size(kc->model->dtype);
-  deco_paged_kv_t v = {kc->model->dtype, c->n_kv_heads, c->head_dim, kc->page_size, kc->n_pages,
-                       (char *)kc->k + off, (char *)kc->v + off, block_table, max_pages};
+  deco_paged_kv_t v = {.dtype = kc->model->dtype,
+                       .n_kv_heads = c->n_kv_heads,
+                       .head_dim = c->head_dim,
+                       .page_size = kc->page_size,
+                       .n_pages = kc->n_pages,
+                       .k_pages = (char *)kc->k + off,
+                       .v_pages = (char *)kc->v + off,
+                       .block_table = block_table,
+                       .max_pages_per_seq = max_pages};
   return v;
 }
 
@@ -158,6 +198,6 @@ deco_status_t deco_kv_cache_pools(const deco_kv_cache_t *kc, void **k, void **v,
     return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_kv_cache_pools: NULL argument");
   *k = kc->k;
   *v = kc->v;
-  *bytes = kc->layer_elems * (size_t)kc->model->cfg.n_layers * deco_dtype_size(kc->model->dtype);
+  *bytes = kc->layer_elems * (size_t)kc->model->hp.n_layers * deco_dtype_size(kc->model->dtype);
   return DECO_STATUS_SUCCESS;
 }

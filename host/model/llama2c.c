@@ -41,24 +41,24 @@ enum {
 };
 
 /* The file's tensors in order; the classifier has 0 floats when shared. */
-static void l2c_layout(const deco_model_config_t *c, l2c_tensor_t t[T_COUNT]) {
+static void l2c_layout(const deco_model_hparams_t *c, l2c_tensor_t t[T_COUNT]) {
   uint64_t dim = (uint64_t)c->dim, hidden = (uint64_t)c->hidden_dim, layers = (uint64_t)c->n_layers;
   uint64_t q = (uint64_t)c->n_heads * (uint64_t)c->head_dim, kv = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
   uint64_t vocab = (uint64_t)c->vocab_size, rope = (uint64_t)c->seq_len * (uint64_t)c->head_dim / 2;
-  t[T_EMB] = (l2c_tensor_t){"token_embedding", vocab * dim, 1};
-  t[T_RMS_ATT] = (l2c_tensor_t){"rms_att", dim, layers};
-  t[T_WQ] = (l2c_tensor_t){"wq", dim * q, layers};
-  t[T_WK] = (l2c_tensor_t){"wk", dim * kv, layers};
-  t[T_WV] = (l2c_tensor_t){"wv", dim * kv, layers};
-  t[T_WO] = (l2c_tensor_t){"wo", q * dim, layers};
-  t[T_RMS_FFN] = (l2c_tensor_t){"rms_ffn", dim, layers};
-  t[T_W1] = (l2c_tensor_t){"w1", dim * hidden, layers};
-  t[T_W2] = (l2c_tensor_t){"w2", hidden * dim, layers};
-  t[T_W3] = (l2c_tensor_t){"w3", dim * hidden, layers};
-  t[T_RMS_FINAL] = (l2c_tensor_t){"rms_final", dim, 1};
-  t[T_FREQ_REAL] = (l2c_tensor_t){"freq_cis_real", rope, 1};
-  t[T_FREQ_IMAG] = (l2c_tensor_t){"freq_cis_imag", rope, 1};
-  t[T_WCLS] = (l2c_tensor_t){"wcls", c->shared_classifier ? 0 : vocab * dim, 1};
+  t[T_EMB] = (l2c_tensor_t){.name = "token_embedding", .per_layer = vocab * dim, .layers = 1};
+  t[T_RMS_ATT] = (l2c_tensor_t){.name = "rms_att", .per_layer = dim, .layers = layers};
+  t[T_WQ] = (l2c_tensor_t){.name = "wq", .per_layer = dim * q, .layers = layers};
+  t[T_WK] = (l2c_tensor_t){.name = "wk", .per_layer = dim * kv, .layers = layers};
+  t[T_WV] = (l2c_tensor_t){.name = "wv", .per_layer = dim * kv, .layers = layers};
+  t[T_WO] = (l2c_tensor_t){.name = "wo", .per_layer = q * dim, .layers = layers};
+  t[T_RMS_FFN] = (l2c_tensor_t){.name = "rms_ffn", .per_layer = dim, .layers = layers};
+  t[T_W1] = (l2c_tensor_t){.name = "w1", .per_layer = dim * hidden, .layers = layers};
+  t[T_W2] = (l2c_tensor_t){.name = "w2", .per_layer = hidden * dim, .layers = layers};
+  t[T_W3] = (l2c_tensor_t){.name = "w3", .per_layer = dim * hidden, .layers = layers};
+  t[T_RMS_FINAL] = (l2c_tensor_t){.name = "rms_final", .per_layer = dim, .layers = 1};
+  t[T_FREQ_REAL] = (l2c_tensor_t){.name = "freq_cis_real", .per_layer = rope, .layers = 1};
+  t[T_FREQ_IMAG] = (l2c_tensor_t){.name = "freq_cis_imag", .per_layer = rope, .layers = 1};
+  t[T_WCLS] = (l2c_tensor_t){.name = "wcls", .per_layer = c->shared_classifier ? 0 : vocab * dim, .layers = 1};
 }
 
 static deco_status_t check_field(const char *name, const char *field, int32_t value, int32_t lo, int32_t hi) {
@@ -69,9 +69,9 @@ static deco_status_t check_field(const char *name, const char *field, int32_t va
 }
 
 deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes, size_t file_size, const char *name,
-                                        deco_model_config_t *config) {
+                                        deco_model_hparams_t *hparams) {
   const char *nm = l2c_name(name);
-  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse_header: config is NULL");
+  if (!hparams) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse_header: hparams is NULL");
   if (!header && header_bytes > 0)
     return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse_header: header is NULL");
   if (file_size < DECO_LLAMA2C_HEADER_BYTES || header_bytes < DECO_LLAMA2C_HEADER_BYTES)
@@ -106,7 +106,7 @@ deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes,
                      "%s: head_dim = dim/n_heads = %d/%d = %d must be even and within %d..%d", nm, (int)dim,
                      (int)heads, (int)head_dim, L2C_MIN_HEAD_DIM, L2C_MAX_HEAD_DIM);
 
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   memset(&c, 0, sizeof c);
   c.dim = dim;
   c.hidden_dim = hidden;
@@ -121,6 +121,12 @@ deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes,
   c.rope_style = DECO_ROPE_INTERLEAVED;
   c.shared_classifier = vocab > 0;
   c.builtin_vocab = 0;
+  /* llama2.c's conventions: a story starts with BOS (1); BOS or EOS (2)
+   * ends it. */
+  c.bos_id = 1;
+  c.n_stop_ids = 2;
+  c.stop_ids[0] = 1;
+  c.stop_ids[1] = 2;
 
   l2c_tensor_t t[T_COUNT];
   l2c_layout(&c, t);
@@ -133,19 +139,19 @@ deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes,
                      "seq_len=%d but file is %zu bytes, expected %llu",
                      nm, (int)dim, (int)hidden, (int)layers, (int)heads, (int)kv_heads, (int)vocab, (int)seq_len,
                      file_size, (unsigned long long)expected);
-  *config = c;
+  *hparams = c;
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name, deco_model_config_t *config,
+deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name, deco_model_hparams_t *hparams,
                                  deco_llama2c_weights_t *weights) {
   const char *nm = l2c_name(name);
-  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse: config is NULL");
+  if (!hparams) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse: hparams is NULL");
   if (!weights) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse: weights is NULL");
   if (!data && size > 0) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_parse: data is NULL");
   if ((uintptr_t)data % sizeof(float) != 0)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "deco_llama2c_parse: %s: buffer is not 4-byte aligned", nm);
-  deco_model_config_t c;
+  deco_model_hparams_t c;
   DECO_TRY(deco_llama2c_parse_header(data, size, size, nm, &c));
 
   l2c_tensor_t t[T_COUNT];
@@ -188,26 +194,26 @@ deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name
   w.w3 = base[T_W3];
   w.rms_final = base[T_RMS_FINAL];
   w.wcls = c.shared_classifier ? base[T_EMB] : base[T_WCLS];
-  *config = c;
+  *hparams = c;
   *weights = w;
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_llama2c_read_config(const char *path, deco_model_config_t *config) {
-  if (!path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config: path is NULL");
-  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config: config is NULL");
+deco_status_t deco_llama2c_read_hparams(const char *path, deco_model_hparams_t *hparams) {
+  if (!path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_hparams: path is NULL");
+  if (!hparams) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_hparams: hparams is NULL");
   void *header;
   size_t got, size;
   DECO_TRY(deco_file_read(NULL, path, DECO_LLAMA2C_HEADER_BYTES, &header, &got, &size));
-  deco_status_t s = deco_llama2c_parse_header(header, got, size, path, config);
+  deco_status_t s = deco_llama2c_parse_header(header, got, size, path, hparams);
   free(header);
   return s;
 }
 
-deco_status_t deco_llama2c_read_config_buffer(const void *data, size_t size, const char *name,
-                                              deco_model_config_t *config) {
-  if (!config) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config_buffer: config is NULL");
+deco_status_t deco_llama2c_read_hparams_buffer(const void *data, size_t size, const char *name,
+                                              deco_model_hparams_t *hparams) {
+  if (!hparams) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_hparams_buffer: hparams is NULL");
   if (!data && size > 0)
-    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_config_buffer: data is NULL");
-  return deco_llama2c_parse_header(data, size, size, l2c_name(name), config);
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_llama2c_read_hparams_buffer: data is NULL");
+  return deco_llama2c_parse_header(data, size, size, l2c_name(name), hparams);
 }

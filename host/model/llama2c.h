@@ -36,11 +36,11 @@ typedef struct deco_llama2c_weights {
  * "model.bin: header says dim=64 but file is 300000 bytes, expected 1056540".
  * Messages go to deco_last_error(NULL). Returns DECO_STATUS_BAD_FORMAT for
  * invalid content. */
-deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name, deco_model_config_t *config,
+deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name, deco_model_hparams_t *hparams,
                                  deco_llama2c_weights_t *weights);
 
 /* Checks the header alone against a file size (no weights needed). */
 deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes, size_t file_size,
-                                        const char *name, deco_model_config_t *config);
+                                        const char *name, deco_model_hparams_t *hparams);
 
 #endif

@@ -1,6 +1,8 @@
 /* host/model/model.c — a Llama model in a context's memory: loading a
  * llama2.c checkpoint (validated whole, then uploaded and converted to the
- * model dtype) and seeded synthetic models generated where they live.
+ * model dtype) and seeded synthetic models generated where they live, both
+ * through one deco_model_config_t (dtype, KV heads, tensor parallelism,
+ * the default layer schedule), checked against the architecture first.
  * Weights are stacked per tensor as in llama2.c ([n_layers][rows][cols]) in
  * one allocation.
  */
@@ -18,6 +20,8 @@
 #include "core/file.h"
 #include "model/llama2c.h"
 #include "model/model_internal.h"
+#include "util/arena.h"
+#include "util/sized.h"
 
 /* Synthetic models refuse the CPU backend above this many parameters. */
 #define DECO_CPU_MAX_PARAMS ((size_t)1 << 28)
@@ -28,17 +32,17 @@ typedef struct tensor_sizes {
   size_t n[N_TENSORS]; /* elements, in deco_weights_t order */
 } tensor_sizes_t;
 
-static tensor_sizes_t tensor_sizes(const deco_model_config_t *c) {
+static tensor_sizes_t tensor_sizes(const deco_model_hparams_t *c) {
   size_t L = (size_t)c->n_layers, dim = (size_t)c->dim, hd = (size_t)c->head_dim;
   size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd, hid = (size_t)c->hidden_dim;
   size_t V = (size_t)c->vocab_size;
-  tensor_sizes_t s = {{V * dim, L * dim, L * (qd + 2 * kvd) * dim, L * dim * qd, L * dim, L * 2 * hid * dim,
+  tensor_sizes_t s = {.n = {V * dim, L * dim, L * (qd + 2 * kvd) * dim, L * dim * qd, L * dim, L * 2 * hid * dim,
                        L * dim * hid, dim, c->shared_classifier ? 0 : V * dim}};
   return s;
 }
 
-size_t deco_config_param_count(const deco_model_config_t *cfg) {
-  tensor_sizes_t s = tensor_sizes(cfg);
+size_t deco_hparams_param_count(const deco_model_hparams_t *hp) {
+  tensor_sizes_t s = tensor_sizes(hp);
   size_t total = 0;
   for (int i = 0; i < N_TENSORS; ++i) total += s.n[i];
   return total;
@@ -51,33 +55,126 @@ static void **weight_slot(deco_weights_t *w, int i) {
 }
 
 /* Allocates the model and its arena and points every tensor into it. */
-static deco_status_t model_alloc(deco_ctx_t *ctx, const deco_model_config_t *cfg, deco_dtype_t dtype,
+/* ---- Layer schedules ---- */
+
+deco_status_t deco_schedule_check(deco_ctx_t *ctx, const deco_layer_schedule_t *s, int n_layers, int *max_group,
+                                  const char *op) {
+  *max_group = 1;
+  if (s->n_groups == 0) return DECO_STATUS_SUCCESS;
+  if (s->n_groups < 0 || s->n_groups > n_layers)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_groups = %d outside [0, %d]", op, s->n_groups,
+                     n_layers);
+  if (s->first == NULL || s->count == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: %s is NULL", op, s->first ? "count" : "first");
+  int next = 0; /* the first layer a group may start at */
+  for (int g = 0; g < s->n_groups; ++g) {
+    const int first = s->first[g], count = s->count[g];
+    if (count < 1 || count > DECO_MAX_LAYER_GROUP)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: group %d has %d layers, expected 1..%d", op, g, count,
+                       DECO_MAX_LAYER_GROUP);
+    if (first < next || first > n_layers - count)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                       "%s: group %d (layers %d..%d) must start at layer %d or later and end before layer %d "
+                       "(groups in increasing order, not overlapping)",
+                       op, g, first, first + count - 1, next, n_layers);
+    next = first + count;
+    if (count > *max_group) *max_group = count;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The model keeps its own copy of its default schedule (checked first). */
+static deco_status_t copy_schedule(deco_model_t *m, const deco_layer_schedule_t *s) {
+  int max_group = 1;
+  DECO_TRY(deco_schedule_check(m->ctx, s, m->hp.n_layers, &max_group, "model config: schedule"));
+  m->schedule.max_group = max_group;
+  if (s->n_groups == 0) return DECO_STATUS_SUCCESS;
+  m->schedule.first = malloc(sizeof(int) * (size_t)s->n_groups);
+  m->schedule.count = malloc(sizeof(int) * (size_t)s->n_groups);
+  if (!m->schedule.first || !m->schedule.count)
+    return DECO_FAIL(m->ctx, DECO_STATUS_OUT_OF_MEMORY, "model config: schedule: out of host memory");
+  memcpy(m->schedule.first, s->first, sizeof(int) * (size_t)s->n_groups);
+  memcpy(m->schedule.count, s->count, sizeof(int) * (size_t)s->n_groups);
+  m->schedule.n_groups = s->n_groups;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The weights' layout over the arena (one walk: sizes, then pointers). */
+static void weights_layout(deco_arena_t *a, deco_weights_t *w, const deco_model_hparams_t *hp, deco_dtype_t dtype) {
+  tensor_sizes_t s = tensor_sizes(hp);
+  for (int i = 0; i < N_TENSORS; ++i)
+    *weight_slot(w, i) = deco_arena_take(a, s.n[i], deco_dtype_size(dtype), DECO_ARENA_ALIGN);
+  if (hp->shared_classifier) w->wcls = w->token_embedding;
+}
+
+/* Allocates the model and its arena and points every tensor into it; the
+ * configuration (validated) is applied. */
+static deco_status_t model_alloc(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
                                  deco_model_t **out) {
   deco_model_t *m = calloc(1, sizeof *m);
   if (!m) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "model: out of host memory");
   m->ctx = ctx;
-  m->cfg = *cfg;
-  m->dtype = dtype;
-  tensor_sizes_t s = tensor_sizes(cfg);
-  size_t esz = deco_dtype_size(dtype), offsets[N_TENSORS], total = 0;
-  for (int i = 0; i < N_TENSORS; ++i) {
-    offsets[i] = total;
-    total += (s.n[i] * esz + 255) & ~(size_t)255;
-  }
-  deco_status_t st = deco_malloc(ctx, &m->arena, total);
+  m->hp = *hp;
+  m->dtype = mc->dtype;
+  m->comm = mc->comm;
+  m->tp_rank = mc->tp_rank;
+  m->tp_size = mc->tp_size ? mc->tp_size : 1;
+  deco_status_t st = copy_schedule(m, &mc->schedule);
+  deco_arena_t a = DECO_ARENA_SIZING;
+  weights_layout(&a, &m->w, hp, m->dtype);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &m->arena, a.bytes);
   if (st != DECO_STATUS_SUCCESS) {
-    free(m);
+    deco_model_destroy(m);
     return st;
   }
-  m->arena_bytes = total;
-  for (int i = 0; i < N_TENSORS; ++i) *weight_slot(&m->w, i) = (char *)m->arena + offsets[i];
-  if (cfg->shared_classifier) m->w.wcls = m->w.token_embedding;
+  m->arena_bytes = a.bytes;
+  a = deco_arena_at(m->arena);
+  weights_layout(&a, &m->w, hp, m->dtype);
   *out = m;
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t check_dtype_for_backend(deco_ctx_t *ctx, deco_dtype_t dtype, const char *op) {
-  return deco_check_dtype(ctx, dtype, op, "dtype");
+/* The caller's configuration (NULL: DECO_MODEL_CONFIG_INIT) read and checked
+ * against the checkpoint's architecture: the dtype on this backend, the KV
+ * heads, tensor parallelism and the layer schedule. */
+static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_config_t *in, deco_model_config_t *mc,
+                                 const char *op) {
+  static const deco_model_config_t defaults = DECO_MODEL_CONFIG_INIT;
+  if (in == NULL) {
+    *mc = defaults;
+  } else {
+    char what[96];
+    snprintf(what, sizeof what, "%s: config", op);
+    DECO_TRY(deco_sized_read(ctx, mc, in, &defaults, sizeof defaults, what));
+  }
+  return deco_check_dtype(ctx, mc->dtype, op, "config->dtype");
+}
+
+static deco_status_t check_config(deco_ctx_t *ctx, const deco_model_config_t *mc, deco_model_hparams_t *hp,
+                                  const char *name) {
+  const int tp = mc->tp_size ? mc->tp_size : 1;
+  if (tp < 1 || mc->tp_rank < 0 || mc->tp_rank >= tp)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tensor parallelism rank %d of size %d", name, mc->tp_rank,
+                     tp);
+  if (tp != 1 || mc->comm != NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
+                     "%s: tensor parallelism (tp_size %d) is not implemented yet: only tp_size 1 without a "
+                     "communicator runs",
+                     name, tp);
+  if (mc->n_kv_heads != 0 && mc->n_kv_heads != hp->n_kv_heads) {
+    if (mc->n_kv_heads < 1 || mc->n_kv_heads > hp->n_kv_heads || hp->n_heads % mc->n_kv_heads != 0)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                       "%s: n_kv_heads = %d: a compressed model needs 1..%d KV heads dividing n_heads = %d", name,
+                       mc->n_kv_heads, hp->n_kv_heads, hp->n_heads);
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
+                     "%s: n_kv_heads = %d differs from the checkpoint's %d: compressed models (MHA -> GQA) are not "
+                     "implemented yet",
+                     name, mc->n_kv_heads, hp->n_kv_heads);
+  }
+  int max_group;
+  char op[128];
+  snprintf(op, sizeof op, "%s: config->schedule", name);
+  return deco_schedule_check(ctx, &mc->schedule, hp->n_layers, &max_group, op);
 }
 
 /* Uploads n f32 host values to element offset at of dst (model dtype),
@@ -87,7 +184,7 @@ static deco_status_t upload_tensor(deco_model_t *m, void *dst, size_t at, const 
   dst = (char *)dst + at * deco_dtype_size(m->dtype);
   if (m->dtype == DECO_DTYPE_F32) return deco_memcpy(m->ctx, dst, src, n * sizeof(float), DECO_COPY_HOST_TO_CTX);
   DECO_TRY(deco_memcpy(m->ctx, staging, src, n * sizeof(float), DECO_COPY_HOST_TO_CTX));
-  deco_convert_args_t a = {DECO_DTYPE_F32, m->dtype, n, staging, dst};
+  deco_convert_args_t a = {.in_dtype = DECO_DTYPE_F32, .out_dtype = m->dtype, .n = n, .in = staging, .out = dst};
   return deco_convert(m->ctx, &a);
 }
 
@@ -99,57 +196,62 @@ static deco_status_t fail_naming(deco_ctx_t *ctx, deco_status_t st, const char *
   return DECO_FAIL(ctx, st, "%s: %s", name, msg);
 }
 
-deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype, deco_model_t **out) {
+deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
+                                      deco_model_t **out) {
   static const char op[] = "deco_model_load_llama2c";
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
   DECO_CHECK_PTR(ctx, path, op);
   DECO_CHECK_PTR(ctx, out, op);
   *out = NULL;
-  DECO_TRY(check_dtype_for_backend(ctx, dtype, op));
+  deco_model_config_t mc;
+  DECO_TRY(read_config(ctx, config, &mc, op));
   int fd = -1;
   size_t size = 0;
   DECO_TRY(deco_file_open_regular(ctx, path, &fd, &size));
   void *data = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
   close(fd);
   if (size && data == MAP_FAILED) return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
-  deco_status_t st = deco_model_load_llama2c_buffer(ctx, data, size, path, dtype, out);
+  deco_status_t st = deco_model_load_llama2c_buffer(ctx, data, size, path, &mc, out);
   if (data) munmap(data, size);
   return st;
 }
 
 deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
-                                             deco_dtype_t dtype, deco_model_t **out) {
+                                             const deco_model_config_t *config, deco_model_t **out) {
   static const char op[] = "deco_model_load_llama2c_buffer";
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
   DECO_CHECK_PTR(ctx, out, op);
   *out = NULL;
   if (data == NULL && size > 0) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: data is NULL", op);
-  DECO_TRY(check_dtype_for_backend(ctx, dtype, op));
+  deco_model_config_t mc;
+  DECO_TRY(read_config(ctx, config, &mc, op));
+  const deco_dtype_t dtype = mc.dtype;
   if (name == NULL) name = "(buffer)";
-  deco_model_config_t cfg;
+  deco_model_hparams_t hp;
   deco_llama2c_weights_t lw;
-  deco_status_t st = deco_llama2c_parse(data, size, name, &cfg, &lw);
+  deco_status_t st = deco_llama2c_parse(data, size, name, &hp, &lw);
   if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
+  DECO_TRY(check_config(ctx, &mc, &hp, name));
   deco_model_t *m = NULL;
-  st = model_alloc(ctx, &cfg, dtype, &m);
+  st = model_alloc(ctx, &hp, &mc, &m);
   if (st != DECO_STATUS_SUCCESS) return fail_naming(ctx, st, name);
   void *staging = NULL;
-  tensor_sizes_t s = tensor_sizes(&cfg);
+  tensor_sizes_t s = tensor_sizes(&hp);
   /* Whole tensors where the layouts agree; the stacked groups layer by layer. */
   const float *whole[N_TENSORS] = {lw.token_embedding, lw.rms_att, NULL, lw.wo, lw.rms_ffn,
                                    NULL, lw.w2, lw.rms_final, lw.wcls};
   if (st == DECO_STATUS_SUCCESS && dtype != DECO_DTYPE_F32) {
-    size_t biggest = (size_t)cfg.hidden_dim * cfg.dim; /* the largest per-layer piece */
+    size_t biggest = (size_t)hp.hidden_dim * hp.dim; /* the largest per-layer piece */
     for (int i = 0; i < N_TENSORS; ++i)
       if (whole[i] && s.n[i] > biggest) biggest = s.n[i];
-    if ((size_t)cfg.n_heads * cfg.head_dim * cfg.dim > biggest) biggest = (size_t)cfg.n_heads * cfg.head_dim * cfg.dim;
+    if ((size_t)hp.n_heads * hp.head_dim * hp.dim > biggest) biggest = (size_t)hp.n_heads * hp.head_dim * hp.dim;
     st = deco_malloc(ctx, &staging, biggest * sizeof(float));
   }
   for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i)
     if (whole[i]) st = upload_tensor(m, *weight_slot(&m->w, i), 0, whole[i], s.n[i], staging);
-  const size_t dim = (size_t)cfg.dim, qd = (size_t)cfg.n_heads * cfg.head_dim;
-  const size_t kvd = (size_t)cfg.n_kv_heads * cfg.head_dim, hid = (size_t)cfg.hidden_dim;
-  for (int l = 0; l < cfg.n_layers && st == DECO_STATUS_SUCCESS; ++l) {
+  const size_t dim = (size_t)hp.dim, qd = (size_t)hp.n_heads * hp.head_dim;
+  const size_t kvd = (size_t)hp.n_kv_heads * hp.head_dim, hid = (size_t)hp.hidden_dim;
+  for (int l = 0; l < hp.n_layers && st == DECO_STATUS_SUCCESS; ++l) {
     size_t qkv = (size_t)l * (qd + 2 * kvd) * dim, w13 = (size_t)l * 2 * hid * dim;
     const float *parts[5] = {lw.wq + l * qd * dim, lw.wk + l * kvd * dim, lw.wv + l * kvd * dim,
                              lw.w1 + l * hid * dim, lw.w3 + l * hid * dim};
@@ -170,23 +272,34 @@ deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, 
 
 typedef struct synthetic_entry {
   const char *name;
-  deco_model_config_t cfg;
+  deco_model_hparams_t hp;
 } synthetic_entry_t;
 
 /* Shapes: tiny is the CLI's default (about 12 MB in f32); the others are the
- * real shapes of Llama 2 7B and Llama 3 8B, without a vocabulary. */
+ * real shapes of Llama 2 7B and Llama 3 8B, without a vocabulary. All follow
+ * llama2.c's conventions for BOS and the stop ids. */
+#define LLAMA2C_IDS .bos_id = 1, .n_stop_ids = 2, .stop_ids = {1, 2}
 static const synthetic_entry_t synthetic_models[] = {
-    {"tiny", {256, 688, 4, 4, 2, 64, 259, 512, 10000.0f, 1e-5f, DECO_ROPE_INTERLEAVED, 1, 1}},
-    {"llama2-7b", {4096, 11008, 32, 32, 32, 128, 32000, 4096, 10000.0f, 1e-5f, DECO_ROPE_INTERLEAVED, 0, 0}},
-    {"llama3-8b", {4096, 14336, 32, 32, 8, 128, 128256, 8192, 500000.0f, 1e-5f, DECO_ROPE_HALF_SPLIT, 0, 0}},
+    {"tiny",
+     {.dim = 256, .hidden_dim = 688, .n_layers = 4, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .vocab_size = 259,
+      .seq_len = 512, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .rope_style = DECO_ROPE_INTERLEAVED,
+      .shared_classifier = 1, .builtin_vocab = 1, LLAMA2C_IDS}},
+    {"llama2-7b",
+     {.dim = 4096, .hidden_dim = 11008, .n_layers = 32, .n_heads = 32, .n_kv_heads = 32, .head_dim = 128,
+      .vocab_size = 32000, .seq_len = 4096, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+      .rope_style = DECO_ROPE_INTERLEAVED, .shared_classifier = 0, .builtin_vocab = 0, LLAMA2C_IDS}},
+    {"llama3-8b",
+     {.dim = 4096, .hidden_dim = 14336, .n_layers = 32, .n_heads = 32, .n_kv_heads = 8, .head_dim = 128,
+      .vocab_size = 128256, .seq_len = 8192, .rope_theta = 500000.0f, .norm_eps = 1e-5f,
+      .rope_style = DECO_ROPE_HALF_SPLIT, .shared_classifier = 0, .builtin_vocab = 0, LLAMA2C_IDS}},
 };
 
-deco_status_t deco_synthetic_config(const char *name, deco_model_config_t *config) {
-  if (name == NULL || config == NULL)
-    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_synthetic_config: %s is NULL", name ? "config" : "name");
+deco_status_t deco_synthetic_hparams(const char *name, deco_model_hparams_t *hparams) {
+  if (name == NULL || hparams == NULL)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_synthetic_hparams: %s is NULL", name ? "hparams" : "name");
   for (size_t i = 0; i < sizeof synthetic_models / sizeof synthetic_models[0]; ++i) {
     if (strcmp(name, synthetic_models[i].name) == 0) {
-      *config = synthetic_models[i].cfg;
+      *hparams = synthetic_models[i].hp;
       return DECO_STATUS_SUCCESS;
     }
   }
@@ -194,31 +307,37 @@ deco_status_t deco_synthetic_config(const char *name, deco_model_config_t *confi
                    "unknown synthetic model '%s' (known: tiny, llama2-7b, llama3-8b)", name);
 }
 
-deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed, deco_dtype_t dtype,
-                                          deco_model_t **out) {
+deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
+                                          const deco_model_config_t *config, deco_model_t **out) {
   static const char op[] = "deco_model_create_synthetic";
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
   DECO_CHECK_PTR(ctx, out, op);
   *out = NULL;
-  DECO_TRY(check_dtype_for_backend(ctx, dtype, op));
-  deco_model_config_t cfg;
-  deco_status_t st = deco_synthetic_config(name, &cfg);
+  deco_model_config_t mc;
+  DECO_TRY(read_config(ctx, config, &mc, op));
+  const deco_dtype_t dtype = mc.dtype;
+  deco_model_hparams_t hp;
+  deco_status_t st = deco_synthetic_hparams(name, &hp);
   if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
-  size_t params = deco_config_param_count(&cfg);
+  size_t params = deco_hparams_param_count(&hp);
   if (ctx->backend == DECO_BACKEND_CPU && params > DECO_CPU_MAX_PARAMS)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
                      "synthetic:%s has %.2f billion parameters: too big for the CPU backend (use --backend cuda)",
                      name, (double)params / 1e9);
+  char label[128];
+  snprintf(label, sizeof label, "synthetic:%s", name);
+  DECO_TRY(check_config(ctx, &mc, &hp, label));
   deco_model_t *m = NULL;
-  DECO_TRY(model_alloc(ctx, &cfg, dtype, &m));
-  tensor_sizes_t s = tensor_sizes(&cfg);
+  DECO_TRY(model_alloc(ctx, &hp, &mc, &m));
+  tensor_sizes_t s = tensor_sizes(&hp);
   /* Norm weights are 1; everything else uniform with standard deviation 0.02. */
   const float scale = 0.02f * sqrtf(3.0f);
   for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i) {
     if (s.n[i] == 0) continue;
     void **slot = weight_slot(&m->w, i);
     int is_norm = slot == &m->w.rms_att || slot == &m->w.rms_ffn || slot == &m->w.rms_final;
-    deco_fill_random_args_t a = {dtype, s.n[i], seed, (uint32_t)i, scale, is_norm ? 1.0f : 0.0f, *slot};
+    deco_fill_random_args_t a = {.dtype = dtype, .n = s.n[i], .seed = seed, .tensor = (uint32_t)i, .scale = scale,
+                                 .constant = is_norm ? 1.0f : 0.0f, .out = *slot};
     st = deco_fill_random(ctx, &a);
   }
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
@@ -232,10 +351,10 @@ deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uin
 
 void deco_model_destroy(deco_model_t *m) {
   if (m == NULL) return;
-  deco_forward_scratch_t *s = &m->scratch;
-  void *bufs[] = {s->x, s->xb, s->qkv, s->att, s->proj, s->h13, s->h, s->meta};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) deco_free(m->ctx, bufs[i]);
-  free(s->meta_host);
+  deco_free(m->ctx, m->scratch.block);
+  free(m->scratch.meta_image);
+  free(m->schedule.first);
+  free(m->schedule.count);
   /* The context must not keep a workspace that is about to be freed. */
   if (m->workspace && deco_ctx_workspace_bytes(m->ctx) && m->ctx->workspace == m->workspace)
     deco_ctx_set_workspace(m->ctx, NULL, 0);
@@ -244,10 +363,10 @@ void deco_model_destroy(deco_model_t *m) {
   free(m);
 }
 
-const deco_model_config_t *deco_model_get_config(const deco_model_t *m) { return m ? &m->cfg : NULL; }
+const deco_model_hparams_t *deco_model_get_hparams(const deco_model_t *m) { return m ? &m->hp : NULL; }
 deco_dtype_t deco_model_dtype(const deco_model_t *m) { return m ? m->dtype : DECO_DTYPE_F32; }
 deco_ctx_t *deco_model_ctx(const deco_model_t *m) { return m ? m->ctx : NULL; }
 
 size_t deco_model_weight_bytes(const deco_model_t *m) {
-  return m ? deco_config_param_count(&m->cfg) * deco_dtype_size(m->dtype) : 0;
+  return m ? deco_hparams_param_count(&m->hp) * deco_dtype_size(m->dtype) : 0;
 }

@@ -1,6 +1,7 @@
 /* host/model/model_internal.h — library-private layout of a model, its KV
  * cache and the forward's scratch buffers, shared by model.c, kv_cache.c and
- * forward.c.
+ * forward.c only. Other host modules use deco/model.h and
+ * model/model_access.h.
  */
 #ifndef DECO_HOST_MODEL_INTERNAL_H
 #define DECO_HOST_MODEL_INTERNAL_H
@@ -8,6 +9,7 @@
 #include "core/internal.h"
 #include "deco/attention.h"
 #include "deco/model.h"
+#include "model/model_access.h"
 
 /* Weights stacked per tensor ([n_layers][rows][cols], llama2.c's order) in
  * one allocation, with the projections that share an input stacked per
@@ -27,12 +29,27 @@ typedef struct deco_weights {
   void *wcls;            /* [vocab][dim]; == token_embedding when shared */
 } deco_weights_t;
 
-/* Forward scratch in context memory, grown to the largest batch seen. */
+/* The batch as the kernels read it (int32, context memory; a host image of
+ * the same block is filled and uploaded in one copy by deco_forward). */
+typedef struct deco_forward_meta {
+  int32_t *tokens;      /* [T] */
+  int32_t *positions;   /* [T] */
+  int32_t *q_indptr;    /* [S + 1] */
+  int32_t *kv_lens;     /* [S] */
+  int32_t *prefix;      /* [S] committed slots */
+  int32_t *parents;     /* [T] local parents (a causal batch: j - 1) */
+  int32_t *block_table; /* [S][P] */
+} deco_forward_meta_t;
+
+/* Forward scratch in context memory: one allocation carved by
+ * forward.c's layout, grown to the largest batch planned or seen. */
 typedef struct deco_forward_scratch {
-  int max_tokens;
-  int max_seqs;
-  int max_pages;     /* block-table row length of the meta block */
-  int last_pages;    /* row length the last forward used */
+  int max_tokens;    /* T capacity */
+  int max_seqs;      /* S capacity */
+  int max_pages;     /* P: block-table row length of the meta block */
+  int max_group;     /* layers per group the attention outputs have room for */
+  void *block;       /* the allocation */
+  size_t block_bytes;
   float *x;          /* [T][dim] f32 residual stream */
   void *xb;          /* [T][dim] normalised input of a sublayer */
   void *qkv;         /* [T][q_dim + 2 kv_dim]: one GEMM's q | k | v per token */
@@ -40,9 +57,11 @@ typedef struct deco_forward_scratch {
   void *proj;        /* [T][dim] output of wo or w2 */
   void *h13;         /* [T][2 hidden]: one GEMM's gate | up per token */
   void *h;           /* [T][hidden] SwiGLU output */
-  int32_t *meta;     /* device: tokens[T] positions[T] rows[T] q_indptr[S+1] kv_lens[S] prefix[S] parents[T] tree_indptr[S+1] block_table[S][P] */
-  int32_t *meta_host;
-  size_t meta_count;
+  void *group_att;   /* [max_group][T][dim]: a layer group's attention outputs */
+  deco_forward_meta_t meta;      /* in block */
+  deco_forward_meta_t meta_host; /* the same layout in meta_image */
+  void *meta_image;              /* host memory */
+  size_t meta_bytes;
 } deco_forward_scratch_t;
 
 /* All-reduce hook for tensor parallelism: called on a [n_tokens][dim]
@@ -50,14 +69,25 @@ typedef struct deco_forward_scratch {
  * projection. NULL (tensor parallelism 1) means no-op. */
 typedef deco_status_t (*deco_allreduce_fn)(void *user, void *buf, size_t n_elems, deco_dtype_t dtype);
 
+/* A validated layer schedule, owned. */
+typedef struct deco_schedule_copy {
+  int n_groups; /* 0: every layer alone */
+  int *first;
+  int *count;
+  int max_group;
+} deco_schedule_copy_t;
+
 struct deco_model {
   deco_ctx_t *ctx;
-  deco_model_config_t cfg;
+  deco_model_hparams_t hp;
   deco_dtype_t dtype;
   void *arena; /* every weight, one allocation */
   size_t arena_bytes;
   deco_weights_t w;
   deco_forward_scratch_t scratch;
+  deco_schedule_copy_t schedule; /* the model's default */
+  deco_comm_t *comm;             /* tensor parallelism (planned; NULL) */
+  int tp_rank, tp_size;
   deco_allreduce_fn allreduce;
   void *allreduce_user;
   void *workspace; /* scratch for ops that need it, lent to the context */
@@ -85,16 +115,12 @@ struct deco_kv_cache {
 deco_paged_kv_t deco_kv_cache_layer_view(const deco_kv_cache_t *cache, int layer, const int32_t *block_table,
                                          int max_pages);
 
-/* Makes the context's workspace at least bytes, growing the model's own
- * scratch and lending it to the context when the current one is smaller. */
-deco_status_t deco_model_ensure_workspace(deco_model_t *model, size_t bytes);
+/* Checks a schedule against n_layers (op names the caller in messages);
+ * *max_group gets its largest group. */
+deco_status_t deco_schedule_check(deco_ctx_t *ctx, const deco_layer_schedule_t *s, int n_layers, int *max_group,
+                                  const char *op);
 
-/* Device views of the last forward's batch: prefix lengths [n_seqs] and
- * block-table rows [n_seqs][*max_pages], valid until the next forward. */
-void deco_forward_last_batch(const deco_model_t *model, const int32_t **prefix_lens, const int32_t **block_table,
-                             int *max_pages);
-
-/* Parameter count of a configuration (weights only). */
-size_t deco_config_param_count(const deco_model_config_t *cfg);
+/* Parameter count of an architecture (weights only). */
+size_t deco_hparams_param_count(const deco_model_hparams_t *hp);
 
 #endif

@@ -1,8 +1,8 @@
 /* host/model/sampler.c — next-token sampling on host f32 logits: greedy
- * (argmax, ties to the lowest id), or temperature with optional top-p
- * (Holtzman et al. 2019, nucleus sampling) as llama2.c's run.c does it, with
- * the uniform drawn from Philox4x32-10 so every position's draw is
- * reproducible on every backend.
+ * (argmax, ties to the lowest id), or temperature with optional top-k and
+ * top-p (Holtzman et al. 2019, nucleus sampling; without top-k exactly as
+ * llama2.c's run.c does it), with the uniform drawn from Philox4x32-10 so
+ * every position's draw is reproducible on every backend.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include "core/internal.h"
 #include "deco/model.h"
 #include "deco/philox.h"
+#include "util/sized.h"
 
 typedef struct prob_index {
   float prob;
@@ -29,6 +30,12 @@ deco_status_t deco_sampler_create(int vocab, const deco_sampler_config_t *config
   *out = NULL;
   if (vocab < 1 || vocab > (1 << 24))
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: vocab = %d outside [1, 2^24]", op, vocab);
+  static const deco_sampler_config_t defaults = DECO_SAMPLER_CONFIG_INIT;
+  deco_sampler_config_t cfg;
+  DECO_TRY(deco_sized_read(NULL, &cfg, config, &defaults, sizeof cfg, "deco_sampler_create: config"));
+  config = &cfg;
+  if (config->top_k < 0)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: top_k = %d must be >= 0", op, config->top_k);
   if (!(config->temperature >= 0.0f) || isinf(config->temperature))
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and >= 0", op,
                      (double)config->temperature);
@@ -114,6 +121,37 @@ static int sample_topp(const float *probs, int n, float topp, prob_index_t *cand
   return cands[last].index;
 }
 
+/* The top_k most likely ids (ties -> lower id), renormalised, then their
+ * top-p nucleus. */
+static int sample_topk(const float *probs, int n, int k, float topp, prob_index_t *cands, float coin) {
+  for (int i = 0; i < n; ++i) {
+    cands[i].index = i;
+    cands[i].prob = probs[i];
+  }
+  qsort(cands, (size_t)n, sizeof *cands, compare_desc);
+  float mass = 0.0f;
+  for (int i = 0; i < k; ++i) mass += cands[i].prob;
+  int last = k - 1;
+  if (topp < 1.0f) {
+    float cumulative = 0.0f;
+    for (int i = 0; i < k; ++i) {
+      cumulative += cands[i].prob;
+      if (cumulative > topp * mass) {
+        last = i;
+        break;
+      }
+    }
+  }
+  float total = 0.0f;
+  for (int i = 0; i <= last; ++i) total += cands[i].prob;
+  float r = coin * total, cdf = 0.0f;
+  for (int i = 0; i <= last; ++i) {
+    cdf += cands[i].prob;
+    if (r < cdf) return cands[i].index;
+  }
+  return cands[last].index;
+}
+
 int deco_sampler_sample(deco_sampler_t *s, const float *logits, uint32_t offset, uint32_t request) {
   for (int i = 0; i < s->vocab; ++i)
     if (!isfinite(logits[i])) return -1;
@@ -130,6 +168,7 @@ int deco_sampler_sample(deco_sampler_t *s, const float *logits, uint32_t offset,
   }
   for (int i = 0; i < n; ++i) p[i] /= sum;
   float coin = deco_philox_uniform(s->cfg.seed, offset, request, 0, 0);
+  if (s->cfg.top_k > 0 && s->cfg.top_k < n) return sample_topk(p, n, s->cfg.top_k, s->cfg.top_p, s->cands, coin);
   if (s->cfg.top_p >= 1.0f || n == 1) return sample_mult(p, n, coin);
   return sample_topp(p, n, s->cfg.top_p, s->cands, coin);
 }

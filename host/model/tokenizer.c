@@ -341,7 +341,7 @@ static int add_pair(const deco_tokenizer_t *t, tok_heap_t *h, int push, char *pa
   int id = tok_lookup(t, pair, la + lb);
   if (id < 0 || !(t->scores[id] > TOK_NO_SCORE)) return 0;
   if (heap_reserve(h) != 0) return -1;
-  tok_merge_t m = {merge_key(t->scores[id], left), a, b, id};
+  tok_merge_t m = {.key = merge_key(t->scores[id], left), .left_id = a, .right_id = b, .id = id};
   if (push)
     heap_push(h, &m);
   else
@@ -368,8 +368,8 @@ static int merge_pairs(const deco_tokenizer_t *t, int32_t *tokens, int n, char *
   if (n < 2) return 0;
   tok_symbol_t *sym = malloc(sizeof(tok_symbol_t) * (size_t)n);
   if (!sym) return -1;
-  for (int i = 0; i < n; ++i) sym[i] = (tok_symbol_t){tokens[i], i - 1, i + 1 < n ? i + 1 : -1};
-  tok_heap_t h = {NULL, 0, 0};
+  for (int i = 0; i < n; ++i) sym[i] = (tok_symbol_t){.id = tokens[i], .prev = i - 1, .next = i + 1 < n ? i + 1 : -1};
+  tok_heap_t h = {.a = NULL, .n = 0, .cap = 0};
   int status = 0;
   for (int i = 0; i + 1 < n && status == 0; ++i) status = add_pair(t, &h, 0, pair, i, tokens[i], tokens[i + 1]);
   for (size_t i = h.n / 2; i-- > 0;) heap_sift_down(&h, i, h.a[i]); /* Floyd's O(n) build */

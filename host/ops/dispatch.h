@@ -1,15 +1,22 @@
-/* host/ops/dispatch.h — run a validated op on the context's backend. */
+/* host/ops/dispatch.h — run a validated op on the context's backend: the
+ * kernels' entry points (kernels/common/op_impl.h) take the context's
+ * deco_exec_t (exec.c), never the context itself.
+ */
 #ifndef DECO_HOST_DISPATCH_H
 #define DECO_HOST_DISPATCH_H
 
 #include "common/op_impl.h"
 #include "core/internal.h"
+#include "ops/exec.h"
 
+/* Runs deco_<name>_cuda or deco_<name>_ref, by exec's backend:
+ *   const deco_exec_t exec = deco_ops_exec(ctx);
+ *   return DECO_DISPATCH(&exec, rmsnorm, args); */
 #ifdef DECO_HAVE_CUDA
-#define DECO_DISPATCH(ctx, name, args) \
-  ((ctx)->backend == DECO_BACKEND_CUDA ? deco_##name##_cuda((ctx), (args)) : deco_##name##_ref((ctx), (args)))
+#define DECO_DISPATCH(exec, name, args) \
+  ((exec)->backend == DECO_BACKEND_CUDA ? deco_##name##_cuda((exec), (args)) : deco_##name##_ref((exec), (args)))
 #else
-#define DECO_DISPATCH(ctx, name, args) deco_##name##_ref((ctx), (args))
+#define DECO_DISPATCH(exec, name, args) deco_##name##_ref((exec), (args))
 #endif
 
 /* Upper bounds that keep index arithmetic in range; far above any model. */
@@ -36,7 +43,8 @@ deco_status_t deco_check_attention_common(deco_ctx_t *ctx, const deco_paged_kv_t
   size_t deco_##name##_workspace_size(deco_ctx_t *ctx, const deco_##name##_args_t *a) { \
     if (ctx == NULL || a == NULL || ctx->backend != DECO_BACKEND_CUDA) return 0;          \
     if (check(ctx, a, "deco_" #name "_workspace_size") != DECO_STATUS_SUCCESS) return 0;  \
-    return deco_##name##_workspace_size_cuda(ctx, a);                                     \
+    const deco_exec_t exec = deco_ops_exec(ctx);                                          \
+    return deco_##name##_workspace_size_cuda(&exec, a);                                   \
   }
 #else
 #define DECO_DEFINE_WORKSPACE_SIZE(name, check)                                          \
@@ -51,8 +59,11 @@ deco_status_t deco_check_attention_common(deco_ctx_t *ctx, const deco_paged_kv_t
  * "none" when the call has nothing to do (empty_expr, over a), else the
  * CUDA plan's name (deco_<name>_path_cuda) or "ref". */
 #ifdef DECO_HAVE_CUDA
-#define DECO_PATH_CUDA(name, ctx, a) \
-  if ((ctx)->backend == DECO_BACKEND_CUDA) return deco_##name##_path_cuda((ctx), (a));
+#define DECO_PATH_CUDA(name, ctx, a)                                \
+  if ((ctx)->backend == DECO_BACKEND_CUDA) {                         \
+    const deco_exec_t exec = deco_ops_exec(ctx);                     \
+    return deco_##name##_path_cuda(&exec, (a));                      \
+  }
 #else
 #define DECO_PATH_CUDA(name, ctx, a)
 #endif

@@ -19,7 +19,8 @@ deco_status_t deco_embedding(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
   }
   if (a->n_tokens == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, embedding, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, embedding, a);
 }
 
 deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
@@ -36,7 +37,8 @@ deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
   if ((const void *)a->out == (const void *)a->residual)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out aliases residual", op);
   if (a->n_rows == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, rmsnorm, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, rmsnorm, a);
 }
 
 deco_status_t deco_check_stride(deco_ctx_t *ctx, long long stride, long long dense, const char *op, const char *name) {
@@ -65,7 +67,8 @@ deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
   if (a->q) DECO_TRY(deco_check_stride(ctx, a->q_stride, (long long)a->n_heads * a->head_dim, op, "q_stride"));
   if (a->k) DECO_TRY(deco_check_stride(ctx, a->k_stride, (long long)a->n_kv_heads * a->head_dim, op, "k_stride"));
   if (a->n_tokens == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, rope, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, rope, a);
 }
 
 deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
@@ -83,7 +86,8 @@ deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
   DECO_CHECK_PTR(ctx, a->w, op);
   DECO_CHECK_PTR(ctx, a->out, op);
   if (a->m == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, matmul, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, matmul, a);
 }
 
 deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
@@ -114,7 +118,8 @@ deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
     }
   }
   if (a->n == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, swiglu, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, swiglu, a);
 }
 
 deco_status_t deco_fill_random(deco_ctx_t *ctx, const deco_fill_random_args_t *a) {
@@ -125,7 +130,8 @@ deco_status_t deco_fill_random(deco_ctx_t *ctx, const deco_fill_random_args_t *a
   if (!isfinite(a->scale) || !isfinite(a->constant))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: scale and constant must be finite", op);
   if (a->n == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, fill_random, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, fill_random, a);
 }
 
 deco_status_t deco_convert(deco_ctx_t *ctx, const deco_convert_args_t *a) {
@@ -136,5 +142,6 @@ deco_status_t deco_convert(deco_ctx_t *ctx, const deco_convert_args_t *a) {
   DECO_CHECK_PTR(ctx, a->in, op);
   DECO_CHECK_PTR(ctx, a->out, op);
   if (a->n == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, convert, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, convert, a);
 }

@@ -1,7 +1,8 @@
 /* host/ops/recycle.c — public entry points of Token Recycling's ops (draft
- * from the adjacency matrix, per-row top-k of logits, matrix update):
- * validation of the host-side values (the arrays live in context memory and
- * are checked by the references), workspace sizes, then dispatch.
+ * from the adjacency matrix, matrix update; the per-row top-k between them
+ * is host/ops/select.c): validation of the host-side values (the arrays
+ * live in context memory and are checked by the references), workspace
+ * sizes, then dispatch.
  */
 #include "ops/dispatch.h"
 
@@ -25,30 +26,8 @@ static deco_status_t check_draft(deco_ctx_t *ctx, const deco_recycle_draft_args_
 
 deco_status_t deco_recycle_draft(deco_ctx_t *ctx, const deco_recycle_draft_args_t *a) {
   DECO_TRY(check_draft(ctx, a, "deco_recycle_draft"));
-  return DECO_DISPATCH(ctx, recycle_draft, a);
-}
-
-static deco_status_t check_topk(deco_ctx_t *ctx, const deco_topk_rows_args_t *a, const char *op) {
-  DECO_CHECK_CTX(ctx, a, op);
-  DECO_CHECK_RANGE(ctx, a->n_rows, 1, DECO_MAX_TOKENS, op);
-  DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
-  DECO_CHECK_RANGE(ctx, a->k, 1, DECO_RECYCLE_MAX_K, op);
-  if (a->k > a->vocab)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: k = %d exceeds vocab = %d", op, a->k, a->vocab);
-  if (a->dtype != DECO_DTYPE_F32 && a->dtype != DECO_DTYPE_BF16)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: dtype %s is not supported (f32 or bf16)", op,
-                     deco_dtype_name(a->dtype));
-  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
-  DECO_CHECK_PTR(ctx, a->logits, op);
-  DECO_CHECK_PTR(ctx, a->ids, op);
-  return DECO_STATUS_SUCCESS;
-}
-
-DECO_DEFINE_WORKSPACE_SIZE(topk_rows, check_topk)
-
-deco_status_t deco_topk_rows(deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
-  DECO_TRY(check_topk(ctx, a, "deco_topk_rows"));
-  return DECO_DISPATCH(ctx, topk_rows, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, recycle_draft, a);
 }
 
 static deco_status_t check_update(deco_ctx_t *ctx, const deco_recycle_update_args_t *a, const char *op) {
@@ -65,5 +44,6 @@ DECO_DEFINE_WORKSPACE_SIZE(recycle_update, check_update)
 
 deco_status_t deco_recycle_update(deco_ctx_t *ctx, const deco_recycle_update_args_t *a) {
   DECO_TRY(check_update(ctx, a, "deco_recycle_update"));
-  return DECO_DISPATCH(ctx, recycle_update, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, recycle_update, a);
 }

@@ -16,7 +16,8 @@ deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t 
   DECO_CHECK_PTR(ctx, a->prefix_lens, op);
   DECO_CHECK_PTR(ctx, a->tree_indptr, op);
   DECO_CHECK_PTR(ctx, a->row_count, op);
-  return DECO_DISPATCH(ctx, spec_prepare, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, spec_prepare, a);
 }
 
 deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *a) {
@@ -25,12 +26,14 @@ deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *a
   DECO_CHECK_RANGE(ctx, a->n_nodes, 1, DECO_TREE_MAX_NODES, op);
   DECO_CHECK_RANGE(ctx, a->steps, 1, 1 << 30, op);
   DECO_CHECK_RANGE(ctx, a->out_capacity, 0, 1 << 30, op);
-  DECO_CHECK_RANGE(ctx, a->ignore_eos, 0, 1, op);
+  DECO_CHECK_RANGE(ctx, a->n_stop_ids, 0, DECO_SPEC_MAX_STOP_IDS, op);
+  if (a->n_stop_ids > 0) DECO_CHECK_PTR(ctx, a->stop_ids, op);
   DECO_CHECK_PTR(ctx, a->state, op);
   DECO_CHECK_PTR(ctx, a->tokens, op);
   DECO_CHECK_PTR(ctx, a->path, op);
   DECO_CHECK_PTR(ctx, a->accept_len, op);
   DECO_CHECK_PTR(ctx, a->bonus, op);
   if (a->out_capacity > 0) DECO_CHECK_PTR(ctx, a->out, op);
-  return DECO_DISPATCH(ctx, spec_commit, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, spec_commit, a);
 }

@@ -70,12 +70,14 @@ DECO_DEFINE_WORKSPACE_SIZE(tree_accept_greedy, check_greedy)
 
 deco_status_t deco_tree_accept_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a) {
   DECO_TRY(check_greedy(ctx, a, "deco_tree_accept_greedy"));
-  return DECO_DISPATCH(ctx, tree_accept_greedy, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, tree_accept_greedy, a);
 }
 
 DECO_DEFINE_WORKSPACE_SIZE(tree_accept_sample, check_sample)
 
 deco_status_t deco_tree_accept_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a) {
   DECO_TRY(check_sample(ctx, a, "deco_tree_accept_sample"));
-  return DECO_DISPATCH(ctx, tree_accept_sample, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, tree_accept_sample, a);
 }

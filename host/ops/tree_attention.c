@@ -27,7 +27,8 @@ size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_atten
 #ifdef DECO_HAVE_CUDA
   if (check_tree_attention(ctx, a, "deco_tree_attention_workspace_size") != DECO_STATUS_SUCCESS) return 0;
   if (a->tree.n_nodes == 0) return 0;
-  return deco_tree_attention_workspace_size_cuda(ctx, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return deco_tree_attention_workspace_size_cuda(&exec, a);
 #else
   return 0;
 #endif
@@ -39,5 +40,6 @@ deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_arg
   static const char op[] = "deco_tree_attention";
   DECO_TRY(check_tree_attention(ctx, a, op));
   if (a->tree.n_nodes == 0) return DECO_STATUS_SUCCESS;
-  return DECO_DISPATCH(ctx, tree_attention, a);
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, tree_attention, a);
 }

@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define DECO_VERSION_MAJOR 0
-#define DECO_VERSION_MINOR 2
+#define DECO_VERSION_MINOR 3
 #define DECO_VERSION_PATCH 0
 /* Single integer for compile-time comparisons: 10000*major + 100*minor + patch. */
 #define DECO_VERSION (DECO_VERSION_MAJOR * 10000 + DECO_VERSION_MINOR * 100 + DECO_VERSION_PATCH)
@@ -79,11 +79,26 @@ DECO_API int deco_cuda_device_count(void);
 
 typedef struct deco_ctx deco_ctx_t;
 
+/* The config grows with new options; fill it with DECO_CTX_CONFIG_INIT and
+ * then set fields, so new options keep their defaults:
+ *   deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+ *   cfg.backend = DECO_BACKEND_CUDA;
+ * `size`, the first field, tells deco_ctx_create which layout the caller
+ * compiled against (as NCCL's ncclConfig_t does): fields are only ever added
+ * at the end, a caller's smaller struct gets the defaults for the fields it
+ * lacks, and a size of 0 (a config not made from the macro), one that does
+ * not reach past `size`, or one larger than this library's struct is refused
+ * with DECO_STATUS_INVALID_ARGUMENT. Every public config struct of deco
+ * follows the same rule. */
 typedef struct deco_ctx_config {
+  size_t size;   /* sizeof(deco_ctx_config_t), set by DECO_CTX_CONFIG_INIT */
   deco_backend_t backend;
   int device;    /* CUDA device ordinal; ignored on the CPU */
   void *stream;  /* cudaStream_t to launch on; NULL = the context creates its own */
 } deco_ctx_config_t;
+/* The CPU backend, device 0, a stream of the context's own. */
+#define DECO_CTX_CONFIG_INIT \
+  {.size = sizeof(deco_ctx_config_t), .backend = DECO_BACKEND_CPU, .device = 0, .stream = NULL}
 
 /* Creates a context. On failure *out is NULL and the reason can be read with
  * deco_last_error(NULL) on the calling thread. A CUDA context makes its
@@ -137,7 +152,9 @@ DECO_API deco_status_t deco_ctx_synchronize(deco_ctx_t *ctx);
 typedef struct deco_graph deco_graph_t;
 DECO_API deco_status_t deco_graph_capture_begin(deco_ctx_t *ctx);
 /* Ends the capture and instantiates the graph (also on failure the capture
- * is ended, so the stream is usable again). */
+ * is ended, so the stream is usable again). When a call recorded a failure
+ * on ctx during the capture, no graph is made and that failure's status
+ * and message are returned: ending the capture never replaces them. */
 DECO_API deco_status_t deco_graph_capture_end(deco_ctx_t *ctx, deco_graph_t **graph);
 /* Enqueues n replays on the context's stream (asynchronous). */
 DECO_API deco_status_t deco_graph_replay(deco_ctx_t *ctx, deco_graph_t *graph, int n);

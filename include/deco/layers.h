@@ -7,6 +7,11 @@
  * cache share one dtype per call; the residual stream and logits are f32.
  * The CPU backend supports f32 only; CUDA supports f32, f16 and bf16 (fp32
  * accumulation everywhere).
+ *
+ * Every argument struct has a DECO_<NAME>_INIT macro of designated
+ * initialisers (deco_rmsnorm_args_t a = DECO_RMSNORM_ARGS_INIT; then set
+ * the fields): pointers NULL, counts 0 (to be set), strides 0 (dense),
+ * dtypes f32, and the defaults named above each macro.
  */
 #ifndef DECO_LAYERS_H
 #define DECO_LAYERS_H
@@ -30,6 +35,9 @@ typedef struct deco_embedding_args {
   const float *embeds;    /* [n_tokens][dim] f32, used when tokens == NULL */
   float *out;             /* [n_tokens][dim] f32: the residual stream */
 } deco_embedding_args_t;
+#define DECO_EMBEDDING_ARGS_INIT                                                                                \
+  {.dtype = DECO_DTYPE_F32, .n_tokens = 0, .vocab = 0, .dim = 0, .table = NULL, .tokens = NULL, .embeds = NULL, \
+   .out = NULL}
 DECO_API deco_status_t deco_embedding(deco_ctx_t *ctx, const deco_embedding_args_t *args);
 
 /* RMSNorm with an optional fused residual add (llama2.c's rmsnorm):
@@ -46,6 +54,10 @@ typedef struct deco_rmsnorm_args {
   const void *weight;     /* [dim] dtype */
   void *out;              /* [n_rows][dim] dtype; may not alias residual */
 } deco_rmsnorm_args_t;
+/* eps 1e-5 (llama2.c's), add NULL (no residual add). */
+#define DECO_RMSNORM_ARGS_INIT                                                                                  \
+  {.dtype = DECO_DTYPE_F32, .n_rows = 0, .dim = 0, .eps = 1e-5f, .residual = NULL, .add = NULL, .weight = NULL, \
+   .out = NULL}
 DECO_API deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *args);
 
 typedef enum deco_rope_style {
@@ -75,6 +87,10 @@ typedef struct deco_rope_args {
   int q_stride;              /* elements between tokens in q: 0 = n_heads * head_dim, else >= that */
   int k_stride;              /* elements between tokens in k: 0 = n_kv_heads * head_dim, else >= that */
 } deco_rope_args_t;
+/* Interleaved pairs, theta 10000 (Llama 2), dense q and k. */
+#define DECO_ROPE_ARGS_INIT                                                                               \
+  {.dtype = DECO_DTYPE_F32, .style = DECO_ROPE_INTERLEAVED, .n_tokens = 0, .n_heads = 0, .n_kv_heads = 0, \
+   .head_dim = 0, .theta = 10000.0f, .positions = NULL, .q = NULL, .k = NULL, .q_stride = 0, .k_stride = 0}
 DECO_API deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *args);
 
 /* out[m][n] = sum_k a[m][k] * w[n][k]   (out = a · wᵀ, llama2.c's weight layout)
@@ -91,6 +107,9 @@ typedef struct deco_matmul_args {
   void *out;               /* [m][n] out_dtype */
   int accumulate;          /* 0: out = a·wᵀ; 1: out += a·wᵀ */
 } deco_matmul_args_t;
+#define DECO_MATMUL_ARGS_INIT                                                                                       \
+  {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = 0, .n = 0, .k = 0, .a = NULL, .w = NULL, .out = NULL, \
+   .accumulate = 0}
 DECO_API deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *args);
 
 /* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)), in fp32.
@@ -107,6 +126,9 @@ typedef struct deco_swiglu_args {
   int row_len;             /* 0: flat arrays; else a divisor of n */
   int in_stride;           /* with row_len: elements between rows of gate and up, >= row_len */
 } deco_swiglu_args_t;
+/* Flat arrays (row_len 0). */
+#define DECO_SWIGLU_ARGS_INIT \
+  {.dtype = DECO_DTYPE_F32, .n = 0, .gate = NULL, .up = NULL, .out = NULL, .row_len = 0, .in_stride = 0}
 DECO_API deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *args);
 
 /* Seeded weights for synthetic models, generated where they live:
@@ -124,6 +146,8 @@ typedef struct deco_fill_random_args {
   float constant;          /* if nonzero, fill with this value instead */
   void *out;               /* [n] dtype */
 } deco_fill_random_args_t;
+#define DECO_FILL_RANDOM_ARGS_INIT \
+  {.dtype = DECO_DTYPE_F32, .n = 0, .seed = 0, .tensor = 0, .scale = 0.0f, .constant = 0.0f, .out = NULL}
 DECO_API deco_status_t deco_fill_random(deco_ctx_t *ctx, const deco_fill_random_args_t *args);
 
 /* out[i] = dtype(in[i]) — converts f32 host-loaded weights to the context dtype. */
@@ -134,6 +158,8 @@ typedef struct deco_convert_args {
   const void *in;
   void *out;
 } deco_convert_args_t;
+#define DECO_CONVERT_ARGS_INIT \
+  {.in_dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .n = 0, .in = NULL, .out = NULL}
 DECO_API deco_status_t deco_convert(deco_ctx_t *ctx, const deco_convert_args_t *args);
 
 #ifdef __cplusplus

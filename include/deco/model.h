@@ -15,7 +15,10 @@
 extern "C" {
 #endif
 
-typedef struct deco_model_config {
+/* The architecture a checkpoint describes (its "hyperparameters"). */
+#define DECO_MAX_STOP_IDS 8
+
+typedef struct deco_model_hparams {
   int dim;
   int hidden_dim;
   int n_layers;
@@ -29,28 +32,86 @@ typedef struct deco_model_config {
   deco_rope_style_t rope_style;
   int shared_classifier; /* 1: logits use the token embedding table */
   int builtin_vocab;     /* 1: ids 0-2 special, 3-258 bytes (synthetic tiny) */
-} deco_model_config_t;
-
-typedef struct deco_model deco_model_t;
+  int bos_id;            /* the id a prompt starts with (llama2.c: 1) */
+  /* The ids that end a generation (llama2.c checkpoints and the synthetic
+   * models: {1 (BOS, the story delimiter), 2 (EOS)}). */
+  int n_stop_ids;
+  int32_t stop_ids[DECO_MAX_STOP_IDS];
+} deco_model_hparams_t;
 
 /* Reads only the 28-byte header of a llama2.c checkpoint and checks it
  * against the file's size; the message names the file and the field. */
-DECO_API deco_status_t deco_llama2c_read_config(const char *path, deco_model_config_t *config);
+DECO_API deco_status_t deco_llama2c_read_hparams(const char *path, deco_model_hparams_t *hparams);
 /* The same for a checkpoint held in memory; name (e.g. the file name) starts
  * every message. */
-DECO_API deco_status_t deco_llama2c_read_config_buffer(const void *data, size_t size, const char *name,
-                                                       deco_model_config_t *config);
+DECO_API deco_status_t deco_llama2c_read_hparams_buffer(const void *data, size_t size, const char *name,
+                                                        deco_model_hparams_t *hparams);
+/* Shape of a synthetic model without creating it; fails for unknown names. */
+DECO_API deco_status_t deco_synthetic_hparams(const char *name, deco_model_hparams_t *hparams);
+
+/* ---- Model configuration ----------------------------------------------------
+ * How a model is instantiated, one struct for every loader. Start from
+ * DECO_MODEL_CONFIG_INIT and set fields by name; zero means "default" for
+ * every field but size. A NULL config is DECO_MODEL_CONFIG_INIT. */
+
+/* A communicator for tensor parallelism (planned: NCCL, threads, MPI). */
+typedef struct deco_comm deco_comm_t;
+
+/* Which layers a forward runs, and how. Groups of consecutive layers, in
+ * increasing order and not overlapping; layers outside every group are
+ * skipped (self-drafting runs a subset; their KV slots are not written).
+ * A group of layers i..j entered with the residual stream h runs, with
+ * h1 = h:
+ *   A_l = Attn_l(RMSNorm_l(h1))          for every l in i..j (one input),
+ *   then for l = i..j in order:  h += A_l;  h += MLP_l(RMSNorm'_l(h)).
+ * A group of one layer is the ordinary layer; every layer alone (n_groups =
+ * 0) is the ordinary forward, bit for bit. Groups of several layers are
+ * layer-parallel drafting (EasySpec): their attention sublayers can run at
+ * once. The arrays are copied when the schedule is given to a model, read
+ * only during the call when given to a forward. */
+#define DECO_MAX_LAYER_GROUP 16
+typedef struct deco_layer_schedule {
+  int n_groups;       /* 0: every layer alone, in order */
+  const int *first;   /* [n_groups] the first layer of each group */
+  const int *count;   /* [n_groups] its layers, 1..DECO_MAX_LAYER_GROUP */
+} deco_layer_schedule_t;
+#define DECO_LAYER_SCHEDULE_INIT {.n_groups = 0, .first = NULL, .count = NULL}
+
+typedef struct deco_model_config {
+  size_t size;                /* sizeof(deco_model_config_t), for growth: set by the INIT macro */
+  deco_dtype_t dtype;         /* weights, activations and KV (f32; the CPU backend takes f32 only) */
+  /* KV heads to run with: 0 = the checkpoint's. A different count
+   * (compressed models, MHA -> GQA) must divide n_heads and not exceed the
+   * checkpoint's; it is refused as not implemented yet. */
+  int n_kv_heads;
+  /* Tensor parallelism: this process's rank of tp_size (0 = 1) over comm.
+   * Only tp_size 1 (comm NULL, rank 0) is implemented. */
+  deco_comm_t *comm;
+  int tp_rank;
+  int tp_size;
+  /* The layer schedule forwards use unless they name their own. */
+  deco_layer_schedule_t schedule;
+} deco_model_config_t;
+#define DECO_MODEL_CONFIG_INIT                                                                            \
+  {                                                                                                       \
+    .size = sizeof(deco_model_config_t), .dtype = DECO_DTYPE_F32, .n_kv_heads = 0, .comm = NULL,           \
+    .tp_rank = 0, .tp_size = 1, .schedule = DECO_LAYER_SCHEDULE_INIT                                      \
+  }
+
+typedef struct deco_model deco_model_t;
 
 /* Loads a llama2.c checkpoint (legacy v0 header of 7 int32, fp32 weights,
  * negative vocab = separate classifier, legacy RoPE tables skipped) into the
- * context in dtype. The whole file is validated before anything is used. */
-DECO_API deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype,
+ * context in config->dtype. The whole file is validated before anything is
+ * used. config may be NULL (DECO_MODEL_CONFIG_INIT). */
+DECO_API deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
                                                deco_model_t **out);
 /* The same from a checkpoint held in memory (size bytes at data, 4-byte
  * aligned), e.g. one embedded in a program; name starts every message. The
  * buffer is not kept. */
 DECO_API deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, size_t size,
-                                                      const char *name, deco_dtype_t dtype, deco_model_t **out);
+                                                      const char *name, const deco_model_config_t *config,
+                                                      deco_model_t **out);
 
 /* The seed of the synthetic models the CLI, tests and benches share. */
 #define DECO_SYNTHETIC_SEED 0x5EEDu
@@ -59,12 +120,11 @@ DECO_API deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const voi
  * docs/CLI.md). Weights are generated where they live. Refused on the CPU
  * backend above 2^28 parameters. */
 DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
-                                                   deco_dtype_t dtype, deco_model_t **out);
-/* Shape of a synthetic model without creating it; fails for unknown names. */
-DECO_API deco_status_t deco_synthetic_config(const char *name, deco_model_config_t *config);
+                                                   const deco_model_config_t *config, deco_model_t **out);
 
 DECO_API void deco_model_destroy(deco_model_t *model);
-DECO_API const deco_model_config_t *deco_model_get_config(const deco_model_t *model);
+/* The architecture the model runs (n_kv_heads as configured). */
+DECO_API const deco_model_hparams_t *deco_model_get_hparams(const deco_model_t *model);
 DECO_API deco_dtype_t deco_model_dtype(const deco_model_t *model);
 DECO_API deco_ctx_t *deco_model_ctx(const deco_model_t *model);
 /* Bytes of weights held in the context's memory. */
@@ -78,6 +138,8 @@ typedef struct deco_kv_cache deco_kv_cache_t;
 DECO_API deco_status_t deco_kv_cache_create(deco_model_t *model, int page_size, int n_pages,
                                             int max_seqs, deco_kv_cache_t **out);
 DECO_API void deco_kv_cache_destroy(deco_kv_cache_t *cache);
+/* The model whose K/V the cache holds. */
+DECO_API deco_model_t *deco_kv_cache_model(const deco_kv_cache_t *cache);
 
 /* Admits a sequence and reserves pages for reserve_slots slots up front
  * (min(seq_len, steps) + the largest draft tree), so a running sequence
@@ -116,7 +178,13 @@ typedef struct deco_forward_args {
   const int32_t *parents;   /* [sum n_new] tree mode, or NULL for causal */
   deco_logits_mode_t logits_mode;
   float *logits;            /* context memory: [n_seqs or sum n_new][vocab] f32 */
+  const deco_layer_schedule_t *schedule; /* NULL: the model's */
 } deco_forward_args_t;
+#define DECO_FORWARD_ARGS_INIT                                                                        \
+  {                                                                                                   \
+    .n_seqs = 0, .seqs = NULL, .n_new = NULL, .tokens = NULL, .embeds = NULL, .parents = NULL,         \
+    .logits_mode = DECO_LOGITS_LAST, .logits = NULL, .schedule = NULL                                 \
+  }
 
 DECO_API deco_status_t deco_forward(deco_model_t *model, deco_kv_cache_t *cache,
                                     const deco_forward_args_t *args);
@@ -134,18 +202,36 @@ DECO_API deco_status_t deco_kv_cache_block_table(deco_kv_cache_t *cache, const i
  * each, context memory) and their size in bytes, e.g. to inspect or copy a cache. */
 DECO_API deco_status_t deco_kv_cache_pools(const deco_kv_cache_t *cache, void **k, void **v, size_t *bytes);
 
+/* After acceptance: moves the accepted path of each of n_seqs trees to the
+ * slots right after its committed prefix, in every layer (deco_kv_compact
+ * over the cache's pools, one launch). Arrays in context memory; enqueued
+ * only, so it can be captured. The host-side lengths do not change
+ * (deco_kv_cache_commit). */
+typedef struct deco_kv_cache_compact_args {
+  int n_seqs;
+  const int32_t *block_table; /* [n_seqs][deco_kv_cache_max_pages(cache)] */
+  const int32_t *prefix_lens; /* [n_seqs] committed slots */
+  const int32_t *path;        /* [n_seqs][DECO_TREE_MAX_NODES] acceptance's paths */
+  const int32_t *accept_len;  /* [n_seqs] */
+} deco_kv_cache_compact_args_t;
+#define DECO_KV_CACHE_COMPACT_ARGS_INIT \
+  {.n_seqs = 0, .block_table = NULL, .prefix_lens = NULL, .path = NULL, .accept_len = NULL}
+DECO_API deco_status_t deco_kv_cache_compact(deco_kv_cache_t *cache, const deco_kv_cache_compact_args_t *args);
+
 /* The forward with its batch described in context memory, so that the whole
  * step can be captured in a CUDA graph: no host work depends on the batch's
  * contents. Tokens are laid out per sequence (q_indptr); token j of
  * sequence s goes to slot kv_lens[s] - n_s + j at RoPE position
  * positions[t]. With parents (tree mode, local indices) each token attends
  * to prefix_lens[s] committed slots, its ancestors and itself; without,
- * causally. The host-side lengths of the cache are not changed (commit with
+ * causally. The input is token ids, or ready f32 embeddings in context
+ * memory (tokens NULL; e.g. superposed decoding's weighted mixes). The
+ * host-side lengths of the cache are not changed (commit with
  * deco_kv_cache_commit). Logits of every token: [n_tokens][vocab] f32. */
 typedef struct deco_forward_device_args {
   int n_seqs;                 /* S */
   int n_tokens;               /* T: capacity; the real count is q_indptr[S] */
-  const int32_t *tokens;      /* [T] */
+  const int32_t *tokens;      /* [T], or NULL when embeds is given */
   const int32_t *positions;   /* [T] */
   const int32_t *q_indptr;    /* [S + 1] */
   const int32_t *kv_lens;     /* [S] */
@@ -153,17 +239,55 @@ typedef struct deco_forward_device_args {
   const int32_t *parents;     /* [T] local parents (tree mode), or NULL (causal) */
   const int32_t *block_table; /* [S][deco_kv_cache_max_pages(cache)] */
   float *logits;              /* [T][vocab] */
+  const float *embeds;        /* [T][dim] f32 in context memory, used when tokens is NULL */
+  const deco_layer_schedule_t *schedule; /* NULL: the model's */
 } deco_forward_device_args_t;
+#define DECO_FORWARD_DEVICE_ARGS_INIT                                                                 \
+  {                                                                                                   \
+    .n_seqs = 0, .n_tokens = 0, .tokens = NULL, .positions = NULL, .q_indptr = NULL, .kv_lens = NULL,  \
+    .prefix_lens = NULL, .parents = NULL, .block_table = NULL, .logits = NULL, .embeds = NULL,         \
+    .schedule = NULL                                                                                  \
+  }
 DECO_API deco_status_t deco_forward_device(deco_model_t *model, deco_kv_cache_t *cache,
                                            const deco_forward_device_args_t *args);
+
+/* ---- Planning ----------------------------------------------------------------
+ * A forward's buffers (activations, the batch description, the workspace
+ * of the attention it calls, lent to the context) grow on demand to the
+ * largest batch seen. deco_model_plan sizes them once for the largest batch
+ * to come, so that no later forward within the plan allocates: plan before
+ * capturing a step in a CUDA graph. The workspace is shared by every op on
+ * the context; workspace_bytes reserves room for the caller's own ops (a
+ * decoding step's acceptance, top-k, table update). Plans only grow. */
+typedef struct deco_forward_plan {
+  int max_tokens;         /* T: tokens of the largest forward */
+  int max_seqs;           /* S: sequences in it (block tables of the cache's row length) */
+  int causal;             /* 1: causal forwards (deco_attention) */
+  int tree;               /* 1: tree forwards (deco_tree_attention, <= 256 tokens per sequence) */
+  size_t workspace_bytes; /* at least this much shared workspace for the caller's ops */
+} deco_forward_plan_t;
+#define DECO_FORWARD_PLAN_INIT {.max_tokens = 1, .max_seqs = 1, .causal = 1, .tree = 0, .workspace_bytes = 0}
+
+/* What a plan holds, in bytes of context memory. */
+typedef struct deco_forward_sizes {
+  size_t scratch_bytes;   /* activations and the batch description */
+  size_t workspace_bytes; /* the shared op workspace */
+} deco_forward_sizes_t;
+#define DECO_FORWARD_SIZES_INIT {.scratch_bytes = 0, .workspace_bytes = 0}
+DECO_API deco_status_t deco_model_plan(deco_model_t *model, deco_kv_cache_t *cache, const deco_forward_plan_t *plan,
+                                       deco_forward_sizes_t *sizes);
 
 /* ---- Sampling (host, on f32 logits) ---------------------------------------- */
 
 typedef struct deco_sampler_config {
+  size_t size;        /* sizeof(deco_sampler_config_t), for growth: set by the INIT macro */
   float temperature;  /* 0 = greedy: argmax, ties -> lowest id */
-  float top_p;        /* nucleus when temperature > 0; >= 1 disables */
+  int top_k;          /* when temperature > 0: keep the top_k most likely ids (ties -> lower id); 0 = off */
+  float top_p;        /* nucleus when temperature > 0 (after top-k); >= 1 disables */
   uint64_t seed;      /* Philox key */
 } deco_sampler_config_t;
+#define DECO_SAMPLER_CONFIG_INIT \
+  {.size = sizeof(deco_sampler_config_t), .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 0}
 
 typedef struct deco_sampler deco_sampler_t;
 

@@ -8,19 +8,24 @@
  *   deco_recycle_draft   roots + template + M  -> draft tokens [B][n]
  *   (tree forward, acceptance: deco/tree.h)
  *   deco_topk_rows       logits [n_nodes][V]    -> top-k ids [n_nodes][k]
+ *                        (a general op: deco/select.h, included here)
  *   deco_recycle_update  tokens + top-k ids     -> M
+ *
+ * The ops' argument structs have DECO_<NAME>_INIT macros of designated
+ * initialisers: pointers NULL, counts 0 (to be set), k = DECO_RECYCLE_DEFAULT_K.
  */
 #ifndef DECO_RECYCLE_H
 #define DECO_RECYCLE_H
 
 #include "deco/core.h"
+#include "deco/select.h"
 #include "deco/tree.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define DECO_RECYCLE_MAX_K 16     /* candidates kept per token, 1..16 */
+#define DECO_RECYCLE_MAX_K 16     /* candidates kept per token, 1..16 (= DECO_TOPK_MAX_K: rows of deco_topk_rows) */
 #define DECO_RECYCLE_DEFAULT_K 8  /* the paper's k */
 
 /* ---- Tree templates -------------------------------------------------------
@@ -113,26 +118,10 @@ typedef struct deco_recycle_draft_args {
   int k;                    /* 1..DECO_RECYCLE_MAX_K */
   int32_t *tokens;          /* [B][n] out */
 } deco_recycle_draft_args_t;
+#define DECO_RECYCLE_DRAFT_ARGS_INIT                                                                   \
+  {.n_trees = 0, .n_nodes = 0, .roots = NULL, .parent = NULL, .rank = NULL, .table = NULL, .vocab = 0, \
+   .k = DECO_RECYCLE_DEFAULT_K, .tokens = NULL}
 DECO_API deco_status_t deco_recycle_draft(deco_ctx_t *ctx, const deco_recycle_draft_args_t *args);
-
-/* Per-row top-k of raw logits, sorted by value descending, equal values by
- * id ascending (NaN ranks below every number, -0 equals +0):
- * ids[r][0..k) and, when values != NULL, values[r][0..k) (as f32). Rows r >=
- * *row_count (context memory; NULL = all n_rows) are skipped, not written.
- * The CUDA path splits long rows over several blocks and needs a workspace
- * (deco_topk_rows_workspace_size) when it does. */
-typedef struct deco_topk_rows_args {
-  int n_rows;                  /* capacity >= 1; grid sizes come from it */
-  int vocab;                   /* row length, >= k */
-  int k;                       /* 1..DECO_RECYCLE_MAX_K */
-  deco_dtype_t dtype;          /* f32 or bf16 (f32 only on the CPU) */
-  const void *logits;          /* [n_rows][vocab] */
-  const int32_t *row_count;    /* [1] context memory, or NULL */
-  int32_t *ids;                /* [n_rows][k] out */
-  float *values;               /* [n_rows][k] out, or NULL */
-} deco_topk_rows_args_t;
-DECO_API size_t deco_topk_rows_workspace_size(deco_ctx_t *ctx, const deco_topk_rows_args_t *args);
-DECO_API deco_status_t deco_topk_rows(deco_ctx_t *ctx, const deco_topk_rows_args_t *args);
 
 /* Token Recycling's update: for every node j of the batch in flat order
  * (requests in order, each tree breadth first), table[tokens[j]] <- topk[j];
@@ -154,6 +143,9 @@ typedef struct deco_recycle_update_args {
   int vocab;
   int k;                       /* 1..DECO_RECYCLE_MAX_K */
 } deco_recycle_update_args_t;
+#define DECO_RECYCLE_UPDATE_ARGS_INIT                                                                        \
+  {.n_trees = 0, .n_nodes = 0, .tree_indptr = NULL, .tokens = NULL, .topk = NULL, .table = NULL, .vocab = 0, \
+   .k = DECO_RECYCLE_DEFAULT_K}
 DECO_API size_t deco_recycle_update_workspace_size(deco_ctx_t *ctx, const deco_recycle_update_args_t *args);
 DECO_API deco_status_t deco_recycle_update(deco_ctx_t *ctx, const deco_recycle_update_args_t *args);
 

@@ -31,6 +31,9 @@ typedef struct deco_spec_state {
   int32_t nonfinite; /* 0, or 1 + the node of the step that ended the run whose logits
                         were not finite (its root at position len; nothing committed) */
 } deco_spec_state_t;
+#define DECO_SPEC_STATE_INIT                                                                                 \
+  {.len = 0, .root = 0, .done = 0, .error = 0, .n_out = 0, .tokens = 0, .forwards = 0, .offset = 0,          \
+   .nonfinite = 0}
 
 /* Before the forward: tokens[0] <- root; the nodes deeper than
  * steps - len - 1 (a suffix, since the template is breadth first) get token
@@ -51,10 +54,17 @@ typedef struct deco_spec_prepare_args {
   int32_t *tree_indptr;      /* [2] out */
   int32_t *row_count;        /* [1] out */
 } deco_spec_prepare_args_t;
+#define DECO_SPEC_PREPARE_ARGS_INIT                                                                          \
+  {.state = NULL, .n_nodes = 0, .depth = NULL, .steps = 0, .tokens = NULL, .positions = NULL,                \
+   .q_indptr = NULL, .kv_lens = NULL, .prefix_lens = NULL, .tree_indptr = NULL, .row_count = NULL}
 DECO_API deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t *args);
 
+/* The most stop ids a commit compares each emitted id with. */
+#define DECO_SPEC_MAX_STOP_IDS 64
+
 /* After acceptance and compaction: emits the accepted drafts and the bonus
- * into out (up to a stop id unless ignore_eos), then len += accept_len,
+ * into out, up to the first stop id (the stop id and whatever follows it
+ * are dropped; no stop ids: never stops), then len += accept_len,
  * root = bonus, offset = len; done when a stop id was met, len reached
  * steps, or the verification output was malformed (error). When
  * acceptance flagged non-finite logits (nonfinite[0] != 0), nothing is
@@ -67,11 +77,15 @@ typedef struct deco_spec_commit_args {
   const int32_t *accept_len; /* [1] */
   const int32_t *bonus;      /* [1] */
   int steps;
-  int ignore_eos;
+  const int32_t *stop_ids;   /* [n_stop_ids] context memory (e.g. the model's), or NULL when n_stop_ids = 0 */
+  int n_stop_ids;            /* 0..DECO_SPEC_MAX_STOP_IDS */
   int32_t *out;              /* [out_capacity] generated ids */
   int out_capacity;
   const int32_t *nonfinite;  /* [1] acceptance's flag (deco_tree_verify_out_t), or NULL */
 } deco_spec_commit_args_t;
+#define DECO_SPEC_COMMIT_ARGS_INIT                                                                           \
+  {.state = NULL, .tokens = NULL, .n_nodes = 0, .path = NULL, .accept_len = NULL, .bonus = NULL, .steps = 0, \
+   .stop_ids = NULL, .n_stop_ids = 0, .out = NULL, .out_capacity = 0, .nonfinite = NULL}
 DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *args);
 
 #ifdef __cplusplus

@@ -1,6 +1,7 @@
 /* deco/tree.h — draft trees and their verification: tree attention over the
- * paged KV cache, greedy and lossless stochastic acceptance, and compaction
- * of the accepted path's KV.
+ * paged KV cache, greedy and lossless stochastic acceptance. Compaction of
+ * the accepted path's KV (deco_kv_compact) is an op of the KV cache, in
+ * deco/kv.h, which this header includes (through deco/attention.h).
  *
  * A tree is a parent array in topological order (parent[i] < i), parent[0] =
  * -1; node 0 is the root (the last committed token, whose K/V is not cached
@@ -13,6 +14,10 @@
  * Siblings are ordered by node index: acceptance tries children in
  * increasing index order, and among equally long greedy paths the one with
  * the smallest node index at each depth wins.
+ *
+ * Every argument struct has a DECO_<NAME>_INIT macro of designated
+ * initialisers: pointers NULL, counts 0 (to be set), strides 0 (dense),
+ * dtypes f32, and the defaults a field's comment names.
  */
 #ifndef DECO_TREE_H
 #define DECO_TREE_H
@@ -60,6 +65,7 @@ typedef struct deco_tree_batch {
   const int32_t *tree_indptr;  /* [B + 1] context memory */
   const int32_t *parent;       /* [n_nodes] local parent indices, -1 at each root */
 } deco_tree_batch_t;
+#define DECO_TREE_BATCH_INIT {.n_trees = 0, .n_nodes = 0, .tree_indptr = NULL, .parent = NULL}
 
 /* ---- Tree attention ---- */
 
@@ -78,6 +84,10 @@ typedef struct deco_tree_attention_args {
   void *out;                   /* [n_nodes][n_heads][head_dim] cache.dtype */
   int q_stride;                /* elements between nodes in q: 0 = n_heads * head_dim, else >= that */
 } deco_tree_attention_args_t;
+/* scale 0 must be set (the op refuses it). */
+#define DECO_TREE_ATTENTION_ARGS_INIT                                                                           \
+  {.cache = DECO_PAGED_KV_INIT, .tree = DECO_TREE_BATCH_INIT, .prefix_lens = NULL, .n_heads = 0, .scale = 0.0f, \
+   .q = NULL, .out = NULL, .q_stride = 0}
 DECO_API size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 DECO_API deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 /* Name of the kernel path deco_tree_attention picks for these arguments,
@@ -106,6 +116,7 @@ typedef struct deco_tree_verify_out {
   int32_t *bonus;       /* [B] */
   int32_t *nonfinite;   /* [B] or NULL */
 } deco_tree_verify_out_t;
+#define DECO_TREE_VERIFY_OUT_INIT {.path = NULL, .accept_len = NULL, .bonus = NULL, .nonfinite = NULL}
 
 /* Greedy: a[i] = argmax(logits[i]) (ties -> lowest id); node c with parent p
  * matches if tokens[c] == a[p]; accept the longest root path of matching
@@ -118,6 +129,9 @@ typedef struct deco_tree_accept_greedy_args {
   int vocab;
   deco_tree_verify_out_t out;
 } deco_tree_accept_greedy_args_t;
+#define DECO_TREE_ACCEPT_GREEDY_ARGS_INIT                                                                    \
+  {.tree = DECO_TREE_BATCH_INIT, .tokens = NULL, .logits_dtype = DECO_DTYPE_F32, .logits = NULL, .vocab = 0, \
+   .out = DECO_TREE_VERIFY_OUT_INIT}
 DECO_API size_t deco_tree_accept_greedy_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);
 DECO_API deco_status_t deco_tree_accept_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);
 
@@ -161,25 +175,14 @@ typedef struct deco_tree_accept_sample_args {
   const uint32_t *offset;       /* [1] context memory */
   deco_tree_verify_out_t out;
 } deco_tree_accept_sample_args_t;
+/* Plain sampling of the target: temperature 1, top_k 0 and top_p 1 (off),
+ * deterministic drafts. */
+#define DECO_TREE_ACCEPT_SAMPLE_ARGS_INIT                                                                       \
+  {.tree = DECO_TREE_BATCH_INIT, .tokens = NULL, .logits_dtype = DECO_DTYPE_F32, .logits = NULL, .vocab = 0,    \
+   .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .draft_kind = DECO_DRAFT_DETERMINISTIC, .draft_probs = NULL, \
+   .seed = NULL, .offset = NULL, .out = DECO_TREE_VERIFY_OUT_INIT}
 DECO_API size_t deco_tree_accept_sample_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *args);
 DECO_API deco_status_t deco_tree_accept_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *args);
-
-/* ---- KV compaction ---- */
-
-/* For every tree b and every layer: moves slot L_b + path[b][d] to slot
- * L_b + d for d in 1 .. accept_len[b]-1, in one launch, correct when a
- * destination is another accepted node's source. Layer l's pools start at
- * cache.k_pages / v_pages + l * layer_stride elements. Never allocates. */
-typedef struct deco_kv_compact_args {
-  deco_paged_kv_t cache;
-  int n_layers;
-  size_t layer_stride;          /* elements between consecutive layers' pools */
-  int n_trees;
-  const int32_t *prefix_lens;   /* [B] */
-  const int32_t *path;          /* [B][DECO_TREE_MAX_NODES] */
-  const int32_t *accept_len;    /* [B] */
-} deco_kv_compact_args_t;
-DECO_API deco_status_t deco_kv_compact(deco_ctx_t *ctx, const deco_kv_compact_args_t *args);
 
 #ifdef __cplusplus
 }

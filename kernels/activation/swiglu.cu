@@ -68,45 +68,45 @@ static __global__ void swiglu_rows_kernel(const T *gate, const T *up, T *__restr
 }
 
 template <typename T>
-static deco_status_t swiglu_rows_launch(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
+static deco_status_t swiglu_rows_launch(const deco_exec_t *exec, const deco_swiglu_args_t *a) {
   const int threads = 256;
   const size_t len = (size_t)a->row_len, stride = (size_t)a->in_stride, rows = a->n / len;
   constexpr size_t V = 16 / sizeof(T);
   const bool vec = len % V == 0 && stride % V == 0 && deco_aligned(a->gate, 16) && deco_aligned(a->up, 16) &&
                    deco_aligned(a->out, 16);
   size_t blocks = ((vec ? a->n / V : a->n) + threads - 1) / threads;
-  const size_t max_blocks = (size_t)(ctx->sm_count > 0 ? ctx->sm_count : 1) * 16;
+  const size_t max_blocks = (size_t)(exec->sm_count > 0 ? exec->sm_count : 1) * 16;
   if (blocks > max_blocks) blocks = max_blocks;
   if (vec)
-    swiglu_rows_kernel<T, uint4><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+    swiglu_rows_kernel<T, uint4><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(exec)>>>(
         (const T *)a->gate, (const T *)a->up, (T *)a->out, rows, len, stride);
   else
-    swiglu_rows_kernel<T, T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+    swiglu_rows_kernel<T, T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(exec)>>>(
         (const T *)a->gate, (const T *)a->up, (T *)a->out, rows, len, stride);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "swiglu_rows_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "swiglu_rows_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
 template <typename T>
-static deco_status_t swiglu_launch(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
-  if (a->row_len) return swiglu_rows_launch<T>(ctx, a);
+static deco_status_t swiglu_launch(const deco_exec_t *exec, const deco_swiglu_args_t *a) {
+  if (a->row_len) return swiglu_rows_launch<T>(exec, a);
   const int threads = 256;
   const bool vec = deco_aligned(a->gate, 16) && deco_aligned(a->up, 16) && deco_aligned(a->out, 16);
   const size_t work = vec ? a->n / (16 / sizeof(T)) + 1 : a->n;
   size_t blocks = (work + threads - 1) / threads;
-  const size_t max_blocks = (size_t)(ctx->sm_count > 0 ? ctx->sm_count : 1) * 16;
+  const size_t max_blocks = (size_t)(exec->sm_count > 0 ? exec->sm_count : 1) * 16;
   if (blocks > max_blocks) blocks = max_blocks;
   if (vec)
-    swiglu_vec_kernel<T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+    swiglu_vec_kernel<T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(exec)>>>(
         (const T *)a->gate, (const T *)a->up, (T *)a->out, a->n);
   else
-    swiglu_kernel<T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+    swiglu_kernel<T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(exec)>>>(
         (const T *)a->gate, (const T *)a->up, (T *)a->out, a->n);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "swiglu_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "swiglu_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_swiglu_cuda(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
-  DECO_DTYPE_SWITCH(a->dtype, T, return swiglu_launch<T>(ctx, a));
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_swiglu: dtype %d", (int)a->dtype);
+deco_status_t deco_swiglu_cuda(const deco_exec_t *exec, const deco_swiglu_args_t *a) {
+  DECO_DTYPE_SWITCH(a->dtype, T, return swiglu_launch<T>(exec, a));
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_swiglu: dtype %d", (int)a->dtype);
 }

@@ -7,8 +7,8 @@
 
 #include "common/op_impl.h"
 
-deco_status_t deco_swiglu_ref(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
-  (void)ctx;
+deco_status_t deco_swiglu_ref(const deco_exec_t *exec, const deco_swiglu_args_t *a) {
+  (void)exec;
   const float *g = (const float *)a->gate;
   const float *u = (const float *)a->up;
   float *o = (float *)a->out;

@@ -1,18 +1,19 @@
 /* kernels/attention/attention.cu — causal attention over the paged KV cache
  * (prefill and decode, any GQA ratio, head dims 8..256). Head dims 64 and
- * 128 in f16/bf16 run on the tensor-core tree-attention kernel in its causal
- * mode (tree_attention.cu); everything else on the kernel here: one pass
- * with an online softmax in fp32 (Milakov & Gimelshein 2018; FlashAttention's
- * rescaling), split over the keys with a merge step when there are too few
- * (token, KV head) pairs to fill the GPU (split-KV decoding).
+ * 128 in f16/bf16 run on the tensor-core path (attention_mma.cu: the
+ * tree-attention kernel in its causal mode); everything else on the kernel
+ * here: one pass with an online softmax in fp32 (Milakov & Gimelshein 2018;
+ * FlashAttention's rescaling), split over the keys with a merge step when
+ * there are too few (token, KV head) pairs to fill the GPU (split-KV
+ * decoding).
  * q, out [n_tokens][n_heads][head_dim]; pools [n_pages][page_size][n_kv_heads][head_dim].
  */
 #include <math.h>
 
+#include "attention/attention_mma.h"
 #include "common/cuda_common.cuh"
 #include "common/op_impl.h"
 #include "common/paged.h"
-#include "attention/tree_attention_common.cuh"
 
 /* Block = ATT_WARPS warps working on one token, one KV head and up to HG of
  * the query heads that share it, so each K/V row is loaded once for all of
@@ -200,7 +201,7 @@ struct attention_plan {
   size_t ws_acc_floats, ws_bytes;
 };
 
-static attention_plan make_plan(const deco_ctx_t *ctx, const deco_attention_args_t *a) {
+static attention_plan make_plan(const deco_exec_t *exec, const deco_attention_args_t *a) {
   attention_plan pl;
   const int hd = a->cache.head_dim;
   pl.dpl = hd <= 32 ? 1 : hd <= 64 ? 2 : hd <= 128 ? 4 : 8;
@@ -212,7 +213,7 @@ static attention_plan make_plan(const deco_ctx_t *ctx, const deco_attention_args
    * allows long sequences; the real lengths are in device memory, so the
    * bound is the table's capacity. */
   const long long blocks = (long long)a->batch.n_tokens * a->cache.n_kv_heads * pl.n_chunks;
-  const long long target = 4LL * (ctx->sm_count > 0 ? ctx->sm_count : 1);
+  const long long target = 4LL * (exec->sm_count > 0 ? exec->sm_count : 1);
   const long long max_len = (long long)a->cache.max_pages_per_seq * a->cache.page_size;
   long long splits = 1;
   if (blocks < target && max_len > 256) {
@@ -232,63 +233,66 @@ static attention_plan make_plan(const deco_ctx_t *ctx, const deco_attention_args
   return pl;
 }
 
-size_t deco_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+size_t deco_attention_workspace_size_cuda(const deco_exec_t *exec, const deco_attention_args_t *a) {
   if (a->batch.n_tokens == 0) return 0; /* nothing runs */
-  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_workspace_cuda(ctx, a);
-  return make_plan(ctx, a).ws_bytes;
+  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_workspace_cuda(exec, a);
+  return make_plan(exec, a).ws_bytes;
 }
 
-const char *deco_attention_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_path_cuda(ctx, a);
-  return make_plan(ctx, a).n_splits > 1 ? "simt+split" : "simt";
+const char *deco_attention_path_cuda(const deco_exec_t *exec, const deco_attention_args_t *a) {
+  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_path_cuda(exec, a);
+  return make_plan(exec, a).n_splits > 1 ? "simt+split" : "simt";
 }
 
 template <typename T, int DPL, int HG, int KU>
-static deco_status_t attention_launch(deco_ctx_t *ctx, const deco_attention_args_t *a, const attention_plan &pl) {
+static deco_status_t attention_launch(const deco_exec_t *exec, const deco_attention_args_t *a,
+                                      const attention_plan &pl) {
   const deco_paged_kv_t *c = &a->cache;
   const deco_ragged_batch_t *b = &a->batch;
-  float *ws_acc = pl.n_splits > 1 ? (float *)ctx->workspace : NULL;
+  float *ws_acc = pl.n_splits > 1 ? (float *)exec->workspace : NULL;
   float *ws_ml = pl.n_splits > 1 ? ws_acc + pl.ws_acc_floats : NULL;
   const dim3 grid((unsigned)b->n_tokens, (unsigned)(c->n_kv_heads * pl.n_chunks), (unsigned)pl.n_splits);
-  cudaStream_t stream = DECO_CUDA_STREAM(ctx);
+  cudaStream_t stream = DECO_CUDA_STREAM(exec);
   attention_kernel<T, DPL, HG, KU><<<grid, ATT_THREADS, 0, stream>>>(
       (const T *)a->q, a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * c->head_dim, (T *)a->out,
       (const T *)c->k_pages, (const T *)c->v_pages, c->block_table, b->q_indptr,
       b->kv_lens, b->n_seqs, b->n_tokens, c->max_pages_per_seq, c->page_size, c->n_pages, a->n_heads, c->n_kv_heads,
       c->head_dim, a->n_heads / c->n_kv_heads, pl.n_chunks, a->scale, pl.n_splits, ws_acc, ws_ml);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "attention_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "attention_kernel");
   if (pl.n_splits > 1) {
     const dim3 mgrid((unsigned)b->n_tokens, (unsigned)a->n_heads);
     const int threads = (c->head_dim + 31) / 32 * 32;
     attention_merge_kernel<T><<<mgrid, threads, 0, stream>>>(ws_acc, ws_ml, (T *)a->out, b->q_indptr, b->n_seqs,
                                                              a->n_heads, c->head_dim, pl.n_splits);
-    DECO_CUDA_CHECK_LAUNCH(ctx, "attention_merge_kernel");
+    DECO_CUDA_CHECK_LAUNCH(exec, "attention_merge_kernel");
   }
   return DECO_STATUS_SUCCESS;
 }
 
 template <typename T>
-static deco_status_t attention_dispatch(deco_ctx_t *ctx, const deco_attention_args_t *a, const attention_plan &pl) {
+static deco_status_t attention_dispatch(const deco_exec_t *exec, const deco_attention_args_t *a,
+                                        const attention_plan &pl) {
   switch (pl.dpl) {
-  case 1: return attention_launch<T, 1, 8, 8>(ctx, a, pl);
-  case 2: return attention_launch<T, 2, 8, 8>(ctx, a, pl);
-  case 4: return attention_launch<T, 4, 8, 8>(ctx, a, pl);
-  default: return attention_launch<T, 8, 4, 4>(ctx, a, pl);
+  case 1: return attention_launch<T, 1, 8, 8>(exec, a, pl);
+  case 2: return attention_launch<T, 2, 8, 8>(exec, a, pl);
+  case 4: return attention_launch<T, 4, 8, 8>(exec, a, pl);
+  default: return attention_launch<T, 8, 4, 4>(exec, a, pl);
   }
 }
 
-deco_status_t deco_attention_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_cuda(ctx, a);
-  const attention_plan pl = make_plan(ctx, a);
+deco_status_t deco_attention_cuda(const deco_exec_t *exec, const deco_attention_args_t *a) {
+  if (deco_attention_mma_cuda_eligible(a)) return deco_attention_mma_cuda(exec, a);
+  const attention_plan pl = make_plan(exec, a);
   if (pl.ws_bytes > 0) {
-    if (ctx->workspace == NULL || ctx->workspace_bytes < pl.ws_bytes)
-      return DECO_FAIL(ctx, DECO_STATUS_WORKSPACE_TOO_SMALL,
-                       "deco_attention: needs a workspace of %zu bytes (%d key slices for %d tokens x %d heads), the "
-                       "context has %zu; see deco_attention_workspace_size",
-                       pl.ws_bytes, pl.n_splits, a->batch.n_tokens, a->n_heads, ctx->workspace_bytes);
-    if (!deco_aligned(ctx->workspace, sizeof(float)))
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "deco_attention: workspace is not 4-byte aligned");
+    if (exec->workspace == NULL || exec->workspace_bytes < pl.ws_bytes)
+      return DECO_EXEC_FAIL(
+          exec, DECO_STATUS_WORKSPACE_TOO_SMALL,
+          "deco_attention: needs a workspace of %zu bytes (%d key slices for %d tokens x %d heads), the "
+          "context has %zu; see deco_attention_workspace_size",
+          pl.ws_bytes, pl.n_splits, a->batch.n_tokens, a->n_heads, exec->workspace_bytes);
+    if (!deco_aligned(exec->workspace, sizeof(float)))
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "deco_attention: workspace is not 4-byte aligned");
   }
-  DECO_DTYPE_SWITCH(a->cache.dtype, T, return attention_dispatch<T>(ctx, a, pl));
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_attention: dtype %d", (int)a->cache.dtype);
+  DECO_DTYPE_SWITCH(a->cache.dtype, T, return attention_dispatch<T>(exec, a, pl));
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_attention: dtype %d", (int)a->cache.dtype);
 }

@@ -11,9 +11,8 @@
 #include "attention/attention_ref_common.h"
 #include "common/op_impl.h"
 #include "common/paged.h"
-#include "core/internal.h"
 
-deco_status_t deco_attention_ref(deco_ctx_t *ctx, const deco_attention_args_t *a) {
+deco_status_t deco_attention_ref(const deco_exec_t *exec, const deco_attention_args_t *a) {
   const deco_paged_kv_t *c = &a->cache;
   const deco_ragged_batch_t *b = &a->batch;
   const int hd = c->head_dim, group = a->n_heads / c->n_kv_heads;
@@ -27,22 +26,23 @@ deco_status_t deco_attention_ref(deco_ctx_t *ctx, const deco_attention_args_t *a
   if (!att || !rows) {
     free(att);
     free(rows);
-    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "deco_attention: scratch of %d scores", max_len);
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_OUT_OF_MEMORY, "deco_attention: scratch of %d scores", max_len);
   }
   deco_status_t st = DECO_STATUS_SUCCESS;
   for (int s = 0; s < b->n_seqs && st == DECO_STATUS_SUCCESS; ++s) {
     int t0 = b->q_indptr[s], n = b->q_indptr[s + 1] - t0, len = b->kv_lens[s];
     if (n < 0 || len < n || b->q_indptr[s + 1] > b->n_tokens) {
-      st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                     "deco_attention: sequence %d has %d new tokens, kv_len %d, capacity %d", s, n, len, b->n_tokens);
+      st = DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                          "deco_attention: sequence %d has %d new tokens, kv_len %d, capacity %d", s, n, len,
+                          b->n_tokens);
       break;
     }
     const int32_t *bt = c->block_table + (size_t)s * c->max_pages_per_seq;
     for (int p = 0; p < len; ++p) {
       rows[p] = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, p);
       if (rows[p] < 0) {
-        st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                       "deco_attention: sequence %d slot %d has no page in the block table", s, p);
+        st = DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                            "deco_attention: sequence %d slot %d has no page in the block table", s, p);
         break;
       }
     }

@@ -9,8 +9,8 @@
 #include <stdio.h>
 
 #include "attention/tree_attention_common.cuh"
+#include "common/cuda_common.cuh"
 #include "common/op_impl.h"
-#include "core/internal.h"
 
 namespace deco_tree {
 
@@ -32,17 +32,6 @@ static size_t generic_smem_bytes(int hd) {
          sizeof(float) * ((size_t)kGenRows * hd + (size_t)kGenKeys * (hd + 1) + (size_t)kGenKeys * hd);
 }
 
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-
 template <int kChunks>
 __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kernel(const Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -62,7 +51,7 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
   if (row0 >= rows_total) return;
   const int row_end = min(row0 + kGenRows, rows_total);
   if (ti.bad) {
-    fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
+    fill_rows(p, ti, c.g, row0, row_end, c.split, deco_nan_canonical_f32());
     return;
   }
   const int keys = ti.L + ti.n, chunk = split_chunk(keys, p.n_splits);
@@ -119,7 +108,7 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
           kv = load_elem(p.k_pages, off, p.dtype);
           vv = load_elem(p.v_pages, off, p.dtype);
         } else if (kr == -1) {
-          kv = nan_f32();
+          kv = deco_nan_canonical_f32();
         }
         Ks[r * (hd + 1) + d] = kv;
         Vs[r * hd + d] = vv;
@@ -142,7 +131,7 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
       bool ok = key < k_end;
       if (ok && key >= L) ok = anc_has(ancf, node[rr], key - L);
       const float x = ok ? s[rr] * p.scale_log2 : -INFINITY;
-      const float mn = fmaxf(m[rr], warp_max(x));
+      const float mn = fmaxf(m[rr], deco_warp_max(x));
       const float sh = mn == -INFINITY ? 0.0f : mn; /* all masked so far: exp2 gives 0, not NaN */
       const float corr = exp2f(m[rr] - sh);
       m[rr] = mn;
@@ -170,7 +159,7 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
   const size_t split_off = (size_t)c.split * p.cap_nodes * p.n_heads;
 #pragma unroll
   for (int rr = 0; rr < kGenRowsPerWarp; ++rr) {
-    const float lt = warp_sum(l[rr]);
+    const float lt = deco_warp_sum(l[rr]);
     const int row = row0 + warp * kGenRowsPerWarp + rr;
     if (row >= rows_total) continue;
     const size_t orow = (size_t)(ti.t0 + node[rr]) * p.n_heads + c.g * G + row % G;
@@ -181,13 +170,15 @@ __global__ void __launch_bounds__(kGenWarps * 32, 1) tree_attention_generic_kern
         if (d < hd) store_elem(p.out, orow * hd + d, p.dtype, o[rr][ch] / lt);
       }
     } else {
-      const float inv = lt > 0.0f ? 1.0f / lt : (lt == 0.0f ? 0.0f : nan_f32());
+      const float inv = lt > 0.0f ? 1.0f / lt : (lt == 0.0f ? 0.0f : deco_nan_canonical_f32());
 #pragma unroll
       for (int ch = 0; ch < kChunks; ++ch) {
         const int d = lane + 32 * ch;
         if (d < hd) p.part_o[(split_off + orow) * hd + d] = o[rr][ch] * inv;
       }
-      if (lane == 0) p.part_lse[split_off + orow] = lt > 0.0f ? m[rr] + log2f(lt) : (lt == 0.0f ? -INFINITY : nan_f32());
+      if (lane == 0)
+        p.part_lse[split_off + orow] =
+            lt > 0.0f ? m[rr] + log2f(lt) : (lt == 0.0f ? -INFINITY : deco_nan_canonical_f32());
     }
   }
 }
@@ -244,7 +235,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32) tree_attention_merge_kernel(
       }
     }
   }
-  const float inv = (poisoned || !(wsum > 0.0f)) ? nan_f32() : 1.0f / wsum;
+  const float inv = (poisoned || !(wsum > 0.0f)) ? deco_nan_canonical_f32() : 1.0f / wsum;
 #pragma unroll
   for (int ch = 0; ch < kGenDimChunks; ++ch) {
     const int d = lane + 32 * ch;
@@ -259,19 +250,8 @@ constexpr int kMaxSplits = 64;
 
 static bool aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
 
-/* What the plan depends on: host-side values of a tree batch or of a causal
- * ragged batch (deco_attention). */
-struct Shape {
-  int causal;
-  int dtype, head_dim, n_kv, n_heads;
-  int B, cap; /* trees (sequences); node (token) capacity */
-  int max_pages, page_size;
-  int q_stride; /* elements between q's rows */
-  bool aligned; /* q, out and both pools 16-byte aligned */
-};
-
-static Shape make_shape(int causal, const deco_paged_kv_t *c, int n_heads, int B, int cap, const void *q,
-                        int q_stride, const void *out) {
+Shape make_shape(int causal, const deco_paged_kv_t *c, int n_heads, int B, int cap, const void *q, int q_stride,
+                 const void *out) {
   Shape s;
   s.causal = causal;
   s.dtype = (int)c->dtype;
@@ -289,11 +269,7 @@ static Shape make_shape(int causal, const deco_paged_kv_t *c, int n_heads, int B
 static Shape tree_shape(const deco_tree_attention_args_t *a) {
   return make_shape(0, &a->cache, a->n_heads, a->tree.n_trees, a->tree.n_nodes, a->q, a->q_stride, a->out);
 }
-static Shape causal_shape(const deco_attention_args_t *a) {
-  return make_shape(1, &a->cache, a->n_heads, a->batch.n_seqs, a->batch.n_tokens, a->q, a->q_stride, a->out);
-}
-
-static bool mma_shape(const Shape &s) {
+bool mma_shape(const Shape &s) {
   return (s.dtype == DECO_DTYPE_F16 || s.dtype == DECO_DTYPE_BF16) && (s.head_dim == 64 || s.head_dim == 128) &&
          s.aligned && s.q_stride % 8 == 0 && (long long)s.cap * s.n_heads <= INT32_MAX;
 }
@@ -302,7 +278,7 @@ static bool mma_shape(const Shape &s) {
  * path name and the launch agree. The real tree sizes and prefix lengths
  * live in device memory: the node capacity and the block-table capacity
  * stand in for them (average nodes per tree, longest possible prefix). */
-static Plan make_plan(const deco_ctx_t *ctx, const Shape &s, long long *grid_x) {
+static Plan make_plan(const deco_exec_t *exec, const Shape &s, long long *grid_x) {
   const int B = s.B, cap = s.cap, G = s.n_heads / s.n_kv;
   Plan plan;
   plan.mma = mma_shape(s);
@@ -332,7 +308,7 @@ static Plan make_plan(const deco_ctx_t *ctx, const Shape &s, long long *grid_x) 
     ctas_per_sm = 4;
     plan.smem = generic_smem_bytes(s.head_dim);
   }
-  const long long target = (long long)(ctx->sm_count > 0 ? ctx->sm_count : 1) * ctas_per_sm;
+  const long long target = (long long)(exec->sm_count > 0 ? exec->sm_count : 1) * ctas_per_sm;
   long long tiles = ((long long)nodes_max * G + rows_per_cta - 1) / rows_per_cta;
   const long long tiles_avg = ((long long)nodes_avg * G + rows_per_cta - 1) / rows_per_cta;
   if (s.causal) {
@@ -390,11 +366,11 @@ static GenericKernel generic_kernel(int hd) {
 }
 
 /* Launches the plan: attention kernel, then the merge of KV splits. */
-static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, const Plan &plan, long long grid_x,
+static deco_status_t launch(const deco_exec_t *exec, const char *op, const Shape &s, const Plan &plan, long long grid_x,
                             Params &p) {
   if (grid_x > INT32_MAX)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: %d %s x %d KV heads x %d row tiles exceed one grid", op, s.B,
-                     s.causal ? "sequences" : "trees", s.n_kv, plan.tiles);
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "%s: %d %s x %d KV heads x %d row tiles exceed one grid", op,
+                          s.B, s.causal ? "sequences" : "trees", s.n_kv, plan.tiles);
   p.part_o = nullptr;
   p.part_lse = nullptr;
   p.tiles = plan.tiles;
@@ -402,17 +378,17 @@ static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, con
   p.stages = plan.stages;
   if (plan.n_splits > 1) {
     const size_t need = workspace_bytes(s, plan);
-    if (ctx->workspace == NULL || ctx->workspace_bytes < need)
-      return DECO_FAIL(ctx, DECO_STATUS_WORKSPACE_TOO_SMALL,
-                       "%s: %d KV splits need %zu workspace bytes, the context has %zu "
-                       "(size it with %s_workspace_size)",
-                       op, plan.n_splits, need, ctx->workspace ? ctx->workspace_bytes : (size_t)0, op);
+    if (exec->workspace == NULL || exec->workspace_bytes < need)
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_WORKSPACE_TOO_SMALL,
+                            "%s: %d KV splits need %zu workspace bytes, the context has %zu "
+                            "(size it with %s_workspace_size)",
+                            op, plan.n_splits, need, exec->workspace ? exec->workspace_bytes : (size_t)0, op);
     const size_t rows = (size_t)plan.n_splits * s.cap * s.n_heads;
-    char *ws = (char *)(((uintptr_t)ctx->workspace + 255) & ~(uintptr_t)255);
+    char *ws = (char *)(((uintptr_t)exec->workspace + 255) & ~(uintptr_t)255);
     p.part_o = (float *)ws;
     p.part_lse = (float *)(ws + align256(rows * s.head_dim * sizeof(float)));
   }
-  cudaStream_t stream = (cudaStream_t)ctx->stream;
+  cudaStream_t stream = (cudaStream_t)exec->stream;
   cudaError_t err = cudaSuccess;
   if (plan.mma) {
     const bool bf16 = s.dtype == DECO_DTYPE_BF16;
@@ -434,8 +410,8 @@ static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, con
     }
   }
   if (err != cudaSuccess)
-    return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: %s kernel launch failed: %s", op, plan.mma ? "mma" : "generic",
-                     cudaGetErrorString(err));
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_CUDA_ERROR, "%s: %s kernel launch failed: %s", op,
+                          plan.mma ? "mma" : "generic", cudaGetErrorString(err));
   if (plan.n_splits > 1) {
     const int nodes_max = s.causal ? 1 : (s.cap < kMaxNodes ? s.cap : kMaxNodes);
     const long long rows_x = s.causal ? (long long)s.cap : (long long)s.B * nodes_max;
@@ -443,13 +419,14 @@ static deco_status_t launch(deco_ctx_t *ctx, const char *op, const Shape &s, con
     tree_attention_merge_kernel<<<grid, kMergeWarps * 32, 0, stream>>>(p, nodes_max);
     err = cudaGetLastError();
     if (err != cudaSuccess)
-      return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: merge kernel launch failed: %s", op, cudaGetErrorString(err));
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_CUDA_ERROR, "%s: merge kernel launch failed: %s", op,
+                            cudaGetErrorString(err));
   }
   return DECO_STATUS_SUCCESS;
 }
 
 /* The launch parameters both modes share. */
-static Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, const void *q, int q_stride,
+Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, const void *q, int q_stride,
                           void *out) {
   Params p;
   p.q = q;
@@ -475,61 +452,44 @@ static Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, co
 /* The workspace, path name and launch of a tree batch or a causal batch
  * (s.causal): indptr, the parents (tree) and lens (prefix lengths, or
  * kv_lens when causal) in context memory. */
-static size_t shape_workspace(const deco_ctx_t *ctx, const Shape &s) {
+size_t shape_workspace(const deco_exec_t *exec, const Shape &s) {
   long long grid_x;
-  return workspace_bytes(s, make_plan(ctx, s, &grid_x));
+  return workspace_bytes(s, make_plan(exec, s, &grid_x));
 }
 
-static const char *shape_path(const deco_ctx_t *ctx, const Shape &s) {
+const char *shape_path(const deco_exec_t *exec, const Shape &s) {
   long long grid_x;
-  return path_name(make_plan(ctx, s, &grid_x));
+  return path_name(make_plan(exec, s, &grid_x));
 }
 
-static deco_status_t shape_run(deco_ctx_t *ctx, const char *op, const Shape &s, Params p, const int32_t *indptr,
-                               const int32_t *parent, const int32_t *lens) {
+deco_status_t shape_run(const deco_exec_t *exec, const char *op, const Shape &s, Params p, const int32_t *indptr,
+                        const int32_t *parent, const int32_t *lens) {
   long long grid_x;
-  const Plan plan = make_plan(ctx, s, &grid_x);
+  const Plan plan = make_plan(exec, s, &grid_x);
   p.causal = s.causal;
   p.tree_indptr = indptr;
   p.parent = parent;
   p.prefix_lens = lens;
   p.n_trees = s.B;
   p.cap_nodes = s.cap;
-  return launch(ctx, op, s, plan, grid_x, p);
+  return launch(exec, op, s, plan, grid_x, p);
 }
 
 }  // namespace deco_tree
 
 using namespace deco_tree;
 
-extern "C" size_t deco_tree_attention_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  return shape_workspace(ctx, tree_shape(a));
+extern "C" size_t deco_tree_attention_workspace_size_cuda(const deco_exec_t *exec,
+                                                          const deco_tree_attention_args_t *a) {
+  return shape_workspace(exec, tree_shape(a));
 }
 
-extern "C" const char *deco_tree_attention_path_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  return shape_path(ctx, tree_shape(a));
+extern "C" const char *deco_tree_attention_path_cuda(const deco_exec_t *exec, const deco_tree_attention_args_t *a) {
+  return shape_path(exec, tree_shape(a));
 }
 
-extern "C" deco_status_t deco_tree_attention_cuda(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
-  return shape_run(ctx, "deco_tree_attention", tree_shape(a),
+extern "C" deco_status_t deco_tree_attention_cuda(const deco_exec_t *exec, const deco_tree_attention_args_t *a) {
+  return shape_run(exec, "deco_tree_attention", tree_shape(a),
                    base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out), a->tree.tree_indptr,
                    a->tree.parent, a->prefix_lens);
-}
-
-/* ---- deco_attention on the tensor-core kernel (causal mode) ---- */
-
-int deco_attention_mma_cuda_eligible(const deco_attention_args_t *a) { return mma_shape(causal_shape(a)); }
-
-size_t deco_attention_mma_workspace_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  return shape_workspace(ctx, causal_shape(a));
-}
-
-const char *deco_attention_mma_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  return shape_path(ctx, causal_shape(a));
-}
-
-deco_status_t deco_attention_mma_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a) {
-  return shape_run(ctx, "deco_attention", causal_shape(a),
-                   base_params(&a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out), a->batch.q_indptr, nullptr,
-                   a->batch.kv_lens);
 }

@@ -6,9 +6,10 @@
  * Work split: one CTA = (tree b, KV head g, tile of query rows, KV split);
  * rows of a tile are (node, query head of group g), node-major.
  *
- * Causal mode (deco_attention on the tensor-core kernel): "tree" b is
- * sequence b of a ragged batch, its nodes are its new tokens (any number) and
- * each is a chain: token j attends to slots 0 .. L + j with L = kv_len - n.
+ * Causal mode (deco_attention on the tensor-core kernel, attention_mma.cu):
+ * "tree" b is sequence b of a ragged batch, its nodes are its new tokens
+ * (any number) and each is a chain: token j attends to slots 0 .. L + j
+ * with L = kv_len - n.
  * The mask is a comparison; no parent array, no ancestor sets. A sequence
  * whose token range is unusable (past the capacity, decreasing) is skipped,
  * its rows left unwritten; kv_len < n makes its rows NaN.
@@ -22,6 +23,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "common/cuda_common.cuh"
+#include "common/exec.h"
 #include "common/paged.h"
 #include "deco/attention.h"
 #include "deco/core.h"
@@ -84,8 +87,6 @@ __device__ __forceinline__ int split_chunk(int keys, int n_splits) {
   const int c = (keys + n_splits - 1) / n_splits;
   return (c + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
 }
-
-__device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fffffff); }
 
 /* 2^x with denormal results flushed to zero (one MUFU op): the flushed
  * weights are below 2^-126 of the row's largest. exp2(-inf) = 0, NaN stays. */
@@ -214,14 +215,36 @@ __device__ __forceinline__ void fill_rows(const Params &p, const TreeInfo &ti, i
   }
 }
 
-}  // namespace deco_tree
+/* ---- host side (tree_attention.cu): the plan and launch of a tree batch,
+ * or of a causal batch for deco_attention's tensor-core path
+ * (attention_mma.cu) ---- */
 
-/* deco_attention on the tensor-core kernel in causal mode (head dims 64/128,
- * f16/bf16, 16-byte aligned buffers): tree_attention.cu, called by
- * attention.cu. */
-int deco_attention_mma_cuda_eligible(const deco_attention_args_t *a);
-size_t deco_attention_mma_workspace_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a);
-const char *deco_attention_mma_path_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a);
-deco_status_t deco_attention_mma_cuda(deco_ctx_t *ctx, const deco_attention_args_t *a);
+/* What the plan depends on: host-side values of a tree batch or of a causal
+ * ragged batch (deco_attention). */
+struct Shape {
+  int causal;
+  int dtype, head_dim, n_kv, n_heads;
+  int B, cap; /* trees (sequences); node (token) capacity */
+  int max_pages, page_size;
+  int q_stride; /* elements between q's rows */
+  bool aligned; /* q, out and both pools 16-byte aligned */
+};
+
+Shape make_shape(int causal, const deco_paged_kv_t *c, int n_heads, int B, int cap, const void *q, int q_stride,
+                 const void *out);
+/* The tensor-core kernel takes the shape (head dim 64/128, f16/bf16, aligned). */
+bool mma_shape(const Shape &s);
+/* The launch parameters both modes share. */
+Params base_params(const deco_paged_kv_t *c, int n_heads, float scale, const void *q, int q_stride, void *out);
+/* The workspace, path name and launch of a tree batch or a causal batch
+ * (s.causal): indptr, the parents (tree) and lens (prefix lengths, or
+ * kv_lens when causal) in the backend's memory; op names the public op in
+ * messages. */
+size_t shape_workspace(const deco_exec_t *exec, const Shape &s);
+const char *shape_path(const deco_exec_t *exec, const Shape &s);
+deco_status_t shape_run(const deco_exec_t *exec, const char *op, const Shape &s, Params p, const int32_t *indptr,
+                        const int32_t *parent, const int32_t *lens);
+
+}  // namespace deco_tree
 
 #endif

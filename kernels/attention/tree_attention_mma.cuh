@@ -114,7 +114,7 @@ __device__ __forceinline__ void mma_rows(const Params &p, const Cta &c, const Tr
    * window reaches them come out NaN (as with invalid pages). */
   const long long lim = p.causal ? (long long)INT32_MAX - 4 * kMaxNodes : (long long)p.kv_capacity;
   if (ti.L < 0 || (long long)ti.L + ti.n > lim) {
-    fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
+    fill_rows(p, ti, c.g, row0, row_end, c.split, deco_nan_canonical_f32());
     return;
   }
   /* Keys of the tile: the whole tree's, or in causal mode those its last
@@ -242,7 +242,7 @@ __device__ __forceinline__ void mma_rows(const Params &p, const Cta &c, const Tr
     }
     if (__syncthreads_or(bad)) {
       cp_async_wait<0>(); /* no copy may land after the CTA is gone */
-      fill_rows(p, ti, c.g, row0, row_end, c.split, nan_f32());
+      fill_rows(p, ti, c.g, row0, row_end, c.split, deco_nan_canonical_f32());
       return;
     }
     /* Ancestor sets only when this split reaches the tree slots. */
@@ -396,8 +396,8 @@ __device__ __forceinline__ void mma_rows(const Params &p, const Cta &c, const Tr
     /* Normalised partial output and its log-sum-exp (base 2); an empty row
      * (every key of this split masked) gets -inf and zeros. */
     const size_t split_off = (size_t)c.split * p.cap_nodes * p.n_heads;
-    const float iA = lA > 0.0f ? 1.0f / lA : (lA == 0.0f ? 0.0f : nan_f32());
-    const float iB = lB > 0.0f ? 1.0f / lB : (lB == 0.0f ? 0.0f : nan_f32());
+    const float iA = lA > 0.0f ? 1.0f / lA : (lA == 0.0f ? 0.0f : deco_nan_canonical_f32());
+    const float iB = lB > 0.0f ? 1.0f / lB : (lB == 0.0f ? 0.0f : deco_nan_canonical_f32());
 #pragma unroll
     for (int dt = 0; dt < DT; ++dt) {
       const int col = dt * 8 + 2 * tq;
@@ -408,8 +408,12 @@ __device__ __forceinline__ void mma_rows(const Params &p, const Cta &c, const Tr
     }
     if (tq == 0) {
       const float sl2 = p.scale_log2; /* m is kept in raw score units */
-      if (vA) p.part_lse[split_off + qrowA] = lA > 0.0f ? mA * sl2 + log2f(lA) : (lA == 0.0f ? -INFINITY : nan_f32());
-      if (vB) p.part_lse[split_off + qrowB] = lB > 0.0f ? mB * sl2 + log2f(lB) : (lB == 0.0f ? -INFINITY : nan_f32());
+      if (vA)
+        p.part_lse[split_off + qrowA] =
+            lA > 0.0f ? mA * sl2 + log2f(lA) : (lA == 0.0f ? -INFINITY : deco_nan_canonical_f32());
+      if (vB)
+        p.part_lse[split_off + qrowB] =
+            lB > 0.0f ? mB * sl2 + log2f(lB) : (lB == 0.0f ? -INFINITY : deco_nan_canonical_f32());
     }
   }
 }

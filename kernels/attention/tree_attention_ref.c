@@ -12,34 +12,34 @@
 #include "attention/attention_ref_common.h"
 #include "common/op_impl.h"
 #include "common/paged.h"
-#include "core/internal.h"
 
 static const char op[] = "deco_tree_attention";
 
 /* Checks tree b's slice of the device-side description (here host memory). */
-static deco_status_t check_tree(deco_ctx_t *ctx, const deco_tree_attention_args_t *a, int b, long long kv_capacity) {
+static deco_status_t check_tree(const deco_exec_t *exec, const deco_tree_attention_args_t *a, int b,
+                                long long kv_capacity) {
   const deco_tree_batch_t *t = &a->tree;
   int t0 = t->tree_indptr[b], t1 = t->tree_indptr[b + 1];
   if (t0 < 0 || t1 < t0 || t1 - t0 > DECO_TREE_MAX_NODES || t1 > t->n_nodes)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                     "%s: tree %d spans nodes [%d, %d): more than %d nodes, decreasing, or past the capacity %d", op, b,
-                     t0, t1, DECO_TREE_MAX_NODES, t->n_nodes);
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                          "%s: tree %d spans nodes [%d, %d): more than %d nodes, decreasing, or past the capacity %d",
+                          op, b, t0, t1, DECO_TREE_MAX_NODES, t->n_nodes);
   int n = t1 - t0;
   if (n > 0) {
     const int32_t *par = t->parent + t0;
     if (par[0] != -1)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: root has parent %d, expected -1", op, b,
-                       (int)par[0]);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: root has parent %d, expected -1", op, b,
+                            (int)par[0]);
     for (int i = 1; i < n; ++i)
       if (par[i] < 0 || par[i] >= i)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: node %d has parent %d, expected [0, %d)", op,
-                         b, i, (int)par[i], i);
+        return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                              "%s: tree %d: node %d has parent %d, expected [0, %d)", op, b, i, (int)par[i], i);
   }
   long long L = a->prefix_lens[b];
   if (L < 0 || L + n > kv_capacity)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                     "%s: tree %d: prefix length %lld + %d nodes outside [0, %lld] (block table capacity)", op, b, L, n,
-                     kv_capacity);
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                          "%s: tree %d: prefix length %lld + %d nodes outside [0, %lld] (block table capacity)", op, b,
+                          L, n, kv_capacity);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -49,7 +49,7 @@ static int is_ancestor(const int32_t *parent, int j, int i) {
   return i == j;
 }
 
-deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention_args_t *a) {
+deco_status_t deco_tree_attention_ref(const deco_exec_t *exec, const deco_tree_attention_args_t *a) {
   const deco_paged_kv_t *c = &a->cache;
   const deco_tree_batch_t *t = &a->tree;
   const int hd = c->head_dim, group = a->n_heads / c->n_kv_heads;
@@ -60,7 +60,7 @@ deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention
   if (kv_capacity > INT32_MAX) kv_capacity = INT32_MAX;
   int max_keys = 1;
   for (int b = 0; b < t->n_trees; ++b) {
-    DECO_TRY(check_tree(ctx, a, b, kv_capacity));
+    DECO_TRY(check_tree(exec, a, b, kv_capacity));
     int keys = a->prefix_lens[b] + t->tree_indptr[b + 1] - t->tree_indptr[b];
     if (keys > max_keys) max_keys = keys;
   }
@@ -69,7 +69,7 @@ deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention
   if (!att || !rows) {
     free(att);
     free(rows);
-    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: scratch of %d scores", op, max_keys);
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_OUT_OF_MEMORY, "%s: scratch of %d scores", op, max_keys);
   }
   deco_status_t st = DECO_STATUS_SUCCESS;
   for (int b = 0; b < t->n_trees && st == DECO_STATUS_SUCCESS; ++b) {
@@ -83,8 +83,8 @@ deco_status_t deco_tree_attention_ref(deco_ctx_t *ctx, const deco_tree_attention
         if (p >= L && !is_ancestor(parent, p - L, i)) continue;
         long long r = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, p);
         if (r < 0) {
-          st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d slot %d has no page in the block table", op,
-                         b, p);
+          st = DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d slot %d has no page in the block table",
+                              op, b, p);
           break;
         }
         rows[n_keys++] = r;

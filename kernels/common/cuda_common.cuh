@@ -1,7 +1,8 @@
 /* kernels/common/cuda_common.cuh — generic helpers for the CUDA kernels:
  * f32 <-> f16/bf16 loads and stores (round to nearest even, bit-identical to
- * host/core/half.c), warp and block reductions, a dtype dispatch macro, and
- * the macros that turn a CUDA error into a deco status with a message.
+ * host/core/half.c), warp and block reductions, a dtype dispatch macro, the
+ * NaNs the kernels write, and the macros that turn a CUDA error into a deco
+ * status with a message (reported through the caller's deco_exec_t).
  * Only op-independent helpers belong here; each op keeps its own kernels.
  */
 #ifndef DECO_KERNELS_CUDA_COMMON_CUH
@@ -13,32 +14,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/internal.h"
+#include "common/exec.h"
 
 /* ---- Errors ------------------------------------------------------------------ */
 
 /* Runs a CUDA runtime call; on failure clears the error and returns
  * DECO_STATUS_CUDA_ERROR from the enclosing function with the call's text. */
-#define DECO_CUDA_TRY(ctx, expr)                                                                   \
+#define DECO_CUDA_TRY(exec, expr)                                                                  \
   do {                                                                                             \
     cudaError_t deco_cuda_err_ = (expr);                                                           \
     if (deco_cuda_err_ != cudaSuccess) {                                                           \
       (void)cudaGetLastError();                                                                    \
-      return DECO_FAIL((ctx), DECO_STATUS_CUDA_ERROR, "%s: %s", #expr, cudaGetErrorString(deco_cuda_err_)); \
+      return DECO_EXEC_FAIL((exec), DECO_STATUS_CUDA_ERROR, "%s: %s", #expr, cudaGetErrorString(deco_cuda_err_)); \
     }                                                                                              \
   } while (0)
 
 /* After a kernel launch: a launch error (bad configuration, no kernel image
  * for this device, ...) becomes DECO_STATUS_CUDA_ERROR naming the kernel. */
-#define DECO_CUDA_CHECK_LAUNCH(ctx, what)                                                          \
+#define DECO_CUDA_CHECK_LAUNCH(exec, what)                                                         \
   do {                                                                                             \
     cudaError_t deco_cuda_err_ = cudaGetLastError();                                               \
     if (deco_cuda_err_ != cudaSuccess)                                                             \
-      return DECO_FAIL((ctx), DECO_STATUS_CUDA_ERROR, "%s: %s", (what), cudaGetErrorString(deco_cuda_err_)); \
+      return DECO_EXEC_FAIL((exec), DECO_STATUS_CUDA_ERROR, "%s: %s", (what), cudaGetErrorString(deco_cuda_err_)); \
   } while (0)
 
-/* The stream every op launches on. */
-#define DECO_CUDA_STREAM(ctx) ((cudaStream_t)(ctx)->stream)
+/* The stream every op launches on (deco_exec_t). */
+#define DECO_CUDA_STREAM(exec) ((cudaStream_t)(exec)->stream)
 
 /* ---- Dtype dispatch ------------------------------------------------------------ */
 
@@ -74,9 +75,16 @@ template <> __device__ __forceinline__ __nv_bfloat16 deco_from_f32<__nv_bfloat16
   return __float2bfloat16_rn(x);
 }
 
-/* A positive quiet NaN: what ops write for invalid input (token ids, pages).
- * Its sign bit tells it apart from the tests' 0xFF poison. */
+/* NaNs the kernels write on purpose; both positive, so their sign bit tells
+ * them apart from the tests' 0xFF poison. deco_nan_f32: C's NAN, what the
+ * dense ops and causal attention write for invalid input (token ids, pages)
+ * as their references do. deco_nan_canonical_f32: the NaN that arithmetic
+ * on the GPU yields; tree attention (and its causal mode) writes it for rows
+ * it cannot compute, so such a row reads the same whether it was filled or
+ * computed from a NaN key. Two values kept apart on purpose: outputs stay
+ * bit-identical to those of the kernels that were checked on the GPU. */
 __device__ __forceinline__ float deco_nan_f32(void) { return __int_as_float(0x7fc00000); }
+__device__ __forceinline__ float deco_nan_canonical_f32(void) { return __int_as_float(0x7fffffff); }
 
 /* Eight 16-bit values held in one 16-byte vector, widened to f32. */
 template <typename T> __device__ __forceinline__ void deco_unpack8(uint4 v, float f[8]);

@@ -1,5 +1,5 @@
 /* kernels/common/paged.h — slot arithmetic of the paged KV cache, shared by
- * the C references and the CUDA kernels (DECO_HD functions).
+ * the C references and the CUDA kernels (DECO_KERNEL_HD functions).
  */
 #ifndef DECO_KERNELS_PAGED_H
 #define DECO_KERNELS_PAGED_H
@@ -7,11 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "deco/philox.h" /* DECO_HD */
+#include "common/hd.h"
 
 /* Row index of slot in a pool [n_pages][page_size][...], or -1 if the slot is
  * outside the block table or its page id outside the pool. */
-DECO_HD long long deco_paged_row(const int32_t *block_table_row, int max_pages, int page_size, int n_pages,
+DECO_KERNEL_HD long long deco_paged_row(const int32_t *block_table_row, int max_pages, int page_size, int n_pages,
                                  int slot) {
   if (slot < 0) return -1;
   int page_idx = slot / page_size;
@@ -23,7 +23,7 @@ DECO_HD long long deco_paged_row(const int32_t *block_table_row, int max_pages, 
 
 /* Sequence that owns flat token t of a ragged batch (binary search over
  * q_indptr[0..n_seqs]); -1 when t is past the real token count. */
-DECO_HD int deco_ragged_seq_of(const int32_t *q_indptr, int n_seqs, int t) {
+DECO_KERNEL_HD int deco_ragged_seq_of(const int32_t *q_indptr, int n_seqs, int t) {
   if (t < 0 || t >= q_indptr[n_seqs]) return -1;
   int lo = 0, hi = n_seqs - 1;
   while (lo < hi) {

@@ -31,16 +31,16 @@ static __global__ void embedding_kernel(const T *__restrict__ table,      /* [vo
 }
 
 template <typename T>
-static deco_status_t embedding_launch(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
+static deco_status_t embedding_launch(const deco_exec_t *exec, const deco_embedding_args_t *a) {
   const int threads = a->dim >= 256 ? 256 : (a->dim + 31) / 32 * 32;
-  embedding_kernel<T><<<a->n_tokens, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+  embedding_kernel<T><<<a->n_tokens, threads, 0, DECO_CUDA_STREAM(exec)>>>(
       (const T *)a->table, a->tokens, a->embeds, a->out, a->vocab, a->dim);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "embedding_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "embedding_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_embedding_cuda(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
-  if (a->tokens == NULL) return embedding_launch<float>(ctx, a);
-  DECO_DTYPE_SWITCH(a->dtype, T, return embedding_launch<T>(ctx, a));
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_embedding: dtype %d", (int)a->dtype);
+deco_status_t deco_embedding_cuda(const deco_exec_t *exec, const deco_embedding_args_t *a) {
+  if (a->tokens == NULL) return embedding_launch<float>(exec, a);
+  DECO_DTYPE_SWITCH(a->dtype, T, return embedding_launch<T>(exec, a));
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_embedding: dtype %d", (int)a->dtype);
 }

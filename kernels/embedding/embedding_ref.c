@@ -7,8 +7,8 @@
 
 #include "common/op_impl.h"
 
-deco_status_t deco_embedding_ref(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
-  (void)ctx;
+deco_status_t deco_embedding_ref(const deco_exec_t *exec, const deco_embedding_args_t *a) {
+  (void)exec;
   const float *table = (const float *)a->table;
   for (int t = 0; t < a->n_tokens; ++t) {
     float *row = a->out + (size_t)t * a->dim;

@@ -13,19 +13,19 @@ static __global__ void convert_kernel(const TI *in, TO *out, size_t n) {
 }
 
 template <typename TI, typename TO>
-static deco_status_t convert_launch(deco_ctx_t *ctx, const deco_convert_args_t *a) {
+static deco_status_t convert_launch(const deco_exec_t *exec, const deco_convert_args_t *a) {
   const int threads = 256;
   size_t blocks = (a->n + threads - 1) / threads;
-  const size_t max_blocks = (size_t)(ctx->sm_count > 0 ? ctx->sm_count : 1) * 32;
+  const size_t max_blocks = (size_t)(exec->sm_count > 0 ? exec->sm_count : 1) * 32;
   if (blocks > max_blocks) blocks = max_blocks;
-  convert_kernel<TI, TO><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(ctx)>>>((const TI *)a->in, (TO *)a->out,
+  convert_kernel<TI, TO><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(exec)>>>((const TI *)a->in, (TO *)a->out,
                                                                                   a->n);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "convert_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "convert_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_convert_cuda(deco_ctx_t *ctx, const deco_convert_args_t *a) {
-  DECO_DTYPE_SWITCH(a->in_dtype, TI, DECO_DTYPE_SWITCH(a->out_dtype, TO, return convert_launch<TI, TO>(ctx, a)));
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_convert: dtypes %d -> %d", (int)a->in_dtype,
-                   (int)a->out_dtype);
+deco_status_t deco_convert_cuda(const deco_exec_t *exec, const deco_convert_args_t *a) {
+  DECO_DTYPE_SWITCH(a->in_dtype, TI, DECO_DTYPE_SWITCH(a->out_dtype, TO, return convert_launch<TI, TO>(exec, a)));
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_convert: dtypes %d -> %d", (int)a->in_dtype,
+                        (int)a->out_dtype);
 }

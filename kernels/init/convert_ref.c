@@ -5,8 +5,8 @@
 
 #include "common/op_impl.h"
 
-deco_status_t deco_convert_ref(deco_ctx_t *ctx, const deco_convert_args_t *a) {
-  (void)ctx;
+deco_status_t deco_convert_ref(const deco_exec_t *exec, const deco_convert_args_t *a) {
+  (void)exec;
   memmove(a->out, a->in, a->n * sizeof(float));
   return DECO_STATUS_SUCCESS;
 }

@@ -27,18 +27,18 @@ static __global__ void fill_random_kernel(T *__restrict__ out, size_t n, uint32_
 }
 
 template <typename T>
-static deco_status_t fill_random_launch(deco_ctx_t *ctx, const deco_fill_random_args_t *a) {
+static deco_status_t fill_random_launch(const deco_exec_t *exec, const deco_fill_random_args_t *a) {
   const int threads = 256;
   size_t blocks = (a->n + threads - 1) / threads;
-  const size_t max_blocks = (size_t)(ctx->sm_count > 0 ? ctx->sm_count : 1) * 32;
+  const size_t max_blocks = (size_t)(exec->sm_count > 0 ? exec->sm_count : 1) * 32;
   if (blocks > max_blocks) blocks = max_blocks;
-  fill_random_kernel<T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+  fill_random_kernel<T><<<(unsigned)blocks, threads, 0, DECO_CUDA_STREAM(exec)>>>(
       (T *)a->out, a->n, (uint32_t)a->seed, (uint32_t)(a->seed >> 32), a->tensor, a->scale, a->constant);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "fill_random_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "fill_random_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_fill_random_cuda(deco_ctx_t *ctx, const deco_fill_random_args_t *a) {
-  DECO_DTYPE_SWITCH(a->dtype, T, return fill_random_launch<T>(ctx, a));
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_fill_random: dtype %d", (int)a->dtype);
+deco_status_t deco_fill_random_cuda(const deco_exec_t *exec, const deco_fill_random_args_t *a) {
+  DECO_DTYPE_SWITCH(a->dtype, T, return fill_random_launch<T>(exec, a));
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_fill_random: dtype %d", (int)a->dtype);
 }

@@ -5,8 +5,8 @@
 #include "common/op_impl.h"
 #include "deco/philox.h"
 
-deco_status_t deco_fill_random_ref(deco_ctx_t *ctx, const deco_fill_random_args_t *a) {
-  (void)ctx;
+deco_status_t deco_fill_random_ref(const deco_exec_t *exec, const deco_fill_random_args_t *a) {
+  (void)exec;
   float *o = (float *)a->out;
   if (a->constant != 0.0f) {
     for (size_t i = 0; i < a->n; ++i) o[i] = a->constant;

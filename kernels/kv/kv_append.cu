@@ -36,26 +36,26 @@ static __global__ void kv_append_kernel(const E *__restrict__ k, const E *__rest
 }
 
 template <typename E>
-static deco_status_t kv_append_launch(deco_ctx_t *ctx, const deco_kv_append_args_t *a, int row, size_t in_row) {
+static deco_status_t kv_append_launch(const deco_exec_t *exec, const deco_kv_append_args_t *a, int row, size_t in_row) {
   const deco_paged_kv_t *c = &a->cache;
   int threads = (row + 31) / 32 * 32;
   threads = threads > 256 ? 256 : threads;
-  kv_append_kernel<E><<<a->batch.n_tokens, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+  kv_append_kernel<E><<<a->batch.n_tokens, threads, 0, DECO_CUDA_STREAM(exec)>>>(
       (const E *)a->k, (const E *)a->v, (E *)c->k_pages, (E *)c->v_pages, c->block_table, a->batch.q_indptr,
       a->batch.kv_lens, a->batch.n_seqs, c->max_pages_per_seq, c->page_size, c->n_pages, row, in_row);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "kv_append_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "kv_append_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_kv_append_cuda(deco_ctx_t *ctx, const deco_kv_append_args_t *a) {
+deco_status_t deco_kv_append_cuda(const deco_exec_t *exec, const deco_kv_append_args_t *a) {
   const deco_paged_kv_t *c = &a->cache;
   const size_t es = deco_dtype_size(c->dtype), row_bytes = (size_t)c->n_kv_heads * c->head_dim * es;
   const size_t in_bytes = a->kv_stride ? (size_t)a->kv_stride * es : row_bytes;
   const bool vec = row_bytes % 16 == 0 && in_bytes % 16 == 0 && deco_aligned(a->k, 16) && deco_aligned(a->v, 16) &&
                    deco_aligned(c->k_pages, 16) && deco_aligned(c->v_pages, 16);
-  if (vec) return kv_append_launch<uint4>(ctx, a, (int)(row_bytes / 16), in_bytes / 16);
+  if (vec) return kv_append_launch<uint4>(exec, a, (int)(row_bytes / 16), in_bytes / 16);
   if (row_bytes % 4 == 0 && in_bytes % 4 == 0 && deco_aligned(a->k, 4) && deco_aligned(a->v, 4) &&
       deco_aligned(c->k_pages, 4) && deco_aligned(c->v_pages, 4))
-    return kv_append_launch<uint32_t>(ctx, a, (int)(row_bytes / 4), in_bytes / 4);
-  return kv_append_launch<uint16_t>(ctx, a, (int)(row_bytes / 2), in_bytes / 2);
+    return kv_append_launch<uint32_t>(exec, a, (int)(row_bytes / 4), in_bytes / 4);
+  return kv_append_launch<uint16_t>(exec, a, (int)(row_bytes / 2), in_bytes / 2);
 }

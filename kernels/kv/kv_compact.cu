@@ -14,7 +14,6 @@
 
 #include "common/op_impl.h"
 #include "common/paged.h"
-#include "core/internal.h"
 
 namespace {
 
@@ -69,7 +68,7 @@ __global__ void __launch_bounds__(128) kv_compact_kernel(compact_params P) {
 
 }  // namespace
 
-extern "C" deco_status_t deco_kv_compact_cuda(deco_ctx_t *ctx, const deco_kv_compact_args_t *a) {
+extern "C" deco_status_t deco_kv_compact_cuda(const deco_exec_t *exec, const deco_kv_compact_args_t *a) {
   const size_t esize = deco_dtype_size(a->cache.dtype);
   const size_t row_bytes = (size_t)a->cache.n_kv_heads * a->cache.head_dim * esize;
   compact_params p;
@@ -86,9 +85,9 @@ extern "C" deco_status_t deco_kv_compact_cuda(deco_ctx_t *ctx, const deco_kv_com
   p.row_units = (int)(row_bytes / unit);
   int threads = p.row_units < 128 ? ((p.row_units + 31) / 32) * 32 : 128;
   dim3 grid((unsigned)a->n_trees, (unsigned)a->n_layers, 2);
-  cudaStream_t s = (cudaStream_t)ctx->stream;
+  cudaStream_t s = (cudaStream_t)exec->stream;
   if (a->n_layers > 65535)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_kv_compact: n_layers = %d exceeds 65535", a->n_layers);
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_kv_compact: n_layers = %d exceeds 65535", a->n_layers);
   switch (unit) {
   case 16: kv_compact_kernel<uint4><<<grid, threads, 0, s>>>(p); break;
   case 8: kv_compact_kernel<uint2><<<grid, threads, 0, s>>>(p); break;
@@ -97,6 +96,6 @@ extern "C" deco_status_t deco_kv_compact_cuda(deco_ctx_t *ctx, const deco_kv_com
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
-    return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "deco_kv_compact: launch failed: %s", cudaGetErrorString(err));
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_CUDA_ERROR, "deco_kv_compact: launch failed: %s", cudaGetErrorString(err));
   return DECO_STATUS_SUCCESS;
 }

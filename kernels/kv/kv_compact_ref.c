@@ -9,9 +9,8 @@
 
 #include "common/op_impl.h"
 #include "common/paged.h"
-#include "core/internal.h"
 
-deco_status_t deco_kv_compact_ref(deco_ctx_t *ctx, const deco_kv_compact_args_t *a) {
+deco_status_t deco_kv_compact_ref(const deco_exec_t *exec, const deco_kv_compact_args_t *a) {
   static const char op[] = "deco_kv_compact";
   const deco_paged_kv_t *c = &a->cache;
   const size_t esize = deco_dtype_size(c->dtype);
@@ -20,20 +19,20 @@ deco_status_t deco_kv_compact_ref(deco_ctx_t *ctx, const deco_kv_compact_args_t 
     const int32_t *path = a->path + (size_t)b * DECO_TREE_MAX_NODES;
     const int len = a->accept_len[b], L = a->prefix_lens[b];
     if (len < 1 || len > DECO_TREE_MAX_NODES || path[0] != 0 || L < 0)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                       "%s: tree %d: accept_len = %d, path[0] = %d, prefix_len = %d", op, b, len, path[0], L);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                            "%s: tree %d: accept_len = %d, path[0] = %d, prefix_len = %d", op, b, len, path[0], L);
     for (int d = 1; d < len; ++d)
       if (path[d] <= path[d - 1] || path[d] >= DECO_TREE_MAX_NODES)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: path[%d] = %d does not increase", op, b,
-                         d, path[d]);
+        return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: path[%d] = %d does not increase", op, b,
+                              d, path[d]);
     const int32_t *bt = c->block_table + (size_t)b * c->max_pages_per_seq;
     for (int d = 1; d < len; ++d) {
       if (path[d] == d) continue;
       long long src = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + path[d]);
       long long dst = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + d);
       if (src < 0 || dst < 0)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: slot %d or %d has no page", op, b,
-                         L + path[d], L + d);
+        return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: slot %d or %d has no page", op, b,
+                              L + path[d], L + d);
       for (int l = 0; l < a->n_layers; ++l) {
         char *k = (char *)c->k_pages + (size_t)l * a->layer_stride * esize;
         char *v = (char *)c->v_pages + (size_t)l * a->layer_stride * esize;

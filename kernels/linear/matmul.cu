@@ -128,24 +128,24 @@ static bool skinny_applies(const deco_matmul_args_t *p, int max_m) {
 }
 
 template <typename T, int MT>
-static deco_status_t skinny_launch_mt(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+static deco_status_t skinny_launch_mt(const deco_exec_t *exec, const deco_matmul_args_t *p) {
   constexpr int U = MT <= 2 ? 2 : 1; /* loads in flight vs registers (activation chunks grow with m) */
   const unsigned blocks = (unsigned)((p->n + SK_ROWS - 1) / SK_ROWS);
-  matmul_skinny_kernel<T, MT, U><<<blocks, SK_THREADS, 0, DECO_CUDA_STREAM(ctx)>>>(
+  matmul_skinny_kernel<T, MT, U><<<blocks, SK_THREADS, 0, DECO_CUDA_STREAM(exec)>>>(
       (const T *)p->a, (const T *)p->w, p->out, p->m, p->n, p->k, p->out_dtype == DECO_DTYPE_F32, p->accumulate);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "matmul_skinny_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "matmul_skinny_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
 /* Row counts are bucketed (1, 2, 4, 8, 16) to bound the instantiations; rows
  * past m are skipped at run time. */
 template <typename T>
-static deco_status_t skinny_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
-  if (p->m <= 1) return skinny_launch_mt<T, 1>(ctx, p);
-  if (p->m <= 2) return skinny_launch_mt<T, 2>(ctx, p);
-  if (p->m <= 4) return skinny_launch_mt<T, 4>(ctx, p);
-  if (p->m <= 8) return skinny_launch_mt<T, 8>(ctx, p);
-  return skinny_launch_mt<T, 16>(ctx, p);
+static deco_status_t skinny_launch(const deco_exec_t *exec, const deco_matmul_args_t *p) {
+  if (p->m <= 1) return skinny_launch_mt<T, 1>(exec, p);
+  if (p->m <= 2) return skinny_launch_mt<T, 2>(exec, p);
+  if (p->m <= 4) return skinny_launch_mt<T, 4>(exec, p);
+  if (p->m <= 8) return skinny_launch_mt<T, 8>(exec, p);
+  return skinny_launch_mt<T, 16>(exec, p);
 }
 
 /* ---- Tiled kernel for small problems ---------------------------------------------
@@ -215,12 +215,12 @@ static bool tile_applies(const deco_matmul_args_t *p) {
 }
 
 template <typename T>
-static deco_status_t tile_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+static deco_status_t tile_launch(const deco_exec_t *exec, const deco_matmul_args_t *p) {
   const dim3 grid((unsigned)((p->n + TL_TILE - 1) / TL_TILE), (unsigned)((p->m + TL_TILE - 1) / TL_TILE));
-  matmul_tile_kernel<T><<<grid, 256, 0, DECO_CUDA_STREAM(ctx)>>>((const T *)p->a, (const T *)p->w, p->out, p->m,
+  matmul_tile_kernel<T><<<grid, 256, 0, DECO_CUDA_STREAM(exec)>>>((const T *)p->a, (const T *)p->w, p->out, p->m,
                                                                  p->n, p->k, p->out_dtype == DECO_DTYPE_F32,
                                                                  p->accumulate);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "matmul_tile_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "matmul_tile_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
@@ -228,20 +228,22 @@ static deco_status_t tile_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
  * Row-major out[m][n] = a[m][k] · w[n][k]ᵀ is column-major C (n × m, ld n) =
  * op_T(W) · A, where W is w read column-major (k × n, ld k) and A is a read
  * column-major (k × m, ld k). CUBLAS_COMPUTE_32F: fp32 accumulation and no
- * TF32 for f32 inputs. The handle is bound to ctx->stream with its workspace
- * set at context creation, so this can be captured in a graph. */
+ * TF32 for f32 inputs. The handle (exec->cublas) is bound to exec's stream
+ * with its workspace set beforehand (at context creation), so this can be
+ * captured in a graph. */
 static cudaDataType_t cuda_type(deco_dtype_t d) {
   return d == DECO_DTYPE_F16 ? CUDA_R_16F : d == DECO_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
 
-static deco_status_t cublas_launch(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
+static deco_status_t cublas_launch(const deco_exec_t *exec, const deco_matmul_args_t *p) {
   const float alpha = 1.0f, beta = p->accumulate ? 1.0f : 0.0f;
-  cublasStatus_t st = cublasGemmEx((cublasHandle_t)ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, p->n, p->m, p->k, &alpha,
+  cublasStatus_t st = cublasGemmEx((cublasHandle_t)exec->cublas, CUBLAS_OP_T, CUBLAS_OP_N, p->n, p->m, p->k, &alpha,
                                    p->w, cuda_type(p->dtype), p->k, p->a, cuda_type(p->dtype), p->k, &beta, p->out,
                                    cuda_type(p->out_dtype), p->n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS)
-    return DECO_FAIL(ctx, DECO_STATUS_CUBLAS_ERROR, "deco_matmul: cublasGemmEx(m=%d, n=%d, k=%d, %s -> %s): %s", p->m,
-                     p->n, p->k, deco_dtype_name(p->dtype), deco_dtype_name(p->out_dtype), cublasGetStatusString(st));
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_CUBLAS_ERROR, "deco_matmul: cublasGemmEx(m=%d, n=%d, k=%d, %s -> %s): %s",
+                          p->m, p->n, p->k, deco_dtype_name(p->dtype), deco_dtype_name(p->out_dtype),
+                          cublasGetStatusString(st));
   return DECO_STATUS_SUCCESS;
 }
 
@@ -254,33 +256,34 @@ static deco_matmul_path_t auto_path(const deco_matmul_args_t *p) {
   return tile_applies(p) ? DECO_MATMUL_PATH_TILE : DECO_MATMUL_PATH_CUBLAS;
 }
 
-const char *deco_matmul_path_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
-  (void)ctx;
+const char *deco_matmul_path_cuda(const deco_exec_t *exec, const deco_matmul_args_t *p) {
+  (void)exec;
   const deco_matmul_path_t path = auto_path(p);
   return path == DECO_MATMUL_PATH_SKINNY ? "skinny" : path == DECO_MATMUL_PATH_TILE ? "tile" : "cublas";
 }
 
-deco_status_t deco_matmul_cuda_path(deco_ctx_t *ctx, const deco_matmul_args_t *p, deco_matmul_path_t path) {
+deco_status_t deco_matmul_cuda_path(const deco_exec_t *exec, const deco_matmul_args_t *p, deco_matmul_path_t path) {
   if (path == DECO_MATMUL_PATH_AUTO) path = auto_path(p);
-  if (path == DECO_MATMUL_PATH_CUBLAS) return cublas_launch(ctx, p);
+  if (path == DECO_MATMUL_PATH_CUBLAS) return cublas_launch(exec, p);
   if (path == DECO_MATMUL_PATH_TILE) {
     /* Any size works; the grid's y dimension bounds m. */
     if ((p->m + TL_TILE - 1) / TL_TILE > 65535)
-      return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_matmul: the tiled kernel takes m <= %d (got %d)",
-                       65535 * TL_TILE, p->m);
-    if (p->dtype == DECO_DTYPE_F32) return tile_launch<float>(ctx, p);
-    if (p->dtype == DECO_DTYPE_F16) return tile_launch<__half>(ctx, p);
-    return tile_launch<__nv_bfloat16>(ctx, p);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_matmul: the tiled kernel takes m <= %d (got %d)",
+                            65535 * TL_TILE, p->m);
+    if (p->dtype == DECO_DTYPE_F32) return tile_launch<float>(exec, p);
+    if (p->dtype == DECO_DTYPE_F16) return tile_launch<__half>(exec, p);
+    return tile_launch<__nv_bfloat16>(exec, p);
   }
   if (!skinny_applies(p, DECO_MATMUL_SKINNY_MAX_M))
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
-                     "deco_matmul: the skinny kernel needs f16/bf16, m <= %d, k %% 8 == 0 and 16-byte aligned a, w "
-                     "(got %s, m=%d, k=%d)",
-                     DECO_MATMUL_SKINNY_MAX_M, deco_dtype_name(p->dtype), p->m, p->k);
-  if (p->dtype == DECO_DTYPE_F16) return skinny_launch<__half>(ctx, p);
-  return skinny_launch<__nv_bfloat16>(ctx, p);
+    return DECO_EXEC_FAIL(
+        exec, DECO_STATUS_UNSUPPORTED,
+        "deco_matmul: the skinny kernel needs f16/bf16, m <= %d, k %% 8 == 0 and 16-byte aligned a, w "
+        "(got %s, m=%d, k=%d)",
+        DECO_MATMUL_SKINNY_MAX_M, deco_dtype_name(p->dtype), p->m, p->k);
+  if (p->dtype == DECO_DTYPE_F16) return skinny_launch<__half>(exec, p);
+  return skinny_launch<__nv_bfloat16>(exec, p);
 }
 
-deco_status_t deco_matmul_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
-  return deco_matmul_cuda_path(ctx, p, DECO_MATMUL_PATH_AUTO);
+deco_status_t deco_matmul_cuda(const deco_exec_t *exec, const deco_matmul_args_t *p) {
+  return deco_matmul_cuda_path(exec, p, DECO_MATMUL_PATH_AUTO);
 }

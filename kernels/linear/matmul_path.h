@@ -6,6 +6,7 @@
 #ifndef DECO_KERNELS_MATMUL_PATH_H
 #define DECO_KERNELS_MATMUL_PATH_H
 
+#include "common/exec.h"
 #include "deco/layers.h"
 
 #ifdef __cplusplus
@@ -32,12 +33,12 @@ typedef enum deco_matmul_path {
 #define DECO_MATMUL_TILE_MAX_MACS (1LL << 23)
 
 /* "skinny", "tile" or "cublas": the path deco_matmul takes for these validated args. */
-const char *deco_matmul_path_cuda(deco_ctx_t *ctx, const deco_matmul_args_t *args);
+const char *deco_matmul_path_cuda(const deco_exec_t *exec, const deco_matmul_args_t *args);
 
 /* deco_matmul on the CUDA backend with the path chosen by the caller (args
  * must be valid, as after deco_matmul's checks). Forcing the skinny kernel
  * where it does not apply returns DECO_STATUS_UNSUPPORTED. */
-deco_status_t deco_matmul_cuda_path(deco_ctx_t *ctx, const deco_matmul_args_t *args, deco_matmul_path_t path);
+deco_status_t deco_matmul_cuda_path(const deco_exec_t *exec, const deco_matmul_args_t *args, deco_matmul_path_t path);
 
 #ifdef __cplusplus
 }

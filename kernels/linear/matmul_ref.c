@@ -5,8 +5,8 @@
  */
 #include "common/op_impl.h"
 
-deco_status_t deco_matmul_ref(deco_ctx_t *ctx, const deco_matmul_args_t *p) {
-  (void)ctx;
+deco_status_t deco_matmul_ref(const deco_exec_t *exec, const deco_matmul_args_t *p) {
+  (void)exec;
   const float *a = (const float *)p->a;
   const float *w = (const float *)p->w;
   float *out = (float *)p->out;

@@ -43,17 +43,17 @@ static __global__ void rmsnorm_kernel(float *residual,  /* [n_rows][dim] */
 }
 
 template <typename T>
-static deco_status_t rmsnorm_launch(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
+static deco_status_t rmsnorm_launch(const deco_exec_t *exec, const deco_rmsnorm_args_t *a) {
   /* About four elements per thread, one warp for small rows. */
   int threads = (a->dim / 4 + 31) / 32 * 32;
   threads = threads < 32 ? 32 : threads > 1024 ? 1024 : threads;
-  rmsnorm_kernel<T><<<a->n_rows, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+  rmsnorm_kernel<T><<<a->n_rows, threads, 0, DECO_CUDA_STREAM(exec)>>>(
       a->residual, (const T *)a->add, (const T *)a->weight, (T *)a->out, a->dim, a->eps);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "rmsnorm_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "rmsnorm_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_rmsnorm_cuda(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
-  DECO_DTYPE_SWITCH(a->dtype, T, return rmsnorm_launch<T>(ctx, a));
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_rmsnorm: dtype %d", (int)a->dtype);
+deco_status_t deco_rmsnorm_cuda(const deco_exec_t *exec, const deco_rmsnorm_args_t *a) {
+  DECO_DTYPE_SWITCH(a->dtype, T, return rmsnorm_launch<T>(exec, a));
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_rmsnorm: dtype %d", (int)a->dtype);
 }

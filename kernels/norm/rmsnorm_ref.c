@@ -6,8 +6,8 @@
 
 #include "common/op_impl.h"
 
-deco_status_t deco_rmsnorm_ref(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
-  (void)ctx;
+deco_status_t deco_rmsnorm_ref(const deco_exec_t *exec, const deco_rmsnorm_args_t *a) {
+  (void)exec;
   const float *w = (const float *)a->weight;
   for (int r = 0; r < a->n_rows; ++r) {
     float *x = a->residual + (size_t)r * a->dim;

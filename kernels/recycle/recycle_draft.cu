@@ -60,10 +60,10 @@ static __global__ void recycle_draft_kernel(const int32_t *__restrict__ roots,  
   }
 }
 
-deco_status_t deco_recycle_draft_cuda(deco_ctx_t *ctx, const deco_recycle_draft_args_t *a) {
+deco_status_t deco_recycle_draft_cuda(const deco_exec_t *exec, const deco_recycle_draft_args_t *a) {
   const int threads = (a->n_nodes + 31) / 32 * 32;
-  recycle_draft_kernel<<<a->n_trees, threads, 0, DECO_CUDA_STREAM(ctx)>>>(a->roots, a->parent, a->rank, a->table,
+  recycle_draft_kernel<<<a->n_trees, threads, 0, DECO_CUDA_STREAM(exec)>>>(a->roots, a->parent, a->rank, a->table,
                                                                           a->n_nodes, a->vocab, a->k, a->tokens);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "recycle_draft_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "recycle_draft_kernel");
   return DECO_STATUS_SUCCESS;
 }

@@ -5,24 +5,23 @@
  * roots [B], parent/rank [n], table [vocab][k], tokens [B][n].
  */
 #include "common/op_impl.h"
-#include "core/internal.h"
 
-deco_status_t deco_recycle_draft_ref(deco_ctx_t *ctx, const deco_recycle_draft_args_t *a) {
+deco_status_t deco_recycle_draft_ref(const deco_exec_t *exec, const deco_recycle_draft_args_t *a) {
   static const char op[] = "deco_recycle_draft";
   const int n = a->n_nodes, V = a->vocab, k = a->k;
   /* The template and the roots are checked before anything is written. */
   for (int j = 1; j < n; ++j) {
     if (a->parent[j] < 0 || a->parent[j] >= j)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: parent[%d] = %d is not an earlier node", op, j,
-                       (int)a->parent[j]);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: parent[%d] = %d is not an earlier node", op, j,
+                            (int)a->parent[j]);
     if (a->rank[j] < 0 || a->rank[j] >= k)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: rank[%d] = %d is outside [0, k = %d)", op, j,
-                       (int)a->rank[j], k);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: rank[%d] = %d is outside [0, k = %d)", op, j,
+                            (int)a->rank[j], k);
   }
   for (int b = 0; b < a->n_trees; ++b)
     if (a->roots[b] < 0 || a->roots[b] >= V)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: roots[%d] = %d is outside [0, vocab = %d)", op, b,
-                       (int)a->roots[b], V);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: roots[%d] = %d is outside [0, vocab = %d)", op, b,
+                            (int)a->roots[b], V);
   /* Only the table rows drafting reaches need valid ids: they are checked
    * as they are read (the output is then incomplete). */
   for (int b = 0; b < a->n_trees; ++b) {
@@ -32,8 +31,8 @@ deco_status_t deco_recycle_draft_ref(deco_ctx_t *ctx, const deco_recycle_draft_a
       const int32_t from = t[a->parent[j]];
       const int32_t v = a->table[(size_t)from * k + a->rank[j]];
       if (v < 0 || v >= V)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: table[%d][%d] = %d is outside [0, vocab = %d)", op,
-                         (int)from, (int)a->rank[j], (int)v, V);
+        return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: table[%d][%d] = %d is outside [0, vocab = %d)",
+                              op, (int)from, (int)a->rank[j], (int)v, V);
       t[j] = v;
     }
   }

@@ -79,41 +79,42 @@ template <int PHASE> static __global__ void recycle_update_phase_kernel(update_v
   else update_phase_write(v, j);
 }
 
-size_t deco_recycle_update_workspace_size_cuda(deco_ctx_t *ctx, const deco_recycle_update_args_t *a) {
+size_t deco_recycle_update_workspace_size_cuda(const deco_exec_t *exec, const deco_recycle_update_args_t *a) {
   return sizeof(int32_t) * (size_t)a->vocab;
 }
 
-deco_status_t deco_recycle_update_cuda(deco_ctx_t *ctx, const deco_recycle_update_args_t *a) {
-  const size_t ws = deco_recycle_update_workspace_size_cuda(ctx, a);
-  if (ctx->workspace == NULL || ctx->workspace_bytes < ws)
-    return DECO_FAIL(ctx, DECO_STATUS_WORKSPACE_TOO_SMALL,
-                     "deco_recycle_update: needs a workspace of %zu bytes (one int32 per token of vocab = %d), the "
-                     "context has %zu; see deco_recycle_update_workspace_size",
-                     ws, a->vocab, ctx->workspace_bytes);
-  if (!deco_aligned(ctx->workspace, sizeof(int32_t)))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "deco_recycle_update: workspace is not 4-byte aligned");
+deco_status_t deco_recycle_update_cuda(const deco_exec_t *exec, const deco_recycle_update_args_t *a) {
+  const size_t ws = deco_recycle_update_workspace_size_cuda(exec, a);
+  if (exec->workspace == NULL || exec->workspace_bytes < ws)
+    return DECO_EXEC_FAIL(
+        exec, DECO_STATUS_WORKSPACE_TOO_SMALL,
+        "deco_recycle_update: needs a workspace of %zu bytes (one int32 per token of vocab = %d), the "
+        "context has %zu; see deco_recycle_update_workspace_size",
+        ws, a->vocab, exec->workspace_bytes);
+  if (!deco_aligned(exec->workspace, sizeof(int32_t)))
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "deco_recycle_update: workspace is not 4-byte aligned");
   update_view v;
   v.tree_indptr = a->tree_indptr;
   v.tokens = a->tokens;
   v.topk = a->topk;
   v.table = a->table;
-  v.last = (int32_t *)ctx->workspace;
+  v.last = (int32_t *)exec->workspace;
   v.n_trees = a->n_trees;
   v.n_nodes = a->n_nodes;
   v.vocab = a->vocab;
   v.k = a->k;
-  const cudaStream_t st = DECO_CUDA_STREAM(ctx);
+  const cudaStream_t st = DECO_CUDA_STREAM(exec);
   if (a->n_nodes <= UPDATE_ONE_BLOCK_MAX) {
     recycle_update_one_block_kernel<<<1, UPDATE_THREADS, 0, st>>>(v);
-    DECO_CUDA_CHECK_LAUNCH(ctx, "recycle_update_one_block_kernel");
+    DECO_CUDA_CHECK_LAUNCH(exec, "recycle_update_one_block_kernel");
     return DECO_STATUS_SUCCESS;
   }
   const int threads = 256, blocks = (a->n_nodes + threads - 1) / threads;
   recycle_update_phase_kernel<0><<<blocks, threads, 0, st>>>(v);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "recycle_update_phase_kernel<reset>");
+  DECO_CUDA_CHECK_LAUNCH(exec, "recycle_update_phase_kernel<reset>");
   recycle_update_phase_kernel<1><<<blocks, threads, 0, st>>>(v);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "recycle_update_phase_kernel<claim>");
+  DECO_CUDA_CHECK_LAUNCH(exec, "recycle_update_phase_kernel<claim>");
   recycle_update_phase_kernel<2><<<blocks, threads, 0, st>>>(v);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "recycle_update_phase_kernel<write>");
+  DECO_CUDA_CHECK_LAUNCH(exec, "recycle_update_phase_kernel<write>");
   return DECO_STATUS_SUCCESS;
 }

@@ -45,23 +45,23 @@ static __global__ void rope_kernel(const int32_t *__restrict__ positions, /* [n_
 }
 
 template <typename T>
-static deco_status_t rope_launch(deco_ctx_t *ctx, const deco_rope_args_t *a, const rope_freqs &freqs) {
+static deco_status_t rope_launch(const deco_exec_t *exec, const deco_rope_args_t *a, const rope_freqs &freqs) {
   const int items = ((a->q ? a->n_heads : 0) + (a->k ? a->n_kv_heads : 0)) * (a->head_dim / 2);
   int threads = (items + 31) / 32 * 32;
   threads = threads > 256 ? 256 : threads;
-  rope_kernel<T><<<a->n_tokens, threads, 0, DECO_CUDA_STREAM(ctx)>>>(
+  rope_kernel<T><<<a->n_tokens, threads, 0, DECO_CUDA_STREAM(exec)>>>(
       a->positions, (T *)a->q, (T *)a->k,
       a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * a->head_dim,
       a->k_stride ? (size_t)a->k_stride : (size_t)a->n_kv_heads * a->head_dim, a->n_heads, a->n_kv_heads, a->head_dim,
       a->style == DECO_ROPE_INTERLEAVED, freqs);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "rope_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "rope_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_rope_cuda(deco_ctx_t *ctx, const deco_rope_args_t *a) {
+deco_status_t deco_rope_cuda(const deco_exec_t *exec, const deco_rope_args_t *a) {
   rope_freqs freqs;
   for (int j = 0; j < a->head_dim / 2; ++j)
     freqs.f[j] = 1.0f / powf(a->theta, (float)(2 * j) / (float)a->head_dim);
-  DECO_DTYPE_SWITCH(a->dtype, T, return rope_launch<T>(ctx, a, freqs));
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_rope: dtype %d", (int)a->dtype);
+  DECO_DTYPE_SWITCH(a->dtype, T, return rope_launch<T>(exec, a, freqs));
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_rope: dtype %d", (int)a->dtype);
 }

@@ -28,8 +28,8 @@ static void rotate_heads(float *x, int n_heads, int head_dim, int pos, float the
   }
 }
 
-deco_status_t deco_rope_ref(deco_ctx_t *ctx, const deco_rope_args_t *a) {
-  (void)ctx;
+deco_status_t deco_rope_ref(const deco_exec_t *exec, const deco_rope_args_t *a) {
+  (void)exec;
   const size_t qs = a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * a->head_dim;
   const size_t ks = a->k_stride ? (size_t)a->k_stride : (size_t)a->n_kv_heads * a->head_dim;
   for (int t = 0; t < a->n_tokens; ++t) {

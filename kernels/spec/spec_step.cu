@@ -10,14 +10,14 @@
 static __global__ void spec_prepare_kernel(deco_spec_prepare_args_t a) { deco_spec_prepare_one(&a); }
 static __global__ void spec_commit_kernel(deco_spec_commit_args_t a) { deco_spec_commit_one(&a); }
 
-deco_status_t deco_spec_prepare_cuda(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a) {
-  spec_prepare_kernel<<<1, 1, 0, DECO_CUDA_STREAM(ctx)>>>(*a);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "spec_prepare_kernel");
+deco_status_t deco_spec_prepare_cuda(const deco_exec_t *exec, const deco_spec_prepare_args_t *a) {
+  spec_prepare_kernel<<<1, 1, 0, DECO_CUDA_STREAM(exec)>>>(*a);
+  DECO_CUDA_CHECK_LAUNCH(exec, "spec_prepare_kernel");
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_spec_commit_cuda(deco_ctx_t *ctx, const deco_spec_commit_args_t *a) {
-  spec_commit_kernel<<<1, 1, 0, DECO_CUDA_STREAM(ctx)>>>(*a);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "spec_commit_kernel");
+deco_status_t deco_spec_commit_cuda(const deco_exec_t *exec, const deco_spec_commit_args_t *a) {
+  spec_commit_kernel<<<1, 1, 0, DECO_CUDA_STREAM(exec)>>>(*a);
+  DECO_CUDA_CHECK_LAUNCH(exec, "spec_commit_kernel");
   return DECO_STATUS_SUCCESS;
 }

@@ -6,10 +6,10 @@
 #ifndef DECO_KERNELS_SPEC_STEP_COMMON_H
 #define DECO_KERNELS_SPEC_STEP_COMMON_H
 
-#include "deco/philox.h" /* DECO_HD */
+#include "common/hd.h"
 #include "deco/spec_step.h"
 
-DECO_HD void deco_spec_prepare_one(const deco_spec_prepare_args_t *a) {
+DECO_KERNEL_HD void deco_spec_prepare_one(const deco_spec_prepare_args_t *a) {
   deco_spec_state_t *s = a->state;
   const int n = a->n_nodes, len = s->len;
   /* The root and d drafts cover d + 1 positions: never draft past steps. */
@@ -29,7 +29,7 @@ DECO_HD void deco_spec_prepare_one(const deco_spec_prepare_args_t *a) {
   a->row_count[0] = m;
 }
 
-DECO_HD void deco_spec_commit_one(const deco_spec_commit_args_t *a) {
+DECO_KERNEL_HD void deco_spec_commit_one(const deco_spec_commit_args_t *a) {
   deco_spec_state_t *s = a->state;
   if (s->done) return;
   if (a->nonfinite && a->nonfinite[0] != 0) { /* the model's output is unusable: stop here */
@@ -52,7 +52,9 @@ DECO_HD void deco_spec_commit_one(const deco_spec_commit_args_t *a) {
     }
   for (int i = 0; i < acc; ++i) {
     int id = i + 1 < acc ? a->tokens[a->path[i + 1]] : a->bonus[0];
-    if (!a->ignore_eos && (id == 1 || id == 2)) {
+    int stop = 0;
+    for (int k = 0; k < a->n_stop_ids; ++k) stop |= id == a->stop_ids[k];
+    if (stop) {
       s->done = 1; /* the stop id and whatever was accepted after it are dropped */
       break;
     }

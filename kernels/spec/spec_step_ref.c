@@ -5,14 +5,14 @@
 #include "common/op_impl.h"
 #include "spec/spec_step_common.h"
 
-deco_status_t deco_spec_prepare_ref(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a) {
-  (void)ctx;
+deco_status_t deco_spec_prepare_ref(const deco_exec_t *exec, const deco_spec_prepare_args_t *a) {
+  (void)exec;
   deco_spec_prepare_one(a);
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_spec_commit_ref(deco_ctx_t *ctx, const deco_spec_commit_args_t *a) {
-  (void)ctx;
+deco_status_t deco_spec_commit_ref(const deco_exec_t *exec, const deco_spec_commit_args_t *a) {
+  (void)exec;
   deco_spec_commit_one(a);
   return DECO_STATUS_SUCCESS;
 }

@@ -12,8 +12,6 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include "core/internal.h"
-
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #include <cooperative_groups.h>
 #define ACC_HAVE_CLUSTER 1
@@ -21,7 +19,7 @@
 #define ACC_HAVE_CLUSTER 0
 #endif
 
-#include "core/internal.h"
+#include "common/exec.h"
 #include "deco/tree.h"
 
 #define ACC_THREADS 512
@@ -341,9 +339,9 @@ __device__ __forceinline__ uint64_t acc_team_sum_u64(uint64_t v, acc_xch *xch, a
 
 /* Enough CTAs to cover the SMs, at most ACC_MAX_TEAM (portable cluster
  * size), slices of at least 4096 tokens; clusters need sm_90. */
-static inline int acc_team_size(const deco_ctx_t *ctx, int n_trees, int vocab) {
-  if (ctx->cc_major < 9) return 1;
-  int g = ctx->sm_count / (n_trees > 0 ? n_trees : 1);
+static inline int acc_team_size(const deco_exec_t *exec, int n_trees, int vocab) {
+  if (exec->cc_major < 9) return 1;
+  int g = exec->sm_count / (n_trees > 0 ? n_trees : 1);
   int by_vocab = vocab / 4096;
   if (g > by_vocab) g = by_vocab;
   if (g > ACC_MAX_TEAM) g = ACC_MAX_TEAM;
@@ -371,17 +369,17 @@ static cudaError_t acc_launch_team(K kernel, int n_trees, int team, cudaStream_t
 /* One team per request, running the kernel for the logits' dtype (f32 or
  * bf16); a launch failure becomes the op's CUDA error. */
 template <typename KF, typename KB, typename Params>
-static deco_status_t acc_run(deco_ctx_t *ctx, const char *op, KF kernel_f32, KB kernel_bf16, deco_dtype_t dtype,
+static deco_status_t acc_run(const deco_exec_t *exec, const char *op, KF kernel_f32, KB kernel_bf16, deco_dtype_t dtype,
                              int n_trees, int vocab, const Params &p) {
-  const int team = acc_team_size(ctx, n_trees, vocab);
-  cudaStream_t s = (cudaStream_t)ctx->stream;
+  const int team = acc_team_size(exec, n_trees, vocab);
+  cudaStream_t s = (cudaStream_t)exec->stream;
   cudaError_t err = dtype == DECO_DTYPE_BF16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p)
                                              : acc_launch_team(kernel_f32, n_trees, team, s, p);
   if (err == cudaSuccess) err = cudaGetLastError();
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
-    return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "%s: launch (team %d) failed: %s", op, team,
-                     cudaGetErrorString(err));
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_CUDA_ERROR, "%s: launch (team %d) failed: %s", op, team,
+                          cudaGetErrorString(err));
   }
   return DECO_STATUS_SUCCESS;
 }

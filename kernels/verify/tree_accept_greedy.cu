@@ -17,7 +17,6 @@
 #include <cuda_runtime.h>
 
 #include "common/op_impl.h"
-#include "core/internal.h"
 #include "verify/accept_device.cuh"
 
 namespace {
@@ -124,18 +123,21 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_greedy_kernel(greedy_
 
 }  // namespace
 
-extern "C" size_t deco_tree_accept_greedy_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a) {
-  (void)ctx;
+extern "C" size_t deco_tree_accept_greedy_workspace_size_cuda(const deco_exec_t *exec,
+                                                              const deco_tree_accept_greedy_args_t *a) {
+  (void)exec;
   (void)a;
   return 0; /* teams exchange partials through distributed shared memory */
 }
 
-extern "C" deco_status_t deco_tree_accept_greedy_cuda(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a) {
+extern "C" deco_status_t deco_tree_accept_greedy_cuda(const deco_exec_t *exec,
+                                                      const deco_tree_accept_greedy_args_t *a) {
   greedy_params p;
   p.tree = a->tree;
   p.tokens = a->tokens;
   p.logits = a->logits;
   p.vocab = a->vocab;
   p.out = a->out;
-  return acc_run(ctx, "deco_tree_accept_greedy", tree_accept_greedy_kernel<float>, tree_accept_greedy_kernel<__nv_bfloat16>, a->logits_dtype, a->tree.n_trees, a->vocab, p);
+  return acc_run(exec, "deco_tree_accept_greedy", tree_accept_greedy_kernel<float>,
+                 tree_accept_greedy_kernel<__nv_bfloat16>, a->logits_dtype, a->tree.n_trees, a->vocab, p);
 }

@@ -16,13 +16,12 @@
 #include <string.h>
 
 #include "common/op_impl.h"
-#include "core/internal.h"
 #include "verify/tree_ref_util.h"
 
-deco_status_t deco_tree_accept_greedy_ref(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a) {
+deco_status_t deco_tree_accept_greedy_ref(const deco_exec_t *exec, const deco_tree_accept_greedy_args_t *a) {
   static const char op[] = "deco_tree_accept_greedy";
   const deco_tree_batch_t *tb = &a->tree;
-  DECO_TRY(deco_tree_ref_check_batch(ctx, tb, op));
+  DECO_TRY(deco_tree_ref_check_batch(exec, tb, op));
   const int V = a->vocab;
   int32_t am[DECO_TREE_MAX_NODES], depth[DECO_TREE_MAX_NODES];
   unsigned char ok[DECO_TREE_MAX_NODES], reach[DECO_TREE_MAX_NODES];

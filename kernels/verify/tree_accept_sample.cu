@@ -23,7 +23,7 @@
 #include <cuda_runtime.h>
 
 #include "common/op_impl.h"
-#include "core/internal.h"
+#include "deco/philox.h"
 #include "verify/accept_common.h"
 #include "verify/accept_device.cuh"
 
@@ -73,7 +73,7 @@ struct target {
 
 __device__ __forceinline__ bool in_support(const target &t, float l, int y) {
   if (!t.filtered) return true;
-  uint32_t o = deco_accept_ord(l);
+  uint32_t o = deco_float_key(l);
   return o > t.cut_ord || (o == t.cut_ord && y <= t.cut_id);
 }
 
@@ -157,7 +157,7 @@ __device__ void hist_pass(const T *row, int lo, int hi, const target &t, double 
   }
   __syncthreads();
   acc_for_each(row, lo, hi, [&](int y, float l) {
-    uint32_t o = deco_accept_ord(l);
+    uint32_t o = deco_float_key(l);
     if (has_low && !(o > low_ord || (o == low_ord && y <= low_id))) return;
     uint32_t d;
     if (phase == 0) {
@@ -266,7 +266,7 @@ __device__ void radix_select(const T *row, int lo, int hi, const target &t, doub
     if (sm->bins[0][chosen] == 1) {
       /* one candidate left: its id is the bin's minimum; read its key */
       cut_id = (int)sm->bins[2][chosen];
-      cut_ord = deco_accept_ord(acc_load(row, cut_id));
+      cut_ord = deco_float_key(acc_load(row, cut_id));
       sum_keep = above + sm->bins[1][chosen];
       return;
     }
@@ -500,13 +500,15 @@ __global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_
 
 }  // namespace
 
-extern "C" size_t deco_tree_accept_sample_workspace_size_cuda(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a) {
-  (void)ctx;
+extern "C" size_t deco_tree_accept_sample_workspace_size_cuda(const deco_exec_t *exec,
+                                                              const deco_tree_accept_sample_args_t *a) {
+  (void)exec;
   (void)a;
   return 0; /* teams exchange partials through distributed shared memory */
 }
 
-extern "C" deco_status_t deco_tree_accept_sample_cuda(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a) {
+extern "C" deco_status_t deco_tree_accept_sample_cuda(const deco_exec_t *exec,
+                                                      const deco_tree_accept_sample_args_t *a) {
   sample_params p;
   p.tree = a->tree;
   p.tokens = a->tokens;
@@ -520,5 +522,6 @@ extern "C" deco_status_t deco_tree_accept_sample_cuda(deco_ctx_t *ctx, const dec
   p.seed = a->seed;
   p.offset = a->offset;
   p.out = a->out;
-  return acc_run(ctx, "deco_tree_accept_sample", tree_accept_sample_kernel<float>, tree_accept_sample_kernel<__nv_bfloat16>, a->logits_dtype, a->tree.n_trees, a->vocab, p);
+  return acc_run(exec, "deco_tree_accept_sample", tree_accept_sample_kernel<float>,
+                 tree_accept_sample_kernel<__nv_bfloat16>, a->logits_dtype, a->tree.n_trees, a->vocab, p);
 }

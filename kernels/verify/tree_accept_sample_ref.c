@@ -43,7 +43,6 @@
 #include <string.h>
 
 #include "common/op_impl.h"
-#include "core/internal.h"
 #include "deco/philox.h"
 #include "verify/accept_common.h"
 #include "verify/accept_mutant.h"
@@ -64,7 +63,7 @@ static _Thread_local const float *g_sort_logits; /* qsort has no context argumen
 
 static int rank_cmp(const void *pa, const void *pb) {
   int a = *(const int *)pa, b = *(const int *)pb;
-  uint32_t ka = deco_accept_ord(g_sort_logits[a]), kb = deco_accept_ord(g_sort_logits[b]);
+  uint32_t ka = deco_float_key(g_sort_logits[a]), kb = deco_float_key(g_sort_logits[b]);
   if (ka != kb) return ka > kb ? -1 : 1;
   return a < b ? -1 : (a > b);
 }
@@ -241,10 +240,10 @@ static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32
   }
 }
 
-deco_status_t deco_tree_accept_sample_ref(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a) {
+deco_status_t deco_tree_accept_sample_ref(const deco_exec_t *exec, const deco_tree_accept_sample_args_t *a) {
   static const char op[] = "deco_tree_accept_sample";
   const deco_tree_batch_t *tb = &a->tree;
-  DECO_TRY(deco_tree_ref_check_batch(ctx, tb, op));
+  DECO_TRY(deco_tree_ref_check_batch(exec, tb, op));
   if (a->draft_kind == DECO_DRAFT_CHAIN) {
     for (int b = 0; b < tb->n_trees; ++b) {
       const int32_t *par = tb->parent + tb->tree_indptr[b];
@@ -252,9 +251,9 @@ deco_status_t deco_tree_accept_sample_ref(deco_ctx_t *ctx, const deco_tree_accep
       for (int c = 2; c < n; ++c)
         for (int d = 1; d < c; ++d)
           if (par[d] == par[c])
-            return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                             "%s: draft_kind CHAIN but node %d of tree %d has several children (%d and %d)", op,
-                             par[c], b, d, c);
+            return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                                  "%s: draft_kind CHAIN but node %d of tree %d has several children (%d and %d)", op,
+                                  par[c], b, d, c);
     }
   }
   const size_t V = (size_t)a->vocab;
@@ -267,7 +266,7 @@ deco_status_t deco_tree_accept_sample_ref(deco_ctx_t *ctx, const deco_tree_accep
   s.excl = malloc(V);
   deco_status_t st = DECO_STATUS_SUCCESS;
   if (!s.t.w || !s.t.in || !s.order || !s.r || !s.omega || !s.excl) {
-    st = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: no host memory for vocab %zu", op, V);
+    st = DECO_EXEC_FAIL(exec, DECO_STATUS_OUT_OF_MEMORY, "%s: no host memory for vocab %zu", op, V);
   } else {
     for (int b = 0; b < tb->n_trees; ++b) {
       int32_t *path = a->out.path + (size_t)b * DECO_TREE_MAX_NODES;

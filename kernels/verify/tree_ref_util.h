@@ -6,27 +6,30 @@
 #ifndef DECO_KERNELS_VERIFY_TREE_REF_UTIL_H
 #define DECO_KERNELS_VERIFY_TREE_REF_UTIL_H
 
-#include "core/internal.h"
+#include "common/exec.h"
 #include "deco/tree.h"
 
 /* tree_indptr[0] = 0, sizes 1..DECO_TREE_MAX_NODES, tree_indptr[B] <= n_nodes,
  * parent[0] = -1 and 0 <= parent[i] < i in every tree. */
-static inline deco_status_t deco_tree_ref_check_batch(deco_ctx_t *ctx, const deco_tree_batch_t *tb, const char *op) {
+static inline deco_status_t deco_tree_ref_check_batch(const deco_exec_t *exec, const deco_tree_batch_t *tb,
+                                                      const char *op) {
   if (tb->tree_indptr[0] != 0)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree_indptr[0] = %d, expected 0", op, tb->tree_indptr[0]);
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree_indptr[0] = %d, expected 0", op,
+                          tb->tree_indptr[0]);
   for (int b = 0; b < tb->n_trees; ++b) {
     int lo = tb->tree_indptr[b], hi = tb->tree_indptr[b + 1], n = hi - lo;
     if (n < 1 || n > DECO_TREE_MAX_NODES || hi > tb->n_nodes)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                       "%s: tree %d spans nodes [%d, %d): size must be 1..%d within n_nodes = %d", op, b, lo, hi,
-                       DECO_TREE_MAX_NODES, tb->n_nodes);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                            "%s: tree %d spans nodes [%d, %d): size must be 1..%d within n_nodes = %d", op, b, lo, hi,
+                            DECO_TREE_MAX_NODES, tb->n_nodes);
     const int32_t *par = tb->parent + lo;
     if (par[0] != -1)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: parent[0] = %d, expected -1", op, b, par[0]);
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: parent[0] = %d, expected -1", op, b,
+                            par[0]);
     for (int i = 1; i < n; ++i)
       if (par[i] < 0 || par[i] >= i)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                         "%s: tree %d: parent[%d] = %d is not an earlier node", op, b, i, par[i]);
+        return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: parent[%d] = %d is not an earlier node",
+                              op, b, i, par[i]);
   }
   return DECO_STATUS_SUCCESS;
 }

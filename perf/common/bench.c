@@ -171,7 +171,8 @@ int deco_bench_measure_ceilings(deco_bench_t *b) {
   copy_state_t c = {NULL, NULL, (size_t)1 << 30, s};
   BENCH_CUDA(cudaMalloc(&c.src, c.bytes));
   BENCH_CUDA(cudaMalloc(&c.dst, c.bytes));
-  deco_fill_random_args_t fr = {DECO_DTYPE_F32, c.bytes / 4, 1, 900, 1.0f, 0.0f, c.src};
+  deco_fill_random_args_t fr = {.dtype = DECO_DTYPE_F32, .n = c.bytes / 4, .seed = 1, .tensor = 900, .scale = 1.0f,
+                                .constant = 0.0f, .out = c.src};
   int rc = deco_fill_random(b->ctx, &fr) != DECO_STATUS_SUCCESS;
   if (!rc) rc = deco_bench_time(b, copy_fn, &c, 2, 10, 0, &st);
   cudaFree(c.src);
@@ -189,8 +190,10 @@ int deco_bench_measure_ceilings(deco_bench_t *b) {
   BENCH_CUDA(cudaMalloc(&g.a, elems * 2));
   BENCH_CUDA(cudaMalloc(&g.bm, elems * 2));
   BENCH_CUDA(cudaMalloc(&g.c, elems * 2));
-  deco_fill_random_args_t fa = {DECO_DTYPE_BF16, elems, 2, 901, 1.0f, 0.0f, g.a};
-  deco_fill_random_args_t fb = {DECO_DTYPE_BF16, elems, 3, 902, 1.0f, 0.0f, g.bm};
+  deco_fill_random_args_t fa = {.dtype = DECO_DTYPE_BF16, .n = elems, .seed = 2, .tensor = 901, .scale = 1.0f,
+                                .constant = 0.0f, .out = g.a};
+  deco_fill_random_args_t fb = {.dtype = DECO_DTYPE_BF16, .n = elems, .seed = 3, .tensor = 902, .scale = 1.0f,
+                                .constant = 0.0f, .out = g.bm};
   rc = deco_fill_random(b->ctx, &fa) != DECO_STATUS_SUCCESS || deco_fill_random(b->ctx, &fb) != DECO_STATUS_SUCCESS;
   if (!rc) rc = deco_bench_time(b, gemm_fn, &g, 3, 10, 0, &st);
   cudaFree(g.a);

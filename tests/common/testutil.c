@@ -331,9 +331,22 @@ double deco_test_stat(const char *err, const char *key) {
 
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype) {
   deco_model_t *m = NULL;
-  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_file("models/stories260K.bin"), dtype, &m),
+  deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
+  config.dtype = dtype;
+  cr_assert_eq(deco_model_load_llama2c(ctx, deco_test_data_file("models/stories260K.bin"), &config, &m),
                DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   return m;
+}
+
+deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *rec, const deco_tree_template_t *tmpl) {
+  deco_drafter_t *d = NULL;
+  if (source == DECO_TEST_LOOKUP) {
+    const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+    cr_assert_eq(deco_drafter_create_lookup(&lc, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  } else if (source == DECO_TEST_RECYCLE) {
+    cr_assert_eq(deco_drafter_create_recycle(rec, tmpl, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  }
+  return d;
 }
 
 void deco_test_capture_id(void *user, int32_t id) {
@@ -342,7 +355,7 @@ void deco_test_capture_id(void *user, int32_t id) {
 }
 
 deco_ctx_t *deco_test_cpu_ctx(void) {
-  deco_ctx_config_t cfg = {DECO_BACKEND_CPU, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT; /* the CPU backend */
   deco_ctx_t *ctx = NULL;
   cr_assert_eq(deco_ctx_create(&cfg, &ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   return ctx;
@@ -350,7 +363,8 @@ deco_ctx_t *deco_test_cpu_ctx(void) {
 
 deco_ctx_t *deco_test_cuda_ctx(void) {
   if (deco_cuda_device_count() == 0) return NULL;
-  deco_ctx_config_t cfg = {DECO_BACKEND_CUDA, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
+  cfg.backend = DECO_BACKEND_CUDA;
   deco_ctx_t *ctx = NULL;
   cr_assert_eq(deco_ctx_create(&cfg, &ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   return ctx;

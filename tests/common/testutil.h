@@ -101,6 +101,12 @@ typedef struct deco_test_capture {
 } deco_test_capture_t;
 void deco_test_capture_id(void *user, int32_t id);
 
+/* A test's draft source and its drafter: NULL for plain decoding, prompt
+ * lookup with the CLI's settings (DECO_LOOKUP_CONFIG_INIT), or Token
+ * Recycling over rec and tmpl. Asserts that it was created. */
+typedef enum deco_test_source { DECO_TEST_PLAIN = 0, DECO_TEST_LOOKUP = 1, DECO_TEST_RECYCLE = 2 } deco_test_source_t;
+deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *rec, const deco_tree_template_t *tmpl);
+
 /* stories260K (DATA/models/stories260K.bin) in dtype on ctx; asserts that it
  * loads. */
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);

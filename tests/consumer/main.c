@@ -8,7 +8,7 @@ int main(void) {
     fprintf(stderr, "header %d vs library %d\n", DECO_VERSION, deco_version());
     return 1;
   }
-  deco_ctx_config_t cfg = {DECO_BACKEND_CPU, 0, NULL};
+  deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
   deco_ctx_t *ctx;
   if (deco_ctx_create(&cfg, &ctx) != DECO_STATUS_SUCCESS) return 1;
   float gate[3] = {0.0f, 1.0f, -2.0f}, up[3] = {5.0f, 2.0f, 1.0f}, out[3];

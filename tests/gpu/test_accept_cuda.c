@@ -140,11 +140,15 @@ static void greedy_case(uint64_t seed, int B, int V, int max_n, int coarse, deco
   int32_t *bonus = malloc(B * sizeof(int32_t));
   int32_t *gpath = malloc((size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t)), *glen = malloc(B * sizeof(int32_t));
   int32_t *gbonus = malloc(B * sizeof(int32_t));
-  deco_tree_accept_greedy_args_t a = {{B, h.N, h.indptr, h.parent}, h.tokens, DECO_DTYPE_F32, h.logits, V,
-                                      {.path = path, .accept_len = len, .bonus = bonus}};
+  deco_tree_accept_greedy_args_t a = {.tree = {.n_trees = B, .n_nodes = h.N, .tree_indptr = h.indptr,
+                                               .parent = h.parent},
+                                      .tokens = h.tokens, .logits_dtype = DECO_DTYPE_F32, .logits = h.logits,
+                                      .vocab = V, .out = {.path = path, .accept_len = len, .bonus = bonus}};
   cr_assert_eq(deco_tree_accept_greedy(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
-  deco_tree_accept_greedy_args_t g = {{B, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, dt, d.logits.ptr, V,
-                                      {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
+  deco_tree_accept_greedy_args_t g = {.tree = {.n_trees = B, .n_nodes = h.N, .tree_indptr = d.indptr.ptr,
+                                               .parent = d.parent.ptr},
+                                      .tokens = d.tokens.ptr, .logits_dtype = dt, .logits = d.logits.ptr, .vocab = V,
+                                      .out = {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
   cr_assert_eq(deco_tree_accept_greedy_workspace_size(gpu, &g), 0);
   cr_assert_eq(deco_tree_accept_greedy(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
   deco_test_buf_download(&d.path, gpath, (size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t));
@@ -185,9 +189,11 @@ Test(accept_cuda, malformed_tree_marked) {
   if (h.indptr[2] - lo < 2) h.indptr[2] = lo + 2; /* keep tree 1 at least two nodes */
   h.parent[lo + 1] = 5; /* not an earlier node */
   dbatch_t d = upload(&h, DECO_DTYPE_F32);
-  deco_tree_accept_greedy_args_t g = {{3, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, DECO_DTYPE_F32,
-                                      d.logits.ptr, 50,
-                                      {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
+  deco_tree_accept_greedy_args_t g = {.tree = {.n_trees = 3, .n_nodes = h.N, .tree_indptr = d.indptr.ptr,
+                                               .parent = d.parent.ptr},
+                                      .tokens = d.tokens.ptr, .logits_dtype = DECO_DTYPE_F32, .logits = d.logits.ptr,
+                                      .vocab = 50,
+                                      .out = {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
   cr_assert_eq(deco_tree_accept_greedy(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
   int32_t len[3], bonus[3];
   deco_test_buf_download(&d.len, len, sizeof len);
@@ -237,7 +243,8 @@ static void nonfinite_case(uint64_t seed, int B, int V, int max_n, int sample, d
   const deco_tree_verify_out_t ho = {.path = path, .accept_len = len, .bonus = bonus, .nonfinite = flag};
   const deco_tree_verify_out_t go = {
       .path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr, .nonfinite = dflag.ptr};
-  const deco_tree_batch_t htree = {B, h.N, h.indptr, h.parent}, gtree = {B, h.N, d.indptr.ptr, d.parent.ptr};
+  const deco_tree_batch_t htree = {.n_trees = B, .n_nodes = h.N, .tree_indptr = h.indptr, .parent = h.parent};
+  const deco_tree_batch_t gtree = {.n_trees = B, .n_nodes = h.N, .tree_indptr = d.indptr.ptr, .parent = d.parent.ptr};
   if (sample) {
     deco_tree_accept_sample_args_t a = {.tree = htree, .tokens = h.tokens, .logits_dtype = DECO_DTYPE_F32,
                                         .logits = h.logits, .vocab = V, .temperature = 0.8f, .top_k = 0,
@@ -303,12 +310,19 @@ static void sample_case(uint64_t seed, int B, int V, int max_n, deco_draft_kind_
   int32_t *gpath = malloc((size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t)), *glen = malloc(B * sizeof(int32_t));
   int32_t *gbonus = malloc(B * sizeof(int32_t));
   const float *q = kind == DECO_DRAFT_DETERMINISTIC ? NULL : h.q;
-  deco_tree_accept_sample_args_t a = {{B, h.N, h.indptr, h.parent}, h.tokens, DECO_DTYPE_F32, h.logits, V, T, k, p,
-                                      kind, q, &sd, &off, {.path = path, .accept_len = len, .bonus = bonus}};
+  deco_tree_accept_sample_args_t a = {.tree = {.n_trees = B, .n_nodes = h.N, .tree_indptr = h.indptr,
+                                               .parent = h.parent},
+                                      .tokens = h.tokens, .logits_dtype = DECO_DTYPE_F32, .logits = h.logits,
+                                      .vocab = V, .temperature = T, .top_k = k, .top_p = p, .draft_kind = kind,
+                                      .draft_probs = q, .seed = &sd, .offset = &off,
+                                      .out = {.path = path, .accept_len = len, .bonus = bonus}};
   cr_assert_eq(deco_tree_accept_sample(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
-  deco_tree_accept_sample_args_t g = {{B, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, dt, d.logits.ptr, V, T,
-                                      k, p, kind, q ? d.q.ptr : NULL, d.seed.ptr, d.offset.ptr,
-                                      {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
+  deco_tree_accept_sample_args_t g = {.tree = {.n_trees = B, .n_nodes = h.N, .tree_indptr = d.indptr.ptr,
+                                               .parent = d.parent.ptr},
+                                      .tokens = d.tokens.ptr, .logits_dtype = dt, .logits = d.logits.ptr, .vocab = V,
+                                      .temperature = T, .top_k = k, .top_p = p, .draft_kind = kind,
+                                      .draft_probs = q ? d.q.ptr : NULL, .seed = d.seed.ptr, .offset = d.offset.ptr,
+                                      .out = {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
   cr_assert_eq(deco_tree_accept_sample_workspace_size(gpu, &g), 0);
   cr_assert_eq(deco_tree_accept_sample(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
   deco_test_buf_download(&d.path, gpath, (size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t));
@@ -442,11 +456,14 @@ Test(accept_cuda, lossless_joint_law) {
     uint32_t off = 0;
     deco_test_buf_upload(&d.seed, &sd, sizeof sd);
     deco_test_buf_upload(&d.offset, &off, sizeof off);
-    deco_tree_accept_sample_args_t g = {{GTRIALS, h.N, d.indptr.ptr, d.parent.ptr}, d.tokens.ptr, DECO_DTYPE_F32,
-                                        d.logits.ptr, GV, cases[ci].T, cases[ci].k, cases[ci].p, cases[ci].kind,
-                                        cases[ci].kind == DECO_DRAFT_DETERMINISTIC ? NULL : d.q.ptr, d.seed.ptr,
-                                        d.offset.ptr,
-                                        {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
+    deco_tree_accept_sample_args_t g = {.tree = {.n_trees = GTRIALS, .n_nodes = h.N, .tree_indptr = d.indptr.ptr,
+                                                 .parent = d.parent.ptr},
+                                        .tokens = d.tokens.ptr, .logits_dtype = DECO_DTYPE_F32, .logits = d.logits.ptr,
+                                        .vocab = GV, .temperature = cases[ci].T, .top_k = cases[ci].k,
+                                        .top_p = cases[ci].p, .draft_kind = cases[ci].kind,
+                                        .draft_probs = cases[ci].kind == DECO_DRAFT_DETERMINISTIC ? NULL : d.q.ptr,
+                                        .seed = d.seed.ptr, .offset = d.offset.ptr,
+                                        .out = {.path = d.path.ptr, .accept_len = d.len.ptr, .bonus = d.bonus.ptr}};
     cr_assert_eq(deco_tree_accept_sample(gpu, &g), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
     int32_t *path = malloc((size_t)GTRIALS * DECO_TREE_MAX_NODES * sizeof(int32_t));
     int32_t *len = malloc(GTRIALS * sizeof(int32_t)), *bonus = malloc(GTRIALS * sizeof(int32_t));
@@ -481,10 +498,15 @@ Test(accept_cuda, lossless_joint_law) {
       uint32_t off2 = 1;
       deco_test_buf_upload(&d2.seed, &sd, sizeof sd);
       deco_test_buf_upload(&d2.offset, &off2, sizeof off2);
-      deco_tree_accept_sample_args_t g2 = {{n2, n2, d2.indptr.ptr, d2.parent.ptr}, d2.tokens.ptr, DECO_DTYPE_F32,
-                                           d2.logits.ptr, GV, cases[ci].T, cases[ci].k, cases[ci].p,
-                                           DECO_DRAFT_DETERMINISTIC, NULL, d2.seed.ptr, d2.offset.ptr,
-                                           {.path = d2.path.ptr, .accept_len = d2.len.ptr, .bonus = d2.bonus.ptr}};
+      deco_tree_accept_sample_args_t g2 = {.tree = {.n_trees = n2, .n_nodes = n2, .tree_indptr = d2.indptr.ptr,
+                                                    .parent = d2.parent.ptr},
+                                           .tokens = d2.tokens.ptr, .logits_dtype = DECO_DTYPE_F32,
+                                           .logits = d2.logits.ptr, .vocab = GV, .temperature = cases[ci].T,
+                                           .top_k = cases[ci].k, .top_p = cases[ci].p,
+                                           .draft_kind = DECO_DRAFT_DETERMINISTIC, .draft_probs = NULL,
+                                           .seed = d2.seed.ptr, .offset = d2.offset.ptr,
+                                           .out = {.path = d2.path.ptr, .accept_len = d2.len.ptr,
+                                                   .bonus = d2.bonus.ptr}};
       cr_assert_eq(deco_tree_accept_sample(gpu, &g2), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
       int32_t *b2 = malloc(n2 * sizeof(int32_t));
       deco_test_buf_download(&d2.bonus, b2, n2 * sizeof(int32_t));

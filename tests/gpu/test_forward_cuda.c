@@ -22,7 +22,7 @@
  * all logits, or n one-token steps. */
 static float *teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
   deco_ctx_t *ctx = deco_model_ctx(model);
-  const int V = deco_model_get_config(model)->vocab_size;
+  const int V = deco_model_get_hparams(model)->vocab_size;
   deco_kv_cache_t *kc;
   cr_assert_eq(deco_kv_cache_create(model, 16, (n + 15) / 16 + 1, 1, &kc), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(ctx));
@@ -137,18 +137,20 @@ static void check_model(const char *label, const char *path, const char *synthet
   deco_ctx_t *gpu = deco_test_cuda_ctx();
   cr_assert_not_null(gpu);
   deco_model_t *mc;
-  deco_status_t st = path ? deco_model_load_llama2c(cpu, path, DECO_DTYPE_F32, &mc)
-                          : deco_model_create_synthetic(cpu, synthetic, DECO_SYNTHETIC_SEED, DECO_DTYPE_F32, &mc);
+  deco_status_t st = path ? deco_model_load_llama2c(cpu, path, NULL, &mc)
+                          : deco_model_create_synthetic(cpu, synthetic, DECO_SYNTHETIC_SEED, NULL, &mc);
   cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
-  const int V = deco_model_get_config(mc)->vocab_size, n_layers = deco_model_get_config(mc)->n_layers;
+  const int V = deco_model_get_hparams(mc)->vocab_size, n_layers = deco_model_get_hparams(mc)->n_layers;
   float *ref = teacher_forced(mc, ids, n, 0);
   deco_dtype_t dtypes[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
   int bad = 0;
   size_t bad_values = 0;
   for (int d = 0; d < 2; ++d) {
     deco_model_t *mg;
-    st = path ? deco_model_load_llama2c(gpu, path, dtypes[d], &mg)
-              : deco_model_create_synthetic(gpu, synthetic, DECO_SYNTHETIC_SEED, dtypes[d], &mg);
+    deco_model_config_t mcfg = DECO_MODEL_CONFIG_INIT;
+    mcfg.dtype = dtypes[d];
+    st = path ? deco_model_load_llama2c(gpu, path, &mcfg, &mg)
+              : deco_model_create_synthetic(gpu, synthetic, DECO_SYNTHETIC_SEED, &mcfg, &mg);
     cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
     for (int prefill = 0; prefill < 2; ++prefill) {
       char what[128];
@@ -188,8 +190,8 @@ Test(forward_cuda, synthetic_weights_identical_on_both_backends) {
    * equal up to fp32 summation order. */
   deco_ctx_t *cpu = deco_test_cpu_ctx(), *gpu = deco_test_cuda_ctx();
   deco_model_t *mc, *mg;
-  cr_assert_eq(deco_model_create_synthetic(cpu, "tiny", DECO_SYNTHETIC_SEED, DECO_DTYPE_F32, &mc), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_model_create_synthetic(gpu, "tiny", DECO_SYNTHETIC_SEED, DECO_DTYPE_F32, &mg), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_model_create_synthetic(cpu, "tiny", DECO_SYNTHETIC_SEED, NULL, &mc), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_model_create_synthetic(gpu, "tiny", DECO_SYNTHETIC_SEED, NULL, &mg), DECO_STATUS_SUCCESS);
   int32_t ids[4] = {1, 40, 41, 42};
   float *a = teacher_forced(mc, ids, 4, 1), *b = teacher_forced(mg, ids, 4, 1);
   cr_assert_eq(deco_test_compare("tiny logits", b, a, 4 * 259, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);

@@ -18,7 +18,7 @@ typedef struct outcome {
   size_t kv_bytes;
 } outcome_t;
 
-static void run(deco_model_t *m, deco_draft_source_t source, float temperature, int steps, int graph,
+static void run(deco_model_t *m, deco_test_source_t source, float temperature, int steps, int graph,
                 outcome_t *o) {
   deco_ctx_t *ctx = deco_model_ctx(m);
   deco_tree_template_t tmpl;
@@ -34,16 +34,14 @@ static void run(deco_model_t *m, deco_draft_source_t source, float temperature, 
   cr_assert_eq(deco_kv_cache_pools(kc, &k, &v, &o->kv_bytes), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_memset(ctx, k, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_memset(ctx, v, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
-  deco_generate_config_t c;
-  memset(&c, 0, sizeof c);
+  deco_drafter_t *drafter = deco_test_drafter(source, rec, &tmpl);
+  deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
   c.steps = steps;
   c.temperature = temperature;
   c.top_p = 0.9f;
   c.seed = 11;
   c.ignore_eos = 1;
-  c.source = source;
-  c.recycler = rec;
-  c.tmpl = &tmpl;
+  c.drafter = drafter;
   c.emit = deco_test_capture_id;
   c.user = &o->ids;
   c.device_resident = 1;
@@ -61,10 +59,11 @@ static void run(deco_model_t *m, deco_draft_source_t source, float temperature, 
   cr_assert_eq(deco_memcpy(ctx, o->table, deco_recycler_table(rec), 512 * 8 * sizeof(int32_t), DECO_COPY_CTX_TO_HOST),
                DECO_STATUS_SUCCESS);
   deco_kv_cache_destroy(kc);
+  deco_drafter_destroy(drafter);
   deco_recycler_destroy(rec);
 }
 
-static void check(deco_draft_source_t source, float temperature, int steps) {
+static void check(deco_test_source_t source, float temperature, int steps) {
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_BF16);
@@ -72,7 +71,7 @@ static void check(deco_draft_source_t source, float temperature, int steps) {
   run(m, source, temperature, steps, 0, &eager);
   run(m, source, temperature, steps, 1, &graphed);
   fprintf(stderr, "%s T=%.1f: eager %d tokens / %d forwards, graphed %d / %d\n",
-          source == DECO_DRAFT_RECYCLE ? "recycle" : "plain", temperature, eager.stats.tokens, eager.stats.forwards,
+          source == DECO_TEST_RECYCLE ? "recycle" : "plain", temperature, eager.stats.tokens, eager.stats.forwards,
           graphed.stats.tokens, graphed.stats.forwards);
   /* The graphed run really captured a step and replayed it. */
   cr_assert_eq(eager.stats.capture_seconds, 0.0, "the eager run captured a graph");
@@ -95,11 +94,11 @@ static void check(deco_draft_source_t source, float temperature, int steps) {
 }
 
 /* small_*: few steps, for the sanitizers. */
-Test(graph_cuda, small_plain_greedy, .timeout = 120) { check(DECO_DRAFT_NONE, 0.0f, 24); }
-Test(graph_cuda, small_recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.0f, 24); }
-Test(graph_cuda, plain_greedy, .timeout = 120) { check(DECO_DRAFT_NONE, 0.0f, 250); }
-Test(graph_cuda, recycle_greedy, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.0f, 250); }
-Test(graph_cuda, recycle_sampled, .timeout = 120) { check(DECO_DRAFT_RECYCLE, 0.7f, 250); }
+Test(graph_cuda, small_plain_greedy, .timeout = 120) { check(DECO_TEST_PLAIN, 0.0f, 24); }
+Test(graph_cuda, small_recycle_greedy, .timeout = 120) { check(DECO_TEST_RECYCLE, 0.0f, 24); }
+Test(graph_cuda, plain_greedy, .timeout = 120) { check(DECO_TEST_PLAIN, 0.0f, 250); }
+Test(graph_cuda, recycle_greedy, .timeout = 120) { check(DECO_TEST_RECYCLE, 0.0f, 250); }
+Test(graph_cuda, recycle_sampled, .timeout = 120) { check(DECO_TEST_RECYCLE, 0.7f, 250); }
 
 /* stories260K with every RMSNorm weight at 3e38: the first forward's logits
  * are not finite. The graphed loop must stop with DECO_STATUS_NON_FINITE
@@ -120,7 +119,9 @@ Test(graph_cuda, non_finite_logits_stop_the_device_loop, .timeout = 120) {
   const deco_dtype_t dts[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
   for (int di = 0; di < 2; ++di) {
     deco_model_t *m;
-    cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", dts[di], &m), DECO_STATUS_SUCCESS,
+    deco_model_config_t mcfg = DECO_MODEL_CONFIG_INIT;
+    mcfg.dtype = dts[di];
+    cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", &mcfg, &m), DECO_STATUS_SUCCESS,
                  "%s", deco_last_error(ctx));
     for (int src = 0; src < 2; ++src)
       for (int graph = 0; graph < 2; ++graph)
@@ -129,9 +130,11 @@ Test(graph_cuda, non_finite_logits_stop_the_device_loop, .timeout = 120) {
           cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
           deco_test_capture_t ids = {.n = 0};
           deco_generate_config_t c = {.steps = 40, .temperature = hot ? 0.7f : 0.0f, .top_p = 0.9f, .seed = 5,
-                                      .ignore_eos = 1, .source = src ? DECO_DRAFT_RECYCLE : DECO_DRAFT_NONE,
-                                      .recycler = rec, .tmpl = &tmpl, .emit = deco_test_capture_id, .user = &ids,
-                                      .device_resident = 1, .graph = graph};
+                                      .ignore_eos = 1, .emit = deco_test_capture_id, .user = &ids,
+                                      .device_resident = 1, .graph = graph,
+                                      .size = sizeof(deco_generate_config_t)};
+          deco_drafter_t *drafter = deco_test_drafter(src ? DECO_TEST_RECYCLE : DECO_TEST_PLAIN, rec, &tmpl);
+          c.drafter = drafter;
           deco_generate_stats_t st;
           int32_t bos = 1;
           deco_status_t s = deco_generate(m, &bos, 1, &c, &st);
@@ -140,6 +143,7 @@ Test(graph_cuda, non_finite_logits_stop_the_device_loop, .timeout = 120) {
                        deco_last_error(ctx));
           cr_assert(strstr(deco_last_error(ctx), "non-finite logits at position 0") != NULL, "%s",
                     deco_last_error(ctx));
+          deco_drafter_destroy(drafter);
           deco_recycler_destroy(rec);
         }
     deco_model_destroy(m);

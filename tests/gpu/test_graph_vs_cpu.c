@@ -47,7 +47,7 @@ typedef struct loop_run {
 static void read_kv(deco_model_t *m, deco_kv_cache_t *kc, int seq, int n_pages, int len, float **k_out,
                     float **v_out) {
   deco_ctx_t *ctx = deco_model_ctx(m);
-  const deco_model_config_t *c = deco_model_get_config(m);
+  const deco_model_hparams_t *c = deco_model_get_hparams(m);
   const deco_dtype_t dt = deco_model_dtype(m);
   const size_t es = deco_dtype_size(dt), kvd = (size_t)c->n_kv_heads * c->head_dim;
   const int P = deco_kv_cache_max_pages(kc);
@@ -87,10 +87,10 @@ static void read_kv(deco_model_t *m, deco_kv_cache_t *kc, int seq, int n_pages, 
 /* One generation of STEPS positions from BOS, greedy, into a cache of our
  * own so that its K/V can be read afterwards. device = 1: the device-resident
  * loop replayed as a CUDA graph; 0: the host loop. */
-static void run_loop(deco_model_t *m, deco_draft_source_t source, int device, loop_run_t *o) {
+static void run_loop(deco_model_t *m, deco_test_source_t source, int device, loop_run_t *o) {
   deco_ctx_t *ctx = deco_model_ctx(m);
-  const int V = deco_model_get_config(m)->vocab_size;
-  const int recycle = source == DECO_DRAFT_RECYCLE;
+  const int V = deco_model_get_hparams(m)->vocab_size;
+  const int recycle = source == DECO_TEST_RECYCLE;
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
   deco_recycler_t *rec = NULL;
@@ -102,15 +102,15 @@ static void run_loop(deco_model_t *m, deco_draft_source_t source, int device, lo
   int seq;
   cr_assert_eq(deco_kv_cache_create(m, PAGE, n_pages, 1, &kc), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_kv_cache_admit(kc, reserve, &seq), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_drafter_t *drafter = deco_test_drafter(source, rec, &tmpl);
   deco_generate_config_t c = {
+      .size = sizeof(deco_generate_config_t),
       .steps = STEPS,
       .temperature = 0.0f,
       .top_p = 1.0f,
       .seed = 7,
       .ignore_eos = 1,
-      .source = source,
-      .recycler = rec,
-      .tmpl = recycle ? &tmpl : NULL,
+      .drafter = drafter,
       .emit = deco_test_capture_id,
       .user = &o->ids,
       .device_resident = device,
@@ -121,6 +121,8 @@ static void run_loop(deco_model_t *m, deco_draft_source_t source, int device, lo
   int32_t bos = 1;
   o->ids.n = 0;
   cr_assert_eq(deco_generate(m, &bos, 1, &c, &o->stats), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(o->stats.step_allocations, 0, "allocations after the plan");
+  deco_drafter_destroy(drafter);
   o->len = deco_kv_cache_seq_len(kc, seq);
   cr_assert(o->len >= 0 && o->len <= reserve, "committed length %d", o->len);
   read_kv(m, kc, seq, n_pages, o->len, &o->k, &o->v);
@@ -147,7 +149,7 @@ static void free_run(loop_run_t *o) {
  * (malloc'd), and when k_out is given the K/V of the n slots. */
 static float *forced(deco_model_t *m, const int32_t *ids, int n, float **k_out, float **v_out) {
   deco_ctx_t *ctx = deco_model_ctx(m);
-  const int V = deco_model_get_config(m)->vocab_size, n_pages = (n + PAGE - 1) / PAGE + 1;
+  const int V = deco_model_get_hparams(m)->vocab_size, n_pages = (n + PAGE - 1) / PAGE + 1;
   deco_kv_cache_t *kc;
   int seq;
   cr_assert_eq(deco_kv_cache_create(m, PAGE, n_pages, 1, &kc), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
@@ -231,13 +233,13 @@ static void judge_pick(judge_t *j, const char *what, int q, int pick, const char
   fprintf(stderr, ": %s\n", ok ? "near tie, the cpu's runner-up: excused" : "MISMATCH");
 }
 
-static void check(deco_draft_source_t source, deco_dtype_t dtype) {
+static void check(deco_test_source_t source, deco_dtype_t dtype) {
   char what[64];
   snprintf(what, sizeof what, "%s greedy, cuda %s graphed vs cpu f32 host loop",
-           source == DECO_DRAFT_RECYCLE ? "recycle" : "plain", deco_dtype_name(dtype));
+           source == DECO_TEST_RECYCLE ? "recycle" : "plain", deco_dtype_name(dtype));
   deco_model_t *mc = deco_test_load_stories(cpu, DECO_DTYPE_F32);
   deco_model_t *mg = deco_test_load_stories(gpu, dtype);
-  const deco_model_config_t *cfg = deco_model_get_config(mc);
+  const deco_model_hparams_t *cfg = deco_model_get_hparams(mc);
   const int V = cfg->vocab_size, L = cfg->n_layers;
   const size_t kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
   static loop_run_t ref, got;
@@ -302,7 +304,7 @@ static void check(deco_draft_source_t source, deco_dtype_t dtype) {
   cr_assert_eq(bad_kv, 0, "%zu K/V elements outside the tolerance", bad_kv);
 
   /* The recycling table. */
-  if (source == DECO_DRAFT_RECYCLE) {
+  if (source == DECO_TEST_RECYCLE) {
     const int k = DECO_RECYCLE_DEFAULT_K;
     int equal = 0, shown = 0, far = 0;
     for (int t = 0; t < V; ++t) {
@@ -344,7 +346,7 @@ static void check(deco_draft_source_t source, deco_dtype_t dtype) {
   deco_model_destroy(mc);
 }
 
-Test(graph_vs_cpu, recycle_greedy_f32) { check(DECO_DRAFT_RECYCLE, DECO_DTYPE_F32); }
-Test(graph_vs_cpu, recycle_greedy_bf16) { check(DECO_DRAFT_RECYCLE, DECO_DTYPE_BF16); }
-Test(graph_vs_cpu, plain_greedy_f32) { check(DECO_DRAFT_NONE, DECO_DTYPE_F32); }
-Test(graph_vs_cpu, plain_greedy_bf16) { check(DECO_DRAFT_NONE, DECO_DTYPE_BF16); }
+Test(graph_vs_cpu, recycle_greedy_f32) { check(DECO_TEST_RECYCLE, DECO_DTYPE_F32); }
+Test(graph_vs_cpu, recycle_greedy_bf16) { check(DECO_TEST_RECYCLE, DECO_DTYPE_BF16); }
+Test(graph_vs_cpu, plain_greedy_f32) { check(DECO_TEST_PLAIN, DECO_DTYPE_F32); }
+Test(graph_vs_cpu, plain_greedy_bf16) { check(DECO_TEST_PLAIN, DECO_DTYPE_BF16); }

@@ -86,8 +86,11 @@ static void run_case(deco_dtype_t dt, int page_size, int B, int n_layers, int kv
     float *rk = malloc(total * sizeof(float)), *rv = malloc(total * sizeof(float));
     memcpy(rk, k, total * sizeof(float));
     memcpy(rv, v, total * sizeof(float));
-    deco_kv_compact_args_t ra = {{dt, kv_heads, head_dim, page_size, n_pages, rk, rv, table, max_pages}, n_layers,
-                                 stride, B, prefix, path, len};
+    deco_kv_compact_args_t ra = {.cache = {.dtype = dt, .n_kv_heads = kv_heads, .head_dim = head_dim,
+                                           .page_size = page_size, .n_pages = n_pages, .k_pages = rk, .v_pages = rv,
+                                           .block_table = table, .max_pages_per_seq = max_pages},
+                                 .n_layers = n_layers, .layer_stride = stride, .n_trees = B, .prefix_lens = prefix,
+                                 .path = path, .accept_len = len};
     cr_assert_eq(deco_kv_compact(cpu, &ra), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
     cr_assert_eq(deco_test_compare_i32("ref k", (int32_t *)rk, (int32_t *)ek, total), 0);
     cr_assert_eq(deco_test_compare_i32("ref v", (int32_t *)rv, (int32_t *)ev, total), 0);
@@ -106,8 +109,11 @@ static void run_case(deco_dtype_t dt, int page_size, int B, int n_layers, int kv
   deco_test_buf_upload(&dp, prefix, B * sizeof(int32_t));
   deco_test_buf_upload(&dl, len, B * sizeof(int32_t));
   deco_test_buf_upload(&dpath, path, (size_t)B * DECO_TREE_MAX_NODES * sizeof(int32_t));
-  deco_kv_compact_args_t a = {{dt, kv_heads, head_dim, page_size, n_pages, dk.ptr, dv.ptr, dt_.ptr, max_pages},
-                              n_layers, stride, B, dp.ptr, dpath.ptr, dl.ptr};
+  deco_kv_compact_args_t a = {.cache = {.dtype = dt, .n_kv_heads = kv_heads, .head_dim = head_dim,
+                                        .page_size = page_size, .n_pages = n_pages, .k_pages = dk.ptr,
+                                        .v_pages = dv.ptr, .block_table = dt_.ptr, .max_pages_per_seq = max_pages},
+                              .n_layers = n_layers, .layer_stride = stride, .n_trees = B, .prefix_lens = dp.ptr,
+                              .path = dpath.ptr, .accept_len = dl.ptr};
   cr_assert_eq(deco_kv_compact(gpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
   void *gk = malloc(total * es), *gv = malloc(total * es), *xk = malloc(total * es), *xv = malloc(total * es);
   deco_test_buf_download(&dk, gk, total * es);

@@ -137,10 +137,12 @@ static void embedding_case(deco_dtype_t dt, int vocab, int dim, int n, int case_
   deco_test_buf_t d_table = dev_from(table, (size_t)vocab * dim, dt);
   deco_test_buf_t d_tok = dev_from_raw(tokens, sizeof(int32_t) * n);
   deco_test_buf_t d_out = deco_test_buf_alloc(gpu, sizeof(float) * n * dim);
-  deco_embedding_args_t a = {dt, n, vocab, dim, d_table.ptr, d_tok.ptr, NULL, d_out.ptr};
+  deco_embedding_args_t a = {.dtype = dt, .n_tokens = n, .vocab = vocab, .dim = dim, .table = d_table.ptr,
+                             .tokens = d_tok.ptr, .embeds = NULL, .out = d_out.ptr};
   EXPECT_OK(deco_embedding(gpu, &a), gpu);
   float *ref = malloc(sizeof(float) * n * dim);
-  deco_embedding_args_t r = {DECO_DTYPE_F32, n, vocab, dim, table, tokens, NULL, ref};
+  deco_embedding_args_t r = {.dtype = DECO_DTYPE_F32, .n_tokens = n, .vocab = vocab, .dim = dim, .table = table,
+                             .tokens = tokens, .embeds = NULL, .out = ref};
   EXPECT_OK(deco_embedding(cpu, &r), cpu);
   /* A copy: exact. */
   cr_expect_eq(check_output(what, &d_out, (size_t)n * dim, DECO_DTYPE_F32, ref, 0.0f), 0, "%s", what);
@@ -149,7 +151,8 @@ static void embedding_case(deco_dtype_t dt, int vocab, int dim, int n, int case_
   float *emb = host_uniform((size_t)n * dim, 99 + case_id, 2, -1.0f, 1.0f, DECO_DTYPE_F32);
   deco_test_buf_t d_emb = dev_from(emb, (size_t)n * dim, DECO_DTYPE_F32);
   deco_test_buf_poison(&d_out);
-  deco_embedding_args_t e = {dt, n, 0, dim, NULL, NULL, d_emb.ptr, d_out.ptr};
+  deco_embedding_args_t e = {.dtype = dt, .n_tokens = n, .vocab = 0, .dim = dim, .table = NULL, .tokens = NULL,
+                             .embeds = d_emb.ptr, .out = d_out.ptr};
   EXPECT_OK(deco_embedding(gpu, &e), gpu);
   cr_expect_eq(check_output(what, &d_out, (size_t)n * dim, DECO_DTYPE_F32, emb, 0.0f), 0, "%s (embeds)", what);
 
@@ -186,10 +189,12 @@ static void rmsnorm_case(deco_dtype_t dt, int dim, int n, int with_add, int case
   deco_test_buf_t d_add = dev_from(add, sz, dt);
   deco_test_buf_t d_w = dev_from(w, (size_t)dim, dt);
   deco_test_buf_t d_out = deco_test_buf_alloc(gpu, sz * deco_dtype_size(dt));
-  deco_rmsnorm_args_t a = {dt, n, dim, 1e-5f, d_res.ptr, with_add ? d_add.ptr : NULL, d_w.ptr, d_out.ptr};
+  deco_rmsnorm_args_t a = {.dtype = dt, .n_rows = n, .dim = dim, .eps = 1e-5f, .residual = d_res.ptr,
+                           .add = with_add ? d_add.ptr : NULL, .weight = d_w.ptr, .out = d_out.ptr};
   EXPECT_OK(deco_rmsnorm(gpu, &a), gpu);
   float *ref = malloc(sizeof(float) * sz);
-  deco_rmsnorm_args_t r = {DECO_DTYPE_F32, n, dim, 1e-5f, res, with_add ? add : NULL, w, ref};
+  deco_rmsnorm_args_t r = {.dtype = DECO_DTYPE_F32, .n_rows = n, .dim = dim, .eps = 1e-5f, .residual = res,
+                           .add = with_add ? add : NULL, .weight = w, .out = ref};
   EXPECT_OK(deco_rmsnorm(cpu, &r), cpu);
   cr_expect_eq(check_output(what, &d_out, sz, dt, ref, tol_reduction(dt)), 0, "%s (out)", what);
   cr_expect_eq(check_output(what, &d_res, sz, DECO_DTYPE_F32, res, DECO_TOL_F32_ELEMENTWISE), 0, "%s (residual)",
@@ -229,8 +234,9 @@ static void rope_case(deco_dtype_t dt, int style, int hd, int nh, int nkv, int n
   for (int t = 0; t < n; ++t) pos[t] = t == 0 ? 0 : (int32_t)((t * 1237 + case_id * 31) % 4096);
   deco_test_buf_t d_q = dev_from(q, nq, dt), d_k = dev_from(k, nk, dt);
   deco_test_buf_t d_pos = dev_from_raw(pos, sizeof(int32_t) * n);
-  deco_rope_args_t a = {dt,    (deco_rope_style_t)style, n, nh, nkv, hd, theta, d_pos.ptr, which != 2 ? d_q.ptr : NULL,
-                        which != 1 ? d_k.ptr : NULL, 0, 0};
+  deco_rope_args_t a = {.dtype = dt, .style = (deco_rope_style_t)style, .n_tokens = n, .n_heads = nh, .n_kv_heads = nkv,
+                        .head_dim = hd, .theta = theta, .positions = d_pos.ptr, .q = which != 2 ? d_q.ptr : NULL,
+                        .k = which != 1 ? d_k.ptr : NULL, .q_stride = 0, .k_stride = 0};
   EXPECT_OK(deco_rope(gpu, &a), gpu);
   deco_rope_args_t r = a;
   r.dtype = DECO_DTYPE_F32;
@@ -283,10 +289,12 @@ static size_t matmul_case(deco_dtype_t dt, int m, int n, int k, int out_f32, int
   float *o = host_uniform(no, seed, 3, -1.0f, 1.0f, odt);
   deco_test_buf_t d_a = dev_from(a, na, dt), d_w = dev_from(w, nw, dt);
   deco_test_buf_t d_o = accumulate ? dev_from(o, no, odt) : deco_test_buf_alloc(gpu, no * deco_dtype_size(odt));
-  deco_matmul_args_t args = {dt, odt, m, n, k, (const char *)d_a.ptr + a_offset * deco_dtype_size(dt), d_w.ptr,
-                             d_o.ptr, accumulate};
+  deco_matmul_args_t args = {.dtype = dt, .out_dtype = odt, .m = m, .n = n, .k = k,
+                             .a = (const char *)d_a.ptr + a_offset * deco_dtype_size(dt), .w = d_w.ptr, .out = d_o.ptr,
+                             .accumulate = accumulate};
   EXPECT_OK(deco_matmul(gpu, &args), gpu);
-  deco_matmul_args_t r = {DECO_DTYPE_F32, DECO_DTYPE_F32, m, n, k, a + a_offset, w, o, accumulate};
+  deco_matmul_args_t r = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = m, .n = n, .k = k,
+                          .a = a + a_offset, .w = w, .out = o, .accumulate = accumulate};
   EXPECT_OK(deco_matmul(cpu, &r), cpu);
   size_t bad = check_output(what, &d_o, no, odt, o, tol_reduction(dt));
   if (bad) fprintf(stderr, "FAILED: %s\n", what);
@@ -369,10 +377,11 @@ static void swiglu_case(deco_dtype_t dt, size_t n, int mode, int case_id) {
   deco_test_buf_t d_o = deco_test_buf_alloc(gpu, (n + off) * es);
   void *gp = (char *)d_g.ptr + off * es, *up = (char *)d_u.ptr + off * es;
   void *op = mode == 1 ? gp : (char *)d_o.ptr + off * es;
-  deco_swiglu_args_t a = {dt, n, gp, up, op, 0, 0};
+  deco_swiglu_args_t a = {.dtype = dt, .n = n, .gate = gp, .up = up, .out = op, .row_len = 0, .in_stride = 0};
   EXPECT_OK(deco_swiglu(gpu, &a), gpu);
   float *ref = malloc(sizeof(float) * n);
-  deco_swiglu_args_t r = {DECO_DTYPE_F32, n, g + off, u + off, ref, 0, 0};
+  deco_swiglu_args_t r = {.dtype = DECO_DTYPE_F32, .n = n, .gate = g + off, .up = u + off, .out = ref, .row_len = 0,
+                          .in_stride = 0};
   EXPECT_OK(deco_swiglu(cpu, &r), cpu);
   size_t poisoned = 0;
   float *got = dev_to_host(mode == 1 ? &d_g : &d_o, n + off, dt, &poisoned);
@@ -445,7 +454,8 @@ static void fill_random_case(deco_dtype_t dt, size_t n, uint64_t seed, uint32_t 
   snprintf(what, sizeof what, "fill_random %s n=%zu seed=%llx tensor=%u scale=%g constant=%g", deco_dtype_name(dt), n,
            (unsigned long long)seed, tensor, (double)scale, (double)constant);
   deco_test_buf_t d = deco_test_buf_alloc(gpu, n * deco_dtype_size(dt));
-  deco_fill_random_args_t a = {dt, n, seed, tensor, scale, constant, d.ptr};
+  deco_fill_random_args_t a = {.dtype = dt, .n = n, .seed = seed, .tensor = tensor, .scale = scale,
+                               .constant = constant, .out = d.ptr};
   EXPECT_OK(deco_fill_random(gpu, &a), gpu);
   float *ref = malloc(sizeof(float) * n);
   deco_fill_random_args_t r = a;
@@ -485,11 +495,11 @@ static void convert_case(deco_dtype_t in_dt, deco_dtype_t out_dt, size_t n, int 
   deco_test_round_to(x, n, in_dt); /* representable in the input dtype */
   deco_test_buf_t d_in = dev_from(x, n, in_dt);
   deco_test_buf_t d_out = deco_test_buf_alloc(gpu, n * deco_dtype_size(out_dt));
-  deco_convert_args_t a = {in_dt, out_dt, n, d_in.ptr, d_out.ptr};
+  deco_convert_args_t a = {.in_dtype = in_dt, .out_dtype = out_dt, .n = n, .in = d_in.ptr, .out = d_out.ptr};
   EXPECT_OK(deco_convert(gpu, &a), gpu);
   /* The reference converts f32 to f32 (a copy); the dtype rounding is the host's. */
   float *ref = malloc(sizeof(float) * n);
-  deco_convert_args_t r = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, x, ref};
+  deco_convert_args_t r = {.in_dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .n = n, .in = x, .out = ref};
   EXPECT_OK(deco_convert(cpu, &r), cpu);
   cr_expect_eq(compare_bits(what, &d_out, ref, n, out_dt), 0, "%s", what);
   deco_test_buf_free(&d_in);
@@ -594,10 +604,12 @@ static void kv_append_case(deco_dtype_t dt, int page_size, int n_kv, int hd, int
   deco_test_buf_t d_k = dev_from(k, L.capacity * row, dt), d_v = dev_from(v, L.capacity * row, dt);
 
   /* Reference with the valid table. */
-  deco_kv_append_args_t r = {{DECO_DTYPE_F32, n_kv, hd, page_size, L.n_pages, kp, vp, L.block_table, L.max_pages},
-                             {L.n_seqs, L.capacity, L.q_indptr, L.kv_lens},
-                             k,
-                             v, 0};
+  deco_kv_append_args_t r = {.cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = n_kv, .head_dim = hd,
+                                       .page_size = page_size, .n_pages = L.n_pages, .k_pages = kp, .v_pages = vp,
+                                       .block_table = L.block_table, .max_pages_per_seq = L.max_pages},
+                             .batch = {.n_seqs = L.n_seqs, .n_tokens = L.capacity, .q_indptr = L.q_indptr,
+                                       .kv_lens = L.kv_lens},
+                             .k = k, .v = v, .kv_stride = 0};
   EXPECT_OK(deco_kv_append(cpu, &r), cpu);
   if (corrupt) {
     /* Sequence 1 (19 tokens prefill) loses its page 1: those tokens are
@@ -610,10 +622,12 @@ static void kv_append_case(deco_dtype_t dt, int page_size, int n_kv, int hd, int
     *entry = corrupt == 1 ? -1 : L.n_pages;
   }
   dev_layout_t d = upload_layout(&L);
-  deco_kv_append_args_t a = {{dt, n_kv, hd, page_size, L.n_pages, d_kp.ptr, d_vp.ptr, d.block_table.ptr, L.max_pages},
-                             {L.n_seqs, L.capacity, d.q_indptr.ptr, d.kv_lens.ptr},
-                             d_k.ptr,
-                             d_v.ptr, 0};
+  deco_kv_append_args_t a = {.cache = {.dtype = dt, .n_kv_heads = n_kv, .head_dim = hd, .page_size = page_size,
+                                       .n_pages = L.n_pages, .k_pages = d_kp.ptr, .v_pages = d_vp.ptr,
+                                       .block_table = d.block_table.ptr, .max_pages_per_seq = L.max_pages},
+                             .batch = {.n_seqs = L.n_seqs, .n_tokens = L.capacity, .q_indptr = d.q_indptr.ptr,
+                                       .kv_lens = d.kv_lens.ptr},
+                             .k = d_k.ptr, .v = d_v.ptr, .kv_stride = 0};
   EXPECT_OK(deco_kv_append(gpu, &a), gpu);
   /* Whole pools, exactly: catches writes to any wrong slot (tokens past the
    * real count, skipped tokens). */
@@ -665,12 +679,12 @@ static size_t attention_case(deco_dtype_t dt, const int *kv_len, const int *n_ne
   const float scale = 1.0f / sqrtf((float)hd);
 
   float *ref = malloc(sizeof(float) * nq);
-  deco_attention_args_t r = {{DECO_DTYPE_F32, n_kv, hd, page_size, L.n_pages, kp, vp, L.block_table, L.max_pages},
-                             {L.n_seqs, L.capacity, L.q_indptr, L.kv_lens},
-                             nh,
-                             scale,
-                             q,
-                             ref, 0};
+  deco_attention_args_t r = {.cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = n_kv, .head_dim = hd,
+                                       .page_size = page_size, .n_pages = L.n_pages, .k_pages = kp, .v_pages = vp,
+                                       .block_table = L.block_table, .max_pages_per_seq = L.max_pages},
+                             .batch = {.n_seqs = L.n_seqs, .n_tokens = L.capacity, .q_indptr = L.q_indptr,
+                                       .kv_lens = L.kv_lens},
+                             .n_heads = nh, .scale = scale, .q = q, .out = ref, .q_stride = 0};
   EXPECT_OK(deco_attention(cpu, &r), cpu);
   if (corrupt_seq >= 0) {
     L.block_table[corrupt_seq * L.max_pages + corrupt_page] = (corrupt_page % 2) ? L.n_pages + 7 : -3;
@@ -687,12 +701,12 @@ static size_t attention_case(deco_dtype_t dt, const int *kv_len, const int *n_ne
   dev_layout_t d = upload_layout(&L);
   deco_test_buf_t d_kp = dev_from(kp, pool, dt), d_vp = dev_from(vp, pool, dt), d_q = dev_from(q, nq, dt);
   deco_test_buf_t d_o = deco_test_buf_alloc(gpu, nq * deco_dtype_size(dt));
-  deco_attention_args_t a = {{dt, n_kv, hd, page_size, L.n_pages, d_kp.ptr, d_vp.ptr, d.block_table.ptr, L.max_pages},
-                             {L.n_seqs, L.capacity, d.q_indptr.ptr, d.kv_lens.ptr},
-                             nh,
-                             scale,
-                             d_q.ptr,
-                             d_o.ptr, 0};
+  deco_attention_args_t a = {.cache = {.dtype = dt, .n_kv_heads = n_kv, .head_dim = hd, .page_size = page_size,
+                                       .n_pages = L.n_pages, .k_pages = d_kp.ptr, .v_pages = d_vp.ptr,
+                                       .block_table = d.block_table.ptr, .max_pages_per_seq = L.max_pages},
+                             .batch = {.n_seqs = L.n_seqs, .n_tokens = L.capacity, .q_indptr = d.q_indptr.ptr,
+                                       .kv_lens = d.kv_lens.ptr},
+                             .n_heads = nh, .scale = scale, .q = d_q.ptr, .out = d_o.ptr, .q_stride = 0};
   size_t bad = 0;
   /* Head dims 64/128 in f16/bf16 run on the tensor-core kernel. */
   const char *path = deco_attention_path(gpu, &a);
@@ -845,10 +859,13 @@ static size_t strided_case(deco_dtype_t dt, int H, int KH, int hd, int T, int L0
     parent[t] = t ? (t - 1) / 2 : -1;
   }
   deco_test_buf_t d_qkv = dev_from(qkv, nqkv, dt), d_pos = dev_from_raw(pos, sizeof(int32_t) * T);
-  deco_rope_args_t rg = {dt, DECO_ROPE_HALF_SPLIT, T, H, KH, hd, 10000.0f, d_pos.ptr, d_qkv.ptr,
-                         (char *)d_qkv.ptr + (size_t)qd * es, qkvd, qkvd};
+  deco_rope_args_t rg = {.dtype = dt, .style = DECO_ROPE_HALF_SPLIT, .n_tokens = T, .n_heads = H, .n_kv_heads = KH,
+                         .head_dim = hd, .theta = 10000.0f, .positions = d_pos.ptr, .q = d_qkv.ptr,
+                         .k = (char *)d_qkv.ptr + (size_t)qd * es, .q_stride = qkvd, .k_stride = qkvd};
   EXPECT_OK(deco_rope(gpu, &rg), gpu);
-  deco_rope_args_t rc = {DECO_DTYPE_F32, DECO_ROPE_HALF_SPLIT, T, H, KH, hd, 10000.0f, pos, qkv, qkv + qd, qkvd, qkvd};
+  deco_rope_args_t rc = {.dtype = DECO_DTYPE_F32, .style = DECO_ROPE_HALF_SPLIT, .n_tokens = T, .n_heads = H,
+                         .n_kv_heads = KH, .head_dim = hd, .theta = 10000.0f, .positions = pos, .q = qkv, .k = qkv + qd,
+                         .q_stride = qkvd, .k_stride = qkvd};
   EXPECT_OK(deco_rope(cpu, &rc), cpu);
   bad += check_output(what, &d_qkv, nqkv, dt, qkv, tol_elementwise(dt));
   /* Both sides go on from the reference's rotated values, rounded to dt. */
@@ -865,12 +882,16 @@ static size_t strided_case(deco_dtype_t dt, int H, int KH, int hd, int T, int L0
   deco_test_buf_t d_table = dev_from_raw(table, sizeof(int32_t) * max_pages), d_meta = dev_from_raw(meta, sizeof meta);
   deco_test_buf_t d_parent = dev_from_raw(parent, sizeof(int32_t) * T);
   const int32_t *dm = (const int32_t *)d_meta.ptr;
-  deco_paged_kv_t cg = {dt, KH, hd, ps, n_pages, d_kp.ptr, d_vp.ptr, (const int32_t *)d_table.ptr, max_pages};
-  deco_paged_kv_t cc = {DECO_DTYPE_F32, KH, hd, ps, n_pages, kp, vp, table, max_pages};
-  deco_ragged_batch_t bg = {1, T, dm, dm + 2}, bc = {1, T, meta, meta + 2};
-  deco_kv_append_args_t ag = {cg, bg, (char *)d_qkv.ptr + (size_t)qd * es, (char *)d_qkv.ptr + (size_t)(qd + kvd) * es,
-                              qkvd};
-  deco_kv_append_args_t ac = {cc, bc, qkv + qd, qkv + qd + kvd, qkvd};
+  deco_paged_kv_t cg = {.dtype = dt, .n_kv_heads = KH, .head_dim = hd, .page_size = ps, .n_pages = n_pages,
+                        .k_pages = d_kp.ptr, .v_pages = d_vp.ptr, .block_table = (const int32_t *)d_table.ptr,
+                        .max_pages_per_seq = max_pages};
+  deco_paged_kv_t cc = {.dtype = DECO_DTYPE_F32, .n_kv_heads = KH, .head_dim = hd, .page_size = ps, .n_pages = n_pages,
+                        .k_pages = kp, .v_pages = vp, .block_table = table, .max_pages_per_seq = max_pages};
+  deco_ragged_batch_t bg = {.n_seqs = 1, .n_tokens = T, .q_indptr = dm, .kv_lens = dm + 2};
+  deco_ragged_batch_t bc = {.n_seqs = 1, .n_tokens = T, .q_indptr = meta, .kv_lens = meta + 2};
+  deco_kv_append_args_t ag = {.cache = cg, .batch = bg, .k = (char *)d_qkv.ptr + (size_t)qd * es,
+                              .v = (char *)d_qkv.ptr + (size_t)(qd + kvd) * es, .kv_stride = qkvd};
+  deco_kv_append_args_t ac = {.cache = cc, .batch = bc, .k = qkv + qd, .v = qkv + qd + kvd, .kv_stride = qkvd};
   EXPECT_OK(deco_kv_append(gpu, &ag), gpu);
   EXPECT_OK(deco_kv_append(cpu, &ac), cpu);
   bad += check_output(what, &d_kp, pool, dt, kp, 0.0f);
@@ -881,10 +902,16 @@ static size_t strided_case(deco_dtype_t dt, int H, int KH, int hd, int T, int L0
   float *ref = malloc(sizeof(float) * nout);
   for (int mode = 0; mode < 2; ++mode) { /* causal, then a binary tree over the same tokens */
     deco_test_buf_t d_o = deco_test_buf_alloc(gpu, nout * es);
-    deco_attention_args_t tg = {cg, bg, H, scale, d_qkv.ptr, d_o.ptr, qkvd}, tc = {cc, bc, H, scale, qkv, ref, qkvd};
-    deco_tree_batch_t treeg = {1, T, dm, (const int32_t *)d_parent.ptr}, treec = {1, T, meta, parent};
-    deco_tree_attention_args_t xg = {cg, treeg, dm + 3, H, scale, d_qkv.ptr, d_o.ptr, qkvd};
-    deco_tree_attention_args_t xc = {cc, treec, meta + 3, H, scale, qkv, ref, qkvd};
+    deco_attention_args_t tg = {.cache = cg, .batch = bg, .n_heads = H, .scale = scale, .q = d_qkv.ptr, .out = d_o.ptr,
+                                .q_stride = qkvd};
+    deco_attention_args_t tc = {.cache = cc, .batch = bc, .n_heads = H, .scale = scale, .q = qkv, .out = ref,
+                                .q_stride = qkvd};
+    deco_tree_batch_t treeg = {.n_trees = 1, .n_nodes = T, .tree_indptr = dm, .parent = (const int32_t *)d_parent.ptr};
+    deco_tree_batch_t treec = {.n_trees = 1, .n_nodes = T, .tree_indptr = meta, .parent = parent};
+    deco_tree_attention_args_t xg = {.cache = cg, .tree = treeg, .prefix_lens = dm + 3, .n_heads = H, .scale = scale,
+                                     .q = d_qkv.ptr, .out = d_o.ptr, .q_stride = qkvd};
+    deco_tree_attention_args_t xc = {.cache = cc, .tree = treec, .prefix_lens = meta + 3, .n_heads = H, .scale = scale,
+                                     .q = qkv, .out = ref, .q_stride = qkvd};
     const size_t ws = mode ? deco_tree_attention_workspace_size(gpu, &xg) : deco_attention_workspace_size(gpu, &tg);
     deco_test_buf_t d_ws = {gpu, NULL, 0};
     if (ws) {
@@ -952,9 +979,11 @@ Test(ops_cuda, swiglu_rows) {
       snprintf(what, sizeof what, "swiglu rows %s rows=%d len=%d", deco_dtype_name(dt), rows, len);
       float *h13 = host_uniform(2 * n, 71 + (uint64_t)li, (uint32_t)di, -6.0f, 6.0f, dt), *ref = malloc(sizeof(float) * n);
       deco_test_buf_t d_h13 = dev_from(h13, 2 * n, dt), d_o = deco_test_buf_alloc(gpu, n * es);
-      deco_swiglu_args_t a = {dt, n, d_h13.ptr, (char *)d_h13.ptr + (size_t)len * es, d_o.ptr, len, 2 * len};
+      deco_swiglu_args_t a = {.dtype = dt, .n = n, .gate = d_h13.ptr, .up = (char *)d_h13.ptr + (size_t)len * es,
+                              .out = d_o.ptr, .row_len = len, .in_stride = 2 * len};
       EXPECT_OK(deco_swiglu(gpu, &a), gpu);
-      deco_swiglu_args_t r = {DECO_DTYPE_F32, n, h13, h13 + len, ref, len, 2 * len};
+      deco_swiglu_args_t r = {.dtype = DECO_DTYPE_F32, .n = n, .gate = h13, .up = h13 + len, .out = ref, .row_len = len,
+                              .in_stride = 2 * len};
       EXPECT_OK(deco_swiglu(cpu, &r), cpu);
       cr_expect_eq(check_output(what, &d_o, n, dt, ref, tol_elementwise(dt)), 0, "%s", what);
       deco_test_buf_free(&d_h13);
@@ -989,12 +1018,14 @@ Test(ops_cuda, attention_workspace_too_small) {
   deco_test_buf_t d_kp = deco_test_buf_alloc(gpu, pool * 2), d_vp = deco_test_buf_alloc(gpu, pool * 2);
   deco_test_buf_t d_q = deco_test_buf_alloc(gpu, 8 * 64 * 2), d_o = deco_test_buf_alloc(gpu, 8 * 64 * 2);
   deco_attention_args_t a = {
-      {DECO_DTYPE_BF16, 2, 64, 16, L.n_pages, d_kp.ptr, d_vp.ptr, d.block_table.ptr, L.max_pages},
-      {1, 1, d.q_indptr.ptr, d.kv_lens.ptr},
-      8,
-      0.125f,
-      d_q.ptr,
-      d_o.ptr, 0};
+      .cache = {.dtype = DECO_DTYPE_BF16, .n_kv_heads = 2, .head_dim = 64, .page_size = 16, .n_pages = L.n_pages,
+                .k_pages = d_kp.ptr, .v_pages = d_vp.ptr, .block_table = d.block_table.ptr,
+                .max_pages_per_seq = L.max_pages},
+      .batch = {.n_seqs = 1, .n_tokens = 1, .q_indptr = d.q_indptr.ptr, .kv_lens = d.kv_lens.ptr},
+      .n_heads = 8,
+      .scale = 0.125f,
+      .q = d_q.ptr,
+      .out = d_o.ptr, .q_stride = 0};
   const size_t ws = deco_attention_workspace_size(gpu, &a);
   cr_assert_gt(ws, 0, "one decode token over a long table should split the keys");
   EXPECT_OK(deco_ctx_set_workspace(gpu, NULL, 0), gpu);
@@ -1022,7 +1053,8 @@ Test(ops_cuda, misuse) {
   void *p = b.ptr;
   const int32_t *ip = (const int32_t *)p;
 
-  deco_embedding_args_t e = {DECO_DTYPE_BF16, 1, 10, 8, p, ip, NULL, (float *)p};
+  deco_embedding_args_t e = {.dtype = DECO_DTYPE_BF16, .n_tokens = 1, .vocab = 10, .dim = 8, .table = p, .tokens = ip,
+                             .embeds = NULL, .out = (float *)p};
   cr_expect_eq(deco_embedding(gpu, NULL), DECO_STATUS_NULL_POINTER);
   cr_expect_eq(deco_embedding(NULL, &e), DECO_STATUS_NULL_POINTER);
   e.out = NULL;
@@ -1037,7 +1069,8 @@ Test(ops_cuda, misuse) {
   e.tokens = NULL;
   cr_expect_eq(deco_embedding(gpu, &e), DECO_STATUS_NULL_POINTER);
 
-  deco_rmsnorm_args_t n = {DECO_DTYPE_F16, 2, 8, 1e-5f, (float *)p, NULL, p, (char *)p + 1024};
+  deco_rmsnorm_args_t n = {.dtype = DECO_DTYPE_F16, .n_rows = 2, .dim = 8, .eps = 1e-5f, .residual = (float *)p,
+                           .add = NULL, .weight = p, .out = (char *)p + 1024};
   n.weight = NULL;
   cr_expect_eq(deco_rmsnorm(gpu, &n), DECO_STATUS_NULL_POINTER);
   n.weight = p;
@@ -1050,7 +1083,9 @@ Test(ops_cuda, misuse) {
   n.dim = -3;
   cr_expect_eq(deco_rmsnorm(gpu, &n), DECO_STATUS_INVALID_ARGUMENT);
 
-  deco_rope_args_t r = {DECO_DTYPE_BF16, DECO_ROPE_INTERLEAVED, 1, 2, 2, 7, 10000.0f, ip, p, NULL, 0, 0};
+  deco_rope_args_t r = {.dtype = DECO_DTYPE_BF16, .style = DECO_ROPE_INTERLEAVED, .n_tokens = 1, .n_heads = 2,
+                        .n_kv_heads = 2, .head_dim = 7, .theta = 10000.0f, .positions = ip, .q = p, .k = NULL,
+                        .q_stride = 0, .k_stride = 0};
   cr_expect_eq(deco_rope(gpu, &r), DECO_STATUS_INVALID_ARGUMENT, "odd head_dim");
   r.head_dim = 258;
   cr_expect_eq(deco_rope(gpu, &r), DECO_STATUS_INVALID_ARGUMENT);
@@ -1064,7 +1099,8 @@ Test(ops_cuda, misuse) {
   r.style = (deco_rope_style_t)5;
   cr_expect_eq(deco_rope(gpu, &r), DECO_STATUS_INVALID_ARGUMENT);
 
-  deco_matmul_args_t m = {DECO_DTYPE_BF16, DECO_DTYPE_F16, 1, 8, 8, p, p, (char *)p + 4096, 0};
+  deco_matmul_args_t m = {.dtype = DECO_DTYPE_BF16, .out_dtype = DECO_DTYPE_F16, .m = 1, .n = 8, .k = 8, .a = p, .w = p,
+                          .out = (char *)p + 4096, .accumulate = 0};
   cr_expect_eq(deco_matmul(gpu, &m), DECO_STATUS_UNSUPPORTED, "bf16 -> f16 output");
   m.out_dtype = DECO_DTYPE_F32;
   m.k = 0;
@@ -1079,22 +1115,28 @@ Test(ops_cuda, misuse) {
   m.m = 0;
   cr_expect_eq(deco_matmul(gpu, &m), DECO_STATUS_SUCCESS, "m = 0 is a no-op");
 
-  deco_swiglu_args_t s = {DECO_DTYPE_F32, 16, p, NULL, p, 0, 0};
+  deco_swiglu_args_t s = {.dtype = DECO_DTYPE_F32, .n = 16, .gate = p, .up = NULL, .out = p, .row_len = 0,
+                          .in_stride = 0};
   cr_expect_eq(deco_swiglu(gpu, &s), DECO_STATUS_NULL_POINTER);
 
-  deco_fill_random_args_t f = {DECO_DTYPE_BF16, 16, 1, 0, NAN, 0.0f, p};
+  deco_fill_random_args_t f = {.dtype = DECO_DTYPE_BF16, .n = 16, .seed = 1, .tensor = 0, .scale = NAN,
+                               .constant = 0.0f, .out = p};
   cr_expect_eq(deco_fill_random(gpu, &f), DECO_STATUS_INVALID_ARGUMENT);
   f.scale = 1.0f;
   f.out = NULL;
   cr_expect_eq(deco_fill_random(gpu, &f), DECO_STATUS_NULL_POINTER);
 
-  deco_convert_args_t c = {DECO_DTYPE_F32, (deco_dtype_t)9, 16, p, p};
+  deco_convert_args_t c = {.in_dtype = DECO_DTYPE_F32, .out_dtype = (deco_dtype_t)9, .n = 16, .in = p, .out = p};
   cr_expect_neq(deco_convert(gpu, &c), DECO_STATUS_SUCCESS);
 
   int32_t meta[4] = {0, 1, 1, 0};
   deco_test_buf_t d_meta = dev_from_raw(meta, sizeof meta);
   const int32_t *mp = (const int32_t *)d_meta.ptr;
-  deco_attention_args_t at = {{DECO_DTYPE_BF16, 2, 64, 16, 4, p, p, mp, 1}, {1, 1, mp, mp + 1}, 8, 0.125f, p, p, 0};
+  deco_attention_args_t at = {.cache = {.dtype = DECO_DTYPE_BF16, .n_kv_heads = 2, .head_dim = 64, .page_size = 16,
+                                        .n_pages = 4, .k_pages = p, .v_pages = p, .block_table = mp,
+                                        .max_pages_per_seq = 1},
+                              .batch = {.n_seqs = 1, .n_tokens = 1, .q_indptr = mp, .kv_lens = mp + 1}, .n_heads = 8,
+                              .scale = 0.125f, .q = p, .out = p, .q_stride = 0};
   at.cache.head_dim = 7;
   cr_expect_eq(deco_attention(gpu, &at), DECO_STATUS_INVALID_ARGUMENT, "head_dim 7");
   at.cache.head_dim = 257;
@@ -1116,7 +1158,11 @@ Test(ops_cuda, misuse) {
   at.batch.kv_lens = NULL;
   cr_expect_eq(deco_attention(gpu, &at), DECO_STATUS_NULL_POINTER);
 
-  deco_kv_append_args_t ka = {{DECO_DTYPE_BF16, 2, 64, 16, 4, p, p, mp, 1}, {0, 1, mp, mp + 1}, p, p, 0};
+  deco_kv_append_args_t ka = {.cache = {.dtype = DECO_DTYPE_BF16, .n_kv_heads = 2, .head_dim = 64, .page_size = 16,
+                                        .n_pages = 4, .k_pages = p, .v_pages = p, .block_table = mp,
+                                        .max_pages_per_seq = 1},
+                              .batch = {.n_seqs = 0, .n_tokens = 1, .q_indptr = mp, .kv_lens = mp + 1}, .k = p, .v = p,
+                              .kv_stride = 0};
   cr_expect_eq(deco_kv_append(gpu, &ka), DECO_STATUS_INVALID_ARGUMENT, "n_seqs 0");
   ka.batch.n_seqs = 1;
   ka.k = NULL;
@@ -1205,25 +1251,33 @@ static void mini_forward(deco_ctx_t *ctx, const int32_t *tokens, float *logits_o
     const int32_t meta[3] = {0, n, t0 + n}; /* q_indptr[2], kv_lens[1] */
     EXPECT_OK(deco_memcpy(ctx, d_meta, meta, sizeof meta, DECO_COPY_HOST_TO_CTX), ctx);
     const int32_t *qi = (const int32_t *)d_meta, *kl = (const int32_t *)d_meta + 2;
-    deco_embedding_args_t ea = {DECO_DTYPE_F32, n, MINI_VOCAB, MINI_DIM, w.emb, (const int32_t *)d_tok + t0, NULL, x};
+    deco_embedding_args_t ea = {.dtype = DECO_DTYPE_F32, .n_tokens = n, .vocab = MINI_VOCAB, .dim = MINI_DIM,
+                                .table = w.emb, .tokens = (const int32_t *)d_tok + t0, .embeds = NULL, .out = x};
     EXPECT_OK(deco_embedding(ctx, &ea), ctx);
-    deco_rmsnorm_args_t na = {DECO_DTYPE_F32, n, MINI_DIM, 1e-5f, x, NULL, w.norm1, xb};
+    deco_rmsnorm_args_t na = {.dtype = DECO_DTYPE_F32, .n_rows = n, .dim = MINI_DIM, .eps = 1e-5f, .residual = x,
+                              .add = NULL, .weight = w.norm1, .out = xb};
     EXPECT_OK(deco_rmsnorm(ctx, &na), ctx);
-    deco_matmul_args_t mq = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_DIM, MINI_DIM, xb, w.wq, q, 0};
+    deco_matmul_args_t mq = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = MINI_DIM, .k = MINI_DIM,
+                             .a = xb, .w = w.wq, .out = q, .accumulate = 0};
     EXPECT_OK(deco_matmul(ctx, &mq), ctx);
-    deco_matmul_args_t mk = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, (int)kvd, MINI_DIM, xb, w.wk, k, 0};
+    deco_matmul_args_t mk = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = (int)kvd, .k = MINI_DIM,
+                             .a = xb, .w = w.wk, .out = k, .accumulate = 0};
     EXPECT_OK(deco_matmul(ctx, &mk), ctx);
-    deco_matmul_args_t mv = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, (int)kvd, MINI_DIM, xb, w.wv, v, 0};
+    deco_matmul_args_t mv = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = (int)kvd, .k = MINI_DIM,
+                             .a = xb, .w = w.wv, .out = v, .accumulate = 0};
     EXPECT_OK(deco_matmul(ctx, &mv), ctx);
-    deco_rope_args_t ra = {DECO_DTYPE_F32, DECO_ROPE_INTERLEAVED, n, MINI_HEADS, MINI_KV, MINI_HD, 10000.0f,
-                           (const int32_t *)d_pos + t0, q, k, 0, 0};
+    deco_rope_args_t ra = {.dtype = DECO_DTYPE_F32, .style = DECO_ROPE_INTERLEAVED, .n_tokens = n,
+                           .n_heads = MINI_HEADS, .n_kv_heads = MINI_KV, .head_dim = MINI_HD, .theta = 10000.0f,
+                           .positions = (const int32_t *)d_pos + t0, .q = q, .k = k, .q_stride = 0, .k_stride = 0};
     EXPECT_OK(deco_rope(ctx, &ra), ctx);
-    deco_paged_kv_t cache = {DECO_DTYPE_F32, MINI_KV, MINI_HD, MINI_PAGE, n_pages, kpool, vpool,
-                             (const int32_t *)d_table, max_pages};
-    deco_ragged_batch_t batch = {1, n, qi, kl};
-    deco_kv_append_args_t ka = {cache, batch, k, v, 0};
+    deco_paged_kv_t cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = MINI_KV, .head_dim = MINI_HD,
+                             .page_size = MINI_PAGE, .n_pages = n_pages, .k_pages = kpool, .v_pages = vpool,
+                             .block_table = (const int32_t *)d_table, .max_pages_per_seq = max_pages};
+    deco_ragged_batch_t batch = {.n_seqs = 1, .n_tokens = n, .q_indptr = qi, .kv_lens = kl};
+    deco_kv_append_args_t ka = {.cache = cache, .batch = batch, .k = k, .v = v, .kv_stride = 0};
     EXPECT_OK(deco_kv_append(ctx, &ka), ctx);
-    deco_attention_args_t aa = {cache, batch, MINI_HEADS, 0.25f, q, att, 0};
+    deco_attention_args_t aa = {.cache = cache, .batch = batch, .n_heads = MINI_HEADS, .scale = 0.25f, .q = q,
+                                .out = att, .q_stride = 0};
     size_t need = deco_attention_workspace_size(ctx, &aa);
     if (need > ws_bytes) {
       deco_free(ctx, ws);
@@ -1232,21 +1286,29 @@ static void mini_forward(deco_ctx_t *ctx, const int32_t *tokens, float *logits_o
       EXPECT_OK(deco_ctx_set_workspace(ctx, ws, ws_bytes), ctx);
     }
     EXPECT_OK(deco_attention(ctx, &aa), ctx);
-    deco_matmul_args_t mo = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_DIM, MINI_DIM, att, w.wo, xb, 0};
+    deco_matmul_args_t mo = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = MINI_DIM, .k = MINI_DIM,
+                             .a = att, .w = w.wo, .out = xb, .accumulate = 0};
     EXPECT_OK(deco_matmul(ctx, &mo), ctx);
-    deco_rmsnorm_args_t n2 = {DECO_DTYPE_F32, n, MINI_DIM, 1e-5f, x, xb, w.norm2, q};
+    deco_rmsnorm_args_t n2 = {.dtype = DECO_DTYPE_F32, .n_rows = n, .dim = MINI_DIM, .eps = 1e-5f, .residual = x,
+                              .add = xb, .weight = w.norm2, .out = q};
     EXPECT_OK(deco_rmsnorm(ctx, &n2), ctx);
-    deco_matmul_args_t m1 = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_HIDDEN, MINI_DIM, q, w.w1, h1, 0};
+    deco_matmul_args_t m1 = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = MINI_HIDDEN,
+                             .k = MINI_DIM, .a = q, .w = w.w1, .out = h1, .accumulate = 0};
     EXPECT_OK(deco_matmul(ctx, &m1), ctx);
-    deco_matmul_args_t m3 = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_HIDDEN, MINI_DIM, q, w.w3, h3, 0};
+    deco_matmul_args_t m3 = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = MINI_HIDDEN,
+                             .k = MINI_DIM, .a = q, .w = w.w3, .out = h3, .accumulate = 0};
     EXPECT_OK(deco_matmul(ctx, &m3), ctx);
-    deco_swiglu_args_t sa = {DECO_DTYPE_F32, (size_t)n * MINI_HIDDEN, h1, h3, h1, 0, 0};
+    deco_swiglu_args_t sa = {.dtype = DECO_DTYPE_F32, .n = (size_t)n * MINI_HIDDEN, .gate = h1, .up = h3, .out = h1,
+                             .row_len = 0, .in_stride = 0};
     EXPECT_OK(deco_swiglu(ctx, &sa), ctx);
-    deco_matmul_args_t m2 = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_DIM, MINI_HIDDEN, h1, w.w2, x, 1};
+    deco_matmul_args_t m2 = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = MINI_DIM,
+                             .k = MINI_HIDDEN, .a = h1, .w = w.w2, .out = x, .accumulate = 1};
     EXPECT_OK(deco_matmul(ctx, &m2), ctx); /* residual += down(...) */
-    deco_rmsnorm_args_t nf = {DECO_DTYPE_F32, n, MINI_DIM, 1e-5f, x, NULL, w.normf, xb};
+    deco_rmsnorm_args_t nf = {.dtype = DECO_DTYPE_F32, .n_rows = n, .dim = MINI_DIM, .eps = 1e-5f, .residual = x,
+                              .add = NULL, .weight = w.normf, .out = xb};
     EXPECT_OK(deco_rmsnorm(ctx, &nf), ctx);
-    deco_matmul_args_t ml = {DECO_DTYPE_F32, DECO_DTYPE_F32, n, MINI_VOCAB, MINI_DIM, xb, w.emb, logits, 0};
+    deco_matmul_args_t ml = {.dtype = DECO_DTYPE_F32, .out_dtype = DECO_DTYPE_F32, .m = n, .n = MINI_VOCAB,
+                             .k = MINI_DIM, .a = xb, .w = w.emb, .out = logits, .accumulate = 0};
     EXPECT_OK(deco_matmul(ctx, &ml), ctx);
     EXPECT_OK(deco_memcpy(ctx, logits_out + (size_t)t0 * V, logits, sizeof(float) * n * V, DECO_COPY_CTX_TO_HOST),
               ctx);

@@ -122,8 +122,9 @@ static void topk_case(deco_dtype_t dt, int V, int rows, int kind, int use_count,
              k, kind, count, misalign);
     deco_test_buf_t d_ids = dev_out_i32((size_t)rows * k);
     deco_test_buf_t d_vals = deco_test_buf_alloc(gpu, sizeof(float) * rows * k); /* 0xFF poison */
-    deco_topk_rows_args_t a = {rows, V, k, dt, logits, use_count ? (const int32_t *)d_count.ptr : NULL,
-                               (int32_t *)d_ids.ptr, (float *)d_vals.ptr};
+    deco_topk_rows_args_t a = {.n_rows = rows, .vocab = V, .k = k, .dtype = dt, .logits = logits,
+                               .row_count = use_count ? (const int32_t *)d_count.ptr : NULL,
+                               .ids = (int32_t *)d_ids.ptr, .values = (float *)d_vals.ptr};
     const size_t need = deco_topk_rows_workspace_size(gpu, &a);
     cr_assert_leq(need, WS_BYTES, "%s", what);
     EXPECT_OK(deco_topk_rows(gpu, &a), gpu);
@@ -133,7 +134,8 @@ static void topk_case(deco_dtype_t dt, int V, int rows, int kind, int use_count,
 
     int32_t *ref_ids = malloc(sizeof(int32_t) * rows * k);
     float *ref_vals = malloc(sizeof(float) * rows * k);
-    deco_topk_rows_args_t r = {rows, V, k, DECO_DTYPE_F32, x, &count, ref_ids, ref_vals};
+    deco_topk_rows_args_t r = {.n_rows = rows, .vocab = V, .k = k, .dtype = DECO_DTYPE_F32, .logits = x,
+                               .row_count = &count, .ids = ref_ids, .values = ref_vals};
     EXPECT_OK(deco_topk_rows(cpu, &r), cpu);
     size_t bad = 0;
     for (int row = 0; row < rows; ++row)
@@ -209,11 +211,13 @@ static void draft_case(int V, int k, int n, const int32_t *parent, const int32_t
   for (int b = 0; b < B; ++b) roots[b] = b > 0 && b % 3 == 0 ? roots[b - 1] : rng_int(&s, 0, V - 1);
   deco_test_buf_t d_table = dev_i32(table, (size_t)V * k), d_roots = dev_i32(roots, B);
   deco_test_buf_t d_parent = dev_i32(parent, n), d_rank = dev_i32(rank, n), d_out = dev_out_i32((size_t)B * n);
-  deco_recycle_draft_args_t a = {B,    n, (int32_t *)d_roots.ptr, (int32_t *)d_parent.ptr, (int32_t *)d_rank.ptr,
-                                 (int32_t *)d_table.ptr, V, k, (int32_t *)d_out.ptr};
+  deco_recycle_draft_args_t a = {.n_trees = B, .n_nodes = n, .roots = (int32_t *)d_roots.ptr,
+                                 .parent = (int32_t *)d_parent.ptr, .rank = (int32_t *)d_rank.ptr,
+                                 .table = (int32_t *)d_table.ptr, .vocab = V, .k = k, .tokens = (int32_t *)d_out.ptr};
   EXPECT_OK(deco_recycle_draft(gpu, &a), gpu);
   int32_t *got = host_i32(&d_out, (size_t)B * n), *want = malloc(sizeof(int32_t) * B * n);
-  deco_recycle_draft_args_t r = {B, n, roots, parent, rank, table, V, k, want};
+  deco_recycle_draft_args_t r = {.n_trees = B, .n_nodes = n, .roots = roots, .parent = parent, .rank = rank,
+                                 .table = table, .vocab = V, .k = k, .tokens = want};
   EXPECT_OK(deco_recycle_draft(cpu, &r), cpu);
   char what[96];
   snprintf(what, sizeof what, "draft V=%d k=%d n=%d B=%d", V, k, n, B);
@@ -267,8 +271,9 @@ Test(recycle_cuda, small_draft_invalid) {
   const int32_t roots[2] = {3, -3};
   deco_test_buf_t d_table = dev_i32(table, V * k), d_roots = dev_i32(roots, B), d_parent = dev_i32(parent, n),
                   d_rank = dev_i32(rank, n), d_out = dev_out_i32(B * n);
-  deco_recycle_draft_args_t a = {B,    n, (int32_t *)d_roots.ptr, (int32_t *)d_parent.ptr, (int32_t *)d_rank.ptr,
-                                 (int32_t *)d_table.ptr, V, k, (int32_t *)d_out.ptr};
+  deco_recycle_draft_args_t a = {.n_trees = B, .n_nodes = n, .roots = (int32_t *)d_roots.ptr,
+                                 .parent = (int32_t *)d_parent.ptr, .rank = (int32_t *)d_rank.ptr,
+                                 .table = (int32_t *)d_table.ptr, .vocab = V, .k = k, .tokens = (int32_t *)d_out.ptr};
   EXPECT_OK(deco_recycle_draft(gpu, &a), gpu);
   int32_t *got = host_i32(&d_out, B * n);
   const int32_t t1 = table[3 * k + 0], t7 = table[3 * k + 0];
@@ -276,7 +281,8 @@ Test(recycle_cuda, small_draft_invalid) {
   cr_expect_eq(deco_test_compare_i32("draft invalid", got, want, B * n), 0);
   cr_expect(deco_test_buf_guard_ok(&d_out));
   /* The reference refuses the same input. */
-  deco_recycle_draft_args_t r = {B, n, roots, parent, rank, table, V, k, got};
+  deco_recycle_draft_args_t r = {.n_trees = B, .n_nodes = n, .roots = roots, .parent = parent, .rank = rank,
+                                 .table = table, .vocab = V, .k = k, .tokens = got};
   cr_expect_eq(deco_recycle_draft(cpu, &r), DECO_STATUS_INVALID_ARGUMENT);
   free(got);
   deco_test_buf_free(&d_table);
@@ -308,12 +314,14 @@ static void update_case(int V, int k, int B, int max_tree, int fixed, int distin
   random_table(&s, table, V, k);
   deco_test_buf_t d_indptr = dev_i32(indptr, B + 1), d_tokens = dev_i32(tokens, cap),
                   d_topk = dev_i32(topk, (size_t)cap * k), d_table = dev_i32(table, (size_t)V * k);
-  deco_recycle_update_args_t a = {B, cap, (int32_t *)d_indptr.ptr, (int32_t *)d_tokens.ptr, (int32_t *)d_topk.ptr,
-                                  (int32_t *)d_table.ptr, V, k};
+  deco_recycle_update_args_t a = {.n_trees = B, .n_nodes = cap, .tree_indptr = (int32_t *)d_indptr.ptr,
+                                  .tokens = (int32_t *)d_tokens.ptr, .topk = (int32_t *)d_topk.ptr,
+                                  .table = (int32_t *)d_table.ptr, .vocab = V, .k = k};
   cr_assert_leq(deco_recycle_update_workspace_size(gpu, &a), WS_BYTES);
   EXPECT_OK(deco_recycle_update(gpu, &a), gpu);
   int32_t *got = host_i32(&d_table, (size_t)V * k);
-  deco_recycle_update_args_t r = {B, cap, indptr, tokens, topk, table, V, k};
+  deco_recycle_update_args_t r = {.n_trees = B, .n_nodes = cap, .tree_indptr = indptr, .tokens = tokens, .topk = topk,
+                                  .table = table, .vocab = V, .k = k};
   EXPECT_OK(deco_recycle_update(cpu, &r), cpu);
   char what[96];
   snprintf(what, sizeof what, "update V=%d k=%d B=%d nodes=%d distinct=%d", V, k, B, indptr[B] - indptr[0], distinct);
@@ -370,13 +378,15 @@ Test(recycle_cuda, small_update_invalid) {
   memcpy(want[5], topk[3], sizeof want[5]);
   deco_test_buf_t d_indptr = dev_i32(indptr, B + 1), d_tokens = dev_i32(tokens, cap),
                   d_topk = dev_i32(&topk[0][0], cap * k), d_table = dev_i32(&table[0][0], V * k);
-  deco_recycle_update_args_t a = {B, cap, (int32_t *)d_indptr.ptr, (int32_t *)d_tokens.ptr, (int32_t *)d_topk.ptr,
-                                  (int32_t *)d_table.ptr, V, k};
+  deco_recycle_update_args_t a = {.n_trees = B, .n_nodes = cap, .tree_indptr = (int32_t *)d_indptr.ptr,
+                                  .tokens = (int32_t *)d_tokens.ptr, .topk = (int32_t *)d_topk.ptr,
+                                  .table = (int32_t *)d_table.ptr, .vocab = V, .k = k};
   EXPECT_OK(deco_recycle_update(gpu, &a), gpu);
   int32_t *got = host_i32(&d_table, V * k);
   cr_expect_eq(deco_test_compare_i32("update invalid", got, &want[0][0], V * k), 0);
   cr_expect(deco_test_buf_guard_ok(&d_table));
-  deco_recycle_update_args_t r = {B, cap, indptr, tokens, &topk[0][0], &table[0][0], V, k};
+  deco_recycle_update_args_t r = {.n_trees = B, .n_nodes = cap, .tree_indptr = indptr, .tokens = tokens,
+                                  .topk = &topk[0][0], .table = &table[0][0], .vocab = V, .k = k};
   cr_expect_eq(deco_recycle_update(cpu, &r), DECO_STATUS_INVALID_ARGUMENT);
   free(got);
   deco_test_buf_free(&d_indptr);
@@ -409,10 +419,13 @@ static void pipeline_case(deco_dtype_t dt, int V, int k, int B, int steps, uint6
     snprintf(what, sizeof what, "pipeline %s V=%d k=%d B=%d step %d", deco_dtype_name(dt), V, k, B, step);
     /* Draft on both from the same roots. */
     deco_test_buf_upload(&d_roots, roots, sizeof(int32_t) * B);
-    deco_recycle_draft_args_t dg = {B, n, (int32_t *)d_roots.ptr, (int32_t *)d_parent.ptr, (int32_t *)d_rank.ptr,
-                                    deco_recycler_table(rg), V, k, (int32_t *)d_tokens.ptr};
+    deco_recycle_draft_args_t dg = {.n_trees = B, .n_nodes = n, .roots = (int32_t *)d_roots.ptr,
+                                    .parent = (int32_t *)d_parent.ptr, .rank = (int32_t *)d_rank.ptr,
+                                    .table = deco_recycler_table(rg), .vocab = V, .k = k,
+                                    .tokens = (int32_t *)d_tokens.ptr};
     EXPECT_OK(deco_recycle_draft(gpu, &dg), gpu);
-    deco_recycle_draft_args_t dc = {B, n, roots, t.parent, t.rank, deco_recycler_table(rc), V, k, c_tokens};
+    deco_recycle_draft_args_t dc = {.n_trees = B, .n_nodes = n, .roots = roots, .parent = t.parent, .rank = t.rank,
+                                    .table = deco_recycler_table(rc), .vocab = V, .k = k, .tokens = c_tokens};
     EXPECT_OK(deco_recycle_draft(cpu, &dc), cpu);
     int32_t *g_tokens = host_i32(&d_tokens, N);
     cr_assert_eq(deco_test_compare_i32(what, g_tokens, c_tokens, N), 0, "%s: drafts differ", what);
@@ -420,14 +433,18 @@ static void pipeline_case(deco_dtype_t dt, int V, int k, int B, int steps, uint6
     fill_logits(x, (size_t)N * V, step % 2, seed + (uint64_t)step, dt);
     deco_test_pack(packed, x, (size_t)N * V, dt);
     deco_test_buf_upload(&d_logits, packed, es * (size_t)N * V);
-    deco_topk_rows_args_t tg = {N, V, k, dt, d_logits.ptr, NULL, (int32_t *)d_topk.ptr, NULL};
+    deco_topk_rows_args_t tg = {.n_rows = N, .vocab = V, .k = k, .dtype = dt, .logits = d_logits.ptr, .row_count = NULL,
+                                .ids = (int32_t *)d_topk.ptr, .values = NULL};
     EXPECT_OK(deco_topk_rows(gpu, &tg), gpu);
-    deco_topk_rows_args_t tc = {N, V, k, DECO_DTYPE_F32, x, NULL, c_topk, NULL};
+    deco_topk_rows_args_t tc = {.n_rows = N, .vocab = V, .k = k, .dtype = DECO_DTYPE_F32, .logits = x,
+                                .row_count = NULL, .ids = c_topk, .values = NULL};
     EXPECT_OK(deco_topk_rows(cpu, &tc), cpu);
-    deco_recycle_update_args_t ug = {B,      N, (int32_t *)d_indptr.ptr, (int32_t *)d_tokens.ptr, (int32_t *)d_topk.ptr,
-                                     deco_recycler_table(rg), V, k};
+    deco_recycle_update_args_t ug = {.n_trees = B, .n_nodes = N, .tree_indptr = (int32_t *)d_indptr.ptr,
+                                     .tokens = (int32_t *)d_tokens.ptr, .topk = (int32_t *)d_topk.ptr,
+                                     .table = deco_recycler_table(rg), .vocab = V, .k = k};
     EXPECT_OK(deco_recycle_update(gpu, &ug), gpu);
-    deco_recycle_update_args_t uc = {B, N, indptr, c_tokens, c_topk, deco_recycler_table(rc), V, k};
+    deco_recycle_update_args_t uc = {.n_trees = B, .n_nodes = N, .tree_indptr = indptr, .tokens = c_tokens,
+                                     .topk = c_topk, .table = deco_recycler_table(rc), .vocab = V, .k = k};
     EXPECT_OK(deco_recycle_update(cpu, &uc), cpu);
     int32_t *g_table = malloc(sizeof(int32_t) * (size_t)V * k);
     EXPECT_OK(deco_memcpy(gpu, g_table, deco_recycler_table(rg), sizeof(int32_t) * (size_t)V * k,
@@ -506,8 +523,10 @@ Test(recycle_cuda, small_workspace) {
   deco_test_fill_uniform(x, 4 * 512, 3, 1, -1.0f, 1.0f);
   deco_test_buf_t d_x = deco_test_buf_alloc(gpu, sizeof(float) * 32000), d_ids = dev_out_i32(16);
   deco_test_buf_upload(&d_x, x, sizeof x);
-  deco_topk_rows_args_t unsplit = {4, 512, 4, DECO_DTYPE_F32, d_x.ptr, NULL, (int32_t *)d_ids.ptr, NULL};
-  deco_topk_rows_args_t split = {1, 32000, 4, DECO_DTYPE_F32, d_x.ptr, NULL, (int32_t *)d_ids.ptr, NULL};
+  deco_topk_rows_args_t unsplit = {.n_rows = 4, .vocab = 512, .k = 4, .dtype = DECO_DTYPE_F32, .logits = d_x.ptr,
+                                   .row_count = NULL, .ids = (int32_t *)d_ids.ptr, .values = NULL};
+  deco_topk_rows_args_t split = {.n_rows = 1, .vocab = 32000, .k = 4, .dtype = DECO_DTYPE_F32, .logits = d_x.ptr,
+                                 .row_count = NULL, .ids = (int32_t *)d_ids.ptr, .values = NULL};
   cr_expect_eq(deco_topk_rows_workspace_size(gpu, &unsplit), 0);
   const size_t need = deco_topk_rows_workspace_size(gpu, &split);
   cr_expect_gt(need, 0);
@@ -515,8 +534,9 @@ Test(recycle_cuda, small_workspace) {
   deco_test_buf_t d_indptr = dev_i32(indptr, 2), d_tok = dev_i32(tok, 1), d_tk = dev_i32(topk1, 4);
   deco_recycler_t *r = NULL;
   EXPECT_OK(deco_recycler_create(gpu, 32000, 4, &r), gpu);
-  deco_recycle_update_args_t u = {1, 1, (int32_t *)d_indptr.ptr, (int32_t *)d_tok.ptr, (int32_t *)d_tk.ptr,
-                                  deco_recycler_table(r), 32000, 4};
+  deco_recycle_update_args_t u = {.n_trees = 1, .n_nodes = 1, .tree_indptr = (int32_t *)d_indptr.ptr,
+                                  .tokens = (int32_t *)d_tok.ptr, .topk = (int32_t *)d_tk.ptr,
+                                  .table = deco_recycler_table(r), .vocab = 32000, .k = 4};
   cr_expect_eq(deco_recycle_update_workspace_size(gpu, &u), sizeof(int32_t) * 32000);
 
   EXPECT_OK(deco_ctx_set_workspace(gpu, NULL, 0), gpu);

@@ -15,16 +15,16 @@
 #include "common/neartie.h"
 #include "common/testutil.h"
 
-static void generate(deco_model_t *m, deco_draft_source_t source, deco_recycler_t *rec,
+static void generate(deco_model_t *m, deco_test_source_t source, deco_recycler_t *rec,
                      const deco_tree_template_t *tmpl, deco_test_capture_t *out) {
+  deco_drafter_t *drafter = deco_test_drafter(source, rec, tmpl);
   deco_generate_config_t c = {
+      .size = sizeof(deco_generate_config_t),
       .steps = 256,
+      .temperature = 0.0f,
       .top_p = 1.0f,
       .ignore_eos = 1,
-      .source = source,
-      .lookup = {.max_ngram = 3, .min_ngram = 1, .draft_len = 10, .max_nodes = 32},
-      .recycler = rec,
-      .tmpl = tmpl,
+      .drafter = drafter,
       .emit = deco_test_capture_id,
       .user = out,
   };
@@ -32,6 +32,7 @@ static void generate(deco_model_t *m, deco_draft_source_t source, deco_recycler_
   int32_t bos = 1;
   deco_generate_stats_t st;
   cr_assert_eq(deco_generate(m, &bos, 1, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(deco_model_ctx(m)));
+  deco_drafter_destroy(drafter);
   cr_assert_eq(out->n, 257);
 }
 
@@ -39,7 +40,7 @@ static void generate(deco_model_t *m, deco_draft_source_t source, deco_recycler_
  * forward of p + 1 tokens on the CPU f32 model). */
 static void cpu_logits_at(deco_model_t *m, const int32_t *ids, int p, float *host) {
   deco_ctx_t *ctx = deco_model_ctx(m);
-  const int V = deco_model_get_config(m)->vocab_size;
+  const int V = deco_model_get_hparams(m)->vocab_size;
   deco_kv_cache_t *kc;
   int seq, n = p + 1;
   float *d;
@@ -65,15 +66,15 @@ static void check(deco_dtype_t dtype) {
   deco_ctx_t *cpu = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, dtype);
   deco_model_t *mc = deco_test_load_stories(cpu, DECO_DTYPE_F32);
-  const int V = deco_model_get_config(m)->vocab_size;
+  const int V = deco_model_get_hparams(m)->vocab_size;
   deco_recycler_t *rec;
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_recycler_create(ctx, V, DECO_RECYCLE_DEFAULT_K, &rec), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
   static deco_test_capture_t plain, spec;
-  generate(m, DECO_DRAFT_NONE, NULL, NULL, &plain);
+  generate(m, DECO_TEST_PLAIN, NULL, NULL, &plain);
   const char *names[2] = {"lookup", "recycle"};
-  deco_draft_source_t sources[2] = {DECO_DRAFT_LOOKUP, DECO_DRAFT_RECYCLE};
+  deco_test_source_t sources[2] = {DECO_TEST_LOOKUP, DECO_TEST_RECYCLE};
   float *c = malloc(sizeof(float) * (size_t)V);
   for (int s = 0; s < 2; ++s) {
     cr_assert_eq(deco_recycler_reset(rec), DECO_STATUS_SUCCESS);

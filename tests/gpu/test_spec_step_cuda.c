@@ -302,6 +302,10 @@ static int run_commit(side_t *sd, const commit_case_t *cc, commit_out_t *o) {
   deco_test_buf_upload(acc, &cc->accept_len, sizeof(int32_t));
   deco_test_buf_upload(bonus, &cc->bonus, sizeof(int32_t));
   deco_test_buf_upload(nonfinite, &cc->nonfinite, sizeof(int32_t));
+  /* ignore_eos: no stop ids; else llama2.c's, {1, 2}. */
+  static const int32_t llama2c_stops[2] = {1, 2};
+  deco_test_buf_t stops = deco_test_buf_alloc(ctx, sizeof llama2c_stops);
+  deco_test_buf_upload(&stops, llama2c_stops, sizeof llama2c_stops);
   deco_spec_commit_args_t a = {
       .state = state->ptr,
       .tokens = tokens->ptr,
@@ -310,12 +314,14 @@ static int run_commit(side_t *sd, const commit_case_t *cc, commit_out_t *o) {
       .accept_len = acc->ptr,
       .bonus = bonus->ptr,
       .steps = cc->steps,
-      .ignore_eos = cc->ignore_eos,
+      .stop_ids = cc->ignore_eos ? NULL : stops.ptr,
+      .n_stop_ids = cc->ignore_eos ? 0 : 2,
       .out = cc->null_out ? NULL : out->ptr,
       .out_capacity = cc->out_capacity,
       .nonfinite = cc->has_nonfinite ? nonfinite->ptr : NULL,
   };
   cr_assert_eq(deco_spec_commit(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_test_buf_free(&stops);
   deco_test_buf_download(state, &o->state, sizeof o->state);
   deco_test_buf_download(out, o->out, ob);
   /* Inputs are never written: compare them with what was uploaded. */

@@ -1,7 +1,7 @@
-/* host/cli/generation.c — the runs behind `deco generate`: the draft source
- * the options ask for (prompt lookup, or Token Recycling's table and
- * template), the printed run through deco_generate, and with --compare-ar the
- * timing runs (plain and speculative, each warmed up, median of 3). Every
+/* host/cli/runs.c — the runs behind `deco generate`: the drafter the
+ * options ask for (prompt lookup, or Token Recycling's table and template),
+ * the printed run through deco_generate, and with --compare-ar the timing
+ * runs (plain and speculative, each warmed up, median of 3). Every
  * speculative run starts from the same table: cold, or --recycle-state.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cli/generation.h"
+#include "cli/runs.h"
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -18,15 +18,27 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-typedef struct gen_env {
+typedef struct cli_env {
   deco_model_t *model;
-  deco_generate_config_t cfg;  /* the speculative (or plain) configuration */
-  deco_recycler_t *recycler;
+  deco_generate_config_t cfg;  /* the speculative (or plain) run */
+  deco_drafter_t *drafter;     /* NULL with --spec none */
+  deco_recycler_t *recycler;   /* --spec recycle */
   deco_tree_template_t tmpl;
   const deco_cli_options_t *o;
-} gen_env_t;
+} cli_env_t;
 
-static int recycle_setup(gen_env_t *env) {
+static int lookup_setup(cli_env_t *env) {
+  deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+  lc.draft_len = env->o->draft_len;
+  if (env->o->tree_nodes) lc.max_nodes = env->o->tree_nodes;
+  if (deco_drafter_create_lookup(&lc, &env->drafter) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("prompt lookup: %s", deco_last_error(NULL));
+    return 1;
+  }
+  return 0;
+}
+
+static int recycle_setup(cli_env_t *env) {
   const deco_cli_options_t *o = env->o;
   deco_ctx_t *ctx = deco_model_ctx(env->model);
   const char *tname = o->tree_template ? o->tree_template : "the built-in template";
@@ -43,18 +55,17 @@ static int recycle_setup(gen_env_t *env) {
   /* --tree-nodes keeps the first N draft nodes (a breadth-first prefix). */
   int keep = o->tree_nodes ? o->tree_nodes : 80;
   if (env->tmpl.n_nodes > keep + 1) env->tmpl.n_nodes = keep + 1;
-  if (deco_recycler_create(ctx, deco_model_get_config(env->model)->vocab_size, o->recycle_k, &env->recycler) !=
-      DECO_STATUS_SUCCESS) {
+  if (deco_recycler_create(ctx, deco_model_get_hparams(env->model)->vocab_size, o->recycle_k, &env->recycler) !=
+          DECO_STATUS_SUCCESS ||
+      deco_drafter_create_recycle(env->recycler, &env->tmpl, &env->drafter) != DECO_STATUS_SUCCESS) {
     deco_cli_error("token recycling: %s", deco_last_error(ctx));
     return 1;
   }
-  env->cfg.recycler = env->recycler;
-  env->cfg.tmpl = &env->tmpl;
   return 0;
 }
 
 /* The table every speculative run starts from. */
-static int recycle_reset(gen_env_t *env) {
+static int recycle_reset(cli_env_t *env) {
   deco_ctx_t *ctx = deco_model_ctx(env->model);
   struct stat sb;
   if (deco_recycler_reset(env->recycler) != DECO_STATUS_SUCCESS) {
@@ -70,22 +81,22 @@ static int recycle_reset(gen_env_t *env) {
 }
 
 /* One run; speculative = 0 forces plain decoding. */
-static int run_once(gen_env_t *env, const deco_generation_config_t *gc, int speculative, int print,
-                    deco_generation_t *out) {
+static int run_once(cli_env_t *env, const deco_cli_run_input_t *in, int speculative, int print,
+                    deco_cli_run_result_t *out) {
   deco_generate_config_t c = env->cfg;
-  if (!speculative) c.source = DECO_DRAFT_NONE;
-  /* On the GPU, Token Recycling runs its step as a CUDA graph, and so does
-   * the plain decoding it is compared with (--compare-ar); prompt lookup
-   * drafts on the host. */
-  int on_gpu = deco_ctx_backend(deco_model_ctx(env->model)) == DECO_BACKEND_CUDA;
+  c.drafter = speculative ? env->drafter : NULL;
+  /* On the GPU, a drafter that drafts on the device (Token Recycling) runs
+   * its step as a CUDA graph, and so does the plain decoding it is compared
+   * with (--compare-ar); prompt lookup drafts on the host. */
+  const int on_gpu = deco_ctx_backend(deco_model_ctx(env->model)) == DECO_BACKEND_CUDA;
   c.device_resident = c.graph =
-      on_gpu && (c.source == DECO_DRAFT_RECYCLE || (c.source == DECO_DRAFT_NONE && env->o->compare_ar));
-  c.emit = print ? gc->emit : NULL;
-  c.user = gc->user;
-  if (c.source == DECO_DRAFT_RECYCLE && recycle_reset(env)) return 1;
-  deco_generate_stats_t stats = {0, 0, 0.0};
+      on_gpu && (c.drafter ? deco_drafter_device_resident(c.drafter) : env->o->compare_ar);
+  c.emit = print ? in->emit : NULL;
+  c.user = in->user;
+  if (c.drafter && env->recycler && recycle_reset(env)) return 1;
+  deco_generate_stats_t stats = DECO_GENERATE_STATS_INIT;
   double t0 = now_seconds();
-  deco_status_t st = deco_generate(env->model, gc->prompt, gc->n_prompt, &c, &stats);
+  deco_status_t st = deco_generate(env->model, in->prompt, in->n_prompt, &c, &stats);
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(deco_model_ctx(env->model));
   out->seconds = now_seconds() - t0;
   out->capture_seconds = stats.capture_seconds;
@@ -104,12 +115,12 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Median seconds and tokens/s of three silent runs. */
-static int median_rate(gen_env_t *env, const deco_generation_config_t *gc, int speculative, double *rate,
+static int median_rate(cli_env_t *env, const deco_cli_run_input_t *in, int speculative, double *rate,
                        double *seconds) {
   double secs[3];
-  deco_generation_t g;
+  deco_cli_run_result_t g;
   for (int i = 0; i < 3; ++i) {
-    if (run_once(env, gc, speculative, 0, &g)) return 1;
+    if (run_once(env, in, speculative, 0, &g)) return 1;
     secs[i] = g.seconds - g.capture_seconds; /* --compare-ar: graph capture excluded */
   }
   qsort(secs, 3, sizeof secs[0], cmp_double);
@@ -118,37 +129,35 @@ static int median_rate(gen_env_t *env, const deco_generation_config_t *gc, int s
   return 0;
 }
 
-int deco_cli_run_generation(deco_model_t *model, const deco_generation_config_t *gc, deco_generation_t *out) {
-  const deco_cli_options_t *o = gc->o;
-  gen_env_t env;
-  memset(&env, 0, sizeof env);
-  env.model = model;
-  env.o = o;
+/* --compare-ar: plain decoding warmed up and timed, then the speculative
+ * runs timed; the printed run warmed those up. */
+static int compare_ar(cli_env_t *env, const deco_cli_run_input_t *in, deco_cli_run_result_t *out) {
+  deco_cli_run_result_t warm;
+  double ar_rate, ar_secs, spec_rate, spec_secs;
+  if (run_once(env, in, 0, 0, &warm) || median_rate(env, in, 0, &ar_rate, &ar_secs) ||
+      median_rate(env, in, env->drafter != NULL, &spec_rate, &spec_secs))
+    return 1;
+  out->seconds = spec_secs;
+  out->speedup = ar_rate > 0 ? spec_rate / ar_rate : 0;
+  return 0;
+}
+
+int deco_cli_run(deco_model_t *model, const deco_cli_run_input_t *in, deco_cli_run_result_t *out) {
+  const deco_cli_options_t *o = in->o;
+  cli_env_t env = {.model = model, .o = o, .drafter = NULL, .recycler = NULL};
+  env.cfg = (deco_generate_config_t)DECO_GENERATE_CONFIG_INIT;
   env.cfg.steps = o->steps;
   env.cfg.temperature = o->temperature;
   env.cfg.top_p = o->top_p;
   env.cfg.seed = o->seed;
   env.cfg.ignore_eos = o->ignore_eos;
-  env.cfg.source = o->spec == DECO_SPEC_LOOKUP ? DECO_DRAFT_LOOKUP
-                   : o->spec == DECO_SPEC_RECYCLE ? DECO_DRAFT_RECYCLE
-                                                  : DECO_DRAFT_NONE;
-  deco_lookup_config_t lc = {3, 1, o->draft_len, o->tree_nodes ? o->tree_nodes : 32};
-  env.cfg.lookup = lc;
-  const int speculative = env.cfg.source != DECO_DRAFT_NONE;
   int rc = 1;
   memset(out, 0, sizeof *out);
-  if (env.cfg.source == DECO_DRAFT_RECYCLE && recycle_setup(&env)) goto done;
+  if (o->spec == DECO_CLI_SPEC_LOOKUP && lookup_setup(&env)) goto done;
+  if (o->spec == DECO_CLI_SPEC_RECYCLE && recycle_setup(&env)) goto done;
   /* The printed run (it also warms up the speculative path). */
-  if (run_once(&env, gc, speculative, 1, out)) goto done;
-  if (o->compare_ar) {
-    deco_generation_t warm;
-    double ar_rate, ar_secs, spec_rate, spec_secs;
-    if (run_once(&env, gc, 0, 0, &warm) || median_rate(&env, gc, 0, &ar_rate, &ar_secs) ||
-        median_rate(&env, gc, speculative, &spec_rate, &spec_secs))
-      goto done;
-    out->seconds = spec_secs;
-    out->speedup = ar_rate > 0 ? spec_rate / ar_rate : 0;
-  }
+  if (run_once(&env, in, env.drafter != NULL, 1, out)) goto done;
+  if (o->compare_ar && compare_ar(&env, in, out)) goto done;
   /* Every speculative run started from the same table with the same draws,
    * so the table is the one the printed run left. */
   if (env.recycler && o->recycle_state &&
@@ -158,6 +167,7 @@ int deco_cli_run_generation(deco_model_t *model, const deco_generation_config_t 
   }
   rc = 0;
 done:
+  deco_drafter_destroy(env.drafter);
   deco_recycler_destroy(env.recycler);
   return rc;
 }

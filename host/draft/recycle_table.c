@@ -1,4 +1,4 @@
-/* host/spec/recycle.c — Token Recycling's state (Luo et al. 2024): the
+/* host/draft/recycle_table.c — Token Recycling's state (Luo et al. 2024): the
  * adjacency matrix M[vocab][k] of token ids in a context's memory, and its
  * state file (include/deco/recycle.h: a 24-byte header, the int32 table and
  * an FNV-1a 64 checksum, little-endian), validated in full before the table
@@ -16,6 +16,7 @@
 #include "core/file.h"
 #include "core/internal.h"
 #include "deco/recycle.h"
+#include "draft/recycle_table.h"
 
 #define STATE_MAX_VOCAB (1 << 24)
 
@@ -59,6 +60,7 @@ void deco_recycler_destroy(deco_recycler_t *r) {
 int32_t *deco_recycler_table(deco_recycler_t *r) { return r ? r->table : NULL; }
 int deco_recycler_vocab(const deco_recycler_t *r) { return r ? r->vocab : 0; }
 int deco_recycler_k(const deco_recycler_t *r) { return r ? r->k : 0; }
+deco_ctx_t *deco_recycler_ctx(const deco_recycler_t *r) { return r ? r->ctx : NULL; }
 
 deco_status_t deco_recycler_reset(deco_recycler_t *r) {
   if (r == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_recycler_reset: r is NULL");

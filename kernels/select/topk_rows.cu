@@ -1,13 +1,13 @@
-/* kernels/recycle/topk_rows.cu — per-row top-k (k <= 16) of raw logits, f32
+/* kernels/select/topk_rows.cu — per-row top-k (k <= 16) of raw logits, f32
  * or bf16 [n_rows][vocab] -> ids [n_rows][k] (+ values), sorted by value
  * descending and equal values by id ascending (the key order of
- * kernels/recycle/topk_key.h), for Token Recycling's update (Luo et al. 2024).
+ * kernels/select/topk_key.h), for Token Recycling's update (Luo et al. 2024).
  * Long rows are split over several blocks whose partial lists a second
  * kernel merges; keys are distinct, so the result does not depend on timing.
  */
 #include "common/cuda_common.cuh"
 #include "common/op_impl.h"
-#include "recycle/topk_key.h"
+#include "select/topk_key.h"
 
 #define TOPK_THREADS 256
 #define TOPK_MAX_SPLITS 32  /* one lane per partial list in the merge */
@@ -25,9 +25,9 @@ typedef struct topk_plan {
 /* Enough blocks for about two waves (short rows, few rows), but never less
  * than TOPK_MIN_CHUNK elements per block, where the per-block selection
  * would cost more than the loads it spreads. */
-static topk_plan_t topk_plan(const deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
+static topk_plan_t topk_plan(const deco_exec_t *exec, const deco_topk_rows_args_t *a) {
   topk_plan_t p;
-  const long long want_blocks = 2LL * (ctx->sm_count > 0 ? ctx->sm_count : 1);
+  const long long want_blocks = 2LL * (exec->sm_count > 0 ? exec->sm_count : 1);
   long long s = (want_blocks + a->n_rows - 1) / a->n_rows;
   const long long by_len = ((long long)a->vocab + TOPK_MIN_CHUNK - 1) / TOPK_MIN_CHUNK;
   if (s > by_len) s = by_len;
@@ -203,10 +203,10 @@ static __global__ void topk_merge_kernel(const T *__restrict__ logits,          
 /* ---- Launch ---- */
 
 template <typename T, int KC>
-static deco_status_t topk_rows_launch(deco_ctx_t *ctx, const deco_topk_rows_args_t *a, const topk_plan_t &p) {
-  const cudaStream_t st = DECO_CUDA_STREAM(ctx);
+static deco_status_t topk_rows_launch(const deco_exec_t *exec, const deco_topk_rows_args_t *a, const topk_plan_t &p) {
+  const cudaStream_t st = DECO_CUDA_STREAM(exec);
   const T *x = (const T *)a->logits;
-  uint64_t *partial = p.splits > 1 ? (uint64_t *)ctx->workspace : NULL;
+  uint64_t *partial = p.splits > 1 ? (uint64_t *)exec->workspace : NULL;
   const unsigned grid = (unsigned)a->n_rows * (unsigned)p.splits;
   const bool vec = ((size_t)a->vocab * sizeof(T)) % 16 == 0 && deco_aligned(a->logits, 16);
   if (vec)
@@ -215,39 +215,41 @@ static deco_status_t topk_rows_launch(deco_ctx_t *ctx, const deco_topk_rows_args
   else
     topk_rows_kernel<T, KC, false><<<grid, TOPK_THREADS, 0, st>>>(x, a->row_count, a->vocab, a->k, p.splits, p.chunk,
                                                                    a->ids, a->values, partial);
-  DECO_CUDA_CHECK_LAUNCH(ctx, "topk_rows_kernel");
+  DECO_CUDA_CHECK_LAUNCH(exec, "topk_rows_kernel");
   if (p.splits > 1) {
     topk_merge_kernel<T><<<a->n_rows, 32, 0, st>>>(x, a->row_count, partial, a->vocab, a->k, p.splits, a->ids,
                                                    a->values);
-    DECO_CUDA_CHECK_LAUNCH(ctx, "topk_merge_kernel");
+    DECO_CUDA_CHECK_LAUNCH(exec, "topk_merge_kernel");
   }
   return DECO_STATUS_SUCCESS;
 }
 
 template <typename T>
-static deco_status_t topk_rows_dispatch_k(deco_ctx_t *ctx, const deco_topk_rows_args_t *a, const topk_plan_t &p) {
-  if (a->k == 1) return topk_rows_launch<T, 1>(ctx, a, p);
-  if (a->k <= 4) return topk_rows_launch<T, 4>(ctx, a, p);
-  if (a->k <= 8) return topk_rows_launch<T, 8>(ctx, a, p);
-  return topk_rows_launch<T, 16>(ctx, a, p);
+static deco_status_t topk_rows_dispatch_k(const deco_exec_t *exec, const deco_topk_rows_args_t *a,
+                                          const topk_plan_t &p) {
+  if (a->k == 1) return topk_rows_launch<T, 1>(exec, a, p);
+  if (a->k <= 4) return topk_rows_launch<T, 4>(exec, a, p);
+  if (a->k <= 8) return topk_rows_launch<T, 8>(exec, a, p);
+  return topk_rows_launch<T, 16>(exec, a, p);
 }
 
-size_t deco_topk_rows_workspace_size_cuda(deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
-  return topk_plan(ctx, a).ws_bytes;
+size_t deco_topk_rows_workspace_size_cuda(const deco_exec_t *exec, const deco_topk_rows_args_t *a) {
+  return topk_plan(exec, a).ws_bytes;
 }
 
-deco_status_t deco_topk_rows_cuda(deco_ctx_t *ctx, const deco_topk_rows_args_t *a) {
-  const topk_plan_t p = topk_plan(ctx, a);
+deco_status_t deco_topk_rows_cuda(const deco_exec_t *exec, const deco_topk_rows_args_t *a) {
+  const topk_plan_t p = topk_plan(exec, a);
   if (p.ws_bytes > 0) {
-    if (ctx->workspace == NULL || ctx->workspace_bytes < p.ws_bytes)
-      return DECO_FAIL(ctx, DECO_STATUS_WORKSPACE_TOO_SMALL,
-                       "deco_topk_rows: needs a workspace of %zu bytes (%d rows split %d ways, k = %d), the context "
-                       "has %zu; see deco_topk_rows_workspace_size",
-                       p.ws_bytes, a->n_rows, p.splits, a->k, ctx->workspace_bytes);
-    if (!deco_aligned(ctx->workspace, sizeof(uint64_t)))
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "deco_topk_rows: workspace is not 8-byte aligned");
+    if (exec->workspace == NULL || exec->workspace_bytes < p.ws_bytes)
+      return DECO_EXEC_FAIL(
+          exec, DECO_STATUS_WORKSPACE_TOO_SMALL,
+          "deco_topk_rows: needs a workspace of %zu bytes (%d rows split %d ways, k = %d), the context "
+          "has %zu; see deco_topk_rows_workspace_size",
+          p.ws_bytes, a->n_rows, p.splits, a->k, exec->workspace_bytes);
+    if (!deco_aligned(exec->workspace, sizeof(uint64_t)))
+      return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "deco_topk_rows: workspace is not 8-byte aligned");
   }
-  if (a->dtype == DECO_DTYPE_F32) return topk_rows_dispatch_k<float>(ctx, a, p);
-  if (a->dtype == DECO_DTYPE_BF16) return topk_rows_dispatch_k<__nv_bfloat16>(ctx, a, p);
-  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "deco_topk_rows: dtype %s", deco_dtype_name(a->dtype));
+  if (a->dtype == DECO_DTYPE_F32) return topk_rows_dispatch_k<float>(exec, a, p);
+  if (a->dtype == DECO_DTYPE_BF16) return topk_rows_dispatch_k<__nv_bfloat16>(exec, a, p);
+  return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_topk_rows: dtype %s", deco_dtype_name(a->dtype));
 }
