@@ -2,7 +2,7 @@
 """Writes the seed corpora of the fuzz targets: tiny valid inputs, made here
 (no real model). Usage: make_corpus.py OUT_DIR -> OUT_DIR/fuzz_checkpoint/,
 OUT_DIR/fuzz_tokenizer/, OUT_DIR/fuzz_recycle_state/, OUT_DIR/fuzz_template/,
-OUT_DIR/fuzz_cli/."""
+OUT_DIR/fuzz_cli/, OUT_DIR/fuzz_gguf/."""
 import os
 import struct
 import sys
@@ -60,6 +60,91 @@ def recycle_state(vocab, k, seed):
     return body + struct.pack("<Q", h)
 
 
+# GGUF (fuzz_gguf): ggml tensor type ids and (block elements, block bytes).
+GGUF_TYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20), "Q8_0": (8, 32, 34),
+              "BF16": (30, 1, 2)}
+
+
+def gguf_str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_kv(key, vtype, value):
+    """One metadata entry; vtype is the GGUF value type id, value packed
+    bytes (strings and arrays already encoded)."""
+    return gguf_str(key) + struct.pack("<I", vtype) + value
+
+
+def gguf_tensor_data(qtype, n, seed):
+    """n elements of deterministic small values stored as qtype."""
+    tid, blk, nbytes = GGUF_TYPES[qtype]
+    vals = [((i * 2654435761 + seed) % 2001 - 1000) / 4000.0 for i in range(n)]
+    if qtype == "F32":
+        return struct.pack("<%df" % n, *vals)
+    if qtype == "F16":
+        return struct.pack("<%de" % n, *vals)
+    if qtype == "BF16":
+        return b"".join(struct.pack("<f", v)[2:] for v in vals)
+    out = b""
+    for b in range(n // 32):
+        q = bytes(((i * 7 + b + seed) % 256) for i in range(32 if qtype == "Q8_0" else 16))
+        d = struct.pack("<e", 0.01 + 0.001 * (b % 5))
+        out += d + (struct.pack("<e", -0.05) if qtype == "Q4_1" else b"") + q
+    return out
+
+
+def gguf_llama(types, version=3, alignment=None, dim=32, heads=2, kv_heads=1, hidden=32, vocab=8, output=False,
+               seed=0, arch="llama"):
+    """A whole one-layer Llama GGUF; types maps a role (embd, q, k, v, o,
+    gate, up, down, output) to a tensor type, norms are F32."""
+    hd = dim // heads
+    tensors = [("token_embd.weight", [dim, vocab], types.get("embd", "Q4_1")),
+               ("blk.0.attn_norm.weight", [dim], "F32"),
+               ("blk.0.attn_q.weight", [dim, heads * hd], types.get("q", "Q4_1")),
+               ("blk.0.attn_k.weight", [dim, kv_heads * hd], types.get("k", "Q4_1")),
+               ("blk.0.attn_v.weight", [dim, kv_heads * hd], types.get("v", "Q4_1")),
+               ("blk.0.attn_output.weight", [heads * hd, dim], types.get("o", "Q4_1")),
+               ("blk.0.ffn_norm.weight", [dim], "F32"),
+               ("blk.0.ffn_gate.weight", [dim, hidden], types.get("gate", "Q4_1")),
+               ("blk.0.ffn_up.weight", [dim, hidden], types.get("up", "Q4_1")),
+               ("blk.0.ffn_down.weight", [hidden, dim], types.get("down", "Q4_1")),
+               ("output_norm.weight", [dim], "F32")]
+    if output:
+        tensors.append(("output.weight", [dim, vocab], types.get("output", "Q4_1")))
+    U32, F32, STR, ARR, I32, BOOL = 4, 6, 8, 9, 5, 7
+    kvs = [gguf_kv("general.architecture", STR, gguf_str(arch))]
+    if alignment:
+        kvs.append(gguf_kv("general.alignment", U32, struct.pack("<I", alignment)))
+    kvs += [gguf_kv("llama.block_count", U32, struct.pack("<I", 1)),
+            gguf_kv("llama.context_length", U32, struct.pack("<I", 64)),
+            gguf_kv("llama.embedding_length", U32, struct.pack("<I", dim)),
+            gguf_kv("llama.feed_forward_length", U32, struct.pack("<I", hidden)),
+            gguf_kv("llama.attention.head_count", U32, struct.pack("<I", heads)),
+            gguf_kv("llama.attention.head_count_kv", U32, struct.pack("<I", kv_heads)),
+            gguf_kv("llama.rope.freq_base", F32, struct.pack("<f", 10000.0)),
+            gguf_kv("llama.attention.layer_norm_rms_epsilon", F32, struct.pack("<f", 1e-5)),
+            gguf_kv("llama.rope.dimension_count", U32, struct.pack("<I", hd)),
+            gguf_kv("tokenizer.ggml.tokens", ARR,
+                    struct.pack("<IQ", STR, vocab) + b"".join(gguf_str("t%d" % i) for i in range(vocab))),
+            gguf_kv("tokenizer.ggml.token_type", ARR, struct.pack("<IQ", I32, vocab) + struct.pack("<%di" % vocab,
+                                                                                                  *([1] * vocab))),
+            gguf_kv("tokenizer.ggml.add_bos_token", BOOL, b"\x01"),
+            gguf_kv("tokenizer.ggml.bos_token_id", U32, struct.pack("<I", 1))]
+    align = alignment or 32
+    info, data = b"", b""
+    for i, (name, dims, qtype) in enumerate(tensors):
+        n = 1
+        for d in dims:
+            n *= d
+        info += gguf_str(name) + struct.pack("<I", len(dims)) + struct.pack("<%dQ" % len(dims), *dims)
+        info += struct.pack("<IQ", GGUF_TYPES[qtype][0], len(data))
+        data += gguf_tensor_data(qtype, n, seed + i)
+        data += b"\0" * (-len(data) % align)
+    head = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs)) + b"".join(kvs) + info
+    return head + b"\0" * (-len(head) % align) + data
+
+
 def main():
     out = sys.argv[1]
     seeds = {
@@ -88,6 +173,17 @@ def main():
             "crlf.txt": b"1\r\n0\r\n1,2\r\n0,15\r\n",
             "bad_prefix.txt": b"0\n1\n2,0\n",
         },
+    }
+    # fuzz_gguf: whole GGUF files, each under run.sh's -max_len of 8192.
+    seeds["fuzz_gguf"] = {
+        "q4_1.gguf": gguf_llama({}, seed=1),
+        "q4_0_v2_align64.gguf": gguf_llama({k: "Q4_0" for k in ("embd", "q", "k", "v", "o", "gate", "up", "down")},
+                                           version=2, alignment=64, seed=2),
+        "mixed.gguf": gguf_llama({"embd": "Q8_0", "k": "F16", "v": "BF16", "o": "Q4_0"}, seed=3),
+        "f32_output.gguf": gguf_llama({k: "F32" for k in ("embd", "q", "k", "v", "o", "gate", "up", "down",
+                                                           "output")},
+                                      dim=16, hidden=16, vocab=2, output=True, seed=4),
+        "not_llama.gguf": gguf_llama({}, arch="qwen2", seed=5),
     }
     # fuzz_cli: byte 0 picks the option the rest is handed to (0 --model,
     # 1 --tokenizer with the built-in model, 2 --tree-template, 3

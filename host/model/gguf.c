@@ -1,0 +1,1102 @@
+/* host/model/gguf.c — validation of a GGUF file (ggml's format, versions 2
+ * and 3) held in memory: a cursor reads the header, the metadata and the
+ * tensor table field by field, checking every length against the limits
+ * and the bytes left before reading; tensor sizes come from the ggml block
+ * table in 64-bit arithmetic; then the Llama configuration is derived and
+ * every tensor's shape and type checked against it (gguf.h).
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "model/gguf.h"
+
+static const char *gg_nm(const char *name) { return name ? name : "(buffer)"; }
+
+/* ---- ggml types ---------------------------------------------------------- */
+
+typedef struct gg_type_info {
+  uint32_t id;
+  const char *name;
+  uint32_t block_elems, block_bytes;
+} gg_type_info_t;
+
+/* Block sizes from ggml (ggml.c, type_traits) as the gguf package lists them
+ * (constants.py, GGML_QUANT_SIZES); ids 4, 5, 31-33 and 36-38 are retired. */
+static const gg_type_info_t gg_types[] = {
+    {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},      {3, "Q4_1", 32, 20},
+    {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},      {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 40},
+    {10, "Q2_K", 256, 84},    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
+    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66}, {17, "IQ2_XS", 256, 74},
+    {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},   {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},
+    {22, "IQ2_S", 256, 82},   {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
+    {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},        {29, "IQ1_M", 256, 56},
+    {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},   {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
+    {40, "NVFP4", 64, 36},    {41, "Q1_0", 128, 18},
+};
+
+static const gg_type_info_t *gg_type(uint32_t id) {
+  for (size_t i = 0; i < sizeof gg_types / sizeof gg_types[0]; ++i)
+    if (gg_types[i].id == id) return &gg_types[i];
+  return NULL;
+}
+
+const char *deco_gguf_type_name(uint32_t type) {
+  const gg_type_info_t *t = gg_type(type);
+  return t ? t->name : NULL;
+}
+
+int deco_gguf_type_block(uint32_t type, uint32_t *block_elems, uint32_t *block_bytes) {
+  const gg_type_info_t *t = gg_type(type);
+  if (!t) return 0;
+  if (block_elems) *block_elems = t->block_elems;
+  if (block_bytes) *block_bytes = t->block_bytes;
+  return 1;
+}
+
+int deco_gguf_type_supported(uint32_t type) {
+  return type == DECO_GGUF_F32 || type == DECO_GGUF_F16 || type == DECO_GGUF_BF16 || type == DECO_GGUF_Q8_0 ||
+         type == DECO_GGUF_Q4_0 || type == DECO_GGUF_Q4_1;
+}
+
+static const char *const gg_value_names[] = {"uint8", "int8",   "uint16", "int16",  "uint32", "int32", "float32",
+                                             "bool",  "string", "array",  "uint64", "int64",  "float64"};
+
+const char *deco_gguf_value_type_name(uint32_t type) {
+  return type < sizeof gg_value_names / sizeof gg_value_names[0] ? gg_value_names[type] : "?";
+}
+
+/* Bytes of a scalar value type; 0 for string, array and unknown ids. */
+static uint32_t gg_scalar_bytes(uint32_t type) {
+  switch (type) {
+    case DECO_GGUF_VAL_UINT8: case DECO_GGUF_VAL_INT8: case DECO_GGUF_VAL_BOOL: return 1;
+    case DECO_GGUF_VAL_UINT16: case DECO_GGUF_VAL_INT16: return 2;
+    case DECO_GGUF_VAL_UINT32: case DECO_GGUF_VAL_INT32: case DECO_GGUF_VAL_FLOAT32: return 4;
+    case DECO_GGUF_VAL_UINT64: case DECO_GGUF_VAL_INT64: case DECO_GGUF_VAL_FLOAT64: return 8;
+    default: return 0;
+  }
+}
+
+static int gg_is_int_type(uint32_t t) {
+  return t <= DECO_GGUF_VAL_INT32 || t == DECO_GGUF_VAL_UINT64 || t == DECO_GGUF_VAL_INT64;
+}
+
+/* ---- little-endian reads (the library runs on little-endian hosts) ------- */
+
+static uint32_t rd_u32(const unsigned char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static uint64_t rd_u64(const unsigned char *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+static uint16_t rd_u16(const unsigned char *p) {
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+
+/* ---- where a field is, for the messages ---------------------------------- */
+
+enum { W_HEADER, W_KV, W_TENSOR };
+
+typedef struct gg_where {
+  int kind;
+  uint64_t index;
+  const unsigned char *id; /* key or tensor name once read and checked printable */
+  size_t id_len;
+  const char *field;
+  int has_elem;
+  uint64_t elem; /* array element or dims index */
+} gg_where_t;
+
+static void gg_where_str(const gg_where_t *w, char *buf, size_t cap) {
+  char elem[32] = "";
+  if (w->has_elem) snprintf(elem, sizeof elem, " %llu", (unsigned long long)w->elem);
+  if (w->kind == W_HEADER) {
+    snprintf(buf, cap, "header field %s", w->field);
+  } else {
+    const char *what = w->kind == W_KV ? "metadata entry" : "tensor";
+    int n = w->id_len > 80 ? 80 : (int)w->id_len;
+    if (w->id)
+      snprintf(buf, cap, "%s %llu ('%.*s%s') %s%s", what, (unsigned long long)w->index, n, (const char *)w->id,
+               w->id_len > 80 ? "..." : "", w->field, elem);
+    else
+      snprintf(buf, cap, "%s %llu %s%s", what, (unsigned long long)w->index, w->field, elem);
+  }
+}
+
+/* ---- the cursor ------------------------------------------------------------ */
+
+typedef struct gg_rd {
+  const unsigned char *p;
+  size_t size;
+  uint64_t pos;
+  const char *nm;
+  gg_where_t w;
+} gg_rd_t;
+
+/* n bytes must remain at the cursor for the current field. */
+static deco_status_t rd_need(gg_rd_t *r, uint64_t n) {
+  if (n <= (uint64_t)r->size - r->pos) return DECO_STATUS_SUCCESS;
+  char where[256];
+  gg_where_str(&r->w, where, sizeof where);
+  return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                   "%s: truncated file: %s needs %llu bytes at offset %llu but the file ends at %zu", r->nm, where,
+                   (unsigned long long)n, (unsigned long long)r->pos, r->size);
+}
+
+static deco_status_t rd_take32(gg_rd_t *r, const char *field, uint32_t *v) {
+  r->w.field = field;
+  DECO_TRY(rd_need(r, 4));
+  *v = rd_u32(r->p + r->pos);
+  r->pos += 4;
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t rd_take64(gg_rd_t *r, const char *field, uint64_t *v) {
+  r->w.field = field;
+  DECO_TRY(rd_need(r, 8));
+  *v = rd_u64(r->p + r->pos);
+  r->pos += 8;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* A formatted failure at the current field. */
+static deco_status_t rd_fail(gg_rd_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static deco_status_t rd_fail(gg_rd_t *r, const char *fmt, ...) {
+  char where[256], what[512];
+  gg_where_str(&r->w, where, sizeof where);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: %s: %s", r->nm, where, what);
+}
+
+static int gg_printable(const unsigned char *s, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    if (s[i] < 0x20 || s[i] > 0x7e) return 0;
+  return 1;
+}
+
+/* A length-prefixed string of at most limit bytes; *s points into the buffer. */
+static deco_status_t rd_string(gg_rd_t *r, const char *len_field, const char *bytes_field, uint64_t limit,
+                               const unsigned char **s, uint64_t *len) {
+  uint64_t n;
+  DECO_TRY(rd_take64(r, len_field, &n));
+  if (n > limit)
+    return rd_fail(r, "length %llu exceeds the limit %llu", (unsigned long long)n, (unsigned long long)limit);
+  r->w.field = bytes_field;
+  DECO_TRY(rd_need(r, n));
+  *s = r->p + r->pos;
+  *len = n;
+  r->pos += n;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- metadata values ---------------------------------------------------- */
+
+/* Checks and skips one value of a non-array type t (scalars, strings). */
+static deco_status_t rd_value(gg_rd_t *r, uint32_t t, const char *field) {
+  if (t == DECO_GGUF_VAL_STRING) {
+    const unsigned char *s;
+    uint64_t n;
+    return rd_string(r, field, field, DECO_GGUF_MAX_STRING, &s, &n);
+  }
+  uint32_t b = gg_scalar_bytes(t);
+  r->w.field = field;
+  DECO_TRY(rd_need(r, b));
+  if (t == DECO_GGUF_VAL_BOOL && r->p[r->pos] > 1) return rd_fail(r, "bool value %u is not 0 or 1", r->p[r->pos]);
+  r->pos += b;
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
+  r->w = (gg_where_t){W_KV, i, NULL, 0, "key length", 0, 0};
+  const unsigned char *key;
+  uint64_t key_len;
+  DECO_TRY(rd_string(r, "key length", "key", DECO_GGUF_MAX_KEY, &key, &key_len));
+  if (key_len == 0) return rd_fail(r, "the key is empty");
+  if (!gg_printable(key, key_len)) return rd_fail(r, "the key holds a byte outside printable ASCII");
+  r->w.id = key;
+  r->w.id_len = (size_t)key_len;
+  uint32_t t;
+  DECO_TRY(rd_take32(r, "value type", &t));
+  if (t > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", t);
+  kv->key = (const char *)key;
+  kv->key_len = (uint32_t)key_len;
+  kv->type = t;
+  kv->elem_type = t;
+  kv->count = 1;
+  uint64_t start = r->pos;
+  kv->value = r->p + start;
+  if (t != DECO_GGUF_VAL_ARRAY) {
+    DECO_TRY(rd_value(r, t, "value"));
+  } else {
+    uint32_t et;
+    uint64_t n;
+    DECO_TRY(rd_take32(r, "array element type", &et));
+    if (et > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", et);
+    if (et == DECO_GGUF_VAL_ARRAY) return rd_fail(r, "arrays of arrays are not supported");
+    DECO_TRY(rd_take64(r, "array length", &n));
+    if (n > DECO_GGUF_MAX_ARRAY)
+      return rd_fail(r, "%llu exceeds the limit %u", (unsigned long long)n, DECO_GGUF_MAX_ARRAY);
+    /* Every element takes at least its scalar size (8 for a string's length):
+     * refuse a length the file cannot hold before walking it. */
+    uint64_t min_bytes = n * (et == DECO_GGUF_VAL_STRING ? 8 : gg_scalar_bytes(et));
+    if (min_bytes > (uint64_t)r->size - r->pos)
+      return rd_fail(r, "%llu elements of %s need at least %llu bytes but %llu remain", (unsigned long long)n,
+                      deco_gguf_value_type_name(et), (unsigned long long)min_bytes,
+                      (unsigned long long)((uint64_t)r->size - r->pos));
+    kv->elem_type = et;
+    kv->count = n;
+    kv->value = r->p + r->pos;
+    start = r->pos;
+    if (et == DECO_GGUF_VAL_STRING || et == DECO_GGUF_VAL_BOOL) {
+      r->w.has_elem = 1;
+      for (uint64_t j = 0; j < n; ++j) {
+        r->w.elem = j;
+        DECO_TRY(rd_value(r, et, "array element"));
+      }
+      r->w.has_elem = 0;
+    } else {
+      r->pos += min_bytes; /* checked above */
+    }
+  }
+  kv->value_bytes = r->pos - start;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- tensors -------------------------------------------------------------- */
+
+static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
+  r->w = (gg_where_t){W_TENSOR, i, NULL, 0, "name length", 0, 0};
+  const unsigned char *name;
+  uint64_t len;
+  DECO_TRY(rd_string(r, "name length", "name", DECO_GGUF_MAX_NAME - 1, &name, &len));
+  if (len == 0) return rd_fail(r, "the name is empty");
+  if (!gg_printable(name, len)) return rd_fail(r, "the name holds a byte outside printable ASCII");
+  memcpy(t->name, name, (size_t)len);
+  t->name[len] = '\0';
+  r->w.id = name;
+  r->w.id_len = (size_t)len;
+  uint32_t nd;
+  DECO_TRY(rd_take32(r, "n_dims", &nd));
+  if (nd < 1 || nd > DECO_GGUF_MAX_DIMS) return rd_fail(r, "%u is outside 1..%d", nd, DECO_GGUF_MAX_DIMS);
+  t->n_dims = nd;
+  uint64_t elems = 1;
+  static const char *const dim_field[DECO_GGUF_MAX_DIMS] = {"dims[0]", "dims[1]", "dims[2]", "dims[3]"};
+  for (uint32_t d = 0; d < DECO_GGUF_MAX_DIMS; ++d) t->dims[d] = 1;
+  for (uint32_t d = 0; d < nd; ++d) {
+    uint64_t v;
+    DECO_TRY(rd_take64(r, dim_field[d], &v));
+    if (v == 0) return rd_fail(r, "a dimension is 0");
+    /* elems * v <= 2^48, tested by division so the product cannot wrap. */
+    if (v > DECO_GGUF_MAX_ELEMENTS / elems)
+      return rd_fail(r, "%llu makes the tensor larger than %llu elements", (unsigned long long)v,
+                     (unsigned long long)DECO_GGUF_MAX_ELEMENTS);
+    elems *= v;
+    t->dims[d] = v;
+  }
+  t->n_elements = elems;
+  uint32_t type;
+  DECO_TRY(rd_take32(r, "type", &type));
+  const gg_type_info_t *ti = gg_type(type);
+  if (!ti) return rd_fail(r, "%u is not a ggml tensor type", type);
+  if (t->dims[0] % ti->block_elems != 0)
+    return rd_fail(r, "%s packs blocks of %u elements but dims[0] = %llu is not a multiple", ti->name,
+                   ti->block_elems, (unsigned long long)t->dims[0]);
+  t->type = type;
+  t->n_bytes = elems / ti->block_elems * ti->block_bytes; /* <= 2^48 * 292 / 256 */
+  DECO_TRY(rd_take64(r, "offset", &t->offset));
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- sorting for duplicates and lookups ------------------------------------ */
+
+static int gg_cmp_bytes(const char *a, size_t an, const char *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c) return c;
+  return an < bn ? -1 : an > bn;
+}
+
+/* Sorts idx[0..n) by key (kv != NULL) or by tensor name; a plain heapsort,
+ * so no comparison context needs to be global. */
+typedef struct gg_sort {
+  const deco_gguf_kv_t *kv;
+  const deco_gguf_tensor_t *t;
+} gg_sort_t;
+
+static int gg_cmp_idx(const gg_sort_t *s, uint32_t a, uint32_t b) {
+  if (s->kv) return gg_cmp_bytes(s->kv[a].key, s->kv[a].key_len, s->kv[b].key, s->kv[b].key_len);
+  int c = strcmp(s->t[a].name, s->t[b].name);
+  return c ? c : (a < b ? -1 : a > b);
+}
+
+static void gg_sift(const gg_sort_t *s, uint32_t *idx, uint64_t root, uint64_t n) {
+  for (;;) {
+    uint64_t c = 2 * root + 1;
+    if (c >= n) return;
+    if (c + 1 < n && gg_cmp_idx(s, idx[c], idx[c + 1]) < 0) c++;
+    if (gg_cmp_idx(s, idx[root], idx[c]) >= 0) return;
+    uint32_t tmp = idx[root];
+    idx[root] = idx[c];
+    idx[c] = tmp;
+    root = c;
+  }
+}
+
+static void gg_sort_idx(const gg_sort_t *s, uint32_t *idx, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) idx[i] = (uint32_t)i;
+  for (uint64_t i = n / 2; i-- > 0;) gg_sift(s, idx, i, n);
+  for (uint64_t end = n; end > 1; --end) {
+    uint32_t tmp = idx[0];
+    idx[0] = idx[end - 1];
+    idx[end - 1] = tmp;
+    gg_sift(s, idx, 0, end - 1);
+  }
+}
+
+/* ---- the parse ------------------------------------------------------------- */
+
+void deco_gguf_free(deco_gguf_t *g) {
+  if (!g) return;
+  free(g->name);
+  free(g->kv);
+  free(g->tensors);
+  free(g->kv_sorted);
+  free(g->tensor_sorted);
+  memset(g, 0, sizeof *g);
+}
+
+static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
+  const char *nm = r->nm;
+  r->w = (gg_where_t){W_HEADER, 0, NULL, 0, "magic", 0, 0};
+  DECO_TRY(rd_need(r, 4));
+  if (memcmp(r->p, "GGUF", 4) != 0) {
+    char shown[8];
+    for (int i = 0; i < 4; ++i) shown[i] = (r->p[i] >= 0x20 && r->p[i] <= 0x7e) ? (char)r->p[i] : '.';
+    shown[4] = '\0';
+    return rd_fail(r, "'%s' (0x%08x) is not 'GGUF': not a GGUF file", shown, rd_u32(r->p));
+  }
+  r->pos = 4;
+  uint32_t version;
+  DECO_TRY(rd_take32(r, "version", &version));
+  if (version != 2 && version != 3) {
+    uint32_t swapped = (version >> 24) | ((version >> 8) & 0xff00u) | ((version << 8) & 0xff0000u) | (version << 24);
+    if (swapped == 2 || swapped == 3)
+      return rd_fail(r, "%u: a big-endian GGUF file, which deco does not read", version);
+    return rd_fail(r, "%u is not supported (GGUF versions 2 and 3 are)", version);
+  }
+  uint64_t n_tensors, n_kv;
+  DECO_TRY(rd_take64(r, "tensor_count", &n_tensors));
+  if (n_tensors > DECO_GGUF_MAX_TENSORS)
+    return rd_fail(r, "%llu exceeds the limit %u", (unsigned long long)n_tensors, DECO_GGUF_MAX_TENSORS);
+  DECO_TRY(rd_take64(r, "metadata_kv_count", &n_kv));
+  if (n_kv > DECO_GGUF_MAX_KV)
+    return rd_fail(r, "%llu exceeds the limit %u", (unsigned long long)n_kv, DECO_GGUF_MAX_KV);
+  /* A metadata entry takes at least 14 bytes (key length, a 1-byte key,
+   * value type, a 1-byte value), a tensor entry 33 (name length, a 1-byte
+   * name, n_dims, one dim, type, offset): counts the file cannot hold are
+   * refused before anything is allocated for them. */
+  uint64_t min_bytes = n_kv * 14 + n_tensors * 33, left = (uint64_t)r->size - r->pos;
+  if (min_bytes > left)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: header fields tensor_count=%llu and metadata_kv_count=%llu need at least %llu bytes but "
+                     "the file has %llu after the header",
+                     nm, (unsigned long long)n_tensors, (unsigned long long)n_kv, (unsigned long long)min_bytes,
+                     (unsigned long long)left);
+  g->version = version;
+  g->n_kv = n_kv;
+  g->n_tensors = n_tensors;
+  g->kv = calloc(n_kv ? n_kv : 1, sizeof *g->kv);
+  g->kv_sorted = calloc(n_kv ? n_kv : 1, sizeof *g->kv_sorted);
+  g->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensors);
+  g->tensor_sorted = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensor_sorted);
+  if (!g->kv || !g->kv_sorted || !g->tensors || !g->tensor_sorted)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: no memory for %llu metadata entries and %llu tensors", nm,
+                     (unsigned long long)n_kv, (unsigned long long)n_tensors);
+
+  for (uint64_t i = 0; i < n_kv; ++i) DECO_TRY(rd_kv(r, i, &g->kv[i]));
+  gg_sort_t sk = {g->kv, NULL};
+  gg_sort_idx(&sk, g->kv_sorted, n_kv);
+  for (uint64_t i = 1; i < n_kv; ++i) {
+    const deco_gguf_kv_t *a = &g->kv[g->kv_sorted[i - 1]], *b = &g->kv[g->kv_sorted[i]];
+    if (gg_cmp_bytes(a->key, a->key_len, b->key, b->key_len) == 0)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata key '%.*s' appears twice (entries %u and %u)", nm,
+                       (int)a->key_len, a->key, g->kv_sorted[i - 1], g->kv_sorted[i]);
+  }
+
+  g->alignment = DECO_GGUF_DEFAULT_ALIGNMENT;
+  const deco_gguf_kv_t *al = deco_gguf_find_kv(g, "general.alignment");
+  if (al) {
+    if (al->type != DECO_GGUF_VAL_UINT32)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata general.alignment has type %s, expected uint32", nm,
+                       deco_gguf_value_type_name(al->type));
+    uint32_t a = rd_u32(al->value);
+    if (a < 8 || a > DECO_GGUF_MAX_ALIGNMENT || (a & (a - 1)) != 0)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: metadata general.alignment = %u is not a power of two in 8..%u", nm, a,
+                       DECO_GGUF_MAX_ALIGNMENT);
+    g->alignment = a;
+  }
+
+  for (uint64_t i = 0; i < n_tensors; ++i) DECO_TRY(rd_tensor(r, i, &g->tensors[i]));
+  gg_sort_t st = {NULL, g->tensors};
+  gg_sort_idx(&st, g->tensor_sorted, n_tensors);
+  for (uint64_t i = 1; i < n_tensors; ++i) {
+    const deco_gguf_tensor_t *a = &g->tensors[g->tensor_sorted[i - 1]], *b = &g->tensors[g->tensor_sorted[i]];
+    if (strcmp(a->name, b->name) == 0)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor name '%s' appears twice (tensors %u and %u)", nm,
+                       a->name, g->tensor_sorted[i - 1], g->tensor_sorted[i]);
+  }
+
+  /* The data section starts at the next multiple of the alignment. */
+  uint64_t data = (r->pos + g->alignment - 1) / g->alignment * g->alignment;
+  g->data_offset = data;
+  uint64_t prev_end = 0;
+  for (uint64_t i = 0; i < n_tensors; ++i) {
+    deco_gguf_tensor_t *t = &g->tensors[i];
+    if (t->offset % g->alignment != 0)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: tensor %llu ('%s') offset %llu is not a multiple of the alignment %u (misaligned data)",
+                       nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, g->alignment);
+    if (i > 0 && t->offset < prev_end)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: tensor %llu ('%s') offset %llu overlaps tensor %llu ('%s'), which ends at %llu "
+                       "(tensors must follow each other in the data section)",
+                       nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, (unsigned long long)(i - 1),
+                       g->tensors[i - 1].name, (unsigned long long)prev_end);
+    uint64_t avail = data <= (uint64_t)r->size ? (uint64_t)r->size - data : 0;
+    if (t->offset > avail || t->n_bytes > avail - t->offset) {
+      /* data + offset + n_bytes, saturated for the message. */
+      uint64_t end = t->offset > UINT64_MAX - data ? UINT64_MAX : data + t->offset;
+      end = t->n_bytes > UINT64_MAX - end ? UINT64_MAX : end + t->n_bytes;
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: tensor %llu ('%s') data: %llu bytes of %s at offset %llu (file offset %llu) end at %llu, "
+                       "past the end of the file (%zu bytes)",
+                       nm, (unsigned long long)i, t->name, (unsigned long long)t->n_bytes,
+                       deco_gguf_type_name(t->type), (unsigned long long)t->offset,
+                       (unsigned long long)(end - t->n_bytes), (unsigned long long)end, r->size);
+    }
+    t->data = r->p + data + t->offset;
+    prev_end = t->offset + t->n_bytes;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_parse(const void *data, size_t size, const char *name, deco_gguf_t *out) {
+  if (!out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_parse: out is NULL");
+  memset(out, 0, sizeof *out);
+  if (!data && size > 0) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_parse: data is NULL");
+  const char *nm = gg_nm(name);
+  deco_gguf_t g;
+  memset(&g, 0, sizeof g);
+  g.name = malloc(strlen(nm) + 1);
+  if (!g.name) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: no memory", nm);
+  strcpy(g.name, nm);
+  g.base = data;
+  g.size = size;
+  gg_rd_t r = {data, size, 0, nm, {W_HEADER, 0, NULL, 0, "magic", 0, 0}};
+  deco_status_t s = gg_parse(&r, &g);
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_gguf_free(&g);
+    return s;
+  }
+  *out = g;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- lookups and getters ------------------------------------------------- */
+
+const deco_gguf_kv_t *deco_gguf_find_kv(const deco_gguf_t *g, const char *key) {
+  if (!g || !key || !g->kv_sorted) return NULL;
+  size_t kl = strlen(key);
+  uint64_t lo = 0, hi = g->n_kv;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    const deco_gguf_kv_t *kv = &g->kv[g->kv_sorted[mid]];
+    int c = gg_cmp_bytes(kv->key, kv->key_len, key, kl);
+    if (c == 0) return kv;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}
+
+const deco_gguf_tensor_t *deco_gguf_find_tensor(const deco_gguf_t *g, const char *name) {
+  if (!g || !name || !g->tensor_sorted) return NULL;
+  uint64_t lo = 0, hi = g->n_tensors;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    const deco_gguf_tensor_t *t = &g->tensors[g->tensor_sorted[mid]];
+    int c = strcmp(t->name, name);
+    if (c == 0) return t;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}
+
+static deco_status_t gg_lookup(const deco_gguf_t *g, const char *key, const deco_gguf_kv_t **kv) {
+  if (!g || !key) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_get: g or key is NULL");
+  *kv = deco_gguf_find_kv(g, key);
+  if (!*kv) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s is missing", g->name, key);
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t gg_wrong_type(const deco_gguf_t *g, const deco_gguf_kv_t *kv, const char *expected) {
+  if (kv->type == DECO_GGUF_VAL_ARRAY)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %.*s is an array of %s, expected %s", g->name,
+                     (int)kv->key_len, kv->key, deco_gguf_value_type_name(kv->elem_type), expected);
+  return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %.*s has type %s, expected %s", g->name,
+                   (int)kv->key_len, kv->key, deco_gguf_value_type_name(kv->type), expected);
+}
+
+/* An integer element of type t at p, as a signed value with an overflow flag
+ * for uint64 values above INT64_MAX. */
+static int64_t gg_int_at(uint32_t t, const unsigned char *p, int *too_big) {
+  *too_big = 0;
+  switch (t) {
+    case DECO_GGUF_VAL_UINT8: return p[0];
+    case DECO_GGUF_VAL_INT8: return (int8_t)p[0];
+    case DECO_GGUF_VAL_UINT16: return rd_u16(p);
+    case DECO_GGUF_VAL_INT16: return (int16_t)rd_u16(p);
+    case DECO_GGUF_VAL_UINT32: return rd_u32(p);
+    case DECO_GGUF_VAL_INT32: return (int32_t)rd_u32(p);
+    case DECO_GGUF_VAL_INT64: return (int64_t)rd_u64(p);
+    default: { /* UINT64 */
+      uint64_t v = rd_u64(p);
+      if (v > (uint64_t)INT64_MAX) {
+        *too_big = 1;
+        return INT64_MAX;
+      }
+      return (int64_t)v;
+    }
+  }
+}
+
+static deco_status_t gg_get_int(const deco_gguf_t *g, const char *key, int64_t lo, int64_t hi, const char *what,
+                                int64_t *out) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_lookup(g, key, &kv));
+  if (kv->type == DECO_GGUF_VAL_ARRAY || !gg_is_int_type(kv->type)) return gg_wrong_type(g, kv, "an integer");
+  int too_big;
+  int64_t v = gg_int_at(kv->type, kv->value, &too_big);
+  if (too_big || v < lo || v > hi)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s = %s%lld (%s) does not fit %s", g->name, key,
+                     too_big ? ">" : "", (long long)v, deco_gguf_value_type_name(kv->type), what);
+  *out = v;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_u32(const deco_gguf_t *g, const char *key, uint32_t *out) {
+  int64_t v = 0;
+  DECO_TRY(gg_get_int(g, key, 0, UINT32_MAX, "uint32", &v));
+  *out = (uint32_t)v;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_i32(const deco_gguf_t *g, const char *key, int32_t *out) {
+  int64_t v = 0;
+  DECO_TRY(gg_get_int(g, key, INT32_MIN, INT32_MAX, "int32", &v));
+  *out = (int32_t)v;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_i64(const deco_gguf_t *g, const char *key, int64_t *out) {
+  return gg_get_int(g, key, INT64_MIN, INT64_MAX, "int64", out);
+}
+
+static double gg_float_at(uint32_t t, const unsigned char *p) {
+  if (t == DECO_GGUF_VAL_FLOAT32) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+  }
+  double d;
+  memcpy(&d, p, 8);
+  return d;
+}
+
+deco_status_t deco_gguf_get_f32(const deco_gguf_t *g, const char *key, float *out) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_lookup(g, key, &kv));
+  if (kv->type != DECO_GGUF_VAL_FLOAT32 && kv->type != DECO_GGUF_VAL_FLOAT64) return gg_wrong_type(g, kv, "a float");
+  double d = gg_float_at(kv->type, kv->value);
+  if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s = %g (float64) does not fit float32", g->name, key,
+                     d);
+  *out = (float)d;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_bool(const deco_gguf_t *g, const char *key, int *out) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_lookup(g, key, &kv));
+  if (kv->type != DECO_GGUF_VAL_BOOL) return gg_wrong_type(g, kv, "bool");
+  *out = kv->value[0];
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_string(const deco_gguf_t *g, const char *key, deco_gguf_str_t *out) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_lookup(g, key, &kv));
+  if (kv->type != DECO_GGUF_VAL_STRING) return gg_wrong_type(g, kv, "string");
+  out->len = rd_u64(kv->value);
+  out->s = (const char *)kv->value + 8;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_array(const deco_gguf_t *g, const char *key, uint32_t *elem_type, uint64_t *count) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_lookup(g, key, &kv));
+  if (kv->type != DECO_GGUF_VAL_ARRAY) return gg_wrong_type(g, kv, "an array");
+  if (elem_type) *elem_type = kv->elem_type;
+  if (count) *count = kv->count;
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t gg_array(const deco_gguf_t *g, const char *key, uint64_t cap, const char *expected,
+                              int (*accept)(uint32_t), const deco_gguf_kv_t **kv) {
+  DECO_TRY(gg_lookup(g, key, kv));
+  if ((*kv)->type != DECO_GGUF_VAL_ARRAY || !accept((*kv)->elem_type)) return gg_wrong_type(g, *kv, expected);
+  if ((*kv)->count > cap)
+    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: metadata %s has %llu elements, more than the %llu expected",
+                     g->name, key, (unsigned long long)(*kv)->count, (unsigned long long)cap);
+  return DECO_STATUS_SUCCESS;
+}
+
+static int gg_accept_string(uint32_t t) { return t == DECO_GGUF_VAL_STRING; }
+static int gg_accept_float(uint32_t t) { return t == DECO_GGUF_VAL_FLOAT32 || t == DECO_GGUF_VAL_FLOAT64; }
+
+deco_status_t deco_gguf_get_strings(const deco_gguf_t *g, const char *key, deco_gguf_str_t *out, uint64_t cap,
+                                    uint64_t *count) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_array(g, key, cap, "an array of strings", gg_accept_string, &kv));
+  const unsigned char *p = kv->value; /* lengths were checked by the parse */
+  for (uint64_t i = 0; i < kv->count; ++i) {
+    uint64_t n = rd_u64(p);
+    out[i].s = (const char *)p + 8;
+    out[i].len = n;
+    p += 8 + n;
+  }
+  if (count) *count = kv->count;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_ints(const deco_gguf_t *g, const char *key, int64_t *out, uint64_t cap,
+                                 uint64_t *count) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_array(g, key, cap, "an array of integers", gg_is_int_type, &kv));
+  uint32_t b = gg_scalar_bytes(kv->elem_type);
+  for (uint64_t i = 0; i < kv->count; ++i) {
+    int too_big;
+    out[i] = gg_int_at(kv->elem_type, kv->value + i * b, &too_big);
+    if (too_big)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s element %llu does not fit int64", g->name, key,
+                       (unsigned long long)i);
+  }
+  if (count) *count = kv->count;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_get_floats(const deco_gguf_t *g, const char *key, float *out, uint64_t cap,
+                                   uint64_t *count) {
+  const deco_gguf_kv_t *kv = NULL;
+  DECO_TRY(gg_array(g, key, cap, "an array of floats", gg_accept_float, &kv));
+  uint32_t b = gg_scalar_bytes(kv->elem_type);
+  for (uint64_t i = 0; i < kv->count; ++i) out[i] = (float)gg_float_at(kv->elem_type, kv->value + i * b);
+  if (count) *count = kv->count;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- the Llama configuration --------------------------------------------- */
+
+/* Upper bounds as for llama2.c checkpoints (llama2c.c), the head dims the
+ * kernels run, and contexts up to 2^24 tokens. */
+#define GG_MAX_DIM (1 << 16)
+#define GG_MAX_HIDDEN (1 << 18)
+#define GG_MAX_LAYERS 1024
+#define GG_MAX_HEADS 1024
+#define GG_MAX_VOCAB (1 << 20)
+#define GG_MAX_CONTEXT (1 << 24)
+#define GG_MIN_HEAD_DIM 8
+#define GG_MAX_HEAD_DIM 256
+
+static const char *const gg_role_name[DECO_GGUF_N_ROLES] = {
+    "token_embd",  "output_norm", "output",   "attn_norm", "attn_q", "attn_k",
+    "attn_v",      "attn_output", "ffn_norm", "ffn_gate",  "ffn_up", "ffn_down",
+};
+
+static int gg_role_per_layer(int role) { return role >= DECO_GGUF_ATTN_NORM; }
+
+const deco_gguf_tensor_t *deco_gguf_llama_tensor(const deco_gguf_t *g, deco_gguf_role_t role, int layer) {
+  if (!g || (int)role < 0 || role >= DECO_GGUF_N_ROLES) return NULL;
+  char name[DECO_GGUF_MAX_NAME];
+  if (gg_role_per_layer(role)) {
+    if (layer < 0) return NULL;
+    snprintf(name, sizeof name, "blk.%d.%s.weight", layer, gg_role_name[role]);
+  } else {
+    snprintf(name, sizeof name, "%s.weight", gg_role_name[role]);
+  }
+  return deco_gguf_find_tensor(g, name);
+}
+
+/* Parses a Llama tensor name: role and layer (-1 for global roles);
+ * returns 0 for a name that is not one. Layers are decimal without leading
+ * zeros, as llama.cpp writes them. */
+static int gg_parse_role(const char *name, int *role, long *layer) {
+  *layer = -1;
+  const char *rest = name;
+  if (strncmp(name, "blk.", 4) == 0) {
+    const char *p = name + 4;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9')) return 0;
+    long l = 0;
+    while (*p >= '0' && *p <= '9') {
+      l = l * 10 + (*p - '0');
+      if (l > GG_MAX_LAYERS * 16L) return 0;
+      ++p;
+    }
+    if (*p != '.') return 0;
+    *layer = l;
+    rest = p + 1;
+  }
+  for (int r = 0; r < DECO_GGUF_N_ROLES; ++r) {
+    if ((*layer >= 0) != gg_role_per_layer(r)) continue;
+    size_t n = strlen(gg_role_name[r]);
+    if (strncmp(rest, gg_role_name[r], n) == 0 && strcmp(rest + n, ".weight") == 0) {
+      *role = r;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* An optional integer key within lo..hi (default when absent). */
+static deco_status_t gg_int_field(const deco_gguf_t *g, const char *key, int required, int64_t dflt, int64_t lo,
+                                  int64_t hi, int64_t *out) {
+  const deco_gguf_kv_t *kv = deco_gguf_find_kv(g, key);
+  if (!kv) {
+    if (required) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s is missing", g->name, key);
+    *out = dflt;
+    return DECO_STATUS_SUCCESS;
+  }
+  if (kv->type == DECO_GGUF_VAL_ARRAY)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata %s is an array (a value per layer), which deco does not support; expected one "
+                     "integer",
+                     g->name, key);
+  int64_t v = 0;
+  DECO_TRY(deco_gguf_get_i64(g, key, &v));
+  if (v < lo || v > hi)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s = %lld is outside %lld..%lld", g->name, key,
+                     (long long)v, (long long)lo, (long long)hi);
+  *out = v;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Prints an architecture name from the file with odd bytes escaped. */
+static void gg_escape(const char *s, uint64_t n, char *buf, size_t cap) {
+  size_t o = 0;
+  for (uint64_t i = 0; i < n && o + 8 < cap; ++i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c <= 0x7e && c != '\'' && c != '\\') buf[o++] = (char)c;
+    else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+  }
+  if (n > 0 && o + 8 >= cap) {
+    memcpy(buf + o, "...", 3);
+    o += 3;
+  }
+  buf[o] = '\0';
+}
+
+static void gg_shape_str(const uint64_t *dims, int n, char *buf, size_t cap) {
+  size_t o = (size_t)snprintf(buf, cap, "[");
+  for (int i = 0; i < n && o < cap; ++i)
+    o += (size_t)snprintf(buf + o, cap - o, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+  if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
+deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t *hparams) {
+  if (!g || !hparams)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_llama_hparams: g or hparams is NULL");
+  const char *nm = g->name;
+  deco_gguf_str_t arch = {NULL, 0};
+  DECO_TRY(deco_gguf_get_string(g, "general.architecture", &arch));
+  if (arch.len != 5 || memcmp(arch.s, "llama", 5) != 0) {
+    char shown[96];
+    gg_escape(arch.s, arch.len, shown, sizeof shown);
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata general.architecture is '%s'; deco reads the 'llama' architecture only", nm, shown);
+  }
+  int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims, key_len, value_len, experts;
+  DECO_TRY(gg_int_field(g, "llama.embedding_length", 1, 0, 1, GG_MAX_DIM, &dim));
+  DECO_TRY(gg_int_field(g, "llama.feed_forward_length", 1, 0, 1, GG_MAX_HIDDEN, &hidden));
+  DECO_TRY(gg_int_field(g, "llama.block_count", 1, 0, 1, GG_MAX_LAYERS, &layers));
+  DECO_TRY(gg_int_field(g, "llama.attention.head_count", 1, 0, 1, GG_MAX_HEADS, &heads));
+  DECO_TRY(gg_int_field(g, "llama.attention.head_count_kv", 0, heads, 1, heads, &kv_heads));
+  DECO_TRY(gg_int_field(g, "llama.context_length", 1, 0, 1, GG_MAX_CONTEXT, &context));
+  DECO_TRY(gg_int_field(g, "llama.expert_count", 0, 0, 0, INT32_MAX, &experts));
+  if (experts > 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata llama.expert_count = %lld: a mixture of experts, which deco does not run", nm,
+                     (long long)experts);
+  if (dim % heads != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata llama.embedding_length = %lld is not a multiple of llama.attention.head_count = "
+                     "%lld",
+                     nm, (long long)dim, (long long)heads);
+  if (heads % kv_heads != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata llama.attention.head_count = %lld is not a multiple of "
+                     "llama.attention.head_count_kv = %lld",
+                     nm, (long long)heads, (long long)kv_heads);
+  int64_t head_dim = dim / heads;
+  if (head_dim % 2 != 0 || head_dim < GG_MIN_HEAD_DIM || head_dim > GG_MAX_HEAD_DIM)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: head dim = llama.embedding_length / llama.attention.head_count = %lld / %lld = %lld must "
+                     "be even and within %d..%d",
+                     nm, (long long)dim, (long long)heads, (long long)head_dim, GG_MIN_HEAD_DIM, GG_MAX_HEAD_DIM);
+  DECO_TRY(gg_int_field(g, "llama.rope.dimension_count", 0, head_dim, 0, INT32_MAX, &rope_dims));
+  if (rope_dims != head_dim)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata llama.rope.dimension_count = %lld differs from the head dim %lld (partial rotary "
+                     "embeddings are not supported)",
+                     nm, (long long)rope_dims, (long long)head_dim);
+  DECO_TRY(gg_int_field(g, "llama.attention.key_length", 0, head_dim, 0, INT32_MAX, &key_len));
+  DECO_TRY(gg_int_field(g, "llama.attention.value_length", 0, head_dim, 0, INT32_MAX, &value_len));
+  if (key_len != head_dim || value_len != head_dim)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata llama.attention.key_length = %lld / value_length = %lld differ from the head dim "
+                     "%lld = llama.embedding_length / llama.attention.head_count",
+                     nm, (long long)key_len, (long long)value_len, (long long)head_dim);
+
+  float theta = 10000.0f, eps;
+  if (deco_gguf_find_kv(g, "llama.rope.freq_base")) DECO_TRY(deco_gguf_get_f32(g, "llama.rope.freq_base", &theta));
+  if (!(theta > 1.0f) || !isfinite(theta))
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata llama.rope.freq_base = %g is not a finite value > 1",
+                     nm, (double)theta);
+  DECO_TRY(deco_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &eps));
+  if (!(eps > 0.0f) || !(eps < 1.0f))
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata llama.attention.layer_norm_rms_epsilon = %g is not within (0, 1)", nm, (double)eps);
+  if (deco_gguf_find_kv(g, "llama.rope.scaling.type")) {
+    deco_gguf_str_t st = {NULL, 0};
+    DECO_TRY(deco_gguf_get_string(g, "llama.rope.scaling.type", &st));
+    if (!(st.len == 4 && memcmp(st.s, "none", 4) == 0)) {
+      char shown[64];
+      gg_escape(st.s, st.len, shown, sizeof shown);
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: metadata llama.rope.scaling.type is '%s'; deco runs unscaled RoPE only", nm, shown);
+    }
+  }
+  if (deco_gguf_find_tensor(g, "rope_freqs.weight"))
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor rope_freqs.weight (Llama 3.1 RoPE frequency factors) is not supported", nm);
+
+  /* Every tensor must be one of a Llama's, each at most once (names are
+   * unique after the parse), and within block_count. */
+  const deco_gguf_tensor_t *emb = deco_gguf_find_tensor(g, "token_embd.weight");
+  if (!emb) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor token_embd.weight is missing", nm);
+  for (uint64_t i = 0; i < g->n_tensors; ++i) {
+    const deco_gguf_tensor_t *t = &g->tensors[i];
+    int role;
+    long layer;
+    if (!gg_parse_role(t->name, &role, &layer))
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %llu ('%s') is not a tensor of a llama model", nm,
+                       (unsigned long long)i, t->name);
+    if (layer >= layers)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: tensor %llu ('%s') belongs to layer %ld but llama.block_count = %lld", nm,
+                       (unsigned long long)i, t->name, layer, (long long)layers);
+  }
+  /* The vocabulary: llama.vocab_size when present, else token_embd's rows;
+   * a tokenizer's token list must have the same length. */
+  int64_t vocab = (int64_t)(emb->dims[1] <= GG_MAX_VOCAB ? emb->dims[1] : GG_MAX_VOCAB + 1);
+  if (deco_gguf_find_kv(g, "llama.vocab_size"))
+    DECO_TRY(gg_int_field(g, "llama.vocab_size", 1, 0, 1, GG_MAX_VOCAB, &vocab));
+  if (vocab < 1 || vocab > GG_MAX_VOCAB)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor token_embd.weight has %llu rows, outside 1..%d", nm,
+                     (unsigned long long)emb->dims[1], GG_MAX_VOCAB);
+  const deco_gguf_kv_t *tokens = deco_gguf_find_kv(g, "tokenizer.ggml.tokens");
+  if (tokens) {
+    if (tokens->type != DECO_GGUF_VAL_ARRAY || tokens->elem_type != DECO_GGUF_VAL_STRING)
+      return gg_wrong_type(g, tokens, "an array of strings");
+    if (tokens->count != (uint64_t)vocab)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: metadata tokenizer.ggml.tokens has %llu tokens but the vocabulary is %lld", nm,
+                       (unsigned long long)tokens->count, (long long)vocab);
+  }
+
+  uint64_t D = (uint64_t)dim, H = (uint64_t)hidden, Q = (uint64_t)(heads * head_dim),
+           KV = (uint64_t)(kv_heads * head_dim), V = (uint64_t)vocab;
+  for (int role = 0; role < DECO_GGUF_N_ROLES; ++role) {
+    uint64_t want[2];
+    int nd = 2;
+    const char *why;
+    switch (role) {
+      case DECO_GGUF_TOKEN_EMBD: case DECO_GGUF_OUTPUT:
+        want[0] = D, want[1] = V, why = "embedding_length, vocabulary"; break;
+      case DECO_GGUF_OUTPUT_NORM: case DECO_GGUF_ATTN_NORM: case DECO_GGUF_FFN_NORM:
+        want[0] = D, nd = 1, why = "embedding_length"; break;
+      case DECO_GGUF_ATTN_Q:
+        want[0] = D, want[1] = Q, why = "embedding_length, head_count x head dim"; break;
+      case DECO_GGUF_ATTN_K: case DECO_GGUF_ATTN_V:
+        want[0] = D, want[1] = KV, why = "embedding_length, head_count_kv x head dim"; break;
+      case DECO_GGUF_ATTN_OUTPUT:
+        want[0] = Q, want[1] = D, why = "head_count x head dim, embedding_length"; break;
+      case DECO_GGUF_FFN_GATE: case DECO_GGUF_FFN_UP:
+        want[0] = D, want[1] = H, why = "embedding_length, feed_forward_length"; break;
+      default: /* DECO_GGUF_FFN_DOWN */
+        want[0] = H, want[1] = D, why = "feed_forward_length, embedding_length"; break;
+    }
+    int n_layers = gg_role_per_layer(role) ? (int)layers : 1;
+    for (int l = 0; l < n_layers; ++l) {
+      const deco_gguf_tensor_t *t = deco_gguf_llama_tensor(g, (deco_gguf_role_t)role, l);
+      char tname[DECO_GGUF_MAX_NAME];
+      if (gg_role_per_layer(role)) snprintf(tname, sizeof tname, "blk.%d.%s.weight", l, gg_role_name[role]);
+      else snprintf(tname, sizeof tname, "%s.weight", gg_role_name[role]);
+      if (!t) {
+        if (role == DECO_GGUF_OUTPUT) continue; /* tied to token_embd */
+        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s is missing", nm, tname);
+      }
+      uint64_t got[DECO_GGUF_MAX_DIMS] = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
+      int ok = got[0] == want[0] && (nd == 1 ? got[1] == 1 : got[1] == want[1]) && got[2] == 1 && got[3] == 1;
+      if (!ok) {
+        char gs[128], ws[64];
+        gg_shape_str(got, (int)t->n_dims, gs, sizeof gs);
+        gg_shape_str(want, nd, ws, sizeof ws);
+        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                         "%s: tensor %s has shape %s but the metadata implies %s (%s; head dim %lld)", nm, tname, gs,
+                         ws, why, (long long)head_dim);
+      }
+      if (!deco_gguf_type_supported(t->type))
+        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                         "%s: tensor %s has type %s, which deco does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_1)", nm,
+                         tname, deco_gguf_type_name(t->type));
+    }
+  }
+
+  /* Special ids (the tokenizer of issue 14 decides how a prompt starts):
+   * BOS when the file names one, else -1; stop at EOS and at EOT when
+   * named. Each must lie inside the vocabulary. */
+  static const char *const id_keys[3] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                         "tokenizer.ggml.eot_token_id"};
+  int64_t ids[3];
+  for (int k = 0; k < 3; ++k) DECO_TRY(gg_int_field(g, id_keys[k], 0, -1, 0, vocab - 1, &ids[k]));
+
+  deco_model_hparams_t c;
+  memset(&c, 0, sizeof c);
+  c.dim = (int)dim;
+  c.hidden_dim = (int)hidden;
+  c.n_layers = (int)layers;
+  c.n_heads = (int)heads;
+  c.n_kv_heads = (int)kv_heads;
+  c.head_dim = (int)head_dim;
+  c.vocab_size = (int)vocab;
+  c.seq_len = (int)context;
+  c.rope_theta = theta;
+  c.norm_eps = eps;
+  c.rope_style = DECO_ROPE_INTERLEAVED;
+  c.shared_classifier = deco_gguf_find_tensor(g, "output.weight") == NULL;
+  c.builtin_vocab = 0;
+  c.bos_id = (int)ids[0];
+  if (ids[1] >= 0) c.stop_ids[c.n_stop_ids++] = (int32_t)ids[1];
+  if (ids[2] >= 0 && ids[2] != ids[1]) c.stop_ids[c.n_stop_ids++] = (int32_t)ids[2];
+  *hparams = c;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- dequantisation ------------------------------------------------------ */
+
+static float gg_f16(const unsigned char *p) { return deco_f16_to_f32(rd_u16(p)); }
+
+void deco_gguf_dequant_q4_0(const unsigned char block[DECO_GGUF_Q4_0_BYTES], float out[DECO_GGUF_QK]) {
+  float d = gg_f16(block);
+  const unsigned char *qs = block + 2;
+  for (int j = 0; j < DECO_GGUF_QK / 2; ++j) {
+    out[j] = d * (float)((int)(qs[j] & 0x0f) - 8);
+    out[j + DECO_GGUF_QK / 2] = d * (float)((int)(qs[j] >> 4) - 8);
+  }
+}
+
+void deco_gguf_dequant_q4_1(const unsigned char block[DECO_GGUF_Q4_1_BYTES], float out[DECO_GGUF_QK]) {
+  float d = gg_f16(block), m = gg_f16(block + 2);
+  const unsigned char *qs = block + 4;
+  for (int j = 0; j < DECO_GGUF_QK / 2; ++j) {
+    out[j] = fmaf(d, (float)(qs[j] & 0x0f), m);
+    out[j + DECO_GGUF_QK / 2] = fmaf(d, (float)(qs[j] >> 4), m);
+  }
+}
+
+void deco_gguf_dequant_q8_0(const unsigned char block[DECO_GGUF_Q8_0_BYTES], float out[DECO_GGUF_QK]) {
+  float d = gg_f16(block);
+  for (int j = 0; j < DECO_GGUF_QK; ++j) out[j] = d * (float)(int8_t)block[2 + j];
+}
+
+int deco_gguf_dequant(uint32_t type, const void *src, uint64_t n, float *out) {
+  const unsigned char *p = src;
+  switch (type) {
+    case DECO_GGUF_F32: memcpy(out, p, (size_t)n * 4); return 0;
+    case DECO_GGUF_F16:
+      for (uint64_t i = 0; i < n; ++i) out[i] = gg_f16(p + 2 * i);
+      return 0;
+    case DECO_GGUF_BF16:
+      for (uint64_t i = 0; i < n; ++i) out[i] = deco_bf16_to_f32(rd_u16(p + 2 * i));
+      return 0;
+    case DECO_GGUF_Q4_0: case DECO_GGUF_Q4_1: case DECO_GGUF_Q8_0: break;
+    default: return -1;
+  }
+  if (n % DECO_GGUF_QK != 0) return -1;
+  for (uint64_t b = 0; b < n / DECO_GGUF_QK; ++b) {
+    float *o = out + b * DECO_GGUF_QK;
+    if (type == DECO_GGUF_Q4_0) deco_gguf_dequant_q4_0(p + b * DECO_GGUF_Q4_0_BYTES, o);
+    else if (type == DECO_GGUF_Q4_1) deco_gguf_dequant_q4_1(p + b * DECO_GGUF_Q4_1_BYTES, o);
+    else deco_gguf_dequant_q8_0(p + b * DECO_GGUF_Q8_0_BYTES, o);
+  }
+  return 0;
+}
+
+deco_status_t deco_gguf_check_finite(const deco_gguf_t *g, const deco_gguf_tensor_t *t) {
+  if (!g || !t) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_check_finite: g or t is NULL");
+  const unsigned char *p = t->data;
+  if (t->type == DECO_GGUF_F32 || t->type == DECO_GGUF_F16 || t->type == DECO_GGUF_BF16) {
+    for (uint64_t i = 0; i < t->n_elements; ++i) {
+      float v;
+      if (t->type == DECO_GGUF_F32) memcpy(&v, p + 4 * i, 4);
+      else if (t->type == DECO_GGUF_F16) v = gg_f16(p + 2 * i);
+      else v = deco_bf16_to_f32(rd_u16(p + 2 * i));
+      if (!isfinite(v))
+        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", g->name,
+                         t->name, (unsigned long long)i, (unsigned long long)t->n_elements, isnan(v) ? "nan" : "inf");
+    }
+    return DECO_STATUS_SUCCESS;
+  }
+  uint32_t bytes;
+  if (t->type == DECO_GGUF_Q4_0) bytes = DECO_GGUF_Q4_0_BYTES;
+  else if (t->type == DECO_GGUF_Q4_1) bytes = DECO_GGUF_Q4_1_BYTES;
+  else if (t->type == DECO_GGUF_Q8_0) bytes = DECO_GGUF_Q8_0_BYTES;
+  else
+    return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: tensor %s has type %s, which deco does not read", g->name,
+                     t->name, deco_gguf_type_name(t->type) ? deco_gguf_type_name(t->type) : "?");
+  uint64_t blocks = t->n_elements / DECO_GGUF_QK;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const unsigned char *blk = p + b * bytes;
+    float d = gg_f16(blk), m = t->type == DECO_GGUF_Q4_1 ? gg_f16(blk + 2) : 0.0f;
+    if (!isfinite(d) || !isfinite(m))
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, block %llu (of %llu) has a %s scale %s = %s",
+                       g->name, t->name, (unsigned long long)b, (unsigned long long)blocks,
+                       deco_gguf_type_name(t->type), isfinite(d) ? "m" : "d",
+                       isnan(isfinite(d) ? m : d) ? "nan" : "inf");
+  }
+  return DECO_STATUS_SUCCESS;
+}
