@@ -48,6 +48,7 @@ typedef struct deco_cli_options {
   int recycle_k_set;
   const char *recycle_state;
   int compare_ar;
+  int threads;                /* --threads: CPU threads per op, 0 = OpenMP's default */
 } deco_cli_options_t;
 
 /* Parses argv after the command name. On a usage error prints the
@@ -57,6 +58,13 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o);
 
 /* Runs `deco generate`; returns the exit status. */
 int deco_cli_generate(const deco_cli_options_t *o);
+
+/* Runs `deco ngram ...` (argv after "ngram"); returns the exit status. */
+int deco_cli_ngram(int argc, char **argv);
+
+/* Runs `deco tokenize ...` (argv after "tokenize"; cmd_tokenize.c), stdout
+ * flushed and closed; returns the exit status. */
+int deco_cli_tokenize(int argc, char **argv);
 
 /* The usage text of `deco generate`. */
 void deco_cli_usage(FILE *f);

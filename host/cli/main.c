@@ -1,5 +1,6 @@
 /* host/cli/main.c — `deco`: the command-line front end (docs/CLI.md).
  *   deco generate [options]     generate text or ids with a model
+ *   deco tokenize [options]     ids of a text, or the text of ids (cmd_tokenize.c)
  *   deco --help | --version
  */
 #define _POSIX_C_SOURCE 200809L
@@ -14,8 +15,10 @@
 
 void deco_cli_usage(FILE *f) {
   fputs("usage: deco generate [options]\n"
-        "  --model FILE          llama2.c checkpoint (default: stories260K, built in)\n"
-        "  --synthetic NAME      tiny | llama2-7b | llama3-8b (seeded random weights)\n"
+        "       deco tokenize --help   ids of a text, or text of ids\n"
+        "       deco ngram --help      n-gram tables for superposed decoding\n"
+        "  --model FILE          llama2.c checkpoint or GGUF file (default: stories260K, built in)\n"
+        "  --synthetic NAME      tiny | llama2-7b | llama3-8b | smollm2-135m (seeded random weights)\n"
         "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512)\n"
         "  --prompt TEXT         prompt text (BOS, dummy-prefix space, BPE merges)\n"
         "  --prompt-ids CSV      prompt as decimal ids, used verbatim\n"
@@ -25,7 +28,7 @@ void deco_cli_usage(FILE *f) {
         "  --seed S              Philox key (42)\n"
         "  --backend cpu|cuda    default: cuda when a device exists\n"
         "  --dtype f32|bf16      cpu: f32; cuda: bf16 by default\n"
-        "  --ignore-eos          do not stop at ids 1 or 2\n"
+        "  --ignore-eos          do not stop at the model's stop ids (llama2.c: 1, 2)\n"
         "  --print-ids           print ids instead of text\n"
         "  --spec none|lookup|recycle   draft source for speculative decoding (none)\n"
         "  --draft-len N         longest chain a lookup match proposes (10)\n"
@@ -33,7 +36,8 @@ void deco_cli_usage(FILE *f) {
         "  --tree-template FILE  recycle: rank paths, one per line\n"
         "  --recycle-k K         recycle: candidates kept per token, 1-16 (8)\n"
         "  --recycle-state FILE  recycle: table loaded if present, saved at exit\n"
-        "  --compare-ar          also time plain decoding and report speedup=\n",
+        "  --compare-ar          also time plain decoding and report speedup=\n"
+        "  --threads N           cpu: threads per op, 1-1024 (OpenMP's default: one per core)\n",
         f);
 }
 
@@ -54,6 +58,8 @@ int main(int argc, char **argv) {
     printf("deco %s\n", deco_version_string());
     return DECO_EXIT_OK;
   }
+  if (strcmp(argv[1], "ngram") == 0) return deco_cli_ngram(argc - 2, argv + 2); /* writes no stdout but --help */
+  if (strcmp(argv[1], "tokenize") == 0) return deco_cli_tokenize(argc - 2, argv + 2); /* closes stdout itself */
   if (strcmp(argv[1], "generate") != 0) {
     deco_cli_error("unknown command '%s' (see deco --help)", argv[1]);
     return DECO_EXIT_USAGE;

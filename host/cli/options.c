@@ -179,6 +179,7 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
     o->recycle_k_set = 1;
     return parse_int(a, v, 1, 16, &o->recycle_k);
   } else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
+  else if (strcmp(a, "--threads") == 0) return parse_int(a, v, 1, DECO_MAX_THREADS, &o->threads);
   return 0;
 }
 
@@ -195,7 +196,7 @@ static int takes_value(const char *a) {
   static const char *const with_value[] = {"--model", "--synthetic", "--tokenizer", "--prompt", "--prompt-ids",
                                             "--steps", "--temperature", "--top-p", "--seed", "--backend",
                                             "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
-                                            "--recycle-k", "--recycle-state", NULL};
+                                            "--recycle-k", "--recycle-state", "--threads", NULL};
   for (int k = 0; with_value[k]; ++k)
     if (strcmp(a, with_value[k]) == 0) return 1;
   return 0;

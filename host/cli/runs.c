@@ -153,6 +153,11 @@ int deco_cli_run(deco_model_t *model, const deco_cli_run_input_t *in, deco_cli_r
   env.cfg.ignore_eos = o->ignore_eos;
   int rc = 1;
   memset(out, 0, sizeof *out);
+  /* --threads: the CPU ops' thread count (results do not depend on it). */
+  if (o->threads > 0 && deco_ctx_set_threads(deco_model_ctx(model), o->threads) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--threads: %s", deco_last_error(deco_model_ctx(model)));
+    goto done;
+  }
   if (o->spec == DECO_CLI_SPEC_LOOKUP && lookup_setup(&env)) goto done;
   if (o->spec == DECO_CLI_SPEC_RECYCLE && recycle_setup(&env)) goto done;
   /* The printed run (it also warms up the speculative path). */

@@ -91,10 +91,14 @@ deco_status_t deco_ctx_create(const deco_ctx_config_t *config, deco_ctx_t **out)
   if (config->backend != DECO_BACKEND_CPU && config->backend != DECO_BACKEND_CUDA)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "deco_ctx_create: backend = %d is not a backend",
                      (int)config->backend);
+  if (config->n_threads < 0 || config->n_threads > DECO_MAX_THREADS)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "deco_ctx_create: n_threads = %d outside [0, %d]",
+                     config->n_threads, DECO_MAX_THREADS);
   deco_ctx_t *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "deco_ctx_create: out of host memory");
   ctx->backend = config->backend;
   ctx->device = config->device;
+  ctx->n_threads = config->n_threads;
   if (ctx->backend == DECO_BACKEND_CUDA) {
     deco_status_t st = deco_cuda_ctx_init(ctx, config);
     if (st != DECO_STATUS_SUCCESS) {
@@ -117,6 +121,17 @@ void deco_ctx_destroy(deco_ctx_t *ctx) {
 
 deco_backend_t deco_ctx_backend(const deco_ctx_t *ctx) { return ctx ? ctx->backend : DECO_BACKEND_CPU; }
 void *deco_ctx_stream(const deco_ctx_t *ctx) { return ctx ? ctx->stream : NULL; }
+
+deco_status_t deco_ctx_set_threads(deco_ctx_t *ctx, int n_threads) {
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_ctx_set_threads: ctx is NULL");
+  if (n_threads < 0 || n_threads > DECO_MAX_THREADS)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "deco_ctx_set_threads: n_threads = %d outside [0, %d]",
+                     n_threads, DECO_MAX_THREADS);
+  ctx->n_threads = n_threads;
+  return DECO_STATUS_SUCCESS;
+}
+
+int deco_ctx_threads(const deco_ctx_t *ctx) { return ctx ? ctx->n_threads : 0; }
 
 deco_status_t deco_ctx_set_workspace(deco_ctx_t *ctx, void *workspace, size_t workspace_bytes) {
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_ctx_set_workspace: ctx is NULL");

@@ -32,6 +32,7 @@ struct deco_ctx {
   unsigned n_errors;               /* failures recorded on the context */
   unsigned capture_mark;           /* n_errors when the graph capture began */
   size_t n_allocs;                 /* deco_malloc calls that allocated (deco_ctx_alloc_count) */
+  int n_threads;                   /* CPU: OpenMP threads per op, 0 = OpenMP's default */
 };
 
 /* Allocations made through deco_malloc on ctx so far: a step planned ahead

@@ -24,6 +24,7 @@ deco_exec_t deco_ops_exec(deco_ctx_t *ctx) {
       .cublas = ctx->cublas,
       .on_error = record_on_ctx,
       .error_user = ctx,
+      .n_threads = ctx->n_threads,
   };
   return e;
 }

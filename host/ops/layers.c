@@ -87,7 +87,13 @@ deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
   DECO_CHECK_PTR(ctx, a->out, op);
   if (a->m == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
-  return DECO_DISPATCH(&exec, matmul, a);
+#ifdef DECO_HAVE_CUDA
+  if (exec.backend == DECO_BACKEND_CUDA) return deco_matmul_cuda(&exec, a);
+#endif
+  /* The CPU runs the batch-invariant SIMD path (linear/matmul_cpu.c), not
+   * the reference: each output keeps one summation order whatever m and the
+   * thread count, so a row's logits are the same alone or in a tree. */
+  return deco_matmul_cpu(&exec, a);
 }
 
 deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {

@@ -95,10 +95,13 @@ typedef struct deco_ctx_config {
   deco_backend_t backend;
   int device;    /* CUDA device ordinal; ignored on the CPU */
   void *stream;  /* cudaStream_t to launch on; NULL = the context creates its own */
+  int n_threads; /* CPU backend: OpenMP threads of the ops that use several (matmul splits output
+                    columns over them); 0 = OpenMP's default (OMP_NUM_THREADS, else one per core).
+                    Results never depend on it. Ignored on CUDA. */
 } deco_ctx_config_t;
-/* The CPU backend, device 0, a stream of the context's own. */
+/* The CPU backend, device 0, a stream of the context's own, OpenMP's default thread count. */
 #define DECO_CTX_CONFIG_INIT \
-  {.size = sizeof(deco_ctx_config_t), .backend = DECO_BACKEND_CPU, .device = 0, .stream = NULL}
+  {.size = sizeof(deco_ctx_config_t), .backend = DECO_BACKEND_CPU, .device = 0, .stream = NULL, .n_threads = 0}
 
 /* Creates a context. On failure *out is NULL and the reason can be read with
  * deco_last_error(NULL) on the calling thread. A CUDA context makes its
@@ -108,6 +111,12 @@ DECO_API deco_status_t deco_ctx_create(const deco_ctx_config_t *config, deco_ctx
 DECO_API void deco_ctx_destroy(deco_ctx_t *ctx);
 
 DECO_API deco_backend_t deco_ctx_backend(const deco_ctx_t *ctx);
+/* The CPU thread count (deco_ctx_config_t.n_threads) of later calls; 0 =
+ * OpenMP's default. For code that receives a context already made (e.g.
+ * from a model). n_threads outside [0, DECO_MAX_THREADS] is refused. */
+#define DECO_MAX_THREADS 1024
+DECO_API deco_status_t deco_ctx_set_threads(deco_ctx_t *ctx, int n_threads);
+DECO_API int deco_ctx_threads(const deco_ctx_t *ctx);
 /* The stream ops launch on (cudaStream_t), NULL on the CPU. */
 DECO_API void *deco_ctx_stream(const deco_ctx_t *ctx);
 

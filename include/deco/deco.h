@@ -11,6 +11,7 @@
 #include "deco/core.h"
 #include "deco/philox.h"
 #include "deco/layers.h"
+#include "deco/quant.h"
 #include "deco/attention.h"
 #include "deco/model.h"
 #include "deco/tokenizer.h"
@@ -18,5 +19,6 @@
 #include "deco/spec_step.h"
 #include "deco/spec.h"
 #include "deco/recycle.h"
+#include "deco/superpose.h"
 
 #endif /* DECO_DECO_H */

@@ -96,7 +96,12 @@ DECO_API deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *args);
 /* out[m][n] = sum_k a[m][k] * w[n][k]   (out = a · wᵀ, llama2.c's weight layout)
  * CUDA: cuBLAS with CUBLAS_COMPUTE_32F (no TF32), a weight-streaming kernel
  * for few rows in f16/bf16, or a one-launch tiled kernel for small f32
- * problems (2 <= m, m·n·k <= 2^23). CPU: one fixed-order loop per output.
+ * problems (2 <= m, m·n·k <= 2^23). CPU: a blocked SIMD kernel (AVX-512,
+ * AVX2 or portable C, chosen at run time) that is batch-invariant: out[i][j]
+ * depends only on a[i], w[j] and k, never on m, the thread count or the
+ * instruction set — each output is 16 lanes of fused multiply-adds over k
+ * (lane l takes k % 16 == l) combined in a fixed tree; threads split the
+ * output columns (deco_ctx_config_t.n_threads).
  * out_dtype is dtype or f32 (logits). With accumulate, out += a · wᵀ. */
 typedef struct deco_matmul_args {
   deco_dtype_t dtype;      /* dtype of a and w */

@@ -34,6 +34,7 @@ typedef struct deco_exec {
   void *cublas;             /* cublasHandle_t bound to stream, its workspace set (matmul's cuBLAS path) */
   deco_exec_error_fn on_error; /* NULL: failures return their status only */
   void *error_user;         /* passed to on_error */
+  int n_threads;            /* CPU: OpenMP threads of an op's parallel loops; 0 = OpenMP's default */
 } deco_exec_t;
 
 /* Formats a message, hands it to exec->on_error (if any) and returns status,

@@ -12,9 +12,11 @@
 #include "deco/attention.h"
 #include "deco/kv.h"
 #include "deco/layers.h"
+#include "deco/quant.h"
 #include "deco/recycle.h"
 #include "deco/select.h"
 #include "deco/spec_step.h"
+#include "deco/superpose_ops.h"
 #include "deco/tree.h"
 
 #ifdef __cplusplus
@@ -32,6 +34,7 @@ DECO_DECLARE_OP(matmul)
 DECO_DECLARE_OP(swiglu)
 DECO_DECLARE_OP(fill_random)
 DECO_DECLARE_OP(convert)
+DECO_DECLARE_OP(dequant)
 DECO_DECLARE_OP(kv_append)
 DECO_DECLARE_OP(kv_compact)
 DECO_DECLARE_OP(attention)
@@ -45,6 +48,14 @@ DECO_DECLARE_OP(spec_commit)
 DECO_DECLARE_OP(topk_rows)
 DECO_DECLARE_OP(recycle_draft)
 DECO_DECLARE_OP(recycle_update)
+
+DECO_DECLARE_OP(superpose_embed)
+DECO_DECLARE_OP(ngram_lookup)
+DECO_DECLARE_OP(superpose_select)
+
+/* The CPU backend's matmul: a batch-invariant blocked SIMD path
+ * (linear/matmul_cpu.c); deco_matmul_ref stays the op's spec. */
+deco_status_t deco_matmul_cpu(const deco_exec_t *exec, const deco_matmul_args_t *args);
 
 size_t deco_attention_workspace_size_cuda(const deco_exec_t *exec, const deco_attention_args_t *args);
 const char *deco_attention_path_cuda(const deco_exec_t *exec, const deco_attention_args_t *args);
