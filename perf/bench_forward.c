@@ -8,7 +8,7 @@
  * Each step is timed twice: eager deco_forward calls, and the same step as
  * one replayed CUDA graph of deco_forward_device (what a serving loop runs;
  * launch gaps gone), with the verify / decode ratios of both.
- *   bench_forward [--model llama2-7b|llama3-8b] [--reps N]
+ *   bench_forward [--model llama2-7b|llama3-8b|smollm2-135m] [--reps N]
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -798,6 +798,29 @@ static void kv_eot(gb_t *b) {
   kv_u32(b, "tokenizer.ggml.eot_token_id", 6);
 }
 
+/* A token list of the vocabulary's 8 ids with "<|endoftext|>" at id 5
+ * (and a near miss at 3), EOS 7. */
+static void kv_tokens(gb_t *b) {
+  static const char *const toks[8] = {"a", "b", "c", "<|endoftext|", "d", "<|endoftext|>", "e", "</s>"};
+  gb_str(b, "tokenizer.ggml.tokens");
+  gb_u32(b, DECO_GGUF_VAL_ARRAY);
+  gb_u32(b, DECO_GGUF_VAL_STRING);
+  gb_u64(b, 8);
+  for (int i = 0; i < 8; ++i) gb_str(b, toks[i]);
+  kv_u32(b, "tokenizer.ggml.eos_token_id", 7);
+}
+/* The same with EOS = <|endoftext|>: one stop id. */
+static void kv_tokens_eos5(gb_t *b) {
+  static const char *const toks[8] = {"a", "b", "c", "d", "e", "<|endoftext|>", "f", "g"};
+  gb_str(b, "tokenizer.ggml.tokens");
+  gb_u32(b, DECO_GGUF_VAL_ARRAY);
+  gb_u32(b, DECO_GGUF_VAL_STRING);
+  gb_u64(b, 8);
+  for (int i = 0; i < 8; ++i) gb_str(b, toks[i]);
+  kv_u32(b, "tokenizer.ggml.eos_token_id", 5);
+  kv_u32(b, "tokenizer.ggml.bos_token_id", 5);
+}
+
 Test(gguf, built_models) {
   gb_t m = build_llama(kv_none, 0, NULL);
   deco_gguf_t g = parse_ok(m.p, m.n, "built.gguf");
@@ -813,6 +836,22 @@ Test(gguf, built_models) {
   g = parse_ok(m.p, m.n, "built.gguf");
   cr_assert_eq(deco_gguf_llama_hparams(&g, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   cr_assert(h.n_stop_ids == 2 && h.stop_ids[0] == 7 && h.stop_ids[1] == 6);
+  deco_gguf_free(&g);
+  free(m.p);
+
+  /* <|endoftext|> stops a run too (SmolLM2: EOS is <|im_end|> 2, and
+   * <|endoftext|> is 0); each stop id once; BOS is none of them. */
+  m = build_llama(kv_tokens, 2, NULL);
+  g = parse_ok(m.p, m.n, "built.gguf");
+  cr_assert_eq(deco_gguf_llama_hparams(&g, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  cr_assert(h.n_stop_ids == 2 && h.stop_ids[0] == 7 && h.stop_ids[1] == 5 && h.bos_id == -1, "%d stop ids",
+            h.n_stop_ids);
+  deco_gguf_free(&g);
+  free(m.p);
+  m = build_llama(kv_tokens_eos5, 3, NULL);
+  g = parse_ok(m.p, m.n, "built.gguf");
+  cr_assert_eq(deco_gguf_llama_hparams(&g, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  cr_assert(h.n_stop_ids == 1 && h.stop_ids[0] == 5 && h.bos_id == 5, "%d stop ids", h.n_stop_ids);
   deco_gguf_free(&g);
   free(m.p);
 
@@ -849,39 +888,4 @@ Test(gguf, built_models) {
   free(m.p);
 }
 
-/* ---- the downloaded models (when the build knows where they are) ------- */
-
-#ifdef DECO_MODELS_DIR_DEFAULT
-/* models-cache/ (scripts/install-deps.sh --models, scripts/gguf/make_mini.py),
- * or $DECO_MODELS_DIR. A missing file fails the test. */
-static blob_t load_model(const char *file) {
-  const char *dir = getenv("DECO_MODELS_DIR");
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : DECO_MODELS_DIR_DEFAULT, file);
-  blob_t b;
-  b.p = deco_test_read_file(path, &b.n);
-  cr_assert_not_null(b.p, "missing model %s (scripts/install-deps.sh --models; the mini model: "
-                     "scripts/gguf/make_mini.py)", path);
-  return b;
-}
-
-static void check_smollm2(const char *file, int layers, uint32_t embd_type) {
-  blob_t b = load_model(file);
-  deco_gguf_t g = parse_ok(b.p, b.n, file);
-  deco_model_hparams_t h;
-  cr_assert_eq(deco_gguf_llama_hparams(&g, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
-  cr_assert(h.dim == 576 && h.hidden_dim == 1536 && h.n_layers == layers && h.n_heads == 9 && h.n_kv_heads == 3 &&
-            h.head_dim == 64 && h.vocab_size == 49152 && h.seq_len == 8192 && h.rope_theta == 100000.0f &&
-            h.norm_eps == 1e-5f && h.shared_classifier && h.rope_style == DECO_ROPE_INTERLEAVED);
-  cr_assert_eq(g.n_tensors, (uint64_t)(9 * layers + 2));
-  cr_assert_eq(deco_gguf_find_tensor(&g, "token_embd.weight")->type, embd_type);
-  cr_assert_eq(deco_gguf_find_tensor(&g, "blk.0.attn_q.weight")->type, DECO_GGUF_Q4_1);
-  for (uint64_t i = 0; i < g.n_tensors; ++i)
-    cr_assert_eq(deco_gguf_check_finite(&g, &g.tensors[i]), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
-  deco_gguf_free(&g);
-  free(b.p);
-}
-
-Test(gguf, smollm2) { check_smollm2("SmolLM2-135M-Instruct.Q4_1.gguf", 30, DECO_GGUF_Q8_0); }
-Test(gguf, smollm2_mini) { check_smollm2("SmolLM2-135M-mini.gguf", 3, DECO_GGUF_Q4_0); }
-#endif
+/* The downloaded SmolLM2 files: tests/test_smollm2.c (label model). */

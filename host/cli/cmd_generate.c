@@ -100,9 +100,10 @@ static void print_stats(const deco_cli_options_t *o, const deco_cli_run_result_t
   fputc('\n', stderr);
 }
 
-/* The model the options name: the built-in stories260K, a checkpoint, or
- * a synthetic shape — its header read (checked against the file), its
- * label for the stats line. Returns an exit status (0 to go on). */
+/* The model the options name: the built-in stories260K, a checkpoint (a
+ * llama2.c file or a GGUF file), or a synthetic shape — its header read
+ * (checked against the file), its label for the stats line. Returns an
+ * exit status (0 to go on). */
 typedef struct model_source {
   int builtin;
   const void *builtin_data;
@@ -122,7 +123,8 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
     }
     snprintf(ms->label, sizeof ms->label, "%s", DECO_DEFAULT_MODEL_NAME);
   } else if (o->model_path) {
-    if (deco_llama2c_read_hparams(o->model_path, &ms->hp) != DECO_STATUS_SUCCESS) {
+    /* A llama2.c checkpoint or a GGUF file, told apart by the magic. */
+    if (deco_model_read_hparams(o->model_path, &ms->hp) != DECO_STATUS_SUCCESS) {
       deco_cli_error("%s", deco_last_error(NULL));
       return DECO_EXIT_BAD_INPUT;
     }
@@ -187,7 +189,8 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
 }
 
 /* The prompt's ids: --prompt-ids as given, --prompt encoded, or the
- * model's BOS alone (malloc'd); 0 or -1. */
+ * model's BOS alone (malloc'd); 0 or -1 (also for a model without BOS and
+ * no prompt). */
 static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, const deco_tokenizer_t *tok,
                         int32_t **prompt, int *n_prompt) {
   int cap = o->prompt_ids ? o->n_prompt_ids : o->prompt ? (int)strlen(o->prompt) + 3 : 1;
@@ -205,6 +208,13 @@ static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, c
       return -1;
     }
   } else {
+    /* No prompt: the model's BOS alone. A GGUF file may name none (then
+     * there is nothing to start from). */
+    if (ms->hp.bos_id < 0) {
+      deco_cli_error("no prompt: %s names no BOS id (tokenizer.ggml.bos_token_id) to start from; give --prompt-ids",
+                     ms->label);
+      return -1;
+    }
     *n_prompt = 1;
     (*prompt)[0] = ms->hp.bos_id;
   }
@@ -225,7 +235,7 @@ static int load_model(const deco_cli_options_t *o, const model_source_t *ms, dec
   deco_status_t st =
       ms->builtin ? deco_model_load_llama2c_buffer(*ctx, ms->builtin_data, ms->builtin_bytes, DECO_DEFAULT_MODEL_NAME,
                                                    &mc, model)
-      : o->model_path ? deco_model_load_llama2c(*ctx, o->model_path, &mc, model)
+      : o->model_path ? deco_model_load(*ctx, o->model_path, &mc, model)
                       : deco_model_create_synthetic(*ctx, o->synthetic, DECO_SYNTHETIC_SEED, &mc, model);
   if (st != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(*ctx));

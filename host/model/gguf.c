@@ -14,6 +14,7 @@
 
 #include "core/internal.h"
 #include "model/gguf.h"
+#include "quant/quant_block.h"
 
 static const char *gg_nm(const char *name) { return name ? name : "(buffer)"; }
 
@@ -1010,59 +1011,61 @@ deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t
   c.shared_classifier = deco_gguf_find_tensor(g, "output.weight") == NULL;
   c.builtin_vocab = 0;
   c.bos_id = (int)ids[0];
-  if (ids[1] >= 0) c.stop_ids[c.n_stop_ids++] = (int32_t)ids[1];
-  if (ids[2] >= 0 && ids[2] != ids[1]) c.stop_ids[c.n_stop_ids++] = (int32_t)ids[2];
+  /* <|endoftext|> ends a document in GPT-2 style vocabularies (SmolLM2's id
+   * 0, while its eos_token_id is <|im_end|>): a model that emits it is done
+   * whatever its chat tokens say. BOS stops nothing. */
+  int64_t endoftext = -1;
+  if (tokens) {
+    static const char eot_text[] = "<|endoftext|>";
+    const unsigned char *p = tokens->value; /* lengths were checked by the parse */
+    for (uint64_t i = 0; i < tokens->count; ++i) {
+      uint64_t len = rd_u64(p);
+      if (len == sizeof eot_text - 1 && memcmp(p + 8, eot_text, len) == 0) {
+        endoftext = (int64_t)i;
+        break;
+      }
+      p += 8 + len;
+    }
+  }
+  const int64_t stops[3] = {ids[1], ids[2], endoftext};
+  for (int k = 0; k < 3; ++k) {
+    int dup = stops[k] < 0;
+    for (int j = 0; j < c.n_stop_ids && !dup; ++j) dup = c.stop_ids[j] == stops[k];
+    if (!dup) c.stop_ids[c.n_stop_ids++] = (int32_t)stops[k];
+  }
   *hparams = c;
   return DECO_STATUS_SUCCESS;
 }
 
 /* ---- dequantisation ------------------------------------------------------ */
 
-static float gg_f16(const unsigned char *p) { return deco_f16_to_f32(rd_u16(p)); }
+/* The block formats and their arithmetic are defined once, in
+ * kernels/quant/quant_block.h, for this reader and the deco_dequant op. */
+static float gg_f16(const unsigned char *p) { return deco_qb_f16(deco_qb_u16(p)); }
+_Static_assert(DECO_GGUF_QK == DECO_QUANT_BLOCK && DECO_GGUF_Q4_0_BYTES == DECO_QB_Q4_0_BYTES &&
+                   DECO_GGUF_Q4_1_BYTES == DECO_QB_Q4_1_BYTES && DECO_GGUF_Q8_0_BYTES == DECO_QB_Q8_0_BYTES,
+               "gguf.h's block sizes are quant_block.h's");
+_Static_assert((int)DECO_GGUF_F32 == (int)DECO_QUANT_F32 && (int)DECO_GGUF_F16 == (int)DECO_QUANT_F16 &&
+                   (int)DECO_GGUF_BF16 == (int)DECO_QUANT_BF16 && (int)DECO_GGUF_Q8_0 == (int)DECO_QUANT_Q8_0 &&
+                   (int)DECO_GGUF_Q4_0 == (int)DECO_QUANT_Q4_0 && (int)DECO_GGUF_Q4_1 == (int)DECO_QUANT_Q4_1,
+               "GGUF's tensor type ids are deco_quant_type_t's");
 
 void deco_gguf_dequant_q4_0(const unsigned char block[DECO_GGUF_Q4_0_BYTES], float out[DECO_GGUF_QK]) {
-  float d = gg_f16(block);
-  const unsigned char *qs = block + 2;
-  for (int j = 0; j < DECO_GGUF_QK / 2; ++j) {
-    out[j] = d * (float)((int)(qs[j] & 0x0f) - 8);
-    out[j + DECO_GGUF_QK / 2] = d * (float)((int)(qs[j] >> 4) - 8);
-  }
+  for (int j = 0; j < DECO_GGUF_QK; ++j) out[j] = deco_qb_q4_0(block, j);
 }
 
 void deco_gguf_dequant_q4_1(const unsigned char block[DECO_GGUF_Q4_1_BYTES], float out[DECO_GGUF_QK]) {
-  float d = gg_f16(block), m = gg_f16(block + 2);
-  const unsigned char *qs = block + 4;
-  for (int j = 0; j < DECO_GGUF_QK / 2; ++j) {
-    out[j] = fmaf(d, (float)(qs[j] & 0x0f), m);
-    out[j + DECO_GGUF_QK / 2] = fmaf(d, (float)(qs[j] >> 4), m);
-  }
+  for (int j = 0; j < DECO_GGUF_QK; ++j) out[j] = deco_qb_q4_1(block, j);
 }
 
 void deco_gguf_dequant_q8_0(const unsigned char block[DECO_GGUF_Q8_0_BYTES], float out[DECO_GGUF_QK]) {
-  float d = gg_f16(block);
-  for (int j = 0; j < DECO_GGUF_QK; ++j) out[j] = d * (float)(int8_t)block[2 + j];
+  for (int j = 0; j < DECO_GGUF_QK; ++j) out[j] = deco_qb_q8_0(block, j);
 }
 
 int deco_gguf_dequant(uint32_t type, const void *src, uint64_t n, float *out) {
-  const unsigned char *p = src;
-  switch (type) {
-    case DECO_GGUF_F32: memcpy(out, p, (size_t)n * 4); return 0;
-    case DECO_GGUF_F16:
-      for (uint64_t i = 0; i < n; ++i) out[i] = gg_f16(p + 2 * i);
-      return 0;
-    case DECO_GGUF_BF16:
-      for (uint64_t i = 0; i < n; ++i) out[i] = deco_bf16_to_f32(rd_u16(p + 2 * i));
-      return 0;
-    case DECO_GGUF_Q4_0: case DECO_GGUF_Q4_1: case DECO_GGUF_Q8_0: break;
-    default: return -1;
-  }
-  if (n % DECO_GGUF_QK != 0) return -1;
-  for (uint64_t b = 0; b < n / DECO_GGUF_QK; ++b) {
-    float *o = out + b * DECO_GGUF_QK;
-    if (type == DECO_GGUF_Q4_0) deco_gguf_dequant_q4_0(p + b * DECO_GGUF_Q4_0_BYTES, o);
-    else if (type == DECO_GGUF_Q4_1) deco_gguf_dequant_q4_1(p + b * DECO_GGUF_Q4_1_BYTES, o);
-    else deco_gguf_dequant_q8_0(p + b * DECO_GGUF_Q8_0_BYTES, o);
-  }
+  uint32_t elems, bytes;
+  if (!deco_gguf_type_supported(type) || !deco_qb_block((int)type, &elems, &bytes) || n % elems != 0) return -1;
+  for (uint64_t i = 0; i < n; ++i) out[i] = deco_qb_element((int)type, src, (size_t)i);
   return 0;
 }
 
@@ -1074,7 +1077,7 @@ deco_status_t deco_gguf_check_finite(const deco_gguf_t *g, const deco_gguf_tenso
       float v;
       if (t->type == DECO_GGUF_F32) memcpy(&v, p + 4 * i, 4);
       else if (t->type == DECO_GGUF_F16) v = gg_f16(p + 2 * i);
-      else v = deco_bf16_to_f32(rd_u16(p + 2 * i));
+      else v = deco_qb_bf16(deco_qb_u16(p + 2 * i));
       if (!isfinite(v))
         return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", g->name,
                          t->name, (unsigned long long)i, (unsigned long long)t->n_elements, isnan(v) ? "nan" : "inf");

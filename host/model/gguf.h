@@ -221,8 +221,10 @@ typedef enum deco_gguf_role {
  * each type one of the six deco reads (others refused by name). Sets
  * rope_style = DECO_ROPE_INTERLEAVED (see the top of this file),
  * shared_classifier = no output.weight, builtin_vocab = 0, bos_id =
- * tokenizer.ggml.bos_token_id (-1 when absent), stop ids = eos_token_id and
- * eot_token_id when present (each checked inside the vocabulary). */
+ * tokenizer.ggml.bos_token_id (-1 when absent), stop ids = eos_token_id,
+ * eot_token_id and the id of the token "<|endoftext|>" in
+ * tokenizer.ggml.tokens, each when present and once (ids checked inside the
+ * vocabulary); BOS is not a stop id. */
 deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t *hparams);
 /* The tensor of a role (layer: 0..n_layers-1 for per-layer roles, ignored
  * otherwise); NULL when absent. */
@@ -234,9 +236,10 @@ const deco_gguf_tensor_t *deco_gguf_llama_tensor(const deco_gguf_t *g, deco_gguf
  * DECO_STATUS_UNSUPPORTED for a type deco does not read. */
 deco_status_t deco_gguf_check_finite(const deco_gguf_t *g, const deco_gguf_tensor_t *t);
 
-/* Block dequantisation, as ggml and the gguf package define it. The 16
- * bytes qs of a 4-bit block hold element j (j < 16) in the low nibble of
- * qs[j] and element j + 16 in its high nibble. d*q is exact in fp32 (an
+/* Block dequantisation, as ggml and the gguf package define it (the
+ * arithmetic lives in kernels/quant/quant_block.h, shared with the
+ * deco_dequant op). The 16 bytes qs of a 4-bit block hold element j
+ * (j < 16) in the low nibble of qs[j] and element j + 16 in its high nibble. d*q is exact in fp32 (an
  * 11-bit mantissa times an integer below 2^8), so Q4_0 and Q8_0 round once,
  * and Q4_1's fmaf(d, q, m) rounds once like the package's (d*q) + m: every
  * value is bitwise equal to the gguf package's dequantisers. */

@@ -1,10 +1,11 @@
 /* host/model/model.c — a Llama model in a context's memory: loading a
  * llama2.c checkpoint (validated whole, then uploaded and converted to the
- * model dtype) and seeded synthetic models generated where they live, both
- * through one deco_model_config_t (dtype, KV heads, tensor parallelism,
- * the default layer schedule), checked against the architecture first.
- * Weights are stacked per tensor as in llama2.c ([n_layers][rows][cols]) in
- * one allocation.
+ * model dtype), seeded synthetic models generated where they live, and
+ * deco_model_load, which tells a llama2.c checkpoint from a GGUF file
+ * (gguf_model.c) by its magic; all through one deco_model_config_t (dtype,
+ * KV heads, tensor parallelism, the default layer schedule), checked
+ * against the architecture first. Weights are stacked per tensor as in
+ * llama2.c ([n_layers][rows][cols]) in one allocation.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -109,8 +110,8 @@ static void weights_layout(deco_arena_t *a, deco_weights_t *w, const deco_model_
 
 /* Allocates the model and its arena and points every tensor into it; the
  * configuration (validated) is applied. */
-static deco_status_t model_alloc(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
-                                 deco_model_t **out) {
+deco_status_t deco_model_alloc(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
+                               deco_model_t **out) {
   deco_model_t *m = calloc(1, sizeof *m);
   if (!m) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "model: out of host memory");
   m->ctx = ctx;
@@ -137,8 +138,8 @@ static deco_status_t model_alloc(deco_ctx_t *ctx, const deco_model_hparams_t *hp
 /* The caller's configuration (NULL: DECO_MODEL_CONFIG_INIT) read and checked
  * against the checkpoint's architecture: the dtype on this backend, the KV
  * heads, tensor parallelism and the layer schedule. */
-static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_config_t *in, deco_model_config_t *mc,
-                                 const char *op) {
+deco_status_t deco_model_read_config(deco_ctx_t *ctx, const deco_model_config_t *in, deco_model_config_t *mc,
+                                    const char *op) {
   static const deco_model_config_t defaults = DECO_MODEL_CONFIG_INIT;
   if (in == NULL) {
     *mc = defaults;
@@ -150,8 +151,8 @@ static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_config_t *in,
   return deco_check_dtype(ctx, mc->dtype, op, "config->dtype");
 }
 
-static deco_status_t check_config(deco_ctx_t *ctx, const deco_model_config_t *mc, deco_model_hparams_t *hp,
-                                  const char *name) {
+deco_status_t deco_model_check_config(deco_ctx_t *ctx, const deco_model_config_t *mc, const deco_model_hparams_t *hp,
+                                     const char *name) {
   const int tp = mc->tp_size ? mc->tp_size : 1;
   if (tp < 1 || mc->tp_rank < 0 || mc->tp_rank >= tp)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tensor parallelism rank %d of size %d", name, mc->tp_rank,
@@ -190,7 +191,7 @@ static deco_status_t upload_tensor(deco_model_t *m, void *dst, size_t at, const 
 
 /* The context's last error again, with the model's name in front (an
  * out-of-memory message then says which model did not fit). */
-static deco_status_t fail_naming(deco_ctx_t *ctx, deco_status_t st, const char *name) {
+deco_status_t deco_model_fail_naming(deco_ctx_t *ctx, deco_status_t st, const char *name) {
   char msg[DECO_ERROR_CAPACITY];
   snprintf(msg, sizeof msg, "%s", deco_last_error(ctx));
   return DECO_FAIL(ctx, st, "%s: %s", name, msg);
@@ -204,16 +205,65 @@ deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, const d
   DECO_CHECK_PTR(ctx, out, op);
   *out = NULL;
   deco_model_config_t mc;
-  DECO_TRY(read_config(ctx, config, &mc, op));
-  int fd = -1;
+  DECO_TRY(deco_model_read_config(ctx, config, &mc, op));
+  void *data = NULL;
   size_t size = 0;
-  DECO_TRY(deco_file_open_regular(ctx, path, &fd, &size));
-  void *data = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-  close(fd);
-  if (size && data == MAP_FAILED) return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
+  DECO_TRY(deco_model_map_file(ctx, path, &data, &size));
   deco_status_t st = deco_model_load_llama2c_buffer(ctx, data, size, path, &mc, out);
-  if (data) munmap(data, size);
+  deco_model_unmap_file(data, size);
   return st;
+}
+
+deco_status_t deco_model_map_file(deco_ctx_t *ctx, const char *path, void **data, size_t *size) {
+  int fd = -1;
+  *data = NULL;
+  *size = 0;
+  DECO_TRY(deco_file_open_regular(ctx, path, &fd, size));
+  void *p = *size ? mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+  close(fd);
+  if (*size && p == MAP_FAILED) {
+    *size = 0;
+    return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
+  }
+  *data = p;
+  return DECO_STATUS_SUCCESS;
+}
+
+void deco_model_unmap_file(void *data, size_t size) {
+  if (data) munmap(data, size);
+}
+
+/* ---- Either format, told apart by the magic ---- */
+
+/* 1 when the file starts with GGUF's magic; a shorter file is a llama2.c
+ * candidate whose header check explains what is wrong. */
+static int is_gguf(const void *data, size_t size) { return size >= 4 && memcmp(data, "GGUF", 4) == 0; }
+
+deco_status_t deco_model_load(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
+                              deco_model_t **out) {
+  static const char op[] = "deco_model_load";
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
+  DECO_CHECK_PTR(ctx, path, op);
+  DECO_CHECK_PTR(ctx, out, op);
+  *out = NULL;
+  void *data = NULL;
+  size_t size = 0;
+  DECO_TRY(deco_model_map_file(ctx, path, &data, &size));
+  deco_status_t st = is_gguf(data, size) ? deco_model_load_gguf_buffer(ctx, data, size, path, config, out)
+                                         : deco_model_load_llama2c_buffer(ctx, data, size, path, config, out);
+  deco_model_unmap_file(data, size);
+  return st;
+}
+
+deco_status_t deco_model_read_hparams(const char *path, deco_model_hparams_t *hparams) {
+  if (!path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_model_read_hparams: path is NULL");
+  if (!hparams) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_model_read_hparams: hparams is NULL");
+  void *head;
+  size_t got, size;
+  DECO_TRY(deco_file_read(NULL, path, 4, &head, &got, &size));
+  const int gguf = is_gguf(head, got);
+  free(head);
+  return gguf ? deco_gguf_read_hparams(path, hparams) : deco_llama2c_read_hparams(path, hparams);
 }
 
 deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
@@ -224,17 +274,17 @@ deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, 
   *out = NULL;
   if (data == NULL && size > 0) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: data is NULL", op);
   deco_model_config_t mc;
-  DECO_TRY(read_config(ctx, config, &mc, op));
+  DECO_TRY(deco_model_read_config(ctx, config, &mc, op));
   const deco_dtype_t dtype = mc.dtype;
   if (name == NULL) name = "(buffer)";
   deco_model_hparams_t hp;
   deco_llama2c_weights_t lw;
   deco_status_t st = deco_llama2c_parse(data, size, name, &hp, &lw);
   if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
-  DECO_TRY(check_config(ctx, &mc, &hp, name));
+  DECO_TRY(deco_model_check_config(ctx, &mc, &hp, name));
   deco_model_t *m = NULL;
-  st = model_alloc(ctx, &hp, &mc, &m);
-  if (st != DECO_STATUS_SUCCESS) return fail_naming(ctx, st, name);
+  st = deco_model_alloc(ctx, &hp, &mc, &m);
+  if (st != DECO_STATUS_SUCCESS) return deco_model_fail_naming(ctx, st, name);
   void *staging = NULL;
   tensor_sizes_t s = tensor_sizes(&hp);
   /* Whole tensors where the layouts agree; the stacked groups layer by layer. */
@@ -264,7 +314,7 @@ deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, 
   deco_free(ctx, staging);
   if (st != DECO_STATUS_SUCCESS) {
     deco_model_destroy(m);
-    return fail_naming(ctx, st, name);
+    return deco_model_fail_naming(ctx, st, name);
   }
   *out = m;
   return DECO_STATUS_SUCCESS;
@@ -276,8 +326,9 @@ typedef struct synthetic_entry {
 } synthetic_entry_t;
 
 /* Shapes: tiny is the CLI's default (about 12 MB in f32); the others are the
- * real shapes of Llama 2 7B and Llama 3 8B, without a vocabulary. All follow
- * llama2.c's conventions for BOS and the stop ids. */
+ * real shapes of Llama 2 7B, Llama 3 8B and SmolLM2-135M, without a
+ * vocabulary. All but SmolLM2's follow llama2.c's conventions for BOS and
+ * the stop ids. */
 #define LLAMA2C_IDS .bos_id = 1, .n_stop_ids = 2, .stop_ids = {1, 2}
 static const synthetic_entry_t synthetic_models[] = {
     {"tiny",
@@ -292,6 +343,14 @@ static const synthetic_entry_t synthetic_models[] = {
      {.dim = 4096, .hidden_dim = 14336, .n_layers = 32, .n_heads = 32, .n_kv_heads = 8, .head_dim = 128,
       .vocab_size = 128256, .seq_len = 8192, .rope_theta = 500000.0f, .norm_eps = 1e-5f,
       .rope_style = DECO_ROPE_HALF_SPLIT, .shared_classifier = 0, .builtin_vocab = 0, LLAMA2C_IDS}},
+    /* SmolLM2-135M's shape and special ids (its GGUF: BOS <|im_start|> 1,
+     * stops at <|im_end|> 2 and <|endoftext|> 0), for GPU timing at the
+     * full shape; 134.5M parameters, so the CPU runs it too. */
+    {"smollm2-135m",
+     {.dim = 576, .hidden_dim = 1536, .n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
+      .vocab_size = 49152, .seq_len = 8192, .rope_theta = 100000.0f, .norm_eps = 1e-5f,
+      .rope_style = DECO_ROPE_INTERLEAVED, .shared_classifier = 1, .builtin_vocab = 0, .bos_id = 1,
+      .n_stop_ids = 2, .stop_ids = {2, 0}}},
 };
 
 deco_status_t deco_synthetic_hparams(const char *name, deco_model_hparams_t *hparams) {
@@ -304,7 +363,7 @@ deco_status_t deco_synthetic_hparams(const char *name, deco_model_hparams_t *hpa
     }
   }
   return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
-                   "unknown synthetic model '%s' (known: tiny, llama2-7b, llama3-8b)", name);
+                   "unknown synthetic model '%s' (known: tiny, llama2-7b, llama3-8b, smollm2-135m)", name);
 }
 
 deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
@@ -314,7 +373,7 @@ deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uin
   DECO_CHECK_PTR(ctx, out, op);
   *out = NULL;
   deco_model_config_t mc;
-  DECO_TRY(read_config(ctx, config, &mc, op));
+  DECO_TRY(deco_model_read_config(ctx, config, &mc, op));
   const deco_dtype_t dtype = mc.dtype;
   deco_model_hparams_t hp;
   deco_status_t st = deco_synthetic_hparams(name, &hp);
@@ -326,9 +385,9 @@ deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uin
                      name, (double)params / 1e9);
   char label[128];
   snprintf(label, sizeof label, "synthetic:%s", name);
-  DECO_TRY(check_config(ctx, &mc, &hp, label));
+  DECO_TRY(deco_model_check_config(ctx, &mc, &hp, label));
   deco_model_t *m = NULL;
-  DECO_TRY(model_alloc(ctx, &hp, &mc, &m));
+  DECO_TRY(deco_model_alloc(ctx, &hp, &mc, &m));
   tensor_sizes_t s = tensor_sizes(&hp);
   /* Norm weights are 1; everything else uniform with standard deviation 0.02. */
   const float scale = 0.02f * sqrtf(3.0f);

@@ -123,4 +123,24 @@ deco_status_t deco_schedule_check(deco_ctx_t *ctx, const deco_layer_schedule_t *
 /* Parameter count of an architecture (weights only). */
 size_t deco_hparams_param_count(const deco_model_hparams_t *hp);
 
+/* What every loader shares (model.c). The caller's configuration (NULL:
+ * DECO_MODEL_CONFIG_INIT) read, its dtype checked on the context's
+ * backend; op names the loader in messages. */
+deco_status_t deco_model_read_config(deco_ctx_t *ctx, const deco_model_config_t *in, deco_model_config_t *mc,
+                                    const char *op);
+/* The configuration against the checkpoint's architecture (KV heads,
+ * tensor parallelism, the layer schedule); name starts every message. */
+deco_status_t deco_model_check_config(deco_ctx_t *ctx, const deco_model_config_t *mc, const deco_model_hparams_t *hp,
+                                     const char *name);
+/* The model and its weight arena (deco_weights_t pointers set, contents
+ * undefined), the configuration applied. */
+deco_status_t deco_model_alloc(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
+                               deco_model_t **out);
+/* The context's last error again with name in front; returns st. */
+deco_status_t deco_model_fail_naming(deco_ctx_t *ctx, deco_status_t st, const char *name);
+/* Maps a regular file read-only (a FIFO or a device is refused at once);
+ * *data is NULL for an empty file. Unmap with deco_model_unmap_file. */
+deco_status_t deco_model_map_file(deco_ctx_t *ctx, const char *path, void **data, size_t *size);
+void deco_model_unmap_file(void *data, size_t size);
+
 #endif

@@ -1,6 +1,6 @@
-/* deco/model.h — the Llama host layer: model loading (llama2.c checkpoints
- * and seeded synthetic models), the paged KV cache manager, one forward
- * entry point for a ragged batch of sequences, and token sampling.
+/* deco/model.h — the Llama host layer: model loading (llama2.c checkpoints,
+ * GGUF files and seeded synthetic models), the paged KV cache manager, one
+ * forward entry point for a ragged batch of sequences, and token sampling.
  *
  * The model lives in the context's address space (device memory on CUDA)
  * in one dtype; the residual stream and the logits are f32.
@@ -48,6 +48,20 @@ DECO_API deco_status_t deco_llama2c_read_hparams_buffer(const void *data, size_t
                                                         deco_model_hparams_t *hparams);
 /* Shape of a synthetic model without creating it; fails for unknown names. */
 DECO_API deco_status_t deco_synthetic_hparams(const char *name, deco_model_hparams_t *hparams);
+/* Parses a GGUF file's header, metadata and tensor table (the file is
+ * mapped; tensor data is not read) and derives the Llama architecture:
+ * general.architecture "llama", the llama.* keys, every tensor's name,
+ * shape and type (F32, F16, BF16, Q8_0, Q4_0, Q4_1; others refused by
+ * name); RoPE pairs interleaved; BOS = tokenizer.ggml.bos_token_id (-1 when
+ * absent); stop ids = eos_token_id, eot_token_id and the id of the token
+ * "<|endoftext|>" when present (BOS is not one). Messages name the file and
+ * the field. */
+DECO_API deco_status_t deco_gguf_read_hparams(const char *path, deco_model_hparams_t *hparams);
+DECO_API deco_status_t deco_gguf_read_hparams_buffer(const void *data, size_t size, const char *name,
+                                                     deco_model_hparams_t *hparams);
+/* Either format, told apart by the file's magic ("GGUF", else a llama2.c
+ * checkpoint). */
+DECO_API deco_status_t deco_model_read_hparams(const char *path, deco_model_hparams_t *hparams);
 
 /* ---- Model configuration ----------------------------------------------------
  * How a model is instantiated, one struct for every loader. Start from
@@ -113,12 +127,28 @@ DECO_API deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const voi
                                                       const char *name, const deco_model_config_t *config,
                                                       deco_model_t **out);
 
+/* Loads a Llama GGUF file (versions 2 and 3; deco_gguf_read_hparams says
+ * what is accepted): the file is mapped, validated whole (every tensor's
+ * values or block scales finite), and each tensor is dequantised once
+ * (deco_dequant, deco/quant.h) into config->dtype in the context's memory;
+ * the forward never sees a quantised weight. A file without output.weight
+ * ties the classifier to token_embd. config may be NULL. */
+DECO_API deco_status_t deco_model_load_gguf(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
+                                            deco_model_t **out);
+/* The same from a GGUF file held in memory (any alignment); name starts
+ * every message. The buffer is not kept. */
+DECO_API deco_status_t deco_model_load_gguf_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
+                                                   const deco_model_config_t *config, deco_model_t **out);
+/* A llama2.c checkpoint or a GGUF file, told apart by the magic. */
+DECO_API deco_status_t deco_model_load(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
+                                       deco_model_t **out);
+
 /* The seed of the synthetic models the CLI, tests and benches share. */
 #define DECO_SYNTHETIC_SEED 0x5EEDu
 
-/* Seeded synthetic model: "tiny", "llama2-7b" or "llama3-8b" (docs/DESIGN.md,
- * docs/CLI.md). Weights are generated where they live. Refused on the CPU
- * backend above 2^28 parameters. */
+/* Seeded synthetic model: "tiny", "llama2-7b", "llama3-8b" or "smollm2-135m"
+ * (docs/DESIGN.md, docs/CLI.md). Weights are generated where they live.
+ * Refused on the CPU backend above 2^28 parameters. */
 DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
                                                    const deco_model_config_t *config, deco_model_t **out);
 

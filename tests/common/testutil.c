@@ -36,6 +36,25 @@ const char *deco_test_data_file(const char *rel) {
   return b;
 }
 
+const char *deco_test_models_dir(void) {
+  const char *env = getenv("DECO_MODELS_DIR");
+  return (env && *env) ? env : DECO_MODELS_DIR_DEFAULT;
+}
+
+const char *deco_test_model_file(const char *name) {
+  static char bufs[8][PATH_MAX];
+  static int next;
+  char *b = bufs[next++ % 8];
+  snprintf(b, PATH_MAX, "%s/%s", deco_test_models_dir(), name);
+  struct stat st;
+  if (stat(b, &st) != 0)
+    cr_assert_fail("missing model %s: %s (scripts/install-deps.sh --models fetches SmolLM2-135M-Instruct.Q4_1.gguf, "
+                   ".venv-gguf/bin/python scripts/gguf/make_mini.py writes SmolLM2-135M-mini.gguf; DECO_MODELS_DIR "
+                   "names another folder)",
+                   b, strerror(errno));
+  return b;
+}
+
 void *deco_test_read_file(const char *path, size_t *size) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;

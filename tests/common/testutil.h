@@ -17,6 +17,16 @@ const char *deco_test_data_dir(void);
  * passes on missing data. */
 const char *deco_test_data_file(const char *rel);
 
+/* Models too large for git (scripts/install-deps.sh --models fetches the
+ * SmolLM2 GGUF, scripts/gguf/make_mini.py writes its 3-layer mini copy):
+ * $DECO_MODELS_DIR, else the configured default (models-cache/ of the
+ * source tree). */
+const char *deco_test_models_dir(void);
+/* models_dir/name in a static rotating buffer (valid for 8 calls). Fails the
+ * current test, naming the path and how to get the file, when it does not
+ * exist: a missing model is a failure, never a skip. */
+const char *deco_test_model_file(const char *name);
+
 /* Reads a file of decimal ids separated by spaces, commas or newlines.
  * Returns a malloc'd array and its length in *n, NULL on error. */
 int32_t *deco_test_read_ids(const char *path, int *n);

@@ -19,6 +19,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${DECO_BUILD_DIR:-$root/build}
 bin=$build/bin
 export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/data}
+# The mini SmolLM2 of the GGUF suite (scripts/gguf/make_mini.py, 23.2 MiB):
+# models-cache/ of the copied tree (carried with it: git ignores it).
+export DECO_MODELS_DIR=${DECO_MODELS_DIR:-$root/models-cache}
 cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
 cuda_lib=$cuda_bin/../lib64
 export PATH=$PATH:$cuda_bin
@@ -40,6 +43,10 @@ for f in models/stories260K.bin models/tok512.bin fixtures/stories260K/greedy_bo
     exit 1
   fi
 done
+if [ ! -f "$DECO_MODELS_DIR/SmolLM2-135M-mini.gguf" ]; then
+  note "FAIL: $DECO_MODELS_DIR/SmolLM2-135M-mini.gguf is missing (scripts/gguf/make_mini.py; set DECO_MODELS_DIR)"
+  exit 1
+fi
 { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
   >"$out/device.txt" 2>&1 || true
 note "device: $(head -n 1 "$out/device.txt")"

@@ -1,0 +1,169 @@
+/* host/model/gguf_model.c — a Llama model from a GGUF file: the file mapped
+ * and validated whole (gguf.c: header, metadata, tensor table, the Llama
+ * architecture and every tensor's shape and type; then every value or block
+ * scale finite), the configuration checked against it, then each tensor
+ * dequantised once by the deco_dequant op into the model dtype, straight
+ * from the mapping on the CPU and through one staging buffer on the GPU.
+ * GGUF's [ne0 = cols, ne1 = rows] tensors are row-major like deco's
+ * [rows][cols], so each lands as one block of the stacked weights
+ * (model_internal.h); Q|K|V and gate|up are stacked per layer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deco/quant.h"
+#include "model/gguf.h"
+#include "model/model_internal.h"
+
+/* Parses data (the messages name name) and derives the architecture;
+ * messages go to the thread's slot. */
+static deco_status_t parse_llama(const void *data, size_t size, const char *name, deco_gguf_t *g,
+                                 deco_model_hparams_t *hp) {
+  DECO_TRY(deco_gguf_parse(data, size, name, g));
+  deco_status_t st = deco_gguf_llama_hparams(g, hp);
+  if (st != DECO_STATUS_SUCCESS) deco_gguf_free(g);
+  return st;
+}
+
+deco_status_t deco_gguf_read_hparams_buffer(const void *data, size_t size, const char *name,
+                                            deco_model_hparams_t *hparams) {
+  if (!hparams) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_read_hparams_buffer: hparams is NULL");
+  if (!data && size > 0)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_read_hparams_buffer: data is NULL");
+  deco_gguf_t g;
+  DECO_TRY(parse_llama(data, size, name, &g, hparams));
+  deco_gguf_free(&g);
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_read_hparams(const char *path, deco_model_hparams_t *hparams) {
+  if (!path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_read_hparams: path is NULL");
+  if (!hparams) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_read_hparams: hparams is NULL");
+  void *data;
+  size_t size;
+  DECO_TRY(deco_model_map_file(NULL, path, &data, &size));
+  deco_status_t st = deco_gguf_read_hparams_buffer(data, size, path, hparams);
+  deco_model_unmap_file(data, size);
+  return st;
+}
+
+/* Where a tensor of a role goes: its weight block and the element offset
+ * of layer l's part in it. */
+static void *destination(deco_model_t *m, deco_gguf_role_t role, int l) {
+  const deco_model_hparams_t *c = &m->hp;
+  const size_t dim = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim;
+  const size_t kvd = (size_t)c->n_kv_heads * c->head_dim, hid = (size_t)c->hidden_dim, L = (size_t)l;
+  const size_t es = deco_dtype_size(m->dtype);
+  void *base;
+  size_t at;
+  switch (role) {
+    case DECO_GGUF_TOKEN_EMBD: base = m->w.token_embedding, at = 0; break;
+    case DECO_GGUF_OUTPUT: base = m->w.wcls, at = 0; break;
+    case DECO_GGUF_OUTPUT_NORM: base = m->w.rms_final, at = 0; break;
+    case DECO_GGUF_ATTN_NORM: base = m->w.rms_att, at = L * dim; break;
+    case DECO_GGUF_ATTN_Q: base = m->w.wqkv, at = L * (qd + 2 * kvd) * dim; break;
+    case DECO_GGUF_ATTN_K: base = m->w.wqkv, at = (L * (qd + 2 * kvd) + qd) * dim; break;
+    case DECO_GGUF_ATTN_V: base = m->w.wqkv, at = (L * (qd + 2 * kvd) + qd + kvd) * dim; break;
+    case DECO_GGUF_ATTN_OUTPUT: base = m->w.wo, at = L * dim * qd; break;
+    case DECO_GGUF_FFN_NORM: base = m->w.rms_ffn, at = L * dim; break;
+    case DECO_GGUF_FFN_GATE: base = m->w.w13, at = L * 2 * hid * dim; break;
+    case DECO_GGUF_FFN_UP: base = m->w.w13, at = (L * 2 + 1) * hid * dim; break;
+    default: /* DECO_GGUF_FFN_DOWN */ base = m->w.w2, at = L * dim * hid; break;
+  }
+  return (char *)base + at * es;
+}
+
+/* Every tensor of the model, in deco_gguf_role_t order, dequantised into
+ * its place; staging (GPU) holds the largest tensor's bytes, NULL on the
+ * CPU, where the op reads the file's bytes where they are. */
+static deco_status_t upload_all(deco_model_t *m, const deco_gguf_t *g, void *staging) {
+  deco_ctx_t *ctx = m->ctx;
+  for (int role = 0; role < DECO_GGUF_N_ROLES; ++role) {
+    const int per_layer = role >= DECO_GGUF_ATTN_NORM, layers = per_layer ? m->hp.n_layers : 1;
+    for (int l = 0; l < layers; ++l) {
+      const deco_gguf_tensor_t *t = deco_gguf_llama_tensor(g, (deco_gguf_role_t)role, l);
+      if (!t) continue; /* output.weight absent: tied to token_embd (checked by the parse) */
+      const void *in = t->data;
+      if (staging) {
+        DECO_TRY(deco_memcpy(ctx, staging, t->data, (size_t)t->n_bytes, DECO_COPY_HOST_TO_CTX));
+        in = staging;
+      }
+      deco_dequant_args_t a = {.type = (deco_quant_type_t)t->type, .out_dtype = m->dtype,
+                               .n = (size_t)t->n_elements, .in = in, .out = destination(m, (deco_gguf_role_t)role, l)};
+      deco_status_t st = deco_dequant(ctx, &a);
+      if (st != DECO_STATUS_SUCCESS) {
+        char msg[DECO_ERROR_CAPACITY];
+        snprintf(msg, sizeof msg, "%s", deco_last_error(ctx));
+        return DECO_FAIL(ctx, st, "tensor %s: %s", t->name, msg);
+      }
+    }
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_model_load_gguf_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
+                                          const deco_model_config_t *config, deco_model_t **out) {
+  static const char op[] = "deco_model_load_gguf_buffer";
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
+  DECO_CHECK_PTR(ctx, out, op);
+  *out = NULL;
+  if (data == NULL && size > 0) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: data is NULL", op);
+  deco_model_config_t mc;
+  DECO_TRY(deco_model_read_config(ctx, config, &mc, op));
+  if (name == NULL) name = "(buffer)";
+  deco_gguf_t g;
+  deco_model_hparams_t hp;
+  deco_status_t st = parse_llama(data, size, name, &g, &hp);
+  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
+  /* Every value finite (the block formats: every scale, which bounds the
+   * block's values) before anything is allocated, as for llama2.c files. */
+  uint64_t largest = 0;
+  for (uint64_t i = 0; i < g.n_tensors && st == DECO_STATUS_SUCCESS; ++i) {
+    st = deco_gguf_check_finite(&g, &g.tensors[i]);
+    if (g.tensors[i].n_bytes > largest) largest = g.tensors[i].n_bytes;
+  }
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_gguf_free(&g);
+    return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
+  }
+  st = deco_model_check_config(ctx, &mc, &hp, name);
+  deco_model_t *m = NULL;
+  if (st == DECO_STATUS_SUCCESS) {
+    st = deco_model_alloc(ctx, &hp, &mc, &m);
+    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
+  }
+  void *staging = NULL;
+  if (st == DECO_STATUS_SUCCESS && deco_ctx_backend(ctx) != DECO_BACKEND_CPU) {
+    st = deco_malloc(ctx, &staging, (size_t)largest);
+    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
+  }
+  if (st == DECO_STATUS_SUCCESS) {
+    st = upload_all(m, &g, staging);
+    if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
+    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
+  }
+  deco_free(ctx, staging);
+  deco_gguf_free(&g);
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_model_destroy(m);
+    return st;
+  }
+  *out = m;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_model_load_gguf(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
+                                   deco_model_t **out) {
+  static const char op[] = "deco_model_load_gguf";
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
+  DECO_CHECK_PTR(ctx, path, op);
+  DECO_CHECK_PTR(ctx, out, op);
+  *out = NULL;
+  void *data = NULL;
+  size_t size = 0;
+  DECO_TRY(deco_model_map_file(ctx, path, &data, &size));
+  deco_status_t st = deco_model_load_gguf_buffer(ctx, data, size, path, config, out);
+  deco_model_unmap_file(data, size);
+  return st;
+}
