@@ -1,0 +1,310 @@
+/* host/cli/cmd_ngram.c — `deco ngram build` (docs/CLI.md): counts the
+ * n-grams of orders 2..6 of a corpus (text encoded with the model's
+ * tokenizer, or id sequences) into superposed decoding's table file
+ * (deco/superpose.h), written through a temporary file and a rename.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/default_model.h"
+
+static void ngram_usage(FILE *f) {
+  fputs("usage: deco ngram build --out TABLE (--text FILE | --ids FILE) [options]\n"
+        "  --model FILE          llama2.c checkpoint whose vocabulary the table serves (default: stories260K)\n"
+        "  --tokenizer FILE      llama2.c tokenizer.bin for --text (default with the built-in model: tok512)\n"
+        "  --text FILE           one sequence per line, encoded as --prompt is (BOS, BPE); empty lines skipped\n"
+        "  --ids FILE            one sequence per line in the --print-ids format\n"
+        "  --out TABLE           the table file (temporary file + rename)\n"
+        "  --max-bytes N         size cap; the rarest contexts are left out to fit (16777216)\n",
+        f);
+}
+
+typedef struct ngram_options {
+  const char *model, *tokenizer, *text, *ids, *out;
+  size_t max_bytes;
+} ngram_options_t;
+
+static int parse_size(const char *s, size_t *out) {
+  if (!*s) return -1;
+  unsigned long long v = 0;
+  for (const char *p = s; *p; ++p) {
+    if (*p < '0' || *p > '9') return -1;
+    if (v > (~0ull - 9) / 10) return -1;
+    v = v * 10 + (unsigned)(*p - '0');
+  }
+  if (v > (unsigned long long)(SIZE_MAX / 2)) return -1;
+  *out = (size_t)v;
+  return 0;
+}
+
+static int parse(int argc, char **argv, ngram_options_t *o) {
+  *o = (ngram_options_t){.max_bytes = DECO_NGRAM_DEFAULT_MAX_BYTES};
+  for (int i = 0; i < argc; ++i)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i];
+    const char **slot = strcmp(a, "--model") == 0       ? &o->model
+                        : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
+                        : strcmp(a, "--text") == 0      ? &o->text
+                        : strcmp(a, "--ids") == 0       ? &o->ids
+                        : strcmp(a, "--out") == 0       ? &o->out
+                                                        : NULL;
+    const int is_size = strcmp(a, "--max-bytes") == 0;
+    if (!slot && !is_size) {
+      deco_cli_error("ngram build: unknown option '%s' (see deco ngram --help)", a);
+      return DECO_EXIT_USAGE;
+    }
+    if (i + 1 >= argc) {
+      deco_cli_error("%s needs a value", a);
+      return DECO_EXIT_USAGE;
+    }
+    const char *v = argv[++i];
+    if (slot) {
+      *slot = v;
+    } else if (parse_size(v, &o->max_bytes) != 0) {
+      deco_cli_error("--max-bytes: '%s' is not a byte count", v);
+      return DECO_EXIT_USAGE;
+    }
+  }
+  if (!o->out) {
+    deco_cli_error("ngram build needs --out TABLE");
+    return DECO_EXIT_USAGE;
+  }
+  if (!o->text == !o->ids) {
+    deco_cli_error("ngram build needs exactly one of --text FILE and --ids FILE");
+    return DECO_EXIT_USAGE;
+  }
+  return 0;
+}
+
+/* A whole regular file (a FIFO or a device is refused at once, without
+ * blocking), NUL-terminated; NULL after printing the error. */
+static char *read_file(const char *path, size_t *size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    deco_cli_error("cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    deco_cli_error("cannot read %s: not a regular file", path);
+    close(fd);
+    return NULL;
+  }
+  const size_t n = (size_t)st.st_size;
+  char *buf = malloc(n + 1);
+  size_t done = 0;
+  while (buf && done < n) {
+    const ssize_t r = read(fd, buf + done, n - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    done += (size_t)r;
+  }
+  close(fd);
+  if (!buf || done != n) {
+    deco_cli_error(buf ? "cannot read %s: it changed while it was read" : "cannot read %s: out of memory", path);
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *size = n;
+  return buf;
+}
+
+/* --ids: one sequence per line, decimal ids separated by single spaces
+ * (the --print-ids format; an empty line is skipped). */
+static int add_ids(deco_ngram_builder_t *b, const char *path, char *text, int vocab) {
+  int32_t *ids = NULL;
+  size_t cap = 0;
+  int line = 0, rc = 0;
+  for (char *p = text; *p && rc == 0;) {
+    char *end = strchr(p, '\n');
+    if (end) *end = '\0';
+    line++;
+    size_t n = 0;
+    for (char *q = p; *q && rc == 0;) {
+      if (n > 0) {
+        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
+          deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
+          rc = -1;
+          break;
+        }
+        q++;
+      }
+      if (*q < '0' || *q > '9') {
+        deco_cli_error("%s:%d: expected a decimal id at column %d", path, line, (int)(q - p) + 1);
+        rc = -1;
+        break;
+      }
+      const char *digits = q;
+      long long v = 0;
+      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
+      if (v >= vocab) {
+        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, line, (int)(q - digits > 24 ? 24 : q - digits), digits,
+                       vocab);
+        rc = -1;
+        break;
+      }
+      if (n == cap) {
+        cap = cap ? 2 * cap : 1024;
+        int32_t *g = realloc(ids, sizeof(int32_t) * cap);
+        if (!g) {
+          deco_cli_error("%s: out of memory", path);
+          rc = -1;
+          break;
+        }
+        ids = g;
+      }
+      ids[n++] = (int32_t)v;
+    }
+    if (rc == 0 && n > 0 && deco_ngram_builder_add(b, ids, (int)n) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s:%d: %s", path, line, deco_last_error(NULL));
+      rc = -1;
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  free(ids);
+  return rc;
+}
+
+/* --text: each non-empty line encoded as --prompt is (BOS, dummy prefix,
+ * merges). */
+static int add_text(deco_ngram_builder_t *b, const char *path, char *text, const deco_tokenizer_t *tok) {
+  int32_t *ids = NULL;
+  size_t cap = 0;
+  int line = 0, rc = 0;
+  for (char *p = text; *p && rc == 0;) {
+    char *end = strchr(p, '\n');
+    if (end) *end = '\0';
+    line++;
+    const size_t len = strlen(p);
+    if (len > 0) {
+      if (len + 3 > cap) {
+        cap = len + 3;
+        int32_t *g = realloc(ids, sizeof(int32_t) * cap);
+        if (!g) {
+          deco_cli_error("%s: out of memory", path);
+          rc = -1;
+          break;
+        }
+        ids = g;
+      }
+      int n = 0;
+      if (deco_tokenizer_encode(tok, p, 1, 0, ids, (int)cap, &n) != DECO_STATUS_SUCCESS ||
+          deco_ngram_builder_add(b, ids, n) != DECO_STATUS_SUCCESS) {
+        deco_cli_error("%s:%d: %s", path, line, deco_last_error(NULL));
+        rc = -1;
+      }
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  free(ids);
+  return rc;
+}
+
+static int build(const ngram_options_t *o) {
+  /* The model's vocabulary, and its tokenizer's bytes (hashed into the table). */
+  deco_model_hparams_t hp;
+  const void *tok_data = NULL;
+  size_t tok_size = 0;
+  char *tok_file = NULL;
+  const char *tok_name = NULL;
+  if (o->model) {
+    if (deco_llama2c_read_hparams(o->model, &hp) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+  } else {
+    size_t n;
+    const void *data = deco_default_model(&n);
+    if (deco_llama2c_read_hparams_buffer(data, n, DECO_DEFAULT_MODEL_NAME, &hp) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+  }
+  if (o->tokenizer) {
+    if (!(tok_file = read_file(o->tokenizer, &tok_size))) return DECO_EXIT_BAD_INPUT;
+    tok_data = tok_file;
+    tok_name = o->tokenizer;
+  } else if (!o->model) {
+    tok_data = deco_default_tokenizer(&tok_size);
+    tok_name = DECO_DEFAULT_TOKENIZER_NAME;
+  }
+  int rc = DECO_EXIT_OK;
+  deco_tokenizer_t *tok = NULL;
+  deco_ngram_builder_t *b = NULL;
+  deco_ngram_table_t *t = NULL;
+  char *corpus = NULL;
+  size_t corpus_size = 0;
+  if (o->text && !tok_data) {
+    deco_cli_error("--text needs --tokenizer: %s comes without one (or give --ids)", o->model);
+    rc = DECO_EXIT_BAD_INPUT;
+    goto out;
+  }
+  if (tok_data && deco_tokenizer_load_buffer(tok_data, tok_size, tok_name, hp.vocab_size, &tok) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    rc = DECO_EXIT_BAD_INPUT;
+    goto out;
+  }
+  const char *in = o->text ? o->text : o->ids;
+  if (!(corpus = read_file(in, &corpus_size)) ||
+      deco_ngram_builder_create(hp.vocab_size, &b) != DECO_STATUS_SUCCESS) {
+    if (corpus) deco_cli_error("%s", deco_last_error(NULL));
+    rc = DECO_EXIT_BAD_INPUT;
+    goto out;
+  }
+  if ((o->text ? add_text(b, in, corpus, tok) : add_ids(b, in, corpus, hp.vocab_size)) != 0) {
+    rc = DECO_EXIT_BAD_INPUT;
+    goto out;
+  }
+  const uint64_t tok_hash = tok_data ? deco_ngram_hash_bytes(tok_data, tok_size) : 0;
+  if (deco_ngram_builder_finish(b, o->max_bytes, tok_hash, &t) != DECO_STATUS_SUCCESS ||
+      deco_ngram_table_save(t, o->out) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    rc = DECO_EXIT_BAD_INPUT;
+    goto out;
+  }
+  deco_ngram_info_t info;
+  deco_ngram_table_info(t, &info);
+  fprintf(stderr,
+          "ngram: corpus_tokens=%llu contexts=%u followers=%u pruned_contexts=%llu bytes=%zu vocab=%d "
+          "tokenizer_hash=0x%016llx\n",
+          (unsigned long long)info.corpus_tokens, (unsigned)info.n_contexts, (unsigned)info.n_followers,
+          (unsigned long long)info.pruned_contexts, info.file_bytes, info.vocab_size,
+          (unsigned long long)info.tokenizer_hash);
+out:
+  deco_ngram_table_destroy(t);
+  deco_ngram_builder_destroy(b);
+  deco_tokenizer_destroy(tok);
+  free(corpus);
+  free(tok_file);
+  return rc;
+}
+
+int deco_cli_ngram(int argc, char **argv) {
+  if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+    ngram_usage(argc < 1 ? stderr : stdout);
+    if (argc < 1) return DECO_EXIT_USAGE;
+    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+  }
+  if (strcmp(argv[0], "build") != 0) {
+    deco_cli_error("ngram: unknown subcommand '%s' (see deco ngram --help)", argv[0]);
+    return DECO_EXIT_USAGE;
+  }
+  ngram_options_t o;
+  const int rc = parse(argc - 1, argv + 1, &o);
+  if (rc == DECO_CLI_HELP) {
+    ngram_usage(stdout);
+    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+  }
+  return rc != 0 ? rc : build(&o);
+}

@@ -1,0 +1,98 @@
+/* host/ops/superpose.c — public entry points of superposed decoding's ops
+ * (deco/superpose_ops.h): the mixed embedding, the n-gram lookup and the
+ * selection. Host-side values are checked here; what lives in context
+ * memory (ids, weights, the drafts' state) is read by the kernels.
+ */
+#include <math.h>
+
+#include "ops/dispatch.h"
+
+deco_status_t deco_superpose_embed(deco_ctx_t *ctx, const deco_superpose_embed_args_t *a) {
+  static const char op[] = "deco_superpose_embed";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_rows, 0, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->k, 1, DECO_SUPERPOSE_MAX_K, op);
+  DECO_CHECK_RANGE(ctx, a->dim, 1, DECO_MAX_DIM, op);
+  DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  DECO_CHECK_PTR(ctx, a->table, op);
+  DECO_CHECK_PTR(ctx, a->tokens, op);
+  DECO_CHECK_PTR(ctx, a->weights, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (a->n_rows == 0) return DECO_STATUS_SUCCESS;
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, superpose_embed, a);
+}
+
+static deco_status_t check_lambda(deco_ctx_t *ctx, const float *lambda, const char *op) {
+  for (int i = 0; i < DECO_NGRAM_N_ORDERS; ++i)
+    if (!(lambda[i] >= 0.0f && lambda[i] <= 1.0f))
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: lambda[%d] (order %d) = %g outside [0, 1]", op, i,
+                       i + DECO_NGRAM_MIN_ORDER, (double)lambda[i]);
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_ngram_lookup(deco_ctx_t *ctx, const deco_ngram_lookup_args_t *a) {
+  static const char op[] = "deco_ngram_lookup";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_rows, 0, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->rows_per_group, 1, DECO_SUPERPOSE_MAX_K, op);
+  DECO_CHECK_RANGE(ctx, a->m, 1, DECO_SUPERPOSE_MAX_M, op);
+  if (a->n_rows % a->rows_per_group != 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_rows = %d is not a multiple of rows_per_group = %d",
+                     op, a->n_rows, a->rows_per_group);
+  const uint32_t slots = a->table.n_slots;
+  if (slots == 0 || (slots & (slots - 1)) != 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: table.n_slots = %u is not a power of two", op,
+                     (unsigned)slots);
+  DECO_CHECK_PTR(ctx, a->table.slots, op);
+  if (a->table.n_followers > 0) DECO_CHECK_PTR(ctx, a->table.followers, op);
+  DECO_TRY(check_lambda(ctx, a->lambda, op));
+  DECO_CHECK_PTR(ctx, a->ctx, op);
+  DECO_CHECK_PTR(ctx, a->ctx_len, op);
+  DECO_CHECK_PTR(ctx, a->cands, op);
+  DECO_CHECK_PTR(ctx, a->probs, op);
+  if (a->n_rows == 0) return DECO_STATUS_SUCCESS;
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, ngram_lookup, a);
+}
+
+deco_status_t deco_superpose_select(deco_ctx_t *ctx, const deco_superpose_select_args_t *a) {
+  static const char op[] = "deco_superpose_select";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_prompts, 0, 1 << 20, op);
+  DECO_CHECK_RANGE(ctx, a->k, 1, DECO_SUPERPOSE_MAX_K, op);
+  DECO_CHECK_RANGE(ctx, a->m, 1, DECO_SUPERPOSE_MAX_M, op);
+  DECO_CHECK_RANGE(ctx, a->max_steps, 1, 1 << 24, op);
+  DECO_CHECK_RANGE(ctx, a->n_stop_ids, 0, DECO_SUPERPOSE_MAX_STOP_IDS, op);
+  if (!(a->temperature > 0.0f) || isinf(a->temperature))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and > 0", op,
+                     (double)a->temperature);
+  if (!(a->alpha >= 0.0f && a->alpha <= 1.0f))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: alpha = %g outside [0, 1]", op, (double)a->alpha);
+  if (!(a->penalty >= 0.0f) || isinf(a->penalty))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: penalty = %g must be finite and >= 0", op,
+                     (double)a->penalty);
+  if (a->alpha != 0.0f && a->ngram_probs == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: ngram_probs is NULL with alpha = %g (0 turns the n-grams off)",
+                     op, (double)a->alpha);
+  if (a->n_stop_ids > 0) DECO_CHECK_PTR(ctx, a->stop_ids, op);
+  DECO_CHECK_PTR(ctx, a->cand_ids, op);
+  DECO_CHECK_PTR(ctx, a->cand_logits, op);
+  const deco_superpose_drafts_t *d = &a->drafts;
+  DECO_CHECK_PTR(ctx, d->prompt, op);
+  DECO_CHECK_PTR(ctx, d->score, op);
+  DECO_CHECK_PTR(ctx, d->token, op);
+  DECO_CHECK_PTR(ctx, d->ctx, op);
+  DECO_CHECK_PTR(ctx, d->ctx_len, op);
+  DECO_CHECK_PTR(ctx, d->mix_token, op);
+  DECO_CHECK_PTR(ctx, d->mix_weight, op);
+  DECO_CHECK_PTR(ctx, d->hist_token, op);
+  DECO_CHECK_PTR(ctx, d->hist_parent, op);
+  DECO_CHECK_PTR(ctx, d->fin_score, op);
+  DECO_CHECK_PTR(ctx, d->fin_len, op);
+  DECO_CHECK_PTR(ctx, d->fin_slot, op);
+  if (a->n_prompts == 0) return DECO_STATUS_SUCCESS;
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, superpose_select, a);
+}
