@@ -8,6 +8,8 @@
  * floor = reading K and V once, after checking two heads against the host;
  * and the tiled kernel against cuBLAS on small problems (a tiny model's
  * projections), warm L2.
+ * Shapes: the DECO_CASES_* lists of tests/ops/op_cases.h, which the op
+ * harness's table checks too.
  * Run: build/bin/bench_ops [--reps N] [--flush read|write]   (CSV on stdout, summary on stderr)
  */
 #include <math.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/ops/op_cases.h" /* the shapes, shared with the op harness's case table */
 #include "common/bench.h"
 #include "deco/deco.h"
 #include "linear/matmul_path.h"
@@ -89,13 +92,13 @@ static int spot_check(deco_ctx_t *ctx, const deco_matmul_args_t *a, const char *
  * the automatic limit (DECO_MATMUL_TILE_MAX_MACS) at m = 81 and 256. */
 static int bench_small_matmul(deco_ctx_t *ctx, deco_bench_t *b, int reps, const char *cmd) {
   const deco_exec_t exec = deco_ops_exec(ctx);
-  static const int nk[][2] = {{128, 64}, {64, 64}, {344, 64}, {64, 172}, {512, 64}, {1024, 1024}, {2048, 2048}};
-  static const int ms[] = {1, 81, 256};
+  const int(*nk)[2] = DECO_CASES_SMALL_MATMUL_NK;
+  const int *ms = DECO_CASES_SMALL_MATMUL_MS;
   static const deco_dtype_t dts[] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
   int failures = 0;
   fprintf(stderr, "bench_ops: small matmuls, warm L2 (tile | cublas, us):\n");
   for (int di = 0; di < 2; ++di)
-    for (int si = 0; si < (int)(sizeof nk / sizeof nk[0]); ++si)
+    for (int si = 0; si < (int)(sizeof DECO_CASES_SMALL_MATMUL_NK / sizeof DECO_CASES_SMALL_MATMUL_NK[0]); ++si)
       for (int mi = 0; mi < 3; ++mi) {
         const deco_dtype_t dt = dts[di];
         const int m = ms[mi], n = nk[si][0], k = nk[si][1];
@@ -144,7 +147,8 @@ static int bench_small_matmul(deco_ctx_t *ctx, deco_bench_t *b, int reps, const 
 
 /* Decode attention: B sequences of L cached slots, one new token each. */
 static int bench_attention(deco_ctx_t *ctx, deco_bench_t *b, int B, int L, int reps, const char *cmd) {
-  const int n_heads = 32, n_kv = 8, hd = 128, ps = 16, pages_per_seq = (L + ps - 1) / ps;
+  const int n_heads = DECO_CASES_ATT_HEADS, n_kv = DECO_CASES_ATT_KV_HEADS, hd = DECO_CASES_ATT_HEAD_DIM;
+  const int ps = DECO_CASES_ATT_PAGE, pages_per_seq = (L + ps - 1) / ps;
   const size_t row = (size_t)n_kv * hd, pool = (size_t)B * pages_per_seq * ps * row;
   void *kp = NULL, *vp = NULL, *q = NULL, *out = NULL, *meta = NULL, *ws = NULL;
   CHECK(deco_malloc(ctx, &kp, pool * 2));
@@ -275,16 +279,15 @@ int main(int argc, char **argv) {
   deco_bench_csv_header(stdout);
   const deco_exec_t exec = deco_ops_exec(ctx); /* for the matmul path selectors */
 
-  static const int shapes[4][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 32000}}; /* k, n */
-  static const char *names[4] = {"qkvo", "gate/up", "down", "classifier"};
-  static const int per_step[4] = {4 * 32, 2 * 32, 32, 1}; /* GEMMs of this shape in one llama2-7b decode step */
-#define N_MS 5
-  static const int ms[N_MS] = {1, 2, 4, 8, 16};
+  /* The llama2-7b projections (k, n) and the GEMMs of each in one decode step. */
+  const deco_cases_proj_t *proj = DECO_CASES_LLAMA2_7B_PROJ;
+#define N_MS DECO_CASES_N_SKINNY_MS
+  const int *ms = DECO_CASES_SKINNY_MS;
   double step_us[N_MS][2] = {{0}}, step_bytes = 0.0;
   int failures = 0;
 
   for (int si = 0; si < 4; ++si) {
-    const int k = shapes[si][0], n = shapes[si][1];
+    const int k = proj[si].k, n = proj[si].n;
     void *w = NULL, *a = NULL, *out = NULL;
     CHECK(deco_malloc(ctx, &w, (size_t)n * k * 2));
     CHECK(deco_malloc(ctx, &a, (size_t)16 * k * 2));
@@ -296,7 +299,7 @@ int main(int argc, char **argv) {
                                   .tensor = (uint32_t)(20 + si), .scale = 1.0f, .constant = 0.0f, .out = a};
     CHECK(deco_fill_random(ctx, &fw));
     CHECK(deco_fill_random(ctx, &fa));
-    step_bytes += (double)per_step[si] * n * k * 2;
+    step_bytes += (double)proj[si].per_step * n * k * 2;
     for (int mi = 0; mi < N_MS; ++mi) {
       const int m = ms[mi];
       const deco_matmul_args_t args = {.dtype = DECO_DTYPE_BF16, .out_dtype = DECO_DTYPE_BF16, .m = m, .n = n, .k = k,
@@ -306,7 +309,7 @@ int main(int argc, char **argv) {
         mm_state_t st = {exec, args, p == 0 ? DECO_MATMUL_PATH_SKINNY : DECO_MATMUL_PATH_CUBLAS};
         const char *pname = p == 0 ? "skinny" : "cublas";
         char label[128], path[64];
-        snprintf(label, sizeof label, "%s m=%d n=%d k=%d", names[si], m, n, k);
+        snprintf(label, sizeof label, "%s m=%d n=%d k=%d", proj[si].name, m, n, k);
         snprintf(path, sizeof path, "%s%s", pname, strcmp(auto_path, pname) == 0 ? " (auto)" : "");
         CHECK(deco_memset(ctx, out, 0xFF, (size_t)m * n * 2));
         CHECK(deco_matmul_cuda_path(&exec, &args, st.path));
@@ -321,15 +324,15 @@ int main(int argc, char **argv) {
         const double bytes = 2.0 * ((double)n * k + (double)m * k + (double)m * n);
         const double flops = 2.0 * m * (double)n * k;
         deco_bench_csv_row(stdout, &b, "matmul_bf16", label, path, &s, bytes, flops, cmd);
-        step_us[mi][p] += per_step[si] * s.median_us;
+        step_us[mi][p] += proj[si].per_step * s.median_us;
       }
     }
     deco_free(ctx, w);
     deco_free(ctx, a);
     deco_free(ctx, out);
   }
-  static const int att_cases[3][2] = {{1, 4096}, {8, 4096}, {1, 32768}};
-  for (int i = 0; i < 3; ++i) failures += bench_attention(ctx, &b, att_cases[i][0], att_cases[i][1], reps, cmd);
+  for (int i = 0; i < 3; ++i)
+    failures += bench_attention(ctx, &b, DECO_CASES_DECODE_ATTENTION[i][0], DECO_CASES_DECODE_ATTENTION[i][1], reps, cmd);
   failures += bench_small_matmul(ctx, &b, reps, cmd);
 
   const double floor_us = deco_bench_floor_us(&b, step_bytes, 0.0);

@@ -5,7 +5,9 @@
  * (deco_attention) on the same cache. Cold caches by rotating copies of the
  * K/V pools (at least 3x L2 streamed between two uses of a copy); --flush
  * uses the shared L2 flush before each run instead.
- * Validates against the C reference on small cases before timing.
+ * Validates against the C reference on small cases before timing. Shapes:
+ * the DECO_CASES_* lists of tests/ops/op_cases.h, which the op harness's
+ * table checks too.
  * Run: build/bin/bench_tree_attention [--reps N] [--flush]   (CSV on stdout, table on stderr)
  *      build/bin/bench_tree_attention --only B L nodes [--reps N]   (one case, untimed: for profilers)
  */
@@ -14,14 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/ops/op_cases.h" /* the shapes, shared with the op harness's case table */
 #include "common/bench.h"
 #include "deco/deco.h"
 
-#define H_Q 32
-#define H_KV 8
-#define HD 128
-#define PAGE 16
-#define MAX_NODES 128
+#define H_Q DECO_CASES_ATT_HEADS
+#define H_KV DECO_CASES_ATT_KV_HEADS
+#define HD DECO_CASES_ATT_HEAD_DIM
+#define PAGE DECO_CASES_ATT_PAGE
+#define MAX_NODES 128 /* the largest of DECO_CASES_TREE_SIZES (checked in main) */
 #define BF16_TOL 1e-2f /* the tests' bf16 tolerance (tests/common/tolerances.h) */
 #define MAX_COPIES 8
 
@@ -320,8 +323,13 @@ int main(int argc, char **argv) {
   }
 
   /* Correctness first: split and unsplit runs of every tree size. */
-  static const int checks[3][2] = {{2, 300}, {1, 1500}, {12, 40}};
-  static const int sizes[3] = {16, 64, 128};
+  const int(*checks)[2] = DECO_CASES_TREE_CHECKS;
+  const int *sizes = DECO_CASES_TREE_SIZES;
+  for (int ni = 0; ni < 3; ++ni)
+    if (sizes[ni] > MAX_NODES) {
+      fprintf(stderr, "bench_tree_attention: tree size %d above MAX_NODES %d\n", sizes[ni], MAX_NODES);
+      return 1;
+    }
   int failures = 0;
   for (int ci = 0; ci < 3; ++ci) {
     bcase_t c;
@@ -345,7 +353,7 @@ int main(int argc, char **argv) {
   deco_bench_csv_header(stdout);
   fprintf(stderr, "%3s %6s %4s %9s %9s %9s %7s %9s %-18s\n", "B", "L", "n", "tree_us", "mem_fl", "math_fl", "%floor",
           "decode_us", "path");
-  static const int grid[5][2] = {{1, 4096}, {8, 4096}, {1, 32768}, {32, 4096}, {8, 16384}};
+  const int(*grid)[2] = DECO_CASES_TREE_GRID;
   for (int gi = 0; gi < 5; ++gi) {
     bcase_t c;
     pools_create(&c, grid[gi][0], grid[gi][1], 7 + (uint64_t)gi, flush ? 0 : 3 * b.l2_bytes);

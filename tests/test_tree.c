@@ -13,6 +13,7 @@
 #include "common/randtree.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
+#include "common/tree_case.h"
 #include "deco/deco.h"
 
 
@@ -367,90 +368,26 @@ Test(tree_helpers, child_sibling_rejects_bad_lists) {
 
 /* ================= tree attention (reference) ================= */
 
-/* One ragged batch of trees over a paged cache, all in host memory. */
-typedef struct tcase {
-  int B, n_kv, group, hd, page_size, cap_nodes, total, max_pages, n_pages;
-  int32_t *indptr, *parent, *prefix, *block_table;
-  float *k, *v, *q, scale;
-} tcase_t;
+/* One ragged batch of trees over a paged cache, all in host memory: the
+ * shared builder (tests/common/tree_case.h), f32, three spare pages, and
+ * parent entries past the real nodes set to 12345 (never read). */
+typedef deco_test_tree_case_t tcase_t;
 
-static void tcase_free(tcase_t *c) {
-  free(c->indptr);
-  free(c->parent);
-  free(c->prefix);
-  free(c->block_table);
-  free(c->k);
-  free(c->v);
-  free(c->q);
-}
+static void tcase_free(tcase_t *c) { deco_test_tree_case_free(c); }
 
 /* sizes[b], prefix[b] given; random trees; pages shuffled over the pool. */
 static void tcase_build(tcase_t *c, uint64_t seed, int B, const int *sizes, const int *prefix, int n_kv, int group,
                         int hd, int page_size, int extra_cap) {
-  memset(c, 0, sizeof *c);
-  uint64_t s = seed;
-  c->B = B, c->n_kv = n_kv, c->group = group, c->hd = hd, c->page_size = page_size;
-  c->indptr = malloc(sizeof(int32_t) * (size_t)(B + 1));
-  c->prefix = malloc(sizeof(int32_t) * (size_t)B);
-  c->indptr[0] = 0;
-  int max_pages = 1;
-  for (int b = 0; b < B; ++b) {
-    c->indptr[b + 1] = c->indptr[b] + sizes[b];
-    c->prefix[b] = prefix[b];
-    int pages = (prefix[b] + sizes[b] + page_size - 1) / page_size;
-    if (pages > max_pages) max_pages = pages;
-  }
-  c->total = c->indptr[B];
-  c->cap_nodes = c->total + extra_cap;
-  c->parent = malloc(sizeof(int32_t) * (size_t)(c->cap_nodes > 0 ? c->cap_nodes : 1));
-  for (int b = 0; b < B; ++b)
-    if (sizes[b] > 0) deco_test_random_tree(&s, sizes[b], deco_test_rng_int(&s, 0, 4), c->parent + c->indptr[b]);
-  for (int i = c->total; i < c->cap_nodes; ++i) c->parent[i] = 12345; /* never read */
-  c->max_pages = max_pages + 1; /* one spare entry per row, left unused */
-  c->n_pages = B * c->max_pages + 3;
-  int *perm = malloc(sizeof(int) * (size_t)c->n_pages);
-  for (int i = 0; i < c->n_pages; ++i) perm[i] = i;
-  for (int i = c->n_pages - 1; i > 0; --i) {
-    int j = deco_test_rng_int(&s, 0, i), t = perm[i];
-    perm[i] = perm[j];
-    perm[j] = t;
-  }
-  c->block_table = malloc(sizeof(int32_t) * (size_t)B * (size_t)c->max_pages);
-  for (int i = 0; i < B * c->max_pages; ++i) c->block_table[i] = perm[i];
-  free(perm);
-  size_t pool = (size_t)c->n_pages * page_size * n_kv * hd;
-  size_t qn = (size_t)(c->cap_nodes > 0 ? c->cap_nodes : 1) * n_kv * group * hd;
-  c->k = malloc(sizeof(float) * pool);
-  c->v = malloc(sizeof(float) * pool);
-  c->q = malloc(sizeof(float) * qn);
-  deco_test_fill_uniform(c->k, pool, seed, 1, -1.0f, 1.0f);
-  deco_test_fill_uniform(c->v, pool, seed, 2, -1.0f, 1.0f);
-  deco_test_fill_uniform(c->q, qn, seed, 3, -2.0f, 2.0f);
-  c->scale = 1.0f / sqrtf((float)hd);
+  const deco_test_tree_spec_t spec = {.dtype = DECO_DTYPE_F32, .B = B, .sizes = sizes, .prefix = prefix,
+                                      .n_kv = n_kv, .group = group, .hd = hd, .page_size = page_size,
+                                      .extra_cap = extra_cap, .shape = -1, .spare_pages = 3, .pad_parent = 12345,
+                                      .seed = seed};
+  deco_test_tree_case_build(&spec, c);
 }
 
 static deco_tree_attention_args_t tcase_args(const tcase_t *c, float *out) {
-  deco_tree_attention_args_t a;
-  memset(&a, 0, sizeof a);
-  a.cache.dtype = DECO_DTYPE_F32;
-  a.cache.n_kv_heads = c->n_kv;
-  a.cache.head_dim = c->hd;
-  a.cache.page_size = c->page_size;
-  a.cache.n_pages = c->n_pages;
-  a.cache.k_pages = c->k;
-  a.cache.v_pages = c->v;
-  a.cache.block_table = c->block_table;
-  a.cache.max_pages_per_seq = c->max_pages;
-  a.tree.n_trees = c->B;
-  a.tree.n_nodes = c->cap_nodes;
-  a.tree.tree_indptr = c->indptr;
-  a.tree.parent = c->parent;
-  a.prefix_lens = c->prefix;
-  a.n_heads = c->n_kv * c->group;
-  a.scale = c->scale;
-  a.q = c->q;
-  a.out = out;
-  return a;
+  return deco_test_tree_case_args(c, DECO_DTYPE_F32, c->k, c->v, c->block_table, c->indptr, c->parent, c->prefix,
+                                  c->q, out);
 }
 
 /* Dense masked attention in double: the ancestor mask is built by marking

@@ -12,7 +12,11 @@ deco_status_t deco_swiglu_ref(const deco_exec_t *exec, const deco_swiglu_args_t 
   const float *g = (const float *)a->gate;
   const float *u = (const float *)a->up;
   float *o = (float *)a->out;
+#if DECO_HARNESS_MUTANT == 9 /* test-only (tests/ops/run_mutants.sh): rows of gate and up read as dense */
+  const size_t len = a->row_len ? (size_t)a->row_len : a->n, stride = a->row_len ? (size_t)a->row_len : 0;
+#else
   const size_t len = a->row_len ? (size_t)a->row_len : a->n, stride = a->row_len ? (size_t)a->in_stride : 0;
+#endif
   for (size_t i = 0; i < a->n; ++i) {
     const size_t src = (i / len) * stride + i % len; /* = i when flat */
     float val = g[src];

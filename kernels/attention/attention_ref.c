@@ -48,12 +48,23 @@ deco_status_t deco_attention_ref(const deco_exec_t *exec, const deco_attention_a
     }
     for (int j = 0; j < n && st == DECO_STATUS_SUCCESS; ++j) {
       int last = len - n + j; /* attends slots 0..last */
+#if DECO_HARNESS_MUTANT == 5 /* test-only (tests/ops/run_mutants.sh): the mask lets a token see the next slot */
+      if (last + 1 < len) last++;
+#endif
       for (int h = 0; h < a->n_heads; ++h) {
         const float *q = (const float *)a->q + (size_t)(t0 + j) * q_row + (size_t)h * hd;
         float *o = (float *)a->out + ((size_t)(t0 + j) * a->n_heads + h) * hd;
         size_t kvh = (size_t)(h / group) * hd;
+#if DECO_HARNESS_MUTANT == 4 /* test-only: query head h reads KV head h % n_kv instead of h / group */
+        kvh = (size_t)(h % c->n_kv_heads) * hd;
+#endif
+#if DECO_HARNESS_MUTANT == 3 /* test-only: the scale dropped */
+        const float scale = 1.0f;
+#else
+        const float scale = a->scale;
+#endif
         deco_ref_attend(q, (const float *)c->k_pages, (const float *)c->v_pages, rows, last + 1, kv_row, kvh, hd,
-                        a->scale, att, o);
+                        scale, att, o);
       }
     }
   }

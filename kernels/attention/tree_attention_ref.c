@@ -80,7 +80,12 @@ deco_status_t deco_tree_attention_ref(const deco_exec_t *exec, const deco_tree_a
       /* The slots node i attends to, in increasing order. */
       int n_keys = 0;
       for (int p = 0; p < L + n; ++p) {
-        if (p >= L && !is_ancestor(parent, p - L, i)) continue;
+        if (p >= L && !is_ancestor(parent, p - L, i)) {
+#if DECO_HARNESS_MUTANT == 6 /* test-only (tests/ops/run_mutants.sh): node i also sees node i + 1 */
+          if (p - L != i + 1)
+#endif
+            continue;
+        }
         long long r = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, p);
         if (r < 0) {
           st = DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d slot %d has no page in the block table",
@@ -92,9 +97,19 @@ deco_status_t deco_tree_attention_ref(const deco_exec_t *exec, const deco_tree_a
       for (int h = 0; h < a->n_heads && st == DECO_STATUS_SUCCESS; ++h) {
         const float *q = (const float *)a->q + (size_t)(t0 + i) * q_row + (size_t)h * hd;
         float *o = (float *)a->out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+#if DECO_HARNESS_MUTANT == 4 /* test-only (tests/ops/run_mutants.sh): KV head h % n_kv instead of h / group */
+        const size_t kvh = (size_t)(h % c->n_kv_heads) * hd;
+        (void)group;
+#else
         const size_t kvh = (size_t)(h / group) * hd;
+#endif
+#if DECO_HARNESS_MUTANT == 3 /* test-only: the scale dropped */
+        const float scale = 1.0f;
+#else
+        const float scale = a->scale;
+#endif
         deco_ref_attend(q, (const float *)c->k_pages, (const float *)c->v_pages, rows, n_keys, kv_row, kvh, hd,
-                        a->scale, att, o);
+                        scale, att, o);
       }
     }
   }

@@ -18,7 +18,11 @@ deco_status_t deco_embedding_ref(const deco_exec_t *exec, const deco_embedding_a
     }
     int id = a->tokens[t];
     if (id < 0 || id >= a->vocab) {
+#if DECO_HARNESS_MUTANT == 10 /* test-only (tests/ops/run_mutants.sh): a zero row instead of NaN */
+      for (int i = 0; i < a->dim; ++i) row[i] = 0.0f;
+#else
       for (int i = 0; i < a->dim; ++i) row[i] = NAN;
+#endif
       continue;
     }
     memcpy(row, table + (size_t)id * a->dim, sizeof(float) * (size_t)a->dim);

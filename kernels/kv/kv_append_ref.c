@@ -11,7 +11,11 @@
 deco_status_t deco_kv_append_ref(const deco_exec_t *exec, const deco_kv_append_args_t *a) {
   const deco_paged_kv_t *c = &a->cache;
   const deco_ragged_batch_t *b = &a->batch;
+#if DECO_HARNESS_MUTANT == 1 /* test-only (tests/ops/run_mutants.sh): the token stride ignored */
+  const size_t row = (size_t)c->n_kv_heads * c->head_dim, in_row = row;
+#else
   const size_t row = (size_t)c->n_kv_heads * c->head_dim, in_row = a->kv_stride ? (size_t)a->kv_stride : row;
+#endif
   for (int s = 0; s < b->n_seqs; ++s) {
     int t0 = b->q_indptr[s], n = b->q_indptr[s + 1] - t0;
     if (n < 0 || b->kv_lens[s] < n || b->q_indptr[s + 1] > b->n_tokens)

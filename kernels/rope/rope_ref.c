@@ -11,6 +11,12 @@
 
 static void rotate_heads(float *x, int n_heads, int head_dim, int pos, float theta, deco_rope_style_t style) {
   int half = head_dim / 2;
+#if DECO_HARNESS_MUTANT == 8 /* test-only (tests/ops/run_mutants.sh): Llama 2's theta whatever the caller says */
+  theta = 10000.0f;
+#endif
+#if DECO_HARNESS_MUTANT == 12 /* test-only: the half-split style rotates interleaved pairs */
+  style = DECO_ROPE_INTERLEAVED;
+#endif
   for (int h = 0; h < n_heads; ++h) {
     float *v = x + (size_t)h * head_dim;
     for (int j = 0; j < half; ++j) {
@@ -30,7 +36,11 @@ static void rotate_heads(float *x, int n_heads, int head_dim, int pos, float the
 
 deco_status_t deco_rope_ref(const deco_exec_t *exec, const deco_rope_args_t *a) {
   (void)exec;
+#if DECO_HARNESS_MUTANT == 2 /* test-only (tests/ops/run_mutants.sh): q's token stride ignored */
+  const size_t qs = (size_t)a->n_heads * a->head_dim;
+#else
   const size_t qs = a->q_stride ? (size_t)a->q_stride : (size_t)a->n_heads * a->head_dim;
+#endif
   const size_t ks = a->k_stride ? (size_t)a->k_stride : (size_t)a->n_kv_heads * a->head_dim;
   for (int t = 0; t < a->n_tokens; ++t) {
     int pos = a->positions[t];

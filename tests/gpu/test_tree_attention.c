@@ -15,6 +15,7 @@
 #include "common/randtree.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
+#include "common/tree_case.h"
 #include "deco/deco.h"
 
 
@@ -30,92 +31,26 @@ typedef struct gcase {
   uint64_t seed;
 } gcase_t;
 
-/* Host data of a case, f32 values already rounded to the case's dtype. */
-typedef struct hcase {
-  int cap, total, max_pages, n_pages, H;
-  int32_t indptr[MAX_B + 1], prefix[MAX_B];
-  int32_t *parent, *block_table;
-  float *k, *v, *q, scale;
-  size_t pool_elems, q_elems;
-} hcase_t;
+/* Host data of a case, f32 values already rounded to the case's dtype: the
+ * shared builder (tests/common/tree_case.h), five spare pages, parent
+ * entries past the real nodes -1. */
+typedef deco_test_tree_case_t hcase_t;
 
 static void hcase_build(const gcase_t *g, hcase_t *h) {
-  memset(h, 0, sizeof *h);
-  uint64_t s = g->seed;
-  h->H = g->n_kv * g->group;
-  h->indptr[0] = 0;
-  int max_pages = 1;
-  for (int b = 0; b < g->B; ++b) {
-    h->indptr[b + 1] = h->indptr[b] + g->sizes[b];
-    h->prefix[b] = g->prefix[b];
-    int pages = (g->prefix[b] + g->sizes[b] + g->page_size - 1) / g->page_size;
-    if (pages > max_pages) max_pages = pages;
-  }
-  h->total = h->indptr[g->B];
-  h->cap = h->total + g->extra_cap;
-  h->parent = malloc(sizeof(int32_t) * (size_t)(h->cap > 0 ? h->cap : 1));
-  for (int b = 0; b < g->B; ++b)
-    if (g->sizes[b] > 0)
-      deco_test_random_tree(&s, g->sizes[b], g->shape >= 0 ? g->shape : deco_test_rng_int(&s, 0, 4), h->parent + h->indptr[b]);
-  for (int i = h->total; i < h->cap; ++i) h->parent[i] = -1;
-  h->max_pages = max_pages + 1;
-  h->n_pages = g->B * h->max_pages + 5;
-  int *perm = malloc(sizeof(int) * (size_t)h->n_pages);
-  for (int i = 0; i < h->n_pages; ++i) perm[i] = i;
-  for (int i = h->n_pages - 1; i > 0; --i) {
-    int j = deco_test_rng_int(&s, 0, i), t = perm[i];
-    perm[i] = perm[j];
-    perm[j] = t;
-  }
-  h->block_table = malloc(sizeof(int32_t) * (size_t)g->B * (size_t)h->max_pages);
-  for (int i = 0; i < g->B * h->max_pages; ++i) h->block_table[i] = perm[i];
-  free(perm);
-  h->pool_elems = (size_t)h->n_pages * g->page_size * g->n_kv * g->hd;
-  h->q_elems = (size_t)(h->cap > 0 ? h->cap : 1) * h->H * g->hd;
-  h->k = malloc(sizeof(float) * h->pool_elems);
-  h->v = malloc(sizeof(float) * h->pool_elems);
-  h->q = malloc(sizeof(float) * h->q_elems);
-  deco_test_fill_uniform(h->k, h->pool_elems, g->seed, 1, -1.0f, 1.0f);
-  deco_test_fill_uniform(h->v, h->pool_elems, g->seed, 2, -1.0f, 1.0f);
-  deco_test_fill_uniform(h->q, h->q_elems, g->seed, 3, -2.0f, 2.0f);
-  deco_test_round_to(h->k, h->pool_elems, g->dtype);
-  deco_test_round_to(h->v, h->pool_elems, g->dtype);
-  deco_test_round_to(h->q, h->q_elems, g->dtype);
-  h->scale = 1.0f / sqrtf((float)g->hd);
+  const deco_test_tree_spec_t spec = {.dtype = g->dtype, .B = g->B, .sizes = g->sizes, .prefix = g->prefix,
+                                      .n_kv = g->n_kv, .group = g->group, .hd = g->hd, .page_size = g->page_size,
+                                      .extra_cap = g->extra_cap, .shape = g->shape, .spare_pages = 5,
+                                      .pad_parent = -1, .seed = g->seed};
+  deco_test_tree_case_build(&spec, h);
 }
 
-static void hcase_free(hcase_t *h) {
-  free(h->parent);
-  free(h->block_table);
-  free(h->k);
-  free(h->v);
-  free(h->q);
-}
+static void hcase_free(hcase_t *h) { deco_test_tree_case_free(h); }
 
 static deco_tree_attention_args_t make_args(const gcase_t *g, const hcase_t *h, deco_dtype_t dtype, void *k, void *v,
                                             const int32_t *bt, const int32_t *indptr, const int32_t *parent,
                                             const int32_t *prefix, const void *q, void *out) {
-  deco_tree_attention_args_t a;
-  memset(&a, 0, sizeof a);
-  a.cache.dtype = dtype;
-  a.cache.n_kv_heads = g->n_kv;
-  a.cache.head_dim = g->hd;
-  a.cache.page_size = g->page_size;
-  a.cache.n_pages = h->n_pages;
-  a.cache.k_pages = k;
-  a.cache.v_pages = v;
-  a.cache.block_table = bt;
-  a.cache.max_pages_per_seq = h->max_pages;
-  a.tree.n_trees = g->B;
-  a.tree.n_nodes = h->cap;
-  a.tree.tree_indptr = indptr;
-  a.tree.parent = parent;
-  a.prefix_lens = prefix;
-  a.n_heads = h->H;
-  a.scale = h->scale;
-  a.q = q;
-  a.out = out;
-  return a;
+  (void)g;
+  return deco_test_tree_case_args(h, dtype, k, v, bt, indptr, parent, prefix, q, out);
 }
 
 /* Reference output of every row (f32, on the CPU). */
@@ -158,8 +93,8 @@ static void dcase_upload(deco_ctx_t *ctx, const gcase_t *g, const hcase_t *h, dc
   deco_test_buf_upload(&d->bt, h->block_table, bt_bytes);
   d->indptr = deco_test_buf_alloc(ctx, sizeof(int32_t) * (size_t)(g->B + 1));
   deco_test_buf_upload(&d->indptr, h->indptr, sizeof(int32_t) * (size_t)(g->B + 1));
-  d->parent = deco_test_buf_alloc(ctx, sizeof(int32_t) * (size_t)(h->cap > 0 ? h->cap : 1));
-  deco_test_buf_upload(&d->parent, h->parent, sizeof(int32_t) * (size_t)(h->cap > 0 ? h->cap : 1));
+  d->parent = deco_test_buf_alloc(ctx, sizeof(int32_t) * (size_t)(h->cap_nodes > 0 ? h->cap_nodes : 1));
+  deco_test_buf_upload(&d->parent, h->parent, sizeof(int32_t) * (size_t)(h->cap_nodes > 0 ? h->cap_nodes : 1));
   d->prefix = deco_test_buf_alloc(ctx, sizeof(int32_t) * (size_t)g->B);
   deco_test_buf_upload(&d->prefix, h->prefix, sizeof(int32_t) * (size_t)g->B);
   d->has_ws = 0;
@@ -226,7 +161,7 @@ static const char *run_case(deco_ctx_t *ctx, const gcase_t *g) {
   cr_expect_eq(deco_test_compare(what, got, want, (size_t)h.total * row, tol, tol), 0, "%s: differs from the reference",
                what);
   /* Rows past the real node count are not written. */
-  for (size_t i = (size_t)h.total * row * es; i < (size_t)h.cap * row * es; ++i)
+  for (size_t i = (size_t)h.total * row * es; i < (size_t)h.cap_nodes * row * es; ++i)
     if (raw[i] != 0xFF) {
       cr_expect_fail("%s: row %zu past the real nodes was written", what, i / (row * es));
       break;
@@ -484,7 +419,7 @@ static void bad_data_case(deco_dtype_t dt, int hd, int prefix0) {
 
   /* Broken node ranges (tree 1 runs past the capacity, so tree 2 ends
    * before it starts): both are skipped, the other trees are computed. */
-  int32_t bad_indptr = h.cap + 40;
+  int32_t bad_indptr = h.cap_nodes + 40;
   cr_assert_eq(deco_memcpy(ctx, (int32_t *)d.indptr.ptr + 2, &bad_indptr, 4, DECO_COPY_HOST_TO_CTX), 0);
   cr_assert_eq(deco_memset(ctx, d.out.ptr, 0, es * h.q_elems), 0);
   cr_assert_eq(deco_tree_attention(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));

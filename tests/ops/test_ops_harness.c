@@ -1,0 +1,67 @@
+/* tests/ops/test_ops_harness.c — the op harness on the CPU (label cpu): every
+ * case of the table (tests/ops/op_cases.h), one test per op, run on the
+ * public op of a CPU context and on the kernel-level reference
+ * (deco_<op>_ref), each against the harness's double-precision oracle.
+ * Cases the CPU backend does not take (f16/bf16: it computes in f32 only)
+ * are run anyway and must say DECO_STATUS_UNSUPPORTED; the summary line of
+ * each op counts them. Built with -DDECO_HARNESS_MUTANT=n
+ * (tests/ops/run_mutants.sh) it must fail.
+ *   build/bin/test_ops_harness --filter 'ops_harness/attention'
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+#include "ops/harness.h"
+
+static void run_op(deco_op_kind_t op) {
+  harness_tally_t tl;
+  const int failures = harness_run_cpu(op, &tl);
+  static const char *const names[2] = {"cpu", "ref"};
+  harness_print_tally(op, &tl, names, 2);
+  cr_expect_gt(tl.cases, 0, "the table has no %s case", deco_op_kind_name(op));
+  cr_expect_gt(tl.passed[0] + tl.refused[0], 0, "no %s case ran on the CPU", deco_op_kind_name(op));
+  cr_expect_eq(failures, 0, "%s: %d runs failed (FAIL lines above)", deco_op_kind_name(op), failures);
+}
+
+#define OP_TEST(name, kind) \
+  Test(ops_harness, name, .timeout = 600) { run_op(kind); }
+OP_TEST(embedding, DECO_OP_EMBEDDING)
+OP_TEST(rmsnorm, DECO_OP_RMSNORM)
+OP_TEST(rope, DECO_OP_ROPE)
+OP_TEST(matmul, DECO_OP_MATMUL)
+OP_TEST(swiglu, DECO_OP_SWIGLU)
+OP_TEST(fill_random, DECO_OP_FILL_RANDOM)
+OP_TEST(convert, DECO_OP_CONVERT)
+OP_TEST(dequant, DECO_OP_DEQUANT)
+OP_TEST(kv_append, DECO_OP_KV_APPEND)
+OP_TEST(attention, DECO_OP_ATTENTION)
+OP_TEST(tree_attention, DECO_OP_TREE_ATTENTION)
+OP_TEST(accept_greedy, DECO_OP_ACCEPT_GREEDY)
+OP_TEST(kv_compact, DECO_OP_KV_COMPACT)
+OP_TEST(topk_rows, DECO_OP_TOPK_ROWS)
+OP_TEST(recycle_draft, DECO_OP_RECYCLE_DRAFT)
+OP_TEST(recycle_update, DECO_OP_RECYCLE_UPDATE)
+OP_TEST(spec_prepare, DECO_OP_SPEC_PREPARE)
+OP_TEST(spec_commit, DECO_OP_SPEC_COMMIT)
+
+/* The table itself: every op has cases, every case a harness op; prints the
+ * coverage (cases per op and dtype). */
+Test(ops_harness, table) {
+  const deco_op_cases_t *t = harness_table();
+  int count[DECO_OP_COUNT][3] = {{0}}, tagged = 0;
+  for (int i = 0; i < t->n; ++i) {
+    const deco_op_case_t *c = &t->v[i];
+    cr_assert_lt((unsigned)c->op, DECO_OP_COUNT, "case %d: op %d", i, (int)c->op);
+    cr_assert_lt((unsigned)c->dtype, 3u, "case %d: dtype %d", i, (int)c->dtype);
+    cr_assert_not_null(harness_op(c->op), "case %d: no harness op for %s", i, deco_op_kind_name(c->op));
+    count[c->op][c->dtype]++;
+    tagged += (c->tags & DECO_CASE_TAG_BENCH) != 0;
+  }
+  fprintf(stderr, "harness table: %d cases (%d with the benches' shapes)\n%-16s %6s %6s %6s\n", t->n, tagged, "op",
+          "f32", "f16", "bf16");
+  for (int op = 0; op < DECO_OP_COUNT; ++op) {
+    fprintf(stderr, "%-16s %6d %6d %6d\n", deco_op_kind_name((deco_op_kind_t)op), count[op][0], count[op][1],
+            count[op][2]);
+    cr_expect_gt(count[op][0] + count[op][1] + count[op][2], 0, "no case of %s", deco_op_kind_name((deco_op_kind_t)op));
+  }
+}
