@@ -2,7 +2,7 @@
 """Writes the seed corpora of the fuzz targets: tiny valid inputs, made here
 (no real model). Usage: make_corpus.py OUT_DIR -> OUT_DIR/fuzz_checkpoint/,
 OUT_DIR/fuzz_tokenizer/, OUT_DIR/fuzz_recycle_state/, OUT_DIR/fuzz_template/,
-OUT_DIR/fuzz_cli/, OUT_DIR/fuzz_gguf/."""
+OUT_DIR/fuzz_cli/, OUT_DIR/fuzz_gguf/, OUT_DIR/fuzz_ngram/, OUT_DIR/fuzz_bpe/."""
 import os
 import struct
 import sys
@@ -54,6 +54,57 @@ def recycle_state(vocab, k, seed):
     table of ids < vocab, FNV-1a 64 checksum."""
     ids = [(i * 2654435761 + seed) % vocab for i in range(vocab * k)]
     body = b"DECORECY" + struct.pack("<4I", 1, vocab, k, 0) + struct.pack("<%di" % len(ids), *ids)
+    h = 0xcbf29ce484222325
+    for b in body:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return body + struct.pack("<Q", h)
+
+
+def _mix64(z):
+    m = 0xFFFFFFFFFFFFFFFF
+    z = (z + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def ngram_table(seqs, vocab, tokenizer_hash=0):
+    """A superposed-decoding n-gram table (include/deco/superpose.h), as
+    deco_ngram_builder_finish writes it: orders 2..6, contexts in canonical
+    order, linear probing at most half full, FNV-1a 64 checksum."""
+    seed = 0x243F6A8885A308D3
+    contexts = []  # (order, ctx, [(token, count)])
+    for order in range(2, 7):
+        counts = {}
+        for s in seqs:
+            for i in range(len(s) - order + 1):
+                ctx, tok = tuple(s[i:i + order - 1]), s[i + order - 1]
+                counts.setdefault(ctx, {})
+                counts[ctx][tok] = counts[ctx].get(tok, 0) + 1
+        for ctx in sorted(counts):
+            contexts.append((order, ctx, sorted(counts[ctx].items())))
+    n_slots = 1
+    while n_slots < 2 * len(contexts):
+        n_slots *= 2
+    slots = [None] * n_slots
+    followers = []
+    per_order = [0] * 5
+    for order, ctx, fol in contexts:
+        h = _mix64(seed ^ order)
+        for t in ctx:
+            h = _mix64(h ^ t)
+        h = h or 1
+        s = h & (n_slots - 1)
+        while slots[s] is not None:
+            s = (s + 1) & (n_slots - 1)
+        slots[s] = struct.pack("<QIIII", h, len(followers), len(fol), sum(c for _, c in fol), order)
+        followers += fol
+        per_order[order - 2] += 1
+    body = b"DECONGRM" + struct.pack("<IIIIII", 1, 96, vocab, 2, 6, n_slots)
+    body += struct.pack("<QQII", seed, tokenizer_hash, len(contexts), len(followers))
+    body += struct.pack("<QQ", sum(len(s) for s in seqs), 0) + struct.pack("<5I", *per_order) + struct.pack("<I", 0)
+    body += b"".join(x if x is not None else b"\0" * 24 for x in slots)
+    body += b"".join(struct.pack("<II", t, c) for t, c in followers)
     h = 0xcbf29ce484222325
     for b in body:
         h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
@@ -196,6 +247,30 @@ def main():
         "template.txt": b"\x02\x00" + official,
         "template_sampled.txt": b"\x02\x01" + b"0\n1\n0,0\n0,1\n1,0\n",
         "state_small.bin": b"\x03\x00" + recycle_state(7, 3, 1),
+        # --model takes GGUF files too (told apart by the magic).
+        "model.gguf": b"\x00\x00" + gguf_llama({}, seed=6),
+        "model_sampled.gguf": b"\x00\x01" + gguf_llama({"embd": "Q8_0", "k": "F16", "o": "Q4_0"}, seed=7),
+    }
+    # fuzz_ngram: byte 0 steers (bit 0: rewrite the checksum, bit 1: the
+    # header's vocabulary), then a table file.
+    seeds["fuzz_ngram"] = {
+        "three_lines.ngram": b"\x02" + ngram_table([[1, 3, 5], [1, 3, 6], [1, 4, 6]], 8),
+        "repeats.ngram": b"\x03" + ngram_table([[i % 5 for i in range(40)], [2, 3, 2, 3, 2, 3, 4]], 7, 0x1234),
+        "empty.ngram": b"\x02" + ngram_table([], 7),
+    }
+    # fuzz_bpe: byte 0 options (bit 0 parse special, bit 1 add special,
+    # bits 2-4 the pre-tokenizer, bit 5 SentencePiece, bit 6 a system
+    # message), byte 1 m, 2m bytes naming token pairs, then the text.
+    abc = bytes([2, 3, ord("a"), ord("b"), 0, 0, ord("c"), 0]) + b" ab"  # a b, ab c, .. (BPE ids = bytes)
+    seeds["fuzz_bpe"] = {
+        "gpt2.txt": b"\x00\x02" + bytes([ord("a"), ord("b"), ord("h"), ord("e")]) +
+        b"Hello, world! I'm 12345 ab abab\n\n  x",
+        "smollm_special.txt": b"\x05\x01" + bytes([ord("a"), ord("b")]) + b"<|im_start|>user\n<u>ab 007<|im_end|>",
+        "llama3.txt": b"\x0b\x00" + "Héllo wörld 😶‍🌫️ \t\r\n 1234567 ΑΒΓ".encode(),
+        "default_pre.txt": b"\x10\x00" + b"$x+=3; a<=b ^~| 123456",
+        "ill_formed.txt": b"\x00\x00" + b"a\xffb\xc3(\xed\xa0\x80\xf7\xbf\xbf\xbf\xe2\x82",
+        "spm.txt": b"\x20\x02" + bytes([4, 5, 7, 8]) + b" ab ba\xc3\xa9 <s> x",
+        "chat_system.txt": b"\x40" + abc,
     }
     for target, files in seeds.items():
         d = os.path.join(out, target)
