@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -82,4 +83,41 @@ deco_status_t deco_file_read(deco_ctx_t *ctx, const char *path, size_t max_bytes
   *got = want;
   if (file_size) *file_size = size;
   return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t write_all(deco_ctx_t *ctx, int fd, const unsigned char *p, size_t n, const char *tmp) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot write %s: %s", tmp, strerror(w < 0 ? errno : EIO));
+    p += w;
+    n -= (size_t)w;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_file_save(deco_ctx_t *ctx, const char *path, const void *data, size_t n) {
+  if (path == NULL || (data == NULL && n > 0))
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "deco_file_save: NULL argument");
+  char *tmp = malloc(strlen(path) + 16);
+  if (!tmp) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "cannot save %s: out of host memory", path);
+  sprintf(tmp, "%s.tmp-XXXXXX", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    deco_status_t s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR,
+                                "cannot save %s: cannot create a temporary file beside it: %s", path, strerror(errno));
+    free(tmp);
+    return s;
+  }
+  (void)fchmod(fd, 0644); /* mkstemp's 0600 would make the file private */
+  deco_status_t s = write_all(ctx, fd, data, n, tmp);
+  if (s == DECO_STATUS_SUCCESS && fsync(fd) != 0)
+    s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot save %s: flushing %s: %s", path, tmp, strerror(errno));
+  if (close(fd) != 0 && s == DECO_STATUS_SUCCESS)
+    s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot save %s: closing %s: %s", path, tmp, strerror(errno));
+  if (s == DECO_STATUS_SUCCESS && rename(tmp, path) != 0)
+    s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot save %s: renaming %s over it: %s", path, tmp, strerror(errno));
+  if (s != DECO_STATUS_SUCCESS) unlink(tmp);
+  free(tmp);
+  return s;
 }

@@ -1,7 +1,8 @@
 /* host/core/file.h — library-private: reading the files the library loads
  * (checkpoints, tokenizers, tree templates, recycling states). Every one is
  * opened without blocking, so a FIFO or a device named as a model cannot
- * hang the caller, and anything but a regular file is refused by name.
+ * hang the caller, and anything but a regular file is refused by name; and
+ * saving the library's own files all or nothing.
  */
 #ifndef DECO_HOST_FILE_H
 #define DECO_HOST_FILE_H
@@ -29,6 +30,12 @@ deco_status_t deco_file_read_fd(deco_ctx_t *ctx, const char *path, int fd, size_
  * shrinks while it is read is an error. */
 deco_status_t deco_file_read(deco_ctx_t *ctx, const char *path, size_t max_bytes, void **data, size_t *got,
                              size_t *file_size);
+
+/* Writes n bytes of data as the whole of path, all or nothing: a temporary
+ * file beside path (so the rename cannot cross file systems), mode 0644,
+ * flushed to disk, then renamed over path; on any error the temporary file
+ * is removed and path is as it was. Errors are recorded on ctx (NULL: the thread's slot). */
+deco_status_t deco_file_save(deco_ctx_t *ctx, const char *path, const void *data, size_t n);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #include "core/internal.h"
 #include "deco/recycle.h"
 #include "draft/recycle_table.h"
+#include "util/bytes.h"
 
 #define STATE_MAX_VOCAB (1 << 24)
 
@@ -67,28 +68,6 @@ deco_status_t deco_recycler_reset(deco_recycler_t *r) {
   return deco_memset(r->ctx, r->table, 0, table_bytes(r));
 }
 
-/* ---- Little-endian fields and the checksum ---- */
-
-static uint32_t get_u32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const unsigned char *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  put_u32(p, (uint32_t)v);
-  put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-/* FNV-1a 64: any single changed byte changes the result (each step is a
- * bijection of the running value). */
-static uint64_t fnv1a64(const unsigned char *p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
-}
-
 /* ---- Load ---- */
 
 /* Validates a state file of `total` bytes whose first `have` bytes are in p
@@ -105,7 +84,7 @@ static deco_status_t parse_state(deco_recycler_t *r, const unsigned char *p, siz
     return DECO_FAIL(ctx, DECO_STATUS_BAD_FORMAT,
                      "%s: magic: not a Token Recycling state file (expected \"%s\" in the first 8 bytes)", nm,
                      DECO_RECYCLE_STATE_MAGIC);
-  const uint32_t version = get_u32(p + 8), vocab = get_u32(p + 12), k = get_u32(p + 16), flags = get_u32(p + 20);
+  const uint32_t version = deco_get_u32(p + 8), vocab = deco_get_u32(p + 12), k = deco_get_u32(p + 16), flags = deco_get_u32(p + 20);
   if (version != DECO_RECYCLE_STATE_VERSION)
     return DECO_FAIL(ctx, DECO_STATUS_BAD_FORMAT, "%s: version: %u, this library reads version %d", nm, version,
                      DECO_RECYCLE_STATE_VERSION);
@@ -123,14 +102,14 @@ static deco_status_t parse_state(deco_recycler_t *r, const unsigned char *p, siz
   if (have != total)
     return DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "%s: %zu of %zu bytes read", nm, have, total);
   const size_t body = expected - 8;
-  const uint64_t stored = get_u64(p + body), computed = fnv1a64(p, body);
+  const uint64_t stored = deco_get_u64(p + body), computed = deco_fnv1a64(p, body);
   if (stored != computed)
     return DECO_FAIL(ctx, DECO_STATUS_BAD_FORMAT,
                      "%s: checksum: stored 0x%016llx, computed 0x%016llx (the file is corrupt)", nm,
                      (unsigned long long)stored, (unsigned long long)computed);
   const size_t n = (size_t)r->vocab * (size_t)r->k;
   for (size_t i = 0; i < n; ++i) {
-    const int32_t v = (int32_t)get_u32(p + H + 4 * i);
+    const int32_t v = (int32_t)deco_get_u32(p + H + 4 * i);
     if (v < 0 || v >= r->vocab)
       return DECO_FAIL(ctx, DECO_STATUS_BAD_FORMAT, "%s: table[%zu][%zu] = %d is outside [0, vocab = %d)", nm,
                        i / (size_t)r->k, i % (size_t)r->k, (int)v, r->vocab);
@@ -182,17 +161,6 @@ deco_status_t deco_recycler_load(deco_recycler_t *r, const char *path) {
 
 /* ---- Save ---- */
 
-static deco_status_t write_all(deco_ctx_t *ctx, int fd, const unsigned char *p, size_t n, const char *tmp) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot write %s: %s", tmp, strerror(w < 0 ? errno : EIO));
-    p += w;
-    n -= (size_t)w;
-  }
-  return DECO_STATUS_SUCCESS;
-}
-
 deco_status_t deco_recycler_save(deco_recycler_t *r, const char *path) {
   static const char op[] = "deco_recycler_save";
   if (r == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: r is NULL", op);
@@ -201,42 +169,24 @@ deco_status_t deco_recycler_save(deco_recycler_t *r, const char *path) {
   const size_t H = DECO_RECYCLE_STATE_HEADER_BYTES, n = (size_t)r->vocab * (size_t)r->k, total = state_bytes(r);
   unsigned char *buf = malloc(total);
   int32_t *ids = malloc(table_bytes(r));
-  char *tmp = malloc(strlen(path) + 16);
   deco_status_t s = DECO_STATUS_SUCCESS;
-  if (!buf || !ids || !tmp) {
+  if (!buf || !ids) {
     s = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to save %s", op, total, path);
     goto out;
   }
   s = deco_memcpy(ctx, ids, r->table, table_bytes(r), DECO_COPY_CTX_TO_HOST);
   if (s != DECO_STATUS_SUCCESS) goto out;
   memcpy(buf, DECO_RECYCLE_STATE_MAGIC, 8);
-  put_u32(buf + 8, DECO_RECYCLE_STATE_VERSION);
-  put_u32(buf + 12, (uint32_t)r->vocab);
-  put_u32(buf + 16, (uint32_t)r->k);
-  put_u32(buf + 20, 0);
-  for (size_t i = 0; i < n; ++i) put_u32(buf + H + 4 * i, (uint32_t)ids[i]);
-  put_u64(buf + total - 8, fnv1a64(buf, total - 8));
+  deco_put_u32(buf + 8, DECO_RECYCLE_STATE_VERSION);
+  deco_put_u32(buf + 12, (uint32_t)r->vocab);
+  deco_put_u32(buf + 16, (uint32_t)r->k);
+  deco_put_u32(buf + 20, 0);
+  for (size_t i = 0; i < n; ++i) deco_put_u32(buf + H + 4 * i, (uint32_t)ids[i]);
+  deco_put_u64(buf + total - 8, deco_fnv1a64(buf, total - 8));
 
-  /* Beside the target, so that the rename cannot cross file systems. */
-  sprintf(tmp, "%s.tmp-XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot save %s: cannot create a temporary file beside it: %s", path,
-                  strerror(errno));
-    goto out;
-  }
-  (void)fchmod(fd, 0644); /* mkstemp's 0600 would make the state private */
-  s = write_all(ctx, fd, buf, total, tmp);
-  if (s == DECO_STATUS_SUCCESS && fsync(fd) != 0)
-    s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot save %s: flushing %s: %s", path, tmp, strerror(errno));
-  if (close(fd) != 0 && s == DECO_STATUS_SUCCESS)
-    s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot save %s: closing %s: %s", path, tmp, strerror(errno));
-  if (s == DECO_STATUS_SUCCESS && rename(tmp, path) != 0)
-    s = DECO_FAIL(ctx, DECO_STATUS_IO_ERROR, "cannot save %s: renaming %s over it: %s", path, tmp, strerror(errno));
-  if (s != DECO_STATUS_SUCCESS) unlink(tmp);
+  s = deco_file_save(ctx, path, buf, total);
 out:
   free(buf);
   free(ids);
-  free(tmp);
   return s;
 }

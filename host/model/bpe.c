@@ -23,6 +23,7 @@
 
 #include "core/file.h"
 #include "core/internal.h"
+#include "util/bytes.h"
 #include "model/bpe.h"
 #include "model/gguf.h"
 
@@ -63,12 +64,6 @@ struct tok_gguf {
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static uint64_t fnv1a(const void *p, size_t n) {
-  const unsigned char *s = p;
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ s[i]) * 0x100000001b3ull;
-  return h;
-}
 
 static uint64_t mix64(uint64_t x) {
   x ^= x >> 33;
@@ -91,7 +86,7 @@ static const char *tok_txt(const tok_gguf_t *g, int32_t id, size_t *len) {
 
 static int32_t gv_find(const tok_gguf_t *g, const char *s, size_t n) {
   if (n > g->max_text_len) return -1;
-  size_t i = (size_t)fnv1a(s, n) & g->hash_mask;
+  size_t i = (size_t)deco_fnv1a64(s, n) & g->hash_mask;
   for (;; i = (i + 1) & g->hash_mask) {
     int32_t id = g->hash[i];
     if (id < 0) return -1;
@@ -272,7 +267,7 @@ static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char 
     g->text[off + len] = '\0';
     off += len + 1;
     if (len > g->max_text_len) g->max_text_len = len;
-    size_t h = (size_t)fnv1a(t, len) & g->hash_mask;
+    size_t h = (size_t)deco_fnv1a64(t, len) & g->hash_mask;
     for (;; h = (h + 1) & g->hash_mask) {
       int32_t other = g->hash[h];
       if (other < 0) {

@@ -16,26 +16,10 @@
 #include "core/internal.h"
 #include "deco/superpose.h"
 #include "superpose/ngram_internal.h"
-
-/* ---- Little-endian fields and the checksum ---- */
-
-static uint32_t get_u32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const unsigned char *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  put_u32(p, (uint32_t)v);
-  put_u32(p + 4, (uint32_t)(v >> 32));
-}
+#include "util/bytes.h"
 
 uint64_t deco_ngram_hash_bytes(const void *data, size_t n) {
-  const unsigned char *p = data;
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
+  return deco_fnv1a64(data, n);
 }
 
 size_t deco_ngram_file_bytes(uint32_t n_slots, uint64_t n_followers) {
@@ -58,34 +42,34 @@ deco_status_t deco_ngram_encode(deco_ngram_table_t *t) {
   unsigned char *p = calloc(1, bytes);
   if (!p) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "n-gram table: cannot allocate %zu bytes", bytes);
   memcpy(p, DECO_NGRAM_MAGIC, 8);
-  put_u32(p + 8, DECO_NGRAM_VERSION);
-  put_u32(p + 12, DECO_NGRAM_HEADER_BYTES);
-  put_u32(p + 16, (uint32_t)t->vocab_size);
-  put_u32(p + 20, DECO_NGRAM_MIN_ORDER);
-  put_u32(p + 24, DECO_NGRAM_MAX_ORDER);
-  put_u32(p + 28, t->n_slots);
-  put_u64(p + 32, t->seed);
-  put_u64(p + 40, t->tokenizer_hash);
-  put_u32(p + 48, t->n_contexts);
-  put_u32(p + 52, t->n_followers);
-  put_u64(p + 56, t->corpus_tokens);
-  put_u64(p + 64, t->pruned_contexts);
-  for (int i = 0; i < DECO_NGRAM_N_ORDERS; ++i) put_u32(p + 72 + 4 * i, t->per_order[i]);
-  put_u32(p + 92, 0);
+  deco_put_u32(p + 8, DECO_NGRAM_VERSION);
+  deco_put_u32(p + 12, DECO_NGRAM_HEADER_BYTES);
+  deco_put_u32(p + 16, (uint32_t)t->vocab_size);
+  deco_put_u32(p + 20, DECO_NGRAM_MIN_ORDER);
+  deco_put_u32(p + 24, DECO_NGRAM_MAX_ORDER);
+  deco_put_u32(p + 28, t->n_slots);
+  deco_put_u64(p + 32, t->seed);
+  deco_put_u64(p + 40, t->tokenizer_hash);
+  deco_put_u32(p + 48, t->n_contexts);
+  deco_put_u32(p + 52, t->n_followers);
+  deco_put_u64(p + 56, t->corpus_tokens);
+  deco_put_u64(p + 64, t->pruned_contexts);
+  for (int i = 0; i < DECO_NGRAM_N_ORDERS; ++i) deco_put_u32(p + 72 + 4 * i, t->per_order[i]);
+  deco_put_u32(p + 92, 0);
   unsigned char *q = p + DECO_NGRAM_HEADER_BYTES;
   for (uint32_t s = 0; s < t->n_slots; ++s, q += DECO_NGRAM_SLOT_BYTES) {
     const deco_ngram_slot_t *e = &t->slots[s];
-    put_u64(q, e->fingerprint);
-    put_u32(q + 8, e->first);
-    put_u32(q + 12, e->count);
-    put_u32(q + 16, e->total);
-    put_u32(q + 20, e->order);
+    deco_put_u64(q, e->fingerprint);
+    deco_put_u32(q + 8, e->first);
+    deco_put_u32(q + 12, e->count);
+    deco_put_u32(q + 16, e->total);
+    deco_put_u32(q + 20, e->order);
   }
   for (uint32_t f = 0; f < t->n_followers; ++f, q += DECO_NGRAM_FOLLOWER_BYTES) {
-    put_u32(q, t->followers[f].token);
-    put_u32(q + 4, t->followers[f].count);
+    deco_put_u32(q, t->followers[f].token);
+    deco_put_u32(q + 4, t->followers[f].count);
   }
-  put_u64(p + bytes - 8, deco_ngram_hash_bytes(p, bytes - 8));
+  deco_put_u64(p + bytes - 8, deco_ngram_hash_bytes(p, bytes - 8));
   free(t->image);
   t->image = p;
   t->image_bytes = bytes;
@@ -238,10 +222,10 @@ static deco_status_t parse(const unsigned char *p, size_t have, size_t total, co
     return BAD("%s: truncated: %zu bytes, shorter than the %zu-byte header and checksum", nm, total, H + 8);
   if (memcmp(p, DECO_NGRAM_MAGIC, 8) != 0)
     return BAD("%s: magic: not a deco n-gram table (expected \"%s\" in the first 8 bytes)", nm, DECO_NGRAM_MAGIC);
-  const uint32_t version = get_u32(p + 8), header = get_u32(p + 12), vocab = get_u32(p + 16);
-  const uint32_t min_order = get_u32(p + 20), max_order = get_u32(p + 24), n_slots = get_u32(p + 28);
-  const uint64_t seed = get_u64(p + 32), tok_hash = get_u64(p + 40);
-  const uint32_t n_contexts = get_u32(p + 48), n_followers = get_u32(p + 52);
+  const uint32_t version = deco_get_u32(p + 8), header = deco_get_u32(p + 12), vocab = deco_get_u32(p + 16);
+  const uint32_t min_order = deco_get_u32(p + 20), max_order = deco_get_u32(p + 24), n_slots = deco_get_u32(p + 28);
+  const uint64_t seed = deco_get_u64(p + 32), tok_hash = deco_get_u64(p + 40);
+  const uint32_t n_contexts = deco_get_u32(p + 48), n_followers = deco_get_u32(p + 52);
   if (version != DECO_NGRAM_VERSION)
     return BAD("%s: version: %u, this library reads version %d", nm, (unsigned)version, DECO_NGRAM_VERSION);
   if (header != H) return BAD("%s: header_bytes: %u, expected %zu", nm, (unsigned)header, H);
@@ -259,13 +243,13 @@ static deco_status_t parse(const unsigned char *p, size_t have, size_t total, co
   if ((uint64_t)n_contexts * 2 > n_slots)
     return BAD("%s: n_contexts: %u contexts in %u slots, more than half full", nm, (unsigned)n_contexts,
                (unsigned)n_slots);
-  if (get_u32(p + 92) != 0) return BAD("%s: reserved: 0x%x, expected 0", nm, (unsigned)get_u32(p + 92));
+  if (deco_get_u32(p + 92) != 0) return BAD("%s: reserved: 0x%x, expected 0", nm, (unsigned)deco_get_u32(p + 92));
   const size_t expected = deco_ngram_file_bytes(n_slots, n_followers);
   if (total != expected)
     return BAD("%s: size: %s: %zu bytes, expected %zu for n_slots=%u n_followers=%u", nm,
                total < expected ? "truncated" : "oversized", total, expected, (unsigned)n_slots, (unsigned)n_followers);
   if (have != total) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: %zu of %zu bytes read", nm, have, total);
-  const uint64_t stored = get_u64(p + total - 8), computed = deco_ngram_hash_bytes(p, total - 8);
+  const uint64_t stored = deco_get_u64(p + total - 8), computed = deco_ngram_hash_bytes(p, total - 8);
   if (stored != computed)
     return BAD("%s: checksum: stored 0x%016llx, computed 0x%016llx (the file is corrupt)", nm,
                (unsigned long long)stored, (unsigned long long)computed);
@@ -288,16 +272,16 @@ static deco_status_t parse(const unsigned char *p, size_t have, size_t total, co
   t->n_slots = n_slots;
   t->n_contexts = n_contexts;
   t->n_followers = n_followers;
-  t->corpus_tokens = get_u64(p + 56);
-  t->pruned_contexts = get_u64(p + 64);
-  for (int i = 0; i < DECO_NGRAM_N_ORDERS; ++i) t->per_order[i] = get_u32(p + 72 + 4 * i);
+  t->corpus_tokens = deco_get_u64(p + 56);
+  t->pruned_contexts = deco_get_u64(p + 64);
+  for (int i = 0; i < DECO_NGRAM_N_ORDERS; ++i) t->per_order[i] = deco_get_u32(p + 72 + 4 * i);
   const unsigned char *q = p + H;
   for (uint32_t s = 0; s < n_slots; ++s, q += DECO_NGRAM_SLOT_BYTES)
     t->slots[s] = (deco_ngram_slot_t){
-        .fingerprint = get_u64(q), .first = get_u32(q + 8), .count = get_u32(q + 12), .total = get_u32(q + 16),
-        .order = get_u32(q + 20)};
+        .fingerprint = deco_get_u64(q), .first = deco_get_u32(q + 8), .count = deco_get_u32(q + 12), .total = deco_get_u32(q + 16),
+        .order = deco_get_u32(q + 20)};
   for (uint32_t f = 0; f < n_followers; ++f, q += DECO_NGRAM_FOLLOWER_BYTES)
-    t->followers[f] = (deco_ngram_follower_t){.token = get_u32(q), .count = get_u32(q + 4)};
+    t->followers[f] = (deco_ngram_follower_t){.token = deco_get_u32(q), .count = deco_get_u32(q + 4)};
   const deco_status_t st = check_body(t, nm);
   if (st != DECO_STATUS_SUCCESS) {
     deco_ngram_table_destroy(t);
@@ -335,7 +319,7 @@ deco_status_t deco_ngram_table_load(const char *path, int vocab_size, uint64_t t
   DECO_TRY(deco_file_read(NULL, path, DECO_NGRAM_HEADER_BYTES + 8, &head, &got, &total));
   const unsigned char *h = head;
   const int whole = got == DECO_NGRAM_HEADER_BYTES + 8 &&
-                    deco_ngram_file_bytes(get_u32(h + 28), get_u32(h + 52)) == total;
+                    deco_ngram_file_bytes(deco_get_u32(h + 28), deco_get_u32(h + 52)) == total;
   if (!whole || total == got) {
     const deco_status_t st = parse(head, got, total, path, vocab_size, tokenizer_hash, out);
     free(head);
@@ -403,45 +387,12 @@ deco_status_t deco_ngram_table_counts(const deco_ngram_table_t *t, int order, co
 
 /* ---- Save ---- */
 
-static deco_status_t write_all(int fd, const unsigned char *p, size_t n, const char *tmp) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot write %s: %s", tmp, strerror(w < 0 ? errno : EIO));
-    p += w;
-    n -= (size_t)w;
-  }
-  return DECO_STATUS_SUCCESS;
-}
-
 deco_status_t deco_ngram_table_save(const deco_ngram_table_t *t, const char *path) {
-  static const char op[] = "deco_ngram_table_save";
-  if (!t || !path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
+  if (!t || !path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_ngram_table_save: NULL argument");
   struct stat sb;
   if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
     return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot save %s: not a regular file", path);
-  char *tmp = malloc(strlen(path) + 16);
-  if (!tmp) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
-  /* Beside the target, so that the rename cannot cross file systems. */
-  sprintf(tmp, "%s.tmp-XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    deco_status_t s = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR,
-                                "cannot save %s: cannot create a temporary file beside it: %s", path, strerror(errno));
-    free(tmp);
-    return s;
-  }
-  (void)fchmod(fd, 0644); /* mkstemp's 0600 would make the table private */
-  deco_status_t s = write_all(fd, t->image, t->image_bytes, tmp);
-  if (s == DECO_STATUS_SUCCESS && fsync(fd) != 0)
-    s = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot save %s: flushing %s: %s", path, tmp, strerror(errno));
-  if (close(fd) != 0 && s == DECO_STATUS_SUCCESS)
-    s = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot save %s: closing %s: %s", path, tmp, strerror(errno));
-  if (s == DECO_STATUS_SUCCESS && rename(tmp, path) != 0)
-    s = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot save %s: renaming %s over it: %s", path, tmp, strerror(errno));
-  if (s != DECO_STATUS_SUCCESS) unlink(tmp);
-  free(tmp);
-  return s;
+  return deco_file_save(NULL, path, t->image, t->image_bytes);
 }
 
 /* ---- The copy in a context's memory ---- */
