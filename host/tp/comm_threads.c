@@ -63,7 +63,8 @@ static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
   pthread_mutex_unlock(&sh->mu);
   if (atomic_load(&sh->gen) != gen) return DECO_STATUS_SUCCESS;
 aborted:
-  return DECO_FAIL(ctx, DECO_STATUS_ABORTED, "threads communicator: another rank aborted (this is rank %d of %d)",
+  return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
+                   "threads communicator: the communicator was aborted by another rank (this is rank %d of %d)",
                    c->rank, c->size);
 }
 

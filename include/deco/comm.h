@@ -96,7 +96,8 @@ DECO_API deco_status_t deco_comm_broadcast(deco_comm_t *comm, deco_ctx_t *ctx, v
 DECO_API deco_status_t deco_comm_barrier(deco_comm_t *comm, deco_ctx_t *ctx);
 
 /* Tells every rank to stop: waits in progress and every later collective
- * return DECO_STATUS_ABORTED (threads: at once; MPI: the job is aborted,
+ * return DECO_STATUS_ABORTED, with a message that contains "the
+ * communicator was aborted" (threads: at once; MPI: the job is aborted,
  * MPI_Abort). A rank that fails calls it so that the others never hang. */
 DECO_API void deco_comm_abort(deco_comm_t *comm);
 DECO_API int deco_comm_aborted(const deco_comm_t *comm);
