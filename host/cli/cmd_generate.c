@@ -225,9 +225,10 @@ static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, c
 
 /* The context and the full model load; 0 or -1. */
 static int load_model(const deco_cli_options_t *o, const model_source_t *ms, deco_backend_t backend,
-                      deco_dtype_t dtype, deco_comm_t *comm, deco_ctx_t **ctx, deco_model_t **model) {
+                      deco_dtype_t dtype, deco_comm_t *comm, int device, deco_ctx_t **ctx, deco_model_t **model) {
   deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
   cc.backend = backend;
+  cc.device = device; /* NCCL ranks: each its own GPU */
   /* Ranks that share the cores run one thread per op unless told. */
   if (comm && deco_comm_backend(comm) == DECO_COMM_THREADS && deco_comm_size(comm) > 1)
     cc.n_threads = o->threads ? o->threads : 1;
@@ -300,7 +301,8 @@ static uint64_t config_hash(const deco_cli_options_t *o, const model_source_t *m
 }
 
 /* One rank's run (comm NULL: the ordinary single-process run). */
-static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, deco_comm_t *comm) {
+static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, deco_comm_t *comm,
+                         int device) {
   /* 1. The model file (or the synthetic name, or the built-in model). */
   model_source_t ms;
   int rc = read_model_header(o, &ms);
@@ -324,7 +326,7 @@ static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, de
                                                    "configuration hash (model, file size, options)")
                             : DECO_STATUS_SUCCESS;
     if (st != DECO_STATUS_SUCCESS) deco_cli_error("%s", deco_last_error(NULL));
-    else if (load_model(o, &ms, backend, dtype, comm, &ctx, &model) == 0 &&
+    else if (load_model(o, &ms, backend, dtype, comm, device, &ctx, &model) == 0 &&
              generate_and_print(o, model, tok, prompt, n_prompt, backend, dtype, ms.label, comm) == 0)
       rc = DECO_EXIT_OK;
   }
@@ -342,6 +344,7 @@ typedef struct rank_job {
   deco_backend_t backend;
   deco_dtype_t dtype;
   deco_comm_t *comm;
+  int device;
   int rc;
   char msg[1024];
 } rank_job_t;
@@ -354,26 +357,31 @@ static void *rank_thread(void *p) {
   rank_job_t *j = p;
   deco_cli_quiet = 1;
   deco_cli_last_error[0] = '\0';
-  j->rc = generate_rank(j->o, j->backend, j->dtype, j->comm);
+  j->rc = generate_rank(j->o, j->backend, j->dtype, j->comm, j->device);
   snprintf(j->msg, sizeof j->msg, "%s", deco_cli_last_error);
   if (j->rc != DECO_EXIT_OK) deco_comm_abort(j->comm);
   return NULL;
 }
 
-/* tp ranks as threads of this process. The exit status and the one message
- * printed are those of the lowest rank that failed on its own (the others
- * only saw its abort). */
-static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, int tp) {
+/* tp ranks as threads of this process: over the threads communicator on
+ * the CPU, or over NCCL with GPU r for rank r (ncclCommInitAll). The exit
+ * status and the one message printed are those of the lowest rank that
+ * failed on its own (the others only saw its abort). */
+static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, int tp,
+                            deco_comm_backend_t kind) {
   deco_comm_t *comms[DECO_COMM_MAX_RANKS];
-  if (deco_comm_threads_create(tp, comms) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--tp %d: %s", tp, deco_last_error(NULL));
+  const deco_status_t cst = kind == DECO_COMM_NCCL ? deco_comm_nccl_create_all(tp, NULL, comms)
+                                                   : deco_comm_threads_create(tp, comms);
+  if (cst != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--tp %d --comm %s: %s", tp, deco_comm_backend_name(kind), deco_last_error(NULL));
     return DECO_EXIT_BAD_INPUT;
   }
   rank_job_t *jobs = calloc((size_t)tp, sizeof *jobs);
   pthread_t th[DECO_COMM_MAX_RANKS];
   int started = 0;
   for (int r = 0; jobs && r < tp; ++r) {
-    jobs[r] = (rank_job_t){.o = o, .backend = backend, .dtype = dtype, .comm = comms[r], .rc = DECO_EXIT_BAD_INPUT};
+    jobs[r] = (rank_job_t){.o = o, .backend = backend, .dtype = dtype, .comm = comms[r],
+                           .device = kind == DECO_COMM_NCCL ? r : 0, .rc = DECO_EXIT_BAD_INPUT};
     if (pthread_create(&th[r], NULL, rank_thread, &jobs[r]) != 0) {
       deco_comm_abort(comms[0]);
       break;
@@ -400,13 +408,16 @@ static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend,
 }
 
 /* One rank per process under a launcher (mpirun, srun): the communicator
- * from the environment; rank 0 prints, the others print only failures of
- * their own, naming their rank. */
-static int generate_mpi(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype) {
+ * from the environment (MPI on the CPU; NCCL on the GPU of the launcher's
+ * local rank); rank 0 prints, the others print only failures of their own,
+ * naming their rank. */
+static int generate_launched(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype,
+                             deco_comm_backend_t kind, int device) {
   deco_comm_t *comm = NULL;
-  if (deco_comm_mpi_create(&comm) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--comm mpi: %s", deco_last_error(NULL));
-    return DECO_EXIT_USAGE;
+  const deco_status_t cst = kind == DECO_COMM_NCCL ? deco_comm_nccl_create(NULL, &comm) : deco_comm_mpi_create(&comm);
+  if (cst != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--comm %s: %s", deco_comm_backend_name(kind), deco_last_error(NULL));
+    return kind == DECO_COMM_NCCL ? DECO_EXIT_BAD_INPUT : DECO_EXIT_USAGE;
   }
   const int rank = deco_comm_rank(comm), size = deco_comm_size(comm);
   if (o->tp && o->tp != size) {
@@ -415,7 +426,7 @@ static int generate_mpi(const deco_cli_options_t *o, deco_backend_t backend, dec
     return DECO_EXIT_USAGE;
   }
   deco_cli_quiet = rank != 0;
-  int rc = generate_rank(o, backend, dtype, comm);
+  int rc = generate_rank(o, backend, dtype, comm, device);
   deco_cli_quiet = 0;
   if (rc != DECO_EXIT_OK && rank != 0 && !is_abort_echo(deco_cli_last_error))
     fprintf(stderr, "deco: error: rank %d: %s\n", rank, deco_cli_last_error);
@@ -432,25 +443,32 @@ int deco_cli_generate(const deco_cli_options_t *o) {
    * --tp N runs N threads. */
   const deco_comm_backend_t comm = o->comm_set ? o->comm : launched ? DECO_COMM_MPI : DECO_COMM_THREADS;
   const int tp_run = o->tp > 0 || o->comm_set || launched;
-  if (tp_run && comm == DECO_COMM_NCCL) {
-    deco_cli_error("--comm nccl: the NCCL communicator is not built into deco generate yet (use threads or mpi)");
-    return DECO_EXIT_USAGE;
-  }
   if (tp_run && comm == DECO_COMM_MPI && !launched) {
     deco_cli_error("--comm mpi needs a launcher (mpirun, srun): none of OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, "
                    "SLURM_PROCID/NTASKS or RANK/WORLD_SIZE describes more than one rank");
+    return DECO_EXIT_USAGE;
+  }
+  if (launched && comm == DECO_COMM_THREADS) {
+    deco_cli_error("--comm threads: under a launcher every process is a rank (use --comm mpi or nccl)");
+    return DECO_EXIT_USAGE;
+  }
+  if (tp_run && comm == DECO_COMM_NCCL && !deco_comm_backend_available(DECO_COMM_NCCL)) {
+    deco_cli_error("--comm nccl: this deco was built without NCCL (a CUDA build finds it beside the toolkit)");
     return DECO_EXIT_USAGE;
   }
   if (tp_run && o->recycle_state) {
     deco_cli_error("--recycle-state: not with tensor parallelism (every rank holds the same table)");
     return DECO_EXIT_USAGE;
   }
-  /* The host communicators carry host buffers: their ranks run on the CPU. */
+  /* The host communicators carry host buffers: their ranks run on the CPU;
+   * NCCL's run on GPUs. */
+  const deco_backend_t tp_backend = comm == DECO_COMM_NCCL ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
   deco_backend_t backend = o->backend_set ? o->backend
-                           : tp_run       ? DECO_BACKEND_CPU
+                           : tp_run       ? tp_backend
                                           : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  if (tp_run && backend != DECO_BACKEND_CPU) {
-    deco_cli_error("--comm %s: its ranks run on the cpu backend (use --backend cpu)", deco_comm_backend_name(comm));
+  if (tp_run && backend != tp_backend) {
+    deco_cli_error("--comm %s: its ranks run on the %s backend (use --backend %s)", deco_comm_backend_name(comm),
+                   deco_backend_name(tp_backend), deco_backend_name(tp_backend));
     return DECO_EXIT_USAGE;
   }
   deco_dtype_t dtype = o->dtype_set ? o->dtype : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
@@ -458,7 +476,7 @@ int deco_cli_generate(const deco_cli_options_t *o) {
     deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(dtype));
     return DECO_EXIT_USAGE;
   }
-  if (!tp_run) return generate_rank(o, backend, dtype, NULL);
-  if (comm == DECO_COMM_MPI) return generate_mpi(o, backend, dtype);
-  return generate_threads(o, backend, dtype, o->tp > 0 ? o->tp : 1);
+  if (!tp_run) return generate_rank(o, backend, dtype, NULL, 0);
+  if (launched) return generate_launched(o, backend, dtype, comm, env.local_rank);
+  return generate_threads(o, backend, dtype, o->tp > 0 ? o->tp : 1, comm);
 }

@@ -110,7 +110,7 @@ void deco_forward_last_batch(const deco_model_t *m, const int32_t **prefix_lens,
  * its heads or FFN columns: summed across ranks, in rank order, the same
  * bits on every rank (deco/comm.h). */
 static deco_status_t all_reduce(deco_model_t *m, void *buf, int T) {
-  if (m->comm == NULL || m->tp_size == 1) return DECO_STATUS_SUCCESS;
+  if (m->comm == NULL) return DECO_STATUS_SUCCESS;
   return deco_comm_all_reduce_sum(m->comm, m->ctx, buf, (size_t)T * m->hp.dim, deco_comm_dtype_of(m->dtype));
 }
 

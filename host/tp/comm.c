@@ -240,3 +240,20 @@ deco_status_t deco_comm_from_mpi(const void *mpi_comm, deco_comm_t **out) {
                    "deco_comm_from_mpi: this build has no MPI (install libopenmpi-dev and reconfigure)");
 }
 #endif
+
+#ifndef DECO_HAVE_NCCL
+static deco_status_t no_nccl(deco_comm_t **out, const char *op) {
+  if (out) *out = NULL;
+  return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
+                   "%s: this build has no NCCL (a CUDA build finds it beside the toolkit or in the system)", op);
+}
+deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_comm_t **out) {
+  return no_nccl(out, "deco_comm_nccl_create");
+}
+deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t **comms) {
+  return no_nccl(comms, "deco_comm_nccl_create_all");
+}
+deco_status_t deco_comm_from_nccl(const void *nccl_comm, double timeout_s, deco_comm_t **out) {
+  return no_nccl(out, "deco_comm_from_nccl");
+}
+#endif

@@ -73,6 +73,34 @@ DECO_API deco_status_t deco_comm_mpi_create(deco_comm_t **out);
  * not owned: destroying the handle leaves it alone. */
 DECO_API deco_status_t deco_comm_from_mpi(const void *mpi_comm, deco_comm_t **out);
 
+/* NCCL (device buffers; collectives on the context's stream, so they can
+ * be captured in a CUDA graph). One rank per process: the GPU is
+ * config->device, or the launcher's local rank when it is -1; the unique
+ * id is shared over MPI under mpirun (builds with MPI), by NCCL's own
+ * bootstrap when NCCL_COMM_ID is set, or served by rank 0 on
+ * MASTER_ADDR:MASTER_PORT; with none of them it fails naming them (a world
+ * of one needs none). Every call polls ncclCommGetAsyncError while in
+ * progress; an error or timeout_s without progress aborts the communicator
+ * (ncclCommAbort) and returns DECO_STATUS_ABORTED with a message naming the
+ * operation, never a hang. NCCL's sums are not in rank order. Without NCCL
+ * in the build: DECO_STATUS_UNSUPPORTED. */
+#define DECO_COMM_NCCL_TIMEOUT_S 300.0
+typedef struct deco_comm_nccl_config {
+  size_t size;      /* sizeof(deco_comm_nccl_config_t): set by the INIT macro */
+  int device;       /* -1: the launcher's local rank */
+  double timeout_s; /* 0: DECO_COMM_NCCL_TIMEOUT_S */
+} deco_comm_nccl_config_t;
+#define DECO_COMM_NCCL_CONFIG_INIT {.size = sizeof(deco_comm_nccl_config_t), .device = -1, .timeout_s = 0.0}
+DECO_API deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_comm_t **out);
+/* One process driving n GPUs (devices[r], or r when devices is NULL) with
+ * one thread each (ncclCommInitAll): comms[r] is rank r's handle; each
+ * thread makes its GPU current before using it. */
+DECO_API deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t **comms);
+/* An engine's NCCL communicator (an ncclComm_t passed by address), wrapped,
+ * not owned (an error still aborts it: NCCL leaves it unusable); timeout_s
+ * as in the config (0: the default). */
+DECO_API deco_status_t deco_comm_from_nccl(const void *nccl_comm, double timeout_s, deco_comm_t **out);
+
 /* The rank, size and backend. */
 DECO_API int deco_comm_rank(const deco_comm_t *comm);
 DECO_API int deco_comm_size(const deco_comm_t *comm);
