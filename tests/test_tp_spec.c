@@ -7,7 +7,9 @@
  * and every rank's recycling table is the same; at TP 2 speculative
  * sampling (T = 0.7, recycling drafts) has the law of plain sampling
  * (two-sample chi-square over per-position histograms), and the same test
- * tells T = 0.9 from T = 0.7.
+ * rejects a broken acceptance rule (no residual update; this suite links
+ * deco_internal for the switch of kernels/verify/accept_mutant.h) and tells
+ * T = 0.9 from T = 0.7.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/verify/accept_mutant.h"
 #include "common/stats.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
@@ -22,8 +25,9 @@
 
 #define VOCAB 512
 #define HORIZON 3
-#define RUNS 3000
-#define RUNS_CONTROL 1500
+#define RUNS 2000
+#define RUNS_CONTROL 1000
+#define RUNS_BROKEN 1000
 
 typedef struct spec_job {
   int tp;
@@ -187,15 +191,22 @@ Test(tp_spec, sampling_at_tp_2_has_the_law_of_plain_sampling, .timeout = 240) {
   plain.cfg.steps = n + HORIZON - 1;
   plain.cfg.temperature = 0.7f;
   plain.cfg.ignore_eos = 1;
-  spec_job_t spec = plain, hot = plain;
+  spec_job_t spec = plain, hot = plain, broken = plain;
   spec.source = DECO_TEST_RECYCLE;
   spec.seed0 = 900000;
   hot.cfg.temperature = 0.9f;
   hot.runs = RUNS_CONTROL;
   hot.seed0 = 500000;
+  broken.source = DECO_TEST_RECYCLE;
+  broken.runs = RUNS_BROKEN;
+  broken.seed0 = 700000;
   run(&plain);
   run(&spec);
   run(&hot);
+  /* Every rank's thread reads the switch; it is set before they start. */
+  deco_accept_mutant = DECO_ACCEPT_MUTANT_NO_RESIDUAL;
+  run(&broken);
+  deco_accept_mutant = DECO_ACCEPT_CORRECT;
   fprintf(stderr, "TP 2 recycle sampling: %ld tokens in %ld forwards\n", spec.tokens[0], spec.forwards[0]);
   cr_assert_lt(spec.forwards[0], spec.tokens[0], "no draft was ever accepted: nothing speculative was tested");
   const double alpha = DECO_TEST_ALPHA / HORIZON;
@@ -204,7 +215,10 @@ Test(tp_spec, sampling_at_tp_2_has_the_law_of_plain_sampling, .timeout = 240) {
   cr_assert_eq(rej, 0, "speculative sampling at TP 2 differs from plain sampling (smallest p %g)", p_min);
   rej = rejections("control: T = 0.9 vs 0.7", &plain, &hot, alpha, &p_min);
   cr_assert_gt(rej, 0, "the test cannot tell T = 0.9 from 0.7 (smallest p %g): it has no power", p_min);
+  rej = rejections("broken: no residual update", &plain, &broken, alpha, &p_min);
+  cr_assert_gt(rej, 0, "the test cannot tell a broken acceptance rule from plain sampling (smallest p %g)", p_min);
   free_job(&plain);
   free_job(&spec);
   free_job(&hot);
+  free_job(&broken);
 }
