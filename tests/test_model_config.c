@@ -331,11 +331,11 @@ Test(model_config, config_fields_are_checked) {
   mc = (deco_model_config_t)DECO_MODEL_CONFIG_INIT;
   mc.dtype = DECO_DTYPE_BF16;
   cr_assert_eq(deco_model_load_llama2c(ctx, path, &mc, &m), DECO_STATUS_UNSUPPORTED);
-  /* Tensor parallelism: only size 1. */
+  /* Tensor parallelism above 1 needs a communicator (test_tp_model.c runs it). */
   mc = (deco_model_config_t)DECO_MODEL_CONFIG_INIT;
   mc.tp_size = 2;
-  cr_assert_eq(deco_model_load_llama2c(ctx, path, &mc, &m), DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "tensor parallelism") != NULL, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_model_load_llama2c(ctx, path, &mc, &m), DECO_STATUS_NULL_POINTER);
+  cr_assert(strstr(deco_last_error(ctx), "communicator") != NULL, "%s", deco_last_error(ctx));
   mc.tp_size = 1;
   mc.tp_rank = 1;
   cr_assert_eq(deco_model_load_llama2c(ctx, path, &mc, &m), DECO_STATUS_INVALID_ARGUMENT);

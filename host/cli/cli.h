@@ -49,6 +49,9 @@ typedef struct deco_cli_options {
   const char *recycle_state;
   int compare_ar;
   int threads;                /* --threads: CPU threads per op, 0 = OpenMP's default */
+  int tp;                     /* --tp: tensor-parallel ranks (0: not given) */
+  int comm_set;               /* --comm given */
+  deco_comm_backend_t comm;   /* --comm threads|mpi|nccl */
 } deco_cli_options_t;
 
 /* Parses argv after the command name. On a usage error prints the
@@ -69,7 +72,11 @@ int deco_cli_tokenize(int argc, char **argv);
 /* The usage text of `deco generate`. */
 void deco_cli_usage(FILE *f);
 
-/* Prints "deco: error: <formatted>" on stderr. */
+/* Prints "deco: error: <formatted>" on stderr. A thread that sets
+ * deco_cli_quiet (a tensor-parallel rank) prints nothing; the message is
+ * kept in deco_cli_last_error either way. */
 void deco_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern _Thread_local int deco_cli_quiet;
+extern _Thread_local char deco_cli_last_error[1024];
 
 #endif

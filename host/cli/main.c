@@ -37,7 +37,9 @@ void deco_cli_usage(FILE *f) {
         "  --recycle-k K         recycle: candidates kept per token, 1-16 (8)\n"
         "  --recycle-state FILE  recycle: table loaded if present, saved at exit\n"
         "  --compare-ar          also time plain decoding and report speedup=\n"
-        "  --threads N           cpu: threads per op, 1-1024 (OpenMP's default: one per core)\n",
+        "  --threads N           cpu: threads per op, 1-1024 (OpenMP's default: one per core)\n"
+        "  --tp N                tensor parallelism over N ranks (under mpirun/srun: the world size)\n"
+        "  --comm threads|mpi|nccl   the ranks' communicator (threads: N threads of this process)\n",
         f);
 }
 

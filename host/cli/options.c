@@ -11,13 +11,15 @@
 
 #include "cli/cli.h"
 
+_Thread_local int deco_cli_quiet;
+_Thread_local char deco_cli_last_error[1024];
+
 void deco_cli_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("deco: error: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(deco_cli_last_error, sizeof deco_cli_last_error, fmt, ap);
   va_end(ap);
+  if (!deco_cli_quiet) fprintf(stderr, "deco: error: %s\n", deco_cli_last_error);
 }
 
 static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
@@ -180,6 +182,14 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
     return parse_int(a, v, 1, 16, &o->recycle_k);
   } else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
   else if (strcmp(a, "--threads") == 0) return parse_int(a, v, 1, DECO_MAX_THREADS, &o->threads);
+  else if (strcmp(a, "--tp") == 0) return parse_int(a, v, 1, DECO_COMM_MAX_RANKS, &o->tp);
+  else if (strcmp(a, "--comm") == 0) {
+    static const char *const comms[] = {"threads", "mpi", "nccl"};
+    static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
+    o->comm_set = 1;
+    if (parse_word(a, v, comms, comm_ids, 3, "threads, mpi or nccl", &word)) return -1;
+    o->comm = (deco_comm_backend_t)word;
+  }
   return 0;
 }
 
@@ -196,7 +206,7 @@ static int takes_value(const char *a) {
   static const char *const with_value[] = {"--model", "--synthetic", "--tokenizer", "--prompt", "--prompt-ids",
                                             "--steps", "--temperature", "--top-p", "--seed", "--backend",
                                             "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
-                                            "--recycle-k", "--recycle-state", "--threads", NULL};
+                                            "--recycle-k", "--recycle-state", "--threads", "--tp", "--comm", NULL};
   for (int k = 0; with_value[k]; ++k)
     if (strcmp(a, with_value[k]) == 0) return 1;
   return 0;

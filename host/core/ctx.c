@@ -28,6 +28,7 @@ const char *deco_status_string(deco_status_t status) {
   case DECO_STATUS_CAPACITY: return "DECO_STATUS_CAPACITY";
   case DECO_STATUS_INTERNAL: return "DECO_STATUS_INTERNAL";
   case DECO_STATUS_NON_FINITE: return "DECO_STATUS_NON_FINITE";
+  case DECO_STATUS_ABORTED: return "DECO_STATUS_ABORTED";
   }
   return "DECO_STATUS_UNKNOWN";
 }

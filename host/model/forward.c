@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deco/comm.h"
 #include "deco/tree.h"
 #include "model/model_internal.h"
 #include "util/arena.h"
@@ -105,9 +106,12 @@ void deco_forward_last_batch(const deco_model_t *m, const int32_t **prefix_lens,
   *block_table = m->scratch.meta.block_table;
 }
 
+/* The row-parallel projections (wo, w2) leave each rank a partial sum over
+ * its heads or FFN columns: summed across ranks, in rank order, the same
+ * bits on every rank (deco/comm.h). */
 static deco_status_t all_reduce(deco_model_t *m, void *buf, int T) {
-  if (m->allreduce == NULL) return DECO_STATUS_SUCCESS;
-  return m->allreduce(m->allreduce_user, buf, (size_t)T * m->hp.dim, m->dtype);
+  if (m->comm == NULL) return DECO_STATUS_SUCCESS;
+  return deco_comm_all_reduce_sum(m->comm, m->ctx, buf, (size_t)T * m->hp.dim, deco_comm_dtype_of(m->dtype));
 }
 
 static deco_status_t matmul(deco_model_t *m, const void *a, const void *w, void *out, int rows, int n, int k,

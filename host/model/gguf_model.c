@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deco/core.h"
 #include "deco/quant.h"
 #include "model/gguf.h"
 #include "model/model_internal.h"
@@ -51,7 +52,7 @@ deco_status_t deco_gguf_read_hparams(const char *path, deco_model_hparams_t *hpa
 /* Where a tensor of a role goes: its weight block and the element offset
  * of layer l's part in it. */
 static void *destination(deco_model_t *m, deco_gguf_role_t role, int l) {
-  const deco_model_hparams_t *c = &m->hp;
+  const deco_model_hparams_t *c = &m->hp; /* TP 1 only for the split roles (upload_shard) */
   const size_t dim = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim;
   const size_t kvd = (size_t)c->n_kv_heads * c->head_dim, hid = (size_t)c->hidden_dim, L = (size_t)l;
   const size_t es = deco_dtype_size(m->dtype);
@@ -77,29 +78,74 @@ static void *destination(deco_model_t *m, deco_gguf_role_t role, int l) {
 /* Every tensor of the model, in deco_gguf_role_t order, dequantised into
  * its place; staging (GPU) holds the largest tensor's bytes, NULL on the
  * CPU, where the op reads the file's bytes where they are. */
+/* The split a role's tensor gets under tensor parallelism, or -1 for a
+ * replicated one. */
+static int shard_of(deco_gguf_role_t role) {
+  switch (role) {
+  case DECO_GGUF_ATTN_Q: return DECO_SHARD_WQ;
+  case DECO_GGUF_ATTN_K: return DECO_SHARD_WK;
+  case DECO_GGUF_ATTN_V: return DECO_SHARD_WV;
+  case DECO_GGUF_ATTN_OUTPUT: return DECO_SHARD_WO;
+  case DECO_GGUF_FFN_GATE: return DECO_SHARD_W1;
+  case DECO_GGUF_FFN_UP: return DECO_SHARD_W3;
+  case DECO_GGUF_FFN_DOWN: return DECO_SHARD_W2;
+  default: return -1;
+  }
+}
+
+/* Under tensor parallelism, a split tensor: dequantised to f32 in host
+ * memory (one tensor at a time, by a host context's op) and this rank's
+ * slice uploaded. */
+static deco_status_t upload_split(deco_model_t *m, deco_ctx_t **host_ctx, const deco_gguf_tensor_t *t, int shard,
+                                  int l) {
+  if (*host_ctx == NULL) {
+    deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+    cc.backend = DECO_BACKEND_CPU;
+    deco_status_t st = deco_ctx_create(&cc, host_ctx);
+    if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(m->ctx, st, "%s", deco_last_error(NULL));
+  }
+  float *f32 = malloc(sizeof(float) * (size_t)t->n_elements);
+  if (!f32) return DECO_FAIL(m->ctx, DECO_STATUS_OUT_OF_MEMORY, "tensor %s: out of host memory", t->name);
+  deco_dequant_args_t a = {.type = (deco_quant_type_t)t->type, .out_dtype = DECO_DTYPE_F32,
+                           .n = (size_t)t->n_elements, .in = t->data, .out = f32};
+  deco_status_t st = deco_dequant(*host_ctx, &a);
+  if (st != DECO_STATUS_SUCCESS) st = DECO_FAIL(m->ctx, st, "tensor %s: %s", t->name, deco_last_error(*host_ctx));
+  if (st == DECO_STATUS_SUCCESS) st = deco_model_upload_shard(m, (deco_shard_tensor_t)shard, l, f32);
+  free(f32);
+  return st;
+}
+
 static deco_status_t upload_all(deco_model_t *m, const deco_gguf_t *g, void *staging) {
-  deco_ctx_t *ctx = m->ctx;
-  for (int role = 0; role < DECO_GGUF_N_ROLES; ++role) {
+  deco_ctx_t *ctx = m->ctx, *host_ctx = NULL;
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  for (int role = 0; role < DECO_GGUF_N_ROLES && st == DECO_STATUS_SUCCESS; ++role) {
     const int per_layer = role >= DECO_GGUF_ATTN_NORM, layers = per_layer ? m->hp.n_layers : 1;
-    for (int l = 0; l < layers; ++l) {
+    for (int l = 0; l < layers && st == DECO_STATUS_SUCCESS; ++l) {
       const deco_gguf_tensor_t *t = deco_gguf_llama_tensor(g, (deco_gguf_role_t)role, l);
       if (!t) continue; /* output.weight absent: tied to token_embd (checked by the parse) */
+      const int shard = shard_of((deco_gguf_role_t)role);
+      if (m->tp_size > 1 && shard >= 0) {
+        st = upload_split(m, &host_ctx, t, shard, l);
+        continue;
+      }
       const void *in = t->data;
       if (staging) {
-        DECO_TRY(deco_memcpy(ctx, staging, t->data, (size_t)t->n_bytes, DECO_COPY_HOST_TO_CTX));
+        st = deco_memcpy(ctx, staging, t->data, (size_t)t->n_bytes, DECO_COPY_HOST_TO_CTX);
+        if (st != DECO_STATUS_SUCCESS) break;
         in = staging;
       }
       deco_dequant_args_t a = {.type = (deco_quant_type_t)t->type, .out_dtype = m->dtype,
                                .n = (size_t)t->n_elements, .in = in, .out = destination(m, (deco_gguf_role_t)role, l)};
-      deco_status_t st = deco_dequant(ctx, &a);
+      st = deco_dequant(ctx, &a);
       if (st != DECO_STATUS_SUCCESS) {
         char msg[DECO_ERROR_CAPACITY];
         snprintf(msg, sizeof msg, "%s", deco_last_error(ctx));
-        return DECO_FAIL(ctx, st, "tensor %s: %s", t->name, msg);
+        st = DECO_FAIL(ctx, st, "tensor %s: %s", t->name, msg);
       }
     }
   }
-  return DECO_STATUS_SUCCESS;
+  deco_ctx_destroy(host_ctx);
+  return st;
 }
 
 deco_status_t deco_model_load_gguf_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/file.h"
+#include "deco/comm.h"
 #include "model/llama2c.h"
 #include "model/model_internal.h"
 #include "util/arena.h"
@@ -115,22 +116,26 @@ deco_status_t deco_model_alloc(deco_ctx_t *ctx, const deco_model_hparams_t *hp, 
   deco_model_t *m = calloc(1, sizeof *m);
   if (!m) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "model: out of host memory");
   m->ctx = ctx;
-  m->hp = *hp;
+  m->full = *hp;
   m->dtype = mc->dtype;
   m->comm = mc->comm;
   m->tp_rank = mc->tp_rank;
   m->tp_size = mc->tp_size ? mc->tp_size : 1;
-  deco_status_t st = copy_schedule(m, &mc->schedule);
+  /* This rank's shapes: the arena holds its slices only. */
+  deco_status_t st = deco_shard_plan(ctx, hp, m->tp_size, m->tp_rank, &m->hp, &m->shard, "model");
+  if (st == DECO_STATUS_SUCCESS) st = copy_schedule(m, &mc->schedule);
   deco_arena_t a = DECO_ARENA_SIZING;
-  weights_layout(&a, &m->w, hp, m->dtype);
+  weights_layout(&a, &m->w, &m->hp, m->dtype);
   if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &m->arena, a.bytes);
+  /* Zero padding of an FFN width TP does not divide (shard.c). */
+  if (st == DECO_STATUS_SUCCESS && m->tp_size > 1) st = deco_memset(ctx, m->arena, 0, a.bytes);
   if (st != DECO_STATUS_SUCCESS) {
     deco_model_destroy(m);
     return st;
   }
   m->arena_bytes = a.bytes;
   a = deco_arena_at(m->arena);
-  weights_layout(&a, &m->w, hp, m->dtype);
+  weights_layout(&a, &m->w, &m->hp, m->dtype);
   *out = m;
   return DECO_STATUS_SUCCESS;
 }
@@ -157,11 +162,16 @@ deco_status_t deco_model_check_config(deco_ctx_t *ctx, const deco_model_config_t
   if (tp < 1 || mc->tp_rank < 0 || mc->tp_rank >= tp)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tensor parallelism rank %d of size %d", name, mc->tp_rank,
                      tp);
-  if (tp != 1 || mc->comm != NULL)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
-                     "%s: tensor parallelism (tp_size %d) is not implemented yet: only tp_size 1 without a "
-                     "communicator runs",
+  if (tp > 1 && mc->comm == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tensor parallelism %d needs a communicator (config->comm)",
                      name, tp);
+  if (mc->comm != NULL && (deco_comm_size(mc->comm) != tp || deco_comm_rank(mc->comm) != mc->tp_rank))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: config says rank %d of %d but the communicator is rank %d of %d", name, mc->tp_rank, tp,
+                     deco_comm_rank(mc->comm), deco_comm_size(mc->comm));
+  deco_model_hparams_t local;
+  deco_shard_t shard;
+  DECO_TRY(deco_shard_plan(ctx, hp, tp, mc->tp_rank, &local, &shard, name));
   if (mc->n_kv_heads != 0 && mc->n_kv_heads != hp->n_kv_heads) {
     if (mc->n_kv_heads < 1 || mc->n_kv_heads > hp->n_kv_heads || hp->n_heads % mc->n_kv_heads != 0)
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
@@ -286,29 +296,27 @@ deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, 
   st = deco_model_alloc(ctx, &hp, &mc, &m);
   if (st != DECO_STATUS_SUCCESS) return deco_model_fail_naming(ctx, st, name);
   void *staging = NULL;
-  tensor_sizes_t s = tensor_sizes(&hp);
+  tensor_sizes_t s = tensor_sizes(&m->hp); /* the replicated tensors' sizes are the checkpoint's */
   /* Whole tensors where the layouts agree; the stacked groups layer by layer. */
-  const float *whole[N_TENSORS] = {lw.token_embedding, lw.rms_att, NULL, lw.wo, lw.rms_ffn,
-                                   NULL, lw.w2, lw.rms_final, lw.wcls};
+  const float *whole[N_TENSORS] = {lw.token_embedding, lw.rms_att, NULL, NULL, lw.rms_ffn,
+                                   NULL, NULL, lw.rms_final, lw.wcls};
   if (st == DECO_STATUS_SUCCESS && dtype != DECO_DTYPE_F32) {
-    size_t biggest = (size_t)hp.hidden_dim * hp.dim; /* the largest per-layer piece */
+    size_t biggest = 0; /* the largest whole tensor (the sliced ones bring their own) */
     for (int i = 0; i < N_TENSORS; ++i)
       if (whole[i] && s.n[i] > biggest) biggest = s.n[i];
-    if ((size_t)hp.n_heads * hp.head_dim * hp.dim > biggest) biggest = (size_t)hp.n_heads * hp.head_dim * hp.dim;
     st = deco_malloc(ctx, &staging, biggest * sizeof(float));
   }
   for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i)
     if (whole[i]) st = upload_tensor(m, *weight_slot(&m->w, i), 0, whole[i], s.n[i], staging);
+  /* The tensors tensor parallelism splits, layer by layer: this rank's
+   * slices only (all of them at TP 1). */
   const size_t dim = (size_t)hp.dim, qd = (size_t)hp.n_heads * hp.head_dim;
   const size_t kvd = (size_t)hp.n_kv_heads * hp.head_dim, hid = (size_t)hp.hidden_dim;
   for (int l = 0; l < hp.n_layers && st == DECO_STATUS_SUCCESS; ++l) {
-    size_t qkv = (size_t)l * (qd + 2 * kvd) * dim, w13 = (size_t)l * 2 * hid * dim;
-    const float *parts[5] = {lw.wq + l * qd * dim, lw.wk + l * kvd * dim, lw.wv + l * kvd * dim,
-                             lw.w1 + l * hid * dim, lw.w3 + l * hid * dim};
-    void *dst[5] = {m->w.wqkv, m->w.wqkv, m->w.wqkv, m->w.w13, m->w.w13};
-    size_t at[5] = {qkv, qkv + qd * dim, qkv + (qd + kvd) * dim, w13, w13 + hid * dim};
-    size_t n[5] = {qd * dim, kvd * dim, kvd * dim, hid * dim, hid * dim};
-    for (int j = 0; j < 5 && st == DECO_STATUS_SUCCESS; ++j) st = upload_tensor(m, dst[j], at[j], parts[j], n[j], staging);
+    const float *parts[7] = {lw.wq + l * qd * dim, lw.wk + l * kvd * dim, lw.wv + l * kvd * dim, lw.wo + l * dim * qd,
+                             lw.w1 + l * hid * dim, lw.w3 + l * hid * dim, lw.w2 + l * dim * hid};
+    for (int j = 0; j < 7 && st == DECO_STATUS_SUCCESS; ++j)
+      st = deco_model_upload_shard(m, (deco_shard_tensor_t)j, l, parts[j]);
   }
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
   deco_free(ctx, staging);
@@ -385,6 +393,10 @@ deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uin
                      name, (double)params / 1e9);
   char label[128];
   snprintf(label, sizeof label, "synthetic:%s", name);
+  if (mc.tp_size > 1)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
+                     "%s: synthetic models run at tensor parallelism 1 only (their weights are generated whole)",
+                     label);
   DECO_TRY(deco_model_check_config(ctx, &mc, &hp, label));
   deco_model_t *m = NULL;
   DECO_TRY(deco_model_alloc(ctx, &hp, &mc, &m));
@@ -422,7 +434,7 @@ void deco_model_destroy(deco_model_t *m) {
   free(m);
 }
 
-const deco_model_hparams_t *deco_model_get_hparams(const deco_model_t *m) { return m ? &m->hp : NULL; }
+const deco_model_hparams_t *deco_model_get_hparams(const deco_model_t *m) { return m ? &m->full : NULL; }
 deco_dtype_t deco_model_dtype(const deco_model_t *m) { return m ? m->dtype : DECO_DTYPE_F32; }
 deco_ctx_t *deco_model_ctx(const deco_model_t *m) { return m ? m->ctx : NULL; }
 

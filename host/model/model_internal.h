@@ -64,10 +64,18 @@ typedef struct deco_forward_scratch {
   size_t meta_bytes;
 } deco_forward_scratch_t;
 
-/* All-reduce hook for tensor parallelism: called on a [n_tokens][dim]
- * buffer after the attention output projection and after the FFN down
- * projection. NULL (tensor parallelism 1) means no-op. */
-typedef deco_status_t (*deco_allreduce_fn)(void *user, void *buf, size_t n_elems, deco_dtype_t dtype);
+/* This rank's slice of the checkpoint under tensor parallelism (Megatron's
+ * layout, docs/DESIGN.md "Tensor parallelism"): query heads q_head0 ..
+ * q_head0 + hp.n_heads - 1, KV heads kv_head0 .. kv_head0 + hp.n_kv_heads - 1
+ * (replicated when TP exceeds the KV heads), FFN columns hid0 .. hid0 +
+ * hid_real - 1 of the checkpoint, the shard's remaining hp.hidden_dim -
+ * hid_real columns zero. TP 1: everything, from 0. */
+typedef struct deco_shard {
+  int q_head0;
+  int kv_head0;
+  int hid0;
+  int hid_real;
+} deco_shard_t;
 
 /* A validated layer schedule, owned. */
 typedef struct deco_schedule_copy {
@@ -79,17 +87,20 @@ typedef struct deco_schedule_copy {
 
 struct deco_model {
   deco_ctx_t *ctx;
+  /* hp: the shapes this rank runs (its heads and FFN columns; every shape
+   * of the checkpoint at TP 1); full: the checkpoint's, which
+   * deco_model_get_hparams reports. */
   deco_model_hparams_t hp;
+  deco_model_hparams_t full;
+  deco_shard_t shard;
   deco_dtype_t dtype;
   void *arena; /* every weight, one allocation */
   size_t arena_bytes;
   deco_weights_t w;
   deco_forward_scratch_t scratch;
   deco_schedule_copy_t schedule; /* the model's default */
-  deco_comm_t *comm;             /* tensor parallelism (planned; NULL) */
+  deco_comm_t *comm; /* tensor parallelism: the all-reduces after wo and w2 (NULL at TP 1) */
   int tp_rank, tp_size;
-  deco_allreduce_fn allreduce;
-  void *allreduce_user;
   void *workspace; /* scratch for ops that need it, lent to the context */
   size_t workspace_bytes;
 };
@@ -119,6 +130,33 @@ deco_paged_kv_t deco_kv_cache_layer_view(const deco_kv_cache_t *cache, int layer
  * *max_group gets its largest group. */
 deco_status_t deco_schedule_check(deco_ctx_t *ctx, const deco_layer_schedule_t *s, int n_layers, int *max_group,
                                   const char *op);
+
+/* The shard of rank of tp: its shapes (*local) and where they start in the
+ * checkpoint; fails naming the head counts and TP when TP does not divide
+ * the query heads, or neither divides the other for the KV heads. */
+deco_status_t deco_shard_plan(deco_ctx_t *ctx, const deco_model_hparams_t *full, int tp, int rank,
+                              deco_model_hparams_t *local, deco_shard_t *shard, const char *name);
+
+/* Uploads rows row0 .. row0 + rows - 1, columns col0 .. col0 + cols - 1 of
+ * the f32 host matrix src (src_cols per row) to dst (model dtype) at element
+ * offset at, as rows of dst_cols elements (columns past cols untouched:
+ * zero padding). */
+deco_status_t deco_model_upload_block(deco_model_t *m, void *dst, size_t at, size_t dst_cols, const float *src,
+                                      size_t src_cols, size_t row0, size_t rows, size_t col0, size_t cols);
+
+/* The tensors tensor parallelism splits. */
+typedef enum deco_shard_tensor {
+  DECO_SHARD_WQ, /* [n_heads*head_dim][dim]: this rank's query heads (rows) */
+  DECO_SHARD_WK, /* [n_kv_heads*head_dim][dim]: its KV heads (rows) */
+  DECO_SHARD_WV,
+  DECO_SHARD_WO, /* [dim][n_heads*head_dim]: its query heads (columns) */
+  DECO_SHARD_W1, /* [hidden][dim]: its FFN columns (rows), zero-padded */
+  DECO_SHARD_W3,
+  DECO_SHARD_W2  /* [dim][hidden]: its FFN columns, zero-padded */
+} deco_shard_tensor_t;
+/* Uploads this rank's slice of layer l's tensor t, given the checkpoint's
+ * whole f32 host matrix of that layer. */
+deco_status_t deco_model_upload_shard(deco_model_t *m, deco_shard_tensor_t t, int l, const float *src);
 
 /* Parameter count of an architecture (weights only). */
 size_t deco_hparams_param_count(const deco_model_hparams_t *hp);

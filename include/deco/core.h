@@ -43,7 +43,8 @@ typedef enum deco_status {
   DECO_STATUS_BAD_FORMAT = 10, /* a file's content is invalid */
   DECO_STATUS_CAPACITY = 11, /* a fixed capacity (pages, slots, tokens) would be exceeded */
   DECO_STATUS_INTERNAL = 12,
-  DECO_STATUS_NON_FINITE = 13 /* a computation produced NaN or infinity (e.g. a model's logits) */
+  DECO_STATUS_NON_FINITE = 13, /* a computation produced NaN or infinity (e.g. a model's logits) */
+  DECO_STATUS_ABORTED = 14     /* another rank of a communicator failed and aborted it (deco/comm.h) */
 } deco_status_t;
 
 /* Static name of a status ("DECO_STATUS_SUCCESS", ...); never NULL. */

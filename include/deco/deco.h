@@ -14,6 +14,7 @@
 #include "deco/quant.h"
 #include "deco/attention.h"
 #include "deco/model.h"
+#include "deco/comm.h"
 #include "deco/tokenizer.h"
 #include "deco/tree.h"
 #include "deco/spec_step.h"

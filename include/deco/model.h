@@ -68,7 +68,7 @@ DECO_API deco_status_t deco_model_read_hparams(const char *path, deco_model_hpar
  * DECO_MODEL_CONFIG_INIT and set fields by name; zero means "default" for
  * every field but size. A NULL config is DECO_MODEL_CONFIG_INIT. */
 
-/* A communicator for tensor parallelism (planned: NCCL, threads, MPI). */
+/* A communicator for tensor parallelism (deco/comm.h). */
 typedef struct deco_comm deco_comm_t;
 
 /* Which layers a forward runs, and how. Groups of consecutive layers, in
@@ -98,8 +98,13 @@ typedef struct deco_model_config {
    * (compressed models, MHA -> GQA) must divide n_heads and not exceed the
    * checkpoint's; it is refused as not implemented yet. */
   int n_kv_heads;
-  /* Tensor parallelism: this process's rank of tp_size (0 = 1) over comm.
-   * Only tp_size 1 (comm NULL, rank 0) is implemented. */
+  /* Tensor parallelism: this rank of tp_size (0 = 1) over comm (its size
+   * and rank must agree; required above 1). The model then holds its
+   * slices only (Q/K/V and gate/up by heads and FFN columns, O and down
+   * row-parallel with an all-reduce after each; norms, embeddings and the
+   * classifier replicated), and every rank's logits are the same bits.
+   * TP must divide the query heads, and the KV heads must divide by TP or
+   * divide it; synthetic models run at 1 only. */
   deco_comm_t *comm;
   int tp_rank;
   int tp_size;
@@ -153,11 +158,13 @@ DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *
                                                    const deco_model_config_t *config, deco_model_t **out);
 
 DECO_API void deco_model_destroy(deco_model_t *model);
-/* The architecture the model runs (n_kv_heads as configured). */
+/* The architecture the model runs (n_kv_heads as configured; the
+ * checkpoint's shapes, not a rank's shard). */
 DECO_API const deco_model_hparams_t *deco_model_get_hparams(const deco_model_t *model);
 DECO_API deco_dtype_t deco_model_dtype(const deco_model_t *model);
 DECO_API deco_ctx_t *deco_model_ctx(const deco_model_t *model);
-/* Bytes of weights held in the context's memory. */
+/* Bytes of weights held in the context's memory (this rank's shard under
+ * tensor parallelism). */
 DECO_API size_t deco_model_weight_bytes(const deco_model_t *model);
 
 /* ---- Paged KV cache manager -------------------------------------------- */

@@ -1,0 +1,46 @@
+/* tests/common/tp_run.c — one thread per rank of a threads communicator. */
+#include "common/tp_run.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct rank_job {
+  deco_comm_t *comm;
+  int rank;
+  deco_test_rank_fn fn;
+  void *user;
+  deco_status_t status;
+  char message[512];
+} rank_job_t;
+
+static void *rank_main(void *p) {
+  rank_job_t *j = p;
+  j->status = j->fn(j->comm, j->rank, j->user);
+  snprintf(j->message, sizeof j->message, "%s", j->status == DECO_STATUS_SUCCESS ? "" : deco_last_error(NULL));
+  return NULL;
+}
+
+int deco_test_tp_run(int size, deco_test_rank_fn fn, void *user, deco_status_t *status, char (*message)[512]) {
+  deco_comm_t *comms[DECO_COMM_MAX_RANKS];
+  if (size < 1 || size > DECO_COMM_MAX_RANKS || deco_comm_threads_create(size, comms) != DECO_STATUS_SUCCESS) return -1;
+  rank_job_t jobs[DECO_COMM_MAX_RANKS];
+  pthread_t th[DECO_COMM_MAX_RANKS];
+  int started = 0, rc = 0;
+  for (int r = 0; r < size; ++r) {
+    jobs[r] = (rank_job_t){.comm = comms[r], .rank = r, .fn = fn, .user = user, .status = DECO_STATUS_INTERNAL};
+    if (pthread_create(&th[r], NULL, rank_main, &jobs[r]) != 0) {
+      deco_comm_abort(comms[0]); /* the started ranks must not wait for this one */
+      rc = -1;
+      break;
+    }
+    ++started;
+  }
+  for (int r = 0; r < started; ++r) pthread_join(th[r], NULL);
+  for (int r = 0; r < size; ++r) {
+    if (status) status[r] = r < started ? jobs[r].status : DECO_STATUS_INTERNAL;
+    if (message) snprintf(message[r], 512, "%s", r < started ? jobs[r].message : "not started");
+    deco_comm_destroy(comms[r]);
+  }
+  return rc;
+}

@@ -1,0 +1,17 @@
+/* tests/common/tp_run.h — runs one function as every rank of a threads
+ * communicator (one thread per rank) and collects each rank's status, for
+ * the tensor-parallel suites.
+ */
+#ifndef DECO_TESTS_TP_RUN_H
+#define DECO_TESTS_TP_RUN_H
+
+#include "deco/deco.h"
+
+/* fn(comm, rank, user) on size threads over a fresh threads communicator;
+ * status[r] gets rank r's result and message[r] (may be NULL) its thread's
+ * last error (copied). Destroys the communicator. Returns 0 when every
+ * thread ran. */
+typedef deco_status_t (*deco_test_rank_fn)(deco_comm_t *comm, int rank, void *user);
+int deco_test_tp_run(int size, deco_test_rank_fn fn, void *user, deco_status_t *status, char (*message)[512]);
+
+#endif

@@ -1,0 +1,29 @@
+#!/bin/sh
+# tests/mpi/cli_mpi.sh MPIEXEC DECO DATA_DIR — `deco generate` under mpirun:
+# 2 ranks print the llama2.c greedy fixture with tp=2 on the stats line;
+# ranks started with different options fail (exit non-zero) naming both
+# hashes; --tp that is not the world size is a usage error.
+set -u
+mpiexec=$1 deco=$2 data=$3
+run="$mpiexec --allow-run-as-root"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "cli_mpi: FAIL: $*" >&2; exit 1; }
+
+$run -np 2 "$deco" generate --model "$data/models/stories260K.bin" --temperature 0 --ignore-eos --print-ids \
+  >"$tmp/out" 2>"$tmp/err" || fail "2 ranks: exit $? ($(cat "$tmp/err"))"
+expect=$(tr '\n' ' ' <"$data/fixtures/stories260K/greedy_bos_256.ids" | tr -s ' ' | sed 's/ $//')
+[ "$(cat "$tmp/out")" = "$expect" ] || fail "2 ranks: output differs from greedy_bos_256.ids"
+tail -n 1 "$tmp/err" | grep -q ' tp=2$' || fail "stats line: $(tail -n 1 "$tmp/err")"
+[ "$(grep -c '^stats:' "$tmp/err")" = 1 ] || fail "one stats line expected: $(cat "$tmp/err")"
+
+# Different seeds on the two ranks (MPMD launch): every rank must refuse.
+$run -np 1 "$deco" generate --temperature 0.8 --seed 1 --steps 8 : -np 1 "$deco" generate --temperature 0.8 \
+  --seed 2 --steps 8 >"$tmp/out" 2>"$tmp/err" && fail "different options ran"
+grep -q 'disagree on the configuration hash' "$tmp/err" || fail "no hash message: $(cat "$tmp/err")"
+
+$run -np 2 "$deco" generate --tp 4 --steps 8 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -ne 0 ] || fail "--tp 4 under 2 ranks ran"
+grep -q -- '--tp 4: the launcher started 2 ranks' "$tmp/err" || fail "--tp 4: $(cat "$tmp/err")"
+echo "cli_mpi: passed" >&2

@@ -1,0 +1,103 @@
+/* tests/test_tp_cli.c — `deco generate --tp N [--comm threads]`: N ranks as
+ * threads of one process print what one process prints (greedy, plain and
+ * speculative, against the llama2.c fixture) with ` tp=N` at the end of the
+ * stats line; TP sizes the heads refuse exit 1 naming the numbers, once;
+ * a failing rank's error is printed once; `--comm mpi` outside a launcher is
+ * a usage error.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+
+static int count(const char *s, const char *what) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, what)) != NULL; p += strlen(what)) ++n;
+  return n;
+}
+
+static const char *ends_with_tp(const char *err, const char *suffix) {
+  const char *line = deco_test_last_line(err);
+  const size_t n = strlen(line), k = strlen(suffix);
+  return n >= k && strcmp(line + n - k, suffix) == 0 ? line : NULL;
+}
+
+Test(tp_cli, greedy_at_tp_8_and_speculative_at_tp_2_print_the_fixture) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--tp", "8",
+                    "--comm", "threads");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, expect);
+  cr_assert(ends_with_tp(r.err, " tp=8"), "stats: %s", r.err);
+  cr_assert(strstr(deco_test_last_line(r.err), "stats: tokens=256 "), "%s", r.err);
+  deco_test_run_free(&r);
+  const char *specs[] = {"lookup", "recycle"};
+  for (int i = 0; i < 2; ++i) {
+    DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--tp",
+                      "2", "--spec", specs[i]);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert_str_eq(r.out, expect, "--spec %s", specs[i]);
+    cr_assert(ends_with_tp(r.err, " tp=2"), "stats: %s", r.err);
+    cr_assert(deco_test_stat(r.err, "mean_accepted=") > 1.3, "%s", r.err);
+    deco_test_run_free(&r);
+  }
+  /* Without --tp the stats line is unchanged. */
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--steps", "8", "--print-ids");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_null(strstr(r.err, " tp="), "%s", r.err);
+  deco_test_run_free(&r);
+  free(expect);
+}
+
+Test(tp_cli, sampling_at_tp_4_is_reproducible) {
+  deco_test_run_t a, b;
+  DECO_TEST_RUN_CLI(&a, "generate", "--temperature", "0.9", "--seed", "7", "--steps", "64", "--print-ids", "--tp", "4");
+  DECO_TEST_RUN_CLI(&b, "generate", "--temperature", "0.9", "--seed", "7", "--steps", "64", "--print-ids", "--tp", "4");
+  cr_assert_eq(a.status, 0, "%s", a.err);
+  cr_assert_eq(b.status, 0, "%s", b.err);
+  cr_assert_str_eq(a.out, b.out);
+  deco_test_run_free(&a);
+  deco_test_run_free(&b);
+}
+
+Test(tp_cli, refusals_name_the_numbers_once) {
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--tp", "3", "--steps", "8");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "8 query heads") && strstr(r.err, "4 KV heads") && strstr(r.err, "TP 3"), "%s", r.err);
+  cr_assert_eq(count(r.err, "deco: error:"), 1, "%s", r.err);
+  cr_assert_str_eq(r.out, "");
+  deco_test_run_free(&r);
+
+  DECO_TEST_RUN_CLI(&r, "generate", "--tp", "2", "--model", "/nonexistent/model.bin");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "/nonexistent/model.bin"), "%s", r.err);
+  cr_assert_eq(count(r.err, "deco: error:"), 1, "%s", r.err);
+  deco_test_run_free(&r);
+
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+  unsetenv("PMI_SIZE");
+  unsetenv("SLURM_NTASKS");
+  unsetenv("WORLD_SIZE");
+  DECO_TEST_RUN_CLI(&r, "generate", "--comm", "mpi", "--steps", "8");
+  cr_assert_eq(r.status, 2, "%s", r.err);
+  cr_assert(strstr(r.err, "launcher") && strstr(r.err, "OMPI_COMM_WORLD_RANK"), "%s", r.err);
+  deco_test_run_free(&r);
+
+  DECO_TEST_RUN_CLI(&r, "generate", "--tp", "0");
+  cr_assert_eq(r.status, 2, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "generate", "--comm", "pigeons");
+  cr_assert_eq(r.status, 2, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "generate", "--tp", "2", "--synthetic", "tiny", "--print-ids", "--steps", "4");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "tensor parallelism 1 only"), "%s", r.err);
+  deco_test_run_free(&r);
+}

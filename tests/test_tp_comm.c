@@ -1,0 +1,266 @@
+/* tests/test_tp_comm.c — the communicator (deco/comm.h) over the threads
+ * backend: all-reduce sums in rank order, bit-identical on every rank and
+ * from run to run, for f32, f16, bf16 and int32 at sizes 1..8; all-gather
+ * and broadcast; an abort that reaches a waiting rank within a second; the
+ * 64-bit agreement check naming both values; the launcher environment.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/testutil.h"
+#include "common/tp_run.h"
+
+#define N_ELEMS 1031 /* odd, so no size divides it */
+
+static const deco_comm_dtype_t all_dtypes[] = {DECO_COMM_F32, DECO_COMM_F16, DECO_COMM_BF16, DECO_COMM_INT32};
+
+/* Rank r's input element i (dtype storage); floats of mixed signs and
+ * magnitudes so that the order of the additions shows in the bits. */
+static void rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt) {
+  float *f = malloc(sizeof(float) * n);
+  deco_test_fill_uniform(f, n, 77 + (uint64_t)rank, 3, -1.0f, 1.0f);
+  for (size_t i = 0; i < n; ++i) {
+    const float x = f[i] * (i % 7 == 0 ? 1e4f : 1.0f);
+    switch (dt) {
+    case DECO_COMM_F32: ((float *)dst)[i] = x; break;
+    case DECO_COMM_F16: ((uint16_t *)dst)[i] = deco_f32_to_f16(x); break;
+    case DECO_COMM_BF16: ((uint16_t *)dst)[i] = deco_f32_to_bf16(x); break;
+    case DECO_COMM_INT32: ((int32_t *)dst)[i] = (int32_t)(x * 2e8f); break; /* overflows wrap */
+    }
+  }
+  free(f);
+}
+
+static size_t esize(deco_comm_dtype_t dt) { return dt == DECO_COMM_F16 || dt == DECO_COMM_BF16 ? 2 : 4; }
+
+/* The sum as the contract states it, written out independently. */
+static void expected_sum(void *out, int size, size_t n, deco_comm_dtype_t dt) {
+  void *in = malloc(n * 4);
+  float *acc = calloc(n, sizeof(float));
+  uint32_t *iacc = calloc(n, sizeof(uint32_t));
+  for (int r = 0; r < size; ++r) {
+    rank_input(in, r, n, dt);
+    for (size_t i = 0; i < n; ++i) {
+      float x = 0;
+      if (dt == DECO_COMM_F32) x = ((float *)in)[i];
+      if (dt == DECO_COMM_F16) x = deco_f16_to_f32(((uint16_t *)in)[i]);
+      if (dt == DECO_COMM_BF16) x = deco_bf16_to_f32(((uint16_t *)in)[i]);
+      if (dt == DECO_COMM_INT32) iacc[i] += (uint32_t)((int32_t *)in)[i];
+      acc[i] = r == 0 ? x : acc[i] + x;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (dt == DECO_COMM_F32) ((float *)out)[i] = acc[i];
+    if (dt == DECO_COMM_F16) ((uint16_t *)out)[i] = deco_f32_to_f16(acc[i]);
+    if (dt == DECO_COMM_BF16) ((uint16_t *)out)[i] = deco_f32_to_bf16(acc[i]);
+    if (dt == DECO_COMM_INT32) ((int32_t *)out)[i] = (int32_t)iacc[i];
+  }
+  free(in);
+  free(acc);
+  free(iacc);
+}
+
+typedef struct reduce_job {
+  deco_comm_dtype_t dt;
+  int rounds;
+  void *result[DECO_COMM_MAX_RANKS]; /* each rank's buffer after the last round */
+} reduce_job_t;
+
+static deco_status_t reduce_rank(deco_comm_t *comm, int rank, void *user) {
+  reduce_job_t *j = user;
+  /* No assertion on a rank's thread: a status the test checks instead. */
+  if (deco_comm_rank(comm) != rank || deco_comm_backend(comm) != DECO_COMM_THREADS) return DECO_STATUS_INTERNAL;
+  void *buf = malloc(N_ELEMS * 4);
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  for (int round = 0; round < j->rounds && st == DECO_STATUS_SUCCESS; ++round) {
+    rank_input(buf, rank, N_ELEMS, j->dt);
+    st = deco_comm_all_reduce_sum(comm, NULL, buf, N_ELEMS, j->dt);
+  }
+  j->result[rank] = buf;
+  return st;
+}
+
+Test(tp_comm, all_reduce_is_the_rank_order_sum_on_every_rank_bit_for_bit) {
+  const int sizes[] = {1, 2, 3, 4, 8};
+  for (size_t d = 0; d < 4; ++d)
+    for (size_t si = 0; si < 5; ++si) {
+      const int size = sizes[si];
+      reduce_job_t job = {.dt = all_dtypes[d], .rounds = 3};
+      deco_status_t st[DECO_COMM_MAX_RANKS];
+      char msg[DECO_COMM_MAX_RANKS][512];
+      cr_assert_eq(deco_test_tp_run(size, reduce_rank, &job, st, msg), 0);
+      void *want = malloc(N_ELEMS * 4);
+      expected_sum(want, size, N_ELEMS, job.dt);
+      for (int r = 0; r < size; ++r) {
+        cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "size %d rank %d: %s", size, r, msg[r]);
+        cr_assert(memcmp(job.result[r], want, N_ELEMS * esize(job.dt)) == 0, "dtype %d size %d rank %d differs",
+                  (int)job.dt, size, r);
+        free(job.result[r]);
+      }
+      free(want);
+    }
+}
+
+typedef struct gather_job {
+  int root;
+  int32_t *gathered[DECO_COMM_MAX_RANKS];
+  float *bcast[DECO_COMM_MAX_RANKS];
+} gather_job_t;
+
+static deco_status_t gather_rank(deco_comm_t *comm, int rank, void *user) {
+  gather_job_t *j = user;
+  const int size = deco_comm_size(comm);
+  int32_t send[5];
+  for (int i = 0; i < 5; ++i) send[i] = rank * 100 + i;
+  j->gathered[rank] = malloc(sizeof(int32_t) * 5 * (size_t)size);
+  deco_status_t st = deco_comm_all_gather(comm, NULL, send, j->gathered[rank], 5, DECO_COMM_INT32);
+  if (st != DECO_STATUS_SUCCESS) return st;
+  j->bcast[rank] = malloc(sizeof(float) * 9);
+  for (int i = 0; i < 9; ++i) j->bcast[rank][i] = (float)(rank * 10 + i);
+  st = deco_comm_broadcast(comm, NULL, j->bcast[rank], 9, DECO_COMM_F32, j->root);
+  if (st != DECO_STATUS_SUCCESS) return st;
+  return deco_comm_barrier(comm, NULL);
+}
+
+Test(tp_comm, all_gather_is_in_rank_order_and_broadcast_copies_the_root) {
+  for (int size = 1; size <= 5; ++size) {
+    gather_job_t job = {.root = size - 1};
+    deco_status_t st[DECO_COMM_MAX_RANKS];
+    char msg[DECO_COMM_MAX_RANKS][512];
+    cr_assert_eq(deco_test_tp_run(size, gather_rank, &job, st, msg), 0);
+    for (int r = 0; r < size; ++r) {
+      cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "size %d rank %d: %s", size, r, msg[r]);
+      for (int q = 0; q < size; ++q)
+        for (int i = 0; i < 5; ++i) cr_assert_eq(job.gathered[r][q * 5 + i], q * 100 + i);
+      for (int i = 0; i < 9; ++i) cr_assert_eq(job.bcast[r][i], (float)(job.root * 10 + i));
+      free(job.gathered[r]);
+      free(job.bcast[r]);
+    }
+  }
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+typedef struct abort_job {
+  double returned_at[DECO_COMM_MAX_RANKS];
+  double aborted_at;
+} abort_job_t;
+
+/* Rank 2 fails (after the others are already waiting) and aborts. */
+static deco_status_t abort_rank(deco_comm_t *comm, int rank, void *user) {
+  abort_job_t *j = user;
+  if (rank == 2) {
+    usleep(200 * 1000);
+    j->aborted_at = now_s();
+    deco_comm_abort(comm);
+    return DECO_STATUS_IO_ERROR;
+  }
+  float x = 1.0f;
+  deco_status_t st = deco_comm_all_reduce_sum(comm, NULL, &x, 1, DECO_COMM_F32);
+  j->returned_at[rank] = now_s();
+  if (st != DECO_STATUS_ABORTED) return st;
+  /* Every later call fails the same way, at once. */
+  return deco_comm_barrier(comm, NULL);
+}
+
+Test(tp_comm, an_aborting_rank_releases_the_waiting_ones_within_a_second) {
+  abort_job_t job = {0};
+  deco_status_t st[DECO_COMM_MAX_RANKS];
+  char msg[DECO_COMM_MAX_RANKS][512];
+  cr_assert_eq(deco_test_tp_run(4, abort_rank, &job, st, msg), 0);
+  for (int r = 0; r < 4; ++r) {
+    if (r == 2) continue;
+    cr_assert_eq(st[r], DECO_STATUS_ABORTED, "rank %d: %s (%s)", r, deco_status_string(st[r]), msg[r]);
+    cr_assert(strstr(msg[r], "abort") != NULL, "rank %d: %s", r, msg[r]);
+    cr_assert_lt(job.returned_at[r] - job.aborted_at, 1.0, "rank %d took %.3f s", r,
+                 job.returned_at[r] - job.aborted_at);
+  }
+  cr_assert_eq(st[2], DECO_STATUS_IO_ERROR);
+}
+
+static deco_status_t same_rank(deco_comm_t *comm, int rank, void *user) {
+  const int odd_one = *(int *)user;
+  const uint64_t v = rank == odd_one ? 0x1234567890abcdefull : 0xfeedfacecafebeefull;
+  return deco_comm_check_same(comm, NULL, v, "config hash");
+}
+
+Test(tp_comm, a_differing_hash_fails_every_rank_naming_both_values) {
+  int odd_one = 2;
+  deco_status_t st[DECO_COMM_MAX_RANKS];
+  char msg[DECO_COMM_MAX_RANKS][512];
+  cr_assert_eq(deco_test_tp_run(3, same_rank, &odd_one, st, msg), 0);
+  for (int r = 0; r < 3; ++r) {
+    cr_assert_eq(st[r], DECO_STATUS_INVALID_ARGUMENT, "rank %d: %s", r, msg[r]);
+    cr_assert(strstr(msg[r], "feedfacecafebeef") && strstr(msg[r], "1234567890abcdef") && strstr(msg[r], "rank 2") &&
+                  strstr(msg[r], "config hash"),
+              "rank %d: %s", r, msg[r]);
+  }
+  odd_one = -1;
+  cr_assert_eq(deco_test_tp_run(3, same_rank, &odd_one, st, msg), 0);
+  for (int r = 0; r < 3; ++r) cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "rank %d: %s", r, msg[r]);
+}
+
+static void clear_env(void) {
+  const char *names[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK",
+                         "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "RANK",
+                         "WORLD_SIZE", "LOCAL_RANK"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) unsetenv(names[i]);
+}
+
+Test(tp_comm, the_launcher_environment_is_read_in_order) {
+  deco_comm_env_t e;
+  clear_env();
+  cr_assert_eq(deco_comm_env_read(&e), 0);
+  cr_assert_eq(e.size, 1);
+  setenv("RANK", "3", 1);
+  setenv("WORLD_SIZE", "4", 1);
+  setenv("LOCAL_RANK", "1", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(e.rank == 3 && e.size == 4 && e.local_rank == 1 && strcmp(e.source, "RANK/WORLD_SIZE") == 0);
+  setenv("SLURM_PROCID", "5", 1);
+  setenv("SLURM_NTASKS", "8", 1);
+  setenv("SLURM_LOCALID", "2", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(e.rank == 5 && e.size == 8 && e.local_rank == 2 && strcmp(e.source, "SLURM") == 0);
+  setenv("PMI_RANK", "0", 1);
+  setenv("PMI_SIZE", "2", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(e.rank == 0 && e.size == 2 && strcmp(e.source, "PMI") == 0);
+  setenv("OMPI_COMM_WORLD_RANK", "1", 1);
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(e.rank == 1 && e.size == 2 && e.local_rank == 1 && strcmp(e.source, "OMPI_COMM_WORLD") == 0);
+  setenv("OMPI_COMM_WORLD_RANK", "2", 1); /* rank >= size */
+  cr_assert_eq(deco_comm_env_read(&e), -1);
+  cr_assert(strstr(deco_last_error(NULL), "OMPI_COMM_WORLD_RANK"), "%s", deco_last_error(NULL));
+  setenv("OMPI_COMM_WORLD_RANK", "x", 1);
+  cr_assert_eq(deco_comm_env_read(&e), -1);
+  clear_env();
+}
+
+Test(tp_comm, bad_arguments_are_refused) {
+  deco_comm_t *c[2];
+  cr_assert_eq(deco_comm_threads_create(0, c), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_comm_threads_create(DECO_COMM_MAX_RANKS + 1, c), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_comm_threads_create(1, c), DECO_STATUS_SUCCESS);
+  float x[4] = {0}, y[4];
+  cr_assert_eq(deco_comm_all_reduce_sum(NULL, NULL, x, 4, DECO_COMM_F32), DECO_STATUS_NULL_POINTER);
+  cr_assert_eq(deco_comm_all_reduce_sum(c[0], NULL, x, 4, (deco_comm_dtype_t)9), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_comm_all_gather(c[0], NULL, x, x, 4, DECO_COMM_F32), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_comm_broadcast(c[0], NULL, x, 4, DECO_COMM_F32, 1), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_comm_all_gather(c[0], NULL, x, y, 4, DECO_COMM_F32), DECO_STATUS_SUCCESS);
+  deco_comm_abort(c[0]);
+  cr_assert(deco_comm_aborted(c[0]));
+  cr_assert_eq(deco_comm_barrier(c[0], NULL), DECO_STATUS_ABORTED);
+  deco_comm_destroy(c[0]);
+}
