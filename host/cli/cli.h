@@ -49,6 +49,10 @@ typedef struct deco_cli_options {
   const char *recycle_state;
   int compare_ar;
   int threads;                /* --threads: CPU threads per op, 0 = OpenMP's default */
+  int chat;                   /* --chat: the prompt as one user turn of the chat template */
+  const char *system;         /* --system: the chat's system message, or NULL */
+  int chat_template_set;
+  deco_chat_template_t chat_template; /* --chat-template (DECO_CHAT_TEMPLATE_AUTO by default) */
 } deco_cli_options_t;
 
 /* Parses argv after the command name. On a usage error prints the

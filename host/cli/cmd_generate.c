@@ -22,6 +22,8 @@
 typedef struct printer {
   const deco_cli_options_t *o;
   const deco_tokenizer_t *tok;
+  deco_text_decoder_t *dec; /* GGUF text: the streaming decoder, else NULL (run.c's pieces) */
+  int first_printed;        /* text: the first id whose text is printed (run.c: 1; GGUF and chat: the prompt's end) */
   int32_t prev;
   int count;
   int write_errno; /* 0 while every write succeeded */
@@ -40,7 +42,11 @@ static void print_id(void *user, int32_t id) {
     char buf[16];
     int n = snprintf(buf, sizeof buf, p->count ? " %d" : "%d", id);
     put(p, buf, (size_t)n, 0);
-  } else if (p->count) {
+  } else if (p->count >= p->first_printed && p->dec) {
+    const char *text;
+    size_t len;
+    if (deco_text_decoder_push(p->dec, id, &text, &len) == DECO_STATUS_SUCCESS) put(p, text, len, 1);
+  } else if (p->count >= p->first_printed) {
     size_t len;
     const char *piece = deco_tokenizer_decode(p->tok, p->prev, id, &len);
     put(p, piece, len, 1);
@@ -51,7 +57,12 @@ static void print_id(void *user, int32_t id) {
 
 /* The final newline, flushed: a write error that only shows there (a full
  * disk, a closed descriptor) is still caught. main() closes stdout. */
-static void finish_output(printer_t *p) { put(p, "\n", 1, 1); }
+static void finish_output(printer_t *p) {
+  const char *text;
+  size_t len;
+  if (p->dec && deco_text_decoder_flush(p->dec, &text, &len) == DECO_STATUS_SUCCESS) put(p, text, len, 0);
+  put(p, "\n", 1, 1);
+}
 
 static const char *base_name(const char *path) {
   const char *s = strrchr(path, '/');
@@ -106,6 +117,7 @@ static void print_stats(const deco_cli_options_t *o, const deco_cli_run_result_t
  * exit status (0 to go on). */
 typedef struct model_source {
   int builtin;
+  int gguf; /* --model is a GGUF file (it carries its tokenizer) */
   const void *builtin_data;
   size_t builtin_bytes;
   deco_model_hparams_t hp;
@@ -113,6 +125,7 @@ typedef struct model_source {
 } model_source_t;
 
 static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
+  memset(ms, 0, sizeof *ms);
   ms->builtin = !o->model_path && !o->synthetic;
   if (ms->builtin) {
     ms->builtin_data = deco_default_model(&ms->builtin_bytes);
@@ -129,6 +142,10 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
       return DECO_EXIT_BAD_INPUT;
     }
     snprintf(ms->label, sizeof ms->label, "%s", base_name(o->model_path));
+    char magic[4];
+    FILE *f = fopen(o->model_path, "rb");
+    ms->gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f) fclose(f);
   } else {
     if (deco_synthetic_hparams(o->synthetic, &ms->hp) != DECO_STATUS_SUCCESS) {
       deco_cli_error("--synthetic: %s", deco_last_error(NULL));
@@ -144,9 +161,20 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
  * in; 0 or an exit status. */
 static int load_tokenizer(const deco_cli_options_t *o, const model_source_t *ms, int need, deco_tokenizer_t **tok) {
   *tok = NULL;
+  if (ms->gguf && o->tokenizer_path) {
+    deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model_path);
+    return DECO_EXIT_BAD_INPUT;
+  }
   if (!need) return DECO_EXIT_OK;
   deco_status_t st = DECO_STATUS_SUCCESS;
-  if (o->tokenizer_path) {
+  if (ms->gguf) {
+    st = deco_tokenizer_load_gguf(o->model_path, tok);
+    if (st == DECO_STATUS_SUCCESS && deco_tokenizer_vocab_size(*tok) != ms->hp.vocab_size) {
+      deco_cli_error("%s: the vocabulary holds %d tokens, the model's output %d", o->model_path,
+                     deco_tokenizer_vocab_size(*tok), ms->hp.vocab_size);
+      return DECO_EXIT_BAD_INPUT;
+    }
+  } else if (o->tokenizer_path) {
     st = deco_tokenizer_load(o->tokenizer_path, ms->hp.vocab_size, tok);
   } else if (ms->builtin) {
     size_t n;
@@ -188,12 +216,20 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
   return 0;
 }
 
-/* The prompt's ids: --prompt-ids as given, --prompt encoded, or the
- * model's BOS alone (malloc'd); 0 or -1 (also for a model without BOS and
- * no prompt). */
+/* The prompt's ids: --prompt-ids as given, --prompt encoded (a GGUF
+ * model's by the llama.cpp rule, special-token text kept as text), the
+ * chat template's rendering (with --chat; *end_token gets the template's
+ * end token, -1 if none), or the model's BOS alone (malloc'd); 0 or -1
+ * (also for a model without BOS and no prompt). */
 static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, const deco_tokenizer_t *tok,
-                        int32_t **prompt, int *n_prompt) {
-  int cap = o->prompt_ids ? o->n_prompt_ids : o->prompt ? (int)strlen(o->prompt) + 3 : 1;
+                        int32_t **prompt, int *n_prompt, int32_t *end_token) {
+  *end_token = -1;
+  const size_t text_len = (o->prompt ? strlen(o->prompt) : 0) + (o->system ? strlen(o->system) : 0);
+  if (text_len > (size_t)(1 << 28)) {
+    deco_cli_error("--prompt: %zu bytes is too long", text_len);
+    return -1;
+  }
+  int cap = o->prompt_ids ? o->n_prompt_ids : o->chat ? 3 * (int)text_len + 512 : o->prompt ? 3 * (int)text_len + 8 : 1;
   *prompt = malloc(sizeof(int32_t) * (size_t)cap);
   if (!*prompt) {
     deco_cli_error("out of memory");
@@ -202,6 +238,45 @@ static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, c
   if (o->prompt_ids) {
     *n_prompt = o->n_prompt_ids;
     memcpy(*prompt, o->prompt_ids, sizeof(int32_t) * (size_t)*n_prompt);
+  } else if (o->chat) {
+    /* AUTO stays AUTO for the rendering (the file's template keeps its
+     * default system message); resolving it first gives the error that
+     * quotes an unrecognised template. */
+    const deco_chat_template_t tmpl = o->chat_template;
+    deco_chat_template_t resolved;
+    if (deco_chat_template_resolve(tok, tmpl, &resolved) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return -1;
+    }
+    deco_status_t st = deco_chat_render(tok, tmpl, o->system, o->prompt ? o->prompt : "", 1, *prompt, cap, n_prompt);
+    if (st == DECO_STATUS_CAPACITY) {
+      int32_t *more = realloc(*prompt, sizeof(int32_t) * (size_t)*n_prompt);
+      if (!more) {
+        deco_cli_error("out of memory");
+        return -1;
+      }
+      *prompt = more;
+      st = deco_chat_render(tok, tmpl, o->system, o->prompt ? o->prompt : "", 1, *prompt, *n_prompt, n_prompt);
+    }
+    if (st != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--chat: %s", deco_last_error(NULL));
+      return -1;
+    }
+    if (*n_prompt == 0) {
+      deco_cli_error("--chat: the template gave no ids, and %s adds no BOS: nothing to start from", o->model_path);
+      return -1;
+    }
+    *end_token = deco_chat_end_token(tok, tmpl);
+  } else if (o->prompt && ms->gguf) {
+    if (deco_tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), DECO_TOKENIZE_ADD_SPECIAL, *prompt, cap,
+                                n_prompt) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--prompt: %s", deco_last_error(NULL));
+      return -1;
+    }
+    if (*n_prompt == 0) {
+      deco_cli_error("--prompt: empty, and %s adds no BOS: nothing to start from", o->model_path);
+      return -1;
+    }
   } else if (o->prompt) {
     if (deco_tokenizer_encode(tok, o->prompt, 1, 0, *prompt, cap, n_prompt) != DECO_STATUS_SUCCESS) {
       deco_cli_error("--prompt: %s", deco_last_error(NULL));
@@ -245,19 +320,37 @@ static int load_model(const deco_cli_options_t *o, const model_source_t *ms, dec
 }
 
 /* Decodes, prints, and ends the output; 0 or -1. */
-static int generate_and_print(const deco_cli_options_t *o, deco_model_t *model, const deco_tokenizer_t *tok,
-                              const int32_t *prompt, int n_prompt, deco_backend_t backend, deco_dtype_t dtype,
-                              const char *label) {
-  printer_t pr = {.o = o, .tok = tok, .prev = 0, .count = 0, .write_errno = 0};
+static int generate_and_print(const deco_cli_options_t *o, const model_source_t *ms, deco_model_t *model,
+                              const deco_tokenizer_t *tok, const int32_t *prompt, int n_prompt, int32_t end_token,
+                              deco_backend_t backend, deco_dtype_t dtype) {
+  /* Text: run.c's pieces after the first id; a GGUF model's (or a chat's)
+   * text starts after the prompt (as --steps cuts it). */
+  const int reply_only = ms->gguf || o->chat;
+  printer_t pr = {.o = o, .tok = tok, .dec = NULL, .first_printed = reply_only ? (n_prompt < o->steps ? n_prompt : o->steps) : 1,
+                  .prev = 0, .count = 0, .write_errno = 0};
+  if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, DECO_DETOKENIZE_VALID_UTF8, &pr.dec) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return -1;
+  }
+  /* A chat also stops at the template's end token. */
+  int32_t stops[DECO_MAX_STOP_IDS + 1];
+  int n_stops = ms->hp.n_stop_ids;
+  memcpy(stops, ms->hp.stop_ids, sizeof(int32_t) * (size_t)n_stops);
+  int known = 0;
+  for (int i = 0; i < n_stops; ++i) known |= stops[i] == end_token;
+  if (end_token >= 0 && !known) stops[n_stops++] = end_token;
   deco_cli_run_result_t gen = {0};
-  deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = print_id, .user = &pr};
-  if (deco_cli_run(model, &in, &gen) != 0) return -1;
-  finish_output(&pr);
+  deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = print_id, .user = &pr,
+                             .stop_ids = end_token >= 0 ? stops : NULL, .n_stop_ids = end_token >= 0 ? n_stops : 0};
+  int rc = deco_cli_run(model, &in, &gen);
+  if (rc == 0) finish_output(&pr);
+  deco_text_decoder_destroy(pr.dec);
+  if (rc != 0) return -1;
   if (pr.write_errno && pr.write_errno != EPIPE) {
     deco_cli_error("stdout: %s", strerror(pr.write_errno));
     return -1;
   }
-  print_stats(o, &gen, backend, dtype, label);
+  print_stats(o, &gen, backend, dtype, ms->label);
   return 0;
 }
 
@@ -274,7 +367,7 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   int rc = read_model_header(o, &ms);
   if (rc != DECO_EXIT_OK) return rc;
   /* 2. The tokenizer file, when text goes in or out. */
-  const int need_tokenizer = o->prompt != NULL || !o->print_ids;
+  const int need_tokenizer = o->prompt != NULL || !o->print_ids || o->chat;
   deco_tokenizer_t *tok = NULL;
   rc = load_tokenizer(o, &ms, need_tokenizer, &tok);
   if (rc != DECO_EXIT_OK) return rc;
@@ -283,12 +376,13 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   rc = DECO_EXIT_BAD_INPUT;
   int32_t *prompt = NULL;
   int n_prompt = 0;
+  int32_t end_token = -1;
   deco_ctx_t *ctx = NULL;
   deco_model_t *model = NULL;
   if ((!o->recycle_state || check_state_path(o->recycle_state) == 0) &&
-      check_against_model(o, &ms, need_tokenizer, &tok) == 0 && build_prompt(o, &ms, tok, &prompt, &n_prompt) == 0 &&
+      check_against_model(o, &ms, need_tokenizer, &tok) == 0 && build_prompt(o, &ms, tok, &prompt, &n_prompt, &end_token) == 0 &&
       load_model(o, &ms, backend, dtype, &ctx, &model) == 0 &&
-      generate_and_print(o, model, tok, prompt, n_prompt, backend, dtype, ms.label) == 0)
+      generate_and_print(o, &ms, model, tok, prompt, n_prompt, end_token, backend, dtype) == 0)
     rc = DECO_EXIT_OK;
   deco_model_destroy(model);
   deco_ctx_destroy(ctx);

@@ -21,8 +21,8 @@ void deco_cli_usage(FILE *f) {
         "       deco eval --help       perplexity of a model, KL and top-1 agreement against a reference\n"
         "  --model FILE          llama2.c checkpoint or GGUF file (default: stories260K, built in)\n"
         "  --synthetic NAME      tiny | llama2-7b | llama3-8b | smollm2-135m (seeded random weights)\n"
-        "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512)\n"
-        "  --prompt TEXT         prompt text (BOS, dummy-prefix space, BPE merges)\n"
+        "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512; not with GGUF)\n"
+        "  --prompt TEXT         prompt text (llama2.c: BOS, dummy-prefix space, merges; GGUF: the file's tokenizer)\n"
         "  --prompt-ids CSV      prompt as decimal ids, used verbatim\n"
         "  --steps N             forward positions including the prompt (256)\n"
         "  --temperature T       0 = greedy (1.0)\n"
@@ -39,7 +39,10 @@ void deco_cli_usage(FILE *f) {
         "  --recycle-k K         recycle: candidates kept per token, 1-16 (8)\n"
         "  --recycle-state FILE  recycle: table loaded if present, saved at exit\n"
         "  --compare-ar          also time plain decoding and report speedup=\n"
-        "  --threads N           cpu: threads per op, 1-1024 (OpenMP's default: one per core)\n",
+        "  --threads N           cpu: threads per op, 1-1024 (OpenMP's default: one per core)\n"
+        "  --chat                GGUF: the prompt as a user turn of the model's chat template; prints the reply\n"
+        "  --system TEXT         with --chat: the system message (default: the template's own, if any)\n"
+        "  --chat-template NAME  with --chat: auto (the file's), chatml, llama3 or none\n",
         f);
 }
 

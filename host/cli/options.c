@@ -180,6 +180,14 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
     return parse_int(a, v, 1, 16, &o->recycle_k);
   } else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
   else if (strcmp(a, "--threads") == 0) return parse_int(a, v, 1, DECO_MAX_THREADS, &o->threads);
+  else if (strcmp(a, "--system") == 0) o->system = v;
+  else if (strcmp(a, "--chat-template") == 0) {
+    o->chat_template_set = 1;
+    if (deco_chat_template_from_name(v, &o->chat_template) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--chat-template: '%s' is not auto, chatml, llama3 or none", v);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -188,6 +196,7 @@ static int parse_flag(const char *a, deco_cli_options_t *o) {
   if (strcmp(a, "--ignore-eos") == 0) o->ignore_eos = 1;
   else if (strcmp(a, "--print-ids") == 0) o->print_ids = 1;
   else if (strcmp(a, "--compare-ar") == 0) o->compare_ar = 1;
+  else if (strcmp(a, "--chat") == 0) o->chat = 1;
   else return 0;
   return 1;
 }
@@ -196,7 +205,8 @@ static int takes_value(const char *a) {
   static const char *const with_value[] = {"--model", "--synthetic", "--tokenizer", "--prompt", "--prompt-ids",
                                             "--steps", "--temperature", "--top-p", "--seed", "--backend",
                                             "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
-                                            "--recycle-k", "--recycle-state", "--threads", NULL};
+                                            "--recycle-k", "--recycle-state", "--threads", "--system",
+                                            "--chat-template", NULL};
   for (int k = 0; with_value[k]; ++k)
     if (strcmp(a, with_value[k]) == 0) return 1;
   return 0;
@@ -221,6 +231,20 @@ static int check_combination(const deco_cli_options_t *o) {
     deco_cli_error("%s needs --spec recycle", recycle_only);
     return -1;
   }
+  /* Chat options need --chat; a chat turn is text. */
+  const char *chat_only = o->system ? "--system" : o->chat_template_set ? "--chat-template" : NULL;
+  if (chat_only && !o->chat) {
+    deco_cli_error("%s needs --chat", chat_only);
+    return -1;
+  }
+  if (o->chat && o->prompt_ids) {
+    deco_cli_error("--chat and --prompt-ids exclude each other (the template makes the prompt's ids)");
+    return -1;
+  }
+  if (o->system && o->chat_template == DECO_CHAT_TEMPLATE_NONE) {
+    deco_cli_error("--system: --chat-template none has no system message");
+    return -1;
+  }
   if (o->backend_set && o->backend == DECO_BACKEND_CPU && o->dtype_set && o->dtype == DECO_DTYPE_BF16) {
     deco_cli_error("--dtype: bf16 is not supported by the cpu backend (use f32)");
     return -1;
@@ -230,7 +254,8 @@ static int check_combination(const deco_cli_options_t *o) {
 
 int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
   *o = (deco_cli_options_t){.steps = 256, .temperature = 1.0f, .top_p = 0.9f, .seed = 42, .draft_len = 10,
-                            .recycle_k = 8, .spec = DECO_CLI_SPEC_NONE};
+                            .recycle_k = 8, .spec = DECO_CLI_SPEC_NONE,
+                            .chat_template = DECO_CHAT_TEMPLATE_AUTO};
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DECO_CLI_HELP;

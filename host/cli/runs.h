@@ -12,6 +12,8 @@ typedef struct deco_cli_run_input {
   int n_prompt;
   deco_emit_fn emit; /* called for the first prompt id, then once per position */
   void *user;
+  const int32_t *stop_ids; /* the ids that end the run, or NULL: the model's */
+  int n_stop_ids;
 } deco_cli_run_input_t;
 
 typedef struct deco_cli_run_result {
