@@ -53,6 +53,12 @@ typedef struct deco_cli_options {
   const char *system;         /* --system: the chat's system message, or NULL */
   int chat_template_set;
   deco_chat_template_t chat_template; /* --chat-template (DECO_CHAT_TEMPLATE_AUTO by default) */
+  int superpose;              /* --superpose K: drafts by superposed decoding, 0 = off */
+  const char *ngram_path;     /* --ngram TABLE */
+  int superpose_m;            /* --superpose-m (DECO_SUPERPOSE_DEFAULT_M) */
+  float superpose_temp;       /* --superpose-temp (DECO_SUPERPOSE_DEFAULT_TEMPERATURE) */
+  float ngram_alpha;          /* --ngram-alpha (DECO_SUPERPOSE_DEFAULT_ALPHA) */
+  int superpose_m_set, superpose_temp_set, ngram_alpha_set;
 } deco_cli_options_t;
 
 /* Parses argv after the command name. On a usage error prints the

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -108,6 +109,7 @@ static void print_stats(const deco_cli_options_t *o, const deco_cli_run_result_t
     fprintf(stderr, " forwards=%d mean_accepted=%.2f", gen->forwards,
             gen->forwards ? (double)gen->tokens / gen->forwards : 0.0);
   if (o->compare_ar) fprintf(stderr, " speedup=%.2f", gen->speedup);
+  if (o->superpose) fprintf(stderr, " forwards=%d drafts=%d", gen->forwards, gen->drafts);
   fputc('\n', stderr);
 }
 
@@ -198,6 +200,10 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
       deco_cli_error("--prompt-ids: id %d >= vocab %d", o->prompt_ids[i], ms->hp.vocab_size);
       return -1;
     }
+  if (o->superpose && o->superpose_m > ms->hp.vocab_size) {
+    deco_cli_error("--superpose-m: %d > vocab %d", o->superpose_m, ms->hp.vocab_size);
+    return -1;
+  }
   if (o->steps > ms->hp.seq_len) {
     deco_cli_error("--steps: %d > seq_len %d of %s", o->steps, ms->hp.seq_len, ms->label);
     return -1;
@@ -319,35 +325,166 @@ static int load_model(const deco_cli_options_t *o, const model_source_t *ms, dec
   return 0;
 }
 
+/* The stop ids when a chat adds its template's end token to the model's
+ * (stops[] of DECO_MAX_STOP_IDS + 1); 0 when the model's apply as they are. */
+static int stop_set(const model_source_t *ms, int32_t end_token, int32_t *stops) {
+  if (end_token < 0) return 0;
+  int n = ms->hp.n_stop_ids;
+  memcpy(stops, ms->hp.stop_ids, sizeof(int32_t) * (size_t)n);
+  for (int i = 0; i < n; ++i)
+    if (stops[i] == end_token) return n;
+  stops[n++] = end_token;
+  return n;
+}
+
+/* The printer of one output (a run, or one draft of --superpose). */
+static int printer_open(printer_t *pr, const deco_cli_options_t *o, const model_source_t *ms,
+                        const deco_tokenizer_t *tok, int n_prompt) {
+  /* Text: run.c's pieces after the first id; a GGUF model's (or a chat's)
+   * text starts after the prompt (as --steps cuts it). */
+  const int reply_only = ms->gguf || o->chat;
+  *pr = (printer_t){.o = o, .tok = tok, .dec = NULL,
+                    .first_printed = reply_only ? (n_prompt < o->steps ? n_prompt : o->steps) : 1, .prev = 0,
+                    .count = 0, .write_errno = 0};
+  if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, DECO_DETOKENIZE_VALID_UTF8, &pr->dec) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return -1;
+  }
+  return 0;
+}
+
 /* Decodes, prints, and ends the output; 0 or -1. */
 static int generate_and_print(const deco_cli_options_t *o, const model_source_t *ms, deco_model_t *model,
                               const deco_tokenizer_t *tok, const int32_t *prompt, int n_prompt, int32_t end_token,
                               deco_backend_t backend, deco_dtype_t dtype) {
-  /* Text: run.c's pieces after the first id; a GGUF model's (or a chat's)
-   * text starts after the prompt (as --steps cuts it). */
-  const int reply_only = ms->gguf || o->chat;
-  printer_t pr = {.o = o, .tok = tok, .dec = NULL, .first_printed = reply_only ? (n_prompt < o->steps ? n_prompt : o->steps) : 1,
-                  .prev = 0, .count = 0, .write_errno = 0};
-  if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, DECO_DETOKENIZE_VALID_UTF8, &pr.dec) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("%s", deco_last_error(NULL));
-    return -1;
-  }
-  /* A chat also stops at the template's end token. */
+  printer_t pr;
+  if (printer_open(&pr, o, ms, tok, n_prompt) != 0) return -1;
   int32_t stops[DECO_MAX_STOP_IDS + 1];
-  int n_stops = ms->hp.n_stop_ids;
-  memcpy(stops, ms->hp.stop_ids, sizeof(int32_t) * (size_t)n_stops);
-  int known = 0;
-  for (int i = 0; i < n_stops; ++i) known |= stops[i] == end_token;
-  if (end_token >= 0 && !known) stops[n_stops++] = end_token;
+  const int n_stops = stop_set(ms, end_token, stops);
   deco_cli_run_result_t gen = {0};
   deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = print_id, .user = &pr,
-                             .stop_ids = end_token >= 0 ? stops : NULL, .n_stop_ids = end_token >= 0 ? n_stops : 0};
+                             .stop_ids = n_stops ? stops : NULL, .n_stop_ids = n_stops};
   int rc = deco_cli_run(model, &in, &gen);
   if (rc == 0) finish_output(&pr);
   deco_text_decoder_destroy(pr.dec);
   if (rc != 0) return -1;
   if (pr.write_errno && pr.write_errno != EPIPE) {
     deco_cli_error("stdout: %s", strerror(pr.write_errno));
+    return -1;
+  }
+  print_stats(o, &gen, backend, dtype, ms->label);
+  return 0;
+}
+
+/* --superpose: the n-gram table, checked against the model's vocabulary
+ * and, when both are known, the tokenizer file's hash (NULL table with
+ * --ngram-alpha 0); 0 or an exit status. */
+static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, deco_ngram_table_t **table) {
+  *table = NULL;
+  if (!o->superpose || o->ngram_alpha == 0.0f) return DECO_EXIT_OK;
+  uint64_t hash = 0;
+  if (o->tokenizer_path) {
+    FILE *f = fopen(o->tokenizer_path, "rb");
+    size_t cap = 1 << 16, len = 0;
+    unsigned char *buf = f ? malloc(cap) : NULL;
+    for (size_t k; buf && (k = fread(buf + len, 1, cap - len, f)) > 0;) {
+      len += k;
+      if (len == cap) {
+        unsigned char *more = realloc(buf, cap * 2);
+        if (!more) {
+          free(buf);
+          buf = NULL;
+          break;
+        }
+        buf = more;
+        cap *= 2;
+      }
+    }
+    if (f) fclose(f);
+    if (!buf) {
+      deco_cli_error("cannot read %s", o->tokenizer_path);
+      return DECO_EXIT_BAD_INPUT;
+    }
+    hash = deco_ngram_hash_bytes(buf, len);
+    free(buf);
+  } else if (ms->builtin) {
+    size_t n;
+    const void *data = deco_default_tokenizer(&n);
+    hash = deco_ngram_hash_bytes(data, n);
+  }
+  if (deco_ngram_table_load(o->ngram_path, ms->hp.vocab_size, hash, table) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  return DECO_EXIT_OK;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --superpose: K drafts from one run, printed best first (docs/CLI.md);
+ * 0 or -1. */
+static int superpose_and_print(const deco_cli_options_t *o, const model_source_t *ms, deco_model_t *model,
+                               const deco_tokenizer_t *tok, const deco_ngram_table_t *table, const int32_t *prompt,
+                               int n_prompt, int32_t end_token, deco_backend_t backend, deco_dtype_t dtype) {
+  deco_ctx_t *ctx = deco_model_ctx(model);
+  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--threads: %s", deco_last_error(ctx));
+    return -1;
+  }
+  int32_t stops[DECO_MAX_STOP_IDS + 1];
+  const int n_stops = stop_set(ms, end_token, stops);
+  deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
+  c.k = o->superpose;
+  c.m = o->superpose_m;
+  c.temperature = o->superpose_temp;
+  c.alpha = o->ngram_alpha;
+  c.ngram = table;
+  c.steps = o->steps;
+  c.ignore_eos = o->ignore_eos;
+  c.stop_ids = n_stops ? stops : NULL;
+  c.n_stop_ids = n_stops;
+  c.graph = backend == DECO_BACKEND_CUDA;
+  deco_superpose_result_t res = DECO_SUPERPOSE_RESULT_INIT;
+  const double t0 = now_seconds();
+  deco_status_t st = deco_superpose_generate(model, 1, &prompt, &n_prompt, &c, &res);
+  if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
+  const double seconds = now_seconds() - t0;
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(ctx));
+    deco_superpose_result_free(&res);
+    return -1;
+  }
+  /* Each draft as plain decoding prints its ids: the prompt's committed
+   * ids, then the draft's. */
+  const int n_lead = res.n_forced[0] + 1;
+  int write_errno = 0;
+  for (int i = 0; i < res.n_drafts[0] && !write_errno; ++i) {
+    const deco_superpose_draft_t *d = &res.drafts[i];
+    printer_t pr;
+    if (printer_open(&pr, o, ms, tok, n_prompt) != 0) {
+      deco_superpose_result_free(&res);
+      return -1;
+    }
+    if (!o->print_ids) {
+      char head[64];
+      int len = snprintf(head, sizeof head, "[%d] logp=%.3f\n", i, d->logp);
+      put(&pr, head, (size_t)len, 0);
+    }
+    for (int j = 0; j < n_lead; ++j) print_id(&pr, prompt[j]);
+    for (int j = 0; j < d->n_ids; ++j) print_id(&pr, d->ids[j]);
+    finish_output(&pr);
+    deco_text_decoder_destroy(pr.dec);
+    write_errno = pr.write_errno;
+  }
+  deco_cli_run_result_t gen = {.tokens = res.stats.tokens, .forwards = res.stats.forwards, .seconds = seconds,
+                               .drafts = res.n_drafts[0]};
+  deco_superpose_result_free(&res);
+  if (write_errno && write_errno != EPIPE) {
+    deco_cli_error("stdout: %s", strerror(write_errno));
     return -1;
   }
   print_stats(o, &gen, backend, dtype, ms->label);
@@ -373,6 +510,13 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   if (rc != DECO_EXIT_OK) return rc;
   /* 3. Where the recycling state will be saved; then values that conflict
    * with the model; 4. load; 5. generate. */
+  /* 3. --superpose's n-gram table. */
+  deco_ngram_table_t *table = NULL;
+  rc = load_ngram(o, &ms, &table);
+  if (rc != DECO_EXIT_OK) {
+    deco_tokenizer_destroy(tok);
+    return rc;
+  }
   rc = DECO_EXIT_BAD_INPUT;
   int32_t *prompt = NULL;
   int n_prompt = 0;
@@ -382,8 +526,10 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   if ((!o->recycle_state || check_state_path(o->recycle_state) == 0) &&
       check_against_model(o, &ms, need_tokenizer, &tok) == 0 && build_prompt(o, &ms, tok, &prompt, &n_prompt, &end_token) == 0 &&
       load_model(o, &ms, backend, dtype, &ctx, &model) == 0 &&
-      generate_and_print(o, &ms, model, tok, prompt, n_prompt, end_token, backend, dtype) == 0)
+      (o->superpose ? superpose_and_print(o, &ms, model, tok, table, prompt, n_prompt, end_token, backend, dtype)
+                    : generate_and_print(o, &ms, model, tok, prompt, n_prompt, end_token, backend, dtype)) == 0)
     rc = DECO_EXIT_OK;
+  deco_ngram_table_destroy(table);
   deco_model_destroy(model);
   deco_ctx_destroy(ctx);
   deco_tokenizer_destroy(tok);

@@ -42,7 +42,12 @@ void deco_cli_usage(FILE *f) {
         "  --threads N           cpu: threads per op, 1-1024 (OpenMP's default: one per core)\n"
         "  --chat                GGUF: the prompt as a user turn of the model's chat template; prints the reply\n"
         "  --system TEXT         with --chat: the system message (default: the template's own, if any)\n"
-        "  --chat-template NAME  with --chat: auto (the file's), chatml, llama3 or none\n",
+        "  --chat-template NAME  with --chat: auto (the file's), chatml, llama3 or none\n"
+        "  --superpose K         K drafts, 1-16, from one run by superposed decoding\n"
+        "  --ngram TABLE         superpose: n-gram table (deco ngram build); not needed with --ngram-alpha 0\n"
+        "  --superpose-m M       superpose: candidates per draft and step, 1-16 (9)\n"
+        "  --superpose-temp T    superpose: temperature of the candidates' softmax, > 0 (0.06)\n"
+        "  --ngram-alpha A       superpose: weight of the n-grams in [0, 1], 0 = off (0.54)\n",
         f);
 }
 

@@ -181,6 +181,26 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
   } else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
   else if (strcmp(a, "--threads") == 0) return parse_int(a, v, 1, DECO_MAX_THREADS, &o->threads);
   else if (strcmp(a, "--system") == 0) o->system = v;
+  else if (strcmp(a, "--superpose") == 0) return parse_int(a, v, 1, DECO_SUPERPOSE_MAX_K, &o->superpose);
+  else if (strcmp(a, "--ngram") == 0) o->ngram_path = v;
+  else if (strcmp(a, "--superpose-m") == 0) {
+    o->superpose_m_set = 1;
+    return parse_int(a, v, 1, DECO_SUPERPOSE_MAX_M, &o->superpose_m);
+  } else if (strcmp(a, "--superpose-temp") == 0) {
+    o->superpose_temp_set = 1;
+    if (parse_float(a, v, &o->superpose_temp)) return -1;
+    if (!(o->superpose_temp > 0.0f)) {
+      deco_cli_error("--superpose-temp: %s must be > 0", v);
+      return -1;
+    }
+  } else if (strcmp(a, "--ngram-alpha") == 0) {
+    o->ngram_alpha_set = 1;
+    if (parse_float(a, v, &o->ngram_alpha)) return -1;
+    if (!(o->ngram_alpha >= 0.0f && o->ngram_alpha <= 1.0f)) {
+      deco_cli_error("--ngram-alpha: %s must be in [0, 1]", v);
+      return -1;
+    }
+  }
   else if (strcmp(a, "--chat-template") == 0) {
     o->chat_template_set = 1;
     if (deco_chat_template_from_name(v, &o->chat_template) != DECO_STATUS_SUCCESS) {
@@ -206,7 +226,8 @@ static int takes_value(const char *a) {
                                             "--steps", "--temperature", "--top-p", "--seed", "--backend",
                                             "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
                                             "--recycle-k", "--recycle-state", "--threads", "--system",
-                                            "--chat-template", NULL};
+                                            "--chat-template", "--superpose", "--ngram", "--superpose-m",
+                                            "--superpose-temp", "--ngram-alpha", NULL};
   for (int k = 0; with_value[k]; ++k)
     if (strcmp(a, with_value[k]) == 0) return 1;
   return 0;
@@ -229,6 +250,29 @@ static int check_combination(const deco_cli_options_t *o) {
                                                 : NULL;
   if (recycle_only && o->spec != DECO_CLI_SPEC_RECYCLE) {
     deco_cli_error("%s needs --spec recycle", recycle_only);
+    return -1;
+  }
+  /* Superposed decoding's options need --superpose, which has no drafter
+   * and no timing runs. */
+  const char *superpose_only = o->ngram_path            ? "--ngram"
+                               : o->superpose_m_set     ? "--superpose-m"
+                               : o->superpose_temp_set  ? "--superpose-temp"
+                               : o->ngram_alpha_set     ? "--ngram-alpha"
+                                                        : NULL;
+  if (superpose_only && !o->superpose) {
+    deco_cli_error("%s needs --superpose", superpose_only);
+    return -1;
+  }
+  if (o->superpose && o->spec != DECO_CLI_SPEC_NONE) {
+    deco_cli_error("--superpose and --spec %s exclude each other", o->spec == DECO_CLI_SPEC_LOOKUP ? "lookup" : "recycle");
+    return -1;
+  }
+  if (o->superpose && o->compare_ar) {
+    deco_cli_error("--superpose and --compare-ar exclude each other");
+    return -1;
+  }
+  if (o->superpose && o->ngram_alpha > 0.0f && !o->ngram_path) {
+    deco_cli_error("--superpose needs --ngram TABLE (or --ngram-alpha 0)");
     return -1;
   }
   /* Chat options need --chat; a chat turn is text. */
@@ -255,7 +299,9 @@ static int check_combination(const deco_cli_options_t *o) {
 int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
   *o = (deco_cli_options_t){.steps = 256, .temperature = 1.0f, .top_p = 0.9f, .seed = 42, .draft_len = 10,
                             .recycle_k = 8, .spec = DECO_CLI_SPEC_NONE,
-                            .chat_template = DECO_CHAT_TEMPLATE_AUTO};
+                            .chat_template = DECO_CHAT_TEMPLATE_AUTO, .superpose_m = DECO_SUPERPOSE_DEFAULT_M,
+                            .superpose_temp = DECO_SUPERPOSE_DEFAULT_TEMPERATURE,
+                            .ngram_alpha = DECO_SUPERPOSE_DEFAULT_ALPHA};
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DECO_CLI_HELP;

@@ -22,6 +22,7 @@ typedef struct deco_cli_run_result {
   double seconds; /* wall time of the run (with --compare-ar: the median of 3 speculative runs) */
   double capture_seconds; /* of which capturing the CUDA graph */
   double speedup; /* --compare-ar: speculative tok/s over plain tok/s (medians of 3), else 0 */
+  int drafts;     /* --superpose: drafts printed */
 } deco_cli_run_result_t;
 
 /* Runs the generation (and, with --compare-ar, the timing runs, which print
