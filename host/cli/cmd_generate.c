@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,7 +385,16 @@ static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, dec
   if (!o->superpose || o->ngram_alpha == 0.0f) return DECO_EXIT_OK;
   uint64_t hash = 0;
   if (o->tokenizer_path) {
-    FILE *f = fopen(o->tokenizer_path, "rb");
+    /* A regular file only: a FIFO is refused at once, never waited on. */
+    int fd = open(o->tokenizer_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      deco_cli_error("cannot read %s: %s", o->tokenizer_path, fd < 0 ? strerror(errno) : "not a regular file");
+      if (fd >= 0) close(fd);
+      return DECO_EXIT_BAD_INPUT;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) close(fd);
     size_t cap = 1 << 16, len = 0;
     unsigned char *buf = f ? malloc(cap) : NULL;
     for (size_t k; buf && (k = fread(buf + len, 1, cap - len, f)) > 0;) {
