@@ -10,6 +10,14 @@
  *   bench_spec --model stories260K.bin --tokenizer tok512.bin [--backend cpu|cuda]
  *              [--dtype f32|bf16] [--prompts perf/prompts/prompts.tsv] [--steps 256]
  *              [--temperature 0] [--top-p 1] [--seed 42] [--loop graph|device|host]
+ * A GGUF model (SmolLM2) needs no --tokenizer: its own encodes the prompts
+ * by llama.cpp's rule; --chat wraps each one in the model's chat template
+ * (a user turn, generation prompt appended), e.g. over perf/prompts-chat/.
+ *   bench_spec --model SmolLM2-135M-Instruct.Q4_1.gguf --prompts perf/prompts-chat/prompts.tsv --chat
+ *              [--new 64] [--max-per-kind 3] [--methods lookup,recycle-warm] [--threads 1]
+ * --new N: N positions after each prompt (instead of --steps in all);
+ * --max-per-kind K: the first K prompts of each kind; --methods: a comma
+ * list of ar, lookup, recycle-cold, recycle-warm (default all four).
  * --loop (GPU): graph (default) replays each step as a CUDA graph; device
  * runs the same device-resident step eagerly; host drafts and accepts on the
  * host side of the engine (the CPU's loop). Lookup always drafts on the host.
@@ -57,7 +65,20 @@ static uint64_t fnv1a64(const char *s, size_t n) {
   return h;
 }
 
-static int read_prompts(const char *path, const deco_tokenizer_t *tok, prompt_t *p, uint64_t *hash) {
+/* Prompt encoding: run.c's rule (llama2.c), llama.cpp's (GGUF), or the
+ * GGUF's chat template around the text as one user turn. */
+typedef struct encoding {
+  int gguf, chat, max_per_kind;
+} encoding_t;
+
+static int kind_count(const prompt_t *p, int n, const char *kind) {
+  int c = 0;
+  for (int i = 0; i < n; ++i) c += strcmp(p[i].kind, kind) == 0;
+  return c;
+}
+
+static int read_prompts(const char *path, const deco_tokenizer_t *tok, const encoding_t *e, prompt_t *p,
+                        uint64_t *hash) {
   FILE *f = fopen(path, "rb");
   if (!f) die(path, "cannot open");
   static char text[1 << 20];
@@ -73,8 +94,13 @@ static int read_prompts(const char *path, const deco_tokenizer_t *tok, prompt_t 
     size_t kl = strlen(line) < sizeof p[n].kind - 1 ? strlen(line) : sizeof p[n].kind - 1;
     memcpy(p[n].kind, line, kl);
     p[n].kind[kl] = '\0';
-    if (deco_tokenizer_encode(tok, tab + 1, 1, 0, p[n].ids, 512, &p[n].n) != DECO_STATUS_SUCCESS)
-      die(path, deco_last_error(NULL));
+    if (e->max_per_kind > 0 && kind_count(p, n, p[n].kind) >= e->max_per_kind) continue;
+    const char *t = tab + 1;
+    deco_status_t st = e->chat   ? deco_chat_render(tok, DECO_CHAT_TEMPLATE_AUTO, NULL, t, 1, p[n].ids, 512, &p[n].n)
+                       : e->gguf ? deco_tokenizer_tokenize(tok, t, strlen(t), DECO_TOKENIZE_ADD_SPECIAL, p[n].ids, 512,
+                                                           &p[n].n)
+                                 : deco_tokenizer_encode(tok, t, 1, 0, p[n].ids, 512, &p[n].n);
+    if (st != DECO_STATUS_SUCCESS) die(path, deco_last_error(NULL));
     n++;
   }
   return n;
@@ -98,7 +124,9 @@ static void print_row(const char *method, const tally_t *t, const char *backend,
 int main(int argc, char **argv) {
   const char *model_path = NULL, *tok_path = NULL, *prompts_path = "perf/prompts/prompts.tsv";
   const char *backend_s = NULL, *dtype_s = NULL, *loop_s = "graph";
-  int steps = 256;
+  int steps = 256, n_new = 0, threads = 0;
+  encoding_t enc = {0};
+  const char *methods_s = "ar,lookup,recycle-cold,recycle-warm";
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 42;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -112,9 +140,22 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--top-p")) top_p = (float)atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[i + 1], NULL, 10);
     else if (!strcmp(argv[i], "--loop")) loop_s = argv[i + 1];
-    else die(argv[i], "unknown option");
+    else if (!strcmp(argv[i], "--new")) n_new = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--max-per-kind")) enc.max_per_kind = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--methods")) methods_s = argv[i + 1];
+    else if (!strcmp(argv[i], "--chat")) {
+      enc.chat = 1;
+      --i; /* a flag */
+    } else die(argv[i], "unknown option");
   }
-  if (!model_path || !tok_path) die("usage", "--model FILE --tokenizer FILE are required");
+  if (!model_path) die("usage", "--model FILE is required");
+  FILE *mf = fopen(model_path, "rb");
+  char magic[4] = {0};
+  enc.gguf = mf && fread(magic, 1, 4, mf) == 4 && memcmp(magic, "GGUF", 4) == 0;
+  if (mf) fclose(mf);
+  if (!enc.gguf && !tok_path) die("usage", "--tokenizer FILE is required with a llama2.c checkpoint");
+  if (enc.chat && !enc.gguf) die("--chat", "needs a GGUF model (its chat template)");
   const int loop_graph = !strcmp(loop_s, "graph"), loop_device = loop_graph || !strcmp(loop_s, "device");
   if (!loop_device && strcmp(loop_s, "host")) die(loop_s, "--loop is graph, device or host");
   deco_backend_t backend = backend_s ? (strcmp(backend_s, "cuda") == 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU)
@@ -128,19 +169,28 @@ int main(int argc, char **argv) {
   if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) die("context", deco_last_error(NULL));
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
   config.dtype = dtype;
-  if (deco_model_load_llama2c(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS)
-    die(model_path, deco_last_error(ctx));
+  if (deco_model_load(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS) die(model_path, deco_last_error(ctx));
+  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) die("--threads", deco_last_error(ctx));
   const deco_model_hparams_t *mc = deco_model_get_hparams(model);
   deco_tokenizer_t *tok;
-  if (deco_tokenizer_load(tok_path, mc->vocab_size, &tok) != DECO_STATUS_SUCCESS) die(tok_path, deco_last_error(NULL));
+  if ((enc.gguf ? deco_tokenizer_load_gguf(model_path, &tok) : deco_tokenizer_load(tok_path, mc->vocab_size, &tok)) !=
+      DECO_STATUS_SUCCESS)
+    die(enc.gguf ? model_path : tok_path, deco_last_error(NULL));
   static prompt_t prompts[MAX_PROMPTS];
   uint64_t hash;
-  int n_prompts = read_prompts(prompts_path, tok, prompts, &hash);
+  int n_prompts = read_prompts(prompts_path, tok, &enc, prompts, &hash);
   if (steps > mc->seq_len) steps = mc->seq_len;
-  fprintf(stderr,
-          "bench_spec: %d prompts (%s, fnv1a64 %016llx), %d positions each, %s %s, temperature %.2f, %s loop\n",
-          n_prompts, prompts_path, (unsigned long long)hash, steps, deco_backend_name(backend),
-          deco_dtype_name(dtype), temperature, backend == DECO_BACKEND_CUDA ? loop_s : "host");
+  if (n_new > 0)
+    fprintf(stderr, "bench_spec: %d prompts (%s%s, fnv1a64 %016llx), %d positions after each, %s %s, temperature %.2f, %s loop\n",
+            n_prompts, prompts_path, enc.chat ? ", chat template" : "", (unsigned long long)hash, n_new,
+            deco_backend_name(backend), deco_dtype_name(dtype), temperature,
+            backend == DECO_BACKEND_CUDA ? loop_s : "host");
+  else
+    fprintf(stderr,
+            "bench_spec: %d prompts (%s%s, fnv1a64 %016llx), %d positions each, %s %s, temperature %.2f, %s loop\n",
+            n_prompts, prompts_path, enc.chat ? ", chat template" : "", (unsigned long long)hash, steps,
+            deco_backend_name(backend), deco_dtype_name(dtype), temperature,
+            backend == DECO_BACKEND_CUDA ? loop_s : "host");
   deco_recycler_t *rec;
   deco_tree_template_t tmpl;
   deco_drafter_t *lookup, *recycle;
@@ -154,6 +204,12 @@ int main(int argc, char **argv) {
   const char *methods[4] = {"ar", "lookup", "recycle-cold", "recycle-warm"};
   double ar_rate = 0;
   for (int mth = 0; mth < 4; ++mth) {
+    /* Only the methods asked for (a whole word of the comma list). */
+    const size_t ml = strlen(methods[mth]);
+    int wanted = 0;
+    for (const char *q = methods_s; (q = strstr(q, methods[mth])) != NULL; q += ml)
+      wanted |= (q == methods_s || q[-1] == ',') && (q[ml] == ',' || q[ml] == '\0');
+    if (!wanted) continue;
     deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
     c.steps = steps;
     c.temperature = temperature;
@@ -173,11 +229,13 @@ int main(int argc, char **argv) {
     if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
     /* Warm-up (not counted): one prompt, so first-use costs stay out. */
     deco_generate_stats_t st;
+    if (n_new > 0) c.steps = prompts[0].n + n_new < mc->seq_len ? prompts[0].n + n_new : mc->seq_len;
     if (deco_generate(model, prompts[0].ids, prompts[0].n, &c, &st) != DECO_STATUS_SUCCESS)
       die(methods[mth], deco_last_error(ctx));
     if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
     for (int p = 0; p < n_prompts; ++p) {
       if (mth == 2 && deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+      if (n_new > 0) c.steps = prompts[p].n + n_new < mc->seq_len ? prompts[p].n + n_new : mc->seq_len;
       double t0 = now_seconds();
       if (deco_generate(model, prompts[p].ids, prompts[p].n, &c, &st) != DECO_STATUS_SUCCESS ||
           deco_ctx_synchronize(ctx) != DECO_STATUS_SUCCESS)

@@ -53,6 +53,11 @@ Test(cli_hostile, fifo_is_refused_for_every_file_option, .timeout = 60) {
       {"generate", "--tokenizer", fifo, "--prompt", "Hi", NULL},
       {"generate", "--spec", "recycle", "--tree-template", fifo, NULL},
       {"generate", "--spec", "recycle", "--recycle-state", fifo, NULL},
+      {"generate", "--superpose", "2", "--ngram", fifo, NULL},
+      {"generate", "--superpose", "2", "--ngram", fifo, "--tokenizer", fifo, "--print-ids", NULL},
+      {"eval", "--ids", fifo, NULL},
+      {"eval", "--text", fifo, NULL},
+      {"eval", "--ref", fifo, "--ids", model, NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     deco_test_run_t r;

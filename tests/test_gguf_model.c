@@ -430,10 +430,21 @@ Test(gguf_model, cli_refuses_bad_gguf_files) {
                     "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
   deco_test_run_free(&r);
-  /* Text needs a tokenizer the file does not bring (yet). */
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", p, "--prompt-ids", "5", "--steps", "4", "--backend", "cpu");
-  cr_assert_eq(r.status, 1, "%s", r.err);
-  cr_assert(strstr(r.err, "printing text needs --tokenizer"), "%s", r.err);
+  /* Text comes from the file's own vocabulary: the generated ids' text,
+   * as `deco tokenize --decode` gives it. */
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", p, "--prompt-ids", "5", "--steps", "6", "--ignore-eos", "--print-ids",
+                    "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char *gen = strchr(r.out, ' ');
+  cr_assert_not_null(gen, "%s", r.out);
+  deco_test_run_t text, dec;
+  DECO_TEST_RUN_CLI(&text, "generate", "--model", p, "--prompt-ids", "5", "--steps", "6", "--ignore-eos", "--backend",
+                    "cpu");
+  DECO_TEST_RUN_CLI(&dec, "tokenize", "--model", p, "--decode", gen + 1);
+  cr_assert(text.status == 0 && dec.status == 0, "%s %s", text.err, dec.err);
+  cr_assert_str_eq(text.out, dec.out);
+  deco_test_run_free(&text);
+  deco_test_run_free(&dec);
   deco_test_run_free(&r);
   /* An id outside the file's vocabulary. */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", p, "--prompt-ids", "72", "--steps", "4", "--print-ids", "--backend",

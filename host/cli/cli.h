@@ -52,6 +52,16 @@ typedef struct deco_cli_options {
   int tp;                     /* --tp: tensor-parallel ranks (0: not given) */
   int comm_set;               /* --comm given */
   deco_comm_backend_t comm;   /* --comm threads|mpi|nccl */
+  int chat;                   /* --chat: the prompt as one user turn of the chat template */
+  const char *system;         /* --system: the chat's system message, or NULL */
+  int chat_template_set;
+  deco_chat_template_t chat_template; /* --chat-template (DECO_CHAT_TEMPLATE_AUTO by default) */
+  int superpose;              /* --superpose K: drafts by superposed decoding, 0 = off */
+  const char *ngram_path;     /* --ngram TABLE */
+  int superpose_m;            /* --superpose-m (DECO_SUPERPOSE_DEFAULT_M) */
+  float superpose_temp;       /* --superpose-temp (DECO_SUPERPOSE_DEFAULT_TEMPERATURE) */
+  float ngram_alpha;          /* --ngram-alpha (DECO_SUPERPOSE_DEFAULT_ALPHA) */
+  int superpose_m_set, superpose_temp_set, ngram_alpha_set;
 } deco_cli_options_t;
 
 /* Parses argv after the command name. On a usage error prints the
@@ -68,6 +78,10 @@ int deco_cli_ngram(int argc, char **argv);
 /* Runs `deco tokenize ...` (argv after "tokenize"; cmd_tokenize.c), stdout
  * flushed and closed; returns the exit status. */
 int deco_cli_tokenize(int argc, char **argv);
+
+/* Runs `deco eval ...` (argv after "eval"; cmd_eval.c); returns the exit
+ * status. Writes no stdout but --help. */
+int deco_cli_eval(int argc, char **argv);
 
 /* The usage text of `deco generate`. */
 void deco_cli_usage(FILE *f);

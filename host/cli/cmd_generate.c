@@ -6,11 +6,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -23,6 +25,8 @@
 typedef struct printer {
   const deco_cli_options_t *o;
   const deco_tokenizer_t *tok;
+  deco_text_decoder_t *dec; /* GGUF text: the streaming decoder, else NULL (run.c's pieces) */
+  int first_printed;        /* text: the first id whose text is printed (run.c: 1; GGUF and chat: the prompt's end) */
   int32_t prev;
   int count;
   int write_errno; /* 0 while every write succeeded */
@@ -41,7 +45,11 @@ static void print_id(void *user, int32_t id) {
     char buf[16];
     int n = snprintf(buf, sizeof buf, p->count ? " %d" : "%d", id);
     put(p, buf, (size_t)n, 0);
-  } else if (p->count) {
+  } else if (p->count >= p->first_printed && p->dec) {
+    const char *text;
+    size_t len;
+    if (deco_text_decoder_push(p->dec, id, &text, &len) == DECO_STATUS_SUCCESS) put(p, text, len, 1);
+  } else if (p->count >= p->first_printed) {
     size_t len;
     const char *piece = deco_tokenizer_decode(p->tok, p->prev, id, &len);
     put(p, piece, len, 1);
@@ -52,7 +60,12 @@ static void print_id(void *user, int32_t id) {
 
 /* The final newline, flushed: a write error that only shows there (a full
  * disk, a closed descriptor) is still caught. main() closes stdout. */
-static void finish_output(printer_t *p) { put(p, "\n", 1, 1); }
+static void finish_output(printer_t *p) {
+  const char *text;
+  size_t len;
+  if (p->dec && deco_text_decoder_flush(p->dec, &text, &len) == DECO_STATUS_SUCCESS) put(p, text, len, 0);
+  put(p, "\n", 1, 1);
+}
 
 static const char *base_name(const char *path) {
   const char *s = strrchr(path, '/');
@@ -99,6 +112,7 @@ static void print_stats(const deco_cli_options_t *o, const deco_cli_run_result_t
             gen->forwards ? (double)gen->tokens / gen->forwards : 0.0);
   if (o->compare_ar) fprintf(stderr, " speedup=%.2f", gen->speedup);
   if (tp > 0) fprintf(stderr, " tp=%d", tp);
+  if (o->superpose) fprintf(stderr, " forwards=%d drafts=%d", gen->forwards, gen->drafts);
   fputc('\n', stderr);
 }
 
@@ -108,6 +122,7 @@ static void print_stats(const deco_cli_options_t *o, const deco_cli_run_result_t
  * exit status (0 to go on). */
 typedef struct model_source {
   int builtin;
+  int gguf; /* --model is a GGUF file (it carries its tokenizer) */
   const void *builtin_data;
   size_t builtin_bytes;
   deco_model_hparams_t hp;
@@ -115,6 +130,7 @@ typedef struct model_source {
 } model_source_t;
 
 static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
+  memset(ms, 0, sizeof *ms);
   ms->builtin = !o->model_path && !o->synthetic;
   if (ms->builtin) {
     ms->builtin_data = deco_default_model(&ms->builtin_bytes);
@@ -131,6 +147,10 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
       return DECO_EXIT_BAD_INPUT;
     }
     snprintf(ms->label, sizeof ms->label, "%s", base_name(o->model_path));
+    char magic[4];
+    FILE *f = fopen(o->model_path, "rb");
+    ms->gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f) fclose(f);
   } else {
     if (deco_synthetic_hparams(o->synthetic, &ms->hp) != DECO_STATUS_SUCCESS) {
       deco_cli_error("--synthetic: %s", deco_last_error(NULL));
@@ -146,9 +166,20 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
  * in; 0 or an exit status. */
 static int load_tokenizer(const deco_cli_options_t *o, const model_source_t *ms, int need, deco_tokenizer_t **tok) {
   *tok = NULL;
+  if (ms->gguf && o->tokenizer_path) {
+    deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model_path);
+    return DECO_EXIT_BAD_INPUT;
+  }
   if (!need) return DECO_EXIT_OK;
   deco_status_t st = DECO_STATUS_SUCCESS;
-  if (o->tokenizer_path) {
+  if (ms->gguf) {
+    st = deco_tokenizer_load_gguf(o->model_path, tok);
+    if (st == DECO_STATUS_SUCCESS && deco_tokenizer_vocab_size(*tok) != ms->hp.vocab_size) {
+      deco_cli_error("%s: the vocabulary holds %d tokens, the model's output %d", o->model_path,
+                     deco_tokenizer_vocab_size(*tok), ms->hp.vocab_size);
+      return DECO_EXIT_BAD_INPUT;
+    }
+  } else if (o->tokenizer_path) {
     st = deco_tokenizer_load(o->tokenizer_path, ms->hp.vocab_size, tok);
   } else if (ms->builtin) {
     size_t n;
@@ -172,6 +203,10 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
       deco_cli_error("--prompt-ids: id %d >= vocab %d", o->prompt_ids[i], ms->hp.vocab_size);
       return -1;
     }
+  if (o->superpose && o->superpose_m > ms->hp.vocab_size) {
+    deco_cli_error("--superpose-m: %d > vocab %d", o->superpose_m, ms->hp.vocab_size);
+    return -1;
+  }
   if (o->steps > ms->hp.seq_len) {
     deco_cli_error("--steps: %d > seq_len %d of %s", o->steps, ms->hp.seq_len, ms->label);
     return -1;
@@ -190,12 +225,20 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
   return 0;
 }
 
-/* The prompt's ids: --prompt-ids as given, --prompt encoded, or the
- * model's BOS alone (malloc'd); 0 or -1 (also for a model without BOS and
- * no prompt). */
+/* The prompt's ids: --prompt-ids as given, --prompt encoded (a GGUF
+ * model's by the llama.cpp rule, special-token text kept as text), the
+ * chat template's rendering (with --chat; *end_token gets the template's
+ * end token, -1 if none), or the model's BOS alone (malloc'd); 0 or -1
+ * (also for a model without BOS and no prompt). */
 static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, const deco_tokenizer_t *tok,
-                        int32_t **prompt, int *n_prompt) {
-  int cap = o->prompt_ids ? o->n_prompt_ids : o->prompt ? (int)strlen(o->prompt) + 3 : 1;
+                        int32_t **prompt, int *n_prompt, int32_t *end_token) {
+  *end_token = -1;
+  const size_t text_len = (o->prompt ? strlen(o->prompt) : 0) + (o->system ? strlen(o->system) : 0);
+  if (text_len > (size_t)(1 << 28)) {
+    deco_cli_error("--prompt: %zu bytes is too long", text_len);
+    return -1;
+  }
+  int cap = o->prompt_ids ? o->n_prompt_ids : o->chat ? 3 * (int)text_len + 512 : o->prompt ? 3 * (int)text_len + 8 : 1;
   *prompt = malloc(sizeof(int32_t) * (size_t)cap);
   if (!*prompt) {
     deco_cli_error("out of memory");
@@ -204,6 +247,45 @@ static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, c
   if (o->prompt_ids) {
     *n_prompt = o->n_prompt_ids;
     memcpy(*prompt, o->prompt_ids, sizeof(int32_t) * (size_t)*n_prompt);
+  } else if (o->chat) {
+    /* AUTO stays AUTO for the rendering (the file's template keeps its
+     * default system message); resolving it first gives the error that
+     * quotes an unrecognised template. */
+    const deco_chat_template_t tmpl = o->chat_template;
+    deco_chat_template_t resolved;
+    if (deco_chat_template_resolve(tok, tmpl, &resolved) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return -1;
+    }
+    deco_status_t st = deco_chat_render(tok, tmpl, o->system, o->prompt ? o->prompt : "", 1, *prompt, cap, n_prompt);
+    if (st == DECO_STATUS_CAPACITY) {
+      int32_t *more = realloc(*prompt, sizeof(int32_t) * (size_t)*n_prompt);
+      if (!more) {
+        deco_cli_error("out of memory");
+        return -1;
+      }
+      *prompt = more;
+      st = deco_chat_render(tok, tmpl, o->system, o->prompt ? o->prompt : "", 1, *prompt, *n_prompt, n_prompt);
+    }
+    if (st != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--chat: %s", deco_last_error(NULL));
+      return -1;
+    }
+    if (*n_prompt == 0) {
+      deco_cli_error("--chat: the template gave no ids, and %s adds no BOS: nothing to start from", o->model_path);
+      return -1;
+    }
+    *end_token = deco_chat_end_token(tok, tmpl);
+  } else if (o->prompt && ms->gguf) {
+    if (deco_tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), DECO_TOKENIZE_ADD_SPECIAL, *prompt, cap,
+                                n_prompt) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--prompt: %s", deco_last_error(NULL));
+      return -1;
+    }
+    if (*n_prompt == 0) {
+      deco_cli_error("--prompt: empty, and %s adds no BOS: nothing to start from", o->model_path);
+      return -1;
+    }
   } else if (o->prompt) {
     if (deco_tokenizer_encode(tok, o->prompt, 1, 0, *prompt, cap, n_prompt) != DECO_STATUS_SUCCESS) {
       deco_cli_error("--prompt: %s", deco_last_error(NULL));
@@ -253,26 +335,185 @@ static int load_model(const deco_cli_options_t *o, const model_source_t *ms, dec
   return 0;
 }
 
+/* The stop ids when a chat adds its template's end token to the model's
+ * (stops[] of DECO_MAX_STOP_IDS + 1); 0 when the model's apply as they are. */
+static int stop_set(const model_source_t *ms, int32_t end_token, int32_t *stops) {
+  if (end_token < 0) return 0;
+  int n = ms->hp.n_stop_ids;
+  memcpy(stops, ms->hp.stop_ids, sizeof(int32_t) * (size_t)n);
+  for (int i = 0; i < n; ++i)
+    if (stops[i] == end_token) return n;
+  stops[n++] = end_token;
+  return n;
+}
+
+/* The printer of one output (a run, or one draft of --superpose). */
+static int printer_open(printer_t *pr, const deco_cli_options_t *o, const model_source_t *ms,
+                        const deco_tokenizer_t *tok, int n_prompt) {
+  /* Text: run.c's pieces after the first id; a GGUF model's (or a chat's)
+   * text starts after the prompt (as --steps cuts it). */
+  const int reply_only = ms->gguf || o->chat;
+  *pr = (printer_t){.o = o, .tok = tok, .dec = NULL,
+                    .first_printed = reply_only ? (n_prompt < o->steps ? n_prompt : o->steps) : 1, .prev = 0,
+                    .count = 0, .write_errno = 0};
+  if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, DECO_DETOKENIZE_VALID_UTF8, &pr->dec) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return -1;
+  }
+  return 0;
+}
+
 /* Decodes, prints, and ends the output; 0 or -1. */
-static int generate_and_print(const deco_cli_options_t *o, deco_model_t *model, const deco_tokenizer_t *tok,
-                              const int32_t *prompt, int n_prompt, deco_backend_t backend, deco_dtype_t dtype,
-                              const char *label, deco_comm_t *comm) {
-  printer_t pr = {.o = o, .tok = tok, .prev = 0, .count = 0, .write_errno = 0};
+static int generate_and_print(const deco_cli_options_t *o, const model_source_t *ms, deco_model_t *model,
+                              const deco_tokenizer_t *tok, const int32_t *prompt, int n_prompt, int32_t end_token,
+                              deco_backend_t backend, deco_dtype_t dtype, deco_comm_t *comm) {
+  int32_t stops[DECO_MAX_STOP_IDS + 1];
+  const int n_stops = stop_set(ms, end_token, stops);
   if (deco_comm_rank(comm) != 0) {
     /* Every rank reaches the same ids; rank 0 prints them. */
     deco_cli_run_result_t gen = {0};
-    deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = NULL, .user = NULL};
+    deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = NULL, .user = NULL,
+                               .stop_ids = n_stops ? stops : NULL, .n_stop_ids = n_stops};
     return deco_cli_run(model, &in, &gen) != 0 ? -1 : 0;
   }
+  printer_t pr;
+  if (printer_open(&pr, o, ms, tok, n_prompt) != 0) return -1;
   deco_cli_run_result_t gen = {0};
-  deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = print_id, .user = &pr};
-  if (deco_cli_run(model, &in, &gen) != 0) return -1;
-  finish_output(&pr);
+  deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = print_id, .user = &pr,
+                             .stop_ids = n_stops ? stops : NULL, .n_stop_ids = n_stops};
+  int rc = deco_cli_run(model, &in, &gen);
+  if (rc == 0) finish_output(&pr);
+  deco_text_decoder_destroy(pr.dec);
+  if (rc != 0) return -1;
   if (pr.write_errno && pr.write_errno != EPIPE) {
     deco_cli_error("stdout: %s", strerror(pr.write_errno));
     return -1;
   }
-  print_stats(o, &gen, backend, dtype, label, comm ? deco_comm_size(comm) : 0);
+  print_stats(o, &gen, backend, dtype, ms->label, comm ? deco_comm_size(comm) : 0);
+  return 0;
+}
+
+/* --superpose: the n-gram table, checked against the model's vocabulary
+ * and, when both are known, the tokenizer file's hash (NULL table with
+ * --ngram-alpha 0); 0 or an exit status. */
+static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, deco_ngram_table_t **table) {
+  *table = NULL;
+  if (!o->superpose || o->ngram_alpha == 0.0f) return DECO_EXIT_OK;
+  uint64_t hash = 0;
+  if (o->tokenizer_path) {
+    /* A regular file only: a FIFO is refused at once, never waited on. */
+    int fd = open(o->tokenizer_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      deco_cli_error("cannot read %s: %s", o->tokenizer_path, fd < 0 ? strerror(errno) : "not a regular file");
+      if (fd >= 0) close(fd);
+      return DECO_EXIT_BAD_INPUT;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) close(fd);
+    size_t cap = 1 << 16, len = 0;
+    unsigned char *buf = f ? malloc(cap) : NULL;
+    for (size_t k; buf && (k = fread(buf + len, 1, cap - len, f)) > 0;) {
+      len += k;
+      if (len == cap) {
+        unsigned char *more = realloc(buf, cap * 2);
+        if (!more) {
+          free(buf);
+          buf = NULL;
+          break;
+        }
+        buf = more;
+        cap *= 2;
+      }
+    }
+    if (f) fclose(f);
+    if (!buf) {
+      deco_cli_error("cannot read %s", o->tokenizer_path);
+      return DECO_EXIT_BAD_INPUT;
+    }
+    hash = deco_ngram_hash_bytes(buf, len);
+    free(buf);
+  } else if (ms->builtin) {
+    size_t n;
+    const void *data = deco_default_tokenizer(&n);
+    hash = deco_ngram_hash_bytes(data, n);
+  }
+  if (deco_ngram_table_load(o->ngram_path, ms->hp.vocab_size, hash, table) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  return DECO_EXIT_OK;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --superpose: K drafts from one run, printed best first (docs/CLI.md);
+ * 0 or -1. */
+static int superpose_and_print(const deco_cli_options_t *o, const model_source_t *ms, deco_model_t *model,
+                               const deco_tokenizer_t *tok, const deco_ngram_table_t *table, const int32_t *prompt,
+                               int n_prompt, int32_t end_token, deco_backend_t backend, deco_dtype_t dtype) {
+  deco_ctx_t *ctx = deco_model_ctx(model);
+  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--threads: %s", deco_last_error(ctx));
+    return -1;
+  }
+  int32_t stops[DECO_MAX_STOP_IDS + 1];
+  const int n_stops = stop_set(ms, end_token, stops);
+  deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
+  c.k = o->superpose;
+  c.m = o->superpose_m;
+  c.temperature = o->superpose_temp;
+  c.alpha = o->ngram_alpha;
+  c.ngram = table;
+  c.steps = o->steps;
+  c.ignore_eos = o->ignore_eos;
+  c.stop_ids = n_stops ? stops : NULL;
+  c.n_stop_ids = n_stops;
+  c.graph = backend == DECO_BACKEND_CUDA;
+  deco_superpose_result_t res = DECO_SUPERPOSE_RESULT_INIT;
+  const double t0 = now_seconds();
+  deco_status_t st = deco_superpose_generate(model, 1, &prompt, &n_prompt, &c, &res);
+  if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
+  const double seconds = now_seconds() - t0;
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(ctx));
+    deco_superpose_result_free(&res);
+    return -1;
+  }
+  /* Each draft as plain decoding prints its ids: the prompt's committed
+   * ids, then the draft's. */
+  const int n_lead = res.n_forced[0] + 1;
+  int write_errno = 0;
+  for (int i = 0; i < res.n_drafts[0] && !write_errno; ++i) {
+    const deco_superpose_draft_t *d = &res.drafts[i];
+    printer_t pr;
+    if (printer_open(&pr, o, ms, tok, n_prompt) != 0) {
+      deco_superpose_result_free(&res);
+      return -1;
+    }
+    if (!o->print_ids) {
+      char head[64];
+      int len = snprintf(head, sizeof head, "[%d] logp=%.3f\n", i, d->logp);
+      put(&pr, head, (size_t)len, 0);
+    }
+    for (int j = 0; j < n_lead; ++j) print_id(&pr, prompt[j]);
+    for (int j = 0; j < d->n_ids; ++j) print_id(&pr, d->ids[j]);
+    finish_output(&pr);
+    deco_text_decoder_destroy(pr.dec);
+    write_errno = pr.write_errno;
+  }
+  deco_cli_run_result_t gen = {.tokens = res.stats.tokens, .forwards = res.stats.forwards, .seconds = seconds,
+                               .drafts = res.n_drafts[0]};
+  deco_superpose_result_free(&res);
+  if (write_errno && write_errno != EPIPE) {
+    deco_cli_error("stdout: %s", strerror(write_errno));
+    return -1;
+  }
+  print_stats(o, &gen, backend, dtype, ms->label, 0);
   return 0;
 }
 
@@ -308,28 +549,40 @@ static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, de
   int rc = read_model_header(o, &ms);
   if (rc != DECO_EXIT_OK) return rc;
   /* 2. The tokenizer file, when text goes in or out. */
-  const int need_tokenizer = o->prompt != NULL || !o->print_ids;
+  const int need_tokenizer = o->prompt != NULL || !o->print_ids || o->chat;
   deco_tokenizer_t *tok = NULL;
   rc = load_tokenizer(o, &ms, need_tokenizer, &tok);
   if (rc != DECO_EXIT_OK) return rc;
   /* 3. Where the recycling state will be saved; then values that conflict
    * with the model; (tensor parallelism: every rank agrees on all of it);
    * 4. load; 5. generate. */
+  /* 3. --superpose's n-gram table. */
+  deco_ngram_table_t *table = NULL;
+  rc = load_ngram(o, &ms, &table);
+  if (rc != DECO_EXIT_OK) {
+    deco_tokenizer_destroy(tok);
+    return rc;
+  }
   rc = DECO_EXIT_BAD_INPUT;
   int32_t *prompt = NULL;
   int n_prompt = 0;
+  int32_t end_token = -1;
   deco_ctx_t *ctx = NULL;
   deco_model_t *model = NULL;
   if ((!o->recycle_state || check_state_path(o->recycle_state) == 0) &&
-      check_against_model(o, &ms, need_tokenizer, &tok) == 0 && build_prompt(o, &ms, tok, &prompt, &n_prompt) == 0) {
+      check_against_model(o, &ms, need_tokenizer, &tok) == 0 &&
+      build_prompt(o, &ms, tok, &prompt, &n_prompt, &end_token) == 0) {
     deco_status_t st = comm ? deco_comm_check_same(comm, NULL, config_hash(o, &ms, backend, dtype, prompt, n_prompt),
                                                    "configuration hash (model, file size, options)")
                             : DECO_STATUS_SUCCESS;
     if (st != DECO_STATUS_SUCCESS) deco_cli_error("%s", deco_last_error(NULL));
     else if (load_model(o, &ms, backend, dtype, comm, device, &ctx, &model) == 0 &&
-             generate_and_print(o, model, tok, prompt, n_prompt, backend, dtype, ms.label, comm) == 0)
+             (o->superpose
+                  ? superpose_and_print(o, &ms, model, tok, table, prompt, n_prompt, end_token, backend, dtype)
+                  : generate_and_print(o, &ms, model, tok, prompt, n_prompt, end_token, backend, dtype, comm)) == 0)
       rc = DECO_EXIT_OK;
   }
+  deco_ngram_table_destroy(table);
   deco_model_destroy(model);
   deco_ctx_destroy(ctx);
   deco_tokenizer_destroy(tok);
@@ -454,6 +707,10 @@ int deco_cli_generate(const deco_cli_options_t *o) {
   }
   if (tp_run && comm == DECO_COMM_NCCL && !deco_comm_backend_available(DECO_COMM_NCCL)) {
     deco_cli_error("--comm nccl: this deco was built without NCCL (a CUDA build finds it beside the toolkit)");
+    return DECO_EXIT_USAGE;
+  }
+  if (tp_run && o->superpose) {
+    deco_cli_error("--superpose: not with tensor parallelism (its runner drives one model)");
     return DECO_EXIT_USAGE;
   }
   if (tp_run && o->recycle_state) {

@@ -1,6 +1,7 @@
 /* host/cli/main.c — `deco`: the command-line front end (docs/CLI.md).
  *   deco generate [options]     generate text or ids with a model
  *   deco tokenize [options]     ids of a text, or the text of ids (cmd_tokenize.c)
+ *   deco eval [options]         perplexity, and KL against a reference (cmd_eval.c)
  *   deco --help | --version
  */
 #define _POSIX_C_SOURCE 200809L
@@ -17,10 +18,11 @@ void deco_cli_usage(FILE *f) {
   fputs("usage: deco generate [options]\n"
         "       deco tokenize --help   ids of a text, or text of ids\n"
         "       deco ngram --help      n-gram tables for superposed decoding\n"
+        "       deco eval --help       perplexity of a model, KL and top-1 agreement against a reference\n"
         "  --model FILE          llama2.c checkpoint or GGUF file (default: stories260K, built in)\n"
         "  --synthetic NAME      tiny | llama2-7b | llama3-8b | smollm2-135m (seeded random weights)\n"
-        "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512)\n"
-        "  --prompt TEXT         prompt text (BOS, dummy-prefix space, BPE merges)\n"
+        "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512; not with GGUF)\n"
+        "  --prompt TEXT         prompt text (llama2.c: BOS, dummy-prefix space, merges; GGUF: the file's tokenizer)\n"
         "  --prompt-ids CSV      prompt as decimal ids, used verbatim\n"
         "  --steps N             forward positions including the prompt (256)\n"
         "  --temperature T       0 = greedy (1.0)\n"
@@ -39,7 +41,15 @@ void deco_cli_usage(FILE *f) {
         "  --compare-ar          also time plain decoding and report speedup=\n"
         "  --threads N           cpu: threads per op, 1-1024 (OpenMP's default: one per core)\n"
         "  --tp N                tensor parallelism over N ranks (under mpirun/srun: the world size)\n"
-        "  --comm threads|mpi|nccl   the ranks' communicator (threads: N threads of this process)\n",
+        "  --comm threads|mpi|nccl   the ranks' communicator (threads: N threads of this process)\n"
+        "  --chat                GGUF: the prompt as a user turn of the model's chat template; prints the reply\n"
+        "  --system TEXT         with --chat: the system message (default: the template's own, if any)\n"
+        "  --chat-template NAME  with --chat: auto (the file's), chatml, llama3 or none\n"
+        "  --superpose K         K drafts, 1-16, from one run by superposed decoding\n"
+        "  --ngram TABLE         superpose: n-gram table (deco ngram build); not needed with --ngram-alpha 0\n"
+        "  --superpose-m M       superpose: candidates per draft and step, 1-16 (9)\n"
+        "  --superpose-temp T    superpose: temperature of the candidates' softmax, > 0 (0.06)\n"
+        "  --ngram-alpha A       superpose: weight of the n-grams in [0, 1], 0 = off (0.54)\n",
         f);
 }
 
@@ -61,6 +71,7 @@ int main(int argc, char **argv) {
     return DECO_EXIT_OK;
   }
   if (strcmp(argv[1], "ngram") == 0) return deco_cli_ngram(argc - 2, argv + 2); /* writes no stdout but --help */
+  if (strcmp(argv[1], "eval") == 0) return deco_cli_eval(argc - 2, argv + 2); /* writes no stdout but --help */
   if (strcmp(argv[1], "tokenize") == 0) return deco_cli_tokenize(argc - 2, argv + 2); /* closes stdout itself */
   if (strcmp(argv[1], "generate") != 0) {
     deco_cli_error("unknown command '%s' (see deco --help)", argv[1]);

@@ -189,6 +189,32 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
     o->comm_set = 1;
     if (parse_word(a, v, comms, comm_ids, 3, "threads, mpi or nccl", &word)) return -1;
     o->comm = (deco_comm_backend_t)word;
+  } else if (strcmp(a, "--system") == 0) o->system = v;
+  else if (strcmp(a, "--superpose") == 0) return parse_int(a, v, 1, DECO_SUPERPOSE_MAX_K, &o->superpose);
+  else if (strcmp(a, "--ngram") == 0) o->ngram_path = v;
+  else if (strcmp(a, "--superpose-m") == 0) {
+    o->superpose_m_set = 1;
+    return parse_int(a, v, 1, DECO_SUPERPOSE_MAX_M, &o->superpose_m);
+  } else if (strcmp(a, "--superpose-temp") == 0) {
+    o->superpose_temp_set = 1;
+    if (parse_float(a, v, &o->superpose_temp)) return -1;
+    if (!(o->superpose_temp > 0.0f)) {
+      deco_cli_error("--superpose-temp: %s must be > 0", v);
+      return -1;
+    }
+  } else if (strcmp(a, "--ngram-alpha") == 0) {
+    o->ngram_alpha_set = 1;
+    if (parse_float(a, v, &o->ngram_alpha)) return -1;
+    if (!(o->ngram_alpha >= 0.0f && o->ngram_alpha <= 1.0f)) {
+      deco_cli_error("--ngram-alpha: %s must be in [0, 1]", v);
+      return -1;
+    }
+  } else if (strcmp(a, "--chat-template") == 0) {
+    o->chat_template_set = 1;
+    if (deco_chat_template_from_name(v, &o->chat_template) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--chat-template: '%s' is not auto, chatml, llama3 or none", v);
+      return -1;
+    }
   }
   return 0;
 }
@@ -198,6 +224,7 @@ static int parse_flag(const char *a, deco_cli_options_t *o) {
   if (strcmp(a, "--ignore-eos") == 0) o->ignore_eos = 1;
   else if (strcmp(a, "--print-ids") == 0) o->print_ids = 1;
   else if (strcmp(a, "--compare-ar") == 0) o->compare_ar = 1;
+  else if (strcmp(a, "--chat") == 0) o->chat = 1;
   else return 0;
   return 1;
 }
@@ -206,7 +233,9 @@ static int takes_value(const char *a) {
   static const char *const with_value[] = {"--model", "--synthetic", "--tokenizer", "--prompt", "--prompt-ids",
                                             "--steps", "--temperature", "--top-p", "--seed", "--backend",
                                             "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
-                                            "--recycle-k", "--recycle-state", "--threads", "--tp", "--comm", NULL};
+                                            "--recycle-k", "--recycle-state", "--threads", "--tp", "--comm",
+                                            "--system", "--chat-template", "--superpose", "--ngram",
+                                            "--superpose-m", "--superpose-temp", "--ngram-alpha", NULL};
   for (int k = 0; with_value[k]; ++k)
     if (strcmp(a, with_value[k]) == 0) return 1;
   return 0;
@@ -231,6 +260,43 @@ static int check_combination(const deco_cli_options_t *o) {
     deco_cli_error("%s needs --spec recycle", recycle_only);
     return -1;
   }
+  /* Superposed decoding's options need --superpose, which has no drafter
+   * and no timing runs. */
+  const char *superpose_only = o->ngram_path            ? "--ngram"
+                               : o->superpose_m_set     ? "--superpose-m"
+                               : o->superpose_temp_set  ? "--superpose-temp"
+                               : o->ngram_alpha_set     ? "--ngram-alpha"
+                                                        : NULL;
+  if (superpose_only && !o->superpose) {
+    deco_cli_error("%s needs --superpose", superpose_only);
+    return -1;
+  }
+  if (o->superpose && o->spec != DECO_CLI_SPEC_NONE) {
+    deco_cli_error("--superpose and --spec %s exclude each other", o->spec == DECO_CLI_SPEC_LOOKUP ? "lookup" : "recycle");
+    return -1;
+  }
+  if (o->superpose && o->compare_ar) {
+    deco_cli_error("--superpose and --compare-ar exclude each other");
+    return -1;
+  }
+  if (o->superpose && o->ngram_alpha > 0.0f && !o->ngram_path) {
+    deco_cli_error("--superpose needs --ngram TABLE (or --ngram-alpha 0)");
+    return -1;
+  }
+  /* Chat options need --chat; a chat turn is text. */
+  const char *chat_only = o->system ? "--system" : o->chat_template_set ? "--chat-template" : NULL;
+  if (chat_only && !o->chat) {
+    deco_cli_error("%s needs --chat", chat_only);
+    return -1;
+  }
+  if (o->chat && o->prompt_ids) {
+    deco_cli_error("--chat and --prompt-ids exclude each other (the template makes the prompt's ids)");
+    return -1;
+  }
+  if (o->system && o->chat_template == DECO_CHAT_TEMPLATE_NONE) {
+    deco_cli_error("--system: --chat-template none has no system message");
+    return -1;
+  }
   if (o->backend_set && o->backend == DECO_BACKEND_CPU && o->dtype_set && o->dtype == DECO_DTYPE_BF16) {
     deco_cli_error("--dtype: bf16 is not supported by the cpu backend (use f32)");
     return -1;
@@ -240,7 +306,10 @@ static int check_combination(const deco_cli_options_t *o) {
 
 int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
   *o = (deco_cli_options_t){.steps = 256, .temperature = 1.0f, .top_p = 0.9f, .seed = 42, .draft_len = 10,
-                            .recycle_k = 8, .spec = DECO_CLI_SPEC_NONE};
+                            .recycle_k = 8, .spec = DECO_CLI_SPEC_NONE,
+                            .chat_template = DECO_CHAT_TEMPLATE_AUTO, .superpose_m = DECO_SUPERPOSE_DEFAULT_M,
+                            .superpose_temp = DECO_SUPERPOSE_DEFAULT_TEMPERATURE,
+                            .ngram_alpha = DECO_SUPERPOSE_DEFAULT_ALPHA};
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DECO_CLI_HELP;

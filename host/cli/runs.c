@@ -151,6 +151,8 @@ int deco_cli_run(deco_model_t *model, const deco_cli_run_input_t *in, deco_cli_r
   env.cfg.top_p = o->top_p;
   env.cfg.seed = o->seed;
   env.cfg.ignore_eos = o->ignore_eos;
+  env.cfg.stop_ids = in->stop_ids;
+  env.cfg.n_stop_ids = in->n_stop_ids;
   int rc = 1;
   memset(out, 0, sizeof *out);
   /* --threads: the CPU ops' thread count (results do not depend on it). */

@@ -12,6 +12,8 @@ typedef struct deco_cli_run_input {
   int n_prompt;
   deco_emit_fn emit; /* called for the first prompt id, then once per position */
   void *user;
+  const int32_t *stop_ids; /* the ids that end the run, or NULL: the model's */
+  int n_stop_ids;
 } deco_cli_run_input_t;
 
 typedef struct deco_cli_run_result {
@@ -20,6 +22,7 @@ typedef struct deco_cli_run_result {
   double seconds; /* wall time of the run (with --compare-ar: the median of 3 speculative runs) */
   double capture_seconds; /* of which capturing the CUDA graph */
   double speedup; /* --compare-ar: speculative tok/s over plain tok/s (medians of 3), else 0 */
+  int drafts;     /* --superpose: drafts printed */
 } deco_cli_run_result_t;
 
 /* Runs the generation (and, with --compare-ar, the timing runs, which print

@@ -21,5 +21,6 @@
 #include "deco/spec.h"
 #include "deco/recycle.h"
 #include "deco/superpose.h"
+#include "deco/eval.h"
 
 #endif /* DECO_DECO_H */
