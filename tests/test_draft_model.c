@@ -350,3 +350,72 @@ Test(draft_model, top_w_tree_has_the_law_of_plain_sampling, .timeout = 300) {
 Test(draft_model, sampled_siblings_have_the_law_of_plain_sampling, .timeout = 300) {
   check_law(SAMPLED_TREE, "sampled siblings", 1);
 }
+
+/* ---- The CLI: --spec draft ---- */
+
+Test(draft_model, cli_greedy_equals_plain_and_prints_the_stats) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  deco_test_run_t plain, r;
+  DECO_TEST_RUN_CLI(&plain, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "120",
+                    "--backend", "cpu");
+  cr_assert_eq(plain.status, 0, "%s", plain.err);
+  const char *const configs[][8] = {
+      {"--draft-layers", "0-2", NULL},
+      {"--draft-layers", "4,0-1", "--draft-width", "3", "--tree-nodes", "24", NULL},
+      {"--draft-layers", "0-4", "--draft-len", "6", NULL},
+      {"--draft-model", model, NULL},
+  };
+  for (size_t i = 0; i < sizeof configs / sizeof configs[0]; ++i) {
+    const char *argv[32] = {"generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "120",
+                            "--backend", "cpu", "--spec", "draft"};
+    int n = 12;
+    for (int j = 0; configs[i][j]; ++j) argv[n++] = configs[i][j];
+    argv[n] = NULL;
+    cr_assert_eq(deco_test_run_cli(argv, &r), 0);
+    cr_assert_eq(r.status, 0, "config %zu: %s", i, r.err);
+    cr_assert_str_eq(r.out, plain.out, "config %zu", i);
+    const char *stats = deco_test_last_line(r.err);
+    fprintf(stderr, "config %zu: %s\n", i, stats);
+    cr_assert(strstr(stats, "model=stories260K.bin forwards=") && strstr(stats, " mean_accepted="), "%s", stats);
+    deco_test_run_free(&r);
+  }
+  /* Every layer, or the target itself: K + 1 per full step (K = 4 by default). */
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--steps",
+                    "256", "--backend", "cpu", "--spec", "draft", "--draft-model", model);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(deco_test_stat(r.err, "mean_accepted=") >= 5 - 0.1, "%s", r.err);
+  deco_test_run_free(&r);
+  deco_test_run_free(&plain);
+}
+
+Test(draft_model, cli_refuses_bad_lists_and_drafts) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  static const struct {
+    const char *a, *b, *c, *d;
+    int status;
+    const char *msg;
+  } cases[] = {
+      {"--spec", "draft", "--draft-layers", "0-5", 2, "outside the 5 layers"},
+      {"--spec", "draft", "--draft-layers", "0-2,2", 2, "twice"},
+      {"--spec", "draft", "--draft-layers", "2-1", 2, "empty"},
+      {"--spec", "draft", "--draft-layers", "", 2, "not a comma-separated list"},
+      {"--spec", "draft", "--draft-layers", "1,,2", 2, "not a comma-separated list"},
+      {"--spec", "draft", "--draft-width", "2", 2, "needs --draft-model FILE or --draft-layers"},
+      {"--spec", "lookup", "--draft-layers", "0", 2, "needs --spec draft"},
+      {"--spec", "draft", "--draft-width", "17", 2, "outside"},
+  };
+  deco_test_run_t r;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--print-ids", "--steps", "8", "--backend", "cpu", cases[i].a,
+                      cases[i].b, cases[i].c, cases[i].d);
+    cr_assert_eq(r.status, cases[i].status, "case %zu: %s", i, r.err);
+    cr_assert(strstr(r.err, cases[i].msg) != NULL, "case %zu: %s", i, r.err);
+    deco_test_run_free(&r);
+  }
+  /* A draft whose vocabulary differs (the synthetic tiny model has 259 ids). */
+  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "tiny", "--print-ids", "--steps", "8", "--backend", "cpu", "--spec",
+                    "draft", "--draft-model", model);
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "vocabulary") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+}
