@@ -236,11 +236,11 @@ Test(draft_model, bad_drafts_and_layer_lists_are_refused) {
 #define RUNS 3000
 #define RUNS_BROKEN 1000
 
-typedef enum shape { PLAIN, CHAIN, TOPW_TREE, SAMPLED_TREE } shape_t;
+typedef enum shape { PLAIN, CHAIN, TOPW_TREE, SAMPLED_TREE, PARALLEL_CHAIN } shape_t;
 
 static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, long hist[HORIZON][512], long *tokens,
                    long *forwards) {
-  static const int layers[] = {0, 2, 4};
+  static const int layers[] = {0, 2, 4}, every[] = {0, 1, 2, 3, 4};
   memset(hist, 0, sizeof(long) * HORIZON * 512);
   *tokens = *forwards = 0;
   for (int r = 0; r < runs; ++r) {
@@ -248,11 +248,13 @@ static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, lon
     const uint64_t seed = seed0 + (uint64_t)r;
     if (shape != PLAIN) {
       deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-      c.layers = layers;
-      c.n_layers = 3;
+      const int chain = shape == CHAIN || shape == PARALLEL_CHAIN;
+      c.layers = shape == PARALLEL_CHAIN ? every : layers;
+      c.n_layers = shape == PARALLEL_CHAIN ? 5 : 3;
+      c.layer_parallel = shape == PARALLEL_CHAIN ? 3 : 0; /* layers 1-3 in one group, calibrated */
       c.draft_len = 3;
-      c.width = shape == CHAIN ? 1 : 3;
-      c.max_nodes = shape == CHAIN ? 0 : 9;
+      c.width = chain ? 1 : 3;
+      c.max_nodes = chain ? 0 : 9;
       c.sample_siblings = shape == SAMPLED_TREE;
       c.temperature = 0.7f;
       c.seed = seed ^ 0x9E3779B97F4A7C15ull;
@@ -364,6 +366,8 @@ Test(draft_model, cli_greedy_equals_plain_and_prints_the_stats) {
       {"--draft-layers", "4,0-1", "--draft-width", "3", "--tree-nodes", "24", NULL},
       {"--draft-layers", "0-4", "--draft-len", "6", NULL},
       {"--draft-model", model, NULL},
+      {"--draft-layers", "0-4", "--layer-parallel", "3", NULL},
+      {"--draft-layers", "0-3", "--layer-parallel", "2", "--no-calibrate", "--draft-width", "2", NULL},
   };
   for (size_t i = 0; i < sizeof configs / sizeof configs[0]; ++i) {
     const char *argv[32] = {"generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "120",
@@ -379,6 +383,17 @@ Test(draft_model, cli_greedy_equals_plain_and_prints_the_stats) {
     cr_assert(strstr(stats, "model=stories260K.bin forwards=") && strstr(stats, " mean_accepted="), "%s", stats);
     deco_test_run_free(&r);
   }
+  /* --layer-parallel 1 is no grouping: the same ids and stats. */
+  deco_test_run_t a, b;
+  DECO_TEST_RUN_CLI(&a, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "120",
+                    "--backend", "cpu", "--spec", "draft", "--draft-layers", "0,1,2,4");
+  DECO_TEST_RUN_CLI(&b, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "120",
+                    "--backend", "cpu", "--spec", "draft", "--draft-layers", "0,1,2,4", "--layer-parallel", "1");
+  cr_assert(a.status == 0 && b.status == 0, "%s%s", a.err, b.err);
+  cr_assert_str_eq(a.out, b.out);
+  cr_assert_eq(deco_test_stat(a.err, "forwards="), deco_test_stat(b.err, "forwards="));
+  deco_test_run_free(&a);
+  deco_test_run_free(&b);
   /* Every layer, or the target itself: K + 1 per full step (K = 4 by default). */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--steps",
                     "256", "--backend", "cpu", "--spec", "draft", "--draft-model", model);
@@ -403,6 +418,15 @@ Test(draft_model, cli_refuses_bad_lists_and_drafts) {
       {"--spec", "draft", "--draft-width", "2", 2, "needs --draft-model FILE or --draft-layers"},
       {"--spec", "lookup", "--draft-layers", "0", 2, "needs --spec draft"},
       {"--spec", "draft", "--draft-width", "17", 2, "outside"},
+      {"--spec", "lookup", "--layer-parallel", "2", 2, "needs --spec draft"},
+  };
+  static const struct {
+    const char *a, *b, *c, *d, *e;
+    int status;
+    const char *msg;
+  } more[] = {
+      {"--draft-layers", "0-4", "--no-calibrate", "--draft-len", "2", 2, "--no-calibrate needs --layer-parallel"},
+      {"--draft-layers", "0-4", "--layer-parallel", "4", "--no-calibrate", 1, "more than the draft's 3 middle layers"},
   };
   deco_test_run_t r;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
@@ -412,10 +436,21 @@ Test(draft_model, cli_refuses_bad_lists_and_drafts) {
     cr_assert(strstr(r.err, cases[i].msg) != NULL, "case %zu: %s", i, r.err);
     deco_test_run_free(&r);
   }
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; ++i) {
+    DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--print-ids", "--steps", "8", "--backend", "cpu", "--spec",
+                      "draft", more[i].a, more[i].b, more[i].c, more[i].d, more[i].e);
+    cr_assert_eq(r.status, more[i].status, "case %zu: %s", i, r.err);
+    cr_assert(strstr(r.err, more[i].msg) != NULL, "case %zu: %s", i, r.err);
+    deco_test_run_free(&r);
+  }
   /* A draft whose vocabulary differs (the synthetic tiny model has 259 ids). */
   DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "tiny", "--print-ids", "--steps", "8", "--backend", "cpu", "--spec",
                     "draft", "--draft-model", model);
   cr_assert_eq(r.status, 1, "%s", r.err);
   cr_assert(strstr(r.err, "vocabulary") != NULL, "%s", r.err);
   deco_test_run_free(&r);
+}
+
+Test(draft_model, layer_parallel_sampled_chain_has_the_law_of_plain_sampling, .timeout = 300) {
+  check_law(PARALLEL_CHAIN, "layer-parallel sampled chain", 1);
 }

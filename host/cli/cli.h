@@ -48,6 +48,8 @@ typedef struct deco_cli_options {
   int *draft_layers;          /* --draft-layers, sorted, malloc'd */
   int n_draft_layers;
   int draft_width;            /* --draft-width (1: a chain) */
+  int layer_parallel;         /* --layer-parallel N (0: off) */
+  int no_calibrate;           /* --no-calibrate */
   int tree_nodes;             /* 0: the mode's default */
   const char *tree_template;
   int recycle_k;

@@ -37,6 +37,8 @@ void deco_cli_usage(FILE *f) {
         "  --draft-model FILE    draft: a model with the target's vocabulary\n"
         "  --draft-layers LIST   draft: the target's layers, e.g. 0-2,4\n"
         "  --draft-width W       draft: top-W children per node (1: a chain)\n"
+        "  --layer-parallel N    draft: the draft's middle layers in parallel groups of N (EasySpec)\n"
+        "  --no-calibrate        with --layer-parallel: keep the approximate draft K/V\n"
         "  --tree-template FILE  recycle: rank paths, one per line\n"
         "  --recycle-k K         recycle: candidates kept per token, 1-16 (8)\n"
         "  --recycle-state FILE  recycle: table loaded if present, saved at exit\n"

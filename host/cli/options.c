@@ -246,6 +246,7 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
   } else if (strcmp(a, "--draft-model") == 0) o->draft_model = v;
   else if (strcmp(a, "--draft-layers") == 0) return parse_layers(v, o);
   else if (strcmp(a, "--draft-width") == 0) return parse_int(a, v, 1, 16, &o->draft_width);
+  else if (strcmp(a, "--layer-parallel") == 0) return parse_int(a, v, 1, 16, &o->layer_parallel);
   else if (strcmp(a, "--tree-nodes") == 0) return parse_int(a, v, 1, 255, &o->tree_nodes);
   else if (strcmp(a, "--tree-template") == 0) o->tree_template = v;
   else if (strcmp(a, "--recycle-k") == 0) {
@@ -261,6 +262,7 @@ static int parse_flag(const char *a, deco_cli_options_t *o) {
   if (strcmp(a, "--ignore-eos") == 0) o->ignore_eos = 1;
   else if (strcmp(a, "--print-ids") == 0) o->print_ids = 1;
   else if (strcmp(a, "--compare-ar") == 0) o->compare_ar = 1;
+  else if (strcmp(a, "--no-calibrate") == 0) o->no_calibrate = 1;
   else return 0;
   return 1;
 }
@@ -270,7 +272,7 @@ static int takes_value(const char *a) {
                                             "--steps", "--temperature", "--top-p", "--seed", "--backend",
                                             "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
                                             "--recycle-k", "--recycle-state", "--threads", "--draft-model",
-                                            "--draft-layers", "--draft-width", NULL};
+                                            "--draft-layers", "--draft-width", "--layer-parallel", NULL};
   for (int k = 0; with_value[k]; ++k)
     if (strcmp(a, with_value[k]) == 0) return 1;
   return 0;
@@ -299,9 +301,14 @@ static int check_combination(const deco_cli_options_t *o) {
   const char *draft_only = o->draft_model ? "--draft-model"
                            : o->draft_layers ? "--draft-layers"
                            : o->draft_width ? "--draft-width"
-                                            : NULL;
+                           : o->layer_parallel ? "--layer-parallel"
+                                               : NULL;
   if (draft_only && o->spec != DECO_CLI_SPEC_DRAFT) {
     deco_cli_error("%s needs --spec draft", draft_only);
+    return -1;
+  }
+  if (o->no_calibrate && o->layer_parallel < 2) {
+    deco_cli_error("--no-calibrate needs --layer-parallel N with N >= 2");
     return -1;
   }
   if (o->spec == DECO_CLI_SPEC_DRAFT && !o->draft_model == !o->draft_layers) {

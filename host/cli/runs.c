@@ -97,6 +97,8 @@ static int draft_setup(cli_env_t *env) {
   dc.temperature = o->temperature;
   dc.seed = o->seed;
   dc.max_len = o->steps;
+  dc.layer_parallel = o->layer_parallel;
+  dc.no_calibrate = o->no_calibrate;
   if (o->draft_model) {
     deco_model_hparams_t hp;
     if (deco_model_read_hparams(o->draft_model, &hp) != DECO_STATUS_SUCCESS) {

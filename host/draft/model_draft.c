@@ -50,6 +50,13 @@ typedef struct model_drafter {
   deco_model_t *target, *dm;           /* dm: the draft (owned when a view) */
   int owns_dm;
   int vocab;
+  /* The draft model dm runs by default the drafting schedule (with
+   * layer_parallel > 1 its middle layers grouped, so that the plan sizes
+   * the groups); exact is the sequential one (each layer alone), which
+   * prefills and, when calibrating, re-runs the accepted ids. */
+  deco_layer_schedule_t exact, par;
+  int *exact_first, *exact_count, *par_first, *par_count;
+  int calibrate;
   int planned;
   deco_kv_cache_t *kc;
   float *d_logits;                     /* context [256][V] */
@@ -78,6 +85,8 @@ static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_
   DECO_CHECK_RANGE(ctx, c->sample_siblings, 0, 1, op);
   DECO_CHECK_RANGE(ctx, c->max_len, 0, 1 << 24, op);
   DECO_CHECK_RANGE(ctx, c->max_seqs, 0, 1 << 16, op);
+  DECO_CHECK_RANGE(ctx, c->layer_parallel, 0, DECO_MAX_LAYER_GROUP, op);
+  DECO_CHECK_RANGE(ctx, c->no_calibrate, 0, 1, op);
   if (!(c->temperature >= 0.0f) || !isfinite(c->temperature))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature %g is not a finite value >= 0", op,
                      (double)c->temperature);
@@ -107,21 +116,46 @@ static deco_status_t make_view(model_drafter_t *md, const char *op) {
                        md->cfg.layers[i - 1]);
   }
   md->layers = malloc(sizeof(int) * (size_t)n);
-  int *count = malloc(sizeof(int) * (size_t)n);
-  if (!md->layers || !count) {
-    free(count);
-    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
-  }
+  md->exact_count = malloc(sizeof(int) * (size_t)n);
+  if (!md->layers || !md->exact_count) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
   for (int i = 0; i < n; ++i) {
     md->layers[i] = md->cfg.layers[i];
-    count[i] = 1;
+    md->exact_count[i] = 1;
   }
   md->cfg.layers = md->layers;
-  const deco_layer_schedule_t s = {.n_groups = n, .first = md->layers, .count = count};
-  deco_status_t st = deco_model_create_view(md->target, &s, &md->dm);
-  free(count);
-  md->owns_dm = st == DECO_STATUS_SUCCESS;
-  return st;
+  md->exact = (deco_layer_schedule_t){.n_groups = n, .first = md->layers, .count = md->exact_count};
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The layer-parallel schedule over the draft's layers (the list of a
+ * view, or every layer of a separate draft): the first and last run alone;
+ * the middle ones in groups of N within each run of consecutive layers. */
+static deco_status_t make_parallel(model_drafter_t *md, const char *op) {
+  deco_ctx_t *ctx = deco_model_ctx(md->target);
+  const int N = md->cfg.layer_parallel;
+  const int n = md->cfg.layers ? md->cfg.n_layers : deco_model_get_hparams(md->dm)->n_layers;
+  md->par = md->exact;
+  if (N <= 1) return DECO_STATUS_SUCCESS;
+  if (N > n - 2)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: layer_parallel %d is more than the draft's %d middle layers (its first and last run alone)",
+                     op, N, n - 2 > 0 ? n - 2 : 0);
+  md->par_first = malloc(sizeof(int) * (size_t)n);
+  md->par_count = malloc(sizeof(int) * (size_t)n);
+  if (!md->par_first || !md->par_count) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  int g = 0;
+  for (int i = 0; i < n;) {
+    const int l = md->cfg.layers ? md->cfg.layers[i] : i;
+    int len = 1;
+    if (i > 0 && i < n - 1)
+      while (len < N && i + len < n - 1 && (md->cfg.layers ? md->cfg.layers[i + len] : i + len) == l + len) len++;
+    md->par_first[g] = l;
+    md->par_count[g++] = len;
+    i += len;
+  }
+  md->par = (deco_layer_schedule_t){.n_groups = g, .first = md->par_first, .count = md->par_count};
+  md->calibrate = !md->cfg.no_calibrate;
+  return DECO_STATUS_SUCCESS;
 }
 
 /* ---- Plan: the draft cache and every buffer, once ---- */
@@ -145,6 +179,7 @@ static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
   const deco_forward_plan_t fp = {.max_tokens = DECO_TREE_MAX_NODES, .max_seqs = 1, .causal = 1, .tree = 1,
                                   .workspace_bytes = 0};
   DECO_TRY(deco_model_plan(md->dm, md->kc, &fp, NULL));
+
   const size_t rows = (size_t)DECO_TREE_MAX_NODES * md->vocab;
   DECO_TRY(deco_malloc(ctx, (void **)&md->d_logits, sizeof(float) * rows));
   DECO_TRY(deco_malloc(ctx, (void **)&md->d_q, sizeof(float) * rows));
@@ -176,7 +211,7 @@ static deco_status_t flush_pending(model_drafter_t *md, draft_seq_t *s) {
     if (n > DECO_TREE_MAX_NODES) n = DECO_TREE_MAX_NODES;
     const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->pending,
                                     .embeds = NULL, .parents = NULL, .logits_mode = DECO_LOGITS_LAST,
-                                    .logits = md->d_logits, .schedule = NULL};
+                                    .logits = md->d_logits, .schedule = &md->exact};
     DECO_TRY(deco_forward(md->dm, md->kc, &fa));
     memmove(s->pending, s->pending + n, sizeof(int32_t) * (size_t)(s->n_pending - n));
     s->n_pending -= n;
@@ -297,6 +332,10 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
   const deco_model_draft_config_t *c = &md->cfg;
+  /* Calibration: the ids the draft has not seen (the accepted ones, whose
+   * K/V the last round wrote approximately, and the bonus) run through the
+   * sequential schedule first; the root's level below runs it too. */
+  if (md->calibrate) DECO_TRY(flush_pending(md, s));
   const int V = md->vocab, np = s->n_pending, root = np - 1;
   const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
   const int seq_len = deco_model_get_hparams(md->dm)->seq_len;
@@ -326,7 +365,7 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
     int n = s->n;
     const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok, .embeds = NULL,
                                     .parents = s->par, .logits_mode = DECO_LOGITS_ALL, .logits = md->d_logits,
-                                    .schedule = NULL};
+                                    .schedule = md->calibrate && level == 1 ? &md->exact : NULL};
     DECO_TRY(deco_forward(md->dm, md->kc, &fa));
     s->n_fwd = n;
     DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits + (size_t)f0 * V, sizeof(float) * (size_t)(f1 - f0) * V,
@@ -421,7 +460,7 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
     cur = next;
   }
   int k = 0;
-  while (k < n_path && path[k] < s->n_fwd) k++;
+  while (!md->calibrate && k < n_path && path[k] < s->n_fwd) k++; /* calibrating: everything again */
   if (k > 0) {
     int identity = 1;
     for (int i = 0; i < k; ++i) identity &= path[i] == i;
@@ -461,6 +500,9 @@ static void model_destroy(deco_drafter_t *d) {
   free(md->h_ints);
   if (md->owns_dm) deco_model_destroy(md->dm);
   free(md->layers);
+  free(md->exact_count);
+  free(md->par_first);
+  free(md->par_count);
   free(md->seqs);
   free(md);
 }
@@ -503,8 +545,20 @@ deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draf
                      deco_model_get_hparams(draft)->vocab_size, md->vocab);
     md->dm = draft;
     md->cfg.layers = NULL;
+    md->exact = (deco_layer_schedule_t)DECO_LAYER_SCHEDULE_INIT; /* every layer alone */
   } else if (st == DECO_STATUS_SUCCESS) {
     st = make_view(md, op);
+    md->dm = target;
+  }
+  /* The draft model: a view of the target or of the separate draft that
+   * runs the drafting schedule by default (a separate draft without
+   * layer_parallel runs as it is). */
+  if (st == DECO_STATUS_SUCCESS) st = make_parallel(md, op);
+  if (st == DECO_STATUS_SUCCESS && (md->cfg.layers || md->par.n_groups)) {
+    deco_model_t *base = md->dm;
+    md->dm = NULL;
+    st = deco_model_create_view(base, &md->par, &md->dm);
+    md->owns_dm = st == DECO_STATUS_SUCCESS;
   }
   if (st != DECO_STATUS_SUCCESS) {
     model_destroy(&md->base);

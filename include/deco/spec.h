@@ -98,6 +98,17 @@ typedef struct deco_model_draft_config {
   float temperature;    /* 0: greedy drafts; set it to the verifier's */
   int sample_siblings;  /* width > 1 and temperature > 0: siblings drawn from q (0: top-w) */
   uint64_t seed;        /* Philox key of the draws */
+  /* Layer-parallel drafting (EasySpec): > 1 runs the draft's middle layers
+   * (all but its first and last) in groups of this many consecutive layers
+   * whose attentions read the group's input (deco_layer_schedule_t; a
+   * group never spans a gap of a layer list; a trailing smaller group is
+   * allowed); more than the middle layers is an error. 0 or 1: off. */
+  int layer_parallel;
+  /* With layer_parallel > 1: 0 calibrates — the accepted ids and the bonus
+   * are forwarded again sequentially (the ordinary schedule) at the next
+   * round's start, overwriting the approximate K/V, and the root's first
+   * draft level runs sequentially too; 1 keeps the approximate K/V. */
+  int no_calibrate;
   /* Sizes */
   int max_len;          /* positions a sequence reaches (0: the draft's seq_len), for its cache */
   int max_seqs;         /* sequences at once (0: 1) */
@@ -108,7 +119,8 @@ typedef struct deco_model_draft_config {
 } deco_model_draft_config_t;
 #define DECO_MODEL_DRAFT_CONFIG_INIT                                                                        \
   {.size = sizeof(deco_model_draft_config_t), .layers = NULL, .n_layers = 0, .draft_len = 4, .width = 1,    \
-   .max_nodes = 0, .temperature = 0.0f, .sample_siblings = 0, .seed = 0, .max_len = 0, .max_seqs = 0,        \
+   .max_nodes = 0, .temperature = 0.0f, .sample_siblings = 0, .seed = 0, .layer_parallel = 0,                 \
+   .no_calibrate = 0, .max_len = 0, .max_seqs = 0,                                                           \
    .target_tokenizer_hash = 0, .draft_tokenizer_hash = 0}
 
 /* A model drafter for target: draft is a separate model in the target's
