@@ -20,7 +20,8 @@
 typedef enum deco_cli_spec {
   DECO_CLI_SPEC_NONE = 0,
   DECO_CLI_SPEC_LOOKUP = 1,
-  DECO_CLI_SPEC_RECYCLE = 2
+  DECO_CLI_SPEC_RECYCLE = 2,
+  DECO_CLI_SPEC_DRAFT = 3     /* a draft model or a layer subset of the target */
 } deco_cli_spec_t;
 
 typedef struct deco_cli_options {
@@ -42,6 +43,13 @@ typedef struct deco_cli_options {
   int print_ids;
   deco_cli_spec_t spec;
   int draft_len;
+  int draft_len_set;          /* --draft-len given (model drafts default to 4, lookup to 10) */
+  const char *draft_model;    /* --draft-model FILE */
+  int *draft_layers;          /* --draft-layers, sorted, malloc'd */
+  int n_draft_layers;
+  int draft_width;            /* --draft-width (1: a chain) */
+  int layer_parallel;         /* --layer-parallel N (0: off) */
+  int no_calibrate;           /* --no-calibrate */
   int tree_nodes;             /* 0: the mode's default */
   const char *tree_template;
   int recycle_k;

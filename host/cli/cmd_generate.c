@@ -548,6 +548,12 @@ static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, de
   model_source_t ms;
   int rc = read_model_header(o, &ms);
   if (rc != DECO_EXIT_OK) return rc;
+  /* --draft-layers against the model's layers (sorted, so the last). */
+  if (o->n_draft_layers && o->draft_layers[o->n_draft_layers - 1] >= ms.hp.n_layers) {
+    deco_cli_error("--draft-layers: layer %d outside the %d layers of %s", o->draft_layers[o->n_draft_layers - 1],
+                   ms.hp.n_layers, ms.label);
+    return DECO_EXIT_USAGE;
+  }
   /* 2. The tokenizer file, when text goes in or out. */
   const int need_tokenizer = o->prompt != NULL || !o->print_ids || o->chat;
   deco_tokenizer_t *tok = NULL;

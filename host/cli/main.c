@@ -32,9 +32,15 @@ void deco_cli_usage(FILE *f) {
         "  --dtype f32|bf16      cpu: f32; cuda: bf16 by default\n"
         "  --ignore-eos          do not stop at the model's stop ids (llama2.c: 1, 2)\n"
         "  --print-ids           print ids instead of text\n"
-        "  --spec none|lookup|recycle   draft source for speculative decoding (none)\n"
-        "  --draft-len N         longest chain a lookup match proposes (10)\n"
-        "  --tree-nodes N        most draft nodes per step, root excluded (lookup 32, recycle 80)\n"
+        "  --spec none|lookup|recycle|draft   draft source for speculative decoding (none)\n"
+        "  --draft-len N         longest chain a lookup match proposes (10); model drafts' depth (4)\n"
+        "  --tree-nodes N        most draft nodes per step, root excluded (lookup 32, recycle 80,\n"
+        "                        draft: draft-len x draft-width)\n"
+        "  --draft-model FILE    draft: a model with the target's vocabulary\n"
+        "  --draft-layers LIST   draft: the target's layers, e.g. 0-2,4\n"
+        "  --draft-width W       draft: top-W children per node (1: a chain)\n"
+        "  --layer-parallel N    draft: the draft's middle layers in parallel groups of N (EasySpec)\n"
+        "  --no-calibrate        with --layer-parallel: keep the approximate draft K/V\n"
         "  --tree-template FILE  recycle: rank paths, one per line\n"
         "  --recycle-k K         recycle: candidates kept per token, 1-16 (8)\n"
         "  --recycle-state FILE  recycle: table loaded if present, saved at exit\n"
@@ -93,5 +99,6 @@ int main(int argc, char **argv) {
     rc = DECO_EXIT_BAD_INPUT;
   }
   free(o.prompt_ids);
+  free(o.draft_layers);
   return rc;
 }

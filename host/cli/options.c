@@ -99,6 +99,73 @@ static int parse_ids(const char *s, deco_cli_options_t *o) {
   return 0;
 }
 
+static int cmp_int(const void *a, const void *b) {
+  const int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* --draft-layers: comma-separated layers and ranges A-B (A <= B), e.g.
+ * 0-2,4; sorted; a layer named twice is an error. The range against the
+ * model is checked once its header is read. */
+static int parse_layers(const char *s, deco_cli_options_t *o) {
+  int *layers = NULL, n = 0, cap = 0;
+  const char *p = s;
+  while (1) {
+    char *end;
+    long a, b;
+    if (*p < '0' || *p > '9') goto malformed;
+    errno = 0;
+    a = strtol(p, &end, 10);
+    b = a;
+    if (*end == '-') {
+      p = end + 1;
+      if (*p < '0' || *p > '9') goto malformed;
+      b = strtol(p, &end, 10);
+    }
+    if (errno || a > 65535 || b > 65535) {
+      deco_cli_error("--draft-layers: '%s': a layer is too large", s);
+      free(layers);
+      return -1;
+    }
+    if (b < a) {
+      deco_cli_error("--draft-layers: '%s': the range %ld-%ld is empty", s, a, b);
+      free(layers);
+      return -1;
+    }
+    for (long l = a; l <= b; ++l) {
+      if (n == cap) {
+        cap = cap ? 2 * cap : 16;
+        int *grown = realloc(layers, sizeof(int) * (size_t)cap);
+        if (!grown) {
+          free(layers);
+          deco_cli_error("--draft-layers: out of memory");
+          return -1;
+        }
+        layers = grown;
+      }
+      layers[n++] = (int)l;
+    }
+    if (*end == '\0') break;
+    if (*end != ',') goto malformed;
+    p = end + 1;
+  }
+  qsort(layers, (size_t)n, sizeof(int), cmp_int);
+  for (int i = 1; i < n; ++i)
+    if (layers[i] == layers[i - 1]) {
+      deco_cli_error("--draft-layers: '%s' names layer %d twice (overlapping ranges)", s, layers[i]);
+      free(layers);
+      return -1;
+    }
+  free(o->draft_layers);
+  o->draft_layers = layers;
+  o->n_draft_layers = n;
+  return 0;
+malformed:
+  deco_cli_error("--draft-layers: '%s' is not a comma-separated list of layers and ranges (e.g. 0-2,4)", s);
+  free(layers);
+  return -1;
+}
+
 /* A non-negative decimal that fits 64 bits. */
 static int parse_seed(const char *v, uint64_t *out) {
   char *end;
@@ -145,10 +212,11 @@ static int parse_top_p(const char *a, const char *v, deco_cli_options_t *o) {
 /* The value v of option a (a known option that takes one); 0 or -1. */
 static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
   static const char *const backends[] = {"cpu", "cuda"}, *const dtypes[] = {"f32", "bf16"},
-                           *const specs[] = {"none", "lookup", "recycle"};
+                           *const specs[] = {"none", "lookup", "recycle", "draft"};
   static const int backend_ids[] = {DECO_BACKEND_CPU, DECO_BACKEND_CUDA},
                    dtype_ids[] = {DECO_DTYPE_F32, DECO_DTYPE_BF16},
-                   spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE};
+                   spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE,
+                                  DECO_CLI_SPEC_DRAFT};
   int word;
   if (strcmp(a, "--model") == 0) o->model_path = v;
   else if (strcmp(a, "--synthetic") == 0) o->synthetic = v;
@@ -172,9 +240,15 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
     if (parse_word(a, v, dtypes, dtype_ids, 2, "f32 or bf16", &word)) return -1;
     o->dtype = (deco_dtype_t)word;
   } else if (strcmp(a, "--spec") == 0) {
-    if (parse_word(a, v, specs, spec_ids, 3, "none, lookup or recycle", &word)) return -1;
+    if (parse_word(a, v, specs, spec_ids, 4, "none, lookup, recycle or draft", &word)) return -1;
     o->spec = (deco_cli_spec_t)word;
-  } else if (strcmp(a, "--draft-len") == 0) return parse_int(a, v, 1, 255, &o->draft_len);
+  } else if (strcmp(a, "--draft-len") == 0) {
+    o->draft_len_set = 1;
+    return parse_int(a, v, 1, 255, &o->draft_len);
+  } else if (strcmp(a, "--draft-model") == 0) o->draft_model = v;
+  else if (strcmp(a, "--draft-layers") == 0) return parse_layers(v, o);
+  else if (strcmp(a, "--draft-width") == 0) return parse_int(a, v, 1, 16, &o->draft_width);
+  else if (strcmp(a, "--layer-parallel") == 0) return parse_int(a, v, 1, 16, &o->layer_parallel);
   else if (strcmp(a, "--tree-nodes") == 0) return parse_int(a, v, 1, 255, &o->tree_nodes);
   else if (strcmp(a, "--tree-template") == 0) o->tree_template = v;
   else if (strcmp(a, "--recycle-k") == 0) {
@@ -225,6 +299,7 @@ static int parse_flag(const char *a, deco_cli_options_t *o) {
   else if (strcmp(a, "--print-ids") == 0) o->print_ids = 1;
   else if (strcmp(a, "--compare-ar") == 0) o->compare_ar = 1;
   else if (strcmp(a, "--chat") == 0) o->chat = 1;
+  else if (strcmp(a, "--no-calibrate") == 0) o->no_calibrate = 1;
   else return 0;
   return 1;
 }
@@ -235,7 +310,8 @@ static int takes_value(const char *a) {
                                             "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
                                             "--recycle-k", "--recycle-state", "--threads", "--tp", "--comm",
                                             "--system", "--chat-template", "--superpose", "--ngram",
-                                            "--superpose-m", "--superpose-temp", "--ngram-alpha", NULL};
+                                            "--superpose-m", "--superpose-temp", "--ngram-alpha", "--draft-model",
+                                            "--draft-layers", "--draft-width", "--layer-parallel", NULL};
   for (int k = 0; with_value[k]; ++k)
     if (strcmp(a, with_value[k]) == 0) return 1;
   return 0;
@@ -272,7 +348,8 @@ static int check_combination(const deco_cli_options_t *o) {
     return -1;
   }
   if (o->superpose && o->spec != DECO_CLI_SPEC_NONE) {
-    deco_cli_error("--superpose and --spec %s exclude each other", o->spec == DECO_CLI_SPEC_LOOKUP ? "lookup" : "recycle");
+    static const char *const names[] = {"none", "lookup", "recycle", "draft"};
+    deco_cli_error("--superpose and --spec %s exclude each other", names[o->spec]);
     return -1;
   }
   if (o->superpose && o->compare_ar) {
@@ -295,6 +372,25 @@ static int check_combination(const deco_cli_options_t *o) {
   }
   if (o->system && o->chat_template == DECO_CHAT_TEMPLATE_NONE) {
     deco_cli_error("--system: --chat-template none has no system message");
+    return -1;
+  }
+  /* Options of model drafts likewise; a model draft names its draft. */
+  const char *draft_only = o->draft_model ? "--draft-model"
+                           : o->draft_layers ? "--draft-layers"
+                           : o->draft_width ? "--draft-width"
+                           : o->layer_parallel ? "--layer-parallel"
+                                               : NULL;
+  if (draft_only && o->spec != DECO_CLI_SPEC_DRAFT) {
+    deco_cli_error("%s needs --spec draft", draft_only);
+    return -1;
+  }
+  if (o->no_calibrate && o->layer_parallel < 2) {
+    deco_cli_error("--no-calibrate needs --layer-parallel N with N >= 2");
+    return -1;
+  }
+  if (o->spec == DECO_CLI_SPEC_DRAFT && !o->draft_model == !o->draft_layers) {
+    deco_cli_error("--spec draft needs %s", o->draft_model ? "--draft-model or --draft-layers, not both"
+                                                           : "--draft-model FILE or --draft-layers LIST");
     return -1;
   }
   if (o->backend_set && o->backend == DECO_BACKEND_CPU && o->dtype_set && o->dtype == DECO_DTYPE_BF16) {

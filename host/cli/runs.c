@@ -1,5 +1,6 @@
 /* host/cli/runs.c — the runs behind `deco generate`: the drafter the
- * options ask for (prompt lookup, or Token Recycling's table and template),
+ * options ask for (prompt lookup, Token Recycling's table and template, or
+ * a draft model / layer subset),
  * the printed run through deco_generate, and with --compare-ar the timing
  * runs (plain and speculative, each warmed up, median of 3). Every
  * speculative run starts from the same table: cold, or --recycle-state.
@@ -22,6 +23,7 @@ typedef struct cli_env {
   deco_model_t *model;
   deco_generate_config_t cfg;  /* the speculative (or plain) run */
   deco_drafter_t *drafter;     /* NULL with --spec none */
+  deco_model_t *draft_model;   /* --draft-model */
   deco_recycler_t *recycler;   /* --spec recycle */
   deco_tree_template_t tmpl;
   const deco_cli_options_t *o;
@@ -59,6 +61,75 @@ static int recycle_setup(cli_env_t *env) {
           DECO_STATUS_SUCCESS ||
       deco_drafter_create_recycle(env->recycler, &env->tmpl, &env->drafter) != DECO_STATUS_SUCCESS) {
     deco_cli_error("token recycling: %s", deco_last_error(ctx));
+    return 1;
+  }
+  return 0;
+}
+
+/* FNV-1a 64 of a GGUF file's vocabulary (every token's text, each
+ * followed by a 0 byte); 0 for a file that is not GGUF or for the built-in
+ * and synthetic models (their vocabulary comes with the target). */
+static uint64_t vocab_hash(const char *path) {
+  deco_tokenizer_t *tok = NULL;
+  if (!path || deco_tokenizer_load_gguf(path, &tok) != DECO_STATUS_SUCCESS) return 0;
+  uint64_t h = 1469598103934665603ull;
+  for (int32_t id = 0; id < deco_tokenizer_vocab_size(tok); ++id) {
+    size_t len = 0;
+    const char *t = deco_tokenizer_token_text(tok, id, &len);
+    for (size_t i = 0; t && i <= len; ++i) {
+      h ^= i < len ? (unsigned char)t[i] : 0u;
+      h *= 1099511628211ull;
+    }
+  }
+  deco_tokenizer_destroy(tok);
+  return h;
+}
+
+/* --spec draft: the draft model (--draft-model, loaded in the target's
+ * context and dtype) or the target's layers (--draft-layers). */
+static int draft_setup(cli_env_t *env) {
+  const deco_cli_options_t *o = env->o;
+  deco_ctx_t *ctx = deco_model_ctx(env->model);
+  deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
+  dc.draft_len = o->draft_len_set ? o->draft_len : 4;
+  dc.width = o->draft_width ? o->draft_width : 1;
+  dc.max_nodes = o->tree_nodes;
+  dc.temperature = o->temperature;
+  dc.seed = o->seed;
+  dc.max_len = o->steps;
+  dc.layer_parallel = o->layer_parallel;
+  dc.no_calibrate = o->no_calibrate;
+  if (o->draft_model) {
+    deco_model_hparams_t hp;
+    if (deco_model_read_hparams(o->draft_model, &hp) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--draft-model: %s", deco_last_error(NULL));
+      return 1;
+    }
+    const int vocab = deco_model_get_hparams(env->model)->vocab_size;
+    if (hp.vocab_size != vocab) {
+      deco_cli_error("--draft-model: %s has a vocabulary of %d ids, the target %d", o->draft_model, hp.vocab_size,
+                     vocab);
+      return 1;
+    }
+    dc.target_tokenizer_hash = vocab_hash(o->model_path);
+    dc.draft_tokenizer_hash = vocab_hash(o->draft_model);
+    if ((dc.target_tokenizer_hash == 0) != (dc.draft_tokenizer_hash == 0)) {
+      deco_cli_error("--draft-model: %s and the target do not share a tokenizer (one is a GGUF file, the other not)",
+                     o->draft_model);
+      return 1;
+    }
+    deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
+    mc.dtype = deco_model_dtype(env->model);
+    if (deco_model_load(ctx, o->draft_model, &mc, &env->draft_model) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("--draft-model: %s", deco_last_error(ctx));
+      return 1;
+    }
+  } else {
+    dc.layers = o->draft_layers;
+    dc.n_layers = o->n_draft_layers;
+  }
+  if (deco_drafter_create_model(env->model, env->draft_model, &dc, &env->drafter) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--spec draft: %s", deco_last_error(ctx));
     return 1;
   }
   return 0;
@@ -162,6 +233,7 @@ int deco_cli_run(deco_model_t *model, const deco_cli_run_input_t *in, deco_cli_r
   }
   if (o->spec == DECO_CLI_SPEC_LOOKUP && lookup_setup(&env)) goto done;
   if (o->spec == DECO_CLI_SPEC_RECYCLE && recycle_setup(&env)) goto done;
+  if (o->spec == DECO_CLI_SPEC_DRAFT && draft_setup(&env)) goto done;
   /* The printed run (it also warms up the speculative path). */
   if (run_once(&env, in, env.drafter != NULL, 1, out)) goto done;
   if (o->compare_ar && compare_ar(&env, in, out)) goto done;
@@ -176,5 +248,6 @@ int deco_cli_run(deco_model_t *model, const deco_cli_run_input_t *in, deco_cli_r
 done:
   deco_drafter_destroy(env.drafter);
   deco_recycler_destroy(env.recycler);
+  deco_model_destroy(env.draft_model);
   return rc;
 }

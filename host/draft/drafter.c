@@ -55,3 +55,9 @@ deco_status_t deco_drafter_observe_device(deco_drafter_t *d, const deco_draft_ob
 deco_status_t deco_drafter_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n) {
   return d && d->ops->observe_host ? d->ops->observe_host(d, seq, emitted, n) : DECO_STATUS_SUCCESS;
 }
+
+deco_status_t deco_drafter_draft_probs(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q) {
+  *kind = DECO_DRAFT_DETERMINISTIC;
+  *q = NULL;
+  return d && d->ops->draft_probs ? d->ops->draft_probs(d, seq, kind, q) : DECO_STATUS_SUCCESS;
+}

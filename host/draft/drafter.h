@@ -59,6 +59,11 @@ typedef struct deco_drafter_ops {
    * NULL: nothing. */
   deco_status_t (*observe_host)(deco_drafter_t *d, int seq, const int32_t *emitted, int n);
   void (*destroy)(deco_drafter_t *d);
+  /* How the tree draft_host last made for seq was drawn: *kind, and for a
+   * kind other than DETERMINISTIC *q (context memory, [max_nodes][vocab]
+   * f32: row i is the distribution node i's children were drawn from).
+   * NULL: deterministic drafts. */
+  deco_status_t (*draft_probs)(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q);
 } deco_drafter_ops_t;
 
 struct deco_drafter {
@@ -75,5 +80,7 @@ deco_status_t deco_drafter_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
 deco_status_t deco_drafter_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a);
 deco_status_t deco_drafter_observe_device(deco_drafter_t *d, const deco_draft_observation_t *o);
 deco_status_t deco_drafter_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n);
+/* DETERMINISTIC and NULL for a NULL drafter or one without the hook. */
+deco_status_t deco_drafter_draft_probs(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q);
 
 #endif

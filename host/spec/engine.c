@@ -239,8 +239,14 @@ deco_status_t deco_spec_engine_step(deco_spec_engine_t *e, int B, const int *seq
   *h->seed = sampling->seed;
   DECO_TRY(deco_memcpy_async(ctx, e->block, e->image, e->block_bytes, DECO_COPY_HOST_TO_CTX));
 
-  /* 3. Acceptance, compaction, the drafter's observation. */
-  const deco_verify_args_t va = verify_args(e, B, total, sampling);
+  /* 3. Acceptance (with the drafts' kind: model drafts may be sampled),
+   * compaction, the drafter's observation. */
+  deco_verify_args_t va = verify_args(e, B, total, sampling);
+  DECO_TRY(deco_drafter_draft_probs(e->drafter, seqs[0], &va.draft_kind, &va.draft_probs));
+  if (va.draft_kind != DECO_DRAFT_DETERMINISTIC && B > 1)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
+                     "deco_spec_engine_step: sampled drafts (the %s drafter's) are verified one sequence per step",
+                     deco_drafter_name(e->drafter));
   DECO_TRY(deco_verify_enqueue(e->model, e->cache, e->drafter, &va));
 
   /* 4. What was accepted; commit. */

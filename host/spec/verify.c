@@ -27,8 +27,8 @@ static deco_tree_accept_sample_args_t sample_args(const deco_verify_args_t *a, i
       .temperature = temperature,
       .top_k = a->top_k,
       .top_p = a->top_p,
-      .draft_kind = DECO_DRAFT_DETERMINISTIC,
-      .draft_probs = NULL,
+      .draft_kind = a->draft_kind,
+      .draft_probs = a->draft_probs,
       .seed = a->seed,
       .offset = a->offset,
       .out = a->out};

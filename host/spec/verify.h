@@ -1,7 +1,7 @@
 /* host/spec/verify.h — library-private: the verification pipeline that the
  * host engine (engine.c) and the device-resident step (device_step.c)
  * share. For a batch of draft trees whose logits the tree forward wrote:
- *   acceptance (greedy, or lossless sampling of deterministic drafts)
+ *   acceptance (greedy, or lossless sampling with the drafts' kind)
  *   → compaction of the accepted paths in the KV cache
  *   → the drafter's observation (e.g. Token Recycling's table update).
  * Everything reads and writes context memory and is only enqueued, so a
@@ -27,6 +27,8 @@ typedef struct deco_verify_args {
   float top_p;
   const uint64_t *seed;         /* [1] Philox key */
   const uint32_t *offset;       /* [1] Philox counter word 0 */
+  deco_draft_kind_t draft_kind; /* how the drafts were drawn (sampling only) */
+  const float *draft_probs;     /* [n_nodes][vocab] q, or NULL for DETERMINISTIC */
   /* Compaction: each tree's committed length and block-table row. */
   const int32_t *prefix_lens;   /* [B] */
   const int32_t *block_table;   /* [B][deco_kv_cache_max_pages] */

@@ -157,6 +157,15 @@ DECO_API deco_status_t deco_model_load(deco_ctx_t *ctx, const char *path, const 
 DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
                                                    const deco_model_config_t *config, deco_model_t **out);
 
+/* A view of base that runs its own layer schedule (e.g. a subset of the
+ * layers: layers outside every group are skipped; the first and last
+ * norms, the embedding and the classifier are base's), sharing base's
+ * weights (never copied: base must outlive the view) with forward scratch
+ * of its own. Caches are created on the view (deco_kv_cache_create(view,
+ * ...)); they hold every layer's pool, the skipped ones unused. Destroy it
+ * with deco_model_destroy (its weights stay). */
+DECO_API deco_status_t deco_model_create_view(deco_model_t *base, const deco_layer_schedule_t *schedule,
+                                              deco_model_t **out);
 DECO_API void deco_model_destroy(deco_model_t *model);
 /* The architecture the model runs (n_kv_heads as configured; the
  * checkpoint's shapes, not a rank's shard). */

@@ -43,8 +43,10 @@ DECO_API deco_status_t deco_lookup_draft(const int32_t *history, int n_history, 
  * sequence's last emitted id, and observes what each step accepted. The
  * verification pipeline is the same whatever the drafter: deco_generate
  * with drafter NULL decodes plainly. Drafts are deterministic (trees
- * assembled from lookups or tables), so sampling verifies them with the
- * rule for DECO_DRAFT_DETERMINISTIC drafts (deco/tree.h).
+ * assembled from lookups or tables, greedy model drafts), so sampling
+ * verifies them with the rule for DECO_DRAFT_DETERMINISTIC drafts
+ * (deco/tree.h), except sampled model drafts, verified with their kind and
+ * draft probabilities.
  * A drafter serves one model and one run at a time; it keeps per-sequence
  * state keyed by the cache's sequence handle. */
 
@@ -62,8 +64,82 @@ DECO_API deco_status_t deco_drafter_create_lookup(const deco_lookup_config_t *co
  * (then the template must be breadth first). */
 DECO_API deco_status_t deco_drafter_create_recycle(deco_recycler_t *recycler, const deco_tree_template_t *tmpl,
                                                    deco_drafter_t **out);
+/* ---- Model drafts ----
+ * A draft model with the target's vocabulary proposes a chain or a tree
+ * per step: a separate checkpoint, or the target itself restricted to a
+ * list of its layers (self-speculative drafting; the embedding, the final
+ * norm and the classifier are the target's). The draft keeps its own paged
+ * KV cache: each level of the tree is one tree forward of the draft (the
+ * tokens the draft has not seen yet, the root, and every node above the
+ * frontier), and after verification the accepted path's K/V is compacted
+ * and committed as the target's is; what was never forwarded (a leaf that
+ * was accepted, the bonus) enters the next round's first forward.
+ * Shapes: depth draft_len; width 1 is a chain, width W > 1 a tree whose
+ * nodes take their draft's W most likely tokens (ties: lower id), levels
+ * filled best path probability first under max_nodes.
+ * temperature 0: greedy drafts (argmax / top-w), verified with the rule for
+ * deterministic drafts. temperature > 0: a chain (width 1) is drawn from
+ * q = softmax(draft logits / temperature) and verified with the chain rule
+ * and q; a tree with sample_siblings draws each node's W children from q
+ * without replacement (multi-draft); a top-w tree is deterministic at any
+ * temperature. Draws: Philox, key seed, counter (root position,
+ * 0x44524654, node, draw). */
+typedef struct deco_model_draft_config {
+  size_t size;          /* sizeof(deco_model_draft_config_t), for growth: set by the INIT macro */
+  /* The draft: a separate model (deco_drafter_create_model's draft), or
+   * the target's layers[0..n_layers) (strictly increasing, in range). */
+  const int *layers;
+  int n_layers;
+  /* Shape */
+  int draft_len;        /* depth of the drafts (4), 1..255 */
+  int width;            /* children per node (1: a chain) */
+  int max_nodes;        /* draft nodes, root excluded (0: draft_len * width, at most 255) */
+  /* Drawing */
+  float temperature;    /* 0: greedy drafts; set it to the verifier's */
+  int sample_siblings;  /* width > 1 and temperature > 0: siblings drawn from q (0: top-w) */
+  uint64_t seed;        /* Philox key of the draws */
+  /* Layer-parallel drafting (EasySpec): > 1 runs the draft's middle layers
+   * (all but its first and last) in groups of this many consecutive layers
+   * whose attentions read the group's input (deco_layer_schedule_t; a
+   * group never spans a gap of a layer list; a trailing smaller group is
+   * allowed); more than the middle layers is an error. 0 or 1: off. */
+  int layer_parallel;
+  /* With layer_parallel > 1: 0 calibrates — the accepted ids and the bonus
+   * are forwarded again sequentially (the ordinary schedule) at the next
+   * round's start, overwriting the approximate K/V, and the root's first
+   * draft level runs sequentially too; 1 keeps the approximate K/V. */
+  int no_calibrate;
+  /* Sizes */
+  int max_len;          /* positions a sequence reaches (0: the draft's seq_len), for its cache */
+  int max_seqs;         /* sequences at once (0: 1) */
+  /* Tokenizers: when both are nonzero they must be equal (e.g. FNV-1a 64
+   * of each model's vocabulary). */
+  uint64_t target_tokenizer_hash;
+  uint64_t draft_tokenizer_hash;
+} deco_model_draft_config_t;
+#define DECO_MODEL_DRAFT_CONFIG_INIT                                                                        \
+  {.size = sizeof(deco_model_draft_config_t), .layers = NULL, .n_layers = 0, .draft_len = 4, .width = 1,    \
+   .max_nodes = 0, .temperature = 0.0f, .sample_siblings = 0, .seed = 0, .layer_parallel = 0,                 \
+   .no_calibrate = 0, .max_len = 0, .max_seqs = 0,                                                           \
+   .target_tokenizer_hash = 0, .draft_tokenizer_hash = 0}
+
+/* A model drafter for target: draft is a separate model in the target's
+ * context with the same vocabulary size (borrowed: it must outlive the
+ * drafter), or NULL for the target restricted to config->layers (a view
+ * sharing its weights, deco_model_create_view). A vocabulary size or
+ * tokenizer hash that differs is refused. Drafts on the host: each level
+ * runs one forward of the draft model on the context (eagerly on CUDA too);
+ * it has no device-resident loop. */
+DECO_API deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draft,
+                                                 const deco_model_draft_config_t *config, deco_drafter_t **out);
+/* The model the drafter drafts with (the view for a layer subset). */
+DECO_API deco_model_t *deco_drafter_model(const deco_drafter_t *drafter);
+/* The draft's cache (K/V of each sequence's committed tokens, for tests),
+ * or NULL before the plan; *seq gets the draft cache's handle of seq. */
+DECO_API deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *drafter, int seq, int *draft_seq);
+
 DECO_API void deco_drafter_destroy(deco_drafter_t *drafter);
-/* "lookup", "recycle", ... */
+/* "lookup", "recycle", "model", ... */
 DECO_API const char *deco_drafter_name(const deco_drafter_t *drafter);
 /* Nodes of the largest tree it proposes, root included (1..256). */
 DECO_API int deco_drafter_max_nodes(const deco_drafter_t *drafter);
@@ -116,7 +192,9 @@ typedef struct deco_spec_sampling {
  * On return, emitted[i * DECO_TREE_MAX_NODES ...] holds the accepted drafts
  * then the bonus token, n_emitted[i] of them (= accept_len >= 1); the
  * cache holds the root and the accepted drafts (n_emitted[i] slots
- * committed); the next root is the bonus token. */
+ * committed); the next root is the bonus token. With a drafter set whose
+ * drafts were sampled (a model drafter at temperature > 0), acceptance
+ * uses their kind and q, and n_seqs must be 1. */
 DECO_API deco_status_t deco_spec_engine_step(deco_spec_engine_t *engine, int n_seqs, const int *seqs,
                                              const int *n_nodes, const int32_t *tokens, const int32_t *parents,
                                              const deco_spec_sampling_t *sampling, int32_t *emitted,

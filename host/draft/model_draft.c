@@ -1,0 +1,583 @@
+/* host/draft/model_draft.c — drafts from a model: a separate checkpoint
+ * with the target's vocabulary, or the target restricted to a list of its
+ * layers (a view sharing its weights, deco_model_create_view). Chains and
+ * top-w trees, greedy or sampled (deco/spec.h, "Model drafts").
+ *
+ * Per sequence the drafter keeps the draft's own paged KV cache (committed
+ * tokens) and the pending ids (emitted, not yet in that cache; the last
+ * one is the root). A round builds a draft-local tree: the pending ids as
+ * a chain ending at the root, then the drafted levels below the root; each
+ * level is one tree forward of the draft over every node above the
+ * frontier (their K/V lands at slot len + node), whose logits give the
+ * frontier's children. After verification the accepted path of forwarded
+ * nodes is compacted and committed in the draft cache; the rest (an
+ * accepted leaf, the bonus) is pending for the next round's first forward.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "deco/philox.h"
+#include "deco/spec.h"
+#include "draft/drafter.h"
+#include "draft/model_draft_mutant.h"
+#include "util/sized.h"
+
+int deco_model_draft_mutant = 0;
+
+#define DRAFT_PAGE 16
+#define DRAFT_MAX_WIDTH 16
+#define DRAFT_FLUSH 64                 /* pending ids forwarded causally beyond this */
+#define DRAFT_STREAM 0x44524654u       /* Philox counter word 1 of the draft's draws */
+
+typedef struct draft_seq {
+  int active;
+  int dseq;                            /* handle in the draft cache */
+  int32_t pending[DECO_TREE_MAX_NODES];
+  int n_pending;
+  /* The last round's draft-local tree. */
+  int32_t tok[DECO_TREE_MAX_NODES], par[DECO_TREE_MAX_NODES];
+  int n, n_pre, n_fwd;                 /* nodes, pending chain length, nodes forwarded */
+  deco_draft_kind_t kind;
+} draft_seq_t;
+
+typedef struct model_drafter {
+  deco_drafter_t base;
+  deco_model_draft_config_t cfg;
+  int *layers;                         /* the config's list, copied */
+  deco_model_t *target, *dm;           /* dm: the draft (owned when a view) */
+  int owns_dm;
+  int vocab;
+  /* The draft model dm runs by default the drafting schedule (with
+   * layer_parallel > 1 its middle layers grouped, so that the plan sizes
+   * the groups); exact is the sequential one (each layer alone), which
+   * prefills and, when calibrating, re-runs the accepted ids. */
+  deco_layer_schedule_t exact, par;
+  int *exact_first, *exact_count, *par_first, *par_count;
+  int calibrate;
+  int planned;
+  deco_kv_cache_t *kc;
+  float *d_logits;                     /* context [256][V] */
+  float *d_q;                          /* context [256][V]: q rows by target node */
+  float *h_logits;                     /* host [256][V] */
+  float *h_q;                          /* host [V] */
+  int32_t *d_ints, *h_ints;            /* path [256] | accept_len | prefix | table [P] */
+  size_t ints_bytes;
+  draft_seq_t *seqs;
+  int n_seqs;
+} model_drafter_t;
+
+static const deco_drafter_ops_t model_ops;
+
+/* ---- Configuration ---- */
+
+static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_t *in, deco_model_draft_config_t *c,
+                                 const char *op) {
+  static const deco_model_draft_config_t defaults = DECO_MODEL_DRAFT_CONFIG_INIT;
+  char what[96];
+  snprintf(what, sizeof what, "%s: config", op);
+  DECO_TRY(deco_sized_read(ctx, c, in, &defaults, sizeof *c, what));
+  DECO_CHECK_RANGE(ctx, c->draft_len, 1, DECO_TREE_MAX_NODES - 1, op);
+  DECO_CHECK_RANGE(ctx, c->width, 1, DRAFT_MAX_WIDTH, op);
+  DECO_CHECK_RANGE(ctx, c->max_nodes, 0, DECO_TREE_MAX_NODES - 1, op);
+  DECO_CHECK_RANGE(ctx, c->sample_siblings, 0, 1, op);
+  DECO_CHECK_RANGE(ctx, c->max_len, 0, 1 << 24, op);
+  DECO_CHECK_RANGE(ctx, c->max_seqs, 0, 1 << 16, op);
+  DECO_CHECK_RANGE(ctx, c->layer_parallel, 0, DECO_MAX_LAYER_GROUP, op);
+  DECO_CHECK_RANGE(ctx, c->no_calibrate, 0, 1, op);
+  if (!(c->temperature >= 0.0f) || !isfinite(c->temperature))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature %g is not a finite value >= 0", op,
+                     (double)c->temperature);
+  if (c->max_nodes == 0) {
+    const int n = c->draft_len * c->width;
+    c->max_nodes = n < DECO_TREE_MAX_NODES - 1 ? n : DECO_TREE_MAX_NODES - 1;
+  }
+  if (c->max_seqs == 0) c->max_seqs = 1;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The layer list as a schedule of one-layer groups on a view of target. */
+static deco_status_t make_view(model_drafter_t *md, const char *op) {
+  deco_ctx_t *ctx = deco_model_ctx(md->target);
+  const int L = deco_model_get_hparams(md->target)->n_layers, n = md->cfg.n_layers;
+  if (n < 1 || !md->cfg.layers)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: no draft model and an empty layer list", op);
+  if (n > L)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d layers listed, the target has %d", op, n, L);
+  for (int i = 0; i < n; ++i) {
+    const int l = md->cfg.layers[i];
+    if (l < 0 || l >= L)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: layer %d outside the target's [0, %d)", op, l, L);
+    if (i > 0 && l <= md->cfg.layers[i - 1])
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                       "%s: layers must be listed once each, in increasing order (%d after %d)", op, l,
+                       md->cfg.layers[i - 1]);
+  }
+  md->layers = malloc(sizeof(int) * (size_t)n);
+  md->exact_count = malloc(sizeof(int) * (size_t)n);
+  if (!md->layers || !md->exact_count) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  for (int i = 0; i < n; ++i) {
+    md->layers[i] = md->cfg.layers[i];
+    md->exact_count[i] = 1;
+  }
+  md->cfg.layers = md->layers;
+  md->exact = (deco_layer_schedule_t){.n_groups = n, .first = md->layers, .count = md->exact_count};
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The layer-parallel schedule over the draft's layers (the list of a
+ * view, or every layer of a separate draft): the first and last run alone;
+ * the middle ones in groups of N within each run of consecutive layers. */
+static deco_status_t make_parallel(model_drafter_t *md, const char *op) {
+  deco_ctx_t *ctx = deco_model_ctx(md->target);
+  const int N = md->cfg.layer_parallel;
+  const int n = md->cfg.layers ? md->cfg.n_layers : deco_model_get_hparams(md->dm)->n_layers;
+  md->par = md->exact;
+  if (N <= 1) return DECO_STATUS_SUCCESS;
+  if (N > n - 2)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: layer_parallel %d is more than the draft's %d middle layers (its first and last run alone)",
+                     op, N, n - 2 > 0 ? n - 2 : 0);
+  md->par_first = malloc(sizeof(int) * (size_t)n);
+  md->par_count = malloc(sizeof(int) * (size_t)n);
+  if (!md->par_first || !md->par_count) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  int g = 0;
+  for (int i = 0; i < n;) {
+    const int l = md->cfg.layers ? md->cfg.layers[i] : i;
+    int len = 1;
+    if (i > 0 && i < n - 1)
+      while (len < N && i + len < n - 1 && (md->cfg.layers ? md->cfg.layers[i + len] : i + len) == l + len) len++;
+    md->par_first[g] = l;
+    md->par_count[g++] = len;
+    i += len;
+  }
+  md->par = (deco_layer_schedule_t){.n_groups = g, .first = md->par_first, .count = md->par_count};
+  md->calibrate = !md->cfg.no_calibrate;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- Plan: the draft cache and every buffer, once ---- */
+
+static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_draft_observation_t *proto,
+                                size_t *ws) {
+  (void)proto;
+  (void)ws;
+  model_drafter_t *md = (model_drafter_t *)d;
+  deco_ctx_t *ctx = deco_model_ctx(m);
+  d->ctx = ctx;
+  if (m != md->target)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: planned for a model it was not made for");
+  if (md->planned) return DECO_STATUS_SUCCESS;
+  const deco_model_hparams_t *hp = deco_model_get_hparams(md->dm);
+  int max_len = md->cfg.max_len ? md->cfg.max_len : hp->seq_len;
+  if (max_len > hp->seq_len) max_len = hp->seq_len;
+  const int reserve = max_len + DECO_TREE_MAX_NODES;
+  const int pages = (reserve + DRAFT_PAGE - 1) / DRAFT_PAGE;
+  DECO_TRY(deco_kv_cache_create(md->dm, DRAFT_PAGE, pages * md->cfg.max_seqs, md->cfg.max_seqs, &md->kc));
+  const deco_forward_plan_t fp = {.max_tokens = DECO_TREE_MAX_NODES, .max_seqs = 1, .causal = 1, .tree = 1,
+                                  .workspace_bytes = 0};
+  DECO_TRY(deco_model_plan(md->dm, md->kc, &fp, NULL));
+
+  const size_t rows = (size_t)DECO_TREE_MAX_NODES * md->vocab;
+  DECO_TRY(deco_malloc(ctx, (void **)&md->d_logits, sizeof(float) * rows));
+  DECO_TRY(deco_malloc(ctx, (void **)&md->d_q, sizeof(float) * rows));
+  md->h_logits = calloc(rows, sizeof(float));
+  md->h_q = calloc((size_t)md->vocab, sizeof(float));
+  const int P = deco_kv_cache_max_pages(md->kc);
+  md->ints_bytes = sizeof(int32_t) * (size_t)(DECO_TREE_MAX_NODES + 2 + P);
+  DECO_TRY(deco_malloc(ctx, (void **)&md->d_ints, md->ints_bytes));
+  md->h_ints = calloc(1, md->ints_bytes);
+  if (!md->h_logits || !md->h_q || !md->h_ints)
+    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
+  /* q rows no draw writes (leaves) stay zero. */
+  DECO_TRY(deco_memcpy(ctx, md->d_q, md->h_logits, sizeof(float) * rows, DECO_COPY_HOST_TO_CTX));
+  md->planned = 1;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- Sequences ---- */
+
+static draft_seq_t *seq_of(model_drafter_t *md, int seq) {
+  return seq >= 0 && seq < md->n_seqs && md->seqs[seq].active ? &md->seqs[seq] : NULL;
+}
+
+/* Forwards the pending ids but the root causally (committing them), in
+ * forwards of at most 256 ids. */
+static deco_status_t flush_pending(model_drafter_t *md, draft_seq_t *s) {
+  while (s->n_pending > 1) {
+    int n = s->n_pending - 1;
+    if (n > DECO_TREE_MAX_NODES) n = DECO_TREE_MAX_NODES;
+    const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->pending,
+                                    .embeds = NULL, .parents = NULL, .logits_mode = DECO_LOGITS_LAST,
+                                    .logits = md->d_logits, .schedule = &md->exact};
+    DECO_TRY(deco_forward(md->dm, md->kc, &fa));
+    memmove(s->pending, s->pending + n, sizeof(int32_t) * (size_t)(s->n_pending - n));
+    s->n_pending -= n;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, const int32_t *ids, int n) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  d->ctx = deco_model_ctx(m);
+  if (!md->planned || m != md->target)
+    return DECO_FAIL(d->ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "model drafter: begin before the plan, or with a model it was not made for");
+  if (seq >= md->n_seqs) {
+    draft_seq_t *grown = realloc(md->seqs, sizeof(draft_seq_t) * (size_t)(seq + 1));
+    if (!grown) return DECO_FAIL(d->ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
+    memset(grown + md->n_seqs, 0, sizeof(draft_seq_t) * (size_t)(seq + 1 - md->n_seqs));
+    md->seqs = grown;
+    md->n_seqs = seq + 1;
+  }
+  draft_seq_t *s = &md->seqs[seq];
+  if (s->active) DECO_TRY(deco_kv_cache_release(md->kc, s->dseq));
+  s->active = 0;
+  const deco_model_hparams_t *hp = deco_model_get_hparams(md->dm);
+  int max_len = md->cfg.max_len ? md->cfg.max_len : hp->seq_len;
+  if (max_len > hp->seq_len) max_len = hp->seq_len;
+  DECO_TRY(deco_kv_cache_admit(md->kc, max_len + DECO_TREE_MAX_NODES, &s->dseq));
+  s->active = 1;
+  s->n = s->n_fwd = s->n_pre = 0;
+  s->n_pending = 0;
+  /* The ids in chunks: all but the root are forwarded causally. */
+  for (int i = 0; i < n; ++i) {
+    if (s->n_pending == DECO_TREE_MAX_NODES) DECO_TRY(flush_pending(md, s));
+    s->pending[s->n_pending++] = ids[i];
+  }
+  return flush_pending(md, s);
+}
+
+/* ---- Drafting ---- */
+
+/* A candidate child: parent node, rank among its siblings, token, score. */
+typedef struct candidate {
+  int parent, rank;
+  int32_t token;
+  double score;
+} candidate_t;
+
+static int by_score(const void *a, const void *b) {
+  const candidate_t *x = a, *y = b;
+  if (x->score != y->score) return x->score > y->score ? -1 : 1;
+  if (x->parent != y->parent) return x->parent < y->parent ? -1 : 1;
+  return x->rank - y->rank;
+}
+
+static int by_parent(const void *a, const void *b) {
+  const candidate_t *x = a, *y = b;
+  if (x->parent != y->parent) return x->parent < y->parent ? -1 : 1;
+  return x->rank - y->rank;
+}
+
+/* The W largest entries of row (ties: lower id) with log-softmax values. */
+static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
+  float mx = row[0];
+  for (int i = 1; i < V; ++i)
+    if (row[i] > mx) mx = row[i];
+  double z = 0;
+  for (int i = 0; i < V; ++i) z += exp((double)row[i] - mx);
+  const double lz = log(z) + mx;
+  int k = 0;
+  for (int i = 0; i < V; ++i) {
+    if (k == W && !(row[i] > row[ids[k - 1]])) continue;
+    int j = k < W ? k++ : W - 1;
+    while (j > 0 && row[i] > row[ids[j - 1]]) {
+      ids[j] = ids[j - 1];
+      --j;
+    }
+    ids[j] = i;
+  }
+  for (int j = 0; j < k; ++j) logp[j] = (double)row[ids[j]] - lz;
+  return k;
+}
+
+/* q = softmax(row / temperature) (f32, the values the verifier reads). */
+static void softmax_t(const float *row, int V, float temperature, float *q) {
+  float mx = row[0];
+  for (int i = 1; i < V; ++i)
+    if (row[i] > mx) mx = row[i];
+  double z = 0;
+  for (int i = 0; i < V; ++i) z += exp(((double)row[i] - mx) / temperature);
+  for (int i = 0; i < V; ++i) q[i] = (float)(exp(((double)row[i] - mx) / temperature) / z);
+}
+
+/* A draw from q with the ids in taken[0..n_taken) removed (renormalised);
+ * -1 when nothing is left. */
+static int32_t draw(const float *q, int V, const int32_t *taken, int n_taken, float u) {
+  double total = 0;
+  for (int i = 0; i < V; ++i) total += q[i];
+  for (int j = 0; j < n_taken; ++j) total -= q[taken[j]];
+  if (!(total > 0)) return -1;
+  const double target = (double)u * total;
+  double cum = 0;
+  int32_t last = -1;
+  for (int i = 0; i < V; ++i) {
+    if (q[i] <= 0.0f) continue;
+    int is_taken = 0;
+    for (int j = 0; j < n_taken; ++j) is_taken |= taken[j] == i;
+    if (is_taken) continue;
+    last = i;
+    cum += q[i];
+    if (cum > target) return i;
+  }
+  return last;
+}
+
+static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *tokens, int32_t *parents, int *n_nodes) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  deco_ctx_t *ctx = d->ctx;
+  draft_seq_t *s = seq_of(md, seq);
+  if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
+  const deco_model_draft_config_t *c = &md->cfg;
+  /* Calibration: the ids the draft has not seen (the accepted ones, whose
+   * K/V the last round wrote approximately, and the bonus) run through the
+   * sequential schedule first; the root's level below runs it too. */
+  if (md->calibrate) DECO_TRY(flush_pending(md, s));
+  const int V = md->vocab, np = s->n_pending, root = np - 1;
+  const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
+  const int seq_len = deco_model_get_hparams(md->dm)->seq_len;
+  /* The test-only wrong rule: top-w drafts verified as draws from q. */
+  const int mutant = deco_model_draft_mutant == DECO_MODEL_DRAFT_MUTANT_TOP_AS_SAMPLED;
+  const int sampled_kind = c->temperature > 0.0f && (c->width == 1 || c->sample_siblings || mutant);
+  const int sampled = sampled_kind && !mutant;
+  s->kind = !sampled_kind ? DECO_DRAFT_DETERMINISTIC : c->width == 1 ? DECO_DRAFT_CHAIN
+                                                                     : DECO_DRAFT_TREE_WITHOUT_REPLACEMENT;
+  s->n = np;
+  s->n_pre = np;
+  s->n_fwd = 0;
+  for (int j = 0; j < np; ++j) {
+    s->tok[j] = s->pending[j];
+    s->par[j] = j - 1;
+  }
+  int budget = c->max_nodes;
+  if (budget > DECO_TREE_MAX_NODES - np) budget = DECO_TREE_MAX_NODES - np;
+  int depth = c->draft_len;
+  if (depth > seq_len - len - np) depth = seq_len - len - np; /* every node's position < seq_len */
+  double pathlp[DECO_TREE_MAX_NODES];
+  pathlp[root] = 0;
+  int f0 = root, f1 = np; /* the frontier */
+  candidate_t cand[DECO_TREE_MAX_NODES * DRAFT_MAX_WIDTH];
+  const uint32_t root_pos = (uint32_t)(len + root);
+  for (int level = 1; level <= depth && budget > 0 && f1 > f0; ++level) {
+    int n = s->n;
+    const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok, .embeds = NULL,
+                                    .parents = s->par, .logits_mode = DECO_LOGITS_ALL, .logits = md->d_logits,
+                                    .schedule = md->calibrate && level == 1 ? &md->exact : NULL};
+    DECO_TRY(deco_forward(md->dm, md->kc, &fa));
+    s->n_fwd = n;
+    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits + (size_t)f0 * V, sizeof(float) * (size_t)(f1 - f0) * V,
+                         DECO_COPY_CTX_TO_HOST));
+    int n_cand = 0;
+    if (!sampled) {
+      /* Top-w children of every frontier node, best path probability first,
+       * this level's share of the budget. */
+      for (int f = f0; f < f1; ++f) {
+        int32_t ids[DRAFT_MAX_WIDTH];
+        double lp[DRAFT_MAX_WIDTH];
+        const int k = top_w(md->h_logits + (size_t)(f - f0) * V, V, c->width, ids, lp);
+        if (sampled_kind) {
+          softmax_t(md->h_logits + (size_t)(f - f0) * V, V, c->temperature, md->h_q);
+          DECO_TRY(deco_memcpy(ctx, md->d_q + (size_t)(f - root) * V, md->h_q, sizeof(float) * (size_t)V,
+                               DECO_COPY_HOST_TO_CTX));
+        }
+        for (int r = 0; r < k; ++r)
+          cand[n_cand++] = (candidate_t){.parent = f, .rank = r, .token = ids[r], .score = pathlp[f] + lp[r]};
+      }
+      int share = (budget + (depth - level)) / (depth - level + 1);
+      if (share < 1) share = 1;
+      if (share > n_cand) share = n_cand;
+      qsort(cand, (size_t)n_cand, sizeof *cand, by_score);
+      n_cand = share;
+      qsort(cand, (size_t)n_cand, sizeof *cand, by_parent);
+    } else {
+      /* Each frontier node's children drawn from its q (siblings without
+       * replacement), in node order until the budget is spent. */
+      for (int f = f0; f < f1 && n_cand < budget; ++f) {
+        softmax_t(md->h_logits + (size_t)(f - f0) * V, V, c->temperature, md->h_q);
+        const int tnode = f - root; /* the node's index in the target's tree */
+        DECO_TRY(deco_memcpy(ctx, md->d_q + (size_t)tnode * V, md->h_q, sizeof(float) * (size_t)V,
+                             DECO_COPY_HOST_TO_CTX));
+        int32_t taken[DRAFT_MAX_WIDTH];
+        for (int r = 0; r < c->width && n_cand < budget; ++r) {
+          const float u = deco_philox_uniform(c->seed, root_pos, DRAFT_STREAM, (uint32_t)tnode, (uint32_t)r);
+          const int32_t x = draw(md->h_q, V, taken, r, u);
+          if (x < 0) break;
+          taken[r] = x;
+          cand[n_cand++] = (candidate_t){.parent = f, .rank = r, .token = x, .score = 0};
+        }
+      }
+    }
+    f0 = s->n;
+    for (int i = 0; i < n_cand; ++i) {
+      s->tok[s->n] = cand[i].token;
+      s->par[s->n] = cand[i].parent;
+      pathlp[s->n] = cand[i].score;
+      s->n++;
+    }
+    f1 = s->n;
+    budget -= n_cand;
+  }
+  /* The target's tree: the root and what hangs below it. */
+  *n_nodes = s->n - root;
+  for (int j = root; j < s->n; ++j) {
+    tokens[j - root] = s->tok[j];
+    parents[j - root] = j == root ? -1 : s->par[j] - root;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t model_draft_probs(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  draft_seq_t *s = seq_of(md, seq);
+  if (!s) return DECO_FAIL(d->ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
+  *kind = s->kind;
+  *q = s->kind == DECO_DRAFT_DETERMINISTIC ? NULL : md->d_q;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The accepted drafts and the bonus: the accepted path of forwarded nodes
+ * is compacted and committed in the draft cache; the rest is pending. */
+static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  deco_ctx_t *ctx = d->ctx;
+  draft_seq_t *s = seq_of(md, seq);
+  if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
+  int32_t path[DECO_TREE_MAX_NODES];
+  int n_path = 0;
+  for (int j = 0; j < s->n_pre; ++j) path[n_path++] = j;
+  int cur = s->n_pre - 1;
+  for (int i = 0; i < n - 1; ++i) {
+    int next = -1;
+    for (int j = cur + 1; j < s->n && next < 0; ++j)
+      if (s->par[j] == cur && s->tok[j] == emitted[i]) next = j;
+    if (next < 0)
+      return DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "model drafter: accepted id %d is not a child of draft node %d",
+                       emitted[i], cur);
+    path[n_path++] = next;
+    cur = next;
+  }
+  int k = 0;
+  while (!md->calibrate && k < n_path && path[k] < s->n_fwd) k++; /* calibrating: everything again */
+  if (k > 0) {
+    int identity = 1;
+    for (int i = 0; i < k; ++i) identity &= path[i] == i;
+    const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
+    if (!identity) {
+      int32_t *h = md->h_ints;
+      memcpy(h, path, sizeof(int32_t) * (size_t)k);
+      h[DECO_TREE_MAX_NODES] = k;
+      h[DECO_TREE_MAX_NODES + 1] = len;
+      DECO_TRY(deco_memcpy(ctx, md->d_ints, h, sizeof(int32_t) * (DECO_TREE_MAX_NODES + 2), DECO_COPY_HOST_TO_CTX));
+      int32_t *table = md->d_ints + DECO_TREE_MAX_NODES + 2;
+      DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, table));
+      const deco_kv_cache_compact_args_t ca = {.n_seqs = 1, .block_table = table,
+                                               .prefix_lens = md->d_ints + DECO_TREE_MAX_NODES + 1,
+                                               .path = md->d_ints, .accept_len = md->d_ints + DECO_TREE_MAX_NODES};
+      DECO_TRY(deco_kv_cache_compact(md->kc, &ca));
+    }
+    DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, k));
+  }
+  int np = 0;
+  for (int i = k; i < n_path; ++i) s->pending[np++] = s->tok[path[i]];
+  s->pending[np++] = emitted[n - 1];
+  s->n_pending = np;
+  s->n = s->n_fwd = s->n_pre = 0;
+  return s->n_pending > DRAFT_FLUSH ? flush_pending(md, s) : DECO_STATUS_SUCCESS;
+}
+
+static void model_destroy(deco_drafter_t *d) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  deco_ctx_t *ctx = deco_model_ctx(md->target);
+  deco_kv_cache_destroy(md->kc);
+  deco_free(ctx, md->d_logits);
+  deco_free(ctx, md->d_q);
+  deco_free(ctx, md->d_ints);
+  free(md->h_logits);
+  free(md->h_q);
+  free(md->h_ints);
+  if (md->owns_dm) deco_model_destroy(md->dm);
+  free(md->layers);
+  free(md->exact_count);
+  free(md->par_first);
+  free(md->par_count);
+  free(md->seqs);
+  free(md);
+}
+
+static const deco_drafter_ops_t model_ops = {
+    .name = "model",
+    .plan = model_plan,
+    .begin = model_begin,
+    .draft_host = model_draft_host,
+    .draft_device = NULL,
+    .observe_device = NULL,
+    .observe_host = model_observe_host,
+    .destroy = model_destroy,
+    .draft_probs = model_draft_probs,
+};
+
+deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draft,
+                                        const deco_model_draft_config_t *config, deco_drafter_t **out) {
+  static const char op[] = "deco_drafter_create_model";
+  if (!target || !config || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
+  deco_ctx_t *ctx = deco_model_ctx(target);
+  *out = NULL;
+  model_drafter_t *md = calloc(1, sizeof *md);
+  if (!md) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  md->target = target;
+  md->vocab = deco_model_get_hparams(target)->vocab_size;
+  md->base = (deco_drafter_t){.ops = &model_ops, .max_nodes = 1, .device_resident = 0, .shape_parents = NULL,
+                              .ctx = ctx};
+  deco_status_t st = read_config(ctx, config, &md->cfg, op);
+  if (st == DECO_STATUS_SUCCESS && md->cfg.target_tokenizer_hash && md->cfg.draft_tokenizer_hash &&
+      md->cfg.target_tokenizer_hash != md->cfg.draft_tokenizer_hash)
+    st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the draft's tokenizer differs from the target's", op);
+  if (st == DECO_STATUS_SUCCESS && draft) {
+    if (md->cfg.n_layers != 0)
+      st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: a draft model and a layer list are exclusive", op);
+    else if (deco_model_ctx(draft) != ctx)
+      st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the draft model lives in another context", op);
+    else if (deco_model_get_hparams(draft)->vocab_size != md->vocab)
+      st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the draft's vocabulary has %d ids, the target's %d", op,
+                     deco_model_get_hparams(draft)->vocab_size, md->vocab);
+    md->dm = draft;
+    md->cfg.layers = NULL;
+    md->exact = (deco_layer_schedule_t)DECO_LAYER_SCHEDULE_INIT; /* every layer alone */
+  } else if (st == DECO_STATUS_SUCCESS) {
+    st = make_view(md, op);
+    md->dm = target;
+  }
+  /* The draft model: a view of the target or of the separate draft that
+   * runs the drafting schedule by default (a separate draft without
+   * layer_parallel runs as it is). */
+  if (st == DECO_STATUS_SUCCESS) st = make_parallel(md, op);
+  if (st == DECO_STATUS_SUCCESS && (md->cfg.layers || md->par.n_groups)) {
+    deco_model_t *base = md->dm;
+    md->dm = NULL;
+    st = deco_model_create_view(base, &md->par, &md->dm);
+    md->owns_dm = st == DECO_STATUS_SUCCESS;
+  }
+  if (st != DECO_STATUS_SUCCESS) {
+    model_destroy(&md->base);
+    return st;
+  }
+  md->base.max_nodes = md->cfg.max_nodes + 1;
+  *out = &md->base;
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_model_t *deco_drafter_model(const deco_drafter_t *d) {
+  return d && d->ops == &model_ops ? ((const model_drafter_t *)d)->dm : NULL;
+}
+
+deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *d, int seq, int *draft_seq) {
+  if (!d || d->ops != &model_ops || !draft_seq) return NULL;
+  model_drafter_t *md = (model_drafter_t *)d;
+  draft_seq_t *s = seq_of(md, seq);
+  if (!s) return NULL;
+  *draft_seq = s->dseq;
+  return md->kc;
+}

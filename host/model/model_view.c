@@ -1,0 +1,46 @@
+/* host/model/model_view.c — views of a model: the same weights (pointers
+ * into the base model's arena, never copied) run under a layer schedule of
+ * the view's own, with the view's own forward scratch and workspace, so a
+ * view and its base can run forwards in turn on their own caches (a
+ * layer-subset draft of the target: self-speculative drafting).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+deco_status_t deco_model_create_view(deco_model_t *base, const deco_layer_schedule_t *schedule,
+                                     deco_model_t **out) {
+  static const char op[] = "deco_model_create_view";
+  if (!base || !schedule || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
+  deco_ctx_t *ctx = base->ctx;
+  *out = NULL;
+  if (base->tp_size > 1)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: views of a tensor-parallel model are not implemented", op);
+  int max_group = 1;
+  DECO_TRY(deco_schedule_check(ctx, schedule, base->hp.n_layers, &max_group, op));
+  deco_model_t *m = calloc(1, sizeof *m);
+  if (!m) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  m->ctx = ctx;
+  m->hp = base->hp;
+  m->full = base->full;
+  m->shard = base->shard;
+  m->dtype = base->dtype;
+  m->w = base->w;     /* borrowed: arena stays NULL, so destroying the view frees no weight */
+  m->tp_size = 1;
+  m->schedule.max_group = max_group;
+  if (schedule->n_groups > 0) {
+    const size_t bytes = sizeof(int) * (size_t)schedule->n_groups;
+    m->schedule.first = malloc(bytes);
+    m->schedule.count = malloc(bytes);
+    if (!m->schedule.first || !m->schedule.count) {
+      deco_model_destroy(m);
+      return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+    }
+    memcpy(m->schedule.first, schedule->first, bytes);
+    memcpy(m->schedule.count, schedule->count, bytes);
+    m->schedule.n_groups = schedule->n_groups;
+  }
+  *out = m;
+  return DECO_STATUS_SUCCESS;
+}
