@@ -20,5 +20,6 @@
 #include "deco/spec.h"
 #include "deco/recycle.h"
 #include "deco/superpose.h"
+#include "deco/compress.h"
 
 #endif /* DECO_DECO_H */

@@ -1,0 +1,360 @@
+/* tests/test_compress.c — KV-head compression (deco/compress.h) on the CPU:
+ * the calibration Gram op against a naive accumulation, the exactness that
+ * mean-pooling cannot fake (stories260K edited so that each group's heads
+ * are exactly mergeable: svd reproduces the logits, mean and keep do not),
+ * for both RoPE pairings, and the compressed checkpoint in use (it loads,
+ * runs, and speculative greedy decoding on it equals plain greedy).
+ */
+#include <complex.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../host/compress/compress_internal.h"
+#include "../host/model/model_internal.h"
+#include "common/testutil.h"
+#include "deco/deco.h"
+
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
+
+/* ---- deco_kv_gram against a naive accumulation ---------------------------------- */
+
+static void gram_case(int n_kv, int d, int g, deco_rope_style_t style, int n_rows) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  const size_t row = (size_t)n_kv * d;
+  float *k = malloc(sizeof(float) * n_rows * row), *v = malloc(sizeof(float) * n_rows * row);
+  deco_test_fill_uniform(k, n_rows * row, 11, 0, -2.0f, 2.0f);
+  deco_test_fill_uniform(v, n_rows * row, 12, 0, -2.0f, 2.0f);
+  const int n_groups = n_kv / g, gd = g * d, half = d / 2;
+  const size_t nv = (size_t)n_groups * gd * gd, nk = (size_t)n_groups * half * g * g * 2;
+  double *vg = calloc(nv, sizeof(double)), *kg = calloc(nk, sizeof(double));
+  /* Two calls: the second adds to the first. */
+  const int split = n_rows / 2;
+  for (int part = 0; part < 2; ++part) {
+    deco_kv_gram_args_t a = DECO_KV_GRAM_ARGS_INIT;
+    a.style = style;
+    a.n_rows = part == 0 ? split : n_rows - split;
+    a.n_kv_heads = n_kv;
+    a.head_dim = d;
+    a.group = g;
+    a.k = k + (part == 0 ? 0 : (size_t)split * row);
+    a.v = v + (part == 0 ? 0 : (size_t)split * row);
+    a.k_gram = kg;
+    a.v_gram = vg;
+    cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  }
+  /* Naive: outer products of the concatenated value vectors, and of the
+   * complex key vectors built from the pairing. */
+  double maxerr = 0;
+  for (int G = 0; G < n_groups; ++G) {
+    double *ref = calloc((size_t)gd * gd, sizeof(double));
+    for (int t = 0; t < n_rows; ++t)
+      for (int i = 0; i < gd; ++i)
+        for (int j = 0; j < gd; ++j)
+          ref[i * gd + j] += (double)v[t * row + G * gd + i] * (double)v[t * row + G * gd + j];
+    for (int i = 0; i < gd * gd; ++i) {
+      const double e = fabs(vg[(size_t)G * gd * gd + i] - ref[i]) / (1.0 + fabs(ref[i]));
+      if (e > maxerr) maxerr = e;
+    }
+    free(ref);
+    for (int f = 0; f < half; ++f) {
+      double complex h[16][16] = {{0}};
+      for (int t = 0; t < n_rows; ++t) {
+        double complex c[16];
+        for (int b = 0; b < g; ++b) {
+          const float *x = k + t * row + (size_t)(G * g + b) * d;
+          c[b] = style == DECO_ROPE_INTERLEAVED ? x[2 * f] + I * x[2 * f + 1] : x[f] + I * x[f + half];
+        }
+        for (int p = 0; p < g; ++p)
+          for (int q = 0; q < g; ++q) h[p][q] += c[p] * conj(c[q]);
+      }
+      for (int p = 0; p < g; ++p)
+        for (int q = 0; q < g; ++q) {
+          const double *o = kg + (((size_t)G * half + f) * g * g + p * g + q) * 2;
+          const double e = cabs(o[0] + I * o[1] - h[p][q]) / (1.0 + cabs(h[p][q]));
+          if (e > maxerr) maxerr = e;
+        }
+    }
+  }
+  /* Both sides sum the same f64 products (exact for f32 inputs) in row
+   * order; only the naive complex multiply's rounding differs. */
+  cr_assert_lt(maxerr, 1e-13, "n_kv %d d %d g %d style %d: max relative error %g", n_kv, d, g, (int)style, maxerr);
+  free(k);
+  free(v);
+  free(vg);
+  free(kg);
+  deco_ctx_destroy(ctx);
+}
+
+Test(compress, kv_gram_matches_naive, .timeout = 60) {
+  const int groups[] = {1, 2, 4};
+  for (int s = 0; s < 2; ++s)
+    for (int i = 0; i < 3; ++i) gram_case(4, 8, groups[i], s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 37);
+  gram_case(6, 16, 3, DECO_ROPE_INTERLEAVED, 5);
+}
+
+Test(compress, kv_gram_rejects_bad_arguments) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  float x[32] = {0};
+  double gk[64], gv[1024];
+  deco_kv_gram_args_t a = DECO_KV_GRAM_ARGS_INIT;
+  a.n_rows = 1;
+  a.n_kv_heads = 4;
+  a.head_dim = 8;
+  a.group = 3;
+  a.k = x;
+  a.v = x;
+  a.k_gram = gk;
+  a.v_gram = gv;
+  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "group = 3") != NULL, "%s", deco_last_error(ctx));
+  a.group = 2;
+  a.head_dim = 7;
+  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  a.head_dim = 8;
+  a.k_gram = NULL;
+  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_NULL_POINTER);
+  deco_ctx_destroy(ctx);
+}
+
+/* ---- exactness on an edited stories260K -------------------------------------------- */
+
+#define EVAL_T 256
+#define CALIB_T 512
+
+static const char *tmp_path(const char *name) {
+  static char buf[4][512];
+  static int k;
+  char *p = buf[k++ & 3];
+  snprintf(p, 512, "%s/%s", deco_test_tmpdir(), name);
+  return p;
+}
+
+/* Writes w as llama2.c (the format has no pairing field: the style is set
+ * on the loaded model instead). */
+static void write_model(deco_cw_t *w, const char *path) {
+  const deco_rope_style_t s = w->hp.rope_style;
+  w->hp.rope_style = DECO_ROPE_INTERLEAVED;
+  cr_assert_eq(deco_cw_write_llama2c(w, path), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  w->hp.rope_style = s;
+}
+
+static deco_model_t *load_model(deco_ctx_t *ctx, const char *path, deco_rope_style_t style) {
+  deco_model_t *m = NULL;
+  cr_assert_eq(deco_model_load(ctx, path, NULL, &m), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  m->hp.rope_style = style; /* the pairing under test */
+  return m;
+}
+
+/* Logits of every position of tokens[0..n) (one prefill), host copy. */
+static float *all_logits(deco_model_t *m, const int32_t *tokens, int n) {
+  deco_ctx_t *ctx = deco_model_ctx(m);
+  const int vocab = deco_model_get_hparams(m)->vocab_size;
+  deco_kv_cache_t *cache = NULL;
+  cr_assert_eq(deco_kv_cache_create(m, 16, (n + 15) / 16, 1, &cache), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  int seq = -1;
+  cr_assert_eq(deco_kv_cache_admit(cache, n, &seq), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  float *logits = malloc(sizeof(float) * (size_t)n * vocab);
+  deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
+  fa.n_seqs = 1;
+  fa.seqs = &seq;
+  fa.n_new = &n;
+  fa.tokens = tokens;
+  fa.logits_mode = DECO_LOGITS_ALL;
+  fa.logits = logits; /* the CPU context's memory is the host's */
+  cr_assert_eq(deco_forward(m, cache, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_kv_cache_destroy(cache);
+  return logits;
+}
+
+/* Within each group of g heads: W_V,b = M_b W_V,first (M_0 = I, others
+ * random and well conditioned), and per frequency k_{b,f} = c_{b,f} z_f
+ * with z_f the first head's original component and c of random magnitude
+ * in [0.5, 1.5] and phase. */
+static void make_mergeable(deco_cw_t *w, int g, uint64_t seed) {
+  const deco_model_hparams_t *hp = &w->hp;
+  const int d = hp->head_dim, half = d / 2, dim = hp->dim, kvh = hp->n_kv_heads;
+  uint64_t s = seed;
+  float *base = malloc(sizeof(float) * (size_t)d * dim), *m = malloc(sizeof(float) * (size_t)d * d);
+  for (int l = 0; l < hp->n_layers; ++l)
+    for (int G = 0; G < kvh / g; ++G) {
+      float *wv = w->wv + ((size_t)l * kvh + (size_t)G * g) * d * dim;
+      float *wk = w->wk + ((size_t)l * kvh + (size_t)G * g) * d * dim;
+      memcpy(base, wv, sizeof(float) * (size_t)d * dim);
+      for (int b = 1; b < g; ++b) {
+        for (int i = 0; i < d * d; ++i) m[i] = (float)((rng_uniform(&s) - 0.5) / sqrt((double)d) + (i % (d + 1) == 0));
+        for (int r = 0; r < d; ++r)
+          for (int x = 0; x < dim; ++x) {
+            double acc = 0;
+            for (int c = 0; c < d; ++c) acc += (double)m[r * d + c] * base[(size_t)c * dim + x];
+            wv[((size_t)b * d + r) * dim + x] = (float)acc;
+          }
+      }
+      memcpy(base, wk, sizeof(float) * (size_t)d * dim);
+      for (int b = 0; b < g; ++b)
+        for (int f = 0; f < half; ++f) {
+          const double mag = 0.5 + rng_uniform(&s), ph = 6.283185307179586 * rng_uniform(&s);
+          const double cr = mag * cos(ph), ci = mag * sin(ph);
+          const int i0 = hp->rope_style == DECO_ROPE_INTERLEAVED ? 2 * f : f;
+          const int i1 = hp->rope_style == DECO_ROPE_INTERLEAVED ? 2 * f + 1 : f + half;
+          for (int x = 0; x < dim; ++x) {
+            const double z0 = base[(size_t)i0 * dim + x], z1 = base[(size_t)i1 * dim + x];
+            wk[((size_t)b * d + i0) * dim + x] = (float)(cr * z0 - ci * z1);
+            wk[((size_t)b * d + i1) * dim + x] = (float)(ci * z0 + cr * z1);
+          }
+        }
+    }
+  free(base);
+  free(m);
+}
+
+static void ids(int32_t *t, int n, uint64_t seed, int vocab) {
+  uint64_t s = seed;
+  t[0] = 1;
+  for (int i = 1; i < n; ++i) t[i] = 3 + (int32_t)(rng_next(&s) % (uint64_t)(vocab - 3));
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double e = fabs((double)a[i] - b[i]);
+    if (!(e <= m)) m = e;
+  }
+  return m;
+}
+
+static void exactness(deco_rope_style_t style, int n_kv) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_cw_t w;
+  cr_assert_eq(deco_cw_read(deco_test_data_file("models/stories260K.bin"), &w), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  const int g = w.hp.n_kv_heads / n_kv, vocab = w.hp.vocab_size, L = w.hp.n_layers;
+  w.hp.rope_style = style;
+  make_mergeable(&w, g, 0xC0FFEEu + (uint64_t)style * 7 + (uint64_t)n_kv);
+  const char *edited = tmp_path(style ? "edited_half.bin" : "edited_inter.bin");
+  write_model(&w, edited);
+  deco_cw_free(&w);
+
+  int32_t calib[CALIB_T], eval[EVAL_T];
+  ids(calib, CALIB_T, 101, vocab);
+  ids(eval, EVAL_T, 202, vocab);
+  deco_model_t *m = load_model(ctx, edited, style);
+  float *ref = all_logits(m, eval, EVAL_T);
+  deco_grams_t gr;
+  cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, g, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  deco_model_destroy(m);
+
+  for (int method = 0; method < 3; ++method) {
+    cr_assert_eq(deco_cw_read(edited, &w), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    w.hp.rope_style = style;
+    double ke[16], ve[16];
+    cr_assert_eq(deco_compress_fold(&w, &gr, n_kv, (deco_compress_method_t)method, ke, ve), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    cr_assert_eq(w.hp.n_kv_heads, n_kv);
+    const char *folded = tmp_path("folded.bin");
+    write_model(&w, folded);
+    deco_cw_free(&w);
+    deco_model_t *fm = load_model(ctx, folded, style);
+    cr_assert_eq(deco_model_get_hparams(fm)->n_kv_heads, n_kv);
+    float *got = all_logits(fm, eval, EVAL_T);
+    const double err = max_abs_diff(got, ref, (size_t)EVAL_T * vocab);
+    if (method == DECO_COMPRESS_SVD) {
+      cr_assert_lt(err, 1e-4, "style %d, %d KV heads, svd: logits differ by %g", (int)style, n_kv, err);
+      for (int l = 0; l < L; ++l) {
+        cr_assert_gt(ke[l], 1.0 - 1e-9, "layer %d key energy %.12f", l, ke[l]);
+        cr_assert_gt(ve[l], 1.0 - 1e-9, "layer %d value energy %.12f", l, ve[l]);
+      }
+    } else {
+      cr_assert_gt(err, 1e-2, "style %d, %d KV heads, method %d: logits differ by only %g", (int)style, n_kv, method,
+                   err);
+    }
+    free(got);
+    deco_model_destroy(fm);
+  }
+  deco_grams_free(&gr);
+  free(ref);
+  deco_ctx_destroy(ctx);
+}
+
+Test(compress, svd_exact_interleaved_4to2, .timeout = 120) { exactness(DECO_ROPE_INTERLEAVED, 2); }
+Test(compress, svd_exact_interleaved_4to1, .timeout = 120) { exactness(DECO_ROPE_INTERLEAVED, 1); }
+Test(compress, svd_exact_half_split_4to2, .timeout = 120) { exactness(DECO_ROPE_HALF_SPLIT, 2); }
+Test(compress, svd_exact_half_split_4to1, .timeout = 120) { exactness(DECO_ROPE_HALF_SPLIT, 1); }
+
+/* ---- the public entry point and the compressed model in use ------------------------ */
+
+static void greedy(deco_model_t *m, deco_test_source_t src, deco_test_capture_t *cap) {
+  deco_drafter_t *dr = deco_test_drafter(src, NULL, NULL);
+  deco_generate_config_t gc = DECO_GENERATE_CONFIG_INIT;
+  gc.steps = 200;
+  gc.temperature = 0.0f;
+  gc.drafter = dr;
+  gc.emit = deco_test_capture_id;
+  gc.user = cap;
+  const int32_t bos = 1;
+  deco_generate_stats_t stats;
+  cr_assert_eq(deco_generate(m, &bos, 1, &gc, &stats), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(deco_model_ctx(m)));
+  deco_drafter_destroy(dr);
+}
+
+Test(compress, compressed_model_runs_and_spec_is_lossless, .timeout = 120) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 303, 512);
+  const char *out = tmp_path("stories_2kv.bin");
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 2;
+  double ke[5], ve[5];
+  deco_compress_report_t rep = {.key_energy = ke, .value_energy = ve};
+  cr_assert_eq(deco_compress_model(ctx, deco_test_data_file("models/stories260K.bin"), calib, 1024, &cc, out, &rep),
+               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  for (int l = 0; l < 5; ++l) {
+    cr_assert(ke[l] > 0.0 && ke[l] <= 1.0 + 1e-12, "layer %d key energy %g", l, ke[l]);
+    cr_assert(ve[l] > 0.0 && ve[l] <= 1.0 + 1e-12, "layer %d value energy %g", l, ve[l]);
+  }
+  deco_model_t *m = NULL;
+  cr_assert_eq(deco_model_load(ctx, out, NULL, &m), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_model_get_hparams(m)->n_kv_heads, 2);
+  cr_assert_eq(deco_model_get_hparams(m)->n_heads, 8);
+  deco_test_capture_t plain = {.n = 0}, spec = {.n = 0};
+  greedy(m, DECO_TEST_PLAIN, &plain);
+  greedy(m, DECO_TEST_LOOKUP, &spec);
+  cr_assert_gt(plain.n, 10);
+  cr_assert_eq(plain.n, spec.n);
+  cr_assert_eq(deco_test_compare_i32("spec vs plain", spec.ids, plain.ids, (size_t)plain.n), 0);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+Test(compress, bad_input_named) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 404, 512);
+  const char *in = deco_test_data_file("models/stories260K.bin");
+  const char *out = tmp_path("never.bin");
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 3;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "--kv-heads 3") != NULL, "%s", deco_last_error(ctx));
+  cc.n_kv_heads = 4;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cc.n_kv_heads = 2;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 100, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "at least 256") != NULL, "%s", deco_last_error(ctx));
+  calib[7] = 512;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "token 7") != NULL, "%s", deco_last_error(ctx));
+  FILE *f = fopen(out, "rb");
+  cr_assert_null(f, "nothing is written on bad input");
+  deco_ctx_destroy(ctx);
+}
