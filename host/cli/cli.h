@@ -66,6 +66,10 @@ int deco_cli_ngram(int argc, char **argv);
  * flushed and closed; returns the exit status. */
 int deco_cli_tokenize(int argc, char **argv);
 
+/* Runs `deco eval ...` (argv after "eval"; cmd_eval.c); returns the exit
+ * status. Writes no stdout but --help. */
+int deco_cli_eval(int argc, char **argv);
+
 /* The usage text of `deco generate`. */
 void deco_cli_usage(FILE *f);
 

@@ -20,6 +20,7 @@
 #include "deco/spec.h"
 #include "deco/recycle.h"
 #include "deco/superpose.h"
+#include "deco/eval.h"
 #include "deco/compress.h"
 
 #endif /* DECO_DECO_H */

@@ -1,0 +1,388 @@
+/* host/cli/cmd_eval.c — `deco eval` (docs/CLI.md): teacher-forced
+ * perplexity of a model on id sequences (--ids, the --print-ids format one
+ * sequence per line) or on a text file (encoded whole with the model's
+ * tokenizer, scored in windows of the context), and against a reference
+ * model the mean KL(R || M) and top-1 agreement (deco/eval.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/default_model.h"
+#include "deco/eval.h"
+
+static void eval_usage(FILE *f) {
+  fputs("usage: deco eval [--model FILE] [--ref FILE] (--text FILE | --ids FILE) [options]\n"
+        "  --model FILE          llama2.c checkpoint or GGUF file (default: stories260K, built in)\n"
+        "  --ref FILE            reference model of the same vocabulary: adds KL(ref || model) and top-1 agreement\n"
+        "  --text FILE           the file's bytes, encoded as one text, scored in windows of the context\n"
+        "  --ids FILE            one sequence per line in the --print-ids format; empty lines skipped\n"
+        "  --tokenizer FILE      llama2.c tokenizer.bin for --text (default with the built-in model: tok512)\n"
+        "  --backend cpu|cuda    default: cuda when a device exists\n"
+        "  --dtype f32|bf16      cpu: f32; cuda: bf16 by default\n"
+        "  --threads N           cpu: threads per op, 1-1024\n",
+        f);
+}
+
+typedef struct eval_options {
+  const char *model, *ref, *text, *ids, *tokenizer;
+  int backend_set, dtype_set, threads;
+  deco_backend_t backend;
+  deco_dtype_t dtype;
+} eval_options_t;
+
+/* 0, DECO_CLI_HELP, or DECO_EXIT_USAGE after the message. */
+static int parse(int argc, char **argv, eval_options_t *o) {
+  memset(o, 0, sizeof *o);
+  for (int i = 0; i < argc; ++i)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i];
+    const char **slot = strcmp(a, "--model") == 0       ? &o->model
+                        : strcmp(a, "--ref") == 0       ? &o->ref
+                        : strcmp(a, "--text") == 0      ? &o->text
+                        : strcmp(a, "--ids") == 0       ? &o->ids
+                        : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
+                                                        : NULL;
+    const int known = slot || strcmp(a, "--backend") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--threads") == 0;
+    if (!known) {
+      deco_cli_error("eval: unknown option '%s' (see deco eval --help)", a);
+      return DECO_EXIT_USAGE;
+    }
+    if (i + 1 >= argc) {
+      deco_cli_error("%s needs a value", a);
+      return DECO_EXIT_USAGE;
+    }
+    const char *v = argv[++i];
+    if (slot) {
+      *slot = v;
+    } else if (strcmp(a, "--backend") == 0) {
+      o->backend_set = 1;
+      if (strcmp(v, "cpu") == 0) o->backend = DECO_BACKEND_CPU;
+      else if (strcmp(v, "cuda") == 0) o->backend = DECO_BACKEND_CUDA;
+      else {
+        deco_cli_error("--backend: '%s' is not cpu or cuda", v);
+        return DECO_EXIT_USAGE;
+      }
+    } else if (strcmp(a, "--dtype") == 0) {
+      o->dtype_set = 1;
+      if (strcmp(v, "f32") == 0) o->dtype = DECO_DTYPE_F32;
+      else if (strcmp(v, "bf16") == 0) o->dtype = DECO_DTYPE_BF16;
+      else {
+        deco_cli_error("--dtype: '%s' is not f32 or bf16", v);
+        return DECO_EXIT_USAGE;
+      }
+    } else {
+      char *end;
+      errno = 0;
+      long t = strtol(v, &end, 10);
+      if (errno || end == v || *end || t < 1 || t > DECO_MAX_THREADS) {
+        deco_cli_error("--threads: '%s' is not an integer in [1, %d]", v, DECO_MAX_THREADS);
+        return DECO_EXIT_USAGE;
+      }
+      o->threads = (int)t;
+    }
+  }
+  if (!o->text == !o->ids) {
+    deco_cli_error("eval needs exactly one of --text FILE and --ids FILE");
+    return DECO_EXIT_USAGE;
+  }
+  return 0;
+}
+
+/* A whole regular file (a FIFO or a device is refused at once), with a NUL
+ * after it; NULL after the message. */
+static char *read_file(const char *path, size_t *size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    deco_cli_error("cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    deco_cli_error("cannot read %s: not a regular file", path);
+    close(fd);
+    return NULL;
+  }
+  const size_t n = (size_t)st.st_size;
+  char *buf = malloc(n + 1);
+  size_t done = 0;
+  while (buf && done < n) {
+    const ssize_t r = read(fd, buf + done, n - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    done += (size_t)r;
+  }
+  close(fd);
+  if (!buf || done != n) {
+    deco_cli_error(buf ? "cannot read %s: it changed while it was read" : "cannot read %s: out of memory", path);
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *size = n;
+  return buf;
+}
+
+/* Sequences to score: ids back to back, seq_start[s] where each begins. */
+typedef struct corpus {
+  int32_t *ids;
+  size_t n_ids, cap_ids;
+  size_t *start; /* [n_seqs + 1] */
+  size_t n_seqs, cap_seqs;
+} corpus_t;
+
+static int corpus_push(corpus_t *c, int32_t id) {
+  if (c->n_ids == c->cap_ids) {
+    size_t cap = c->cap_ids ? 2 * c->cap_ids : 4096;
+    int32_t *g = realloc(c->ids, sizeof(int32_t) * cap);
+    if (!g) return -1;
+    c->ids = g;
+    c->cap_ids = cap;
+  }
+  c->ids[c->n_ids++] = id;
+  return 0;
+}
+
+/* Ends the sequence begun at the last end (nothing for an empty one). */
+static int corpus_end_seq(corpus_t *c) {
+  if (c->n_seqs + 2 > c->cap_seqs) {
+    size_t cap = c->cap_seqs ? 2 * c->cap_seqs : 64;
+    size_t *g = realloc(c->start, sizeof(size_t) * cap);
+    if (!g) return -1;
+    if (!c->start) g[0] = 0;
+    c->start = g;
+    c->cap_seqs = cap;
+  }
+  if (c->n_ids > c->start[c->n_seqs]) c->start[++c->n_seqs] = c->n_ids;
+  return 0;
+}
+
+/* --ids: the --print-ids format, one sequence per line; an empty line is
+ * skipped. */
+static int read_ids(const char *path, char *text, int vocab, corpus_t *c) {
+  int line = 0;
+  for (char *p = text; *p;) {
+    char *end = strchr(p, '\n');
+    if (end) *end = '\0';
+    line++;
+    for (char *q = p; *q;) {
+      if (q != p) {
+        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
+          deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
+          return -1;
+        }
+        q++;
+      }
+      if (*q < '0' || *q > '9') {
+        deco_cli_error("%s:%d: expected a decimal id at column %d", path, line, (int)(q - p) + 1);
+        return -1;
+      }
+      const char *digits = q;
+      long long v = 0;
+      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
+      if (v >= vocab) {
+        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, line, (int)(q - digits > 24 ? 24 : q - digits), digits,
+                       vocab);
+        return -1;
+      }
+      if (corpus_push(c, (int32_t)v) != 0) {
+        deco_cli_error("%s: out of memory", path);
+        return -1;
+      }
+    }
+    if (corpus_end_seq(c) != 0) {
+      deco_cli_error("%s: out of memory", path);
+      return -1;
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  return 0;
+}
+
+/* --text: the file's bytes encoded as one text (the prompt rule). */
+static int read_text(const char *path, const char *text, size_t len, const deco_tokenizer_t *tok, corpus_t *c) {
+  int n = 0;
+  deco_status_t s = deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, NULL, 0, &n);
+  if (s == DECO_STATUS_CAPACITY) {
+    c->ids = malloc(sizeof(int32_t) * (size_t)n);
+    c->cap_ids = (size_t)n;
+    s = c->ids ? deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, c->ids, n, &n)
+               : DECO_STATUS_OUT_OF_MEMORY;
+  }
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s: %s", path, deco_last_error(NULL));
+    return -1;
+  }
+  c->n_ids = (size_t)n;
+  if (corpus_end_seq(c) != 0) {
+    deco_cli_error("%s: out of memory", path);
+    return -1;
+  }
+  return 0;
+}
+
+/* The model's header: the built-in one or a file; 0 or an exit status. */
+static int read_header(const char *path, deco_model_hparams_t *hp) {
+  deco_status_t s;
+  if (path) {
+    s = deco_model_read_hparams(path, hp);
+  } else {
+    size_t n;
+    const void *data = deco_default_model(&n);
+    s = deco_llama2c_read_hparams_buffer(data, n, DECO_DEFAULT_MODEL_NAME, hp);
+  }
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  return 0;
+}
+
+static int is_gguf(const char *path) {
+  char magic[4];
+  FILE *f = fopen(path, "rb");
+  int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+  if (f) fclose(f);
+  return yes;
+}
+
+/* --text's tokenizer: the GGUF file's own, --tokenizer, or the built-in
+ * tok512; 0 or an exit status. */
+static int load_tokenizer(const eval_options_t *o, int vocab, deco_tokenizer_t **tok) {
+  deco_status_t s;
+  if (o->model && is_gguf(o->model)) {
+    s = deco_tokenizer_load_gguf(o->model, tok);
+  } else if (o->tokenizer) {
+    s = deco_tokenizer_load(o->tokenizer, vocab, tok);
+  } else if (!o->model) {
+    size_t n;
+    const void *data = deco_default_tokenizer(&n);
+    s = deco_tokenizer_load_buffer(data, n, DECO_DEFAULT_TOKENIZER_NAME, vocab, tok);
+  } else {
+    deco_cli_error("--text needs --tokenizer: %s is a llama2.c checkpoint (or give --ids)", o->model);
+    return DECO_EXIT_BAD_INPUT;
+  }
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  return 0;
+}
+
+static int load_model(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype, deco_model_t **m) {
+  deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
+  mc.dtype = dtype;
+  deco_status_t s;
+  if (path) {
+    s = deco_model_load(ctx, path, &mc, m);
+  } else {
+    size_t n;
+    const void *data = deco_default_model(&n);
+    s = deco_model_load_llama2c_buffer(ctx, data, n, DECO_DEFAULT_MODEL_NAME, &mc, m);
+  }
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(ctx));
+    return -1;
+  }
+  return 0;
+}
+
+static int run_eval(const eval_options_t *o) {
+  deco_backend_t backend = o->backend_set ? o->backend
+                                          : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  deco_dtype_t dtype = o->dtype_set ? o->dtype : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
+  if (backend == DECO_BACKEND_CPU && dtype != DECO_DTYPE_F32) {
+    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(dtype));
+    return DECO_EXIT_USAGE;
+  }
+  /* The headers (the vocabularies must agree), the tokenizer, the input. */
+  deco_model_hparams_t hp, rhp;
+  int rc = read_header(o->model, &hp);
+  if (rc == 0 && o->ref) rc = read_header(o->ref, &rhp);
+  if (rc != 0) return rc;
+  if (o->ref && rhp.vocab_size != hp.vocab_size) {
+    deco_cli_error("--ref: %s has a vocabulary of %d ids, %s of %d (the models must share one)", o->ref,
+                   rhp.vocab_size, o->model ? o->model : DECO_DEFAULT_MODEL_NAME, hp.vocab_size);
+    return DECO_EXIT_BAD_INPUT;
+  }
+  if (o->tokenizer && o->model && is_gguf(o->model)) {
+    deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model);
+    return DECO_EXIT_BAD_INPUT;
+  }
+  deco_tokenizer_t *tok = NULL;
+  if (o->text && (rc = load_tokenizer(o, hp.vocab_size, &tok)) != 0) return rc;
+  rc = DECO_EXIT_BAD_INPUT;
+  corpus_t c = {0};
+  deco_ctx_t *ctx = NULL;
+  deco_model_t *model = NULL, *ref = NULL;
+  const char *in = o->text ? o->text : o->ids;
+  size_t size = 0;
+  char *data = read_file(in, &size);
+  if (!data) goto out;
+  if (o->text ? read_text(in, data, size, tok, &c) : read_ids(in, data, hp.vocab_size, &c)) goto out;
+  if (c.n_ids == 0) {
+    deco_cli_error("%s: no %s to score", in, o->text ? "text" : "ids");
+    goto out;
+  }
+  if (c.n_ids == c.n_seqs) {
+    deco_cli_error("%s: nothing to score: every sequence holds one id (a position is scored by the id after it)", in);
+    goto out;
+  }
+  /* The backend and the models. */
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = backend;
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
+    goto out;
+  }
+  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--threads: %s", deco_last_error(ctx));
+    goto out;
+  }
+  if (load_model(ctx, o->model, dtype, &model) != 0 || (o->ref && load_model(ctx, o->ref, dtype, &ref) != 0)) goto out;
+  deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
+  ec.ref = ref;
+  /* A text's later windows start afresh from its BOS, as the first does. */
+  if (tok && c.n_ids > 0 && c.ids[0] == deco_tokenizer_special(tok, DECO_TOKEN_BOS) && deco_tokenizer_add_bos(tok))
+    ec.window_bos = c.ids[0];
+  deco_eval_stats_t acc = DECO_EVAL_STATS_INIT;
+  for (size_t s = 0; s < c.n_seqs; ++s)
+    if (deco_eval_ids(model, c.ids + c.start[s], (int)(c.start[s + 1] - c.start[s]), &ec, &acc) !=
+        DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s: %s", in, deco_last_error(ctx));
+      goto out;
+    }
+  fprintf(stderr, "eval: tokens=%lld ppl=%.4f", acc.tokens, deco_eval_perplexity(&acc));
+  if (ref)
+    fprintf(stderr, " ref_ppl=%.4f kl=%.6f top1=%.4f", deco_eval_ref_perplexity(&acc), acc.kl / (double)acc.tokens,
+            (double)acc.top1 / (double)acc.tokens);
+  fputc('\n', stderr);
+  rc = DECO_EXIT_OK;
+out:
+  deco_model_destroy(ref);
+  deco_model_destroy(model);
+  deco_ctx_destroy(ctx);
+  deco_tokenizer_destroy(tok);
+  free(data);
+  free(c.ids);
+  free(c.start);
+  return rc;
+}
+
+int deco_cli_eval(int argc, char **argv) {
+  eval_options_t o;
+  const int rc = parse(argc, argv, &o);
+  if (rc == DECO_CLI_HELP) {
+    eval_usage(stdout);
+    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+  }
+  return rc != 0 ? rc : run_eval(&o);
+}

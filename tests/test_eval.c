@@ -1,0 +1,402 @@
+/* tests/test_eval.c — teacher-forced evaluation (deco/eval.h, `deco eval`):
+ * the perplexity of stories260K on its greedy fixture against a naive
+ * computation written here (one token per forward, log-softmax in long
+ * double, windows cut by hand), chunking that changes nothing, KL and top-1
+ * of a row against direct sums, a model against itself (KL 0, top-1 1), and
+ * the CLI's line, its --text paths (tok512 and a GGUF's own tokenizer) and
+ * its errors.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <math.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "deco/eval.h"
+
+#define MINI "SmolLM2-135M-mini.gguf"
+
+/* -log p(target) of a row, from its probabilities summed in long double. */
+static long double naive_nll_row(const float *l, int vocab, int target) {
+  long double z = 0.0L;
+  for (int v = 0; v < vocab; ++v) z += expl((long double)l[v]);
+  return -logl(expl((long double)l[target]) / z);
+}
+
+/* Σ -log p over ids[1..n), each window of w ids fed one token per forward
+ * from an empty cache; a later window starts with the previous window's
+ * last id (bos < 0) or with bos. */
+static long double naive_nll(deco_model_t *m, const int32_t *ids, int n, int w, int bos, int *scored) {
+  const int vocab = deco_model_get_hparams(m)->vocab_size;
+  float *logits = malloc(sizeof(float) * (size_t)vocab);
+  int32_t *win = malloc(sizeof(int32_t) * (size_t)w);
+  long double sum = 0.0L;
+  *scored = 0;
+  for (int next = 1; next < n;) {
+    int len = 0;
+    win[len++] = next == 1 ? ids[0] : bos >= 0 ? bos : ids[next - 1];
+    while (len < w && next < n) win[len++] = ids[next++];
+    deco_kv_cache_t *kc;
+    int seq;
+    cr_assert_eq(deco_kv_cache_create(m, 16, (w + 15) / 16, 1, &kc), DECO_STATUS_SUCCESS);
+    cr_assert_eq(deco_kv_cache_admit(kc, w, &seq), DECO_STATUS_SUCCESS);
+    for (int i = 0; i + 1 < len; ++i) {
+      int one = 1;
+      deco_forward_args_t a = DECO_FORWARD_ARGS_INIT;
+      a.n_seqs = 1;
+      a.seqs = &seq;
+      a.n_new = &one;
+      a.tokens = &win[i];
+      a.logits = logits;
+      cr_assert_eq(deco_forward(m, kc, &a), DECO_STATUS_SUCCESS);
+      sum += naive_nll_row(logits, vocab, win[i + 1]);
+      ++*scored;
+    }
+    deco_kv_cache_destroy(kc);
+  }
+  free(logits);
+  free(win);
+  return sum;
+}
+
+static int32_t *fixture_ids(int *n) {
+  int32_t *ids = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), n);
+  cr_assert(ids && *n == 257);
+  return ids;
+}
+
+/* fp32 logits, sums in double: 1e-5 relative per token. */
+static void assert_close(long double got, long double want, const char *what) {
+  cr_assert(fabsl(got - want) <= 1e-5L * fabsl(want) + 1e-6L, "%s: %.9Lf, expected %.9Lf", what, got, want);
+}
+
+Test(eval, perplexity_equals_a_naive_computation) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  int n;
+  int32_t *ids = fixture_ids(&n);
+  /* One window (seq_len 512 > 257), then windows of 40 ids without and
+   * with a BOS restart, each in chunks of 1, 7 and the default. */
+  const int windows[] = {0, 40, 40};
+  const int bos[] = {-1, -1, 1};
+  const int chunks[] = {1, 7, 0};
+  for (int k = 0; k < 3; ++k) {
+    int scored;
+    long double want = naive_nll(m, ids, n, windows[k] ? windows[k] : 512, bos[k], &scored);
+    cr_assert_eq(scored, n - 1);
+    for (int c = 0; c < 3; ++c) {
+      deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
+      ec.window = windows[k];
+      ec.window_bos = bos[k];
+      ec.chunk = chunks[c];
+      deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+      cr_assert_eq(deco_eval_ids(m, ids, n, &ec, &s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+      cr_assert_eq(s.tokens, n - 1);
+      assert_close(s.nll, want, "nll");
+      assert_close(log(deco_eval_perplexity(&s)), want / (n - 1), "log ppl");
+      cr_assert_eq(s.kl, 0.0);
+      cr_assert_eq(s.top1, 0);
+    }
+  }
+  /* A BOS restart changes the context, so the sum (it is not a no-op). */
+  int scored;
+  cr_assert(fabsl(naive_nll(m, ids, n, 40, 1, &scored) - naive_nll(m, ids, n, 40, -1, &scored)) > 1e-3L);
+  /* Sequences add up; one id scores nothing. */
+  deco_eval_stats_t s = DECO_EVAL_STATS_INIT, parts = DECO_EVAL_STATS_INIT;
+  cr_assert_eq(deco_eval_ids(m, ids, n, NULL, &s), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_eval_ids(m, ids, 1, NULL, &parts), DECO_STATUS_SUCCESS);
+  cr_assert_eq(parts.tokens, 0);
+  cr_assert(isnan(deco_eval_perplexity(&parts)));
+  cr_assert_eq(deco_eval_ids(m, ids, 100, NULL, &parts), DECO_STATUS_SUCCESS);
+  cr_assert_eq(parts.tokens, 99);
+  free(ids);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* A model against itself: KL exactly 0, every top-1 agrees, both
+ * perplexities equal. */
+Test(eval, model_against_itself) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_model_t *r = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  int n;
+  int32_t *ids = fixture_ids(&n);
+  deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
+  ec.ref = r;
+  deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+  cr_assert_eq(deco_eval_ids(m, ids, n, &ec, &s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(s.tokens, n - 1);
+  cr_assert_eq(s.kl, 0.0);
+  cr_assert_eq(s.top1, n - 1);
+  cr_assert_eq(s.nll, s.ref_nll);
+  cr_assert_eq(deco_eval_perplexity(&s), deco_eval_ref_perplexity(&s));
+  free(ids);
+  deco_model_destroy(r);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* One row: nll, KL(R || M) and top-1 against direct sums over
+ * probabilities, on random logits of an awkward width. */
+Test(eval, row_against_direct_sums) {
+  enum { V = 733 };
+  static float lm[V], lr[V];
+  long double nll = 0, ref_nll = 0, kl = 0;
+  deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+  int agree = 0;
+  for (int row = 0; row < 5; ++row) {
+    deco_test_fill_uniform(lm, V, 11, (uint32_t)row, -8.0f, 8.0f);
+    deco_test_fill_uniform(lr, V, 12, (uint32_t)row, -8.0f, 8.0f);
+    if (row == 3) memcpy(lr, lm, sizeof lm); /* one row where they agree */
+    const int target = (row * 131 + 5) % V;
+    long double zm = 0, zr = 0;
+    for (int v = 0; v < V; ++v) {
+      zm += expl(lm[v]);
+      zr += expl(lr[v]);
+    }
+    for (int v = 0; v < V; ++v) {
+      long double pr = expl(lr[v]) / zr, pm = expl(lm[v]) / zm;
+      kl += pr * logl(pr / pm);
+    }
+    nll += -logl(expl(lm[target]) / zm);
+    ref_nll += -logl(expl(lr[target]) / zr);
+    int am = 0, ar = 0;
+    for (int v = 1; v < V; ++v) {
+      if (lm[v] > lm[am]) am = v;
+      if (lr[v] > lr[ar]) ar = v;
+    }
+    agree += am == ar;
+    cr_assert_eq(deco_eval_add_row(lm, lr, V, target, &s), DECO_STATUS_SUCCESS);
+  }
+  cr_assert_eq(s.tokens, 5);
+  assert_close(s.nll, nll, "nll");
+  assert_close(s.ref_nll, ref_nll, "ref_nll");
+  cr_assert(fabsl(s.kl - kl) <= 1e-9L + 1e-6L * kl, "kl %.12f, expected %.12Lf", s.kl, kl);
+  cr_assert(kl > 0.1L);
+  cr_assert_eq(s.top1, agree);
+  cr_assert(agree >= 1 && agree < 5, "agree %d", agree);
+  /* Ties go to the lower id on both sides: equal rows with a tie agree. */
+  float a[4] = {1, 3, 3, 0}, b[4] = {1, 3, 3, 0};
+  deco_eval_stats_t t = DECO_EVAL_STATS_INIT;
+  cr_assert_eq(deco_eval_add_row(a, b, 4, 2, &t), DECO_STATUS_SUCCESS);
+  cr_assert_eq(t.top1, 1);
+  b[1] = 2.5f;
+  cr_assert_eq(deco_eval_add_row(a, b, 4, 2, &t), DECO_STATUS_SUCCESS);
+  cr_assert_eq(t.top1, 1);
+}
+
+Test(eval, bad_arguments) {
+  float l[4] = {0, 1, 2, 3};
+  deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+  cr_assert_eq(deco_eval_add_row(l, NULL, 4, 4, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_eval_add_row(l, NULL, 4, -1, &s), DECO_STATUS_INVALID_ARGUMENT);
+  l[2] = NAN;
+  cr_assert_eq(deco_eval_add_row(l, NULL, 4, 0, &s), DECO_STATUS_INVALID_ARGUMENT);
+  l[2] = INFINITY;
+  cr_assert_eq(deco_eval_add_row(l, NULL, 4, 0, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(s.tokens, 0);
+
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32), *tiny;
+  cr_assert_eq(deco_model_create_synthetic(ctx, "tiny", DECO_SYNTHETIC_SEED, NULL, &tiny), DECO_STATUS_SUCCESS);
+  int32_t ids[3] = {1, 400, 20};
+  deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
+  ec.ref = tiny; /* 259 ids against 512 */
+  cr_assert_eq(deco_eval_ids(m, ids, 3, &ec, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "vocabulary") != NULL, "%s", deco_last_error(ctx));
+  ids[1] = 512;
+  cr_assert_eq(deco_eval_ids(m, ids, 3, NULL, &s), DECO_STATUS_INVALID_ARGUMENT);
+  ids[1] = 40;
+  ec.ref = NULL;
+  ec.window = 1;
+  cr_assert_eq(deco_eval_ids(m, ids, 3, &ec, &s), DECO_STATUS_INVALID_ARGUMENT);
+  ec.window = 513;
+  cr_assert_eq(deco_eval_ids(m, ids, 3, &ec, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(s.tokens, 0);
+  deco_model_destroy(tiny);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* ---- the CLI ---------------------------------------------------------------- */
+
+static int matches(const char *re, const char *text) {
+  regex_t rx;
+  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
+  int ok = regexec(&rx, text, 0, NULL, 0) == 0;
+  regfree(&rx);
+  return ok;
+}
+
+static const char *tmp_file(const char *name, const char *text) {
+  static char paths[4][4096];
+  static int k;
+  char *p = paths[k++ % 4];
+  snprintf(p, 4096, "%s/%s", deco_test_tmpdir(), name);
+  cr_assert_eq(deco_test_write_file(p, text, strlen(text)), 0);
+  return p;
+}
+
+static void assert_error(const deco_test_run_t *r, int status, const char *needle) {
+  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
+  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
+  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
+  cr_assert_str_eq(r->out, "");
+}
+
+/* The line over two sequences equals the library's sums. */
+Test(eval_cli, ids_line_equals_the_library) {
+  int n;
+  int32_t *ids = fixture_ids(&n);
+  char *line = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
+  char text[8192];
+  snprintf(text, sizeof text, "%s\n1 403 407 261 378\n", line);
+  const char *path = tmp_file("two.ids", text);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", path, "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, "");
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+  const int32_t second[] = {1, 403, 407, 261, 378};
+  cr_assert_eq(deco_eval_ids(m, ids, n, NULL, &s), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_eval_ids(m, second, 5, NULL, &s), DECO_STATUS_SUCCESS);
+  char expect[128];
+  snprintf(expect, sizeof expect, "eval: tokens=%d ppl=%.4f", (int)s.tokens, deco_eval_perplexity(&s));
+  cr_assert_eq(s.tokens, 256 + 4);
+  cr_assert_str_eq(deco_test_last_line(r.err), expect);
+  deco_test_run_free(&r);
+  /* Against itself: KL 0, top-1 1, the same perplexity. */
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", path, "--ref", deco_test_data_file("models/stories260K.bin"), "--backend",
+                    "cpu", "--threads", "2");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char with_ref[256];
+  snprintf(with_ref, sizeof with_ref, "%s ref_ppl=%.4f kl=0.000000 top1=1.0000", expect, deco_eval_perplexity(&s));
+  cr_assert_str_eq(deco_test_last_line(r.err), with_ref);
+  deco_test_run_free(&r);
+  free(line);
+  free(ids);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* --text with the built-in model: tok512's prompt rule over the file, one
+ * sequence (the greedy story is very likely under the model). */
+Test(eval_cli, text_with_tok512) {
+  const char *story = "Once upon a time, there was a little girl named Lily. She loved to play outside.";
+  const char *path = tmp_file("story.txt", story);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "eval", "--text", path, "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_tokenizer_t *tok;
+  cr_assert_eq(deco_tokenizer_load(deco_test_data_file("models/tok512.bin"), 512, &tok), DECO_STATUS_SUCCESS);
+  int32_t ids[256];
+  int n;
+  cr_assert_eq(deco_tokenizer_tokenize(tok, story, strlen(story), DECO_TOKENIZE_ADD_SPECIAL, ids, 256, &n),
+               DECO_STATUS_SUCCESS);
+  cr_assert_eq(ids[0], 1);
+  deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+  cr_assert_eq(deco_eval_ids(m, ids, n, NULL, &s), DECO_STATUS_SUCCESS);
+  char expect[128];
+  snprintf(expect, sizeof expect, "eval: tokens=%d ppl=%.4f", n - 1, deco_eval_perplexity(&s));
+  cr_assert_str_eq(deco_test_last_line(r.err), expect);
+  cr_assert(deco_eval_perplexity(&s) < 10.0, "ppl %f", deco_eval_perplexity(&s));
+  deco_test_run_free(&r);
+  deco_tokenizer_destroy(tok);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* --text with a GGUF model: its own tokenizer (SmolLM2: no BOS), the ids
+ * of `deco tokenize --file`; the mini model against itself as reference. */
+Test(eval_cli, text_with_a_gguf_tokenizer) {
+  const char *mini = deco_test_model_file(MINI);
+  const char *path = tmp_file("en.txt", "The capital of France is Paris. The capital of Italy is Rome.\n");
+  deco_test_run_t r, t;
+  DECO_TEST_RUN_CLI(&t, "tokenize", "--model", mini, "--file", path);
+  cr_assert_eq(t.status, 0, "%s", t.err);
+  int n_ids = 1;
+  for (const char *p = t.out; *p; ++p) n_ids += *p == ' ';
+  DECO_TEST_RUN_CLI(&r, "eval", "--model", mini, "--ref", mini, "--text", path, "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char head[64];
+  snprintf(head, sizeof head, "eval: tokens=%d ppl=", n_ids - 1);
+  const char *last = deco_test_last_line(r.err);
+  cr_assert(strncmp(last, head, strlen(head)) == 0, "%s (expected %s...)", last, head);
+  cr_assert(matches("^eval: tokens=[0-9]+ ppl=[0-9]+\\.[0-9]{4} ref_ppl=[0-9]+\\.[0-9]{4} kl=0\\.000000 top1=1\\.0000$",
+                    last),
+            "%s", last);
+  deco_test_run_free(&t);
+  deco_test_run_free(&r);
+}
+
+Test(eval_cli, errors) {
+  deco_test_run_t r;
+  const char *mini = deco_test_model_file(MINI);
+  const char *ok = tmp_file("ok.ids", "1 20 30\n");
+  /* Usage: exit 2. */
+  DECO_TEST_RUN_CLI(&r, "eval", "--backend", "cpu");
+  assert_error(&r, 2, "exactly one of --text FILE and --ids FILE");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--text", ok);
+  assert_error(&r, 2, "exactly one of");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--bogus");
+  assert_error(&r, 2, "unknown option '--bogus'");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--threads", "0");
+  assert_error(&r, 2, "--threads");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--backend", "cpu", "--dtype", "bf16");
+  assert_error(&r, 2, "--dtype: bf16");
+  deco_test_run_free(&r);
+  /* Bad input: exit 1. */
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("empty.ids", ""), "--backend", "cpu");
+  assert_error(&r, 1, "empty.ids: no ids to score");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("blank.ids", "\n\n"), "--backend", "cpu");
+  assert_error(&r, 1, "blank.ids: no ids to score");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("single.ids", "1\n5\n"), "--backend", "cpu");
+  assert_error(&r, 1, "nothing to score");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("big.ids", "1 20\n1 511 512 3\n"), "--backend", "cpu");
+  assert_error(&r, 1, "big.ids:2: id 512 >= vocab 512");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("comma.ids", "1,20\n"), "--backend", "cpu");
+  assert_error(&r, 1, "comma.ids:1:");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", "/nonexistent/x.ids", "--backend", "cpu");
+  assert_error(&r, 1, "/nonexistent/x.ids");
+  deco_test_run_free(&r);
+  /* Vocabulary mismatch between the model and the reference, either way. */
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--ref", mini, "--backend", "cpu");
+  assert_error(&r, 1, "--ref: ");
+  cr_assert(strstr(r.err, "vocabulary of 49152 ids") && strstr(r.err, "of 512"), "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--model", mini, "--ids", ok, "--ref", deco_test_data_file("models/stories260K.bin"),
+                    "--backend", "cpu");
+  assert_error(&r, 1, "vocabulary of 512 ids");
+  deco_test_run_free(&r);
+  /* Text with no tokenizer, or a tokenizer a GGUF model does not take. */
+  DECO_TEST_RUN_CLI(&r, "eval", "--model", deco_test_data_file("models/stories260K.bin"), "--text", ok, "--backend",
+                    "cpu");
+  assert_error(&r, 1, "--text needs --tokenizer");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--model", mini, "--tokenizer", deco_test_data_file("models/tok512.bin"), "--text",
+                    ok, "--backend", "cpu");
+  assert_error(&r, 1, "carries its own vocabulary");
+  deco_test_run_free(&r);
+  /* --help: usage on stdout, exit 0. */
+  DECO_TEST_RUN_CLI(&r, "eval", "--help");
+  cr_assert_eq(r.status, 0);
+  cr_assert(strncmp(r.out, "usage: deco eval", 16) == 0, "%s", r.out);
+  deco_test_run_free(&r);
+}
