@@ -86,8 +86,9 @@ typedef struct deco_compress_config {
   {.size = sizeof(deco_compress_config_t), .n_kv_heads = 0, .method = DECO_COMPRESS_SVD, .chunk = 0,        \
    .progress = NULL, .progress_user = NULL}
 
-/* Per layer energy kept, in [0, 1] (arrays of n_layers, owned by the
- * caller, or NULL). */
+/* Per layer energy kept, at most 1 (arrays of n_layers, owned by the
+ * caller, or NULL): svd's is in [0, 1]; mean's and keep's are below 0 when
+ * their reconstruction is further from the heads than zero is. */
 typedef struct deco_compress_report {
   double *key_energy;
   double *value_energy;
