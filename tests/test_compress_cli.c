@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/testutil.h"
 
@@ -61,6 +62,11 @@ Test(compress_cli, compresses_reports_and_generates, .timeout = 120) {
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert_eq(r.out[0], '\0', "stdout stays empty");
   cr_assert_eq(count_lines_with(r.err, "compress: layer="), 5, "%s", r.err);
+  struct stat st;
+  const mode_t mask = umask(0);
+  umask(mask);
+  cr_assert_eq(stat(out, &st), 0);
+  cr_assert_eq(st.st_mode & 0777, 0666 & ~mask, "mode %o: an ordinary new file's", (unsigned)(st.st_mode & 0777));
   cr_assert(strstr(deco_test_last_line(r.err), "method=svd kv_heads=4->2 calib_tokens=2000") != NULL, "%s", r.err);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", out, "--tokenizer", deco_test_data_file("models/tok512.bin"), "--steps",

@@ -341,6 +341,13 @@ static int run(const compress_options_t *o) {
     deco_cli_error("%s", deco_last_error(ctx));
     goto out;
   }
+  /* mkstemp made it 0600: the permissions of an ordinary new file. */
+  const mode_t mask = umask(0);
+  umask(mask);
+  if (chmod(tmp, 0666 & ~mask) != 0) {
+    deco_cli_error("cannot write %s: %s", o->out, strerror(errno));
+    goto out;
+  }
   /* Without --force, link() refuses an OUT that appeared meanwhile. */
   if (o->force ? rename(tmp, o->out) != 0 : link(tmp, o->out) != 0) {
     deco_cli_error(errno == EEXIST ? "%s exists (give --force to replace it)" : "cannot write %s: %s", o->out,
