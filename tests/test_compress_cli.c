@@ -4,6 +4,7 @@
  * existing --out without --force left untouched, a text without a
  * tokenizer) and its usage errors; no temporary file left behind.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
