@@ -2,7 +2,8 @@
  * the calibration Gram op against a naive accumulation, the exactness that
  * mean-pooling cannot fake (stories260K edited so that each group's heads
  * are exactly mergeable: svd reproduces the logits, mean and keep do not),
- * for both RoPE pairings, and the compressed checkpoint in use (it loads,
+ * for both RoPE pairings and, at the layer level, without RoPE, and the
+ * compressed checkpoint in use (it loads,
  * runs, and speculative greedy decoding on it equals plain greedy).
  */
 #include <complex.h>
@@ -118,6 +119,56 @@ Test(compress, kv_gram_rejects_bad_arguments) {
 
 /* ---- exactness on an edited stories260K -------------------------------------------- */
 
+/* Without RoPE: attention scores q_j(x_a) . k_h(j)(x_b) (plain dot
+ * products, no rotation) and the output-projected values W_O[:, j] v_h(j)(x)
+ * of every layer and query head, before (w0) and after (w) the fold, on
+ * random inputs; the largest difference relative to the largest value. */
+static double no_rope_error(const deco_cw_t *w0, const deco_cw_t *w) {
+  const int dim = w0->hp.dim, d = w0->hp.head_dim, nq = w0->hp.n_heads;
+  const int kv0 = w0->hp.n_kv_heads, kv1 = w->hp.n_kv_heads;
+  double *x = malloc(sizeof(double) * 2 * dim);
+  uint64_t s = 77;
+  double worst = 0, scale = 0;
+  for (int l = 0; l < w0->hp.n_layers; ++l)
+    for (int trial = 0; trial < 8; ++trial) {
+      for (int i = 0; i < 2 * dim; ++i) x[i] = rng_uniform(&s) * 2 - 1;
+      for (int j = 0; j < nq; ++j) {
+        double sc[2] = {0, 0};
+        const deco_cw_t *ws[2] = {w0, w};
+        const int kvs[2] = {kv0, kv1};
+        double o[2][64] = {{0}};
+        for (int m = 0; m < 2; ++m) {
+          const int h = (int)((long long)j * kvs[m] / nq);
+          const float *q = ws[m]->wq + ((size_t)l * nq + j) * d * dim;
+          const float *k = ws[m]->wk + ((size_t)l * kvs[m] + h) * d * dim;
+          const float *v = ws[m]->wv + ((size_t)l * kvs[m] + h) * d * dim;
+          const float *wo = ws[m]->wo + (size_t)l * dim * nq * d;
+          double vh[64];
+          for (int r = 0; r < d; ++r) {
+            double qa = 0, kb = 0, va = 0;
+            for (int c = 0; c < dim; ++c) {
+              qa += (double)q[(size_t)r * dim + c] * x[c];
+              kb += (double)k[(size_t)r * dim + c] * x[dim + c];
+              va += (double)v[(size_t)r * dim + c] * x[c];
+            }
+            sc[m] += qa * kb;
+            vh[r] = va;
+          }
+          for (int r = 0; r < dim && r < 64; ++r)
+            for (int c = 0; c < d; ++c) o[m][r] += (double)wo[(size_t)r * nq * d + (size_t)j * d + c] * vh[c];
+        }
+        worst = fmax(worst, fabs(sc[0] - sc[1]));
+        scale = fmax(scale, fabs(sc[0]));
+        for (int r = 0; r < dim && r < 64; ++r) {
+          worst = fmax(worst, fabs(o[0][r] - o[1][r]));
+          scale = fmax(scale, fabs(o[0][r]));
+        }
+      }
+    }
+  free(x);
+  return worst / scale;
+}
+
 static void exactness(deco_rope_style_t style, int n_kv) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_cw_t w;
@@ -147,6 +198,14 @@ static void exactness(deco_rope_style_t style, int n_kv) {
     cr_assert_eq(deco_compress_fold(&w, &gr, n_kv, (deco_compress_method_t)method, ke, ve), DECO_STATUS_SUCCESS, "%s",
                  deco_last_error(NULL));
     cr_assert_eq(w.hp.n_kv_heads, n_kv);
+    deco_cw_t w0;
+    cr_assert_eq(deco_cw_read(edited, &w0), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    const double nr = no_rope_error(&w0, &w);
+    deco_cw_free(&w0);
+    if (method == DECO_COMPRESS_SVD)
+      cr_assert_lt(nr, 1e-5, "without RoPE, svd: scores and outputs differ by %g of their scale", nr);
+    else
+      cr_assert_gt(nr, 1e-2, "without RoPE, method %d: only %g", method, nr);
     const char *folded = tmp_path("folded.bin");
     write_model(&w, folded);
     deco_cw_free(&w);
