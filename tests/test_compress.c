@@ -86,7 +86,7 @@ static void gram_case(int n_kv, int d, int g, deco_rope_style_t style, int n_row
   deco_ctx_destroy(ctx);
 }
 
-Test(compress, kv_gram_matches_naive, .timeout = 60) {
+Test(compress, kv_gram_matches_naive) {
   const int groups[] = {1, 2, 4};
   for (int s = 0; s < 2; ++s)
     for (int i = 0; i < 3; ++i) gram_case(4, 8, groups[i], s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 37);
@@ -231,10 +231,10 @@ static void exactness(deco_rope_style_t style, int n_kv) {
   deco_ctx_destroy(ctx);
 }
 
-Test(compress, svd_exact_interleaved_4to2, .timeout = 120) { exactness(DECO_ROPE_INTERLEAVED, 2); }
-Test(compress, svd_exact_interleaved_4to1, .timeout = 120) { exactness(DECO_ROPE_INTERLEAVED, 1); }
-Test(compress, svd_exact_half_split_4to2, .timeout = 120) { exactness(DECO_ROPE_HALF_SPLIT, 2); }
-Test(compress, svd_exact_half_split_4to1, .timeout = 120) { exactness(DECO_ROPE_HALF_SPLIT, 1); }
+Test(compress, svd_exact_interleaved_4to2) { exactness(DECO_ROPE_INTERLEAVED, 2); }
+Test(compress, svd_exact_interleaved_4to1) { exactness(DECO_ROPE_INTERLEAVED, 1); }
+Test(compress, svd_exact_half_split_4to2) { exactness(DECO_ROPE_HALF_SPLIT, 2); }
+Test(compress, svd_exact_half_split_4to1) { exactness(DECO_ROPE_HALF_SPLIT, 1); }
 
 /* ---- the public entry point and the compressed model in use ------------------------ */
 
@@ -253,7 +253,7 @@ static void greedy(deco_model_t *m, deco_test_source_t src, deco_test_capture_t 
   deco_drafter_destroy(dr);
 }
 
-Test(compress, compressed_model_runs_and_spec_is_lossless, .timeout = 120) {
+Test(compress, compressed_model_runs_and_spec_is_lossless) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
   ids(calib, 1024, 303, 512);

@@ -53,7 +53,7 @@ static int tmp_leftovers(void) {
   return n;
 }
 
-Test(compress_cli, compresses_reports_and_generates, .timeout = 120) {
+Test(compress_cli, compresses_reports_and_generates) {
   const char *model = deco_test_data_file("models/stories260K.bin");
   const char *ids = write_ids("calib.ids", 2000, 7);
   const char *out = path_in_tmp("s2.bin");
@@ -92,7 +92,7 @@ Test(compress_cli, compresses_reports_and_generates, .timeout = 120) {
   cr_assert_eq(tmp_leftovers(), 0);
 }
 
-Test(compress_cli, bad_input_exit_1, .timeout = 120) {
+Test(compress_cli, bad_input_exit_1) {
   const char *model = deco_test_data_file("models/stories260K.bin");
   const char *ids = write_ids("calib2.ids", 1000, 9);
   const char *out = path_in_tmp("exists.bin");

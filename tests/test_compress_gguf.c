@@ -23,7 +23,7 @@ static void write_gguf(deco_cw_t *w, const char *tmpl, const char *path) {
   cr_assert_eq(deco_cw_write_gguf(w, tmpl, path), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
 }
 
-Test(compress_gguf, svd_exact_on_mergeable_smollm2_mini, .timeout = 300) {
+Test(compress_gguf, svd_exact_on_mergeable_smollm2_mini) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   const char *mini = deco_test_model_file("SmolLM2-135M-mini.gguf");
   deco_cw_t w;
@@ -74,7 +74,7 @@ Test(compress_gguf, svd_exact_on_mergeable_smollm2_mini, .timeout = 300) {
   deco_ctx_destroy(ctx);
 }
 
-Test(compress_gguf, metadata_and_tokenizer_copied, .timeout = 300) {
+Test(compress_gguf, metadata_and_tokenizer_copied) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   const char *mini = deco_test_model_file("SmolLM2-135M-mini.gguf");
   int32_t calib[CALIB_T];
