@@ -91,6 +91,9 @@ int deco_cli_tokenize(int argc, char **argv);
  * status. Writes no stdout but --help. */
 int deco_cli_eval(int argc, char **argv);
 
+/* Runs `deco compress ...` (argv after "compress"; cmd_compress.c): KV-head
+ * compression; returns the exit status. */
+int deco_cli_compress(int argc, char **argv);
 /* The usage text of `deco generate`. */
 void deco_cli_usage(FILE *f);
 

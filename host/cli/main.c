@@ -2,6 +2,7 @@
  *   deco generate [options]     generate text or ids with a model
  *   deco tokenize [options]     ids of a text, or the text of ids (cmd_tokenize.c)
  *   deco eval [options]         perplexity, and KL against a reference (cmd_eval.c)
+ *   deco compress [options]     KV-head compression, MHA -> GQA (cmd_compress.c)
  *   deco --help | --version
  */
 #define _POSIX_C_SOURCE 200809L
@@ -19,6 +20,7 @@ void deco_cli_usage(FILE *f) {
         "       deco tokenize --help   ids of a text, or text of ids\n"
         "       deco ngram --help      n-gram tables for superposed decoding\n"
         "       deco eval --help       perplexity of a model, KL and top-1 agreement against a reference\n"
+        "       deco compress --help   KV-head compression (MHA -> GQA) of a checkpoint\n"
         "  --model FILE          llama2.c checkpoint or GGUF file (default: stories260K, built in)\n"
         "  --synthetic NAME      tiny | llama2-7b | llama3-8b | smollm2-135m (seeded random weights)\n"
         "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512; not with GGUF)\n"
@@ -78,6 +80,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "ngram") == 0) return deco_cli_ngram(argc - 2, argv + 2); /* writes no stdout but --help */
   if (strcmp(argv[1], "eval") == 0) return deco_cli_eval(argc - 2, argv + 2); /* writes no stdout but --help */
+  if (strcmp(argv[1], "compress") == 0) return deco_cli_compress(argc - 2, argv + 2); /* writes no stdout but --help */
   if (strcmp(argv[1], "tokenize") == 0) return deco_cli_tokenize(argc - 2, argv + 2); /* closes stdout itself */
   if (strcmp(argv[1], "generate") != 0) {
     deco_cli_error("unknown command '%s' (see deco --help)", argv[1]);

@@ -22,5 +22,6 @@
 #include "deco/recycle.h"
 #include "deco/superpose.h"
 #include "deco/eval.h"
+#include "deco/compress.h"
 
 #endif /* DECO_DECO_H */

@@ -10,6 +10,7 @@
 
 #include "common/exec.h"
 #include "deco/attention.h"
+#include "deco/compress.h"
 #include "deco/kv.h"
 #include "deco/layers.h"
 #include "deco/quant.h"
@@ -52,6 +53,8 @@ DECO_DECLARE_OP(recycle_update)
 DECO_DECLARE_OP(superpose_embed)
 DECO_DECLARE_OP(ngram_lookup)
 DECO_DECLARE_OP(superpose_select)
+
+DECO_DECLARE_OP(kv_gram)
 
 /* The CPU backend's matmul: a batch-invariant blocked SIMD path
  * (linear/matmul_cpu.c); deco_matmul_ref stays the op's spec. */

@@ -1,0 +1,382 @@
+/* host/cli/cmd_compress.c — `deco compress` (docs/CLI.md): KV-head
+ * compression, MHA -> GQA (deco/compress.h). Calibration ids come from a
+ * text (the model's tokenizer) or an id file (deco eval's format); the
+ * output goes to a temporary file in OUT's directory, then is renamed (or,
+ * without --force, linked, which fails when OUT exists).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static void compress_usage(FILE *f) {
+  fputs("usage: deco compress --model IN --kv-heads N --method svd|mean|keep (--calib FILE | --calib-ids FILE)\n"
+        "                     [--calib-tokens T] --out OUT [--force] [options]\n"
+        "  --model FILE          llama2.c checkpoint (written back as llama2.c) or GGUF file (written as F32 GGUF)\n"
+        "  --kv-heads N          KV heads after: divides the model's and is smaller\n"
+        "  --method M            svd (calibrated eigenvectors), mean (average a group), keep (its first head)\n"
+        "  --calib FILE          calibration text, encoded whole (a GGUF's own vocabulary, or --tokenizer)\n"
+        "  --calib-ids FILE      calibration ids, one sequence per line (deco eval's --ids format)\n"
+        "  --calib-tokens T      use the first T calibration tokens (default: all)\n"
+        "  --tokenizer FILE      llama2.c tokenizer.bin for --calib with a llama2.c model\n"
+        "  --out FILE            the compressed checkpoint (temporary file + rename)\n"
+        "  --force               replace an existing --out\n"
+        "  --backend cpu|cuda    default: cuda when a device exists\n"
+        "  --threads N           cpu: threads per op, 1-1024\n",
+        f);
+}
+
+typedef struct compress_options {
+  const char *model, *calib, *calib_ids, *tokenizer, *out;
+  int kv_heads, force, backend_set, threads;
+  long long calib_tokens; /* 0: all */
+  deco_backend_t backend;
+  deco_compress_method_t method;
+  int method_set;
+} compress_options_t;
+
+static int parse_ll(const char *opt, const char *s, long long lo, long long hi, long long *out) {
+  long long v = 0;
+  if (!*s) goto bad;
+  for (const char *p = s; *p; ++p) {
+    if (*p < '0' || *p > '9' || v > (hi - (*p - '0')) / 10) goto bad;
+    v = v * 10 + (*p - '0');
+  }
+  if (v < lo) goto bad;
+  *out = v;
+  return 0;
+bad:
+  deco_cli_error("%s: '%s' is not an integer in [%lld, %lld]", opt, s, lo, hi);
+  return DECO_EXIT_USAGE;
+}
+
+static int parse(int argc, char **argv, compress_options_t *o) {
+  *o = (compress_options_t){.method = DECO_COMPRESS_SVD};
+  for (int i = 0; i < argc; ++i)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i];
+    if (strcmp(a, "--force") == 0) {
+      o->force = 1;
+      continue;
+    }
+    const char **slot = strcmp(a, "--model") == 0       ? &o->model
+                        : strcmp(a, "--calib") == 0     ? &o->calib
+                        : strcmp(a, "--calib-ids") == 0 ? &o->calib_ids
+                        : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
+                        : strcmp(a, "--out") == 0       ? &o->out
+                                                        : NULL;
+    const int known = slot || strcmp(a, "--kv-heads") == 0 || strcmp(a, "--method") == 0 ||
+                      strcmp(a, "--calib-tokens") == 0 || strcmp(a, "--backend") == 0 || strcmp(a, "--threads") == 0;
+    if (!known) {
+      deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
+      return DECO_EXIT_USAGE;
+    }
+    if (i + 1 >= argc) {
+      deco_cli_error("%s needs a value", a);
+      return DECO_EXIT_USAGE;
+    }
+    const char *v = argv[++i];
+    long long n = 0;
+    if (slot) {
+      *slot = v;
+    } else if (strcmp(a, "--kv-heads") == 0) {
+      if (parse_ll(a, v, 1, 4096, &n) != 0) return DECO_EXIT_USAGE;
+      o->kv_heads = (int)n;
+    } else if (strcmp(a, "--calib-tokens") == 0) {
+      if (parse_ll(a, v, 1, 1LL << 40, &o->calib_tokens) != 0) return DECO_EXIT_USAGE;
+    } else if (strcmp(a, "--threads") == 0) {
+      if (parse_ll(a, v, 1, 1024, &n) != 0) return DECO_EXIT_USAGE;
+      o->threads = (int)n;
+    } else if (strcmp(a, "--method") == 0) {
+      o->method_set = 1;
+      if (strcmp(v, "svd") == 0) o->method = DECO_COMPRESS_SVD;
+      else if (strcmp(v, "mean") == 0) o->method = DECO_COMPRESS_MEAN;
+      else if (strcmp(v, "keep") == 0) o->method = DECO_COMPRESS_KEEP;
+      else {
+        deco_cli_error("--method: '%s' is not svd, mean or keep", v);
+        return DECO_EXIT_USAGE;
+      }
+    } else { /* --backend */
+      o->backend_set = 1;
+      if (strcmp(v, "cpu") == 0) o->backend = DECO_BACKEND_CPU;
+      else if (strcmp(v, "cuda") == 0) o->backend = DECO_BACKEND_CUDA;
+      else {
+        deco_cli_error("--backend: '%s' is not cpu or cuda", v);
+        return DECO_EXIT_USAGE;
+      }
+    }
+  }
+  if (!o->model || !o->out || !o->kv_heads || !o->method_set) {
+    deco_cli_error("compress needs --model IN, --kv-heads N, --method svd|mean|keep and --out OUT");
+    return DECO_EXIT_USAGE;
+  }
+  if (!o->calib == !o->calib_ids) {
+    deco_cli_error("compress needs exactly one of --calib FILE and --calib-ids FILE");
+    return DECO_EXIT_USAGE;
+  }
+  return 0;
+}
+
+/* A whole regular file, NUL-terminated; NULL after the message. */
+static char *read_file(const char *path, size_t *size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    deco_cli_error("cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    deco_cli_error("cannot read %s: not a regular file", path);
+    close(fd);
+    return NULL;
+  }
+  const size_t n = (size_t)st.st_size;
+  char *buf = malloc(n + 1);
+  size_t done = 0;
+  while (buf && done < n) {
+    const ssize_t r = read(fd, buf + done, n - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    done += (size_t)r;
+  }
+  close(fd);
+  if (!buf || done != n) {
+    deco_cli_error(buf ? "cannot read %s: it changed while it was read" : "cannot read %s: out of memory", path);
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *size = n;
+  return buf;
+}
+
+typedef struct ids_buf {
+  int32_t *v;
+  size_t n, cap;
+} ids_buf_t;
+
+static int push(ids_buf_t *b, int32_t id) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? 2 * b->cap : 4096;
+    int32_t *g = realloc(b->v, sizeof(int32_t) * cap);
+    if (!g) return -1;
+    b->v = g;
+    b->cap = cap;
+  }
+  b->v[b->n++] = id;
+  return 0;
+}
+
+/* --calib-ids: the --print-ids format, one sequence per line (empty lines
+ * skipped); the sequences are calibrated back to back. */
+static int read_ids(const char *path, char *text, int vocab, ids_buf_t *b) {
+  int line = 0;
+  for (char *p = text; *p;) {
+    char *end = strchr(p, '\n');
+    if (end) *end = '\0';
+    line++;
+    for (char *q = p; *q;) {
+      if (q != p) {
+        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
+          deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
+          return -1;
+        }
+        q++;
+      }
+      if (*q < '0' || *q > '9') {
+        deco_cli_error("%s:%d: expected a decimal id at column %d", path, line, (int)(q - p) + 1);
+        return -1;
+      }
+      const char *digits = q;
+      long long v = 0;
+      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
+      if (v >= vocab) {
+        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, line, (int)(q - digits > 24 ? 24 : q - digits), digits,
+                       vocab);
+        return -1;
+      }
+      if (push(b, (int32_t)v) != 0) {
+        deco_cli_error("%s: out of memory", path);
+        return -1;
+      }
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  return 0;
+}
+
+static int is_gguf(const char *path) {
+  char magic[4];
+  FILE *f = fopen(path, "rb");
+  int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+  if (f) fclose(f);
+  return yes;
+}
+
+/* --calib: the file's bytes encoded whole by the prompt rule. */
+static int read_text(const compress_options_t *o, const char *text, size_t len, int vocab, ids_buf_t *b) {
+  deco_tokenizer_t *tok = NULL;
+  deco_status_t s;
+  if (is_gguf(o->model)) {
+    if (o->tokenizer) {
+      deco_cli_error("--tokenizer: %s is a GGUF file and carries its own vocabulary", o->model);
+      return -1;
+    }
+    s = deco_tokenizer_load_gguf(o->model, &tok);
+  } else if (o->tokenizer) {
+    s = deco_tokenizer_load(o->tokenizer, vocab, &tok);
+  } else {
+    deco_cli_error("--calib needs --tokenizer: %s is a llama2.c checkpoint (or give --calib-ids)", o->model);
+    return -1;
+  }
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return -1;
+  }
+  int n = 0;
+  s = deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, NULL, 0, &n);
+  if (s == DECO_STATUS_CAPACITY) {
+    b->v = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    b->cap = (size_t)n;
+    s = b->v ? deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, b->v, n, &n)
+             : DECO_STATUS_OUT_OF_MEMORY;
+  }
+  deco_tokenizer_destroy(tok);
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s: %s", o->calib, deco_last_error(NULL));
+    return -1;
+  }
+  b->n = (size_t)n;
+  return 0;
+}
+
+typedef struct progress_state {
+  int printed; /* tenths reported */
+} progress_state_t;
+
+/* One line per tenth of the calibration, on runs of several chunks. */
+static void on_progress(void *user, size_t done, size_t total) {
+  progress_state_t *p = user;
+  if (total <= 4096) return;
+  const int tenth = (int)(done * 10 / total);
+  if (tenth > p->printed) {
+    p->printed = tenth;
+    fprintf(stderr, "compress: calibrated %zu/%zu tokens\n", done, total);
+  }
+}
+
+static const char *method_name(deco_compress_method_t m) {
+  return m == DECO_COMPRESS_SVD ? "svd" : m == DECO_COMPRESS_MEAN ? "mean" : "keep";
+}
+
+static int run(const compress_options_t *o) {
+  int rc = DECO_EXIT_BAD_INPUT;
+  char *text = NULL, *tmp = NULL;
+  ids_buf_t ids = {0};
+  deco_ctx_t *ctx = NULL;
+  double *ke = NULL, *ve = NULL;
+  deco_model_hparams_t hp;
+  struct stat st;
+  if (!o->force && stat(o->out, &st) == 0) {
+    deco_cli_error("%s exists (give --force to replace it)", o->out);
+    return DECO_EXIT_BAD_INPUT;
+  }
+  if (deco_model_read_hparams(o->model, &hp) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  const char *in = o->calib ? o->calib : o->calib_ids;
+  size_t size = 0;
+  if (!(text = read_file(in, &size))) goto out;
+  if ((o->calib ? read_text(o, text, size, hp.vocab_size, &ids) : read_ids(in, text, hp.vocab_size, &ids)) != 0)
+    goto out;
+  size_t n = ids.n;
+  if (o->calib_tokens > 0 && (size_t)o->calib_tokens < n) n = (size_t)o->calib_tokens;
+  const deco_backend_t backend =
+      o->backend_set ? o->backend : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = backend;
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
+    goto out;
+  }
+  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--threads: %s", deco_last_error(ctx));
+    goto out;
+  }
+  /* The temporary file next to OUT, so that the rename stays on one file system. */
+  const size_t tl = strlen(o->out) + 16;
+  tmp = malloc(tl);
+  ke = calloc((size_t)hp.n_layers, sizeof(double));
+  ve = calloc((size_t)hp.n_layers, sizeof(double));
+  if (!tmp || !ke || !ve) {
+    deco_cli_error("out of memory");
+    goto out;
+  }
+  snprintf(tmp, tl, "%s.tmp.XXXXXX", o->out);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    deco_cli_error("cannot write %s: %s", o->out, strerror(errno));
+    free(tmp);
+    tmp = NULL;
+    goto out;
+  }
+  close(fd);
+  progress_state_t ps = {0};
+  deco_compress_config_t cfg = DECO_COMPRESS_CONFIG_INIT;
+  cfg.n_kv_heads = o->kv_heads;
+  cfg.method = o->method;
+  cfg.progress = on_progress;
+  cfg.progress_user = &ps;
+  deco_compress_report_t rep = {.key_energy = ke, .value_energy = ve};
+  if (deco_compress_model(ctx, o->model, ids.v, n, &cfg, tmp, &rep) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(ctx));
+    goto out;
+  }
+  /* mkstemp made it 0600: the permissions of an ordinary new file. */
+  const mode_t mask = umask(0);
+  umask(mask);
+  if (chmod(tmp, 0666 & ~mask) != 0) {
+    deco_cli_error("cannot write %s: %s", o->out, strerror(errno));
+    goto out;
+  }
+  /* Without --force, link() refuses an OUT that appeared meanwhile. */
+  if (o->force ? rename(tmp, o->out) != 0 : link(tmp, o->out) != 0) {
+    deco_cli_error(errno == EEXIST ? "%s exists (give --force to replace it)" : "cannot write %s: %s", o->out,
+                   strerror(errno));
+    goto out;
+  }
+  for (int l = 0; l < hp.n_layers; ++l)
+    fprintf(stderr, "compress: layer=%d key_energy=%.6f value_energy=%.6f\n", l, ke[l], ve[l]);
+  fprintf(stderr, "compress: method=%s kv_heads=%d->%d calib_tokens=%zu out=%s\n", method_name(o->method),
+          hp.n_kv_heads, o->kv_heads, n, o->out);
+  rc = DECO_EXIT_OK;
+out:
+  if (tmp) unlink(tmp); /* renamed: already gone; linked: OUT stays */
+  free(tmp);
+  free(ke);
+  free(ve);
+  free(text);
+  free(ids.v);
+  deco_ctx_destroy(ctx);
+  return rc;
+}
+
+int deco_cli_compress(int argc, char **argv) {
+  compress_options_t o;
+  const int rc = parse(argc, argv, &o);
+  if (rc == DECO_CLI_HELP) {
+    compress_usage(stdout);
+    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+  }
+  if (rc != 0) return rc;
+  return run(&o);
+}

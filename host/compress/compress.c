@@ -1,0 +1,410 @@
+/* host/compress/compress.c — KV-head compression, MHA -> GQA
+ * (deco/compress.h): calibration over the K/V a forward writes to the
+ * cache (deco_kv_gram), eigendecompositions with LAPACK (dsyevd, zheevd) on
+ * the host, and the folding of the transforms into W_Q, W_K, W_V and W_O.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <complex.h>
+#ifdef DECO_HAVE_LAPACKE
+#include <lapacke.h>
+#endif
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/compress_internal.h"
+#include "core/internal.h"
+
+size_t deco_compress_min_tokens(int group, int head_dim) {
+  const size_t n = 2 * (size_t)(group > 0 ? group : 1) * (size_t)(head_dim > 0 ? head_dim : 1);
+  return n > 256 ? n : 256;
+}
+
+void deco_grams_free(deco_grams_t *g) {
+  if (!g) return;
+  free(g->v);
+  free(g->k);
+  g->v = g->k = NULL;
+}
+
+/* ---- calibration ---------------------------------------------------------------- */
+
+#define CALIB_PAGE 16
+
+deco_status_t deco_compress_calibrate(deco_model_t *model, const int32_t *tokens, size_t n_tokens, int group,
+                                      int chunk, deco_compress_progress_fn progress, void *progress_user,
+                                      deco_grams_t *out) {
+  static const char op[] = "deco_compress_calibrate";
+  memset(out, 0, sizeof(*out));
+  const deco_model_hparams_t *hp = deco_model_get_hparams(model);
+  deco_ctx_t *ctx = deco_model_ctx(model);
+  const deco_dtype_t dtype = deco_model_dtype(model);
+  const int g = group, d = hp->head_dim, kvh = hp->n_kv_heads, n_groups = kvh / g, gd = g * d, half = d / 2;
+  if (g < 1 || kvh % g != 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: group %d does not divide %d KV heads", op, g, kvh);
+  for (size_t i = 0; i < n_tokens; ++i)
+    if (tokens[i] < 0 || tokens[i] >= hp->vocab_size)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", op, i,
+                       (int)tokens[i], hp->vocab_size - 1);
+  int L = chunk > 0 ? chunk : 512;
+  if (L > hp->seq_len) L = hp->seq_len;
+  const size_t vper = (size_t)n_groups * gd * gd, kper = (size_t)n_groups * half * g * g * 2;
+  const size_t vbytes = vper * hp->n_layers * sizeof(double), kbytes = kper * hp->n_layers * sizeof(double);
+  const int n_pages = (L + CALIB_PAGE - 1) / CALIB_PAGE;
+  const size_t kvd = (size_t)kvh * d, es = deco_dtype_size(dtype);
+  const size_t layer_bytes = (size_t)n_pages * CALIB_PAGE * kvd * es;
+
+  deco_kv_cache_t *cache = NULL;
+  void *vg = NULL, *kg = NULL, *logits = NULL, *bt_dev = NULL;
+  int32_t *bt = NULL;
+  deco_status_t st = deco_kv_cache_create(model, CALIB_PAGE, n_pages, 1, &cache);
+  const int max_pages = st == DECO_STATUS_SUCCESS ? deco_kv_cache_max_pages(cache) : 0;
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &vg, vbytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &kg, kbytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &logits, (size_t)hp->vocab_size * sizeof(float));
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &bt_dev, (size_t)max_pages * sizeof(int32_t));
+  if (st == DECO_STATUS_SUCCESS) st = deco_memset(ctx, vg, 0, vbytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_memset(ctx, kg, 0, kbytes);
+  if (st == DECO_STATUS_SUCCESS) {
+    out->v = malloc(vbytes);
+    out->k = malloc(kbytes);
+    bt = malloc((size_t)max_pages * sizeof(int32_t));
+    if (!out->v || !out->k || !bt) st = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  }
+  void *kpool = NULL, *vpool = NULL;
+  size_t pool_bytes = 0;
+  if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_pools(cache, &kpool, &vpool, &pool_bytes);
+  for (size_t off = 0; st == DECO_STATUS_SUCCESS && off < n_tokens; off += (size_t)L) {
+    const int len = n_tokens - off < (size_t)L ? (int)(n_tokens - off) : L;
+    int seq = -1;
+    st = deco_kv_cache_admit(cache, len, &seq);
+    if (st != DECO_STATUS_SUCCESS) break;
+    deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
+    fa.n_seqs = 1;
+    fa.seqs = &seq;
+    fa.n_new = &len;
+    fa.tokens = tokens + off;
+    fa.logits_mode = DECO_LOGITS_LAST;
+    fa.logits = logits;
+    st = deco_forward(model, cache, &fa);
+    if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_block_table(cache, &seq, 1, bt_dev);
+    if (st == DECO_STATUS_SUCCESS)
+      st = deco_memcpy(ctx, bt, bt_dev, (size_t)max_pages * sizeof(int32_t), DECO_COPY_CTX_TO_HOST);
+    for (int l = 0; st == DECO_STATUS_SUCCESS && l < hp->n_layers; ++l) {
+      for (int p = 0; st == DECO_STATUS_SUCCESS && p * CALIB_PAGE < len; ++p) {
+        const size_t at = (size_t)l * layer_bytes + (size_t)bt[p] * CALIB_PAGE * kvd * es;
+        deco_kv_gram_args_t ga = DECO_KV_GRAM_ARGS_INIT;
+        ga.dtype = dtype;
+        ga.style = hp->rope_style;
+        ga.n_rows = len - p * CALIB_PAGE < CALIB_PAGE ? len - p * CALIB_PAGE : CALIB_PAGE;
+        ga.n_kv_heads = kvh;
+        ga.head_dim = d;
+        ga.group = g;
+        ga.k = (const char *)kpool + at;
+        ga.v = (const char *)vpool + at;
+        ga.k_gram = (double *)kg + (size_t)l * kper;
+        ga.v_gram = (double *)vg + (size_t)l * vper;
+        st = deco_kv_gram(ctx, &ga);
+      }
+    }
+    deco_status_t rs = deco_kv_cache_release(cache, seq);
+    if (st == DECO_STATUS_SUCCESS) st = rs;
+    if (st == DECO_STATUS_SUCCESS && progress) progress(progress_user, off + (size_t)len, n_tokens);
+  }
+  if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(ctx, out->v, vg, vbytes, DECO_COPY_CTX_TO_HOST);
+  if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(ctx, out->k, kg, kbytes, DECO_COPY_CTX_TO_HOST);
+  deco_free(ctx, vg);
+  deco_free(ctx, kg);
+  deco_free(ctx, logits);
+  deco_free(ctx, bt_dev);
+  free(bt);
+  deco_kv_cache_destroy(cache);
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_grams_free(out);
+    return st;
+  }
+  out->n_layers = hp->n_layers;
+  out->n_groups = n_groups;
+  out->group = g;
+  out->head_dim = d;
+  out->rows = n_tokens;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* ---- folding ---------------------------------------------------------------------- */
+
+/* Value transforms of one group: enc [d][gd] (v' = enc V) and dec [gd][d]
+ * (v_b ~ dec_b v', dec_b = rows b*d .. b*d+d-1). */
+static deco_status_t value_transform(const double *C, int g, int d, deco_compress_method_t method, double *enc,
+                                     double *dec, double *work, double *eig) {
+  const int gd = g * d;
+  memset(enc, 0, sizeof(double) * (size_t)d * gd);
+  memset(dec, 0, sizeof(double) * (size_t)gd * d);
+  if (method == DECO_COMPRESS_MEAN || method == DECO_COMPRESS_KEEP) {
+    for (int b = 0; b < g; ++b)
+      for (int i = 0; i < d; ++i) {
+        dec[((size_t)b * d + i) * d + i] = 1.0;
+        if (method == DECO_COMPRESS_MEAN) enc[(size_t)i * gd + b * d + i] = 1.0 / g;
+        else if (b == 0) enc[(size_t)i * gd + i] = 1.0;
+      }
+    return DECO_STATUS_SUCCESS;
+  }
+#ifndef DECO_HAVE_LAPACKE
+  (void)work, (void)eig, (void)C;
+  return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
+                   "compress: --method svd needs LAPACKE, which this deco was built without (Debian liblapacke-dev)");
+#else
+  memcpy(work, C, sizeof(double) * (size_t)gd * gd);
+  lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', gd, work, gd, eig);
+  if (info != 0) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "compress: dsyevd failed (info %d)", (int)info);
+  for (int c = 0; c < d; ++c) {
+    const int col = gd - 1 - c; /* eigenvalues ascending */
+    int m = 0;
+    for (int i = 1; i < gd; ++i)
+      if (fabs(work[(size_t)i * gd + col]) > fabs(work[(size_t)m * gd + col])) m = i;
+    const double s = work[(size_t)m * gd + col] < 0 ? -1.0 : 1.0;
+    for (int i = 0; i < gd; ++i) {
+      const double x = s * work[(size_t)i * gd + col];
+      enc[(size_t)c * gd + i] = x;
+      dec[(size_t)i * d + c] = x;
+    }
+  }
+  return DECO_STATUS_SUCCESS;
+#endif
+}
+
+/* Key transforms of one group and frequency: complex enc[g] (z = sum_b
+ * enc_b k_b) and dec[g] (k_b ~ dec_b z). */
+static deco_status_t key_transform(const double *H, int g, deco_compress_method_t method, double complex *enc,
+                                   double complex *dec, double complex *work, double *eig) {
+  if (method == DECO_COMPRESS_MEAN || method == DECO_COMPRESS_KEEP) {
+    for (int b = 0; b < g; ++b) {
+      dec[b] = 1.0;
+      enc[b] = method == DECO_COMPRESS_MEAN ? 1.0 / g : (b == 0 ? 1.0 : 0.0);
+    }
+    return DECO_STATUS_SUCCESS;
+  }
+#ifndef DECO_HAVE_LAPACKE
+  (void)H, (void)work, (void)eig, (void)enc, (void)dec;
+  return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
+                   "compress: --method svd needs LAPACKE, which this deco was built without (Debian liblapacke-dev)");
+#else
+  for (int i = 0; i < g * g; ++i) work[i] = H[2 * i] + I * H[2 * i + 1];
+  lapack_int info = LAPACKE_zheevd(LAPACK_ROW_MAJOR, 'V', 'U', g, (lapack_complex_double *)work, g, eig);
+  if (info != 0) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "compress: zheevd failed (info %d)", (int)info);
+  int m = 0;
+  for (int b = 1; b < g; ++b)
+    if (cabs(work[(size_t)b * g + g - 1]) > cabs(work[(size_t)m * g + g - 1])) m = b;
+  const double complex um = work[(size_t)m * g + g - 1];
+  const double complex phase = cabs(um) > 0 ? conj(um) / cabs(um) : 1.0;
+  for (int b = 0; b < g; ++b) {
+    const double complex u = work[(size_t)b * g + g - 1] * phase;
+    dec[b] = u;
+    enc[b] = conj(u);
+  }
+  return DECO_STATUS_SUCCESS;
+#endif
+}
+
+deco_status_t deco_compress_fold(deco_cw_t *w, const deco_grams_t *gr, int n_kv_heads, deco_compress_method_t method,
+                                 double *key_energy, double *value_energy) {
+  deco_model_hparams_t *hp = &w->hp;
+  const int kvh = hp->n_kv_heads, nq = hp->n_heads, d = hp->head_dim, half = d / 2, dim = hp->dim;
+  if (n_kv_heads < 1 || n_kv_heads >= kvh || kvh % n_kv_heads != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
+                     "compress: --kv-heads %d must divide the model's %d KV heads and be smaller", n_kv_heads, kvh);
+  const int g = kvh / n_kv_heads, gd = g * d, L = hp->n_layers, N = n_kv_heads;
+  if (gr->n_layers != L || gr->group != g || gr->head_dim != d || gr->n_groups != N)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "compress: the Grams do not match the model");
+  const size_t vper = (size_t)N * gd * gd, kper = (size_t)N * half * g * g * 2;
+  const size_t qd = (size_t)nq * d;
+  float *wk = malloc(sizeof(float) * L * (size_t)N * d * dim), *wv = malloc(sizeof(float) * L * (size_t)N * d * dim);
+  double *enc = malloc(sizeof(double) * (size_t)d * gd), *dec = malloc(sizeof(double) * (size_t)gd * d);
+  double *work = malloc(sizeof(double) * (size_t)gd * gd), *eig = malloc(sizeof(double) * (size_t)gd);
+  double *acc = malloc(sizeof(double) * (size_t)dim * 2);
+  double complex *cenc = malloc(sizeof(double complex) * g), *cdec = malloc(sizeof(double complex) * g);
+  double complex *cwork = malloc(sizeof(double complex) * g * g);
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  if (!wk || !wv || !enc || !dec || !work || !eig || !acc || !cenc || !cdec || !cwork)
+    st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "compress: out of host memory");
+  for (int l = 0; st == DECO_STATUS_SUCCESS && l < L; ++l) {
+    double v_res = 0, v_tot = 0, k_res = 0, k_tot = 0;
+    float *Wq = w->wq + (size_t)l * qd * dim, *Wo = w->wo + (size_t)l * dim * qd;
+    const float *Wk = w->wk + (size_t)l * kvh * d * dim, *Wv = w->wv + (size_t)l * kvh * d * dim;
+    for (int G = 0; st == DECO_STATUS_SUCCESS && G < N; ++G) {
+      /* values */
+      const double *C = gr->v + (size_t)l * vper + (size_t)G * gd * gd;
+      st = value_transform(C, g, d, method, enc, dec, work, eig);
+      if (st != DECO_STATUS_SUCCESS) break;
+      /* energy: tr(R C R^T), R = I - dec enc */
+      for (int i = 0; i < gd; ++i)
+        for (int j = 0; j < gd; ++j) {
+          double p = 0;
+          for (int c = 0; c < d; ++c) p += dec[(size_t)i * d + c] * enc[(size_t)c * gd + j];
+          work[(size_t)i * gd + j] = (i == j ? 1.0 : 0.0) - p;
+        }
+      for (int i = 0; i < gd; ++i) {
+        v_tot += C[(size_t)i * gd + i];
+        for (int p = 0; p < gd; ++p) {
+          double rc = 0;
+          for (int q = 0; q < gd; ++q) rc += work[(size_t)i * gd + q] * C[(size_t)q * gd + p];
+          v_res += rc * work[(size_t)i * gd + p];
+        }
+      }
+      /* W_V' = enc W_V,group */
+      for (int c = 0; c < d; ++c) {
+        for (int x = 0; x < dim; ++x) acc[x] = 0;
+        for (int i = 0; i < gd; ++i) {
+          const double e = enc[(size_t)c * gd + i];
+          if (e == 0) continue;
+          const float *row = Wv + ((size_t)G * gd + i) * dim;
+          for (int x = 0; x < dim; ++x) acc[x] += e * row[x];
+        }
+        float *dst = wv + (((size_t)l * N + G) * d + c) * dim;
+        for (int x = 0; x < dim; ++x) dst[x] = (float)acc[x];
+      }
+      /* W_O[:, j] <- W_O[:, j] dec_b for the query heads of the group */
+      for (int j = 0; j < nq; ++j) {
+        const int h = (int)((long long)j * kvh / nq);
+        if (h / g != G) continue;
+        const int b = h % g;
+        for (int r = 0; r < dim; ++r) {
+          float *row = Wo + (size_t)r * qd + (size_t)j * d;
+          double tmp[256];
+          for (int c = 0; c < d; ++c) {
+            double s = 0;
+            for (int i = 0; i < d; ++i) s += (double)row[i] * dec[((size_t)b * d + i) * d + c];
+            tmp[c] = s;
+          }
+          for (int c = 0; c < d; ++c) row[c] = (float)tmp[c];
+        }
+      }
+      /* keys, per frequency */
+      for (int f = 0; st == DECO_STATUS_SUCCESS && f < half; ++f) {
+        const double *H = gr->k + (size_t)l * kper + ((size_t)G * half + f) * g * g * 2;
+        st = key_transform(H, g, method, cenc, cdec, cwork, eig);
+        if (st != DECO_STATUS_SUCCESS) break;
+        /* energy: tr(R H R^H), R = I - dec enc^T */
+        for (int a = 0; a < g; ++a) {
+          k_tot += H[((size_t)a * g + a) * 2];
+          for (int p = 0; p < g; ++p) {
+            double complex s = 0;
+            for (int q = 0; q < g; ++q) {
+              const double complex r = (a == q ? 1.0 : 0.0) - cdec[a] * cenc[q];
+              s += r * (H[((size_t)q * g + p) * 2] + I * H[((size_t)q * g + p) * 2 + 1]);
+            }
+            const double complex rap = (a == p ? 1.0 : 0.0) - cdec[a] * cenc[p];
+            k_res += creal(s * conj(rap));
+          }
+        }
+        const int i0 = hp->rope_style == DECO_ROPE_INTERLEAVED ? 2 * f : f;
+        const int i1 = hp->rope_style == DECO_ROPE_INTERLEAVED ? 2 * f + 1 : f + half;
+        /* z = sum_b enc_b k_b */
+        double *a0 = acc, *a1 = acc + dim;
+        for (int x = 0; x < dim; ++x) a0[x] = a1[x] = 0;
+        for (int b = 0; b < g; ++b) {
+          const double er = creal(cenc[b]), ei = cimag(cenc[b]);
+          if (er == 0 && ei == 0) continue;
+          const float *r0 = Wk + ((size_t)(G * g + b) * d + i0) * dim, *r1 = Wk + ((size_t)(G * g + b) * d + i1) * dim;
+          for (int x = 0; x < dim; ++x) {
+            a0[x] += er * r0[x] - ei * r1[x];
+            a1[x] += ei * r0[x] + er * r1[x];
+          }
+        }
+        float *d0 = wk + (((size_t)l * N + G) * d + i0) * dim, *d1 = wk + (((size_t)l * N + G) * d + i1) * dim;
+        for (int x = 0; x < dim; ++x) {
+          d0[x] = (float)a0[x];
+          d1[x] = (float)a1[x];
+        }
+        /* q' = q conj(dec_b) */
+        for (int j = 0; j < nq; ++j) {
+          const int h = (int)((long long)j * kvh / nq);
+          if (h / g != G) continue;
+          const double dr = creal(cdec[h % g]), di = cimag(cdec[h % g]);
+          float *q0 = Wq + ((size_t)j * d + i0) * dim, *q1 = Wq + ((size_t)j * d + i1) * dim;
+          for (int x = 0; x < dim; ++x) {
+            const double x0 = q0[x], x1 = q1[x];
+            q0[x] = (float)(dr * x0 + di * x1);
+            q1[x] = (float)(-di * x0 + dr * x1);
+          }
+        }
+      }
+    }
+    if (key_energy) key_energy[l] = k_tot > 0 ? 1.0 - k_res / k_tot : 1.0;
+    if (value_energy) value_energy[l] = v_tot > 0 ? 1.0 - v_res / v_tot : 1.0;
+  }
+  if (st == DECO_STATUS_SUCCESS) {
+    free(w->wk);
+    free(w->wv);
+    w->wk = wk;
+    w->wv = wv;
+    wk = wv = NULL;
+    hp->n_kv_heads = N;
+  }
+  free(wk);
+  free(wv);
+  free(enc);
+  free(dec);
+  free(work);
+  free(eig);
+  free(acc);
+  free(cenc);
+  free(cdec);
+  free(cwork);
+  return st;
+}
+
+/* ---- the whole tool ------------------------------------------------------------ */
+
+deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const int32_t *tokens, size_t n_tokens,
+                                  const deco_compress_config_t *config, const char *out_path,
+                                  deco_compress_report_t *report) {
+  static const char op[] = "deco_compress_model";
+  if (!ctx) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
+  DECO_CHECK_PTR(ctx, in_path, op);
+  DECO_CHECK_PTR(ctx, out_path, op);
+  DECO_CHECK_PTR(ctx, config, op);
+  if (n_tokens) DECO_CHECK_PTR(ctx, tokens, op);
+  if (config->size != sizeof(deco_compress_config_t))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: config.size = %zu, expected %zu (DECO_COMPRESS_CONFIG_INIT)",
+                     op, config->size, sizeof(deco_compress_config_t));
+  if (config->method != DECO_COMPRESS_SVD && config->method != DECO_COMPRESS_MEAN &&
+      config->method != DECO_COMPRESS_KEEP)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: method = %d is not svd, mean or keep", op,
+                     (int)config->method);
+  deco_model_hparams_t hp;
+  deco_status_t st = deco_model_read_hparams(in_path, &hp);
+  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
+  const int N = config->n_kv_heads;
+  if (N < 1 || N >= hp.n_kv_heads || hp.n_kv_heads % N != 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: --kv-heads %d must divide the model's %d KV heads and be smaller than it", in_path, N,
+                     hp.n_kv_heads);
+  const int g = hp.n_kv_heads / N;
+  const size_t need = deco_compress_min_tokens(g, hp.head_dim);
+  if (n_tokens < need)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: %zu calibration tokens are too few: merging groups of %d heads of dim %d needs at least %zu",
+                     in_path, n_tokens, g, hp.head_dim, need);
+  deco_model_t *model = NULL;
+  st = deco_model_load(ctx, in_path, NULL, &model);
+  if (st != DECO_STATUS_SUCCESS) return st;
+  deco_grams_t gr;
+  st = deco_compress_calibrate(model, tokens, n_tokens, g, config->chunk, config->progress, config->progress_user,
+                               &gr);
+  deco_model_destroy(model);
+  if (st != DECO_STATUS_SUCCESS) return st;
+  deco_cw_t w;
+  st = deco_cw_read(in_path, &w);
+  if (st == DECO_STATUS_SUCCESS) {
+    st = deco_compress_fold(&w, &gr, N, config->method, report ? report->key_energy : NULL,
+                            report ? report->value_energy : NULL);
+    if (st == DECO_STATUS_SUCCESS)
+      st = w.is_gguf ? deco_cw_write_gguf(&w, in_path, out_path) : deco_cw_write_llama2c(&w, out_path);
+    deco_cw_free(&w);
+  }
+  deco_grams_free(&gr);
+  /* The checkpoint's readers and writers report to the thread's slot. */
+  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
+  return st;
+}

@@ -1,0 +1,174 @@
+/* tests/gpu/test_compress_cuda.c — KV-head compression on the CUDA backend:
+ * the deco_kv_gram kernel against its C twin (f32 and bf16 input, both
+ * pairings, several group sizes; two calls add up), the exactness check
+ * calibrated on the GPU (stories260K edited to be exactly mergeable: svd
+ * reproduces the logits within 1e-4 over 256 positions, mean and keep miss
+ * by more than 1e-2, both pairings), and a compressed model on the GPU in
+ * f32 and bf16, with greedy speculative decoding equal to plain greedy.
+ */
+#include <criterion/criterion.h>
+
+#include "../compress_util.h"
+#include "gpu_suite.h"
+
+DECO_GPU_SUITE(compress_cuda, 300);
+
+static void gram_case(deco_dtype_t dt, int n_kv, int d, int g, deco_rope_style_t style, int n_rows) {
+  const size_t row = (size_t)n_kv * d, n = (size_t)n_rows * row, es = deco_dtype_size(dt);
+  float *k = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n);
+  deco_test_fill_uniform(k, n, 21, 0, -2.0f, 2.0f);
+  deco_test_fill_uniform(v, n, 22, 0, -2.0f, 2.0f);
+  deco_test_round_to(k, n, dt); /* the twin sees exactly what the kernel reads */
+  deco_test_round_to(v, n, dt);
+  const int n_groups = n_kv / g, gd = g * d, half = d / 2;
+  const size_t nv = (size_t)n_groups * gd * gd, nk = (size_t)n_groups * half * g * g * 2;
+  double *rv = calloc(nv, sizeof(double)), *rk = calloc(nk, sizeof(double));
+  double *gv = malloc(nv * sizeof(double)), *gk = malloc(nk * sizeof(double));
+  void *packed = malloc(n * es);
+  deco_test_buf_t dk = deco_test_buf_alloc(gpu, n * es), dv = deco_test_buf_alloc(gpu, n * es);
+  deco_test_buf_t dgv = deco_test_buf_alloc(gpu, nv * sizeof(double)), dgk = deco_test_buf_alloc(gpu, nk * sizeof(double));
+  deco_test_pack(packed, k, n, dt);
+  deco_test_buf_upload(&dk, packed, n * es);
+  deco_test_pack(packed, v, n, dt);
+  deco_test_buf_upload(&dv, packed, n * es);
+  cr_assert_eq(deco_memset(gpu, dgv.ptr, 0, nv * sizeof(double)), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memset(gpu, dgk.ptr, 0, nk * sizeof(double)), DECO_STATUS_SUCCESS);
+  const int split = n_rows / 3;
+  for (int part = 0; part < 2; ++part) {
+    const size_t off = part ? (size_t)split * row : 0;
+    deco_kv_gram_args_t a = DECO_KV_GRAM_ARGS_INIT;
+    a.style = style;
+    a.n_rows = part ? n_rows - split : split;
+    a.n_kv_heads = n_kv;
+    a.head_dim = d;
+    a.group = g;
+    /* the twin on f32 copies */
+    a.k = k + off;
+    a.v = v + off;
+    a.k_gram = rk;
+    a.v_gram = rv;
+    cr_assert_eq(deco_kv_gram(cpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
+    a.dtype = dt;
+    a.k = (const char *)dk.ptr + off * es;
+    a.v = (const char *)dv.ptr + off * es;
+    a.k_gram = dgk.ptr;
+    a.v_gram = dgv.ptr;
+    cr_assert_eq(deco_kv_gram(gpu, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+  }
+  deco_test_buf_download(&dgv, gv, nv * sizeof(double));
+  deco_test_buf_download(&dgk, gk, nk * sizeof(double));
+  /* The same f64 products (exact for f32 and bf16 inputs) summed in row
+   * order on both sides: equal up to the last bits. */
+  for (size_t i = 0; i < nv; ++i)
+    cr_assert_leq(fabs(gv[i] - rv[i]), 1e-12 * (1.0 + fabs(rv[i])), "v[%zu] %.17g vs %.17g", i, gv[i], rv[i]);
+  for (size_t i = 0; i < nk; ++i)
+    cr_assert_leq(fabs(gk[i] - rk[i]), 1e-12 * (1.0 + fabs(rk[i])), "k[%zu] %.17g vs %.17g", i, gk[i], rk[i]);
+  cr_assert(deco_test_buf_guard_ok(&dgv) && deco_test_buf_guard_ok(&dgk));
+  deco_test_buf_free(&dk);
+  deco_test_buf_free(&dv);
+  deco_test_buf_free(&dgv);
+  deco_test_buf_free(&dgk);
+  free(packed);
+  free(k);
+  free(v);
+  free(rv);
+  free(rk);
+  free(gv);
+  free(gk);
+}
+
+Test(compress_cuda, kv_gram_matches_twin) {
+  const deco_dtype_t dts[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
+  for (int t = 0; t < 2; ++t)
+    for (int s = 0; s < 2; ++s) {
+      const deco_rope_style_t st = s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED;
+      gram_case(dts[t], 4, 8, 2, st, 37);
+      gram_case(dts[t], 4, 8, 4, st, 37);
+      gram_case(dts[t], 3, 64, 3, st, 300);
+      gram_case(dts[t], 32, 128, 8, st, 33);
+    }
+}
+
+static void exactness_gpu(deco_rope_style_t style, int n_kv) {
+  deco_cw_t w;
+  cr_assert_eq(deco_cw_read(deco_test_data_file("models/stories260K.bin"), &w), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  const int g = w.hp.n_kv_heads / n_kv, vocab = w.hp.vocab_size;
+  w.hp.rope_style = style;
+  make_mergeable(&w, g, 0xC0FFEEu + (uint64_t)style * 7 + (uint64_t)n_kv);
+  const char *edited = tmp_path("edited_gpu.bin");
+  write_model(&w, edited);
+  deco_cw_free(&w);
+  int32_t calib[CALIB_T], eval[EVAL_T];
+  ids(calib, CALIB_T, 101, vocab);
+  ids(eval, EVAL_T, 202, vocab);
+  deco_model_t *m = load_model(gpu, edited, style);
+  float *ref = all_logits(m, eval, EVAL_T);
+  deco_grams_t gr; /* accumulated on the GPU by deco_kv_gram; LAPACK on the host */
+  cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, g, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(gpu));
+  deco_model_destroy(m);
+  for (int method = 0; method < 3; ++method) {
+    cr_assert_eq(deco_cw_read(edited, &w), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    w.hp.rope_style = style;
+    cr_assert_eq(deco_compress_fold(&w, &gr, n_kv, (deco_compress_method_t)method, NULL, NULL), DECO_STATUS_SUCCESS,
+                 "%s", deco_last_error(NULL));
+    const char *folded = tmp_path("folded_gpu.bin");
+    write_model(&w, folded);
+    deco_cw_free(&w);
+    deco_model_t *fm = load_model(gpu, folded, style);
+    float *got = all_logits(fm, eval, EVAL_T);
+    const double err = max_abs_diff(got, ref, (size_t)EVAL_T * vocab);
+    if (method == DECO_COMPRESS_SVD)
+      cr_assert_lt(err, 1e-4, "style %d, %d KV heads, svd: logits differ by %g", (int)style, n_kv, err);
+    else
+      cr_assert_gt(err, 1e-2, "style %d, %d KV heads, method %d: only %g", (int)style, n_kv, method, err);
+    free(got);
+    deco_model_destroy(fm);
+  }
+  deco_grams_free(&gr);
+  free(ref);
+}
+
+Test(compress_cuda, svd_exact_calibrated_on_gpu) {
+  for (int s = 0; s < 2; ++s) {
+    exactness_gpu(s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 2);
+    exactness_gpu(s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 1);
+  }
+}
+
+Test(compress_cuda, compressed_model_runs_on_gpu) {
+  int32_t calib[1024];
+  ids(calib, 1024, 303, 512);
+  const char *out = tmp_path("stories_2kv_gpu.bin");
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 2;
+  cr_assert_eq(deco_compress_model(gpu, deco_test_data_file("models/stories260K.bin"), calib, 1024, &cc, out, NULL),
+               DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+  const deco_dtype_t dts[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
+  for (int t = 0; t < 2; ++t) {
+    deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
+    mc.dtype = dts[t];
+    deco_model_t *m = NULL;
+    cr_assert_eq(deco_model_load(gpu, out, &mc, &m), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+    cr_assert_eq(deco_model_get_hparams(m)->n_kv_heads, 2);
+    deco_test_capture_t runs[2] = {{.n = 0}, {.n = 0}};
+    for (int r = 0; r < 2; ++r) {
+      deco_drafter_t *dr = deco_test_drafter(r ? DECO_TEST_LOOKUP : DECO_TEST_PLAIN, NULL, NULL);
+      deco_generate_config_t gc = DECO_GENERATE_CONFIG_INIT;
+      gc.steps = 200;
+      gc.temperature = 0.0f;
+      gc.drafter = dr;
+      gc.emit = deco_test_capture_id;
+      gc.user = &runs[r];
+      const int32_t bos = 1;
+      deco_generate_stats_t stats;
+      cr_assert_eq(deco_generate(m, &bos, 1, &gc, &stats), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+      deco_drafter_destroy(dr);
+    }
+    cr_assert_gt(runs[0].n, 10);
+    cr_assert_eq(runs[0].n, runs[1].n, "dtype %d", t);
+    cr_assert_eq(deco_test_compare_i32("spec vs plain", runs[1].ids, runs[0].ids, (size_t)runs[0].n), 0);
+    deco_model_destroy(m);
+  }
+}

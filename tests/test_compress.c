@@ -1,0 +1,306 @@
+/* tests/test_compress.c — KV-head compression (deco/compress.h) on the CPU:
+ * the calibration Gram op against a naive accumulation, the exactness that
+ * mean-pooling cannot fake (stories260K edited so that each group's heads
+ * are exactly mergeable: svd reproduces the logits, mean and keep do not),
+ * for both RoPE pairings and, at the layer level, without RoPE, and the
+ * compressed checkpoint in use (it loads,
+ * runs, and speculative greedy decoding on it equals plain greedy).
+ */
+#include <complex.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "compress_util.h"
+#include "deco/deco.h"
+
+/* ---- deco_kv_gram against a naive accumulation ---------------------------------- */
+
+static void gram_case(int n_kv, int d, int g, deco_rope_style_t style, int n_rows) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  const size_t row = (size_t)n_kv * d;
+  float *k = malloc(sizeof(float) * n_rows * row), *v = malloc(sizeof(float) * n_rows * row);
+  deco_test_fill_uniform(k, n_rows * row, 11, 0, -2.0f, 2.0f);
+  deco_test_fill_uniform(v, n_rows * row, 12, 0, -2.0f, 2.0f);
+  const int n_groups = n_kv / g, gd = g * d, half = d / 2;
+  const size_t nv = (size_t)n_groups * gd * gd, nk = (size_t)n_groups * half * g * g * 2;
+  double *vg = calloc(nv, sizeof(double)), *kg = calloc(nk, sizeof(double));
+  /* Two calls: the second adds to the first. */
+  const int split = n_rows / 2;
+  for (int part = 0; part < 2; ++part) {
+    deco_kv_gram_args_t a = DECO_KV_GRAM_ARGS_INIT;
+    a.style = style;
+    a.n_rows = part == 0 ? split : n_rows - split;
+    a.n_kv_heads = n_kv;
+    a.head_dim = d;
+    a.group = g;
+    a.k = k + (part == 0 ? 0 : (size_t)split * row);
+    a.v = v + (part == 0 ? 0 : (size_t)split * row);
+    a.k_gram = kg;
+    a.v_gram = vg;
+    cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  }
+  /* Naive: outer products of the concatenated value vectors, and of the
+   * complex key vectors built from the pairing. */
+  double maxerr = 0;
+  for (int G = 0; G < n_groups; ++G) {
+    double *ref = calloc((size_t)gd * gd, sizeof(double));
+    for (int t = 0; t < n_rows; ++t)
+      for (int i = 0; i < gd; ++i)
+        for (int j = 0; j < gd; ++j)
+          ref[i * gd + j] += (double)v[t * row + G * gd + i] * (double)v[t * row + G * gd + j];
+    for (int i = 0; i < gd * gd; ++i) {
+      const double e = fabs(vg[(size_t)G * gd * gd + i] - ref[i]) / (1.0 + fabs(ref[i]));
+      if (e > maxerr) maxerr = e;
+    }
+    free(ref);
+    for (int f = 0; f < half; ++f) {
+      double complex h[16][16] = {{0}};
+      for (int t = 0; t < n_rows; ++t) {
+        double complex c[16];
+        for (int b = 0; b < g; ++b) {
+          const float *x = k + t * row + (size_t)(G * g + b) * d;
+          c[b] = style == DECO_ROPE_INTERLEAVED ? x[2 * f] + I * x[2 * f + 1] : x[f] + I * x[f + half];
+        }
+        for (int p = 0; p < g; ++p)
+          for (int q = 0; q < g; ++q) h[p][q] += c[p] * conj(c[q]);
+      }
+      for (int p = 0; p < g; ++p)
+        for (int q = 0; q < g; ++q) {
+          const double *o = kg + (((size_t)G * half + f) * g * g + p * g + q) * 2;
+          const double e = cabs(o[0] + I * o[1] - h[p][q]) / (1.0 + cabs(h[p][q]));
+          if (e > maxerr) maxerr = e;
+        }
+    }
+  }
+  /* Both sides sum the same f64 products (exact for f32 inputs) in row
+   * order; only the naive complex multiply's rounding differs. */
+  cr_assert_lt(maxerr, 1e-13, "n_kv %d d %d g %d style %d: max relative error %g", n_kv, d, g, (int)style, maxerr);
+  free(k);
+  free(v);
+  free(vg);
+  free(kg);
+  deco_ctx_destroy(ctx);
+}
+
+Test(compress, kv_gram_matches_naive) {
+  const int groups[] = {1, 2, 4};
+  for (int s = 0; s < 2; ++s)
+    for (int i = 0; i < 3; ++i) gram_case(4, 8, groups[i], s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 37);
+  gram_case(6, 16, 3, DECO_ROPE_INTERLEAVED, 5);
+}
+
+Test(compress, kv_gram_rejects_bad_arguments) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  float x[32] = {0};
+  double gk[64], gv[1024];
+  deco_kv_gram_args_t a = DECO_KV_GRAM_ARGS_INIT;
+  a.n_rows = 1;
+  a.n_kv_heads = 4;
+  a.head_dim = 8;
+  a.group = 3;
+  a.k = x;
+  a.v = x;
+  a.k_gram = gk;
+  a.v_gram = gv;
+  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "group = 3") != NULL, "%s", deco_last_error(ctx));
+  a.group = 2;
+  a.head_dim = 7;
+  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  a.head_dim = 8;
+  a.k_gram = NULL;
+  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_NULL_POINTER);
+  deco_ctx_destroy(ctx);
+}
+
+/* ---- exactness on an edited stories260K -------------------------------------------- */
+
+/* Without RoPE: attention scores q_j(x_a) . k_h(j)(x_b) (plain dot
+ * products, no rotation) and the output-projected values W_O[:, j] v_h(j)(x)
+ * of every layer and query head, before (w0) and after (w) the fold, on
+ * random inputs; the largest difference relative to the largest value. */
+static double no_rope_error(const deco_cw_t *w0, const deco_cw_t *w) {
+  const int dim = w0->hp.dim, d = w0->hp.head_dim, nq = w0->hp.n_heads;
+  const int kv0 = w0->hp.n_kv_heads, kv1 = w->hp.n_kv_heads;
+  double *x = malloc(sizeof(double) * 2 * dim);
+  uint64_t s = 77;
+  double worst = 0, scale = 0;
+  for (int l = 0; l < w0->hp.n_layers; ++l)
+    for (int trial = 0; trial < 8; ++trial) {
+      for (int i = 0; i < 2 * dim; ++i) x[i] = rng_uniform(&s) * 2 - 1;
+      for (int j = 0; j < nq; ++j) {
+        double sc[2] = {0, 0};
+        const deco_cw_t *ws[2] = {w0, w};
+        const int kvs[2] = {kv0, kv1};
+        double o[2][64] = {{0}};
+        for (int m = 0; m < 2; ++m) {
+          const int h = (int)((long long)j * kvs[m] / nq);
+          const float *q = ws[m]->wq + ((size_t)l * nq + j) * d * dim;
+          const float *k = ws[m]->wk + ((size_t)l * kvs[m] + h) * d * dim;
+          const float *v = ws[m]->wv + ((size_t)l * kvs[m] + h) * d * dim;
+          const float *wo = ws[m]->wo + (size_t)l * dim * nq * d;
+          double vh[64];
+          for (int r = 0; r < d; ++r) {
+            double qa = 0, kb = 0, va = 0;
+            for (int c = 0; c < dim; ++c) {
+              qa += (double)q[(size_t)r * dim + c] * x[c];
+              kb += (double)k[(size_t)r * dim + c] * x[dim + c];
+              va += (double)v[(size_t)r * dim + c] * x[c];
+            }
+            sc[m] += qa * kb;
+            vh[r] = va;
+          }
+          for (int r = 0; r < dim && r < 64; ++r)
+            for (int c = 0; c < d; ++c) o[m][r] += (double)wo[(size_t)r * nq * d + (size_t)j * d + c] * vh[c];
+        }
+        worst = fmax(worst, fabs(sc[0] - sc[1]));
+        scale = fmax(scale, fabs(sc[0]));
+        for (int r = 0; r < dim && r < 64; ++r) {
+          worst = fmax(worst, fabs(o[0][r] - o[1][r]));
+          scale = fmax(scale, fabs(o[0][r]));
+        }
+      }
+    }
+  free(x);
+  return worst / scale;
+}
+
+static void exactness(deco_rope_style_t style, int n_kv) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_cw_t w;
+  cr_assert_eq(deco_cw_read(deco_test_data_file("models/stories260K.bin"), &w), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  const int g = w.hp.n_kv_heads / n_kv, vocab = w.hp.vocab_size, L = w.hp.n_layers;
+  w.hp.rope_style = style;
+  make_mergeable(&w, g, 0xC0FFEEu + (uint64_t)style * 7 + (uint64_t)n_kv);
+  const char *edited = tmp_path(style ? "edited_half.bin" : "edited_inter.bin");
+  write_model(&w, edited);
+  deco_cw_free(&w);
+
+  int32_t calib[CALIB_T], eval[EVAL_T];
+  ids(calib, CALIB_T, 101, vocab);
+  ids(eval, EVAL_T, 202, vocab);
+  deco_model_t *m = load_model(ctx, edited, style);
+  float *ref = all_logits(m, eval, EVAL_T);
+  deco_grams_t gr;
+  cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, g, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  deco_model_destroy(m);
+
+  for (int method = 0; method < 3; ++method) {
+    cr_assert_eq(deco_cw_read(edited, &w), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    w.hp.rope_style = style;
+    double ke[16], ve[16];
+    cr_assert_eq(deco_compress_fold(&w, &gr, n_kv, (deco_compress_method_t)method, ke, ve), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    cr_assert_eq(w.hp.n_kv_heads, n_kv);
+    deco_cw_t w0;
+    cr_assert_eq(deco_cw_read(edited, &w0), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    const double nr = no_rope_error(&w0, &w);
+    deco_cw_free(&w0);
+    if (method == DECO_COMPRESS_SVD)
+      cr_assert_lt(nr, 1e-5, "without RoPE, svd: scores and outputs differ by %g of their scale", nr);
+    else
+      cr_assert_gt(nr, 1e-2, "without RoPE, method %d: only %g", method, nr);
+    const char *folded = tmp_path("folded.bin");
+    write_model(&w, folded);
+    deco_cw_free(&w);
+    deco_model_t *fm = load_model(ctx, folded, style);
+    cr_assert_eq(deco_model_get_hparams(fm)->n_kv_heads, n_kv);
+    float *got = all_logits(fm, eval, EVAL_T);
+    const double err = max_abs_diff(got, ref, (size_t)EVAL_T * vocab);
+    if (method == DECO_COMPRESS_SVD) {
+      cr_assert_lt(err, 1e-4, "style %d, %d KV heads, svd: logits differ by %g", (int)style, n_kv, err);
+      for (int l = 0; l < L; ++l) {
+        cr_assert_gt(ke[l], 1.0 - 1e-9, "layer %d key energy %.12f", l, ke[l]);
+        cr_assert_gt(ve[l], 1.0 - 1e-9, "layer %d value energy %.12f", l, ve[l]);
+      }
+    } else {
+      cr_assert_gt(err, 1e-2, "style %d, %d KV heads, method %d: logits differ by only %g", (int)style, n_kv, method,
+                   err);
+    }
+    free(got);
+    deco_model_destroy(fm);
+  }
+  deco_grams_free(&gr);
+  free(ref);
+  deco_ctx_destroy(ctx);
+}
+
+Test(compress, svd_exact_interleaved_4to2) { exactness(DECO_ROPE_INTERLEAVED, 2); }
+Test(compress, svd_exact_interleaved_4to1) { exactness(DECO_ROPE_INTERLEAVED, 1); }
+Test(compress, svd_exact_half_split_4to2) { exactness(DECO_ROPE_HALF_SPLIT, 2); }
+Test(compress, svd_exact_half_split_4to1) { exactness(DECO_ROPE_HALF_SPLIT, 1); }
+
+/* ---- the public entry point and the compressed model in use ------------------------ */
+
+static void greedy(deco_model_t *m, deco_test_source_t src, deco_test_capture_t *cap) {
+  deco_drafter_t *dr = deco_test_drafter(src, NULL, NULL);
+  deco_generate_config_t gc = DECO_GENERATE_CONFIG_INIT;
+  gc.steps = 200;
+  gc.temperature = 0.0f;
+  gc.drafter = dr;
+  gc.emit = deco_test_capture_id;
+  gc.user = cap;
+  const int32_t bos = 1;
+  deco_generate_stats_t stats;
+  cr_assert_eq(deco_generate(m, &bos, 1, &gc, &stats), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(deco_model_ctx(m)));
+  deco_drafter_destroy(dr);
+}
+
+Test(compress, compressed_model_runs_and_spec_is_lossless) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 303, 512);
+  const char *out = tmp_path("stories_2kv.bin");
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 2;
+  double ke[5], ve[5];
+  deco_compress_report_t rep = {.key_energy = ke, .value_energy = ve};
+  cr_assert_eq(deco_compress_model(ctx, deco_test_data_file("models/stories260K.bin"), calib, 1024, &cc, out, &rep),
+               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  for (int l = 0; l < 5; ++l) {
+    cr_assert(ke[l] > 0.0 && ke[l] <= 1.0 + 1e-12, "layer %d key energy %g", l, ke[l]);
+    cr_assert(ve[l] > 0.0 && ve[l] <= 1.0 + 1e-12, "layer %d value energy %g", l, ve[l]);
+  }
+  deco_model_t *m = NULL;
+  cr_assert_eq(deco_model_load(ctx, out, NULL, &m), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_model_get_hparams(m)->n_kv_heads, 2);
+  cr_assert_eq(deco_model_get_hparams(m)->n_heads, 8);
+  deco_test_capture_t plain = {.n = 0}, spec = {.n = 0};
+  greedy(m, DECO_TEST_PLAIN, &plain);
+  greedy(m, DECO_TEST_LOOKUP, &spec);
+  cr_assert_gt(plain.n, 10);
+  cr_assert_eq(plain.n, spec.n);
+  cr_assert_eq(deco_test_compare_i32("spec vs plain", spec.ids, plain.ids, (size_t)plain.n), 0);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+Test(compress, bad_input_named) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 404, 512);
+  const char *in = deco_test_data_file("models/stories260K.bin");
+  const char *out = tmp_path("never.bin");
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 3;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "--kv-heads 3") != NULL, "%s", deco_last_error(ctx));
+  cc.n_kv_heads = 4;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cc.n_kv_heads = 2;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 100, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "at least 256") != NULL, "%s", deco_last_error(ctx));
+  calib[7] = 512;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "token 7") != NULL, "%s", deco_last_error(ctx));
+  FILE *f = fopen(out, "rb");
+  cr_assert_null(f, "nothing is written on bad input");
+  deco_ctx_destroy(ctx);
+}

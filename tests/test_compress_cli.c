@@ -1,0 +1,155 @@
+/* tests/test_compress_cli.c — `deco compress` (docs/CLI.md): a compressed
+ * stories260K written, reported and usable by `deco generate`; the bad
+ * inputs the CLI names (KV-head count, too few calibration tokens, an
+ * existing --out without --force left untouched, a text without a
+ * tokenizer) and its usage errors; no temporary file left behind.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/testutil.h"
+
+static const char *path_in_tmp(const char *name) {
+  static char buf[4][512];
+  static int k;
+  char *p = buf[k++ & 3];
+  snprintf(p, 512, "%s/%s", deco_test_tmpdir(), name);
+  return p;
+}
+
+/* n pseudo-random ids in 3..511 on lines of 200 (the --print-ids format). */
+static const char *write_ids(const char *name, int n, unsigned seed) {
+  const char *p = path_in_tmp(name);
+  FILE *f = fopen(p, "w");
+  cr_assert_not_null(f);
+  unsigned s = seed;
+  for (int i = 0; i < n; ++i) {
+    s = s * 1664525u + 1013904223u;
+    fprintf(f, "%s%u", i % 200 == 0 ? (i ? "\n" : "") : " ", 3 + (s >> 8) % 509);
+  }
+  fputc('\n', f);
+  fclose(f);
+  return p;
+}
+
+static int count_lines_with(const char *text, const char *what) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what)) n++;
+  return n;
+}
+
+static int tmp_leftovers(void) {
+  DIR *d = opendir(deco_test_tmpdir());
+  cr_assert_not_null(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (strstr(e->d_name, ".tmp.")) n++;
+  closedir(d);
+  return n;
+}
+
+Test(compress_cli, compresses_reports_and_generates) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  const char *ids = write_ids("calib.ids", 2000, 7);
+  const char *out = path_in_tmp("s2.bin");
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", ids, "--out",
+                    out);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_eq(r.out[0], '\0', "stdout stays empty");
+  cr_assert_eq(count_lines_with(r.err, "compress: layer="), 5, "%s", r.err);
+  struct stat st;
+  const mode_t mask = umask(0);
+  umask(mask);
+  cr_assert_eq(stat(out, &st), 0);
+  cr_assert_eq(st.st_mode & 0777, 0666 & ~mask, "mode %o: an ordinary new file's", (unsigned)(st.st_mode & 0777));
+  cr_assert(strstr(deco_test_last_line(r.err), "method=svd kv_heads=4->2 calib_tokens=2000") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", out, "--tokenizer", deco_test_data_file("models/tok512.bin"), "--steps",
+                    "40", "--temperature", "0", "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_gt(strlen(r.out), 20, "%s", r.out);
+  deco_test_run_free(&r);
+  /* --calib text with tok512, --calib-tokens, method keep, --force over OUT. */
+  const char *text = path_in_tmp("calib.txt");
+  FILE *f = fopen(text, "w");
+  for (int i = 0; i < 60; ++i) fprintf(f, "Once upon a time, there was a little dog named Sam. He liked to play. ");
+  fclose(f);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "1", "--method", "keep", "--calib", text,
+                    "--tokenizer", deco_test_data_file("models/tok512.bin"), "--calib-tokens", "300", "--out", out,
+                    "--force");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(strstr(deco_test_last_line(r.err), "method=keep kv_heads=4->1 calib_tokens=300") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  deco_model_hparams_t hp;
+  cr_assert_eq(deco_model_read_hparams(out, &hp), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  cr_assert_eq(hp.n_kv_heads, 1);
+  cr_assert_eq(tmp_leftovers(), 0);
+}
+
+Test(compress_cli, bad_input_exit_1) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  const char *ids = write_ids("calib2.ids", 1000, 9);
+  const char *out = path_in_tmp("exists.bin");
+  cr_assert_eq(deco_test_write_file(out, "keep me", 7), 0);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", ids, "--out",
+                    out);
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "exists (give --force") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  size_t n = 0;
+  char *kept = deco_test_read_file(out, &n);
+  cr_assert(kept && n == 7 && memcmp(kept, "keep me", 7) == 0, "OUT untouched");
+  free(kept);
+  const char *fresh = path_in_tmp("fresh.bin");
+  const char *cases[][3] = {{"3", "1000", "--kv-heads 3 must divide the model's 4 KV heads"},
+                            {"4", "1000", "--kv-heads 4 must divide the model's 4 KV heads and be smaller"},
+                            {"2", "100", "100 calibration tokens are too few"}};
+  for (int i = 0; i < 3; ++i) {
+    DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", cases[i][0], "--method", "mean", "--calib-ids",
+                      ids, "--calib-tokens", cases[i][1], "--out", fresh);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, cases[i][2]) != NULL, "case %d: %s", i, r.err);
+    deco_test_run_free(&r);
+  }
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "mean", "--calib-ids", ids,
+                    "--calib-tokens", "100", "--out", fresh);
+  cr_assert(strstr(r.err, "needs at least 256") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib", ids, "--out",
+                    fresh);
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "--calib needs --tokenizer") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  FILE *f = fopen(fresh, "rb");
+  cr_assert_null(f, "no output after a failure");
+  cr_assert_eq(tmp_leftovers(), 0);
+}
+
+Test(compress_cli, usage_errors_exit_2) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "compress", "--help");
+  cr_assert_eq(r.status, 0);
+  cr_assert(strstr(r.out, "usage: deco compress") != NULL, "%s", r.out);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--out", "x.bin");
+  cr_assert_eq(r.status, 2, "%s", r.err);
+  cr_assert(strstr(r.err, "exactly one of --calib FILE and --calib-ids FILE") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "pca", "--calib-ids", "a",
+                    "--out", "x.bin");
+  cr_assert_eq(r.status, 2, "%s", r.err);
+  cr_assert(strstr(r.err, "--method: 'pca' is not svd, mean or keep") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "0", "--method", "svd", "--calib-ids", "a", "--out",
+                    "x.bin");
+  cr_assert_eq(r.status, 2, "%s", r.err);
+  deco_test_run_free(&r);
+}
