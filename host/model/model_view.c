@@ -2,7 +2,9 @@
  * into the base model's arena, never copied) run under a layer schedule of
  * the view's own, with the view's own forward scratch and workspace, so a
  * view and its base can run forwards in turn on their own caches (a
- * layer-subset draft of the target: self-speculative drafting).
+ * layer-subset draft of the target: self-speculative drafting). A view's
+ * groups of several layers run fused, on stacked norm-folded Q/K/V copies
+ * of those layers' weights (fused_group.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,13 @@ deco_status_t deco_model_create_view(deco_model_t *base, const deco_layer_schedu
     memcpy(m->schedule.first, schedule->first, bytes);
     memcpy(m->schedule.count, schedule->count, bytes);
     m->schedule.n_groups = schedule->n_groups;
+  }
+  /* The groups of more than one layer run fused: their Q/K/V weights
+   * stacked with the attention norms folded in (host/model/fused_group.c). */
+  deco_status_t st = deco_model_fuse_groups(m);
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_model_destroy(m);
+    return st;
   }
   *out = m;
   return DECO_STATUS_SUCCESS;
