@@ -68,6 +68,7 @@ static void scratch_layout(deco_arena_t *a, deco_forward_scratch_t *s, const dec
  * the batch is larger than every earlier one (or than the plan). */
 static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P, int G) {
   deco_forward_scratch_t *s = &m->scratch;
+  if (m->lp_size > G) G = m->lp_size; /* groups across ranks gather every rank's output */
   if (s->block && T <= s->max_tokens && S <= s->max_seqs && P <= s->max_pages && G <= s->max_group)
     return DECO_STATUS_SUCCESS;
   deco_ctx_t *ctx = m->ctx;
@@ -430,6 +431,32 @@ static deco_status_t fused_attention(deco_model_t *m, deco_kv_cache_t *kc, const
   return deco_matmul_batched(ctx, &o);
 }
 
+/* The attention sublayers of a group across ranks (deco_model_create_view_ranks):
+ * x (+ add) becomes the group input h₁, broadcast from rank 0; rank r
+ * computes A_r of layer first + r (r < count; its K/V go to its own cache)
+ * and the ranks' outputs are all-gathered into group_att [size][T][dim], in
+ * rank order, so group_att[i] = A_i on every rank. */
+static deco_status_t ranks_attention(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
+                                     attention_call_t *call, int first, int count, const void *add) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const size_t n = (size_t)bm->T * c->dim;
+  if (add) {
+    /* h₁ = x + add (the normalised copy is not used). */
+    deco_rmsnorm_args_t a = {.dtype = m->dtype, .n_rows = bm->T, .dim = c->dim, .eps = c->norm_eps,
+                             .residual = sc->x, .add = add, .weight = m->w.rms_final, .out = sc->xb};
+    DECO_TRY(deco_rmsnorm(ctx, &a));
+  }
+  DECO_TRY(deco_comm_broadcast(m->lp_comm, ctx, sc->x, n, DECO_COMM_F32, 0));
+  if (m->lp_rank < count) {
+    DECO_TRY(attention_sublayer(m, kc, bm, call, first + m->lp_rank, NULL, sc->proj));
+  } else {
+    DECO_TRY(deco_memset(ctx, sc->proj, 0, n * deco_dtype_size(m->dtype)));
+  }
+  return deco_comm_all_gather(m->lp_comm, ctx, sc->proj, sc->group_att, n, deco_comm_dtype_of(m->dtype));
+}
+
 /* Layers first .. first + count - 1 entered with the residual x (+ *pending,
  * the previous layer's down projection, not yet added; NULL before the
  * first layer). One layer: the ordinary layer. Several: every attention
@@ -448,7 +475,9 @@ static deco_status_t run_group(deco_model_t *m, deco_kv_cache_t *kc, const batch
   const deco_model_hparams_t *c = &m->hp;
   const size_t out_bytes = (size_t)bm->T * c->dim * deco_dtype_size(m->dtype);
   const deco_fused_group_t *fg = bm->g_q_indptr ? deco_model_fused_group(m, first, count) : NULL;
-  if (fg) {
+  if (m->lp_comm) {
+    DECO_TRY(ranks_attention(m, kc, bm, call, first, count, *pending));
+  } else if (fg) {
     DECO_TRY(fused_attention(m, kc, bm, fg, *pending));
   } else {
     for (int i = 0; i < count; ++i)

@@ -132,6 +132,8 @@ struct deco_model {
   deco_forward_scratch_t scratch;
   deco_schedule_copy_t schedule; /* the model's default */
   deco_fused_t fused; /* fused layer groups (views with groups; empty otherwise) */
+  deco_comm_t *lp_comm; /* groups across ranks (deco_model_create_view_ranks; NULL: one rank) */
+  int lp_rank, lp_size;
   deco_comm_t *comm; /* tensor parallelism: the all-reduces after wo and w2 (NULL at TP 1) */
   int tp_rank, tp_size;
   void *workspace; /* scratch for ops that need it, lent to the context */
