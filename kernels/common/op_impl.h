@@ -31,6 +31,7 @@ DECO_DECLARE_OP(embedding)
 DECO_DECLARE_OP(rmsnorm)
 DECO_DECLARE_OP(rope)
 DECO_DECLARE_OP(matmul)
+DECO_DECLARE_OP(matmul_batched)
 DECO_DECLARE_OP(swiglu)
 DECO_DECLARE_OP(fill_random)
 DECO_DECLARE_OP(convert)
@@ -56,9 +57,6 @@ DECO_DECLARE_OP(superpose_select)
 /* The CPU backend's matmul: a batch-invariant blocked SIMD path
  * (linear/matmul_cpu.c); deco_matmul_ref stays the op's spec. */
 deco_status_t deco_matmul_cpu(const deco_exec_t *exec, const deco_matmul_args_t *args);
-/* deco_matmul_batched on CUDA: one strided-batched cuBLAS GEMM
- * (linear/matmul.cu); args checked by host/ops/layers.c. */
-deco_status_t deco_matmul_batched_cuda(const deco_exec_t *exec, const deco_matmul_batched_args_t *args);
 
 size_t deco_attention_workspace_size_cuda(const deco_exec_t *exec, const deco_attention_args_t *args);
 const char *deco_attention_path_cuda(const deco_exec_t *exec, const deco_attention_args_t *args);
