@@ -18,8 +18,9 @@
 #define DECO_MAX_FORWARD_TOKENS (1 << 20)
 
 /* The batch description: int32 arrays, in context memory and (same
- * layout) in the host image that deco_forward fills and uploads at once. */
-static void meta_layout(deco_arena_t *a, deco_forward_meta_t *mt, int T, int S, int P) {
+ * layout) in the host image that deco_forward fills and uploads at once;
+ * with fused groups of up to G layers (G > 1) also their virtual batch. */
+static void meta_layout(deco_arena_t *a, deco_forward_meta_t *mt, int T, int S, int P, int G) {
   mt->tokens = deco_arena_take(a, (size_t)T, sizeof(int32_t), sizeof(int32_t));
   mt->positions = deco_arena_take(a, (size_t)T, sizeof(int32_t), sizeof(int32_t));
   mt->q_indptr = deco_arena_take(a, (size_t)S + 1, sizeof(int32_t), sizeof(int32_t));
@@ -27,6 +28,13 @@ static void meta_layout(deco_arena_t *a, deco_forward_meta_t *mt, int T, int S, 
   mt->prefix = deco_arena_take(a, (size_t)S, sizeof(int32_t), sizeof(int32_t));
   mt->parents = deco_arena_take(a, (size_t)T, sizeof(int32_t), sizeof(int32_t));
   mt->block_table = deco_arena_take(a, (size_t)S * P, sizeof(int32_t), sizeof(int32_t));
+  const size_t g = G > 1 ? (size_t)G : 0, i4 = sizeof(int32_t);
+  mt->g_q_indptr = deco_arena_take(a, g ? g * S + 1 : 0, i4, i4);
+  mt->g_kv_lens = deco_arena_take(a, g * S, i4, i4);
+  mt->g_prefix = deco_arena_take(a, g * S, i4, i4);
+  mt->g_positions = deco_arena_take(a, g * T, i4, i4);
+  mt->g_parents = deco_arena_take(a, g * T, i4, i4);
+  mt->g_table = deco_arena_take(a, g * S * P, i4, i4);
 }
 
 /* The whole scratch block for T tokens over S sequences (block-table rows
@@ -46,8 +54,13 @@ static void scratch_layout(deco_arena_t *a, deco_forward_scratch_t *s, const dec
   s->h = deco_arena_take(a, t * c->hidden_dim, es, DECO_ARENA_ALIGN);
   /* Groups of one layer use proj; larger groups keep every attention output. */
   s->group_att = deco_arena_take(a, G > 1 ? (size_t)G * t * c->dim : 0, es, DECO_ARENA_ALIGN);
+  /* Fused groups: every member's Q/K/V and attention output, layer-major. */
+  const size_t F = m->fused.max_group > 1 ? (size_t)m->fused.max_group : 0;
+  s->fused_group = (int)F;
+  s->g_qkv = deco_arena_take(a, F * t * (qd + 2 * kvd), es, DECO_ARENA_ALIGN);
+  s->g_att = deco_arena_take(a, F * t * qd, es, DECO_ARENA_ALIGN);
   deco_arena_take(a, 0, 1, DECO_ARENA_ALIGN);
-  meta_layout(a, &s->meta, T, S, P);
+  meta_layout(a, &s->meta, T, S, P, (int)F);
 }
 
 /* Grows the scratch so a batch of T tokens over S sequences with block
@@ -55,6 +68,7 @@ static void scratch_layout(deco_arena_t *a, deco_forward_scratch_t *s, const dec
  * the batch is larger than every earlier one (or than the plan). */
 static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P, int G) {
   deco_forward_scratch_t *s = &m->scratch;
+  if (m->lp_size > G) G = m->lp_size; /* groups across ranks gather every rank's output */
   if (s->block && T <= s->max_tokens && S <= s->max_seqs && P <= s->max_pages && G <= s->max_group)
     return DECO_STATUS_SUCCESS;
   deco_ctx_t *ctx = m->ctx;
@@ -70,7 +84,7 @@ static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P, int G)
   grown.block_bytes = a.bytes;
   DECO_TRY(deco_malloc(ctx, &grown.block, grown.block_bytes));
   a = DECO_ARENA_SIZING;
-  meta_layout(&a, &grown.meta_host, cap, seqs, pages);
+  meta_layout(&a, &grown.meta_host, cap, seqs, pages, m->fused.max_group);
   grown.meta_bytes = a.bytes;
   grown.meta_image = malloc(grown.meta_bytes);
   if (!grown.meta_image) {
@@ -80,7 +94,7 @@ static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P, int G)
   a = deco_arena_at(grown.block);
   scratch_layout(&a, &grown, m, cap, seqs, pages, group);
   a = deco_arena_at(grown.meta_image);
-  meta_layout(&a, &grown.meta_host, cap, seqs, pages);
+  meta_layout(&a, &grown.meta_host, cap, seqs, pages, m->fused.max_group);
   *s = grown;
   return DECO_STATUS_SUCCESS;
 }
@@ -221,6 +235,26 @@ static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_
     h->prefix[i] = len;
     memcpy(h->block_table + (size_t)i * P, kc->pages + (size_t)s * kc->max_pages_per_seq, sizeof(int32_t) * (size_t)P);
   }
+  /* The fused groups' virtual batch: layer i of a group, sequence s is
+   * sequence i·S + s over the pools from the group's first layer on, where
+   * the i-th layer's page p is page i·n_pages + p. */
+  const int G = m->scratch.fused_group;
+  for (int i = 0; i < G; ++i) {
+    const int32_t off = (int32_t)i * kc->n_pages;
+    for (int j = 0; j < S; ++j) {
+      const int v = i * S + j;
+      h->g_q_indptr[v + 1] = i * t + h->q_indptr[j + 1];
+      h->g_kv_lens[v] = h->kv_lens[j];
+      h->g_prefix[v] = h->prefix[j];
+      for (int p = 0; p < P; ++p) {
+        const int32_t page = h->block_table[(size_t)j * P + p];
+        h->g_table[(size_t)v * P + p] = page < 0 ? page : page + off;
+      }
+    }
+    memcpy(h->g_positions + (size_t)i * t, h->positions, sizeof(int32_t) * (size_t)t);
+    memcpy(h->g_parents + (size_t)i * t, h->parents, sizeof(int32_t) * (size_t)t);
+  }
+  if (G > 1) h->g_q_indptr[0] = 0;
   return DECO_STATUS_SUCCESS;
 }
 
@@ -228,6 +262,10 @@ static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_
 typedef struct batch_meta {
   int T, S, P;
   const int32_t *tokens, *positions, *q_indptr, *kv_lens, *prefix, *parents, *table;
+  /* The fused groups' virtual batch (deco_forward_meta_t), or NULL: the
+   * device forward, whose batch description the caller owns, runs every
+   * group unfused. */
+  const int32_t *g_q_indptr, *g_kv_lens, *g_prefix, *g_positions, *g_parents, *g_table;
 } batch_meta_t;
 
 /* The arguments every layer's attention shares (the cache view is set per
@@ -328,6 +366,97 @@ static deco_status_t ffn_sublayer(deco_model_t *m, const batch_meta_t *bm, int l
   return all_reduce(m, sc->proj, T);
 }
 
+/* The attention arguments of a fused group of count layers: the virtual
+ * batch of count·S sequences (deco_forward_meta_t) over the pools from
+ * layer first on, queries and outputs layer-major in g_qkv and g_att. */
+static attention_call_t fused_attention_call(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm, int first,
+                                             int count) {
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const batch_meta_t vb = {.T = count * bm->T, .S = count * bm->S, .P = bm->P, .q_indptr = bm->g_q_indptr,
+                           .kv_lens = bm->g_kv_lens, .prefix = bm->g_prefix, .positions = bm->g_positions,
+                           .parents = bm->parents ? bm->g_parents : NULL, .table = bm->g_table};
+  attention_call_t call = attention_call(m, kc, &vb);
+  deco_paged_kv_t view = deco_kv_cache_layer_view(kc, first, bm->g_table, bm->P);
+  view.n_pages = count * kc->n_pages;
+  call.tree.cache = call.causal.cache = view;
+  call.tree.q = call.causal.q = sc->g_qkv;
+  call.tree.out = call.causal.out = sc->g_att;
+  (void)c;
+  return call;
+}
+
+/* The attention sublayers of a fused group fg entered with x (+ add):
+ * A_i = Wo_i · Attn_i(RMSNorm_i(h₁)) for every member i into group_att[i],
+ * with one weightless RMSNorm, one batched GEMM over the stacked
+ * norm-folded Q/K/V (its output layer-major, [count][T][qkv]), one RoPE and
+ * one KV append over the virtual batch (layer i's tokens are tokens i·T ..,
+ * its sequences i·S ..), one attention over it, and one batched GEMM for
+ * the count O projections. */
+static deco_status_t fused_attention(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
+                                     const deco_fused_group_t *fg, const void *add) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const size_t es = deco_dtype_size(m->dtype);
+  const int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, T = bm->T;
+  const int qkvd = qd + 2 * kvd, N = fg->count, VT = N * T;
+  deco_rmsnorm_args_t n1 = {.dtype = m->dtype, .n_rows = T, .dim = dim, .eps = c->norm_eps, .residual = sc->x,
+                            .add = add, .weight = m->fused.ones, .out = sc->xb};
+  DECO_TRY(deco_rmsnorm(ctx, &n1));
+  deco_matmul_batched_args_t qkv = {
+      .mm = {.dtype = m->dtype, .out_dtype = m->dtype, .m = T, .n = qkvd, .k = dim, .a = sc->xb, .w = fg->wqkv,
+             .out = sc->g_qkv, .accumulate = 0},
+      .n_batch = N, .stride_a = 0, .stride_w = (long long)qkvd * dim, .stride_out = (long long)T * qkvd};
+  DECO_TRY(deco_matmul_batched(ctx, &qkv));
+  void *k = (char *)sc->g_qkv + (size_t)qd * es, *v = (char *)sc->g_qkv + (size_t)(qd + kvd) * es;
+  deco_rope_args_t rope = {.dtype = m->dtype, .style = c->rope_style, .n_tokens = VT, .n_heads = c->n_heads,
+                           .n_kv_heads = c->n_kv_heads, .head_dim = hd, .theta = c->rope_theta,
+                           .positions = bm->g_positions, .q = sc->g_qkv, .k = k, .q_stride = qkvd,
+                           .k_stride = qkvd};
+  DECO_TRY(deco_rope(ctx, &rope));
+  attention_call_t call = fused_attention_call(m, kc, bm, fg->first, N);
+  deco_kv_append_args_t app = {.cache = call.causal.cache,
+                               .batch = {.n_seqs = N * bm->S, .n_tokens = VT, .q_indptr = bm->g_q_indptr,
+                                         .kv_lens = bm->g_kv_lens},
+                               .k = k,
+                               .v = v,
+                               .kv_stride = qkvd};
+  DECO_TRY(deco_kv_append(ctx, &app));
+  DECO_TRY(call.is_tree ? deco_tree_attention(ctx, &call.tree) : deco_attention(ctx, &call.causal));
+  deco_matmul_batched_args_t o = {
+      .mm = {.dtype = m->dtype, .out_dtype = m->dtype, .m = T, .n = dim, .k = qd, .a = sc->g_att,
+             .w = (const char *)m->w.wo + (size_t)fg->first * dim * qd * es, .out = sc->group_att, .accumulate = 0},
+      .n_batch = N, .stride_a = (long long)T * qd, .stride_w = (long long)dim * qd, .stride_out = (long long)T * dim};
+  return deco_matmul_batched(ctx, &o);
+}
+
+/* The attention sublayers of a group across ranks (deco_model_create_view_ranks):
+ * x (+ add) becomes the group input h₁, broadcast from rank 0; rank r
+ * computes A_r of layer first + r (r < count; its K/V go to its own cache)
+ * and the ranks' outputs are all-gathered into group_att [size][T][dim], in
+ * rank order, so group_att[i] = A_i on every rank. */
+static deco_status_t ranks_attention(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
+                                     attention_call_t *call, int first, int count, const void *add) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const size_t n = (size_t)bm->T * c->dim;
+  if (add) {
+    /* h₁ = x + add (the normalised copy is not used). */
+    deco_rmsnorm_args_t a = {.dtype = m->dtype, .n_rows = bm->T, .dim = c->dim, .eps = c->norm_eps,
+                             .residual = sc->x, .add = add, .weight = m->w.rms_final, .out = sc->xb};
+    DECO_TRY(deco_rmsnorm(ctx, &a));
+  }
+  DECO_TRY(deco_comm_broadcast(m->lp_comm, ctx, sc->x, n, DECO_COMM_F32, 0));
+  if (m->lp_rank < count) {
+    DECO_TRY(attention_sublayer(m, kc, bm, call, first + m->lp_rank, NULL, sc->proj));
+  } else {
+    DECO_TRY(deco_memset(ctx, sc->proj, 0, n * deco_dtype_size(m->dtype)));
+  }
+  return deco_comm_all_gather(m->lp_comm, ctx, sc->proj, sc->group_att, n, deco_comm_dtype_of(m->dtype));
+}
+
 /* Layers first .. first + count - 1 entered with the residual x (+ *pending,
  * the previous layer's down projection, not yet added; NULL before the
  * first layer). One layer: the ordinary layer. Several: every attention
@@ -345,9 +474,16 @@ static deco_status_t run_group(deco_model_t *m, deco_kv_cache_t *kc, const batch
   }
   const deco_model_hparams_t *c = &m->hp;
   const size_t out_bytes = (size_t)bm->T * c->dim * deco_dtype_size(m->dtype);
-  for (int i = 0; i < count; ++i)
-    DECO_TRY(attention_sublayer(m, kc, bm, call, first + i, i == 0 ? *pending : NULL,
-                                (char *)sc->group_att + (size_t)i * out_bytes));
+  const deco_fused_group_t *fg = bm->g_q_indptr ? deco_model_fused_group(m, first, count) : NULL;
+  if (m->lp_comm) {
+    DECO_TRY(ranks_attention(m, kc, bm, call, first, count, *pending));
+  } else if (fg) {
+    DECO_TRY(fused_attention(m, kc, bm, fg, *pending));
+  } else {
+    for (int i = 0; i < count; ++i)
+      DECO_TRY(attention_sublayer(m, kc, bm, call, first + i, i == 0 ? *pending : NULL,
+                                  (char *)sc->group_att + (size_t)i * out_bytes));
+  }
   for (int i = 0; i < count; ++i) {
     if (i > 0) {
       /* h += the previous layer's FFN output (the normalised copy is not used). */
@@ -384,7 +520,14 @@ static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batc
   /* Every layer's attention has the same arguments but for its cache view:
    * the workspace is sized once, with layer 0's. */
   attention_call_t call = attention_call(m, kc, bm);
-  DECO_TRY(deco_model_ensure_workspace(m, attention_workspace(m, &call)));
+  size_t ws = attention_workspace(m, &call);
+  if (bm->g_q_indptr && m->fused.max_group > 1) {
+    /* The largest fused group's virtual batch too. */
+    const attention_call_t fc = fused_attention_call(m, kc, bm, 0, m->fused.max_group);
+    const size_t need = attention_workspace(m, &fc);
+    if (need > ws) ws = need;
+  }
+  DECO_TRY(deco_model_ensure_workspace(m, ws));
   *pending = NULL;
   const int n_groups = sched->n_groups ? sched->n_groups : c->n_layers;
   for (int g = 0; g < n_groups; ++g) {
@@ -437,6 +580,12 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   batch_meta_t bm = {.T = T, .S = S, .P = P, .tokens = sc->meta.tokens, .positions = sc->meta.positions,
                      .q_indptr = sc->meta.q_indptr, .kv_lens = sc->meta.kv_lens, .prefix = sc->meta.prefix,
                      .parents = a->parents ? sc->meta.parents : NULL, .table = sc->meta.block_table};
+  if (sc->fused_group > 1)
+    bm = (batch_meta_t){.T = T, .S = S, .P = P, .tokens = bm.tokens, .positions = bm.positions,
+                        .q_indptr = bm.q_indptr, .kv_lens = bm.kv_lens, .prefix = bm.prefix, .parents = bm.parents,
+                        .table = bm.table, .g_q_indptr = sc->meta.g_q_indptr, .g_kv_lens = sc->meta.g_kv_lens,
+                        .g_prefix = sc->meta.g_prefix, .g_positions = sc->meta.g_positions,
+                        .g_parents = sc->meta.g_parents, .g_table = sc->meta.g_table};
   const void *pending;
   DECO_TRY(run_layers(m, kc, &bm, &sched, a->tokens ? NULL : a->embeds, NULL, &pending));
 
@@ -540,11 +689,24 @@ deco_status_t deco_model_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_f
                      .q_indptr = sc->meta.q_indptr, .kv_lens = sc->meta.kv_lens, .prefix = sc->meta.prefix,
                      .parents = NULL, .table = sc->meta.block_table};
   size_t ws = p->workspace_bytes;
+  /* A fused group's attention runs over a virtual batch of up to G times
+   * the sequences and tokens (deco_forward_meta_t): the largest over those
+   * batches too. */
+  const int G = sc->fused_group;
+  const batch_meta_t fused = {.T = G * T, .S = G * S, .P = P, .q_indptr = sc->meta.g_q_indptr,
+                              .kv_lens = sc->meta.g_kv_lens, .prefix = sc->meta.g_prefix,
+                              .positions = sc->meta.g_positions, .table = sc->meta.g_table};
   for (int tree = 0; tree < 2; ++tree)
     if (tree ? p->tree : p->causal) {
       bm.parents = tree ? sc->meta.parents : NULL;
-      const size_t need = attention_workspace_max(m, kc, &bm);
+      size_t need = attention_workspace_max(m, kc, &bm);
       if (need > ws) ws = need;
+      if (G > 1) {
+        batch_meta_t vb = fused;
+        vb.parents = tree ? sc->meta.g_parents : NULL;
+        need = attention_workspace_max(m, kc, &vb);
+        if (need > ws) ws = need;
+      }
     }
   DECO_TRY(deco_model_ensure_workspace(m, ws));
   if (sizes) {

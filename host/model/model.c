@@ -426,6 +426,7 @@ void deco_model_destroy(deco_model_t *m) {
   free(m->scratch.meta_image);
   free(m->schedule.first);
   free(m->schedule.count);
+  deco_model_free_fused(m);
   /* The context must not keep a workspace that is about to be freed. */
   if (m->workspace && deco_ctx_workspace_bytes(m->ctx) && m->ctx->workspace == m->workspace)
     deco_ctx_set_workspace(m->ctx, NULL, 0);

@@ -20,4 +20,8 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *model, size_t bytes);
  * until the next forward. */
 void deco_forward_last_batch(const deco_model_t *model, const int32_t **prefix_lens, const int32_t **block_table);
 
+/* Bytes of the model's fused layer-group weights (the stacked, norm-folded
+ * Q/K/V copies of its grouped layers; 0 when it has none). */
+size_t deco_model_fused_bytes(const deco_model_t *model);
+
 #endif

@@ -39,7 +39,36 @@ typedef struct deco_forward_meta {
   int32_t *prefix;      /* [S] committed slots */
   int32_t *parents;     /* [T] local parents (a causal batch: j - 1) */
   int32_t *block_table; /* [S][P] */
+  /* The fused layer group's virtual batch (empty unless the model has fused
+   * groups): layer i of a group, sequence s is virtual sequence i·S + s, its
+   * tokens virtual tokens i·T + t, its block-table row the real one with
+   * every page offset by i·n_pages (pages of the group's i-th layer counted
+   * from the group's first layer's pool). */
+  int32_t *g_q_indptr;  /* [G·S + 1] */
+  int32_t *g_kv_lens;   /* [G·S] */
+  int32_t *g_prefix;    /* [G·S] */
+  int32_t *g_positions; /* [G·T] */
+  int32_t *g_parents;   /* [G·T] */
+  int32_t *g_table;     /* [G·S][P] */
 } deco_forward_meta_t;
+
+/* A layer group that runs fused (docs/DESIGN.md, "Fused layer groups"):
+ * the Q/K/V rows of layers first .. first + count - 1 with each layer's
+ * attention-norm weight folded in, [count][qkv_dim][dim], so that one
+ * weightless RMSNorm of the group input feeds one batched GEMM. */
+typedef struct deco_fused_group {
+  int first, count;
+  void *wqkv; /* in deco_fused_t.block */
+} deco_fused_group_t;
+
+typedef struct deco_fused {
+  int n_groups;
+  deco_fused_group_t *groups; /* host */
+  int max_group;              /* the largest fused group (0: none) */
+  void *block;                /* context memory: ones [dim], then every group's wqkv */
+  size_t bytes;
+  void *ones;                 /* [dim] model dtype: the weightless RMSNorm's weight */
+} deco_fused_t;
 
 /* Forward scratch in context memory: one allocation carved by
  * forward.c's layout, grown to the largest batch planned or seen. */
@@ -58,6 +87,9 @@ typedef struct deco_forward_scratch {
   void *h13;         /* [T][2 hidden]: one GEMM's gate | up per token */
   void *h;           /* [T][hidden] SwiGLU output */
   void *group_att;   /* [max_group][T][dim]: a layer group's attention outputs */
+  int fused_group;   /* G of the fused buffers below and of meta's g_ arrays (0: none) */
+  void *g_qkv;       /* [G][T][q_dim + 2 kv_dim]: a fused group's Q/K/V, layer-major */
+  void *g_att;       /* [G][T][n_heads*head_dim] */
   deco_forward_meta_t meta;      /* in block */
   deco_forward_meta_t meta_host; /* the same layout in meta_image */
   void *meta_image;              /* host memory */
@@ -99,6 +131,9 @@ struct deco_model {
   deco_weights_t w;
   deco_forward_scratch_t scratch;
   deco_schedule_copy_t schedule; /* the model's default */
+  deco_fused_t fused; /* fused layer groups (views with groups; empty otherwise) */
+  deco_comm_t *lp_comm; /* groups across ranks (deco_model_create_view_ranks; NULL: one rank) */
+  int lp_rank, lp_size;
   deco_comm_t *comm; /* tensor parallelism: the all-reduces after wo and w2 (NULL at TP 1) */
   int tp_rank, tp_size;
   void *workspace; /* scratch for ops that need it, lent to the context */
@@ -157,6 +192,13 @@ typedef enum deco_shard_tensor {
 /* Uploads this rank's slice of layer l's tensor t, given the checkpoint's
  * whole f32 host matrix of that layer. */
 deco_status_t deco_model_upload_shard(deco_model_t *m, deco_shard_tensor_t t, int l, const float *src);
+
+/* Builds the fused weights of every group of more than one layer in the
+ * model's schedule (host/model/fused_group.c); frees them on failure. */
+deco_status_t deco_model_fuse_groups(deco_model_t *m);
+/* The fused group starting at layer first with count layers, or NULL. */
+const deco_fused_group_t *deco_model_fused_group(const deco_model_t *m, int first, int count);
+void deco_model_free_fused(deco_model_t *m);
 
 /* Parameter count of an architecture (weights only). */
 size_t deco_hparams_param_count(const deco_model_hparams_t *hp);

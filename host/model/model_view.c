@@ -2,20 +2,22 @@
  * into the base model's arena, never copied) run under a layer schedule of
  * the view's own, with the view's own forward scratch and workspace, so a
  * view and its base can run forwards in turn on their own caches (a
- * layer-subset draft of the target: self-speculative drafting).
+ * layer-subset draft of the target: self-speculative drafting). A view's
+ * groups of several layers run fused, on stacked norm-folded Q/K/V copies
+ * of those layers' weights (fused_group.c).
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "deco/comm.h"
 #include "model/model_internal.h"
 
-deco_status_t deco_model_create_view(deco_model_t *base, const deco_layer_schedule_t *schedule,
-                                     deco_model_t **out) {
-  static const char op[] = "deco_model_create_view";
+static deco_status_t create_view(deco_model_t *base, const deco_layer_schedule_t *schedule, deco_comm_t *comm,
+                                 deco_model_t **out, const char *op) {
   if (!base || !schedule || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
   deco_ctx_t *ctx = base->ctx;
   *out = NULL;
-  if (base->tp_size > 1)
+  if (base->tp_size > 1 || base->lp_comm)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: views of a tensor-parallel model are not implemented", op);
   int max_group = 1;
   DECO_TRY(deco_schedule_check(ctx, schedule, base->hp.n_layers, &max_group, op));
@@ -41,6 +43,40 @@ deco_status_t deco_model_create_view(deco_model_t *base, const deco_layer_schedu
     memcpy(m->schedule.count, schedule->count, bytes);
     m->schedule.n_groups = schedule->n_groups;
   }
+  if (comm) {
+    /* Across ranks each rank runs one layer of a group: nothing to fuse. */
+    m->lp_comm = comm;
+    m->lp_rank = deco_comm_rank(comm);
+    m->lp_size = deco_comm_size(comm);
+    *out = m;
+    return DECO_STATUS_SUCCESS;
+  }
+  /* The groups of more than one layer run fused: their Q/K/V weights
+   * stacked with the attention norms folded in (host/model/fused_group.c). */
+  deco_status_t st = deco_model_fuse_groups(m);
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_model_destroy(m);
+    return st;
+  }
   *out = m;
   return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_model_create_view(deco_model_t *base, const deco_layer_schedule_t *schedule,
+                                     deco_model_t **out) {
+  return create_view(base, schedule, NULL, out, "deco_model_create_view");
+}
+
+deco_status_t deco_model_create_view_ranks(deco_model_t *base, const deco_layer_schedule_t *schedule,
+                                           deco_comm_t *comm, deco_model_t **out) {
+  static const char op[] = "deco_model_create_view_ranks";
+  if (!base || !schedule || !comm || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
+  int max_group = 1;
+  DECO_TRY(deco_schedule_check(base->ctx, schedule, base->hp.n_layers, &max_group, op));
+  const int size = deco_comm_size(comm);
+  if (size < max_group)
+    return DECO_FAIL(base->ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: a group of %d layers needs %d ranks, the communicator has %d", op, max_group, max_group,
+                     size);
+  return create_view(base, schedule, comm, out, op);
 }

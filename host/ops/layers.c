@@ -96,6 +96,46 @@ deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
   return deco_matmul_cpu(&exec, a);
 }
 
+deco_status_t deco_matmul_batched(deco_ctx_t *ctx, const deco_matmul_batched_args_t *b) {
+  static const char op[] = "deco_matmul_batched";
+  DECO_CHECK_CTX(ctx, b, op);
+  const deco_matmul_args_t *a = &b->mm;
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "mm.dtype"));
+  if (a->out_dtype != a->dtype && a->out_dtype != DECO_DTYPE_F32)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: out_dtype %s must be %s or f32", op,
+                     deco_dtype_name(a->out_dtype), deco_dtype_name(a->dtype));
+  DECO_CHECK_RANGE(ctx, a->m, 0, DECO_MAX_TOKENS, op);
+  DECO_CHECK_RANGE(ctx, a->n, 1, DECO_MAX_VOCAB, op);
+  DECO_CHECK_RANGE(ctx, a->k, 1, DECO_MAX_DIM, op);
+  DECO_CHECK_RANGE(ctx, a->accumulate, 0, 1, op);
+  DECO_CHECK_RANGE(ctx, b->n_batch, 1, 1 << 16, op);
+  DECO_CHECK_PTR(ctx, a->a, op);
+  DECO_CHECK_PTR(ctx, a->w, op);
+  DECO_CHECK_PTR(ctx, a->out, op);
+  if (b->stride_a < 0 || b->stride_w < 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: stride_a = %lld and stride_w = %lld must be >= 0", op,
+                     b->stride_a, b->stride_w);
+  if (b->n_batch > 1 && b->stride_out < (long long)a->m * a->n)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: stride_out = %lld < m * n = %lld (outputs overlap)", op,
+                     b->stride_out, (long long)a->m * a->n);
+  if (a->m == 0) return DECO_STATUS_SUCCESS;
+  const deco_exec_t exec = deco_ops_exec(ctx);
+#ifdef DECO_HAVE_CUDA
+  if (exec.backend == DECO_BACKEND_CUDA) return deco_matmul_batched_cuda(&exec, b);
+#endif
+  /* The CPU: each product on the batch-invariant path, so a product is
+   * bit for bit the deco_matmul of its operands. */
+  const size_t es = deco_dtype_size(a->dtype), eo = deco_dtype_size(a->out_dtype);
+  for (int i = 0; i < b->n_batch; ++i) {
+    deco_matmul_args_t one = *a;
+    one.a = (const char *)a->a + (size_t)i * (size_t)b->stride_a * es;
+    one.w = (const char *)a->w + (size_t)i * (size_t)b->stride_w * es;
+    one.out = (char *)a->out + (size_t)i * (size_t)b->stride_out * eo;
+    DECO_TRY(deco_matmul_cpu(&exec, &one));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
   static const char op[] = "deco_swiglu";
   DECO_CHECK_CTX(ctx, a, op);

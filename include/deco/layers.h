@@ -117,6 +117,26 @@ typedef struct deco_matmul_args {
    .accumulate = 0}
 DECO_API deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *args);
 
+/* n_batch products of one shape in one call (a strided-batched GEMM):
+ *   out + b·stride_out = (a + b·stride_a) · (w + b·stride_w)ᵀ,  b = 0 .. n_batch - 1
+ * mm gives one product's dtypes, shape, base pointers and accumulate, as
+ * for deco_matmul; strides are in elements of a's, w's and out's dtype.
+ * stride_a may be 0: one input for every product (a layer group's Q/K/V
+ * projections over one normalised input). The products' outputs must not
+ * overlap. CPU: each product is the batch-invariant deco_matmul of its
+ * operands, bit for bit. CUDA: one cublasGemmStridedBatchedEx with fp32
+ * accumulation (CUBLAS_COMPUTE_32F, no TF32). */
+typedef struct deco_matmul_batched_args {
+  deco_matmul_args_t mm;
+  int n_batch;             /* >= 1 */
+  long long stride_a;      /* >= 0 */
+  long long stride_w;      /* >= 0 */
+  long long stride_out;    /* >= m * n */
+} deco_matmul_batched_args_t;
+#define DECO_MATMUL_BATCHED_ARGS_INIT \
+  {.mm = DECO_MATMUL_ARGS_INIT, .n_batch = 1, .stride_a = 0, .stride_w = 0, .stride_out = 0}
+DECO_API deco_status_t deco_matmul_batched(deco_ctx_t *ctx, const deco_matmul_batched_args_t *args);
+
 /* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)), in fp32.
  * With row_len > 0 the n elements are rows of row_len and row r of gate and
  * of up starts r * in_stride elements in (e.g. the two halves of a fused

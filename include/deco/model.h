@@ -166,6 +166,20 @@ DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *
  * with deco_model_destroy (its weights stay). */
 DECO_API deco_status_t deco_model_create_view(deco_model_t *base, const deco_layer_schedule_t *schedule,
                                               deco_model_t **out);
+/* A view whose groups of several layers run across the ranks of comm
+ * (layer-parallel drafting across ranks, docs/DESIGN.md "Layer groups
+ * across ranks"); every rank calls it on its own base (TP 1, the same
+ * checkpoint) with the same schedule. Rank r computes, in every group, the
+ * attention of the group's r-th layer only, and holds that layer's K/V (its
+ * cache's other grouped layers stay unwritten); the group input is
+ * broadcast from rank 0, the N attention outputs all-gathered (not summed)
+ * and added in order around the MLPs, which every rank runs (replicated),
+ * as it runs the layers outside groups, the embedding and the classifier:
+ * every rank ends with the same logits. comm's size must be at least the
+ * largest group; ranks past a group's size idle in its attention. The
+ * communicator must outlive the view. */
+DECO_API deco_status_t deco_model_create_view_ranks(deco_model_t *base, const deco_layer_schedule_t *schedule,
+                                                    deco_comm_t *comm, deco_model_t **out);
 DECO_API void deco_model_destroy(deco_model_t *model);
 /* The architecture the model runs (n_kv_heads as configured; the
  * checkpoint's shapes, not a rank's shard). */

@@ -247,6 +247,23 @@ static deco_status_t cublas_launch(const deco_exec_t *exec, const deco_matmul_ar
   return DECO_STATUS_SUCCESS;
 }
 
+/* n_batch products in one cuBLAS call, the same column-major reading as
+ * cublas_launch; stride_a 0 repeats one input. */
+deco_status_t deco_matmul_batched_cuda(const deco_exec_t *exec, const deco_matmul_batched_args_t *b) {
+  const deco_matmul_args_t *p = &b->mm;
+  const float alpha = 1.0f, beta = p->accumulate ? 1.0f : 0.0f;
+  cublasStatus_t st = cublasGemmStridedBatchedEx(
+      (cublasHandle_t)exec->cublas, CUBLAS_OP_T, CUBLAS_OP_N, p->n, p->m, p->k, &alpha, p->w, cuda_type(p->dtype),
+      p->k, b->stride_w, p->a, cuda_type(p->dtype), p->k, b->stride_a, &beta, p->out, cuda_type(p->out_dtype), p->n,
+      b->stride_out, b->n_batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_CUBLAS_ERROR,
+                          "deco_matmul_batched: cublasGemmStridedBatchedEx(m=%d, n=%d, k=%d, batch %d, %s -> %s): %s",
+                          p->m, p->n, p->k, b->n_batch, deco_dtype_name(p->dtype), deco_dtype_name(p->out_dtype),
+                          cublasGetStatusString(st));
+  return DECO_STATUS_SUCCESS;
+}
+
 /* ---- Dispatch ------------------------------------------------------------------------- */
 
 /* The automatic choice: the weight-streaming kernel for few f16/bf16 rows,

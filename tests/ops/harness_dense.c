@@ -248,6 +248,61 @@ static deco_status_t matmul_call(hcase_t *h, void *const *p, harness_target_t *t
 const harness_op_t harness_op_matmul = {DECO_OP_MATMUL, matmul_setup, matmul_oracle, matmul_call, NULL,
                                         harness_cpu_f32_only};
 
+/* ---- matmul_batched: out[b][m][n] (+)= sum_k a[b or 0][m][k] w[b][n][k],
+ * summed in double (deco_matmul_batched; dense strides, or stride_a 0). ---- */
+
+static void matmul_batched_setup(hcase_t *h) {
+  const deco_op_case_t *c = h->c;
+  const int m = c->matmul_batched.m, n = c->matmul_batched.n, k = c->matmul_batched.k, B = c->matmul_batched.n_batch;
+  const deco_dtype_t odt = c->matmul_batched.out_f32 ? DECO_DTYPE_F32 : c->dtype;
+  const float ws = 1.7320508f / sqrtf((float)k);
+  const size_t na = (size_t)(c->matmul_batched.shared ? 1 : B) * m * k;
+  h->iv[0] = ht_uniform(h, "a", HT_IN, c->dtype, na, 1, -1.0f, 1.0f);
+  h->iv[1] = ht_uniform(h, "w", HT_IN, c->dtype, (size_t)B * n * k, 2, -ws, ws);
+  h->iv[2] = c->matmul_batched.accumulate ? ht_uniform(h, "out", HT_INOUT, odt, (size_t)B * m * n, 3, -1.0f, 1.0f)
+                                          : ht_add(h, "out", HT_OUT, HT_FLOAT, odt, (size_t)B * m * n);
+}
+
+static void matmul_batched_oracle(hcase_t *h) {
+  const deco_op_case_t *c = h->c;
+  const int m = c->matmul_batched.m, n = c->matmul_batched.n, k = c->matmul_batched.k, B = c->matmul_batched.n_batch;
+  const float *a = h->t[h->iv[0]].f, *w = h->t[h->iv[1]].f, *o0 = h->t[h->iv[2]].f;
+  float *out = ht_expect_f(h, h->iv[2]);
+  for (int b = 0; b < B; ++b) {
+    const float *ab = a + (c->matmul_batched.shared ? 0 : (size_t)b * m * k), *wb = w + (size_t)b * n * k;
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        const size_t o = ((size_t)b * m + i) * n + j;
+        double s = c->matmul_batched.accumulate ? o0[o] : 0.0;
+        for (int x = 0; x < k; ++x) s += (double)ab[(size_t)i * k + x] * wb[(size_t)j * k + x];
+        out[o] = (float)s;
+      }
+  }
+}
+
+static deco_status_t matmul_batched_call(hcase_t *h, void *const *p, harness_target_t *t) {
+  const deco_op_case_t *c = h->c;
+  deco_matmul_batched_args_t a = DECO_MATMUL_BATCHED_ARGS_INIT;
+  const int m = c->matmul_batched.m, n = c->matmul_batched.n, k = c->matmul_batched.k;
+  a.mm.dtype = harness_dt(t, c->dtype);
+  a.mm.out_dtype = c->matmul_batched.out_f32 ? DECO_DTYPE_F32 : a.mm.dtype;
+  a.mm.m = m;
+  a.mm.n = n;
+  a.mm.k = k;
+  a.mm.a = p[h->iv[0]];
+  a.mm.w = p[h->iv[1]];
+  a.mm.out = p[h->iv[2]];
+  a.mm.accumulate = c->matmul_batched.accumulate;
+  a.n_batch = c->matmul_batched.n_batch;
+  a.stride_a = c->matmul_batched.shared ? 0 : (long long)m * k;
+  a.stride_w = (long long)n * k;
+  a.stride_out = (long long)m * n;
+  return HARNESS_CALL(t, matmul_batched, &a);
+}
+
+const harness_op_t harness_op_matmul_batched = {DECO_OP_MATMUL_BATCHED, matmul_batched_setup, matmul_batched_oracle,
+                                                matmul_batched_call, NULL, harness_cpu_f32_only};
+
 /* ---- swiglu: out = silu(gate) * up, silu(x) = x / (1 + e^-x). ---- */
 
 static void swiglu_setup(hcase_t *h) {

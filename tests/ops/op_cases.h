@@ -45,6 +45,7 @@ typedef enum deco_op_kind {
   DECO_OP_RECYCLE_UPDATE,
   DECO_OP_SPEC_PREPARE,
   DECO_OP_SPEC_COMMIT,
+  DECO_OP_MATMUL_BATCHED,
   DECO_OP_COUNT
 } deco_op_kind_t;
 
@@ -52,7 +53,8 @@ static inline const char *deco_op_kind_name(deco_op_kind_t op) {
   static const char *const names[DECO_OP_COUNT] = {
       "embedding",     "rmsnorm",        "rope",          "matmul",        "swiglu",         "fill_random",
       "convert",       "dequant",        "kv_append",     "attention",     "tree_attention", "accept_greedy",
-      "kv_compact",    "topk_rows",      "recycle_draft", "recycle_update", "spec_prepare",  "spec_commit"};
+      "kv_compact",    "topk_rows",      "recycle_draft", "recycle_update", "spec_prepare",  "spec_commit",
+      "matmul_batched"};
   return (unsigned)op < DECO_OP_COUNT ? names[op] : "?";
 }
 
@@ -116,6 +118,9 @@ typedef struct deco_op_case {
     struct {
       int m, n, k, out_f32, accumulate, a_offset;
     } matmul;
+    struct {
+      int m, n, k, n_batch, shared, out_f32, accumulate; /* shared: stride_a 0 (one input) */
+    } matmul_batched;
     struct {
       int n, mode; /* mode 0: separate out, 1: out aliases gate, 2: pointers one element off alignment */
       int row_len, in_stride; /* row_len > 0: rows of gate | up in_stride apart (mode 0 only) */
@@ -302,6 +307,21 @@ static inline void deco_cases_rope(deco_op_cases_t *t, deco_dtype_t dt, int styl
   c.rope.theta = theta;
   c.rope.fused = fused;
   c.rope.pos0 = pos0;
+  deco_op_cases_push(t, c);
+}
+
+static inline void deco_cases_matmul_batched(deco_op_cases_t *t, deco_dtype_t dt, int m, int n, int k, int n_batch,
+                                             int shared, int out_f32, int acc, uint64_t seed, unsigned tags,
+                                             const char *origin) {
+  deco_op_case_t c = deco_cases_base(DECO_OP_MATMUL_BATCHED, dt, DECO_CMP_REDUCTION, seed, origin);
+  c.tags = tags;
+  c.matmul_batched.m = m;
+  c.matmul_batched.n = n;
+  c.matmul_batched.k = k;
+  c.matmul_batched.n_batch = n_batch;
+  c.matmul_batched.shared = shared;
+  c.matmul_batched.out_f32 = out_f32;
+  c.matmul_batched.accumulate = acc;
   deco_op_cases_push(t, c);
 }
 
@@ -1030,6 +1050,9 @@ static inline void deco_cases_small(deco_op_cases_t *t) {
     deco_cases_convert(t, dt, DECO_CASES_DTYPES[(di + 1) % 3], 733, 540 + (uint64_t)di, S, o);
     deco_cases_matmul(t, dt, 2, 19, 64, di == 1, di == 2, 0, 550 + (uint64_t)di, S, o); /* skinny in f16/bf16 */
     deco_cases_matmul(t, dt, 9, 19, 72, di == 2, di == 1, 0, 560 + (uint64_t)di, S, o); /* cuBLAS */
+    /* A fused layer group's Q/K/V (one input, N weights) and O (N of each). */
+    deco_cases_matmul_batched(t, dt, 3, 40, 64, 3, 1, di == 2, 0, 600 + (uint64_t)di, S, o);
+    deco_cases_matmul_batched(t, dt, 5, 64, 32, 4, 0, 0, di == 1, 610 + (uint64_t)di, S, o);
     deco_cases_kv_append(t, dt, 3, 2, 24, di, 570 + (uint64_t)di, S, o);
     deco_cases_attention(t, dt, kv_len, n_new, 3, 3, 2, 4, 24, DECO_SPLIT_ALWAYS, di == 1 ? 2 : -1, 50,
                          580 + (uint64_t)di, S, o);
@@ -1068,6 +1091,11 @@ static inline void deco_op_case_describe(const deco_op_case_t *c, char *buf, siz
     snprintf(p, left, "%s hd=%d heads=%d/%d n=%d q=%d k=%d theta=%g%s", c->rope.style ? "half-split" : "interleaved",
              c->rope.head_dim, c->rope.n_heads, c->rope.n_kv_heads, c->rope.n_tokens, c->rope.which != 2,
              c->rope.which != 1, (double)c->rope.theta, c->rope.fused ? " fused-qkv" : "");
+    break;
+  case DECO_OP_MATMUL_BATCHED:
+    snprintf(p, left, "m=%d n=%d k=%d batch=%d shared=%d out=%s acc=%d", c->matmul_batched.m, c->matmul_batched.n,
+             c->matmul_batched.k, c->matmul_batched.n_batch, c->matmul_batched.shared,
+             c->matmul_batched.out_f32 ? "f32" : deco_dtype_name(c->dtype), c->matmul_batched.accumulate);
     break;
   case DECO_OP_MATMUL:
     snprintf(p, left, "m=%d n=%d k=%d out=%s acc=%d a_offset=%d", c->matmul.m, c->matmul.n, c->matmul.k,

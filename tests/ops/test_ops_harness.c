@@ -43,6 +43,7 @@ OP_TEST(recycle_draft, DECO_OP_RECYCLE_DRAFT)
 OP_TEST(recycle_update, DECO_OP_RECYCLE_UPDATE)
 OP_TEST(spec_prepare, DECO_OP_SPEC_PREPARE)
 OP_TEST(spec_commit, DECO_OP_SPEC_COMMIT)
+OP_TEST(matmul_batched, DECO_OP_MATMUL_BATCHED)
 
 /* The table itself: every op has cases, every case a harness op; prints the
  * coverage (cases per op and dtype). */
