@@ -20,76 +20,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/prompts.h"
 #include "deco/deco.h"
 
-#define MAX_PROMPTS 256
-#define N_KINDS_MAX 16
-
-typedef struct prompt {
-  char kind[32];
-  int32_t ids[512];
-  int n;
-} prompt_t;
-
-typedef struct tally {
-  char kind[32];
-  int prompts;
-  long tokens, forwards;
-  double seconds;
-} tally_t;
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void die(const char *what, const char *msg) {
-  fprintf(stderr, "bench_draft: %s: %s\n", what, msg);
-  exit(1);
-}
-
-static uint64_t fnv1a64(const char *s, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-  return h;
-}
-
-/* The first per_kind prompts of each kind (0: all). */
-static int read_prompts(const char *path, const deco_tokenizer_t *tok, int per_kind, prompt_t *p, uint64_t *hash) {
-  FILE *f = fopen(path, "rb");
-  if (!f) die(path, "cannot open");
-  static char text[1 << 20];
-  size_t len = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[len] = '\0';
-  *hash = fnv1a64(text, len);
-  int n = 0;
-  for (char *line = strtok(text, "\n"); line && n < MAX_PROMPTS; line = strtok(NULL, "\n")) {
-    char *tab = strchr(line, '\t');
-    if (!tab) continue;
-    *tab = '\0';
-    int same = 0;
-    for (int i = 0; i < n; ++i) same += strcmp(p[i].kind, line) == 0;
-    if (per_kind > 0 && same >= per_kind) continue;
-    snprintf(p[n].kind, sizeof p[n].kind, "%.31s", line);
-    if (deco_tokenizer_encode(tok, tab + 1, deco_tokenizer_add_bos(tok), 0, p[n].ids, 512, &p[n].n) !=
-        DECO_STATUS_SUCCESS)
-      die(path, deco_last_error(NULL));
-    n++;
-  }
-  return n;
-}
-
-static tally_t *tally_for(tally_t *t, int *n, const char *kind) {
-  for (int i = 0; i < *n; ++i)
-    if (strcmp(t[i].kind, kind) == 0) return &t[i];
-  memset(&t[*n], 0, sizeof t[*n]);
-  snprintf(t[*n].kind, sizeof t[*n].kind, "%.31s", kind);
-  return &t[(*n)++];
-}
-
-static void print_row(const char *label, const tally_t *t, float temp) {
+static void print_row(const char *label, const deco_perf_tally_t *t, float temp) {
   printf("%s,%s,%d,%ld,%ld,%.3f,%.3f,%.2f,%.2f\n", label, t->kind, t->prompts, t->tokens, t->forwards,
          t->forwards ? (double)t->tokens / t->forwards : 0.0, t->seconds, t->seconds > 0 ? t->tokens / t->seconds : 0.0,
          temp);
@@ -102,7 +36,7 @@ static int parse_layers(const char *s, int *layers, int cap) {
   while (*p) {
     char *end;
     long a = strtol(p, &end, 10), b = a;
-    if (end == p) die("--draft-layers", s);
+    if (end == p) deco_perf_die("--draft-layers", s);
     if (*end == '-') b = strtol(end + 1, &end, 10);
     for (long l = a; l <= b && n < cap; ++l) layers[n++] = (int)l;
     p = *end == ',' ? end + 1 : end;
@@ -143,25 +77,26 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--label")) label = v;
     else if (!strcmp(a, "--layer-parallel")) lp = atoi(v);
     else if (!strcmp(a, "--no-calibrate")) no_calibrate = atoi(v);
-    else die(a, "unknown option");
+    else deco_perf_die(a, "unknown option");
   }
-  if (!model_path) die("usage", "--model FILE is required");
+  if (!model_path) deco_perf_die("usage", "--model FILE is required");
   deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
   cc.backend = strcmp(backend_s, "cuda") == 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
   deco_ctx_t *ctx;
   deco_model_t *model, *draft = NULL;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) die("context", deco_last_error(NULL));
-  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) die("threads", deco_last_error(ctx));
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) deco_perf_die("context", deco_last_error(NULL));
+  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) deco_perf_die("threads", deco_last_error(ctx));
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
-  if (deco_model_load(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS) die(model_path, deco_last_error(ctx));
+  if (deco_model_load(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS) deco_perf_die(model_path, deco_last_error(ctx));
   const deco_model_hparams_t *hp = deco_model_get_hparams(model);
   deco_tokenizer_t *tok;
   if ((tok_path ? deco_tokenizer_load(tok_path, hp->vocab_size, &tok) : deco_tokenizer_load_gguf(model_path, &tok)) !=
       DECO_STATUS_SUCCESS)
-    die(tok_path ? tok_path : model_path, deco_last_error(NULL));
-  static prompt_t prompts[MAX_PROMPTS];
+    deco_perf_die(tok_path ? tok_path : model_path, deco_last_error(NULL));
+  static deco_perf_prompt_t prompts[DECO_PERF_MAX_PROMPTS];
   uint64_t hash;
-  const int n_prompts = read_prompts(prompts_path, tok, per_kind, prompts, &hash);
+  const int n_prompts = deco_perf_read_prompts(prompts_path, tok, tok_path ? DECO_PERF_ENCODE_LLAMA2C : DECO_PERF_ENCODE_GGUF,
+                                                per_kind, prompts, &hash);
   if (steps > hp->seq_len) steps = hp->seq_len;
   deco_drafter_t *drafter = NULL;
   deco_recycler_t *rec = NULL;
@@ -171,7 +106,7 @@ int main(int argc, char **argv) {
     if (deco_recycler_create(ctx, hp->vocab_size, DECO_RECYCLE_DEFAULT_K, &rec) != DECO_STATUS_SUCCESS ||
         deco_tree_template_default(&tmpl) != DECO_STATUS_SUCCESS ||
         deco_drafter_create_recycle(rec, &tmpl, &drafter) != DECO_STATUS_SUCCESS)
-      die("recycle", deco_last_error(ctx));
+      deco_perf_die("recycle", deco_last_error(ctx));
   } else if (!strcmp(method, "draft")) {
     deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
     dc.draft_len = K;
@@ -184,17 +119,17 @@ int main(int argc, char **argv) {
     dc.no_calibrate = no_calibrate;
     if (draft_path) {
       if (deco_model_load(ctx, draft_path, &config, &draft) != DECO_STATUS_SUCCESS)
-        die(draft_path, deco_last_error(ctx));
+        deco_perf_die(draft_path, deco_last_error(ctx));
     } else if (layers_s) {
       dc.layers = layers;
       dc.n_layers = parse_layers(layers_s, layers, 256);
     } else {
-      die("draft", "--draft-layers or --draft-model");
+      deco_perf_die("draft", "--draft-layers or --draft-model");
     }
     if (deco_drafter_create_model(model, draft, &dc, &drafter) != DECO_STATUS_SUCCESS)
-      die("draft", deco_last_error(ctx));
+      deco_perf_die("draft", deco_last_error(ctx));
   } else if (strcmp(method, "ar")) {
-    die(method, "--method is ar, recycle or draft");
+    deco_perf_die(method, "--method is ar, recycle or draft");
   }
   fprintf(stderr, "bench_draft: %d prompts (%s, fnv1a64 %016llx), %d positions each, %s, temperature %.2f\n",
           n_prompts, prompts_path, (unsigned long long)hash, steps, deco_backend_name(cc.backend), temperature);
@@ -206,19 +141,19 @@ int main(int argc, char **argv) {
   c.seed = seed;
   c.ignore_eos = 1;
   c.drafter = drafter;
-  tally_t kinds[N_KINDS_MAX], pooled;
+  deco_perf_tally_t kinds[DECO_PERF_MAX_KINDS], pooled;
   int n_kinds = 0;
   memset(&pooled, 0, sizeof pooled);
   snprintf(pooled.kind, sizeof pooled.kind, "pooled");
   for (int p = 0; p < n_prompts; ++p) {
-    if (rec && deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+    if (rec && deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) deco_perf_die("recycler", deco_last_error(ctx));
     deco_generate_stats_t st;
-    const double t0 = now_seconds();
+    const double t0 = deco_perf_now();
     if (deco_generate(model, prompts[p].ids, prompts[p].n, &c, &st) != DECO_STATUS_SUCCESS ||
         deco_ctx_synchronize(ctx) != DECO_STATUS_SUCCESS)
-      die(label, deco_last_error(ctx));
-    const double secs = now_seconds() - t0;
-    tally_t *both[2] = {tally_for(kinds, &n_kinds, prompts[p].kind), &pooled};
+      deco_perf_die(label, deco_last_error(ctx));
+    const double secs = deco_perf_now() - t0;
+    deco_perf_tally_t *both[2] = {deco_perf_tally_for(kinds, &n_kinds, prompts[p].kind), &pooled};
     for (int b = 0; b < 2; ++b) {
       both[b]->prompts++;
       both[b]->tokens += st.tokens;

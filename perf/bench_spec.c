@@ -30,91 +30,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/prompts.h"
 #include "deco/deco.h"
 
-#define MAX_PROMPTS 256
-#define N_KINDS_MAX 16
-
-typedef struct prompt {
-  char kind[32];
-  int32_t ids[512];
-  int n;
-} prompt_t;
-
-typedef struct tally {
-  char kind[32];
-  int prompts;
-  long tokens, forwards;
-  double seconds;
-} tally_t;
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void die(const char *what, const char *msg) {
-  fprintf(stderr, "bench_spec: %s: %s\n", what, msg);
-  exit(1);
-}
-
-static uint64_t fnv1a64(const char *s, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-  return h;
-}
-
-/* Prompt encoding: run.c's rule (llama2.c), llama.cpp's (GGUF), or the
- * GGUF's chat template around the text as one user turn. */
-typedef struct encoding {
-  int gguf, chat, max_per_kind;
-} encoding_t;
-
-static int kind_count(const prompt_t *p, int n, const char *kind) {
-  int c = 0;
-  for (int i = 0; i < n; ++i) c += strcmp(p[i].kind, kind) == 0;
-  return c;
-}
-
-static int read_prompts(const char *path, const deco_tokenizer_t *tok, const encoding_t *e, prompt_t *p,
-                        uint64_t *hash) {
-  FILE *f = fopen(path, "rb");
-  if (!f) die(path, "cannot open");
-  static char text[1 << 20];
-  size_t len = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[len] = '\0';
-  *hash = fnv1a64(text, len);
-  int n = 0;
-  for (char *line = strtok(text, "\n"); line && n < MAX_PROMPTS; line = strtok(NULL, "\n")) {
-    char *tab = strchr(line, '\t');
-    if (!tab) continue;
-    *tab = '\0';
-    size_t kl = strlen(line) < sizeof p[n].kind - 1 ? strlen(line) : sizeof p[n].kind - 1;
-    memcpy(p[n].kind, line, kl);
-    p[n].kind[kl] = '\0';
-    if (e->max_per_kind > 0 && kind_count(p, n, p[n].kind) >= e->max_per_kind) continue;
-    const char *t = tab + 1;
-    deco_status_t st = e->chat   ? deco_chat_render(tok, DECO_CHAT_TEMPLATE_AUTO, NULL, t, 1, p[n].ids, 512, &p[n].n)
-                       : e->gguf ? deco_tokenizer_tokenize(tok, t, strlen(t), DECO_TOKENIZE_ADD_SPECIAL, p[n].ids, 512,
-                                                           &p[n].n)
-                                 : deco_tokenizer_encode(tok, t, 1, 0, p[n].ids, 512, &p[n].n);
-    if (st != DECO_STATUS_SUCCESS) die(path, deco_last_error(NULL));
-    n++;
-  }
-  return n;
-}
-
-static tally_t *tally_for(tally_t *t, int *n, const char *kind) {
-  for (int i = 0; i < *n; ++i)
-    if (strcmp(t[i].kind, kind) == 0) return &t[i];
-  memset(&t[*n], 0, sizeof t[*n]);
-  snprintf(t[*n].kind, sizeof t[*n].kind, "%.31s", kind);
-  return &t[(*n)++];
-}
-
-static void print_row(const char *method, const tally_t *t, const char *backend, const char *dtype, float temp,
+static void print_row(const char *method, const deco_perf_tally_t *t, const char *backend, const char *dtype, float temp,
                       const char *loop) {
   double ma = t->forwards ? (double)t->tokens / t->forwards : 0.0;
   printf("%s,%s,%d,%ld,%ld,%.3f,%.3f,%.1f,%s,%s,%.2f,%s\n", method, t->kind, t->prompts, t->tokens, t->forwards, ma,
@@ -125,7 +44,7 @@ int main(int argc, char **argv) {
   const char *model_path = NULL, *tok_path = NULL, *prompts_path = "perf/prompts/prompts.tsv";
   const char *backend_s = NULL, *dtype_s = NULL, *loop_s = "graph";
   int steps = 256, n_new = 0, threads = 0;
-  encoding_t enc = {0};
+  int gguf = 0, chat = 0, max_per_kind = 0;
   const char *methods_s = "ar,lookup,recycle-cold,recycle-warm";
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 42;
@@ -142,22 +61,19 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--loop")) loop_s = argv[i + 1];
     else if (!strcmp(argv[i], "--new")) n_new = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--max-per-kind")) enc.max_per_kind = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--max-per-kind")) max_per_kind = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--methods")) methods_s = argv[i + 1];
     else if (!strcmp(argv[i], "--chat")) {
-      enc.chat = 1;
+      chat = 1;
       --i; /* a flag */
-    } else die(argv[i], "unknown option");
+    } else deco_perf_die(argv[i], "unknown option");
   }
-  if (!model_path) die("usage", "--model FILE is required");
-  FILE *mf = fopen(model_path, "rb");
-  char magic[4] = {0};
-  enc.gguf = mf && fread(magic, 1, 4, mf) == 4 && memcmp(magic, "GGUF", 4) == 0;
-  if (mf) fclose(mf);
-  if (!enc.gguf && !tok_path) die("usage", "--tokenizer FILE is required with a llama2.c checkpoint");
-  if (enc.chat && !enc.gguf) die("--chat", "needs a GGUF model (its chat template)");
+  if (!model_path) deco_perf_die("usage", "--model FILE is required");
+  gguf = deco_perf_is_gguf(model_path);
+  if (!gguf && !tok_path) deco_perf_die("usage", "--tokenizer FILE is required with a llama2.c checkpoint");
+  if (chat && !gguf) deco_perf_die("--chat", "needs a GGUF model (its chat template)");
   const int loop_graph = !strcmp(loop_s, "graph"), loop_device = loop_graph || !strcmp(loop_s, "device");
-  if (!loop_device && strcmp(loop_s, "host")) die(loop_s, "--loop is graph, device or host");
+  if (!loop_device && strcmp(loop_s, "host")) deco_perf_die(loop_s, "--loop is graph, device or host");
   deco_backend_t backend = backend_s ? (strcmp(backend_s, "cuda") == 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU)
                                      : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
   deco_dtype_t dtype = dtype_s ? (strcmp(dtype_s, "bf16") == 0 ? DECO_DTYPE_BF16 : DECO_DTYPE_F32)
@@ -166,29 +82,30 @@ int main(int argc, char **argv) {
   cc.backend = backend;
   deco_ctx_t *ctx;
   deco_model_t *model;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) die("context", deco_last_error(NULL));
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) deco_perf_die("context", deco_last_error(NULL));
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
   config.dtype = dtype;
-  if (deco_model_load(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS) die(model_path, deco_last_error(ctx));
-  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) die("--threads", deco_last_error(ctx));
+  if (deco_model_load(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS) deco_perf_die(model_path, deco_last_error(ctx));
+  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) deco_perf_die("--threads", deco_last_error(ctx));
   const deco_model_hparams_t *mc = deco_model_get_hparams(model);
   deco_tokenizer_t *tok;
-  if ((enc.gguf ? deco_tokenizer_load_gguf(model_path, &tok) : deco_tokenizer_load(tok_path, mc->vocab_size, &tok)) !=
+  if ((gguf ? deco_tokenizer_load_gguf(model_path, &tok) : deco_tokenizer_load(tok_path, mc->vocab_size, &tok)) !=
       DECO_STATUS_SUCCESS)
-    die(enc.gguf ? model_path : tok_path, deco_last_error(NULL));
-  static prompt_t prompts[MAX_PROMPTS];
+    deco_perf_die(gguf ? model_path : tok_path, deco_last_error(NULL));
+  static deco_perf_prompt_t prompts[DECO_PERF_MAX_PROMPTS];
   uint64_t hash;
-  int n_prompts = read_prompts(prompts_path, tok, &enc, prompts, &hash);
+  const deco_perf_encoding_t encoding = chat ? DECO_PERF_ENCODE_CHAT : gguf ? DECO_PERF_ENCODE_GGUF : DECO_PERF_ENCODE_LLAMA2C;
+  int n_prompts = deco_perf_read_prompts(prompts_path, tok, encoding, max_per_kind, prompts, &hash);
   if (steps > mc->seq_len) steps = mc->seq_len;
   if (n_new > 0)
     fprintf(stderr, "bench_spec: %d prompts (%s%s, fnv1a64 %016llx), %d positions after each, %s %s, temperature %.2f, %s loop\n",
-            n_prompts, prompts_path, enc.chat ? ", chat template" : "", (unsigned long long)hash, n_new,
+            n_prompts, prompts_path, chat ? ", chat template" : "", (unsigned long long)hash, n_new,
             deco_backend_name(backend), deco_dtype_name(dtype), temperature,
             backend == DECO_BACKEND_CUDA ? loop_s : "host");
   else
     fprintf(stderr,
             "bench_spec: %d prompts (%s%s, fnv1a64 %016llx), %d positions each, %s %s, temperature %.2f, %s loop\n",
-            n_prompts, prompts_path, enc.chat ? ", chat template" : "", (unsigned long long)hash, steps,
+            n_prompts, prompts_path, chat ? ", chat template" : "", (unsigned long long)hash, steps,
             deco_backend_name(backend), deco_dtype_name(dtype), temperature,
             backend == DECO_BACKEND_CUDA ? loop_s : "host");
   deco_recycler_t *rec;
@@ -199,7 +116,7 @@ int main(int argc, char **argv) {
       deco_tree_template_default(&tmpl) != DECO_STATUS_SUCCESS ||
       deco_drafter_create_recycle(rec, &tmpl, &recycle) != DECO_STATUS_SUCCESS ||
       deco_drafter_create_lookup(&lc, &lookup) != DECO_STATUS_SUCCESS)
-    die("drafters", deco_last_error(ctx));
+    deco_perf_die("drafters", deco_last_error(ctx));
   printf("method,kind,prompts,tokens,forwards,mean_accepted,seconds,tok_per_s,backend,dtype,temperature,loop\n");
   const char *methods[4] = {"ar", "lookup", "recycle-cold", "recycle-warm"};
   double ar_rate = 0;
@@ -222,28 +139,28 @@ int main(int argc, char **argv) {
     c.device_resident = backend == DECO_BACKEND_CUDA && (!c.drafter || deco_drafter_device_resident(c.drafter)) &&
                         loop_device;
     c.graph = c.device_resident && loop_graph;
-    tally_t kinds[N_KINDS_MAX], pooled;
+    deco_perf_tally_t kinds[DECO_PERF_MAX_KINDS], pooled;
     int n_kinds = 0;
     memset(&pooled, 0, sizeof pooled);
     snprintf(pooled.kind, sizeof pooled.kind, "pooled");
-    if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+    if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) deco_perf_die("recycler", deco_last_error(ctx));
     /* Warm-up (not counted): one prompt, so first-use costs stay out. */
     deco_generate_stats_t st;
     if (n_new > 0) c.steps = prompts[0].n + n_new < mc->seq_len ? prompts[0].n + n_new : mc->seq_len;
     if (deco_generate(model, prompts[0].ids, prompts[0].n, &c, &st) != DECO_STATUS_SUCCESS)
-      die(methods[mth], deco_last_error(ctx));
-    if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+      deco_perf_die(methods[mth], deco_last_error(ctx));
+    if (deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) deco_perf_die("recycler", deco_last_error(ctx));
     for (int p = 0; p < n_prompts; ++p) {
-      if (mth == 2 && deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) die("recycler", deco_last_error(ctx));
+      if (mth == 2 && deco_recycler_reset(rec) != DECO_STATUS_SUCCESS) deco_perf_die("recycler", deco_last_error(ctx));
       if (n_new > 0) c.steps = prompts[p].n + n_new < mc->seq_len ? prompts[p].n + n_new : mc->seq_len;
-      double t0 = now_seconds();
+      double t0 = deco_perf_now();
       if (deco_generate(model, prompts[p].ids, prompts[p].n, &c, &st) != DECO_STATUS_SUCCESS ||
           deco_ctx_synchronize(ctx) != DECO_STATUS_SUCCESS)
-        die(methods[mth], deco_last_error(ctx));
-      double secs = now_seconds() - t0 - st.capture_seconds;
+        deco_perf_die(methods[mth], deco_last_error(ctx));
+      double secs = deco_perf_now() - t0 - st.capture_seconds;
       long forwards = st.forwards;
-      tally_t *t = tally_for(kinds, &n_kinds, prompts[p].kind);
-      tally_t *both[2] = {t, &pooled};
+      deco_perf_tally_t *t = deco_perf_tally_for(kinds, &n_kinds, prompts[p].kind);
+      deco_perf_tally_t *both[2] = {t, &pooled};
       for (int b = 0; b < 2; ++b) {
         both[b]->prompts++;
         both[b]->tokens += st.tokens;
