@@ -169,7 +169,10 @@ deco_status_t deco_comm_check_same(deco_comm_t *c, deco_ctx_t *ctx, uint64_t val
   int32_t mine[2] = {(int32_t)(uint32_t)(value >> 32), (int32_t)(uint32_t)value};
   int32_t *all = malloc(sizeof(int32_t) * 2 * (size_t)c->size);
   if (!all) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
-  deco_status_t st = deco_comm_all_gather(c, ctx, mine, all, 2, DECO_COMM_INT32);
+  /* Host buffers: the backend's host all-gather (NCCL stages them through
+   * the device and waits for its stream). */
+  deco_status_t st = check(c, ctx, mine, 2, DECO_COMM_INT32, op);
+  if (st == DECO_STATUS_SUCCESS) st = note(c, c->ops->host_all_gather(c, ctx, mine, all, 2, DECO_COMM_INT32));
   if (st == DECO_STATUS_SUCCESS) {
     const uint64_t first = ((uint64_t)(uint32_t)all[0] << 32) | (uint32_t)all[1];
     for (int r = 1; r < c->size; ++r) {

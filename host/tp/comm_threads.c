@@ -140,7 +140,8 @@ static void destroy(deco_comm_t *c) {
 }
 
 static const deco_comm_ops_t threads_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
-                                            .broadcast = broadcast, .barrier = barrier, .abort = abort_all,
+                                            .host_all_gather = all_gather, .broadcast = broadcast, .barrier = barrier,
+                                            .abort = abort_all,
                                             .destroy = destroy};
 
 deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms) {
