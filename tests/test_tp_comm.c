@@ -211,7 +211,7 @@ Test(tp_comm, a_differing_hash_fails_every_rank_naming_both_values) {
 
 static void clear_env(void) {
   const char *names[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK",
-                         "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "RANK",
+                         "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "RANK",
                          "WORLD_SIZE", "LOCAL_RANK"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) unsetenv(names[i]);
 }
@@ -229,6 +229,10 @@ Test(tp_comm, the_launcher_environment_is_read_in_order) {
   setenv("SLURM_PROCID", "5", 1);
   setenv("SLURM_NTASKS", "8", 1);
   setenv("SLURM_LOCALID", "2", 1);
+  /* An sbatch script (no srun step) is not a rank. */
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(strcmp(e.source, "RANK/WORLD_SIZE") == 0, "%s", e.source);
+  setenv("SLURM_STEP_NUM_TASKS", "8", 1);
   cr_assert_eq(deco_comm_env_read(&e), 1);
   cr_assert(e.rank == 5 && e.size == 8 && e.local_rank == 2 && strcmp(e.source, "SLURM") == 0);
   setenv("PMI_RANK", "0", 1);

@@ -698,13 +698,17 @@ static int generate_launched(const deco_cli_options_t *o, deco_backend_t backend
 int deco_cli_generate(const deco_cli_options_t *o) {
   deco_comm_env_t env;
   const int launched = deco_comm_env_read(&env) > 0 && env.size > 1;
-  /* Under a launcher the communicator is MPI's unless told; otherwise
-   * --tp N runs N threads. */
-  const deco_comm_backend_t comm = o->comm_set ? o->comm : launched ? DECO_COMM_MPI : DECO_COMM_THREADS;
+  /* Under a launcher the communicator is NCCL's when the ranks run on CUDA
+   * (--backend cuda, or unset with a GPU here) and this build has NCCL,
+   * MPI's otherwise; without a launcher --tp N runs N threads. */
+  const int on_cuda = o->backend_set ? o->backend == DECO_BACKEND_CUDA : deco_cuda_device_count() > 0;
+  const deco_comm_backend_t launched_comm =
+      on_cuda && deco_comm_backend_available(DECO_COMM_NCCL) ? DECO_COMM_NCCL : DECO_COMM_MPI;
+  const deco_comm_backend_t comm = o->comm_set ? o->comm : launched ? launched_comm : DECO_COMM_THREADS;
   const int tp_run = o->tp > 0 || o->comm_set || launched;
   if (tp_run && comm == DECO_COMM_MPI && !launched) {
     deco_cli_error("--comm mpi needs a launcher (mpirun, srun): none of OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, "
-                   "SLURM_PROCID/NTASKS or RANK/WORLD_SIZE describes more than one rank");
+                   "SLURM_PROCID/STEP_NUM_TASKS or RANK/WORLD_SIZE describes more than one rank");
     return DECO_EXIT_USAGE;
   }
   if (launched && comm == DECO_COMM_THREADS) {

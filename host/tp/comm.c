@@ -210,7 +210,9 @@ int deco_comm_env_read(deco_comm_env_t *env) {
     const char *rank, *size, *local, *source;
   } sets[] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD"},
               {"PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "PMI"},
-              {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM"},
+              /* srun sets SLURM_STEP_NUM_TASKS for its step; an sbatch
+               * script has SLURM_PROCID and SLURM_NTASKS but is no rank. */
+              {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM"},
               {"RANK", "WORLD_SIZE", "LOCAL_RANK", "RANK/WORLD_SIZE"}};
   *env = (deco_comm_env_t){.rank = 0, .size = 1, .local_rank = 0, .source = "none"};
   for (size_t i = 0; i < sizeof sets / sizeof sets[0]; ++i) {

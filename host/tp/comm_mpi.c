@@ -147,7 +147,7 @@ deco_status_t deco_comm_mpi_create(deco_comm_t **out) {
   if (found == 0)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: not started by a launcher (mpirun, srun): none of OMPI_COMM_WORLD_RANK/SIZE, "
-                     "PMI_RANK/SIZE, SLURM_PROCID/NTASKS, RANK/WORLD_SIZE is set",
+                     "PMI_RANK/SIZE, SLURM_PROCID/STEP_NUM_TASKS, RANK/WORLD_SIZE is set",
                      op);
   int init_by_us = 0;
   DECO_TRY(deco_comm_mpi_acquire(&init_by_us, op));

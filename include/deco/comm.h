@@ -53,7 +53,8 @@ DECO_API deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms);
 
 /* Where a launcher (mpirun, srun, torchrun) says this process stands:
  * OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK, then PMI_RANK/PMI_SIZE (with
- * MPI_LOCALRANKID), then SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID, then
+ * MPI_LOCALRANKID), then SLURM_PROCID/SLURM_STEP_NUM_TASKS/SLURM_LOCALID
+ * (srun's step; an sbatch script's SLURM_NTASKS alone is no launch), then
  * RANK/WORLD_SIZE/LOCAL_RANK; the first complete set wins. Returns 0 (and
  * rank 0 of 1) when none is set, 1 when found, -1 when a set is present
  * but malformed (the thread's error slot says which variable). */
