@@ -517,9 +517,34 @@ static int superpose_and_print(const deco_cli_options_t *o, const model_source_t
   return 0;
 }
 
+/* A file's size and bytes into the hash (a missing file: a marker; the
+ * run refuses it later with its own message). */
+static uint64_t hash_file(uint64_t h, const char *path) {
+  if (path == NULL) return deco_comm_hash(h, "-", 1);
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return deco_comm_hash(h, "?", 1);
+  unsigned char buf[1 << 14];
+  long long total = 0;
+  for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0; total += (long long)k) h = deco_comm_hash(h, buf, k);
+  fclose(f);
+  return deco_comm_hash(h, &total, sizeof total);
+}
+
+static uint64_t hash_size(uint64_t h, const char *path) {
+  struct stat sb;
+  const long long bytes = path == NULL ? -2 : stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+  return deco_comm_hash(h, &bytes, sizeof bytes);
+}
+
+static uint64_t hash_str(uint64_t h, const char *s) {
+  return s ? deco_comm_hash(h, s, strlen(s) + 1) : deco_comm_hash(h, "", 0) ^ 0x9e3779b97f4a7c15ull;
+}
+
 /* Every rank must run the same model with the same options: a 64-bit hash
  * of the architecture, the file's size and every option that changes the
- * ids, all-gathered before anything is loaded (deco_comm_check_same). */
+ * ids or the sequence of collectives (speculation and its drafts, the tree
+ * template's contents, --compare-ar, the chat wrapping, superposition), all-gathered before
+ * anything is loaded (deco_comm_check_same). */
 static uint64_t config_hash(const deco_cli_options_t *o, const model_source_t *ms, deco_backend_t backend,
                             deco_dtype_t dtype, const int32_t *prompt, int n_prompt) {
   uint64_t h = DECO_COMM_HASH_INIT;
@@ -527,17 +552,22 @@ static uint64_t config_hash(const deco_cli_options_t *o, const model_source_t *m
   const int arch[] = {hp->dim, hp->hidden_dim, hp->n_layers, hp->n_heads, hp->n_kv_heads, hp->head_dim,
                       hp->vocab_size, hp->seq_len, hp->shared_classifier, (int)hp->rope_style};
   h = deco_comm_hash(h, arch, sizeof arch);
-  struct stat sb;
-  const long long file_bytes = o->model_path && stat(o->model_path, &sb) == 0 ? (long long)sb.st_size
-                               : ms->builtin                                 ? (long long)ms->builtin_bytes
-                                                                             : -1;
+  const long long file_bytes = ms->builtin ? (long long)ms->builtin_bytes : -3;
   h = deco_comm_hash(h, &file_bytes, sizeof file_bytes);
+  if (!ms->builtin) h = hash_size(h, o->model_path);
   const int opts[] = {o->steps, o->ignore_eos, (int)o->spec, o->draft_len, o->tree_nodes, o->recycle_k,
-                      (int)backend, (int)dtype, n_prompt};
+                      (int)backend, (int)dtype, n_prompt, o->compare_ar, o->n_draft_layers, o->draft_width,
+                      o->layer_parallel, o->no_calibrate, o->chat, (int)o->chat_template, o->superpose,
+                      o->superpose_m, o->draft_model != NULL, o->tree_template != NULL};
   h = deco_comm_hash(h, opts, sizeof opts);
-  const float fl[] = {o->temperature, o->top_p};
+  if (o->n_draft_layers) h = deco_comm_hash(h, o->draft_layers, sizeof(int) * (size_t)o->n_draft_layers);
+  const float fl[] = {o->temperature, o->top_p, o->superpose_temp, o->ngram_alpha};
   h = deco_comm_hash(h, fl, sizeof fl);
   h = deco_comm_hash(h, &o->seed, sizeof o->seed);
+  h = hash_file(h, o->tree_template);
+  if (o->draft_model) h = hash_size(h, o->draft_model);
+  if (o->ngram_path) h = hash_size(h, o->ngram_path);
+  h = hash_str(h, o->system);
   return deco_comm_hash(h, prompt, sizeof(int32_t) * (size_t)n_prompt);
 }
 
@@ -579,7 +609,7 @@ static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, de
       check_against_model(o, &ms, need_tokenizer, &tok) == 0 &&
       build_prompt(o, &ms, tok, &prompt, &n_prompt, &end_token) == 0) {
     deco_status_t st = comm ? deco_comm_check_same(comm, NULL, config_hash(o, &ms, backend, dtype, prompt, n_prompt),
-                                                   "configuration hash (model, file size, options)")
+                                                   "configuration hash (model, file sizes, options)")
                             : DECO_STATUS_SUCCESS;
     if (st != DECO_STATUS_SUCCESS) deco_cli_error("%s", deco_last_error(NULL));
     else if (load_model(o, &ms, backend, dtype, comm, device, &ctx, &model) == 0 &&

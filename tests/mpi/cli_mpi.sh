@@ -23,6 +23,11 @@ $run -np 1 "$deco" generate --temperature 0.8 --seed 1 --steps 8 : -np 1 "$deco"
   --seed 2 --steps 8 >"$tmp/out" 2>"$tmp/err" && fail "different options ran"
 grep -q 'disagree on the configuration hash' "$tmp/err" || fail "no hash message: $(cat "$tmp/err")"
 
+# --compare-ar on one rank only (it adds a second run's collectives).
+$run -np 1 "$deco" generate --temperature 0 --spec lookup --steps 8 --compare-ar : -np 1 "$deco" generate \
+  --temperature 0 --spec lookup --steps 8 >"$tmp/out" 2>"$tmp/err" && fail "--compare-ar on one rank ran"
+grep -q 'disagree on the configuration hash' "$tmp/err" || fail "--compare-ar: no hash message: $(cat "$tmp/err")"
+
 $run -np 2 "$deco" generate --tp 4 --steps 8 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" -ne 0 ] || fail "--tp 4 under 2 ranks ran"
