@@ -5,7 +5,8 @@
  * a failing rank's error is printed once; `--comm mpi` outside a launcher is
  * a usage error; an sbatch script's environment (SLURM_PROCID and
  * SLURM_NTASKS without srun's SLURM_STEP_NUM_TASKS) is no launch; a launch
- * whose MPI world differs from the environment's size fails naming both.
+ * whose MPI world differs from the environment's size fails naming both;
+ * tokenize and eval run on rank 0 only.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -103,6 +104,26 @@ Test(tp_cli, refusals_name_the_numbers_once) {
   deco_test_run_free(&r);
   unsetenv("SLURM_PROCID");
   unsetenv("SLURM_NTASKS");
+
+  /* The other commands run on rank 0 only: rank 1 of 2 prints nothing. */
+  setenv("RANK", "1", 1);
+  setenv("WORLD_SIZE", "2", 1);
+  DECO_TEST_RUN_CLI(&r, "tokenize", "--text", "Once upon a time");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, "");
+  cr_assert_str_eq(r.err, "");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", "/nonexistent/ids.txt");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, "");
+  deco_test_run_free(&r);
+  setenv("RANK", "0", 1);
+  DECO_TEST_RUN_CLI(&r, "tokenize", "--text", "Once upon a time");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_neq(r.out[0], '\0');
+  deco_test_run_free(&r);
+  unsetenv("RANK");
+  unsetenv("WORLD_SIZE");
 
   DECO_TEST_RUN_CLI(&r, "generate", "--tp", "0");
   cr_assert_eq(r.status, 2, "%s", r.err);

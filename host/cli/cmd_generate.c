@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "cli/default_model.h"
 #include "cli/runs.h"
 
@@ -147,10 +148,7 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
       return DECO_EXIT_BAD_INPUT;
     }
     snprintf(ms->label, sizeof ms->label, "%s", base_name(o->model_path));
-    char magic[4];
-    FILE *f = fopen(o->model_path, "rb");
-    ms->gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f) fclose(f);
+    ms->gguf = deco_cli_is_gguf(o->model_path) == 1;
   } else {
     if (deco_synthetic_hparams(o->synthetic, &ms->hp) != DECO_STATUS_SUCCESS) {
       deco_cli_error("--synthetic: %s", deco_last_error(NULL));
@@ -402,35 +400,9 @@ static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, dec
   uint64_t hash = 0;
   if (o->tokenizer_path) {
     /* A regular file only: a FIFO is refused at once, never waited on. */
-    int fd = open(o->tokenizer_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      deco_cli_error("cannot read %s: %s", o->tokenizer_path, fd < 0 ? strerror(errno) : "not a regular file");
-      if (fd >= 0) close(fd);
-      return DECO_EXIT_BAD_INPUT;
-    }
-    FILE *f = fdopen(fd, "rb");
-    if (!f) close(fd);
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = f ? malloc(cap) : NULL;
-    for (size_t k; buf && (k = fread(buf + len, 1, cap - len, f)) > 0;) {
-      len += k;
-      if (len == cap) {
-        unsigned char *more = realloc(buf, cap * 2);
-        if (!more) {
-          free(buf);
-          buf = NULL;
-          break;
-        }
-        buf = more;
-        cap *= 2;
-      }
-    }
-    if (f) fclose(f);
-    if (!buf) {
-      deco_cli_error("cannot read %s", o->tokenizer_path);
-      return DECO_EXIT_BAD_INPUT;
-    }
+    size_t len = 0;
+    char *buf = deco_cli_read_file(o->tokenizer_path, &len);
+    if (!buf) return DECO_EXIT_BAD_INPUT;
     hash = deco_ngram_hash_bytes(buf, len);
     free(buf);
   } else if (ms->builtin) {
