@@ -2,7 +2,9 @@
  * backend: all-reduce sums in rank order, bit-identical on every rank and
  * from run to run, for f32, f16, bf16 and int32 at sizes 1..8; all-gather
  * and broadcast; an abort that reaches a waiting rank within a second; the
- * 64-bit agreement check naming both values; the launcher environment.
+ * 64-bit agreement check naming both values; the launcher environment;
+ * ranks calling a collective with different counts, dtypes, roots or
+ * collectives all failing with both calls named.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -267,4 +269,45 @@ Test(tp_comm, bad_arguments_are_refused) {
   cr_assert(deco_comm_aborted(c[0]));
   cr_assert_eq(deco_comm_barrier(c[0], NULL), DECO_STATUS_ABORTED);
   deco_comm_destroy(c[0]);
+}
+
+/* Rank 1 calls with one element more (then another dtype, then another
+ * collective, then another root) than the others: every rank fails at
+ * once with a message naming both calls, and nobody reads past a buffer. */
+typedef struct mismatch_job {
+  int variant;
+} mismatch_job_t;
+
+static deco_status_t mismatch_rank(deco_comm_t *comm, int rank, void *user) {
+  const mismatch_job_t *j = user;
+  float a[8] = {0}, b[8 * 3];
+  const int odd = rank == 1;
+  switch (j->variant) {
+  case 0: return deco_comm_all_reduce_sum(comm, NULL, a, odd ? 5 : 4, DECO_COMM_F32);
+  case 1: return deco_comm_all_gather(comm, NULL, a, b, 4, odd ? DECO_COMM_INT32 : DECO_COMM_F16);
+  case 2:
+    return odd ? deco_comm_all_gather(comm, NULL, a, b, 4, DECO_COMM_F32)
+               : deco_comm_all_reduce_sum(comm, NULL, a, 4, DECO_COMM_F32);
+  default: return deco_comm_broadcast(comm, NULL, a, 4, DECO_COMM_F32, odd ? 2 : 0);
+  }
+}
+
+Test(tp_comm, ranks_calling_with_different_counts_dtypes_or_collectives_all_fail) {
+  const char *expect[] = {"rank 0 called all-reduce of 4 elements", "rank 1 called all-gather of 4 elements (dtype 3",
+                          "rank 1 called all-gather", "root 2"};
+  for (int v = 0; v < 4; ++v) {
+    mismatch_job_t j = {.variant = v};
+    deco_status_t st[3];
+    char msg[3][512];
+    cr_assert_eq(deco_test_tp_run(3, mismatch_rank, &j, st, msg), 0);
+    for (int r = 0; r < 3; ++r) {
+      cr_assert_eq(st[r], DECO_STATUS_ABORTED, "variant %d rank %d: %s", v, r, msg[r]);
+      cr_assert(strstr(msg[r], "calls differ") && strstr(msg[r], expect[v]), "variant %d rank %d: %s", v, r, msg[r]);
+    }
+  }
+  /* The same calls still pass. */
+  mismatch_job_t j = {.variant = 0};
+  deco_status_t st[1];
+  cr_assert_eq(deco_test_tp_run(1, mismatch_rank, &j, st, NULL), 0);
+  cr_assert_eq(st[0], DECO_STATUS_SUCCESS);
 }
