@@ -4,9 +4,10 @@
  * the same inputs at the same size (run inside each process); all-gather,
  * broadcast, the agreement check (same values pass; a different value on
  * the last rank fails every rank naming both) and a wrapped MPI_COMM_WORLD
- * (deco_comm_from_mpi). `sigkill`: collectives in a loop while rank 1 kills
- * itself with SIGKILL after half a second; mpirun must end the job (the
- * caller times it). Prints one line per failure; exit 0 when all pass.
+ * (deco_comm_from_mpi). `sigkill`: collectives in a loop; rank 0 prints
+ * `rank 0 completed 100 all-reduces` after that many, then rank 1 kills
+ * itself with SIGKILL (past half a second); mpirun must end the job (the
+ * caller times it and looks for the line and mpirun's report of the kill). Prints one line per failure; exit 0 when all pass.
  */
 #define _GNU_SOURCE
 #include <mpi.h>
@@ -112,11 +113,20 @@ static double now_s(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+#define SIGKILL_ROUNDS 100
+
 static void sigkill_loop(deco_comm_t *comm) {
   const double t0 = now_s();
+  const int rank = deco_comm_rank(comm);
   float x[64] = {0};
-  while (now_s() - t0 < 60.0) {
-    if (deco_comm_rank(comm) == 1 && now_s() - t0 > 0.5) raise(SIGKILL);
+  for (int round = 0; now_s() - t0 < 60.0; ++round) {
+    /* Rank 0 says the collectives worked before rank 1 goes (rank 1 cannot
+     * pass round SIGKILL_ROUNDS before rank 0 finished it). */
+    if (rank == 0 && round == SIGKILL_ROUNDS) {
+      fprintf(stderr, "tp_mpi_check: rank 0 completed %d all-reduces\n", SIGKILL_ROUNDS);
+      fflush(stderr);
+    }
+    if (rank == 1 && round > SIGKILL_ROUNDS && now_s() - t0 > 0.5) raise(SIGKILL);
     if (deco_comm_all_reduce_sum(comm, NULL, x, 64, DECO_COMM_F32) != DECO_STATUS_SUCCESS) break;
   }
   fprintf(stderr, "tp_mpi_check: rank %d is still running after 60 s\n", deco_comm_rank(comm));
