@@ -21,24 +21,7 @@
 
 static const deco_comm_dtype_t all_dtypes[] = {DECO_COMM_F32, DECO_COMM_F16, DECO_COMM_BF16, DECO_COMM_INT32};
 
-/* Rank r's input element i (dtype storage); floats of mixed signs and
- * magnitudes so that the order of the additions shows in the bits. */
-static void rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt) {
-  float *f = malloc(sizeof(float) * n);
-  deco_test_fill_uniform(f, n, 77 + (uint64_t)rank, 3, -1.0f, 1.0f);
-  for (size_t i = 0; i < n; ++i) {
-    const float x = f[i] * (i % 7 == 0 ? 1e4f : 1.0f);
-    switch (dt) {
-    case DECO_COMM_F32: ((float *)dst)[i] = x; break;
-    case DECO_COMM_F16: ((uint16_t *)dst)[i] = deco_f32_to_f16(x); break;
-    case DECO_COMM_BF16: ((uint16_t *)dst)[i] = deco_f32_to_bf16(x); break;
-    case DECO_COMM_INT32: ((int32_t *)dst)[i] = (int32_t)(x * 2e8f); break; /* overflows wrap */
-    }
-  }
-  free(f);
-}
 
-static size_t esize(deco_comm_dtype_t dt) { return dt == DECO_COMM_F16 || dt == DECO_COMM_BF16 ? 2 : 4; }
 
 /* The sum as the contract states it, written out independently. */
 static void expected_sum(void *out, int size, size_t n, deco_comm_dtype_t dt) {
@@ -46,7 +29,7 @@ static void expected_sum(void *out, int size, size_t n, deco_comm_dtype_t dt) {
   float *acc = calloc(n, sizeof(float));
   uint32_t *iacc = calloc(n, sizeof(uint32_t));
   for (int r = 0; r < size; ++r) {
-    rank_input(in, r, n, dt);
+    deco_test_tp_rank_input(in, r, n, dt);
     for (size_t i = 0; i < n; ++i) {
       float x = 0;
       if (dt == DECO_COMM_F32) x = ((float *)in)[i];
@@ -80,7 +63,7 @@ static deco_status_t reduce_rank(deco_comm_t *comm, int rank, void *user) {
   void *buf = malloc(N_ELEMS * 4);
   deco_status_t st = DECO_STATUS_SUCCESS;
   for (int round = 0; round < j->rounds && st == DECO_STATUS_SUCCESS; ++round) {
-    rank_input(buf, rank, N_ELEMS, j->dt);
+    deco_test_tp_rank_input(buf, rank, N_ELEMS, j->dt);
     st = deco_comm_all_reduce_sum(comm, NULL, buf, N_ELEMS, j->dt);
   }
   j->result[rank] = buf;
@@ -100,7 +83,7 @@ Test(tp_comm, all_reduce_is_the_rank_order_sum_on_every_rank_bit_for_bit) {
       expected_sum(want, size, N_ELEMS, job.dt);
       for (int r = 0; r < size; ++r) {
         cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "size %d rank %d: %s", size, r, msg[r]);
-        cr_assert(memcmp(job.result[r], want, N_ELEMS * esize(job.dt)) == 0, "dtype %d size %d rank %d differs",
+        cr_assert(memcmp(job.result[r], want, N_ELEMS * deco_test_tp_esize(job.dt)) == 0, "dtype %d size %d rank %d differs",
                   (int)job.dt, size, r);
         free(job.result[r]);
       }
