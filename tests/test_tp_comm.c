@@ -21,8 +21,6 @@
 
 static const deco_comm_dtype_t all_dtypes[] = {DECO_COMM_F32, DECO_COMM_F16, DECO_COMM_BF16, DECO_COMM_INT32};
 
-
-
 /* The sum as the contract states it, written out independently. */
 static void expected_sum(void *out, int size, size_t n, deco_comm_dtype_t dt) {
   void *in = malloc(n * 4);

@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "deco/comm.h"
+#include "deco/tokenizer.h"
 
 /* A regular file opened without blocking; -1 after the message. */
 static int open_regular(const char *path, struct stat *st) {
@@ -68,4 +69,25 @@ int deco_cli_is_gguf(const char *path) {
 int deco_cli_launch_follower(void) {
   deco_comm_env_t env;
   return deco_comm_env_read(&env) > 0 && env.size > 1 && env.rank > 0;
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+uint64_t deco_cli_tokenizer_hash(const deco_tokenizer_t *tok) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const int n = deco_tokenizer_vocab_size(tok);
+  for (int32_t id = 0; id < n; ++id) {
+    size_t len = 0;
+    const char *text = deco_tokenizer_token_text(tok, id, &len);
+    const uint64_t len64 = text ? (uint64_t)len : UINT64_MAX;
+    const int32_t type = deco_tokenizer_token_type(tok, id);
+    h = fnv(h, &len64, sizeof len64);
+    if (text) h = fnv(h, text, len);
+    h = fnv(h, &type, sizeof type);
+  }
+  return h ? h : 1;
 }

@@ -6,6 +6,7 @@
 #define DECO_CLI_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A whole regular file (a FIFO or a device is refused at once, never waited
  * on), with a NUL after it, *size its length; NULL after the message. */
@@ -15,6 +16,12 @@ char *deco_cli_read_file(const char *path, size_t *size);
  * regular file that does not; -1 after the message when it cannot be read
  * or is not a regular file. */
 int deco_cli_is_gguf(const char *path);
+
+/* FNV-1a 64 of a tokenizer's token list (each token's length, text and
+ * type, in id order): the tokenizer hash of a GGUF model, whose tokenizer
+ * is no separate file. Never 0 (0 means unknown to the n-gram table). */
+struct deco_tokenizer;
+uint64_t deco_cli_tokenizer_hash(const struct deco_tokenizer *tok);
 
 /* 1 when a launcher started this process as rank R > 0 of several
  * (deco_comm_env_read): the commands other than generate run on rank 0

@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,14 +133,20 @@ static int corpus_end_seq(corpus_t *c) {
 }
 
 /* --ids: the --print-ids format, one sequence per line; an empty line is
- * skipped. */
+ * skipped; a line of more than INT_MAX ids (the evaluator counts a
+ * sequence's positions in an int) is refused. */
 static int read_ids(const char *path, char *text, int vocab, corpus_t *c) {
   int line = 0;
   for (char *p = text; *p;) {
     char *end = strchr(p, '\n');
     if (end) *end = '\0';
     line++;
+    const size_t line_start = c->n_ids;
     for (char *q = p; *q;) {
+      if (c->n_ids - line_start >= (size_t)INT_MAX) {
+        deco_cli_error("%s:%d: more than %d ids on one line", path, line, INT_MAX);
+        return -1;
+      }
       if (q != p) {
         if (*q != ' ' || q[1] < '0' || q[1] > '9') {
           deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
@@ -271,6 +278,25 @@ static int run_eval(const eval_options_t *o) {
     deco_cli_error("--ref: %s has a vocabulary of %d ids, %s of %d (the models must share one)", o->ref,
                    rhp.vocab_size, o->model ? o->model : DECO_DEFAULT_MODEL_NAME, hp.vocab_size);
     return DECO_EXIT_BAD_INPUT;
+  }
+  /* Two GGUF files carry their tokenizers: the same vocabulary size is not
+   * enough, the token lists must be the same. */
+  if (o->ref && o->model && deco_cli_is_gguf(o->model) == 1 && deco_cli_is_gguf(o->ref) == 1) {
+    deco_tokenizer_t *a = NULL, *b = NULL;
+    if (deco_tokenizer_load_gguf(o->model, &a) != DECO_STATUS_SUCCESS ||
+        deco_tokenizer_load_gguf(o->ref, &b) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      deco_tokenizer_destroy(a);
+      return DECO_EXIT_BAD_INPUT;
+    }
+    const uint64_t ha = deco_cli_tokenizer_hash(a), hb = deco_cli_tokenizer_hash(b);
+    deco_tokenizer_destroy(a);
+    deco_tokenizer_destroy(b);
+    if (ha != hb) {
+      deco_cli_error("--ref: %s and %s have different tokenizers (token list hashes %016llx and %016llx)", o->ref,
+                     o->model, (unsigned long long)hb, (unsigned long long)ha);
+      return DECO_EXIT_BAD_INPUT;
+    }
   }
   if (o->tokenizer && o->model && deco_cli_is_gguf(o->model) == 1) {
     deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model);

@@ -392,7 +392,8 @@ static int generate_and_print(const deco_cli_options_t *o, const model_source_t 
 }
 
 /* --superpose: the n-gram table, checked against the model's vocabulary
- * and, when both are known, the tokenizer file's hash (NULL table with
+ * and, when both are known, the tokenizer file's hash (a GGUF model's: the
+ * hash of its token list, deco_cli_tokenizer_hash) (NULL table with
  * --ngram-alpha 0); 0 or an exit status. */
 static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, deco_ngram_table_t **table) {
   *table = NULL;
@@ -409,6 +410,15 @@ static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, dec
     size_t n;
     const void *data = deco_default_tokenizer(&n);
     hash = deco_ngram_hash_bytes(data, n);
+  } else if (ms->gguf) {
+    /* The GGUF's own tokenizer: its token list's hash. */
+    deco_tokenizer_t *tok = NULL;
+    if (deco_tokenizer_load_gguf(o->model_path, &tok) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+    hash = deco_cli_tokenizer_hash(tok);
+    deco_tokenizer_destroy(tok);
   }
   if (deco_ngram_table_load(o->ngram_path, ms->hp.vocab_size, hash, table) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
