@@ -635,7 +635,8 @@ static void *rank_thread(void *p) {
 }
 
 /* tp ranks as threads of this process: over the threads communicator on
- * the CPU, or over NCCL with GPU r for rank r (ncclCommInitAll). The exit
+ * the CPU, or over NCCL with GPU r for rank r (deco_comm_nccl_create_all:
+ * the ranks' communicators abort together). The exit
  * status and the one message printed are those of the lowest rank that
  * failed on its own (the others only saw its abort). */
 static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, int tp,

@@ -83,7 +83,9 @@ DECO_API deco_status_t deco_comm_from_mpi(const void *mpi_comm, deco_comm_t **ou
  * of one needs none). Every call polls ncclCommGetAsyncError while in
  * progress; an error or timeout_s without progress aborts the communicator
  * (ncclCommAbort) and returns DECO_STATUS_ABORTED with a message naming the
- * operation, never a hang. NCCL's sums are not in rank order. Without NCCL
+ * operation, never a hang. deco_comm_check_same stages its host values
+ * through the device and waits for its own stream. NCCL's sums are not in
+ * rank order. Without NCCL
  * in the build: DECO_STATUS_UNSUPPORTED. */
 #define DECO_COMM_NCCL_TIMEOUT_S 300.0
 typedef struct deco_comm_nccl_config {
@@ -94,8 +96,12 @@ typedef struct deco_comm_nccl_config {
 #define DECO_COMM_NCCL_CONFIG_INIT {.size = sizeof(deco_comm_nccl_config_t), .device = -1, .timeout_s = 0.0}
 DECO_API deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_comm_t **out);
 /* One process driving n GPUs (devices[r], or r when devices is NULL) with
- * one thread each (ncclCommInitAll): comms[r] is rank r's handle; each
- * thread makes its GPU current before using it. */
+ * one thread each (a non-blocking ncclCommInitRankConfig per GPU in one
+ * group; every init polled to completion, all aborted when one fails):
+ * comms[r] is rank r's handle; each thread makes its GPU current before
+ * using it. The n handles abort together: an abort of one (a failing rank,
+ * an error, a timeout) aborts every communicator, and a watchdog thread
+ * aborts them all on the first asynchronous error any reports. */
 DECO_API deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t **comms);
 /* An engine's NCCL communicator (an ncclComm_t passed by address), wrapped,
  * not owned (an error still aborts it: NCCL leaves it unusable); timeout_s
