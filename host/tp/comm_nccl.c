@@ -62,6 +62,7 @@ typedef struct nccl_state {
   nccl_group_t *group;      /* NULL for a wrapped engine communicator */
   int slot;                 /* this handle's index in group */
   int mpi_init_by_us;       /* release MPI on destroy (comm_mpi.c) */
+  int comm_gone;            /* ungrouped: ncclCommAbort was called */
 } nccl_state_t;
 
 static double now_s(void) {
@@ -85,17 +86,21 @@ static void group_abort_locked(nccl_group_t *g) {
   }
 }
 
-/* Aborts this handle's communicator: the whole group when it has one. */
-static void abort_one(deco_comm_t *c) {
+/* Aborts this handle's communicator: the whole group when it has one. A
+ * wrapped engine communicator (no group, not owned) is aborted only after
+ * an error or a timeout (force: NCCL leaves it unusable then), never by a
+ * plain deco_comm_abort. */
+static void abort_one(deco_comm_t *c, int force) {
   nccl_state_t *s = c->impl;
   atomic_store(&c->aborted, 1);
   if (s->group) {
     pthread_mutex_lock(&s->group->mu);
     group_abort_locked(s->group);
     pthread_mutex_unlock(&s->group->mu);
-  } else if (s->owned) {
+  } else if ((s->owned || force) && !s->comm_gone) {
     ncclCommAbort(s->comm);
     s->owned = 0;
+    s->comm_gone = 1;
   }
 }
 
@@ -104,7 +109,7 @@ static void abort_one(deco_comm_t *c) {
 static ncclResult_t async_error(nccl_state_t *s, ncclResult_t *async) {
   ncclResult_t q;
   if (s->group) pthread_mutex_lock(&s->group->mu);
-  if (s->group && s->group->aborted) {
+  if ((s->group && s->group->aborted) || s->comm_gone) {
     *async = ncclInvalidUsage;
     q = ncclSuccess;
   } else {
@@ -233,7 +238,7 @@ static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, con
       break;
     }
     if (now_s() - t0 > s->timeout_s) {
-      abort_one(c);
+      abort_one(c, 1);
       return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
                        "nccl communicator: %s still in progress after %.0f s on rank %d of %d: the communicator was "
                        "aborted (ncclCommAbort)",
@@ -241,8 +246,10 @@ static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, con
     }
     usleep(100);
   }
-  const char *last = s->group && s->group->aborted ? "another rank of this process aborted" : ncclGetLastError(s->comm);
-  abort_one(c);
+  const char *last = s->group && s->group->aborted ? "another rank of this process aborted"
+                     : s->comm_gone                ? "the communicator was already aborted"
+                                                   : ncclGetLastError(s->comm);
+  abort_one(c, 1);
   return DECO_FAIL(ctx, DECO_STATUS_ABORTED, "nccl communicator: %s failed on rank %d of %d: %s%s%s; the communicator "
                    "was aborted (ncclCommAbort)",
                    op, c->rank, c->size, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
@@ -276,7 +283,7 @@ static cudaStream_t stream_of(deco_ctx_t *ctx) { return ctx ? (cudaStream_t)deco
  * aborted, unlocked again); leave unlocks and passes the call's result,
  * which C evaluates before leave runs. */
 static int enter(nccl_state_t *s) {
-  if (!s->group) return 1;
+  if (!s->group) return !s->comm_gone;
   pthread_mutex_lock(&s->group->mu);
   if (!s->group->aborted) return 1;
   pthread_mutex_unlock(&s->group->mu);
@@ -356,7 +363,7 @@ static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
   return wait_stream(c, ctx, st, "barrier");
 }
 
-static void abort_comm(deco_comm_t *c) { abort_one(c); }
+static void abort_comm(deco_comm_t *c) { abort_one(c, 0); }
 
 static void destroy(deco_comm_t *c) {
   nccl_state_t *s = c->impl;
