@@ -135,8 +135,8 @@ static void *watchdog_main(void *arg) {
       ncclResult_t async = ncclSuccess;
       if (ncclCommGetAsyncError(g->comms[i], &async) != ncclSuccess ||
           (async != ncclSuccess && async != ncclInProgress)) {
-        fprintf(stderr, "deco: nccl communicator: rank %d reports %s: aborting all %d ranks of this process\n", i,
-                ncclGetErrorString(async), g->n);
+        fprintf(stderr, "deco: nccl communicator: rank %d reports %s: aborting the %d communicator(s) of this process\n",
+                g->handles[i] ? g->handles[i]->rank : i, ncclGetErrorString(async), g->n);
         group_abort_locked(g);
         break;
       }
