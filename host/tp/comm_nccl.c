@@ -10,7 +10,8 @@
  * so a dead peer never hangs a rank. The communicators of one process
  * created together form a group: aborting one (a failing rank, an error,
  * a timeout) aborts them all, and a watchdog thread per group polls their
- * asynchronous errors and aborts the group on the first, so a rank waiting
+ * asynchronous errors and aborts the group on the first, or when one member
+ * stays behind the others' collectives for the timeout, so a rank waiting
  * on its stream is released. Collectives are enqueued on the stream (and
  * so can be captured in a CUDA graph); barrier and the host all-gather
  * wait for a stream the same way. NCCL's sums are not in rank order: results are
@@ -50,6 +51,11 @@ typedef struct nccl_group {
   int aborted;
   pthread_t watchdog;
   int watching, stop;
+  /* Progress: collectives each member enqueued, and since when a member
+   * has been behind the furthest one (0: not behind). */
+  unsigned long long entered[DECO_COMM_MAX_RANKS];
+  double behind_since[DECO_COMM_MAX_RANKS];
+  double timeout_s;
 } nccl_group_t;
 
 typedef struct nccl_state {
@@ -135,10 +141,35 @@ static void *watchdog_main(void *arg) {
       ncclResult_t async = ncclSuccess;
       if (ncclCommGetAsyncError(g->comms[i], &async) != ncclSuccess ||
           (async != ncclSuccess && async != ncclInProgress)) {
-        fprintf(stderr, "deco: nccl communicator: rank %d reports %s: aborting the %d communicator(s) of this process\n",
+        fprintf(stderr,
+                "deco: nccl communicator: rank %d reports %s: aborting the %d communicator(s) of this process\n",
                 g->handles[i] ? g->handles[i]->rank : i, ncclGetErrorString(async), g->n);
         group_abort_locked(g);
         break;
+      }
+    }
+    /* A member that stays behind the others' collectives for the timeout
+     * (stuck outside NCCL: its peers' kernels wait for it forever, and a
+     * stream synchronised outside this file would never return) aborts
+     * the group. Members past their last collective (destroyed) are not
+     * waited for; replayed CUDA graphs enqueue nothing here, so ranks
+     * replaying stay level. */
+    unsigned long long furthest = 0;
+    for (int i = 0; i < g->n && !g->aborted; ++i)
+      if (g->entered[i] > furthest) furthest = g->entered[i];
+    const double now = now_s();
+    for (int i = 0; i < g->n && !g->aborted; ++i) {
+      if (!g->live[i] || g->entered[i] == furthest) {
+        g->behind_since[i] = 0;
+        continue;
+      }
+      if (g->behind_since[i] == 0) g->behind_since[i] = now;
+      if (now - g->behind_since[i] > g->timeout_s) {
+        fprintf(stderr,
+                "deco: nccl communicator: rank %d has not reached collective %llu for %.0f s (another rank has): "
+                "aborting the %d communicator(s) of this process\n",
+                g->handles[i] ? g->handles[i]->rank : i, g->entered[i] + 1, g->timeout_s, g->n);
+        group_abort_locked(g);
       }
     }
     pthread_mutex_unlock(&g->mu);
@@ -151,6 +182,7 @@ static nccl_group_t *group_new(int n, const ncclComm_t *comms) {
   if (!g) return NULL;
   pthread_mutex_init(&g->mu, NULL);
   g->n = n;
+  g->timeout_s = DECO_COMM_NCCL_TIMEOUT_S;
   for (int i = 0; i < n; ++i) {
     g->comms[i] = comms[i];
     g->live[i] = 1;
@@ -294,17 +326,25 @@ static ncclResult_t leave(nccl_state_t *s, ncclResult_t r) {
   return r;
 }
 #define ENQUEUE(s, call) (enter(s) ? leave((s), (call)) : ncclInvalidUsage)
+/* A collective: also counted as the member's progress (watchdog_main). */
+static int enter_collective(nccl_state_t *s) {
+  if (!enter(s)) return 0;
+  if (s->group) ++s->group->entered[s->slot];
+  return 1;
+}
+#define ENQUEUE_COLLECTIVE(s, call) (enter_collective(s) ? leave((s), (call)) : ncclInvalidUsage)
 
 static deco_status_t all_reduce_sum(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype) {
   nccl_state_t *s = c->impl;
-  return settle(c, ctx, ENQUEUE(s, ncclAllReduce(buf, buf, n, nccl_type(dtype), ncclSum, s->comm, stream_of(ctx))),
+  return settle(c, ctx,
+                ENQUEUE_COLLECTIVE(s, ncclAllReduce(buf, buf, n, nccl_type(dtype), ncclSum, s->comm, stream_of(ctx))),
                 "ncclAllReduce");
 }
 
 static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *send, void *recv, size_t n,
                                 deco_comm_dtype_t dtype) {
   nccl_state_t *s = c->impl;
-  return settle(c, ctx, ENQUEUE(s, ncclAllGather(send, recv, n, nccl_type(dtype), s->comm, stream_of(ctx))),
+  return settle(c, ctx, ENQUEUE_COLLECTIVE(s, ncclAllGather(send, recv, n, nccl_type(dtype), s->comm, stream_of(ctx))),
                 "ncclAllGather");
 }
 
@@ -329,7 +369,8 @@ static deco_status_t host_all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void
                      cudaGetErrorString(e));
   }
   deco_status_t st =
-      settle(c, ctx, ENQUEUE(s, ncclAllGather(dev + total, dev, n, nccl_type(dtype), s->comm, s->host_stream)), op);
+      settle(c, ctx,
+             ENQUEUE_COLLECTIVE(s, ncclAllGather(dev + total, dev, n, nccl_type(dtype), s->comm, s->host_stream)), op);
   if (st == DECO_STATUS_SUCCESS) {
     e = cudaMemcpyAsync(recv, dev, total, cudaMemcpyDeviceToHost, s->host_stream);
     if (e != cudaSuccess) {
@@ -349,7 +390,8 @@ static deco_status_t host_all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void
 static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype,
                                int root) {
   nccl_state_t *s = c->impl;
-  return settle(c, ctx, ENQUEUE(s, ncclBroadcast(buf, buf, n, nccl_type(dtype), root, s->comm, stream_of(ctx))),
+  return settle(c, ctx,
+                ENQUEUE_COLLECTIVE(s, ncclBroadcast(buf, buf, n, nccl_type(dtype), root, s->comm, stream_of(ctx))),
                 "ncclBroadcast");
 }
 
@@ -358,7 +400,8 @@ static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_
 static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
   nccl_state_t *s = c->impl;
   cudaStream_t st = stream_of(ctx);
-  DECO_TRY(settle(c, ctx, ENQUEUE(s, ncclAllReduce(s->barrier_buf, s->barrier_buf, 1, ncclInt32, ncclSum, s->comm, st)),
+  void *one = s->barrier_buf;
+  DECO_TRY(settle(c, ctx, ENQUEUE_COLLECTIVE(s, ncclAllReduce(one, one, 1, ncclInt32, ncclSum, s->comm, st)),
                   "ncclAllReduce (barrier)"));
   return wait_stream(c, ctx, st, "barrier");
 }
@@ -389,7 +432,8 @@ static void destroy(deco_comm_t *c) {
 }
 
 static const deco_comm_ops_t nccl_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
-                                         .host_all_gather = host_all_gather, .broadcast = broadcast, .barrier = barrier, .abort = abort_comm,
+                                         .host_all_gather = host_all_gather, .broadcast = broadcast, .barrier = barrier,
+                                         .abort = abort_comm,
                                          .destroy = destroy};
 
 /* A handle on an initialised communicator (init_wait done: NCCL answers
@@ -433,6 +477,7 @@ static void group_handles(int n, deco_comm_t **h) {
   nccl_group_t *g = group_new(n, raw);
   if (!g) return;
   g->refs = n;
+  g->timeout_s = ((nccl_state_t *)h[0]->impl)->timeout_s;
   for (int i = 0; i < n; ++i) {
     nccl_state_t *s = h[i]->impl;
     g->handles[i] = h[i];
