@@ -235,3 +235,30 @@ Test(cli_superpose, errors) {
   cr_assert(matches("^(1( [0-9]+){8}\n){2}$", r.out), "%s", r.out);
   deco_test_run_free(&r);
 }
+
+/* A GGUF model carries its tokenizer: the table's tokenizer hash is checked
+ * against the hash of the GGUF's token list, so a table counted with
+ * another tokenizer of the same vocabulary size is refused. */
+Test(cli_superpose, a_gguf_model_checks_the_tables_tokenizer_hash) {
+  const char *mini = deco_test_model_file(MINI);
+  deco_model_hparams_t hp;
+  cr_assert_eq(deco_model_read_hparams(mini, &hp), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  deco_ngram_builder_t *b = NULL;
+  cr_assert_eq(deco_ngram_builder_create(hp.vocab_size, &b), DECO_STATUS_SUCCESS);
+  const int32_t ids[] = {1, 9690, 198, 2683, 359, 253, 5356, 5646};
+  cr_assert_eq(deco_ngram_builder_add(b, ids, 8), DECO_STATUS_SUCCESS);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/other_tokenizer.ngram", deco_test_tmpdir());
+  deco_ngram_table_t *t = NULL;
+  cr_assert_eq(deco_ngram_builder_finish(b, (size_t)1 << 20, 0x0123456789abcdefull, &t), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  cr_assert_eq(deco_ngram_table_save(t, path), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  deco_ngram_table_destroy(t);
+  deco_ngram_builder_destroy(b);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", mini, "--superpose", "2", "--ngram", path, "--steps", "2",
+                    "--print-ids", "--backend", "cpu");
+  assert_error(&r, 1, "tokenizer_hash");
+  cr_assert(strstr(r.err, "0123456789abcdef"), "%s", r.err);
+  deco_test_run_free(&r);
+}

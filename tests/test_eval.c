@@ -7,6 +7,7 @@
  * its errors.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <math.h>
 #include <regex.h>
@@ -385,6 +386,31 @@ Test(eval_cli, errors) {
                     "--backend", "cpu");
   assert_error(&r, 1, "vocabulary of 512 ids");
   deco_test_run_free(&r);
+  /* Two GGUF files of the same vocabulary size but different token lists
+   * (the tiny fixture with its last token renamed): refused, naming both. */
+  {
+    size_t n = 0;
+    unsigned char *b = deco_test_read_file(deco_test_data_file("fixtures/gguf/tiny_f32.gguf"), &n);
+    cr_assert_not_null(b);
+    unsigned char *key = memmem(b, n, "tokenizer.ggml.tokens", 21);
+    cr_assert_not_null(key);
+    unsigned char *tok = memmem(key, n - (size_t)(key - b), "tok71", 5);
+    cr_assert_not_null(tok, "no token tok71 in the tiny fixture");
+    tok[0] = 'T';
+    char other[512];
+    snprintf(other, sizeof other, "%s/tiny_renamed.gguf", deco_test_tmpdir());
+    cr_assert_eq(deco_test_write_file(other, b, n), 0);
+    free(b);
+    const char *tiny = deco_test_data_file("fixtures/gguf/tiny_f32.gguf");
+    const char *tiny_ids = tmp_file("tiny.ids", "1 20 30 40\n");
+    DECO_TEST_RUN_CLI(&r, "eval", "--model", tiny, "--ids", tiny_ids, "--ref", other, "--backend", "cpu");
+    assert_error(&r, 1, "different tokenizers");
+    cr_assert(strstr(r.err, "tiny_renamed.gguf") && strstr(r.err, "tiny_f32.gguf"), "%s", r.err);
+    deco_test_run_free(&r);
+    DECO_TEST_RUN_CLI(&r, "eval", "--model", tiny, "--ids", tiny_ids, "--ref", tiny, "--backend", "cpu");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    deco_test_run_free(&r);
+  }
   /* Text with no tokenizer, or a tokenizer a GGUF model does not take. */
   DECO_TEST_RUN_CLI(&r, "eval", "--model", deco_test_data_file("models/stories260K.bin"), "--text", ok, "--backend",
                     "cpu");

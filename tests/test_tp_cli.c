@@ -3,7 +3,10 @@
  * speculative, against the llama2.c fixture) with ` tp=N` at the end of the
  * stats line; TP sizes the heads refuse exit 1 naming the numbers, once;
  * a failing rank's error is printed once; `--comm mpi` outside a launcher is
- * a usage error.
+ * a usage error; an sbatch script's environment (SLURM_PROCID and
+ * SLURM_NTASKS without srun's SLURM_STEP_NUM_TASKS) is no launch; a launch
+ * whose MPI world differs from the environment's size fails naming both;
+ * tokenize and eval run on rank 0 only.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -89,6 +92,38 @@ Test(tp_cli, refusals_name_the_numbers_once) {
   cr_assert_eq(r.status, 2, "%s", r.err);
   cr_assert(strstr(r.err, "launcher") && strstr(r.err, "OMPI_COMM_WORLD_RANK"), "%s", r.err);
   deco_test_run_free(&r);
+
+  /* Inside an sbatch script, not under srun: the plain run. */
+  unsetenv("SLURM_STEP_NUM_TASKS");
+  setenv("SLURM_PROCID", "0", 1);
+  setenv("SLURM_NTASKS", "4", 1);
+  DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "0", "--steps", "8", "--print-ids");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_null(strstr(r.err, " tp="), "%s", r.err);
+  cr_assert_neq(r.out[0], '\0');
+  deco_test_run_free(&r);
+  unsetenv("SLURM_PROCID");
+  unsetenv("SLURM_NTASKS");
+
+  /* The other commands run on rank 0 only: rank 1 of 2 prints nothing. */
+  setenv("RANK", "1", 1);
+  setenv("WORLD_SIZE", "2", 1);
+  DECO_TEST_RUN_CLI(&r, "tokenize", "--text", "Once upon a time");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, "");
+  cr_assert_str_eq(r.err, "");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "eval", "--ids", "/nonexistent/ids.txt");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, "");
+  deco_test_run_free(&r);
+  setenv("RANK", "0", 1);
+  DECO_TEST_RUN_CLI(&r, "tokenize", "--text", "Once upon a time");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_neq(r.out[0], '\0');
+  deco_test_run_free(&r);
+  unsetenv("RANK");
+  unsetenv("WORLD_SIZE");
 
   DECO_TEST_RUN_CLI(&r, "generate", "--tp", "0");
   cr_assert_eq(r.status, 2, "%s", r.err);

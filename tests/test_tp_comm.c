@@ -2,7 +2,9 @@
  * backend: all-reduce sums in rank order, bit-identical on every rank and
  * from run to run, for f32, f16, bf16 and int32 at sizes 1..8; all-gather
  * and broadcast; an abort that reaches a waiting rank within a second; the
- * 64-bit agreement check naming both values; the launcher environment.
+ * 64-bit agreement check naming both values; the launcher environment;
+ * ranks calling a collective with different counts, dtypes, roots or
+ * collectives all failing with both calls named.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -19,32 +21,13 @@
 
 static const deco_comm_dtype_t all_dtypes[] = {DECO_COMM_F32, DECO_COMM_F16, DECO_COMM_BF16, DECO_COMM_INT32};
 
-/* Rank r's input element i (dtype storage); floats of mixed signs and
- * magnitudes so that the order of the additions shows in the bits. */
-static void rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt) {
-  float *f = malloc(sizeof(float) * n);
-  deco_test_fill_uniform(f, n, 77 + (uint64_t)rank, 3, -1.0f, 1.0f);
-  for (size_t i = 0; i < n; ++i) {
-    const float x = f[i] * (i % 7 == 0 ? 1e4f : 1.0f);
-    switch (dt) {
-    case DECO_COMM_F32: ((float *)dst)[i] = x; break;
-    case DECO_COMM_F16: ((uint16_t *)dst)[i] = deco_f32_to_f16(x); break;
-    case DECO_COMM_BF16: ((uint16_t *)dst)[i] = deco_f32_to_bf16(x); break;
-    case DECO_COMM_INT32: ((int32_t *)dst)[i] = (int32_t)(x * 2e8f); break; /* overflows wrap */
-    }
-  }
-  free(f);
-}
-
-static size_t esize(deco_comm_dtype_t dt) { return dt == DECO_COMM_F16 || dt == DECO_COMM_BF16 ? 2 : 4; }
-
 /* The sum as the contract states it, written out independently. */
 static void expected_sum(void *out, int size, size_t n, deco_comm_dtype_t dt) {
   void *in = malloc(n * 4);
   float *acc = calloc(n, sizeof(float));
   uint32_t *iacc = calloc(n, sizeof(uint32_t));
   for (int r = 0; r < size; ++r) {
-    rank_input(in, r, n, dt);
+    deco_test_tp_rank_input(in, r, n, dt);
     for (size_t i = 0; i < n; ++i) {
       float x = 0;
       if (dt == DECO_COMM_F32) x = ((float *)in)[i];
@@ -78,7 +61,7 @@ static deco_status_t reduce_rank(deco_comm_t *comm, int rank, void *user) {
   void *buf = malloc(N_ELEMS * 4);
   deco_status_t st = DECO_STATUS_SUCCESS;
   for (int round = 0; round < j->rounds && st == DECO_STATUS_SUCCESS; ++round) {
-    rank_input(buf, rank, N_ELEMS, j->dt);
+    deco_test_tp_rank_input(buf, rank, N_ELEMS, j->dt);
     st = deco_comm_all_reduce_sum(comm, NULL, buf, N_ELEMS, j->dt);
   }
   j->result[rank] = buf;
@@ -98,7 +81,7 @@ Test(tp_comm, all_reduce_is_the_rank_order_sum_on_every_rank_bit_for_bit) {
       expected_sum(want, size, N_ELEMS, job.dt);
       for (int r = 0; r < size; ++r) {
         cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "size %d rank %d: %s", size, r, msg[r]);
-        cr_assert(memcmp(job.result[r], want, N_ELEMS * esize(job.dt)) == 0, "dtype %d size %d rank %d differs",
+        cr_assert(memcmp(job.result[r], want, N_ELEMS * deco_test_tp_esize(job.dt)) == 0, "dtype %d size %d rank %d differs",
                   (int)job.dt, size, r);
         free(job.result[r]);
       }
@@ -211,7 +194,7 @@ Test(tp_comm, a_differing_hash_fails_every_rank_naming_both_values) {
 
 static void clear_env(void) {
   const char *names[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK",
-                         "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "RANK",
+                         "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "RANK",
                          "WORLD_SIZE", "LOCAL_RANK"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) unsetenv(names[i]);
 }
@@ -229,6 +212,10 @@ Test(tp_comm, the_launcher_environment_is_read_in_order) {
   setenv("SLURM_PROCID", "5", 1);
   setenv("SLURM_NTASKS", "8", 1);
   setenv("SLURM_LOCALID", "2", 1);
+  /* An sbatch script (no srun step) is not a rank. */
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(strcmp(e.source, "RANK/WORLD_SIZE") == 0, "%s", e.source);
+  setenv("SLURM_STEP_NUM_TASKS", "8", 1);
   cr_assert_eq(deco_comm_env_read(&e), 1);
   cr_assert(e.rank == 5 && e.size == 8 && e.local_rank == 2 && strcmp(e.source, "SLURM") == 0);
   setenv("PMI_RANK", "0", 1);
@@ -263,4 +250,45 @@ Test(tp_comm, bad_arguments_are_refused) {
   cr_assert(deco_comm_aborted(c[0]));
   cr_assert_eq(deco_comm_barrier(c[0], NULL), DECO_STATUS_ABORTED);
   deco_comm_destroy(c[0]);
+}
+
+/* Rank 1 calls with one element more (then another dtype, then another
+ * collective, then another root) than the others: every rank fails at
+ * once with a message naming both calls, and nobody reads past a buffer. */
+typedef struct mismatch_job {
+  int variant;
+} mismatch_job_t;
+
+static deco_status_t mismatch_rank(deco_comm_t *comm, int rank, void *user) {
+  const mismatch_job_t *j = user;
+  float a[8] = {0}, b[8 * 3];
+  const int odd = rank == 1;
+  switch (j->variant) {
+  case 0: return deco_comm_all_reduce_sum(comm, NULL, a, odd ? 5 : 4, DECO_COMM_F32);
+  case 1: return deco_comm_all_gather(comm, NULL, a, b, 4, odd ? DECO_COMM_INT32 : DECO_COMM_F16);
+  case 2:
+    return odd ? deco_comm_all_gather(comm, NULL, a, b, 4, DECO_COMM_F32)
+               : deco_comm_all_reduce_sum(comm, NULL, a, 4, DECO_COMM_F32);
+  default: return deco_comm_broadcast(comm, NULL, a, 4, DECO_COMM_F32, odd ? 2 : 0);
+  }
+}
+
+Test(tp_comm, ranks_calling_with_different_counts_dtypes_or_collectives_all_fail) {
+  const char *expect[] = {"rank 0 called all-reduce of 4 elements", "rank 1 called all-gather of 4 elements (dtype 3",
+                          "rank 1 called all-gather", "root 2"};
+  for (int v = 0; v < 4; ++v) {
+    mismatch_job_t j = {.variant = v};
+    deco_status_t st[3];
+    char msg[3][512];
+    cr_assert_eq(deco_test_tp_run(3, mismatch_rank, &j, st, msg), 0);
+    for (int r = 0; r < 3; ++r) {
+      cr_assert_eq(st[r], DECO_STATUS_ABORTED, "variant %d rank %d: %s", v, r, msg[r]);
+      cr_assert(strstr(msg[r], "calls differ") && strstr(msg[r], expect[v]), "variant %d rank %d: %s", v, r, msg[r]);
+    }
+  }
+  /* The same calls still pass. */
+  mismatch_job_t j = {.variant = 0};
+  deco_status_t st[1];
+  cr_assert_eq(deco_test_tp_run(1, mismatch_rank, &j, st, NULL), 0);
+  cr_assert_eq(st[0], DECO_STATUS_SUCCESS);
 }

@@ -86,8 +86,18 @@ Test(tp_smollm2, mini_at_tp_3_matches_tp_1) {
   cr_assert_eq(deco_test_compare("SmolLM2 mini TP 3 vs TP 1", three.logits[0], one.logits[0], n,
                                  DECO_TOL_FORWARD_F32_ATOL, DECO_TOL_FORWARD_F32_RTOL),
                0);
+  /* TP 3 divides the heads (9 / 3, KV 3 / 3) and the FFN (1536 / 3): each
+   * rank holds a third of the split weights plus the replicated ones, all
+   * f32 on the CPU. */
+  const size_t L = (size_t)hp.n_layers, dim = (size_t)hp.dim, hd = (size_t)hp.head_dim, V = (size_t)hp.vocab_size;
+  const size_t replicated = (V * dim * (hp.shared_classifier ? 1 : 2) + 2 * L * dim + dim) * sizeof(float);
+  const size_t split =
+      L * dim * (2 * (size_t)hp.n_heads * hd + 2 * (size_t)hp.n_kv_heads * hd + 3 * (size_t)hp.hidden_dim) *
+      sizeof(float);
+  cr_assert_eq(one.weight_bytes[0], replicated + split, "TP 1 holds %zu bytes", one.weight_bytes[0]);
   for (int r = 0; r < 3; ++r) {
-    cr_assert_lt(three.weight_bytes[r], one.weight_bytes[0], "rank %d", r);
+    cr_assert_eq(three.weight_bytes[r], replicated + split / 3, "rank %d holds %zu bytes, expected %zu", r,
+                 three.weight_bytes[r], replicated + split / 3);
     free(three.logits[r]);
   }
   free(one.logits[0]);

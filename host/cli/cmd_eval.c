@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "cli/default_model.h"
 #include "deco/eval.h"
 
@@ -96,40 +98,6 @@ static int parse(int argc, char **argv, eval_options_t *o) {
   return 0;
 }
 
-/* A whole regular file (a FIFO or a device is refused at once), with a NUL
- * after it; NULL after the message. */
-static char *read_file(const char *path, size_t *size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) {
-    deco_cli_error("cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    deco_cli_error("cannot read %s: not a regular file", path);
-    close(fd);
-    return NULL;
-  }
-  const size_t n = (size_t)st.st_size;
-  char *buf = malloc(n + 1);
-  size_t done = 0;
-  while (buf && done < n) {
-    const ssize_t r = read(fd, buf + done, n - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    done += (size_t)r;
-  }
-  close(fd);
-  if (!buf || done != n) {
-    deco_cli_error(buf ? "cannot read %s: it changed while it was read" : "cannot read %s: out of memory", path);
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  *size = n;
-  return buf;
-}
-
 /* Sequences to score: ids back to back, seq_start[s] where each begins. */
 typedef struct corpus {
   int32_t *ids;
@@ -165,14 +133,20 @@ static int corpus_end_seq(corpus_t *c) {
 }
 
 /* --ids: the --print-ids format, one sequence per line; an empty line is
- * skipped. */
+ * skipped; a line of more than INT_MAX ids (the evaluator counts a
+ * sequence's positions in an int) is refused. */
 static int read_ids(const char *path, char *text, int vocab, corpus_t *c) {
   int line = 0;
   for (char *p = text; *p;) {
     char *end = strchr(p, '\n');
     if (end) *end = '\0';
     line++;
+    const size_t line_start = c->n_ids;
     for (char *q = p; *q;) {
+      if (c->n_ids - line_start >= (size_t)INT_MAX) {
+        deco_cli_error("%s:%d: more than %d ids on one line", path, line, INT_MAX);
+        return -1;
+      }
       if (q != p) {
         if (*q != ' ' || q[1] < '0' || q[1] > '9') {
           deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
@@ -246,19 +220,11 @@ static int read_header(const char *path, deco_model_hparams_t *hp) {
   return 0;
 }
 
-static int is_gguf(const char *path) {
-  char magic[4];
-  FILE *f = fopen(path, "rb");
-  int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-  if (f) fclose(f);
-  return yes;
-}
-
 /* --text's tokenizer: the GGUF file's own, --tokenizer, or the built-in
  * tok512; 0 or an exit status. */
 static int load_tokenizer(const eval_options_t *o, int vocab, deco_tokenizer_t **tok) {
   deco_status_t s;
-  if (o->model && is_gguf(o->model)) {
+  if (o->model && deco_cli_is_gguf(o->model) == 1) {
     s = deco_tokenizer_load_gguf(o->model, tok);
   } else if (o->tokenizer) {
     s = deco_tokenizer_load(o->tokenizer, vocab, tok);
@@ -313,7 +279,26 @@ static int run_eval(const eval_options_t *o) {
                    rhp.vocab_size, o->model ? o->model : DECO_DEFAULT_MODEL_NAME, hp.vocab_size);
     return DECO_EXIT_BAD_INPUT;
   }
-  if (o->tokenizer && o->model && is_gguf(o->model)) {
+  /* Two GGUF files carry their tokenizers: the same vocabulary size is not
+   * enough, the token lists must be the same. */
+  if (o->ref && o->model && deco_cli_is_gguf(o->model) == 1 && deco_cli_is_gguf(o->ref) == 1) {
+    deco_tokenizer_t *a = NULL, *b = NULL;
+    if (deco_tokenizer_load_gguf(o->model, &a) != DECO_STATUS_SUCCESS ||
+        deco_tokenizer_load_gguf(o->ref, &b) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      deco_tokenizer_destroy(a);
+      return DECO_EXIT_BAD_INPUT;
+    }
+    const uint64_t ha = deco_cli_tokenizer_hash(a), hb = deco_cli_tokenizer_hash(b);
+    deco_tokenizer_destroy(a);
+    deco_tokenizer_destroy(b);
+    if (ha != hb) {
+      deco_cli_error("--ref: %s and %s have different tokenizers (token list hashes %016llx and %016llx)", o->ref,
+                     o->model, (unsigned long long)hb, (unsigned long long)ha);
+      return DECO_EXIT_BAD_INPUT;
+    }
+  }
+  if (o->tokenizer && o->model && deco_cli_is_gguf(o->model) == 1) {
     deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model);
     return DECO_EXIT_BAD_INPUT;
   }
@@ -325,7 +310,7 @@ static int run_eval(const eval_options_t *o) {
   deco_model_t *model = NULL, *ref = NULL;
   const char *in = o->text ? o->text : o->ids;
   size_t size = 0;
-  char *data = read_file(in, &size);
+  char *data = deco_cli_read_file(in, &size);
   if (!data) goto out;
   if (o->text ? read_text(in, data, size, tok, &c) : read_ids(in, data, hp.vocab_size, &c)) goto out;
   if (c.n_ids == 0) {
@@ -378,6 +363,8 @@ out:
 }
 
 int deco_cli_eval(int argc, char **argv) {
+  /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
+  if (deco_cli_launch_follower()) return DECO_EXIT_OK;
   eval_options_t o;
   const int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {

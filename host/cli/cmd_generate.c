@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "cli/default_model.h"
 #include "cli/runs.h"
 
@@ -147,10 +148,7 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
       return DECO_EXIT_BAD_INPUT;
     }
     snprintf(ms->label, sizeof ms->label, "%s", base_name(o->model_path));
-    char magic[4];
-    FILE *f = fopen(o->model_path, "rb");
-    ms->gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f) fclose(f);
+    ms->gguf = deco_cli_is_gguf(o->model_path) == 1;
   } else {
     if (deco_synthetic_hparams(o->synthetic, &ms->hp) != DECO_STATUS_SUCCESS) {
       deco_cli_error("--synthetic: %s", deco_last_error(NULL));
@@ -394,7 +392,8 @@ static int generate_and_print(const deco_cli_options_t *o, const model_source_t 
 }
 
 /* --superpose: the n-gram table, checked against the model's vocabulary
- * and, when both are known, the tokenizer file's hash (NULL table with
+ * and, when both are known, the tokenizer file's hash (a GGUF model's: the
+ * hash of its token list, deco_cli_tokenizer_hash) (NULL table with
  * --ngram-alpha 0); 0 or an exit status. */
 static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, deco_ngram_table_t **table) {
   *table = NULL;
@@ -402,41 +401,24 @@ static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, dec
   uint64_t hash = 0;
   if (o->tokenizer_path) {
     /* A regular file only: a FIFO is refused at once, never waited on. */
-    int fd = open(o->tokenizer_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      deco_cli_error("cannot read %s: %s", o->tokenizer_path, fd < 0 ? strerror(errno) : "not a regular file");
-      if (fd >= 0) close(fd);
-      return DECO_EXIT_BAD_INPUT;
-    }
-    FILE *f = fdopen(fd, "rb");
-    if (!f) close(fd);
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = f ? malloc(cap) : NULL;
-    for (size_t k; buf && (k = fread(buf + len, 1, cap - len, f)) > 0;) {
-      len += k;
-      if (len == cap) {
-        unsigned char *more = realloc(buf, cap * 2);
-        if (!more) {
-          free(buf);
-          buf = NULL;
-          break;
-        }
-        buf = more;
-        cap *= 2;
-      }
-    }
-    if (f) fclose(f);
-    if (!buf) {
-      deco_cli_error("cannot read %s", o->tokenizer_path);
-      return DECO_EXIT_BAD_INPUT;
-    }
+    size_t len = 0;
+    char *buf = deco_cli_read_file(o->tokenizer_path, &len);
+    if (!buf) return DECO_EXIT_BAD_INPUT;
     hash = deco_ngram_hash_bytes(buf, len);
     free(buf);
   } else if (ms->builtin) {
     size_t n;
     const void *data = deco_default_tokenizer(&n);
     hash = deco_ngram_hash_bytes(data, n);
+  } else if (ms->gguf) {
+    /* The GGUF's own tokenizer: its token list's hash. */
+    deco_tokenizer_t *tok = NULL;
+    if (deco_tokenizer_load_gguf(o->model_path, &tok) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+    hash = deco_cli_tokenizer_hash(tok);
+    deco_tokenizer_destroy(tok);
   }
   if (deco_ngram_table_load(o->ngram_path, ms->hp.vocab_size, hash, table) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
@@ -517,9 +499,34 @@ static int superpose_and_print(const deco_cli_options_t *o, const model_source_t
   return 0;
 }
 
+/* A file's size and bytes into the hash (a missing file: a marker; the
+ * run refuses it later with its own message). */
+static uint64_t hash_file(uint64_t h, const char *path) {
+  if (path == NULL) return deco_comm_hash(h, "-", 1);
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return deco_comm_hash(h, "?", 1);
+  unsigned char buf[1 << 14];
+  long long total = 0;
+  for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0; total += (long long)k) h = deco_comm_hash(h, buf, k);
+  fclose(f);
+  return deco_comm_hash(h, &total, sizeof total);
+}
+
+static uint64_t hash_size(uint64_t h, const char *path) {
+  struct stat sb;
+  const long long bytes = path == NULL ? -2 : stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+  return deco_comm_hash(h, &bytes, sizeof bytes);
+}
+
+static uint64_t hash_str(uint64_t h, const char *s) {
+  return s ? deco_comm_hash(h, s, strlen(s) + 1) : deco_comm_hash(h, "", 0) ^ 0x9e3779b97f4a7c15ull;
+}
+
 /* Every rank must run the same model with the same options: a 64-bit hash
  * of the architecture, the file's size and every option that changes the
- * ids, all-gathered before anything is loaded (deco_comm_check_same). */
+ * ids or the sequence of collectives (speculation and its drafts, the tree
+ * template's contents, --compare-ar, the chat wrapping, superposition), all-gathered before
+ * anything is loaded (deco_comm_check_same). */
 static uint64_t config_hash(const deco_cli_options_t *o, const model_source_t *ms, deco_backend_t backend,
                             deco_dtype_t dtype, const int32_t *prompt, int n_prompt) {
   uint64_t h = DECO_COMM_HASH_INIT;
@@ -527,17 +534,22 @@ static uint64_t config_hash(const deco_cli_options_t *o, const model_source_t *m
   const int arch[] = {hp->dim, hp->hidden_dim, hp->n_layers, hp->n_heads, hp->n_kv_heads, hp->head_dim,
                       hp->vocab_size, hp->seq_len, hp->shared_classifier, (int)hp->rope_style};
   h = deco_comm_hash(h, arch, sizeof arch);
-  struct stat sb;
-  const long long file_bytes = o->model_path && stat(o->model_path, &sb) == 0 ? (long long)sb.st_size
-                               : ms->builtin                                 ? (long long)ms->builtin_bytes
-                                                                             : -1;
+  const long long file_bytes = ms->builtin ? (long long)ms->builtin_bytes : -3;
   h = deco_comm_hash(h, &file_bytes, sizeof file_bytes);
+  if (!ms->builtin) h = hash_size(h, o->model_path);
   const int opts[] = {o->steps, o->ignore_eos, (int)o->spec, o->draft_len, o->tree_nodes, o->recycle_k,
-                      (int)backend, (int)dtype, n_prompt};
+                      (int)backend, (int)dtype, n_prompt, o->compare_ar, o->n_draft_layers, o->draft_width,
+                      o->layer_parallel, o->no_calibrate, o->chat, (int)o->chat_template, o->superpose,
+                      o->superpose_m, o->draft_model != NULL, o->tree_template != NULL};
   h = deco_comm_hash(h, opts, sizeof opts);
-  const float fl[] = {o->temperature, o->top_p};
+  if (o->n_draft_layers) h = deco_comm_hash(h, o->draft_layers, sizeof(int) * (size_t)o->n_draft_layers);
+  const float fl[] = {o->temperature, o->top_p, o->superpose_temp, o->ngram_alpha};
   h = deco_comm_hash(h, fl, sizeof fl);
   h = deco_comm_hash(h, &o->seed, sizeof o->seed);
+  h = hash_file(h, o->tree_template);
+  if (o->draft_model) h = hash_size(h, o->draft_model);
+  if (o->ngram_path) h = hash_size(h, o->ngram_path);
+  h = hash_str(h, o->system);
   return deco_comm_hash(h, prompt, sizeof(int32_t) * (size_t)n_prompt);
 }
 
@@ -579,7 +591,7 @@ static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, de
       check_against_model(o, &ms, need_tokenizer, &tok) == 0 &&
       build_prompt(o, &ms, tok, &prompt, &n_prompt, &end_token) == 0) {
     deco_status_t st = comm ? deco_comm_check_same(comm, NULL, config_hash(o, &ms, backend, dtype, prompt, n_prompt),
-                                                   "configuration hash (model, file size, options)")
+                                                   "configuration hash (model, file sizes, options)")
                             : DECO_STATUS_SUCCESS;
     if (st != DECO_STATUS_SUCCESS) deco_cli_error("%s", deco_last_error(NULL));
     else if (load_model(o, &ms, backend, dtype, comm, device, &ctx, &model) == 0 &&
@@ -623,7 +635,8 @@ static void *rank_thread(void *p) {
 }
 
 /* tp ranks as threads of this process: over the threads communicator on
- * the CPU, or over NCCL with GPU r for rank r (ncclCommInitAll). The exit
+ * the CPU, or over NCCL with GPU r for rank r (deco_comm_nccl_create_all:
+ * the ranks' communicators abort together). The exit
  * status and the one message printed are those of the lowest rank that
  * failed on its own (the others only saw its abort). */
 static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, int tp,
@@ -698,13 +711,17 @@ static int generate_launched(const deco_cli_options_t *o, deco_backend_t backend
 int deco_cli_generate(const deco_cli_options_t *o) {
   deco_comm_env_t env;
   const int launched = deco_comm_env_read(&env) > 0 && env.size > 1;
-  /* Under a launcher the communicator is MPI's unless told; otherwise
-   * --tp N runs N threads. */
-  const deco_comm_backend_t comm = o->comm_set ? o->comm : launched ? DECO_COMM_MPI : DECO_COMM_THREADS;
+  /* Under a launcher the communicator is NCCL's when the ranks run on CUDA
+   * (--backend cuda, or unset with a GPU here) and this build has NCCL,
+   * MPI's otherwise; without a launcher --tp N runs N threads. */
+  const int on_cuda = o->backend_set ? o->backend == DECO_BACKEND_CUDA : deco_cuda_device_count() > 0;
+  const deco_comm_backend_t launched_comm =
+      on_cuda && deco_comm_backend_available(DECO_COMM_NCCL) ? DECO_COMM_NCCL : DECO_COMM_MPI;
+  const deco_comm_backend_t comm = o->comm_set ? o->comm : launched ? launched_comm : DECO_COMM_THREADS;
   const int tp_run = o->tp > 0 || o->comm_set || launched;
   if (tp_run && comm == DECO_COMM_MPI && !launched) {
     deco_cli_error("--comm mpi needs a launcher (mpirun, srun): none of OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, "
-                   "SLURM_PROCID/NTASKS or RANK/WORLD_SIZE describes more than one rank");
+                   "SLURM_PROCID/STEP_NUM_TASKS or RANK/WORLD_SIZE describes more than one rank");
     return DECO_EXIT_USAGE;
   }
   if (launched && comm == DECO_COMM_THREADS) {

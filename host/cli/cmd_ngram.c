@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "cli/default_model.h"
 
 static void ngram_usage(FILE *f) {
@@ -82,40 +83,6 @@ static int parse(int argc, char **argv, ngram_options_t *o) {
     return DECO_EXIT_USAGE;
   }
   return 0;
-}
-
-/* A whole regular file (a FIFO or a device is refused at once, without
- * blocking), NUL-terminated; NULL after printing the error. */
-static char *read_file(const char *path, size_t *size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) {
-    deco_cli_error("cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    deco_cli_error("cannot read %s: not a regular file", path);
-    close(fd);
-    return NULL;
-  }
-  const size_t n = (size_t)st.st_size;
-  char *buf = malloc(n + 1);
-  size_t done = 0;
-  while (buf && done < n) {
-    const ssize_t r = read(fd, buf + done, n - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    done += (size_t)r;
-  }
-  close(fd);
-  if (!buf || done != n) {
-    deco_cli_error(buf ? "cannot read %s: it changed while it was read" : "cannot read %s: out of memory", path);
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  *size = n;
-  return buf;
 }
 
 /* --ids: one sequence per line, decimal ids separated by single spaces
@@ -232,7 +199,7 @@ static int build(const ngram_options_t *o) {
     }
   }
   if (o->tokenizer) {
-    if (!(tok_file = read_file(o->tokenizer, &tok_size))) return DECO_EXIT_BAD_INPUT;
+    if (!(tok_file = deco_cli_read_file(o->tokenizer, &tok_size))) return DECO_EXIT_BAD_INPUT;
     tok_data = tok_file;
     tok_name = o->tokenizer;
   } else if (!o->model) {
@@ -256,7 +223,7 @@ static int build(const ngram_options_t *o) {
     goto out;
   }
   const char *in = o->text ? o->text : o->ids;
-  if (!(corpus = read_file(in, &corpus_size)) ||
+  if (!(corpus = deco_cli_read_file(in, &corpus_size)) ||
       deco_ngram_builder_create(hp.vocab_size, &b) != DECO_STATUS_SUCCESS) {
     if (corpus) deco_cli_error("%s", deco_last_error(NULL));
     rc = DECO_EXIT_BAD_INPUT;
@@ -291,6 +258,8 @@ out:
 }
 
 int deco_cli_ngram(int argc, char **argv) {
+  /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
+  if (deco_cli_launch_follower()) return DECO_EXIT_OK;
   if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
     ngram_usage(argc < 1 ? stderr : stdout);
     if (argc < 1) return DECO_EXIT_USAGE;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "cli/default_model.h"
 
 static void tokenize_usage(FILE *f) {
@@ -66,26 +67,6 @@ static int parse(int argc, char **argv, tok_opts_t *o) {
   return 0;
 }
 
-/* The first bytes of a regular file, without blocking on a FIFO; -1 after
- * the message. */
-static int file_magic(const char *path, char magic[4], size_t *got) {
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    deco_cli_error("cannot read %s: %s", path, strerror(errno));
-    return -1;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    deco_cli_error("cannot read %s: not a regular file", path);
-    return -1;
-  }
-  ssize_t n = read(fd, magic, 4);
-  close(fd);
-  *got = n > 0 ? (size_t)n : 0;
-  return 0;
-}
-
 /* The tokenizer the options name; an exit status (0 to go on). */
 static int load_tokenizer(const tok_opts_t *o, deco_tokenizer_t **tok) {
   *tok = NULL;
@@ -101,10 +82,9 @@ static int load_tokenizer(const tok_opts_t *o, deco_tokenizer_t **tok) {
     }
     return 0;
   }
-  char magic[4];
-  size_t got;
-  if (file_magic(o->model, magic, &got) != 0) return DECO_EXIT_BAD_INPUT;
-  if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
+  const int gguf = deco_cli_is_gguf(o->model);
+  if (gguf < 0) return DECO_EXIT_BAD_INPUT;
+  if (gguf) {
     if (o->tokenizer) {
       deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model);
       return DECO_EXIT_BAD_INPUT;
@@ -163,38 +143,7 @@ static int finish(int *gone) {
 static int encode(const deco_tokenizer_t *tok, const tok_opts_t *o) {
   char *data = NULL;
   size_t len = 0;
-  if (o->file) {
-    char magic[4];
-    size_t got;
-    if (file_magic(o->file, magic, &got) != 0) return DECO_EXIT_BAD_INPUT;
-    FILE *f = fopen(o->file, "rb");
-    if (!f) {
-      deco_cli_error("cannot read %s: %s", o->file, strerror(errno));
-      return DECO_EXIT_BAD_INPUT;
-    }
-    size_t cap = 1 << 16;
-    data = malloc(cap);
-    for (size_t k; data && (k = fread(data + len, 1, cap - len, f)) > 0;) {
-      len += k;
-      if (len == cap) {
-        char *more = cap <= SIZE_MAX / 2 ? realloc(data, cap * 2) : NULL;
-        if (!more) {
-          free(data);
-          data = NULL;
-          break;
-        }
-        data = more;
-        cap *= 2;
-      }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!data || err) {
-      free(data);
-      deco_cli_error("cannot read %s: %s", o->file, data ? "read error" : "out of memory");
-      return DECO_EXIT_BAD_INPUT;
-    }
-  }
+  if (o->file && !(data = deco_cli_read_file(o->file, &len))) return DECO_EXIT_BAD_INPUT;
   const char *text = o->file ? data : o->text;
   if (!o->file) len = strlen(text);
   unsigned flags = DECO_TOKENIZE_ADD_SPECIAL | (o->special ? DECO_TOKENIZE_PARSE_SPECIAL : 0);
@@ -276,6 +225,8 @@ bad:
 }
 
 int deco_cli_tokenize(int argc, char **argv) {
+  /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
+  if (deco_cli_launch_follower()) return DECO_EXIT_OK;
   tok_opts_t o;
   int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {

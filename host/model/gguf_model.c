@@ -93,9 +93,33 @@ static int shard_of(deco_gguf_role_t role) {
   }
 }
 
-/* Under tensor parallelism, a split tensor: dequantised to f32 in host
- * memory (one tensor at a time, by a host context's op) and this rank's
- * slice uploaded. */
+/* The part of a split tensor this rank reads, in the file's [rows][cols]
+ * layout: rows [row0, row0 + rows) of the row-split ones (Q, K, V, gate,
+ * up), columns [col0, col0 + cols) of every row of the column-split ones
+ * (O, down; returns 1 for these); deco_model_upload_shard reads no other
+ * element. A rank past an FFN width TP does not divide has none. */
+static int shard_range(const deco_model_t *m, int shard, size_t *row0, size_t *rows, size_t *col0, size_t *cols) {
+  const deco_model_hparams_t *c = &m->hp;
+  const size_t hd = (size_t)m->full.head_dim, qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
+  const size_t q0 = (size_t)m->shard.q_head0 * hd, kv0 = (size_t)m->shard.kv_head0 * hd;
+  const size_t h0 = (size_t)m->shard.hid0, hreal = (size_t)m->shard.hid_real;
+  *row0 = 0, *rows = 0, *col0 = 0, *cols = 0;
+  switch ((deco_shard_tensor_t)shard) {
+  case DECO_SHARD_WQ: *row0 = q0, *rows = qd; return 0;
+  case DECO_SHARD_WK:
+  case DECO_SHARD_WV: *row0 = kv0, *rows = kvd; return 0;
+  case DECO_SHARD_W1:
+  case DECO_SHARD_W3: *row0 = h0, *rows = hreal; return 0;
+  case DECO_SHARD_WO: *col0 = q0, *cols = qd; return 1;
+  case DECO_SHARD_W2: *col0 = h0, *cols = hreal; return 1;
+  }
+  return 0;
+}
+
+/* Under tensor parallelism, a split tensor: only this rank's rows (or the
+ * blocks covering its columns in every row) dequantised to f32, by a host
+ * context's op, into a host buffer in the file's layout (the pages of the
+ * other ranks' parts never touched), and this rank's slice uploaded. */
 static deco_status_t upload_split(deco_model_t *m, deco_ctx_t **host_ctx, const deco_gguf_tensor_t *t, int shard,
                                   int l) {
   if (*host_ctx == NULL) {
@@ -104,11 +128,32 @@ static deco_status_t upload_split(deco_model_t *m, deco_ctx_t **host_ctx, const 
     deco_status_t st = deco_ctx_create(&cc, host_ctx);
     if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(m->ctx, st, "%s", deco_last_error(NULL));
   }
+  uint32_t be = 1, bb = 0;
+  if (!deco_gguf_type_block(t->type, &be, &bb) || t->n_dims != 2 || t->dims[0] % be != 0)
+    return DECO_FAIL(m->ctx, DECO_STATUS_INTERNAL, "tensor %s: not a matrix of whole blocks", t->name);
+  const size_t n_cols = (size_t)t->dims[0], n_rows = (size_t)t->dims[1], row_bytes = n_cols / be * bb;
+  size_t row0, rows, col0, cols;
+  const int by_cols = shard_range(m, shard, &row0, &rows, &col0, &cols);
+  if (by_cols ? col0 + cols > n_cols : row0 + rows > n_rows)
+    return DECO_FAIL(m->ctx, DECO_STATUS_INTERNAL, "tensor %s: shard outside its %zu x %zu", t->name, n_rows, n_cols);
   float *f32 = malloc(sizeof(float) * (size_t)t->n_elements);
   if (!f32) return DECO_FAIL(m->ctx, DECO_STATUS_OUT_OF_MEMORY, "tensor %s: out of host memory", t->name);
-  deco_dequant_args_t a = {.type = (deco_quant_type_t)t->type, .out_dtype = DECO_DTYPE_F32,
-                           .n = (size_t)t->n_elements, .in = t->data, .out = f32};
-  deco_status_t st = deco_dequant(*host_ctx, &a);
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  if (!by_cols) {
+    /* Row-split: one call over the rank's rows. */
+    deco_dequant_args_t a = {.type = (deco_quant_type_t)t->type, .out_dtype = DECO_DTYPE_F32, .n = rows * n_cols,
+                             .in = t->data + row0 * row_bytes, .out = f32 + row0 * n_cols};
+    if (rows > 0) st = deco_dequant(*host_ctx, &a);
+  } else if (cols > 0) {
+    /* Column-split: in every row, the blocks that cover the rank's columns. */
+    const size_t b0 = col0 / be, b1 = (col0 + cols + be - 1) / be;
+    for (size_t r = 0; r < n_rows && st == DECO_STATUS_SUCCESS; ++r) {
+      deco_dequant_args_t a = {.type = (deco_quant_type_t)t->type, .out_dtype = DECO_DTYPE_F32,
+                               .n = (b1 - b0) * be, .in = t->data + r * row_bytes + b0 * bb,
+                               .out = f32 + r * n_cols + b0 * be};
+      st = deco_dequant(*host_ctx, &a);
+    }
+  }
   if (st != DECO_STATUS_SUCCESS) st = DECO_FAIL(m->ctx, st, "tensor %s: %s", t->name, deco_last_error(*host_ctx));
   if (st == DECO_STATUS_SUCCESS) st = deco_model_upload_shard(m, (deco_shard_tensor_t)shard, l, f32);
   free(f32);

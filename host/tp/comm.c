@@ -169,7 +169,10 @@ deco_status_t deco_comm_check_same(deco_comm_t *c, deco_ctx_t *ctx, uint64_t val
   int32_t mine[2] = {(int32_t)(uint32_t)(value >> 32), (int32_t)(uint32_t)value};
   int32_t *all = malloc(sizeof(int32_t) * 2 * (size_t)c->size);
   if (!all) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
-  deco_status_t st = deco_comm_all_gather(c, ctx, mine, all, 2, DECO_COMM_INT32);
+  /* Host buffers: the backend's host all-gather (NCCL stages them through
+   * the device and waits for its stream). */
+  deco_status_t st = check(c, ctx, mine, 2, DECO_COMM_INT32, op);
+  if (st == DECO_STATUS_SUCCESS) st = note(c, c->ops->host_all_gather(c, ctx, mine, all, 2, DECO_COMM_INT32));
   if (st == DECO_STATUS_SUCCESS) {
     const uint64_t first = ((uint64_t)(uint32_t)all[0] << 32) | (uint32_t)all[1];
     for (int r = 1; r < c->size; ++r) {
@@ -207,7 +210,9 @@ int deco_comm_env_read(deco_comm_env_t *env) {
     const char *rank, *size, *local, *source;
   } sets[] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD"},
               {"PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "PMI"},
-              {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM"},
+              /* srun sets SLURM_STEP_NUM_TASKS for its step; an sbatch
+               * script has SLURM_PROCID and SLURM_NTASKS but is no rank. */
+              {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM"},
               {"RANK", "WORLD_SIZE", "LOCAL_RANK", "RANK/WORLD_SIZE"}};
   *env = (deco_comm_env_t){.rank = 0, .size = 1, .local_rank = 0, .source = "none"};
   for (size_t i = 0; i < sizeof sets / sizeof sets[0]; ++i) {

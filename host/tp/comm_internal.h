@@ -15,6 +15,10 @@ typedef struct deco_comm_ops {
   deco_status_t (*all_reduce_sum)(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype);
   deco_status_t (*all_gather)(deco_comm_t *c, deco_ctx_t *ctx, const void *send, void *recv, size_t n,
                               deco_comm_dtype_t dtype);
+  /* An all-gather of host buffers, complete on return, whatever memory the
+   * backend's collectives take (NCCL stages through the device). */
+  deco_status_t (*host_all_gather)(deco_comm_t *c, deco_ctx_t *ctx, const void *send, void *recv, size_t n,
+                                   deco_comm_dtype_t dtype);
   deco_status_t (*broadcast)(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype,
                              int root);
   deco_status_t (*barrier)(deco_comm_t *c, deco_ctx_t *ctx);
@@ -38,5 +42,13 @@ size_t deco_comm_dtype_size(deco_comm_dtype_t dtype);
  * for int32: the one sum every host backend computes, so their results
  * agree bit for bit. out must not overlap any in[r]. */
 void deco_comm_sum_rank_order(const void *const *in, int size, void *out, size_t n, deco_comm_dtype_t dtype);
+
+#ifdef DECO_HAVE_MPI
+/* MPI shared by the MPI and NCCL backends (comm_mpi.c): acquire initialises
+ * MPI when nobody has and counts the handles that did; release by the last
+ * of them calls MPI_Finalize. *init_by_us is what release takes. */
+deco_status_t deco_comm_mpi_acquire(int *init_by_us, const char *op);
+void deco_comm_mpi_release(int init_by_us);
+#endif
 
 #endif

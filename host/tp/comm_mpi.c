@@ -24,6 +24,27 @@ typedef struct mpi_state {
 /* Handles that called MPI_Init: the last one to go calls MPI_Finalize. */
 static int g_init_refs;
 
+deco_status_t deco_comm_mpi_acquire(int *init_by_us, const char *op) {
+  int initialized = 0;
+  *init_by_us = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Init failed", op);
+    *init_by_us = 1;
+    ++g_init_refs;
+  } else if (g_init_refs > 0) {
+    *init_by_us = 1; /* initialised by another of our handles: share its finalize */
+    ++g_init_refs;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+void deco_comm_mpi_release(int init_by_us) {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (init_by_us && --g_init_refs == 0 && !finalized) MPI_Finalize();
+}
+
 static deco_status_t mpi_fail(deco_comm_t *c, deco_ctx_t *ctx, int err, const char *op) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -86,14 +107,14 @@ static void destroy(deco_comm_t *c) {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (s->owned && !finalized) MPI_Comm_free(&s->comm);
-  if (s->init_by_us && --g_init_refs == 0 && !finalized) MPI_Finalize();
+  deco_comm_mpi_release(s->init_by_us);
   free(s->gather);
   free(s);
   free(c);
 }
 
 static const deco_comm_ops_t mpi_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
-                                        .broadcast = broadcast, .barrier = barrier, .abort = abort_job,
+                                        .host_all_gather = all_gather, .broadcast = broadcast, .barrier = barrier, .abort = abort_job,
                                         .destroy = destroy};
 
 static deco_status_t wrap(MPI_Comm comm, int owned, int init_by_us, deco_comm_t **out, const char *op) {
@@ -112,7 +133,6 @@ static deco_status_t wrap(MPI_Comm comm, int owned, int init_by_us, deco_comm_t 
   *s = (mpi_state_t){.comm = comm, .owned = owned, .init_by_us = init_by_us};
   *c = (deco_comm_t){.ops = &mpi_ops, .backend = DECO_COMM_MPI, .rank = rank, .size = size, .impl = s};
   atomic_store(&c->aborted, 0);
-  if (init_by_us) ++g_init_refs;
   *out = c;
   return DECO_STATUS_SUCCESS;
 }
@@ -127,20 +147,29 @@ deco_status_t deco_comm_mpi_create(deco_comm_t **out) {
   if (found == 0)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: not started by a launcher (mpirun, srun): none of OMPI_COMM_WORLD_RANK/SIZE, "
-                     "PMI_RANK/SIZE, SLURM_PROCID/NTASKS, RANK/WORLD_SIZE is set",
+                     "PMI_RANK/SIZE, SLURM_PROCID/STEP_NUM_TASKS, RANK/WORLD_SIZE is set",
                      op);
-  int initialized = 0, init_by_us = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized) {
-    if (MPI_Init(NULL, NULL) != MPI_SUCCESS)
-      return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Init failed", op);
-    init_by_us = 1;
+  int init_by_us = 0;
+  DECO_TRY(deco_comm_mpi_acquire(&init_by_us, op));
+  int world = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world != env.size) {
+    deco_comm_mpi_release(init_by_us);
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: MPI_COMM_WORLD has %d ranks but the launcher's environment (%s) says %d: was this process "
+                     "started by the launcher that set it?",
+                     op, world, env.source, env.size);
   }
   MPI_Comm dup;
-  if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS)
+  if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS) {
+    deco_comm_mpi_release(init_by_us);
     return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Comm_dup failed", op);
+  }
   deco_status_t st = wrap(dup, 1, init_by_us, out, op);
-  if (st != DECO_STATUS_SUCCESS) MPI_Comm_free(&dup);
+  if (st != DECO_STATUS_SUCCESS) {
+    MPI_Comm_free(&dup);
+    deco_comm_mpi_release(init_by_us);
+  }
   return st;
 }
 

@@ -2,13 +2,19 @@
  * stream): one rank per GPU, either one process each (the unique id shared
  * over MPI, NCCL's own NCCL_COMM_ID bootstrap, or served by rank 0 on
  * MASTER_ADDR:MASTER_PORT) or one process driving several GPUs with one
- * thread each (ncclCommInitAll). Communicators created here are
- * non-blocking: every call is followed by polling ncclCommGetAsyncError
- * until it leaves ncclInProgress, with a timeout; an error or the timeout
- * aborts the communicator (ncclCommAbort) and returns a message naming the
- * operation, so a dead peer never hangs a rank. Collectives are enqueued on
- * the stream (and so can be captured in a CUDA graph); barrier waits for
- * the stream the same way. NCCL's sums are not in rank order: results are
+ * thread each (per-device ncclCommInitRankConfig in one group).
+ * Communicators created here are non-blocking: initialisation and every
+ * call are followed by polling ncclCommGetAsyncError until it leaves
+ * ncclInProgress, with a timeout; an error or the timeout aborts the
+ * communicator (ncclCommAbort) and returns a message naming the operation,
+ * so a dead peer never hangs a rank. The communicators of one process
+ * created together form a group: aborting one (a failing rank, an error,
+ * a timeout) aborts them all, and a watchdog thread per group polls their
+ * asynchronous errors and aborts the group on the first, or when one member
+ * stays behind the others' collectives for the timeout, so a rank waiting
+ * on its stream is released. Collectives are enqueued on the stream (and
+ * so can be captured in a CUDA graph); barrier and the host all-gather
+ * wait for a stream the same way. NCCL's sums are not in rank order: results are
  * reproducible per NCCL's algorithm choice, not bit-equal to the threads
  * backend. Built only with CUDA and NCCL found at configure.
  */
@@ -19,6 +25,7 @@
 #include <nccl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,18 +38,208 @@
 
 #include "tp/comm_internal.h"
 
+/* The communicators of one process created together (one, or create_all's
+ * n): an abort of any aborts all; the watchdog polls their asynchronous
+ * errors. mu serialises ncclCommAbort against the members' calls, so no
+ * call runs on a communicator being freed. */
+typedef struct nccl_group {
+  pthread_mutex_t mu;
+  int n, refs;
+  ncclComm_t comms[DECO_COMM_MAX_RANKS];
+  int live[DECO_COMM_MAX_RANKS]; /* 1: owned and neither aborted nor destroyed */
+  deco_comm_t *handles[DECO_COMM_MAX_RANKS];
+  int aborted;
+  pthread_t watchdog;
+  int watching, stop;
+  /* Progress: collectives each member enqueued, and since when a member
+   * has been behind the furthest one (0: not behind). */
+  unsigned long long entered[DECO_COMM_MAX_RANKS];
+  double behind_since[DECO_COMM_MAX_RANKS];
+  double timeout_s;
+} nccl_group_t;
+
 typedef struct nccl_state {
   ncclComm_t comm;
   int owned;        /* 1: destroyed (or aborted) with the handle */
   double timeout_s; /* how long a call may stay in progress */
   int device;
   void *barrier_buf; /* one int on the device, for barrier */
+  cudaStream_t host_stream; /* the host all-gather's own stream, made on first use */
+  nccl_group_t *group;      /* NULL for a wrapped engine communicator */
+  int slot;                 /* this handle's index in group */
+  int mpi_init_by_us;       /* release MPI on destroy (comm_mpi.c) */
+  int comm_gone;            /* ungrouped: ncclCommAbort was called */
 } nccl_state_t;
 
 static double now_s(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Aborts every live communicator of the group once; the handles are marked
+ * so that their next call fails at once. Called with g->mu held. */
+static void group_abort_locked(nccl_group_t *g) {
+  if (g->aborted) return;
+  g->aborted = 1;
+  for (int i = 0; i < g->n; ++i) {
+    if (g->handles[i]) atomic_store(&g->handles[i]->aborted, 1);
+    if (g->live[i]) {
+      ncclCommAbort(g->comms[i]);
+      g->live[i] = 0;
+      if (g->handles[i]) ((nccl_state_t *)g->handles[i]->impl)->owned = 0;
+    }
+  }
+}
+
+/* Aborts this handle's communicator: the whole group when it has one. A
+ * wrapped engine communicator (no group, not owned) is aborted only after
+ * an error or a timeout (force: NCCL leaves it unusable then), never by a
+ * plain deco_comm_abort. */
+static void abort_one(deco_comm_t *c, int force) {
+  nccl_state_t *s = c->impl;
+  atomic_store(&c->aborted, 1);
+  if (s->group) {
+    pthread_mutex_lock(&s->group->mu);
+    group_abort_locked(s->group);
+    pthread_mutex_unlock(&s->group->mu);
+  } else if ((s->owned || force) && !s->comm_gone) {
+    ncclCommAbort(s->comm);
+    s->owned = 0;
+    s->comm_gone = 1;
+  }
+}
+
+/* ncclCommGetAsyncError on a handle's communicator, or ncclInvalidUsage
+ * once the group was aborted (the communicator is gone). */
+static ncclResult_t async_error(nccl_state_t *s, ncclResult_t *async) {
+  ncclResult_t q;
+  if (s->group) pthread_mutex_lock(&s->group->mu);
+  if ((s->group && s->group->aborted) || s->comm_gone) {
+    *async = ncclInvalidUsage;
+    q = ncclSuccess;
+  } else {
+    q = ncclCommGetAsyncError(s->comm, async);
+  }
+  if (s->group) pthread_mutex_unlock(&s->group->mu);
+  return q;
+}
+
+/* The watchdog: every 10 ms, the asynchronous error of each member; the
+ * first error aborts the group, which releases every member's waits (a
+ * kernel waiting on a dead peer, a stream synchronised elsewhere). */
+static void *watchdog_main(void *arg) {
+  nccl_group_t *g = arg;
+  for (;;) {
+    pthread_mutex_lock(&g->mu);
+    if (g->stop || g->aborted) {
+      pthread_mutex_unlock(&g->mu);
+      return NULL;
+    }
+    for (int i = 0; i < g->n; ++i) {
+      if (!g->live[i]) continue;
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(g->comms[i], &async) != ncclSuccess ||
+          (async != ncclSuccess && async != ncclInProgress)) {
+        fprintf(stderr,
+                "deco: nccl communicator: rank %d reports %s: aborting the %d communicator(s) of this process\n",
+                g->handles[i] ? g->handles[i]->rank : i, ncclGetErrorString(async), g->n);
+        group_abort_locked(g);
+        break;
+      }
+    }
+    /* A member that stays behind the others' collectives for the timeout
+     * (stuck outside NCCL: its peers' kernels wait for it forever, and a
+     * stream synchronised outside this file would never return) aborts
+     * the group. Members past their last collective (destroyed) are not
+     * waited for; replayed CUDA graphs enqueue nothing here, so ranks
+     * replaying stay level. */
+    unsigned long long furthest = 0;
+    for (int i = 0; i < g->n && !g->aborted; ++i)
+      if (g->entered[i] > furthest) furthest = g->entered[i];
+    const double now = now_s();
+    for (int i = 0; i < g->n && !g->aborted; ++i) {
+      if (!g->live[i] || g->entered[i] == furthest) {
+        g->behind_since[i] = 0;
+        continue;
+      }
+      if (g->behind_since[i] == 0) g->behind_since[i] = now;
+      if (now - g->behind_since[i] > g->timeout_s) {
+        fprintf(stderr,
+                "deco: nccl communicator: rank %d has not reached collective %llu for %.0f s (another rank has): "
+                "aborting the %d communicator(s) of this process\n",
+                g->handles[i] ? g->handles[i]->rank : i, g->entered[i] + 1, g->timeout_s, g->n);
+        group_abort_locked(g);
+      }
+    }
+    pthread_mutex_unlock(&g->mu);
+    usleep(10 * 1000);
+  }
+}
+
+static nccl_group_t *group_new(int n, const ncclComm_t *comms) {
+  nccl_group_t *g = calloc(1, sizeof *g);
+  if (!g) return NULL;
+  pthread_mutex_init(&g->mu, NULL);
+  g->n = n;
+  g->timeout_s = DECO_COMM_NCCL_TIMEOUT_S;
+  for (int i = 0; i < n; ++i) {
+    g->comms[i] = comms[i];
+    g->live[i] = 1;
+  }
+  return g;
+}
+
+static void group_start_watchdog(nccl_group_t *g) {
+  g->watching = pthread_create(&g->watchdog, NULL, watchdog_main, g) == 0;
+}
+
+/* Drops one handle's reference; the last stops the watchdog and frees. */
+static void group_release(nccl_group_t *g, int slot) {
+  pthread_mutex_lock(&g->mu);
+  g->handles[slot] = NULL;
+  const int last = --g->refs == 0;
+  if (last) g->stop = 1;
+  pthread_mutex_unlock(&g->mu);
+  if (!last) return;
+  if (g->watching) pthread_join(g->watchdog, NULL);
+  pthread_mutex_lock(&g->mu);
+  for (int i = 0; i < g->n; ++i)
+    if (g->live[i]) ncclCommAbort(g->comms[i]); /* never wrapped: nothing else frees it */
+  pthread_mutex_unlock(&g->mu);
+  pthread_mutex_destroy(&g->mu);
+  free(g);
+}
+
+/* Waits until a freshly initialised communicator leaves ncclInProgress:
+ * success, or ncclCommAbort and a message (the communicator is gone). */
+static deco_status_t init_wait(ncclComm_t comm, ncclResult_t r, double timeout_s, const char *op, const char *what,
+                               int rank, int size) {
+  const double t0 = now_s();
+  while (r == ncclInProgress || r == ncclSuccess) {
+    ncclResult_t async = ncclSuccess;
+    const ncclResult_t q = ncclCommGetAsyncError(comm, &async);
+    if (q != ncclSuccess) {
+      r = q;
+      break;
+    }
+    if (async == ncclSuccess) return DECO_STATUS_SUCCESS;
+    if (async != ncclInProgress) {
+      r = async;
+      break;
+    }
+    if (now_s() - t0 > timeout_s) {
+      ncclCommAbort(comm);
+      return DECO_FAIL(NULL, DECO_STATUS_ABORTED,
+                       "%s: %s (rank %d of %d) still in progress after %.0f s: aborted (ncclCommAbort)", op, what,
+                       rank, size, timeout_s);
+    }
+    usleep(100);
+  }
+  const char *last = ncclGetLastError(comm);
+  ncclCommAbort(comm);
+  return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: %s (rank %d of %d): %s%s%s; aborted (ncclCommAbort)", op, what,
+                   rank, size, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
 }
 
 static ncclDataType_t nccl_type(deco_comm_dtype_t dt) {
@@ -55,13 +252,14 @@ static ncclDataType_t nccl_type(deco_comm_dtype_t dt) {
 }
 
 /* After an NCCL call: wait while the communicator is in progress; an error
- * or the timeout aborts it (every later call then fails at once). */
+ * or the timeout aborts it (and its group: every later call then fails at
+ * once). */
 static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, const char *op) {
   nccl_state_t *s = c->impl;
   const double t0 = now_s();
   while (r == ncclInProgress || r == ncclSuccess) {
     ncclResult_t async = ncclSuccess;
-    ncclResult_t q = ncclCommGetAsyncError(s->comm, &async);
+    ncclResult_t q = async_error(s, &async);
     if (q != ncclSuccess) {
       r = q;
       break;
@@ -72,9 +270,7 @@ static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, con
       break;
     }
     if (now_s() - t0 > s->timeout_s) {
-      atomic_store(&c->aborted, 1);
-      ncclCommAbort(s->comm);
-      s->owned = 0;
+      abort_one(c, 1);
       return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
                        "nccl communicator: %s still in progress after %.0f s on rank %d of %d: the communicator was "
                        "aborted (ncclCommAbort)",
@@ -82,83 +278,166 @@ static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, con
     }
     usleep(100);
   }
-  atomic_store(&c->aborted, 1);
-  const char *last = ncclGetLastError(s->comm);
-  ncclCommAbort(s->comm);
-  s->owned = 0;
+  const char *last = s->group && s->group->aborted ? "another rank of this process aborted"
+                     : s->comm_gone                ? "the communicator was already aborted"
+                                                   : ncclGetLastError(s->comm);
+  abort_one(c, 1);
   return DECO_FAIL(ctx, DECO_STATUS_ABORTED, "nccl communicator: %s failed on rank %d of %d: %s%s%s; the communicator "
                    "was aborted (ncclCommAbort)",
                    op, c->rank, c->size, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
 }
 
-static cudaStream_t stream_of(deco_ctx_t *ctx) { return ctx ? (cudaStream_t)deco_ctx_stream(ctx) : 0; }
-
-static deco_status_t all_reduce_sum(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype) {
+/* Waits for a stream to drain while polling the communicator's
+ * asynchronous errors (a peer that died shows there, not as a hang); the
+ * timeout aborts. */
+static deco_status_t wait_stream(deco_comm_t *c, deco_ctx_t *ctx, cudaStream_t st, const char *op) {
   nccl_state_t *s = c->impl;
-  return settle(c, ctx, ncclAllReduce(buf, buf, n, nccl_type(dtype), ncclSum, s->comm, stream_of(ctx)),
-                "ncclAllReduce");
-}
-
-static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *send, void *recv, size_t n,
-                                deco_comm_dtype_t dtype) {
-  nccl_state_t *s = c->impl;
-  return settle(c, ctx, ncclAllGather(send, recv, n, nccl_type(dtype), s->comm, stream_of(ctx)), "ncclAllGather");
-}
-
-static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype,
-                               int root) {
-  nccl_state_t *s = c->impl;
-  return settle(c, ctx, ncclBroadcast(buf, buf, n, nccl_type(dtype), root, s->comm, stream_of(ctx)),
-                "ncclBroadcast");
-}
-
-/* An all-reduce of one int, then the stream drained while polling for
- * asynchronous errors (a peer that died shows there, not as a hang). */
-static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
-  nccl_state_t *s = c->impl;
-  cudaStream_t st = stream_of(ctx);
-  DECO_TRY(settle(c, ctx, ncclAllReduce(s->barrier_buf, s->barrier_buf, 1, ncclInt32, ncclSum, s->comm, st),
-                  "ncclAllReduce (barrier)"));
   const double t0 = now_s();
   for (;;) {
     cudaError_t e = cudaStreamQuery(st);
     if (e == cudaSuccess) return DECO_STATUS_SUCCESS;
     if (e != cudaErrorNotReady) {
       (void)cudaGetLastError();
-      return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "nccl communicator: barrier: %s", cudaGetErrorString(e));
+      return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "nccl communicator: %s: %s", op, cudaGetErrorString(e));
     }
     ncclResult_t async = ncclSuccess;
-    ncclCommGetAsyncError(s->comm, &async);
-    if (async != ncclSuccess && async != ncclInProgress) return settle(c, ctx, async, "barrier");
-    if (now_s() - t0 > s->timeout_s) return settle(c, ctx, ncclInProgress, "barrier");
+    async_error(s, &async);
+    if (async != ncclSuccess && async != ncclInProgress) return settle(c, ctx, async, op);
+    if (now_s() - t0 > s->timeout_s) return settle(c, ctx, ncclInProgress, op);
     usleep(100);
   }
 }
 
-static void abort_comm(deco_comm_t *c) {
-  nccl_state_t *s = c->impl;
-  if (s->owned) {
-    ncclCommAbort(s->comm);
-    s->owned = 0;
-  }
+static cudaStream_t stream_of(deco_ctx_t *ctx) { return ctx ? (cudaStream_t)deco_ctx_stream(ctx) : 0; }
+
+/* Enqueues under the group's lock, so an abort never frees the
+ * communicator under a call; an aborted group refuses. enter locks (0 when
+ * aborted, unlocked again); leave unlocks and passes the call's result,
+ * which C evaluates before leave runs. */
+static int enter(nccl_state_t *s) {
+  if (!s->group) return !s->comm_gone;
+  pthread_mutex_lock(&s->group->mu);
+  if (!s->group->aborted) return 1;
+  pthread_mutex_unlock(&s->group->mu);
+  return 0;
 }
+static ncclResult_t leave(nccl_state_t *s, ncclResult_t r) {
+  if (s->group) pthread_mutex_unlock(&s->group->mu);
+  return r;
+}
+#define ENQUEUE(s, call) (enter(s) ? leave((s), (call)) : ncclInvalidUsage)
+/* A collective: also counted as the member's progress (watchdog_main). */
+static int enter_collective(nccl_state_t *s) {
+  if (!enter(s)) return 0;
+  if (s->group) ++s->group->entered[s->slot];
+  return 1;
+}
+#define ENQUEUE_COLLECTIVE(s, call) (enter_collective(s) ? leave((s), (call)) : ncclInvalidUsage)
+
+static deco_status_t all_reduce_sum(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype) {
+  nccl_state_t *s = c->impl;
+  return settle(c, ctx,
+                ENQUEUE_COLLECTIVE(s, ncclAllReduce(buf, buf, n, nccl_type(dtype), ncclSum, s->comm, stream_of(ctx))),
+                "ncclAllReduce");
+}
+
+static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *send, void *recv, size_t n,
+                                deco_comm_dtype_t dtype) {
+  nccl_state_t *s = c->impl;
+  return settle(c, ctx, ENQUEUE_COLLECTIVE(s, ncclAllGather(send, recv, n, nccl_type(dtype), s->comm, stream_of(ctx))),
+                "ncclAllGather");
+}
+
+/* Host buffers: staged through one device buffer, gathered on the
+ * handle's own stream and waited for, so the result is in recv on return
+ * whatever the context's stream is doing. */
+static deco_status_t host_all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *send, void *recv, size_t n,
+                                     deco_comm_dtype_t dtype) {
+  static const char op[] = "host all-gather";
+  nccl_state_t *s = c->impl;
+  const size_t bytes = n * deco_comm_dtype_size(dtype), total = bytes * (size_t)c->size;
+  if (n == 0) return DECO_STATUS_SUCCESS;
+  cudaError_t e = cudaSetDevice(s->device);
+  if (e == cudaSuccess && s->host_stream == NULL) e = cudaStreamCreateWithFlags(&s->host_stream, cudaStreamNonBlocking);
+  char *dev = NULL;
+  if (e == cudaSuccess) e = cudaMalloc((void **)&dev, total + bytes);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(dev + total, send, bytes, cudaMemcpyHostToDevice, s->host_stream);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (dev) cudaFree(dev);
+    return DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "nccl communicator: %s on rank %d: %s", op, c->rank,
+                     cudaGetErrorString(e));
+  }
+  deco_status_t st =
+      settle(c, ctx,
+             ENQUEUE_COLLECTIVE(s, ncclAllGather(dev + total, dev, n, nccl_type(dtype), s->comm, s->host_stream)), op);
+  if (st == DECO_STATUS_SUCCESS) {
+    e = cudaMemcpyAsync(recv, dev, total, cudaMemcpyDeviceToHost, s->host_stream);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      st = DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "nccl communicator: %s on rank %d: %s", op, c->rank,
+                     cudaGetErrorString(e));
+    }
+  }
+  /* Drained before the buffer goes, even after a failure (an abort ends the
+   * gather's kernel). */
+  const deco_status_t w = wait_stream(c, ctx, s->host_stream, op);
+  if (st == DECO_STATUS_SUCCESS) st = w;
+  cudaFree(dev);
+  return st;
+}
+
+static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype,
+                               int root) {
+  nccl_state_t *s = c->impl;
+  return settle(c, ctx,
+                ENQUEUE_COLLECTIVE(s, ncclBroadcast(buf, buf, n, nccl_type(dtype), root, s->comm, stream_of(ctx))),
+                "ncclBroadcast");
+}
+
+/* An all-reduce of one int, then the stream drained while polling for
+ * asynchronous errors (wait_stream). */
+static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
+  nccl_state_t *s = c->impl;
+  cudaStream_t st = stream_of(ctx);
+  void *one = s->barrier_buf;
+  DECO_TRY(settle(c, ctx, ENQUEUE_COLLECTIVE(s, ncclAllReduce(one, one, 1, ncclInt32, ncclSum, s->comm, st)),
+                  "ncclAllReduce (barrier)"));
+  return wait_stream(c, ctx, st, "barrier");
+}
+
+static void abort_comm(deco_comm_t *c) { abort_one(c, 0); }
 
 static void destroy(deco_comm_t *c) {
   nccl_state_t *s = c->impl;
   if (s->owned) {
     /* Finalize flushes outstanding work, polled like any call. */
-    if (settle(c, NULL, ncclCommFinalize(s->comm), "ncclCommFinalize") == DECO_STATUS_SUCCESS)
-      ncclCommDestroy(s->comm);
+    if (settle(c, NULL, ENQUEUE(s, ncclCommFinalize(s->comm)), "ncclCommFinalize") == DECO_STATUS_SUCCESS) {
+      if (s->group) pthread_mutex_lock(&s->group->mu);
+      if (!s->group || !s->group->aborted) {
+        ncclCommDestroy(s->comm);
+        if (s->group) s->group->live[s->slot] = 0;
+      }
+      if (s->group) pthread_mutex_unlock(&s->group->mu);
+    }
   }
+  if (s->group) group_release(s->group, s->slot);
+  if (s->host_stream) cudaStreamDestroy(s->host_stream);
   if (s->barrier_buf) cudaFree(s->barrier_buf);
+#ifdef DECO_HAVE_MPI
+  deco_comm_mpi_release(s->mpi_init_by_us);
+#endif
   free(s);
   free(c);
 }
 
 static const deco_comm_ops_t nccl_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
-                                         .broadcast = broadcast, .barrier = barrier, .abort = abort_comm,
+                                         .host_all_gather = host_all_gather, .broadcast = broadcast, .barrier = barrier,
+                                         .abort = abort_comm,
                                          .destroy = destroy};
 
+/* A handle on an initialised communicator (init_wait done: NCCL answers
+ * rank and count only then). On failure the communicator is the caller's. */
 static deco_status_t wrap(ncclComm_t comm, int owned, int device, double timeout_s, deco_comm_t **out,
                           const char *op) {
   int rank = 0, size = 1;
@@ -188,6 +467,24 @@ static deco_status_t wrap(ncclComm_t comm, int owned, int device, double timeout
   atomic_store(&c->aborted, 0);
   *out = c;
   return DECO_STATUS_SUCCESS;
+}
+
+/* Puts handles into a new group (aborts spread, a watchdog polls). On
+ * failure (no memory) the handles stay ungrouped: still usable alone. */
+static void group_handles(int n, deco_comm_t **h) {
+  ncclComm_t raw[DECO_COMM_MAX_RANKS];
+  for (int i = 0; i < n; ++i) raw[i] = ((nccl_state_t *)h[i]->impl)->comm;
+  nccl_group_t *g = group_new(n, raw);
+  if (!g) return;
+  g->refs = n;
+  g->timeout_s = ((nccl_state_t *)h[0]->impl)->timeout_s;
+  for (int i = 0; i < n; ++i) {
+    nccl_state_t *s = h[i]->impl;
+    g->handles[i] = h[i];
+    s->group = g;
+    s->slot = i;
+  }
+  group_start_watchdog(g);
 }
 
 /* ---- The unique id, process per GPU ---- */
@@ -271,6 +568,7 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
   memset(&id, 0, sizeof id);
   const char *comm_id = getenv("NCCL_COMM_ID"), *maddr = getenv("MASTER_ADDR"), *mport = getenv("MASTER_PORT");
   deco_status_t st = DECO_STATUS_SUCCESS;
+  int mpi_init_by_us = 0;
   int mpi_launch = found > 0 && (strcmp(env.source, "OMPI_COMM_WORLD") == 0 || strcmp(env.source, "PMI") == 0);
 #ifndef DECO_HAVE_MPI
   mpi_launch = 0;
@@ -279,10 +577,13 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
     if (ncclGetUniqueId(&id) != ncclSuccess) st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
   } else if (mpi_launch) {
 #ifdef DECO_HAVE_MPI
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    if (!initialized && MPI_Init(NULL, NULL) != MPI_SUCCESS)
-      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Init failed", op);
+    st = deco_comm_mpi_acquire(&mpi_init_by_us, op);
+    int world = 0;
+    if (st == DECO_STATUS_SUCCESS) MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (st == DECO_STATUS_SUCCESS && world != env.size)
+      st = DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: MPI_COMM_WORLD has %d ranks but the launcher's environment (%s) says %d", op, world,
+                     env.source, env.size);
     if (st == DECO_STATUS_SUCCESS && env.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
       st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
     if (st == DECO_STATUS_SUCCESS && MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
@@ -302,21 +603,30 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
                      "no NCCL_COMM_ID, no MASTER_ADDR and MASTER_PORT",
                      op, env.rank, env.size);
   }
-  if (st != DECO_STATUS_SUCCESS) return st;
-  ncclConfig_t nc = NCCL_CONFIG_INITIALIZER;
-  nc.blocking = 0;
-  ncclComm_t comm;
-  ncclResult_t r = ncclCommInitRankConfig(&comm, env.size, id, env.rank, &nc);
-  if (r != ncclSuccess && r != ncclInProgress)
-    return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclCommInitRankConfig (rank %d of %d): %s", op, env.rank,
+  ncclComm_t comm = NULL;
+  if (st == DECO_STATUS_SUCCESS) {
+    ncclConfig_t nc = NCCL_CONFIG_INITIALIZER;
+    nc.blocking = 0;
+    const ncclResult_t r = ncclCommInitRankConfig(&comm, env.size, id, env.rank, &nc);
+    if (r != ncclSuccess && r != ncclInProgress)
+      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclCommInitRankConfig (rank %d of %d): %s", op, env.rank,
                      env.size, ncclGetErrorString(r));
-  DECO_TRY(wrap(comm, 1, device, timeout, out, op));
-  st = settle(*out, NULL, r, "ncclCommInitRankConfig");
-  if (st != DECO_STATUS_SUCCESS) {
-    deco_comm_destroy(*out);
-    *out = NULL;
+    /* Rank and count are answered only once initialisation completed. */
+    if (st == DECO_STATUS_SUCCESS) st = init_wait(comm, r, timeout, op, "ncclCommInitRankConfig", env.rank, env.size);
+    if (st == DECO_STATUS_SUCCESS) {
+      st = wrap(comm, 1, device, timeout, out, op);
+      if (st != DECO_STATUS_SUCCESS) ncclCommAbort(comm);
+    }
   }
-  return st;
+  if (st != DECO_STATUS_SUCCESS) {
+#ifdef DECO_HAVE_MPI
+    deco_comm_mpi_release(mpi_init_by_us);
+#endif
+    return st;
+  }
+  ((nccl_state_t *)(*out)->impl)->mpi_init_by_us = mpi_init_by_us;
+  group_handles(1, out);
+  return DECO_STATUS_SUCCESS;
 }
 
 deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t **comms) {
@@ -324,26 +634,70 @@ deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t *
   if (comms == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: comms is NULL", op);
   if (n < 1 || n > DECO_COMM_MAX_RANKS)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %d outside [1, %d]", op, n, DECO_COMM_MAX_RANKS);
+  const double timeout = DECO_COMM_NCCL_TIMEOUT_S;
   ncclComm_t raw[DECO_COMM_MAX_RANKS];
-  int devs[DECO_COMM_MAX_RANKS];
+  int devs[DECO_COMM_MAX_RANKS], started = 0;
   for (int r = 0; r < n; ++r) {
     comms[r] = NULL;
+    raw[r] = NULL;
     devs[r] = devices ? devices[r] : r;
   }
-  ncclResult_t res = ncclCommInitAll(raw, n, devs);
+  ncclUniqueId id;
+  ncclResult_t res = ncclGetUniqueId(&id);
   if (res != ncclSuccess)
-    return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclCommInitAll over %d GPUs: %s", op, n,
-                     ncclGetErrorString(res));
-  for (int r = 0; r < n; ++r) {
-    cudaSetDevice(devs[r]);
-    deco_status_t st = wrap(raw[r], 1, devs[r], DECO_COMM_NCCL_TIMEOUT_S, &comms[r], op);
-    if (st != DECO_STATUS_SUCCESS) {
-      for (int q = 0; q < r; ++q) deco_comm_destroy(comms[q]);
-      for (int q = r; q < n; ++q) ncclCommDestroy(raw[q]);
-      for (int q = 0; q < n; ++q) comms[q] = NULL;
-      return st;
+    return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId: %s", op, ncclGetErrorString(res));
+  /* One non-blocking init per device inside a group (what ncclCommInitAll
+   * does, but each communicator can then be polled and aborted). */
+  ncclConfig_t nc = NCCL_CONFIG_INITIALIZER;
+  nc.blocking = 0;
+  res = ncclGroupStart();
+  for (int r = 0; r < n && (res == ncclSuccess || res == ncclInProgress); ++r) {
+    if (cudaSetDevice(devs[r]) != cudaSuccess) {
+      (void)cudaGetLastError();
+      res = ncclInvalidArgument;
+      break;
     }
+    res = ncclCommInitRankConfig(&raw[r], n, id, r, &nc);
+    if (res == ncclSuccess || res == ncclInProgress) started = r + 1;
   }
+  const ncclResult_t end = ncclGroupEnd();
+  if (res == ncclSuccess || res == ncclInProgress) res = end;
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  if (res != ncclSuccess && res != ncclInProgress) {
+    st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclCommInitRankConfig over %d GPUs: %s", op, n,
+                   ncclGetErrorString(res));
+    for (int r = 0; r < started; ++r)
+      if (raw[r]) ncclCommAbort(raw[r]);
+    return st;
+  }
+  /* Every rank's init completes or every communicator is aborted. */
+  int r = 0;
+  for (; r < n; ++r) {
+    st = init_wait(raw[r], ncclInProgress, timeout, op, "ncclCommInitRankConfig", r, n);
+    if (st != DECO_STATUS_SUCCESS) break;
+  }
+  if (st != DECO_STATUS_SUCCESS) {
+    for (int q = 0; q < n; ++q)
+      if (q != r) ncclCommAbort(raw[q]); /* init_wait aborted raw[r] */
+    return st;
+  }
+  for (r = 0; r < n; ++r) {
+    cudaSetDevice(devs[r]);
+    st = wrap(raw[r], 1, devs[r], timeout, &comms[r], op);
+    if (st != DECO_STATUS_SUCCESS) break;
+  }
+  if (st != DECO_STATUS_SUCCESS) {
+    for (int q = 0; q < n; ++q) {
+      if (comms[q]) {
+        ((nccl_state_t *)comms[q]->impl)->owned = 0;
+        deco_comm_destroy(comms[q]);
+        comms[q] = NULL;
+      }
+      ncclCommAbort(raw[q]);
+    }
+    return st;
+  }
+  group_handles(n, comms);
   return DECO_STATUS_SUCCESS;
 }
 

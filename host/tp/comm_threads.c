@@ -4,7 +4,9 @@
  * anyone may overwrite what was read. The barrier spins a little (a rank
  * usually arrives within microseconds of the others), then blocks on a
  * condition variable, so ranks oversubscribing the cores do not burn them.
- * An abort wakes every waiter at once with DECO_STATUS_ABORTED.
+ * An abort wakes every waiter at once with DECO_STATUS_ABORTED. Each rank
+ * posts its call (collective, count, dtype, root) with its pointer; a call
+ * that differs from rank 0's aborts every rank before a buffer is read.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -27,6 +29,12 @@ typedef struct shared {
   atomic_uint gen;
   atomic_int aborted;
   const void *posted[DECO_COMM_MAX_RANKS]; /* each rank's buffer in the current collective */
+  /* What each rank called it with: a rank whose call differs from rank 0's
+   * would read past the others' buffers. */
+  struct {
+    int op, dtype, root;
+    size_t n;
+  } call[DECO_COMM_MAX_RANKS];
 } shared_t;
 
 typedef struct rank_state {
@@ -70,6 +78,42 @@ aborted:
                    c->rank, c->size);
 }
 
+enum { OP_ALL_REDUCE, OP_ALL_GATHER, OP_BROADCAST };
+static const char *const op_names[] = {"all-reduce", "all-gather", "broadcast"};
+
+static void abort_all(deco_comm_t *c);
+
+/* Posts this rank's buffer and call, meets the others, then checks every
+ * rank's call against rank 0's (each rank reads the same posts, so all of
+ * them agree on a mismatch): a mismatch aborts the communicator before
+ * anyone reads a buffer. */
+static deco_status_t post_and_meet(deco_comm_t *c, deco_ctx_t *ctx, const void *buf, int op, size_t n,
+                                   deco_comm_dtype_t dtype, int root) {
+  shared_t *sh = ((rank_state_t *)c->impl)->sh;
+  sh->posted[c->rank] = buf;
+  sh->call[c->rank].op = op;
+  sh->call[c->rank].n = n;
+  sh->call[c->rank].dtype = (int)dtype;
+  sh->call[c->rank].root = root;
+  DECO_TRY(barrier(c, ctx));
+  for (int r = 1; r < sh->size; ++r) {
+    const int op0 = sh->call[0].op, opr = sh->call[r].op;
+    if (opr == op0 && sh->call[r].n == sh->call[0].n && sh->call[r].dtype == sh->call[0].dtype &&
+        sh->call[r].root == sh->call[0].root)
+      continue;
+    const size_t n0 = sh->call[0].n, nr = sh->call[r].n;
+    const int d0 = sh->call[0].dtype, dr = sh->call[r].dtype, root0 = sh->call[0].root, rootr = sh->call[r].root;
+    atomic_store(&c->aborted, 1);
+    abort_all(c);
+    return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
+                     "threads communicator: the ranks' calls differ: rank 0 called %s of %zu elements (dtype %d, "
+                     "root %d), rank %d called %s of %zu elements (dtype %d, root %d); the communicator was aborted "
+                     "(this is rank %d of %d)",
+                     op_names[op0], n0, d0, root0, r, op_names[opr], nr, dr, rootr, c->rank, c->size);
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 static deco_status_t grow_scratch(rank_state_t *rs, deco_ctx_t *ctx, size_t bytes) {
   if (rs->scratch_bytes >= bytes) return DECO_STATUS_SUCCESS;
   void *p = realloc(rs->scratch, bytes);
@@ -91,8 +135,7 @@ static deco_status_t all_reduce_sum(deco_comm_t *c, deco_ctx_t *ctx, void *buf, 
     deco_comm_abort(c);
     return st;
   }
-  sh->posted[c->rank] = buf;
-  DECO_TRY(barrier(c, ctx));
+  DECO_TRY(post_and_meet(c, ctx, buf, OP_ALL_REDUCE, n, dtype, 0));
   deco_comm_sum_rank_order(sh->posted, sh->size, rs->scratch, n, dtype);
   DECO_TRY(barrier(c, ctx)); /* everyone has read every buffer */
   memcpy(buf, rs->scratch, bytes);
@@ -103,8 +146,7 @@ static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *sen
                                 deco_comm_dtype_t dtype) {
   shared_t *sh = ((rank_state_t *)c->impl)->sh;
   const size_t bytes = n * deco_comm_dtype_size(dtype);
-  sh->posted[c->rank] = send;
-  DECO_TRY(barrier(c, ctx));
+  DECO_TRY(post_and_meet(c, ctx, send, OP_ALL_GATHER, n, dtype, 0));
   for (int r = 0; r < sh->size; ++r) memcpy((char *)recv + (size_t)r * bytes, sh->posted[r], bytes);
   return barrier(c, ctx);
 }
@@ -112,8 +154,7 @@ static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *sen
 static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype,
                                int root) {
   shared_t *sh = ((rank_state_t *)c->impl)->sh;
-  if (c->rank == root) sh->posted[root] = buf;
-  DECO_TRY(barrier(c, ctx));
+  DECO_TRY(post_and_meet(c, ctx, buf, OP_BROADCAST, n, dtype, root));
   if (c->rank != root) memcpy(buf, sh->posted[root], n * deco_comm_dtype_size(dtype));
   return barrier(c, ctx);
 }
@@ -140,7 +181,8 @@ static void destroy(deco_comm_t *c) {
 }
 
 static const deco_comm_ops_t threads_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
-                                            .broadcast = broadcast, .barrier = barrier, .abort = abort_all,
+                                            .host_all_gather = all_gather, .broadcast = broadcast, .barrier = barrier,
+                                            .abort = abort_all,
                                             .destroy = destroy};
 
 deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms) {

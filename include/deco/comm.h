@@ -53,7 +53,8 @@ DECO_API deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms);
 
 /* Where a launcher (mpirun, srun, torchrun) says this process stands:
  * OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK, then PMI_RANK/PMI_SIZE (with
- * MPI_LOCALRANKID), then SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID, then
+ * MPI_LOCALRANKID), then SLURM_PROCID/SLURM_STEP_NUM_TASKS/SLURM_LOCALID
+ * (srun's step; an sbatch script's SLURM_NTASKS alone is no launch), then
  * RANK/WORLD_SIZE/LOCAL_RANK; the first complete set wins. Returns 0 (and
  * rank 0 of 1) when none is set, 1 when found, -1 when a set is present
  * but malformed (the thread's error slot says which variable). */
@@ -82,7 +83,9 @@ DECO_API deco_status_t deco_comm_from_mpi(const void *mpi_comm, deco_comm_t **ou
  * of one needs none). Every call polls ncclCommGetAsyncError while in
  * progress; an error or timeout_s without progress aborts the communicator
  * (ncclCommAbort) and returns DECO_STATUS_ABORTED with a message naming the
- * operation, never a hang. NCCL's sums are not in rank order. Without NCCL
+ * operation, never a hang. deco_comm_check_same stages its host values
+ * through the device and waits for its own stream. NCCL's sums are not in
+ * rank order. Without NCCL
  * in the build: DECO_STATUS_UNSUPPORTED. */
 #define DECO_COMM_NCCL_TIMEOUT_S 300.0
 typedef struct deco_comm_nccl_config {
@@ -93,8 +96,13 @@ typedef struct deco_comm_nccl_config {
 #define DECO_COMM_NCCL_CONFIG_INIT {.size = sizeof(deco_comm_nccl_config_t), .device = -1, .timeout_s = 0.0}
 DECO_API deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_comm_t **out);
 /* One process driving n GPUs (devices[r], or r when devices is NULL) with
- * one thread each (ncclCommInitAll): comms[r] is rank r's handle; each
- * thread makes its GPU current before using it. */
+ * one thread each (a non-blocking ncclCommInitRankConfig per GPU in one
+ * group; every init polled to completion, all aborted when one fails):
+ * comms[r] is rank r's handle; each thread makes its GPU current before
+ * using it. The n handles abort together: an abort of one (a failing rank,
+ * an error, a timeout) aborts every communicator, and a watchdog thread
+ * aborts them all on the first asynchronous error any reports or when one
+ * rank stays behind the others' collectives for DECO_COMM_NCCL_TIMEOUT_S. */
 DECO_API deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t **comms);
 /* An engine's NCCL communicator (an ncclComm_t passed by address), wrapped,
  * not owned (an error still aborts it: NCCL leaves it unusable); timeout_s

@@ -1,9 +1,13 @@
-/* tests/common/tp_run.c — one thread per rank of a threads communicator. */
+/* tests/common/tp_run.c — one thread per rank of a threads communicator;
+ * each rank's communicator test input. */
 #include "common/tp_run.h"
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "common/testutil.h"
 
 typedef struct rank_job {
   deco_comm_t *comm;
@@ -44,3 +48,21 @@ int deco_test_tp_run(int size, deco_test_rank_fn fn, void *user, deco_status_t *
   }
   return rc;
 }
+
+void deco_test_tp_rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt) {
+  float *f = malloc(sizeof(float) * n);
+  if (!f) abort();
+  deco_test_fill_uniform(f, n, 77 + (uint64_t)rank, 3, -1.0f, 1.0f);
+  for (size_t i = 0; i < n; ++i) {
+    const float x = f[i] * (i % 7 == 0 ? 1e4f : 1.0f);
+    switch (dt) {
+    case DECO_COMM_F32: ((float *)dst)[i] = x; break;
+    case DECO_COMM_F16: ((uint16_t *)dst)[i] = deco_f32_to_f16(x); break;
+    case DECO_COMM_BF16: ((uint16_t *)dst)[i] = deco_f32_to_bf16(x); break;
+    case DECO_COMM_INT32: ((int32_t *)dst)[i] = (int32_t)(x * 2e8f); break; /* overflows wrap */
+    }
+  }
+  free(f);
+}
+
+size_t deco_test_tp_esize(deco_comm_dtype_t dt) { return dt == DECO_COMM_F16 || dt == DECO_COMM_BF16 ? 2 : 4; }

@@ -1,6 +1,7 @@
 /* tests/common/tp_run.h — runs one function as every rank of a threads
  * communicator (one thread per rank) and collects each rank's status, for
- * the tensor-parallel suites.
+ * the tensor-parallel suites; and the inputs the communicator suites
+ * (threads and MPI) give each rank.
  */
 #ifndef DECO_TESTS_TP_RUN_H
 #define DECO_TESTS_TP_RUN_H
@@ -13,5 +14,12 @@
  * thread ran. */
 typedef deco_status_t (*deco_test_rank_fn)(deco_comm_t *comm, int rank, void *user);
 int deco_test_tp_run(int size, deco_test_rank_fn fn, void *user, deco_status_t *status, char (*message)[512]);
+
+/* Rank r's input of n elements in dtype storage (the communicator suites):
+ * floats of mixed signs and magnitudes, so that the order of a sum's
+ * additions shows in its bits; int32 inputs large enough to wrap. */
+void deco_test_tp_rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt);
+/* Bytes of one element of dt. */
+size_t deco_test_tp_esize(deco_comm_dtype_t dt);
 
 #endif

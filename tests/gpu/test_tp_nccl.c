@@ -6,8 +6,9 @@
  * and stories260K (bf16) run with the communicator in its model config —
  * the all-reduces after O and down then go through NCCL, captured in the
  * step's CUDA graph — gives the ids, K/V and recycling table of the run
- * without a communicator, bit for bit. Registered only when the build
- * found NCCL.
+ * without a communicator, bit for bit; `deco generate --comm nccl` in a
+ * world of one prints the ids of the plain CUDA run, with ` tp=1`.
+ * Registered only when the build found NCCL.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -48,6 +49,10 @@ Test(tp_nccl, collectives_at_world_size_1, .timeout = 120) {
   cr_assert_eq(deco_comm_barrier(comm, ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_memcpy(ctx, back, dev2, sizeof back, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
   cr_assert(memcmp(back, host, sizeof host) == 0, "a lone rank's sum changed its values");
+  /* The agreement check all-gathers host memory (staged through the
+   * device under NCCL): one rank always agrees with itself. */
+  cr_assert_eq(deco_comm_check_same(comm, ctx, 0x0123456789abcdefull, "hash"), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
   /* The same communicator wrapped as an engine would hand it over is
    * refused without a pointer. */
   deco_comm_t *w = NULL;
@@ -143,4 +148,21 @@ Test(tp_nccl, graphed_recycling_with_the_nccl_communicator_equals_none, .timeout
     free(os[i]->table);
   }
   deco_comm_destroy(comm);
+}
+
+Test(tp_nccl, the_cli_with_comm_nccl_in_a_world_of_one_prints_the_plain_ids, .timeout = 180) {
+  world_of_one();
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  deco_test_run_t plain, nccl;
+  DECO_TEST_RUN_CLI(&plain, "generate", "--model", model, "--backend", "cuda", "--temperature", "0", "--steps", "32",
+                    "--print-ids");
+  DECO_TEST_RUN_CLI(&nccl, "generate", "--model", model, "--comm", "nccl", "--temperature", "0", "--steps", "32",
+                    "--print-ids");
+  cr_assert_eq(plain.status, 0, "%s", plain.err);
+  cr_assert_eq(nccl.status, 0, "%s", nccl.err);
+  cr_assert_str_eq(nccl.out, plain.out);
+  const char *line = deco_test_last_line(nccl.err);
+  cr_assert(strlen(line) >= 5 && strcmp(line + strlen(line) - 5, " tp=1") == 0, "stats: %s", line);
+  deco_test_run_free(&plain);
+  deco_test_run_free(&nccl);
 }

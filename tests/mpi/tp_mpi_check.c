@@ -4,9 +4,10 @@
  * the same inputs at the same size (run inside each process); all-gather,
  * broadcast, the agreement check (same values pass; a different value on
  * the last rank fails every rank naming both) and a wrapped MPI_COMM_WORLD
- * (deco_comm_from_mpi). `sigkill`: collectives in a loop while rank 1 kills
- * itself with SIGKILL after half a second; mpirun must end the job (the
- * caller times it). Prints one line per failure; exit 0 when all pass.
+ * (deco_comm_from_mpi). `sigkill`: collectives in a loop; rank 0 prints
+ * `rank 0 completed 100 all-reduces` after that many, then rank 1 kills
+ * itself with SIGKILL (past half a second); mpirun must end the job (the
+ * caller times it and looks for the line and mpirun's report of the kill). Prints one line per failure; exit 0 when all pass.
  */
 #define _GNU_SOURCE
 #include <mpi.h>
@@ -32,22 +33,7 @@ static int failures;
     }                                                     \
   } while (0)
 
-static size_t esize(deco_comm_dtype_t dt) { return dt == DECO_COMM_F16 || dt == DECO_COMM_BF16 ? 2 : 4; }
 
-static void rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt) {
-  float *f = malloc(sizeof(float) * n);
-  deco_test_fill_uniform(f, n, 77 + (uint64_t)rank, 3, -1.0f, 1.0f);
-  for (size_t i = 0; i < n; ++i) {
-    const float x = f[i] * (i % 7 == 0 ? 1e4f : 1.0f);
-    switch (dt) {
-    case DECO_COMM_F32: ((float *)dst)[i] = x; break;
-    case DECO_COMM_F16: ((uint16_t *)dst)[i] = deco_f32_to_f16(x); break;
-    case DECO_COMM_BF16: ((uint16_t *)dst)[i] = deco_f32_to_bf16(x); break;
-    case DECO_COMM_INT32: ((int32_t *)dst)[i] = (int32_t)(x * 2e8f); break;
-    }
-  }
-  free(f);
-}
 
 typedef struct threads_job {
   deco_comm_dtype_t dt;
@@ -57,7 +43,7 @@ typedef struct threads_job {
 static deco_status_t threads_rank(deco_comm_t *comm, int rank, void *user) {
   threads_job_t *j = user;
   j->result[rank] = malloc(N_ELEMS * 4);
-  rank_input(j->result[rank], rank, N_ELEMS, j->dt);
+  deco_test_tp_rank_input(j->result[rank], rank, N_ELEMS, j->dt);
   return deco_comm_all_reduce_sum(comm, NULL, j->result[rank], N_ELEMS, j->dt);
 }
 
@@ -66,14 +52,14 @@ static void collectives(deco_comm_t *comm) {
   const deco_comm_dtype_t dts[] = {DECO_COMM_F32, DECO_COMM_F16, DECO_COMM_BF16, DECO_COMM_INT32};
   for (int d = 0; d < 4; ++d) {
     void *buf = malloc(N_ELEMS * 4);
-    rank_input(buf, rank, N_ELEMS, dts[d]);
+    deco_test_tp_rank_input(buf, rank, N_ELEMS, dts[d]);
     deco_status_t st = deco_comm_all_reduce_sum(comm, NULL, buf, N_ELEMS, dts[d]);
     CHECK(st == DECO_STATUS_SUCCESS, "rank %d all-reduce: %s", rank, deco_last_error(NULL));
     threads_job_t job = {.dt = dts[d]};
     deco_status_t tst[DECO_COMM_MAX_RANKS];
     CHECK(deco_test_tp_run(size, threads_rank, &job, tst, NULL) == 0, "threads run");
     CHECK(tst[0] == DECO_STATUS_SUCCESS, "threads all-reduce");
-    CHECK(memcmp(buf, job.result[0], N_ELEMS * esize(dts[d])) == 0,
+    CHECK(memcmp(buf, job.result[0], N_ELEMS * deco_test_tp_esize(dts[d])) == 0,
           "rank %d dtype %d: the MPI all-reduce differs from the threads backend's", rank, (int)dts[d]);
     for (int r = 0; r < size; ++r) free(job.result[r]);
     free(buf);
@@ -112,11 +98,20 @@ static double now_s(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+#define SIGKILL_ROUNDS 100
+
 static void sigkill_loop(deco_comm_t *comm) {
   const double t0 = now_s();
+  const int rank = deco_comm_rank(comm);
   float x[64] = {0};
-  while (now_s() - t0 < 60.0) {
-    if (deco_comm_rank(comm) == 1 && now_s() - t0 > 0.5) raise(SIGKILL);
+  for (int round = 0; now_s() - t0 < 60.0; ++round) {
+    /* Rank 0 says the collectives worked before rank 1 goes (rank 1 cannot
+     * pass round SIGKILL_ROUNDS before rank 0 finished it). */
+    if (rank == 0 && round == SIGKILL_ROUNDS) {
+      fprintf(stderr, "tp_mpi_check: rank 0 completed %d all-reduces\n", SIGKILL_ROUNDS);
+      fflush(stderr);
+    }
+    if (rank == 1 && round > SIGKILL_ROUNDS && now_s() - t0 > 0.5) raise(SIGKILL);
     if (deco_comm_all_reduce_sum(comm, NULL, x, 64, DECO_COMM_F32) != DECO_STATUS_SUCCESS) break;
   }
   fprintf(stderr, "tp_mpi_check: rank %d is still running after 60 s\n", deco_comm_rank(comm));
