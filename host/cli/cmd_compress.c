@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 
 static void compress_usage(FILE *f) {
   fputs("usage: deco compress --model IN --kv-heads N --method svd|mean|keep (--calib FILE | --calib-ids FILE)\n"
@@ -124,39 +125,6 @@ static int parse(int argc, char **argv, compress_options_t *o) {
   return 0;
 }
 
-/* A whole regular file, NUL-terminated; NULL after the message. */
-static char *read_file(const char *path, size_t *size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) {
-    deco_cli_error("cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    deco_cli_error("cannot read %s: not a regular file", path);
-    close(fd);
-    return NULL;
-  }
-  const size_t n = (size_t)st.st_size;
-  char *buf = malloc(n + 1);
-  size_t done = 0;
-  while (buf && done < n) {
-    const ssize_t r = read(fd, buf + done, n - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    done += (size_t)r;
-  }
-  close(fd);
-  if (!buf || done != n) {
-    deco_cli_error(buf ? "cannot read %s: it changed while it was read" : "cannot read %s: out of memory", path);
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  *size = n;
-  return buf;
-}
-
 typedef struct ids_buf {
   int32_t *v;
   size_t n, cap;
@@ -213,19 +181,13 @@ static int read_ids(const char *path, char *text, int vocab, ids_buf_t *b) {
   return 0;
 }
 
-static int is_gguf(const char *path) {
-  char magic[4];
-  FILE *f = fopen(path, "rb");
-  int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-  if (f) fclose(f);
-  return yes;
-}
-
 /* --calib: the file's bytes encoded whole by the prompt rule. */
 static int read_text(const compress_options_t *o, const char *text, size_t len, int vocab, ids_buf_t *b) {
   deco_tokenizer_t *tok = NULL;
   deco_status_t s;
-  if (is_gguf(o->model)) {
+  const int gguf = deco_cli_is_gguf(o->model);
+  if (gguf < 0) return -1;
+  if (gguf) {
     if (o->tokenizer) {
       deco_cli_error("--tokenizer: %s is a GGUF file and carries its own vocabulary", o->model);
       return -1;
@@ -295,7 +257,7 @@ static int run(const compress_options_t *o) {
   }
   const char *in = o->calib ? o->calib : o->calib_ids;
   size_t size = 0;
-  if (!(text = read_file(in, &size))) goto out;
+  if (!(text = deco_cli_read_file(in, &size))) goto out;
   if ((o->calib ? read_text(o, text, size, hp.vocab_size, &ids) : read_ids(in, text, hp.vocab_size, &ids)) != 0)
     goto out;
   size_t n = ids.n;
@@ -371,6 +333,8 @@ out:
 }
 
 int deco_cli_compress(int argc, char **argv) {
+  /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
+  if (deco_cli_launch_follower()) return DECO_EXIT_OK;
   compress_options_t o;
   const int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {
