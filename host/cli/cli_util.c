@@ -5,6 +5,7 @@
 #include "cli/cli_util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,65 @@ char *deco_cli_read_file(const char *path, size_t *size) {
   buf[n] = '\0';
   *size = n;
   return buf;
+}
+
+int deco_cli_read_id_lines(const char *path, char *text, int vocab,
+                           int (*line)(void *user, const int32_t *ids, int n, int line_number), void *user) {
+  int32_t *ids = NULL;
+  size_t cap = 0;
+  int number = 0, rc = 0;
+  for (char *p = text; *p && rc == 0;) {
+    char *end = strchr(p, '\n');
+    if (end) *end = '\0';
+    number++;
+    size_t n = 0;
+    for (char *q = p; *q && rc == 0;) {
+      if (n >= (size_t)INT_MAX) {
+        deco_cli_error("%s:%d: more than %d ids on one line", path, number, INT_MAX);
+        rc = -1;
+        break;
+      }
+      if (n > 0) {
+        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
+          deco_cli_error("%s:%d: expected one space then an id at column %d", path, number, (int)(q - p) + 1);
+          rc = -1;
+          break;
+        }
+        q++;
+      }
+      if (*q < '0' || *q > '9') {
+        deco_cli_error("%s:%d: expected a decimal id at column %d", path, number, (int)(q - p) + 1);
+        rc = -1;
+        break;
+      }
+      const char *digits = q;
+      long long v = 0;
+      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
+      if (v >= vocab) {
+        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, number, (int)(q - digits > 24 ? 24 : q - digits), digits,
+                       vocab);
+        rc = -1;
+        break;
+      }
+      if (n == cap) {
+        const size_t grown = cap ? 2 * cap : 1024;
+        int32_t *g = realloc(ids, sizeof(int32_t) * grown);
+        if (!g) {
+          deco_cli_error("%s: out of memory", path);
+          rc = -1;
+          break;
+        }
+        ids = g;
+        cap = grown;
+      }
+      ids[n++] = (int32_t)v;
+    }
+    if (rc == 0 && n > 0) rc = line(user, ids, (int)n, number);
+    if (!end) break;
+    p = end + 1;
+  }
+  free(ids);
+  return rc;
 }
 
 int deco_cli_is_gguf(const char *path) {

@@ -12,6 +12,15 @@
  * on), with a NUL after it, *size its length; NULL after the message. */
 char *deco_cli_read_file(const char *path, size_t *size);
 
+/* Parses text (the NUL-terminated bytes of the file path) in the
+ * --print-ids format, one sequence per line: decimal ids below vocab, one
+ * space between them. For each non-empty line calls line(user, ids, n,
+ * line_number), which returns 0 or -1 after its own message. A malformed
+ * line, an id out of the vocabulary, or a line of more than INT_MAX ids
+ * ends it with a message naming path:line. Modifies text. 0 or -1. */
+int deco_cli_read_id_lines(const char *path, char *text, int vocab,
+                           int (*line)(void *user, const int32_t *ids, int n, int line_number), void *user);
+
 /* 1 when path is a regular file starting with "GGUF", 0 when it is a
  * regular file that does not; -1 after the message when it cannot be read
  * or is not a regular file. */

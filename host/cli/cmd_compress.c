@@ -142,43 +142,27 @@ static int push(ids_buf_t *b, int32_t id) {
   return 0;
 }
 
+typedef struct ids_sink {
+  const char *path;
+  ids_buf_t *b;
+} ids_sink_t;
+
+static int add_sequence(void *user, const int32_t *ids, int n, int line) {
+  ids_sink_t *k = user;
+  (void)line;
+  for (int i = 0; i < n; ++i)
+    if (push(k->b, ids[i]) != 0) {
+      deco_cli_error("%s: out of memory", k->path);
+      return -1;
+    }
+  return 0;
+}
+
 /* --calib-ids: the --print-ids format, one sequence per line (empty lines
  * skipped); the sequences are calibrated back to back. */
 static int read_ids(const char *path, char *text, int vocab, ids_buf_t *b) {
-  int line = 0;
-  for (char *p = text; *p;) {
-    char *end = strchr(p, '\n');
-    if (end) *end = '\0';
-    line++;
-    for (char *q = p; *q;) {
-      if (q != p) {
-        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
-          deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
-          return -1;
-        }
-        q++;
-      }
-      if (*q < '0' || *q > '9') {
-        deco_cli_error("%s:%d: expected a decimal id at column %d", path, line, (int)(q - p) + 1);
-        return -1;
-      }
-      const char *digits = q;
-      long long v = 0;
-      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
-      if (v >= vocab) {
-        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, line, (int)(q - digits > 24 ? 24 : q - digits), digits,
-                       vocab);
-        return -1;
-      }
-      if (push(b, (int32_t)v) != 0) {
-        deco_cli_error("%s: out of memory", path);
-        return -1;
-      }
-    }
-    if (!end) break;
-    p = end + 1;
-  }
-  return 0;
+  ids_sink_t k = {.path = path, .b = b};
+  return deco_cli_read_id_lines(path, text, vocab, add_sequence, &k);
 }
 
 /* --calib: the file's bytes encoded whole by the prompt rule. */

@@ -132,53 +132,32 @@ static int corpus_end_seq(corpus_t *c) {
   return 0;
 }
 
+typedef struct ids_sink {
+  const char *path;
+  corpus_t *c;
+} ids_sink_t;
+
+static int add_sequence(void *user, const int32_t *ids, int n, int line) {
+  ids_sink_t *k = user;
+  (void)line;
+  for (int i = 0; i < n; ++i)
+    if (corpus_push(k->c, ids[i]) != 0) {
+      deco_cli_error("%s: out of memory", k->path);
+      return -1;
+    }
+  if (corpus_end_seq(k->c) != 0) {
+    deco_cli_error("%s: out of memory", k->path);
+    return -1;
+  }
+  return 0;
+}
+
 /* --ids: the --print-ids format, one sequence per line; an empty line is
  * skipped; a line of more than INT_MAX ids (the evaluator counts a
  * sequence's positions in an int) is refused. */
 static int read_ids(const char *path, char *text, int vocab, corpus_t *c) {
-  int line = 0;
-  for (char *p = text; *p;) {
-    char *end = strchr(p, '\n');
-    if (end) *end = '\0';
-    line++;
-    const size_t line_start = c->n_ids;
-    for (char *q = p; *q;) {
-      if (c->n_ids - line_start >= (size_t)INT_MAX) {
-        deco_cli_error("%s:%d: more than %d ids on one line", path, line, INT_MAX);
-        return -1;
-      }
-      if (q != p) {
-        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
-          deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
-          return -1;
-        }
-        q++;
-      }
-      if (*q < '0' || *q > '9') {
-        deco_cli_error("%s:%d: expected a decimal id at column %d", path, line, (int)(q - p) + 1);
-        return -1;
-      }
-      const char *digits = q;
-      long long v = 0;
-      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
-      if (v >= vocab) {
-        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, line, (int)(q - digits > 24 ? 24 : q - digits), digits,
-                       vocab);
-        return -1;
-      }
-      if (corpus_push(c, (int32_t)v) != 0) {
-        deco_cli_error("%s: out of memory", path);
-        return -1;
-      }
-    }
-    if (corpus_end_seq(c) != 0) {
-      deco_cli_error("%s: out of memory", path);
-      return -1;
-    }
-    if (!end) break;
-    p = end + 1;
-  }
-  return 0;
+  ids_sink_t k = {.path = path, .c = c};
+  return deco_cli_read_id_lines(path, text, vocab, add_sequence, &k);
 }
 
 /* --text: the file's bytes encoded as one text (the prompt rule). */

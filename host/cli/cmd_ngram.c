@@ -85,61 +85,25 @@ static int parse(int argc, char **argv, ngram_options_t *o) {
   return 0;
 }
 
+typedef struct ids_sink {
+  const char *path;
+  deco_ngram_builder_t *b;
+} ids_sink_t;
+
+static int add_sequence(void *user, const int32_t *ids, int n, int line) {
+  ids_sink_t *k = user;
+  if (deco_ngram_builder_add(k->b, ids, n) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s:%d: %s", k->path, line, deco_last_error(NULL));
+    return -1;
+  }
+  return 0;
+}
+
 /* --ids: one sequence per line, decimal ids separated by single spaces
  * (the --print-ids format; an empty line is skipped). */
 static int add_ids(deco_ngram_builder_t *b, const char *path, char *text, int vocab) {
-  int32_t *ids = NULL;
-  size_t cap = 0;
-  int line = 0, rc = 0;
-  for (char *p = text; *p && rc == 0;) {
-    char *end = strchr(p, '\n');
-    if (end) *end = '\0';
-    line++;
-    size_t n = 0;
-    for (char *q = p; *q && rc == 0;) {
-      if (n > 0) {
-        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
-          deco_cli_error("%s:%d: expected one space then an id at column %d", path, line, (int)(q - p) + 1);
-          rc = -1;
-          break;
-        }
-        q++;
-      }
-      if (*q < '0' || *q > '9') {
-        deco_cli_error("%s:%d: expected a decimal id at column %d", path, line, (int)(q - p) + 1);
-        rc = -1;
-        break;
-      }
-      const char *digits = q;
-      long long v = 0;
-      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
-      if (v >= vocab) {
-        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, line, (int)(q - digits > 24 ? 24 : q - digits), digits,
-                       vocab);
-        rc = -1;
-        break;
-      }
-      if (n == cap) {
-        cap = cap ? 2 * cap : 1024;
-        int32_t *g = realloc(ids, sizeof(int32_t) * cap);
-        if (!g) {
-          deco_cli_error("%s: out of memory", path);
-          rc = -1;
-          break;
-        }
-        ids = g;
-      }
-      ids[n++] = (int32_t)v;
-    }
-    if (rc == 0 && n > 0 && deco_ngram_builder_add(b, ids, (int)n) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s:%d: %s", path, line, deco_last_error(NULL));
-      rc = -1;
-    }
-    if (!end) break;
-    p = end + 1;
-  }
-  free(ids);
-  return rc;
+  ids_sink_t k = {.path = path, .b = b};
+  return deco_cli_read_id_lines(path, text, vocab, add_sequence, &k);
 }
 
 /* --text: each non-empty line encoded as --prompt is (BOS, dummy prefix,
