@@ -1,9 +1,9 @@
-/* tests/test_draft_model_smollm2.c — model drafts on SmolLM2-135M (the F32
- * GGUF as the target, label model: the files live in models-cache/): greedy
- * speculative decoding with a compressed draft (the Q4_1 file), a separate
- * 3-layer draft (the mini file) and a layer-subset tree equals plain greedy
- * decoding id for id through the CLI; the target as its own draft commits
- * K + 1 ids per full step.
+/* tests/test_draft_model_smollm2.c — model drafts on SmolLM2-135M (the Q4_1
+ * GGUF as the target, label model: the files live in models-cache/, fetched
+ * by scripts/install-deps.sh --models): greedy speculative decoding with a
+ * separate 3-layer draft (the mini file) and a layer-subset tree equals
+ * plain greedy decoding id for id through the CLI; the target as its own
+ * draft commits K + 1 ids per full step.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -14,15 +14,13 @@
 #define PROMPT "1,504,3145,282,253,1345"
 
 Test(draft_model_smollm2, greedy_equals_plain_for_every_draft, .timeout = 900) {
-  const char *target = deco_test_model_file("SmolLM2-135M-Instruct.F32.gguf");
-  const char *q4 = deco_test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf");
+  const char *target = deco_test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf");
   const char *mini = deco_test_model_file("SmolLM2-135M-mini.gguf");
   deco_test_run_t plain, r;
   DECO_TEST_RUN_CLI(&plain, "generate", "--model", target, "--prompt-ids", PROMPT, "--temperature", "0",
                     "--ignore-eos", "--print-ids", "--steps", "30", "--backend", "cpu");
   cr_assert_eq(plain.status, 0, "%s", plain.err);
   const char *const configs[][6] = {
-      {"--draft-model", q4, NULL},
       {"--draft-model", mini, NULL},
       {"--draft-layers", "0-3,26-29", "--draft-width", "2", NULL},
   };

@@ -231,11 +231,15 @@ deco_status_t deco_cw_write_gguf(const deco_cw_t *w, const char *template_path, 
     f = fopen(path, "wb");
     if (!f) st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot write %s", path);
   }
+  /* An MHA file may leave head_count_kv out (it then equals head_count):
+   * the output, GQA, must say it. */
+  int has_kv_heads = 0;
+  for (uint64_t i = 0; i < g.n_kv; ++i) has_kv_heads |= key_is(&g.kv[i], "llama.attention.head_count_kv");
   if (st == DECO_STATUS_SUCCESS) {
     st = put(f, "GGUF", 4, path);
     if (st == DECO_STATUS_SUCCESS) st = put_u32(f, 3, path);
     if (st == DECO_STATUS_SUCCESS) st = put_u64(f, g.n_tensors, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u64(f, g.n_kv, path);
+    if (st == DECO_STATUS_SUCCESS) st = put_u64(f, g.n_kv + (has_kv_heads ? 0 : 1), path);
   }
   for (uint64_t i = 0; st == DECO_STATUS_SUCCESS && i < g.n_kv; ++i) {
     const deco_gguf_kv_t *kv = &g.kv[i];
@@ -256,6 +260,13 @@ deco_status_t deco_cw_write_gguf(const deco_cw_t *w, const char *template_path, 
       }
       if (st == DECO_STATUS_SUCCESS) st = put(f, kv->value, (size_t)kv->value_bytes, path);
     }
+  }
+  if (st == DECO_STATUS_SUCCESS && !has_kv_heads) {
+    static const char key[] = "llama.attention.head_count_kv";
+    st = put_u64(f, sizeof key - 1, path);
+    if (st == DECO_STATUS_SUCCESS) st = put(f, key, sizeof key - 1, path);
+    if (st == DECO_STATUS_SUCCESS) st = put_u32(f, DECO_GGUF_VAL_UINT32, path);
+    if (st == DECO_STATUS_SUCCESS) st = put_u32(f, (uint32_t)w->hp.n_kv_heads, path);
   }
   /* Tensor table: F32, offsets packed at the alignment. */
   const uint64_t align = g.alignment;

@@ -35,7 +35,9 @@ int deco_model_draft_mutant = 0;
 typedef struct draft_seq {
   int active;
   int dseq;                            /* handle in the draft cache */
-  int32_t pending[DECO_TREE_MAX_NODES];
+  /* A calibrating round queues the root, up to DECO_TREE_MAX_NODES - 1
+   * accepted ids and the bonus: one more than a tree's nodes. */
+  int32_t pending[DECO_TREE_MAX_NODES + 1];
   int n_pending;
   /* The last round's draft-local tree. */
   int32_t tok[DECO_TREE_MAX_NODES], par[DECO_TREE_MAX_NODES];
@@ -543,6 +545,10 @@ deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draf
     else if (deco_model_get_hparams(draft)->vocab_size != md->vocab)
       st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the draft's vocabulary has %d ids, the target's %d", op,
                      deco_model_get_hparams(draft)->vocab_size, md->vocab);
+    else if (deco_model_get_hparams(draft)->seq_len < deco_model_get_hparams(target)->seq_len)
+      st = DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: the draft's context (%d positions) is shorter than the target's (%d)", op,
+                     deco_model_get_hparams(draft)->seq_len, deco_model_get_hparams(target)->seq_len);
     md->dm = draft;
     md->cfg.layers = NULL;
     md->exact = (deco_layer_schedule_t)DECO_LAYER_SCHEDULE_INIT; /* every layer alone */
