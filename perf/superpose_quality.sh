@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# perf/superpose_quality.sh [DECO] [SAMPLES] — quality of superposed drafts
-# on stories260K (the built-in model), CPU: an n-gram table counted from
-# SAMPLES (default 3000) samples of the model's own text (T = 1, top-p 1,
-# from BOS alone, seeds 1000.., 256 positions; no prompt of the corpus is
-# in it), then for each prompt of perf/prompts/prompts.tsv 32 new tokens
+# perf/superpose_quality.sh [DECO] [SAMPLES] [MODEL CORPUS [PER_KIND]] —
+# quality of superposed drafts, CPU. Without MODEL: stories260K (the
+# built-in model) with an n-gram table counted from SAMPLES (default 3000)
+# samples of the model's own text (T = 1, top-p 1, from BOS alone, seeds
+# 1000.., 256 positions; no prompt of the corpus is in it). With MODEL (a
+# GGUF file) and CORPUS (a text file): the table is counted from CORPUS's
+# lines by `deco ngram build --model MODEL --text CORPUS` (SAMPLES unused),
+# and only the first PER_KIND prompts of each kind run (default 3). Then
+# for each prompt of perf/prompts/prompts.tsv 32 new tokens
 # (--ignore-eos, so every draft has the same length) by
 #   superpose  --superpose 3 with the table (k 3, m 9, tau 0.06, alpha 0.54)
 #   superpose0 --superpose 3 --ngram-alpha 0 (no n-grams)
@@ -18,28 +22,42 @@
 set -euo pipefail
 deco=${1:-build/bin/deco}
 samples=${2:-3000}
+model=${3:-}
+corpus=${4:-}
+per_kind=${5:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for ((s = 1000; s < 1000 + samples; ++s)); do
-  "$deco" generate --print-ids --temperature 1 --top-p 1 --seed "$s" --backend cpu 2>/dev/null
-done > "$work/own.ids"
-"$deco" ngram build --ids "$work/own.ids" --out "$work/own.ngram" 2>&1 | tail -n 1
+margs=()
+if [ -n "$model" ]; then
+  [ -f "$corpus" ] || { echo "superpose_quality: MODEL needs a CORPUS text file" >&2; exit 2; }
+  margs=(--model "$model")
+  "$deco" ngram build "${margs[@]}" --text "$corpus" --out "$work/own.ngram" 2>&1 | tail -n 1
+else
+  per_kind=0
+  for ((s = 1000; s < 1000 + samples; ++s)); do
+    "$deco" generate --print-ids --temperature 1 --top-p 1 --seed "$s" --backend cpu 2>/dev/null
+  done > "$work/own.ids"
+  "$deco" ngram build --ids "$work/own.ids" --out "$work/own.ngram" 2>&1 | tail -n 1
+fi
 # NLL (sum, nats) of a one-line id file.
 nll() {
-  "$deco" eval --ids "$1" --backend cpu 2>&1 | tail -n 1 |
+  "$deco" eval "${margs[@]}" --ids "$1" --backend cpu 2>&1 | tail -n 1 |
     awk '{split($2, a, "="); split($3, b, "="); printf "%.9f %d\n", a[2] * log(b[2]), a[2]}'
 }
 : > "$work/rows"
 : > "$work/div"
 n=0
+declare -A seen_kind
 while IFS=$'\t' read -r kind text; do
+  seen_kind[$kind]=$(( ${seen_kind[$kind]:-0} + 1 ))
+  [ "$per_kind" -gt 0 ] && [ "${seen_kind[$kind]}" -gt "$per_kind" ] && continue
   n=$((n + 1))
-  ids=$("$deco" tokenize --text "$text")
+  ids=$("$deco" tokenize "${margs[@]}" --text "$text")
   np=$(wc -w <<< "$ids")
   steps=$((np + 31))
   echo "$ids" > "$work/prompt.ids"
   read -r pn _ < <(nll "$work/prompt.ids")
-  common=(--prompt "$text" --steps "$steps" --ignore-eos --print-ids --backend cpu)
+  common=("${margs[@]}" --prompt "$text" --steps "$steps" --ignore-eos --print-ids --backend cpu)
   "$deco" generate "${common[@]}" --superpose 3 --ngram "$work/own.ngram" 2>/dev/null > "$work/superpose.out"
   "$deco" generate "${common[@]}" --superpose 3 --ngram-alpha 0 2>/dev/null > "$work/superpose0.out"
   for s in 1 2 3; do "$deco" generate "${common[@]}" --temperature 1 --top-p 0.9 --seed "$s" 2>/dev/null; done \

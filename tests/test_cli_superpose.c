@@ -262,3 +262,32 @@ Test(cli_superpose, a_gguf_model_checks_the_tables_tokenizer_hash) {
   cr_assert(strstr(r.err, "0123456789abcdef"), "%s", r.err);
   deco_test_run_free(&r);
 }
+
+/* deco ngram build on a GGUF model: its text lines encoded by the file's own
+ * tokenizer, the table tied to the hash of its token list, which generate
+ * --superpose on that model then accepts; --tokenizer with a GGUF model is
+ * a conflict (exit 1). */
+Test(cli_superpose, ngram_build_on_a_gguf_model) {
+  const char *mini = deco_test_model_file(MINI);
+  char corpus[4096], table[4096];
+  snprintf(corpus, sizeof corpus, "%s/gguf_corpus.txt", deco_test_tmpdir());
+  snprintf(table, sizeof table, "%s/gguf.ngram", deco_test_tmpdir());
+  const char text[] = "The capital of France is Paris.\nThe capital of Italy is Rome.\n\nParis is in France.\n";
+  cr_assert_eq(deco_test_write_file(corpus, text, sizeof text - 1), 0);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "ngram", "build", "--model", mini, "--text", corpus, "--out", table);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(matches("^ngram: corpus_tokens=[1-9][0-9]* .* vocab=49152 tokenizer_hash=0x[0-9a-f]{16}$",
+                    deco_test_last_line(r.err)),
+            "%s", r.err);
+  cr_assert_eq(strstr(deco_test_last_line(r.err), "tokenizer_hash=0x0000000000000000"), NULL, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", mini, "--superpose", "2", "--ngram", table, "--prompt",
+                    "The capital of", "--steps", "8", "--print-ids", "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(strstr(deco_test_last_line(r.err), " drafts=2"), "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "ngram", "build", "--model", mini, "--tokenizer", corpus, "--text", corpus, "--out", table);
+  assert_error(&r, 1, "carries its own vocabulary");
+  deco_test_run_free(&r);
+}

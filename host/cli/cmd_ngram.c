@@ -18,7 +18,7 @@
 
 static void ngram_usage(FILE *f) {
   fputs("usage: deco ngram build --out TABLE (--text FILE | --ids FILE) [options]\n"
-        "  --model FILE          llama2.c checkpoint whose vocabulary the table serves (default: stories260K)\n"
+        "  --model FILE          llama2.c checkpoint or GGUF file whose vocabulary the table serves (default: stories260K)\n"
         "  --tokenizer FILE      llama2.c tokenizer.bin for --text (default with the built-in model: tok512)\n"
         "  --text FILE           one sequence per line, encoded as --prompt is (BOS, BPE); empty lines skipped\n"
         "  --ids FILE            one sequence per line in the --print-ids format\n"
@@ -129,7 +129,7 @@ static int add_text(deco_ngram_builder_t *b, const char *path, char *text, const
         ids = g;
       }
       int n = 0;
-      if (deco_tokenizer_encode(tok, p, 1, 0, ids, (int)cap, &n) != DECO_STATUS_SUCCESS ||
+      if (deco_tokenizer_encode(tok, p, deco_tokenizer_add_bos(tok), 0, ids, (int)cap, &n) != DECO_STATUS_SUCCESS ||
           deco_ngram_builder_add(b, ids, n) != DECO_STATUS_SUCCESS) {
         deco_cli_error("%s:%d: %s", path, line, deco_last_error(NULL));
         rc = -1;
@@ -149,7 +149,23 @@ static int build(const ngram_options_t *o) {
   size_t tok_size = 0;
   char *tok_file = NULL;
   const char *tok_name = NULL;
-  if (o->model) {
+  deco_tokenizer_t *tok = NULL;
+  /* A GGUF model carries its vocabulary; the table is tied to the hash of
+   * its token list, as generate --superpose checks it. */
+  const int gguf = o->model ? deco_cli_is_gguf(o->model) : 0;
+  if (gguf < 0) return DECO_EXIT_BAD_INPUT;
+  if (gguf) {
+    if (o->tokenizer) {
+      deco_cli_error("--tokenizer: %s is a GGUF file and carries its own vocabulary", o->model);
+      return DECO_EXIT_BAD_INPUT;
+    }
+    if (deco_tokenizer_load_gguf(o->model, &tok) != DECO_STATUS_SUCCESS) {
+      deco_cli_error("%s", deco_last_error(NULL));
+      return DECO_EXIT_BAD_INPUT;
+    }
+    memset(&hp, 0, sizeof hp);
+    hp.vocab_size = deco_tokenizer_vocab_size(tok);
+  } else if (o->model) {
     if (deco_llama2c_read_hparams(o->model, &hp) != DECO_STATUS_SUCCESS) {
       deco_cli_error("%s", deco_last_error(NULL));
       return DECO_EXIT_BAD_INPUT;
@@ -171,12 +187,11 @@ static int build(const ngram_options_t *o) {
     tok_name = DECO_DEFAULT_TOKENIZER_NAME;
   }
   int rc = DECO_EXIT_OK;
-  deco_tokenizer_t *tok = NULL;
   deco_ngram_builder_t *b = NULL;
   deco_ngram_table_t *t = NULL;
   char *corpus = NULL;
   size_t corpus_size = 0;
-  if (o->text && !tok_data) {
+  if (o->text && !tok_data && !tok) {
     deco_cli_error("--text needs --tokenizer: %s comes without one (or give --ids)", o->model);
     rc = DECO_EXIT_BAD_INPUT;
     goto out;
@@ -197,7 +212,9 @@ static int build(const ngram_options_t *o) {
     rc = DECO_EXIT_BAD_INPUT;
     goto out;
   }
-  const uint64_t tok_hash = tok_data ? deco_ngram_hash_bytes(tok_data, tok_size) : 0;
+  const uint64_t tok_hash = gguf       ? deco_cli_tokenizer_hash(tok)
+                            : tok_data ? deco_ngram_hash_bytes(tok_data, tok_size)
+                                       : 0;
   if (deco_ngram_builder_finish(b, o->max_bytes, tok_hash, &t) != DECO_STATUS_SUCCESS ||
       deco_ngram_table_save(t, o->out) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
