@@ -280,7 +280,7 @@ Test(gguf_model, config_that_contradicts_the_file) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   const char *path = fixture("tiny_q4_1", ".gguf"); /* 4 query heads, 2 KV heads, 2 layers */
   deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
-  mc.n_kv_heads = 1; /* could serve a compressed model: not implemented */
+  mc.n_kv_heads = 1; /* a valid compression: left to deco compress, unsupported at load */
   expect_load_fail(ctx, path, &mc, DECO_STATUS_UNSUPPORTED, "n_kv_heads = 1 differs from the checkpoint's 2",
                    "tiny_q4_1.gguf");
   mc.n_kv_heads = 3;

@@ -345,7 +345,8 @@ Test(model_config, config_fields_are_checked) {
   deco_model_destroy(m);
   m = NULL;
   /* KV heads: the checkpoint's (4) runs; a valid compression (2 or 1) is
-   * not implemented; an invalid count is refused as such. */
+   * left to deco compress (unsupported at load); an invalid count is
+   * refused as such. */
   const struct {
     int heads;
     deco_status_t status;

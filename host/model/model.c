@@ -178,8 +178,8 @@ deco_status_t deco_model_check_config(deco_ctx_t *ctx, const deco_model_config_t
                        "%s: n_kv_heads = %d: a compressed model needs 1..%d KV heads dividing n_heads = %d", name,
                        mc->n_kv_heads, hp->n_kv_heads, hp->n_heads);
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
-                     "%s: n_kv_heads = %d differs from the checkpoint's %d: compressed models (MHA -> GQA) are not "
-                     "implemented yet",
+                     "%s: n_kv_heads = %d differs from the checkpoint's %d: the loader does not merge KV heads; "
+                     "deco compress writes a checkpoint with fewer (deco/compress.h)",
                      name, mc->n_kv_heads, hp->n_kv_heads);
   }
   int max_group;

@@ -18,7 +18,8 @@ static deco_status_t create_view(deco_model_t *base, const deco_layer_schedule_t
   deco_ctx_t *ctx = base->ctx;
   *out = NULL;
   if (base->tp_size > 1 || base->lp_comm)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: views of a tensor-parallel model are not implemented", op);
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
+                     "%s: a view of a tensor-parallel model is unsupported (model drafts run at TP 1)", op);
   int max_group = 1;
   DECO_TRY(deco_schedule_check(ctx, schedule, base->hp.n_layers, &max_group, op));
   deco_model_t *m = calloc(1, sizeof *m);

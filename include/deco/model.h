@@ -94,9 +94,13 @@ typedef struct deco_layer_schedule {
 typedef struct deco_model_config {
   size_t size;                /* sizeof(deco_model_config_t), for growth: set by the INIT macro */
   deco_dtype_t dtype;         /* weights, activations and KV (f32; the CPU backend takes f32 only) */
-  /* KV heads to run with: 0 = the checkpoint's. A different count
-   * (compressed models, MHA -> GQA) must divide n_heads and not exceed the
-   * checkpoint's; it is refused as not implemented yet. */
+  /* KV heads to run with: 0 = the checkpoint's. The loader runs the
+   * checkpoint's count only: a count that is not a valid compression (it
+   * must divide n_heads and not exceed the checkpoint's) is
+   * DECO_STATUS_INVALID_ARGUMENT, a valid one DECO_STATUS_UNSUPPORTED —
+   * merging KV heads is done once, offline, by deco_compress_model
+   * (deco/compress.h, `deco compress`), whose output is an ordinary
+   * checkpoint with fewer KV heads. */
   int n_kv_heads;
   /* Tensor parallelism: this rank of tp_size (0 = 1) over comm (its size
    * and rank must agree; required above 1). The model then holds its
