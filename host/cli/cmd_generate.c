@@ -427,12 +427,6 @@ static int load_ngram(const deco_cli_options_t *o, const model_source_t *ms, dec
   return DECO_EXIT_OK;
 }
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* --superpose: K drafts from one run, printed best first (docs/CLI.md);
  * 0 or -1. */
 static int superpose_and_print(const deco_cli_options_t *o, const model_source_t *ms, deco_model_t *model,
@@ -457,10 +451,10 @@ static int superpose_and_print(const deco_cli_options_t *o, const model_source_t
   c.n_stop_ids = n_stops;
   c.graph = backend == DECO_BACKEND_CUDA;
   deco_superpose_result_t res = DECO_SUPERPOSE_RESULT_INIT;
-  const double t0 = now_seconds();
+  const double t0 = deco_cli_now_seconds();
   deco_status_t st = deco_superpose_generate(model, 1, &prompt, &n_prompt, &c, &res);
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
-  const double seconds = now_seconds() - t0;
+  const double seconds = deco_cli_now_seconds() - t0;
   if (st != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(ctx));
     deco_superpose_result_free(&res);

@@ -13,7 +13,7 @@
 
 #include "cli/runs.h"
 
-static double now_seconds(void) {
+double deco_cli_now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -166,10 +166,10 @@ static int run_once(cli_env_t *env, const deco_cli_run_input_t *in, int speculat
   c.user = in->user;
   if (c.drafter && env->recycler && recycle_reset(env)) return 1;
   deco_generate_stats_t stats = DECO_GENERATE_STATS_INIT;
-  double t0 = now_seconds();
+  double t0 = deco_cli_now_seconds();
   deco_status_t st = deco_generate(env->model, in->prompt, in->n_prompt, &c, &stats);
   if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(deco_model_ctx(env->model));
-  out->seconds = now_seconds() - t0;
+  out->seconds = deco_cli_now_seconds() - t0;
   out->capture_seconds = stats.capture_seconds;
   if (st != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(deco_model_ctx(env->model)));

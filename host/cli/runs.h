@@ -25,6 +25,9 @@ typedef struct deco_cli_run_result {
   int drafts;     /* --superpose: drafts printed */
 } deco_cli_run_result_t;
 
+/* Monotonic seconds, for the stats line's timings. */
+double deco_cli_now_seconds(void);
+
 /* Runs the generation (and, with --compare-ar, the timing runs, which print
  * nothing); prints a `deco: error:` line and returns nonzero on failure. */
 int deco_cli_run(deco_model_t *model, const deco_cli_run_input_t *in, deco_cli_run_result_t *out);
