@@ -1,0 +1,113 @@
+# perf/gpu_lib.sh — sourced by the focused GPU scripts (perf/gpu_step.sh,
+# perf/gpu_kernels.sh): the environment of a GPU host with a prebuilt,
+# relocated build/ (as tests/gpu/run.sh expects it), a time budget, and the
+# three kinds of stage those scripts run — a GPU suite, a compute-sanitizer
+# check of one suite's small cases, a bench writing CSV. Every stage notes
+# one line in $out/summary.txt; a failed stage sets status=1.
+# The caller sets: out (the output folder), budget (seconds), and optionally
+# targets (what --build builds), then calls gpu_begin "$@".
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${DECO_BUILD_DIR:-$root/build}
+bin=$build/bin
+export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/data}
+export DECO_MODELS_DIR=${DECO_MODELS_DIR:-$root/models-cache}
+cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
+export PATH=$PATH:$cuda_bin
+export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_bin/../lib64:${LD_LIBRARY_PATH:-}
+status=0
+
+note() { echo "$*" | tee -a "$out/summary.txt"; }
+left() { echo $((budget - ($(date +%s) - t_start))); }
+limit() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+
+# gpu_begin [--build]: the summary's header (device, commit, sass counts);
+# with --build, first rebuilds $targets in $build (the library and benches
+# need no Criterion; the suites must come prebuilt with build/criterion-rt).
+gpu_begin() {
+  t_start=$(date +%s)
+  mkdir -p "$out"
+  : >"$out/summary.txt"
+  if [ "${1:-}" = --build ]; then
+    local start=$(date +%s)
+    if cmake --build "$build" --target ${targets:?} -j "$(nproc)" >"$out/build.log" 2>&1; then
+      note "build: ${targets} ($(($(date +%s) - start)) s)"
+    else
+      note "FAIL: build of ${targets} (see build.log)"
+      exit 1
+    fi
+  fi
+  { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
+    >"$out/device.txt" 2>&1 || true
+  note "device: $(head -n 1 "$out/device.txt")"
+  note "commit: ${DECO_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+  if command -v cuobjdump >/dev/null 2>&1 && [ -f "$build/lib/libdeco.so" ]; then
+    local sass
+    sass=$(cuobjdump --dump-sass "$build/lib/libdeco.so" 2>/dev/null)
+    note "sass: HMMA $(grep -c HMMA <<<"$sass") HGMMA $(grep -c HGMMA <<<"$sass") LDL $(grep -c LDL <<<"$sass") STL $(grep -c STL <<<"$sass")"
+  fi
+}
+
+# gpu_suite NAME [LIMIT_S]: one GPU suite (Criterion), log to gpu_tests.log.
+gpu_suite() {
+  local name=$1 lim rc res start
+  [ -x "$bin/$name" ] || { note "test  $name: MISSING"; status=1; return; }
+  lim=$(limit "${2:-90}")
+  if [ "$lim" -lt 10 ]; then note "test  $name: SKIPPED (time budget)"; status=1; return; fi
+  start=$(date +%s)
+  echo "=== $name" >>"$out/gpu_tests.log"
+  timeout "$lim" "$bin/$name" --jobs 1 >>"$out/gpu_tests.log" 2>&1
+  rc=$?
+  case $rc in
+    0) res=PASS ;;
+    77) res="NOT RUN (no device)"; status=1 ;;
+    124) res=TIMEOUT; status=1 ;;
+    *) res="FAIL ($rc)"; status=1 ;;
+  esac
+  note "test  $name: $res ($(($(date +%s) - start)) s)"
+}
+
+# gpu_sanitize TOOL NAME FILTER: compute-sanitizer (memcheck, racecheck) on
+# the cases of one suite that FILTER names; log to sanitizer.log.
+gpu_sanitize() {
+  local tool=$1 name=$2 filter=$3 lim rc res log
+  command -v compute-sanitizer >/dev/null 2>&1 || { note "$tool $name: sanitizer unavailable"; return; }
+  [ -x "$bin/$name" ] || { note "$tool $name: MISSING"; status=1; return; }
+  lim=$(limit 90)
+  if [ "$lim" -lt 10 ]; then note "$tool $name: SKIPPED (time budget)"; status=1; return; fi
+  log=$(mktemp)
+  timeout "$lim" compute-sanitizer --tool "$tool" --report-api-errors no --target-processes all \
+    "$bin/$name" --jobs 1 --filter "$filter" >"$log" 2>&1
+  rc=$?
+  { echo "=== $tool $name $filter"; cat "$log"; } >>"$out/sanitizer.log"
+  if grep -q "Device not supported\|error 999" "$log"; then res="sanitizer unavailable"
+  elif grep -q "Tested: 0 " "$log"; then res="NO TEST MATCHED $filter"; status=1
+  elif [ $rc -eq 0 ] && grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$log" \
+       && ! grep -Eq "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" "$log" \
+       && ! grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then res=clean
+  else res="FAIL ($rc)"; status=1; fi
+  rm -f "$log"
+  note "$tool $name $filter: $res"
+}
+
+# gpu_bench LIMIT_S BENCH ARGS...: CSV rows to benches.csv (after a "# ..."
+# line naming the command), diagnostics to benches.log.
+gpu_bench() {
+  local lim rc start
+  lim=$(limit "$1")
+  shift
+  [ -x "$bin/$1" ] || { note "bench $1: MISSING"; status=1; return; }
+  if [ "$lim" -lt 10 ]; then note "bench $*: SKIPPED (time budget)"; status=1; return; fi
+  start=$(date +%s)
+  echo "# $*" >>"$out/benches.csv"
+  echo "=== $*" >>"$out/benches.log"
+  timeout "$lim" "$bin/$1" "${@:2}" >>"$out/benches.csv" 2>>"$out/benches.log"
+  rc=$?
+  [ $rc -eq 0 ] || status=1
+  note "bench $*: exit $rc ($(($(date +%s) - start)) s)"
+}
+
+gpu_end() {
+  note "overall: $([ $status -eq 0 ] && echo PASS || echo FAIL) in $(($(date +%s) - t_start)) s"
+  exit $status
+}
