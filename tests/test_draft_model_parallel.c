@@ -4,7 +4,8 @@
  * plain greedy, with and without KV calibration, for a layer subset and a
  * separate draft; after calibration the draft's committed K/V equals, bit
  * for bit, a sequential draft fed the accepted ids, while without it the
- * grouped forwards' approximate K/V stays; N beyond the middle layers is
+ * grouped forwards' approximate K/V stays; the calibration costs no draft
+ * forward beyond the levels; N beyond the middle layers is
  * refused (library and CLI). The grouped forward's formula itself is
  * checked in tests/test_model_config.c.
  */
@@ -93,6 +94,11 @@ Test(draft_parallel, greedy_equals_plain_for_every_group_size) {
       cr_assert_eq(spec.n, plain.n);
       cr_assert_eq(memcmp(spec.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "case %zu/%d", i, nc);
       cr_assert(st.forwards < st.tokens);
+      /* One prefill forward (8 ids), then at most K = 4 per round: the
+       * calibration is the first level's forward, not a pass of its own. */
+      const long df = deco_drafter_model_forwards(d);
+      cr_assert(df > st.forwards && df <= 1 + 4L * st.forwards, "case %zu/%d: %ld draft forwards for %d rounds", i, nc,
+                df, st.forwards);
       deco_drafter_destroy(d);
     }
   deco_model_destroy(copy);

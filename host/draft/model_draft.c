@@ -35,13 +35,14 @@ int deco_model_draft_mutant = 0;
 typedef struct draft_seq {
   int active;
   int dseq;                            /* handle in the draft cache */
-  /* A calibrating round queues the root, up to DECO_TREE_MAX_NODES - 1
-   * accepted ids and the bonus: one more than a tree's nodes. */
+  /* A round queues at most the root, DECO_TREE_MAX_NODES - 1 accepted ids
+   * and the bonus: one more than a tree's nodes. */
   int32_t pending[DECO_TREE_MAX_NODES + 1];
   int n_pending;
   /* The last round's draft-local tree. */
   int32_t tok[DECO_TREE_MAX_NODES], par[DECO_TREE_MAX_NODES];
   int n, n_pre, n_fwd;                 /* nodes, pending chain length, nodes forwarded */
+  int n_committed;                     /* calibrating: chain nodes committed after the first level */
   deco_draft_kind_t kind;
 } draft_seq_t;
 
@@ -69,6 +70,7 @@ typedef struct model_drafter {
   size_t ints_bytes;
   draft_seq_t *seqs;
   int n_seqs;
+  long forwards;                       /* draft forwards run (deco_drafter_model_forwards) */
 } model_drafter_t;
 
 static const deco_drafter_ops_t model_ops;
@@ -215,6 +217,7 @@ static deco_status_t flush_pending(model_drafter_t *md, draft_seq_t *s) {
                                     .embeds = NULL, .parents = NULL, .logits_mode = DECO_LOGITS_LAST,
                                     .logits = md->d_logits, .schedule = &md->exact};
     DECO_TRY(deco_forward(md->dm, md->kc, &fa));
+    md->forwards++;
     memmove(s->pending, s->pending + n, sizeof(int32_t) * (size_t)(s->n_pending - n));
     s->n_pending -= n;
   }
@@ -242,7 +245,7 @@ static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, co
   if (max_len > hp->seq_len) max_len = hp->seq_len;
   DECO_TRY(deco_kv_cache_admit(md->kc, max_len + DECO_TREE_MAX_NODES, &s->dseq));
   s->active = 1;
-  s->n = s->n_fwd = s->n_pre = 0;
+  s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
   s->n_pending = 0;
   /* The ids in chunks: all but the root are forwarded causally. */
   for (int i = 0; i < n; ++i) {
@@ -334,10 +337,14 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
   const deco_model_draft_config_t *c = &md->cfg;
-  /* Calibration: the ids the draft has not seen (the accepted ones, whose
-   * K/V the last round wrote approximately, and the bonus) run through the
-   * sequential schedule first; the root's level below runs it too. */
-  if (md->calibrate) DECO_TRY(flush_pending(md, s));
+  /* Calibration: the pending chain (the accepted ids, whose K/V the last
+   * round wrote approximately, and the bonus as the root) is the first
+   * level's forward, run with the sequential schedule: the one pass that
+   * rewrites their K/V exactly also gives the root's logits, the first
+   * draft level. The chain is then committed and the deeper levels forward
+   * only the drafted nodes, under the grouped schedule; a tree of width > 1
+   * keeps its root as the top of those forwards (one root per tree), so its
+   * K/V is recomputed there and it runs again next round. */
   const int V = md->vocab, np = s->n_pending, root = np - 1;
   const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
   const int seq_len = deco_model_get_hparams(md->dm)->seq_len;
@@ -350,6 +357,7 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   s->n = np;
   s->n_pre = np;
   s->n_fwd = 0;
+  s->n_committed = 0;
   for (int j = 0; j < np; ++j) {
     s->tok[j] = s->pending[j];
     s->par[j] = j - 1;
@@ -363,15 +371,25 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   int f0 = root, f1 = np; /* the frontier */
   candidate_t cand[DECO_TREE_MAX_NODES * DRAFT_MAX_WIDTH];
   const uint32_t root_pos = (uint32_t)(len + root);
+  int32_t lpar[DECO_TREE_MAX_NODES]; /* parents local to a forward that skips the committed chain */
   for (int level = 1; level <= depth && budget > 0 && f1 > f0; ++level) {
-    int n = s->n;
-    const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok, .embeds = NULL,
-                                    .parents = s->par, .logits_mode = DECO_LOGITS_ALL, .logits = md->d_logits,
+    const int skip = s->n_committed; /* nodes already in the draft cache */
+    int n = s->n - skip;
+    for (int j = 0; j < n; ++j) lpar[j] = s->par[skip + j] < skip ? -1 : s->par[skip + j] - skip;
+    const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok + skip,
+                                    .embeds = NULL, .parents = lpar, .logits_mode = DECO_LOGITS_ALL,
+                                    .logits = md->d_logits,
                                     .schedule = md->calibrate && level == 1 ? &md->exact : NULL};
     DECO_TRY(deco_forward(md->dm, md->kc, &fa));
-    s->n_fwd = n;
-    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits + (size_t)f0 * V, sizeof(float) * (size_t)(f1 - f0) * V,
-                         DECO_COPY_CTX_TO_HOST));
+    md->forwards++;
+    s->n_fwd = s->n;
+    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits + (size_t)(f0 - skip) * V,
+                         sizeof(float) * (size_t)(f1 - f0) * V, DECO_COPY_CTX_TO_HOST));
+    if (md->calibrate && level == 1) {
+      /* Every pending id is final: their exact K/V is committed. */
+      s->n_committed = c->width > 1 ? np - 1 : np;
+      DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, s->n_committed));
+    }
     int n_cand = 0;
     if (!sampled) {
       /* Top-w children of every frontier node, best path probability first,
@@ -462,31 +480,38 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
     cur = next;
   }
   int k = 0;
-  while (!md->calibrate && k < n_path && path[k] < s->n_fwd) k++; /* calibrating: everything again */
-  if (k > 0) {
-    int identity = 1;
-    for (int i = 0; i < k; ++i) identity &= path[i] == i;
-    const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
-    if (!identity) {
-      int32_t *h = md->h_ints;
-      memcpy(h, path, sizeof(int32_t) * (size_t)k);
-      h[DECO_TREE_MAX_NODES] = k;
-      h[DECO_TREE_MAX_NODES + 1] = len;
-      DECO_TRY(deco_memcpy(ctx, md->d_ints, h, sizeof(int32_t) * (DECO_TREE_MAX_NODES + 2), DECO_COPY_HOST_TO_CTX));
-      int32_t *table = md->d_ints + DECO_TREE_MAX_NODES + 2;
-      DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, table));
-      const deco_kv_cache_compact_args_t ca = {.n_seqs = 1, .block_table = table,
-                                               .prefix_lens = md->d_ints + DECO_TREE_MAX_NODES + 1,
-                                               .path = md->d_ints, .accept_len = md->d_ints + DECO_TREE_MAX_NODES};
-      DECO_TRY(deco_kv_cache_compact(md->kc, &ca));
+  if (s->n_committed > 0) {
+    /* Calibrating: the chain is in the cache (a tree's root aside); the
+     * accepted drafts (grouped, approximate K/V) and the bonus run again,
+     * sequentially. */
+    k = s->n_committed;
+  } else {
+    while (!md->calibrate && k < n_path && path[k] < s->n_fwd) k++; /* calibrating: no level ran */
+    if (k > 0) {
+      int identity = 1;
+      for (int i = 0; i < k; ++i) identity &= path[i] == i;
+      const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
+      if (!identity) {
+        int32_t *h = md->h_ints;
+        memcpy(h, path, sizeof(int32_t) * (size_t)k);
+        h[DECO_TREE_MAX_NODES] = k;
+        h[DECO_TREE_MAX_NODES + 1] = len;
+        DECO_TRY(deco_memcpy(ctx, md->d_ints, h, sizeof(int32_t) * (DECO_TREE_MAX_NODES + 2), DECO_COPY_HOST_TO_CTX));
+        int32_t *table = md->d_ints + DECO_TREE_MAX_NODES + 2;
+        DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, table));
+        const deco_kv_cache_compact_args_t ca = {.n_seqs = 1, .block_table = table,
+                                                 .prefix_lens = md->d_ints + DECO_TREE_MAX_NODES + 1,
+                                                 .path = md->d_ints, .accept_len = md->d_ints + DECO_TREE_MAX_NODES};
+        DECO_TRY(deco_kv_cache_compact(md->kc, &ca));
+      }
+      DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, k));
     }
-    DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, k));
   }
   int np = 0;
   for (int i = k; i < n_path; ++i) s->pending[np++] = s->tok[path[i]];
   s->pending[np++] = emitted[n - 1];
   s->n_pending = np;
-  s->n = s->n_fwd = s->n_pre = 0;
+  s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
   return s->n_pending > DRAFT_FLUSH ? flush_pending(md, s) : DECO_STATUS_SUCCESS;
 }
 
@@ -586,4 +611,8 @@ deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *d, int seq, int 
   if (!s) return NULL;
   *draft_seq = s->dseq;
   return md->kc;
+}
+
+long deco_drafter_model_forwards(const deco_drafter_t *d) {
+  return d && d->ops == &model_ops ? ((const model_drafter_t *)d)->forwards : -1;
 }

@@ -137,6 +137,10 @@ DECO_API deco_model_t *deco_drafter_model(const deco_drafter_t *drafter);
 /* The draft's cache (K/V of each sequence's committed tokens, for tests),
  * or NULL before the plan; *seq gets the draft cache's handle of seq. */
 DECO_API deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *drafter, int seq, int *draft_seq);
+/* The draft forwards a model drafter has run (prefills, draft levels and,
+ * calibrating, the sequential re-runs they include), or -1 for another
+ * drafter. A calibrating round costs no forward beyond its draft levels. */
+DECO_API long deco_drafter_model_forwards(const deco_drafter_t *drafter);
 
 DECO_API void deco_drafter_destroy(deco_drafter_t *drafter);
 /* "lookup", "recycle", "model", ... */
