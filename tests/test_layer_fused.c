@@ -31,34 +31,16 @@
 #include "common/tolerances.h"
 
 /* stories260K's architecture. */
-enum { DIM = 64, HID = 172, NL = 5, NH = 8, NKV = 4, HD = 8, QD = NH * HD, KVD = NKV * HD, V = 512, NT = 12 };
+enum {
+  DIM = DECO_STORIES_DIM, HID = DECO_STORIES_HIDDEN, NL = DECO_STORIES_LAYERS, NH = DECO_STORIES_HEADS,
+  NKV = DECO_STORIES_KV_HEADS, HD = DECO_STORIES_HEAD_DIM, QD = NH * HD, KVD = NKV * HD, V = DECO_STORIES_VOCAB, NT = 12
+};
 enum { PAGE = 16, MAXT = 16 };
-
-typedef struct ref_weights {
-  const float *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final;
-} ref_weights_t;
-
-static ref_weights_t ref_weights(const float *file) {
-  const float *p = (const float *)((const char *)file + 28);
-  ref_weights_t w;
-  w.emb = p, p += V * DIM;
-  w.rms_att = p, p += NL * DIM;
-  w.wq = p, p += NL * DIM * DIM;
-  w.wk = p, p += NL * KVD * DIM;
-  w.wv = p, p += NL * KVD * DIM;
-  w.wo = p, p += NL * DIM * DIM;
-  w.rms_ffn = p, p += NL * DIM;
-  w.w1 = p, p += NL * HID * DIM;
-  w.w2 = p, p += NL * DIM * HID;
-  w.w3 = p, p += NL * HID * DIM;
-  w.rms_final = p;
-  return w;
-}
 
 /* The composition's state: one sequence, every layer's own one-page K/V. */
 typedef struct comp {
   deco_ctx_t *ctx;
-  ref_weights_t w;
+  deco_test_stories_weights_t w;
   float k[NL][PAGE * KVD], v[NL][PAGE * KVD];
   int len;
 } comp_t;
@@ -184,7 +166,7 @@ static void check_group(int N) {
   static comp_t c;
   memset(&c, 0, sizeof c);
   c.ctx = ctx;
-  c.w = ref_weights(file);
+  c.w = deco_test_stories_weights(file);
   deco_kv_cache_t *kv, *kb;
   int sv, sb;
   cr_assert_eq(deco_kv_cache_create(view, PAGE, 4, 1, &kv), DECO_STATUS_SUCCESS);

@@ -16,29 +16,10 @@
 #include "common/tolerances.h"
 
 /* stories260K's architecture. */
-enum { DIM = 64, HID = 172, NL = 5, NH = 8, NKV = 4, HD = 8, KVD = NKV * HD, V = 512, SEQ = 512, NT = 12 };
-
-/* The checkpoint's tensors, llama2.c's order after the 7-int header. */
-typedef struct ref_weights {
-  const float *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final;
-} ref_weights_t;
-
-static ref_weights_t ref_weights(const float *file) {
-  const float *p = (const float *)((const char *)file + 28);
-  ref_weights_t w;
-  w.emb = p, p += V * DIM;
-  w.rms_att = p, p += NL * DIM;
-  w.wq = p, p += NL * DIM * DIM;
-  w.wk = p, p += NL * KVD * DIM;
-  w.wv = p, p += NL * KVD * DIM;
-  w.wo = p, p += NL * DIM * DIM;
-  w.rms_ffn = p, p += NL * DIM;
-  w.w1 = p, p += NL * HID * DIM;
-  w.w2 = p, p += NL * DIM * HID;
-  w.w3 = p, p += NL * HID * DIM;
-  w.rms_final = p;
-  return w;
-}
+enum {
+  DIM = DECO_STORIES_DIM, HID = DECO_STORIES_HIDDEN, NL = DECO_STORIES_LAYERS, NH = DECO_STORIES_HEADS,
+  NKV = DECO_STORIES_KV_HEADS, HD = DECO_STORIES_HEAD_DIM, KVD = NKV * HD, V = DECO_STORIES_VOCAB, SEQ = 512, NT = 12
+};
 
 static void rmsnorm(float *o, const float *x, const float *w) {
   float ss = 0.0f;
@@ -58,7 +39,8 @@ static void matvec(float *o, const float *x, const float *w, int n, int d) {
 /* Layer l's attention output A = Wo · Attn(RMSNorm(h1)) at position pos;
  * the layer's K/V of this position go to kc/vc [NL][SEQ][KVD] (llama2.c's
  * run.c, interleaved RoPE). */
-static void ref_attention(const ref_weights_t *w, int l, int pos, const float *h1, float *kc, float *vc, float *out) {
+static void ref_attention(const deco_test_stories_weights_t *w, int l, int pos, const float *h1, float *kc, float *vc,
+                          float *out) {
   float xb[DIM], q[DIM], att[DIM], scores[SEQ];
   float *k = kc + ((size_t)l * SEQ + pos) * KVD, *v = vc + ((size_t)l * SEQ + pos) * KVD;
   rmsnorm(xb, h1, w->rms_att + l * DIM);
@@ -96,7 +78,7 @@ static void ref_attention(const ref_weights_t *w, int l, int pos, const float *h
 }
 
 /* h += MLP_l(RMSNorm'_l(h)). */
-static void ref_ffn(const ref_weights_t *w, int l, float *x) {
+static void ref_ffn(const deco_test_stories_weights_t *w, int l, float *x) {
   float xb[DIM], h1[HID], h3[HID], o[DIM];
   rmsnorm(xb, x, w->rms_ffn + l * DIM);
   matvec(h1, xb, w->w1 + (size_t)l * HID * DIM, DIM, HID);
@@ -110,7 +92,7 @@ static void ref_ffn(const ref_weights_t *w, int l, float *x) {
  * entered with h1 computes every A_l from h1, then adds A_l and its FFN
  * layer by layer; skipped layers do nothing. */
 static void ref_forward(const float *file, const deco_layer_schedule_t *s, const int32_t *ids, int n, float *logits) {
-  const ref_weights_t w = ref_weights(file);
+  const deco_test_stories_weights_t w = deco_test_stories_weights(file);
   float *kc = calloc((size_t)NL * SEQ * KVD, sizeof(float)), *vc = calloc((size_t)NL * SEQ * KVD, sizeof(float));
   for (int pos = 0; pos < n; ++pos) {
     float x[DIM], h1[DIM], a[DECO_MAX_LAYER_GROUP][DIM], xf[DIM];
@@ -372,7 +354,7 @@ Test(model_config, device_forward_takes_ready_embeddings) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   float *file = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), NULL);
-  const ref_weights_t w = ref_weights(file);
+  const deco_test_stories_weights_t w = deco_test_stories_weights(file);
   int32_t *ids = fixture_ids();
   deco_kv_cache_t *kc;
   int seq[2];

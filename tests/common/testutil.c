@@ -348,6 +348,25 @@ double deco_test_stat(const char *err, const char *key) {
   return m ? atof(m + strlen(key)) : NAN;
 }
 
+deco_test_stories_weights_t deco_test_stories_weights(const void *file) {
+  enum { DIM = DECO_STORIES_DIM, HID = DECO_STORIES_HIDDEN, NL = DECO_STORIES_LAYERS, V = DECO_STORIES_VOCAB,
+         KVD = DECO_STORIES_KV_HEADS * DECO_STORIES_HEAD_DIM };
+  const float *p = (const float *)((const char *)file + 28);
+  deco_test_stories_weights_t w;
+  w.emb = p, p += V * DIM;
+  w.rms_att = p, p += NL * DIM;
+  w.wq = p, p += NL * DIM * DIM;
+  w.wk = p, p += NL * KVD * DIM;
+  w.wv = p, p += NL * KVD * DIM;
+  w.wo = p, p += NL * DIM * DIM;
+  w.rms_ffn = p, p += NL * DIM;
+  w.w1 = p, p += NL * HID * DIM;
+  w.w2 = p, p += NL * DIM * HID;
+  w.w3 = p, p += NL * HID * DIM;
+  w.rms_final = p;
+  return w;
+}
+
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype) {
   deco_model_t *m = NULL;
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;

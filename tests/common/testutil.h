@@ -121,6 +121,18 @@ deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *re
  * loads. */
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);
 
+/* stories260K's architecture, and its checkpoint's f32 tensors in
+ * llama2.c's order after the 7-int header (file: the whole file's bytes),
+ * for tests that evaluate the model by hand. */
+enum {
+  DECO_STORIES_DIM = 64, DECO_STORIES_HIDDEN = 172, DECO_STORIES_LAYERS = 5, DECO_STORIES_HEADS = 8,
+  DECO_STORIES_KV_HEADS = 4, DECO_STORIES_HEAD_DIM = 8, DECO_STORIES_VOCAB = 512
+};
+typedef struct deco_test_stories_weights {
+  const float *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final;
+} deco_test_stories_weights_t;
+deco_test_stories_weights_t deco_test_stories_weights(const void *file);
+
 /* Contexts for tests; the CUDA one returns NULL if no device. */
 deco_ctx_t *deco_test_cpu_ctx(void);
 deco_ctx_t *deco_test_cuda_ctx(void);
