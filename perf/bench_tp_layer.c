@@ -8,7 +8,7 @@
  * parallelism").
  *
  * Per layer, by difference: the same shard is built with lo and hi layers
- * (default 1 and 5 on CUDA, 1 and 3 on the CPU) and the step timed on each;
+ * (default 1 and 5) and the step timed on each;
  * us_per_layer = (t_hi - t_lo) / (hi - lo), and us_rest = t_lo - lo x
  * us_per_layer is what a step costs besides its layers: the embedding
  * lookup, the final norm and the classifier over the whole vocabulary
@@ -284,7 +284,7 @@ int main(int argc, char **argv) {
   o.dtype = dtype_s ? (strcmp(dtype_s, "bf16") ? DECO_DTYPE_F32 : DECO_DTYPE_BF16)
                     : (cuda ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
   o.lo = 1;
-  o.hi = cuda ? 5 : 3;
+  o.hi = 5;
   if (layers_s && (sscanf(layers_s, "%d,%d", &o.lo, &o.hi) != 2 || o.lo < 1 || o.hi <= o.lo)) {
     fprintf(stderr, "bench_tp_layer: --layers %s: expected LO,HI with 1 <= LO < HI\n", layers_s);
     return 2;

@@ -42,7 +42,7 @@ log=$out/tp_layer.log
 : >"$log"
 
 if [ "$cpu" -eq 1 ]; then
-  device="CPU: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(nproc) cores"
+  device="CPU: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(getconf _NPROCESSORS_ONLN) cores"
   runs=("smollm2-135m 1,3,9")
   extra=(--backend cpu --reps "${DECO_TP_COST_REPS:-3}")
 else
@@ -60,7 +60,7 @@ for run in "${runs[@]}"; do
   read -r shape tps <<<"$run"
   echo "tp_cost: $shape at TP $tps on $device" >&2
   # bench_tp_layer exits 77 without a device: a failure here, never a skip.
-  timeout "$limit" "$bench" --shape "$shape" --tp "$tps" --device "$device" "${extra[@]}" "${header[@]}" \
+  timeout "$limit" "$bench" --shape "$shape" --tp "$tps" --device "$device" "${extra[@]}" ${header[@]+"${header[@]}"} \
     >>"$csv" 2>>"$log"
   rc=$?
   if [ "$rc" -ne 0 ]; then

@@ -102,7 +102,7 @@ def model_arithmetic(tmp):
 
 
 def bench_rows(bench, tmp):
-    cmd = [bench, "--shape", "smollm2-135m", "--tp", "1,3", "--backend", "cpu", "--reps", "1", "--prefix", "32",
+    cmd = [bench, "--shape", "smollm2-135m", "--tp", "1,3", "--backend", "cpu", "--reps", "1", "--layers", "1,3", "--prefix", "32",
            "--threads", "1", "--device", "test-cpu"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     check(r.returncode == 0, "bench_tp_layer: exit %d: %s" % (r.returncode, r.stderr[-2000:]))
