@@ -351,7 +351,8 @@ int main(int argc, char **argv) {
     char label[96];
     snprintf(label, sizeof label, "%s-tp%d-shard", shape, tps[i]);
     double lo[2], hi[2];
-    if (time_model(ctx, &o, &local, o.lo, label, parents, lo) || time_model(ctx, &o, &local, o.hi, label, parents, hi)) {
+    if (time_model(ctx, &o, &local, o.lo, label, parents, lo) ||
+        time_model(ctx, &o, &local, o.hi, label, parents, hi)) {
       rc = 1;
       break;
     }

@@ -409,7 +409,8 @@ static deco_status_t check_synthetic_hparams(deco_ctx_t *ctx, const deco_model_h
   DECO_TRY(check_int(ctx, label, "vocab_size", hp->vocab_size, hp->builtin_vocab ? 259 : 1, SYN_MAX_VOCAB));
   DECO_TRY(check_int(ctx, label, "seq_len", hp->seq_len, 1, SYN_MAX_SEQ_LEN));
   if (!(hp->rope_theta > 0.0f) || !(hp->norm_eps > 0.0f) || hp->rope_theta > 1e30f || hp->norm_eps > 1.0f)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: rope_theta = %g and norm_eps = %g must be positive (and finite, norm_eps <= 1)",
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: rope_theta = %g and norm_eps = %g: both must be positive and finite, norm_eps at most 1",
                      label, (double)hp->rope_theta, (double)hp->norm_eps);
   if (hp->rope_style != DECO_ROPE_INTERLEAVED && hp->rope_style != DECO_ROPE_HALF_SPLIT)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: rope_style = %d", label, (int)hp->rope_style);
