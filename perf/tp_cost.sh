@@ -4,8 +4,9 @@
 # bench_tp_layer times one rank's shard per layer on one GPU for the shapes
 # issue 15 names (synthetic llama3-8b at TP 1, 2, 4, 8; the 70B shape
 # llama3-70b at TP 4, 8; bf16, graphed), then perf/tp_cost_model.py adds the
-# all-reduces of assumed interconnects. About a minute on an H100 (budget:
-# 4 minutes; each bench call is bounded by DECO_TP_COST_TIMEOUT_S, default 100).
+# all-reduces of assumed interconnects. Expected to take about a minute on an
+# H100, never run on a GPU yet (budget: 4 minutes; each bench call is bounded
+# by DECO_TP_COST_TIMEOUT_S, default 100).
 # --cpu-check runs the same plumbing on the CPU with smollm2-135m (f32, TP 1,
 # 3, 9: its 9 query heads allow no TP 2), a few seconds; its figures are the
 # CPU's and never belong in a GPU table.
