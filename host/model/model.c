@@ -374,35 +374,76 @@ deco_status_t deco_synthetic_hparams(const char *name, deco_model_hparams_t *hpa
                    "unknown synthetic model '%s' (known: tiny, llama2-7b, llama3-8b, smollm2-135m)", name);
 }
 
-deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
-                                          const deco_model_config_t *config, deco_model_t **out) {
-  static const char op[] = "deco_model_create_synthetic";
-  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
-  DECO_CHECK_PTR(ctx, out, op);
-  *out = NULL;
+/* The limits of explicit synthetic shapes: those of a llama2.c header
+ * (llama2c.c), except that dim need not be n_heads x head_dim (a rank's
+ * shard keeps dim and head_dim with a share of the heads). */
+#define SYN_MAX_DIM (1 << 16)
+#define SYN_MAX_HIDDEN (1 << 18)
+#define SYN_MAX_LAYERS 1024
+#define SYN_MAX_HEADS 1024
+#define SYN_MAX_VOCAB (1 << 20)
+#define SYN_MAX_SEQ_LEN (1 << 20)
+#define SYN_MIN_HEAD_DIM 8
+#define SYN_MAX_HEAD_DIM 256
+
+static deco_status_t check_int(deco_ctx_t *ctx, const char *label, const char *field, int v, int lo, int hi) {
+  if (v < lo || v > hi)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: hparams->%s = %d is outside %d..%d", label, field, v, lo,
+                     hi);
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t check_synthetic_hparams(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const char *label) {
+  DECO_TRY(check_int(ctx, label, "dim", hp->dim, 1, SYN_MAX_DIM));
+  DECO_TRY(check_int(ctx, label, "hidden_dim", hp->hidden_dim, 1, SYN_MAX_HIDDEN));
+  DECO_TRY(check_int(ctx, label, "n_layers", hp->n_layers, 1, SYN_MAX_LAYERS));
+  DECO_TRY(check_int(ctx, label, "n_heads", hp->n_heads, 1, SYN_MAX_HEADS));
+  DECO_TRY(check_int(ctx, label, "n_kv_heads", hp->n_kv_heads, 1, hp->n_heads));
+  if (hp->n_heads % hp->n_kv_heads != 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_heads = %d is not a multiple of n_kv_heads = %d",
+                     label, hp->n_heads, hp->n_kv_heads);
+  DECO_TRY(check_int(ctx, label, "head_dim", hp->head_dim, SYN_MIN_HEAD_DIM, SYN_MAX_HEAD_DIM));
+  if (hp->head_dim % 2 != 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: head_dim = %d must be even (RoPE rotates pairs)", label,
+                     hp->head_dim);
+  DECO_TRY(check_int(ctx, label, "vocab_size", hp->vocab_size, hp->builtin_vocab ? 259 : 1, SYN_MAX_VOCAB));
+  DECO_TRY(check_int(ctx, label, "seq_len", hp->seq_len, 1, SYN_MAX_SEQ_LEN));
+  if (!(hp->rope_theta > 0.0f) || !(hp->norm_eps > 0.0f) || hp->rope_theta > 1e30f || hp->norm_eps > 1.0f)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: rope_theta = %g and norm_eps = %g: both must be positive and finite, norm_eps at most 1",
+                     label, (double)hp->rope_theta, (double)hp->norm_eps);
+  if (hp->rope_style != DECO_ROPE_INTERLEAVED && hp->rope_style != DECO_ROPE_HALF_SPLIT)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: rope_style = %d", label, (int)hp->rope_style);
+  DECO_TRY(check_int(ctx, label, "bos_id", hp->bos_id, -1, hp->vocab_size - 1));
+  DECO_TRY(check_int(ctx, label, "n_stop_ids", hp->n_stop_ids, 0, DECO_MAX_STOP_IDS));
+  for (int i = 0; i < hp->n_stop_ids; ++i)
+    DECO_TRY(check_int(ctx, label, "stop_ids[i]", hp->stop_ids[i], 0, hp->vocab_size - 1));
+  return DECO_STATUS_SUCCESS;
+}
+
+/* A synthetic model of checked shapes hp, labelled label in messages. */
+static deco_status_t create_synthetic(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const char *label,
+                                      uint64_t seed, const deco_model_config_t *config, deco_model_t **out,
+                                      const char *op) {
   deco_model_config_t mc;
   DECO_TRY(deco_model_read_config(ctx, config, &mc, op));
   const deco_dtype_t dtype = mc.dtype;
-  deco_model_hparams_t hp;
-  deco_status_t st = deco_synthetic_hparams(name, &hp);
-  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
-  size_t params = deco_hparams_param_count(&hp);
+  size_t params = deco_hparams_param_count(hp);
   if (ctx->backend == DECO_BACKEND_CPU && params > DECO_CPU_MAX_PARAMS)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
-                     "synthetic:%s has %.2f billion parameters: too big for the CPU backend (use --backend cuda)",
-                     name, (double)params / 1e9);
-  char label[128];
-  snprintf(label, sizeof label, "synthetic:%s", name);
+                     "%s has %.2f billion parameters: too big for the CPU backend (use --backend cuda)", label,
+                     (double)params / 1e9);
   if (mc.tp_size > 1)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
                      "%s: synthetic models run at tensor parallelism 1 only (their weights are generated whole)",
                      label);
-  DECO_TRY(deco_model_check_config(ctx, &mc, &hp, label));
+  DECO_TRY(deco_model_check_config(ctx, &mc, hp, label));
   deco_model_t *m = NULL;
-  DECO_TRY(deco_model_alloc(ctx, &hp, &mc, &m));
-  tensor_sizes_t s = tensor_sizes(&hp);
+  DECO_TRY(deco_model_alloc(ctx, hp, &mc, &m));
+  tensor_sizes_t s = tensor_sizes(hp);
   /* Norm weights are 1; everything else uniform with standard deviation 0.02. */
   const float scale = 0.02f * sqrtf(3.0f);
+  deco_status_t st = DECO_STATUS_SUCCESS;
   for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i) {
     if (s.n[i] == 0) continue;
     void **slot = weight_slot(&m->w, i);
@@ -418,6 +459,42 @@ deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uin
   }
   *out = m;
   return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
+                                          const deco_model_config_t *config, deco_model_t **out) {
+  static const char op[] = "deco_model_create_synthetic";
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
+  DECO_CHECK_PTR(ctx, out, op);
+  *out = NULL;
+  deco_model_hparams_t hp;
+  deco_status_t st = deco_synthetic_hparams(name, &hp);
+  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
+  char label[128];
+  snprintf(label, sizeof label, "synthetic:%s", name);
+  return create_synthetic(ctx, &hp, label, seed, config, out, op);
+}
+
+deco_status_t deco_model_create_synthetic_hparams(deco_ctx_t *ctx, const deco_model_hparams_t *hparams,
+                                                  const char *name, uint64_t seed, const deco_model_config_t *config,
+                                                  deco_model_t **out) {
+  static const char op[] = "deco_model_create_synthetic_hparams";
+  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
+  DECO_CHECK_PTR(ctx, out, op);
+  *out = NULL;
+  DECO_CHECK_PTR(ctx, hparams, op);
+  char label[128];
+  snprintf(label, sizeof label, "synthetic:%s", name ? name : "(hparams)");
+  DECO_TRY(check_synthetic_hparams(ctx, hparams, label));
+  return create_synthetic(ctx, hparams, label, seed, config, out, op);
+}
+
+deco_status_t deco_shard_hparams(const deco_model_hparams_t *full, int tp, deco_model_hparams_t *local) {
+  if (full == NULL || local == NULL)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_shard_hparams: %s is NULL", full ? "local" : "full");
+  if (tp < 1) return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "deco_shard_hparams: tp = %d, expected >= 1", tp);
+  deco_shard_t shard;
+  return deco_shard_plan(NULL, full, tp, 0, local, &shard, "deco_shard_hparams");
 }
 
 void deco_model_destroy(deco_model_t *m) {

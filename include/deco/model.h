@@ -161,6 +161,30 @@ DECO_API deco_status_t deco_model_load(deco_ctx_t *ctx, const char *path, const 
 DECO_API deco_status_t deco_model_create_synthetic(deco_ctx_t *ctx, const char *name, uint64_t seed,
                                                    const deco_model_config_t *config, deco_model_t **out);
 
+/* A seeded synthetic model of explicit shapes, with the weights'
+ * distribution of the named ones (norms 1, the rest uniform of standard
+ * deviation 0.02): a named shape with fewer layers, a shape the names do
+ * not cover, or one rank's shard (deco_shard_hparams) run alone at TP 1,
+ * which does a rank's arithmetic without its all-reduces (perf/bench_tp_layer.c
+ * times it). The shapes are checked (DECO_STATUS_INVALID_ARGUMENT naming
+ * the field): dim 1..65536, hidden_dim 1..2^18, n_layers 1..1024,
+ * n_kv_heads dividing n_heads, head_dim even within 8..256 (dim need not
+ * be n_heads x head_dim), the ids within the vocabulary, rope_theta and
+ * norm_eps positive. name labels messages ("synthetic:name"; NULL allowed).
+ * The CPU limit and the TP-1-only rule of deco_model_create_synthetic hold. */
+DECO_API deco_status_t deco_model_create_synthetic_hparams(deco_ctx_t *ctx, const deco_model_hparams_t *hparams,
+                                                          const char *name, uint64_t seed,
+                                                          const deco_model_config_t *config, deco_model_t **out);
+
+/* The shapes one rank holds under tensor parallelism tp (docs/DESIGN.md,
+ * "Tensor parallelism"; the same plan the loaders use): n_heads / tp query
+ * heads; n_kv_heads / tp KV heads when tp divides them, else 1 (replicated,
+ * when they divide tp); hidden_dim padded to ceil(hidden_dim / tp); dim,
+ * head_dim, the vocabulary and the layers unchanged. The shapes are the
+ * same on every rank. DECO_STATUS_INVALID_ARGUMENT naming the head counts
+ * and tp when the heads do not split. */
+DECO_API deco_status_t deco_shard_hparams(const deco_model_hparams_t *full, int tp, deco_model_hparams_t *local);
+
 /* A view of base that runs its own layer schedule (e.g. a subset of the
  * layers: layers outside every group are skipped; the first and last
  * norms, the embedding and the classifier are base's), sharing base's
