@@ -4,11 +4,15 @@
  * are exactly mergeable: svd reproduces the logits, mean and keep do not),
  * for both RoPE pairings and, at the layer level, without RoPE, and the
  * compressed checkpoint in use (it loads,
- * runs, and speculative greedy decoding on it equals plain greedy).
+ * runs, and speculative greedy decoding on it equals plain greedy); the
+ * eigensolver's choice and errors (cuSOLVER refused on a CPU context, or
+ * in a build without CUDA), the config read by its size, the eigenvector
+ * normalisation, and LAPACK's vectors checked as eigenvectors.
  */
 #include <complex.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,4 +307,160 @@ Test(compress, bad_input_named) {
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written on bad input");
   deco_ctx_destroy(ctx);
+}
+
+/* ---- the eigensolver: choice, errors, normalisation -------------------------------- */
+
+Test(compress, solver_choice_and_errors) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 505, 512);
+  const char *in = deco_test_data_file("models/stories260K.bin");
+  const char *out = tmp_path("solver.bin");
+  deco_compress_solver_t used = DECO_COMPRESS_SOLVER_CUSOLVER;
+  /* AUTO on a CPU context is LAPACK. */
+#if DECO_TEST_HAVE_LAPACKE
+  cr_assert_eq(deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  cr_assert_eq(used, DECO_COMPRESS_SOLVER_LAPACK);
+#else
+  cr_assert_eq(deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used), DECO_STATUS_UNSUPPORTED);
+  cr_assert(strstr(deco_last_error(ctx), "needs LAPACKE") != NULL, "%s", deco_last_error(ctx));
+#endif
+  /* cuSOLVER asked for on a CPU context: refused before calibrating, nothing written. */
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 2;
+  cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED);
+#if DECO_TEST_HAVE_CUDA
+  cr_assert(strstr(deco_last_error(ctx), "solver cusolver runs on a CUDA context, and this one is cpu") != NULL, "%s",
+            deco_last_error(ctx));
+#else
+  cr_assert(strstr(deco_last_error(ctx), "solver cusolver needs a deco built with CUDA") != NULL, "%s",
+            deco_last_error(ctx));
+#endif
+  FILE *f = fopen(out, "rb");
+  cr_assert_null(f, "nothing is written when the solver is refused");
+  cc.solver = (deco_compress_solver_t)7;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "solver = 7 is not auto, lapack or cusolver") != NULL, "%s",
+            deco_last_error(ctx));
+  /* mean and keep decompose nothing: the solver is not consulted. */
+  cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
+  cc.method = DECO_COMPRESS_MEAN;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  deco_ctx_destroy(ctx);
+}
+
+/* The config is read by its size: a caller built before `solver` existed
+ * gets AUTO whatever lies past its struct; a larger struct is refused. */
+Test(compress, config_read_by_size) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 606, 512);
+  const char *in = deco_test_data_file("models/stories260K.bin");
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 2;
+  cc.method = DECO_COMPRESS_SVD;
+  cc.solver = DECO_COMPRESS_SOLVER_LAPACK;
+  const char *a = tmp_path("sized_full.bin"), *b = tmp_path("sized_old.bin");
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, a, NULL), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  cc.size = offsetof(deco_compress_config_t, solver);
+  cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER; /* past the caller's struct: not read */
+  const deco_status_t st = deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL);
+#if DECO_TEST_HAVE_LAPACKE
+  cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* AUTO on the CPU is LAPACK: the same file. */
+  size_t na = 0, nb = 0;
+  char *fa = deco_test_read_file(a, &na), *fb = deco_test_read_file(b, &nb);
+  cr_assert(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "AUTO and LAPACK differ on the CPU");
+  free(fa);
+  free(fb);
+#else
+  cr_assert_eq(st, DECO_STATUS_UNSUPPORTED, "%s", deco_last_error(ctx));
+#endif
+  cc.size = sizeof(deco_compress_config_t) + 8;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "deco_compress_model: config: size") != NULL, "%s", deco_last_error(ctx));
+  deco_ctx_destroy(ctx);
+}
+
+/* The normalisation both solvers apply: the largest component (the first
+ * on ties) real and positive; the vector otherwise unchanged. */
+Test(compress, eigenvector_normalisation) {
+  const double x[8] = {0.1, 0, -0.7, 0, 0.7, 0, 0.2, 0}; /* stride 2: 0.1, -0.7, 0.7, 0.2 */
+  double y[4];
+  deco_eig_normalise_real(x, 2, 4, y);
+  const double want[4] = {-0.1, 0.7, -0.7, -0.2}; /* the tie goes to -0.7, the first */
+  for (int i = 0; i < 4; ++i) cr_assert_eq(y[i], want[i], "%d: %g", i, y[i]);
+  /* complex: u = e^{i t} (0.3, 0.8 i, -0.5) -> (0.3 (-i), 0.8, -0.5 (-i)) */
+  const double t = 1.234;
+  const double complex src[3] = {0.3 * cexp(I * t), 0.8 * I * cexp(I * t), -0.5 * cexp(I * t)};
+  double u[6];
+  for (int b = 0; b < 3; ++b) {
+    u[2 * b] = creal(src[b]);
+    u[2 * b + 1] = cimag(src[b]);
+  }
+  deco_eig_normalise_complex(u, 3);
+  const double complex exp_u[3] = {-0.3 * I, 0.8, 0.5 * I};
+  for (int b = 0; b < 3; ++b)
+    cr_assert_lt(cabs(u[2 * b] + I * u[2 * b + 1] - exp_u[b]), 1e-15, "%d: %g%+gi", b, u[2 * b], u[2 * b + 1]);
+}
+
+/* The LAPACK path through deco_compress_eigs gives eigenvectors: C Psi =
+ * Psi diag(lambda) with lambda descending, orthonormal columns, and the
+ * top key vector of a Hermitian Gram, on the Grams of a calibration. */
+Test(compress, lapack_eigs_are_eigenvectors) {
+#if !DECO_TEST_HAVE_LAPACKE
+  cr_skip_test("built without LAPACKE");
+#else
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);
+  int32_t calib[CALIB_T];
+  ids(calib, CALIB_T, 707, 512);
+  deco_grams_t gr;
+  cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, 2, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  deco_model_destroy(m);
+  deco_eigs_t e;
+  cr_assert_eq(deco_compress_eigs(ctx, &gr, DECO_COMPRESS_SOLVER_LAPACK, &e), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  const int g = gr.group, d = gr.head_dim, gd = g * d, half = d / 2;
+  for (int mi = 0; mi < gr.n_layers * gr.n_groups; ++mi) {
+    const double *C = gr.v + (size_t)mi * gd * gd, *P = e.v + (size_t)mi * d * gd;
+    double prev = INFINITY, scale = 0;
+    for (int i = 0; i < gd; ++i) scale = fmax(scale, C[(size_t)i * gd + i]);
+    for (int c = 0; c < d; ++c) {
+      const double *p = P + (size_t)c * gd;
+      double lam = 0, res = 0, nrm = 0;
+      for (int i = 0; i < gd; ++i)
+        for (int j = 0; j < gd; ++j) lam += p[i] * C[(size_t)i * gd + j] * p[j];
+      for (int i = 0; i < gd; ++i) {
+        double r = -lam * p[i];
+        for (int j = 0; j < gd; ++j) r += C[(size_t)i * gd + j] * p[j];
+        res = fmax(res, fabs(r));
+        nrm += p[i] * p[i];
+      }
+      cr_assert_lt(fabs(nrm - 1), 1e-12, "matrix %d vector %d: norm^2 %g", mi, c, nrm);
+      cr_assert_lt(res, 1e-10 * scale, "matrix %d vector %d: residual %g of %g", mi, c, res, scale);
+      cr_assert_leq(lam, prev * (1 + 1e-12), "matrix %d: eigenvalues descend", mi);
+      prev = lam;
+    }
+    for (int f = 0; f < half; ++f) {
+      const double *H = gr.k + ((size_t)mi * half + f) * g * g * 2, *u = e.k + ((size_t)mi * half + f) * g * 2;
+      /* the Rayleigh quotient of the top vector is the largest over the basis vectors */
+      double complex q = 0;
+      for (int a = 0; a < g; ++a)
+        for (int b = 0; b < g; ++b)
+          q += (u[2 * a] - I * u[2 * a + 1]) * (H[(a * g + b) * 2] + I * H[(a * g + b) * 2 + 1]) *
+               (u[2 * b] + I * u[2 * b + 1]);
+      for (int a = 0; a < g; ++a) cr_assert_geq(creal(q), H[(a * g + a) * 2] * (1 - 1e-12), "layer/group %d f %d", mi, f);
+    }
+  }
+  deco_eigs_free(&e);
+  deco_grams_free(&gr);
+  deco_ctx_destroy(ctx);
+#endif
 }
