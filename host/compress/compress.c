@@ -363,7 +363,11 @@ deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const in
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: %zu calibration tokens are too few: merging groups of %d heads of dim %d needs at least %zu",
                      in_path, n_tokens, g, hp.head_dim, need);
-  /* The solver is checked before the (long) calibration. */
+  /* The ids and the solver are checked before the (long) calibration. */
+  for (size_t i = 0; i < n_tokens; ++i)
+    if (tokens[i] < 0 || tokens[i] >= hp.vocab_size)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", in_path,
+                       i, (int)tokens[i], hp.vocab_size - 1);
   deco_compress_solver_t solver = DECO_COMPRESS_SOLVER_LAPACK;
   if (config->method == DECO_COMPRESS_SVD) DECO_TRY(deco_compress_solver_resolve(ctx, config->solver, &solver));
   deco_model_t *model = NULL;

@@ -128,7 +128,7 @@ static deco_status_t eigs_lapack(deco_ctx_t *ctx, const deco_grams_t *gr, deco_e
 deco_status_t deco_compress_eigs(deco_ctx_t *ctx, const deco_grams_t *gr, deco_compress_solver_t solver,
                                  deco_eigs_t *out) {
   memset(out, 0, sizeof(*out));
-  deco_compress_solver_t used;
+  deco_compress_solver_t used = DECO_COMPRESS_SOLVER_LAPACK;
   DECO_TRY(deco_compress_solver_resolve(ctx, solver, &used));
   const int g = gr->group, d = gr->head_dim;
   if (g < 1 || d < 2 || d % 2 != 0 || gr->n_layers < 1 || gr->n_groups < 1 || !gr->v || !gr->k)
