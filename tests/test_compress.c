@@ -20,6 +20,9 @@
 #include "common/testutil.h"
 #include "compress_util.h"
 #include "deco/deco.h"
+#if DECO_TEST_HAVE_LAPACKE
+#include <lapacke.h>
+#endif
 
 /* ---- deco_kv_gram against a naive accumulation ---------------------------------- */
 
@@ -432,6 +435,86 @@ Test(compress, lapack_eigs_are_eigenvectors) {
   check_eigs(&gr, &e);
   deco_eigs_free(&e);
   deco_grams_free(&gr);
+  deco_ctx_destroy(ctx);
+#endif
+}
+
+/* The cuSOLVER path's layout on the CPU: the row-major Grams handed as they
+ * are to column-major dsyevd / zheevd (lower triangle), LAPACK's own
+ * column-major routines standing in for cusolverDnDsyevd / Zheevd (the same
+ * contract), the top columns cut as eigs_cusolver.c copies them back, and
+ * deco_eigs_from_colmajor: eigenvectors (check_eigs), and the fold from
+ * them reproduces the fold from the row-major LAPACK path within f32
+ * rounding of the weights. */
+Test(compress, colmajor_unpacking_of_the_cusolver_path) {
+#if !DECO_TEST_HAVE_LAPACKE
+  cr_skip_test("built without LAPACKE");
+#else
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);
+  int32_t calib[CALIB_T];
+  ids(calib, CALIB_T, 717, 512);
+  for (int g = 2; g <= 4; g += 2) {
+    deco_grams_t gr;
+    cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, g, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(ctx));
+    const int d = gr.head_dim, gd = g * d, half = d / 2;
+    const size_t n_v = (size_t)gr.n_layers * gr.n_groups, vmat = (size_t)gd * gd, kmat = (size_t)g * g;
+    double *a = malloc(sizeof(double) * vmat), *w = malloc(sizeof(double) * gd);
+    double *vtop = malloc(sizeof(double) * n_v * d * gd), *ktop = malloc(sizeof(double) * n_v * half * g * 2);
+    lapack_complex_double *z = malloc(sizeof(lapack_complex_double) * kmat);
+    for (size_t mi = 0; mi < n_v; ++mi) {
+      memcpy(a, gr.v + mi * vmat, sizeof(double) * vmat);
+      cr_assert_eq(LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', gd, a, gd, w), 0);
+      memcpy(vtop + mi * d * gd, a + (size_t)(gd - d) * gd, sizeof(double) * d * gd);
+      for (int f = 0; f < half; ++f) {
+        memcpy(z, gr.k + (mi * half + f) * kmat * 2, sizeof(double) * kmat * 2);
+        cr_assert_eq(LAPACKE_zheevd(LAPACK_COL_MAJOR, 'V', 'L', g, z, g, w), 0);
+        memcpy(ktop + (mi * half + f) * g * 2, (const double *)z + (size_t)(g - 1) * g * 2, sizeof(double) * g * 2);
+      }
+    }
+    deco_eigs_t e = {.n_layers = gr.n_layers, .n_groups = gr.n_groups, .group = g, .head_dim = d};
+    e.v = malloc(sizeof(double) * n_v * d * gd);
+    e.k = malloc(sizeof(double) * n_v * half * g * 2);
+    deco_eigs_from_colmajor(vtop, ktop, n_v, g, d, &e);
+    check_eigs(&gr, &e);
+    /* the two folds' weights */
+    deco_cw_t w0, w1;
+    const char *in = deco_test_data_file("models/stories260K.bin");
+    cr_assert_eq(deco_cw_read(in, &w0), DECO_STATUS_SUCCESS);
+    cr_assert_eq(deco_cw_read(in, &w1), DECO_STATUS_SUCCESS);
+    const int n_kv = w0.hp.n_kv_heads / g;
+    cr_assert_eq(deco_compress_fold(&w0, &gr, n_kv, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    cr_assert_eq(deco_compress_fold_eigs(&w1, &gr, &e, n_kv, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    const size_t nk = (size_t)w0.hp.n_layers * n_kv * d * w0.hp.dim;
+    const size_t nq = (size_t)w0.hp.n_layers * w0.hp.n_heads * d * w0.hp.dim;
+    double dk = 0, dq = 0;
+    float sk = 0, sq = 0;
+    for (size_t i = 0; i < nk; ++i) {
+      dk = fmax(dk, fabs((double)w0.wk[i] - w1.wk[i]));
+      sk = fmaxf(sk, fabsf(w0.wk[i]));
+    }
+    for (size_t i = 0; i < nq; ++i) {
+      dq = fmax(dq, fabs((double)w0.wq[i] - w1.wq[i]));
+      sq = fmaxf(sq, fabsf(w0.wq[i]));
+    }
+    /* The keys' vectors are unique up to the normalised phase: the key and
+     * query weights agree to a few f32 ulps of their scale. */
+    cr_assert_lt(dk, 1e-6 * sk, "g %d: W_K differs by %g of %g", g, dk, (double)sk);
+    cr_assert_lt(dq, 1e-6 * sq, "g %d: W_Q differs by %g of %g", g, dq, (double)sq);
+    deco_cw_free(&w0);
+    deco_cw_free(&w1);
+    deco_eigs_free(&e);
+    free(a);
+    free(w);
+    free(vtop);
+    free(ktop);
+    free(z);
+    deco_grams_free(&gr);
+  }
+  deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 #endif
 }

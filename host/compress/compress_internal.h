@@ -80,6 +80,13 @@ void deco_eigs_free(deco_eigs_t *e);
 void deco_eig_normalise_real(const double *x, size_t stride, int n, double *out);
 /* u: g complex (re, im) pairs, normalised in place. */
 void deco_eig_normalise_complex(double *u, int g);
+/* svd's vectors from a column-major solver's output, as the cuSOLVER path
+ * brings it back from the row-major Grams (read column-major: C itself,
+ * and conj(H) for a key Gram), eigenvalues ascending: vtop [n_v][d][g*d],
+ * the last d eigenvector columns of each of the n_v = n_layers*n_groups
+ * value Grams; ktop [n_v*d/2][g][2], the last column of each key Gram's.
+ * The key vectors are conjugated back; all are normalised into out. */
+void deco_eigs_from_colmajor(const double *vtop, const double *ktop, size_t n_v, int g, int d, deco_eigs_t *out);
 /* The cuSOLVER path (eigs_cusolver.c): ctx a CUDA context; out's arrays
  * allocated by the caller. Without CUDA it fails with UNSUPPORTED. */
 deco_status_t deco_compress_eigs_cusolver(deco_ctx_t *ctx, const deco_grams_t *grams, deco_eigs_t *out);

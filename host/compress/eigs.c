@@ -43,6 +43,22 @@ void deco_eig_normalise_complex(double *u, int g) {
   }
 }
 
+void deco_eigs_from_colmajor(const double *vtop, const double *ktop, size_t n_v, int g, int d, deco_eigs_t *out) {
+  const int gd = g * d, half = d / 2;
+  for (size_t m = 0; m < n_v; ++m)
+    for (int c = 0; c < d; ++c) /* the c-th largest: column d - 1 - c of the top d */
+      deco_eig_normalise_real(vtop + (m * d + (size_t)(d - 1 - c)) * gd, 1, gd, out->v + (m * d + c) * gd);
+  for (size_t m = 0; m < n_v * half; ++m) {
+    double *u = out->k + m * g * 2;
+    const double *x = ktop + m * g * 2;
+    for (int b = 0; b < g; ++b) { /* conj: the solver decomposed conj(H) */
+      u[2 * b] = x[2 * b];
+      u[2 * b + 1] = -x[2 * b + 1];
+    }
+    deco_eig_normalise_complex(u, g);
+  }
+}
+
 deco_status_t deco_compress_solver_resolve(deco_ctx_t *ctx, deco_compress_solver_t asked,
                                            deco_compress_solver_t *used) {
   const int cuda_ctx = ctx && ctx->backend == DECO_BACKEND_CUDA;

@@ -6,7 +6,8 @@
  * decomposition of the layer is queued, and only the vectors the fold uses
  * come back (a value Gram's top head_dim columns, a key Gram's top column).
  * Every call's devInfo is kept on the device and read once at the end. The
- * vectors are normalised on the host as the LAPACK path does (eigs.c).
+ * vectors are unpacked and normalised on the host as the LAPACK path
+ * normalises them (deco_eigs_from_colmajor, eigs.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -162,20 +163,7 @@ deco_status_t deco_compress_eigs_cusolver(deco_ctx_t *ctx, const deco_grams_t *g
       st = DECO_FAIL(ctx, DECO_STATUS_INTERNAL,
                      "compress: cusolverDnZheevd failed on layer %d group %d frequency %d (devInfo %d)",
                      (int)(i / ((size_t)N * half)), (int)(i / half % N), (int)(i % half), hinfo[n_v + i]);
-  if (st == DECO_STATUS_SUCCESS) {
-    for (size_t m = 0; m < n_v; ++m)
-      for (int c = 0; c < d; ++c) /* the c-th largest: column d - 1 - c of the d brought back */
-        deco_eig_normalise_real(hv + (m * d + (size_t)(d - 1 - c)) * gd, 1, gd, out->v + (m * d + c) * gd);
-    for (size_t m = 0; m < n_k; ++m) {
-      double *u = out->k + m * g * 2;
-      const double *x = hk + m * g * 2;
-      for (int b = 0; b < g; ++b) { /* conj: cuSOLVER decomposed conj(H) */
-        u[2 * b] = x[2 * b];
-        u[2 * b + 1] = -x[2 * b + 1];
-      }
-      deco_eig_normalise_complex(u, g);
-    }
-  }
+  if (st == DECO_STATUS_SUCCESS) deco_eigs_from_colmajor(hv, hk, n_v, g, d, out);
   deco_free(ctx, work);
   deco_free(ctx, dinfo);
   deco_free(ctx, dw);
