@@ -493,11 +493,11 @@ Test(compress, colmajor_unpacking_of_the_cusolver_path) {
     double dk = 0, dq = 0;
     float sk = 0, sq = 0;
     for (size_t i = 0; i < nk; ++i) {
-      dk = fmax(dk, fabs((double)w0.wk[i] - w1.wk[i]));
+      if (!(fabs((double)w0.wk[i] - w1.wk[i]) <= dk)) dk = fabs((double)w0.wk[i] - w1.wk[i]); /* a NaN sticks */
       sk = fmaxf(sk, fabsf(w0.wk[i]));
     }
     for (size_t i = 0; i < nq; ++i) {
-      dq = fmax(dq, fabs((double)w0.wq[i] - w1.wq[i]));
+      if (!(fabs((double)w0.wq[i] - w1.wq[i]) <= dq)) dq = fabs((double)w0.wq[i] - w1.wq[i]);
       sq = fmaxf(sq, fabsf(w0.wq[i]));
     }
     /* The keys' vectors are unique up to the normalised phase: the key and

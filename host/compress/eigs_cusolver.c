@@ -1,13 +1,8 @@
 /* host/compress/eigs_cusolver.c — svd's eigendecompositions for KV-head
  * compression on a CUDA context (compress_internal.h): cusolverDnDsyevd for
  * the value Grams and cusolverDnZheevd for the key Grams, on the context's
- * device and stream. One handle and one workspace (sized once for the
- * larger of the two) per call; the Grams go up one layer at a time, every
- * decomposition of the layer is queued, and only the vectors the fold uses
- * come back (a value Gram's top head_dim columns, a key Gram's top column).
- * Every call's devInfo is kept on the device and read once at the end. The
- * vectors are unpacked and normalised on the host as the LAPACK path
- * normalises them (deco_eigs_from_colmajor, eigs.c).
+ * device and stream; the vectors come back for the host fold (docs/DESIGN.md,
+ * "Decomposition"). A build without CUDA only refuses.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +48,11 @@ static deco_status_t cuda_fail(deco_ctx_t *ctx, cudaError_t e, const char *what)
                    "compress: %s: %s", what, cudaGetErrorString(e));
 }
 
+/* One handle and one workspace (sized once for the larger of the two
+ * routines) per call. The Grams go up one layer at a time and every
+ * decomposition of the layer is queued; only the vectors the fold uses
+ * come back (a value Gram's top head_dim columns, a key Gram's top column).
+ * Every call's devInfo stays on the device and is read once at the end. */
 deco_status_t deco_compress_eigs_cusolver(deco_ctx_t *ctx, const deco_grams_t *gr, deco_eigs_t *out) {
   if (!ctx || ctx->backend != DECO_BACKEND_CUDA)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "compress: solver cusolver runs on a CUDA context");
