@@ -136,4 +136,72 @@ __attribute__((unused)) static double max_abs_diff(const float *a, const float *
   return m;
 }
 
+/* eigs holds eigenvectors of gr's Grams, normalised: per value Gram C,
+ * unit vectors with C p = lambda p, lambda descending; per key Gram H, a
+ * unit u with H u = lambda u and lambda at least every diagonal entry (the
+ * top one); the largest component real and positive. Tolerances: f64
+ * rounding of a g*d-square decomposition, relative to the Gram's scale. */
+__attribute__((unused)) static void check_eigs(const deco_grams_t *gr, const deco_eigs_t *e) {
+  const int g = gr->group, d = gr->head_dim, gd = g * d, half = d / 2;
+  cr_assert(e->n_layers == gr->n_layers && e->n_groups == gr->n_groups && e->group == g && e->head_dim == d);
+  for (int mi = 0; mi < gr->n_layers * gr->n_groups; ++mi) {
+    const double *C = gr->v + (size_t)mi * gd * gd, *P = e->v + (size_t)mi * d * gd;
+    double prev = INFINITY, scale = 0;
+    for (int i = 0; i < gd; ++i) scale = fmax(scale, C[(size_t)i * gd + i]);
+    for (int c = 0; c < d; ++c) {
+      const double *p = P + (size_t)c * gd;
+      double lam = 0, res = 0, nrm = 0, big = 0;
+      int m = 0;
+      for (int i = 0; i < gd; ++i)
+        for (int j = 0; j < gd; ++j) lam += p[i] * C[(size_t)i * gd + j] * p[j];
+      for (int i = 0; i < gd; ++i) {
+        double r = -lam * p[i];
+        for (int j = 0; j < gd; ++j) r += C[(size_t)i * gd + j] * p[j];
+        if (!(fabs(r) <= res)) res = fabs(r); /* a NaN sticks */
+        nrm += p[i] * p[i];
+        if (fabs(p[i]) > big) big = fabs(p[m = i]);
+      }
+      cr_assert_gt(p[m], 0, "matrix %d vector %d: the largest component is negative", mi, c);
+      cr_assert_lt(fabs(nrm - 1), 1e-12, "matrix %d vector %d: norm^2 %g", mi, c, nrm);
+      cr_assert_lt(res, 1e-10 * scale, "matrix %d vector %d: residual %g of %g", mi, c, res, scale);
+      cr_assert_leq(lam, prev + 1e-12 * scale, "matrix %d: eigenvalues descend", mi);
+      prev = lam;
+    }
+    for (int f = 0; f < half; ++f) {
+      const double *H = gr->k + ((size_t)mi * half + f) * g * g * 2, *u = e->k + ((size_t)mi * half + f) * g * 2;
+      double hs = 0, nrm = 0, lam = 0, res = 0, big = 0;
+      int m = 0;
+      for (int a = 0; a < g; ++a) {
+        hs = fmax(hs, H[(a * g + a) * 2]);
+        nrm += u[2 * a] * u[2 * a] + u[2 * a + 1] * u[2 * a + 1];
+        if (hypot(u[2 * a], u[2 * a + 1]) > big) big = hypot(u[2 * (m = a)], u[2 * a + 1]);
+      }
+      /* lambda = u^H H u (real for Hermitian H), residual |H u - lambda u| */
+      for (int a = 0; a < g; ++a) {
+        double hr = 0, hi = 0; /* (H u)_a */
+        for (int b = 0; b < g; ++b) {
+          const double xr = H[(a * g + b) * 2], xi = H[(a * g + b) * 2 + 1];
+          hr += xr * u[2 * b] - xi * u[2 * b + 1];
+          hi += xr * u[2 * b + 1] + xi * u[2 * b];
+        }
+        lam += u[2 * a] * hr + u[2 * a + 1] * hi;
+      }
+      for (int a = 0; a < g; ++a) {
+        double hr = -lam * u[2 * a], hi = -lam * u[2 * a + 1];
+        for (int b = 0; b < g; ++b) {
+          const double xr = H[(a * g + b) * 2], xi = H[(a * g + b) * 2 + 1];
+          hr += xr * u[2 * b] - xi * u[2 * b + 1];
+          hi += xr * u[2 * b + 1] + xi * u[2 * b];
+        }
+        if (!(hypot(hr, hi) <= res)) res = hypot(hr, hi);
+        cr_assert_geq(lam, H[(a * g + a) * 2] - 1e-12 * hs, "matrix %d f %d: not the top eigenvector", mi, f);
+      }
+      cr_assert_lt(fabs(nrm - 1), 1e-12, "matrix %d f %d: norm^2 %g", mi, f, nrm);
+      cr_assert_lt(res, 1e-10 * hs, "matrix %d f %d: residual %g of %g", mi, f, res, hs);
+      cr_assert(u[2 * m] > 0 && fabs(u[2 * m + 1]) <= 1e-15 * u[2 * m], "matrix %d f %d: largest %g%+gi", mi, f,
+                u[2 * m], u[2 * m + 1]);
+    }
+  }
+}
+
 #endif

@@ -4,11 +4,15 @@
  * are exactly mergeable: svd reproduces the logits, mean and keep do not),
  * for both RoPE pairings and, at the layer level, without RoPE, and the
  * compressed checkpoint in use (it loads,
- * runs, and speculative greedy decoding on it equals plain greedy).
+ * runs, and speculative greedy decoding on it equals plain greedy); the
+ * eigensolver's choice and errors (cuSOLVER refused on a CPU context, or
+ * in a build without CUDA), the config read by its size, the eigenvector
+ * normalisation, and LAPACK's vectors checked as eigenvectors.
  */
 #include <complex.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,9 @@
 #include "common/testutil.h"
 #include "compress_util.h"
 #include "deco/deco.h"
+#if DECO_TEST_HAVE_LAPACKE
+#include <lapacke.h>
+#endif
 
 /* ---- deco_kv_gram against a naive accumulation ---------------------------------- */
 
@@ -303,4 +310,211 @@ Test(compress, bad_input_named) {
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written on bad input");
   deco_ctx_destroy(ctx);
+}
+
+/* ---- the eigensolver: choice, errors, normalisation -------------------------------- */
+
+Test(compress, solver_choice_and_errors) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 505, 512);
+  const char *in = deco_test_data_file("models/stories260K.bin");
+  const char *out = tmp_path("solver.bin");
+  deco_compress_solver_t used = DECO_COMPRESS_SOLVER_CUSOLVER;
+  /* AUTO on a CPU context is LAPACK. */
+#if DECO_TEST_HAVE_LAPACKE
+  cr_assert_eq(deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  cr_assert_eq(used, DECO_COMPRESS_SOLVER_LAPACK);
+#else
+  cr_assert_eq(deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used), DECO_STATUS_UNSUPPORTED);
+  cr_assert(strstr(deco_last_error(ctx), "needs LAPACKE") != NULL, "%s", deco_last_error(ctx));
+#endif
+  /* cuSOLVER asked for on a CPU context: refused before calibrating, nothing written. */
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 2;
+  cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED);
+#if DECO_TEST_HAVE_CUDA
+  cr_assert(strstr(deco_last_error(ctx), "solver cusolver runs on a CUDA context, and this one is cpu") != NULL, "%s",
+            deco_last_error(ctx));
+#else
+  cr_assert(strstr(deco_last_error(ctx), "solver cusolver needs a deco built with CUDA") != NULL, "%s",
+            deco_last_error(ctx));
+#endif
+  FILE *f = fopen(out, "rb");
+  cr_assert_null(f, "nothing is written when the solver is refused");
+  cc.solver = (deco_compress_solver_t)7;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "solver = 7 is not auto, lapack or cusolver") != NULL, "%s",
+            deco_last_error(ctx));
+  /* mean and keep decompose nothing: the solver is not consulted. */
+  cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
+  cc.method = DECO_COMPRESS_MEAN;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  deco_ctx_destroy(ctx);
+}
+
+/* The config is read by its size: a caller built before `solver` existed
+ * gets AUTO whatever lies past its struct; a larger struct is refused. */
+Test(compress, config_read_by_size) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  ids(calib, 1024, 606, 512);
+  const char *in = deco_test_data_file("models/stories260K.bin");
+  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  cc.n_kv_heads = 2;
+  cc.method = DECO_COMPRESS_SVD;
+  cc.solver = DECO_COMPRESS_SOLVER_LAPACK;
+  const char *a = tmp_path("sized_full.bin"), *b = tmp_path("sized_old.bin");
+  const deco_status_t full = deco_compress_model(ctx, in, calib, 1024, &cc, a, NULL);
+  cc.size = offsetof(deco_compress_config_t, solver);
+  cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER; /* past the caller's struct: not read */
+  const deco_status_t old = deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL);
+#if DECO_TEST_HAVE_LAPACKE
+  cr_assert_eq(full, DECO_STATUS_SUCCESS);
+  cr_assert_eq(old, DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* AUTO on the CPU is LAPACK: the same file. */
+  size_t na = 0, nb = 0;
+  char *fa = deco_test_read_file(a, &na), *fb = deco_test_read_file(b, &nb);
+  cr_assert(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "AUTO and LAPACK differ on the CPU");
+  free(fa);
+  free(fb);
+#else
+  /* AUTO on the CPU is LAPACK, which this build lacks (not cuSOLVER's message). */
+  cr_assert_eq(full, DECO_STATUS_UNSUPPORTED);
+  cr_assert_eq(old, DECO_STATUS_UNSUPPORTED);
+  cr_assert(strstr(deco_last_error(ctx), "needs LAPACKE") != NULL, "%s", deco_last_error(ctx));
+#endif
+  cc.size = sizeof(deco_compress_config_t) + 8;
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "deco_compress_model: config: size") != NULL, "%s", deco_last_error(ctx));
+  deco_ctx_destroy(ctx);
+}
+
+/* The normalisation both solvers apply: the largest component (the first
+ * on ties) real and positive; the vector otherwise unchanged. */
+Test(compress, eigenvector_normalisation) {
+  const double x[8] = {0.1, 0, -0.7, 0, 0.7, 0, 0.2, 0}; /* stride 2: 0.1, -0.7, 0.7, 0.2 */
+  double y[4];
+  deco_eig_normalise_real(x, 2, 4, y);
+  const double want[4] = {-0.1, 0.7, -0.7, -0.2}; /* the tie goes to -0.7, the first */
+  for (int i = 0; i < 4; ++i) cr_assert_eq(y[i], want[i], "%d: %g", i, y[i]);
+  /* complex: u = e^{i t} (0.3, 0.8 i, -0.5) -> (0.3 (-i), 0.8, -0.5 (-i)) */
+  const double t = 1.234;
+  const double complex src[3] = {0.3 * cexp(I * t), 0.8 * I * cexp(I * t), -0.5 * cexp(I * t)};
+  double u[6];
+  for (int b = 0; b < 3; ++b) {
+    u[2 * b] = creal(src[b]);
+    u[2 * b + 1] = cimag(src[b]);
+  }
+  deco_eig_normalise_complex(u, 3);
+  const double complex exp_u[3] = {-0.3 * I, 0.8, 0.5 * I};
+  for (int b = 0; b < 3; ++b)
+    cr_assert_lt(cabs(u[2 * b] + I * u[2 * b + 1] - exp_u[b]), 1e-15, "%d: %g%+gi", b, u[2 * b], u[2 * b + 1]);
+}
+
+/* The LAPACK path through deco_compress_eigs gives eigenvectors of the
+ * Grams of a calibration (check_eigs). */
+Test(compress, lapack_eigs_are_eigenvectors) {
+#if !DECO_TEST_HAVE_LAPACKE
+  cr_skip_test("built without LAPACKE");
+#else
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);
+  int32_t calib[CALIB_T];
+  ids(calib, CALIB_T, 707, 512);
+  deco_grams_t gr;
+  cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, 2, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  deco_model_destroy(m);
+  deco_eigs_t e;
+  cr_assert_eq(deco_compress_eigs(ctx, &gr, DECO_COMPRESS_SOLVER_LAPACK, &e), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  check_eigs(&gr, &e);
+  deco_eigs_free(&e);
+  deco_grams_free(&gr);
+  deco_ctx_destroy(ctx);
+#endif
+}
+
+/* The cuSOLVER path's layout on the CPU: the row-major Grams handed as they
+ * are to column-major dsyevd / zheevd (lower triangle), LAPACK's own
+ * column-major routines standing in for cusolverDnDsyevd / Zheevd (the same
+ * contract), the top columns cut as eigs_cusolver.c copies them back, and
+ * deco_eigs_from_colmajor: eigenvectors (check_eigs), and the fold from
+ * them reproduces the fold from the row-major LAPACK path within f32
+ * rounding of the weights. */
+Test(compress, colmajor_unpacking_of_the_cusolver_path) {
+#if !DECO_TEST_HAVE_LAPACKE
+  cr_skip_test("built without LAPACKE");
+#else
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);
+  int32_t calib[CALIB_T];
+  ids(calib, CALIB_T, 717, 512);
+  for (int g = 2; g <= 4; g += 2) {
+    deco_grams_t gr;
+    cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, g, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(ctx));
+    const int d = gr.head_dim, gd = g * d, half = d / 2;
+    const size_t n_v = (size_t)gr.n_layers * gr.n_groups, vmat = (size_t)gd * gd, kmat = (size_t)g * g;
+    double *a = malloc(sizeof(double) * vmat), *w = malloc(sizeof(double) * gd);
+    double *vtop = malloc(sizeof(double) * n_v * d * gd), *ktop = malloc(sizeof(double) * n_v * half * g * 2);
+    lapack_complex_double *z = malloc(sizeof(lapack_complex_double) * kmat);
+    for (size_t mi = 0; mi < n_v; ++mi) {
+      memcpy(a, gr.v + mi * vmat, sizeof(double) * vmat);
+      cr_assert_eq(LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', gd, a, gd, w), 0);
+      memcpy(vtop + mi * d * gd, a + (size_t)(gd - d) * gd, sizeof(double) * d * gd);
+      for (int f = 0; f < half; ++f) {
+        memcpy(z, gr.k + (mi * half + f) * kmat * 2, sizeof(double) * kmat * 2);
+        cr_assert_eq(LAPACKE_zheevd(LAPACK_COL_MAJOR, 'V', 'L', g, z, g, w), 0);
+        memcpy(ktop + (mi * half + f) * g * 2, (const double *)z + (size_t)(g - 1) * g * 2, sizeof(double) * g * 2);
+      }
+    }
+    deco_eigs_t e = {.n_layers = gr.n_layers, .n_groups = gr.n_groups, .group = g, .head_dim = d};
+    e.v = malloc(sizeof(double) * n_v * d * gd);
+    e.k = malloc(sizeof(double) * n_v * half * g * 2);
+    deco_eigs_from_colmajor(vtop, ktop, n_v, g, d, &e);
+    check_eigs(&gr, &e);
+    /* the two folds' weights */
+    deco_cw_t w0, w1;
+    const char *in = deco_test_data_file("models/stories260K.bin");
+    cr_assert_eq(deco_cw_read(in, &w0), DECO_STATUS_SUCCESS);
+    cr_assert_eq(deco_cw_read(in, &w1), DECO_STATUS_SUCCESS);
+    const int n_kv = w0.hp.n_kv_heads / g;
+    cr_assert_eq(deco_compress_fold(&w0, &gr, n_kv, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    cr_assert_eq(deco_compress_fold_eigs(&w1, &gr, &e, n_kv, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    const size_t nk = (size_t)w0.hp.n_layers * n_kv * d * w0.hp.dim;
+    const size_t nq = (size_t)w0.hp.n_layers * w0.hp.n_heads * d * w0.hp.dim;
+    double dk = 0, dq = 0;
+    float sk = 0, sq = 0;
+    for (size_t i = 0; i < nk; ++i) {
+      if (!(fabs((double)w0.wk[i] - w1.wk[i]) <= dk)) dk = fabs((double)w0.wk[i] - w1.wk[i]); /* a NaN sticks */
+      sk = fmaxf(sk, fabsf(w0.wk[i]));
+    }
+    for (size_t i = 0; i < nq; ++i) {
+      if (!(fabs((double)w0.wq[i] - w1.wq[i]) <= dq)) dq = fabs((double)w0.wq[i] - w1.wq[i]);
+      sq = fmaxf(sq, fabsf(w0.wq[i]));
+    }
+    /* The keys' vectors are unique up to the normalised phase: the key and
+     * query weights agree to a few f32 ulps of their scale. */
+    cr_assert_lt(dk, 1e-6 * sk, "g %d: W_K differs by %g of %g", g, dk, (double)sk);
+    cr_assert_lt(dq, 1e-6 * sq, "g %d: W_Q differs by %g of %g", g, dq, (double)sq);
+    deco_cw_free(&w0);
+    deco_cw_free(&w1);
+    deco_eigs_free(&e);
+    free(a);
+    free(w);
+    free(vtop);
+    free(ktop);
+    free(z);
+    deco_grams_free(&gr);
+  }
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+#endif
 }

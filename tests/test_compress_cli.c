@@ -2,7 +2,8 @@
  * stories260K written, reported and usable by `deco generate`; the bad
  * inputs the CLI names (KV-head count, too few calibration tokens, an
  * existing --out without --force left untouched, a text without a
- * tokenizer) and its usage errors; no temporary file left behind.
+ * tokenizer, --solver cusolver on the CPU backend) and its usage errors;
+ * no temporary file left behind; --solver lapack equal to auto on the CPU.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
@@ -127,10 +128,45 @@ Test(compress_cli, bad_input_exit_1) {
   cr_assert_eq(r.status, 1, "%s", r.err);
   cr_assert(strstr(r.err, "--calib needs --tokenizer") != NULL, "%s", r.err);
   deco_test_run_free(&r);
+  /* cuSOLVER on the CPU backend: refused (not a CUDA context, or no CUDA in this build). */
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", ids,
+                    "--out", fresh, "--backend", "cpu", "--solver", "cusolver");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "compress: solver cusolver") != NULL, "%s", r.err);
+  deco_test_run_free(&r);
   FILE *f = fopen(fresh, "rb");
   cr_assert_null(f, "no output after a failure");
   cr_assert_eq(tmp_leftovers(), 0);
 }
+
+#if DECO_TEST_HAVE_LAPACKE
+/* --solver lapack on the CPU backend is what auto chooses there: the same
+ * file, byte for byte, and the same report. */
+Test(compress_cli, solver_lapack_is_auto_on_cpu) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  const char *ids = write_ids("calib3.ids", 600, 11);
+  const char *a = path_in_tmp("auto.bin"), *b = path_in_tmp("lapack.bin");
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", ids,
+                    "--out", a, "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  char *err_auto = strdup(r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", ids,
+                    "--out", b, "--backend", "cpu", "--solver", "lapack");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  /* the reports differ only in out= */
+  cr_assert_eq(strncmp(err_auto, r.err, (size_t)(strstr(err_auto, "out=") - err_auto)), 0, "%s\nvs\n%s", err_auto,
+               r.err);
+  deco_test_run_free(&r);
+  free(err_auto);
+  size_t na = 0, nb = 0;
+  char *fa = deco_test_read_file(a, &na), *fb = deco_test_read_file(b, &nb);
+  cr_assert(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "--solver lapack and auto differ on the CPU");
+  free(fa);
+  free(fb);
+}
+#endif
 
 Test(compress_cli, usage_errors_exit_2) {
   const char *model = deco_test_data_file("models/stories260K.bin");
@@ -151,5 +187,10 @@ Test(compress_cli, usage_errors_exit_2) {
   DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "0", "--method", "svd", "--calib-ids", "a", "--out",
                     "x.bin");
   cr_assert_eq(r.status, 2, "%s", r.err);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", "a",
+                    "--out", "x.bin", "--solver", "magma");
+  cr_assert_eq(r.status, 2, "%s", r.err);
+  cr_assert(strstr(r.err, "--solver: 'magma' is not auto, lapack or cusolver") != NULL, "%s", r.err);
   deco_test_run_free(&r);
 }

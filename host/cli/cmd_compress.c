@@ -29,6 +29,7 @@ static void compress_usage(FILE *f) {
         "  --out FILE            the compressed checkpoint (temporary file + rename)\n"
         "  --force               replace an existing --out\n"
         "  --backend cpu|cuda    default: cuda when a device exists\n"
+        "  --solver S            svd's eigensolver: auto (cusolver on cuda, else lapack), lapack, cusolver\n"
         "  --threads N           cpu: threads per op, 1-1024\n",
         f);
 }
@@ -40,6 +41,7 @@ typedef struct compress_options {
   deco_backend_t backend;
   deco_compress_method_t method;
   int method_set;
+  deco_compress_solver_t solver;
 } compress_options_t;
 
 static int parse_ll(const char *opt, const char *s, long long lo, long long hi, long long *out) {
@@ -58,7 +60,7 @@ bad:
 }
 
 static int parse(int argc, char **argv, compress_options_t *o) {
-  *o = (compress_options_t){.method = DECO_COMPRESS_SVD};
+  *o = (compress_options_t){.method = DECO_COMPRESS_SVD, .solver = DECO_COMPRESS_SOLVER_AUTO};
   for (int i = 0; i < argc; ++i)
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
@@ -74,7 +76,8 @@ static int parse(int argc, char **argv, compress_options_t *o) {
                         : strcmp(a, "--out") == 0       ? &o->out
                                                         : NULL;
     const int known = slot || strcmp(a, "--kv-heads") == 0 || strcmp(a, "--method") == 0 ||
-                      strcmp(a, "--calib-tokens") == 0 || strcmp(a, "--backend") == 0 || strcmp(a, "--threads") == 0;
+                      strcmp(a, "--calib-tokens") == 0 || strcmp(a, "--backend") == 0 || strcmp(a, "--threads") == 0 ||
+                      strcmp(a, "--solver") == 0;
     if (!known) {
       deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
       return DECO_EXIT_USAGE;
@@ -102,6 +105,14 @@ static int parse(int argc, char **argv, compress_options_t *o) {
       else if (strcmp(v, "keep") == 0) o->method = DECO_COMPRESS_KEEP;
       else {
         deco_cli_error("--method: '%s' is not svd, mean or keep", v);
+        return DECO_EXIT_USAGE;
+      }
+    } else if (strcmp(a, "--solver") == 0) {
+      if (strcmp(v, "auto") == 0) o->solver = DECO_COMPRESS_SOLVER_AUTO;
+      else if (strcmp(v, "lapack") == 0) o->solver = DECO_COMPRESS_SOLVER_LAPACK;
+      else if (strcmp(v, "cusolver") == 0) o->solver = DECO_COMPRESS_SOLVER_CUSOLVER;
+      else {
+        deco_cli_error("--solver: '%s' is not auto, lapack or cusolver", v);
         return DECO_EXIT_USAGE;
       }
     } else { /* --backend */
@@ -280,6 +291,7 @@ static int run(const compress_options_t *o) {
   deco_compress_config_t cfg = DECO_COMPRESS_CONFIG_INIT;
   cfg.n_kv_heads = o->kv_heads;
   cfg.method = o->method;
+  cfg.solver = o->solver;
   cfg.progress = on_progress;
   cfg.progress_user = &ps;
   deco_compress_report_t rep = {.key_energy = ke, .value_energy = ve};

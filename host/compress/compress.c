@@ -1,19 +1,18 @@
 /* host/compress/compress.c — KV-head compression, MHA -> GQA
  * (deco/compress.h): calibration over the K/V a forward writes to the
- * cache (deco_kv_gram), eigendecompositions with LAPACK (dsyevd, zheevd) on
- * the host, and the folding of the transforms into W_Q, W_K, W_V and W_O.
+ * cache (deco_kv_gram), the folding of the transforms into W_Q, W_K, W_V
+ * and W_O (svd's eigenvectors from eigs.c: LAPACK or cuSOLVER), and the
+ * whole tool.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <complex.h>
-#ifdef DECO_HAVE_LAPACKE
-#include <lapacke.h>
-#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compress/compress_internal.h"
 #include "core/internal.h"
+#include "util/sized.h"
 
 size_t deco_compress_min_tokens(int group, int head_dim) {
   const size_t n = 2 * (size_t)(group > 0 ? group : 1) * (size_t)(head_dim > 0 ? head_dim : 1);
@@ -134,9 +133,10 @@ deco_status_t deco_compress_calibrate(deco_model_t *model, const int32_t *tokens
 /* ---- folding ---------------------------------------------------------------------- */
 
 /* Value transforms of one group: enc [d][gd] (v' = enc V) and dec [gd][d]
- * (v_b ~ dec_b v', dec_b = rows b*d .. b*d+d-1). */
-static deco_status_t value_transform(const double *C, int g, int d, deco_compress_method_t method, double *enc,
-                                     double *dec, double *work, double *eig) {
+ * (v_b ~ dec_b v', dec_b = rows b*d .. b*d+d-1); ev: svd's eigenvectors
+ * ([d][gd], deco_eigs_t). */
+static void value_transform(const double *ev, int g, int d, deco_compress_method_t method, double *enc,
+                            double *dec) {
   const int gd = g * d;
   memset(enc, 0, sizeof(double) * (size_t)d * gd);
   memset(dec, 0, sizeof(double) * (size_t)gd * d);
@@ -147,67 +147,43 @@ static deco_status_t value_transform(const double *C, int g, int d, deco_compres
         if (method == DECO_COMPRESS_MEAN) enc[(size_t)i * gd + b * d + i] = 1.0 / g;
         else if (b == 0) enc[(size_t)i * gd + i] = 1.0;
       }
-    return DECO_STATUS_SUCCESS;
+    return;
   }
-#ifndef DECO_HAVE_LAPACKE
-  (void)work, (void)eig, (void)C;
-  return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
-                   "compress: --method svd needs LAPACKE, which this deco was built without (Debian liblapacke-dev)");
-#else
-  memcpy(work, C, sizeof(double) * (size_t)gd * gd);
-  lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', gd, work, gd, eig);
-  if (info != 0) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "compress: dsyevd failed (info %d)", (int)info);
-  for (int c = 0; c < d; ++c) {
-    const int col = gd - 1 - c; /* eigenvalues ascending */
-    int m = 0;
-    for (int i = 1; i < gd; ++i)
-      if (fabs(work[(size_t)i * gd + col]) > fabs(work[(size_t)m * gd + col])) m = i;
-    const double s = work[(size_t)m * gd + col] < 0 ? -1.0 : 1.0;
+  for (int c = 0; c < d; ++c)
     for (int i = 0; i < gd; ++i) {
-      const double x = s * work[(size_t)i * gd + col];
+      const double x = ev[(size_t)c * gd + i];
       enc[(size_t)c * gd + i] = x;
       dec[(size_t)i * d + c] = x;
     }
-  }
-  return DECO_STATUS_SUCCESS;
-#endif
 }
 
 /* Key transforms of one group and frequency: complex enc[g] (z = sum_b
- * enc_b k_b) and dec[g] (k_b ~ dec_b z). */
-static deco_status_t key_transform(const double *H, int g, deco_compress_method_t method, double complex *enc,
-                                   double complex *dec, double complex *work, double *eig) {
-  if (method == DECO_COMPRESS_MEAN || method == DECO_COMPRESS_KEEP) {
-    for (int b = 0; b < g; ++b) {
+ * enc_b k_b) and dec[g] (k_b ~ dec_b z); u: svd's top eigenvector ([g][2]). */
+static void key_transform(const double *u, int g, deco_compress_method_t method, double complex *enc,
+                          double complex *dec) {
+  for (int b = 0; b < g; ++b) {
+    if (method == DECO_COMPRESS_MEAN || method == DECO_COMPRESS_KEEP) {
       dec[b] = 1.0;
       enc[b] = method == DECO_COMPRESS_MEAN ? 1.0 / g : (b == 0 ? 1.0 : 0.0);
+    } else {
+      dec[b] = u[2 * b] + I * u[2 * b + 1];
+      enc[b] = conj(dec[b]);
     }
-    return DECO_STATUS_SUCCESS;
   }
-#ifndef DECO_HAVE_LAPACKE
-  (void)H, (void)work, (void)eig, (void)enc, (void)dec;
-  return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
-                   "compress: --method svd needs LAPACKE, which this deco was built without (Debian liblapacke-dev)");
-#else
-  for (int i = 0; i < g * g; ++i) work[i] = H[2 * i] + I * H[2 * i + 1];
-  lapack_int info = LAPACKE_zheevd(LAPACK_ROW_MAJOR, 'V', 'U', g, (lapack_complex_double *)work, g, eig);
-  if (info != 0) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "compress: zheevd failed (info %d)", (int)info);
-  int m = 0;
-  for (int b = 1; b < g; ++b)
-    if (cabs(work[(size_t)b * g + g - 1]) > cabs(work[(size_t)m * g + g - 1])) m = b;
-  const double complex um = work[(size_t)m * g + g - 1];
-  const double complex phase = cabs(um) > 0 ? conj(um) / cabs(um) : 1.0;
-  for (int b = 0; b < g; ++b) {
-    const double complex u = work[(size_t)b * g + g - 1] * phase;
-    dec[b] = u;
-    enc[b] = conj(u);
-  }
-  return DECO_STATUS_SUCCESS;
-#endif
 }
 
 deco_status_t deco_compress_fold(deco_cw_t *w, const deco_grams_t *gr, int n_kv_heads, deco_compress_method_t method,
                                  double *key_energy, double *value_energy) {
+  deco_eigs_t e = {0};
+  if (method == DECO_COMPRESS_SVD) DECO_TRY(deco_compress_eigs(NULL, gr, DECO_COMPRESS_SOLVER_LAPACK, &e));
+  const deco_status_t st = deco_compress_fold_eigs(w, gr, method == DECO_COMPRESS_SVD ? &e : NULL, n_kv_heads, method,
+                                                   key_energy, value_energy);
+  deco_eigs_free(&e);
+  return st;
+}
+
+deco_status_t deco_compress_fold_eigs(deco_cw_t *w, const deco_grams_t *gr, const deco_eigs_t *eigs, int n_kv_heads,
+                                      deco_compress_method_t method, double *key_energy, double *value_energy) {
   deco_model_hparams_t *hp = &w->hp;
   const int kvh = hp->n_kv_heads, nq = hp->n_heads, d = hp->head_dim, half = d / 2, dim = hp->dim;
   if (n_kv_heads < 1 || n_kv_heads >= kvh || kvh % n_kv_heads != 0)
@@ -216,16 +192,19 @@ deco_status_t deco_compress_fold(deco_cw_t *w, const deco_grams_t *gr, int n_kv_
   const int g = kvh / n_kv_heads, gd = g * d, L = hp->n_layers, N = n_kv_heads;
   if (gr->n_layers != L || gr->group != g || gr->head_dim != d || gr->n_groups != N)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "compress: the Grams do not match the model");
+  if (method == DECO_COMPRESS_SVD &&
+      (!eigs || !eigs->v || !eigs->k || eigs->n_layers != L || eigs->group != g || eigs->head_dim != d ||
+       eigs->n_groups != N))
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "compress: svd's eigenvectors do not match the model");
   const size_t vper = (size_t)N * gd * gd, kper = (size_t)N * half * g * g * 2;
   const size_t qd = (size_t)nq * d;
   float *wk = malloc(sizeof(float) * L * (size_t)N * d * dim), *wv = malloc(sizeof(float) * L * (size_t)N * d * dim);
   double *enc = malloc(sizeof(double) * (size_t)d * gd), *dec = malloc(sizeof(double) * (size_t)gd * d);
-  double *work = malloc(sizeof(double) * (size_t)gd * gd), *eig = malloc(sizeof(double) * (size_t)gd);
+  double *work = malloc(sizeof(double) * (size_t)gd * gd);
   double *acc = malloc(sizeof(double) * (size_t)dim * 2);
   double complex *cenc = malloc(sizeof(double complex) * g), *cdec = malloc(sizeof(double complex) * g);
-  double complex *cwork = malloc(sizeof(double complex) * g * g);
   deco_status_t st = DECO_STATUS_SUCCESS;
-  if (!wk || !wv || !enc || !dec || !work || !eig || !acc || !cenc || !cdec || !cwork)
+  if (!wk || !wv || !enc || !dec || !work || !acc || !cenc || !cdec)
     st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "compress: out of host memory");
   for (int l = 0; st == DECO_STATUS_SUCCESS && l < L; ++l) {
     double v_res = 0, v_tot = 0, k_res = 0, k_tot = 0;
@@ -234,8 +213,8 @@ deco_status_t deco_compress_fold(deco_cw_t *w, const deco_grams_t *gr, int n_kv_
     for (int G = 0; st == DECO_STATUS_SUCCESS && G < N; ++G) {
       /* values */
       const double *C = gr->v + (size_t)l * vper + (size_t)G * gd * gd;
-      st = value_transform(C, g, d, method, enc, dec, work, eig);
-      if (st != DECO_STATUS_SUCCESS) break;
+      const size_t m = (size_t)l * N + G;
+      value_transform(method == DECO_COMPRESS_SVD ? eigs->v + m * d * gd : NULL, g, d, method, enc, dec);
       /* energy: tr(R C R^T), R = I - dec enc */
       for (int i = 0; i < gd; ++i)
         for (int j = 0; j < gd; ++j) {
@@ -282,8 +261,7 @@ deco_status_t deco_compress_fold(deco_cw_t *w, const deco_grams_t *gr, int n_kv_
       /* keys, per frequency */
       for (int f = 0; st == DECO_STATUS_SUCCESS && f < half; ++f) {
         const double *H = gr->k + (size_t)l * kper + ((size_t)G * half + f) * g * g * 2;
-        st = key_transform(H, g, method, cenc, cdec, cwork, eig);
-        if (st != DECO_STATUS_SUCCESS) break;
+        key_transform(method == DECO_COMPRESS_SVD ? eigs->k + (m * half + f) * g * 2 : NULL, g, method, cenc, cdec);
         /* energy: tr(R H R^H), R = I - dec enc^T */
         for (int a = 0; a < g; ++a) {
           k_tot += H[((size_t)a * g + a) * 2];
@@ -346,11 +324,9 @@ deco_status_t deco_compress_fold(deco_cw_t *w, const deco_grams_t *gr, int n_kv_
   free(enc);
   free(dec);
   free(work);
-  free(eig);
   free(acc);
   free(cenc);
   free(cdec);
-  free(cwork);
   return st;
 }
 
@@ -365,9 +341,10 @@ deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const in
   DECO_CHECK_PTR(ctx, out_path, op);
   DECO_CHECK_PTR(ctx, config, op);
   if (n_tokens) DECO_CHECK_PTR(ctx, tokens, op);
-  if (config->size != sizeof(deco_compress_config_t))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: config.size = %zu, expected %zu (DECO_COMPRESS_CONFIG_INIT)",
-                     op, config->size, sizeof(deco_compress_config_t));
+  const deco_compress_config_t defaults = DECO_COMPRESS_CONFIG_INIT;
+  deco_compress_config_t given;
+  DECO_TRY(deco_sized_read(ctx, &given, config, &defaults, sizeof given, "deco_compress_model: config"));
+  config = &given;
   if (config->method != DECO_COMPRESS_SVD && config->method != DECO_COMPRESS_MEAN &&
       config->method != DECO_COMPRESS_KEEP)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: method = %d is not svd, mean or keep", op,
@@ -386,6 +363,13 @@ deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const in
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: %zu calibration tokens are too few: merging groups of %d heads of dim %d needs at least %zu",
                      in_path, n_tokens, g, hp.head_dim, need);
+  /* The ids and the solver are checked before the (long) calibration. */
+  for (size_t i = 0; i < n_tokens; ++i)
+    if (tokens[i] < 0 || tokens[i] >= hp.vocab_size)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", in_path,
+                       i, (int)tokens[i], hp.vocab_size - 1);
+  deco_compress_solver_t solver = DECO_COMPRESS_SOLVER_LAPACK;
+  if (config->method == DECO_COMPRESS_SVD) DECO_TRY(deco_compress_solver_resolve(ctx, config->solver, &solver));
   deco_model_t *model = NULL;
   st = deco_model_load(ctx, in_path, NULL, &model);
   if (st != DECO_STATUS_SUCCESS) return st;
@@ -394,15 +378,24 @@ deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const in
                                &gr);
   deco_model_destroy(model);
   if (st != DECO_STATUS_SUCCESS) return st;
+  deco_eigs_t eigs = {0};
+  if (config->method == DECO_COMPRESS_SVD) {
+    st = deco_compress_eigs(ctx, &gr, solver, &eigs);
+    if (st != DECO_STATUS_SUCCESS) {
+      deco_grams_free(&gr);
+      return st;
+    }
+  }
   deco_cw_t w;
   st = deco_cw_read(in_path, &w);
   if (st == DECO_STATUS_SUCCESS) {
-    st = deco_compress_fold(&w, &gr, N, config->method, report ? report->key_energy : NULL,
-                            report ? report->value_energy : NULL);
+    st = deco_compress_fold_eigs(&w, &gr, config->method == DECO_COMPRESS_SVD ? &eigs : NULL, N, config->method,
+                                 report ? report->key_energy : NULL, report ? report->value_energy : NULL);
     if (st == DECO_STATUS_SUCCESS)
       st = w.is_gguf ? deco_cw_write_gguf(&w, in_path, out_path) : deco_cw_write_llama2c(&w, out_path);
     deco_cw_free(&w);
   }
+  deco_eigs_free(&eigs);
   deco_grams_free(&gr);
   /* The checkpoint's readers and writers report to the thread's slot. */
   if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));

@@ -6,8 +6,9 @@
  *
  *  - deco_kv_gram: the calibration op. f64 second moments of the K and V
  *    rows the forward writes to the cache.
- *  - deco_compress_model: calibrate a model on tokens, decompose (LAPACK on
- *    the host), fold, write a llama2.c (legacy v0) or GGUF (F32) checkpoint.
+ *  - deco_compress_model: calibrate a model on tokens, decompose (cuSOLVER
+ *    on a CUDA context, LAPACK on the host otherwise), fold, write a
+ *    llama2.c (legacy v0) or GGUF (F32) checkpoint.
  */
 #ifndef DECO_COMPRESS_H
 #define DECO_COMPRESS_H
@@ -71,6 +72,22 @@ typedef enum deco_compress_method {
   DECO_COMPRESS_KEEP = 2
 } deco_compress_method_t;
 
+/* Where svd's eigendecompositions run (dsyevd for the value Grams, zheevd
+ * for the key Grams; both give eigenvalues in ascending order, and the
+ * vectors are normalised the same way, so the two solvers agree to f64
+ * rounding on well-separated eigenvalues). Ignored by mean and keep.
+ *  - AUTO: cuSOLVER on a CUDA context of a deco built with CUDA, else LAPACK.
+ *  - LAPACK: LAPACKE on the host (Debian liblapacke-dev; a deco built
+ *    without it fails with DECO_STATUS_UNSUPPORTED), on any context.
+ *  - CUSOLVER: cusolverDnDsyevd / cusolverDnZheevd on the context's device
+ *    and stream; a CPU context, or a deco built without CUDA, fails with
+ *    DECO_STATUS_UNSUPPORTED (checked before calibrating). */
+typedef enum deco_compress_solver {
+  DECO_COMPRESS_SOLVER_AUTO = 0,
+  DECO_COMPRESS_SOLVER_LAPACK = 1,
+  DECO_COMPRESS_SOLVER_CUSOLVER = 2
+} deco_compress_solver_t;
+
 /* Called after each calibration chunk: tokens done of total. */
 typedef void (*deco_compress_progress_fn)(void *user, size_t done, size_t total);
 
@@ -81,10 +98,11 @@ typedef struct deco_compress_config {
   int chunk;                      /* tokens per calibration forward; 0: min(seq_len, 512) */
   deco_compress_progress_fn progress; /* NULL: none */
   void *progress_user;
+  deco_compress_solver_t solver;  /* svd's eigendecompositions (above); AUTO by default */
 } deco_compress_config_t;
 #define DECO_COMPRESS_CONFIG_INIT                                                                          \
   {.size = sizeof(deco_compress_config_t), .n_kv_heads = 0, .method = DECO_COMPRESS_SVD, .chunk = 0,        \
-   .progress = NULL, .progress_user = NULL}
+   .progress = NULL, .progress_user = NULL, .solver = DECO_COMPRESS_SOLVER_AUTO}
 
 /* Per layer energy kept, at most 1 (arrays of n_layers, owned by the
  * caller, or NULL): svd's is in [0, 1]; mean's and keep's are below 0 when
@@ -107,7 +125,9 @@ DECO_API size_t deco_compress_min_tokens(int group, int head_dim);
  * llama.attention.head_count_kv set, general.file_type ALL_F32).
  * Calibration runs the model on ctx over tokens[0..n_tokens) in chunks
  * (deco_kv_gram over the K/V the forward wrote); the Grams' eigenvectors
- * come from LAPACK on the host. Errors name the file and the field. */
+ * come from config->solver (cuSOLVER on a CUDA context by default, LAPACK
+ * on the host otherwise). config is read by its size (fields added later
+ * keep their defaults). Errors name the file and the field. */
 DECO_API deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const int32_t *tokens,
                                            size_t n_tokens, const deco_compress_config_t *config,
                                            const char *out_path, deco_compress_report_t *report);

@@ -2,9 +2,13 @@
  * the deco_kv_gram kernel against its C twin (f32 and bf16 input, both
  * pairings, several group sizes; two calls add up), the exactness check
  * calibrated on the GPU (stories260K edited to be exactly mergeable: svd
- * reproduces the logits within 1e-4 over 256 positions, mean and keep miss
- * by more than 1e-2, both pairings), and a compressed model on the GPU in
- * f32 and bf16, with greedy speculative decoding equal to plain greedy.
+ * reproduces the logits within 1e-4 over 256 positions with LAPACK's and
+ * with cuSOLVER's eigenvectors, whose vectors are checked as eigenvectors
+ * and whose folded models agree; mean and keep miss by more than 1e-2;
+ * both pairings), cuSOLVER against LAPACK on the plain stories260K through
+ * deco_compress_model (logits of the folded models, energies), and a
+ * compressed model on the GPU in f32 and bf16, with greedy speculative
+ * decoding equal to plain greedy.
  */
 #include <criterion/criterion.h>
 
@@ -89,6 +93,34 @@ Test(compress_cuda, kv_gram_matches_twin) {
     }
 }
 
+/* LAPACK's and cuSOLVER's vectors differ by f64 rounding over the
+ * eigenvalue gaps; the fold rounds the weights to f32, and the forward is
+ * f32: the two folded models' logits may differ by f32 rounding through the
+ * 5-layer forward, the bound the exactness check already uses for a
+ * refolded model against the original. */
+#define SOLVER_TOL 1e-4
+
+/* svd folded from the solver's vectors of gr; the folded model's logits. */
+static float *svd_logits(const char *edited, deco_rope_style_t style, const deco_grams_t *gr, int n_kv,
+                         deco_compress_solver_t solver, const int32_t *eval) {
+  deco_eigs_t e;
+  cr_assert_eq(deco_compress_eigs(gpu, gr, solver, &e), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+  check_eigs(gr, &e);
+  deco_cw_t w;
+  cr_assert_eq(deco_cw_read(edited, &w), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  w.hp.rope_style = style;
+  cr_assert_eq(deco_compress_fold_eigs(&w, gr, &e, n_kv, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  deco_eigs_free(&e);
+  const char *folded = tmp_path("folded_gpu.bin");
+  write_model(&w, folded);
+  deco_cw_free(&w);
+  deco_model_t *fm = load_model(gpu, folded, style);
+  float *got = all_logits(fm, eval, EVAL_T);
+  deco_model_destroy(fm);
+  return got;
+}
+
 static void exactness_gpu(deco_rope_style_t style, int n_kv) {
   deco_cw_t w;
   cr_assert_eq(deco_cw_read(deco_test_data_file("models/stories260K.bin"), &w), DECO_STATUS_SUCCESS, "%s",
@@ -104,11 +136,22 @@ static void exactness_gpu(deco_rope_style_t style, int n_kv) {
   ids(eval, EVAL_T, 202, vocab);
   deco_model_t *m = load_model(gpu, edited, style);
   float *ref = all_logits(m, eval, EVAL_T);
-  deco_grams_t gr; /* accumulated on the GPU by deco_kv_gram; LAPACK on the host */
+  deco_grams_t gr; /* accumulated on the GPU by deco_kv_gram */
   cr_assert_eq(deco_compress_calibrate(m, calib, CALIB_T, g, 0, NULL, NULL, &gr), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(gpu));
   deco_model_destroy(m);
-  for (int method = 0; method < 3; ++method) {
+  /* svd with each solver: exact, and the two folded models agree. */
+  float *lap = svd_logits(edited, style, &gr, n_kv, DECO_COMPRESS_SOLVER_LAPACK, eval);
+  float *cus = svd_logits(edited, style, &gr, n_kv, DECO_COMPRESS_SOLVER_CUSOLVER, eval);
+  const size_t n = (size_t)EVAL_T * vocab;
+  const double el = max_abs_diff(lap, ref, n), ec = max_abs_diff(cus, ref, n), ex = max_abs_diff(cus, lap, n);
+  cr_assert_lt(el, 1e-4, "style %d, %d KV heads, svd (LAPACK): logits differ by %g", (int)style, n_kv, el);
+  cr_assert_lt(ec, 1e-4, "style %d, %d KV heads, svd (cuSOLVER): logits differ by %g", (int)style, n_kv, ec);
+  cr_assert_leq(ex, SOLVER_TOL, "style %d, %d KV heads: cuSOLVER's and LAPACK's folds differ by %g", (int)style, n_kv,
+                ex);
+  free(lap);
+  free(cus);
+  for (int method = 1; method < 3; ++method) {
     cr_assert_eq(deco_cw_read(edited, &w), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
     w.hp.rope_style = style;
     cr_assert_eq(deco_compress_fold(&w, &gr, n_kv, (deco_compress_method_t)method, NULL, NULL), DECO_STATUS_SUCCESS,
@@ -118,11 +161,8 @@ static void exactness_gpu(deco_rope_style_t style, int n_kv) {
     deco_cw_free(&w);
     deco_model_t *fm = load_model(gpu, folded, style);
     float *got = all_logits(fm, eval, EVAL_T);
-    const double err = max_abs_diff(got, ref, (size_t)EVAL_T * vocab);
-    if (method == DECO_COMPRESS_SVD)
-      cr_assert_lt(err, 1e-4, "style %d, %d KV heads, svd: logits differ by %g", (int)style, n_kv, err);
-    else
-      cr_assert_gt(err, 1e-2, "style %d, %d KV heads, method %d: only %g", (int)style, n_kv, method, err);
+    const double err = max_abs_diff(got, ref, n);
+    cr_assert_gt(err, 1e-2, "style %d, %d KV heads, method %d: only %g", (int)style, n_kv, method, err);
     free(got);
     deco_model_destroy(fm);
   }
@@ -134,6 +174,44 @@ Test(compress_cuda, svd_exact_calibrated_on_gpu) {
   for (int s = 0; s < 2; ++s) {
     exactness_gpu(s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 2);
     exactness_gpu(s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 1);
+  }
+}
+
+/* The plain stories260K through deco_compress_model on the GPU with each
+ * solver: the folded models' logits agree within SOLVER_TOL and the
+ * reported energies to f64 rounding; AUTO on a CUDA context is cuSOLVER. */
+Test(compress_cuda, cusolver_matches_lapack_plain) {
+  deco_compress_solver_t used = DECO_COMPRESS_SOLVER_LAPACK;
+  cr_assert_eq(deco_compress_solver_resolve(gpu, DECO_COMPRESS_SOLVER_AUTO, &used), DECO_STATUS_SUCCESS);
+  cr_assert_eq(used, DECO_COMPRESS_SOLVER_CUSOLVER);
+  int32_t calib[1024], eval[EVAL_T];
+  ids(calib, 1024, 808, 512);
+  ids(eval, EVAL_T, 909, 512);
+  const char *in = deco_test_data_file("models/stories260K.bin");
+  for (int n_kv = 2; n_kv >= 1; --n_kv) {
+    float *logits[2];
+    double ke[2][5], ve[2][5];
+    for (int s = 0; s < 2; ++s) {
+      const char *out = tmp_path(s ? "plain_cusolver.bin" : "plain_lapack.bin");
+      deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+      cc.n_kv_heads = n_kv;
+      cc.solver = s ? DECO_COMPRESS_SOLVER_CUSOLVER : DECO_COMPRESS_SOLVER_LAPACK;
+      deco_compress_report_t rep = {.key_energy = ke[s], .value_energy = ve[s]};
+      cr_assert_eq(deco_compress_model(gpu, in, calib, 1024, &cc, out, &rep), DECO_STATUS_SUCCESS, "%s",
+                   deco_last_error(gpu));
+      deco_model_t *m = load_model(gpu, out, DECO_ROPE_INTERLEAVED);
+      cr_assert_eq(deco_model_get_hparams(m)->n_kv_heads, n_kv);
+      logits[s] = all_logits(m, eval, EVAL_T);
+      deco_model_destroy(m);
+    }
+    const double ex = max_abs_diff(logits[1], logits[0], (size_t)EVAL_T * 512);
+    cr_assert_leq(ex, SOLVER_TOL, "4 -> %d KV heads: cuSOLVER's and LAPACK's folds differ by %g", n_kv, ex);
+    for (int l = 0; l < 5; ++l) {
+      cr_assert_lt(fabs(ke[1][l] - ke[0][l]), 1e-9, "layer %d key energy %.15f vs %.15f", l, ke[1][l], ke[0][l]);
+      cr_assert_lt(fabs(ve[1][l] - ve[0][l]), 1e-9, "layer %d value energy %.15f vs %.15f", l, ve[1][l], ve[0][l]);
+    }
+    free(logits[0]);
+    free(logits[1]);
   }
 }
 
