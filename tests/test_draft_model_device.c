@@ -441,6 +441,7 @@ Test(draft_model_device, draft_chain_batches_argmax_clipping_and_prev) {
   a.stage = 1;
   cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
   cr_assert_eq(b.q_indptr[1], 0, "forward 2 would write slot 11");
+  cr_assert(b.kv_lens == 11 && b.prefix_lens == 11, "an empty forward stays inside the reservation");
   /* Bad arguments. */
   a.stage = 5;
   cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);

@@ -110,7 +110,8 @@ DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_
  * deeper than the step verifies (depth l > steps - len - 1, a clipped
  * node), or when it would reach slot max_slots (the cache's reservation).
  * The batch: tokens/positions [2], q_indptr {0, n}, kv_lens {len + l},
- * prefix_lens {its first position}. */
+ * prefix_lens {its first position}; an empty one has kv_lens = prefix_lens
+ * = its first position, at most max_slots. */
 #define DECO_DRAFT_CHAIN_START 0
 #define DECO_DRAFT_CHAIN_OBSERVE (-1)
 typedef struct deco_draft_chain_args {

@@ -45,10 +45,13 @@ DECO_KERNEL_HD void deco_draft_chain_batch(const deco_draft_chain_args_t *a, int
   }
   /* The draft of depth l is verified only when l <= steps - len - 1. */
   const int empty = s->done || l > a->steps - len - 1 || len + l > a->max_slots;
+  /* An empty forward still describes slots inside the reservation, as the
+   * step's own forward does once done: no token, kv_lens = prefix_lens. */
+  const int at = first < a->max_slots ? first : a->max_slots;
   a->q_indptr[0] = 0;
   a->q_indptr[1] = empty ? 0 : n;
-  a->kv_lens[0] = empty ? 0 : len + l;
-  a->prefix_lens[0] = empty ? 0 : first;
+  a->kv_lens[0] = empty ? at : len + l;
+  a->prefix_lens[0] = empty ? at : first;
 }
 
 /* What a stage writes; count: the rows forward `stage` computed (levels),
