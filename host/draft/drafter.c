@@ -41,10 +41,14 @@ deco_status_t deco_drafter_draft(deco_drafter_t *d, int seq, int32_t *tokens, in
   return DECO_STATUS_SUCCESS;
 }
 
+deco_status_t deco_drafter_refuse_device(const deco_drafter_t *d, deco_ctx_t *ctx, const char *op) {
+  const char *why = d->host_only;
+  return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: the %s drafter drafts on the host%s%s%s; it has no device-resident loop",
+                   op, d->ops->name, why ? " (" : "", why ? why : "", why ? ")" : "");
+}
+
 deco_status_t deco_drafter_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a) {
-  if (!d->device_resident || !d->ops->draft_device)
-    return DECO_FAIL(d->ctx, DECO_STATUS_UNSUPPORTED,
-                     "the %s drafter drafts on the host: it cannot run device-resident", d->ops->name);
+  if (!d->device_resident || !d->ops->draft_device) return deco_drafter_refuse_device(d, d->ctx, "deco_generate");
   return d->ops->draft_device(d, a);
 }
 

@@ -31,11 +31,17 @@ typedef struct deco_draft_observation {
 
 /* A device draft of one fixed-shape tree per sequence: tokens[b][0] is the
  * root (already there or set by deco_spec_prepare), the drafter fills
- * nodes 1..n-1. Context memory; enqueued only (capturable). */
+ * nodes 1..n-1. Context memory; enqueued only (capturable). The step's
+ * state and sizes are there for drafters that need them (a model's chain
+ * drafts at positions len + depth and never past steps); a drafter that
+ * needs them fails when state is NULL. */
 typedef struct deco_draft_device_args {
   int n_trees;
-  const int32_t *roots;  /* [B] */
-  int32_t *tokens;       /* [B][n] */
+  const int32_t *roots;           /* [B] */
+  int32_t *tokens;                /* [B][n] */
+  const int *seqs;                /* [B] host: the sequences' handles (as begun), or NULL */
+  const deco_spec_state_t *state; /* [B] the step's state (len, root, done), or NULL */
+  int steps;                      /* forward positions of the whole generation (with state) */
 } deco_draft_device_args_t;
 
 typedef struct deco_drafter_ops {
@@ -71,6 +77,7 @@ struct deco_drafter {
   int max_nodes;                /* nodes per tree, root included */
   int device_resident;          /* draft_device and a fixed shape */
   const int32_t *shape_parents; /* [max_nodes] host: the fixed tree of a device-resident drafter */
+  const char *host_only;        /* why a drafter that is not device-resident drafts on the host, or NULL */
   deco_ctx_t *ctx;              /* where its device state lives, or NULL (host-only drafter) */
 };
 
@@ -80,6 +87,9 @@ deco_status_t deco_drafter_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
 deco_status_t deco_drafter_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a);
 deco_status_t deco_drafter_observe_device(deco_drafter_t *d, const deco_draft_observation_t *o);
 deco_status_t deco_drafter_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n);
+/* The failure of a device-resident run with a drafter that drafts on the
+ * host (UNSUPPORTED, naming why when the drafter says). */
+deco_status_t deco_drafter_refuse_device(const deco_drafter_t *d, deco_ctx_t *ctx, const char *op);
 /* DETERMINISTIC and NULL for a NULL drafter or one without the hook. */
 deco_status_t deco_drafter_draft_probs(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q);
 

@@ -12,6 +12,15 @@
  * frontier's children. After verification the accepted path of forwarded
  * nodes is compacted and committed in the draft cache; the rest (an
  * accepted leaf, the bonus) is pending for the next round's first forward.
+ *
+ * A deterministic chain (width 1, temperature 0, no layer-parallel
+ * grouping) also drafts inside the device-resident step (draft_device):
+ * K draft forwards of at most two tokens whose batches deco_draft_chain
+ * writes in context memory from the step's state, so the step stays
+ * capturable. The chain's accepted path is a prefix, so the draft cache
+ * needs no compaction there: each round rewrites the K/V of the id before
+ * the root and of the root, then of each draft it forwards, and holds
+ * exact K/V below len - 1 when the next round starts (deco/spec_step.h).
  */
 #include <math.h>
 #include <stdio.h>
@@ -21,8 +30,10 @@
 #include "core/internal.h"
 #include "deco/philox.h"
 #include "deco/spec.h"
+#include "deco/spec_step.h"
 #include "draft/drafter.h"
 #include "draft/model_draft_mutant.h"
+#include "util/arena.h"
 #include "util/sized.h"
 
 int deco_model_draft_mutant = 0;
@@ -44,7 +55,17 @@ typedef struct draft_seq {
   int n, n_pre, n_fwd;                 /* nodes, pending chain length, nodes forwarded */
   int n_committed;                     /* calibrating: chain nodes committed after the first level */
   deco_draft_kind_t kind;
+  int device;                          /* device rounds ran since begin (the host state waits for observe_host) */
 } draft_seq_t;
+
+/* The device-resident chain's context block: prev, the draft forward's
+ * batch and shape, and the block-table row of the sequence begun last. */
+typedef struct chain_block {
+  int32_t *prev;                       /* [1] */
+  int32_t *tokens, *positions, *q_indptr, *parents; /* [2] each */
+  int32_t *kv_lens, *prefix_lens;      /* [1] each */
+  int32_t *table;                      /* [P] */
+} chain_block_t;
 
 typedef struct model_drafter {
   deco_drafter_t base;
@@ -71,6 +92,16 @@ typedef struct model_drafter {
   draft_seq_t *seqs;
   int n_seqs;
   long forwards;                       /* draft forwards run (deco_drafter_model_forwards) */
+  /* The device-resident chain (chain_len K > 0 when the drafter is one). */
+  int chain_len;
+  int32_t chain_parents[DECO_TREE_MAX_NODES]; /* the fixed tree: -1, 0, 1, ..., K - 1 */
+  char host_only[128];                 /* why it is not device-resident */
+  void *chain_mem;
+  chain_block_t cb;
+  int chain_seq;                       /* the sequence whose row cb.table holds, or -1 */
+  int chain_slots;                     /* the slots its draft cache reserved */
+  const deco_spec_state_t *chain_state; /* the step's state while a device-resident run drafts, else NULL */
+  int chain_steps;
 } model_drafter_t;
 
 static const deco_drafter_ops_t model_ops;
@@ -164,6 +195,18 @@ static deco_status_t make_parallel(model_drafter_t *md, const char *op) {
 
 /* ---- Plan: the draft cache and every buffer, once ---- */
 
+static void chain_layout(deco_arena_t *a, chain_block_t *b, int P) {
+  const size_t w = sizeof(int32_t);
+  b->prev = deco_arena_take(a, 1, w, w);
+  b->tokens = deco_arena_take(a, 2, w, w);
+  b->positions = deco_arena_take(a, 2, w, w);
+  b->q_indptr = deco_arena_take(a, 2, w, w);
+  b->parents = deco_arena_take(a, 2, w, w);
+  b->kv_lens = deco_arena_take(a, 1, w, w);
+  b->prefix_lens = deco_arena_take(a, 1, w, w);
+  b->table = deco_arena_take(a, (size_t)P, w, w);
+}
+
 static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_draft_observation_t *proto,
                                 size_t *ws) {
   (void)proto;
@@ -197,6 +240,15 @@ static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
     return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
   /* q rows no draw writes (leaves) stay zero. */
   DECO_TRY(deco_memcpy(ctx, md->d_q, md->h_logits, sizeof(float) * rows, DECO_COPY_HOST_TO_CTX));
+  if (md->chain_len > 0) {
+    deco_arena_t a = DECO_ARENA_SIZING;
+    chain_layout(&a, &md->cb, P);
+    DECO_TRY(deco_malloc(ctx, &md->chain_mem, a.bytes));
+    a = deco_arena_at(md->chain_mem);
+    chain_layout(&a, &md->cb, P);
+    static const int32_t chain2[2] = {-1, 0};
+    DECO_TRY(deco_memcpy(ctx, md->cb.parents, chain2, sizeof chain2, DECO_COPY_HOST_TO_CTX));
+  }
   md->planned = 1;
   return DECO_STATUS_SUCCESS;
 }
@@ -247,12 +299,22 @@ static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, co
   s->active = 1;
   s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
   s->n_pending = 0;
+  s->device = 0;
   /* The ids in chunks: all but the root are forwarded causally. */
   for (int i = 0; i < n; ++i) {
     if (s->n_pending == DECO_TREE_MAX_NODES) DECO_TRY(flush_pending(md, s));
     s->pending[s->n_pending++] = ids[i];
   }
-  return flush_pending(md, s);
+  DECO_TRY(flush_pending(md, s));
+  if (md->chain_len == 0) return DECO_STATUS_SUCCESS;
+  /* A device-resident run may follow: the sequence's block-table row and
+   * prev (the id before the root) in context memory. */
+  md->chain_state = NULL;
+  md->chain_seq = seq;
+  md->chain_slots = max_len + DECO_TREE_MAX_NODES;
+  const int32_t prev = n >= 2 ? ids[n - 2] : -1;
+  DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, md->cb.table));
+  return deco_memcpy(d->ctx, md->cb.prev, &prev, sizeof prev, DECO_COPY_HOST_TO_CTX);
 }
 
 /* ---- Drafting ---- */
@@ -277,6 +339,10 @@ static int by_parent(const void *a, const void *b) {
   return x->rank - y->rank;
 }
 
+/* x ranks above y: the larger value, NaN below every number (ties keep
+ * the earlier, lower id) — deco_draft_chain's argmax order. */
+static int above(float x, float y) { return x > y || (y != y && x == x); }
+
 /* The W largest entries of row (ties: lower id) with log-softmax values. */
 static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   float mx = row[0];
@@ -287,9 +353,9 @@ static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   const double lz = log(z) + mx;
   int k = 0;
   for (int i = 0; i < V; ++i) {
-    if (k == W && !(row[i] > row[ids[k - 1]])) continue;
+    if (k == W && !above(row[i], row[ids[k - 1]])) continue;
     int j = k < W ? k++ : W - 1;
-    while (j > 0 && row[i] > row[ids[j - 1]]) {
+    while (j > 0 && above(row[i], row[ids[j - 1]])) {
       ids[j] = ids[j - 1];
       --j;
     }
@@ -449,6 +515,102 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   return DECO_STATUS_SUCCESS;
 }
 
+/* ---- Drafting inside the device-resident step ---- */
+
+static deco_draft_chain_args_t chain_args(const model_drafter_t *md, int stage, int32_t *chain) {
+  return (deco_draft_chain_args_t){.stage = stage,
+                                   .draft_len = md->chain_len,
+                                   .steps = md->chain_steps,
+                                   .max_slots = md->chain_slots,
+                                   .vocab = md->vocab,
+                                   .state = md->chain_state,
+                                   .logits = md->d_logits,
+                                   .chain = chain,
+                                   .prev = md->cb.prev,
+                                   .path = NULL,
+                                   .accept_len = NULL,
+                                   .tokens = md->cb.tokens,
+                                   .positions = md->cb.positions,
+                                   .q_indptr = md->cb.q_indptr,
+                                   .kv_lens = md->cb.kv_lens,
+                                   .prefix_lens = md->cb.prefix_lens};
+}
+
+/* K draft forwards, each followed by deco_draft_chain (the argmax into the
+ * chain, the next forward's batch); enqueued only. */
+static deco_status_t model_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  deco_ctx_t *ctx = d->ctx;
+  if (a->n_trees != 1 || !a->seqs || !a->state)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "model drafter: a device draft needs one sequence, its handle and the step's state");
+  draft_seq_t *s = seq_of(md, a->seqs[0]);
+  if (!s || a->seqs[0] != md->chain_seq)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "model drafter: sequence %d is not the one begun last; a device draft follows its begin",
+                     a->seqs[0]);
+  if (a->steps > md->chain_slots)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "model drafter: %d steps, but the draft cache reserves %d slots per sequence (max_len)", a->steps,
+                     md->chain_slots);
+  s->device = 1;
+  md->chain_state = a->state;
+  md->chain_steps = a->steps;
+  deco_draft_chain_args_t ca = chain_args(md, DECO_DRAFT_CHAIN_START, a->tokens);
+  DECO_TRY(deco_draft_chain(ctx, &ca));
+  const deco_forward_device_args_t fa = {.n_seqs = 1,
+                                         .n_tokens = 2,
+                                         .tokens = md->cb.tokens,
+                                         .positions = md->cb.positions,
+                                         .q_indptr = md->cb.q_indptr,
+                                         .kv_lens = md->cb.kv_lens,
+                                         .prefix_lens = md->cb.prefix_lens,
+                                         .parents = md->cb.parents,
+                                         .block_table = md->cb.table,
+                                         .logits = md->d_logits,
+                                         .embeds = NULL,
+                                         .schedule = NULL};
+  for (int l = 1; l <= md->chain_len; ++l) {
+    DECO_TRY(deco_forward_device(md->dm, md->kc, &fa));
+    md->forwards++;
+    ca.stage = l;
+    DECO_TRY(deco_draft_chain(ctx, &ca));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* After acceptance: prev <- the id at the next round's len - 1. Nothing
+ * outside a device-resident run (the host engine verifies too). */
+static deco_status_t model_observe_device(deco_drafter_t *d, const deco_draft_observation_t *o) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  if (!md->chain_state) return DECO_STATUS_SUCCESS;
+  if (o->n_trees != 1 || o->n_nodes != md->chain_len + 1)
+    return DECO_FAIL(d->ctx, DECO_STATUS_INTERNAL, "model drafter: observed %d trees of %d nodes, drafted 1 of %d",
+                     o->n_trees, o->n_nodes, md->chain_len + 1);
+  deco_draft_chain_args_t ca = chain_args(md, DECO_DRAFT_CHAIN_OBSERVE, (int32_t *)o->tokens);
+  ca.path = o->verdict.path;
+  ca.accept_len = o->verdict.accept_len;
+  return deco_draft_chain(d->ctx, &ca);
+}
+
+/* The end of a device-resident run: the host state catches up. The draft
+ * cache holds exact K/V below the final len - 2 at least, and the emitted
+ * ids (stop ids cut them short) cover at most that len: the begin's
+ * committed ids, the root and emitted[0..n) are positions 0..len0 + n; all
+ * but the last two are committed, the rest is pending. */
+static deco_status_t chain_catch_up(model_drafter_t *md, draft_seq_t *s, const int32_t *emitted, int n) {
+  const int len0 = deco_kv_cache_seq_len(md->kc, s->dseq);
+  int c = len0 + n - 2;
+  if (c < len0) c = len0;
+  int np = 0;
+  for (int p = c; p <= len0 + n; ++p) s->pending[np++] = p == len0 ? s->pending[0] : emitted[p - len0 - 1];
+  s->n_pending = np;
+  s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
+  s->device = 0;
+  md->chain_state = NULL;
+  return deco_kv_cache_commit(md->kc, s->dseq, c - len0);
+}
+
 static deco_status_t model_draft_probs(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q) {
   model_drafter_t *md = (model_drafter_t *)d;
   draft_seq_t *s = seq_of(md, seq);
@@ -465,6 +627,8 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
   deco_ctx_t *ctx = d->ctx;
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
+  if (s->device) return chain_catch_up(md, s, emitted, n);
+  if (n < 1) return DECO_STATUS_SUCCESS;
   int32_t path[DECO_TREE_MAX_NODES];
   int n_path = 0;
   for (int j = 0; j < s->n_pre; ++j) path[n_path++] = j;
@@ -522,6 +686,7 @@ static void model_destroy(deco_drafter_t *d) {
   deco_free(ctx, md->d_logits);
   deco_free(ctx, md->d_q);
   deco_free(ctx, md->d_ints);
+  deco_free(ctx, md->chain_mem);
   free(md->h_logits);
   free(md->h_q);
   free(md->h_ints);
@@ -539,12 +704,42 @@ static const deco_drafter_ops_t model_ops = {
     .plan = model_plan,
     .begin = model_begin,
     .draft_host = model_draft_host,
-    .draft_device = NULL,
-    .observe_device = NULL,
+    .draft_device = model_draft_device,
+    .observe_device = model_observe_device,
     .observe_host = model_observe_host,
     .destroy = model_destroy,
     .draft_probs = model_draft_probs,
 };
+
+/* A deterministic chain drafts on the device too (device_resident, the
+ * fixed chain of K = min(draft_len, max_nodes) drafts); other drafts say
+ * why they stay on the host. */
+static void chain_shape(model_drafter_t *md) {
+  const deco_model_draft_config_t *c = &md->cfg;
+  const int K = c->draft_len < c->max_nodes ? c->draft_len : c->max_nodes;
+  if (c->layer_parallel > 1)
+    snprintf(md->host_only, sizeof md->host_only, "layer-parallel drafting, layer_parallel %d, calibrates there",
+             c->layer_parallel);
+  else if (c->width > 1)
+    snprintf(md->host_only, sizeof md->host_only, "a tree of width %d: only chains of width 1 draft on the device",
+             c->width);
+  else if (c->temperature > 0.0f)
+    snprintf(md->host_only, sizeof md->host_only,
+             "a sampled chain, temperature %g: only deterministic drafts (temperature 0) draft on the device",
+             (double)c->temperature);
+  else if (K > DECO_TREE_MAX_NODES - 2)
+    snprintf(md->host_only, sizeof md->host_only, "a chain of %d drafts: at most %d draft on the device", K,
+             DECO_TREE_MAX_NODES - 2);
+  else {
+    md->chain_len = K;
+    for (int j = 0; j <= K; ++j) md->chain_parents[j] = j - 1;
+    md->base.max_nodes = K + 1;
+    md->base.device_resident = 1;
+    md->base.shape_parents = md->chain_parents;
+    return;
+  }
+  md->base.host_only = md->host_only;
+}
 
 deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draft,
                                         const deco_model_draft_config_t *config, deco_drafter_t **out) {
@@ -557,7 +752,8 @@ deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draf
   md->target = target;
   md->vocab = deco_model_get_hparams(target)->vocab_size;
   md->base = (deco_drafter_t){.ops = &model_ops, .max_nodes = 1, .device_resident = 0, .shape_parents = NULL,
-                              .ctx = ctx};
+                              .host_only = NULL, .ctx = ctx};
+  md->chain_seq = -1;
   deco_status_t st = read_config(ctx, config, &md->cfg, op);
   if (st == DECO_STATUS_SUCCESS && md->cfg.target_tokenizer_hash && md->cfg.draft_tokenizer_hash &&
       md->cfg.target_tokenizer_hash != md->cfg.draft_tokenizer_hash)
@@ -596,6 +792,7 @@ deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draf
     return st;
   }
   md->base.max_nodes = md->cfg.max_nodes + 1;
+  chain_shape(md);
   *out = &md->base;
   return DECO_STATUS_SUCCESS;
 }

@@ -1,5 +1,6 @@
 /* host/ops/spec_step.c — entry points of the device-resident step's
- * bookkeeping ops: argument checks on host values, then dispatch. */
+ * bookkeeping ops and of its model-drafted chains: argument checks on host
+ * values, then dispatch. */
 #include "ops/dispatch.h"
 
 deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a) {
@@ -36,4 +37,32 @@ deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *a
   if (a->out_capacity > 0) DECO_CHECK_PTR(ctx, a->out, op);
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, spec_commit, a);
+}
+
+deco_status_t deco_draft_chain(deco_ctx_t *ctx, const deco_draft_chain_args_t *a) {
+  static const char op[] = "deco_draft_chain";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->draft_len, 1, DECO_TREE_MAX_NODES - 1, op);
+  DECO_CHECK_RANGE(ctx, a->stage, DECO_DRAFT_CHAIN_OBSERVE, a->draft_len, op);
+  DECO_CHECK_RANGE(ctx, a->steps, 1, 1 << 30, op);
+  DECO_CHECK_RANGE(ctx, a->max_slots, 0, 1 << 30, op);
+  DECO_CHECK_PTR(ctx, a->state, op);
+  DECO_CHECK_PTR(ctx, a->chain, op);
+  DECO_CHECK_PTR(ctx, a->prev, op);
+  if (a->stage == DECO_DRAFT_CHAIN_OBSERVE) {
+    DECO_CHECK_PTR(ctx, a->path, op);
+    DECO_CHECK_PTR(ctx, a->accept_len, op);
+  } else {
+    DECO_CHECK_PTR(ctx, a->tokens, op);
+    DECO_CHECK_PTR(ctx, a->positions, op);
+    DECO_CHECK_PTR(ctx, a->q_indptr, op);
+    DECO_CHECK_PTR(ctx, a->kv_lens, op);
+    DECO_CHECK_PTR(ctx, a->prefix_lens, op);
+  }
+  if (a->stage >= 1) {
+    DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
+    DECO_CHECK_PTR(ctx, a->logits, op);
+  }
+  const deco_exec_t exec = deco_ops_exec(ctx);
+  return DECO_DISPATCH(&exec, draft_chain, a);
 }

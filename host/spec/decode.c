@@ -253,6 +253,8 @@ static deco_status_t run_device(run_t *r) {
   deco_status_t st = deco_device_step_create(&sc, &step);
   if (st == DECO_STATUS_SUCCESS) planned(r);
   if (st == DECO_STATUS_SUCCESS) st = prefill(r);
+  if (st == DECO_STATUS_SUCCESS && c->drafter)
+    st = deco_drafter_begin(c->drafter, r->m, r->seq, r->prompt, r->n_forced + 1);
   if (st == DECO_STATUS_SUCCESS) st = deco_device_step_start(step, r->n_forced, r->prompt[r->n_forced]);
   if (st == DECO_STATUS_SUCCESS) st = device_steps(r, step);
   const int32_t *ids = NULL;
@@ -291,9 +293,7 @@ static deco_status_t resolve(run_t *r, const deco_generate_config_t *in) {
   if (c->graph && deco_ctx_backend(ctx) != DECO_BACKEND_CUDA)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: CUDA graphs need the CUDA backend", op);
   if (c->device_resident && c->drafter && !deco_drafter_device_resident(c->drafter))
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
-                     "%s: the %s drafter drafts on the host; it has no device-resident loop", op,
-                     deco_drafter_name(c->drafter));
+    return deco_drafter_refuse_device(c->drafter, ctx, op);
   if (c->ignore_eos) {
     r->stop_ids = NULL;
     r->n_stop_ids = 0;

@@ -123,10 +123,7 @@ deco_status_t deco_device_step_create(const deco_device_step_config_t *c, deco_d
   static const char op[] = "deco_generate";
   deco_ctx_t *ctx = deco_model_ctx(c->model);
   *out = NULL;
-  if (c->drafter && !deco_drafter_device_resident(c->drafter))
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
-                     "%s: the %s drafter drafts on the host; it has no device-resident loop", op,
-                     deco_drafter_name(c->drafter));
+  if (c->drafter && !deco_drafter_device_resident(c->drafter)) return deco_drafter_refuse_device(c->drafter, ctx, op);
   deco_device_step_t *d = calloc(1, sizeof *d);
   if (!d) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", op);
   d->c = *c;
@@ -187,7 +184,8 @@ deco_status_t deco_device_step_enqueue(deco_device_step_t *d) {
   const step_block_t *b = &d->dev;
   deco_spec_state_t *state = b->state;
   if (d->c.drafter) {
-    const deco_draft_device_args_t da = {.n_trees = 1, .roots = &state->root, .tokens = b->tokens};
+    const deco_draft_device_args_t da = {.n_trees = 1, .roots = &state->root, .tokens = b->tokens,
+                                         .seqs = &d->c.seq, .state = state, .steps = d->c.steps};
     DECO_TRY(deco_drafter_draft_device(d->c.drafter, &da));
   }
   const deco_spec_prepare_args_t pa = {.state = state,

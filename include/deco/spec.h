@@ -127,9 +127,15 @@ typedef struct deco_model_draft_config {
  * context with the same vocabulary size (borrowed: it must outlive the
  * drafter), or NULL for the target restricted to config->layers (a view
  * sharing its weights, deco_model_create_view). A vocabulary size or
- * tokenizer hash that differs is refused. Drafts on the host: each level
- * runs one forward of the draft model on the context (eagerly on CUDA too);
- * it has no device-resident loop. */
+ * tokenizer hash that differs is refused. The host loop drafts level by
+ * level, one forward of the draft model each (eagerly on CUDA too). A
+ * deterministic chain — width 1, temperature 0, layer_parallel <= 1,
+ * K = min(draft_len, max_nodes) <= 254 — is also device-resident: inside
+ * deco_generate's device-resident step (a CUDA graph with graph = 1) it
+ * drafts K draft forwards on the device (deco_draft_chain, deco/spec_step.h),
+ * the same ids the host loop drafts; then max_len must cover the run's
+ * steps. Trees, sampled chains and layer-parallel drafts stay on the host
+ * loop: the device loop refuses them, naming why. */
 DECO_API deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draft,
                                                  const deco_model_draft_config_t *config, deco_drafter_t **out);
 /* The model the drafter drafts with (the view for a layer subset). */
@@ -139,7 +145,9 @@ DECO_API deco_model_t *deco_drafter_model(const deco_drafter_t *drafter);
 DECO_API deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *drafter, int seq, int *draft_seq);
 /* The draft forwards a model drafter has run (prefills, draft levels and,
  * calibrating, the sequential re-runs they include), or -1 for another
- * drafter. A calibrating round costs no forward beyond its draft levels. */
+ * drafter. A calibrating round costs no forward beyond its draft levels.
+ * Device-resident steps count K as they are enqueued (a CUDA graph's
+ * replays are not counted). */
 DECO_API long deco_drafter_model_forwards(const deco_drafter_t *drafter);
 
 DECO_API void deco_drafter_destroy(deco_drafter_t *drafter);

@@ -1,6 +1,7 @@
 /* deco/spec_step.h — the device-resident speculative step's bookkeeping
- * ops (deco_spec_prepare, deco_spec_commit) and the state they keep in
- * context memory. Kernel-level: no model or host-layer type appears here,
+ * ops (deco_spec_prepare, deco_spec_commit), the state they keep in
+ * context memory, and the op that drafts a model's chain inside the step
+ * (deco_draft_chain). Kernel-level: no model or host-layer type appears here,
  * so engines can drive the step with their own forward.
  */
 #ifndef DECO_SPEC_STEP_H
@@ -87,6 +88,55 @@ typedef struct deco_spec_commit_args {
   {.state = NULL, .tokens = NULL, .n_nodes = 0, .path = NULL, .accept_len = NULL, .bonus = NULL, .steps = 0, \
    .stop_ids = NULL, .n_stop_ids = 0, .out = NULL, .out_capacity = 0, .nonfinite = NULL}
 DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *args);
+
+/* ---- Model-drafted chains inside the step ----
+ * A draft model's chain of K deterministic drafts (each the argmax of the
+ * draft's logits) drafted on the device, one draft forward
+ * (deco_forward_device, tree mode, at most two tokens) per level: forward 1
+ * runs {prev, root} at positions {len - 1, len} (prev: the id at len - 1,
+ * whose K/V it rewrites; just {root} at {len} when len = 0), forward l >= 2
+ * runs {chain[l - 1]} at len + l - 1; the last row of forward l gives
+ * chain[l]. The draft's cache then needs no compaction (an accepted path
+ * is a prefix of the chain), and it holds exact K/V below len - 1 at each
+ * step's start. One op, by stage:
+ *   DECO_DRAFT_CHAIN_START: forward 1's batch;
+ *   l = 1..K: chain[l] <- the argmax of forward l's last row (the largest
+ *     value, equal values: the lower id, NaN below every number), or 0 when
+ *     forward l was empty; then, for l < K, forward l + 1's batch;
+ *   DECO_DRAFT_CHAIN_OBSERVE (after acceptance, before the commit):
+ *     prev <- chain[path[accept_len - 1]], the id at the next step's
+ *     len - 1 (nothing once done, or for an accept_len outside [1, K + 1]).
+ * A forward is empty (q_indptr = {0, 0}) once done, when its draft lies
+ * deeper than the step verifies (depth l > steps - len - 1, a clipped
+ * node), or when it would reach slot max_slots (the cache's reservation).
+ * The batch: tokens/positions [2], q_indptr {0, n}, kv_lens {len + l},
+ * prefix_lens {its first position}; an empty one has kv_lens = prefix_lens
+ * = its first position, at most max_slots. */
+#define DECO_DRAFT_CHAIN_START 0
+#define DECO_DRAFT_CHAIN_OBSERVE (-1)
+typedef struct deco_draft_chain_args {
+  int stage;                      /* DECO_DRAFT_CHAIN_START, a level 1..draft_len, or DECO_DRAFT_CHAIN_OBSERVE */
+  int draft_len;                  /* K: 1..DECO_TREE_MAX_NODES - 1 */
+  int steps;                      /* forward positions of the whole generation */
+  int max_slots;                  /* slots the draft cache reserved for the sequence */
+  int vocab;
+  const deco_spec_state_t *state; /* [1] len, root, done */
+  const float *logits;            /* [2][vocab] f32: the last draft forward's rows (levels) */
+  int32_t *chain;                 /* [K + 1] the step's tree tokens (chain[0], the root, is not touched) */
+  int32_t *prev;                  /* [1] the id at position len - 1, or -1 when len = 0 */
+  const int32_t *path;            /* [DECO_TREE_MAX_NODES] acceptance's path (observe) */
+  const int32_t *accept_len;      /* [1] (observe) */
+  int32_t *tokens;                /* [2] the draft forward's batch, out (start, levels < K) */
+  int32_t *positions;             /* [2] */
+  int32_t *q_indptr;              /* [2] in at a level (the count of the forward just run), out */
+  int32_t *kv_lens;               /* [1] */
+  int32_t *prefix_lens;           /* [1] */
+} deco_draft_chain_args_t;
+#define DECO_DRAFT_CHAIN_ARGS_INIT                                                                           \
+  {.stage = DECO_DRAFT_CHAIN_START, .draft_len = 0, .steps = 0, .max_slots = 0, .vocab = 0, .state = NULL,   \
+   .logits = NULL, .chain = NULL, .prev = NULL, .path = NULL, .accept_len = NULL, .tokens = NULL,            \
+   .positions = NULL, .q_indptr = NULL, .kv_lens = NULL, .prefix_lens = NULL}
+DECO_API deco_status_t deco_draft_chain(deco_ctx_t *ctx, const deco_draft_chain_args_t *args);
 
 #ifdef __cplusplus
 }

@@ -46,6 +46,7 @@ DECO_DECLARE_OP(tree_accept_greedy)
 DECO_DECLARE_OP(tree_accept_sample)
 DECO_DECLARE_OP(spec_prepare)
 DECO_DECLARE_OP(spec_commit)
+DECO_DECLARE_OP(draft_chain)
 
 DECO_DECLARE_OP(topk_rows)
 DECO_DECLARE_OP(recycle_draft)

@@ -57,7 +57,8 @@ fi
 status=0
 
 # 1. GPU test suites, one at a time: the newest code first, then the rest.
-suites=("$bin/gpu_test_graph_cuda" "$bin/gpu_test_graph_vs_cpu" "$bin/gpu_test_spec_step_cuda"
+suites=("$bin/gpu_test_draft_chain_cuda" "$bin/gpu_test_draft_model_cuda" "$bin/gpu_test_graph_cuda"
+  "$bin/gpu_test_graph_vs_cpu" "$bin/gpu_test_spec_step_cuda"
   "$bin/gpu_test_spec_cuda" "$bin/gpu_test_recycle_cuda" "$bin/gpu_test_forward_cuda")
 for t in "$bin"/gpu_test_*; do
   case " ${suites[*]} " in *" $t "*) ;; *) suites+=("$t") ;; esac

@@ -1,12 +1,17 @@
 /* tests/gpu/test_draft_model_cuda.c — model drafts on the CUDA backend
- * (stories260K, f32 and bf16). Model drafts draft on the host: each draft
- * level is one eager forward of the draft on the device, and the step runs
- * through the host engine, never graphed; the device-resident loop refuses
- * the drafter cleanly. Greedy speculative decoding with layer-subset
- * chains and trees equals plain greedy decoding on the same backend and
- * dtype under the near-tie rule (docs/TESTING.md; the CPU's f32 forward,
+ * (stories260K, f32 and bf16). On the host loop each draft level is one
+ * eager forward of the draft on the device and the step runs through the
+ * host engine; a deterministic chain also drafts inside the device-resident
+ * step, replayed as a CUDA graph (deco_draft_chain between the draft
+ * forwards), and the graphed loop gives the eager device loop's ids and
+ * stats bit for bit, from a one-id prompt (len 0) to the step limit, with
+ * nothing allocated after the plan. Greedy speculative decoding — host
+ * loop: layer-subset chains and trees; graphed loop: layer-subset chains,
+ * every layer — equals plain greedy decoding on the same backend and dtype
+ * under the near-tie rule (docs/TESTING.md; the CPU's f32 forward,
  * teacher-forced on the shared prefix, is the referee), and with every
- * layer as the draft (f32) each full step commits K + 1 ids.
+ * layer as the draft (f32) each full step commits K + 1 ids on both loops.
+ * A top-w tree is refused by the device loop, naming why.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -30,12 +35,16 @@ static deco_drafter_t *layer_drafter(deco_model_t *m, const int *layers, int n, 
   return d;
 }
 
-static void generate(deco_model_t *m, deco_drafter_t *d, deco_test_capture_t *out, deco_generate_stats_t *st) {
+/* device: 0 the host loop, 1 the eager device-resident loop, 2 graphed. */
+static void generate(deco_model_t *m, deco_drafter_t *d, int device, deco_test_capture_t *out,
+                     deco_generate_stats_t *st) {
   deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
   c.steps = 256;
   c.temperature = 0.0f;
   c.ignore_eos = 1;
   c.drafter = d;
+  c.device_resident = device > 0;
+  c.graph = device == 2;
   c.emit = deco_test_capture_id;
   c.user = out;
   out->n = 0;
@@ -62,6 +71,30 @@ static int pick_ok(const float *cpu, int pick, int V, deco_dtype_t dtype) {
   return pick == deco_argmax(cpu, V) || deco_test_excused(cpu, pick, V, dtype);
 }
 
+/* Speculative ids against plain greedy under the near-tie rule; with
+ * self_K > 0 (every layer as the draft, f32) every draft is accepted. */
+static void check_against_plain(const char *what, deco_model_t *mc, const deco_test_capture_t *plain,
+                                const deco_test_capture_t *spec, const deco_generate_stats_t *st, int self_K,
+                                deco_dtype_t dtype, float *c) {
+  const int V = deco_model_get_hparams(mc)->vocab_size;
+  const double mean = (double)st->tokens / st->forwards;
+  fprintf(stderr, "%s: mean_accepted %.3f\n", what, mean);
+  if (self_K > 0)
+    cr_assert(mean >= self_K + 1 - 0.1,
+              "%s: the target as its own draft must accept (nearly) every draft: %.3f", what, mean);
+  int first = -1;
+  for (int j = 0; j < 257 && first < 0; ++j)
+    if (plain->ids[j] != spec->ids[j]) first = j;
+  if (first < 0) return;
+  cr_assert_gt(first, 0, "%s: the prompt id differs", what);
+  cpu_logits_at(mc, plain->ids, first - 1, c);
+  const int a = plain->ids[first], b = spec->ids[first];
+  const int ok = pick_ok(c, a, V, dtype) && pick_ok(c, b, V, dtype);
+  fprintf(stderr, "%s: first difference at position %d (plain %d, draft %d): %s\n", what, first - 1, a, b,
+          ok ? "near tie" : "NOT EXCUSED");
+  cr_assert(ok, "%s: speculative and plain greedy decoding split outside the near-tie rule", what);
+}
+
 static void check(deco_dtype_t dtype) {
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx, "no CUDA device");
@@ -71,35 +104,44 @@ static void check(deco_dtype_t dtype) {
   const int V = deco_model_get_hparams(m)->vocab_size;
   static deco_test_capture_t plain, spec;
   deco_generate_stats_t st;
-  generate(m, NULL, &plain, &st);
+  generate(m, NULL, 0, &plain, &st);
   static const struct {
     int layers[5], n, K, W, nodes;
   } cases[] = {{{0, 2, 4}, 3, 4, 1, 0}, {{0, 1, 3, 4}, 4, 5, 3, 32}, {{0, 1, 2, 3, 4}, 5, 4, 1, 0}};
   float *c = malloc(sizeof(float) * (size_t)V);
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     deco_drafter_t *d = layer_drafter(m, cases[i].layers, cases[i].n, cases[i].K, cases[i].W, cases[i].nodes);
-    generate(m, d, &spec, &st);
+    generate(m, d, 0, &spec, &st);
     deco_drafter_destroy(d);
-    const double mean = (double)st.tokens / st.forwards;
-    fprintf(stderr, "case %zu %s: mean_accepted %.3f\n", i, deco_dtype_name(dtype), mean);
-    if (cases[i].n == 5 && dtype == DECO_DTYPE_F32)
-      cr_assert(mean >= cases[i].K + 1 - 0.1, "the target as its own draft must accept (nearly) every draft: %.3f",
-                mean);
-    int first = -1;
-    for (int j = 0; j < 257 && first < 0; ++j)
-      if (plain.ids[j] != spec.ids[j]) first = j;
-    if (first < 0) continue;
-    cr_assert_gt(first, 0, "the prompt id differs");
-    cpu_logits_at(mc, plain.ids, first - 1, c);
-    const int a = plain.ids[first], b = spec.ids[first];
-    const int ok = pick_ok(c, a, V, dtype) && pick_ok(c, b, V, dtype);
-    fprintf(stderr, "case %zu %s: first difference at position %d (plain %d, draft %d): %s\n", i,
-            deco_dtype_name(dtype), first - 1, a, b, ok ? "near tie" : "NOT EXCUSED");
-    cr_assert(ok, "case %zu: speculative and plain greedy decoding split outside the near-tie rule", i);
+    char what[64];
+    snprintf(what, sizeof what, "host loop, case %zu %s", i, deco_dtype_name(dtype));
+    check_against_plain(what, mc, &plain, &spec, &st, cases[i].n == 5 && dtype == DECO_DTYPE_F32 ? cases[i].K : 0,
+                        dtype, c);
   }
-  /* No device-resident loop for a host drafter: refused, not run wrong. */
+  /* The device-resident loop, graphed, with deterministic chains; the eager
+   * device loop is its bit-for-bit reference on the same device. */
+  static const struct {
+    int layers[5], n, K;
+  } chains[] = {{{0, 2, 4}, 3, 4}, {{0, 1}, 2, 8}, {{0, 1, 2, 3, 4}, 5, 4}, {{0, 1, 2, 3, 4}, 5, 1}};
+  for (size_t i = 0; i < sizeof chains / sizeof chains[0]; ++i) {
+    deco_drafter_t *d = layer_drafter(m, chains[i].layers, chains[i].n, chains[i].K, 1, 0);
+    cr_assert_eq(deco_drafter_device_resident(d), 1);
+    static deco_test_capture_t eager;
+    deco_generate_stats_t se;
+    generate(m, d, 1, &eager, &se);
+    generate(m, d, 2, &spec, &st);
+    deco_drafter_destroy(d);
+    char what[64];
+    snprintf(what, sizeof what, "graphed loop, chain %zu %s", i, deco_dtype_name(dtype));
+    cr_assert_eq(memcmp(eager.ids, spec.ids, sizeof(int32_t) * 257), 0, "%s: the eager device loop differs", what);
+    cr_assert(se.tokens == st.tokens && se.forwards == st.forwards, "%s: stats %d/%d eager, %d/%d graphed", what,
+              se.tokens, se.forwards, st.tokens, st.forwards);
+    check_against_plain(what, mc, &plain, &spec, &st, chains[i].n == 5 && dtype == DECO_DTYPE_F32 ? chains[i].K : 0,
+                        dtype, c);
+  }
+  /* A top-w tree drafts on the host: refused by the device loop, not run wrong. */
   const int all[] = {0, 1, 2, 3, 4};
-  deco_drafter_t *d = layer_drafter(m, all, 5, 4, 1, 0);
+  deco_drafter_t *d = layer_drafter(m, all, 5, 4, 3, 12);
   deco_generate_config_t g = DECO_GENERATE_CONFIG_INIT;
   g.steps = 32;
   g.temperature = 0.0f;
@@ -108,7 +150,8 @@ static void check(deco_dtype_t dtype) {
   g.graph = 1;
   int32_t bos = 1;
   cr_assert_eq(deco_generate(m, &bos, 1, &g, &st), DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "drafts on the host") != NULL, "%s", deco_last_error(ctx));
+  cr_assert(strstr(deco_last_error(ctx), "drafts on the host") != NULL && strstr(deco_last_error(ctx), "width 3"),
+            "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
   free(c);
   deco_model_destroy(mc);

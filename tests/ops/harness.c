@@ -609,7 +609,7 @@ const harness_op_t *harness_op(deco_op_kind_t kind) {
       &harness_op_swiglu,        &harness_op_fill_random,    &harness_op_convert,       &harness_op_dequant,
       &harness_op_kv_append,     &harness_op_attention,      &harness_op_tree_attention, &harness_op_accept_greedy,
       &harness_op_kv_compact,    &harness_op_topk_rows,      &harness_op_recycle_draft, &harness_op_recycle_update,
-      &harness_op_spec_prepare,  &harness_op_spec_commit,     &harness_op_matmul_batched};
+      &harness_op_spec_prepare,  &harness_op_spec_commit,     &harness_op_matmul_batched, &harness_op_draft_chain};
   return (unsigned)kind < DECO_OP_COUNT ? ops[kind] : NULL;
 }
 

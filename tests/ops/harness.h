@@ -116,7 +116,7 @@ extern const harness_op_t harness_op_embedding, harness_op_rmsnorm, harness_op_r
     harness_op_swiglu, harness_op_fill_random, harness_op_convert, harness_op_dequant, harness_op_kv_append,
     harness_op_attention, harness_op_tree_attention, harness_op_accept_greedy, harness_op_kv_compact,
     harness_op_topk_rows, harness_op_recycle_draft, harness_op_recycle_update, harness_op_spec_prepare,
-    harness_op_spec_commit, harness_op_matmul_batched;
+    harness_op_spec_commit, harness_op_matmul_batched, harness_op_draft_chain;
 int harness_cpu_f32_only(const deco_op_case_t *c);
 
 /* ---- The loop ------------------------------------------------------------------------ */

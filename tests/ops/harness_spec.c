@@ -647,3 +647,132 @@ static deco_status_t commit_call(hcase_t *h, void *const *p, harness_target_t *t
 
 const harness_op_t harness_op_spec_commit = {DECO_OP_SPEC_COMMIT, commit_setup, commit_oracle, commit_call, NULL,
                                              always};
+
+/* ---- A model's chain drafted inside the step (deco_draft_chain) ---- */
+
+enum { DC_STATE, DC_LOGITS, DC_CHAIN, DC_PREV, DC_PATH, DC_ACC, DC_TOK, DC_POS, DC_QIP, DC_KVL, DC_PREFIX };
+
+static void chain_setup(hcase_t *h) {
+  const deco_op_case_t *c = h->c;
+  const int K = c->chain.draft_len, V = c->chain.vocab;
+  uint64_t s = c->seed;
+  h->iv[DC_STATE] = ht_add(h, "state", HT_IN, HT_I32, DECO_DTYPE_F32, 9);
+  int32_t *st = h->t[h->iv[DC_STATE]].i;
+  st[ST_LEN] = c->chain.len;
+  st[ST_ROOT] = harness_rng_int(&s, 0, V - 1);
+  st[ST_DONE] = c->chain.done;
+  st[ST_OFFSET] = c->chain.len;
+  h->iv[DC_LOGITS] = ht_uniform(h, "logits", HT_IN, DECO_DTYPE_F32, (size_t)2 * V, 1, -4.0f, 4.0f);
+  float *lg = h->t[h->iv[DC_LOGITS]].f;
+  for (int r = 0; r < 2 && c->chain.specials; ++r) {
+    float *row = lg + (size_t)r * V;
+    if (c->chain.specials == 2) {
+      for (int y = 0; y < V; ++y) row[y] = NAN;
+      continue;
+    }
+    /* The maximum twice (far apart when V allows), NaN at id 0 and
+     * elsewhere, infinities below it, a -0 / +0 pair. */
+    const int a = harness_rng_int(&s, 0, V - 1), b = harness_rng_int(&s, 0, V - 1);
+    row[a] = row[b] = 9.0f;
+    row[0] = NAN;
+    row[harness_rng_int(&s, 0, V - 1)] = NAN;
+    row[harness_rng_int(&s, 0, V - 1)] = -INFINITY;
+    if (V > 3 && r == 1) {
+      for (int y = 0; y < V; ++y) row[y] = y % 3 ? -fabsf(row[y]) - 1.0f : row[y];
+      row[V - 1] = 0.0f;
+      row[V / 2] = -0.0f;
+    }
+  }
+  h->iv[DC_CHAIN] = ht_add(h, "chain", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)K + 1);
+  for (int j = 0; j <= K; ++j) h->t[h->iv[DC_CHAIN]].i[j] = harness_rng_int(&s, 0, V - 1);
+  h->iv[DC_PREV] = ht_add(h, "prev", HT_INOUT, HT_I32, DECO_DTYPE_F32, 1);
+  h->t[h->iv[DC_PREV]].i[0] = c->chain.len == 0 ? -1 : harness_rng_int(&s, 0, V - 1);
+  h->iv[DC_PATH] = ht_add(h, "path", HT_IN, HT_I32, DECO_DTYPE_F32, DECO_TREE_MAX_NODES);
+  for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) h->t[h->iv[DC_PATH]].i[i] = i <= K ? i : -1; /* a chain's path */
+  h->iv[DC_ACC] = ht_add(h, "accept_len", HT_IN, HT_I32, DECO_DTYPE_F32, 1);
+  h->t[h->iv[DC_ACC]].i[0] = c->chain.accept_len;
+  h->iv[DC_TOK] = ht_add(h, "tokens", HT_INOUT, HT_I32, DECO_DTYPE_F32, 2);
+  h->iv[DC_POS] = ht_add(h, "positions", HT_INOUT, HT_I32, DECO_DTYPE_F32, 2);
+  h->iv[DC_QIP] = ht_add(h, "q_indptr", HT_INOUT, HT_I32, DECO_DTYPE_F32, 2);
+  h->iv[DC_KVL] = ht_add(h, "kv_lens", HT_INOUT, HT_I32, DECO_DTYPE_F32, 1);
+  h->iv[DC_PREFIX] = ht_add(h, "prefix_lens", HT_INOUT, HT_I32, DECO_DTYPE_F32, 1);
+  for (int k = DC_TOK; k <= DC_PREFIX; ++k)
+    for (size_t i = 0; i < h->t[h->iv[k]].n; ++i) h->t[h->iv[k]].i[i] = -100 - (int)i;
+  h->t[h->iv[DC_QIP]].i[0] = 0;
+  h->t[h->iv[DC_QIP]].i[1] = c->chain.count;
+}
+
+/* The header's rules, one stage at a time: the batch of forward l lists
+ * its tokens from its first position; it is empty once done, for a depth
+ * past steps - len - 1, or for kv_lens past the reservation. */
+static void chain_oracle(hcase_t *h) {
+  const deco_op_case_t *c = h->c;
+  const int K = c->chain.draft_len, V = c->chain.vocab, stage = c->chain.stage;
+  const int32_t *st = h->t[h->iv[DC_STATE]].i;
+  const int len = st[ST_LEN];
+  int32_t *chain = ht_expect_i(h, h->iv[DC_CHAIN]), *prev = ht_expect_i(h, h->iv[DC_PREV]);
+  int32_t *tok = ht_expect_i(h, h->iv[DC_TOK]), *pos = ht_expect_i(h, h->iv[DC_POS]);
+  int32_t *qip = ht_expect_i(h, h->iv[DC_QIP]), *kvl = ht_expect_i(h, h->iv[DC_KVL]);
+  int32_t *pre = ht_expect_i(h, h->iv[DC_PREFIX]);
+  memcpy(chain, h->t[h->iv[DC_CHAIN]].i, sizeof(int32_t) * (size_t)(K + 1));
+  prev[0] = h->t[h->iv[DC_PREV]].i[0];
+  memcpy(tok, h->t[h->iv[DC_TOK]].i, sizeof(int32_t) * 2);
+  memcpy(pos, h->t[h->iv[DC_POS]].i, sizeof(int32_t) * 2);
+  memcpy(qip, h->t[h->iv[DC_QIP]].i, sizeof(int32_t) * 2);
+  kvl[0] = h->t[h->iv[DC_KVL]].i[0];
+  pre[0] = h->t[h->iv[DC_PREFIX]].i[0];
+  if (stage == DECO_DRAFT_CHAIN_OBSERVE) {
+    const int acc = h->t[h->iv[DC_ACC]].i[0];
+    if (!st[ST_DONE] && acc >= 1 && acc <= K + 1) prev[0] = chain[acc - 1]; /* path[i] = i */
+    return;
+  }
+  int l = 1;
+  if (stage >= 1) {
+    const int count = c->chain.count;
+    chain[stage] = count > 0 ? row_argmax(h->t[h->iv[DC_LOGITS]].f + (size_t)(count - 1) * V, V) : 0;
+    if (stage == K) return;
+    l = stage + 1;
+  }
+  int first;
+  if (l == 1 && len > 0 && prev[0] >= 0) {
+    tok[0] = prev[0];
+    tok[1] = st[ST_ROOT];
+    pos[0] = len - 1;
+    pos[1] = len;
+    first = len - 1;
+  } else {
+    tok[0] = l == 1 ? st[ST_ROOT] : chain[l - 1];
+    first = len + l - 1;
+    pos[0] = first;
+  }
+  const int n = l == 1 && len > 0 && prev[0] >= 0 ? 2 : 1;
+  const int empty = st[ST_DONE] || len + l + 1 > c->chain.steps || len + l > c->chain.slots;
+  qip[0] = 0;
+  qip[1] = empty ? 0 : n;
+  kvl[0] = empty ? (first < c->chain.slots ? first : c->chain.slots) : len + l;
+  pre[0] = empty ? kvl[0] : first;
+}
+
+static deco_status_t chain_call(hcase_t *h, void *const *p, harness_target_t *t) {
+  const deco_op_case_t *c = h->c;
+  deco_draft_chain_args_t a = DECO_DRAFT_CHAIN_ARGS_INIT;
+  a.stage = c->chain.stage;
+  a.draft_len = c->chain.draft_len;
+  a.steps = c->chain.steps;
+  a.max_slots = c->chain.slots;
+  a.vocab = c->chain.vocab;
+  a.state = p[h->iv[DC_STATE]];
+  a.logits = p[h->iv[DC_LOGITS]];
+  a.chain = p[h->iv[DC_CHAIN]];
+  a.prev = p[h->iv[DC_PREV]];
+  a.path = p[h->iv[DC_PATH]];
+  a.accept_len = p[h->iv[DC_ACC]];
+  a.tokens = p[h->iv[DC_TOK]];
+  a.positions = p[h->iv[DC_POS]];
+  a.q_indptr = p[h->iv[DC_QIP]];
+  a.kv_lens = p[h->iv[DC_KVL]];
+  a.prefix_lens = p[h->iv[DC_PREFIX]];
+  return HARNESS_CALL(t, draft_chain, &a);
+}
+
+const harness_op_t harness_op_draft_chain = {DECO_OP_DRAFT_CHAIN, chain_setup, chain_oracle, chain_call, NULL, always};

@@ -46,6 +46,7 @@ typedef enum deco_op_kind {
   DECO_OP_SPEC_PREPARE,
   DECO_OP_SPEC_COMMIT,
   DECO_OP_MATMUL_BATCHED,
+  DECO_OP_DRAFT_CHAIN,
   DECO_OP_COUNT
 } deco_op_kind_t;
 
@@ -54,7 +55,7 @@ static inline const char *deco_op_kind_name(deco_op_kind_t op) {
       "embedding",     "rmsnorm",        "rope",          "matmul",        "swiglu",         "fill_random",
       "convert",       "dequant",        "kv_append",     "attention",     "tree_attention", "accept_greedy",
       "kv_compact",    "topk_rows",      "recycle_draft", "recycle_update", "spec_prepare",  "spec_commit",
-      "matmul_batched"};
+      "matmul_batched", "draft_chain"};
   return (unsigned)op < DECO_OP_COUNT ? names[op] : "?";
 }
 
@@ -185,6 +186,12 @@ typedef struct deco_op_case {
       int malformed; /* 1: accept_len 0, 2: a path entry out of range */
       int stop_at;   /* position on the emitted path that carries a stop id (-1: none) */
     } commit;
+    struct {
+      int stage, draft_len, vocab, len, steps, slots, done;
+      int count;      /* rows the last draft forward computed (levels) */
+      int accept_len; /* observe */
+      int specials;   /* 0: plain rows; 1: ties, ±0, NaN (one at id 0), infinities; 2: every value NaN */
+    } chain;
   };
 } deco_op_case_t;
 
@@ -1029,6 +1036,26 @@ static inline void deco_cases_spec_ops(deco_op_cases_t *t) {
       c.commit.n_out = k == 5 ? 1 : k;
       c.commit.nonfinite = k == 9 ? 3 : 0;
       c.commit.malformed = k == 10 ? 1 : k == 11 ? 2 : 0;
+      deco_op_cases_push(t, c);
+    }
+    /* A model's chain inside the step: every stage, len 0, done, the step
+     * limit and the cache's reservation, vocabularies across the CUDA
+     * block's strides. */
+    static const int vocabs[6] = {1, 7, 512, 513, 5003, 32000};
+    for (int k = 0; k < 18; ++k, ++case_id) {
+      deco_op_case_t c = deco_cases_base(DECO_OP_DRAFT_CHAIN, DECO_DTYPE_F32, DECO_CMP_EXACT,
+                                         1900 + (uint64_t)case_id, "harness.draft_chain");
+      c.chain.draft_len = 1 + (k * 5) % 9;
+      c.chain.stage = k % 6 == 0 ? DECO_DRAFT_CHAIN_START : k % 6 == 5 ? DECO_DRAFT_CHAIN_OBSERVE
+                                                                         : 1 + k % c.chain.draft_len;
+      c.chain.vocab = vocabs[k % 6 == 1 ? 0 : (k / 2) % 6];
+      c.chain.len = k % 7 == 3 ? 0 : 4 + 9 * k;
+      c.chain.steps = k % 4 == 2 ? c.chain.len + 1 + k % 5 : 1 << 20; /* clips deep drafts */
+      c.chain.slots = k % 5 == 4 ? c.chain.len + k % 4 : (1 << 20) + 256;
+      c.chain.done = k == 11;
+      c.chain.count = k % 3;
+      c.chain.accept_len = k % 4 == 1 ? c.chain.draft_len + 2 : k % c.chain.draft_len + 1;
+      c.chain.specials = k % 9 == 8 ? 2 : k % 2;
       deco_op_cases_push(t, c);
     }
   }

@@ -44,6 +44,7 @@ OP_TEST(recycle_update, DECO_OP_RECYCLE_UPDATE)
 OP_TEST(spec_prepare, DECO_OP_SPEC_PREPARE)
 OP_TEST(spec_commit, DECO_OP_SPEC_COMMIT)
 OP_TEST(matmul_batched, DECO_OP_MATMUL_BATCHED)
+OP_TEST(draft_chain, DECO_OP_DRAFT_CHAIN)
 
 /* The table itself: every op has cases, every case a harness op; prints the
  * coverage (cases per op and dtype). */

@@ -1,0 +1,75 @@
+/* kernels/spec/draft_chain_common.h — the bookkeeping of a model-drafted
+ * chain inside the device-resident step (deco_draft_chain, deco/spec_step.h),
+ * shared word for word by the C reference and the CUDA kernel: the order
+ * the argmax ranks values by, the batch of a draft forward, and what one
+ * thread writes once the argmax is known.
+ */
+#ifndef DECO_KERNELS_DRAFT_CHAIN_COMMON_H
+#define DECO_KERNELS_DRAFT_CHAIN_COMMON_H
+
+#include "common/hd.h"
+#include "deco/spec_step.h"
+
+/* 1 if (value x, id i) ranks above (y, j): the larger value, NaN below
+ * every number, equal values (-0 and +0 included, NaNs among themselves)
+ * by the lower id. A total order, so any reduction finds the same best. */
+DECO_KERNEL_HD int deco_draft_chain_above(float x, int i, float y, int j) {
+  const int xn = x != x, yn = y != y;
+  if (xn != yn) return yn;
+  if (!xn && x != y) return x > y;
+  return i < j;
+}
+
+/* Forward l's batch (l = 1..K); token: chain[l - 1] for l >= 2. */
+DECO_KERNEL_HD void deco_draft_chain_batch(const deco_draft_chain_args_t *a, int l, int32_t token) {
+  const deco_spec_state_t *s = a->state;
+  const int len = s->len;
+  int n = 1, first = len + l - 1;
+  if (l == 1) {
+    const int32_t prev = a->prev[0];
+    if (len >= 1 && prev >= 0) {
+      a->tokens[0] = prev;
+      a->tokens[1] = s->root;
+      a->positions[0] = len - 1;
+      a->positions[1] = len;
+      n = 2;
+      first = len - 1;
+    } else {
+      a->tokens[0] = s->root;
+      a->positions[0] = len;
+      first = len;
+    }
+  } else {
+    a->tokens[0] = token;
+    a->positions[0] = first;
+  }
+  /* The draft of depth l is verified only when l <= steps - len - 1. */
+  const int empty = s->done || l > a->steps - len - 1 || len + l > a->max_slots;
+  /* An empty forward still describes slots inside the reservation, as the
+   * step's own forward does once done: no token, kv_lens = prefix_lens. */
+  const int at = first < a->max_slots ? first : a->max_slots;
+  a->q_indptr[0] = 0;
+  a->q_indptr[1] = empty ? 0 : n;
+  a->kv_lens[0] = empty ? at : len + l;
+  a->prefix_lens[0] = empty ? at : first;
+}
+
+/* What a stage writes; count: the rows forward `stage` computed (levels),
+ * best: the argmax of its last row when count > 0. */
+DECO_KERNEL_HD void deco_draft_chain_finish(const deco_draft_chain_args_t *a, int count, int32_t best) {
+  const int K = a->draft_len;
+  if (a->stage == DECO_DRAFT_CHAIN_START) {
+    deco_draft_chain_batch(a, 1, 0);
+  } else if (a->stage == DECO_DRAFT_CHAIN_OBSERVE) {
+    const int acc = a->accept_len[0];
+    if (a->state->done || acc < 1 || acc > K + 1) return;
+    const int node = a->path[acc - 1];
+    if (node >= 0 && node <= K) a->prev[0] = a->chain[node];
+  } else {
+    const int l = a->stage;
+    a->chain[l] = count > 0 ? best : 0; /* an empty forward's draft is clipped: any id will do */
+    if (l < K) deco_draft_chain_batch(a, l + 1, a->chain[l]);
+  }
+}
+
+#endif
