@@ -207,6 +207,26 @@ static void chain_layout(deco_arena_t *a, chain_block_t *b, int P) {
   b->table = deco_arena_take(a, (size_t)P, w, w);
 }
 
+/* What the plan allocates, freed (a failed plan leaves nothing behind, so
+ * a retry starts afresh). */
+static void release_plan(model_drafter_t *md) {
+  deco_ctx_t *ctx = deco_model_ctx(md->target);
+  deco_kv_cache_destroy(md->kc);
+  deco_free(ctx, md->d_logits);
+  deco_free(ctx, md->d_q);
+  deco_free(ctx, md->d_ints);
+  deco_free(ctx, md->chain_mem);
+  free(md->h_logits);
+  free(md->h_q);
+  free(md->h_ints);
+  md->kc = NULL;
+  md->d_logits = md->d_q = md->h_logits = md->h_q = NULL;
+  md->d_ints = md->h_ints = NULL;
+  md->chain_mem = NULL;
+}
+
+static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx);
+
 static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_draft_observation_t *proto,
                                 size_t *ws) {
   (void)proto;
@@ -217,6 +237,12 @@ static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
   if (m != md->target)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: planned for a model it was not made for");
   if (md->planned) return DECO_STATUS_SUCCESS;
+  const deco_status_t st = plan_buffers(md, ctx);
+  if (st != DECO_STATUS_SUCCESS) release_plan(md);
+  return st;
+}
+
+static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
   const deco_model_hparams_t *hp = deco_model_get_hparams(md->dm);
   int max_len = md->cfg.max_len ? md->cfg.max_len : hp->seq_len;
   if (max_len > hp->seq_len) max_len = hp->seq_len;
@@ -629,6 +655,10 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
   if (s->device) return chain_catch_up(md, s, emitted, n);
   if (n < 1) return DECO_STATUS_SUCCESS;
+  if (s->n == 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "model drafter: sequence %d observed %d ids with no draft since the last observation or begin", seq,
+                     n);
   int32_t path[DECO_TREE_MAX_NODES];
   int n_path = 0;
   for (int j = 0; j < s->n_pre; ++j) path[n_path++] = j;
@@ -681,15 +711,7 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
 
 static void model_destroy(deco_drafter_t *d) {
   model_drafter_t *md = (model_drafter_t *)d;
-  deco_ctx_t *ctx = deco_model_ctx(md->target);
-  deco_kv_cache_destroy(md->kc);
-  deco_free(ctx, md->d_logits);
-  deco_free(ctx, md->d_q);
-  deco_free(ctx, md->d_ints);
-  deco_free(ctx, md->chain_mem);
-  free(md->h_logits);
-  free(md->h_q);
-  free(md->h_ints);
+  release_plan(md);
   if (md->owns_dm) deco_model_destroy(md->dm);
   free(md->layers);
   free(md->exact_count);
