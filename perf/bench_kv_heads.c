@@ -19,8 +19,9 @@
  * costs no prefill. Nothing is committed: every repetition sees the same
  * cache. On CUDA the step and the attention are each captured once as a
  * CUDA graph and replayed (the attention graph runs one call per layer's
- * pool, so consecutive calls read different K/V, as in a step; the time is
- * per call); on the CPU they are called eagerly. Times are wall clock
+ * pool, so consecutive calls read different K/V, as in a step — a batch
+ * smaller than the largest also moves to other sequences' pages from call
+ * to call — and the time is per call); on the CPU they are called eagerly. Times are wall clock
  * around --inner replays (calls) and one synchronisation, the median of
  * --reps samples after 2 warm-up samples.
  *
@@ -198,7 +199,10 @@ static int time_model(deco_ctx_t *ctx, const opts_t *o, const deco_model_hparams
     if (r) goto fail;
   }
   if (att) {
-    /* Decode attention alone over the same pools: one call per layer. */
+    /* Decode attention alone over the same pools: one call per layer; a
+     * batch smaller than the largest reads other sequences' pages at each
+     * layer (rows l x b mod (B - b + 1) on), so that no call finds its K/V
+     * in L2 (B = 1 at 4 KV heads and L = 4096 reads 8 MiB a call). */
     const size_t qn = (size_t)B * hp.n_heads * hp.head_dim, layer_elems = pool_bytes / es / (size_t)layers;
     CHECK(deco_malloc(ctx, &q, qn * es));
     CHECK(deco_malloc(ctx, &out, qn * es));
@@ -215,7 +219,8 @@ static int time_model(deco_ctx_t *ctx, const opts_t *o, const deco_model_hparams
                                     .page_size = PAGE, .n_pages = n_pages,
                                     .k_pages = (char *)kp + (size_t)l * layer_elems * es,
                                     .v_pages = (char *)vp + (size_t)l * layer_elems * es,
-                                    .block_table = meta + o_tab, .max_pages_per_seq = P};
+                                    .block_table = meta + o_tab + (size_t)((l * b) % (B - b + 1)) * P,
+                                    .max_pages_per_seq = P};
         a.batch = (deco_ragged_batch_t){.n_seqs = b, .n_tokens = b, .q_indptr = meta + o_qi, .kv_lens = meta + o_kv};
         a.n_heads = hp.n_heads;
         a.scale = 1.0f / sqrtf((float)hp.head_dim);

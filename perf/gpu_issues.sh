@@ -71,13 +71,13 @@ else
   device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
   mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
   for s in gpu_test_compress_cuda gpu_test_draft_model_cuda gpu_test_layer_fused_cuda; do
-    gpu_suite $s 45
+    gpu_suite $s 40
   done
   # 32 KV heads at B = 32, L = 4096 hold 64 GiB of KV beside 13.5 GB of weights.
   if [ "${mem_mib:-0}" -ge 100000 ] 2>/dev/null; then kv_layers=(); else kv_layers=(--layers 2,8); fi
   gpu_bench 80 bench_kv_heads --backend cuda --shape llama2-7b --kv-heads 32,16,8,4 --batch 32,1 --context 4096 \
     ${kv_layers[@]+"${kv_layers[@]}"} --device "${device:-cuda:0}"
-  gpu_bench 70 bench_draft_step --backend cuda --shape llama3-8b --draft-layers 8,16,32 --lp 2,4 \
+  gpu_bench 70 bench_draft_step --backend cuda --shape llama3-8b --draft-layers 8,16,32 --lp 2,4 --reps 7 --inner 5 \
     --device "${device:-cuda:0}"
   gpu_bench 40 bench_draft_step --backend cuda --shape smollm2-135m --draft-layers 16,28,30 --lp 2,4 \
     --steps 256 --device "${device:-cuda:0}"
