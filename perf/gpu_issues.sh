@@ -95,7 +95,8 @@ else
     >"$out/tp_cost.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || status=1
-  note "tp_cost: exit $rc ($(($(date +%s) - start)) s; tables in tp_cost/tp_cost.md)"
+  note "tp_cost: exit $rc ($(($(date +%s) - start)) s; $([ $rc -eq 0 ] && echo "tables in tp_cost/tp_cost.md" ||
+    echo "see tp_cost.log"))"
 fi
 
 # Headline figures: the summaries the benches print on stderr.
