@@ -70,9 +70,9 @@ else
   done
   device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
   mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
-  for s in gpu_test_compress_cuda gpu_test_draft_model_cuda gpu_test_layer_fused_cuda; do
-    gpu_suite $s 40
-  done
+  gpu_suite gpu_test_compress_cuda 60
+  gpu_suite gpu_test_draft_model_cuda 40
+  gpu_suite gpu_test_layer_fused_cuda 40
   # 32 KV heads at B = 32, L = 4096 hold 64 GiB of KV beside 13.5 GB of weights.
   if [ "${mem_mib:-0}" -ge 100000 ] 2>/dev/null; then kv_layers=(); else kv_layers=(--layers 2,8); fi
   gpu_bench 80 bench_kv_heads --backend cuda --shape llama2-7b --kv-heads 32,16,8,4 --batch 32,1 --context 4096 \
