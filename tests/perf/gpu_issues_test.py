@@ -15,6 +15,7 @@ bench_tp_layer beside it.
   the step times and the default acceptance, and end to end the target as
   its own draft commits K + 1 tokens per full round where plain decoding
   commits 1;
+- without --layers (tiny, 4 layers) the whole step is the measured one;
 - bad input: a KV-head count that does not divide the query heads (exit 1,
   naming both), a malformed --accept (exit 2), and the script on a build
   without the benches (exit 1, naming the path).
@@ -196,6 +197,25 @@ def script_run(build, tmp):
         draft_rows(secs[1][1])
 
 
+def kv_measured(build):
+    """Without --layers the whole step is measured (the shape's own layer count): tiny, 4 layers."""
+    kv = os.path.join(build, "bin", "bench_kv_heads")
+    r = subprocess.run([kv, "--backend", "cpu", "--shape", "tiny", "--kv-heads", "4,1", "--batch", "3",
+                        "--context", "40", "--reps", "1", "--threads", "1"], capture_output=True, text=True)
+    check(r.returncode == 0, "bench_kv_heads on tiny: exit %d: %s" % (r.returncode, r.stderr[-2000:]))
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    check(len(rows) == 6, "%d rows on tiny, expected 6" % len(rows))
+    for h in (4, 1):
+        got = {d["bench"]: d for d in rows if d["kv_heads"] == str(h)}
+        check(set(got) == {"kv_attention", "kv_step", "kv_step_full"}, "tiny rows at %d heads: %r" % (h, sorted(got)))
+        if len(got) == 3:
+            step, full = got["kv_step"], got["kv_step_full"]
+            check(full["path"] == "measured" and full["layers"] == "4" and step["layers"] == "4"
+                  and full["median_us"] == step["median_us"] and full["bytes_read"] == step["bytes_read"],
+                  "measured whole step %r %r" % (step, full))
+            check(int(full["kv_bytes_per_token"]) == 2 * 4 * h * 64 * 4, "tiny KV bytes per token at %d heads" % h)
+
+
 def bad_input(build, tmp):
     kv = os.path.join(build, "bin", "bench_kv_heads")
     r = subprocess.run([kv, "--backend", "cpu", "--shape", "smollm2-135m", "--kv-heads", "3,2"], capture_output=True,
@@ -219,6 +239,7 @@ def main():
     build = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1])))
     with tempfile.TemporaryDirectory() as tmp:
         bad_input(build, tmp)
+        kv_measured(build)
         script_run(build, tmp)
     print("gpu_issues_test: %d failure(s)" % len(failures))
     return 1 if failures else 0
