@@ -600,7 +600,8 @@ int main(int argc, char **argv) {
         }
         row(&o, "draft_step", path, t_step, o.K, hp.n_layers, D, N, 0, 0, o.mode);
         const double round = t_step + t_verify, a = accept_of(&acc, key);
-        if (a > 0) row(&o, "draft_expected", path, round, o.K, hp.n_layers, D, N, a, a * t_decode / round, accept_label);
+        if (a > 0)
+          row(&o, "draft_expected", path, round, o.K, hp.n_layers, D, N, a, a * t_decode / round, accept_label);
         if (D == hp.n_layers && N == 1)
           row(&o, "draft_expected", "draft sequential, forced", round, o.K, hp.n_layers, D, N, o.K + 1.0,
               (o.K + 1.0) * t_decode / round, "forced: the target as its own draft");

@@ -82,7 +82,8 @@ static inline int wall_copy_gbps(deco_ctx_t *ctx, size_t bytes, double *gbps) {
   wall_copy_t c = {ctx, NULL, NULL, bytes};
   int rc = 1;
   double us = 0.0;
-  if (deco_malloc(ctx, &c.src, bytes) != DECO_STATUS_SUCCESS || deco_malloc(ctx, &c.dst, bytes) != DECO_STATUS_SUCCESS ||
+  if (deco_malloc(ctx, &c.src, bytes) != DECO_STATUS_SUCCESS ||
+      deco_malloc(ctx, &c.dst, bytes) != DECO_STATUS_SUCCESS ||
       deco_memset(ctx, c.src, 1, bytes) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "copy bandwidth: %s\n", deco_last_error(ctx));
     goto done;

@@ -79,7 +79,8 @@ def kv_rows(lines):
         check(d["shape"] == "smollm2-135m" and d["dtype"] == "f32" and d["mode"] == "eager" and ctx == 64
               and float(d["budget_gib"]) == 40, "row %r" % d)
         kv_tok = 2 * 30 * h * 64 * 4
-        check(int(d["kv_bytes_per_token"]) == kv_tok, "KV bytes per token at %d heads: %s" % (h, d["kv_bytes_per_token"]))
+        check(int(d["kv_bytes_per_token"]) == kv_tok,
+              "KV bytes per token at %d heads: %s" % (h, d["kv_bytes_per_token"]))
         check(int(d["batch_in_budget"]) == (40 << 30) // (kv_tok * 64), "batch in 40 GiB at %d heads: %s"
               % (h, d["batch_in_budget"]))
         us, fl = float(d["median_us"]), float(d["floor_us"])
@@ -177,9 +178,9 @@ def script_run(build, tmp):
     check(r.returncode == 0, "gpu_issues.sh --cpu-check: exit %d: %s %s" % (r.returncode, r.stdout[-2000:],
                                                                           r.stderr[-2000:]))
     summary = open(os.path.join(out, "summary.txt")).read() if os.path.exists(os.path.join(out, "summary.txt")) else ""
-    for needle in ("(CPU plumbing check: not GPU figures)", "bench bench_kv_heads --backend cpu", "bench bench_draft_step "
-                   "--backend cpu", "tp_cost: exit 0", "kv: kv_heads", "draft: decode ", "draft: end to end",
-                   "overall: PASS"):
+    for needle in ("(CPU plumbing check: not GPU figures)", "bench bench_kv_heads --backend cpu",
+                   "bench bench_draft_step --backend cpu", "tp_cost: exit 0", "kv: kv_heads", "draft: decode ",
+                   "draft: end to end", "overall: PASS"):
         check(needle in summary, "summary lacks %r" % needle)
     check(sum(1 for l in summary.splitlines() if l.startswith("bench ") and ": exit 0 (" in l) == 2,
           "two benches exit 0 in the summary")
