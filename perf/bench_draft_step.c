@@ -168,7 +168,6 @@ typedef struct bed {
                       positions, parents [MAX_CALLS]; q_indptr [2]; kv_lens, prefix_lens [1] */
   int32_t *table;  /* [P] */
   float *logits;   /* [MAX_CALLS][vocab] */
-  void *ws;
 } bed_t;
 
 #define META_TOK 0
