@@ -430,6 +430,10 @@ int main(int argc, char **argv) {
         const double per = (hi.step_us[i] - lo.step_us[i]) / (o.hi - o.lo), rest = lo.step_us[i] - o.lo * per;
         full_us = rest + hp.n_layers * per;
         snprintf(how, sizeof how, "extrapolated %d,%d", o.lo, o.hi);
+        if (!(per > 0))
+          fprintf(stderr, "bench_kv_heads: warning: %d KV heads, B = %d: the step of %d layers (%.1f us) is no slower "
+                          "than of %d (%.1f us): the extrapolation means nothing\n",
+                  hp.n_kv_heads, b, o.hi, hi.step_us[i], o.lo, lo.step_us[i]);
         row("kv_step", shape, "forward_device", lo.step_us[i], o.lo * (layer_w + b * L * kv_layer_tok) + head_w, &o,
             hp.n_kv_heads, b, o.lo, kv_tok, fit, mode, device, cmd);
       }

@@ -84,7 +84,9 @@ def kv_rows(lines):
         check(int(d["batch_in_budget"]) == (40 << 30) // (kv_tok * 64), "batch in 40 GiB at %d heads: %s"
               % (h, d["batch_in_budget"]))
         us, fl = float(d["median_us"]), float(d["floor_us"])
-        check(us > 0 and fl > 0 and math.isfinite(us), "times %r" % d)
+        # A measured time is positive; an extrapolated one may not be on a busy CPU (the 2-layer step no slower
+        # than the 1-layer one), which the formula check below still covers.
+        check(math.isfinite(us) and us != 0 and fl > 0 and (us > 0 or d["bench"] == "kv_step_full"), "times %r" % d)
         close(float(d["pct_of_floor"]), 100 * fl / us, "pct_of_floor", rel=2e-3, abs_tol=0.06)
         bw.add(round(float(d["bytes_read"]) / fl, -1) if fl > 0 else 0)
         if d["bench"] == "kv_attention":
