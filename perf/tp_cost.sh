@@ -71,6 +71,7 @@ for run in "${runs[@]}"; do
   fi
   header=(--no-header)
 done
-python3 "$root/perf/tp_cost_model.py" "$csv" --predictions "$out/tp_predictions.csv" >"$out/tp_cost.md" || exit 1
+python3 "$root/perf/tp_cost_model.py" "$csv" --predictions "$out/tp_predictions.csv" \
+  --layer-parallel "$out/lp_predictions.csv" >"$out/tp_cost.md" || exit 1
 cat "$out/tp_cost.md"
 echo "tp_cost: $csv, $out/tp_cost.md, $out/tp_predictions.csv" >&2

@@ -22,6 +22,22 @@ The speedup is over TP 1 when measured, else over the smallest TP measured
 (named). The all-reduces "dominate" from the first TP size where comm >
 compute.
 
+Layer-parallel drafting across ranks (EasySpec; deco_model_create_view_ranks)
+is predicted from the same TP 1 decode rows: a draft forward (T = 1) of the
+whole model whose middle layers run in groups of k <= N consecutive layers,
+the group's k attentions on k ranks at once and its k MLPs in order on every
+rank. The share of a layer's time that is attention, f, is ASSUMED to be its
+share of the layer's weight bytes (decode streams the weights; the K/V read
+is left out): attention dim x head_dim x (heads + 2 kv_heads) + heads x
+head_dim x dim values, MLP 3 x dim x hidden. Per group of k > 1:
+
+  group      = f x t + broadcast + all-gather + k x (1 - f) x t
+  broadcast  = latency + bytes / busbw          (the group's input)
+  all-gather = latency + (k - 1) x bytes / busbw   (the k attention outputs)
+
+against k x t sequentially; the first and last layers run alone, and the
+rest (us_rest) is the same for both.
+
   tp_cost_model.py CSV [CSV ...] [--link 'NAME:LATENCY_US:BUSBW_GBS' ...]
                    [--predictions OUT.csv]
 
@@ -84,6 +100,9 @@ def read_rows(paths):
                         "us_per_layer": float(r["us_per_layer"]),
                         "us_rest": float(r["us_rest"]),
                         "device": r["device"],
+                        "heads": int(r.get("heads") or 0),
+                        "kv_heads": int(r.get("kv_heads") or 0),
+                        "hidden": int(r.get("hidden") or 0),
                     }
                 except (TypeError, ValueError) as e:
                     raise ValueError("%s:%d: %s" % (path, line, e))
@@ -138,6 +157,43 @@ def dominates_from(preds):
         if p["comm_us"] > p["compute_us"]:
             return p["tp"]
     return None
+
+
+LAYER_PARALLEL_N = (2, 4)
+
+
+def attention_share(row):
+    """f: attention's share of a layer's weight values (an assumption for its
+    share of the layer's decode time), or None without the head counts."""
+    heads, kv, hidden, dim = row["heads"], row["kv_heads"], row["hidden"], row["dim"]
+    if heads < 1 or kv < 1 or hidden < 1 or dim % heads:
+        return None
+    hd = dim // heads
+    att = dim * hd * (heads + 2 * kv) + heads * hd * dim
+    return att / (att + 3 * dim * hidden)
+
+
+def layer_parallel(row, link, n):
+    """A layer-parallel draft forward across n ranks against the sequential
+    one (module docstring); row: a TP 1 decode row."""
+    name, lat, bw = link
+    f = attention_share(row)
+    t, L, rest = row["us_per_layer"], row["n_layers"], row["us_rest"]
+    nbytes = allreduce_bytes(row)
+    middle = max(L - 2, 0)
+    sizes = [n] * (middle // n) + ([middle % n] if middle % n else [])
+    par = (L - middle) * t + rest
+    comm = 0.0
+    for k in sizes:
+        if k == 1:
+            par += t
+            continue
+        c = (lat + nbytes / (bw * 1e3)) + (lat + (k - 1) * nbytes / (bw * 1e3))
+        comm += c
+        par += f * t + c + k * (1 - f) * t
+    seq = L * t + rest
+    return {"shape": row["shape"], "n": n, "link": name, "attention_share": f, "sequential_us": seq,
+            "parallel_us": par, "comm_us": comm, "speedup": seq / par if par > 0 else float("nan")}
 
 
 def fmt_bytes(n):
@@ -201,8 +257,27 @@ def markdown(data, links):
     out.append("|---|---|---|---|")
     for shape, step, link, tp, last in summary:
         out.append("| %s | %s | %s | %s |" % (shape, step, link, "TP %d" % tp if tp else "not up to TP %d" % last))
+    lp = [data[k][1] for k in keys if k[1] == "decode" and 1 in data[k] and attention_share(data[k][1])]
+    if lp:
+        out.append("")
+        out.append("Predicted layer-parallel draft forward across N ranks (T = 1; groups of N middle layers, one "
+                   "attention per rank, the MLPs in order; attention's share f of a layer's time assumed from its "
+                   "weight bytes): ms, speedup over the sequential draft on one GPU, collectives per forward:")
+        out.append("")
+        out.append("| shape (f) | interconnect (assumption) | sequential | " +
+                   " | ".join("N = %d" % n for n in LAYER_PARALLEL_N) + " |")
+        out.append("|---|---|---|" + "---|" * len(LAYER_PARALLEL_N))
+        for r in lp:
+            for link in links:
+                ps = [layer_parallel(r, link, n) for n in LAYER_PARALLEL_N]
+                out.append("| %s (%.2f) | %s | %s | %s |" % (
+                    r["shape"], ps[0]["attention_share"], link[0], fmt_ms(ps[0]["sequential_us"]),
+                    " | ".join("%s (%.2f×, %s ms)" % (fmt_ms(p["parallel_us"]), p["speedup"], fmt_ms(p["comm_us"]))
+                               for p in ps)))
     return "\n".join(out) + "\n"
 
+
+LP_FIELDS = ["shape", "n", "link", "attention_share", "sequential_us", "parallel_us", "comm_us", "speedup"]
 
 PRED_FIELDS = ["shape", "step", "tp", "link", "latency_us", "busbw_gbs", "compute_us", "allreduce_bytes", "step_bytes",
                "allreduce_us", "comm_us", "step_us", "speedup", "base_tp", "comm_share"]
@@ -213,6 +288,8 @@ def main(argv):
     ap.add_argument("csv", nargs="+", help="bench_tp_layer CSV files")
     ap.add_argument("--link", action="append", default=[], help="NAME:LATENCY_US:BUSBW_GBS (an assumption)")
     ap.add_argument("--predictions", help="write every prediction as CSV here")
+    ap.add_argument("--layer-parallel", dest="layer_parallel",
+                    help="write the layer-parallel draft predictions as CSV here")
     a = ap.parse_args(argv)
     try:
         links = [parse_link(t) for t in a.link] or DEFAULT_LINKS
@@ -232,6 +309,18 @@ def main(argv):
                 for link in links:
                     for p in predict(data[key], link):
                         w.writerow({k: ("%.6g" % p[k]) if isinstance(p[k], float) else p[k] for k in PRED_FIELDS})
+    if a.layer_parallel:
+        with open(a.layer_parallel, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LP_FIELDS, lineterminator="\n")
+            w.writeheader()
+            for key in sorted(data):
+                r = data[key].get(1)
+                if key[1] != "decode" or not r or not attention_share(r):
+                    continue
+                for link in links:
+                    for n in LAYER_PARALLEL_N:
+                        p = layer_parallel(r, link, n)
+                        w.writerow({k: ("%.6g" % p[k]) if isinstance(p[k], float) else p[k] for k in LP_FIELDS})
     return 0
 
 

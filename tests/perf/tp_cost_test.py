@@ -3,7 +3,8 @@
 plumbing on the CPU (ctest tp_cost_model, label cpu):
 - perf/tp_cost_model.py on a hand-made CSV gives the predictions worked out
   by hand here (all-reduce bytes, ring all-reduce time, step, speedup, where
-  the all-reduces start to dominate), and refuses a CSV without its columns;
+  the all-reduces start to dominate; a layer-parallel draft forward across
+  ranks), and refuses a CSV without its columns;
 - bench_tp_layer (BENCH) on smollm2-135m at TP 1 and 3 (9 query heads: no
   TP 2, which it refuses naming 9 and 2) writes well-formed rows whose shard
   shapes are the plan's, and the model script reads them;
@@ -102,6 +103,43 @@ def model_arithmetic(tmp):
           % (r.returncode, r.stderr))
 
 
+def layer_parallel_arithmetic(tmp):
+    """The layer-parallel draft prediction on a hand-made TP 1 decode row:
+    4 heads, 2 KV heads, hidden 24, dim 8 (head_dim 2): attention 8 x 2 x 8
+    + 4 x 2 x 8 = 192 values, MLP 3 x 8 x 24 = 576, f = 0.25; 7 layers of
+    100 us, 50 us besides; one forward's message 1 x 8 x 2 = 16 B."""
+    src = os.path.join(tmp, "lp.csv")
+    with open(src, "w") as f:
+        f.write(HEADER + "\n")
+        f.write("tp_layer,lp,1,decode,1,4,2,24,8,7,bf16,1,3,0,0,100.0,50.0,0,graph,test,cmd\n")
+    out = os.path.join(tmp, "lp_pred.csv")
+    r = subprocess.run([sys.executable, MODEL, src, "--link", "fast:10:100", "--link", "slow:30:0.001",
+                        "--layer-parallel", out], capture_output=True, text=True)
+    check(r.returncode == 0, "layer-parallel predictions: exit %d: %s" % (r.returncode, r.stderr))
+    if r.returncode != 0:
+        return
+    with open(out) as f:
+        p = {(int(d["n"]), d["link"]): d for d in csv.DictReader(f)}
+    check(len(p) == 4, "%d layer-parallel predictions, expected 4" % len(p))
+    g = lambda n, l, k: float(p[(n, l)][k])
+    close(g(2, "fast", "attention_share"), 0.25, "attention share")
+    close(g(2, "fast", "sequential_us"), 750, "sequential draft forward")
+    # N = 2, fast: middle 5 = groups of 2, 2, 1; a group of 2: broadcast 10 + 16 / 1e5,
+    # all-gather 10 + 16 / 1e5 -> 20.00032; 0.25 x 100 + 20.00032 + 2 x 75 = 195.00032;
+    # 2 x 100 + 50 + 2 x 195.00032 + 100.
+    close(g(2, "fast", "parallel_us"), 740.00064, "N = 2 fast")
+    close(g(2, "fast", "comm_us"), 40.00064, "N = 2 fast collectives")
+    close(g(2, "fast", "speedup"), 750 / 740.00064, "N = 2 fast speedup")
+    # slow: 0.001 GB/s = 1 B/us, so the message is 16 us. N = 4: groups of 4 and 1;
+    # broadcast 30 + 16, all-gather 30 + 3 x 16 -> 124; 25 + 124 + 300 = 449;
+    # 250 + 449 + 100. N = 2: 46 + 46 = 92; 25 + 92 + 150 = 267; 250 + 2 x 267 + 100.
+    close(g(4, "slow", "parallel_us"), 799, "N = 4 slow")
+    close(g(4, "slow", "comm_us"), 124, "N = 4 slow collectives")
+    close(g(2, "slow", "parallel_us"), 884, "N = 2 slow")
+    close(g(4, "fast", "parallel_us"), 695.00064, "N = 4 fast")
+    check("Predicted layer-parallel draft forward" in r.stdout, "the markdown has the layer-parallel table")
+
+
 def bench_rows(bench, tmp):
     cmd = [bench, "--shape", "smollm2-135m", "--tp", "1,3", "--backend", "cpu", "--reps", "1", "--layers", "1,3",
            "--prefix", "32", "--threads", "1", "--device", "test-cpu"]
@@ -159,6 +197,7 @@ def main():
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         model_arithmetic(tmp)
+        layer_parallel_arithmetic(tmp)
         bench_rows(sys.argv[1], tmp)
         script_without_bench(tmp)
     print("tp_cost_test: %d failure(s)" % len(failures))
