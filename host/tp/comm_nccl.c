@@ -287,9 +287,23 @@ static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, con
                    op, c->rank, c->size, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
 }
 
+/* 1 once this handle's communicator was aborted (its group's, or an
+ * ungrouped one's): NCCL has then ended whatever it had running on the
+ * device. Read under the group's lock (the watchdog aborts under it). */
+static int comm_gone(nccl_state_t *s) {
+  if (!s->group) return s->comm_gone;
+  pthread_mutex_lock(&s->group->mu);
+  const int gone = s->group->aborted;
+  pthread_mutex_unlock(&s->group->mu);
+  return gone;
+}
+
 /* Waits for a stream to drain while polling the communicator's
- * asynchronous errors (a peer that died shows there, not as a hang); the
- * timeout aborts. */
+ * asynchronous errors (a peer that died shows there, not as a hang). The
+ * timeout aborts the communicator, which ends its kernels on the stream:
+ * a healthy communicator whose stream is stuck (a peer that never joined
+ * the collective, a kernel before it that never ends) reports no error,
+ * so the timeout must not be left to settle, which would answer success. */
 static deco_status_t wait_stream(deco_comm_t *c, deco_ctx_t *ctx, cudaStream_t st, const char *op) {
   nccl_state_t *s = c->impl;
   const double t0 = now_s();
@@ -303,7 +317,13 @@ static deco_status_t wait_stream(deco_comm_t *c, deco_ctx_t *ctx, cudaStream_t s
     ncclResult_t async = ncclSuccess;
     async_error(s, &async);
     if (async != ncclSuccess && async != ncclInProgress) return settle(c, ctx, async, op);
-    if (now_s() - t0 > s->timeout_s) return settle(c, ctx, ncclInProgress, op);
+    if (now_s() - t0 > s->timeout_s) {
+      abort_one(c, 1);
+      return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
+                       "nccl communicator: %s: the stream did not drain within the timeout of %.0f s on rank %d of "
+                       "%d: the communicator was aborted (ncclCommAbort)",
+                       op, s->timeout_s, c->rank, c->size);
+    }
     usleep(100);
   }
 }
@@ -379,11 +399,21 @@ static deco_status_t host_all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void
                      cudaGetErrorString(e));
     }
   }
-  /* Drained before the buffer goes, even after a failure (an abort ends the
-   * gather's kernel). */
-  const deco_status_t w = wait_stream(c, ctx, s->host_stream, op);
-  if (st == DECO_STATUS_SUCCESS) st = w;
-  cudaFree(dev);
+  /* recv is complete only once the stream drained: success needs it. A
+   * failed settle has already aborted (nothing to wait for then). */
+  if (!comm_gone(s)) {
+    const deco_status_t w = wait_stream(c, ctx, s->host_stream, op);
+    if (st == DECO_STATUS_SUCCESS) st = w;
+  }
+  /* The buffer goes only when nothing queued can still use it: the stream
+   * drained, or the communicator was aborted (NCCL then ends the gather's
+   * kernel). Otherwise (a CUDA error on the stream with the communicator
+   * alive) it is left allocated: cudaFree would wait for the queued gather,
+   * the very hang the timeout exists to avoid. */
+  if (comm_gone(s) || cudaStreamQuery(s->host_stream) == cudaSuccess)
+    cudaFree(dev);
+  else
+    (void)cudaGetLastError();
   return st;
 }
 
