@@ -278,13 +278,24 @@ static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, con
     }
     usleep(100);
   }
-  const char *last = s->group && s->group->aborted ? "another rank of this process aborted"
-                     : s->comm_gone                ? "the communicator was already aborted"
-                                                   : ncclGetLastError(s->comm);
+  /* Under the group's lock: the watchdog may abort the communicator (and
+   * so free it) at any moment; NCCL's last error is copied out before the
+   * lock goes (ncclGetLastError only reads, it never blocks). */
+  char last[256] = "";
+  if (s->group) pthread_mutex_lock(&s->group->mu);
+  if (s->group && s->group->aborted) {
+    snprintf(last, sizeof last, "%s", "another rank of this process aborted");
+  } else if (s->comm_gone) {
+    snprintf(last, sizeof last, "%s", "the communicator was already aborted");
+  } else {
+    const char *text = ncclGetLastError(s->comm);
+    snprintf(last, sizeof last, "%s", text ? text : "");
+  }
+  if (s->group) pthread_mutex_unlock(&s->group->mu);
   abort_one(c, 1);
   return DECO_FAIL(ctx, DECO_STATUS_ABORTED, "nccl communicator: %s failed on rank %d of %d: %s%s%s; the communicator "
                    "was aborted (ncclCommAbort)",
-                   op, c->rank, c->size, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
+                   op, c->rank, c->size, ncclGetErrorString(r), *last ? ": " : "", last);
 }
 
 /* 1 once this handle's communicator was aborted (its group's, or an
@@ -438,9 +449,18 @@ static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
 
 static void abort_comm(deco_comm_t *c) { abort_one(c, 0); }
 
+/* s->owned, read under the group's lock (an abort clears it). */
+static int owned_now(nccl_state_t *s) {
+  if (!s->group) return s->owned;
+  pthread_mutex_lock(&s->group->mu);
+  const int owned = s->owned;
+  pthread_mutex_unlock(&s->group->mu);
+  return owned;
+}
+
 static void destroy(deco_comm_t *c) {
   nccl_state_t *s = c->impl;
-  if (s->owned) {
+  if (owned_now(s)) {
     /* Finalize flushes outstanding work, polled like any call. */
     if (settle(c, NULL, ENQUEUE(s, ncclCommFinalize(s->comm)), "ncclCommFinalize") == DECO_STATUS_SUCCESS) {
       if (s->group) pthread_mutex_lock(&s->group->mu);
