@@ -251,6 +251,13 @@ Test(tp_comm, bad_arguments_are_refused) {
   cr_assert(deco_comm_aborted(c[0]));
   cr_assert_eq(deco_comm_barrier(c[0], NULL), DECO_STATUS_ABORTED);
   deco_comm_destroy(c[0]);
+  /* Destroyed together: NULL entries skipped, every entry NULL after. */
+  deco_comm_t *three[4] = {NULL};
+  cr_assert_eq(deco_comm_threads_create(3, three), DECO_STATUS_SUCCESS);
+  deco_comm_destroy_all(three, 4);
+  for (int i = 0; i < 4; ++i) cr_assert_null(three[i]);
+  deco_comm_destroy_all(NULL, 2);
+  deco_comm_destroy_all(three, 0);
 }
 
 /* Rank 1 calls with one element more (then another dtype, then another

@@ -24,6 +24,9 @@ typedef struct deco_comm_ops {
   deco_status_t (*barrier)(deco_comm_t *c, deco_ctx_t *ctx);
   void (*abort)(deco_comm_t *c);
   void (*destroy)(deco_comm_t *c);
+  /* n handles of this backend (NULL entries skipped) destroyed together
+   * from one thread; NULL: destroy each in turn does. */
+  void (*destroy_all)(deco_comm_t **c, int n);
 } deco_comm_ops_t;
 
 struct deco_comm {

@@ -458,6 +458,26 @@ static int owned_now(nccl_state_t *s) {
   return owned;
 }
 
+/* What a handle holds besides its communicator (finalized, destroyed or
+ * aborted before): its group reference, stream, barrier int, MPI. */
+static void release(deco_comm_t *c) {
+  nccl_state_t *s = c->impl;
+  if (s->group) group_release(s->group, s->slot);
+  /* On the handle's GPU (one thread may release several), then back. */
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess) current = -1;
+  if (s->device >= 0 && s->device != current) cudaSetDevice(s->device);
+  if (s->host_stream) cudaStreamDestroy(s->host_stream);
+  if (s->barrier_buf) cudaFree(s->barrier_buf);
+  if (current >= 0 && s->device >= 0 && s->device != current) cudaSetDevice(current);
+  (void)cudaGetLastError();
+#ifdef DECO_HAVE_MPI
+  deco_comm_mpi_release(s->mpi_init_by_us);
+#endif
+  free(s);
+  free(c);
+}
+
 static void destroy(deco_comm_t *c) {
   nccl_state_t *s = c->impl;
   if (owned_now(s)) {
@@ -471,20 +491,104 @@ static void destroy(deco_comm_t *c) {
       if (s->group) pthread_mutex_unlock(&s->group->mu);
     }
   }
-  if (s->group) group_release(s->group, s->slot);
-  if (s->host_stream) cudaStreamDestroy(s->host_stream);
-  if (s->barrier_buf) cudaFree(s->barrier_buf);
-#ifdef DECO_HAVE_MPI
-  deco_comm_mpi_release(s->mpi_init_by_us);
-#endif
-  free(s);
-  free(c);
+  release(c);
+}
+
+/* Handles of one group from one thread (create_all's): finalize is
+ * collective over the clique, so every member's ncclCommFinalize goes into
+ * one ncclGroupStart/End (finalizing them one by one would wait in the
+ * first for the others), then all are polled together until quiescent
+ * (an error or the timeout aborts the group), then each is destroyed.
+ * Handles of different groups, or without one, are independent: destroyed
+ * one by one. */
+static void destroy_all(deco_comm_t **cs, int n) {
+  nccl_group_t *g = NULL;
+  int together = 1;
+  for (int i = 0; i < n; ++i) {
+    if (cs[i] == NULL) continue;
+    nccl_state_t *s = cs[i]->impl;
+    if (s->group == NULL || (g && s->group != g)) together = 0;
+    g = s->group;
+  }
+  if (!together || g == NULL) {
+    for (int i = 0; i < n; ++i)
+      if (cs[i]) destroy(cs[i]);
+    return;
+  }
+  ncclComm_t fin[DECO_COMM_MAX_RANKS];
+  int slot[DECO_COMM_MAX_RANKS], k = 0, ok = 1, timed_out = 0;
+  ncclResult_t bad = ncclSuccess;
+  double timeout_s = DECO_COMM_NCCL_TIMEOUT_S;
+  /* The lock is held across the group call: with non-blocking
+   * communicators ncclGroupEnd returns ncclInProgress instead of waiting,
+   * and the watchdog must not abort a communicator inside it. */
+  pthread_mutex_lock(&g->mu);
+  if (!g->aborted) {
+    ncclResult_t r = ncclGroupStart();
+    if (r != ncclSuccess) {
+      ok = 0, bad = r;
+    } else {
+      for (int i = 0; i < n && ok; ++i) {
+        if (cs[i] == NULL) continue;
+        nccl_state_t *s = cs[i]->impl;
+        if (!s->owned || !g->live[s->slot]) continue;
+        timeout_s = s->timeout_s;
+        r = ncclCommFinalize(s->comm);
+        if (r != ncclSuccess && r != ncclInProgress) ok = 0, bad = r;
+        fin[k] = s->comm;
+        slot[k++] = s->slot;
+      }
+      r = ncclGroupEnd(); /* always paired with the start */
+      if (ok && r != ncclSuccess && r != ncclInProgress) ok = 0, bad = r;
+    }
+  }
+  pthread_mutex_unlock(&g->mu);
+  /* Every finalized communicator quiescent, or the group aborted. */
+  const double t0 = now_s();
+  for (int pending = k > 0; ok && pending;) {
+    pending = 0;
+    pthread_mutex_lock(&g->mu);
+    if (g->aborted) ok = 0;
+    for (int j = 0; j < k && ok; ++j) {
+      ncclResult_t a = ncclSuccess;
+      const ncclResult_t q = ncclCommGetAsyncError(fin[j], &a);
+      if (q != ncclSuccess || (a != ncclSuccess && a != ncclInProgress)) ok = 0, bad = q != ncclSuccess ? q : a;
+      if (a == ncclInProgress) pending = 1;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (ok && pending && now_s() - t0 > timeout_s) ok = 0, timed_out = 1;
+    if (ok && pending) usleep(100);
+  }
+  pthread_mutex_lock(&g->mu);
+  if (ok && !g->aborted) {
+    for (int j = 0; j < k; ++j) {
+      ncclCommDestroy(fin[j]); /* after a finalize: local only, never blocks */
+      g->live[slot[j]] = 0;
+      if (g->handles[slot[j]]) ((nccl_state_t *)g->handles[slot[j]]->impl)->owned = 0;
+    }
+  } else {
+    const int by_other = g->aborted && bad == ncclSuccess && !timed_out;
+    group_abort_locked(g);
+    if (timed_out)
+      DECO_FAIL(NULL, DECO_STATUS_ABORTED,
+                "nccl communicator: ncclCommFinalize of %d communicator(s) still in progress after %.0f s: the "
+                "communicators were aborted (ncclCommAbort)",
+                k, timeout_s);
+    else if (!by_other)
+      DECO_FAIL(NULL, DECO_STATUS_ABORTED,
+                "nccl communicator: ncclCommFinalize of %d communicator(s) failed: %s; the communicators were "
+                "aborted (ncclCommAbort)",
+                k, ncclGetErrorString(bad));
+  }
+  pthread_mutex_unlock(&g->mu);
+  for (int i = 0; i < n; ++i)
+    if (cs[i]) release(cs[i]);
 }
 
 static const deco_comm_ops_t nccl_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
                                          .host_all_gather = host_all_gather, .broadcast = broadcast, .barrier = barrier,
                                          .abort = abort_comm,
-                                         .destroy = destroy};
+                                         .destroy = destroy, .destroy_all = destroy_all};
 
 /* A handle on an initialised communicator (init_wait done: NCCL answers
  * rank and count only then). On failure the communicator is the caller's. */

@@ -99,7 +99,8 @@ DECO_API deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *conf
  * one thread each (a non-blocking ncclCommInitRankConfig per GPU in one
  * group; every init polled to completion, all aborted when one fails):
  * comms[r] is rank r's handle; each thread makes its GPU current before
- * using it. The n handles abort together: an abort of one (a failing rank,
+ * using it; the handles go together with deco_comm_destroy_all (or each
+ * on its own thread at the same time). The n handles abort together: an abort of one (a failing rank,
  * an error, a timeout) aborts every communicator, and a watchdog thread
  * aborts them all on the first asynchronous error any reports or when one
  * rank stays behind the others' collectives for DECO_COMM_NCCL_TIMEOUT_S. */
@@ -139,6 +140,16 @@ DECO_API void deco_comm_abort(deco_comm_t *comm);
 DECO_API int deco_comm_aborted(const deco_comm_t *comm);
 
 DECO_API void deco_comm_destroy(deco_comm_t *comm);
+/* Destroys n handles together from one thread (NULL entries are skipped;
+ * every entry is NULL afterwards). The handles of deco_comm_nccl_create_all
+ * go this way (or each on its own thread, all at the same time): NCCL's
+ * finalize is collective over the communicators of a clique, so one thread
+ * destroying them one after another would wait in the first for the others
+ * until the timeout aborts them all. Here NCCL handles of one group are
+ * finalized in one NCCL group call, polled together (the timeout aborts),
+ * then freed; the other backends (and NCCL handles of different groups)
+ * are destroyed one by one. */
+DECO_API void deco_comm_destroy_all(deco_comm_t **comms, int n);
 
 /* All ranks agree on a 64-bit value (a hash of the model config, the file
  * size and the options) before any work: the values are all-gathered and
