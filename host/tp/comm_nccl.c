@@ -732,6 +732,7 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
   } else if (mpi_launch) {
 #ifdef DECO_HAVE_MPI
     st = deco_comm_mpi_acquire(&mpi_init_by_us, op);
+    const int mpi_init_ok = st == DECO_STATUS_SUCCESS;
     int world = 0;
     if (st == DECO_STATUS_SUCCESS) MPI_Comm_size(MPI_COMM_WORLD, &world);
     if (st == DECO_STATUS_SUCCESS && world != env.size)
@@ -740,8 +741,37 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
                      env.source, env.size);
     if (st == DECO_STATUS_SUCCESS && env.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
       st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
-    if (st == DECO_STATUS_SUCCESS && MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
-      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Bcast of the NCCL id", op);
+    /* Every rank with MPI up enters the broadcast, whatever failed before
+     * it: rank 0 sends a status word with the id, so a rank 0 that could
+     * not make the id fails every rank instead of leaving them waiting. */
+    if (mpi_init_ok) {
+      struct {
+        int32_t ok;
+        ncclUniqueId id;
+      } msg;
+      memset(&msg, 0, sizeof msg);
+      msg.ok = st == DECO_STATUS_SUCCESS;
+      msg.id = id;
+      if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        if (st == DECO_STATUS_SUCCESS) st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Bcast of the NCCL id", op);
+      } else if (st == DECO_STATUS_SUCCESS && !msg.ok) {
+        st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL,
+                       "%s: rank 0 could not make the NCCL id (its own message says why); this is rank %d of %d", op,
+                       env.rank, env.size);
+      } else if (st == DECO_STATUS_SUCCESS) {
+        id = msg.id;
+      }
+      /* A rank that failed on its own (its world check) fails the others
+       * too, rather than leaving them in ncclCommInitRankConfig until the
+       * timeout. */
+      int mine = st == DECO_STATUS_SUCCESS, all = 0;
+      if (MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS) all = 0;
+      if (st == DECO_STATUS_SUCCESS && !all)
+        st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL,
+                       "%s: another rank failed before the NCCL communicator was made (its own message says why); "
+                       "this is rank %d of %d",
+                       op, env.rank, env.size);
+    }
 #endif
   } else if (comm_id && *comm_id) {
     /* NCCL's own bootstrap: every rank derives the id from NCCL_COMM_ID. */
