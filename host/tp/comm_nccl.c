@@ -19,17 +19,12 @@
  * backend. Built only with CUDA and NCCL found at configure.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <cuda_runtime_api.h>
-#include <errno.h>
 #include <nccl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef DECO_HAVE_MPI
@@ -643,61 +638,6 @@ static void group_handles(int n, deco_comm_t **h) {
 
 /* ---- The unique id, process per GPU ---- */
 
-/* Rank 0 serves the id on MASTER_ADDR:MASTER_PORT to size - 1 peers; the
- * others connect (retrying until the timeout) and read it. */
-static deco_status_t tcp_share_id(ncclUniqueId *id, int rank, int size, const char *addr, const char *port,
-                                  double timeout_s, const char *op) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-  if (rank == 0) hints.ai_flags = AI_PASSIVE;
-  int g = getaddrinfo(rank == 0 ? NULL : addr, port, &hints, &ai);
-  if (g != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: MASTER_ADDR=%s MASTER_PORT=%s: %s", op, addr, port,
-                     gai_strerror(g));
-  deco_status_t st = DECO_STATUS_SUCCESS;
-  const double t0 = now_s();
-  if (rank == 0) {
-    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol), one = 1;
-    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, size) != 0) {
-      st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: cannot listen on MASTER_PORT=%s: %s", op, port, strerror(errno));
-    } else {
-      for (int served = 1; served < size && st == DECO_STATUS_SUCCESS; ++served) {
-        int peer = accept(fd, NULL, NULL);
-        if (peer < 0 || write(peer, id, sizeof *id) != (ssize_t)sizeof *id)
-          st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: serving the NCCL id on port %s: %s", op, port,
-                         strerror(errno));
-        if (peer >= 0) close(peer);
-      }
-    }
-    if (fd >= 0) close(fd);
-  } else {
-    for (;;) {
-      int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-      if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-        size_t got = 0;
-        while (got < sizeof *id) {
-          ssize_t k = read(fd, (char *)id + got, sizeof *id - got);
-          if (k <= 0) break;
-          got += (size_t)k;
-        }
-        close(fd);
-        if (got != sizeof *id)
-          st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: short NCCL id from %s:%s", op, addr, port);
-        break;
-      }
-      if (fd >= 0) close(fd);
-      if (now_s() - t0 > timeout_s) {
-        st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: no NCCL id served at MASTER_ADDR=%s MASTER_PORT=%s after %.0f s",
-                       op, addr, port, timeout_s);
-        break;
-      }
-      usleep(100 * 1000);
-    }
-  }
-  freeaddrinfo(ai);
-  return st;
-}
-
 deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_comm_t **out) {
   static const char op[] = "deco_comm_nccl_create";
   if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: out is NULL", op);
@@ -780,7 +720,9 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
   } else if (maddr && *maddr && mport && *mport) {
     if (env.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
       st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
-    if (st == DECO_STATUS_SUCCESS) st = tcp_share_id(&id, env.rank, env.size, maddr, mport, timeout, op);
+    /* Served by rank 0 over TCP (comm_tcp.c), every wait bounded. */
+    if (st == DECO_STATUS_SUCCESS)
+      st = deco_comm_tcp_share(&id, sizeof id, env.rank, env.size, maddr, mport, timeout, op);
   } else {
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: rank %d of %d has no way to share the NCCL id: no MPI launch (OMPI_COMM_WORLD_*, PMI_*), "
