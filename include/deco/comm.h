@@ -103,7 +103,9 @@ DECO_API deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *conf
  * on its own thread at the same time). The n handles abort together: an abort of one (a failing rank,
  * an error, a timeout) aborts every communicator, and a watchdog thread
  * aborts them all on the first asynchronous error any reports or when one
- * rank stays behind the others' collectives for DECO_COMM_NCCL_TIMEOUT_S. */
+ * rank stays behind the others' collectives for DECO_COMM_NCCL_TIMEOUT_S
+ * (a rank that is merely that much slower, still loading while the others
+ * entered their first collective, is taken for stuck too). */
 DECO_API deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t **comms);
 /* An engine's NCCL communicator (an ncclComm_t passed by address), wrapped,
  * not owned (an error still aborts it: NCCL leaves it unusable); timeout_s
