@@ -118,7 +118,10 @@ static deco_status_t serve(const void *blob, size_t bytes, int size, const char 
     /* The IPv6 socket takes IPv6 only, so the IPv4 one can bind the same
      * port (a dual-stack IPv6 socket would take both and make it fail). */
     if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, size) != 0) {
+    /* Non-blocking: a connection reset between poll and accept must not
+     * leave accept waiting (the accepted socket blocks again: Linux does
+     * not pass O_NONBLOCK on). */
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, size) != 0 || set_nonblocking(fd, 1) != 0) {
       last_errno = errno;
       close(fd);
       continue;
@@ -148,7 +151,7 @@ static deco_status_t serve(const void *blob, size_t bytes, int size, const char 
     }
     for (int i = 0; i < nfd && served < size && st == DECO_STATUS_SUCCESS; ++i) {
       if (!(fds[i].revents & POLLIN)) continue;
-      const int peer = accept(fds[i].fd, NULL, NULL);
+      const int peer = accept4(fds[i].fd, NULL, NULL, 0);
       if (peer < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
         st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: serving the NCCL id on port %s: %s", op, port,
