@@ -46,9 +46,12 @@ typedef enum deco_comm_dtype {
 DECO_API deco_comm_dtype_t deco_comm_dtype_of(deco_dtype_t dtype);
 
 /* size ranks in one process: comms[r] is rank r's handle, to be used by one
- * thread each (every rank must enter every collective, in the same order).
- * Waits spin briefly, then block. Each handle is destroyed on its own; the
- * shared state goes with the last one. */
+ * thread each (every rank must enter every collective, in the same order:
+ * a rank whose call differs from rank 0's — collective, barrier included,
+ * count, dtype or root — fails every rank with DECO_STATUS_ABORTED naming
+ * both calls, before any buffer is read). Waits spin briefly, then block.
+ * Each handle is destroyed on its own (or all with deco_comm_destroy_all);
+ * the shared state goes with the last one. */
 DECO_API deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms);
 
 /* Where a launcher (mpirun, srun, torchrun) says this process stands:
