@@ -4,7 +4,8 @@
  * and broadcast; an abort that reaches a waiting rank within a second; the
  * 64-bit agreement check naming both values; the launcher environment;
  * ranks calling a collective with different counts, dtypes, roots or
- * collectives all failing with both calls named.
+ * collectives all failing with both calls named, a barrier against a
+ * collective included.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -250,6 +251,13 @@ Test(tp_comm, bad_arguments_are_refused) {
   cr_assert(deco_comm_aborted(c[0]));
   cr_assert_eq(deco_comm_barrier(c[0], NULL), DECO_STATUS_ABORTED);
   deco_comm_destroy(c[0]);
+  /* Destroyed together: NULL entries skipped, every entry NULL after. */
+  deco_comm_t *three[4] = {NULL};
+  cr_assert_eq(deco_comm_threads_create(3, three), DECO_STATUS_SUCCESS);
+  deco_comm_destroy_all(three, 4);
+  for (int i = 0; i < 4; ++i) cr_assert_null(three[i]);
+  deco_comm_destroy_all(NULL, 2);
+  deco_comm_destroy_all(three, 0);
 }
 
 /* Rank 1 calls with one element more (then another dtype, then another
@@ -291,4 +299,59 @@ Test(tp_comm, ranks_calling_with_different_counts_dtypes_or_collectives_all_fail
   deco_status_t st[1];
   cr_assert_eq(deco_test_tp_run(1, mismatch_rank, &j, st, NULL), 0);
   cr_assert_eq(st[0], DECO_STATUS_SUCCESS);
+}
+
+/* One rank in a barrier while the other is in an all-reduce (either way
+ * round): both fail as a mismatch naming the barrier, and the all-reduce
+ * leaves its buffer as it was (no stale post read as a peer's values). */
+typedef struct barrier_mismatch_job {
+  int barrier_rank;
+  float buf[DECO_COMM_MAX_RANKS][4];
+} barrier_mismatch_job_t;
+
+static deco_status_t barrier_mismatch_rank(deco_comm_t *comm, int rank, void *user) {
+  barrier_mismatch_job_t *j = user;
+  if (rank == j->barrier_rank) return deco_comm_barrier(comm, NULL);
+  for (int i = 0; i < 4; ++i) j->buf[rank][i] = (float)(rank + 1) * 0.5f + (float)i;
+  return deco_comm_all_reduce_sum(comm, NULL, j->buf[rank], 4, DECO_COMM_F32);
+}
+
+/* 50 barriers in a row, an all-reduce between them every tenth time. */
+static deco_status_t barriers_rank(deco_comm_t *comm, int rank, void *user) {
+  (void)user;
+  for (int k = 0; k < 50; ++k) {
+    deco_status_t st = deco_comm_barrier(comm, NULL);
+    if (st != DECO_STATUS_SUCCESS) return st;
+    if (k % 10 == 0) {
+      int32_t x = rank + 1;
+      st = deco_comm_all_reduce_sum(comm, NULL, &x, 1, DECO_COMM_INT32);
+      if (st != DECO_STATUS_SUCCESS) return st;
+      const int size = deco_comm_size(comm);
+      if (x != size * (size + 1) / 2) return DECO_STATUS_INTERNAL;
+    }
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+Test(tp_comm, a_barrier_against_a_collective_fails_both_ranks_as_a_mismatch) {
+  for (int b = 0; b < 2; ++b) {
+    barrier_mismatch_job_t j = {.barrier_rank = b};
+    deco_status_t st[2];
+    char msg[2][512];
+    cr_assert_eq(deco_test_tp_run(2, barrier_mismatch_rank, &j, st, msg), 0);
+    for (int r = 0; r < 2; ++r) {
+      cr_assert_eq(st[r], DECO_STATUS_ABORTED, "barrier on rank %d, rank %d: %s", b, r, msg[r]);
+      cr_assert(strstr(msg[r], "calls differ") && strstr(msg[r], "barrier") && strstr(msg[r], "all-reduce"),
+                "barrier on rank %d, rank %d: %s", b, r, msg[r]);
+    }
+    const int other = 1 - b;
+    for (int i = 0; i < 4; ++i) cr_assert_eq(j.buf[other][i], (float)(other + 1) * 0.5f + (float)i);
+  }
+  /* Barriers on every rank still pass, many times over. */
+  for (int size = 1; size <= 4; ++size) {
+    barrier_mismatch_job_t j = {.barrier_rank = -1};
+    deco_status_t st[4];
+    cr_assert_eq(deco_test_tp_run(size, barriers_rank, &j, st, NULL), 0);
+    for (int r = 0; r < size; ++r) cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "size %d rank %d", size, r);
+  }
 }

@@ -630,7 +630,8 @@ static void *rank_thread(void *p) {
 
 /* tp ranks as threads of this process: over the threads communicator on
  * the CPU, or over NCCL with GPU r for rank r (deco_comm_nccl_create_all:
- * the ranks' communicators abort together). The exit
+ * the ranks' communicators abort together and are destroyed together,
+ * deco_comm_destroy_all). The exit
  * status and the one message printed are those of the lowest rank that
  * failed on its own (the others only saw its abort). */
 static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, int tp,
@@ -668,7 +669,9 @@ static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend,
   } else if (chosen > 0) {
     deco_cli_error("rank %d: %s", chosen, jobs[chosen].msg);
   }
-  for (int r = 0; r < tp; ++r) deco_comm_destroy(comms[r]);
+  /* Together: NCCL's finalize is collective over the ranks' communicators,
+   * which this one thread holds all of. */
+  deco_comm_destroy_all(comms, tp);
   free(jobs);
   return rc;
 }

@@ -152,6 +152,24 @@ void deco_comm_destroy(deco_comm_t *c) {
   if (c) c->ops->destroy(c);
 }
 
+void deco_comm_destroy_all(deco_comm_t **comms, int n) {
+  if (comms == NULL || n <= 0) return;
+  /* Together only when every handle is of one backend that can. */
+  const deco_comm_ops_t *ops = NULL;
+  int same = 1;
+  for (int i = 0; i < n; ++i) {
+    if (comms[i] == NULL) continue;
+    if (ops == NULL) ops = comms[i]->ops;
+    if (comms[i]->ops != ops) same = 0;
+  }
+  if (ops && same && ops->destroy_all && n <= DECO_COMM_MAX_RANKS) {
+    ops->destroy_all(comms, n);
+  } else {
+    for (int i = 0; i < n; ++i) deco_comm_destroy(comms[i]);
+  }
+  for (int i = 0; i < n; ++i) comms[i] = NULL;
+}
+
 uint64_t deco_comm_hash(uint64_t h, const void *data, size_t bytes) {
   const unsigned char *p = data;
   for (size_t i = 0; i < bytes; ++i) {

@@ -24,6 +24,9 @@ typedef struct deco_comm_ops {
   deco_status_t (*barrier)(deco_comm_t *c, deco_ctx_t *ctx);
   void (*abort)(deco_comm_t *c);
   void (*destroy)(deco_comm_t *c);
+  /* n handles of this backend (NULL entries skipped) destroyed together
+   * from one thread; NULL: destroy each in turn does. */
+  void (*destroy_all)(deco_comm_t **c, int n);
 } deco_comm_ops_t;
 
 struct deco_comm {
@@ -42,6 +45,15 @@ size_t deco_comm_dtype_size(deco_comm_dtype_t dtype);
  * for int32: the one sum every host backend computes, so their results
  * agree bit for bit. out must not overlap any in[r]. */
 void deco_comm_sum_rank_order(const void *const *in, int size, void *out, size_t n, deco_comm_dtype_t dtype);
+
+/* The TCP rendezvous (comm_tcp.c), for the NCCL backend's unique id: rank
+ * 0 serves blob[bytes] on port (every passive address, IPv4 and IPv6) to
+ * size - 1 peers; every other rank connects to addr:port (each address it
+ * resolves to, retrying) and reads it. Every wait ends at timeout_s: a
+ * peer that never comes fails rank 0, a server that never answers fails
+ * the peer (DECO_STATUS_IO_ERROR, op naming the caller). */
+deco_status_t deco_comm_tcp_share(void *blob, size_t bytes, int rank, int size, const char *addr, const char *port,
+                                  double timeout_s, const char *op);
 
 #ifdef DECO_HAVE_MPI
 /* MPI shared by the MPI and NCCL backends (comm_mpi.c): acquire initialises

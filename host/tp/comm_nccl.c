@@ -19,17 +19,12 @@
  * backend. Built only with CUDA and NCCL found at configure.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <cuda_runtime_api.h>
-#include <errno.h>
 #include <nccl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef DECO_HAVE_MPI
@@ -278,18 +273,43 @@ static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, con
     }
     usleep(100);
   }
-  const char *last = s->group && s->group->aborted ? "another rank of this process aborted"
-                     : s->comm_gone                ? "the communicator was already aborted"
-                                                   : ncclGetLastError(s->comm);
+  /* Under the group's lock: the watchdog may abort the communicator (and
+   * so free it) at any moment; NCCL's last error is copied out before the
+   * lock goes (ncclGetLastError only reads, it never blocks). */
+  char last[256] = "";
+  if (s->group) pthread_mutex_lock(&s->group->mu);
+  if (s->group && s->group->aborted) {
+    snprintf(last, sizeof last, "%s", "another rank of this process aborted");
+  } else if (s->comm_gone) {
+    snprintf(last, sizeof last, "%s", "the communicator was already aborted");
+  } else {
+    const char *text = ncclGetLastError(s->comm);
+    snprintf(last, sizeof last, "%s", text ? text : "");
+  }
+  if (s->group) pthread_mutex_unlock(&s->group->mu);
   abort_one(c, 1);
   return DECO_FAIL(ctx, DECO_STATUS_ABORTED, "nccl communicator: %s failed on rank %d of %d: %s%s%s; the communicator "
                    "was aborted (ncclCommAbort)",
-                   op, c->rank, c->size, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
+                   op, c->rank, c->size, ncclGetErrorString(r), *last ? ": " : "", last);
+}
+
+/* 1 once this handle's communicator was aborted (its group's, or an
+ * ungrouped one's): NCCL has then ended whatever it had running on the
+ * device. Read under the group's lock (the watchdog aborts under it). */
+static int comm_gone(nccl_state_t *s) {
+  if (!s->group) return s->comm_gone;
+  pthread_mutex_lock(&s->group->mu);
+  const int gone = s->group->aborted;
+  pthread_mutex_unlock(&s->group->mu);
+  return gone;
 }
 
 /* Waits for a stream to drain while polling the communicator's
- * asynchronous errors (a peer that died shows there, not as a hang); the
- * timeout aborts. */
+ * asynchronous errors (a peer that died shows there, not as a hang). The
+ * timeout aborts the communicator, which ends its kernels on the stream:
+ * a healthy communicator whose stream is stuck (a peer that never joined
+ * the collective, a kernel before it that never ends) reports no error,
+ * so the timeout must not be left to settle, which would answer success. */
 static deco_status_t wait_stream(deco_comm_t *c, deco_ctx_t *ctx, cudaStream_t st, const char *op) {
   nccl_state_t *s = c->impl;
   const double t0 = now_s();
@@ -303,7 +323,13 @@ static deco_status_t wait_stream(deco_comm_t *c, deco_ctx_t *ctx, cudaStream_t s
     ncclResult_t async = ncclSuccess;
     async_error(s, &async);
     if (async != ncclSuccess && async != ncclInProgress) return settle(c, ctx, async, op);
-    if (now_s() - t0 > s->timeout_s) return settle(c, ctx, ncclInProgress, op);
+    if (now_s() - t0 > s->timeout_s) {
+      abort_one(c, 1);
+      return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
+                       "nccl communicator: %s: the stream did not drain within the timeout of %.0f s on rank %d of "
+                       "%d: the communicator was aborted (ncclCommAbort)",
+                       op, s->timeout_s, c->rank, c->size);
+    }
     usleep(100);
   }
 }
@@ -379,11 +405,21 @@ static deco_status_t host_all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void
                      cudaGetErrorString(e));
     }
   }
-  /* Drained before the buffer goes, even after a failure (an abort ends the
-   * gather's kernel). */
-  const deco_status_t w = wait_stream(c, ctx, s->host_stream, op);
-  if (st == DECO_STATUS_SUCCESS) st = w;
-  cudaFree(dev);
+  /* recv is complete only once the stream drained: success needs it. A
+   * failed settle has already aborted (nothing to wait for then). */
+  if (!comm_gone(s)) {
+    const deco_status_t w = wait_stream(c, ctx, s->host_stream, op);
+    if (st == DECO_STATUS_SUCCESS) st = w;
+  }
+  /* The buffer goes only when nothing queued can still use it: the stream
+   * drained, or the communicator was aborted (NCCL then ends the gather's
+   * kernel). Otherwise (a CUDA error on the stream with the communicator
+   * alive) it is left allocated: cudaFree would wait for the queued gather,
+   * the very hang the timeout exists to avoid. */
+  if (comm_gone(s) || cudaStreamQuery(s->host_stream) == cudaSuccess)
+    cudaFree(dev);
+  else
+    (void)cudaGetLastError();
   return st;
 }
 
@@ -408,9 +444,38 @@ static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
 
 static void abort_comm(deco_comm_t *c) { abort_one(c, 0); }
 
+/* s->owned, read under the group's lock (an abort clears it). */
+static int owned_now(nccl_state_t *s) {
+  if (!s->group) return s->owned;
+  pthread_mutex_lock(&s->group->mu);
+  const int owned = s->owned;
+  pthread_mutex_unlock(&s->group->mu);
+  return owned;
+}
+
+/* What a handle holds besides its communicator (finalized, destroyed or
+ * aborted before): its group reference, stream, barrier int, MPI. */
+static void release(deco_comm_t *c) {
+  nccl_state_t *s = c->impl;
+  if (s->group) group_release(s->group, s->slot);
+  /* On the handle's GPU (one thread may release several), then back. */
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess) current = -1;
+  if (s->device >= 0 && s->device != current) cudaSetDevice(s->device);
+  if (s->host_stream) cudaStreamDestroy(s->host_stream);
+  if (s->barrier_buf) cudaFree(s->barrier_buf);
+  if (current >= 0 && s->device >= 0 && s->device != current) cudaSetDevice(current);
+  (void)cudaGetLastError();
+#ifdef DECO_HAVE_MPI
+  deco_comm_mpi_release(s->mpi_init_by_us);
+#endif
+  free(s);
+  free(c);
+}
+
 static void destroy(deco_comm_t *c) {
   nccl_state_t *s = c->impl;
-  if (s->owned) {
+  if (owned_now(s)) {
     /* Finalize flushes outstanding work, polled like any call. */
     if (settle(c, NULL, ENQUEUE(s, ncclCommFinalize(s->comm)), "ncclCommFinalize") == DECO_STATUS_SUCCESS) {
       if (s->group) pthread_mutex_lock(&s->group->mu);
@@ -421,20 +486,104 @@ static void destroy(deco_comm_t *c) {
       if (s->group) pthread_mutex_unlock(&s->group->mu);
     }
   }
-  if (s->group) group_release(s->group, s->slot);
-  if (s->host_stream) cudaStreamDestroy(s->host_stream);
-  if (s->barrier_buf) cudaFree(s->barrier_buf);
-#ifdef DECO_HAVE_MPI
-  deco_comm_mpi_release(s->mpi_init_by_us);
-#endif
-  free(s);
-  free(c);
+  release(c);
+}
+
+/* Handles of one group from one thread (create_all's): finalize is
+ * collective over the clique, so every member's ncclCommFinalize goes into
+ * one ncclGroupStart/End (finalizing them one by one would wait in the
+ * first for the others), then all are polled together until quiescent
+ * (an error or the timeout aborts the group), then each is destroyed.
+ * Handles of different groups, or without one, are independent: destroyed
+ * one by one. */
+static void destroy_all(deco_comm_t **cs, int n) {
+  nccl_group_t *g = NULL;
+  int together = 1;
+  for (int i = 0; i < n; ++i) {
+    if (cs[i] == NULL) continue;
+    nccl_state_t *s = cs[i]->impl;
+    if (s->group == NULL || (g && s->group != g)) together = 0;
+    g = s->group;
+  }
+  if (!together || g == NULL) {
+    for (int i = 0; i < n; ++i)
+      if (cs[i]) destroy(cs[i]);
+    return;
+  }
+  ncclComm_t fin[DECO_COMM_MAX_RANKS];
+  int slot[DECO_COMM_MAX_RANKS], k = 0, ok = 1, timed_out = 0;
+  ncclResult_t bad = ncclSuccess;
+  double timeout_s = DECO_COMM_NCCL_TIMEOUT_S;
+  /* The lock is held across the group call: with non-blocking
+   * communicators ncclGroupEnd returns ncclInProgress instead of waiting,
+   * and the watchdog must not abort a communicator inside it. */
+  pthread_mutex_lock(&g->mu);
+  if (!g->aborted) {
+    ncclResult_t r = ncclGroupStart();
+    if (r != ncclSuccess) {
+      ok = 0, bad = r;
+    } else {
+      for (int i = 0; i < n && ok; ++i) {
+        if (cs[i] == NULL) continue;
+        nccl_state_t *s = cs[i]->impl;
+        if (!s->owned || !g->live[s->slot]) continue;
+        timeout_s = s->timeout_s;
+        r = ncclCommFinalize(s->comm);
+        if (r != ncclSuccess && r != ncclInProgress) ok = 0, bad = r;
+        fin[k] = s->comm;
+        slot[k++] = s->slot;
+      }
+      r = ncclGroupEnd(); /* always paired with the start */
+      if (ok && r != ncclSuccess && r != ncclInProgress) ok = 0, bad = r;
+    }
+  }
+  pthread_mutex_unlock(&g->mu);
+  /* Every finalized communicator quiescent, or the group aborted. */
+  const double t0 = now_s();
+  for (int pending = k > 0; ok && pending;) {
+    pending = 0;
+    pthread_mutex_lock(&g->mu);
+    if (g->aborted) ok = 0;
+    for (int j = 0; j < k && ok; ++j) {
+      ncclResult_t a = ncclSuccess;
+      const ncclResult_t q = ncclCommGetAsyncError(fin[j], &a);
+      if (q != ncclSuccess || (a != ncclSuccess && a != ncclInProgress)) ok = 0, bad = q != ncclSuccess ? q : a;
+      if (a == ncclInProgress) pending = 1;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (ok && pending && now_s() - t0 > timeout_s) ok = 0, timed_out = 1;
+    if (ok && pending) usleep(100);
+  }
+  pthread_mutex_lock(&g->mu);
+  if (ok && !g->aborted) {
+    for (int j = 0; j < k; ++j) {
+      ncclCommDestroy(fin[j]); /* after a finalize: local only, never blocks */
+      g->live[slot[j]] = 0;
+      if (g->handles[slot[j]]) ((nccl_state_t *)g->handles[slot[j]]->impl)->owned = 0;
+    }
+  } else {
+    const int by_other = g->aborted && bad == ncclSuccess && !timed_out;
+    group_abort_locked(g);
+    if (timed_out)
+      DECO_FAIL(NULL, DECO_STATUS_ABORTED,
+                "nccl communicator: ncclCommFinalize of %d communicator(s) still in progress after %.0f s: the "
+                "communicators were aborted (ncclCommAbort)",
+                k, timeout_s);
+    else if (!by_other)
+      DECO_FAIL(NULL, DECO_STATUS_ABORTED,
+                "nccl communicator: ncclCommFinalize of %d communicator(s) failed: %s; the communicators were "
+                "aborted (ncclCommAbort)",
+                k, ncclGetErrorString(bad));
+  }
+  pthread_mutex_unlock(&g->mu);
+  for (int i = 0; i < n; ++i)
+    if (cs[i]) release(cs[i]);
 }
 
 static const deco_comm_ops_t nccl_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
                                          .host_all_gather = host_all_gather, .broadcast = broadcast, .barrier = barrier,
                                          .abort = abort_comm,
-                                         .destroy = destroy};
+                                         .destroy = destroy, .destroy_all = destroy_all};
 
 /* A handle on an initialised communicator (init_wait done: NCCL answers
  * rank and count only then). On failure the communicator is the caller's. */
@@ -489,61 +638,6 @@ static void group_handles(int n, deco_comm_t **h) {
 
 /* ---- The unique id, process per GPU ---- */
 
-/* Rank 0 serves the id on MASTER_ADDR:MASTER_PORT to size - 1 peers; the
- * others connect (retrying until the timeout) and read it. */
-static deco_status_t tcp_share_id(ncclUniqueId *id, int rank, int size, const char *addr, const char *port,
-                                  double timeout_s, const char *op) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-  if (rank == 0) hints.ai_flags = AI_PASSIVE;
-  int g = getaddrinfo(rank == 0 ? NULL : addr, port, &hints, &ai);
-  if (g != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: MASTER_ADDR=%s MASTER_PORT=%s: %s", op, addr, port,
-                     gai_strerror(g));
-  deco_status_t st = DECO_STATUS_SUCCESS;
-  const double t0 = now_s();
-  if (rank == 0) {
-    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol), one = 1;
-    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, size) != 0) {
-      st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: cannot listen on MASTER_PORT=%s: %s", op, port, strerror(errno));
-    } else {
-      for (int served = 1; served < size && st == DECO_STATUS_SUCCESS; ++served) {
-        int peer = accept(fd, NULL, NULL);
-        if (peer < 0 || write(peer, id, sizeof *id) != (ssize_t)sizeof *id)
-          st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: serving the NCCL id on port %s: %s", op, port,
-                         strerror(errno));
-        if (peer >= 0) close(peer);
-      }
-    }
-    if (fd >= 0) close(fd);
-  } else {
-    for (;;) {
-      int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-      if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-        size_t got = 0;
-        while (got < sizeof *id) {
-          ssize_t k = read(fd, (char *)id + got, sizeof *id - got);
-          if (k <= 0) break;
-          got += (size_t)k;
-        }
-        close(fd);
-        if (got != sizeof *id)
-          st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: short NCCL id from %s:%s", op, addr, port);
-        break;
-      }
-      if (fd >= 0) close(fd);
-      if (now_s() - t0 > timeout_s) {
-        st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: no NCCL id served at MASTER_ADDR=%s MASTER_PORT=%s after %.0f s",
-                       op, addr, port, timeout_s);
-        break;
-      }
-      usleep(100 * 1000);
-    }
-  }
-  freeaddrinfo(ai);
-  return st;
-}
-
 deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_comm_t **out) {
   static const char op[] = "deco_comm_nccl_create";
   if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: out is NULL", op);
@@ -578,6 +672,7 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
   } else if (mpi_launch) {
 #ifdef DECO_HAVE_MPI
     st = deco_comm_mpi_acquire(&mpi_init_by_us, op);
+    const int mpi_init_ok = st == DECO_STATUS_SUCCESS;
     int world = 0;
     if (st == DECO_STATUS_SUCCESS) MPI_Comm_size(MPI_COMM_WORLD, &world);
     if (st == DECO_STATUS_SUCCESS && world != env.size)
@@ -586,8 +681,37 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
                      env.source, env.size);
     if (st == DECO_STATUS_SUCCESS && env.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
       st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
-    if (st == DECO_STATUS_SUCCESS && MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
-      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Bcast of the NCCL id", op);
+    /* Every rank with MPI up enters the broadcast, whatever failed before
+     * it: rank 0 sends a status word with the id, so a rank 0 that could
+     * not make the id fails every rank instead of leaving them waiting. */
+    if (mpi_init_ok) {
+      struct {
+        int32_t ok;
+        ncclUniqueId id;
+      } msg;
+      memset(&msg, 0, sizeof msg);
+      msg.ok = st == DECO_STATUS_SUCCESS;
+      msg.id = id;
+      if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        if (st == DECO_STATUS_SUCCESS) st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Bcast of the NCCL id", op);
+      } else if (st == DECO_STATUS_SUCCESS && !msg.ok) {
+        st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL,
+                       "%s: rank 0 could not make the NCCL id (its own message says why); this is rank %d of %d", op,
+                       env.rank, env.size);
+      } else if (st == DECO_STATUS_SUCCESS) {
+        id = msg.id;
+      }
+      /* A rank that failed on its own (its world check) fails the others
+       * too, rather than leaving them in ncclCommInitRankConfig until the
+       * timeout. */
+      int mine = st == DECO_STATUS_SUCCESS, all = 0;
+      if (MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS) all = 0;
+      if (st == DECO_STATUS_SUCCESS && !all)
+        st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL,
+                       "%s: another rank failed before the NCCL communicator was made (its own message says why); "
+                       "this is rank %d of %d",
+                       op, env.rank, env.size);
+    }
 #endif
   } else if (comm_id && *comm_id) {
     /* NCCL's own bootstrap: every rank derives the id from NCCL_COMM_ID. */
@@ -596,7 +720,9 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
   } else if (maddr && *maddr && mport && *mport) {
     if (env.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
       st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
-    if (st == DECO_STATUS_SUCCESS) st = tcp_share_id(&id, env.rank, env.size, maddr, mport, timeout, op);
+    /* Served by rank 0 over TCP (comm_tcp.c), every wait bounded. */
+    if (st == DECO_STATUS_SUCCESS)
+      st = deco_comm_tcp_share(&id, sizeof id, env.rank, env.size, maddr, mport, timeout, op);
   } else {
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: rank %d of %d has no way to share the NCCL id: no MPI launch (OMPI_COMM_WORLD_*, PMI_*), "

@@ -5,8 +5,9 @@
  * usually arrives within microseconds of the others), then blocks on a
  * condition variable, so ranks oversubscribing the cores do not burn them.
  * An abort wakes every waiter at once with DECO_STATUS_ABORTED. Each rank
- * posts its call (collective, count, dtype, root) with its pointer; a call
- * that differs from rank 0's aborts every rank before a buffer is read.
+ * posts its call (collective, count, dtype, root) with its pointer, the
+ * public barrier included; a call that differs from rank 0's aborts every
+ * rank before a buffer is read.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -78,8 +79,8 @@ aborted:
                    c->rank, c->size);
 }
 
-enum { OP_ALL_REDUCE, OP_ALL_GATHER, OP_BROADCAST };
-static const char *const op_names[] = {"all-reduce", "all-gather", "broadcast"};
+enum { OP_ALL_REDUCE, OP_ALL_GATHER, OP_BROADCAST, OP_BARRIER };
+static const char *const op_names[] = {"all-reduce", "all-gather", "broadcast", "barrier"};
 
 static void abort_all(deco_comm_t *c);
 
@@ -159,6 +160,15 @@ static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_
   return barrier(c, ctx);
 }
 
+/* The public barrier: a call of its own (posted like a collective, so a
+ * rank in a barrier while another is in a collective is a mismatch, not a
+ * collective reading a stale post), then a second meet so that nobody's
+ * next post overwrites a call record another rank is still checking. */
+static deco_status_t barrier_call(deco_comm_t *c, deco_ctx_t *ctx) {
+  DECO_TRY(post_and_meet(c, ctx, NULL, OP_BARRIER, 0, DECO_COMM_INT32, 0));
+  return barrier(c, ctx);
+}
+
 static void abort_all(deco_comm_t *c) {
   shared_t *sh = ((rank_state_t *)c->impl)->sh;
   pthread_mutex_lock(&sh->mu);
@@ -181,8 +191,8 @@ static void destroy(deco_comm_t *c) {
 }
 
 static const deco_comm_ops_t threads_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
-                                            .host_all_gather = all_gather, .broadcast = broadcast, .barrier = barrier,
-                                            .abort = abort_all,
+                                            .host_all_gather = all_gather, .broadcast = broadcast,
+                                            .barrier = barrier_call, .abort = abort_all,
                                             .destroy = destroy};
 
 deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms) {

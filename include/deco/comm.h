@@ -46,9 +46,12 @@ typedef enum deco_comm_dtype {
 DECO_API deco_comm_dtype_t deco_comm_dtype_of(deco_dtype_t dtype);
 
 /* size ranks in one process: comms[r] is rank r's handle, to be used by one
- * thread each (every rank must enter every collective, in the same order).
- * Waits spin briefly, then block. Each handle is destroyed on its own; the
- * shared state goes with the last one. */
+ * thread each (every rank must enter every collective, in the same order:
+ * a rank whose call differs from rank 0's — collective, barrier included,
+ * count, dtype or root — fails every rank with DECO_STATUS_ABORTED naming
+ * both calls, before any buffer is read). Waits spin briefly, then block.
+ * Each handle is destroyed on its own (or all with deco_comm_destroy_all);
+ * the shared state goes with the last one. */
 DECO_API deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms);
 
 /* Where a launcher (mpirun, srun, torchrun) says this process stands:
@@ -99,10 +102,13 @@ DECO_API deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *conf
  * one thread each (a non-blocking ncclCommInitRankConfig per GPU in one
  * group; every init polled to completion, all aborted when one fails):
  * comms[r] is rank r's handle; each thread makes its GPU current before
- * using it. The n handles abort together: an abort of one (a failing rank,
+ * using it; the handles go together with deco_comm_destroy_all (or each
+ * on its own thread at the same time). The n handles abort together: an abort of one (a failing rank,
  * an error, a timeout) aborts every communicator, and a watchdog thread
  * aborts them all on the first asynchronous error any reports or when one
- * rank stays behind the others' collectives for DECO_COMM_NCCL_TIMEOUT_S. */
+ * rank stays behind the others' collectives for DECO_COMM_NCCL_TIMEOUT_S
+ * (a rank that is merely that much slower, still loading while the others
+ * entered their first collective, is taken for stuck too). */
 DECO_API deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t **comms);
 /* An engine's NCCL communicator (an ncclComm_t passed by address), wrapped,
  * not owned (an error still aborts it: NCCL leaves it unusable); timeout_s
@@ -139,6 +145,16 @@ DECO_API void deco_comm_abort(deco_comm_t *comm);
 DECO_API int deco_comm_aborted(const deco_comm_t *comm);
 
 DECO_API void deco_comm_destroy(deco_comm_t *comm);
+/* Destroys n handles together from one thread (NULL entries are skipped;
+ * every entry is NULL afterwards). The handles of deco_comm_nccl_create_all
+ * go this way (or each on its own thread, all at the same time): NCCL's
+ * finalize is collective over the communicators of a clique, so one thread
+ * destroying them one after another would wait in the first for the others
+ * until the timeout aborts them all. Here NCCL handles of one group are
+ * finalized in one NCCL group call, polled together (the timeout aborts),
+ * then freed; the other backends (and NCCL handles of different groups)
+ * are destroyed one by one. */
+DECO_API void deco_comm_destroy_all(deco_comm_t **comms, int n);
 
 /* All ranks agree on a 64-bit value (a hash of the model config, the file
  * size and the options) before any work: the values are all-gathered and

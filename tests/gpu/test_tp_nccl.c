@@ -65,7 +65,9 @@ Test(tp_nccl, collectives_at_world_size_1, .timeout = 120) {
   const int devices[1] = {0};
   cr_assert_eq(deco_comm_nccl_create_all(1, devices, all), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   cr_assert_eq(deco_comm_size(all[0]), 1);
-  deco_comm_destroy(all[0]);
+  /* create_all's handles go together (one grouped finalize). */
+  deco_comm_destroy_all(all, 1);
+  cr_assert_null(all[0]);
   deco_ctx_destroy(ctx);
 }
 
