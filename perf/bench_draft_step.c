@@ -487,23 +487,9 @@ int main(int argc, char **argv) {
             o.prefix, steps, MAX_K, hp.seq_len);
     return 2;
   }
-  if (backend_s && strcmp(backend_s, "cpu") && strcmp(backend_s, "cuda")) {
-    fprintf(stderr, "bench_draft_step: --backend %s: expected cpu or cuda\n", backend_s);
-    return 2;
-  }
-  o.backend = backend_s ? (strcmp(backend_s, "cuda") ? DECO_BACKEND_CPU : DECO_BACKEND_CUDA)
-                        : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  const int bd = wall_backend_dtype("bench_draft_step", backend_s, dtype_s, &o.backend, &o.dtype);
+  if (bd) return bd;
   const int cuda = o.backend == DECO_BACKEND_CUDA;
-  if (cuda && deco_cuda_device_count() == 0) {
-    fprintf(stderr, "bench_draft_step: no CUDA device\n");
-    return 77;
-  }
-  if (dtype_s && strcmp(dtype_s, "bf16") && strcmp(dtype_s, "f32")) {
-    fprintf(stderr, "bench_draft_step: --dtype %s: expected bf16 or f32\n", dtype_s);
-    return 2;
-  }
-  o.dtype = dtype_s ? (strcmp(dtype_s, "bf16") ? DECO_DTYPE_F32 : DECO_DTYPE_BF16)
-                    : (cuda ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
   o.reps = reps > 0 ? reps : cuda ? 15 : 3;
   o.inner = inner > 0 ? inner : cuda ? 10 : 1;
   if (e2e_reps < 1) e2e_reps = cuda ? 3 : 1;

@@ -46,8 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/wall.h"
 #include "deco/deco.h"
 
 #define MAX_TP 16
@@ -76,17 +76,6 @@ static int shape_hparams(const char *name, deco_model_hparams_t *hp) {
     return 1;
   }
   return 0;
-}
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 typedef struct opts {
@@ -157,16 +146,16 @@ static int time_step(deco_ctx_t *ctx, const opts_t *o, deco_model_t *model, deco
     CHECK(ce);
   }
   for (int r = -2; r < o->reps; ++r) {
-    const double t0 = now_us();
+    const double t0 = wall_now_us();
     if (graphed) {
       CHECK(deco_graph_replay(ctx, graph, o->inner));
     } else {
       for (int i = 0; i < o->inner; ++i) CHECK(deco_forward_device(model, cache, &fa));
     }
     CHECK(deco_ctx_synchronize(ctx));
-    if (r >= 0) samples[r] = (now_us() - t0) / o->inner;
+    if (r >= 0) samples[r] = (wall_now_us() - t0) / o->inner;
   }
-  qsort(samples, (size_t)o->reps, sizeof(double), cmp_double);
+  qsort(samples, (size_t)o->reps, sizeof(double), wall_cmp_double);
   *median_us = o->reps % 2 ? samples[o->reps / 2] : 0.5 * (samples[o->reps / 2 - 1] + samples[o->reps / 2]);
   rc = 0;
 fail:
@@ -216,18 +205,6 @@ fail:
   return rc;
 }
 
-static void csv_field(const char *s) {
-  if (strpbrk(s, ",\"\n") == NULL) {
-    fputs(s, stdout);
-    return;
-  }
-  putchar('"');
-  for (; *s; ++s) {
-    if (*s == '"') putchar('"');
-    putchar(*s);
-  }
-  putchar('"');
-}
 
 int main(int argc, char **argv) {
   const char *shape = NULL, *tp_list = "1", *backend_s = NULL, *dtype_s = NULL, *layers_s = NULL, *device_s = NULL;
@@ -266,23 +243,9 @@ int main(int argc, char **argv) {
                     "[--device LABEL] [--no-header]\n");
     return 2;
   }
-  if (backend_s && strcmp(backend_s, "cpu") && strcmp(backend_s, "cuda")) {
-    fprintf(stderr, "bench_tp_layer: --backend %s: expected cpu or cuda\n", backend_s);
-    return 2;
-  }
-  o.backend = backend_s ? (strcmp(backend_s, "cuda") ? DECO_BACKEND_CPU : DECO_BACKEND_CUDA)
-                        : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  if (o.backend == DECO_BACKEND_CUDA && deco_cuda_device_count() == 0) {
-    fprintf(stderr, "bench_tp_layer: no CUDA device\n");
-    return 77;
-  }
+  const int bd = wall_backend_dtype("bench_tp_layer", backend_s, dtype_s, &o.backend, &o.dtype);
+  if (bd) return bd;
   const int cuda = o.backend == DECO_BACKEND_CUDA;
-  if (dtype_s && strcmp(dtype_s, "bf16") && strcmp(dtype_s, "f32")) {
-    fprintf(stderr, "bench_tp_layer: --dtype %s: expected bf16 or f32\n", dtype_s);
-    return 2;
-  }
-  o.dtype = dtype_s ? (strcmp(dtype_s, "bf16") ? DECO_DTYPE_F32 : DECO_DTYPE_BF16)
-                    : (cuda ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
   o.lo = 1;
   o.hi = 5;
   if (layers_s && (sscanf(layers_s, "%d,%d", &o.lo, &o.hi) != 2 || o.lo < 1 || o.hi <= o.lo)) {
@@ -297,15 +260,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   int tps[MAX_TP], n_tp = 0;
-  for (const char *p = tp_list; *p;) {
-    char *end;
-    long t = strtol(p, &end, 10);
-    if (end == p || t < 1 || t > 1024 || n_tp == MAX_TP || (*end && *end != ',')) {
-      fprintf(stderr, "bench_tp_layer: --tp %s: expected a comma list of sizes >= 1 (at most %d)\n", tp_list, MAX_TP);
-      return 2;
-    }
-    tps[n_tp++] = (int)t;
-    p = *end ? end + 1 : end;
+  if (wall_int_list(tp_list, 1, 1024, tps, MAX_TP, &n_tp)) {
+    fprintf(stderr, "bench_tp_layer: --tp %s: expected a comma list of sizes >= 1 (at most %d)\n", tp_list, MAX_TP);
+    return 2;
   }
   deco_model_hparams_t full;
   if (shape_hparams(shape, &full)) return 2;
@@ -331,11 +288,8 @@ int main(int argc, char **argv) {
   }
   const char *device = device_s ? device_s : cuda ? "cuda:0" : "cpu";
   /* The command that reproduces the run. */
-  char cmd[1024] = "";
-  for (int i = 0; i < argc; ++i) {
-    size_t at = strlen(cmd);
-    snprintf(cmd + at, sizeof cmd - at, "%s%s", i ? " " : "", argv[i]);
-  }
+  char cmd[1024];
+  wall_command(argc, argv, cmd, sizeof cmd);
   int32_t parents[MAX_NODES];
   parents[0] = -1;
   for (int i = 1; i < o.nodes; ++i) parents[i] = i - 1 - (int32_t)((i * 2654435761u >> 7) % (unsigned)(i < 8 ? i : 8));
@@ -367,9 +321,9 @@ int main(int argc, char **argv) {
       printf("tp_layer,%s,%d,%s,%d,%d,%d,%d,%d,%d,%s,%d,%d,%.2f,%.2f,%.2f,%.2f,%zu,%s,", shape, tps[i], steps[s],
              tokens[s], local.n_heads, local.n_kv_heads, local.hidden_dim, full.dim, full.n_layers, dtype_name, o.lo,
              o.hi, lo[s], hi[s], per, rest, layer_bytes, cuda ? "graph" : "eager");
-      csv_field(device);
+      wall_csv_field(stdout, device);
       putchar(',');
-      csv_field(cmd);
+      wall_csv_field(stdout, cmd);
       putchar('\n');
       fprintf(stderr, "%s TP %d %s: %.1f us per layer, %.1f us besides the layers (%d layers: %.1f us, %d: %.1f us)\n",
               shape, tps[i], steps[s], per, rest, o.lo, lo[s], o.hi, hi[s]);

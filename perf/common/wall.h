@@ -1,10 +1,11 @@
 /* perf/common/wall.h — what the benches that run on either backend share
- * (bench_kv_heads, bench_draft_step; public API only, no CUDA runtime):
+ * (bench_kv_heads, bench_draft_step, bench_tp_layer; public API only, no
+ * CUDA runtime):
  * wall-clock timing of a callback that enqueues work on a context (samples
  * around `inner` calls and one synchronisation; the median), the
  * context-to-context copy bandwidth measured the same way (the memory
- * floor's denominator, docs/PERF.md), comma lists, CSV quoting and the
- * command line. Header-only (static functions).
+ * floor's denominator, docs/PERF.md), the backend and dtype options, comma
+ * lists, CSV quoting and the command line. Header-only (static functions).
  */
 #ifndef DECO_PERF_WALL_H
 #define DECO_PERF_WALL_H
@@ -122,6 +123,31 @@ static inline void wall_csv_field(FILE *f, const char *s) {
     fputc(*s, f);
   }
   fputc('"', f);
+}
+
+/* --backend (cpu|cuda; NULL: cuda when a device is there) and --dtype
+ * (bf16|f32; NULL: bf16 on CUDA, f32 on the CPU) as prog's options: 0, 2
+ * after a usage message, or 77 when CUDA is asked for and there is no
+ * device. */
+static inline int wall_backend_dtype(const char *prog, const char *backend_s, const char *dtype_s,
+                                     deco_backend_t *backend, deco_dtype_t *dtype) {
+  if (backend_s && strcmp(backend_s, "cpu") && strcmp(backend_s, "cuda")) {
+    fprintf(stderr, "%s: --backend %s: expected cpu or cuda\n", prog, backend_s);
+    return 2;
+  }
+  *backend = backend_s ? (strcmp(backend_s, "cuda") ? DECO_BACKEND_CPU : DECO_BACKEND_CUDA)
+                       : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  if (*backend == DECO_BACKEND_CUDA && deco_cuda_device_count() == 0) {
+    fprintf(stderr, "%s: no CUDA device\n", prog);
+    return 77;
+  }
+  if (dtype_s && strcmp(dtype_s, "bf16") && strcmp(dtype_s, "f32")) {
+    fprintf(stderr, "%s: --dtype %s: expected bf16 or f32\n", prog, dtype_s);
+    return 2;
+  }
+  *dtype = dtype_s ? (strcmp(dtype_s, "bf16") ? DECO_DTYPE_F32 : DECO_DTYPE_BF16)
+                   : (*backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
+  return 0;
 }
 
 /* argv joined by spaces (truncated to cap). */
