@@ -8,9 +8,15 @@
  * KV cache after a device run equals, bit for bit, a draft fed the
  * accepted ids, and the drafter begins again on the host loop; runs to
  * the end of the context clip the chain; the plan sizes every buffer; and
- * trees, sampled chains and layer-parallel drafts are refused by the
- * device loop, naming why. deco_draft_chain's stages, argmax order and
- * clipping are checked on their own.
+ * trees and layer-parallel drafts are refused by the device loop, naming
+ * why. Sampled chains (T > 0): the device loop draws and accepts what the
+ * host loop does, over seeds, K, layer subsets, a separate draft and the
+ * target as its own draft (which then accepts about every draft); a draft
+ * with non-finite logits drafts its argmax on both loops.
+ * deco_draft_chain's stages, argmax order and clipping are checked on
+ * their own, and so is its sampled mode: q against softmax, its sum, the
+ * draw against the header's rule and, over many keys, against q
+ * (chi-square), non-finite rows and bad arguments.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -18,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/stats.h"
 #include "common/testutil.h"
+#include "common/tolerances.h"
+#include "deco/philox.h"
 
 static const int32_t dog_prompt[] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
 #define N_DOG ((int)(sizeof dog_prompt / sizeof dog_prompt[0]))
@@ -564,5 +573,130 @@ Test(draft_model_device, draft_chain_batches_argmax_clipping_and_prev) {
   a.stage = 1;
   a.logits = NULL;
   cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
+  deco_ctx_destroy(ctx);
+}
+
+/* ---- deco_draft_chain's sampled mode ---- */
+
+typedef struct sample_bufs {
+  chain_bufs_t c;
+  float q[4][8];
+} sample_bufs_t;
+
+/* The header's rule, written out: q = softmax(row / T) in double, then the
+ * first id whose running sum of q exceeds u * (the sum of q). */
+static int32_t expected_draw(const float *row, float T, float u, double *q) {
+  double m = -INFINITY, z = 0;
+  for (int i = 0; i < 8; ++i) m = row[i] > m ? row[i] : m;
+  for (int i = 0; i < 8; ++i) z += exp(((double)row[i] - m) / T);
+  double total = 0;
+  for (int i = 0; i < 8; ++i) total += (float)(exp(((double)row[i] - m) / T) / z);
+  for (int i = 0; i < 8; ++i) q[i] = exp(((double)row[i] - m) / T) / z;
+  double cum = 0;
+  for (int i = 0; i < 8; ++i) {
+    cum += (float)q[i];
+    if (cum > (double)u * total) return i;
+  }
+  return 7;
+}
+
+static void expect_point_mass(const float *q, int at, const char *what) {
+  for (int i = 0; i < 8; ++i) cr_assert_eq(q[i], i == at ? 1.0f : 0.0f, "%s: q[%d] = %g", what, i, (double)q[i]);
+}
+
+Test(draft_model_device, draft_chain_samples_from_softmax_with_the_drafters_counter) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  static sample_bufs_t b;
+  memset(&b, 0, sizeof b);
+  b.c.state = (deco_spec_state_t){.len = 10, .root = 7};
+  b.c.prev = 3;
+  deco_draft_chain_args_t a = chain_args(&b.c, 1);
+  a.temperature = 0.7f;
+  a.seed = 123;
+  a.q = &b.q[0][0];
+  const float row[8] = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -3.0f, 0.25f, 1.0f};
+  memcpy(b.c.logits[1], row, sizeof row);
+  b.c.q_indptr[1] = 2;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  double want[8], sum = 0;
+  const float u0 = deco_philox_uniform(123, 10, DECO_DRAFT_CHAIN_STREAM, 0, 0);
+  const int32_t x0 = expected_draw(row, 0.7f, u0, want);
+  for (int i = 0; i < 8; ++i) {
+    cr_assert(fabs(b.q[0][i] - want[i]) <= DECO_TOL_F32_ELEMENTWISE * want[i], "q[%d] = %.9g, softmax %.9g", i,
+              (double)b.q[0][i], want[i]);
+    sum += b.q[0][i];
+  }
+  cr_assert(fabs(sum - 1.0) <= 8 * DECO_TOL_F32_ELEMENTWISE, "q sums to %.9g", sum);
+  cr_assert_eq(b.c.chain[1], x0, "u = %g", (double)u0);
+  cr_assert(b.c.tokens[0] == x0 && b.c.positions[0] == 11 && b.c.q_indptr[1] == 1, "the next batch carries the draw");
+  /* Level 2: q row 1, the counter's node word 1. */
+  memcpy(b.c.logits[0], row, sizeof row);
+  a.stage = 2;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(b.q[1], b.q[0], sizeof b.q[0]), 0, "the same row gives the same q");
+  cr_assert_eq(b.c.chain[2], expected_draw(row, 0.7f, deco_philox_uniform(123, 10, DECO_DRAFT_CHAIN_STREAM, 1, 0), want));
+
+  /* Over many keys the draws follow q (chi-square against softmax). */
+  static long counts[8];
+  const long n = 20000;
+  a.stage = 1;
+  for (long k = 0; k < n; ++k) {
+    a.seed = 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1);
+    b.c.q_indptr[1] = 2;
+    cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+    counts[b.c.chain[1]]++;
+  }
+  int df;
+  const double p = deco_test_chi2_pvalue(counts, want, 8, n, &df);
+  fprintf(stderr, "draft_chain draws vs softmax(row / 0.7): p %.3g (%d df)\n", p, df);
+  cr_assert(p > DECO_TEST_ALPHA, "the draws do not follow q (p %g)", p);
+
+  /* Non-finite rows: the point mass at the argmax (NaN below every number). */
+  const float nan_row[8] = {NAN, 0.5f, 2.0f, -1.0f, 2.0f, NAN, 1.0f, 0.0f};
+  const float inf_row[8] = {0.0f, INFINITY, 1.0f, INFINITY, -INFINITY, 2.0f, 0.0f, 0.0f};
+  const struct {
+    const float *row;
+    int at;
+    const char *what;
+  } bad[] = {{nan_row, 2, "a NaN"}, {inf_row, 1, "+inf"}, {NULL, 0, "every value -inf"}, {NULL, 0, "every value NaN"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    for (int y = 0; y < 8; ++y)
+      b.c.logits[1][y] = bad[i].row ? bad[i].row[y] : i == 2 ? -INFINITY : NAN;
+    b.c.q_indptr[1] = 2;
+    cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+    cr_assert_eq(b.c.chain[1], bad[i].at, "%s", bad[i].what);
+    expect_point_mass(b.q[0], bad[i].at, bad[i].what);
+  }
+  /* A row with -inf entries beside finite ones is sampled: q is 0 there. */
+  const float minf_row[8] = {-INFINITY, 1.0f, -INFINITY, 1.0f, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  memcpy(b.c.logits[1], minf_row, sizeof minf_row);
+  b.c.q_indptr[1] = 2;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  for (int i = 0; i < 8; ++i) cr_assert_eq(b.q[0][i], i == 1 || i == 3 ? 0.5f : 0.0f, "q[%d]", i);
+  cr_assert(b.c.chain[1] == 1 || b.c.chain[1] == 3);
+  /* An empty forward (a clipped node): id 0, the point mass at 0. */
+  b.c.q_indptr[1] = 0;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(b.c.chain[1], 0);
+  expect_point_mass(b.q[0], 0, "an empty forward");
+  /* T = 0 takes the argmax and leaves q alone. */
+  memcpy(b.c.logits[1], row, sizeof row);
+  b.c.q_indptr[1] = 2;
+  for (int i = 0; i < 8; ++i) b.q[0][i] = 7.0f;
+  a.temperature = 0.0f;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(b.c.chain[1], 2);
+  for (int i = 0; i < 8; ++i) cr_assert_eq(b.q[0][i], 7.0f);
+  /* Bad arguments. */
+  const float bad_t[3] = {-0.5f, INFINITY, NAN};
+  for (int i = 0; i < 3; ++i) {
+    a.temperature = bad_t[i];
+    cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "temperature %g", (double)bad_t[i]);
+  }
+  a.temperature = 0.7f;
+  a.q = NULL;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
+  a.stage = DECO_DRAFT_CHAIN_START; /* no row is read: q is not needed */
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
   deco_ctx_destroy(ctx);
 }
