@@ -131,9 +131,10 @@ DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_
  *     clipped node: verification never reads it).
  * The draw is the host model drafter's (the same key, counter and rule),
  * so on the CPU, where the reference sums in increasing id order like the
- * host drafter, both loops draw the same ids. The CUDA kernel sums z and
- * the running sums in another order: q may differ in the last bits and an
- * id may differ where u * total falls on a boundary between two ids. That
+ * host drafter, both loops draw the same ids. The CUDA kernel computes the
+ * weights in f32 (expf) and sums them and the running sums in double in
+ * another order: q may differ in the last bits and an id may differ where
+ * u * total falls on a boundary between two ids. That
  * is lossless all the same: q as written is the distribution the id was
  * drawn from (up to its sum's rounding), and acceptance reads that q.
  * T = 0 draws nothing and leaves q alone (q may be NULL). */

@@ -3,7 +3,9 @@
  * scans, then a tree reduction under the shared total order of
  * draft_chain_common.h), and thread 0 writes the chain id and the next
  * forward's batch, as the reference does. Sampled chains (temperature > 0):
- * the block also sums z (strided, a tree reduction in double), writes q,
+ * the block also sums z (the weights exp((x - max) / T) in f32 — double
+ * exps would cost more than the row's reads on a large vocabulary — summed
+ * strided in double, then a tree reduction), writes q,
  * sums q over contiguous chunks (one per thread), and thread 0 walks the
  * chunks' sums and then the one chunk where u * total falls — the header's
  * draw with the sums in another order than the reference's. Same contract
@@ -43,9 +45,9 @@ static __device__ int32_t sample(const deco_draft_chain_args_t &a, const float *
   }
   const float T = a.temperature;
   double part = 0;
-  for (int i = t; i < V; i += CHAIN_THREADS) part += deco_draft_chain_weight(row[i], bv, T);
+  for (int i = t; i < V; i += CHAIN_THREADS) part += expf((row[i] - bv) / T);
   const double z = block_sum(part, sd);
-  for (int i = t; i < V; i += CHAIN_THREADS) q[i] = (float)(deco_draft_chain_weight(row[i], bv, T) / z);
+  for (int i = t; i < V; i += CHAIN_THREADS) q[i] = (float)((double)expf((row[i] - bv) / T) / z);
   __syncthreads(); /* q written by the block is visible to it */
   const int chunk = (V + CHAIN_THREADS - 1) / CHAIN_THREADS;
   const int lo = t * chunk < V ? t * chunk : V, hi = lo + chunk < V ? lo + chunk : V;
