@@ -202,7 +202,8 @@ Test(draft_chain_cuda, sampled_matches_reference_up_to_the_sums_order) {
     bad |= !(fabs(sum - 1.0) <= 1e-5);
     /* Rows other than the level's stay poisoned on both sides. */
     bad |= memcmp(back->q, ref->q, sizeof(float) * (size_t)(stage - 1) * V) != 0;
-    bad |= memcmp(back->q + (size_t)stage * V, ref->q + (size_t)stage * V, sizeof(float) * (size_t)(K - stage) * V) != 0;
+    const size_t after = (size_t)stage * V;
+    bad |= memcmp(back->q + after, ref->q + after, sizeof(float) * (size_t)(K - stage) * V) != 0;
     const int32_t g = back->c.chain[stage], x = ref->c.chain[stage];
     if (g != x) {
       /* Only at a boundary: adjacent ids of positive q, the running sum of
