@@ -17,8 +17,8 @@
  * its q rows in d_q) also drafts inside the device-resident step
  * (draft_device): K draft forwards of at most two tokens whose batches
  * deco_draft_chain writes in context memory from the step's state, so the
- * step stays capturable. The chain's accepted path is a prefix, so the draft cache
- * needs no compaction there: each round rewrites the K/V of the id before
+ * step stays capturable. The chain's accepted path is a prefix, so the
+ * draft cache needs no compaction there: each round rewrites the K/V of the id before
  * the root and of the root, then of each draft it forwards, and holds
  * exact K/V below len - 1 when the next round starts (deco/spec_step.h).
  */
@@ -525,8 +525,8 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
                              DECO_COPY_HOST_TO_CTX));
         int32_t taken[DRAFT_MAX_WIDTH];
         for (int r = 0; r < c->width && n_cand < budget; ++r) {
-          const float u = deco_philox_uniform(c->seed, root_pos, DECO_DRAFT_CHAIN_STREAM, (uint32_t)tnode,
-                                                  (uint32_t)r);
+          const float u =
+              deco_philox_uniform(c->seed, root_pos, DECO_DRAFT_CHAIN_STREAM, (uint32_t)tnode, (uint32_t)r);
           const int32_t x = draw(md->h_q, V, taken, r, u);
           if (x < 0) break;
           taken[r] = x;

@@ -2,13 +2,11 @@
  * chain inside the device-resident step (deco_draft_chain, deco/spec_step.h),
  * shared word for word by the C reference and the CUDA kernel: the order
  * the argmax ranks values by, the batch of a draft forward, what one
- * thread writes once the argmax (or the draw) is known, and the pieces of
- * a sampled chain's draw (its uniform, which rows it samples, one q entry).
+ * thread writes once the argmax (or the draw) is known, and two pieces of
+ * a sampled chain's draw (its uniform; which rows it samples).
  */
 #ifndef DECO_KERNELS_DRAFT_CHAIN_COMMON_H
 #define DECO_KERNELS_DRAFT_CHAIN_COMMON_H
-
-#include <math.h>
 
 #include "common/hd.h"
 #include "deco/philox.h"
@@ -33,11 +31,6 @@ DECO_KERNEL_HD float deco_draft_chain_uniform(const deco_draft_chain_args_t *a, 
  * else its q is the point mass at the argmax. */
 DECO_KERNEL_HD int deco_draft_chain_usable(float max, int has_nan) {
   return !has_nan && max - max == 0.0f;
-}
-
-/* exp((x - m) / T) in double: z's terms and q's numerators. */
-DECO_KERNEL_HD double deco_draft_chain_weight(float x, float m, float temperature) {
-  return exp(((double)x - (double)m) / (double)temperature);
 }
 
 /* Forward l's batch (l = 1..K); token: chain[l - 1] for l >= 2. */

@@ -4,8 +4,16 @@
  * arithmetic is draft_chain_common.h). Sums run in increasing id order, as
  * the host model drafter's do, so both draw the same ids.
  */
+#include <math.h>
+
 #include "common/op_impl.h"
 #include "spec/draft_chain_common.h"
+
+/* exp((x - m) / T) in double: z's terms and q's numerators (the host
+ * drafter's softmax_t). */
+static double weight(float x, float m, float temperature) {
+  return exp(((double)x - (double)m) / (double)temperature);
+}
 
 /* q row of level l and the id drawn from it; best: the row's argmax. */
 static int32_t sample(const deco_draft_chain_args_t *a, const float *row, int count, int32_t best) {
@@ -20,8 +28,8 @@ static int32_t sample(const deco_draft_chain_args_t *a, const float *row, int co
   }
   const float m = row[best], T = a->temperature;
   double z = 0;
-  for (int i = 0; i < V; ++i) z += deco_draft_chain_weight(row[i], m, T);
-  for (int i = 0; i < V; ++i) q[i] = (float)(deco_draft_chain_weight(row[i], m, T) / z);
+  for (int i = 0; i < V; ++i) z += weight(row[i], m, T);
+  for (int i = 0; i < V; ++i) q[i] = (float)(weight(row[i], m, T) / z);
   double total = 0;
   for (int i = 0; i < V; ++i) total += q[i];
   const double target = (double)deco_draft_chain_uniform(a, a->stage) * total;
