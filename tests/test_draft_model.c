@@ -4,7 +4,8 @@
  * layer subsets, chains and trees; the draft's KV cache after compaction
  * equals, bit for bit, a draft fed only the accepted ids; bad drafts and
  * layer lists are refused; and at T = 0.7 a sampled chain and a top-w tree
- * have the law of plain sampling (two-sample chi-square per position),
+ * have the law of plain sampling (two-sample chi-square per position), a
+ * sampled chain drafted inside the device-resident step as well,
  * and so do siblings sampled without replacement, while verifying top-w
  * drafts as though they were drawn from q is rejected (the test-only
  * switch of host/draft/model_draft_mutant.h; this suite links
@@ -236,7 +237,8 @@ Test(draft_model, bad_drafts_and_layer_lists_are_refused) {
 #define RUNS 3000
 #define RUNS_BROKEN 1000
 
-typedef enum shape { PLAIN, CHAIN, TOPW_TREE, SAMPLED_TREE, PARALLEL_CHAIN } shape_t;
+/* DEVICE_CHAIN: CHAIN drafted and verified inside the device-resident step. */
+typedef enum shape { PLAIN, CHAIN, TOPW_TREE, SAMPLED_TREE, PARALLEL_CHAIN, DEVICE_CHAIN } shape_t;
 
 static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, long hist[HORIZON][512], long *tokens,
                    long *forwards) {
@@ -248,7 +250,7 @@ static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, lon
     const uint64_t seed = seed0 + (uint64_t)r;
     if (shape != PLAIN) {
       deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-      const int chain = shape == CHAIN || shape == PARALLEL_CHAIN;
+      const int chain = shape == CHAIN || shape == PARALLEL_CHAIN || shape == DEVICE_CHAIN;
       c.layers = shape == PARALLEL_CHAIN ? every : layers;
       c.n_layers = shape == PARALLEL_CHAIN ? 5 : 3;
       c.layer_parallel = shape == PARALLEL_CHAIN ? 3 : 0; /* layers 1-3 in one group, calibrated */
@@ -266,6 +268,7 @@ static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, lon
     cfg.temperature = 0.7f;
     cfg.ignore_eos = 1;
     cfg.drafter = d;
+    cfg.device_resident = shape == DEVICE_CHAIN;
     cfg.seed = seed;
     deco_test_capture_t cap = {.n = 0};
     cfg.emit = deco_test_capture_id;
@@ -332,7 +335,9 @@ static void check_law(shape_t shape, const char *name, int check_broken) {
               "%s: the test cannot tell top-w drafts verified as samples from q from plain sampling (smallest p %g)",
               name, p_min);
   }
-  sample(m, shape, RUNS, 900000, hs, &tokens, &forwards);
+  /* The device chain draws what the host chain draws from the same keys:
+   * other keys make its sample independent of the host chain's. */
+  sample(m, shape, RUNS, shape == DEVICE_CHAIN ? 950000 : 900000, hs, &tokens, &forwards);
   fprintf(stderr, "%s: %ld tokens in %ld forwards, mean accepted %.3f\n", name, tokens, forwards,
           (double)tokens / forwards);
   cr_assert(forwards < tokens, "%s: no draft was ever accepted", name);
@@ -343,6 +348,13 @@ static void check_law(shape_t shape, const char *name, int check_broken) {
 
 Test(draft_model, sampled_chain_has_the_law_of_plain_sampling, .timeout = 300) {
   check_law(CHAIN, "sampled chain", 1);
+}
+
+/* The device loop's sampled chain (deco_draft_chain's draws, the chain
+ * rule with its q rows). The broken rule is the host drafter's switch, so
+ * the power check is the host chain's above. */
+Test(draft_model, device_sampled_chain_has_the_law_of_plain_sampling, .timeout = 300) {
+  check_law(DEVICE_CHAIN, "device-resident sampled chain", 0);
 }
 
 Test(draft_model, top_w_tree_has_the_law_of_plain_sampling, .timeout = 300) {

@@ -8,9 +8,15 @@
  * KV cache after a device run equals, bit for bit, a draft fed the
  * accepted ids, and the drafter begins again on the host loop; runs to
  * the end of the context clip the chain; the plan sizes every buffer; and
- * trees, sampled chains and layer-parallel drafts are refused by the
- * device loop, naming why. deco_draft_chain's stages, argmax order and
- * clipping are checked on their own.
+ * trees and layer-parallel drafts are refused by the device loop, naming
+ * why. Sampled chains (T > 0): the device loop draws and accepts what the
+ * host loop does, over seeds, K, layer subsets, a separate draft and the
+ * target as its own draft (which then accepts about every draft); a draft
+ * with non-finite logits drafts its argmax on both loops.
+ * deco_draft_chain's stages, argmax order and clipping are checked on
+ * their own, and so is its sampled mode: q against softmax, its sum, the
+ * draw against the header's rule and, over many keys, against q
+ * (chi-square), non-finite rows and bad arguments.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -18,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/stats.h"
 #include "common/testutil.h"
+#include "common/tolerances.h"
+#include "deco/philox.h"
 
 static const int32_t dog_prompt[] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
 #define N_DOG ((int)(sizeof dog_prompt / sizeof dog_prompt[0]))
@@ -48,19 +57,27 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, const int32
                st->step_allocations);
 }
 
-static deco_drafter_t *chain_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K,
-                                     int max_len) {
+/* A chain of K drafts, sampled at temperature T > 0 with the draws' seed. */
+static deco_drafter_t *sampled_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K,
+                                       int max_len, float T, uint64_t seed) {
   deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
   c.layers = layers;
   c.n_layers = n;
   c.draft_len = K;
   c.max_len = max_len;
+  c.temperature = T;
+  c.seed = seed;
   deco_drafter_t *d = NULL;
   cr_assert_eq(deco_drafter_create_model(m, draft, &c, &d), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(deco_drafter_device_resident(d), 1, "a greedy chain drafts on the device");
+  cr_assert_eq(deco_drafter_device_resident(d), 1, "a chain (T = %g) drafts on the device", (double)T);
   cr_assert_eq(deco_drafter_max_nodes(d), K + 1);
   return d;
+}
+
+static deco_drafter_t *chain_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K,
+                                     int max_len) {
+  return sampled_drafter(m, draft, layers, n, K, max_len, 0.0f, 0);
 }
 
 /* The host loop and the device loop with one drafter (begun afresh by each
@@ -165,6 +182,114 @@ Test(draft_model_device, sampling_with_a_greedy_chain_equals_the_host_loop, .tim
   fprintf(stderr, "T=0.7, greedy chain K=4 on the device loop: mean_accepted %.3f\n", (double)tokens / forwards);
   cr_assert(forwards < tokens, "some drafts were accepted");
   deco_drafter_destroy(d);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* Sampled chains (q = softmax(draft / T), the chain rule with q): the
+ * device loop draws the ids the host loop draws (the same Philox counter,
+ * the same sums on the CPU) and accepts alike, over seeds, K = 1, 4, 8, a
+ * layer subset, a separate draft and the target as its own draft. */
+Test(draft_model_device, sampled_chain_device_loop_equals_host_loop, .timeout = 240) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  static deco_test_capture_t dev;
+  deco_generate_stats_t st;
+  static const struct {
+    int layers[5], n, K, separate;
+  } cases[] = {{{0, 2, 3}, 3, 4, 0}, {{0}, 1, 1, 0},   {{0, 4}, 2, 8, 0},
+               {{0}, 0, 4, 1},       {{0, 1, 2, 3, 4}, 5, 8, 0}, {{0}, 0, 1, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    long tokens = 0, forwards = 0;
+    for (uint64_t seed = 1; seed <= 3; ++seed) {
+      deco_drafter_t *d = sampled_drafter(m, cases[i].separate ? copy : NULL, cases[i].layers, cases[i].n,
+                                          cases[i].K, 300, 0.7f, seed * 104729 + i);
+      const run_cfg_t rc = {.steps = 100, .temperature = 0.7f, .seed = seed * 7919 + i, .ignore_eos = 1};
+      char what[64];
+      snprintf(what, sizeof what, "sampled case %zu (K=%d) seed %llu", i, cases[i].K, (unsigned long long)seed);
+      host_vs_device(what, m, d, dog_prompt, seed & 1 ? N_DOG : 1, rc, &dev, &st);
+      tokens += st.tokens;
+      forwards += st.forwards;
+      deco_drafter_destroy(d);
+    }
+    fprintf(stderr, "sampled chain case %zu (K=%d), T=0.7, device loop: mean_accepted %.3f\n", i, cases[i].K,
+            (double)tokens / forwards);
+    cr_assert(forwards < tokens, "case %zu: drafts were accepted", i);
+  }
+  deco_model_destroy(copy);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* The target as its own sampled draft: q is the target's distribution, so
+ * the chain rule (u q(x) < p(x)) accepts about every draft; the rule for
+ * deterministic drafts (u < p(x)) would accept far fewer, and so would a
+ * q row of the wrong node. */
+Test(draft_model_device, sampled_self_draft_accepts_about_everything, .timeout = 240) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int all[] = {0, 1, 2, 3, 4};
+  static deco_test_capture_t dev;
+  deco_generate_stats_t st;
+  const int Ks[] = {1, 4};
+  for (int k = 0; k < 2; ++k) {
+    deco_drafter_t *d = sampled_drafter(m, NULL, all, 5, Ks[k], 0, 0.7f, 99);
+    const run_cfg_t rc = {.steps = 256, .temperature = 0.7f, .seed = 4242, .ignore_eos = 1};
+    generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
+    const double mean = (double)st.tokens / st.forwards;
+    fprintf(stderr, "device loop, sampled self-draft K=%d: %d tokens in %d forwards, mean_accepted %.3f\n", Ks[k],
+            st.tokens, st.forwards, mean);
+    cr_assert_eq(st.tokens, 256);
+    cr_assert(mean >= Ks[k] + 1 - 0.1, "K=%d: mean_accepted %.3f", Ks[k], mean);
+    deco_drafter_destroy(d);
+  }
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* stories260K with its RMSNorm weights at 3e38 (test_spec_device.c's
+ * overflow model): every logit it gives is non-finite. */
+static deco_model_t *load_overflow(deco_ctx_t *ctx) {
+  size_t size;
+  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
+  cr_assert_not_null(w);
+  float *base = (float *)((char *)w + 28); /* rms_att, rms_ffn, rms_final (test_loader.c offsets) */
+  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
+  for (int t = 0; t < 3; ++t)
+    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  deco_model_t *m;
+  cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", NULL, &m), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  free(w);
+  return m;
+}
+
+/* A draft whose logits are not finite drafts its argmax (NaN below every
+ * number: id 0 for an all-NaN row) with q the point mass there, on both
+ * loops alike: the run goes on, lossless, at the target's pace. */
+Test(draft_model_device, a_non_finite_draft_drafts_its_argmax_on_both_loops, .timeout = 120) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_model_t *bad = load_overflow(ctx);
+  static deco_test_capture_t dev;
+  deco_generate_stats_t st;
+  for (int hot = 0; hot < 2; ++hot) {
+    deco_drafter_t *d = sampled_drafter(m, bad, NULL, 0, 4, 200, hot ? 0.7f : 0.0f, 5);
+    const run_cfg_t rc = {.steps = 60, .temperature = hot ? 0.7f : 0.0f, .seed = 77, .ignore_eos = 1};
+    host_vs_device(hot ? "non-finite draft, T=0.7" : "non-finite draft, T=0", m, d, dog_prompt, N_DOG, rc, &dev,
+                   &st);
+    cr_assert_eq(dev.n, 61);
+    /* The drafts were the argmax of the draft's rows (the same id at
+     * every level), so the host loop verified K of them per step as well. */
+    int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES];
+    int nodes;
+    cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    cr_assert_eq(nodes, 5, "a non-finite row still drafts (T=%d)", hot);
+    for (int j = 2; j < nodes; ++j) cr_assert_eq(tokens[j], tokens[1]);
+    deco_drafter_destroy(d);
+  }
+  deco_model_destroy(bad);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }
@@ -291,7 +416,7 @@ Test(draft_model_device, runs_to_the_end_of_the_context_and_near_the_step_limit,
   deco_ctx_destroy(ctx);
 }
 
-Test(draft_model_device, trees_sampled_chains_and_layer_parallel_stay_on_the_host) {
+Test(draft_model_device, trees_and_layer_parallel_stay_on_the_host) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int layers[] = {0, 1, 2, 3, 4};
@@ -299,7 +424,7 @@ Test(draft_model_device, trees_sampled_chains_and_layer_parallel_stay_on_the_hos
     int width, parallel;
     float temperature;
     const char *why;
-  } cases[] = {{2, 0, 0.0f, "width 2"}, {1, 0, 0.7f, "sampled chain"}, {1, 2, 0.0f, "layer-parallel"},
+  } cases[] = {{2, 0, 0.0f, "width 2"}, {1, 2, 0.7f, "layer-parallel"}, {1, 2, 0.0f, "layer-parallel"},
                {3, 0, 0.7f, "width 3"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
@@ -448,5 +573,131 @@ Test(draft_model_device, draft_chain_batches_argmax_clipping_and_prev) {
   a.stage = 1;
   a.logits = NULL;
   cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
+  deco_ctx_destroy(ctx);
+}
+
+/* ---- deco_draft_chain's sampled mode ---- */
+
+typedef struct sample_bufs {
+  chain_bufs_t c;
+  float q[4][8];
+} sample_bufs_t;
+
+/* The header's rule, written out: q = softmax(row / T) in double, then the
+ * first id whose running sum of q exceeds u * (the sum of q). */
+static int32_t expected_draw(const float *row, float T, float u, double *q) {
+  double m = -INFINITY, z = 0;
+  for (int i = 0; i < 8; ++i) m = row[i] > m ? row[i] : m;
+  for (int i = 0; i < 8; ++i) z += exp(((double)row[i] - m) / T);
+  double total = 0;
+  for (int i = 0; i < 8; ++i) total += (float)(exp(((double)row[i] - m) / T) / z);
+  for (int i = 0; i < 8; ++i) q[i] = exp(((double)row[i] - m) / T) / z;
+  double cum = 0;
+  for (int i = 0; i < 8; ++i) {
+    cum += (float)q[i];
+    if (cum > (double)u * total) return i;
+  }
+  return 7;
+}
+
+static void expect_point_mass(const float *q, int at, const char *what) {
+  for (int i = 0; i < 8; ++i) cr_assert_eq(q[i], i == at ? 1.0f : 0.0f, "%s: q[%d] = %g", what, i, (double)q[i]);
+}
+
+Test(draft_model_device, draft_chain_samples_from_softmax_with_the_drafters_counter) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  static sample_bufs_t b;
+  memset(&b, 0, sizeof b);
+  b.c.state = (deco_spec_state_t){.len = 10, .root = 7};
+  b.c.prev = 3;
+  deco_draft_chain_args_t a = chain_args(&b.c, 1);
+  a.temperature = 0.7f;
+  a.seed = 123;
+  a.q = &b.q[0][0];
+  const float row[8] = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -3.0f, 0.25f, 1.0f};
+  memcpy(b.c.logits[1], row, sizeof row);
+  b.c.q_indptr[1] = 2;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  double want[8], sum = 0;
+  const float u0 = deco_philox_uniform(123, 10, DECO_DRAFT_CHAIN_STREAM, 0, 0);
+  const int32_t x0 = expected_draw(row, 0.7f, u0, want);
+  for (int i = 0; i < 8; ++i) {
+    cr_assert(fabs(b.q[0][i] - want[i]) <= DECO_TOL_F32_ELEMENTWISE * want[i], "q[%d] = %.9g, softmax %.9g", i,
+              (double)b.q[0][i], want[i]);
+    sum += b.q[0][i];
+  }
+  cr_assert(fabs(sum - 1.0) <= 8 * DECO_TOL_F32_ELEMENTWISE, "q sums to %.9g", sum);
+  cr_assert_eq(b.c.chain[1], x0, "u = %g", (double)u0);
+  cr_assert(b.c.tokens[0] == x0 && b.c.positions[0] == 11 && b.c.q_indptr[1] == 1, "the next batch carries the draw");
+  /* Level 2: q row 1, the counter's node word 1. */
+  memcpy(b.c.logits[0], row, sizeof row);
+  a.stage = 2;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(memcmp(b.q[1], b.q[0], sizeof b.q[0]), 0, "the same row gives the same q");
+  const float u1 = deco_philox_uniform(123, 10, DECO_DRAFT_CHAIN_STREAM, 1, 0);
+  cr_assert_eq(b.c.chain[2], expected_draw(row, 0.7f, u1, want));
+
+  /* Over many keys the draws follow q (chi-square against softmax). */
+  static long counts[8];
+  const long n = 20000;
+  a.stage = 1;
+  for (long k = 0; k < n; ++k) {
+    a.seed = 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1);
+    b.c.q_indptr[1] = 2;
+    cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+    counts[b.c.chain[1]]++;
+  }
+  int df;
+  const double p = deco_test_chi2_pvalue(counts, want, 8, n, &df);
+  fprintf(stderr, "draft_chain draws vs softmax(row / 0.7): p %.3g (%d df)\n", p, df);
+  cr_assert(p > DECO_TEST_ALPHA, "the draws do not follow q (p %g)", p);
+
+  /* Non-finite rows: the point mass at the argmax (NaN below every number). */
+  const float nan_row[8] = {NAN, 0.5f, 2.0f, -1.0f, 2.0f, NAN, 1.0f, 0.0f};
+  const float inf_row[8] = {0.0f, INFINITY, 1.0f, INFINITY, -INFINITY, 2.0f, 0.0f, 0.0f};
+  const struct {
+    const float *row;
+    int at;
+    const char *what;
+  } bad[] = {{nan_row, 2, "a NaN"}, {inf_row, 1, "+inf"}, {NULL, 0, "every value -inf"}, {NULL, 0, "every value NaN"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    for (int y = 0; y < 8; ++y)
+      b.c.logits[1][y] = bad[i].row ? bad[i].row[y] : i == 2 ? -INFINITY : NAN;
+    b.c.q_indptr[1] = 2;
+    cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+    cr_assert_eq(b.c.chain[1], bad[i].at, "%s", bad[i].what);
+    expect_point_mass(b.q[0], bad[i].at, bad[i].what);
+  }
+  /* A row with -inf entries beside finite ones is sampled: q is 0 there. */
+  const float minf_row[8] = {-INFINITY, 1.0f, -INFINITY, 1.0f, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  memcpy(b.c.logits[1], minf_row, sizeof minf_row);
+  b.c.q_indptr[1] = 2;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  for (int i = 0; i < 8; ++i) cr_assert_eq(b.q[0][i], i == 1 || i == 3 ? 0.5f : 0.0f, "q[%d]", i);
+  cr_assert(b.c.chain[1] == 1 || b.c.chain[1] == 3);
+  /* An empty forward (a clipped node): id 0, the point mass at 0. */
+  b.c.q_indptr[1] = 0;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(b.c.chain[1], 0);
+  expect_point_mass(b.q[0], 0, "an empty forward");
+  /* T = 0 takes the argmax and leaves q alone. */
+  memcpy(b.c.logits[1], row, sizeof row);
+  b.c.q_indptr[1] = 2;
+  for (int i = 0; i < 8; ++i) b.q[0][i] = 7.0f;
+  a.temperature = 0.0f;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(b.c.chain[1], 2);
+  for (int i = 0; i < 8; ++i) cr_assert_eq(b.q[0][i], 7.0f);
+  /* Bad arguments. */
+  const float bad_t[3] = {-0.5f, INFINITY, NAN};
+  for (int i = 0; i < 3; ++i) {
+    a.temperature = bad_t[i];
+    cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "temperature %g", (double)bad_t[i]);
+  }
+  a.temperature = 0.7f;
+  a.q = NULL;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
+  a.stage = DECO_DRAFT_CHAIN_START; /* no row is read: q is not needed */
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
   deco_ctx_destroy(ctx);
 }

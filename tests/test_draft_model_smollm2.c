@@ -6,7 +6,8 @@
  * draft commits K + 1 ids per full step. Greedy chains of the mini draft,
  * of a layer subset and of the target itself drafted inside the
  * device-resident step (the CPU backend's twins) decode what the host loop
- * decodes, ids and stats.
+ * decodes, ids and stats, and so do sampled chains at T = 0.7 (a vocabulary
+ * of 49152 ids through deco_draft_chain's draws).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -50,11 +51,12 @@ Test(draft_model_smollm2, greedy_equals_plain_for_every_draft, .timeout = 900) {
   deco_test_run_free(&plain);
 }
 
-static void generate(deco_model_t *m, deco_drafter_t *d, int device, const int32_t *prompt, int n_prompt,
+static void generate(deco_model_t *m, deco_drafter_t *d, int device, float T, const int32_t *prompt, int n_prompt,
                      deco_test_capture_t *cap, deco_generate_stats_t *st) {
   deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
   c.steps = 40;
-  c.temperature = 0.0f;
+  c.temperature = T;
+  c.seed = 2024;
   c.ignore_eos = 1;
   c.drafter = d;
   c.device_resident = device;
@@ -77,11 +79,15 @@ Test(draft_model_smollm2, device_loop_chains_equal_the_host_loop, .timeout = 900
   static const int layers[] = {0, 1, 2, 3, 26, 27, 28, 29};
   static deco_test_capture_t plain, host, dev;
   deco_generate_stats_t sp, sh, sd;
-  generate(m, NULL, 0, prompt, 6, &plain, &sp);
-  for (int source = 0; source < 3; ++source) { /* the mini draft, a layer subset, the target itself */
+  generate(m, NULL, 0, 0.0f, prompt, 6, &plain, &sp);
+  for (int run = 0; run < 6; ++run) { /* the mini draft, a layer subset, the target itself; greedy, sampled */
+    const int source = run % 3;
+    const float T = run < 3 ? 0.0f : 0.7f;
     deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
     dc.draft_len = 4;
     dc.max_len = 64;
+    dc.temperature = T;
+    dc.seed = 77 + (uint64_t)run;
     if (source == 1) {
       dc.layers = layers;
       dc.n_layers = 8;
@@ -90,18 +96,19 @@ Test(draft_model_smollm2, device_loop_chains_equal_the_host_loop, .timeout = 900
     cr_assert_eq(deco_drafter_create_model(m, source == 0 ? mini : source == 2 ? m : NULL, &dc, &d), DECO_STATUS_SUCCESS, "%s",
                  deco_last_error(ctx));
     cr_assert_eq(deco_drafter_device_resident(d), 1);
-    generate(m, d, 0, prompt, 6, &host, &sh);
-    generate(m, d, 1, prompt, 6, &dev, &sd);
-    fprintf(stderr, "%s chain K=4: host loop %d tokens in %d forwards, device loop %d in %d\n",
-            source == 0 ? "mini draft" : source == 1 ? "layers 0-3,26-29" : "the target", sh.tokens, sh.forwards,
-            sd.tokens, sd.forwards);
+    generate(m, d, 0, T, prompt, 6, &host, &sh);
+    generate(m, d, 1, T, prompt, 6, &dev, &sd);
+    fprintf(stderr, "%s chain K=4, T=%g: host loop %d tokens in %d forwards, device loop %d in %d\n",
+            source == 0 ? "mini draft" : source == 1 ? "layers 0-3,26-29" : "the target", (double)T, sh.tokens,
+            sh.forwards, sd.tokens, sd.forwards);
     cr_assert_eq(dev.n, host.n);
     cr_assert_eq(memcmp(dev.ids, host.ids, sizeof(int32_t) * (size_t)host.n), 0, "source %d: the loops differ", source);
     cr_assert(sh.tokens == sd.tokens && sh.forwards == sd.forwards, "source %d: the stats differ", source);
+    deco_drafter_destroy(d);
+    if (T > 0.0f) continue;
     cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "source %d: not plain greedy",
                  source);
     if (source == 2) cr_assert_eq(sd.forwards, 7, "35 ids in steps of K + 1 = 5");
-    deco_drafter_destroy(d);
   }
   deco_model_destroy(mini);
   deco_model_destroy(m);

@@ -65,3 +65,9 @@ deco_status_t deco_drafter_draft_probs(deco_drafter_t *d, int seq, deco_draft_ki
   *q = NULL;
   return d && d->ops->draft_probs ? d->ops->draft_probs(d, seq, kind, q) : DECO_STATUS_SUCCESS;
 }
+
+void deco_drafter_device_probs(const deco_drafter_t *d, deco_draft_kind_t *kind, const float **q) {
+  *kind = DECO_DRAFT_DETERMINISTIC;
+  *q = NULL;
+  if (d && d->ops->device_probs) d->ops->device_probs(d, kind, q);
+}

@@ -70,6 +70,12 @@ typedef struct deco_drafter_ops {
    * f32: row i is the distribution node i's children were drawn from).
    * NULL: deterministic drafts. */
   deco_status_t (*draft_probs)(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q);
+  /* How draft_device draws its trees (device-resident drafters; fixed for
+   * the drafter): *kind, and for a kind other than DETERMINISTIC *q
+   * (context memory, [max_nodes][vocab] f32, row i the distribution node
+   * i's children were drawn from, rewritten by every draft_device), once
+   * the drafter is planned (DETERMINISTIC before). NULL: deterministic. */
+  void (*device_probs)(const deco_drafter_t *d, deco_draft_kind_t *kind, const float **q);
 } deco_drafter_ops_t;
 
 struct deco_drafter {
@@ -92,5 +98,7 @@ deco_status_t deco_drafter_observe_host(deco_drafter_t *d, int seq, const int32_
 deco_status_t deco_drafter_refuse_device(const deco_drafter_t *d, deco_ctx_t *ctx, const char *op);
 /* DETERMINISTIC and NULL for a NULL drafter or one without the hook. */
 deco_status_t deco_drafter_draft_probs(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q);
+/* DETERMINISTIC and NULL for a NULL drafter or one without the hook. */
+void deco_drafter_device_probs(const deco_drafter_t *d, deco_draft_kind_t *kind, const float **q);
 
 #endif

@@ -13,12 +13,12 @@
  * nodes is compacted and committed in the draft cache; the rest (an
  * accepted leaf, the bonus) is pending for the next round's first forward.
  *
- * A deterministic chain (width 1, temperature 0, no layer-parallel
- * grouping) also drafts inside the device-resident step (draft_device):
- * K draft forwards of at most two tokens whose batches deco_draft_chain
- * writes in context memory from the step's state, so the step stays
- * capturable. The chain's accepted path is a prefix, so the draft cache
- * needs no compaction there: each round rewrites the K/V of the id before
+ * A chain (width 1, no layer-parallel grouping; greedy, or sampled with
+ * its q rows in d_q) also drafts inside the device-resident step
+ * (draft_device): K draft forwards of at most two tokens whose batches
+ * deco_draft_chain writes in context memory from the step's state, so the
+ * step stays capturable. The chain's accepted path is a prefix, so the
+ * draft cache needs no compaction there: each round rewrites the K/V of the id before
  * the root and of the root, then of each draft it forwards, and holds
  * exact K/V below len - 1 when the next round starts (deco/spec_step.h).
  */
@@ -41,7 +41,6 @@ int deco_model_draft_mutant = 0;
 #define DRAFT_PAGE 16
 #define DRAFT_MAX_WIDTH 16
 #define DRAFT_FLUSH 64                 /* pending ids forwarded causally beyond this */
-#define DRAFT_STREAM 0x44524654u       /* Philox counter word 1 of the draft's draws */
 
 typedef struct draft_seq {
   int active;
@@ -391,14 +390,26 @@ static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   return k;
 }
 
-/* q = softmax(row / temperature) (f32, the values the verifier reads). */
+/* q = softmax(row / temperature) (f32, the values the verifier reads): the
+ * weights exp((row - max) / T) and their sum z in double, ids in increasing
+ * order, as deco_draft_chain's reference computes them. A row with a NaN
+ * or no finite maximum (an infinity, every value -inf) gives the point
+ * mass at its argmax (top_w's order): the draft is that id, and q is what
+ * it was drawn from. */
 static void softmax_t(const float *row, int V, float temperature, float *q) {
-  float mx = row[0];
-  for (int i = 1; i < V; ++i)
-    if (row[i] > mx) mx = row[i];
+  int best = 0, has_nan = 0;
+  for (int i = 0; i < V; ++i) {
+    has_nan |= row[i] != row[i];
+    if (above(row[i], row[best])) best = i;
+  }
+  const float mx = row[best];
+  if (has_nan || !(mx - mx == 0.0f)) {
+    for (int i = 0; i < V; ++i) q[i] = i == best ? 1.0f : 0.0f;
+    return;
+  }
   double z = 0;
-  for (int i = 0; i < V; ++i) z += exp(((double)row[i] - mx) / temperature);
-  for (int i = 0; i < V; ++i) q[i] = (float)(exp(((double)row[i] - mx) / temperature) / z);
+  for (int i = 0; i < V; ++i) z += exp(((double)row[i] - (double)mx) / (double)temperature);
+  for (int i = 0; i < V; ++i) q[i] = (float)(exp(((double)row[i] - (double)mx) / (double)temperature) / z);
 }
 
 /* A draw from q with the ids in taken[0..n_taken) removed (renormalised);
@@ -514,7 +525,8 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
                              DECO_COPY_HOST_TO_CTX));
         int32_t taken[DRAFT_MAX_WIDTH];
         for (int r = 0; r < c->width && n_cand < budget; ++r) {
-          const float u = deco_philox_uniform(c->seed, root_pos, DRAFT_STREAM, (uint32_t)tnode, (uint32_t)r);
+          const float u =
+              deco_philox_uniform(c->seed, root_pos, DECO_DRAFT_CHAIN_STREAM, (uint32_t)tnode, (uint32_t)r);
           const int32_t x = draw(md->h_q, V, taken, r, u);
           if (x < 0) break;
           taken[r] = x;
@@ -559,11 +571,15 @@ static deco_draft_chain_args_t chain_args(const model_drafter_t *md, int stage, 
                                    .positions = md->cb.positions,
                                    .q_indptr = md->cb.q_indptr,
                                    .kv_lens = md->cb.kv_lens,
-                                   .prefix_lens = md->cb.prefix_lens};
+                                   .prefix_lens = md->cb.prefix_lens,
+                                   .temperature = md->cfg.temperature,
+                                   .seed = md->cfg.seed,
+                                   .q = md->d_q};
 }
 
-/* K draft forwards, each followed by deco_draft_chain (the argmax into the
- * chain, the next forward's batch); enqueued only. */
+/* K draft forwards, each followed by deco_draft_chain (the argmax, or a
+ * draw whose q lands in d_q's row of the node, into the chain; the next
+ * forward's batch); enqueued only. */
 static deco_status_t model_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a) {
   model_drafter_t *md = (model_drafter_t *)d;
   deco_ctx_t *ctx = d->ctx;
@@ -635,6 +651,15 @@ static deco_status_t chain_catch_up(model_drafter_t *md, draft_seq_t *s, const i
   s->device = 0;
   md->chain_state = NULL;
   return deco_kv_cache_commit(md->kc, s->dseq, c - len0);
+}
+
+/* A sampled chain's device drafts: the chain rule with d_q (node l - 1's
+ * row is the distribution of draft l), once d_q exists. */
+static void model_device_probs(const deco_drafter_t *d, deco_draft_kind_t *kind, const float **q) {
+  const model_drafter_t *md = (const model_drafter_t *)d;
+  const int sampled = md->chain_len > 0 && md->cfg.temperature > 0.0f && md->d_q;
+  *kind = sampled ? DECO_DRAFT_CHAIN : DECO_DRAFT_DETERMINISTIC;
+  *q = sampled ? md->d_q : NULL;
 }
 
 static deco_status_t model_draft_probs(deco_drafter_t *d, int seq, deco_draft_kind_t *kind, const float **q) {
@@ -731,11 +756,12 @@ static const deco_drafter_ops_t model_ops = {
     .observe_host = model_observe_host,
     .destroy = model_destroy,
     .draft_probs = model_draft_probs,
+    .device_probs = model_device_probs,
 };
 
-/* A deterministic chain drafts on the device too (device_resident, the
- * fixed chain of K = min(draft_len, max_nodes) drafts); other drafts say
- * why they stay on the host. */
+/* A chain, deterministic or sampled, drafts on the device too
+ * (device_resident, the fixed chain of K = min(draft_len, max_nodes)
+ * drafts); other drafts say why they stay on the host. */
 static void chain_shape(model_drafter_t *md) {
   const deco_model_draft_config_t *c = &md->cfg;
   const int K = c->draft_len < c->max_nodes ? c->draft_len : c->max_nodes;
@@ -745,10 +771,6 @@ static void chain_shape(model_drafter_t *md) {
   else if (c->width > 1)
     snprintf(md->host_only, sizeof md->host_only, "a tree of width %d: only chains of width 1 draft on the device",
              c->width);
-  else if (c->temperature > 0.0f)
-    snprintf(md->host_only, sizeof md->host_only,
-             "a sampled chain, temperature %g: only deterministic drafts (temperature 0) draft on the device",
-             (double)c->temperature);
   else if (K > DECO_TREE_MAX_NODES - 2)
     snprintf(md->host_only, sizeof md->host_only, "a chain of %d drafts: at most %d draft on the device", K,
              DECO_TREE_MAX_NODES - 2);

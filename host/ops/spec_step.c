@@ -1,6 +1,8 @@
 /* host/ops/spec_step.c — entry points of the device-resident step's
  * bookkeeping ops and of its model-drafted chains: argument checks on host
  * values, then dispatch. */
+#include <math.h>
+
 #include "ops/dispatch.h"
 
 deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a) {
@@ -59,9 +61,13 @@ deco_status_t deco_draft_chain(deco_ctx_t *ctx, const deco_draft_chain_args_t *a
     DECO_CHECK_PTR(ctx, a->kv_lens, op);
     DECO_CHECK_PTR(ctx, a->prefix_lens, op);
   }
+  if (!(a->temperature >= 0.0f) || isinf(a->temperature))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and >= 0", op,
+                     (double)a->temperature);
   if (a->stage >= 1) {
     DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
     DECO_CHECK_PTR(ctx, a->logits, op);
+    if (a->temperature > 0.0f) DECO_CHECK_PTR(ctx, a->q, op);
   }
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, draft_chain, a);

@@ -67,9 +67,13 @@ static void block_layout(deco_arena_t *a, step_block_t *b, int n, int P, int n_s
   b->out = deco_arena_take(a, (size_t)out_cap, w, w);
 }
 
-/* The verification of the step's tree (also what the plan sizes). */
+/* The verification of the step's tree (also what the plan sizes): with
+ * the drafter's kind and q when it samples its drafts (the chain rule). */
 static deco_verify_args_t verify_args(const deco_device_step_t *d) {
   const step_block_t *b = &d->dev;
+  deco_draft_kind_t kind;
+  const float *q;
+  deco_drafter_device_probs(d->c.drafter, &kind, &q);
   return (deco_verify_args_t){.n_trees = 1,
                               .n_nodes = d->n,
                               .tree_indptr = b->tree_indptr,
@@ -82,6 +86,8 @@ static deco_verify_args_t verify_args(const deco_device_step_t *d) {
                               .top_p = d->c.top_p,
                               .seed = b->seed,
                               .offset = &b->state->offset,
+                              .draft_kind = kind,
+                              .draft_probs = q,
                               .prefix_lens = b->prefix,
                               .block_table = b->table,
                               .out = {.path = b->path,

@@ -129,13 +129,17 @@ typedef struct deco_model_draft_config {
  * sharing its weights, deco_model_create_view). A vocabulary size or
  * tokenizer hash that differs is refused. The host loop drafts level by
  * level, one forward of the draft model each (eagerly on CUDA too). A
- * deterministic chain — width 1, temperature 0, layer_parallel <= 1,
- * K = min(draft_len, max_nodes) <= 254 — is also device-resident: inside
+ * chain — width 1, layer_parallel <= 1, K = min(draft_len, max_nodes) <=
+ * 254, greedy (temperature 0) or sampled — is also device-resident: inside
  * deco_generate's device-resident step (a CUDA graph with graph = 1) it
  * drafts K draft forwards on the device (deco_draft_chain, deco/spec_step.h),
- * the same ids the host loop drafts; then max_len must cover the run's
- * steps. Trees, sampled chains and layer-parallel drafts stay on the host
- * loop: the device loop refuses them, naming why. */
+ * each draft the argmax or, at temperature > 0, a draw from
+ * q = softmax(draft logits / temperature) keyed like the host loop's, whose
+ * q row acceptance reads (the chain rule); on the CPU the ids are the host
+ * loop's. A draft row with a NaN or no finite maximum drafts its argmax
+ * with q the point mass there, on both loops. Then max_len must cover the
+ * run's steps. Trees and layer-parallel drafts stay on the host loop: the
+ * device loop refuses them, naming why. */
 DECO_API deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draft,
                                                  const deco_model_draft_config_t *config, deco_drafter_t **out);
 /* The model the drafter drafts with (the view for a layer subset). */

@@ -90,8 +90,8 @@ typedef struct deco_spec_commit_args {
 DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *args);
 
 /* ---- Model-drafted chains inside the step ----
- * A draft model's chain of K deterministic drafts (each the argmax of the
- * draft's logits) drafted on the device, one draft forward
+ * A draft model's chain of K drafts (each the argmax of the draft's
+ * logits, or drawn from them: sampled chains below) drafted on the device, one draft forward
  * (deco_forward_device, tree mode, at most two tokens) per level: forward 1
  * runs {prev, root} at positions {len - 1, len} (prev: the id at len - 1,
  * whose K/V it rewrites; just {root} at {len} when len = 0), forward l >= 2
@@ -101,8 +101,9 @@ DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_
  * step's start. One op, by stage:
  *   DECO_DRAFT_CHAIN_START: forward 1's batch;
  *   l = 1..K: chain[l] <- the argmax of forward l's last row (the largest
- *     value, equal values: the lower id, NaN below every number), or 0 when
- *     forward l was empty; then, for l < K, forward l + 1's batch;
+ *     value, equal values: the lower id, NaN below every number; T > 0: a
+ *     draw, below), or 0 when forward l was empty; then, for l < K,
+ *     forward l + 1's batch;
  *   DECO_DRAFT_CHAIN_OBSERVE (after acceptance, before the commit):
  *     prev <- chain[path[accept_len - 1]], the id at the next step's
  *     len - 1 (nothing once done, or for an accept_len outside [1, K + 1]).
@@ -111,9 +112,36 @@ DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_
  * node), or when it would reach slot max_slots (the cache's reservation).
  * The batch: tokens/positions [2], q_indptr {0, n}, kv_lens {len + l},
  * prefix_lens {its first position}; an empty one has kv_lens = prefix_lens
- * = its first position, at most max_slots. */
+ * = its first position, at most max_slots.
+ *
+ * Sampled chains (temperature T > 0): at level l the op also writes q row
+ * l - 1 (the distribution node l - 1's child is drawn from, as the chain
+ * rule of deco_tree_accept_sample reads it) and draws chain[l] from it:
+ *   - the row is usable when it holds no NaN and its largest value m is
+ *     finite: q[i] = (float)(exp((row[i] - m) / T) / z), exp and
+ *     z = sum_i exp((row[i] - m) / T) in double; then with
+ *     u = deco_philox_uniform(seed, len, DECO_DRAFT_CHAIN_STREAM, l - 1, 0)
+ *     and total = the double sum of the q[i] written, chain[l] is the
+ *     first id i with q[i] > 0 whose running sum (ids in increasing order)
+ *     exceeds u * total, or the last id with q[i] > 0 when rounding leaves
+ *     none;
+ *   - otherwise (a NaN, an infinite maximum, every value -inf) q is the
+ *     point mass at the argmax above and chain[l] that argmax;
+ *   - an empty forward writes the point mass at id 0 and chain[l] = 0 (a
+ *     clipped node: verification never reads it).
+ * The draw is the host model drafter's (the same key, counter and rule),
+ * so on the CPU, where the reference sums in increasing id order like the
+ * host drafter, both loops draw the same ids. The CUDA kernel computes the
+ * weights in f32 (expf) and sums them and the running sums in double in
+ * another order: q may differ in the last bits and an id may differ where
+ * u * total falls on a boundary between two ids. That
+ * is lossless all the same: q as written is the distribution the id was
+ * drawn from (up to its sum's rounding), and acceptance reads that q.
+ * T = 0 draws nothing and leaves q alone (q may be NULL). */
 #define DECO_DRAFT_CHAIN_START 0
 #define DECO_DRAFT_CHAIN_OBSERVE (-1)
+/* Philox counter word 1 of a model draft's draws (the host drafter's too). */
+#define DECO_DRAFT_CHAIN_STREAM 0x44524654u
 typedef struct deco_draft_chain_args {
   int stage;                      /* DECO_DRAFT_CHAIN_START, a level 1..draft_len, or DECO_DRAFT_CHAIN_OBSERVE */
   int draft_len;                  /* K: 1..DECO_TREE_MAX_NODES - 1 */
@@ -131,11 +159,15 @@ typedef struct deco_draft_chain_args {
   int32_t *q_indptr;              /* [2] in at a level (the count of the forward just run), out */
   int32_t *kv_lens;               /* [1] */
   int32_t *prefix_lens;           /* [1] */
+  float temperature;              /* 0: the argmax; > 0 (finite): a draw from q (above) */
+  uint64_t seed;                  /* the draws' Philox key (temperature > 0) */
+  float *q;                       /* [K][vocab] f32 out (temperature > 0): level l writes row l - 1 */
 } deco_draft_chain_args_t;
 #define DECO_DRAFT_CHAIN_ARGS_INIT                                                                           \
   {.stage = DECO_DRAFT_CHAIN_START, .draft_len = 0, .steps = 0, .max_slots = 0, .vocab = 0, .state = NULL,   \
    .logits = NULL, .chain = NULL, .prev = NULL, .path = NULL, .accept_len = NULL, .tokens = NULL,            \
-   .positions = NULL, .q_indptr = NULL, .kv_lens = NULL, .prefix_lens = NULL}
+   .positions = NULL, .q_indptr = NULL, .kv_lens = NULL, .prefix_lens = NULL, .temperature = 0.0f,           \
+   .seed = 0, .q = NULL}
 DECO_API deco_status_t deco_draft_chain(deco_ctx_t *ctx, const deco_draft_chain_args_t *args);
 
 #ifdef __cplusplus

@@ -1,13 +1,15 @@
 /* kernels/spec/draft_chain_common.h — the bookkeeping of a model-drafted
  * chain inside the device-resident step (deco_draft_chain, deco/spec_step.h),
  * shared word for word by the C reference and the CUDA kernel: the order
- * the argmax ranks values by, the batch of a draft forward, and what one
- * thread writes once the argmax is known.
+ * the argmax ranks values by, the batch of a draft forward, what one
+ * thread writes once the argmax (or the draw) is known, and two pieces of
+ * a sampled chain's draw (its uniform; which rows it samples).
  */
 #ifndef DECO_KERNELS_DRAFT_CHAIN_COMMON_H
 #define DECO_KERNELS_DRAFT_CHAIN_COMMON_H
 
 #include "common/hd.h"
+#include "deco/philox.h"
 #include "deco/spec_step.h"
 
 /* 1 if (value x, id i) ranks above (y, j): the larger value, NaN below
@@ -18,6 +20,17 @@ DECO_KERNEL_HD int deco_draft_chain_above(float x, int i, float y, int j) {
   if (xn != yn) return yn;
   if (!xn && x != y) return x > y;
   return i < j;
+}
+
+/* The uniform of level l's draw: the root's position len is counter word 0. */
+DECO_KERNEL_HD float deco_draft_chain_uniform(const deco_draft_chain_args_t *a, int l) {
+  return deco_philox_uniform(a->seed, (uint32_t)a->state->len, DECO_DRAFT_CHAIN_STREAM, (uint32_t)(l - 1), 0u);
+}
+
+/* 1 when a row is sampled from softmax(row / T): no NaN, a finite maximum;
+ * else its q is the point mass at the argmax. */
+DECO_KERNEL_HD int deco_draft_chain_usable(float max, int has_nan) {
+  return !has_nan && max - max == 0.0f;
 }
 
 /* Forward l's batch (l = 1..K); token: chain[l - 1] for l >= 2. */

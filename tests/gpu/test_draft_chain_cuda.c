@@ -6,7 +6,13 @@
  * from 1 id to past the kernel's 512 threads many times over, and rows with
  * ties, ±0, NaN (also whole rows) and infinities placed to test the order
  * of the block's reduction. Every output is compared exactly; the outputs
- * start poisoned on both sides.
+ * start poisoned on both sides. Sampled chains (temperature > 0): the same
+ * inputs with q rows; the kernel sums z and the draw's running sums in
+ * another order than the reference, so its q row may differ in the last
+ * bits (compared elementwise, f32 tolerance) and its id only where u *
+ * total lies on the boundary between two adjacent ids of positive q
+ * (checked on the reference's q); non-finite rows and empty forwards (the
+ * point mass) and everything else compare exactly.
  */
 #include <math.h>
 #include <stddef.h>
@@ -14,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/tolerances.h"
+#include "deco/philox.h"
 #include "gpu_suite.h"
 
 DECO_GPU_SUITE(draft_chain_cuda, 120);
@@ -132,5 +140,101 @@ Test(draft_chain_cuda, matches_reference) {
   deco_free(gpu, dev);
   free(in);
   free(host_cpu);
+  free(back);
+}
+
+/* ---- Sampled chains ---- */
+
+typedef struct sample_io {
+  chain_io_t c;
+  float q[K_MAX * V_MAX];
+} sample_io_t;
+
+Test(draft_chain_cuda, sampled_matches_reference_up_to_the_sums_order) {
+  const size_t bytes = sizeof(sample_io_t);
+  sample_io_t *in = malloc(bytes), *ref = malloc(bytes), *back = malloc(bytes);
+  cr_assert(in && ref && back);
+  void *dev = NULL;
+  cr_assert_eq(deco_malloc(gpu, &dev, bytes), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+  const int vocabs[] = {1, 2, 7, 511, 512, 513, 1024, 32000, 49152, V_MAX};
+  const float temps[] = {0.05f, 0.7f, 1.0f, 3.0f};
+  int cases = 0, failed = 0, boundary = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const int V = vocabs[trial % 10];
+    const int K = rnd_in(1, K_MAX);
+    const int stage = rnd_in(1, K);
+    const int steps = rnd_in(1, 300);
+    const float T = temps[rnd_in(0, 3)];
+    const uint64_t seed = ((uint64_t)rnd() << 32) | rnd();
+    memset(in, 0xFF, bytes);
+    chain_io_t *c = &in->c;
+    c->state = (deco_spec_state_t)DECO_SPEC_STATE_INIT;
+    c->state.len = rnd_in(0, steps);
+    c->state.root = rnd_in(0, V - 1);
+    c->prev = c->state.len == 0 ? -1 : rnd_in(0, V - 1);
+    for (int j = 0; j <= K; ++j) c->chain[j] = rnd_in(0, V - 1);
+    c->q_indptr[0] = 0;
+    c->q_indptr[1] = rnd_in(0, 9) == 0 ? 0 : rnd_in(1, 2);
+    const int kind = rnd_in(0, 3) == 0 ? rnd_in(1, 6) : 0;
+    fill_row(c->logits, V, kind);
+    fill_row(c->logits + V, V, kind);
+    memcpy(ref, in, bytes);
+    cr_assert_eq(deco_memcpy(gpu, dev, in, bytes, DECO_COPY_HOST_TO_CTX), DECO_STATUS_SUCCESS);
+    sample_io_t *d = dev;
+    deco_draft_chain_args_t ac = args_at(&ref->c, stage, K, steps, steps + DECO_TREE_MAX_NODES, V);
+    deco_draft_chain_args_t ag = args_at(&d->c, stage, K, steps, steps + DECO_TREE_MAX_NODES, V);
+    ac.temperature = ag.temperature = T;
+    ac.seed = ag.seed = seed;
+    ac.q = ref->q;
+    ag.q = d->q;
+    cr_assert_eq(deco_draft_chain(cpu, &ac), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
+    cr_assert_eq(deco_draft_chain(gpu, &ag), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+    cr_assert_eq(deco_ctx_synchronize(gpu), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
+    cr_assert_eq(deco_memcpy(gpu, back, dev, bytes, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
+    cases++;
+    const float *qg = back->q + (size_t)(stage - 1) * V, *qc = ref->q + (size_t)(stage - 1) * V;
+    int bad = 0;
+    double sum = 0;
+    for (int i = 0; i < V; ++i) {
+      bad |= !(fabs((double)qg[i] - qc[i]) <= DECO_TOL_F32_ELEMENTWISE * (1.0 + fabs((double)qc[i])));
+      sum += qg[i];
+    }
+    bad |= !(fabs(sum - 1.0) <= 1e-5);
+    /* Rows other than the level's stay poisoned on both sides. */
+    bad |= memcmp(back->q, ref->q, sizeof(float) * (size_t)(stage - 1) * V) != 0;
+    const size_t after = (size_t)stage * V;
+    bad |= memcmp(back->q + after, ref->q + after, sizeof(float) * (size_t)(K - stage) * V) != 0;
+    const int32_t g = back->c.chain[stage], x = ref->c.chain[stage];
+    if (g != x) {
+      /* Only at a boundary: adjacent ids of positive q, the running sum of
+       * the reference's q up to the lower one at u * total. */
+      const int lo = g < x ? g : x, hi = g < x ? x : g;
+      double total = 0, cum = 0;
+      for (int i = 0; i < V; ++i) total += qc[i];
+      for (int i = 0; i <= lo && lo >= 0; ++i) cum += qc[i];
+      const double target =
+          (double)deco_philox_uniform(seed, (uint32_t)c->state.len, DECO_DRAFT_CHAIN_STREAM, (uint32_t)(stage - 1), 0) *
+          total;
+      int adjacent = lo >= 0 && hi < V && qc[lo] > 0.0f && qc[hi] > 0.0f;
+      for (int i = lo + 1; i < hi && adjacent; ++i) adjacent = qc[i] == 0.0f;
+      if (adjacent && fabs(cum - target) <= 1e-5 * total) {
+        boundary++;
+        ref->c.chain[stage] = g; /* the rest must follow from the id drawn */
+        if (stage < K) ref->c.tokens[0] = g;
+      } else {
+        bad = 1;
+      }
+    }
+    bad |= memcmp(&back->c, &ref->c, offsetof(chain_io_t, logits)) != 0;
+    if (bad && failed++ < 10)
+      fprintf(stderr, "sampled case %d: stage %d K %d V %d T %g kind %d count %d: id %d vs %d, q sums to %.9g\n",
+              trial, stage, K, V, (double)T, kind, c->q_indptr[1], g, x, sum);
+  }
+  fprintf(stderr, "sampled draft_chain: %d cases, %d differ from the reference, %d ids split at a boundary\n", cases,
+          failed, boundary);
+  cr_assert_eq(failed, 0);
+  deco_free(gpu, dev);
+  free(in);
+  free(ref);
   free(back);
 }

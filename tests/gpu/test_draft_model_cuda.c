@@ -11,6 +11,9 @@
  * under the near-tie rule (docs/TESTING.md; the CPU's f32 forward,
  * teacher-forced on the shared prefix, is the referee), and with every
  * layer as the draft (f32) each full step commits K + 1 ids on both loops.
+ * Sampled chains at T = 0.7 draft in the graphed loop as well: its ids and
+ * stats equal the eager device loop's bit for bit, and the target as its
+ * own draft (f32) accepts about every draft (the chain rule with q).
  * A top-w tree is refused by the device loop, naming why.
  */
 #include <criterion/criterion.h>
@@ -35,12 +38,14 @@ static deco_drafter_t *layer_drafter(deco_model_t *m, const int *layers, int n, 
   return d;
 }
 
-/* device: 0 the host loop, 1 the eager device-resident loop, 2 graphed. */
-static void generate(deco_model_t *m, deco_drafter_t *d, int device, deco_test_capture_t *out,
-                     deco_generate_stats_t *st) {
+/* device: 0 the host loop, 1 the eager device-resident loop, 2 graphed;
+ * at temperature T with the acceptance seed. */
+static void generate_at(deco_model_t *m, deco_drafter_t *d, int device, float T, uint64_t seed,
+                        deco_test_capture_t *out, deco_generate_stats_t *st) {
   deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
   c.steps = 256;
-  c.temperature = 0.0f;
+  c.temperature = T;
+  c.seed = seed;
   c.ignore_eos = 1;
   c.drafter = d;
   c.device_resident = device > 0;
@@ -52,6 +57,11 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, deco_test_c
   cr_assert_eq(deco_generate(m, &bos, 1, &c, st), DECO_STATUS_SUCCESS, "%s", deco_last_error(deco_model_ctx(m)));
   cr_assert_eq(out->n, 257);
   cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer");
+}
+
+static void generate(deco_model_t *m, deco_drafter_t *d, int device, deco_test_capture_t *out,
+                     deco_generate_stats_t *st) {
+  generate_at(m, d, device, 0.0f, 0, out, st);
 }
 
 /* The CPU's f32 logits at position p, teacher-forced on ids[0..p]. */
@@ -138,6 +148,37 @@ static void check(deco_dtype_t dtype) {
               se.tokens, se.forwards, st.tokens, st.forwards);
     check_against_plain(what, mc, &plain, &spec, &st, chains[i].n == 5 && dtype == DECO_DTYPE_F32 ? chains[i].K : 0,
                         dtype, c);
+  }
+  /* Sampled chains at T = 0.7 (deco_draft_chain's draws, the chain rule
+   * with its q rows): the graphed loop gives the eager device loop's ids
+   * and stats bit for bit; with every layer as the draft (f32) q is the
+   * target's distribution and about every draft is accepted. */
+  for (size_t i = 0; i < sizeof chains / sizeof chains[0]; ++i) {
+    deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
+    dc.layers = chains[i].layers;
+    dc.n_layers = chains[i].n;
+    dc.draft_len = chains[i].K;
+    dc.max_len = 256;
+    dc.temperature = 0.7f;
+    dc.seed = 31 + i;
+    deco_drafter_t *d = NULL;
+    cr_assert_eq(deco_drafter_create_model(m, NULL, &dc, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    cr_assert_eq(deco_drafter_device_resident(d), 1, "a sampled chain drafts on the device");
+    static deco_test_capture_t eager;
+    deco_generate_stats_t se;
+    generate_at(m, d, 1, 0.7f, 1000 + i, &eager, &se);
+    generate_at(m, d, 2, 0.7f, 1000 + i, &spec, &st);
+    deco_drafter_destroy(d);
+    char what[64];
+    snprintf(what, sizeof what, "graphed loop, sampled chain %zu %s", i, deco_dtype_name(dtype));
+    cr_assert_eq(memcmp(eager.ids, spec.ids, sizeof(int32_t) * 257), 0, "%s: the eager device loop differs", what);
+    cr_assert(se.tokens == st.tokens && se.forwards == st.forwards, "%s: stats %d/%d eager, %d/%d graphed", what,
+              se.tokens, se.forwards, st.tokens, st.forwards);
+    const double mean = (double)st.tokens / st.forwards;
+    fprintf(stderr, "%s: mean_accepted %.3f\n", what, mean);
+    cr_assert(st.forwards < st.tokens, "%s: drafts were accepted", what);
+    if (chains[i].n == 5 && dtype == DECO_DTYPE_F32)
+      cr_assert(mean >= chains[i].K + 1 - 0.1, "%s: a sampled self-draft accepts about everything: %.3f", what, mean);
   }
   /* A top-w tree drafts on the host: refused by the device loop, not run wrong. */
   const int all[] = {0, 1, 2, 3, 4};

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/randtree.h"
+#include "deco/philox.h"
 #include "ops/harness.h"
 
 static int always(const deco_op_case_t *c) {
@@ -650,7 +651,7 @@ const harness_op_t harness_op_spec_commit = {DECO_OP_SPEC_COMMIT, commit_setup, 
 
 /* ---- A model's chain drafted inside the step (deco_draft_chain) ---- */
 
-enum { DC_STATE, DC_LOGITS, DC_CHAIN, DC_PREV, DC_PATH, DC_ACC, DC_TOK, DC_POS, DC_QIP, DC_KVL, DC_PREFIX };
+enum { DC_STATE, DC_LOGITS, DC_CHAIN, DC_PREV, DC_PATH, DC_ACC, DC_TOK, DC_POS, DC_QIP, DC_KVL, DC_PREFIX, DC_Q };
 
 static void chain_setup(hcase_t *h) {
   const deco_op_case_t *c = h->c;
@@ -700,6 +701,53 @@ static void chain_setup(hcase_t *h) {
     for (size_t i = 0; i < h->t[h->iv[k]].n; ++i) h->t[h->iv[k]].i[i] = -100 - (int)i;
   h->t[h->iv[DC_QIP]].i[0] = 0;
   h->t[h->iv[DC_QIP]].i[1] = c->chain.count;
+  h->iv[DC_Q] = -1;
+  if (c->chain.temperature > 0.0f) {
+    /* q rows [K][V], poisoned: only the level's row may change; softmax
+     * values compare as reductions (the CUDA kernel sums in its order). */
+    h->iv[DC_Q] = ht_add(h, "q", HT_INOUT, HT_FLOAT, DECO_DTYPE_F32, (size_t)K * V);
+    h->t[h->iv[DC_Q]].cmp = DECO_CMP_REDUCTION;
+    for (size_t i = 0; i < h->t[h->iv[DC_Q]].n; ++i) h->t[h->iv[DC_Q]].f[i] = -5.0f;
+  }
+}
+
+/* The sampled mode as the header states it: q = softmax(row / T) with
+ * exp and z in double when the row has no NaN and a finite maximum, else
+ * the point mass at the argmax (id 0 for an empty forward); the draw is
+ * the first id whose running sum of q (increasing ids) passes u * total. */
+static int32_t chain_sample(hcase_t *h, const float *row, int count, int stage, float *q) {
+  const deco_op_case_t *c = h->c;
+  const int V = c->chain.vocab;
+  const float T = c->chain.temperature;
+  int usable = count > 0, best = 0;
+  if (count > 0) {
+    best = -1;
+    for (int y = 0; y < V; ++y) {
+      usable &= !isnan(row[y]);
+      if (!isnan(row[y]) && (best < 0 || row[y] > row[best])) best = y;
+    }
+    if (best < 0) best = 0;
+    usable &= isfinite(row[best]) != 0;
+  }
+  if (!usable) {
+    for (int y = 0; y < V; ++y) q[y] = y == best ? 1.0f : 0.0f;
+    return best;
+  }
+  const double m = row[best];
+  double z = 0, total = 0, cum = 0;
+  for (int y = 0; y < V; ++y) z += exp(((double)row[y] - m) / T);
+  for (int y = 0; y < V; ++y) total += q[y] = (float)(exp(((double)row[y] - m) / T) / z);
+  const int len = h->t[h->iv[DC_STATE]].i[ST_LEN];
+  const double target =
+      (double)deco_philox_uniform(c->seed, (uint32_t)len, DECO_DRAFT_CHAIN_STREAM, (uint32_t)(stage - 1), 0) * total;
+  int32_t last = best;
+  for (int y = 0; y < V; ++y) {
+    if (!(q[y] > 0.0f)) continue;
+    last = y;
+    cum += q[y];
+    if (cum > target) return y;
+  }
+  return last;
 }
 
 /* The header's rules, one stage at a time: the batch of forward l lists
@@ -727,9 +775,13 @@ static void chain_oracle(hcase_t *h) {
     return;
   }
   int l = 1;
+  if (h->iv[DC_Q] >= 0) memcpy(ht_expect_f(h, h->iv[DC_Q]), h->t[h->iv[DC_Q]].f, sizeof(float) * (size_t)K * V);
   if (stage >= 1) {
     const int count = c->chain.count;
-    chain[stage] = count > 0 ? row_argmax(h->t[h->iv[DC_LOGITS]].f + (size_t)(count - 1) * V, V) : 0;
+    const float *row = h->t[h->iv[DC_LOGITS]].f + (size_t)(count > 0 ? count - 1 : 0) * V;
+    chain[stage] = count > 0 ? row_argmax(row, V) : 0;
+    if (c->chain.temperature > 0.0f)
+      chain[stage] = chain_sample(h, row, count, stage, h->t[h->iv[DC_Q]].ef + (size_t)(stage - 1) * V);
     if (stage == K) return;
     l = stage + 1;
   }
@@ -772,6 +824,9 @@ static deco_status_t chain_call(hcase_t *h, void *const *p, harness_target_t *t)
   a.q_indptr = p[h->iv[DC_QIP]];
   a.kv_lens = p[h->iv[DC_KVL]];
   a.prefix_lens = p[h->iv[DC_PREFIX]];
+  a.temperature = c->chain.temperature;
+  a.seed = c->seed;
+  a.q = h->iv[DC_Q] >= 0 ? p[h->iv[DC_Q]] : NULL;
   return HARNESS_CALL(t, draft_chain, &a);
 }
 

@@ -191,6 +191,7 @@ typedef struct deco_op_case {
       int count;      /* rows the last draft forward computed (levels) */
       int accept_len; /* observe */
       int specials;   /* 0: plain rows; 1: ties, ±0, NaN (one at id 0), infinities; 2: every value NaN */
+      float temperature; /* > 0: sampled (q rows, a draw keyed by the case's seed) */
     } chain;
   };
 } deco_op_case_t;
@@ -1056,6 +1057,25 @@ static inline void deco_cases_spec_ops(deco_op_cases_t *t) {
       c.chain.count = k % 3;
       c.chain.accept_len = k % 4 == 1 ? c.chain.draft_len + 2 : k % c.chain.draft_len + 1;
       c.chain.specials = k % 9 == 8 ? 2 : k % 2;
+      deco_op_cases_push(t, c);
+    }
+    /* Sampled chains: q and the draw at every level, plain and non-finite
+     * rows, empty forwards, temperatures around 1, the same vocabularies. */
+    static const float temps[4] = {0.7f, 1.0f, 0.05f, 3.0f};
+    for (int k = 0; k < 16; ++k, ++case_id) {
+      deco_op_case_t c = deco_cases_base(DECO_OP_DRAFT_CHAIN, DECO_DTYPE_F32, DECO_CMP_EXACT,
+                                         1900 + (uint64_t)case_id, "harness.draft_chain.sampled");
+      c.chain.draft_len = 1 + (k * 3) % 8;
+      c.chain.stage = k % 8 == 7 ? DECO_DRAFT_CHAIN_START : 1 + k % c.chain.draft_len;
+      c.chain.vocab = vocabs[k % 6];
+      c.chain.len = k % 5 == 2 ? 0 : 3 + 7 * k;
+      c.chain.steps = k % 6 == 3 ? c.chain.len + 1 : 1 << 20; /* clips level 1's successors */
+      c.chain.slots = (1 << 20) + 256;
+      c.chain.done = k == 9;
+      c.chain.count = k % 7 == 5 ? 0 : 1 + k % 2;
+      c.chain.accept_len = 1;
+      c.chain.specials = k % 5 == 4 ? 1 : k % 11 == 10 ? 2 : 0;
+      c.chain.temperature = temps[k % 4];
       deco_op_cases_push(t, c);
     }
   }
