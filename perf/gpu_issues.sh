@@ -63,6 +63,9 @@ if [ "$cpu" -eq 1 ]; then
   gpu_bench 90 bench_draft_step --backend cpu --shape smollm2-135m --n-layers 6 --draft-layers 4,6 --lp 2,4 \
     --draft-len 3 --prefix 32 --steps 40 --device "$device"
   tp_args=(--cpu-check "$build" "$out/tp_cost")
+  # Plumbing only: one sample of a 9-node tree over a 64-id prefix (an
+  # 81-node tree over 512 ids takes minutes in a sanitized build).
+  export DECO_TP_COST_REPS=${DECO_TP_COST_REPS:-1} DECO_TP_COST_CPU_ARGS=${DECO_TP_COST_CPU_ARGS:---nodes 9 --prefix 64}
 else
   gpu_begin "${2:-}"
   for f in models/stories260K.bin models/tok512.bin; do

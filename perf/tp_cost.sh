@@ -9,11 +9,13 @@
 # by DECO_TP_COST_TIMEOUT_S, default 100).
 # --cpu-check runs the same plumbing on the CPU with smollm2-135m (f32, TP 1,
 # 3, 9: its 9 query heads allow no TP 2), a few seconds; its figures are the
-# CPU's and never belong in a GPU table.
+# CPU's and never belong in a GPU table. DECO_TP_COST_REPS (default 3) and
+# DECO_TP_COST_CPU_ARGS (more bench_tp_layer options) shape the check.
 # BUILD_DIR defaults to $DECO_BUILD_DIR, else build/ of the repository; it
 # must hold bin/bench_tp_layer (fails, naming the path, when it does not).
 # Files written: OUTDIR/tp_layer.csv (the bench's rows), tp_layer.log (its
-# stderr), tp_cost.md (the tables, also printed), tp_predictions.csv.
+# stderr), tp_cost.md (the tables, also printed), tp_predictions.csv,
+# lp_predictions.csv (layer-parallel drafts across ranks).
 set -u
 usage="usage: perf/tp_cost.sh [--cpu-check] [BUILD_DIR] OUTDIR"
 cpu=0
@@ -45,7 +47,10 @@ log=$out/tp_layer.log
 if [ "$cpu" -eq 1 ]; then
   device="CPU: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(getconf _NPROCESSORS_ONLN) cores"
   runs=("smollm2-135m 1,3,9")
-  extra=(--backend cpu --reps "${DECO_TP_COST_REPS:-3}")
+  # DECO_TP_COST_CPU_ARGS: more bench_tp_layer options for the check (a
+  # plumbing run under the sanitizers passes a smaller tree and prefix).
+  read -r -a cpu_args <<<"${DECO_TP_COST_CPU_ARGS:-}"
+  extra=(--backend cpu --reps "${DECO_TP_COST_REPS:-3}" ${cpu_args[@]+"${cpu_args[@]}"})
 else
   device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
   if [ -z "$device" ]; then

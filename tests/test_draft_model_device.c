@@ -94,7 +94,7 @@ static void host_vs_device(const char *what, deco_model_t *m, deco_drafter_t *d,
   cr_assert_eq(sh.forwards, sd->forwards, "%s: forwards %d vs %d", what, sh.forwards, sd->forwards);
 }
 
-Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy, .timeout = 240) {
+Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -129,7 +129,7 @@ Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy, .timeout
   deco_ctx_destroy(ctx);
 }
 
-Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one, .timeout = 240) {
+Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -164,7 +164,7 @@ Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one, .timeout = 
   deco_ctx_destroy(ctx);
 }
 
-Test(draft_model_device, sampling_with_a_greedy_chain_equals_the_host_loop, .timeout = 240) {
+Test(draft_model_device, sampling_with_a_greedy_chain_equals_the_host_loop) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   static deco_test_capture_t dev;
@@ -190,7 +190,7 @@ Test(draft_model_device, sampling_with_a_greedy_chain_equals_the_host_loop, .tim
  * device loop draws the ids the host loop draws (the same Philox counter,
  * the same sums on the CPU) and accepts alike, over seeds, K = 1, 4, 8, a
  * layer subset, a separate draft and the target as its own draft. */
-Test(draft_model_device, sampled_chain_device_loop_equals_host_loop, .timeout = 240) {
+Test(draft_model_device, sampled_chain_device_loop_equals_host_loop) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -226,7 +226,7 @@ Test(draft_model_device, sampled_chain_device_loop_equals_host_loop, .timeout = 
  * the chain rule (u q(x) < p(x)) accepts about every draft; the rule for
  * deterministic drafts (u < p(x)) would accept far fewer, and so would a
  * q row of the wrong node. */
-Test(draft_model_device, sampled_self_draft_accepts_about_everything, .timeout = 240) {
+Test(draft_model_device, sampled_self_draft_accepts_about_everything) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int all[] = {0, 1, 2, 3, 4};
@@ -268,7 +268,7 @@ static deco_model_t *load_overflow(deco_ctx_t *ctx) {
 /* A draft whose logits are not finite drafts its argmax (NaN below every
  * number: id 0 for an all-NaN row) with q the point mass there, on both
  * loops alike: the run goes on, lossless, at the target's pace. */
-Test(draft_model_device, a_non_finite_draft_drafts_its_argmax_on_both_loops, .timeout = 120) {
+Test(draft_model_device, a_non_finite_draft_drafts_its_argmax_on_both_loops) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_model_t *bad = load_overflow(ctx);
@@ -317,7 +317,7 @@ static void read_kv(deco_kv_cache_t *kc, int seq, const int *layers, int n_layer
   free(table);
 }
 
-Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids, .timeout = 120) {
+Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int layers[] = {0, 2, 3};
@@ -381,7 +381,7 @@ Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids,
   deco_ctx_destroy(ctx);
 }
 
-Test(draft_model_device, runs_to_the_end_of_the_context_and_near_the_step_limit, .timeout = 240) {
+Test(draft_model_device, runs_to_the_end_of_the_context_and_near_the_step_limit) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int seq_len = deco_model_get_hparams(m)->seq_len;
