@@ -416,22 +416,23 @@ Test(draft_model_device, runs_to_the_end_of_the_context_and_near_the_step_limit)
   deco_ctx_destroy(ctx);
 }
 
-Test(draft_model_device, trees_and_layer_parallel_stay_on_the_host) {
+Test(draft_model_device, sampled_trees_and_layer_parallel_stay_on_the_host) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int layers[] = {0, 1, 2, 3, 4};
   static const struct {
-    int width, parallel;
+    int width, parallel, siblings;
     float temperature;
     const char *why;
-  } cases[] = {{2, 0, 0.0f, "width 2"}, {1, 2, 0.7f, "layer-parallel"}, {1, 2, 0.0f, "layer-parallel"},
-               {3, 0, 0.7f, "width 3"}};
+  } cases[] = {{2, 0, 1, 0.7f, "sampled siblings"}, {1, 2, 0, 0.7f, "layer-parallel"},
+               {1, 2, 0, 0.0f, "layer-parallel"}, {3, 0, 1, 1.0f, "width 3"}, {2, 2, 0, 0.0f, "layer-parallel"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
     dc.layers = layers;
     dc.n_layers = 5;
     dc.width = cases[i].width;
     dc.layer_parallel = cases[i].parallel;
+    dc.sample_siblings = cases[i].siblings;
     dc.temperature = cases[i].temperature;
     deco_drafter_t *d = NULL;
     cr_assert_eq(deco_drafter_create_model(m, NULL, &dc, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
@@ -699,5 +700,227 @@ Test(draft_model_device, draft_chain_samples_from_softmax_with_the_drafters_coun
   cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
   a.stage = DECO_DRAFT_CHAIN_START; /* no row is read: q is not needed */
   cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS);
+  deco_ctx_destroy(ctx);
+}
+
+/* ---- Deterministic top-w trees inside the device-resident step ---- */
+
+/* The fixed shape of a device tree: the full W-ary tree breadth first,
+ * cut at `nodes` drafts and depth K (the drafter's documented rule). */
+static int full_tree(int K, int W, int nodes, int32_t *par, int *depth_out) {
+  int n = 1, f0 = 0, f1 = 1, depth = 0;
+  par[0] = -1;
+  while (depth < K && n - 1 < nodes && f1 > f0) {
+    for (int f = f0; f < f1; ++f)
+      for (int r = 0; r < W && n - 1 < nodes; ++r) par[n++] = f;
+    f0 = f1;
+    f1 = n;
+    depth++;
+  }
+  *depth_out = depth;
+  return n;
+}
+
+/* A top-W tree of at most `nodes` drafts and depth K (temperature T,
+ * deterministic drafts): device-resident, with the shape above. */
+static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K, int W,
+                                    int nodes, int max_len, float T, int *depth) {
+  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
+  c.layers = layers;
+  c.n_layers = n;
+  c.draft_len = K;
+  c.width = W;
+  c.max_nodes = nodes;
+  c.max_len = max_len;
+  c.temperature = T;
+  c.seed = 31;
+  deco_drafter_t *d = NULL;
+  cr_assert_eq(deco_drafter_create_model(m, draft, &c, &d), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(deco_model_ctx(m)));
+  cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-%d tree (T = %g) drafts on the device", W, (double)T);
+  int32_t par[DECO_TREE_MAX_NODES];
+  const int want = full_tree(K, W, nodes, par, depth);
+  cr_assert_eq(deco_drafter_max_nodes(d), want, "W=%d K=%d nodes=%d: %d nodes, the rule gives %d", W, K, nodes,
+               deco_drafter_max_nodes(d), want);
+  return d;
+}
+
+/* Greedy: the device tree decodes plain greedy's ids, over widths 2 and 3,
+ * budgets of 8 to 32 drafts, layer subsets and a separate draft, from a
+ * prompt and from one id (len 0: no id before the root). */
+Test(draft_model_device, device_tree_greedy_equals_plain_greedy) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  static deco_test_capture_t plain[2], dev;
+  deco_generate_stats_t st;
+  const run_cfg_t rc = {.steps = 160, .temperature = 0.0f, .ignore_eos = 1};
+  generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain[0], &st);
+  generate(m, NULL, 0, dog_prompt, 1, rc, &plain[1], &st);
+  static const struct {
+    int layers[5], n, K, W, nodes, separate;
+  } cases[] = {{{0, 2, 3}, 3, 4, 2, 8, 0},  {{0, 4}, 2, 3, 3, 12, 0}, {{0}, 1, 6, 2, 32, 0},
+               {{0}, 0, 4, 3, 20, 1},       {{0}, 0, 5, 2, 16, 1},    {{0, 1, 3}, 3, 2, 3, 9, 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    for (int one = 0; one < 2; ++one) {
+      int depth;
+      deco_drafter_t *d = tree_drafter(m, cases[i].separate ? copy : NULL, cases[i].layers, cases[i].n, cases[i].K,
+                                       cases[i].W, cases[i].nodes, 300, 0.0f, &depth);
+      generate(m, d, 1, dog_prompt, one ? 1 : N_DOG, rc, &dev, &st);
+      fprintf(stderr, "tree case %zu (W=%d, %d drafts, depth %d)%s: %d tokens in %d forwards, mean_accepted %.3f\n",
+              i, cases[i].W, deco_drafter_max_nodes(d) - 1, depth, one ? ", one-id prompt" : "", st.tokens,
+              st.forwards, (double)st.tokens / st.forwards);
+      cr_assert_eq(dev.n, plain[one].n, "case %zu", i);
+      cr_assert_eq(memcmp(dev.ids, plain[one].ids, sizeof(int32_t) * (size_t)dev.n), 0,
+                   "tree case %zu differs from plain greedy", i);
+      cr_assert(st.forwards < st.tokens, "case %zu: drafts were accepted", i);
+      deco_drafter_destroy(d);
+    }
+  }
+  deco_model_destroy(copy);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* The target as its own draft: the rank-0 path of every level is the
+ * target's argmax, so every full step commits depth + 1 ids. */
+Test(draft_model_device, device_tree_target_as_its_own_draft_commits_a_full_path) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int all[] = {0, 1, 2, 3, 4};
+  const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
+  static deco_test_capture_t plain, dev;
+  deco_generate_stats_t st;
+  generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
+  static const struct {
+    int K, W, nodes;
+  } cases[] = {{3, 2, 14}, {4, 3, 20}, {2, 3, 12}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    for (int source = 0; source < 2; ++source) {
+      int depth;
+      deco_drafter_t *d = tree_drafter(m, source ? NULL : copy, source ? all : NULL, source ? 5 : 0, cases[i].K,
+                                       cases[i].W, cases[i].nodes, 256, 0.0f, &depth);
+      generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
+      const double mean = (double)st.tokens / st.forwards;
+      fprintf(stderr, "device tree, self-draft (%s) W=%d depth %d: %d tokens in %d forwards, mean_accepted %.3f\n",
+              source ? "every layer" : "a second copy", cases[i].W, depth, st.tokens, st.forwards, mean);
+      cr_assert_eq(st.tokens, 256);
+      cr_assert_eq(st.forwards, (256 + depth) / (depth + 1), "every full step commits depth + 1");
+      cr_assert(mean >= depth + 1 - 0.1, "mean_accepted %.3f", mean);
+      cr_assert_eq(dev.n, plain.n);
+      cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "case %zu differs", i);
+      deco_drafter_destroy(d);
+    }
+  }
+  deco_model_destroy(copy);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* After a device run with a tree (accepted paths leave rank 0, so the
+ * draft cache is compacted), the draft's K/V equals a draft fed the
+ * emitted ids, bit for bit; the host loop drafts on from that state. */
+Test(draft_model_device, device_tree_draft_kv_equals_a_draft_fed_the_ids) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int layers[] = {0, 3};
+  int depth;
+  deco_drafter_t *d = tree_drafter(m, NULL, layers, 2, 4, 3, 24, 300, 0.0f, &depth);
+  static deco_test_capture_t cap, plain;
+  deco_generate_stats_t st;
+  const run_cfg_t rc = {.steps = 150, .temperature = 0.0f, .ignore_eos = 1};
+  generate(m, d, 1, dog_prompt, N_DOG, rc, &cap, &st);
+  generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
+  cr_assert_eq(cap.n, plain.n);
+  cr_assert_eq(memcmp(cap.ids, plain.ids, sizeof(int32_t) * (size_t)cap.n), 0);
+  int dseq;
+  deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
+  cr_assert_not_null(kc);
+  const int n = deco_kv_cache_seq_len(kc, dseq);
+  cr_assert_eq(n, cap.n - 3, "the host state commits all but the last two positions before the root (%d of %d)", n,
+               cap.n);
+  const deco_layer_schedule_t s = {.n_groups = 2, .first = layers, .count = (const int[]){1, 1}};
+  deco_model_t *view;
+  cr_assert_eq(deco_model_create_view(m, &s, &view), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_kv_cache_t *ref;
+  cr_assert_eq(deco_kv_cache_create(view, 16, 32, 1, &ref), DECO_STATUS_SUCCESS);
+  int rseq;
+  cr_assert_eq(deco_kv_cache_admit(ref, 400, &rseq), DECO_STATUS_SUCCESS);
+  float *logits = malloc(sizeof(float) * 512);
+  const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &rseq, .n_new = &n, .tokens = cap.ids, .embeds = NULL,
+                                  .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits};
+  cr_assert_eq(deco_forward(view, ref, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  const deco_model_hparams_t *hp = deco_model_get_hparams(m);
+  const int kvd = hp->n_kv_heads * hp->head_dim;
+  const size_t elems = (size_t)2 * n * 2 * kvd;
+  float *a = malloc(sizeof(float) * elems), *b = malloc(sizeof(float) * elems);
+  read_kv(kc, dseq, layers, 2, n, kvd, a);
+  read_kv(ref, rseq, layers, 2, n, kvd, b);
+  size_t diff = 0;
+  for (size_t i = 0; i < elems; ++i) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  fprintf(stderr, "device tree run: %d committed draft slots, %zu of %zu values differ\n", n, diff, elems);
+  cr_assert_eq(diff, 0, "the draft's K/V after a device tree run must equal a draft fed the ids, bit for bit");
+  /* The host loop drafts on from the caught-up state what a drafter begun
+   * on every id drafts. */
+  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES], fresh[DECO_TREE_MAX_NODES];
+  int32_t fresh_parents[DECO_TREE_MAX_NODES];
+  int nodes, fresh_nodes;
+  cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(tokens[0], cap.ids[cap.n - 1], "the root is the last id emitted");
+  cr_assert_eq(deco_drafter_begin(d, m, 0, cap.ids, cap.n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_drafter_draft(d, 0, fresh, fresh_parents, &fresh_nodes), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  cr_assert_eq(fresh_nodes, nodes);
+  cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "the drafts after a device run differ");
+  cr_assert_eq(memcmp(parents, fresh_parents, sizeof(int32_t) * (size_t)nodes), 0);
+  free(a);
+  free(b);
+  free(logits);
+  deco_kv_cache_destroy(ref);
+  deco_model_destroy(view);
+  deco_drafter_destroy(d);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* To the end of the context (the deeper levels' forwards go empty and
+ * prepare clips the deep nodes) and near the step limit: plain greedy's
+ * ids; a draft cache that cannot hold the tree's slots is refused. */
+Test(draft_model_device, device_tree_runs_to_the_end_of_the_context) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int seq_len = deco_model_get_hparams(m)->seq_len;
+  static deco_test_capture_t dev, plain;
+  deco_generate_stats_t st;
+  int depth;
+  deco_drafter_t *d = tree_drafter(m, NULL, (const int[]){0, 1, 4}, 3, 5, 2, 20, 0, 0.0f, &depth);
+  const run_cfg_t full = {.steps = seq_len, .temperature = 0.0f, .ignore_eos = 1};
+  generate(m, NULL, 0, dog_prompt, 1, full, &plain, &st);
+  generate(m, d, 1, dog_prompt, 1, full, &dev, &st);
+  cr_assert_eq(dev.n, seq_len + 1, "one id per position, the prompt's included");
+  cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)dev.n), 0, "to the end of the context");
+  for (int steps = N_DOG - 1; steps <= N_DOG + 7; ++steps) {
+    const run_cfg_t rc = {.steps = steps, .temperature = 0.0f, .ignore_eos = 1};
+    generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
+    generate(m, d, 1, dog_prompt, N_DOG, rc, &dev, &st);
+    cr_assert_eq(dev.n, steps + 1, "steps %d", steps);
+    cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)dev.n), 0, "steps %d", steps);
+  }
+  deco_drafter_destroy(d);
+  /* max_len 16: 16 + 256 reserved slots; 250 steps and a 21-node tree
+   * would reach slot 270 < 272, 260 steps would not. */
+  d = tree_drafter(m, NULL, (const int[]){0, 1, 4}, 3, 5, 2, 20, 16, 0.0f, &depth);
+  deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+  c.temperature = 0.0f;
+  c.drafter = d;
+  c.device_resident = 1;
+  c.steps = 260;
+  cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "max_len") != NULL, "%s", deco_last_error(ctx));
+  c.steps = 250;
+  cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_drafter_destroy(d);
+  deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }

@@ -30,6 +30,7 @@
 #include "core/internal.h"
 #include "deco/philox.h"
 #include "deco/spec.h"
+#include "deco/select.h"
 #include "deco/spec_step.h"
 #include "draft/drafter.h"
 #include "draft/model_draft_mutant.h"
@@ -57,13 +58,18 @@ typedef struct draft_seq {
   int device;                          /* device rounds ran since begin (the host state waits for observe_host) */
 } draft_seq_t;
 
-/* The device-resident chain's context block: prev, the draft forward's
- * batch and shape, and the block-table row of the sequence begun last. */
+/* The device-resident draft's context block: prev, the draft forward's
+ * batch and shape (cap = 2 tokens for a chain, n + 1 for a tree of n
+ * nodes), the block-table row of the sequence begun last, and a tree's
+ * shape and top-W ids. */
 typedef struct chain_block {
   int32_t *prev;                       /* [1] */
-  int32_t *tokens, *positions, *q_indptr, *parents; /* [2] each */
+  int32_t *tokens, *positions, *parents; /* [cap] each */
+  int32_t *q_indptr;                   /* [2] */
   int32_t *kv_lens, *prefix_lens;      /* [1] each */
   int32_t *table;                      /* [P] */
+  int32_t *shape;                      /* [n] a tree's parents (tree only) */
+  int32_t *topk;                       /* [cap][W] (tree only) */
 } chain_block_t;
 
 typedef struct model_drafter {
@@ -91,9 +97,12 @@ typedef struct model_drafter {
   draft_seq_t *seqs;
   int n_seqs;
   long forwards;                       /* draft forwards run (deco_drafter_model_forwards) */
-  /* The device-resident chain (chain_len K > 0 when the drafter is one). */
+  /* The device-resident draft (chain_len K > 0 when the drafter is one):
+   * a chain of K drafts, or (tree_width W > 1) the fixed top-W tree of
+   * max_nodes nodes and depth K. */
   int chain_len;
-  int32_t chain_parents[DECO_TREE_MAX_NODES]; /* the fixed tree: -1, 0, 1, ..., K - 1 */
+  int tree_width;                      /* 0: a chain */
+  int32_t chain_parents[DECO_TREE_MAX_NODES]; /* the fixed tree: -1, 0, 1, ..., K - 1 for a chain */
   char host_only[128];                 /* why it is not device-resident */
   void *chain_mem;
   chain_block_t cb;
@@ -194,16 +203,28 @@ static deco_status_t make_parallel(model_drafter_t *md, const char *op) {
 
 /* ---- Plan: the draft cache and every buffer, once ---- */
 
-static void chain_layout(deco_arena_t *a, chain_block_t *b, int P) {
+/* The forward's token capacity of the device-resident draft. */
+static int chain_cap(const model_drafter_t *md) { return md->tree_width > 1 ? md->base.max_nodes + 1 : 2; }
+
+static void chain_layout(deco_arena_t *a, chain_block_t *b, int P, int cap, int n, int W) {
   const size_t w = sizeof(int32_t);
   b->prev = deco_arena_take(a, 1, w, w);
-  b->tokens = deco_arena_take(a, 2, w, w);
-  b->positions = deco_arena_take(a, 2, w, w);
+  b->tokens = deco_arena_take(a, (size_t)cap, w, w);
+  b->positions = deco_arena_take(a, (size_t)cap, w, w);
   b->q_indptr = deco_arena_take(a, 2, w, w);
-  b->parents = deco_arena_take(a, 2, w, w);
+  b->parents = deco_arena_take(a, (size_t)cap, w, w);
   b->kv_lens = deco_arena_take(a, 1, w, w);
   b->prefix_lens = deco_arena_take(a, 1, w, w);
   b->table = deco_arena_take(a, (size_t)P, w, w);
+  b->shape = W > 1 ? deco_arena_take(a, (size_t)n, w, w) : NULL;
+  b->topk = W > 1 ? deco_arena_take(a, (size_t)cap * (size_t)W, w, w) : NULL;
+}
+
+/* The top-W ids of the rows of the last draft forward (a tree's level). */
+static deco_topk_rows_args_t tree_topk_args(const model_drafter_t *md) {
+  return (deco_topk_rows_args_t){.n_rows = chain_cap(md), .vocab = md->vocab, .k = md->tree_width,
+                                 .dtype = DECO_DTYPE_F32, .logits = md->d_logits,
+                                 .row_count = md->cb.q_indptr + 1, .ids = md->cb.topk, .values = NULL};
 }
 
 /* What the plan allocates, freed (a failed plan leaves nothing behind, so
@@ -229,16 +250,25 @@ static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx);
 static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_draft_observation_t *proto,
                                 size_t *ws) {
   (void)proto;
-  (void)ws;
   model_drafter_t *md = (model_drafter_t *)d;
   deco_ctx_t *ctx = deco_model_ctx(m);
   d->ctx = ctx;
   if (m != md->target)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: planned for a model it was not made for");
-  if (md->planned) return DECO_STATUS_SUCCESS;
-  const deco_status_t st = plan_buffers(md, ctx);
-  if (st != DECO_STATUS_SUCCESS) release_plan(md);
-  return st;
+  if (!md->planned) {
+    const deco_status_t st = plan_buffers(md, ctx);
+    if (st != DECO_STATUS_SUCCESS) {
+      release_plan(md);
+      return st;
+    }
+  }
+  /* A device-resident tree's top-W selection runs in the step. */
+  if (md->tree_width > 1 && ws) {
+    const deco_topk_rows_args_t ta = tree_topk_args(md);
+    const size_t t = deco_topk_rows_workspace_size(ctx, &ta);
+    if (t > *ws) *ws = t;
+  }
+  return DECO_STATUS_SUCCESS;
 }
 
 static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
@@ -266,13 +296,17 @@ static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
   /* q rows no draw writes (leaves) stay zero. */
   DECO_TRY(deco_memcpy(ctx, md->d_q, md->h_logits, sizeof(float) * rows, DECO_COPY_HOST_TO_CTX));
   if (md->chain_len > 0) {
+    const int cap = chain_cap(md), n = md->base.max_nodes, W = md->tree_width;
     deco_arena_t a = DECO_ARENA_SIZING;
-    chain_layout(&a, &md->cb, P);
+    chain_layout(&a, &md->cb, P, cap, n, W);
     DECO_TRY(deco_malloc(ctx, &md->chain_mem, a.bytes));
     a = deco_arena_at(md->chain_mem);
-    chain_layout(&a, &md->cb, P);
+    chain_layout(&a, &md->cb, P, cap, n, W);
     static const int32_t chain2[2] = {-1, 0};
-    DECO_TRY(deco_memcpy(ctx, md->cb.parents, chain2, sizeof chain2, DECO_COPY_HOST_TO_CTX));
+    if (W > 1) /* the forwards' parents come from deco_draft_chain's start */
+      DECO_TRY(deco_memcpy(ctx, md->cb.shape, md->chain_parents, sizeof(int32_t) * (size_t)n, DECO_COPY_HOST_TO_CTX));
+    else
+      DECO_TRY(deco_memcpy(ctx, md->cb.parents, chain2, sizeof chain2, DECO_COPY_HOST_TO_CTX));
   }
   md->planned = 1;
   return DECO_STATUS_SUCCESS;
@@ -574,12 +608,19 @@ static deco_draft_chain_args_t chain_args(const model_drafter_t *md, int stage, 
                                    .prefix_lens = md->cb.prefix_lens,
                                    .temperature = md->cfg.temperature,
                                    .seed = md->cfg.seed,
-                                   .q = md->d_q};
+                                   .q = md->d_q,
+                                   .width = md->tree_width,
+                                   .n_nodes = md->tree_width > 1 ? md->base.max_nodes : 0,
+                                   .shape = md->cb.shape,
+                                   .topk = md->cb.topk,
+                                   .fparents = md->cb.parents};
 }
 
 /* K draft forwards, each followed by deco_draft_chain (the argmax, or a
  * draw whose q lands in d_q's row of the node, into the chain; the next
- * forward's batch); enqueued only. */
+ * forward's batch); enqueued only. A tree: forward l runs prev and every
+ * node above level l, then deco_topk_rows of its rows gives the level's
+ * children (deco_draft_chain scatters them by parent and rank). */
 static deco_status_t model_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a) {
   model_drafter_t *md = (model_drafter_t *)d;
   deco_ctx_t *ctx = d->ctx;
@@ -591,7 +632,9 @@ static deco_status_t model_draft_device(deco_drafter_t *d, const deco_draft_devi
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "model drafter: sequence %d is not the one begun last; a device draft follows its begin",
                      a->seqs[0]);
-  if (a->steps > md->chain_slots)
+  /* A tree's compaction reads slots up to len + n - 1 (len <= steps). */
+  const int reach = md->tree_width > 1 ? a->steps + md->base.max_nodes : a->steps;
+  if (reach > md->chain_slots)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "model drafter: %d steps, but the draft cache reserves %d slots per sequence (max_len)", a->steps,
                      md->chain_slots);
@@ -600,8 +643,9 @@ static deco_status_t model_draft_device(deco_drafter_t *d, const deco_draft_devi
   md->chain_steps = a->steps;
   deco_draft_chain_args_t ca = chain_args(md, DECO_DRAFT_CHAIN_START, a->tokens);
   DECO_TRY(deco_draft_chain(ctx, &ca));
+  const deco_topk_rows_args_t ta = tree_topk_args(md);
   const deco_forward_device_args_t fa = {.n_seqs = 1,
-                                         .n_tokens = 2,
+                                         .n_tokens = chain_cap(md),
                                          .tokens = md->cb.tokens,
                                          .positions = md->cb.positions,
                                          .q_indptr = md->cb.q_indptr,
@@ -615,20 +659,29 @@ static deco_status_t model_draft_device(deco_drafter_t *d, const deco_draft_devi
   for (int l = 1; l <= md->chain_len; ++l) {
     DECO_TRY(deco_forward_device(md->dm, md->kc, &fa));
     md->forwards++;
+    if (md->tree_width > 1) DECO_TRY(deco_topk_rows(ctx, &ta));
     ca.stage = l;
     DECO_TRY(deco_draft_chain(ctx, &ca));
   }
   return DECO_STATUS_SUCCESS;
 }
 
-/* After acceptance: prev <- the id at the next round's len - 1. Nothing
- * outside a device-resident run (the host engine verifies too). */
+/* After acceptance: a tree's draft cache compacted along the accepted
+ * path (the target's rule, from the root's slot len), then prev <- the id
+ * at the next round's len - 1. Nothing outside a device-resident run (the
+ * host engine verifies too). */
 static deco_status_t model_observe_device(deco_drafter_t *d, const deco_draft_observation_t *o) {
   model_drafter_t *md = (model_drafter_t *)d;
   if (!md->chain_state) return DECO_STATUS_SUCCESS;
-  if (o->n_trees != 1 || o->n_nodes != md->chain_len + 1)
+  if (o->n_trees != 1 || o->n_nodes != md->base.max_nodes)
     return DECO_FAIL(d->ctx, DECO_STATUS_INTERNAL, "model drafter: observed %d trees of %d nodes, drafted 1 of %d",
-                     o->n_trees, o->n_nodes, md->chain_len + 1);
+                     o->n_trees, o->n_nodes, md->base.max_nodes);
+  if (md->tree_width > 1) {
+    const deco_kv_cache_compact_args_t ka = {.n_seqs = 1, .block_table = md->cb.table,
+                                             .prefix_lens = &md->chain_state->len, .path = o->verdict.path,
+                                             .accept_len = o->verdict.accept_len};
+    DECO_TRY(deco_kv_cache_compact(md->kc, &ka));
+  }
   deco_draft_chain_args_t ca = chain_args(md, DECO_DRAFT_CHAIN_OBSERVE, (int32_t *)o->tokens);
   ca.path = o->verdict.path;
   ca.accept_len = o->verdict.accept_len;
@@ -657,7 +710,7 @@ static deco_status_t chain_catch_up(model_drafter_t *md, draft_seq_t *s, const i
  * row is the distribution of draft l), once d_q exists. */
 static void model_device_probs(const deco_drafter_t *d, deco_draft_kind_t *kind, const float **q) {
   const model_drafter_t *md = (const model_drafter_t *)d;
-  const int sampled = md->chain_len > 0 && md->cfg.temperature > 0.0f && md->d_q;
+  const int sampled = md->chain_len > 0 && md->tree_width <= 1 && md->cfg.temperature > 0.0f && md->d_q;
   *kind = sampled ? DECO_DRAFT_CHAIN : DECO_DRAFT_DETERMINISTIC;
   *q = sampled ? md->d_q : NULL;
 }
@@ -759,19 +812,48 @@ static const deco_drafter_ops_t model_ops = {
     .device_probs = model_device_probs,
 };
 
+/* The fixed top-W tree of a device-resident drafter: the full W-ary tree
+ * laid out breadth first (each node of a level, in order, takes W
+ * children) and cut at max_nodes drafts and depth draft_len. Its depth. */
+static int tree_shape(const deco_model_draft_config_t *c, int32_t *par, int *n_nodes) {
+  int n = 1, f0 = 0, f1 = 1, depth = 0;
+  par[0] = -1;
+  while (depth < c->draft_len && n - 1 < c->max_nodes && f1 > f0) {
+    for (int f = f0; f < f1; ++f)
+      for (int r = 0; r < c->width && n - 1 < c->max_nodes; ++r) par[n++] = f;
+    f0 = f1;
+    f1 = n;
+    depth++;
+  }
+  *n_nodes = n;
+  return depth;
+}
+
 /* A chain, deterministic or sampled, drafts on the device too
  * (device_resident, the fixed chain of K = min(draft_len, max_nodes)
- * drafts); other drafts say why they stay on the host. */
+ * drafts), and so does a deterministic top-W tree (tree_shape); other
+ * drafts say why they stay on the host. */
 static void chain_shape(model_drafter_t *md) {
   const deco_model_draft_config_t *c = &md->cfg;
   const int K = c->draft_len < c->max_nodes ? c->draft_len : c->max_nodes;
   if (c->layer_parallel > 1)
     snprintf(md->host_only, sizeof md->host_only, "layer-parallel drafting, layer_parallel %d, calibrates there",
              c->layer_parallel);
-  else if (c->width > 1)
-    snprintf(md->host_only, sizeof md->host_only, "a tree of width %d: only chains of width 1 draft on the device",
-             c->width);
-  else if (K > DECO_TREE_MAX_NODES - 2)
+  else if (c->width > 1 && c->temperature > 0.0f && c->sample_siblings)
+    snprintf(md->host_only, sizeof md->host_only,
+             "a tree of width %d with sampled siblings: only top-w trees draft on the device", c->width);
+  else if (c->width > 1 && c->max_nodes > DECO_TREE_MAX_NODES - 2)
+    snprintf(md->host_only, sizeof md->host_only, "a tree of %d drafts: at most %d draft on the device",
+             c->max_nodes, DECO_TREE_MAX_NODES - 2);
+  else if (c->width > 1) {
+    int n;
+    md->chain_len = tree_shape(c, md->chain_parents, &n);
+    md->tree_width = c->width;
+    md->base.max_nodes = n;
+    md->base.device_resident = 1;
+    md->base.shape_parents = md->chain_parents;
+    return;
+  } else if (K > DECO_TREE_MAX_NODES - 2)
     snprintf(md->host_only, sizeof md->host_only, "a chain of %d drafts: at most %d draft on the device", K,
              DECO_TREE_MAX_NODES - 2);
   else {

@@ -3,6 +3,7 @@
  * values, then dispatch. */
 #include <math.h>
 
+#include "deco/select.h"
 #include "ops/dispatch.h"
 
 deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a) {
@@ -64,7 +65,14 @@ deco_status_t deco_draft_chain(deco_ctx_t *ctx, const deco_draft_chain_args_t *a
   if (!(a->temperature >= 0.0f) || isinf(a->temperature))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and >= 0", op,
                      (double)a->temperature);
-  if (a->stage >= 1) {
+  DECO_CHECK_RANGE(ctx, a->width, 0, DECO_TOPK_MAX_K, op);
+  if (a->width > 1) {
+    /* A top-w tree: its shape always, fparents at the start, topk at a level. */
+    DECO_CHECK_RANGE(ctx, a->n_nodes, 2, DECO_TREE_MAX_NODES - 1, op);
+    DECO_CHECK_PTR(ctx, a->shape, op);
+    if (a->stage == DECO_DRAFT_CHAIN_START) DECO_CHECK_PTR(ctx, a->fparents, op);
+    if (a->stage >= 1) DECO_CHECK_PTR(ctx, a->topk, op);
+  } else if (a->stage >= 1) {
     DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
     DECO_CHECK_PTR(ctx, a->logits, op);
     if (a->temperature > 0.0f) DECO_CHECK_PTR(ctx, a->q, op);

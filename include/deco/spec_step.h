@@ -137,7 +137,33 @@ DECO_API deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_
  * u * total falls on a boundary between two ids. That
  * is lossless all the same: q as written is the distribution the id was
  * drawn from (up to its sum's rounding), and acceptance reads that q.
- * T = 0 draws nothing and leaves q alone (q may be NULL). */
+ * T = 0 draws nothing and leaves q alone (q may be NULL).
+ *
+ * Top-w trees (width W > 1, deterministic): the step's tree is a fixed
+ * breadth-first shape of n nodes, shape[j] the parent of node j
+ * (shape[0] = -1, parents non-decreasing, so siblings are consecutive and
+ * the nodes of depth < l are a prefix of m_l nodes), depth at most K =
+ * draft_len. Node j's rank is j minus the index of its first sibling
+ * (rank < W). Forward l runs {prev} (at len - 1, when len >= 1 and
+ * prev >= 0; h = 1, else h = 0) and nodes 0..m_l - 1 (node j at position
+ * len + depth(j), slot len + j) with the tree parents fparents (written at
+ * the start: the shape shifted by h under prev); the deepest level that is
+ * forwarded is K - 1, so leaves have no K/V. After forward l, topk holds
+ * the W best ids of each of its rows (deco_topk_rows, k = W, of the
+ * forward's logits with row_count = q_indptr + 1), and:
+ *   DECO_DRAFT_CHAIN_START: forward 1's batch and fparents [h + n];
+ *   l = 1..K: every node j of depth l takes chain[j] <- topk[h + shape[j]]
+ *     [rank(j)] (the parent's row), or 0 when forward l was empty; then,
+ *     for l < K, forward l + 1's batch;
+ *   DECO_DRAFT_CHAIN_OBSERVE: as for a chain, with path[accept_len - 1] a
+ *     node below n (accept_len in [1, K + 1]).
+ * Forward l is empty once done, for l > steps - len - 1, or when
+ * len + m_l > max_slots; else q_indptr = {0, h + m_l}, kv_lens
+ * {len + m_l}, prefix_lens {len - h}; an empty one has kv_lens =
+ * prefix_lens = min(len - h, max_slots). temperature and q are not read
+ * (a top-w tree is verified with the deterministic rule at any
+ * temperature). A chain is the tree of width 1; width <= 1 keeps the chain
+ * mode above. */
 #define DECO_DRAFT_CHAIN_START 0
 #define DECO_DRAFT_CHAIN_OBSERVE (-1)
 /* Philox counter word 1 of a model draft's draws (the host drafter's too). */
@@ -162,12 +188,18 @@ typedef struct deco_draft_chain_args {
   float temperature;              /* 0: the argmax; > 0 (finite): a draw from q (above) */
   uint64_t seed;                  /* the draws' Philox key (temperature > 0) */
   float *q;                       /* [K][vocab] f32 out (temperature > 0): level l writes row l - 1 */
+  /* Top-w trees (width > 1; above): */
+  int width;                      /* W: 0 or 1 = a chain; 2..DECO_TOPK_MAX_K: a tree */
+  int n_nodes;                    /* n: 2..DECO_TREE_MAX_NODES - 1 (tokens, positions: [n + 1]) */
+  const int32_t *shape;           /* [n] the tree's parents */
+  const int32_t *topk;            /* [n + 1][W] the last forward's top-W ids per row (levels) */
+  int32_t *fparents;              /* [n + 1] the draft forwards' tree parents, out (start) */
 } deco_draft_chain_args_t;
 #define DECO_DRAFT_CHAIN_ARGS_INIT                                                                           \
   {.stage = DECO_DRAFT_CHAIN_START, .draft_len = 0, .steps = 0, .max_slots = 0, .vocab = 0, .state = NULL,   \
    .logits = NULL, .chain = NULL, .prev = NULL, .path = NULL, .accept_len = NULL, .tokens = NULL,            \
    .positions = NULL, .q_indptr = NULL, .kv_lens = NULL, .prefix_lens = NULL, .temperature = 0.0f,           \
-   .seed = 0, .q = NULL}
+   .seed = 0, .q = NULL, .width = 0, .n_nodes = 0, .shape = NULL, .topk = NULL, .fparents = NULL}
 DECO_API deco_status_t deco_draft_chain(deco_ctx_t *ctx, const deco_draft_chain_args_t *args);
 
 #ifdef __cplusplus

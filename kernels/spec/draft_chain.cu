@@ -10,7 +10,8 @@
  * chunks' sums and then the one chunk where u * total falls — the header's
  * draw with the sums in another order than the reference's. Same contract
  * as draft_chain_ref.c; the argument struct is passed by value, its
- * pointers are device memory.
+ * pointers are device memory. A top-w tree's stage (width > 1) is one
+ * thread's bookkeeping (draft_chain_common.h).
  */
 #include "common/cuda_common.cuh"
 #include "common/op_impl.h"
@@ -120,7 +121,16 @@ static __global__ void __launch_bounds__(CHAIN_THREADS) draft_chain_kernel(deco_
   if (t == 0) deco_draft_chain_finish(&a, count, best);
 }
 
+/* A top-w tree's stage: bookkeeping over at most 256 nodes, one thread
+ * (the top-W ids come from deco_topk_rows). */
+static __global__ void draft_tree_kernel(deco_draft_chain_args_t a) { deco_draft_tree_finish(&a); }
+
 deco_status_t deco_draft_chain_cuda(const deco_exec_t *exec, const deco_draft_chain_args_t *a) {
+  if (a->width > 1) {
+    draft_tree_kernel<<<1, 1, 0, DECO_CUDA_STREAM(exec)>>>(*a);
+    DECO_CUDA_CHECK_LAUNCH(exec, "draft_tree_kernel");
+    return DECO_STATUS_SUCCESS;
+  }
   draft_chain_kernel<<<1, CHAIN_THREADS, 0, DECO_CUDA_STREAM(exec)>>>(*a);
   DECO_CUDA_CHECK_LAUNCH(exec, "draft_chain_kernel");
   return DECO_STATUS_SUCCESS;

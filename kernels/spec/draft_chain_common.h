@@ -85,4 +85,72 @@ DECO_KERNEL_HD void deco_draft_chain_finish(const deco_draft_chain_args_t *a, in
   }
 }
 
+/* ---- Top-w trees (width > 1): one thread writes everything ---- */
+
+/* Forward l's batch (l = 1..K) from the nodes' tokens in chain; nodes of
+ * depth < l are the first m_l (breadth first). */
+DECO_KERNEL_HD void deco_draft_tree_batch(const deco_draft_chain_args_t *a, int l) {
+  const deco_spec_state_t *s = a->state;
+  const int len = s->len, n = a->n_nodes;
+  const int h = len >= 1 && a->prev[0] >= 0;
+  int32_t depth[DECO_TREE_MAX_NODES];
+  int m = 0;
+  for (int j = 0; j < n; ++j) {
+    depth[j] = j == 0 ? 0 : depth[a->shape[j]] + 1;
+    if (depth[j] < l) m = j + 1;
+  }
+  if (h) {
+    a->tokens[0] = a->prev[0];
+    a->positions[0] = len - 1;
+  }
+  for (int j = 0; j < m; ++j) {
+    a->tokens[h + j] = j == 0 ? s->root : a->chain[j];
+    a->positions[h + j] = len + depth[j];
+  }
+  const int empty = s->done || l > a->steps - len - 1 || len + m > a->max_slots;
+  const int first = len - h, at = first < a->max_slots ? first : a->max_slots;
+  a->q_indptr[0] = 0;
+  a->q_indptr[1] = empty ? 0 : h + m;
+  a->kv_lens[0] = empty ? at : len + m;
+  a->prefix_lens[0] = empty ? at : first;
+}
+
+/* What a stage of a tree writes (the count of forward `stage` is read
+ * from q_indptr before the batch is rewritten). */
+DECO_KERNEL_HD void deco_draft_tree_finish(const deco_draft_chain_args_t *a) {
+  const int K = a->draft_len, n = a->n_nodes, W = a->width;
+  const int len = a->state->len;
+  if (a->stage == DECO_DRAFT_CHAIN_START) {
+    const int h = len >= 1 && a->prev[0] >= 0;
+    if (h) a->fparents[0] = -1;
+    for (int j = 0; j < n; ++j) a->fparents[h + j] = j == 0 ? (h ? 0 : -1) : a->shape[j] + h;
+    deco_draft_tree_batch(a, 1);
+  } else if (a->stage == DECO_DRAFT_CHAIN_OBSERVE) {
+    const int acc = a->accept_len[0];
+    if (a->state->done || acc < 1 || acc > K + 1) return;
+    const int node = a->path[acc - 1];
+    if (node >= 0 && node < n) a->prev[0] = a->chain[node];
+  } else {
+    const int l = a->stage, count = a->q_indptr[1];
+    int32_t depth[DECO_TREE_MAX_NODES];
+    int m = 0; /* nodes of depth < l */
+    for (int j = 0; j < n; ++j) {
+      depth[j] = j == 0 ? 0 : depth[a->shape[j]] + 1;
+      if (depth[j] < l) m = j + 1;
+    }
+    const int h = count - m; /* 1 when prev led the forward */
+    for (int j = 1; j < n; ++j) {
+      if (depth[j] != l) continue;
+      const int p = a->shape[j];
+      int first = j;
+      while (first > 1 && a->shape[first - 1] == p) --first;
+      /* An empty forward's nodes are clipped: any id will do (and so for a
+       * rank past W, which the contract rules out). */
+      const int rank = j - first;
+      a->chain[j] = count > 0 && rank < W ? a->topk[(size_t)(h + p) * (size_t)W + (size_t)rank] : 0;
+    }
+    if (l < K) deco_draft_tree_batch(a, l + 1);
+  }
+}
+
 #endif

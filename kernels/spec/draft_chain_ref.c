@@ -2,7 +2,8 @@
  * forward's batch, the argmax of its last row or (temperature > 0) q and a
  * draw from it, and the chain's prev id (deco/spec_step.h; the shared
  * arithmetic is draft_chain_common.h). Sums run in increasing id order, as
- * the host model drafter's do, so both draw the same ids.
+ * the host model drafter's do, so both draw the same ids. A top-w tree
+ * (width > 1) is bookkeeping only (draft_chain_common.h).
  */
 #include <math.h>
 
@@ -46,6 +47,10 @@ static int32_t sample(const deco_draft_chain_args_t *a, const float *row, int co
 
 deco_status_t deco_draft_chain_ref(const deco_exec_t *exec, const deco_draft_chain_args_t *a) {
   (void)exec;
+  if (a->width > 1) {
+    deco_draft_tree_finish(a);
+    return DECO_STATUS_SUCCESS;
+  }
   int count = 0;
   int32_t best = 0;
   if (a->stage >= 1) {
