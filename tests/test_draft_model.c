@@ -237,8 +237,9 @@ Test(draft_model, bad_drafts_and_layer_lists_are_refused) {
 #define RUNS 3000
 #define RUNS_BROKEN 1000
 
-/* DEVICE_CHAIN: CHAIN drafted and verified inside the device-resident step. */
-typedef enum shape { PLAIN, CHAIN, TOPW_TREE, SAMPLED_TREE, PARALLEL_CHAIN, DEVICE_CHAIN } shape_t;
+/* DEVICE_CHAIN, DEVICE_TREE: CHAIN, TOPW_TREE drafted and verified inside
+ * the device-resident step. */
+typedef enum shape { PLAIN, CHAIN, TOPW_TREE, SAMPLED_TREE, PARALLEL_CHAIN, DEVICE_CHAIN, DEVICE_TREE } shape_t;
 
 static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, long hist[HORIZON][512], long *tokens,
                    long *forwards) {
@@ -268,7 +269,7 @@ static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, lon
     cfg.temperature = 0.7f;
     cfg.ignore_eos = 1;
     cfg.drafter = d;
-    cfg.device_resident = shape == DEVICE_CHAIN;
+    cfg.device_resident = shape == DEVICE_CHAIN || shape == DEVICE_TREE;
     cfg.seed = seed;
     deco_test_capture_t cap = {.n = 0};
     cfg.emit = deco_test_capture_id;
@@ -337,7 +338,8 @@ static void check_law(shape_t shape, const char *name, int check_broken) {
   }
   /* The device chain draws what the host chain draws from the same keys:
    * other keys make its sample independent of the host chain's. */
-  sample(m, shape, RUNS, shape == DEVICE_CHAIN ? 950000 : 900000, hs, &tokens, &forwards);
+  sample(m, shape, RUNS, shape == DEVICE_CHAIN ? 950000 : shape == DEVICE_TREE ? 970000 : 900000, hs, &tokens,
+         &forwards);
   fprintf(stderr, "%s: %ld tokens in %ld forwards, mean accepted %.3f\n", name, tokens, forwards,
           (double)tokens / forwards);
   cr_assert(forwards < tokens, "%s: no draft was ever accepted", name);
@@ -359,6 +361,13 @@ Test(draft_model, device_sampled_chain_has_the_law_of_plain_sampling, .timeout =
 
 Test(draft_model, top_w_tree_has_the_law_of_plain_sampling, .timeout = 300) {
   check_law(TOPW_TREE, "top-w tree", 1);
+}
+
+/* The device loop's top-w tree (its fixed full W-ary shape, the
+ * deterministic rule at T = 0.7). The broken rule is the host drafter's
+ * switch: the power check is the host tree's above. */
+Test(draft_model, device_top_w_tree_has_the_law_of_plain_sampling) {
+  check_law(DEVICE_TREE, "device-resident top-w tree", 0);
 }
 
 Test(draft_model, sampled_siblings_have_the_law_of_plain_sampling, .timeout = 300) {

@@ -14,7 +14,13 @@
  * Sampled chains at T = 0.7 draft in the graphed loop as well: its ids and
  * stats equal the eager device loop's bit for bit, and the target as its
  * own draft (f32) accepts about every draft (the chain rule with q).
- * A top-w tree is refused by the device loop, naming why.
+ * Deterministic top-w trees (the fixed full W-ary shape, deco_topk_rows
+ * and deco_draft_chain's tree mode between the draft's tree forwards, the
+ * draft cache compacted along the accepted path) draft in the graphed loop
+ * too: the eager device loop's ids and stats bit for bit, plain greedy
+ * under the near-tie rule, and with every layer as the draft (f32) each
+ * full step commits depth + 1 ids. A tree with sampled siblings is
+ * refused by the device loop, naming why.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -180,18 +186,50 @@ static void check(deco_dtype_t dtype) {
     if (chains[i].n == 5 && dtype == DECO_DTYPE_F32)
       cr_assert(mean >= chains[i].K + 1 - 0.1, "%s: a sampled self-draft accepts about everything: %.3f", what, mean);
   }
-  /* A top-w tree drafts on the host: refused by the device loop, not run wrong. */
+  /* Deterministic top-w trees in the graphed loop (depth: the fixed
+   * shape's, the full W-ary tree cut by the node budget). */
+  static const struct {
+    int layers[5], n, K, W, nodes, depth;
+  } trees[] = {{{0, 1, 3, 4}, 4, 5, 3, 32, 3}, {{0, 2}, 2, 4, 2, 16, 4}, {{0, 1, 2, 3, 4}, 5, 3, 2, 14, 3},
+               {{0, 1, 2, 3, 4}, 5, 4, 3, 24, 3}};
+  for (size_t i = 0; i < sizeof trees / sizeof trees[0]; ++i) {
+    deco_drafter_t *d = layer_drafter(m, trees[i].layers, trees[i].n, trees[i].K, trees[i].W, trees[i].nodes);
+    cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-w tree drafts on the device");
+    static deco_test_capture_t eager;
+    deco_generate_stats_t se;
+    generate(m, d, 1, &eager, &se);
+    generate(m, d, 2, &spec, &st);
+    deco_drafter_destroy(d);
+    char what[64];
+    snprintf(what, sizeof what, "graphed loop, tree %zu %s", i, deco_dtype_name(dtype));
+    cr_assert_eq(memcmp(eager.ids, spec.ids, sizeof(int32_t) * 257), 0, "%s: the eager device loop differs", what);
+    cr_assert(se.tokens == st.tokens && se.forwards == st.forwards, "%s: stats %d/%d eager, %d/%d graphed", what,
+              se.tokens, se.forwards, st.tokens, st.forwards);
+    check_against_plain(what, mc, &plain, &spec, &st, trees[i].n == 5 && dtype == DECO_DTYPE_F32 ? trees[i].depth : 0,
+                        dtype, c);
+  }
+  /* A tree with sampled siblings drafts on the host: refused by the device
+   * loop, not run wrong. */
   const int all[] = {0, 1, 2, 3, 4};
-  deco_drafter_t *d = layer_drafter(m, all, 5, 4, 3, 12);
+  deco_model_draft_config_t sc = DECO_MODEL_DRAFT_CONFIG_INIT;
+  sc.layers = all;
+  sc.n_layers = 5;
+  sc.draft_len = 4;
+  sc.width = 3;
+  sc.max_nodes = 12;
+  sc.temperature = 0.7f;
+  sc.sample_siblings = 1;
+  deco_drafter_t *d = NULL;
+  cr_assert_eq(deco_drafter_create_model(m, NULL, &sc, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_generate_config_t g = DECO_GENERATE_CONFIG_INIT;
   g.steps = 32;
-  g.temperature = 0.0f;
+  g.temperature = 0.7f;
   g.drafter = d;
   g.device_resident = 1;
   g.graph = 1;
   int32_t bos = 1;
   cr_assert_eq(deco_generate(m, &bos, 1, &g, &st), DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "drafts on the host") != NULL && strstr(deco_last_error(ctx), "width 3"),
+  cr_assert(strstr(deco_last_error(ctx), "drafts on the host") != NULL && strstr(deco_last_error(ctx), "sampled siblings"),
             "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
   free(c);

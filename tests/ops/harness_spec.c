@@ -651,11 +651,36 @@ const harness_op_t harness_op_spec_commit = {DECO_OP_SPEC_COMMIT, commit_setup, 
 
 /* ---- A model's chain drafted inside the step (deco_draft_chain) ---- */
 
-enum { DC_STATE, DC_LOGITS, DC_CHAIN, DC_PREV, DC_PATH, DC_ACC, DC_TOK, DC_POS, DC_QIP, DC_KVL, DC_PREFIX, DC_Q };
+enum {
+  DC_STATE, DC_LOGITS, DC_CHAIN, DC_PREV, DC_PATH, DC_ACC, DC_TOK, DC_POS, DC_QIP, DC_KVL, DC_PREFIX, DC_Q,
+  DC_SHAPE, DC_TOPK, DC_FPAR, DC_K, DC_N
+};
+
+/* A tree case's shape: the full W-ary tree, breadth first, of at most
+ * n_nodes nodes and depth draft_len; its depth (iv[DC_K]) and size. */
+static void tree_case_shape(hcase_t *h, int32_t *par) {
+  const deco_op_case_t *c = h->c;
+  int n = 1, f0 = 0, f1 = 1, depth = 0;
+  par[0] = -1;
+  while (depth < c->chain.draft_len && n < c->chain.n_nodes && f1 > f0) {
+    for (int f = f0; f < f1; ++f)
+      for (int r = 0; r < c->chain.width && n < c->chain.n_nodes; ++r) par[n++] = f;
+    f0 = f1;
+    f1 = n;
+    depth++;
+  }
+  h->iv[DC_K] = depth;
+  h->iv[DC_N] = n;
+}
 
 static void chain_setup(hcase_t *h) {
   const deco_op_case_t *c = h->c;
-  const int K = c->chain.draft_len, V = c->chain.vocab;
+  const int tree = c->chain.width > 1;
+  int32_t shape[DECO_TREE_MAX_NODES];
+  h->iv[DC_K] = c->chain.draft_len;
+  h->iv[DC_N] = c->chain.draft_len + 1;
+  if (tree) tree_case_shape(h, shape);
+  const int K = h->iv[DC_K], V = c->chain.vocab, N = h->iv[DC_N], cap = tree ? N + 1 : 2;
   uint64_t s = c->seed;
   h->iv[DC_STATE] = ht_add(h, "state", HT_IN, HT_I32, DECO_DTYPE_F32, 9);
   int32_t *st = h->t[h->iv[DC_STATE]].i;
@@ -684,16 +709,17 @@ static void chain_setup(hcase_t *h) {
       row[V / 2] = -0.0f;
     }
   }
-  h->iv[DC_CHAIN] = ht_add(h, "chain", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)K + 1);
-  for (int j = 0; j <= K; ++j) h->t[h->iv[DC_CHAIN]].i[j] = harness_rng_int(&s, 0, V - 1);
+  h->iv[DC_CHAIN] = ht_add(h, "chain", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)N);
+  for (int j = 0; j < N; ++j) h->t[h->iv[DC_CHAIN]].i[j] = harness_rng_int(&s, 0, V - 1);
   h->iv[DC_PREV] = ht_add(h, "prev", HT_INOUT, HT_I32, DECO_DTYPE_F32, 1);
   h->t[h->iv[DC_PREV]].i[0] = c->chain.len == 0 ? -1 : harness_rng_int(&s, 0, V - 1);
   h->iv[DC_PATH] = ht_add(h, "path", HT_IN, HT_I32, DECO_DTYPE_F32, DECO_TREE_MAX_NODES);
-  for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) h->t[h->iv[DC_PATH]].i[i] = i <= K ? i : -1; /* a chain's path */
+  for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) /* a chain's path; any nodes of a tree */
+    h->t[h->iv[DC_PATH]].i[i] = !tree ? (i <= K ? i : -1) : harness_rng_int(&s, 0, N - 1);
   h->iv[DC_ACC] = ht_add(h, "accept_len", HT_IN, HT_I32, DECO_DTYPE_F32, 1);
   h->t[h->iv[DC_ACC]].i[0] = c->chain.accept_len;
-  h->iv[DC_TOK] = ht_add(h, "tokens", HT_INOUT, HT_I32, DECO_DTYPE_F32, 2);
-  h->iv[DC_POS] = ht_add(h, "positions", HT_INOUT, HT_I32, DECO_DTYPE_F32, 2);
+  h->iv[DC_TOK] = ht_add(h, "tokens", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)cap);
+  h->iv[DC_POS] = ht_add(h, "positions", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)cap);
   h->iv[DC_QIP] = ht_add(h, "q_indptr", HT_INOUT, HT_I32, DECO_DTYPE_F32, 2);
   h->iv[DC_KVL] = ht_add(h, "kv_lens", HT_INOUT, HT_I32, DECO_DTYPE_F32, 1);
   h->iv[DC_PREFIX] = ht_add(h, "prefix_lens", HT_INOUT, HT_I32, DECO_DTYPE_F32, 1);
@@ -701,7 +727,28 @@ static void chain_setup(hcase_t *h) {
     for (size_t i = 0; i < h->t[h->iv[k]].n; ++i) h->t[h->iv[k]].i[i] = -100 - (int)i;
   h->t[h->iv[DC_QIP]].i[0] = 0;
   h->t[h->iv[DC_QIP]].i[1] = c->chain.count;
-  h->iv[DC_Q] = -1;
+  h->iv[DC_Q] = h->iv[DC_SHAPE] = h->iv[DC_TOPK] = h->iv[DC_FPAR] = -1;
+  if (tree) {
+    const int W = c->chain.width;
+    h->iv[DC_SHAPE] = ht_add(h, "shape", HT_IN, HT_I32, DECO_DTYPE_F32, (size_t)N);
+    memcpy(h->t[h->iv[DC_SHAPE]].i, shape, sizeof(int32_t) * (size_t)N);
+    /* Distinct ids per row, as deco_topk_rows gives them (any will do). */
+    h->iv[DC_TOPK] = ht_add(h, "topk", HT_IN, HT_I32, DECO_DTYPE_F32, (size_t)cap * W);
+    for (int i = 0; i < cap * W; ++i) h->t[h->iv[DC_TOPK]].i[i] = 1000 * (i / W) + harness_rng_int(&s, 0, 9) * W + i % W;
+    h->iv[DC_FPAR] = ht_add(h, "fparents", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)cap);
+    for (int i = 0; i < cap; ++i) h->t[h->iv[DC_FPAR]].i[i] = -7 - i;
+    /* The forward of level `stage` ran prev (when there is one) and the
+     * nodes above the level, unless it was empty. */
+    if (c->chain.stage >= 1) {
+      int m = 0, depth[DECO_TREE_MAX_NODES];
+      for (int j = 0; j < N; ++j) {
+        depth[j] = j ? depth[shape[j]] + 1 : 0;
+        m += depth[j] < c->chain.stage;
+      }
+      const int hp = c->chain.len >= 1 && h->t[h->iv[DC_PREV]].i[0] >= 0;
+      h->t[h->iv[DC_QIP]].i[1] = c->chain.count ? hp + m : 0;
+    }
+  }
   if (c->chain.temperature > 0.0f) {
     /* q rows [K][V], poisoned: only the level's row may change; softmax
      * values compare as reductions (the CUDA kernel sums in its order). */
@@ -753,8 +800,74 @@ static int32_t chain_sample(hcase_t *h, const float *row, int count, int stage, 
 /* The header's rules, one stage at a time: the batch of forward l lists
  * its tokens from its first position; it is empty once done, for a depth
  * past steps - len - 1, or for kv_lens past the reservation. */
+/* A top-w tree's stage as the header states it: forward l lists prev (at
+ * len - 1, when len >= 1 and prev >= 0) and every node of depth below l
+ * at len + depth, slot by slot; level l's node j takes its parent row's
+ * id of rank (j's place among its siblings). */
+static void tree_oracle(hcase_t *h) {
+  const deco_op_case_t *c = h->c;
+  const int K = h->iv[DC_K], N = h->iv[DC_N], W = c->chain.width, stage = c->chain.stage;
+  const int32_t *st = h->t[h->iv[DC_STATE]].i, *shape = h->t[h->iv[DC_SHAPE]].i, *topk = h->t[h->iv[DC_TOPK]].i;
+  const int len = st[ST_LEN];
+  int32_t *chain = ht_expect_i(h, h->iv[DC_CHAIN]), *prev = ht_expect_i(h, h->iv[DC_PREV]);
+  int32_t *tok = ht_expect_i(h, h->iv[DC_TOK]), *pos = ht_expect_i(h, h->iv[DC_POS]);
+  int32_t *qip = ht_expect_i(h, h->iv[DC_QIP]), *kvl = ht_expect_i(h, h->iv[DC_KVL]);
+  int32_t *pre = ht_expect_i(h, h->iv[DC_PREFIX]), *fpar = ht_expect_i(h, h->iv[DC_FPAR]);
+  memcpy(chain, h->t[h->iv[DC_CHAIN]].i, sizeof(int32_t) * (size_t)N);
+  prev[0] = h->t[h->iv[DC_PREV]].i[0];
+  memcpy(tok, h->t[h->iv[DC_TOK]].i, sizeof(int32_t) * (size_t)(N + 1));
+  memcpy(pos, h->t[h->iv[DC_POS]].i, sizeof(int32_t) * (size_t)(N + 1));
+  memcpy(fpar, h->t[h->iv[DC_FPAR]].i, sizeof(int32_t) * (size_t)(N + 1));
+  memcpy(qip, h->t[h->iv[DC_QIP]].i, sizeof(int32_t) * 2);
+  kvl[0] = h->t[h->iv[DC_KVL]].i[0];
+  pre[0] = h->t[h->iv[DC_PREFIX]].i[0];
+  if (stage == DECO_DRAFT_CHAIN_OBSERVE) {
+    const int acc = h->t[h->iv[DC_ACC]].i[0];
+    if (!st[ST_DONE] && acc >= 1 && acc <= K + 1) prev[0] = chain[h->t[h->iv[DC_PATH]].i[acc - 1]];
+    return;
+  }
+  const int hp = len >= 1 && prev[0] >= 0;
+  int depth[DECO_TREE_MAX_NODES];
+  for (int j = 0; j < N; ++j) depth[j] = j ? depth[shape[j]] + 1 : 0;
+  int next = 1;
+  if (stage == DECO_DRAFT_CHAIN_START) {
+    for (int j = 0; j < N; ++j) fpar[hp + j] = j ? shape[j] + hp : hp - 1;
+    if (hp) fpar[0] = -1;
+  } else {
+    const int count = h->t[h->iv[DC_QIP]].i[1];
+    for (int j = 1; j < N; ++j) {
+      if (depth[j] != stage) continue;
+      int rank = 0;
+      for (int i = 1; i < j; ++i) rank += shape[i] == shape[j];
+      chain[j] = count > 0 ? topk[(hp + shape[j]) * W + rank] : 0;
+    }
+    if (stage == K) return;
+    next = stage + 1;
+  }
+  int m = 0;
+  for (int j = 0; j < N; ++j) m += depth[j] < next;
+  if (hp) {
+    tok[0] = prev[0];
+    pos[0] = len - 1;
+  }
+  for (int j = 0; j < m; ++j) {
+    tok[hp + j] = j ? chain[j] : st[ST_ROOT];
+    pos[hp + j] = len + depth[j];
+  }
+  const int empty = st[ST_DONE] || len + next + 1 > c->chain.steps || len + m > c->chain.slots;
+  const int first = len - hp, at = first < c->chain.slots ? first : c->chain.slots;
+  qip[0] = 0;
+  qip[1] = empty ? 0 : hp + m;
+  kvl[0] = empty ? at : len + m;
+  pre[0] = empty ? at : first;
+}
+
 static void chain_oracle(hcase_t *h) {
   const deco_op_case_t *c = h->c;
+  if (c->chain.width > 1) {
+    tree_oracle(h);
+    return;
+  }
   const int K = c->chain.draft_len, V = c->chain.vocab, stage = c->chain.stage;
   const int32_t *st = h->t[h->iv[DC_STATE]].i;
   const int len = st[ST_LEN];
@@ -827,6 +940,14 @@ static deco_status_t chain_call(hcase_t *h, void *const *p, harness_target_t *t)
   a.temperature = c->chain.temperature;
   a.seed = c->seed;
   a.q = h->iv[DC_Q] >= 0 ? p[h->iv[DC_Q]] : NULL;
+  if (c->chain.width > 1) {
+    a.draft_len = h->iv[DC_K];
+    a.width = c->chain.width;
+    a.n_nodes = h->iv[DC_N];
+    a.shape = p[h->iv[DC_SHAPE]];
+    a.topk = p[h->iv[DC_TOPK]];
+    a.fparents = p[h->iv[DC_FPAR]];
+  }
   return HARNESS_CALL(t, draft_chain, &a);
 }
 

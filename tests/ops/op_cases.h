@@ -192,6 +192,8 @@ typedef struct deco_op_case {
       int accept_len; /* observe */
       int specials;   /* 0: plain rows; 1: ties, ±0, NaN (one at id 0), infinities; 2: every value NaN */
       float temperature; /* > 0: sampled (q rows, a draw keyed by the case's seed) */
+      int width;         /* > 1: a top-w tree of n_nodes (the full W-ary shape, draft_len its depth) */
+      int n_nodes;
     } chain;
   };
 } deco_op_case_t;
@@ -1076,6 +1078,30 @@ static inline void deco_cases_spec_ops(deco_op_cases_t *t) {
       c.chain.accept_len = 1;
       c.chain.specials = k % 5 == 4 ? 1 : k % 11 == 10 ? 2 : 0;
       c.chain.temperature = temps[k % 4];
+      deco_op_cases_push(t, c);
+    }
+    /* Top-w trees: every stage of full W-ary shapes cut by a node budget,
+     * len 0 (no prev), done, clipped levels, the reservation, observe. */
+    for (int k = 0; k < 16; ++k, ++case_id) {
+      deco_op_case_t c = deco_cases_base(DECO_OP_DRAFT_CHAIN, DECO_DTYPE_F32, DECO_CMP_EXACT,
+                                         1900 + (uint64_t)case_id, "harness.draft_chain.tree");
+      c.chain.width = 2 + k % 3;
+      c.chain.n_nodes = k == 15 ? 255 : 3 + (k * 7) % 30;
+      c.chain.draft_len = k == 15 ? 8 : 1 + k % 5; /* the depth limit: setup cuts the shape there */
+      int depth = 0;                                 /* the shape's own depth (harness_spec.c's rule) */
+      for (int n = 1, f = 1; depth < c.chain.draft_len && n < c.chain.n_nodes; ++depth) {
+        const int next = f * c.chain.width < c.chain.n_nodes - n ? f * c.chain.width : c.chain.n_nodes - n;
+        n += next;
+        f = next;
+      }
+      c.chain.stage = k % 5 == 0 ? DECO_DRAFT_CHAIN_START : k % 5 == 4 ? DECO_DRAFT_CHAIN_OBSERVE : 1 + k % depth;
+      c.chain.vocab = 64;
+      c.chain.len = k % 6 == 3 ? 0 : 5 + 11 * k;
+      c.chain.steps = k % 4 == 2 ? c.chain.len + 1 + k % 3 : 1 << 20;
+      c.chain.slots = k % 7 == 6 ? c.chain.len + 3 : (1 << 20) + 256;
+      c.chain.done = k == 9;
+      c.chain.count = k % 8 != 7; /* 0: the forward was empty */
+      c.chain.accept_len = k % 9 == 4 ? 40 : 1 + k % 4;
       deco_op_cases_push(t, c);
     }
   }
