@@ -8,8 +8,12 @@
  * KV cache after a device run equals, bit for bit, a draft fed the
  * accepted ids, and the drafter begins again on the host loop; runs to
  * the end of the context clip the chain; the plan sizes every buffer; and
- * trees and layer-parallel drafts are refused by the device loop, naming
- * why. Sampled chains (T > 0): the device loop draws and accepts what the
+ * trees with sampled siblings and layer-parallel drafts are refused by the
+ * device loop, naming why. Deterministic top-w trees (the fixed full W-ary
+ * shape) on the device loop: greedy equals plain greedy, the target as its
+ * own draft commits depth + 1 per full step, the draft's K/V after a run
+ * equals a draft fed the ids (compacted along paths off rank 0), runs to
+ * the end of the context; deco_draft_chain's tree-mode arguments. Sampled chains (T > 0): the device loop draws and accepts what the
  * host loop does, over seeds, K, layer subsets, a separate draft and the
  * target as its own draft (which then accepts about every draft); a draft
  * with non-finite logits drafts its argmax on both loops.
@@ -922,5 +926,54 @@ Test(draft_model_device, device_tree_runs_to_the_end_of_the_context) {
   cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
   deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* deco_draft_chain's tree mode refuses what it cannot run: a width past
+ * deco_topk_rows' k, a tree too large for one forward, a missing shape,
+ * fparents at the start, topk at a level. */
+Test(draft_model_device, draft_chain_tree_mode_checks_its_arguments) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_spec_state_t state = DECO_SPEC_STATE_INIT;
+  state.len = 5;
+  int32_t chain[8] = {0}, prev = 1, tokens[9], positions[9], q_indptr[2] = {0, 0}, kv_lens, prefix_lens;
+  int32_t shape[7] = {-1, 0, 0, 1, 1, 2, 2}, topk[18] = {0}, fparents[8];
+  deco_draft_chain_args_t a = DECO_DRAFT_CHAIN_ARGS_INIT;
+  a.draft_len = 2;
+  a.steps = 100;
+  a.max_slots = 400;
+  a.state = &state;
+  a.chain = chain;
+  a.prev = &prev;
+  a.tokens = tokens;
+  a.positions = positions;
+  a.q_indptr = q_indptr;
+  a.kv_lens = &kv_lens;
+  a.prefix_lens = &prefix_lens;
+  a.width = 2;
+  a.n_nodes = 7;
+  a.shape = shape;
+  a.topk = topk;
+  a.fparents = fparents;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  const int32_t want_par[8] = {-1, 0, 1, 1, 2, 2, 3, 3};
+  cr_assert_eq(memcmp(fparents, want_par, sizeof want_par), 0, "the forwards' parents under prev");
+  cr_assert(q_indptr[1] == 2 && tokens[0] == 1 && positions[0] == 4 && positions[1] == 5 && kv_lens == 6 &&
+            prefix_lens == 4);
+  a.width = 17;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  a.width = 2;
+  a.n_nodes = DECO_TREE_MAX_NODES;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  a.n_nodes = 7;
+  a.shape = NULL;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
+  a.shape = shape;
+  a.fparents = NULL;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
+  a.stage = 1;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_SUCCESS, "fparents are written at the start only");
+  a.topk = NULL;
+  cr_assert_eq(deco_draft_chain(ctx, &a), DECO_STATUS_NULL_POINTER);
   deco_ctx_destroy(ctx);
 }

@@ -21,6 +21,12 @@
  * draft cache needs no compaction there: each round rewrites the K/V of the id before
  * the root and of the root, then of each draft it forwards, and holds
  * exact K/V below len - 1 when the next round starts (deco/spec_step.h).
+ * So does a deterministic top-w tree, with a fixed shape (tree_shape: the
+ * full W-ary tree cut by the budget, not the host loop's ranked tree): one
+ * tree forward per level over prev and the nodes above it, deco_topk_rows
+ * and deco_draft_chain's tree mode for the children; its accepted path is
+ * compacted in the draft cache by observe_device, which keeps the chain's
+ * invariant.
  */
 #include <math.h>
 #include <stdio.h>

@@ -138,8 +138,17 @@ typedef struct deco_model_draft_config {
  * q row acceptance reads (the chain rule); on the CPU the ids are the host
  * loop's. A draft row with a NaN or no finite maximum drafts its argmax
  * with q the point mass there, on both loops. Then max_len must cover the
- * run's steps. Trees and layer-parallel drafts stay on the host loop: the
- * device loop refuses them, naming why. */
+ * run's steps. A top-w tree (width > 1, siblings not sampled: top-w at any
+ * temperature) is device-resident too, with a fixed shape: the full W-ary
+ * tree breadth first (each node of a level takes W children, in node
+ * order), cut at max_nodes drafts (<= 254) and depth draft_len; level l is
+ * one tree forward of the draft over the nodes above it, deco_topk_rows
+ * and deco_draft_chain's tree mode give node j the id of its rank among
+ * its siblings in its parent's top W, and the draft cache is compacted
+ * along the accepted path. The host loop's tree (ranked by path
+ * probability) differs; both are lossless. Then max_len must cover the
+ * run's steps plus the tree's nodes. Sampled siblings and layer-parallel
+ * drafts stay on the host loop: the device loop refuses them, naming why. */
 DECO_API deco_status_t deco_drafter_create_model(deco_model_t *target, deco_model_t *draft,
                                                  const deco_model_draft_config_t *config, deco_drafter_t **out);
 /* The model the drafter drafts with (the view for a layer subset). */
