@@ -363,7 +363,7 @@ Test(draft_model, top_w_tree_has_the_law_of_plain_sampling, .timeout = 300) {
   check_law(TOPW_TREE, "top-w tree", 1);
 }
 
-/* The device loop's top-w tree (its fixed full W-ary shape, the
+/* The device loop's top-w tree (its fixed shape, the
  * deterministic rule at T = 0.7). The broken rule is the host drafter's
  * switch: the power check is the host tree's above. */
 Test(draft_model, device_top_w_tree_has_the_law_of_plain_sampling) {

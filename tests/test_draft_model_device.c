@@ -9,8 +9,8 @@
  * accepted ids, and the drafter begins again on the host loop; runs to
  * the end of the context clip the chain; the plan sizes every buffer; and
  * trees with sampled siblings and layer-parallel drafts are refused by the
- * device loop, naming why. Deterministic top-w trees (the fixed full W-ary
- * shape) on the device loop: greedy equals plain greedy, the target as its
+ * device loop, naming why. Deterministic top-w trees (the fixed shape of
+ * deco/spec.h) on the device loop: greedy equals plain greedy, the target as its
  * own draft commits depth + 1 per full step, the draft's K/V after a run
  * equals a draft fed the ids (compacted along paths off rank 0), runs to
  * the end of the context; deco_draft_chain's tree-mode arguments. Sampled chains (T > 0): the device loop draws and accepts what the
@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../host/draft/drafter.h" /* shape_parents: the device tree's fixed shape */
 #include "common/stats.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
@@ -709,19 +710,49 @@ Test(draft_model_device, draft_chain_samples_from_softmax_with_the_drafters_coun
 
 /* ---- Deterministic top-w trees inside the device-resident step ---- */
 
-/* The fixed shape of a device tree: the full W-ary tree breadth first,
- * cut at `nodes` drafts and depth K (the drafter's documented rule). */
+/* The fixed shape of a device tree, as deco/spec.h states it: level l
+ * takes ceil(budget left / levels left) children of the smallest rank sum
+ * (ties: earlier parent, lower rank), at most W per node, laid out by
+ * parent and rank. Candidates listed, sorted and cut here. */
+typedef struct cand {
+  int cost, parent, rank;
+} cand_t;
+
+static int by_cost(const void *x, const void *y) {
+  const cand_t *a = x, *b = y;
+  if (a->cost != b->cost) return a->cost - b->cost;
+  if (a->parent != b->parent) return a->parent - b->parent;
+  return a->rank - b->rank;
+}
+
+static int by_place(const void *x, const void *y) {
+  const cand_t *a = x, *b = y;
+  return a->parent != b->parent ? a->parent - b->parent : a->rank - b->rank;
+}
+
 static int full_tree(int K, int W, int nodes, int32_t *par, int *depth_out) {
-  int n = 1, f0 = 0, f1 = 1, depth = 0;
+  static cand_t cand[DECO_TREE_MAX_NODES * 16];
+  int cost[DECO_TREE_MAX_NODES], n = 1, f0 = 0, f1 = 1, budget = nodes;
   par[0] = -1;
-  while (depth < K && n - 1 < nodes && f1 > f0) {
+  cost[0] = 0;
+  *depth_out = 0;
+  for (int l = 1; l <= K && budget > 0 && f1 > f0; ++l) {
+    int nc = 0;
     for (int f = f0; f < f1; ++f)
-      for (int r = 0; r < W && n - 1 < nodes; ++r) par[n++] = f;
+      for (int r = 0; r < W; ++r) cand[nc++] = (cand_t){cost[f] + r, f, r};
+    qsort(cand, (size_t)nc, sizeof *cand, by_cost);
+    int share = (budget + K - l) / (K - l + 1);
+    if (share > nc) share = nc;
+    qsort(cand, (size_t)share, sizeof *cand, by_place);
+    for (int i = 0; i < share; ++i) {
+      par[n] = cand[i].parent;
+      cost[n++] = cand[i].cost;
+    }
+    budget -= share;
     f0 = f1;
     f1 = n;
-    depth++;
+    *depth_out = l;
   }
-  *depth_out = depth;
   return n;
 }
 
@@ -746,6 +777,8 @@ static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const 
   const int want = full_tree(K, W, nodes, par, depth);
   cr_assert_eq(deco_drafter_max_nodes(d), want, "W=%d K=%d nodes=%d: %d nodes, the rule gives %d", W, K, nodes,
                deco_drafter_max_nodes(d), want);
+  cr_assert_eq(memcmp(d->shape_parents, par, sizeof(int32_t) * (size_t)want), 0,
+               "W=%d K=%d nodes=%d: the shape differs from the rule", W, K, nodes);
   return d;
 }
 
@@ -787,7 +820,8 @@ Test(draft_model_device, device_tree_greedy_equals_plain_greedy) {
 }
 
 /* The target as its own draft: the rank-0 path of every level is the
- * target's argmax, so every full step commits depth + 1 ids. */
+ * target's argmax and reaches the full depth, so every full step commits
+ * depth + 1 ids. */
 Test(draft_model_device, device_tree_target_as_its_own_draft_commits_a_full_path) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);

@@ -22,7 +22,8 @@
  * the root and of the root, then of each draft it forwards, and holds
  * exact K/V below len - 1 when the next round starts (deco/spec_step.h).
  * So does a deterministic top-w tree, with a fixed shape (tree_shape: the
- * full W-ary tree cut by the budget, not the host loop's ranked tree): one
+ * budget spread over the levels by rank sums, not the host loop's tree
+ * ranked by probabilities): one
  * tree forward per level over prev and the nodes above it, deco_topk_rows
  * and deco_draft_chain's tree mode for the children; its accepted path is
  * compacted in the draft cache by observe_device, which keeps the chain's
@@ -818,18 +819,40 @@ static const deco_drafter_ops_t model_ops = {
     .device_probs = model_device_probs,
 };
 
-/* The fixed top-W tree of a device-resident drafter: the full W-ary tree
- * laid out breadth first (each node of a level, in order, takes W
- * children) and cut at max_nodes drafts and depth draft_len. Its depth. */
+/* The fixed top-W tree of a device-resident drafter: the host drafter's
+ * level-by-level rule with a static score. Level l (1..draft_len) takes
+ * ceil(budget left / levels left) children, at most W per node, those of
+ * the smallest rank sum (the ranks along the path from the root, the
+ * child's own included; ties: the earlier parent, then the lower rank),
+ * laid out by parent and rank, so the shape is breadth first, each node's
+ * children are its ranks 0..k - 1, and the rank-0 path reaches the full
+ * depth whenever the budget allows one node per level. Its depth. */
 static int tree_shape(const deco_model_draft_config_t *c, int32_t *par, int *n_nodes) {
-  int n = 1, f0 = 0, f1 = 1, depth = 0;
+  int cost[DECO_TREE_MAX_NODES], taken[DECO_TREE_MAX_NODES];
+  int n = 1, f0 = 0, f1 = 1, depth = 0, budget = c->max_nodes;
   par[0] = -1;
-  while (depth < c->draft_len && n - 1 < c->max_nodes && f1 > f0) {
+  cost[0] = 0;
+  for (int level = 1; level <= c->draft_len && budget > 0 && f1 > f0; ++level) {
+    const int left = c->draft_len - level + 1;
+    const int share = (budget + left - 1) / left;
+    for (int f = f0; f < f1; ++f) taken[f] = 0;
+    int got = 0;
+    for (; got < share; ++got) {
+      int best = -1;
+      for (int f = f0; f < f1; ++f)
+        if (taken[f] < c->width && (best < 0 || cost[f] + taken[f] < cost[best] + taken[best])) best = f;
+      if (best < 0) break;
+      taken[best]++;
+    }
     for (int f = f0; f < f1; ++f)
-      for (int r = 0; r < c->width && n - 1 < c->max_nodes; ++r) par[n++] = f;
+      for (int r = 0; r < taken[f]; ++r) {
+        par[n] = f;
+        cost[n++] = cost[f] + r;
+      }
+    budget -= got;
     f0 = f1;
     f1 = n;
-    depth++;
+    depth = level;
   }
   *n_nodes = n;
   return depth;

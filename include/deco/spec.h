@@ -139,9 +139,11 @@ typedef struct deco_model_draft_config {
  * loop's. A draft row with a NaN or no finite maximum drafts its argmax
  * with q the point mass there, on both loops. Then max_len must cover the
  * run's steps. A top-w tree (width > 1, siblings not sampled: top-w at any
- * temperature) is device-resident too, with a fixed shape: the full W-ary
- * tree breadth first (each node of a level takes W children, in node
- * order), cut at max_nodes drafts (<= 254) and depth draft_len; level l is
+ * temperature) is device-resident too, with a fixed shape of max_nodes
+ * drafts (<= 254): level l = 1..draft_len takes ceil(drafts left / levels
+ * left) children, at most W per node, those of the smallest rank sum (the
+ * ranks along the path, a child's rank its place among its siblings; ties:
+ * the earlier parent, the lower rank), laid out by parent and rank; level l is
  * one tree forward of the draft over the nodes above it, deco_topk_rows
  * and deco_draft_chain's tree mode give node j the id of its rank among
  * its siblings in its parent's top W, and the draft cache is compacted

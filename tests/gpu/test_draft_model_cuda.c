@@ -14,7 +14,7 @@
  * Sampled chains at T = 0.7 draft in the graphed loop as well: its ids and
  * stats equal the eager device loop's bit for bit, and the target as its
  * own draft (f32) accepts about every draft (the chain rule with q).
- * Deterministic top-w trees (the fixed full W-ary shape, deco_topk_rows
+ * Deterministic top-w trees (the fixed shape of deco/spec.h, deco_topk_rows
  * and deco_draft_chain's tree mode between the draft's tree forwards, the
  * draft cache compacted along the accepted path) draft in the graphed loop
  * too: the eager device loop's ids and stats bit for bit, plain greedy
@@ -187,11 +187,11 @@ static void check(deco_dtype_t dtype) {
       cr_assert(mean >= chains[i].K + 1 - 0.1, "%s: a sampled self-draft accepts about everything: %.3f", what, mean);
   }
   /* Deterministic top-w trees in the graphed loop (depth: the fixed
-   * shape's, the full W-ary tree cut by the node budget). */
+   * shape's: deco/spec.h's rule reaches draft_len when the budget allows). */
   static const struct {
     int layers[5], n, K, W, nodes, depth;
-  } trees[] = {{{0, 1, 3, 4}, 4, 5, 3, 32, 3}, {{0, 2}, 2, 4, 2, 16, 4}, {{0, 1, 2, 3, 4}, 5, 3, 2, 14, 3},
-               {{0, 1, 2, 3, 4}, 5, 4, 3, 24, 3}};
+  } trees[] = {{{0, 1, 3, 4}, 4, 5, 3, 32, 5}, {{0, 2}, 2, 4, 2, 16, 4}, {{0, 1, 2, 3, 4}, 5, 3, 2, 14, 3},
+               {{0, 1, 2, 3, 4}, 5, 4, 3, 24, 4}};
   for (size_t i = 0; i < sizeof trees / sizeof trees[0]; ++i) {
     deco_drafter_t *d = layer_drafter(m, trees[i].layers, trees[i].n, trees[i].K, trees[i].W, trees[i].nodes);
     cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-w tree drafts on the device");

@@ -653,18 +653,23 @@ const harness_op_t harness_op_spec_commit = {DECO_OP_SPEC_COMMIT, commit_setup, 
 
 enum {
   DC_STATE, DC_LOGITS, DC_CHAIN, DC_PREV, DC_PATH, DC_ACC, DC_TOK, DC_POS, DC_QIP, DC_KVL, DC_PREFIX, DC_Q,
-  DC_SHAPE, DC_TOPK, DC_FPAR, DC_K, DC_N
+  DC_SHAPE, DC_TOPK, DC_FPAR, DC_K, DC_N, DC_STAGE
 };
 
-/* A tree case's shape: the full W-ary tree, breadth first, of at most
- * n_nodes nodes and depth draft_len; its depth (iv[DC_K]) and size. */
+/* A tree case's shape, breadth first, of at most n_nodes nodes and depth
+ * draft_len: the full W-ary tree, or (irregular) 0..W children per node
+ * drawn from the case's seed (the first node of a level at least one);
+ * its depth (iv[DC_K]) and size. */
 static void tree_case_shape(hcase_t *h, int32_t *par) {
   const deco_op_case_t *c = h->c;
+  uint64_t s = c->seed ^ 0x5EEDull;
   int n = 1, f0 = 0, f1 = 1, depth = 0;
   par[0] = -1;
   while (depth < c->chain.draft_len && n < c->chain.n_nodes && f1 > f0) {
-    for (int f = f0; f < f1; ++f)
-      for (int r = 0; r < c->chain.width && n < c->chain.n_nodes; ++r) par[n++] = f;
+    for (int f = f0; f < f1; ++f) {
+      const int k = !c->chain.irregular ? c->chain.width : harness_rng_int(&s, f == f0, c->chain.width);
+      for (int r = 0; r < k && n < c->chain.n_nodes; ++r) par[n++] = f;
+    }
     f0 = f1;
     f1 = n;
     depth++;
@@ -679,7 +684,11 @@ static void chain_setup(hcase_t *h) {
   int32_t shape[DECO_TREE_MAX_NODES];
   h->iv[DC_K] = c->chain.draft_len;
   h->iv[DC_N] = c->chain.draft_len + 1;
-  if (tree) tree_case_shape(h, shape);
+  h->iv[DC_STAGE] = c->chain.stage;
+  if (tree) {
+    tree_case_shape(h, shape);
+    if (h->iv[DC_STAGE] > h->iv[DC_K]) h->iv[DC_STAGE] = h->iv[DC_K]; /* a level of the drawn shape */
+  }
   const int K = h->iv[DC_K], V = c->chain.vocab, N = h->iv[DC_N], cap = tree ? N + 1 : 2;
   uint64_t s = c->seed;
   h->iv[DC_STATE] = ht_add(h, "state", HT_IN, HT_I32, DECO_DTYPE_F32, 9);
@@ -739,11 +748,11 @@ static void chain_setup(hcase_t *h) {
     for (int i = 0; i < cap; ++i) h->t[h->iv[DC_FPAR]].i[i] = -7 - i;
     /* The forward of level `stage` ran prev (when there is one) and the
      * nodes above the level, unless it was empty. */
-    if (c->chain.stage >= 1) {
+    if (h->iv[DC_STAGE] >= 1) {
       int m = 0, depth[DECO_TREE_MAX_NODES];
       for (int j = 0; j < N; ++j) {
         depth[j] = j ? depth[shape[j]] + 1 : 0;
-        m += depth[j] < c->chain.stage;
+        m += depth[j] < h->iv[DC_STAGE];
       }
       const int hp = c->chain.len >= 1 && h->t[h->iv[DC_PREV]].i[0] >= 0;
       h->t[h->iv[DC_QIP]].i[1] = c->chain.count ? hp + m : 0;
@@ -806,7 +815,7 @@ static int32_t chain_sample(hcase_t *h, const float *row, int count, int stage, 
  * id of rank (j's place among its siblings). */
 static void tree_oracle(hcase_t *h) {
   const deco_op_case_t *c = h->c;
-  const int K = h->iv[DC_K], N = h->iv[DC_N], W = c->chain.width, stage = c->chain.stage;
+  const int K = h->iv[DC_K], N = h->iv[DC_N], W = c->chain.width, stage = h->iv[DC_STAGE];
   const int32_t *st = h->t[h->iv[DC_STATE]].i, *shape = h->t[h->iv[DC_SHAPE]].i, *topk = h->t[h->iv[DC_TOPK]].i;
   const int len = st[ST_LEN];
   int32_t *chain = ht_expect_i(h, h->iv[DC_CHAIN]), *prev = ht_expect_i(h, h->iv[DC_PREV]);
@@ -941,6 +950,7 @@ static deco_status_t chain_call(hcase_t *h, void *const *p, harness_target_t *t)
   a.seed = c->seed;
   a.q = h->iv[DC_Q] >= 0 ? p[h->iv[DC_Q]] : NULL;
   if (c->chain.width > 1) {
+    a.stage = h->iv[DC_STAGE];
     a.draft_len = h->iv[DC_K];
     a.width = c->chain.width;
     a.n_nodes = h->iv[DC_N];

@@ -194,6 +194,7 @@ typedef struct deco_op_case {
       float temperature; /* > 0: sampled (q rows, a draw keyed by the case's seed) */
       int width;         /* > 1: a top-w tree of n_nodes (the full W-ary shape, draft_len its depth) */
       int n_nodes;
+      int irregular;     /* the tree's nodes take 0..W children (drawn), not W */
     } chain;
   };
 } deco_op_case_t;
@@ -1102,6 +1103,12 @@ static inline void deco_cases_spec_ops(deco_op_cases_t *t) {
       c.chain.done = k == 9;
       c.chain.count = k % 8 != 7; /* 0: the forward was empty */
       c.chain.accept_len = k % 9 == 4 ? 40 : 1 + k % 4;
+      deco_op_cases_push(t, c);
+      /* The same with 0..W children per node (stages past the drawn
+       * depth run its last level). */
+      ++case_id;
+      c.seed = 1900 + (uint64_t)case_id;
+      c.chain.irregular = 1;
       deco_op_cases_push(t, c);
     }
   }
