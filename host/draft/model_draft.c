@@ -875,6 +875,10 @@ static void chain_shape(model_drafter_t *md) {
     snprintf(md->host_only, sizeof md->host_only, "a tree of %d drafts: at most %d draft on the device",
              c->max_nodes, DECO_TREE_MAX_NODES - 2);
   else if (c->width > 1) {
+    /* max_nodes becomes the shape's size, which the host loop's trees
+     * never exceed: they take the same share per level (or, near the end
+     * of the context, fewer levels and a smaller budget) of at most W
+     * children per node. */
     int n;
     md->chain_len = tree_shape(c, md->chain_parents, &n);
     md->tree_width = c->width;
