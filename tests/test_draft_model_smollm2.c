@@ -7,7 +7,10 @@
  * of a layer subset and of the target itself drafted inside the
  * device-resident step (the CPU backend's twins) decode what the host loop
  * decodes, ids and stats, and so do sampled chains at T = 0.7 (a vocabulary
- * of 49152 ids through deco_draft_chain's draws).
+ * of 49152 ids through deco_draft_chain's draws). Deterministic top-w trees
+ * drafted inside the device-resident step (their fixed shape) decode plain
+ * greedy's ids, and the target as its own draft commits depth + 1 per
+ * full step.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -109,6 +112,47 @@ Test(draft_model_smollm2, device_loop_chains_equal_the_host_loop, .timeout = 900
     cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "source %d: not plain greedy",
                  source);
     if (source == 2) cr_assert_eq(sd.forwards, 7, "35 ids in steps of K + 1 = 5");
+  }
+  deco_model_destroy(mini);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+Test(draft_model_smollm2, device_loop_trees_equal_plain_greedy) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = NULL, *mini = NULL;
+  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf"), NULL, &m),
+               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-mini.gguf"), NULL, &mini), DECO_STATUS_SUCCESS,
+               "%s", deco_last_error(ctx));
+  const int32_t prompt[] = {1, 504, 3145, 282, 253, 1345};
+  static const int layers[] = {0, 1, 2, 3, 26, 27, 28, 29};
+  static deco_test_capture_t plain, dev;
+  deco_generate_stats_t sp, sd;
+  generate(m, NULL, 0, 0.0f, prompt, 6, &plain, &sp);
+  for (int source = 0; source < 3; ++source) { /* the mini draft, a layer subset, the target itself */
+    deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
+    dc.draft_len = 4;
+    dc.width = 2;
+    dc.max_nodes = 12; /* levels of 2, 4, 3 and 3 nodes */
+    dc.max_len = 64;
+    if (source == 1) {
+      dc.layers = layers;
+      dc.n_layers = 8;
+    }
+    deco_drafter_t *d = NULL;
+    cr_assert_eq(deco_drafter_create_model(m, source == 0 ? mini : source == 2 ? m : NULL, &dc, &d),
+                 DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    cr_assert_eq(deco_drafter_device_resident(d), 1);
+    cr_assert_eq(deco_drafter_max_nodes(d), 13);
+    generate(m, d, 1, 0.0f, prompt, 6, &dev, &sd);
+    fprintf(stderr, "%s, top-2 tree of 12 drafts on the device loop: %d tokens in %d forwards\n",
+            source == 0 ? "mini draft" : source == 1 ? "layers 0-3,26-29" : "the target", sd.tokens, sd.forwards);
+    cr_assert_eq(dev.n, plain.n);
+    cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "source %d: not plain greedy",
+                 source);
+    if (source == 2) cr_assert_eq(sd.forwards, 7, "35 ids in steps of depth + 1 = 5");
+    deco_drafter_destroy(d);
   }
   deco_model_destroy(mini);
   deco_model_destroy(m);
