@@ -13,7 +13,8 @@
  * deco/spec.h) on the device loop: greedy equals plain greedy, the target as its
  * own draft commits depth + 1 per full step, the draft's K/V after a run
  * equals a draft fed the ids (compacted along paths off rank 0), runs to
- * the end of the context; deco_draft_chain's tree-mode arguments. Sampled chains (T > 0): the device loop draws and accepts what the
+ * the end of the context; deco_draft_chain's tree-mode arguments.
+ * Sampled chains (T > 0): the device loop draws and accepts what the
  * host loop does, over seeds, K, layer subsets, a separate draft and the
  * target as its own draft (which then accepts about every draft); a draft
  * with non-finite logits drafts its argmax on both loops.

@@ -229,7 +229,8 @@ static void check(deco_dtype_t dtype) {
   g.graph = 1;
   int32_t bos = 1;
   cr_assert_eq(deco_generate(m, &bos, 1, &g, &st), DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "drafts on the host") != NULL && strstr(deco_last_error(ctx), "sampled siblings"),
+  cr_assert(strstr(deco_last_error(ctx), "drafts on the host") != NULL &&
+                strstr(deco_last_error(ctx), "sampled siblings"),
             "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
   free(c);

@@ -743,7 +743,8 @@ static void chain_setup(hcase_t *h) {
     memcpy(h->t[h->iv[DC_SHAPE]].i, shape, sizeof(int32_t) * (size_t)N);
     /* Distinct ids per row, as deco_topk_rows gives them (any will do). */
     h->iv[DC_TOPK] = ht_add(h, "topk", HT_IN, HT_I32, DECO_DTYPE_F32, (size_t)cap * W);
-    for (int i = 0; i < cap * W; ++i) h->t[h->iv[DC_TOPK]].i[i] = 1000 * (i / W) + harness_rng_int(&s, 0, 9) * W + i % W;
+    for (int i = 0; i < cap * W; ++i)
+      h->t[h->iv[DC_TOPK]].i[i] = 1000 * (i / W) + harness_rng_int(&s, 0, 9) * W + i % W;
     h->iv[DC_FPAR] = ht_add(h, "fparents", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)cap);
     for (int i = 0; i < cap; ++i) h->t[h->iv[DC_FPAR]].i[i] = -7 - i;
     /* The forward of level `stage` ran prev (when there is one) and the
