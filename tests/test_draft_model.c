@@ -116,28 +116,6 @@ Test(draft_model, greedy_equals_plain_for_subsets_chains_and_trees) {
   deco_ctx_destroy(ctx);
 }
 
-/* K and V of slots [0, n) of one sequence, every layer in `layers`. */
-static void read_kv(deco_kv_cache_t *kc, int seq, const int *layers, int n_layers, int n, int kvd, float *out) {
-  void *k, *v;
-  size_t bytes;
-  cr_assert_eq(deco_kv_cache_pools(kc, &k, &v, &bytes), DECO_STATUS_SUCCESS);
-  const int P = deco_kv_cache_max_pages(kc);
-  int32_t *table = malloc(sizeof(int32_t) * (size_t)P);
-  cr_assert_eq(deco_kv_cache_block_table(kc, &seq, 1, table), DECO_STATUS_SUCCESS); /* CPU: host memory */
-  const int L_all = deco_model_get_hparams(deco_kv_cache_model(kc))->n_layers;
-  const size_t layer_elems = bytes / sizeof(float) / (size_t)L_all;
-  const int page = 16;
-  size_t o = 0;
-  for (int li = 0; li < n_layers; ++li)
-    for (int t = 0; t < n; ++t)
-      for (int w = 0; w < 2; ++w) {
-        const float *pool = (const float *)(w ? v : k) + (size_t)layers[li] * layer_elems;
-        memcpy(out + o, pool + ((size_t)table[t / page] * page + t % page) * kvd, sizeof(float) * (size_t)kvd);
-        o += (size_t)kvd;
-      }
-  free(table);
-}
-
 Test(draft_model, draft_kv_after_compaction_equals_a_draft_fed_the_accepted_ids) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -156,33 +134,11 @@ Test(draft_model, draft_kv_after_compaction_equals_a_draft_fed_the_accepted_ids)
     const int n = deco_kv_cache_seq_len(kc, dseq);
     cr_assert(n > 100 && n < cap.n, "the draft committed %d of %d ids", n, cap.n);
     /* A fresh view of the same layers fed ids[0..n) in one causal forward. */
-    const deco_layer_schedule_t s = {.n_groups = 3, .first = layers, .count = (const int[]){1, 1, 1}};
-    deco_model_t *view;
-    cr_assert_eq(deco_model_create_view(m, &s, &view), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-    deco_kv_cache_t *ref;
-    cr_assert_eq(deco_kv_cache_create(view, 16, 32, 1, &ref), DECO_STATUS_SUCCESS);
-    int rseq;
-    cr_assert_eq(deco_kv_cache_admit(ref, 400, &rseq), DECO_STATUS_SUCCESS);
-    float *logits = malloc(sizeof(float) * 512);
-    const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &rseq, .n_new = &n, .tokens = cap.ids, .embeds = NULL,
-                                    .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits};
-    cr_assert_eq(deco_forward(view, ref, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-    const deco_model_hparams_t *hp = deco_model_get_hparams(m);
-    const int kvd = hp->n_kv_heads * hp->head_dim;
-    const size_t elems = (size_t)3 * n * 2 * kvd;
-    float *a = malloc(sizeof(float) * elems), *b = malloc(sizeof(float) * elems);
-    read_kv(kc, dseq, layers, 3, n, kvd, a);
-    read_kv(ref, rseq, layers, 3, n, kvd, b);
-    size_t diff = 0;
-    for (size_t i = 0; i < elems; ++i) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    size_t elems;
+    const size_t diff = deco_test_draft_kv_diff(m, layers, 3, kc, dseq, cap.ids, n, &elems);
     fprintf(stderr, "shape %d: %d committed draft slots, mean_accepted %.3f, %zu of %zu values differ\n", sh, n,
             (double)st.tokens / st.forwards, diff, elems);
     cr_assert_eq(diff, 0, "the draft's K/V after compaction must equal a draft fed the accepted ids, bit for bit");
-    free(a);
-    free(b);
-    free(logits);
-    deco_kv_cache_destroy(ref);
-    deco_model_destroy(view);
     deco_drafter_destroy(d);
   }
   deco_model_destroy(m);

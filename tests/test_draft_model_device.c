@@ -300,29 +300,6 @@ Test(draft_model_device, a_non_finite_draft_drafts_its_argmax_on_both_loops) {
   deco_ctx_destroy(ctx);
 }
 
-/* K and V of slots [0, n) of one sequence, every layer in `layers` (as in
- * test_draft_model.c; the CPU's context memory is host memory). */
-static void read_kv(deco_kv_cache_t *kc, int seq, const int *layers, int n_layers, int n, int kvd, float *out) {
-  void *k, *v;
-  size_t bytes;
-  cr_assert_eq(deco_kv_cache_pools(kc, &k, &v, &bytes), DECO_STATUS_SUCCESS);
-  const int P = deco_kv_cache_max_pages(kc);
-  int32_t *table = malloc(sizeof(int32_t) * (size_t)P);
-  cr_assert_eq(deco_kv_cache_block_table(kc, &seq, 1, table), DECO_STATUS_SUCCESS);
-  const int L_all = deco_model_get_hparams(deco_kv_cache_model(kc))->n_layers;
-  const size_t layer_elems = bytes / sizeof(float) / (size_t)L_all;
-  const int page = 16;
-  size_t o = 0;
-  for (int li = 0; li < n_layers; ++li)
-    for (int t = 0; t < n; ++t)
-      for (int w = 0; w < 2; ++w) {
-        const float *pool = (const float *)(w ? v : k) + (size_t)layers[li] * layer_elems;
-        memcpy(out + o, pool + ((size_t)table[t / page] * page + t % page) * kvd, sizeof(float) * (size_t)kvd);
-        o += (size_t)kvd;
-      }
-  free(table);
-}
-
 Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -338,25 +315,8 @@ Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids)
   const int n = deco_kv_cache_seq_len(kc, dseq);
   cr_assert_eq(n, cap.n - 3, "the host state commits all but the last two positions before the root (%d of %d)", n,
                cap.n);
-  const deco_layer_schedule_t s = {.n_groups = 3, .first = layers, .count = (const int[]){1, 1, 1}};
-  deco_model_t *view;
-  cr_assert_eq(deco_model_create_view(m, &s, &view), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  deco_kv_cache_t *ref;
-  cr_assert_eq(deco_kv_cache_create(view, 16, 32, 1, &ref), DECO_STATUS_SUCCESS);
-  int rseq;
-  cr_assert_eq(deco_kv_cache_admit(ref, 400, &rseq), DECO_STATUS_SUCCESS);
-  float *logits = malloc(sizeof(float) * 512);
-  const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &rseq, .n_new = &n, .tokens = cap.ids, .embeds = NULL,
-                                  .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits};
-  cr_assert_eq(deco_forward(view, ref, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  const deco_model_hparams_t *hp = deco_model_get_hparams(m);
-  const int kvd = hp->n_kv_heads * hp->head_dim;
-  const size_t elems = (size_t)3 * n * 2 * kvd;
-  float *a = malloc(sizeof(float) * elems), *b = malloc(sizeof(float) * elems);
-  read_kv(kc, dseq, layers, 3, n, kvd, a);
-  read_kv(ref, rseq, layers, 3, n, kvd, b);
-  size_t diff = 0;
-  for (size_t i = 0; i < elems; ++i) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  size_t elems;
+  const size_t diff = deco_test_draft_kv_diff(m, layers, 3, kc, dseq, cap.ids, n, &elems);
   fprintf(stderr, "device run: %d committed draft slots, %zu of %zu values differ\n", n, diff, elems);
   cr_assert_eq(diff, 0, "the draft's K/V after a device run must equal a draft fed the ids, bit for bit");
   /* The host state is consistent: the host loop drafts on from it, the
@@ -377,11 +337,6 @@ Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids)
   generate(m, d, 0, dog_prompt, N_DOG, rc, &again, &st);
   cr_assert_eq(again.n, plain.n);
   cr_assert_eq(memcmp(again.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0);
-  free(a);
-  free(b);
-  free(logits);
-  deco_kv_cache_destroy(ref);
-  deco_model_destroy(view);
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
@@ -879,25 +834,8 @@ Test(draft_model_device, device_tree_draft_kv_equals_a_draft_fed_the_ids) {
   const int n = deco_kv_cache_seq_len(kc, dseq);
   cr_assert_eq(n, cap.n - 3, "the host state commits all but the last two positions before the root (%d of %d)", n,
                cap.n);
-  const deco_layer_schedule_t s = {.n_groups = 2, .first = layers, .count = (const int[]){1, 1}};
-  deco_model_t *view;
-  cr_assert_eq(deco_model_create_view(m, &s, &view), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  deco_kv_cache_t *ref;
-  cr_assert_eq(deco_kv_cache_create(view, 16, 32, 1, &ref), DECO_STATUS_SUCCESS);
-  int rseq;
-  cr_assert_eq(deco_kv_cache_admit(ref, 400, &rseq), DECO_STATUS_SUCCESS);
-  float *logits = malloc(sizeof(float) * 512);
-  const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &rseq, .n_new = &n, .tokens = cap.ids, .embeds = NULL,
-                                  .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits};
-  cr_assert_eq(deco_forward(view, ref, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  const deco_model_hparams_t *hp = deco_model_get_hparams(m);
-  const int kvd = hp->n_kv_heads * hp->head_dim;
-  const size_t elems = (size_t)2 * n * 2 * kvd;
-  float *a = malloc(sizeof(float) * elems), *b = malloc(sizeof(float) * elems);
-  read_kv(kc, dseq, layers, 2, n, kvd, a);
-  read_kv(ref, rseq, layers, 2, n, kvd, b);
-  size_t diff = 0;
-  for (size_t i = 0; i < elems; ++i) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  size_t elems;
+  const size_t diff = deco_test_draft_kv_diff(m, layers, 2, kc, dseq, cap.ids, n, &elems);
   fprintf(stderr, "device tree run: %d committed draft slots, %zu of %zu values differ\n", n, diff, elems);
   cr_assert_eq(diff, 0, "the draft's K/V after a device tree run must equal a draft fed the ids, bit for bit");
   /* The host loop drafts on from the caught-up state what a drafter begun
@@ -913,11 +851,6 @@ Test(draft_model_device, device_tree_draft_kv_equals_a_draft_fed_the_ids) {
   cr_assert_eq(fresh_nodes, nodes);
   cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "the drafts after a device run differ");
   cr_assert_eq(memcmp(parents, fresh_parents, sizeof(int32_t) * (size_t)nodes), 0);
-  free(a);
-  free(b);
-  free(logits);
-  deco_kv_cache_destroy(ref);
-  deco_model_destroy(view);
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);

@@ -348,6 +348,66 @@ double deco_test_stat(const char *err, const char *key) {
   return m ? atof(m + strlen(key)) : NAN;
 }
 
+/* Slots [0, n) of one sequence's K and V in the listed layers of a CPU
+ * cache of 16-slot pages, layer by layer, slot by slot, K then V. */
+static void read_kv(deco_kv_cache_t *kc, int seq, const int *layers, int n_layers, int n, int kvd, float *out) {
+  void *k, *v;
+  size_t bytes;
+  cr_assert_eq(deco_kv_cache_pools(kc, &k, &v, &bytes), DECO_STATUS_SUCCESS);
+  const int P = deco_kv_cache_max_pages(kc), page = 16; /* the model drafter's and the reference's pages */
+  int32_t *table = malloc(sizeof(int32_t) * (size_t)P);
+  cr_assert_not_null(table);
+  cr_assert_eq(deco_kv_cache_block_table(kc, &seq, 1, table), DECO_STATUS_SUCCESS); /* CPU: host memory */
+  const int L_all = deco_model_get_hparams(deco_kv_cache_model(kc))->n_layers;
+  const size_t layer_elems = bytes / sizeof(float) / (size_t)L_all;
+  size_t o = 0;
+  for (int li = 0; li < n_layers; ++li)
+    for (int t = 0; t < n; ++t)
+      for (int w = 0; w < 2; ++w) {
+        const float *pool = (const float *)(w ? v : k) + (size_t)layers[li] * layer_elems;
+        memcpy(out + o, pool + ((size_t)table[t / page] * page + t % page) * kvd, sizeof(float) * (size_t)kvd);
+        o += (size_t)kvd;
+      }
+  free(table);
+}
+
+size_t deco_test_draft_kv_diff(deco_model_t *m, const int *layers, int n_layers, deco_kv_cache_t *kc, int dseq,
+                               const int32_t *ids, int n, size_t *elems) {
+  deco_ctx_t *ctx = deco_model_ctx(m);
+  int *ones = malloc(sizeof(int) * (size_t)n_layers);
+  cr_assert_not_null(ones);
+  for (int i = 0; i < n_layers; ++i) ones[i] = 1;
+  const deco_layer_schedule_t s = {.n_groups = n_layers, .first = layers, .count = ones};
+  deco_model_t *view;
+  cr_assert_eq(deco_model_create_view(m, &s, &view), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  const deco_model_hparams_t *hp = deco_model_get_hparams(m);
+  deco_kv_cache_t *ref;
+  cr_assert_eq(deco_kv_cache_create(view, 16, (n + 15) / 16 + 1, 1, &ref), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  int rseq;
+  cr_assert_eq(deco_kv_cache_admit(ref, n, &rseq), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  float *logits = malloc(sizeof(float) * (size_t)hp->vocab_size);
+  cr_assert_not_null(logits);
+  const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &rseq, .n_new = &n, .tokens = ids, .embeds = NULL,
+                                  .parents = NULL, .logits_mode = DECO_LOGITS_LAST, .logits = logits};
+  cr_assert_eq(deco_forward(view, ref, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  const int kvd = hp->n_kv_heads * hp->head_dim;
+  *elems = (size_t)n_layers * (size_t)n * 2 * (size_t)kvd;
+  float *a = malloc(sizeof(float) * *elems), *b = malloc(sizeof(float) * *elems);
+  cr_assert(a && b);
+  read_kv(kc, dseq, layers, n_layers, n, kvd, a);
+  read_kv(ref, rseq, layers, n_layers, n, kvd, b);
+  size_t diff = 0;
+  for (size_t i = 0; i < *elems; ++i) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  free(a);
+  free(b);
+  free(logits);
+  free(ones);
+  deco_kv_cache_destroy(ref);
+  deco_model_destroy(view);
+  return diff;
+}
+
 deco_test_stories_weights_t deco_test_stories_weights(const void *file) {
   enum { DIM = DECO_STORIES_DIM, HID = DECO_STORIES_HIDDEN, NL = DECO_STORIES_LAYERS, V = DECO_STORIES_VOCAB,
          KVD = DECO_STORIES_KV_HEADS * DECO_STORIES_HEAD_DIM };

@@ -133,6 +133,14 @@ typedef struct deco_test_stories_weights {
 } deco_test_stories_weights_t;
 deco_test_stories_weights_t deco_test_stories_weights(const void *file);
 
+/* A model drafter's committed K/V (draft cache kc, its sequence dseq)
+ * against a fresh view of m's layers[0..n_layers) fed ids[0..n) in one
+ * causal forward (CPU context): how many f32 values of the n slots (every
+ * listed layer, K and V) differ bitwise; *elems gets how many were
+ * compared. Asserts every step. */
+size_t deco_test_draft_kv_diff(deco_model_t *m, const int *layers, int n_layers, deco_kv_cache_t *kc, int dseq,
+                               const int32_t *ids, int n, size_t *elems);
+
 /* Contexts for tests; the CUDA one returns NULL if no device. */
 deco_ctx_t *deco_test_cpu_ctx(void);
 deco_ctx_t *deco_test_cuda_ctx(void);
