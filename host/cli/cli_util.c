@@ -55,23 +55,60 @@ char *deco_cli_read_file(const char *path, size_t *size) {
   return buf;
 }
 
+/* Room for at least want ids; -1 after "path: out of memory". */
+static int ids_reserve(deco_cli_ids_t *b, size_t want, const char *path) {
+  if (want <= b->cap) return 0;
+  size_t cap = b->cap ? 2 * b->cap : 1024;
+  if (cap < want) cap = want;
+  int32_t *g = realloc(b->v, sizeof(int32_t) * cap);
+  if (!g) {
+    deco_cli_error("%s: out of memory", path);
+    return -1;
+  }
+  b->v = g;
+  b->cap = cap;
+  return 0;
+}
+
+int deco_cli_ids_append(deco_cli_ids_t *b, const int32_t *ids, size_t n, const char *path) {
+  if (ids_reserve(b, b->n + n, path)) return -1;
+  memcpy(b->v + b->n, ids, sizeof(int32_t) * n);
+  b->n += n;
+  return 0;
+}
+
+int deco_cli_ids_encode(deco_cli_ids_t *b, const struct deco_tokenizer *tok, const char *text, size_t len,
+                        const char *path) {
+  int n = 0;
+  deco_status_t s = deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, NULL, 0, &n);
+  if (s == DECO_STATUS_CAPACITY) {
+    if (ids_reserve(b, b->n + (size_t)n, path)) return -1;
+    s = deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, b->v + b->n, n, &n);
+  }
+  if (s != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s: %s", path, deco_last_error(NULL));
+    return -1;
+  }
+  b->n += (size_t)n;
+  return 0;
+}
+
 int deco_cli_read_id_lines(const char *path, char *text, int vocab,
                            int (*line)(void *user, const int32_t *ids, int n, int line_number), void *user) {
-  int32_t *ids = NULL;
-  size_t cap = 0;
+  deco_cli_ids_t ids = {0};
   int number = 0, rc = 0;
   for (char *p = text; *p && rc == 0;) {
     char *end = strchr(p, '\n');
     if (end) *end = '\0';
     number++;
-    size_t n = 0;
+    ids.n = 0;
     for (char *q = p; *q && rc == 0;) {
-      if (n >= (size_t)INT_MAX) {
+      if (ids.n >= (size_t)INT_MAX) {
         deco_cli_error("%s:%d: more than %d ids on one line", path, number, INT_MAX);
         rc = -1;
         break;
       }
-      if (n > 0) {
+      if (ids.n > 0) {
         if (*q != ' ' || q[1] < '0' || q[1] > '9') {
           deco_cli_error("%s:%d: expected one space then an id at column %d", path, number, (int)(q - p) + 1);
           rc = -1;
@@ -93,24 +130,17 @@ int deco_cli_read_id_lines(const char *path, char *text, int vocab,
         rc = -1;
         break;
       }
-      if (n == cap) {
-        const size_t grown = cap ? 2 * cap : 1024;
-        int32_t *g = realloc(ids, sizeof(int32_t) * grown);
-        if (!g) {
-          deco_cli_error("%s: out of memory", path);
-          rc = -1;
-          break;
-        }
-        ids = g;
-        cap = grown;
+      const int32_t id = (int32_t)v;
+      if (deco_cli_ids_append(&ids, &id, 1, path)) {
+        rc = -1;
+        break;
       }
-      ids[n++] = (int32_t)v;
     }
-    if (rc == 0 && n > 0) rc = line(user, ids, (int)n, number);
+    if (rc == 0 && ids.n > 0) rc = line(user, ids.v, (int)ids.n, number);
     if (!end) break;
     p = end + 1;
   }
-  free(ids);
+  free(ids.v);
   return rc;
 }
 

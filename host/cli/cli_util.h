@@ -1,5 +1,6 @@
 /* host/cli/cli_util.h — what several `deco` commands share: reading a whole
- * input file, telling a GGUF file by its magic, and the rank a launcher
+ * input file, id arrays read from id lines or encoded from text, telling a
+ * GGUF file by its magic, and the rank a launcher
  * (mpirun, srun) gave this process for the commands that run once.
  */
 #ifndef DECO_CLI_UTIL_H
@@ -11,6 +12,21 @@
 /* A whole regular file (a FIFO or a device is refused at once, never waited
  * on), with a NUL after it, *size its length; NULL after the message. */
 char *deco_cli_read_file(const char *path, size_t *size);
+
+/* A growable array of ids; the zero value is empty. */
+typedef struct deco_cli_ids {
+  int32_t *v;
+  size_t n, cap;
+} deco_cli_ids_t;
+
+/* Appends ids[0..n) to b; -1 after "path: out of memory". */
+int deco_cli_ids_append(deco_cli_ids_t *b, const int32_t *ids, size_t n, const char *path);
+
+/* Appends the ids of text[0..len) encoded whole by the prompt rule
+ * (DECO_TOKENIZE_ADD_SPECIAL) with tok; -1 after "path: error". */
+struct deco_tokenizer;
+int deco_cli_ids_encode(deco_cli_ids_t *b, const struct deco_tokenizer *tok, const char *text, size_t len,
+                        const char *path);
 
 /* Parses text (the NUL-terminated bytes of the file path) in the
  * --print-ids format, one sequence per line: decimal ids below vocab, one
@@ -29,7 +45,6 @@ int deco_cli_is_gguf(const char *path);
 /* FNV-1a 64 of a tokenizer's token list (each token's length, text and
  * type, in id order): the tokenizer hash of a GGUF model, whose tokenizer
  * is no separate file. Never 0 (0 means unknown to the n-gram table). */
-struct deco_tokenizer;
 uint64_t deco_cli_tokenizer_hash(const struct deco_tokenizer *tok);
 
 /* 1 when a launcher started this process as rank R > 0 of several

@@ -136,48 +136,26 @@ static int parse(int argc, char **argv, compress_options_t *o) {
   return 0;
 }
 
-typedef struct ids_buf {
-  int32_t *v;
-  size_t n, cap;
-} ids_buf_t;
-
-static int push(ids_buf_t *b, int32_t id) {
-  if (b->n == b->cap) {
-    size_t cap = b->cap ? 2 * b->cap : 4096;
-    int32_t *g = realloc(b->v, sizeof(int32_t) * cap);
-    if (!g) return -1;
-    b->v = g;
-    b->cap = cap;
-  }
-  b->v[b->n++] = id;
-  return 0;
-}
-
 typedef struct ids_sink {
   const char *path;
-  ids_buf_t *b;
+  deco_cli_ids_t *b;
 } ids_sink_t;
 
 static int add_sequence(void *user, const int32_t *ids, int n, int line) {
   ids_sink_t *k = user;
   (void)line;
-  for (int i = 0; i < n; ++i)
-    if (push(k->b, ids[i]) != 0) {
-      deco_cli_error("%s: out of memory", k->path);
-      return -1;
-    }
-  return 0;
+  return deco_cli_ids_append(k->b, ids, (size_t)n, k->path);
 }
 
 /* --calib-ids: the --print-ids format, one sequence per line (empty lines
  * skipped); the sequences are calibrated back to back. */
-static int read_ids(const char *path, char *text, int vocab, ids_buf_t *b) {
+static int read_ids(const char *path, char *text, int vocab, deco_cli_ids_t *b) {
   ids_sink_t k = {.path = path, .b = b};
   return deco_cli_read_id_lines(path, text, vocab, add_sequence, &k);
 }
 
 /* --calib: the file's bytes encoded whole by the prompt rule. */
-static int read_text(const compress_options_t *o, const char *text, size_t len, int vocab, ids_buf_t *b) {
+static int read_text(const compress_options_t *o, const char *text, size_t len, int vocab, deco_cli_ids_t *b) {
   deco_tokenizer_t *tok = NULL;
   deco_status_t s;
   const int gguf = deco_cli_is_gguf(o->model);
@@ -198,21 +176,9 @@ static int read_text(const compress_options_t *o, const char *text, size_t len, 
     deco_cli_error("%s", deco_last_error(NULL));
     return -1;
   }
-  int n = 0;
-  s = deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, NULL, 0, &n);
-  if (s == DECO_STATUS_CAPACITY) {
-    b->v = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    b->cap = (size_t)n;
-    s = b->v ? deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, b->v, n, &n)
-             : DECO_STATUS_OUT_OF_MEMORY;
-  }
+  const int rc = deco_cli_ids_encode(b, tok, text, len, o->calib);
   deco_tokenizer_destroy(tok);
-  if (s != DECO_STATUS_SUCCESS) {
-    deco_cli_error("%s: %s", o->calib, deco_last_error(NULL));
-    return -1;
-  }
-  b->n = (size_t)n;
-  return 0;
+  return rc;
 }
 
 typedef struct progress_state {
@@ -237,7 +203,7 @@ static const char *method_name(deco_compress_method_t m) {
 static int run(const compress_options_t *o) {
   int rc = DECO_EXIT_BAD_INPUT;
   char *text = NULL, *tmp = NULL;
-  ids_buf_t ids = {0};
+  deco_cli_ids_t ids = {0};
   deco_ctx_t *ctx = NULL;
   double *ke = NULL, *ve = NULL;
   deco_model_hparams_t hp;

@@ -100,23 +100,10 @@ static int parse(int argc, char **argv, eval_options_t *o) {
 
 /* Sequences to score: ids back to back, seq_start[s] where each begins. */
 typedef struct corpus {
-  int32_t *ids;
-  size_t n_ids, cap_ids;
+  deco_cli_ids_t ids;
   size_t *start; /* [n_seqs + 1] */
   size_t n_seqs, cap_seqs;
 } corpus_t;
-
-static int corpus_push(corpus_t *c, int32_t id) {
-  if (c->n_ids == c->cap_ids) {
-    size_t cap = c->cap_ids ? 2 * c->cap_ids : 4096;
-    int32_t *g = realloc(c->ids, sizeof(int32_t) * cap);
-    if (!g) return -1;
-    c->ids = g;
-    c->cap_ids = cap;
-  }
-  c->ids[c->n_ids++] = id;
-  return 0;
-}
 
 /* Ends the sequence begun at the last end (nothing for an empty one). */
 static int corpus_end_seq(corpus_t *c) {
@@ -128,7 +115,7 @@ static int corpus_end_seq(corpus_t *c) {
     c->start = g;
     c->cap_seqs = cap;
   }
-  if (c->n_ids > c->start[c->n_seqs]) c->start[++c->n_seqs] = c->n_ids;
+  if (c->ids.n > c->start[c->n_seqs]) c->start[++c->n_seqs] = c->ids.n;
   return 0;
 }
 
@@ -140,11 +127,7 @@ typedef struct ids_sink {
 static int add_sequence(void *user, const int32_t *ids, int n, int line) {
   ids_sink_t *k = user;
   (void)line;
-  for (int i = 0; i < n; ++i)
-    if (corpus_push(k->c, ids[i]) != 0) {
-      deco_cli_error("%s: out of memory", k->path);
-      return -1;
-    }
+  if (deco_cli_ids_append(&k->c->ids, ids, (size_t)n, k->path) != 0) return -1;
   if (corpus_end_seq(k->c) != 0) {
     deco_cli_error("%s: out of memory", k->path);
     return -1;
@@ -162,19 +145,7 @@ static int read_ids(const char *path, char *text, int vocab, corpus_t *c) {
 
 /* --text: the file's bytes encoded as one text (the prompt rule). */
 static int read_text(const char *path, const char *text, size_t len, const deco_tokenizer_t *tok, corpus_t *c) {
-  int n = 0;
-  deco_status_t s = deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, NULL, 0, &n);
-  if (s == DECO_STATUS_CAPACITY) {
-    c->ids = malloc(sizeof(int32_t) * (size_t)n);
-    c->cap_ids = (size_t)n;
-    s = c->ids ? deco_tokenizer_tokenize(tok, text, len, DECO_TOKENIZE_ADD_SPECIAL, c->ids, n, &n)
-               : DECO_STATUS_OUT_OF_MEMORY;
-  }
-  if (s != DECO_STATUS_SUCCESS) {
-    deco_cli_error("%s: %s", path, deco_last_error(NULL));
-    return -1;
-  }
-  c->n_ids = (size_t)n;
+  if (deco_cli_ids_encode(&c->ids, tok, text, len, path) != 0) return -1;
   if (corpus_end_seq(c) != 0) {
     deco_cli_error("%s: out of memory", path);
     return -1;
@@ -292,11 +263,11 @@ static int run_eval(const eval_options_t *o) {
   char *data = deco_cli_read_file(in, &size);
   if (!data) goto out;
   if (o->text ? read_text(in, data, size, tok, &c) : read_ids(in, data, hp.vocab_size, &c)) goto out;
-  if (c.n_ids == 0) {
+  if (c.ids.n == 0) {
     deco_cli_error("%s: no %s to score", in, o->text ? "text" : "ids");
     goto out;
   }
-  if (c.n_ids == c.n_seqs) {
+  if (c.ids.n == c.n_seqs) {
     deco_cli_error("%s: nothing to score: every sequence holds one id (a position is scored by the id after it)", in);
     goto out;
   }
@@ -315,11 +286,11 @@ static int run_eval(const eval_options_t *o) {
   deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
   ec.ref = ref;
   /* A text's later windows start afresh from its BOS, as the first does. */
-  if (tok && c.n_ids > 0 && c.ids[0] == deco_tokenizer_special(tok, DECO_TOKEN_BOS) && deco_tokenizer_add_bos(tok))
-    ec.window_bos = c.ids[0];
+  if (tok && c.ids.n > 0 && c.ids.v[0] == deco_tokenizer_special(tok, DECO_TOKEN_BOS) && deco_tokenizer_add_bos(tok))
+    ec.window_bos = c.ids.v[0];
   deco_eval_stats_t acc = DECO_EVAL_STATS_INIT;
   for (size_t s = 0; s < c.n_seqs; ++s)
-    if (deco_eval_ids(model, c.ids + c.start[s], (int)(c.start[s + 1] - c.start[s]), &ec, &acc) !=
+    if (deco_eval_ids(model, c.ids.v + c.start[s], (int)(c.start[s + 1] - c.start[s]), &ec, &acc) !=
         DECO_STATUS_SUCCESS) {
       deco_cli_error("%s: %s", in, deco_last_error(ctx));
       goto out;
@@ -336,7 +307,7 @@ out:
   deco_ctx_destroy(ctx);
   deco_tokenizer_destroy(tok);
   free(data);
-  free(c.ids);
+  free(c.ids.v);
   free(c.start);
   return rc;
 }
