@@ -419,7 +419,7 @@ Test(compress, eigenvector_normalisation) {
  * Grams of a calibration (check_eigs). */
 Test(compress, lapack_eigs_are_eigenvectors) {
 #if !DECO_TEST_HAVE_LAPACKE
-  cr_skip_test("built without LAPACKE");
+  cr_assert_fail("this check needs LAPACKE (liblapacke-dev), and the library was built without it");
 #else
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);
@@ -448,7 +448,7 @@ Test(compress, lapack_eigs_are_eigenvectors) {
  * rounding of the weights. */
 Test(compress, colmajor_unpacking_of_the_cusolver_path) {
 #if !DECO_TEST_HAVE_LAPACKE
-  cr_skip_test("built without LAPACKE");
+  cr_assert_fail("this check needs LAPACKE (liblapacke-dev), and the library was built without it");
 #else
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);

@@ -231,7 +231,7 @@ Test(model_config, a_layer_subset_runs) {
   const int first[3] = {0, 2, 4}, count[3] = {1, 1, 1};
   const deco_layer_schedule_t s = {.n_groups = 3, .first = first, .count = count};
   float diff = check_schedule("layers {0} {2} {4}", &s, 0);
-  cr_assert(diff > 100 * DECO_TOL_FIXTURE_ATOL, "skipping layers changed nothing (%g)", diff);
+  cr_assert(diff > 100 * DECO_TOL_FIXTURE_ATOL, "leaving layers out changed nothing (%g)", diff);
   const int gf[2] = {0, 3}, gc[2] = {2, 2};
   const deco_layer_schedule_t g = {.n_groups = 2, .first = gf, .count = gc};
   check_schedule("groups {0,1} {3,4}, layer 2 skipped", &g, 0);
