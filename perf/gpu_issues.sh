@@ -53,7 +53,7 @@ if [ "$cpu" -eq 1 ]; then
   fi
   device="CPU: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(getconf _NPROCESSORS_ONLN) cores"
   note "device: $device (CPU plumbing check: not GPU figures)"
-  note "commit: ${DECO_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+  note "commit: $(deco_gpu_commit "$root" "$build")"
   for b in bench_kv_heads bench_draft_step bench_tp_layer; do
     [ -x "$bin/$b" ] || { note "FAIL: $bin/$b not found (build the benches in $build)"; exit 1; }
   done

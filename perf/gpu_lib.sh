@@ -12,9 +12,8 @@ build=${DECO_BUILD_DIR:-$root/build}
 bin=$build/bin
 export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/data}
 export DECO_MODELS_DIR=${DECO_MODELS_DIR:-$root/models-cache}
-cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
-export PATH=$PATH:$cuda_bin
-export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_bin/../lib64:${LD_LIBRARY_PATH:-}
+. "$root/scripts/gpu-env.sh"
+deco_gpu_env "$build"
 status=0
 
 note() { echo "$*" | tee -a "$out/summary.txt"; }
@@ -40,7 +39,8 @@ gpu_begin() {
   { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
     >"$out/device.txt" 2>&1 || true
   note "device: $(head -n 1 "$out/device.txt")"
-  note "commit: ${DECO_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+  note "commit: $(deco_gpu_commit "$root" "$build")"
+  note "$deco_gpu_env_note"
   if command -v cuobjdump >/dev/null 2>&1 && [ -f "$build/lib/libdeco.so" ]; then
     local sass
     sass=$(cuobjdump --dump-sass "$build/lib/libdeco.so" 2>/dev/null)

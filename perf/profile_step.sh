@@ -13,7 +13,8 @@ mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DECO_BUILD_DIR:-$root/build}
 data=${DECO_DATA_DIR:-$root/data}
-export LD_LIBRARY_PATH=$build/lib:${LD_LIBRARY_PATH:-}
+. "$root/scripts/gpu-env.sh"
+deco_gpu_env "$build"
 command -v ncu >/dev/null || { echo "profile_step: ncu not found" >&2; exit 1; }
 gen=("$build/bin/deco" generate --backend cuda --dtype "${DECO_PROFILE_DTYPE:-f32}" --model "$data/models/stories260K.bin"
   --tokenizer "$data/models/tok512.bin" --prompt "Once upon a time" --temperature 0 --ignore-eos --steps 24)

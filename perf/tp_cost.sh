@@ -36,8 +36,8 @@ if [ ! -x "$bench" ]; then
 fi
 command -v python3 >/dev/null || { echo "tp_cost: python3 not found (perf/tp_cost_model.py needs it)" >&2; exit 1; }
 mkdir -p "$out" || exit 1
-cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
-export LD_LIBRARY_PATH=$build/lib:$cuda_bin/../lib64:${LD_LIBRARY_PATH:-}
+. "$root/scripts/gpu-env.sh"
+deco_gpu_env "$build"
 limit=${DECO_TP_COST_TIMEOUT_S:-100}
 csv=$out/tp_layer.csv
 log=$out/tp_layer.log

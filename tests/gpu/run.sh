@@ -22,10 +22,10 @@ export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/data}
 # The mini SmolLM2 of the GGUF suite (scripts/gguf/make_mini.py, 23.2 MiB):
 # models-cache/ of the copied tree (carried with it: git ignores it).
 export DECO_MODELS_DIR=${DECO_MODELS_DIR:-$root/models-cache}
-cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
-cuda_lib=$cuda_bin/../lib64
-export PATH=$PATH:$cuda_bin
-export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_lib:${LD_LIBRARY_PATH:-}
+# nvcc's folder on PATH; build/lib, the toolkit's lib64 and, for a build
+# unpacked from a kit, the libraries this host lacks on LD_LIBRARY_PATH.
+. "$root/scripts/gpu-env.sh"
+deco_gpu_env "$build"
 budget=${DECO_GPU_BUDGET_S:-360}
 t_start=$(date +%s)
 summary=$out/summary.txt
@@ -50,6 +50,8 @@ fi
 { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
   >"$out/device.txt" 2>&1 || true
 note "device: $(head -n 1 "$out/device.txt")"
+note "commit: $(deco_gpu_commit "$root" "$build")"
+note "$deco_gpu_env_note"
 if command -v cuobjdump >/dev/null 2>&1; then
   sass=$(cuobjdump --dump-sass "$build/lib/libdeco.so" 2>/dev/null)
   note "sass: HMMA $(grep -c HMMA <<<"$sass") HGMMA $(grep -c HGMMA <<<"$sass") LDL $(grep -c 'LDL' <<<"$sass") STL $(grep -c 'STL' <<<"$sass")"

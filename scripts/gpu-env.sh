@@ -1,0 +1,81 @@
+# scripts/gpu-env.sh — sourced (not run) by the scripts that run a prebuilt
+# build/ on a GPU host (tests/gpu/run.sh, perf/gpu_lib.sh, perf/tp_cost.sh,
+# perf/profile_step.sh, scripts/run-tp-suite.sh):
+#   . scripts/gpu-env.sh; deco_gpu_env "$build"
+# deco_gpu_env BUILD puts nvcc's folder on PATH and BUILD/criterion-rt,
+# BUILD/lib and the toolkit's lib64 in front of LD_LIBRARY_PATH. For a build
+# unpacked from a kit (scripts/gpu-kit.sh; it has BUILD/rt/), it then asks
+# the loader (ldd) which libraries the binaries cannot find on this host and
+# supplies only those: from BUILD/rt/ through symbolic links in BUILD/rt-use/,
+# or, for the CUDA libraries a kit leaves out (cuBLAS, cuSOLVER, NCCL, ...),
+# from the folders of Python's nvidia-* wheels when the toolkit lacks them.
+# It sets deco_gpu_env_note to one line saying what it supplied and what is
+# still missing (the scripts write it into their summary).
+# deco_gpu_commit ROOT BUILD prints the commit: $DECO_COMMIT, else git's,
+# else the kit's manifest (a copied tree has no .git), else "unknown".
+
+# deco_gpu_missing BUILD: the libraries BUILD's binaries and shared libraries
+# need that the loader cannot find with the current LD_LIBRARY_PATH.
+deco_gpu_missing() {
+  local f
+  for f in "$1"/bin/* "$1"/lib/*.so*; do
+    [ -f "$f" ] && ldd "$f" 2>/dev/null
+  done | awk '$2 == "=>" && $3 == "not" {print $1}' | sort -u
+}
+
+deco_gpu_env() {
+  local build=$1 cuda_bin
+  cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
+  case ":$PATH:" in *":$cuda_bin:"*) ;; *) export PATH=$PATH:$cuda_bin ;; esac
+  export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_bin/../lib64:${LD_LIBRARY_PATH:-}
+  deco_gpu_env_note="libraries: the host's own"
+  [ -d "$build/rt" ] || return 0
+  local use=$build/rt-use kit="" wheel="" round missing m d wheel_dirs=""
+  rm -rf "$use" && mkdir -p "$use" || return 1
+  export LD_LIBRARY_PATH=$use:$LD_LIBRARY_PATH
+  # Each round supplies what ldd reports missing; a supplied library's own
+  # needs show up in the next round.
+  for round in 1 2 3 4; do
+    missing=$(deco_gpu_missing "$build")
+    [ -n "$missing" ] || break
+    local progress=0
+    for m in $missing; do
+      if [ -e "$build/rt/$m" ] && [ ! -e "$use/$m" ]; then
+        ln -s "../rt/$m" "$use/$m" && kit="$kit $m" && progress=1
+        continue
+      fi
+      [ -n "$wheel_dirs" ] || wheel_dirs=$(python3 - <<'EOF' 2>/dev/null
+import glob, os
+try:
+    import nvidia
+    for p in nvidia.__path__:
+        for d in sorted(glob.glob(os.path.join(p, '*', 'lib'))):
+            print(d)
+except Exception:
+    pass
+EOF
+)
+      for d in $wheel_dirs; do
+        if [ -e "$d/$m" ] && [ ! -e "$use/$m" ]; then
+          ln -s "$d/$m" "$use/$m" && wheel="$wheel $m" && progress=1
+          break
+        fi
+      done
+    done
+    [ "$progress" = 1 ] || break
+  done
+  missing=$(deco_gpu_missing "$build")
+  deco_gpu_env_note="libraries: the host's own; from the kit:${kit:- none}; from Python's nvidia wheels:${wheel:- none}"
+  [ -z "$missing" ] || deco_gpu_env_note="$deco_gpu_env_note; still missing: $(echo $missing)"
+}
+
+deco_gpu_commit() {
+  local root=$1 build=$2 c
+  if [ -n "${DECO_COMMIT:-}" ]; then echo "$DECO_COMMIT"; return; fi
+  if c=$(git -C "$root" rev-parse --short HEAD 2>/dev/null); then echo "$c"; return; fi
+  if [ -f "$build/kit-manifest.txt" ]; then
+    c=$(awk -F': ' '$1 == "commit" {print $2}' "$build/kit-manifest.txt")
+    [ -n "$c" ] && { echo "$c (kit)"; return; }
+  fi
+  echo unknown
+}
