@@ -5,8 +5,8 @@
  * around `inner` calls and one synchronisation; the median), the
  * context-to-context copy bandwidth measured the same way (the memory
  * floor's denominator, docs/PERF.md), the options they all take, the
- * backend and dtype options, comma lists, CSV quoting and the command line.
- * Header-only (static functions).
+ * backend and dtype options, comma lists, CSV quoting (perf/common/bench.c
+ * quotes with it too) and the command line. Header-only (static functions).
  */
 #ifndef DECO_PERF_WALL_H
 #define DECO_PERF_WALL_H
