@@ -406,11 +406,8 @@ static int by_parent(const void *a, const void *b) {
   return x->rank - y->rank;
 }
 
-/* x ranks above y: the larger value, NaN below every number (ties keep
- * the earlier, lower id) — deco_draft_chain's argmax order. */
-static int above(float x, float y) { return x > y || (y != y && x == x); }
-
-/* The W largest entries of row (ties: lower id) with log-softmax values. */
+/* The W largest entries of row (deco_draft_chain_above's order: NaN below
+ * every number, ties by the lower id) with log-softmax values. */
 static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   float mx = row[0];
   for (int i = 1; i < V; ++i)
@@ -420,9 +417,9 @@ static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   const double lz = log(z) + mx;
   int k = 0;
   for (int i = 0; i < V; ++i) {
-    if (k == W && !above(row[i], row[ids[k - 1]])) continue;
+    if (k == W && !deco_draft_chain_above(row[i], i, row[ids[k - 1]], ids[k - 1])) continue;
     int j = k < W ? k++ : W - 1;
-    while (j > 0 && above(row[i], row[ids[j - 1]])) {
+    while (j > 0 && deco_draft_chain_above(row[i], i, row[ids[j - 1]], ids[j - 1])) {
       ids[j] = ids[j - 1];
       --j;
     }
