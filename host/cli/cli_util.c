@@ -46,6 +46,22 @@ int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *
   return -1;
 }
 
+deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads) {
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = backend;
+  deco_ctx_t *ctx = NULL;
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
+    return NULL;
+  }
+  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--threads: %s", deco_last_error(ctx));
+    deco_ctx_destroy(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
 /* A regular file opened without blocking; -1 after the message. */
 static int open_regular(const char *path, struct stat *st) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);

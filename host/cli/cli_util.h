@@ -36,6 +36,10 @@ extern const deco_cli_words_t deco_cli_backend_words, deco_cli_dtype_words;
  * EXPECTED". */
 int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *words, int *out);
 
+/* A context on backend with threads CPU threads per op (0: the default);
+ * NULL after "--backend NAME: why" or "--threads: why". */
+deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads);
+
 /* A whole regular file (a FIFO or a device is refused at once, never waited
  * on), with a NUL after it, *size its length; NULL after the message. */
 char *deco_cli_read_file(const char *path, size_t *size);

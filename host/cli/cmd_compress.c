@@ -214,16 +214,7 @@ static int run(const compress_options_t *o) {
   if (o->calib_tokens > 0 && (size_t)o->calib_tokens < n) n = (size_t)o->calib_tokens;
   const deco_backend_t backend =
       o->backend_set ? o->backend : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = backend;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
-    goto out;
-  }
-  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--threads: %s", deco_last_error(ctx));
-    goto out;
-  }
+  if (!(ctx = deco_cli_ctx_create(backend, o->threads))) goto out;
   /* The temporary file next to OUT, so that the rename stays on one file system. */
   const size_t tl = strlen(o->out) + 16;
   tmp = malloc(tl);

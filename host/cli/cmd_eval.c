@@ -262,16 +262,7 @@ static int run_eval(const eval_options_t *o) {
     goto out;
   }
   /* The backend and the models. */
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = backend;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
-    goto out;
-  }
-  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--threads: %s", deco_last_error(ctx));
-    goto out;
-  }
+  if (!(ctx = deco_cli_ctx_create(backend, o->threads))) goto out;
   if (load_model(ctx, o->model, dtype, &model) != 0 || (o->ref && load_model(ctx, o->ref, dtype, &ref) != 0)) goto out;
   deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
   ec.ref = ref;
