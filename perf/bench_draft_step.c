@@ -412,23 +412,20 @@ fail:
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
-  const char *shape = "llama3-8b", *draft_s = "8,16", *lp_s = "2,4", *backend_s = NULL, *dtype_s = NULL;
-  const char *device_s = NULL, *accept_s = DEFAULT_ACCEPT, *accept_label = NULL;
-  int reps = 0, inner = 0, threads = 0, header = 1, n_layers = 0, steps = 128, e2e = 1, e2e_reps = 0;
+  const char *shape = "llama3-8b", *draft_s = "8,16", *lp_s = "2,4", *accept_s = DEFAULT_ACCEPT, *accept_label = NULL;
+  int n_layers = 0, steps = 128, e2e = 1, e2e_reps = 0;
+  wall_opts_t w = WALL_OPTS_INIT;
   int accept_given = 0;
   opts_t o = {.K = 4, .prefix = 512};
   for (int i = 1; i < argc; ++i) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--no-header") || !strcmp(a, "--no-e2e")) {
-      if (a[5] == 'h') header = 0;
-      else e2e = 0;
+    const char *a = argv[i], *v = NULL;
+    if (!strcmp(a, "--no-e2e")) {
+      e2e = 0;
       continue;
     }
-    if (!v) {
-      fprintf(stderr, "bench_draft_step: %s needs a value\n", a);
-      return 2;
-    }
-    ++i;
+    const int taken = wall_option("bench_draft_step", argc, argv, &i, &w, &v);
+    if (taken == 2) return 2;
+    if (taken) continue;
     if (!strcmp(a, "--shape")) shape = v;
     else if (!strcmp(a, "--n-layers")) n_layers = atoi(v);
     else if (!strcmp(a, "--draft-layers")) draft_s = v;
@@ -442,12 +439,6 @@ int main(int argc, char **argv) {
       accept_given = 1;
     }
     else if (!strcmp(a, "--accept-label")) accept_label = v;
-    else if (!strcmp(a, "--backend")) backend_s = v;
-    else if (!strcmp(a, "--dtype")) dtype_s = v;
-    else if (!strcmp(a, "--reps")) reps = atoi(v);
-    else if (!strcmp(a, "--inner")) inner = atoi(v);
-    else if (!strcmp(a, "--threads")) threads = atoi(v);
-    else if (!strcmp(a, "--device")) device_s = v;
     else {
       fprintf(stderr, "bench_draft_step: unknown option %s\n", a);
       return 2;
@@ -487,15 +478,15 @@ int main(int argc, char **argv) {
             o.prefix, steps, MAX_K, hp.seq_len);
     return 2;
   }
-  const int bd = wall_backend_dtype("bench_draft_step", backend_s, dtype_s, &o.backend, &o.dtype);
+  const int bd = wall_backend_dtype("bench_draft_step", w.backend, w.dtype, &o.backend, &o.dtype);
   if (bd) return bd;
   const int cuda = o.backend == DECO_BACKEND_CUDA;
-  o.reps = reps > 0 ? reps : cuda ? 15 : 3;
-  o.inner = inner > 0 ? inner : cuda ? 10 : 1;
+  o.reps = w.reps > 0 ? w.reps : cuda ? 15 : 3;
+  o.inner = w.inner > 0 ? w.inner : cuda ? 10 : 1;
   if (e2e_reps < 1) e2e_reps = cuda ? 3 : 1;
   o.shape = shape;
   o.mode = cuda ? "graph" : "eager";
-  o.device = device_s ? device_s : cuda ? "cuda:0" : "cpu";
+  o.device = w.device ? w.device : cuda ? "cuda:0" : "cpu";
   char cmd[1024];
   wall_command(argc, argv, cmd, sizeof cmd);
   o.cmd = cmd;
@@ -509,7 +500,7 @@ int main(int argc, char **argv) {
   int rc = 1;
   deco_model_t *target = NULL, *view = NULL;
   bed_t tb = {0}, vb = {0};
-  if (threads > 0) CHECK(deco_ctx_set_threads(g_ctx, threads));
+  if (w.threads > 0) CHECK(deco_ctx_set_threads(g_ctx, w.threads));
   deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
   mc.dtype = o.dtype;
   CHECK(deco_model_create_synthetic_hparams(g_ctx, &hp, shape, DECO_SYNTHETIC_SEED, &mc, &target));
@@ -518,7 +509,7 @@ int main(int argc, char **argv) {
   am.vocab = hp.vocab_size;
   am.k = 1;
   const size_t topk_ws = deco_topk_rows_workspace_size(g_ctx, &am);
-  if (header)
+  if (w.header)
     printf("bench,shape,path,median_us,tokens,n_layers,draft_layers,layer_parallel,draft_len,prefix,mean_accepted,"
            "speedup,loop,dtype,mode,device,command\n");
   fprintf(stderr, "bench_draft_step: %s (%d layers), %s, %s, chain of %d over a prefix of %d\n", shape, hp.n_layers,

@@ -274,33 +274,20 @@ static void row(const char *bench, const char *shape, const char *path, double u
 }
 
 int main(int argc, char **argv) {
-  const char *shape = "llama2-7b", *heads_s = "32,16,8,4", *batch_s = "32,1", *backend_s = NULL, *dtype_s = NULL;
-  const char *layers_s = NULL, *device_s = NULL;
-  int reps = 0, inner = 0, threads = 0, header = 1;
+  const char *shape = "llama2-7b", *heads_s = "32,16,8,4", *batch_s = "32,1", *layers_s = NULL;
+  wall_opts_t w = WALL_OPTS_INIT;
   opts_t o = {.context = 4096, .budget_gib = 40.0};
   for (int i = 1; i < argc; ++i) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--no-header")) {
-      header = 0;
-      continue;
-    }
-    if (!v) {
-      fprintf(stderr, "bench_kv_heads: %s needs a value\n", a);
-      return 2;
-    }
-    ++i;
+    const char *a = argv[i], *v = NULL;
+    const int taken = wall_option("bench_kv_heads", argc, argv, &i, &w, &v);
+    if (taken == 2) return 2;
+    if (taken) continue;
     if (!strcmp(a, "--shape")) shape = v;
     else if (!strcmp(a, "--kv-heads")) heads_s = v;
     else if (!strcmp(a, "--batch")) batch_s = v;
     else if (!strcmp(a, "--context")) o.context = atoi(v);
     else if (!strcmp(a, "--layers")) layers_s = v;
     else if (!strcmp(a, "--budget-gib")) o.budget_gib = atof(v);
-    else if (!strcmp(a, "--backend")) backend_s = v;
-    else if (!strcmp(a, "--dtype")) dtype_s = v;
-    else if (!strcmp(a, "--reps")) reps = atoi(v);
-    else if (!strcmp(a, "--inner")) inner = atoi(v);
-    else if (!strcmp(a, "--threads")) threads = atoi(v);
-    else if (!strcmp(a, "--device")) device_s = v;
     else {
       fprintf(stderr, "bench_kv_heads: unknown option %s\n", a);
       return 2;
@@ -322,11 +309,11 @@ int main(int argc, char **argv) {
             o.budget_gib);
     return 2;
   }
-  const int bd = wall_backend_dtype("bench_kv_heads", backend_s, dtype_s, &o.backend, &o.dtype);
+  const int bd = wall_backend_dtype("bench_kv_heads", w.backend, w.dtype, &o.backend, &o.dtype);
   if (bd) return bd;
   const int cuda = o.backend == DECO_BACKEND_CUDA;
-  o.reps = reps > 0 ? reps : cuda ? 10 : 3;
-  o.inner = inner > 0 ? inner : cuda ? 5 : 1;
+  o.reps = w.reps > 0 ? w.reps : cuda ? 10 : 3;
+  o.inner = w.inner > 0 ? w.inner : cuda ? 5 : 1;
   deco_model_hparams_t base;
   if (deco_synthetic_hparams(shape, &base) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "bench_kv_heads: %s\n", deco_last_error(NULL));
@@ -361,7 +348,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_kv_heads: %s\n", deco_last_error(NULL));
     return 1;
   }
-  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) {
+  if (w.threads > 0 && deco_ctx_set_threads(ctx, w.threads) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "bench_kv_heads: %s\n", deco_last_error(ctx));
     deco_ctx_destroy(ctx);
     return 1;
@@ -370,13 +357,13 @@ int main(int argc, char **argv) {
     deco_ctx_destroy(ctx);
     return 1;
   }
-  const char *device = device_s ? device_s : cuda ? "cuda:0" : "cpu";
+  const char *device = w.device ? w.device : cuda ? "cuda:0" : "cpu";
   const char *mode = cuda ? "graph" : "eager";
   char cmd[1024];
   wall_command(argc, argv, cmd, sizeof cmd);
   fprintf(stderr, "bench_kv_heads: %s, %s, copy %.0f GB/s (read + write), context %d, step layers %s\n", shape,
           device, o.copy_gbps, o.context, o.lo ? "extrapolated" : "measured");
-  if (header)
+  if (w.header)
     printf("bench,shape,path,median_us,floor_us,pct_of_floor,kv_heads,batch,context,layers,kv_bytes_per_token,"
            "bytes_read,batch_in_budget,budget_gib,dtype,mode,device,command\n");
   fprintf(stderr, "%8s %5s %10s %9s %7s %11s %9s %7s %12s %10s\n", "kv_heads", "B", "attn_us", "floor_us", "%floor",

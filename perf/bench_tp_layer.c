@@ -207,31 +207,19 @@ fail:
 
 
 int main(int argc, char **argv) {
-  const char *shape = NULL, *tp_list = "1", *backend_s = NULL, *dtype_s = NULL, *layers_s = NULL, *device_s = NULL;
-  int reps = 0, inner = 0, threads = 0, header = 1;
+  const char *shape = NULL, *tp_list = "1", *layers_s = NULL;
+  wall_opts_t w = WALL_OPTS_INIT;
   opts_t o = {.prefix = 512, .nodes = 81};
   for (int i = 1; i < argc; ++i) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--no-header")) {
-      header = 0;
-      continue;
-    }
-    if (!v) {
-      fprintf(stderr, "bench_tp_layer: %s needs a value\n", a);
-      return 2;
-    }
-    ++i;
+    const char *a = argv[i], *v = NULL;
+    const int taken = wall_option("bench_tp_layer", argc, argv, &i, &w, &v);
+    if (taken == 2) return 2;
+    if (taken) continue;
     if (!strcmp(a, "--shape")) shape = v;
     else if (!strcmp(a, "--tp")) tp_list = v;
-    else if (!strcmp(a, "--backend")) backend_s = v;
-    else if (!strcmp(a, "--dtype")) dtype_s = v;
     else if (!strcmp(a, "--layers")) layers_s = v;
-    else if (!strcmp(a, "--reps")) reps = atoi(v);
-    else if (!strcmp(a, "--inner")) inner = atoi(v);
     else if (!strcmp(a, "--prefix")) o.prefix = atoi(v);
     else if (!strcmp(a, "--nodes")) o.nodes = atoi(v);
-    else if (!strcmp(a, "--threads")) threads = atoi(v);
-    else if (!strcmp(a, "--device")) device_s = v;
     else {
       fprintf(stderr, "bench_tp_layer: unknown option %s\n", a);
       return 2;
@@ -243,7 +231,7 @@ int main(int argc, char **argv) {
                     "[--device LABEL] [--no-header]\n");
     return 2;
   }
-  const int bd = wall_backend_dtype("bench_tp_layer", backend_s, dtype_s, &o.backend, &o.dtype);
+  const int bd = wall_backend_dtype("bench_tp_layer", w.backend, w.dtype, &o.backend, &o.dtype);
   if (bd) return bd;
   const int cuda = o.backend == DECO_BACKEND_CUDA;
   o.lo = 1;
@@ -252,8 +240,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_tp_layer: --layers %s: expected LO,HI with 1 <= LO < HI\n", layers_s);
     return 2;
   }
-  o.reps = reps > 0 ? reps : cuda ? 15 : 5;
-  o.inner = inner > 0 ? inner : cuda ? 10 : 1;
+  o.reps = w.reps > 0 ? w.reps : cuda ? 15 : 5;
+  o.inner = w.inner > 0 ? w.inner : cuda ? 10 : 1;
   if (o.prefix < 1 || o.nodes < 1 || o.nodes > MAX_NODES) {
     fprintf(stderr, "bench_tp_layer: --prefix %d --nodes %d: expected prefix >= 1 and nodes 1..%d\n", o.prefix,
             o.nodes, MAX_NODES);
@@ -281,12 +269,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_tp_layer: %s\n", deco_last_error(NULL));
     return 1;
   }
-  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) {
+  if (w.threads > 0 && deco_ctx_set_threads(ctx, w.threads) != DECO_STATUS_SUCCESS) {
     fprintf(stderr, "bench_tp_layer: %s\n", deco_last_error(ctx));
     deco_ctx_destroy(ctx);
     return 1;
   }
-  const char *device = device_s ? device_s : cuda ? "cuda:0" : "cpu";
+  const char *device = w.device ? w.device : cuda ? "cuda:0" : "cpu";
   /* The command that reproduces the run. */
   char cmd[1024];
   wall_command(argc, argv, cmd, sizeof cmd);
@@ -295,7 +283,7 @@ int main(int argc, char **argv) {
   for (int i = 1; i < o.nodes; ++i) parents[i] = i - 1 - (int32_t)((i * 2654435761u >> 7) % (unsigned)(i < 8 ? i : 8));
   const char *dtype_name = o.dtype == DECO_DTYPE_BF16 ? "bf16" : "f32";
   const size_t dsize = o.dtype == DECO_DTYPE_BF16 ? 2 : 4;
-  if (header)
+  if (w.header)
     printf("bench,shape,tp,step,tokens,heads,kv_heads,hidden,dim,n_layers,dtype,layers_lo,layers_hi,us_lo,us_hi,"
            "us_per_layer,us_rest,layer_weight_bytes,mode,device,command\n");
   int rc = 0;

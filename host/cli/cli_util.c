@@ -1,5 +1,5 @@
-/* host/cli/cli_util.c — file reading, the GGUF check and the launcher rank
- * shared by the `deco` commands (cli_util.h).
+/* host/cli/cli_util.c — option reading, file reading, the GGUF check and
+ * the launcher rank shared by the `deco` commands (cli_util.h).
  */
 #define _GNU_SOURCE
 #include "cli/cli_util.h"
@@ -15,6 +15,52 @@
 #include "cli/cli.h"
 #include "deco/comm.h"
 #include "deco/tokenizer.h"
+
+int deco_cli_asks_help(int argc, char **argv) {
+  for (int i = 0; i < argc; ++i)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
+  return 0;
+}
+
+const char *deco_cli_option_value(int argc, char **argv, int *i) {
+  if (*i + 1 >= argc) {
+    deco_cli_error("%s needs a value", argv[*i]);
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+static const char *const backend_names[] = {"cpu", "cuda"}, *const dtype_names[] = {"f32", "bf16"};
+static const int backend_values[] = {DECO_BACKEND_CPU, DECO_BACKEND_CUDA},
+                 dtype_values[] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
+const deco_cli_words_t deco_cli_backend_words = {backend_names, backend_values, 2, "cpu or cuda"},
+                       deco_cli_dtype_words = {dtype_names, dtype_values, 2, "f32 or bf16"};
+
+int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *words, int *out) {
+  for (int i = 0; i < words->n; ++i)
+    if (strcmp(v, words->names[i]) == 0) {
+      *out = words->values[i];
+      return 0;
+    }
+  deco_cli_error("%s: '%s' is not %s", opt, v, words->expected);
+  return -1;
+}
+
+deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads) {
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = backend;
+  deco_ctx_t *ctx = NULL;
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
+    return NULL;
+  }
+  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--threads: %s", deco_last_error(ctx));
+    deco_ctx_destroy(ctx);
+    return NULL;
+  }
+  return ctx;
+}
 
 /* A regular file opened without blocking; -1 after the message. */
 static int open_regular(const char *path, struct stat *st) {

@@ -1,4 +1,5 @@
-/* host/cli/cli_util.h — what several `deco` commands share: reading a whole
+/* host/cli/cli_util.h — what several `deco` commands share: the common
+ * pieces of reading options, reading a whole
  * input file, id arrays read from id lines or encoded from text, telling a
  * GGUF file by its magic, and the rank a launcher
  * (mpirun, srun) gave this process for the commands that run once.
@@ -8,6 +9,36 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "deco/deco.h"
+
+/* 1 when --help or -h is among a command's options argv[0..argc): the
+ * command then prints its usage, whatever else is there. */
+int deco_cli_asks_help(int argc, char **argv);
+
+/* The value of the option argv[*i], the next word (*i is stepped onto it);
+ * NULL after "OPT needs a value" when argv ends there. */
+const char *deco_cli_option_value(int argc, char **argv, int *i);
+
+/* The words an option takes: names[k] stands for values[k]; expected
+ * lists them as a message reads them ("cpu or cuda"). */
+typedef struct deco_cli_words {
+  const char *const *names;
+  const int *values;
+  int n;
+  const char *expected;
+} deco_cli_words_t;
+
+/* --backend (cpu, cuda: deco_backend_t) and --dtype (f32, bf16: deco_dtype_t). */
+extern const deco_cli_words_t deco_cli_backend_words, deco_cli_dtype_words;
+
+/* v, one of the words' names, as its value; -1 after "opt: 'v' is not
+ * EXPECTED". */
+int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *words, int *out);
+
+/* A context on backend with threads CPU threads per op (0: the default);
+ * NULL after "--backend NAME: why" or "--threads: why". */
+deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads);
 
 /* A whole regular file (a FIFO or a device is refused at once, never waited
  * on), with a NUL after it, *size its length; NULL after the message. */

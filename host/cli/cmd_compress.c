@@ -60,9 +60,14 @@ bad:
 }
 
 static int parse(int argc, char **argv, compress_options_t *o) {
+  static const char *const methods[] = {"svd", "mean", "keep"}, *const solvers[] = {"auto", "lapack", "cusolver"};
+  static const int method_ids[] = {DECO_COMPRESS_SVD, DECO_COMPRESS_MEAN, DECO_COMPRESS_KEEP},
+                   solver_ids[] = {DECO_COMPRESS_SOLVER_AUTO, DECO_COMPRESS_SOLVER_LAPACK,
+                                   DECO_COMPRESS_SOLVER_CUSOLVER};
+  static const deco_cli_words_t method_words = {methods, method_ids, 3, "svd, mean or keep"},
+                                solver_words = {solvers, solver_ids, 3, "auto, lapack or cusolver"};
   *o = (compress_options_t){.method = DECO_COMPRESS_SVD, .solver = DECO_COMPRESS_SOLVER_AUTO};
-  for (int i = 0; i < argc; ++i)
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
+  if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     if (strcmp(a, "--force") == 0) {
@@ -82,12 +87,10 @@ static int parse(int argc, char **argv, compress_options_t *o) {
       deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
       return DECO_EXIT_USAGE;
     }
-    if (i + 1 >= argc) {
-      deco_cli_error("%s needs a value", a);
-      return DECO_EXIT_USAGE;
-    }
-    const char *v = argv[++i];
+    const char *v = deco_cli_option_value(argc, argv, &i);
+    if (!v) return DECO_EXIT_USAGE;
     long long n = 0;
+    int w;
     if (slot) {
       *slot = v;
     } else if (strcmp(a, "--kv-heads") == 0) {
@@ -100,29 +103,15 @@ static int parse(int argc, char **argv, compress_options_t *o) {
       o->threads = (int)n;
     } else if (strcmp(a, "--method") == 0) {
       o->method_set = 1;
-      if (strcmp(v, "svd") == 0) o->method = DECO_COMPRESS_SVD;
-      else if (strcmp(v, "mean") == 0) o->method = DECO_COMPRESS_MEAN;
-      else if (strcmp(v, "keep") == 0) o->method = DECO_COMPRESS_KEEP;
-      else {
-        deco_cli_error("--method: '%s' is not svd, mean or keep", v);
-        return DECO_EXIT_USAGE;
-      }
+      if (deco_cli_parse_word(a, v, &method_words, &w)) return DECO_EXIT_USAGE;
+      o->method = (deco_compress_method_t)w;
     } else if (strcmp(a, "--solver") == 0) {
-      if (strcmp(v, "auto") == 0) o->solver = DECO_COMPRESS_SOLVER_AUTO;
-      else if (strcmp(v, "lapack") == 0) o->solver = DECO_COMPRESS_SOLVER_LAPACK;
-      else if (strcmp(v, "cusolver") == 0) o->solver = DECO_COMPRESS_SOLVER_CUSOLVER;
-      else {
-        deco_cli_error("--solver: '%s' is not auto, lapack or cusolver", v);
-        return DECO_EXIT_USAGE;
-      }
+      if (deco_cli_parse_word(a, v, &solver_words, &w)) return DECO_EXIT_USAGE;
+      o->solver = (deco_compress_solver_t)w;
     } else { /* --backend */
       o->backend_set = 1;
-      if (strcmp(v, "cpu") == 0) o->backend = DECO_BACKEND_CPU;
-      else if (strcmp(v, "cuda") == 0) o->backend = DECO_BACKEND_CUDA;
-      else {
-        deco_cli_error("--backend: '%s' is not cpu or cuda", v);
-        return DECO_EXIT_USAGE;
-      }
+      if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
+      o->backend = (deco_backend_t)w;
     }
   }
   if (!o->model || !o->out || !o->kv_heads || !o->method_set) {
@@ -225,16 +214,7 @@ static int run(const compress_options_t *o) {
   if (o->calib_tokens > 0 && (size_t)o->calib_tokens < n) n = (size_t)o->calib_tokens;
   const deco_backend_t backend =
       o->backend_set ? o->backend : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = backend;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
-    goto out;
-  }
-  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--threads: %s", deco_last_error(ctx));
-    goto out;
-  }
+  if (!(ctx = deco_cli_ctx_create(backend, o->threads))) goto out;
   /* The temporary file next to OUT, so that the rename stays on one file system. */
   const size_t tl = strlen(o->out) + 16;
   tmp = malloc(tl);

@@ -42,8 +42,7 @@ typedef struct eval_options {
 /* 0, DECO_CLI_HELP, or DECO_EXIT_USAGE after the message. */
 static int parse(int argc, char **argv, eval_options_t *o) {
   memset(o, 0, sizeof *o);
-  for (int i = 0; i < argc; ++i)
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
+  if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     const char **slot = strcmp(a, "--model") == 0       ? &o->model
@@ -57,29 +56,20 @@ static int parse(int argc, char **argv, eval_options_t *o) {
       deco_cli_error("eval: unknown option '%s' (see deco eval --help)", a);
       return DECO_EXIT_USAGE;
     }
-    if (i + 1 >= argc) {
-      deco_cli_error("%s needs a value", a);
-      return DECO_EXIT_USAGE;
-    }
-    const char *v = argv[++i];
+    const char *v = deco_cli_option_value(argc, argv, &i);
+    if (!v) return DECO_EXIT_USAGE;
     if (slot) {
       *slot = v;
     } else if (strcmp(a, "--backend") == 0) {
+      int w;
       o->backend_set = 1;
-      if (strcmp(v, "cpu") == 0) o->backend = DECO_BACKEND_CPU;
-      else if (strcmp(v, "cuda") == 0) o->backend = DECO_BACKEND_CUDA;
-      else {
-        deco_cli_error("--backend: '%s' is not cpu or cuda", v);
-        return DECO_EXIT_USAGE;
-      }
+      if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
+      o->backend = (deco_backend_t)w;
     } else if (strcmp(a, "--dtype") == 0) {
+      int w;
       o->dtype_set = 1;
-      if (strcmp(v, "f32") == 0) o->dtype = DECO_DTYPE_F32;
-      else if (strcmp(v, "bf16") == 0) o->dtype = DECO_DTYPE_BF16;
-      else {
-        deco_cli_error("--dtype: '%s' is not f32 or bf16", v);
-        return DECO_EXIT_USAGE;
-      }
+      if (deco_cli_parse_word(a, v, &deco_cli_dtype_words, &w)) return DECO_EXIT_USAGE;
+      o->dtype = (deco_dtype_t)w;
     } else {
       char *end;
       errno = 0;
@@ -272,16 +262,7 @@ static int run_eval(const eval_options_t *o) {
     goto out;
   }
   /* The backend and the models. */
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = backend;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--backend %s: %s", deco_backend_name(backend), deco_last_error(NULL));
-    goto out;
-  }
-  if (o->threads > 0 && deco_ctx_set_threads(ctx, o->threads) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--threads: %s", deco_last_error(ctx));
-    goto out;
-  }
+  if (!(ctx = deco_cli_ctx_create(backend, o->threads))) goto out;
   if (load_model(ctx, o->model, dtype, &model) != 0 || (o->ref && load_model(ctx, o->ref, dtype, &ref) != 0)) goto out;
   deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
   ec.ref = ref;

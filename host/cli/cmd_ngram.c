@@ -47,8 +47,7 @@ static int parse_size(const char *s, size_t *out) {
 
 static int parse(int argc, char **argv, ngram_options_t *o) {
   *o = (ngram_options_t){.max_bytes = DECO_NGRAM_DEFAULT_MAX_BYTES};
-  for (int i = 0; i < argc; ++i)
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
+  if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     const char **slot = strcmp(a, "--model") == 0       ? &o->model
@@ -62,11 +61,8 @@ static int parse(int argc, char **argv, ngram_options_t *o) {
       deco_cli_error("ngram build: unknown option '%s' (see deco ngram --help)", a);
       return DECO_EXIT_USAGE;
     }
-    if (i + 1 >= argc) {
-      deco_cli_error("%s needs a value", a);
-      return DECO_EXIT_USAGE;
-    }
-    const char *v = argv[++i];
+    const char *v = deco_cli_option_value(argc, argv, &i);
+    if (!v) return DECO_EXIT_USAGE;
     if (slot) {
       *slot = v;
     } else if (parse_size(v, &o->max_bytes) != 0) {

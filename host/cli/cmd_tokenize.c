@@ -36,8 +36,7 @@ typedef struct tok_opts {
 /* 0, DECO_CLI_HELP, or DECO_EXIT_USAGE after the message. */
 static int parse(int argc, char **argv, tok_opts_t *o) {
   memset(o, 0, sizeof *o);
-  for (int i = 0; i < argc; ++i)
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return DECO_CLI_HELP;
+  if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
     const char **slot = strcmp(a, "--model") == 0       ? &o->model
@@ -47,11 +46,7 @@ static int parse(int argc, char **argv, tok_opts_t *o) {
                         : strcmp(a, "--decode") == 0    ? &o->decode
                                                         : NULL;
     if (slot) {
-      if (i + 1 >= argc) {
-        deco_cli_error("%s needs a value", a);
-        return DECO_EXIT_USAGE;
-      }
-      *slot = argv[++i];
+      if (!(*slot = deco_cli_option_value(argc, argv, &i))) return DECO_EXIT_USAGE;
     } else if (strcmp(a, "--special") == 0) {
       o->special = 1;
     } else {

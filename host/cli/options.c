@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 
 _Thread_local int deco_cli_quiet;
 _Thread_local char deco_cli_last_error[1024];
@@ -179,18 +180,6 @@ static int parse_seed(const char *v, uint64_t *out) {
   return 0;
 }
 
-/* One of the words of an option (names[i] -> values[i]). */
-static int parse_word(const char *opt, const char *v, const char *const *names, const int *values, int n,
-                      const char *expected, int *out) {
-  for (int i = 0; i < n; ++i)
-    if (strcmp(v, names[i]) == 0) {
-      *out = values[i];
-      return 0;
-    }
-  deco_cli_error("%s: '%s' is not %s", opt, v, expected);
-  return -1;
-}
-
 static int parse_temperature(const char *a, const char *v, deco_cli_options_t *o) {
   if (parse_float(a, v, &o->temperature)) return -1;
   if (o->temperature < 0.0f) {
@@ -211,12 +200,10 @@ static int parse_top_p(const char *a, const char *v, deco_cli_options_t *o) {
 
 /* The value v of option a (a known option that takes one); 0 or -1. */
 static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
-  static const char *const backends[] = {"cpu", "cuda"}, *const dtypes[] = {"f32", "bf16"},
-                           *const specs[] = {"none", "lookup", "recycle", "draft"};
-  static const int backend_ids[] = {DECO_BACKEND_CPU, DECO_BACKEND_CUDA},
-                   dtype_ids[] = {DECO_DTYPE_F32, DECO_DTYPE_BF16},
-                   spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE,
-                                  DECO_CLI_SPEC_DRAFT};
+  static const char *const specs[] = {"none", "lookup", "recycle", "draft"};
+  static const int spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE,
+                                 DECO_CLI_SPEC_DRAFT};
+  static const deco_cli_words_t spec_words = {specs, spec_ids, 4, "none, lookup, recycle or draft"};
   int word;
   if (strcmp(a, "--model") == 0) o->model_path = v;
   else if (strcmp(a, "--synthetic") == 0) o->synthetic = v;
@@ -233,14 +220,14 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
   else if (strcmp(a, "--seed") == 0) return parse_seed(v, &o->seed);
   else if (strcmp(a, "--backend") == 0) {
     o->backend_set = 1;
-    if (parse_word(a, v, backends, backend_ids, 2, "cpu or cuda", &word)) return -1;
+    if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &word)) return -1;
     o->backend = (deco_backend_t)word;
   } else if (strcmp(a, "--dtype") == 0) {
     o->dtype_set = 1;
-    if (parse_word(a, v, dtypes, dtype_ids, 2, "f32 or bf16", &word)) return -1;
+    if (deco_cli_parse_word(a, v, &deco_cli_dtype_words, &word)) return -1;
     o->dtype = (deco_dtype_t)word;
   } else if (strcmp(a, "--spec") == 0) {
-    if (parse_word(a, v, specs, spec_ids, 4, "none, lookup, recycle or draft", &word)) return -1;
+    if (deco_cli_parse_word(a, v, &spec_words, &word)) return -1;
     o->spec = (deco_cli_spec_t)word;
   } else if (strcmp(a, "--draft-len") == 0) {
     o->draft_len_set = 1;
@@ -260,8 +247,9 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
   else if (strcmp(a, "--comm") == 0) {
     static const char *const comms[] = {"threads", "mpi", "nccl"};
     static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
+    static const deco_cli_words_t comm_words = {comms, comm_ids, 3, "threads, mpi or nccl"};
     o->comm_set = 1;
-    if (parse_word(a, v, comms, comm_ids, 3, "threads, mpi or nccl", &word)) return -1;
+    if (deco_cli_parse_word(a, v, &comm_words, &word)) return -1;
     o->comm = (deco_comm_backend_t)word;
   } else if (strcmp(a, "--system") == 0) o->system = v;
   else if (strcmp(a, "--superpose") == 0) return parse_int(a, v, 1, DECO_SUPERPOSE_MAX_K, &o->superpose);
@@ -414,11 +402,8 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
       deco_cli_error("unknown option '%s' (see deco --help)", a);
       return DECO_EXIT_USAGE;
     }
-    if (i + 1 >= argc) {
-      deco_cli_error("%s needs a value", a);
-      return DECO_EXIT_USAGE;
-    }
-    if (parse_value(a, argv[++i], o)) return DECO_EXIT_USAGE;
+    const char *v = deco_cli_option_value(argc, argv, &i);
+    if (!v || parse_value(a, v, o)) return DECO_EXIT_USAGE;
   }
   return check_combination(o) ? DECO_EXIT_USAGE : 0;
 }

@@ -41,6 +41,7 @@
 #include "deco/spec_step.h"
 #include "draft/drafter.h"
 #include "draft/model_draft_mutant.h"
+#include "spec/draft_chain_common.h"
 #include "util/arena.h"
 #include "util/sized.h"
 
@@ -405,11 +406,8 @@ static int by_parent(const void *a, const void *b) {
   return x->rank - y->rank;
 }
 
-/* x ranks above y: the larger value, NaN below every number (ties keep
- * the earlier, lower id) — deco_draft_chain's argmax order. */
-static int above(float x, float y) { return x > y || (y != y && x == x); }
-
-/* The W largest entries of row (ties: lower id) with log-softmax values. */
+/* The W largest entries of row (deco_draft_chain_above's order: NaN below
+ * every number, ties by the lower id) with log-softmax values. */
 static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   float mx = row[0];
   for (int i = 1; i < V; ++i)
@@ -419,9 +417,9 @@ static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   const double lz = log(z) + mx;
   int k = 0;
   for (int i = 0; i < V; ++i) {
-    if (k == W && !above(row[i], row[ids[k - 1]])) continue;
+    if (k == W && !deco_draft_chain_above(row[i], i, row[ids[k - 1]], ids[k - 1])) continue;
     int j = k < W ? k++ : W - 1;
-    while (j > 0 && above(row[i], row[ids[j - 1]])) {
+    while (j > 0 && deco_draft_chain_above(row[i], i, row[ids[j - 1]], ids[j - 1])) {
       ids[j] = ids[j - 1];
       --j;
     }
@@ -431,48 +429,11 @@ static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
   return k;
 }
 
-/* q = softmax(row / temperature) (f32, the values the verifier reads): the
- * weights exp((row - max) / T) and their sum z in double, ids in increasing
- * order, as deco_draft_chain's reference computes them. A row with a NaN
- * or no finite maximum (an infinity, every value -inf) gives the point
- * mass at its argmax (top_w's order): the draft is that id, and q is what
- * it was drawn from. */
+/* q = softmax(row / temperature), or the point mass at the argmax of a row
+ * with a NaN or no finite maximum (the draft is then that id, and q what it
+ * was drawn from): deco_draft_chain's reference computes q the same way. */
 static void softmax_t(const float *row, int V, float temperature, float *q) {
-  int best = 0, has_nan = 0;
-  for (int i = 0; i < V; ++i) {
-    has_nan |= row[i] != row[i];
-    if (above(row[i], row[best])) best = i;
-  }
-  const float mx = row[best];
-  if (has_nan || !(mx - mx == 0.0f)) {
-    for (int i = 0; i < V; ++i) q[i] = i == best ? 1.0f : 0.0f;
-    return;
-  }
-  double z = 0;
-  for (int i = 0; i < V; ++i) z += exp(((double)row[i] - (double)mx) / (double)temperature);
-  for (int i = 0; i < V; ++i) q[i] = (float)(exp(((double)row[i] - (double)mx) / (double)temperature) / z);
-}
-
-/* A draw from q with the ids in taken[0..n_taken) removed (renormalised);
- * -1 when nothing is left. */
-static int32_t draw(const float *q, int V, const int32_t *taken, int n_taken, float u) {
-  double total = 0;
-  for (int i = 0; i < V; ++i) total += q[i];
-  for (int j = 0; j < n_taken; ++j) total -= q[taken[j]];
-  if (!(total > 0)) return -1;
-  const double target = (double)u * total;
-  double cum = 0;
-  int32_t last = -1;
-  for (int i = 0; i < V; ++i) {
-    if (q[i] <= 0.0f) continue;
-    int is_taken = 0;
-    for (int j = 0; j < n_taken; ++j) is_taken |= taken[j] == i;
-    if (is_taken) continue;
-    last = i;
-    cum += q[i];
-    if (cum > target) return i;
-  }
-  return last;
+  deco_draft_chain_softmax(row, V, deco_draft_chain_argmax(row, V), temperature, q);
 }
 
 static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *tokens, int32_t *parents, int *n_nodes) {
@@ -568,7 +529,7 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
         for (int r = 0; r < c->width && n_cand < budget; ++r) {
           const float u =
               deco_philox_uniform(c->seed, root_pos, DECO_DRAFT_CHAIN_STREAM, (uint32_t)tnode, (uint32_t)r);
-          const int32_t x = draw(md->h_q, V, taken, r, u);
+          const int32_t x = deco_draft_chain_draw(md->h_q, V, taken, r, u);
           if (x < 0) break;
           taken[r] = x;
           cand[n_cand++] = (candidate_t){.parent = f, .rank = r, .token = x, .score = 0};

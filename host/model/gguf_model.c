@@ -246,15 +246,6 @@ deco_status_t deco_model_load_gguf_buffer(deco_ctx_t *ctx, const void *data, siz
 
 deco_status_t deco_model_load_gguf(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
                                    deco_model_t **out) {
-  static const char op[] = "deco_model_load_gguf";
-  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
-  DECO_CHECK_PTR(ctx, path, op);
-  DECO_CHECK_PTR(ctx, out, op);
-  *out = NULL;
-  void *data = NULL;
-  size_t size = 0;
-  DECO_TRY(deco_model_map_file(ctx, path, &data, &size));
-  deco_status_t st = deco_model_load_gguf_buffer(ctx, data, size, path, config, out);
-  deco_model_unmap_file(data, size);
-  return st;
+  DECO_TRY(deco_model_check_file_args(ctx, path, out, "deco_model_load_gguf"));
+  return deco_model_load_mapped(ctx, path, config, out, deco_model_load_gguf_buffer);
 }

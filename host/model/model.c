@@ -210,16 +210,26 @@ deco_status_t deco_model_fail_naming(deco_ctx_t *ctx, deco_status_t st, const ch
 deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
                                       deco_model_t **out) {
   static const char op[] = "deco_model_load_llama2c";
+  DECO_TRY(deco_model_check_file_args(ctx, path, out, op));
+  deco_model_config_t mc;
+  DECO_TRY(deco_model_read_config(ctx, config, &mc, op));
+  return deco_model_load_mapped(ctx, path, &mc, out, deco_model_load_llama2c_buffer);
+}
+
+deco_status_t deco_model_check_file_args(deco_ctx_t *ctx, const char *path, deco_model_t **out, const char *op) {
   if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
   DECO_CHECK_PTR(ctx, path, op);
   DECO_CHECK_PTR(ctx, out, op);
   *out = NULL;
-  deco_model_config_t mc;
-  DECO_TRY(deco_model_read_config(ctx, config, &mc, op));
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_model_load_mapped(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
+                                     deco_model_t **out, deco_model_buffer_loader_t load) {
   void *data = NULL;
   size_t size = 0;
   DECO_TRY(deco_model_map_file(ctx, path, &data, &size));
-  deco_status_t st = deco_model_load_llama2c_buffer(ctx, data, size, path, &mc, out);
+  deco_status_t st = load(ctx, data, size, path, config, out);
   deco_model_unmap_file(data, size);
   return st;
 }
@@ -249,20 +259,17 @@ void deco_model_unmap_file(void *data, size_t size) {
  * candidate whose header check explains what is wrong. */
 static int is_gguf(const void *data, size_t size) { return size >= 4 && memcmp(data, "GGUF", 4) == 0; }
 
+/* deco_model_load's buffer loader: GGUF or llama2.c by the magic. */
+static deco_status_t load_either_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
+                                        const deco_model_config_t *config, deco_model_t **out) {
+  return is_gguf(data, size) ? deco_model_load_gguf_buffer(ctx, data, size, name, config, out)
+                             : deco_model_load_llama2c_buffer(ctx, data, size, name, config, out);
+}
+
 deco_status_t deco_model_load(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
                               deco_model_t **out) {
-  static const char op[] = "deco_model_load";
-  if (ctx == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
-  DECO_CHECK_PTR(ctx, path, op);
-  DECO_CHECK_PTR(ctx, out, op);
-  *out = NULL;
-  void *data = NULL;
-  size_t size = 0;
-  DECO_TRY(deco_model_map_file(ctx, path, &data, &size));
-  deco_status_t st = is_gguf(data, size) ? deco_model_load_gguf_buffer(ctx, data, size, path, config, out)
-                                         : deco_model_load_llama2c_buffer(ctx, data, size, path, config, out);
-  deco_model_unmap_file(data, size);
-  return st;
+  DECO_TRY(deco_model_check_file_args(ctx, path, out, "deco_model_load"));
+  return deco_model_load_mapped(ctx, path, config, out, load_either_buffer);
 }
 
 deco_status_t deco_model_read_hparams(const char *path, deco_model_hparams_t *hparams) {

@@ -222,5 +222,15 @@ deco_status_t deco_model_fail_naming(deco_ctx_t *ctx, deco_status_t st, const ch
  * *data is NULL for an empty file. Unmap with deco_model_unmap_file. */
 deco_status_t deco_model_map_file(deco_ctx_t *ctx, const char *path, void **data, size_t *size);
 void deco_model_unmap_file(void *data, size_t size);
+/* A model loader from bytes: deco_model_load_*_buffer. */
+typedef deco_status_t (*deco_model_buffer_loader_t)(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
+                                                    const deco_model_config_t *config, deco_model_t **out);
+/* What a loader from a file checks first, as op: ctx, path and out not
+ * NULL; then *out = NULL. */
+deco_status_t deco_model_check_file_args(deco_ctx_t *ctx, const char *path, deco_model_t **out, const char *op);
+/* The rest of a loader from a file: path mapped (deco_model_map_file),
+ * load(ctx, its bytes, path, config, out), the file unmapped; load's status. */
+deco_status_t deco_model_load_mapped(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
+                                     deco_model_t **out, deco_model_buffer_loader_t load);
 
 #endif

@@ -3,7 +3,9 @@
  * shared word for word by the C reference and the CUDA kernel: the order
  * the argmax ranks values by, the batch of a draft forward, what one
  * thread writes once the argmax (or the draw) is known, and two pieces of
- * a sampled chain's draw (its uniform; which rows it samples).
+ * a sampled chain's draw (its uniform; which rows it samples); and, for C
+ * only, the serial q and draw that the reference shares with the host
+ * model drafter (host/draft/model_draft.c).
  */
 #ifndef DECO_KERNELS_DRAFT_CHAIN_COMMON_H
 #define DECO_KERNELS_DRAFT_CHAIN_COMMON_H
@@ -152,5 +154,66 @@ DECO_KERNEL_HD void deco_draft_tree_finish(const deco_draft_chain_args_t *a) {
     if (l < K) deco_draft_tree_batch(a, l + 1);
   }
 }
+
+/* ---- The serial q and draw of a sampled chain (C only) ----
+ * The reference and the host model drafter compute q and draw from it with
+ * these, so both draw the same ids; the kernel sums z in f32 across a block
+ * (draft_chain.cu) and does not compile them. */
+#if !defined(__CUDACC__)
+#include <math.h>
+
+/* The argmax of row[0..V) (V >= 1) in deco_draft_chain_above's order. */
+static inline int32_t deco_draft_chain_argmax(const float *row, int V) {
+  int32_t best = 0;
+  for (int i = 1; i < V; ++i)
+    if (deco_draft_chain_above(row[i], i, row[best], best)) best = i;
+  return best;
+}
+
+/* q[0..V) = softmax(row / T) in f32 (the values the verifier reads): the
+ * weights exp((x - max) / T) and their sum z in double, ids in increasing
+ * order. best: the row's argmax (deco_draft_chain_argmax). A row that is
+ * not usable (deco_draft_chain_usable: a NaN, no finite maximum) gives the
+ * point mass at best, the draft then being best. 1 when q is the softmax,
+ * 0 when it is the point mass. */
+static inline int deco_draft_chain_softmax(const float *row, int V, int32_t best, float T, float *q) {
+  int has_nan = 0;
+  for (int i = 0; i < V; ++i) has_nan |= row[i] != row[i];
+  if (!deco_draft_chain_usable(row[best], has_nan)) {
+    for (int i = 0; i < V; ++i) q[i] = i == best ? 1.0f : 0.0f;
+    return 0;
+  }
+  const double m = (double)row[best], t = (double)T;
+  double z = 0;
+  for (int i = 0; i < V; ++i) z += exp(((double)row[i] - m) / t);
+  for (int i = 0; i < V; ++i) q[i] = (float)(exp(((double)row[i] - m) / t) / z);
+  return 1;
+}
+
+/* A draw with uniform u from q[0..V) without the ids taken[0..n_taken)
+ * (renormalised): target = u times the sum of the others (double, ids in
+ * increasing order), and the first id of positive q whose running sum
+ * passes target, else (rounding) the last id of positive q; -1 when that
+ * sum is not positive (nothing is left). taken may be NULL when n_taken is 0. */
+static inline int32_t deco_draft_chain_draw(const float *q, int V, const int32_t *taken, int n_taken, float u) {
+  double total = 0;
+  for (int i = 0; i < V; ++i) total += q[i];
+  for (int j = 0; j < n_taken; ++j) total -= q[taken[j]];
+  if (!(total > 0)) return -1;
+  const double target = (double)u * total;
+  double cum = 0;
+  int32_t last = -1;
+  for (int i = 0; i < V; ++i) {
+    if (q[i] <= 0.0f) continue;
+    int is_taken = 0;
+    for (int j = 0; j < n_taken; ++j) is_taken |= taken[j] == i;
+    if (is_taken) continue;
+    last = i;
+    cum += q[i];
+    if (cum > target) return i;
+  }
+  return last;
+}
+#endif
 
 #endif

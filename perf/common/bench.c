@@ -1,6 +1,7 @@
 /* perf/common/bench.c — see bench.h: event timing, measured ceilings, L2
  * flush and CSV rows for the perf/bench_* drivers.
  */
+#define _POSIX_C_SOURCE 200809L /* common/wall.h's clock */
 #include "common/bench.h"
 
 #include <cublas_v2.h>
@@ -8,6 +9,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/wall.h" /* wall_csv_field */
 
 #define BENCH_CUDA(expr)                                                                            \
   do {                                                                                              \
@@ -213,19 +216,6 @@ double deco_bench_floor_us(const deco_bench_t *b, double bytes, double flops) {
 
 /* ---- CSV ----------------------------------------------------------------------------- */
 
-static void csv_field(FILE *f, const char *s) {
-  if (!strpbrk(s, ",\"\n")) {
-    fputs(s, f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; ++s) {
-    if (*s == '"') fputc('"', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
 void deco_bench_csv_header(FILE *f) {
   fprintf(f, "bench,shape,path,median_us,p10_us,p90_us,gb_s,tflop_s,floor_us,pct_of_floor,device,command\n");
 }
@@ -234,16 +224,16 @@ void deco_bench_csv_row(FILE *f, const deco_bench_t *b, const char *bench, const
                         const deco_bench_stats_t *st, double bytes, double flops, const char *command) {
   const double sec = st->median_us * 1e-6;
   const double floor_us = deco_bench_floor_us(b, bytes, flops);
-  csv_field(f, bench);
+  wall_csv_field(f, bench);
   fputc(',', f);
-  csv_field(f, shape);
+  wall_csv_field(f, shape);
   fputc(',', f);
-  csv_field(f, path);
+  wall_csv_field(f, path);
   fprintf(f, ",%.2f,%.2f,%.2f,%.1f,%.2f,%.2f,%.1f,", st->median_us, st->p10_us, st->p90_us, bytes / sec / 1e9,
           flops / sec / 1e12, floor_us, 100.0 * floor_us / st->median_us);
-  csv_field(f, b->device_name);
+  wall_csv_field(f, b->device_name);
   fputc(',', f);
-  csv_field(f, command);
+  wall_csv_field(f, command);
   fputc('\n', f);
   fflush(f);
 }

@@ -4,8 +4,9 @@
  * wall-clock timing of a callback that enqueues work on a context (samples
  * around `inner` calls and one synchronisation; the median), the
  * context-to-context copy bandwidth measured the same way (the memory
- * floor's denominator, docs/PERF.md), the backend and dtype options, comma
- * lists, CSV quoting and the command line. Header-only (static functions).
+ * floor's denominator, docs/PERF.md), the options they all take, the
+ * backend and dtype options, comma lists, CSV quoting (perf/common/bench.c
+ * quotes with it too) and the command line. Header-only (static functions).
  */
 #ifndef DECO_PERF_WALL_H
 #define DECO_PERF_WALL_H
@@ -123,6 +124,42 @@ static inline void wall_csv_field(FILE *f, const char *s) {
     fputc(*s, f);
   }
   fputc('"', f);
+}
+
+/* The options every wall bench takes, as given: NULL and 0 when absent
+ * (each bench picks its own defaults), header 1 unless --no-header. */
+typedef struct wall_opts {
+  const char *backend, *dtype, *device; /* --backend, --dtype, --device LABEL */
+  int reps, inner, threads;             /* --reps, --inner, --threads */
+  int header;
+} wall_opts_t;
+
+#define WALL_OPTS_INIT {NULL, NULL, NULL, 0, 0, 0, 1}
+
+/* The option argv[*i] of prog: --no-header, or an option and the value
+ * after it (*i then steps over the value), stored in w when it is one of
+ * wall_opts_t's. 1: taken (go on to the next); 0: not one of them, *v its
+ * value, for the caller (its own options, else unknown); 2 after "prog:
+ * OPT needs a value" when argv ends there. */
+static inline int wall_option(const char *prog, int argc, char **argv, int *i, wall_opts_t *w, const char **v) {
+  const char *a = argv[*i];
+  if (!strcmp(a, "--no-header")) {
+    w->header = 0;
+    return 1;
+  }
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "%s: %s needs a value\n", prog, a);
+    return 2;
+  }
+  *v = argv[++*i];
+  if (!strcmp(a, "--backend")) w->backend = *v;
+  else if (!strcmp(a, "--dtype")) w->dtype = *v;
+  else if (!strcmp(a, "--device")) w->device = *v;
+  else if (!strcmp(a, "--reps")) w->reps = atoi(*v);
+  else if (!strcmp(a, "--inner")) w->inner = atoi(*v);
+  else if (!strcmp(a, "--threads")) w->threads = atoi(*v);
+  else return 0;
+  return 1;
 }
 
 /* --backend (cpu|cuda; NULL: cuda when a device is there) and --dtype
