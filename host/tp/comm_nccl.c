@@ -397,19 +397,22 @@ static deco_status_t host_all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void
   deco_status_t st =
       settle(c, ctx,
              ENQUEUE_COLLECTIVE(s, ncclAllGather(dev + total, dev, n, nccl_type(dtype), s->comm, s->host_stream)), op);
+  /* The gather drained (polled, under the timeout) before recv is copied:
+   * a copy into pageable memory returns only once done, so queued behind
+   * a gather whose peer never comes it would block past any timeout. A
+   * failed settle has already aborted (nothing to wait for then). */
+  if (!comm_gone(s)) {
+    const deco_status_t w = wait_stream(c, ctx, s->host_stream, op);
+    if (st == DECO_STATUS_SUCCESS) st = w;
+  }
   if (st == DECO_STATUS_SUCCESS) {
     e = cudaMemcpyAsync(recv, dev, total, cudaMemcpyDeviceToHost, s->host_stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s->host_stream); /* only the copy is queued now */
     if (e != cudaSuccess) {
       (void)cudaGetLastError();
       st = DECO_FAIL(ctx, DECO_STATUS_CUDA_ERROR, "nccl communicator: %s on rank %d: %s", op, c->rank,
                      cudaGetErrorString(e));
     }
-  }
-  /* recv is complete only once the stream drained: success needs it. A
-   * failed settle has already aborted (nothing to wait for then). */
-  if (!comm_gone(s)) {
-    const deco_status_t w = wait_stream(c, ctx, s->host_stream, op);
-    if (st == DECO_STATUS_SUCCESS) st = w;
   }
   /* The buffer goes only when nothing queued can still use it: the stream
    * drained, or the communicator was aborted (NCCL then ends the gather's

@@ -8,11 +8,12 @@
  * both pairings), cuSOLVER against LAPACK on the plain stories260K through
  * deco_compress_model (logits of the folded models, energies), and a
  * compressed model on the GPU in f32 and bf16, with greedy speculative
- * decoding equal to plain greedy.
+ * decoding equal to plain greedy under the near-tie rule (docs/TESTING.md).
  */
 #include <criterion/criterion.h>
 
 #include "../compress_util.h"
+#include "common/neartie.h"
 #include "gpu_suite.h"
 
 DECO_GPU_SUITE(compress_cuda, 300);
@@ -236,6 +237,7 @@ Test(compress_cuda, compressed_model_runs_on_gpu) {
       deco_generate_config_t gc = DECO_GENERATE_CONFIG_INIT;
       gc.steps = 200;
       gc.temperature = 0.0f;
+      gc.ignore_eos = 1; /* both runs 200 ids long: compared up to their first difference */
       gc.drafter = dr;
       gc.emit = deco_test_capture_id;
       gc.user = &runs[r];
@@ -244,9 +246,30 @@ Test(compress_cuda, compressed_model_runs_on_gpu) {
       cr_assert_eq(deco_generate(m, &bos, 1, &gc, &stats), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
       deco_drafter_destroy(dr);
     }
-    cr_assert_gt(runs[0].n, 10);
-    cr_assert_eq(runs[0].n, runs[1].n, "dtype %d", t);
-    cr_assert_eq(deco_test_compare_i32("spec vs plain", runs[1].ids, runs[0].ids, (size_t)runs[0].n), 0);
+    cr_assert_eq(runs[0].n, 201);
+    cr_assert_eq(runs[1].n, 201);
+    /* Speculative vs plain on the GPU (docs/TESTING.md): up to the first
+     * different id; there the CPU's f32 forward of the same model, fed the
+     * shared prefix, is the referee: each pick its argmax or its runner-up
+     * within the near-tie allowance. */
+    int first = -1;
+    for (int j = 0; j < 201 && first < 0; ++j)
+      if (runs[0].ids[j] != runs[1].ids[j]) first = j;
+    if (first >= 0) {
+      cr_assert_gt(first, 0, "dtype %d: the prompt id differs", t);
+      deco_model_t *mc = load_model(cpu, out, DECO_ROPE_INTERLEAVED);
+      const int V = deco_model_get_hparams(mc)->vocab_size;
+      float *all = all_logits(mc, runs[0].ids, first);
+      const float *row = all + (size_t)(first - 1) * V; /* the forward that picks ids[first] */
+      const int a = runs[0].ids[first], b = runs[1].ids[first], best = deco_argmax(row, V);
+      const int ok = (a == best || deco_test_excused(row, a, V, dts[t])) &&
+                     (b == best || deco_test_excused(row, b, V, dts[t]));
+      fprintf(stderr, "compressed model, dtype %d: first difference at position %d (plain %d, lookup %d): %s\n", t,
+              first - 1, a, b, ok ? "near tie" : "NOT EXCUSED");
+      free(all);
+      deco_model_destroy(mc);
+      cr_assert(ok, "dtype %d: speculative and plain greedy decoding split outside the near-tie rule", t);
+    }
     deco_model_destroy(m);
   }
 }
