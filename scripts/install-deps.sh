@@ -21,7 +21,7 @@
 # The CUDA toolkit is optional (without nvcc the build is CPU-only) and is
 # not installed here.
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config libcriterion-dev libpcre2-dev liblapacke-dev)
+pkgs=(cmake make gcc pkg-config libcriterion-dev libpcre2-dev liblapacke-dev xz-utils)
 models=0
 for a in "$@"; do
   case "$a" in
