@@ -14,28 +14,15 @@
 # Compute is there (perf/profile_step.sh)
 set -u
 out=${1:?usage: tests/gpu/run.sh DIR}
-mkdir -p "$out"
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${DECO_BUILD_DIR:-$root/build}
-bin=$build/bin
-export DECO_DATA_DIR=${DECO_DATA_DIR:-$root/data}
+budget=${DECO_GPU_BUDGET_S:-360}
+# A bench or sanitizer run skipped for time is reported, not failed.
+skips_fail=0
+# The environment (scripts/gpu-env.sh: PATH, LD_LIBRARY_PATH, a kit's
+# libraries this host lacks), the summary's header and the stage helpers.
+. "$(dirname "$0")/../../perf/gpu_lib.sh"
+gpu_begin
 # The mini SmolLM2 of the GGUF suite (scripts/gguf/make_mini.py, 23.2 MiB):
 # models-cache/ of the copied tree (carried with it: git ignores it).
-export DECO_MODELS_DIR=${DECO_MODELS_DIR:-$root/models-cache}
-# nvcc's folder on PATH; build/lib, the toolkit's lib64 and, for a build
-# unpacked from a kit, the libraries this host lacks on LD_LIBRARY_PATH.
-. "$root/scripts/gpu-env.sh"
-deco_gpu_env "$build"
-budget=${DECO_GPU_BUDGET_S:-360}
-t_start=$(date +%s)
-summary=$out/summary.txt
-: >"$summary"
-rm -f "$out/gpu_tests.log" "$out/benches.csv" "$out/benches.log" "$out/sanitizer.log"
-note() { echo "$*" | tee -a "$summary"; }
-left() { echo $(( budget - ($(date +%s) - t_start) )); }
-# timeout for a stage: its own limit, or what is left of the budget
-limit() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
-
 for f in models/stories260K.bin models/tok512.bin fixtures/stories260K/greedy_bos_256.ids \
          fixtures/stories260K/logits_bos_32.f32 fixtures/token_recycling_template_80.txt; do
   if [ ! -f "$DECO_DATA_DIR/$f" ]; then
@@ -47,16 +34,6 @@ if [ ! -f "$DECO_MODELS_DIR/SmolLM2-135M-mini.gguf" ]; then
   note "FAIL: $DECO_MODELS_DIR/SmolLM2-135M-mini.gguf is missing (scripts/gguf/make_mini.py; set DECO_MODELS_DIR)"
   exit 1
 fi
-{ nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
-  >"$out/device.txt" 2>&1 || true
-note "device: $(head -n 1 "$out/device.txt")"
-note "commit: $(deco_gpu_commit "$root" "$build")"
-note "$deco_gpu_env_note"
-if command -v cuobjdump >/dev/null 2>&1; then
-  sass=$(cuobjdump --dump-sass "$build/lib/libdeco.so" 2>/dev/null)
-  note "sass: HMMA $(grep -c HMMA <<<"$sass") HGMMA $(grep -c HGMMA <<<"$sass") LDL $(grep -c 'LDL' <<<"$sass") STL $(grep -c 'STL' <<<"$sass")"
-fi
-status=0
 
 # 1. GPU test suites, one at a time: the newest code first, then the rest.
 suites=("$bin/gpu_test_draft_chain_cuda" "$bin/gpu_test_draft_model_cuda" "$bin/gpu_test_graph_cuda"
@@ -69,16 +46,7 @@ ran=0
 for t in "${suites[@]}"; do
   [ -x "$t" ] || continue
   ran=$((ran + 1))
-  name=$(basename "$t")
-  lim=$(limit 120)
-  if [ "$lim" -lt 10 ]; then note "test  $name: SKIPPED (time budget)"; status=1; continue; fi
-  start=$(date +%s)
-  echo "=== $name" >>"$out/gpu_tests.log"
-  timeout "$lim" "$t" --jobs 1 >>"$out/gpu_tests.log" 2>&1
-  rc=$?
-  if [ $rc -eq 0 ]; then res=PASS; elif [ $rc -eq 77 ]; then res="NOT RUN (no device)"; status=1;
-  elif [ $rc -eq 124 ]; then res="TIMEOUT"; status=1; else res="FAIL ($rc)"; status=1; fi
-  note "test  $name: $res ($(( $(date +%s) - start )) s)"
+  gpu_suite "$(basename "$t")" 120
 done
 [ "$ran" -gt 0 ] || { note "FAIL: no gpu_test_* executables in $bin"; status=1; }
 
@@ -203,21 +171,7 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
       # kernels in the other suites, and ran past 90 s on the graph suite's
       # smallest case (H100); memcheck covers the capture and the replays.
       [ "$tool" = racecheck ] && [ "$name" = gpu_test_graph_cuda ] && continue
-      lim=$(limit 90)
-      if [ "$lim" -lt 10 ]; then note "$tool $name: SKIPPED (time budget)"; continue; fi
-      log=$(mktemp)
-      timeout "$lim" compute-sanitizer --tool $tool --report-api-errors no --target-processes all \
-        "$bin/$name" --jobs 1 --filter "$filter" >"$log" 2>&1
-      rc=$?
-      { echo "=== $tool $name $filter"; cat "$log"; } >>"$out/sanitizer.log"
-      if grep -q "Device not supported\|error 999" "$log"; then res="sanitizer unavailable"
-      elif grep -q "Tested: 0 " "$log"; then res="NO TEST MATCHED $filter"; status=1
-      elif [ $rc -eq 0 ] && grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$log" \
-           && ! grep -Eq "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" "$log" \
-           && ! grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then res="clean"
-      else res="FAIL ($rc)"; status=1; fi
-      rm -f "$log"
-      note "$tool $name: $res"
+      gpu_sanitize $tool "$name" "$filter"
     done
   done
 else
@@ -228,5 +182,4 @@ if command -v ncu >/dev/null 2>&1 && [ "$(left)" -ge 40 ]; then
   DECO_PROFILE_LOG=$out/benches.log timeout "$(limit 60)" bash "$root/perf/profile_step.sh" "$out" >>"$out/benches.log" 2>&1
   note "profile_step: exit $? ($(cat "$out"/ncu_*.csv 2>/dev/null | grep -c gpu__time_duration) kernel times)"
 fi
-note "overall: $([ $status -eq 0 ] && echo PASS || echo FAIL) in $(( $(date +%s) - t_start )) s"
-exit $status
+gpu_end
