@@ -100,6 +100,30 @@ static void host_vs_device(const char *what, deco_model_t *m, deco_drafter_t *d,
   cr_assert_eq(sh.forwards, sd->forwards, "%s: forwards %d vs %d", what, sh.forwards, sd->forwards);
 }
 
+/* a holds exactly b's ids. */
+static void expect_same_ids(const char *what, const deco_test_capture_t *a, const deco_test_capture_t *b) {
+  cr_assert_eq(a->n, b->n, "%s: %d ids, %d expected", what, a->n, b->n);
+  cr_assert_eq(memcmp(a->ids, b->ids, sizeof(int32_t) * (size_t)b->n), 0, "%s differs", what);
+}
+
+/* The target as its own draft (d: a second copy or every layer, drafting
+ * depth ids deep on the device loop) from a one-id prompt: 256 tokens,
+ * every full step commits depth + 1 ids (and mean_accepted is at least
+ * depth + 0.9 when check_mean), and the ids are plain greedy's (plain). */
+static void expect_full_steps(const char *what, deco_model_t *m, deco_drafter_t *d, int depth, int check_mean,
+                              const deco_test_capture_t *plain) {
+  static deco_test_capture_t dev;
+  deco_generate_stats_t st;
+  const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
+  generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
+  const double mean = (double)st.tokens / st.forwards;
+  fprintf(stderr, "%s: %d tokens in %d forwards, mean_accepted %.3f\n", what, st.tokens, st.forwards, mean);
+  cr_assert_eq(st.tokens, 256, "%s", what);
+  cr_assert_eq(st.forwards, (256 + depth) / (depth + 1), "%s: every full step commits depth + 1", what);
+  if (check_mean) cr_assert(mean >= depth + 1 - 0.1, "%s: mean_accepted %.3f", what, mean);
+  expect_same_ids(what, &dev, plain);
+}
+
 Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -118,9 +142,7 @@ Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy) {
     host_vs_device(what, m, d, dog_prompt, N_DOG, rc, &dev, &st);
     fprintf(stderr, "%s: device loop %d tokens in %d forwards, mean_accepted %.3f\n", what, st.tokens, st.forwards,
             (double)st.tokens / st.forwards);
-    cr_assert_eq(dev.n, plain.n, "%s", what);
-    cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "%s differs from plain greedy",
-                 what);
+    expect_same_ids(what, &dev, &plain);
     cr_assert(st.forwards < st.tokens, "%s: drafts were accepted", what);
     deco_drafter_destroy(d);
   }
@@ -141,7 +163,7 @@ Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one) {
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int all[] = {0, 1, 2, 3, 4};
   const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
-  static deco_test_capture_t plain, dev;
+  static deco_test_capture_t plain;
   deco_generate_stats_t st;
   /* One-id prompt: the first round has no id before the root (len 0). */
   generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
@@ -150,18 +172,12 @@ Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one) {
     const int K = Ks[k];
     for (int source = 0; source < 2; ++source) {
       deco_drafter_t *d = source == 0 ? chain_drafter(m, copy, NULL, 0, K, 256) : chain_drafter(m, NULL, all, 5, K, 0);
-      generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
-      const double mean = (double)st.tokens / st.forwards;
-      fprintf(stderr, "device loop, self-draft (%s) K=%d: %d tokens in %d forwards, mean_accepted %.3f\n",
-              source ? "every layer" : "a second copy", K, st.tokens, st.forwards, mean);
-      cr_assert_eq(st.tokens, 256);
-      cr_assert_eq(st.forwards, (256 + K) / (K + 1), "every full step commits K + 1");
-      /* The issue's stats check; with K = 8 no run reaches it over 256
-       * positions (the last step is partial: at best 256 / 29 = 8.83), and
-       * the forwards check above is the exact one. */
-      if (K != 8) cr_assert(mean >= K + 1 - 0.1, "mean_accepted %.3f", mean);
-      cr_assert_eq(dev.n, plain.n);
-      cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "K=%d differs from plain", K);
+      char what[64];
+      snprintf(what, sizeof what, "device loop, self-draft (%s) K=%d", source ? "every layer" : "a second copy", K);
+      /* The issue's stats check (mean_accepted); with K = 8 no run reaches
+       * it over 256 positions (the last step is partial: at best 256 / 29 =
+       * 8.83), and the forwards check is the exact one. */
+      expect_full_steps(what, m, d, K, K != 8, &plain);
       deco_drafter_destroy(d);
     }
   }
@@ -335,8 +351,7 @@ Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids)
   static deco_test_capture_t again, plain;
   generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
   generate(m, d, 0, dog_prompt, N_DOG, rc, &again, &st);
-  cr_assert_eq(again.n, plain.n);
-  cr_assert_eq(memcmp(again.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0);
+  expect_same_ids("the host loop after a device run", &again, &plain);
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
@@ -763,9 +778,9 @@ Test(draft_model_device, device_tree_greedy_equals_plain_greedy) {
       fprintf(stderr, "tree case %zu (W=%d, %d drafts, depth %d)%s: %d tokens in %d forwards, mean_accepted %.3f\n",
               i, cases[i].W, deco_drafter_max_nodes(d) - 1, depth, one ? ", one-id prompt" : "", st.tokens,
               st.forwards, (double)st.tokens / st.forwards);
-      cr_assert_eq(dev.n, plain[one].n, "case %zu", i);
-      cr_assert_eq(memcmp(dev.ids, plain[one].ids, sizeof(int32_t) * (size_t)dev.n), 0,
-                   "tree case %zu differs from plain greedy", i);
+      char what[48];
+      snprintf(what, sizeof what, "tree case %zu%s", i, one ? ", one-id prompt" : "");
+      expect_same_ids(what, &dev, &plain[one]);
       cr_assert(st.forwards < st.tokens, "case %zu: drafts were accepted", i);
       deco_drafter_destroy(d);
     }
@@ -784,7 +799,7 @@ Test(draft_model_device, device_tree_target_as_its_own_draft_commits_a_full_path
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int all[] = {0, 1, 2, 3, 4};
   const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
-  static deco_test_capture_t plain, dev;
+  static deco_test_capture_t plain;
   deco_generate_stats_t st;
   generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
   static const struct {
@@ -795,15 +810,10 @@ Test(draft_model_device, device_tree_target_as_its_own_draft_commits_a_full_path
       int depth;
       deco_drafter_t *d = tree_drafter(m, source ? NULL : copy, source ? all : NULL, source ? 5 : 0, cases[i].K,
                                        cases[i].W, cases[i].nodes, 256, 0.0f, &depth);
-      generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
-      const double mean = (double)st.tokens / st.forwards;
-      fprintf(stderr, "device tree, self-draft (%s) W=%d depth %d: %d tokens in %d forwards, mean_accepted %.3f\n",
-              source ? "every layer" : "a second copy", cases[i].W, depth, st.tokens, st.forwards, mean);
-      cr_assert_eq(st.tokens, 256);
-      cr_assert_eq(st.forwards, (256 + depth) / (depth + 1), "every full step commits depth + 1");
-      cr_assert(mean >= depth + 1 - 0.1, "mean_accepted %.3f", mean);
-      cr_assert_eq(dev.n, plain.n);
-      cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "case %zu differs", i);
+      char what[80];
+      snprintf(what, sizeof what, "device tree case %zu, self-draft (%s) W=%d depth %d", i,
+               source ? "every layer" : "a second copy", cases[i].W, depth);
+      expect_full_steps(what, m, d, depth, 1, &plain);
       deco_drafter_destroy(d);
     }
   }
@@ -826,8 +836,7 @@ Test(draft_model_device, device_tree_draft_kv_equals_a_draft_fed_the_ids) {
   const run_cfg_t rc = {.steps = 150, .temperature = 0.0f, .ignore_eos = 1};
   generate(m, d, 1, dog_prompt, N_DOG, rc, &cap, &st);
   generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
-  cr_assert_eq(cap.n, plain.n);
-  cr_assert_eq(memcmp(cap.ids, plain.ids, sizeof(int32_t) * (size_t)cap.n), 0);
+  expect_same_ids("device tree run", &cap, &plain);
   int dseq;
   deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
   cr_assert_not_null(kc);
@@ -871,13 +880,15 @@ Test(draft_model_device, device_tree_runs_to_the_end_of_the_context) {
   generate(m, NULL, 0, dog_prompt, 1, full, &plain, &st);
   generate(m, d, 1, dog_prompt, 1, full, &dev, &st);
   cr_assert_eq(dev.n, seq_len + 1, "one id per position, the prompt's included");
-  cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)dev.n), 0, "to the end of the context");
+  expect_same_ids("to the end of the context", &dev, &plain);
   for (int steps = N_DOG - 1; steps <= N_DOG + 7; ++steps) {
     const run_cfg_t rc = {.steps = steps, .temperature = 0.0f, .ignore_eos = 1};
     generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
     generate(m, d, 1, dog_prompt, N_DOG, rc, &dev, &st);
-    cr_assert_eq(dev.n, steps + 1, "steps %d", steps);
-    cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)dev.n), 0, "steps %d", steps);
+    char what[32];
+    snprintf(what, sizeof what, "steps %d", steps);
+    cr_assert_eq(dev.n, steps + 1, "%s", what);
+    expect_same_ids(what, &dev, &plain);
   }
   deco_drafter_destroy(d);
   /* max_len 16: 16 + 256 reserved slots; 250 steps and a 21-node tree
