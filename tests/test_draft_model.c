@@ -241,33 +241,12 @@ static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, lon
   }
 }
 
-static double homogeneity(const long *a, const long *b, int k) {
-  long na = 0, nb = 0;
-  for (int i = 0; i < k; ++i) na += a[i], nb += b[i];
-  double s = 0;
-  long pa = 0, pb = 0;
-  int cells = 0;
-  for (int i = 0; i <= k; ++i) {
-    long x = i < k ? a[i] : pa, y = i < k ? b[i] : pb;
-    if (i < k && x + y < 10) {
-      pa += x;
-      pb += y;
-      continue;
-    }
-    if (x + y == 0) continue;
-    double t = (double)(x + y), ea = t * na / (double)(na + nb), eb = t * nb / (double)(na + nb);
-    s += (x - ea) * (x - ea) / ea + (y - eb) * (y - eb) / eb;
-    cells++;
-  }
-  return deco_test_chi2_sf(s, cells > 1 ? cells - 1 : 1);
-}
-
 static int rejections(const char *what, long plain[HORIZON][512], long b[HORIZON][512], double *p_min) {
   const double alpha = DECO_TEST_ALPHA / HORIZON;
   int rejected = 0;
   *p_min = 1;
   for (int h = 0; h < HORIZON; ++h) {
-    const double p = homogeneity(plain[h], b[h], 512);
+    const double p = deco_test_homogeneity_pvalue(plain[h], b[h], 512, NULL, NULL);
     fprintf(stderr, "%-40s position %d: p %.3g\n", what, h, p);
     rejected += p <= alpha;
     if (p < *p_min) *p_min = p;

@@ -148,33 +148,11 @@ Test(tp_spec, greedy_lookup_and_recycling_equal_plain_at_one_tp_size) {
   }
 }
 
-/* Homogeneity chi-square of two histograms, cells with fewer than 10
- * observations pooled; the p-value. */
-static double homogeneity(const long *a, const long *b, int k) {
-  long na = 0, nb = 0, pa = 0, pb = 0;
-  for (int i = 0; i < k; ++i) na += a[i], nb += b[i];
-  double s = 0;
-  int cells = 0;
-  for (int i = 0; i <= k; ++i) {
-    long x = i < k ? a[i] : pa, y = i < k ? b[i] : pb;
-    if (i < k && x + y < 10) {
-      pa += x;
-      pb += y;
-      continue;
-    }
-    if (x + y == 0) continue;
-    double t = (double)(x + y), ea = t * na / (double)(na + nb), eb = t * nb / (double)(na + nb);
-    s += (x - ea) * (x - ea) / ea + (y - eb) * (y - eb) / eb;
-    cells++;
-  }
-  return deco_test_chi2_sf(s, cells > 1 ? cells - 1 : 1);
-}
-
 static int rejections(const char *what, spec_job_t *a, spec_job_t *b, double alpha, double *p_min) {
   int rej = 0;
   *p_min = 1;
   for (int h = 0; h < HORIZON; ++h) {
-    const double p = homogeneity(a->hist[0][h], b->hist[0][h], VOCAB);
+    const double p = deco_test_homogeneity_pvalue(a->hist[0][h], b->hist[0][h], VOCAB, NULL, NULL);
     fprintf(stderr, "TP 2 %s: position %d p %.3g\n", what, h, p);
     if (p <= alpha) rej++;
     if (p < *p_min) *p_min = p;
