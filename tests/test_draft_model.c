@@ -33,12 +33,7 @@ static void generate(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, 
   cfg.temperature = 0.0f;
   cfg.ignore_eos = 1;
   cfg.drafter = d;
-  cfg.emit = deco_test_capture_id;
-  cfg.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &cfg, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer");
+  deco_test_generate(m, prompt, n_prompt, cfg, cap, st);
 }
 
 static deco_drafter_t *layer_drafter(deco_model_t *m, const int *layers, int n, int K, int W, int nodes) {

@@ -54,13 +54,7 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, const int32
   c.ignore_eos = rc.ignore_eos;
   c.drafter = d;
   c.device_resident = device;
-  c.emit = deco_test_capture_id;
-  c.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer, yet %d allocations followed it",
-               st->step_allocations);
+  deco_test_generate(m, prompt, n_prompt, c, cap, st);
 }
 
 /* A chain of K drafts, sampled at temperature T > 0 with the draws' seed. */

@@ -42,12 +42,7 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int steps, deco_test_ca
   cfg.temperature = 0.0f;
   cfg.ignore_eos = 1;
   cfg.drafter = d;
-  cfg.emit = deco_test_capture_id;
-  cfg.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &cfg, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer");
+  deco_test_generate(m, dog_prompt, N_DOG, cfg, cap, st);
 }
 
 Test(draft_parallel, one_layer_per_group_is_no_grouping) {

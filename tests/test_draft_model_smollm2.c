@@ -63,12 +63,7 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, float T, co
   c.ignore_eos = 1;
   c.drafter = d;
   c.device_resident = device;
-  c.emit = deco_test_capture_id;
-  c.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0);
+  deco_test_generate(m, prompt, n_prompt, c, cap, st);
 }
 
 Test(draft_model_smollm2, device_loop_chains_equal_the_host_loop, .timeout = 900) {

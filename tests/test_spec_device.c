@@ -20,13 +20,7 @@
 static void run(deco_model_t *m, deco_generate_config_t c, int device, const int32_t *prompt, int n_prompt,
                 deco_test_capture_t *cap, deco_generate_stats_t *st) {
   c.device_resident = device;
-  c.emit = deco_test_capture_id;
-  c.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer, yet %d allocations followed it",
-               st->step_allocations);
+  deco_test_generate(m, prompt, n_prompt, c, cap, st);
 }
 
 static void compare(const char *what, const deco_test_capture_t *a, const deco_generate_stats_t *sa, const deco_test_capture_t *b,

@@ -452,6 +452,17 @@ void deco_test_capture_id(void *user, int32_t id) {
   if (c->n < (int)(sizeof c->ids / sizeof c->ids[0])) c->ids[c->n++] = id;
 }
 
+void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg,
+                        deco_test_capture_t *cap, deco_generate_stats_t *st) {
+  cfg.emit = deco_test_capture_id;
+  cfg.user = cap;
+  cap->n = 0;
+  cr_assert_eq(deco_generate(m, prompt, n_prompt, &cfg, st), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(deco_model_ctx(m)));
+  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer, yet %d allocations followed it",
+               st->step_allocations);
+}
+
 deco_ctx_t *deco_test_cpu_ctx(void) {
   deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT; /* the CPU backend */
   deco_ctx_t *ctx = NULL;

@@ -110,6 +110,14 @@ typedef struct deco_test_capture {
   int n;
 } deco_test_capture_t;
 void deco_test_capture_id(void *user, int32_t id);
+/* deco_generate(m, prompt, n_prompt, &cfg) with its ids captured into cap
+ * (emptied first; cfg's emit and user are set here) and its stats into
+ * st. Asserts that it succeeds and that the plan sized every buffer (no
+ * allocation after it: st->step_allocations == 0). These helpers call the
+ * shared library: a run under a library-private test switch (the mutant
+ * rules a suite linked with deco_internal sets) must call its own copy. */
+void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg,
+                        deco_test_capture_t *cap, deco_generate_stats_t *st);
 
 /* A test's draft source and its drafter: NULL for plain decoding, prompt
  * lookup with the CLI's settings (DECO_LOOKUP_CONFIG_INIT), or Token
