@@ -37,17 +37,8 @@ static void generate(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, 
 }
 
 static deco_drafter_t *layer_drafter(deco_model_t *m, const int *layers, int n, int K, int W, int nodes) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.width = W;
-  c.max_nodes = nodes;
-  c.max_len = 300;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, NULL, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  return d;
+  const deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, 300);
+  return deco_test_model_drafter(m, NULL, &c);
 }
 
 Test(draft_model, target_as_its_own_draft_accepts_everything) {
@@ -60,10 +51,8 @@ Test(draft_model, target_as_its_own_draft_accepts_everything) {
     for (int source = 0; source < 2; ++source) {
       deco_drafter_t *d;
       if (source == 0) {
-        deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-        c.draft_len = K;
-        c.max_len = 256;
-        cr_assert_eq(deco_drafter_create_model(m, copy, &c, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+        const deco_model_draft_config_t c = deco_test_draft_config(NULL, 0, K, 1, 0, 256);
+        d = deco_test_model_drafter(m, copy, &c);
       } else {
         d = layer_drafter(m, all, 5, K, 1, 0);
       }

@@ -60,16 +60,10 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, const int32
 /* A chain of K drafts, sampled at temperature T > 0 with the draws' seed. */
 static deco_drafter_t *sampled_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K,
                                        int max_len, float T, uint64_t seed) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.max_len = max_len;
+  deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, 1, 0, max_len);
   c.temperature = T;
   c.seed = seed;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, draft, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
+  deco_drafter_t *d = deco_test_model_drafter(m, draft, &c);
   cr_assert_eq(deco_drafter_device_resident(d), 1, "a chain (T = %g) drafts on the device", (double)T);
   cr_assert_eq(deco_drafter_max_nodes(d), K + 1);
   return d;
@@ -725,18 +719,10 @@ static int full_tree(int K, int W, int nodes, int32_t *par, int *depth_out) {
  * deterministic drafts): device-resident, with the shape above. */
 static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K, int W,
                                     int nodes, int max_len, float T, int *depth) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.width = W;
-  c.max_nodes = nodes;
-  c.max_len = max_len;
+  deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, max_len);
   c.temperature = T;
   c.seed = 31;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, draft, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
+  deco_drafter_t *d = deco_test_model_drafter(m, draft, &c);
   cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-%d tree (T = %g) drafts on the device", W, (double)T);
   int32_t par[DECO_TREE_MAX_NODES];
   const int want = full_tree(K, W, nodes, par, depth);

@@ -463,6 +463,21 @@ void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, de
                st->step_allocations);
 }
 
+deco_model_draft_config_t deco_test_draft_config(const int *layers, int n_layers, int K, int W, int max_nodes,
+                                                 int max_len) {
+  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
+  c.layers = layers, c.n_layers = n_layers, c.draft_len = K;
+  c.width = W, c.max_nodes = max_nodes, c.max_len = max_len;
+  return c;
+}
+
+deco_drafter_t *deco_test_model_drafter(deco_model_t *m, deco_model_t *draft, const deco_model_draft_config_t *c) {
+  deco_drafter_t *d = NULL;
+  cr_assert_eq(deco_drafter_create_model(m, draft, c, &d), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(deco_model_ctx(m)));
+  return d;
+}
+
 deco_ctx_t *deco_test_cpu_ctx(void) {
   deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT; /* the CPU backend */
   deco_ctx_t *ctx = NULL;

@@ -125,6 +125,14 @@ void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, de
 typedef enum deco_test_source { DECO_TEST_PLAIN = 0, DECO_TEST_LOOKUP = 1, DECO_TEST_RECYCLE = 2 } deco_test_source_t;
 deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *rec, const deco_tree_template_t *tmpl);
 
+/* A model drafter's config (DECO_MODEL_DRAFT_CONFIG_INIT but for these):
+ * layers[0..n_layers) of the target (NULL, 0: every layer of the draft
+ * model), draft_len K, width W, max_nodes, max_len. */
+deco_model_draft_config_t deco_test_draft_config(const int *layers, int n_layers, int K, int W, int max_nodes,
+                                                 int max_len);
+/* deco_drafter_create_model(m, draft, c); asserts that it was created. */
+deco_drafter_t *deco_test_model_drafter(deco_model_t *m, deco_model_t *draft, const deco_model_draft_config_t *c);
+
 /* stories260K (DATA/models/stories260K.bin) in dtype on ctx; asserts that it
  * loads. */
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);
