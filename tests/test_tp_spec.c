@@ -97,11 +97,7 @@ static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
 }
 
 static void run(spec_job_t *j) {
-  deco_status_t st[DECO_COMM_MAX_RANKS];
-  char msg[DECO_COMM_MAX_RANKS][512];
-  cr_assert_eq(deco_test_tp_run(j->tp, rank_main, j, st, msg), 0);
-  for (int r = 0; r < j->tp; ++r)
-    cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "TP %d rank %d: %s (%s)", j->tp, r, deco_status_string(st[r]), msg[r]);
+  deco_test_tp_run_ok(j->tp, rank_main, j);
   /* Every rank decided the same. */
   for (int r = 1; r < j->tp; ++r) {
     cr_assert_eq(j->cap[r].n, j->cap[0].n, "rank %d", r);
