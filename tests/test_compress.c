@@ -24,6 +24,13 @@
 #include <lapacke.h>
 #endif
 
+/* A call's status (got) is want, and ctx's last error names part. */
+static void expect_error(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *part) {
+  cr_assert_eq(got, want, "status %s, expected %s: %s", deco_status_string(got), deco_status_string(want),
+               deco_last_error(ctx));
+  cr_assert(strstr(deco_last_error(ctx), part) != NULL, "%s", deco_last_error(ctx));
+}
+
 /* ---- deco_kv_gram against a naive accumulation ---------------------------------- */
 
 static void gram_case(int n_kv, int d, int g, deco_rope_style_t style, int n_rows) {
@@ -113,8 +120,7 @@ Test(compress, kv_gram_rejects_bad_arguments) {
   a.v = x;
   a.k_gram = gk;
   a.v_gram = gv;
-  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "group = 3") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "group = 3");
   a.group = 2;
   a.head_dim = 7;
   cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
@@ -297,16 +303,15 @@ Test(compress, bad_input_named) {
   const char *out = tmp_path("never.bin");
   deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
   cc.n_kv_heads = 3;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "--kv-heads 3") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "--kv-heads 3");
   cc.n_kv_heads = 4;
   cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
   cc.n_kv_heads = 2;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 100, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "at least 256") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 100, &cc, out, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "at least 256");
   calib[7] = 512;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "token 7") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT, "token 7");
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written on bad input");
   deco_ctx_destroy(ctx);
@@ -327,27 +332,24 @@ Test(compress, solver_choice_and_errors) {
                deco_last_error(ctx));
   cr_assert_eq(used, DECO_COMPRESS_SOLVER_LAPACK);
 #else
-  cr_assert_eq(deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used), DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "needs LAPACKE") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used),
+               DECO_STATUS_UNSUPPORTED, "needs LAPACKE");
 #endif
   /* cuSOLVER asked for on a CPU context: refused before calibrating, nothing written. */
   deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
   cc.n_kv_heads = 2;
   cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED);
 #if DECO_TEST_HAVE_CUDA
-  cr_assert(strstr(deco_last_error(ctx), "solver cusolver runs on a CUDA context, and this one is cpu") != NULL, "%s",
-            deco_last_error(ctx));
+  const char *why = "solver cusolver runs on a CUDA context, and this one is cpu";
 #else
-  cr_assert(strstr(deco_last_error(ctx), "solver cusolver needs a deco built with CUDA") != NULL, "%s",
-            deco_last_error(ctx));
+  const char *why = "solver cusolver needs a deco built with CUDA";
 #endif
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED, why);
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written when the solver is refused");
   cc.solver = (deco_compress_solver_t)7;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "solver = 7 is not auto, lapack or cusolver") != NULL, "%s",
-            deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "solver = 7 is not auto, lapack or cusolver");
   /* mean and keep decompose nothing: the solver is not consulted. */
   cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
   cc.method = DECO_COMPRESS_MEAN;
@@ -384,12 +386,11 @@ Test(compress, config_read_by_size) {
 #else
   /* AUTO on the CPU is LAPACK, which this build lacks (not cuSOLVER's message). */
   cr_assert_eq(full, DECO_STATUS_UNSUPPORTED);
-  cr_assert_eq(old, DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "needs LAPACKE") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, old, DECO_STATUS_UNSUPPORTED, "needs LAPACKE");
 #endif
   cc.size = sizeof(deco_compress_config_t) + 8;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "deco_compress_model: config: size") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "deco_compress_model: config: size");
   deco_ctx_destroy(ctx);
 }
 
