@@ -266,17 +266,24 @@ static void greedy(deco_model_t *m, deco_test_source_t src, deco_test_capture_t 
   deco_drafter_destroy(dr);
 }
 
+/* The inputs of a deco_compress_model check: stories260K's path (returned),
+ * 1024 calibration ids drawn from seed, and a config merging to 2 KV heads. */
+static const char *compress_inputs(int32_t calib[1024], uint64_t seed, deco_compress_config_t *cc) {
+  ids(calib, 1024, seed, 512);
+  *cc = (deco_compress_config_t)DECO_COMPRESS_CONFIG_INIT;
+  cc->n_kv_heads = 2;
+  return deco_test_data_file("models/stories260K.bin");
+}
+
 Test(compress, compressed_model_runs_and_spec_is_lossless) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 303, 512);
-  const char *out = tmp_path("stories_2kv.bin");
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
-  cc.n_kv_heads = 2;
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 303, &cc), *out = tmp_path("stories_2kv.bin");
   double ke[5], ve[5];
   deco_compress_report_t rep = {.key_energy = ke, .value_energy = ve};
-  cr_assert_eq(deco_compress_model(ctx, deco_test_data_file("models/stories260K.bin"), calib, 1024, &cc, out, &rep),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, &rep), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
   for (int l = 0; l < 5; ++l) {
     cr_assert(ke[l] > 0.0 && ke[l] <= 1.0 + 1e-12, "layer %d key energy %g", l, ke[l]);
     cr_assert(ve[l] > 0.0 && ve[l] <= 1.0 + 1e-12, "layer %d value energy %g", l, ve[l]);
@@ -298,10 +305,8 @@ Test(compress, compressed_model_runs_and_spec_is_lossless) {
 Test(compress, bad_input_named) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 404, 512);
-  const char *in = deco_test_data_file("models/stories260K.bin");
-  const char *out = tmp_path("never.bin");
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 404, &cc), *out = tmp_path("never.bin");
   cc.n_kv_heads = 3;
   expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL),
                DECO_STATUS_INVALID_ARGUMENT, "--kv-heads 3");
@@ -322,9 +327,8 @@ Test(compress, bad_input_named) {
 Test(compress, solver_choice_and_errors) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 505, 512);
-  const char *in = deco_test_data_file("models/stories260K.bin");
-  const char *out = tmp_path("solver.bin");
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 505, &cc), *out = tmp_path("solver.bin");
   deco_compress_solver_t used = DECO_COMPRESS_SOLVER_CUSOLVER;
   /* AUTO on a CPU context is LAPACK. */
 #if DECO_TEST_HAVE_LAPACKE
@@ -336,8 +340,6 @@ Test(compress, solver_choice_and_errors) {
                DECO_STATUS_UNSUPPORTED, "needs LAPACKE");
 #endif
   /* cuSOLVER asked for on a CPU context: refused before calibrating, nothing written. */
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
-  cc.n_kv_heads = 2;
   cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
 #if DECO_TEST_HAVE_CUDA
   const char *why = "solver cusolver runs on a CUDA context, and this one is cpu";
@@ -363,10 +365,8 @@ Test(compress, solver_choice_and_errors) {
 Test(compress, config_read_by_size) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 606, 512);
-  const char *in = deco_test_data_file("models/stories260K.bin");
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
-  cc.n_kv_heads = 2;
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 606, &cc);
   cc.method = DECO_COMPRESS_SVD;
   cc.solver = DECO_COMPRESS_SOLVER_LAPACK;
   const char *a = tmp_path("sized_full.bin"), *b = tmp_path("sized_old.bin");
