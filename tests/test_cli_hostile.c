@@ -247,14 +247,7 @@ Test(cli_hostile, long_prompt_is_truncated, .timeout = 60) {
  * with an error naming the position instead of emitting degenerate ids. */
 Test(cli_hostile, non_finite_logits_stop_the_run) {
   size_t size;
-  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
-  cr_assert_not_null(w);
-  /* Float offsets after the 28-byte header (test_loader checks them):
-   * rms_att [5][64] at 32768, rms_ffn [5][64] at 94528, rms_final [64] at 259968. */
-  float *base = (float *)((char *)w + 28);
-  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
-  for (int t = 0; t < 3; ++t)
-    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  void *w = deco_test_stories_overflow(&size);
   const char *path = tmp("overflow.bin");
   cr_assert_eq(deco_test_write_file(path, w, size), 0);
   free(w);

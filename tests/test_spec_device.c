@@ -218,12 +218,7 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
 Test(spec_device, non_finite_logits_stop_the_loop) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   size_t size;
-  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
-  cr_assert_not_null(w);
-  float *base = (float *)((char *)w + 28); /* rms_att, rms_ffn, rms_final (test_loader.c offsets) */
-  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
-  for (int t = 0; t < 3; ++t)
-    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  void *w = deco_test_stories_overflow(&size);
   deco_model_t *m;
   cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", NULL, &m), DECO_STATUS_SUCCESS,
                "%s", deco_last_error(ctx));

@@ -427,6 +427,18 @@ deco_test_stories_weights_t deco_test_stories_weights(const void *file) {
   return w;
 }
 
+void *deco_test_stories_overflow(size_t *size) {
+  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), size);
+  cr_assert_not_null(w);
+  /* Float offsets after the 28-byte header (test_loader checks them):
+   * rms_att [5][64] at 32768, rms_ffn [5][64] at 94528, rms_final [64] at 259968. */
+  float *base = (float *)((char *)w + 28);
+  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
+  for (int t = 0; t < 3; ++t)
+    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  return w;
+}
+
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype) {
   deco_model_t *m = NULL;
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;

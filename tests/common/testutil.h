@@ -137,6 +137,12 @@ deco_drafter_t *deco_test_model_drafter(deco_model_t *m, deco_model_t *draft, co
  * loads. */
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);
 
+/* stories260K's checkpoint bytes (malloc'd, size in *size) with every
+ * RMSNorm weight (rms_att, rms_ffn, rms_final) at 3e38: finite weights
+ * whose first forward overflows, so every logit is non-finite. Asserts
+ * that the file was read. */
+void *deco_test_stories_overflow(size_t *size);
+
 /* stories260K's architecture, and its checkpoint's f32 tensors in
  * llama2.c's order after the 7-int header (file: the whole file's bytes),
  * for tests that evaluate the model by hand. */
