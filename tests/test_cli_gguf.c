@@ -94,18 +94,6 @@ Test(cli_gguf, text_is_the_generated_ids_decoded) {
   deco_test_run_free(&text);
 }
 
-static char *unhex(const char *h) {
-  size_t n = strlen(h) / 2;
-  char *s = malloc(n + 1);
-  for (size_t i = 0; i < n; ++i) {
-    unsigned v;
-    sscanf(h + 2 * i, "%2x", &v);
-    s[i] = (char)v;
-  }
-  s[n] = '\0';
-  return s;
-}
-
 /* --chat's prompt ids equal the fixture of each SmolLM2 case of
  * data/fixtures/tokenizer/chat.txt (jinja2's rendering of the GGUF's own
  * template, tokenized by llama.cpp): no system message (the template's
@@ -120,8 +108,8 @@ Test(cli_gguf, chat_ids_equal_the_fixtures) {
   for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     if (strncmp(line, "case ", 5) == 0) snprintf(name, sizeof name, "%s", line + 5);
     else if (strncmp(line, "vocab ", 6) == 0) smollm2 = strcmp(line + 6, "models:SmolLM2-135M-Instruct.Q4_1.gguf") == 0;
-    else if (strncmp(line, "system", 6) == 0) system = strcmp(line + 7, "-") == 0 ? NULL : unhex(line + 7);
-    else if (strncmp(line, "prompt", 6) == 0) prompt = unhex(line[6] ? line + 7 : "");
+    else if (strncmp(line, "system", 6) == 0) system = strcmp(line + 7, "-") == 0 ? NULL : deco_test_unhex(line + 7);
+    else if (strncmp(line, "prompt", 6) == 0) prompt = deco_test_unhex(line[6] ? line + 7 : "");
     else if (strncmp(line, "ids ", 4) == 0) ids = line + 4;
     else if (strcmp(line, "end") == 0) {
       if (smollm2) {

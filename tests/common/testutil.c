@@ -475,6 +475,19 @@ void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, de
                st->step_allocations);
 }
 
+char *deco_test_unhex(const char *hex) {
+  const size_t n = strlen(hex) / 2;
+  char *s = malloc(n + 1);
+  cr_assert_not_null(s);
+  for (size_t i = 0; i < n; ++i) {
+    unsigned v;
+    sscanf(hex + 2 * i, "%2x", &v);
+    s[i] = (char)v;
+  }
+  s[n] = '\0';
+  return s;
+}
+
 deco_model_draft_config_t deco_test_draft_config(const int *layers, int n_layers, int K, int W, int max_nodes,
                                                  int max_len) {
   deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;

@@ -32,6 +32,9 @@ const char *deco_test_model_file(const char *name);
 int32_t *deco_test_read_ids(const char *path, int *n);
 /* Reads a whole file; malloc'd, size in *size; NULL on error. */
 void *deco_test_read_file(const char *path, size_t *size);
+/* The bytes a string of hex digit pairs spells (the chat fixture's system
+ * and prompt fields), malloc'd and NUL-terminated. */
+char *deco_test_unhex(const char *hex);
 /* Writes a file (for bad-input tests); 0 on success. */
 int deco_test_write_file(const char *path, const void *data, size_t size);
 /* A fresh temporary directory (mkdtemp) for this process. */
