@@ -16,13 +16,6 @@
 
 #define MINI "SmolLM2-135M-mini.gguf"
 
-static void assert_error(const deco_test_run_t *r, int status, const char *needle) {
-  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
-  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
-  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
-  cr_assert_str_eq(r->out, "");
-}
-
 static int count_ids(const char *line) {
   int n = *line && *line != '\n';
   for (const char *p = line; *p; ++p) n += *p == ' ';
@@ -201,8 +194,8 @@ Test(cli_gguf, unrecognised_template_is_named) {
   free(gguf);
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--chat", "--prompt", "Hi", "--backend", "cpu");
-  assert_error(&r, 1, "custom.gguf: tokenizer.chat_template is not a template deco renders (ChatML, Llama 3); "
-                      "its first line: '{{ bos_token }} custom-form!'");
+  deco_test_cli_error(&r, 1, "custom.gguf: tokenizer.chat_template is not a template deco renders (ChatML, Llama 3); "
+                             "its first line: '{{ bos_token }} custom-form!'");
   deco_test_run_free(&r);
   /* Forcing a template still works. */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--chat", "--chat-template", "chatml", "--prompt", "Hi",
@@ -217,32 +210,32 @@ Test(cli_gguf, errors) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--tokenizer", deco_test_data_file("models/tok512.bin"),
                     "--prompt-ids", "1,2", "--print-ids", "--backend", "cpu");
-  assert_error(&r, 1, "--tokenizer: ");
+  deco_test_cli_error(&r, 1, "--tokenizer: ");
   cr_assert(strstr(r.err, "is a GGUF file, which carries its own vocabulary"), "%s", r.err);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--prompt", "", "--backend", "cpu");
-  assert_error(&r, 1, "--prompt: empty, and ");
+  deco_test_cli_error(&r, 1, "--prompt: empty, and ");
   cr_assert(strstr(r.err, "adds no BOS: nothing to start from"), "%s", r.err);
   deco_test_run_free(&r);
   /* Usage: chat options without --chat, a bad template name, --prompt-ids. */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--system", "x", "--prompt", "y");
-  assert_error(&r, 2, "--system needs --chat");
+  deco_test_cli_error(&r, 2, "--system needs --chat");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat-template", "chatml", "--prompt", "y");
-  assert_error(&r, 2, "--chat-template needs --chat");
+  deco_test_cli_error(&r, 2, "--chat-template needs --chat");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "jinja", "--prompt", "y");
-  assert_error(&r, 2, "--chat-template: 'jinja' is not");
+  deco_test_cli_error(&r, 2, "--chat-template: 'jinja' is not");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--prompt-ids", "1,2");
-  assert_error(&r, 2, "--chat and --prompt-ids exclude each other");
+  deco_test_cli_error(&r, 2, "--chat and --prompt-ids exclude each other");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "none", "--system", "s", "--prompt",
                     "y");
-  assert_error(&r, 2, "--system: --chat-template none");
+  deco_test_cli_error(&r, 2, "--system: --chat-template none");
   deco_test_run_free(&r);
   /* The built-in llama2.c vocabulary has no template. */
   DECO_TEST_RUN_CLI(&r, "generate", "--chat", "--prompt", "y", "--backend", "cpu");
-  assert_error(&r, 1, "a llama2.c tokenizer has no chat template");
+  deco_test_cli_error(&r, 1, "a llama2.c tokenizer has no chat template");
   deco_test_run_free(&r);
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <regex.h>
 #include <math.h>
 #include <signal.h>
 #include <spawn.h>
@@ -486,6 +487,21 @@ char *deco_test_unhex(const char *hex) {
   }
   s[n] = '\0';
   return s;
+}
+
+void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needle) {
+  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
+  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
+  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
+  cr_assert_str_eq(r->out, "", "nothing on stdout on error");
+}
+
+int deco_test_matches(const char *re, const char *text) {
+  regex_t rx;
+  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0, "bad regular expression: %s", re);
+  const int ok = regexec(&rx, text, 0, NULL, 0) == 0;
+  regfree(&rx);
+  return ok;
 }
 
 deco_model_draft_config_t deco_test_draft_config(const int *layers, int n_layers, int K, int W, int max_nodes,

@@ -97,6 +97,14 @@ void deco_test_run_free(deco_test_run_t *r);
     cr_assert_eq(deco_test_run_cli(deco_argv_, (r)), 0, "cannot run deco"); \
   } while (0)
 
+/* A CLI run that failed as the CLI fails: exit status status, the last
+ * line of stderr beginning "deco: error: ", needle in stderr (unless
+ * NULL), nothing on stdout. */
+void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needle);
+/* Whether text matches the extended regular expression re (asserts that re
+ * compiles). */
+int deco_test_matches(const char *re, const char *text);
+
 /* A fixture id file (data-relative path) as the CLI's --print-ids prints
  * it: one line, single spaces, one newline. malloc'd. */
 char *deco_test_fixture_line(const char *rel);
