@@ -299,6 +299,38 @@ Test(draft_model_device, a_non_finite_draft_drafts_its_argmax_on_both_loops) {
   deco_ctx_destroy(ctx);
 }
 
+/* After a device run of d (drafting with m's layers[0..n_layers)) that
+ * emitted cap's ids: the host state commits all but the last two positions
+ * before the root, the draft's committed K/V equals a draft fed the ids,
+ * bit for bit, and the host loop drafts on from that state what a drafter
+ * begun on every id drafts (ids and parents). Returns how many nodes. */
+static int expect_draft_caught_up(const char *what, deco_model_t *m, deco_drafter_t *d, const int *layers,
+                                  int n_layers, const deco_test_capture_t *cap) {
+  deco_ctx_t *ctx = deco_model_ctx(m);
+  int dseq;
+  deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
+  cr_assert_not_null(kc, "%s", what);
+  const int n = deco_kv_cache_seq_len(kc, dseq);
+  cr_assert_eq(n, cap->n - 3, "%s: the host state commits all but the last two positions before the root (%d of %d)",
+               what, n, cap->n);
+  size_t elems;
+  const size_t diff = deco_test_draft_kv_diff(m, layers, n_layers, kc, dseq, cap->ids, n, &elems);
+  fprintf(stderr, "%s: %d committed draft slots, %zu of %zu values differ\n", what, n, diff, elems);
+  cr_assert_eq(diff, 0, "%s: the draft's K/V must equal a draft fed the ids, bit for bit", what);
+  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES];
+  int32_t fresh[DECO_TREE_MAX_NODES], fresh_parents[DECO_TREE_MAX_NODES];
+  int nodes, fresh_nodes;
+  cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(tokens[0], cap->ids[cap->n - 1], "%s: the root is the last id emitted", what);
+  cr_assert_eq(deco_drafter_begin(d, m, 0, cap->ids, cap->n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_drafter_draft(d, 0, fresh, fresh_parents, &fresh_nodes), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  cr_assert_eq(fresh_nodes, nodes, "%s", what);
+  cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "%s: the drafts after it differ", what);
+  cr_assert_eq(memcmp(parents, fresh_parents, sizeof(int32_t) * (size_t)nodes), 0, "%s: the parents differ", what);
+  return nodes;
+}
+
 Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -308,28 +340,7 @@ Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids)
   deco_generate_stats_t st;
   const run_cfg_t rc = {.steps = 150, .temperature = 0.0f, .ignore_eos = 1};
   generate(m, d, 1, dog_prompt, N_DOG, rc, &cap, &st);
-  int dseq;
-  deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
-  cr_assert_not_null(kc);
-  const int n = deco_kv_cache_seq_len(kc, dseq);
-  cr_assert_eq(n, cap.n - 3, "the host state commits all but the last two positions before the root (%d of %d)", n,
-               cap.n);
-  size_t elems;
-  const size_t diff = deco_test_draft_kv_diff(m, layers, 3, kc, dseq, cap.ids, n, &elems);
-  fprintf(stderr, "device run: %d committed draft slots, %zu of %zu values differ\n", n, diff, elems);
-  cr_assert_eq(diff, 0, "the draft's K/V after a device run must equal a draft fed the ids, bit for bit");
-  /* The host state is consistent: the host loop drafts on from it, the
-   * chain a drafter begun on every id drafts. */
-  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES], fresh[DECO_TREE_MAX_NODES];
-  int nodes, fresh_nodes;
-  cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(nodes, 6);
-  cr_assert_eq(tokens[0], cap.ids[cap.n - 1], "the root is the last id emitted");
-  cr_assert_eq(deco_drafter_begin(d, m, 0, cap.ids, cap.n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_drafter_draft(d, 0, fresh, parents, &fresh_nodes), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  cr_assert_eq(fresh_nodes, nodes);
-  cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "the drafts after a device run differ");
+  cr_assert_eq(expect_draft_caught_up("device run", m, d, layers, 3, &cap), 6);
   /* ... and begins afresh on the host loop: the same ids as plain greedy. */
   static deco_test_capture_t again, plain;
   generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
@@ -812,29 +823,7 @@ Test(draft_model_device, device_tree_draft_kv_equals_a_draft_fed_the_ids) {
   generate(m, d, 1, dog_prompt, N_DOG, rc, &cap, &st);
   generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
   expect_same_ids("device tree run", &cap, &plain);
-  int dseq;
-  deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
-  cr_assert_not_null(kc);
-  const int n = deco_kv_cache_seq_len(kc, dseq);
-  cr_assert_eq(n, cap.n - 3, "the host state commits all but the last two positions before the root (%d of %d)", n,
-               cap.n);
-  size_t elems;
-  const size_t diff = deco_test_draft_kv_diff(m, layers, 2, kc, dseq, cap.ids, n, &elems);
-  fprintf(stderr, "device tree run: %d committed draft slots, %zu of %zu values differ\n", n, diff, elems);
-  cr_assert_eq(diff, 0, "the draft's K/V after a device tree run must equal a draft fed the ids, bit for bit");
-  /* The host loop drafts on from the caught-up state what a drafter begun
-   * on every id drafts. */
-  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES], fresh[DECO_TREE_MAX_NODES];
-  int32_t fresh_parents[DECO_TREE_MAX_NODES];
-  int nodes, fresh_nodes;
-  cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(tokens[0], cap.ids[cap.n - 1], "the root is the last id emitted");
-  cr_assert_eq(deco_drafter_begin(d, m, 0, cap.ids, cap.n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_drafter_draft(d, 0, fresh, fresh_parents, &fresh_nodes), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  cr_assert_eq(fresh_nodes, nodes);
-  cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "the drafts after a device run differ");
-  cr_assert_eq(memcmp(parents, fresh_parents, sizeof(int32_t) * (size_t)nodes), 0);
+  expect_draft_caught_up("device tree run", m, d, layers, 2, &cap);
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
