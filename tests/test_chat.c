@@ -24,18 +24,6 @@ static deco_tokenizer_t *load_vocab_path(const char *path) {
   return t;
 }
 
-static char *unhex(const char *h) {
-  size_t n = strlen(h) / 2;
-  char *s = malloc(n + 1);
-  for (size_t i = 0; i < n; ++i) {
-    unsigned v;
-    sscanf(h + 2 * i, "%2x", &v);
-    s[i] = (char)v;
-  }
-  s[n] = '\0';
-  return s;
-}
-
 static int32_t *render(const deco_tokenizer_t *t, deco_chat_template_t k, const char *system, const char *prompt,
                        int gen, int *n) {
   int cap = (int)(3 * (strlen(prompt) + (system ? strlen(system) : 0)) + 512);
@@ -63,9 +51,9 @@ Test(chat, jinja_and_llama_cpp_renderings) {
     } else if (strncmp(line, "template ", 9) == 0) {
       snprintf(tmpl, sizeof tmpl, "%s", line + 9);
     } else if (strncmp(line, "system ", 7) == 0 || strcmp(line, "system") == 0) {
-      system = strcmp(line + 7, "-") == 0 ? NULL : unhex(line + 7);
+      system = strcmp(line + 7, "-") == 0 ? NULL : deco_test_unhex(line + 7);
     } else if (strncmp(line, "prompt", 6) == 0) {
-      prompt = unhex(line[6] ? line + 7 : "");
+      prompt = deco_test_unhex(line[6] ? line + 7 : "");
     } else if (strncmp(line, "ids", 3) == 0) {
       n_want = 0;
       for (char *p = line + 3; *p;) want[n_want++] = (int32_t)strtol(p, &p, 10);

@@ -4,7 +4,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +11,6 @@
 #include <unistd.h>
 
 #include "common/testutil.h"
-
-static void assert_error_line(const deco_test_run_t *r, int status, const char *needle) {
-  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
-  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
-  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
-  cr_assert_str_eq(r->out, "", "nothing on stdout on error");
-}
-
-static int matches(const char *re, const char *text) {
-  regex_t rx;
-  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
-  int ok = regexec(&rx, text, 0, NULL, 0) == 0;
-  regfree(&rx);
-  return ok;
-}
 
 static const char *model_path(void) { return deco_test_data_file("models/stories260K.bin"); }
 static const char *tok_path(void) { return deco_test_data_file("models/tok512.bin"); }
@@ -37,9 +21,9 @@ Test(cli, default_model_is_stories260K) {
                     "cpu");
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
   const char *stats = deco_test_last_line(r.err);
-  cr_assert(matches("^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu "
-                    "dtype=f32 model=stories260K\\.bin$",
-                    stats),
+  cr_assert(deco_test_matches("^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu "
+                              "dtype=f32 model=stories260K\\.bin$",
+                              stats),
             "stats line: %s", stats);
   const char *story = "Once upon a time, there was a little girl named Lily.";
   cr_assert(strncmp(r.out, story, strlen(story)) == 0, "stdout: %s", r.out);
@@ -93,9 +77,9 @@ Test(cli, synthetic_tiny_by_name) {
   DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "tiny", "--prompt", "Hello", "--steps", "24", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
   const char *stats = deco_test_last_line(r.err);
-  cr_assert(matches("^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu "
-                    "dtype=f32 model=synthetic:tiny$",
-                    stats),
+  cr_assert(deco_test_matches("^stats: tokens=[0-9]+ seconds=[0-9]+\\.[0-9]{3} tok_per_s=[0-9]+\\.[0-9]{2} backend=cpu "
+                              "dtype=f32 model=synthetic:tiny$",
+                              stats),
             "stats line: %s", stats);
   cr_assert(r.out[0] != '\0' && r.out[strlen(r.out) - 1] == '\n', "stdout: '%s'", r.out);
   deco_test_run_free(&r);
@@ -106,8 +90,8 @@ Test(cli, print_ids_format_and_count) {
   DECO_TEST_RUN_CLI(&r, "generate", "--print-ids", "--ignore-eos", "--steps", "20", "--prompt-ids", "1,72,101", "--seed", "7",
       "--backend", "cpu");
   cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-  cr_assert(matches("^1 72 101( [0-9]+){18}\n$", r.out), "stdout: '%s'", r.out);
-  cr_assert(matches("tokens=18 ", deco_test_last_line(r.err)), "%s", r.err);
+  cr_assert(deco_test_matches("^1 72 101( [0-9]+){18}\n$", r.out), "stdout: '%s'", r.out);
+  cr_assert(deco_test_matches("tokens=18 ", deco_test_last_line(r.err)), "%s", r.err);
   deco_test_run_free(&r);
 }
 
@@ -127,41 +111,41 @@ Test(cli, same_seed_same_output) {
 Test(cli, usage_errors_exit_2) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--no-such-option");
-  assert_error_line(&r, 2, "--no-such-option");
+  deco_test_cli_error(&r, 2, "--no-such-option");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--steps", "abc");
-  assert_error_line(&r, 2, "--steps");
+  deco_test_cli_error(&r, 2, "--steps");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--steps");
-  assert_error_line(&r, 2, "--steps");
+  deco_test_cli_error(&r, 2, "--steps");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "-1");
-  assert_error_line(&r, 2, "--temperature");
+  deco_test_cli_error(&r, 2, "--temperature");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--top-p", "1.5");
-  assert_error_line(&r, 2, "--top-p");
+  deco_test_cli_error(&r, 2, "--top-p");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,,2");
-  assert_error_line(&r, 2, "--prompt-ids");
+  deco_test_cli_error(&r, 2, "--prompt-ids");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--prompt", "a", "--prompt-ids", "1");
-  assert_error_line(&r, 2, NULL);
+  deco_test_cli_error(&r, 2, NULL);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--backend", "tpu");
-  assert_error_line(&r, 2, "--backend");
+  deco_test_cli_error(&r, 2, "--backend");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--backend", "cpu", "--dtype", "bf16");
-  assert_error_line(&r, 2, "bf16");
+  deco_test_cli_error(&r, 2, "bf16");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "gpt5");
-  assert_error_line(&r, 2, "gpt5");
+  deco_test_cli_error(&r, 2, "gpt5");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "frobnicate");
-  assert_error_line(&r, 2, "frobnicate");
+  deco_test_cli_error(&r, 2, "frobnicate");
   deco_test_run_free(&r);
   /* A repeated option whose second value is bad is still a usage error. */
   DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,2", "--prompt-ids", "x");
-  assert_error_line(&r, 2, "--prompt-ids");
+  deco_test_cli_error(&r, 2, "--prompt-ids");
   deco_test_run_free(&r);
 }
 
@@ -178,26 +162,26 @@ Test(cli, nucleus_smaller_than_any_token) {
 Test(cli, model_conflicts_exit_1) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,300", "--print-ids", "--backend", "cpu", "--synthetic", "tiny");
-  assert_error_line(&r, 1, "--prompt-ids: id 300 >= vocab 259");
+  deco_test_cli_error(&r, 1, "--prompt-ids: id 300 >= vocab 259");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,512", "--print-ids", "--backend", "cpu");
-  assert_error_line(&r, 1, "--prompt-ids: id 512 >= vocab 512");
+  deco_test_cli_error(&r, 1, "--prompt-ids: id 512 >= vocab 512");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--steps", "513", "--backend", "cpu");
-  assert_error_line(&r, 1, "--steps");
+  deco_test_cli_error(&r, 1, "--steps");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", "/nonexistent/model.bin");
-  assert_error_line(&r, 1, "/nonexistent/model.bin");
+  deco_test_cli_error(&r, 1, "/nonexistent/model.bin");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "llama2-7b", "--print-ids", "--prompt-ids", "1", "--backend", "cpu");
-  assert_error_line(&r, 1, "CPU");
+  deco_test_cli_error(&r, 1, "CPU");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "llama2-7b", "--prompt", "Hi", "--backend", "cpu");
-  assert_error_line(&r, 1, "--tokenizer");
+  deco_test_cli_error(&r, 1, "--tokenizer");
   deco_test_run_free(&r);
   if (deco_cuda_device_count() == 0) {
     DECO_TEST_RUN_CLI(&r, "generate", "--backend", "cuda");
-    assert_error_line(&r, 1, "cuda");
+    deco_test_cli_error(&r, 1, "cuda");
     deco_test_run_free(&r);
   }
 }
@@ -210,23 +194,23 @@ Test(cli, bad_model_files_exit_1) {
   cr_assert_eq(deco_test_write_file(path, data, 300000), 0);
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--tokenizer", tok_path());
-  assert_error_line(&r, 1, "truncated.bin");
+  deco_test_cli_error(&r, 1, "truncated.bin");
   cr_assert(strstr(r.err, "300000") != NULL, "%s", r.err);
   deco_test_run_free(&r);
   snprintf(path, sizeof path, "%s/zeros.bin", deco_test_tmpdir());
   memset(data, 0, size);
   cr_assert_eq(deco_test_write_file(path, data, size), 0);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--tokenizer", tok_path());
-  assert_error_line(&r, 1, "zeros.bin");
+  deco_test_cli_error(&r, 1, "zeros.bin");
   deco_test_run_free(&r);
   free(data);
   /* A tokenizer that does not fit the model. */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", model_path());
-  assert_error_line(&r, 1, "stories260K.bin");
+  deco_test_cli_error(&r, 1, "stories260K.bin");
   deco_test_run_free(&r);
   /* Text needs a tokenizer for a checkpoint. */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--prompt", "Once");
-  assert_error_line(&r, 1, "--tokenizer");
+  deco_test_cli_error(&r, 1, "--tokenizer");
   deco_test_run_free(&r);
 }
 

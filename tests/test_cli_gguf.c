@@ -16,13 +16,6 @@
 
 #define MINI "SmolLM2-135M-mini.gguf"
 
-static void assert_error(const deco_test_run_t *r, int status, const char *needle) {
-  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
-  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
-  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
-  cr_assert_str_eq(r->out, "");
-}
-
 static int count_ids(const char *line) {
   int n = *line && *line != '\n';
   for (const char *p = line; *p; ++p) n += *p == ' ';
@@ -94,18 +87,6 @@ Test(cli_gguf, text_is_the_generated_ids_decoded) {
   deco_test_run_free(&text);
 }
 
-static char *unhex(const char *h) {
-  size_t n = strlen(h) / 2;
-  char *s = malloc(n + 1);
-  for (size_t i = 0; i < n; ++i) {
-    unsigned v;
-    sscanf(h + 2 * i, "%2x", &v);
-    s[i] = (char)v;
-  }
-  s[n] = '\0';
-  return s;
-}
-
 /* --chat's prompt ids equal the fixture of each SmolLM2 case of
  * data/fixtures/tokenizer/chat.txt (jinja2's rendering of the GGUF's own
  * template, tokenized by llama.cpp): no system message (the template's
@@ -120,8 +101,8 @@ Test(cli_gguf, chat_ids_equal_the_fixtures) {
   for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     if (strncmp(line, "case ", 5) == 0) snprintf(name, sizeof name, "%s", line + 5);
     else if (strncmp(line, "vocab ", 6) == 0) smollm2 = strcmp(line + 6, "models:SmolLM2-135M-Instruct.Q4_1.gguf") == 0;
-    else if (strncmp(line, "system", 6) == 0) system = strcmp(line + 7, "-") == 0 ? NULL : unhex(line + 7);
-    else if (strncmp(line, "prompt", 6) == 0) prompt = unhex(line[6] ? line + 7 : "");
+    else if (strncmp(line, "system", 6) == 0) system = strcmp(line + 7, "-") == 0 ? NULL : deco_test_unhex(line + 7);
+    else if (strncmp(line, "prompt", 6) == 0) prompt = deco_test_unhex(line[6] ? line + 7 : "");
     else if (strncmp(line, "ids ", 4) == 0) ids = line + 4;
     else if (strcmp(line, "end") == 0) {
       if (smollm2) {
@@ -213,8 +194,8 @@ Test(cli_gguf, unrecognised_template_is_named) {
   free(gguf);
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--chat", "--prompt", "Hi", "--backend", "cpu");
-  assert_error(&r, 1, "custom.gguf: tokenizer.chat_template is not a template deco renders (ChatML, Llama 3); "
-                      "its first line: '{{ bos_token }} custom-form!'");
+  deco_test_cli_error(&r, 1, "custom.gguf: tokenizer.chat_template is not a template deco renders (ChatML, Llama 3); "
+                             "its first line: '{{ bos_token }} custom-form!'");
   deco_test_run_free(&r);
   /* Forcing a template still works. */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--chat", "--chat-template", "chatml", "--prompt", "Hi",
@@ -229,32 +210,32 @@ Test(cli_gguf, errors) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--tokenizer", deco_test_data_file("models/tok512.bin"),
                     "--prompt-ids", "1,2", "--print-ids", "--backend", "cpu");
-  assert_error(&r, 1, "--tokenizer: ");
+  deco_test_cli_error(&r, 1, "--tokenizer: ");
   cr_assert(strstr(r.err, "is a GGUF file, which carries its own vocabulary"), "%s", r.err);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--prompt", "", "--backend", "cpu");
-  assert_error(&r, 1, "--prompt: empty, and ");
+  deco_test_cli_error(&r, 1, "--prompt: empty, and ");
   cr_assert(strstr(r.err, "adds no BOS: nothing to start from"), "%s", r.err);
   deco_test_run_free(&r);
   /* Usage: chat options without --chat, a bad template name, --prompt-ids. */
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--system", "x", "--prompt", "y");
-  assert_error(&r, 2, "--system needs --chat");
+  deco_test_cli_error(&r, 2, "--system needs --chat");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat-template", "chatml", "--prompt", "y");
-  assert_error(&r, 2, "--chat-template needs --chat");
+  deco_test_cli_error(&r, 2, "--chat-template needs --chat");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "jinja", "--prompt", "y");
-  assert_error(&r, 2, "--chat-template: 'jinja' is not");
+  deco_test_cli_error(&r, 2, "--chat-template: 'jinja' is not");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--prompt-ids", "1,2");
-  assert_error(&r, 2, "--chat and --prompt-ids exclude each other");
+  deco_test_cli_error(&r, 2, "--chat and --prompt-ids exclude each other");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "none", "--system", "s", "--prompt",
                     "y");
-  assert_error(&r, 2, "--system: --chat-template none");
+  deco_test_cli_error(&r, 2, "--system: --chat-template none");
   deco_test_run_free(&r);
   /* The built-in llama2.c vocabulary has no template. */
   DECO_TEST_RUN_CLI(&r, "generate", "--chat", "--prompt", "y", "--backend", "cpu");
-  assert_error(&r, 1, "a llama2.c tokenizer has no chat template");
+  deco_test_cli_error(&r, 1, "a llama2.c tokenizer has no chat template");
   deco_test_run_free(&r);
 }

@@ -6,7 +6,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +20,6 @@ static const char *tmp(const char *name) {
   char *b = bufs[next++ % 4];
   snprintf(b, sizeof bufs[0], "%s/%s", deco_test_tmpdir(), name);
   return b;
-}
-
-static int matches(const char *re, const char *text) {
-  regex_t rx;
-  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
-  int ok = regexec(&rx, text, 0, NULL, 0) == 0;
-  regfree(&rx);
-  return ok;
 }
 
 #define STATS_RE                                                                                                  \
@@ -121,7 +112,7 @@ Test(cli_hostile, closed_pipe_is_the_end_of_output) {
     cr_assert_eq(deco_test_run_cli_stdout(argvs[a], DECO_TEST_STDOUT_BROKEN_PIPE, &r), 0);
     cr_assert_eq(r.status, 0, "exit %d (141 = SIGPIPE); stderr: %s", r.status, r.err);
     cr_assert(strstr(r.err, "deco: error") == NULL, "%s", r.err);
-    cr_assert(matches(STATS_RE, deco_test_last_line(r.err)), "stats line: %s", r.err);
+    cr_assert(deco_test_matches(STATS_RE, deco_test_last_line(r.err)), "stats line: %s", r.err);
     deco_test_run_free(&r);
   }
 }
@@ -140,7 +131,7 @@ Test(cli_hostile, stats_line_cannot_be_forged_by_a_file_name) {
   cr_assert_eq(deco_test_run_cli(argv, &r), 0);
   cr_assert_eq(r.status, 0, "%s", r.err);
   const char *last = deco_test_last_line(r.err);
-  cr_assert(matches(STATS_RE, last), "stats line: %s", last);
+  cr_assert(deco_test_matches(STATS_RE, last), "stats line: %s", last);
   cr_assert(strstr(last, "model=m?stats:_tokens=1_seconds=0.000") != NULL, "%s", last);
   cr_assert(strstr(last, "model=x??[0m.bin") != NULL, "%s", last);
   /* stderr holds one line, the real stats line. */
@@ -247,14 +238,7 @@ Test(cli_hostile, long_prompt_is_truncated, .timeout = 60) {
  * with an error naming the position instead of emitting degenerate ids. */
 Test(cli_hostile, non_finite_logits_stop_the_run) {
   size_t size;
-  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
-  cr_assert_not_null(w);
-  /* Float offsets after the 28-byte header (test_loader checks them):
-   * rms_att [5][64] at 32768, rms_ffn [5][64] at 94528, rms_final [64] at 259968. */
-  float *base = (float *)((char *)w + 28);
-  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
-  for (int t = 0; t < 3; ++t)
-    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  void *w = deco_test_stories_overflow(&size);
   const char *path = tmp("overflow.bin");
   cr_assert_eq(deco_test_write_file(path, w, size), 0);
   free(w);

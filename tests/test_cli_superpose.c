@@ -8,7 +8,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <math.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +15,6 @@
 #include "common/testutil.h"
 
 #define MINI "SmolLM2-135M-mini.gguf"
-
-static int matches(const char *re, const char *text) {
-  regex_t rx;
-  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
-  int ok = regexec(&rx, text, 0, NULL, 0) == 0;
-  regfree(&rx);
-  return ok;
-}
-
-static void assert_error(const deco_test_run_t *r, int status, const char *needle) {
-  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
-  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
-  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
-  cr_assert_str_eq(r->out, "");
-}
 
 /* The stats line without seconds= and tok_per_s= (they vary). */
 static void stats_core(const char *err, char *out, size_t cap) {
@@ -133,11 +117,11 @@ Test(cli_superpose, drafts_with_ngrams) {
   cr_assert_eq(n_lines, 3);
   for (int i = 0; i < 3; ++i) {
     cr_assert(strncmp(lines[i], tok.out, lead) == 0 && lines[i][lead] == ' ', "%s", lines[i]);
-    cr_assert(matches("^[0-9]+( [0-9]+){48}$", lines[i]), "%s", lines[i]);
+    cr_assert(deco_test_matches("^[0-9]+( [0-9]+){48}$", lines[i]), "%s", lines[i]);
   }
   cr_assert(strcmp(lines[0], lines[1]) != 0 && strcmp(lines[1], lines[2]) != 0 && strcmp(lines[0], lines[2]) != 0);
   /* The text: [i] logp=, best first, then run.c's text of the same ids. */
-  cr_assert(matches("^(\\[[0-2]\\] logp=-?[0-9]+\\.[0-9]{3}\n[^\n]*\n){3}$", text.out), "%s", text.out);
+  cr_assert(deco_test_matches("^(\\[[0-2]\\] logp=-?[0-9]+\\.[0-9]{3}\n[^\n]*\n){3}$", text.out), "%s", text.out);
   double prev = INFINITY;
   char *p = text.out;
   for (int i = 0; i < 3; ++i) {
@@ -198,16 +182,16 @@ Test(cli_superpose, errors) {
     for (int k = 0; usage[u].a[k]; ++k) argv[n++] = usage[u].a[k];
     argv[n] = NULL;
     cr_assert_eq(deco_test_run_cli(argv, &r), 0);
-    assert_error(&r, 2, usage[u].needle);
+    deco_test_cli_error(&r, 2, usage[u].needle);
     deco_test_run_free(&r);
   }
   /* Tables: missing, of another vocabulary, of another tokenizer, corrupt. */
   DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", "/nonexistent/t.ngram", "--backend", "cpu");
-  assert_error(&r, 1, "/nonexistent/t.ngram");
+  deco_test_cli_error(&r, 1, "/nonexistent/t.ngram");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", mini, "--superpose", "2", "--ngram", table, "--prompt", "Hi",
                     "--backend", "cpu");
-  assert_error(&r, 1, "vocab_size");
+  deco_test_cli_error(&r, 1, "vocab_size");
   deco_test_run_free(&r);
   size_t size;
   char *tok = deco_test_read_file(deco_test_data_file("models/tok512.bin"), &size);
@@ -218,7 +202,7 @@ Test(cli_superpose, errors) {
   cr_assert_eq(deco_test_write_file(other, tok, size), 0);
   free(tok);
   DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", table, "--tokenizer", other, "--backend", "cpu");
-  assert_error(&r, 1, "tokenizer");
+  deco_test_cli_error(&r, 1, "tokenizer");
   deco_test_run_free(&r);
   char *bytes = deco_test_read_file(table, &size);
   char cut[4096];
@@ -226,13 +210,13 @@ Test(cli_superpose, errors) {
   cr_assert_eq(deco_test_write_file(cut, bytes, size / 2), 0);
   free(bytes);
   DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", cut, "--backend", "cpu");
-  assert_error(&r, 1, "cut.ngram");
+  deco_test_cli_error(&r, 1, "cut.ngram");
   deco_test_run_free(&r);
   /* --ngram-alpha 0 ignores the table: not even read. */
   DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", cut, "--ngram-alpha", "0", "--steps", "8",
                     "--print-ids", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  cr_assert(matches("^(1( [0-9]+){8}\n){2}$", r.out), "%s", r.out);
+  cr_assert(deco_test_matches("^(1( [0-9]+){8}\n){2}$", r.out), "%s", r.out);
   deco_test_run_free(&r);
 }
 
@@ -258,7 +242,7 @@ Test(cli_superpose, a_gguf_model_checks_the_tables_tokenizer_hash) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", mini, "--superpose", "2", "--ngram", path, "--steps", "2",
                     "--print-ids", "--backend", "cpu");
-  assert_error(&r, 1, "tokenizer_hash");
+  deco_test_cli_error(&r, 1, "tokenizer_hash");
   cr_assert(strstr(r.err, "0123456789abcdef"), "%s", r.err);
   deco_test_run_free(&r);
 }
@@ -277,8 +261,8 @@ Test(cli_superpose, ngram_build_on_a_gguf_model) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "ngram", "build", "--model", mini, "--text", corpus, "--out", table);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  cr_assert(matches("^ngram: corpus_tokens=[1-9][0-9]* .* vocab=49152 tokenizer_hash=0x[0-9a-f]{16}$",
-                    deco_test_last_line(r.err)),
+  cr_assert(deco_test_matches("^ngram: corpus_tokens=[1-9][0-9]* .* vocab=49152 tokenizer_hash=0x[0-9a-f]{16}$",
+                              deco_test_last_line(r.err)),
             "%s", r.err);
   cr_assert_eq(strstr(deco_test_last_line(r.err), "tokenizer_hash=0x0000000000000000"), NULL, "%s", r.err);
   deco_test_run_free(&r);
@@ -288,6 +272,6 @@ Test(cli_superpose, ngram_build_on_a_gguf_model) {
   cr_assert(strstr(deco_test_last_line(r.err), " drafts=2"), "%s", r.err);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "ngram", "build", "--model", mini, "--tokenizer", corpus, "--text", corpus, "--out", table);
-  assert_error(&r, 1, "carries its own vocabulary");
+  deco_test_cli_error(&r, 1, "carries its own vocabulary");
   deco_test_run_free(&r);
 }

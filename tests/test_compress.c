@@ -24,6 +24,13 @@
 #include <lapacke.h>
 #endif
 
+/* A call's status (got) is want, and ctx's last error names part. */
+static void expect_error(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *part) {
+  cr_assert_eq(got, want, "status %s, expected %s: %s", deco_status_string(got), deco_status_string(want),
+               deco_last_error(ctx));
+  cr_assert(strstr(deco_last_error(ctx), part) != NULL, "%s", deco_last_error(ctx));
+}
+
 /* ---- deco_kv_gram against a naive accumulation ---------------------------------- */
 
 static void gram_case(int n_kv, int d, int g, deco_rope_style_t style, int n_rows) {
@@ -113,8 +120,7 @@ Test(compress, kv_gram_rejects_bad_arguments) {
   a.v = x;
   a.k_gram = gk;
   a.v_gram = gv;
-  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "group = 3") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "group = 3");
   a.group = 2;
   a.head_dim = 7;
   cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
@@ -260,17 +266,24 @@ static void greedy(deco_model_t *m, deco_test_source_t src, deco_test_capture_t 
   deco_drafter_destroy(dr);
 }
 
+/* The inputs of a deco_compress_model check: stories260K's path (returned),
+ * 1024 calibration ids drawn from seed, and a config merging to 2 KV heads. */
+static const char *compress_inputs(int32_t calib[1024], uint64_t seed, deco_compress_config_t *cc) {
+  ids(calib, 1024, seed, 512);
+  *cc = (deco_compress_config_t)DECO_COMPRESS_CONFIG_INIT;
+  cc->n_kv_heads = 2;
+  return deco_test_data_file("models/stories260K.bin");
+}
+
 Test(compress, compressed_model_runs_and_spec_is_lossless) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 303, 512);
-  const char *out = tmp_path("stories_2kv.bin");
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
-  cc.n_kv_heads = 2;
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 303, &cc), *out = tmp_path("stories_2kv.bin");
   double ke[5], ve[5];
   deco_compress_report_t rep = {.key_energy = ke, .value_energy = ve};
-  cr_assert_eq(deco_compress_model(ctx, deco_test_data_file("models/stories260K.bin"), calib, 1024, &cc, out, &rep),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, &rep), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
   for (int l = 0; l < 5; ++l) {
     cr_assert(ke[l] > 0.0 && ke[l] <= 1.0 + 1e-12, "layer %d key energy %g", l, ke[l]);
     cr_assert(ve[l] > 0.0 && ve[l] <= 1.0 + 1e-12, "layer %d value energy %g", l, ve[l]);
@@ -292,21 +305,18 @@ Test(compress, compressed_model_runs_and_spec_is_lossless) {
 Test(compress, bad_input_named) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 404, 512);
-  const char *in = deco_test_data_file("models/stories260K.bin");
-  const char *out = tmp_path("never.bin");
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 404, &cc), *out = tmp_path("never.bin");
   cc.n_kv_heads = 3;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "--kv-heads 3") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "--kv-heads 3");
   cc.n_kv_heads = 4;
   cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
   cc.n_kv_heads = 2;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 100, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "at least 256") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 100, &cc, out, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "at least 256");
   calib[7] = 512;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "token 7") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT, "token 7");
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written on bad input");
   deco_ctx_destroy(ctx);
@@ -317,9 +327,8 @@ Test(compress, bad_input_named) {
 Test(compress, solver_choice_and_errors) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 505, 512);
-  const char *in = deco_test_data_file("models/stories260K.bin");
-  const char *out = tmp_path("solver.bin");
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 505, &cc), *out = tmp_path("solver.bin");
   deco_compress_solver_t used = DECO_COMPRESS_SOLVER_CUSOLVER;
   /* AUTO on a CPU context is LAPACK. */
 #if DECO_TEST_HAVE_LAPACKE
@@ -327,27 +336,22 @@ Test(compress, solver_choice_and_errors) {
                deco_last_error(ctx));
   cr_assert_eq(used, DECO_COMPRESS_SOLVER_LAPACK);
 #else
-  cr_assert_eq(deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used), DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "needs LAPACKE") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used),
+               DECO_STATUS_UNSUPPORTED, "needs LAPACKE");
 #endif
   /* cuSOLVER asked for on a CPU context: refused before calibrating, nothing written. */
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
-  cc.n_kv_heads = 2;
   cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED);
 #if DECO_TEST_HAVE_CUDA
-  cr_assert(strstr(deco_last_error(ctx), "solver cusolver runs on a CUDA context, and this one is cpu") != NULL, "%s",
-            deco_last_error(ctx));
+  const char *why = "solver cusolver runs on a CUDA context, and this one is cpu";
 #else
-  cr_assert(strstr(deco_last_error(ctx), "solver cusolver needs a deco built with CUDA") != NULL, "%s",
-            deco_last_error(ctx));
+  const char *why = "solver cusolver needs a deco built with CUDA";
 #endif
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED, why);
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written when the solver is refused");
   cc.solver = (deco_compress_solver_t)7;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "solver = 7 is not auto, lapack or cusolver") != NULL, "%s",
-            deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "solver = 7 is not auto, lapack or cusolver");
   /* mean and keep decompose nothing: the solver is not consulted. */
   cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
   cc.method = DECO_COMPRESS_MEAN;
@@ -361,10 +365,8 @@ Test(compress, solver_choice_and_errors) {
 Test(compress, config_read_by_size) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t calib[1024];
-  ids(calib, 1024, 606, 512);
-  const char *in = deco_test_data_file("models/stories260K.bin");
-  deco_compress_config_t cc = DECO_COMPRESS_CONFIG_INIT;
-  cc.n_kv_heads = 2;
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 606, &cc);
   cc.method = DECO_COMPRESS_SVD;
   cc.solver = DECO_COMPRESS_SOLVER_LAPACK;
   const char *a = tmp_path("sized_full.bin"), *b = tmp_path("sized_old.bin");
@@ -384,12 +386,11 @@ Test(compress, config_read_by_size) {
 #else
   /* AUTO on the CPU is LAPACK, which this build lacks (not cuSOLVER's message). */
   cr_assert_eq(full, DECO_STATUS_UNSUPPORTED);
-  cr_assert_eq(old, DECO_STATUS_UNSUPPORTED);
-  cr_assert(strstr(deco_last_error(ctx), "needs LAPACKE") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, old, DECO_STATUS_UNSUPPORTED, "needs LAPACKE");
 #endif
   cc.size = sizeof(deco_compress_config_t) + 8;
-  cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "deco_compress_model: config: size") != NULL, "%s", deco_last_error(ctx));
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL),
+               DECO_STATUS_INVALID_ARGUMENT, "deco_compress_model: config: size");
   deco_ctx_destroy(ctx);
 }
 

@@ -33,26 +33,12 @@ static void generate(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, 
   cfg.temperature = 0.0f;
   cfg.ignore_eos = 1;
   cfg.drafter = d;
-  cfg.emit = deco_test_capture_id;
-  cfg.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &cfg, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer");
+  deco_test_generate(m, prompt, n_prompt, cfg, cap, st);
 }
 
 static deco_drafter_t *layer_drafter(deco_model_t *m, const int *layers, int n, int K, int W, int nodes) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.width = W;
-  c.max_nodes = nodes;
-  c.max_len = 300;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, NULL, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  return d;
+  const deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, 300);
+  return deco_test_model_drafter(m, NULL, &c);
 }
 
 Test(draft_model, target_as_its_own_draft_accepts_everything) {
@@ -65,10 +51,8 @@ Test(draft_model, target_as_its_own_draft_accepts_everything) {
     for (int source = 0; source < 2; ++source) {
       deco_drafter_t *d;
       if (source == 0) {
-        deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-        c.draft_len = K;
-        c.max_len = 256;
-        cr_assert_eq(deco_drafter_create_model(m, copy, &c, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+        const deco_model_draft_config_t c = deco_test_draft_config(NULL, 0, K, 1, 0, 256);
+        d = deco_test_model_drafter(m, copy, &c);
       } else {
         d = layer_drafter(m, all, 5, K, 1, 0);
       }
@@ -241,33 +225,12 @@ static void sample(deco_model_t *m, shape_t shape, int runs, uint64_t seed0, lon
   }
 }
 
-static double homogeneity(const long *a, const long *b, int k) {
-  long na = 0, nb = 0;
-  for (int i = 0; i < k; ++i) na += a[i], nb += b[i];
-  double s = 0;
-  long pa = 0, pb = 0;
-  int cells = 0;
-  for (int i = 0; i <= k; ++i) {
-    long x = i < k ? a[i] : pa, y = i < k ? b[i] : pb;
-    if (i < k && x + y < 10) {
-      pa += x;
-      pb += y;
-      continue;
-    }
-    if (x + y == 0) continue;
-    double t = (double)(x + y), ea = t * na / (double)(na + nb), eb = t * nb / (double)(na + nb);
-    s += (x - ea) * (x - ea) / ea + (y - eb) * (y - eb) / eb;
-    cells++;
-  }
-  return deco_test_chi2_sf(s, cells > 1 ? cells - 1 : 1);
-}
-
 static int rejections(const char *what, long plain[HORIZON][512], long b[HORIZON][512], double *p_min) {
   const double alpha = DECO_TEST_ALPHA / HORIZON;
   int rejected = 0;
   *p_min = 1;
   for (int h = 0; h < HORIZON; ++h) {
-    const double p = homogeneity(plain[h], b[h], 512);
+    const double p = deco_test_homogeneity_pvalue(plain[h], b[h], 512, NULL, NULL);
     fprintf(stderr, "%-40s position %d: p %.3g\n", what, h, p);
     rejected += p <= alpha;
     if (p < *p_min) *p_min = p;

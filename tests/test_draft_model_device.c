@@ -54,28 +54,16 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, const int32
   c.ignore_eos = rc.ignore_eos;
   c.drafter = d;
   c.device_resident = device;
-  c.emit = deco_test_capture_id;
-  c.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer, yet %d allocations followed it",
-               st->step_allocations);
+  deco_test_generate(m, prompt, n_prompt, c, cap, st);
 }
 
 /* A chain of K drafts, sampled at temperature T > 0 with the draws' seed. */
 static deco_drafter_t *sampled_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K,
                                        int max_len, float T, uint64_t seed) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.max_len = max_len;
+  deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, 1, 0, max_len);
   c.temperature = T;
   c.seed = seed;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, draft, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
+  deco_drafter_t *d = deco_test_model_drafter(m, draft, &c);
   cr_assert_eq(deco_drafter_device_resident(d), 1, "a chain (T = %g) drafts on the device", (double)T);
   cr_assert_eq(deco_drafter_max_nodes(d), K + 1);
   return d;
@@ -100,6 +88,30 @@ static void host_vs_device(const char *what, deco_model_t *m, deco_drafter_t *d,
   cr_assert_eq(sh.forwards, sd->forwards, "%s: forwards %d vs %d", what, sh.forwards, sd->forwards);
 }
 
+/* a holds exactly b's ids. */
+static void expect_same_ids(const char *what, const deco_test_capture_t *a, const deco_test_capture_t *b) {
+  cr_assert_eq(a->n, b->n, "%s: %d ids, %d expected", what, a->n, b->n);
+  cr_assert_eq(memcmp(a->ids, b->ids, sizeof(int32_t) * (size_t)b->n), 0, "%s differs", what);
+}
+
+/* The target as its own draft (d: a second copy or every layer, drafting
+ * depth ids deep on the device loop) from a one-id prompt: 256 tokens,
+ * every full step commits depth + 1 ids (and mean_accepted is at least
+ * depth + 0.9 when check_mean), and the ids are plain greedy's (plain). */
+static void expect_full_steps(const char *what, deco_model_t *m, deco_drafter_t *d, int depth, int check_mean,
+                              const deco_test_capture_t *plain) {
+  static deco_test_capture_t dev;
+  deco_generate_stats_t st;
+  const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
+  generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
+  const double mean = (double)st.tokens / st.forwards;
+  fprintf(stderr, "%s: %d tokens in %d forwards, mean_accepted %.3f\n", what, st.tokens, st.forwards, mean);
+  cr_assert_eq(st.tokens, 256, "%s", what);
+  cr_assert_eq(st.forwards, (256 + depth) / (depth + 1), "%s: every full step commits depth + 1", what);
+  if (check_mean) cr_assert(mean >= depth + 1 - 0.1, "%s: mean_accepted %.3f", what, mean);
+  expect_same_ids(what, &dev, plain);
+}
+
 Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -118,9 +130,7 @@ Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy) {
     host_vs_device(what, m, d, dog_prompt, N_DOG, rc, &dev, &st);
     fprintf(stderr, "%s: device loop %d tokens in %d forwards, mean_accepted %.3f\n", what, st.tokens, st.forwards,
             (double)st.tokens / st.forwards);
-    cr_assert_eq(dev.n, plain.n, "%s", what);
-    cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "%s differs from plain greedy",
-                 what);
+    expect_same_ids(what, &dev, &plain);
     cr_assert(st.forwards < st.tokens, "%s: drafts were accepted", what);
     deco_drafter_destroy(d);
   }
@@ -141,7 +151,7 @@ Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one) {
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int all[] = {0, 1, 2, 3, 4};
   const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
-  static deco_test_capture_t plain, dev;
+  static deco_test_capture_t plain;
   deco_generate_stats_t st;
   /* One-id prompt: the first round has no id before the root (len 0). */
   generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
@@ -150,18 +160,12 @@ Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one) {
     const int K = Ks[k];
     for (int source = 0; source < 2; ++source) {
       deco_drafter_t *d = source == 0 ? chain_drafter(m, copy, NULL, 0, K, 256) : chain_drafter(m, NULL, all, 5, K, 0);
-      generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
-      const double mean = (double)st.tokens / st.forwards;
-      fprintf(stderr, "device loop, self-draft (%s) K=%d: %d tokens in %d forwards, mean_accepted %.3f\n",
-              source ? "every layer" : "a second copy", K, st.tokens, st.forwards, mean);
-      cr_assert_eq(st.tokens, 256);
-      cr_assert_eq(st.forwards, (256 + K) / (K + 1), "every full step commits K + 1");
-      /* The issue's stats check; with K = 8 no run reaches it over 256
-       * positions (the last step is partial: at best 256 / 29 = 8.83), and
-       * the forwards check above is the exact one. */
-      if (K != 8) cr_assert(mean >= K + 1 - 0.1, "mean_accepted %.3f", mean);
-      cr_assert_eq(dev.n, plain.n);
-      cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "K=%d differs from plain", K);
+      char what[64];
+      snprintf(what, sizeof what, "device loop, self-draft (%s) K=%d", source ? "every layer" : "a second copy", K);
+      /* The issue's stats check (mean_accepted); with K = 8 no run reaches
+       * it over 256 positions (the last step is partial: at best 256 / 29 =
+       * 8.83), and the forwards check is the exact one. */
+      expect_full_steps(what, m, d, K, K != 8, &plain);
       deco_drafter_destroy(d);
     }
   }
@@ -254,16 +258,11 @@ Test(draft_model_device, sampled_self_draft_accepts_about_everything) {
   deco_ctx_destroy(ctx);
 }
 
-/* stories260K with its RMSNorm weights at 3e38 (test_spec_device.c's
- * overflow model): every logit it gives is non-finite. */
+/* stories260K with its RMSNorm weights at 3e38 (deco_test_stories_overflow):
+ * every logit it gives is non-finite. */
 static deco_model_t *load_overflow(deco_ctx_t *ctx) {
   size_t size;
-  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
-  cr_assert_not_null(w);
-  float *base = (float *)((char *)w + 28); /* rms_att, rms_ffn, rms_final (test_loader.c offsets) */
-  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
-  for (int t = 0; t < 3; ++t)
-    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  void *w = deco_test_stories_overflow(&size);
   deco_model_t *m;
   cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", NULL, &m), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(ctx));
@@ -300,6 +299,38 @@ Test(draft_model_device, a_non_finite_draft_drafts_its_argmax_on_both_loops) {
   deco_ctx_destroy(ctx);
 }
 
+/* After a device run of d (drafting with m's layers[0..n_layers)) that
+ * emitted cap's ids: the host state commits all but the last two positions
+ * before the root, the draft's committed K/V equals a draft fed the ids,
+ * bit for bit, and the host loop drafts on from that state what a drafter
+ * begun on every id drafts (ids and parents). Returns how many nodes. */
+static int expect_draft_caught_up(const char *what, deco_model_t *m, deco_drafter_t *d, const int *layers,
+                                  int n_layers, const deco_test_capture_t *cap) {
+  deco_ctx_t *ctx = deco_model_ctx(m);
+  int dseq;
+  deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
+  cr_assert_not_null(kc, "%s", what);
+  const int n = deco_kv_cache_seq_len(kc, dseq);
+  cr_assert_eq(n, cap->n - 3, "%s: the host state commits all but the last two positions before the root (%d of %d)",
+               what, n, cap->n);
+  size_t elems;
+  const size_t diff = deco_test_draft_kv_diff(m, layers, n_layers, kc, dseq, cap->ids, n, &elems);
+  fprintf(stderr, "%s: %d committed draft slots, %zu of %zu values differ\n", what, n, diff, elems);
+  cr_assert_eq(diff, 0, "%s: the draft's K/V must equal a draft fed the ids, bit for bit", what);
+  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES];
+  int32_t fresh[DECO_TREE_MAX_NODES], fresh_parents[DECO_TREE_MAX_NODES];
+  int nodes, fresh_nodes;
+  cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(tokens[0], cap->ids[cap->n - 1], "%s: the root is the last id emitted", what);
+  cr_assert_eq(deco_drafter_begin(d, m, 0, cap->ids, cap->n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_drafter_draft(d, 0, fresh, fresh_parents, &fresh_nodes), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  cr_assert_eq(fresh_nodes, nodes, "%s", what);
+  cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "%s: the drafts after it differ", what);
+  cr_assert_eq(memcmp(parents, fresh_parents, sizeof(int32_t) * (size_t)nodes), 0, "%s: the parents differ", what);
+  return nodes;
+}
+
 Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -309,34 +340,12 @@ Test(draft_model_device, draft_kv_after_a_device_run_equals_a_draft_fed_the_ids)
   deco_generate_stats_t st;
   const run_cfg_t rc = {.steps = 150, .temperature = 0.0f, .ignore_eos = 1};
   generate(m, d, 1, dog_prompt, N_DOG, rc, &cap, &st);
-  int dseq;
-  deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
-  cr_assert_not_null(kc);
-  const int n = deco_kv_cache_seq_len(kc, dseq);
-  cr_assert_eq(n, cap.n - 3, "the host state commits all but the last two positions before the root (%d of %d)", n,
-               cap.n);
-  size_t elems;
-  const size_t diff = deco_test_draft_kv_diff(m, layers, 3, kc, dseq, cap.ids, n, &elems);
-  fprintf(stderr, "device run: %d committed draft slots, %zu of %zu values differ\n", n, diff, elems);
-  cr_assert_eq(diff, 0, "the draft's K/V after a device run must equal a draft fed the ids, bit for bit");
-  /* The host state is consistent: the host loop drafts on from it, the
-   * chain a drafter begun on every id drafts. */
-  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES], fresh[DECO_TREE_MAX_NODES];
-  int nodes, fresh_nodes;
-  cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(nodes, 6);
-  cr_assert_eq(tokens[0], cap.ids[cap.n - 1], "the root is the last id emitted");
-  cr_assert_eq(deco_drafter_begin(d, m, 0, cap.ids, cap.n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_drafter_draft(d, 0, fresh, parents, &fresh_nodes), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  cr_assert_eq(fresh_nodes, nodes);
-  cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "the drafts after a device run differ");
+  cr_assert_eq(expect_draft_caught_up("device run", m, d, layers, 3, &cap), 6);
   /* ... and begins afresh on the host loop: the same ids as plain greedy. */
   static deco_test_capture_t again, plain;
   generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
   generate(m, d, 0, dog_prompt, N_DOG, rc, &again, &st);
-  cr_assert_eq(again.n, plain.n);
-  cr_assert_eq(memcmp(again.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0);
+  expect_same_ids("the host loop after a device run", &again, &plain);
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
@@ -716,18 +725,10 @@ static int full_tree(int K, int W, int nodes, int32_t *par, int *depth_out) {
  * deterministic drafts): device-resident, with the shape above. */
 static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K, int W,
                                     int nodes, int max_len, float T, int *depth) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.width = W;
-  c.max_nodes = nodes;
-  c.max_len = max_len;
+  deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, max_len);
   c.temperature = T;
   c.seed = 31;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, draft, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
+  deco_drafter_t *d = deco_test_model_drafter(m, draft, &c);
   cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-%d tree (T = %g) drafts on the device", W, (double)T);
   int32_t par[DECO_TREE_MAX_NODES];
   const int want = full_tree(K, W, nodes, par, depth);
@@ -763,9 +764,9 @@ Test(draft_model_device, device_tree_greedy_equals_plain_greedy) {
       fprintf(stderr, "tree case %zu (W=%d, %d drafts, depth %d)%s: %d tokens in %d forwards, mean_accepted %.3f\n",
               i, cases[i].W, deco_drafter_max_nodes(d) - 1, depth, one ? ", one-id prompt" : "", st.tokens,
               st.forwards, (double)st.tokens / st.forwards);
-      cr_assert_eq(dev.n, plain[one].n, "case %zu", i);
-      cr_assert_eq(memcmp(dev.ids, plain[one].ids, sizeof(int32_t) * (size_t)dev.n), 0,
-                   "tree case %zu differs from plain greedy", i);
+      char what[48];
+      snprintf(what, sizeof what, "tree case %zu%s", i, one ? ", one-id prompt" : "");
+      expect_same_ids(what, &dev, &plain[one]);
       cr_assert(st.forwards < st.tokens, "case %zu: drafts were accepted", i);
       deco_drafter_destroy(d);
     }
@@ -784,7 +785,7 @@ Test(draft_model_device, device_tree_target_as_its_own_draft_commits_a_full_path
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   const int all[] = {0, 1, 2, 3, 4};
   const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
-  static deco_test_capture_t plain, dev;
+  static deco_test_capture_t plain;
   deco_generate_stats_t st;
   generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
   static const struct {
@@ -795,15 +796,10 @@ Test(draft_model_device, device_tree_target_as_its_own_draft_commits_a_full_path
       int depth;
       deco_drafter_t *d = tree_drafter(m, source ? NULL : copy, source ? all : NULL, source ? 5 : 0, cases[i].K,
                                        cases[i].W, cases[i].nodes, 256, 0.0f, &depth);
-      generate(m, d, 1, dog_prompt, 1, rc, &dev, &st);
-      const double mean = (double)st.tokens / st.forwards;
-      fprintf(stderr, "device tree, self-draft (%s) W=%d depth %d: %d tokens in %d forwards, mean_accepted %.3f\n",
-              source ? "every layer" : "a second copy", cases[i].W, depth, st.tokens, st.forwards, mean);
-      cr_assert_eq(st.tokens, 256);
-      cr_assert_eq(st.forwards, (256 + depth) / (depth + 1), "every full step commits depth + 1");
-      cr_assert(mean >= depth + 1 - 0.1, "mean_accepted %.3f", mean);
-      cr_assert_eq(dev.n, plain.n);
-      cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "case %zu differs", i);
+      char what[80];
+      snprintf(what, sizeof what, "device tree case %zu, self-draft (%s) W=%d depth %d", i,
+               source ? "every layer" : "a second copy", cases[i].W, depth);
+      expect_full_steps(what, m, d, depth, 1, &plain);
       deco_drafter_destroy(d);
     }
   }
@@ -826,31 +822,8 @@ Test(draft_model_device, device_tree_draft_kv_equals_a_draft_fed_the_ids) {
   const run_cfg_t rc = {.steps = 150, .temperature = 0.0f, .ignore_eos = 1};
   generate(m, d, 1, dog_prompt, N_DOG, rc, &cap, &st);
   generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
-  cr_assert_eq(cap.n, plain.n);
-  cr_assert_eq(memcmp(cap.ids, plain.ids, sizeof(int32_t) * (size_t)cap.n), 0);
-  int dseq;
-  deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
-  cr_assert_not_null(kc);
-  const int n = deco_kv_cache_seq_len(kc, dseq);
-  cr_assert_eq(n, cap.n - 3, "the host state commits all but the last two positions before the root (%d of %d)", n,
-               cap.n);
-  size_t elems;
-  const size_t diff = deco_test_draft_kv_diff(m, layers, 2, kc, dseq, cap.ids, n, &elems);
-  fprintf(stderr, "device tree run: %d committed draft slots, %zu of %zu values differ\n", n, diff, elems);
-  cr_assert_eq(diff, 0, "the draft's K/V after a device tree run must equal a draft fed the ids, bit for bit");
-  /* The host loop drafts on from the caught-up state what a drafter begun
-   * on every id drafts. */
-  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES], fresh[DECO_TREE_MAX_NODES];
-  int32_t fresh_parents[DECO_TREE_MAX_NODES];
-  int nodes, fresh_nodes;
-  cr_assert_eq(deco_drafter_draft(d, 0, tokens, parents, &nodes), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(tokens[0], cap.ids[cap.n - 1], "the root is the last id emitted");
-  cr_assert_eq(deco_drafter_begin(d, m, 0, cap.ids, cap.n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_drafter_draft(d, 0, fresh, fresh_parents, &fresh_nodes), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  cr_assert_eq(fresh_nodes, nodes);
-  cr_assert_eq(memcmp(tokens, fresh, sizeof(int32_t) * (size_t)nodes), 0, "the drafts after a device run differ");
-  cr_assert_eq(memcmp(parents, fresh_parents, sizeof(int32_t) * (size_t)nodes), 0);
+  expect_same_ids("device tree run", &cap, &plain);
+  expect_draft_caught_up("device tree run", m, d, layers, 2, &cap);
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
@@ -871,13 +844,15 @@ Test(draft_model_device, device_tree_runs_to_the_end_of_the_context) {
   generate(m, NULL, 0, dog_prompt, 1, full, &plain, &st);
   generate(m, d, 1, dog_prompt, 1, full, &dev, &st);
   cr_assert_eq(dev.n, seq_len + 1, "one id per position, the prompt's included");
-  cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)dev.n), 0, "to the end of the context");
+  expect_same_ids("to the end of the context", &dev, &plain);
   for (int steps = N_DOG - 1; steps <= N_DOG + 7; ++steps) {
     const run_cfg_t rc = {.steps = steps, .temperature = 0.0f, .ignore_eos = 1};
     generate(m, NULL, 0, dog_prompt, N_DOG, rc, &plain, &st);
     generate(m, d, 1, dog_prompt, N_DOG, rc, &dev, &st);
-    cr_assert_eq(dev.n, steps + 1, "steps %d", steps);
-    cr_assert_eq(memcmp(dev.ids, plain.ids, sizeof(int32_t) * (size_t)dev.n), 0, "steps %d", steps);
+    char what[32];
+    snprintf(what, sizeof what, "steps %d", steps);
+    cr_assert_eq(dev.n, steps + 1, "%s", what);
+    expect_same_ids(what, &dev, &plain);
   }
   deco_drafter_destroy(d);
   /* max_len 16: 16 + 256 reserved slots; 250 steps and a 21-node tree

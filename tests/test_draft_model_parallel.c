@@ -21,18 +21,10 @@ static const int32_t dog_prompt[] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
 
 static deco_drafter_t *drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K, int W, int N,
                                int no_calibrate) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.width = W;
+  deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, 0, 300);
   c.layer_parallel = N;
   c.no_calibrate = no_calibrate;
-  c.max_len = 300;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, draft, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  return d;
+  return deco_test_model_drafter(m, draft, &c);
 }
 
 static void generate(deco_model_t *m, deco_drafter_t *d, int steps, deco_test_capture_t *cap,
@@ -42,12 +34,7 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int steps, deco_test_ca
   cfg.temperature = 0.0f;
   cfg.ignore_eos = 1;
   cfg.drafter = d;
-  cfg.emit = deco_test_capture_id;
-  cfg.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &cfg, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer");
+  deco_test_generate(m, dog_prompt, N_DOG, cfg, cap, st);
 }
 
 Test(draft_parallel, one_layer_per_group_is_no_grouping) {

@@ -63,21 +63,21 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, float T, co
   c.ignore_eos = 1;
   c.drafter = d;
   c.device_resident = device;
-  c.emit = deco_test_capture_id;
-  c.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0);
+  deco_test_generate(m, prompt, n_prompt, c, cap, st);
+}
+
+/* SmolLM2-135M (Q4_1), the target, and its 3-layer mini copy, a separate draft. */
+static void load_target_and_mini(deco_ctx_t *ctx, deco_model_t **m, deco_model_t **mini) {
+  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf"), NULL, m),
+               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-mini.gguf"), NULL, mini), DECO_STATUS_SUCCESS,
+               "%s", deco_last_error(ctx));
 }
 
 Test(draft_model_smollm2, device_loop_chains_equal_the_host_loop, .timeout = 900) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_t *m = NULL, *mini = NULL;
-  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf"), NULL, &m),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-mini.gguf"), NULL, &mini), DECO_STATUS_SUCCESS,
-               "%s", deco_last_error(ctx));
+  deco_model_t *m, *mini;
+  load_target_and_mini(ctx, &m, &mini);
   const int32_t prompt[] = {1, 504, 3145, 282, 253, 1345};
   static const int layers[] = {0, 1, 2, 3, 26, 27, 28, 29};
   static deco_test_capture_t plain, host, dev;
@@ -86,18 +86,11 @@ Test(draft_model_smollm2, device_loop_chains_equal_the_host_loop, .timeout = 900
   for (int run = 0; run < 6; ++run) { /* the mini draft, a layer subset, the target itself; greedy, sampled */
     const int source = run % 3;
     const float T = run < 3 ? 0.0f : 0.7f;
-    deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
-    dc.draft_len = 4;
-    dc.max_len = 64;
+    deco_model_draft_config_t dc =
+        deco_test_draft_config(source == 1 ? layers : NULL, source == 1 ? 8 : 0, 4, 1, 0, 64);
     dc.temperature = T;
     dc.seed = 77 + (uint64_t)run;
-    if (source == 1) {
-      dc.layers = layers;
-      dc.n_layers = 8;
-    }
-    deco_drafter_t *d = NULL;
-    cr_assert_eq(deco_drafter_create_model(m, source == 0 ? mini : source == 2 ? m : NULL, &dc, &d), DECO_STATUS_SUCCESS, "%s",
-                 deco_last_error(ctx));
+    deco_drafter_t *d = deco_test_model_drafter(m, source == 0 ? mini : source == 2 ? m : NULL, &dc);
     cr_assert_eq(deco_drafter_device_resident(d), 1);
     generate(m, d, 0, T, prompt, 6, &host, &sh);
     generate(m, d, 1, T, prompt, 6, &dev, &sd);
@@ -120,29 +113,18 @@ Test(draft_model_smollm2, device_loop_chains_equal_the_host_loop, .timeout = 900
 
 Test(draft_model_smollm2, device_loop_trees_equal_plain_greedy) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_t *m = NULL, *mini = NULL;
-  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf"), NULL, &m),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_model_load(ctx, deco_test_model_file("SmolLM2-135M-mini.gguf"), NULL, &mini), DECO_STATUS_SUCCESS,
-               "%s", deco_last_error(ctx));
+  deco_model_t *m, *mini;
+  load_target_and_mini(ctx, &m, &mini);
   const int32_t prompt[] = {1, 504, 3145, 282, 253, 1345};
   static const int layers[] = {0, 1, 2, 3, 26, 27, 28, 29};
   static deco_test_capture_t plain, dev;
   deco_generate_stats_t sp, sd;
   generate(m, NULL, 0, 0.0f, prompt, 6, &plain, &sp);
   for (int source = 0; source < 3; ++source) { /* the mini draft, a layer subset, the target itself */
-    deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
-    dc.draft_len = 4;
-    dc.width = 2;
-    dc.max_nodes = 12; /* levels of 2, 4, 3 and 3 nodes */
-    dc.max_len = 64;
-    if (source == 1) {
-      dc.layers = layers;
-      dc.n_layers = 8;
-    }
-    deco_drafter_t *d = NULL;
-    cr_assert_eq(deco_drafter_create_model(m, source == 0 ? mini : source == 2 ? m : NULL, &dc, &d),
-                 DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    /* Depth 4, width 2, 12 drafts: levels of 2, 4, 3 and 3 nodes. */
+    const deco_model_draft_config_t dc =
+        deco_test_draft_config(source == 1 ? layers : NULL, source == 1 ? 8 : 0, 4, 2, 12, 64);
+    deco_drafter_t *d = deco_test_model_drafter(m, source == 0 ? mini : source == 2 ? m : NULL, &dc);
     cr_assert_eq(deco_drafter_device_resident(d), 1);
     cr_assert_eq(deco_drafter_max_nodes(d), 13);
     generate(m, d, 1, 0.0f, prompt, 6, &dev, &sd);

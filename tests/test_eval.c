@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <math.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,14 +224,6 @@ Test(eval, bad_arguments) {
 
 /* ---- the CLI ---------------------------------------------------------------- */
 
-static int matches(const char *re, const char *text) {
-  regex_t rx;
-  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
-  int ok = regexec(&rx, text, 0, NULL, 0) == 0;
-  regfree(&rx);
-  return ok;
-}
-
 static const char *tmp_file(const char *name, const char *text) {
   static char paths[4][4096];
   static int k;
@@ -240,13 +231,6 @@ static const char *tmp_file(const char *name, const char *text) {
   snprintf(p, 4096, "%s/%s", deco_test_tmpdir(), name);
   cr_assert_eq(deco_test_write_file(p, text, strlen(text)), 0);
   return p;
-}
-
-static void assert_error(const deco_test_run_t *r, int status, const char *needle) {
-  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
-  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
-  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
-  cr_assert_str_eq(r->out, "");
 }
 
 /* The line over two sequences equals the library's sums. */
@@ -331,8 +315,9 @@ Test(eval_cli, text_with_a_gguf_tokenizer) {
   snprintf(head, sizeof head, "eval: tokens=%d ppl=", n_ids - 1);
   const char *last = deco_test_last_line(r.err);
   cr_assert(strncmp(last, head, strlen(head)) == 0, "%s (expected %s...)", last, head);
-  cr_assert(matches("^eval: tokens=[0-9]+ ppl=[0-9]+\\.[0-9]{4} ref_ppl=[0-9]+\\.[0-9]{4} kl=0\\.000000 top1=1\\.0000$",
-                    last),
+  cr_assert(deco_test_matches("^eval: tokens=[0-9]+ ppl=[0-9]+\\.[0-9]{4} ref_ppl=[0-9]+\\.[0-9]{4} "
+                              "kl=0\\.000000 top1=1\\.0000$",
+                              last),
             "%s", last);
   deco_test_run_free(&t);
   deco_test_run_free(&r);
@@ -344,47 +329,47 @@ Test(eval_cli, errors) {
   const char *ok = tmp_file("ok.ids", "1 20 30\n");
   /* Usage: exit 2. */
   DECO_TEST_RUN_CLI(&r, "eval", "--backend", "cpu");
-  assert_error(&r, 2, "exactly one of --text FILE and --ids FILE");
+  deco_test_cli_error(&r, 2, "exactly one of --text FILE and --ids FILE");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--text", ok);
-  assert_error(&r, 2, "exactly one of");
+  deco_test_cli_error(&r, 2, "exactly one of");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--bogus");
-  assert_error(&r, 2, "unknown option '--bogus'");
+  deco_test_cli_error(&r, 2, "unknown option '--bogus'");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--threads", "0");
-  assert_error(&r, 2, "--threads");
+  deco_test_cli_error(&r, 2, "--threads");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--backend", "cpu", "--dtype", "bf16");
-  assert_error(&r, 2, "--dtype: bf16");
+  deco_test_cli_error(&r, 2, "--dtype: bf16");
   deco_test_run_free(&r);
   /* Bad input: exit 1. */
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("empty.ids", ""), "--backend", "cpu");
-  assert_error(&r, 1, "empty.ids: no ids to score");
+  deco_test_cli_error(&r, 1, "empty.ids: no ids to score");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("blank.ids", "\n\n"), "--backend", "cpu");
-  assert_error(&r, 1, "blank.ids: no ids to score");
+  deco_test_cli_error(&r, 1, "blank.ids: no ids to score");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("single.ids", "1\n5\n"), "--backend", "cpu");
-  assert_error(&r, 1, "nothing to score");
+  deco_test_cli_error(&r, 1, "nothing to score");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("big.ids", "1 20\n1 511 512 3\n"), "--backend", "cpu");
-  assert_error(&r, 1, "big.ids:2: id 512 >= vocab 512");
+  deco_test_cli_error(&r, 1, "big.ids:2: id 512 >= vocab 512");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("comma.ids", "1,20\n"), "--backend", "cpu");
-  assert_error(&r, 1, "comma.ids:1:");
+  deco_test_cli_error(&r, 1, "comma.ids:1:");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", "/nonexistent/x.ids", "--backend", "cpu");
-  assert_error(&r, 1, "/nonexistent/x.ids");
+  deco_test_cli_error(&r, 1, "/nonexistent/x.ids");
   deco_test_run_free(&r);
   /* Vocabulary mismatch between the model and the reference, either way. */
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--ref", mini, "--backend", "cpu");
-  assert_error(&r, 1, "--ref: ");
+  deco_test_cli_error(&r, 1, "--ref: ");
   cr_assert(strstr(r.err, "vocabulary of 49152 ids") && strstr(r.err, "of 512"), "%s", r.err);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--model", mini, "--ids", ok, "--ref", deco_test_data_file("models/stories260K.bin"),
                     "--backend", "cpu");
-  assert_error(&r, 1, "vocabulary of 512 ids");
+  deco_test_cli_error(&r, 1, "vocabulary of 512 ids");
   deco_test_run_free(&r);
   /* Two GGUF files of the same vocabulary size but different token lists
    * (the tiny fixture with its last token renamed): refused, naming both. */
@@ -404,7 +389,7 @@ Test(eval_cli, errors) {
     const char *tiny = deco_test_data_file("fixtures/gguf/tiny_f32.gguf");
     const char *tiny_ids = tmp_file("tiny.ids", "1 20 30 40\n");
     DECO_TEST_RUN_CLI(&r, "eval", "--model", tiny, "--ids", tiny_ids, "--ref", other, "--backend", "cpu");
-    assert_error(&r, 1, "different tokenizers");
+    deco_test_cli_error(&r, 1, "different tokenizers");
     cr_assert(strstr(r.err, "tiny_renamed.gguf") && strstr(r.err, "tiny_f32.gguf"), "%s", r.err);
     deco_test_run_free(&r);
     DECO_TEST_RUN_CLI(&r, "eval", "--model", tiny, "--ids", tiny_ids, "--ref", tiny, "--backend", "cpu");
@@ -414,11 +399,11 @@ Test(eval_cli, errors) {
   /* Text with no tokenizer, or a tokenizer a GGUF model does not take. */
   DECO_TEST_RUN_CLI(&r, "eval", "--model", deco_test_data_file("models/stories260K.bin"), "--text", ok, "--backend",
                     "cpu");
-  assert_error(&r, 1, "--text needs --tokenizer");
+  deco_test_cli_error(&r, 1, "--text needs --tokenizer");
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "eval", "--model", mini, "--tokenizer", deco_test_data_file("models/tok512.bin"), "--text",
                     ok, "--backend", "cpu");
-  assert_error(&r, 1, "carries its own vocabulary");
+  deco_test_cli_error(&r, 1, "carries its own vocabulary");
   deco_test_run_free(&r);
   /* --help: usage on stdout, exit 0. */
   DECO_TEST_RUN_CLI(&r, "eval", "--help");

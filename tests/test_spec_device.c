@@ -20,13 +20,7 @@
 static void run(deco_model_t *m, deco_generate_config_t c, int device, const int32_t *prompt, int n_prompt,
                 deco_test_capture_t *cap, deco_generate_stats_t *st) {
   c.device_resident = device;
-  c.emit = deco_test_capture_id;
-  c.user = cap;
-  cap->n = 0;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer, yet %d allocations followed it",
-               st->step_allocations);
+  deco_test_generate(m, prompt, n_prompt, c, cap, st);
 }
 
 static void compare(const char *what, const deco_test_capture_t *a, const deco_generate_stats_t *sa, const deco_test_capture_t *b,
@@ -224,12 +218,7 @@ Test(spec_device, prepare_clips_the_tree_and_commit_stops) {
 Test(spec_device, non_finite_logits_stop_the_loop) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   size_t size;
-  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
-  cr_assert_not_null(w);
-  float *base = (float *)((char *)w + 28); /* rms_att, rms_ffn, rms_final (test_loader.c offsets) */
-  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
-  for (int t = 0; t < 3; ++t)
-    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  void *w = deco_test_stories_overflow(&size);
   deco_model_t *m;
   cr_assert_eq(deco_model_load_llama2c_buffer(ctx, w, size, "overflow.bin", NULL, &m), DECO_STATUS_SUCCESS,
                "%s", deco_last_error(ctx));

@@ -149,31 +149,6 @@ static void sample(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_ge
   deco_recycler_destroy(rec);
 }
 
-/* Homogeneity chi-square of two histograms with categories of fewer than 10
- * observations in total pooled; returns the p-value, *df and *stat. */
-static double homogeneity(const long *a, const long *b, int k, int *df, double *stat) {
-  long na = 0, nb = 0;
-  for (int i = 0; i < k; ++i) na += a[i], nb += b[i];
-  double s = 0;
-  long pa = 0, pb = 0;
-  int cells = 0;
-  for (int i = 0; i <= k; ++i) {
-    long x = i < k ? a[i] : pa, y = i < k ? b[i] : pb;
-    if (i < k && x + y < 10) {
-      pa += x;
-      pb += y;
-      continue;
-    }
-    if (x + y == 0) continue;
-    double t = (double)(x + y), ea = t * na / (double)(na + nb), eb = t * nb / (double)(na + nb);
-    s += (x - ea) * (x - ea) / ea + (y - eb) * (y - eb) / eb;
-    cells++;
-  }
-  *df = cells > 1 ? cells - 1 : 1;
-  *stat = s;
-  return deco_test_chi2_sf(s, *df);
-}
-
 /* Smallest effect detected about half the time by a comparison of na with nb
  * runs: noncentrality = critical value - df, and phi^2 = sum (p1 - p2)^2 /
  * pbar = lambda / (na nb / (na + nb)). */
@@ -191,7 +166,7 @@ static int compare(const char *name, const char *what, long plain[HORIZON][512],
   *p_min = 1.0;
   for (int h = 0; h < HORIZON; ++h) {
     int df;
-    double stat, p = homogeneity(plain[h], b[h], 512, &df, &stat);
+    double stat, p = deco_test_homogeneity_pvalue(plain[h], b[h], 512, &df, &stat);
     fprintf(stderr, "%s: %-28s position %d: chi2 %7.1f df %2d p %-9.3g detects phi^2 >= %.2e\n", name, what, h, stat,
             df, p, min_effect(df, alpha, RUNS, nb));
     if (p <= alpha) rejected++;

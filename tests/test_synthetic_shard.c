@@ -132,10 +132,7 @@ Test(synthetic_shard, a_shard_model_holds_what_a_loaded_rank_holds_and_runs) {
   const int tps[] = {2, 4, 8};
   for (int i = 0; i < 3; ++i) {
     bytes_job_t j = {.path = path, .tp = tps[i]};
-    deco_status_t st[DECO_COMM_MAX_RANKS];
-    char msg[DECO_COMM_MAX_RANKS][512];
-    cr_assert_eq(deco_test_tp_run(j.tp, load_rank, &j, st, msg), 0);
-    for (int r = 0; r < j.tp; ++r) cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "TP %d rank %d: %s", j.tp, r, msg[r]);
+    deco_test_tp_run_ok(j.tp, load_rank, &j);
     deco_model_hparams_t local;
     cr_assert_eq(deco_shard_hparams(&full, j.tp, &local), DECO_STATUS_SUCCESS);
     deco_model_t *m = NULL;

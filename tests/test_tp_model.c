@@ -107,13 +107,7 @@ static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
   return st;
 }
 
-static void run_or_fail(tp_job_t *j) {
-  deco_status_t st[DECO_COMM_MAX_RANKS];
-  char msg[DECO_COMM_MAX_RANKS][512];
-  cr_assert_eq(deco_test_tp_run(j->tp, rank_main, j, st, msg), 0);
-  for (int r = 0; r < j->tp; ++r)
-    cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "TP %d rank %d: %s (%s)", j->tp, r, deco_status_string(st[r]), msg[r]);
-}
+static void run_or_fail(tp_job_t *j) { deco_test_tp_run_ok(j->tp, rank_main, j); }
 
 static void free_job(tp_job_t *j) {
   for (int r = 0; r < j->tp; ++r) {

@@ -64,13 +64,7 @@ static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
   return st;
 }
 
-static void run(job_t *j) {
-  deco_status_t st[DECO_COMM_MAX_RANKS];
-  char msg[DECO_COMM_MAX_RANKS][512];
-  cr_assert_eq(deco_test_tp_run(j->tp, rank_main, j, st, msg), 0);
-  for (int r = 0; r < j->tp; ++r)
-    cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "TP %d rank %d: %s (%s)", j->tp, r, deco_status_string(st[r]), msg[r]);
-}
+static void run(job_t *j) { deco_test_tp_run_ok(j->tp, rank_main, j); }
 
 Test(tp_smollm2, mini_at_tp_3_matches_tp_1) {
   const char *path = deco_test_model_file(MINI);

@@ -97,11 +97,7 @@ static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
 }
 
 static void run(spec_job_t *j) {
-  deco_status_t st[DECO_COMM_MAX_RANKS];
-  char msg[DECO_COMM_MAX_RANKS][512];
-  cr_assert_eq(deco_test_tp_run(j->tp, rank_main, j, st, msg), 0);
-  for (int r = 0; r < j->tp; ++r)
-    cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "TP %d rank %d: %s (%s)", j->tp, r, deco_status_string(st[r]), msg[r]);
+  deco_test_tp_run_ok(j->tp, rank_main, j);
   /* Every rank decided the same. */
   for (int r = 1; r < j->tp; ++r) {
     cr_assert_eq(j->cap[r].n, j->cap[0].n, "rank %d", r);
@@ -148,33 +144,11 @@ Test(tp_spec, greedy_lookup_and_recycling_equal_plain_at_one_tp_size) {
   }
 }
 
-/* Homogeneity chi-square of two histograms, cells with fewer than 10
- * observations pooled; the p-value. */
-static double homogeneity(const long *a, const long *b, int k) {
-  long na = 0, nb = 0, pa = 0, pb = 0;
-  for (int i = 0; i < k; ++i) na += a[i], nb += b[i];
-  double s = 0;
-  int cells = 0;
-  for (int i = 0; i <= k; ++i) {
-    long x = i < k ? a[i] : pa, y = i < k ? b[i] : pb;
-    if (i < k && x + y < 10) {
-      pa += x;
-      pb += y;
-      continue;
-    }
-    if (x + y == 0) continue;
-    double t = (double)(x + y), ea = t * na / (double)(na + nb), eb = t * nb / (double)(na + nb);
-    s += (x - ea) * (x - ea) / ea + (y - eb) * (y - eb) / eb;
-    cells++;
-  }
-  return deco_test_chi2_sf(s, cells > 1 ? cells - 1 : 1);
-}
-
 static int rejections(const char *what, spec_job_t *a, spec_job_t *b, double alpha, double *p_min) {
   int rej = 0;
   *p_min = 1;
   for (int h = 0; h < HORIZON; ++h) {
-    const double p = homogeneity(a->hist[0][h], b->hist[0][h], VOCAB);
+    const double p = deco_test_homogeneity_pvalue(a->hist[0][h], b->hist[0][h], VOCAB, NULL, NULL);
     fprintf(stderr, "TP 2 %s: position %d p %.3g\n", what, h, p);
     if (p <= alpha) rej++;
     if (p < *p_min) *p_min = p;

@@ -79,3 +79,26 @@ double deco_test_chi2_pvalue(const long *counts, const double *expect, int k, lo
   *df = bins > 1 ? bins - 1 : 1;
   return deco_test_chi2_sf(stat, *df);
 }
+
+double deco_test_homogeneity_pvalue(const long *a, const long *b, int k, int *df, double *stat) {
+  long na = 0, nb = 0, pa = 0, pb = 0;
+  for (int i = 0; i < k; ++i) na += a[i], nb += b[i];
+  double s = 0;
+  int cells = 0;
+  for (int i = 0; i <= k; ++i) {
+    const long x = i < k ? a[i] : pa, y = i < k ? b[i] : pb;
+    if (i < k && x + y < 10) {
+      pa += x;
+      pb += y;
+      continue;
+    }
+    if (x + y == 0) continue;
+    const double t = (double)(x + y), ea = t * na / (double)(na + nb), eb = t * nb / (double)(na + nb);
+    s += (x - ea) * (x - ea) / ea + (y - eb) * (y - eb) / eb;
+    cells++;
+  }
+  const int d = cells > 1 ? cells - 1 : 1;
+  if (df) *df = d;
+  if (stat) *stat = s;
+  return deco_test_chi2_sf(s, d);
+}

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <regex.h>
 #include <math.h>
 #include <signal.h>
 #include <spawn.h>
@@ -427,6 +428,18 @@ deco_test_stories_weights_t deco_test_stories_weights(const void *file) {
   return w;
 }
 
+void *deco_test_stories_overflow(size_t *size) {
+  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), size);
+  cr_assert_not_null(w);
+  /* Float offsets after the 28-byte header (test_loader checks them):
+   * rms_att [5][64] at 32768, rms_ffn [5][64] at 94528, rms_final [64] at 259968. */
+  float *base = (float *)((char *)w + 28);
+  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
+  for (int t = 0; t < 3; ++t)
+    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  return w;
+}
+
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype) {
   deco_model_t *m = NULL;
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
@@ -450,6 +463,60 @@ deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *re
 void deco_test_capture_id(void *user, int32_t id) {
   deco_test_capture_t *c = user;
   if (c->n < (int)(sizeof c->ids / sizeof c->ids[0])) c->ids[c->n++] = id;
+}
+
+void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg,
+                        deco_test_capture_t *cap, deco_generate_stats_t *st) {
+  cfg.emit = deco_test_capture_id;
+  cfg.user = cap;
+  cap->n = 0;
+  cr_assert_eq(deco_generate(m, prompt, n_prompt, &cfg, st), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(deco_model_ctx(m)));
+  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer, yet %d allocations followed it",
+               st->step_allocations);
+}
+
+char *deco_test_unhex(const char *hex) {
+  const size_t n = strlen(hex) / 2;
+  char *s = malloc(n + 1);
+  cr_assert_not_null(s);
+  for (size_t i = 0; i < n; ++i) {
+    unsigned v;
+    sscanf(hex + 2 * i, "%2x", &v);
+    s[i] = (char)v;
+  }
+  s[n] = '\0';
+  return s;
+}
+
+void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needle) {
+  cr_assert_eq(r->status, status, "exit %d, expected %d; stderr: %s", r->status, status, r->err);
+  cr_assert(strncmp(deco_test_last_line(r->err), "deco: error: ", 13) == 0, "stderr: %s", r->err);
+  if (needle) cr_assert(strstr(r->err, needle) != NULL, "'%s' not in: %s", needle, r->err);
+  cr_assert_str_eq(r->out, "", "nothing on stdout on error");
+}
+
+int deco_test_matches(const char *re, const char *text) {
+  regex_t rx;
+  cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0, "bad regular expression: %s", re);
+  const int ok = regexec(&rx, text, 0, NULL, 0) == 0;
+  regfree(&rx);
+  return ok;
+}
+
+deco_model_draft_config_t deco_test_draft_config(const int *layers, int n_layers, int K, int W, int max_nodes,
+                                                 int max_len) {
+  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
+  c.layers = layers, c.n_layers = n_layers, c.draft_len = K;
+  c.width = W, c.max_nodes = max_nodes, c.max_len = max_len;
+  return c;
+}
+
+deco_drafter_t *deco_test_model_drafter(deco_model_t *m, deco_model_t *draft, const deco_model_draft_config_t *c) {
+  deco_drafter_t *d = NULL;
+  cr_assert_eq(deco_drafter_create_model(m, draft, c, &d), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(deco_model_ctx(m)));
+  return d;
 }
 
 deco_ctx_t *deco_test_cpu_ctx(void) {

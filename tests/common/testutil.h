@@ -32,6 +32,9 @@ const char *deco_test_model_file(const char *name);
 int32_t *deco_test_read_ids(const char *path, int *n);
 /* Reads a whole file; malloc'd, size in *size; NULL on error. */
 void *deco_test_read_file(const char *path, size_t *size);
+/* The bytes a string of hex digit pairs spells (the chat fixture's system
+ * and prompt fields), malloc'd and NUL-terminated. */
+char *deco_test_unhex(const char *hex);
 /* Writes a file (for bad-input tests); 0 on success. */
 int deco_test_write_file(const char *path, const void *data, size_t size);
 /* A fresh temporary directory (mkdtemp) for this process. */
@@ -94,6 +97,14 @@ void deco_test_run_free(deco_test_run_t *r);
     cr_assert_eq(deco_test_run_cli(deco_argv_, (r)), 0, "cannot run deco"); \
   } while (0)
 
+/* A CLI run that failed as the CLI fails: exit status status, the last
+ * line of stderr beginning "deco: error: ", needle in stderr (unless
+ * NULL), nothing on stdout. */
+void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needle);
+/* Whether text matches the extended regular expression re (asserts that re
+ * compiles). */
+int deco_test_matches(const char *re, const char *text);
+
 /* A fixture id file (data-relative path) as the CLI's --print-ids prints
  * it: one line, single spaces, one newline. malloc'd. */
 char *deco_test_fixture_line(const char *rel);
@@ -110,6 +121,14 @@ typedef struct deco_test_capture {
   int n;
 } deco_test_capture_t;
 void deco_test_capture_id(void *user, int32_t id);
+/* deco_generate(m, prompt, n_prompt, &cfg) with its ids captured into cap
+ * (emptied first; cfg's emit and user are set here) and its stats into
+ * st. Asserts that it succeeds and that the plan sized every buffer (no
+ * allocation after it: st->step_allocations == 0). These helpers call the
+ * shared library: a run under a library-private test switch (the mutant
+ * rules a suite linked with deco_internal sets) must call its own copy. */
+void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg,
+                        deco_test_capture_t *cap, deco_generate_stats_t *st);
 
 /* A test's draft source and its drafter: NULL for plain decoding, prompt
  * lookup with the CLI's settings (DECO_LOOKUP_CONFIG_INIT), or Token
@@ -117,9 +136,23 @@ void deco_test_capture_id(void *user, int32_t id);
 typedef enum deco_test_source { DECO_TEST_PLAIN = 0, DECO_TEST_LOOKUP = 1, DECO_TEST_RECYCLE = 2 } deco_test_source_t;
 deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *rec, const deco_tree_template_t *tmpl);
 
+/* A model drafter's config (DECO_MODEL_DRAFT_CONFIG_INIT but for these):
+ * layers[0..n_layers) of the target (NULL, 0: every layer of the draft
+ * model), draft_len K, width W, max_nodes, max_len. */
+deco_model_draft_config_t deco_test_draft_config(const int *layers, int n_layers, int K, int W, int max_nodes,
+                                                 int max_len);
+/* deco_drafter_create_model(m, draft, c); asserts that it was created. */
+deco_drafter_t *deco_test_model_drafter(deco_model_t *m, deco_model_t *draft, const deco_model_draft_config_t *c);
+
 /* stories260K (DATA/models/stories260K.bin) in dtype on ctx; asserts that it
  * loads. */
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);
+
+/* stories260K's checkpoint bytes (malloc'd, size in *size) with every
+ * RMSNorm weight (rms_att, rms_ffn, rms_final) at 3e38: finite weights
+ * whose first forward overflows, so every logit is non-finite. Asserts
+ * that the file was read. */
+void *deco_test_stories_overflow(size_t *size);
 
 /* stories260K's architecture, and its checkpoint's f32 tensors in
  * llama2.c's order after the 7-int header (file: the whole file's bytes),

@@ -2,6 +2,7 @@
  * each rank's communicator test input. */
 #include "common/tp_run.h"
 
+#include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,14 @@ int deco_test_tp_run(int size, deco_test_rank_fn fn, void *user, deco_status_t *
     deco_comm_destroy(comms[r]);
   }
   return rc;
+}
+
+void deco_test_tp_run_ok(int size, deco_test_rank_fn fn, void *user) {
+  deco_status_t st[DECO_COMM_MAX_RANKS];
+  char msg[DECO_COMM_MAX_RANKS][512];
+  cr_assert_eq(deco_test_tp_run(size, fn, user, st, msg), 0, "TP %d: the rank threads did not all run", size);
+  for (int r = 0; r < size; ++r)
+    cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "TP %d rank %d: %s (%s)", size, r, deco_status_string(st[r]), msg[r]);
 }
 
 void deco_test_tp_rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt) {

@@ -14,6 +14,9 @@
  * thread ran. */
 typedef deco_status_t (*deco_test_rank_fn)(deco_comm_t *comm, int rank, void *user);
 int deco_test_tp_run(int size, deco_test_rank_fn fn, void *user, deco_status_t *status, char (*message)[512]);
+/* deco_test_tp_run, asserting that every thread ran and every rank
+ * succeeded (a failure names the size, the rank, its status and message). */
+void deco_test_tp_run_ok(int size, deco_test_rank_fn fn, void *user);
 
 /* Rank r's input of n elements in dtype storage (the communicator suites):
  * floats of mixed signs and magnitudes, so that the order of a sum's
