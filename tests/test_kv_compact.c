@@ -139,3 +139,47 @@ Test(kv_compact, rejects_bad_arguments) {
   cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
   deco_ctx_destroy(ctx);
 }
+
+/* A tree with a slot of its accepted path without a page is invalid as a
+ * whole (deco/kv.h), even where that slot does not move: the twin touches
+ * none of its rows and reports it, after compacting the trees before it and
+ * none after it (the CUDA op skips it and compacts the others). */
+Test(kv_compact, tree_with_a_slot_without_a_page_is_untouched) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  enum { ROW = 2, PAGES = 8, MAXP = 4 };
+  float k[PAGES * ROW], v[PAGES * ROW], k0[PAGES * ROW], v0[PAGES * ROW];
+  for (int i = 0; i < PAGES * ROW; ++i) k[i] = k0[i] = (float)i, v[i] = v0[i] = -(float)i;
+  /* page size 1. good: slot 2 -> 1; bad: slot 1 (which stays) has no page,
+   * slot 3 -> 2 would move. */
+  const int32_t good_row[MAXP] = {0, 1, 2, 3}, bad_row[MAXP] = {4, -1, 5, 6};
+  int32_t table[2 * MAXP], prefix[2] = {0, 0}, len[2], path[2 * DECO_TREE_MAX_NODES] = {0};
+  for (int order = 0; order < 2; ++order) {
+    const int g = order, bad = 1 - order; /* the good tree first, then second */
+    memcpy(table + g * MAXP, good_row, sizeof good_row);
+    memcpy(table + bad * MAXP, bad_row, sizeof bad_row);
+    int32_t *pg = path + g * DECO_TREE_MAX_NODES, *pb = path + bad * DECO_TREE_MAX_NODES;
+    pg[0] = 0, pg[1] = 2, len[g] = 2;
+    pb[0] = 0, pb[1] = 1, pb[2] = 3, len[bad] = 3;
+    memcpy(k, k0, sizeof k);
+    memcpy(v, v0, sizeof v);
+    deco_kv_compact_args_t a = {.cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = 1, .head_dim = ROW, .page_size = 1,
+                                          .n_pages = PAGES, .k_pages = k, .v_pages = v, .block_table = table,
+                                          .max_pages_per_seq = MAXP},
+                                .n_layers = 1, .layer_stride = 0, .n_trees = 2, .prefix_lens = prefix, .path = path,
+                                .accept_len = len};
+    cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "order %d: the tree with a slot without a page",
+                 order);
+    cr_assert(strstr(deco_last_error(ctx), "has no page") != NULL, "%s", deco_last_error(ctx));
+    for (int p = 4; p < PAGES; ++p)
+      for (int e = 0; e < ROW; ++e)
+        cr_assert(k[p * ROW + e] == k0[p * ROW + e] && v[p * ROW + e] == v0[p * ROW + e],
+                  "order %d: page %d of the invalid tree was written", order, p);
+    /* the good tree: compacted when it comes first, untouched when after */
+    for (int e = 0; e < ROW; ++e) {
+      const float want_k = g == 0 ? k0[2 * ROW + e] : k0[1 * ROW + e];
+      const float want_v = g == 0 ? v0[2 * ROW + e] : v0[1 * ROW + e];
+      cr_assert(k[1 * ROW + e] == want_k && v[1 * ROW + e] == want_v, "order %d: slot 1 of the valid tree", order);
+    }
+  }
+  deco_ctx_destroy(ctx);
+}

@@ -66,7 +66,13 @@ DECO_API deco_status_t deco_kv_append(deco_ctx_t *ctx, const deco_kv_append_args
  * every layer, moves slot L_b + path[b][d] to slot L_b + d for d in
  * 1 .. accept_len[b]-1, in one launch, correct when a destination is another
  * accepted node's source. Layer l's pools start at cache.k_pages / v_pages +
- * l * layer_stride elements. Never allocates. */
+ * l * layer_stride elements. Never allocates. A tree that is invalid
+ * (accept_len outside 1..256, path[0] != 0, a path that does not increase,
+ * a negative prefix length, or a slot L_b + d or L_b + path[b][d], d >= 1,
+ * without a page) is not touched: the CUDA op, which reads these on the
+ * device, skips it and compacts the others; the C twin returns
+ * DECO_STATUS_INVALID_ARGUMENT naming it, having compacted the trees before
+ * it and none after. */
 typedef struct deco_kv_compact_args {
   deco_paged_kv_t cache;
   int n_layers;                 /* >= 1 (INIT: 1) */
