@@ -1,6 +1,7 @@
 /* tests/gpu/test_compress_cuda.c — KV-head compression on the CUDA backend:
- * the deco_kv_gram kernel against its C twin (f32 and bf16 input, both
- * pairings, several group sizes; two calls add up), the exactness check
+ * the deco_kv_gram kernel against its C twin (f32, f16 and bf16 input,
+ * both pairings, several group sizes; two calls add up to Grams that start
+ * nonzero), the exactness check
  * calibrated on the GPU (stories260K edited to be exactly mergeable: svd
  * reproduces the logits within 1e-4 over 256 positions with LAPACK's and
  * with cuSOLVER's eigenvectors, whose vectors are checked as eigenvectors
@@ -27,8 +28,17 @@ static void gram_case(deco_dtype_t dt, int n_kv, int d, int g, deco_rope_style_t
   deco_test_round_to(v, n, dt);
   const int n_groups = n_kv / g, gd = g * d, half = d / 2;
   const size_t nv = (size_t)n_groups * gd * gd, nk = (size_t)n_groups * half * g * g * 2;
-  double *rv = calloc(nv, sizeof(double)), *rk = calloc(nk, sizeof(double));
+  double *rv = malloc(nv * sizeof(double)), *rk = malloc(nk * sizeof(double));
   double *gv = malloc(nv * sizeof(double)), *gk = malloc(nk * sizeof(double));
+  /* The Grams are added to: both sides start from the same nonzero values
+   * (multiples of 2^-8 in [-8, 8], so that adding them is exact wherever
+   * the sums of products are), and an entry the kernel never adds to keeps
+   * a value the twin moved away from. */
+  float *start = malloc(sizeof(float) * (nv > nk ? nv : nk));
+  deco_test_fill_uniform(start, nv > nk ? nv : nk, 23, 0, -8.0f, 8.0f);
+  for (size_t i = 0; i < nv; ++i) rv[i] = ldexp(nearbyint(ldexp(start[i], 8)), -8);
+  for (size_t i = 0; i < nk; ++i) rk[i] = ldexp(nearbyint(ldexp(start[nk - 1 - i], 8)), -8);
+  free(start);
   void *packed = malloc(n * es);
   deco_test_buf_t dk = deco_test_buf_alloc(gpu, n * es), dv = deco_test_buf_alloc(gpu, n * es);
   deco_test_buf_t dgv = deco_test_buf_alloc(gpu, nv * sizeof(double)), dgk = deco_test_buf_alloc(gpu, nk * sizeof(double));
@@ -36,8 +46,8 @@ static void gram_case(deco_dtype_t dt, int n_kv, int d, int g, deco_rope_style_t
   deco_test_buf_upload(&dk, packed, n * es);
   deco_test_pack(packed, v, n, dt);
   deco_test_buf_upload(&dv, packed, n * es);
-  cr_assert_eq(deco_memset(gpu, dgv.ptr, 0, nv * sizeof(double)), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_memset(gpu, dgk.ptr, 0, nk * sizeof(double)), DECO_STATUS_SUCCESS);
+  deco_test_buf_upload(&dgv, rv, nv * sizeof(double));
+  deco_test_buf_upload(&dgk, rk, nk * sizeof(double));
   const int split = n_rows / 3;
   for (int part = 0; part < 2; ++part) {
     const size_t off = part ? (size_t)split * row : 0;
@@ -62,8 +72,11 @@ static void gram_case(deco_dtype_t dt, int n_kv, int d, int g, deco_rope_style_t
   }
   deco_test_buf_download(&dgv, gv, nv * sizeof(double));
   deco_test_buf_download(&dgk, gk, nk * sizeof(double));
-  /* The same f64 products (exact for f32 and bf16 inputs) summed in row
-   * order on both sides: equal up to the last bits. */
+  /* The same f64 products (exact for f32, f16 and bf16 inputs: 24-, 11-
+   * and 8-bit significands widened exactly, products of at most 48 bits)
+   * summed in row order on both sides; only where the sums are grouped
+   * differs (the twin adds each row to the Gram, the kernel adds one sum
+   * per call): equal up to the last bits of the f64 sums. */
   for (size_t i = 0; i < nv; ++i)
     cr_assert_leq(fabs(gv[i] - rv[i]), 1e-12 * (1.0 + fabs(rv[i])), "v[%zu] %.17g vs %.17g", i, gv[i], rv[i]);
   for (size_t i = 0; i < nk; ++i)
@@ -83,8 +96,8 @@ static void gram_case(deco_dtype_t dt, int n_kv, int d, int g, deco_rope_style_t
 }
 
 Test(compress_cuda, kv_gram_matches_twin) {
-  const deco_dtype_t dts[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
-  for (int t = 0; t < 2; ++t)
+  const deco_dtype_t dts[3] = {DECO_DTYPE_F32, DECO_DTYPE_F16, DECO_DTYPE_BF16};
+  for (int t = 0; t < 3; ++t)
     for (int s = 0; s < 2; ++s) {
       const deco_rope_style_t st = s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED;
       gram_case(dts[t], 4, 8, 2, st, 37);

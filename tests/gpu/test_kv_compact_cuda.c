@@ -2,7 +2,12 @@
  * overlapping paths (0,2,3,5 / 0,1,2 / ...), several trees and layers, page
  * sizes 1 and 16, f32 (against the C reference) and bf16 / odd row widths
  * (against a staged copy model), bit for bit over whole pools, with guard
- * words after the pools; invalid paths leave the cache untouched.
+ * words after the pools; invalid paths leave the cache untouched. A block
+ * table without a page for a slot of one tree (id -1, an id past the pool,
+ * a slot past the table's row; a moved slot or one that stays): the other
+ * trees, before and after it in the batch, are compacted and nothing outside
+ * that tree's own pages is written (kv.h says nothing of such a tree; the
+ * kernel skips it, the C reference stops with an error).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -20,8 +25,16 @@ static uint64_t next(uint64_t *s) {
   return *s >> 33;
 }
 
+/* corrupt: 0 a valid batch; 1 tree 0's path does not increase; for tree 3
+ * (path 0,1,5,6,9,10), a block table without a page for: 2 slot L+9 (the
+ * source of d = 4; id -1), 3 slot L+1 (path[1] = 1, not moved; an id past
+ * the pool), 4 slots L+3.. (past the row's pages). */
+enum { VALID = 0, BAD_PATH = 1, NO_PAGE_MOVED = 2, NO_PAGE_UNMOVED = 3, PAST_ROW = 4 };
+
 static void run_case(deco_dtype_t dt, int page_size, int B, int n_layers, int kv_heads, int head_dim, uint64_t seed,
                      int corrupt) {
+  const int bad = corrupt == BAD_PATH ? 0 : 3; /* the invalid tree */
+  cr_assert(corrupt < NO_PAGE_MOVED || (B > 4 && (corrupt == PAST_ROW || page_size == 1)));
   const size_t es = deco_dtype_size(dt);
   const int row = kv_heads * head_dim;
   int32_t *prefix = malloc(B * sizeof(int32_t)), *len = malloc(B * sizeof(int32_t));
@@ -50,7 +63,7 @@ static void run_case(deco_dtype_t dt, int page_size, int B, int n_layers, int kv
     int slots = prefix[b] + p[len[b] - 1] + 1;
     if (slots > max_slots) max_slots = slots;
   }
-  if (corrupt) path[2] = path[1]; /* tree 0: not increasing -> skipped on the GPU */
+  if (corrupt == BAD_PATH) path[2] = path[1]; /* tree 0: not increasing -> skipped on the GPU */
   const int max_pages = (max_slots + page_size - 1) / page_size, n_pages = B * max_pages + 2;
   int32_t *table = malloc((size_t)B * max_pages * sizeof(int32_t));
   for (int i = 0; i < B * max_pages; ++i) table[i] = i; /* start sorted ... */
@@ -59,6 +72,9 @@ static void run_case(deco_dtype_t dt, int page_size, int B, int n_layers, int kv
     table[i] = table[j];
     table[j] = t;
   }
+  if (corrupt == NO_PAGE_MOVED) table[bad * max_pages + prefix[bad] + 9] = -1; /* page size 1 */
+  if (corrupt == NO_PAGE_UNMOVED) table[bad * max_pages + prefix[bad] + 1] = n_pages;
+  if (corrupt == PAST_ROW) prefix[bad] = max_pages * page_size - 3;
   /* odd seeds: a layer stride that breaks 16-byte alignment (narrower copy units) */
   const size_t pool = (size_t)n_pages * page_size * row, stride = pool + (seed % 2 ? 3 : 16 / es);
   const size_t total = stride * n_layers;
@@ -72,7 +88,7 @@ static void run_case(deco_dtype_t dt, int page_size, int B, int n_layers, int kv
   memcpy(ek, k, total * sizeof(float));
   memcpy(ev, v, total * sizeof(float));
   for (int b = 0; b < B; ++b) {
-    if (corrupt && b == 0) continue;
+    if (corrupt && b == bad) continue;
     for (int l = 0; l < n_layers; ++l)
       for (int d = 1; d < len[b]; ++d) {
         int src = prefix[b] + path[(size_t)b * DECO_TREE_MAX_NODES + d], dst = prefix[b] + d;
@@ -120,11 +136,23 @@ static void run_case(deco_dtype_t dt, int page_size, int B, int n_layers, int kv
   deco_test_buf_download(&dv, gv, total * es);
   deco_test_pack(xk, ek, total, dt);
   deco_test_pack(xv, ev, total, dt);
+  if (corrupt >= NO_PAGE_MOVED) /* the invalid tree's own pages: not compared */
+    for (int i = 0; i < max_pages; ++i) {
+      const int pg = table[bad * max_pages + i];
+      if (pg < 0 || pg >= n_pages) continue;
+      for (int l = 0; l < n_layers; ++l) {
+        const size_t at = (l * stride + (size_t)pg * page_size * row) * es, bytes = (size_t)page_size * row * es;
+        memcpy((char *)gk + at, (char *)xk + at, bytes);
+        memcpy((char *)gv + at, (char *)xv + at, bytes);
+      }
+    }
   cr_assert(deco_test_buf_guard_ok(&dk) && deco_test_buf_guard_ok(&dv), "guard words after the pools overwritten");
   cr_assert_eq(memcmp(gk, xk, total * es), 0, "%s page %d rows %d: K differs", deco_dtype_name(dt), page_size, row);
   cr_assert_eq(memcmp(gv, xv, total * es), 0, "%s page %d rows %d: V differs", deco_dtype_name(dt), page_size, row);
   printf("kv_compact %s page %d B=%d layers %d row %d%s: ok\n", deco_dtype_name(dt), page_size, B, n_layers, row,
-         corrupt ? " (tree 0 invalid, skipped)" : "");
+         corrupt == BAD_PATH ? " (tree 0's path invalid, skipped)"
+         : corrupt         ? " (tree 3 without a page; the other trees compacted, nothing else written)"
+                           : "");
   deco_test_buf_free(&dk), deco_test_buf_free(&dv), deco_test_buf_free(&dt_), deco_test_buf_free(&dp);
   deco_test_buf_free(&dl), deco_test_buf_free(&dpath);
   free(k), free(v), free(ek), free(ev), free(hk), free(hv), free(gk), free(gv), free(xk), free(xv);
@@ -143,4 +171,10 @@ Test(kv_compact_cuda, bf16_and_odd_rows) {
   run_case(DECO_DTYPE_F16, 16, 33, 1, 4, 64, 6, 0);
 }
 
-Test(kv_compact_cuda, invalid_path_skipped) { run_case(DECO_DTYPE_F32, 16, 5, 2, 2, 64, 7, 1); }
+Test(kv_compact_cuda, invalid_path_skipped) { run_case(DECO_DTYPE_F32, 16, 5, 2, 2, 64, 7, BAD_PATH); }
+
+Test(kv_compact_cuda, missing_page_spares_other_trees) {
+  run_case(DECO_DTYPE_F32, 1, 6, 3, 2, 64, 8, NO_PAGE_MOVED);
+  run_case(DECO_DTYPE_F32, 1, 6, 3, 2, 64, 9, NO_PAGE_UNMOVED);
+  run_case(DECO_DTYPE_BF16, 16, 6, 2, 8, 128, 10, PAST_ROW);
+}

@@ -332,12 +332,85 @@ static void compare_blocks(const char *base_c, const char *base_g, const layout_
     for (size_t j = 0; j < bk; ++j) {
       const double c = ((const double *)(base_c + dbl[i]))[j], g = ((const double *)(base_g + dbl[i]))[j];
       /* exp and log may differ in the last bit between libm and CUDA. */
-      cr_assert(c == g || fabs(c - g) <= 1e-12 * fmax(1.0, fabs(c)), "%s: %s[%zu] %.17g vs %.17g", what,
-                i ? "fin_score" : "score", j, g, c);
+      cr_assert(c == g || (isnan(c) && isnan(g)) || fabs(c - g) <= 1e-12 * fmax(1.0, fabs(c)),
+                "%s: %s[%zu] %.17g vs %.17g", what, i ? "fin_score" : "score", j, g, c);
     }
-  cr_assert_eq(deco_test_compare("mix_weight", (const float *)(base_g + l->mix_weight),
-                                 (const float *)(base_c + l->mix_weight), bk, 1e-6f, 1e-6f),
-               0, "%s", what);
+  /* NaN on both sides (the weights of +inf scores) counts as equal. */
+  const float *wc = (const float *)(base_c + l->mix_weight), *wg = (const float *)(base_g + l->mix_weight);
+  for (size_t j = 0; j < bk; ++j)
+    cr_assert((isnan(wc[j]) && isnan(wg[j])) || fabsf(wg[j] - wc[j]) <= 1e-6f + 1e-6f * fabsf(wc[j]),
+              "%s: mix_weight[%zu] %.9g vs %.9g", what, j, wg[j], wc[j]);
+}
+
+/* One selection's inputs (host memory), shared by the CPU and CUDA calls. */
+typedef struct select_case {
+  int B, k, m, rows;
+  float alpha;
+  int n_stops;
+  const int32_t *stops, *cand;
+  const float *lg;
+  const double *probs; /* [B][k][m] */
+} select_case_t;
+
+static deco_superpose_select_args_t select_args(const select_case_t *c, deco_superpose_drafts_t d, const int32_t *cand,
+                                                const float *lg, const double *probs, const int32_t *stops,
+                                                int32_t *pos, int32_t *kv) {
+  deco_superpose_select_args_t a = DECO_SUPERPOSE_SELECT_ARGS_INIT;
+  a.n_prompts = c->B;
+  a.k = c->k;
+  a.m = c->m;
+  a.max_steps = c->rows;
+  a.temperature = 0.06f;
+  a.alpha = c->alpha;
+  a.penalty = 200.0f;
+  a.cand_ids = cand;
+  a.cand_logits = lg;
+  a.ngram_probs = c->alpha > 0 ? probs : NULL;
+  a.stop_ids = stops;
+  a.n_stop_ids = c->n_stops;
+  a.drafts = d;
+  a.positions = pos;
+  a.kv_lens = kv;
+  return a;
+}
+
+/* The selection on the CPU (in place on the block hc) and on the GPU (the
+ * same initial block, its result downloaded into hg), positions and
+ * kv_lens starting from -7 on both sides; the two results compared. */
+static void select_both(const select_case_t *c, const layout_t *l, char *hc, char *hg, const char *what) {
+  const int B = c->B, k = c->k, m = c->m;
+  int32_t pos_c[16], kv_c[16], pos_g[16], kv_g[16];
+  cr_assert_leq(B, 16);
+  for (int b = 0; b < B; ++b) pos_c[b] = kv_c[b] = -7;
+  deco_test_buf_t d_block = deco_test_buf_alloc(gpu, l->total), d_cand = deco_test_buf_alloc(gpu, 4 * B * m),
+                  d_lg = deco_test_buf_alloc(gpu, 4 * B * m), d_p = deco_test_buf_alloc(gpu, 8 * B * k * m),
+                  d_stop = deco_test_buf_alloc(gpu, 8), d_pos = deco_test_buf_alloc(gpu, 4 * B),
+                  d_kv = deco_test_buf_alloc(gpu, 4 * B);
+  deco_test_buf_upload(&d_block, hc, l->total);
+  deco_test_buf_upload(&d_cand, c->cand, 4 * (size_t)B * m);
+  deco_test_buf_upload(&d_lg, c->lg, 4 * (size_t)B * m);
+  deco_test_buf_upload(&d_p, c->probs, 8 * (size_t)B * k * m);
+  deco_test_buf_upload(&d_stop, c->stops, 8);
+  deco_test_buf_upload(&d_pos, pos_c, 4 * B);
+  deco_test_buf_upload(&d_kv, kv_c, 4 * B);
+  deco_superpose_select_args_t a = select_args(c, drafts_at(hc, l), c->cand, c->lg, c->probs, c->stops, pos_c, kv_c);
+  EXPECT_OK(deco_superpose_select(cpu, &a), cpu);
+  a = select_args(c, drafts_at(d_block.ptr, l), d_cand.ptr, d_lg.ptr, d_p.ptr, d_stop.ptr, d_pos.ptr, d_kv.ptr);
+  EXPECT_OK(deco_superpose_select(gpu, &a), gpu);
+  deco_test_buf_download(&d_block, hg, l->total);
+  deco_test_buf_download(&d_pos, pos_g, 4 * B);
+  deco_test_buf_download(&d_kv, kv_g, 4 * B);
+  compare_blocks(hc, hg, l, B, k, c->rows, what);
+  cr_assert_eq(deco_test_compare_i32("positions", pos_g, pos_c, B), 0, "%s", what);
+  cr_assert_eq(deco_test_compare_i32("kv_lens", kv_g, kv_c, B), 0, "%s", what);
+  cr_assert(deco_test_buf_guard_ok(&d_block) && deco_test_buf_guard_ok(&d_pos) && deco_test_buf_guard_ok(&d_kv));
+  deco_test_buf_free(&d_block);
+  deco_test_buf_free(&d_cand);
+  deco_test_buf_free(&d_lg);
+  deco_test_buf_free(&d_p);
+  deco_test_buf_free(&d_stop);
+  deco_test_buf_free(&d_pos);
+  deco_test_buf_free(&d_kv);
 }
 
 Test(superpose_cuda, select_matches_reference) {
@@ -349,7 +422,6 @@ Test(superpose_cuda, select_matches_reference) {
       for (int variant = 0; variant < 4; ++variant) {
         const int k = ks[ki], m = ms[mi], B = 7, rows = 6;
         const int vocab = variant == 3 ? m : 40; /* k·m at the vocabulary's edge: every id a candidate */
-        const float alpha = variant == 0 ? 0.0f : 0.54f;
         const layout_t l = make_layout(B, k, rows);
         char *hc = calloc(1, l.total), *hg = calloc(1, l.total);
         deco_superpose_drafts_t dc = drafts_at(hc, &l);
@@ -358,60 +430,12 @@ Test(superpose_cuda, select_matches_reference) {
         double *probs = malloc(sizeof(double) * B * k * m);
         random_states(&rng, &dc, B, k, m, rows, vocab, cand, lg, probs);
         const int32_t stops[2] = {cand[0], vocab - 1};
-        int32_t pos_c[7], kv_c[7], pos_g[7], kv_g[7];
-        for (int b = 0; b < B; ++b) pos_c[b] = kv_c[b] = -7;
-        deco_test_buf_t d_block = deco_test_buf_alloc(gpu, l.total), d_cand = deco_test_buf_alloc(gpu, 4 * B * m),
-                        d_lg = deco_test_buf_alloc(gpu, 4 * B * m), d_p = deco_test_buf_alloc(gpu, 8 * B * k * m),
-                        d_stop = deco_test_buf_alloc(gpu, 8), d_pos = deco_test_buf_alloc(gpu, 4 * B),
-                        d_kv = deco_test_buf_alloc(gpu, 4 * B);
-        deco_test_buf_upload(&d_block, hc, l.total);
-        deco_test_buf_upload(&d_cand, cand, 4 * (size_t)B * m);
-        deco_test_buf_upload(&d_lg, lg, 4 * (size_t)B * m);
-        deco_test_buf_upload(&d_p, probs, 8 * (size_t)B * k * m);
-        deco_test_buf_upload(&d_stop, stops, 8);
-        deco_test_buf_upload(&d_pos, pos_c, 4 * B);
-        deco_test_buf_upload(&d_kv, kv_c, 4 * B);
-        deco_superpose_select_args_t a = DECO_SUPERPOSE_SELECT_ARGS_INIT;
-        a.n_prompts = B;
-        a.k = k;
-        a.m = m;
-        a.max_steps = rows;
-        a.temperature = 0.06f;
-        a.alpha = alpha;
-        a.penalty = 200.0f;
-        a.cand_ids = cand;
-        a.cand_logits = lg;
-        a.ngram_probs = alpha > 0 ? probs : NULL;
-        a.stop_ids = stops;
-        a.n_stop_ids = variant == 2 ? 0 : 2;
-        a.drafts = dc;
-        a.positions = pos_c;
-        a.kv_lens = kv_c;
-        EXPECT_OK(deco_superpose_select(cpu, &a), cpu);
-        a.cand_ids = d_cand.ptr;
-        a.cand_logits = d_lg.ptr;
-        a.ngram_probs = alpha > 0 ? d_p.ptr : NULL;
-        a.stop_ids = d_stop.ptr;
-        a.drafts = drafts_at(d_block.ptr, &l);
-        a.positions = d_pos.ptr;
-        a.kv_lens = d_kv.ptr;
-        EXPECT_OK(deco_superpose_select(gpu, &a), gpu);
-        deco_test_buf_download(&d_block, hg, l.total);
-        deco_test_buf_download(&d_pos, pos_g, 4 * B);
-        deco_test_buf_download(&d_kv, kv_g, 4 * B);
+        const select_case_t c = {.B = B, .k = k, .m = m, .rows = rows, .alpha = variant == 0 ? 0.0f : 0.54f,
+                                 .n_stops = variant == 2 ? 0 : 2, .stops = stops, .cand = cand, .lg = lg,
+                                 .probs = probs};
         char what[96];
         snprintf(what, sizeof what, "k %d m %d variant %d", k, m, variant);
-        compare_blocks(hc, hg, &l, B, k, rows, what);
-        cr_assert_eq(deco_test_compare_i32("positions", pos_g, pos_c, B), 0, "%s", what);
-        cr_assert_eq(deco_test_compare_i32("kv_lens", kv_g, kv_c, B), 0, "%s", what);
-        cr_assert(deco_test_buf_guard_ok(&d_block) && deco_test_buf_guard_ok(&d_pos));
-        deco_test_buf_free(&d_block);
-        deco_test_buf_free(&d_cand);
-        deco_test_buf_free(&d_lg);
-        deco_test_buf_free(&d_p);
-        deco_test_buf_free(&d_stop);
-        deco_test_buf_free(&d_pos);
-        deco_test_buf_free(&d_kv);
+        select_both(&c, &l, hc, hg, what);
         free(hc);
         free(hg);
         free(cand);
@@ -420,6 +444,88 @@ Test(superpose_cuda, select_matches_reference) {
         cases++;
       }
   cr_assert_eq(cases, 64);
+}
+
+/* Non-finite inputs. The contract: top-m logits that are not finite (a
+ * NaN, +inf or -inf anywhere in the row, or a whole row of -inf or NaN)
+ * mark the prompt nonfinite and done, and nothing else of it changes.
+ * Draft scores and n-gram probabilities outside their domain (NaN, +inf,
+ * -inf in an alive slot) are not covered by the contract: there the CUDA
+ * op must do what its C twin does (both share superpose_common.h). One
+ * batch per (k, m, alpha):
+ *   prompt 0: a NaN among the logits (the whole row when m = 1)
+ *   prompt 1: +inf as the top logit
+ *   prompt 2: -inf as the last logit
+ *   prompt 3: every logit -inf     prompt 4: every logit NaN
+ *   prompt 5: finite logits; every slot alive, a NaN score, -inf scores
+ *   prompt 6: finite logits; +inf scores (their weights come out NaN)
+ *   prompt 7: finite logits; n-gram probabilities NaN, +inf, -inf. */
+Test(superpose_cuda, select_nonfinite_matches_reference) {
+  const double nan_d = (double)NAN, inf_d = (double)INFINITY;
+  uint64_t rng = 47;
+  const int ks[4] = {1, 2, 3, 16}, ms[3] = {1, 4, 16};
+  int cases = 0;
+  for (int ki = 0; ki < 4; ++ki)
+    for (int mi = 0; mi < 3; ++mi)
+      for (int ai = 0; ai < 2; ++ai) {
+        const int k = ks[ki], m = ms[mi], B = 8, rows = 6, vocab = 40;
+        const layout_t l = make_layout(B, k, rows);
+        char *hc = calloc(1, l.total), *hg = calloc(1, l.total), *hx = calloc(1, l.total);
+        deco_superpose_drafts_t dc = drafts_at(hc, &l);
+        int32_t *cand = malloc(sizeof(int32_t) * B * m);
+        float *lg = malloc(sizeof(float) * B * m);
+        double *probs = malloc(sizeof(double) * B * k * m);
+        random_states(&rng, &dc, B, k, m, rows, vocab, cand, lg, probs);
+        for (int b = 0; b < B; ++b) dc.prompt[b].done = 0;
+        float *row = lg;
+        row[0 * m + m / 2] = NAN;
+        row[1 * m] = INFINITY;
+        row[2 * m + m - 1] = -INFINITY;
+        for (int j = 0; j < m; ++j) {
+          row[3 * m + j] = -INFINITY;
+          row[4 * m + j] = NAN;
+        }
+        double *s5 = dc.score + 5 * k, *s6 = dc.score + 6 * k;
+        dc.prompt[5].n_alive = k; /* slots past the old n_alive: alive with score -inf */
+        s5[k > 1 ? 1 : 0] = nan_d;
+        if (k > 2) s5[k - 1] = -inf_d;
+        s6[0] = inf_d;
+        if (k > 2) s6[2] = inf_d;
+        for (int d = 0; d < k; ++d) {
+          double *p7 = probs + ((size_t)7 * k + d) * m;
+          p7[0] = nan_d;
+          if (m > 1) p7[1] = inf_d;
+          if (m > 2) p7[m - 1] = -inf_d;
+        }
+        const int32_t stops[2] = {cand[5 * m], vocab - 1};
+        const select_case_t c = {.B = B, .k = k, .m = m, .rows = rows, .alpha = ai ? 0.54f : 0.0f,
+                                 .n_stops = 2, .stops = stops, .cand = cand, .lg = lg, .probs = probs};
+        /* The contract on the CPU: the same block with prompts 0..4 marked
+         * nonfinite and done beforehand (a done prompt is skipped) must
+         * come out bit for bit as the selection leaves them. */
+        memcpy(hx, hc, l.total);
+        deco_superpose_drafts_t dx = drafts_at(hx, &l);
+        for (int b = 0; b < 5; ++b) dx.prompt[b].done = dx.prompt[b].nonfinite = 1;
+        int32_t pos_x[8], kv_x[8];
+        for (int b = 0; b < B; ++b) pos_x[b] = kv_x[b] = -7;
+        deco_superpose_select_args_t ax = select_args(&c, dx, cand, lg, probs, stops, pos_x, kv_x);
+        EXPECT_OK(deco_superpose_select(cpu, &ax), cpu);
+        char what[96];
+        snprintf(what, sizeof what, "non-finite k %d m %d alpha %.2f", k, m, c.alpha);
+        select_both(&c, &l, hc, hg, what);
+        cr_assert_eq(memcmp(hc, hx, l.total), 0, "%s: the CPU's nonfinite prompts changed more than done/nonfinite",
+                     what);
+        for (int b = 0; b < B; ++b)
+          cr_assert_eq(dc.prompt[b].nonfinite, b < 5, "%s: prompt %d nonfinite = %d", what, b, dc.prompt[b].nonfinite);
+        free(hc);
+        free(hg);
+        free(hx);
+        free(cand);
+        free(lg);
+        free(probs);
+        cases++;
+      }
+  cr_assert_eq(cases, 24);
 }
 
 /* ---- The runner on stories260K ---- */
