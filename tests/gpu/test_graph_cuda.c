@@ -53,20 +53,16 @@ Test(graph_cuda, plain_greedy, .timeout = 120) { check(DECO_TEST_PLAIN, 0.0f, 25
 Test(graph_cuda, recycle_greedy, .timeout = 120) { check(DECO_TEST_RECYCLE, 0.0f, 250); }
 Test(graph_cuda, recycle_sampled, .timeout = 120) { check(DECO_TEST_RECYCLE, 0.7f, 250); }
 
-/* stories260K with every RMSNorm weight at 3e38: the first forward's logits
- * are not finite. The graphed loop must stop with DECO_STATUS_NON_FINITE
- * naming position 0 (the prompt is BOS), eager and graphed, greedy and
- * sampled, plain and Token Recycling, in f32 and bf16. */
+/* stories260K with every RMSNorm weight at 3e38 (deco_test_stories_overflow):
+ * the first forward's logits are not finite. The graphed loop must stop
+ * with DECO_STATUS_NON_FINITE naming position 0 (the prompt is BOS), eager
+ * and graphed, greedy and sampled, plain and Token Recycling, in f32 and
+ * bf16. */
 Test(graph_cuda, non_finite_logits_stop_the_device_loop, .timeout = 120) {
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
   size_t size;
-  float *w = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
-  cr_assert_not_null(w);
-  float *base = (float *)((char *)w + 28); /* rms_att, rms_ffn, rms_final (tests/test_loader.c offsets) */
-  const size_t at[3] = {32768, 94528, 259968}, n[3] = {320, 320, 64};
-  for (int t = 0; t < 3; ++t)
-    for (size_t i = 0; i < n[t]; ++i) base[at[t] + i] = 3e38f;
+  void *w = deco_test_stories_overflow(&size);
   deco_tree_template_t tmpl;
   cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
   const deco_dtype_t dts[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
