@@ -17,38 +17,7 @@
 #include "common/neartie.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
-
-/* Logits [n][V] of a teacher-forced run over ids[0..n): one prefill with
- * all logits, or n one-token steps. */
-static float *teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
-  deco_ctx_t *ctx = deco_model_ctx(model);
-  const int V = deco_model_get_hparams(model)->vocab_size;
-  deco_kv_cache_t *kc;
-  cr_assert_eq(deco_kv_cache_create(model, 16, (n + 15) / 16 + 1, 1, &kc), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  int seq;
-  cr_assert_eq(deco_kv_cache_admit(kc, n, &seq), DECO_STATUS_SUCCESS);
-  float *d_logits;
-  cr_assert_eq(deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)n * V), DECO_STATUS_SUCCESS);
-  if (prefill) {
-    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .logits_mode = DECO_LOGITS_ALL,
-                              .logits = d_logits};
-    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  } else {
-    for (int p = 0; p < n; ++p) {
-      int one = 1;
-      deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = ids + p,
-                                .logits_mode = DECO_LOGITS_LAST, .logits = d_logits + (size_t)p * V};
-      cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-    }
-  }
-  float *logits = malloc(sizeof(float) * (size_t)n * V);
-  cr_assert_eq(deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)n * V, DECO_COPY_CTX_TO_HOST),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  deco_free(ctx, d_logits);
-  deco_kv_cache_destroy(kc);
-  return logits;
-}
+#include "common/topk.h"
 
 /* Argmax agreement under the near-tie rule: a difference is excused only
  * where the CPU's top-2 gap is within the allowance AND the GPU picked the
@@ -141,7 +110,7 @@ static void check_model(const char *label, const char *path, const char *synthet
                           : deco_model_create_synthetic(cpu, synthetic, DECO_SYNTHETIC_SEED, NULL, &mc);
   cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
   const int V = deco_model_get_hparams(mc)->vocab_size, n_layers = deco_model_get_hparams(mc)->n_layers;
-  float *ref = teacher_forced(mc, ids, n, 0);
+  float *ref = deco_test_teacher_forced(mc, ids, n, 0);
   deco_dtype_t dtypes[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
   int bad = 0;
   size_t bad_values = 0;
@@ -155,7 +124,7 @@ static void check_model(const char *label, const char *path, const char *synthet
     for (int prefill = 0; prefill < 2; ++prefill) {
       char what[128];
       snprintf(what, sizeof what, "%s %s %s", label, deco_dtype_name(dtypes[d]), prefill ? "prefill" : "decode");
-      float *out = teacher_forced(mg, ids, n, prefill);
+      float *out = deco_test_teacher_forced(mg, ids, n, prefill);
       bad += compare_argmax(what, out, ref, n, V, dtypes[d]);
       bad_values += compare_values(what, out, ref, n, V, dtypes[d], n_layers, check_values);
       free(out);
@@ -193,7 +162,7 @@ Test(forward_cuda, synthetic_weights_identical_on_both_backends) {
   cr_assert_eq(deco_model_create_synthetic(cpu, "tiny", DECO_SYNTHETIC_SEED, NULL, &mc), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_model_create_synthetic(gpu, "tiny", DECO_SYNTHETIC_SEED, NULL, &mg), DECO_STATUS_SUCCESS);
   int32_t ids[4] = {1, 40, 41, 42};
-  float *a = teacher_forced(mc, ids, 4, 1), *b = teacher_forced(mg, ids, 4, 1);
+  float *a = deco_test_teacher_forced(mc, ids, 4, 1), *b = deco_test_teacher_forced(mg, ids, 4, 1);
   cr_assert_eq(deco_test_compare("tiny logits", b, a, 4 * 259, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
   free(a);
   free(b);

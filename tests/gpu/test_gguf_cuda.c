@@ -129,32 +129,6 @@ Test(gguf_cuda, dequant_bitwise_against_reference) {
 
 /* ---- the mini SmolLM2: CUDA vs CPU, teacher-forced ------------------------ */
 
-/* Logits [n][V] on the host: one prefill (all rows) or n one-token steps. */
-static float *teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
-  if (prefill) return deco_test_forward_all(model, ids, n);
-  deco_ctx_t *ctx = deco_model_ctx(model);
-  const int V = deco_model_get_hparams(model)->vocab_size;
-  deco_kv_cache_t *kc;
-  cr_assert_eq(deco_kv_cache_create(model, 16, (n + 15) / 16 + 1, 1, &kc), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  int seq;
-  cr_assert_eq(deco_kv_cache_admit(kc, n, &seq), DECO_STATUS_SUCCESS);
-  float *d_logits;
-  cr_assert_eq(deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)n * V), DECO_STATUS_SUCCESS);
-  for (int p = 0; p < n; ++p) {
-    int one = 1;
-    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = ids + p,
-                              .logits_mode = DECO_LOGITS_LAST, .logits = d_logits + (size_t)p * V};
-    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  }
-  float *logits = malloc(sizeof(float) * (size_t)n * V);
-  cr_assert_eq(deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)n * V, DECO_COPY_CTX_TO_HOST),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  deco_free(ctx, d_logits);
-  deco_kv_cache_destroy(kc);
-  return logits;
-}
-
 /* Argmaxes under the runner-up near-tie rule; returns the unexcused
  * differences (every difference printed). */
 static int compare_argmax(const char *what, const float *g, const float *c, int n, int V, deco_dtype_t dtype) {
@@ -232,7 +206,7 @@ Test(gguf_cuda, mini_teacher_forced_against_cpu, .timeout = 300) {
       for (int prefill = 0; prefill < 2; ++prefill) {
         char what[128];
         snprintf(what, sizeof what, "mini %s %s %s", seqs[s], deco_dtype_name(dts[d]), prefill ? "prefill" : "decode");
-        float *out = teacher_forced(mg, t.input, t.T, prefill);
+        float *out = deco_test_teacher_forced(mg, t.input, t.T, prefill);
         bad += compare_argmax(what, out, ref, t.T, V, dts[d]);
         bad_values += compare_values(what, out, ref, t.T, V, dts[d], L);
         free(out);
@@ -357,7 +331,7 @@ Test(gguf_cuda, synthetic_smollm2_135m, .timeout = 300) {
                  DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
     char what[64];
     snprintf(what, sizeof what, "synthetic:smollm2-135m %s", deco_dtype_name(dts[d]));
-    float *out = teacher_forced(mg, ids, n, 1);
+    float *out = deco_test_teacher_forced(mg, ids, n, 1);
     for (size_t i = 0; i < (size_t)n * V; ++i) cr_assert(isfinite(out[i]), "%s: logit %zu not finite", what, i);
     const int bad = compare_argmax(what, out, ref, n, V, dts[d]);
     compare_values(what, out, ref, n, V, dts[d], 30); /* printed: the rules are derived for trained models */
