@@ -31,17 +31,8 @@
 #include "common/testutil.h"
 
 static deco_drafter_t *layer_drafter(deco_model_t *m, const int *layers, int n, int K, int W, int nodes) {
-  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
-  c.layers = layers;
-  c.n_layers = n;
-  c.draft_len = K;
-  c.width = W;
-  c.max_nodes = nodes;
-  c.max_len = 256;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, NULL, &c, &d), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  return d;
+  const deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, 256);
+  return deco_test_model_drafter(m, NULL, &c);
 }
 
 /* device: 0 the host loop, 1 the eager device-resident loop, 2 graphed;
@@ -56,13 +47,9 @@ static void generate_at(deco_model_t *m, deco_drafter_t *d, int device, float T,
   c.drafter = d;
   c.device_resident = device > 0;
   c.graph = device == 2;
-  c.emit = deco_test_capture_id;
-  c.user = out;
-  out->n = 0;
-  int32_t bos = 1;
-  cr_assert_eq(deco_generate(m, &bos, 1, &c, st), DECO_STATUS_SUCCESS, "%s", deco_last_error(deco_model_ctx(m)));
+  const int32_t bos = 1;
+  deco_test_generate(m, &bos, 1, c, out, st);
   cr_assert_eq(out->n, 257);
-  cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer");
 }
 
 static void generate(deco_model_t *m, deco_drafter_t *d, int device, deco_test_capture_t *out,
@@ -160,15 +147,10 @@ static void check(deco_dtype_t dtype) {
    * and stats bit for bit; with every layer as the draft (f32) q is the
    * target's distribution and about every draft is accepted. */
   for (size_t i = 0; i < sizeof chains / sizeof chains[0]; ++i) {
-    deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
-    dc.layers = chains[i].layers;
-    dc.n_layers = chains[i].n;
-    dc.draft_len = chains[i].K;
-    dc.max_len = 256;
+    deco_model_draft_config_t dc = deco_test_draft_config(chains[i].layers, chains[i].n, chains[i].K, 1, 0, 256);
     dc.temperature = 0.7f;
     dc.seed = 31 + i;
-    deco_drafter_t *d = NULL;
-    cr_assert_eq(deco_drafter_create_model(m, NULL, &dc, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    deco_drafter_t *d = deco_test_model_drafter(m, NULL, &dc);
     cr_assert_eq(deco_drafter_device_resident(d), 1, "a sampled chain drafts on the device");
     static deco_test_capture_t eager;
     deco_generate_stats_t se;
@@ -211,16 +193,10 @@ static void check(deco_dtype_t dtype) {
   /* A tree with sampled siblings drafts on the host: refused by the device
    * loop, not run wrong. */
   const int all[] = {0, 1, 2, 3, 4};
-  deco_model_draft_config_t sc = DECO_MODEL_DRAFT_CONFIG_INIT;
-  sc.layers = all;
-  sc.n_layers = 5;
-  sc.draft_len = 4;
-  sc.width = 3;
-  sc.max_nodes = 12;
+  deco_model_draft_config_t sc = deco_test_draft_config(all, 5, 4, 3, 12, 0);
   sc.temperature = 0.7f;
   sc.sample_siblings = 1;
-  deco_drafter_t *d = NULL;
-  cr_assert_eq(deco_drafter_create_model(m, NULL, &sc, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_drafter_t *d = deco_test_model_drafter(m, NULL, &sc);
   deco_generate_config_t g = DECO_GENERATE_CONFIG_INIT;
   g.steps = 32;
   g.temperature = 0.7f;
