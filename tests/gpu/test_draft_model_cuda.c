@@ -57,6 +57,19 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device, deco_test_c
   generate_at(m, d, device, 0.0f, 0, out, st);
 }
 
+/* d's graphed run (ids into graphed, stats into st) against its eager
+ * device run at T with seed: ids and stats bit for bit. */
+static void graphed_equals_eager(const char *what, deco_model_t *m, deco_drafter_t *d, float T, uint64_t seed,
+                                 deco_test_capture_t *graphed, deco_generate_stats_t *st) {
+  static deco_test_capture_t eager;
+  deco_generate_stats_t se;
+  generate_at(m, d, 1, T, seed, &eager, &se);
+  generate_at(m, d, 2, T, seed, graphed, st);
+  cr_assert_eq(memcmp(eager.ids, graphed->ids, sizeof(int32_t) * 257), 0, "%s: the eager device loop differs", what);
+  cr_assert(se.tokens == st->tokens && se.forwards == st->forwards, "%s: stats %d/%d eager, %d/%d graphed", what,
+            se.tokens, se.forwards, st->tokens, st->forwards);
+}
+
 /* The CPU's f32 logits at position p, teacher-forced on ids[0..p]. */
 static void cpu_logits_at(deco_model_t *m, const int32_t *ids, int p, float *host) {
   deco_ctx_t *ctx = deco_model_ctx(m);
@@ -129,16 +142,10 @@ static void check(deco_dtype_t dtype) {
   for (size_t i = 0; i < sizeof chains / sizeof chains[0]; ++i) {
     deco_drafter_t *d = layer_drafter(m, chains[i].layers, chains[i].n, chains[i].K, 1, 0);
     cr_assert_eq(deco_drafter_device_resident(d), 1);
-    static deco_test_capture_t eager;
-    deco_generate_stats_t se;
-    generate(m, d, 1, &eager, &se);
-    generate(m, d, 2, &spec, &st);
-    deco_drafter_destroy(d);
     char what[64];
     snprintf(what, sizeof what, "graphed loop, chain %zu %s", i, deco_dtype_name(dtype));
-    cr_assert_eq(memcmp(eager.ids, spec.ids, sizeof(int32_t) * 257), 0, "%s: the eager device loop differs", what);
-    cr_assert(se.tokens == st.tokens && se.forwards == st.forwards, "%s: stats %d/%d eager, %d/%d graphed", what,
-              se.tokens, se.forwards, st.tokens, st.forwards);
+    graphed_equals_eager(what, m, d, 0.0f, 0, &spec, &st);
+    deco_drafter_destroy(d);
     check_against_plain(what, mc, &plain, &spec, &st, chains[i].n == 5 && dtype == DECO_DTYPE_F32 ? chains[i].K : 0,
                         dtype, c);
   }
@@ -152,16 +159,10 @@ static void check(deco_dtype_t dtype) {
     dc.seed = 31 + i;
     deco_drafter_t *d = deco_test_model_drafter(m, NULL, &dc);
     cr_assert_eq(deco_drafter_device_resident(d), 1, "a sampled chain drafts on the device");
-    static deco_test_capture_t eager;
-    deco_generate_stats_t se;
-    generate_at(m, d, 1, 0.7f, 1000 + i, &eager, &se);
-    generate_at(m, d, 2, 0.7f, 1000 + i, &spec, &st);
-    deco_drafter_destroy(d);
     char what[64];
     snprintf(what, sizeof what, "graphed loop, sampled chain %zu %s", i, deco_dtype_name(dtype));
-    cr_assert_eq(memcmp(eager.ids, spec.ids, sizeof(int32_t) * 257), 0, "%s: the eager device loop differs", what);
-    cr_assert(se.tokens == st.tokens && se.forwards == st.forwards, "%s: stats %d/%d eager, %d/%d graphed", what,
-              se.tokens, se.forwards, st.tokens, st.forwards);
+    graphed_equals_eager(what, m, d, 0.7f, 1000 + i, &spec, &st);
+    deco_drafter_destroy(d);
     const double mean = (double)st.tokens / st.forwards;
     fprintf(stderr, "%s: mean_accepted %.3f\n", what, mean);
     cr_assert(st.forwards < st.tokens, "%s: drafts were accepted", what);
@@ -177,16 +178,10 @@ static void check(deco_dtype_t dtype) {
   for (size_t i = 0; i < sizeof trees / sizeof trees[0]; ++i) {
     deco_drafter_t *d = layer_drafter(m, trees[i].layers, trees[i].n, trees[i].K, trees[i].W, trees[i].nodes);
     cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-w tree drafts on the device");
-    static deco_test_capture_t eager;
-    deco_generate_stats_t se;
-    generate(m, d, 1, &eager, &se);
-    generate(m, d, 2, &spec, &st);
-    deco_drafter_destroy(d);
     char what[64];
     snprintf(what, sizeof what, "graphed loop, tree %zu %s", i, deco_dtype_name(dtype));
-    cr_assert_eq(memcmp(eager.ids, spec.ids, sizeof(int32_t) * 257), 0, "%s: the eager device loop differs", what);
-    cr_assert(se.tokens == st.tokens && se.forwards == st.forwards, "%s: stats %d/%d eager, %d/%d graphed", what,
-              se.tokens, se.forwards, st.tokens, st.forwards);
+    graphed_equals_eager(what, m, d, 0.0f, 0, &spec, &st);
+    deco_drafter_destroy(d);
     check_against_plain(what, mc, &plain, &spec, &st, trees[i].n == 5 && dtype == DECO_DTYPE_F32 ? trees[i].depth : 0,
                         dtype, c);
   }
