@@ -177,13 +177,8 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device_resident, co
   c.ignore_eos = 1;
   c.drafter = d;
   c.device_resident = c.graph = device_resident;
-  c.emit = deco_test_capture_id;
-  c.user = out;
-  out->n = 0;
   deco_generate_stats_t st;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st.step_allocations, 0);
+  deco_test_generate(m, prompt, n_prompt, c, out, &st);
   cr_assert_eq(out->n, steps + 1);
 }
 
