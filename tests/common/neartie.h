@@ -5,8 +5,10 @@
 #define DECO_TESTS_NEARTIE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "deco/core.h"
+#include "deco/model.h"
 
 /* Top-2 of logits [n] (ties -> lower index first): indices and gap top1 - top2. */
 typedef struct deco_top2 {
@@ -53,5 +55,16 @@ int deco_test_argmax_mismatches(const char *what, const float *gpu, const float 
  * or 0 when assert_values is 0 (then only printed). */
 size_t deco_test_logit_mismatches(const char *what, const float *gpu, const float *cpu, int n, int V,
                                   deco_dtype_t dtype, int n_layers, int assert_values);
+
+/* The first-difference rule of docs/TESTING.md for a speculative run
+ * against plain greedy decoding on the same backend and dtype: the first
+ * position where plain[0..n) and spec[0..n) differ (-1 if none; printed).
+ * Both runs produced ids[first] by the forward at position first - 1 after
+ * the prefix they share; the referee is the CPU's f32 model cpu_model,
+ * teacher-forced on plain[0..first) (one forward, its last row): each pick
+ * must be the CPU's argmax or excused (deco_test_excused). Asserts first > 0
+ * and the rule, naming what; prints the split. Returns first. */
+int deco_test_split_excused(const char *what, deco_model_t *cpu_model, const int32_t *plain, const int32_t *spec,
+                            int n, deco_dtype_t dtype);
 
 #endif
