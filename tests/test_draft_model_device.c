@@ -33,6 +33,7 @@
 #include "common/stats.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
+#include "common/tree_shape.h"
 #include "deco/philox.h"
 
 static const int32_t dog_prompt[] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
@@ -675,54 +676,9 @@ Test(draft_model_device, draft_chain_samples_from_softmax_with_the_drafters_coun
 
 /* ---- Deterministic top-w trees inside the device-resident step ---- */
 
-/* The fixed shape of a device tree, as deco/spec.h states it: level l
- * takes ceil(budget left / levels left) children of the smallest rank sum
- * (ties: earlier parent, lower rank), at most W per node, laid out by
- * parent and rank. Candidates listed, sorted and cut here. */
-typedef struct cand {
-  int cost, parent, rank;
-} cand_t;
-
-static int by_cost(const void *x, const void *y) {
-  const cand_t *a = x, *b = y;
-  if (a->cost != b->cost) return a->cost - b->cost;
-  if (a->parent != b->parent) return a->parent - b->parent;
-  return a->rank - b->rank;
-}
-
-static int by_place(const void *x, const void *y) {
-  const cand_t *a = x, *b = y;
-  return a->parent != b->parent ? a->parent - b->parent : a->rank - b->rank;
-}
-
-static int full_tree(int K, int W, int nodes, int32_t *par, int *depth_out) {
-  static cand_t cand[DECO_TREE_MAX_NODES * 16];
-  int cost[DECO_TREE_MAX_NODES], n = 1, f0 = 0, f1 = 1, budget = nodes;
-  par[0] = -1;
-  cost[0] = 0;
-  *depth_out = 0;
-  for (int l = 1; l <= K && budget > 0 && f1 > f0; ++l) {
-    int nc = 0;
-    for (int f = f0; f < f1; ++f)
-      for (int r = 0; r < W; ++r) cand[nc++] = (cand_t){cost[f] + r, f, r};
-    qsort(cand, (size_t)nc, sizeof *cand, by_cost);
-    int share = (budget + K - l) / (K - l + 1);
-    if (share > nc) share = nc;
-    qsort(cand, (size_t)share, sizeof *cand, by_place);
-    for (int i = 0; i < share; ++i) {
-      par[n] = cand[i].parent;
-      cost[n++] = cand[i].cost;
-    }
-    budget -= share;
-    f0 = f1;
-    f1 = n;
-    *depth_out = l;
-  }
-  return n;
-}
-
 /* A top-W tree of at most `nodes` drafts and depth K (temperature T,
- * deterministic drafts): device-resident, with the shape above. */
+ * deterministic drafts): device-resident, with the shape of deco/spec.h
+ * (deco_test_tree_shape). */
 static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K, int W,
                                     int nodes, int max_len, float T, int *depth) {
   deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, max_len);
@@ -731,7 +687,7 @@ static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const 
   deco_drafter_t *d = deco_test_model_drafter(m, draft, &c);
   cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-%d tree (T = %g) drafts on the device", W, (double)T);
   int32_t par[DECO_TREE_MAX_NODES];
-  const int want = full_tree(K, W, nodes, par, depth);
+  const int want = deco_test_tree_shape(K, W, nodes, par, depth);
   cr_assert_eq(deco_drafter_max_nodes(d), want, "W=%d K=%d nodes=%d: %d nodes, the rule gives %d", W, K, nodes,
                deco_drafter_max_nodes(d), want);
   cr_assert_eq(memcmp(d->shape_parents, par, sizeof(int32_t) * (size_t)want), 0,

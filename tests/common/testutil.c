@@ -460,6 +460,57 @@ deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *re
   return d;
 }
 
+void deco_test_outcome_run(deco_model_t *m, deco_test_source_t source, deco_generate_config_t cfg,
+                           deco_test_outcome_t *o) {
+  deco_ctx_t *ctx = deco_model_ctx(m);
+  deco_tree_template_t tmpl;
+  cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
+  deco_recycler_t *rec;
+  cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
+  deco_kv_cache_t *kc;
+  cr_assert_eq(deco_kv_cache_create(m, 16, 32, 1, &kc), DECO_STATUS_SUCCESS);
+  int seq;
+  cr_assert_eq(deco_kv_cache_admit(kc, 400, &seq), DECO_STATUS_SUCCESS);
+  void *k, *v;
+  cr_assert_eq(deco_kv_cache_pools(kc, &k, &v, &o->kv_bytes), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memset(ctx, k, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memset(ctx, v, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
+  deco_drafter_t *drafter = deco_test_drafter(source, rec, &tmpl);
+  cfg.drafter = drafter;
+  cfg.emit = deco_test_capture_id;
+  cfg.user = &o->ids;
+  cfg.cache = kc;
+  cfg.seq = seq;
+  int32_t bos = 1;
+  o->ids.n = 0;
+  cr_assert_eq(deco_generate(m, &bos, 1, &cfg, &o->stats), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  o->k = malloc(o->kv_bytes);
+  o->v = malloc(o->kv_bytes);
+  o->table = malloc(512 * 8 * sizeof(int32_t));
+  cr_assert_eq(deco_memcpy(ctx, o->k, k, o->kv_bytes, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memcpy(ctx, o->v, v, o->kv_bytes, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_memcpy(ctx, o->table, deco_recycler_table(rec), 512 * 8 * sizeof(int32_t), DECO_COPY_CTX_TO_HOST),
+               DECO_STATUS_SUCCESS);
+  deco_kv_cache_destroy(kc);
+  deco_drafter_destroy(drafter);
+  deco_recycler_destroy(rec);
+}
+
+void deco_test_outcome_same(const deco_test_outcome_t *a, const deco_test_outcome_t *b) {
+  cr_assert_eq(a->ids.n, b->ids.n);
+  cr_assert_eq(deco_test_compare_i32("ids", a->ids.ids, b->ids.ids, (size_t)a->ids.n), 0);
+  cr_assert_eq(memcmp(a->k, b->k, a->kv_bytes), 0, "K cache differs");
+  cr_assert_eq(memcmp(a->v, b->v, a->kv_bytes), 0, "V cache differs");
+  cr_assert_eq(memcmp(a->table, b->table, 512 * 8 * sizeof(int32_t)), 0, "tables differ");
+}
+
+void deco_test_outcome_free(deco_test_outcome_t *o) {
+  free(o->k);
+  free(o->v);
+  free(o->table);
+  o->k = o->v = o->table = NULL;
+}
+
 void deco_test_capture_id(void *user, int32_t id) {
   deco_test_capture_t *c = user;
   if (c->n < (int)(sizeof c->ids / sizeof c->ids[0])) c->ids[c->n++] = id;

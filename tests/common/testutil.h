@@ -136,6 +136,27 @@ void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, de
 typedef enum deco_test_source { DECO_TEST_PLAIN = 0, DECO_TEST_LOOKUP = 1, DECO_TEST_RECYCLE = 2 } deco_test_source_t;
 deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *rec, const deco_tree_template_t *tmpl);
 
+/* One generation from BOS on stories260K (a 512 x 8 recycling table) with
+ * what it leaves behind, for runs that must agree bit for bit: its ids and
+ * stats, host copies of its KV pools (poisoned with 0x7f bytes first, so
+ * slots nobody wrote compare equal only if equally unwritten) and of the
+ * recycler's table (untouched by a plain run). */
+typedef struct deco_test_outcome {
+  deco_test_capture_t ids;
+  deco_generate_stats_t stats;
+  void *k, *v, *table; /* host copies, malloc'd */
+  size_t kv_bytes;
+} deco_test_outcome_t;
+/* deco_generate(m, {BOS}, 1, &cfg) with source's drafter (a fresh
+ * recycler, the default template) on a fresh cache of 32 pages of 16 (400
+ * slots reserved); cfg's drafter, emit, user, cache and seq are set here.
+ * Asserts every call. */
+void deco_test_outcome_run(deco_model_t *m, deco_test_source_t source, deco_generate_config_t cfg,
+                           deco_test_outcome_t *o);
+/* Asserts that a and b hold the same ids, K and V pools and table. */
+void deco_test_outcome_same(const deco_test_outcome_t *a, const deco_test_outcome_t *b);
+void deco_test_outcome_free(deco_test_outcome_t *o);
+
 /* A model drafter's config (DECO_MODEL_DRAFT_CONFIG_INIT but for these):
  * layers[0..n_layers) of the target (NULL, 0: every layer of the draft
  * model), draft_len K, width W, max_nodes, max_len. */

@@ -115,7 +115,7 @@ deco_test_topk_report_t deco_test_topk_check(const char *what, const deco_test_t
   return r;
 }
 
-float *deco_test_forward_all(deco_model_t *model, const int32_t *ids, int n) {
+float *deco_test_teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
   deco_ctx_t *ctx = deco_model_ctx(model);
   const int V = deco_model_get_hparams(model)->vocab_size;
   deco_kv_cache_t *kc;
@@ -125,9 +125,18 @@ float *deco_test_forward_all(deco_model_t *model, const int32_t *ids, int n) {
   cr_assert_eq(deco_kv_cache_admit(kc, n, &seq), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   float *d_logits;
   cr_assert_eq(deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)n * V), DECO_STATUS_SUCCESS);
-  deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .logits_mode = DECO_LOGITS_ALL,
-                            .logits = d_logits};
-  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  if (prefill) {
+    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .logits_mode = DECO_LOGITS_ALL,
+                              .logits = d_logits};
+    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  } else {
+    for (int p = 0; p < n; ++p) {
+      int one = 1;
+      deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = ids + p,
+                                .logits_mode = DECO_LOGITS_LAST, .logits = d_logits + (size_t)p * V};
+      cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    }
+  }
   float *logits = malloc(sizeof(float) * (size_t)n * V);
   cr_assert_not_null(logits);
   cr_assert_eq(deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)n * V, DECO_COPY_CTX_TO_HOST),
@@ -135,4 +144,8 @@ float *deco_test_forward_all(deco_model_t *model, const int32_t *ids, int n) {
   deco_free(ctx, d_logits);
   deco_kv_cache_destroy(kc);
   return logits;
+}
+
+float *deco_test_forward_all(deco_model_t *model, const int32_t *ids, int n) {
+  return deco_test_teacher_forced(model, ids, n, 1);
 }

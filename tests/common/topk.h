@@ -42,8 +42,12 @@ typedef struct deco_test_topk_report {
 deco_test_topk_report_t deco_test_topk_check(const char *what, const deco_test_topk_t *t, const float *logits,
                                              int V);
 
-/* Logits [n][V] (host, malloc'd) of one prefill of ids[0..n) on a fresh
- * cache: every position's row (DECO_LOGITS_ALL). Asserts success. */
+/* Logits [n][V] (host, malloc'd) of ids[0..n) teacher-forced on a fresh
+ * cache: one prefill writing every position's row (DECO_LOGITS_ALL), or
+ * (prefill 0, the decode path) n one-token forwards, each writing its
+ * row. Asserts success. */
+float *deco_test_teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill);
+/* deco_test_teacher_forced(model, ids, n, 1). */
 float *deco_test_forward_all(deco_model_t *model, const int32_t *ids, int n);
 
 #endif

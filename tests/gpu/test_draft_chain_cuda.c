@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "common/tolerances.h"
+#include "common/tree_shape.h"
 #include "deco/philox.h"
 #include "deco/select.h"
 #include "gpu_suite.h"
@@ -264,40 +265,6 @@ typedef struct tree_io {
   float logits[2 * TREE_V_MAX]; /* width 1: forward l's rows (the argmax reads the last) */
 } tree_io_t;
 
-/* The fixed shape of a device tree of at most `drafts` drafts and depth K,
- * as deco/spec.h states it: level l takes ceil(drafts left / levels left)
- * children, at most W per node, those of the smallest rank sum (ties: the
- * earlier parent, then the lower rank), laid out by parent and rank. The
- * level's candidates are visited here in that order (by rank sum, then
- * parent: the rank follows from both). Returns n; *depth: its depth. */
-static int device_tree_shape(int K, int W, int drafts, int32_t *par, int *depth) {
-  int cost[DECO_TREE_MAX_NODES], take[DECO_TREE_MAX_NODES], n = 1, f0 = 0, f1 = 1, left = drafts;
-  par[0] = -1;
-  cost[0] = 0;
-  *depth = 0;
-  for (int l = 1; l <= K && left > 0 && f1 > f0; ++l) {
-    const int share = (left + K - l) / (K - l + 1);
-    int got = 0;
-    for (int f = f0; f < f1; ++f) take[f] = 0;
-    for (int v = 0; v <= l * (W - 1) && got < share; ++v)
-      for (int f = f0; f < f1 && got < share; ++f)
-        if (cost[f] <= v && v - cost[f] < W) { /* candidate (f, rank v - cost[f]) */
-          take[f]++;
-          got++;
-        }
-    for (int f = f0; f < f1; ++f)
-      for (int r = 0; r < take[f]; ++r) {
-        par[n] = f;
-        cost[n++] = cost[f] + r;
-      }
-    left -= got;
-    f0 = f1;
-    f1 = n;
-    *depth = l;
-  }
-  return n;
-}
-
 /* What one drafter run fixes: width, depth K, nodes (W > 1: the shape's n;
  * W = 1: the chain's K + 1), vocabulary, generation steps, the draft
  * cache's slots and the drafter's temperature (a top-w tree ignores it). */
@@ -462,7 +429,7 @@ Test(draft_chain_cuda, tree_mode_matches_reference) {
         tree_run_t r = {.W = widths[wi]};
         int short_level = 0;
         if (r.W > 1) {
-          r.nodes = device_tree_shape(depths[ki], r.W, budgets[bi], io->shape, &r.K);
+          r.nodes = deco_test_tree_shape(depths[ki], r.W, budgets[bi], io->shape, &r.K);
           /* A level that takes fewer children than its parents have:
            * fewer than W per node somewhere below a full level. */
           int32_t kids[DECO_TREE_MAX_NODES] = {0};

@@ -17,117 +17,7 @@
 #include "common/neartie.h"
 #include "common/testutil.h"
 #include "common/tolerances.h"
-
-/* Logits [n][V] of a teacher-forced run over ids[0..n): one prefill with
- * all logits, or n one-token steps. */
-static float *teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
-  deco_ctx_t *ctx = deco_model_ctx(model);
-  const int V = deco_model_get_hparams(model)->vocab_size;
-  deco_kv_cache_t *kc;
-  cr_assert_eq(deco_kv_cache_create(model, 16, (n + 15) / 16 + 1, 1, &kc), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  int seq;
-  cr_assert_eq(deco_kv_cache_admit(kc, n, &seq), DECO_STATUS_SUCCESS);
-  float *d_logits;
-  cr_assert_eq(deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)n * V), DECO_STATUS_SUCCESS);
-  if (prefill) {
-    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .logits_mode = DECO_LOGITS_ALL,
-                              .logits = d_logits};
-    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  } else {
-    for (int p = 0; p < n; ++p) {
-      int one = 1;
-      deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = ids + p,
-                                .logits_mode = DECO_LOGITS_LAST, .logits = d_logits + (size_t)p * V};
-      cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-    }
-  }
-  float *logits = malloc(sizeof(float) * (size_t)n * V);
-  cr_assert_eq(deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)n * V, DECO_COPY_CTX_TO_HOST),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  deco_free(ctx, d_logits);
-  deco_kv_cache_destroy(kc);
-  return logits;
-}
-
-/* Argmax agreement under the near-tie rule: a difference is excused only
- * where the CPU's top-2 gap is within the allowance AND the GPU picked the
- * CPU's runner-up (deco_test_excused). Returns the number of unexcused
- * differences (and prints every excused one). */
-static int compare_argmax(const char *what, const float *gpu, const float *cpu, int n, int V, deco_dtype_t dtype) {
-  int bad = 0, excused = 0;
-  for (int p = 0; p < n; ++p) {
-    const float *g = gpu + (size_t)p * V, *c = cpu + (size_t)p * V;
-    int ag = deco_argmax(g, V), ac = deco_argmax(c, V);
-    if (ag == ac) continue;
-    deco_top2_t t = deco_test_top2(c, V);
-    float allowed = deco_test_near_tie_gap(dtype, c[t.first]);
-    if (deco_test_excused(c, ag, V, dtype)) {
-      excused++;
-      fprintf(stderr,
-              "%s: position %d: gpu argmax %d = the cpu's runner-up, cpu %d, cpu top-2 gap %.3g <= %.3g "
-              "(near tie, excused)\n",
-              what, p, ag, ac, t.gap, allowed);
-    } else {
-      bad++;
-      fprintf(stderr,
-              "%s: position %d: gpu argmax %d, cpu %d (runner-up %d), cpu top-2 gap %.3g (allowed %.3g): MISMATCH\n",
-              what, p, ag, ac, t.second, t.gap, allowed);
-    }
-  }
-  fprintf(stderr, "%s: %d positions, %d near ties excused, %d mismatches\n", what, n, excused, bad);
-  return bad;
-}
-
-/* Logit values at every position: f32 within DECO_TOL_FORWARD_F32_ATOL +
- * _RTOL * |cpu|; bf16 within the end-to-end bf16 rule at the row's largest
- * |cpu logit| (2 * n_layers + 2 roundings; tolerances.h). Prints the largest
- * difference and the worst element against its tolerance (position, id,
- * both values), and the first failing positions; returns the number of
- * failing elements, or 0 when assert_values is 0 (then only printed). */
-static size_t compare_values(const char *what, const float *gpu, const float *cpu, int n, int V, deco_dtype_t dtype,
-                             int n_layers, int assert_values) {
-  size_t bad = 0;
-  int worst_p = -1, worst_i = -1, bad_rows = 0;
-  double worst_ratio = -1.0, max_diff = 0.0;
-  for (int p = 0; p < n; ++p) {
-    const float *g = gpu + (size_t)p * V, *c = cpu + (size_t)p * V;
-    float scale = 0.0f;
-    for (int i = 0; i < V; ++i)
-      if (fabsf(c[i]) > scale) scale = fabsf(c[i]);
-    const double row_tol = deco_test_bf16_e2e_tol(scale, 2 * n_layers + 2);
-    size_t row_bad = 0;
-    for (int i = 0; i < V; ++i) {
-      const double d = fabs((double)g[i] - (double)c[i]);
-      const double f32_tol = (double)DECO_TOL_FORWARD_F32_ATOL + (double)DECO_TOL_FORWARD_F32_RTOL * fabs((double)c[i]);
-      const double tol = dtype == DECO_DTYPE_F32 ? f32_tol : row_tol;
-      const double ratio = d / tol;
-      if (!(d <= max_diff)) max_diff = d;
-      if (!(ratio <= worst_ratio)) { /* a NaN becomes the worst */
-        worst_ratio = ratio;
-        worst_p = p;
-        worst_i = i;
-      }
-      if (!(d <= tol)) row_bad++;
-    }
-    if (row_bad && assert_values && bad_rows < 8)
-      fprintf(stderr, "%s: position %d: %zu logits outside the tolerance\n", what, p, row_bad);
-    if (row_bad) bad_rows++;
-    bad += row_bad;
-  }
-  if (worst_p >= 0) {
-    const float gv = gpu[(size_t)worst_p * V + worst_i], cv = cpu[(size_t)worst_p * V + worst_i];
-    fprintf(stderr,
-            "%s: max |gpu - cpu| logit %.3g; worst against its tolerance: position %d, id %d, gpu %.9g, cpu %.9g, "
-            "|diff| %.3g = %.3g x the tolerance (%s)%s\n",
-            what, max_diff, worst_p, worst_i, gv, cv, fabs((double)gv - (double)cv), worst_ratio,
-            dtype == DECO_DTYPE_F32 ? "f32: atol + rtol |cpu|" : "bf16 end-to-end rule at the row's largest |logit|",
-            assert_values ? "" : ", not asserted");
-  }
-  if (bad && assert_values)
-    fprintf(stderr, "%s: %zu logits in %d positions outside the tolerance\n", what, bad, bad_rows);
-  return assert_values ? bad : 0;
-}
+#include "common/topk.h"
 
 /* check_values: also bound every logit value (the tolerances are derived for
  * stories260K; the synthetic model's maximum is only printed). */
@@ -141,7 +31,7 @@ static void check_model(const char *label, const char *path, const char *synthet
                           : deco_model_create_synthetic(cpu, synthetic, DECO_SYNTHETIC_SEED, NULL, &mc);
   cr_assert_eq(st, DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
   const int V = deco_model_get_hparams(mc)->vocab_size, n_layers = deco_model_get_hparams(mc)->n_layers;
-  float *ref = teacher_forced(mc, ids, n, 0);
+  float *ref = deco_test_teacher_forced(mc, ids, n, 0);
   deco_dtype_t dtypes[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
   int bad = 0;
   size_t bad_values = 0;
@@ -155,9 +45,9 @@ static void check_model(const char *label, const char *path, const char *synthet
     for (int prefill = 0; prefill < 2; ++prefill) {
       char what[128];
       snprintf(what, sizeof what, "%s %s %s", label, deco_dtype_name(dtypes[d]), prefill ? "prefill" : "decode");
-      float *out = teacher_forced(mg, ids, n, prefill);
-      bad += compare_argmax(what, out, ref, n, V, dtypes[d]);
-      bad_values += compare_values(what, out, ref, n, V, dtypes[d], n_layers, check_values);
+      float *out = deco_test_teacher_forced(mg, ids, n, prefill);
+      bad += deco_test_argmax_mismatches(what, out, ref, n, V, dtypes[d]);
+      bad_values += deco_test_logit_mismatches(what, out, ref, n, V, dtypes[d], n_layers, check_values);
       free(out);
     }
     deco_model_destroy(mg);
@@ -193,7 +83,7 @@ Test(forward_cuda, synthetic_weights_identical_on_both_backends) {
   cr_assert_eq(deco_model_create_synthetic(cpu, "tiny", DECO_SYNTHETIC_SEED, NULL, &mc), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_model_create_synthetic(gpu, "tiny", DECO_SYNTHETIC_SEED, NULL, &mg), DECO_STATUS_SUCCESS);
   int32_t ids[4] = {1, 40, 41, 42};
-  float *a = teacher_forced(mc, ids, 4, 1), *b = teacher_forced(mg, ids, 4, 1);
+  float *a = deco_test_teacher_forced(mc, ids, 4, 1), *b = deco_test_teacher_forced(mg, ids, 4, 1);
   cr_assert_eq(deco_test_compare("tiny logits", b, a, 4 * 259, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
   free(a);
   free(b);

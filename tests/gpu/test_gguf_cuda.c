@@ -129,86 +129,6 @@ Test(gguf_cuda, dequant_bitwise_against_reference) {
 
 /* ---- the mini SmolLM2: CUDA vs CPU, teacher-forced ------------------------ */
 
-/* Logits [n][V] on the host: one prefill (all rows) or n one-token steps. */
-static float *teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
-  if (prefill) return deco_test_forward_all(model, ids, n);
-  deco_ctx_t *ctx = deco_model_ctx(model);
-  const int V = deco_model_get_hparams(model)->vocab_size;
-  deco_kv_cache_t *kc;
-  cr_assert_eq(deco_kv_cache_create(model, 16, (n + 15) / 16 + 1, 1, &kc), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(ctx));
-  int seq;
-  cr_assert_eq(deco_kv_cache_admit(kc, n, &seq), DECO_STATUS_SUCCESS);
-  float *d_logits;
-  cr_assert_eq(deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)n * V), DECO_STATUS_SUCCESS);
-  for (int p = 0; p < n; ++p) {
-    int one = 1;
-    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = ids + p,
-                              .logits_mode = DECO_LOGITS_LAST, .logits = d_logits + (size_t)p * V};
-    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  }
-  float *logits = malloc(sizeof(float) * (size_t)n * V);
-  cr_assert_eq(deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)n * V, DECO_COPY_CTX_TO_HOST),
-               DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  deco_free(ctx, d_logits);
-  deco_kv_cache_destroy(kc);
-  return logits;
-}
-
-/* Argmaxes under the runner-up near-tie rule; returns the unexcused
- * differences (every difference printed). */
-static int compare_argmax(const char *what, const float *g, const float *c, int n, int V, deco_dtype_t dtype) {
-  int bad = 0, excused = 0;
-  for (int p = 0; p < n; ++p) {
-    const float *gr = g + (size_t)p * V, *cr = c + (size_t)p * V;
-    const int ag = deco_argmax(gr, V), ac = deco_argmax(cr, V);
-    if (ag == ac) continue;
-    const deco_top2_t t = deco_test_top2(cr, V);
-    const int ok = deco_test_excused(cr, ag, V, dtype);
-    ok ? excused++ : bad++;
-    fprintf(stderr, "%s: position %d: gpu argmax %d, cpu %d (runner-up %d), cpu top-2 gap %.3g (allowed %.3g): %s\n",
-            what, p, ag, ac, t.second, t.gap, deco_test_near_tie_gap(dtype, cr[t.first]),
-            ok ? "near tie, excused" : "MISMATCH");
-  }
-  fprintf(stderr, "%s: %d positions, %d near ties excused, %d mismatches\n", what, n, excused, bad);
-  return bad;
-}
-
-/* Logit values: f32 within DECO_TOL_FORWARD_F32_ATOL + _RTOL |cpu|; bf16
- * within the end-to-end rule at the row's largest |cpu logit| with
- * 2 * n_layers + 2 roundings. Returns the failing elements (the worst one
- * printed). */
-static size_t compare_values(const char *what, const float *g, const float *c, int n, int V, deco_dtype_t dtype,
-                             int n_layers) {
-  size_t bad = 0;
-  double worst = -1.0, max_diff = 0.0;
-  int wp = -1, wi = -1;
-  for (int p = 0; p < n; ++p) {
-    const float *gr = g + (size_t)p * V, *cr = c + (size_t)p * V;
-    float scale = 0.0f;
-    for (int i = 0; i < V; ++i)
-      if (fabsf(cr[i]) > scale) scale = fabsf(cr[i]);
-    const double row_tol = deco_test_bf16_e2e_tol(scale, 2 * n_layers + 2);
-    for (int i = 0; i < V; ++i) {
-      const double d = fabs((double)gr[i] - (double)cr[i]);
-      const double tol = dtype == DECO_DTYPE_F32
-                             ? (double)DECO_TOL_FORWARD_F32_ATOL + (double)DECO_TOL_FORWARD_F32_RTOL * fabs((double)cr[i])
-                             : row_tol;
-      if (!(d <= max_diff)) max_diff = d;
-      if (!(d / tol <= worst)) {
-        worst = d / tol;
-        wp = p;
-        wi = i;
-      }
-      if (!(d <= tol)) bad++;
-    }
-  }
-  fprintf(stderr, "%s: max |gpu - cpu| logit %.3g; worst %.3g x its tolerance at position %d id %d (gpu %.9g, cpu "
-          "%.9g); %zu outside\n", what, max_diff, worst, wp, wi, wp >= 0 ? (double)g[(size_t)wp * V + wi] : 0.0,
-          wp >= 0 ? (double)c[(size_t)wp * V + wi] : 0.0, bad);
-  return bad;
-}
-
 Test(gguf_cuda, mini_teacher_forced_against_cpu, .timeout = 300) {
   const char *path = deco_test_model_file(MINI);
   deco_model_t *mc = NULL;
@@ -232,9 +152,9 @@ Test(gguf_cuda, mini_teacher_forced_against_cpu, .timeout = 300) {
       for (int prefill = 0; prefill < 2; ++prefill) {
         char what[128];
         snprintf(what, sizeof what, "mini %s %s %s", seqs[s], deco_dtype_name(dts[d]), prefill ? "prefill" : "decode");
-        float *out = teacher_forced(mg, t.input, t.T, prefill);
-        bad += compare_argmax(what, out, ref, t.T, V, dts[d]);
-        bad_values += compare_values(what, out, ref, t.T, V, dts[d], L);
+        float *out = deco_test_teacher_forced(mg, t.input, t.T, prefill);
+        bad += deco_test_argmax_mismatches(what, out, ref, t.T, V, dts[d]);
+        bad_values += deco_test_logit_mismatches(what, out, ref, t.T, V, dts[d], L, 1);
         free(out);
       }
       free(ref);
@@ -257,13 +177,8 @@ static void generate(deco_model_t *m, deco_drafter_t *d, int device_resident, co
   c.ignore_eos = 1;
   c.drafter = d;
   c.device_resident = c.graph = device_resident;
-  c.emit = deco_test_capture_id;
-  c.user = out;
-  out->n = 0;
   deco_generate_stats_t st;
-  cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &st), DECO_STATUS_SUCCESS, "%s",
-               deco_last_error(deco_model_ctx(m)));
-  cr_assert_eq(st.step_allocations, 0);
+  deco_test_generate(m, prompt, n_prompt, c, out, &st);
   cr_assert_eq(out->n, steps + 1);
 }
 
@@ -357,10 +272,11 @@ Test(gguf_cuda, synthetic_smollm2_135m, .timeout = 300) {
                  DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
     char what[64];
     snprintf(what, sizeof what, "synthetic:smollm2-135m %s", deco_dtype_name(dts[d]));
-    float *out = teacher_forced(mg, ids, n, 1);
+    float *out = deco_test_teacher_forced(mg, ids, n, 1);
     for (size_t i = 0; i < (size_t)n * V; ++i) cr_assert(isfinite(out[i]), "%s: logit %zu not finite", what, i);
-    const int bad = compare_argmax(what, out, ref, n, V, dts[d]);
-    compare_values(what, out, ref, n, V, dts[d], 30); /* printed: the rules are derived for trained models */
+    const int bad = deco_test_argmax_mismatches(what, out, ref, n, V, dts[d]);
+    /* Values only printed: the rules are derived for trained models. */
+    deco_test_logit_mismatches(what, out, ref, n, V, dts[d], 30, 0);
     if (dts[d] == DECO_DTYPE_F32) cr_assert_eq(bad, 0, "%s: %d argmax mismatches outside near ties", what, bad);
     free(out);
     /* The graphed loop runs at the full shape. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/randtree.h"
 #include "common/testutil.h"
 #include "gpu_suite.h"
 #include "deco/deco.h"
@@ -35,15 +36,7 @@ static void teardown(void) {
 
 TestSuite(recycle_cuda, .init = setup, .fini = teardown, .timeout = 300);
 
-/* ---- helpers ---- */
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static int rng_int(uint64_t *s, int lo, int hi) { return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1)); }
+/* ---- helpers (random values: deco_test_rng_next / _int, splitmix64) ---- */
 
 static deco_test_buf_t dev_i32(const int32_t *h, size_t n) {
   deco_test_buf_t b = deco_test_buf_alloc(gpu, sizeof(int32_t) * (n ? n : 1));
@@ -65,7 +58,7 @@ static int32_t *host_i32(const deco_test_buf_t *b, size_t n) {
 }
 
 static void random_table(uint64_t *s, int32_t *t, int V, int k) {
-  for (size_t i = 0; i < (size_t)V * k; ++i) t[i] = rng_int(s, 0, V - 1);
+  for (size_t i = 0; i < (size_t)V * k; ++i) t[i] = deco_test_rng_int(s, 0, V - 1);
 }
 
 /* Logits: 0 continuous, 1 a few levels (ties everywhere), 2 with NaN,
@@ -208,7 +201,7 @@ static void draft_case(int V, int k, int n, const int32_t *parent, const int32_t
   uint64_t s = seed;
   int32_t *table = malloc(sizeof(int32_t) * (size_t)V * k), *roots = malloc(sizeof(int32_t) * B);
   random_table(&s, table, V, k);
-  for (int b = 0; b < B; ++b) roots[b] = b > 0 && b % 3 == 0 ? roots[b - 1] : rng_int(&s, 0, V - 1);
+  for (int b = 0; b < B; ++b) roots[b] = b > 0 && b % 3 == 0 ? roots[b - 1] : deco_test_rng_int(&s, 0, V - 1);
   deco_test_buf_t d_table = dev_i32(table, (size_t)V * k), d_roots = dev_i32(roots, B);
   deco_test_buf_t d_parent = dev_i32(parent, n), d_rank = dev_i32(rank, n), d_out = dev_out_i32((size_t)B * n);
   deco_recycle_draft_args_t a = {.n_trees = B, .n_nodes = n, .roots = (int32_t *)d_roots.ptr,
@@ -244,17 +237,17 @@ Test(recycle_cuda, small_draft) {
     for (int vi = 0; vi < 2; ++vi)
       for (int bi = 0; bi < 3; ++bi) {
         const int k = ks[ki], V = Vs[vi], B = Bs[bi];
-        if (k >= 8) draft_case(V, k, t.n_nodes, t.parent, t.rank, B, rng_next(&s));
+        if (k >= 8) draft_case(V, k, t.n_nodes, t.parent, t.rank, B, deco_test_rng_next(&s));
         for (int shape = 0; shape < 4; ++shape) {
-          const int n = shape == 0 ? 1 : shape == 1 ? 256 : rng_int(&s, 2, 256);
+          const int n = shape == 0 ? 1 : shape == 1 ? 256 : deco_test_rng_int(&s, 2, 256);
           parent[0] = -1;
           rank[0] = -1;
           for (int j = 1; j < n; ++j) {
             /* chain, random, 4-ary */
-            parent[j] = shape == 1 ? j - 1 : shape == 2 ? rng_int(&s, 0, j - 1) : (j - 1) / 4;
-            rank[j] = rng_int(&s, 0, k - 1);
+            parent[j] = shape == 1 ? j - 1 : shape == 2 ? deco_test_rng_int(&s, 0, j - 1) : (j - 1) / 4;
+            rank[j] = deco_test_rng_int(&s, 0, k - 1);
           }
-          draft_case(V, k, n, parent, rank, B, rng_next(&s));
+          draft_case(V, k, n, parent, rank, B, deco_test_rng_next(&s));
         }
       }
 }
@@ -301,14 +294,14 @@ Test(recycle_cuda, small_draft_invalid) {
 static void update_case(int V, int k, int B, int max_tree, int fixed, int distinct, uint64_t seed) {
   uint64_t s = seed;
   int32_t *indptr = malloc(sizeof(int32_t) * (B + 1));
-  indptr[0] = rng_int(&s, 0, 3);
-  for (int b = 0; b < B; ++b) indptr[b + 1] = indptr[b] + (fixed ? max_tree : rng_int(&s, 0, max_tree));
-  const int cap = indptr[B] + rng_int(&s, 1, 3);
+  indptr[0] = deco_test_rng_int(&s, 0, 3);
+  for (int b = 0; b < B; ++b) indptr[b + 1] = indptr[b] + (fixed ? max_tree : deco_test_rng_int(&s, 0, max_tree));
+  const int cap = indptr[B] + deco_test_rng_int(&s, 1, 3);
   int32_t *tokens = malloc(sizeof(int32_t) * cap), *topk = malloc(sizeof(int32_t) * (size_t)cap * k);
   for (int j = 0; j < cap; ++j) {
     const int inside = j >= indptr[0] && j < indptr[B];
-    tokens[j] = inside ? rng_int(&s, 0, distinct - 1) * (V / distinct) : -5;
-    for (int c = 0; c < k; ++c) topk[(size_t)j * k + c] = inside ? rng_int(&s, 0, V - 1) : V + 3;
+    tokens[j] = inside ? deco_test_rng_int(&s, 0, distinct - 1) * (V / distinct) : -5;
+    for (int c = 0; c < k; ++c) topk[(size_t)j * k + c] = inside ? deco_test_rng_int(&s, 0, V - 1) : V + 3;
   }
   int32_t *table = malloc(sizeof(int32_t) * (size_t)V * k);
   random_table(&s, table, V, k);
@@ -345,16 +338,16 @@ Test(recycle_cuda, small_update) {
     for (int vi = 0; vi < 2; ++vi)
       for (int bi = 0; bi < 3; ++bi)
         for (int di = 0; di < 3; ++di)
-          update_case(Vs[vi], ks[ki], Bs[bi], bi == 2 ? 256 : 81, 0, distinct[di], rng_next(&s));
+          update_case(Vs[vi], ks[ki], Bs[bi], bi == 2 ? 256 : 81, 0, distinct[di], deco_test_rng_next(&s));
 }
 
 Test(recycle_cuda, update_large) {
   uint64_t s = 41;
   const int ks[3] = {1, 8, 16};
   for (int ki = 0; ki < 3; ++ki) {
-    update_case(128256, ks[ki], 64, 81, 1, 50, rng_next(&s));    /* 5184 nodes: one block */
-    update_case(128256, ks[ki], 128, 81, 1, 50, rng_next(&s));   /* 10368 nodes: three launches */
-    update_case(32000, ks[ki], 200, 256, 0, 3000, rng_next(&s)); /* ~25600 nodes */
+    update_case(128256, ks[ki], 64, 81, 1, 50, deco_test_rng_next(&s));    /* 5184 nodes: one block */
+    update_case(128256, ks[ki], 128, 81, 1, 50, deco_test_rng_next(&s));   /* 10368 nodes: three launches */
+    update_case(32000, ks[ki], 200, 256, 0, 3000, deco_test_rng_next(&s)); /* ~25600 nodes */
   }
 }
 

@@ -71,14 +71,7 @@ Test(tp_nccl, collectives_at_world_size_1, .timeout = 120) {
   deco_ctx_destroy(ctx);
 }
 
-typedef struct outcome {
-  deco_test_capture_t ids;
-  deco_generate_stats_t stats;
-  void *k, *v, *table;
-  size_t kv_bytes;
-} outcome_t;
-
-static void run(deco_comm_t *comm, outcome_t *o) {
+static void run(deco_comm_t *comm, deco_test_outcome_t *o) {
   deco_ctx_t *ctx = deco_test_cuda_ctx();
   cr_assert_not_null(ctx);
   deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
@@ -87,43 +80,13 @@ static void run(deco_comm_t *comm, outcome_t *o) {
   deco_model_t *m = NULL;
   cr_assert_eq(deco_model_load(ctx, deco_test_data_file("models/stories260K.bin"), &mc, &m), DECO_STATUS_SUCCESS,
                "%s", deco_last_error(ctx));
-  deco_tree_template_t tmpl;
-  cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
-  deco_recycler_t *rec;
-  cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
-  deco_kv_cache_t *kc;
-  cr_assert_eq(deco_kv_cache_create(m, 16, 32, 1, &kc), DECO_STATUS_SUCCESS);
-  int seq;
-  cr_assert_eq(deco_kv_cache_admit(kc, 400, &seq), DECO_STATUS_SUCCESS);
-  void *k, *v;
-  cr_assert_eq(deco_kv_cache_pools(kc, &k, &v, &o->kv_bytes), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_memset(ctx, k, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_memset(ctx, v, 0x7f, o->kv_bytes), DECO_STATUS_SUCCESS);
-  deco_drafter_t *drafter = deco_test_drafter(DECO_TEST_RECYCLE, rec, &tmpl);
   deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
   c.steps = 120;
   c.temperature = 0.0f;
   c.ignore_eos = 1;
-  c.drafter = drafter;
-  c.emit = deco_test_capture_id;
-  c.user = &o->ids;
   c.device_resident = 1;
   c.graph = 1;
-  c.cache = kc;
-  c.seq = seq;
-  int32_t bos = 1;
-  o->ids.n = 0;
-  cr_assert_eq(deco_generate(m, &bos, 1, &c, &o->stats), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  o->k = malloc(o->kv_bytes);
-  o->v = malloc(o->kv_bytes);
-  o->table = malloc(512 * 8 * sizeof(int32_t));
-  cr_assert_eq(deco_memcpy(ctx, o->k, k, o->kv_bytes, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_memcpy(ctx, o->v, v, o->kv_bytes, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_memcpy(ctx, o->table, deco_recycler_table(rec), 512 * 8 * sizeof(int32_t), DECO_COPY_CTX_TO_HOST),
-               DECO_STATUS_SUCCESS);
-  deco_kv_cache_destroy(kc);
-  deco_drafter_destroy(drafter);
-  deco_recycler_destroy(rec);
+  deco_test_outcome_run(m, DECO_TEST_RECYCLE, c, o);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }
@@ -132,23 +95,15 @@ Test(tp_nccl, graphed_recycling_with_the_nccl_communicator_equals_none, .timeout
   world_of_one();
   deco_comm_t *comm = NULL;
   cr_assert_eq(deco_comm_nccl_create(NULL, &comm), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
-  static outcome_t with, without;
+  static deco_test_outcome_t with, without;
   run(comm, &with);
   run(NULL, &without);
   fprintf(stderr, "NCCL world 1, graphed recycle: %d tokens in %d forwards (capture %.3f s)\n", with.stats.tokens,
           with.stats.forwards, with.stats.capture_seconds);
   cr_assert_gt(with.stats.capture_seconds, 0.0, "no graph was captured");
-  cr_assert_eq(with.ids.n, without.ids.n);
-  cr_assert_eq(deco_test_compare_i32("ids", with.ids.ids, without.ids.ids, (size_t)with.ids.n), 0);
-  cr_assert_eq(memcmp(with.k, without.k, with.kv_bytes), 0, "K cache differs");
-  cr_assert_eq(memcmp(with.v, without.v, with.kv_bytes), 0, "V cache differs");
-  cr_assert_eq(memcmp(with.table, without.table, 512 * 8 * sizeof(int32_t)), 0, "tables differ");
-  outcome_t *os[2] = {&with, &without};
-  for (int i = 0; i < 2; ++i) {
-    free(os[i]->k);
-    free(os[i]->v);
-    free(os[i]->table);
-  }
+  deco_test_outcome_same(&with, &without);
+  deco_test_outcome_free(&with);
+  deco_test_outcome_free(&without);
   deco_comm_destroy(comm);
 }
 
