@@ -121,6 +121,10 @@ Test(kv_compact, rejects_bad_arguments) {
   cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   a.n_layers = 2;
   cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "layer_stride below one pool");
+  a.n_layers = 65536; /* past what both backends take (CUDA: one grid row per layer) */
+  a.layer_stride = 64;
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(ctx), "n_layers") != NULL, "%s", deco_last_error(ctx));
   a = ok;
   a.path = NULL;
   cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_NULL_POINTER);

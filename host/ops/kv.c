@@ -45,7 +45,7 @@ deco_status_t deco_kv_compact(deco_ctx_t *ctx, const deco_kv_compact_args_t *a) 
   static const char op[] = "deco_kv_compact";
   DECO_CHECK_CTX(ctx, a, op);
   DECO_TRY(deco_check_paged_kv(ctx, &a->cache, op));
-  DECO_CHECK_RANGE(ctx, a->n_layers, 1, 1 << 16, op);
+  DECO_CHECK_RANGE(ctx, a->n_layers, 1, 65535, op); /* CUDA: one grid row per layer */
   DECO_CHECK_RANGE(ctx, a->n_trees, 1, 1 << 20, op);
   DECO_CHECK_PTR(ctx, a->prefix_lens, op);
   DECO_CHECK_PTR(ctx, a->path, op);

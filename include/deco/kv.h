@@ -75,7 +75,7 @@ DECO_API deco_status_t deco_kv_append(deco_ctx_t *ctx, const deco_kv_append_args
  * it and none after. */
 typedef struct deco_kv_compact_args {
   deco_paged_kv_t cache;
-  int n_layers;                 /* >= 1 (INIT: 1) */
+  int n_layers;                 /* 1 .. 65535 (INIT: 1) */
   size_t layer_stride;          /* elements between consecutive layers' pools */
   int n_trees;
   const int32_t *prefix_lens;   /* [B] */
