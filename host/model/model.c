@@ -156,6 +156,16 @@ deco_status_t deco_model_read_config(deco_ctx_t *ctx, const deco_model_config_t 
   return deco_check_dtype(ctx, mc->dtype, op, "config->dtype");
 }
 
+deco_status_t deco_model_check_comm_backend(deco_ctx_t *ctx, const deco_comm_t *comm, const char *name) {
+  const deco_comm_backend_t kind = deco_comm_backend(comm);
+  const deco_backend_t want = kind == DECO_COMM_NCCL ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
+  if (deco_ctx_backend(ctx) == want) return DECO_STATUS_SUCCESS;
+  return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                   "%s: a %s communicator carries %s buffers; this context's backend is %s (use %s)", name,
+                   deco_comm_backend_name(kind), want == DECO_BACKEND_CUDA ? "device" : "host",
+                   deco_backend_name(deco_ctx_backend(ctx)), deco_backend_name(want));
+}
+
 deco_status_t deco_model_check_config(deco_ctx_t *ctx, const deco_model_config_t *mc, const deco_model_hparams_t *hp,
                                      const char *name) {
   const int tp = mc->tp_size ? mc->tp_size : 1;
@@ -169,6 +179,7 @@ deco_status_t deco_model_check_config(deco_ctx_t *ctx, const deco_model_config_t
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: config says rank %d of %d but the communicator is rank %d of %d", name, mc->tp_rank, tp,
                      deco_comm_rank(mc->comm), deco_comm_size(mc->comm));
+  if (mc->comm != NULL) DECO_TRY(deco_model_check_comm_backend(ctx, mc->comm, name));
   deco_model_hparams_t local;
   deco_shard_t shard;
   DECO_TRY(deco_shard_plan(ctx, hp, tp, mc->tp_rank, &local, &shard, name));

@@ -208,8 +208,13 @@ size_t deco_hparams_param_count(const deco_model_hparams_t *hp);
  * backend; op names the loader in messages. */
 deco_status_t deco_model_read_config(deco_ctx_t *ctx, const deco_model_config_t *in, deco_model_config_t *mc,
                                     const char *op);
+/* NCCL carries device buffers, the threads and MPI communicators host ones:
+ * a communicator's ranks run on the CUDA or the CPU backend accordingly (as
+ * the CLI pairs them); anything else fails naming both. */
+deco_status_t deco_model_check_comm_backend(deco_ctx_t *ctx, const deco_comm_t *comm, const char *name);
 /* The configuration against the checkpoint's architecture (KV heads,
- * tensor parallelism, the layer schedule); name starts every message. */
+ * tensor parallelism, the layer schedule, the communicator's backend); name
+ * starts every message. */
 deco_status_t deco_model_check_config(deco_ctx_t *ctx, const deco_model_config_t *mc, const deco_model_hparams_t *hp,
                                      const char *name);
 /* The model and its weight arena (deco_weights_t pointers set, contents

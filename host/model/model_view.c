@@ -72,6 +72,7 @@ deco_status_t deco_model_create_view_ranks(deco_model_t *base, const deco_layer_
                                            deco_comm_t *comm, deco_model_t **out) {
   static const char op[] = "deco_model_create_view_ranks";
   if (!base || !schedule || !comm || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
+  DECO_TRY(deco_model_check_comm_backend(base->ctx, comm, op));
   int max_group = 1;
   DECO_TRY(deco_schedule_check(base->ctx, schedule, base->hp.n_layers, &max_group, op));
   const int size = deco_comm_size(comm);

@@ -92,3 +92,24 @@ Test(forward_cuda, synthetic_weights_identical_on_both_backends) {
   deco_ctx_destroy(cpu);
   deco_ctx_destroy(gpu);
 }
+
+/* The threads communicator carries host buffers: a model on a CUDA context
+ * refuses it (its all-reduce would copy device pointers on the host), and a
+ * layer-group view over it too; the same communicator on the CPU is taken. */
+Test(forward_cuda, host_communicator_refused_on_a_cuda_context) {
+  deco_ctx_t *gpu = deco_test_cuda_ctx(), *cpu = deco_test_cpu_ctx();
+  deco_comm_t *comm[1];
+  cr_assert_eq(deco_comm_threads_create(1, comm), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
+  mc.comm = comm[0];
+  const char *path = deco_test_data_file("models/stories260K.bin");
+  deco_model_t *m = NULL;
+  cr_assert_eq(deco_model_load(gpu, path, &mc, &m), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert(strstr(deco_last_error(gpu), "threads communicator carries host buffers") != NULL, "%s",
+            deco_last_error(gpu));
+  cr_assert_eq(deco_model_load(cpu, path, &mc, &m), DECO_STATUS_SUCCESS, "%s", deco_last_error(cpu));
+  deco_model_destroy(m);
+  deco_comm_destroy(comm[0]);
+  deco_ctx_destroy(cpu);
+  deco_ctx_destroy(gpu);
+}
