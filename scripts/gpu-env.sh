@@ -1,6 +1,7 @@
 # scripts/gpu-env.sh — sourced (not run) by the scripts that run a prebuilt
 # build/ on a GPU host (tests/gpu/run.sh, perf/gpu_lib.sh, perf/tp_cost.sh,
-# perf/profile_step.sh, scripts/run-tp-suite.sh):
+# perf/profile_step.sh; scripts/run-tp-suite.sh does not: it runs a build
+# made on the host itself, through ctest):
 #   . scripts/gpu-env.sh; deco_gpu_env "$build"
 # deco_gpu_env BUILD puts nvcc's folder on PATH and BUILD/criterion-rt,
 # BUILD/lib and the toolkit's lib64 in front of LD_LIBRARY_PATH. For a build
