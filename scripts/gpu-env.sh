@@ -1,6 +1,7 @@
 # scripts/gpu-env.sh — sourced (not run) by the scripts that run a prebuilt
 # build/ on a GPU host (tests/gpu/run.sh, perf/gpu_lib.sh, perf/tp_cost.sh,
-# perf/profile_step.sh, scripts/run-tp-suite.sh):
+# perf/profile_step.sh; scripts/run-tp-suite.sh does not: it runs a build
+# made on the host itself, through ctest):
 #   . scripts/gpu-env.sh; deco_gpu_env "$build"
 # deco_gpu_env BUILD puts nvcc's folder on PATH and BUILD/criterion-rt,
 # BUILD/lib and the toolkit's lib64 in front of LD_LIBRARY_PATH. For a build
@@ -19,7 +20,7 @@
 deco_gpu_missing() {
   local f
   for f in "$1"/bin/* "$1"/lib/*.so*; do
-    [ -f "$f" ] && ldd "$f" 2>/dev/null
+    [ -f "$f" ] && ldd "$f" 2>/dev/null || true
   done | awk '$2 == "=>" && $3 == "not" {print $1}' | sort -u
 }
 
@@ -27,15 +28,18 @@ deco_gpu_env() {
   local build=$1 cuda_bin
   cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
   case ":$PATH:" in *":$cuda_bin:"*) ;; *) export PATH=$PATH:$cuda_bin ;; esac
-  export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_bin/../lib64:${LD_LIBRARY_PATH:-}
+  # No empty entry (an empty entry is the working folder to the loader).
+  export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_bin/../lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   deco_gpu_env_note="libraries: the host's own"
   [ -d "$build/rt" ] || return 0
-  local use=$build/rt-use kit="" wheel="" round missing m d wheel_dirs=""
+  local use=$build/rt-use kit="" wheel="" missing m d wheel_dirs=""
   rm -rf "$use" && mkdir -p "$use" || return 1
   export LD_LIBRARY_PATH=$use:$LD_LIBRARY_PATH
   # Each round supplies what ldd reports missing; a supplied library's own
-  # needs show up in the next round.
-  for round in 1 2 3 4; do
+  # needs show up in the next round (a chain can be long: a test binary,
+  # Criterion, libgit2, GSSAPI, Kerberos, libkeyutils). It ends when a round
+  # supplies nothing; each round that goes on links one more library.
+  while :; do
     missing=$(deco_gpu_missing "$build")
     [ -n "$missing" ] || break
     local progress=0
@@ -44,7 +48,7 @@ deco_gpu_env() {
         ln -s "../rt/$m" "$use/$m" && kit="$kit $m" && progress=1
         continue
       fi
-      [ -n "$wheel_dirs" ] || wheel_dirs=$(python3 - <<'EOF' 2>/dev/null
+      [ -n "$wheel_dirs" ] || wheel_dirs=$( (python3 - || true) <<'EOF' 2>/dev/null
 import glob, os
 try:
     import nvidia
@@ -55,12 +59,12 @@ except Exception:
     pass
 EOF
 )
-      for d in $wheel_dirs; do
-        if [ -e "$d/$m" ] && [ ! -e "$use/$m" ]; then
+      while IFS= read -r d; do  # one folder a line: a path may hold spaces
+        if [ -n "$d" ] && [ -e "$d/$m" ] && [ ! -e "$use/$m" ]; then
           ln -s "$d/$m" "$use/$m" && wheel="$wheel $m" && progress=1
           break
         fi
-      done
+      done <<<"$wheel_dirs"
     done
     [ "$progress" = 1 ] || break
   done
