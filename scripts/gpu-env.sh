@@ -15,13 +15,19 @@
 # deco_gpu_commit ROOT BUILD prints the commit: $DECO_COMMIT, else git's,
 # else the kit's manifest (a copied tree has no .git), else "unknown".
 
-# deco_gpu_missing BUILD: the libraries BUILD's binaries and shared libraries
-# need that the loader cannot find with the current LD_LIBRARY_PATH.
-deco_gpu_missing() {
+# deco_gpu_ldd BUILD: ldd's report on every program of BUILD/bin and shared
+# library of BUILD/lib (also what scripts/gpu-kit.sh packs from).
+deco_gpu_ldd() {
   local f
   for f in "$1"/bin/* "$1"/lib/*.so*; do
     [ -f "$f" ] && ldd "$f" 2>/dev/null || true
-  done | awk '$2 == "=>" && $3 == "not" {print $1}' | sort -u
+  done
+}
+
+# deco_gpu_missing BUILD: the libraries BUILD's binaries and shared libraries
+# need that the loader cannot find with the current LD_LIBRARY_PATH.
+deco_gpu_missing() {
+  deco_gpu_ldd "$1" | awk '$2 == "=>" && $3 == "not" {print $1}' | sort -u
 }
 
 deco_gpu_env() {
@@ -29,7 +35,15 @@ deco_gpu_env() {
   cuda_bin=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
   case ":$PATH:" in *":$cuda_bin:"*) ;; *) export PATH=$PATH:$cuda_bin ;; esac
   # No empty entry (an empty entry is the working folder to the loader).
+  # A script run by another that set up this build (gpu_step.sh runs
+  # profile_step.sh) inherits its environment: nothing to redo, and its
+  # rt-use/ links must not be rebuilt under the caller.
+  if [ "${DECO_GPU_ENV_BUILD:-}" = "$build" ]; then
+    deco_gpu_env_note="libraries: as set up by the calling script"
+    return 0
+  fi
   export LD_LIBRARY_PATH=$build/criterion-rt:$build/lib:$cuda_bin/../lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export DECO_GPU_ENV_BUILD=$build
   deco_gpu_env_note="libraries: the host's own"
   [ -d "$build/rt" ] || return 0
   local use=$build/rt-use kit="" wheel="" missing m d wheel_dirs=""

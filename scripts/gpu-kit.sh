@@ -26,6 +26,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 usage="usage: scripts/gpu-kit.sh pack [BUILD [KIT]] | unpack [KIT [BUILD]]"
+. "$root/scripts/gpu-env.sh"  # deco_gpu_ldd
 
 # The libraries a kit never carries: the C library's and CUDA's.
 skip='^(ld-linux[^ ]*|linux-vdso\.so\.1|lib(c|m|dl|pthread|rt|resolv|util)\.so\.[0-9]+'
@@ -43,7 +44,16 @@ pack() {
   }
   mkdir -p "$kit"
   kit=$(cd "$kit" && pwd)
-  # rt/: every library the binaries load, but the C library's and CUDA's.
+  # One ldd pass: what cannot be found fails the pack; the rest is rt/:
+  # every library the binaries load but the build's, the C library's and CUDA's.
+  local report lost
+  report=$(deco_gpu_ldd "$build")
+  lost=$(awk '$2 == "=>" && $3 == "not" {print $1 " => not found"}' <<<"$report" | sort -u)
+  if [ -n "$lost" ]; then
+    echo "gpu-kit: binaries in $build need libraries this machine cannot find:" >&2
+    echo "$lost" >&2
+    exit 1
+  fi
   rm -rf "$build/rt" "$build/rt-use"
   mkdir -p "$build/rt"
   local f name path n=0
@@ -52,16 +62,7 @@ pack() {
     case $path in "$build"/*) continue ;; esac  # the build's own (libdeco)
     cp -L "$path" "$build/rt/$name"
     n=$((n + 1))
-  done < <(for f in "$build"/bin/* "$build"/lib/*.so*; do
-             [ -f "$f" ] && ldd "$f" 2>/dev/null || true
-           done | awk '$2 == "=>" && substr($3, 1, 1) == "/" {print $1, $3}' | sort -u -k1,1)
-  local lost
-  lost=$(ldd "$build"/bin/* "$build"/lib/*.so* 2>/dev/null | grep 'not found' | sort -u || true)
-  if [ -n "$lost" ]; then
-    echo "gpu-kit: binaries in $build need libraries this machine cannot find:" >&2
-    echo "$lost" >&2
-    exit 1
-  fi
+  done < <(awk '$2 == "=>" && substr($3, 1, 1) == "/" {print $1, $3}' <<<"$report" | sort -u -k1,1)
   local commit dirty archs
   commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
   dirty=$([ -z "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ] && echo no || echo yes)
