@@ -27,26 +27,27 @@ deco_status_t deco_kv_compact_ref(const deco_exec_t *exec, const deco_kv_compact
                               d, path[d]);
     const int32_t *bt = c->block_table + (size_t)b * c->max_pages_per_seq;
     /* Every slot of the accepted path and every source needs a page, moved
-     * or not (the CUDA kernel skips such a tree as a whole): checked before
-     * any row of the tree moves. */
-    for (int d = 1; d < len; ++d)
-      if (deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + path[d]) < 0 ||
-          deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + d) < 0)
+     * or not (the CUDA kernel skips such a tree as a whole): all rows are
+     * found before any row of the tree moves. */
+    long long src[DECO_TREE_MAX_NODES], dst[DECO_TREE_MAX_NODES];
+    for (int d = 1; d < len; ++d) {
+      src[d] = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + path[d]);
+      dst[d] = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + d);
+      if (src[d] < 0 || dst[d] < 0)
         return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT, "%s: tree %d: slot %d or %d has no page", op, b,
                               L + path[d], L + d);
+    }
 #if DECO_HARNESS_MUTANT == 11 /* test-only (tests/ops/run_mutants.sh): the last accepted node is not moved */
     for (int d = 1; d < len - 1; ++d) {
 #else
     for (int d = 1; d < len; ++d) {
 #endif
       if (path[d] == d) continue;
-      const long long src = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + path[d]);
-      const long long dst = deco_paged_row(bt, c->max_pages_per_seq, c->page_size, c->n_pages, L + d);
       for (int l = 0; l < a->n_layers; ++l) {
         char *k = (char *)c->k_pages + (size_t)l * a->layer_stride * esize;
         char *v = (char *)c->v_pages + (size_t)l * a->layer_stride * esize;
-        memmove(k + (size_t)dst * row_bytes, k + (size_t)src * row_bytes, row_bytes);
-        memmove(v + (size_t)dst * row_bytes, v + (size_t)src * row_bytes, row_bytes);
+        memmove(k + (size_t)dst[d] * row_bytes, k + (size_t)src[d] * row_bytes, row_bytes);
+        memmove(v + (size_t)dst[d] * row_bytes, v + (size_t)src[d] * row_bytes, row_bytes);
       }
     }
   }
