@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""tests/perf/gpu_window_test.py DECO — scripts/gpu-window.sh on the CPU
+(ctest gpu_window, label cpu). DECO is the path of a CPU build's deco
+program; its build has no GPU suites and this machine no GPU, so every stage
+runs and fails, which is what is checked here, with the layout:
+- the four stages run in order (run.sh, gpu_issues, gpu_step, gpu_kernels),
+  each with its budget, and the window exits 1;
+- OUT holds exactly summary.txt and results.tgz; the archive holds each
+  stage's folder with its summary.txt, and summary.txt each stage's summary;
+- with a short window the later stages are reported as not started;
+- with an empty build folder and a kit (scripts/gpu-kit.sh pack of a small
+  build: deco and libdeco.so), the kit is unpacked there first and the
+  stages run from it; with a broken kit the window stops at once (exit 1);
+- a SECONDS that is not a number is a usage error (exit 2).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WINDOW = os.path.join(ROOT, "scripts", "gpu-window.sh")
+KIT = os.path.join(ROOT, "scripts", "gpu-kit.sh")
+STAGES = [("all", "tests/gpu/run.sh", 330), ("issues", "perf/gpu_issues.sh", 150),
+          ("step", "perf/gpu_step.sh", 150), ("kernels", "perf/gpu_kernels.sh", 150)]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+
+
+def window(out, seconds, build, kit=None):
+    env = dict(os.environ, DECO_BUILD_DIR=build)
+    env.pop("DECO_GPU_BUDGET_S", None)
+    if kit is not None:
+        env["DECO_GPU_KIT"] = kit
+    args = ["bash", WINDOW, out] + ([str(seconds)] if seconds is not None else [])
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+
+
+def stage_lines(summary):
+    return re.findall(r"^stage (\w+)(?: \((\S+)\): exit (\d+) in \d+ s of a (\d+) s budget|: NOT STARTED)",
+                      summary, re.M)
+
+
+def main():
+    deco = os.path.abspath(sys.argv[1])
+    build = os.path.dirname(os.path.dirname(deco))
+    tmp = tempfile.mkdtemp(prefix="deco-window-test.")
+    try:
+        # The whole window over the CPU build: every stage runs and fails.
+        out = os.path.join(tmp, "out")
+        r = window(out, 400, build)
+        check(r.returncode == 1, f"full window: exit {r.returncode}, expected 1\n{r.stdout}{r.stderr}")
+        check(sorted(os.listdir(out)) == ["results.tgz", "summary.txt"],
+              f"full window: OUT holds {sorted(os.listdir(out))}")
+        summary = open(os.path.join(out, "summary.txt")).read()
+        lines = stage_lines(summary)
+        check([(n, s, b) for n, s, _, b in lines] == [(n, s, str(b)) for n, s, b in STAGES],
+              f"full window: stage lines {lines}")
+        check(all(rc == "1" for _, _, rc, _ in lines), f"full window: a stage passed without a GPU: {lines}")
+        check(re.search(r"^window: FAIL in \d+ s; results.tgz \d+ KiB$", summary, re.M) is not None,
+              "full window: no verdict line")
+        for name, _, _ in STAGES:
+            check(f"===== {name}\n" in summary, f"full window: {name}'s summary is not in summary.txt")
+        with tarfile.open(os.path.join(out, "results.tgz")) as tar:
+            members = set(m.name.lstrip("./") for m in tar.getmembers())
+        for name, _, _ in STAGES:
+            check(f"{name}/summary.txt" in members, f"full window: results.tgz lacks {name}/summary.txt")
+            check(f"{name}.console" in members, f"full window: results.tgz lacks {name}.console")
+
+        # A short window: the first stage gets what is left less 15 s, the
+        # others are not started (under 60 s left).
+        out = os.path.join(tmp, "short")
+        r = window(out, 75, build)
+        lines = stage_lines(open(os.path.join(out, "summary.txt")).read())
+        check(len(lines) == 4 and lines[0][:2] == ("all", "tests/gpu/run.sh") and lines[0][3] == "60",
+              f"short window: first stage {lines[:1]}")
+        check([n for n, s, _, _ in lines if not s] == ["issues", "step", "kernels"],
+              f"short window: not started {lines}")
+        check(r.returncode == 1, f"short window: exit {r.returncode}")
+
+        # A kit unpacked into an empty build folder first.
+        small = os.path.join(tmp, "small")
+        os.makedirs(os.path.join(small, "bin"))
+        os.makedirs(os.path.join(small, "lib"))
+        shutil.copy2(deco, os.path.join(small, "bin", "deco"))
+        for f in os.listdir(os.path.join(build, "lib")):
+            if f.startswith("libdeco.so"):
+                src = os.path.join(build, "lib", f)
+                dst = os.path.join(small, "lib", f)
+                if os.path.islink(src):
+                    os.symlink(os.readlink(src), dst)
+                else:
+                    shutil.copy2(src, dst)
+        kit = os.path.join(tmp, "kit")
+        p = subprocess.run(["bash", KIT, "pack", small, kit], capture_output=True, text=True, timeout=300)
+        check(p.returncode == 0, f"pack of the small build: exit {p.returncode}\n{p.stderr}")
+        empty = os.path.join(tmp, "unpacked")
+        os.makedirs(empty)
+        out = os.path.join(tmp, "kit-out")
+        r = window(out, 400, empty, kit)
+        summary = open(os.path.join(out, "summary.txt")).read()
+        check(summary.startswith(f"kit: {kit} unpacked into {empty}\n"), f"kit window: summary starts {summary[:200]!r}")
+        check(os.access(os.path.join(empty, "bin", "deco"), os.X_OK), "kit window: deco not unpacked")
+        check(len(stage_lines(summary)) == 4, "kit window: the stages did not run")
+        check(r.returncode == 1, f"kit window: exit {r.returncode}")
+
+        # A broken kit: the window stops before any stage.
+        broken = os.path.join(tmp, "broken")
+        os.makedirs(broken)
+        open(os.path.join(broken, "manifest.txt"), "w").write("commit: none\n")
+        out = os.path.join(tmp, "broken-out")
+        r = window(out, 400, os.path.join(tmp, "nothing"), broken)
+        summary = open(os.path.join(out, "summary.txt")).read()
+        check(r.returncode == 1 and summary.startswith("FAIL: unpacking") and not stage_lines(summary),
+              f"broken kit: exit {r.returncode}, summary {summary[:300]!r}")
+
+        r = window(os.path.join(tmp, "usage"), "soon", build)
+        check(r.returncode == 2 and "SECONDS" in r.stderr, f"bad SECONDS: exit {r.returncode} {r.stderr!r}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for f in failures:
+        print("FAIL:", f)
+    print(f"gpu_window: {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
