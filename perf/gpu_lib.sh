@@ -97,20 +97,23 @@ gpu_sanitize() {
 }
 
 # gpu_bench LIMIT_S BENCH ARGS...: CSV rows to benches.csv (after a "# ..."
-# line naming the command), diagnostics to benches.log.
+# line naming the command), diagnostics to benches.log. Returns the bench's
+# exit status, 127 when it is missing, 125 when skipped for time.
 gpu_bench() {
   local lim rc start
   lim=$(limit "$1")
   shift
-  [ -x "$bin/$1" ] || { note "bench $1: MISSING"; status=1; return; }
-  if [ "$lim" -lt 10 ]; then note "bench $*: SKIPPED (time budget)"; skipped; return; fi
+  [ -x "$bin/$1" ] || { note "bench $1: MISSING"; status=1; return 127; }
+  if [ "$lim" -lt 10 ]; then note "bench $*: SKIPPED (time budget)"; skipped; return 125; fi
   start=$(date +%s)
   echo "# $*" >>"$out/benches.csv"
   echo "=== $*" >>"$out/benches.log"
   timeout "$lim" "$bin/$1" "${@:2}" >>"$out/benches.csv" 2>>"$out/benches.log"
   rc=$?
   [ $rc -eq 0 ] || status=1
-  note "bench $*: exit $rc ($(($(date +%s) - start)) s)"
+  # The summary names files relative to the repository.
+  note "bench ${*//"$root/"/}: exit $rc ($(($(date +%s) - start)) s)"
+  return $rc
 }
 
 gpu_end() {

@@ -63,28 +63,14 @@ benches=("bench_spec $spec_args" "bench_spec $spec_args --temperature 0.7" "benc
   "bench_recycle" "bench_ops" "bench_tree_attention" "bench_forward" "bench_accept")
 for entry in "${benches[@]}"; do
   read -r -a cmd <<<"$entry"
-  [ -x "$bin/${cmd[0]}" ] || { note "bench $entry: MISSING"; status=1; continue; }
-  lim=$(limit 90)
-  if [ "$lim" -lt 10 ]; then note "bench ${cmd[0]}: SKIPPED (time budget)"; continue; fi
-  start=$(date +%s)
-  echo "# $entry" >>"$out/benches.csv"
-  echo "=== $entry" >>"$out/benches.log"
-  timeout "$lim" "$bin/${cmd[0]}" "${cmd[@]:1}" >>"$out/benches.csv" 2>>"$out/benches.log"
+  gpu_bench 90 "${cmd[@]}"
   rc=$?
-  [ $rc -eq 0 ] || status=1
-  note "bench ${cmd[0]}${cmd[1]:+ ...}: exit $rc ($(( $(date +%s) - start )) s)"
   # If the graphed loop fails, the evaluation still gets numbers from the
   # eager device-resident loop, then from the host loop (the CSV says which).
-  if [ "${cmd[0]}" = bench_spec ] && [ $rc -ne 0 ]; then
+  if [ "${cmd[0]}" = bench_spec ] && [ $rc -ne 0 ] && [ $rc -ne 125 ] && [ $rc -ne 127 ]; then
     for loop in device host; do
-      lim=$(limit 90)
-      [ "$lim" -ge 10 ] || break
-      echo "# $entry --loop $loop" >>"$out/benches.csv"
-      echo "=== $entry --loop $loop" >>"$out/benches.log"
-      timeout "$lim" "$bin/${cmd[0]}" "${cmd[@]:1}" --loop $loop >>"$out/benches.csv" 2>>"$out/benches.log"
-      rc=$?
-      note "bench ${cmd[0]} --loop $loop: exit $rc"
-      [ $rc -eq 0 ] && break
+      gpu_bench 90 "${cmd[@]}" --loop $loop && break
+      [ $? -ne 125 ] || break
     done
   fi
 done
