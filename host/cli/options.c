@@ -305,6 +305,15 @@ static int takes_value(const char *a) {
   return 0;
 }
 
+/* A group of options that mean nothing unless ok: given is the first of
+ * them on the command line (NULL: none). -1 after the usage error
+ * "GIVEN needs WHAT" when one was given and ok is 0. */
+static int group_needs(const char *given, int ok, const char *what) {
+  if (!given || ok) return 0;
+  deco_cli_error("%s needs %s", given, what);
+  return -1;
+}
+
 /* Options that exclude each other or need another (docs/CLI.md). */
 static int check_combination(const deco_cli_options_t *o) {
   if (o->model_path && o->synthetic) {
@@ -320,10 +329,7 @@ static int check_combination(const deco_cli_options_t *o) {
                              : o->recycle_state ? "--recycle-state"
                              : o->recycle_k_set ? "--recycle-k"
                                                 : NULL;
-  if (recycle_only && o->spec != DECO_CLI_SPEC_RECYCLE) {
-    deco_cli_error("%s needs --spec recycle", recycle_only);
-    return -1;
-  }
+  if (group_needs(recycle_only, o->spec == DECO_CLI_SPEC_RECYCLE, "--spec recycle")) return -1;
   /* Superposed decoding's options need --superpose, which has no drafter
    * and no timing runs. */
   const char *superpose_only = o->ngram_path            ? "--ngram"
@@ -331,10 +337,7 @@ static int check_combination(const deco_cli_options_t *o) {
                                : o->superpose_temp_set  ? "--superpose-temp"
                                : o->ngram_alpha_set     ? "--ngram-alpha"
                                                         : NULL;
-  if (superpose_only && !o->superpose) {
-    deco_cli_error("%s needs --superpose", superpose_only);
-    return -1;
-  }
+  if (group_needs(superpose_only, o->superpose, "--superpose")) return -1;
   if (o->superpose && o->spec != DECO_CLI_SPEC_NONE) {
     static const char *const names[] = {"none", "lookup", "recycle", "draft"};
     deco_cli_error("--superpose and --spec %s exclude each other", names[o->spec]);
@@ -350,10 +353,7 @@ static int check_combination(const deco_cli_options_t *o) {
   }
   /* Chat options need --chat; a chat turn is text. */
   const char *chat_only = o->system ? "--system" : o->chat_template_set ? "--chat-template" : NULL;
-  if (chat_only && !o->chat) {
-    deco_cli_error("%s needs --chat", chat_only);
-    return -1;
-  }
+  if (group_needs(chat_only, o->chat, "--chat")) return -1;
   if (o->chat && o->prompt_ids) {
     deco_cli_error("--chat and --prompt-ids exclude each other (the template makes the prompt's ids)");
     return -1;
@@ -368,10 +368,7 @@ static int check_combination(const deco_cli_options_t *o) {
                            : o->draft_width ? "--draft-width"
                            : o->layer_parallel ? "--layer-parallel"
                                                : NULL;
-  if (draft_only && o->spec != DECO_CLI_SPEC_DRAFT) {
-    deco_cli_error("%s needs --spec draft", draft_only);
-    return -1;
-  }
+  if (group_needs(draft_only, o->spec == DECO_CLI_SPEC_DRAFT, "--spec draft")) return -1;
   if (o->no_calibrate && o->layer_parallel < 2) {
     deco_cli_error("--no-calibrate needs --layer-parallel N with N >= 2");
     return -1;

@@ -210,8 +210,40 @@ static void gv_free(tok_gguf_t *g) {
   free(g);
 }
 
+static deco_status_t gv_oom(const char *nm) {
+  return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
+}
+
 #define GV_FAIL(status, ...) (s = DECO_FAIL(NULL, status, __VA_ARGS__))
-#define GV_OOM() GV_FAIL(DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm)
+#define GV_OOM() (s = gv_oom(nm))
+
+#define GV_TYPE(t) (1u << (t))
+
+/* An array key's element type, which must be one of `types` (a GV_TYPE bit
+ * per DECO_GGUF_VAL_*, `expected` in words), and its length. */
+static deco_status_t gv_array(const deco_gguf_t *gg, const char *key, const char *nm, unsigned types,
+                              const char *expected, uint32_t *et, uint64_t *count) {
+  DECO_TRY(deco_gguf_get_array(gg, key, et, count));
+  if (*et >= 32 || !(types & GV_TYPE(*et)))
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s is an array of %s, expected %s", nm, key,
+                     deco_gguf_value_type_name(*et), expected);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* An optional array of one entry (`what`) per token: *count is 0 when the
+ * key is absent, else g->n. */
+static deco_status_t gv_per_token(const tok_gguf_t *g, const deco_gguf_t *gg, const char *key, const char *nm,
+                                  unsigned types, const char *expected, const char *what, uint32_t *et,
+                                  uint64_t *count) {
+  *count = 0;
+  if (!deco_gguf_find_kv(gg, key)) return DECO_STATUS_SUCCESS;
+  DECO_TRY(gv_array(gg, key, nm, types, expected, et, count));
+  if (*count != (uint64_t)g->n)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata %s has %llu entries but tokenizer.ggml.tokens has %d (one %s per token)", nm, key,
+                     (unsigned long long)*count, g->n, what);
+  return DECO_STATUS_SUCCESS;
+}
 
 /* The text of every token, unique, well-formed UTF-8; empty ones renamed. */
 static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
@@ -219,10 +251,7 @@ static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char 
   static const char key[] = "tokenizer.ggml.tokens";
   uint32_t et;
   uint64_t count;
-  DECO_TRY(deco_gguf_get_array(gg, key, &et, &count));
-  if (et != DECO_GGUF_VAL_STRING)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s is an array of %s, expected strings", nm, key,
-                     deco_gguf_value_type_name(et));
+  DECO_TRY(gv_array(gg, key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
   if (count < 1 || count > GV_MAX_VOCAB)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu tokens, expected 1..%d", nm, key,
                      (unsigned long long)count, GV_MAX_VOCAB);
@@ -293,21 +322,14 @@ done:
 static deco_status_t gv_types(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
   static const char key[] = "tokenizer.ggml.token_type";
   g->type = malloc((size_t)g->n);
-  if (!g->type) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
+  if (!g->type) return gv_oom(nm);
   memset(g->type, DECO_TOKEN_TYPE_NORMAL, (size_t)g->n);
-  if (!deco_gguf_find_kv(gg, key)) return DECO_STATUS_SUCCESS;
   uint32_t et;
   uint64_t count;
-  DECO_TRY(deco_gguf_get_array(gg, key, &et, &count));
-  if (et != DECO_GGUF_VAL_INT32)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s is an array of %s, expected int32", nm, key,
-                     deco_gguf_value_type_name(et));
-  if (count != (uint64_t)g->n)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: metadata %s has %llu entries but tokenizer.ggml.tokens has %d (one type per token)", nm, key,
-                     (unsigned long long)count, g->n);
+  DECO_TRY(gv_per_token(g, gg, key, nm, GV_TYPE(DECO_GGUF_VAL_INT32), "int32", "type", &et, &count));
+  if (count == 0) return DECO_STATUS_SUCCESS;
   int64_t *v = malloc(sizeof *v * (size_t)count);
-  if (!v) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
+  if (!v) return gv_oom(nm);
   deco_status_t s = deco_gguf_get_ints(gg, key, v, count, &count);
   /* Types outside 1..6 are llama.cpp's "undefined": never printed, never split off. */
   for (int i = 0; s == DECO_STATUS_SUCCESS && i < g->n; ++i)
@@ -320,23 +342,17 @@ static deco_status_t gv_types(tok_gguf_t *g, const deco_gguf_t *gg, const char *
 static deco_status_t gv_scores(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
   static const char key[] = "tokenizer.ggml.scores";
   g->score = calloc((size_t)g->n, sizeof(float));
-  if (!g->score) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
-  if (!deco_gguf_find_kv(gg, key)) return DECO_STATUS_SUCCESS;
+  if (!g->score) return gv_oom(nm);
   uint32_t et;
   uint64_t count;
-  DECO_TRY(deco_gguf_get_array(gg, key, &et, &count));
-  if (et != DECO_GGUF_VAL_FLOAT32 && et != DECO_GGUF_VAL_INT32)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s is an array of %s, expected float32 or int32", nm,
-                     key, deco_gguf_value_type_name(et));
-  if (count != (uint64_t)g->n)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: metadata %s has %llu entries but tokenizer.ggml.tokens has %d (one score per token)", nm, key,
-                     (unsigned long long)count, g->n);
+  DECO_TRY(gv_per_token(g, gg, key, nm, GV_TYPE(DECO_GGUF_VAL_FLOAT32) | GV_TYPE(DECO_GGUF_VAL_INT32),
+                        "float32 or int32", "score", &et, &count));
+  if (count == 0) return DECO_STATUS_SUCCESS;
   if (et == DECO_GGUF_VAL_FLOAT32) {
     DECO_TRY(deco_gguf_get_floats(gg, key, g->score, count, &count));
   } else {
     int64_t *v = malloc(sizeof *v * (size_t)count);
-    if (!v) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
+    if (!v) return gv_oom(nm);
     deco_status_t s = deco_gguf_get_ints(gg, key, v, count, &count);
     for (int i = 0; i < g->n; ++i) g->score[i] = (float)v[i];
     free(v);
@@ -359,10 +375,7 @@ static deco_status_t gv_merges(tok_gguf_t *g, const deco_gguf_t *gg, const char 
                      "%s: metadata %s is missing (a gpt2 vocabulary needs its merges)", nm, key);
   uint32_t et;
   uint64_t count;
-  DECO_TRY(deco_gguf_get_array(gg, key, &et, &count));
-  if (et != DECO_GGUF_VAL_STRING)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s is an array of %s, expected strings", nm, key,
-                     deco_gguf_value_type_name(et));
+  DECO_TRY(gv_array(gg, key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
   if (count > (uint64_t)INT32_MAX)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu merges", nm, key,
                      (unsigned long long)count);
@@ -530,7 +543,7 @@ static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
   g->special_all = malloc(sizeof(int32_t) * (size_t)g->n);
   g->special_user = malloc(sizeof(int32_t) * (size_t)g->n);
   if (!g->piece || !g->piece_off || !g->special_all || !g->special_user)
-    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
+    return gv_oom(nm);
   size_t off = 0;
   char qb[200];
   for (int i = 0; i < g->n; ++i) {
@@ -583,7 +596,7 @@ static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
   g->piece_off[g->n] = off;
   if (sort_by_length(g, g->special_all, g->n_special_all) != 0 ||
       sort_by_length(g, g->special_user, g->n_special_user) != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
+    return gv_oom(nm);
   /* The token of each byte. */
   for (int b = 0; b < 256; ++b) {
     if (g->spm) {

@@ -239,24 +239,22 @@ static void strip(jlist_t *l) {
 
 /* The known forms, tag for tag ('S' statement, 'E' expression, then the
  * normalised content). "@SYSTEM" stands for SmolLM2's system literal. */
+#define CHATML_TURNS                                                             \
+  "E'<|im_start|>'+message['role']+'\\n'+message['content']+'<|im_end|>'+'\\n'", \
+  "Sendfor",                                                                     \
+  "Sif add_generation_prompt",                                                   \
+  "E'<|im_start|>assistant\\n'",                                                 \
+  "Sendif"
 static const char *const k_chatml[] = {
     "Sfor message in messages",
-    "E'<|im_start|>'+message['role']+'\\n'+message['content']+'<|im_end|>'+'\\n'",
-    "Sendfor",
-    "Sif add_generation_prompt",
-    "E'<|im_start|>assistant\\n'",
-    "Sendif",
+    CHATML_TURNS,
     NULL};
 static const char *const k_chatml_system[] = {
     "Sfor message in messages",
     "Sif loop.first and messages[0]['role']!='system'",
     "@SYSTEM",
     "Sendif",
-    "E'<|im_start|>'+message['role']+'\\n'+message['content']+'<|im_end|>'+'\\n'",
-    "Sendfor",
-    "Sif add_generation_prompt",
-    "E'<|im_start|>assistant\\n'",
-    "Sendif",
+    CHATML_TURNS,
     NULL};
 #define LLAMA3_BODY                                                                                         \
   "Sset loop_messages=messages", "Sfor message in loop_messages",                                        \

@@ -71,10 +71,11 @@ deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
   return DECO_DISPATCH(&exec, rope, a);
 }
 
-deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
-  static const char op[] = "deco_matmul";
-  DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+/* The dtypes and sizes of one product (deco_matmul's, or each of
+ * deco_matmul_batched's); dtype_name is how the caller names a->dtype. */
+static deco_status_t check_matmul_shape(deco_ctx_t *ctx, const deco_matmul_args_t *a, const char *op,
+                                        const char *dtype_name) {
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, dtype_name));
   if (a->out_dtype != a->dtype && a->out_dtype != DECO_DTYPE_F32)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: out_dtype %s must be %s or f32", op,
                      deco_dtype_name(a->out_dtype), deco_dtype_name(a->dtype));
@@ -82,6 +83,13 @@ deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
   DECO_CHECK_RANGE(ctx, a->n, 1, DECO_MAX_VOCAB, op);
   DECO_CHECK_RANGE(ctx, a->k, 1, DECO_MAX_DIM, op);
   DECO_CHECK_RANGE(ctx, a->accumulate, 0, 1, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
+  static const char op[] = "deco_matmul";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(check_matmul_shape(ctx, a, op, "dtype"));
   DECO_CHECK_PTR(ctx, a->a, op);
   DECO_CHECK_PTR(ctx, a->w, op);
   DECO_CHECK_PTR(ctx, a->out, op);
@@ -100,14 +108,7 @@ deco_status_t deco_matmul_batched(deco_ctx_t *ctx, const deco_matmul_batched_arg
   static const char op[] = "deco_matmul_batched";
   DECO_CHECK_CTX(ctx, b, op);
   const deco_matmul_args_t *a = &b->mm;
-  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "mm.dtype"));
-  if (a->out_dtype != a->dtype && a->out_dtype != DECO_DTYPE_F32)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: out_dtype %s must be %s or f32", op,
-                     deco_dtype_name(a->out_dtype), deco_dtype_name(a->dtype));
-  DECO_CHECK_RANGE(ctx, a->m, 0, DECO_MAX_TOKENS, op);
-  DECO_CHECK_RANGE(ctx, a->n, 1, DECO_MAX_VOCAB, op);
-  DECO_CHECK_RANGE(ctx, a->k, 1, DECO_MAX_DIM, op);
-  DECO_CHECK_RANGE(ctx, a->accumulate, 0, 1, op);
+  DECO_TRY(check_matmul_shape(ctx, a, op, "mm.dtype"));
   DECO_CHECK_RANGE(ctx, b->n_batch, 1, 1 << 16, op);
   DECO_CHECK_PTR(ctx, a->a, op);
   DECO_CHECK_PTR(ctx, a->w, op);

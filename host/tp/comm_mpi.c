@@ -53,12 +53,20 @@ static deco_status_t mpi_fail(deco_comm_t *c, deco_ctx_t *ctx, int err, const ch
                    text);
 }
 
+/* The bytes of n elements of dtype; more than MPI's int count takes is
+ * refused (what: the collective, in words). */
+static deco_status_t mpi_bytes(deco_ctx_t *ctx, size_t n, deco_comm_dtype_t dtype, const char *what, size_t *bytes) {
+  *bytes = n * deco_comm_dtype_size(dtype);
+  if (*bytes > (size_t)0x7fffffff)
+    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "mpi communicator: %zu bytes in one %s (at most 2^31 - 1)", *bytes,
+                     what);
+  return DECO_STATUS_SUCCESS;
+}
+
 static deco_status_t all_reduce_sum(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype) {
   mpi_state_t *s = c->impl;
-  const size_t bytes = n * deco_comm_dtype_size(dtype);
-  if (bytes > (size_t)0x7fffffff)
-    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "mpi communicator: %zu bytes in one all-reduce (at most 2^31 - 1)",
-                     bytes);
+  size_t bytes;
+  DECO_TRY(mpi_bytes(ctx, n, dtype, "all-reduce", &bytes));
   if (s->gather_bytes < bytes * (size_t)c->size) {
     void *p = realloc(s->gather, bytes * (size_t)c->size);
     if (!p) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "mpi communicator: out of host memory");
@@ -76,10 +84,8 @@ static deco_status_t all_reduce_sum(deco_comm_t *c, deco_ctx_t *ctx, void *buf, 
 static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *send, void *recv, size_t n,
                                 deco_comm_dtype_t dtype) {
   mpi_state_t *s = c->impl;
-  const size_t bytes = n * deco_comm_dtype_size(dtype);
-  if (bytes > (size_t)0x7fffffff)
-    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "mpi communicator: %zu bytes in one all-gather (at most 2^31 - 1)",
-                     bytes);
+  size_t bytes;
+  DECO_TRY(mpi_bytes(ctx, n, dtype, "all-gather", &bytes));
   int err = MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm);
   return err == MPI_SUCCESS ? DECO_STATUS_SUCCESS : mpi_fail(c, ctx, err, "MPI_Allgather");
 }
@@ -87,10 +93,8 @@ static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *sen
 static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype,
                                int root) {
   mpi_state_t *s = c->impl;
-  const size_t bytes = n * deco_comm_dtype_size(dtype);
-  if (bytes > (size_t)0x7fffffff)
-    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "mpi communicator: %zu bytes in one broadcast (at most 2^31 - 1)",
-                     bytes);
+  size_t bytes;
+  DECO_TRY(mpi_bytes(ctx, n, dtype, "broadcast", &bytes));
   int err = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, s->comm);
   return err == MPI_SUCCESS ? DECO_STATUS_SUCCESS : mpi_fail(c, ctx, err, "MPI_Bcast");
 }

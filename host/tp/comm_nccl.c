@@ -206,30 +206,42 @@ static void group_release(nccl_group_t *g, int slot) {
   free(g);
 }
 
+/* After an NCCL call that returned *r: polls the asynchronous error of s's
+ * communicator every 100 us while it is in progress. 1 once it is ready,
+ * 0 when it is still in progress after timeout_s, -1 with *r the error
+ * (the call's, the query's or the asynchronous one). */
+static int poll_ready(nccl_state_t *s, ncclResult_t *r, double timeout_s) {
+  const double t0 = now_s();
+  while (*r == ncclInProgress || *r == ncclSuccess) {
+    ncclResult_t async = ncclSuccess;
+    const ncclResult_t q = async_error(s, &async);
+    if (q != ncclSuccess) {
+      *r = q;
+      return -1;
+    }
+    if (async == ncclSuccess) return 1;
+    if (async != ncclInProgress) {
+      *r = async;
+      return -1;
+    }
+    if (now_s() - t0 > timeout_s) return 0;
+    usleep(100);
+  }
+  return -1;
+}
+
 /* Waits until a freshly initialised communicator leaves ncclInProgress:
  * success, or ncclCommAbort and a message (the communicator is gone). */
 static deco_status_t init_wait(ncclComm_t comm, ncclResult_t r, double timeout_s, const char *op, const char *what,
                                int rank, int size) {
-  const double t0 = now_s();
-  while (r == ncclInProgress || r == ncclSuccess) {
-    ncclResult_t async = ncclSuccess;
-    const ncclResult_t q = ncclCommGetAsyncError(comm, &async);
-    if (q != ncclSuccess) {
-      r = q;
-      break;
-    }
-    if (async == ncclSuccess) return DECO_STATUS_SUCCESS;
-    if (async != ncclInProgress) {
-      r = async;
-      break;
-    }
-    if (now_s() - t0 > timeout_s) {
-      ncclCommAbort(comm);
-      return DECO_FAIL(NULL, DECO_STATUS_ABORTED,
-                       "%s: %s (rank %d of %d) still in progress after %.0f s: aborted (ncclCommAbort)", op, what,
-                       rank, size, timeout_s);
-    }
-    usleep(100);
+  nccl_state_t alone = {.comm = comm}; /* no group: async_error asks NCCL itself */
+  const int ready = poll_ready(&alone, &r, timeout_s);
+  if (ready > 0) return DECO_STATUS_SUCCESS;
+  if (ready == 0) {
+    ncclCommAbort(comm);
+    return DECO_FAIL(NULL, DECO_STATUS_ABORTED,
+                     "%s: %s (rank %d of %d) still in progress after %.0f s: aborted (ncclCommAbort)", op, what, rank,
+                     size, timeout_s);
   }
   const char *last = ncclGetLastError(comm);
   ncclCommAbort(comm);
@@ -251,27 +263,14 @@ static ncclDataType_t nccl_type(deco_comm_dtype_t dt) {
  * once). */
 static deco_status_t settle(deco_comm_t *c, deco_ctx_t *ctx, ncclResult_t r, const char *op) {
   nccl_state_t *s = c->impl;
-  const double t0 = now_s();
-  while (r == ncclInProgress || r == ncclSuccess) {
-    ncclResult_t async = ncclSuccess;
-    ncclResult_t q = async_error(s, &async);
-    if (q != ncclSuccess) {
-      r = q;
-      break;
-    }
-    if (async == ncclSuccess) return DECO_STATUS_SUCCESS;
-    if (async != ncclInProgress) {
-      r = async;
-      break;
-    }
-    if (now_s() - t0 > s->timeout_s) {
-      abort_one(c, 1);
-      return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
-                       "nccl communicator: %s still in progress after %.0f s on rank %d of %d: the communicator was "
-                       "aborted (ncclCommAbort)",
-                       op, s->timeout_s, c->rank, c->size);
-    }
-    usleep(100);
+  const int ready = poll_ready(s, &r, s->timeout_s);
+  if (ready > 0) return DECO_STATUS_SUCCESS;
+  if (ready == 0) {
+    abort_one(c, 1);
+    return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
+                     "nccl communicator: %s still in progress after %.0f s on rank %d of %d: the communicator was "
+                     "aborted (ncclCommAbort)",
+                     op, s->timeout_s, c->rank, c->size);
   }
   /* Under the group's lock: the watchdog may abort the communicator (and
    * so free it) at any moment; NCCL's last error is copied out before the
