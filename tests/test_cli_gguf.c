@@ -218,24 +218,16 @@ Test(cli_gguf, errors) {
   cr_assert(strstr(r.err, "adds no BOS: nothing to start from"), "%s", r.err);
   deco_test_run_free(&r);
   /* Usage: chat options without --chat, a bad template name, --prompt-ids. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--system", "x", "--prompt", "y");
-  deco_test_cli_error(&r, 2, "--system needs --chat");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat-template", "chatml", "--prompt", "y");
-  deco_test_cli_error(&r, 2, "--chat-template needs --chat");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "jinja", "--prompt", "y");
-  deco_test_cli_error(&r, 2, "--chat-template: 'jinja' is not");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--prompt-ids", "1,2");
-  deco_test_cli_error(&r, 2, "--chat and --prompt-ids exclude each other");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "none", "--system", "s", "--prompt",
-                    "y");
-  deco_test_cli_error(&r, 2, "--system: --chat-template none");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(2, "--system needs --chat", "generate", "--model", m, "--system", "x", "--prompt", "y");
+  DECO_TEST_CLI_ERROR(2, "--chat-template needs --chat", "generate", "--model", m, "--chat-template", "chatml",
+                      "--prompt", "y");
+  DECO_TEST_CLI_ERROR(2, "--chat-template: 'jinja' is not", "generate", "--model", m, "--chat", "--chat-template",
+                      "jinja", "--prompt", "y");
+  DECO_TEST_CLI_ERROR(2, "--chat and --prompt-ids exclude each other", "generate", "--model", m, "--chat",
+                      "--prompt-ids", "1,2");
+  DECO_TEST_CLI_ERROR(2, "--system: --chat-template none", "generate", "--model", m, "--chat", "--chat-template",
+                      "none", "--system", "s", "--prompt", "y");
   /* The built-in llama2.c vocabulary has no template. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--chat", "--prompt", "y", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "a llama2.c tokenizer has no chat template");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "a llama2.c tokenizer has no chat template", "generate", "--chat", "--prompt", "y",
+                      "--backend", "cpu");
 }

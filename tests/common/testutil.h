@@ -101,6 +101,16 @@ void deco_test_run_free(deco_test_run_t *r);
  * line of stderr beginning "deco: error: ", needle in stderr (unless
  * NULL), nothing on stdout. */
 void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needle);
+/* A CLI run (DECO_TEST_RUN_CLI with the arguments after needle) that
+ * fails as deco_test_cli_error checks, then freed:
+ * DECO_TEST_CLI_ERROR(2, "--steps", "generate", "--steps", "abc"). */
+#define DECO_TEST_CLI_ERROR(status, needle, ...)            \
+  do {                                                      \
+    deco_test_run_t deco_run_;                              \
+    DECO_TEST_RUN_CLI(&deco_run_, __VA_ARGS__);             \
+    deco_test_cli_error(&deco_run_, (status), (needle));    \
+    deco_test_run_free(&deco_run_);                         \
+  } while (0)
 /* Whether text matches the extended regular expression re (asserts that re
  * compiles). */
 int deco_test_matches(const char *re, const char *text);
