@@ -35,11 +35,8 @@ Test(cli, default_model_is_stories260K) {
 Test(cli, default_greedy_ids_match_llama2c) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "0", "--print-ids", "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
-  cr_assert_str_eq(r.out, expect);
+  deco_test_expect_fixture_out("the built-in model", &r, "fixtures/stories260K/greedy_bos_256.ids");
   cr_assert(strstr(deco_test_last_line(r.err), " model=stories260K.bin") != NULL, "%s", r.err);
-  free(expect);
   deco_test_run_free(&r);
 }
 
@@ -174,20 +171,14 @@ Test(cli, bad_model_files_exit_1) {
 Test(cli, greedy_ids_match_llama2c) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--temperature", "0", "--ignore-eos", "--print-ids", "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
-  cr_assert_str_eq(r.out, expect);
+  deco_test_expect_fixture_out("from BOS", &r, "fixtures/stories260K/greedy_bos_256.ids");
   cr_assert(strstr(r.err, "tokens=256 ") != NULL, "%s", r.err);
   cr_assert(strstr(r.err, "model=stories260K.bin") != NULL, "%s", r.err);
-  free(expect);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--prompt",
       "Once upon a time, there was a little dog named Max.", "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "200", "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
-  cr_assert_str_eq(r.out, expect);
-  free(expect);
+  deco_test_expect_fixture_out("the dog prompt", &r, "fixtures/stories260K/greedy_dog_200.ids");
   deco_test_run_free(&r);
 }
 

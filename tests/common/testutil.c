@@ -124,6 +124,13 @@ char *deco_test_fixture_line(const char *rel) {
   return line;
 }
 
+void deco_test_expect_fixture_out(const char *what, const deco_test_run_t *r, const char *rel) {
+  cr_assert_eq(r->status, 0, "%s: exit %d; stderr: %s", what, r->status, r->err);
+  char *expect = deco_test_fixture_line(rel);
+  cr_assert_str_eq(r->out, expect, "%s: stdout is not %s", what, rel);
+  free(expect);
+}
+
 const char *deco_test_tmpdir(void) {
   static char dir[PATH_MAX];
   if (!dir[0]) {

@@ -118,6 +118,9 @@ int deco_test_matches(const char *re, const char *text);
 /* A fixture id file (data-relative path) as the CLI's --print-ids prints
  * it: one line, single spaces, one newline. malloc'd. */
 char *deco_test_fixture_line(const char *rel);
+/* A CLI run (what names it in a failure) that exited 0 and printed
+ * exactly the fixture id line rel (deco_test_fixture_line) on stdout. */
+void deco_test_expect_fixture_out(const char *what, const deco_test_run_t *r, const char *rel);
 
 /* Last line of a text (without its newline) in a static buffer. */
 const char *deco_test_last_line(const char *text);
