@@ -534,6 +534,16 @@ void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, de
                st->step_allocations);
 }
 
+void deco_test_greedy(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, int n_prompt, int steps,
+                      deco_test_capture_t *cap, deco_generate_stats_t *st) {
+  deco_generate_config_t cfg = DECO_GENERATE_CONFIG_INIT;
+  cfg.steps = steps;
+  cfg.temperature = 0.0f;
+  cfg.ignore_eos = 1;
+  cfg.drafter = d;
+  deco_test_generate(m, prompt, n_prompt, cfg, cap, st);
+}
+
 char *deco_test_unhex(const char *hex) {
   const size_t n = strlen(hex) / 2;
   char *s = malloc(n + 1);

@@ -142,6 +142,10 @@ void deco_test_capture_id(void *user, int32_t id);
  * rules a suite linked with deco_internal sets) must call its own copy. */
 void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg,
                         deco_test_capture_t *cap, deco_generate_stats_t *st);
+/* deco_test_generate of steps greedy positions (EOS ignored) with drafter
+ * d (NULL: plain decoding). */
+void deco_test_greedy(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, int n_prompt, int steps,
+                      deco_test_capture_t *cap, deco_generate_stats_t *st);
 
 /* A test's draft source and its drafter: NULL for plain decoding, prompt
  * lookup with the CLI's settings (DECO_LOOKUP_CONFIG_INIT), or Token
