@@ -84,6 +84,14 @@ int deco_test_write_file(const char *path, const void *data, size_t size) {
   return (fclose(f) == 0 && w == size) ? 0 : -1;
 }
 
+void deco_test_expect_same_file(const char *msg, const char *a, const char *b) {
+  size_t na = 0, nb = 0;
+  char *fa = deco_test_read_file(a, &na), *fb = deco_test_read_file(b, &nb);
+  cr_assert(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "%s", msg);
+  free(fa);
+  free(fb);
+}
+
 int32_t *deco_test_read_ids(const char *path, int *n) {
   size_t size;
   char *text = deco_test_read_file(path, &size);

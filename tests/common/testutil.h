@@ -37,6 +37,9 @@ void *deco_test_read_file(const char *path, size_t *size);
 char *deco_test_unhex(const char *hex);
 /* Writes a file (for bad-input tests); 0 on success. */
 int deco_test_write_file(const char *path, const void *data, size_t size);
+/* Asserts that files a and b both read and hold the same bytes; msg is
+ * the failure's message. */
+void deco_test_expect_same_file(const char *msg, const char *a, const char *b);
 /* A fresh temporary directory (mkdtemp) for this process. */
 const char *deco_test_tmpdir(void);
 
