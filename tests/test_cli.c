@@ -35,11 +35,8 @@ Test(cli, default_model_is_stories260K) {
 Test(cli, default_greedy_ids_match_llama2c) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "0", "--print-ids", "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
-  cr_assert_str_eq(r.out, expect);
+  deco_test_expect_fixture_out("the built-in model", &r, "fixtures/stories260K/greedy_bos_256.ids");
   cr_assert(strstr(deco_test_last_line(r.err), " model=stories260K.bin") != NULL, "%s", r.err);
-  free(expect);
   deco_test_run_free(&r);
 }
 
@@ -109,44 +106,19 @@ Test(cli, same_seed_same_output) {
 }
 
 Test(cli, usage_errors_exit_2) {
-  deco_test_run_t r;
-  DECO_TEST_RUN_CLI(&r, "generate", "--no-such-option");
-  deco_test_cli_error(&r, 2, "--no-such-option");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--steps", "abc");
-  deco_test_cli_error(&r, 2, "--steps");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--steps");
-  deco_test_cli_error(&r, 2, "--steps");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--temperature", "-1");
-  deco_test_cli_error(&r, 2, "--temperature");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--top-p", "1.5");
-  deco_test_cli_error(&r, 2, "--top-p");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,,2");
-  deco_test_cli_error(&r, 2, "--prompt-ids");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--prompt", "a", "--prompt-ids", "1");
-  deco_test_cli_error(&r, 2, NULL);
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--backend", "tpu");
-  deco_test_cli_error(&r, 2, "--backend");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--backend", "cpu", "--dtype", "bf16");
-  deco_test_cli_error(&r, 2, "bf16");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "gpt5");
-  deco_test_cli_error(&r, 2, "gpt5");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "frobnicate");
-  deco_test_cli_error(&r, 2, "frobnicate");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(2, "--no-such-option", "generate", "--no-such-option");
+  DECO_TEST_CLI_ERROR(2, "--steps", "generate", "--steps", "abc");
+  DECO_TEST_CLI_ERROR(2, "--steps", "generate", "--steps");
+  DECO_TEST_CLI_ERROR(2, "--temperature", "generate", "--temperature", "-1");
+  DECO_TEST_CLI_ERROR(2, "--top-p", "generate", "--top-p", "1.5");
+  DECO_TEST_CLI_ERROR(2, "--prompt-ids", "generate", "--prompt-ids", "1,,2");
+  DECO_TEST_CLI_ERROR(2, NULL, "generate", "--prompt", "a", "--prompt-ids", "1");
+  DECO_TEST_CLI_ERROR(2, "--backend", "generate", "--backend", "tpu");
+  DECO_TEST_CLI_ERROR(2, "bf16", "generate", "--backend", "cpu", "--dtype", "bf16");
+  DECO_TEST_CLI_ERROR(2, "gpt5", "generate", "--synthetic", "gpt5");
+  DECO_TEST_CLI_ERROR(2, "frobnicate", "frobnicate");
   /* A repeated option whose second value is bad is still a usage error. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,2", "--prompt-ids", "x");
-  deco_test_cli_error(&r, 2, "--prompt-ids");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(2, "--prompt-ids", "generate", "--prompt-ids", "1,2", "--prompt-ids", "x");
 }
 
 Test(cli, nucleus_smaller_than_any_token) {
@@ -160,29 +132,17 @@ Test(cli, nucleus_smaller_than_any_token) {
 }
 
 Test(cli, model_conflicts_exit_1) {
-  deco_test_run_t r;
-  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,300", "--print-ids", "--backend", "cpu", "--synthetic", "tiny");
-  deco_test_cli_error(&r, 1, "--prompt-ids: id 300 >= vocab 259");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--prompt-ids", "1,512", "--print-ids", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "--prompt-ids: id 512 >= vocab 512");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--steps", "513", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "--steps");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", "/nonexistent/model.bin");
-  deco_test_cli_error(&r, 1, "/nonexistent/model.bin");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "llama2-7b", "--print-ids", "--prompt-ids", "1", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "CPU");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "llama2-7b", "--prompt", "Hi", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "--tokenizer");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "--prompt-ids: id 300 >= vocab 259", "generate", "--prompt-ids", "1,300", "--print-ids",
+                      "--backend", "cpu", "--synthetic", "tiny");
+  DECO_TEST_CLI_ERROR(1, "--prompt-ids: id 512 >= vocab 512", "generate", "--prompt-ids", "1,512", "--print-ids",
+                      "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "--steps", "generate", "--steps", "513", "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "/nonexistent/model.bin", "generate", "--model", "/nonexistent/model.bin");
+  DECO_TEST_CLI_ERROR(1, "CPU", "generate", "--synthetic", "llama2-7b", "--print-ids", "--prompt-ids", "1", "--backend",
+                      "cpu");
+  DECO_TEST_CLI_ERROR(1, "--tokenizer", "generate", "--synthetic", "llama2-7b", "--prompt", "Hi", "--backend", "cpu");
   if (deco_cuda_device_count() == 0) {
-    DECO_TEST_RUN_CLI(&r, "generate", "--backend", "cuda");
-    deco_test_cli_error(&r, 1, "cuda");
-    deco_test_run_free(&r);
+    DECO_TEST_CLI_ERROR(1, "cuda", "generate", "--backend", "cuda");
   }
 }
 
@@ -200,37 +160,25 @@ Test(cli, bad_model_files_exit_1) {
   snprintf(path, sizeof path, "%s/zeros.bin", deco_test_tmpdir());
   memset(data, 0, size);
   cr_assert_eq(deco_test_write_file(path, data, size), 0);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", path, "--tokenizer", tok_path());
-  deco_test_cli_error(&r, 1, "zeros.bin");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "zeros.bin", "generate", "--model", path, "--tokenizer", tok_path());
   free(data);
   /* A tokenizer that does not fit the model. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", model_path());
-  deco_test_cli_error(&r, 1, "stories260K.bin");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "stories260K.bin", "generate", "--model", model_path(), "--tokenizer", model_path());
   /* Text needs a tokenizer for a checkpoint. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--prompt", "Once");
-  deco_test_cli_error(&r, 1, "--tokenizer");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "--tokenizer", "generate", "--model", model_path(), "--prompt", "Once");
 }
 
 Test(cli, greedy_ids_match_llama2c) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--temperature", "0", "--ignore-eos", "--print-ids", "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
-  cr_assert_str_eq(r.out, expect);
+  deco_test_expect_fixture_out("from BOS", &r, "fixtures/stories260K/greedy_bos_256.ids");
   cr_assert(strstr(r.err, "tokens=256 ") != NULL, "%s", r.err);
   cr_assert(strstr(r.err, "model=stories260K.bin") != NULL, "%s", r.err);
-  free(expect);
   deco_test_run_free(&r);
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model_path(), "--tokenizer", tok_path(), "--prompt",
       "Once upon a time, there was a little dog named Max.", "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "200", "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
-  cr_assert_str_eq(r.out, expect);
-  free(expect);
+  deco_test_expect_fixture_out("the dog prompt", &r, "fixtures/stories260K/greedy_dog_200.ids");
   deco_test_run_free(&r);
 }
 

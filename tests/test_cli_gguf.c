@@ -44,6 +44,16 @@ static char *decode(const char *model, const char *ids) {
   return r.out;
 }
 
+/* text (a run's stdout) is what `deco tokenize --decode` gives for the ids
+ * of ids_line after its first skip; what names the runs in a failure. */
+static void expect_decoded(const char *what, const char *model, const char *ids_line, int skip, const char *text) {
+  char *ids = ids_after(ids_line, skip);
+  char *want = decode(model, ids);
+  cr_assert_str_eq(text, want, "%s: the text is not the decoded ids", what);
+  free(want);
+  free(ids);
+}
+
 Test(cli_gguf, prompt_by_the_gguf_rule) {
   const char *m = deco_test_model_file(MINI);
   deco_test_run_t r;
@@ -77,11 +87,7 @@ Test(cli_gguf, text_is_the_generated_ids_decoded) {
   const int n_prompt = count_ids(tok.out);
   cr_assert(n_prompt > 5 && n_prompt < 40);
   cr_assert(strncmp(ids.out, tok.out, strlen(tok.out) - 1) == 0, "%s vs %s", ids.out, tok.out);
-  char *gen = ids_after(ids.out, n_prompt);
-  char *want = decode(m, gen);
-  cr_assert_str_eq(text.out, want);
-  free(want);
-  free(gen);
+  expect_decoded("generated ids and text", m, ids.out, n_prompt, text.out);
   deco_test_run_free(&tok);
   deco_test_run_free(&ids);
   deco_test_run_free(&text);
@@ -143,11 +149,7 @@ Test(cli_gguf, chat_text_and_forced_templates) {
   const char *gp = strstr(ids.out, " 1 520 9531 198 ");
   cr_assert_not_null(gp, "%s", ids.out);
   const int n_prompt = count_ids(ids.out) - count_ids(gp + 16);
-  char *reply = ids_after(ids.out, n_prompt);
-  char *want = decode(m, reply);
-  cr_assert_str_eq(text.out, want);
-  free(want);
-  free(reply);
+  expect_decoded("the chat reply's ids and text", m, ids.out, n_prompt, text.out);
   deco_test_run_free(&ids);
   deco_test_run_free(&text);
 
@@ -218,24 +220,16 @@ Test(cli_gguf, errors) {
   cr_assert(strstr(r.err, "adds no BOS: nothing to start from"), "%s", r.err);
   deco_test_run_free(&r);
   /* Usage: chat options without --chat, a bad template name, --prompt-ids. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--system", "x", "--prompt", "y");
-  deco_test_cli_error(&r, 2, "--system needs --chat");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat-template", "chatml", "--prompt", "y");
-  deco_test_cli_error(&r, 2, "--chat-template needs --chat");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "jinja", "--prompt", "y");
-  deco_test_cli_error(&r, 2, "--chat-template: 'jinja' is not");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--prompt-ids", "1,2");
-  deco_test_cli_error(&r, 2, "--chat and --prompt-ids exclude each other");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--chat", "--chat-template", "none", "--system", "s", "--prompt",
-                    "y");
-  deco_test_cli_error(&r, 2, "--system: --chat-template none");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(2, "--system needs --chat", "generate", "--model", m, "--system", "x", "--prompt", "y");
+  DECO_TEST_CLI_ERROR(2, "--chat-template needs --chat", "generate", "--model", m, "--chat-template", "chatml",
+                      "--prompt", "y");
+  DECO_TEST_CLI_ERROR(2, "--chat-template: 'jinja' is not", "generate", "--model", m, "--chat", "--chat-template",
+                      "jinja", "--prompt", "y");
+  DECO_TEST_CLI_ERROR(2, "--chat and --prompt-ids exclude each other", "generate", "--model", m, "--chat",
+                      "--prompt-ids", "1,2");
+  DECO_TEST_CLI_ERROR(2, "--system: --chat-template none", "generate", "--model", m, "--chat", "--chat-template",
+                      "none", "--system", "s", "--prompt", "y");
   /* The built-in llama2.c vocabulary has no template. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--chat", "--prompt", "y", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "a llama2.c tokenizer has no chat template");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "a llama2.c tokenizer has no chat template", "generate", "--chat", "--prompt", "y",
+                      "--backend", "cpu");
 }

@@ -186,13 +186,10 @@ Test(cli_superpose, errors) {
     deco_test_run_free(&r);
   }
   /* Tables: missing, of another vocabulary, of another tokenizer, corrupt. */
-  DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", "/nonexistent/t.ngram", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "/nonexistent/t.ngram");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "generate", "--model", mini, "--superpose", "2", "--ngram", table, "--prompt", "Hi",
-                    "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "vocab_size");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "/nonexistent/t.ngram", "generate", "--superpose", "2", "--ngram", "/nonexistent/t.ngram",
+                      "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "vocab_size", "generate", "--model", mini, "--superpose", "2", "--ngram", table, "--prompt",
+                      "Hi", "--backend", "cpu");
   size_t size;
   char *tok = deco_test_read_file(deco_test_data_file("models/tok512.bin"), &size);
   cr_assert_not_null(tok);
@@ -201,17 +198,14 @@ Test(cli_superpose, errors) {
   snprintf(other, sizeof other, "%s/other.bin", deco_test_tmpdir());
   cr_assert_eq(deco_test_write_file(other, tok, size), 0);
   free(tok);
-  DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", table, "--tokenizer", other, "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "tokenizer");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "tokenizer", "generate", "--superpose", "2", "--ngram", table, "--tokenizer", other,
+                      "--backend", "cpu");
   char *bytes = deco_test_read_file(table, &size);
   char cut[4096];
   snprintf(cut, sizeof cut, "%s/cut.ngram", deco_test_tmpdir());
   cr_assert_eq(deco_test_write_file(cut, bytes, size / 2), 0);
   free(bytes);
-  DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", cut, "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "cut.ngram");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "cut.ngram", "generate", "--superpose", "2", "--ngram", cut, "--backend", "cpu");
   /* --ngram-alpha 0 ignores the table: not even read. */
   DECO_TEST_RUN_CLI(&r, "generate", "--superpose", "2", "--ngram", cut, "--ngram-alpha", "0", "--steps", "8",
                     "--print-ids", "--backend", "cpu");
@@ -271,7 +265,6 @@ Test(cli_superpose, ngram_build_on_a_gguf_model) {
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert(strstr(deco_test_last_line(r.err), " drafts=2"), "%s", r.err);
   deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "ngram", "build", "--model", mini, "--tokenizer", corpus, "--text", corpus, "--out", table);
-  deco_test_cli_error(&r, 1, "carries its own vocabulary");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "carries its own vocabulary", "ngram", "build", "--model", mini, "--tokenizer", corpus,
+                      "--text", corpus, "--out", table);
 }

@@ -378,11 +378,7 @@ Test(compress, config_read_by_size) {
   cr_assert_eq(full, DECO_STATUS_SUCCESS);
   cr_assert_eq(old, DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   /* AUTO on the CPU is LAPACK: the same file. */
-  size_t na = 0, nb = 0;
-  char *fa = deco_test_read_file(a, &na), *fb = deco_test_read_file(b, &nb);
-  cr_assert(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "AUTO and LAPACK differ on the CPU");
-  free(fa);
-  free(fb);
+  deco_test_expect_same_file("AUTO and LAPACK differ on the CPU", a, b);
 #else
   /* AUTO on the CPU is LAPACK, which this build lacks (not cuSOLVER's message). */
   cr_assert_eq(full, DECO_STATUS_UNSUPPORTED);

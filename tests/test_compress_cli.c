@@ -160,11 +160,7 @@ Test(compress_cli, solver_lapack_is_auto_on_cpu) {
                r.err);
   deco_test_run_free(&r);
   free(err_auto);
-  size_t na = 0, nb = 0;
-  char *fa = deco_test_read_file(a, &na), *fb = deco_test_read_file(b, &nb);
-  cr_assert(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "--solver lapack and auto differ on the CPU");
-  free(fa);
-  free(fb);
+  deco_test_expect_same_file("--solver lapack and auto differ on the CPU", a, b);
 }
 #endif
 

@@ -25,17 +25,6 @@
 static const int32_t dog_prompt[] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
 #define N_DOG ((int)(sizeof dog_prompt / sizeof dog_prompt[0]))
 
-/* Greedy generation of steps positions from prompt; ids into cap. */
-static void generate(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, int n_prompt, int steps,
-                     deco_test_capture_t *cap, deco_generate_stats_t *st) {
-  deco_generate_config_t cfg = DECO_GENERATE_CONFIG_INIT;
-  cfg.steps = steps;
-  cfg.temperature = 0.0f;
-  cfg.ignore_eos = 1;
-  cfg.drafter = d;
-  deco_test_generate(m, prompt, n_prompt, cfg, cap, st);
-}
-
 static deco_drafter_t *layer_drafter(deco_model_t *m, const int *layers, int n, int K, int W, int nodes) {
   const deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, 300);
   return deco_test_model_drafter(m, NULL, &c);
@@ -58,7 +47,7 @@ Test(draft_model, target_as_its_own_draft_accepts_everything) {
       }
       deco_test_capture_t cap;
       deco_generate_stats_t st;
-      generate(m, d, dog_prompt, 1, 256, &cap, &st);
+      deco_test_greedy(m, d, dog_prompt, 1, 256, &cap, &st);
       /* 256 ids after BOS (one per position), K + 1 per step but the last. */
       const int expect_forwards = (256 + K) / (K + 1);
       const double mean = (double)st.tokens / st.forwards;
@@ -80,7 +69,7 @@ Test(draft_model, greedy_equals_plain_for_subsets_chains_and_trees) {
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   deco_test_capture_t plain, spec;
   deco_generate_stats_t st;
-  generate(m, NULL, dog_prompt, N_DOG, 200, &plain, &st);
+  deco_test_greedy(m, NULL, dog_prompt, N_DOG, 200, &plain, &st);
   static const struct {
     int layers[5], n, K, W, nodes;
   } cases[] = {{{0}, 1, 4, 1, 0},          {{0, 4}, 2, 2, 1, 0},     {{0, 1, 2}, 3, 8, 1, 0},
@@ -88,7 +77,7 @@ Test(draft_model, greedy_equals_plain_for_subsets_chains_and_trees) {
                {{4}, 1, 3, 16, 48}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     deco_drafter_t *d = layer_drafter(m, cases[i].layers, cases[i].n, cases[i].K, cases[i].W, cases[i].nodes);
-    generate(m, d, dog_prompt, N_DOG, 200, &spec, &st);
+    deco_test_greedy(m, d, dog_prompt, N_DOG, 200, &spec, &st);
     fprintf(stderr, "case %zu (%d layers, K=%d, W=%d, nodes %d): mean_accepted %.3f\n", i, cases[i].n, cases[i].K,
             cases[i].W, cases[i].nodes, (double)st.tokens / st.forwards);
     cr_assert_eq(spec.n, plain.n, "case %zu", i);
@@ -111,7 +100,7 @@ Test(draft_model, draft_kv_after_compaction_equals_a_draft_fed_the_accepted_ids)
     deco_drafter_t *d = layer_drafter(m, layers, 3, shapes[sh][0], shapes[sh][1], shapes[sh][2]);
     deco_test_capture_t cap;
     deco_generate_stats_t st;
-    generate(m, d, dog_prompt, N_DOG, 150, &cap, &st);
+    deco_test_greedy(m, d, dog_prompt, N_DOG, 150, &cap, &st);
     int dseq;
     deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
     cr_assert_not_null(kc);

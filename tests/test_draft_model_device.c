@@ -75,6 +75,25 @@ static deco_drafter_t *chain_drafter(deco_model_t *m, deco_model_t *draft, const
   return sampled_drafter(m, draft, layers, n, K, max_len, 0.0f, 0);
 }
 
+/* A top-W tree of at most `nodes` drafts and depth K (temperature T,
+ * deterministic drafts): device-resident, with the shape of deco/spec.h
+ * (deco_test_tree_shape). */
+static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K, int W,
+                                    int nodes, int max_len, float T, int *depth) {
+  deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, max_len);
+  c.temperature = T;
+  c.seed = 31;
+  deco_drafter_t *d = deco_test_model_drafter(m, draft, &c);
+  cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-%d tree (T = %g) drafts on the device", W, (double)T);
+  int32_t par[DECO_TREE_MAX_NODES];
+  const int want = deco_test_tree_shape(K, W, nodes, par, depth);
+  cr_assert_eq(deco_drafter_max_nodes(d), want, "W=%d K=%d nodes=%d: %d nodes, the rule gives %d", W, K, nodes,
+               deco_drafter_max_nodes(d), want);
+  cr_assert_eq(memcmp(d->shape_parents, par, sizeof(int32_t) * (size_t)want), 0,
+               "W=%d K=%d nodes=%d: the shape differs from the rule", W, K, nodes);
+  return d;
+}
+
 /* The host loop and the device loop with one drafter (begun afresh by each
  * run): the same ids and the same stats. */
 static void host_vs_device(const char *what, deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, int n_prompt,
@@ -113,6 +132,46 @@ static void expect_full_steps(const char *what, deco_model_t *m, deco_drafter_t 
   expect_same_ids(what, &dev, plain);
 }
 
+/* The target as its own draft: a chain of K drafts (W == 0) or a top-W
+ * tree of depth K and at most `nodes` drafts. */
+typedef struct self_draft_case {
+  int K, W, nodes, check_mean;
+} self_draft_case_t;
+
+/* Each case with both self-drafts (a second copy with max_len 256, every
+ * layer with max_len layers_max_len) passes expect_full_steps against
+ * plain greedy from the one-id prompt (the first round has no id before
+ * the root: len 0). */
+static void expect_self_draft_full_steps(const self_draft_case_t *cases, int n_cases, int layers_max_len) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int all[] = {0, 1, 2, 3, 4};
+  const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
+  static deco_test_capture_t plain;
+  deco_generate_stats_t st;
+  generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
+  for (int i = 0; i < n_cases; ++i) {
+    const self_draft_case_t sc = cases[i];
+    for (int source = 0; source < 2; ++source) {
+      deco_model_t *draft = source ? NULL : copy;
+      const int max_len = source ? layers_max_len : 256;
+      int depth = sc.K;
+      deco_drafter_t *d = sc.W ? tree_drafter(m, draft, source ? all : NULL, source ? 5 : 0, sc.K, sc.W, sc.nodes,
+                                              max_len, 0.0f, &depth)
+                               : chain_drafter(m, draft, source ? all : NULL, source ? 5 : 0, sc.K, max_len);
+      char what[96];
+      snprintf(what, sizeof what, "device %s, self-draft (%s) K=%d W=%d nodes=%d depth %d", sc.W ? "tree" : "loop",
+               source ? "every layer" : "a second copy", sc.K, sc.W, sc.nodes, depth);
+      expect_full_steps(what, m, d, depth, sc.check_mean, &plain);
+      deco_drafter_destroy(d);
+    }
+  }
+  deco_model_destroy(copy);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
 Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -147,32 +206,11 @@ Test(draft_model_device, device_loop_equals_host_loop_and_plain_greedy) {
 }
 
 Test(draft_model_device, target_as_its_own_draft_commits_k_plus_one) {
-  deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
-  deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
-  const int all[] = {0, 1, 2, 3, 4};
-  const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
-  static deco_test_capture_t plain;
-  deco_generate_stats_t st;
-  /* One-id prompt: the first round has no id before the root (len 0). */
-  generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
-  const int Ks[] = {1, 4, 8};
-  for (int k = 0; k < 3; ++k) {
-    const int K = Ks[k];
-    for (int source = 0; source < 2; ++source) {
-      deco_drafter_t *d = source == 0 ? chain_drafter(m, copy, NULL, 0, K, 256) : chain_drafter(m, NULL, all, 5, K, 0);
-      char what[64];
-      snprintf(what, sizeof what, "device loop, self-draft (%s) K=%d", source ? "every layer" : "a second copy", K);
-      /* The issue's stats check (mean_accepted); with K = 8 no run reaches
-       * it over 256 positions (the last step is partial: at best 256 / 29 =
-       * 8.83), and the forwards check is the exact one. */
-      expect_full_steps(what, m, d, K, K != 8, &plain);
-      deco_drafter_destroy(d);
-    }
-  }
-  deco_model_destroy(copy);
-  deco_model_destroy(m);
-  deco_ctx_destroy(ctx);
+  /* The issue's stats check (mean_accepted); with K = 8 no run reaches it
+   * over 256 positions (the last step is partial: at best 256 / 29 = 8.83),
+   * and the forwards check is the exact one. */
+  static const self_draft_case_t chains[] = {{1, 0, 0, 1}, {4, 0, 0, 1}, {8, 0, 0, 0}};
+  expect_self_draft_full_steps(chains, 3, 0);
 }
 
 Test(draft_model_device, sampling_with_a_greedy_chain_equals_the_host_loop) {
@@ -676,25 +714,6 @@ Test(draft_model_device, draft_chain_samples_from_softmax_with_the_drafters_coun
 
 /* ---- Deterministic top-w trees inside the device-resident step ---- */
 
-/* A top-W tree of at most `nodes` drafts and depth K (temperature T,
- * deterministic drafts): device-resident, with the shape of deco/spec.h
- * (deco_test_tree_shape). */
-static deco_drafter_t *tree_drafter(deco_model_t *m, deco_model_t *draft, const int *layers, int n, int K, int W,
-                                    int nodes, int max_len, float T, int *depth) {
-  deco_model_draft_config_t c = deco_test_draft_config(layers, n, K, W, nodes, max_len);
-  c.temperature = T;
-  c.seed = 31;
-  deco_drafter_t *d = deco_test_model_drafter(m, draft, &c);
-  cr_assert_eq(deco_drafter_device_resident(d), 1, "a top-%d tree (T = %g) drafts on the device", W, (double)T);
-  int32_t par[DECO_TREE_MAX_NODES];
-  const int want = deco_test_tree_shape(K, W, nodes, par, depth);
-  cr_assert_eq(deco_drafter_max_nodes(d), want, "W=%d K=%d nodes=%d: %d nodes, the rule gives %d", W, K, nodes,
-               deco_drafter_max_nodes(d), want);
-  cr_assert_eq(memcmp(d->shape_parents, par, sizeof(int32_t) * (size_t)want), 0,
-               "W=%d K=%d nodes=%d: the shape differs from the rule", W, K, nodes);
-  return d;
-}
-
 /* Greedy: the device tree decodes plain greedy's ids, over widths 2 and 3,
  * budgets of 8 to 32 drafts, layer subsets and a separate draft, from a
  * prompt and from one id (len 0: no id before the root). */
@@ -736,32 +755,8 @@ Test(draft_model_device, device_tree_greedy_equals_plain_greedy) {
  * target's argmax and reaches the full depth, so every full step commits
  * depth + 1 ids. */
 Test(draft_model_device, device_tree_target_as_its_own_draft_commits_a_full_path) {
-  deco_ctx_t *ctx = deco_test_cpu_ctx();
-  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
-  deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
-  const int all[] = {0, 1, 2, 3, 4};
-  const run_cfg_t rc = {.steps = 256, .temperature = 0.0f, .ignore_eos = 1};
-  static deco_test_capture_t plain;
-  deco_generate_stats_t st;
-  generate(m, NULL, 0, dog_prompt, 1, rc, &plain, &st);
-  static const struct {
-    int K, W, nodes;
-  } cases[] = {{3, 2, 14}, {4, 3, 20}, {2, 3, 12}};
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
-    for (int source = 0; source < 2; ++source) {
-      int depth;
-      deco_drafter_t *d = tree_drafter(m, source ? NULL : copy, source ? all : NULL, source ? 5 : 0, cases[i].K,
-                                       cases[i].W, cases[i].nodes, 256, 0.0f, &depth);
-      char what[80];
-      snprintf(what, sizeof what, "device tree case %zu, self-draft (%s) W=%d depth %d", i,
-               source ? "every layer" : "a second copy", cases[i].W, depth);
-      expect_full_steps(what, m, d, depth, 1, &plain);
-      deco_drafter_destroy(d);
-    }
-  }
-  deco_model_destroy(copy);
-  deco_model_destroy(m);
-  deco_ctx_destroy(ctx);
+  static const self_draft_case_t trees[] = {{3, 2, 14, 1}, {4, 3, 20, 1}, {2, 3, 12, 1}};
+  expect_self_draft_full_steps(trees, 3, 256);
 }
 
 /* After a device run with a tree (accepted paths leave rank 0, so the

@@ -27,16 +27,6 @@ static deco_drafter_t *drafter(deco_model_t *m, deco_model_t *draft, const int *
   return deco_test_model_drafter(m, draft, &c);
 }
 
-static void generate(deco_model_t *m, deco_drafter_t *d, int steps, deco_test_capture_t *cap,
-                     deco_generate_stats_t *st) {
-  deco_generate_config_t cfg = DECO_GENERATE_CONFIG_INIT;
-  cfg.steps = steps;
-  cfg.temperature = 0.0f;
-  cfg.ignore_eos = 1;
-  cfg.drafter = d;
-  deco_test_generate(m, dog_prompt, N_DOG, cfg, cap, st);
-}
-
 Test(draft_parallel, one_layer_per_group_is_no_grouping) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -45,8 +35,8 @@ Test(draft_parallel, one_layer_per_group_is_no_grouping) {
   deco_generate_stats_t sa, sb;
   for (int W = 1; W <= 3; W += 2) {
     deco_drafter_t *d0 = drafter(m, NULL, layers, 4, 4, W, 0, 0), *d1 = drafter(m, NULL, layers, 4, 4, W, 1, 0);
-    generate(m, d0, 200, &a, &sa);
-    generate(m, d1, 200, &b, &sb);
+    deco_test_greedy(m, d0, dog_prompt, N_DOG, 200, &a, &sa);
+    deco_test_greedy(m, d1, dog_prompt, N_DOG, 200, &b, &sb);
     cr_assert_eq(a.n, b.n);
     cr_assert_eq(memcmp(a.ids, b.ids, sizeof(int32_t) * (size_t)a.n), 0);
     cr_assert_eq(sa.tokens, sb.tokens);
@@ -64,7 +54,7 @@ Test(draft_parallel, greedy_equals_plain_for_every_group_size) {
   deco_model_t *copy = deco_test_load_stories(ctx, DECO_DTYPE_F32);
   static deco_test_capture_t plain, spec;
   deco_generate_stats_t st;
-  generate(m, NULL, 200, &plain, &st);
+  deco_test_greedy(m, NULL, dog_prompt, N_DOG, 200, &plain, &st);
   const int all[] = {0, 1, 2, 3, 4}, gap[] = {0, 1, 2, 4};
   static const struct {
     int separate, n_layers, N, W;
@@ -74,7 +64,7 @@ Test(draft_parallel, greedy_equals_plain_for_every_group_size) {
       deco_drafter_t *d = cases[i].separate ? drafter(m, copy, NULL, 0, 4, cases[i].W, cases[i].N, nc)
                                             : drafter(m, NULL, cases[i].n_layers == 5 ? all : gap,
                                                       cases[i].n_layers, 4, cases[i].W, cases[i].N, nc);
-      generate(m, d, 200, &spec, &st);
+      deco_test_greedy(m, d, dog_prompt, N_DOG, 200, &spec, &st);
       fprintf(stderr, "case %zu (%s, %d layers, N=%d, W=%d, %s): mean_accepted %.3f\n", i,
               cases[i].separate ? "separate" : "subset", cases[i].n_layers, cases[i].N, cases[i].W,
               nc ? "no calibration" : "calibrated", (double)st.tokens / st.forwards);
@@ -123,7 +113,7 @@ Test(draft_parallel, calibration_leaves_the_sequential_kv) {
     deco_drafter_t *d = drafter(m, NULL, all, 5, 4, 2, 3, nc);
     static deco_test_capture_t cap;
     deco_generate_stats_t st;
-    generate(m, d, 150, &cap, &st);
+    deco_test_greedy(m, d, dog_prompt, N_DOG, 150, &cap, &st);
     int dseq;
     deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
     cr_assert_not_null(kc);

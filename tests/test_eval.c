@@ -328,49 +328,27 @@ Test(eval_cli, errors) {
   const char *mini = deco_test_model_file(MINI);
   const char *ok = tmp_file("ok.ids", "1 20 30\n");
   /* Usage: exit 2. */
-  DECO_TEST_RUN_CLI(&r, "eval", "--backend", "cpu");
-  deco_test_cli_error(&r, 2, "exactly one of --text FILE and --ids FILE");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--text", ok);
-  deco_test_cli_error(&r, 2, "exactly one of");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--bogus");
-  deco_test_cli_error(&r, 2, "unknown option '--bogus'");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--threads", "0");
-  deco_test_cli_error(&r, 2, "--threads");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--backend", "cpu", "--dtype", "bf16");
-  deco_test_cli_error(&r, 2, "--dtype: bf16");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(2, "exactly one of --text FILE and --ids FILE", "eval", "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(2, "exactly one of", "eval", "--ids", ok, "--text", ok);
+  DECO_TEST_CLI_ERROR(2, "unknown option '--bogus'", "eval", "--ids", ok, "--bogus");
+  DECO_TEST_CLI_ERROR(2, "--threads", "eval", "--ids", ok, "--threads", "0");
+  DECO_TEST_CLI_ERROR(2, "--dtype: bf16", "eval", "--ids", ok, "--backend", "cpu", "--dtype", "bf16");
   /* Bad input: exit 1. */
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("empty.ids", ""), "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "empty.ids: no ids to score");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("blank.ids", "\n\n"), "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "blank.ids: no ids to score");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("single.ids", "1\n5\n"), "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "nothing to score");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("big.ids", "1 20\n1 511 512 3\n"), "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "big.ids:2: id 512 >= vocab 512");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", tmp_file("comma.ids", "1,20\n"), "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "comma.ids:1:");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--ids", "/nonexistent/x.ids", "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "/nonexistent/x.ids");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "empty.ids: no ids to score", "eval", "--ids", tmp_file("empty.ids", ""), "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "blank.ids: no ids to score", "eval", "--ids", tmp_file("blank.ids", "\n\n"), "--backend",
+                      "cpu");
+  DECO_TEST_CLI_ERROR(1, "nothing to score", "eval", "--ids", tmp_file("single.ids", "1\n5\n"), "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "big.ids:2: id 512 >= vocab 512", "eval", "--ids", tmp_file("big.ids", "1 20\n1 511 512 3\n"),
+                      "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "comma.ids:1:", "eval", "--ids", tmp_file("comma.ids", "1,20\n"), "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "/nonexistent/x.ids", "eval", "--ids", "/nonexistent/x.ids", "--backend", "cpu");
   /* Vocabulary mismatch between the model and the reference, either way. */
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--ref", mini, "--backend", "cpu");
   deco_test_cli_error(&r, 1, "--ref: ");
   cr_assert(strstr(r.err, "vocabulary of 49152 ids") && strstr(r.err, "of 512"), "%s", r.err);
   deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--model", mini, "--ids", ok, "--ref", deco_test_data_file("models/stories260K.bin"),
-                    "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "vocabulary of 512 ids");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "vocabulary of 512 ids", "eval", "--model", mini, "--ids", ok, "--ref",
+                      deco_test_data_file("models/stories260K.bin"), "--backend", "cpu");
   /* Two GGUF files of the same vocabulary size but different token lists
    * (the tiny fixture with its last token renamed): refused, naming both. */
   {
@@ -397,14 +375,10 @@ Test(eval_cli, errors) {
     deco_test_run_free(&r);
   }
   /* Text with no tokenizer, or a tokenizer a GGUF model does not take. */
-  DECO_TEST_RUN_CLI(&r, "eval", "--model", deco_test_data_file("models/stories260K.bin"), "--text", ok, "--backend",
-                    "cpu");
-  deco_test_cli_error(&r, 1, "--text needs --tokenizer");
-  deco_test_run_free(&r);
-  DECO_TEST_RUN_CLI(&r, "eval", "--model", mini, "--tokenizer", deco_test_data_file("models/tok512.bin"), "--text",
-                    ok, "--backend", "cpu");
-  deco_test_cli_error(&r, 1, "carries its own vocabulary");
-  deco_test_run_free(&r);
+  DECO_TEST_CLI_ERROR(1, "--text needs --tokenizer", "eval", "--model", deco_test_data_file("models/stories260K.bin"),
+                      "--text", ok, "--backend", "cpu");
+  DECO_TEST_CLI_ERROR(1, "carries its own vocabulary", "eval", "--model", mini, "--tokenizer",
+                      deco_test_data_file("models/tok512.bin"), "--text", ok, "--backend", "cpu");
   /* --help: usage on stdout, exit 0. */
   DECO_TEST_RUN_CLI(&r, "eval", "--help");
   cr_assert_eq(r.status, 0);

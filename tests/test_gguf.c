@@ -798,25 +798,24 @@ static void kv_eot(gb_t *b) {
   kv_u32(b, "tokenizer.ggml.eot_token_id", 6);
 }
 
-/* A token list of the vocabulary's 8 ids with "<|endoftext|>" at id 5
- * (and a near miss at 3), EOS 7. */
-static void kv_tokens(gb_t *b) {
-  static const char *const toks[8] = {"a", "b", "c", "<|endoftext|", "d", "<|endoftext|>", "e", "</s>"};
+/* tokenizer.ggml.tokens: the vocabulary's 8 ids. */
+static void kv_token_list(gb_t *b, const char *const toks[8]) {
   gb_str(b, "tokenizer.ggml.tokens");
   gb_u32(b, DECO_GGUF_VAL_ARRAY);
   gb_u32(b, DECO_GGUF_VAL_STRING);
   gb_u64(b, 8);
   for (int i = 0; i < 8; ++i) gb_str(b, toks[i]);
+}
+/* A token list with "<|endoftext|>" at id 5 (and a near miss at 3), EOS 7. */
+static void kv_tokens(gb_t *b) {
+  static const char *const toks[8] = {"a", "b", "c", "<|endoftext|", "d", "<|endoftext|>", "e", "</s>"};
+  kv_token_list(b, toks);
   kv_u32(b, "tokenizer.ggml.eos_token_id", 7);
 }
 /* The same with EOS = <|endoftext|>: one stop id. */
 static void kv_tokens_eos5(gb_t *b) {
   static const char *const toks[8] = {"a", "b", "c", "d", "e", "<|endoftext|>", "f", "g"};
-  gb_str(b, "tokenizer.ggml.tokens");
-  gb_u32(b, DECO_GGUF_VAL_ARRAY);
-  gb_u32(b, DECO_GGUF_VAL_STRING);
-  gb_u64(b, 8);
-  for (int i = 0; i < 8; ++i) gb_str(b, toks[i]);
+  kv_token_list(b, toks);
   kv_u32(b, "tokenizer.ggml.eos_token_id", 5);
   kv_u32(b, "tokenizer.ggml.bos_token_id", 5);
 }

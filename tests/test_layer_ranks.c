@@ -67,15 +67,24 @@ static deco_status_t run(deco_model_t *m, float *logits, float **k, float **v, s
   return st;
 }
 
-static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
-  job_t *j = user;
+/* A rank's view of stories260K with schedule s over comm, on a one-thread
+ * CPU context; the caller destroys what was made (NULL where nothing was). */
+static deco_status_t load_view(deco_comm_t *comm, const deco_layer_schedule_t *s, deco_ctx_t **ctx,
+                               deco_model_t **base, deco_model_t **view) {
   deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
   cc.backend = DECO_BACKEND_CPU, cc.n_threads = 1;
-  deco_ctx_t *ctx = NULL;
-  deco_model_t *base = NULL, *view = NULL;
-  deco_status_t st = deco_ctx_create(&cc, &ctx);
-  if (st == DECO_STATUS_SUCCESS) st = deco_model_load(ctx, deco_test_data_file("models/stories260K.bin"), NULL, &base);
-  if (st == DECO_STATUS_SUCCESS) st = deco_model_create_view_ranks(base, j->s, comm, &view);
+  *ctx = NULL, *base = NULL, *view = NULL;
+  deco_status_t st = deco_ctx_create(&cc, ctx);
+  if (st == DECO_STATUS_SUCCESS) st = deco_model_load(*ctx, deco_test_data_file("models/stories260K.bin"), NULL, base);
+  if (st == DECO_STATUS_SUCCESS) st = deco_model_create_view_ranks(*base, s, comm, view);
+  return st;
+}
+
+static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
+  job_t *j = user;
+  deco_ctx_t *ctx;
+  deco_model_t *base, *view;
+  deco_status_t st = load_view(comm, j->s, &ctx, &base, &view);
   j->logits[rank] = calloc((size_t)NPOS * V, sizeof(float));
   if (st == DECO_STATUS_SUCCESS) st = run(view, j->logits[rank], &j->k[rank], &j->v[rank], &j->kv_bytes);
   if (st != DECO_STATUS_SUCCESS) deco_comm_abort(comm);
@@ -157,13 +166,9 @@ Test(layer_ranks, a_group_of_three_over_three_ranks) { check(3, 3); }
 
 static deco_status_t too_few(deco_comm_t *comm, int rank, void *user) {
   (void)rank;
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = DECO_BACKEND_CPU, cc.n_threads = 1;
-  deco_ctx_t *ctx = NULL;
-  deco_model_t *base = NULL, *view = NULL;
-  deco_status_t st = deco_ctx_create(&cc, &ctx);
-  if (st == DECO_STATUS_SUCCESS) st = deco_model_load(ctx, deco_test_data_file("models/stories260K.bin"), NULL, &base);
-  if (st == DECO_STATUS_SUCCESS) st = deco_model_create_view_ranks(base, user, comm, &view);
+  deco_ctx_t *ctx;
+  deco_model_t *base, *view;
+  deco_status_t st = load_view(comm, user, &ctx, &base, &view);
   deco_model_destroy(view);
   deco_model_destroy(base);
   deco_ctx_destroy(ctx);

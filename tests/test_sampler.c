@@ -73,6 +73,12 @@ static double sample_chi2(float temperature, int top_k, float top_p, const float
   return p;
 }
 
+/* The law of the top-p and top-k tests over 10 ids, and its logits. */
+static const double law10[10] = {0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.02, 0.007, 0.003};
+static void law10_logits(float l[10]) {
+  for (int i = 0; i < 10; ++i) l[i] = (float)log(law10[i]);
+}
+
 Test(sampler, temperature_law) {
   const int V = 12, n = 100000;
   float l[12];
@@ -88,33 +94,30 @@ Test(sampler, temperature_law) {
 
 Test(sampler, top_p_law) {
   const int V = 10, n = 100000;
-  /* Probabilities 0.3 0.25 0.15 0.1 0.08 0.05 0.04 0.02 0.007 0.003: the
-   * 0.8-nucleus is the first four (cumulative 0.8 reached at the fourth). */
-  double pr[10] = {0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.02, 0.007, 0.003};
+  /* The 0.8-nucleus of law10 is the first four (cumulative 0.8 reached
+   * at the fourth). */
   float l[10];
-  for (int i = 0; i < V; ++i) l[i] = (float)log(pr[i]);
+  law10_logits(l);
   double expect[10] = {0};
   double mass = 0.3 + 0.25 + 0.15 + 0.1 + 0.08;
   /* run.c's rule stops at the first cumulative sum above top_p: 0.3 0.55 0.7
    * 0.8 0.88 -> five tokens for top_p = 0.85. */
-  for (int i = 0; i < 5; ++i) expect[i] = pr[i] / mass;
+  for (int i = 0; i < 5; ++i) expect[i] = law10[i] / mass;
   int df;
   double p = sample_chi2(1.0f, 0, 0.85f, l, V, expect, n, &df);
   cr_assert(p > DECO_TEST_ALPHA / 2, "top-p sampling: p = %g (df %d)", p, df);
 }
 
 Test(sampler, top_k_law) {
-  /* Top-4 of the distribution above, renormalised; then with top_p 0.8 of
-   * those four (0.3 0.55 0.7 0.8 of mass 0.8: cumulative 0.3/0.8 0.69 0.875
-   * exceeds 0.8 at the third), the first three. Ties at the k-th rank go to
-   * the lower id. */
+  /* Top-4 of law10, renormalised; then with top_p 0.8 of those four (0.3
+   * 0.55 0.7 0.8 of mass 0.8: cumulative 0.3/0.8 0.69 0.875 exceeds 0.8 at
+   * the third), the first three. Ties at the k-th rank go to the lower id. */
   const int V = 10, n = 100000;
-  double pr[10] = {0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.02, 0.007, 0.003};
   float l[10];
-  for (int i = 0; i < V; ++i) l[i] = (float)log(pr[i]);
+  law10_logits(l);
   double expect[10] = {0}, expect_p[10] = {0};
-  for (int i = 0; i < 4; ++i) expect[i] = pr[i] / 0.8;
-  for (int i = 0; i < 3; ++i) expect_p[i] = pr[i] / 0.7;
+  for (int i = 0; i < 4; ++i) expect[i] = law10[i] / 0.8;
+  for (int i = 0; i < 3; ++i) expect_p[i] = law10[i] / 0.7;
   int df;
   double p = sample_chi2(1.0f, 4, 1.0f, l, V, expect, n, &df);
   cr_assert(p > DECO_TEST_ALPHA / 3, "top-k sampling: p = %g (df %d)", p, df);
@@ -129,7 +132,7 @@ Test(sampler, top_k_law) {
   for (uint32_t off = 0; off < 200; ++off) cr_assert_eq(deco_sampler_sample(s, tie, off, 0), 1);
   deco_sampler_destroy(s);
   double all[10];
-  for (int i = 0; i < V; ++i) all[i] = pr[i];
+  for (int i = 0; i < V; ++i) all[i] = law10[i];
   p = sample_chi2(1.0f, 10, 1.0f, l, V, all, n, &df);
   cr_assert(p > DECO_TEST_ALPHA / 3, "top-k = vocab: p = %g (df %d)", p, df);
 }
@@ -137,9 +140,8 @@ Test(sampler, top_k_law) {
 Test(sampler, detects_a_wrong_law) {
   /* The test above can fail: the top-p sample tested against the untruncated law. */
   const int V = 10, n = 100000;
-  double pr[10] = {0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.02, 0.007, 0.003};
   float l[10];
-  for (int i = 0; i < V; ++i) l[i] = (float)log(pr[i]);
+  law10_logits(l);
   deco_sampler_t *s;
   deco_sampler_config_t c = {.size = sizeof(deco_sampler_config_t), .temperature = 1.0f, .top_p = 0.85f,
                              .seed = 99};
@@ -147,7 +149,7 @@ Test(sampler, detects_a_wrong_law) {
   long counts[10] = {0};
   for (int i = 0; i < n; ++i) counts[deco_sampler_sample(s, l, (uint32_t)i, 3)]++;
   int df;
-  double p = deco_test_chi2_pvalue(counts, pr, V, n, &df);
+  double p = deco_test_chi2_pvalue(counts, law10, V, n, &df);
   cr_assert(p < 1e-6, "a wrong law must be rejected: p = %g", p);
   deco_sampler_destroy(s);
 }

@@ -17,10 +17,7 @@ Test(spec_cpu, lookup_greedy_reproduces_fixtures) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "lookup",
       "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
-  cr_assert_str_eq(r.out, expect);
-  free(expect);
+  deco_test_expect_fixture_out("lookup from BOS", &r, "fixtures/stories260K/greedy_bos_256.ids");
   double ma = deco_test_stat(r.err, "mean_accepted=");
   cr_assert(!isnan(ma), "no mean_accepted in %s", r.err);
   fprintf(stderr, "lookup from BOS, 256 positions: %s\n", deco_test_last_line(r.err));
@@ -30,10 +27,7 @@ Test(spec_cpu, lookup_greedy_reproduces_fixtures) {
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--tokenizer", deco_test_data_file("models/tok512.bin"), "--prompt",
       "Once upon a time, there was a little dog named Max.", "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "200", "--spec", "lookup", "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
-  cr_assert_str_eq(r.out, expect);
-  free(expect);
+  deco_test_expect_fixture_out("lookup on the dog prompt", &r, "fixtures/stories260K/greedy_dog_200.ids");
   fprintf(stderr, "lookup on the dog prompt, 200 positions: %s\n", deco_test_last_line(r.err));
   deco_test_run_free(&r);
 }

@@ -27,10 +27,7 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--spec", "recycle",
       "--backend", "cpu");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
-  cr_assert_str_eq(r.out, expect);
-  free(expect);
+  deco_test_expect_fixture_out("recycle from BOS", &r, "fixtures/stories260K/greedy_bos_256.ids");
   fprintf(stderr, "recycle from BOS, 256 positions: %s\n", deco_test_last_line(r.err));
   cr_assert(fabs(deco_test_stat(r.err, "mean_accepted=") - 2.29) < 0.006, "%s", r.err);
   deco_test_run_free(&r);
@@ -48,7 +45,7 @@ Test(spec_recycle, greedy_reproduces_fixtures_and_the_official_rate) {
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--prompt-ids", csv, "--temperature", "0", "--ignore-eos", "--print-ids",
       "--steps", "220", "--spec", "recycle", "--backend", "cpu");
   cr_assert_eq(r.status, 0, "%s", r.err);
-  expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
+  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_dog_200.ids");
   cr_assert(strncmp(r.out, expect, strlen(expect) - 1) == 0, "first 200 positions differ from the fixture");
   free(expect);
   fprintf(stderr, "recycle on the dog prompt, 220 positions: %s\n", deco_test_last_line(r.err));

@@ -31,12 +31,11 @@ static const char *ends_with_tp(const char *err, const char *suffix) {
 
 Test(tp_cli, greedy_at_tp_8_and_speculative_at_tp_2_print_the_fixture) {
   const char *model = deco_test_data_file("models/stories260K.bin");
-  char *expect = deco_test_fixture_line("fixtures/stories260K/greedy_bos_256.ids");
+  const char *fixture = "fixtures/stories260K/greedy_bos_256.ids";
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--tp", "8",
                     "--comm", "threads");
-  cr_assert_eq(r.status, 0, "%s", r.err);
-  cr_assert_str_eq(r.out, expect);
+  deco_test_expect_fixture_out("--tp 8", &r, fixture);
   cr_assert(ends_with_tp(r.err, " tp=8"), "stats: %s", r.err);
   cr_assert(strstr(deco_test_last_line(r.err), "stats: tokens=256 "), "%s", r.err);
   deco_test_run_free(&r);
@@ -44,8 +43,7 @@ Test(tp_cli, greedy_at_tp_8_and_speculative_at_tp_2_print_the_fixture) {
   for (int i = 0; i < 2; ++i) {
     DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--ignore-eos", "--print-ids", "--tp",
                       "2", "--spec", specs[i]);
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    cr_assert_str_eq(r.out, expect, "--spec %s", specs[i]);
+    deco_test_expect_fixture_out(specs[i], &r, fixture);
     cr_assert(ends_with_tp(r.err, " tp=2"), "stats: %s", r.err);
     cr_assert(deco_test_stat(r.err, "mean_accepted=") > 1.3, "%s", r.err);
     deco_test_run_free(&r);
@@ -55,7 +53,6 @@ Test(tp_cli, greedy_at_tp_8_and_speculative_at_tp_2_print_the_fixture) {
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert_null(strstr(r.err, " tp="), "%s", r.err);
   deco_test_run_free(&r);
-  free(expect);
 }
 
 Test(tp_cli, sampling_at_tp_4_is_reproducible) {

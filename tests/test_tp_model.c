@@ -45,22 +45,10 @@ typedef struct tp_job {
 /* One rank: its own context and model shard, then the forwards. */
 static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
   tp_job_t *j = user;
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = DECO_BACKEND_CPU;
-  cc.n_threads = 1;
-  deco_ctx_t *ctx = NULL;
-  deco_status_t st = deco_ctx_create(&cc, &ctx);
-  if (st != DECO_STATUS_SUCCESS) {
-    deco_comm_abort(comm);
-    return st;
-  }
-  deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
-  mc.comm = comm;
-  mc.tp_rank = rank;
-  mc.tp_size = j->tp;
-  deco_model_t *m = NULL;
+  deco_ctx_t *ctx;
+  deco_model_t *m;
   const char *path = rank == j->bad_rank ? "/nonexistent/stories260K.bin" : j->path;
-  st = deco_model_load(ctx, path, &mc, &m);
+  deco_status_t st = deco_test_tp_load(comm, rank, j->tp, path, &ctx, &m);
   if (st != DECO_STATUS_SUCCESS) {
     /* A failing rank must not leave the others waiting. */
     j->aborted_at = now_s();

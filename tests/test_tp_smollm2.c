@@ -28,17 +28,9 @@ typedef struct job {
 
 static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
   job_t *j = user;
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = DECO_BACKEND_CPU;
-  cc.n_threads = 1;
-  deco_ctx_t *ctx = NULL;
-  deco_status_t st = deco_ctx_create(&cc, &ctx);
-  deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
-  mc.comm = j->tp > 1 ? comm : NULL;
-  mc.tp_rank = rank;
-  mc.tp_size = j->tp;
-  deco_model_t *m = NULL;
-  if (st == DECO_STATUS_SUCCESS) st = deco_model_load(ctx, j->path, &mc, &m);
+  deco_ctx_t *ctx;
+  deco_model_t *m;
+  deco_status_t st = deco_test_tp_load(j->tp > 1 ? comm : NULL, rank, j->tp, j->path, &ctx, &m);
   if (st != DECO_STATUS_SUCCESS) {
     deco_comm_abort(comm);
     deco_ctx_destroy(ctx);

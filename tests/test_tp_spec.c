@@ -47,17 +47,9 @@ typedef struct spec_job {
 
 static deco_status_t rank_main(deco_comm_t *comm, int rank, void *user) {
   spec_job_t *j = user;
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = DECO_BACKEND_CPU;
-  cc.n_threads = 1;
-  deco_ctx_t *ctx = NULL;
-  deco_status_t st = deco_ctx_create(&cc, &ctx);
-  deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
-  mc.comm = comm;
-  mc.tp_rank = rank;
-  mc.tp_size = j->tp;
-  deco_model_t *m = NULL;
-  if (st == DECO_STATUS_SUCCESS) st = deco_model_load(ctx, deco_test_data_file("models/stories260K.bin"), &mc, &m);
+  deco_ctx_t *ctx;
+  deco_model_t *m;
+  deco_status_t st = deco_test_tp_load(comm, rank, j->tp, deco_test_data_file("models/stories260K.bin"), &ctx, &m);
   deco_recycler_t *rec = NULL;
   deco_drafter_t *drafter = NULL;
   deco_tree_template_t tmpl;

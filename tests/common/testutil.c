@@ -84,6 +84,14 @@ int deco_test_write_file(const char *path, const void *data, size_t size) {
   return (fclose(f) == 0 && w == size) ? 0 : -1;
 }
 
+void deco_test_expect_same_file(const char *msg, const char *a, const char *b) {
+  size_t na = 0, nb = 0;
+  char *fa = deco_test_read_file(a, &na), *fb = deco_test_read_file(b, &nb);
+  cr_assert(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "%s", msg);
+  free(fa);
+  free(fb);
+}
+
 int32_t *deco_test_read_ids(const char *path, int *n) {
   size_t size;
   char *text = deco_test_read_file(path, &size);
@@ -122,6 +130,13 @@ char *deco_test_fixture_line(const char *rel) {
   snprintf(line, size + 2, "%s\n", text);
   free(text);
   return line;
+}
+
+void deco_test_expect_fixture_out(const char *what, const deco_test_run_t *r, const char *rel) {
+  cr_assert_eq(r->status, 0, "%s: exit %d; stderr: %s", what, r->status, r->err);
+  char *expect = deco_test_fixture_line(rel);
+  cr_assert_str_eq(r->out, expect, "%s: stdout is not %s", what, rel);
+  free(expect);
 }
 
 const char *deco_test_tmpdir(void) {
@@ -525,6 +540,16 @@ void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, de
                deco_last_error(deco_model_ctx(m)));
   cr_assert_eq(st->step_allocations, 0, "the plan sized every buffer, yet %d allocations followed it",
                st->step_allocations);
+}
+
+void deco_test_greedy(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, int n_prompt, int steps,
+                      deco_test_capture_t *cap, deco_generate_stats_t *st) {
+  deco_generate_config_t cfg = DECO_GENERATE_CONFIG_INIT;
+  cfg.steps = steps;
+  cfg.temperature = 0.0f;
+  cfg.ignore_eos = 1;
+  cfg.drafter = d;
+  deco_test_generate(m, prompt, n_prompt, cfg, cap, st);
 }
 
 char *deco_test_unhex(const char *hex) {

@@ -37,6 +37,9 @@ void *deco_test_read_file(const char *path, size_t *size);
 char *deco_test_unhex(const char *hex);
 /* Writes a file (for bad-input tests); 0 on success. */
 int deco_test_write_file(const char *path, const void *data, size_t size);
+/* Asserts that files a and b both read and hold the same bytes; msg is
+ * the failure's message. */
+void deco_test_expect_same_file(const char *msg, const char *a, const char *b);
 /* A fresh temporary directory (mkdtemp) for this process. */
 const char *deco_test_tmpdir(void);
 
@@ -101,6 +104,16 @@ void deco_test_run_free(deco_test_run_t *r);
  * line of stderr beginning "deco: error: ", needle in stderr (unless
  * NULL), nothing on stdout. */
 void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needle);
+/* A CLI run (DECO_TEST_RUN_CLI with the arguments after needle) that
+ * fails as deco_test_cli_error checks, then freed:
+ * DECO_TEST_CLI_ERROR(2, "--steps", "generate", "--steps", "abc"). */
+#define DECO_TEST_CLI_ERROR(status, needle, ...)            \
+  do {                                                      \
+    deco_test_run_t deco_run_;                              \
+    DECO_TEST_RUN_CLI(&deco_run_, __VA_ARGS__);             \
+    deco_test_cli_error(&deco_run_, (status), (needle));    \
+    deco_test_run_free(&deco_run_);                         \
+  } while (0)
 /* Whether text matches the extended regular expression re (asserts that re
  * compiles). */
 int deco_test_matches(const char *re, const char *text);
@@ -108,6 +121,9 @@ int deco_test_matches(const char *re, const char *text);
 /* A fixture id file (data-relative path) as the CLI's --print-ids prints
  * it: one line, single spaces, one newline. malloc'd. */
 char *deco_test_fixture_line(const char *rel);
+/* A CLI run (what names it in a failure) that exited 0 and printed
+ * exactly the fixture id line rel (deco_test_fixture_line) on stdout. */
+void deco_test_expect_fixture_out(const char *what, const deco_test_run_t *r, const char *rel);
 
 /* Last line of a text (without its newline) in a static buffer. */
 const char *deco_test_last_line(const char *text);
@@ -129,6 +145,10 @@ void deco_test_capture_id(void *user, int32_t id);
  * rules a suite linked with deco_internal sets) must call its own copy. */
 void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, deco_generate_config_t cfg,
                         deco_test_capture_t *cap, deco_generate_stats_t *st);
+/* deco_test_generate of steps greedy positions (EOS ignored) with drafter
+ * d (NULL: plain decoding). */
+void deco_test_greedy(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, int n_prompt, int steps,
+                      deco_test_capture_t *cap, deco_generate_stats_t *st);
 
 /* A test's draft source and its drafter: NULL for plain decoding, prompt
  * lookup with the CLI's settings (DECO_LOOKUP_CONFIG_INIT), or Token

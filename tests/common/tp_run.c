@@ -58,6 +58,22 @@ void deco_test_tp_run_ok(int size, deco_test_rank_fn fn, void *user) {
     cr_assert_eq(st[r], DECO_STATUS_SUCCESS, "TP %d rank %d: %s (%s)", size, r, deco_status_string(st[r]), msg[r]);
 }
 
+deco_status_t deco_test_tp_load(deco_comm_t *comm, int rank, int tp, const char *path, deco_ctx_t **ctx,
+                                deco_model_t **m) {
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = DECO_BACKEND_CPU;
+  cc.n_threads = 1;
+  *ctx = NULL;
+  *m = NULL;
+  deco_status_t st = deco_ctx_create(&cc, ctx);
+  if (st != DECO_STATUS_SUCCESS) return st;
+  deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
+  mc.comm = comm;
+  mc.tp_rank = rank;
+  mc.tp_size = tp;
+  return deco_model_load(*ctx, path, &mc, m);
+}
+
 void deco_test_tp_rank_input(void *dst, int rank, size_t n, deco_comm_dtype_t dt) {
   float *f = malloc(sizeof(float) * n);
   if (!f) abort();

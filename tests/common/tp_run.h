@@ -18,6 +18,13 @@ int deco_test_tp_run(int size, deco_test_rank_fn fn, void *user, deco_status_t *
  * succeeded (a failure names the size, the rank, its status and message). */
 void deco_test_tp_run_ok(int size, deco_test_rank_fn fn, void *user);
 
+/* A rank's model (inside fn): a one-thread CPU context in *ctx and the
+ * rank-th of tp shards of the model file path in *m, over comm (NULL: the
+ * whole model, tp 1). Returns the first failure; the caller destroys what
+ * was made (*ctx and *m are NULL where nothing was). */
+deco_status_t deco_test_tp_load(deco_comm_t *comm, int rank, int tp, const char *path, deco_ctx_t **ctx,
+                                deco_model_t **m);
+
 /* Rank r's input of n elements in dtype storage (the communicator suites):
  * floats of mixed signs and magnitudes, so that the order of a sum's
  * additions shows in its bits; int32 inputs large enough to wrap. */
