@@ -118,6 +118,42 @@ Test(draft_model, draft_kv_after_compaction_equals_a_draft_fed_the_accepted_ids)
   deco_ctx_destroy(ctx);
 }
 
+/* What drafting costs in draft tokens: the host loop forwards a chain's
+ * round as its pending ids (at most the last draft and the bonus) and then
+ * one token per level, so a level averages at most two tokens; a tree
+ * re-forwards every node above its frontier, so it costs more than its
+ * forwards. Other drafters have no such count. */
+Test(draft_model, host_chain_forwards_one_new_token_per_level) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int layers[] = {0, 2, 3};
+  const int shapes[][3] = {{8, 1, 0}, {4, 1, 0}, {5, 3, 24}};
+  for (int sh = 0; sh < 3; ++sh) {
+    deco_drafter_t *d = layer_drafter(m, layers, 3, shapes[sh][0], shapes[sh][1], shapes[sh][2]);
+    deco_test_capture_t cap;
+    deco_generate_stats_t st;
+    deco_test_greedy(m, d, dog_prompt, N_DOG, 150, &cap, &st);
+    const long fw = deco_drafter_model_forwards(d), tok = deco_drafter_model_tokens(d);
+    fprintf(stderr, "K=%d W=%d: %ld draft tokens in %ld draft forwards (%ld prompt ids)\n", shapes[sh][0],
+            shapes[sh][1], tok, fw, (long)N_DOG);
+    cr_assert(fw > 20 && tok >= fw, "shape %d: %ld tokens in %ld forwards", sh, tok, fw);
+    if (shapes[sh][1] == 1)
+      cr_assert_leq(tok, N_DOG + 2 * fw, "chain K=%d: %ld draft tokens in %ld forwards: levels re-forward the chain",
+                    shapes[sh][0], tok, fw);
+    else
+      cr_assert_gt(tok, N_DOG + 2 * fw, "tree: %ld draft tokens in %ld forwards", tok, fw);
+    deco_drafter_destroy(d);
+  }
+  deco_drafter_t *lookup = NULL;
+  const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+  cr_assert_eq(deco_drafter_create_lookup(&lc, &lookup), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_drafter_model_tokens(lookup), -1);
+  cr_assert_eq(deco_drafter_model_tokens(NULL), -1);
+  deco_drafter_destroy(lookup);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
 Test(draft_model, bad_drafts_and_layer_lists_are_refused) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);

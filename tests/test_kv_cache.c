@@ -1,5 +1,6 @@
 /* tests/test_kv_cache.c — the paged KV cache manager: reservation at
- * admission, page accounting, release, commit and capacity errors. */
+ * admission, page accounting, release, commit, truncation and capacity
+ * errors. */
 #include <criterion/criterion.h>
 
 #include <string.h>
@@ -52,6 +53,19 @@ Test(kv_cache, commit_bounds) {
   cr_assert_eq(deco_kv_cache_commit(kc, s, 4), DECO_STATUS_CAPACITY);
   cr_assert_eq(deco_kv_cache_commit(kc, s, -1), DECO_STATUS_CAPACITY);
   cr_assert_eq(deco_kv_cache_commit(kc, s + 1, 1), DECO_STATUS_INVALID_ARGUMENT);
+  /* Truncation: back to any committed length, never past it. */
+  cr_assert_eq(deco_kv_cache_truncate(kc, s, 6), DECO_STATUS_INVALID_ARGUMENT, "longer than committed");
+  cr_assert_eq(deco_kv_cache_truncate(kc, s, -1), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_kv_cache_truncate(kc, s + 1, 0), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 5);
+  cr_assert_eq(deco_kv_cache_truncate(kc, s, 2), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 2);
+  cr_assert_eq(deco_kv_cache_seq_capacity(kc, s), 8, "the pages stay reserved");
+  cr_assert_eq(deco_kv_cache_commit(kc, s, 6), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_truncate(kc, s, 8), DECO_STATUS_SUCCESS, "the same length");
+  cr_assert_eq(deco_kv_cache_truncate(kc, s, 0), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 0);
+  cr_assert_eq(deco_kv_cache_truncate(NULL, s, 0), DECO_STATUS_NULL_POINTER);
   deco_kv_cache_destroy(kc);
 }
 

@@ -9,7 +9,9 @@
  * a chain ending at the root, then the drafted levels below the root; each
  * level is one tree forward of the draft over every node above the
  * frontier (their K/V lands at slot len + node), whose logits give the
- * frontier's children. After verification the accepted path of forwarded
+ * frontier's children; a chain commits each level's nodes ahead, so that
+ * the next level forwards its one new node only (n_ahead, taken back at
+ * observe). After verification the accepted path of forwarded
  * nodes is compacted and committed in the draft cache; the rest (an
  * accepted leaf, the bonus) is pending for the next round's first forward.
  *
@@ -62,6 +64,7 @@ typedef struct draft_seq {
   int32_t tok[DECO_TREE_MAX_NODES], par[DECO_TREE_MAX_NODES];
   int n, n_pre, n_fwd;                 /* nodes, pending chain length, nodes forwarded */
   int n_committed;                     /* calibrating: chain nodes committed after the first level */
+  int n_ahead;                         /* a chain's forwarded nodes committed ahead of acceptance */
   deco_draft_kind_t kind;
   int device;                          /* device rounds ran since begin (the host state waits for observe_host) */
 } draft_seq_t;
@@ -105,6 +108,7 @@ typedef struct model_drafter {
   draft_seq_t *seqs;
   int n_seqs;
   long forwards;                       /* draft forwards run (deco_drafter_model_forwards) */
+  long tokens;                         /* tokens in them (deco_drafter_model_tokens) */
   /* The device-resident draft (chain_len K > 0 when the drafter is one):
    * a chain of K drafts, or (tree_width W > 1) the fixed top-W tree of
    * max_nodes nodes and depth K. */
@@ -337,6 +341,7 @@ static deco_status_t flush_pending(model_drafter_t *md, draft_seq_t *s) {
                                     .logits = md->d_logits, .schedule = &md->exact};
     DECO_TRY(deco_forward(md->dm, md->kc, &fa));
     md->forwards++;
+    md->tokens += n;
     memmove(s->pending, s->pending + n, sizeof(int32_t) * (size_t)(s->n_pending - n));
     s->n_pending -= n;
   }
@@ -364,7 +369,7 @@ static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, co
   if (max_len > hp->seq_len) max_len = hp->seq_len;
   DECO_TRY(deco_kv_cache_admit(md->kc, max_len + DECO_TREE_MAX_NODES, &s->dseq));
   s->active = 1;
-  s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
+  s->n = s->n_fwd = s->n_pre = s->n_committed = s->n_ahead = 0;
   s->n_pending = 0;
   s->device = 0;
   /* The ids in chunks: all but the root are forwarded causally. */
@@ -385,6 +390,15 @@ static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, co
 }
 
 /* ---- Drafting ---- */
+
+/* Uncommits a chain's nodes that its draft levels committed ahead of
+ * acceptance, leaving the cache as a round that never did. */
+static deco_status_t take_back_ahead(model_drafter_t *md, draft_seq_t *s) {
+  if (s->n_ahead == 0) return DECO_STATUS_SUCCESS;
+  const int len = deco_kv_cache_seq_len(md->kc, s->dseq), ahead = s->n_ahead;
+  s->n_ahead = 0;
+  return deco_kv_cache_truncate(md->kc, s->dseq, len - ahead);
+}
 
 /* A candidate child: parent node, rank among its siblings, token, score. */
 typedef struct candidate {
@@ -441,6 +455,7 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   deco_ctx_t *ctx = d->ctx;
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
+  DECO_TRY(take_back_ahead(md, s)); /* a draft again without an observation between */
   const deco_model_draft_config_t *c = &md->cfg;
   /* Calibration: the pending chain (the accepted ids, whose K/V the last
    * round wrote approximately, and the bonus as the root) is the first
@@ -463,6 +478,12 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   s->n_pre = np;
   s->n_fwd = 0;
   s->n_committed = 0;
+  /* A chain's levels each add one node below the last: the nodes a level
+   * forwarded are committed ahead (deco_kv_cache_truncate takes them back
+   * at observe), so the next level forwards its one new node against them
+   * as prefix, and only the last row's logits are computed. A tree
+   * re-forwards every node above its frontier (its nodes are not a prefix). */
+  const int chain = c->width == 1;
   for (int j = 0; j < np; ++j) {
     s->tok[j] = s->pending[j];
     s->par[j] = j - 1;
@@ -478,22 +499,29 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   const uint32_t root_pos = (uint32_t)(len + root);
   int32_t lpar[DECO_TREE_MAX_NODES]; /* parents local to a forward that skips the committed chain */
   for (int level = 1; level <= depth && budget > 0 && f1 > f0; ++level) {
-    const int skip = s->n_committed; /* nodes already in the draft cache */
+    const int skip = s->n_committed + s->n_ahead; /* nodes already in the draft cache */
     int n = s->n - skip;
     for (int j = 0; j < n; ++j) lpar[j] = s->par[skip + j] < skip ? -1 : s->par[skip + j] - skip;
+    /* A chain's frontier is its last node: the last row. */
+    const int first_row = chain ? 0 : f0 - skip;
     const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok + skip,
-                                    .embeds = NULL, .parents = lpar, .logits_mode = DECO_LOGITS_ALL,
+                                    .embeds = NULL, .parents = lpar,
+                                    .logits_mode = chain ? DECO_LOGITS_LAST : DECO_LOGITS_ALL,
                                     .logits = md->d_logits,
                                     .schedule = md->calibrate && level == 1 ? &md->exact : NULL};
     DECO_TRY(deco_forward(md->dm, md->kc, &fa));
     md->forwards++;
+    md->tokens += n;
     s->n_fwd = s->n;
-    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits + (size_t)(f0 - skip) * V,
+    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits + (size_t)first_row * V,
                          sizeof(float) * (size_t)(f1 - f0) * V, DECO_COPY_CTX_TO_HOST));
     if (md->calibrate && level == 1) {
       /* Every pending id is final: their exact K/V is committed. */
       s->n_committed = c->width > 1 ? np - 1 : np;
       DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, s->n_committed));
+    } else if (chain) {
+      DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, n));
+      s->n_ahead += n;
     }
     int n_cand = 0;
     if (!sampled) {
@@ -627,6 +655,7 @@ static deco_status_t model_draft_device(deco_drafter_t *d, const deco_draft_devi
   for (int l = 1; l <= md->chain_len; ++l) {
     DECO_TRY(deco_forward_device(md->dm, md->kc, &fa));
     md->forwards++;
+    md->tokens += fa.n_tokens;
     if (md->tree_width > 1) DECO_TRY(deco_topk_rows(ctx, &ta));
     ca.stage = l;
     DECO_TRY(deco_draft_chain(ctx, &ca));
@@ -699,6 +728,7 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
   deco_ctx_t *ctx = d->ctx;
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
+  DECO_TRY(take_back_ahead(md, s)); /* the rules below decide what stays */
   if (s->device) return chain_catch_up(md, s, emitted, n);
   if (n < 1) return DECO_STATUS_SUCCESS;
   if (s->n == 0)
@@ -932,4 +962,8 @@ deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *d, int seq, int 
 
 long deco_drafter_model_forwards(const deco_drafter_t *d) {
   return d && d->ops == &model_ops ? ((const model_drafter_t *)d)->forwards : -1;
+}
+
+long deco_drafter_model_tokens(const deco_drafter_t *d) {
+  return d && d->ops == &model_ops ? ((const model_drafter_t *)d)->tokens : -1;
 }

@@ -140,6 +140,19 @@ deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
   return DECO_STATUS_SUCCESS;
 }
 
+deco_status_t deco_kv_cache_truncate(deco_kv_cache_t *kc, int seq, int len) {
+  static const char op[] = "deco_kv_cache_truncate";
+  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  deco_ctx_t *ctx = kc->model->ctx;
+  if (!valid_seq(kc, seq))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
+  if (len < 0 || len > kc->len[seq])
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d has %d committed slots, cannot keep %d", op,
+                     seq, kc->len[seq], len);
+  kc->len[seq] = len;
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_kv_cache_compact(deco_kv_cache_t *kc, const deco_kv_cache_compact_args_t *a) {
   static const char op[] = "deco_kv_cache_compact";
   if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);

@@ -280,6 +280,11 @@ DECO_API deco_status_t deco_forward(deco_model_t *model, deco_kv_cache_t *cache,
 /* Marks n more slots of a sequence as committed (after a tree forward and
  * compaction of the accepted path). */
 DECO_API deco_status_t deco_kv_cache_commit(deco_kv_cache_t *cache, int seq, int n);
+/* Shortens a sequence's committed length to len (0 <= len <= its length):
+ * the slots from len on are uncommitted again, their pages stay reserved and
+ * the next forward writes over them. For a caller that commits ahead and
+ * takes back what was not accepted (the model drafter's chains). */
+DECO_API deco_status_t deco_kv_cache_truncate(deco_kv_cache_t *cache, int seq, int len);
 
 /* Row length of the cache's block tables (pages per sequence at most). */
 DECO_API int deco_kv_cache_max_pages(const deco_kv_cache_t *cache);

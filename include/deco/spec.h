@@ -71,7 +71,9 @@ DECO_API deco_status_t deco_drafter_create_recycle(deco_recycler_t *recycler, co
  * norm and the classifier are the target's). The draft keeps its own paged
  * KV cache: each level of the tree is one tree forward of the draft (the
  * tokens the draft has not seen yet, the root, and every node above the
- * frontier), and after verification the accepted path's K/V is compacted
+ * frontier; a chain's level forwards only its new node, the nodes above
+ * being committed ahead in the draft cache until the observation), and
+ * after verification the accepted path's K/V is compacted
  * and committed as the target's is; what was never forwarded (a leaf that
  * was accepted, the bonus) enters the next round's first forward.
  * Shapes: depth draft_len; width 1 is a chain, width W > 1 a tree whose
@@ -164,6 +166,13 @@ DECO_API deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *drafter
  * Device-resident steps count K as they are enqueued (a CUDA graph's
  * replays are not counted). */
 DECO_API long deco_drafter_model_forwards(const deco_drafter_t *drafter);
+/* The tokens in those forwards, or -1 for another drafter: what drafting
+ * cost in draft-model tokens. The host loop forwards a chain's round as
+ * its pending ids and then one token per level (the levels above are
+ * committed ahead and taken back at observe), a tree's every level over
+ * all nodes above its frontier; a device-resident forward counts its
+ * capacity (2 tokens for a chain). */
+DECO_API long deco_drafter_model_tokens(const deco_drafter_t *drafter);
 
 DECO_API void deco_drafter_destroy(deco_drafter_t *drafter);
 /* "lookup", "recycle", "model", ... */
