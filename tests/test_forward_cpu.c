@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,6 +203,50 @@ Test(forward_cpu, embeddings_input_equals_token_input) {
   cr_assert_eq(memcmp(l1, l2, sizeof l1), 0, "embeddings input differs from token input");
   free(table);
   deco_kv_cache_destroy(kc);
+  unload();
+}
+
+Test(forward_cpu, tail_logits_are_the_last_rows_of_all) {
+  load();
+  /* DECO_LOGITS_TAIL gives each sequence's last n_tail rows of what
+   * DECO_LOGITS_ALL gives, in order: one sequence, then two in one batch. */
+  int32_t ab[10] = {1, 403, 407, 261, 378, 432, 383, 1, 286, 261};
+  static float all[10 * 512], tail[4 * 512];
+  for (int two = 0; two < 2; ++two) {
+    deco_kv_cache_t *ka = new_cache(2), *kt = new_cache(2);
+    int sa[2], st[2];
+    for (int i = 0; i < 2; ++i) {
+      cr_assert_eq(deco_kv_cache_admit(ka, 32, &sa[i]), DECO_STATUS_SUCCESS);
+      cr_assert_eq(deco_kv_cache_admit(kt, 32, &st[i]), DECO_STATUS_SUCCESS);
+    }
+    int ns[2] = {7, 3};
+    const int S = two ? 2 : 1, n_tail = two ? 2 : 3;
+    deco_forward_args_t fa = {.n_seqs = S, .seqs = sa, .n_new = ns, .tokens = ab, .logits_mode = DECO_LOGITS_ALL,
+                              .logits = all};
+    cr_assert_eq(deco_forward(model, ka, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    deco_forward_args_t ft = {.n_seqs = S, .seqs = st, .n_new = ns, .tokens = ab, .logits_mode = DECO_LOGITS_TAIL,
+                              .logits = tail, .n_tail = n_tail};
+    cr_assert_eq(deco_forward(model, kt, &ft), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    int end = 0;
+    for (int i = 0; i < S; ++i) {
+      end += ns[i];
+      for (int r = 0; r < n_tail; ++r) {
+        char what[64];
+        snprintf(what, sizeof what, "%d sequence(s): sequence %d, tail row %d", S, i, r);
+        cr_assert_eq(deco_test_compare(what, tail + (size_t)(i * n_tail + r) * 512,
+                                       all + (size_t)(end - n_tail + r) * 512, 512, DECO_TOL_F32_REDUCTION,
+                                       DECO_TOL_F32_REDUCTION),
+                     0);
+      }
+    }
+    /* n_tail outside [1, every n_new]: refused, nothing committed. */
+    ft.n_tail = two ? 4 : 0;
+    cr_assert_eq(deco_forward(model, kt, &ft), DECO_STATUS_INVALID_ARGUMENT);
+    cr_assert(strstr(deco_last_error(ctx), "n_tail") != NULL, "%s", deco_last_error(ctx));
+    cr_assert_eq(deco_kv_cache_seq_len(kt, st[0]), 7);
+    deco_kv_cache_destroy(ka);
+    deco_kv_cache_destroy(kt);
+  }
   unload();
 }
 

@@ -502,19 +502,19 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
     const int skip = s->n_committed + s->n_ahead; /* nodes already in the draft cache */
     int n = s->n - skip;
     for (int j = 0; j < n; ++j) lpar[j] = s->par[skip + j] < skip ? -1 : s->par[skip + j] - skip;
-    /* A chain's frontier is its last node: the last row. */
-    const int first_row = chain ? 0 : f0 - skip;
+    /* The frontier is the forward's last f1 - f0 nodes (levels are
+     * appended in order): only their rows of logits. */
     const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok + skip,
-                                    .embeds = NULL, .parents = lpar,
-                                    .logits_mode = chain ? DECO_LOGITS_LAST : DECO_LOGITS_ALL,
+                                    .embeds = NULL, .parents = lpar, .logits_mode = DECO_LOGITS_TAIL,
                                     .logits = md->d_logits,
-                                    .schedule = md->calibrate && level == 1 ? &md->exact : NULL};
+                                    .schedule = md->calibrate && level == 1 ? &md->exact : NULL,
+                                    .n_tail = f1 - f0};
     DECO_TRY(deco_forward(md->dm, md->kc, &fa));
     md->forwards++;
     md->tokens += n;
     s->n_fwd = s->n;
-    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits + (size_t)first_row * V,
-                         sizeof(float) * (size_t)(f1 - f0) * V, DECO_COPY_CTX_TO_HOST));
+    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits, sizeof(float) * (size_t)(f1 - f0) * V,
+                         DECO_COPY_CTX_TO_HOST));
     if (md->calibrate && level == 1) {
       /* Every pending id is final: their exact K/V is committed. */
       s->n_committed = c->width > 1 ? np - 1 : np;

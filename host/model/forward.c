@@ -167,7 +167,7 @@ static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const dec
   DECO_CHECK_PTR(ctx, a->logits, op);
   if (a->tokens == NULL && a->embeds == NULL)
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
-  if (a->logits_mode != DECO_LOGITS_LAST && a->logits_mode != DECO_LOGITS_ALL)
+  if (a->logits_mode != DECO_LOGITS_LAST && a->logits_mode != DECO_LOGITS_ALL && a->logits_mode != DECO_LOGITS_TAIL)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: logits_mode = %d", op, (int)a->logits_mode);
   long long t = 0;
   for (int i = 0; i < a->n_seqs; ++i) {
@@ -181,6 +181,9 @@ static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const dec
     int max_new = a->parents ? DECO_TREE_MAX_NODES : DECO_MAX_FORWARD_TOKENS;
     if (n < 1 || n > max_new)
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_new[%d] = %d outside [1, %d]", op, i, n, max_new);
+    if (a->logits_mode == DECO_LOGITS_TAIL && (a->n_tail < 1 || a->n_tail > n))
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_tail = %d outside [1, n_new[%d] = %d]", op, a->n_tail,
+                       i, n);
     if (kc->len[s] + n > kc->n_seq_pages[s] * kc->page_size)
       return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d has %d + %d slots but reserved %d", op, s,
                        kc->len[s], n, kc->n_seq_pages[s] * kc->page_size);
@@ -591,20 +594,22 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
 
   /* Final norm (adding the last down projection) and the classifier, only on
    * the rows whose logits are wanted. */
+  /* Rows per sequence: its last `tail` tokens (every one for ALL). */
+  const int tail = a->logits_mode == DECO_LOGITS_TAIL ? a->n_tail : 1;
   int contiguous = a->logits_mode == DECO_LOGITS_ALL || S == 1;
   if (!contiguous) {
     contiguous = 1;
     for (int i = 0; i < S; ++i)
-      if (a->n_new[i] != 1) contiguous = 0;
+      if (a->n_new[i] != tail) contiguous = 0;
   }
   if (contiguous) {
-    int first = (a->logits_mode == DECO_LOGITS_LAST && S == 1) ? T - 1 : 0;
+    int first = (a->logits_mode != DECO_LOGITS_ALL && S == 1) ? T - tail : 0;
     DECO_TRY(final_rows(m, pending, first, T - first, a->logits));
   } else {
     int t = 0;
     for (int i = 0; i < S; ++i) {
       t += a->n_new[i];
-      DECO_TRY(final_rows(m, pending, t - 1, 1, a->logits + (size_t)i * c->vocab_size));
+      DECO_TRY(final_rows(m, pending, t - tail, tail, a->logits + (size_t)i * tail * c->vocab_size));
     }
   }
   if (a->parents == NULL)

@@ -244,7 +244,9 @@ DECO_API int deco_kv_cache_free_pages(const deco_kv_cache_t *cache);
 
 typedef enum deco_logits_mode {
   DECO_LOGITS_LAST = 0, /* one row per sequence: its last new token */
-  DECO_LOGITS_ALL = 1   /* one row per new token */
+  DECO_LOGITS_ALL = 1,  /* one row per new token */
+  DECO_LOGITS_TAIL = 2  /* n_tail rows per sequence: its last n_tail new tokens, in order
+                         * (e.g. a draft tree's deepest level) */
 } deco_logits_mode_t;
 
 /* A batch of new tokens for several sequences (arrays in host memory).
@@ -265,13 +267,14 @@ typedef struct deco_forward_args {
   const float *embeds;      /* [sum n_new][dim] f32 input embeddings (host) */
   const int32_t *parents;   /* [sum n_new] tree mode, or NULL for causal */
   deco_logits_mode_t logits_mode;
-  float *logits;            /* context memory: [n_seqs or sum n_new][vocab] f32 */
+  float *logits;            /* context memory: [n_seqs, sum n_new or n_seqs * n_tail][vocab] f32 */
   const deco_layer_schedule_t *schedule; /* NULL: the model's */
+  int n_tail;               /* DECO_LOGITS_TAIL: 1 <= n_tail <= every n_new[i]; otherwise ignored */
 } deco_forward_args_t;
 #define DECO_FORWARD_ARGS_INIT                                                                        \
   {                                                                                                   \
     .n_seqs = 0, .seqs = NULL, .n_new = NULL, .tokens = NULL, .embeds = NULL, .parents = NULL,         \
-    .logits_mode = DECO_LOGITS_LAST, .logits = NULL, .schedule = NULL                                 \
+    .logits_mode = DECO_LOGITS_LAST, .logits = NULL, .schedule = NULL, .n_tail = 0                    \
   }
 
 DECO_API deco_status_t deco_forward(deco_model_t *model, deco_kv_cache_t *cache,
