@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "deco/deco.h"
 
 typedef struct buf {
@@ -66,37 +67,7 @@ static int add(const char *s, size_t n, int32_t type) {
   return ntok++;
 }
 
-static size_t byte_char(int c, char *o) {
-  int cp = c;
-  if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) {
-    int k = 0;
-    for (int x = 0; x < c; ++x)
-      if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) ++k;
-    cp = 256 + k;
-  }
-  if (cp < 0x80) {
-    o[0] = (char)cp;
-    return 1;
-  }
-  o[0] = (char)(0xC0 | (cp >> 6));
-  o[1] = (char)(0x80 | (cp & 0x3F));
-  return 2;
-}
 
-static int valid_utf8(const unsigned char *u, size_t n) {
-  for (size_t i = 0; i < n;) {
-    unsigned c = u[i];
-    size_t k = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-    if (!k || i + k > n) return 0;
-    for (size_t j = 1; j < k; ++j)
-      if ((u[i + j] & 0xC0) != 0x80) return 0;
-    if ((c == 0xE0 && u[i + 1] < 0xA0) || (c == 0xED && u[i + 1] > 0x9F) || (c == 0xF0 && u[i + 1] < 0x90) ||
-        (c == 0xF4 && u[i + 1] > 0x8F))
-      return 0;
-    i += k;
-  }
-  return 1;
-}
 
 static const char *const k_pre[] = {"gpt-2", "smollm", "llama-bpe", "qwen2", "default", "starcoder", "mpt", "llama3"};
 
@@ -127,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     for (int b = 0; b < 256; ++b) {
       char o[2];
-      add(o, byte_char(b, o), 1);
+      add(o, deco_test_byte_char(b, o), 1);
     }
     add("<|im_start|>", 12, 3);
     add("<|im_end|>", 10, 3);
@@ -218,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* Round trip: control tokens print with SPECIAL; SentencePiece turns
      * a typed "▁" into a space. */
     int same = wn == len && memcmp(whole, text, len) == 0;
-    int expect = valid_utf8((const unsigned char *)text, len) && (df & DECO_DETOKENIZE_SPECIAL);
+    int expect = deco_test_valid_utf8(text, len) && (df & DECO_DETOKENIZE_SPECIAL);
     if (spm) {
       for (size_t i = 0; i + 2 < len && expect; ++i)
         if (memcmp(text + i, "\xe2\x96\x81", 3) == 0) expect = 0;
@@ -226,7 +197,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (flags & DECO_TOKENIZE_ADD_SPECIAL) expect = 0;
     }
     if (expect && !same) abort();
-    if ((df & DECO_DETOKENIZE_VALID_UTF8) && !valid_utf8((const unsigned char *)whole, wn)) abort();
+    if ((df & DECO_DETOKENIZE_VALID_UTF8) && !deco_test_valid_utf8(whole, wn)) abort();
     deco_text_decoder_t *d;
     if (deco_text_decoder_create(t, df, &d) != DECO_STATUS_SUCCESS) abort();
     size_t at = 0;

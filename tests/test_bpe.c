@@ -99,21 +99,6 @@ static void check_stream(const deco_tokenizer_t *t, const int32_t *ids, int n_id
   deco_text_decoder_destroy(d);
 }
 
-static int valid_utf8(const char *s, size_t n) {
-  const unsigned char *u = (const unsigned char *)s;
-  for (size_t i = 0; i < n;) {
-    unsigned c = u[i];
-    size_t k = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-    if (!k || i + k > n) return 0;
-    for (size_t j = 1; j < k; ++j)
-      if ((u[i + j] & 0xC0) != 0x80) return 0;
-    if ((c == 0xE0 && u[i + 1] < 0xA0) || (c == 0xED && u[i + 1] > 0x9F) || (c == 0xF0 && u[i + 1] < 0x90) ||
-        (c == 0xF4 && u[i + 1] > 0x8F))
-      return 0;
-    i += k;
-  }
-  return 1;
-}
 
 /* Compares tokenize(case) with the expected ids of every case. */
 static int run_cases(const deco_tokenizer_t *t, const tcases_t *c, unsigned flags, const char *what) {
@@ -202,14 +187,14 @@ static void round_trips(deco_tokenizer_t *t, const char *label) {
     int32_t *ids = tokenize(t, c.text[i], c.len[i], DECO_TOKENIZE_ADD_SPECIAL, &n);
     size_t tn;
     char *text = detok(t, ids, n, 0, &tn);
-    if (valid_utf8(c.text[i], c.len[i])) {
+    if (deco_test_valid_utf8(c.text[i], c.len[i])) {
       cr_assert(tn == c.len[i] && memcmp(text, c.text[i], tn) == 0, "%s case %d: decode(encode(s)) = '%s' != '%.*s'",
                 label, i, text, (int)c.len[i], c.text[i]);
       ++checked;
     }
     free(text);
     text = detok(t, ids, n, DECO_DETOKENIZE_VALID_UTF8, &tn);
-    cr_assert(valid_utf8(text, tn), "%s case %d: VALID_UTF8 gave ill-formed text", label, i);
+    cr_assert(deco_test_valid_utf8(text, tn), "%s case %d: VALID_UTF8 gave ill-formed text", label, i);
     free(text);
     for (unsigned f = 0; f < 4; ++f) check_stream(t, ids, n, f, label);
     all = realloc(all, sizeof(int32_t) * (size_t)(n_all + n));

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 /* ---- a GGUF buffer ---------------------------------------------------------- */
 
 typedef struct gbuf {
@@ -84,23 +86,6 @@ static inline void gb_end(gbuf_t *b) { memcpy(b->p + 16, &b->n_kv, 8); }
 
 /* ---- a tiny byte-level BPE vocabulary --------------------------------------- */
 
-/* GPT-2's byte-level character of byte c, as UTF-8 into o (returns length). */
-static inline size_t byte_char(int c, char *o) {
-  int cp = c;
-  if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) {
-    int k = 0;
-    for (int x = 0; x < c; ++x)
-      if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) ++k;
-    cp = 256 + k;
-  }
-  if (cp < 0x80) {
-    o[0] = (char)cp;
-    return 1;
-  }
-  o[0] = (char)(0xC0 | (cp >> 6));
-  o[1] = (char)(0x80 | (cp & 0x3F));
-  return 2;
-}
 
 /* What a test vocabulary holds; fields may be changed before tv_write. */
 typedef struct tvocab {
@@ -138,7 +123,7 @@ static inline void tv_tiny(tvocab_t *v) {
   v->eos = -1;
   for (int c = 0; c < 256; ++c) {
     char o[2];
-    size_t k = byte_char(c, o);
+    size_t k = deco_test_byte_char(c, o);
     tv_add(v, o, k, 1);
   }
   static const char *const merges[] = {"a b", "ab c", "\xc4\xa0 ab"};
