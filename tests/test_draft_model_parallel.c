@@ -171,3 +171,41 @@ Test(draft_parallel, more_than_the_middle_layers_is_refused) {
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }
+
+/* Drafting twice without an observation between (deco_drafter_draft by
+ * hand, e.g. a step that was not verified) must draft the same tree from
+ * the same draft-cache state: chains (which commit levels ahead) and trees,
+ * with and without layer-parallel calibration. */
+Test(draft_parallel, drafting_again_without_an_observation_drafts_the_same) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int all[] = {0, 1, 2, 3, 4};
+  static const struct {
+    int K, W, N, nc;
+  } cases[] = {{4, 1, 0, 0}, {4, 3, 0, 0}, {4, 1, 3, 1}, {4, 2, 3, 0}, {4, 1, 3, 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    deco_drafter_t *d = drafter(m, NULL, all, 5, cases[i].K, cases[i].W, cases[i].N, cases[i].nc);
+    static deco_test_capture_t cap;
+    deco_generate_stats_t st;
+    deco_test_greedy(m, d, dog_prompt, N_DOG, 60, &cap, &st);
+    int dseq;
+    deco_kv_cache_t *kc = deco_drafter_model_cache(d, 0, &dseq);
+    const int len0 = deco_kv_cache_seq_len(kc, dseq);
+    int32_t t1[DECO_TREE_MAX_NODES], p1[DECO_TREE_MAX_NODES], t2[DECO_TREE_MAX_NODES], p2[DECO_TREE_MAX_NODES];
+    int n1, n2;
+    cr_assert_eq(deco_drafter_draft(d, 0, t1, p1, &n1), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    const int len1 = deco_kv_cache_seq_len(kc, dseq);
+    cr_assert_eq(deco_drafter_draft(d, 0, t2, p2, &n2), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    const int len2 = deco_kv_cache_seq_len(kc, dseq);
+    fprintf(stderr, "case %zu (K=%d W=%d N=%d nc=%d): len %d -> %d -> %d, nodes %d, %d\n", i, cases[i].K,
+            cases[i].W, cases[i].N, cases[i].nc, len0, len1, len2, n1, n2);
+    cr_assert_eq(len2, len1, "case %zu: the second draft left the draft cache at %d slots, the first at %d", i, len2,
+                 len1);
+    cr_assert_eq(n2, n1, "case %zu", i);
+    cr_assert_eq(memcmp(t1, t2, sizeof(int32_t) * (size_t)n1), 0, "case %zu: the drafts differ", i);
+    cr_assert_eq(memcmp(p1, p2, sizeof(int32_t) * (size_t)n1), 0, "case %zu: the parents differ", i);
+    deco_drafter_destroy(d);
+  }
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
