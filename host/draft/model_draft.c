@@ -65,6 +65,7 @@ typedef struct draft_seq {
   int n, n_pre, n_fwd;                 /* nodes, pending chain length, nodes forwarded */
   int n_committed;                     /* calibrating: chain nodes committed after the first level */
   int n_ahead;                         /* a chain's forwarded nodes committed ahead of acceptance */
+  int round_len;                       /* the draft cache's length when the last draft began */
   deco_draft_kind_t kind;
   int device;                          /* device rounds ran since begin (the host state waits for observe_host) */
 } draft_seq_t;
@@ -455,7 +456,13 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   deco_ctx_t *ctx = d->ctx;
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
-  DECO_TRY(take_back_ahead(md, s)); /* a draft again without an observation between */
+  if (s->n > 0) {
+    /* A draft again without an observation between: the cache as the last
+     * draft found it (calibration committed the pending ids, a chain its
+     * levels ahead; the pending ids are forwarded again). */
+    s->n_ahead = s->n_committed = 0;
+    DECO_TRY(deco_kv_cache_truncate(md->kc, s->dseq, s->round_len));
+  }
   const deco_model_draft_config_t *c = &md->cfg;
   /* Calibration: the pending chain (the accepted ids, whose K/V the last
    * round wrote approximately, and the bonus as the root) is the first
@@ -468,6 +475,7 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   const int V = md->vocab, np = s->n_pending, root = np - 1;
   const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
   const int seq_len = deco_model_get_hparams(md->dm)->seq_len;
+  s->round_len = len;
   /* The test-only wrong rule: top-w drafts verified as draws from q. */
   const int mutant = deco_model_draft_mutant == DECO_MODEL_DRAFT_MUTANT_TOP_AS_SAMPLED;
   const int sampled_kind = c->temperature > 0.0f && (c->width == 1 || c->sample_siblings || mutant);
