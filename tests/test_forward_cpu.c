@@ -209,18 +209,20 @@ Test(forward_cpu, embeddings_input_equals_token_input) {
 Test(forward_cpu, tail_logits_are_the_last_rows_of_all) {
   load();
   /* DECO_LOGITS_TAIL gives each sequence's last n_tail rows of what
-   * DECO_LOGITS_ALL gives, in order: one sequence, then two in one batch. */
+   * DECO_LOGITS_ALL gives, in order: one sequence, then two in one batch
+   * (rows gathered per sequence, and one block when every n_new is n_tail). */
   int32_t ab[10] = {1, 403, 407, 261, 378, 432, 383, 1, 286, 261};
-  static float all[10 * 512], tail[4 * 512];
-  for (int two = 0; two < 2; ++two) {
+  static float all[10 * 512], tail[6 * 512];
+  for (int two = 0; two < 3; ++two) {
     deco_kv_cache_t *ka = new_cache(2), *kt = new_cache(2);
     int sa[2], st[2];
     for (int i = 0; i < 2; ++i) {
       cr_assert_eq(deco_kv_cache_admit(ka, 32, &sa[i]), DECO_STATUS_SUCCESS);
       cr_assert_eq(deco_kv_cache_admit(kt, 32, &st[i]), DECO_STATUS_SUCCESS);
     }
-    int ns[2] = {7, 3};
-    const int S = two ? 2 : 1, n_tail = two ? 2 : 3;
+    /* The third case: every sequence's n_new is n_tail (one block of rows). */
+    int ns[2] = {two == 2 ? 3 : 7, 3};
+    const int S = two ? 2 : 1, n_tail = two == 1 ? 2 : 3;
     deco_forward_args_t fa = {.n_seqs = S, .seqs = sa, .n_new = ns, .tokens = ab, .logits_mode = DECO_LOGITS_ALL,
                               .logits = all};
     cr_assert_eq(deco_forward(model, ka, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
@@ -243,7 +245,7 @@ Test(forward_cpu, tail_logits_are_the_last_rows_of_all) {
     ft.n_tail = two ? 4 : 0;
     cr_assert_eq(deco_forward(model, kt, &ft), DECO_STATUS_INVALID_ARGUMENT);
     cr_assert(strstr(deco_last_error(ctx), "n_tail") != NULL, "%s", deco_last_error(ctx));
-    cr_assert_eq(deco_kv_cache_seq_len(kt, st[0]), 7);
+    cr_assert_eq(deco_kv_cache_seq_len(kt, st[0]), ns[0]);
     deco_kv_cache_destroy(ka);
     deco_kv_cache_destroy(kt);
   }
