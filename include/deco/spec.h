@@ -158,7 +158,10 @@ DECO_API deco_status_t deco_drafter_create_model(deco_model_t *target, deco_mode
 /* The model the drafter drafts with (the view for a layer subset). */
 DECO_API deco_model_t *deco_drafter_model(const deco_drafter_t *drafter);
 /* The draft's cache (K/V of each sequence's committed tokens, for tests),
- * or NULL before the plan; *seq gets the draft cache's handle of seq. */
+ * or NULL before the plan; *seq gets the draft cache's handle of seq.
+ * Between a host draft and its observation the committed length also
+ * counts a chain's levels committed ahead and, calibrating, the pending
+ * ids: read it after an observation. */
 DECO_API deco_kv_cache_t *deco_drafter_model_cache(const deco_drafter_t *drafter, int seq, int *draft_seq);
 /* The draft forwards a model drafter has run (prefills, draft levels and,
  * calibrating, the sequential re-runs they include), or -1 for another
