@@ -42,8 +42,12 @@ gpu_begin() {
       exit 1
     fi
   fi
-  { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
-    >"$out/device.txt" 2>&1 || true
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
+      >"$out/device.txt" 2>&1 || true
+  else
+    echo "none found (no nvidia-smi on PATH)" >"$out/device.txt"
+  fi
   note "device: $(head -n 1 "$out/device.txt")"
   note "commit: $(deco_gpu_commit "$root" "$build")"
   note "$deco_gpu_env_note"

@@ -97,11 +97,21 @@ deco_status_t deco_kv_cache_admit(deco_kv_cache_t *kc, int reserve_slots, int *s
   return DECO_STATUS_SUCCESS;
 }
 
+static int valid_seq(const deco_kv_cache_t *kc, int seq) {
+  return kc && seq >= 0 && seq < kc->max_seqs && kc->active[seq];
+}
+
+/* The checks of a call on one admitted sequence: a cache, and seq in it. */
+static deco_status_t check_seq(const deco_kv_cache_t *kc, int seq, const char *op) {
+  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  if (!valid_seq(kc, seq))
+    return DECO_FAIL(kc->model->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_kv_cache_release(deco_kv_cache_t *kc, int seq) {
   static const char op[] = "deco_kv_cache_release";
-  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
-  if (seq < 0 || seq >= kc->max_seqs || !kc->active[seq])
-    return DECO_FAIL(kc->model->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
+  DECO_TRY(check_seq(kc, seq, op));
   int32_t *row = kc->pages + (size_t)seq * kc->max_pages_per_seq;
   for (int p = kc->n_seq_pages[seq] - 1; p >= 0; --p) {
     kc->free_pages[kc->n_free++] = row[p];
@@ -111,10 +121,6 @@ deco_status_t deco_kv_cache_release(deco_kv_cache_t *kc, int seq) {
   kc->len[seq] = 0;
   kc->n_seq_pages[seq] = 0;
   return DECO_STATUS_SUCCESS;
-}
-
-static int valid_seq(const deco_kv_cache_t *kc, int seq) {
-  return kc && seq >= 0 && seq < kc->max_seqs && kc->active[seq];
 }
 
 int deco_kv_cache_seq_len(const deco_kv_cache_t *kc, int seq) { return valid_seq(kc, seq) ? kc->len[seq] : -1; }
@@ -129,10 +135,8 @@ deco_model_t *deco_kv_cache_model(const deco_kv_cache_t *kc) { return kc ? kc->m
 
 deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
   static const char op[] = "deco_kv_cache_commit";
-  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  DECO_TRY(check_seq(kc, seq, op));
   deco_ctx_t *ctx = kc->model->ctx;
-  if (!valid_seq(kc, seq))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
   if (n < 0 || kc->len[seq] + n > kc->n_seq_pages[seq] * kc->page_size || kc->len[seq] + n > kc->model->hp.seq_len)
     return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d has %d slots, cannot commit %d more", op, seq,
                      kc->len[seq], n);
@@ -142,10 +146,8 @@ deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
 
 deco_status_t deco_kv_cache_truncate(deco_kv_cache_t *kc, int seq, int len) {
   static const char op[] = "deco_kv_cache_truncate";
-  if (kc == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: cache is NULL", op);
+  DECO_TRY(check_seq(kc, seq, op));
   deco_ctx_t *ctx = kc->model->ctx;
-  if (!valid_seq(kc, seq))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d is not admitted", op, seq);
   if (len < 0 || len > kc->len[seq])
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d has %d committed slots, cannot keep %d", op,
                      seq, kc->len[seq], len);
