@@ -10,8 +10,8 @@
  * level is one tree forward of the draft over every node above the
  * frontier (their K/V lands at slot len + node), whose logits give the
  * frontier's children; a chain commits each level's nodes ahead, so that
- * the next level forwards its one new node only (n_ahead, taken back at
- * observe). After verification the accepted path of forwarded
+ * the next level forwards its one new node only (taken back at observe:
+ * rewind_round). After verification the accepted path of forwarded
  * nodes is compacted and committed in the draft cache; the rest (an
  * accepted leaf, the bonus) is pending for the next round's first forward.
  *
@@ -64,7 +64,6 @@ typedef struct draft_seq {
   int32_t tok[DECO_TREE_MAX_NODES], par[DECO_TREE_MAX_NODES];
   int n, n_pre, n_fwd;                 /* nodes, pending chain length, nodes forwarded */
   int n_committed;                     /* calibrating: chain nodes committed after the first level */
-  int n_ahead;                         /* a chain's forwarded nodes committed ahead of acceptance */
   int round_len;                       /* the draft cache's length when the last draft began */
   deco_draft_kind_t kind;
   int device;                          /* device rounds ran since begin (the host state waits for observe_host) */
@@ -370,7 +369,7 @@ static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, co
   if (max_len > hp->seq_len) max_len = hp->seq_len;
   DECO_TRY(deco_kv_cache_admit(md->kc, max_len + DECO_TREE_MAX_NODES, &s->dseq));
   s->active = 1;
-  s->n = s->n_fwd = s->n_pre = s->n_committed = s->n_ahead = 0;
+  s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
   s->n_pending = 0;
   s->device = 0;
   /* The ids in chunks: all but the root are forwarded causally. */
@@ -392,13 +391,14 @@ static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, co
 
 /* ---- Drafting ---- */
 
-/* Uncommits a chain's nodes that its draft levels committed ahead of
- * acceptance, leaving the cache as a round that never did. */
-static deco_status_t take_back_ahead(model_drafter_t *md, draft_seq_t *s) {
-  if (s->n_ahead == 0) return DECO_STATUS_SUCCESS;
-  const int len = deco_kv_cache_seq_len(md->kc, s->dseq), ahead = s->n_ahead;
-  s->n_ahead = 0;
-  return deco_kv_cache_truncate(md->kc, s->dseq, len - ahead);
+/* While a host round is in flight (s->n > 0), its draft levels may have
+ * committed nodes ahead of acceptance (a chain's): the draft cache back to
+ * the length the round began at, plus the pending ids calibration committed
+ * when keep_committed (at observe; a draft again forwards them again). */
+static deco_status_t rewind_round(model_drafter_t *md, draft_seq_t *s, int keep_committed) {
+  if (s->n == 0) return DECO_STATUS_SUCCESS;
+  if (!keep_committed) s->n_committed = 0;
+  return deco_kv_cache_truncate(md->kc, s->dseq, s->round_len + s->n_committed);
 }
 
 /* A candidate child: parent node, rank among its siblings, token, score. */
@@ -456,13 +456,7 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   deco_ctx_t *ctx = d->ctx;
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
-  if (s->n > 0) {
-    /* A draft again without an observation between: the cache as the last
-     * draft found it (calibration committed the pending ids, a chain its
-     * levels ahead; the pending ids are forwarded again). */
-    s->n_ahead = s->n_committed = 0;
-    DECO_TRY(deco_kv_cache_truncate(md->kc, s->dseq, s->round_len));
-  }
+  DECO_TRY(rewind_round(md, s, 0)); /* a draft again without an observation between */
   const deco_model_draft_config_t *c = &md->cfg;
   /* Calibration: the pending chain (the accepted ids, whose K/V the last
    * round wrote approximately, and the bonus as the root) is the first
@@ -487,10 +481,10 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   s->n_fwd = 0;
   s->n_committed = 0;
   /* A chain's levels each add one node below the last: the nodes a level
-   * forwarded are committed ahead (deco_kv_cache_truncate takes them back
-   * at observe), so the next level forwards its one new node against them
-   * as prefix, and only the last row's logits are computed. A tree
-   * re-forwards every node above its frontier (its nodes are not a prefix). */
+   * forwarded are committed ahead (rewind_round takes them back at
+   * observe), so the next level forwards its one new node against them as
+   * prefix. A tree re-forwards every node above its frontier (its nodes are
+   * not a prefix). */
   const int chain = c->width == 1;
   for (int j = 0; j < np; ++j) {
     s->tok[j] = s->pending[j];
@@ -507,7 +501,8 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
   const uint32_t root_pos = (uint32_t)(len + root);
   int32_t lpar[DECO_TREE_MAX_NODES]; /* parents local to a forward that skips the committed chain */
   for (int level = 1; level <= depth && budget > 0 && f1 > f0; ++level) {
-    const int skip = s->n_committed + s->n_ahead; /* nodes already in the draft cache */
+    /* Nodes of this round already committed in the draft cache. */
+    const int skip = deco_kv_cache_seq_len(md->kc, s->dseq) - len;
     int n = s->n - skip;
     for (int j = 0; j < n; ++j) lpar[j] = s->par[skip + j] < skip ? -1 : s->par[skip + j] - skip;
     /* The frontier is the forward's last f1 - f0 nodes (levels are
@@ -529,7 +524,6 @@ static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *token
       DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, s->n_committed));
     } else if (chain) {
       DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, n));
-      s->n_ahead += n;
     }
     int n_cand = 0;
     if (!sampled) {
@@ -736,7 +730,7 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
   deco_ctx_t *ctx = d->ctx;
   draft_seq_t *s = seq_of(md, seq);
   if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
-  DECO_TRY(take_back_ahead(md, s)); /* the rules below decide what stays */
+  DECO_TRY(rewind_round(md, s, 1)); /* the rules below decide what stays */
   if (s->device) return chain_catch_up(md, s, emitted, n);
   if (n < 1) return DECO_STATUS_SUCCESS;
   if (s->n == 0)

@@ -593,8 +593,8 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   DECO_TRY(run_layers(m, kc, &bm, &sched, a->tokens ? NULL : a->embeds, NULL, &pending));
 
   /* Final norm (adding the last down projection) and the classifier, only on
-   * the rows whose logits are wanted. */
-  /* Rows per sequence: its last `tail` tokens (every one for ALL). */
+   * the rows whose logits are wanted: each sequence's last `tail` tokens, or
+   * every token (ALL). */
   const int tail = a->logits_mode == DECO_LOGITS_TAIL ? a->n_tail : 1;
   int contiguous = a->logits_mode == DECO_LOGITS_ALL || S == 1;
   if (!contiguous) {
