@@ -1,6 +1,7 @@
 # scripts/gpu-env.sh — sourced (not run) by the scripts that run a prebuilt
-# build/ on a GPU host (tests/gpu/run.sh, perf/gpu_lib.sh, perf/tp_cost.sh,
-# perf/profile_step.sh; scripts/run-tp-suite.sh does not: it runs a build
+# build/ on a GPU host (perf/gpu_lib.sh, which tests/gpu/run.sh and the perf
+# GPU scripts source; perf/tp_cost.sh, perf/profile_step.sh;
+# scripts/gpu-kit.sh for deco_gpu_ldd; scripts/run-tp-suite.sh does not: it runs a build
 # made on the host itself, through ctest):
 #   . scripts/gpu-env.sh; deco_gpu_env "$build"
 # deco_gpu_env BUILD puts nvcc's folder on PATH and BUILD/criterion-rt,
@@ -82,7 +83,7 @@ EOF
     done
     [ "$progress" = 1 ] || break
   done
-  missing=$(deco_gpu_missing "$build")
+  # $missing is current: the last round linked nothing, or nothing was missing.
   deco_gpu_env_note="libraries: the host's own; from the kit:${kit:- none}; from Python's nvidia wheels:${wheel:- none}"
   [ -z "$missing" ] || deco_gpu_env_note="$deco_gpu_env_note; still missing: $(echo $missing)"
 }

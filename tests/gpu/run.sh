@@ -21,8 +21,6 @@ skips_fail=0
 # libraries this host lacks), the summary's header and the stage helpers.
 . "$(dirname "$0")/../../perf/gpu_lib.sh"
 gpu_begin
-# The mini SmolLM2 of the GGUF suite (scripts/gguf/make_mini.py, 23.2 MiB):
-# models-cache/ of the copied tree (carried with it: git ignores it).
 for f in models/stories260K.bin models/tok512.bin fixtures/stories260K/greedy_bos_256.ids \
          fixtures/stories260K/logits_bos_32.f32 fixtures/token_recycling_template_80.txt; do
   if [ ! -f "$DECO_DATA_DIR/$f" ]; then
@@ -30,6 +28,8 @@ for f in models/stories260K.bin models/tok512.bin fixtures/stories260K/greedy_bo
     exit 1
   fi
 done
+# The mini SmolLM2 of the GGUF suite (scripts/gguf/make_mini.py, 23.2 MiB):
+# models-cache/ of the copied tree (carried with it: git ignores it).
 if [ ! -f "$DECO_MODELS_DIR/SmolLM2-135M-mini.gguf" ]; then
   note "FAIL: $DECO_MODELS_DIR/SmolLM2-135M-mini.gguf is missing (scripts/gguf/make_mini.py; set DECO_MODELS_DIR)"
   exit 1

@@ -92,12 +92,7 @@ def main():
         shutil.copy2(deco, os.path.join(small, "bin", "deco"))
         for f in os.listdir(os.path.join(build, "lib")):
             if f.startswith("libdeco.so"):
-                src = os.path.join(build, "lib", f)
-                dst = os.path.join(small, "lib", f)
-                if os.path.islink(src):
-                    os.symlink(os.readlink(src), dst)
-                else:
-                    shutil.copy2(src, dst)
+                shutil.copy2(os.path.join(build, "lib", f), os.path.join(small, "lib", f), follow_symlinks=False)
         kit = os.path.join(tmp, "kit")
         p = subprocess.run(["bash", KIT, "pack", small, kit], capture_output=True, text=True, timeout=300)
         check(p.returncode == 0, f"pack of the small build: exit {p.returncode}\n{p.stderr}")
