@@ -14,20 +14,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/randtree.h"
 #include "common/testutil.h"
 #include "deco/deco.h"
 
 /* ---- small deterministic generator (splitmix64) ---- */
 
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static int rng_int(uint64_t *s, int lo, int hi) { /* [lo, hi] */
-  return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1));
-}
 
 static int mentions(const char *msg, const char *a, const char *b) {
   int ok = strstr(msg, a) != NULL && (b == NULL || strstr(msg, b) != NULL);
@@ -239,9 +231,9 @@ static size_t random_template(uint64_t *s, int k, int max_paths, char *text, pat
     for (int par = prev_lo; par < prev_hi && p->n < max_paths; ++par) {
       if (prev_lo >= 0 && par < 0) continue;
       int used[16] = {0};
-      const int kids = prev_lo < 0 ? rng_int(s, 1, k < 4 ? k : 4) : rng_int(s, 0, k < 4 ? k : 4);
+      const int kids = prev_lo < 0 ? deco_test_rng_int(s, 1, k < 4 ? k : 4) : deco_test_rng_int(s, 0, k < 4 ? k : 4);
       for (int c = 0; c < kids && p->n < max_paths; ++c) {
-        const int r = rng_int(s, 0, k - 1);
+        const int r = deco_test_rng_int(s, 0, k - 1);
         if (used[r]) continue;
         used[r] = 1;
         int len = 0;
@@ -270,8 +262,8 @@ Test(recycle_template, random_templates_round_trip) {
   char *text = malloc(1 << 16);
   paths_t *p = malloc(sizeof *p);
   for (int it = 0; it < 200; ++it) {
-    const int k = rng_int(&s, 1, 16);
-    size_t n = random_template(&s, k, rng_int(&s, 1, 255), text, p);
+    const int k = deco_test_rng_int(&s, 1, 16);
+    size_t n = random_template(&s, k, deco_test_rng_int(&s, 1, 255), text, p);
     deco_tree_template_t t;
     cr_assert_eq(deco_tree_template_parse(text, n, "rand.txt", &t), DECO_STATUS_SUCCESS, "%s\n%s",
                  deco_last_error(NULL), text);
@@ -291,7 +283,7 @@ Test(recycle_template, random_templates_round_trip) {
 /* ================= draft ================= */
 
 static void random_table(uint64_t *s, int32_t *table, int vocab, int k) {
-  for (size_t i = 0; i < (size_t)vocab * k; ++i) table[i] = rng_int(s, 0, vocab - 1);
+  for (size_t i = 0; i < (size_t)vocab * k; ++i) table[i] = deco_test_rng_int(s, 0, vocab - 1);
 }
 
 TestSuite(recycle_ops, .init = setup, .fini = teardown);
@@ -309,14 +301,14 @@ Test(recycle_ops, draft_matches_path_walks) {
       p->n = 80;
       for (int j = 1; j <= 80; ++j) p->len[j - 1] = path_of(&t, j, p->r[j - 1]);
     } else {
-      size_t n = random_template(&s, k, rng_int(&s, 1, 255), text, p);
+      size_t n = random_template(&s, k, deco_test_rng_int(&s, 1, 255), text, p);
       cr_assert_eq(deco_tree_template_parse(text, n, "rand.txt", &t), DECO_STATUS_SUCCESS);
     }
-    const int B = rng_int(&s, 1, 6), n = t.n_nodes;
+    const int B = deco_test_rng_int(&s, 1, 6), n = t.n_nodes;
     int32_t *table = malloc(sizeof(int32_t) * (size_t)vocab * k);
     random_table(&s, table, vocab, k);
     int32_t roots[6], *out = malloc(sizeof(int32_t) * (size_t)B * n);
-    for (int b = 0; b < B; ++b) roots[b] = rng_int(&s, 0, vocab - 1);
+    for (int b = 0; b < B; ++b) roots[b] = deco_test_rng_int(&s, 0, vocab - 1);
     if (B > 1) roots[B - 1] = roots[0]; /* requests may share a root */
     for (int i = 0; i < B * n; ++i) out[i] = -99;
     deco_recycle_draft_args_t a = {.n_trees = B, .n_nodes = n, .roots = roots, .parent = t.parent, .rank = t.rank,
@@ -417,7 +409,7 @@ static void naive_topk(const float *row, int V, int k, int32_t *ids) {
  * 2 all equal, 3 signed zeros, 4 with NaN and infinities. */
 static void fill_logits(uint64_t *s, float *x, size_t n, int kind) {
   for (size_t i = 0; i < n; ++i) {
-    const float u = (float)(rng_next(s) >> 40) / (float)(1 << 24);
+    const float u = (float)(deco_test_rng_next(s) >> 40) / (float)(1 << 24);
     switch (kind) {
     case 0: x[i] = 8.0f * u - 4.0f; break;
     case 1: x[i] = floorf(u * 4.0f) - 2.0f; break;
@@ -512,15 +504,15 @@ typedef struct batch {
 
 static void random_batch(uint64_t *s, batch_t *bt, int B, int max_tree, int vocab, int k, int distinct) {
   bt->B = B;
-  bt->indptr[0] = rng_int(s, 0, 3);
-  for (int b = 0; b < B; ++b) bt->indptr[b + 1] = bt->indptr[b] + rng_int(s, 1, max_tree);
-  bt->n_nodes = bt->indptr[B] + rng_int(s, 0, 3);
+  bt->indptr[0] = deco_test_rng_int(s, 0, 3);
+  for (int b = 0; b < B; ++b) bt->indptr[b + 1] = bt->indptr[b] + deco_test_rng_int(s, 1, max_tree);
+  bt->n_nodes = bt->indptr[B] + deco_test_rng_int(s, 0, 3);
   bt->tokens = malloc(sizeof(int32_t) * (size_t)bt->n_nodes);
   bt->topk = malloc(sizeof(int32_t) * (size_t)bt->n_nodes * k);
   for (int j = 0; j < bt->n_nodes; ++j) {
     const int inside = j >= bt->indptr[0] && j < bt->indptr[B];
-    bt->tokens[j] = inside ? rng_int(s, 0, distinct - 1) * (vocab / distinct) : -5;
-    for (int c = 0; c < k; ++c) bt->topk[(size_t)j * k + c] = inside ? rng_int(s, 0, vocab - 1) : vocab + 3;
+    bt->tokens[j] = inside ? deco_test_rng_int(s, 0, distinct - 1) * (vocab / distinct) : -5;
+    for (int c = 0; c < k; ++c) bt->topk[(size_t)j * k + c] = inside ? deco_test_rng_int(s, 0, vocab - 1) : vocab + 3;
   }
 }
 
@@ -533,9 +525,9 @@ static void naive_update(const batch_t *bt, int k, int32_t *table) {
 Test(recycle_ops, update_matches_sequential_writes) {
   uint64_t s = 3;
   for (int it = 0; it < 80; ++it) {
-    const int k = rng_int(&s, 1, 16), vocab = it % 2 ? 97 : 1000, B = rng_int(&s, 1, 64);
+    const int k = deco_test_rng_int(&s, 1, 16), vocab = it % 2 ? 97 : 1000, B = deco_test_rng_int(&s, 1, 64);
     batch_t bt;
-    random_batch(&s, &bt, B, it % 3 ? 81 : 256, vocab, k, rng_int(&s, 1, 12));
+    random_batch(&s, &bt, B, it % 3 ? 81 : 256, vocab, k, deco_test_rng_int(&s, 1, 12));
     int32_t *table = malloc(sizeof(int32_t) * (size_t)vocab * k), *want = malloc(sizeof(int32_t) * (size_t)vocab * k);
     random_table(&s, table, vocab, k);
     memcpy(want, table, sizeof(int32_t) * (size_t)vocab * k);
@@ -857,7 +849,7 @@ Test(recycle_state, corrupt_files_rejected) {
   memset(p, 0, size);
   expect_rejected(r, before, p, size, DECO_STATUS_BAD_FORMAT, "magic", "zeros");
   for (int i = 0; i < 5; ++i) {
-    for (size_t j = 0; j < size; ++j) p[j] = (unsigned char)rng_next(&s);
+    for (size_t j = 0; j < size; ++j) p[j] = (unsigned char)deco_test_rng_next(&s);
     expect_rejected(r, before, p, size, DECO_STATUS_BAD_FORMAT, "magic", "random");
     /* Random content behind a valid header: the checksum catches it. */
     memcpy(p, good, 24);

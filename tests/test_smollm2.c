@@ -13,7 +13,6 @@
  * The CPU forward is the plain reference matmul: positions are few.
  */
 #include <criterion/criterion.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

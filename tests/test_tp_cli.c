@@ -10,8 +10,6 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -9,7 +9,6 @@
  * tiny model (same seeded weights on both backends) too.
  */
 #include <criterion/criterion.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -136,6 +136,15 @@ Test(gguf_cuda, mini_teacher_forced_against_cpu, .timeout = 300) {
   const int V = deco_model_get_hparams(mc)->vocab_size, L = deco_model_get_hparams(mc)->n_layers;
   static const char *const seqs[3] = {"once", "the", "def"};
   const deco_dtype_t dts[2] = {DECO_DTYPE_F32, DECO_DTYPE_BF16};
+  /* Each sequence's ids and CPU logits, for both dtypes. */
+  deco_test_topk_t t[3];
+  float *ref[3];
+  for (int s = 0; s < 3; ++s) {
+    char rel[96];
+    snprintf(rel, sizeof rel, "fixtures/gguf/smollm2mini_%s.topk", seqs[s]);
+    t[s] = deco_test_topk_read(deco_test_data_file(rel));
+    ref[s] = deco_test_forward_all(mc, t[s].input, t[s].T);
+  }
   int bad = 0;
   size_t bad_values = 0;
   for (int d = 0; d < 2; ++d) {
@@ -144,23 +153,20 @@ Test(gguf_cuda, mini_teacher_forced_against_cpu, .timeout = 300) {
     deco_model_t *mg = NULL;
     cr_assert_eq(deco_model_load_gguf(gpu, path, &cfg, &mg), DECO_STATUS_SUCCESS, "%s", deco_last_error(gpu));
     cr_assert_eq(deco_model_dtype(mg), dts[d]);
-    for (int s = 0; s < 3; ++s) {
-      char rel[96];
-      snprintf(rel, sizeof rel, "fixtures/gguf/smollm2mini_%s.topk", seqs[s]);
-      deco_test_topk_t t = deco_test_topk_read(deco_test_data_file(rel));
-      float *ref = deco_test_forward_all(mc, t.input, t.T);
+    for (int s = 0; s < 3; ++s)
       for (int prefill = 0; prefill < 2; ++prefill) {
         char what[128];
         snprintf(what, sizeof what, "mini %s %s %s", seqs[s], deco_dtype_name(dts[d]), prefill ? "prefill" : "decode");
-        float *out = deco_test_teacher_forced(mg, t.input, t.T, prefill);
-        bad += deco_test_argmax_mismatches(what, out, ref, t.T, V, dts[d]);
-        bad_values += deco_test_logit_mismatches(what, out, ref, t.T, V, dts[d], L, 1);
+        float *out = deco_test_teacher_forced(mg, t[s].input, t[s].T, prefill);
+        bad += deco_test_argmax_mismatches(what, out, ref[s], t[s].T, V, dts[d]);
+        bad_values += deco_test_logit_mismatches(what, out, ref[s], t[s].T, V, dts[d], L, 1);
         free(out);
       }
-      free(ref);
-      deco_test_topk_free(&t);
-    }
     deco_model_destroy(mg);
+  }
+  for (int s = 0; s < 3; ++s) {
+    free(ref[s]);
+    deco_test_topk_free(&t[s]);
   }
   cr_assert_eq(bad, 0, "%d argmax mismatches outside near ties", bad);
   cr_assert_eq(bad_values, 0, "%zu logit values outside the tolerance", bad_values);

@@ -10,7 +10,6 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/neartie.h"
 #include "common/testutil.h"

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/neartie.h"
+#include "common/randtree.h"
 #include "common/testutil.h"
 #include "deco/deco.h"
 #include "gpu_suite.h"
@@ -22,14 +23,7 @@
 
 DECO_GPU_SUITE(superpose_cuda, 600);
 
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static int rng_int(uint64_t *s, int lo, int hi) { return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1)); }
-static double rng_unit(uint64_t *s) { return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+static double rng_unit(uint64_t *s) { return (double)(deco_test_rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
 
 /* ---- deco_superpose_embed ---- */
 
@@ -44,7 +38,7 @@ Test(superpose_cuda, embed_matches_reference) {
         const int dim = dims[dm], k = ks[ki], vocab = 37, rows = 5;
         const size_t tn = (size_t)vocab * dim, es = deco_dtype_size(dt);
         float *table = malloc(sizeof(float) * tn);
-        deco_test_fill_uniform(table, tn, rng_next(&rng), 0, -2.0f, 2.0f);
+        deco_test_fill_uniform(table, tn, deco_test_rng_next(&rng), 0, -2.0f, 2.0f);
         deco_test_round_to(table, tn, dt); /* the reference reads the same values */
         void *packed = malloc(es * tn);
         deco_test_pack(packed, table, tn, dt);
@@ -52,8 +46,8 @@ Test(superpose_cuda, embed_matches_reference) {
         float *w = malloc(sizeof(float) * (size_t)rows * k);
         for (int r = 0; r < rows; ++r)
           for (int i = 0; i < k; ++i) {
-            const int z = rng_int(&rng, 0, 3);
-            tok[r * k + i] = rng_int(&rng, 0, vocab - 1);
+            const int z = deco_test_rng_int(&rng, 0, 3);
+            tok[r * k + i] = deco_test_rng_int(&rng, 0, vocab - 1);
             w[r * k + i] = z == 0 ? 0.0f : (float)rng_unit(&rng);
           }
         w[0] = 1.0f; /* row 0 slot 0: a whole row */
@@ -116,9 +110,9 @@ static deco_ngram_table_t *random_table(uint64_t *rng, int vocab, int n_seq, int
   EXPECT_OK(deco_ngram_builder_create(vocab, &b), NULL);
   int32_t ids[512];
   for (int s = 0; s < n_seq; ++s) {
-    const int n = rng_int(rng, 0, max_len);
+    const int n = deco_test_rng_int(rng, 0, max_len);
     for (int i = 0; i < n; ++i) {
-      const int a = rng_int(rng, 0, vocab - 1), c = rng_int(rng, 0, vocab - 1);
+      const int a = deco_test_rng_int(rng, 0, vocab - 1), c = deco_test_rng_int(rng, 0, vocab - 1);
       ids[i] = a < c ? a : c;
     }
     EXPECT_OK(deco_ngram_builder_add(b, ids, n), NULL);
@@ -143,10 +137,10 @@ Test(superpose_cuda, lookup_matches_reference) {
       int32_t *ctx = malloc(sizeof(int32_t) * 5 * rows), *len = malloc(sizeof(int32_t) * rows),
               *cands = malloc(sizeof(int32_t) * groups * m);
       for (int r = 0; r < rows; ++r) {
-        len[r] = rng_int(&rng, -1, 7); /* clamped to 0..5 */
-        for (int i = 0; i < 5; ++i) ctx[r * 5 + i] = rng_int(&rng, 0, vocab / 2);
+        len[r] = deco_test_rng_int(&rng, -1, 7); /* clamped to 0..5 */
+        for (int i = 0; i < 5; ++i) ctx[r * 5 + i] = deco_test_rng_int(&rng, 0, vocab / 2);
       }
-      for (int i = 0; i < groups * m; ++i) cands[i] = rng_int(&rng, 0, vocab - 1);
+      for (int i = 0; i < groups * m; ++i) cands[i] = deco_test_rng_int(&rng, 0, vocab - 1);
       double *ref = malloc(sizeof(double) * rows * m), *got = malloc(sizeof(double) * rows * m);
       deco_ngram_lookup_args_t a = DECO_NGRAM_LOOKUP_ARGS_INIT;
       const float lambda[5] = {0.01f, 0.04f, 0.15f, 0.18f, 0.12f};
@@ -259,13 +253,13 @@ static void random_states(uint64_t *rng, const deco_superpose_drafts_t *d, int B
   const double ninf = -(double)INFINITY;
   for (int b = 0; b < B; ++b) {
     deco_superpose_prompt_t *p = &d->prompt[b];
-    const int step = rng_int(rng, 0, rows - 1);
+    const int step = deco_test_rng_int(rng, 0, rows - 1);
     *p = (deco_superpose_prompt_t){.step = step,
                                    .max_steps = rows,
                                    .position = 10 + step,
-                                   .done = rng_int(rng, 0, 9) == 0,
-                                   .n_alive = step == 0 ? 1 : rng_int(rng, 1, k),
-                                   .n_fin = rng_int(rng, 0, k)};
+                                   .done = deco_test_rng_int(rng, 0, 9) == 0,
+                                   .n_alive = step == 0 ? 1 : deco_test_rng_int(rng, 1, k),
+                                   .n_fin = deco_test_rng_int(rng, 0, k)};
     double sc[16], fs[16];
     for (int i = 0; i < k; ++i) {
       sc[i] = -4.0 * rng_unit(rng);
@@ -278,33 +272,33 @@ static void random_states(uint64_t *rng, const deco_superpose_drafts_t *d, int B
       const size_t r = (size_t)b * k + i;
       d->score[r] = i < p->n_alive ? sc[i] : ninf;
       d->fin_score[r] = i < p->n_fin ? fs[i] : ninf;
-      d->fin_len[r] = i < p->n_fin ? rng_int(rng, 0, step) : 0;
-      d->fin_slot[r] = i < p->n_fin ? rng_int(rng, 0, k - 1) : -1;
-      d->token[r] = rng_int(rng, 0, vocab - 1);
-      d->ctx_len[r] = rng_int(rng, 0, 5);
-      for (int c = 0; c < 5; ++c) d->ctx[r * 5 + c] = rng_int(rng, 0, vocab - 1);
+      d->fin_len[r] = i < p->n_fin ? deco_test_rng_int(rng, 0, step) : 0;
+      d->fin_slot[r] = i < p->n_fin ? deco_test_rng_int(rng, 0, k - 1) : -1;
+      d->token[r] = deco_test_rng_int(rng, 0, vocab - 1);
+      d->ctx_len[r] = deco_test_rng_int(rng, 0, 5);
+      for (int c = 0; c < 5; ++c) d->ctx[r * 5 + c] = deco_test_rng_int(rng, 0, vocab - 1);
       d->mix_token[r] = d->token[r];
       d->mix_weight[r] = 0.0f;
     }
     for (size_t i = 0; i < (size_t)rows * k; ++i) {
-      d->hist_token[(size_t)b * rows * k + i] = rng_int(rng, 0, vocab - 1);
-      d->hist_parent[(size_t)b * rows * k + i] = rng_int(rng, 0, k - 1);
+      d->hist_token[(size_t)b * rows * k + i] = deco_test_rng_int(rng, 0, vocab - 1);
+      d->hist_parent[(size_t)b * rows * k + i] = deco_test_rng_int(rng, 0, k - 1);
     }
     /* m distinct candidates, logits descending with ties. */
     for (int j = 0; j < m; ++j) {
       int id, dup;
       do {
-        id = rng_int(rng, 0, vocab - 1);
+        id = deco_test_rng_int(rng, 0, vocab - 1);
         dup = 0;
         for (int i = 0; i < j; ++i) dup |= cand[b * m + i] == id;
       } while (dup);
       cand[b * m + j] = id;
-      logits[b * m + j] = j == 0 ? 3.0f : rng_int(rng, 0, 3) == 0 ? logits[b * m + j - 1] : logits[b * m + j - 1] - (float)rng_unit(rng);
+      logits[b * m + j] = j == 0 ? 3.0f : deco_test_rng_int(rng, 0, 3) == 0 ? logits[b * m + j - 1] : logits[b * m + j - 1] - (float)rng_unit(rng);
     }
     for (int i = 0; i < k; ++i) {
-      const int zero_row = rng_int(rng, 0, 3) == 0;
+      const int zero_row = deco_test_rng_int(rng, 0, 3) == 0;
       for (int j = 0; j < m; ++j)
-        probs[((size_t)b * k + i) * m + j] = zero_row || rng_int(rng, 0, 2) == 0 ? 0.0 : 0.5 * rng_unit(rng);
+        probs[((size_t)b * k + i) * m + j] = zero_row || deco_test_rng_int(rng, 0, 2) == 0 ? 0.0 : 0.5 * rng_unit(rng);
     }
   }
 }
