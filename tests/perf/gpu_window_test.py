@@ -5,12 +5,15 @@ program; its build has no GPU suites and this machine no GPU, so every stage
 runs and fails, which is what is checked here, with the layout:
 - the four stages run in order (run.sh, gpu_issues, gpu_step, gpu_kernels),
   each with its budget, and the window exits 1;
+- the build's environment is set up once, by the window (one libraries
+  line before the stages), and every stage finds it set up;
 - OUT holds exactly summary.txt and results.tgz; the archive holds each
   stage's folder with its summary.txt, and summary.txt each stage's summary;
 - with a short window the later stages are reported as not started;
 - with an empty build folder and a kit (scripts/gpu-kit.sh pack of a small
-  build: deco and libdeco.so), the kit is unpacked there first and the
-  stages run from it; with a broken kit the window stops at once (exit 1);
+  build: deco and libdeco.so), the kit is unpacked there first, the window
+  looks for its libraries (the kit's branch of scripts/gpu-env.sh) and the
+  stages run from it without doing so again; with a broken kit the window stops at once (exit 1);
 - a SECONDS that is not a number is a usage error (exit 2).
 """
 import os
@@ -37,10 +40,28 @@ def check(cond, what):
 def window(out, seconds, build, kit=None):
     env = dict(os.environ, DECO_BUILD_DIR=build)
     env.pop("DECO_GPU_BUDGET_S", None)
+    env.pop("DECO_GPU_ENV_BUILD", None)  # an environment set up outside would be taken as the window's
     if kit is not None:
         env["DECO_GPU_KIT"] = kit
     args = ["bash", WINDOW, out] + ([str(seconds)] if seconds is not None else [])
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+
+
+SET_UP = "libraries: as set up by the calling script"
+
+
+def env_once(what, summary):
+    """The window's own libraries line before the stage lines, and every stage's summary saying that it found
+    the environment set up. Returns the window's line."""
+    head = summary.split("\n===== ")[0]
+    lines = re.findall(r"^libraries: .*$", head, re.M)
+    check(len(lines) == 1 and lines[0] != SET_UP and head.index(lines[0]) < head.index("stage "),
+          f"{what}: the window's libraries lines {lines}")
+    for name, _, _ in STAGES:
+        part = summary.split(f"===== {name}\n", 1)[-1].split("\n===== ")[0]
+        check(re.findall(r"^libraries: .*$", part, re.M) == [SET_UP],
+              f"{what}: stage {name} set up its own environment: {part[:400]!r}")
+    return lines[0] if lines else ""
 
 
 def stage_lines(summary):
@@ -68,6 +89,8 @@ def main():
               "full window: no verdict line")
         for name, _, _ in STAGES:
             check(f"===== {name}\n" in summary, f"full window: {name}'s summary is not in summary.txt")
+        check(env_once("full window", summary) == "libraries: the host's own",
+              "full window: a build without rt/ uses the host's libraries")
         with tarfile.open(os.path.join(out, "results.tgz")) as tar:
             members = set(m.name.lstrip("./") for m in tar.getmembers())
         for name, _, _ in STAGES:
@@ -104,6 +127,8 @@ def main():
         check(summary.startswith(f"kit: {kit} unpacked into {empty}\n"), f"kit window: summary starts {summary[:200]!r}")
         check(os.access(os.path.join(empty, "bin", "deco"), os.X_OK), "kit window: deco not unpacked")
         check(len(stage_lines(summary)) == 4, "kit window: the stages did not run")
+        check(env_once("kit window", summary).startswith("libraries: the host's own; from the kit:"),
+              "kit window: the kit's libraries were not looked for")
         check(r.returncode == 1, f"kit window: exit {r.returncode}")
 
         # A broken kit: the window stops before any stage.
