@@ -11,9 +11,12 @@
 # SECONDS; a stage that would get under 60 s is reported as not started.
 # Runs from an unpacked kit: when the build (DECO_BUILD_DIR, default build/)
 # has no bin/deco and the kit folder (DECO_GPU_KIT, default .gpu-kit/) holds
-# a kit (scripts/gpu-kit.sh pack), it is unpacked there first.
+# a kit (scripts/gpu-kit.sh pack), it is unpacked there first. The build's
+# environment (scripts/gpu-env.sh: PATH, LD_LIBRARY_PATH, the libraries this
+# host lacks) is then set up once, here; the stages inherit it.
 # Writes exactly two files into OUT, so that they fit what a remote run
-# brings back: summary.txt (one line per stage, then each stage's summary)
+# brings back: summary.txt (the environment's libraries line, one line per
+# stage, then each stage's summary)
 # and results.tgz (every stage's folder: logs, CSV, device.txt). Exit 0 only
 # when every stage ran and passed.
 set -u
@@ -39,6 +42,16 @@ if [ ! -x "$build/bin/deco" ] && [ -f "$kit/manifest.txt" ]; then
   note "kit: $kit unpacked into $build"
   rm -f "$out/unpack.log"
 fi
+
+# The stages see the same build folder and find its environment set up
+# (deco_gpu_env does nothing for the build DECO_GPU_ENV_BUILD names).
+export DECO_BUILD_DIR=$build
+. "$root/scripts/gpu-env.sh"
+if ! deco_gpu_env "$build"; then
+  note "FAIL: setting up the libraries of $build"
+  exit 1
+fi
+note "$deco_gpu_env_note"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/deco-gpu-window.XXXXXX") || exit 2
 trap 'rm -rf "$work"' EXIT

@@ -102,10 +102,7 @@ static void host_vs_device(const char *what, deco_model_t *m, deco_drafter_t *d,
   deco_generate_stats_t sh;
   generate(m, d, 0, prompt, n_prompt, rc, &host, &sh);
   generate(m, d, 1, prompt, n_prompt, rc, dev, sd);
-  cr_assert_eq(host.n, dev->n, "%s: %d ids on the host loop, %d on the device loop", what, host.n, dev->n);
-  cr_assert_eq(deco_test_compare_i32(what, dev->ids, host.ids, (size_t)host.n), 0, "%s: the ids differ", what);
-  cr_assert_eq(sh.tokens, sd->tokens, "%s: tokens %d vs %d", what, sh.tokens, sd->tokens);
-  cr_assert_eq(sh.forwards, sd->forwards, "%s: forwards %d vs %d", what, sh.forwards, sd->forwards);
+  deco_test_same_run(what, &host, &sh, dev, sd);
 }
 
 /* a holds exactly b's ids. */

@@ -1,12 +1,17 @@
 /* tests/test_neartie.c — the near-tie rule used to excuse GPU/CPU argmax
  * differences, on constructed logits: it must excuse real near ties and
- * nothing else. */
+ * nothing else; and the first-difference referee (deco_test_split_excused)
+ * on stories260K's greedy run. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/neartie.h"
 #include "common/stats.h"
+#include "common/testutil.h"
 #include "common/tolerances.h"
+#include "common/topk.h"
 
 Test(neartie, top2_with_ties) {
   float l[5] = {0.5f, 2.0f, 1.0f, 2.0f, -1.0f};
@@ -79,4 +84,43 @@ Test(neartie, excuse_needs_near_tie_and_runner_up) {
   /* The end-to-end bf16 value rule: 12 roundings at 10 = 12/16. */
   cr_assert_eq(deco_test_bf16_e2e_tol(10.0f, 12), 0.75f);
   cr_assert_eq(deco_test_bf16_e2e_tol(-0.3f, 3), 3.0f / 512);
+}
+
+/* The referee of the first-difference rule on the CPU's f32 stories260K and
+ * its greedy run from BOS: its row (deco_test_last_logits) is the forward
+ * after the shared prefix, the row a prefill of every position gives there;
+ * identical runs have no split; a run that takes the runner-up at a bf16
+ * near tie splits there, excused. */
+Test(neartie, split_referee_on_stories260k, .timeout = 60) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int V = DECO_STORIES_VOCAB;
+  int n;
+  int32_t *plain = deco_test_read_ids(deco_test_data_file("fixtures/stories260K/greedy_bos_256.ids"), &n);
+  cr_assert(plain && n == 257, "BOS and 256 greedy ids");
+  float *all = deco_test_forward_all(m, plain, n - 1);
+  int split = -1;
+  for (int p = 0; p + 1 < n; ++p) {
+    const float *row = all + (size_t)p * V;
+    cr_assert_eq(deco_argmax(row, V), plain[p + 1], "position %d: the fixture is the CPU's greedy run", p);
+    if (split < 0 && deco_test_excused(row, deco_test_top2(row, V).second, V, DECO_DTYPE_BF16)) split = p;
+  }
+  cr_assert_geq(split, 0, "no bf16 near tie in the greedy run");
+  float *last = deco_test_last_logits(m, plain, split + 1);
+  cr_assert_eq(deco_test_compare("last row", last, all + (size_t)split * V, (size_t)V, DECO_TOL_FORWARD_F32_ATOL,
+                                 DECO_TOL_FORWARD_F32_RTOL),
+               0);
+  cr_assert_eq(deco_test_split_excused("identical", m, plain, plain, n, DECO_DTYPE_F32), -1);
+  int32_t *spec = malloc(sizeof(int32_t) * (size_t)n);
+  cr_assert_not_null(spec);
+  memcpy(spec, plain, sizeof(int32_t) * (size_t)n);
+  spec[split + 1] = deco_test_top2(all + (size_t)split * V, V).second;
+  for (int i = split + 2; i < n; ++i) spec[i] = 0; /* anything after the split */
+  cr_assert_eq(deco_test_split_excused("runner-up at a bf16 near tie", m, plain, spec, n, DECO_DTYPE_BF16), split + 1);
+  free(spec);
+  free(last);
+  free(all);
+  free(plain);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
 }

@@ -23,14 +23,6 @@ static void run(deco_model_t *m, deco_generate_config_t c, int device, const int
   deco_test_generate(m, prompt, n_prompt, c, cap, st);
 }
 
-static void compare(const char *what, const deco_test_capture_t *a, const deco_generate_stats_t *sa, const deco_test_capture_t *b,
-                    const deco_generate_stats_t *sb) {
-  cr_assert_eq(a->n, b->n, "%s: %d vs %d ids", what, a->n, b->n);
-  cr_assert_eq(deco_test_compare_i32(what, b->ids, a->ids, (size_t)a->n), 0);
-  cr_assert_eq(sa->tokens, sb->tokens, "%s: tokens", what);
-  cr_assert_eq(sa->forwards, sb->forwards, "%s: forwards %d vs %d", what, sa->forwards, sb->forwards);
-}
-
 Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -53,7 +45,7 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
     c.ignore_eos = i == 0;
     run(m, c, 0, prompt, n_prompt, &a, &sa);
     run(m, c, 1, prompt, n_prompt, &b, &sb);
-    compare("plain", &a, &sa, &b, &sb);
+    deco_test_same_run("plain", &a, &sa, &b, &sb);
     cr_assert_eq(sb.forwards, sb.tokens + (i == 1 && b.n < steps[i] + 1 ? 1 : 0),
                  "plain decoding makes one forward per position (the stop id's included)");
   }
@@ -70,7 +62,7 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
   run(m, c, 0, prompt, n_prompt, &a, &sa);
   c.drafter = d2;
   run(m, c, 1, prompt, n_prompt, &b, &sb);
-  compare("recycle", &a, &sa, &b, &sb);
+  deco_test_same_run("recycle", &a, &sa, &b, &sb);
   cr_assert_eq(memcmp(deco_recycler_table(r1), deco_recycler_table(r2), 512 * 8 * sizeof(int32_t)), 0,
                "the tables differ");
   fprintf(stderr, "recycle, device-resident step: %d tokens in %d forwards\n", sb.tokens, sb.forwards);
@@ -82,7 +74,7 @@ Test(spec_device, eager_device_loop_equals_host_loop, .timeout = 120) {
   run(m, c, 1, prompt, n_prompt, &a, &sa);
   cr_assert_eq(deco_recycler_reset(r2), DECO_STATUS_SUCCESS);
   run(m, c, 1, prompt, n_prompt, &b, &sb);
-  compare("sampled", &a, &sa, &b, &sb);
+  deco_test_same_run("sampled", &a, &sa, &b, &sb);
   c.graph = 1;
   cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &sa), DECO_STATUS_INVALID_ARGUMENT, "graph needs the device loop");
   c.device_resident = 1;

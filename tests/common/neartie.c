@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "common/tolerances.h"
+#include "common/topk.h"
 #include "deco/deco.h"
 
 deco_top2_t deco_test_top2(const float *logits, int n) {
@@ -134,25 +135,6 @@ size_t deco_test_logit_mismatches(const char *what, const float *gpu, const floa
   return assert_values ? bad : 0;
 }
 
-/* The CPU's logits [V] at position p, teacher-forced on ids[0..p]: one
- * forward of p + 1 tokens. */
-static void logits_at(deco_model_t *m, const int32_t *ids, int p, float *host) {
-  deco_ctx_t *ctx = deco_model_ctx(m);
-  const int V = deco_model_get_hparams(m)->vocab_size;
-  deco_kv_cache_t *kc;
-  int seq, n = p + 1;
-  float *d;
-  cr_assert_eq(deco_kv_cache_create(m, 16, (n + 15) / 16 + 1, 1, &kc), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_kv_cache_admit(kc, n, &seq), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_malloc(ctx, (void **)&d, sizeof(float) * V), DECO_STATUS_SUCCESS);
-  deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .logits_mode = DECO_LOGITS_LAST,
-                            .logits = d};
-  cr_assert_eq(deco_forward(m, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  cr_assert_eq(deco_memcpy(ctx, host, d, sizeof(float) * V, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
-  deco_free(ctx, d);
-  deco_kv_cache_destroy(kc);
-}
-
 static int pick_ok(const float *cpu, int pick, int V, deco_dtype_t dtype) {
   return pick == deco_argmax(cpu, V) || deco_test_excused(cpu, pick, V, dtype);
 }
@@ -168,9 +150,7 @@ int deco_test_split_excused(const char *what, deco_model_t *cpu_model, const int
   }
   cr_assert_gt(first, 0, "%s: the prompt id differs", what);
   const int V = deco_model_get_hparams(cpu_model)->vocab_size;
-  float *c = malloc(sizeof(float) * (size_t)V);
-  cr_assert_not_null(c);
-  logits_at(cpu_model, plain, first - 1, c);
+  float *c = deco_test_last_logits(cpu_model, plain, first);
   const deco_top2_t t = deco_test_top2(c, V);
   const int a = plain[first], b = spec[first];
   const int ok = pick_ok(c, a, V, dtype) && pick_ok(c, b, V, dtype);

@@ -552,6 +552,14 @@ void deco_test_greedy(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt,
   deco_test_generate(m, prompt, n_prompt, cfg, cap, st);
 }
 
+void deco_test_same_run(const char *what, const deco_test_capture_t *a, const deco_generate_stats_t *sa,
+                        const deco_test_capture_t *b, const deco_generate_stats_t *sb) {
+  cr_assert_eq(a->n, b->n, "%s: %d ids vs %d", what, a->n, b->n);
+  cr_assert_eq(deco_test_compare_i32(what, b->ids, a->ids, (size_t)a->n), 0, "%s: the ids differ", what);
+  cr_assert_eq(sa->tokens, sb->tokens, "%s: tokens %d vs %d", what, sa->tokens, sb->tokens);
+  cr_assert_eq(sa->forwards, sb->forwards, "%s: forwards %d vs %d", what, sa->forwards, sb->forwards);
+}
+
 char *deco_test_unhex(const char *hex) {
   const size_t n = strlen(hex) / 2;
   char *s = malloc(n + 1);

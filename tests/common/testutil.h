@@ -149,6 +149,11 @@ void deco_test_generate(deco_model_t *m, const int32_t *prompt, int n_prompt, de
  * d (NULL: plain decoding). */
 void deco_test_greedy(deco_model_t *m, deco_drafter_t *d, const int32_t *prompt, int n_prompt, int steps,
                       deco_test_capture_t *cap, deco_generate_stats_t *st);
+/* Two runs that must agree bit for bit (ids a and stats sa, ids b and
+ * stats sb): the same ids, tokens and forwards; what names them in a
+ * failure. */
+void deco_test_same_run(const char *what, const deco_test_capture_t *a, const deco_generate_stats_t *sa,
+                        const deco_test_capture_t *b, const deco_generate_stats_t *sb);
 
 /* A test's draft source and its drafter: NULL for plain decoding, prompt
  * lookup with the CLI's settings (DECO_LOOKUP_CONFIG_INIT), or Token

@@ -115,35 +115,49 @@ deco_test_topk_report_t deco_test_topk_check(const char *what, const deco_test_t
   return r;
 }
 
-float *deco_test_teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
+/* The rows a teacher-forced run writes: n one-token forwards (decode), one
+ * prefill writing every row, or one prefill writing the last row only. */
+typedef enum forced_mode { FORCED_DECODE, FORCED_ALL, FORCED_LAST } forced_mode_t;
+
+static float *forced(deco_model_t *model, const int32_t *ids, int n, forced_mode_t mode) {
   deco_ctx_t *ctx = deco_model_ctx(model);
   const int V = deco_model_get_hparams(model)->vocab_size;
+  const size_t rows = mode == FORCED_LAST ? 1 : (size_t)n;
   deco_kv_cache_t *kc;
   cr_assert_eq(deco_kv_cache_create(model, 16, (n + 15) / 16 + 1, 1, &kc), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(ctx));
   int seq;
   cr_assert_eq(deco_kv_cache_admit(kc, n, &seq), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   float *d_logits;
-  cr_assert_eq(deco_malloc(ctx, (void **)&d_logits, sizeof(float) * (size_t)n * V), DECO_STATUS_SUCCESS);
-  if (prefill) {
-    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .logits_mode = DECO_LOGITS_ALL,
-                              .logits = d_logits};
-    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  } else {
+  cr_assert_eq(deco_malloc(ctx, (void **)&d_logits, sizeof(float) * rows * V), DECO_STATUS_SUCCESS);
+  if (mode == FORCED_DECODE) {
     for (int p = 0; p < n; ++p) {
       int one = 1;
       deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &one, .tokens = ids + p,
                                 .logits_mode = DECO_LOGITS_LAST, .logits = d_logits + (size_t)p * V};
       cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
     }
+  } else {
+    deco_forward_args_t fa = {.n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids,
+                              .logits_mode = mode == FORCED_ALL ? DECO_LOGITS_ALL : DECO_LOGITS_LAST,
+                              .logits = d_logits};
+    cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   }
-  float *logits = malloc(sizeof(float) * (size_t)n * V);
+  float *logits = malloc(sizeof(float) * rows * V);
   cr_assert_not_null(logits);
-  cr_assert_eq(deco_memcpy(ctx, logits, d_logits, sizeof(float) * (size_t)n * V, DECO_COPY_CTX_TO_HOST),
+  cr_assert_eq(deco_memcpy(ctx, logits, d_logits, sizeof(float) * rows * V, DECO_COPY_CTX_TO_HOST),
                DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_free(ctx, d_logits);
   deco_kv_cache_destroy(kc);
   return logits;
+}
+
+float *deco_test_teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill) {
+  return forced(model, ids, n, prefill ? FORCED_ALL : FORCED_DECODE);
+}
+
+float *deco_test_last_logits(deco_model_t *model, const int32_t *ids, int n) {
+  return forced(model, ids, n, FORCED_LAST);
 }
 
 float *deco_test_forward_all(deco_model_t *model, const int32_t *ids, int n) {

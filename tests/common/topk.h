@@ -49,5 +49,8 @@ deco_test_topk_report_t deco_test_topk_check(const char *what, const deco_test_t
 float *deco_test_teacher_forced(deco_model_t *model, const int32_t *ids, int n, int prefill);
 /* deco_test_teacher_forced(model, ids, n, 1). */
 float *deco_test_forward_all(deco_model_t *model, const int32_t *ids, int n);
+/* The logits [V] (host, malloc'd) after ids[0..n) on a fresh cache: one
+ * prefill writing only its last row (DECO_LOGITS_LAST). Asserts success. */
+float *deco_test_last_logits(deco_model_t *model, const int32_t *ids, int n);
 
 #endif

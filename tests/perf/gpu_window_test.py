@@ -5,13 +5,24 @@ program; its build has no GPU suites and this machine no GPU, so every stage
 runs and fails, which is what is checked here, with the layout:
 - the four stages run in order (run.sh, gpu_issues, gpu_step, gpu_kernels),
   each with its budget, and the window exits 1;
+- the build's environment is set up once, by the window (one libraries
+  line before the stages), and every stage finds it set up;
 - OUT holds exactly summary.txt and results.tgz; the archive holds each
   stage's folder with its summary.txt, and summary.txt each stage's summary;
 - with a short window the later stages are reported as not started;
 - with an empty build folder and a kit (scripts/gpu-kit.sh pack of a small
-  build: deco and libdeco.so), the kit is unpacked there first and the
-  stages run from it; with a broken kit the window stops at once (exit 1);
-- a SECONDS that is not a number is a usage error (exit 2).
+  build: deco and libdeco.so), the kit is unpacked there first, the window
+  looks for its libraries (the kit's branch of scripts/gpu-env.sh) and the
+  stages run from it without doing so again; with a broken kit the window stops at once (exit 1);
+- a SECONDS that is not a number is a usage error (exit 2);
+- tests/gpu/run.sh alone, its time budget: no GPU program can pass here, so
+  its build (DECO_BUILD_DIR) is a temporary folder of placeholder programs
+  that exit 0 (one GPU suite taking 5 s, the benches run.sh names; the mini
+  SmolLM2 it requires an empty file in a temporary DECO_MODELS_DIR). A 14 s
+  budget runs out during the suite: the suite passes, every bench and CLI
+  run after it reads SKIPPED (time budget), and the run passes (exit 0): a
+  bench, CLI or sanitizer run skipped for time is reported, not failed. A
+  5 s budget skips the suite itself, which fails the run (exit 1).
 """
 import os
 import re
@@ -24,6 +35,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WINDOW = os.path.join(ROOT, "scripts", "gpu-window.sh")
 KIT = os.path.join(ROOT, "scripts", "gpu-kit.sh")
+RUN = os.path.join(ROOT, "tests", "gpu", "run.sh")
+BENCHES = ["bench_spec", "bench_forward", "bench_recycle", "bench_ops", "bench_tree_attention", "bench_accept"]
 STAGES = [("all", "tests/gpu/run.sh", 330), ("issues", "perf/gpu_issues.sh", 150),
           ("step", "perf/gpu_step.sh", 150), ("kernels", "perf/gpu_kernels.sh", 150)]
 failures = []
@@ -37,10 +50,69 @@ def check(cond, what):
 def window(out, seconds, build, kit=None):
     env = dict(os.environ, DECO_BUILD_DIR=build)
     env.pop("DECO_GPU_BUDGET_S", None)
+    env.pop("DECO_GPU_ENV_BUILD", None)  # an environment set up outside would be taken as the window's
     if kit is not None:
         env["DECO_GPU_KIT"] = kit
     args = ["bash", WINDOW, out] + ([str(seconds)] if seconds is not None else [])
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+
+
+SET_UP = "libraries: as set up by the calling script"
+
+
+def env_once(what, summary):
+    """The window's own libraries line before the stage lines, and every stage's summary saying that it found
+    the environment set up. Returns the window's line."""
+    head = summary.split("\n===== ")[0]
+    lines = re.findall(r"^libraries: .*$", head, re.M)
+    check(len(lines) == 1 and lines[0] != SET_UP and head.index(lines[0]) < head.index("stage "),
+          f"{what}: the window's libraries lines {lines}")
+    for name, _, _ in STAGES:
+        part = summary.split(f"===== {name}\n", 1)[-1].split("\n===== ")[0]
+        check(re.findall(r"^libraries: .*$", part, re.M) == [SET_UP],
+              f"{what}: stage {name} set up its own environment: {part[:400]!r}")
+    return lines[0] if lines else ""
+
+
+def program(path, body):
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+
+
+def run_sh(tmp, name, budget):
+    """tests/gpu/run.sh over the placeholder build in tmp with a budget: its result and summary.txt."""
+    out = os.path.join(tmp, name)
+    env = dict(os.environ, DECO_BUILD_DIR=os.path.join(tmp, "fake"), DECO_MODELS_DIR=os.path.join(tmp, "models"),
+               DECO_GPU_BUDGET_S=str(budget))
+    env.pop("DECO_GPU_ENV_BUILD", None)
+    r = subprocess.run(["bash", RUN, out], env=env, capture_output=True, text=True, timeout=120)
+    return r, open(os.path.join(out, "summary.txt")).read()
+
+
+def run_budget(tmp):
+    os.makedirs(os.path.join(tmp, "fake", "bin"))
+    os.makedirs(os.path.join(tmp, "models"))
+    open(os.path.join(tmp, "models", "SmolLM2-135M-mini.gguf"), "w").close()
+    program(os.path.join(tmp, "fake", "bin", "gpu_test_wait"), "sleep 5\nexit 0")
+    for b in BENCHES:
+        program(os.path.join(tmp, "fake", "bin", b), "exit 0")
+
+    # Time runs out during the suite: what comes after is reported only.
+    r, summary = run_sh(tmp, "late", 14)
+    check(re.search(r"^test  gpu_test_wait: PASS ", summary, re.M) is not None, f"run.sh late: the suite\n{summary}")
+    benches = re.findall(r"^bench (.*): SKIPPED \(time budget\)$", summary, re.M)
+    check(len(benches) == 10, f"run.sh late: {len(benches)} benches skipped for time, expected 10\n{summary}")
+    cli = re.findall(r"^cli   (.*): SKIPPED \(time budget\)$", summary, re.M)
+    check(len(cli) == 11, f"run.sh late: {len(cli)} CLI runs skipped for time, expected 11\n{summary}")
+    check(re.search(r"^overall: PASS in \d+ s$", summary, re.M) is not None and r.returncode == 0,
+          f"run.sh late: exit {r.returncode}, expected 0 (skipped for time is reported, not failed)\n{summary}")
+
+    # No time for the suite: a suite skipped for time fails the run.
+    r, summary = run_sh(tmp, "none", 5)
+    check("test  gpu_test_wait: SKIPPED (time budget)\n" in summary, f"run.sh none: the suite\n{summary}")
+    check(re.search(r"^overall: FAIL in \d+ s$", summary, re.M) is not None and r.returncode == 1,
+          f"run.sh none: exit {r.returncode}, expected 1\n{summary}")
 
 
 def stage_lines(summary):
@@ -68,6 +140,8 @@ def main():
               "full window: no verdict line")
         for name, _, _ in STAGES:
             check(f"===== {name}\n" in summary, f"full window: {name}'s summary is not in summary.txt")
+        check(env_once("full window", summary) == "libraries: the host's own",
+              "full window: a build without rt/ uses the host's libraries")
         with tarfile.open(os.path.join(out, "results.tgz")) as tar:
             members = set(m.name.lstrip("./") for m in tar.getmembers())
         for name, _, _ in STAGES:
@@ -104,6 +178,8 @@ def main():
         check(summary.startswith(f"kit: {kit} unpacked into {empty}\n"), f"kit window: summary starts {summary[:200]!r}")
         check(os.access(os.path.join(empty, "bin", "deco"), os.X_OK), "kit window: deco not unpacked")
         check(len(stage_lines(summary)) == 4, "kit window: the stages did not run")
+        check(env_once("kit window", summary).startswith("libraries: the host's own; from the kit:"),
+              "kit window: the kit's libraries were not looked for")
         check(r.returncode == 1, f"kit window: exit {r.returncode}")
 
         # A broken kit: the window stops before any stage.
@@ -118,6 +194,8 @@ def main():
 
         r = window(os.path.join(tmp, "usage"), "soon", build)
         check(r.returncode == 2 and "SECONDS" in r.stderr, f"bad SECONDS: exit {r.returncode} {r.stderr!r}")
+
+        run_budget(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for f in failures:
