@@ -182,152 +182,257 @@ deco_status_t deco_compress_fold(deco_cw_t *w, const deco_grams_t *gr, int n_kv_
   return st;
 }
 
-deco_status_t deco_compress_fold_eigs(deco_cw_t *w, const deco_grams_t *gr, const deco_eigs_t *eigs, int n_kv_heads,
-                                      deco_compress_method_t method, double *key_energy, double *value_energy) {
-  deco_model_hparams_t *hp = &w->hp;
-  const int kvh = hp->n_kv_heads, nq = hp->n_heads, d = hp->head_dim, half = d / 2, dim = hp->dim;
+/* The fold's inputs, shapes and scratch, shared by its steps. Each group
+ * G of g KV heads (heads G*g .. G*g+g-1) becomes KV head G; the query
+ * heads j of the group are those with j*kvh/nq in it. */
+typedef struct fold {
+  deco_cw_t *w; /* W_Q and W_O folded in place */
+  const deco_grams_t *gr;
+  const deco_eigs_t *eigs; /* svd only */
+  deco_compress_method_t method;
+  int kvh, nq, d, half, dim; /* the model's, before the fold */
+  int g, gd, N;              /* group size, g*d, groups (= KV heads after) */
+  size_t vper, kper, qd;     /* value and key Gram elements per layer, nq*d */
+  float *wk, *wv;            /* the new W_K, W_V [L][N*d][dim] */
+  double *enc, *dec;         /* value transforms [d][gd], [gd][d] */
+  double *work;              /* [gd][gd] */
+  double *acc;               /* [2][dim] */
+  double complex *cenc, *cdec; /* key transforms of one frequency [g] */
+} fold_t;
+
+/* One layer's energy sums, over its groups (and frequencies). */
+typedef struct fold_energy {
+  double v_res, v_tot, k_res, k_tot;
+} fold_energy_t;
+
+static deco_status_t fold_check(const deco_cw_t *w, const deco_grams_t *gr, const deco_eigs_t *eigs, int n_kv_heads,
+                                deco_compress_method_t method) {
+  const deco_model_hparams_t *hp = &w->hp;
+  const int kvh = hp->n_kv_heads, d = hp->head_dim;
   if (n_kv_heads < 1 || n_kv_heads >= kvh || kvh % n_kv_heads != 0)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
                      "compress: --kv-heads %d must divide the model's %d KV heads and be smaller", n_kv_heads, kvh);
-  const int g = kvh / n_kv_heads, gd = g * d, L = hp->n_layers, N = n_kv_heads;
+  const int g = kvh / n_kv_heads, L = hp->n_layers, N = n_kv_heads;
   if (gr->n_layers != L || gr->group != g || gr->head_dim != d || gr->n_groups != N)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "compress: the Grams do not match the model");
   if (method == DECO_COMPRESS_SVD &&
       (!eigs || !eigs->v || !eigs->k || eigs->n_layers != L || eigs->group != g || eigs->head_dim != d ||
        eigs->n_groups != N))
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "compress: svd's eigenvectors do not match the model");
-  const size_t vper = (size_t)N * gd * gd, kper = (size_t)N * half * g * g * 2;
-  const size_t qd = (size_t)nq * d;
-  float *wk = malloc(sizeof(float) * L * (size_t)N * d * dim), *wv = malloc(sizeof(float) * L * (size_t)N * d * dim);
-  double *enc = malloc(sizeof(double) * (size_t)d * gd), *dec = malloc(sizeof(double) * (size_t)gd * d);
-  double *work = malloc(sizeof(double) * (size_t)gd * gd);
-  double *acc = malloc(sizeof(double) * (size_t)dim * 2);
-  double complex *cenc = malloc(sizeof(double complex) * g), *cdec = malloc(sizeof(double complex) * g);
-  deco_status_t st = DECO_STATUS_SUCCESS;
-  if (!wk || !wv || !enc || !dec || !work || !acc || !cenc || !cdec)
-    st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "compress: out of host memory");
-  for (int l = 0; st == DECO_STATUS_SUCCESS && l < L; ++l) {
-    double v_res = 0, v_tot = 0, k_res = 0, k_tot = 0;
-    float *Wq = w->wq + (size_t)l * qd * dim, *Wo = w->wo + (size_t)l * dim * qd;
-    const float *Wk = w->wk + (size_t)l * kvh * d * dim, *Wv = w->wv + (size_t)l * kvh * d * dim;
-    for (int G = 0; st == DECO_STATUS_SUCCESS && G < N; ++G) {
-      /* values */
-      const double *C = gr->v + (size_t)l * vper + (size_t)G * gd * gd;
-      const size_t m = (size_t)l * N + G;
-      value_transform(method == DECO_COMPRESS_SVD ? eigs->v + m * d * gd : NULL, g, d, method, enc, dec);
-      /* energy: tr(R C R^T), R = I - dec enc */
-      for (int i = 0; i < gd; ++i)
-        for (int j = 0; j < gd; ++j) {
-          double p = 0;
-          for (int c = 0; c < d; ++c) p += dec[(size_t)i * d + c] * enc[(size_t)c * gd + j];
-          work[(size_t)i * gd + j] = (i == j ? 1.0 : 0.0) - p;
-        }
-      for (int i = 0; i < gd; ++i) {
-        v_tot += C[(size_t)i * gd + i];
-        for (int p = 0; p < gd; ++p) {
-          double rc = 0;
-          for (int q = 0; q < gd; ++q) rc += work[(size_t)i * gd + q] * C[(size_t)q * gd + p];
-          v_res += rc * work[(size_t)i * gd + p];
-        }
-      }
-      /* W_V' = enc W_V,group */
-      for (int c = 0; c < d; ++c) {
-        for (int x = 0; x < dim; ++x) acc[x] = 0;
-        for (int i = 0; i < gd; ++i) {
-          const double e = enc[(size_t)c * gd + i];
-          if (e == 0) continue;
-          const float *row = Wv + ((size_t)G * gd + i) * dim;
-          for (int x = 0; x < dim; ++x) acc[x] += e * row[x];
-        }
-        float *dst = wv + (((size_t)l * N + G) * d + c) * dim;
-        for (int x = 0; x < dim; ++x) dst[x] = (float)acc[x];
-      }
-      /* W_O[:, j] <- W_O[:, j] dec_b for the query heads of the group */
-      for (int j = 0; j < nq; ++j) {
-        const int h = (int)((long long)j * kvh / nq);
-        if (h / g != G) continue;
-        const int b = h % g;
-        for (int r = 0; r < dim; ++r) {
-          float *row = Wo + (size_t)r * qd + (size_t)j * d;
-          double tmp[256];
-          for (int c = 0; c < d; ++c) {
-            double s = 0;
-            for (int i = 0; i < d; ++i) s += (double)row[i] * dec[((size_t)b * d + i) * d + c];
-            tmp[c] = s;
-          }
-          for (int c = 0; c < d; ++c) row[c] = (float)tmp[c];
-        }
-      }
-      /* keys, per frequency */
-      for (int f = 0; st == DECO_STATUS_SUCCESS && f < half; ++f) {
-        const double *H = gr->k + (size_t)l * kper + ((size_t)G * half + f) * g * g * 2;
-        key_transform(method == DECO_COMPRESS_SVD ? eigs->k + (m * half + f) * g * 2 : NULL, g, method, cenc, cdec);
-        /* energy: tr(R H R^H), R = I - dec enc^T */
-        for (int a = 0; a < g; ++a) {
-          k_tot += H[((size_t)a * g + a) * 2];
-          for (int p = 0; p < g; ++p) {
-            double complex s = 0;
-            for (int q = 0; q < g; ++q) {
-              const double complex r = (a == q ? 1.0 : 0.0) - cdec[a] * cenc[q];
-              s += r * (H[((size_t)q * g + p) * 2] + I * H[((size_t)q * g + p) * 2 + 1]);
-            }
-            const double complex rap = (a == p ? 1.0 : 0.0) - cdec[a] * cenc[p];
-            k_res += creal(s * conj(rap));
-          }
-        }
-        const int i0 = hp->rope_style == DECO_ROPE_INTERLEAVED ? 2 * f : f;
-        const int i1 = hp->rope_style == DECO_ROPE_INTERLEAVED ? 2 * f + 1 : f + half;
-        /* z = sum_b enc_b k_b */
-        double *a0 = acc, *a1 = acc + dim;
-        for (int x = 0; x < dim; ++x) a0[x] = a1[x] = 0;
-        for (int b = 0; b < g; ++b) {
-          const double er = creal(cenc[b]), ei = cimag(cenc[b]);
-          if (er == 0 && ei == 0) continue;
-          const float *r0 = Wk + ((size_t)(G * g + b) * d + i0) * dim, *r1 = Wk + ((size_t)(G * g + b) * d + i1) * dim;
-          for (int x = 0; x < dim; ++x) {
-            a0[x] += er * r0[x] - ei * r1[x];
-            a1[x] += ei * r0[x] + er * r1[x];
-          }
-        }
-        float *d0 = wk + (((size_t)l * N + G) * d + i0) * dim, *d1 = wk + (((size_t)l * N + G) * d + i1) * dim;
-        for (int x = 0; x < dim; ++x) {
-          d0[x] = (float)a0[x];
-          d1[x] = (float)a1[x];
-        }
-        /* q' = q conj(dec_b) */
-        for (int j = 0; j < nq; ++j) {
-          const int h = (int)((long long)j * kvh / nq);
-          if (h / g != G) continue;
-          const double dr = creal(cdec[h % g]), di = cimag(cdec[h % g]);
-          float *q0 = Wq + ((size_t)j * d + i0) * dim, *q1 = Wq + ((size_t)j * d + i1) * dim;
-          for (int x = 0; x < dim; ++x) {
-            const double x0 = q0[x], x1 = q1[x];
-            q0[x] = (float)(dr * x0 + di * x1);
-            q1[x] = (float)(-di * x0 + dr * x1);
-          }
-        }
-      }
+  return DECO_STATUS_SUCCESS;
+}
+
+static void fold_free(fold_t *fold) {
+  free(fold->wk);
+  free(fold->wv);
+  free(fold->enc);
+  free(fold->dec);
+  free(fold->work);
+  free(fold->acc);
+  free(fold->cenc);
+  free(fold->cdec);
+}
+
+/* Fills fold's shapes and allocates its scratch (fold_free either way). */
+static deco_status_t fold_init(fold_t *fold, deco_cw_t *w, const deco_grams_t *gr, const deco_eigs_t *eigs,
+                               int n_kv_heads, deco_compress_method_t method) {
+  const deco_model_hparams_t *hp = &w->hp;
+  const int kvh = hp->n_kv_heads, nq = hp->n_heads, d = hp->head_dim, half = d / 2, dim = hp->dim;
+  const int g = kvh / n_kv_heads, gd = g * d, L = hp->n_layers, N = n_kv_heads;
+  *fold = (fold_t){.w = w, .gr = gr, .eigs = eigs, .method = method, .kvh = kvh, .nq = nq, .d = d, .half = half,
+                   .dim = dim, .g = g, .gd = gd, .N = N};
+  fold->vper = (size_t)N * gd * gd;
+  fold->kper = (size_t)N * half * g * g * 2;
+  fold->qd = (size_t)nq * d;
+  fold->wk = malloc(sizeof(float) * L * (size_t)N * d * dim);
+  fold->wv = malloc(sizeof(float) * L * (size_t)N * d * dim);
+  fold->enc = malloc(sizeof(double) * (size_t)d * gd);
+  fold->dec = malloc(sizeof(double) * (size_t)gd * d);
+  fold->work = malloc(sizeof(double) * (size_t)gd * gd);
+  fold->acc = malloc(sizeof(double) * (size_t)dim * 2);
+  fold->cenc = malloc(sizeof(double complex) * g);
+  fold->cdec = malloc(sizeof(double complex) * g);
+  if (!fold->wk || !fold->wv || !fold->enc || !fold->dec || !fold->work || !fold->acc || !fold->cenc || !fold->cdec)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "compress: out of host memory");
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The KV head query head j reads. */
+static int fold_kv_head(const fold_t *fold, int j) { return (int)((long long)j * fold->kvh / fold->nq); }
+
+/* Value energy of group Gram C: tr(R C R^T), R = I - dec enc (in work). */
+static void fold_value_energy(const fold_t *fold, const double *C, fold_energy_t *e) {
+  const int gd = fold->gd, d = fold->d;
+  const double *enc = fold->enc, *dec = fold->dec;
+  double *work = fold->work;
+  for (int i = 0; i < gd; ++i)
+    for (int j = 0; j < gd; ++j) {
+      double p = 0;
+      for (int c = 0; c < d; ++c) p += dec[(size_t)i * d + c] * enc[(size_t)c * gd + j];
+      work[(size_t)i * gd + j] = (i == j ? 1.0 : 0.0) - p;
     }
-    if (key_energy) key_energy[l] = k_tot > 0 ? 1.0 - k_res / k_tot : 1.0;
-    if (value_energy) value_energy[l] = v_tot > 0 ? 1.0 - v_res / v_tot : 1.0;
+  for (int i = 0; i < gd; ++i) {
+    e->v_tot += C[(size_t)i * gd + i];
+    for (int p = 0; p < gd; ++p) {
+      double rc = 0;
+      for (int q = 0; q < gd; ++q) rc += work[(size_t)i * gd + q] * C[(size_t)q * gd + p];
+      e->v_res += rc * work[(size_t)i * gd + p];
+    }
   }
-  if (st == DECO_STATUS_SUCCESS) {
-    free(w->wk);
-    free(w->wv);
-    w->wk = wk;
-    w->wv = wv;
-    wk = wv = NULL;
-    hp->n_kv_heads = N;
+}
+
+/* W_V' = enc W_V,group: the d value rows of new KV head G of layer l. */
+static void fold_value_rows(fold_t *fold, int l, int G) {
+  const int gd = fold->gd, d = fold->d, dim = fold->dim, N = fold->N;
+  const float *Wv = fold->w->wv + (size_t)l * fold->kvh * d * dim;
+  double *acc = fold->acc;
+  for (int c = 0; c < d; ++c) {
+    for (int x = 0; x < dim; ++x) acc[x] = 0;
+    for (int i = 0; i < gd; ++i) {
+      const double e = fold->enc[(size_t)c * gd + i];
+      if (e == 0) continue;
+      const float *row = Wv + ((size_t)G * gd + i) * dim;
+      for (int x = 0; x < dim; ++x) acc[x] += e * row[x];
+    }
+    float *dst = fold->wv + (((size_t)l * N + G) * d + c) * dim;
+    for (int x = 0; x < dim; ++x) dst[x] = (float)acc[x];
   }
-  free(wk);
-  free(wv);
-  free(enc);
-  free(dec);
-  free(work);
-  free(acc);
-  free(cenc);
-  free(cdec);
-  return st;
+}
+
+/* W_O[:, j] <- W_O[:, j] dec_b for the query heads j of group G (b: the
+ * position of j's KV head in the group). */
+static void fold_output_columns(fold_t *fold, int l, int G) {
+  const int g = fold->g, d = fold->d, dim = fold->dim;
+  const size_t qd = fold->qd;
+  float *Wo = fold->w->wo + (size_t)l * dim * qd;
+  for (int j = 0; j < fold->nq; ++j) {
+    const int h = fold_kv_head(fold, j);
+    if (h / g != G) continue;
+    const int b = h % g;
+    for (int r = 0; r < dim; ++r) {
+      float *row = Wo + (size_t)r * qd + (size_t)j * d;
+      double tmp[256];
+      for (int c = 0; c < d; ++c) {
+        double s = 0;
+        for (int i = 0; i < d; ++i) s += (double)row[i] * fold->dec[((size_t)b * d + i) * d + c];
+        tmp[c] = s;
+      }
+      for (int c = 0; c < d; ++c) row[c] = (float)tmp[c];
+    }
+  }
+}
+
+/* Key energy of one frequency's Gram H: tr(R H R^H), R = I - dec enc^T. */
+static void fold_key_energy(const fold_t *fold, const double *H, fold_energy_t *e) {
+  const int g = fold->g;
+  const double complex *cenc = fold->cenc, *cdec = fold->cdec;
+  for (int a = 0; a < g; ++a) {
+    e->k_tot += H[((size_t)a * g + a) * 2];
+    for (int p = 0; p < g; ++p) {
+      double complex s = 0;
+      for (int q = 0; q < g; ++q) {
+        const double complex r = (a == q ? 1.0 : 0.0) - cdec[a] * cenc[q];
+        s += r * (H[((size_t)q * g + p) * 2] + I * H[((size_t)q * g + p) * 2 + 1]);
+      }
+      const double complex rap = (a == p ? 1.0 : 0.0) - cdec[a] * cenc[p];
+      e->k_res += creal(s * conj(rap));
+    }
+  }
+}
+
+/* z = sum_b enc_b k_b: the key rows i0, i1 (one frequency's pair) of new
+ * KV head G of layer l. */
+static void fold_key_rows(fold_t *fold, int l, int G, int i0, int i1) {
+  const int g = fold->g, d = fold->d, dim = fold->dim, N = fold->N;
+  const float *Wk = fold->w->wk + (size_t)l * fold->kvh * d * dim;
+  double *a0 = fold->acc, *a1 = fold->acc + dim;
+  for (int x = 0; x < dim; ++x) a0[x] = a1[x] = 0;
+  for (int b = 0; b < g; ++b) {
+    const double er = creal(fold->cenc[b]), ei = cimag(fold->cenc[b]);
+    if (er == 0 && ei == 0) continue;
+    const float *r0 = Wk + ((size_t)(G * g + b) * d + i0) * dim, *r1 = Wk + ((size_t)(G * g + b) * d + i1) * dim;
+    for (int x = 0; x < dim; ++x) {
+      a0[x] += er * r0[x] - ei * r1[x];
+      a1[x] += ei * r0[x] + er * r1[x];
+    }
+  }
+  float *d0 = fold->wk + (((size_t)l * N + G) * d + i0) * dim, *d1 = fold->wk + (((size_t)l * N + G) * d + i1) * dim;
+  for (int x = 0; x < dim; ++x) {
+    d0[x] = (float)a0[x];
+    d1[x] = (float)a1[x];
+  }
+}
+
+/* q' = q conj(dec_b): the query rows i0, i1 of the query heads of group G. */
+static void fold_query_rows(fold_t *fold, int l, int G, int i0, int i1) {
+  const int g = fold->g, d = fold->d, dim = fold->dim;
+  float *Wq = fold->w->wq + (size_t)l * fold->qd * dim;
+  for (int j = 0; j < fold->nq; ++j) {
+    const int h = fold_kv_head(fold, j);
+    if (h / g != G) continue;
+    const double dr = creal(fold->cdec[h % g]), di = cimag(fold->cdec[h % g]);
+    float *q0 = Wq + ((size_t)j * d + i0) * dim, *q1 = Wq + ((size_t)j * d + i1) * dim;
+    for (int x = 0; x < dim; ++x) {
+      const double x0 = q0[x], x1 = q1[x];
+      q0[x] = (float)(dr * x0 + di * x1);
+      q1[x] = (float)(-di * x0 + dr * x1);
+    }
+  }
+}
+
+/* Group G of layer l, values: the transforms, their energy, W_V and W_O. */
+static void fold_group_values(fold_t *fold, int l, int G, fold_energy_t *e) {
+  const int d = fold->d, gd = fold->gd;
+  const size_t m = (size_t)l * fold->N + G;
+  const double *C = fold->gr->v + (size_t)l * fold->vper + (size_t)G * gd * gd;
+  value_transform(fold->method == DECO_COMPRESS_SVD ? fold->eigs->v + m * d * gd : NULL, fold->g, d, fold->method,
+                  fold->enc, fold->dec);
+  fold_value_energy(fold, C, e);
+  fold_value_rows(fold, l, G);
+  fold_output_columns(fold, l, G);
+}
+
+/* Group G of layer l, keys of frequency f: the transforms, their energy,
+ * W_K and W_Q on the frequency's pair of rows (w->hp.rope_style). */
+static void fold_group_key_frequency(fold_t *fold, int l, int G, int f, fold_energy_t *e) {
+  const int g = fold->g, half = fold->half;
+  const size_t m = (size_t)l * fold->N + G;
+  const double *H = fold->gr->k + (size_t)l * fold->kper + ((size_t)G * half + f) * g * g * 2;
+  key_transform(fold->method == DECO_COMPRESS_SVD ? fold->eigs->k + (m * half + f) * g * 2 : NULL, g, fold->method,
+                fold->cenc, fold->cdec);
+  fold_key_energy(fold, H, e);
+  const int interleaved = fold->w->hp.rope_style == DECO_ROPE_INTERLEAVED;
+  const int i0 = interleaved ? 2 * f : f, i1 = interleaved ? 2 * f + 1 : f + half;
+  fold_key_rows(fold, l, G, i0, i1);
+  fold_query_rows(fold, l, G, i0, i1);
+}
+
+deco_status_t deco_compress_fold_eigs(deco_cw_t *w, const deco_grams_t *gr, const deco_eigs_t *eigs, int n_kv_heads,
+                                      deco_compress_method_t method, double *key_energy, double *value_energy) {
+  DECO_TRY(fold_check(w, gr, eigs, n_kv_heads, method));
+  fold_t fold;
+  const deco_status_t st = fold_init(&fold, w, gr, eigs, n_kv_heads, method);
+  if (st != DECO_STATUS_SUCCESS) {
+    fold_free(&fold);
+    return st;
+  }
+  for (int l = 0; l < w->hp.n_layers; ++l) {
+    fold_energy_t e = {0, 0, 0, 0};
+    for (int G = 0; G < fold.N; ++G) {
+      fold_group_values(&fold, l, G, &e);
+      for (int f = 0; f < fold.half; ++f) fold_group_key_frequency(&fold, l, G, f, &e);
+    }
+    if (key_energy) key_energy[l] = e.k_tot > 0 ? 1.0 - e.k_res / e.k_tot : 1.0;
+    if (value_energy) value_energy[l] = e.v_tot > 0 ? 1.0 - e.v_res / e.v_tot : 1.0;
+  }
+  free(w->wk);
+  free(w->wv);
+  w->wk = fold.wk;
+  w->wv = fold.wv;
+  fold.wk = fold.wv = NULL;
+  w->hp.n_kv_heads = fold.N;
+  fold_free(&fold);
+  return DECO_STATUS_SUCCESS;
 }
 
 /* ---- the whole tool ------------------------------------------------------------ */
