@@ -30,102 +30,163 @@ void deco_grams_free(deco_grams_t *g) {
 
 #define CALIB_PAGE 16
 
+static const char calib_op[] = "deco_compress_calibrate";
+
+/* A calibration's shapes and buffers: the cache the forward fills (one
+ * sequence of at most chunk tokens, pages of CALIB_PAGE), the Grams
+ * accumulated on ctx, and the scratch of the chunks. */
+typedef struct calib {
+  deco_model_t *model;
+  const int32_t *tokens; /* the calibration's, read in chunks */
+  deco_ctx_t *ctx;
+  const deco_model_hparams_t *hp;
+  deco_dtype_t dtype;
+  int g, d, kvh, n_groups, chunk; /* chunk: tokens per forward */
+  int n_pages, max_pages;
+  size_t vper, kper, vbytes, kbytes; /* Gram elements per layer, bytes of all layers */
+  size_t kvd, es, layer_bytes; /* a cache row's elements, an element's bytes, a layer's pool bytes */
+  deco_kv_cache_t *cache;
+  void *vg, *kg, *logits, *bt_dev; /* ctx memory */
+  int32_t *bt;                     /* the block table's host copy */
+  void *kpool, *vpool;
+} calib_t;
+
+static deco_status_t calib_check(const calib_t *c, size_t n_tokens) {
+  const int32_t *tokens = c->tokens;
+  if (c->g < 1 || c->kvh % c->g != 0)
+    return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: group %d does not divide %d KV heads", calib_op, c->g,
+                     c->kvh);
+  for (size_t i = 0; i < n_tokens; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c->hp->vocab_size)
+      return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d",
+                       calib_op, i, (int)tokens[i], c->hp->vocab_size - 1);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The shapes of a calibration of model in groups of g (checked: g >= 1). */
+static void calib_shapes(calib_t *c, int chunk) {
+  const deco_model_hparams_t *hp = c->hp;
+  const int g = c->g, d = c->d, gd = g * d, half = d / 2;
+  c->n_groups = c->kvh / g;
+  c->chunk = chunk > 0 ? chunk : 512;
+  if (c->chunk > hp->seq_len) c->chunk = hp->seq_len;
+  c->vper = (size_t)c->n_groups * gd * gd;
+  c->kper = (size_t)c->n_groups * half * g * g * 2;
+  c->vbytes = c->vper * hp->n_layers * sizeof(double);
+  c->kbytes = c->kper * hp->n_layers * sizeof(double);
+  c->n_pages = (c->chunk + CALIB_PAGE - 1) / CALIB_PAGE;
+  c->kvd = (size_t)c->kvh * d;
+  c->es = deco_dtype_size(c->dtype);
+  c->layer_bytes = (size_t)c->n_pages * CALIB_PAGE * c->kvd * c->es;
+}
+
+/* The cache, the zeroed Grams on ctx, the scratch, and out's host arrays. */
+static deco_status_t calib_alloc(calib_t *c, deco_grams_t *out) {
+  deco_ctx_t *ctx = c->ctx;
+  deco_status_t st = deco_kv_cache_create(c->model, CALIB_PAGE, c->n_pages, 1, &c->cache);
+  c->max_pages = st == DECO_STATUS_SUCCESS ? deco_kv_cache_max_pages(c->cache) : 0;
+  const size_t bt_bytes = (size_t)c->max_pages * sizeof(int32_t);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &c->vg, c->vbytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &c->kg, c->kbytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &c->logits, (size_t)c->hp->vocab_size * sizeof(float));
+  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &c->bt_dev, bt_bytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_memset(ctx, c->vg, 0, c->vbytes);
+  if (st == DECO_STATUS_SUCCESS) st = deco_memset(ctx, c->kg, 0, c->kbytes);
+  if (st == DECO_STATUS_SUCCESS) {
+    out->v = malloc(c->vbytes);
+    out->k = malloc(c->kbytes);
+    c->bt = malloc(bt_bytes);
+    if (!out->v || !out->k || !c->bt)
+      st = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", calib_op);
+  }
+  size_t pool_bytes = 0;
+  if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_pools(c->cache, &c->kpool, &c->vpool, &pool_bytes);
+  return st;
+}
+
+static void calib_release(calib_t *c) {
+  deco_free(c->ctx, c->vg);
+  deco_free(c->ctx, c->kg);
+  deco_free(c->ctx, c->logits);
+  deco_free(c->ctx, c->bt_dev);
+  free(c->bt);
+  deco_kv_cache_destroy(c->cache);
+}
+
+/* Runs the forward over the len tokens at off as sequence seq and brings
+ * its block table to the host. */
+static deco_status_t calib_forward(calib_t *c, int seq, size_t off, int len) {
+  deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
+  fa.n_seqs = 1;
+  fa.seqs = &seq;
+  fa.n_new = &len;
+  fa.tokens = c->tokens + off;
+  fa.logits_mode = DECO_LOGITS_LAST;
+  fa.logits = c->logits;
+  deco_status_t st = deco_forward(c->model, c->cache, &fa);
+  if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_block_table(c->cache, &seq, 1, c->bt_dev);
+  if (st == DECO_STATUS_SUCCESS)
+    st = deco_memcpy(c->ctx, c->bt, c->bt_dev, (size_t)c->max_pages * sizeof(int32_t), DECO_COPY_CTX_TO_HOST);
+  return st;
+}
+
+/* Adds page p (of a chunk of len rows) of layer l's K and V to the Grams. */
+static deco_status_t calib_page_gram(calib_t *c, int l, int p, int len) {
+  const size_t at = (size_t)l * c->layer_bytes + (size_t)c->bt[p] * CALIB_PAGE * c->kvd * c->es;
+  deco_kv_gram_args_t ga = DECO_KV_GRAM_ARGS_INIT;
+  ga.dtype = c->dtype;
+  ga.style = c->hp->rope_style;
+  ga.n_rows = len - p * CALIB_PAGE < CALIB_PAGE ? len - p * CALIB_PAGE : CALIB_PAGE;
+  ga.n_kv_heads = c->kvh;
+  ga.head_dim = c->d;
+  ga.group = c->g;
+  ga.k = (const char *)c->kpool + at;
+  ga.v = (const char *)c->vpool + at;
+  ga.k_gram = (double *)c->kg + (size_t)l * c->kper;
+  ga.v_gram = (double *)c->vg + (size_t)l * c->vper;
+  return deco_kv_gram(c->ctx, &ga);
+}
+
+/* The chunk of len tokens at off: admitted, run, its K/V added to the
+ * Grams of every layer, released. */
+static deco_status_t calib_chunk(calib_t *c, size_t off, int len) {
+  int seq = -1;
+  deco_status_t st = deco_kv_cache_admit(c->cache, len, &seq);
+  if (st != DECO_STATUS_SUCCESS) return st;
+  st = calib_forward(c, seq, off, len);
+  for (int l = 0; st == DECO_STATUS_SUCCESS && l < c->hp->n_layers; ++l)
+    for (int p = 0; st == DECO_STATUS_SUCCESS && p * CALIB_PAGE < len; ++p) st = calib_page_gram(c, l, p, len);
+  const deco_status_t rs = deco_kv_cache_release(c->cache, seq);
+  return st == DECO_STATUS_SUCCESS ? rs : st;
+}
+
 deco_status_t deco_compress_calibrate(deco_model_t *model, const int32_t *tokens, size_t n_tokens, int group,
                                       int chunk, deco_compress_progress_fn progress, void *progress_user,
                                       deco_grams_t *out) {
-  static const char op[] = "deco_compress_calibrate";
   memset(out, 0, sizeof(*out));
   const deco_model_hparams_t *hp = deco_model_get_hparams(model);
-  deco_ctx_t *ctx = deco_model_ctx(model);
-  const deco_dtype_t dtype = deco_model_dtype(model);
-  const int g = group, d = hp->head_dim, kvh = hp->n_kv_heads, n_groups = kvh / g, gd = g * d, half = d / 2;
-  if (g < 1 || kvh % g != 0)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: group %d does not divide %d KV heads", op, g, kvh);
-  for (size_t i = 0; i < n_tokens; ++i)
-    if (tokens[i] < 0 || tokens[i] >= hp->vocab_size)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", op, i,
-                       (int)tokens[i], hp->vocab_size - 1);
-  int L = chunk > 0 ? chunk : 512;
-  if (L > hp->seq_len) L = hp->seq_len;
-  const size_t vper = (size_t)n_groups * gd * gd, kper = (size_t)n_groups * half * g * g * 2;
-  const size_t vbytes = vper * hp->n_layers * sizeof(double), kbytes = kper * hp->n_layers * sizeof(double);
-  const int n_pages = (L + CALIB_PAGE - 1) / CALIB_PAGE;
-  const size_t kvd = (size_t)kvh * d, es = deco_dtype_size(dtype);
-  const size_t layer_bytes = (size_t)n_pages * CALIB_PAGE * kvd * es;
-
-  deco_kv_cache_t *cache = NULL;
-  void *vg = NULL, *kg = NULL, *logits = NULL, *bt_dev = NULL;
-  int32_t *bt = NULL;
-  deco_status_t st = deco_kv_cache_create(model, CALIB_PAGE, n_pages, 1, &cache);
-  const int max_pages = st == DECO_STATUS_SUCCESS ? deco_kv_cache_max_pages(cache) : 0;
-  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &vg, vbytes);
-  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &kg, kbytes);
-  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &logits, (size_t)hp->vocab_size * sizeof(float));
-  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &bt_dev, (size_t)max_pages * sizeof(int32_t));
-  if (st == DECO_STATUS_SUCCESS) st = deco_memset(ctx, vg, 0, vbytes);
-  if (st == DECO_STATUS_SUCCESS) st = deco_memset(ctx, kg, 0, kbytes);
-  if (st == DECO_STATUS_SUCCESS) {
-    out->v = malloc(vbytes);
-    out->k = malloc(kbytes);
-    bt = malloc((size_t)max_pages * sizeof(int32_t));
-    if (!out->v || !out->k || !bt) st = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
-  }
-  void *kpool = NULL, *vpool = NULL;
-  size_t pool_bytes = 0;
-  if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_pools(cache, &kpool, &vpool, &pool_bytes);
-  for (size_t off = 0; st == DECO_STATUS_SUCCESS && off < n_tokens; off += (size_t)L) {
-    const int len = n_tokens - off < (size_t)L ? (int)(n_tokens - off) : L;
-    int seq = -1;
-    st = deco_kv_cache_admit(cache, len, &seq);
-    if (st != DECO_STATUS_SUCCESS) break;
-    deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
-    fa.n_seqs = 1;
-    fa.seqs = &seq;
-    fa.n_new = &len;
-    fa.tokens = tokens + off;
-    fa.logits_mode = DECO_LOGITS_LAST;
-    fa.logits = logits;
-    st = deco_forward(model, cache, &fa);
-    if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_block_table(cache, &seq, 1, bt_dev);
-    if (st == DECO_STATUS_SUCCESS)
-      st = deco_memcpy(ctx, bt, bt_dev, (size_t)max_pages * sizeof(int32_t), DECO_COPY_CTX_TO_HOST);
-    for (int l = 0; st == DECO_STATUS_SUCCESS && l < hp->n_layers; ++l) {
-      for (int p = 0; st == DECO_STATUS_SUCCESS && p * CALIB_PAGE < len; ++p) {
-        const size_t at = (size_t)l * layer_bytes + (size_t)bt[p] * CALIB_PAGE * kvd * es;
-        deco_kv_gram_args_t ga = DECO_KV_GRAM_ARGS_INIT;
-        ga.dtype = dtype;
-        ga.style = hp->rope_style;
-        ga.n_rows = len - p * CALIB_PAGE < CALIB_PAGE ? len - p * CALIB_PAGE : CALIB_PAGE;
-        ga.n_kv_heads = kvh;
-        ga.head_dim = d;
-        ga.group = g;
-        ga.k = (const char *)kpool + at;
-        ga.v = (const char *)vpool + at;
-        ga.k_gram = (double *)kg + (size_t)l * kper;
-        ga.v_gram = (double *)vg + (size_t)l * vper;
-        st = deco_kv_gram(ctx, &ga);
-      }
-    }
-    deco_status_t rs = deco_kv_cache_release(cache, seq);
-    if (st == DECO_STATUS_SUCCESS) st = rs;
+  calib_t c = {.model = model, .tokens = tokens, .ctx = deco_model_ctx(model), .hp = hp,
+               .dtype = deco_model_dtype(model), .g = group, .d = hp->head_dim, .kvh = hp->n_kv_heads};
+  DECO_TRY(calib_check(&c, n_tokens));
+  calib_shapes(&c, chunk);
+  deco_status_t st = calib_alloc(&c, out);
+  const size_t L = (size_t)c.chunk;
+  for (size_t off = 0; st == DECO_STATUS_SUCCESS && off < n_tokens; off += L) {
+    const int len = n_tokens - off < L ? (int)(n_tokens - off) : c.chunk;
+    st = calib_chunk(&c, off, len);
     if (st == DECO_STATUS_SUCCESS && progress) progress(progress_user, off + (size_t)len, n_tokens);
   }
-  if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(ctx, out->v, vg, vbytes, DECO_COPY_CTX_TO_HOST);
-  if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(ctx, out->k, kg, kbytes, DECO_COPY_CTX_TO_HOST);
-  deco_free(ctx, vg);
-  deco_free(ctx, kg);
-  deco_free(ctx, logits);
-  deco_free(ctx, bt_dev);
-  free(bt);
-  deco_kv_cache_destroy(cache);
+  if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(c.ctx, out->v, c.vg, c.vbytes, DECO_COPY_CTX_TO_HOST);
+  if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(c.ctx, out->k, c.kg, c.kbytes, DECO_COPY_CTX_TO_HOST);
+  calib_release(&c);
   if (st != DECO_STATUS_SUCCESS) {
     deco_grams_free(out);
     return st;
   }
   out->n_layers = hp->n_layers;
-  out->n_groups = n_groups;
-  out->group = g;
-  out->head_dim = d;
+  out->n_groups = c.n_groups;
+  out->group = c.g;
+  out->head_dim = c.d;
   out->rows = n_tokens;
   return DECO_STATUS_SUCCESS;
 }
