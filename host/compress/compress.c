@@ -26,6 +26,13 @@ void deco_grams_free(deco_grams_t *g) {
   g->v = g->k = NULL;
 }
 
+/* The index of the first of tokens[0..n) outside 0..vocab-1, or n. */
+static size_t first_bad_token(const int32_t *tokens, size_t n, int vocab) {
+  for (size_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab) return i;
+  return n;
+}
+
 /* ---- calibration ---------------------------------------------------------------- */
 
 #define CALIB_PAGE 16
@@ -52,14 +59,13 @@ typedef struct calib {
 } calib_t;
 
 static deco_status_t calib_check(const calib_t *c, size_t n_tokens) {
-  const int32_t *tokens = c->tokens;
   if (c->g < 1 || c->kvh % c->g != 0)
     return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: group %d does not divide %d KV heads", calib_op, c->g,
                      c->kvh);
-  for (size_t i = 0; i < n_tokens; ++i)
-    if (tokens[i] < 0 || tokens[i] >= c->hp->vocab_size)
-      return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d",
-                       calib_op, i, (int)tokens[i], c->hp->vocab_size - 1);
+  const size_t i = first_bad_token(c->tokens, n_tokens, c->hp->vocab_size);
+  if (i < n_tokens)
+    return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d",
+                     calib_op, i, (int)c->tokens[i], c->hp->vocab_size - 1);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -498,10 +504,72 @@ deco_status_t deco_compress_fold_eigs(deco_cw_t *w, const deco_grams_t *gr, cons
 
 /* ---- the whole tool ------------------------------------------------------------ */
 
+static const char model_op[] = "deco_compress_model";
+
+/* The checks of config (read) against the header of the checkpoint at
+ * in_path (into hp) and of the calibration ids, and the solver svd will
+ * use (LAPACK for mean and keep, which decompose nothing): everything that
+ * can fail before the (long) calibration. */
+static deco_status_t compress_check(deco_ctx_t *ctx, const char *in_path, const int32_t *tokens, size_t n_tokens,
+                                    const deco_compress_config_t *config, deco_model_hparams_t *hp,
+                                    deco_compress_solver_t *solver) {
+  if (config->method != DECO_COMPRESS_SVD && config->method != DECO_COMPRESS_MEAN &&
+      config->method != DECO_COMPRESS_KEEP)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: method = %d is not svd, mean or keep", model_op,
+                     (int)config->method);
+  const deco_status_t st = deco_model_read_hparams(in_path, hp);
+  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
+  const int N = config->n_kv_heads;
+  if (N < 1 || N >= hp->n_kv_heads || hp->n_kv_heads % N != 0)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: --kv-heads %d must divide the model's %d KV heads and be smaller than it", in_path, N,
+                     hp->n_kv_heads);
+  const int g = hp->n_kv_heads / N;
+  const size_t need = deco_compress_min_tokens(g, hp->head_dim);
+  if (n_tokens < need)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: %zu calibration tokens are too few: merging groups of %d heads of dim %d needs at least %zu",
+                     in_path, n_tokens, g, hp->head_dim, need);
+  const size_t i = first_bad_token(tokens, n_tokens, hp->vocab_size);
+  if (i < n_tokens)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", in_path,
+                     i, (int)tokens[i], hp->vocab_size - 1);
+  *solver = DECO_COMPRESS_SOLVER_LAPACK;
+  if (config->method == DECO_COMPRESS_SVD) DECO_TRY(deco_compress_solver_resolve(ctx, config->solver, solver));
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Loads the model at in_path on ctx for the calibration, in groups of g. */
+static deco_status_t compress_calibrate_file(deco_ctx_t *ctx, const char *in_path, const int32_t *tokens,
+                                             size_t n_tokens, int g, const deco_compress_config_t *config,
+                                             deco_grams_t *gr) {
+  deco_model_t *model = NULL;
+  DECO_TRY(deco_model_load(ctx, in_path, NULL, &model));
+  const deco_status_t st = deco_compress_calibrate(model, tokens, n_tokens, g, config->chunk, config->progress,
+                                                   config->progress_user, gr);
+  deco_model_destroy(model);
+  return st;
+}
+
+/* Reads the checkpoint at in_path, folds it to n_kv_heads and writes it to
+ * out_path in its own format; errors on the thread's slot. */
+static deco_status_t compress_fold_file(const char *in_path, const char *out_path, const deco_grams_t *gr,
+                                        const deco_eigs_t *eigs, int n_kv_heads, deco_compress_method_t method,
+                                        deco_compress_report_t *report) {
+  deco_cw_t w;
+  DECO_TRY(deco_cw_read(in_path, &w));
+  deco_status_t st = deco_compress_fold_eigs(&w, gr, eigs, n_kv_heads, method, report ? report->key_energy : NULL,
+                                             report ? report->value_energy : NULL);
+  if (st == DECO_STATUS_SUCCESS)
+    st = w.is_gguf ? deco_cw_write_gguf(&w, in_path, out_path) : deco_cw_write_llama2c(&w, out_path);
+  deco_cw_free(&w);
+  return st;
+}
+
 deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const int32_t *tokens, size_t n_tokens,
                                   const deco_compress_config_t *config, const char *out_path,
                                   deco_compress_report_t *report) {
-  static const char op[] = "deco_compress_model";
+  const char *op = model_op;
   if (!ctx) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ctx is NULL", op);
   DECO_CHECK_PTR(ctx, in_path, op);
   DECO_CHECK_PTR(ctx, out_path, op);
@@ -510,57 +578,19 @@ deco_status_t deco_compress_model(deco_ctx_t *ctx, const char *in_path, const in
   const deco_compress_config_t defaults = DECO_COMPRESS_CONFIG_INIT;
   deco_compress_config_t given;
   DECO_TRY(deco_sized_read(ctx, &given, config, &defaults, sizeof given, "deco_compress_model: config"));
-  config = &given;
-  if (config->method != DECO_COMPRESS_SVD && config->method != DECO_COMPRESS_MEAN &&
-      config->method != DECO_COMPRESS_KEEP)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: method = %d is not svd, mean or keep", op,
-                     (int)config->method);
   deco_model_hparams_t hp;
-  deco_status_t st = deco_model_read_hparams(in_path, &hp);
-  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
-  const int N = config->n_kv_heads;
-  if (N < 1 || N >= hp.n_kv_heads || hp.n_kv_heads % N != 0)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                     "%s: --kv-heads %d must divide the model's %d KV heads and be smaller than it", in_path, N,
-                     hp.n_kv_heads);
-  const int g = hp.n_kv_heads / N;
-  const size_t need = deco_compress_min_tokens(g, hp.head_dim);
-  if (n_tokens < need)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
-                     "%s: %zu calibration tokens are too few: merging groups of %d heads of dim %d needs at least %zu",
-                     in_path, n_tokens, g, hp.head_dim, need);
-  /* The ids and the solver are checked before the (long) calibration. */
-  for (size_t i = 0; i < n_tokens; ++i)
-    if (tokens[i] < 0 || tokens[i] >= hp.vocab_size)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", in_path,
-                       i, (int)tokens[i], hp.vocab_size - 1);
-  deco_compress_solver_t solver = DECO_COMPRESS_SOLVER_LAPACK;
-  if (config->method == DECO_COMPRESS_SVD) DECO_TRY(deco_compress_solver_resolve(ctx, config->solver, &solver));
-  deco_model_t *model = NULL;
-  st = deco_model_load(ctx, in_path, NULL, &model);
-  if (st != DECO_STATUS_SUCCESS) return st;
+  deco_compress_solver_t solver;
+  DECO_TRY(compress_check(ctx, in_path, tokens, n_tokens, &given, &hp, &solver));
+  const int N = given.n_kv_heads, svd = given.method == DECO_COMPRESS_SVD;
   deco_grams_t gr;
-  st = deco_compress_calibrate(model, tokens, n_tokens, g, config->chunk, config->progress, config->progress_user,
-                               &gr);
-  deco_model_destroy(model);
-  if (st != DECO_STATUS_SUCCESS) return st;
+  DECO_TRY(compress_calibrate_file(ctx, in_path, tokens, n_tokens, hp.n_kv_heads / N, &given, &gr));
   deco_eigs_t eigs = {0};
-  if (config->method == DECO_COMPRESS_SVD) {
-    st = deco_compress_eigs(ctx, &gr, solver, &eigs);
-    if (st != DECO_STATUS_SUCCESS) {
-      deco_grams_free(&gr);
-      return st;
-    }
+  deco_status_t st = svd ? deco_compress_eigs(ctx, &gr, solver, &eigs) : DECO_STATUS_SUCCESS;
+  if (st != DECO_STATUS_SUCCESS) {
+    deco_grams_free(&gr);
+    return st;
   }
-  deco_cw_t w;
-  st = deco_cw_read(in_path, &w);
-  if (st == DECO_STATUS_SUCCESS) {
-    st = deco_compress_fold_eigs(&w, &gr, config->method == DECO_COMPRESS_SVD ? &eigs : NULL, N, config->method,
-                                 report ? report->key_energy : NULL, report ? report->value_energy : NULL);
-    if (st == DECO_STATUS_SUCCESS)
-      st = w.is_gguf ? deco_cw_write_gguf(&w, in_path, out_path) : deco_cw_write_llama2c(&w, out_path);
-    deco_cw_free(&w);
-  }
+  st = compress_fold_file(in_path, out_path, &gr, svd ? &eigs : NULL, N, given.method, report);
   deco_eigs_free(&eigs);
   deco_grams_free(&gr);
   /* The checkpoint's readers and writers report to the thread's slot. */
