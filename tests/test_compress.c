@@ -5,9 +5,10 @@
  * for both RoPE pairings and, at the layer level, without RoPE, and the
  * compressed checkpoint in use (it loads,
  * runs, and speculative greedy decoding on it equals plain greedy); the
- * eigensolver's choice and errors (cuSOLVER refused on a CPU context, or
- * in a build without CUDA), the config read by its size, the eigenvector
- * normalisation, and LAPACK's vectors checked as eigenvectors.
+ * argument checks of the entry point, the calibration (and its chunks) and
+ * the fold; the eigensolver's choice and errors (cuSOLVER refused on a CPU
+ * context, or in a build without CUDA), the config read by its size, the
+ * eigenvector normalisation, and LAPACK's vectors checked as eigenvectors.
  */
 #include <complex.h>
 #include <criterion/criterion.h>
@@ -319,6 +320,95 @@ Test(compress, bad_input_named) {
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written on bad input");
   deco_ctx_destroy(ctx);
+}
+
+/* The entry point's own argument checks: a NULL ctx, a method that is none
+ * of the three, an unreadable input (its reader's message, on ctx). */
+Test(compress, model_argument_errors) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 808, &cc), *out = tmp_path("never_args.bin");
+  expect_error(NULL, deco_compress_model(NULL, in, calib, 1024, &cc, out, NULL), DECO_STATUS_NULL_POINTER,
+               "deco_compress_model: ctx is NULL");
+  cc.method = (deco_compress_method_t)9;
+  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+               "deco_compress_model: method = 9 is not svd, mean or keep");
+  cc.method = DECO_COMPRESS_MEAN;
+  const char *missing = tmp_path("no_such_model.bin");
+  expect_error(ctx, deco_compress_model(ctx, missing, calib, 1024, &cc, out, NULL), DECO_STATUS_IO_ERROR, missing);
+  FILE *f = fopen(out, "rb");
+  cr_assert_null(f, "nothing is written on bad arguments");
+  deco_ctx_destroy(ctx);
+}
+
+/* The calibration's own checks (the group, the ids) and its chunks: one
+ * progress call per chunk, with the tokens done so far. */
+typedef struct progress_log {
+  int n;
+  size_t done[8], total[8];
+} progress_log_t;
+
+static void log_progress(void *user, size_t done, size_t total) {
+  progress_log_t *p = user;
+  cr_assert_lt(p->n, 8);
+  p->done[p->n] = done;
+  p->total[p->n++] = total;
+}
+
+Test(compress, calibrate_checks_and_chunks) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);
+  int32_t calib[256];
+  ids(calib, 256, 909, 512);
+  deco_grams_t gr;
+  cr_assert_eq(deco_compress_calibrate(m, calib, 256, 3, 0, NULL, NULL, &gr), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(ctx), "deco_compress_calibrate: group 3 does not divide 4 KV heads");
+  calib[5] = 512;
+  cr_assert_eq(deco_compress_calibrate(m, calib, 256, 2, 0, NULL, NULL, &gr), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(ctx), "deco_compress_calibrate: calibration token 5 is id 512, outside 0..511");
+  calib[5] = 7;
+  progress_log_t pl = {.n = 0};
+  cr_assert_eq(deco_compress_calibrate(m, calib, 256, 2, 100, log_progress, &pl, &gr), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  const size_t want[3] = {100, 200, 256};
+  cr_assert_eq(pl.n, 3);
+  for (int i = 0; i < 3; ++i) {
+    cr_assert_eq(pl.done[i], want[i], "call %d: %zu done", i, pl.done[i]);
+    cr_assert_eq(pl.total[i], 256);
+  }
+  cr_assert(gr.n_layers == 5 && gr.n_groups == 2 && gr.group == 2 && gr.head_dim == 8 && gr.rows == 256);
+  deco_grams_free(&gr);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* The fold's own checks, before anything changes: the KV-head count, Grams
+ * of another shape, svd without matching eigenvectors. */
+Test(compress, fold_rejects_mismatched_inputs) {
+  deco_cw_t w;
+  cr_assert_eq(deco_cw_read(deco_test_data_file("models/stories260K.bin"), &w), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  const float *wk = w.wk;
+  deco_grams_t gr = {.n_layers = w.hp.n_layers, .n_groups = 1, .group = 4, .head_dim = w.hp.head_dim};
+  const int counts[3] = {3, 0, 4};
+  for (int i = 0; i < 3; ++i) {
+    char want[128];
+    snprintf(want, sizeof want, "compress: --kv-heads %d must divide the model's 4 KV heads and be smaller", counts[i]);
+    cr_assert_eq(deco_compress_fold_eigs(&w, &gr, NULL, counts[i], DECO_COMPRESS_MEAN, NULL, NULL),
+                 DECO_STATUS_INVALID_ARGUMENT);
+    cr_assert_str_eq(deco_last_error(NULL), want);
+  }
+  cr_assert_eq(deco_compress_fold_eigs(&w, &gr, NULL, 2, DECO_COMPRESS_MEAN, NULL, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(NULL), "compress: the Grams do not match the model");
+  cr_assert_eq(deco_compress_fold_eigs(&w, &gr, NULL, 1, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(NULL), "compress: svd's eigenvectors do not match the model");
+  deco_eigs_t e = {.n_layers = w.hp.n_layers, .n_groups = 1, .group = 4, .head_dim = w.hp.head_dim};
+  cr_assert_eq(deco_compress_fold_eigs(&w, &gr, &e, 1, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(NULL), "compress: svd's eigenvectors do not match the model");
+  cr_assert_eq(w.hp.n_kv_heads, 4);
+  cr_assert_eq(w.wk, wk, "the weights are left alone");
+  deco_cw_free(&w);
 }
 
 /* ---- the eigensolver: choice, errors, normalisation -------------------------------- */

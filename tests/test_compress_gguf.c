@@ -3,7 +3,9 @@
  * GGUF writer keeps every metadata entry but head_count_kv and file_type,
  * and on a copy edited to be exactly mergeable (3 -> 1 KV heads, RoPE base
  * 100000) svd reproduces the logits to f32 rounding (1e-5 of the largest
- * logit) while mean-pooling misses by more than 1e-2.
+ * logit) while mean-pooling misses by more than 1e-2; a template without
+ * head_count_kv gets it appended, one with a tensor no Llama model has is
+ * refused before anything is written.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -21,6 +23,15 @@
 
 static void write_gguf(deco_cw_t *w, const char *tmpl, const char *path) {
   cr_assert_eq(deco_cw_write_gguf(w, tmpl, path), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+}
+
+/* The bytes of the GGUF file at path (the caller frees them), parsed into g. */
+static unsigned char *read_parsed(const char *path, const char *name, deco_gguf_t *g) {
+  size_t n = 0;
+  unsigned char *p = deco_test_read_file(path, &n);
+  cr_assert_not_null(p, "%s", path);
+  cr_assert_eq(deco_gguf_parse(p, n, name, g), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  return p;
 }
 
 Test(compress_gguf, svd_exact_on_mergeable_smollm2_mini) {
@@ -85,12 +96,8 @@ Test(compress_gguf, metadata_and_tokenizer_copied) {
   cc.method = DECO_COMPRESS_KEEP;
   cr_assert_eq(deco_compress_model(ctx, mini, calib, CALIB_T, &cc, out, NULL), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(ctx));
-  size_t na = 0, nb = 0;
-  unsigned char *a = deco_test_read_file(mini, &na), *b = deco_test_read_file(out, &nb);
-  cr_assert(a && b);
   deco_gguf_t ga, gb;
-  cr_assert_eq(deco_gguf_parse(a, na, "in", &ga), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
-  cr_assert_eq(deco_gguf_parse(b, nb, "out", &gb), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  unsigned char *a = read_parsed(mini, "in", &ga), *b = read_parsed(out, "out", &gb);
   cr_assert_eq(ga.n_kv, gb.n_kv);
   cr_assert_eq(ga.n_tensors, gb.n_tensors);
   for (uint64_t i = 0; i < ga.n_kv; ++i) {
@@ -136,4 +143,63 @@ Test(compress_gguf, metadata_and_tokenizer_copied) {
   free(a);
   free(b);
   deco_ctx_destroy(ctx);
+}
+
+/* The first occurrence of the n bytes of what in buf[0..size), or NULL. */
+static unsigned char *find_bytes(unsigned char *buf, size_t size, const char *what, size_t n) {
+  for (size_t i = 0; i + n <= size; ++i)
+    if (memcmp(buf + i, what, n) == 0) return buf + i;
+  return NULL;
+}
+
+Test(compress_gguf, writer_template_edge_cases) {
+  const char *mini = deco_test_model_file("SmolLM2-135M-mini.gguf");
+  deco_cw_t w;
+  cr_assert_eq(deco_cw_read(mini, &w), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  size_t n = 0;
+  unsigned char *buf = deco_test_read_file(mini, &n);
+  cr_assert_not_null(buf);
+  /* An MHA-style template without head_count_kv (its key renamed): the
+   * output keeps the renamed entry and appends head_count_kv last. */
+  static const char kv_key[] = "llama.attention.head_count_kv";
+  unsigned char *k = find_bytes(buf, n, kv_key, sizeof kv_key - 1);
+  cr_assert_not_null(k);
+  k[sizeof kv_key - 2] = 'x';
+  const char *tmpl = tmp_path("no_kv_heads.gguf"), *out = tmp_path("kv_heads_added.gguf");
+  cr_assert_eq(deco_test_write_file(tmpl, buf, n), 0);
+  write_gguf(&w, tmpl, out);
+  deco_gguf_t gt, go;
+  unsigned char *a = read_parsed(tmpl, "template", &gt), *b = read_parsed(out, "out", &go);
+  cr_assert_null(deco_gguf_find_kv(&gt, kv_key));
+  cr_assert_eq(go.n_kv, gt.n_kv + 1);
+  const deco_gguf_kv_t *last = &go.kv[go.n_kv - 1];
+  cr_assert(last->key_len == sizeof kv_key - 1 && memcmp(last->key, kv_key, last->key_len) == 0);
+  uint32_t kv = 0;
+  cr_assert_eq(deco_gguf_get_u32(&go, kv_key, &kv), DECO_STATUS_SUCCESS);
+  cr_assert_eq(kv, 3);
+  deco_cw_t back;
+  cr_assert_eq(deco_cw_read(out, &back), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  const size_t nk = (size_t)w.hp.n_layers * 3 * w.hp.head_dim * w.hp.dim;
+  cr_assert(memcmp(back.wk, w.wk, nk * sizeof(float)) == 0);
+  cr_assert(memcmp(back.wv, w.wv, nk * sizeof(float)) == 0);
+  deco_cw_free(&back);
+  deco_gguf_free(&gt);
+  deco_gguf_free(&go);
+  free(a);
+  free(b);
+  k[sizeof kv_key - 2] = 'v';
+  /* A tensor no Llama model has: refused, naming it, and nothing written. */
+  unsigned char *t = find_bytes(buf, n, "output_norm.weight", 18);
+  cr_assert_not_null(t);
+  t[10] = 'X';
+  const char *foreign = tmp_path("foreign_tensor.gguf"), *never = tmp_path("never_written.gguf");
+  cr_assert_eq(deco_test_write_file(foreign, buf, n), 0);
+  cr_assert_eq(deco_cw_write_gguf(&w, foreign, never), DECO_STATUS_UNSUPPORTED);
+  char want[1024];
+  snprintf(want, sizeof want, "%s: tensor 'output_norX.weight' is not one of a Llama model's", foreign);
+  cr_assert_str_eq(deco_last_error(NULL), want);
+  FILE *f = fopen(never, "rb");
+  cr_assert_null(f, "nothing is written for a foreign template");
+  free(buf);
+  deco_cw_free(&w);
 }

@@ -195,8 +195,159 @@ deco_status_t deco_cw_write_llama2c(const deco_cw_t *w, const char *path) {
 static deco_status_t put_u32(FILE *f, uint32_t v, const char *path) { return put(f, &v, 4, path); }
 static deco_status_t put_u64(FILE *f, uint64_t v, const char *path) { return put(f, &v, 8, path); }
 
+/* A metadata value of type UINT32: its type tag, then v. */
+static deco_status_t put_u32_value(FILE *f, uint32_t v, const char *path) {
+  DECO_TRY(put_u32(f, DECO_GGUF_VAL_UINT32, path));
+  return put_u32(f, v, path);
+}
+
+static const char kv_heads_key[] = "llama.attention.head_count_kv";
+
 static int key_is(const deco_gguf_kv_t *kv, const char *k) {
   return kv->key_len == strlen(k) && memcmp(kv->key, k, kv->key_len) == 0;
+}
+
+/* A GGUF being written from a template g: the template's tensors in its
+ * file order, each with its role and layer (for w's data and shape). */
+typedef struct gguf_out {
+  FILE *f;
+  const char *path;
+  const deco_cw_t *w;
+  const deco_gguf_t *g;
+  int *role, *layer; /* [g->n_tensors] */
+} gguf_out_t;
+
+/* Each template tensor's role and layer; one that is none of a Llama
+ * model's is refused. */
+static deco_status_t gguf_map_tensors(gguf_out_t *o, const char *template_path) {
+  const deco_gguf_t *g = o->g;
+  for (uint64_t i = 0; i < g->n_tensors; ++i) o->role[i] = -1;
+  for (int r = 0; r < DECO_GGUF_N_ROLES; ++r) {
+    const int layers = role_per_layer(r) ? o->w->hp.n_layers : 1;
+    for (int l = 0; l < layers; ++l) {
+      const deco_gguf_tensor_t *t = deco_gguf_llama_tensor(g, (deco_gguf_role_t)r, l);
+      if (!t) continue;
+      o->role[t - g->tensors] = r;
+      o->layer[t - g->tensors] = l;
+    }
+  }
+  for (uint64_t i = 0; i < g->n_tensors; ++i)
+    if (o->role[i] < 0)
+      return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: tensor '%s' is not one of a Llama model's", template_path,
+                       g->tensors[i].name);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The data of template tensor i in w (the tied output: the embedding) and
+ * its element count. */
+static const float *gguf_tensor_data(const gguf_out_t *o, uint64_t i, size_t *n) {
+  const float *src = gguf_dest((deco_cw_t *)o->w, (deco_gguf_role_t)o->role[i], o->layer[i], n);
+  if (o->role[i] == DECO_GGUF_OUTPUT && !src) src = o->w->tok;
+  return src;
+}
+
+static deco_status_t gguf_put_header(const gguf_out_t *o, uint64_t n_kv) {
+  DECO_TRY(put(o->f, "GGUF", 4, o->path));
+  DECO_TRY(put_u32(o->f, 3, o->path));
+  DECO_TRY(put_u64(o->f, o->g->n_tensors, o->path));
+  return put_u64(o->f, n_kv, o->path);
+}
+
+/* A template metadata entry, as it is but for head_count_kv (w's) and
+ * file_type (ALL_F32). */
+static deco_status_t gguf_put_kv(const gguf_out_t *o, const deco_gguf_kv_t *kv) {
+  FILE *f = o->f;
+  const char *path = o->path;
+  DECO_TRY(put_u64(f, kv->key_len, path));
+  DECO_TRY(put(f, kv->key, kv->key_len, path));
+  if (key_is(kv, kv_heads_key)) return put_u32_value(f, (uint32_t)o->w->hp.n_kv_heads, path);
+  if (key_is(kv, "general.file_type")) return put_u32_value(f, 0, path); /* ALL_F32 */
+  DECO_TRY(put_u32(f, kv->type, path));
+  if (kv->type == DECO_GGUF_VAL_ARRAY) {
+    DECO_TRY(put_u32(f, kv->elem_type, path));
+    DECO_TRY(put_u64(f, kv->count, path));
+  }
+  return put(f, kv->value, (size_t)kv->value_bytes, path);
+}
+
+/* The metadata: the template's entries, then head_count_kv where the
+ * template left it out (an MHA file may: it then equals head_count), as
+ * the output, GQA, must say it. */
+static deco_status_t gguf_put_metadata(const gguf_out_t *o) {
+  const deco_gguf_t *g = o->g;
+  int has_kv_heads = 0;
+  for (uint64_t i = 0; i < g->n_kv; ++i) has_kv_heads |= key_is(&g->kv[i], kv_heads_key);
+  DECO_TRY(gguf_put_header(o, g->n_kv + (has_kv_heads ? 0 : 1)));
+  for (uint64_t i = 0; i < g->n_kv; ++i) DECO_TRY(gguf_put_kv(o, &g->kv[i]));
+  if (has_kv_heads) return DECO_STATUS_SUCCESS;
+  DECO_TRY(put_u64(o->f, sizeof kv_heads_key - 1, o->path));
+  DECO_TRY(put(o->f, kv_heads_key, sizeof kv_heads_key - 1, o->path));
+  return put_u32_value(o->f, (uint32_t)o->w->hp.n_kv_heads, o->path);
+}
+
+/* Template tensor i's entry of the tensor table: F32 at offset off, the
+ * K/V projections with w's row count. */
+static deco_status_t gguf_put_tensor_info(const gguf_out_t *o, uint64_t i, uint64_t off) {
+  FILE *f = o->f;
+  const char *path = o->path;
+  const deco_gguf_tensor_t *t = &o->g->tensors[i];
+  const int kv = o->role[i] == DECO_GGUF_ATTN_K || o->role[i] == DECO_GGUF_ATTN_V;
+  const size_t name_len = strlen(t->name);
+  DECO_TRY(put_u64(f, name_len, path));
+  DECO_TRY(put(f, t->name, name_len, path));
+  DECO_TRY(put_u32(f, t->n_dims, path));
+  for (uint32_t d = 0; d < t->n_dims; ++d) {
+    uint64_t dim = t->dims[d];
+    if (d == 1 && kv) dim = (uint64_t)o->w->hp.n_kv_heads * o->w->hp.head_dim;
+    DECO_TRY(put_u64(f, dim, path));
+  }
+  DECO_TRY(put_u32(f, DECO_GGUF_F32, path));
+  return put_u64(f, off, path);
+}
+
+/* The tensor table (offsets packed at the alignment), the padding to the
+ * alignment, and the tensors' data, each padded but the last. */
+static deco_status_t gguf_put_tensors(const gguf_out_t *o) {
+  static const unsigned char zeros[DECO_GGUF_MAX_ALIGNMENT] = {0};
+  const uint64_t align = o->g->alignment;
+  uint64_t off = 0;
+  for (uint64_t i = 0; i < o->g->n_tensors; ++i) {
+    size_t n;
+    (void)gguf_tensor_data(o, i, &n);
+    DECO_TRY(gguf_put_tensor_info(o, i, off));
+    off += ((uint64_t)n * 4 + align - 1) / align * align;
+  }
+  const uint64_t pos = (uint64_t)ftell(o->f);
+  DECO_TRY(put(o->f, zeros, (size_t)((align - pos % align) % align), o->path));
+  for (uint64_t i = 0; i < o->g->n_tensors; ++i) {
+    size_t n;
+    const float *src = gguf_tensor_data(o, i, &n);
+    DECO_TRY(put(o->f, src, n * sizeof(float), o->path));
+    const uint64_t pad = (align - (uint64_t)n * 4 % align) % align;
+    if (i + 1 < o->g->n_tensors) DECO_TRY(put(o->f, zeros, (size_t)pad, o->path));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Writes w to path with the metadata and tensor order of the parsed
+ * template g. */
+static deco_status_t gguf_write(const deco_cw_t *w, const deco_gguf_t *g, const char *template_path,
+                                const char *path) {
+  const size_t n = g->n_tensors ? g->n_tensors : 1;
+  gguf_out_t o = {.path = path, .w = w, .g = g, .role = calloc(n, sizeof(int)), .layer = calloc(n, sizeof(int))};
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  if (!o.role || !o.layer) st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "compress: out of host memory");
+  if (st == DECO_STATUS_SUCCESS) st = gguf_map_tensors(&o, template_path);
+  if (st == DECO_STATUS_SUCCESS) {
+    o.f = fopen(path, "wb");
+    if (!o.f) st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot write %s", path);
+  }
+  if (st == DECO_STATUS_SUCCESS) st = gguf_put_metadata(&o);
+  if (st == DECO_STATUS_SUCCESS) st = gguf_put_tensors(&o);
+  if (o.f) st = close_checked(o.f, st, path);
+  free(o.role);
+  free(o.layer);
+  return st;
 }
 
 deco_status_t deco_cw_write_gguf(const deco_cw_t *w, const char *template_path, const char *path) {
@@ -205,109 +356,10 @@ deco_status_t deco_cw_write_gguf(const deco_cw_t *w, const char *template_path, 
   DECO_TRY(deco_file_read(NULL, template_path, (size_t)-1, &data, &got, &size));
   deco_gguf_t g;
   deco_status_t st = deco_gguf_parse(data, got, template_path, &g);
-  if (st != DECO_STATUS_SUCCESS) {
-    free(data);
-    return st;
-  }
-  /* Each tensor of the template: its role and layer, in file order. */
-  int *role = calloc(g.n_tensors ? g.n_tensors : 1, sizeof(int)), *layer = calloc(g.n_tensors ? g.n_tensors : 1, sizeof(int));
-  FILE *f = NULL;
-  if (!role || !layer) st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "compress: out of host memory");
-  for (uint64_t i = 0; st == DECO_STATUS_SUCCESS && i < g.n_tensors; ++i) role[i] = -1;
-  for (int r = 0; st == DECO_STATUS_SUCCESS && r < DECO_GGUF_N_ROLES; ++r) {
-    const int layers = role_per_layer(r) ? w->hp.n_layers : 1;
-    for (int l = 0; l < layers; ++l) {
-      const deco_gguf_tensor_t *t = deco_gguf_llama_tensor(&g, (deco_gguf_role_t)r, l);
-      if (!t) continue;
-      role[t - g.tensors] = r;
-      layer[t - g.tensors] = l;
-    }
-  }
-  for (uint64_t i = 0; st == DECO_STATUS_SUCCESS && i < g.n_tensors; ++i)
-    if (role[i] < 0)
-      st = DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: tensor '%s' is not one of a Llama model's", template_path,
-                     g.tensors[i].name);
   if (st == DECO_STATUS_SUCCESS) {
-    f = fopen(path, "wb");
-    if (!f) st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "cannot write %s", path);
+    st = gguf_write(w, &g, template_path, path);
+    deco_gguf_free(&g);
   }
-  /* An MHA file may leave head_count_kv out (it then equals head_count):
-   * the output, GQA, must say it. */
-  int has_kv_heads = 0;
-  for (uint64_t i = 0; i < g.n_kv; ++i) has_kv_heads |= key_is(&g.kv[i], "llama.attention.head_count_kv");
-  if (st == DECO_STATUS_SUCCESS) {
-    st = put(f, "GGUF", 4, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u32(f, 3, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u64(f, g.n_tensors, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u64(f, g.n_kv + (has_kv_heads ? 0 : 1), path);
-  }
-  for (uint64_t i = 0; st == DECO_STATUS_SUCCESS && i < g.n_kv; ++i) {
-    const deco_gguf_kv_t *kv = &g.kv[i];
-    st = put_u64(f, kv->key_len, path);
-    if (st == DECO_STATUS_SUCCESS) st = put(f, kv->key, kv->key_len, path);
-    if (st != DECO_STATUS_SUCCESS) break;
-    if (key_is(kv, "llama.attention.head_count_kv")) {
-      st = put_u32(f, DECO_GGUF_VAL_UINT32, path);
-      if (st == DECO_STATUS_SUCCESS) st = put_u32(f, (uint32_t)w->hp.n_kv_heads, path);
-    } else if (key_is(kv, "general.file_type")) {
-      st = put_u32(f, DECO_GGUF_VAL_UINT32, path);
-      if (st == DECO_STATUS_SUCCESS) st = put_u32(f, 0, path); /* ALL_F32 */
-    } else {
-      st = put_u32(f, kv->type, path);
-      if (st == DECO_STATUS_SUCCESS && kv->type == DECO_GGUF_VAL_ARRAY) {
-        st = put_u32(f, kv->elem_type, path);
-        if (st == DECO_STATUS_SUCCESS) st = put_u64(f, kv->count, path);
-      }
-      if (st == DECO_STATUS_SUCCESS) st = put(f, kv->value, (size_t)kv->value_bytes, path);
-    }
-  }
-  if (st == DECO_STATUS_SUCCESS && !has_kv_heads) {
-    static const char key[] = "llama.attention.head_count_kv";
-    st = put_u64(f, sizeof key - 1, path);
-    if (st == DECO_STATUS_SUCCESS) st = put(f, key, sizeof key - 1, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u32(f, DECO_GGUF_VAL_UINT32, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u32(f, (uint32_t)w->hp.n_kv_heads, path);
-  }
-  /* Tensor table: F32, offsets packed at the alignment. */
-  const uint64_t align = g.alignment;
-  uint64_t off = 0, pos = 0;
-  for (uint64_t i = 0; st == DECO_STATUS_SUCCESS && i < g.n_tensors; ++i) {
-    const deco_gguf_tensor_t *t = &g.tensors[i];
-    size_t n;
-    (void)gguf_dest((deco_cw_t *)w, (deco_gguf_role_t)role[i], layer[i], &n);
-    const size_t name_len = strlen(t->name);
-    st = put_u64(f, name_len, path);
-    if (st == DECO_STATUS_SUCCESS) st = put(f, t->name, name_len, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u32(f, t->n_dims, path);
-    for (uint32_t d = 0; st == DECO_STATUS_SUCCESS && d < t->n_dims; ++d) {
-      uint64_t dim = t->dims[d];
-      if (d == 1 && (role[i] == DECO_GGUF_ATTN_K || role[i] == DECO_GGUF_ATTN_V))
-        dim = (uint64_t)w->hp.n_kv_heads * w->hp.head_dim;
-      st = put_u64(f, dim, path);
-    }
-    if (st == DECO_STATUS_SUCCESS) st = put_u32(f, DECO_GGUF_F32, path);
-    if (st == DECO_STATUS_SUCCESS) st = put_u64(f, off, path);
-    off += ((uint64_t)n * 4 + align - 1) / align * align;
-  }
-  static const unsigned char zeros[DECO_GGUF_MAX_ALIGNMENT] = {0};
-  if (st == DECO_STATUS_SUCCESS) {
-    long here = ftell(f);
-    pos = (uint64_t)here;
-    const uint64_t pad = (align - pos % align) % align;
-    st = put(f, zeros, (size_t)pad, path);
-  }
-  for (uint64_t i = 0; st == DECO_STATUS_SUCCESS && i < g.n_tensors; ++i) {
-    size_t n;
-    const float *src = gguf_dest((deco_cw_t *)w, (deco_gguf_role_t)role[i], layer[i], &n);
-    if (role[i] == DECO_GGUF_OUTPUT && !src) src = w->tok;
-    st = put(f, src, n * sizeof(float), path);
-    const uint64_t pad = (align - (uint64_t)n * 4 % align) % align;
-    if (st == DECO_STATUS_SUCCESS && i + 1 < g.n_tensors) st = put(f, zeros, (size_t)pad, path);
-  }
-  if (f) st = close_checked(f, st, path);
-  free(role);
-  free(layer);
-  deco_gguf_free(&g);
   free(data);
   return st;
 }
