@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """tests/perf/gpu_window_test.py DECO — scripts/gpu-window.sh on the CPU
 (ctest gpu_window, label cpu). DECO is the path of a CPU build's deco
-program; its build has no GPU suites and this machine no GPU, so every stage
-runs and fails, which is what is checked here, with the layout:
+program. The windows run over a small copy of its build (deco and
+libdeco.so, so that a packed kit's rt/ left in the build does not count),
+which has no GPU suites, and this machine has no GPU, so every stage runs
+and fails, which is what is checked here, with the layout:
 - the four stages run in order (run.sh, gpu_issues, gpu_step, gpu_kernels),
   each with its budget, and the window exits 1;
 - the build's environment is set up once, by the window (one libraries
@@ -125,9 +127,21 @@ def main():
     build = os.path.dirname(os.path.dirname(deco))
     tmp = tempfile.mkdtemp(prefix="deco-window-test.")
     try:
-        # The whole window over the CPU build: every stage runs and fails.
+        # A small build of deco and libdeco.so alone. The build folder itself
+        # may hold a packed kit's rt/ (scripts/gpu-kit.sh pack leaves it
+        # there), whose library search would change the libraries line and
+        # take seconds of the short window's budget.
+        small = os.path.join(tmp, "small")
+        os.makedirs(os.path.join(small, "bin"))
+        os.makedirs(os.path.join(small, "lib"))
+        shutil.copy2(deco, os.path.join(small, "bin", "deco"))
+        for f in os.listdir(os.path.join(build, "lib")):
+            if f.startswith("libdeco.so"):
+                shutil.copy2(os.path.join(build, "lib", f), os.path.join(small, "lib", f), follow_symlinks=False)
+
+        # The whole window over the small CPU build: every stage runs and fails.
         out = os.path.join(tmp, "out")
-        r = window(out, 400, build)
+        r = window(out, 400, small)
         check(r.returncode == 1, f"full window: exit {r.returncode}, expected 1\n{r.stdout}{r.stderr}")
         check(sorted(os.listdir(out)) == ["results.tgz", "summary.txt"],
               f"full window: OUT holds {sorted(os.listdir(out))}")
@@ -151,7 +165,7 @@ def main():
         # A short window: the first stage gets what is left less 15 s, the
         # others are not started (under 60 s left).
         out = os.path.join(tmp, "short")
-        r = window(out, 75, build)
+        r = window(out, 75, small)
         lines = stage_lines(open(os.path.join(out, "summary.txt")).read())
         check(len(lines) == 4 and lines[0][:2] == ("all", "tests/gpu/run.sh") and lines[0][3] == "60",
               f"short window: first stage {lines[:1]}")
@@ -160,13 +174,6 @@ def main():
         check(r.returncode == 1, f"short window: exit {r.returncode}")
 
         # A kit unpacked into an empty build folder first.
-        small = os.path.join(tmp, "small")
-        os.makedirs(os.path.join(small, "bin"))
-        os.makedirs(os.path.join(small, "lib"))
-        shutil.copy2(deco, os.path.join(small, "bin", "deco"))
-        for f in os.listdir(os.path.join(build, "lib")):
-            if f.startswith("libdeco.so"):
-                shutil.copy2(os.path.join(build, "lib", f), os.path.join(small, "lib", f), follow_symlinks=False)
         kit = os.path.join(tmp, "kit")
         p = subprocess.run(["bash", KIT, "pack", small, kit], capture_output=True, text=True, timeout=300)
         check(p.returncode == 0, f"pack of the small build: exit {p.returncode}\n{p.stderr}")
@@ -192,7 +199,7 @@ def main():
         check(r.returncode == 1 and summary.startswith("FAIL: unpacking") and not stage_lines(summary),
               f"broken kit: exit {r.returncode}, summary {summary[:300]!r}")
 
-        r = window(os.path.join(tmp, "usage"), "soon", build)
+        r = window(os.path.join(tmp, "usage"), "soon", small)
         check(r.returncode == 2 and "SECONDS" in r.stderr, f"bad SECONDS: exit {r.returncode} {r.stderr!r}")
 
         run_budget(tmp)
