@@ -128,12 +128,8 @@ static const deco_drafter_ops_t model_ops;
 
 /* ---- Configuration ---- */
 
-static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_t *in, deco_model_draft_config_t *c,
-                                 const char *op) {
-  static const deco_model_draft_config_t defaults = DECO_MODEL_DRAFT_CONFIG_INIT;
-  char what[96];
-  snprintf(what, sizeof what, "%s: config", op);
-  DECO_TRY(deco_sized_read(ctx, c, in, &defaults, sizeof *c, what));
+/* The config's integer fields within their ranges. */
+static deco_status_t check_ranges(deco_ctx_t *ctx, const deco_model_draft_config_t *c, const char *op) {
   DECO_CHECK_RANGE(ctx, c->draft_len, 1, DECO_TREE_MAX_NODES - 1, op);
   DECO_CHECK_RANGE(ctx, c->width, 1, DRAFT_MAX_WIDTH, op);
   DECO_CHECK_RANGE(ctx, c->max_nodes, 0, DECO_TREE_MAX_NODES - 1, op);
@@ -142,6 +138,16 @@ static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_
   DECO_CHECK_RANGE(ctx, c->max_seqs, 0, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, c->layer_parallel, 0, DECO_MAX_LAYER_GROUP, op);
   DECO_CHECK_RANGE(ctx, c->no_calibrate, 0, 1, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_t *in, deco_model_draft_config_t *c,
+                                 const char *op) {
+  static const deco_model_draft_config_t defaults = DECO_MODEL_DRAFT_CONFIG_INIT;
+  char what[96];
+  snprintf(what, sizeof what, "%s: config", op);
+  DECO_TRY(deco_sized_read(ctx, c, in, &defaults, sizeof *c, what));
+  DECO_TRY(check_ranges(ctx, c, op));
   if (!(c->temperature >= 0.0f) || !isfinite(c->temperature))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature %g is not a finite value >= 0", op,
                      (double)c->temperature);
@@ -780,6 +786,68 @@ static deco_status_t model_draft_probs(deco_drafter_t *d, int seq, deco_draft_ki
   return DECO_STATUS_SUCCESS;
 }
 
+/* The draft-local nodes of the emitted ids: the pending chain down to the
+ * root, then the child that matches each accepted draft (the bonus, the
+ * last id, is no node). */
+static deco_status_t accepted_path(model_drafter_t *md, const draft_seq_t *s, const int32_t *emitted, int n,
+                                   int32_t *path, int *n_path) {
+  int np = 0;
+  for (int j = 0; j < s->n_pre; ++j) path[np++] = j;
+  int cur = s->n_pre - 1;
+  for (int i = 0; i < n - 1; ++i) {
+    int next = -1;
+    for (int j = cur + 1; j < s->n && next < 0; ++j)
+      if (s->par[j] == cur && s->tok[j] == emitted[i]) next = j;
+    if (next < 0)
+      return DECO_FAIL(md->base.ctx, DECO_STATUS_INTERNAL,
+                       "model drafter: accepted id %d is not a child of draft node %d", emitted[i], cur);
+    path[np++] = next;
+    cur = next;
+  }
+  *n_path = np;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The first k nodes of the path, forwarded this round, moved to the
+ * draft cache's slots len.. (the target's compaction rule, run on the
+ * draft's cache); nothing moves when they already sit there. */
+static deco_status_t compact_path(model_drafter_t *md, draft_seq_t *s, const int32_t *path, int k) {
+  deco_ctx_t *ctx = md->base.ctx;
+  int identity = 1;
+  for (int i = 0; i < k; ++i) identity &= path[i] == i;
+  if (identity) return DECO_STATUS_SUCCESS;
+  const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
+  int32_t *h = md->h_ints;
+  memcpy(h, path, sizeof(int32_t) * (size_t)k);
+  h[DECO_TREE_MAX_NODES] = k;
+  h[DECO_TREE_MAX_NODES + 1] = len;
+  DECO_TRY(deco_memcpy(ctx, md->d_ints, h, sizeof(int32_t) * (DECO_TREE_MAX_NODES + 2), DECO_COPY_HOST_TO_CTX));
+  int32_t *table = md->d_ints + DECO_TREE_MAX_NODES + 2;
+  DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, table));
+  const deco_kv_cache_compact_args_t ca = {.n_seqs = 1, .block_table = table,
+                                           .prefix_lens = md->d_ints + DECO_TREE_MAX_NODES + 1,
+                                           .path = md->d_ints, .accept_len = md->d_ints + DECO_TREE_MAX_NODES};
+  return deco_kv_cache_compact(md->kc, &ca);
+}
+
+/* How many nodes of the accepted path stay committed in the draft cache
+ * (*k); the rest runs again as pending ids. */
+static deco_status_t commit_path(model_drafter_t *md, draft_seq_t *s, const int32_t *path, int n_path, int *k) {
+  if (s->n_committed > 0) {
+    /* Calibrating: the chain is in the cache (a tree's root aside); the
+     * accepted drafts (grouped, approximate K/V) and the bonus run again,
+     * sequentially. */
+    *k = s->n_committed;
+    return DECO_STATUS_SUCCESS;
+  }
+  int kept = 0;
+  while (!md->calibrate && kept < n_path && path[kept] < s->n_fwd) kept++; /* calibrating: no level ran */
+  *k = kept;
+  if (kept == 0) return DECO_STATUS_SUCCESS;
+  DECO_TRY(compact_path(md, s, path, kept));
+  return deco_kv_cache_commit(md->kc, s->dseq, kept);
+}
+
 /* The accepted drafts and the bonus: the accepted path of forwarded nodes
  * is compacted and committed in the draft cache; the rest is pending. */
 static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n) {
@@ -795,47 +863,9 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
                      "model drafter: sequence %d observed %d ids with no draft since the last observation or begin", seq,
                      n);
   int32_t path[DECO_TREE_MAX_NODES];
-  int n_path = 0;
-  for (int j = 0; j < s->n_pre; ++j) path[n_path++] = j;
-  int cur = s->n_pre - 1;
-  for (int i = 0; i < n - 1; ++i) {
-    int next = -1;
-    for (int j = cur + 1; j < s->n && next < 0; ++j)
-      if (s->par[j] == cur && s->tok[j] == emitted[i]) next = j;
-    if (next < 0)
-      return DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "model drafter: accepted id %d is not a child of draft node %d",
-                       emitted[i], cur);
-    path[n_path++] = next;
-    cur = next;
-  }
-  int k = 0;
-  if (s->n_committed > 0) {
-    /* Calibrating: the chain is in the cache (a tree's root aside); the
-     * accepted drafts (grouped, approximate K/V) and the bonus run again,
-     * sequentially. */
-    k = s->n_committed;
-  } else {
-    while (!md->calibrate && k < n_path && path[k] < s->n_fwd) k++; /* calibrating: no level ran */
-    if (k > 0) {
-      int identity = 1;
-      for (int i = 0; i < k; ++i) identity &= path[i] == i;
-      const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
-      if (!identity) {
-        int32_t *h = md->h_ints;
-        memcpy(h, path, sizeof(int32_t) * (size_t)k);
-        h[DECO_TREE_MAX_NODES] = k;
-        h[DECO_TREE_MAX_NODES + 1] = len;
-        DECO_TRY(deco_memcpy(ctx, md->d_ints, h, sizeof(int32_t) * (DECO_TREE_MAX_NODES + 2), DECO_COPY_HOST_TO_CTX));
-        int32_t *table = md->d_ints + DECO_TREE_MAX_NODES + 2;
-        DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, table));
-        const deco_kv_cache_compact_args_t ca = {.n_seqs = 1, .block_table = table,
-                                                 .prefix_lens = md->d_ints + DECO_TREE_MAX_NODES + 1,
-                                                 .path = md->d_ints, .accept_len = md->d_ints + DECO_TREE_MAX_NODES};
-        DECO_TRY(deco_kv_cache_compact(md->kc, &ca));
-      }
-      DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, k));
-    }
-  }
+  int n_path, k;
+  DECO_TRY(accepted_path(md, s, emitted, n, path, &n_path));
+  DECO_TRY(commit_path(md, s, path, n_path, &k));
   int np = 0;
   for (int i = k; i < n_path; ++i) s->pending[np++] = s->tok[path[i]];
   s->pending[np++] = emitted[n - 1];
