@@ -370,72 +370,52 @@ Test(forward_cpu, argument_errors_name_what_they_refuse) {
 
   /* The device forward's batch is in context memory: only host-known
    * sizes and pointers are checked (none is read before they pass). */
-  deco_forward_device_args_t da = DECO_FORWARD_DEVICE_ARGS_INIT;
-  da.n_seqs = 1;
-  da.n_tokens = 1;
-  da.tokens = ids;
-  da.positions = ids;
-  da.q_indptr = ids;
-  da.kv_lens = ids;
-  da.block_table = ids;
-  da.logits = logits;
-  da.n_seqs = 0;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_forward_device: a->n_seqs = 0 outside [1, 2]");
-  da.n_seqs = 1;
-  da.n_tokens = 0;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_forward_device: a->n_tokens = 0 outside [1, 1048576]");
-  da.n_tokens = 257;
-  da.tokens = NULL;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_NULL_POINTER,
-                 "deco_forward_device: tokens and embeds are both NULL");
-  da.tokens = ids;
-  da.positions = NULL;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_NULL_POINTER,
-                 "deco_forward_device: a->positions is NULL");
-  da.positions = ids;
-  da.q_indptr = NULL;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_NULL_POINTER,
-                 "deco_forward_device: a->q_indptr is NULL");
-  da.q_indptr = ids;
-  da.kv_lens = NULL;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_NULL_POINTER,
-                 "deco_forward_device: a->kv_lens is NULL");
-  da.kv_lens = ids;
-  da.block_table = NULL;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_NULL_POINTER,
-                 "deco_forward_device: a->block_table is NULL");
-  da.block_table = ids;
-  da.logits = NULL;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_NULL_POINTER,
-                 "deco_forward_device: a->logits is NULL");
-  da.logits = logits;
-  da.parents = par;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_NULL_POINTER,
-                 "deco_forward_device: a->prefix_lens is NULL");
-  da.prefix_lens = ids;
-  EXPECT_REFUSED(deco_forward_device(model, kc, &da), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_forward_device: 257 tokens for 1 trees of at most 256 nodes");
+  static const struct {
+    deco_status_t status;
+    const char *message;
+  } device[] = {
+      {DECO_STATUS_INVALID_ARGUMENT, "deco_forward_device: a->n_seqs = 0 outside [1, 2]"},
+      {DECO_STATUS_INVALID_ARGUMENT, "deco_forward_device: a->n_tokens = 0 outside [1, 1048576]"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: tokens and embeds are both NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->positions is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->q_indptr is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->kv_lens is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->block_table is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->logits is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->prefix_lens is NULL"},
+      {DECO_STATUS_INVALID_ARGUMENT, "deco_forward_device: 257 tokens for 1 trees of at most 256 nodes"},
+  };
+  for (int i = 0; i < (int)(sizeof device / sizeof device[0]); ++i) {
+    deco_forward_device_args_t da = DECO_FORWARD_DEVICE_ARGS_INIT;
+    da.n_seqs = 1, da.n_tokens = 1, da.tokens = ids, da.positions = ids, da.q_indptr = ids, da.kv_lens = ids;
+    da.block_table = ids, da.logits = logits;
+    switch (i) {
+    case 0: da.n_seqs = 0; break;
+    case 1: da.n_tokens = 0; break;
+    case 2: da.tokens = NULL; break;
+    case 3: da.positions = NULL; break;
+    case 4: da.q_indptr = NULL; break;
+    case 5: da.kv_lens = NULL; break;
+    case 6: da.block_table = NULL; break;
+    case 7: da.logits = NULL; break;
+    case 8: da.parents = par; break;
+    default: da.parents = par, da.prefix_lens = ids, da.n_tokens = 257; break;
+    }
+    EXPECT_REFUSED(deco_forward_device(model, kc, &da), device[i].status, device[i].message);
+  }
 
-  deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
-  p.max_seqs = 3;
-  EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_model_plan: p->max_seqs = 3 outside [1, 2]");
-  p.max_seqs = 2;
-  EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_model_plan: p->max_tokens = 1 outside [2, 1048576]");
-  p.max_tokens = 600;
-  p.causal = 2;
-  EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_model_plan: p->causal = 2 outside [0, 1]");
-  p.causal = 1;
-  p.tree = -1;
-  EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_model_plan: p->tree = -1 outside [0, 1]");
-  p.tree = 1;
-  EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT,
-                 "deco_model_plan: 600 tokens for 2 trees of at most 256 nodes");
+  static const char *const plan[] = {
+      "deco_model_plan: p->max_seqs = 3 outside [1, 2]", "deco_model_plan: p->max_tokens = 1 outside [2, 1048576]",
+      "deco_model_plan: p->causal = 2 outside [0, 1]", "deco_model_plan: p->tree = -1 outside [0, 1]",
+      "deco_model_plan: 600 tokens for 2 trees of at most 256 nodes"};
+  for (int i = 0; i < (int)(sizeof plan / sizeof plan[0]); ++i) {
+    deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
+    p.max_seqs = i == 0 ? 3 : 2;
+    p.max_tokens = i <= 1 ? 1 : 600;
+    p.causal = i == 2 ? 2 : 1;
+    p.tree = i == 3 ? -1 : i == 4;
+    EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT, plan[i]);
+  }
   deco_kv_cache_destroy(kc);
   unload();
 }

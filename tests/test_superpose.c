@@ -678,10 +678,8 @@ Test(superpose, config_checks) {
 Test(superpose, config_messages) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
-  const int32_t bos = 1;
-  const int32_t *p = &bos;
+  const int32_t bos = 1, stop = 2;
   const int n = 1;
-  deco_superpose_result_t r;
   deco_ngram_builder_t *b;
   deco_ngram_table_t *t100, *t512;
   cr_assert_eq(deco_ngram_builder_create(100, &b), DECO_STATUS_SUCCESS);
@@ -693,8 +691,9 @@ Test(superpose, config_messages) {
   deco_ctx_t *other = deco_test_cpu_ctx();
   deco_ngram_device_t *elsewhere;
   cr_assert_eq(deco_ngram_device_create(other, t512, &elsewhere), DECO_STATUS_SUCCESS);
-  const int32_t stop = 2;
   for (int i = 0; i < 15; ++i) {
+    const int32_t *p = &bos;
+    deco_superpose_result_t r;
     deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
     c.alpha = 0.0f;
     c.steps = 8;
