@@ -330,15 +330,13 @@ static deco_status_t pick_stop_ids(run_t *r, const deco_model_hparams_t *hp, con
 static deco_status_t resolve(run_t *r, const deco_generate_config_t *in) {
   static const char op[] = "deco_generate";
   static const deco_generate_config_t defaults = DECO_GENERATE_CONFIG_INIT;
-  deco_ctx_t *ctx = r->ctx;
-  DECO_TRY(deco_sized_read(ctx, &r->c, in, &defaults, sizeof defaults, "deco_generate: config"));
-  deco_generate_config_t *c = &r->c;
+  DECO_TRY(deco_sized_read(r->ctx, &r->c, in, &defaults, sizeof defaults, "deco_generate: config"));
   const deco_model_hparams_t *hp = deco_model_get_hparams(r->m);
   DECO_TRY(check_prompt(r, hp, op));
   DECO_TRY(check_sizes(r, op));
   DECO_TRY(check_loop(r, op));
   DECO_TRY(pick_stop_ids(r, hp, op));
-  r->n_forced = r->n_prompt - 1 < c->steps ? r->n_prompt - 1 : c->steps;
+  r->n_forced = r->n_prompt - 1 < r->c.steps ? r->n_prompt - 1 : r->c.steps;
   return DECO_STATUS_SUCCESS;
 }
 
