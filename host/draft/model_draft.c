@@ -289,11 +289,33 @@ static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
+/* The context a draft sequence covers: the config's max_len (0: the
+ * draft's whole context), at most the draft's seq_len. */
+static int draft_max_len(const model_drafter_t *md) {
   const deco_model_hparams_t *hp = deco_model_get_hparams(md->dm);
   int max_len = md->cfg.max_len ? md->cfg.max_len : hp->seq_len;
   if (max_len > hp->seq_len) max_len = hp->seq_len;
-  const int reserve = max_len + DECO_TREE_MAX_NODES;
+  return max_len;
+}
+
+/* The device-resident draft's context block (chain_layout) for block-table
+ * rows of P pages, with the forwards' fixed parents: a tree's shape, or a
+ * chain's two tokens. */
+static deco_status_t plan_chain(model_drafter_t *md, deco_ctx_t *ctx, int P) {
+  const int cap = chain_cap(md), n = md->base.max_nodes, W = md->tree_width;
+  deco_arena_t a = DECO_ARENA_SIZING;
+  chain_layout(&a, &md->cb, P, cap, n, W);
+  DECO_TRY(deco_malloc(ctx, &md->chain_mem, a.bytes));
+  a = deco_arena_at(md->chain_mem);
+  chain_layout(&a, &md->cb, P, cap, n, W);
+  static const int32_t chain2[2] = {-1, 0};
+  if (W > 1) /* the forwards' parents come from deco_draft_chain's start */
+    return deco_memcpy(ctx, md->cb.shape, md->chain_parents, sizeof(int32_t) * (size_t)n, DECO_COPY_HOST_TO_CTX);
+  return deco_memcpy(ctx, md->cb.parents, chain2, sizeof chain2, DECO_COPY_HOST_TO_CTX);
+}
+
+static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
+  const int reserve = draft_max_len(md) + DECO_TREE_MAX_NODES;
   const int pages = (reserve + DRAFT_PAGE - 1) / DRAFT_PAGE;
   DECO_TRY(deco_kv_cache_create(md->dm, DRAFT_PAGE, pages * md->cfg.max_seqs, md->cfg.max_seqs, &md->kc));
   const deco_forward_plan_t fp = {.max_tokens = DECO_TREE_MAX_NODES, .max_seqs = 1, .causal = 1, .tree = 1,
@@ -313,19 +335,7 @@ static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
     return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
   /* q rows no draw writes (leaves) stay zero. */
   DECO_TRY(deco_memcpy(ctx, md->d_q, md->h_logits, sizeof(float) * rows, DECO_COPY_HOST_TO_CTX));
-  if (md->chain_len > 0) {
-    const int cap = chain_cap(md), n = md->base.max_nodes, W = md->tree_width;
-    deco_arena_t a = DECO_ARENA_SIZING;
-    chain_layout(&a, &md->cb, P, cap, n, W);
-    DECO_TRY(deco_malloc(ctx, &md->chain_mem, a.bytes));
-    a = deco_arena_at(md->chain_mem);
-    chain_layout(&a, &md->cb, P, cap, n, W);
-    static const int32_t chain2[2] = {-1, 0};
-    if (W > 1) /* the forwards' parents come from deco_draft_chain's start */
-      DECO_TRY(deco_memcpy(ctx, md->cb.shape, md->chain_parents, sizeof(int32_t) * (size_t)n, DECO_COPY_HOST_TO_CTX));
-    else
-      DECO_TRY(deco_memcpy(ctx, md->cb.parents, chain2, sizeof chain2, DECO_COPY_HOST_TO_CTX));
-  }
+  if (md->chain_len > 0) DECO_TRY(plan_chain(md, ctx, P));
   md->planned = 1;
   return DECO_STATUS_SUCCESS;
 }
@@ -354,25 +364,28 @@ static deco_status_t flush_pending(model_drafter_t *md, draft_seq_t *s) {
   return DECO_STATUS_SUCCESS;
 }
 
+/* Room for the sequences up to seq (the new ones not begun). */
+static deco_status_t grow_seqs(model_drafter_t *md, int seq) {
+  if (seq < md->n_seqs) return DECO_STATUS_SUCCESS;
+  draft_seq_t *grown = realloc(md->seqs, sizeof(draft_seq_t) * (size_t)(seq + 1));
+  if (!grown) return DECO_FAIL(md->base.ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
+  memset(grown + md->n_seqs, 0, sizeof(draft_seq_t) * (size_t)(seq + 1 - md->n_seqs));
+  md->seqs = grown;
+  md->n_seqs = seq + 1;
+  return DECO_STATUS_SUCCESS;
+}
+
 static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, const int32_t *ids, int n) {
   model_drafter_t *md = (model_drafter_t *)d;
   d->ctx = deco_model_ctx(m);
   if (!md->planned || m != md->target)
     return DECO_FAIL(d->ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "model drafter: begin before the plan, or with a model it was not made for");
-  if (seq >= md->n_seqs) {
-    draft_seq_t *grown = realloc(md->seqs, sizeof(draft_seq_t) * (size_t)(seq + 1));
-    if (!grown) return DECO_FAIL(d->ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
-    memset(grown + md->n_seqs, 0, sizeof(draft_seq_t) * (size_t)(seq + 1 - md->n_seqs));
-    md->seqs = grown;
-    md->n_seqs = seq + 1;
-  }
+  DECO_TRY(grow_seqs(md, seq));
   draft_seq_t *s = &md->seqs[seq];
   if (s->active) DECO_TRY(deco_kv_cache_release(md->kc, s->dseq));
   s->active = 0;
-  const deco_model_hparams_t *hp = deco_model_get_hparams(md->dm);
-  int max_len = md->cfg.max_len ? md->cfg.max_len : hp->seq_len;
-  if (max_len > hp->seq_len) max_len = hp->seq_len;
+  const int max_len = draft_max_len(md);
   DECO_TRY(deco_kv_cache_admit(md->kc, max_len + DECO_TREE_MAX_NODES, &s->dseq));
   s->active = 1;
   s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
