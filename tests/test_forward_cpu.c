@@ -281,3 +281,141 @@ Test(forward_cpu, bad_arguments) {
   deco_kv_cache_destroy(kc);
   unload();
 }
+
+/* The status and the whole message of a refused call. */
+#define EXPECT_REFUSED(call, status, message)                                           \
+  do {                                                                                  \
+    cr_assert_eq((call), (status), "%s", deco_last_error(ctx));                         \
+    cr_assert_str_eq(deco_last_error(ctx), (message));                                  \
+  } while (0)
+
+/* Every argument check of deco_forward, deco_forward_device and
+ * deco_model_plan names what it refused, in these words. */
+Test(forward_cpu, argument_errors_name_what_they_refuse) {
+  load();
+  deco_kv_cache_t *kc = new_cache(2);
+  int s0, s1;
+  cr_assert_eq(deco_kv_cache_admit(kc, 8, &s0), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_kv_cache_admit(kc, 600, &s1), DECO_STATUS_SUCCESS);
+  static float logits[2 * 600 * 512];
+  static int32_t ids[600];
+  int32_t par[3] = {-1, 0, 1};
+  int n[2] = {1, 1}, seqs[2] = {s0, s0};
+  deco_forward_args_t fa = {.n_seqs = 1, .seqs = seqs, .n_new = n, .tokens = ids, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = logits};
+  fa.n_seqs = 3;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                 "deco_forward: a->n_seqs = 3 outside [1, 2]");
+  fa.n_seqs = 1;
+  fa.seqs = NULL;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->seqs is NULL");
+  fa.seqs = seqs;
+  fa.n_new = NULL;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->n_new is NULL");
+  fa.n_new = n;
+  fa.logits = NULL;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->logits is NULL");
+  fa.logits = logits;
+  fa.tokens = NULL;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER,
+                 "deco_forward: tokens and embeds are both NULL");
+  fa.tokens = ids;
+  fa.logits_mode = (deco_logits_mode_t)7;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT, "deco_forward: logits_mode = 7");
+  fa.logits_mode = DECO_LOGITS_LAST;
+  seqs[0] = -1;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                 "deco_forward: seqs[0] = -1 is not an admitted sequence");
+  seqs[0] = s0;
+  fa.n_seqs = 2;
+  {
+    char want[96];
+    snprintf(want, sizeof want, "deco_forward: sequence %d appears twice in the batch", s0);
+    EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT, want);
+  }
+  fa.n_seqs = 1;
+  n[0] = 0;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                 "deco_forward: n_new[0] = 0 outside [1, 1048576]");
+  fa.parents = par;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                 "deco_forward: n_new[0] = 0 outside [1, 256]");
+  fa.parents = NULL;
+  n[0] = 3;
+  fa.logits_mode = DECO_LOGITS_TAIL;
+  fa.n_tail = 4;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                 "deco_forward: n_tail = 4 outside [1, n_new[0] = 3]");
+  fa.logits_mode = DECO_LOGITS_LAST;
+  n[0] = 17;
+  {
+    char want[96];
+    snprintf(want, sizeof want, "deco_forward: sequence %d has 0 + 17 slots but reserved 16", s0);
+    EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY, want);
+  }
+  seqs[0] = s1;
+  n[0] = 513;
+  {
+    char want[96];
+    snprintf(want, sizeof want, "deco_forward: sequence %d would reach position 512 >= seq_len 512", s1);
+    EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY, want);
+  }
+  n[0] = 3;
+  ids[2] = 512;
+  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                 "deco_forward: tokens[2] = 512 outside the vocabulary [0, 512)");
+  ids[2] = 0;
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s0), 0, "a refused forward must not commit");
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s1), 0, "a refused forward must not commit");
+
+  /* The device forward's batch is in context memory: only host-known
+   * sizes and pointers are checked (none is read before they pass). */
+  static const struct {
+    deco_status_t status;
+    const char *message;
+  } device[] = {
+      {DECO_STATUS_INVALID_ARGUMENT, "deco_forward_device: a->n_seqs = 0 outside [1, 2]"},
+      {DECO_STATUS_INVALID_ARGUMENT, "deco_forward_device: a->n_tokens = 0 outside [1, 1048576]"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: tokens and embeds are both NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->positions is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->q_indptr is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->kv_lens is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->block_table is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->logits is NULL"},
+      {DECO_STATUS_NULL_POINTER, "deco_forward_device: a->prefix_lens is NULL"},
+      {DECO_STATUS_INVALID_ARGUMENT, "deco_forward_device: 257 tokens for 1 trees of at most 256 nodes"},
+  };
+  for (int i = 0; i < (int)(sizeof device / sizeof device[0]); ++i) {
+    deco_forward_device_args_t da = DECO_FORWARD_DEVICE_ARGS_INIT;
+    da.n_seqs = 1, da.n_tokens = 1, da.tokens = ids, da.positions = ids, da.q_indptr = ids, da.kv_lens = ids;
+    da.block_table = ids, da.logits = logits;
+    switch (i) {
+    case 0: da.n_seqs = 0; break;
+    case 1: da.n_tokens = 0; break;
+    case 2: da.tokens = NULL; break;
+    case 3: da.positions = NULL; break;
+    case 4: da.q_indptr = NULL; break;
+    case 5: da.kv_lens = NULL; break;
+    case 6: da.block_table = NULL; break;
+    case 7: da.logits = NULL; break;
+    case 8: da.parents = par; break;
+    default: da.parents = par, da.prefix_lens = ids, da.n_tokens = 257; break;
+    }
+    EXPECT_REFUSED(deco_forward_device(model, kc, &da), device[i].status, device[i].message);
+  }
+
+  static const char *const plan[] = {
+      "deco_model_plan: p->max_seqs = 3 outside [1, 2]", "deco_model_plan: p->max_tokens = 1 outside [2, 1048576]",
+      "deco_model_plan: p->causal = 2 outside [0, 1]", "deco_model_plan: p->tree = -1 outside [0, 1]",
+      "deco_model_plan: 600 tokens for 2 trees of at most 256 nodes"};
+  for (int i = 0; i < (int)(sizeof plan / sizeof plan[0]); ++i) {
+    deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
+    p.max_seqs = i == 0 ? 3 : 2;
+    p.max_tokens = i <= 1 ? 1 : 600;
+    p.causal = i == 2 ? 2 : 1;
+    p.tree = i == 3 ? -1 : i == 4;
+    EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT, plan[i]);
+  }
+  deco_kv_cache_destroy(kc);
+  unload();
+}

@@ -2,7 +2,8 @@
  * CPU backend, end to end on stories260K: greedy prompt-lookup decoding
  * reproduces the llama2.c fixtures exactly (it must equal plain greedy
  * decoding token for token), commits more than one token per forward, and
- * stochastic verification (deterministic drafts) is reproducible.
+ * stochastic verification (deterministic drafts) is reproducible; and
+ * deco_generate's configuration checks, message by message.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -200,6 +201,52 @@ Test(spec_cpu, drafter_by_hand_equals_generate) {
   deco_spec_engine_destroy(eng);
   deco_kv_cache_destroy(kc);
   deco_drafter_destroy(d);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* Every check of deco_generate's configuration against the model and the
+ * prompt refuses with its status and these words. */
+Test(spec_cpu, config_messages) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_drafter_t *lookup;
+  const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+  cr_assert_eq(deco_drafter_create_lookup(&lc, &lookup), DECO_STATUS_SUCCESS);
+  const int32_t ok[2] = {1, 5}, bad[2] = {1, 512}, stop = 2;
+  deco_generate_stats_t st;
+  for (int i = 0; i < 11; ++i) {
+    deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+    c.steps = 8;
+    const int32_t *prompt = ok;
+    int n_prompt = 2;
+    deco_status_t want = DECO_STATUS_INVALID_ARGUMENT;
+    const char *msg = NULL;
+    switch (i) {
+    case 0: n_prompt = 0, msg = "deco_generate: r->n_prompt = 0 outside [1, 1073741824]"; break;
+    case 1: c.steps = 513, msg = "deco_generate: c->steps = 513 outside [1, 512]"; break;
+    case 2: prompt = bad, msg = "deco_generate: prompt[1] = 512 outside the vocabulary [0, 512)"; break;
+    case 3: c.page_size = -1, msg = "deco_generate: c->page_size = -1 outside [1, 65536]"; break;
+    case 4: c.replay_chunk = 1 << 21, msg = "deco_generate: c->replay_chunk = 2097152 outside [1, 1048576]"; break;
+    case 5: c.top_k = -1, msg = "deco_generate: c->top_k = -1 outside [0, 16777216]"; break;
+    case 6: c.graph = 1, msg = "deco_generate: graph needs device_resident"; break;
+    case 7:
+      c.graph = 1, c.device_resident = 1, want = DECO_STATUS_UNSUPPORTED;
+      msg = "deco_generate: CUDA graphs need the CUDA backend";
+      break;
+    case 8:
+      c.device_resident = 1, c.drafter = lookup, want = DECO_STATUS_UNSUPPORTED;
+      msg = "deco_generate: the lookup drafter drafts on the host; it has no device-resident loop";
+      break;
+    case 9: c.stop_ids = &stop, c.n_stop_ids = 0, msg = "deco_generate: c->n_stop_ids = 0 outside [1, 64]"; break;
+    default: /* every check passes */
+      c.stop_ids = &stop, c.n_stop_ids = 1, want = DECO_STATUS_SUCCESS;
+      break;
+    }
+    cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &st), want, "case %d: %s", i, deco_last_error(ctx));
+    if (msg) cr_assert_str_eq(deco_last_error(ctx), msg, "case %d: %s", i, deco_last_error(ctx));
+  }
+  deco_drafter_destroy(lookup);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }

@@ -672,3 +672,72 @@ Test(superpose, config_checks) {
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }
+
+/* Every check of the configuration against the model refuses with its
+ * status and these words (the first failing check, in the order below). */
+Test(superpose, config_messages) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int32_t bos = 1, stop = 2;
+  const int n = 1;
+  deco_ngram_builder_t *b;
+  deco_ngram_table_t *t100, *t512;
+  cr_assert_eq(deco_ngram_builder_create(100, &b), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_ngram_builder_finish(b, DECO_NGRAM_DEFAULT_MAX_BYTES, 0, &t100), DECO_STATUS_SUCCESS);
+  deco_ngram_builder_destroy(b);
+  cr_assert_eq(deco_ngram_builder_create(512, &b), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_ngram_builder_finish(b, DECO_NGRAM_DEFAULT_MAX_BYTES, 0, &t512), DECO_STATUS_SUCCESS);
+  deco_ngram_builder_destroy(b);
+  deco_ctx_t *other = deco_test_cpu_ctx();
+  deco_ngram_device_t *elsewhere;
+  cr_assert_eq(deco_ngram_device_create(other, t512, &elsewhere), DECO_STATUS_SUCCESS);
+  for (int i = 0; i < 15; ++i) {
+    const int32_t *p = &bos;
+    deco_superpose_result_t r;
+    deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
+    c.alpha = 0.0f;
+    c.steps = 8;
+    deco_status_t want = DECO_STATUS_INVALID_ARGUMENT;
+    const char *msg = NULL;
+    switch (i) {
+    case 0: c.k = 0, msg = "deco_superpose: k = 0 drafts outside [1, 16]"; break;
+    case 1: c.m = 17, msg = "deco_superpose: m = 17 candidates outside [1, 16] (vocabulary 512)"; break;
+    case 2: c.temperature = INFINITY, msg = "deco_superpose: temperature = inf must be finite and > 0"; break;
+    case 3: c.alpha = NAN, msg = "deco_superpose: alpha = nan outside [0, 1]"; break;
+    case 4: c.lambda[2] = 1.5f, msg = "deco_superpose: lambda[2] (order 4) = 1.5 outside [0, 1]"; break;
+    case 5: c.penalty = -1.0f, msg = "deco_superpose: penalty = -1 must be finite and >= 0"; break;
+    case 6: c.steps = 0, msg = "deco_superpose: steps = 0 outside [1, seq_len = 512]"; break;
+    case 7: c.replay_chunk = -1, msg = "deco_superpose: c->replay_chunk = -1 outside [1, 1048576]"; break;
+    case 8: c.page_size = 1 << 17, msg = "deco_superpose: c->page_size = 131072 outside [1, 65536]"; break;
+    case 9:
+      c.graph = 1, want = DECO_STATUS_UNSUPPORTED, msg = "deco_superpose: CUDA graphs need the CUDA backend";
+      break;
+    case 10:
+      c.alpha = 0.5f, want = DECO_STATUS_NULL_POINTER;
+      msg = "deco_superpose: alpha = 0.5 needs an n-gram table (alpha 0 turns them off)";
+      break;
+    case 11:
+      c.alpha = 0.5f, c.ngram = t512, c.ngram_device = elsewhere;
+      msg = "deco_superpose: ngram_device lives in another context than the model";
+      break;
+    case 12:
+      c.alpha = 0.5f, c.ngram = t100, msg = "deco_superpose: the n-gram table's vocabulary is 100, the model's 512";
+      break;
+    case 13:
+      c.stop_ids = &stop, c.n_stop_ids = 0, msg = "deco_superpose: c->n_stop_ids = 0 outside [1, 64]";
+      break;
+    default: /* the config passes; the prompt does not */
+      c.stop_ids = &stop, c.n_stop_ids = 1, p = NULL, want = DECO_STATUS_NULL_POINTER;
+      msg = "deco_superpose: prompts[0] is NULL";
+      break;
+    }
+    cr_assert_eq(deco_superpose_generate(m, 1, &p, &n, &c, &r), want, "case %d: %s", i, deco_last_error(ctx));
+    cr_assert_str_eq(deco_last_error(ctx), msg, "case %d: %s", i, deco_last_error(ctx));
+  }
+  deco_ngram_device_destroy(elsewhere);
+  deco_ctx_destroy(other);
+  deco_ngram_table_destroy(t100);
+  deco_ngram_table_destroy(t512);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

@@ -128,12 +128,8 @@ static const deco_drafter_ops_t model_ops;
 
 /* ---- Configuration ---- */
 
-static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_t *in, deco_model_draft_config_t *c,
-                                 const char *op) {
-  static const deco_model_draft_config_t defaults = DECO_MODEL_DRAFT_CONFIG_INIT;
-  char what[96];
-  snprintf(what, sizeof what, "%s: config", op);
-  DECO_TRY(deco_sized_read(ctx, c, in, &defaults, sizeof *c, what));
+/* The config's integer fields within their ranges. */
+static deco_status_t check_ranges(deco_ctx_t *ctx, const deco_model_draft_config_t *c, const char *op) {
   DECO_CHECK_RANGE(ctx, c->draft_len, 1, DECO_TREE_MAX_NODES - 1, op);
   DECO_CHECK_RANGE(ctx, c->width, 1, DRAFT_MAX_WIDTH, op);
   DECO_CHECK_RANGE(ctx, c->max_nodes, 0, DECO_TREE_MAX_NODES - 1, op);
@@ -142,6 +138,16 @@ static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_
   DECO_CHECK_RANGE(ctx, c->max_seqs, 0, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, c->layer_parallel, 0, DECO_MAX_LAYER_GROUP, op);
   DECO_CHECK_RANGE(ctx, c->no_calibrate, 0, 1, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_t *in, deco_model_draft_config_t *c,
+                                 const char *op) {
+  static const deco_model_draft_config_t defaults = DECO_MODEL_DRAFT_CONFIG_INIT;
+  char what[96];
+  snprintf(what, sizeof what, "%s: config", op);
+  DECO_TRY(deco_sized_read(ctx, c, in, &defaults, sizeof *c, what));
+  DECO_TRY(check_ranges(ctx, c, op));
   if (!(c->temperature >= 0.0f) || !isfinite(c->temperature))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature %g is not a finite value >= 0", op,
                      (double)c->temperature);
@@ -283,11 +289,33 @@ static deco_status_t model_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
+/* The context a draft sequence covers: the config's max_len (0: the
+ * draft's whole context), at most the draft's seq_len. */
+static int draft_max_len(const model_drafter_t *md) {
   const deco_model_hparams_t *hp = deco_model_get_hparams(md->dm);
   int max_len = md->cfg.max_len ? md->cfg.max_len : hp->seq_len;
   if (max_len > hp->seq_len) max_len = hp->seq_len;
-  const int reserve = max_len + DECO_TREE_MAX_NODES;
+  return max_len;
+}
+
+/* The device-resident draft's context block (chain_layout) for block-table
+ * rows of P pages, with the forwards' fixed parents: a tree's shape, or a
+ * chain's two tokens. */
+static deco_status_t plan_chain(model_drafter_t *md, deco_ctx_t *ctx, int P) {
+  const int cap = chain_cap(md), n = md->base.max_nodes, W = md->tree_width;
+  deco_arena_t a = DECO_ARENA_SIZING;
+  chain_layout(&a, &md->cb, P, cap, n, W);
+  DECO_TRY(deco_malloc(ctx, &md->chain_mem, a.bytes));
+  a = deco_arena_at(md->chain_mem);
+  chain_layout(&a, &md->cb, P, cap, n, W);
+  static const int32_t chain2[2] = {-1, 0};
+  if (W > 1) /* the forwards' parents come from deco_draft_chain's start */
+    return deco_memcpy(ctx, md->cb.shape, md->chain_parents, sizeof(int32_t) * (size_t)n, DECO_COPY_HOST_TO_CTX);
+  return deco_memcpy(ctx, md->cb.parents, chain2, sizeof chain2, DECO_COPY_HOST_TO_CTX);
+}
+
+static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
+  const int reserve = draft_max_len(md) + DECO_TREE_MAX_NODES;
   const int pages = (reserve + DRAFT_PAGE - 1) / DRAFT_PAGE;
   DECO_TRY(deco_kv_cache_create(md->dm, DRAFT_PAGE, pages * md->cfg.max_seqs, md->cfg.max_seqs, &md->kc));
   const deco_forward_plan_t fp = {.max_tokens = DECO_TREE_MAX_NODES, .max_seqs = 1, .causal = 1, .tree = 1,
@@ -307,19 +335,7 @@ static deco_status_t plan_buffers(model_drafter_t *md, deco_ctx_t *ctx) {
     return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
   /* q rows no draw writes (leaves) stay zero. */
   DECO_TRY(deco_memcpy(ctx, md->d_q, md->h_logits, sizeof(float) * rows, DECO_COPY_HOST_TO_CTX));
-  if (md->chain_len > 0) {
-    const int cap = chain_cap(md), n = md->base.max_nodes, W = md->tree_width;
-    deco_arena_t a = DECO_ARENA_SIZING;
-    chain_layout(&a, &md->cb, P, cap, n, W);
-    DECO_TRY(deco_malloc(ctx, &md->chain_mem, a.bytes));
-    a = deco_arena_at(md->chain_mem);
-    chain_layout(&a, &md->cb, P, cap, n, W);
-    static const int32_t chain2[2] = {-1, 0};
-    if (W > 1) /* the forwards' parents come from deco_draft_chain's start */
-      DECO_TRY(deco_memcpy(ctx, md->cb.shape, md->chain_parents, sizeof(int32_t) * (size_t)n, DECO_COPY_HOST_TO_CTX));
-    else
-      DECO_TRY(deco_memcpy(ctx, md->cb.parents, chain2, sizeof chain2, DECO_COPY_HOST_TO_CTX));
-  }
+  if (md->chain_len > 0) DECO_TRY(plan_chain(md, ctx, P));
   md->planned = 1;
   return DECO_STATUS_SUCCESS;
 }
@@ -348,25 +364,28 @@ static deco_status_t flush_pending(model_drafter_t *md, draft_seq_t *s) {
   return DECO_STATUS_SUCCESS;
 }
 
+/* Room for the sequences up to seq (the new ones not begun). */
+static deco_status_t grow_seqs(model_drafter_t *md, int seq) {
+  if (seq < md->n_seqs) return DECO_STATUS_SUCCESS;
+  draft_seq_t *grown = realloc(md->seqs, sizeof(draft_seq_t) * (size_t)(seq + 1));
+  if (!grown) return DECO_FAIL(md->base.ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
+  memset(grown + md->n_seqs, 0, sizeof(draft_seq_t) * (size_t)(seq + 1 - md->n_seqs));
+  md->seqs = grown;
+  md->n_seqs = seq + 1;
+  return DECO_STATUS_SUCCESS;
+}
+
 static deco_status_t model_begin(deco_drafter_t *d, deco_model_t *m, int seq, const int32_t *ids, int n) {
   model_drafter_t *md = (model_drafter_t *)d;
   d->ctx = deco_model_ctx(m);
   if (!md->planned || m != md->target)
     return DECO_FAIL(d->ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "model drafter: begin before the plan, or with a model it was not made for");
-  if (seq >= md->n_seqs) {
-    draft_seq_t *grown = realloc(md->seqs, sizeof(draft_seq_t) * (size_t)(seq + 1));
-    if (!grown) return DECO_FAIL(d->ctx, DECO_STATUS_OUT_OF_MEMORY, "model drafter: out of host memory");
-    memset(grown + md->n_seqs, 0, sizeof(draft_seq_t) * (size_t)(seq + 1 - md->n_seqs));
-    md->seqs = grown;
-    md->n_seqs = seq + 1;
-  }
+  DECO_TRY(grow_seqs(md, seq));
   draft_seq_t *s = &md->seqs[seq];
   if (s->active) DECO_TRY(deco_kv_cache_release(md->kc, s->dseq));
   s->active = 0;
-  const deco_model_hparams_t *hp = deco_model_get_hparams(md->dm);
-  int max_len = md->cfg.max_len ? md->cfg.max_len : hp->seq_len;
-  if (max_len > hp->seq_len) max_len = hp->seq_len;
+  const int max_len = draft_max_len(md);
   DECO_TRY(deco_kv_cache_admit(md->kc, max_len + DECO_TREE_MAX_NODES, &s->dseq));
   s->active = 1;
   s->n = s->n_fwd = s->n_pre = s->n_committed = 0;
@@ -451,132 +470,189 @@ static void softmax_t(const float *row, int V, float temperature, float *q) {
   deco_draft_chain_softmax(row, V, deco_draft_chain_argmax(row, V), temperature, q);
 }
 
-static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *tokens, int32_t *parents, int *n_nodes) {
-  model_drafter_t *md = (model_drafter_t *)d;
-  deco_ctx_t *ctx = d->ctx;
-  draft_seq_t *s = seq_of(md, seq);
-  if (!s) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
-  DECO_TRY(rewind_round(md, s, 0)); /* a draft again without an observation between */
+/* A host round's working state (model_draft_host): the draft-local tree
+ * grows level by level in s->tok and s->par; cand holds the children the
+ * current level chose. */
+typedef struct host_round {
+  model_drafter_t *md;
+  draft_seq_t *s;
+  int len;                             /* the draft cache's length when the round began */
+  int np, root;                        /* pending ids (the chain down to the root), the root's node */
+  int sampled_kind;                    /* the drafts are verified as draws: their q rows go to d_q */
+  int sampled;                         /* the children are drawn from q (else the top w) */
+  int budget, depth;                   /* nodes and levels left to draft */
+  int f0, f1;                          /* the frontier: nodes [f0, f1) */
+  double pathlp[DECO_TREE_MAX_NODES];  /* a node's path log-probability below the root */
+  candidate_t cand[DECO_TREE_MAX_NODES * DRAFT_MAX_WIDTH];
+  int n_cand;
+} host_round_t;
+
+/* The round's kind and limits, and the pending ids as a chain ending at
+ * the root (the first frontier). */
+static void start_round(host_round_t *rd, model_drafter_t *md, draft_seq_t *s) {
   const deco_model_draft_config_t *c = &md->cfg;
-  /* Calibration: the pending chain (the accepted ids, whose K/V the last
-   * round wrote approximately, and the bonus as the root) is the first
-   * level's forward, run with the sequential schedule: the one pass that
-   * rewrites their K/V exactly also gives the root's logits, the first
-   * draft level. The chain is then committed and the deeper levels forward
-   * only the drafted nodes, under the grouped schedule; a tree of width > 1
-   * keeps its root as the top of those forwards (one root per tree), so its
-   * K/V is recomputed there and it runs again next round. */
-  const int V = md->vocab, np = s->n_pending, root = np - 1;
-  const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
+  const int np = s->n_pending;
   const int seq_len = deco_model_get_hparams(md->dm)->seq_len;
-  s->round_len = len;
+  rd->md = md;
+  rd->s = s;
+  rd->np = np;
+  rd->root = np - 1;
+  rd->len = deco_kv_cache_seq_len(md->kc, s->dseq);
+  s->round_len = rd->len;
   /* The test-only wrong rule: top-w drafts verified as draws from q. */
   const int mutant = deco_model_draft_mutant == DECO_MODEL_DRAFT_MUTANT_TOP_AS_SAMPLED;
-  const int sampled_kind = c->temperature > 0.0f && (c->width == 1 || c->sample_siblings || mutant);
-  const int sampled = sampled_kind && !mutant;
-  s->kind = !sampled_kind ? DECO_DRAFT_DETERMINISTIC : c->width == 1 ? DECO_DRAFT_CHAIN
-                                                                     : DECO_DRAFT_TREE_WITHOUT_REPLACEMENT;
+  rd->sampled_kind = c->temperature > 0.0f && (c->width == 1 || c->sample_siblings || mutant);
+  rd->sampled = rd->sampled_kind && !mutant;
+  s->kind = !rd->sampled_kind ? DECO_DRAFT_DETERMINISTIC : c->width == 1 ? DECO_DRAFT_CHAIN
+                                                                         : DECO_DRAFT_TREE_WITHOUT_REPLACEMENT;
   s->n = np;
   s->n_pre = np;
   s->n_fwd = 0;
   s->n_committed = 0;
-  /* A chain's levels each add one node below the last: the nodes a level
-   * forwarded are committed ahead (rewind_round takes them back at
-   * observe), so the next level forwards its one new node against them as
-   * prefix. A tree re-forwards every node above its frontier (its nodes are
-   * not a prefix). */
-  const int chain = c->width == 1;
   for (int j = 0; j < np; ++j) {
     s->tok[j] = s->pending[j];
     s->par[j] = j - 1;
   }
-  int budget = c->max_nodes;
-  if (budget > DECO_TREE_MAX_NODES - np) budget = DECO_TREE_MAX_NODES - np;
-  int depth = c->draft_len;
-  if (depth > seq_len - len - np) depth = seq_len - len - np; /* every node's position < seq_len */
-  double pathlp[DECO_TREE_MAX_NODES];
-  pathlp[root] = 0;
-  int f0 = root, f1 = np; /* the frontier */
-  candidate_t cand[DECO_TREE_MAX_NODES * DRAFT_MAX_WIDTH];
-  const uint32_t root_pos = (uint32_t)(len + root);
+  rd->budget = c->max_nodes;
+  if (rd->budget > DECO_TREE_MAX_NODES - np) rd->budget = DECO_TREE_MAX_NODES - np;
+  rd->depth = c->draft_len;
+  if (rd->depth > seq_len - rd->len - np) rd->depth = seq_len - rd->len - np; /* every node's position < seq_len */
+  rd->pathlp[rd->root] = 0;
+  rd->f0 = rd->root;
+  rd->f1 = np;
+}
+
+/* One level's tree forward of every node above the frontier that is not
+ * committed yet; the frontier's rows of logits land in h_logits.
+ *
+ * Calibration: the pending chain (the accepted ids, whose K/V the last
+ * round wrote approximately, and the bonus as the root) is the first
+ * level's forward, run with the sequential schedule: the one pass that
+ * rewrites their K/V exactly also gives the root's logits, the first
+ * draft level. The chain is then committed and the deeper levels forward
+ * only the drafted nodes, under the grouped schedule; a tree of width > 1
+ * keeps its root as the top of those forwards (one root per tree), so its
+ * K/V is recomputed there and it runs again next round.
+ *
+ * A chain's levels each add one node below the last: the nodes a level
+ * forwarded are committed ahead (rewind_round takes them back at
+ * observe), so the next level forwards its one new node against them as
+ * prefix. A tree re-forwards every node above its frontier (its nodes are
+ * not a prefix). */
+static deco_status_t forward_level(host_round_t *rd, int level) {
+  model_drafter_t *md = rd->md;
+  draft_seq_t *s = rd->s;
+  const int calibrating = md->calibrate && level == 1;
+  /* Nodes of this round already committed in the draft cache. */
+  const int skip = deco_kv_cache_seq_len(md->kc, s->dseq) - rd->len;
+  int n = s->n - skip;
   int32_t lpar[DECO_TREE_MAX_NODES]; /* parents local to a forward that skips the committed chain */
-  for (int level = 1; level <= depth && budget > 0 && f1 > f0; ++level) {
-    /* Nodes of this round already committed in the draft cache. */
-    const int skip = deco_kv_cache_seq_len(md->kc, s->dseq) - len;
-    int n = s->n - skip;
-    for (int j = 0; j < n; ++j) lpar[j] = s->par[skip + j] < skip ? -1 : s->par[skip + j] - skip;
-    /* The frontier is the forward's last f1 - f0 nodes (levels are
-     * appended in order): only their rows of logits. */
-    const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok + skip,
-                                    .embeds = NULL, .parents = lpar, .logits_mode = DECO_LOGITS_TAIL,
-                                    .logits = md->d_logits,
-                                    .schedule = md->calibrate && level == 1 ? &md->exact : NULL,
-                                    .n_tail = f1 - f0};
-    DECO_TRY(deco_forward(md->dm, md->kc, &fa));
-    md->forwards++;
-    md->tokens += n;
-    s->n_fwd = s->n;
-    DECO_TRY(deco_memcpy(ctx, md->h_logits, md->d_logits, sizeof(float) * (size_t)(f1 - f0) * V,
-                         DECO_COPY_CTX_TO_HOST));
-    if (md->calibrate && level == 1) {
-      /* Every pending id is final: their exact K/V is committed. */
-      s->n_committed = c->width > 1 ? np - 1 : np;
-      DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, s->n_committed));
-    } else if (chain) {
-      DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, n));
+  for (int j = 0; j < n; ++j) lpar[j] = s->par[skip + j] < skip ? -1 : s->par[skip + j] - skip;
+  /* The frontier is the forward's last f1 - f0 nodes (levels are
+   * appended in order): only their rows of logits. */
+  const deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s->dseq, .n_new = &n, .tokens = s->tok + skip,
+                                  .embeds = NULL, .parents = lpar, .logits_mode = DECO_LOGITS_TAIL,
+                                  .logits = md->d_logits, .schedule = calibrating ? &md->exact : NULL,
+                                  .n_tail = rd->f1 - rd->f0};
+  DECO_TRY(deco_forward(md->dm, md->kc, &fa));
+  md->forwards++;
+  md->tokens += n;
+  s->n_fwd = s->n;
+  DECO_TRY(deco_memcpy(md->base.ctx, md->h_logits, md->d_logits, sizeof(float) * (size_t)(rd->f1 - rd->f0) * md->vocab,
+                       DECO_COPY_CTX_TO_HOST));
+  if (calibrating) {
+    /* Every pending id is final: their exact K/V is committed. */
+    s->n_committed = md->cfg.width > 1 ? rd->np - 1 : rd->np;
+    return deco_kv_cache_commit(md->kc, s->dseq, s->n_committed);
+  }
+  if (md->cfg.width == 1) return deco_kv_cache_commit(md->kc, s->dseq, n);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* q of frontier node f (softmax of its row of logits) in h_q, and in d_q's
+ * row of its node in the target's tree. */
+static deco_status_t store_q(host_round_t *rd, int f) {
+  model_drafter_t *md = rd->md;
+  const int V = md->vocab;
+  softmax_t(md->h_logits + (size_t)(f - rd->f0) * V, V, md->cfg.temperature, md->h_q);
+  return deco_memcpy(md->base.ctx, md->d_q + (size_t)(f - rd->root) * V, md->h_q, sizeof(float) * (size_t)V,
+                     DECO_COPY_HOST_TO_CTX);
+}
+
+/* Top-w children of every frontier node, best path probability first,
+ * this level's share of the budget; kept in parent and rank order. */
+static deco_status_t top_w_children(host_round_t *rd, int level) {
+  model_drafter_t *md = rd->md;
+  const int V = md->vocab;
+  rd->n_cand = 0;
+  for (int f = rd->f0; f < rd->f1; ++f) {
+    int32_t ids[DRAFT_MAX_WIDTH];
+    double lp[DRAFT_MAX_WIDTH];
+    const int k = top_w(md->h_logits + (size_t)(f - rd->f0) * V, V, md->cfg.width, ids, lp);
+    if (rd->sampled_kind) DECO_TRY(store_q(rd, f));
+    for (int r = 0; r < k; ++r)
+      rd->cand[rd->n_cand++] =
+          (candidate_t){.parent = f, .rank = r, .token = ids[r], .score = rd->pathlp[f] + lp[r]};
+  }
+  int share = (rd->budget + (rd->depth - level)) / (rd->depth - level + 1);
+  if (share < 1) share = 1;
+  if (share > rd->n_cand) share = rd->n_cand;
+  qsort(rd->cand, (size_t)rd->n_cand, sizeof *rd->cand, by_score);
+  rd->n_cand = share;
+  qsort(rd->cand, (size_t)rd->n_cand, sizeof *rd->cand, by_parent);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Each frontier node's children drawn from its q (siblings without
+ * replacement), in node order until the budget is spent. */
+static deco_status_t drawn_children(host_round_t *rd) {
+  const deco_model_draft_config_t *c = &rd->md->cfg;
+  const int V = rd->md->vocab;
+  const uint32_t root_pos = (uint32_t)(rd->len + rd->root);
+  rd->n_cand = 0;
+  for (int f = rd->f0; f < rd->f1 && rd->n_cand < rd->budget; ++f) {
+    DECO_TRY(store_q(rd, f));
+    const int tnode = f - rd->root; /* the node's index in the target's tree */
+    int32_t taken[DRAFT_MAX_WIDTH];
+    for (int r = 0; r < c->width && rd->n_cand < rd->budget; ++r) {
+      const float u = deco_philox_uniform(c->seed, root_pos, DECO_DRAFT_CHAIN_STREAM, (uint32_t)tnode, (uint32_t)r);
+      const int32_t x = deco_draft_chain_draw(rd->md->h_q, V, taken, r, u);
+      if (x < 0) break;
+      taken[r] = x;
+      rd->cand[rd->n_cand++] = (candidate_t){.parent = f, .rank = r, .token = x, .score = 0};
     }
-    int n_cand = 0;
-    if (!sampled) {
-      /* Top-w children of every frontier node, best path probability first,
-       * this level's share of the budget. */
-      for (int f = f0; f < f1; ++f) {
-        int32_t ids[DRAFT_MAX_WIDTH];
-        double lp[DRAFT_MAX_WIDTH];
-        const int k = top_w(md->h_logits + (size_t)(f - f0) * V, V, c->width, ids, lp);
-        if (sampled_kind) {
-          softmax_t(md->h_logits + (size_t)(f - f0) * V, V, c->temperature, md->h_q);
-          DECO_TRY(deco_memcpy(ctx, md->d_q + (size_t)(f - root) * V, md->h_q, sizeof(float) * (size_t)V,
-                               DECO_COPY_HOST_TO_CTX));
-        }
-        for (int r = 0; r < k; ++r)
-          cand[n_cand++] = (candidate_t){.parent = f, .rank = r, .token = ids[r], .score = pathlp[f] + lp[r]};
-      }
-      int share = (budget + (depth - level)) / (depth - level + 1);
-      if (share < 1) share = 1;
-      if (share > n_cand) share = n_cand;
-      qsort(cand, (size_t)n_cand, sizeof *cand, by_score);
-      n_cand = share;
-      qsort(cand, (size_t)n_cand, sizeof *cand, by_parent);
-    } else {
-      /* Each frontier node's children drawn from its q (siblings without
-       * replacement), in node order until the budget is spent. */
-      for (int f = f0; f < f1 && n_cand < budget; ++f) {
-        softmax_t(md->h_logits + (size_t)(f - f0) * V, V, c->temperature, md->h_q);
-        const int tnode = f - root; /* the node's index in the target's tree */
-        DECO_TRY(deco_memcpy(ctx, md->d_q + (size_t)tnode * V, md->h_q, sizeof(float) * (size_t)V,
-                             DECO_COPY_HOST_TO_CTX));
-        int32_t taken[DRAFT_MAX_WIDTH];
-        for (int r = 0; r < c->width && n_cand < budget; ++r) {
-          const float u =
-              deco_philox_uniform(c->seed, root_pos, DECO_DRAFT_CHAIN_STREAM, (uint32_t)tnode, (uint32_t)r);
-          const int32_t x = deco_draft_chain_draw(md->h_q, V, taken, r, u);
-          if (x < 0) break;
-          taken[r] = x;
-          cand[n_cand++] = (candidate_t){.parent = f, .rank = r, .token = x, .score = 0};
-        }
-      }
-    }
-    f0 = s->n;
-    for (int i = 0; i < n_cand; ++i) {
-      s->tok[s->n] = cand[i].token;
-      s->par[s->n] = cand[i].parent;
-      pathlp[s->n] = cand[i].score;
-      s->n++;
-    }
-    f1 = s->n;
-    budget -= n_cand;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The chosen children appended as the next level: the new frontier. */
+static void append_level(host_round_t *rd) {
+  draft_seq_t *s = rd->s;
+  rd->f0 = s->n;
+  for (int i = 0; i < rd->n_cand; ++i) {
+    s->tok[s->n] = rd->cand[i].token;
+    s->par[s->n] = rd->cand[i].parent;
+    rd->pathlp[s->n] = rd->cand[i].score;
+    s->n++;
+  }
+  rd->f1 = s->n;
+  rd->budget -= rd->n_cand;
+}
+
+static deco_status_t model_draft_host(deco_drafter_t *d, int seq, int32_t *tokens, int32_t *parents, int *n_nodes) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  draft_seq_t *s = seq_of(md, seq);
+  if (!s) return DECO_FAIL(d->ctx, DECO_STATUS_INVALID_ARGUMENT, "model drafter: sequence %d was not begun", seq);
+  DECO_TRY(rewind_round(md, s, 0)); /* a draft again without an observation between */
+  host_round_t rd;
+  start_round(&rd, md, s);
+  for (int level = 1; level <= rd.depth && rd.budget > 0 && rd.f1 > rd.f0; ++level) {
+    DECO_TRY(forward_level(&rd, level));
+    DECO_TRY(rd.sampled ? drawn_children(&rd) : top_w_children(&rd, level));
+    append_level(&rd);
   }
   /* The target's tree: the root and what hangs below it. */
+  const int root = rd.root;
   *n_nodes = s->n - root;
   for (int j = root; j < s->n; ++j) {
     tokens[j - root] = s->tok[j];
@@ -723,6 +799,68 @@ static deco_status_t model_draft_probs(deco_drafter_t *d, int seq, deco_draft_ki
   return DECO_STATUS_SUCCESS;
 }
 
+/* The draft-local nodes of the emitted ids: the pending chain down to the
+ * root, then the child that matches each accepted draft (the bonus, the
+ * last id, is no node). */
+static deco_status_t accepted_path(model_drafter_t *md, const draft_seq_t *s, const int32_t *emitted, int n,
+                                   int32_t *path, int *n_path) {
+  int np = 0;
+  for (int j = 0; j < s->n_pre; ++j) path[np++] = j;
+  int cur = s->n_pre - 1;
+  for (int i = 0; i < n - 1; ++i) {
+    int next = -1;
+    for (int j = cur + 1; j < s->n && next < 0; ++j)
+      if (s->par[j] == cur && s->tok[j] == emitted[i]) next = j;
+    if (next < 0)
+      return DECO_FAIL(md->base.ctx, DECO_STATUS_INTERNAL,
+                       "model drafter: accepted id %d is not a child of draft node %d", emitted[i], cur);
+    path[np++] = next;
+    cur = next;
+  }
+  *n_path = np;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The first k nodes of the path, forwarded this round, moved to the
+ * draft cache's slots len.. (the target's compaction rule, run on the
+ * draft's cache); nothing moves when they already sit there. */
+static deco_status_t compact_path(model_drafter_t *md, draft_seq_t *s, const int32_t *path, int k) {
+  deco_ctx_t *ctx = md->base.ctx;
+  int identity = 1;
+  for (int i = 0; i < k; ++i) identity &= path[i] == i;
+  if (identity) return DECO_STATUS_SUCCESS;
+  const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
+  int32_t *h = md->h_ints;
+  memcpy(h, path, sizeof(int32_t) * (size_t)k);
+  h[DECO_TREE_MAX_NODES] = k;
+  h[DECO_TREE_MAX_NODES + 1] = len;
+  DECO_TRY(deco_memcpy(ctx, md->d_ints, h, sizeof(int32_t) * (DECO_TREE_MAX_NODES + 2), DECO_COPY_HOST_TO_CTX));
+  int32_t *table = md->d_ints + DECO_TREE_MAX_NODES + 2;
+  DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, table));
+  const deco_kv_cache_compact_args_t ca = {.n_seqs = 1, .block_table = table,
+                                           .prefix_lens = md->d_ints + DECO_TREE_MAX_NODES + 1,
+                                           .path = md->d_ints, .accept_len = md->d_ints + DECO_TREE_MAX_NODES};
+  return deco_kv_cache_compact(md->kc, &ca);
+}
+
+/* How many nodes of the accepted path stay committed in the draft cache
+ * (*k); the rest runs again as pending ids. */
+static deco_status_t commit_path(model_drafter_t *md, draft_seq_t *s, const int32_t *path, int n_path, int *k) {
+  if (s->n_committed > 0) {
+    /* Calibrating: the chain is in the cache (a tree's root aside); the
+     * accepted drafts (grouped, approximate K/V) and the bonus run again,
+     * sequentially. */
+    *k = s->n_committed;
+    return DECO_STATUS_SUCCESS;
+  }
+  int kept = 0;
+  while (!md->calibrate && kept < n_path && path[kept] < s->n_fwd) kept++; /* calibrating: no level ran */
+  *k = kept;
+  if (kept == 0) return DECO_STATUS_SUCCESS;
+  DECO_TRY(compact_path(md, s, path, kept));
+  return deco_kv_cache_commit(md->kc, s->dseq, kept);
+}
+
 /* The accepted drafts and the bonus: the accepted path of forwarded nodes
  * is compacted and committed in the draft cache; the rest is pending. */
 static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n) {
@@ -738,47 +876,9 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
                      "model drafter: sequence %d observed %d ids with no draft since the last observation or begin", seq,
                      n);
   int32_t path[DECO_TREE_MAX_NODES];
-  int n_path = 0;
-  for (int j = 0; j < s->n_pre; ++j) path[n_path++] = j;
-  int cur = s->n_pre - 1;
-  for (int i = 0; i < n - 1; ++i) {
-    int next = -1;
-    for (int j = cur + 1; j < s->n && next < 0; ++j)
-      if (s->par[j] == cur && s->tok[j] == emitted[i]) next = j;
-    if (next < 0)
-      return DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "model drafter: accepted id %d is not a child of draft node %d",
-                       emitted[i], cur);
-    path[n_path++] = next;
-    cur = next;
-  }
-  int k = 0;
-  if (s->n_committed > 0) {
-    /* Calibrating: the chain is in the cache (a tree's root aside); the
-     * accepted drafts (grouped, approximate K/V) and the bonus run again,
-     * sequentially. */
-    k = s->n_committed;
-  } else {
-    while (!md->calibrate && k < n_path && path[k] < s->n_fwd) k++; /* calibrating: no level ran */
-    if (k > 0) {
-      int identity = 1;
-      for (int i = 0; i < k; ++i) identity &= path[i] == i;
-      const int len = deco_kv_cache_seq_len(md->kc, s->dseq);
-      if (!identity) {
-        int32_t *h = md->h_ints;
-        memcpy(h, path, sizeof(int32_t) * (size_t)k);
-        h[DECO_TREE_MAX_NODES] = k;
-        h[DECO_TREE_MAX_NODES + 1] = len;
-        DECO_TRY(deco_memcpy(ctx, md->d_ints, h, sizeof(int32_t) * (DECO_TREE_MAX_NODES + 2), DECO_COPY_HOST_TO_CTX));
-        int32_t *table = md->d_ints + DECO_TREE_MAX_NODES + 2;
-        DECO_TRY(deco_kv_cache_block_table(md->kc, &s->dseq, 1, table));
-        const deco_kv_cache_compact_args_t ca = {.n_seqs = 1, .block_table = table,
-                                                 .prefix_lens = md->d_ints + DECO_TREE_MAX_NODES + 1,
-                                                 .path = md->d_ints, .accept_len = md->d_ints + DECO_TREE_MAX_NODES};
-        DECO_TRY(deco_kv_cache_compact(md->kc, &ca));
-      }
-      DECO_TRY(deco_kv_cache_commit(md->kc, s->dseq, k));
-    }
-  }
+  int n_path, k;
+  DECO_TRY(accepted_path(md, s, emitted, n, path, &n_path));
+  DECO_TRY(commit_path(md, s, path, n_path, &k));
   int np = 0;
   for (int i = k; i < n_path; ++i) s->pending[np++] = s->tok[path[i]];
   s->pending[np++] = emitted[n - 1];

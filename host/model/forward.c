@@ -155,12 +155,49 @@ static deco_status_t resolve_schedule(deco_model_t *m, const deco_layer_schedule
   return deco_schedule_check(m->ctx, s, m->hp.n_layers, &v->max_group, what);
 }
 
+/* Host-side checks of the batch's sequence i: admitted, listed once, and
+ * new tokens that fit its reservation and the model's context. */
+static deco_status_t check_seq(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int i,
+                               const char *op) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  int s = a->seqs[i];
+  if (s < 0 || s >= kc->max_seqs || !kc->active[s])
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: seqs[%d] = %d is not an admitted sequence", op, i, s);
+  for (int j = 0; j < i; ++j)
+    if (a->seqs[j] == s)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d appears twice in the batch", op, s);
+  int n = a->n_new[i];
+  int max_new = a->parents ? DECO_TREE_MAX_NODES : DECO_MAX_FORWARD_TOKENS;
+  if (n < 1 || n > max_new)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_new[%d] = %d outside [1, %d]", op, i, n, max_new);
+  if (a->logits_mode == DECO_LOGITS_TAIL && (a->n_tail < 1 || a->n_tail > n))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_tail = %d outside [1, n_new[%d] = %d]", op, a->n_tail,
+                     i, n);
+  if (kc->len[s] + n > kc->n_seq_pages[s] * kc->page_size)
+    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d has %d + %d slots but reserved %d", op, s,
+                     kc->len[s], n, kc->n_seq_pages[s] * kc->page_size);
+  if (a->parents == NULL && kc->len[s] + n > c->seq_len)
+    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d would reach position %d >= seq_len %d", op, s,
+                     kc->len[s] + n - 1, c->seq_len);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The batch's t ids within the vocabulary. */
+static deco_status_t check_tokens(deco_model_t *m, const deco_forward_args_t *a, long long t, const char *op) {
+  const deco_model_hparams_t *c = &m->hp;
+  for (long long i = 0; i < t; ++i)
+    if (a->tokens[i] < 0 || a->tokens[i] >= c->vocab_size)
+      return DECO_FAIL(m->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tokens[%lld] = %d outside the vocabulary [0, %d)",
+                       op, i, a->tokens[i], c->vocab_size);
+  return DECO_STATUS_SUCCESS;
+}
+
 /* Host-side checks of the batch against the cache and the model; *total
  * gets the batch's token count. */
 static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int *total) {
   static const char op[] = "deco_forward";
   deco_ctx_t *ctx = m->ctx;
-  const deco_model_hparams_t *c = &m->hp;
   DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
   DECO_CHECK_PTR(ctx, a->seqs, op);
   DECO_CHECK_PTR(ctx, a->n_new, op);
@@ -171,35 +208,13 @@ static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const dec
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: logits_mode = %d", op, (int)a->logits_mode);
   long long t = 0;
   for (int i = 0; i < a->n_seqs; ++i) {
-    int s = a->seqs[i];
-    if (s < 0 || s >= kc->max_seqs || !kc->active[s])
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: seqs[%d] = %d is not an admitted sequence", op, i, s);
-    for (int j = 0; j < i; ++j)
-      if (a->seqs[j] == s)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: sequence %d appears twice in the batch", op, s);
-    int n = a->n_new[i];
-    int max_new = a->parents ? DECO_TREE_MAX_NODES : DECO_MAX_FORWARD_TOKENS;
-    if (n < 1 || n > max_new)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_new[%d] = %d outside [1, %d]", op, i, n, max_new);
-    if (a->logits_mode == DECO_LOGITS_TAIL && (a->n_tail < 1 || a->n_tail > n))
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n_tail = %d outside [1, n_new[%d] = %d]", op, a->n_tail,
-                       i, n);
-    if (kc->len[s] + n > kc->n_seq_pages[s] * kc->page_size)
-      return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d has %d + %d slots but reserved %d", op, s,
-                       kc->len[s], n, kc->n_seq_pages[s] * kc->page_size);
-    if (a->parents == NULL && kc->len[s] + n > c->seq_len)
-      return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d would reach position %d >= seq_len %d", op, s,
-                       kc->len[s] + n - 1, c->seq_len);
-    t += n;
+    DECO_TRY(check_seq(m, kc, a, i, op));
+    t += a->n_new[i];
     if (t > DECO_MAX_FORWARD_TOKENS)
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: more than %d tokens in one batch", op,
                        DECO_MAX_FORWARD_TOKENS);
   }
-  if (a->tokens)
-    for (long long i = 0; i < t; ++i)
-      if (a->tokens[i] < 0 || a->tokens[i] >= c->vocab_size)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tokens[%lld] = %d outside the vocabulary [0, %d)",
-                         op, i, a->tokens[i], c->vocab_size);
+  if (a->tokens) DECO_TRY(check_tokens(m, a, t, op));
   *total = (int)t;
   return DECO_STATUS_SUCCESS;
 }
@@ -460,6 +475,43 @@ static deco_status_t ranks_attention(deco_model_t *m, deco_kv_cache_t *kc, const
   return deco_comm_all_gather(m->lp_comm, ctx, sc->proj, sc->group_att, n, deco_comm_dtype_of(m->dtype));
 }
 
+/* Row block i of group_att [count][T][dim]: layer first + i's attention
+ * output within a group. */
+static void *group_att_of(deco_model_t *m, const batch_meta_t *bm, int i) {
+  const size_t out_bytes = (size_t)bm->T * m->hp.dim * deco_dtype_size(m->dtype);
+  return (char *)m->scratch.group_att + (size_t)i * out_bytes;
+}
+
+/* The attention sublayers of a group of count > 1 layers, all reading the
+ * group's input x (+ add), into group_att: across ranks, as one fused
+ * group, or layer by layer. */
+static deco_status_t group_attention(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
+                                     attention_call_t *call, int first, int count, const void *add) {
+  const deco_fused_group_t *fg = bm->g_q_indptr ? deco_model_fused_group(m, first, count) : NULL;
+  if (m->lp_comm) return ranks_attention(m, kc, bm, call, first, count, add);
+  if (fg) return fused_attention(m, kc, bm, fg, add);
+  for (int i = 0; i < count; ++i)
+    DECO_TRY(attention_sublayer(m, kc, bm, call, first + i, i == 0 ? add : NULL, group_att_of(m, bm, i)));
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The FFN sublayers of a group, in layer order: each adds its layer's
+ * attention output (group_att) and, after the first, the previous FFN's. */
+static deco_status_t group_ffns(deco_model_t *m, const batch_meta_t *bm, int first, int count) {
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  for (int i = 0; i < count; ++i) {
+    if (i > 0) {
+      /* h += the previous layer's FFN output (the normalised copy is not used). */
+      deco_rmsnorm_args_t add = {.dtype = m->dtype, .n_rows = bm->T, .dim = c->dim, .eps = c->norm_eps,
+                                 .residual = sc->x, .add = sc->proj, .weight = m->w.rms_final, .out = sc->xb};
+      DECO_TRY(deco_rmsnorm(m->ctx, &add));
+    }
+    DECO_TRY(ffn_sublayer(m, bm, first + i, group_att_of(m, bm, i)));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 /* Layers first .. first + count - 1 entered with the residual x (+ *pending,
  * the previous layer's down projection, not yet added; NULL before the
  * first layer). One layer: the ordinary layer. Several: every attention
@@ -472,29 +524,9 @@ static deco_status_t run_group(deco_model_t *m, deco_kv_cache_t *kc, const batch
   if (count == 1) {
     DECO_TRY(attention_sublayer(m, kc, bm, call, first, *pending, sc->proj));
     DECO_TRY(ffn_sublayer(m, bm, first, sc->proj));
-    *pending = sc->proj;
-    return DECO_STATUS_SUCCESS;
-  }
-  const deco_model_hparams_t *c = &m->hp;
-  const size_t out_bytes = (size_t)bm->T * c->dim * deco_dtype_size(m->dtype);
-  const deco_fused_group_t *fg = bm->g_q_indptr ? deco_model_fused_group(m, first, count) : NULL;
-  if (m->lp_comm) {
-    DECO_TRY(ranks_attention(m, kc, bm, call, first, count, *pending));
-  } else if (fg) {
-    DECO_TRY(fused_attention(m, kc, bm, fg, *pending));
   } else {
-    for (int i = 0; i < count; ++i)
-      DECO_TRY(attention_sublayer(m, kc, bm, call, first + i, i == 0 ? *pending : NULL,
-                                  (char *)sc->group_att + (size_t)i * out_bytes));
-  }
-  for (int i = 0; i < count; ++i) {
-    if (i > 0) {
-      /* h += the previous layer's FFN output (the normalised copy is not used). */
-      deco_rmsnorm_args_t add = {.dtype = m->dtype, .n_rows = bm->T, .dim = c->dim, .eps = c->norm_eps,
-                                 .residual = sc->x, .add = sc->proj, .weight = m->w.rms_final, .out = sc->xb};
-      DECO_TRY(deco_rmsnorm(m->ctx, &add));
-    }
-    DECO_TRY(ffn_sublayer(m, bm, first + i, (char *)sc->group_att + (size_t)i * out_bytes));
+    DECO_TRY(group_attention(m, kc, bm, call, first, count, *pending));
+    DECO_TRY(group_ffns(m, bm, first, count));
   }
   *pending = sc->proj;
   return DECO_STATUS_SUCCESS;
@@ -565,61 +597,79 @@ static deco_status_t check_model_cache(const deco_model_t *m, const deco_kv_cach
   return DECO_STATUS_SUCCESS;
 }
 
+/* The batch of T tokens as the kernels see it (block-table rows of P
+ * pages): fill_meta's host image uploaded at once into the scratch's
+ * batch description; with fused groups also their virtual batch. */
+static deco_status_t upload_batch(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int T, int P,
+                                  batch_meta_t *bm) {
+  deco_forward_scratch_t *sc = &m->scratch;
+  DECO_TRY(fill_meta(m, kc, a, P));
+  /* One upload of everything the kernels index with. */
+  DECO_TRY(deco_memcpy(m->ctx, sc->meta.tokens, sc->meta_image, sc->meta_bytes, DECO_COPY_HOST_TO_CTX));
+  *bm = (batch_meta_t){.T = T, .S = a->n_seqs, .P = P, .tokens = sc->meta.tokens, .positions = sc->meta.positions,
+                       .q_indptr = sc->meta.q_indptr, .kv_lens = sc->meta.kv_lens, .prefix = sc->meta.prefix,
+                       .parents = a->parents ? sc->meta.parents : NULL, .table = sc->meta.block_table};
+  if (sc->fused_group > 1) {
+    bm->g_q_indptr = sc->meta.g_q_indptr;
+    bm->g_kv_lens = sc->meta.g_kv_lens;
+    bm->g_prefix = sc->meta.g_prefix;
+    bm->g_positions = sc->meta.g_positions;
+    bm->g_parents = sc->meta.g_parents;
+    bm->g_table = sc->meta.g_table;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Whether the rows whose logits are wanted (each sequence's last tail
+ * tokens) are the batch's last rows, or all of them. */
+static int wanted_rows_contiguous(const deco_forward_args_t *a, int tail) {
+  if (a->logits_mode == DECO_LOGITS_ALL || a->n_seqs == 1) return 1;
+  for (int i = 0; i < a->n_seqs; ++i)
+    if (a->n_new[i] != tail) return 0;
+  return 1;
+}
+
+/* Final norm (adding the last down projection) and the classifier, only on
+ * the rows whose logits are wanted: each sequence's last `tail` tokens, or
+ * every token (ALL). */
+static deco_status_t wanted_logits(deco_model_t *m, const deco_forward_args_t *a, const void *pending, int T) {
+  const int S = a->n_seqs;
+  const int tail = a->logits_mode == DECO_LOGITS_TAIL ? a->n_tail : 1;
+  if (wanted_rows_contiguous(a, tail)) {
+    int first = (a->logits_mode != DECO_LOGITS_ALL && S == 1) ? T - tail : 0;
+    return final_rows(m, pending, first, T - first, a->logits);
+  }
+  int t = 0;
+  for (int i = 0; i < S; ++i) {
+    t += a->n_new[i];
+    DECO_TRY(final_rows(m, pending, t - tail, tail, a->logits + (size_t)i * tail * m->hp.vocab_size));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a) {
   static const char op[] = "deco_forward";
   DECO_TRY(check_model_cache(m, kc, a, op));
-  deco_ctx_t *ctx = m->ctx;
   int T = 0;
   DECO_TRY(check_batch(m, kc, a, &T));
   schedule_view_t sched;
   DECO_TRY(resolve_schedule(m, a->schedule, &sched, op));
-  const deco_model_hparams_t *c = &m->hp;
   const int S = a->n_seqs, P = kc->max_pages_per_seq;
   DECO_TRY(ensure_scratch(m, T, S, P, sched.max_group));
-  deco_forward_scratch_t *sc = &m->scratch;
-  DECO_TRY(fill_meta(m, kc, a, P));
-  /* One upload of everything the kernels index with. */
-  DECO_TRY(deco_memcpy(ctx, sc->meta.tokens, sc->meta_image, sc->meta_bytes, DECO_COPY_HOST_TO_CTX));
-  batch_meta_t bm = {.T = T, .S = S, .P = P, .tokens = sc->meta.tokens, .positions = sc->meta.positions,
-                     .q_indptr = sc->meta.q_indptr, .kv_lens = sc->meta.kv_lens, .prefix = sc->meta.prefix,
-                     .parents = a->parents ? sc->meta.parents : NULL, .table = sc->meta.block_table};
-  if (sc->fused_group > 1)
-    bm = (batch_meta_t){.T = T, .S = S, .P = P, .tokens = bm.tokens, .positions = bm.positions,
-                        .q_indptr = bm.q_indptr, .kv_lens = bm.kv_lens, .prefix = bm.prefix, .parents = bm.parents,
-                        .table = bm.table, .g_q_indptr = sc->meta.g_q_indptr, .g_kv_lens = sc->meta.g_kv_lens,
-                        .g_prefix = sc->meta.g_prefix, .g_positions = sc->meta.g_positions,
-                        .g_parents = sc->meta.g_parents, .g_table = sc->meta.g_table};
+  batch_meta_t bm;
+  DECO_TRY(upload_batch(m, kc, a, T, P, &bm));
   const void *pending;
   DECO_TRY(run_layers(m, kc, &bm, &sched, a->tokens ? NULL : a->embeds, NULL, &pending));
-
-  /* Final norm (adding the last down projection) and the classifier, only on
-   * the rows whose logits are wanted: each sequence's last `tail` tokens, or
-   * every token (ALL). */
-  const int tail = a->logits_mode == DECO_LOGITS_TAIL ? a->n_tail : 1;
-  int contiguous = a->logits_mode == DECO_LOGITS_ALL || S == 1;
-  if (!contiguous) {
-    contiguous = 1;
-    for (int i = 0; i < S; ++i)
-      if (a->n_new[i] != tail) contiguous = 0;
-  }
-  if (contiguous) {
-    int first = (a->logits_mode != DECO_LOGITS_ALL && S == 1) ? T - tail : 0;
-    DECO_TRY(final_rows(m, pending, first, T - first, a->logits));
-  } else {
-    int t = 0;
-    for (int i = 0; i < S; ++i) {
-      t += a->n_new[i];
-      DECO_TRY(final_rows(m, pending, t - tail, tail, a->logits + (size_t)i * tail * c->vocab_size));
-    }
-  }
+  DECO_TRY(wanted_logits(m, a, pending, T));
   if (a->parents == NULL)
     for (int i = 0; i < S; ++i) kc->len[a->seqs[i]] += a->n_new[i];
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_device_args_t *a) {
-  static const char op[] = "deco_forward_device";
-  DECO_TRY(check_model_cache(m, kc, a, op));
+/* The device forward's host-known arguments: sizes and pointers (the
+ * batch itself is in context memory). */
+static deco_status_t check_device_args(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_device_args_t *a,
+                                       const char *op) {
   deco_ctx_t *ctx = m->ctx;
   DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
   DECO_CHECK_RANGE(ctx, a->n_tokens, 1, DECO_MAX_FORWARD_TOKENS, op);
@@ -636,6 +686,13 @@ deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const de
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d tokens for %d trees of at most %d nodes", op,
                        a->n_tokens, a->n_seqs, DECO_TREE_MAX_NODES);
   }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_device_args_t *a) {
+  static const char op[] = "deco_forward_device";
+  DECO_TRY(check_model_cache(m, kc, a, op));
+  DECO_TRY(check_device_args(m, kc, a, op));
   schedule_view_t sched;
   DECO_TRY(resolve_schedule(m, a->schedule, &sched, op));
   const int T = a->n_tokens, S = a->n_seqs, P = kc->max_pages_per_seq;
@@ -673,10 +730,8 @@ static size_t attention_workspace_max(deco_model_t *m, deco_kv_cache_t *kc, cons
   return need > most ? need : most;
 }
 
-deco_status_t deco_model_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_plan_t *p,
-                              deco_forward_sizes_t *sizes) {
-  static const char op[] = "deco_model_plan";
-  DECO_TRY(check_model_cache(m, kc, p, op));
+/* A plan's sizes within the cache's and the forward's limits. */
+static deco_status_t check_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_plan_t *p, const char *op) {
   deco_ctx_t *ctx = m->ctx;
   DECO_CHECK_RANGE(ctx, p->max_seqs, 1, kc->max_seqs, op);
   DECO_CHECK_RANGE(ctx, p->max_tokens, p->max_seqs, DECO_MAX_FORWARD_TOKENS, op);
@@ -685,10 +740,14 @@ deco_status_t deco_model_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_f
   if (p->tree && p->max_tokens > p->max_seqs * DECO_TREE_MAX_NODES)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d tokens for %d trees of at most %d nodes", op,
                      p->max_tokens, p->max_seqs, DECO_TREE_MAX_NODES);
-  const int T = p->max_tokens, S = p->max_seqs, P = kc->max_pages_per_seq;
-  DECO_TRY(ensure_scratch(m, T, S, P, m->schedule.max_group));
-  /* The attentions' workspace at the plan's sizes, over the scratch's own
-   * batch description (only its capacities matter). */
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The attentions' workspace at the plan's sizes (T tokens over S
+ * sequences, block-table rows of P pages; at least p->workspace_bytes),
+ * over the scratch's own batch description (only its capacities matter). */
+static size_t plan_workspace(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_plan_t *p, int T, int S,
+                             int P) {
   deco_forward_scratch_t *sc = &m->scratch;
   batch_meta_t bm = {.T = T, .S = S, .P = P, .tokens = sc->meta.tokens, .positions = sc->meta.positions,
                      .q_indptr = sc->meta.q_indptr, .kv_lens = sc->meta.kv_lens, .prefix = sc->meta.prefix,
@@ -713,6 +772,17 @@ deco_status_t deco_model_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_f
         if (need > ws) ws = need;
       }
     }
+  return ws;
+}
+
+deco_status_t deco_model_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_plan_t *p,
+                              deco_forward_sizes_t *sizes) {
+  static const char op[] = "deco_model_plan";
+  DECO_TRY(check_model_cache(m, kc, p, op));
+  DECO_TRY(check_plan(m, kc, p, op));
+  const int T = p->max_tokens, S = p->max_seqs, P = kc->max_pages_per_seq;
+  DECO_TRY(ensure_scratch(m, T, S, P, m->schedule.max_group));
+  const size_t ws = plan_workspace(m, kc, p, T, S, P);
   DECO_TRY(deco_model_ensure_workspace(m, ws));
   if (sizes) {
     deco_arena_t a = DECO_ARENA_SIZING;

@@ -268,44 +268,75 @@ static deco_status_t run_device(run_t *r) {
 
 /* ---- deco_generate ------------------------------------------------------------ */
 
-/* The caller's configuration with its defaults, checked against the model
- * and the prompt; the run's stop set. */
-static deco_status_t resolve(run_t *r, const deco_generate_config_t *in) {
-  static const char op[] = "deco_generate";
-  static const deco_generate_config_t defaults = DECO_GENERATE_CONFIG_INIT;
+/* The prompt's length, its ids within the vocabulary, and the steps. */
+static deco_status_t check_prompt(run_t *r, const deco_model_hparams_t *hp, const char *op) {
   deco_ctx_t *ctx = r->ctx;
-  DECO_TRY(deco_sized_read(ctx, &r->c, in, &defaults, sizeof defaults, "deco_generate: config"));
-  deco_generate_config_t *c = &r->c;
-  const deco_model_hparams_t *hp = deco_model_get_hparams(r->m);
+  const deco_generate_config_t *c = &r->c;
   DECO_CHECK_RANGE(ctx, r->n_prompt, 1, 1 << 30, op);
   DECO_CHECK_RANGE(ctx, c->steps, 1, hp->seq_len, op);
   for (int i = 0; i < r->n_prompt; ++i)
     if (r->prompt[i] < 0 || r->prompt[i] >= hp->vocab_size)
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: prompt[%d] = %d outside the vocabulary [0, %d)", op, i,
                        r->prompt[i], hp->vocab_size);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The cache's page size and the replay chunk (defaults filled in), and
+ * top_k, within their ranges. */
+static deco_status_t check_sizes(run_t *r, const char *op) {
+  deco_ctx_t *ctx = r->ctx;
+  deco_generate_config_t *c = &r->c;
   if (c->page_size == 0) c->page_size = DECO_GENERATE_PAGE_SIZE;
   if (c->replay_chunk == 0) c->replay_chunk = DECO_GENERATE_REPLAY_CHUNK;
   DECO_CHECK_RANGE(ctx, c->page_size, 1, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, c->replay_chunk, 1, 1 << 20, op);
   DECO_CHECK_RANGE(ctx, c->top_k, 0, 1 << 24, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Which loop runs: graphs need the device-resident loop on the CUDA
+ * backend, and that loop a drafter that drafts on the device. */
+static deco_status_t check_loop(run_t *r, const char *op) {
+  deco_ctx_t *ctx = r->ctx;
+  const deco_generate_config_t *c = &r->c;
   if (c->graph && !c->device_resident)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: graph needs device_resident", op);
   if (c->graph && deco_ctx_backend(ctx) != DECO_BACKEND_CUDA)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: CUDA graphs need the CUDA backend", op);
   if (c->device_resident && c->drafter && !deco_drafter_device_resident(c->drafter))
     return deco_drafter_refuse_device(c->drafter, ctx, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The run's stop set: none (ignore_eos), the config's, or the model's. */
+static deco_status_t pick_stop_ids(run_t *r, const deco_model_hparams_t *hp, const char *op) {
+  const deco_generate_config_t *c = &r->c;
   if (c->ignore_eos) {
     r->stop_ids = NULL;
     r->n_stop_ids = 0;
   } else if (c->stop_ids) {
-    DECO_CHECK_RANGE(ctx, c->n_stop_ids, 1, DECO_SPEC_MAX_STOP_IDS, op);
+    DECO_CHECK_RANGE(r->ctx, c->n_stop_ids, 1, DECO_SPEC_MAX_STOP_IDS, op);
     r->stop_ids = c->stop_ids;
     r->n_stop_ids = c->n_stop_ids;
   } else {
     r->stop_ids = hp->stop_ids;
     r->n_stop_ids = hp->n_stop_ids;
   }
-  r->n_forced = r->n_prompt - 1 < c->steps ? r->n_prompt - 1 : c->steps;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The caller's configuration with its defaults, checked against the model
+ * and the prompt; the run's stop set. */
+static deco_status_t resolve(run_t *r, const deco_generate_config_t *in) {
+  static const char op[] = "deco_generate";
+  static const deco_generate_config_t defaults = DECO_GENERATE_CONFIG_INIT;
+  DECO_TRY(deco_sized_read(r->ctx, &r->c, in, &defaults, sizeof defaults, "deco_generate: config"));
+  const deco_model_hparams_t *hp = deco_model_get_hparams(r->m);
+  DECO_TRY(check_prompt(r, hp, op));
+  DECO_TRY(check_sizes(r, op));
+  DECO_TRY(check_loop(r, op));
+  DECO_TRY(pick_stop_ids(r, hp, op));
+  r->n_forced = r->n_prompt - 1 < r->c.steps ? r->n_prompt - 1 : r->c.steps;
   return DECO_STATUS_SUCCESS;
 }
 

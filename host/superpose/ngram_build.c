@@ -186,6 +186,112 @@ static uint32_t slots_for(size_t contexts) {
   return s;
 }
 
+/* Every order's contexts and followers counted into L. */
+static deco_status_t count_contexts(const deco_ngram_builder_t *b, lists_t *L, const char *op) {
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  for (int order = DECO_NGRAM_MIN_ORDER; order <= DECO_NGRAM_MAX_ORDER && st == DECO_STATUS_SUCCESS; ++order)
+    st = count_order(b, order, L);
+  if (st != DECO_STATUS_SUCCESS) return st;
+  if (L->n_ctx > ((size_t)1 << 29))
+    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: %zu contexts, more than a table holds (2^29)", op, L->n_ctx);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The largest prefix of the ranking that fits (the file grows with it):
+ * *kept contexts with *kept_fol followers; the contexts past the prefix
+ * are marked dropped. */
+static deco_status_t prune(lists_t *L, size_t max_bytes, const char *op, size_t *kept_out, size_t *kept_fol_out) {
+  rank_key_t *rank = malloc(sizeof *rank * (L->n_ctx ? L->n_ctx : 1));
+  if (!rank) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
+  for (size_t i = 0; i < L->n_ctx; ++i) {
+    rank[i].total = L->ctx[i].total;
+    rank[i].order = L->ctx[i].order;
+    memcpy(rank[i].ids, L->ctx[i].ids, sizeof rank[i].ids);
+    rank[i].index = (uint32_t)i;
+  }
+  qsort(rank, L->n_ctx, sizeof *rank, cmp_rank);
+  size_t kept = 0, kept_fol = 0;
+  while (kept < L->n_ctx) {
+    const size_t f = kept_fol + L->ctx[rank[kept].index].count;
+    if (f > UINT32_MAX) break; /* n_followers is a 32-bit field */
+    if (deco_ngram_file_bytes(slots_for(kept + 1), f) > max_bytes) break;
+    kept_fol = f;
+    kept++;
+  }
+  /* Reuse `order` as a mark: contexts past the prefix are dropped (0). */
+  for (size_t i = kept; i < L->n_ctx; ++i) L->ctx[rank[i].index].order = 0;
+  free(rank);
+  *kept_out = kept;
+  *kept_fol_out = kept_fol;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* A table with the slots of `kept` contexts (all empty) and room for
+ * kept_fol followers, or NULL. */
+static deco_ngram_table_t *new_table(size_t kept, size_t kept_fol) {
+  deco_ngram_table_t *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->n_slots = slots_for(kept);
+  t->slots = calloc(t->n_slots, sizeof *t->slots);
+  t->followers = malloc(sizeof *t->followers * (kept_fol ? kept_fol : 1));
+  if (!t->slots || !t->followers) {
+    deco_ngram_table_destroy(t);
+    return NULL;
+  }
+  return t;
+}
+
+/* The kept contexts' fingerprints under seed, set in L and listed in fps;
+ * returns how many. */
+static size_t fingerprint_kept(lists_t *L, uint64_t seed, uint64_t *fps) {
+  size_t n = 0;
+  for (size_t i = 0; i < L->n_ctx; ++i) {
+    context_t *x = &L->ctx[i];
+    if (!x->order) continue;
+    int32_t ids[DECO_NGRAM_CONTEXT];
+    for (int j = 0; j < DECO_NGRAM_CONTEXT; ++j) ids[j] = (int32_t)x->ids[j];
+    x->fp = deco_ngram_fingerprint(seed, (int)x->order, ids);
+    fps[n++] = x->fp;
+  }
+  return n;
+}
+
+/* A seed under which the kept contexts' fingerprints are distinct (a
+ * clash of 64-bit hashes is unlikely, but then the next seed is tried);
+ * fps: scratch for one fingerprint per kept context. */
+static deco_status_t pick_seed(lists_t *L, uint64_t *fps, const char *op, uint64_t *seed_out) {
+  uint64_t seed = FIRST_SEED;
+  for (int tries = 0;; ++tries, ++seed) {
+    const size_t n = fingerprint_kept(L, seed, fps);
+    qsort(fps, n, sizeof *fps, cmp_u64_fp);
+    int clash = 0;
+    for (size_t i = 1; i < n && !clash; ++i) clash = fps[i] == fps[i - 1];
+    if (!clash) break;
+    if (tries == 63) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: 64 seeds gave clashing fingerprints", op);
+  }
+  *seed_out = seed;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The kept contexts into t's slots (linear probing from each home) and
+ * their followers into t's list, in canonical order: by order, then ids
+ * (the order they were counted in). */
+static void place_contexts(deco_ngram_table_t *t, const lists_t *L) {
+  const uint32_t mask = t->n_slots - 1u;
+  uint32_t next = 0;
+  for (size_t i = 0; i < L->n_ctx; ++i) {
+    const context_t *x = &L->ctx[i];
+    if (!x->order) continue;
+    uint32_t s = (uint32_t)x->fp & mask;
+    while (t->slots[s].fingerprint != 0) s = (s + 1u) & mask;
+    t->slots[s] = (deco_ngram_slot_t){
+        .fingerprint = x->fp, .first = next, .count = x->count, .total = x->total, .order = x->order};
+    memcpy(t->followers + next, L->fol + x->first, sizeof *t->followers * x->count);
+    next += x->count;
+    t->per_order[x->order - DECO_NGRAM_MIN_ORDER]++;
+  }
+}
+
 deco_status_t deco_ngram_builder_finish(deco_ngram_builder_t *b, size_t max_bytes, uint64_t tokenizer_hash,
                                         deco_ngram_table_t **out) {
   static const char op[] = "deco_ngram_builder_finish";
@@ -196,100 +302,31 @@ deco_status_t deco_ngram_builder_finish(deco_ngram_builder_t *b, size_t max_byte
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: max_bytes = %zu is below the smallest table (%zu bytes)",
                      op, max_bytes, smallest);
   lists_t L = {0};
-  rank_key_t *rank = NULL;
   uint64_t *fps = NULL;
   deco_ngram_table_t *t = NULL;
-  deco_status_t st = DECO_STATUS_SUCCESS;
-  for (int order = DECO_NGRAM_MIN_ORDER; order <= DECO_NGRAM_MAX_ORDER && st == DECO_STATUS_SUCCESS; ++order)
-    st = count_order(b, order, &L);
-  if (st != DECO_STATUS_SUCCESS) goto out;
-  if (L.n_ctx > ((size_t)1 << 29)) {
-    st = DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: %zu contexts, more than a table holds (2^29)", op, L.n_ctx);
-    goto out;
-  }
-  /* The largest prefix of the ranking that fits (the file grows with it). */
-  rank = malloc(sizeof *rank * (L.n_ctx ? L.n_ctx : 1));
-  if (!rank) {
-    st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
-    goto out;
-  }
-  for (size_t i = 0; i < L.n_ctx; ++i) {
-    rank[i].total = L.ctx[i].total;
-    rank[i].order = L.ctx[i].order;
-    memcpy(rank[i].ids, L.ctx[i].ids, sizeof rank[i].ids);
-    rank[i].index = (uint32_t)i;
-  }
-  qsort(rank, L.n_ctx, sizeof *rank, cmp_rank);
   size_t kept = 0, kept_fol = 0;
-  while (kept < L.n_ctx) {
-    const size_t f = kept_fol + L.ctx[rank[kept].index].count;
-    if (f > UINT32_MAX) break; /* n_followers is a 32-bit field */
-    if (deco_ngram_file_bytes(slots_for(kept + 1), f) > max_bytes) break;
-    kept_fol = f;
-    kept++;
+  uint64_t seed = 0;
+  deco_status_t st = count_contexts(b, &L, op);
+  if (st == DECO_STATUS_SUCCESS) st = prune(&L, max_bytes, op, &kept, &kept_fol);
+  if (st == DECO_STATUS_SUCCESS) {
+    t = new_table(kept, kept_fol);
+    fps = malloc(sizeof(uint64_t) * (kept ? kept : 1));
+    if (!t || !fps) st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
   }
-  /* Reuse `order` as a mark: contexts past the prefix are dropped (0). */
-  for (size_t i = kept; i < L.n_ctx; ++i) L.ctx[rank[i].index].order = 0;
-
-  t = calloc(1, sizeof *t);
-  if (t) {
-    t->n_slots = slots_for(kept);
-    t->slots = calloc(t->n_slots, sizeof *t->slots);
-    t->followers = malloc(sizeof *t->followers * (kept_fol ? kept_fol : 1));
+  if (st == DECO_STATUS_SUCCESS) st = pick_seed(&L, fps, op, &seed);
+  if (st == DECO_STATUS_SUCCESS) {
+    t->seed = seed;
+    t->vocab_size = b->vocab;
+    t->tokenizer_hash = tokenizer_hash;
+    t->n_contexts = (uint32_t)kept;
+    t->n_followers = (uint32_t)kept_fol;
+    t->corpus_tokens = b->tokens;
+    t->pruned_contexts = (uint64_t)(L.n_ctx - kept);
+    place_contexts(t, &L);
+    st = deco_ngram_encode(t);
   }
-  fps = malloc(sizeof(uint64_t) * (kept ? kept : 1));
-  if (!t || !t->slots || !t->followers || !fps) {
-    st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", op);
-    goto out;
-  }
-  /* A seed under which the kept contexts' fingerprints are distinct (a
-   * clash of 64-bit hashes is unlikely, but then the next seed is tried). */
-  uint64_t seed = FIRST_SEED;
-  for (int tries = 0;; ++tries, ++seed) {
-    size_t n = 0;
-    for (size_t i = 0; i < L.n_ctx; ++i) {
-      context_t *x = &L.ctx[i];
-      if (!x->order) continue;
-      int32_t ids[DECO_NGRAM_CONTEXT];
-      for (int j = 0; j < DECO_NGRAM_CONTEXT; ++j) ids[j] = (int32_t)x->ids[j];
-      x->fp = deco_ngram_fingerprint(seed, (int)x->order, ids);
-      fps[n++] = x->fp;
-    }
-    qsort(fps, n, sizeof *fps, cmp_u64_fp);
-    int clash = 0;
-    for (size_t i = 1; i < n && !clash; ++i) clash = fps[i] == fps[i - 1];
-    if (!clash) break;
-    if (tries == 63) {
-      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: 64 seeds gave clashing fingerprints", op);
-      goto out;
-    }
-  }
-  t->seed = seed;
-  t->vocab_size = b->vocab;
-  t->tokenizer_hash = tokenizer_hash;
-  t->n_contexts = (uint32_t)kept;
-  t->n_followers = (uint32_t)kept_fol;
-  t->corpus_tokens = b->tokens;
-  t->pruned_contexts = (uint64_t)(L.n_ctx - kept);
-  /* Canonical order: by order, then ids (the order they were counted in). */
-  const uint32_t mask = t->n_slots - 1u;
-  uint32_t next = 0;
-  for (size_t i = 0; i < L.n_ctx; ++i) {
-    const context_t *x = &L.ctx[i];
-    if (!x->order) continue;
-    uint32_t s = (uint32_t)x->fp & mask;
-    while (t->slots[s].fingerprint != 0) s = (s + 1u) & mask;
-    t->slots[s] = (deco_ngram_slot_t){
-        .fingerprint = x->fp, .first = next, .count = x->count, .total = x->total, .order = x->order};
-    memcpy(t->followers + next, L.fol + x->first, sizeof *t->followers * x->count);
-    next += x->count;
-    t->per_order[x->order - DECO_NGRAM_MIN_ORDER]++;
-  }
-  st = deco_ngram_encode(t);
-out:
   free(L.ctx);
   free(L.fol);
-  free(rank);
   free(fps);
   if (st != DECO_STATUS_SUCCESS) {
     deco_ngram_table_destroy(t);

@@ -94,10 +94,11 @@ static int cmp_u64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Every slot and follower of a decoded table (the header already checked):
- * O(slots log slots + followers), whatever the file holds. */
-static deco_status_t check_body(const deco_ngram_table_t *t, const char *nm) {
-  const uint32_t S = t->n_slots, mask = S - 1u;
+/* Every slot on its own (an empty one all zero; an occupied one of a valid
+ * order with followers inside the table), and the header's context counts
+ * against the slots; *occupied gets the occupied slots. */
+static deco_status_t check_slots(const deco_ngram_table_t *t, const char *nm, uint32_t *occupied_out) {
+  const uint32_t S = t->n_slots;
   uint32_t occupied = 0, per_order[DECO_NGRAM_N_ORDERS] = {0};
   for (uint32_t s = 0; s < S; ++s) {
     const deco_ngram_slot_t *e = &t->slots[s];
@@ -123,9 +124,15 @@ static deco_status_t check_body(const deco_ngram_table_t *t, const char *nm) {
     if (per_order[i] != t->per_order[i])
       return BAD("%s: contexts_per_order[%d] (order %d): the header says %u, the slots hold %u", nm, i,
                  i + DECO_NGRAM_MIN_ORDER, (unsigned)t->per_order[i], (unsigned)per_order[i]);
-  /* Reachability: linear probing finds a slot iff every slot from its home
-   * to it is occupied. Walk from an empty slot (the table is at most half
-   * full), counting the occupied run that ends at each slot. */
+  *occupied_out = occupied;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Reachability: linear probing finds a slot iff every slot from its home
+ * to it is occupied. Walk from an empty slot (the table is at most half
+ * full), counting the occupied run that ends at each slot. */
+static deco_status_t check_reachable(const deco_ngram_table_t *t, const char *nm) {
+  const uint32_t S = t->n_slots, mask = S - 1u;
   uint32_t start = 0;
   while (t->slots[start].fingerprint != 0) start++; /* exists: occupied <= S / 2 */
   uint32_t run = 0;
@@ -141,75 +148,94 @@ static deco_status_t check_body(const deco_ngram_table_t *t, const char *nm) {
       return BAD("%s: slot %u: fingerprint 0x%016llx is not reachable from its home slot %u", nm, (unsigned)s,
                  (unsigned long long)t->slots[s].fingerprint, (unsigned)home);
   }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The n sorted fingerprints of the occupied slots are distinct. */
+static deco_status_t check_distinct(const uint64_t *fps, uint32_t n, const char *nm) {
+  for (uint32_t i = 1; i < n; ++i)
+    if (fps[i] == fps[i - 1]) return BAD("%s: fingerprint 0x%016llx is stored twice", nm, (unsigned long long)fps[i]);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The runs tile the followers exactly: each follower is read for one
+ * context, so validation and lookups stay linear in the file. spans: the
+ * n occupied slots' runs, sorted by their first follower. */
+static deco_status_t check_tiling(const deco_ngram_table_t *t, const run_span_t *spans, uint32_t n, const char *nm) {
+  uint64_t next = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (spans[i].first != next)
+      return BAD("%s: slot %u: its followers start at %u, expected %llu (runs must follow each other)", nm,
+                 (unsigned)spans[i].slot, (unsigned)spans[i].first, (unsigned long long)next);
+    next += spans[i].count;
+  }
+  if (next != t->n_followers)
+    return BAD("%s: n_followers: the header says %u, the contexts use %llu", nm, (unsigned)t->n_followers,
+               (unsigned long long)next);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Distinct fingerprints and follower runs that tile the followers, over
+ * the occupied slots sorted (host scratch of `occupied` entries). */
+static deco_status_t check_runs(const deco_ngram_table_t *t, const char *nm, uint32_t occupied) {
+  const uint32_t S = t->n_slots;
   deco_status_t st = DECO_STATUS_SUCCESS;
   uint64_t *fps = malloc(sizeof(uint64_t) * (occupied ? occupied : 1));
   run_span_t *spans = malloc(sizeof(run_span_t) * (occupied ? occupied : 1));
   if (!fps || !spans) {
     st = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", nm);
-    goto out;
-  }
-  uint32_t n = 0;
-  for (uint32_t s = 0; s < S; ++s)
-    if (t->slots[s].fingerprint != 0) {
-      fps[n] = t->slots[s].fingerprint;
-      spans[n] = (run_span_t){.first = t->slots[s].first, .count = t->slots[s].count, .slot = s};
-      n++;
-    }
-  qsort(fps, n, sizeof *fps, cmp_u64);
-  for (uint32_t i = 1; i < n; ++i)
-    if (fps[i] == fps[i - 1]) {
-      st = BAD("%s: fingerprint 0x%016llx is stored twice", nm, (unsigned long long)fps[i]);
-      goto out;
-    }
-  /* The runs tile the followers exactly: each follower is read for one
-   * context, so validation and lookups stay linear in the file. */
-  qsort(spans, n, sizeof *spans, cmp_span);
-  uint64_t next = 0;
-  for (uint32_t i = 0; i < n; ++i) {
-    if (spans[i].first != next) {
-      st = BAD("%s: slot %u: its followers start at %u, expected %llu (runs must follow each other)", nm,
-               (unsigned)spans[i].slot, (unsigned)spans[i].first, (unsigned long long)next);
-      goto out;
-    }
-    next += spans[i].count;
-  }
-  if (next != t->n_followers) {
-    st = BAD("%s: n_followers: the header says %u, the contexts use %llu", nm, (unsigned)t->n_followers,
-             (unsigned long long)next);
-    goto out;
-  }
-  for (uint32_t s = 0; s < S; ++s) {
-    const deco_ngram_slot_t *e = &t->slots[s];
-    if (e->fingerprint == 0) continue;
-    uint64_t sum = 0;
-    for (uint32_t f = e->first; f < e->first + e->count; ++f) {
-      const deco_ngram_follower_t *x = &t->followers[f];
-      if (x->token >= (uint32_t)t->vocab_size) {
-        st = BAD("%s: follower %u (slot %u): token %u >= vocab_size %d", nm, (unsigned)f, (unsigned)s,
-                 (unsigned)x->token, t->vocab_size);
-        goto out;
+  } else {
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < S; ++s)
+      if (t->slots[s].fingerprint != 0) {
+        fps[n] = t->slots[s].fingerprint;
+        spans[n] = (run_span_t){.first = t->slots[s].first, .count = t->slots[s].count, .slot = s};
+        n++;
       }
-      if (x->count == 0) {
-        st = BAD("%s: follower %u (slot %u): count 0", nm, (unsigned)f, (unsigned)s);
-        goto out;
-      }
-      if (f > e->first && x->token <= t->followers[f - 1].token) {
-        st = BAD("%s: follower %u (slot %u): tokens of a context must increase strictly (%u after %u)", nm,
-                 (unsigned)f, (unsigned)s, (unsigned)x->token, (unsigned)t->followers[f - 1].token);
-        goto out;
-      }
-      sum += x->count;
-    }
-    if (sum != e->total) {
-      st = BAD("%s: slot %u: total %u, its followers' counts sum to %llu", nm, (unsigned)s, (unsigned)e->total,
-               (unsigned long long)sum);
-      goto out;
+    qsort(fps, n, sizeof *fps, cmp_u64);
+    st = check_distinct(fps, n, nm);
+    if (st == DECO_STATUS_SUCCESS) {
+      qsort(spans, n, sizeof *spans, cmp_span);
+      st = check_tiling(t, spans, n, nm);
     }
   }
-out:
   free(fps);
   free(spans);
   return st;
+}
+
+/* The followers of occupied slot s: ids in the vocabulary, strictly
+ * increasing, counts > 0 that sum to the slot's total. */
+static deco_status_t check_followers(const deco_ngram_table_t *t, uint32_t s, const char *nm) {
+  const deco_ngram_slot_t *e = &t->slots[s];
+  uint64_t sum = 0;
+  for (uint32_t f = e->first; f < e->first + e->count; ++f) {
+    const deco_ngram_follower_t *x = &t->followers[f];
+    if (x->token >= (uint32_t)t->vocab_size)
+      return BAD("%s: follower %u (slot %u): token %u >= vocab_size %d", nm, (unsigned)f, (unsigned)s,
+                 (unsigned)x->token, t->vocab_size);
+    if (x->count == 0) return BAD("%s: follower %u (slot %u): count 0", nm, (unsigned)f, (unsigned)s);
+    if (f > e->first && x->token <= t->followers[f - 1].token)
+      return BAD("%s: follower %u (slot %u): tokens of a context must increase strictly (%u after %u)", nm,
+                 (unsigned)f, (unsigned)s, (unsigned)x->token, (unsigned)t->followers[f - 1].token);
+    sum += x->count;
+  }
+  if (sum != e->total)
+    return BAD("%s: slot %u: total %u, its followers' counts sum to %llu", nm, (unsigned)s, (unsigned)e->total,
+               (unsigned long long)sum);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Every slot and follower of a decoded table (the header already checked):
+ * O(slots log slots + followers), whatever the file holds. */
+static deco_status_t check_body(const deco_ngram_table_t *t, const char *nm) {
+  uint32_t occupied = 0;
+  DECO_TRY(check_slots(t, nm, &occupied));
+  DECO_TRY(check_reachable(t, nm));
+  DECO_TRY(check_runs(t, nm, occupied));
+  for (uint32_t s = 0; s < t->n_slots; ++s)
+    if (t->slots[s].fingerprint != 0) DECO_TRY(check_followers(t, s, nm));
+  return DECO_STATUS_SUCCESS;
 }
 
 /* Validates a file of `total` bytes whose first `have` bytes are at p

@@ -110,13 +110,9 @@ void deco_superpose_session_destroy(deco_superpose_session_t *s) {
   free(s);
 }
 
-/* The configuration with its defaults, checked against the model. */
-static deco_status_t resolve(deco_superpose_session_t *s, const deco_superpose_config_t *in) {
-  static const deco_superpose_config_t defaults = DECO_SUPERPOSE_CONFIG_INIT;
-  deco_ctx_t *ctx = s->ctx;
-  DECO_TRY(deco_sized_read(ctx, &s->c, in, &defaults, sizeof defaults, "deco_superpose: config"));
-  deco_superpose_config_t *c = &s->c;
-  const deco_model_hparams_t *hp = deco_model_get_hparams(s->m);
+/* The search's numbers: drafts, candidates, temperature, weights, the
+ * penalty and the steps, within their ranges for the model. */
+static deco_status_t check_search(deco_ctx_t *ctx, const deco_superpose_config_t *c, const deco_model_hparams_t *hp) {
   if (c->k < 1 || c->k > DECO_SUPERPOSE_MAX_K)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: k = %d drafts outside [1, %d]", OP, c->k,
                      DECO_SUPERPOSE_MAX_K);
@@ -139,25 +135,32 @@ static deco_status_t resolve(deco_superpose_session_t *s, const deco_superpose_c
   if (c->steps < 1 || c->steps > hp->seq_len)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: steps = %d outside [1, seq_len = %d]", OP, c->steps,
                      hp->seq_len);
-  if (c->replay_chunk == 0) c->replay_chunk = 8;
-  if (c->page_size == 0) c->page_size = 16;
-  DECO_CHECK_RANGE(ctx, c->replay_chunk, 1, 1 << 20, OP);
-  DECO_CHECK_RANGE(ctx, c->page_size, 1, 1 << 16, OP);
-  if (c->graph && deco_ctx_backend(ctx) != DECO_BACKEND_CUDA)
-    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: CUDA graphs need the CUDA backend", OP);
-  if (c->alpha > 0.0f) {
-    if (!c->ngram)
-      return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: alpha = %g needs an n-gram table (alpha 0 turns them off)",
-                       OP, (double)c->alpha);
-    if (c->ngram_device && deco_ngram_device_ctx(c->ngram_device) != ctx)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: ngram_device lives in another context than the model",
-                       OP);
-    deco_ngram_info_t info;
-    DECO_TRY(deco_ngram_table_info(c->ngram, &info));
-    if (info.vocab_size != hp->vocab_size)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the n-gram table's vocabulary is %d, the model's %d",
-                       OP, info.vocab_size, hp->vocab_size);
-  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* With alpha > 0, an n-gram table (and its context copy, when given) that
+ * fits the model. */
+static deco_status_t check_ngram(deco_ctx_t *ctx, const deco_superpose_config_t *c, const deco_model_hparams_t *hp) {
+  if (!(c->alpha > 0.0f)) return DECO_STATUS_SUCCESS;
+  if (!c->ngram)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: alpha = %g needs an n-gram table (alpha 0 turns them off)",
+                     OP, (double)c->alpha);
+  if (c->ngram_device && deco_ngram_device_ctx(c->ngram_device) != ctx)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: ngram_device lives in another context than the model",
+                     OP);
+  deco_ngram_info_t info;
+  DECO_TRY(deco_ngram_table_info(c->ngram, &info));
+  if (info.vocab_size != hp->vocab_size)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the n-gram table's vocabulary is %d, the model's %d",
+                     OP, info.vocab_size, hp->vocab_size);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The session's stop set, copied: none (ignore_eos), the config's, or the
+ * model's (at most DECO_SUPERPOSE_MAX_STOP_IDS of them). */
+static deco_status_t take_stop_ids(deco_superpose_session_t *s, const deco_model_hparams_t *hp) {
+  deco_ctx_t *ctx = s->ctx;
+  const deco_superpose_config_t *c = &s->c;
   const int32_t *stop = NULL;
   int n_stop = 0;
   if (c->ignore_eos) {
@@ -172,6 +175,25 @@ static deco_status_t resolve(deco_superpose_session_t *s, const deco_superpose_c
   }
   if (n_stop > 0) memcpy(s->stop_ids, stop, sizeof(int32_t) * (size_t)n_stop);
   s->n_stop = n_stop;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The configuration with its defaults, checked against the model. */
+static deco_status_t resolve(deco_superpose_session_t *s, const deco_superpose_config_t *in) {
+  static const deco_superpose_config_t defaults = DECO_SUPERPOSE_CONFIG_INIT;
+  deco_ctx_t *ctx = s->ctx;
+  DECO_TRY(deco_sized_read(ctx, &s->c, in, &defaults, sizeof defaults, "deco_superpose: config"));
+  deco_superpose_config_t *c = &s->c;
+  const deco_model_hparams_t *hp = deco_model_get_hparams(s->m);
+  DECO_TRY(check_search(ctx, c, hp));
+  if (c->replay_chunk == 0) c->replay_chunk = 8;
+  if (c->page_size == 0) c->page_size = 16;
+  DECO_CHECK_RANGE(ctx, c->replay_chunk, 1, 1 << 20, OP);
+  DECO_CHECK_RANGE(ctx, c->page_size, 1, 1 << 16, OP);
+  if (c->graph && deco_ctx_backend(ctx) != DECO_BACKEND_CUDA)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: CUDA graphs need the CUDA backend", OP);
+  DECO_TRY(check_ngram(ctx, c, hp));
+  DECO_TRY(take_stop_ids(s, hp));
   c->stop_ids = NULL; /* the caller's array is not kept */
   return DECO_STATUS_SUCCESS;
 }
@@ -291,12 +313,10 @@ deco_status_t deco_superpose_session_create(deco_model_t *m, int n_prompts, cons
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_superpose_session_prefill(deco_superpose_session_t *s) {
-  if (!s) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: session is NULL", OP);
+/* Every prompt id but the last, all prompts in one forward. */
+static deco_status_t forward_forced(deco_superpose_session_t *s) {
   deco_ctx_t *ctx = s->ctx;
-  if (s->prefilled) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the session was prefilled already", OP);
-  const int B = s->B, k = s->k;
-  /* Every prompt id but the last, all prompts in one forward. */
+  const int B = s->B;
   int n_seqs = 0;
   long long total = 0;
   for (int b = 0; b < B; ++b)
@@ -304,72 +324,91 @@ deco_status_t deco_superpose_session_prefill(deco_superpose_session_t *s) {
       n_seqs++;
       total += s->n_forced[b];
     }
-  if (n_seqs > 0) {
-    int *seqs = malloc(sizeof(int) * (size_t)n_seqs), *n_new = malloc(sizeof(int) * (size_t)n_seqs);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)total);
-    deco_status_t st = seqs && n_new && ids ? DECO_STATUS_SUCCESS
-                                            : DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
-    if (st == DECO_STATUS_SUCCESS) {
-      int i = 0;
-      size_t t = 0;
-      for (int b = 0; b < B; ++b)
-        if (s->n_forced[b] > 0) {
-          seqs[i] = s->seqs[b];
-          n_new[i++] = s->n_forced[b];
-          memcpy(ids + t, s->prompts[b], sizeof(int32_t) * (size_t)s->n_forced[b]);
-          t += (size_t)s->n_forced[b];
-        }
-      deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
-      fa.n_seqs = n_seqs;
-      fa.seqs = seqs;
-      fa.n_new = n_new;
-      fa.tokens = ids;
-      fa.logits_mode = DECO_LOGITS_LAST;
-      fa.logits = s->dev.logits;
-      st = deco_forward(s->m, s->kc, &fa);
-    }
-    free(seqs);
-    free(n_new);
-    free(ids);
-    DECO_TRY(st);
+  if (n_seqs == 0) return DECO_STATUS_SUCCESS;
+  int *seqs = malloc(sizeof(int) * (size_t)n_seqs), *n_new = malloc(sizeof(int) * (size_t)n_seqs);
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)total);
+  deco_status_t st = seqs && n_new && ids ? DECO_STATUS_SUCCESS
+                                          : DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
+  if (st == DECO_STATUS_SUCCESS) {
+    int i = 0;
+    size_t t = 0;
+    for (int b = 0; b < B; ++b)
+      if (s->n_forced[b] > 0) {
+        seqs[i] = s->seqs[b];
+        n_new[i++] = s->n_forced[b];
+        memcpy(ids + t, s->prompts[b], sizeof(int32_t) * (size_t)s->n_forced[b]);
+        t += (size_t)s->n_forced[b];
+      }
+    deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
+    fa.n_seqs = n_seqs;
+    fa.seqs = seqs;
+    fa.n_new = n_new;
+    fa.tokens = ids;
+    fa.logits_mode = DECO_LOGITS_LAST;
+    fa.logits = s->dev.logits;
+    st = deco_forward(s->m, s->kc, &fa);
   }
+  free(seqs);
+  free(n_new);
+  free(ids);
+  return st;
+}
+
+/* Draft j of prompt b before the first step, in the host image: slot 0
+ * alone (score 0, the prompt's tail as its n-gram context, mixed with
+ * weight 1), the others dead. */
+static void first_draft(deco_superpose_session_t *s, int b, int j) {
+  block_t *h = &s->host;
+  const int nf = s->n_forced[b];
+  const int32_t last = s->prompts[b][nf];
+  const int hist = nf + 1 < DECO_NGRAM_CONTEXT ? nf + 1 : DECO_NGRAM_CONTEXT;
+  const size_t r = (size_t)b * s->k + (size_t)j;
+  h->d.score[r] = j == 0 ? 0.0 : -(double)INFINITY;
+  h->d.token[r] = last;
+  h->d.ctx_len[r] = j == 0 ? hist : 0;
+  for (int c = 0; c < DECO_NGRAM_CONTEXT; ++c) {
+    const int at = nf + 1 - DECO_NGRAM_CONTEXT + c; /* ctx[4] is the prompt's last id */
+    h->d.ctx[r * DECO_NGRAM_CONTEXT + c] = j == 0 && at >= 0 ? s->prompts[b][at] : 0;
+  }
+  h->d.mix_token[r] = last;
+  h->d.mix_weight[r] = j == 0 ? 1.0f : 0.0f;
+  h->d.fin_score[r] = -(double)INFINITY;
+  h->d.fin_len[r] = 0;
+  h->d.fin_slot[r] = -1;
+}
+
+/* Prompt b's state before the first step in the host image: its drafts,
+ * an empty history, and the first forward's position. */
+static void first_state(deco_superpose_session_t *s, int b) {
+  block_t *h = &s->host;
+  const int k = s->k, nf = s->n_forced[b];
+  h->d.prompt[b] = (deco_superpose_prompt_t){.step = 0,
+                                             .max_steps = s->max_steps[b],
+                                             .position = nf,
+                                             .done = s->max_steps[b] == 0,
+                                             .n_alive = 1,
+                                             .n_fin = 0,
+                                             .nonfinite = 0,
+                                             .reserved = 0};
+  for (int j = 0; j < k; ++j) first_draft(s, b, j);
+  for (size_t r = 0; r < (size_t)s->rows * k; ++r) {
+    h->d.hist_token[(size_t)b * s->rows * k + r] = -1;
+    h->d.hist_parent[(size_t)b * s->rows * k + r] = -1;
+  }
+  h->positions[b] = nf;
+  h->kv_lens[b] = nf + 1;
+}
+
+deco_status_t deco_superpose_session_prefill(deco_superpose_session_t *s) {
+  if (!s) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: session is NULL", OP);
+  deco_ctx_t *ctx = s->ctx;
+  if (s->prefilled) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the session was prefilled already", OP);
+  const int B = s->B;
+  DECO_TRY(forward_forced(s));
   /* The drafts before the first step: slot 0 alone, the prompt's last id
    * with weight 1, so the first forward is the plain one. */
   block_t *h = &s->host;
-  for (int b = 0; b < B; ++b) {
-    const int nf = s->n_forced[b];
-    const int32_t last = s->prompts[b][nf];
-    h->d.prompt[b] = (deco_superpose_prompt_t){.step = 0,
-                                               .max_steps = s->max_steps[b],
-                                               .position = nf,
-                                               .done = s->max_steps[b] == 0,
-                                               .n_alive = 1,
-                                               .n_fin = 0,
-                                               .nonfinite = 0,
-                                               .reserved = 0};
-    const int hist = nf + 1 < DECO_NGRAM_CONTEXT ? nf + 1 : DECO_NGRAM_CONTEXT;
-    for (int j = 0; j < k; ++j) {
-      const size_t r = (size_t)b * k + (size_t)j;
-      h->d.score[r] = j == 0 ? 0.0 : -(double)INFINITY;
-      h->d.token[r] = last;
-      h->d.ctx_len[r] = j == 0 ? hist : 0;
-      for (int c = 0; c < DECO_NGRAM_CONTEXT; ++c) {
-        const int at = nf + 1 - DECO_NGRAM_CONTEXT + c; /* ctx[4] is the prompt's last id */
-        h->d.ctx[r * DECO_NGRAM_CONTEXT + c] = j == 0 && at >= 0 ? s->prompts[b][at] : 0;
-      }
-      h->d.mix_token[r] = last;
-      h->d.mix_weight[r] = j == 0 ? 1.0f : 0.0f;
-      h->d.fin_score[r] = -(double)INFINITY;
-      h->d.fin_len[r] = 0;
-      h->d.fin_slot[r] = -1;
-    }
-    for (size_t r = 0; r < (size_t)s->rows * k; ++r) {
-      h->d.hist_token[(size_t)b * s->rows * k + r] = -1;
-      h->d.hist_parent[(size_t)b * s->rows * k + r] = -1;
-    }
-    h->positions[b] = nf;
-    h->kv_lens[b] = nf + 1;
-  }
+  for (int b = 0; b < B; ++b) first_state(s, b);
   for (int b = 0; b <= B; ++b) h->q_indptr[b] = b;
   if (s->n_stop > 0) memcpy(h->stop_ids, s->stop_ids, sizeof(int32_t) * (size_t)s->n_stop);
   DECO_TRY(deco_memcpy(ctx, s->mem, s->image, s->block_bytes, DECO_COPY_HOST_TO_CTX));
