@@ -5,42 +5,24 @@
 
 #include "deco/select.h"
 #include "ops/dispatch.h"
-
-/* ---- deco_spec_prepare ---- */
-
-/* The ctx, the template's size, the run's length, and what the op reads:
- * the step state and the nodes' depths. */
-static deco_status_t check_prepare_inputs(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a, const char *op) {
-  DECO_CHECK_CTX(ctx, a, op);
-  DECO_CHECK_RANGE(ctx, a->n_nodes, 1, DECO_TREE_MAX_NODES, op);
-  DECO_CHECK_RANGE(ctx, a->steps, 1, 1 << 30, op);
-  DECO_CHECK_PTR(ctx, a->state, op);
-  DECO_CHECK_PTR(ctx, a->depth, op);
-  return DECO_STATUS_SUCCESS;
-}
-
-/* What the op writes: the forward's batch and the tree that acceptance and
- * the update see. */
-static deco_status_t check_prepare_outputs(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a, const char *op) {
-  DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_CHECK_PTR(ctx, a->positions, op);
-  DECO_CHECK_PTR(ctx, a->q_indptr, op);
-  DECO_CHECK_PTR(ctx, a->kv_lens, op);
-  DECO_CHECK_PTR(ctx, a->prefix_lens, op);
-  DECO_CHECK_PTR(ctx, a->tree_indptr, op);
-  DECO_CHECK_PTR(ctx, a->row_count, op);
-  return DECO_STATUS_SUCCESS;
-}
+#include "ops/ptr_args.h"
 
 deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a) {
   static const char op[] = "deco_spec_prepare";
-  DECO_TRY(check_prepare_inputs(ctx, a, op));
-  DECO_TRY(check_prepare_outputs(ctx, a, op));
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_CHECK_RANGE(ctx, a->n_nodes, 1, DECO_TREE_MAX_NODES, op);
+  DECO_CHECK_RANGE(ctx, a->steps, 1, 1 << 30, op);
+  /* What it reads (the state, the depths), the forward's batch and the tree
+   * that acceptance and the update see. */
+  const deco_ptr_arg_t arrays[] = {
+      DECO_PTR_ARG(a->state), DECO_PTR_ARG(a->depth),
+      DECO_PTR_ARG(a->tokens), DECO_PTR_ARG(a->positions), DECO_PTR_ARG(a->q_indptr),
+      DECO_PTR_ARG(a->kv_lens), DECO_PTR_ARG(a->prefix_lens),
+      DECO_PTR_ARG(a->tree_indptr), DECO_PTR_ARG(a->row_count)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, spec_prepare, a);
 }
-
-/* ---- deco_spec_commit ---- */
 
 /* The ctx and the sizes: the tree, the run's length, the output's capacity
  * and the stop ids (their array only when there are some). */
@@ -54,27 +36,17 @@ static deco_status_t check_commit_sizes(deco_ctx_t *ctx, const deco_spec_commit_
   return DECO_STATUS_SUCCESS;
 }
 
-/* The step state, its tree, acceptance's result, and the output (only when
- * it has room). */
-static deco_status_t check_commit_arrays(deco_ctx_t *ctx, const deco_spec_commit_args_t *a, const char *op) {
-  DECO_CHECK_PTR(ctx, a->state, op);
-  DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_CHECK_PTR(ctx, a->path, op);
-  DECO_CHECK_PTR(ctx, a->accept_len, op);
-  DECO_CHECK_PTR(ctx, a->bonus, op);
-  if (a->out_capacity > 0) DECO_CHECK_PTR(ctx, a->out, op);
-  return DECO_STATUS_SUCCESS;
-}
-
 deco_status_t deco_spec_commit(deco_ctx_t *ctx, const deco_spec_commit_args_t *a) {
   static const char op[] = "deco_spec_commit";
   DECO_TRY(check_commit_sizes(ctx, a, op));
-  DECO_TRY(check_commit_arrays(ctx, a, op));
+  /* The step state, its tree, acceptance's result; the output when it has room. */
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->state), DECO_PTR_ARG(a->tokens), DECO_PTR_ARG(a->path),
+                                   DECO_PTR_ARG(a->accept_len), DECO_PTR_ARG(a->bonus)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
+  if (a->out_capacity > 0) DECO_CHECK_PTR(ctx, a->out, op);
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, spec_commit, a);
 }
-
-/* ---- deco_draft_chain ---- */
 
 /* The ctx, the chain's length K, the stage (observe, start or a level
  * 1..K), the run's length and the draft cache's reservation. */
@@ -87,25 +59,19 @@ static deco_status_t check_chain_sizes(deco_ctx_t *ctx, const deco_draft_chain_a
   return DECO_STATUS_SUCCESS;
 }
 
-/* The draft forward's batch, which the start and the levels write. */
-static deco_status_t check_chain_batch(deco_ctx_t *ctx, const deco_draft_chain_args_t *a, const char *op) {
-  DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_CHECK_PTR(ctx, a->positions, op);
-  DECO_CHECK_PTR(ctx, a->q_indptr, op);
-  DECO_CHECK_PTR(ctx, a->kv_lens, op);
-  DECO_CHECK_PTR(ctx, a->prefix_lens, op);
-  return DECO_STATUS_SUCCESS;
-}
-
 /* The state and the chain, then what the stage reads or writes:
  * acceptance's path when observing, the draft forward's batch otherwise. */
 static deco_status_t check_chain_stage_arrays(deco_ctx_t *ctx, const deco_draft_chain_args_t *a, const char *op) {
-  DECO_CHECK_PTR(ctx, a->state, op);
-  DECO_CHECK_PTR(ctx, a->chain, op);
-  DECO_CHECK_PTR(ctx, a->prev, op);
-  if (a->stage != DECO_DRAFT_CHAIN_OBSERVE) return check_chain_batch(ctx, a, op);
-  DECO_CHECK_PTR(ctx, a->path, op);
-  DECO_CHECK_PTR(ctx, a->accept_len, op);
+  const deco_ptr_arg_t chain[] = {DECO_PTR_ARG(a->state), DECO_PTR_ARG(a->chain), DECO_PTR_ARG(a->prev)};
+  DECO_CHECK_PTR_ARGS(ctx, chain, op);
+  if (a->stage == DECO_DRAFT_CHAIN_OBSERVE) {
+    const deco_ptr_arg_t observe[] = {DECO_PTR_ARG(a->path), DECO_PTR_ARG(a->accept_len)};
+    DECO_CHECK_PTR_ARGS(ctx, observe, op);
+    return DECO_STATUS_SUCCESS;
+  }
+  const deco_ptr_arg_t batch[] = {DECO_PTR_ARG(a->tokens), DECO_PTR_ARG(a->positions), DECO_PTR_ARG(a->q_indptr),
+                                  DECO_PTR_ARG(a->kv_lens), DECO_PTR_ARG(a->prefix_lens)};
+  DECO_CHECK_PTR_ARGS(ctx, batch, op);
   return DECO_STATUS_SUCCESS;
 }
 

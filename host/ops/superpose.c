@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "ops/dispatch.h"
+#include "ops/ptr_args.h"
 
 deco_status_t deco_superpose_embed(deco_ctx_t *ctx, const deco_superpose_embed_args_t *a) {
   static const char op[] = "deco_superpose_embed";
@@ -57,21 +58,15 @@ static deco_status_t check_lookup_table(deco_ctx_t *ctx, const deco_ngram_lookup
   return DECO_STATUS_SUCCESS;
 }
 
-/* The drafts' contexts, the candidates and the output. */
-static deco_status_t check_lookup_arrays(deco_ctx_t *ctx, const deco_ngram_lookup_args_t *a, const char *op) {
-  DECO_CHECK_PTR(ctx, a->ctx, op);
-  DECO_CHECK_PTR(ctx, a->ctx_len, op);
-  DECO_CHECK_PTR(ctx, a->cands, op);
-  DECO_CHECK_PTR(ctx, a->probs, op);
-  return DECO_STATUS_SUCCESS;
-}
-
 deco_status_t deco_ngram_lookup(deco_ctx_t *ctx, const deco_ngram_lookup_args_t *a) {
   static const char op[] = "deco_ngram_lookup";
   DECO_TRY(check_lookup_sizes(ctx, a, op));
   DECO_TRY(check_lookup_table(ctx, a, op));
   DECO_TRY(check_lambda(ctx, a->lambda, op));
-  DECO_TRY(check_lookup_arrays(ctx, a, op));
+  /* The drafts' contexts, the candidates and the output. */
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->ctx), DECO_PTR_ARG(a->ctx_len), DECO_PTR_ARG(a->cands),
+                                   DECO_PTR_ARG(a->probs)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
   if (a->n_rows == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, ngram_lookup, a);
@@ -106,37 +101,21 @@ static deco_status_t check_select_scalars(deco_ctx_t *ctx, const deco_superpose_
   return DECO_STATUS_SUCCESS;
 }
 
-/* The drafts' running state: per prompt, per draft, and the next mixed input. */
-static deco_status_t check_drafts_state(deco_ctx_t *ctx, const deco_superpose_drafts_t *d, const char *op) {
-  DECO_CHECK_PTR(ctx, d->prompt, op);
-  DECO_CHECK_PTR(ctx, d->score, op);
-  DECO_CHECK_PTR(ctx, d->token, op);
-  DECO_CHECK_PTR(ctx, d->ctx, op);
-  DECO_CHECK_PTR(ctx, d->ctx_len, op);
-  DECO_CHECK_PTR(ctx, d->mix_token, op);
-  DECO_CHECK_PTR(ctx, d->mix_weight, op);
-  return DECO_STATUS_SUCCESS;
-}
-
-/* The drafts' history of selections and their finished pool. */
-static deco_status_t check_drafts_record(deco_ctx_t *ctx, const deco_superpose_drafts_t *d, const char *op) {
-  DECO_CHECK_PTR(ctx, d->hist_token, op);
-  DECO_CHECK_PTR(ctx, d->hist_parent, op);
-  DECO_CHECK_PTR(ctx, d->fin_score, op);
-  DECO_CHECK_PTR(ctx, d->fin_len, op);
-  DECO_CHECK_PTR(ctx, d->fin_slot, op);
-  return DECO_STATUS_SUCCESS;
-}
-
 deco_status_t deco_superpose_select(deco_ctx_t *ctx, const deco_superpose_select_args_t *a) {
   static const char op[] = "deco_superpose_select";
   DECO_TRY(check_select_sizes(ctx, a, op));
   DECO_TRY(check_select_scalars(ctx, a, op));
   if (a->n_stop_ids > 0) DECO_CHECK_PTR(ctx, a->stop_ids, op);
-  DECO_CHECK_PTR(ctx, a->cand_ids, op);
-  DECO_CHECK_PTR(ctx, a->cand_logits, op);
-  DECO_TRY(check_drafts_state(ctx, &a->drafts, op));
-  DECO_TRY(check_drafts_record(ctx, &a->drafts, op));
+  /* The candidates, then the drafts' state: per prompt, per draft, the next
+   * mixed input, the history of selections and the finished pool. */
+  const deco_superpose_drafts_t *d = &a->drafts;
+  const deco_ptr_arg_t arrays[] = {
+      DECO_PTR_ARG(a->cand_ids), DECO_PTR_ARG(a->cand_logits),
+      DECO_PTR_ARG(d->prompt), DECO_PTR_ARG(d->score), DECO_PTR_ARG(d->token), DECO_PTR_ARG(d->ctx),
+      DECO_PTR_ARG(d->ctx_len), DECO_PTR_ARG(d->mix_token), DECO_PTR_ARG(d->mix_weight),
+      DECO_PTR_ARG(d->hist_token), DECO_PTR_ARG(d->hist_parent),
+      DECO_PTR_ARG(d->fin_score), DECO_PTR_ARG(d->fin_len), DECO_PTR_ARG(d->fin_slot)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
   if (a->n_prompts == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, superpose_select, a);
