@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -398,4 +399,246 @@ Test(ops_ref, args_init_macros) {
   n.out = &out[0][0];
   cr_assert_eq(deco_rmsnorm(ctx, &n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert(fabsf(out[1][3] - 2.0f / sqrtf(1.0f + 1e-5f)) <= 1e-6f, "out %g", out[1][3]);
+}
+
+/* ---- The order and wording of the entry points' refusals ----
+ * Each ladder starts from a struct that fails its first check and fixes one
+ * argument at a time, so every check is reached in turn and must give its
+ * status and exact message (deco_last_error, which also holds a refusal of
+ * a NULL ctx). The ladders stop before a call that would run the op, except
+ * where an empty call succeeds without reading anything. */
+static void expect_refusal(deco_status_t got, deco_status_t want, const char *message) {
+  cr_assert_eq(got, want, "status %d, want %d (%s)", (int)got, (int)want, deco_last_error(NULL));
+  cr_assert_str_eq(deco_last_error(NULL), message);
+}
+#define NULLP DECO_STATUS_NULL_POINTER
+#define BADARG DECO_STATUS_INVALID_ARGUMENT
+
+/* The refusal of the NULL pointer argument `field`; name: how the messages
+ * name the struct's fields ("deco_op: a->"). */
+static void expect_null(deco_status_t got, const char *name, const char *field) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s%s is NULL", name, field);
+  expect_refusal(got, NULLP, msg);
+}
+
+/* The refusal of the int argument `field` = bad, outside [lo, hi]. */
+static void expect_range(deco_status_t got, const char *name, const char *field, long long bad, long long lo,
+                         long long hi) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s%s = %lld outside [%lld, %lld]", name, field, bad, lo, hi);
+  expect_refusal(got, BADARG, msg);
+}
+
+/* The refusal of a float argument = bad, in fmt's words (its %g: bad). */
+static void expect_float(deco_status_t got, const char *fmt, double bad) {
+  char msg[256];
+  snprintf(msg, sizeof msg, fmt, bad);
+  expect_refusal(got, BADARG, msg);
+}
+
+/* The op that takes args (a deco_<op>_args_t), and a call of it on ctx. */
+#define OP_FN(args)                                          \
+  _Generic(&(args),                                          \
+      deco_spec_prepare_args_t *: deco_spec_prepare,         \
+      deco_spec_commit_args_t *: deco_spec_commit,           \
+      deco_draft_chain_args_t *: deco_draft_chain,           \
+      deco_superpose_select_args_t *: deco_superpose_select, \
+      deco_ngram_lookup_args_t *: deco_ngram_lookup,         \
+      deco_rope_args_t *: deco_rope)
+#define OP(args) OP_FN(args)(ctx, &(args))
+
+/* A NULL ctx, then NULL args: the two refusals every entry point starts with. */
+#define EXPECT_NULL_CTX_THEN_ARGS(args, op)                                 \
+  do {                                                                      \
+    expect_refusal(OP_FN(args)(NULL, &(args)), NULLP, op ": ctx is NULL"); \
+    expect_refusal(OP_FN(args)(ctx, NULL), NULLP, op ": (a) is NULL");     \
+  } while (0)
+
+/* Where a pointer argument points once set: never read, since no call that
+ * gets past the checks reads it. */
+static double scratch[8];
+
+/* Ladder steps on args, with `name` (in scope) naming its fields:
+ *   NS: the pointer argument field, NULL so far, is refused; then it points
+ *     to scratch (IN: a field of the struct `in` within args).
+ *   RS: the int argument field = bad is refused as outside [lo, hi]; then
+ *     it takes good.
+ *   FS: the float argument field = bad is refused in fmt's words; then it
+ *     takes good. */
+#define NS_IN(args, in, field)                 \
+  do {                                         \
+    expect_null(OP(args), name, #field);       \
+    (in).field = (void *)scratch;              \
+  } while (0)
+#define NS(args, field) NS_IN(args, args, field)
+#define RS(args, field, bad, lo, hi, good)                   \
+  do {                                                       \
+    (args).field = (bad);                                    \
+    expect_range(OP(args), name, #field, (bad), (lo), (hi)); \
+    (args).field = (good);                                   \
+  } while (0)
+#define FS(args, field, bad, good, fmt)    \
+  do {                                     \
+    (args).field = (bad);                  \
+    expect_float(OP(args), (fmt), (bad));  \
+    (args).field = (good);                 \
+  } while (0)
+
+Test(ops_ref, spec_prepare_and_commit_refusals) {
+  deco_spec_prepare_args_t p = DECO_SPEC_PREPARE_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(p, "deco_spec_prepare");
+  const char *name = "deco_spec_prepare: a->";
+  RS(p, n_nodes, 0, 1, 256, 257); RS(p, n_nodes, 257, 1, 256, 3); RS(p, steps, 0, 1, 1 << 30, 8);
+  NS(p, state); NS(p, depth); NS(p, tokens); NS(p, positions); NS(p, q_indptr);
+  NS(p, kv_lens); NS(p, prefix_lens); NS(p, tree_indptr); NS(p, row_count);
+
+  deco_spec_commit_args_t c = DECO_SPEC_COMMIT_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(c, "deco_spec_commit");
+  name = "deco_spec_commit: a->";
+  RS(c, n_nodes, 0, 1, 256, 3); RS(c, steps, 0, 1, 1 << 30, 8); RS(c, out_capacity, -1, 0, 1 << 30, 4);
+  RS(c, n_stop_ids, 65, 0, 64, 0);
+  /* No stop ids: stop_ids may be NULL; some: it comes first. */
+  expect_null(OP(c), name, "state");
+  c.n_stop_ids = 2;
+  NS(c, stop_ids); NS(c, state); NS(c, tokens); NS(c, path); NS(c, accept_len); NS(c, bonus); NS(c, out);
+}
+
+Test(ops_ref, draft_chain_refusals) {
+  deco_draft_chain_args_t a = DECO_DRAFT_CHAIN_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(a, "deco_draft_chain");
+  const char *name = "deco_draft_chain: a->";
+  RS(a, draft_len, 0, 1, 255, 3); RS(a, stage, 4, -1, 3, -2); RS(a, stage, -2, -1, 3, DECO_DRAFT_CHAIN_START);
+  RS(a, steps, 0, 1, 1 << 30, 8); RS(a, max_slots, -1, 0, 1 << 30, 16);
+  /* The start and the levels need the forward's batch, not the path. */
+  NS(a, state); NS(a, chain); NS(a, prev);
+  NS(a, tokens); NS(a, positions); NS(a, q_indptr); NS(a, kv_lens); NS(a, prefix_lens);
+  const char *t = "deco_draft_chain: temperature = %g must be finite and >= 0";
+  FS(a, temperature, -1.0f, NAN, t); FS(a, temperature, NAN, INFINITY, t); FS(a, temperature, INFINITY, 0.0f, t);
+  RS(a, width, -1, 0, 16, 17); RS(a, width, 17, 0, 16, 2);
+
+  /* A top-w tree: its size and shape, fparents at the start, topk at a level. */
+  RS(a, n_nodes, 0, 2, 255, 3); NS(a, shape);
+  expect_null(OP(a), name, "fparents");
+  a.stage = 1;
+  expect_null(OP(a), name, "topk");
+
+  /* A chain's level (any width below 2): the logits, and q when it draws. */
+  a.width = 1;
+  RS(a, vocab, 0, 1, 16777216, 5); NS(a, logits);
+  a.temperature = 0.5f;
+  expect_null(OP(a), name, "q");
+  a.width = 0;
+  expect_null(OP(a), name, "q");
+
+  /* Observe: the path and its length, not the forward's batch. */
+  a.stage = DECO_DRAFT_CHAIN_OBSERVE;
+  a.tokens = a.positions = a.q_indptr = a.kv_lens = a.prefix_lens = NULL;
+  NS(a, path); NS(a, accept_len);
+  a.width = 2;
+  a.shape = NULL;
+  expect_null(OP(a), name, "shape");
+  RS(a, n_nodes, 256, 2, 255, 3);
+}
+
+Test(ops_ref, superpose_select_and_ngram_lookup_refusals) {
+  deco_superpose_select_args_t s = DECO_SUPERPOSE_SELECT_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(s, "deco_superpose_select");
+  const char *name = "deco_superpose_select: a->";
+  /* No prompts: an empty call succeeds once every check passes. */
+  RS(s, n_prompts, -1, 0, 1 << 20, 0); RS(s, k, 0, 1, 16, 2); RS(s, m, 0, 1, 16, 3);
+  RS(s, max_steps, 0, 1, 1 << 24, 4); RS(s, n_stop_ids, 65, 0, 64, 0);
+  const char *t = "deco_superpose_select: temperature = %g must be finite and > 0";
+  FS(s, temperature, 0.0f, INFINITY, t); FS(s, temperature, INFINITY, NAN, t); FS(s, temperature, NAN, 0.5f, t);
+  const char *al = "deco_superpose_select: alpha = %g outside [0, 1]";
+  FS(s, alpha, 1.5f, NAN, al); FS(s, alpha, NAN, 0.5f, al);
+  const char *pen = "deco_superpose_select: penalty = %g must be finite and >= 0";
+  FS(s, penalty, -1.0f, INFINITY, pen); FS(s, penalty, INFINITY, 200.0f, pen);
+  expect_refusal(OP(s), NULLP,
+                 "deco_superpose_select: ngram_probs is NULL with alpha = 0.5 (0 turns the n-grams off)");
+  s.alpha = 0.0f; /* no n-grams: ngram_probs may be NULL; no stop ids: stop_ids may be NULL */
+  expect_null(OP(s), name, "cand_ids");
+  s.n_stop_ids = 2;
+  NS(s, stop_ids); NS(s, cand_ids); NS(s, cand_logits);
+  name = "deco_superpose_select: d->";
+  NS_IN(s, s.drafts, prompt); NS_IN(s, s.drafts, score); NS_IN(s, s.drafts, token); NS_IN(s, s.drafts, ctx);
+  NS_IN(s, s.drafts, ctx_len); NS_IN(s, s.drafts, mix_token); NS_IN(s, s.drafts, mix_weight);
+  NS_IN(s, s.drafts, hist_token); NS_IN(s, s.drafts, hist_parent);
+  NS_IN(s, s.drafts, fin_score); NS_IN(s, s.drafts, fin_len); NS_IN(s, s.drafts, fin_slot);
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+
+  deco_ngram_lookup_args_t g = DECO_NGRAM_LOOKUP_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(g, "deco_ngram_lookup");
+  name = "deco_ngram_lookup: a->";
+  RS(g, n_rows, -1, 0, 16777216, 3); RS(g, rows_per_group, 0, 1, 16, 2); RS(g, m, 0, 1, 16, 4);
+  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: n_rows = 3 is not a multiple of rows_per_group = 2");
+  g.n_rows = 0; /* nothing to look up: an empty call succeeds once every check passes */
+  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: table.n_slots = 0 is not a power of two");
+  g.table.n_slots = 6;
+  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: table.n_slots = 6 is not a power of two");
+  g.table.n_slots = 8;
+  name = "deco_ngram_lookup: a->table.";
+  NS_IN(g, g.table, slots);
+  g.lambda[2] = 1.5f; /* no followers: followers may be NULL */
+  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: lambda[2] (order 4) = 1.5 outside [0, 1]");
+  g.table.n_followers = 4;
+  NS_IN(g, g.table, followers);
+  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: lambda[2] (order 4) = 1.5 outside [0, 1]");
+  g.lambda[2] = 0.5f;
+  g.lambda[4] = NAN;
+  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: lambda[4] (order 6) = nan outside [0, 1]");
+  g.lambda[4] = 1.0f;
+  name = "deco_ngram_lookup: a->";
+  NS(g, ctx); NS(g, ctx_len); NS(g, cands); NS(g, probs);
+  cr_assert_eq(OP(g), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, rope_refusals) {
+  float x[4] = {0};
+  deco_rope_args_t r = DECO_ROPE_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(r, "deco_rope");
+  const char *name = "deco_rope: a->";
+  r.dtype = (deco_dtype_t)9;
+  expect_refusal(OP(r), BADARG, "deco_rope: dtype = 9 is not a dtype");
+  r.dtype = DECO_DTYPE_BF16;
+  expect_refusal(OP(r), DECO_STATUS_UNSUPPORTED,
+                 "deco_rope: dtype bf16 is not supported on the CPU backend (f32 only)");
+  r.dtype = DECO_DTYPE_F32;
+  r.style = (deco_rope_style_t)3;
+  expect_refusal(OP(r), BADARG, "deco_rope: style = 3 is not a RoPE style");
+  r.style = DECO_ROPE_HALF_SPLIT;
+  /* No tokens: an empty call succeeds once every check passes. */
+  RS(r, n_tokens, -1, 0, 16777216, 0); RS(r, head_dim, 0, 2, 256, 7);
+  expect_refusal(OP(r), BADARG, "deco_rope: head_dim = 7 must be even");
+  r.head_dim = 8;
+  const char *th = "deco_rope: theta = %g must be finite and > 0";
+  FS(r, theta, 0.0f, INFINITY, th); FS(r, theta, INFINITY, 10000.0f, th);
+  NS(r, positions);
+  expect_refusal(OP(r), NULLP, "deco_rope: q and k are both NULL");
+  /* q alone: n_heads and q_stride checked, the k side not read. */
+  r.q = x;
+  r.n_kv_heads = 0;
+  r.k_stride = 3;
+  RS(r, n_heads, 0, 1, 4096, 2);
+  r.q_stride = 3;
+  expect_refusal(OP(r), BADARG, "deco_rope: q_stride = 3 must be 0 (dense) or in [16, 2^30]");
+  r.q_stride = 16;
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* Both: the head counts before the strides. */
+  r.k = x;
+  r.q_stride = 3;
+  RS(r, n_kv_heads, 0, 1, 4096, 1);
+  expect_refusal(OP(r), BADARG, "deco_rope: q_stride = 3 must be 0 (dense) or in [16, 2^30]");
+  r.q_stride = 0;
+  expect_refusal(OP(r), BADARG, "deco_rope: k_stride = 3 must be 0 (dense) or in [8, 2^30]");
+  r.k_stride = 1 << 30;
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* k alone: n_heads and q_stride not read. */
+  r.q = NULL;
+  r.n_heads = 0;
+  r.q_stride = 3;
+  r.k_stride = (1 << 30) + 1;
+  expect_refusal(OP(r), BADARG, "deco_rope: k_stride = 1073741825 must be 0 (dense) or in [8, 2^30]");
+  r.k_stride = 0;
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }

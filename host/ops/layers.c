@@ -47,8 +47,9 @@ deco_status_t deco_check_stride(deco_ctx_t *ctx, long long stride, long long den
                    stride, dense);
 }
 
-deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
-  static const char op[] = "deco_rope";
+/* The ctx and the layout of the rows: dtype, style, token count and an even
+ * head_dim in [2, 256]. */
+static deco_status_t check_rope_layout(deco_ctx_t *ctx, const deco_rope_args_t *a, const char *op) {
   DECO_CHECK_CTX(ctx, a, op);
   DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
   if (a->style != DECO_ROPE_INTERLEAVED && a->style != DECO_ROPE_HALF_SPLIT)
@@ -57,15 +58,27 @@ deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
   DECO_CHECK_RANGE(ctx, a->head_dim, 2, 256, op);
   if (a->head_dim % 2)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: head_dim = %d must be even", op, a->head_dim);
-  if (!(a->theta > 0.0f) || isinf(a->theta))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: theta = %g must be finite and > 0", op, (double)a->theta);
-  DECO_CHECK_PTR(ctx, a->positions, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* q, k or both: the head count of each one given, then its row stride. */
+static deco_status_t check_rope_heads(deco_ctx_t *ctx, const deco_rope_args_t *a, const char *op) {
   if (a->q == NULL && a->k == NULL)
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: q and k are both NULL", op);
   if (a->q) DECO_CHECK_RANGE(ctx, a->n_heads, 1, 4096, op);
   if (a->k) DECO_CHECK_RANGE(ctx, a->n_kv_heads, 1, 4096, op);
   if (a->q) DECO_TRY(deco_check_stride(ctx, a->q_stride, (long long)a->n_heads * a->head_dim, op, "q_stride"));
   if (a->k) DECO_TRY(deco_check_stride(ctx, a->k_stride, (long long)a->n_kv_heads * a->head_dim, op, "k_stride"));
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_rope(deco_ctx_t *ctx, const deco_rope_args_t *a) {
+  static const char op[] = "deco_rope";
+  DECO_TRY(check_rope_layout(ctx, a, op));
+  if (!(a->theta > 0.0f) || isinf(a->theta))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: theta = %g must be finite and > 0", op, (double)a->theta);
+  DECO_CHECK_PTR(ctx, a->positions, op);
+  DECO_TRY(check_rope_heads(ctx, a, op));
   if (a->n_tokens == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, rope, a);

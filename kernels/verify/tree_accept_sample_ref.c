@@ -148,95 +148,161 @@ static int row_is_finite(const float *row, int V) {
   return 1;
 }
 
+/* One tree's walk: what the trials and the bonus at each of its nodes read. */
+typedef struct walk {
+  const deco_tree_accept_sample_args_t *a;
+  scratch_t *s;
+  const int32_t *tokens; /* the tree's tokens (local node indices) */
+  uint64_t seed;
+  uint32_t offset;
+  int b;                 /* the tree */
+  int node0;             /* its first node in the batch */
+  int V;
+  int kind;              /* a->draft_kind */
+  int without;           /* TREE_WITHOUT_REPLACEMENT */
+} walk_t;
+
+/* What the trials at one node carry from a rejected child to the next, and
+ * on to the bonus. */
+typedef struct trials {
+  double WX;    /* DETERMINISTIC: total weight after removing X */
+  double D;     /* WITHOUT: normaliser of q_i */
+  int rejected; /* a residual update was applied (non-deterministic kinds) */
+} trials_t;
+
+/* Before v's first child: nothing removed, D = 1, and r_0 = p (the target
+ * on its support) for the non-deterministic kinds. */
+static void begin_trials(const walk_t *w, trials_t *tr) {
+  scratch_t *s = w->s;
+  tr->WX = s->t.S;
+  tr->D = 1.0;
+  tr->rejected = 0;
+  memset(s->excl, 0, (size_t)w->V);
+  if (w->kind != DECO_DRAFT_DETERMINISTIC)
+    for (int y = 0; y < w->V; ++y) s->r[y] = s->t.in[y] ? (double)s->t.w[y] / s->t.S : 0.0;
+}
+
+/* DETERMINISTIC: accepts token x iff u < p(x) = w(x) / W_X; a rejected x in
+ * the support leaves it (unless the test-only NO_RESIDUAL rule is on). */
+static int try_deterministic(scratch_t *s, trials_t *tr, int x, double u) {
+  double px = (s->t.in[x] && !s->excl[x] && tr->WX > 0.0) ? (double)s->t.w[x] / tr->WX : 0.0;
+  if (u < px) return 1;
+  if (s->t.in[x] && !s->excl[x] && deco_accept_mutant != DECO_ACCEPT_MUTANT_NO_RESIDUAL) {
+    s->excl[x] = 1;
+    tr->WX -= s->t.w[x];
+  }
+  return 0;
+}
+
+/* After a rejection: r <- max(0, r - q_i) / Z, Z = the sum of the positive
+ * parts (r kept when Z <= 0); q_i = q * qscale with the excluded tokens at 0. */
+static void subtract_draft(scratch_t *s, const float *q, int V, double qscale) {
+  double Z = 0.0;
+  for (int y = 0; y < V; ++y) {
+    double d = s->r[y] - (s->excl[y] ? 0.0 : (double)q[y] * qscale);
+    Z += d > 0.0 ? d : 0.0;
+  }
+  if (Z > 0.0) {
+    for (int y = 0; y < V; ++y) {
+      double d = s->r[y] - (s->excl[y] ? 0.0 : (double)q[y] * qscale);
+      s->r[y] = d > 0.0 ? d / Z : 0.0;
+    }
+  }
+}
+
+/* CHAIN and TREE_WITH/WITHOUT_REPLACEMENT: accepts token x iff
+ * u * q_i(x) < r(x); on a rejection r becomes the residual and, without
+ * replacement, x leaves q (D shrinks by its q). */
+static int try_residual(const walk_t *w, trials_t *tr, const float *q, int x, double u) {
+  scratch_t *s = w->s;
+  double qscale = w->without ? (tr->D > 0.0 ? 1.0 / tr->D : 0.0) : 1.0;
+  double qx = s->excl[x] ? 0.0 : (double)q[x] * qscale;
+  if (u * qx < s->r[x]) return 1;
+  subtract_draft(s, q, w->V, qscale);
+  if (w->without && !s->excl[x]) {
+    tr->D -= q[x];
+    s->excl[x] = 1;
+  }
+  tr->rejected = 1;
+  return 0;
+}
+
+/* Tries v's children in increasing index (a token outside [0, V) is
+ * rejected with no draw and no update); returns the first one accepted, or
+ * -1 with tr holding what the rejections left. The target is s->t. */
+static int try_children(const walk_t *w, const int32_t *parent, int n, int v, trials_t *tr) {
+  scratch_t *s = w->s;
+  const float *q = w->kind == DECO_DRAFT_DETERMINISTIC ? NULL : w->a->draft_probs + (size_t)(w->node0 + v) * w->V;
+  int n_children = deco_tree_ref_children(parent, n, v, s->children);
+  begin_trials(w, tr);
+  for (int j = 0; j < n_children; ++j) {
+    int c = s->children[j];
+    int x = w->tokens[c];
+    if (x < 0 || x >= w->V) continue;
+    double u = deco_philox_uniform(w->seed, w->offset, (uint32_t)w->b, (uint32_t)c, 0);
+    int ok = w->kind == DECO_DRAFT_DETERMINISTIC ? try_deterministic(s, tr, x, u) : try_residual(w, tr, q, x, u);
+    if (ok) return c;
+  }
+  return -1;
+}
+
+/* The bonus at v, where no child was accepted: drawn from the current
+ * distribution (w on the support; without X for DETERMINISTIC; the residual
+ * after a rejection of the other kinds). */
+static int draw_node_bonus(const walk_t *w, int v, int rejected) {
+  const deco_tree_accept_sample_args_t *a = w->a;
+  scratch_t *s = w->s;
+  const int V = w->V;
+  if (deco_accept_mutant == DECO_ACCEPT_MUTANT_BONUS_ROOT && v != 0) { /* test-only broken rule */
+    build_target((const float *)a->logits + (size_t)w->node0 * V, V, a->temperature, a->top_k, a->top_p, s->order,
+                 &s->t);
+    memset(s->excl, 0, (size_t)V);
+    rejected = 0;
+  }
+  for (int y = 0; y < V; ++y) {
+    if (w->kind == DECO_DRAFT_DETERMINISTIC) s->omega[y] = (s->t.in[y] && !s->excl[y]) ? (double)s->t.w[y] : 0.0;
+    else if (rejected) s->omega[y] = s->r[y];
+    else s->omega[y] = s->t.in[y] ? (double)s->t.w[y] : 0.0;
+  }
+  double u = deco_philox_uniform(w->seed, w->offset, (uint32_t)w->b, (uint32_t)v, 1);
+  return draw_bonus(s->omega, V, u, s->t.top);
+}
+
 /* Walks tree b from its root; returns accept_len, writes path[], *bonus and
  * *nonfinite (1 + the node whose row held a NaN or an infinity: the walk
  * ends there, the bonus is that row's largest logit; else 0). */
 static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32_t *parent, int n, scratch_t *s,
                      int32_t *path, int32_t *bonus, int32_t *nonfinite) {
-  const int V = a->vocab;
-  const uint64_t seed = *a->seed;
-  const uint32_t offset = *a->offset;
-  const int kind = a->draft_kind;
-  const int without = kind == DECO_DRAFT_TREE_WITHOUT_REPLACEMENT;
   const int node0 = a->tree.tree_indptr[b];
-  const int32_t *tokens = a->tokens + node0;
+  const walk_t w = {.a = a,
+                    .s = s,
+                    .tokens = a->tokens + node0,
+                    .seed = *a->seed,
+                    .offset = *a->offset,
+                    .b = b,
+                    .node0 = node0,
+                    .V = a->vocab,
+                    .kind = a->draft_kind,
+                    .without = a->draft_kind == DECO_DRAFT_TREE_WITHOUT_REPLACEMENT};
   int v = 0, len = 0;
   path[len++] = 0;
   *nonfinite = 0;
   for (;;) {
-    const float *lrow = (const float *)a->logits + (size_t)(node0 + v) * V;
-    if (!row_is_finite(lrow, V)) { /* no distribution to sample from */
+    const float *lrow = (const float *)a->logits + (size_t)(node0 + v) * w.V;
+    if (!row_is_finite(lrow, w.V)) { /* no distribution to sample from */
       *nonfinite = v + 1;
-      *bonus = argmax_skip_nan(lrow, V);
+      *bonus = argmax_skip_nan(lrow, w.V);
       return len;
     }
-    build_target(lrow, V, a->temperature, a->top_k, a->top_p, s->order, &s->t);
-    const float *q = kind == DECO_DRAFT_DETERMINISTIC ? NULL : a->draft_probs + (size_t)(node0 + v) * V;
-    int n_children = deco_tree_ref_children(parent, n, v, s->children);
-    double WX = s->t.S; /* DETERMINISTIC: total weight after removing X */
-    double D = 1.0;     /* WITHOUT: normaliser of q_i */
-    int rejected = 0;   /* a residual update was applied (non-deterministic kinds) */
-    memset(s->excl, 0, (size_t)V);
-    if (kind != DECO_DRAFT_DETERMINISTIC)
-      for (int y = 0; y < V; ++y) s->r[y] = s->t.in[y] ? (double)s->t.w[y] / s->t.S : 0.0;
-    int accepted = -1;
-    for (int j = 0; j < n_children && accepted < 0; ++j) {
-      int c = s->children[j];
-      int x = tokens[c];
-      if (x < 0 || x >= V) continue;
-      double u = deco_philox_uniform(seed, offset, (uint32_t)b, (uint32_t)c, 0);
-      if (kind == DECO_DRAFT_DETERMINISTIC) {
-        double px = (s->t.in[x] && !s->excl[x] && WX > 0.0) ? (double)s->t.w[x] / WX : 0.0;
-        if (u < px) {
-          accepted = c;
-        } else if (s->t.in[x] && !s->excl[x] && deco_accept_mutant != DECO_ACCEPT_MUTANT_NO_RESIDUAL) {
-          s->excl[x] = 1;
-          WX -= s->t.w[x];
-        }
-        continue;
-      }
-      double qscale = without ? (D > 0.0 ? 1.0 / D : 0.0) : 1.0;
-      double qx = s->excl[x] ? 0.0 : (double)q[x] * qscale;
-      if (u * qx < s->r[x]) {
-        accepted = c;
-        continue;
-      }
-      double Z = 0.0;
-      for (int y = 0; y < V; ++y) {
-        double d = s->r[y] - (s->excl[y] ? 0.0 : (double)q[y] * qscale);
-        Z += d > 0.0 ? d : 0.0;
-      }
-      if (Z > 0.0) {
-        for (int y = 0; y < V; ++y) {
-          double d = s->r[y] - (s->excl[y] ? 0.0 : (double)q[y] * qscale);
-          s->r[y] = d > 0.0 ? d / Z : 0.0;
-        }
-      }
-      if (without && !s->excl[x]) {
-        D -= q[x];
-        s->excl[x] = 1;
-      }
-      rejected = 1;
+    build_target(lrow, w.V, a->temperature, a->top_k, a->top_p, s->order, &s->t);
+    trials_t tr;
+    int accepted = try_children(&w, parent, n, v, &tr);
+    if (accepted < 0) {
+      *bonus = draw_node_bonus(&w, v, tr.rejected);
+      return len;
     }
-    if (accepted >= 0) {
-      v = accepted;
-      path[len++] = v;
-      continue;
-    }
-    if (deco_accept_mutant == DECO_ACCEPT_MUTANT_BONUS_ROOT && v != 0) { /* test-only broken rule */
-      build_target((const float *)a->logits + (size_t)node0 * V, V, a->temperature, a->top_k, a->top_p, s->order,
-                   &s->t);
-      memset(s->excl, 0, (size_t)V);
-      rejected = 0;
-    }
-    for (int y = 0; y < V; ++y) {
-      if (kind == DECO_DRAFT_DETERMINISTIC) s->omega[y] = (s->t.in[y] && !s->excl[y]) ? (double)s->t.w[y] : 0.0;
-      else if (rejected) s->omega[y] = s->r[y];
-      else s->omega[y] = s->t.in[y] ? (double)s->t.w[y] : 0.0;
-    }
-    double u = deco_philox_uniform(seed, offset, (uint32_t)b, (uint32_t)v, 1);
-    *bonus = draw_bonus(s->omega, V, u, s->t.top);
-    return len;
+    v = accepted;
+    path[len++] = v;
   }
 }
 
