@@ -62,6 +62,23 @@ deco_status_t deco_set_error(deco_ctx_t *ctx, deco_status_t status, const char *
     if ((ptr) == NULL)                                                                       \
       return DECO_FAIL((ctx), DECO_STATUS_NULL_POINTER, "%s: %s is NULL", (op), #ptr);       \
   } while (0)
+/* A run of required pointer arguments as one list, checked in order: the
+ * first NULL fails with DECO_CHECK_PTR's status and message, naming the
+ * expression as the caller spelled it.
+ *   const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->tokens), DECO_PTR_ARG(a->parents)};
+ *   DECO_CHECK_PTR_ARGS(ctx, arrays, op); */
+typedef struct deco_ptr_arg {
+  const void *ptr;
+  const char *name;
+} deco_ptr_arg_t;
+#define DECO_PTR_ARG(p) {(const void *)(p), #p}
+static inline deco_status_t deco_check_ptr_args(deco_ctx_t *ctx, const deco_ptr_arg_t *list, int n, const char *op) {
+  for (int i = 0; i < n; ++i)
+    if (list[i].ptr == NULL) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: %s is NULL", op, list[i].name);
+  return DECO_STATUS_SUCCESS;
+}
+#define DECO_CHECK_PTR_ARGS(ctx, list, op) \
+  DECO_TRY(deco_check_ptr_args((ctx), (list), (int)(sizeof(list) / sizeof((list)[0])), (op)))
 #define DECO_CHECK_RANGE(ctx, val, lo, hi, op)                                               \
   do {                                                                                       \
     if ((long long)(val) < (long long)(lo) || (long long)(val) > (long long)(hi))            \

@@ -5,7 +5,6 @@
 
 #include "deco/select.h"
 #include "ops/dispatch.h"
-#include "ops/ptr_args.h"
 
 deco_status_t deco_spec_prepare(deco_ctx_t *ctx, const deco_spec_prepare_args_t *a) {
   static const char op[] = "deco_spec_prepare";

@@ -6,7 +6,6 @@
 #include <math.h>
 
 #include "ops/dispatch.h"
-#include "ops/ptr_args.h"
 
 deco_status_t deco_superpose_embed(deco_ctx_t *ctx, const deco_superpose_embed_args_t *a) {
   static const char op[] = "deco_superpose_embed";
