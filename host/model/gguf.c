@@ -220,8 +220,8 @@ static deco_status_t rd_value(gg_rd_t *r, uint32_t t, const char *field) {
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
-  r->w = (gg_where_t){W_KV, i, NULL, 0, "key length", 0, 0};
+/* An entry's key: non-empty printable ASCII, named in later messages. */
+static deco_status_t rd_key(gg_rd_t *r, deco_gguf_kv_t *kv) {
   const unsigned char *key;
   uint64_t key_len;
   DECO_TRY(rd_string(r, "key length", "key", DECO_GGUF_MAX_KEY, &key, &key_len));
@@ -229,50 +229,64 @@ static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
   if (!gg_printable(key, key_len)) return rd_fail(r, "the key holds a byte outside printable ASCII");
   r->w.id = key;
   r->w.id_len = (size_t)key_len;
-  uint32_t t;
-  DECO_TRY(rd_take32(r, "value type", &t));
-  if (t > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", t);
   kv->key = (const char *)key;
   kv->key_len = (uint32_t)key_len;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* A value type id (0..12), for a value or an array's elements. */
+static deco_status_t rd_value_type(gg_rd_t *r, const char *field, uint32_t *t) {
+  DECO_TRY(rd_take32(r, field, t));
+  if (*t > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", *t);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* An array value after its type id: element type, length, then the
+ * elements; strings and bools are walked one by one, fixed-size scalars
+ * skipped at once. */
+static deco_status_t rd_array(gg_rd_t *r, deco_gguf_kv_t *kv) {
+  uint32_t et;
+  uint64_t n;
+  DECO_TRY(rd_value_type(r, "array element type", &et));
+  if (et == DECO_GGUF_VAL_ARRAY) return rd_fail(r, "arrays of arrays are not supported");
+  DECO_TRY(rd_take64(r, "array length", &n));
+  if (n > DECO_GGUF_MAX_ARRAY)
+    return rd_fail(r, "%llu exceeds the limit %u", (unsigned long long)n, DECO_GGUF_MAX_ARRAY);
+  /* Every element takes at least its scalar size (8 for a string's length):
+   * refuse a length the file cannot hold before walking it. */
+  uint64_t min_bytes = n * (et == DECO_GGUF_VAL_STRING ? 8 : gg_scalar_bytes(et));
+  if (min_bytes > (uint64_t)r->size - r->pos)
+    return rd_fail(r, "%llu elements of %s need at least %llu bytes but %llu remain", (unsigned long long)n,
+                    deco_gguf_value_type_name(et), (unsigned long long)min_bytes,
+                    (unsigned long long)((uint64_t)r->size - r->pos));
+  kv->elem_type = et;
+  kv->count = n;
+  kv->value = r->p + r->pos;
+  if (et != DECO_GGUF_VAL_STRING && et != DECO_GGUF_VAL_BOOL) {
+    r->pos += min_bytes; /* checked above */
+    return DECO_STATUS_SUCCESS;
+  }
+  r->w.has_elem = 1;
+  for (uint64_t j = 0; j < n; ++j) {
+    r->w.elem = j;
+    DECO_TRY(rd_value(r, et, "array element"));
+  }
+  r->w.has_elem = 0;
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
+  r->w = (gg_where_t){W_KV, i, NULL, 0, "key length", 0, 0};
+  DECO_TRY(rd_key(r, kv));
+  uint32_t t;
+  DECO_TRY(rd_value_type(r, "value type", &t));
   kv->type = t;
   kv->elem_type = t;
   kv->count = 1;
-  uint64_t start = r->pos;
-  kv->value = r->p + start;
-  if (t != DECO_GGUF_VAL_ARRAY) {
-    DECO_TRY(rd_value(r, t, "value"));
-  } else {
-    uint32_t et;
-    uint64_t n;
-    DECO_TRY(rd_take32(r, "array element type", &et));
-    if (et > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", et);
-    if (et == DECO_GGUF_VAL_ARRAY) return rd_fail(r, "arrays of arrays are not supported");
-    DECO_TRY(rd_take64(r, "array length", &n));
-    if (n > DECO_GGUF_MAX_ARRAY)
-      return rd_fail(r, "%llu exceeds the limit %u", (unsigned long long)n, DECO_GGUF_MAX_ARRAY);
-    /* Every element takes at least its scalar size (8 for a string's length):
-     * refuse a length the file cannot hold before walking it. */
-    uint64_t min_bytes = n * (et == DECO_GGUF_VAL_STRING ? 8 : gg_scalar_bytes(et));
-    if (min_bytes > (uint64_t)r->size - r->pos)
-      return rd_fail(r, "%llu elements of %s need at least %llu bytes but %llu remain", (unsigned long long)n,
-                      deco_gguf_value_type_name(et), (unsigned long long)min_bytes,
-                      (unsigned long long)((uint64_t)r->size - r->pos));
-    kv->elem_type = et;
-    kv->count = n;
-    kv->value = r->p + r->pos;
-    start = r->pos;
-    if (et == DECO_GGUF_VAL_STRING || et == DECO_GGUF_VAL_BOOL) {
-      r->w.has_elem = 1;
-      for (uint64_t j = 0; j < n; ++j) {
-        r->w.elem = j;
-        DECO_TRY(rd_value(r, et, "array element"));
-      }
-      r->w.has_elem = 0;
-    } else {
-      r->pos += min_bytes; /* checked above */
-    }
-  }
-  kv->value_bytes = r->pos - start;
+  kv->value = r->p + r->pos;
+  if (t == DECO_GGUF_VAL_ARRAY) DECO_TRY(rd_array(r, kv));
+  else DECO_TRY(rd_value(r, t, "value"));
+  kv->value_bytes = (uint64_t)(r->p + r->pos - kv->value);
   return DECO_STATUS_SUCCESS;
 }
 
