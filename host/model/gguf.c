@@ -222,8 +222,8 @@ static deco_status_t rd_value(gg_rd_t *r, uint32_t t, const char *field) {
 
 /* An entry's key: non-empty printable ASCII, named in later messages. */
 static deco_status_t rd_key(gg_rd_t *r, deco_gguf_kv_t *kv) {
-  const unsigned char *key;
-  uint64_t key_len;
+  const unsigned char *key = NULL;
+  uint64_t key_len = 0;
   DECO_TRY(rd_string(r, "key length", "key", DECO_GGUF_MAX_KEY, &key, &key_len));
   if (key_len == 0) return rd_fail(r, "the key is empty");
   if (!gg_printable(key, key_len)) return rd_fail(r, "the key holds a byte outside printable ASCII");
@@ -392,8 +392,8 @@ void deco_gguf_free(deco_gguf_t *g) {
   memset(g, 0, sizeof *g);
 }
 
-static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
-  const char *nm = r->nm;
+/* The magic "GGUF", shown with odd bytes as dots when it is not. */
+static deco_status_t rd_magic(gg_rd_t *r) {
   r->w = (gg_where_t){W_HEADER, 0, NULL, 0, "magic", 0, 0};
   DECO_TRY(rd_need(r, 4));
   if (memcmp(r->p, "GGUF", 4) != 0) {
@@ -403,14 +403,26 @@ static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
     return rd_fail(r, "'%s' (0x%08x) is not 'GGUF': not a GGUF file", shown, rd_u32(r->p));
   }
   r->pos = 4;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Versions 2 and 3; a byte-swapped 2 or 3 is a big-endian file. */
+static deco_status_t rd_version(gg_rd_t *r, uint32_t *version) {
+  DECO_TRY(rd_take32(r, "version", version));
+  uint32_t v = *version;
+  if (v == 2 || v == 3) return DECO_STATUS_SUCCESS;
+  uint32_t swapped = (v >> 24) | ((v >> 8) & 0xff00u) | ((v << 8) & 0xff0000u) | (v << 24);
+  if (swapped == 2 || swapped == 3) return rd_fail(r, "%u: a big-endian GGUF file, which deco does not read", v);
+  return rd_fail(r, "%u is not supported (GGUF versions 2 and 3 are)", v);
+}
+
+/* The header: magic, version and both counts; then the tables for the
+ * counts are allocated. */
+static deco_status_t gg_read_header(gg_rd_t *r, deco_gguf_t *g) {
+  const char *nm = r->nm;
   uint32_t version;
-  DECO_TRY(rd_take32(r, "version", &version));
-  if (version != 2 && version != 3) {
-    uint32_t swapped = (version >> 24) | ((version >> 8) & 0xff00u) | ((version << 8) & 0xff0000u) | (version << 24);
-    if (swapped == 2 || swapped == 3)
-      return rd_fail(r, "%u: a big-endian GGUF file, which deco does not read", version);
-    return rd_fail(r, "%u is not supported (GGUF versions 2 and 3 are)", version);
-  }
+  DECO_TRY(rd_magic(r));
+  DECO_TRY(rd_version(r, &version));
   uint64_t n_tensors, n_kv;
   DECO_TRY(rd_take64(r, "tensor_count", &n_tensors));
   if (n_tensors > DECO_GGUF_MAX_TENSORS)
@@ -439,73 +451,106 @@ static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
   if (!g->kv || !g->kv_sorted || !g->tensors || !g->tensor_sorted)
     return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: no memory for %llu metadata entries and %llu tensors", nm,
                      (unsigned long long)n_kv, (unsigned long long)n_tensors);
+  return DECO_STATUS_SUCCESS;
+}
 
-  for (uint64_t i = 0; i < n_kv; ++i) DECO_TRY(rd_kv(r, i, &g->kv[i]));
+/* Every metadata entry, then the sorted index, which must hold each key
+ * once. */
+static deco_status_t gg_read_metadata(gg_rd_t *r, deco_gguf_t *g) {
+  for (uint64_t i = 0; i < g->n_kv; ++i) DECO_TRY(rd_kv(r, i, &g->kv[i]));
   gg_sort_t sk = {g->kv, NULL};
-  gg_sort_idx(&sk, g->kv_sorted, n_kv);
-  for (uint64_t i = 1; i < n_kv; ++i) {
+  gg_sort_idx(&sk, g->kv_sorted, g->n_kv);
+  for (uint64_t i = 1; i < g->n_kv; ++i) {
     const deco_gguf_kv_t *a = &g->kv[g->kv_sorted[i - 1]], *b = &g->kv[g->kv_sorted[i]];
     if (gg_cmp_bytes(a->key, a->key_len, b->key, b->key_len) == 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata key '%.*s' appears twice (entries %u and %u)", nm,
-                       (int)a->key_len, a->key, g->kv_sorted[i - 1], g->kv_sorted[i]);
-  }
-
-  g->alignment = DECO_GGUF_DEFAULT_ALIGNMENT;
-  const deco_gguf_kv_t *al = deco_gguf_find_kv(g, "general.alignment");
-  if (al) {
-    if (al->type != DECO_GGUF_VAL_UINT32)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata general.alignment has type %s, expected uint32", nm,
-                       deco_gguf_value_type_name(al->type));
-    uint32_t a = rd_u32(al->value);
-    if (a < 8 || a > DECO_GGUF_MAX_ALIGNMENT || (a & (a - 1)) != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: metadata general.alignment = %u is not a power of two in 8..%u", nm, a,
-                       DECO_GGUF_MAX_ALIGNMENT);
-    g->alignment = a;
-  }
-
-  for (uint64_t i = 0; i < n_tensors; ++i) DECO_TRY(rd_tensor(r, i, &g->tensors[i]));
-  gg_sort_t st = {NULL, g->tensors};
-  gg_sort_idx(&st, g->tensor_sorted, n_tensors);
-  for (uint64_t i = 1; i < n_tensors; ++i) {
-    const deco_gguf_tensor_t *a = &g->tensors[g->tensor_sorted[i - 1]], *b = &g->tensors[g->tensor_sorted[i]];
-    if (strcmp(a->name, b->name) == 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor name '%s' appears twice (tensors %u and %u)", nm,
-                       a->name, g->tensor_sorted[i - 1], g->tensor_sorted[i]);
-  }
-
-  /* The data section starts at the next multiple of the alignment. */
-  uint64_t data = (r->pos + g->alignment - 1) / g->alignment * g->alignment;
-  g->data_offset = data;
-  uint64_t prev_end = 0;
-  for (uint64_t i = 0; i < n_tensors; ++i) {
-    deco_gguf_tensor_t *t = &g->tensors[i];
-    if (t->offset % g->alignment != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: tensor %llu ('%s') offset %llu is not a multiple of the alignment %u (misaligned data)",
-                       nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, g->alignment);
-    if (i > 0 && t->offset < prev_end)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: tensor %llu ('%s') offset %llu overlaps tensor %llu ('%s'), which ends at %llu "
-                       "(tensors must follow each other in the data section)",
-                       nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, (unsigned long long)(i - 1),
-                       g->tensors[i - 1].name, (unsigned long long)prev_end);
-    uint64_t avail = data <= (uint64_t)r->size ? (uint64_t)r->size - data : 0;
-    if (t->offset > avail || t->n_bytes > avail - t->offset) {
-      /* data + offset + n_bytes, saturated for the message. */
-      uint64_t end = t->offset > UINT64_MAX - data ? UINT64_MAX : data + t->offset;
-      end = t->n_bytes > UINT64_MAX - end ? UINT64_MAX : end + t->n_bytes;
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: tensor %llu ('%s') data: %llu bytes of %s at offset %llu (file offset %llu) end at %llu, "
-                       "past the end of the file (%zu bytes)",
-                       nm, (unsigned long long)i, t->name, (unsigned long long)t->n_bytes,
-                       deco_gguf_type_name(t->type), (unsigned long long)t->offset,
-                       (unsigned long long)(end - t->n_bytes), (unsigned long long)end, r->size);
-    }
-    t->data = r->p + data + t->offset;
-    prev_end = t->offset + t->n_bytes;
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata key '%.*s' appears twice (entries %u and %u)",
+                       r->nm, (int)a->key_len, a->key, g->kv_sorted[i - 1], g->kv_sorted[i]);
   }
   return DECO_STATUS_SUCCESS;
+}
+
+/* general.alignment when present (a uint32 power of two in 8..max), else
+ * the default. */
+static deco_status_t gg_read_alignment(const char *nm, deco_gguf_t *g) {
+  g->alignment = DECO_GGUF_DEFAULT_ALIGNMENT;
+  const deco_gguf_kv_t *al = deco_gguf_find_kv(g, "general.alignment");
+  if (!al) return DECO_STATUS_SUCCESS;
+  if (al->type != DECO_GGUF_VAL_UINT32)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata general.alignment has type %s, expected uint32", nm,
+                     deco_gguf_value_type_name(al->type));
+  uint32_t a = rd_u32(al->value);
+  if (a < 8 || a > DECO_GGUF_MAX_ALIGNMENT || (a & (a - 1)) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata general.alignment = %u is not a power of two in 8..%u",
+                     nm, a, DECO_GGUF_MAX_ALIGNMENT);
+  g->alignment = a;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Every tensor entry, then the sorted index, which must hold each name
+ * once. */
+static deco_status_t gg_read_tensor_table(gg_rd_t *r, deco_gguf_t *g) {
+  for (uint64_t i = 0; i < g->n_tensors; ++i) DECO_TRY(rd_tensor(r, i, &g->tensors[i]));
+  gg_sort_t st = {NULL, g->tensors};
+  gg_sort_idx(&st, g->tensor_sorted, g->n_tensors);
+  for (uint64_t i = 1; i < g->n_tensors; ++i) {
+    const deco_gguf_tensor_t *a = &g->tensors[g->tensor_sorted[i - 1]], *b = &g->tensors[g->tensor_sorted[i]];
+    if (strcmp(a->name, b->name) == 0)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor name '%s' appears twice (tensors %u and %u)", r->nm,
+                       a->name, g->tensor_sorted[i - 1], g->tensor_sorted[i]);
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Tensor i's data: aligned, after the previous tensor's end (prev_end), and
+ * inside the file; t->data then points at it. */
+static deco_status_t gg_place_tensor(const gg_rd_t *r, deco_gguf_t *g, uint64_t i, uint64_t prev_end) {
+  const char *nm = r->nm;
+  deco_gguf_tensor_t *t = &g->tensors[i];
+  uint64_t data = g->data_offset;
+  if (t->offset % g->alignment != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %llu ('%s') offset %llu is not a multiple of the alignment %u (misaligned data)", nm,
+                     (unsigned long long)i, t->name, (unsigned long long)t->offset, g->alignment);
+  if (i > 0 && t->offset < prev_end)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %llu ('%s') offset %llu overlaps tensor %llu ('%s'), which ends at %llu "
+                     "(tensors must follow each other in the data section)",
+                     nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, (unsigned long long)(i - 1),
+                     g->tensors[i - 1].name, (unsigned long long)prev_end);
+  uint64_t avail = data <= (uint64_t)r->size ? (uint64_t)r->size - data : 0;
+  if (t->offset > avail || t->n_bytes > avail - t->offset) {
+    /* data + offset + n_bytes, saturated for the message. */
+    uint64_t end = t->offset > UINT64_MAX - data ? UINT64_MAX : data + t->offset;
+    end = t->n_bytes > UINT64_MAX - end ? UINT64_MAX : end + t->n_bytes;
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %llu ('%s') data: %llu bytes of %s at offset %llu (file offset %llu) end at %llu, "
+                     "past the end of the file (%zu bytes)",
+                     nm, (unsigned long long)i, t->name, (unsigned long long)t->n_bytes, deco_gguf_type_name(t->type),
+                     (unsigned long long)t->offset, (unsigned long long)(end - t->n_bytes), (unsigned long long)end,
+                     r->size);
+  }
+  t->data = r->p + data + t->offset;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The data section starts at the next multiple of the alignment after the
+ * tensor table; the tensors follow each other inside it. */
+static deco_status_t gg_place_data(const gg_rd_t *r, deco_gguf_t *g) {
+  g->data_offset = (r->pos + g->alignment - 1) / g->alignment * g->alignment;
+  uint64_t prev_end = 0;
+  for (uint64_t i = 0; i < g->n_tensors; ++i) {
+    DECO_TRY(gg_place_tensor(r, g, i, prev_end));
+    prev_end = g->tensors[i].offset + g->tensors[i].n_bytes;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
+  DECO_TRY(gg_read_header(r, g));
+  DECO_TRY(gg_read_metadata(r, g));
+  DECO_TRY(gg_read_alignment(r->nm, g));
+  DECO_TRY(gg_read_tensor_table(r, g));
+  return gg_place_data(r, g);
 }
 
 deco_status_t deco_gguf_parse(const void *data, size_t size, const char *name, deco_gguf_t *out) {
