@@ -46,6 +46,12 @@ int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *
   return -1;
 }
 
+const char **deco_cli_text_field(const char *a, const char *const *names, const char **const *fields, int n) {
+  for (int k = 0; k < n; ++k)
+    if (strcmp(a, names[k]) == 0) return fields[k];
+  return NULL;
+}
+
 deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads) {
   deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
   cc.backend = backend;

@@ -59,20 +59,6 @@ bad:
   return DECO_EXIT_USAGE;
 }
 
-/* The field of an option whose value is a path; NULL for other options. */
-static const char **path_field(const char *a, compress_options_t *o) {
-  const struct {
-    const char *name;
-    const char **field;
-  } fields[] = {
-      {"--model", &o->model},         {"--calib", &o->calib}, {"--calib-ids", &o->calib_ids},
-      {"--tokenizer", &o->tokenizer}, {"--out", &o->out},
-  };
-  for (size_t k = 0; k < sizeof fields / sizeof fields[0]; ++k)
-    if (strcmp(a, fields[k].name) == 0) return fields[k].field;
-  return NULL;
-}
-
 /* 1 for the options other than paths that take a value. */
 static int takes_setting(const char *a) {
   static const char *const names[] = {"--kv-heads", "--method", "--calib-tokens", "--backend", "--threads",
@@ -115,8 +101,27 @@ static int parse_setting(const char *a, const char *v, compress_options_t *o) {
   return 0;
 }
 
-/* What every run needs; 0 or DECO_EXIT_USAGE. */
-static int check_required(const compress_options_t *o) {
+static int parse(int argc, char **argv, compress_options_t *o) {
+  static const char *const paths[] = {"--model", "--calib", "--calib-ids", "--tokenizer", "--out"};
+  *o = (compress_options_t){.method = DECO_COMPRESS_SVD, .solver = DECO_COMPRESS_SOLVER_AUTO};
+  const char **const path_fields[] = {&o->model, &o->calib, &o->calib_ids, &o->tokenizer, &o->out};
+  if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i];
+    if (strcmp(a, "--force") == 0) {
+      o->force = 1;
+      continue;
+    }
+    const char **slot = deco_cli_text_field(a, paths, path_fields, 5);
+    if (!slot && !takes_setting(a)) {
+      deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
+      return DECO_EXIT_USAGE;
+    }
+    const char *v = deco_cli_option_value(argc, argv, &i);
+    if (!v) return DECO_EXIT_USAGE;
+    if (slot) *slot = v;
+    else if (parse_setting(a, v, o) != 0) return DECO_EXIT_USAGE;
+  }
   if (!o->model || !o->out || !o->kv_heads || !o->method_set) {
     deco_cli_error("compress needs --model IN, --kv-heads N, --method svd|mean|keep and --out OUT");
     return DECO_EXIT_USAGE;
@@ -126,28 +131,6 @@ static int check_required(const compress_options_t *o) {
     return DECO_EXIT_USAGE;
   }
   return 0;
-}
-
-static int parse(int argc, char **argv, compress_options_t *o) {
-  *o = (compress_options_t){.method = DECO_COMPRESS_SVD, .solver = DECO_COMPRESS_SOLVER_AUTO};
-  if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
-  for (int i = 0; i < argc; ++i) {
-    const char *a = argv[i];
-    if (strcmp(a, "--force") == 0) {
-      o->force = 1;
-      continue;
-    }
-    const char **path = path_field(a, o);
-    if (!path && !takes_setting(a)) {
-      deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
-      return DECO_EXIT_USAGE;
-    }
-    const char *v = deco_cli_option_value(argc, argv, &i);
-    if (!v) return DECO_EXIT_USAGE;
-    if (path) *path = v;
-    else if (parse_setting(a, v, o) != 0) return DECO_EXIT_USAGE;
-  }
-  return check_required(o);
 }
 
 typedef struct ids_sink {

@@ -39,20 +39,6 @@ typedef struct eval_options {
   deco_dtype_t dtype;
 } eval_options_t;
 
-/* The field of an option whose value is a path; NULL for other options. */
-static const char **path_field(const char *a, eval_options_t *o) {
-  const struct {
-    const char *name;
-    const char **field;
-  } fields[] = {
-      {"--model", &o->model}, {"--ref", &o->ref},   {"--text", &o->text},
-      {"--ids", &o->ids},     {"--tokenizer", &o->tokenizer},
-  };
-  for (size_t k = 0; k < sizeof fields / sizeof fields[0]; ++k)
-    if (strcmp(a, fields[k].name) == 0) return fields[k].field;
-  return NULL;
-}
-
 /* The value v of --backend, --dtype or --threads; 0 or DECO_EXIT_USAGE. */
 static int parse_setting(const char *a, const char *v, eval_options_t *o) {
   int w;
@@ -79,19 +65,21 @@ static int parse_setting(const char *a, const char *v, eval_options_t *o) {
 
 /* 0, DECO_CLI_HELP, or DECO_EXIT_USAGE after the message. */
 static int parse(int argc, char **argv, eval_options_t *o) {
+  static const char *const paths[] = {"--model", "--ref", "--text", "--ids", "--tokenizer"};
   memset(o, 0, sizeof *o);
+  const char **const path_fields[] = {&o->model, &o->ref, &o->text, &o->ids, &o->tokenizer};
   if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
-    const char **path = path_field(a, o);
-    const int known = path || strcmp(a, "--backend") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--threads") == 0;
+    const char **slot = deco_cli_text_field(a, paths, path_fields, 5);
+    const int known = slot || strcmp(a, "--backend") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--threads") == 0;
     if (!known) {
       deco_cli_error("eval: unknown option '%s' (see deco eval --help)", a);
       return DECO_EXIT_USAGE;
     }
     const char *v = deco_cli_option_value(argc, argv, &i);
     if (!v) return DECO_EXIT_USAGE;
-    if (path) *path = v;
+    if (slot) *slot = v;
     else if (parse_setting(a, v, o) != 0) return DECO_EXIT_USAGE;
   }
   if (!o->text == !o->ids) {
@@ -214,7 +202,7 @@ static int load_model(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype, dec
   return 0;
 }
 
-/* What a run builds step by step, freed by run_free. */
+/* What a run builds step by step. */
 typedef struct eval_run {
   const eval_options_t *o;
   deco_backend_t backend;
@@ -225,15 +213,6 @@ typedef struct eval_run {
   deco_ctx_t *ctx;
   deco_model_t *model, *ref;
 } eval_run_t;
-
-static void run_free(eval_run_t *r) {
-  deco_model_destroy(r->ref);
-  deco_model_destroy(r->model);
-  deco_ctx_destroy(r->ctx);
-  deco_tokenizer_destroy(r->tok);
-  free(r->c.ids.v);
-  free(r->c.start);
-}
 
 /* The backend (cuda when a device exists) and its dtype (bf16 on cuda);
  * 0 or DECO_EXIT_USAGE. */
@@ -358,7 +337,12 @@ static int run_eval(const eval_options_t *o) {
   if (rc == 0) rc = read_corpus(&r);
   if (rc == 0) rc = load_models(&r);
   if (rc == 0) rc = score(&r);
-  run_free(&r);
+  deco_model_destroy(r.ref);
+  deco_model_destroy(r.model);
+  deco_ctx_destroy(r.ctx);
+  deco_tokenizer_destroy(r.tok);
+  free(r.c.ids.v);
+  free(r.c.start);
   return rc;
 }
 

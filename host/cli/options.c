@@ -180,44 +180,6 @@ static int parse_seed(const char *v, uint64_t *out) {
   return 0;
 }
 
-static int parse_temperature(const char *a, const char *v, deco_cli_options_t *o) {
-  if (parse_float(a, v, &o->temperature)) return -1;
-  if (o->temperature < 0.0f) {
-    deco_cli_error("--temperature: %s must be >= 0", v);
-    return -1;
-  }
-  return 0;
-}
-
-static int parse_top_p(const char *a, const char *v, deco_cli_options_t *o) {
-  if (parse_float(a, v, &o->top_p)) return -1;
-  if (!(o->top_p > 0.0f && o->top_p <= 1.0f)) {
-    deco_cli_error("--top-p: %s must be in (0, 1]", v);
-    return -1;
-  }
-  return 0;
-}
-
-static int parse_superpose_temp(const char *a, const char *v, deco_cli_options_t *o) {
-  o->superpose_temp_set = 1;
-  if (parse_float(a, v, &o->superpose_temp)) return -1;
-  if (!(o->superpose_temp > 0.0f)) {
-    deco_cli_error("--superpose-temp: %s must be > 0", v);
-    return -1;
-  }
-  return 0;
-}
-
-static int parse_ngram_alpha(const char *a, const char *v, deco_cli_options_t *o) {
-  o->ngram_alpha_set = 1;
-  if (parse_float(a, v, &o->ngram_alpha)) return -1;
-  if (!(o->ngram_alpha >= 0.0f && o->ngram_alpha <= 1.0f)) {
-    deco_cli_error("--ngram-alpha: %s must be in [0, 1]", v);
-    return -1;
-  }
-  return 0;
-}
-
 static int parse_chat_template(const char *v, deco_cli_options_t *o) {
   o->chat_template_set = 1;
   if (deco_chat_template_from_name(v, &o->chat_template) != DECO_STATUS_SUCCESS) {
@@ -225,28 +187,6 @@ static int parse_chat_template(const char *v, deco_cli_options_t *o) {
     return -1;
   }
   return 0;
-}
-
-/* The field of an option whose value is kept as given (a path or a text);
- * NULL for other options. */
-static const char **text_field(const char *a, deco_cli_options_t *o) {
-  const struct {
-    const char *name;
-    const char **field;
-  } fields[] = {
-      {"--model", &o->model_path},
-      {"--synthetic", &o->synthetic},
-      {"--tokenizer", &o->tokenizer_path},
-      {"--prompt", &o->prompt},
-      {"--draft-model", &o->draft_model},
-      {"--tree-template", &o->tree_template},
-      {"--recycle-state", &o->recycle_state},
-      {"--system", &o->system},
-      {"--ngram", &o->ngram_path},
-  };
-  for (size_t k = 0; k < sizeof fields / sizeof fields[0]; ++k)
-    if (strcmp(a, fields[k].name) == 0) return fields[k].field;
-  return NULL;
 }
 
 /* An option whose value is an integer in lo..hi (set, when not NULL, notes
@@ -273,6 +213,38 @@ static int parse_int_option(const char *a, const char *v, deco_cli_options_t *o,
     if (strcmp(a, ints[k].name) != 0) continue;
     if (ints[k].set) *ints[k].set = 1;
     *rc = parse_int(a, v, ints[k].lo, ints[k].hi, ints[k].field);
+    return 1;
+  }
+  return 0;
+}
+
+/* An option whose value is a float within lo..hi (lo itself excluded when
+ * lo_open; set, when not NULL, notes that it was given): 1 with *rc its
+ * result, or 0 for other options. Out of range is "OPT: V must be RANGE". */
+static int parse_float_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
+  const struct {
+    const char *name;
+    float *field;
+    float lo, hi;
+    int lo_open;
+    const char *range;
+    int *set;
+  } floats[] = {
+      {"--temperature", &o->temperature, 0.0f, FLT_MAX, 0, ">= 0", NULL},
+      {"--top-p", &o->top_p, 0.0f, 1.0f, 1, "in (0, 1]", NULL},
+      {"--superpose-temp", &o->superpose_temp, 0.0f, FLT_MAX, 1, "> 0", &o->superpose_temp_set},
+      {"--ngram-alpha", &o->ngram_alpha, 0.0f, 1.0f, 0, "in [0, 1]", &o->ngram_alpha_set},
+  };
+  for (size_t k = 0; k < sizeof floats / sizeof floats[0]; ++k) {
+    if (strcmp(a, floats[k].name) != 0) continue;
+    if (floats[k].set) *floats[k].set = 1;
+    *rc = parse_float(a, v, floats[k].field);
+    if (*rc != 0) return 1;
+    const float f = *floats[k].field; /* finite */
+    if (!(floats[k].lo_open ? f > floats[k].lo : f >= floats[k].lo) || f > floats[k].hi) {
+      deco_cli_error("%s: %s must be %s", a, v, floats[k].range);
+      *rc = -1;
+    }
     return 1;
   }
   return 0;
@@ -308,25 +280,29 @@ static int parse_word_option(const char *a, const char *v, deco_cli_options_t *o
 
 /* The value v of option a (a known option that takes one); 0 or -1. */
 static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
-  const char **text = text_field(a, o);
+  /* Options kept as given: texts[k]'s value goes to *text_fields[k]. */
+  static const char *const texts[] = {"--model",         "--synthetic",   "--tokenizer",
+                                      "--prompt",        "--draft-model", "--tree-template",
+                                      "--recycle-state", "--system",      "--ngram"};
+  const char **const text_fields[] = {&o->model_path,    &o->synthetic,   &o->tokenizer_path,
+                                      &o->prompt,        &o->draft_model, &o->tree_template,
+                                      &o->recycle_state, &o->system,      &o->ngram_path};
+  const char **text = deco_cli_text_field(a, texts, text_fields, 9);
   if (text) {
     *text = v;
     return 0;
   }
   int rc = 0;
-  if (parse_int_option(a, v, o, &rc) || parse_word_option(a, v, o, &rc)) return rc;
+  if (parse_int_option(a, v, o, &rc) || parse_float_option(a, v, o, &rc) || parse_word_option(a, v, o, &rc))
+    return rc;
   if (strcmp(a, "--prompt-ids") == 0) {
     free(o->prompt_ids);
     o->prompt_ids = NULL;
     o->n_prompt_ids = 0;
     return parse_ids(v, o);
   }
-  if (strcmp(a, "--temperature") == 0) return parse_temperature(a, v, o);
-  if (strcmp(a, "--top-p") == 0) return parse_top_p(a, v, o);
   if (strcmp(a, "--seed") == 0) return parse_seed(v, &o->seed);
   if (strcmp(a, "--draft-layers") == 0) return parse_layers(v, o);
-  if (strcmp(a, "--superpose-temp") == 0) return parse_superpose_temp(a, v, o);
-  if (strcmp(a, "--ngram-alpha") == 0) return parse_ngram_alpha(a, v, o);
   if (strcmp(a, "--chat-template") == 0) return parse_chat_template(v, o);
   return 0;
 }
