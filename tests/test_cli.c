@@ -121,6 +121,88 @@ Test(cli, usage_errors_exit_2) {
   DECO_TEST_CLI_ERROR(2, "--prompt-ids", "generate", "--prompt-ids", "1,2", "--prompt-ids", "x");
 }
 
+/* The whole error line of each refused combination and value of generate,
+ * compress and eval, as docs/CLI.md's parsers print it. */
+#define PINNED(status, msg, ...) DECO_TEST_CLI_ERROR(status, "deco: error: " msg "\n", __VA_ARGS__)
+
+Test(cli, usage_messages_pinned) {
+  PINNED(2, "--model and --synthetic exclude each other", "generate", "--model", "m", "--synthetic", "tiny");
+  PINNED(2, "--prompt and --prompt-ids exclude each other", "generate", "--prompt", "a", "--prompt-ids", "1");
+  PINNED(2, "--tree-template needs --spec recycle", "generate", "--tree-template", "t", "--recycle-k", "4");
+  PINNED(2, "--recycle-k needs --spec recycle", "generate", "--recycle-k", "4");
+  PINNED(2, "--superpose-m needs --superpose", "generate", "--superpose-m", "3", "--ngram-alpha", "0");
+  PINNED(2, "--superpose and --spec lookup exclude each other", "generate", "--superpose", "2", "--spec", "lookup",
+         "--ngram-alpha", "0");
+  PINNED(2, "--superpose and --compare-ar exclude each other", "generate", "--superpose", "2", "--ngram-alpha", "0",
+         "--compare-ar");
+  PINNED(2, "--superpose needs --ngram TABLE (or --ngram-alpha 0)", "generate", "--superpose", "2");
+  PINNED(2, "--chat-template needs --chat", "generate", "--chat-template", "chatml");
+  PINNED(2, "--chat and --prompt-ids exclude each other (the template makes the prompt's ids)", "generate", "--chat",
+         "--prompt-ids", "1");
+  PINNED(2, "--system: --chat-template none has no system message", "generate", "--chat", "--system", "s",
+         "--chat-template", "none");
+  PINNED(2, "--draft-width needs --spec draft", "generate", "--draft-width", "2", "--layer-parallel", "2");
+  PINNED(2, "--no-calibrate needs --layer-parallel N with N >= 2", "generate", "--no-calibrate");
+  PINNED(2, "--spec draft needs --draft-model FILE or --draft-layers LIST", "generate", "--spec", "draft");
+  PINNED(2, "--spec draft needs --draft-model or --draft-layers, not both", "generate", "--spec", "draft",
+         "--draft-model", "d", "--draft-layers", "0");
+  PINNED(2, "--dtype: bf16 is not supported by the cpu backend (use f32)", "generate", "--backend", "cpu", "--dtype",
+         "bf16");
+  PINNED(2, "--temperature: -1 must be >= 0", "generate", "--temperature", "-1");
+  PINNED(2, "--top-p: 0 must be in (0, 1]", "generate", "--top-p", "0");
+  PINNED(2, "--superpose-temp: 0 must be > 0", "generate", "--superpose-temp", "0");
+  PINNED(2, "--ngram-alpha: 1.5 must be in [0, 1]", "generate", "--ngram-alpha", "1.5");
+  PINNED(2, "--top-p: '1e-40' is too small for a float: a nonzero value must be at least 1.17549e-38 (use 0)",
+         "generate", "--top-p", "1e-40");
+  PINNED(2, "--chat-template: 'x' is not auto, chatml, llama3 or none", "generate", "--chat-template", "x");
+  PINNED(2, "--draft-len: 256 outside [1, 255]", "generate", "--draft-len", "256");
+  PINNED(2, "--comm: 'x' is not threads, mpi or nccl", "generate", "--comm", "x");
+  PINNED(2, "--spec: 'x' is not none, lookup, recycle or draft", "generate", "--spec", "x");
+  PINNED(2, "--seed: '-1' is not a non-negative integer", "generate", "--seed", "-1");
+  PINNED(2, "--draft-layers: '0-2,1' names layer 1 twice (overlapping ranges)", "generate", "--draft-layers", "0-2,1");
+
+  PINNED(2, "compress: unknown option '--bogus' (see deco compress --help)", "compress", "--bogus");
+  PINNED(2, "--kv-heads: '0' is not an integer in [1, 4096]", "compress", "--kv-heads", "0");
+  PINNED(2, "--calib-tokens: '1099511627777' is not an integer in [1, 1099511627776]", "compress", "--calib-tokens",
+         "1099511627777");
+  PINNED(2, "--method: 'x' is not svd, mean or keep", "compress", "--method", "x");
+  PINNED(2, "--solver: 'x' is not auto, lapack or cusolver", "compress", "--solver", "x");
+  PINNED(2, "--out needs a value", "compress", "--out");
+  PINNED(2, "compress needs --model IN, --kv-heads N, --method svd|mean|keep and --out OUT", "compress", "--model",
+         "a", "--out", "b", "--force");
+  PINNED(2, "compress needs exactly one of --calib FILE and --calib-ids FILE", "compress", "--model", "a", "--out",
+         "b", "--kv-heads", "1", "--method", "keep");
+
+  PINNED(2, "eval: unknown option '--bogus' (see deco eval --help)", "eval", "--bogus");
+  PINNED(2, "--threads: '0' is not an integer in [1, 1024]", "eval", "--threads", "0", "--ids", "x");
+  PINNED(2, "--dtype: 'x' is not f32 or bf16", "eval", "--dtype", "x");
+  PINNED(2, "eval needs exactly one of --text FILE and --ids FILE", "eval", "--text", "a", "--ids", "b");
+  PINNED(2, "--dtype: bf16 is not supported by the cpu backend (use f32)", "eval", "--ids", "x", "--backend", "cpu",
+         "--dtype", "bf16");
+}
+
+/* deco eval --ids: each refusal of the id-line format names the file, the
+ * line and the column. */
+Test(cli, id_line_messages_pinned) {
+  static const struct {
+    const char *text, *msg;
+  } bad[] = {
+      {"1 2 3\n\n4  5\n", ":3: expected one space then an id at column 2"},
+      {"1 2x\n", ":1: expected one space then an id at column 4"},
+      {"7\n-1\n", ":2: expected a decimal id at column 1"},
+      {"1 512\n", ":1: id 512 >= vocab 512"},
+      {"3 99999999999999999999999999999\n", ":1: id 999999999999999999999999 >= vocab 512"},
+  };
+  char path[4096], msg[4200];
+  snprintf(path, sizeof path, "%s/pinned.ids", deco_test_tmpdir());
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; ++k) {
+    cr_assert_eq(deco_test_write_file(path, bad[k].text, strlen(bad[k].text)), 0);
+    snprintf(msg, sizeof msg, "deco: error: %s%s\n", path, bad[k].msg);
+    DECO_TEST_CLI_ERROR(1, msg, "eval", "--ids", path, "--backend", "cpu");
+  }
+  unlink(path);
+}
+
 Test(cli, nucleus_smaller_than_any_token) {
   /* Near-flat probabilities (T = 1000) and top-p 0.001: no token alone
    * reaches the nucleus threshold; sampling must still succeed. */

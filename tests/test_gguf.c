@@ -793,6 +793,7 @@ static void kv_experts(gb_t *b) { kv_u32(b, "llama.expert_count", 8); }
 static void kv_yarn(gb_t *b) { kv_str(b, "llama.rope.scaling.type", "yarn"); }
 static void kv_scaling_none(gb_t *b) { kv_str(b, "llama.rope.scaling.type", "none"); }
 static void kv_key_length(gb_t *b) { kv_u32(b, "llama.attention.key_length", 32); }
+static void kv_tokens_u32(gb_t *b) { kv_u32(b, "tokenizer.ggml.tokens", 8); }
 static void kv_eot(gb_t *b) {
   kv_u32(b, "tokenizer.ggml.eos_token_id", 7);
   kv_u32(b, "tokenizer.ggml.eot_token_id", 6);
@@ -869,6 +870,7 @@ Test(gguf, built_models) {
       {kv_experts, 1, NULL, "llama.expert_count = 8: a mixture of experts"},
       {kv_yarn, 1, NULL, "llama.rope.scaling.type is 'yarn'; deco runs unscaled RoPE only"},
       {kv_key_length, 1, NULL, "key_length = 32 / value_length = 16 differ from the head dim 16"},
+      {kv_tokens_u32, 1, NULL, "metadata tokenizer.ggml.tokens has type uint32, expected an array of strings"},
       {kv_none, 0, "blk.0.attn_q.bias", "tensor 11 ('blk.0.attn_q.bias') is not a tensor of a llama model"},
       {kv_none, 0, "rope_freqs.weight", "tensor rope_freqs.weight (Llama 3.1 RoPE frequency factors)"},
       {kv_none, 0, "output.weight", "tensor output.weight has shape [32] but the metadata implies [32, 8]"},

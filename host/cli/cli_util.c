@@ -46,6 +46,12 @@ int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *
   return -1;
 }
 
+const char **deco_cli_text_field(const char *a, const char *const *names, const char **const *fields, int n) {
+  for (int k = 0; k < n; ++k)
+    if (strcmp(a, names[k]) == 0) return fields[k];
+  return NULL;
+}
+
 deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads) {
   deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
   cc.backend = backend;
@@ -139,54 +145,71 @@ int deco_cli_ids_encode(deco_cli_ids_t *b, const struct deco_tokenizer *tok, con
   return 0;
 }
 
+/* The --print-ids reader's state: where the messages point and the ids of
+ * the current line. */
+typedef struct id_reader {
+  const char *path;
+  int vocab;
+  int number; /* the current line, from 1 */
+  deco_cli_ids_t ids;
+} id_reader_t;
+
+/* The decimal id at *q (a digit), below the vocabulary; *q moves past its
+ * digits. 0 or -1 after the message. */
+static int read_id(const id_reader_t *r, const char **q, int32_t *id) {
+  const char *digits = *q, *p = *q;
+  long long v = 0;
+  for (; *p >= '0' && *p <= '9'; ++p) v = v < (1LL << 40) ? v * 10 + (*p - '0') : v; /* saturates */
+  *q = p;
+  if (v >= r->vocab) {
+    deco_cli_error("%s:%d: id %.*s >= vocab %d", r->path, r->number, (int)(p - digits > 24 ? 24 : p - digits), digits,
+                   r->vocab);
+    return -1;
+  }
+  *id = (int32_t)v;
+  return 0;
+}
+
+/* The ids of the line at p (NUL-terminated), separated by single spaces,
+ * into r->ids. 0 or -1 after the message. */
+static int read_id_line(id_reader_t *r, const char *p) {
+  r->ids.n = 0;
+  for (const char *q = p; *q;) {
+    if (r->ids.n >= (size_t)INT_MAX) {
+      deco_cli_error("%s:%d: more than %d ids on one line", r->path, r->number, INT_MAX);
+      return -1;
+    }
+    if (r->ids.n > 0) {
+      if (*q != ' ' || q[1] < '0' || q[1] > '9') {
+        deco_cli_error("%s:%d: expected one space then an id at column %d", r->path, r->number, (int)(q - p) + 1);
+        return -1;
+      }
+      q++;
+    }
+    if (*q < '0' || *q > '9') {
+      deco_cli_error("%s:%d: expected a decimal id at column %d", r->path, r->number, (int)(q - p) + 1);
+      return -1;
+    }
+    int32_t id;
+    if (read_id(r, &q, &id) != 0 || deco_cli_ids_append(&r->ids, &id, 1, r->path) != 0) return -1;
+  }
+  return 0;
+}
+
 int deco_cli_read_id_lines(const char *path, char *text, int vocab,
                            int (*line)(void *user, const int32_t *ids, int n, int line_number), void *user) {
-  deco_cli_ids_t ids = {0};
-  int number = 0, rc = 0;
+  id_reader_t r = {.path = path, .vocab = vocab};
+  int rc = 0;
   for (char *p = text; *p && rc == 0;) {
     char *end = strchr(p, '\n');
     if (end) *end = '\0';
-    number++;
-    ids.n = 0;
-    for (char *q = p; *q && rc == 0;) {
-      if (ids.n >= (size_t)INT_MAX) {
-        deco_cli_error("%s:%d: more than %d ids on one line", path, number, INT_MAX);
-        rc = -1;
-        break;
-      }
-      if (ids.n > 0) {
-        if (*q != ' ' || q[1] < '0' || q[1] > '9') {
-          deco_cli_error("%s:%d: expected one space then an id at column %d", path, number, (int)(q - p) + 1);
-          rc = -1;
-          break;
-        }
-        q++;
-      }
-      if (*q < '0' || *q > '9') {
-        deco_cli_error("%s:%d: expected a decimal id at column %d", path, number, (int)(q - p) + 1);
-        rc = -1;
-        break;
-      }
-      const char *digits = q;
-      long long v = 0;
-      for (; *q >= '0' && *q <= '9'; ++q) v = v < (1LL << 40) ? v * 10 + (*q - '0') : v; /* saturates */
-      if (v >= vocab) {
-        deco_cli_error("%s:%d: id %.*s >= vocab %d", path, number, (int)(q - digits > 24 ? 24 : q - digits), digits,
-                       vocab);
-        rc = -1;
-        break;
-      }
-      const int32_t id = (int32_t)v;
-      if (deco_cli_ids_append(&ids, &id, 1, path)) {
-        rc = -1;
-        break;
-      }
-    }
-    if (rc == 0 && ids.n > 0) rc = line(user, ids.v, (int)ids.n, number);
+    r.number++;
+    rc = read_id_line(&r, p);
+    if (rc == 0 && r.ids.n > 0) rc = line(user, r.ids.v, (int)r.ids.n, r.number);
     if (!end) break;
     p = end + 1;
   }
-  free(ids.v);
+  free(r.ids.v);
   return rc;
 }
 

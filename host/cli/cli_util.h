@@ -36,6 +36,11 @@ extern const deco_cli_words_t deco_cli_backend_words, deco_cli_dtype_words;
  * EXPECTED". */
 int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *words, int *out);
 
+/* The options whose value is kept as given (a path, a text): names[k]'s
+ * value goes to *fields[k]. The field of option a, or NULL when a is none
+ * of the n names. */
+const char **deco_cli_text_field(const char *a, const char *const *names, const char **const *fields, int n);
+
 /* A context on backend with threads CPU threads per op (0: the default);
  * NULL after "--backend NAME: why" or "--threads: why". */
 deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads);

@@ -59,14 +59,52 @@ bad:
   return DECO_EXIT_USAGE;
 }
 
-static int parse(int argc, char **argv, compress_options_t *o) {
+/* 1 for the options other than paths that take a value. */
+static int takes_setting(const char *a) {
+  static const char *const names[] = {"--kv-heads", "--method", "--calib-tokens", "--backend", "--threads",
+                                      "--solver"};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; ++k)
+    if (strcmp(a, names[k]) == 0) return 1;
+  return 0;
+}
+
+/* The value v of a setting a (takes_setting); 0 or DECO_EXIT_USAGE. */
+static int parse_setting(const char *a, const char *v, compress_options_t *o) {
   static const char *const methods[] = {"svd", "mean", "keep"}, *const solvers[] = {"auto", "lapack", "cusolver"};
   static const int method_ids[] = {DECO_COMPRESS_SVD, DECO_COMPRESS_MEAN, DECO_COMPRESS_KEEP},
                    solver_ids[] = {DECO_COMPRESS_SOLVER_AUTO, DECO_COMPRESS_SOLVER_LAPACK,
                                    DECO_COMPRESS_SOLVER_CUSOLVER};
   static const deco_cli_words_t method_words = {methods, method_ids, 3, "svd, mean or keep"},
                                 solver_words = {solvers, solver_ids, 3, "auto, lapack or cusolver"};
+  long long n = 0;
+  int w;
+  if (strcmp(a, "--kv-heads") == 0) {
+    if (parse_ll(a, v, 1, 4096, &n) != 0) return DECO_EXIT_USAGE;
+    o->kv_heads = (int)n;
+  } else if (strcmp(a, "--calib-tokens") == 0) {
+    if (parse_ll(a, v, 1, 1LL << 40, &o->calib_tokens) != 0) return DECO_EXIT_USAGE;
+  } else if (strcmp(a, "--threads") == 0) {
+    if (parse_ll(a, v, 1, 1024, &n) != 0) return DECO_EXIT_USAGE;
+    o->threads = (int)n;
+  } else if (strcmp(a, "--method") == 0) {
+    o->method_set = 1;
+    if (deco_cli_parse_word(a, v, &method_words, &w)) return DECO_EXIT_USAGE;
+    o->method = (deco_compress_method_t)w;
+  } else if (strcmp(a, "--solver") == 0) {
+    if (deco_cli_parse_word(a, v, &solver_words, &w)) return DECO_EXIT_USAGE;
+    o->solver = (deco_compress_solver_t)w;
+  } else { /* --backend */
+    o->backend_set = 1;
+    if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
+    o->backend = (deco_backend_t)w;
+  }
+  return 0;
+}
+
+static int parse(int argc, char **argv, compress_options_t *o) {
+  static const char *const paths[] = {"--model", "--calib", "--calib-ids", "--tokenizer", "--out"};
   *o = (compress_options_t){.method = DECO_COMPRESS_SVD, .solver = DECO_COMPRESS_SOLVER_AUTO};
+  const char **const path_fields[] = {&o->model, &o->calib, &o->calib_ids, &o->tokenizer, &o->out};
   if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
@@ -74,45 +112,15 @@ static int parse(int argc, char **argv, compress_options_t *o) {
       o->force = 1;
       continue;
     }
-    const char **slot = strcmp(a, "--model") == 0       ? &o->model
-                        : strcmp(a, "--calib") == 0     ? &o->calib
-                        : strcmp(a, "--calib-ids") == 0 ? &o->calib_ids
-                        : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
-                        : strcmp(a, "--out") == 0       ? &o->out
-                                                        : NULL;
-    const int known = slot || strcmp(a, "--kv-heads") == 0 || strcmp(a, "--method") == 0 ||
-                      strcmp(a, "--calib-tokens") == 0 || strcmp(a, "--backend") == 0 || strcmp(a, "--threads") == 0 ||
-                      strcmp(a, "--solver") == 0;
-    if (!known) {
+    const char **slot = deco_cli_text_field(a, paths, path_fields, 5);
+    if (!slot && !takes_setting(a)) {
       deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
       return DECO_EXIT_USAGE;
     }
     const char *v = deco_cli_option_value(argc, argv, &i);
     if (!v) return DECO_EXIT_USAGE;
-    long long n = 0;
-    int w;
-    if (slot) {
-      *slot = v;
-    } else if (strcmp(a, "--kv-heads") == 0) {
-      if (parse_ll(a, v, 1, 4096, &n) != 0) return DECO_EXIT_USAGE;
-      o->kv_heads = (int)n;
-    } else if (strcmp(a, "--calib-tokens") == 0) {
-      if (parse_ll(a, v, 1, 1LL << 40, &o->calib_tokens) != 0) return DECO_EXIT_USAGE;
-    } else if (strcmp(a, "--threads") == 0) {
-      if (parse_ll(a, v, 1, 1024, &n) != 0) return DECO_EXIT_USAGE;
-      o->threads = (int)n;
-    } else if (strcmp(a, "--method") == 0) {
-      o->method_set = 1;
-      if (deco_cli_parse_word(a, v, &method_words, &w)) return DECO_EXIT_USAGE;
-      o->method = (deco_compress_method_t)w;
-    } else if (strcmp(a, "--solver") == 0) {
-      if (deco_cli_parse_word(a, v, &solver_words, &w)) return DECO_EXIT_USAGE;
-      o->solver = (deco_compress_solver_t)w;
-    } else { /* --backend */
-      o->backend_set = 1;
-      if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
-      o->backend = (deco_backend_t)w;
-    }
+    if (slot) *slot = v;
+    else if (parse_setting(a, v, o) != 0) return DECO_EXIT_USAGE;
   }
   if (!o->model || !o->out || !o->kv_heads || !o->method_set) {
     deco_cli_error("compress needs --model IN, --kv-heads N, --method svd|mean|keep and --out OUT");

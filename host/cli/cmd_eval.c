@@ -39,18 +39,39 @@ typedef struct eval_options {
   deco_dtype_t dtype;
 } eval_options_t;
 
+/* The value v of --backend, --dtype or --threads; 0 or DECO_EXIT_USAGE. */
+static int parse_setting(const char *a, const char *v, eval_options_t *o) {
+  int w;
+  if (strcmp(a, "--backend") == 0) {
+    o->backend_set = 1;
+    if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
+    o->backend = (deco_backend_t)w;
+  } else if (strcmp(a, "--dtype") == 0) {
+    o->dtype_set = 1;
+    if (deco_cli_parse_word(a, v, &deco_cli_dtype_words, &w)) return DECO_EXIT_USAGE;
+    o->dtype = (deco_dtype_t)w;
+  } else {
+    char *end;
+    errno = 0;
+    long t = strtol(v, &end, 10);
+    if (errno || end == v || *end || t < 1 || t > DECO_MAX_THREADS) {
+      deco_cli_error("--threads: '%s' is not an integer in [1, %d]", v, DECO_MAX_THREADS);
+      return DECO_EXIT_USAGE;
+    }
+    o->threads = (int)t;
+  }
+  return 0;
+}
+
 /* 0, DECO_CLI_HELP, or DECO_EXIT_USAGE after the message. */
 static int parse(int argc, char **argv, eval_options_t *o) {
+  static const char *const paths[] = {"--model", "--ref", "--text", "--ids", "--tokenizer"};
   memset(o, 0, sizeof *o);
+  const char **const path_fields[] = {&o->model, &o->ref, &o->text, &o->ids, &o->tokenizer};
   if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
-    const char **slot = strcmp(a, "--model") == 0       ? &o->model
-                        : strcmp(a, "--ref") == 0       ? &o->ref
-                        : strcmp(a, "--text") == 0      ? &o->text
-                        : strcmp(a, "--ids") == 0       ? &o->ids
-                        : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
-                                                        : NULL;
+    const char **slot = deco_cli_text_field(a, paths, path_fields, 5);
     const int known = slot || strcmp(a, "--backend") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--threads") == 0;
     if (!known) {
       deco_cli_error("eval: unknown option '%s' (see deco eval --help)", a);
@@ -58,28 +79,8 @@ static int parse(int argc, char **argv, eval_options_t *o) {
     }
     const char *v = deco_cli_option_value(argc, argv, &i);
     if (!v) return DECO_EXIT_USAGE;
-    if (slot) {
-      *slot = v;
-    } else if (strcmp(a, "--backend") == 0) {
-      int w;
-      o->backend_set = 1;
-      if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
-      o->backend = (deco_backend_t)w;
-    } else if (strcmp(a, "--dtype") == 0) {
-      int w;
-      o->dtype_set = 1;
-      if (deco_cli_parse_word(a, v, &deco_cli_dtype_words, &w)) return DECO_EXIT_USAGE;
-      o->dtype = (deco_dtype_t)w;
-    } else {
-      char *end;
-      errno = 0;
-      long t = strtol(v, &end, 10);
-      if (errno || end == v || *end || t < 1 || t > DECO_MAX_THREADS) {
-        deco_cli_error("--threads: '%s' is not an integer in [1, %d]", v, DECO_MAX_THREADS);
-        return DECO_EXIT_USAGE;
-      }
-      o->threads = (int)t;
-    }
+    if (slot) *slot = v;
+    else if (parse_setting(a, v, o) != 0) return DECO_EXIT_USAGE;
   }
   if (!o->text == !o->ids) {
     deco_cli_error("eval needs exactly one of --text FILE and --ids FILE");
@@ -201,95 +202,147 @@ static int load_model(deco_ctx_t *ctx, const char *path, deco_dtype_t dtype, dec
   return 0;
 }
 
-static int run_eval(const eval_options_t *o) {
-  deco_backend_t backend = o->backend_set ? o->backend
-                                          : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  deco_dtype_t dtype = o->dtype_set ? o->dtype : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
-  if (backend == DECO_BACKEND_CPU && dtype != DECO_DTYPE_F32) {
-    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(dtype));
+/* What a run builds step by step. */
+typedef struct eval_run {
+  const eval_options_t *o;
+  deco_backend_t backend;
+  deco_dtype_t dtype;
+  deco_model_hparams_t hp; /* the model's header */
+  deco_tokenizer_t *tok;   /* --text only */
+  corpus_t c;
+  deco_ctx_t *ctx;
+  deco_model_t *model, *ref;
+} eval_run_t;
+
+/* The backend (cuda when a device exists) and its dtype (bf16 on cuda);
+ * 0 or DECO_EXIT_USAGE. */
+static int pick_backend(eval_run_t *r) {
+  const eval_options_t *o = r->o;
+  r->backend = o->backend_set ? o->backend : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  r->dtype = o->dtype_set ? o->dtype : (r->backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
+  if (r->backend == DECO_BACKEND_CPU && r->dtype != DECO_DTYPE_F32) {
+    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(r->dtype));
     return DECO_EXIT_USAGE;
   }
-  /* The headers (the vocabularies must agree), the tokenizer, the input. */
-  deco_model_hparams_t hp, rhp;
-  int rc = read_header(o->model, &hp);
-  if (rc == 0 && o->ref) rc = read_header(o->ref, &rhp);
-  if (rc != 0) return rc;
-  if (o->ref && rhp.vocab_size != hp.vocab_size) {
-    deco_cli_error("--ref: %s has a vocabulary of %d ids, %s of %d (the models must share one)", o->ref,
-                   rhp.vocab_size, o->model ? o->model : DECO_DEFAULT_MODEL_NAME, hp.vocab_size);
+  return 0;
+}
+
+/* Two GGUF files carry their tokenizers: the same vocabulary size is not
+ * enough, the token lists must be the same. 0 or an exit status. */
+static int check_same_tokenizers(const eval_options_t *o) {
+  deco_tokenizer_t *a = NULL, *b = NULL;
+  if (deco_tokenizer_load_gguf(o->model, &a) != DECO_STATUS_SUCCESS ||
+      deco_tokenizer_load_gguf(o->ref, &b) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    deco_tokenizer_destroy(a);
     return DECO_EXIT_BAD_INPUT;
   }
-  /* Two GGUF files carry their tokenizers: the same vocabulary size is not
-   * enough, the token lists must be the same. */
-  if (o->ref && o->model && deco_cli_is_gguf(o->model) == 1 && deco_cli_is_gguf(o->ref) == 1) {
-    deco_tokenizer_t *a = NULL, *b = NULL;
-    if (deco_tokenizer_load_gguf(o->model, &a) != DECO_STATUS_SUCCESS ||
-        deco_tokenizer_load_gguf(o->ref, &b) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s", deco_last_error(NULL));
-      deco_tokenizer_destroy(a);
-      return DECO_EXIT_BAD_INPUT;
-    }
-    const uint64_t ha = deco_cli_tokenizer_hash(a), hb = deco_cli_tokenizer_hash(b);
-    deco_tokenizer_destroy(a);
-    deco_tokenizer_destroy(b);
-    if (ha != hb) {
-      deco_cli_error("--ref: %s and %s have different tokenizers (token list hashes %016llx and %016llx)", o->ref,
-                     o->model, (unsigned long long)hb, (unsigned long long)ha);
-      return DECO_EXIT_BAD_INPUT;
-    }
+  const uint64_t ha = deco_cli_tokenizer_hash(a), hb = deco_cli_tokenizer_hash(b);
+  deco_tokenizer_destroy(a);
+  deco_tokenizer_destroy(b);
+  if (ha != hb) {
+    deco_cli_error("--ref: %s and %s have different tokenizers (token list hashes %016llx and %016llx)", o->ref,
+                   o->model, (unsigned long long)hb, (unsigned long long)ha);
+    return DECO_EXIT_BAD_INPUT;
   }
+  return 0;
+}
+
+/* The headers (the vocabularies must agree) and which file brings the
+ * vocabulary; 0 or an exit status. */
+static int check_models(eval_run_t *r) {
+  const eval_options_t *o = r->o;
+  deco_model_hparams_t rhp;
+  int rc = read_header(o->model, &r->hp);
+  if (rc == 0 && o->ref) rc = read_header(o->ref, &rhp);
+  if (rc != 0) return rc;
+  if (o->ref && rhp.vocab_size != r->hp.vocab_size) {
+    deco_cli_error("--ref: %s has a vocabulary of %d ids, %s of %d (the models must share one)", o->ref,
+                   rhp.vocab_size, o->model ? o->model : DECO_DEFAULT_MODEL_NAME, r->hp.vocab_size);
+    return DECO_EXIT_BAD_INPUT;
+  }
+  if (o->ref && o->model && deco_cli_is_gguf(o->model) == 1 && deco_cli_is_gguf(o->ref) == 1 &&
+      (rc = check_same_tokenizers(o)) != 0)
+    return rc;
   if (o->tokenizer && o->model && deco_cli_is_gguf(o->model) == 1) {
     deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model);
     return DECO_EXIT_BAD_INPUT;
   }
-  deco_tokenizer_t *tok = NULL;
-  if (o->text && (rc = load_tokenizer(o, hp.vocab_size, &tok)) != 0) return rc;
-  rc = DECO_EXIT_BAD_INPUT;
-  corpus_t c = {0};
-  deco_ctx_t *ctx = NULL;
-  deco_model_t *model = NULL, *ref = NULL;
+  return 0;
+}
+
+/* The file to score, read into the corpus: something to score, with at
+ * least one sequence of two ids or more. 0 or DECO_EXIT_BAD_INPUT. */
+static int read_corpus(eval_run_t *r) {
+  const eval_options_t *o = r->o;
   const char *in = o->text ? o->text : o->ids;
   size_t size = 0;
   char *data = deco_cli_read_file(in, &size);
-  if (!data) goto out;
-  if (o->text ? read_text(in, data, size, tok, &c) : read_ids(in, data, hp.vocab_size, &c)) goto out;
-  if (c.ids.n == 0) {
+  if (!data) return DECO_EXIT_BAD_INPUT;
+  const int bad =
+      o->text ? read_text(in, data, size, r->tok, &r->c) : read_ids(in, data, r->hp.vocab_size, &r->c);
+  free(data);
+  if (bad) return DECO_EXIT_BAD_INPUT;
+  if (r->c.ids.n == 0) {
     deco_cli_error("%s: no %s to score", in, o->text ? "text" : "ids");
-    goto out;
+    return DECO_EXIT_BAD_INPUT;
   }
-  if (c.ids.n == c.n_seqs) {
+  if (r->c.ids.n == r->c.n_seqs) {
     deco_cli_error("%s: nothing to score: every sequence holds one id (a position is scored by the id after it)", in);
-    goto out;
+    return DECO_EXIT_BAD_INPUT;
   }
-  /* The backend and the models. */
-  if (!(ctx = deco_cli_ctx_create(backend, o->threads))) goto out;
-  if (load_model(ctx, o->model, dtype, &model) != 0 || (o->ref && load_model(ctx, o->ref, dtype, &ref) != 0)) goto out;
+  return 0;
+}
+
+/* The backend and the models; 0 or DECO_EXIT_BAD_INPUT. */
+static int load_models(eval_run_t *r) {
+  if (!(r->ctx = deco_cli_ctx_create(r->backend, r->o->threads))) return DECO_EXIT_BAD_INPUT;
+  if (load_model(r->ctx, r->o->model, r->dtype, &r->model) != 0 ||
+      (r->o->ref && load_model(r->ctx, r->o->ref, r->dtype, &r->ref) != 0))
+    return DECO_EXIT_BAD_INPUT;
+  return 0;
+}
+
+/* Scores every sequence and prints the line of results; 0 or
+ * DECO_EXIT_BAD_INPUT. */
+static int score(const eval_run_t *r) {
+  const char *in = r->o->text ? r->o->text : r->o->ids;
+  const corpus_t *c = &r->c;
   deco_eval_config_t ec = DECO_EVAL_CONFIG_INIT;
-  ec.ref = ref;
+  ec.ref = r->ref;
   /* A text's later windows start afresh from its BOS, as the first does. */
-  if (tok && c.ids.n > 0 && c.ids.v[0] == deco_tokenizer_special(tok, DECO_TOKEN_BOS) && deco_tokenizer_add_bos(tok))
-    ec.window_bos = c.ids.v[0];
+  if (r->tok && c->ids.n > 0 && c->ids.v[0] == deco_tokenizer_special(r->tok, DECO_TOKEN_BOS) &&
+      deco_tokenizer_add_bos(r->tok))
+    ec.window_bos = c->ids.v[0];
   deco_eval_stats_t acc = DECO_EVAL_STATS_INIT;
-  for (size_t s = 0; s < c.n_seqs; ++s)
-    if (deco_eval_ids(model, c.ids.v + c.start[s], (int)(c.start[s + 1] - c.start[s]), &ec, &acc) !=
+  for (size_t s = 0; s < c->n_seqs; ++s)
+    if (deco_eval_ids(r->model, c->ids.v + c->start[s], (int)(c->start[s + 1] - c->start[s]), &ec, &acc) !=
         DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s: %s", in, deco_last_error(ctx));
-      goto out;
+      deco_cli_error("%s: %s", in, deco_last_error(r->ctx));
+      return DECO_EXIT_BAD_INPUT;
     }
   fprintf(stderr, "eval: tokens=%lld ppl=%.4f", acc.tokens, deco_eval_perplexity(&acc));
-  if (ref)
+  if (r->ref)
     fprintf(stderr, " ref_ppl=%.4f kl=%.6f top1=%.4f", deco_eval_ref_perplexity(&acc), acc.kl / (double)acc.tokens,
             (double)acc.top1 / (double)acc.tokens);
   fputc('\n', stderr);
-  rc = DECO_EXIT_OK;
-out:
-  deco_model_destroy(ref);
-  deco_model_destroy(model);
-  deco_ctx_destroy(ctx);
-  deco_tokenizer_destroy(tok);
-  free(data);
-  free(c.ids.v);
-  free(c.start);
+  return DECO_EXIT_OK;
+}
+
+static int run_eval(const eval_options_t *o) {
+  eval_run_t r = {.o = o};
+  int rc = pick_backend(&r);
+  if (rc == 0) rc = check_models(&r);
+  if (rc == 0 && o->text) rc = load_tokenizer(o, r.hp.vocab_size, &r.tok);
+  if (rc == 0) rc = read_corpus(&r);
+  if (rc == 0) rc = load_models(&r);
+  if (rc == 0) rc = score(&r);
+  deco_model_destroy(r.ref);
+  deco_model_destroy(r.model);
+  deco_ctx_destroy(r.ctx);
+  deco_tokenizer_destroy(r.tok);
+  free(r.c.ids.v);
+  free(r.c.start);
   return rc;
 }
 

@@ -180,104 +180,130 @@ static int parse_seed(const char *v, uint64_t *out) {
   return 0;
 }
 
-static int parse_temperature(const char *a, const char *v, deco_cli_options_t *o) {
-  if (parse_float(a, v, &o->temperature)) return -1;
-  if (o->temperature < 0.0f) {
-    deco_cli_error("--temperature: %s must be >= 0", v);
+static int parse_chat_template(const char *v, deco_cli_options_t *o) {
+  o->chat_template_set = 1;
+  if (deco_chat_template_from_name(v, &o->chat_template) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("--chat-template: '%s' is not auto, chatml, llama3 or none", v);
     return -1;
   }
   return 0;
 }
 
-static int parse_top_p(const char *a, const char *v, deco_cli_options_t *o) {
-  if (parse_float(a, v, &o->top_p)) return -1;
-  if (!(o->top_p > 0.0f && o->top_p <= 1.0f)) {
-    deco_cli_error("--top-p: %s must be in (0, 1]", v);
-    return -1;
+/* An option whose value is an integer in lo..hi (set, when not NULL, notes
+ * that it was given): 1 with *rc its result, or 0 for other options. */
+static int parse_int_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
+  const struct {
+    const char *name;
+    int *field;
+    long lo, hi;
+    int *set;
+  } ints[] = {
+      {"--steps", &o->steps, 1, 1 << 30, NULL},
+      {"--draft-len", &o->draft_len, 1, 255, &o->draft_len_set},
+      {"--draft-width", &o->draft_width, 1, 16, NULL},
+      {"--layer-parallel", &o->layer_parallel, 1, 16, NULL},
+      {"--tree-nodes", &o->tree_nodes, 1, 255, NULL},
+      {"--recycle-k", &o->recycle_k, 1, 16, &o->recycle_k_set},
+      {"--threads", &o->threads, 1, DECO_MAX_THREADS, NULL},
+      {"--tp", &o->tp, 1, DECO_COMM_MAX_RANKS, NULL},
+      {"--superpose", &o->superpose, 1, DECO_SUPERPOSE_MAX_K, NULL},
+      {"--superpose-m", &o->superpose_m, 1, DECO_SUPERPOSE_MAX_M, &o->superpose_m_set},
+  };
+  for (size_t k = 0; k < sizeof ints / sizeof ints[0]; ++k) {
+    if (strcmp(a, ints[k].name) != 0) continue;
+    if (ints[k].set) *ints[k].set = 1;
+    *rc = parse_int(a, v, ints[k].lo, ints[k].hi, ints[k].field);
+    return 1;
   }
   return 0;
 }
 
-/* The value v of option a (a known option that takes one); 0 or -1. */
-static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
+/* An option whose value is a float within lo..hi (lo itself excluded when
+ * lo_open; set, when not NULL, notes that it was given): 1 with *rc its
+ * result, or 0 for other options. Out of range is "OPT: V must be RANGE". */
+static int parse_float_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
+  const struct {
+    const char *name;
+    float *field;
+    float lo, hi;
+    int lo_open;
+    const char *range;
+    int *set;
+  } floats[] = {
+      {"--temperature", &o->temperature, 0.0f, FLT_MAX, 0, ">= 0", NULL},
+      {"--top-p", &o->top_p, 0.0f, 1.0f, 1, "in (0, 1]", NULL},
+      {"--superpose-temp", &o->superpose_temp, 0.0f, FLT_MAX, 1, "> 0", &o->superpose_temp_set},
+      {"--ngram-alpha", &o->ngram_alpha, 0.0f, 1.0f, 0, "in [0, 1]", &o->ngram_alpha_set},
+  };
+  for (size_t k = 0; k < sizeof floats / sizeof floats[0]; ++k) {
+    if (strcmp(a, floats[k].name) != 0) continue;
+    if (floats[k].set) *floats[k].set = 1;
+    *rc = parse_float(a, v, floats[k].field);
+    if (*rc != 0) return 1;
+    const float f = *floats[k].field; /* finite */
+    if (!(floats[k].lo_open ? f > floats[k].lo : f >= floats[k].lo) || f > floats[k].hi) {
+      deco_cli_error("%s: %s must be %s", a, v, floats[k].range);
+      *rc = -1;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+/* An option whose value is one of a few words: 1 with *rc its result, or
+ * 0 for other options. */
+static int parse_word_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
   static const char *const specs[] = {"none", "lookup", "recycle", "draft"};
   static const int spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE,
                                  DECO_CLI_SPEC_DRAFT};
   static const deco_cli_words_t spec_words = {specs, spec_ids, 4, "none, lookup, recycle or draft"};
-  int word;
-  if (strcmp(a, "--model") == 0) o->model_path = v;
-  else if (strcmp(a, "--synthetic") == 0) o->synthetic = v;
-  else if (strcmp(a, "--tokenizer") == 0) o->tokenizer_path = v;
-  else if (strcmp(a, "--prompt") == 0) o->prompt = v;
-  else if (strcmp(a, "--prompt-ids") == 0) {
+  static const char *const comms[] = {"threads", "mpi", "nccl"};
+  static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
+  static const deco_cli_words_t comm_words = {comms, comm_ids, 3, "threads, mpi or nccl"};
+  int word = 0;
+  if (strcmp(a, "--backend") == 0) {
+    o->backend_set = 1;
+    if ((*rc = deco_cli_parse_word(a, v, &deco_cli_backend_words, &word)) == 0) o->backend = (deco_backend_t)word;
+  } else if (strcmp(a, "--dtype") == 0) {
+    o->dtype_set = 1;
+    if ((*rc = deco_cli_parse_word(a, v, &deco_cli_dtype_words, &word)) == 0) o->dtype = (deco_dtype_t)word;
+  } else if (strcmp(a, "--spec") == 0) {
+    if ((*rc = deco_cli_parse_word(a, v, &spec_words, &word)) == 0) o->spec = (deco_cli_spec_t)word;
+  } else if (strcmp(a, "--comm") == 0) {
+    o->comm_set = 1;
+    if ((*rc = deco_cli_parse_word(a, v, &comm_words, &word)) == 0) o->comm = (deco_comm_backend_t)word;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+/* The value v of option a (a known option that takes one); 0 or -1. */
+static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
+  /* Options kept as given: texts[k]'s value goes to *text_fields[k]. */
+  static const char *const texts[] = {"--model",         "--synthetic",   "--tokenizer",
+                                      "--prompt",        "--draft-model", "--tree-template",
+                                      "--recycle-state", "--system",      "--ngram"};
+  const char **const text_fields[] = {&o->model_path,    &o->synthetic,   &o->tokenizer_path,
+                                      &o->prompt,        &o->draft_model, &o->tree_template,
+                                      &o->recycle_state, &o->system,      &o->ngram_path};
+  const char **text = deco_cli_text_field(a, texts, text_fields, 9);
+  if (text) {
+    *text = v;
+    return 0;
+  }
+  int rc = 0;
+  if (parse_int_option(a, v, o, &rc) || parse_float_option(a, v, o, &rc) || parse_word_option(a, v, o, &rc))
+    return rc;
+  if (strcmp(a, "--prompt-ids") == 0) {
     free(o->prompt_ids);
     o->prompt_ids = NULL;
     o->n_prompt_ids = 0;
     return parse_ids(v, o);
-  } else if (strcmp(a, "--steps") == 0) return parse_int(a, v, 1, 1 << 30, &o->steps);
-  else if (strcmp(a, "--temperature") == 0) return parse_temperature(a, v, o);
-  else if (strcmp(a, "--top-p") == 0) return parse_top_p(a, v, o);
-  else if (strcmp(a, "--seed") == 0) return parse_seed(v, &o->seed);
-  else if (strcmp(a, "--backend") == 0) {
-    o->backend_set = 1;
-    if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &word)) return -1;
-    o->backend = (deco_backend_t)word;
-  } else if (strcmp(a, "--dtype") == 0) {
-    o->dtype_set = 1;
-    if (deco_cli_parse_word(a, v, &deco_cli_dtype_words, &word)) return -1;
-    o->dtype = (deco_dtype_t)word;
-  } else if (strcmp(a, "--spec") == 0) {
-    if (deco_cli_parse_word(a, v, &spec_words, &word)) return -1;
-    o->spec = (deco_cli_spec_t)word;
-  } else if (strcmp(a, "--draft-len") == 0) {
-    o->draft_len_set = 1;
-    return parse_int(a, v, 1, 255, &o->draft_len);
-  } else if (strcmp(a, "--draft-model") == 0) o->draft_model = v;
-  else if (strcmp(a, "--draft-layers") == 0) return parse_layers(v, o);
-  else if (strcmp(a, "--draft-width") == 0) return parse_int(a, v, 1, 16, &o->draft_width);
-  else if (strcmp(a, "--layer-parallel") == 0) return parse_int(a, v, 1, 16, &o->layer_parallel);
-  else if (strcmp(a, "--tree-nodes") == 0) return parse_int(a, v, 1, 255, &o->tree_nodes);
-  else if (strcmp(a, "--tree-template") == 0) o->tree_template = v;
-  else if (strcmp(a, "--recycle-k") == 0) {
-    o->recycle_k_set = 1;
-    return parse_int(a, v, 1, 16, &o->recycle_k);
-  } else if (strcmp(a, "--recycle-state") == 0) o->recycle_state = v;
-  else if (strcmp(a, "--threads") == 0) return parse_int(a, v, 1, DECO_MAX_THREADS, &o->threads);
-  else if (strcmp(a, "--tp") == 0) return parse_int(a, v, 1, DECO_COMM_MAX_RANKS, &o->tp);
-  else if (strcmp(a, "--comm") == 0) {
-    static const char *const comms[] = {"threads", "mpi", "nccl"};
-    static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
-    static const deco_cli_words_t comm_words = {comms, comm_ids, 3, "threads, mpi or nccl"};
-    o->comm_set = 1;
-    if (deco_cli_parse_word(a, v, &comm_words, &word)) return -1;
-    o->comm = (deco_comm_backend_t)word;
-  } else if (strcmp(a, "--system") == 0) o->system = v;
-  else if (strcmp(a, "--superpose") == 0) return parse_int(a, v, 1, DECO_SUPERPOSE_MAX_K, &o->superpose);
-  else if (strcmp(a, "--ngram") == 0) o->ngram_path = v;
-  else if (strcmp(a, "--superpose-m") == 0) {
-    o->superpose_m_set = 1;
-    return parse_int(a, v, 1, DECO_SUPERPOSE_MAX_M, &o->superpose_m);
-  } else if (strcmp(a, "--superpose-temp") == 0) {
-    o->superpose_temp_set = 1;
-    if (parse_float(a, v, &o->superpose_temp)) return -1;
-    if (!(o->superpose_temp > 0.0f)) {
-      deco_cli_error("--superpose-temp: %s must be > 0", v);
-      return -1;
-    }
-  } else if (strcmp(a, "--ngram-alpha") == 0) {
-    o->ngram_alpha_set = 1;
-    if (parse_float(a, v, &o->ngram_alpha)) return -1;
-    if (!(o->ngram_alpha >= 0.0f && o->ngram_alpha <= 1.0f)) {
-      deco_cli_error("--ngram-alpha: %s must be in [0, 1]", v);
-      return -1;
-    }
-  } else if (strcmp(a, "--chat-template") == 0) {
-    o->chat_template_set = 1;
-    if (deco_chat_template_from_name(v, &o->chat_template) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("--chat-template: '%s' is not auto, chatml, llama3 or none", v);
-      return -1;
-    }
   }
+  if (strcmp(a, "--seed") == 0) return parse_seed(v, &o->seed);
+  if (strcmp(a, "--draft-layers") == 0) return parse_layers(v, o);
+  if (strcmp(a, "--chat-template") == 0) return parse_chat_template(v, o);
   return 0;
 }
 
@@ -314,8 +340,16 @@ static int group_needs(const char *given, int ok, const char *what) {
   return -1;
 }
 
-/* Options that exclude each other or need another (docs/CLI.md). */
-static int check_combination(const deco_cli_options_t *o) {
+/* The first name whose option was given (given[k] != 0), in the order
+ * listed; NULL when none was. */
+static const char *first_given(const char *const *names, const int *given, int n) {
+  for (int k = 0; k < n; ++k)
+    if (given[k]) return names[k];
+  return NULL;
+}
+
+/* One model and one prompt. */
+static int check_inputs(const deco_cli_options_t *o) {
   if (o->model_path && o->synthetic) {
     deco_cli_error("--model and --synthetic exclude each other");
     return -1;
@@ -324,23 +358,25 @@ static int check_combination(const deco_cli_options_t *o) {
     deco_cli_error("--prompt and --prompt-ids exclude each other");
     return -1;
   }
-  /* Options of Token Recycling mean nothing to another draft source. */
-  const char *recycle_only = o->tree_template ? "--tree-template"
-                             : o->recycle_state ? "--recycle-state"
-                             : o->recycle_k_set ? "--recycle-k"
-                                                : NULL;
-  if (group_needs(recycle_only, o->spec == DECO_CLI_SPEC_RECYCLE, "--spec recycle")) return -1;
-  /* Superposed decoding's options need --superpose, which has no drafter
-   * and no timing runs. */
-  const char *superpose_only = o->ngram_path            ? "--ngram"
-                               : o->superpose_m_set     ? "--superpose-m"
-                               : o->superpose_temp_set  ? "--superpose-temp"
-                               : o->ngram_alpha_set     ? "--ngram-alpha"
-                                                        : NULL;
-  if (group_needs(superpose_only, o->superpose, "--superpose")) return -1;
+  return 0;
+}
+
+/* Options of Token Recycling mean nothing to another draft source. */
+static int check_recycle(const deco_cli_options_t *o) {
+  static const char *const names[] = {"--tree-template", "--recycle-state", "--recycle-k"};
+  const int given[] = {o->tree_template != NULL, o->recycle_state != NULL, o->recycle_k_set};
+  return group_needs(first_given(names, given, 3), o->spec == DECO_CLI_SPEC_RECYCLE, "--spec recycle");
+}
+
+/* Superposed decoding's options need --superpose, which has no drafter
+ * and no timing runs. */
+static int check_superpose(const deco_cli_options_t *o) {
+  static const char *const names[] = {"--ngram", "--superpose-m", "--superpose-temp", "--ngram-alpha"};
+  const int given[] = {o->ngram_path != NULL, o->superpose_m_set, o->superpose_temp_set, o->ngram_alpha_set};
+  if (group_needs(first_given(names, given, 4), o->superpose, "--superpose")) return -1;
   if (o->superpose && o->spec != DECO_CLI_SPEC_NONE) {
-    static const char *const names[] = {"none", "lookup", "recycle", "draft"};
-    deco_cli_error("--superpose and --spec %s exclude each other", names[o->spec]);
+    static const char *const specs[] = {"none", "lookup", "recycle", "draft"};
+    deco_cli_error("--superpose and --spec %s exclude each other", specs[o->spec]);
     return -1;
   }
   if (o->superpose && o->compare_ar) {
@@ -351,9 +387,14 @@ static int check_combination(const deco_cli_options_t *o) {
     deco_cli_error("--superpose needs --ngram TABLE (or --ngram-alpha 0)");
     return -1;
   }
-  /* Chat options need --chat; a chat turn is text. */
-  const char *chat_only = o->system ? "--system" : o->chat_template_set ? "--chat-template" : NULL;
-  if (group_needs(chat_only, o->chat, "--chat")) return -1;
+  return 0;
+}
+
+/* Chat options need --chat; a chat turn is text. */
+static int check_chat(const deco_cli_options_t *o) {
+  static const char *const names[] = {"--system", "--chat-template"};
+  const int given[] = {o->system != NULL, o->chat_template_set};
+  if (group_needs(first_given(names, given, 2), o->chat, "--chat")) return -1;
   if (o->chat && o->prompt_ids) {
     deco_cli_error("--chat and --prompt-ids exclude each other (the template makes the prompt's ids)");
     return -1;
@@ -362,13 +403,14 @@ static int check_combination(const deco_cli_options_t *o) {
     deco_cli_error("--system: --chat-template none has no system message");
     return -1;
   }
-  /* Options of model drafts likewise; a model draft names its draft. */
-  const char *draft_only = o->draft_model ? "--draft-model"
-                           : o->draft_layers ? "--draft-layers"
-                           : o->draft_width ? "--draft-width"
-                           : o->layer_parallel ? "--layer-parallel"
-                                               : NULL;
-  if (group_needs(draft_only, o->spec == DECO_CLI_SPEC_DRAFT, "--spec draft")) return -1;
+  return 0;
+}
+
+/* Options of model drafts likewise; a model draft names its draft. */
+static int check_draft(const deco_cli_options_t *o) {
+  static const char *const names[] = {"--draft-model", "--draft-layers", "--draft-width", "--layer-parallel"};
+  const int given[] = {o->draft_model != NULL, o->draft_layers != NULL, o->draft_width != 0, o->layer_parallel != 0};
+  if (group_needs(first_given(names, given, 4), o->spec == DECO_CLI_SPEC_DRAFT, "--spec draft")) return -1;
   if (o->no_calibrate && o->layer_parallel < 2) {
     deco_cli_error("--no-calibrate needs --layer-parallel N with N >= 2");
     return -1;
@@ -378,10 +420,23 @@ static int check_combination(const deco_cli_options_t *o) {
                                                            : "--draft-model FILE or --draft-layers LIST");
     return -1;
   }
+  return 0;
+}
+
+static int check_backend(const deco_cli_options_t *o) {
   if (o->backend_set && o->backend == DECO_BACKEND_CPU && o->dtype_set && o->dtype == DECO_DTYPE_BF16) {
     deco_cli_error("--dtype: bf16 is not supported by the cpu backend (use f32)");
     return -1;
   }
+  return 0;
+}
+
+/* Options that exclude each other or need another (docs/CLI.md), checked
+ * in this order: the first conflict is the one reported. */
+static int check_combination(const deco_cli_options_t *o) {
+  if (check_inputs(o) || check_recycle(o) || check_superpose(o) || check_chat(o) || check_draft(o) ||
+      check_backend(o))
+    return -1;
   return 0;
 }
 

@@ -93,6 +93,39 @@ static int put_literal(jstr_t *b, const char *v, size_t n) {
   return rc ? rc : js_ch(b, '\'');
 }
 
+/* The escape '\e' at s[j - 1..j] inside a literal, its value appended to
+ * v: \n, \t, \r, \\, \' and \" decoded, other escapes kept as written. */
+static int put_escape(jstr_t *v, const char *s, size_t j) {
+  char e = s[j];
+  char d = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+  if (e == 'n' || e == 't' || e == 'r' || e == '\\' || e == '\'' || e == '"') return js_ch(v, d);
+  return js_put(v, s + j - 1, 2); /* Python keeps unknown escapes */
+}
+
+/* The string literal whose opening quote is s[i], appended to out in the
+ * canonical quoting; *next is the index after its closing quote. Returns
+ * 0, -1 out of memory, -2 unterminated. */
+static int put_string_literal(const char *s, size_t n, size_t i, jstr_t *out, size_t *next) {
+  char quote = s[i];
+  jstr_t v = {0};
+  size_t j = i + 1;
+  int rc = 0;
+  for (; j < n && s[j] != quote && rc == 0; ++j) {
+    if (s[j] == '\\' && j + 1 < n) rc = put_escape(&v, s, ++j);
+    else rc = js_ch(&v, s[j]);
+  }
+  if (rc == 0 && j >= n) rc = -2;
+  if (rc == 0) rc = put_literal(out, v.s ? v.s : "", v.n);
+  free(v.s);
+  *next = j + 1;
+  return rc;
+}
+
+/* Whitespace before c is kept (as one space) only between two names. */
+static int joins_names(const jstr_t *out, char c) {
+  return out->n > 0 && is_name(out->s[out->n - 1]) && is_name(c);
+}
+
 /* Normalises a tag's inside s[0..n). Returns 0, -1 out of memory, -2 an
  * unterminated literal. */
 static int normalise(const char *s, size_t n, jstr_t *out) {
@@ -104,35 +137,75 @@ static int normalise(const char *s, size_t n, jstr_t *out) {
       ++i;
       continue;
     }
-    if (space && out->n > 0 && is_name(out->s[out->n - 1]) && is_name(c) && js_ch(out, ' ') != 0) return -1;
+    if (space && joins_names(out, c) && js_ch(out, ' ') != 0) return -1;
     space = 0;
+    int rc;
     if (c == '\'' || c == '"') {
-      jstr_t v = {0};
-      size_t j = i + 1;
-      int rc = 0;
-      for (; j < n && s[j] != c && rc == 0; ++j) {
-        if (s[j] == '\\' && j + 1 < n) {
-          char e = s[++j];
-          char d = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-          if (e == 'n' || e == 't' || e == 'r' || e == '\\' || e == '\'' || e == '"')
-            rc = js_ch(&v, d);
-          else
-            rc = js_put(&v, s + j - 1, 2); /* Python keeps unknown escapes */
-        } else {
-          rc = js_ch(&v, s[j]);
-        }
-      }
-      if (rc == 0 && j >= n) rc = -2;
-      if (rc == 0) rc = put_literal(out, v.s ? v.s : "", v.n);
-      free(v.s);
-      if (rc) return rc;
-      i = j + 1;
-      continue;
+      rc = put_string_literal(s, n, i, out, &i);
+    } else {
+      rc = js_ch(out, c);
+      ++i;
     }
-    if (js_ch(out, c) != 0) return -1;
-    ++i;
+    if (rc) return rc;
   }
   if (!out->s && js_put(out, "", 0) != 0) return -1;
+  return 0;
+}
+
+/* Where the next tag at or after t[i] opens (its '{'); n when none does. */
+static size_t find_tag_open(const char *t, size_t n, size_t i) {
+  size_t j = i;
+  while (j + 1 < n && !(t[j] == '{' && (t[j + 1] == '{' || t[j + 1] == '%' || t[j + 1] == '#'))) ++j;
+  return j + 1 >= n ? n : j;
+}
+
+/* Where the tag opened by '{' open closes, searching from t[k]: the index
+ * of its closing pair outside literals (comments have none), else an index
+ * k with k + 1 >= n. */
+static size_t find_tag_close(const char *t, size_t n, size_t k, char open) {
+  char close = open == '{' ? '}' : open;
+  char quote = 0;
+  for (; k + 1 < n; ++k) {
+    if (quote) {
+      if (t[k] == '\\') ++k;
+      else if (t[k] == quote) quote = 0;
+    } else if (open != '#' && (t[k] == '\'' || t[k] == '"')) {
+      quote = t[k];
+    } else if (t[k] == close && t[k + 1] == '}') {
+      break;
+    }
+  }
+  return k;
+}
+
+/* Text between tags, kept as written. */
+static int push_text(jlist_t *out, const char *p, size_t n) {
+  jstr_t v = {0};
+  if (js_put(&v, p, n) != 0 || jlist_push(out, (jtag_t){.kind = 'T', .norm = v.s}) != 0) {
+    free(v.s);
+    return -1;
+  }
+  return 0;
+}
+
+/* The tag opened by '{' open whose inside is t[a..b): trim markers noted,
+ * the rest normalised (a comment keeps no content). */
+static int push_tag(const char *t, size_t a, size_t b, char open, jlist_t *out) {
+  jtag_t tag = {.kind = open == '{' ? 'E' : open == '%' ? 'S' : 'C'};
+  if (a < b && (t[a] == '-' || t[a] == '+')) {
+    tag.trim_before = t[a] == '-';
+    ++a;
+  }
+  if (a < b && (t[b - 1] == '-' || t[b - 1] == '+')) {
+    tag.trim_after = t[b - 1] == '-';
+    --b;
+  }
+  jstr_t v = {0};
+  int rc = tag.kind == 'C' ? js_put(&v, "", 0) : normalise(t + a, b - a, &v);
+  if (rc != 0 || jlist_push(out, (tag.norm = v.s, tag)) != 0) {
+    free(v.s);
+    return rc == -2 ? -2 : -1;
+  }
   return 0;
 }
 
@@ -140,48 +213,14 @@ static int normalise(const char *s, size_t n, jstr_t *out) {
 static int lex(const char *t, size_t n, jlist_t *out) {
   size_t i = 0;
   while (i < n) {
-    size_t j = i;
-    while (j + 1 < n && !(t[j] == '{' && (t[j + 1] == '{' || t[j + 1] == '%' || t[j + 1] == '#'))) ++j;
-    if (j + 1 >= n) j = n;
-    if (j > i) {
-      jstr_t v = {0};
-      if (js_put(&v, t + i, j - i) != 0 || jlist_push(out, (jtag_t){.kind = 'T', .norm = v.s}) != 0) {
-        free(v.s);
-        return -1;
-      }
-    }
+    size_t j = find_tag_open(t, n, i);
+    if (j > i && push_text(out, t + i, j - i) != 0) return -1;
     if (j >= n) break;
     char open = t[j + 1];
-    char close = open == '{' ? '}' : open;
-    size_t k = j + 2;
-    char quote = 0;
-    for (; k + 1 < n; ++k) { /* the closing pair, outside literals */
-      if (quote) {
-        if (t[k] == '\\') ++k;
-        else if (t[k] == quote) quote = 0;
-      } else if (open != '#' && (t[k] == '\'' || t[k] == '"')) {
-        quote = t[k];
-      } else if (t[k] == close && t[k + 1] == '}') {
-        break;
-      }
-    }
+    size_t k = find_tag_close(t, n, j + 2, open);
     if (k + 1 >= n) return -2;
-    size_t a = j + 2, b = k;
-    jtag_t tag = {.kind = open == '{' ? 'E' : open == '%' ? 'S' : 'C'};
-    if (a < b && (t[a] == '-' || t[a] == '+')) {
-      tag.trim_before = t[a] == '-';
-      ++a;
-    }
-    if (a < b && (t[b - 1] == '-' || t[b - 1] == '+')) {
-      tag.trim_after = t[b - 1] == '-';
-      --b;
-    }
-    jstr_t v = {0};
-    int rc = tag.kind == 'C' ? js_put(&v, "", 0) : normalise(t + a, b - a, &v);
-    if (rc != 0 || jlist_push(out, (tag.norm = v.s, tag)) != 0) {
-      free(v.s);
-      return rc == -2 ? -2 : -1;
-    }
+    int rc = push_tag(t, j + 2, k, open, out);
+    if (rc != 0) return rc;
     i = k + 2;
   }
   return 0;
@@ -189,52 +228,68 @@ static int lex(const char *t, size_t n, jlist_t *out) {
 
 static int is_block(const jtag_t *t) { return t && (t->kind == 'S' || t->kind == 'C'); }
 
-/* Drops the whitespace Hugging Face's renderer drops (trim_blocks,
- * lstrip_blocks, '-' markers) and the comments; text left is kept. */
-static void strip(jlist_t *l) {
-  size_t m = 0;
-  for (size_t i = 0; i < l->n; ++i) {
-    jtag_t *t = &l->a[i];
-    if (t->kind != 'T') {
-      l->a[m++] = *t;
-      continue;
-    }
-    const jtag_t *prev = i > 0 ? &l->a[i - 1] : NULL, *next = i + 1 < l->n ? &l->a[i + 1] : NULL;
-    char *s = t->norm;
-    size_t a = 0, b = strlen(s);
-    if (prev && prev->trim_after)
-      while (a < b && is_ws(s[a])) ++a;
-    if (next && next->trim_before)
-      while (b > a && is_ws(s[b - 1])) --b;
-    if (is_block(prev)) { /* trim_blocks: the newline after a block tag */
-      if (a < b && s[a] == '\n')
-        ++a;
-      else if (a + 1 < b && s[a] == '\r' && s[a + 1] == '\n')
-        a += 2;
-    }
-    if (is_block(next)) { /* lstrip_blocks: blanks from a line's start to a block tag */
-      size_t c = b;
-      while (c > a && (s[c - 1] == ' ' || s[c - 1] == '\t')) --c;
-      int line_start = c > 0 ? s[c - 1] == '\n' : !prev;
-      if (line_start) b = c;
-    }
-    if (a < b) {
-      memmove(s, s + a, b - a);
-      s[b - a] = '\0';
-      l->a[m++] = *t;
-    } else {
-      free(s);
-    }
+/* trim_blocks: how many bytes of the newline at s[a] (before b) a block
+ * tag just before the text removes. */
+static size_t block_newline(const char *s, size_t a, size_t b) {
+  if (a < b && s[a] == '\n') return 1;
+  if (a + 1 < b && s[a] == '\r' && s[a + 1] == '\n') return 2;
+  return 0;
+}
+
+/* lstrip_blocks: the end of s[a..b) once the blanks from a line's start to
+ * the block tag after the text are removed (prev: the tag before it). */
+static size_t lstrip_end(const char *s, size_t a, size_t b, const jtag_t *prev) {
+  size_t c = b;
+  while (c > a && (s[c - 1] == ' ' || s[c - 1] == '\t')) --c;
+  int line_start = c > 0 ? s[c - 1] == '\n' : !prev;
+  return line_start ? c : b;
+}
+
+/* Narrows text t to what the renderer keeps between the tags prev and next
+ * (NULL at either end); returns 0, with its content freed, when nothing is
+ * left. */
+static int keep_text(jtag_t *t, const jtag_t *prev, const jtag_t *next) {
+  char *s = t->norm;
+  size_t a = 0, b = strlen(s);
+  if (prev && prev->trim_after)
+    while (a < b && is_ws(s[a])) ++a;
+  if (next && next->trim_before)
+    while (b > a && is_ws(s[b - 1])) --b;
+  if (is_block(prev)) a += block_newline(s, a, b);
+  if (is_block(next)) b = lstrip_end(s, a, b, prev);
+  if (a >= b) {
+    free(s);
+    return 0;
   }
-  /* Comments print nothing; they mattered only for the trimming above. */
+  memmove(s, s + a, b - a);
+  s[b - a] = '\0';
+  return 1;
+}
+
+/* Comments print nothing; they matter only for the trimming. */
+static void drop_comments(jlist_t *l) {
   size_t k = 0;
-  for (size_t i = 0; i < m; ++i) {
+  for (size_t i = 0; i < l->n; ++i) {
     if (l->a[i].kind == 'C')
       free(l->a[i].norm);
     else
       l->a[k++] = l->a[i];
   }
   l->n = k;
+}
+
+/* Drops the whitespace Hugging Face's renderer drops (trim_blocks,
+ * lstrip_blocks, '-' markers) and the comments; text left is kept. Each
+ * text is trimmed against its neighbours as the template wrote them. */
+static void strip(jlist_t *l) {
+  size_t m = 0;
+  for (size_t i = 0; i < l->n; ++i) {
+    jtag_t *t = &l->a[i];
+    const jtag_t *prev = i > 0 ? &l->a[i - 1] : NULL, *next = i + 1 < l->n ? &l->a[i + 1] : NULL;
+    if (t->kind != 'T' || keep_text(t, prev, next)) l->a[m++] = *t;
+  }
+  l->n = m;
+  drop_comments(l);
 }
 
 /* The known forms, tag for tag ('S' statement, 'E' expression, then the

@@ -220,59 +220,73 @@ static deco_status_t rd_value(gg_rd_t *r, uint32_t t, const char *field) {
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
-  r->w = (gg_where_t){W_KV, i, NULL, 0, "key length", 0, 0};
-  const unsigned char *key;
-  uint64_t key_len;
+/* An entry's key: non-empty printable ASCII, named in later messages. */
+static deco_status_t rd_key(gg_rd_t *r, deco_gguf_kv_t *kv) {
+  const unsigned char *key = NULL;
+  uint64_t key_len = 0;
   DECO_TRY(rd_string(r, "key length", "key", DECO_GGUF_MAX_KEY, &key, &key_len));
   if (key_len == 0) return rd_fail(r, "the key is empty");
   if (!gg_printable(key, key_len)) return rd_fail(r, "the key holds a byte outside printable ASCII");
   r->w.id = key;
   r->w.id_len = (size_t)key_len;
-  uint32_t t;
-  DECO_TRY(rd_take32(r, "value type", &t));
-  if (t > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", t);
   kv->key = (const char *)key;
   kv->key_len = (uint32_t)key_len;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* A value type id (0..12), for a value or an array's elements. */
+static deco_status_t rd_value_type(gg_rd_t *r, const char *field, uint32_t *t) {
+  DECO_TRY(rd_take32(r, field, t));
+  if (*t > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", *t);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* An array value after its type id: element type, length, then the
+ * elements; strings and bools are walked one by one, fixed-size scalars
+ * skipped at once. */
+static deco_status_t rd_array(gg_rd_t *r, deco_gguf_kv_t *kv) {
+  uint32_t et;
+  uint64_t n;
+  DECO_TRY(rd_value_type(r, "array element type", &et));
+  if (et == DECO_GGUF_VAL_ARRAY) return rd_fail(r, "arrays of arrays are not supported");
+  DECO_TRY(rd_take64(r, "array length", &n));
+  if (n > DECO_GGUF_MAX_ARRAY)
+    return rd_fail(r, "%llu exceeds the limit %u", (unsigned long long)n, DECO_GGUF_MAX_ARRAY);
+  /* Every element takes at least its scalar size (8 for a string's length):
+   * refuse a length the file cannot hold before walking it. */
+  uint64_t min_bytes = n * (et == DECO_GGUF_VAL_STRING ? 8 : gg_scalar_bytes(et));
+  if (min_bytes > (uint64_t)r->size - r->pos)
+    return rd_fail(r, "%llu elements of %s need at least %llu bytes but %llu remain", (unsigned long long)n,
+                    deco_gguf_value_type_name(et), (unsigned long long)min_bytes,
+                    (unsigned long long)((uint64_t)r->size - r->pos));
+  kv->elem_type = et;
+  kv->count = n;
+  kv->value = r->p + r->pos;
+  if (et != DECO_GGUF_VAL_STRING && et != DECO_GGUF_VAL_BOOL) {
+    r->pos += min_bytes; /* checked above */
+    return DECO_STATUS_SUCCESS;
+  }
+  r->w.has_elem = 1;
+  for (uint64_t j = 0; j < n; ++j) {
+    r->w.elem = j;
+    DECO_TRY(rd_value(r, et, "array element"));
+  }
+  r->w.has_elem = 0;
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
+  r->w = (gg_where_t){W_KV, i, NULL, 0, "key length", 0, 0};
+  DECO_TRY(rd_key(r, kv));
+  uint32_t t;
+  DECO_TRY(rd_value_type(r, "value type", &t));
   kv->type = t;
   kv->elem_type = t;
   kv->count = 1;
-  uint64_t start = r->pos;
-  kv->value = r->p + start;
-  if (t != DECO_GGUF_VAL_ARRAY) {
-    DECO_TRY(rd_value(r, t, "value"));
-  } else {
-    uint32_t et;
-    uint64_t n;
-    DECO_TRY(rd_take32(r, "array element type", &et));
-    if (et > DECO_GGUF_VAL_FLOAT64) return rd_fail(r, "%u is not a GGUF value type (0..12)", et);
-    if (et == DECO_GGUF_VAL_ARRAY) return rd_fail(r, "arrays of arrays are not supported");
-    DECO_TRY(rd_take64(r, "array length", &n));
-    if (n > DECO_GGUF_MAX_ARRAY)
-      return rd_fail(r, "%llu exceeds the limit %u", (unsigned long long)n, DECO_GGUF_MAX_ARRAY);
-    /* Every element takes at least its scalar size (8 for a string's length):
-     * refuse a length the file cannot hold before walking it. */
-    uint64_t min_bytes = n * (et == DECO_GGUF_VAL_STRING ? 8 : gg_scalar_bytes(et));
-    if (min_bytes > (uint64_t)r->size - r->pos)
-      return rd_fail(r, "%llu elements of %s need at least %llu bytes but %llu remain", (unsigned long long)n,
-                      deco_gguf_value_type_name(et), (unsigned long long)min_bytes,
-                      (unsigned long long)((uint64_t)r->size - r->pos));
-    kv->elem_type = et;
-    kv->count = n;
-    kv->value = r->p + r->pos;
-    start = r->pos;
-    if (et == DECO_GGUF_VAL_STRING || et == DECO_GGUF_VAL_BOOL) {
-      r->w.has_elem = 1;
-      for (uint64_t j = 0; j < n; ++j) {
-        r->w.elem = j;
-        DECO_TRY(rd_value(r, et, "array element"));
-      }
-      r->w.has_elem = 0;
-    } else {
-      r->pos += min_bytes; /* checked above */
-    }
-  }
-  kv->value_bytes = r->pos - start;
+  kv->value = r->p + r->pos;
+  if (t == DECO_GGUF_VAL_ARRAY) DECO_TRY(rd_array(r, kv));
+  else DECO_TRY(rd_value(r, t, "value"));
+  kv->value_bytes = (uint64_t)(r->p + r->pos - kv->value);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -378,8 +392,8 @@ void deco_gguf_free(deco_gguf_t *g) {
   memset(g, 0, sizeof *g);
 }
 
-static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
-  const char *nm = r->nm;
+/* The magic "GGUF", shown with odd bytes as dots when it is not. */
+static deco_status_t rd_magic(gg_rd_t *r) {
   r->w = (gg_where_t){W_HEADER, 0, NULL, 0, "magic", 0, 0};
   DECO_TRY(rd_need(r, 4));
   if (memcmp(r->p, "GGUF", 4) != 0) {
@@ -389,14 +403,26 @@ static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
     return rd_fail(r, "'%s' (0x%08x) is not 'GGUF': not a GGUF file", shown, rd_u32(r->p));
   }
   r->pos = 4;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Versions 2 and 3; a byte-swapped 2 or 3 is a big-endian file. */
+static deco_status_t rd_version(gg_rd_t *r, uint32_t *version) {
+  DECO_TRY(rd_take32(r, "version", version));
+  uint32_t v = *version;
+  if (v == 2 || v == 3) return DECO_STATUS_SUCCESS;
+  uint32_t swapped = (v >> 24) | ((v >> 8) & 0xff00u) | ((v << 8) & 0xff0000u) | (v << 24);
+  if (swapped == 2 || swapped == 3) return rd_fail(r, "%u: a big-endian GGUF file, which deco does not read", v);
+  return rd_fail(r, "%u is not supported (GGUF versions 2 and 3 are)", v);
+}
+
+/* The header: magic, version and both counts; then the tables for the
+ * counts are allocated. */
+static deco_status_t gg_read_header(gg_rd_t *r, deco_gguf_t *g) {
+  const char *nm = r->nm;
   uint32_t version;
-  DECO_TRY(rd_take32(r, "version", &version));
-  if (version != 2 && version != 3) {
-    uint32_t swapped = (version >> 24) | ((version >> 8) & 0xff00u) | ((version << 8) & 0xff0000u) | (version << 24);
-    if (swapped == 2 || swapped == 3)
-      return rd_fail(r, "%u: a big-endian GGUF file, which deco does not read", version);
-    return rd_fail(r, "%u is not supported (GGUF versions 2 and 3 are)", version);
-  }
+  DECO_TRY(rd_magic(r));
+  DECO_TRY(rd_version(r, &version));
   uint64_t n_tensors, n_kv;
   DECO_TRY(rd_take64(r, "tensor_count", &n_tensors));
   if (n_tensors > DECO_GGUF_MAX_TENSORS)
@@ -425,73 +451,106 @@ static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
   if (!g->kv || !g->kv_sorted || !g->tensors || !g->tensor_sorted)
     return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: no memory for %llu metadata entries and %llu tensors", nm,
                      (unsigned long long)n_kv, (unsigned long long)n_tensors);
+  return DECO_STATUS_SUCCESS;
+}
 
-  for (uint64_t i = 0; i < n_kv; ++i) DECO_TRY(rd_kv(r, i, &g->kv[i]));
+/* Every metadata entry, then the sorted index, which must hold each key
+ * once. */
+static deco_status_t gg_read_metadata(gg_rd_t *r, deco_gguf_t *g) {
+  for (uint64_t i = 0; i < g->n_kv; ++i) DECO_TRY(rd_kv(r, i, &g->kv[i]));
   gg_sort_t sk = {g->kv, NULL};
-  gg_sort_idx(&sk, g->kv_sorted, n_kv);
-  for (uint64_t i = 1; i < n_kv; ++i) {
+  gg_sort_idx(&sk, g->kv_sorted, g->n_kv);
+  for (uint64_t i = 1; i < g->n_kv; ++i) {
     const deco_gguf_kv_t *a = &g->kv[g->kv_sorted[i - 1]], *b = &g->kv[g->kv_sorted[i]];
     if (gg_cmp_bytes(a->key, a->key_len, b->key, b->key_len) == 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata key '%.*s' appears twice (entries %u and %u)", nm,
-                       (int)a->key_len, a->key, g->kv_sorted[i - 1], g->kv_sorted[i]);
-  }
-
-  g->alignment = DECO_GGUF_DEFAULT_ALIGNMENT;
-  const deco_gguf_kv_t *al = deco_gguf_find_kv(g, "general.alignment");
-  if (al) {
-    if (al->type != DECO_GGUF_VAL_UINT32)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata general.alignment has type %s, expected uint32", nm,
-                       deco_gguf_value_type_name(al->type));
-    uint32_t a = rd_u32(al->value);
-    if (a < 8 || a > DECO_GGUF_MAX_ALIGNMENT || (a & (a - 1)) != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: metadata general.alignment = %u is not a power of two in 8..%u", nm, a,
-                       DECO_GGUF_MAX_ALIGNMENT);
-    g->alignment = a;
-  }
-
-  for (uint64_t i = 0; i < n_tensors; ++i) DECO_TRY(rd_tensor(r, i, &g->tensors[i]));
-  gg_sort_t st = {NULL, g->tensors};
-  gg_sort_idx(&st, g->tensor_sorted, n_tensors);
-  for (uint64_t i = 1; i < n_tensors; ++i) {
-    const deco_gguf_tensor_t *a = &g->tensors[g->tensor_sorted[i - 1]], *b = &g->tensors[g->tensor_sorted[i]];
-    if (strcmp(a->name, b->name) == 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor name '%s' appears twice (tensors %u and %u)", nm,
-                       a->name, g->tensor_sorted[i - 1], g->tensor_sorted[i]);
-  }
-
-  /* The data section starts at the next multiple of the alignment. */
-  uint64_t data = (r->pos + g->alignment - 1) / g->alignment * g->alignment;
-  g->data_offset = data;
-  uint64_t prev_end = 0;
-  for (uint64_t i = 0; i < n_tensors; ++i) {
-    deco_gguf_tensor_t *t = &g->tensors[i];
-    if (t->offset % g->alignment != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: tensor %llu ('%s') offset %llu is not a multiple of the alignment %u (misaligned data)",
-                       nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, g->alignment);
-    if (i > 0 && t->offset < prev_end)
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: tensor %llu ('%s') offset %llu overlaps tensor %llu ('%s'), which ends at %llu "
-                       "(tensors must follow each other in the data section)",
-                       nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, (unsigned long long)(i - 1),
-                       g->tensors[i - 1].name, (unsigned long long)prev_end);
-    uint64_t avail = data <= (uint64_t)r->size ? (uint64_t)r->size - data : 0;
-    if (t->offset > avail || t->n_bytes > avail - t->offset) {
-      /* data + offset + n_bytes, saturated for the message. */
-      uint64_t end = t->offset > UINT64_MAX - data ? UINT64_MAX : data + t->offset;
-      end = t->n_bytes > UINT64_MAX - end ? UINT64_MAX : end + t->n_bytes;
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: tensor %llu ('%s') data: %llu bytes of %s at offset %llu (file offset %llu) end at %llu, "
-                       "past the end of the file (%zu bytes)",
-                       nm, (unsigned long long)i, t->name, (unsigned long long)t->n_bytes,
-                       deco_gguf_type_name(t->type), (unsigned long long)t->offset,
-                       (unsigned long long)(end - t->n_bytes), (unsigned long long)end, r->size);
-    }
-    t->data = r->p + data + t->offset;
-    prev_end = t->offset + t->n_bytes;
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata key '%.*s' appears twice (entries %u and %u)",
+                       r->nm, (int)a->key_len, a->key, g->kv_sorted[i - 1], g->kv_sorted[i]);
   }
   return DECO_STATUS_SUCCESS;
+}
+
+/* general.alignment when present (a uint32 power of two in 8..max), else
+ * the default. */
+static deco_status_t gg_read_alignment(const char *nm, deco_gguf_t *g) {
+  g->alignment = DECO_GGUF_DEFAULT_ALIGNMENT;
+  const deco_gguf_kv_t *al = deco_gguf_find_kv(g, "general.alignment");
+  if (!al) return DECO_STATUS_SUCCESS;
+  if (al->type != DECO_GGUF_VAL_UINT32)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata general.alignment has type %s, expected uint32", nm,
+                     deco_gguf_value_type_name(al->type));
+  uint32_t a = rd_u32(al->value);
+  if (a < 8 || a > DECO_GGUF_MAX_ALIGNMENT || (a & (a - 1)) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata general.alignment = %u is not a power of two in 8..%u",
+                     nm, a, DECO_GGUF_MAX_ALIGNMENT);
+  g->alignment = a;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Every tensor entry, then the sorted index, which must hold each name
+ * once. */
+static deco_status_t gg_read_tensor_table(gg_rd_t *r, deco_gguf_t *g) {
+  for (uint64_t i = 0; i < g->n_tensors; ++i) DECO_TRY(rd_tensor(r, i, &g->tensors[i]));
+  gg_sort_t st = {NULL, g->tensors};
+  gg_sort_idx(&st, g->tensor_sorted, g->n_tensors);
+  for (uint64_t i = 1; i < g->n_tensors; ++i) {
+    const deco_gguf_tensor_t *a = &g->tensors[g->tensor_sorted[i - 1]], *b = &g->tensors[g->tensor_sorted[i]];
+    if (strcmp(a->name, b->name) == 0)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor name '%s' appears twice (tensors %u and %u)", r->nm,
+                       a->name, g->tensor_sorted[i - 1], g->tensor_sorted[i]);
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Tensor i's data: aligned, after the previous tensor's end (prev_end), and
+ * inside the file; t->data then points at it. */
+static deco_status_t gg_place_tensor(const gg_rd_t *r, deco_gguf_t *g, uint64_t i, uint64_t prev_end) {
+  const char *nm = r->nm;
+  deco_gguf_tensor_t *t = &g->tensors[i];
+  uint64_t data = g->data_offset;
+  if (t->offset % g->alignment != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %llu ('%s') offset %llu is not a multiple of the alignment %u (misaligned data)", nm,
+                     (unsigned long long)i, t->name, (unsigned long long)t->offset, g->alignment);
+  if (i > 0 && t->offset < prev_end)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %llu ('%s') offset %llu overlaps tensor %llu ('%s'), which ends at %llu "
+                     "(tensors must follow each other in the data section)",
+                     nm, (unsigned long long)i, t->name, (unsigned long long)t->offset, (unsigned long long)(i - 1),
+                     g->tensors[i - 1].name, (unsigned long long)prev_end);
+  uint64_t avail = data <= (uint64_t)r->size ? (uint64_t)r->size - data : 0;
+  if (t->offset > avail || t->n_bytes > avail - t->offset) {
+    /* data + offset + n_bytes, saturated for the message. */
+    uint64_t end = t->offset > UINT64_MAX - data ? UINT64_MAX : data + t->offset;
+    end = t->n_bytes > UINT64_MAX - end ? UINT64_MAX : end + t->n_bytes;
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %llu ('%s') data: %llu bytes of %s at offset %llu (file offset %llu) end at %llu, "
+                     "past the end of the file (%zu bytes)",
+                     nm, (unsigned long long)i, t->name, (unsigned long long)t->n_bytes, deco_gguf_type_name(t->type),
+                     (unsigned long long)t->offset, (unsigned long long)(end - t->n_bytes), (unsigned long long)end,
+                     r->size);
+  }
+  t->data = r->p + data + t->offset;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The data section starts at the next multiple of the alignment after the
+ * tensor table; the tensors follow each other inside it. */
+static deco_status_t gg_place_data(const gg_rd_t *r, deco_gguf_t *g) {
+  g->data_offset = (r->pos + g->alignment - 1) / g->alignment * g->alignment;
+  uint64_t prev_end = 0;
+  for (uint64_t i = 0; i < g->n_tensors; ++i) {
+    DECO_TRY(gg_place_tensor(r, g, i, prev_end));
+    prev_end = g->tensors[i].offset + g->tensors[i].n_bytes;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t gg_parse(gg_rd_t *r, deco_gguf_t *g) {
+  DECO_TRY(gg_read_header(r, g));
+  DECO_TRY(gg_read_metadata(r, g));
+  DECO_TRY(gg_read_alignment(r->nm, g));
+  DECO_TRY(gg_read_tensor_table(r, g));
+  return gg_place_data(r, g);
 }
 
 deco_status_t deco_gguf_parse(const void *data, size_t size, const char *name, deco_gguf_t *out) {
@@ -827,46 +886,66 @@ static void gg_shape_str(const uint64_t *dims, int n, char *buf, size_t cap) {
   if (o < cap) snprintf(buf + o, cap - o, "]");
 }
 
-deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t *hparams) {
-  if (!g || !hparams)
-    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_llama_hparams: g or hparams is NULL");
-  const char *nm = g->name;
+/* What the Llama check derives from the metadata, step by step. */
+typedef struct gg_llama {
+  int64_t dim, hidden, layers, heads, kv_heads, context, head_dim, vocab;
+  float theta, eps;
+  const deco_gguf_tensor_t *emb; /* token_embd.weight */
+  const deco_gguf_kv_t *tokens;  /* tokenizer.ggml.tokens, or NULL */
+} gg_llama_t;
+
+static deco_status_t gg_check_arch(const deco_gguf_t *g) {
   deco_gguf_str_t arch = {NULL, 0};
   DECO_TRY(deco_gguf_get_string(g, "general.architecture", &arch));
-  if (arch.len != 5 || memcmp(arch.s, "llama", 5) != 0) {
-    char shown[96];
-    gg_escape(arch.s, arch.len, shown, sizeof shown);
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: metadata general.architecture is '%s'; deco reads the 'llama' architecture only", nm, shown);
-  }
-  int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims, key_len, value_len, experts;
-  DECO_TRY(gg_int_field(g, "llama.embedding_length", 1, 0, 1, GG_MAX_DIM, &dim));
-  DECO_TRY(gg_int_field(g, "llama.feed_forward_length", 1, 0, 1, GG_MAX_HIDDEN, &hidden));
-  DECO_TRY(gg_int_field(g, "llama.block_count", 1, 0, 1, GG_MAX_LAYERS, &layers));
-  DECO_TRY(gg_int_field(g, "llama.attention.head_count", 1, 0, 1, GG_MAX_HEADS, &heads));
-  DECO_TRY(gg_int_field(g, "llama.attention.head_count_kv", 0, heads, 1, heads, &kv_heads));
-  DECO_TRY(gg_int_field(g, "llama.context_length", 1, 0, 1, GG_MAX_CONTEXT, &context));
+  if (arch.len == 5 && memcmp(arch.s, "llama", 5) == 0) return DECO_STATUS_SUCCESS;
+  char shown[96];
+  gg_escape(arch.s, arch.len, shown, sizeof shown);
+  return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                   "%s: metadata general.architecture is '%s'; deco reads the 'llama' architecture only", g->name,
+                   shown);
+}
+
+/* The sizes llama.* names directly; a mixture of experts is refused. */
+static deco_status_t gg_read_sizes(const deco_gguf_t *g, gg_llama_t *m) {
+  int64_t experts;
+  DECO_TRY(gg_int_field(g, "llama.embedding_length", 1, 0, 1, GG_MAX_DIM, &m->dim));
+  DECO_TRY(gg_int_field(g, "llama.feed_forward_length", 1, 0, 1, GG_MAX_HIDDEN, &m->hidden));
+  DECO_TRY(gg_int_field(g, "llama.block_count", 1, 0, 1, GG_MAX_LAYERS, &m->layers));
+  DECO_TRY(gg_int_field(g, "llama.attention.head_count", 1, 0, 1, GG_MAX_HEADS, &m->heads));
+  DECO_TRY(gg_int_field(g, "llama.attention.head_count_kv", 0, m->heads, 1, m->heads, &m->kv_heads));
+  DECO_TRY(gg_int_field(g, "llama.context_length", 1, 0, 1, GG_MAX_CONTEXT, &m->context));
   DECO_TRY(gg_int_field(g, "llama.expert_count", 0, 0, 0, INT32_MAX, &experts));
   if (experts > 0)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: metadata llama.expert_count = %lld: a mixture of experts, which deco does not run", nm,
+                     "%s: metadata llama.expert_count = %lld: a mixture of experts, which deco does not run", g->name,
                      (long long)experts);
-  if (dim % heads != 0)
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The head dim: embedding_length / head_count, even and within the
+ * kernels' range, and what rope.dimension_count, key_length and
+ * value_length say about it when present. */
+static deco_status_t gg_check_heads(const deco_gguf_t *g, gg_llama_t *m) {
+  const char *nm = g->name;
+  if (m->dim % m->heads != 0)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                      "%s: metadata llama.embedding_length = %lld is not a multiple of llama.attention.head_count = "
                      "%lld",
-                     nm, (long long)dim, (long long)heads);
-  if (heads % kv_heads != 0)
+                     nm, (long long)m->dim, (long long)m->heads);
+  if (m->heads % m->kv_heads != 0)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                      "%s: metadata llama.attention.head_count = %lld is not a multiple of "
                      "llama.attention.head_count_kv = %lld",
-                     nm, (long long)heads, (long long)kv_heads);
-  int64_t head_dim = dim / heads;
+                     nm, (long long)m->heads, (long long)m->kv_heads);
+  int64_t head_dim = m->dim / m->heads;
   if (head_dim % 2 != 0 || head_dim < GG_MIN_HEAD_DIM || head_dim > GG_MAX_HEAD_DIM)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                      "%s: head dim = llama.embedding_length / llama.attention.head_count = %lld / %lld = %lld must "
                      "be even and within %d..%d",
-                     nm, (long long)dim, (long long)heads, (long long)head_dim, GG_MIN_HEAD_DIM, GG_MAX_HEAD_DIM);
+                     nm, (long long)m->dim, (long long)m->heads, (long long)head_dim, GG_MIN_HEAD_DIM,
+                     GG_MAX_HEAD_DIM);
+  m->head_dim = head_dim;
+  int64_t rope_dims, key_len, value_len;
   DECO_TRY(gg_int_field(g, "llama.rope.dimension_count", 0, head_dim, 0, INT32_MAX, &rope_dims));
   if (rope_dims != head_dim)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
@@ -880,7 +959,13 @@ deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t
                      "%s: metadata llama.attention.key_length = %lld / value_length = %lld differ from the head dim "
                      "%lld = llama.embedding_length / llama.attention.head_count",
                      nm, (long long)key_len, (long long)value_len, (long long)head_dim);
+  return DECO_STATUS_SUCCESS;
+}
 
+/* RoPE's base (default 10000) and the RMSNorm epsilon; scaled RoPE and
+ * per-frequency factors are refused. */
+static deco_status_t gg_read_rope_norm(const deco_gguf_t *g, gg_llama_t *m) {
+  const char *nm = g->name;
   float theta = 10000.0f, eps;
   if (deco_gguf_find_kv(g, "llama.rope.freq_base")) DECO_TRY(deco_gguf_get_f32(g, "llama.rope.freq_base", &theta));
   if (!(theta > 1.0f) || !isfinite(theta))
@@ -903,11 +988,17 @@ deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t
   if (deco_gguf_find_tensor(g, "rope_freqs.weight"))
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                      "%s: tensor rope_freqs.weight (Llama 3.1 RoPE frequency factors) is not supported", nm);
+  m->theta = theta;
+  m->eps = eps;
+  return DECO_STATUS_SUCCESS;
+}
 
-  /* Every tensor must be one of a Llama's, each at most once (names are
-   * unique after the parse), and within block_count. */
-  const deco_gguf_tensor_t *emb = deco_gguf_find_tensor(g, "token_embd.weight");
-  if (!emb) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor token_embd.weight is missing", nm);
+/* Every tensor must be one of a Llama's, each at most once (names are
+ * unique after the parse), and within block_count; token_embd is needed. */
+static deco_status_t gg_check_tensor_names(const deco_gguf_t *g, gg_llama_t *m) {
+  const char *nm = g->name;
+  m->emb = deco_gguf_find_tensor(g, "token_embd.weight");
+  if (!m->emb) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor token_embd.weight is missing", nm);
   for (uint64_t i = 0; i < g->n_tensors; ++i) {
     const deco_gguf_tensor_t *t = &g->tensors[i];
     int role;
@@ -915,13 +1006,19 @@ deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t
     if (!gg_parse_role(t->name, &role, &layer))
       return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %llu ('%s') is not a tensor of a llama model", nm,
                        (unsigned long long)i, t->name);
-    if (layer >= layers)
+    if (layer >= m->layers)
       return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                        "%s: tensor %llu ('%s') belongs to layer %ld but llama.block_count = %lld", nm,
-                       (unsigned long long)i, t->name, layer, (long long)layers);
+                       (unsigned long long)i, t->name, layer, (long long)m->layers);
   }
-  /* The vocabulary: llama.vocab_size when present, else token_embd's rows;
-   * a tokenizer's token list must have the same length. */
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The vocabulary: llama.vocab_size when present, else token_embd's rows;
+ * a tokenizer's token list must have the same length. */
+static deco_status_t gg_read_vocab(const deco_gguf_t *g, gg_llama_t *m) {
+  const char *nm = g->name;
+  const deco_gguf_tensor_t *emb = m->emb;
   int64_t vocab = (int64_t)(emb->dims[1] <= GG_MAX_VOCAB ? emb->dims[1] : GG_MAX_VOCAB + 1);
   if (deco_gguf_find_kv(g, "llama.vocab_size"))
     DECO_TRY(gg_int_field(g, "llama.vocab_size", 1, 0, 1, GG_MAX_VOCAB, &vocab));
@@ -937,76 +1034,141 @@ deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t
                        "%s: metadata tokenizer.ggml.tokens has %llu tokens but the vocabulary is %lld", nm,
                        (unsigned long long)tokens->count, (long long)vocab);
   }
+  m->vocab = vocab;
+  m->tokens = tokens;
+  return DECO_STATUS_SUCCESS;
+}
 
-  uint64_t D = (uint64_t)dim, H = (uint64_t)hidden, Q = (uint64_t)(heads * head_dim),
-           KV = (uint64_t)(kv_heads * head_dim), V = (uint64_t)vocab;
-  for (int role = 0; role < DECO_GGUF_N_ROLES; ++role) {
-    uint64_t want[2];
-    int nd = 2;
-    const char *why;
-    switch (role) {
-      case DECO_GGUF_TOKEN_EMBD: case DECO_GGUF_OUTPUT:
-        want[0] = D, want[1] = V, why = "embedding_length, vocabulary"; break;
-      case DECO_GGUF_OUTPUT_NORM: case DECO_GGUF_ATTN_NORM: case DECO_GGUF_FFN_NORM:
-        want[0] = D, nd = 1, why = "embedding_length"; break;
-      case DECO_GGUF_ATTN_Q:
-        want[0] = D, want[1] = Q, why = "embedding_length, head_count x head dim"; break;
-      case DECO_GGUF_ATTN_K: case DECO_GGUF_ATTN_V:
-        want[0] = D, want[1] = KV, why = "embedding_length, head_count_kv x head dim"; break;
-      case DECO_GGUF_ATTN_OUTPUT:
-        want[0] = Q, want[1] = D, why = "head_count x head dim, embedding_length"; break;
-      case DECO_GGUF_FFN_GATE: case DECO_GGUF_FFN_UP:
-        want[0] = D, want[1] = H, why = "embedding_length, feed_forward_length"; break;
-      default: /* DECO_GGUF_FFN_DOWN */
-        want[0] = H, want[1] = D, why = "feed_forward_length, embedding_length"; break;
-    }
-    int n_layers = gg_role_per_layer(role) ? (int)layers : 1;
-    for (int l = 0; l < n_layers; ++l) {
-      const deco_gguf_tensor_t *t = deco_gguf_llama_tensor(g, (deco_gguf_role_t)role, l);
-      char tname[DECO_GGUF_MAX_NAME];
-      if (gg_role_per_layer(role)) snprintf(tname, sizeof tname, "blk.%d.%s.weight", l, gg_role_name[role]);
-      else snprintf(tname, sizeof tname, "%s.weight", gg_role_name[role]);
-      if (!t) {
-        if (role == DECO_GGUF_OUTPUT) continue; /* tied to token_embd */
-        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s is missing", nm, tname);
-      }
-      uint64_t got[DECO_GGUF_MAX_DIMS] = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
-      int ok = got[0] == want[0] && (nd == 1 ? got[1] == 1 : got[1] == want[1]) && got[2] == 1 && got[3] == 1;
-      if (!ok) {
-        char gs[128], ws[64];
-        gg_shape_str(got, (int)t->n_dims, gs, sizeof gs);
-        gg_shape_str(want, nd, ws, sizeof ws);
-        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                         "%s: tensor %s has shape %s but the metadata implies %s (%s; head dim %lld)", nm, tname, gs,
-                         ws, why, (long long)head_dim);
-      }
-      if (!deco_gguf_type_supported(t->type))
-        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                         "%s: tensor %s has type %s, which deco does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_1)", nm,
-                         tname, deco_gguf_type_name(t->type));
-    }
+/* The shape the metadata implies for a role's tensor (nd dims) and the
+ * keys that imply it, for the message. */
+typedef struct gg_shape {
+  uint64_t want[2];
+  int nd;
+  const char *why;
+} gg_shape_t;
+
+static gg_shape_t gg_role_shape(int role, const gg_llama_t *m) {
+  uint64_t D = (uint64_t)m->dim, H = (uint64_t)m->hidden, Q = (uint64_t)(m->heads * m->head_dim),
+           KV = (uint64_t)(m->kv_heads * m->head_dim), V = (uint64_t)m->vocab;
+  switch (role) {
+    case DECO_GGUF_TOKEN_EMBD: case DECO_GGUF_OUTPUT: return (gg_shape_t){{D, V}, 2, "embedding_length, vocabulary"};
+    case DECO_GGUF_OUTPUT_NORM: case DECO_GGUF_ATTN_NORM: case DECO_GGUF_FFN_NORM:
+      return (gg_shape_t){{D, 0}, 1, "embedding_length"};
+    case DECO_GGUF_ATTN_Q: return (gg_shape_t){{D, Q}, 2, "embedding_length, head_count x head dim"};
+    case DECO_GGUF_ATTN_K: case DECO_GGUF_ATTN_V:
+      return (gg_shape_t){{D, KV}, 2, "embedding_length, head_count_kv x head dim"};
+    case DECO_GGUF_ATTN_OUTPUT: return (gg_shape_t){{Q, D}, 2, "head_count x head dim, embedding_length"};
+    case DECO_GGUF_FFN_GATE: case DECO_GGUF_FFN_UP:
+      return (gg_shape_t){{D, H}, 2, "embedding_length, feed_forward_length"};
+    default: /* DECO_GGUF_FFN_DOWN */ return (gg_shape_t){{H, D}, 2, "feed_forward_length, embedding_length"};
   }
+}
 
-  /* Special ids (the tokenizer of issue 14 decides how a prompt starts):
-   * BOS when the file names one, else -1; stop at EOS and at EOT when
-   * named. Each must lie inside the vocabulary. */
+/* The tensor of a role in layer l: present (output.weight may be absent,
+ * tied to token_embd), of the implied shape and of a type deco reads. */
+static deco_status_t gg_check_role_tensor(const deco_gguf_t *g, const gg_llama_t *m, int role, int l,
+                                          const gg_shape_t *shape) {
+  const char *nm = g->name;
+  const deco_gguf_tensor_t *t = deco_gguf_llama_tensor(g, (deco_gguf_role_t)role, l);
+  char tname[DECO_GGUF_MAX_NAME];
+  if (gg_role_per_layer(role)) snprintf(tname, sizeof tname, "blk.%d.%s.weight", l, gg_role_name[role]);
+  else snprintf(tname, sizeof tname, "%s.weight", gg_role_name[role]);
+  if (!t) {
+    if (role == DECO_GGUF_OUTPUT) return DECO_STATUS_SUCCESS; /* tied to token_embd */
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s is missing", nm, tname);
+  }
+  const uint64_t *want = shape->want;
+  uint64_t got[DECO_GGUF_MAX_DIMS] = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
+  int ok = got[0] == want[0] && (shape->nd == 1 ? got[1] == 1 : got[1] == want[1]) && got[2] == 1 && got[3] == 1;
+  if (!ok) {
+    char gs[128], ws[64];
+    gg_shape_str(got, (int)t->n_dims, gs, sizeof gs);
+    gg_shape_str(want, shape->nd, ws, sizeof ws);
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %s has shape %s but the metadata implies %s (%s; head dim %lld)", nm, tname, gs, ws,
+                     shape->why, (long long)m->head_dim);
+  }
+  if (!deco_gguf_type_supported(t->type))
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: tensor %s has type %s, which deco does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_1)", nm,
+                     tname, deco_gguf_type_name(t->type));
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Every role's tensor in every layer, role by role. */
+static deco_status_t gg_check_tensor_shapes(const deco_gguf_t *g, const gg_llama_t *m) {
+  for (int role = 0; role < DECO_GGUF_N_ROLES; ++role) {
+    gg_shape_t shape = gg_role_shape(role, m);
+    int n_layers = gg_role_per_layer(role) ? (int)m->layers : 1;
+    for (int l = 0; l < n_layers; ++l) DECO_TRY(gg_check_role_tensor(g, m, role, l, &shape));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Special ids (the tokenizer of issue 14 decides how a prompt starts):
+ * BOS when the file names one, else -1; stop at EOS and at EOT when
+ * named. Each must lie inside the vocabulary. */
+static deco_status_t gg_read_special_ids(const deco_gguf_t *g, const gg_llama_t *m, int64_t ids[3]) {
   static const char *const id_keys[3] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                                          "tokenizer.ggml.eot_token_id"};
+  for (int k = 0; k < 3; ++k) DECO_TRY(gg_int_field(g, id_keys[k], 0, -1, 0, m->vocab - 1, &ids[k]));
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The id of the token "<|endoftext|>" in the token list, else -1. */
+static int64_t gg_endoftext_id(const deco_gguf_kv_t *tokens) {
+  static const char eot_text[] = "<|endoftext|>";
+  if (!tokens) return -1;
+  const unsigned char *p = tokens->value; /* lengths were checked by the parse */
+  for (uint64_t i = 0; i < tokens->count; ++i) {
+    uint64_t len = rd_u64(p);
+    if (len == sizeof eot_text - 1 && memcmp(p + 8, eot_text, len) == 0) return (int64_t)i;
+    p += 8 + len;
+  }
+  return -1;
+}
+
+/* Appends the stop ids that are set (>= 0), each once, in order. */
+static void gg_add_stop_ids(deco_model_hparams_t *c, const int64_t stops[3]) {
+  for (int k = 0; k < 3; ++k) {
+    int dup = stops[k] < 0;
+    for (int j = 0; j < c->n_stop_ids && !dup; ++j) dup = c->stop_ids[j] == stops[k];
+    if (!dup) c->stop_ids[c->n_stop_ids++] = (int32_t)stops[k];
+  }
+}
+
+/* The checks in the order their messages take precedence. */
+static deco_status_t gg_llama_derive(const deco_gguf_t *g, gg_llama_t *m, int64_t ids[3]) {
+  memset(m, 0, sizeof *m);
+  DECO_TRY(gg_check_arch(g));
+  DECO_TRY(gg_read_sizes(g, m));
+  DECO_TRY(gg_check_heads(g, m));
+  DECO_TRY(gg_read_rope_norm(g, m));
+  DECO_TRY(gg_check_tensor_names(g, m));
+  DECO_TRY(gg_read_vocab(g, m));
+  DECO_TRY(gg_check_tensor_shapes(g, m));
+  return gg_read_special_ids(g, m, ids);
+}
+
+deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t *hparams) {
+  if (!g || !hparams)
+    return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_llama_hparams: g or hparams is NULL");
+  gg_llama_t m;
   int64_t ids[3];
-  for (int k = 0; k < 3; ++k) DECO_TRY(gg_int_field(g, id_keys[k], 0, -1, 0, vocab - 1, &ids[k]));
+  DECO_TRY(gg_llama_derive(g, &m, ids));
 
   deco_model_hparams_t c;
   memset(&c, 0, sizeof c);
-  c.dim = (int)dim;
-  c.hidden_dim = (int)hidden;
-  c.n_layers = (int)layers;
-  c.n_heads = (int)heads;
-  c.n_kv_heads = (int)kv_heads;
-  c.head_dim = (int)head_dim;
-  c.vocab_size = (int)vocab;
-  c.seq_len = (int)context;
-  c.rope_theta = theta;
-  c.norm_eps = eps;
+  c.dim = (int)m.dim;
+  c.hidden_dim = (int)m.hidden;
+  c.n_layers = (int)m.layers;
+  c.n_heads = (int)m.heads;
+  c.n_kv_heads = (int)m.kv_heads;
+  c.head_dim = (int)m.head_dim;
+  c.vocab_size = (int)m.vocab;
+  c.seq_len = (int)m.context;
+  c.rope_theta = m.theta;
+  c.norm_eps = m.eps;
   c.rope_style = DECO_ROPE_INTERLEAVED;
   c.shared_classifier = deco_gguf_find_tensor(g, "output.weight") == NULL;
   c.builtin_vocab = 0;
@@ -1014,25 +1176,8 @@ deco_status_t deco_gguf_llama_hparams(const deco_gguf_t *g, deco_model_hparams_t
   /* <|endoftext|> ends a document in GPT-2 style vocabularies (SmolLM2's id
    * 0, while its eos_token_id is <|im_end|>): a model that emits it is done
    * whatever its chat tokens say. BOS stops nothing. */
-  int64_t endoftext = -1;
-  if (tokens) {
-    static const char eot_text[] = "<|endoftext|>";
-    const unsigned char *p = tokens->value; /* lengths were checked by the parse */
-    for (uint64_t i = 0; i < tokens->count; ++i) {
-      uint64_t len = rd_u64(p);
-      if (len == sizeof eot_text - 1 && memcmp(p + 8, eot_text, len) == 0) {
-        endoftext = (int64_t)i;
-        break;
-      }
-      p += 8 + len;
-    }
-  }
-  const int64_t stops[3] = {ids[1], ids[2], endoftext};
-  for (int k = 0; k < 3; ++k) {
-    int dup = stops[k] < 0;
-    for (int j = 0; j < c.n_stop_ids && !dup; ++j) dup = c.stop_ids[j] == stops[k];
-    if (!dup) c.stop_ids[c.n_stop_ids++] = (int32_t)stops[k];
-  }
+  const int64_t stops[3] = {ids[1], ids[2], gg_endoftext_id(m.tokens)};
+  gg_add_stop_ids(&c, stops);
   *hparams = c;
   return DECO_STATUS_SUCCESS;
 }
