@@ -105,6 +105,7 @@ static int parse(int argc, char **argv, compress_options_t *o) {
   static const char *const paths[] = {"--model", "--calib", "--calib-ids", "--tokenizer", "--out"};
   *o = (compress_options_t){.method = DECO_COMPRESS_SVD, .solver = DECO_COMPRESS_SOLVER_AUTO};
   const char **const path_fields[] = {&o->model, &o->calib, &o->calib_ids, &o->tokenizer, &o->out};
+  _Static_assert(sizeof paths / sizeof *paths == sizeof path_fields / sizeof *path_fields, "one field per option");
   if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
@@ -112,7 +113,7 @@ static int parse(int argc, char **argv, compress_options_t *o) {
       o->force = 1;
       continue;
     }
-    const char **slot = deco_cli_text_field(a, paths, path_fields, 5);
+    const char **slot = deco_cli_text_field(a, paths, path_fields, (int)(sizeof paths / sizeof *paths));
     if (!slot && !takes_setting(a)) {
       deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
       return DECO_EXIT_USAGE;

@@ -68,10 +68,11 @@ static int parse(int argc, char **argv, eval_options_t *o) {
   static const char *const paths[] = {"--model", "--ref", "--text", "--ids", "--tokenizer"};
   memset(o, 0, sizeof *o);
   const char **const path_fields[] = {&o->model, &o->ref, &o->text, &o->ids, &o->tokenizer};
+  _Static_assert(sizeof paths / sizeof *paths == sizeof path_fields / sizeof *path_fields, "one field per option");
   if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
-    const char **slot = deco_cli_text_field(a, paths, path_fields, 5);
+    const char **slot = deco_cli_text_field(a, paths, path_fields, (int)(sizeof paths / sizeof *paths));
     const int known = slot || strcmp(a, "--backend") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--threads") == 0;
     if (!known) {
       deco_cli_error("eval: unknown option '%s' (see deco eval --help)", a);

@@ -287,7 +287,8 @@ static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
   const char **const text_fields[] = {&o->model_path,    &o->synthetic,   &o->tokenizer_path,
                                       &o->prompt,        &o->draft_model, &o->tree_template,
                                       &o->recycle_state, &o->system,      &o->ngram_path};
-  const char **text = deco_cli_text_field(a, texts, text_fields, 9);
+  _Static_assert(sizeof texts / sizeof *texts == sizeof text_fields / sizeof *text_fields, "one field per option");
+  const char **text = deco_cli_text_field(a, texts, text_fields, (int)(sizeof texts / sizeof *texts));
   if (text) {
     *text = v;
     return 0;
