@@ -134,12 +134,7 @@ int main(int argc, char **argv) {
   fprintf(stderr, "bench_draft: %d prompts (%s, fnv1a64 %016llx), %d positions each, %s, temperature %.2f\n",
           n_prompts, prompts_path, (unsigned long long)hash, steps, deco_backend_name(cc.backend), temperature);
   if (!label) label = method;
-  deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
-  c.steps = steps;
-  c.temperature = temperature;
-  c.top_p = top_p;
-  c.seed = seed;
-  c.ignore_eos = 1;
+  deco_generate_config_t c = deco_perf_generate_config(steps, temperature, top_p, seed);
   c.drafter = drafter;
   deco_perf_tally_t kinds[DECO_PERF_MAX_KINDS], pooled;
   int n_kinds = 0;

@@ -491,16 +491,11 @@ int main(int argc, char **argv) {
   wall_command(argc, argv, cmd, sizeof cmd);
   o.cmd = cmd;
 
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = o.backend;
-  if (deco_ctx_create(&cc, &g_ctx) != DECO_STATUS_SUCCESS) {
-    fprintf(stderr, "bench_draft_step: %s\n", deco_last_error(NULL));
-    return 1;
-  }
+  g_ctx = wall_ctx_create("bench_draft_step", o.backend, w.threads);
+  if (!g_ctx) return 1;
   int rc = 1;
   deco_model_t *target = NULL, *view = NULL;
   bed_t tb = {0}, vb = {0};
-  if (w.threads > 0) CHECK(deco_ctx_set_threads(g_ctx, w.threads));
   deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
   mc.dtype = o.dtype;
   CHECK(deco_model_create_synthetic_hparams(g_ctx, &hp, shape, DECO_SYNTHETIC_SEED, &mc, &target));

@@ -341,18 +341,8 @@ int main(int argc, char **argv) {
               base.n_heads);
       return 1;
     }
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = o.backend;
-  deco_ctx_t *ctx = NULL;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
-    fprintf(stderr, "bench_kv_heads: %s\n", deco_last_error(NULL));
-    return 1;
-  }
-  if (w.threads > 0 && deco_ctx_set_threads(ctx, w.threads) != DECO_STATUS_SUCCESS) {
-    fprintf(stderr, "bench_kv_heads: %s\n", deco_last_error(ctx));
-    deco_ctx_destroy(ctx);
-    return 1;
-  }
+  deco_ctx_t *ctx = wall_ctx_create("bench_kv_heads", o.backend, w.threads);
+  if (!ctx) return 1;
   if (wall_copy_gbps(ctx, cuda ? (size_t)1 << 30 : (size_t)64 << 20, &o.copy_gbps)) {
     deco_ctx_destroy(ctx);
     return 1;

@@ -127,12 +127,7 @@ int main(int argc, char **argv) {
     for (const char *q = methods_s; (q = strstr(q, methods[mth])) != NULL; q += ml)
       wanted |= (q == methods_s || q[-1] == ',') && (q[ml] == ',' || q[ml] == '\0');
     if (!wanted) continue;
-    deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
-    c.steps = steps;
-    c.temperature = temperature;
-    c.top_p = top_p;
-    c.seed = seed;
-    c.ignore_eos = 1;
+    deco_generate_config_t c = deco_perf_generate_config(steps, temperature, top_p, seed);
     c.drafter = mth == 0 ? NULL : mth == 1 ? lookup : recycle;
     /* On the GPU, plain decoding and Token Recycling run their steps as CUDA
      * graphs (capture time excluded below); prompt lookup drafts on the host. */

@@ -262,18 +262,8 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = o.backend;
-  deco_ctx_t *ctx = NULL;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
-    fprintf(stderr, "bench_tp_layer: %s\n", deco_last_error(NULL));
-    return 1;
-  }
-  if (w.threads > 0 && deco_ctx_set_threads(ctx, w.threads) != DECO_STATUS_SUCCESS) {
-    fprintf(stderr, "bench_tp_layer: %s\n", deco_last_error(ctx));
-    deco_ctx_destroy(ctx);
-    return 1;
-  }
+  deco_ctx_t *ctx = wall_ctx_create("bench_tp_layer", o.backend, w.threads);
+  if (!ctx) return 1;
   const char *device = w.device ? w.device : cuda ? "cuda:0" : "cpu";
   /* The command that reproduces the run. */
   char cmd[1024];

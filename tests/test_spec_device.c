@@ -221,9 +221,8 @@ Test(spec_device, non_finite_logits_stop_the_loop) {
   for (int src = 0; src < 2; ++src)
     for (int hot = 0; hot < 2; ++hot) {
       deco_recycler_t *rec;
-      deco_drafter_t *drafter = NULL;
       cr_assert_eq(deco_recycler_create(ctx, 512, 8, &rec), DECO_STATUS_SUCCESS);
-      if (src) cr_assert_eq(deco_drafter_create_recycle(rec, &tmpl, &drafter), DECO_STATUS_SUCCESS);
+      deco_drafter_t *drafter = deco_test_drafter(src ? DECO_TEST_RECYCLE : DECO_TEST_PLAIN, rec, &tmpl);
       deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
       c.steps = 30;
       c.temperature = hot ? 0.7f : 0.0f;

@@ -12,6 +12,16 @@ void deco_perf_die(const char *what, const char *why) {
   exit(1);
 }
 
+deco_generate_config_t deco_perf_generate_config(int steps, float temperature, float top_p, uint64_t seed) {
+  deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+  c.steps = steps;
+  c.ignore_eos = 1; /* all steps positions, EOS or not */
+  c.temperature = temperature;
+  c.top_p = top_p;
+  c.seed = seed;
+  return c;
+}
+
 double deco_perf_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -1,7 +1,7 @@
 /* perf/common/prompts.h — what the CPU-side speculative benches (bench_spec,
  * bench_draft) share: the prompt corpus (the .tsv files of perf/prompts: "kind<TAB>text"
- * per line) encoded once, per-kind tallies of tokens, forwards and time, and
- * a monotonic clock. Benches print and exit on errors; the library never
+ * per line) encoded once, the generation config each prompt runs, per-kind
+ * tallies of tokens, forwards and time, and a monotonic clock. Benches print and exit on errors; the library never
  * does.
  */
 #ifndef DECO_PERF_PROMPTS_H
@@ -49,6 +49,10 @@ deco_perf_tally_t *deco_perf_tally_for(deco_perf_tally_t *t, int *n, const char 
 
 /* 1 when path starts with the GGUF magic. */
 int deco_perf_is_gguf(const char *path);
+
+/* The generation every prompt runs: steps positions at temperature and
+ * top_p from seed, EOS ignored (each prompt decodes all of them); no drafter. */
+deco_generate_config_t deco_perf_generate_config(int steps, float temperature, float top_p, uint64_t seed);
 
 double deco_perf_now(void);
 

@@ -5,8 +5,8 @@
  * around `inner` calls and one synchronisation; the median), the
  * context-to-context copy bandwidth measured the same way (the memory
  * floor's denominator, docs/PERF.md), the options they all take, the
- * backend and dtype options, comma lists, CSV quoting (perf/common/bench.c
- * quotes with it too) and the command line. Header-only (static functions).
+ * backend and dtype options, the context on that backend, comma lists, CSV
+ * quoting (perf/common/bench.c quotes with it too) and the command line. Header-only (static functions).
  */
 #ifndef DECO_PERF_WALL_H
 #define DECO_PERF_WALL_H
@@ -185,6 +185,24 @@ static inline int wall_backend_dtype(const char *prog, const char *backend_s, co
   *dtype = dtype_s ? (strcmp(dtype_s, "bf16") ? DECO_DTYPE_F32 : DECO_DTYPE_BF16)
                    : (*backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
   return 0;
+}
+
+/* A context on backend, with threads worker threads when threads > 0; NULL
+ * after "prog: why" on stderr. */
+static inline deco_ctx_t *wall_ctx_create(const char *prog, deco_backend_t backend, int threads) {
+  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
+  cc.backend = backend;
+  deco_ctx_t *ctx = NULL;
+  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) {
+    fprintf(stderr, "%s: %s\n", prog, deco_last_error(NULL));
+    return NULL;
+  }
+  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) {
+    fprintf(stderr, "%s: %s\n", prog, deco_last_error(ctx));
+    deco_ctx_destroy(ctx);
+    return NULL;
+  }
+  return ctx;
 }
 
 /* argv joined by spaces (truncated to cap). */

@@ -24,28 +24,11 @@ static void run_op(deco_op_kind_t op, unsigned tags) {
   cr_expect_eq(failures, 0, "%s: %d cases failed (FAIL lines above)", deco_op_kind_name(op), failures);
 }
 
+/* One test per op of the harness. */
 #define OP_TEST(name, kind) \
   Test(ops_harness_gpu, name, .timeout = 600) { run_op(kind, 0); }
-OP_TEST(embedding, DECO_OP_EMBEDDING)
-OP_TEST(rmsnorm, DECO_OP_RMSNORM)
-OP_TEST(rope, DECO_OP_ROPE)
-OP_TEST(matmul, DECO_OP_MATMUL)
-OP_TEST(swiglu, DECO_OP_SWIGLU)
-OP_TEST(fill_random, DECO_OP_FILL_RANDOM)
-OP_TEST(convert, DECO_OP_CONVERT)
-OP_TEST(dequant, DECO_OP_DEQUANT)
-OP_TEST(kv_append, DECO_OP_KV_APPEND)
-OP_TEST(attention, DECO_OP_ATTENTION)
-OP_TEST(tree_attention, DECO_OP_TREE_ATTENTION)
-OP_TEST(accept_greedy, DECO_OP_ACCEPT_GREEDY)
-OP_TEST(kv_compact, DECO_OP_KV_COMPACT)
-OP_TEST(topk_rows, DECO_OP_TOPK_ROWS)
-OP_TEST(recycle_draft, DECO_OP_RECYCLE_DRAFT)
-OP_TEST(recycle_update, DECO_OP_RECYCLE_UPDATE)
-OP_TEST(spec_prepare, DECO_OP_SPEC_PREPARE)
-OP_TEST(spec_commit, DECO_OP_SPEC_COMMIT)
-OP_TEST(matmul_batched, DECO_OP_MATMUL_BATCHED)
-OP_TEST(draft_chain, DECO_OP_DRAFT_CHAIN)
+HARNESS_OPS(OP_TEST)
+#undef OP_TEST
 
 /* The small-shape cases of every op (compute-sanitizer's subset). */
 Test(ops_harness_gpu, small_ops, .timeout = 600) {

@@ -603,13 +603,14 @@ void harness_print_tally(deco_op_kind_t kind, const harness_tally_t *tl, const c
   fputc('\n', stderr);
 }
 
+#define HARNESS_OP_ONE(name, kind) +1
+_Static_assert(0 HARNESS_OPS(HARNESS_OP_ONE) == DECO_OP_COUNT, "HARNESS_OPS names every op once");
+#undef HARNESS_OP_ONE
+
 const harness_op_t *harness_op(deco_op_kind_t kind) {
-  static const harness_op_t *const ops[DECO_OP_COUNT] = {
-      &harness_op_embedding,     &harness_op_rmsnorm,        &harness_op_rope,          &harness_op_matmul,
-      &harness_op_swiglu,        &harness_op_fill_random,    &harness_op_convert,       &harness_op_dequant,
-      &harness_op_kv_append,     &harness_op_attention,      &harness_op_tree_attention, &harness_op_accept_greedy,
-      &harness_op_kv_compact,    &harness_op_topk_rows,      &harness_op_recycle_draft, &harness_op_recycle_update,
-      &harness_op_spec_prepare,  &harness_op_spec_commit,     &harness_op_matmul_batched, &harness_op_draft_chain};
+#define HARNESS_OP_ENTRY(name, kind) [kind] = &harness_op_##name,
+  static const harness_op_t *const ops[DECO_OP_COUNT] = {HARNESS_OPS(HARNESS_OP_ENTRY)};
+#undef HARNESS_OP_ENTRY
   return (unsigned)kind < DECO_OP_COUNT ? ops[kind] : NULL;
 }
 

@@ -110,13 +110,36 @@ typedef struct harness_op {
   int (*cpu_supports)(const deco_op_case_t *c);
 } harness_op_t;
 
+/* Every op of the harness, X(name, kind) in deco_op_kind_t's order: the op
+ * harness_op_<name> (harness_*.c), looked up by kind, and one test per op in
+ * each suite (test_ops_harness.c, gpu_test_ops_harness.c). */
+#define HARNESS_OPS(X)                                                                                        \
+  X(embedding, DECO_OP_EMBEDDING)                                                                             \
+  X(rmsnorm, DECO_OP_RMSNORM)                                                                                 \
+  X(rope, DECO_OP_ROPE)                                                                                       \
+  X(matmul, DECO_OP_MATMUL)                                                                                   \
+  X(swiglu, DECO_OP_SWIGLU)                                                                                   \
+  X(fill_random, DECO_OP_FILL_RANDOM)                                                                         \
+  X(convert, DECO_OP_CONVERT)                                                                                 \
+  X(dequant, DECO_OP_DEQUANT)                                                                                 \
+  X(kv_append, DECO_OP_KV_APPEND)                                                                             \
+  X(attention, DECO_OP_ATTENTION)                                                                             \
+  X(tree_attention, DECO_OP_TREE_ATTENTION)                                                                   \
+  X(accept_greedy, DECO_OP_ACCEPT_GREEDY)                                                                     \
+  X(kv_compact, DECO_OP_KV_COMPACT)                                                                           \
+  X(topk_rows, DECO_OP_TOPK_ROWS)                                                                             \
+  X(recycle_draft, DECO_OP_RECYCLE_DRAFT)                                                                     \
+  X(recycle_update, DECO_OP_RECYCLE_UPDATE)                                                                   \
+  X(spec_prepare, DECO_OP_SPEC_PREPARE)                                                                       \
+  X(spec_commit, DECO_OP_SPEC_COMMIT)                                                                         \
+  X(matmul_batched, DECO_OP_MATMUL_BATCHED)                                                                   \
+  X(draft_chain, DECO_OP_DRAFT_CHAIN)
+
 const harness_op_t *harness_op(deco_op_kind_t kind);
 /* The ops of each file. */
-extern const harness_op_t harness_op_embedding, harness_op_rmsnorm, harness_op_rope, harness_op_matmul,
-    harness_op_swiglu, harness_op_fill_random, harness_op_convert, harness_op_dequant, harness_op_kv_append,
-    harness_op_attention, harness_op_tree_attention, harness_op_accept_greedy, harness_op_kv_compact,
-    harness_op_topk_rows, harness_op_recycle_draft, harness_op_recycle_update, harness_op_spec_prepare,
-    harness_op_spec_commit, harness_op_matmul_batched, harness_op_draft_chain;
+#define HARNESS_OP_DECLARE(name, kind) extern const harness_op_t harness_op_##name;
+HARNESS_OPS(HARNESS_OP_DECLARE)
+#undef HARNESS_OP_DECLARE
 int harness_cpu_f32_only(const deco_op_case_t *c);
 
 /* ---- The loop ------------------------------------------------------------------------ */

@@ -73,13 +73,15 @@ static long long pool_row(const hcase_t *h, int s, int p) {
   return (long long)page * ps + p % ps;
 }
 
-static deco_paged_kv_t kv_cache_view(const hcase_t *h, void *const *p, const harness_target_t *t) {
-  const deco_op_case_t *c = h->c;
+/* The paged cache over the run's buffers (the IV_ slots every op here
+ * fills), of the case's head count, head dim and page size. */
+static deco_paged_kv_t kv_cache_view(const hcase_t *h, void *const *p, const harness_target_t *t, int n_kv,
+                                     int head_dim, int page_size) {
   deco_paged_kv_t v = DECO_PAGED_KV_INIT;
-  v.dtype = harness_dt(t, c->dtype);
-  v.n_kv_heads = c->kv.n_kv;
-  v.head_dim = c->kv.head_dim;
-  v.page_size = c->kv.page_size;
+  v.dtype = harness_dt(t, h->c->dtype);
+  v.n_kv_heads = n_kv;
+  v.head_dim = head_dim;
+  v.page_size = page_size;
   v.n_pages = h->iv[IV_NPAGES];
   v.k_pages = p[h->iv[IV_KP]];
   v.v_pages = p[h->iv[IV_VP]];
@@ -162,7 +164,7 @@ static void kv_append_corrupt(hcase_t *h) {
 static deco_status_t kv_append_call(hcase_t *h, void *const *p, harness_target_t *t) {
   const deco_op_case_t *c = h->c;
   deco_kv_append_args_t a = DECO_KV_APPEND_ARGS_INIT;
-  a.cache = kv_cache_view(h, p, t);
+  a.cache = kv_cache_view(h, p, t, c->kv.n_kv, c->kv.head_dim, c->kv.page_size);
   a.batch = kv_batch(h, p);
   if (h->iv[IV_QKV_ROW]) {
     const size_t es = deco_dtype_size(a.cache.dtype), qd = (size_t)h->iv[IV_H] * c->kv.head_dim;
@@ -259,7 +261,7 @@ static void attention_corrupt(hcase_t *h) {
 static deco_status_t attention_call(hcase_t *h, void *const *p, harness_target_t *t) {
   const deco_op_case_t *c = h->c;
   deco_attention_args_t a = DECO_ATTENTION_ARGS_INIT;
-  a.cache = kv_cache_view(h, p, t);
+  a.cache = kv_cache_view(h, p, t, c->kv.n_kv, c->kv.head_dim, c->kv.page_size);
   a.batch = kv_batch(h, p);
   a.n_heads = h->iv[IV_H];
   a.scale = 1.0f / sqrtf((float)c->kv.head_dim);
@@ -353,15 +355,7 @@ static void tree_oracle(hcase_t *h) {
 static deco_status_t tree_call(hcase_t *h, void *const *p, harness_target_t *t) {
   const deco_op_case_t *c = h->c;
   deco_tree_attention_args_t a = DECO_TREE_ATTENTION_ARGS_INIT;
-  a.cache.dtype = harness_dt(t, c->dtype);
-  a.cache.n_kv_heads = c->tree.n_kv;
-  a.cache.head_dim = c->tree.head_dim;
-  a.cache.page_size = c->tree.page_size;
-  a.cache.n_pages = h->iv[IV_NPAGES];
-  a.cache.k_pages = p[h->iv[IV_KP]];
-  a.cache.v_pages = p[h->iv[IV_VP]];
-  a.cache.block_table = p[h->iv[IV_BT]];
-  a.cache.max_pages_per_seq = h->iv[IV_MAXP];
+  a.cache = kv_cache_view(h, p, t, c->tree.n_kv, c->tree.head_dim, c->tree.page_size);
   a.tree.n_trees = c->tree.B;
   a.tree.n_nodes = h->iv[IV_CAP];
   a.tree.tree_indptr = p[h->iv[IV_INDPTR]];

@@ -455,6 +455,21 @@ const harness_op_t harness_op_recycle_update = {DECO_OP_RECYCLE_UPDATE, update_s
 _Static_assert(sizeof(deco_spec_state_t) == 9 * sizeof(int32_t), "the harness reads the state as nine words");
 enum { ST_LEN, ST_ROOT, ST_DONE, ST_ERROR, ST_NOUT, ST_TOKENS, ST_FORWARDS, ST_OFFSET, ST_NONFINITE };
 
+/* The state of a run between steps (in and out): len tokens so far, a
+ * drawn root id, the offset at len, the counters as given; no error. */
+static int state_add(hcase_t *h, uint64_t *s, int len, int done, int n_out, int n_tokens, int forwards) {
+  const int k = ht_add(h, "state", HT_INOUT, HT_I32, DECO_DTYPE_F32, 9);
+  int32_t *st = h->t[k].i;
+  st[ST_LEN] = len;
+  st[ST_ROOT] = harness_rng_int(s, 0, 999);
+  st[ST_DONE] = done;
+  st[ST_NOUT] = n_out;
+  st[ST_TOKENS] = n_tokens;
+  st[ST_FORWARDS] = forwards;
+  st[ST_OFFSET] = len;
+  return k;
+}
+
 /* Breadth-first depths: 0, then non-decreasing steps of 0 or 1. */
 static void bfs_depths(uint64_t *s, int n, int shape, int32_t *depth) {
   depth[0] = 0;
@@ -468,15 +483,7 @@ static void prepare_setup(hcase_t *h) {
   const deco_op_case_t *c = h->c;
   const int n = c->prepare.n_nodes;
   uint64_t s = c->seed;
-  h->iv[SP_STATE] = ht_add(h, "state", HT_INOUT, HT_I32, DECO_DTYPE_F32, 9);
-  int32_t *st = h->t[h->iv[SP_STATE]].i;
-  st[ST_LEN] = c->prepare.len;
-  st[ST_ROOT] = harness_rng_int(&s, 0, 999);
-  st[ST_DONE] = c->prepare.done;
-  st[ST_NOUT] = 3;
-  st[ST_TOKENS] = 3;
-  st[ST_FORWARDS] = 2;
-  st[ST_OFFSET] = c->prepare.len;
+  h->iv[SP_STATE] = state_add(h, &s, c->prepare.len, c->prepare.done, 3, 3, 2);
   h->iv[SP_DEPTH] = ht_add(h, "depth", HT_IN, HT_I32, DECO_DTYPE_F32, (size_t)n);
   bfs_depths(&s, n, c->prepare.shape, h->t[h->iv[SP_DEPTH]].i);
   h->iv[SP_TOKENS] = ht_add(h, "tokens", HT_INOUT, HT_I32, DECO_DTYPE_F32, (size_t)n);
@@ -540,15 +547,7 @@ static void commit_setup(hcase_t *h) {
   const deco_op_case_t *c = h->c;
   const int n = c->commit.n_nodes;
   uint64_t s = c->seed;
-  h->iv[SC_STATE] = ht_add(h, "state", HT_INOUT, HT_I32, DECO_DTYPE_F32, 9);
-  int32_t *st = h->t[h->iv[SC_STATE]].i;
-  st[ST_LEN] = c->commit.len;
-  st[ST_ROOT] = harness_rng_int(&s, 0, 999);
-  st[ST_DONE] = c->commit.done;
-  st[ST_NOUT] = c->commit.n_out;
-  st[ST_TOKENS] = c->commit.n_out + 2;
-  st[ST_FORWARDS] = 5;
-  st[ST_OFFSET] = c->commit.len;
+  h->iv[SC_STATE] = state_add(h, &s, c->commit.len, c->commit.done, c->commit.n_out, c->commit.n_out + 2, 5);
   h->iv[SC_TOKENS] = ht_add(h, "tokens", HT_IN, HT_I32, DECO_DTYPE_F32, (size_t)n);
   for (int j = 0; j < n; ++j) h->t[h->iv[SC_TOKENS]].i[j] = harness_rng_int(&s, 0, 999);
   /* An accepted path: node indices increasing from the root. */

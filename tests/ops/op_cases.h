@@ -349,6 +349,18 @@ static inline void deco_cases_matmul(deco_op_cases_t *t, deco_dtype_t dt, int m,
   deco_op_cases_push(t, c);
 }
 
+/* Nine (m, n, k) shapes in the dtypes from DECO_CASES_DTYPES[first_dtype]
+ * on, each plain, with an f32 out and accumulating; seeds seed0, seed0 + 1, ... */
+static inline void deco_cases_matmul_shapes(deco_op_cases_t *t, const int shapes[9][3], int first_dtype,
+                                            uint64_t seed0, const char *origin) {
+  uint64_t seed = seed0;
+  for (int di = first_dtype; di < 3; ++di)
+    for (int si = 0; si < 9; ++si)
+      for (int variant = 0; variant < 3; ++variant)
+        deco_cases_matmul(t, DECO_CASES_DTYPES[di], shapes[si][0], shapes[si][1], shapes[si][2], variant == 1,
+                          variant == 2, 0, seed++, 0, origin);
+}
+
 static inline void deco_cases_swiglu(deco_op_cases_t *t, deco_dtype_t dt, int n, int mode, int row_len, int in_stride,
                                      uint64_t seed, unsigned tags, const char *origin) {
   deco_op_case_t c = deco_cases_base(DECO_OP_SWIGLU, dt, DECO_CMP_ELEMENTWISE, seed, origin);
@@ -526,18 +538,8 @@ static inline void deco_cases_dense(deco_op_cases_t *t) {
                                    {33, 31, 95},  {5, 7, 3},     {81, 1, 1000}, {100, 65, 33}};
     static const int skinny[][3] = {{1, 4099, 1024}, {2, 1001, 2056}, {3, 517, 11008}, {4, 4096, 8}, {4, 33, 4096},
                                     {1, 6, 4096},    {3, 4097, 264},  {5, 33, 4096},   {8, 4097, 264}};
-    case_id = 0;
-    for (int di = 0; di < 3; ++di)
-      for (int si = 0; si < 9; ++si)
-        for (int variant = 0; variant < 3; ++variant, ++case_id)
-          deco_cases_matmul(t, DECO_CASES_DTYPES[di], small[si][0], small[si][1], small[si][2], variant == 1,
-                            variant == 2, 0, 91 + (uint64_t)case_id, 0, "test_ops_cuda.matmul_small_shapes");
-    case_id = 0;
-    for (int di = 1; di < 3; ++di)
-      for (int si = 0; si < 9; ++si)
-        for (int variant = 0; variant < 3; ++variant, ++case_id)
-          deco_cases_matmul(t, DECO_CASES_DTYPES[di], skinny[si][0], skinny[si][1], skinny[si][2], variant == 1,
-                            variant == 2, 0, 51 + (uint64_t)case_id, 0, "test_ops_cuda.matmul_skinny_shapes");
+    deco_cases_matmul_shapes(t, small, 0, 91, "test_ops_cuda.matmul_small_shapes");
+    deco_cases_matmul_shapes(t, skinny, 1, 51, "test_ops_cuda.matmul_skinny_shapes");
     /* An unaligned a sends f16/bf16 to cuBLAS. */
     deco_cases_matmul(t, DECO_DTYPE_BF16, 3, 517, 4096, 0, 0, 1, 77, 0, "test_ops_cuda.matmul_skinny_shapes");
     deco_cases_matmul(t, DECO_DTYPE_F16, 1, 4099, 1024, 1, 1, 3, 78, 0, "test_ops_cuda.matmul_skinny_shapes");

@@ -23,31 +23,14 @@ static void run_op(deco_op_kind_t op) {
   cr_expect_eq(failures, 0, "%s: %d runs failed (FAIL lines above)", deco_op_kind_name(op), failures);
 }
 
+/* One test per op of the harness. */
 #define OP_TEST(name, kind) \
   Test(ops_harness, name, .timeout = 600) { run_op(kind); }
-OP_TEST(embedding, DECO_OP_EMBEDDING)
-OP_TEST(rmsnorm, DECO_OP_RMSNORM)
-OP_TEST(rope, DECO_OP_ROPE)
-OP_TEST(matmul, DECO_OP_MATMUL)
-OP_TEST(swiglu, DECO_OP_SWIGLU)
-OP_TEST(fill_random, DECO_OP_FILL_RANDOM)
-OP_TEST(convert, DECO_OP_CONVERT)
-OP_TEST(dequant, DECO_OP_DEQUANT)
-OP_TEST(kv_append, DECO_OP_KV_APPEND)
-OP_TEST(attention, DECO_OP_ATTENTION)
-OP_TEST(tree_attention, DECO_OP_TREE_ATTENTION)
-OP_TEST(accept_greedy, DECO_OP_ACCEPT_GREEDY)
-OP_TEST(kv_compact, DECO_OP_KV_COMPACT)
-OP_TEST(topk_rows, DECO_OP_TOPK_ROWS)
-OP_TEST(recycle_draft, DECO_OP_RECYCLE_DRAFT)
-OP_TEST(recycle_update, DECO_OP_RECYCLE_UPDATE)
-OP_TEST(spec_prepare, DECO_OP_SPEC_PREPARE)
-OP_TEST(spec_commit, DECO_OP_SPEC_COMMIT)
-OP_TEST(matmul_batched, DECO_OP_MATMUL_BATCHED)
-OP_TEST(draft_chain, DECO_OP_DRAFT_CHAIN)
+HARNESS_OPS(OP_TEST)
+#undef OP_TEST
 
-/* The table itself: every op has cases, every case a harness op; prints the
- * coverage (cases per op and dtype). */
+/* The table itself: every op has cases, every case a harness op, each op
+ * looked up by its own kind; prints the coverage (cases per op and dtype). */
 Test(ops_harness, table) {
   const deco_op_cases_t *t = harness_table();
   int count[DECO_OP_COUNT][3] = {{0}}, tagged = 0;
@@ -65,5 +48,7 @@ Test(ops_harness, table) {
     fprintf(stderr, "%-16s %6d %6d %6d\n", deco_op_kind_name((deco_op_kind_t)op), count[op][0], count[op][1],
             count[op][2]);
     cr_expect_gt(count[op][0] + count[op][1] + count[op][2], 0, "no case of %s", deco_op_kind_name((deco_op_kind_t)op));
+    const harness_op_t *o = harness_op((deco_op_kind_t)op);
+    cr_expect(o && o->kind == (deco_op_kind_t)op, "harness_op(%s) is another op's", deco_op_kind_name((deco_op_kind_t)op));
   }
 }
