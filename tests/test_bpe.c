@@ -510,6 +510,101 @@ Test(bpe, bad_vocabularies) {
   expect_bad(&v, DECO_STATUS_BAD_FORMAT, "not <0xHH>");
 }
 
+/* The load errors word for word (the test above checks fragments). */
+static void expect_message(tvocab_t *v, deco_status_t status, const char *message) {
+  deco_tokenizer_t *t = (deco_tokenizer_t *)1;
+  deco_status_t s = load_tv(v, &t);
+  cr_assert_eq(s, status, "status %s, expected %s (%s)", deco_status_string(s), deco_status_string(status),
+               deco_last_error(NULL));
+  cr_assert_null(t);
+  cr_assert_str_eq(deco_last_error(NULL), message);
+  tv_free(v);
+}
+
+Test(bpe, bad_vocabulary_messages) {
+  tvocab_t v;
+  tv_tiny(&v);
+  v.n_merge = -1;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.merges is missing (a gpt2 vocabulary needs its merges)");
+  tv_tiny(&v);
+  v.merge[1] = "ab d";
+  v.merge_len[1] = 4;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.merges[1] ('ab d') names a merged token, which is not in "
+                 "tokenizer.ggml.tokens");
+  tv_tiny(&v);
+  v.merge[0] = "a zz";
+  v.merge_len[0] = 4;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.merges[0] ('a zz') names its second part, which is not in "
+                 "tokenizer.ggml.tokens");
+  tv_tiny(&v);
+  v.merge[2] = " abc";
+  v.merge_len[2] = 4;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.merges[2] (' abc') has no space between two parts");
+  tv_tiny(&v);
+  v.n_type = v.n_tok - 1;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.token_type has 266 entries but tokenizer.ggml.tokens has 267 (one "
+                 "type per token)");
+  tv_tiny(&v);
+  free(v.tok[v.n_tok - 1]);
+  v.tok[v.n_tok - 1] = strdup("a\xff");
+  v.tok_len[v.n_tok - 1] = 2;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.tokens[266] ('a\\xff') is not valid UTF-8 at byte 1");
+  tv_tiny(&v);
+  free(v.tok[v.n_tok - 1]);
+  v.tok[v.n_tok - 1] = strdup("ab");
+  v.tok_len[v.n_tok - 1] = 2;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.tokens[266] ('ab') repeats token 256");
+  tv_tiny(&v);
+  v.model = "bert";
+  expect_message(&v, DECO_STATUS_UNSUPPORTED,
+                 "tv.gguf: metadata tokenizer.ggml.model is 'bert'; deco reads gpt2 (byte-level BPE) and llama "
+                 "(SentencePiece)");
+  tv_tiny(&v);
+  v.pre = "a-pre-tokenizer-name-longer-than-sixty-three-bytes-is-never-one-deco-knows";
+  expect_message(&v, DECO_STATUS_UNSUPPORTED,
+                 "tv.gguf: metadata tokenizer.ggml.pre 'a-pre-tokenizer-name-longer-than-sixty-t...' is no "
+                 "pre-tokenizer deco knows");
+  tv_tiny(&v);
+  v.bos = v.n_tok;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.bos_token_id = 267 is outside the vocabulary of 267 tokens");
+  tv_tiny(&v);
+  v.type[5] = 6;
+  expect_message(&v, DECO_STATUS_BAD_FORMAT,
+                 "tv.gguf: metadata tokenizer.ggml.tokens[5] ('\\xc4\\x85') has token_type 6 (byte) but is not <0xHH>");
+  tv_tiny(&v);
+  tv_free(&v);
+  expect_message(&v, DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.tokens has 0 tokens, expected 1..16777216");
+}
+
+/* A SentencePiece byte with neither a <0xHH> token nor a token of its own. */
+Test(bpe, spm_byte_without_token_message) {
+  const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};
+  gbuf_t b;
+  gb_begin(&b);
+  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
+  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, NULL, 4);
+  gb_end(&b);
+  deco_tokenizer_t *t = NULL;
+  deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
+  free(b.p);
+  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  int32_t ids[8];
+  int n = -1;
+  cr_assert_eq(deco_tokenizer_tokenize(t, "a a", 3, 0, ids, 8, &n), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  cr_assert(n == 2 && ids[0] == 3 && ids[1] == 3);
+  cr_assert_eq(deco_tokenizer_tokenize(t, "ab", 2, 0, ids, 8, &n), DECO_STATUS_BAD_FORMAT);
+  cr_assert_str_eq(deco_last_error(NULL),
+                   "spm.gguf: the text holds byte 0x62, which has no token (no <0x62> and no token of that byte)");
+  deco_tokenizer_destroy(t);
+}
+
 Test(bpe, empty_tokens_are_renamed) {
   tvocab_t v;
   tv_tiny(&v);
