@@ -245,19 +245,45 @@ static deco_status_t gv_per_token(const tok_gguf_t *g, const deco_gguf_t *gg, co
   return DECO_STATUS_SUCCESS;
 }
 
-/* The text of every token, unique, well-formed UTF-8; empty ones renamed. */
-static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
-  deco_status_t s = DECO_STATUS_SUCCESS;
-  static const char key[] = "tokenizer.ggml.tokens";
-  uint32_t et;
-  uint64_t count;
-  DECO_TRY(gv_array(gg, key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
-  if (count < 1 || count > GV_MAX_VOCAB)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu tokens, expected 1..%d", nm, key,
-                     (unsigned long long)count, GV_MAX_VOCAB);
-  deco_gguf_str_t *strs = malloc(sizeof *strs * (size_t)count);
-  if (!strs) return GV_OOM();
-  if ((s = deco_gguf_get_strings(gg, key, strs, count, &count)) != DECO_STATUS_SUCCESS) goto done;
+static const char k_tokens_key[] = "tokenizer.ggml.tokens";
+
+/* Fails unless token i's text t[0..len) is well-formed UTF-8. */
+static deco_status_t gv_check_utf8(const char *t, size_t len, uint64_t i, const char *nm) {
+  for (size_t k = 0; k < len;) {
+    size_t sub;
+    int inc;
+    size_t q = deco_utf8_sequence((const unsigned char *)t + k, len - k, &sub, &inc);
+    if (!q) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') is not valid UTF-8 at byte %zu", nm,
+                       k_tokens_key, (unsigned long long)i, quote(qb, t, len), k);
+    }
+    k += q;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Enters token i, text t[0..len), into the text -> id table; fails if an
+ * earlier token has the same text. */
+static deco_status_t gv_hash_token(tok_gguf_t *g, int32_t i, const char *t, size_t len, const char *nm) {
+  for (size_t h = (size_t)deco_fnv1a64(t, len) & g->hash_mask;; h = (h + 1) & g->hash_mask) {
+    int32_t other = g->hash[h];
+    if (other < 0) {
+      g->hash[h] = i;
+      return DECO_STATUS_SUCCESS;
+    }
+    size_t olen;
+    const char *ot = tok_txt(g, other, &olen);
+    if (olen == len && memcmp(ot, t, len) == 0) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') repeats token %d", nm,
+                       k_tokens_key, (unsigned long long)i, quote(qb, t, len), (int)other);
+    }
+  }
+}
+
+/* The token texts strs[0..count) into g->text and the table. */
+static deco_status_t gv_token_table(tok_gguf_t *g, const deco_gguf_str_t *strs, uint64_t count, const char *nm) {
   g->n = (int)count;
   size_t total = 0;
   for (uint64_t i = 0; i < count; ++i) total += (strs[i].len ? strs[i].len : 24) + 1;
@@ -265,13 +291,9 @@ static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char 
   g->text_off = malloc(sizeof(size_t) * ((size_t)count + 1));
   g->hash_mask = table_size((size_t)count) - 1;
   g->hash = malloc(sizeof(int32_t) * (g->hash_mask + 1));
-  if (!g->text || !g->text_off || !g->hash) {
-    GV_OOM();
-    goto done;
-  }
+  if (!g->text || !g->text_off || !g->hash) return gv_oom(nm);
   memset(g->hash, 0xFF, sizeof(int32_t) * (g->hash_mask + 1));
   size_t off = 0;
-  char qb[200];
   for (uint64_t i = 0; i < count; ++i) {
     const char *t = strs[i].s;
     size_t len = (size_t)strs[i].len;
@@ -280,40 +302,30 @@ static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char 
       len = (size_t)snprintf(empty, sizeof empty, "[EMPTY_%llu]", (unsigned long long)i);
       t = empty;
     }
-    for (size_t k = 0; k < len;) {
-      size_t sub;
-      int inc;
-      size_t q = deco_utf8_sequence((const unsigned char *)t + k, len - k, &sub, &inc);
-      if (!q) {
-        GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') is not valid UTF-8 at byte %zu", nm, key,
-                (unsigned long long)i, quote(qb, t, len), k);
-        goto done;
-      }
-      k += q;
-    }
+    DECO_TRY(gv_check_utf8(t, len, i, nm));
     g->text_off[i] = off;
     memcpy(g->text + off, t, len);
     g->text[off + len] = '\0';
     off += len + 1;
     if (len > g->max_text_len) g->max_text_len = len;
-    size_t h = (size_t)deco_fnv1a64(t, len) & g->hash_mask;
-    for (;; h = (h + 1) & g->hash_mask) {
-      int32_t other = g->hash[h];
-      if (other < 0) {
-        g->hash[h] = (int32_t)i;
-        break;
-      }
-      size_t olen;
-      const char *ot = tok_txt(g, other, &olen);
-      if (olen == len && memcmp(ot, t, len) == 0) {
-        GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') repeats token %d", nm, key,
-                (unsigned long long)i, quote(qb, t, len), (int)other);
-        goto done;
-      }
-    }
+    DECO_TRY(gv_hash_token(g, (int32_t)i, t, len, nm));
   }
   g->text_off[count] = off;
-done:
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The text of every token, unique, well-formed UTF-8; empty ones renamed. */
+static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  uint32_t et;
+  uint64_t count;
+  DECO_TRY(gv_array(gg, k_tokens_key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
+  if (count < 1 || count > GV_MAX_VOCAB)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu tokens, expected 1..%d", nm,
+                     k_tokens_key, (unsigned long long)count, GV_MAX_VOCAB);
+  deco_gguf_str_t *strs = malloc(sizeof *strs * (size_t)count);
+  if (!strs) return gv_oom(nm);
+  deco_status_t s = deco_gguf_get_strings(gg, k_tokens_key, strs, count, &count);
+  if (s == DECO_STATUS_SUCCESS) s = gv_token_table(g, strs, count, nm);
   free(strs);
   return s;
 }
@@ -619,6 +631,85 @@ static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
   return DECO_STATUS_SUCCESS;
 }
 
+/* tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece). */
+static deco_status_t gv_model(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  deco_gguf_str_t model;
+  DECO_TRY(deco_gguf_get_string(gg, "tokenizer.ggml.model", &model));
+  if (model.len == 4 && memcmp(model.s, "gpt2", 4) == 0) {
+    g->spm = 0;
+  } else if (model.len == 5 && memcmp(model.s, "llama", 5) == 0) {
+    g->spm = 1;
+  } else {
+    char qb[200];
+    return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
+                     "%s: metadata tokenizer.ggml.model is '%s'; deco reads gpt2 (byte-level BPE) and llama "
+                     "(SentencePiece)",
+                     nm, quote(qb, model.s, (size_t)model.len));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* A byte-level BPE vocabulary's pre-tokenizer (tokenizer.ggml.pre, else
+ * "default") and the defaults it brings. */
+static deco_status_t gv_pretok(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm, tok_pretok_info_t *info) {
+  strcpy(g->pre, "default");
+  if (deco_gguf_find_kv(gg, "tokenizer.ggml.pre")) {
+    deco_gguf_str_t pre;
+    DECO_TRY(deco_gguf_get_string(gg, "tokenizer.ggml.pre", &pre));
+    if (pre.len >= sizeof g->pre || memchr(pre.s, '\0', (size_t)pre.len)) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
+                       "%s: metadata tokenizer.ggml.pre '%s' is no pre-tokenizer deco knows", nm,
+                       quote(qb, pre.s, (size_t)pre.len));
+    }
+    memcpy(g->pre, pre.s, (size_t)pre.len);
+    g->pre[pre.len] = '\0';
+  }
+  return deco_tok_pretok_create(g->pre, nm, &g->pretok, info);
+}
+
+/* Whether to add BOS, EOS and SentencePiece's leading space: the
+ * pre-tokenizer's defaults unless the file says otherwise. */
+static deco_status_t gv_flags(tok_gguf_t *g, const deco_gguf_t *gg, const tok_pretok_info_t *info) {
+  g->ignore_merges = info->ignore_merges;
+  g->add_bos = info->add_bos;
+  g->add_eos = 0;
+  g->add_space_prefix = g->spm;
+  DECO_TRY(gv_bool(gg, "tokenizer.ggml.add_bos_token", &g->add_bos));
+  DECO_TRY(gv_bool(gg, "tokenizer.ggml.add_eos_token", &g->add_eos));
+  return gv_bool(gg, "tokenizer.ggml.add_space_prefix", &g->add_space_prefix);
+}
+
+/* The chat template, if any, and what deco recognises in it. */
+static deco_status_t gv_chat(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  if (deco_gguf_find_kv(gg, "tokenizer.chat_template")) {
+    deco_gguf_str_t ct;
+    DECO_TRY(deco_gguf_get_string(gg, "tokenizer.chat_template", &ct));
+    g->chat_template = malloc((size_t)ct.len + 1);
+    if (!g->chat_template) return gv_oom(nm);
+    memcpy(g->chat_template, ct.s, (size_t)ct.len);
+    g->chat_template[ct.len] = '\0';
+    g->chat_template_len = (size_t)ct.len;
+  }
+  if (deco_tok_chat_recognise(g->chat_template, g->chat_template_len, &g->chat) != 0) return gv_oom(nm);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Everything the vocabulary's metadata says, in the order it is checked. */
+static deco_status_t gv_read(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  DECO_TRY(gv_model(g, gg, nm));
+  DECO_TRY(gv_tokens(g, gg, nm));
+  DECO_TRY(gv_types(g, gg, nm));
+  if (g->spm) DECO_TRY(gv_scores(g, gg, nm));
+  if (!g->spm) DECO_TRY(gv_merges(g, gg, nm));
+  DECO_TRY(gv_specials(g, gg, nm));
+  DECO_TRY(gv_pieces(g, nm));
+  tok_pretok_info_t info = {.ignore_merges = 0, .add_bos = 1};
+  if (!g->spm) DECO_TRY(gv_pretok(g, gg, nm, &info));
+  DECO_TRY(gv_flags(g, gg, &info));
+  return gv_chat(g, gg, nm);
+}
+
 static deco_status_t gv_load(const void *data, size_t size, const char *name, deco_tokenizer_t **out) {
   const char *nm = name ? name : "(buffer)";
   deco_gguf_t gg;
@@ -626,81 +717,22 @@ static deco_status_t gv_load(const void *data, size_t size, const char *name, de
   deco_status_t s = DECO_STATUS_SUCCESS;
   deco_tokenizer_t *t = calloc(1, sizeof *t);
   tok_gguf_t *g = calloc(1, sizeof *g);
-  if (!t || !g || !(g->name = strdup(nm))) {
-    GV_OOM();
-    goto fail;
-  }
-  deco_gguf_str_t model;
-  if ((s = deco_gguf_get_string(&gg, "tokenizer.ggml.model", &model)) != DECO_STATUS_SUCCESS) goto fail;
-  if (model.len == 4 && memcmp(model.s, "gpt2", 4) == 0) {
-    g->spm = 0;
-  } else if (model.len == 5 && memcmp(model.s, "llama", 5) == 0) {
-    g->spm = 1;
-  } else {
-    char qb[200];
-    GV_FAIL(DECO_STATUS_UNSUPPORTED,
-            "%s: metadata tokenizer.ggml.model is '%s'; deco reads gpt2 (byte-level BPE) and llama (SentencePiece)", nm,
-            quote(qb, model.s, (size_t)model.len));
-    goto fail;
-  }
-  if ((s = gv_tokens(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_types(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if (g->spm && (s = gv_scores(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if (!g->spm && (s = gv_merges(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_specials(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_pieces(g, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  tok_pretok_info_t info = {.ignore_merges = 0, .add_bos = 1};
-  if (!g->spm) {
-    strcpy(g->pre, "default");
-    if (deco_gguf_find_kv(&gg, "tokenizer.ggml.pre")) {
-      deco_gguf_str_t pre;
-      if ((s = deco_gguf_get_string(&gg, "tokenizer.ggml.pre", &pre)) != DECO_STATUS_SUCCESS) goto fail;
-      if (pre.len >= sizeof g->pre || memchr(pre.s, '\0', (size_t)pre.len)) {
-        char qb[200];
-        GV_FAIL(DECO_STATUS_UNSUPPORTED, "%s: metadata tokenizer.ggml.pre '%s' is no pre-tokenizer deco knows", nm,
-                quote(qb, pre.s, (size_t)pre.len));
-        goto fail;
-      }
-      memcpy(g->pre, pre.s, (size_t)pre.len);
-      g->pre[pre.len] = '\0';
-    }
-    if ((s = deco_tok_pretok_create(g->pre, nm, &g->pretok, &info)) != DECO_STATUS_SUCCESS) goto fail;
-  }
-  g->ignore_merges = info.ignore_merges;
-  g->add_bos = info.add_bos;
-  g->add_eos = 0;
-  g->add_space_prefix = g->spm;
-  if ((s = gv_bool(&gg, "tokenizer.ggml.add_bos_token", &g->add_bos)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_bool(&gg, "tokenizer.ggml.add_eos_token", &g->add_eos)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_bool(&gg, "tokenizer.ggml.add_space_prefix", &g->add_space_prefix)) != DECO_STATUS_SUCCESS) goto fail;
-  if (deco_gguf_find_kv(&gg, "tokenizer.chat_template")) {
-    deco_gguf_str_t ct;
-    if ((s = deco_gguf_get_string(&gg, "tokenizer.chat_template", &ct)) != DECO_STATUS_SUCCESS) goto fail;
-    g->chat_template = malloc((size_t)ct.len + 1);
-    if (!g->chat_template) {
-      GV_OOM();
-      goto fail;
-    }
-    memcpy(g->chat_template, ct.s, (size_t)ct.len);
-    g->chat_template[ct.len] = '\0';
-    g->chat_template_len = (size_t)ct.len;
-  }
-  if (deco_tok_chat_recognise(g->chat_template, g->chat_template_len, &g->chat) != 0) {
-    GV_OOM();
-    goto fail;
-  }
+  if (!t || !g || !(g->name = strdup(nm)))
+    s = gv_oom(nm);
+  else
+    s = gv_read(g, &gg, nm);
   deco_gguf_free(&gg);
+  if (s != DECO_STATUS_SUCCESS) {
+    gv_free(g);
+    free(t);
+    return s;
+  }
   t->kind = g->spm ? DECO_TOKENIZER_SPM : DECO_TOKENIZER_BPE;
   t->ops = &deco_tok_gguf_ops;
   t->vocab_size = g->n;
   t->g = g;
   *out = t;
   return DECO_STATUS_SUCCESS;
-fail:
-  deco_gguf_free(&gg);
-  gv_free(g);
-  free(t);
-  return s;
 }
 
 deco_status_t deco_tokenizer_load_gguf_buffer(const void *data, size_t size, const char *name,
