@@ -214,9 +214,6 @@ static deco_status_t gv_oom(const char *nm) {
   return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
 }
 
-#define GV_FAIL(status, ...) (s = DECO_FAIL(NULL, status, __VA_ARGS__))
-#define GV_OOM() (s = gv_oom(nm))
-
 #define GV_TYPE(t) (1u << (t))
 
 /* An array key's element type, which must be one of `types` (a GV_TYPE bit
@@ -377,71 +374,77 @@ static deco_status_t gv_scores(tok_gguf_t *g, const deco_gguf_t *gg, const char 
   return DECO_STATUS_SUCCESS;
 }
 
+static const char k_merges_key[] = "tokenizer.ggml.merges";
+
+/* The token whose text is x[0..lx) followed by y[0..ly) into *id (-1 when
+ * there is none); fails only when out of memory. */
+static deco_status_t gv_find_joined(const tok_gguf_t *g, const char *x, size_t lx, const char *y, size_t ly,
+                                    const char *nm, int32_t *id) {
+  *id = -1;
+  if (lx + ly > g->max_text_len) return DECO_STATUS_SUCCESS;
+  char *xy = malloc(lx + ly + 1);
+  if (!xy) return gv_oom(nm);
+  memcpy(xy, x, lx);
+  memcpy(xy + lx, y, ly);
+  *id = gv_find(g, xy, lx + ly);
+  free(xy);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Merge i, text w[0..len): its pair and result into the table, unless the
+ * pair is there already. */
+static deco_status_t gv_merge_add(tok_gguf_t *g, uint64_t i, const char *w, size_t len, const char *nm) {
+  char qb[200];
+  const char *sp = len > 1 ? memchr(w + 1, ' ', len - 1) : NULL;
+  if (!sp)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') has no space between two parts", nm,
+                     k_merges_key, (unsigned long long)i, quote(qb, w, len));
+  size_t la = (size_t)(sp - w), lb = len - la - 1;
+  int32_t a = gv_find(g, w, la), b = gv_find(g, sp + 1, lb), r = -1;
+  if (a >= 0 && b >= 0) DECO_TRY(gv_find_joined(g, w, la, sp + 1, lb, nm, &r));
+  if (a < 0 || b < 0 || r < 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata %s[%llu] ('%s') names %s, which is not in tokenizer.ggml.tokens", nm, k_merges_key,
+                     (unsigned long long)i, quote(qb, w, len),
+                     a < 0 ? "its first part" : b < 0 ? "its second part" : "a merged token");
+  uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+  size_t h = (size_t)mix64(k) & g->merge_mask;
+  while (g->merge_key[h] != UINT64_MAX && g->merge_key[h] != k) h = (h + 1) & g->merge_mask;
+  if (g->merge_key[h] == UINT64_MAX) {
+    g->merge_key[h] = k;
+    g->merge_rank[h] = (int32_t)i;
+    g->merge_res[h] = r;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 /* Merges "A B" (split at the first space after the first byte, as
  * llama.cpp does): A, B and AB must be tokens; a repeated pair keeps its
  * first rank. */
 static deco_status_t gv_merges(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
-  static const char key[] = "tokenizer.ggml.merges";
-  if (!deco_gguf_find_kv(gg, key))
+  if (!deco_gguf_find_kv(gg, k_merges_key))
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: metadata %s is missing (a gpt2 vocabulary needs its merges)", nm, key);
+                     "%s: metadata %s is missing (a gpt2 vocabulary needs its merges)", nm, k_merges_key);
   uint32_t et;
   uint64_t count;
-  DECO_TRY(gv_array(gg, key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
+  DECO_TRY(gv_array(gg, k_merges_key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
   if (count > (uint64_t)INT32_MAX)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu merges", nm, key,
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu merges", nm, k_merges_key,
                      (unsigned long long)count);
-  deco_status_t s = DECO_STATUS_SUCCESS;
   deco_gguf_str_t *strs = malloc(sizeof *strs * (size_t)(count ? count : 1));
   g->merge_mask = table_size((size_t)count) - 1;
   g->merge_key = malloc(sizeof(uint64_t) * (g->merge_mask + 1));
   g->merge_rank = malloc(sizeof(int32_t) * (g->merge_mask + 1));
   g->merge_res = malloc(sizeof(int32_t) * (g->merge_mask + 1));
+  deco_status_t s = DECO_STATUS_SUCCESS;
   if (!strs || !g->merge_key || !g->merge_rank || !g->merge_res) {
-    GV_OOM();
-    goto done;
+    s = gv_oom(nm);
+  } else {
+    memset(g->merge_key, 0xFF, sizeof(uint64_t) * (g->merge_mask + 1));
+    s = deco_gguf_get_strings(gg, k_merges_key, strs, count, &count);
   }
-  memset(g->merge_key, 0xFF, sizeof(uint64_t) * (g->merge_mask + 1));
-  if ((s = deco_gguf_get_strings(gg, key, strs, count, &count)) != DECO_STATUS_SUCCESS) goto done;
-  char qb[200];
-  for (uint64_t i = 0; i < count; ++i) {
-    const char *w = strs[i].s;
-    size_t len = (size_t)strs[i].len;
-    const char *sp = len > 1 ? memchr(w + 1, ' ', len - 1) : NULL;
-    if (!sp) {
-      GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') has no space between two parts", nm, key,
-              (unsigned long long)i, quote(qb, w, len));
-      goto done;
-    }
-    size_t la = (size_t)(sp - w), lb = len - la - 1;
-    int32_t a = gv_find(g, w, la), b = gv_find(g, sp + 1, lb), r = -1;
-    if (a >= 0 && b >= 0 && la + lb <= g->max_text_len) {
-      char *ab = malloc(la + lb + 1);
-      if (!ab) {
-        GV_OOM();
-        goto done;
-      }
-      memcpy(ab, w, la);
-      memcpy(ab + la, sp + 1, lb);
-      r = gv_find(g, ab, la + lb);
-      free(ab);
-    }
-    if (a < 0 || b < 0 || r < 0) {
-      GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') names %s, which is not in tokenizer.ggml.tokens",
-              nm, key, (unsigned long long)i, quote(qb, w, len),
-              a < 0 ? "its first part" : b < 0 ? "its second part" : "a merged token");
-      goto done;
-    }
-    uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    size_t h = (size_t)mix64(k) & g->merge_mask;
-    while (g->merge_key[h] != UINT64_MAX && g->merge_key[h] != k) h = (h + 1) & g->merge_mask;
-    if (g->merge_key[h] == UINT64_MAX) {
-      g->merge_key[h] = k;
-      g->merge_rank[h] = (int32_t)i;
-      g->merge_res[h] = r;
-    }
-  }
-done:
+  for (uint64_t i = 0; i < count && s == DECO_STATUS_SUCCESS; ++i)
+    s = gv_merge_add(g, i, strs[i].s, (size_t)strs[i].len, nm);
   free(strs);
   return s;
 }
@@ -546,70 +549,33 @@ static int sort_by_length(const tok_gguf_t *g, int32_t *ids, int n) {
   return 0;
 }
 
-/* Every token's decoded bytes (llama.cpp's token_to_piece), the byte
- * tokens, and the special-token lists. */
-
-static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
-  g->piece = malloc(g->text_off[g->n] + 1); /* a piece is never longer than its text */
-  g->piece_off = malloc(sizeof(size_t) * ((size_t)g->n + 1));
-  g->special_all = malloc(sizeof(int32_t) * (size_t)g->n);
-  g->special_user = malloc(sizeof(int32_t) * (size_t)g->n);
-  if (!g->piece || !g->piece_off || !g->special_all || !g->special_user)
-    return gv_oom(nm);
-  size_t off = 0;
-  char qb[200];
-  for (int i = 0; i < g->n; ++i) {
-    size_t len;
-    const char *t = tok_txt(g, i, &len);
-    unsigned char *o = (unsigned char *)g->piece + off;
-    g->piece_off[i] = off;
-    int type = g->type[i];
-    if (type == DECO_TOKEN_TYPE_CONTROL || type == DECO_TOKEN_TYPE_UNKNOWN) {
-      g->special_all[g->n_special_all++] = i;
-      memcpy(o, t, len);
-      off += len;
-    } else if (type == DECO_TOKEN_TYPE_USER_DEFINED) {
-      g->special_all[g->n_special_all++] = i;
-      g->special_user[g->n_special_user++] = i;
-      memcpy(o, t, len);
-      off += len;
-    } else if (type == DECO_TOKEN_TYPE_BYTE) {
-      int b = hex_byte(t, len);
-      if (b < 0)
-        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                         "%s: metadata tokenizer.ggml.tokens[%d] ('%s') has token_type 6 (byte) but is not <0xHH>", nm,
-                         i, quote(qb, t, len));
-      o[0] = (unsigned char)b;
-      off += 1;
-    } else if (type == DECO_TOKEN_TYPE_NORMAL) {
-      const unsigned char *u = (const unsigned char *)t;
-      for (size_t k = 0; k < len;) {
-        size_t sub;
-        int inc;
-        size_t q = deco_utf8_sequence(u + k, len - k, &sub, &inc); /* checked on load */
-        uint32_t cp = get_cp(u + k, q);
-        int byte = g->spm ? -1 : cp_to_byte(cp);
-        if (g->spm && cp == 0x2581) {
-          *o++ = ' ';
-          off += 1;
-        } else if (byte >= 0) {
-          *o++ = (unsigned char)byte;
-          off += 1;
-        } else { /* outside GPT-2's alphabet: the character as it stands */
-          memcpy(o, u + k, q);
-          o += q;
-          off += q;
-        }
-        k += q;
-      }
-    } /* unused and undefined tokens print nothing */
-    g->piece[off++] = '\0'; /* pieces are C strings too (they may hold NUL) */
+/* A normal token's text t[0..len) decoded into o: SentencePiece's "▁" is a
+ * space, a byte-level character its byte, anything else stays as it is.
+ * Returns the bytes written. */
+static size_t normal_piece(const tok_gguf_t *g, const unsigned char *t, size_t len, unsigned char *o) {
+  size_t n = 0;
+  for (size_t k = 0; k < len;) {
+    size_t sub;
+    int inc;
+    size_t q = deco_utf8_sequence(t + k, len - k, &sub, &inc); /* checked on load */
+    uint32_t cp = get_cp(t + k, q);
+    int byte = g->spm ? -1 : cp_to_byte(cp);
+    if (g->spm && cp == 0x2581) {
+      o[n++] = ' ';
+    } else if (byte >= 0) {
+      o[n++] = (unsigned char)byte;
+    } else { /* outside GPT-2's alphabet: the character as it stands */
+      memcpy(o + n, t + k, q);
+      n += q;
+    }
+    k += q;
   }
-  g->piece_off[g->n] = off;
-  if (sort_by_length(g, g->special_all, g->n_special_all) != 0 ||
-      sort_by_length(g, g->special_user, g->n_special_user) != 0)
-    return gv_oom(nm);
-  /* The token of each byte. */
+  return n;
+}
+
+/* The token of each byte: SentencePiece's <0xXX>, else the one-byte token;
+ * byte-level BPE's character of the byte. */
+static void gv_byte_ids(tok_gguf_t *g) {
   for (int b = 0; b < 256; ++b) {
     if (g->spm) {
       char hx[7];
@@ -628,6 +594,56 @@ static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
       g->byte_id[b] = gv_find(g, (const char *)u, k);
     }
   }
+}
+
+/* Token i's decoded bytes at g->piece + *off (advanced past them); control,
+ * unknown and user-defined tokens join the special-token lists. */
+static deco_status_t gv_piece(tok_gguf_t *g, int32_t i, size_t *off, const char *nm) {
+  size_t len;
+  const char *t = tok_txt(g, i, &len);
+  unsigned char *o = (unsigned char *)g->piece + *off;
+  int type = g->type[i];
+  if (type == DECO_TOKEN_TYPE_CONTROL || type == DECO_TOKEN_TYPE_UNKNOWN || type == DECO_TOKEN_TYPE_USER_DEFINED) {
+    g->special_all[g->n_special_all++] = i;
+    if (type == DECO_TOKEN_TYPE_USER_DEFINED) g->special_user[g->n_special_user++] = i;
+    memcpy(o, t, len);
+    *off += len;
+  } else if (type == DECO_TOKEN_TYPE_BYTE) {
+    int b = hex_byte(t, len);
+    if (b < 0) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: metadata tokenizer.ggml.tokens[%d] ('%s') has token_type 6 (byte) but is not <0xHH>", nm,
+                       i, quote(qb, t, len));
+    }
+    o[0] = (unsigned char)b;
+    *off += 1;
+  } else if (type == DECO_TOKEN_TYPE_NORMAL) {
+    *off += normal_piece(g, (const unsigned char *)t, len, o);
+  } /* unused and undefined tokens print nothing */
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Every token's decoded bytes (llama.cpp's token_to_piece), the byte
+ * tokens, and the special-token lists. */
+static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
+  g->piece = malloc(g->text_off[g->n] + 1); /* a piece is never longer than its text */
+  g->piece_off = malloc(sizeof(size_t) * ((size_t)g->n + 1));
+  g->special_all = malloc(sizeof(int32_t) * (size_t)g->n);
+  g->special_user = malloc(sizeof(int32_t) * (size_t)g->n);
+  if (!g->piece || !g->piece_off || !g->special_all || !g->special_user)
+    return gv_oom(nm);
+  size_t off = 0;
+  for (int i = 0; i < g->n; ++i) {
+    g->piece_off[i] = off;
+    DECO_TRY(gv_piece(g, i, &off, nm));
+    g->piece[off++] = '\0'; /* pieces are C strings too (they may hold NUL) */
+  }
+  g->piece_off[g->n] = off;
+  if (sort_by_length(g, g->special_all, g->n_special_all) != 0 ||
+      sort_by_length(g, g->special_user, g->n_special_user) != 0)
+    return gv_oom(nm);
+  gv_byte_ids(g);
   return DECO_STATUS_SUCCESS;
 }
 
