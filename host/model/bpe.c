@@ -811,6 +811,23 @@ static int frag_push(frags_t *f, size_t off, size_t len, int32_t id) {
   return 0;
 }
 
+/* Fragment f of the text (f.len >= tl) cut at the leftmost non-overlapping
+ * occurrences of token id, text t[0..tl), into out. */
+static int cut_fragment(const char *buf, frag_t f, const char *t, size_t tl, int32_t id, frags_t *out) {
+  int rc = 0;
+  size_t at = f.off, end = f.off + f.len;
+  while (rc == 0 && end - at >= tl) {
+    const char *m = find_bytes(buf + at, end - at, t, tl);
+    if (!m) break;
+    size_t mo = (size_t)(m - buf);
+    if (mo > at) rc = frag_push(out, at, mo - at, -1);
+    if (rc == 0) rc = frag_push(out, 0, 0, id);
+    at = mo + tl;
+  }
+  if (rc == 0 && at < end) rc = frag_push(out, at, end - at, -1);
+  return rc;
+}
+
 /* llama.cpp's tokenizer_st_partition over buf[off..off+len): for each
  * special token, longest first, every text fragment is cut at the token's
  * leftmost non-overlapping occurrences. Without parse_special only
@@ -828,20 +845,10 @@ static int partition(const tok_gguf_t *g, const char *buf, size_t off, size_t le
     nxt.n = 0;
     for (size_t i = 0; i < cur.n && rc == 0; ++i) {
       frag_t f = cur.a[i];
-      if (f.id >= 0 || f.len < tl) {
+      if (f.id >= 0 || f.len < tl)
         rc = frag_push(&nxt, f.off, f.len, f.id);
-        continue;
-      }
-      size_t at = f.off, end = f.off + f.len;
-      while (rc == 0 && end - at >= tl) {
-        const char *m = find_bytes(buf + at, end - at, t, tl);
-        if (!m) break;
-        size_t mo = (size_t)(m - buf);
-        if (mo > at) rc = frag_push(&nxt, at, mo - at, -1);
-        if (rc == 0) rc = frag_push(&nxt, 0, 0, list[k]);
-        at = mo + tl;
-      }
-      if (rc == 0 && at < end) rc = frag_push(&nxt, at, end - at, -1);
+      else
+        rc = cut_fragment(buf, f, t, tl, list[k], &nxt);
     }
     frags_t tmp = cur;
     cur = nxt;
@@ -957,22 +964,63 @@ static int bpe_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
   return heap_push(&sc->heap, c);
 }
 
+static int spm_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r);
+
+/* Queues the merge of symbol l with its right neighbour r, if there is one. */
+static int queue_pair(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
+  return g->spm ? spm_try(g, sc, l, r) : bpe_try(g, sc, l, r);
+}
+
+/* Merges the linked symbols 0..ns best candidate first until none is left:
+ * BPE symbol l takes the merged token's id, SPM symbol l the joined length;
+ * the right one leaves the list. -1 when out of memory. */
+static int merge_symbols(const tok_gguf_t *g, scratch_t *sc, int32_t ns) {
+  sc->heap.n = 0;
+  for (int32_t i = 0; i + 1 < ns; ++i)
+    if (queue_pair(g, sc, i, i + 1) != 0) return -1;
+  while (sc->heap.n > 0) {
+    cand_t c = heap_pop(&sc->heap);
+    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
+    if (g->spm) {
+      sc->id[c.l] += sc->id[c.r];
+      sc->id[c.r] = 0;
+    } else {
+      sc->id[c.l] = c.res;
+      sc->id[c.r] = GV_DEAD;
+    }
+    int32_t nx = sc->next[c.r];
+    sc->next[c.l] = nx;
+    if (nx >= 0) sc->prev[nx] = c.l;
+    if (sc->prev[c.l] >= 0 && queue_pair(g, sc, sc->prev[c.l], c.l) != 0) return -1;
+    if (nx >= 0 && queue_pair(g, sc, c.l, nx) != 0) return -1;
+  }
+  return 0;
+}
+
+/* With ignore_merges, a word that is a token as a whole: its id into *id,
+ * else -1. -1 returned when out of memory. */
+static int bpe_whole_word(const tok_gguf_t *g, scratch_t *sc, const unsigned char *w, size_t n, int32_t *id) {
+  *id = -1;
+  size_t el = 0;
+  for (size_t i = 0; i < n; ++i) el += g->byte_char_len[w[i]];
+  if (el > g->max_text_len) return 0;
+  if (scratch_buf((unsigned char **)&sc->word, &sc->word_cap, el) != 0) return -1;
+  char *o = sc->word;
+  for (size_t i = 0; i < n; ++i) {
+    memcpy(o, g->byte_char[w[i]], g->byte_char_len[w[i]]);
+    o += g->byte_char_len[w[i]];
+  }
+  *id = gv_find(g, sc->word, el);
+  return 0;
+}
+
 /* One word (bytes w[0..n), n >= 1) to ids. A byte whose byte-level
  * character is not a token is dropped, as llama.cpp's fallback does. */
 static int bpe_word(const tok_gguf_t *g, scratch_t *sc, const unsigned char *w, size_t n, tok_vec_t *out) {
   if (g->ignore_merges) {
-    size_t el = 0;
-    for (size_t i = 0; i < n; ++i) el += g->byte_char_len[w[i]];
-    if (el <= g->max_text_len) {
-      if (scratch_buf((unsigned char **)&sc->word, &sc->word_cap, el) != 0) return -1;
-      char *o = sc->word;
-      for (size_t i = 0; i < n; ++i) {
-        memcpy(o, g->byte_char[w[i]], g->byte_char_len[w[i]]);
-        o += g->byte_char_len[w[i]];
-      }
-      int32_t id = gv_find(g, sc->word, el);
-      if (id >= 0) return tok_vec_push(out, id);
-    }
+    int32_t id;
+    if (bpe_whole_word(g, sc, w, n, &id) != 0) return -1;
+    if (id >= 0) return tok_vec_push(out, id);
   }
   if (n == 1) return g->byte_id[w[0]] >= 0 ? tok_vec_push(out, g->byte_id[w[0]]) : 0;
   if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0) return -1;
@@ -981,20 +1029,7 @@ static int bpe_word(const tok_gguf_t *g, scratch_t *sc, const unsigned char *w, 
     sc->prev[i] = (int32_t)i - 1;
     sc->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
   }
-  sc->heap.n = 0;
-  for (size_t i = 0; i + 1 < n; ++i)
-    if (bpe_try(g, sc, (int32_t)i, (int32_t)i + 1) != 0) return -1;
-  while (sc->heap.n > 0) {
-    cand_t c = heap_pop(&sc->heap);
-    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
-    sc->id[c.l] = c.res;
-    sc->id[c.r] = GV_DEAD;
-    int32_t nx = sc->next[c.r];
-    sc->next[c.l] = nx;
-    if (nx >= 0) sc->prev[nx] = c.l;
-    if (sc->prev[c.l] >= 0 && bpe_try(g, sc, sc->prev[c.l], c.l) != 0) return -1;
-    if (nx >= 0 && bpe_try(g, sc, c.l, nx) != 0) return -1;
-  }
+  if (merge_symbols(g, sc, (int32_t)n) != 0) return -1;
   for (int32_t i = 0; i >= 0; i = sc->next[i])
     if (sc->id[i] >= 0 && tok_vec_push(out, sc->id[i]) != 0) return -1;
   return 0;
@@ -1017,6 +1052,8 @@ static int utf8_valid(const unsigned char *s, size_t n) {
   return 1;
 }
 
+static const char k_text_oom[] = "%s: out of memory for %zu bytes of text";
+
 static deco_status_t bpe_text(const tok_gguf_t *g, scratch_t *sc, const char *text, size_t len, tok_vec_t *out) {
   const unsigned char *bytes = (const unsigned char *)text, *subject = bytes;
   size_t n = len;
@@ -1025,7 +1062,7 @@ static deco_status_t bpe_text(const tok_gguf_t *g, scratch_t *sc, const char *te
      * stands (PCRE2 matches well-formed UTF-8 only), the merges see the
      * bytes llama.cpp would re-encode. Both have the same length. */
     if (len > SIZE_MAX / 8 || scratch_buf(&sc->buf, &sc->buf_cap, 6 * len) != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of text", g->name, len);
+      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
     unsigned char *b = sc->buf, *s = sc->buf + 3 * len;
     n = 0;
     for (size_t i = 0; i < len;) {
@@ -1046,7 +1083,7 @@ static deco_status_t bpe_text(const tok_gguf_t *g, scratch_t *sc, const char *te
   DECO_TRY(deco_tok_pretok_split(g->pretok, (const char *)subject, n, &sc->spans));
   for (size_t i = 0; i < sc->spans.n; ++i)
     if (bpe_word(g, sc, bytes + sc->spans.a[i].off, sc->spans.a[i].len, out) != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of text", g->name, len);
+      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -1068,16 +1105,11 @@ static int spm_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
   return heap_push(&sc->heap, c);
 }
 
-/* One text fragment; prefix: llama.cpp's space before a fragment that
- * follows a special token (or starts the text). */
-static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *text, size_t len, int prefix,
-                              tok_vec_t *out) {
-  static const char oom[] = "%s: out of memory for %zu bytes of text";
-  if (len > SIZE_MAX / 4 - 4 || scratch_buf(&sc->buf, &sc->buf_cap, 3 * (len + 1)) != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  unsigned char *e = sc->buf;
-  size_t n = 0;
+/* text[0..len) with spaces as "▁" (and one before it with prefix) into e
+ * (room for 3 * (len + 1) bytes); returns the length. */
+static size_t spm_escape(const char *text, size_t len, int prefix, unsigned char *e) {
   static const unsigned char space[3] = {0xE2, 0x96, 0x81};
+  size_t n = 0;
   if (prefix) {
     memcpy(e, space, 3);
     n = 3;
@@ -1090,9 +1122,12 @@ static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *te
       e[n++] = (unsigned char)text[i];
     }
   }
-  if (n == 0) return DECO_STATUS_SUCCESS;
-  if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  /* Symbols: llama.cpp's unicode_len_utf8 of each lead byte, cut at the end. */
+  return n;
+}
+
+/* Symbols of e[0..n): llama.cpp's unicode_len_utf8 of each lead byte, cut
+ * at the end; returns their count. */
+static int32_t spm_symbols(scratch_t *sc, const unsigned char *e, size_t n) {
   static const uint8_t lead_len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
   int32_t ns = 0;
   for (size_t i = 0; i < n;) {
@@ -1105,26 +1140,19 @@ static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *te
     ++ns;
     i += k;
   }
-  sc->heap.n = 0;
-  for (int32_t i = 0; i + 1 < ns; ++i)
-    if (spm_try(g, sc, i, i + 1) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  while (sc->heap.n > 0) {
-    cand_t c = heap_pop(&sc->heap);
-    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
-    sc->id[c.l] += sc->id[c.r];
-    sc->id[c.r] = 0;
-    int32_t nx = sc->next[c.r];
-    sc->next[c.l] = nx;
-    if (nx >= 0) sc->prev[nx] = c.l;
-    if ((sc->prev[c.l] >= 0 && spm_try(g, sc, sc->prev[c.l], c.l) != 0) || (nx >= 0 && spm_try(g, sc, c.l, nx) != 0))
-      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  }
+  return ns;
+}
+
+/* The merged symbols of e to ids: a symbol that is a token, else each of
+ * its bytes' tokens. len: the fragment's length, for messages. */
+static deco_status_t spm_emit(const tok_gguf_t *g, const scratch_t *sc, const unsigned char *e, size_t len,
+                              tok_vec_t *out) {
   for (int32_t i = 0; i >= 0; i = sc->next[i]) {
     const char *s = (const char *)e + sc->start[i];
     size_t k = (size_t)sc->id[i];
     int32_t id = gv_find(g, s, k);
     if (id >= 0) {
-      if (tok_vec_push(out, id) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
+      if (tok_vec_push(out, id) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
       continue;
     }
     for (size_t j = 0; j < k; ++j) {
@@ -1133,79 +1161,122 @@ static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *te
         return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                          "%s: the text holds byte 0x%02x, which has no token (no <0x%02X> and no token of that byte)",
                          g->name, (unsigned char)s[j], (unsigned char)s[j]);
-      if (tok_vec_push(out, b) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
+      if (tok_vec_push(out, b) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
     }
   }
   return DECO_STATUS_SUCCESS;
 }
 
+/* One text fragment; prefix: llama.cpp's space before a fragment that
+ * follows a special token (or starts the text). */
+static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *text, size_t len, int prefix,
+                              tok_vec_t *out) {
+  if (len > SIZE_MAX / 4 - 4 || scratch_buf(&sc->buf, &sc->buf_cap, 3 * (len + 1)) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
+  unsigned char *e = sc->buf;
+  size_t n = spm_escape(text, len, prefix, e);
+  if (n == 0) return DECO_STATUS_SUCCESS;
+  if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0 || merge_symbols(g, sc, spm_symbols(sc, e, n)) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
+  return spm_emit(g, sc, e, len, out);
+}
+
 /* ---- the operations -------------------------------------------------------------- */
+
+/* Every text segment's bytes, back to back, in a new buffer; NULL when
+ * out of memory. */
+static char *join_segments(const tok_segment_t *segs, int n_segs) {
+  size_t total = 0;
+  for (int i = 0; i < n_segs; ++i) total += segs[i].id >= 0 ? 0 : segs[i].len;
+  char *own = malloc(total ? total : 1);
+  if (!own) return NULL;
+  size_t o = 0;
+  for (int i = 0; i < n_segs; ++i)
+    if (segs[i].id < 0 && segs[i].len) {
+      memcpy(own + o, segs[i].text, segs[i].len);
+      o += segs[i].len;
+    }
+  return own;
+}
+
+/* The segments as fragments of buf: given tokens as they are, text cut at
+ * special tokens, then text that touches text joined into one fragment.
+ * -1 when out of memory. */
+static int segment_fragments(const tok_gguf_t *g, const tok_segment_t *segs, int n_segs, const char *buf,
+                             frags_t *f) {
+  int rc = 0;
+  size_t o = 0;
+  for (int i = 0; i < n_segs && rc == 0; ++i) {
+    if (segs[i].id >= 0) {
+      rc = frag_push(f, 0, 0, segs[i].id);
+    } else {
+      rc = partition(g, buf, o, segs[i].len, segs[i].parse_special, f);
+      o += segs[i].len;
+    }
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < f->n && rc == 0; ++i) {
+    if (m > 0 && f->a[i].id < 0 && f->a[m - 1].id < 0 && f->a[m - 1].off + f->a[m - 1].len == f->a[i].off)
+      f->a[m - 1].len += f->a[i].len;
+    else
+      f->a[m++] = f->a[i];
+  }
+  f->n = m;
+  return rc;
+}
+
+static const char k_tokenize_oom[] = "%s: out of memory tokenizing";
+
+/* Each fragment to ids: a token as it is, text through SentencePiece or
+ * byte-level BPE. */
+static deco_status_t encode_fragments(const tok_gguf_t *g, const char *buf, const frags_t *f, tok_vec_t *out) {
+  deco_status_t s = DECO_STATUS_SUCCESS;
+  scratch_t sc = {0};
+  int prev_special = 1;
+  for (size_t i = 0; i < f->n && s == DECO_STATUS_SUCCESS; ++i) {
+    const frag_t *fr = &f->a[i];
+    if (fr->id >= 0) {
+      if (tok_vec_push(out, fr->id) != 0) s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
+      prev_special = 1;
+    } else if (g->spm) {
+      s = spm_text(g, &sc, buf + fr->off, fr->len, g->add_space_prefix && prev_special, out);
+      prev_special = 0;
+    } else {
+      s = bpe_text(g, &sc, buf + fr->off, fr->len, out);
+      prev_special = 0;
+    }
+  }
+  scratch_free(&sc);
+  return s;
+}
+
+/* Pushes special token `which` when `add` says so and the vocabulary has it. */
+static deco_status_t push_special(const tok_gguf_t *g, int add, deco_special_token_t which, tok_vec_t *out) {
+  if (add && g->special[which] >= 0 && tok_vec_push(out, g->special[which]) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
+  return DECO_STATUS_SUCCESS;
+}
 
 deco_status_t deco_tok_gguf_encode_segments(const deco_tokenizer_t *t, const tok_segment_t *segs, int n_segs,
                                             int add_special, tok_vec_t *out) {
   const tok_gguf_t *g = t->g;
-  static const char oom[] = "%s: out of memory tokenizing";
   /* One buffer holds every segment's text, so adjacent text is contiguous. */
   const char *buf = NULL;
   char *own = NULL;
   if (n_segs == 1) {
     buf = segs[0].text;
   } else {
-    size_t total = 0;
-    for (int i = 0; i < n_segs; ++i) total += segs[i].id >= 0 ? 0 : segs[i].len;
-    own = malloc(total ? total : 1);
-    if (!own) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-    size_t o = 0;
-    for (int i = 0; i < n_segs; ++i)
-      if (segs[i].id < 0 && segs[i].len) {
-        memcpy(own + o, segs[i].text, segs[i].len);
-        o += segs[i].len;
-      }
+    own = join_segments(segs, n_segs);
+    if (!own) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
     buf = own;
   }
   frags_t f = {0};
-  int rc = 0;
-  size_t o = 0;
-  for (int i = 0; i < n_segs && rc == 0; ++i) {
-    if (segs[i].id >= 0) {
-      rc = frag_push(&f, 0, 0, segs[i].id);
-    } else {
-      rc = partition(g, buf, o, segs[i].len, segs[i].parse_special, &f);
-      o += segs[i].len;
-    }
-  }
-  /* Text that touches text is one fragment. */
-  size_t m = 0;
-  for (size_t i = 0; i < f.n && rc == 0; ++i) {
-    if (m > 0 && f.a[i].id < 0 && f.a[m - 1].id < 0 && f.a[m - 1].off + f.a[m - 1].len == f.a[i].off)
-      f.a[m - 1].len += f.a[i].len;
-    else
-      f.a[m++] = f.a[i];
-  }
-  f.n = m;
   deco_status_t s = DECO_STATUS_SUCCESS;
-  if (rc != 0) s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-  if (s == DECO_STATUS_SUCCESS && add_special && g->add_bos && g->special[DECO_TOKEN_BOS] >= 0 &&
-      tok_vec_push(out, g->special[DECO_TOKEN_BOS]) != 0)
-    s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-  scratch_t sc = {0};
-  int prev_special = 1;
-  for (size_t i = 0; i < f.n && s == DECO_STATUS_SUCCESS; ++i) {
-    if (f.a[i].id >= 0) {
-      if (tok_vec_push(out, f.a[i].id) != 0) s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-      prev_special = 1;
-    } else if (g->spm) {
-      s = spm_text(g, &sc, buf + f.a[i].off, f.a[i].len, g->add_space_prefix && prev_special, out);
-      prev_special = 0;
-    } else {
-      s = bpe_text(g, &sc, buf + f.a[i].off, f.a[i].len, out);
-      prev_special = 0;
-    }
-  }
-  if (s == DECO_STATUS_SUCCESS && add_special && g->add_eos && g->special[DECO_TOKEN_EOS] >= 0 &&
-      tok_vec_push(out, g->special[DECO_TOKEN_EOS]) != 0)
-    s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-  scratch_free(&sc);
+  if (segment_fragments(g, segs, n_segs, buf, &f) != 0)
+    s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
+  if (s == DECO_STATUS_SUCCESS) s = push_special(g, add_special && g->add_bos, DECO_TOKEN_BOS, out);
+  if (s == DECO_STATUS_SUCCESS) s = encode_fragments(g, buf, &f, out);
+  if (s == DECO_STATUS_SUCCESS) s = push_special(g, add_special && g->add_eos, DECO_TOKEN_EOS, out);
   free(f.a);
   free(own);
   return s;
