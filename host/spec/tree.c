@@ -100,9 +100,8 @@ static deco_status_t rank_path_parent(const int32_t *ranks, const int32_t *offse
 deco_status_t deco_tree_from_rank_paths(const int32_t *ranks, const int32_t *offsets, int n_paths, int32_t *parent,
                                         int32_t *rank) {
   static const char *const op = k_rank_paths_op;
-  DECO_CHECK_PTR(NULL, offsets, op);
-  DECO_CHECK_PTR(NULL, parent, op);
-  DECO_CHECK_PTR(NULL, rank, op);
+  const deco_ptr_arg_t args[] = {DECO_PTR_ARG(offsets), DECO_PTR_ARG(parent), DECO_PTR_ARG(rank)};
+  DECO_CHECK_PTR_ARGS(NULL, args, op);
   DECO_CHECK_RANGE(NULL, n_paths, 0, DECO_TREE_MAX_NODES - 1, op);
   if (n_paths > 0) DECO_CHECK_PTR(NULL, ranks, op);
   if (offsets[0] < 0)
@@ -180,10 +179,9 @@ static deco_status_t walk_child_sibling(const int32_t *first_child, const int32_
 deco_status_t deco_tree_from_child_sibling(const int32_t *first_child, const int32_t *next_sibling, int n_nodes,
                                            int32_t *parent, int32_t *order) {
   static const char *const op = k_child_sibling_op;
-  DECO_CHECK_PTR(NULL, first_child, op);
-  DECO_CHECK_PTR(NULL, next_sibling, op);
-  DECO_CHECK_PTR(NULL, parent, op);
-  DECO_CHECK_PTR(NULL, order, op);
+  const deco_ptr_arg_t args[] = {DECO_PTR_ARG(first_child), DECO_PTR_ARG(next_sibling), DECO_PTR_ARG(parent),
+                                 DECO_PTR_ARG(order)};
+  DECO_CHECK_PTR_ARGS(NULL, args, op);
   DECO_CHECK_RANGE(NULL, n_nodes, 1, DECO_TREE_MAX_NODES, op);
   DECO_TRY(check_child_sibling_links(first_child, next_sibling, n_nodes));
   return walk_child_sibling(first_child, next_sibling, n_nodes, parent, order);
