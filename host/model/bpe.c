@@ -716,8 +716,7 @@ static deco_status_t gv_read(tok_gguf_t *g, const deco_gguf_t *gg, const char *n
   DECO_TRY(gv_model(g, gg, nm));
   DECO_TRY(gv_tokens(g, gg, nm));
   DECO_TRY(gv_types(g, gg, nm));
-  if (g->spm) DECO_TRY(gv_scores(g, gg, nm));
-  if (!g->spm) DECO_TRY(gv_merges(g, gg, nm));
+  DECO_TRY(g->spm ? gv_scores(g, gg, nm) : gv_merges(g, gg, nm));
   DECO_TRY(gv_specials(g, gg, nm));
   DECO_TRY(gv_pieces(g, nm));
   tok_pretok_info_t info = {.ignore_merges = 0, .add_bos = 1};
