@@ -510,6 +510,90 @@ Test(bpe, bad_vocabularies) {
   expect_bad(&v, DECO_STATUS_BAD_FORMAT, "not <0xHH>");
 }
 
+static void set_last_token(tvocab_t *v, const char *text) {
+  free(v->tok[v->n_tok - 1]);
+  v->tok[v->n_tok - 1] = strdup(text);
+  v->tok_len[v->n_tok - 1] = strlen(text);
+}
+
+/* Spoils the tiny vocabulary as case c of k_bad_vocab says. */
+static void spoil_vocab(tvocab_t *v, int c) {
+  switch (c) {
+  case 0: v->n_merge = -1; break;
+  case 1: v->merge[1] = "ab d"; break;
+  case 2: v->merge[0] = "a zz"; break;
+  case 3: v->merge[2] = " abc"; break;
+  case 4: v->n_type = v->n_tok - 1; break;
+  case 5: set_last_token(v, "a\xff"); break;
+  case 6: set_last_token(v, "ab"); break;
+  case 7: v->model = "bert"; break;
+  case 8: v->pre = "a-pre-tokenizer-name-longer-than-sixty-three-bytes-is-never-one-deco-knows"; break;
+  case 9: v->bos = v->n_tok; break;
+  case 10: v->type[5] = 6; break;
+  case 11: tv_free(v); break; /* no tokens at all */
+  }
+  for (int i = 0; i < v->n_merge; ++i) v->merge_len[i] = strlen(v->merge[i]);
+}
+
+/* The load errors of bad_vocabularies (and an empty token list), word for
+ * word. */
+static const struct {
+  deco_status_t status;
+  const char *message;
+} k_bad_vocab[] = {
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.merges is missing (a gpt2 vocabulary needs its merges)"},
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.merges[1] ('ab d') names a merged token, which is not "
+                             "in tokenizer.ggml.tokens"},
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.merges[0] ('a zz') names its second part, which is "
+                             "not in tokenizer.ggml.tokens"},
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.merges[2] (' abc') has no space between two parts"},
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.token_type has 266 entries but tokenizer.ggml.tokens "
+                             "has 267 (one type per token)"},
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.tokens[266] ('a\\xff') is not valid UTF-8 at byte 1"},
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.tokens[266] ('ab') repeats token 256"},
+    {DECO_STATUS_UNSUPPORTED, "tv.gguf: metadata tokenizer.ggml.model is 'bert'; deco reads gpt2 (byte-level BPE) "
+                              "and llama (SentencePiece)"},
+    {DECO_STATUS_UNSUPPORTED, "tv.gguf: metadata tokenizer.ggml.pre 'a-pre-tokenizer-name-longer-than-sixty-t...' is "
+                              "no pre-tokenizer deco knows"},
+    {DECO_STATUS_BAD_FORMAT,
+     "tv.gguf: metadata tokenizer.ggml.bos_token_id = 267 is outside the vocabulary of 267 tokens"},
+    {DECO_STATUS_BAD_FORMAT,
+     "tv.gguf: metadata tokenizer.ggml.tokens[5] ('\\xc4\\x85') has token_type 6 (byte) but is not <0xHH>"},
+    {DECO_STATUS_BAD_FORMAT, "tv.gguf: metadata tokenizer.ggml.tokens has 0 tokens, expected 1..16777216"},
+};
+
+Test(bpe, bad_vocabulary_messages) {
+  for (int c = 0; c < (int)(sizeof k_bad_vocab / sizeof k_bad_vocab[0]); ++c) {
+    tvocab_t v;
+    tv_tiny(&v);
+    spoil_vocab(&v, c);
+    expect_bad(&v, k_bad_vocab[c].status, k_bad_vocab[c].message);
+    cr_assert_str_eq(deco_last_error(NULL), k_bad_vocab[c].message); /* word for word */
+  }
+}
+
+/* A SentencePiece byte with neither a <0xHH> token nor a token of its own. */
+Test(bpe, spm_byte_without_token_message) {
+  const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};
+  gbuf_t b;
+  gb_begin(&b);
+  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
+  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, NULL, 4);
+  gb_end(&b);
+  deco_tokenizer_t *t = NULL;
+  deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
+  free(b.p);
+  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  int32_t ids[8];
+  int n = -1;
+  cr_assert_eq(deco_tokenizer_tokenize(t, "a a", 3, 0, ids, 8, &n), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  cr_assert(n == 2 && ids[0] == 3 && ids[1] == 3);
+  cr_assert_eq(deco_tokenizer_tokenize(t, "ab", 2, 0, ids, 8, &n), DECO_STATUS_BAD_FORMAT);
+  cr_assert_str_eq(deco_last_error(NULL),
+                   "spm.gguf: the text holds byte 0x62, which has no token (no <0x62> and no token of that byte)");
+  deco_tokenizer_destroy(t);
+}
+
 Test(bpe, empty_tokens_are_renamed) {
   tvocab_t v;
   tv_tiny(&v);

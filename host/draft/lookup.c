@@ -35,6 +35,45 @@ static deco_status_t read_config(const deco_lookup_config_t *in, deco_lookup_con
   return DECO_STATUS_SUCCESS;
 }
 
+/* The draft trie being built: node 0 is the root, at most cap nodes. */
+typedef struct trie {
+  int32_t *tokens, *parents;
+  int n, cap;
+} trie_t;
+
+/* Adds the path ids[0..len) below the root, sharing the nodes of an
+ * existing prefix, until the trie is full. */
+static void trie_add(trie_t *t, const int32_t *ids, int len) {
+  int node = 0;
+  for (int k = 0; k < len; ++k) {
+    int child = find_child(t->tokens, t->parents, t->n, node, ids[k]);
+    if (child < 0) {
+      if (t->n == t->cap) break;
+      child = t->n++;
+      t->tokens[child] = ids[k];
+      t->parents[child] = node;
+    }
+    node = child;
+  }
+}
+
+/* Each earlier occurrence of the history's last ng ids (ng < n_history),
+ * newest first, adds what followed it (at most draft_len ids) while the
+ * trie has room. Returns 1 if there was any occurrence. */
+static int add_ngram_matches(trie_t *t, const int32_t *history, int n_history, int ng, int draft_len) {
+  const int32_t *suffix = history + n_history - ng;
+  int found = 0;
+  /* Occurrence at i, followed by history[i + ng]; newest first. */
+  for (int i = n_history - 1 - ng; i >= 0 && t->n < t->cap; --i) {
+    if (memcmp(history + i, suffix, sizeof(int32_t) * (size_t)ng) != 0) continue;
+    found = 1;
+    int start = i + ng, len = n_history - start;
+    if (len > draft_len) len = draft_len;
+    trie_add(t, history + start, len);
+  }
+  return found;
+}
+
 deco_status_t deco_lookup_draft(const int32_t *history, int n_history, const deco_lookup_config_t *config,
                                 int32_t *tokens, int32_t *parents, int *n_nodes) {
   static const char op[] = "deco_lookup_draft";
@@ -44,35 +83,15 @@ deco_status_t deco_lookup_draft(const int32_t *history, int n_history, const dec
   deco_lookup_config_t cfg;
   DECO_TRY(read_config(config, &cfg, op));
   const deco_lookup_config_t *c = &cfg;
-  const int cap = c->max_nodes + 1;
-  int n = 1;
+  trie_t t = {.tokens = tokens, .parents = parents, .n = 1, .cap = c->max_nodes + 1};
   tokens[0] = history[n_history - 1];
   parents[0] = -1;
+  /* The longest n-gram with any earlier occurrence supplies the draft. */
   for (int ng = c->max_ngram; ng >= c->min_ngram; --ng) {
     if (ng >= n_history) continue; /* no earlier occurrence can exist */
-    const int32_t *suffix = history + n_history - ng;
-    int found = 0;
-    /* Occurrence at i, followed by history[i + ng]; newest first. */
-    for (int i = n_history - 1 - ng; i >= 0 && n < cap; --i) {
-      if (memcmp(history + i, suffix, sizeof(int32_t) * (size_t)ng) != 0) continue;
-      found = 1;
-      int start = i + ng, len = n_history - start;
-      if (len > c->draft_len) len = c->draft_len;
-      int node = 0;
-      for (int k = 0; k < len; ++k) {
-        int child = find_child(tokens, parents, n, node, history[start + k]);
-        if (child < 0) {
-          if (n == cap) break;
-          child = n++;
-          tokens[child] = history[start + k];
-          parents[child] = node;
-        }
-        node = child;
-      }
-    }
-    if (found) break;
+    if (add_ngram_matches(&t, history, n_history, ng, c->draft_len)) break;
   }
-  *n_nodes = n;
+  *n_nodes = t.n;
   return DECO_STATUS_SUCCESS;
 }
 

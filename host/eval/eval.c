@@ -130,13 +130,19 @@ static deco_status_t eval_window(side_t *sides, int n_sides, const int32_t *win,
   return st;
 }
 
-deco_status_t deco_eval_ids(deco_model_t *model, const int32_t *ids, int n, const deco_eval_config_t *config,
-                            deco_eval_stats_t *acc) {
-  static const char op[] = "deco_eval_ids";
-  if (!model) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+static const char k_eval_op[] = "deco_eval_ids";
+
+/* An evaluation's settings, checked against the models. */
+typedef struct eval_plan {
+  deco_eval_config_t c;
+  int vocab;  /* ids of the model (and of the reference) */
+  int window; /* ids per window, 2..the shorter context */
+  int chunk;  /* rows per forward call, 1..window */
+} eval_plan_t;
+
+static deco_status_t eval_plan(deco_model_t *model, const deco_eval_config_t *config, eval_plan_t *p) {
+  static const char *const op = k_eval_op;
   deco_ctx_t *ctx = deco_model_ctx(model);
-  if (!acc || (!ids && n > 0)) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
-  if (n < 0) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %d < 0", op, n);
   deco_eval_config_t c = DECO_EVAL_CONFIG_INIT;
   if (config) {
     if (config->size < sizeof c)
@@ -158,32 +164,63 @@ deco_status_t deco_eval_ids(deco_model_t *model, const int32_t *ids, int n, cons
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: window %d outside [2, %d]", op, window, max_window);
   if (c.window_bos >= vocab)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: window_bos %d >= vocab %d", op, (int)c.window_bos, vocab);
-  const int chunk = c.chunk > 0 ? (c.chunk < window ? c.chunk : window) : (64 < window ? 64 : window);
-  for (int i = 0; i < n; ++i)
-    if (ids[i] < 0 || ids[i] >= vocab)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: id %d at %d outside the vocabulary of %d", op,
-                       (int)ids[i], i, vocab);
-  if (n < 2) return DECO_STATUS_SUCCESS;
+  p->c = c;
+  p->vocab = vocab;
+  p->window = window;
+  p->chunk = c.chunk > 0 ? (c.chunk < window ? c.chunk : window) : (64 < window ? 64 : window);
+  return DECO_STATUS_SUCCESS;
+}
 
+/* The next window into win: its first id (ids[0] for the first window,
+ * else window_bos or the id before ids[next]), then as many ids from
+ * ids[next] as fit. Returns its length; *take: the ids taken from next. */
+static int fill_window(const eval_plan_t *p, const int32_t *ids, int n, int next, int first, int32_t *win,
+                       int *take) {
+  int len = 0;
+  if (first) win[len++] = ids[0];
+  else win[len++] = p->c.window_bos >= 0 ? p->c.window_bos : ids[next - 1];
+  *take = n - next < p->window - len ? n - next : p->window - len;
+  memcpy(win + len, ids + next, sizeof(int32_t) * (size_t)*take);
+  return len + *take;
+}
+
+/* Scores ids[1..n) (n >= 2), window after window. */
+static deco_status_t eval_windows(deco_model_t *model, const int32_t *ids, int n, const eval_plan_t *p,
+                                  deco_eval_stats_t *acc) {
+  deco_ctx_t *ctx = deco_model_ctx(model);
   side_t sides[2];
   memset(sides, 0, sizeof sides);
-  const int n_sides = c.ref ? 2 : 1;
-  int32_t *win = malloc(sizeof(int32_t) * (size_t)window);
-  deco_status_t st = win ? DECO_STATUS_SUCCESS : DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory", op);
+  const int n_sides = p->c.ref ? 2 : 1;
+  int32_t *win = malloc(sizeof(int32_t) * (size_t)p->window);
+  deco_status_t st =
+      win ? DECO_STATUS_SUCCESS : DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory", k_eval_op);
   for (int k = 0; k < n_sides && st == DECO_STATUS_SUCCESS; ++k)
-    st = side_open(&sides[k], k ? c.ref : model, window, chunk, vocab);
+    st = side_open(&sides[k], k ? p->c.ref : model, p->window, p->chunk, p->vocab);
   /* next: the first id not yet scored (id 0 is never scored). */
   for (int next = 1, first = 1; st == DECO_STATUS_SUCCESS && next < n; first = 0) {
-    int len = 0;
-    if (first) win[len++] = ids[0];
-    else win[len++] = c.window_bos >= 0 ? c.window_bos : ids[next - 1];
-    const int take = n - next < window - len ? n - next : window - len;
-    memcpy(win + len, ids + next, sizeof(int32_t) * (size_t)take);
-    len += take;
-    st = eval_window(sides, n_sides, win, len, chunk, vocab, next - 1, acc);
+    int take;
+    const int len = fill_window(p, ids, n, next, first, win, &take);
+    st = eval_window(sides, n_sides, win, len, p->chunk, p->vocab, next - 1, acc);
     next += take;
   }
   for (int k = 0; k < n_sides; ++k) side_close(&sides[k]);
   free(win);
   return st;
+}
+
+deco_status_t deco_eval_ids(deco_model_t *model, const int32_t *ids, int n, const deco_eval_config_t *config,
+                            deco_eval_stats_t *acc) {
+  static const char *const op = k_eval_op;
+  if (!model) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: model is NULL", op);
+  deco_ctx_t *ctx = deco_model_ctx(model);
+  if (!acc || (!ids && n > 0)) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
+  if (n < 0) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %d < 0", op, n);
+  eval_plan_t p = {.c = DECO_EVAL_CONFIG_INIT}; /* eval_plan fills it in */
+  DECO_TRY(eval_plan(model, config, &p));
+  for (int i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= p.vocab)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: id %d at %d outside the vocabulary of %d", op,
+                       (int)ids[i], i, p.vocab);
+  if (n < 2) return DECO_STATUS_SUCCESS;
+  return eval_windows(model, ids, n, &p, acc);
 }

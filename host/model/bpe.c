@@ -214,9 +214,6 @@ static deco_status_t gv_oom(const char *nm) {
   return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory reading the vocabulary", nm);
 }
 
-#define GV_FAIL(status, ...) (s = DECO_FAIL(NULL, status, __VA_ARGS__))
-#define GV_OOM() (s = gv_oom(nm))
-
 #define GV_TYPE(t) (1u << (t))
 
 /* An array key's element type, which must be one of `types` (a GV_TYPE bit
@@ -245,19 +242,45 @@ static deco_status_t gv_per_token(const tok_gguf_t *g, const deco_gguf_t *gg, co
   return DECO_STATUS_SUCCESS;
 }
 
-/* The text of every token, unique, well-formed UTF-8; empty ones renamed. */
-static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
-  deco_status_t s = DECO_STATUS_SUCCESS;
-  static const char key[] = "tokenizer.ggml.tokens";
-  uint32_t et;
-  uint64_t count;
-  DECO_TRY(gv_array(gg, key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
-  if (count < 1 || count > GV_MAX_VOCAB)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu tokens, expected 1..%d", nm, key,
-                     (unsigned long long)count, GV_MAX_VOCAB);
-  deco_gguf_str_t *strs = malloc(sizeof *strs * (size_t)count);
-  if (!strs) return GV_OOM();
-  if ((s = deco_gguf_get_strings(gg, key, strs, count, &count)) != DECO_STATUS_SUCCESS) goto done;
+static const char k_tokens_key[] = "tokenizer.ggml.tokens";
+
+/* Fails unless token i's text t[0..len) is well-formed UTF-8. */
+static deco_status_t gv_check_utf8(const char *t, size_t len, uint64_t i, const char *nm) {
+  for (size_t k = 0; k < len;) {
+    size_t sub;
+    int inc;
+    size_t q = deco_utf8_sequence((const unsigned char *)t + k, len - k, &sub, &inc);
+    if (!q) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') is not valid UTF-8 at byte %zu", nm,
+                       k_tokens_key, (unsigned long long)i, quote(qb, t, len), k);
+    }
+    k += q;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Enters token i, text t[0..len), into the text -> id table; fails if an
+ * earlier token has the same text. */
+static deco_status_t gv_hash_token(tok_gguf_t *g, int32_t i, const char *t, size_t len, const char *nm) {
+  for (size_t h = (size_t)deco_fnv1a64(t, len) & g->hash_mask;; h = (h + 1) & g->hash_mask) {
+    int32_t other = g->hash[h];
+    if (other < 0) {
+      g->hash[h] = i;
+      return DECO_STATUS_SUCCESS;
+    }
+    size_t olen;
+    const char *ot = tok_txt(g, other, &olen);
+    if (olen == len && memcmp(ot, t, len) == 0) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') repeats token %d", nm,
+                       k_tokens_key, (unsigned long long)i, quote(qb, t, len), (int)other);
+    }
+  }
+}
+
+/* The token texts strs[0..count) into g->text and the table. */
+static deco_status_t gv_token_table(tok_gguf_t *g, const deco_gguf_str_t *strs, uint64_t count, const char *nm) {
   g->n = (int)count;
   size_t total = 0;
   for (uint64_t i = 0; i < count; ++i) total += (strs[i].len ? strs[i].len : 24) + 1;
@@ -265,13 +288,9 @@ static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char 
   g->text_off = malloc(sizeof(size_t) * ((size_t)count + 1));
   g->hash_mask = table_size((size_t)count) - 1;
   g->hash = malloc(sizeof(int32_t) * (g->hash_mask + 1));
-  if (!g->text || !g->text_off || !g->hash) {
-    GV_OOM();
-    goto done;
-  }
+  if (!g->text || !g->text_off || !g->hash) return gv_oom(nm);
   memset(g->hash, 0xFF, sizeof(int32_t) * (g->hash_mask + 1));
   size_t off = 0;
-  char qb[200];
   for (uint64_t i = 0; i < count; ++i) {
     const char *t = strs[i].s;
     size_t len = (size_t)strs[i].len;
@@ -280,40 +299,30 @@ static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char 
       len = (size_t)snprintf(empty, sizeof empty, "[EMPTY_%llu]", (unsigned long long)i);
       t = empty;
     }
-    for (size_t k = 0; k < len;) {
-      size_t sub;
-      int inc;
-      size_t q = deco_utf8_sequence((const unsigned char *)t + k, len - k, &sub, &inc);
-      if (!q) {
-        GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') is not valid UTF-8 at byte %zu", nm, key,
-                (unsigned long long)i, quote(qb, t, len), k);
-        goto done;
-      }
-      k += q;
-    }
+    DECO_TRY(gv_check_utf8(t, len, i, nm));
     g->text_off[i] = off;
     memcpy(g->text + off, t, len);
     g->text[off + len] = '\0';
     off += len + 1;
     if (len > g->max_text_len) g->max_text_len = len;
-    size_t h = (size_t)deco_fnv1a64(t, len) & g->hash_mask;
-    for (;; h = (h + 1) & g->hash_mask) {
-      int32_t other = g->hash[h];
-      if (other < 0) {
-        g->hash[h] = (int32_t)i;
-        break;
-      }
-      size_t olen;
-      const char *ot = tok_txt(g, other, &olen);
-      if (olen == len && memcmp(ot, t, len) == 0) {
-        GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') repeats token %d", nm, key,
-                (unsigned long long)i, quote(qb, t, len), (int)other);
-        goto done;
-      }
-    }
+    DECO_TRY(gv_hash_token(g, (int32_t)i, t, len, nm));
   }
   g->text_off[count] = off;
-done:
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The text of every token, unique, well-formed UTF-8; empty ones renamed. */
+static deco_status_t gv_tokens(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  uint32_t et;
+  uint64_t count;
+  DECO_TRY(gv_array(gg, k_tokens_key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
+  if (count < 1 || count > GV_MAX_VOCAB)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu tokens, expected 1..%d", nm,
+                     k_tokens_key, (unsigned long long)count, GV_MAX_VOCAB);
+  deco_gguf_str_t *strs = malloc(sizeof *strs * (size_t)count);
+  if (!strs) return gv_oom(nm);
+  deco_status_t s = deco_gguf_get_strings(gg, k_tokens_key, strs, count, &count);
+  if (s == DECO_STATUS_SUCCESS) s = gv_token_table(g, strs, count, nm);
   free(strs);
   return s;
 }
@@ -365,71 +374,77 @@ static deco_status_t gv_scores(tok_gguf_t *g, const deco_gguf_t *gg, const char 
   return DECO_STATUS_SUCCESS;
 }
 
+static const char k_merges_key[] = "tokenizer.ggml.merges";
+
+/* The token whose text is x[0..lx) followed by y[0..ly) into *id (-1 when
+ * there is none); fails only when out of memory. */
+static deco_status_t gv_find_joined(const tok_gguf_t *g, const char *x, size_t lx, const char *y, size_t ly,
+                                    const char *nm, int32_t *id) {
+  *id = -1;
+  if (lx + ly > g->max_text_len) return DECO_STATUS_SUCCESS;
+  char *xy = malloc(lx + ly + 1);
+  if (!xy) return gv_oom(nm);
+  memcpy(xy, x, lx);
+  memcpy(xy + lx, y, ly);
+  *id = gv_find(g, xy, lx + ly);
+  free(xy);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Merge i, text w[0..len): its pair and result into the table, unless the
+ * pair is there already. */
+static deco_status_t gv_merge_add(tok_gguf_t *g, uint64_t i, const char *w, size_t len, const char *nm) {
+  char qb[200];
+  const char *sp = len > 1 ? memchr(w + 1, ' ', len - 1) : NULL;
+  if (!sp)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') has no space between two parts", nm,
+                     k_merges_key, (unsigned long long)i, quote(qb, w, len));
+  size_t la = (size_t)(sp - w), lb = len - la - 1;
+  int32_t a = gv_find(g, w, la), b = gv_find(g, sp + 1, lb), r = -1;
+  if (a >= 0 && b >= 0) DECO_TRY(gv_find_joined(g, w, la, sp + 1, lb, nm, &r));
+  if (a < 0 || b < 0 || r < 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: metadata %s[%llu] ('%s') names %s, which is not in tokenizer.ggml.tokens", nm, k_merges_key,
+                     (unsigned long long)i, quote(qb, w, len),
+                     a < 0 ? "its first part" : b < 0 ? "its second part" : "a merged token");
+  uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+  size_t h = (size_t)mix64(k) & g->merge_mask;
+  while (g->merge_key[h] != UINT64_MAX && g->merge_key[h] != k) h = (h + 1) & g->merge_mask;
+  if (g->merge_key[h] == UINT64_MAX) {
+    g->merge_key[h] = k;
+    g->merge_rank[h] = (int32_t)i;
+    g->merge_res[h] = r;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 /* Merges "A B" (split at the first space after the first byte, as
  * llama.cpp does): A, B and AB must be tokens; a repeated pair keeps its
  * first rank. */
 static deco_status_t gv_merges(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
-  static const char key[] = "tokenizer.ggml.merges";
-  if (!deco_gguf_find_kv(gg, key))
+  if (!deco_gguf_find_kv(gg, k_merges_key))
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: metadata %s is missing (a gpt2 vocabulary needs its merges)", nm, key);
+                     "%s: metadata %s is missing (a gpt2 vocabulary needs its merges)", nm, k_merges_key);
   uint32_t et;
   uint64_t count;
-  DECO_TRY(gv_array(gg, key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
+  DECO_TRY(gv_array(gg, k_merges_key, nm, GV_TYPE(DECO_GGUF_VAL_STRING), "strings", &et, &count));
   if (count > (uint64_t)INT32_MAX)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu merges", nm, key,
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s has %llu merges", nm, k_merges_key,
                      (unsigned long long)count);
-  deco_status_t s = DECO_STATUS_SUCCESS;
   deco_gguf_str_t *strs = malloc(sizeof *strs * (size_t)(count ? count : 1));
   g->merge_mask = table_size((size_t)count) - 1;
   g->merge_key = malloc(sizeof(uint64_t) * (g->merge_mask + 1));
   g->merge_rank = malloc(sizeof(int32_t) * (g->merge_mask + 1));
   g->merge_res = malloc(sizeof(int32_t) * (g->merge_mask + 1));
+  deco_status_t s = DECO_STATUS_SUCCESS;
   if (!strs || !g->merge_key || !g->merge_rank || !g->merge_res) {
-    GV_OOM();
-    goto done;
+    s = gv_oom(nm);
+  } else {
+    memset(g->merge_key, 0xFF, sizeof(uint64_t) * (g->merge_mask + 1));
+    s = deco_gguf_get_strings(gg, k_merges_key, strs, count, &count);
   }
-  memset(g->merge_key, 0xFF, sizeof(uint64_t) * (g->merge_mask + 1));
-  if ((s = deco_gguf_get_strings(gg, key, strs, count, &count)) != DECO_STATUS_SUCCESS) goto done;
-  char qb[200];
-  for (uint64_t i = 0; i < count; ++i) {
-    const char *w = strs[i].s;
-    size_t len = (size_t)strs[i].len;
-    const char *sp = len > 1 ? memchr(w + 1, ' ', len - 1) : NULL;
-    if (!sp) {
-      GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') has no space between two parts", nm, key,
-              (unsigned long long)i, quote(qb, w, len));
-      goto done;
-    }
-    size_t la = (size_t)(sp - w), lb = len - la - 1;
-    int32_t a = gv_find(g, w, la), b = gv_find(g, sp + 1, lb), r = -1;
-    if (a >= 0 && b >= 0 && la + lb <= g->max_text_len) {
-      char *ab = malloc(la + lb + 1);
-      if (!ab) {
-        GV_OOM();
-        goto done;
-      }
-      memcpy(ab, w, la);
-      memcpy(ab + la, sp + 1, lb);
-      r = gv_find(g, ab, la + lb);
-      free(ab);
-    }
-    if (a < 0 || b < 0 || r < 0) {
-      GV_FAIL(DECO_STATUS_BAD_FORMAT, "%s: metadata %s[%llu] ('%s') names %s, which is not in tokenizer.ggml.tokens",
-              nm, key, (unsigned long long)i, quote(qb, w, len),
-              a < 0 ? "its first part" : b < 0 ? "its second part" : "a merged token");
-      goto done;
-    }
-    uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    size_t h = (size_t)mix64(k) & g->merge_mask;
-    while (g->merge_key[h] != UINT64_MAX && g->merge_key[h] != k) h = (h + 1) & g->merge_mask;
-    if (g->merge_key[h] == UINT64_MAX) {
-      g->merge_key[h] = k;
-      g->merge_rank[h] = (int32_t)i;
-      g->merge_res[h] = r;
-    }
-  }
-done:
+  for (uint64_t i = 0; i < count && s == DECO_STATUS_SUCCESS; ++i)
+    s = gv_merge_add(g, i, strs[i].s, (size_t)strs[i].len, nm);
   free(strs);
   return s;
 }
@@ -534,70 +549,33 @@ static int sort_by_length(const tok_gguf_t *g, int32_t *ids, int n) {
   return 0;
 }
 
-/* Every token's decoded bytes (llama.cpp's token_to_piece), the byte
- * tokens, and the special-token lists. */
-
-static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
-  g->piece = malloc(g->text_off[g->n] + 1); /* a piece is never longer than its text */
-  g->piece_off = malloc(sizeof(size_t) * ((size_t)g->n + 1));
-  g->special_all = malloc(sizeof(int32_t) * (size_t)g->n);
-  g->special_user = malloc(sizeof(int32_t) * (size_t)g->n);
-  if (!g->piece || !g->piece_off || !g->special_all || !g->special_user)
-    return gv_oom(nm);
-  size_t off = 0;
-  char qb[200];
-  for (int i = 0; i < g->n; ++i) {
-    size_t len;
-    const char *t = tok_txt(g, i, &len);
-    unsigned char *o = (unsigned char *)g->piece + off;
-    g->piece_off[i] = off;
-    int type = g->type[i];
-    if (type == DECO_TOKEN_TYPE_CONTROL || type == DECO_TOKEN_TYPE_UNKNOWN) {
-      g->special_all[g->n_special_all++] = i;
-      memcpy(o, t, len);
-      off += len;
-    } else if (type == DECO_TOKEN_TYPE_USER_DEFINED) {
-      g->special_all[g->n_special_all++] = i;
-      g->special_user[g->n_special_user++] = i;
-      memcpy(o, t, len);
-      off += len;
-    } else if (type == DECO_TOKEN_TYPE_BYTE) {
-      int b = hex_byte(t, len);
-      if (b < 0)
-        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                         "%s: metadata tokenizer.ggml.tokens[%d] ('%s') has token_type 6 (byte) but is not <0xHH>", nm,
-                         i, quote(qb, t, len));
-      o[0] = (unsigned char)b;
-      off += 1;
-    } else if (type == DECO_TOKEN_TYPE_NORMAL) {
-      const unsigned char *u = (const unsigned char *)t;
-      for (size_t k = 0; k < len;) {
-        size_t sub;
-        int inc;
-        size_t q = deco_utf8_sequence(u + k, len - k, &sub, &inc); /* checked on load */
-        uint32_t cp = get_cp(u + k, q);
-        int byte = g->spm ? -1 : cp_to_byte(cp);
-        if (g->spm && cp == 0x2581) {
-          *o++ = ' ';
-          off += 1;
-        } else if (byte >= 0) {
-          *o++ = (unsigned char)byte;
-          off += 1;
-        } else { /* outside GPT-2's alphabet: the character as it stands */
-          memcpy(o, u + k, q);
-          o += q;
-          off += q;
-        }
-        k += q;
-      }
-    } /* unused and undefined tokens print nothing */
-    g->piece[off++] = '\0'; /* pieces are C strings too (they may hold NUL) */
+/* A normal token's text t[0..len) decoded into o: SentencePiece's "▁" is a
+ * space, a byte-level character its byte, anything else stays as it is.
+ * Returns the bytes written. */
+static size_t normal_piece(const tok_gguf_t *g, const unsigned char *t, size_t len, unsigned char *o) {
+  size_t n = 0;
+  for (size_t k = 0; k < len;) {
+    size_t sub;
+    int inc;
+    size_t q = deco_utf8_sequence(t + k, len - k, &sub, &inc); /* checked on load */
+    uint32_t cp = get_cp(t + k, q);
+    int byte = g->spm ? -1 : cp_to_byte(cp);
+    if (g->spm && cp == 0x2581) {
+      o[n++] = ' ';
+    } else if (byte >= 0) {
+      o[n++] = (unsigned char)byte;
+    } else { /* outside GPT-2's alphabet: the character as it stands */
+      memcpy(o + n, t + k, q);
+      n += q;
+    }
+    k += q;
   }
-  g->piece_off[g->n] = off;
-  if (sort_by_length(g, g->special_all, g->n_special_all) != 0 ||
-      sort_by_length(g, g->special_user, g->n_special_user) != 0)
-    return gv_oom(nm);
-  /* The token of each byte. */
+  return n;
+}
+
+/* The token of each byte: SentencePiece's <0xXX>, else the one-byte token;
+ * byte-level BPE's character of the byte. */
+static void gv_byte_ids(tok_gguf_t *g) {
   for (int b = 0; b < 256; ++b) {
     if (g->spm) {
       char hx[7];
@@ -616,7 +594,135 @@ static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
       g->byte_id[b] = gv_find(g, (const char *)u, k);
     }
   }
+}
+
+/* Token i's decoded bytes at g->piece + *off (advanced past them); control,
+ * unknown and user-defined tokens join the special-token lists. */
+static deco_status_t gv_piece(tok_gguf_t *g, int32_t i, size_t *off, const char *nm) {
+  size_t len;
+  const char *t = tok_txt(g, i, &len);
+  unsigned char *o = (unsigned char *)g->piece + *off;
+  int type = g->type[i];
+  if (type == DECO_TOKEN_TYPE_CONTROL || type == DECO_TOKEN_TYPE_UNKNOWN || type == DECO_TOKEN_TYPE_USER_DEFINED) {
+    g->special_all[g->n_special_all++] = i;
+    if (type == DECO_TOKEN_TYPE_USER_DEFINED) g->special_user[g->n_special_user++] = i;
+    memcpy(o, t, len);
+    *off += len;
+  } else if (type == DECO_TOKEN_TYPE_BYTE) {
+    int b = hex_byte(t, len);
+    if (b < 0) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: metadata tokenizer.ggml.tokens[%d] ('%s') has token_type 6 (byte) but is not <0xHH>", nm,
+                       i, quote(qb, t, len));
+    }
+    o[0] = (unsigned char)b;
+    *off += 1;
+  } else if (type == DECO_TOKEN_TYPE_NORMAL) {
+    *off += normal_piece(g, (const unsigned char *)t, len, o);
+  } /* unused and undefined tokens print nothing */
   return DECO_STATUS_SUCCESS;
+}
+
+/* Every token's decoded bytes (llama.cpp's token_to_piece), the byte
+ * tokens, and the special-token lists. */
+static deco_status_t gv_pieces(tok_gguf_t *g, const char *nm) {
+  g->piece = malloc(g->text_off[g->n] + 1); /* a piece is never longer than its text */
+  g->piece_off = malloc(sizeof(size_t) * ((size_t)g->n + 1));
+  g->special_all = malloc(sizeof(int32_t) * (size_t)g->n);
+  g->special_user = malloc(sizeof(int32_t) * (size_t)g->n);
+  if (!g->piece || !g->piece_off || !g->special_all || !g->special_user)
+    return gv_oom(nm);
+  size_t off = 0;
+  for (int i = 0; i < g->n; ++i) {
+    g->piece_off[i] = off;
+    DECO_TRY(gv_piece(g, i, &off, nm));
+    g->piece[off++] = '\0'; /* pieces are C strings too (they may hold NUL) */
+  }
+  g->piece_off[g->n] = off;
+  if (sort_by_length(g, g->special_all, g->n_special_all) != 0 ||
+      sort_by_length(g, g->special_user, g->n_special_user) != 0)
+    return gv_oom(nm);
+  gv_byte_ids(g);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece). */
+static deco_status_t gv_model(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  deco_gguf_str_t model;
+  DECO_TRY(deco_gguf_get_string(gg, "tokenizer.ggml.model", &model));
+  if (model.len == 4 && memcmp(model.s, "gpt2", 4) == 0) {
+    g->spm = 0;
+  } else if (model.len == 5 && memcmp(model.s, "llama", 5) == 0) {
+    g->spm = 1;
+  } else {
+    char qb[200];
+    return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
+                     "%s: metadata tokenizer.ggml.model is '%s'; deco reads gpt2 (byte-level BPE) and llama "
+                     "(SentencePiece)",
+                     nm, quote(qb, model.s, (size_t)model.len));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* A byte-level BPE vocabulary's pre-tokenizer (tokenizer.ggml.pre, else
+ * "default") and the defaults it brings. */
+static deco_status_t gv_pretok(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm, tok_pretok_info_t *info) {
+  strcpy(g->pre, "default");
+  if (deco_gguf_find_kv(gg, "tokenizer.ggml.pre")) {
+    deco_gguf_str_t pre;
+    DECO_TRY(deco_gguf_get_string(gg, "tokenizer.ggml.pre", &pre));
+    if (pre.len >= sizeof g->pre || memchr(pre.s, '\0', (size_t)pre.len)) {
+      char qb[200];
+      return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED,
+                       "%s: metadata tokenizer.ggml.pre '%s' is no pre-tokenizer deco knows", nm,
+                       quote(qb, pre.s, (size_t)pre.len));
+    }
+    memcpy(g->pre, pre.s, (size_t)pre.len);
+    g->pre[pre.len] = '\0';
+  }
+  return deco_tok_pretok_create(g->pre, nm, &g->pretok, info);
+}
+
+/* Whether to add BOS, EOS and SentencePiece's leading space: the
+ * pre-tokenizer's defaults unless the file says otherwise. */
+static deco_status_t gv_flags(tok_gguf_t *g, const deco_gguf_t *gg, const tok_pretok_info_t *info) {
+  g->ignore_merges = info->ignore_merges;
+  g->add_bos = info->add_bos;
+  g->add_eos = 0;
+  g->add_space_prefix = g->spm;
+  DECO_TRY(gv_bool(gg, "tokenizer.ggml.add_bos_token", &g->add_bos));
+  DECO_TRY(gv_bool(gg, "tokenizer.ggml.add_eos_token", &g->add_eos));
+  return gv_bool(gg, "tokenizer.ggml.add_space_prefix", &g->add_space_prefix);
+}
+
+/* The chat template, if any, and what deco recognises in it. */
+static deco_status_t gv_chat(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  if (deco_gguf_find_kv(gg, "tokenizer.chat_template")) {
+    deco_gguf_str_t ct;
+    DECO_TRY(deco_gguf_get_string(gg, "tokenizer.chat_template", &ct));
+    g->chat_template = malloc((size_t)ct.len + 1);
+    if (!g->chat_template) return gv_oom(nm);
+    memcpy(g->chat_template, ct.s, (size_t)ct.len);
+    g->chat_template[ct.len] = '\0';
+    g->chat_template_len = (size_t)ct.len;
+  }
+  if (deco_tok_chat_recognise(g->chat_template, g->chat_template_len, &g->chat) != 0) return gv_oom(nm);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Everything the vocabulary's metadata says, in the order it is checked. */
+static deco_status_t gv_read(tok_gguf_t *g, const deco_gguf_t *gg, const char *nm) {
+  DECO_TRY(gv_model(g, gg, nm));
+  DECO_TRY(gv_tokens(g, gg, nm));
+  DECO_TRY(gv_types(g, gg, nm));
+  DECO_TRY(g->spm ? gv_scores(g, gg, nm) : gv_merges(g, gg, nm));
+  DECO_TRY(gv_specials(g, gg, nm));
+  DECO_TRY(gv_pieces(g, nm));
+  tok_pretok_info_t info = {.ignore_merges = 0, .add_bos = 1};
+  if (!g->spm) DECO_TRY(gv_pretok(g, gg, nm, &info));
+  DECO_TRY(gv_flags(g, gg, &info));
+  return gv_chat(g, gg, nm);
 }
 
 static deco_status_t gv_load(const void *data, size_t size, const char *name, deco_tokenizer_t **out) {
@@ -626,81 +732,22 @@ static deco_status_t gv_load(const void *data, size_t size, const char *name, de
   deco_status_t s = DECO_STATUS_SUCCESS;
   deco_tokenizer_t *t = calloc(1, sizeof *t);
   tok_gguf_t *g = calloc(1, sizeof *g);
-  if (!t || !g || !(g->name = strdup(nm))) {
-    GV_OOM();
-    goto fail;
-  }
-  deco_gguf_str_t model;
-  if ((s = deco_gguf_get_string(&gg, "tokenizer.ggml.model", &model)) != DECO_STATUS_SUCCESS) goto fail;
-  if (model.len == 4 && memcmp(model.s, "gpt2", 4) == 0) {
-    g->spm = 0;
-  } else if (model.len == 5 && memcmp(model.s, "llama", 5) == 0) {
-    g->spm = 1;
-  } else {
-    char qb[200];
-    GV_FAIL(DECO_STATUS_UNSUPPORTED,
-            "%s: metadata tokenizer.ggml.model is '%s'; deco reads gpt2 (byte-level BPE) and llama (SentencePiece)", nm,
-            quote(qb, model.s, (size_t)model.len));
-    goto fail;
-  }
-  if ((s = gv_tokens(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_types(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if (g->spm && (s = gv_scores(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if (!g->spm && (s = gv_merges(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_specials(g, &gg, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_pieces(g, nm)) != DECO_STATUS_SUCCESS) goto fail;
-  tok_pretok_info_t info = {.ignore_merges = 0, .add_bos = 1};
-  if (!g->spm) {
-    strcpy(g->pre, "default");
-    if (deco_gguf_find_kv(&gg, "tokenizer.ggml.pre")) {
-      deco_gguf_str_t pre;
-      if ((s = deco_gguf_get_string(&gg, "tokenizer.ggml.pre", &pre)) != DECO_STATUS_SUCCESS) goto fail;
-      if (pre.len >= sizeof g->pre || memchr(pre.s, '\0', (size_t)pre.len)) {
-        char qb[200];
-        GV_FAIL(DECO_STATUS_UNSUPPORTED, "%s: metadata tokenizer.ggml.pre '%s' is no pre-tokenizer deco knows", nm,
-                quote(qb, pre.s, (size_t)pre.len));
-        goto fail;
-      }
-      memcpy(g->pre, pre.s, (size_t)pre.len);
-      g->pre[pre.len] = '\0';
-    }
-    if ((s = deco_tok_pretok_create(g->pre, nm, &g->pretok, &info)) != DECO_STATUS_SUCCESS) goto fail;
-  }
-  g->ignore_merges = info.ignore_merges;
-  g->add_bos = info.add_bos;
-  g->add_eos = 0;
-  g->add_space_prefix = g->spm;
-  if ((s = gv_bool(&gg, "tokenizer.ggml.add_bos_token", &g->add_bos)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_bool(&gg, "tokenizer.ggml.add_eos_token", &g->add_eos)) != DECO_STATUS_SUCCESS) goto fail;
-  if ((s = gv_bool(&gg, "tokenizer.ggml.add_space_prefix", &g->add_space_prefix)) != DECO_STATUS_SUCCESS) goto fail;
-  if (deco_gguf_find_kv(&gg, "tokenizer.chat_template")) {
-    deco_gguf_str_t ct;
-    if ((s = deco_gguf_get_string(&gg, "tokenizer.chat_template", &ct)) != DECO_STATUS_SUCCESS) goto fail;
-    g->chat_template = malloc((size_t)ct.len + 1);
-    if (!g->chat_template) {
-      GV_OOM();
-      goto fail;
-    }
-    memcpy(g->chat_template, ct.s, (size_t)ct.len);
-    g->chat_template[ct.len] = '\0';
-    g->chat_template_len = (size_t)ct.len;
-  }
-  if (deco_tok_chat_recognise(g->chat_template, g->chat_template_len, &g->chat) != 0) {
-    GV_OOM();
-    goto fail;
-  }
+  if (!t || !g || !(g->name = strdup(nm)))
+    s = gv_oom(nm);
+  else
+    s = gv_read(g, &gg, nm);
   deco_gguf_free(&gg);
+  if (s != DECO_STATUS_SUCCESS) {
+    gv_free(g);
+    free(t);
+    return s;
+  }
   t->kind = g->spm ? DECO_TOKENIZER_SPM : DECO_TOKENIZER_BPE;
   t->ops = &deco_tok_gguf_ops;
   t->vocab_size = g->n;
   t->g = g;
   *out = t;
   return DECO_STATUS_SUCCESS;
-fail:
-  deco_gguf_free(&gg);
-  gv_free(g);
-  free(t);
-  return s;
 }
 
 deco_status_t deco_tokenizer_load_gguf_buffer(const void *data, size_t size, const char *name,
@@ -763,6 +810,23 @@ static int frag_push(frags_t *f, size_t off, size_t len, int32_t id) {
   return 0;
 }
 
+/* Fragment f of the text (f.len >= tl) cut at the leftmost non-overlapping
+ * occurrences of token id, text t[0..tl), into out. */
+static int cut_fragment(const char *buf, frag_t f, const char *t, size_t tl, int32_t id, frags_t *out) {
+  int rc = 0;
+  size_t at = f.off, end = f.off + f.len;
+  while (rc == 0 && end - at >= tl) {
+    const char *m = find_bytes(buf + at, end - at, t, tl);
+    if (!m) break;
+    size_t mo = (size_t)(m - buf);
+    if (mo > at) rc = frag_push(out, at, mo - at, -1);
+    if (rc == 0) rc = frag_push(out, 0, 0, id);
+    at = mo + tl;
+  }
+  if (rc == 0 && at < end) rc = frag_push(out, at, end - at, -1);
+  return rc;
+}
+
 /* llama.cpp's tokenizer_st_partition over buf[off..off+len): for each
  * special token, longest first, every text fragment is cut at the token's
  * leftmost non-overlapping occurrences. Without parse_special only
@@ -780,20 +844,10 @@ static int partition(const tok_gguf_t *g, const char *buf, size_t off, size_t le
     nxt.n = 0;
     for (size_t i = 0; i < cur.n && rc == 0; ++i) {
       frag_t f = cur.a[i];
-      if (f.id >= 0 || f.len < tl) {
+      if (f.id >= 0 || f.len < tl)
         rc = frag_push(&nxt, f.off, f.len, f.id);
-        continue;
-      }
-      size_t at = f.off, end = f.off + f.len;
-      while (rc == 0 && end - at >= tl) {
-        const char *m = find_bytes(buf + at, end - at, t, tl);
-        if (!m) break;
-        size_t mo = (size_t)(m - buf);
-        if (mo > at) rc = frag_push(&nxt, at, mo - at, -1);
-        if (rc == 0) rc = frag_push(&nxt, 0, 0, list[k]);
-        at = mo + tl;
-      }
-      if (rc == 0 && at < end) rc = frag_push(&nxt, at, end - at, -1);
+      else
+        rc = cut_fragment(buf, f, t, tl, list[k], &nxt);
     }
     frags_t tmp = cur;
     cur = nxt;
@@ -909,22 +963,63 @@ static int bpe_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
   return heap_push(&sc->heap, c);
 }
 
+static int spm_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r);
+
+/* Queues the merge of symbol l with its right neighbour r, if there is one. */
+static int queue_pair(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
+  return g->spm ? spm_try(g, sc, l, r) : bpe_try(g, sc, l, r);
+}
+
+/* Merges the linked symbols 0..ns best candidate first until none is left:
+ * BPE symbol l takes the merged token's id, SPM symbol l the joined length;
+ * the right one leaves the list. -1 when out of memory. */
+static int merge_symbols(const tok_gguf_t *g, scratch_t *sc, int32_t ns) {
+  sc->heap.n = 0;
+  for (int32_t i = 0; i + 1 < ns; ++i)
+    if (queue_pair(g, sc, i, i + 1) != 0) return -1;
+  while (sc->heap.n > 0) {
+    cand_t c = heap_pop(&sc->heap);
+    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
+    if (g->spm) {
+      sc->id[c.l] += sc->id[c.r];
+      sc->id[c.r] = 0;
+    } else {
+      sc->id[c.l] = c.res;
+      sc->id[c.r] = GV_DEAD;
+    }
+    int32_t nx = sc->next[c.r];
+    sc->next[c.l] = nx;
+    if (nx >= 0) sc->prev[nx] = c.l;
+    if (sc->prev[c.l] >= 0 && queue_pair(g, sc, sc->prev[c.l], c.l) != 0) return -1;
+    if (nx >= 0 && queue_pair(g, sc, c.l, nx) != 0) return -1;
+  }
+  return 0;
+}
+
+/* With ignore_merges, a word that is a token as a whole: its id into *id,
+ * else -1. -1 returned when out of memory. */
+static int bpe_whole_word(const tok_gguf_t *g, scratch_t *sc, const unsigned char *w, size_t n, int32_t *id) {
+  *id = -1;
+  size_t el = 0;
+  for (size_t i = 0; i < n; ++i) el += g->byte_char_len[w[i]];
+  if (el > g->max_text_len) return 0;
+  if (scratch_buf((unsigned char **)&sc->word, &sc->word_cap, el) != 0) return -1;
+  char *o = sc->word;
+  for (size_t i = 0; i < n; ++i) {
+    memcpy(o, g->byte_char[w[i]], g->byte_char_len[w[i]]);
+    o += g->byte_char_len[w[i]];
+  }
+  *id = gv_find(g, sc->word, el);
+  return 0;
+}
+
 /* One word (bytes w[0..n), n >= 1) to ids. A byte whose byte-level
  * character is not a token is dropped, as llama.cpp's fallback does. */
 static int bpe_word(const tok_gguf_t *g, scratch_t *sc, const unsigned char *w, size_t n, tok_vec_t *out) {
   if (g->ignore_merges) {
-    size_t el = 0;
-    for (size_t i = 0; i < n; ++i) el += g->byte_char_len[w[i]];
-    if (el <= g->max_text_len) {
-      if (scratch_buf((unsigned char **)&sc->word, &sc->word_cap, el) != 0) return -1;
-      char *o = sc->word;
-      for (size_t i = 0; i < n; ++i) {
-        memcpy(o, g->byte_char[w[i]], g->byte_char_len[w[i]]);
-        o += g->byte_char_len[w[i]];
-      }
-      int32_t id = gv_find(g, sc->word, el);
-      if (id >= 0) return tok_vec_push(out, id);
-    }
+    int32_t id;
+    if (bpe_whole_word(g, sc, w, n, &id) != 0) return -1;
+    if (id >= 0) return tok_vec_push(out, id);
   }
   if (n == 1) return g->byte_id[w[0]] >= 0 ? tok_vec_push(out, g->byte_id[w[0]]) : 0;
   if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0) return -1;
@@ -933,20 +1028,7 @@ static int bpe_word(const tok_gguf_t *g, scratch_t *sc, const unsigned char *w, 
     sc->prev[i] = (int32_t)i - 1;
     sc->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
   }
-  sc->heap.n = 0;
-  for (size_t i = 0; i + 1 < n; ++i)
-    if (bpe_try(g, sc, (int32_t)i, (int32_t)i + 1) != 0) return -1;
-  while (sc->heap.n > 0) {
-    cand_t c = heap_pop(&sc->heap);
-    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
-    sc->id[c.l] = c.res;
-    sc->id[c.r] = GV_DEAD;
-    int32_t nx = sc->next[c.r];
-    sc->next[c.l] = nx;
-    if (nx >= 0) sc->prev[nx] = c.l;
-    if (sc->prev[c.l] >= 0 && bpe_try(g, sc, sc->prev[c.l], c.l) != 0) return -1;
-    if (nx >= 0 && bpe_try(g, sc, c.l, nx) != 0) return -1;
-  }
+  if (merge_symbols(g, sc, (int32_t)n) != 0) return -1;
   for (int32_t i = 0; i >= 0; i = sc->next[i])
     if (sc->id[i] >= 0 && tok_vec_push(out, sc->id[i]) != 0) return -1;
   return 0;
@@ -969,6 +1051,8 @@ static int utf8_valid(const unsigned char *s, size_t n) {
   return 1;
 }
 
+static const char k_text_oom[] = "%s: out of memory for %zu bytes of text";
+
 static deco_status_t bpe_text(const tok_gguf_t *g, scratch_t *sc, const char *text, size_t len, tok_vec_t *out) {
   const unsigned char *bytes = (const unsigned char *)text, *subject = bytes;
   size_t n = len;
@@ -977,7 +1061,7 @@ static deco_status_t bpe_text(const tok_gguf_t *g, scratch_t *sc, const char *te
      * stands (PCRE2 matches well-formed UTF-8 only), the merges see the
      * bytes llama.cpp would re-encode. Both have the same length. */
     if (len > SIZE_MAX / 8 || scratch_buf(&sc->buf, &sc->buf_cap, 6 * len) != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of text", g->name, len);
+      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
     unsigned char *b = sc->buf, *s = sc->buf + 3 * len;
     n = 0;
     for (size_t i = 0; i < len;) {
@@ -998,7 +1082,7 @@ static deco_status_t bpe_text(const tok_gguf_t *g, scratch_t *sc, const char *te
   DECO_TRY(deco_tok_pretok_split(g->pretok, (const char *)subject, n, &sc->spans));
   for (size_t i = 0; i < sc->spans.n; ++i)
     if (bpe_word(g, sc, bytes + sc->spans.a[i].off, sc->spans.a[i].len, out) != 0)
-      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of text", g->name, len);
+      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -1020,16 +1104,11 @@ static int spm_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
   return heap_push(&sc->heap, c);
 }
 
-/* One text fragment; prefix: llama.cpp's space before a fragment that
- * follows a special token (or starts the text). */
-static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *text, size_t len, int prefix,
-                              tok_vec_t *out) {
-  static const char oom[] = "%s: out of memory for %zu bytes of text";
-  if (len > SIZE_MAX / 4 - 4 || scratch_buf(&sc->buf, &sc->buf_cap, 3 * (len + 1)) != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  unsigned char *e = sc->buf;
-  size_t n = 0;
+/* text[0..len) with spaces as "▁" (and one before it with prefix) into e
+ * (room for 3 * (len + 1) bytes); returns the length. */
+static size_t spm_escape(const char *text, size_t len, int prefix, unsigned char *e) {
   static const unsigned char space[3] = {0xE2, 0x96, 0x81};
+  size_t n = 0;
   if (prefix) {
     memcpy(e, space, 3);
     n = 3;
@@ -1042,9 +1121,12 @@ static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *te
       e[n++] = (unsigned char)text[i];
     }
   }
-  if (n == 0) return DECO_STATUS_SUCCESS;
-  if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  /* Symbols: llama.cpp's unicode_len_utf8 of each lead byte, cut at the end. */
+  return n;
+}
+
+/* Symbols of e[0..n): llama.cpp's unicode_len_utf8 of each lead byte, cut
+ * at the end; returns their count. */
+static int32_t spm_symbols(scratch_t *sc, const unsigned char *e, size_t n) {
   static const uint8_t lead_len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
   int32_t ns = 0;
   for (size_t i = 0; i < n;) {
@@ -1057,26 +1139,19 @@ static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *te
     ++ns;
     i += k;
   }
-  sc->heap.n = 0;
-  for (int32_t i = 0; i + 1 < ns; ++i)
-    if (spm_try(g, sc, i, i + 1) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  while (sc->heap.n > 0) {
-    cand_t c = heap_pop(&sc->heap);
-    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
-    sc->id[c.l] += sc->id[c.r];
-    sc->id[c.r] = 0;
-    int32_t nx = sc->next[c.r];
-    sc->next[c.l] = nx;
-    if (nx >= 0) sc->prev[nx] = c.l;
-    if ((sc->prev[c.l] >= 0 && spm_try(g, sc, sc->prev[c.l], c.l) != 0) || (nx >= 0 && spm_try(g, sc, c.l, nx) != 0))
-      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
-  }
+  return ns;
+}
+
+/* The merged symbols of e to ids: a symbol that is a token, else each of
+ * its bytes' tokens. len: the fragment's length, for messages. */
+static deco_status_t spm_emit(const tok_gguf_t *g, const scratch_t *sc, const unsigned char *e, size_t len,
+                              tok_vec_t *out) {
   for (int32_t i = 0; i >= 0; i = sc->next[i]) {
     const char *s = (const char *)e + sc->start[i];
     size_t k = (size_t)sc->id[i];
     int32_t id = gv_find(g, s, k);
     if (id >= 0) {
-      if (tok_vec_push(out, id) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
+      if (tok_vec_push(out, id) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
       continue;
     }
     for (size_t j = 0; j < k; ++j) {
@@ -1085,79 +1160,122 @@ static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *te
         return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                          "%s: the text holds byte 0x%02x, which has no token (no <0x%02X> and no token of that byte)",
                          g->name, (unsigned char)s[j], (unsigned char)s[j]);
-      if (tok_vec_push(out, b) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name, len);
+      if (tok_vec_push(out, b) != 0) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
     }
   }
   return DECO_STATUS_SUCCESS;
 }
 
+/* One text fragment; prefix: llama.cpp's space before a fragment that
+ * follows a special token (or starts the text). */
+static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *text, size_t len, int prefix,
+                              tok_vec_t *out) {
+  if (len > SIZE_MAX / 4 - 4 || scratch_buf(&sc->buf, &sc->buf_cap, 3 * (len + 1)) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
+  unsigned char *e = sc->buf;
+  size_t n = spm_escape(text, len, prefix, e);
+  if (n == 0) return DECO_STATUS_SUCCESS;
+  if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0 || merge_symbols(g, sc, spm_symbols(sc, e, n)) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
+  return spm_emit(g, sc, e, len, out);
+}
+
 /* ---- the operations -------------------------------------------------------------- */
+
+/* Every text segment's bytes, back to back, in a new buffer; NULL when
+ * out of memory. */
+static char *join_segments(const tok_segment_t *segs, int n_segs) {
+  size_t total = 0;
+  for (int i = 0; i < n_segs; ++i) total += segs[i].id >= 0 ? 0 : segs[i].len;
+  char *own = malloc(total ? total : 1);
+  if (!own) return NULL;
+  size_t o = 0;
+  for (int i = 0; i < n_segs; ++i)
+    if (segs[i].id < 0 && segs[i].len) {
+      memcpy(own + o, segs[i].text, segs[i].len);
+      o += segs[i].len;
+    }
+  return own;
+}
+
+/* The segments as fragments of buf: given tokens as they are, text cut at
+ * special tokens, then text that touches text joined into one fragment.
+ * -1 when out of memory. */
+static int segment_fragments(const tok_gguf_t *g, const tok_segment_t *segs, int n_segs, const char *buf,
+                             frags_t *f) {
+  int rc = 0;
+  size_t o = 0;
+  for (int i = 0; i < n_segs && rc == 0; ++i) {
+    if (segs[i].id >= 0) {
+      rc = frag_push(f, 0, 0, segs[i].id);
+    } else {
+      rc = partition(g, buf, o, segs[i].len, segs[i].parse_special, f);
+      o += segs[i].len;
+    }
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < f->n && rc == 0; ++i) {
+    if (m > 0 && f->a[i].id < 0 && f->a[m - 1].id < 0 && f->a[m - 1].off + f->a[m - 1].len == f->a[i].off)
+      f->a[m - 1].len += f->a[i].len;
+    else
+      f->a[m++] = f->a[i];
+  }
+  f->n = m;
+  return rc;
+}
+
+static const char k_tokenize_oom[] = "%s: out of memory tokenizing";
+
+/* Each fragment to ids: a token as it is, text through SentencePiece or
+ * byte-level BPE. */
+static deco_status_t encode_fragments(const tok_gguf_t *g, const char *buf, const frags_t *f, tok_vec_t *out) {
+  deco_status_t s = DECO_STATUS_SUCCESS;
+  scratch_t sc = {0};
+  int prev_special = 1;
+  for (size_t i = 0; i < f->n && s == DECO_STATUS_SUCCESS; ++i) {
+    const frag_t *fr = &f->a[i];
+    if (fr->id >= 0) {
+      if (tok_vec_push(out, fr->id) != 0) s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
+      prev_special = 1;
+    } else if (g->spm) {
+      s = spm_text(g, &sc, buf + fr->off, fr->len, g->add_space_prefix && prev_special, out);
+      prev_special = 0;
+    } else {
+      s = bpe_text(g, &sc, buf + fr->off, fr->len, out);
+      prev_special = 0;
+    }
+  }
+  scratch_free(&sc);
+  return s;
+}
+
+/* Pushes special token `which` when `add` says so and the vocabulary has it. */
+static deco_status_t push_special(const tok_gguf_t *g, int add, deco_special_token_t which, tok_vec_t *out) {
+  if (add && g->special[which] >= 0 && tok_vec_push(out, g->special[which]) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
+  return DECO_STATUS_SUCCESS;
+}
 
 deco_status_t deco_tok_gguf_encode_segments(const deco_tokenizer_t *t, const tok_segment_t *segs, int n_segs,
                                             int add_special, tok_vec_t *out) {
   const tok_gguf_t *g = t->g;
-  static const char oom[] = "%s: out of memory tokenizing";
   /* One buffer holds every segment's text, so adjacent text is contiguous. */
   const char *buf = NULL;
   char *own = NULL;
   if (n_segs == 1) {
     buf = segs[0].text;
   } else {
-    size_t total = 0;
-    for (int i = 0; i < n_segs; ++i) total += segs[i].id >= 0 ? 0 : segs[i].len;
-    own = malloc(total ? total : 1);
-    if (!own) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-    size_t o = 0;
-    for (int i = 0; i < n_segs; ++i)
-      if (segs[i].id < 0 && segs[i].len) {
-        memcpy(own + o, segs[i].text, segs[i].len);
-        o += segs[i].len;
-      }
+    own = join_segments(segs, n_segs);
+    if (!own) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
     buf = own;
   }
   frags_t f = {0};
-  int rc = 0;
-  size_t o = 0;
-  for (int i = 0; i < n_segs && rc == 0; ++i) {
-    if (segs[i].id >= 0) {
-      rc = frag_push(&f, 0, 0, segs[i].id);
-    } else {
-      rc = partition(g, buf, o, segs[i].len, segs[i].parse_special, &f);
-      o += segs[i].len;
-    }
-  }
-  /* Text that touches text is one fragment. */
-  size_t m = 0;
-  for (size_t i = 0; i < f.n && rc == 0; ++i) {
-    if (m > 0 && f.a[i].id < 0 && f.a[m - 1].id < 0 && f.a[m - 1].off + f.a[m - 1].len == f.a[i].off)
-      f.a[m - 1].len += f.a[i].len;
-    else
-      f.a[m++] = f.a[i];
-  }
-  f.n = m;
   deco_status_t s = DECO_STATUS_SUCCESS;
-  if (rc != 0) s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-  if (s == DECO_STATUS_SUCCESS && add_special && g->add_bos && g->special[DECO_TOKEN_BOS] >= 0 &&
-      tok_vec_push(out, g->special[DECO_TOKEN_BOS]) != 0)
-    s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-  scratch_t sc = {0};
-  int prev_special = 1;
-  for (size_t i = 0; i < f.n && s == DECO_STATUS_SUCCESS; ++i) {
-    if (f.a[i].id >= 0) {
-      if (tok_vec_push(out, f.a[i].id) != 0) s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-      prev_special = 1;
-    } else if (g->spm) {
-      s = spm_text(g, &sc, buf + f.a[i].off, f.a[i].len, g->add_space_prefix && prev_special, out);
-      prev_special = 0;
-    } else {
-      s = bpe_text(g, &sc, buf + f.a[i].off, f.a[i].len, out);
-      prev_special = 0;
-    }
-  }
-  if (s == DECO_STATUS_SUCCESS && add_special && g->add_eos && g->special[DECO_TOKEN_EOS] >= 0 &&
-      tok_vec_push(out, g->special[DECO_TOKEN_EOS]) != 0)
-    s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, oom, g->name);
-  scratch_free(&sc);
+  if (segment_fragments(g, segs, n_segs, buf, &f) != 0)
+    s = DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_tokenize_oom, g->name);
+  if (s == DECO_STATUS_SUCCESS) s = push_special(g, add_special && g->add_bos, DECO_TOKEN_BOS, out);
+  if (s == DECO_STATUS_SUCCESS) s = encode_fragments(g, buf, &f, out);
+  if (s == DECO_STATUS_SUCCESS) s = push_special(g, add_special && g->add_eos, DECO_TOKEN_EOS, out);
   free(f.a);
   free(own);
   return s;

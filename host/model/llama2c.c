@@ -68,6 +68,89 @@ static deco_status_t check_field(const char *name, const char *field, int32_t va
   return DECO_STATUS_SUCCESS;
 }
 
+/* The header's seven int32 fields, in file order. */
+typedef struct l2c_header {
+  int32_t dim, hidden, layers, heads, kv_heads, vocab, seq_len;
+} l2c_header_t;
+_Static_assert(sizeof(l2c_header_t) == DECO_LLAMA2C_HEADER_BYTES, "the header is seven int32 fields");
+
+/* Each field within its bounds (vocab_size's sign aside). */
+static deco_status_t check_header_ranges(const char *nm, const l2c_header_t *h) {
+  DECO_TRY(check_field(nm, "dim", h->dim, 1, L2C_MAX_DIM));
+  DECO_TRY(check_field(nm, "hidden_dim", h->hidden, 1, L2C_MAX_HIDDEN));
+  DECO_TRY(check_field(nm, "n_layers", h->layers, 1, L2C_MAX_LAYERS));
+  DECO_TRY(check_field(nm, "n_heads", h->heads, 1, L2C_MAX_HEADS));
+  DECO_TRY(check_field(nm, "n_kv_heads", h->kv_heads, 1, h->heads));
+  /* The sign of vocab_size only says whether the classifier is shared;
+   * INT32_MIN would overflow the negation, and 0 is no vocabulary. */
+  if (h->vocab == 0 || h->vocab < -L2C_MAX_VOCAB || h->vocab > L2C_MAX_VOCAB)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: header field vocab_size=%d is outside 1..%d (negative: separate classifier)", nm,
+                     (int)h->vocab, L2C_MAX_VOCAB);
+  return check_field(nm, "seq_len", h->seq_len, 1, L2C_MAX_SEQ_LEN);
+}
+
+/* The heads divide evenly, and their width dim / n_heads suits RoPE and
+ * the kernels. */
+static deco_status_t check_header_heads(const char *nm, const l2c_header_t *h) {
+  if (h->dim % h->heads != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: header field dim=%d is not a multiple of n_heads=%d", nm,
+                     (int)h->dim, (int)h->heads);
+  if (h->heads % h->kv_heads != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: header field n_heads=%d is not a multiple of n_kv_heads=%d",
+                     nm, (int)h->heads, (int)h->kv_heads);
+  int32_t head_dim = h->dim / h->heads;
+  /* Interleaved RoPE rotates pairs, and the kernels support 8..256. */
+  if (head_dim % 2 != 0 || head_dim < L2C_MIN_HEAD_DIM || head_dim > L2C_MAX_HEAD_DIM)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: head_dim = dim/n_heads = %d/%d = %d must be even and within %d..%d", nm, (int)h->dim,
+                     (int)h->heads, (int)head_dim, L2C_MIN_HEAD_DIM, L2C_MAX_HEAD_DIM);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The model a checked header describes, with llama2.c's fixed settings. */
+static deco_model_hparams_t header_hparams(const l2c_header_t *h) {
+  deco_model_hparams_t c;
+  memset(&c, 0, sizeof c);
+  c.dim = h->dim;
+  c.hidden_dim = h->hidden;
+  c.n_layers = h->layers;
+  c.n_heads = h->heads;
+  c.n_kv_heads = h->kv_heads;
+  c.head_dim = h->dim / h->heads;
+  c.vocab_size = h->vocab < 0 ? -h->vocab : h->vocab;
+  c.seq_len = h->seq_len;
+  c.rope_theta = 10000.0f;
+  c.norm_eps = 1e-5f;
+  c.rope_style = DECO_ROPE_INTERLEAVED;
+  c.shared_classifier = h->vocab > 0;
+  c.builtin_vocab = 0;
+  /* llama2.c's conventions: a story starts with BOS (1); BOS or EOS (2)
+   * ends it. */
+  c.bos_id = 1;
+  c.n_stop_ids = 2;
+  c.stop_ids[0] = 1;
+  c.stop_ids[1] = 2;
+  return c;
+}
+
+/* The file must be exactly the header and every tensor of c. */
+static deco_status_t check_file_size(const char *nm, const l2c_header_t *h, const deco_model_hparams_t *c,
+                                     size_t file_size) {
+  l2c_tensor_t t[T_COUNT];
+  l2c_layout(c, t);
+  uint64_t floats = 0;
+  for (int i = 0; i < T_COUNT; ++i) floats += t[i].per_layer * t[i].layers;
+  uint64_t expected = DECO_LLAMA2C_HEADER_BYTES + floats * sizeof(float);
+  if ((uint64_t)file_size != expected)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: header says dim=%d hidden_dim=%d n_layers=%d n_heads=%d n_kv_heads=%d vocab_size=%d "
+                     "seq_len=%d but file is %zu bytes, expected %llu",
+                     nm, (int)h->dim, (int)h->hidden, (int)h->layers, (int)h->heads, (int)h->kv_heads, (int)h->vocab,
+                     (int)h->seq_len, file_size, (unsigned long long)expected);
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes, size_t file_size, const char *name,
                                         deco_model_hparams_t *hparams) {
   const char *nm = l2c_name(name);
@@ -77,70 +160,52 @@ deco_status_t deco_llama2c_parse_header(const void *header, size_t header_bytes,
   if (file_size < DECO_LLAMA2C_HEADER_BYTES || header_bytes < DECO_LLAMA2C_HEADER_BYTES)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: file is %zu bytes, shorter than the %d-byte header", nm,
                      file_size < header_bytes ? file_size : header_bytes, DECO_LLAMA2C_HEADER_BYTES);
-  int32_t h[7];
-  memcpy(h, header, sizeof h);
-  int32_t dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4], vocab = h[5], seq_len = h[6];
-
-  DECO_TRY(check_field(nm, "dim", dim, 1, L2C_MAX_DIM));
-  DECO_TRY(check_field(nm, "hidden_dim", hidden, 1, L2C_MAX_HIDDEN));
-  DECO_TRY(check_field(nm, "n_layers", layers, 1, L2C_MAX_LAYERS));
-  DECO_TRY(check_field(nm, "n_heads", heads, 1, L2C_MAX_HEADS));
-  DECO_TRY(check_field(nm, "n_kv_heads", kv_heads, 1, heads));
-  /* The sign of vocab_size only says whether the classifier is shared;
-   * INT32_MIN would overflow the negation, and 0 is no vocabulary. */
-  if (vocab == 0 || vocab < -L2C_MAX_VOCAB || vocab > L2C_MAX_VOCAB)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: header field vocab_size=%d is outside 1..%d (negative: separate classifier)", nm, (int)vocab,
-                     L2C_MAX_VOCAB);
-  DECO_TRY(check_field(nm, "seq_len", seq_len, 1, L2C_MAX_SEQ_LEN));
-  if (dim % heads != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: header field dim=%d is not a multiple of n_heads=%d", nm,
-                     (int)dim, (int)heads);
-  if (heads % kv_heads != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: header field n_heads=%d is not a multiple of n_kv_heads=%d",
-                     nm, (int)heads, (int)kv_heads);
-  int32_t head_dim = dim / heads;
-  /* Interleaved RoPE rotates pairs, and the kernels support 8..256. */
-  if (head_dim % 2 != 0 || head_dim < L2C_MIN_HEAD_DIM || head_dim > L2C_MAX_HEAD_DIM)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: head_dim = dim/n_heads = %d/%d = %d must be even and within %d..%d", nm, (int)dim,
-                     (int)heads, (int)head_dim, L2C_MIN_HEAD_DIM, L2C_MAX_HEAD_DIM);
-
-  deco_model_hparams_t c;
-  memset(&c, 0, sizeof c);
-  c.dim = dim;
-  c.hidden_dim = hidden;
-  c.n_layers = layers;
-  c.n_heads = heads;
-  c.n_kv_heads = kv_heads;
-  c.head_dim = head_dim;
-  c.vocab_size = vocab < 0 ? -vocab : vocab;
-  c.seq_len = seq_len;
-  c.rope_theta = 10000.0f;
-  c.norm_eps = 1e-5f;
-  c.rope_style = DECO_ROPE_INTERLEAVED;
-  c.shared_classifier = vocab > 0;
-  c.builtin_vocab = 0;
-  /* llama2.c's conventions: a story starts with BOS (1); BOS or EOS (2)
-   * ends it. */
-  c.bos_id = 1;
-  c.n_stop_ids = 2;
-  c.stop_ids[0] = 1;
-  c.stop_ids[1] = 2;
-
-  l2c_tensor_t t[T_COUNT];
-  l2c_layout(&c, t);
-  uint64_t floats = 0;
-  for (int i = 0; i < T_COUNT; ++i) floats += t[i].per_layer * t[i].layers;
-  uint64_t expected = DECO_LLAMA2C_HEADER_BYTES + floats * sizeof(float);
-  if ((uint64_t)file_size != expected)
-    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: header says dim=%d hidden_dim=%d n_layers=%d n_heads=%d n_kv_heads=%d vocab_size=%d "
-                     "seq_len=%d but file is %zu bytes, expected %llu",
-                     nm, (int)dim, (int)hidden, (int)layers, (int)heads, (int)kv_heads, (int)vocab, (int)seq_len,
-                     file_size, (unsigned long long)expected);
+  l2c_header_t h;
+  memcpy(&h, header, sizeof h);
+  DECO_TRY(check_header_ranges(nm, &h));
+  DECO_TRY(check_header_heads(nm, &h));
+  deco_model_hparams_t c = header_hparams(&h);
+  DECO_TRY(check_file_size(nm, &h, &c, file_size));
   *hparams = c;
   return DECO_STATUS_SUCCESS;
+}
+
+/* Every float of tensor t, at p, must be finite (the message names the
+ * layer of a per-layer tensor). */
+static deco_status_t check_tensor_finite(const char *nm, const l2c_tensor_t *t, const float *p) {
+  for (uint64_t l = 0; l < t->layers; ++l) {
+    for (uint64_t k = 0; k < t->per_layer; ++k) {
+      float v = p[k];
+      if (isfinite(v)) continue;
+      if (t->layers > 1)
+        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                         "%s: tensor %s, layer %llu, element %llu (of %llu per layer) is %s", nm, t->name,
+                         (unsigned long long)l, (unsigned long long)k, (unsigned long long)t->per_layer,
+                         isnan(v) ? "nan" : "inf");
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", nm, t->name,
+                       (unsigned long long)k, (unsigned long long)t->per_layer, isnan(v) ? "nan" : "inf");
+    }
+    p += t->per_layer;
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The weights' places among the tensors' starts. */
+static deco_llama2c_weights_t weights_at(const float *const base[T_COUNT], int shared_classifier) {
+  deco_llama2c_weights_t w;
+  w.token_embedding = base[T_EMB];
+  w.rms_att = base[T_RMS_ATT];
+  w.wq = base[T_WQ];
+  w.wk = base[T_WK];
+  w.wv = base[T_WV];
+  w.wo = base[T_WO];
+  w.rms_ffn = base[T_RMS_FFN];
+  w.w1 = base[T_W1];
+  w.w2 = base[T_W2];
+  w.w3 = base[T_W3];
+  w.rms_final = base[T_RMS_FINAL];
+  w.wcls = shared_classifier ? base[T_EMB] : base[T_WCLS];
+  return w;
 }
 
 deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name, deco_model_hparams_t *hparams,
@@ -160,42 +225,12 @@ deco_status_t deco_llama2c_parse(const void *data, size_t size, const char *name
   const float *p = (const float *)((const unsigned char *)data + DECO_LLAMA2C_HEADER_BYTES);
   for (int i = 0; i < T_COUNT; ++i) {
     base[i] = p;
-    if (i == T_FREQ_REAL || i == T_FREQ_IMAG) { /* legacy, unused */
-      p += t[i].per_layer;
-      continue;
-    }
-    for (uint64_t l = 0; l < t[i].layers; ++l) {
-      for (uint64_t k = 0; k < t[i].per_layer; ++k) {
-        float v = p[k];
-        if (!isfinite(v)) {
-          if (t[i].layers > 1)
-            return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                             "%s: tensor %s, layer %llu, element %llu (of %llu per layer) is %s", nm, t[i].name,
-                             (unsigned long long)l, (unsigned long long)k, (unsigned long long)t[i].per_layer,
-                             isnan(v) ? "nan" : "inf");
-          return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", nm, t[i].name,
-                           (unsigned long long)k, (unsigned long long)t[i].per_layer, isnan(v) ? "nan" : "inf");
-        }
-      }
-      p += t[i].per_layer;
-    }
+    if (i != T_FREQ_REAL && i != T_FREQ_IMAG) /* the legacy RoPE tables are unused */
+      DECO_TRY(check_tensor_finite(nm, &t[i], p));
+    p += t[i].per_layer * t[i].layers;
   }
-
-  deco_llama2c_weights_t w;
-  w.token_embedding = base[T_EMB];
-  w.rms_att = base[T_RMS_ATT];
-  w.wq = base[T_WQ];
-  w.wk = base[T_WK];
-  w.wv = base[T_WV];
-  w.wo = base[T_WO];
-  w.rms_ffn = base[T_RMS_FFN];
-  w.w1 = base[T_W1];
-  w.w2 = base[T_W2];
-  w.w3 = base[T_W3];
-  w.rms_final = base[T_RMS_FINAL];
-  w.wcls = c.shared_classifier ? base[T_EMB] : base[T_WCLS];
   *hparams = c;
-  *weights = w;
+  *weights = weights_at(base, c.shared_classifier);
   return DECO_STATUS_SUCCESS;
 }
 

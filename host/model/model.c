@@ -294,6 +294,48 @@ deco_status_t deco_model_read_hparams(const char *path, deco_model_hparams_t *hp
   return gguf ? deco_gguf_read_hparams(path, hparams) : deco_llama2c_read_hparams(path, hparams);
 }
 
+/* The tensors tensor parallelism splits, layer by layer: this rank's
+ * slices only (all of them at TP 1). */
+static deco_status_t upload_layer_shards(deco_model_t *m, const deco_model_hparams_t *hp,
+                                         const deco_llama2c_weights_t *lw) {
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  const size_t dim = (size_t)hp->dim, qd = (size_t)hp->n_heads * hp->head_dim;
+  const size_t kvd = (size_t)hp->n_kv_heads * hp->head_dim, hid = (size_t)hp->hidden_dim;
+  for (int l = 0; l < hp->n_layers && st == DECO_STATUS_SUCCESS; ++l) {
+    const float *parts[7] = {lw->wq + l * qd * dim, lw->wk + l * kvd * dim, lw->wv + l * kvd * dim,
+                             lw->wo + l * dim * qd, lw->w1 + l * hid * dim, lw->w3 + l * hid * dim,
+                             lw->w2 + l * dim * hid};
+    for (int j = 0; j < 7 && st == DECO_STATUS_SUCCESS; ++j)
+      st = deco_model_upload_shard(m, (deco_shard_tensor_t)j, l, parts[j]);
+  }
+  return st;
+}
+
+/* Every weight of a parsed llama2.c checkpoint into m: whole tensors where
+ * the layouts agree (through a staging buffer, kept until the device is
+ * done, when converted to another dtype), the stacked groups layer by
+ * layer. */
+static deco_status_t upload_llama2c_weights(deco_ctx_t *ctx, deco_model_t *m, const deco_model_hparams_t *hp,
+                                            const deco_llama2c_weights_t *lw, deco_dtype_t dtype) {
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  void *staging = NULL;
+  tensor_sizes_t s = tensor_sizes(&m->hp); /* the replicated tensors' sizes are the checkpoint's */
+  const float *whole[N_TENSORS] = {lw->token_embedding, lw->rms_att, NULL, NULL, lw->rms_ffn,
+                                   NULL, NULL, lw->rms_final, lw->wcls};
+  if (dtype != DECO_DTYPE_F32) {
+    size_t biggest = 0; /* the largest whole tensor (the sliced ones bring their own) */
+    for (int i = 0; i < N_TENSORS; ++i)
+      if (whole[i] && s.n[i] > biggest) biggest = s.n[i];
+    st = deco_malloc(ctx, &staging, biggest * sizeof(float));
+  }
+  for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i)
+    if (whole[i]) st = upload_tensor(m, *weight_slot(&m->w, i), 0, whole[i], s.n[i], staging);
+  if (st == DECO_STATUS_SUCCESS) st = upload_layer_shards(m, hp, lw);
+  if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
+  deco_free(ctx, staging);
+  return st;
+}
+
 deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
                                              const deco_model_config_t *config, deco_model_t **out) {
   static const char op[] = "deco_model_load_llama2c_buffer";
@@ -313,31 +355,7 @@ deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, 
   deco_model_t *m = NULL;
   st = deco_model_alloc(ctx, &hp, &mc, &m);
   if (st != DECO_STATUS_SUCCESS) return deco_model_fail_naming(ctx, st, name);
-  void *staging = NULL;
-  tensor_sizes_t s = tensor_sizes(&m->hp); /* the replicated tensors' sizes are the checkpoint's */
-  /* Whole tensors where the layouts agree; the stacked groups layer by layer. */
-  const float *whole[N_TENSORS] = {lw.token_embedding, lw.rms_att, NULL, NULL, lw.rms_ffn,
-                                   NULL, NULL, lw.rms_final, lw.wcls};
-  if (st == DECO_STATUS_SUCCESS && dtype != DECO_DTYPE_F32) {
-    size_t biggest = 0; /* the largest whole tensor (the sliced ones bring their own) */
-    for (int i = 0; i < N_TENSORS; ++i)
-      if (whole[i] && s.n[i] > biggest) biggest = s.n[i];
-    st = deco_malloc(ctx, &staging, biggest * sizeof(float));
-  }
-  for (int i = 0; i < N_TENSORS && st == DECO_STATUS_SUCCESS; ++i)
-    if (whole[i]) st = upload_tensor(m, *weight_slot(&m->w, i), 0, whole[i], s.n[i], staging);
-  /* The tensors tensor parallelism splits, layer by layer: this rank's
-   * slices only (all of them at TP 1). */
-  const size_t dim = (size_t)hp.dim, qd = (size_t)hp.n_heads * hp.head_dim;
-  const size_t kvd = (size_t)hp.n_kv_heads * hp.head_dim, hid = (size_t)hp.hidden_dim;
-  for (int l = 0; l < hp.n_layers && st == DECO_STATUS_SUCCESS; ++l) {
-    const float *parts[7] = {lw.wq + l * qd * dim, lw.wk + l * kvd * dim, lw.wv + l * kvd * dim, lw.wo + l * dim * qd,
-                             lw.w1 + l * hid * dim, lw.w3 + l * hid * dim, lw.w2 + l * dim * hid};
-    for (int j = 0; j < 7 && st == DECO_STATUS_SUCCESS; ++j)
-      st = deco_model_upload_shard(m, (deco_shard_tensor_t)j, l, parts[j]);
-  }
-  if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
-  deco_free(ctx, staging);
+  st = upload_llama2c_weights(ctx, m, &hp, &lw, dtype);
   if (st != DECO_STATUS_SUCCESS) {
     deco_model_destroy(m);
     return deco_model_fail_naming(ctx, st, name);
@@ -411,7 +429,8 @@ static deco_status_t check_int(deco_ctx_t *ctx, const char *label, const char *f
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t check_synthetic_hparams(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const char *label) {
+/* The layer shapes: widths, depth, heads. */
+static deco_status_t check_synthetic_shape(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const char *label) {
   DECO_TRY(check_int(ctx, label, "dim", hp->dim, 1, SYN_MAX_DIM));
   DECO_TRY(check_int(ctx, label, "hidden_dim", hp->hidden_dim, 1, SYN_MAX_HIDDEN));
   DECO_TRY(check_int(ctx, label, "n_layers", hp->n_layers, 1, SYN_MAX_LAYERS));
@@ -424,6 +443,11 @@ static deco_status_t check_synthetic_hparams(deco_ctx_t *ctx, const deco_model_h
   if (hp->head_dim % 2 != 0)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: head_dim = %d must be even (RoPE rotates pairs)", label,
                      hp->head_dim);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Vocabulary, context, RoPE and norm settings. */
+static deco_status_t check_synthetic_numerics(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const char *label) {
   DECO_TRY(check_int(ctx, label, "vocab_size", hp->vocab_size, hp->builtin_vocab ? 259 : 1, SYN_MAX_VOCAB));
   DECO_TRY(check_int(ctx, label, "seq_len", hp->seq_len, 1, SYN_MAX_SEQ_LEN));
   if (!(hp->rope_theta > 0.0f) || !(hp->norm_eps > 0.0f) || hp->rope_theta > 1e30f || hp->norm_eps > 1.0f)
@@ -432,11 +456,22 @@ static deco_status_t check_synthetic_hparams(deco_ctx_t *ctx, const deco_model_h
                      label, (double)hp->rope_theta, (double)hp->norm_eps);
   if (hp->rope_style != DECO_ROPE_INTERLEAVED && hp->rope_style != DECO_ROPE_HALF_SPLIT)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: rope_style = %d", label, (int)hp->rope_style);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* BOS and the stop ids, inside the vocabulary. */
+static deco_status_t check_synthetic_ids(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const char *label) {
   DECO_TRY(check_int(ctx, label, "bos_id", hp->bos_id, -1, hp->vocab_size - 1));
   DECO_TRY(check_int(ctx, label, "n_stop_ids", hp->n_stop_ids, 0, DECO_MAX_STOP_IDS));
   for (int i = 0; i < hp->n_stop_ids; ++i)
     DECO_TRY(check_int(ctx, label, "stop_ids[i]", hp->stop_ids[i], 0, hp->vocab_size - 1));
   return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t check_synthetic_hparams(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const char *label) {
+  DECO_TRY(check_synthetic_shape(ctx, hp, label));
+  DECO_TRY(check_synthetic_numerics(ctx, hp, label));
+  return check_synthetic_ids(ctx, hp, label);
 }
 
 /* A synthetic model of checked shapes hp, labelled label in messages. */

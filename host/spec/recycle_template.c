@@ -91,6 +91,82 @@ static int parse_line(const char *p, const char *end, int line_no, const char *n
   }
 }
 
+/* A template being read: its paths so far and the tree they make. */
+typedef struct tmpl_build {
+  const char *nm;
+  /* All paths, for deco_tree_from_rank_paths; a breadth-first tree of at
+   * most 255 paths has no path longer than 255. */
+  int32_t *ranks; /* [TMPL_MAX_PATHS * TMPL_MAX_PATHS] */
+  int32_t offsets[TMPL_MAX_PATHS + 1];
+  /* The tree so far (node j = path on line j), to find parents and
+   * duplicates line by line. */
+  int32_t parent[DECO_TREE_MAX_NODES], rank[DECO_TREE_MAX_NODES];
+  int n_paths, prev_len, max_rank, max_depth;
+} tmpl_build_t;
+
+/* The node of path[0..plen) in the tree so far: *at receives its parent,
+ * which must be there already, as the path itself must not. */
+static deco_status_t tmpl_find_parent(const tmpl_build_t *b, const int32_t *path, int plen, int line_no, int *at) {
+  /* Walk down from the root: every proper prefix must be a node already. */
+  const int n = b->n_paths + 1;
+  *at = 0;
+  for (int d = 0; d + 1 < plen; ++d) {
+    *at = find_child(b->parent, b->rank, n, *at, path[d]);
+    if (*at < 0)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: line %d: the prefix of length %d of this path is not listed on an earlier line", b->nm,
+                       line_no, d + 1);
+  }
+  const int dup = find_child(b->parent, b->rank, n, *at, path[plen - 1]);
+  if (dup >= 0)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: repeats the path of line %d", b->nm, line_no, dup);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The path on line line_no, text [p, end), as the next node. */
+static deco_status_t tmpl_add_line(tmpl_build_t *b, const char *p, const char *end, int line_no) {
+  if (end == p) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: empty line", b->nm, line_no);
+  if (b->n_paths == TMPL_MAX_PATHS)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: more than %d paths (a tree holds at most %d nodes)",
+                     b->nm, line_no, TMPL_MAX_PATHS, DECO_TREE_MAX_NODES);
+  int32_t *path = b->ranks + b->offsets[b->n_paths];
+  const int plen = parse_line(p, end, line_no, b->nm, path);
+  if (plen < 0) return DECO_STATUS_BAD_FORMAT;
+  if (plen < b->prev_len)
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                     "%s: line %d: path of length %d after one of length %d (paths must be listed breadth first)",
+                     b->nm, line_no, plen, b->prev_len);
+  int at;
+  DECO_TRY(tmpl_find_parent(b, path, plen, line_no, &at));
+  const int n = b->n_paths + 1;
+  b->parent[n] = at;
+  b->rank[n] = path[plen - 1];
+  for (int d = 0; d < plen; ++d)
+    if (path[d] > b->max_rank) b->max_rank = path[d];
+  if (plen > b->max_depth) b->max_depth = plen;
+  b->prev_len = plen;
+  b->offsets[b->n_paths + 1] = b->offsets[b->n_paths] + plen;
+  ++b->n_paths;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The finished template, built again by deco_tree_from_rank_paths, which
+ * must agree with the line checks. */
+static deco_status_t tmpl_finish(const tmpl_build_t *b, deco_tree_template_t *out) {
+  deco_tree_template_t t;
+  memset(&t, 0, sizeof t);
+  t.n_nodes = b->n_paths + 1;
+  t.max_rank = b->max_rank;
+  t.max_depth = b->max_depth;
+  if (deco_tree_from_rank_paths(b->ranks, b->offsets, b->n_paths, t.parent, t.rank) != DECO_STATUS_SUCCESS)
+    return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: %s", b->nm, deco_last_error(NULL));
+  if (memcmp(t.parent, b->parent, sizeof(int32_t) * (size_t)t.n_nodes) != 0 ||
+      memcmp(t.rank, b->rank, sizeof(int32_t) * (size_t)t.n_nodes) != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: inconsistent tree construction", b->nm);
+  *out = t;
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_tree_template_parse(const char *text, size_t len, const char *name, deco_tree_template_t *out) {
   static const char op[] = "deco_tree_template_parse";
   DECO_CHECK_PTR(NULL, out, op);
@@ -98,93 +174,23 @@ deco_status_t deco_tree_template_parse(const char *text, size_t len, const char 
   const char *nm = tmpl_name(name);
   if (len == 0) return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: empty template (no rank paths)", nm);
 
-  /* All paths, for deco_tree_from_rank_paths; a breadth-first tree of at
-   * most 255 paths has no path longer than 255. */
-  int32_t *ranks = malloc(sizeof(int32_t) * TMPL_MAX_PATHS * TMPL_MAX_PATHS);
-  if (ranks == NULL) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", nm);
-  int32_t offsets[TMPL_MAX_PATHS + 1];
-  /* The tree so far (node j = path on line j), to find parents and
-   * duplicates line by line. */
-  int32_t parent[DECO_TREE_MAX_NODES], rank[DECO_TREE_MAX_NODES];
-  parent[0] = -1;
-  rank[0] = -1;
-  offsets[0] = 0;
-  int n_paths = 0, prev_len = 1, max_rank = 0, max_depth = 0;
+  tmpl_build_t b = {.nm = nm, .n_paths = 0, .prev_len = 1, .max_rank = 0, .max_depth = 0};
+  b.ranks = malloc(sizeof(int32_t) * TMPL_MAX_PATHS * TMPL_MAX_PATHS);
+  if (b.ranks == NULL) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of host memory", nm);
+  b.parent[0] = -1;
+  b.rank[0] = -1;
+  b.offsets[0] = 0;
   deco_status_t st = DECO_STATUS_SUCCESS;
   const char *p = text, *stop = text + len;
-  for (int line_no = 1; p < stop; ++line_no) {
+  for (int line_no = 1; p < stop && st == DECO_STATUS_SUCCESS; ++line_no) {
     const char *nl = memchr(p, '\n', (size_t)(stop - p));
     const char *end = nl ? nl : stop;
     if (end > p && end[-1] == '\r') --end;
-    if (end == p) {
-      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: empty line", nm, line_no);
-      goto done;
-    }
-    if (n_paths == TMPL_MAX_PATHS) {
-      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: more than %d paths (a tree holds at most %d nodes)",
-                     nm, line_no, TMPL_MAX_PATHS, DECO_TREE_MAX_NODES);
-      goto done;
-    }
-    int32_t *path = ranks + offsets[n_paths];
-    const int plen = parse_line(p, end, line_no, nm, path);
-    if (plen < 0) {
-      st = DECO_STATUS_BAD_FORMAT;
-      goto done;
-    }
-    if (plen < prev_len) {
-      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                     "%s: line %d: path of length %d after one of length %d (paths must be listed breadth first)", nm,
-                     line_no, plen, prev_len);
-      goto done;
-    }
-    /* Walk down from the root: every proper prefix must be a node already. */
-    const int n = n_paths + 1;
-    int at = 0;
-    for (int d = 0; d + 1 < plen; ++d) {
-      at = find_child(parent, rank, n, at, path[d]);
-      if (at < 0) {
-        st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
-                       "%s: line %d: the prefix of length %d of this path is not listed on an earlier line", nm,
-                       line_no, d + 1);
-        goto done;
-      }
-    }
-    const int dup = find_child(parent, rank, n, at, path[plen - 1]);
-    if (dup >= 0) {
-      st = DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: line %d: repeats the path of line %d", nm, line_no, dup);
-      goto done;
-    }
-    parent[n] = at;
-    rank[n] = path[plen - 1];
-    for (int d = 0; d < plen; ++d)
-      if (path[d] > max_rank) max_rank = path[d];
-    if (plen > max_depth) max_depth = plen;
-    prev_len = plen;
-    offsets[n_paths + 1] = offsets[n_paths] + plen;
-    ++n_paths;
+    st = tmpl_add_line(&b, p, end, line_no);
     p = nl ? nl + 1 : stop;
   }
-  {
-    deco_tree_template_t t;
-    memset(&t, 0, sizeof t);
-    t.n_nodes = n_paths + 1;
-    t.max_rank = max_rank;
-    t.max_depth = max_depth;
-    st = deco_tree_from_rank_paths(ranks, offsets, n_paths, t.parent, t.rank);
-    if (st != DECO_STATUS_SUCCESS) {
-      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: %s", nm, deco_last_error(NULL));
-      goto done;
-    }
-    /* The line checks above and deco_tree_from_rank_paths must agree. */
-    if (memcmp(t.parent, parent, sizeof(int32_t) * (size_t)t.n_nodes) != 0 ||
-        memcmp(t.rank, rank, sizeof(int32_t) * (size_t)t.n_nodes) != 0) {
-      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: inconsistent tree construction", nm);
-      goto done;
-    }
-    *out = t;
-  }
-done:
-  free(ranks);
+  if (st == DECO_STATUS_SUCCESS) st = tmpl_finish(&b, out);
+  free(b.ranks);
   return st;
 }
 
