@@ -445,6 +445,10 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
       deco_draft_chain_args_t *: deco_draft_chain,           \
       deco_superpose_select_args_t *: deco_superpose_select, \
       deco_ngram_lookup_args_t *: deco_ngram_lookup,         \
+      deco_embedding_args_t *: deco_embedding,               \
+      deco_rmsnorm_args_t *: deco_rmsnorm,                   \
+      deco_swiglu_args_t *: deco_swiglu,                     \
+      deco_matmul_batched_args_t *: deco_matmul_batched,     \
       deco_rope_args_t *: deco_rope)
 #define OP(args) OP_FN(args)(ctx, &(args))
 
@@ -641,4 +645,88 @@ Test(ops_ref, rope_refusals) {
   expect_refusal(OP(r), BADARG, "deco_rope: k_stride = 1073741825 must be 0 (dense) or in [8, 2^30]");
   r.k_stride = 0;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, embedding_and_rmsnorm_refusals) {
+  deco_embedding_args_t e = DECO_EMBEDDING_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(e, "deco_embedding");
+  const char *name = "deco_embedding: a->";
+  RS(e, n_tokens, -1, 0, 1 << 24, 0); RS(e, dim, 0, 1, 1 << 20, 4);
+  NS(e, out);
+  expect_refusal(OP(e), NULLP, "deco_embedding: tokens and embeds are both NULL");
+  /* Embeddings given: the table side is not read. */
+  e.embeds = (const float *)scratch;
+  e.dtype = (deco_dtype_t)99;
+  cr_assert_eq(OP(e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* Token ids: the table's dtype, the vocabulary, then the table. */
+  e.tokens = (const int32_t *)scratch;
+  expect_refusal(OP(e), BADARG, "deco_embedding: dtype = 99 is not a dtype");
+  e.dtype = DECO_DTYPE_F16;
+  expect_refusal(OP(e), DECO_STATUS_UNSUPPORTED, "deco_embedding: dtype f16 is not supported on the CPU backend (f32 only)");
+  e.dtype = DECO_DTYPE_F32;
+  RS(e, vocab, 0, 1, 1 << 24, 5);
+  NS(e, table);
+  cr_assert_eq(OP(e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+
+  deco_rmsnorm_args_t r = DECO_RMSNORM_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(r, "deco_rmsnorm");
+  name = "deco_rmsnorm: a->";
+  r.dtype = (deco_dtype_t)99;
+  expect_refusal(OP(r), BADARG, "deco_rmsnorm: dtype = 99 is not a dtype");
+  r.dtype = DECO_DTYPE_F32;
+  RS(r, n_rows, -1, 0, 1 << 24, 0); RS(r, dim, 0, 1, 1 << 20, 4);
+  NS(r, residual); NS(r, weight); NS(r, out);
+  const char *eps = "deco_rmsnorm: eps = %g must be finite and >= 0";
+  FS(r, eps, -1.0f, NAN, eps); FS(r, eps, NAN, INFINITY, eps); FS(r, eps, INFINITY, 0.0f, eps);
+  expect_refusal(OP(r), BADARG, "deco_rmsnorm: out aliases residual");
+  r.out = (float *)scratch + 4;
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, swiglu_and_matmul_batched_refusals) {
+  deco_swiglu_args_t s = DECO_SWIGLU_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(s, "deco_swiglu");
+  const char *name = "deco_swiglu: a->";
+  s.dtype = (deco_dtype_t)99;
+  expect_refusal(OP(s), BADARG, "deco_swiglu: dtype = 99 is not a dtype");
+  s.dtype = DECO_DTYPE_F32;
+  NS(s, gate); NS(s, up); NS(s, out);
+  /* Flat arrays may alias. */
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  RS(s, row_len, -1, 1, 1 << 30, 4);
+  s.n = 6;
+  expect_refusal(OP(s), BADARG, "deco_swiglu: n = 6 is not a multiple of row_len = 4");
+  s.n = 8;
+  expect_refusal(OP(s), BADARG, "deco_swiglu: in_stride = 0 is below row_len = 4");
+  s.in_stride = 4;
+  const char *overlap = "deco_swiglu: with row_len, out must not overlap gate or up";
+  expect_refusal(OP(s), BADARG, overlap); /* all three at scratch */
+  s.out = (float *)scratch + 8;           /* past gate's two rows, ... */
+  s.up = (const float *)scratch + 6;      /* ... not past up's */
+  expect_refusal(OP(s), BADARG, overlap);
+  s.n = 0; /* nothing written: no overlap check */
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+
+  deco_matmul_batched_args_t b = DECO_MATMUL_BATCHED_ARGS_INIT;
+  expect_refusal(OP_FN(b)(NULL, &b), NULLP, "deco_matmul_batched: ctx is NULL");
+  expect_refusal(OP_FN(b)(ctx, NULL), NULLP, "deco_matmul_batched: (b) is NULL");
+  b.mm.dtype = (deco_dtype_t)99;
+  expect_refusal(OP(b), BADARG, "deco_matmul_batched: mm.dtype = 99 is not a dtype");
+  b.mm.dtype = DECO_DTYPE_F32;
+  b.mm.n = b.mm.k = 1;
+  name = "deco_matmul_batched: b->";
+  RS(b, n_batch, 0, 1, 1 << 16, 2);
+  name = "deco_matmul_batched: a->";
+  NS_IN(b, b.mm, a); NS_IN(b, b.mm, w); NS_IN(b, b.mm, out);
+  b.stride_a = -1;
+  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_a = -1 and stride_w = 0 must be >= 0");
+  b.stride_a = 0;
+  b.stride_w = -2;
+  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_a = 0 and stride_w = -2 must be >= 0");
+  b.stride_w = 0;
+  b.mm.m = 2;
+  b.mm.n = 3;
+  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_out = 0 < m * n = 6 (outputs overlap)");
+  b.mm.m = 0; /* no rows: an empty call succeeds once every check passes */
+  cr_assert_eq(OP(b), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
