@@ -446,6 +446,7 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
       deco_superpose_select_args_t *: deco_superpose_select, \
       deco_ngram_lookup_args_t *: deco_ngram_lookup,         \
       deco_embedding_args_t *: deco_embedding,               \
+      deco_kv_append_args_t *: deco_kv_append,               \
       deco_rmsnorm_args_t *: deco_rmsnorm,                   \
       deco_swiglu_args_t *: deco_swiglu,                     \
       deco_matmul_batched_args_t *: deco_matmul_batched,     \
@@ -729,4 +730,29 @@ Test(ops_ref, swiglu_and_matmul_batched_refusals) {
   expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_out = 0 < m * n = 6 (outputs overlap)");
   b.mm.m = 0; /* no rows: an empty call succeeds once every check passes */
   cr_assert_eq(OP(b), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, paged_kv_refusals) {
+  deco_kv_append_args_t k = DECO_KV_APPEND_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(k, "deco_kv_append");
+  k.cache.dtype = (deco_dtype_t)99;
+  expect_refusal(OP(k), BADARG, "deco_kv_append: cache.dtype = 99 is not a dtype");
+  k.cache.dtype = DECO_DTYPE_F32;
+  /* The cache view's fields, named c-> (deco_check_paged_kv), in order. */
+  const char *name = "deco_kv_append: c->";
+  expect_range(OP(k), name, "n_kv_heads", 0, 1, 4096);
+  k.cache.n_kv_heads = 4097;
+  expect_range(OP(k), name, "n_kv_heads", 4097, 1, 4096);
+  k.cache.n_kv_heads = 2;
+  expect_range(OP(k), name, "head_dim", 0, 1, 256);
+  k.cache.head_dim = 4;
+  expect_range(OP(k), name, "page_size", 0, 1, 1 << 16);
+  k.cache.page_size = 4;
+  expect_range(OP(k), name, "n_pages", 0, 1, 1 << 30);
+  k.cache.n_pages = 1;
+  expect_range(OP(k), name, "max_pages_per_seq", 0, 1, 1 << 30);
+  k.cache.max_pages_per_seq = 1;
+  NS_IN(k, k.cache, k_pages); NS_IN(k, k.cache, v_pages); NS_IN(k, k.cache, block_table);
+  /* Then the ragged batch. */
+  expect_range(OP(k), "deco_kv_append: b->", "n_seqs", 0, 1, 1 << 20);
 }
