@@ -447,6 +447,7 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
       deco_ngram_lookup_args_t *: deco_ngram_lookup,         \
       deco_embedding_args_t *: deco_embedding,               \
       deco_kv_append_args_t *: deco_kv_append,               \
+      deco_topk_rows_args_t *: deco_topk_rows,               \
       deco_rmsnorm_args_t *: deco_rmsnorm,                   \
       deco_swiglu_args_t *: deco_swiglu,                     \
       deco_matmul_batched_args_t *: deco_matmul_batched,     \
@@ -755,4 +756,20 @@ Test(ops_ref, paged_kv_refusals) {
   NS_IN(k, k.cache, k_pages); NS_IN(k, k.cache, v_pages); NS_IN(k, k.cache, block_table);
   /* Then the ragged batch. */
   expect_range(OP(k), "deco_kv_append: b->", "n_seqs", 0, 1, 1 << 20);
+}
+
+Test(ops_ref, topk_rows_refusals) {
+  deco_topk_rows_args_t t = DECO_TOPK_ROWS_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(t, "deco_topk_rows");
+  const char *name = "deco_topk_rows: a->";
+  RS(t, n_rows, 0, 1, 1 << 24, 2); RS(t, vocab, 0, 1, 1 << 24, 5); RS(t, k, 0, 1, 16, 8); RS(t, k, 17, 1, 16, 8);
+  expect_refusal(OP(t), BADARG, "deco_topk_rows: k = 8 exceeds vocab = 5");
+  t.k = 5;
+  t.dtype = DECO_DTYPE_F16;
+  expect_refusal(OP(t), DECO_STATUS_UNSUPPORTED, "deco_topk_rows: dtype f16 is not supported (f32 or bf16)");
+  t.dtype = DECO_DTYPE_BF16;
+  expect_refusal(OP(t), DECO_STATUS_UNSUPPORTED,
+                 "deco_topk_rows: dtype bf16 is not supported on the CPU backend (f32 only)");
+  t.dtype = DECO_DTYPE_F32;
+  NS(t, logits); NS(t, ids);
 }
