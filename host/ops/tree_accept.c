@@ -34,13 +34,18 @@ static deco_status_t check_logits(deco_ctx_t *ctx, deco_dtype_t dtype, const voi
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t check_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a, const char *op) {
-  DECO_CHECK_CTX(ctx, a, op);
+/* What both acceptances read first: the trees, their tokens and the
+ * target's logits (the sampling one passes its own in greedy's struct). */
+static deco_status_t check_target(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a, const char *op) {
   DECO_TRY(check_tree_batch(ctx, &a->tree, op));
   DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_TRY(check_logits(ctx, a->logits_dtype, a->logits, a->vocab, op));
-  DECO_TRY(check_out(ctx, &a->out, op));
-  return DECO_STATUS_SUCCESS;
+  return check_logits(ctx, a->logits_dtype, a->logits, a->vocab, op);
+}
+
+static deco_status_t check_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a, const char *op) {
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(check_target(ctx, a, op));
+  return check_out(ctx, &a->out, op);
 }
 
 /* The sampling of the target: temperature finite and > 0, top_k >= 0
@@ -82,12 +87,15 @@ static deco_status_t check_sampling(deco_ctx_t *ctx, const deco_tree_accept_samp
 
 static deco_status_t check_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a, const char *op) {
   DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(check_tree_batch(ctx, &a->tree, op));
-  DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_TRY(check_logits(ctx, a->logits_dtype, a->logits, a->vocab, op));
+  const deco_tree_accept_greedy_args_t target = {.tree = a->tree,
+                                                 .tokens = a->tokens,
+                                                 .logits_dtype = a->logits_dtype,
+                                                 .logits = a->logits,
+                                                 .vocab = a->vocab,
+                                                 .out = a->out};
+  DECO_TRY(check_target(ctx, &target, op));
   DECO_TRY(check_sampling(ctx, a, op));
-  DECO_TRY(check_out(ctx, &a->out, op));
-  return DECO_STATUS_SUCCESS;
+  return check_out(ctx, &a->out, op);
 }
 
 DECO_DEFINE_WORKSPACE_SIZE(tree_accept_greedy, check_greedy)
