@@ -223,6 +223,13 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
   return 0;
 }
 
+/* The library's last error as the CLI's, prefixed with the option that
+ * failed; -1. */
+static int option_failed(const char *option) {
+  deco_cli_error("%s: %s", option, deco_last_error(NULL));
+  return -1;
+}
+
 /* The chat template's rendering of --system and --prompt into *prompt
  * (cap ids, grown to fit when the template needs more); *end_token gets
  * the template's end token. 0 or -1. */
@@ -248,10 +255,7 @@ static int render_chat_prompt(const deco_cli_options_t *o, const deco_tokenizer_
     *prompt = more;
     st = deco_chat_render(tok, tmpl, o->system, user, 1, *prompt, *n_prompt, n_prompt);
   }
-  if (st != DECO_STATUS_SUCCESS) {
-    deco_cli_error("--chat: %s", deco_last_error(NULL));
-    return -1;
-  }
+  if (st != DECO_STATUS_SUCCESS) return option_failed("--chat");
   if (*n_prompt == 0) {
     deco_cli_error("--chat: the template gave no ids, and %s adds no BOS: nothing to start from", o->model_path);
     return -1;
@@ -265,19 +269,12 @@ static int render_chat_prompt(const deco_cli_options_t *o, const deco_tokenizer_
  * 0 or -1. */
 static int encode_text_prompt(const deco_cli_options_t *o, const model_source_t *ms, const deco_tokenizer_t *tok,
                               int32_t *prompt, int cap, int *n_prompt) {
-  if (!ms->gguf) {
-    if (deco_tokenizer_encode(tok, o->prompt, 1, 0, prompt, cap, n_prompt) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("--prompt: %s", deco_last_error(NULL));
-      return -1;
-    }
-    return 0;
-  }
-  if (deco_tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), DECO_TOKENIZE_ADD_SPECIAL, prompt, cap, n_prompt) !=
-      DECO_STATUS_SUCCESS) {
-    deco_cli_error("--prompt: %s", deco_last_error(NULL));
-    return -1;
-  }
-  if (*n_prompt == 0) {
+  const deco_status_t st =
+      ms->gguf ? deco_tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), DECO_TOKENIZE_ADD_SPECIAL, prompt, cap,
+                                         n_prompt)
+               : deco_tokenizer_encode(tok, o->prompt, 1, 0, prompt, cap, n_prompt);
+  if (st != DECO_STATUS_SUCCESS) return option_failed("--prompt");
+  if (ms->gguf && *n_prompt == 0) {
     deco_cli_error("--prompt: empty, and %s adds no BOS: nothing to start from", o->model_path);
     return -1;
   }
