@@ -290,50 +290,35 @@ Test(accept_args, sample_refusal_order_and_messages) {
   cr_assert_eq(deco_tree_accept_sample(NULL, &a), null);
   cr_assert_str_eq(deco_last_error(NULL), "deco_tree_accept_sample: ctx is NULL");
   expect_sample_refusal(ctx, NULL, null, "(a) is NULL");
-  expect_sample_refusal(ctx, &a, bad, "t->n_trees = 0 outside [1, 1048576]");
-  a.tree.n_trees = 1;
-  expect_sample_refusal(ctx, &a, bad, "t->n_nodes = 0 outside [1, 16777216]");
-  a.tree.n_nodes = 1;
-  expect_sample_refusal(ctx, &a, null, "t->tree_indptr is NULL");
-  a.tree.tree_indptr = indptr;
-  expect_sample_refusal(ctx, &a, null, "t->parent is NULL");
-  a.tree.parent = parent;
-  expect_sample_refusal(ctx, &a, null, "a->tokens is NULL");
-  a.tokens = tokens;
-  expect_sample_refusal(ctx, &a, unsup, "logits_dtype f16 is not supported (f32 or bf16)");
-  a.logits_dtype = DECO_DTYPE_BF16;
-  expect_sample_refusal(ctx, &a, unsup, "logits_dtype bf16 is not supported on the CPU backend (f32 only)");
-  a.logits_dtype = DECO_DTYPE_F32;
-  expect_sample_refusal(ctx, &a, bad, "vocab = 0 outside [1, 16777216]");
-  a.vocab = 4;
-  expect_sample_refusal(ctx, &a, null, "logits is NULL");
-  a.logits = logits;
-  expect_sample_refusal(ctx, &a, bad, "temperature = 0 must be finite and > 0");
-  a.temperature = NAN;
-  expect_sample_refusal(ctx, &a, bad, "temperature = nan must be finite and > 0");
-  a.temperature = INFINITY;
-  expect_sample_refusal(ctx, &a, bad, "temperature = inf must be finite and > 0");
-  a.temperature = 0.5f;
-  expect_sample_refusal(ctx, &a, bad, "top_k = -1 must be >= 0");
-  a.top_k = 2;
-  expect_sample_refusal(ctx, &a, bad, "top_p = 0 must be in (0, 1]");
-  a.top_p = 1.5f;
-  expect_sample_refusal(ctx, &a, bad, "top_p = 1.5 must be in (0, 1]");
-  a.top_p = 1.0f;
-  expect_sample_refusal(ctx, &a, bad, "draft_kind = 7 is not a draft kind");
-  a.draft_kind = DECO_DRAFT_TREE_WITHOUT_REPLACEMENT;
-  expect_sample_refusal(ctx, &a, null, "draft_probs is NULL but draft_kind is not DETERMINISTIC");
-  a.draft_probs = q;
-  expect_sample_refusal(ctx, &a, null, "a->seed is NULL");
-  a.seed = &seed;
-  expect_sample_refusal(ctx, &a, null, "a->offset is NULL");
-  a.offset = &offset;
-  expect_sample_refusal(ctx, &a, null, "o->path is NULL");
-  a.out.path = path;
-  expect_sample_refusal(ctx, &a, null, "o->accept_len is NULL");
-  a.out.accept_len = &len;
-  expect_sample_refusal(ctx, &a, null, "o->bonus is NULL");
-  a.out.bonus = &bonus;
+  /* Each step: the refusal, then the fix that lets the next check run. */
+#define STEP(want, what, fix)                   \
+  do {                                          \
+    expect_sample_refusal(ctx, &a, want, what); \
+    fix;                                        \
+  } while (0)
+  STEP(bad, "t->n_trees = 0 outside [1, 1048576]", a.tree.n_trees = 1);
+  STEP(bad, "t->n_nodes = 0 outside [1, 16777216]", a.tree.n_nodes = 1);
+  STEP(null, "t->tree_indptr is NULL", a.tree.tree_indptr = indptr);
+  STEP(null, "t->parent is NULL", a.tree.parent = parent);
+  STEP(null, "a->tokens is NULL", a.tokens = tokens);
+  STEP(unsup, "logits_dtype f16 is not supported (f32 or bf16)", a.logits_dtype = DECO_DTYPE_BF16);
+  STEP(unsup, "logits_dtype bf16 is not supported on the CPU backend (f32 only)", a.logits_dtype = DECO_DTYPE_F32);
+  STEP(bad, "vocab = 0 outside [1, 16777216]", a.vocab = 4);
+  STEP(null, "logits is NULL", a.logits = logits);
+  STEP(bad, "temperature = 0 must be finite and > 0", a.temperature = NAN);
+  STEP(bad, "temperature = nan must be finite and > 0", a.temperature = INFINITY);
+  STEP(bad, "temperature = inf must be finite and > 0", a.temperature = 0.5f);
+  STEP(bad, "top_k = -1 must be >= 0", a.top_k = 2);
+  STEP(bad, "top_p = 0 must be in (0, 1]", a.top_p = 1.5f);
+  STEP(bad, "top_p = 1.5 must be in (0, 1]", a.top_p = 1.0f);
+  STEP(bad, "draft_kind = 7 is not a draft kind", a.draft_kind = DECO_DRAFT_TREE_WITHOUT_REPLACEMENT);
+  STEP(null, "draft_probs is NULL but draft_kind is not DETERMINISTIC", a.draft_probs = q);
+  STEP(null, "a->seed is NULL", a.seed = &seed);
+  STEP(null, "a->offset is NULL", a.offset = &offset);
+  STEP(null, "o->path is NULL", a.out.path = path);
+  STEP(null, "o->accept_len is NULL", a.out.accept_len = &len);
+  STEP(null, "o->bonus is NULL", a.out.bonus = &bonus);
+#undef STEP
   cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_ctx_destroy(ctx);
 }

@@ -491,6 +491,15 @@ static double scratch[8];
     (args).field = (good);                 \
   } while (0)
 
+/*   DS: the dtype field = 99 is refused as not a dtype (op: the op's name);
+ *     then it is f32. */
+#define DS(args, field, op)                                                              \
+  do {                                                                                   \
+    (args).field = (deco_dtype_t)99;                                                     \
+    expect_refusal(OP(args), BADARG, op ": " #field " = 99 is not a dtype");             \
+    (args).field = DECO_DTYPE_F32;                                                       \
+  } while (0)
+
 Test(ops_ref, spec_prepare_and_commit_refusals) {
   deco_spec_prepare_args_t p = DECO_SPEC_PREPARE_ARGS_INIT;
   EXPECT_NULL_CTX_THEN_ARGS(p, "deco_spec_prepare");
@@ -673,9 +682,7 @@ Test(ops_ref, embedding_and_rmsnorm_refusals) {
   deco_rmsnorm_args_t r = DECO_RMSNORM_ARGS_INIT;
   EXPECT_NULL_CTX_THEN_ARGS(r, "deco_rmsnorm");
   name = "deco_rmsnorm: a->";
-  r.dtype = (deco_dtype_t)99;
-  expect_refusal(OP(r), BADARG, "deco_rmsnorm: dtype = 99 is not a dtype");
-  r.dtype = DECO_DTYPE_F32;
+  DS(r, dtype, "deco_rmsnorm");
   RS(r, n_rows, -1, 0, 1 << 24, 0); RS(r, dim, 0, 1, 1 << 20, 4);
   NS(r, residual); NS(r, weight); NS(r, out);
   const char *eps = "deco_rmsnorm: eps = %g must be finite and >= 0";
@@ -689,9 +696,7 @@ Test(ops_ref, swiglu_and_matmul_batched_refusals) {
   deco_swiglu_args_t s = DECO_SWIGLU_ARGS_INIT;
   EXPECT_NULL_CTX_THEN_ARGS(s, "deco_swiglu");
   const char *name = "deco_swiglu: a->";
-  s.dtype = (deco_dtype_t)99;
-  expect_refusal(OP(s), BADARG, "deco_swiglu: dtype = 99 is not a dtype");
-  s.dtype = DECO_DTYPE_F32;
+  DS(s, dtype, "deco_swiglu");
   NS(s, gate); NS(s, up); NS(s, out);
   /* Flat arrays may alias. */
   cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
@@ -712,9 +717,7 @@ Test(ops_ref, swiglu_and_matmul_batched_refusals) {
   deco_matmul_batched_args_t b = DECO_MATMUL_BATCHED_ARGS_INIT;
   expect_refusal(OP_FN(b)(NULL, &b), NULLP, "deco_matmul_batched: ctx is NULL");
   expect_refusal(OP_FN(b)(ctx, NULL), NULLP, "deco_matmul_batched: (b) is NULL");
-  b.mm.dtype = (deco_dtype_t)99;
-  expect_refusal(OP(b), BADARG, "deco_matmul_batched: mm.dtype = 99 is not a dtype");
-  b.mm.dtype = DECO_DTYPE_F32;
+  DS(b, mm.dtype, "deco_matmul_batched");
   b.mm.n = b.mm.k = 1;
   name = "deco_matmul_batched: b->";
   RS(b, n_batch, 0, 1, 1 << 16, 2);
@@ -736,9 +739,7 @@ Test(ops_ref, swiglu_and_matmul_batched_refusals) {
 Test(ops_ref, paged_kv_refusals) {
   deco_kv_append_args_t k = DECO_KV_APPEND_ARGS_INIT;
   EXPECT_NULL_CTX_THEN_ARGS(k, "deco_kv_append");
-  k.cache.dtype = (deco_dtype_t)99;
-  expect_refusal(OP(k), BADARG, "deco_kv_append: cache.dtype = 99 is not a dtype");
-  k.cache.dtype = DECO_DTYPE_F32;
+  DS(k, cache.dtype, "deco_kv_append");
   /* The cache view's fields, named c-> (deco_check_paged_kv), in order. */
   const char *name = "deco_kv_append: c->";
   expect_range(OP(k), name, "n_kv_heads", 0, 1, 4096);
