@@ -673,7 +673,8 @@ Test(ops_ref, embedding_and_rmsnorm_refusals) {
   e.tokens = (const int32_t *)scratch;
   expect_refusal(OP(e), BADARG, "deco_embedding: dtype = 99 is not a dtype");
   e.dtype = DECO_DTYPE_F16;
-  expect_refusal(OP(e), DECO_STATUS_UNSUPPORTED, "deco_embedding: dtype f16 is not supported on the CPU backend (f32 only)");
+  expect_refusal(OP(e), DECO_STATUS_UNSUPPORTED,
+                 "deco_embedding: dtype f16 is not supported on the CPU backend (f32 only)");
   e.dtype = DECO_DTYPE_F32;
   RS(e, vocab, 0, 1, 1 << 24, 5);
   NS(e, table);
