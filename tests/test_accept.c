@@ -260,6 +260,69 @@ Test(accept_sample, flags_non_finite_rows_and_stops) {
 
 /* ---- argument validation ---- */
 
+/* deco_tree_accept_sample's refusals in the order it checks them, each with
+ * its status and exact message: every step fixes the argument the one
+ * before it refused, starting from a struct where all of them are bad. */
+static void expect_sample_refusal(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a, deco_status_t want,
+                                  const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "deco_tree_accept_sample: %s", what);
+  const deco_status_t got = deco_tree_accept_sample(ctx, a);
+  cr_assert_eq(got, want, "%s: got %s (%s)", what, deco_status_string(got), deco_last_error(NULL));
+  cr_assert_str_eq(deco_last_error(NULL), msg);
+}
+
+Test(accept_args, sample_refusal_order_and_messages) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t indptr[2] = {0, 1}, parent[1] = {-1}, tokens[1] = {0};
+  float logits[4] = {0}, q[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+  uint64_t seed = 1;
+  uint32_t offset = 0;
+  int32_t path[DECO_TREE_MAX_NODES], len, bonus;
+  const deco_status_t bad = DECO_STATUS_INVALID_ARGUMENT, null = DECO_STATUS_NULL_POINTER,
+                      unsup = DECO_STATUS_UNSUPPORTED;
+  deco_tree_accept_sample_args_t a = DECO_TREE_ACCEPT_SAMPLE_ARGS_INIT;
+  a.logits_dtype = DECO_DTYPE_F16;
+  a.temperature = 0.0f;
+  a.top_k = -1;
+  a.top_p = 0.0f;
+  a.draft_kind = (deco_draft_kind_t)7;
+  cr_assert_eq(deco_tree_accept_sample(NULL, &a), null);
+  cr_assert_str_eq(deco_last_error(NULL), "deco_tree_accept_sample: ctx is NULL");
+  expect_sample_refusal(ctx, NULL, null, "(a) is NULL");
+  /* Each step: the refusal, then the fix that lets the next check run. */
+#define STEP(want, what, fix)                   \
+  do {                                          \
+    expect_sample_refusal(ctx, &a, want, what); \
+    fix;                                        \
+  } while (0)
+  STEP(bad, "t->n_trees = 0 outside [1, 1048576]", a.tree.n_trees = 1);
+  STEP(bad, "t->n_nodes = 0 outside [1, 16777216]", a.tree.n_nodes = 1);
+  STEP(null, "t->tree_indptr is NULL", a.tree.tree_indptr = indptr);
+  STEP(null, "t->parent is NULL", a.tree.parent = parent);
+  STEP(null, "a->tokens is NULL", a.tokens = tokens);
+  STEP(unsup, "logits_dtype f16 is not supported (f32 or bf16)", a.logits_dtype = DECO_DTYPE_BF16);
+  STEP(unsup, "logits_dtype bf16 is not supported on the CPU backend (f32 only)", a.logits_dtype = DECO_DTYPE_F32);
+  STEP(bad, "vocab = 0 outside [1, 16777216]", a.vocab = 4);
+  STEP(null, "logits is NULL", a.logits = logits);
+  STEP(bad, "temperature = 0 must be finite and > 0", a.temperature = NAN);
+  STEP(bad, "temperature = nan must be finite and > 0", a.temperature = INFINITY);
+  STEP(bad, "temperature = inf must be finite and > 0", a.temperature = 0.5f);
+  STEP(bad, "top_k = -1 must be >= 0", a.top_k = 2);
+  STEP(bad, "top_p = 0 must be in (0, 1]", a.top_p = 1.5f);
+  STEP(bad, "top_p = 1.5 must be in (0, 1]", a.top_p = 1.0f);
+  STEP(bad, "draft_kind = 7 is not a draft kind", a.draft_kind = DECO_DRAFT_TREE_WITHOUT_REPLACEMENT);
+  STEP(null, "draft_probs is NULL but draft_kind is not DETERMINISTIC", a.draft_probs = q);
+  STEP(null, "a->seed is NULL", a.seed = &seed);
+  STEP(null, "a->offset is NULL", a.offset = &offset);
+  STEP(null, "o->path is NULL", a.out.path = path);
+  STEP(null, "o->accept_len is NULL", a.out.accept_len = &len);
+  STEP(null, "o->bonus is NULL", a.out.bonus = &bonus);
+#undef STEP
+  cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_ctx_destroy(ctx);
+}
+
 Test(accept_args, rejects_bad_arguments) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   int32_t indptr[2] = {0, 3}, parent[3] = {-1, 0, 0}, tokens[3] = {0, 1, 2};

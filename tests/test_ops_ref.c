@@ -445,6 +445,12 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
       deco_draft_chain_args_t *: deco_draft_chain,           \
       deco_superpose_select_args_t *: deco_superpose_select, \
       deco_ngram_lookup_args_t *: deco_ngram_lookup,         \
+      deco_embedding_args_t *: deco_embedding,               \
+      deco_kv_append_args_t *: deco_kv_append,               \
+      deco_topk_rows_args_t *: deco_topk_rows,               \
+      deco_rmsnorm_args_t *: deco_rmsnorm,                   \
+      deco_swiglu_args_t *: deco_swiglu,                     \
+      deco_matmul_batched_args_t *: deco_matmul_batched,     \
       deco_rope_args_t *: deco_rope)
 #define OP(args) OP_FN(args)(ctx, &(args))
 
@@ -483,6 +489,15 @@ static double scratch[8];
     (args).field = (bad);                  \
     expect_float(OP(args), (fmt), (bad));  \
     (args).field = (good);                 \
+  } while (0)
+
+/*   DS: the dtype field = 99 is refused as not a dtype (op: the op's name);
+ *     then it is f32. */
+#define DS(args, field, op)                                                              \
+  do {                                                                                   \
+    (args).field = (deco_dtype_t)99;                                                     \
+    expect_refusal(OP(args), BADARG, op ": " #field " = 99 is not a dtype");             \
+    (args).field = DECO_DTYPE_F32;                                                       \
   } while (0)
 
 Test(ops_ref, spec_prepare_and_commit_refusals) {
@@ -641,4 +656,122 @@ Test(ops_ref, rope_refusals) {
   expect_refusal(OP(r), BADARG, "deco_rope: k_stride = 1073741825 must be 0 (dense) or in [8, 2^30]");
   r.k_stride = 0;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, embedding_and_rmsnorm_refusals) {
+  deco_embedding_args_t e = DECO_EMBEDDING_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(e, "deco_embedding");
+  const char *name = "deco_embedding: a->";
+  RS(e, n_tokens, -1, 0, 1 << 24, 0); RS(e, dim, 0, 1, 1 << 20, 4);
+  NS(e, out);
+  expect_refusal(OP(e), NULLP, "deco_embedding: tokens and embeds are both NULL");
+  /* Embeddings given: the table side is not read. */
+  e.embeds = (const float *)scratch;
+  e.dtype = (deco_dtype_t)99;
+  cr_assert_eq(OP(e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* Token ids: the table's dtype, the vocabulary, then the table. */
+  e.tokens = (const int32_t *)scratch;
+  expect_refusal(OP(e), BADARG, "deco_embedding: dtype = 99 is not a dtype");
+  e.dtype = DECO_DTYPE_F16;
+  expect_refusal(OP(e), DECO_STATUS_UNSUPPORTED,
+                 "deco_embedding: dtype f16 is not supported on the CPU backend (f32 only)");
+  e.dtype = DECO_DTYPE_F32;
+  RS(e, vocab, 0, 1, 1 << 24, 5);
+  NS(e, table);
+  cr_assert_eq(OP(e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+
+  deco_rmsnorm_args_t r = DECO_RMSNORM_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(r, "deco_rmsnorm");
+  name = "deco_rmsnorm: a->";
+  DS(r, dtype, "deco_rmsnorm");
+  RS(r, n_rows, -1, 0, 1 << 24, 0); RS(r, dim, 0, 1, 1 << 20, 4);
+  NS(r, residual); NS(r, weight); NS(r, out);
+  const char *eps = "deco_rmsnorm: eps = %g must be finite and >= 0";
+  FS(r, eps, -1.0f, NAN, eps); FS(r, eps, NAN, INFINITY, eps); FS(r, eps, INFINITY, 0.0f, eps);
+  expect_refusal(OP(r), BADARG, "deco_rmsnorm: out aliases residual");
+  r.out = (float *)scratch + 4;
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, swiglu_and_matmul_batched_refusals) {
+  deco_swiglu_args_t s = DECO_SWIGLU_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(s, "deco_swiglu");
+  const char *name = "deco_swiglu: a->";
+  DS(s, dtype, "deco_swiglu");
+  NS(s, gate); NS(s, up); NS(s, out);
+  /* Flat arrays may alias. */
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  RS(s, row_len, -1, 1, 1 << 30, 4);
+  s.n = 6;
+  expect_refusal(OP(s), BADARG, "deco_swiglu: n = 6 is not a multiple of row_len = 4");
+  s.n = 8;
+  expect_refusal(OP(s), BADARG, "deco_swiglu: in_stride = 0 is below row_len = 4");
+  s.in_stride = 4;
+  const char *overlap = "deco_swiglu: with row_len, out must not overlap gate or up";
+  expect_refusal(OP(s), BADARG, overlap); /* all three at scratch */
+  s.out = (float *)scratch + 8;           /* past gate's two rows, ... */
+  s.up = (const float *)scratch + 6;      /* ... not past up's */
+  expect_refusal(OP(s), BADARG, overlap);
+  s.n = 0; /* nothing written: no overlap check */
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+
+  deco_matmul_batched_args_t b = DECO_MATMUL_BATCHED_ARGS_INIT;
+  expect_refusal(OP_FN(b)(NULL, &b), NULLP, "deco_matmul_batched: ctx is NULL");
+  expect_refusal(OP_FN(b)(ctx, NULL), NULLP, "deco_matmul_batched: (b) is NULL");
+  DS(b, mm.dtype, "deco_matmul_batched");
+  b.mm.n = b.mm.k = 1;
+  name = "deco_matmul_batched: b->";
+  RS(b, n_batch, 0, 1, 1 << 16, 2);
+  name = "deco_matmul_batched: a->";
+  NS_IN(b, b.mm, a); NS_IN(b, b.mm, w); NS_IN(b, b.mm, out);
+  b.stride_a = -1;
+  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_a = -1 and stride_w = 0 must be >= 0");
+  b.stride_a = 0;
+  b.stride_w = -2;
+  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_a = 0 and stride_w = -2 must be >= 0");
+  b.stride_w = 0;
+  b.mm.m = 2;
+  b.mm.n = 3;
+  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_out = 0 < m * n = 6 (outputs overlap)");
+  b.mm.m = 0; /* no rows: an empty call succeeds once every check passes */
+  cr_assert_eq(OP(b), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, paged_kv_refusals) {
+  deco_kv_append_args_t k = DECO_KV_APPEND_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(k, "deco_kv_append");
+  DS(k, cache.dtype, "deco_kv_append");
+  /* The cache view's fields, named c-> (deco_check_paged_kv), in order. */
+  const char *name = "deco_kv_append: c->";
+  expect_range(OP(k), name, "n_kv_heads", 0, 1, 4096);
+  k.cache.n_kv_heads = 4097;
+  expect_range(OP(k), name, "n_kv_heads", 4097, 1, 4096);
+  k.cache.n_kv_heads = 2;
+  expect_range(OP(k), name, "head_dim", 0, 1, 256);
+  k.cache.head_dim = 4;
+  expect_range(OP(k), name, "page_size", 0, 1, 1 << 16);
+  k.cache.page_size = 4;
+  expect_range(OP(k), name, "n_pages", 0, 1, 1 << 30);
+  k.cache.n_pages = 1;
+  expect_range(OP(k), name, "max_pages_per_seq", 0, 1, 1 << 30);
+  k.cache.max_pages_per_seq = 1;
+  NS_IN(k, k.cache, k_pages); NS_IN(k, k.cache, v_pages); NS_IN(k, k.cache, block_table);
+  /* Then the ragged batch. */
+  expect_range(OP(k), "deco_kv_append: b->", "n_seqs", 0, 1, 1 << 20);
+}
+
+Test(ops_ref, topk_rows_refusals) {
+  deco_topk_rows_args_t t = DECO_TOPK_ROWS_ARGS_INIT;
+  EXPECT_NULL_CTX_THEN_ARGS(t, "deco_topk_rows");
+  const char *name = "deco_topk_rows: a->";
+  RS(t, n_rows, 0, 1, 1 << 24, 2); RS(t, vocab, 0, 1, 1 << 24, 5); RS(t, k, 0, 1, 16, 8); RS(t, k, 17, 1, 16, 8);
+  expect_refusal(OP(t), BADARG, "deco_topk_rows: k = 8 exceeds vocab = 5");
+  t.k = 5;
+  t.dtype = DECO_DTYPE_F16;
+  expect_refusal(OP(t), DECO_STATUS_UNSUPPORTED, "deco_topk_rows: dtype f16 is not supported (f32 or bf16)");
+  t.dtype = DECO_DTYPE_BF16;
+  expect_refusal(OP(t), DECO_STATUS_UNSUPPORTED,
+                 "deco_topk_rows: dtype bf16 is not supported on the CPU backend (f32 only)");
+  t.dtype = DECO_DTYPE_F32;
+  NS(t, logits); NS(t, ids);
 }

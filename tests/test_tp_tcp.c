@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -121,6 +123,45 @@ Test(tp_tcp, rank_0_gives_up_on_a_peer_that_never_connects_within_its_timeout, .
   cr_assert_eq(ps[0].st, DECO_STATUS_IO_ERROR, "%s", ps[0].msg);
   cr_assert(strstr(ps[0].msg, "1 of 2 ranks") && strstr(ps[0].msg, "never connected"), "%s", ps[0].msg);
   cr_assert(ps[0].took_s >= 0.45 && ps[0].took_s < 3.0, "rank 0 gave up after %.3f s", ps[0].took_s);
+  char want[512];
+  snprintf(want, sizeof want,
+           "test: 1 of 2 ranks fetched the NCCL id from MASTER_PORT=%s within %.0f s: the others never connected", port,
+           0.5);
+  cr_assert_str_eq(ps[0].msg, want);
+}
+
+/* Rank 0's refusals before it serves: a port getaddrinfo does not take,
+ * and a port another socket already listens on. */
+Test(tp_tcp, rank_0_refuses_a_bad_port_and_a_busy_one, .timeout = 30) {
+  unsigned char blob[BLOB] = {0};
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+  const int g = getaddrinfo(NULL, "not-a-port", &hints, &ai);
+  cr_assert_neq(g, 0);
+  char want[512];
+  snprintf(want, sizeof want, "test: MASTER_PORT=not-a-port: %s", gai_strerror(g));
+  cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 0, 2, NULL, "not-a-port", 1, "test"), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(NULL), want);
+
+  /* Every address of the port taken: a listener on IPv4 and, where there
+   * is one, on IPv6. */
+  char port[16];
+  free_port(port, sizeof port);
+  cr_assert_eq(getaddrinfo(NULL, port, &hints, &ai), 0);
+  int held[4], n = 0;
+  for (const struct addrinfo *a = ai; a && n < 4; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    cr_assert_geq(fd, 0);
+    const int one = 1;
+    if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    cr_assert_eq(bind(fd, a->ai_addr, a->ai_addrlen), 0, "%s", strerror(errno));
+    cr_assert_eq(listen(fd, 1), 0);
+    held[n++] = fd;
+  }
+  freeaddrinfo(ai);
+  snprintf(want, sizeof want, "test: cannot listen on MASTER_PORT=%s: %s", port, strerror(EADDRINUSE));
+  cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 0, 2, NULL, port, 1, "test"), DECO_STATUS_IO_ERROR);
+  cr_assert_str_eq(deco_last_error(NULL), want);
+  for (int i = 0; i < n; ++i) close(held[i]);
 }
 
 Test(tp_tcp, a_peer_gives_up_when_nobody_serves_within_its_timeout, .timeout = 30) {

@@ -223,6 +223,87 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
   return 0;
 }
 
+/* The library's last error as the CLI's, prefixed with the option that
+ * failed; -1. */
+static int option_failed(const char *option) {
+  deco_cli_error("%s: %s", option, deco_last_error(NULL));
+  return -1;
+}
+
+/* The chat template's rendering of --system and --prompt into *prompt
+ * (cap ids, grown to fit when the template needs more); *end_token gets
+ * the template's end token. 0 or -1. */
+static int render_chat_prompt(const deco_cli_options_t *o, const deco_tokenizer_t *tok, int cap, int32_t **prompt,
+                              int *n_prompt, int32_t *end_token) {
+  /* AUTO stays AUTO for the rendering (the file's template keeps its
+   * default system message); resolving it first gives the error that
+   * quotes an unrecognised template. */
+  const deco_chat_template_t tmpl = o->chat_template;
+  deco_chat_template_t resolved;
+  if (deco_chat_template_resolve(tok, tmpl, &resolved) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return -1;
+  }
+  const char *user = o->prompt ? o->prompt : "";
+  deco_status_t st = deco_chat_render(tok, tmpl, o->system, user, 1, *prompt, cap, n_prompt);
+  if (st == DECO_STATUS_CAPACITY) {
+    int32_t *more = realloc(*prompt, sizeof(int32_t) * (size_t)*n_prompt);
+    if (!more) {
+      deco_cli_error("out of memory");
+      return -1;
+    }
+    *prompt = more;
+    st = deco_chat_render(tok, tmpl, o->system, user, 1, *prompt, *n_prompt, n_prompt);
+  }
+  if (st != DECO_STATUS_SUCCESS) return option_failed("--chat");
+  if (*n_prompt == 0) {
+    deco_cli_error("--chat: the template gave no ids, and %s adds no BOS: nothing to start from", o->model_path);
+    return -1;
+  }
+  *end_token = deco_chat_end_token(tok, tmpl);
+  return 0;
+}
+
+/* --prompt encoded into prompt (cap ids): a GGUF model's by the llama.cpp
+ * rule (special-token text kept as text), a llama2.c model's with BOS.
+ * 0 or -1. */
+static int encode_text_prompt(const deco_cli_options_t *o, const model_source_t *ms, const deco_tokenizer_t *tok,
+                              int32_t *prompt, int cap, int *n_prompt) {
+  const deco_status_t st =
+      ms->gguf ? deco_tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), DECO_TOKENIZE_ADD_SPECIAL, prompt, cap,
+                                         n_prompt)
+               : deco_tokenizer_encode(tok, o->prompt, 1, 0, prompt, cap, n_prompt);
+  if (st != DECO_STATUS_SUCCESS) return option_failed("--prompt");
+  if (ms->gguf && *n_prompt == 0) {
+    deco_cli_error("--prompt: empty, and %s adds no BOS: nothing to start from", o->model_path);
+    return -1;
+  }
+  return 0;
+}
+
+/* No prompt: the model's BOS alone. A GGUF file may name none (then
+ * there is nothing to start from). 0 or -1. */
+static int bos_prompt(const model_source_t *ms, int32_t *prompt, int *n_prompt) {
+  if (ms->hp.bos_id < 0) {
+    deco_cli_error("no prompt: %s names no BOS id (tokenizer.ggml.bos_token_id) to start from; give --prompt-ids",
+                   ms->label);
+    return -1;
+  }
+  *n_prompt = 1;
+  prompt[0] = ms->hp.bos_id;
+  return 0;
+}
+
+/* How many ids build_prompt allocates for text_len bytes of prompt text:
+ * --prompt-ids' count, room for a chat rendering or an encoding, or 1
+ * (BOS). */
+static int prompt_capacity(const deco_cli_options_t *o, size_t text_len) {
+  if (o->prompt_ids) return o->n_prompt_ids;
+  if (o->chat) return 3 * (int)text_len + 512;
+  if (o->prompt) return 3 * (int)text_len + 8;
+  return 1;
+}
+
 /* The prompt's ids: --prompt-ids as given, --prompt encoded (a GGUF
  * model's by the llama.cpp rule, special-token text kept as text), the
  * chat template's rendering (with --chat; *end_token gets the template's
@@ -236,7 +317,7 @@ static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, c
     deco_cli_error("--prompt: %zu bytes is too long", text_len);
     return -1;
   }
-  int cap = o->prompt_ids ? o->n_prompt_ids : o->chat ? 3 * (int)text_len + 512 : o->prompt ? 3 * (int)text_len + 8 : 1;
+  const int cap = prompt_capacity(o, text_len);
   *prompt = malloc(sizeof(int32_t) * (size_t)cap);
   if (!*prompt) {
     deco_cli_error("out of memory");
@@ -245,62 +326,11 @@ static int build_prompt(const deco_cli_options_t *o, const model_source_t *ms, c
   if (o->prompt_ids) {
     *n_prompt = o->n_prompt_ids;
     memcpy(*prompt, o->prompt_ids, sizeof(int32_t) * (size_t)*n_prompt);
-  } else if (o->chat) {
-    /* AUTO stays AUTO for the rendering (the file's template keeps its
-     * default system message); resolving it first gives the error that
-     * quotes an unrecognised template. */
-    const deco_chat_template_t tmpl = o->chat_template;
-    deco_chat_template_t resolved;
-    if (deco_chat_template_resolve(tok, tmpl, &resolved) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s", deco_last_error(NULL));
-      return -1;
-    }
-    deco_status_t st = deco_chat_render(tok, tmpl, o->system, o->prompt ? o->prompt : "", 1, *prompt, cap, n_prompt);
-    if (st == DECO_STATUS_CAPACITY) {
-      int32_t *more = realloc(*prompt, sizeof(int32_t) * (size_t)*n_prompt);
-      if (!more) {
-        deco_cli_error("out of memory");
-        return -1;
-      }
-      *prompt = more;
-      st = deco_chat_render(tok, tmpl, o->system, o->prompt ? o->prompt : "", 1, *prompt, *n_prompt, n_prompt);
-    }
-    if (st != DECO_STATUS_SUCCESS) {
-      deco_cli_error("--chat: %s", deco_last_error(NULL));
-      return -1;
-    }
-    if (*n_prompt == 0) {
-      deco_cli_error("--chat: the template gave no ids, and %s adds no BOS: nothing to start from", o->model_path);
-      return -1;
-    }
-    *end_token = deco_chat_end_token(tok, tmpl);
-  } else if (o->prompt && ms->gguf) {
-    if (deco_tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), DECO_TOKENIZE_ADD_SPECIAL, *prompt, cap,
-                                n_prompt) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("--prompt: %s", deco_last_error(NULL));
-      return -1;
-    }
-    if (*n_prompt == 0) {
-      deco_cli_error("--prompt: empty, and %s adds no BOS: nothing to start from", o->model_path);
-      return -1;
-    }
-  } else if (o->prompt) {
-    if (deco_tokenizer_encode(tok, o->prompt, 1, 0, *prompt, cap, n_prompt) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("--prompt: %s", deco_last_error(NULL));
-      return -1;
-    }
-  } else {
-    /* No prompt: the model's BOS alone. A GGUF file may name none (then
-     * there is nothing to start from). */
-    if (ms->hp.bos_id < 0) {
-      deco_cli_error("no prompt: %s names no BOS id (tokenizer.ggml.bos_token_id) to start from; give --prompt-ids",
-                     ms->label);
-      return -1;
-    }
-    *n_prompt = 1;
-    (*prompt)[0] = ms->hp.bos_id;
+    return 0;
   }
-  return 0;
+  if (o->chat) return render_chat_prompt(o, tok, cap, prompt, n_prompt, end_token);
+  if (o->prompt) return encode_text_prompt(o, ms, tok, *prompt, cap, n_prompt);
+  return bos_prompt(ms, *prompt, n_prompt);
 }
 
 /* The context and the full model load; 0 or -1. */
@@ -705,54 +735,78 @@ static int generate_launched(const deco_cli_options_t *o, deco_backend_t backend
   return rc;
 }
 
-int deco_cli_generate(const deco_cli_options_t *o) {
-  deco_comm_env_t env;
-  const int launched = deco_comm_env_read(&env) > 0 && env.size > 1;
-  /* Under a launcher the communicator is NCCL's when the ranks run on CUDA
-   * (--backend cuda, or unset with a GPU here) and this build has NCCL,
-   * MPI's otherwise; without a launcher --tp N runs N threads. */
+/* The communicator a --tp/--comm run uses: --comm as given; under a
+ * launcher NCCL's when the ranks run on CUDA (--backend cuda, or unset with
+ * a GPU here) and this build has NCCL, MPI's otherwise; without a launcher
+ * --tp N runs N threads. */
+static deco_comm_backend_t choose_comm(const deco_cli_options_t *o, int launched) {
   const int on_cuda = o->backend_set ? o->backend == DECO_BACKEND_CUDA : deco_cuda_device_count() > 0;
   const deco_comm_backend_t launched_comm =
       on_cuda && deco_comm_backend_available(DECO_COMM_NCCL) ? DECO_COMM_NCCL : DECO_COMM_MPI;
-  const deco_comm_backend_t comm = o->comm_set ? o->comm : launched ? launched_comm : DECO_COMM_THREADS;
-  const int tp_run = o->tp > 0 || o->comm_set || launched;
+  return o->comm_set ? o->comm : launched ? launched_comm : DECO_COMM_THREADS;
+}
+
+/* The usage errors of the communicator choice and of the options a
+ * tensor-parallel run does not take; 0 or -1. */
+static int check_comm_usage(const deco_cli_options_t *o, deco_comm_backend_t comm, int launched, int tp_run) {
   if (tp_run && comm == DECO_COMM_MPI && !launched) {
     deco_cli_error("--comm mpi needs a launcher (mpirun, srun): none of OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE, "
                    "SLURM_PROCID/STEP_NUM_TASKS or RANK/WORLD_SIZE describes more than one rank");
-    return DECO_EXIT_USAGE;
+    return -1;
   }
   if (launched && comm == DECO_COMM_THREADS) {
     deco_cli_error("--comm threads: under a launcher every process is a rank (use --comm mpi or nccl)");
-    return DECO_EXIT_USAGE;
+    return -1;
   }
-  if (tp_run && comm == DECO_COMM_NCCL && !deco_comm_backend_available(DECO_COMM_NCCL)) {
+  if (!tp_run) return 0;
+  if (comm == DECO_COMM_NCCL && !deco_comm_backend_available(DECO_COMM_NCCL)) {
     deco_cli_error("--comm nccl: this deco was built without NCCL (a CUDA build finds it beside the toolkit)");
-    return DECO_EXIT_USAGE;
+    return -1;
   }
-  if (tp_run && o->superpose) {
+  if (o->superpose) {
     deco_cli_error("--superpose: not with tensor parallelism (its runner drives one model)");
-    return DECO_EXIT_USAGE;
+    return -1;
   }
-  if (tp_run && o->recycle_state) {
+  if (o->recycle_state) {
     deco_cli_error("--recycle-state: not with tensor parallelism (every rank holds the same table)");
-    return DECO_EXIT_USAGE;
+    return -1;
   }
-  /* The host communicators carry host buffers: their ranks run on the CPU;
-   * NCCL's run on GPUs. */
+  return 0;
+}
+
+/* The backend and dtype the run uses: --backend and --dtype as given, else
+ * the communicator's backend for a tensor-parallel run (the host
+ * communicators carry host buffers: their ranks run on the CPU; NCCL's run
+ * on GPUs), CUDA when a GPU is here, the CPU otherwise, and bf16 on CUDA,
+ * f32 on the CPU; 0, or -1 for a usage error. */
+static int choose_backend_dtype(const deco_cli_options_t *o, deco_comm_backend_t comm, int tp_run,
+                                deco_backend_t *backend, deco_dtype_t *dtype) {
   const deco_backend_t tp_backend = comm == DECO_COMM_NCCL ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
-  deco_backend_t backend = o->backend_set ? o->backend
-                           : tp_run       ? tp_backend
-                                          : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  if (tp_run && backend != tp_backend) {
+  *backend = o->backend_set ? o->backend
+             : tp_run       ? tp_backend
+                            : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  if (tp_run && *backend != tp_backend) {
     deco_cli_error("--comm %s: its ranks run on the %s backend (use --backend %s)", deco_comm_backend_name(comm),
                    deco_backend_name(tp_backend), deco_backend_name(tp_backend));
-    return DECO_EXIT_USAGE;
+    return -1;
   }
-  deco_dtype_t dtype = o->dtype_set ? o->dtype : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
-  if (backend == DECO_BACKEND_CPU && dtype != DECO_DTYPE_F32) {
-    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(dtype));
-    return DECO_EXIT_USAGE;
+  *dtype = o->dtype_set ? o->dtype : (*backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
+  if (*backend == DECO_BACKEND_CPU && *dtype != DECO_DTYPE_F32) {
+    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(*dtype));
+    return -1;
   }
+  return 0;
+}
+
+int deco_cli_generate(const deco_cli_options_t *o) {
+  deco_comm_env_t env;
+  const int launched = deco_comm_env_read(&env) > 0 && env.size > 1;
+  const deco_comm_backend_t comm = choose_comm(o, launched);
+  const int tp_run = o->tp > 0 || o->comm_set || launched;
+  if (check_comm_usage(o, comm, launched, tp_run) != 0) return DECO_EXIT_USAGE;
+  deco_backend_t backend;
+  deco_dtype_t dtype;
+  if (choose_backend_dtype(o, comm, tp_run, &backend, &dtype) != 0) return DECO_EXIT_USAGE;
   if (!tp_run) return generate_rank(o, backend, dtype, NULL, 0);
   if (launched) return generate_launched(o, backend, dtype, comm, env.local_rank);
   return generate_threads(o, backend, dtype, o->tp > 0 ? o->tp : 1, comm);

@@ -45,31 +45,42 @@ static int parse_size(const char *s, size_t *out) {
   return 0;
 }
 
+/* Where a string option's value goes, or NULL when a is not one. */
+static const char **string_slot(ngram_options_t *o, const char *a) {
+  return strcmp(a, "--model") == 0       ? &o->model
+         : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
+         : strcmp(a, "--text") == 0      ? &o->text
+         : strcmp(a, "--ids") == 0       ? &o->ids
+         : strcmp(a, "--out") == 0       ? &o->out
+                                         : NULL;
+}
+
+/* The option at argv[*i] and its value (*i steps past it); 0 or
+ * DECO_EXIT_USAGE. */
+static int parse_option(int argc, char **argv, int *i, ngram_options_t *o) {
+  const char *a = argv[*i];
+  const char **slot = string_slot(o, a);
+  const int is_size = strcmp(a, "--max-bytes") == 0;
+  if (!slot && !is_size) {
+    deco_cli_error("ngram build: unknown option '%s' (see deco ngram --help)", a);
+    return DECO_EXIT_USAGE;
+  }
+  const char *v = deco_cli_option_value(argc, argv, i);
+  if (!v) return DECO_EXIT_USAGE;
+  if (slot) {
+    *slot = v;
+  } else if (parse_size(v, &o->max_bytes) != 0) {
+    deco_cli_error("--max-bytes: '%s' is not a byte count", v);
+    return DECO_EXIT_USAGE;
+  }
+  return 0;
+}
+
 static int parse(int argc, char **argv, ngram_options_t *o) {
   *o = (ngram_options_t){.max_bytes = DECO_NGRAM_DEFAULT_MAX_BYTES};
   if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
-  for (int i = 0; i < argc; ++i) {
-    const char *a = argv[i];
-    const char **slot = strcmp(a, "--model") == 0       ? &o->model
-                        : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
-                        : strcmp(a, "--text") == 0      ? &o->text
-                        : strcmp(a, "--ids") == 0       ? &o->ids
-                        : strcmp(a, "--out") == 0       ? &o->out
-                                                        : NULL;
-    const int is_size = strcmp(a, "--max-bytes") == 0;
-    if (!slot && !is_size) {
-      deco_cli_error("ngram build: unknown option '%s' (see deco ngram --help)", a);
-      return DECO_EXIT_USAGE;
-    }
-    const char *v = deco_cli_option_value(argc, argv, &i);
-    if (!v) return DECO_EXIT_USAGE;
-    if (slot) {
-      *slot = v;
-    } else if (parse_size(v, &o->max_bytes) != 0) {
-      deco_cli_error("--max-bytes: '%s' is not a byte count", v);
-      return DECO_EXIT_USAGE;
-    }
-  }
+  for (int i = 0; i < argc; ++i)
+    if (parse_option(argc, argv, &i, o) != 0) return DECO_EXIT_USAGE;
   if (!o->out) {
     deco_cli_error("ngram build needs --out TABLE");
     return DECO_EXIT_USAGE;
@@ -138,84 +149,103 @@ static int add_text(deco_ngram_builder_t *b, const char *path, char *text, const
   return rc;
 }
 
-static int build(const ngram_options_t *o) {
-  /* The model's vocabulary, and its tokenizer's bytes (hashed into the table). */
+/* The vocabulary a table serves and the tokenizer --text is encoded with. */
+typedef struct ngram_vocab {
   deco_model_hparams_t hp;
-  const void *tok_data = NULL;
-  size_t tok_size = 0;
-  char *tok_file = NULL;
-  const char *tok_name = NULL;
-  deco_tokenizer_t *tok = NULL;
-  /* A GGUF model carries its vocabulary; the table is tied to the hash of
-   * its token list, as generate --superpose checks it. */
-  const int gguf = o->model ? deco_cli_is_gguf(o->model) : 0;
-  if (gguf < 0) return DECO_EXIT_BAD_INPUT;
-  if (gguf) {
+  int gguf;               /* the model is a GGUF file (its tokenizer is tok) */
+  deco_tokenizer_t *tok;  /* NULL for --ids without a tokenizer */
+  const void *tok_data;   /* a llama2.c tokenizer's bytes (hashed into the table) */
+  size_t tok_size;
+  char *tok_file;         /* tok_data when read from --tokenizer */
+  const char *tok_name;
+} ngram_vocab_t;
+
+/* The model's vocabulary: a GGUF model carries its own (the table is tied
+ * to the hash of its token list, as generate --superpose checks it), a
+ * llama2.c checkpoint gives its size, as does the built-in model; 0 or an
+ * exit status. */
+static int read_model_vocab(const ngram_options_t *o, ngram_vocab_t *v) {
+  v->gguf = o->model ? deco_cli_is_gguf(o->model) : 0;
+  if (v->gguf < 0) return DECO_EXIT_BAD_INPUT;
+  deco_status_t st;
+  if (v->gguf) {
     if (o->tokenizer) {
       deco_cli_error("--tokenizer: %s is a GGUF file and carries its own vocabulary", o->model);
       return DECO_EXIT_BAD_INPUT;
     }
-    if (deco_tokenizer_load_gguf(o->model, &tok) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s", deco_last_error(NULL));
-      return DECO_EXIT_BAD_INPUT;
+    st = deco_tokenizer_load_gguf(o->model, &v->tok);
+    if (st == DECO_STATUS_SUCCESS) {
+      memset(&v->hp, 0, sizeof v->hp);
+      v->hp.vocab_size = deco_tokenizer_vocab_size(v->tok);
     }
-    memset(&hp, 0, sizeof hp);
-    hp.vocab_size = deco_tokenizer_vocab_size(tok);
   } else if (o->model) {
-    if (deco_llama2c_read_hparams(o->model, &hp) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s", deco_last_error(NULL));
-      return DECO_EXIT_BAD_INPUT;
-    }
+    st = deco_llama2c_read_hparams(o->model, &v->hp);
   } else {
     size_t n;
     const void *data = deco_default_model(&n);
-    if (deco_llama2c_read_hparams_buffer(data, n, DECO_DEFAULT_MODEL_NAME, &hp) != DECO_STATUS_SUCCESS) {
-      deco_cli_error("%s", deco_last_error(NULL));
-      return DECO_EXIT_BAD_INPUT;
-    }
+    st = deco_llama2c_read_hparams_buffer(data, n, DECO_DEFAULT_MODEL_NAME, &v->hp);
   }
-  if (o->tokenizer) {
-    if (!(tok_file = deco_cli_read_file(o->tokenizer, &tok_size))) return DECO_EXIT_BAD_INPUT;
-    tok_data = tok_file;
-    tok_name = o->tokenizer;
-  } else if (!o->model) {
-    tok_data = deco_default_tokenizer(&tok_size);
-    tok_name = DECO_DEFAULT_TOKENIZER_NAME;
-  }
-  int rc = DECO_EXIT_OK;
-  deco_ngram_builder_t *b = NULL;
-  deco_ngram_table_t *t = NULL;
-  char *corpus = NULL;
-  size_t corpus_size = 0;
-  if (o->text && !tok_data && !tok) {
-    deco_cli_error("--text needs --tokenizer: %s comes without one (or give --ids)", o->model);
-    rc = DECO_EXIT_BAD_INPUT;
-    goto out;
-  }
-  if (tok_data && deco_tokenizer_load_buffer(tok_data, tok_size, tok_name, hp.vocab_size, &tok) != DECO_STATUS_SUCCESS) {
+  if (st != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
-    rc = DECO_EXIT_BAD_INPUT;
-    goto out;
+    return DECO_EXIT_BAD_INPUT;
   }
+  return 0;
+}
+
+/* A llama2.c tokenizer's bytes (--tokenizer, or the built-in one with the
+ * built-in model) and the tokenizer loaded from them; --text needs one.
+ * 0 or an exit status. */
+static int read_llama2c_tokenizer(const ngram_options_t *o, ngram_vocab_t *v) {
+  if (o->tokenizer) {
+    if (!(v->tok_file = deco_cli_read_file(o->tokenizer, &v->tok_size))) return DECO_EXIT_BAD_INPUT;
+    v->tok_data = v->tok_file;
+    v->tok_name = o->tokenizer;
+  } else if (!o->model) {
+    v->tok_data = deco_default_tokenizer(&v->tok_size);
+    v->tok_name = DECO_DEFAULT_TOKENIZER_NAME;
+  }
+  if (o->text && !v->tok_data && !v->tok) {
+    deco_cli_error("--text needs --tokenizer: %s comes without one (or give --ids)", o->model);
+    return DECO_EXIT_BAD_INPUT;
+  }
+  if (v->tok_data &&
+      deco_tokenizer_load_buffer(v->tok_data, v->tok_size, v->tok_name, v->hp.vocab_size, &v->tok) !=
+          DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  return 0;
+}
+
+/* The corpus (--text or --ids) counted into a new builder *b; 0 or an exit
+ * status. */
+static int count_corpus(const ngram_options_t *o, const ngram_vocab_t *v, deco_ngram_builder_t **b) {
   const char *in = o->text ? o->text : o->ids;
-  if (!(corpus = deco_cli_read_file(in, &corpus_size)) ||
-      deco_ngram_builder_create(hp.vocab_size, &b) != DECO_STATUS_SUCCESS) {
+  size_t corpus_size = 0;
+  char *corpus = deco_cli_read_file(in, &corpus_size);
+  int rc = DECO_EXIT_OK;
+  if (!corpus || deco_ngram_builder_create(v->hp.vocab_size, b) != DECO_STATUS_SUCCESS) {
     if (corpus) deco_cli_error("%s", deco_last_error(NULL));
     rc = DECO_EXIT_BAD_INPUT;
-    goto out;
-  }
-  if ((o->text ? add_text(b, in, corpus, tok) : add_ids(b, in, corpus, hp.vocab_size)) != 0) {
+  } else if ((o->text ? add_text(*b, in, corpus, v->tok) : add_ids(*b, in, corpus, v->hp.vocab_size)) != 0) {
     rc = DECO_EXIT_BAD_INPUT;
-    goto out;
   }
-  const uint64_t tok_hash = gguf       ? deco_cli_tokenizer_hash(tok)
-                            : tok_data ? deco_ngram_hash_bytes(tok_data, tok_size)
-                                       : 0;
+  free(corpus);
+  return rc;
+}
+
+/* The table from the counts, tied to the tokenizer's hash, saved to --out
+ * and summed up on stderr; 0 or an exit status. */
+static int save_table(const ngram_options_t *o, const ngram_vocab_t *v, deco_ngram_builder_t *b) {
+  const uint64_t tok_hash = v->gguf       ? deco_cli_tokenizer_hash(v->tok)
+                            : v->tok_data ? deco_ngram_hash_bytes(v->tok_data, v->tok_size)
+                                          : 0;
+  deco_ngram_table_t *t = NULL;
   if (deco_ngram_builder_finish(b, o->max_bytes, tok_hash, &t) != DECO_STATUS_SUCCESS ||
       deco_ngram_table_save(t, o->out) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
-    rc = DECO_EXIT_BAD_INPUT;
-    goto out;
+    deco_ngram_table_destroy(t);
+    return DECO_EXIT_BAD_INPUT;
   }
   deco_ngram_info_t info;
   deco_ngram_table_info(t, &info);
@@ -225,12 +255,20 @@ static int build(const ngram_options_t *o) {
           (unsigned long long)info.corpus_tokens, (unsigned)info.n_contexts, (unsigned)info.n_followers,
           (unsigned long long)info.pruned_contexts, info.file_bytes, info.vocab_size,
           (unsigned long long)info.tokenizer_hash);
-out:
   deco_ngram_table_destroy(t);
+  return DECO_EXIT_OK;
+}
+
+static int build(const ngram_options_t *o) {
+  ngram_vocab_t v = {0};
+  deco_ngram_builder_t *b = NULL;
+  int rc = read_model_vocab(o, &v);
+  if (rc == DECO_EXIT_OK) rc = read_llama2c_tokenizer(o, &v);
+  if (rc == DECO_EXIT_OK) rc = count_corpus(o, &v, &b);
+  if (rc == DECO_EXIT_OK) rc = save_table(o, &v, b);
   deco_ngram_builder_destroy(b);
-  deco_tokenizer_destroy(tok);
-  free(corpus);
-  free(tok_file);
+  deco_tokenizer_destroy(v.tok);
+  free(v.tok_file);
   return rc;
 }
 

@@ -7,16 +7,22 @@
  */
 #include "ops/dispatch.h"
 
-deco_status_t deco_check_paged_kv(deco_ctx_t *ctx, const deco_paged_kv_t *c, const char *op) {
-  DECO_TRY(deco_check_dtype(ctx, c->dtype, op, "cache.dtype"));
+/* The cache's geometry: heads, head size, page size, pool size and the
+ * block table's row length. */
+static deco_status_t check_paged_kv_geometry(deco_ctx_t *ctx, const deco_paged_kv_t *c, const char *op) {
   DECO_CHECK_RANGE(ctx, c->n_kv_heads, 1, 4096, op);
   DECO_CHECK_RANGE(ctx, c->head_dim, 1, 256, op);
   DECO_CHECK_RANGE(ctx, c->page_size, 1, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, c->n_pages, 1, 1 << 30, op);
   DECO_CHECK_RANGE(ctx, c->max_pages_per_seq, 1, 1 << 30, op);
-  DECO_CHECK_PTR(ctx, c->k_pages, op);
-  DECO_CHECK_PTR(ctx, c->v_pages, op);
-  DECO_CHECK_PTR(ctx, c->block_table, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_check_paged_kv(deco_ctx_t *ctx, const deco_paged_kv_t *c, const char *op) {
+  DECO_TRY(deco_check_dtype(ctx, c->dtype, op, "cache.dtype"));
+  DECO_TRY(check_paged_kv_geometry(ctx, c, op));
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(c->k_pages), DECO_PTR_ARG(c->v_pages), DECO_PTR_ARG(c->block_table)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
   return DECO_STATUS_SUCCESS;
 }
 

@@ -5,22 +5,39 @@
 
 #include "ops/dispatch.h"
 
+/* Where the rows come from: token ids (then the table's dtype, its
+ * vocabulary and the table itself) or, without ids, the embeddings. */
+static deco_status_t check_embedding_source(deco_ctx_t *ctx, const deco_embedding_args_t *a, const char *op) {
+  if (a->tokens == NULL) {
+    if (a->embeds == NULL) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
+    return DECO_STATUS_SUCCESS;
+  }
+  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
+  DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
+  DECO_CHECK_PTR(ctx, a->table, op);
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_embedding(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
   static const char op[] = "deco_embedding";
   DECO_CHECK_CTX(ctx, a, op);
   DECO_CHECK_RANGE(ctx, a->n_tokens, 0, DECO_MAX_TOKENS, op);
   DECO_CHECK_RANGE(ctx, a->dim, 1, DECO_MAX_DIM, op);
   DECO_CHECK_PTR(ctx, a->out, op);
-  if (a->tokens) {
-    DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
-    DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
-    DECO_CHECK_PTR(ctx, a->table, op);
-  } else if (a->embeds == NULL) {
-    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
-  }
+  DECO_TRY(check_embedding_source(ctx, a, op));
   if (a->n_tokens == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, embedding, a);
+}
+
+/* eps finite and >= 0, and out apart from residual (read after out is
+ * written). */
+static deco_status_t check_rmsnorm_eps_and_alias(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a, const char *op) {
+  if (!(a->eps >= 0.0f) || isinf(a->eps))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: eps = %g must be finite and >= 0", op, (double)a->eps);
+  if ((const void *)a->out == (const void *)a->residual)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out aliases residual", op);
+  return DECO_STATUS_SUCCESS;
 }
 
 deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
@@ -29,13 +46,9 @@ deco_status_t deco_rmsnorm(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a) {
   DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
   DECO_CHECK_RANGE(ctx, a->n_rows, 0, DECO_MAX_TOKENS, op);
   DECO_CHECK_RANGE(ctx, a->dim, 1, DECO_MAX_DIM, op);
-  DECO_CHECK_PTR(ctx, a->residual, op);
-  DECO_CHECK_PTR(ctx, a->weight, op);
-  DECO_CHECK_PTR(ctx, a->out, op);
-  if (!(a->eps >= 0.0f) || isinf(a->eps))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: eps = %g must be finite and >= 0", op, (double)a->eps);
-  if ((const void *)a->out == (const void *)a->residual)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out aliases residual", op);
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->residual), DECO_PTR_ARG(a->weight), DECO_PTR_ARG(a->out)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
+  DECO_TRY(check_rmsnorm_eps_and_alias(ctx, a, op));
   if (a->n_rows == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, rmsnorm, a);
@@ -117,36 +130,77 @@ deco_status_t deco_matmul(deco_ctx_t *ctx, const deco_matmul_args_t *a) {
   return deco_matmul_cpu(&exec, a);
 }
 
-deco_status_t deco_matmul_batched(deco_ctx_t *ctx, const deco_matmul_batched_args_t *b) {
-  static const char op[] = "deco_matmul_batched";
-  DECO_CHECK_CTX(ctx, b, op);
+/* The batch after its product's shape: the count, the operands, and
+ * strides that keep the outputs apart. */
+static deco_status_t check_matmul_batch(deco_ctx_t *ctx, const deco_matmul_batched_args_t *b, const char *op) {
   const deco_matmul_args_t *a = &b->mm;
-  DECO_TRY(check_matmul_shape(ctx, a, op, "mm.dtype"));
   DECO_CHECK_RANGE(ctx, b->n_batch, 1, 1 << 16, op);
-  DECO_CHECK_PTR(ctx, a->a, op);
-  DECO_CHECK_PTR(ctx, a->w, op);
-  DECO_CHECK_PTR(ctx, a->out, op);
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->a), DECO_PTR_ARG(a->w), DECO_PTR_ARG(a->out)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
   if (b->stride_a < 0 || b->stride_w < 0)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: stride_a = %lld and stride_w = %lld must be >= 0", op,
                      b->stride_a, b->stride_w);
   if (b->n_batch > 1 && b->stride_out < (long long)a->m * a->n)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: stride_out = %lld < m * n = %lld (outputs overlap)", op,
                      b->stride_out, (long long)a->m * a->n);
-  if (a->m == 0) return DECO_STATUS_SUCCESS;
-  const deco_exec_t exec = deco_ops_exec(ctx);
-#ifdef DECO_HAVE_CUDA
-  if (exec.backend == DECO_BACKEND_CUDA) return deco_matmul_batched_cuda(&exec, b);
-#endif
-  /* The CPU: each product on the batch-invariant path, so a product is
-   * bit for bit the deco_matmul of its operands. */
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The CPU: each product on the batch-invariant path, so a product is bit
+ * for bit the deco_matmul of its operands. */
+static deco_status_t matmul_batched_cpu(const deco_exec_t *exec, const deco_matmul_batched_args_t *b) {
+  const deco_matmul_args_t *a = &b->mm;
   const size_t es = deco_dtype_size(a->dtype), eo = deco_dtype_size(a->out_dtype);
   for (int i = 0; i < b->n_batch; ++i) {
     deco_matmul_args_t one = *a;
     one.a = (const char *)a->a + (size_t)i * (size_t)b->stride_a * es;
     one.w = (const char *)a->w + (size_t)i * (size_t)b->stride_w * es;
     one.out = (char *)a->out + (size_t)i * (size_t)b->stride_out * eo;
-    DECO_TRY(deco_matmul_cpu(&exec, &one));
+    DECO_TRY(deco_matmul_cpu(exec, &one));
   }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_matmul_batched(deco_ctx_t *ctx, const deco_matmul_batched_args_t *b) {
+  static const char op[] = "deco_matmul_batched";
+  DECO_CHECK_CTX(ctx, b, op);
+  DECO_TRY(check_matmul_shape(ctx, &b->mm, op, "mm.dtype"));
+  DECO_TRY(check_matmul_batch(ctx, b, op));
+  if (b->mm.m == 0) return DECO_STATUS_SUCCESS;
+  const deco_exec_t exec = deco_ops_exec(ctx);
+#ifdef DECO_HAVE_CUDA
+  if (exec.backend == DECO_BACKEND_CUDA) return deco_matmul_batched_cuda(&exec, b);
+#endif
+  return matmul_batched_cpu(&exec, b);
+}
+
+/* With row_len (n > 0, the layout checked): whether out overlaps the rows
+ * of gate or up. Rows are written in parallel, so out may not overlap what
+ * is still read. */
+static int swiglu_out_overlaps_rows(const deco_swiglu_args_t *a) {
+  const size_t es = deco_dtype_size(a->dtype), rows = a->n / (size_t)a->row_len;
+  const char *o0 = (const char *)a->out, *o1 = o0 + a->n * es;
+  const char *ins[2] = {(const char *)a->gate, (const char *)a->up};
+  for (int i = 0; i < 2; ++i) {
+    const char *i0 = ins[i], *i1 = i0 + ((rows - 1) * (size_t)a->in_stride + (size_t)a->row_len) * es;
+    if (o0 < i1 && i0 < o1) return 1;
+  }
+  return 0;
+}
+
+/* The row layout, when row_len is given: a divisor of n, a stride that
+ * keeps the input rows apart, and an out that overlaps neither input. */
+static deco_status_t check_swiglu_rows(deco_ctx_t *ctx, const deco_swiglu_args_t *a, const char *op) {
+  if (a->row_len == 0) return DECO_STATUS_SUCCESS;
+  DECO_CHECK_RANGE(ctx, a->row_len, 1, 1 << 30, op);
+  if (a->n % (size_t)a->row_len)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %zu is not a multiple of row_len = %d", op, a->n,
+                     a->row_len);
+  if (a->in_stride < a->row_len)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: in_stride = %d is below row_len = %d", op, a->in_stride,
+                     a->row_len);
+  if (a->n > 0 && swiglu_out_overlaps_rows(a))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: with row_len, out must not overlap gate or up", op);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -154,29 +208,9 @@ deco_status_t deco_swiglu(deco_ctx_t *ctx, const deco_swiglu_args_t *a) {
   static const char op[] = "deco_swiglu";
   DECO_CHECK_CTX(ctx, a, op);
   DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
-  DECO_CHECK_PTR(ctx, a->gate, op);
-  DECO_CHECK_PTR(ctx, a->up, op);
-  DECO_CHECK_PTR(ctx, a->out, op);
-  if (a->row_len != 0) {
-    DECO_CHECK_RANGE(ctx, a->row_len, 1, 1 << 30, op);
-    if (a->n % (size_t)a->row_len)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %zu is not a multiple of row_len = %d", op, a->n,
-                       a->row_len);
-    if (a->in_stride < a->row_len)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: in_stride = %d is below row_len = %d", op,
-                       a->in_stride, a->row_len);
-  }
-  if (a->row_len != 0 && a->n > 0) {
-    /* Rows are written in parallel: out may not overlap what is still read. */
-    const size_t es = deco_dtype_size(a->dtype), rows = a->n / (size_t)a->row_len;
-    const char *o0 = (const char *)a->out, *o1 = o0 + a->n * es;
-    const char *ins[2] = {(const char *)a->gate, (const char *)a->up};
-    for (int i = 0; i < 2; ++i) {
-      const char *i0 = ins[i], *i1 = i0 + ((rows - 1) * (size_t)a->in_stride + (size_t)a->row_len) * es;
-      if (o0 < i1 && i0 < o1)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: with row_len, out must not overlap gate or up", op);
-    }
-  }
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->gate), DECO_PTR_ARG(a->up), DECO_PTR_ARG(a->out)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
+  DECO_TRY(check_swiglu_rows(ctx, a, op));
   if (a->n == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, swiglu, a);

@@ -34,36 +34,68 @@ static deco_status_t check_logits(deco_ctx_t *ctx, deco_dtype_t dtype, const voi
   return DECO_STATUS_SUCCESS;
 }
 
-static deco_status_t check_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a, const char *op) {
-  DECO_CHECK_CTX(ctx, a, op);
+/* What both acceptances read first: the trees, their tokens and the
+ * target's logits (the sampling one passes its own in greedy's struct). */
+static deco_status_t check_target(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a, const char *op) {
   DECO_TRY(check_tree_batch(ctx, &a->tree, op));
   DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_TRY(check_logits(ctx, a->logits_dtype, a->logits, a->vocab, op));
-  DECO_TRY(check_out(ctx, &a->out, op));
-  return DECO_STATUS_SUCCESS;
+  return check_logits(ctx, a->logits_dtype, a->logits, a->vocab, op);
 }
 
-static deco_status_t check_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a, const char *op) {
+static deco_status_t check_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *a, const char *op) {
   DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(check_tree_batch(ctx, &a->tree, op));
-  DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_TRY(check_logits(ctx, a->logits_dtype, a->logits, a->vocab, op));
+  DECO_TRY(check_target(ctx, a, op));
+  return check_out(ctx, &a->out, op);
+}
+
+/* The sampling of the target: temperature finite and > 0, top_k >= 0
+ * (0 = off), top_p in (0, 1]. */
+static deco_status_t check_sampling_params(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a, const char *op) {
   if (!(a->temperature > 0.0f) || isinf(a->temperature))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and > 0", op,
                      (double)a->temperature);
   if (a->top_k < 0) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: top_k = %d must be >= 0", op, a->top_k);
   if (!(a->top_p > 0.0f && a->top_p <= 1.0f))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: top_p = %g must be in (0, 1]", op, (double)a->top_p);
-  if (a->draft_kind != DECO_DRAFT_DETERMINISTIC && a->draft_kind != DECO_DRAFT_CHAIN &&
-      a->draft_kind != DECO_DRAFT_TREE_WITH_REPLACEMENT && a->draft_kind != DECO_DRAFT_TREE_WITHOUT_REPLACEMENT)
+  return DECO_STATUS_SUCCESS;
+}
+
+static int is_draft_kind(deco_draft_kind_t kind) {
+  return kind == DECO_DRAFT_DETERMINISTIC || kind == DECO_DRAFT_CHAIN || kind == DECO_DRAFT_TREE_WITH_REPLACEMENT ||
+         kind == DECO_DRAFT_TREE_WITHOUT_REPLACEMENT;
+}
+
+/* How the drafts were drawn, and their probabilities unless deterministic. */
+static deco_status_t check_drafts(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a, const char *op) {
+  if (!is_draft_kind(a->draft_kind))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: draft_kind = %d is not a draft kind", op,
                      (int)a->draft_kind);
   if (a->draft_kind != DECO_DRAFT_DETERMINISTIC && a->draft_probs == NULL)
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: draft_probs is NULL but draft_kind is not DETERMINISTIC", op);
-  DECO_CHECK_PTR(ctx, a->seed, op);
-  DECO_CHECK_PTR(ctx, a->offset, op);
-  DECO_TRY(check_out(ctx, &a->out, op));
   return DECO_STATUS_SUCCESS;
+}
+
+/* What the stochastic acceptance adds to the greedy one: the sampling,
+ * the drafts' kind and probabilities, and the RNG's seed and offset. */
+static deco_status_t check_sampling(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a, const char *op) {
+  DECO_TRY(check_sampling_params(ctx, a, op));
+  DECO_TRY(check_drafts(ctx, a, op));
+  const deco_ptr_arg_t rng[] = {DECO_PTR_ARG(a->seed), DECO_PTR_ARG(a->offset)};
+  DECO_CHECK_PTR_ARGS(ctx, rng, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t check_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *a, const char *op) {
+  DECO_CHECK_CTX(ctx, a, op);
+  const deco_tree_accept_greedy_args_t target = {.tree = a->tree,
+                                                 .tokens = a->tokens,
+                                                 .logits_dtype = a->logits_dtype,
+                                                 .logits = a->logits,
+                                                 .vocab = a->vocab,
+                                                 .out = a->out};
+  DECO_TRY(check_target(ctx, &target, op));
+  DECO_TRY(check_sampling(ctx, a, op));
+  return check_out(ctx, &a->out, op);
 }
 
 DECO_DEFINE_WORKSPACE_SIZE(tree_accept_greedy, check_greedy)

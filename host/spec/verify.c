@@ -77,19 +77,24 @@ deco_status_t deco_verify_plan(deco_model_t *m, deco_drafter_t *drafter, const d
   return DECO_STATUS_SUCCESS;
 }
 
-deco_status_t deco_verify_enqueue(deco_model_t *m, deco_kv_cache_t *kc, deco_drafter_t *drafter,
-                                  const deco_verify_args_t *a) {
+/* Tree acceptance of the verified batch: greedy at temperature 0, else
+ * sampled; each with its workspace ensured first. */
+static deco_status_t accept_trees(deco_model_t *m, const deco_verify_args_t *a, int V) {
   deco_ctx_t *ctx = deco_model_ctx(m);
-  const int V = deco_model_get_hparams(m)->vocab_size;
   if (a->temperature == 0.0f) {
     const deco_tree_accept_greedy_args_t ga = greedy_args(a, V);
     DECO_TRY(deco_model_ensure_workspace(m, deco_tree_accept_greedy_workspace_size(ctx, &ga)));
-    DECO_TRY(deco_tree_accept_greedy(ctx, &ga));
-  } else {
-    const deco_tree_accept_sample_args_t sa = sample_args(a, V, a->temperature);
-    DECO_TRY(deco_model_ensure_workspace(m, deco_tree_accept_sample_workspace_size(ctx, &sa)));
-    DECO_TRY(deco_tree_accept_sample(ctx, &sa));
+    return deco_tree_accept_greedy(ctx, &ga);
   }
+  const deco_tree_accept_sample_args_t sa = sample_args(a, V, a->temperature);
+  DECO_TRY(deco_model_ensure_workspace(m, deco_tree_accept_sample_workspace_size(ctx, &sa)));
+  return deco_tree_accept_sample(ctx, &sa);
+}
+
+deco_status_t deco_verify_enqueue(deco_model_t *m, deco_kv_cache_t *kc, deco_drafter_t *drafter,
+                                  const deco_verify_args_t *a) {
+  const int V = deco_model_get_hparams(m)->vocab_size;
+  DECO_TRY(accept_trees(m, a, V));
   /* Compaction of the accepted paths, all layers in one launch. */
   const deco_kv_cache_compact_args_t ca = {.n_seqs = a->n_trees,
                                            .block_table = a->block_table,

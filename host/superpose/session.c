@@ -559,62 +559,98 @@ static int walk(const block_t *h, int b, int k, int rows, int len, int slot, int
   return 0;
 }
 
+/* One prompt's two pools of drafts on the host, both sorted best first:
+ * the alive drafts (score, history slot a, length step) and the finished
+ * ones (fin_score, fin_slot, fin_len); a and f are the next of each. */
+typedef struct draft_pools {
+  const double *score, *fin_score;
+  const int32_t *fin_len, *fin_slot;
+  int n_alive, n_fin, step;
+  int a, f;
+} draft_pools_t;
+
+static draft_pools_t prompt_pools(const block_t *h, int b, int k) {
+  const deco_superpose_prompt_t *in = &h->d.prompt[b];
+  return (draft_pools_t){.score = h->d.score + (size_t)b * k,
+                         .fin_score = h->d.fin_score + (size_t)b * k,
+                         .fin_len = h->d.fin_len + (size_t)b * k,
+                         .fin_slot = h->d.fin_slot + (size_t)b * k,
+                         .n_alive = in->n_alive < 0 ? 0 : in->n_alive > k ? k : in->n_alive,
+                         .n_fin = in->n_fin < 0 ? 0 : in->n_fin > k ? k : in->n_fin,
+                         .step = in->step};
+}
+
+/* The better of the two pools' heads into dr (finished first on ties),
+ * with its length and history slot. */
+static void take_best(draft_pools_t *p, deco_superpose_draft_t *dr, int *len, int *slot) {
+  if (p->f < p->n_fin && (p->a >= p->n_alive || p->fin_score[p->f] >= p->score[p->a])) {
+    dr->logp = p->fin_score[p->f];
+    dr->finished = 1;
+    *len = p->fin_len[p->f];
+    *slot = p->fin_slot[p->f];
+    p->f++;
+  } else {
+    dr->logp = p->score[p->a];
+    dr->finished = 0;
+    *len = p->step;
+    *slot = p->a;
+    p->a++;
+  }
+}
+
+/* Prompt b's drafts into out (at most k, merged from both pools, each with
+ * its ids walked back through the history); *tokens grows by their ids. */
+static deco_status_t collect_prompt(const deco_superpose_session_t *s, int b, deco_superpose_result_t *out,
+                                    int *tokens) {
+  const int k = s->k, rows = s->rows;
+  draft_pools_t p = prompt_pools(&s->host, b, k);
+  int n = 0;
+  while (n < k && (p.a < p.n_alive || p.f < p.n_fin)) {
+    deco_superpose_draft_t *dr = &out->drafts[(size_t)b * k + n];
+    int32_t *ids = out->storage + ((size_t)b * k + n) * (size_t)rows;
+    int len, slot;
+    take_best(&p, dr, &len, &slot);
+    if (len < 0 || len > rows || walk(&s->host, b, k, rows, len, slot, ids) != 0)
+      return DECO_FAIL(s->ctx, DECO_STATUS_INTERNAL, "%s: prompt %d: draft %d's history is malformed", OP, b, n);
+    dr->n_ids = len;
+    dr->ids = ids;
+    *tokens += len;
+    n++;
+  }
+  out->n_drafts[b] = n;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* out's arrays for B prompts of k drafts (each at most rows ids); 0, or -1
+ * with out freed. */
+static int alloc_result(deco_superpose_result_t *out, int B, int k, int rows) {
+  out->n_forced = calloc((size_t)B, sizeof(int));
+  out->n_drafts = calloc((size_t)B, sizeof(int));
+  out->drafts = calloc((size_t)B * k, sizeof *out->drafts);
+  out->storage = malloc(sizeof(int32_t) * (size_t)B * k * (size_t)rows);
+  if (out->n_forced && out->n_drafts && out->drafts && out->storage) return 0;
+  deco_superpose_result_free(out);
+  return -1;
+}
+
 deco_status_t deco_superpose_session_result(deco_superpose_session_t *s, deco_superpose_result_t *out) {
   if (!s || !out) return DECO_FAIL(s ? s->ctx : NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", OP);
   deco_ctx_t *ctx = s->ctx;
   *out = (deco_superpose_result_t)DECO_SUPERPOSE_RESULT_INIT;
-  const int B = s->B, k = s->k, rows = s->rows;
+  const int B = s->B;
   DECO_TRY(deco_memcpy(ctx, s->image, s->mem, s->block_bytes, DECO_COPY_CTX_TO_HOST));
-  const block_t *h = &s->host;
   out->n_prompts = B;
-  out->k = k;
-  out->n_forced = calloc((size_t)B, sizeof(int));
-  out->n_drafts = calloc((size_t)B, sizeof(int));
-  out->drafts = calloc((size_t)B * k, sizeof *out->drafts);
-  /* Each returned draft has at most rows ids. */
-  out->storage = malloc(sizeof(int32_t) * (size_t)B * k * (size_t)rows);
-  if (!out->n_forced || !out->n_drafts || !out->drafts || !out->storage) {
-    deco_superpose_result_free(out);
-    return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
-  }
+  out->k = s->k;
+  if (alloc_result(out, B, s->k, s->rows) != 0) return DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
   int forwards = 0, tokens = 0;
   for (int b = 0; b < B; ++b) {
-    const deco_superpose_prompt_t *in = &h->d.prompt[b];
     out->n_forced[b] = s->n_forced[b];
-    if (in->step > forwards) forwards = in->step;
-    const double *score = h->d.score + (size_t)b * k, *fs = h->d.fin_score + (size_t)b * k;
-    const int32_t *fl = h->d.fin_len + (size_t)b * k, *fslot = h->d.fin_slot + (size_t)b * k;
-    const int n_alive = in->n_alive < 0 ? 0 : in->n_alive > k ? k : in->n_alive;
-    const int n_fin = in->n_fin < 0 ? 0 : in->n_fin > k ? k : in->n_fin;
-    /* Both pools are sorted best first: merge, finished first on ties. */
-    int a = 0, f = 0, n = 0;
-    while (n < k && (a < n_alive || f < n_fin)) {
-      deco_superpose_draft_t *dr = &out->drafts[(size_t)b * k + n];
-      int32_t *ids = out->storage + ((size_t)b * k + n) * (size_t)rows;
-      int len, slot;
-      if (f < n_fin && (a >= n_alive || fs[f] >= score[a])) {
-        dr->logp = fs[f];
-        dr->finished = 1;
-        len = fl[f];
-        slot = fslot[f];
-        f++;
-      } else {
-        dr->logp = score[a];
-        dr->finished = 0;
-        len = in->step;
-        slot = a;
-        a++;
-      }
-      if (len < 0 || len > rows || walk(h, b, k, rows, len, slot, ids) != 0) {
-        deco_superpose_result_free(out);
-        return DECO_FAIL(ctx, DECO_STATUS_INTERNAL, "%s: prompt %d: draft %d's history is malformed", OP, b, n);
-      }
-      dr->n_ids = len;
-      dr->ids = ids;
-      tokens += len;
-      n++;
+    if (s->host.d.prompt[b].step > forwards) forwards = s->host.d.prompt[b].step;
+    const deco_status_t st = collect_prompt(s, b, out, &tokens);
+    if (st != DECO_STATUS_SUCCESS) {
+      deco_superpose_result_free(out);
+      return st;
     }
-    out->n_drafts[b] = n;
   }
   out->stats.forwards = forwards;
   out->stats.tokens = tokens;

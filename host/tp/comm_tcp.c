@@ -99,74 +99,109 @@ static int connect_before(const struct addrinfo *a, double deadline) {
   return fd;
 }
 
-static deco_status_t serve(const void *blob, size_t bytes, int size, const char *port, double timeout_s,
-                           const char *op) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
-  const int g = getaddrinfo(NULL, port, &hints, &ai);
-  if (g != 0)
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: MASTER_PORT=%s: %s", op, port, gai_strerror(g));
+/* Rank 0's side of the rendezvous: its listening sockets and the peers
+ * served so far (rank 0 counts as served). */
+typedef struct id_server {
   struct pollfd fds[MAX_LISTEN];
-  int nfd = 0, last_errno = 0;
-  for (const struct addrinfo *a = ai; a && nfd < MAX_LISTEN; a = a->ai_next) {
-    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-    if (fd < 0) {
-      last_errno = errno;
-      continue;
-    }
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* The IPv6 socket takes IPv6 only, so the IPv4 one can bind the same
-     * port (a dual-stack IPv6 socket would take both and make it fail). */
-    if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    /* Non-blocking: a connection reset between poll and accept must not
-     * leave accept waiting (the accepted socket blocks again: Linux does
-     * not pass O_NONBLOCK on). */
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, size) != 0 || set_nonblocking(fd, 1) != 0) {
-      last_errno = errno;
-      close(fd);
-      continue;
-    }
-    fds[nfd++] = (struct pollfd){.fd = fd, .events = POLLIN};
+  int nfd;
+  const void *blob;
+  size_t bytes;
+  int size, served;
+  const char *port, *op;
+} id_server_t;
+
+/* A socket bound to address a and listening for size peers (non-blocking),
+ * or -1 with *last_errno set. */
+static int listen_on(const struct addrinfo *a, int size, int *last_errno) {
+  const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+  if (fd < 0) {
+    *last_errno = errno;
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* The IPv6 socket takes IPv6 only, so the IPv4 one can bind the same
+   * port (a dual-stack IPv6 socket would take both and make it fail). */
+  if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  /* Non-blocking: a connection reset between poll and accept must not
+   * leave accept waiting (the accepted socket blocks again: Linux does
+   * not pass O_NONBLOCK on). */
+  if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, size) != 0 || set_nonblocking(fd, 1) != 0) {
+    *last_errno = errno;
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* A listening socket on each of the port's passive addresses (up to
+ * MAX_LISTEN); fails when none listens. */
+static deco_status_t open_listeners(id_server_t *s) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+  const int g = getaddrinfo(NULL, s->port, &hints, &ai);
+  if (g != 0)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: MASTER_PORT=%s: %s", s->op, s->port, gai_strerror(g));
+  int last_errno = 0;
+  for (const struct addrinfo *a = ai; a && s->nfd < MAX_LISTEN; a = a->ai_next) {
+    const int fd = listen_on(a, s->size, &last_errno);
+    if (fd >= 0) s->fds[s->nfd++] = (struct pollfd){.fd = fd, .events = POLLIN};
   }
   freeaddrinfo(ai);
-  if (nfd == 0)
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: cannot listen on MASTER_PORT=%s: %s", op, port,
+  if (s->nfd == 0)
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: cannot listen on MASTER_PORT=%s: %s", s->op, s->port,
                      strerror(last_errno));
-  deco_status_t st = DECO_STATUS_SUCCESS;
-  const double deadline = now_s() + timeout_s;
-  int served = 1;
-  while (served < size && st == DECO_STATUS_SUCCESS) {
-    const int r = poll(fds, (nfds_t)nfd, ms_left(deadline));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: serving the NCCL id on port %s: %s", op, port, strerror(errno));
-      break;
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t serving_error(const id_server_t *s) {
+  return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: serving the NCCL id on port %s: %s", s->op, s->port,
+                   strerror(errno));
+}
+
+/* The blob to a peer waiting on each socket poll found ready (until every
+ * peer is served). */
+static deco_status_t serve_ready(id_server_t *s) {
+  for (int i = 0; i < s->nfd && s->served < s->size; ++i) {
+    if (!(s->fds[i].revents & POLLIN)) continue;
+    const int peer = accept4(s->fds[i].fd, NULL, NULL, 0);
+    if (peer < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
+      return serving_error(s);
     }
-    if (r == 0) {
-      st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR,
-                     "%s: %d of %d ranks fetched the NCCL id from MASTER_PORT=%s within %.0f s: the others never "
-                     "connected",
-                     op, served - 1, size - 1, port, timeout_s);
-      break;
-    }
-    for (int i = 0; i < nfd && served < size && st == DECO_STATUS_SUCCESS; ++i) {
-      if (!(fds[i].revents & POLLIN)) continue;
-      const int peer = accept4(fds[i].fd, NULL, NULL, 0);
-      if (peer < 0) {
-        if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
-        st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: serving the NCCL id on port %s: %s", op, port,
-                       strerror(errno));
-        break;
-      }
-      if (write_all(peer, blob, bytes) != 0)
-        st = DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: serving the NCCL id on port %s: %s", op, port,
-                       strerror(errno));
-      else
-        ++served;
+    if (write_all(peer, s->blob, s->bytes) != 0) {
+      const deco_status_t st = serving_error(s);
       close(peer);
+      return st;
     }
+    ++s->served;
+    close(peer);
   }
-  for (int i = 0; i < nfd; ++i) close(fds[i].fd);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Serves the blob to the size - 1 peers before timeout_s. */
+static deco_status_t serve_peers(id_server_t *s, double timeout_s) {
+  const double deadline = now_s() + timeout_s;
+  while (s->served < s->size) {
+    const int r = poll(s->fds, (nfds_t)s->nfd, ms_left(deadline));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return serving_error(s);
+    if (r == 0)
+      return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR,
+                       "%s: %d of %d ranks fetched the NCCL id from MASTER_PORT=%s within %.0f s: the others never "
+                       "connected",
+                       s->op, s->served - 1, s->size - 1, s->port, timeout_s);
+    DECO_TRY(serve_ready(s));
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t serve(const void *blob, size_t bytes, int size, const char *port, double timeout_s,
+                           const char *op) {
+  id_server_t s = {.nfd = 0, .blob = blob, .bytes = bytes, .size = size, .served = 1, .port = port, .op = op};
+  deco_status_t st = open_listeners(&s);
+  if (st == DECO_STATUS_SUCCESS) st = serve_peers(&s, timeout_s);
+  for (int i = 0; i < s.nfd; ++i) close(s.fds[i].fd);
   return st;
 }
 
