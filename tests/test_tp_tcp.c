@@ -143,14 +143,20 @@ Test(tp_tcp, rank_0_refuses_a_bad_port_and_a_busy_one, .timeout = 30) {
   cr_assert_str_eq(deco_last_error(NULL), want);
 
   /* Every address of the port taken: a listener on IPv4 and, where there
-   * is one, on IPv6. */
+   * is one, on IPv6. A host without IPv6 sockets refuses the IPv6 address
+   * to rank 0 as to this test, and rank 0 names the last address's error. */
   char port[16];
   free_port(port, sizeof port);
   cr_assert_eq(getaddrinfo(NULL, port, &hints, &ai), 0);
-  int held[4], n = 0;
+  int held[4], n = 0, last = EADDRINUSE;
   for (const struct addrinfo *a = ai; a && n < 4; a = a->ai_next) {
     const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-    cr_assert_geq(fd, 0);
+    if (fd < 0 && a->ai_family == AF_INET6 && errno == EAFNOSUPPORT) {
+      last = EAFNOSUPPORT;
+      continue;
+    }
+    cr_assert_geq(fd, 0, "%s", strerror(errno));
+    last = EADDRINUSE;
     const int one = 1;
     if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     cr_assert_eq(bind(fd, a->ai_addr, a->ai_addrlen), 0, "%s", strerror(errno));
@@ -158,7 +164,8 @@ Test(tp_tcp, rank_0_refuses_a_bad_port_and_a_busy_one, .timeout = 30) {
     held[n++] = fd;
   }
   freeaddrinfo(ai);
-  snprintf(want, sizeof want, "test: cannot listen on MASTER_PORT=%s: %s", port, strerror(EADDRINUSE));
+  cr_assert_gt(n, 0, "no address of port %s could be held", port);
+  snprintf(want, sizeof want, "test: cannot listen on MASTER_PORT=%s: %s", port, strerror(last));
   cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 0, 2, NULL, port, 1, "test"), DECO_STATUS_IO_ERROR);
   cr_assert_str_eq(deco_last_error(NULL), want);
   for (int i = 0; i < n; ++i) close(held[i]);
