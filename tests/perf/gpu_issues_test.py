@@ -57,6 +57,19 @@ def close(a, b, what, rel=1e-5, abs_tol=1e-9):
     check(math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol), "%s: %r, expected %r" % (what, a, b))
 
 
+def close_printed_quotient(printed, num, den, what, scale=1.0, num_dec=2, den_dec=2, out_dec=1):
+    """printed = scale * num / den, where all three were printed rounded to their decimals: the bound is the
+    farthest corner of num and den each off by half a unit in its last place, plus half a unit of printed."""
+    hn, hd = 0.5 * 10 ** -num_dec, 0.5 * 10 ** -den_dec
+    if abs(den) <= hd:
+        check(False, "%s: denominator %r too small to check" % (what, den))
+        return
+    exact = scale * num / den
+    bound = max(abs(scale * (num + a) / (den + b) - exact) for a in (-hn, hn) for b in (-hd, hd))
+    bound += 0.5 * 10 ** -out_dec + 1e-9
+    check(abs(printed - exact) <= bound, "%s: %r, expected %r within %.3g" % (what, printed, exact, bound))
+
+
 def sections(text):
     """benches.csv: '# command' lines, each followed by one bench's CSV."""
     out, cur = [], None
@@ -92,7 +105,8 @@ def kv_rows(lines):
         # A measured time is positive; an extrapolated one may not be on a busy CPU (the 2-layer step no slower
         # than the 1-layer one), which the formula check below still covers.
         check(math.isfinite(us) and us != 0 and fl > 0 and (us > 0 or d["bench"] == "kv_step_full"), "times %r" % d)
-        close(float(d["pct_of_floor"]), 100 * fl / us, "pct_of_floor", rel=2e-3, abs_tol=0.06)
+        # bench_kv_heads prints the times with 2 decimals and the percentage with 1.
+        close_printed_quotient(float(d["pct_of_floor"]), fl, us, "pct_of_floor", scale=100)
         bw.add(round(float(d["bytes_read"]) / fl, -1) if fl > 0 else 0)
         if d["bench"] == "kv_attention":
             check(d["path"].startswith("deco_attention:") and d["layers"] == "1", "attention row %r" % d)
