@@ -339,13 +339,8 @@ static deco_status_t forward_forced(deco_superpose_session_t *s) {
         memcpy(ids + t, s->prompts[b], sizeof(int32_t) * (size_t)s->n_forced[b]);
         t += (size_t)s->n_forced[b];
       }
-    deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
-    fa.n_seqs = n_seqs;
-    fa.seqs = seqs;
-    fa.n_new = n_new;
-    fa.tokens = ids;
-    fa.logits_mode = DECO_LOGITS_LAST;
-    fa.logits = s->dev.logits;
+    const deco_forward_args_t fa = {.n_seqs = n_seqs, .seqs = seqs, .n_new = n_new, .tokens = ids,
+                                    .logits_mode = DECO_LOGITS_LAST, .logits = s->dev.logits};
     st = deco_forward(s->m, s->kc, &fa);
   }
   free(seqs);
