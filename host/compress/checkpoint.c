@@ -275,8 +275,7 @@ static deco_status_t gguf_put_kv(const gguf_out_t *o, const deco_gguf_kv_t *kv) 
  * the output, GQA, must say it. */
 static deco_status_t gguf_put_metadata(const gguf_out_t *o) {
   const deco_gguf_t *g = o->g;
-  int has_kv_heads = 0;
-  for (uint64_t i = 0; i < g->n_kv; ++i) has_kv_heads |= key_is(&g->kv[i], kv_heads_key);
+  const int has_kv_heads = deco_gguf_find_kv(g, kv_heads_key) != NULL;
   DECO_TRY(gguf_put_header(o, g->n_kv + (has_kv_heads ? 0 : 1)));
   for (uint64_t i = 0; i < g->n_kv; ++i) DECO_TRY(gguf_put_kv(o, &g->kv[i]));
   if (has_kv_heads) return DECO_STATUS_SUCCESS;

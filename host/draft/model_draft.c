@@ -476,8 +476,7 @@ static void softmax_t(const float *row, int V, float temperature, float *q) {
 typedef struct host_round {
   model_drafter_t *md;
   draft_seq_t *s;
-  int len;                             /* the draft cache's length when the round began */
-  int np, root;                        /* pending ids (the chain down to the root), the root's node */
+  int root;                            /* the root's node: pending ids [0, root] are the chain down to it */
   int sampled_kind;                    /* the drafts are verified as draws: their q rows go to d_q */
   int sampled;                         /* the children are drawn from q (else the top w) */
   int budget, depth;                   /* nodes and levels left to draft */
@@ -495,10 +494,8 @@ static void start_round(host_round_t *rd, model_drafter_t *md, draft_seq_t *s) {
   const int seq_len = deco_model_get_hparams(md->dm)->seq_len;
   rd->md = md;
   rd->s = s;
-  rd->np = np;
   rd->root = np - 1;
-  rd->len = deco_kv_cache_seq_len(md->kc, s->dseq);
-  s->round_len = rd->len;
+  s->round_len = deco_kv_cache_seq_len(md->kc, s->dseq);
   /* The test-only wrong rule: top-w drafts verified as draws from q. */
   const int mutant = deco_model_draft_mutant == DECO_MODEL_DRAFT_MUTANT_TOP_AS_SAMPLED;
   rd->sampled_kind = c->temperature > 0.0f && (c->width == 1 || c->sample_siblings || mutant);
@@ -516,7 +513,7 @@ static void start_round(host_round_t *rd, model_drafter_t *md, draft_seq_t *s) {
   rd->budget = c->max_nodes;
   if (rd->budget > DECO_TREE_MAX_NODES - np) rd->budget = DECO_TREE_MAX_NODES - np;
   rd->depth = c->draft_len;
-  if (rd->depth > seq_len - rd->len - np) rd->depth = seq_len - rd->len - np; /* every node's position < seq_len */
+  if (rd->depth > seq_len - s->round_len - np) rd->depth = seq_len - s->round_len - np; /* every position < seq_len */
   rd->pathlp[rd->root] = 0;
   rd->f0 = rd->root;
   rd->f1 = np;
@@ -544,7 +541,7 @@ static deco_status_t forward_level(host_round_t *rd, int level) {
   draft_seq_t *s = rd->s;
   const int calibrating = md->calibrate && level == 1;
   /* Nodes of this round already committed in the draft cache. */
-  const int skip = deco_kv_cache_seq_len(md->kc, s->dseq) - rd->len;
+  const int skip = deco_kv_cache_seq_len(md->kc, s->dseq) - s->round_len;
   int n = s->n - skip;
   int32_t lpar[DECO_TREE_MAX_NODES]; /* parents local to a forward that skips the committed chain */
   for (int j = 0; j < n; ++j) lpar[j] = s->par[skip + j] < skip ? -1 : s->par[skip + j] - skip;
@@ -562,7 +559,7 @@ static deco_status_t forward_level(host_round_t *rd, int level) {
                        DECO_COPY_CTX_TO_HOST));
   if (calibrating) {
     /* Every pending id is final: their exact K/V is committed. */
-    s->n_committed = md->cfg.width > 1 ? rd->np - 1 : rd->np;
+    s->n_committed = md->cfg.width > 1 ? rd->root : rd->root + 1;
     return deco_kv_cache_commit(md->kc, s->dseq, s->n_committed);
   }
   if (md->cfg.width == 1) return deco_kv_cache_commit(md->kc, s->dseq, n);
@@ -608,7 +605,7 @@ static deco_status_t top_w_children(host_round_t *rd, int level) {
 static deco_status_t drawn_children(host_round_t *rd) {
   const deco_model_draft_config_t *c = &rd->md->cfg;
   const int V = rd->md->vocab;
-  const uint32_t root_pos = (uint32_t)(rd->len + rd->root);
+  const uint32_t root_pos = (uint32_t)(rd->s->round_len + rd->root);
   rd->n_cand = 0;
   for (int f = rd->f0; f < rd->f1 && rd->n_cand < rd->budget; ++f) {
     DECO_TRY(store_q(rd, f));

@@ -25,18 +25,6 @@ typedef struct greedy_nodes {
   unsigned char ok[DECO_TREE_MAX_NODES], reach[DECO_TREE_MAX_NODES];
 } greedy_nodes_t;
 
-/* The row's argmax (ties -> lowest id, NaN skipped); *finite = 0 when the
- * row holds a NaN or an infinity. */
-static int row_argmax(const float *row, int V, int *finite) {
-  int best = 0, fin = isfinite(row[0]);
-  for (int y = 1; y < V; ++y) {
-    if (row[y] > row[best] || (row[best] != row[best] && row[y] == row[y])) best = y;
-    fin = fin && isfinite(row[y]);
-  }
-  *finite = fin;
-  return best;
-}
-
 /* Fills am, ok and depth of tree b's n nodes from its first node lo on;
  * *max_depth = the deepest ok level. Returns nonfinite: 1 + the smallest ok
  * node whose row is not finite, or 0. */
@@ -48,7 +36,8 @@ static int score_nodes(const deco_tree_accept_greedy_args_t *a, int lo, int n, g
   for (int v = 0; v < n; ++v) {
     const float *row = (const float *)a->logits + (size_t)(lo + v) * V;
     int finite;
-    g->am[v] = row_argmax(row, V, &finite);
+    g->am[v] = deco_tree_ref_argmax(row, V);
+    finite = deco_tree_ref_row_finite(row, V);
     g->ok[v] = v == 0 || (g->ok[par[v]] && tok[v] == g->am[par[v]]);
     if (g->ok[v] && !finite && !nonfinite) nonfinite = v + 1; /* a row the decision reads */
     g->depth[v] = v == 0 ? 0 : g->depth[par[v]] + 1;

@@ -134,20 +134,6 @@ typedef struct scratch {
   int32_t children[DECO_TREE_MAX_NODES];
 } scratch_t;
 
-/* Largest logit's id (lowest among equals), NaN skipped; 0 for a row of NaN. */
-static int argmax_skip_nan(const float *row, int V) {
-  int best = 0;
-  for (int y = 1; y < V; ++y)
-    if (row[y] > row[best] || (row[best] != row[best] && row[y] == row[y])) best = y;
-  return best;
-}
-
-static int row_is_finite(const float *row, int V) {
-  for (int y = 0; y < V; ++y)
-    if (!isfinite(row[y])) return 0;
-  return 1;
-}
-
 /* One tree's walk: what the trials and the bonus at each of its nodes read. */
 typedef struct walk {
   const deco_tree_accept_sample_args_t *a;
@@ -289,9 +275,9 @@ static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32
   *nonfinite = 0;
   for (;;) {
     const float *lrow = (const float *)a->logits + (size_t)(node0 + v) * w.V;
-    if (!row_is_finite(lrow, w.V)) { /* no distribution to sample from */
+    if (!deco_tree_ref_row_finite(lrow, w.V)) { /* no distribution to sample from */
       *nonfinite = v + 1;
-      *bonus = argmax_skip_nan(lrow, w.V);
+      *bonus = deco_tree_ref_argmax(lrow, w.V);
       return len;
     }
     build_target(lrow, w.V, a->temperature, a->top_k, a->top_p, s->order, &s->t);

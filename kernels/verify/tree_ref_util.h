@@ -1,13 +1,30 @@
 /* kernels/verify/tree_ref_util.h — host-side helpers of the acceptance
  * references: checking a ragged tree batch (the references see host memory,
- * so they check the device-side arrays the public entry cannot) and listing
- * a node's children in index order.
+ * so they check the device-side arrays the public entry cannot), listing
+ * a node's children in index order, and a row's argmax and finiteness.
  */
 #ifndef DECO_KERNELS_VERIFY_TREE_REF_UTIL_H
 #define DECO_KERNELS_VERIFY_TREE_REF_UTIL_H
 
+#include <math.h>
+
 #include "common/exec.h"
 #include "deco/tree.h"
+
+/* Largest logit's id (lowest among equals), NaN skipped; 0 for a row of NaN. */
+static inline int deco_tree_ref_argmax(const float *row, int V) {
+  int best = 0;
+  for (int y = 1; y < V; ++y)
+    if (row[y] > row[best] || (row[best] != row[best] && row[y] == row[y])) best = y;
+  return best;
+}
+
+/* 1 when the row holds no NaN and no infinity. */
+static inline int deco_tree_ref_row_finite(const float *row, int V) {
+  for (int y = 0; y < V; ++y)
+    if (!isfinite(row[y])) return 0;
+  return 1;
+}
 
 /* tree_indptr[0] = 0, sizes 1..DECO_TREE_MAX_NODES, tree_indptr[B] <= n_nodes,
  * parent[0] = -1 and 0 <= parent[i] < i in every tree. */
