@@ -267,9 +267,7 @@ static void expect_sample_refusal(deco_ctx_t *ctx, const deco_tree_accept_sample
                                   const char *what) {
   char msg[256];
   snprintf(msg, sizeof msg, "deco_tree_accept_sample: %s", what);
-  const deco_status_t got = deco_tree_accept_sample(ctx, a);
-  cr_assert_eq(got, want, "%s: got %s (%s)", what, deco_status_string(got), deco_last_error(NULL));
-  cr_assert_str_eq(deco_last_error(NULL), msg);
+  deco_test_refused(NULL, deco_tree_accept_sample(ctx, a), want, msg);
 }
 
 Test(accept_args, sample_refusal_order_and_messages) {

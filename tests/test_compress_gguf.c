@@ -7,6 +7,7 @@
  * head_count_kv gets it appended, one with a tensor no Llama model has is
  * refused before anything is written.
  */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -145,13 +146,6 @@ Test(compress_gguf, metadata_and_tokenizer_copied) {
   deco_ctx_destroy(ctx);
 }
 
-/* The first occurrence of the n bytes of what in buf[0..size), or NULL. */
-static unsigned char *find_bytes(unsigned char *buf, size_t size, const char *what, size_t n) {
-  for (size_t i = 0; i + n <= size; ++i)
-    if (memcmp(buf + i, what, n) == 0) return buf + i;
-  return NULL;
-}
-
 Test(compress_gguf, writer_template_edge_cases) {
   const char *mini = deco_test_model_file("SmolLM2-135M-mini.gguf");
   deco_cw_t w;
@@ -162,7 +156,7 @@ Test(compress_gguf, writer_template_edge_cases) {
   /* An MHA-style template without head_count_kv (its key renamed): the
    * output keeps the renamed entry and appends head_count_kv last. */
   static const char kv_key[] = "llama.attention.head_count_kv";
-  unsigned char *k = find_bytes(buf, n, kv_key, sizeof kv_key - 1);
+  unsigned char *k = memmem(buf, n, kv_key, sizeof kv_key - 1);
   cr_assert_not_null(k);
   k[sizeof kv_key - 2] = 'x';
   const char *tmpl = tmp_path("no_kv_heads.gguf"), *out = tmp_path("kv_heads_added.gguf");
@@ -189,7 +183,7 @@ Test(compress_gguf, writer_template_edge_cases) {
   free(b);
   k[sizeof kv_key - 2] = 'v';
   /* A tensor no Llama model has: refused, naming it, and nothing written. */
-  unsigned char *t = find_bytes(buf, n, "output_norm.weight", 18);
+  unsigned char *t = memmem(buf, n, "output_norm.weight", 18);
   cr_assert_not_null(t);
   t[10] = 'X';
   const char *foreign = tmp_path("foreign_tensor.gguf"), *never = tmp_path("never_written.gguf");

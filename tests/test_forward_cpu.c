@@ -283,11 +283,6 @@ Test(forward_cpu, bad_arguments) {
 }
 
 /* The status and the whole message of a refused call. */
-#define EXPECT_REFUSED(call, status, message)                                           \
-  do {                                                                                  \
-    cr_assert_eq((call), (status), "%s", deco_last_error(ctx));                         \
-    cr_assert_str_eq(deco_last_error(ctx), (message));                                  \
-  } while (0)
 
 /* Every argument check of deco_forward, deco_forward_device and
  * deco_model_plan names what it refused, in these words. */
@@ -304,65 +299,65 @@ Test(forward_cpu, argument_errors_name_what_they_refuse) {
   deco_forward_args_t fa = {.n_seqs = 1, .seqs = seqs, .n_new = n, .tokens = ids, .embeds = NULL, .parents = NULL,
                             .logits_mode = DECO_LOGITS_LAST, .logits = logits};
   fa.n_seqs = 3;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
                  "deco_forward: a->n_seqs = 3 outside [1, 2]");
   fa.n_seqs = 1;
   fa.seqs = NULL;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->seqs is NULL");
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->seqs is NULL");
   fa.seqs = seqs;
   fa.n_new = NULL;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->n_new is NULL");
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->n_new is NULL");
   fa.n_new = n;
   fa.logits = NULL;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->logits is NULL");
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER, "deco_forward: a->logits is NULL");
   fa.logits = logits;
   fa.tokens = NULL;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER,
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER,
                  "deco_forward: tokens and embeds are both NULL");
   fa.tokens = ids;
   fa.logits_mode = (deco_logits_mode_t)7;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT, "deco_forward: logits_mode = 7");
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT, "deco_forward: logits_mode = 7");
   fa.logits_mode = DECO_LOGITS_LAST;
   seqs[0] = -1;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
                  "deco_forward: seqs[0] = -1 is not an admitted sequence");
   seqs[0] = s0;
   fa.n_seqs = 2;
   {
     char want[96];
     snprintf(want, sizeof want, "deco_forward: sequence %d appears twice in the batch", s0);
-    EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT, want);
+    deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT, want);
   }
   fa.n_seqs = 1;
   n[0] = 0;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
                  "deco_forward: n_new[0] = 0 outside [1, 1048576]");
   fa.parents = par;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
                  "deco_forward: n_new[0] = 0 outside [1, 256]");
   fa.parents = NULL;
   n[0] = 3;
   fa.logits_mode = DECO_LOGITS_TAIL;
   fa.n_tail = 4;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
                  "deco_forward: n_tail = 4 outside [1, n_new[0] = 3]");
   fa.logits_mode = DECO_LOGITS_LAST;
   n[0] = 17;
   {
     char want[96];
     snprintf(want, sizeof want, "deco_forward: sequence %d has 0 + 17 slots but reserved 16", s0);
-    EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY, want);
+    deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY, want);
   }
   seqs[0] = s1;
   n[0] = 513;
   {
     char want[96];
     snprintf(want, sizeof want, "deco_forward: sequence %d would reach position 512 >= seq_len 512", s1);
-    EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY, want);
+    deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY, want);
   }
   n[0] = 3;
   ids[2] = 512;
-  EXPECT_REFUSED(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
                  "deco_forward: tokens[2] = 512 outside the vocabulary [0, 512)");
   ids[2] = 0;
   cr_assert_eq(deco_kv_cache_seq_len(kc, s0), 0, "a refused forward must not commit");
@@ -401,7 +396,7 @@ Test(forward_cpu, argument_errors_name_what_they_refuse) {
     case 8: da.parents = par; break;
     default: da.parents = par, da.prefix_lens = ids, da.n_tokens = 257; break;
     }
-    EXPECT_REFUSED(deco_forward_device(model, kc, &da), device[i].status, device[i].message);
+    deco_test_refused(ctx, deco_forward_device(model, kc, &da), device[i].status, device[i].message);
   }
 
   static const char *const plan[] = {
@@ -414,7 +409,7 @@ Test(forward_cpu, argument_errors_name_what_they_refuse) {
     p.max_tokens = i <= 1 ? 1 : 600;
     p.causal = i == 2 ? 2 : 1;
     p.tree = i == 3 ? -1 : i == 4;
-    EXPECT_REFUSED(deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT, plan[i]);
+    deco_test_refused(ctx, deco_model_plan(model, kc, &p, NULL), DECO_STATUS_INVALID_ARGUMENT, plan[i]);
   }
   deco_kv_cache_destroy(kc);
   unload();

@@ -407,10 +407,6 @@ Test(ops_ref, args_init_macros) {
  * status and exact message (deco_last_error, which also holds a refusal of
  * a NULL ctx). The ladders stop before a call that would run the op, except
  * where an empty call succeeds without reading anything. */
-static void expect_refusal(deco_status_t got, deco_status_t want, const char *message) {
-  cr_assert_eq(got, want, "status %d, want %d (%s)", (int)got, (int)want, deco_last_error(NULL));
-  cr_assert_str_eq(deco_last_error(NULL), message);
-}
 #define NULLP DECO_STATUS_NULL_POINTER
 #define BADARG DECO_STATUS_INVALID_ARGUMENT
 
@@ -419,7 +415,7 @@ static void expect_refusal(deco_status_t got, deco_status_t want, const char *me
 static void expect_null(deco_status_t got, const char *name, const char *field) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s%s is NULL", name, field);
-  expect_refusal(got, NULLP, msg);
+  deco_test_refused(NULL, got, NULLP, msg);
 }
 
 /* The refusal of the int argument `field` = bad, outside [lo, hi]. */
@@ -427,14 +423,14 @@ static void expect_range(deco_status_t got, const char *name, const char *field,
                          long long hi) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s%s = %lld outside [%lld, %lld]", name, field, bad, lo, hi);
-  expect_refusal(got, BADARG, msg);
+  deco_test_refused(NULL, got, BADARG, msg);
 }
 
 /* The refusal of a float argument = bad, in fmt's words (its %g: bad). */
 static void expect_float(deco_status_t got, const char *fmt, double bad) {
   char msg[256];
   snprintf(msg, sizeof msg, fmt, bad);
-  expect_refusal(got, BADARG, msg);
+  deco_test_refused(NULL, got, BADARG, msg);
 }
 
 /* The op that takes args (a deco_<op>_args_t), and a call of it on ctx. */
@@ -457,8 +453,8 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
 /* A NULL ctx, then NULL args: the two refusals every entry point starts with. */
 #define EXPECT_NULL_CTX_THEN_ARGS(args, op)                                 \
   do {                                                                      \
-    expect_refusal(OP_FN(args)(NULL, &(args)), NULLP, op ": ctx is NULL"); \
-    expect_refusal(OP_FN(args)(ctx, NULL), NULLP, op ": (a) is NULL");     \
+    deco_test_refused(NULL, OP_FN(args)(NULL, &(args)), NULLP, op ": ctx is NULL"); \
+    deco_test_refused(NULL, OP_FN(args)(ctx, NULL), NULLP, op ": (a) is NULL");     \
   } while (0)
 
 /* Where a pointer argument points once set: never read, since no call that
@@ -496,7 +492,7 @@ static double scratch[8];
 #define DS(args, field, op)                                                              \
   do {                                                                                   \
     (args).field = (deco_dtype_t)99;                                                     \
-    expect_refusal(OP(args), BADARG, op ": " #field " = 99 is not a dtype");             \
+    deco_test_refused(NULL, OP(args), BADARG, op ": " #field " = 99 is not a dtype");             \
     (args).field = DECO_DTYPE_F32;                                                       \
   } while (0)
 
@@ -569,7 +565,7 @@ Test(ops_ref, superpose_select_and_ngram_lookup_refusals) {
   FS(s, alpha, 1.5f, NAN, al); FS(s, alpha, NAN, 0.5f, al);
   const char *pen = "deco_superpose_select: penalty = %g must be finite and >= 0";
   FS(s, penalty, -1.0f, INFINITY, pen); FS(s, penalty, INFINITY, 200.0f, pen);
-  expect_refusal(OP(s), NULLP,
+  deco_test_refused(NULL, OP(s), NULLP,
                  "deco_superpose_select: ngram_probs is NULL with alpha = 0.5 (0 turns the n-grams off)");
   s.alpha = 0.0f; /* no n-grams: ngram_probs may be NULL; no stop ids: stop_ids may be NULL */
   expect_null(OP(s), name, "cand_ids");
@@ -586,22 +582,22 @@ Test(ops_ref, superpose_select_and_ngram_lookup_refusals) {
   EXPECT_NULL_CTX_THEN_ARGS(g, "deco_ngram_lookup");
   name = "deco_ngram_lookup: a->";
   RS(g, n_rows, -1, 0, 16777216, 3); RS(g, rows_per_group, 0, 1, 16, 2); RS(g, m, 0, 1, 16, 4);
-  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: n_rows = 3 is not a multiple of rows_per_group = 2");
+  deco_test_refused(NULL, OP(g), BADARG, "deco_ngram_lookup: n_rows = 3 is not a multiple of rows_per_group = 2");
   g.n_rows = 0; /* nothing to look up: an empty call succeeds once every check passes */
-  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: table.n_slots = 0 is not a power of two");
+  deco_test_refused(NULL, OP(g), BADARG, "deco_ngram_lookup: table.n_slots = 0 is not a power of two");
   g.table.n_slots = 6;
-  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: table.n_slots = 6 is not a power of two");
+  deco_test_refused(NULL, OP(g), BADARG, "deco_ngram_lookup: table.n_slots = 6 is not a power of two");
   g.table.n_slots = 8;
   name = "deco_ngram_lookup: a->table.";
   NS_IN(g, g.table, slots);
   g.lambda[2] = 1.5f; /* no followers: followers may be NULL */
-  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: lambda[2] (order 4) = 1.5 outside [0, 1]");
+  deco_test_refused(NULL, OP(g), BADARG, "deco_ngram_lookup: lambda[2] (order 4) = 1.5 outside [0, 1]");
   g.table.n_followers = 4;
   NS_IN(g, g.table, followers);
-  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: lambda[2] (order 4) = 1.5 outside [0, 1]");
+  deco_test_refused(NULL, OP(g), BADARG, "deco_ngram_lookup: lambda[2] (order 4) = 1.5 outside [0, 1]");
   g.lambda[2] = 0.5f;
   g.lambda[4] = NAN;
-  expect_refusal(OP(g), BADARG, "deco_ngram_lookup: lambda[4] (order 6) = nan outside [0, 1]");
+  deco_test_refused(NULL, OP(g), BADARG, "deco_ngram_lookup: lambda[4] (order 6) = nan outside [0, 1]");
   g.lambda[4] = 1.0f;
   name = "deco_ngram_lookup: a->";
   NS(g, ctx); NS(g, ctx_len); NS(g, cands); NS(g, probs);
@@ -614,38 +610,38 @@ Test(ops_ref, rope_refusals) {
   EXPECT_NULL_CTX_THEN_ARGS(r, "deco_rope");
   const char *name = "deco_rope: a->";
   r.dtype = (deco_dtype_t)9;
-  expect_refusal(OP(r), BADARG, "deco_rope: dtype = 9 is not a dtype");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rope: dtype = 9 is not a dtype");
   r.dtype = DECO_DTYPE_BF16;
-  expect_refusal(OP(r), DECO_STATUS_UNSUPPORTED,
+  deco_test_refused(NULL, OP(r), DECO_STATUS_UNSUPPORTED,
                  "deco_rope: dtype bf16 is not supported on the CPU backend (f32 only)");
   r.dtype = DECO_DTYPE_F32;
   r.style = (deco_rope_style_t)3;
-  expect_refusal(OP(r), BADARG, "deco_rope: style = 3 is not a RoPE style");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rope: style = 3 is not a RoPE style");
   r.style = DECO_ROPE_HALF_SPLIT;
   /* No tokens: an empty call succeeds once every check passes. */
   RS(r, n_tokens, -1, 0, 16777216, 0); RS(r, head_dim, 0, 2, 256, 7);
-  expect_refusal(OP(r), BADARG, "deco_rope: head_dim = 7 must be even");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rope: head_dim = 7 must be even");
   r.head_dim = 8;
   const char *th = "deco_rope: theta = %g must be finite and > 0";
   FS(r, theta, 0.0f, INFINITY, th); FS(r, theta, INFINITY, 10000.0f, th);
   NS(r, positions);
-  expect_refusal(OP(r), NULLP, "deco_rope: q and k are both NULL");
+  deco_test_refused(NULL, OP(r), NULLP, "deco_rope: q and k are both NULL");
   /* q alone: n_heads and q_stride checked, the k side not read. */
   r.q = x;
   r.n_kv_heads = 0;
   r.k_stride = 3;
   RS(r, n_heads, 0, 1, 4096, 2);
   r.q_stride = 3;
-  expect_refusal(OP(r), BADARG, "deco_rope: q_stride = 3 must be 0 (dense) or in [16, 2^30]");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rope: q_stride = 3 must be 0 (dense) or in [16, 2^30]");
   r.q_stride = 16;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   /* Both: the head counts before the strides. */
   r.k = x;
   r.q_stride = 3;
   RS(r, n_kv_heads, 0, 1, 4096, 1);
-  expect_refusal(OP(r), BADARG, "deco_rope: q_stride = 3 must be 0 (dense) or in [16, 2^30]");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rope: q_stride = 3 must be 0 (dense) or in [16, 2^30]");
   r.q_stride = 0;
-  expect_refusal(OP(r), BADARG, "deco_rope: k_stride = 3 must be 0 (dense) or in [8, 2^30]");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rope: k_stride = 3 must be 0 (dense) or in [8, 2^30]");
   r.k_stride = 1 << 30;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   /* k alone: n_heads and q_stride not read. */
@@ -653,7 +649,7 @@ Test(ops_ref, rope_refusals) {
   r.n_heads = 0;
   r.q_stride = 3;
   r.k_stride = (1 << 30) + 1;
-  expect_refusal(OP(r), BADARG, "deco_rope: k_stride = 1073741825 must be 0 (dense) or in [8, 2^30]");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rope: k_stride = 1073741825 must be 0 (dense) or in [8, 2^30]");
   r.k_stride = 0;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
@@ -664,16 +660,16 @@ Test(ops_ref, embedding_and_rmsnorm_refusals) {
   const char *name = "deco_embedding: a->";
   RS(e, n_tokens, -1, 0, 1 << 24, 0); RS(e, dim, 0, 1, 1 << 20, 4);
   NS(e, out);
-  expect_refusal(OP(e), NULLP, "deco_embedding: tokens and embeds are both NULL");
+  deco_test_refused(NULL, OP(e), NULLP, "deco_embedding: tokens and embeds are both NULL");
   /* Embeddings given: the table side is not read. */
   e.embeds = (const float *)scratch;
   e.dtype = (deco_dtype_t)99;
   cr_assert_eq(OP(e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   /* Token ids: the table's dtype, the vocabulary, then the table. */
   e.tokens = (const int32_t *)scratch;
-  expect_refusal(OP(e), BADARG, "deco_embedding: dtype = 99 is not a dtype");
+  deco_test_refused(NULL, OP(e), BADARG, "deco_embedding: dtype = 99 is not a dtype");
   e.dtype = DECO_DTYPE_F16;
-  expect_refusal(OP(e), DECO_STATUS_UNSUPPORTED,
+  deco_test_refused(NULL, OP(e), DECO_STATUS_UNSUPPORTED,
                  "deco_embedding: dtype f16 is not supported on the CPU backend (f32 only)");
   e.dtype = DECO_DTYPE_F32;
   RS(e, vocab, 0, 1, 1 << 24, 5);
@@ -688,7 +684,7 @@ Test(ops_ref, embedding_and_rmsnorm_refusals) {
   NS(r, residual); NS(r, weight); NS(r, out);
   const char *eps = "deco_rmsnorm: eps = %g must be finite and >= 0";
   FS(r, eps, -1.0f, NAN, eps); FS(r, eps, NAN, INFINITY, eps); FS(r, eps, INFINITY, 0.0f, eps);
-  expect_refusal(OP(r), BADARG, "deco_rmsnorm: out aliases residual");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: out aliases residual");
   r.out = (float *)scratch + 4;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
@@ -703,21 +699,21 @@ Test(ops_ref, swiglu_and_matmul_batched_refusals) {
   cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   RS(s, row_len, -1, 1, 1 << 30, 4);
   s.n = 6;
-  expect_refusal(OP(s), BADARG, "deco_swiglu: n = 6 is not a multiple of row_len = 4");
+  deco_test_refused(NULL, OP(s), BADARG, "deco_swiglu: n = 6 is not a multiple of row_len = 4");
   s.n = 8;
-  expect_refusal(OP(s), BADARG, "deco_swiglu: in_stride = 0 is below row_len = 4");
+  deco_test_refused(NULL, OP(s), BADARG, "deco_swiglu: in_stride = 0 is below row_len = 4");
   s.in_stride = 4;
   const char *overlap = "deco_swiglu: with row_len, out must not overlap gate or up";
-  expect_refusal(OP(s), BADARG, overlap); /* all three at scratch */
+  deco_test_refused(NULL, OP(s), BADARG, overlap); /* all three at scratch */
   s.out = (float *)scratch + 8;           /* past gate's two rows, ... */
   s.up = (const float *)scratch + 6;      /* ... not past up's */
-  expect_refusal(OP(s), BADARG, overlap);
+  deco_test_refused(NULL, OP(s), BADARG, overlap);
   s.n = 0; /* nothing written: no overlap check */
   cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 
   deco_matmul_batched_args_t b = DECO_MATMUL_BATCHED_ARGS_INIT;
-  expect_refusal(OP_FN(b)(NULL, &b), NULLP, "deco_matmul_batched: ctx is NULL");
-  expect_refusal(OP_FN(b)(ctx, NULL), NULLP, "deco_matmul_batched: (b) is NULL");
+  deco_test_refused(NULL, OP_FN(b)(NULL, &b), NULLP, "deco_matmul_batched: ctx is NULL");
+  deco_test_refused(NULL, OP_FN(b)(ctx, NULL), NULLP, "deco_matmul_batched: (b) is NULL");
   DS(b, mm.dtype, "deco_matmul_batched");
   b.mm.n = b.mm.k = 1;
   name = "deco_matmul_batched: b->";
@@ -725,14 +721,14 @@ Test(ops_ref, swiglu_and_matmul_batched_refusals) {
   name = "deco_matmul_batched: a->";
   NS_IN(b, b.mm, a); NS_IN(b, b.mm, w); NS_IN(b, b.mm, out);
   b.stride_a = -1;
-  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_a = -1 and stride_w = 0 must be >= 0");
+  deco_test_refused(NULL, OP(b), BADARG, "deco_matmul_batched: stride_a = -1 and stride_w = 0 must be >= 0");
   b.stride_a = 0;
   b.stride_w = -2;
-  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_a = 0 and stride_w = -2 must be >= 0");
+  deco_test_refused(NULL, OP(b), BADARG, "deco_matmul_batched: stride_a = 0 and stride_w = -2 must be >= 0");
   b.stride_w = 0;
   b.mm.m = 2;
   b.mm.n = 3;
-  expect_refusal(OP(b), BADARG, "deco_matmul_batched: stride_out = 0 < m * n = 6 (outputs overlap)");
+  deco_test_refused(NULL, OP(b), BADARG, "deco_matmul_batched: stride_out = 0 < m * n = 6 (outputs overlap)");
   b.mm.m = 0; /* no rows: an empty call succeeds once every check passes */
   cr_assert_eq(OP(b), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
@@ -765,12 +761,12 @@ Test(ops_ref, topk_rows_refusals) {
   EXPECT_NULL_CTX_THEN_ARGS(t, "deco_topk_rows");
   const char *name = "deco_topk_rows: a->";
   RS(t, n_rows, 0, 1, 1 << 24, 2); RS(t, vocab, 0, 1, 1 << 24, 5); RS(t, k, 0, 1, 16, 8); RS(t, k, 17, 1, 16, 8);
-  expect_refusal(OP(t), BADARG, "deco_topk_rows: k = 8 exceeds vocab = 5");
+  deco_test_refused(NULL, OP(t), BADARG, "deco_topk_rows: k = 8 exceeds vocab = 5");
   t.k = 5;
   t.dtype = DECO_DTYPE_F16;
-  expect_refusal(OP(t), DECO_STATUS_UNSUPPORTED, "deco_topk_rows: dtype f16 is not supported (f32 or bf16)");
+  deco_test_refused(NULL, OP(t), DECO_STATUS_UNSUPPORTED, "deco_topk_rows: dtype f16 is not supported (f32 or bf16)");
   t.dtype = DECO_DTYPE_BF16;
-  expect_refusal(OP(t), DECO_STATUS_UNSUPPORTED,
+  deco_test_refused(NULL, OP(t), DECO_STATUS_UNSUPPORTED,
                  "deco_topk_rows: dtype bf16 is not supported on the CPU backend (f32 only)");
   t.dtype = DECO_DTYPE_F32;
   NS(t, logits); NS(t, ids);

@@ -18,9 +18,6 @@
 #include "common/testutil.h"
 #include "deco/deco.h"
 
-/* ---- small deterministic generator (splitmix64) ---- */
-
-
 static int mentions(const char *msg, const char *a, const char *b) {
   int ok = strstr(msg, a) != NULL && (b == NULL || strstr(msg, b) != NULL);
   if (!ok) fprintf(stderr, "message \"%s\" lacks \"%s\" / \"%s\"\n", msg, a, b ? b : "");

@@ -618,3 +618,9 @@ deco_ctx_t *deco_test_cuda_ctx(void) {
   cr_assert_eq(deco_ctx_create(&cfg, &ctx), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   return ctx;
 }
+
+void deco_test_refused(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *message) {
+  cr_assert_eq(got, want, "status %s, expected %s: %s", deco_status_string(got), deco_status_string(want),
+               deco_last_error(ctx));
+  cr_assert_str_eq(deco_last_error(ctx), message);
+}

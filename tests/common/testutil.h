@@ -104,6 +104,10 @@ void deco_test_run_free(deco_test_run_t *r);
  * line of stderr beginning "deco: error: ", needle in stderr (unless
  * NULL), nothing on stdout. */
 void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needle);
+
+/* A call refused as expected: its status is want and deco_last_error(ctx)
+ * is message, word for word (ctx NULL: the thread's last error). */
+void deco_test_refused(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *message);
 /* A CLI run (DECO_TEST_RUN_CLI with the arguments after needle) that
  * fails as deco_test_cli_error checks, then freed:
  * DECO_TEST_CLI_ERROR(2, "--steps", "generate", "--steps", "abc"). */
