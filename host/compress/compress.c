@@ -26,13 +26,6 @@ void deco_grams_free(deco_grams_t *g) {
   g->v = g->k = NULL;
 }
 
-/* The index of the first of tokens[0..n) outside 0..vocab-1, or n. */
-static size_t first_bad_token(const int32_t *tokens, size_t n, int vocab) {
-  for (size_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= vocab) return i;
-  return n;
-}
-
 /* ---- calibration ---------------------------------------------------------------- */
 
 #define CALIB_PAGE 16
@@ -62,7 +55,7 @@ static deco_status_t calib_check(const calib_t *c, size_t n_tokens) {
   if (c->g < 1 || c->kvh % c->g != 0)
     return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: group %d does not divide %d KV heads", calib_op, c->g,
                      c->kvh);
-  const size_t i = first_bad_token(c->tokens, n_tokens, c->hp->vocab_size);
+  const size_t i = deco_first_id_outside(c->tokens, n_tokens, c->hp->vocab_size);
   if (i < n_tokens)
     return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d",
                      calib_op, i, (int)c->tokens[i], c->hp->vocab_size - 1);
@@ -530,7 +523,7 @@ static deco_status_t compress_check(deco_ctx_t *ctx, const char *in_path, const 
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: %zu calibration tokens are too few: merging groups of %d heads of dim %d needs at least %zu",
                      in_path, n_tokens, g, hp->head_dim, need);
-  const size_t i = first_bad_token(tokens, n_tokens, hp->vocab_size);
+  const size_t i = deco_first_id_outside(tokens, n_tokens, hp->vocab_size);
   if (i < n_tokens)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", in_path,
                      i, (int)tokens[i], hp->vocab_size - 1);
