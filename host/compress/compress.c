@@ -26,6 +26,18 @@ void deco_grams_free(deco_grams_t *g) {
   g->v = g->k = NULL;
 }
 
+/* Elements of one layer's Grams for n_groups groups of g heads of dim d,
+ * in deco_grams_t's layout: the value Grams [n_groups][g*d][g*d], the key
+ * Grams [n_groups][d/2][g][g][2]. */
+typedef struct gram_sizes {
+  size_t v, k;
+} gram_sizes_t;
+
+static gram_sizes_t gram_sizes(int n_groups, int g, int d) {
+  const int gd = g * d, half = d / 2;
+  return (gram_sizes_t){.v = (size_t)n_groups * gd * gd, .k = (size_t)n_groups * half * g * g * 2};
+}
+
 /* ---- calibration ---------------------------------------------------------------- */
 
 #define CALIB_PAGE 16
@@ -65,12 +77,13 @@ static deco_status_t calib_check(const calib_t *c, size_t n_tokens) {
 /* The shapes of a calibration of model in groups of g (checked: g >= 1). */
 static void calib_shapes(calib_t *c, int chunk) {
   const deco_model_hparams_t *hp = c->hp;
-  const int g = c->g, d = c->d, gd = g * d, half = d / 2;
-  c->n_groups = c->kvh / g;
+  const int d = c->d;
+  c->n_groups = c->kvh / c->g;
   c->chunk = chunk > 0 ? chunk : 512;
   if (c->chunk > hp->seq_len) c->chunk = hp->seq_len;
-  c->vper = (size_t)c->n_groups * gd * gd;
-  c->kper = (size_t)c->n_groups * half * g * g * 2;
+  const gram_sizes_t per_layer = gram_sizes(c->n_groups, c->g, d);
+  c->vper = per_layer.v;
+  c->kper = per_layer.k;
   c->vbytes = c->vper * hp->n_layers * sizeof(double);
   c->kbytes = c->kper * hp->n_layers * sizeof(double);
   c->n_pages = (c->chunk + CALIB_PAGE - 1) / CALIB_PAGE;
@@ -301,8 +314,9 @@ static deco_status_t fold_init(fold_t *fold, deco_cw_t *w, const deco_grams_t *g
   const int g = kvh / n_kv_heads, gd = g * d, L = hp->n_layers, N = n_kv_heads;
   *fold = (fold_t){.w = w, .gr = gr, .eigs = eigs, .method = method, .kvh = kvh, .nq = nq, .d = d, .half = half,
                    .dim = dim, .g = g, .gd = gd, .N = N};
-  fold->vper = (size_t)N * gd * gd;
-  fold->kper = (size_t)N * half * g * g * 2;
+  const gram_sizes_t per_layer = gram_sizes(N, g, d);
+  fold->vper = per_layer.v;
+  fold->kper = per_layer.k;
   fold->qd = (size_t)nq * d;
   fold->wk = malloc(sizeof(float) * L * (size_t)N * d * dim);
   fold->wv = malloc(sizeof(float) * L * (size_t)N * d * dim);
