@@ -420,12 +420,10 @@ Test(forward_cpu, argument_errors_name_what_they_refuse) {
 Test(forward_cpu, the_first_out_of_vocabulary_token_is_named) {
   load();
   deco_kv_cache_t *kc = new_cache(2);
-  int s0, s1;
-  cr_assert_eq(deco_kv_cache_admit(kc, 8, &s0), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_kv_cache_admit(kc, 8, &s1), DECO_STATUS_SUCCESS);
+  int seqs[2], n[2] = {3, 1};
+  for (int s = 0; s < 2; ++s) cr_assert_eq(deco_kv_cache_admit(kc, 8, &seqs[s]), DECO_STATUS_SUCCESS);
   static float logits[2 * 512];
   int32_t ids[4] = {5, -1, 512, 7};
-  int n[2] = {3, 1}, seqs[2] = {s0, s1};
   deco_forward_args_t fa = {.n_seqs = 2, .seqs = seqs, .n_new = n, .tokens = ids, .embeds = NULL, .parents = NULL,
                             .logits_mode = DECO_LOGITS_LAST, .logits = logits};
   deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
