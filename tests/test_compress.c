@@ -650,3 +650,31 @@ Test(compress, colmajor_unpacking_of_the_cusolver_path) {
   deco_ctx_destroy(ctx);
 #endif
 }
+
+/* A calibration id outside the vocabulary, below or above it: the first one
+ * is named, word for word, by the model's path and by the calibration. */
+Test(compress, the_first_out_of_vocabulary_calibration_id_is_named) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t calib[1024];
+  deco_compress_config_t cc;
+  const char *in = compress_inputs(calib, 505, &cc), *out = tmp_path("never_vocab.bin");
+  calib[7] = -1;
+  calib[9] = 512;
+  char want[4096 + 64];
+  snprintf(want, sizeof want, "%s: calibration token 7 is id -1, outside 0..511", in);
+  deco_test_refused(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                    want);
+  calib[7] = 3;
+  snprintf(want, sizeof want, "%s: calibration token 9 is id 512, outside 0..511", in);
+  deco_test_refused(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                    want);
+  FILE *f = fopen(out, "rb");
+  cr_assert_null(f, "nothing is written on bad input");
+  deco_model_t *m = load_model(ctx, in, DECO_ROPE_INTERLEAVED);
+  deco_grams_t gr;
+  calib[2] = -5;
+  deco_test_refused(ctx, deco_compress_calibrate(m, calib, 256, 2, 0, NULL, NULL, &gr), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_compress_calibrate: calibration token 2 is id -5, outside 0..511");
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

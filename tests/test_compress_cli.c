@@ -190,3 +190,41 @@ Test(compress_cli, usage_errors_exit_2) {
   cr_assert(strstr(r.err, "--solver: 'magma' is not auto, lapack or cusolver") != NULL, "%s", r.err);
   deco_test_run_free(&r);
 }
+
+/* Every option that takes a setting: a bad value, a missing value, and an
+ * unknown option or one spelled with '=', each refused with exit 2 and its
+ * message. */
+Test(compress_cli, every_setting_refuses_a_bad_value) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  static const char *const cases[][3] = {
+      {"--kv-heads", "x", "deco: error: --kv-heads: 'x' is not an integer in [1, 4096]"},
+      {"--method", "pca", "deco: error: --method: 'pca' is not svd, mean or keep"},
+      {"--calib-tokens", "0", "deco: error: --calib-tokens: '0' is not an integer in [1, 1099511627776]"},
+      {"--backend", "gpu", "deco: error: --backend: 'gpu' is not cpu or cuda"},
+      {"--threads", "1025", "deco: error: --threads: '1025' is not an integer in [1, 1024]"},
+      {"--solver", "magma", "deco: error: --solver: 'magma' is not auto, lapack or cusolver"},
+      {"--kv-heads", NULL, "deco: error: --kv-heads needs a value"},
+      {"--method", NULL, "deco: error: --method needs a value"},
+      {"--calib-tokens", NULL, "deco: error: --calib-tokens needs a value"},
+      {"--backend", NULL, "deco: error: --backend needs a value"},
+      {"--threads", NULL, "deco: error: --threads needs a value"},
+      {"--solver", NULL, "deco: error: --solver needs a value"},
+      {"--out", NULL, "deco: error: --out needs a value"},
+      {"--bogus", "1", "deco: error: compress: unknown option '--bogus' (see deco compress --help)"},
+      {"--threads=2", NULL, "deco: error: compress: unknown option '--threads=2' (see deco compress --help)"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    deco_test_run_t r;
+    if (cases[i][1])
+      DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", "a",
+                        "--out", "x.bin", cases[i][0], cases[i][1]);
+    else
+      DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", "a",
+                        "--out", "x.bin", cases[i][0]);
+    cr_assert_eq(r.status, 2, "%s: %s", cases[i][0], r.err);
+    cr_assert_str_eq(r.out, "", "%s", cases[i][0]);
+    char want[160];
+    snprintf(want, sizeof want, "%s\n", cases[i][2]);
+    cr_assert_str_eq(r.err, want, "%s", cases[i][0]);
+    deco_test_run_free(&r);
+  }
+}

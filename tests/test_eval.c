@@ -385,3 +385,20 @@ Test(eval_cli, errors) {
   cr_assert(strncmp(r.out, "usage: deco eval", 16) == 0, "%s", r.out);
   deco_test_run_free(&r);
 }
+
+/* An id outside the vocabulary, below or above it: the first one is named,
+ * with its position. */
+Test(eval, the_first_out_of_vocabulary_id_is_named) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+  int32_t ids[4] = {1, 40, -2, 600};
+  deco_test_refused(ctx, deco_eval_ids(m, ids, 4, NULL, &s), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_eval_ids: id -2 at 2 outside the vocabulary of 512");
+  ids[2] = 3;
+  deco_test_refused(ctx, deco_eval_ids(m, ids, 4, NULL, &s), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_eval_ids: id 600 at 3 outside the vocabulary of 512");
+  cr_assert_eq(s.tokens, 0);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

@@ -414,3 +414,29 @@ Test(forward_cpu, argument_errors_name_what_they_refuse) {
   deco_kv_cache_destroy(kc);
   unload();
 }
+
+/* An id outside the vocabulary, below or above it: the first one in the
+ * batch is named, counted over all its sequences. */
+Test(forward_cpu, the_first_out_of_vocabulary_token_is_named) {
+  load();
+  deco_kv_cache_t *kc = new_cache(2);
+  int seqs[2], n[2] = {3, 1};
+  for (int s = 0; s < 2; ++s) cr_assert_eq(deco_kv_cache_admit(kc, 8, &seqs[s]), DECO_STATUS_SUCCESS);
+  static float logits[2 * 512];
+  int32_t ids[4] = {5, -1, 512, 7};
+  deco_forward_args_t fa = {.n_seqs = 2, .seqs = seqs, .n_new = n, .tokens = ids, .embeds = NULL, .parents = NULL,
+                            .logits_mode = DECO_LOGITS_LAST, .logits = logits};
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_forward: tokens[1] = -1 outside the vocabulary [0, 512)");
+  ids[1] = 511;
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_forward: tokens[2] = 512 outside the vocabulary [0, 512)");
+  ids[2] = 0;
+  ids[3] = 1000;
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_forward: tokens[3] = 1000 outside the vocabulary [0, 512)");
+  ids[3] = 7;
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_kv_cache_destroy(kc);
+  unload();
+}

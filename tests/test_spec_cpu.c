@@ -250,3 +250,21 @@ Test(spec_cpu, config_messages) {
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }
+
+/* A prompt id outside the vocabulary, below or above it: the first one is
+ * named. */
+Test(spec_cpu, the_first_out_of_vocabulary_prompt_id_is_named) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  int32_t prompt[4] = {1, -3, 600, 5};
+  deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+  c.steps = 8;
+  deco_generate_stats_t st;
+  deco_test_refused(ctx, deco_generate(m, prompt, 4, &c, &st), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_generate: prompt[1] = -3 outside the vocabulary [0, 512)");
+  prompt[1] = 511;
+  deco_test_refused(ctx, deco_generate(m, prompt, 4, &c, &st), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_generate: prompt[2] = 600 outside the vocabulary [0, 512)");
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

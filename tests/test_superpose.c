@@ -741,3 +741,25 @@ Test(superpose, config_messages) {
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }
+
+/* A prompt id outside the vocabulary, below or above it: the first one of
+ * the first bad prompt is named, with the prompt and the position. */
+Test(superpose, the_first_out_of_vocabulary_prompt_id_is_named) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int32_t good[2] = {1, 5};
+  int32_t bad[4] = {1, 7, 512, -1};
+  const int32_t *p[2] = {good, bad};
+  const int n[2] = {2, 4};
+  deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
+  c.alpha = 0.0f;
+  c.steps = 8;
+  deco_superpose_result_t r;
+  deco_test_refused(ctx, deco_superpose_generate(m, 2, p, n, &c, &r), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_superpose: prompt 1: id 512 at 2 outside the vocabulary [0, 512)");
+  bad[2] = 3;
+  deco_test_refused(ctx, deco_superpose_generate(m, 2, p, n, &c, &r), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_superpose: prompt 1: id -1 at 3 outside the vocabulary [0, 512)");
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

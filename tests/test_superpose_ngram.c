@@ -569,3 +569,25 @@ Test(ngram, cli_bad_input) {
   cr_assert(r.status == 1 && strstr(r.err, "/nonexistent-dir/x.ngram"), "%s", r.err);
   deco_test_run_free(&r);
 }
+
+/* An id outside the builder's vocabulary, below or above it: the first one
+ * is named and nothing is added. */
+Test(ngram, builder_names_the_first_out_of_vocabulary_id) {
+  deco_ngram_builder_t *b;
+  cr_assert_eq(deco_ngram_builder_create(100, &b), DECO_STATUS_SUCCESS);
+  int32_t ids[4] = {3, 100, -1, 7};
+  deco_test_refused(NULL, deco_ngram_builder_add(b, ids, 4), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_ngram_builder_add: ids[1] = 100 outside [0, vocab_size = 100)");
+  ids[1] = 99;
+  deco_test_refused(NULL, deco_ngram_builder_add(b, ids, 4), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_ngram_builder_add: ids[2] = -1 outside [0, vocab_size = 100)");
+  ids[2] = 0;
+  cr_assert_eq(deco_ngram_builder_add(b, ids, 4), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  deco_ngram_table_t *t;
+  cr_assert_eq(deco_ngram_builder_finish(b, DECO_NGRAM_DEFAULT_MAX_BYTES, 0, &t), DECO_STATUS_SUCCESS);
+  deco_ngram_info_t info;
+  cr_assert_eq(deco_ngram_table_info(t, &info), DECO_STATUS_SUCCESS);
+  cr_assert_eq(info.corpus_tokens, 4, "only the accepted call's ids are counted");
+  deco_ngram_table_destroy(t);
+  deco_ngram_builder_destroy(b);
+}

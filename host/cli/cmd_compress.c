@@ -59,46 +59,68 @@ bad:
   return DECO_EXIT_USAGE;
 }
 
-/* 1 for the options other than paths that take a value. */
-static int takes_setting(const char *a) {
-  static const char *const names[] = {"--kv-heads", "--method", "--calib-tokens", "--backend", "--threads",
-                                      "--solver"};
-  for (size_t k = 0; k < sizeof names / sizeof names[0]; ++k)
-    if (strcmp(a, names[k]) == 0) return 1;
+/* The options other than paths that take a value: each reads its value v
+ * (a: the option's name) into o; 0 or DECO_EXIT_USAGE. */
+typedef int (*setting_fn)(const char *a, const char *v, compress_options_t *o);
+
+static int set_kv_heads(const char *a, const char *v, compress_options_t *o) {
+  long long n = 0;
+  if (parse_ll(a, v, 1, 4096, &n) != 0) return DECO_EXIT_USAGE;
+  o->kv_heads = (int)n;
   return 0;
 }
 
-/* The value v of a setting a (takes_setting); 0 or DECO_EXIT_USAGE. */
-static int parse_setting(const char *a, const char *v, compress_options_t *o) {
-  static const char *const methods[] = {"svd", "mean", "keep"}, *const solvers[] = {"auto", "lapack", "cusolver"};
-  static const int method_ids[] = {DECO_COMPRESS_SVD, DECO_COMPRESS_MEAN, DECO_COMPRESS_KEEP},
-                   solver_ids[] = {DECO_COMPRESS_SOLVER_AUTO, DECO_COMPRESS_SOLVER_LAPACK,
-                                   DECO_COMPRESS_SOLVER_CUSOLVER};
-  static const deco_cli_words_t method_words = {methods, method_ids, 3, "svd, mean or keep"},
-                                solver_words = {solvers, solver_ids, 3, "auto, lapack or cusolver"};
+static int set_calib_tokens(const char *a, const char *v, compress_options_t *o) {
+  return parse_ll(a, v, 1, 1LL << 40, &o->calib_tokens) != 0 ? DECO_EXIT_USAGE : 0;
+}
+
+static int set_threads(const char *a, const char *v, compress_options_t *o) {
   long long n = 0;
-  int w;
-  if (strcmp(a, "--kv-heads") == 0) {
-    if (parse_ll(a, v, 1, 4096, &n) != 0) return DECO_EXIT_USAGE;
-    o->kv_heads = (int)n;
-  } else if (strcmp(a, "--calib-tokens") == 0) {
-    if (parse_ll(a, v, 1, 1LL << 40, &o->calib_tokens) != 0) return DECO_EXIT_USAGE;
-  } else if (strcmp(a, "--threads") == 0) {
-    if (parse_ll(a, v, 1, 1024, &n) != 0) return DECO_EXIT_USAGE;
-    o->threads = (int)n;
-  } else if (strcmp(a, "--method") == 0) {
-    o->method_set = 1;
-    if (deco_cli_parse_word(a, v, &method_words, &w)) return DECO_EXIT_USAGE;
-    o->method = (deco_compress_method_t)w;
-  } else if (strcmp(a, "--solver") == 0) {
-    if (deco_cli_parse_word(a, v, &solver_words, &w)) return DECO_EXIT_USAGE;
-    o->solver = (deco_compress_solver_t)w;
-  } else { /* --backend */
-    o->backend_set = 1;
-    if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
-    o->backend = (deco_backend_t)w;
-  }
+  if (parse_ll(a, v, 1, 1024, &n) != 0) return DECO_EXIT_USAGE;
+  o->threads = (int)n;
   return 0;
+}
+
+static int set_method(const char *a, const char *v, compress_options_t *o) {
+  static const char *const methods[] = {"svd", "mean", "keep"};
+  static const int method_ids[] = {DECO_COMPRESS_SVD, DECO_COMPRESS_MEAN, DECO_COMPRESS_KEEP};
+  static const deco_cli_words_t method_words = {methods, method_ids, 3, "svd, mean or keep"};
+  int w;
+  o->method_set = 1;
+  if (deco_cli_parse_word(a, v, &method_words, &w)) return DECO_EXIT_USAGE;
+  o->method = (deco_compress_method_t)w;
+  return 0;
+}
+
+static int set_solver(const char *a, const char *v, compress_options_t *o) {
+  static const char *const solvers[] = {"auto", "lapack", "cusolver"};
+  static const int solver_ids[] = {DECO_COMPRESS_SOLVER_AUTO, DECO_COMPRESS_SOLVER_LAPACK,
+                                   DECO_COMPRESS_SOLVER_CUSOLVER};
+  static const deco_cli_words_t solver_words = {solvers, solver_ids, 3, "auto, lapack or cusolver"};
+  int w;
+  if (deco_cli_parse_word(a, v, &solver_words, &w)) return DECO_EXIT_USAGE;
+  o->solver = (deco_compress_solver_t)w;
+  return 0;
+}
+
+static int set_backend(const char *a, const char *v, compress_options_t *o) {
+  int w;
+  o->backend_set = 1;
+  if (deco_cli_parse_word(a, v, &deco_cli_backend_words, &w)) return DECO_EXIT_USAGE;
+  o->backend = (deco_backend_t)w;
+  return 0;
+}
+
+/* The setting option a names, or NULL when it names none. */
+static setting_fn find_setting(const char *a) {
+  static const struct {
+    const char *name;
+    setting_fn set;
+  } settings[] = {{"--kv-heads", set_kv_heads}, {"--method", set_method},   {"--calib-tokens", set_calib_tokens},
+                  {"--backend", set_backend},   {"--threads", set_threads}, {"--solver", set_solver}};
+  for (size_t k = 0; k < sizeof settings / sizeof settings[0]; ++k)
+    if (strcmp(a, settings[k].name) == 0) return settings[k].set;
+  return NULL;
 }
 
 static int parse(int argc, char **argv, compress_options_t *o) {
@@ -114,14 +136,15 @@ static int parse(int argc, char **argv, compress_options_t *o) {
       continue;
     }
     const char **slot = deco_cli_text_field(a, paths, path_fields, (int)(sizeof paths / sizeof *paths));
-    if (!slot && !takes_setting(a)) {
+    const setting_fn set = find_setting(a); /* NULL for the paths */
+    if (!slot && !set) {
       deco_cli_error("compress: unknown option '%s' (see deco compress --help)", a);
       return DECO_EXIT_USAGE;
     }
     const char *v = deco_cli_option_value(argc, argv, &i);
     if (!v) return DECO_EXIT_USAGE;
     if (slot) *slot = v;
-    else if (parse_setting(a, v, o) != 0) return DECO_EXIT_USAGE;
+    else if (set(a, v, o) != 0) return DECO_EXIT_USAGE;
   }
   if (!o->model || !o->out || !o->kv_heads || !o->method_set) {
     deco_cli_error("compress needs --model IN, --kv-heads N, --method svd|mean|keep and --out OUT");

@@ -26,11 +26,16 @@ void deco_grams_free(deco_grams_t *g) {
   g->v = g->k = NULL;
 }
 
-/* The index of the first of tokens[0..n) outside 0..vocab-1, or n. */
-static size_t first_bad_token(const int32_t *tokens, size_t n, int vocab) {
-  for (size_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= vocab) return i;
-  return n;
+/* Elements of one layer's Grams for n_groups groups of g heads of dim d,
+ * in deco_grams_t's layout: the value Grams [n_groups][g*d][g*d], the key
+ * Grams [n_groups][d/2][g][g][2]. */
+typedef struct gram_sizes {
+  size_t v, k;
+} gram_sizes_t;
+
+static gram_sizes_t gram_sizes(int n_groups, int g, int d) {
+  const int gd = g * d, half = d / 2;
+  return (gram_sizes_t){.v = (size_t)n_groups * gd * gd, .k = (size_t)n_groups * half * g * g * 2};
 }
 
 /* ---- calibration ---------------------------------------------------------------- */
@@ -62,7 +67,7 @@ static deco_status_t calib_check(const calib_t *c, size_t n_tokens) {
   if (c->g < 1 || c->kvh % c->g != 0)
     return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: group %d does not divide %d KV heads", calib_op, c->g,
                      c->kvh);
-  const size_t i = first_bad_token(c->tokens, n_tokens, c->hp->vocab_size);
+  const size_t i = deco_first_id_outside(c->tokens, n_tokens, c->hp->vocab_size);
   if (i < n_tokens)
     return DECO_FAIL(c->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d",
                      calib_op, i, (int)c->tokens[i], c->hp->vocab_size - 1);
@@ -72,12 +77,13 @@ static deco_status_t calib_check(const calib_t *c, size_t n_tokens) {
 /* The shapes of a calibration of model in groups of g (checked: g >= 1). */
 static void calib_shapes(calib_t *c, int chunk) {
   const deco_model_hparams_t *hp = c->hp;
-  const int g = c->g, d = c->d, gd = g * d, half = d / 2;
-  c->n_groups = c->kvh / g;
+  const int d = c->d;
+  c->n_groups = c->kvh / c->g;
   c->chunk = chunk > 0 ? chunk : 512;
   if (c->chunk > hp->seq_len) c->chunk = hp->seq_len;
-  c->vper = (size_t)c->n_groups * gd * gd;
-  c->kper = (size_t)c->n_groups * half * g * g * 2;
+  const gram_sizes_t per_layer = gram_sizes(c->n_groups, c->g, d);
+  c->vper = per_layer.v;
+  c->kper = per_layer.k;
   c->vbytes = c->vper * hp->n_layers * sizeof(double);
   c->kbytes = c->kper * hp->n_layers * sizeof(double);
   c->n_pages = (c->chunk + CALIB_PAGE - 1) / CALIB_PAGE;
@@ -308,8 +314,9 @@ static deco_status_t fold_init(fold_t *fold, deco_cw_t *w, const deco_grams_t *g
   const int g = kvh / n_kv_heads, gd = g * d, L = hp->n_layers, N = n_kv_heads;
   *fold = (fold_t){.w = w, .gr = gr, .eigs = eigs, .method = method, .kvh = kvh, .nq = nq, .d = d, .half = half,
                    .dim = dim, .g = g, .gd = gd, .N = N};
-  fold->vper = (size_t)N * gd * gd;
-  fold->kper = (size_t)N * half * g * g * 2;
+  const gram_sizes_t per_layer = gram_sizes(N, g, d);
+  fold->vper = per_layer.v;
+  fold->kper = per_layer.k;
   fold->qd = (size_t)nq * d;
   fold->wk = malloc(sizeof(float) * L * (size_t)N * d * dim);
   fold->wv = malloc(sizeof(float) * L * (size_t)N * d * dim);
@@ -530,7 +537,7 @@ static deco_status_t compress_check(deco_ctx_t *ctx, const char *in_path, const 
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: %zu calibration tokens are too few: merging groups of %d heads of dim %d needs at least %zu",
                      in_path, n_tokens, g, hp->head_dim, need);
-  const size_t i = first_bad_token(tokens, n_tokens, hp->vocab_size);
+  const size_t i = deco_first_id_outside(tokens, n_tokens, hp->vocab_size);
   if (i < n_tokens)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: calibration token %zu is id %d, outside 0..%d", in_path,
                      i, (int)tokens[i], hp->vocab_size - 1);

@@ -94,6 +94,14 @@ static inline deco_status_t deco_check_ptr_args(deco_ctx_t *ctx, const deco_ptr_
     DECO_CHECK_PTR((ctx), (args), (op));                                                     \
   } while (0)
 
+/* The index of the first of ids[0..n) outside 0..vocab-1, or n: the
+ * callers' range checks over token ids, each with its own message. */
+static inline size_t deco_first_id_outside(const int32_t *ids, size_t n, int vocab) {
+  for (size_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= vocab) return i;
+  return n;
+}
+
 /* Dtype checks: the CPU reference is f32 only. */
 deco_status_t deco_check_dtype(deco_ctx_t *ctx, deco_dtype_t dtype, const char *op, const char *what);
 

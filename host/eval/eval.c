@@ -217,10 +217,10 @@ deco_status_t deco_eval_ids(deco_model_t *model, const int32_t *ids, int n, cons
   if (n < 0) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %d < 0", op, n);
   eval_plan_t p = {.c = DECO_EVAL_CONFIG_INIT}; /* eval_plan fills it in */
   DECO_TRY(eval_plan(model, config, &p));
-  for (int i = 0; i < n; ++i)
-    if (ids[i] < 0 || ids[i] >= p.vocab)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: id %d at %d outside the vocabulary of %d", op,
-                       (int)ids[i], i, p.vocab);
+  const int i = (int)deco_first_id_outside(ids, (size_t)n, p.vocab);
+  if (i < n)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: id %d at %d outside the vocabulary of %d", op,
+                     (int)ids[i], i, p.vocab);
   if (n < 2) return DECO_STATUS_SUCCESS;
   return eval_windows(model, ids, n, &p, acc);
 }

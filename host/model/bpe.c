@@ -954,47 +954,51 @@ static void scratch_free(scratch_t *sc) {
   free(sc->spans.a);
 }
 
+/* How one kind of vocabulary merges symbols: queue_pair queues the merge
+ * of symbol l with its right neighbour r when the pair makes a token (-1
+ * when out of memory); join gives symbol c->l what the merge makes and marks
+ * c->r, which then leaves the list. */
+typedef struct merge_rule {
+  int (*queue_pair)(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r);
+  void (*join)(scratch_t *sc, const cand_t *c);
+} merge_rule_t;
+
+/* Merges the linked symbols 0..ns by rule, best candidate first, until none
+ * is left. -1 when out of memory. */
+static int merge_symbols(const tok_gguf_t *g, const merge_rule_t *rule, scratch_t *sc, int32_t ns) {
+  sc->heap.n = 0;
+  for (int32_t i = 0; i + 1 < ns; ++i)
+    if (rule->queue_pair(g, sc, i, i + 1) != 0) return -1;
+  while (sc->heap.n > 0) {
+    cand_t c = heap_pop(&sc->heap);
+    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
+    rule->join(sc, &c);
+    int32_t nx = sc->next[c.r];
+    sc->next[c.l] = nx;
+    if (nx >= 0) sc->prev[nx] = c.l;
+    if (sc->prev[c.l] >= 0 && rule->queue_pair(g, sc, sc->prev[c.l], c.l) != 0) return -1;
+    if (nx >= 0 && rule->queue_pair(g, sc, c.l, nx) != 0) return -1;
+  }
+  return 0;
+}
+
 /* ---- byte-level BPE ------------------------------------------------------------ */
 
-static int bpe_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
+/* A pair merges when the merges list holds it: the lower rank first. */
+static int bpe_queue_pair(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
   int32_t a = sc->id[l], b = sc->id[r], rank, res;
   if (a < 0 || b < 0 || !gv_merge(g, a, b, &rank, &res)) return 0;
   cand_t c = {.key = (uint64_t)(uint32_t)rank << 32 | (uint32_t)l, .l = l, .r = r, .a = a, .b = b, .res = res};
   return heap_push(&sc->heap, c);
 }
 
-static int spm_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r);
-
-/* Queues the merge of symbol l with its right neighbour r, if there is one. */
-static int queue_pair(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
-  return g->spm ? spm_try(g, sc, l, r) : bpe_try(g, sc, l, r);
+/* Symbol l takes the merged token's id. */
+static void bpe_join(scratch_t *sc, const cand_t *c) {
+  sc->id[c->l] = c->res;
+  sc->id[c->r] = GV_DEAD;
 }
 
-/* Merges the linked symbols 0..ns best candidate first until none is left:
- * BPE symbol l takes the merged token's id, SPM symbol l the joined length;
- * the right one leaves the list. -1 when out of memory. */
-static int merge_symbols(const tok_gguf_t *g, scratch_t *sc, int32_t ns) {
-  sc->heap.n = 0;
-  for (int32_t i = 0; i + 1 < ns; ++i)
-    if (queue_pair(g, sc, i, i + 1) != 0) return -1;
-  while (sc->heap.n > 0) {
-    cand_t c = heap_pop(&sc->heap);
-    if (sc->id[c.l] != c.a || sc->next[c.l] != c.r || sc->id[c.r] != c.b) continue; /* stale */
-    if (g->spm) {
-      sc->id[c.l] += sc->id[c.r];
-      sc->id[c.r] = 0;
-    } else {
-      sc->id[c.l] = c.res;
-      sc->id[c.r] = GV_DEAD;
-    }
-    int32_t nx = sc->next[c.r];
-    sc->next[c.l] = nx;
-    if (nx >= 0) sc->prev[nx] = c.l;
-    if (sc->prev[c.l] >= 0 && queue_pair(g, sc, sc->prev[c.l], c.l) != 0) return -1;
-    if (nx >= 0 && queue_pair(g, sc, c.l, nx) != 0) return -1;
-  }
-  return 0;
-}
+static const merge_rule_t bpe_merges = {bpe_queue_pair, bpe_join};
 
 /* With ignore_merges, a word that is a token as a whole: its id into *id,
  * else -1. -1 returned when out of memory. */
@@ -1028,7 +1032,7 @@ static int bpe_word(const tok_gguf_t *g, scratch_t *sc, const unsigned char *w, 
     sc->prev[i] = (int32_t)i - 1;
     sc->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
   }
-  if (merge_symbols(g, sc, (int32_t)n) != 0) return -1;
+  if (merge_symbols(g, &bpe_merges, sc, (int32_t)n) != 0) return -1;
   for (int32_t i = 0; i >= 0; i = sc->next[i])
     if (sc->id[i] >= 0 && tok_vec_push(out, sc->id[i]) != 0) return -1;
   return 0;
@@ -1095,7 +1099,8 @@ static uint32_t score_order(float f) {
   return (u & 0x80000000u) ? ~u : u | 0x80000000u;
 }
 
-static int spm_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
+/* A pair merges when the joined text is a token: the higher score first. */
+static int spm_queue_pair(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
   size_t la = (size_t)sc->id[l], lb = (size_t)sc->id[r];
   int32_t id = gv_find(g, (const char *)sc->buf + sc->start[l], la + lb);
   if (id < 0) return 0;
@@ -1103,6 +1108,14 @@ static int spm_try(const tok_gguf_t *g, scratch_t *sc, int32_t l, int32_t r) {
               .l = l, .r = r, .a = (int32_t)la, .b = (int32_t)lb, .res = id};
   return heap_push(&sc->heap, c);
 }
+
+/* Symbol l takes the joined length. */
+static void spm_join(scratch_t *sc, const cand_t *c) {
+  sc->id[c->l] += sc->id[c->r];
+  sc->id[c->r] = 0;
+}
+
+static const merge_rule_t spm_merges = {spm_queue_pair, spm_join};
 
 /* text[0..len) with spaces as "▁" (and one before it with prefix) into e
  * (room for 3 * (len + 1) bytes); returns the length. */
@@ -1175,7 +1188,8 @@ static deco_status_t spm_text(const tok_gguf_t *g, scratch_t *sc, const char *te
   unsigned char *e = sc->buf;
   size_t n = spm_escape(text, len, prefix, e);
   if (n == 0) return DECO_STATUS_SUCCESS;
-  if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0 || merge_symbols(g, sc, spm_symbols(sc, e, n)) != 0)
+  if (n > (size_t)INT32_MAX || scratch_syms(sc, n) != 0 ||
+      merge_symbols(g, &spm_merges, sc, spm_symbols(sc, e, n)) != 0)
     return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, k_text_oom, g->name, len);
   return spm_emit(g, sc, e, len, out);
 }

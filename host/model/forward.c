@@ -186,10 +186,10 @@ static deco_status_t check_seq(deco_model_t *m, deco_kv_cache_t *kc, const deco_
 /* The batch's t ids within the vocabulary. */
 static deco_status_t check_tokens(deco_model_t *m, const deco_forward_args_t *a, long long t, const char *op) {
   const deco_model_hparams_t *c = &m->hp;
-  for (long long i = 0; i < t; ++i)
-    if (a->tokens[i] < 0 || a->tokens[i] >= c->vocab_size)
-      return DECO_FAIL(m->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tokens[%lld] = %d outside the vocabulary [0, %d)",
-                       op, i, a->tokens[i], c->vocab_size);
+  const long long i = (long long)deco_first_id_outside(a->tokens, (size_t)t, c->vocab_size);
+  if (i < t)
+    return DECO_FAIL(m->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: tokens[%lld] = %d outside the vocabulary [0, %d)",
+                     op, i, a->tokens[i], c->vocab_size);
   return DECO_STATUS_SUCCESS;
 }
 

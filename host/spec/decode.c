@@ -274,10 +274,10 @@ static deco_status_t check_prompt(run_t *r, const deco_model_hparams_t *hp, cons
   const deco_generate_config_t *c = &r->c;
   DECO_CHECK_RANGE(ctx, r->n_prompt, 1, 1 << 30, op);
   DECO_CHECK_RANGE(ctx, c->steps, 1, hp->seq_len, op);
-  for (int i = 0; i < r->n_prompt; ++i)
-    if (r->prompt[i] < 0 || r->prompt[i] >= hp->vocab_size)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: prompt[%d] = %d outside the vocabulary [0, %d)", op, i,
-                       r->prompt[i], hp->vocab_size);
+  const int i = (int)deco_first_id_outside(r->prompt, (size_t)r->n_prompt, hp->vocab_size);
+  if (i < r->n_prompt)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: prompt[%d] = %d outside the vocabulary [0, %d)", op, i,
+                     r->prompt[i], hp->vocab_size);
   return DECO_STATUS_SUCCESS;
 }
 

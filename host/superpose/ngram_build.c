@@ -47,10 +47,10 @@ deco_status_t deco_ngram_builder_add(deco_ngram_builder_t *b, const int32_t *ids
   static const char op[] = "deco_ngram_builder_add";
   if (!b || (!ids && n > 0)) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
   if (n < 0) return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %d", op, n);
-  for (int i = 0; i < n; ++i)
-    if (ids[i] < 0 || ids[i] >= b->vocab)
-      return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: ids[%d] = %d outside [0, vocab_size = %d)", op, i,
-                       (int)ids[i], b->vocab);
+  const int i = (int)deco_first_id_outside(ids, (size_t)n, b->vocab);
+  if (i < n)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: ids[%d] = %d outside [0, vocab_size = %d)", op, i,
+                     (int)ids[i], b->vocab);
   if (b->n + (size_t)n + 1 > MAX_CORPUS)
     return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: more than 2^31 ids in one table", op);
   if (b->n + (size_t)n + 1 > b->cap) {

@@ -215,10 +215,10 @@ static deco_status_t copy_prompts(deco_superpose_session_t *s, const int32_t *co
     if (!prompts[b]) return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: prompts[%d] is NULL", OP, b);
     if (n < 1 || n > (1 << 30))
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: prompt %d has %d ids (at least 1)", OP, b, n);
-    for (int i = 0; i < n; ++i)
-      if (prompts[b][i] < 0 || prompts[b][i] >= V)
-        return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: prompt %d: id %d at %d outside the vocabulary [0, %d)",
-                         OP, b, (int)prompts[b][i], i, V);
+    const int bad = (int)deco_first_id_outside(prompts[b], (size_t)n, V);
+    if (bad < n)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: prompt %d: id %d at %d outside the vocabulary [0, %d)",
+                       OP, b, (int)prompts[b][bad], bad, V);
     /* Positions beyond steps are dropped, as deco_generate does. */
     s->n_forced[b] = n - 1 < s->c.steps ? n - 1 : s->c.steps;
     s->n_prompt[b] = s->n_forced[b] + 1;
