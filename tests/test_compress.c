@@ -101,29 +101,6 @@ Test(compress, kv_gram_matches_naive) {
   gram_case(6, 16, 3, DECO_ROPE_INTERLEAVED, 5);
 }
 
-Test(compress, kv_gram_rejects_bad_arguments) {
-  deco_ctx_t *ctx = deco_test_cpu_ctx();
-  float x[32] = {0};
-  double gk[64], gv[1024];
-  deco_kv_gram_args_t a = DECO_KV_GRAM_ARGS_INIT;
-  a.n_rows = 1;
-  a.n_kv_heads = 4;
-  a.head_dim = 8;
-  a.group = 3;
-  a.k = x;
-  a.v = x;
-  a.k_gram = gk;
-  a.v_gram = gv;
-  DECO_TEST_REFUSED_NAMING(ctx, deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, NULL, "group = 3");
-  a.group = 2;
-  a.head_dim = 7;
-  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
-  a.head_dim = 8;
-  a.k_gram = NULL;
-  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_NULL_POINTER);
-  deco_ctx_destroy(ctx);
-}
-
 /* Every refusal of deco_kv_gram in order, with its status and exact
  * message: each step fixes the argument the previous one refused. */
 Test(compress, kv_gram_refusal_order_and_messages) {
