@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "common/prompts.h"
+#include "common/wall.h"
 #include "deco/deco.h"
 
 static void print_row(const char *label, const deco_perf_tally_t *t, float temp) {
@@ -80,12 +81,10 @@ int main(int argc, char **argv) {
     else deco_perf_die(a, "unknown option");
   }
   if (!model_path) deco_perf_die("usage", "--model FILE is required");
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = strcmp(backend_s, "cuda") == 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
-  deco_ctx_t *ctx;
+  const deco_backend_t backend = strcmp(backend_s, "cuda") == 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
+  deco_ctx_t *ctx = wall_ctx_create("bench_draft", backend, threads);
+  if (!ctx) return 1;
   deco_model_t *model, *draft = NULL;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) deco_perf_die("context", deco_last_error(NULL));
-  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) deco_perf_die("threads", deco_last_error(ctx));
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
   if (deco_model_load(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS) deco_perf_die(model_path, deco_last_error(ctx));
   const deco_model_hparams_t *hp = deco_model_get_hparams(model);
@@ -132,7 +131,7 @@ int main(int argc, char **argv) {
     deco_perf_die(method, "--method is ar, recycle or draft");
   }
   fprintf(stderr, "bench_draft: %d prompts (%s, fnv1a64 %016llx), %d positions each, %s, temperature %.2f\n",
-          n_prompts, prompts_path, (unsigned long long)hash, steps, deco_backend_name(cc.backend), temperature);
+          n_prompts, prompts_path, (unsigned long long)hash, steps, deco_backend_name(backend), temperature);
   if (!label) label = method;
   deco_generate_config_t c = deco_perf_generate_config(steps, temperature, top_p, seed);
   c.drafter = drafter;

@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "common/prompts.h"
+#include "common/wall.h"
 #include "deco/deco.h"
 
 static void print_row(const char *method, const deco_perf_tally_t *t, const char *backend, const char *dtype, float temp,
@@ -78,15 +79,12 @@ int main(int argc, char **argv) {
                                      : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
   deco_dtype_t dtype = dtype_s ? (strcmp(dtype_s, "bf16") == 0 ? DECO_DTYPE_BF16 : DECO_DTYPE_F32)
                                : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
-  deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
-  cc.backend = backend;
-  deco_ctx_t *ctx;
+  deco_ctx_t *ctx = wall_ctx_create("bench_spec", backend, threads);
+  if (!ctx) return 1;
   deco_model_t *model;
-  if (deco_ctx_create(&cc, &ctx) != DECO_STATUS_SUCCESS) deco_perf_die("context", deco_last_error(NULL));
   deco_model_config_t config = DECO_MODEL_CONFIG_INIT;
   config.dtype = dtype;
   if (deco_model_load(ctx, model_path, &config, &model) != DECO_STATUS_SUCCESS) deco_perf_die(model_path, deco_last_error(ctx));
-  if (threads > 0 && deco_ctx_set_threads(ctx, threads) != DECO_STATUS_SUCCESS) deco_perf_die("--threads", deco_last_error(ctx));
   const deco_model_hparams_t *mc = deco_model_get_hparams(model);
   deco_tokenizer_t *tok;
   if ((gguf ? deco_tokenizer_load_gguf(model_path, &tok) : deco_tokenizer_load(tok_path, mc->vocab_size, &tok)) !=

@@ -285,8 +285,7 @@ Test(accept_args, sample_refusal_order_and_messages) {
   a.top_k = -1;
   a.top_p = 0.0f;
   a.draft_kind = (deco_draft_kind_t)7;
-  cr_assert_eq(deco_tree_accept_sample(NULL, &a), null);
-  cr_assert_str_eq(deco_last_error(NULL), "deco_tree_accept_sample: ctx is NULL");
+  deco_test_refused(NULL, deco_tree_accept_sample(NULL, &a), null, "deco_tree_accept_sample: ctx is NULL");
   expect_sample_refusal(ctx, NULL, null, "(a) is NULL");
   /* Each step: the refusal, then the fix that lets the next check run. */
 #define STEP(want, what, fix)                   \

@@ -25,13 +25,6 @@
 #include <lapacke.h>
 #endif
 
-/* A call's status (got) is want, and ctx's last error names part. */
-static void expect_error(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *part) {
-  cr_assert_eq(got, want, "status %s, expected %s: %s", deco_status_string(got), deco_status_string(want),
-               deco_last_error(ctx));
-  cr_assert(strstr(deco_last_error(ctx), part) != NULL, "%s", deco_last_error(ctx));
-}
-
 /* ---- deco_kv_gram against a naive accumulation ---------------------------------- */
 
 static void gram_case(int n_kv, int d, int g, deco_rope_style_t style, int n_rows) {
@@ -106,29 +99,6 @@ Test(compress, kv_gram_matches_naive) {
   for (int s = 0; s < 2; ++s)
     for (int i = 0; i < 3; ++i) gram_case(4, 8, groups[i], s ? DECO_ROPE_HALF_SPLIT : DECO_ROPE_INTERLEAVED, 37);
   gram_case(6, 16, 3, DECO_ROPE_INTERLEAVED, 5);
-}
-
-Test(compress, kv_gram_rejects_bad_arguments) {
-  deco_ctx_t *ctx = deco_test_cpu_ctx();
-  float x[32] = {0};
-  double gk[64], gv[1024];
-  deco_kv_gram_args_t a = DECO_KV_GRAM_ARGS_INIT;
-  a.n_rows = 1;
-  a.n_kv_heads = 4;
-  a.head_dim = 8;
-  a.group = 3;
-  a.k = x;
-  a.v = x;
-  a.k_gram = gk;
-  a.v_gram = gv;
-  expect_error(ctx, deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT, "group = 3");
-  a.group = 2;
-  a.head_dim = 7;
-  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
-  a.head_dim = 8;
-  a.k_gram = NULL;
-  cr_assert_eq(deco_kv_gram(ctx, &a), DECO_STATUS_NULL_POINTER);
-  deco_ctx_destroy(ctx);
 }
 
 /* Every refusal of deco_kv_gram in order, with its status and exact
@@ -354,15 +324,16 @@ Test(compress, bad_input_named) {
   deco_compress_config_t cc;
   const char *in = compress_inputs(calib, 404, &cc), *out = tmp_path("never.bin");
   cc.n_kv_heads = 3;
-  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL),
-               DECO_STATUS_INVALID_ARGUMENT, "--kv-heads 3");
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                           NULL, "--kv-heads 3");
   cc.n_kv_heads = 4;
   cr_assert_eq(deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT);
   cc.n_kv_heads = 2;
-  expect_error(ctx, deco_compress_model(ctx, in, calib, 100, &cc, out, NULL),
-               DECO_STATUS_INVALID_ARGUMENT, "at least 256");
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, in, calib, 100, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                           NULL, "at least 256");
   calib[7] = 512;
-  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT, "token 7");
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                           NULL, "token 7");
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written on bad input");
   deco_ctx_destroy(ctx);
@@ -375,14 +346,15 @@ Test(compress, model_argument_errors) {
   int32_t calib[1024];
   deco_compress_config_t cc;
   const char *in = compress_inputs(calib, 808, &cc), *out = tmp_path("never_args.bin");
-  expect_error(NULL, deco_compress_model(NULL, in, calib, 1024, &cc, out, NULL), DECO_STATUS_NULL_POINTER,
-               "deco_compress_model: ctx is NULL");
+  DECO_TEST_REFUSED_NAMING(NULL, deco_compress_model(NULL, in, calib, 1024, &cc, out, NULL), DECO_STATUS_NULL_POINTER,
+                           NULL, "deco_compress_model: ctx is NULL");
   cc.method = (deco_compress_method_t)9;
-  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
-               "deco_compress_model: method = 9 is not svd, mean or keep");
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                           NULL, "deco_compress_model: method = 9 is not svd, mean or keep");
   cc.method = DECO_COMPRESS_MEAN;
   const char *missing = tmp_path("no_such_model.bin");
-  expect_error(ctx, deco_compress_model(ctx, missing, calib, 1024, &cc, out, NULL), DECO_STATUS_IO_ERROR, missing);
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, missing, calib, 1024, &cc, out, NULL), DECO_STATUS_IO_ERROR,
+                           NULL, missing);
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written on bad arguments");
   deco_ctx_destroy(ctx);
@@ -408,11 +380,11 @@ Test(compress, calibrate_checks_and_chunks) {
   int32_t calib[256];
   ids(calib, 256, 909, 512);
   deco_grams_t gr;
-  cr_assert_eq(deco_compress_calibrate(m, calib, 256, 3, 0, NULL, NULL, &gr), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert_str_eq(deco_last_error(ctx), "deco_compress_calibrate: group 3 does not divide 4 KV heads");
+  deco_test_refused(ctx, deco_compress_calibrate(m, calib, 256, 3, 0, NULL, NULL, &gr), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_compress_calibrate: group 3 does not divide 4 KV heads");
   calib[5] = 512;
-  cr_assert_eq(deco_compress_calibrate(m, calib, 256, 2, 0, NULL, NULL, &gr), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert_str_eq(deco_last_error(ctx), "deco_compress_calibrate: calibration token 5 is id 512, outside 0..511");
+  deco_test_refused(ctx, deco_compress_calibrate(m, calib, 256, 2, 0, NULL, NULL, &gr), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_compress_calibrate: calibration token 5 is id 512, outside 0..511");
   calib[5] = 7;
   progress_log_t pl = {.n = 0};
   cr_assert_eq(deco_compress_calibrate(m, calib, 256, 2, 100, log_progress, &pl, &gr), DECO_STATUS_SUCCESS, "%s",
@@ -441,17 +413,16 @@ Test(compress, fold_rejects_mismatched_inputs) {
   for (int i = 0; i < 3; ++i) {
     char want[128];
     snprintf(want, sizeof want, "compress: --kv-heads %d must divide the model's 4 KV heads and be smaller", counts[i]);
-    cr_assert_eq(deco_compress_fold_eigs(&w, &gr, NULL, counts[i], DECO_COMPRESS_MEAN, NULL, NULL),
-                 DECO_STATUS_INVALID_ARGUMENT);
-    cr_assert_str_eq(deco_last_error(NULL), want);
+    deco_test_refused(NULL, deco_compress_fold_eigs(&w, &gr, NULL, counts[i], DECO_COMPRESS_MEAN, NULL, NULL),
+                      DECO_STATUS_INVALID_ARGUMENT, want);
   }
-  cr_assert_eq(deco_compress_fold_eigs(&w, &gr, NULL, 2, DECO_COMPRESS_MEAN, NULL, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert_str_eq(deco_last_error(NULL), "compress: the Grams do not match the model");
-  cr_assert_eq(deco_compress_fold_eigs(&w, &gr, NULL, 1, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert_str_eq(deco_last_error(NULL), "compress: svd's eigenvectors do not match the model");
+  deco_test_refused(NULL, deco_compress_fold_eigs(&w, &gr, NULL, 2, DECO_COMPRESS_MEAN, NULL, NULL),
+                    DECO_STATUS_INVALID_ARGUMENT, "compress: the Grams do not match the model");
+  deco_test_refused(NULL, deco_compress_fold_eigs(&w, &gr, NULL, 1, DECO_COMPRESS_SVD, NULL, NULL),
+                    DECO_STATUS_INVALID_ARGUMENT, "compress: svd's eigenvectors do not match the model");
   deco_eigs_t e = {.n_layers = w.hp.n_layers, .n_groups = 1, .group = 4, .head_dim = w.hp.head_dim};
-  cr_assert_eq(deco_compress_fold_eigs(&w, &gr, &e, 1, DECO_COMPRESS_SVD, NULL, NULL), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert_str_eq(deco_last_error(NULL), "compress: svd's eigenvectors do not match the model");
+  deco_test_refused(NULL, deco_compress_fold_eigs(&w, &gr, &e, 1, DECO_COMPRESS_SVD, NULL, NULL),
+                    DECO_STATUS_INVALID_ARGUMENT, "compress: svd's eigenvectors do not match the model");
   cr_assert_eq(w.hp.n_kv_heads, 4);
   cr_assert_eq(w.wk, wk, "the weights are left alone");
   deco_cw_free(&w);
@@ -471,8 +442,8 @@ Test(compress, solver_choice_and_errors) {
                deco_last_error(ctx));
   cr_assert_eq(used, DECO_COMPRESS_SOLVER_LAPACK);
 #else
-  expect_error(ctx, deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used),
-               DECO_STATUS_UNSUPPORTED, "needs LAPACKE");
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_solver_resolve(ctx, DECO_COMPRESS_SOLVER_AUTO, &used),
+                           DECO_STATUS_UNSUPPORTED, NULL, "needs LAPACKE");
 #endif
   /* cuSOLVER asked for on a CPU context: refused before calibrating, nothing written. */
   cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
@@ -481,12 +452,13 @@ Test(compress, solver_choice_and_errors) {
 #else
   const char *why = "solver cusolver needs a deco built with CUDA";
 #endif
-  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED, why);
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_UNSUPPORTED,
+                           NULL, why);
   FILE *f = fopen(out, "rb");
   cr_assert_null(f, "nothing is written when the solver is refused");
   cc.solver = (deco_compress_solver_t)7;
-  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL),
-               DECO_STATUS_INVALID_ARGUMENT, "solver = 7 is not auto, lapack or cusolver");
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, out, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                           NULL, "solver = 7 is not auto, lapack or cusolver");
   /* mean and keep decompose nothing: the solver is not consulted. */
   cc.solver = DECO_COMPRESS_SOLVER_CUSOLVER;
   cc.method = DECO_COMPRESS_MEAN;
@@ -517,11 +489,11 @@ Test(compress, config_read_by_size) {
 #else
   /* AUTO on the CPU is LAPACK, which this build lacks (not cuSOLVER's message). */
   cr_assert_eq(full, DECO_STATUS_UNSUPPORTED);
-  expect_error(ctx, old, DECO_STATUS_UNSUPPORTED, "needs LAPACKE");
+  DECO_TEST_REFUSED_NAMING(ctx, old, DECO_STATUS_UNSUPPORTED, NULL, "needs LAPACKE");
 #endif
   cc.size = sizeof(deco_compress_config_t) + 8;
-  expect_error(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL),
-               DECO_STATUS_INVALID_ARGUMENT, "deco_compress_model: config: size");
+  DECO_TEST_REFUSED_NAMING(ctx, deco_compress_model(ctx, in, calib, 1024, &cc, b, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                           NULL, "deco_compress_model: config: size");
   deco_ctx_destroy(ctx);
 }
 

@@ -268,16 +268,8 @@ Test(forward_cpu, bad_arguments) {
   fa.seqs = &other;
   cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT);
   fa.seqs = &seq;
-  /* 8 reserved slots round up to one page of 16: 17 tokens do not fit. */
-  int seventeen = 17;
-  int32_t lots[17] = {0};
-  fa.tokens = lots;
-  fa.n_new = &seventeen;
-  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY);
-  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 0, "a failed forward must not commit");
   cr_assert_eq(deco_forward(NULL, kc, &fa), DECO_STATUS_NULL_POINTER);
-  fa.tokens = NULL;
-  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_NULL_POINTER);
+  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 0, "a failed forward must not commit");
   deco_kv_cache_destroy(kc);
   unload();
 }

@@ -89,19 +89,12 @@ static void expect_fail_status(const void *data, size_t n, deco_status_t status,
   unsigned char *c = exact_copy(data, n);
   deco_gguf_t g;
   deco_status_t s = deco_gguf_parse(c, n, name, &g);
-  const char *msg = deco_last_error(NULL);
   if (s == DECO_STATUS_SUCCESS) {
     deco_model_hparams_t h;
     s = deco_gguf_llama_hparams(&g, &h);
-    msg = deco_last_error(NULL);
     deco_gguf_free(&g);
   }
-  cr_assert_eq(s, status, "%zu bytes: status %s, expected %s (%s)", n, deco_status_string(s),
-               deco_status_string(status), s ? msg : "no error");
-  cr_assert(strncmp(msg, name, strlen(name)) == 0 && msg[strlen(name)] == ':', "message does not start with the "
-            "file name: %s", msg);
-  for (const char *const *f = frags; f && *f; ++f)
-    cr_assert(strstr(msg, *f) != NULL, "message lacks '%s': %s", *f, msg);
+  deco_test_refused_naming(NULL, s, status, "bad.gguf:", frags);
   free(c);
 }
 

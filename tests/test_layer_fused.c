@@ -254,8 +254,6 @@ Test(layer_fused, batched_matmul_is_each_product) {
   bad.mm.m = M, bad.mm.n = N, bad.mm.k = K, bad.mm.a = a, bad.mm.w = w, bad.mm.out = out;
   bad.n_batch = 2, bad.stride_out = M * N - 1;
   cr_assert_eq(deco_matmul_batched(ctx, &bad), DECO_STATUS_INVALID_ARGUMENT, "overlapping outputs are refused");
-  bad.stride_out = M * N, bad.stride_a = -1;
-  cr_assert_eq(deco_matmul_batched(ctx, &bad), DECO_STATUS_INVALID_ARGUMENT, "a negative stride is refused");
   deco_ctx_destroy(ctx);
 }
 

@@ -57,8 +57,6 @@ Test(ops_ref, rmsnorm_with_residual) {
   cr_assert_eq(deco_rmsnorm(ctx, &a), DECO_STATUS_SUCCESS);
   cr_assert_eq(deco_test_compare("residual", res, expect_res, 21, DECO_TOL_F32_ELEMENTWISE, DECO_TOL_F32_ELEMENTWISE), 0);
   cr_assert_eq(deco_test_compare("rmsnorm", out, expect, 21, DECO_TOL_F32_REDUCTION, DECO_TOL_F32_REDUCTION), 0);
-  a.out = res;
-  cr_assert_eq(deco_rmsnorm(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
 }
 
 static void rope_expect(float *x, int n_heads, int hd, int pos, double theta, int half_split) {
@@ -237,14 +235,6 @@ Test(ops_ref, validation) {
   cr_assert_eq(deco_matmul(ctx, &mm), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_eq(deco_matmul(NULL, &mm), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_matmul(ctx, NULL), DECO_STATUS_NULL_POINTER);
-  int32_t pos[1] = {0};
-  deco_rope_args_t r = {.dtype = DECO_DTYPE_F32, .style = DECO_ROPE_INTERLEAVED, .n_tokens = 1, .n_heads = 1,
-                        .n_kv_heads = 1, .head_dim = 7, .theta = 10000.0f, .positions = pos, .q = x, .k = NULL,
-                        .q_stride = 0, .k_stride = 0};
-  cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT, "odd head_dim");
-  r.head_dim = 8;
-  r.style = (deco_rope_style_t)3;
-  cr_assert_eq(deco_rope(ctx, &r), DECO_STATUS_INVALID_ARGUMENT);
   int32_t ip[2] = {0, 1}, kl[1] = {1}, bt[1] = {0};
   deco_paged_kv_t c = {.dtype = DECO_DTYPE_F32, .n_kv_heads = 2, .head_dim = 4, .page_size = 1, .n_pages = 1,
                        .k_pages = x, .v_pages = x, .block_table = bt, .max_pages_per_seq = 1};

@@ -264,10 +264,6 @@ Test(ngram, lookup_op_matches_naive_interpolation) {
   /* Bad arguments. */
   a.rows_per_group = 2;
   cr_assert_eq(deco_ngram_lookup(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
-  a.rows_per_group = K;
-  a.lambda[2] = 1.5f;
-  cr_assert_eq(deco_ngram_lookup(ctx, &a), DECO_STATUS_INVALID_ARGUMENT);
-  cr_assert(strstr(deco_last_error(ctx), "lambda[2]") != NULL);
   deco_ngram_device_destroy(dev);
   deco_ngram_table_destroy(t);
   deco_ctx_destroy(ctx);
@@ -288,16 +284,13 @@ static void wr64(unsigned char *p, uint64_t v) {
 }
 static void fix_checksum(unsigned char *p, size_t n) { wr64(p + n - 8, deco_ngram_hash_bytes(p, n - 8)); }
 
-/* Loading a corrupted copy must fail with status and a message naming
- * the buffer's name and `field`. */
+/* Loading a corrupted copy must fail as a bad format with a message
+ * naming the buffer's name and `field`. */
 static void expect_refused(const unsigned char *img, size_t n, int vocab, uint64_t tok, const char *field) {
   deco_ngram_table_t *t = NULL;
-  const deco_status_t st = deco_ngram_table_load_buffer(img, n, "bad.ngram", vocab, tok, &t);
-  cr_assert_neq(st, DECO_STATUS_SUCCESS, "a table with a bad %s was accepted", field);
+  DECO_TEST_REFUSED_NAMING(NULL, deco_ngram_table_load_buffer(img, n, "bad.ngram", vocab, tok, &t),
+                           DECO_STATUS_BAD_FORMAT, NULL, "bad.ngram", field);
   cr_assert_null(t);
-  const char *msg = deco_last_error(NULL);
-  cr_assert(strstr(msg, "bad.ngram") != NULL && strstr(msg, field) != NULL, "expected a message about %s, got: %s",
-            field, msg);
 }
 
 static int find_slot(const unsigned char *img, int want_occupied) {

@@ -1,5 +1,6 @@
 /* perf/common/wall.h — what the benches that run on either backend share
- * (bench_kv_heads, bench_draft_step, bench_tp_layer; public API only, no
+ * (bench_kv_heads, bench_draft_step, bench_tp_layer; bench_spec and
+ * bench_draft take its context; public API only, no
  * CUDA runtime):
  * wall-clock timing of a callback that enqueues work on a context (samples
  * around `inner` calls and one synchronisation; the median), the

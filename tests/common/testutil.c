@@ -624,3 +624,12 @@ void deco_test_refused(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, c
                deco_last_error(ctx));
   cr_assert_str_eq(deco_last_error(ctx), message);
 }
+
+void deco_test_refused_naming(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *prefix,
+                              const char *const *parts) {
+  const char *msg = deco_last_error(ctx);
+  cr_assert_eq(got, want, "status %s, expected %s: %s", deco_status_string(got), deco_status_string(want), msg);
+  if (prefix) cr_assert(strncmp(msg, prefix, strlen(prefix)) == 0, "message does not begin with '%s': %s", prefix, msg);
+  for (const char *const *p = parts; p && *p; ++p)
+    cr_assert(strstr(msg, *p) != NULL, "message lacks '%s': %s", *p, msg);
+}

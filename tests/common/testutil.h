@@ -108,6 +108,14 @@ void deco_test_cli_error(const deco_test_run_t *r, int status, const char *needl
 /* A call refused as expected: its status is want and deco_last_error(ctx)
  * is message, word for word (ctx NULL: the thread's last error). */
 void deco_test_refused(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *message);
+/* The same for a message with variable parts (a path, a size): its status
+ * is want, deco_last_error(ctx) begins with prefix (unless NULL) and holds
+ * each of parts (NULL-terminated). DECO_TEST_REFUSED_NAMING lists the parts
+ * in place: DECO_TEST_REFUSED_NAMING(ctx, st, want, NULL, "TP 3", "4 KV heads"). */
+void deco_test_refused_naming(deco_ctx_t *ctx, deco_status_t got, deco_status_t want, const char *prefix,
+                              const char *const *parts);
+#define DECO_TEST_REFUSED_NAMING(ctx, got, want, prefix, ...) \
+  deco_test_refused_naming((ctx), (got), (want), (prefix), (const char *const[]){__VA_ARGS__, NULL})
 /* A CLI run (DECO_TEST_RUN_CLI with the arguments after needle) that
  * fails as deco_test_cli_error checks, then freed:
  * DECO_TEST_CLI_ERROR(2, "--steps", "generate", "--steps", "abc"). */

@@ -48,26 +48,29 @@ def check(cond, what):
         print("FAIL: " + what, file=sys.stderr)
 
 
-# Half a unit in the last place of a value the benches print with three
-# decimals (speedups): a small speedup's rounding exceeds a relative bound.
-HALF_ULP_3 = 5e-4
-
-
 def close(a, b, what, rel=1e-5, abs_tol=1e-9):
     check(math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol), "%s: %r, expected %r" % (what, a, b))
 
 
+def close_printed(printed, f, args, what, out_dec):
+    """printed = f(*values) rounded to out_dec decimals, where each value was itself printed rounded: args holds
+    (value, decimals) pairs as read back, and f is monotone in each value over the box of half a unit in its last
+    place around it. The bound is the farthest corner of that box from f(*values), plus half a unit of printed."""
+    halves = [0.5 * 10 ** -dec for _, dec in args]
+    exact = f(*[v for v, _ in args])
+    corners = [[]]
+    for (v, _), h in zip(args, halves):
+        corners = [c + [v + d] for c in corners for d in (-h, h)]
+    bound = max(abs(f(*c) - exact) for c in corners) + 0.5 * 10 ** -out_dec + 1e-9
+    check(abs(printed - exact) <= bound, "%s: %r, expected %r within %.3g" % (what, printed, exact, bound))
+
+
 def close_printed_quotient(printed, num, den, what, scale=1.0, num_dec=2, den_dec=2, out_dec=1):
-    """printed = scale * num / den, where all three were printed rounded to their decimals: the bound is the
-    farthest corner of num and den each off by half a unit in its last place, plus half a unit of printed."""
-    hn, hd = 0.5 * 10 ** -num_dec, 0.5 * 10 ** -den_dec
-    if abs(den) <= hd:
+    """printed = scale * num / den, all three printed rounded to their decimals (close_printed)."""
+    if abs(den) <= 0.5 * 10 ** -den_dec:
         check(False, "%s: denominator %r too small to check" % (what, den))
         return
-    exact = scale * num / den
-    bound = max(abs(scale * (num + a) / (den + b) - exact) for a in (-hn, hn) for b in (-hd, hd))
-    bound += 0.5 * 10 ** -out_dec + 1e-9
-    check(abs(printed - exact) <= bound, "%s: %r, expected %r within %.3g" % (what, printed, exact, bound))
+    close_printed(printed, lambda n, d: scale * n / d, [(num, num_dec), (den, den_dec)], what, out_dec)
 
 
 def sections(text):
@@ -171,8 +174,10 @@ def draft_rows(lines):
         else:
             close(a, ACCEPT[base], "acceptance of %s" % base)
             check(d["loop"].startswith("NOTES CPU"), "acceptance label %r" % d["loop"])
-        close(float(d["speedup"]), a * t_decode / float(d["median_us"]), "speedup of %s, %d layers" % (d["path"], D),
-              rel=2e-3, abs_tol=HALF_ULP_3)
+        # bench_draft_step prints times with 2 decimals, acceptance and speedup with 3.
+        close_printed(float(d["speedup"]), lambda a_, t_, r_: a_ * t_ / r_,
+                      [(a, 3), (t_decode, 2), (float(d["median_us"]), 2)], "speedup of %s, %d layers" % (d["path"], D),
+                      out_dec=3)
         lp = int(d["layer_parallel"])
         check(lp == (1 if "sequential" in base else int(base.split()[2])), "layer_parallel of %r" % d)
     e2e = {(d["path"], d["loop"]): d for d in rows if d["bench"] == "draft_e2e"}
@@ -189,8 +194,8 @@ def draft_rows(lines):
     # from the prefill).
     check(float(spec["mean_accepted"]) >= tokens / (math.ceil(tokens / 4) + 1), "self-draft acceptance %s over %d"
           % (spec["mean_accepted"], tokens))
-    close(float(spec["speedup"]), float(plain["median_us"]) / float(spec["median_us"]), "end-to-end speedup", rel=2e-3,
-          abs_tol=HALF_ULP_3)
+    close_printed_quotient(float(spec["speedup"]), float(plain["median_us"]), float(spec["median_us"]),
+                           "end-to-end speedup", out_dec=3)
 
 
 def script_run(build, tmp):
