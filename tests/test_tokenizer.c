@@ -978,3 +978,22 @@ Test(tokenizer, encode_time_grows_as_n_log_n, .timeout = 120) {
   free(large);
   deco_tokenizer_destroy(t);
 }
+
+/* Detokenizing names the first id outside the vocabulary, below or above it. */
+Test(tokenizer, detokenize_names_the_first_id_outside_the_vocabulary) {
+  deco_tokenizer_t *t = load_tok512();
+  char text[64];
+  size_t n = 0;
+  const int32_t high[] = {1, 300, 512, 7};
+  deco_test_refused(NULL, deco_tokenizer_detokenize(t, high, 4, 0, text, sizeof text, &n),
+                    DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_tokenizer_detokenize: ids[2] = 512 is outside the vocabulary of 512");
+  const int32_t low[] = {-1, 600};
+  deco_test_refused(NULL, deco_tokenizer_detokenize(t, low, 2, 0, text, sizeof text, &n),
+                    DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_tokenizer_detokenize: ids[0] = -1 is outside the vocabulary of 512");
+  const int32_t fine[] = {1, 300, 511};
+  cr_assert_eq(deco_tokenizer_detokenize(t, fine, 3, 0, text, sizeof text, &n), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  deco_tokenizer_destroy(t);
+}

@@ -808,11 +808,12 @@ static size_t complete_prefix(const char *s, size_t n) {
 
 static const char *op_detok = "deco_tokenizer_detokenize";
 
+/* n_ids >= 0 (checked by the caller). */
 static deco_status_t check_ids(const char *op, const deco_tokenizer_t *tok, const int32_t *ids, int n_ids) {
-  for (int i = 0; i < n_ids; ++i)
-    if (ids[i] < 0 || ids[i] >= tok->vocab_size)
-      return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: ids[%d] = %d is outside the vocabulary of %d", op, i,
-                       (int)ids[i], tok->vocab_size);
+  const size_t i = deco_first_id_outside(ids, (size_t)n_ids, tok->vocab_size);
+  if (i < (size_t)n_ids)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: ids[%d] = %d is outside the vocabulary of %d", op, (int)i,
+                     (int)ids[i], tok->vocab_size);
   return DECO_STATUS_SUCCESS;
 }
 
