@@ -1,9 +1,13 @@
 /* deco/deco.h — umbrella header of the deco library: kernels for fast LLM
  * decoding (draft-tree verification: tree attention over a paged KV cache,
  * greedy and lossless stochastic acceptance, KV compaction; causal GQA
- * attention of any ratio; Token Recycling and prompt lookup drafts) and the
- * Llama host layer that runs them (llama2.c checkpoints, the forward, the
- * speculative loop, the CUDA-graph step).
+ * attention of any ratio; Token Recycling and prompt lookup drafts, model
+ * drafts inside the device-resident step; superposed decoding; KV-head
+ * compression) and the Llama host layer that runs them (llama2.c
+ * checkpoints, GGUF files and their tokenizers, the forward, the speculative
+ * loop, the CUDA-graph step, tensor parallelism, evaluation). kv.h, select.h
+ * and superpose_ops.h come in through attention.h, recycle.h and
+ * superpose.h.
  */
 #ifndef DECO_DECO_H
 #define DECO_DECO_H
