@@ -133,8 +133,10 @@ Test(cli_hostile, stats_line_cannot_be_forged_by_a_file_name) {
 }
 
 Test(cli_hostile, generate_help_exits_0) {
-  const char *const cases[][4] = {{"generate", "--help", NULL}, {"generate", "--steps", "5", "-h"}};
-  for (int i = 0; i < 2; ++i) {
+  /* Help wins wherever it stands, even after a value that would be a usage error. */
+  const char *const cases[][4] = {
+      {"generate", "--help", NULL}, {"generate", "--steps", "5", "-h"}, {"generate", "--steps", "x", "--help"}};
+  for (int i = 0; i < 3; ++i) {
     deco_test_run_t r;
     const char *argv[5] = {cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL};
     cr_assert_eq(deco_test_run_cli(argv, &r), 0);

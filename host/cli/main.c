@@ -3,6 +3,7 @@
  *   deco tokenize [options]     ids of a text, or the text of ids (cmd_tokenize.c)
  *   deco eval [options]         perplexity, and KL against a reference (cmd_eval.c)
  *   deco compress [options]     KV-head compression, MHA -> GQA (cmd_compress.c)
+ *   deco ngram build|info ...   n-gram tables for superposed decoding (cmd_ngram.c)
  *   deco --help | --version
  */
 #define _POSIX_C_SOURCE 200809L

@@ -447,9 +447,9 @@ int deco_cli_parse(int argc, char **argv, deco_cli_options_t *o) {
                             .chat_template = DECO_CHAT_TEMPLATE_AUTO, .superpose_m = DECO_SUPERPOSE_DEFAULT_M,
                             .superpose_temp = DECO_SUPERPOSE_DEFAULT_TEMPERATURE,
                             .ngram_alpha = DECO_SUPERPOSE_DEFAULT_ALPHA};
+  if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP; /* wherever it stands, as the other commands */
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i];
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DECO_CLI_HELP;
     if (parse_flag(a, o)) continue;
     if (!takes_value(a)) {
       deco_cli_error("unknown option '%s' (see deco --help)", a);

@@ -157,10 +157,11 @@ static int run_once(cli_env_t *env, const deco_cli_run_input_t *in, int speculat
   deco_generate_config_t c = env->cfg;
   c.drafter = speculative ? env->drafter : NULL;
   /* On the GPU, a drafter that drafts on the device (Token Recycling; a
-   * model's chain, greedy or sampled, without --layer-parallel) runs its
-   * step as a CUDA graph, and so does the plain decoding it is compared
-   * with (--compare-ar); prompt lookup, model trees and layer-parallel
-   * drafts draft on the host. */
+   * model's chain, greedy or sampled, or top-w tree, without
+   * --layer-parallel) runs its step as a CUDA graph, and so does the plain
+   * decoding it is compared with (--compare-ar); prompt lookup, trees with
+   * sampled siblings, layer-parallel drafts and drafts past the device's
+   * node limit draft on the host (deco_drafter_device_resident). */
   const int on_gpu = deco_ctx_backend(deco_model_ctx(env->model)) == DECO_BACKEND_CUDA;
   c.device_resident = c.graph =
       on_gpu && (c.drafter ? deco_drafter_device_resident(c.drafter) : env->o->compare_ar);
