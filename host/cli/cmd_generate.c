@@ -191,9 +191,10 @@ static int load_tokenizer(const deco_cli_options_t *o, const model_source_t *ms,
   return DECO_EXIT_OK;
 }
 
-/* Values that conflict with the model: ids >= vocab, steps > seq_len, text
- * with no tokenizer and no built-in vocabulary (then the byte vocabulary
- * of the synthetic models); 0 or -1. */
+/* Values that conflict with the model: ids >= vocab, steps > seq_len, a
+ * --draft-layers layer beyond its layers, text with no tokenizer and no
+ * built-in vocabulary (then the byte vocabulary of the synthetic models);
+ * 0 or -1. */
 static int check_against_model(const deco_cli_options_t *o, const model_source_t *ms, int need_tokenizer,
                                deco_tokenizer_t **tok) {
   for (int i = 0; o->prompt_ids && i < o->n_prompt_ids; ++i)
@@ -207,6 +208,12 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
   }
   if (o->steps > ms->hp.seq_len) {
     deco_cli_error("--steps: %d > seq_len %d of %s", o->steps, ms->hp.seq_len, ms->label);
+    return -1;
+  }
+  /* --draft-layers against the model's layers (sorted, so the last). */
+  if (o->n_draft_layers && o->draft_layers[o->n_draft_layers - 1] >= ms->hp.n_layers) {
+    deco_cli_error("--draft-layers: layer %d outside the %d layers of %s", o->draft_layers[o->n_draft_layers - 1],
+                   ms->hp.n_layers, ms->label);
     return -1;
   }
   if (need_tokenizer && !*tok) {
@@ -584,12 +591,6 @@ static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, de
   model_source_t ms;
   int rc = read_model_header(o, &ms);
   if (rc != DECO_EXIT_OK) return rc;
-  /* --draft-layers against the model's layers (sorted, so the last). */
-  if (o->n_draft_layers && o->draft_layers[o->n_draft_layers - 1] >= ms.hp.n_layers) {
-    deco_cli_error("--draft-layers: layer %d outside the %d layers of %s", o->draft_layers[o->n_draft_layers - 1],
-                   ms.hp.n_layers, ms.label);
-    return DECO_EXIT_USAGE;
-  }
   /* 2. The tokenizer file, when text goes in or out. */
   const int need_tokenizer = o->prompt != NULL || !o->print_ids || o->chat;
   deco_tokenizer_t *tok = NULL;
