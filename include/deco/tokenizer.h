@@ -225,7 +225,7 @@ typedef enum deco_chat_template {
   DECO_CHAT_TEMPLATE_LLAMA3 = 3 /* Llama 3, add_generation_prompt honoured */
 } deco_chat_template_t;
 
-/* "auto", "none", "chatml", "llama3"; NULL for other values. */
+/* "auto", "none", "chatml", "llama3"; "?" for other values (never NULL). */
 DECO_API const char *deco_chat_template_name(deco_chat_template_t tmpl);
 /* The inverse (exact names); DECO_STATUS_INVALID_ARGUMENT otherwise. */
 DECO_API deco_status_t deco_chat_template_from_name(const char *name, deco_chat_template_t *out);
