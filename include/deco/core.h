@@ -123,7 +123,15 @@ DECO_API void *deco_ctx_stream(const deco_ctx_t *ctx);
 
 /* Caller-owned scratch memory (in the context's address space) that ops with
  * a deco_<op>_workspace_size() use. The context does not free it. Setting it
- * before a CUDA graph capture keeps allocations out of the captured region. */
+ * before a CUDA graph capture keeps allocations out of the captured region.
+ * Model-layer calls (deco_model_plan, deco_forward, the engine,
+ * deco_generate, deco_eval_ids, the drafters, ...) put a workspace owned by
+ * the model in its place when it is smaller than they need
+ * (deco_ctx_workspace_bytes then reports the model's); one of at least a
+ * plan's workspace (deco_forward_sizes_t.workspace_bytes, deco/model.h)
+ * stays in place. deco_model_destroy gives back the workspace last set here
+ * when the context still holds that model's, so keep it valid until then
+ * (or set another). */
 DECO_API deco_status_t deco_ctx_set_workspace(deco_ctx_t *ctx, void *workspace, size_t workspace_bytes);
 DECO_API size_t deco_ctx_workspace_bytes(const deco_ctx_t *ctx);
 

@@ -354,7 +354,11 @@ DECO_API deco_status_t deco_forward_device(deco_model_t *model, deco_kv_cache_t 
  * to come, so that no later forward within the plan allocates: plan before
  * capturing a step in a CUDA graph. The workspace is shared by every op on
  * the context; workspace_bytes reserves room for the caller's own ops (a
- * decoding step's acceptance, top-k, table update). Plans only grow. */
+ * decoding step's acceptance, top-k, table update). Plans only grow.
+ * The model lends its own workspace to the context when the context's is
+ * smaller than the plan's (deco_ctx_set_workspace, deco/core.h): size yours
+ * to at least sizes->workspace_bytes to keep it; deco_model_destroy gives
+ * it back. */
 typedef struct deco_forward_plan {
   int max_tokens;         /* T: tokens of the largest forward */
   int max_seqs;           /* S: sequences in it (block tables of the cache's row length) */
