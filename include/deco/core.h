@@ -6,6 +6,15 @@
  * on the CUDA backend and host pointers on the CPU backend; the memory
  * helpers below (deco_malloc, deco_memcpy, ...) allocate and copy in the
  * context's address space so host code can stay backend-agnostic.
+ *
+ * Threads: a context and everything made from it (models, KV caches,
+ * recyclers, engines, sessions, drafters, ...) are used by one thread at a
+ * time, together rather than each, since they share the context's stream,
+ * workspace and error message. Calls on a const tokenizer or a const n-gram
+ * table (deco/superpose.h) change nothing in it and may run concurrently
+ * (a deco_text_decoder_t is an object of its own). The strings that
+ * deco_tokenizer_decode, deco_tokenizer_token_text and deco_tokenizer_pre
+ * return live as long as the tokenizer.
  */
 #ifndef DECO_CORE_H
 #define DECO_CORE_H
@@ -135,8 +144,11 @@ DECO_API void *deco_ctx_stream(const deco_ctx_t *ctx);
 DECO_API deco_status_t deco_ctx_set_workspace(deco_ctx_t *ctx, void *workspace, size_t workspace_bytes);
 DECO_API size_t deco_ctx_workspace_bytes(const deco_ctx_t *ctx);
 
-/* Message of the last failure on ctx (or, for ctx == NULL, of the last failed
- * deco_ctx_create / context-free call on this thread); "" if none. */
+/* Message of the last failure on ctx (or, for ctx == NULL, of the last
+ * failure on this thread: a failed deco_ctx_create or context-free call, or
+ * a failure on any context, which is copied there too); "" if none. The
+ * string is the context's (the thread's) own buffer: the next failure there
+ * overwrites it, a success leaves it as it is. */
 DECO_API const char *deco_last_error(const deco_ctx_t *ctx);
 
 /* Memory in the context's address space (device memory on CUDA). deco_malloc
