@@ -32,7 +32,8 @@ typedef struct deco_attention_args {
    .out = NULL, .q_stride = 0}
 DECO_API deco_status_t deco_attention(deco_ctx_t *ctx, const deco_attention_args_t *args);
 
-/* Scratch bytes deco_attention needs for these arguments (0 on the CPU). */
+/* Scratch bytes deco_attention needs for these arguments (0 on the CPU, and
+ * for arguments it would refuse: deco_ctx_set_workspace, deco/core.h). */
 DECO_API size_t deco_attention_workspace_size(deco_ctx_t *ctx, const deco_attention_args_t *args);
 /* Name of the kernel path deco_attention picks for these arguments ("ref",
  * "mma-w4", "mma-w8+split16", "simt", "simt+split"), for benches and logs;

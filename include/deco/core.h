@@ -140,7 +140,14 @@ DECO_API void *deco_ctx_stream(const deco_ctx_t *ctx);
  * plan's workspace (deco_forward_sizes_t.workspace_bytes, deco/model.h)
  * stays in place. deco_model_destroy gives back the workspace last set here
  * when the context still holds that model's, so keep it valid until then
- * (or set another). */
+ * (or set another).
+ * Alignment: deco_attention's split path needs 4 bytes, deco_topk_rows 8,
+ * deco_recycle_update 4 (DECO_STATUS_INVALID_ARGUMENT otherwise); tree
+ * attention and the tensor-core attention path align it themselves (their
+ * sizes include the slack). deco_malloc's 256-byte alignment suits them all.
+ * Each deco_<op>_workspace_size returns the bytes the call needs: 0 on the
+ * CPU backend (the twins need none), for a NULL ctx or args, and, on CUDA,
+ * for arguments the op would refuse (deco_last_error(ctx) then says why). */
 DECO_API deco_status_t deco_ctx_set_workspace(deco_ctx_t *ctx, void *workspace, size_t workspace_bytes);
 DECO_API size_t deco_ctx_workspace_bytes(const deco_ctx_t *ctx);
 
@@ -151,8 +158,9 @@ DECO_API size_t deco_ctx_workspace_bytes(const deco_ctx_t *ctx);
  * overwrites it, a success leaves it as it is. */
 DECO_API const char *deco_last_error(const deco_ctx_t *ctx);
 
-/* Memory in the context's address space (device memory on CUDA). deco_malloc
- * of 0 bytes returns NULL and succeeds. */
+/* Memory in the context's address space (device memory on CUDA), 256-byte
+ * aligned on both backends. deco_malloc of 0 bytes returns NULL and
+ * succeeds. */
 DECO_API deco_status_t deco_malloc(deco_ctx_t *ctx, void **ptr, size_t bytes);
 DECO_API void deco_free(deco_ctx_t *ctx, void *ptr);
 

@@ -88,6 +88,7 @@ typedef struct deco_tree_attention_args {
 #define DECO_TREE_ATTENTION_ARGS_INIT                                                                           \
   {.cache = DECO_PAGED_KV_INIT, .tree = DECO_TREE_BATCH_INIT, .prefix_lens = NULL, .n_heads = 0, .scale = 0.0f, \
    .q = NULL, .out = NULL, .q_stride = 0}
+/* 0 on the CPU, and for arguments the op would refuse (deco/core.h). */
 DECO_API size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 DECO_API deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 /* Name of the kernel path deco_tree_attention picks for these arguments,
@@ -132,6 +133,7 @@ typedef struct deco_tree_accept_greedy_args {
 #define DECO_TREE_ACCEPT_GREEDY_ARGS_INIT                                                                    \
   {.tree = DECO_TREE_BATCH_INIT, .tokens = NULL, .logits_dtype = DECO_DTYPE_F32, .logits = NULL, .vocab = 0, \
    .out = DECO_TREE_VERIFY_OUT_INIT}
+/* 0: acceptance needs no workspace (nor for refused arguments, deco/core.h). */
 DECO_API size_t deco_tree_accept_greedy_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);
 DECO_API deco_status_t deco_tree_accept_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);
 
@@ -181,6 +183,7 @@ typedef struct deco_tree_accept_sample_args {
   {.tree = DECO_TREE_BATCH_INIT, .tokens = NULL, .logits_dtype = DECO_DTYPE_F32, .logits = NULL, .vocab = 0,    \
    .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .draft_kind = DECO_DRAFT_DETERMINISTIC, .draft_probs = NULL, \
    .seed = NULL, .offset = NULL, .out = DECO_TREE_VERIFY_OUT_INIT}
+/* 0: acceptance needs no workspace (nor for refused arguments, deco/core.h). */
 DECO_API size_t deco_tree_accept_sample_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *args);
 DECO_API deco_status_t deco_tree_accept_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *args);
 
