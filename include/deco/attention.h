@@ -16,7 +16,16 @@ extern "C" {
  * p = kv_lens[s] - n_s + j) attends to slots 0..p of its sequence, whose K/V
  * must already be in the cache (deco_kv_append first).
  *   out[t][h] = softmax_p(scale * q[t][h] · K[p][h / group]) · V[p][h / group]
- * with group = n_heads / n_kv_heads. Softmax and sums in fp32. */
+ * with group = n_heads / n_kv_heads. Softmax and sums in fp32.
+ * Rows at or past q_indptr[n_seqs] (up to n_tokens) are never written.
+ * Batch metadata that does not hold (in device memory, so unchecked by the
+ * host): the CUDA op writes NaN rows for the tokens of a sequence with
+ * kv_lens[s] smaller than its token count, and NaN in the rows that attend
+ * to a slot without a page (block-table entry outside [0, n_pages)); a
+ * sequence whose token range decreases or passes n_tokens gets NaN rows on
+ * the SIMT path and is left unwritten on the tensor-core path. The CPU twin
+ * refuses the first such sequence with DECO_STATUS_INVALID_ARGUMENT naming
+ * it, the sequences before it written. */
 typedef struct deco_attention_args {
   deco_paged_kv_t cache;
   deco_ragged_batch_t batch;

@@ -73,7 +73,16 @@ typedef struct deco_tree_batch {
  * slots L_b + j of its ancestors j and itself; all of these K/V must be in
  * the cache (deco_kv_append with kv_lens = L_b + n_b writes node j to L_b + j).
  *   out[i][h] = softmax(scale * q[i][h] · K) · V  over those slots, GQA group
- * h / (n_heads / n_kv_heads). Row b of cache.block_table belongs to tree b. */
+ * h / (n_heads / n_kv_heads). Row b of cache.block_table belongs to tree b.
+ * Rows of nodes outside every tree's range are never written. Device-side
+ * values that do not hold: the CUDA op skips a tree whose node range is
+ * unusable (decreasing, negative, over 256 nodes or past n_nodes; its rows
+ * stay unwritten), writes NaN rows for a tree with a bad parent array or a
+ * prefix length outside [0, block-table capacity - n_b], and NaN in the
+ * rows that attend to a slot without a page. The CPU twin refuses with
+ * DECO_STATUS_INVALID_ARGUMENT naming the tree: bad ranges, parents and
+ * prefix lengths before writing anything, a missing page when it meets it
+ * (the trees before it written). */
 typedef struct deco_tree_attention_args {
   deco_paged_kv_t cache;
   deco_tree_batch_t tree;
