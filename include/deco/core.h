@@ -104,7 +104,8 @@ typedef struct deco_ctx_config {
   size_t size;   /* sizeof(deco_ctx_config_t), set by DECO_CTX_CONFIG_INIT */
   deco_backend_t backend;
   int device;    /* CUDA device ordinal; ignored on the CPU */
-  void *stream;  /* cudaStream_t to launch on; NULL = the context creates its own */
+  void *stream;  /* cudaStream_t to launch on; NULL = the context creates its own, non-blocking
+                    (cudaStreamNonBlocking: not ordered with the legacy default stream) */
   int n_threads; /* CPU backend: OpenMP threads of the ops that use several (matmul splits output
                     columns over them); 0 = OpenMP's default (OMP_NUM_THREADS, else one per core).
                     Results never depend on it. Ignored on CUDA. */
@@ -118,6 +119,9 @@ typedef struct deco_ctx_config {
  * device current on the creating thread; use a context from threads whose
  * current device is that device (one process or thread per GPU). */
 DECO_API deco_status_t deco_ctx_create(const deco_ctx_config_t *config, deco_ctx_t **out);
+/* CUDA: ends a graph capture left open on the context's stream (the partial
+ * graph is dropped), waits for the stream, and destroys it if the context
+ * made it; a caller's stream is synchronised, not destroyed. */
 DECO_API void deco_ctx_destroy(deco_ctx_t *ctx);
 
 DECO_API deco_backend_t deco_ctx_backend(const deco_ctx_t *ctx);
@@ -178,6 +182,7 @@ DECO_API deco_status_t deco_memcpy(deco_ctx_t *ctx, void *dst, const void *src, 
  * stay valid until the stream reaches the copy. */
 DECO_API deco_status_t deco_memcpy_async(deco_ctx_t *ctx, void *dst, const void *src, size_t bytes,
                                          deco_copy_kind_t kind);
+/* Asynchronous on CUDA (stream-ordered, as deco_memcpy_async). */
 DECO_API deco_status_t deco_memset(deco_ctx_t *ctx, void *dst, int byte_value, size_t bytes);
 /* Waits for all work queued on the context's stream. */
 DECO_API deco_status_t deco_ctx_synchronize(deco_ctx_t *ctx);
