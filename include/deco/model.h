@@ -354,7 +354,10 @@ DECO_API deco_status_t deco_forward_device(deco_model_t *model, deco_kv_cache_t 
  * to come, so that no later forward within the plan allocates: plan before
  * capturing a step in a CUDA graph. The workspace is shared by every op on
  * the context; workspace_bytes reserves room for the caller's own ops (a
- * decoding step's acceptance, top-k, table update). Plans only grow.
+ * decoding step's acceptance, top-k, table update). Plans only grow. A
+ * forward larger than the plan (more tokens, sequences or pages) grows the
+ * buffers, freeing the old ones: a CUDA graph captured around an earlier
+ * forward then refers to freed memory and must be captured again.
  * The model lends its own workspace to the context when the context's is
  * smaller than the plan's (deco_ctx_set_workspace, deco/core.h): size yours
  * to at least sizes->workspace_bytes to keep it; deco_model_destroy gives
