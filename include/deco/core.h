@@ -99,7 +99,15 @@ typedef struct deco_ctx deco_ctx_t;
  * lacks, and a size of 0 (a config not made from the macro), one that does
  * not reach past `size`, or one larger than this library's struct is refused
  * with DECO_STATUS_INVALID_ARGUMENT. Every public config struct of deco
- * follows the same rule. */
+ * follows the same rule.
+ * Structs without a size field (deco_model_hparams_t, the forward's args,
+ * plan and sizes, the stats of deco_generate, deco_eval and superposed
+ * decoding, deco_ngram_info_t, deco_superpose_result_t, the ops' args
+ * structs, ...) change layout only with the soname, which carries MAJOR.MINOR
+ * (libdeco.so.0.3): before 1.0 a minor release may change them, a patch
+ * release does not.
+ * The DECO_*_INIT macros are designated initialisers in declaration order:
+ * C99 and later, or C++20 and later in C++. */
 typedef struct deco_ctx_config {
   size_t size;   /* sizeof(deco_ctx_config_t), set by DECO_CTX_CONFIG_INIT */
   deco_backend_t backend;
