@@ -44,9 +44,12 @@ DECO_API deco_status_t deco_attention(deco_ctx_t *ctx, const deco_attention_args
 /* Scratch bytes deco_attention needs for these arguments (0 on the CPU, and
  * for arguments it would refuse: deco_ctx_set_workspace, deco/core.h). */
 DECO_API size_t deco_attention_workspace_size(deco_ctx_t *ctx, const deco_attention_args_t *args);
-/* Name of the kernel path deco_attention picks for these arguments ("ref",
- * "mma-w4", "mma-w8+split16", "simt", "simt+split"), for benches and logs;
- * valid until the next call on the same thread. */
+/* Name of the kernel path deco_attention picks for these arguments, for
+ * benches and logs: "ref" (CPU), "simt", "simt+split", or a tensor-core
+ * path ("mma-w4", "mma-w8+split16", ...); "none" for an empty batch,
+ * "invalid" for bad arguments. The tensor-core names live in one
+ * thread-local buffer shared with deco_tree_attention_path: valid until the
+ * next call of either on the same thread. */
 DECO_API const char *deco_attention_path(deco_ctx_t *ctx, const deco_attention_args_t *args);
 
 #ifdef __cplusplus

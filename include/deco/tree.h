@@ -103,7 +103,10 @@ DECO_API deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_atte
 /* Name of the kernel path deco_tree_attention picks for these arguments,
  * for benches and logs: "ref" (CPU), "generic", "mma-w4" or "mma-w8" (mma.sync
  * tensor cores, head dim 64/128, f16/bf16), with "+splitN" when the KV is
- * split N ways; "none" for an empty batch, "invalid" for bad arguments. */
+ * split N ways; "none" for an empty batch, "invalid" for bad arguments. The
+ * CUDA names live in one thread-local buffer shared with
+ * deco_attention_path: valid until the next call of either on the same
+ * thread. */
 DECO_API const char *deco_tree_attention_path(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 
 /* ---- Acceptance ---- */
