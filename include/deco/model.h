@@ -24,7 +24,9 @@ typedef struct deco_model_hparams {
   int n_layers;
   int n_heads;
   int n_kv_heads;
-  int head_dim;          /* dim / n_heads */
+  int head_dim;          /* per head of Q, K and V: dim / n_heads in every checkpoint deco loads (a GGUF
+                            key_length / value_length must agree); any even 8..256 for
+                            deco_model_create_synthetic_hparams */
   int vocab_size;
   int seq_len;
   float rope_theta;
@@ -403,7 +405,9 @@ DECO_API void deco_sampler_destroy(deco_sampler_t *sampler);
  * model's output is unusable; nothing is drawn). */
 DECO_API int deco_sampler_sample(deco_sampler_t *sampler, const float *logits, uint32_t offset,
                                  uint32_t request);
-/* Index of the largest value, ties -> lowest index (NaN never wins). */
+/* Index of the largest value, ties -> lowest index (NaN never wins). 0 when
+ * every value is NaN, and for n <= 0 (values is not read then, so (NULL, 0)
+ * gives 0). */
 DECO_API int deco_argmax(const float *values, int n);
 
 #ifdef __cplusplus
