@@ -321,6 +321,9 @@ Test(bpe, capacity_reports_the_count) {
   int32_t e[8];
   cr_assert_eq(deco_tokenizer_encode(t, "Hello world", 1, 1, e, 8, &n), DECO_STATUS_SUCCESS);
   cr_assert(n == 4 && e[0] == 50256 && e[1] == 15496 && e[2] == 995 && e[3] == 50256);
+  n = -1;
+  cr_assert_eq(deco_tokenizer_encode(t, "Hello world", 1, 1, e, 3, &n), DECO_STATUS_CAPACITY);
+  cr_assert_eq(n, 4); /* the count needed, as deco_tokenizer_tokenize reports it */
   size_t k;
   cr_assert_str_eq(deco_tokenizer_decode(t, 0, 995, &k), " world");
   cr_assert_eq(k, 6);

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,44 @@ Test(eval, bad_arguments) {
   cr_assert_eq(deco_eval_ids(m, ids, 3, &ec, &s), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_eq(s.tokens, 0);
   deco_model_destroy(tiny);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* The config is read by its size (core.h): a caller built before `window`
+ * existed gets the defaults whatever lies past its struct; a size of 0 or a
+ * struct larger than the library's (even with a tail set) is refused. */
+Test(eval, config_read_by_size) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const int32_t ids[4] = {1, 403, 407, 261};
+  deco_eval_stats_t want = DECO_EVAL_STATS_INIT, got = DECO_EVAL_STATS_INIT;
+  cr_assert_eq(deco_eval_ids(m, ids, 4, NULL, &want), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_eval_config_t older = DECO_EVAL_CONFIG_INIT;
+  older.size = offsetof(deco_eval_config_t, window);
+  older.window = 1;       /* past the caller's size: not read (1 would be refused) */
+  older.window_bos = 600; /* outside the vocabulary: not read either */
+  cr_assert_eq(deco_eval_ids(m, ids, 4, &older, &got), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert(got.tokens == 3 && got.nll == want.nll, "%lld tokens, nll %.17g vs %.17g", got.tokens, got.nll,
+            want.nll);
+
+  struct {
+    deco_eval_config_t c;
+    uint64_t tail;
+  } newer = {DECO_EVAL_CONFIG_INIT, 1};
+  newer.c.size = sizeof newer;
+  deco_eval_config_t zero = DECO_EVAL_CONFIG_INIT;
+  zero.size = 0;
+  const deco_eval_config_t *wrong[2] = {&newer.c, &zero};
+  for (int i = 0; i < 2; ++i) {
+    deco_eval_stats_t s = DECO_EVAL_STATS_INIT;
+    cr_assert_eq(deco_eval_ids(m, ids, 4, wrong[i], &s), DECO_STATUS_INVALID_ARGUMENT);
+    cr_assert_eq(s.tokens, 0);
+    char msg[128];
+    snprintf(msg, sizeof msg, "deco_eval_ids: config: size = %zu, expected %zu", wrong[i]->size,
+             sizeof(deco_eval_config_t));
+    cr_assert(strstr(deco_last_error(ctx), msg) != NULL, "%s", deco_last_error(ctx));
+  }
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../host/core/internal.h" /* the context's workspace pointer */
 #include "common/testutil.h"
 #include "common/tolerances.h"
 
@@ -250,6 +251,74 @@ Test(forward_cpu, tail_logits_are_the_last_rows_of_all) {
     deco_kv_cache_destroy(kt);
   }
   unload();
+}
+
+/* Plans a forward of one token with ws bytes of workspace for the caller's
+ * ops on a cache of model m, runs it, and destroys the cache. */
+static void plan_and_forward(deco_model_t *m, size_t ws) {
+  deco_ctx_t *c = deco_model_ctx(m);
+  deco_kv_cache_t *kc;
+  int seq, one = 1;
+  cr_assert_eq(deco_kv_cache_create(m, 16, 1, 1, &kc), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  cr_assert_eq(deco_kv_cache_admit(kc, 16, &seq), DECO_STATUS_SUCCESS);
+  deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
+  p.workspace_bytes = ws;
+  cr_assert_eq(deco_model_plan(m, kc, &p, NULL), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  const int32_t tok = 1;
+  float *logits;
+  cr_assert_eq(deco_malloc(c, (void **)&logits, sizeof(float) * 512), DECO_STATUS_SUCCESS);
+  deco_forward_args_t a = DECO_FORWARD_ARGS_INIT;
+  a.n_seqs = 1;
+  a.seqs = &seq;
+  a.n_new = &one;
+  a.tokens = &tok;
+  a.logits = logits;
+  cr_assert_eq(deco_forward(m, kc, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  deco_free(c, logits);
+  deco_kv_cache_destroy(kc);
+}
+
+/* A workspace smaller than a model needs is replaced by the model's own
+ * (model.h, "Planning"); destroying the model gives the caller's back,
+ * whichever models on the context displaced which. */
+Test(forward_cpu, destroy_restores_the_callers_workspace) {
+  deco_ctx_t *c = deco_test_cpu_ctx();
+  void *mine;
+  cr_assert_eq(deco_malloc(c, &mine, 256), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_ctx_set_workspace(c, mine, 64), DECO_STATUS_SUCCESS);
+
+  deco_model_t *m = deco_test_load_stories(c, DECO_DTYPE_F32);
+  plan_and_forward(m, 1 << 16);
+  cr_assert(c->workspace != mine && deco_ctx_workspace_bytes(c) >= (size_t)1 << 16, "the model's is lent");
+  deco_model_destroy(m);
+  cr_assert(c->workspace == mine && deco_ctx_workspace_bytes(c) == 64, "%p, %zu bytes", c->workspace,
+            deco_ctx_workspace_bytes(c));
+
+  /* A view displaces the caller's, its base then displaces the view's;
+   * the view goes first (its buffer freed), then the base. */
+  m = deco_test_load_stories(c, DECO_DTYPE_F32);
+  deco_model_t *view;
+  const deco_layer_schedule_t all = DECO_LAYER_SCHEDULE_INIT;
+  cr_assert_eq(deco_model_create_view(m, &all, &view), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  plan_and_forward(view, 1 << 12);
+  void *lent_by_view = c->workspace;
+  cr_assert(lent_by_view != mine);
+  plan_and_forward(m, 1 << 16);
+  cr_assert(c->workspace != lent_by_view && c->workspace != mine);
+  deco_model_destroy(view);
+  cr_assert(c->workspace != lent_by_view && deco_ctx_workspace_bytes(c) >= (size_t)1 << 16);
+  deco_model_destroy(m);
+  cr_assert(c->workspace == mine && deco_ctx_workspace_bytes(c) == 64, "%p, %zu bytes", c->workspace,
+            deco_ctx_workspace_bytes(c));
+
+  /* A workspace the caller sets while a model's is lent stays. */
+  m = deco_test_load_stories(c, DECO_DTYPE_F32);
+  plan_and_forward(m, 1 << 16);
+  cr_assert_eq(deco_ctx_set_workspace(c, (char *)mine + 128, 128), DECO_STATUS_SUCCESS);
+  deco_model_destroy(m);
+  cr_assert(c->workspace == (char *)mine + 128 && deco_ctx_workspace_bytes(c) == 128);
+  deco_free(c, mine);
+  deco_ctx_destroy(c);
 }
 
 Test(forward_cpu, bad_arguments) {

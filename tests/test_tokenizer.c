@@ -414,14 +414,16 @@ Test(tokenizer, capacity_and_arguments) {
   cr_assert_eq(deco_tokenizer_create_bytes(&t), DECO_STATUS_SUCCESS);
   int32_t ids[16];
   int n = -1;
-  /* "hello" with BOS and EOS is 8 ids: 7 is too few, 8 is enough. */
+  /* "hello" with BOS and EOS is 8 ids: 7 is too few (n says 8), 8 is enough. */
   cr_assert_eq(deco_tokenizer_encode(t, "hello", 1, 1, ids, 7, &n), DECO_STATUS_CAPACITY);
   cr_assert(strstr(deco_last_error(NULL), "max_ids") != NULL, "%s", deco_last_error(NULL));
+  cr_assert_eq(n, 8);
   cr_assert_eq(deco_tokenizer_encode(t, "hello", 1, 1, ids, 8, &n), DECO_STATUS_SUCCESS);
   cr_assert_eq(n, 8);
   cr_assert_eq(deco_tokenizer_encode(t, "", 0, 0, NULL, 0, &n), DECO_STATUS_SUCCESS);
   cr_assert_eq(n, 0);
   cr_assert_eq(deco_tokenizer_encode(t, "", 1, 0, ids, 0, &n), DECO_STATUS_CAPACITY);
+  cr_assert_eq(n, 1);
   cr_assert_eq(deco_tokenizer_encode(NULL, "a", 1, 0, ids, 16, &n), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_tokenizer_encode(t, NULL, 1, 0, ids, 16, &n), DECO_STATUS_NULL_POINTER);
   cr_assert_eq(deco_tokenizer_encode(t, "a", 1, 0, NULL, 16, &n), DECO_STATUS_NULL_POINTER);
@@ -443,7 +445,9 @@ Test(tokenizer, capacity_after_merges) {
   cr_assert_eq(deco_tokenizer_encode(t, text, 1, 0, ids, 5, &n), DECO_STATUS_SUCCESS);
   cr_assert_eq(n, 5);
   cr_assert_eq(deco_test_compare_i32("ids", ids, (const int32_t[]){1, 403, 407, 261, 378}, 5), 0);
+  n = -1;
   cr_assert_eq(deco_tokenizer_encode(t, text, 1, 0, ids, 4, &n), DECO_STATUS_CAPACITY);
+  cr_assert_eq(n, 5); /* the merged count, as with room */
   deco_tokenizer_destroy(t);
 }
 

@@ -139,8 +139,8 @@ deco_status_t deco_ctx_set_workspace(deco_ctx_t *ctx, void *workspace, size_t wo
   if (workspace == NULL && workspace_bytes != 0)
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "deco_ctx_set_workspace: workspace is NULL but workspace_bytes = %zu",
                      workspace_bytes);
-  ctx->workspace = workspace;
-  ctx->workspace_bytes = workspace_bytes;
+  ctx->workspace = ctx->caller_workspace = workspace;
+  ctx->workspace_bytes = ctx->caller_workspace_bytes = workspace_bytes;
   return DECO_STATUS_SUCCESS;
 }
 

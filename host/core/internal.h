@@ -23,8 +23,10 @@ struct deco_ctx {
   int owns_stream;
   void *cublas;         /* cublasHandle_t, created with the context */
   void *cublas_workspace;
-  void *workspace;      /* caller-owned scratch */
+  void *workspace;      /* the ops' scratch: the caller's, or a model's lent in its place */
   size_t workspace_bytes;
+  void *caller_workspace; /* what deco_ctx_set_workspace last set, restored when a lent buffer is returned */
+  size_t caller_workspace_bytes;
   int sm_count;
   int cc_major, cc_minor;
   char error[DECO_ERROR_CAPACITY]; /* the last failure's message (deco_last_error) */
@@ -38,6 +40,20 @@ struct deco_ctx {
 /* Allocations made through deco_malloc on ctx so far: a step planned ahead
  * must not change it (tests and deco_generate's stats read it). */
 size_t deco_ctx_alloc_count(const deco_ctx_t *ctx);
+
+/* A model lends the context a workspace of its own in place of a smaller
+ * one the caller set (deco_ctx_set_workspace; that one is remembered), and
+ * returns it before freeing it: when the context still holds it, the
+ * caller's workspace is restored. */
+static inline void deco_ctx_lend_workspace(deco_ctx_t *ctx, void *workspace, size_t workspace_bytes) {
+  ctx->workspace = workspace;
+  ctx->workspace_bytes = workspace_bytes;
+}
+static inline void deco_ctx_return_workspace(deco_ctx_t *ctx, const void *workspace) {
+  if (workspace == NULL || ctx->workspace != workspace) return;
+  ctx->workspace = ctx->caller_workspace;
+  ctx->workspace_bytes = ctx->caller_workspace_bytes;
+}
 
 /* Records a formatted message for ctx (thread-local slot when ctx is NULL)
  * and returns status, so failures read: return DECO_FAIL(ctx, STATUS, ...). */

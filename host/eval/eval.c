@@ -9,6 +9,7 @@
 
 #include "core/internal.h"
 #include "deco/eval.h"
+#include "util/sized.h"
 
 /* log Σ exp(l) over a row, in double. */
 static double log_sum_exp(const float *l, int vocab) {
@@ -143,12 +144,9 @@ typedef struct eval_plan {
 static deco_status_t eval_plan(deco_model_t *model, const deco_eval_config_t *config, eval_plan_t *p) {
   static const char *const op = k_eval_op;
   deco_ctx_t *ctx = deco_model_ctx(model);
-  deco_eval_config_t c = DECO_EVAL_CONFIG_INIT;
-  if (config) {
-    if (config->size < sizeof c)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: config size %zu < %zu", op, config->size, sizeof c);
-    c = *config;
-  }
+  static const deco_eval_config_t defaults = DECO_EVAL_CONFIG_INIT;
+  deco_eval_config_t c = defaults;
+  if (config) DECO_TRY(deco_sized_read(ctx, &c, config, &defaults, sizeof c, "deco_eval_ids: config"));
   const deco_model_hparams_t *hp = deco_model_get_hparams(model);
   const int vocab = hp->vocab_size;
   int max_window = hp->seq_len;

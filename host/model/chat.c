@@ -420,7 +420,7 @@ void deco_tok_chat_info_free(tok_chat_info_t *info) {
 static const char *const k_names[] = {"auto", "none", "chatml", "llama3"};
 
 const char *deco_chat_template_name(deco_chat_template_t tmpl) {
-  return (unsigned)tmpl < sizeof k_names / sizeof k_names[0] ? k_names[tmpl] : NULL;
+  return (unsigned)tmpl < sizeof k_names / sizeof k_names[0] ? k_names[tmpl] : "?";
 }
 
 deco_status_t deco_chat_template_from_name(const char *name, deco_chat_template_t *out) {
@@ -444,7 +444,7 @@ deco_status_t deco_chat_template_resolve(const deco_tokenizer_t *tok, deco_chat_
                                          deco_chat_template_t *out) {
   static const char op[] = "deco_chat_template_resolve";
   if (!tok || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
-  if (!deco_chat_template_name(tmpl))
+  if ((unsigned)tmpl >= sizeof k_names / sizeof k_names[0])
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: unknown template value %d", op, (int)tmpl);
   *out = tmpl;
   if (tmpl != DECO_CHAT_TEMPLATE_AUTO) return DECO_STATUS_SUCCESS;

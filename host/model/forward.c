@@ -104,7 +104,7 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
   if (deco_ctx_workspace_bytes(ctx) >= bytes) return DECO_STATUS_SUCCESS;
   if (m->workspace_bytes < bytes) {
     /* Take the buffer back from the context before freeing it. */
-    if (ctx->workspace == m->workspace) DECO_TRY(deco_ctx_set_workspace(ctx, NULL, 0));
+    deco_ctx_return_workspace(ctx, m->workspace);
     deco_free(ctx, m->workspace);
     m->workspace = NULL;
     m->workspace_bytes = 0;
@@ -112,7 +112,8 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
     DECO_TRY(deco_malloc(ctx, &m->workspace, grown));
     m->workspace_bytes = grown;
   }
-  return deco_ctx_set_workspace(ctx, m->workspace, m->workspace_bytes);
+  deco_ctx_lend_workspace(ctx, m->workspace, m->workspace_bytes);
+  return DECO_STATUS_SUCCESS;
 }
 
 void deco_forward_last_batch(const deco_model_t *m, const int32_t **prefix_lens, const int32_t **block_table) {

@@ -557,9 +557,9 @@ void deco_model_destroy(deco_model_t *m) {
   free(m->schedule.first);
   free(m->schedule.count);
   deco_model_free_fused(m);
-  /* The context must not keep a workspace that is about to be freed. */
-  if (m->workspace && deco_ctx_workspace_bytes(m->ctx) && m->ctx->workspace == m->workspace)
-    deco_ctx_set_workspace(m->ctx, NULL, 0);
+  /* The context must not keep a workspace that is about to be freed: it
+   * gets back the caller's, which this one displaced. */
+  deco_ctx_return_workspace(m->ctx, m->workspace);
   deco_free(m->ctx, m->workspace);
   deco_free(m->ctx, m->arena);
   free(m);

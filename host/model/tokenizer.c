@@ -672,6 +672,7 @@ deco_status_t deco_tokenizer_encode(const deco_tokenizer_t *t, const char *text,
     DECO_TRY(l2_encode(t->l2, text, text_len, bos, eos, &tokens, &n));
     if (n > max_ids) {
       free(tokens);
+      *n_ids = n;
       return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the text encodes to %d ids but max_ids is %d", op, n, max_ids);
     }
     if (n > 0) memcpy(ids, tokens, sizeof(int32_t) * (size_t)n);
@@ -689,10 +690,7 @@ deco_status_t deco_tokenizer_encode(const deco_tokenizer_t *t, const char *text,
     free(v.a);
     return s == DECO_STATUS_OUT_OF_MEMORY ? DECO_FAIL(NULL, s, "%s: out of memory", op) : s;
   }
-  int n = 0;
-  s = vec_deliver(op, &v, ids, max_ids, &n);
-  if (s == DECO_STATUS_SUCCESS) *n_ids = n;
-  return s;
+  return vec_deliver(op, &v, ids, max_ids, n_ids);
 }
 
 const char *deco_tokenizer_decode(const deco_tokenizer_t *t, int prev, int token, size_t *len) {

@@ -14,7 +14,8 @@ deco_status_t deco_dequant(deco_ctx_t *ctx, const deco_dequant_args_t *a) {
   static const char op[] = "deco_dequant";
   DECO_CHECK_CTX(ctx, a, op);
   const char *tname = deco_quant_type_name(a->type);
-  if (tname == NULL)
+  /* DECO_QUANT_BLOCK elements are whole blocks of every type deco reads. */
+  if (deco_quant_bytes(a->type, DECO_QUANT_BLOCK) == 0)
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
                      "%s: type = %d is not a stored type deco reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1)", op,
                      (int)a->type);

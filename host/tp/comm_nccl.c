@@ -32,6 +32,7 @@
 #endif
 
 #include "tp/comm_internal.h"
+#include "util/sized.h"
 
 /* The communicators of one process created together (one, or create_all's
  * n): an abort of any aborts all; the watchdog polls their asynchronous
@@ -645,10 +646,9 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
   if (out == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: out is NULL", op);
   *out = NULL;
   const deco_comm_nccl_config_t defaults = DECO_COMM_NCCL_CONFIG_INIT;
-  if (config == NULL) config = &defaults;
-  if (config->size != sizeof *config)
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: config->size = %zu, expected %zu", op, config->size,
-                     sizeof *config);
+  deco_comm_nccl_config_t given = defaults;
+  if (config) DECO_TRY(deco_sized_read(NULL, &given, config, &defaults, sizeof given, "deco_comm_nccl_create: config"));
+  config = &given;
   deco_comm_env_t env;
   const int found = deco_comm_env_read(&env);
   if (found < 0) return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: %s", op, deco_last_error(NULL));

@@ -88,8 +88,10 @@ DECO_API deco_status_t deco_comm_from_mpi(const void *mpi_comm, deco_comm_t **ou
  * (ncclCommAbort) and returns DECO_STATUS_ABORTED with a message naming the
  * operation, never a hang. deco_comm_check_same stages its host values
  * through the device and waits for its own stream. NCCL's sums are not in
- * rank order. Without NCCL
- * in the build: DECO_STATUS_UNSUPPORTED. */
+ * rank order. config may be NULL (DECO_COMM_NCCL_CONFIG_INIT); it is read
+ * by its size as every config is (deco/core.h). It makes the GPU the
+ * calling thread's current device (cudaSetDevice) and leaves it so. Without
+ * NCCL in the build: DECO_STATUS_UNSUPPORTED. */
 #define DECO_COMM_NCCL_TIMEOUT_S 300.0
 typedef struct deco_comm_nccl_config {
   size_t size;      /* sizeof(deco_comm_nccl_config_t): set by the INIT macro */

@@ -6,6 +6,15 @@
  * on the CUDA backend and host pointers on the CPU backend; the memory
  * helpers below (deco_malloc, deco_memcpy, ...) allocate and copy in the
  * context's address space so host code can stay backend-agnostic.
+ *
+ * Threads: a context and everything made from it (models, KV caches,
+ * recyclers, engines, sessions, drafters, ...) are used by one thread at a
+ * time, together rather than each, since they share the context's stream,
+ * workspace and error message. Calls on a const tokenizer or a const n-gram
+ * table (deco/superpose.h) change nothing in it and may run concurrently
+ * (a deco_text_decoder_t is an object of its own). The strings that
+ * deco_tokenizer_decode, deco_tokenizer_token_text and deco_tokenizer_pre
+ * return live as long as the tokenizer.
  */
 #ifndef DECO_CORE_H
 #define DECO_CORE_H
@@ -90,12 +99,21 @@ typedef struct deco_ctx deco_ctx_t;
  * lacks, and a size of 0 (a config not made from the macro), one that does
  * not reach past `size`, or one larger than this library's struct is refused
  * with DECO_STATUS_INVALID_ARGUMENT. Every public config struct of deco
- * follows the same rule. */
+ * follows the same rule.
+ * Structs without a size field (deco_model_hparams_t, the forward's args,
+ * plan and sizes, the stats of deco_generate, deco_eval and superposed
+ * decoding, deco_ngram_info_t, deco_superpose_result_t, the ops' args
+ * structs, ...) change layout only with the soname, which carries MAJOR.MINOR
+ * (libdeco.so.0.3): before 1.0 a minor release may change them, a patch
+ * release does not.
+ * The DECO_*_INIT macros are designated initialisers in declaration order:
+ * C99 and later, or C++20 and later in C++. */
 typedef struct deco_ctx_config {
   size_t size;   /* sizeof(deco_ctx_config_t), set by DECO_CTX_CONFIG_INIT */
   deco_backend_t backend;
   int device;    /* CUDA device ordinal; ignored on the CPU */
-  void *stream;  /* cudaStream_t to launch on; NULL = the context creates its own */
+  void *stream;  /* cudaStream_t to launch on; NULL = the context creates its own, non-blocking
+                    (cudaStreamNonBlocking: not ordered with the legacy default stream) */
   int n_threads; /* CPU backend: OpenMP threads of the ops that use several (matmul splits output
                     columns over them); 0 = OpenMP's default (OMP_NUM_THREADS, else one per core).
                     Results never depend on it. Ignored on CUDA. */
@@ -109,6 +127,9 @@ typedef struct deco_ctx_config {
  * device current on the creating thread; use a context from threads whose
  * current device is that device (one process or thread per GPU). */
 DECO_API deco_status_t deco_ctx_create(const deco_ctx_config_t *config, deco_ctx_t **out);
+/* CUDA: ends a graph capture left open on the context's stream (the partial
+ * graph is dropped), waits for the stream, and destroys it if the context
+ * made it; a caller's stream is synchronised, not destroyed. */
 DECO_API void deco_ctx_destroy(deco_ctx_t *ctx);
 
 DECO_API deco_backend_t deco_ctx_backend(const deco_ctx_t *ctx);
@@ -123,16 +144,35 @@ DECO_API void *deco_ctx_stream(const deco_ctx_t *ctx);
 
 /* Caller-owned scratch memory (in the context's address space) that ops with
  * a deco_<op>_workspace_size() use. The context does not free it. Setting it
- * before a CUDA graph capture keeps allocations out of the captured region. */
+ * before a CUDA graph capture keeps allocations out of the captured region.
+ * Model-layer calls (deco_model_plan, deco_forward, the engine,
+ * deco_generate, deco_eval_ids, the drafters, ...) put a workspace owned by
+ * the model in its place when it is smaller than they need
+ * (deco_ctx_workspace_bytes then reports the model's); one of at least a
+ * plan's workspace (deco_forward_sizes_t.workspace_bytes, deco/model.h)
+ * stays in place. deco_model_destroy gives back the workspace last set here
+ * when the context still holds that model's, so keep it valid until then
+ * (or set another).
+ * Alignment: deco_attention's split path needs 4 bytes, deco_topk_rows 8,
+ * deco_recycle_update 4 (DECO_STATUS_INVALID_ARGUMENT otherwise); tree
+ * attention and the tensor-core attention path align it themselves (their
+ * sizes include the slack). deco_malloc's 256-byte alignment suits them all.
+ * Each deco_<op>_workspace_size returns the bytes the call needs: 0 on the
+ * CPU backend (the twins need none), for a NULL ctx or args, and, on CUDA,
+ * for arguments the op would refuse (deco_last_error(ctx) then says why). */
 DECO_API deco_status_t deco_ctx_set_workspace(deco_ctx_t *ctx, void *workspace, size_t workspace_bytes);
 DECO_API size_t deco_ctx_workspace_bytes(const deco_ctx_t *ctx);
 
-/* Message of the last failure on ctx (or, for ctx == NULL, of the last failed
- * deco_ctx_create / context-free call on this thread); "" if none. */
+/* Message of the last failure on ctx (or, for ctx == NULL, of the last
+ * failure on this thread: a failed deco_ctx_create or context-free call, or
+ * a failure on any context, which is copied there too); "" if none. The
+ * string is the context's (the thread's) own buffer: the next failure there
+ * overwrites it, a success leaves it as it is. */
 DECO_API const char *deco_last_error(const deco_ctx_t *ctx);
 
-/* Memory in the context's address space (device memory on CUDA). deco_malloc
- * of 0 bytes returns NULL and succeeds. */
+/* Memory in the context's address space (device memory on CUDA), 256-byte
+ * aligned on both backends. deco_malloc of 0 bytes returns NULL and
+ * succeeds. */
 DECO_API deco_status_t deco_malloc(deco_ctx_t *ctx, void **ptr, size_t bytes);
 DECO_API void deco_free(deco_ctx_t *ctx, void *ptr);
 
@@ -150,6 +190,7 @@ DECO_API deco_status_t deco_memcpy(deco_ctx_t *ctx, void *dst, const void *src, 
  * stay valid until the stream reaches the copy. */
 DECO_API deco_status_t deco_memcpy_async(deco_ctx_t *ctx, void *dst, const void *src, size_t bytes,
                                          deco_copy_kind_t kind);
+/* Asynchronous on CUDA (stream-ordered, as deco_memcpy_async). */
 DECO_API deco_status_t deco_memset(deco_ctx_t *ctx, void *dst, int byte_value, size_t bytes);
 /* Waits for all work queued on the context's stream. */
 DECO_API deco_status_t deco_ctx_synchronize(deco_ctx_t *ctx);

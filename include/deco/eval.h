@@ -53,7 +53,8 @@ typedef struct deco_eval_config {
  * unscored ids. So n ids add n - 1 positions (a sequence of one id none).
  * Adds to *acc. Both models must have the same vocabulary and every id must
  * be inside it (DECO_STATUS_INVALID_ARGUMENT otherwise); a non-finite logit
- * fails naming the position. */
+ * fails naming the position. config may be NULL (DECO_EVAL_CONFIG_INIT); it
+ * is read by its size as every config is (deco/core.h). */
 DECO_API deco_status_t deco_eval_ids(deco_model_t *model, const int32_t *ids, int n, const deco_eval_config_t *config,
                                      deco_eval_stats_t *acc);
 

@@ -50,7 +50,11 @@ typedef struct deco_ragged_batch {
 } deco_ragged_batch_t;
 #define DECO_RAGGED_BATCH_INIT {.n_seqs = 0, .n_tokens = 0, .q_indptr = NULL, .kv_lens = NULL}
 
-/* Writes each new token's K and V rows into its slot (see above). */
+/* Writes each new token's K and V rows into its slot (see above). Device-side
+ * values that do not hold: the CUDA op skips (does not write) the tokens at
+ * or past q_indptr[n_seqs] and those whose slot is negative or has no page;
+ * the CPU twin refuses an inconsistent sequence or a missing page with
+ * DECO_STATUS_INVALID_ARGUMENT naming it, the sequences before it written. */
 typedef struct deco_kv_append_args {
   deco_paged_kv_t cache;
   deco_ragged_batch_t batch;

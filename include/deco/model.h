@@ -24,7 +24,9 @@ typedef struct deco_model_hparams {
   int n_layers;
   int n_heads;
   int n_kv_heads;
-  int head_dim;          /* dim / n_heads */
+  int head_dim;          /* per head of Q, K and V: dim / n_heads in every checkpoint deco loads (a GGUF
+                            key_length / value_length must agree); any even 8..256 for
+                            deco_model_create_synthetic_hparams */
   int vocab_size;
   int seq_len;
   float rope_theta;
@@ -354,7 +356,14 @@ DECO_API deco_status_t deco_forward_device(deco_model_t *model, deco_kv_cache_t 
  * to come, so that no later forward within the plan allocates: plan before
  * capturing a step in a CUDA graph. The workspace is shared by every op on
  * the context; workspace_bytes reserves room for the caller's own ops (a
- * decoding step's acceptance, top-k, table update). Plans only grow. */
+ * decoding step's acceptance, top-k, table update). Plans only grow. A
+ * forward larger than the plan (more tokens, sequences or pages) grows the
+ * buffers, freeing the old ones: a CUDA graph captured around an earlier
+ * forward then refers to freed memory and must be captured again.
+ * The model lends its own workspace to the context when the context's is
+ * smaller than the plan's (deco_ctx_set_workspace, deco/core.h): size yours
+ * to at least sizes->workspace_bytes to keep it; deco_model_destroy gives
+ * it back. */
 typedef struct deco_forward_plan {
   int max_tokens;         /* T: tokens of the largest forward */
   int max_seqs;           /* S: sequences in it (block tables of the cache's row length) */
@@ -396,7 +405,9 @@ DECO_API void deco_sampler_destroy(deco_sampler_t *sampler);
  * model's output is unusable; nothing is drawn). */
 DECO_API int deco_sampler_sample(deco_sampler_t *sampler, const float *logits, uint32_t offset,
                                  uint32_t request);
-/* Index of the largest value, ties -> lowest index (NaN never wins). */
+/* Index of the largest value, ties -> lowest index (NaN never wins). 0 when
+ * every value is NaN, and for n <= 0 (values is not read then, so (NULL, 0)
+ * gives 0). */
 DECO_API int deco_argmax(const float *values, int n);
 
 #ifdef __cplusplus

@@ -28,7 +28,7 @@ typedef enum deco_quant_type {
 /* Elements per block of the Q formats (the others are one element). */
 #define DECO_QUANT_BLOCK 32
 
-/* "F32", "Q4_1", ...; NULL for a type deco does not read. */
+/* "F32", "Q4_1", ...; "?" for a type deco does not read (never NULL). */
 DECO_API const char *deco_quant_type_name(deco_quant_type_t type);
 /* Bytes n elements of type take; 0 for a type deco does not read or an n
  * that is not a whole number of blocks. */

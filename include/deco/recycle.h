@@ -146,6 +146,7 @@ typedef struct deco_recycle_update_args {
 #define DECO_RECYCLE_UPDATE_ARGS_INIT                                                                        \
   {.n_trees = 0, .n_nodes = 0, .tree_indptr = NULL, .tokens = NULL, .topk = NULL, .table = NULL, .vocab = 0, \
    .k = DECO_RECYCLE_DEFAULT_K}
+/* 0 on the CPU, and for arguments the op would refuse (deco/core.h). */
 DECO_API size_t deco_recycle_update_workspace_size(deco_ctx_t *ctx, const deco_recycle_update_args_t *args);
 DECO_API deco_status_t deco_recycle_update(deco_ctx_t *ctx, const deco_recycle_update_args_t *args);
 

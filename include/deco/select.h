@@ -33,6 +33,7 @@ typedef struct deco_topk_rows_args {
 #define DECO_TOPK_ROWS_ARGS_INIT                                                                             \
   {.n_rows = 0, .vocab = 0, .k = 0, .dtype = DECO_DTYPE_F32, .logits = NULL, .row_count = NULL, .ids = NULL, \
    .values = NULL}
+/* 0 on the CPU, and for arguments the op would refuse (deco/core.h). */
 DECO_API size_t deco_topk_rows_workspace_size(deco_ctx_t *ctx, const deco_topk_rows_args_t *args);
 DECO_API deco_status_t deco_topk_rows(deco_ctx_t *ctx, const deco_topk_rows_args_t *args);
 

@@ -97,7 +97,8 @@ typedef struct deco_model_draft_config {
   int width;            /* children per node (1: a chain) */
   int max_nodes;        /* draft nodes, root excluded (0: draft_len * width, at most 255) */
   /* Drawing */
-  float temperature;    /* 0: greedy drafts; set it to the verifier's */
+  float temperature;    /* 0 (the default): greedy drafts; set it to the verifier's (which defaults to
+                           1.0 in DECO_GENERATE_CONFIG_INIT) */
   int sample_siblings;  /* width > 1 and temperature > 0: siblings drawn from q (0: top-w) */
   uint64_t seed;        /* Philox key of the draws */
   /* Layer-parallel drafting (EasySpec): > 1 runs the draft's middle layers
@@ -216,7 +217,7 @@ DECO_API void deco_spec_engine_destroy(deco_spec_engine_t *engine);
 DECO_API deco_status_t deco_spec_engine_set_drafter(deco_spec_engine_t *engine, deco_drafter_t *drafter);
 
 typedef struct deco_spec_sampling {
-  float temperature;  /* 0: greedy verification */
+  float temperature;  /* 0 (the default here): greedy verification; DECO_GENERATE_CONFIG_INIT's is 1.0 */
   int top_k;          /* 0 = off */
   float top_p;        /* 1 = off */
   uint64_t seed;      /* Philox key */
@@ -253,7 +254,8 @@ typedef struct deco_generate_config {
   int steps;                 /* forward positions including the prompt (llama2.c's -n), 1..seq_len */
   deco_drafter_t *drafter;   /* the draft source; NULL = plain autoregressive decoding */
   /* Sampling, the same law for plain and speculative decoding */
-  float temperature;         /* 0 = greedy */
+  float temperature;         /* 0 = greedy; the default is 1.0 (sampling), unlike
+                                DECO_SPEC_SAMPLING_INIT and DECO_MODEL_DRAFT_CONFIG_INIT (0) */
   int top_k;                 /* when temperature > 0: the k most likely ids; 0 = off */
   float top_p;               /* nucleus when temperature > 0; 1 = off */
   uint64_t seed;             /* Philox key */

@@ -175,8 +175,9 @@ typedef struct deco_superpose_result {
   int32_t *storage;
   deco_superpose_stats_t stats;
 } deco_superpose_result_t;
-#define DECO_SUPERPOSE_RESULT_INIT \
-  {.n_prompts = 0, .k = 0, .n_forced = NULL, .n_drafts = NULL, .drafts = NULL, .storage = NULL, .stats = {0}}
+#define DECO_SUPERPOSE_RESULT_INIT                                                            \
+  {.n_prompts = 0, .k = 0, .n_forced = NULL, .n_drafts = NULL, .drafts = NULL, .storage = NULL, \
+   .stats = {.forwards = 0, .tokens = 0, .capture_seconds = 0.0, .step_allocations = 0}}
 DECO_API void deco_superpose_result_free(deco_superpose_result_t *result);
 
 /* Runs superposed decoding for n_prompts prompts (prompts[b], n_prompt[b]

@@ -268,7 +268,10 @@ typedef struct deco_superpose_select_args {
 #define DECO_SUPERPOSE_SELECT_ARGS_INIT                                                                     \
   {.n_prompts = 0, .k = 0, .m = 0, .max_steps = 0, .temperature = 0.06f, .alpha = 0.54f, .penalty = 200.0f, \
    .cand_ids = NULL, .cand_logits = NULL, .ngram_probs = NULL, .stop_ids = NULL, .n_stop_ids = 0,          \
-   .drafts = {0}, .positions = NULL, .kv_lens = NULL}
+   .drafts = {.prompt = NULL, .score = NULL, .token = NULL, .ctx = NULL, .ctx_len = NULL,                \
+              .mix_token = NULL, .mix_weight = NULL, .hist_token = NULL, .hist_parent = NULL,             \
+              .fin_score = NULL, .fin_len = NULL, .fin_slot = NULL},                                      \
+   .positions = NULL, .kv_lens = NULL}
 DECO_API deco_status_t deco_superpose_select(deco_ctx_t *ctx, const deco_superpose_select_args_t *args);
 
 #ifdef __cplusplus

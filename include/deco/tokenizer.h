@@ -143,9 +143,10 @@ DECO_API deco_status_t deco_tokenizer_tokenize(const deco_tokenizer_t *tok, cons
                                                unsigned flags, int32_t *ids, int max_ids, int *n_ids);
 
 /* Encodes text (NUL-terminated) as run.c's encode(): bos/eos add ids 1 / 2.
- * Writes at most max_ids ids; *n_ids gets the count. Fails with
- * DECO_STATUS_CAPACITY when max_ids (>= strlen(text) + 3 always suffices
- * for llama2.c vocabularies) is too small. GGUF vocabularies:
+ * Writes at most max_ids ids; *n_ids gets the count. With too few (>=
+ * strlen(text) + 3 always suffices for llama2.c vocabularies), fails with
+ * DECO_STATUS_CAPACITY and sets *n_ids to the count needed, as
+ * deco_tokenizer_tokenize does. GGUF vocabularies:
  * deco_tokenizer_tokenize without special parsing, with the vocabulary's
  * BOS and EOS ids where asked (and present). */
 DECO_API deco_status_t deco_tokenizer_encode(const deco_tokenizer_t *tok, const char *text, int bos,
@@ -225,7 +226,7 @@ typedef enum deco_chat_template {
   DECO_CHAT_TEMPLATE_LLAMA3 = 3 /* Llama 3, add_generation_prompt honoured */
 } deco_chat_template_t;
 
-/* "auto", "none", "chatml", "llama3"; NULL for other values. */
+/* "auto", "none", "chatml", "llama3"; "?" for other values (never NULL). */
 DECO_API const char *deco_chat_template_name(deco_chat_template_t tmpl);
 /* The inverse (exact names); DECO_STATUS_INVALID_ARGUMENT otherwise. */
 DECO_API deco_status_t deco_chat_template_from_name(const char *name, deco_chat_template_t *out);

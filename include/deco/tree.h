@@ -73,7 +73,16 @@ typedef struct deco_tree_batch {
  * slots L_b + j of its ancestors j and itself; all of these K/V must be in
  * the cache (deco_kv_append with kv_lens = L_b + n_b writes node j to L_b + j).
  *   out[i][h] = softmax(scale * q[i][h] · K) · V  over those slots, GQA group
- * h / (n_heads / n_kv_heads). Row b of cache.block_table belongs to tree b. */
+ * h / (n_heads / n_kv_heads). Row b of cache.block_table belongs to tree b.
+ * Rows of nodes outside every tree's range are never written. Device-side
+ * values that do not hold: the CUDA op skips a tree whose node range is
+ * unusable (decreasing, negative, over 256 nodes or past n_nodes; its rows
+ * stay unwritten), writes NaN rows for a tree with a bad parent array or a
+ * prefix length outside [0, block-table capacity - n_b], and NaN in the
+ * rows that attend to a slot without a page. The CPU twin refuses with
+ * DECO_STATUS_INVALID_ARGUMENT naming the tree: bad ranges, parents and
+ * prefix lengths before writing anything, a missing page when it meets it
+ * (the trees before it written). */
 typedef struct deco_tree_attention_args {
   deco_paged_kv_t cache;
   deco_tree_batch_t tree;
@@ -88,12 +97,16 @@ typedef struct deco_tree_attention_args {
 #define DECO_TREE_ATTENTION_ARGS_INIT                                                                           \
   {.cache = DECO_PAGED_KV_INIT, .tree = DECO_TREE_BATCH_INIT, .prefix_lens = NULL, .n_heads = 0, .scale = 0.0f, \
    .q = NULL, .out = NULL, .q_stride = 0}
+/* 0 on the CPU, and for arguments the op would refuse (deco/core.h). */
 DECO_API size_t deco_tree_attention_workspace_size(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 DECO_API deco_status_t deco_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 /* Name of the kernel path deco_tree_attention picks for these arguments,
  * for benches and logs: "ref" (CPU), "generic", "mma-w4" or "mma-w8" (mma.sync
  * tensor cores, head dim 64/128, f16/bf16), with "+splitN" when the KV is
- * split N ways; "none" for an empty batch, "invalid" for bad arguments. */
+ * split N ways; "none" for an empty batch, "invalid" for bad arguments. The
+ * CUDA names live in one thread-local buffer shared with
+ * deco_attention_path: valid until the next call of either on the same
+ * thread. */
 DECO_API const char *deco_tree_attention_path(deco_ctx_t *ctx, const deco_tree_attention_args_t *args);
 
 /* ---- Acceptance ---- */
@@ -132,6 +145,7 @@ typedef struct deco_tree_accept_greedy_args {
 #define DECO_TREE_ACCEPT_GREEDY_ARGS_INIT                                                                    \
   {.tree = DECO_TREE_BATCH_INIT, .tokens = NULL, .logits_dtype = DECO_DTYPE_F32, .logits = NULL, .vocab = 0, \
    .out = DECO_TREE_VERIFY_OUT_INIT}
+/* 0: acceptance needs no workspace (nor for refused arguments, deco/core.h). */
 DECO_API size_t deco_tree_accept_greedy_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);
 DECO_API deco_status_t deco_tree_accept_greedy(deco_ctx_t *ctx, const deco_tree_accept_greedy_args_t *args);
 
@@ -181,6 +195,7 @@ typedef struct deco_tree_accept_sample_args {
   {.tree = DECO_TREE_BATCH_INIT, .tokens = NULL, .logits_dtype = DECO_DTYPE_F32, .logits = NULL, .vocab = 0,    \
    .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .draft_kind = DECO_DRAFT_DETERMINISTIC, .draft_probs = NULL, \
    .seed = NULL, .offset = NULL, .out = DECO_TREE_VERIFY_OUT_INIT}
+/* 0: acceptance needs no workspace (nor for refused arguments, deco/core.h). */
 DECO_API size_t deco_tree_accept_sample_workspace_size(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *args);
 DECO_API deco_status_t deco_tree_accept_sample(deco_ctx_t *ctx, const deco_tree_accept_sample_args_t *args);
 

@@ -14,7 +14,7 @@ const char *deco_quant_type_name(deco_quant_type_t type) {
   case DECO_QUANT_Q4_1: return "Q4_1";
   case DECO_QUANT_Q8_0: return "Q8_0";
   }
-  return NULL;
+  return "?";
 }
 
 size_t deco_quant_bytes(deco_quant_type_t type, size_t n) {
