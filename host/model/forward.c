@@ -72,6 +72,11 @@ static deco_status_t ensure_scratch(deco_model_t *m, int T, int S, int P, int G)
   if (s->block && T <= s->max_tokens && S <= s->max_seqs && P <= s->max_pages && G <= s->max_group)
     return DECO_STATUS_SUCCESS;
   deco_ctx_t *ctx = m->ctx;
+  if (m->plan_held)
+    return DECO_FAIL(ctx, DECO_STATUS_CAPACITY,
+                     "held plan (deco_model_hold_plan): a batch of %d tokens over %d sequences, %d pages per row "
+                     "and groups of %d layers exceeds the plan's %d, %d, %d and %d",
+                     T, S, P, G, s->max_tokens, s->max_seqs, s->max_pages, s->max_group);
   const int cap = T <= s->max_tokens ? s->max_tokens : T < 16 ? 16 : (T + 63) / 64 * 64;
   const int seqs = S > s->max_seqs ? S : s->max_seqs, pages = P > s->max_pages ? P : s->max_pages;
   const int group = G > s->max_group ? G : s->max_group;
@@ -103,6 +108,10 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
   deco_ctx_t *ctx = m->ctx;
   if (deco_ctx_workspace_bytes(ctx) >= bytes) return DECO_STATUS_SUCCESS;
   if (m->workspace_bytes < bytes) {
+    if (m->plan_held)
+      return DECO_FAIL(ctx, DECO_STATUS_CAPACITY,
+                       "held plan (deco_model_hold_plan): %zu bytes of workspace needed, the plan has %zu", bytes,
+                       m->workspace_bytes);
     /* Take the buffer back from the context before freeing it. */
     deco_ctx_return_workspace(ctx, m->workspace);
     deco_free(ctx, m->workspace);
@@ -706,6 +715,12 @@ deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const de
   const void *pending;
   DECO_TRY(run_layers(m, kc, &bm, &sched, NULL, a->tokens ? NULL : a->embeds, &pending));
   return final_rows(m, pending, 0, T, a->logits);
+}
+
+deco_status_t deco_model_hold_plan(deco_model_t *m, int hold) {
+  if (!m) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_model_hold_plan: model is NULL");
+  m->plan_held = hold != 0;
+  return DECO_STATUS_SUCCESS;
 }
 
 /* The next batch size a plan's scan looks at: every size up to 4096, then

@@ -138,6 +138,7 @@ struct deco_model {
   int tp_rank, tp_size;
   void *workspace; /* scratch for ops that need it, lent to the context */
   size_t workspace_bytes;
+  int plan_held; /* deco_model_hold_plan: scratch and workspace must not grow */
 };
 
 struct deco_kv_cache {

@@ -359,7 +359,8 @@ DECO_API deco_status_t deco_forward_device(deco_model_t *model, deco_kv_cache_t 
  * decoding step's acceptance, top-k, table update). Plans only grow. A
  * forward larger than the plan (more tokens, sequences or pages) grows the
  * buffers, freeing the old ones: a CUDA graph captured around an earlier
- * forward then refers to freed memory and must be captured again.
+ * forward then refers to freed memory and must be captured again
+ * (deco_model_hold_plan turns such growth into an error).
  * The model lends its own workspace to the context when the context's is
  * smaller than the plan's (deco_ctx_set_workspace, deco/core.h): size yours
  * to at least sizes->workspace_bytes to keep it; deco_model_destroy gives
@@ -381,6 +382,14 @@ typedef struct deco_forward_sizes {
 #define DECO_FORWARD_SIZES_INIT {.scratch_bytes = 0, .workspace_bytes = 0}
 DECO_API deco_status_t deco_model_plan(deco_model_t *model, deco_kv_cache_t *cache, const deco_forward_plan_t *plan,
                                        deco_forward_sizes_t *sizes);
+/* Holds the model's buffers at their present size (hold 1) or lets them
+ * grow again (hold 0). While held, a forward, plan or op that would grow
+ * them (the workspace included, when the model's own is lent) is refused
+ * with DECO_STATUS_CAPACITY instead of freeing memory a captured CUDA graph
+ * still refers to; a refused forward or plan leaves the cache and its
+ * outputs untouched. Hold from the capture until the graph is destroyed.
+ * Not held at creation. */
+DECO_API deco_status_t deco_model_hold_plan(deco_model_t *model, int hold);
 
 /* ---- Sampling (host, on f32 logits) ---------------------------------------- */
 
