@@ -1214,37 +1214,51 @@ int deco_gguf_dequant(uint32_t type, const void *src, uint64_t n, float *out) {
   return 0;
 }
 
-deco_status_t deco_gguf_check_finite(const deco_gguf_t *g, const deco_gguf_tensor_t *t) {
-  if (!g || !t) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_check_finite: g or t is NULL");
-  const unsigned char *p = t->data;
-  if (t->type == DECO_GGUF_F32 || t->type == DECO_GGUF_F16 || t->type == DECO_GGUF_BF16) {
-    for (uint64_t i = 0; i < t->n_elements; ++i) {
-      float v;
-      if (t->type == DECO_GGUF_F32) memcpy(&v, p + 4 * i, 4);
-      else if (t->type == DECO_GGUF_F16) v = gg_f16(p + 2 * i);
-      else v = deco_qb_bf16(deco_qb_u16(p + 2 * i));
-      if (!isfinite(v))
-        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", g->name,
-                         t->name, (unsigned long long)i, (unsigned long long)t->n_elements, isnan(v) ? "nan" : "inf");
-    }
-    return DECO_STATUS_SUCCESS;
-  }
-  uint32_t bytes;
-  if (t->type == DECO_GGUF_Q4_0) bytes = DECO_GGUF_Q4_0_BYTES;
-  else if (t->type == DECO_GGUF_Q4_1) bytes = DECO_GGUF_Q4_1_BYTES;
-  else if (t->type == DECO_GGUF_Q8_0) bytes = DECO_GGUF_Q8_0_BYTES;
-  else
-    return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: tensor %s has type %s, which deco does not read", g->name,
-                     t->name, deco_gguf_type_name(t->type) ? deco_gguf_type_name(t->type) : "?");
-  uint64_t blocks = t->n_elements / DECO_GGUF_QK;
-  for (uint64_t b = 0; b < blocks; ++b) {
-    const unsigned char *blk = p + b * bytes;
-    float d = gg_f16(blk), m = t->type == DECO_GGUF_Q4_1 ? gg_f16(blk + 2) : 0.0f;
-    if (!isfinite(d) || !isfinite(m))
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, block %llu (of %llu) has a %s scale %s = %s",
-                       g->name, t->name, (unsigned long long)b, (unsigned long long)blocks,
-                       deco_gguf_type_name(t->type), isfinite(d) ? "m" : "d",
-                       isnan(isfinite(d) ? m : d) ? "nan" : "inf");
+/* Element i of an F32, F16 or BF16 tensor's data, as f32. */
+static float gg_element_f32(uint32_t type, const unsigned char *p, uint64_t i) {
+  float v;
+  if (type == DECO_GGUF_F32) memcpy(&v, p + 4 * i, 4);
+  else if (type == DECO_GGUF_F16) v = gg_f16(p + 2 * i);
+  else v = deco_qb_bf16(deco_qb_u16(p + 2 * i));
+  return v;
+}
+
+/* F32, F16, BF16: every element; the first non-finite one is named. */
+static deco_status_t gg_check_finite_elements(const deco_gguf_t *g, const deco_gguf_tensor_t *t) {
+  for (uint64_t i = 0; i < t->n_elements; ++i) {
+    const float v = gg_element_f32(t->type, t->data, i);
+    if (!isfinite(v))
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", g->name,
+                       t->name, (unsigned long long)i, (unsigned long long)t->n_elements, isnan(v) ? "nan" : "inf");
   }
   return DECO_STATUS_SUCCESS;
+}
+
+/* Q4_0, Q4_1, Q8_0 (blocks of block_bytes): each block's f16 scales, d and
+ * Q4_1's m; the quants are integers. The first bad scale is named, d
+ * before m. */
+static deco_status_t gg_check_finite_scales(const deco_gguf_t *g, const deco_gguf_tensor_t *t, uint32_t block_bytes) {
+  const uint64_t blocks = t->n_elements / DECO_GGUF_QK;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const unsigned char *blk = t->data + b * block_bytes;
+    const float d = gg_f16(blk), m = t->type == DECO_GGUF_Q4_1 ? gg_f16(blk + 2) : 0.0f;
+    if (isfinite(d) && isfinite(m)) continue;
+    const int bad_d = !isfinite(d);
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, block %llu (of %llu) has a %s scale %s = %s",
+                     g->name, t->name, (unsigned long long)b, (unsigned long long)blocks,
+                     deco_gguf_type_name(t->type), bad_d ? "d" : "m", isnan(bad_d ? d : m) ? "nan" : "inf");
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_check_finite(const deco_gguf_t *g, const deco_gguf_tensor_t *t) {
+  if (!g || !t) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_check_finite: g or t is NULL");
+  if (!deco_gguf_type_supported(t->type))
+    return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: tensor %s has type %s, which deco does not read", g->name,
+                     t->name, deco_gguf_type_name(t->type) ? deco_gguf_type_name(t->type) : "?");
+  /* The types read are F32, F16 and BF16 (blocks of one element) and the
+   * scaled blocks Q4_0, Q4_1 and Q8_0. */
+  const gg_type_info_t *ti = gg_type(t->type);
+  if (ti->block_elems == 1) return gg_check_finite_elements(g, t);
+  return gg_check_finite_scales(g, t, ti->block_bytes);
 }
