@@ -292,10 +292,11 @@ static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
 
 /* ---- tensors -------------------------------------------------------------- */
 
-static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
-  r->w = (gg_where_t){W_TENSOR, i, NULL, 0, "name length", 0, 0};
-  const unsigned char *name;
-  uint64_t len;
+/* The tensor's name: non-empty printable ASCII, copied into t and named in
+ * later messages. */
+static deco_status_t rd_tensor_name(gg_rd_t *r, deco_gguf_tensor_t *t) {
+  const unsigned char *name = NULL;
+  uint64_t len = 0;
   DECO_TRY(rd_string(r, "name length", "name", DECO_GGUF_MAX_NAME - 1, &name, &len));
   if (len == 0) return rd_fail(r, "the name is empty");
   if (!gg_printable(name, len)) return rd_fail(r, "the name holds a byte outside printable ASCII");
@@ -303,6 +304,12 @@ static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
   t->name[len] = '\0';
   r->w.id = name;
   r->w.id_len = (size_t)len;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* n_dims (1..4) and the dims, none 0, whose product stays within
+ * DECO_GGUF_MAX_ELEMENTS; dims past n_dims are 1. */
+static deco_status_t rd_tensor_dims(gg_rd_t *r, deco_gguf_tensor_t *t) {
   uint32_t nd;
   DECO_TRY(rd_take32(r, "n_dims", &nd));
   if (nd < 1 || nd > DECO_GGUF_MAX_DIMS) return rd_fail(r, "%u is outside 1..%d", nd, DECO_GGUF_MAX_DIMS);
@@ -322,6 +329,11 @@ static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
     t->dims[d] = v;
   }
   t->n_elements = elems;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The ggml type, whose blocks must tile dims[0]; it sets the byte size. */
+static deco_status_t rd_tensor_type(gg_rd_t *r, deco_gguf_tensor_t *t) {
   uint32_t type;
   DECO_TRY(rd_take32(r, "type", &type));
   const gg_type_info_t *ti = gg_type(type);
@@ -330,9 +342,17 @@ static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
     return rd_fail(r, "%s packs blocks of %u elements but dims[0] = %llu is not a multiple", ti->name,
                    ti->block_elems, (unsigned long long)t->dims[0]);
   t->type = type;
-  t->n_bytes = elems / ti->block_elems * ti->block_bytes; /* <= 2^48 * 292 / 256 */
-  DECO_TRY(rd_take64(r, "offset", &t->offset));
+  t->n_bytes = t->n_elements / ti->block_elems * ti->block_bytes; /* <= 2^48 * 292 / 256 */
   return DECO_STATUS_SUCCESS;
+}
+
+/* Tensor info i: name, dims, type, then the offset into the data section. */
+static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
+  r->w = (gg_where_t){W_TENSOR, i, NULL, 0, "name length", 0, 0};
+  DECO_TRY(rd_tensor_name(r, t));
+  DECO_TRY(rd_tensor_dims(r, t));
+  DECO_TRY(rd_tensor_type(r, t));
+  return rd_take64(r, "offset", &t->offset);
 }
 
 /* ---- sorting for duplicates and lookups ------------------------------------ */
