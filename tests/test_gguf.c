@@ -912,26 +912,31 @@ Test(gguf, check_finite_each_type) {
 
   /* Element types: the first bad element is named, nan or inf. */
   float f32[4] = {1.0f, -0.0f, -INFINITY, NAN};
-  t.type = DECO_GGUF_F32;
-  t.data = (const unsigned char *)f32;
-  t.n_elements = 2;
-  cr_assert_eq(deco_gguf_check_finite(&g, &t), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
-  t.n_elements = 4;
-  expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, "hand.gguf: tensor w, element 2 (of 4) is inf");
-  uint16_t f16[3] = {0x3c00, 0x7bff, 0x7e00}; /* 1, the largest f16, nan */
+  uint16_t f16[3] = {0x3c00, 0x7bff, 0x7e00};  /* 1, the largest f16, nan */
+  uint16_t bf16[3] = {0x3f80, 0x7f80, 0x7fc0}; /* 1, inf, nan */
+  static const struct {
+    uint32_t type;
+    int data;          /* 0 f32, 1 f16, 2 bf16 */
+    uint64_t n_finite; /* a prefix that passes */
+    uint64_t n;
+    const char *message;
+  } elems[] = {{DECO_GGUF_F32, 0, 2, 4, "hand.gguf: tensor w, element 2 (of 4) is inf"},
+               {DECO_GGUF_F16, 1, 2, 3, "hand.gguf: tensor w, element 2 (of 3) is nan"},
+               {DECO_GGUF_BF16, 2, 1, 3, "hand.gguf: tensor w, element 1 (of 3) is inf"}};
+  const void *data[3] = {f32, f16, bf16};
+  for (size_t e = 0; e < sizeof elems / sizeof elems[0]; ++e) {
+    t.type = elems[e].type;
+    t.data = data[elems[e].data];
+    t.n_elements = elems[e].n_finite;
+    cr_assert_eq(deco_gguf_check_finite(&g, &t), DECO_STATUS_SUCCESS, "case %zu: %s", e, deco_last_error(NULL));
+    t.n_elements = elems[e].n;
+    expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, elems[e].message);
+  }
+  f16[2] = 0xfc00; /* -inf */
   t.type = DECO_GGUF_F16;
   t.data = (const unsigned char *)f16;
   t.n_elements = 3;
-  expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, "hand.gguf: tensor w, element 2 (of 3) is nan");
-  f16[2] = 0xfc00; /* -inf */
   expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, "hand.gguf: tensor w, element 2 (of 3) is inf");
-  uint16_t bf16[3] = {0x3f80, 0x7f80, 0x7fc0}; /* 1, inf, nan */
-  t.type = DECO_GGUF_BF16;
-  t.data = (const unsigned char *)bf16;
-  t.n_elements = 1;
-  cr_assert_eq(deco_gguf_check_finite(&g, &t), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
-  t.n_elements = 3;
-  expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, "hand.gguf: tensor w, element 1 (of 3) is inf");
 
   /* Block types: only the scales are read (the quants cannot be non-finite);
    * block 1 holds the bad one, d named before m. */
