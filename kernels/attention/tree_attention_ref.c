@@ -105,19 +105,9 @@ static void attend_heads(const deco_tree_attention_args_t *a, int node, const lo
   for (int h = 0; h < a->n_heads; ++h) {
     const float *q = (const float *)a->q + (size_t)node * q_row + (size_t)h * hd;
     float *o = (float *)a->out + ((size_t)node * a->n_heads + h) * hd;
-#if DECO_HARNESS_MUTANT == 4 /* test-only (tests/ops/run_mutants.sh): KV head h % n_kv instead of h / group */
-    const size_t kvh = (size_t)(h % c->n_kv_heads) * hd;
-    (void)group;
-#else
-    const size_t kvh = (size_t)(h / group) * hd;
-#endif
-#if DECO_HARNESS_MUTANT == 3 /* test-only: the scale dropped */
-    const float scale = 1.0f;
-#else
-    const float scale = a->scale;
-#endif
-    deco_ref_attend(q, (const float *)c->k_pages, (const float *)c->v_pages, rows, n_keys, kv_row, kvh, hd, scale,
-                    att, o);
+    const size_t kvh = deco_ref_kv_head(h, group, c->n_kv_heads, hd);
+    deco_ref_attend(q, (const float *)c->k_pages, (const float *)c->v_pages, rows, n_keys, kv_row, kvh, hd,
+                    deco_ref_scale(a->scale), att, o);
   }
 }
 
