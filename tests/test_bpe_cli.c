@@ -138,3 +138,31 @@ Test(tokenize_cli, errors) {
   cr_assert(r.status == 0 && strncmp(r.out, "usage: deco tokenize", 20) == 0);
   deco_test_run_free(&r);
 }
+
+/* The option parser's refusals as whole error lines (the built-in
+ * tokenizer: no model file needed), and options taking effect in any
+ * order, a repeated one keeping its last value. */
+Test(tokenize_cli, parse_errors_pinned) {
+#define TOK_ERROR(msg, ...) DECO_TEST_CLI_ERROR(2, "deco: error: " msg "\n", "tokenize", __VA_ARGS__)
+  DECO_TEST_CLI_ERROR(2, "deco: error: tokenize: give exactly one of --text, --file, --decode\n", "tokenize");
+  TOK_ERROR("tokenize: give exactly one of --text, --file, --decode", "--special");
+  TOK_ERROR("tokenize: give exactly one of --text, --file, --decode", "--text", "a", "--file", "f");
+  TOK_ERROR("tokenize: give exactly one of --text, --file, --decode", "--decode", "1", "--text", "a", "--file", "f");
+  TOK_ERROR("tokenize: unknown option '--bogus' (see deco tokenize --help)", "--text", "a", "--bogus");
+  TOK_ERROR("tokenize: unknown option 'a' (see deco tokenize --help)", "--special", "a");
+  TOK_ERROR("--model needs a value", "--text", "a", "--model");
+  TOK_ERROR("--tokenizer needs a value", "--tokenizer");
+  TOK_ERROR("--decode needs a value", "--decode");
+  TOK_ERROR("--file needs a value", "--text", "a", "--file");
+  /* The unknown option is reported before the missing input. */
+  TOK_ERROR("tokenize: unknown option '--texts' (see deco tokenize --help)", "--texts", "a");
+#undef TOK_ERROR
+  deco_test_run_t r, s;
+  DECO_TEST_RUN_CLI(&r, "tokenize", "--special", "--text", "b", "--text", "Once upon a time");
+  DECO_TEST_RUN_CLI(&s, "tokenize", "--text", "Once upon a time", "--special");
+  cr_assert(r.status == 0 && s.status == 0, "%s%s", r.err, s.err);
+  cr_assert_str_eq(r.out, s.out);
+  cr_assert_str_eq(r.out, "1 403 407 261 378\n");
+  deco_test_run_free(&r);
+  deco_test_run_free(&s);
+}

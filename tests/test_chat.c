@@ -293,3 +293,52 @@ Test(chat, names_and_llama2c) {
   cr_assert_null(deco_tokenizer_chat_template(t, NULL));
   deco_tokenizer_destroy(t);
 }
+
+/* deco_chat_render's refusals, in order, with their statuses and exact
+ * messages; *n_ids is 0 after each one before the capacity check, which
+ * reports the count needed. */
+Test(chat, render_refusals) {
+  deco_tokenizer_t *t = tiny_with_template(
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+      "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");
+  deco_tokenizer_t *bytes;
+  cr_assert_eq(deco_tokenizer_create_bytes(&bytes), DECO_STATUS_SUCCESS);
+  const deco_chat_template_t cm = DECO_CHAT_TEMPLATE_CHATML, au = DECO_CHAT_TEMPLATE_AUTO;
+  int32_t ids[64];
+  int n = 7;
+  deco_test_refused(NULL, deco_chat_render(t, cm, NULL, "x", 1, ids, 64, NULL), DECO_STATUS_NULL_POINTER,
+                    "deco_chat_render: n_ids is NULL");
+  deco_test_refused(NULL, deco_chat_render(NULL, cm, NULL, "x", 1, ids, 64, &n), DECO_STATUS_NULL_POINTER,
+                    "deco_chat_render: tok or prompt is NULL");
+  cr_assert_eq(n, 0);
+  n = 7;
+  deco_test_refused(NULL, deco_chat_render(t, cm, NULL, NULL, 1, ids, 64, &n), DECO_STATUS_NULL_POINTER,
+                    "deco_chat_render: tok or prompt is NULL");
+  cr_assert_eq(n, 0);
+  deco_test_refused(NULL, deco_chat_render(t, cm, NULL, "x", 1, NULL, 1, &n), DECO_STATUS_NULL_POINTER,
+                    "deco_chat_render: ids is NULL");
+  deco_test_refused(NULL, deco_chat_render(t, cm, NULL, "x", 1, ids, -1, &n), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_chat_render: max_ids = -1 is negative");
+  deco_test_refused(NULL, deco_chat_render(t, (deco_chat_template_t)9, NULL, "x", 1, ids, 64, &n),
+                    DECO_STATUS_INVALID_ARGUMENT, "deco_chat_template_resolve: unknown template value 9");
+  deco_test_refused(NULL, deco_chat_render(t, DECO_CHAT_TEMPLATE_NONE, "sys", "x", 1, ids, 64, &n),
+                    DECO_STATUS_INVALID_ARGUMENT, "deco_chat_render: a system message needs a chat template");
+  deco_test_refused(NULL, deco_chat_render(bytes, au, NULL, "x", 1, ids, 64, &n), DECO_STATUS_UNSUPPORTED,
+                    "a llama2.c tokenizer has no chat template");
+  deco_test_refused(NULL, deco_chat_render(bytes, DECO_CHAT_TEMPLATE_LLAMA3, NULL, "x", 1, ids, 64, &n),
+                    DECO_STATUS_UNSUPPORTED, "deco_chat_render: a llama2.c tokenizer has no chat template");
+  /* The count needed comes back with the capacity refusal, for both forms. */
+  const deco_chat_template_t forms[2] = {cm, DECO_CHAT_TEMPLATE_LLAMA3};
+  for (int f = 0; f < 2; ++f) {
+    int need;
+    cr_assert_eq(deco_chat_render(t, forms[f], "s", "x", 1, ids, 64, &need), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    char want[128];
+    snprintf(want, sizeof want, "deco_chat_render: the chat encodes to %d ids but max_ids is %d", need, need - 1);
+    deco_test_refused(NULL, deco_chat_render(t, forms[f], "s", "x", 1, ids, need - 1, &n), DECO_STATUS_CAPACITY,
+                      want);
+    cr_assert_eq(n, need);
+  }
+  deco_tokenizer_destroy(bytes);
+  deco_tokenizer_destroy(t);
+}

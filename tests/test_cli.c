@@ -332,3 +332,27 @@ Test(cli, greedy_text_is_the_story) {
   deco_tokenizer_destroy(tok);
   deco_test_run_free(&r);
 }
+
+/* --draft-layers: each refusal of the list's syntax and values, whole
+ * error lines. */
+Test(cli, draft_layers_refusals_pinned) {
+  const char *syntax = "is not a comma-separated list of layers and ranges (e.g. 0-2,4)";
+  static const char *const malformed[] = {"", "x", "1,,2", "1,", "1-", "1-x", "-1", "1;2", "1-2-3", " 1"};
+  for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; ++i) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "deco: error: --draft-layers: '%s' %s\n", malformed[i], syntax);
+    DECO_TEST_CLI_ERROR(2, msg, "generate", "--draft-layers", malformed[i]);
+  }
+  PINNED(2, "--draft-layers: '65536': a layer is too large", "generate", "--draft-layers", "65536");
+  PINNED(2, "--draft-layers: '0-65536': a layer is too large", "generate", "--draft-layers", "0-65536");
+  PINNED(2, "--draft-layers: '1,99999999999999999999': a layer is too large", "generate", "--draft-layers",
+         "1,99999999999999999999");
+  PINNED(2, "--draft-layers: '3-1': the range 3-1 is empty", "generate", "--draft-layers", "3-1");
+  PINNED(2, "--draft-layers: '0,5-4,x': the range 5-4 is empty", "generate", "--draft-layers", "0,5-4,x");
+  PINNED(2, "--draft-layers: '0,0' names layer 0 twice (overlapping ranges)", "generate", "--draft-layers", "0,0");
+  PINNED(2, "--draft-layers: '7-9,1-2,0-1' names layer 1 twice (overlapping ranges)", "generate", "--draft-layers",
+         "7-9,1-2,0-1");
+  /* A good list is accepted whatever its order (the next refusal is another option's). */
+  PINNED(2, "--seed: 'x' is not a non-negative integer", "generate", "--draft-layers", "9,0-3,65535,5-5", "--seed",
+         "x");
+}

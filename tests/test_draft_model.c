@@ -419,3 +419,53 @@ Test(draft_model, cli_refuses_bad_lists_and_drafts) {
 Test(draft_model, layer_parallel_sampled_chain_has_the_law_of_plain_sampling, .timeout = 300) {
   check_law(PARALLEL_CHAIN, "layer-parallel sampled chain", 1);
 }
+
+/* The config's integer ranges, then the temperature: a config with every
+ * value bad is refused for each in turn, in order, with its exact message,
+ * as the values are fixed one by one; then it is accepted. */
+Test(draft_model, config_ranges_refused_in_order) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_model_draft_config_t c = DECO_MODEL_DRAFT_CONFIG_INIT;
+  c.layers = (const int[]){0, 2};
+  c.n_layers = 2;
+  c.draft_len = 256;
+  c.width = 17;
+  c.max_nodes = -1;
+  c.sample_siblings = 2;
+  c.max_len = (1 << 24) + 1;
+  c.max_seqs = -1;
+  c.layer_parallel = 17;
+  c.no_calibrate = -1;
+  c.temperature = NAN;
+  deco_drafter_t *d = NULL;
+#define REFUSED_THEN(msg, fix)                                                                   \
+  do {                                                                                           \
+    deco_test_refused(ctx, deco_drafter_create_model(m, NULL, &c, &d), DECO_STATUS_INVALID_ARGUMENT, \
+                      "deco_drafter_create_model: " msg);                                       \
+    cr_assert_null(d);                                                                           \
+    fix;                                                                                         \
+  } while (0)
+  REFUSED_THEN("c->draft_len = 256 outside [1, 255]", c.draft_len = 0);
+  REFUSED_THEN("c->draft_len = 0 outside [1, 255]", c.draft_len = 3);
+  REFUSED_THEN("c->width = 17 outside [1, 16]", c.width = 0);
+  REFUSED_THEN("c->width = 0 outside [1, 16]", c.width = 2);
+  REFUSED_THEN("c->max_nodes = -1 outside [0, 255]", c.max_nodes = 256);
+  REFUSED_THEN("c->max_nodes = 256 outside [0, 255]", c.max_nodes = 0);
+  REFUSED_THEN("c->sample_siblings = 2 outside [0, 1]", c.sample_siblings = 1);
+  REFUSED_THEN("c->max_len = 16777217 outside [0, 16777216]", c.max_len = 0);
+  REFUSED_THEN("c->max_seqs = -1 outside [0, 65536]", c.max_seqs = 65537);
+  REFUSED_THEN("c->max_seqs = 65537 outside [0, 65536]", c.max_seqs = 0);
+  REFUSED_THEN("c->layer_parallel = 17 outside [0, 16]", c.layer_parallel = -1);
+  REFUSED_THEN("c->layer_parallel = -1 outside [0, 16]", c.layer_parallel = 0);
+  REFUSED_THEN("c->no_calibrate = -1 outside [0, 1]", c.no_calibrate = 2);
+  REFUSED_THEN("c->no_calibrate = 2 outside [0, 1]", c.no_calibrate = 0);
+  REFUSED_THEN("temperature nan is not a finite value >= 0", c.temperature = -1.0f);
+  REFUSED_THEN("temperature -1 is not a finite value >= 0", c.temperature = INFINITY);
+  REFUSED_THEN("temperature inf is not a finite value >= 0", c.temperature = 0.5f);
+#undef REFUSED_THEN
+  cr_assert_eq(deco_drafter_create_model(m, NULL, &c, &d), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_drafter_destroy(d);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

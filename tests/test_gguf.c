@@ -883,3 +883,97 @@ Test(gguf, built_models) {
 }
 
 /* The downloaded SmolLM2 files: tests/test_smollm2.c (label model). */
+
+/* deco_gguf_check_finite on hand-made tensors of every type it reads (and
+ * two it does not): the status and exact message of each refusal, and the
+ * finite tensors it passes. */
+static void expect_finite_refusal(const deco_gguf_t *g, const deco_gguf_tensor_t *t, deco_status_t status,
+                                  const char *message) {
+  deco_test_refused(NULL, deco_gguf_check_finite(g, t), status, message);
+}
+
+Test(gguf, check_finite_each_type) {
+  char name[] = "hand.gguf";
+  deco_gguf_t g;
+  memset(&g, 0, sizeof g);
+  g.name = name;
+  deco_gguf_tensor_t t;
+  memset(&t, 0, sizeof t);
+  snprintf(t.name, sizeof t.name, "w");
+  expect_finite_refusal(NULL, &t, DECO_STATUS_NULL_POINTER, "deco_gguf_check_finite: g or t is NULL");
+  expect_finite_refusal(&g, NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_check_finite: g or t is NULL");
+
+  /* Element types: the first bad element is named, nan or inf. */
+  float f32[4] = {1.0f, -0.0f, -INFINITY, NAN};
+  uint16_t f16[3] = {0x3c00, 0x7bff, 0x7e00};  /* 1, the largest f16, nan */
+  uint16_t bf16[3] = {0x3f80, 0x7f80, 0x7fc0}; /* 1, inf, nan */
+  static const struct {
+    uint32_t type;
+    int data;          /* 0 f32, 1 f16, 2 bf16 */
+    uint64_t n_finite; /* a prefix that passes */
+    uint64_t n;
+    const char *message;
+  } elems[] = {{DECO_GGUF_F32, 0, 2, 4, "hand.gguf: tensor w, element 2 (of 4) is inf"},
+               {DECO_GGUF_F16, 1, 2, 3, "hand.gguf: tensor w, element 2 (of 3) is nan"},
+               {DECO_GGUF_BF16, 2, 1, 3, "hand.gguf: tensor w, element 1 (of 3) is inf"}};
+  const void *data[3] = {f32, f16, bf16};
+  for (size_t e = 0; e < sizeof elems / sizeof elems[0]; ++e) {
+    t.type = elems[e].type;
+    t.data = data[elems[e].data];
+    t.n_elements = elems[e].n_finite;
+    cr_assert_eq(deco_gguf_check_finite(&g, &t), DECO_STATUS_SUCCESS, "case %zu: %s", e, deco_last_error(NULL));
+    t.n_elements = elems[e].n;
+    expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, elems[e].message);
+  }
+  f16[2] = 0xfc00; /* -inf */
+  t.type = DECO_GGUF_F16;
+  t.data = (const unsigned char *)f16;
+  t.n_elements = 3;
+  expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, "hand.gguf: tensor w, element 2 (of 3) is inf");
+
+  /* Block types: only the scales are read (the quants cannot be non-finite);
+   * block 1 holds the bad one, d named before m. */
+  unsigned char blocks[2 * 34];
+  memset(blocks, 0x11, sizeof blocks);
+  const unsigned char one[2] = {0x00, 0x3c}, inf[2] = {0x00, 0x7c}, nan[2] = {0x00, 0x7e};
+  static const struct {
+    uint32_t type, bytes;
+  } quant[] = {{DECO_GGUF_Q4_0, DECO_GGUF_Q4_0_BYTES}, {DECO_GGUF_Q4_1, DECO_GGUF_Q4_1_BYTES},
+               {DECO_GGUF_Q8_0, DECO_GGUF_Q8_0_BYTES}};
+  for (size_t q = 0; q < sizeof quant / sizeof quant[0]; ++q) {
+    const char *tn = deco_gguf_type_name(quant[q].type);
+    char want[256];
+    memcpy(blocks, one, 2);
+    memcpy(blocks + 2, one, 2);
+    memcpy(blocks + quant[q].bytes, one, 2);
+    memcpy(blocks + quant[q].bytes + 2, one, 2);
+    t.type = quant[q].type;
+    t.data = blocks;
+    t.n_elements = 2 * DECO_GGUF_QK;
+    cr_assert_eq(deco_gguf_check_finite(&g, &t), DECO_STATUS_SUCCESS, "%s: %s", tn, deco_last_error(NULL));
+    memcpy(blocks + quant[q].bytes, nan, 2);
+    snprintf(want, sizeof want, "hand.gguf: tensor w, block 1 (of 2) has a %s scale d = nan", tn);
+    expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, want);
+    memcpy(blocks + quant[q].bytes, inf, 2);
+    snprintf(want, sizeof want, "hand.gguf: tensor w, block 1 (of 2) has a %s scale d = inf", tn);
+    expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT, want);
+    /* A bad second f16 in the block: Q4_1's m; the others' first quants. */
+    memcpy(blocks + quant[q].bytes, one, 2);
+    memcpy(blocks + quant[q].bytes + 2, nan, 2);
+    if (quant[q].type == DECO_GGUF_Q4_1) {
+      expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT,
+                            "hand.gguf: tensor w, block 1 (of 2) has a Q4_1 scale m = nan");
+      memcpy(blocks + quant[q].bytes, inf, 2);
+      expect_finite_refusal(&g, &t, DECO_STATUS_BAD_FORMAT,
+                            "hand.gguf: tensor w, block 1 (of 2) has a Q4_1 scale d = inf");
+    } else {
+      cr_assert_eq(deco_gguf_check_finite(&g, &t), DECO_STATUS_SUCCESS, "%s: %s", tn, deco_last_error(NULL));
+    }
+  }
+
+  /* Types it does not read: named, or '?' for an id ggml does not have. */
+  t.type = 12;
+  expect_finite_refusal(&g, &t, DECO_STATUS_UNSUPPORTED, "hand.gguf: tensor w has type Q4_K, which deco does not read");
+  t.type = 99;
+  expect_finite_refusal(&g, &t, DECO_STATUS_UNSUPPORTED, "hand.gguf: tensor w has type ?, which deco does not read");
+}

@@ -187,3 +187,47 @@ Test(kv_compact, tree_with_a_slot_without_a_page_is_untouched) {
   }
   deco_ctx_destroy(ctx);
 }
+
+/* The entry point's refusals in order, each with its status and exact
+ * message: the ctx and args, the cache view, the counts, the arrays, the
+ * layer stride. */
+Test(kv_compact, refusals_in_order) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  float k[64], v[64];
+  int32_t table[4] = {0, 1, 2, 3}, prefix[1] = {0}, len[1] = {1}, path[DECO_TREE_MAX_NODES] = {0};
+  deco_kv_compact_args_t a = {.cache = {.dtype = (deco_dtype_t)99, .n_kv_heads = 1, .head_dim = 4, .page_size = 4,
+                                        .n_pages = 4, .k_pages = k, .v_pages = v, .block_table = table,
+                                        .max_pages_per_seq = 4},
+                              .n_layers = 0, .layer_stride = 63, .n_trees = 0, .prefix_lens = NULL, .path = NULL,
+                              .accept_len = NULL};
+  const deco_status_t nullp = DECO_STATUS_NULL_POINTER, bad = DECO_STATUS_INVALID_ARGUMENT;
+  deco_test_refused(NULL, deco_kv_compact(NULL, &a), nullp, "deco_kv_compact: ctx is NULL");
+  deco_test_refused(ctx, deco_kv_compact(ctx, NULL), nullp, "deco_kv_compact: (a) is NULL");
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), bad, "deco_kv_compact: cache.dtype = 99 is not a dtype");
+  a.cache.dtype = DECO_DTYPE_F32;
+  a.cache.page_size = 0;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), bad, "deco_kv_compact: c->page_size = 0 outside [1, 65536]");
+  a.cache.page_size = 4;
+  a.cache.block_table = NULL;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), nullp, "deco_kv_compact: c->block_table is NULL");
+  a.cache.block_table = table;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), bad, "deco_kv_compact: a->n_layers = 0 outside [1, 65535]");
+  a.n_layers = 65536;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), bad, "deco_kv_compact: a->n_layers = 65536 outside [1, 65535]");
+  a.n_layers = 2;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), bad, "deco_kv_compact: a->n_trees = 0 outside [1, 1048576]");
+  a.n_trees = (1 << 20) + 1;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), bad, "deco_kv_compact: a->n_trees = 1048577 outside [1, 1048576]");
+  a.n_trees = 1;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), nullp, "deco_kv_compact: a->prefix_lens is NULL");
+  a.prefix_lens = prefix;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), nullp, "deco_kv_compact: a->path is NULL");
+  a.path = path;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), nullp, "deco_kv_compact: a->accept_len is NULL");
+  a.accept_len = len;
+  deco_test_refused(ctx, deco_kv_compact(ctx, &a), bad,
+                    "deco_kv_compact: layer_stride = 63 elements is smaller than one layer's pool (64 elements)");
+  a.n_layers = 1; /* one layer: the stride is not read */
+  cr_assert_eq(deco_kv_compact(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_ctx_destroy(ctx);
+}

@@ -33,26 +33,40 @@ typedef struct tok_opts {
   int special;
 } tok_opts_t;
 
+/* Where the value of option a goes; NULL when a takes no value. */
+static const char **value_slot(tok_opts_t *o, const char *a) {
+  if (strcmp(a, "--model") == 0) return &o->model;
+  if (strcmp(a, "--tokenizer") == 0) return &o->tokenizer;
+  if (strcmp(a, "--text") == 0) return &o->text;
+  if (strcmp(a, "--file") == 0) return &o->file;
+  if (strcmp(a, "--decode") == 0) return &o->decode;
+  return NULL;
+}
+
+/* The option at argv[*i] (and its value: *i moves past it); 0, or
+ * DECO_EXIT_USAGE after the message. */
+static int parse_option(int argc, char **argv, int *i, tok_opts_t *o) {
+  const char *a = argv[*i];
+  const char **slot = value_slot(o, a);
+  if (slot) {
+    *slot = deco_cli_option_value(argc, argv, i);
+    return *slot ? 0 : DECO_EXIT_USAGE;
+  }
+  if (strcmp(a, "--special") == 0) {
+    o->special = 1;
+    return 0;
+  }
+  deco_cli_error("tokenize: unknown option '%s' (see deco tokenize --help)", a);
+  return DECO_EXIT_USAGE;
+}
+
 /* 0, DECO_CLI_HELP, or DECO_EXIT_USAGE after the message. */
 static int parse(int argc, char **argv, tok_opts_t *o) {
   memset(o, 0, sizeof *o);
   if (deco_cli_asks_help(argc, argv)) return DECO_CLI_HELP;
   for (int i = 0; i < argc; ++i) {
-    const char *a = argv[i];
-    const char **slot = strcmp(a, "--model") == 0       ? &o->model
-                        : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
-                        : strcmp(a, "--text") == 0      ? &o->text
-                        : strcmp(a, "--file") == 0      ? &o->file
-                        : strcmp(a, "--decode") == 0    ? &o->decode
-                                                        : NULL;
-    if (slot) {
-      if (!(*slot = deco_cli_option_value(argc, argv, &i))) return DECO_EXIT_USAGE;
-    } else if (strcmp(a, "--special") == 0) {
-      o->special = 1;
-    } else {
-      deco_cli_error("tokenize: unknown option '%s' (see deco tokenize --help)", a);
-      return DECO_EXIT_USAGE;
-    }
+    const int rc = parse_option(argc, argv, &i, o);
+    if (rc != 0) return rc;
   }
   int inputs = (o->text != NULL) + (o->file != NULL) + (o->decode != NULL);
   if (inputs != 1) {

@@ -105,66 +105,100 @@ static int cmp_int(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* --draft-layers' list as it grows. */
+typedef struct layer_list {
+  int *v;
+  int n, cap;
+} layer_list_t;
+
+static int layers_malformed(const char *s) {
+  deco_cli_error("--draft-layers: '%s' is not a comma-separated list of layers and ranges (e.g. 0-2,4)", s);
+  return -1;
+}
+
+/* The item of list s at p, a layer or a range A-B (A <= B), as *a..*b;
+ * *end is after it. 0, or -1 once the error is printed. */
+static int parse_layer_item(const char *s, const char *p, long *a, long *b, char **end) {
+  if (*p < '0' || *p > '9') return layers_malformed(s);
+  errno = 0;
+  *a = strtol(p, end, 10);
+  *b = *a;
+  if (**end == '-') {
+    p = *end + 1;
+    if (*p < '0' || *p > '9') return layers_malformed(s);
+    *b = strtol(p, end, 10);
+  }
+  if (errno || *a > 65535 || *b > 65535) {
+    deco_cli_error("--draft-layers: '%s': a layer is too large", s);
+    return -1;
+  }
+  if (*b < *a) {
+    deco_cli_error("--draft-layers: '%s': the range %ld-%ld is empty", s, *a, *b);
+    return -1;
+  }
+  return 0;
+}
+
+/* Appends the layers a..b to l. 0, or -1 once the error is printed. */
+static int push_layer_range(layer_list_t *l, long a, long b) {
+  for (long x = a; x <= b; ++x) {
+    if (l->n == l->cap) {
+      const int cap = l->cap ? 2 * l->cap : 16;
+      int *grown = realloc(l->v, sizeof(int) * (size_t)cap);
+      if (!grown) {
+        deco_cli_error("--draft-layers: out of memory");
+        return -1;
+      }
+      l->v = grown;
+      l->cap = cap;
+    }
+    l->v[l->n++] = (int)x;
+  }
+  return 0;
+}
+
+/* Every item of s, in the order written, into l. 0, or -1 once the error
+ * is printed. */
+static int read_layer_list(const char *s, layer_list_t *l) {
+  for (const char *p = s;;) {
+    long a, b;
+    char *end;
+    if (parse_layer_item(s, p, &a, &b, &end) != 0 || push_layer_range(l, a, b) != 0) return -1;
+    if (*end == '\0') return 0;
+    if (*end != ',') return layers_malformed(s);
+    p = end + 1;
+  }
+}
+
+/* The sorted list l names each layer once. 0, or -1 once the error is
+ * printed. */
+static int check_layers_distinct(const char *s, const layer_list_t *l) {
+  for (int i = 1; i < l->n; ++i)
+    if (l->v[i] == l->v[i - 1]) {
+      deco_cli_error("--draft-layers: '%s' names layer %d twice (overlapping ranges)", s, l->v[i]);
+      return -1;
+    }
+  return 0;
+}
+
 /* --draft-layers: comma-separated layers and ranges A-B (A <= B), e.g.
  * 0-2,4; sorted; a layer named twice is an error. The range against the
  * model is checked once its header is read. */
 static int parse_layers(const char *s, deco_cli_options_t *o) {
-  int *layers = NULL, n = 0, cap = 0;
-  const char *p = s;
-  while (1) {
-    char *end;
-    long a, b;
-    if (*p < '0' || *p > '9') goto malformed;
-    errno = 0;
-    a = strtol(p, &end, 10);
-    b = a;
-    if (*end == '-') {
-      p = end + 1;
-      if (*p < '0' || *p > '9') goto malformed;
-      b = strtol(p, &end, 10);
-    }
-    if (errno || a > 65535 || b > 65535) {
-      deco_cli_error("--draft-layers: '%s': a layer is too large", s);
-      free(layers);
-      return -1;
-    }
-    if (b < a) {
-      deco_cli_error("--draft-layers: '%s': the range %ld-%ld is empty", s, a, b);
-      free(layers);
-      return -1;
-    }
-    for (long l = a; l <= b; ++l) {
-      if (n == cap) {
-        cap = cap ? 2 * cap : 16;
-        int *grown = realloc(layers, sizeof(int) * (size_t)cap);
-        if (!grown) {
-          free(layers);
-          deco_cli_error("--draft-layers: out of memory");
-          return -1;
-        }
-        layers = grown;
-      }
-      layers[n++] = (int)l;
-    }
-    if (*end == '\0') break;
-    if (*end != ',') goto malformed;
-    p = end + 1;
+  layer_list_t l = {0};
+  int rc = read_layer_list(s, &l);
+  if (rc == 0) {
+    qsort(l.v, (size_t)l.n, sizeof(int), cmp_int);
+    rc = check_layers_distinct(s, &l);
   }
-  qsort(layers, (size_t)n, sizeof(int), cmp_int);
-  for (int i = 1; i < n; ++i)
-    if (layers[i] == layers[i - 1]) {
-      deco_cli_error("--draft-layers: '%s' names layer %d twice (overlapping ranges)", s, layers[i]);
-      free(layers);
-      return -1;
-    }
+  if (rc != 0) {
+    free(l.v);
+    return -1;
+  }
   free(o->draft_layers);
-  o->draft_layers = layers;
-  o->n_draft_layers = n;
+  o->draft_layers = l.v;
+  o->n_draft_layers = l.n;
   return 0;
-malformed:
-  deco_cli_error("--draft-layers: '%s' is not a comma-separated list of layers and ranges (e.g. 0-2,4)", s);
-  free(layers);
-  return -1;
 }
 
 /* A non-negative decimal that fits 64 bits. */

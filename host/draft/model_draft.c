@@ -128,12 +128,18 @@ static const deco_drafter_ops_t model_ops;
 
 /* ---- Configuration ---- */
 
-/* The config's integer fields within their ranges. */
-static deco_status_t check_ranges(deco_ctx_t *ctx, const deco_model_draft_config_t *c, const char *op) {
+/* The config's integer fields within their ranges, in two groups checked
+ * in this order. The draft's shape and drawing: */
+static deco_status_t check_shape_ranges(deco_ctx_t *ctx, const deco_model_draft_config_t *c, const char *op) {
   DECO_CHECK_RANGE(ctx, c->draft_len, 1, DECO_TREE_MAX_NODES - 1, op);
   DECO_CHECK_RANGE(ctx, c->width, 1, DRAFT_MAX_WIDTH, op);
   DECO_CHECK_RANGE(ctx, c->max_nodes, 0, DECO_TREE_MAX_NODES - 1, op);
   DECO_CHECK_RANGE(ctx, c->sample_siblings, 0, 1, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Its sizes and the layer-parallel switches: */
+static deco_status_t check_size_ranges(deco_ctx_t *ctx, const deco_model_draft_config_t *c, const char *op) {
   DECO_CHECK_RANGE(ctx, c->max_len, 0, 1 << 24, op);
   DECO_CHECK_RANGE(ctx, c->max_seqs, 0, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, c->layer_parallel, 0, DECO_MAX_LAYER_GROUP, op);
@@ -147,7 +153,8 @@ static deco_status_t read_config(deco_ctx_t *ctx, const deco_model_draft_config_
   char what[96];
   snprintf(what, sizeof what, "%s: config", op);
   DECO_TRY(deco_sized_read(ctx, c, in, &defaults, sizeof *c, what));
-  DECO_TRY(check_ranges(ctx, c, op));
+  DECO_TRY(check_shape_ranges(ctx, c, op));
+  DECO_TRY(check_size_ranges(ctx, c, op));
   if (!(c->temperature >= 0.0f) || !isfinite(c->temperature))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature %g is not a finite value >= 0", op,
                      (double)c->temperature);

@@ -523,6 +523,65 @@ static void trim(const char **s, size_t *n) {
 #define SEG_T(str) ((tok_segment_t){.text = (str), .len = strlen(str), .id = -1, .parse_special = 1})
 #define SEG_U(str, n) ((tok_segment_t){.text = (str), .len = (n), .id = -1, .parse_special = 0})
 
+/* ChatML's segments: the system turn (the caller's message, else def, the
+ * template's default, if any), the user turn, the generation prompt when
+ * asked. Returns their count (at most 7). */
+static int chatml_segments(tok_segment_t *seg, const char *system, const char *def, const char *prompt,
+                           int add_generation_prompt) {
+  int n = 0;
+  if (system) {
+    seg[n++] = SEG_T("<|im_start|>system\n");
+    seg[n++] = SEG_U(system, strlen(system));
+    seg[n++] = SEG_T("<|im_end|>\n");
+  } else if (def) {
+    seg[n++] = SEG_T("<|im_start|>system\n");
+    seg[n++] = SEG_T(def);
+    seg[n++] = SEG_T("<|im_end|>\n");
+  }
+  seg[n++] = SEG_T("<|im_start|>user\n");
+  seg[n++] = SEG_U(prompt, strlen(prompt));
+  seg[n++] = SEG_T("<|im_end|>\n");
+  if (add_generation_prompt) seg[n++] = SEG_T("<|im_start|>assistant\n");
+  return n;
+}
+
+/* Llama 3's segments: BOS (when the vocabulary has one), the system and
+ * user turns (contents | trim; a NULL system message has no turn), the
+ * generation prompt when asked. Returns their count (at most 12). */
+static int llama3_segments(tok_segment_t *seg, int32_t bos, const char *system, const char *prompt,
+                           int generation_prompt) {
+  int n = 0;
+  if (bos >= 0) seg[n++] = (tok_segment_t){.text = "", .len = 0, .id = bos, .parse_special = 0};
+  const char *roles[2] = {"system", "user"};
+  const char *content[2] = {system, prompt};
+  for (int m = 0; m < 2; ++m) {
+    if (!content[m]) continue;
+    const char *c = content[m];
+    size_t cn = strlen(c);
+    trim(&c, &cn);
+    seg[n++] = SEG_T("<|start_header_id|>");
+    seg[n++] = SEG_T(roles[m]);
+    seg[n++] = SEG_T("<|end_header_id|>\n\n");
+    seg[n++] = SEG_U(c, cn);
+    seg[n++] = SEG_T("<|eot_id|>");
+  }
+  if (generation_prompt) seg[n++] = SEG_T("<|start_header_id|>assistant<|end_header_id|>\n\n");
+  return n;
+}
+
+/* The encoded ids v copied to ids[0..max_ids); *n_ids gets their count,
+ * also when it exceeds max_ids (DECO_STATUS_CAPACITY). */
+static deco_status_t copy_ids(const tok_vec_t *v, int32_t *ids, int max_ids, int *n_ids, const char *op) {
+  if (v->n > (size_t)INT32_MAX)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: the chat encodes to too many ids", op);
+  *n_ids = (int)v->n;
+  if ((int)v->n > max_ids)
+    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the chat encodes to %d ids but max_ids is %d", op, *n_ids,
+                     max_ids);
+  if (v->n) memcpy(ids, v->a, v->n * sizeof(int32_t));
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_chat_render(const deco_tokenizer_t *tok, deco_chat_template_t tmpl, const char *system,
                                const char *prompt, int add_generation_prompt, int32_t *ids, int max_ids, int *n_ids) {
   static const char op[] = "deco_chat_render";
@@ -540,61 +599,18 @@ deco_status_t deco_chat_render(const deco_tokenizer_t *tok, deco_chat_template_t
   }
   if (tok->kind == DECO_TOKENIZER_LLAMA2C)
     return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: a llama2.c tokenizer has no chat template", op);
+  /* The default system message and the first Llama 3 release's constant
+   * generation prompt come with the model's own template only. */
   const tok_chat_info_t *info = deco_tok_gguf_chat_info(tok);
+  const int own = tmpl == DECO_CHAT_TEMPLATE_AUTO;
   tok_segment_t seg[16];
-  int n = 0;
-  if (k == DECO_CHAT_TEMPLATE_CHATML) {
-    /* The default system message comes with the model's own template only. */
-    const char *def = tmpl == DECO_CHAT_TEMPLATE_AUTO ? info->default_system : NULL;
-    if (system) {
-      seg[n++] = SEG_T("<|im_start|>system\n");
-      seg[n++] = SEG_U(system, strlen(system));
-      seg[n++] = SEG_T("<|im_end|>\n");
-    } else if (def) {
-      seg[n++] = SEG_T("<|im_start|>system\n");
-      seg[n++] = SEG_T(def);
-      seg[n++] = SEG_T("<|im_end|>\n");
-    }
-    seg[n++] = SEG_T("<|im_start|>user\n");
-    seg[n++] = SEG_U(prompt, strlen(prompt));
-    seg[n++] = SEG_T("<|im_end|>\n");
-    if (add_generation_prompt) seg[n++] = SEG_T("<|im_start|>assistant\n");
-  } else {
-    int always = tmpl == DECO_CHAT_TEMPLATE_AUTO && info->generation_always;
-    int32_t bos = deco_tokenizer_special(tok, DECO_TOKEN_BOS);
-    if (bos >= 0) seg[n++] = (tok_segment_t){.text = "", .len = 0, .id = bos, .parse_special = 0};
-    const char *roles[2] = {"system", "user"};
-    const char *content[2] = {system, prompt};
-    for (int m = 0; m < 2; ++m) {
-      if (!content[m]) continue;
-      const char *c = content[m];
-      size_t cn = strlen(c);
-      trim(&c, &cn);
-      seg[n++] = SEG_T("<|start_header_id|>");
-      seg[n++] = SEG_T(roles[m]);
-      seg[n++] = SEG_T("<|end_header_id|>\n\n");
-      seg[n++] = SEG_U(c, cn);
-      seg[n++] = SEG_T("<|eot_id|>");
-    }
-    if (add_generation_prompt || always) seg[n++] = SEG_T("<|start_header_id|>assistant<|end_header_id|>\n\n");
-  }
+  const int n = k == DECO_CHAT_TEMPLATE_CHATML
+                    ? chatml_segments(seg, system, own ? info->default_system : NULL, prompt, add_generation_prompt)
+                    : llama3_segments(seg, deco_tokenizer_special(tok, DECO_TOKEN_BOS), system, prompt,
+                                      add_generation_prompt || (own && info->generation_always));
   tok_vec_t v = {0};
   deco_status_t s = deco_tok_gguf_encode_segments(tok, seg, n, 0, &v);
-  if (s != DECO_STATUS_SUCCESS) {
-    free(v.a);
-    return s;
-  }
-  if (v.n > (size_t)INT32_MAX) {
-    free(v.a);
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: the chat encodes to too many ids", op);
-  }
-  *n_ids = (int)v.n;
-  if ((int)v.n > max_ids) {
-    free(v.a);
-    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the chat encodes to %d ids but max_ids is %d", op, *n_ids,
-                     max_ids);
-  }
-  if (v.n) memcpy(ids, v.a, v.n * sizeof(int32_t));
+  if (s == DECO_STATUS_SUCCESS) s = copy_ids(&v, ids, max_ids, n_ids, op);
   free(v.a);
-  return DECO_STATUS_SUCCESS;
+  return s;
 }

@@ -292,10 +292,11 @@ static deco_status_t rd_kv(gg_rd_t *r, uint64_t i, deco_gguf_kv_t *kv) {
 
 /* ---- tensors -------------------------------------------------------------- */
 
-static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
-  r->w = (gg_where_t){W_TENSOR, i, NULL, 0, "name length", 0, 0};
-  const unsigned char *name;
-  uint64_t len;
+/* The tensor's name: non-empty printable ASCII, copied into t and named in
+ * later messages. */
+static deco_status_t rd_tensor_name(gg_rd_t *r, deco_gguf_tensor_t *t) {
+  const unsigned char *name = NULL;
+  uint64_t len = 0;
   DECO_TRY(rd_string(r, "name length", "name", DECO_GGUF_MAX_NAME - 1, &name, &len));
   if (len == 0) return rd_fail(r, "the name is empty");
   if (!gg_printable(name, len)) return rd_fail(r, "the name holds a byte outside printable ASCII");
@@ -303,6 +304,12 @@ static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
   t->name[len] = '\0';
   r->w.id = name;
   r->w.id_len = (size_t)len;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* n_dims (1..4) and the dims, none 0, whose product stays within
+ * DECO_GGUF_MAX_ELEMENTS; dims past n_dims are 1. */
+static deco_status_t rd_tensor_dims(gg_rd_t *r, deco_gguf_tensor_t *t) {
   uint32_t nd;
   DECO_TRY(rd_take32(r, "n_dims", &nd));
   if (nd < 1 || nd > DECO_GGUF_MAX_DIMS) return rd_fail(r, "%u is outside 1..%d", nd, DECO_GGUF_MAX_DIMS);
@@ -322,6 +329,11 @@ static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
     t->dims[d] = v;
   }
   t->n_elements = elems;
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The ggml type, whose blocks must tile dims[0]; it sets the byte size. */
+static deco_status_t rd_tensor_type(gg_rd_t *r, deco_gguf_tensor_t *t) {
   uint32_t type;
   DECO_TRY(rd_take32(r, "type", &type));
   const gg_type_info_t *ti = gg_type(type);
@@ -330,9 +342,17 @@ static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
     return rd_fail(r, "%s packs blocks of %u elements but dims[0] = %llu is not a multiple", ti->name,
                    ti->block_elems, (unsigned long long)t->dims[0]);
   t->type = type;
-  t->n_bytes = elems / ti->block_elems * ti->block_bytes; /* <= 2^48 * 292 / 256 */
-  DECO_TRY(rd_take64(r, "offset", &t->offset));
+  t->n_bytes = t->n_elements / ti->block_elems * ti->block_bytes; /* <= 2^48 * 292 / 256 */
   return DECO_STATUS_SUCCESS;
+}
+
+/* Tensor info i: name, dims, type, then the offset into the data section. */
+static deco_status_t rd_tensor(gg_rd_t *r, uint64_t i, deco_gguf_tensor_t *t) {
+  r->w = (gg_where_t){W_TENSOR, i, NULL, 0, "name length", 0, 0};
+  DECO_TRY(rd_tensor_name(r, t));
+  DECO_TRY(rd_tensor_dims(r, t));
+  DECO_TRY(rd_tensor_type(r, t));
+  return rd_take64(r, "offset", &t->offset);
 }
 
 /* ---- sorting for duplicates and lookups ------------------------------------ */
@@ -1214,37 +1234,51 @@ int deco_gguf_dequant(uint32_t type, const void *src, uint64_t n, float *out) {
   return 0;
 }
 
-deco_status_t deco_gguf_check_finite(const deco_gguf_t *g, const deco_gguf_tensor_t *t) {
-  if (!g || !t) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_check_finite: g or t is NULL");
-  const unsigned char *p = t->data;
-  if (t->type == DECO_GGUF_F32 || t->type == DECO_GGUF_F16 || t->type == DECO_GGUF_BF16) {
-    for (uint64_t i = 0; i < t->n_elements; ++i) {
-      float v;
-      if (t->type == DECO_GGUF_F32) memcpy(&v, p + 4 * i, 4);
-      else if (t->type == DECO_GGUF_F16) v = gg_f16(p + 2 * i);
-      else v = deco_qb_bf16(deco_qb_u16(p + 2 * i));
-      if (!isfinite(v))
-        return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", g->name,
-                         t->name, (unsigned long long)i, (unsigned long long)t->n_elements, isnan(v) ? "nan" : "inf");
-    }
-    return DECO_STATUS_SUCCESS;
-  }
-  uint32_t bytes;
-  if (t->type == DECO_GGUF_Q4_0) bytes = DECO_GGUF_Q4_0_BYTES;
-  else if (t->type == DECO_GGUF_Q4_1) bytes = DECO_GGUF_Q4_1_BYTES;
-  else if (t->type == DECO_GGUF_Q8_0) bytes = DECO_GGUF_Q8_0_BYTES;
-  else
-    return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: tensor %s has type %s, which deco does not read", g->name,
-                     t->name, deco_gguf_type_name(t->type) ? deco_gguf_type_name(t->type) : "?");
-  uint64_t blocks = t->n_elements / DECO_GGUF_QK;
-  for (uint64_t b = 0; b < blocks; ++b) {
-    const unsigned char *blk = p + b * bytes;
-    float d = gg_f16(blk), m = t->type == DECO_GGUF_Q4_1 ? gg_f16(blk + 2) : 0.0f;
-    if (!isfinite(d) || !isfinite(m))
-      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, block %llu (of %llu) has a %s scale %s = %s",
-                       g->name, t->name, (unsigned long long)b, (unsigned long long)blocks,
-                       deco_gguf_type_name(t->type), isfinite(d) ? "m" : "d",
-                       isnan(isfinite(d) ? m : d) ? "nan" : "inf");
+/* Element i of an F32, F16 or BF16 tensor's data, as f32. */
+static float gg_element_f32(uint32_t type, const unsigned char *p, uint64_t i) {
+  float v;
+  if (type == DECO_GGUF_F32) memcpy(&v, p + 4 * i, 4);
+  else if (type == DECO_GGUF_F16) v = gg_f16(p + 2 * i);
+  else v = deco_qb_bf16(deco_qb_u16(p + 2 * i));
+  return v;
+}
+
+/* F32, F16, BF16: every element; the first non-finite one is named. */
+static deco_status_t gg_check_finite_elements(const deco_gguf_t *g, const deco_gguf_tensor_t *t) {
+  for (uint64_t i = 0; i < t->n_elements; ++i) {
+    const float v = gg_element_f32(t->type, t->data, i);
+    if (!isfinite(v))
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, element %llu (of %llu) is %s", g->name,
+                       t->name, (unsigned long long)i, (unsigned long long)t->n_elements, isnan(v) ? "nan" : "inf");
   }
   return DECO_STATUS_SUCCESS;
+}
+
+/* Q4_0, Q4_1, Q8_0 (blocks of block_bytes): each block's f16 scales, d and
+ * Q4_1's m; the quants are integers. The first bad scale is named, d
+ * before m. */
+static deco_status_t gg_check_finite_scales(const deco_gguf_t *g, const deco_gguf_tensor_t *t, uint32_t block_bytes) {
+  const uint64_t blocks = t->n_elements / DECO_GGUF_QK;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const unsigned char *blk = t->data + b * block_bytes;
+    const float d = gg_f16(blk), m = t->type == DECO_GGUF_Q4_1 ? gg_f16(blk + 2) : 0.0f;
+    if (isfinite(d) && isfinite(m)) continue;
+    const int bad_d = !isfinite(d);
+    return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: tensor %s, block %llu (of %llu) has a %s scale %s = %s",
+                     g->name, t->name, (unsigned long long)b, (unsigned long long)blocks,
+                     deco_gguf_type_name(t->type), bad_d ? "d" : "m", isnan(bad_d ? d : m) ? "nan" : "inf");
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_gguf_check_finite(const deco_gguf_t *g, const deco_gguf_tensor_t *t) {
+  if (!g || !t) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_gguf_check_finite: g or t is NULL");
+  if (!deco_gguf_type_supported(t->type))
+    return DECO_FAIL(NULL, DECO_STATUS_UNSUPPORTED, "%s: tensor %s has type %s, which deco does not read", g->name,
+                     t->name, deco_gguf_type_name(t->type) ? deco_gguf_type_name(t->type) : "?");
+  /* The types read are F32, F16 and BF16 (blocks of one element) and the
+   * scaled blocks Q4_0, Q4_1 and Q8_0. */
+  const gg_type_info_t *ti = gg_type(t->type);
+  if (ti->block_elems == 1) return gg_check_finite_elements(g, t);
+  return gg_check_finite_scales(g, t, ti->block_bytes);
 }

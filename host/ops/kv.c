@@ -47,20 +47,31 @@ deco_status_t deco_kv_append(deco_ctx_t *ctx, const deco_kv_append_args_t *a) {
   return DECO_DISPATCH(&exec, kv_append, a);
 }
 
-deco_status_t deco_kv_compact(deco_ctx_t *ctx, const deco_kv_compact_args_t *a) {
-  static const char op[] = "deco_kv_compact";
-  DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(deco_check_paged_kv(ctx, &a->cache, op));
-  DECO_CHECK_RANGE(ctx, a->n_layers, 1, 65535, op); /* CUDA: one grid row per layer */
+/* The counts: layers (CUDA: one grid row per layer) and trees. */
+static deco_status_t check_compact_counts(deco_ctx_t *ctx, const deco_kv_compact_args_t *a, const char *op) {
+  DECO_CHECK_RANGE(ctx, a->n_layers, 1, 65535, op);
   DECO_CHECK_RANGE(ctx, a->n_trees, 1, 1 << 20, op);
-  DECO_CHECK_PTR(ctx, a->prefix_lens, op);
-  DECO_CHECK_PTR(ctx, a->path, op);
-  DECO_CHECK_PTR(ctx, a->accept_len, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* With more than one layer, layer_stride spans at least one layer's pool. */
+static deco_status_t check_layer_stride(deco_ctx_t *ctx, const deco_kv_compact_args_t *a, const char *op) {
   const size_t pool = (size_t)a->cache.n_pages * a->cache.page_size * a->cache.n_kv_heads * a->cache.head_dim;
   if (a->n_layers > 1 && a->layer_stride < pool)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: layer_stride = %zu elements is smaller than one layer's pool (%zu elements)", op,
                      a->layer_stride, pool);
+  return DECO_STATUS_SUCCESS;
+}
+
+deco_status_t deco_kv_compact(deco_ctx_t *ctx, const deco_kv_compact_args_t *a) {
+  static const char op[] = "deco_kv_compact";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_paged_kv(ctx, &a->cache, op));
+  DECO_TRY(check_compact_counts(ctx, a, op));
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->prefix_lens), DECO_PTR_ARG(a->path), DECO_PTR_ARG(a->accept_len)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
+  DECO_TRY(check_layer_stride(ctx, a, op));
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, kv_compact, a);
 }

@@ -7,18 +7,23 @@
 
 #include "ops/dispatch.h"
 
-deco_status_t deco_superpose_embed(deco_ctx_t *ctx, const deco_superpose_embed_args_t *a) {
-  static const char op[] = "deco_superpose_embed";
-  DECO_CHECK_CTX(ctx, a, op);
+/* The sizes: rows, ids per row, the row width and the table's rows; then
+ * the table's dtype. */
+static deco_status_t check_embed_sizes(deco_ctx_t *ctx, const deco_superpose_embed_args_t *a, const char *op) {
   DECO_CHECK_RANGE(ctx, a->n_rows, 0, DECO_MAX_TOKENS, op);
   DECO_CHECK_RANGE(ctx, a->k, 1, DECO_SUPERPOSE_MAX_K, op);
   DECO_CHECK_RANGE(ctx, a->dim, 1, DECO_MAX_DIM, op);
   DECO_CHECK_RANGE(ctx, a->vocab, 1, DECO_MAX_VOCAB, op);
-  DECO_TRY(deco_check_dtype(ctx, a->dtype, op, "dtype"));
-  DECO_CHECK_PTR(ctx, a->table, op);
-  DECO_CHECK_PTR(ctx, a->tokens, op);
-  DECO_CHECK_PTR(ctx, a->weights, op);
-  DECO_CHECK_PTR(ctx, a->out, op);
+  return deco_check_dtype(ctx, a->dtype, op, "dtype");
+}
+
+deco_status_t deco_superpose_embed(deco_ctx_t *ctx, const deco_superpose_embed_args_t *a) {
+  static const char op[] = "deco_superpose_embed";
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(check_embed_sizes(ctx, a, op));
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->table), DECO_PTR_ARG(a->tokens), DECO_PTR_ARG(a->weights),
+                                   DECO_PTR_ARG(a->out)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
   if (a->n_rows == 0) return DECO_STATUS_SUCCESS;
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, superpose_embed, a);
@@ -71,10 +76,9 @@ deco_status_t deco_ngram_lookup(deco_ctx_t *ctx, const deco_ngram_lookup_args_t 
   return DECO_DISPATCH(&exec, ngram_lookup, a);
 }
 
-/* The ctx and the sizes: prompts, drafts and candidates per prompt, the
- * history's rows and the stop ids. */
+/* The sizes: prompts, drafts and candidates per prompt, the history's rows
+ * and the stop ids. */
 static deco_status_t check_select_sizes(deco_ctx_t *ctx, const deco_superpose_select_args_t *a, const char *op) {
-  DECO_CHECK_CTX(ctx, a, op);
   DECO_CHECK_RANGE(ctx, a->n_prompts, 0, 1 << 20, op);
   DECO_CHECK_RANGE(ctx, a->k, 1, DECO_SUPERPOSE_MAX_K, op);
   DECO_CHECK_RANGE(ctx, a->m, 1, DECO_SUPERPOSE_MAX_M, op);
@@ -102,6 +106,7 @@ static deco_status_t check_select_scalars(deco_ctx_t *ctx, const deco_superpose_
 
 deco_status_t deco_superpose_select(deco_ctx_t *ctx, const deco_superpose_select_args_t *a) {
   static const char op[] = "deco_superpose_select";
+  DECO_CHECK_CTX(ctx, a, op);
   DECO_TRY(check_select_sizes(ctx, a, op));
   DECO_TRY(check_select_scalars(ctx, a, op));
   if (a->n_stop_ids > 0) DECO_CHECK_PTR(ctx, a->stop_ids, op);

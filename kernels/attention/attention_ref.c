@@ -54,17 +54,9 @@ deco_status_t deco_attention_ref(const deco_exec_t *exec, const deco_attention_a
       for (int h = 0; h < a->n_heads; ++h) {
         const float *q = (const float *)a->q + (size_t)(t0 + j) * q_row + (size_t)h * hd;
         float *o = (float *)a->out + ((size_t)(t0 + j) * a->n_heads + h) * hd;
-        size_t kvh = (size_t)(h / group) * hd;
-#if DECO_HARNESS_MUTANT == 4 /* test-only: query head h reads KV head h % n_kv instead of h / group */
-        kvh = (size_t)(h % c->n_kv_heads) * hd;
-#endif
-#if DECO_HARNESS_MUTANT == 3 /* test-only: the scale dropped */
-        const float scale = 1.0f;
-#else
-        const float scale = a->scale;
-#endif
+        const size_t kvh = deco_ref_kv_head(h, group, c->n_kv_heads, hd);
         deco_ref_attend(q, (const float *)c->k_pages, (const float *)c->v_pages, rows, last + 1, kv_row, kvh, hd,
-                        scale, att, o);
+                        deco_ref_scale(a->scale), att, o);
       }
     }
   }

@@ -1,13 +1,37 @@
 /* kernels/attention/attention_ref_common.h — the attention of one query head
  * that both C references (causal and tree) compute, in llama2.c's order:
  * scores = q·k * scale over the listed pool rows, softmax (max, exp, sum,
- * divide), out = sum_i a_i v_i.
+ * divide), out = sum_i a_i v_i; and the KV head and scale a query head
+ * uses, where the op harness's mutants 3 and 4 break both references.
  */
 #ifndef DECO_KERNELS_ATTENTION_REF_COMMON_H
 #define DECO_KERNELS_ATTENTION_REF_COMMON_H
 
 #include <math.h>
 #include <stddef.h>
+
+/* The first column of the KV head that query head h reads, h / group
+ * (GQA); the harness's mutant 4 (tests/ops/run_mutants.sh) reads
+ * h % n_kv_heads instead. */
+static inline size_t deco_ref_kv_head(int h, int group, int n_kv_heads, int hd) {
+#if DECO_HARNESS_MUTANT == 4 /* test-only: the wrong GQA group */
+  (void)group;
+  return (size_t)(h % n_kv_heads) * hd;
+#else
+  (void)n_kv_heads;
+  return (size_t)(h / group) * hd;
+#endif
+}
+
+/* The scores' scale; the harness's mutant 3 drops it. */
+static inline float deco_ref_scale(float scale) {
+#if DECO_HARNESS_MUTANT == 3 /* test-only: the scale dropped */
+  (void)scale;
+  return 1.0f;
+#else
+  return scale;
+#endif
+}
 
 /* q [hd]; key i is row rows[i] of the pools ([row][kv_row], this head's
  * columns at kvh); att: scratch of n floats; o [hd]. */
