@@ -502,58 +502,9 @@ Test(forward_cpu, the_first_out_of_vocabulary_token_is_named) {
   unload();
 }
 
-/* A held plan: what fits runs, what would grow the buffers is refused with
- * the sizes and leaves the cache and the logits as they were; released, the
- * same forward runs. */
+/* A held plan (deco_model_hold_plan): tests/common's check. */
 Test(forward_cpu, held_plan_refuses_growth) {
   deco_ctx_t *c = deco_test_cpu_ctx();
-  deco_model_t *m = deco_test_load_stories(c, DECO_DTYPE_F32);
-  deco_kv_cache_t *kc;
-  int seq;
-  cr_assert_eq(deco_kv_cache_create(m, 16, 4, 1, &kc), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
-  cr_assert_eq(deco_kv_cache_admit(kc, 64, &seq), DECO_STATUS_SUCCESS);
-  deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
-  p.max_tokens = 4;
-  p.workspace_bytes = 1024;
-  cr_assert_eq(deco_model_plan(m, kc, &p, NULL), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
-  cr_assert_eq(deco_model_hold_plan(m, 1), DECO_STATUS_SUCCESS);
-
-  static int32_t ids[24];
-  for (int i = 0; i < 24; ++i) ids[i] = 1 + 13 * i;
-  static float logits[24 * 512];
-  int n = 4;
-  deco_forward_args_t a = DECO_FORWARD_ARGS_INIT;
-  a.n_seqs = 1;
-  a.seqs = &seq;
-  a.n_new = &n;
-  a.tokens = ids;
-  a.logits_mode = DECO_LOGITS_ALL;
-  a.logits = logits;
-  cr_assert_eq(deco_forward(m, kc, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
-  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 4);
-
-  for (int i = 0; i < 24 * 512; ++i) logits[i] = -7.0f;
-  n = 17; /* the plan rounds 4 tokens up to 16 */
-  deco_test_refused(c, deco_forward(m, kc, &a), DECO_STATUS_CAPACITY,
-                    "held plan (deco_model_hold_plan): a batch of 17 tokens over 1 sequences, 48 pages per row and "
-                    "groups of 1 layers exceeds the plan's 16, 1, 48 and 1");
-  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 4);
-  for (int i = 0; i < 24 * 512; ++i) cr_assert_eq(logits[i], -7.0f, "logit %d written", i);
-
-  p.workspace_bytes = 1 << 20;
-  deco_test_refused(c, deco_model_plan(m, kc, &p, NULL), DECO_STATUS_CAPACITY,
-                    "held plan (deco_model_hold_plan): 1048576 bytes of workspace needed, the plan has 1280");
-  p.max_tokens = 32;
-  p.workspace_bytes = 0;
-  deco_test_refused_naming(c, deco_model_plan(m, kc, &p, NULL), DECO_STATUS_CAPACITY,
-                           "held plan (deco_model_hold_plan): a batch of 32 tokens", (const char *const[]){NULL});
-
-  cr_assert_eq(deco_model_hold_plan(m, 0), DECO_STATUS_SUCCESS);
-  cr_assert_eq(deco_forward(m, kc, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
-  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 21);
-  deco_test_refused(NULL, deco_model_hold_plan(NULL, 1), DECO_STATUS_NULL_POINTER,
-                    "deco_model_hold_plan: model is NULL");
-  deco_kv_cache_destroy(kc);
-  deco_model_destroy(m);
+  deco_test_held_plan(c);
   deco_ctx_destroy(c);
 }

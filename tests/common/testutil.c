@@ -464,6 +464,64 @@ deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype) {
   return m;
 }
 
+void deco_test_held_plan(deco_ctx_t *ctx) {
+  const int cpu = deco_ctx_backend(ctx) == DECO_BACKEND_CPU;
+  deco_model_t *m = deco_test_load_stories(ctx, cpu ? DECO_DTYPE_F32 : DECO_DTYPE_BF16);
+  deco_kv_cache_t *kc;
+  int seq;
+  cr_assert_eq(deco_kv_cache_create(m, 16, 4, 1, &kc), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_kv_cache_admit(kc, 64, &seq), DECO_STATUS_SUCCESS);
+  deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
+  p.max_tokens = 4; /* rounded up to 16 */
+  p.workspace_bytes = 1024;
+  cr_assert_eq(deco_model_plan(m, kc, &p, NULL), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_model_hold_plan(m, 1), DECO_STATUS_SUCCESS);
+
+  enum { N = 24, V = 512 };
+  int32_t ids[N];
+  for (int i = 0; i < N; ++i) ids[i] = 1 + 13 * i;
+  static float host[N * V];
+  float *logits;
+  cr_assert_eq(deco_malloc(ctx, (void **)&logits, sizeof host), DECO_STATUS_SUCCESS);
+  int n = 4;
+  deco_forward_args_t a = DECO_FORWARD_ARGS_INIT;
+  a.n_seqs = 1;
+  a.seqs = &seq;
+  a.n_new = &n;
+  a.tokens = ids;
+  a.logits_mode = DECO_LOGITS_ALL;
+  a.logits = logits;
+  cr_assert_eq(deco_forward(m, kc, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 4);
+
+  for (int i = 0; i < N * V; ++i) host[i] = -7.0f;
+  cr_assert_eq(deco_memcpy(ctx, logits, host, sizeof host, DECO_COPY_HOST_TO_CTX), DECO_STATUS_SUCCESS);
+  n = 17;
+  deco_test_refused(ctx, deco_forward(m, kc, &a), DECO_STATUS_CAPACITY,
+                    "held plan (deco_model_hold_plan): a batch of 17 tokens over 1 sequences, 48 pages per row and "
+                    "groups of 1 layers exceeds the plan's 16, 1, 48 and 1");
+  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 4);
+  cr_assert_eq(deco_memcpy(ctx, host, logits, sizeof host, DECO_COPY_CTX_TO_HOST), DECO_STATUS_SUCCESS);
+  for (int i = 0; i < N * V; ++i) cr_assert_eq(host[i], -7.0f, "logit %d written", i);
+
+  p.workspace_bytes = (size_t)1 << 30;
+  DECO_TEST_REFUSED_NAMING(ctx, deco_model_plan(m, kc, &p, NULL), DECO_STATUS_CAPACITY,
+                           "held plan (deco_model_hold_plan): ", "bytes of workspace needed, the plan has");
+  p.max_tokens = 32;
+  p.workspace_bytes = 0;
+  DECO_TEST_REFUSED_NAMING(ctx, deco_model_plan(m, kc, &p, NULL), DECO_STATUS_CAPACITY,
+                           "held plan (deco_model_hold_plan): a batch of 32 tokens", "exceeds the plan's 16");
+
+  cr_assert_eq(deco_model_hold_plan(m, 0), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_forward(m, kc, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 21);
+  deco_test_refused(NULL, deco_model_hold_plan(NULL, 1), DECO_STATUS_NULL_POINTER,
+                    "deco_model_hold_plan: model is NULL");
+  deco_free(ctx, logits);
+  deco_kv_cache_destroy(kc);
+  deco_model_destroy(m);
+}
+
 deco_drafter_t *deco_test_drafter(deco_test_source_t source, deco_recycler_t *rec, const deco_tree_template_t *tmpl) {
   deco_drafter_t *d = NULL;
   if (source == DECO_TEST_LOOKUP) {

@@ -205,6 +205,12 @@ deco_drafter_t *deco_test_model_drafter(deco_model_t *m, deco_model_t *draft, co
 /* stories260K (DATA/models/stories260K.bin) in dtype on ctx; asserts that it
  * loads. */
 deco_model_t *deco_test_load_stories(deco_ctx_t *ctx, deco_dtype_t dtype);
+/* deco_model_hold_plan on ctx's backend, with stories260K (f32 on the CPU,
+ * bf16 on CUDA): a held plan runs what fits; a forward or plan that would
+ * grow the buffers is refused with DECO_STATUS_CAPACITY and its sizes,
+ * leaving the cache's length and the logits as they were; released, the
+ * same forward runs. */
+void deco_test_held_plan(deco_ctx_t *ctx);
 
 /* stories260K's checkpoint bytes (malloc'd, size in *size) with every
  * RMSNorm weight (rms_att, rms_ffn, rms_final) at 3e38: finite weights

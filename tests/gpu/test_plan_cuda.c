@@ -5,7 +5,8 @@
  * after its plan (stats.step_allocations); a capture during which an op
  * fails ends without a graph and keeps that op's error; and a first step
  * captured without an eager warm-up gives the ids and KV of the eager loop
- * bit for bit (what would allow deco_generate to drop its eager first step).
+ * bit for bit (what would allow deco_generate to drop its eager first step);
+ * a held plan refuses growth (deco_model_hold_plan).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -171,3 +172,7 @@ Test(plan_cuda, a_failure_inside_a_capture_is_the_error_reported) {
   deco_graph_destroy(graph);
   deco_free(gpu, state);
 }
+
+/* A held plan on the GPU (tests/common's check, as on the CPU): growth is
+ * refused before it frees what a captured graph could still use. */
+Test(plan_cuda, held_plan_refuses_growth) { deco_test_held_plan(gpu); }
