@@ -484,13 +484,8 @@ void deco_test_held_plan(deco_ctx_t *ctx) {
   float *logits;
   cr_assert_eq(deco_malloc(ctx, (void **)&logits, sizeof host), DECO_STATUS_SUCCESS);
   int n = 4;
-  deco_forward_args_t a = DECO_FORWARD_ARGS_INIT;
-  a.n_seqs = 1;
-  a.seqs = &seq;
-  a.n_new = &n;
-  a.tokens = ids;
-  a.logits_mode = DECO_LOGITS_ALL;
-  a.logits = logits;
+  const deco_forward_args_t a = {
+      .n_seqs = 1, .seqs = &seq, .n_new = &n, .tokens = ids, .logits_mode = DECO_LOGITS_ALL, .logits = logits};
   cr_assert_eq(deco_forward(m, kc, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_kv_cache_seq_len(kc, seq), 4);
 
