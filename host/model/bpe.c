@@ -116,26 +116,29 @@ static const char *quote(char buf[200], const char *s, size_t n) {
 }
 
 /* GPT-2's byte-level alphabet (bytes_to_unicode): the printable bytes
- * ! .. ~, ¡ .. ¬, ® .. ÿ stand for themselves, the other 68 bytes, in
- * order, for U+0100 onwards. */
+ * ! .. ~, ¡ .. ¬, ® .. ÿ stand for themselves, the other 68 bytes
+ * (0x00-0x20, 0x7F-0xA0, 0xAD), in order, for U+0100..U+0143. */
+static int byte_printable(int b) {
+  return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+}
+
 static uint32_t byte_to_cp(int b) {
-  if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return (uint32_t)b;
+  if (byte_printable(b)) return (uint32_t)b;
   int k = 0;
   for (int c = 0; c < b; ++c)
-    if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) ++k;
+    if (!byte_printable(c)) ++k;
   return 256u + (uint32_t)k;
 }
 
-/* The byte a byte-level character stands for, -1 for other code points. */
+/* The byte a byte-level character stands for, -1 for other code points:
+ * byte_to_cp's inverse in closed form (no table, so no state to share
+ * between threads loading tokenizers at once). */
 static int cp_to_byte(uint32_t cp) {
-  static int16_t table[324];
-  static int ready = 0;
-  if (!ready) { /* idempotent: racing threads write the same values */
-    for (int i = 0; i < 324; ++i) table[i] = -1;
-    for (int b = 0; b < 256; ++b) table[byte_to_cp(b)] = (int16_t)b;
-    ready = 1;
-  }
-  return cp < 324 ? table[cp] : -1;
+  enum { LOW = 0x21, MID = 0xA1 - 0x7F }; /* 0x00-0x20, then 0x7F-0xA0 */
+  if (cp < 256) return byte_printable((int)cp) ? (int)cp : -1;
+  if (cp < 256 + LOW) return (int)(cp - 256);
+  if (cp < 256 + LOW + MID) return 0x7F + (int)(cp - 256 - LOW);
+  return cp == 256 + LOW + MID ? 0xAD : -1;
 }
 
 static size_t put_cp(unsigned char *o, uint32_t cp) {
