@@ -508,3 +508,44 @@ Test(forward_cpu, held_plan_refuses_growth) {
   deco_test_held_plan(c);
   deco_ctx_destroy(c);
 }
+
+/* A held base keeps the workspace its view lent: the view may not grow
+ * (free) it while the base holds, and may once the hold is released or the
+ * held base is gone. */
+Test(forward_cpu, held_plan_keeps_a_workspace_another_model_lent) {
+  deco_ctx_t *c = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(c, DECO_DTYPE_F32), *view;
+  const deco_layer_schedule_t all = DECO_LAYER_SCHEDULE_INIT;
+  cr_assert_eq(deco_model_create_view(m, &all, &view), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  deco_kv_cache_t *kc, *kcv; /* the base's and the view's */
+  cr_assert_eq(deco_kv_cache_create(m, 16, 4, 1, &kc), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  cr_assert_eq(deco_kv_cache_create(view, 16, 4, 1, &kcv), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
+  p.workspace_bytes = 1 << 16;
+  cr_assert_eq(deco_model_plan(view, kcv, &p, NULL), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  void *lent = c->workspace;
+  p.workspace_bytes = 1 << 12;
+  cr_assert_eq(deco_model_plan(m, kc, &p, NULL), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  cr_assert(c->workspace == lent, "the base plans within the view's workspace");
+  cr_assert_eq(deco_model_hold_plan(m, 1), DECO_STATUS_SUCCESS);
+
+  p.workspace_bytes = 1 << 20;
+  deco_test_refused(c, deco_model_plan(view, kcv, &p, NULL), DECO_STATUS_CAPACITY,
+                    "held plan (deco_model_hold_plan): 1048576 bytes of workspace needed, the plan has 81920");
+  cr_assert(c->workspace == lent);
+  cr_assert_eq(deco_model_hold_plan(m, 1), DECO_STATUS_SUCCESS, "holding twice counts once");
+  cr_assert_eq(deco_model_hold_plan(m, 0), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_model_plan(view, kcv, &p, NULL), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  cr_assert(c->workspace != lent && deco_ctx_workspace_bytes(c) >= (size_t)1 << 20);
+
+  /* Destroying a held model releases its hold. */
+  cr_assert_eq(deco_model_hold_plan(view, 1), DECO_STATUS_SUCCESS);
+  p.workspace_bytes = (size_t)1 << 22;
+  cr_assert_eq(deco_model_plan(m, kc, &p, NULL), DECO_STATUS_CAPACITY);
+  deco_kv_cache_destroy(kcv);
+  deco_model_destroy(view);
+  cr_assert_eq(deco_model_plan(m, kc, &p, NULL), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+  deco_kv_cache_destroy(kc);
+  deco_model_destroy(m);
+  deco_ctx_destroy(c);
+}

@@ -27,6 +27,7 @@ struct deco_ctx {
   size_t workspace_bytes;
   void *caller_workspace; /* what deco_ctx_set_workspace last set, restored when a lent buffer is returned */
   size_t caller_workspace_bytes;
+  int plan_holds; /* models on this context holding their plan (deco_model_hold_plan): no lent workspace is freed */
   int sm_count;
   int cc_major, cc_minor;
   char error[DECO_ERROR_CAPACITY]; /* the last failure's message (deco_last_error) */

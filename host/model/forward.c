@@ -108,7 +108,9 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
   deco_ctx_t *ctx = m->ctx;
   if (deco_ctx_workspace_bytes(ctx) >= bytes) return DECO_STATUS_SUCCESS;
   if (m->workspace_bytes < bytes) {
-    if (m->plan_held)
+    /* Any held model on the context may have captured the workspace lent
+     * now, whichever model lent it. */
+    if (m->plan_held || ctx->plan_holds > 0)
       return DECO_FAIL(ctx, DECO_STATUS_CAPACITY,
                        "held plan (deco_model_hold_plan): %zu bytes of workspace needed, the plan has %zu", bytes,
                        m->workspace_bytes);
@@ -719,6 +721,8 @@ deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const de
 
 deco_status_t deco_model_hold_plan(deco_model_t *m, int hold) {
   if (!m) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_model_hold_plan: model is NULL");
+  if (hold && !m->plan_held) ++m->ctx->plan_holds;
+  if (!hold && m->plan_held) --m->ctx->plan_holds;
   m->plan_held = hold != 0;
   return DECO_STATUS_SUCCESS;
 }

@@ -384,11 +384,14 @@ DECO_API deco_status_t deco_model_plan(deco_model_t *model, deco_kv_cache_t *cac
                                        deco_forward_sizes_t *sizes);
 /* Holds the model's buffers at their present size (hold 1) or lets them
  * grow again (hold 0). While held, a forward, plan or op that would grow
- * them (the workspace included, when the model's own is lent) is refused
- * with DECO_STATUS_CAPACITY instead of freeing memory a captured CUDA graph
- * still refers to; a refused forward or plan leaves the cache and its
- * outputs untouched. Hold from the capture until the graph is destroyed.
- * Not held at creation. */
+ * them is refused with DECO_STATUS_CAPACITY instead of freeing memory a
+ * captured CUDA graph still refers to; a refused forward or plan leaves the
+ * cache and its outputs untouched. The workspace is the context's: while
+ * any model on the context holds its plan, no model there grows (frees) a
+ * workspace it lends. Scratch is per model: hold every model whose forwards
+ * a graph captures (a draft view and its base). Hold from the capture until
+ * the graph is destroyed. Not held at creation; destroying a held model
+ * releases its hold. */
 DECO_API deco_status_t deco_model_hold_plan(deco_model_t *model, int hold);
 
 /* ---- Sampling (host, on f32 logits) ---------------------------------------- */
