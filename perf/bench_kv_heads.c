@@ -228,7 +228,8 @@ static int time_model(deco_ctx_t *ctx, const opts_t *o, const deco_model_hparams
         a.out = out;
         calls[l] = a;
       }
-      /* Workspace of its own for the calls (the model's is restored after). */
+      /* Workspace of its own for the calls (set to none after; the model
+       * lends its own again at its next forward). */
       const size_t wsb = deco_attention_workspace_size(ctx, &calls[0]);
       deco_free(ctx, ws);
       ws = NULL;

@@ -22,8 +22,10 @@ extern "C" {
  * host): the CUDA op writes NaN rows for the tokens of a sequence with
  * kv_lens[s] smaller than its token count, and NaN in the rows that attend
  * to a slot without a page (block-table entry outside [0, n_pages)); a
- * sequence whose token range decreases or passes n_tokens gets NaN rows on
- * the SIMT path and is left unwritten on the tensor-core path. The CPU twin
+ * sequence whose token range passes n_tokens gets NaN rows on the SIMT path
+ * and is left unwritten on the tensor-core path; a sequence whose range
+ * decreases gets no rows of its own (its tokens are counted to the
+ * sequences around it), and rows of overlapping ranges are undefined. The CPU twin
  * refuses the first such sequence with DECO_STATUS_INVALID_ARGUMENT naming
  * it, the sequences before it written. */
 typedef struct deco_attention_args {

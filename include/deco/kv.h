@@ -54,7 +54,8 @@ typedef struct deco_ragged_batch {
  * values that do not hold: the CUDA op skips (does not write) the tokens at
  * or past q_indptr[n_seqs] and those whose slot is negative or has no page;
  * the CPU twin refuses an inconsistent sequence or a missing page with
- * DECO_STATUS_INVALID_ARGUMENT naming it, the sequences before it written. */
+ * DECO_STATUS_INVALID_ARGUMENT naming it, the sequences before it written
+ * (for a missing page, also that sequence's tokens before the slot). */
 typedef struct deco_kv_append_args {
   deco_paged_kv_t cache;
   deco_ragged_batch_t batch;
