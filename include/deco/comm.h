@@ -71,7 +71,9 @@ DECO_API int deco_comm_env_read(deco_comm_env_t *env);
  * MPI is not initialised yet, and MPI_Finalize by the last destroy then).
  * Outside a launcher (deco_comm_env_read finds nothing) it fails with
  * DECO_STATUS_INVALID_ARGUMENT naming the variables it looked for. Without
- * MPI in the build: DECO_STATUS_UNSUPPORTED. */
+ * MPI in the build: DECO_STATUS_UNSUPPORTED. Create and destroy MPI
+ * communicators from one thread (the initialisation is counted
+ * process-wide, unguarded). */
 DECO_API deco_status_t deco_comm_mpi_create(deco_comm_t **out);
 /* An engine's MPI communicator (an MPI_Comm passed by address), wrapped,
  * not owned: destroying the handle leaves it alone. */

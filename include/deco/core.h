@@ -14,7 +14,10 @@
  * table (deco/superpose.h) change nothing in it and may run concurrently
  * (a deco_text_decoder_t is an object of its own). The strings that
  * deco_tokenizer_decode, deco_tokenizer_token_text and deco_tokenizer_pre
- * return live as long as the tokenizer.
+ * return live as long as the tokenizer. Separate contexts (with what was
+ * made from each) may be used on separate threads at once, as the threads
+ * communicator's ranks do; MPI communicators are created and destroyed from
+ * one thread (deco/comm.h), as MPI's own initialisation requires.
  */
 #ifndef DECO_CORE_H
 #define DECO_CORE_H
