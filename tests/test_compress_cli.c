@@ -247,7 +247,8 @@ Test(compress_cli, unreadable_inputs_and_unwritable_out_exit_1) {
   snprintf(want[1], sizeof want[1], "deco: error: cannot open %s: No such file or directory\n", none_ids);
   snprintf(want[2], sizeof want[2], "deco: error: cannot write %s: No such file or directory\n", nodir);
   deco_test_run_t r;
-  DECO_TEST_RUN_CLI(&r, "compress", "--model", none, "--kv-heads", "2", "--method", "mean", "--calib-ids", ids, "--out", o1);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", none, "--kv-heads", "2", "--method", "mean", "--calib-ids", ids, "--out",
+                    o1);
   cr_assert_eq(r.status, 1, "%s", r.err);
   cr_assert_str_eq(r.err, want[0]);
   deco_test_run_free(&r);
