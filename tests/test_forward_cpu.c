@@ -565,7 +565,8 @@ Test(forward_cpu, tree_batch_layout_errors_name_the_tree_and_node) {
   deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s, .n_new = &n, .tokens = ids, .parents = par,
                             .logits_mode = DECO_LOGITS_ALL, .logits = logits};
   deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
-                    "deco_forward: tree 0: deco_tree_validate: node 1 has parent 2, expected 0 <= parent < 1 (topological order)");
+                    "deco_forward: tree 0: deco_tree_validate: node 1 has parent 2, expected 0 <= parent < 1 "
+                    "(topological order)");
   cr_assert_eq(deco_kv_cache_seq_len(kc, s), 0, "a refused forward must not commit");
   /* 510 tokens in, then a chain of 3 reaches position 512. */
   n = 510;
