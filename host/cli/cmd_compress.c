@@ -318,14 +318,16 @@ static void report(const compress_options_t *o, const compress_run_t *r) {
           r->hp.n_kv_heads, o->kv_heads, r->n, o->out);
 }
 
+/* Frees the inputs, the context and the outputs; the temporary file goes
+ * too (renamed: already gone; linked: OUT stays). */
 static void finish_run(compress_run_t *r) {
-  if (r->tmp) unlink(r->tmp); /* renamed: already gone; linked: OUT stays */
-  free(r->tmp);
-  free(r->ke);
-  free(r->ve);
   free(r->text);
   free(r->ids.v);
   deco_ctx_destroy(r->ctx);
+  if (r->tmp) unlink(r->tmp);
+  free(r->tmp);
+  free(r->ke);
+  free(r->ve);
 }
 
 static int run(const compress_options_t *o) {
