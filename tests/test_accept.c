@@ -739,3 +739,25 @@ Test(accept_broken, q_ignored_chain) { broken_case(0, MODEL_IGNORE_Q, "q ignored
 Test(accept_broken, q_ignored_tree) { broken_case(5, MODEL_IGNORE_Q, "q ignored"); }
 Test(accept_broken, bonus_wrong_node_chain) { broken_case(1, MODEL_BONUS_ROOT, "bonus from the root"); }
 Test(accept_broken, bonus_wrong_node_deterministic) { broken_case(7, MODEL_BONUS_ROOT, "bonus from the root"); }
+
+/* CHAIN with a node of several children (in the second tree): the first
+ * pair found, scanning each later node against the earlier ones, is named. */
+Test(accept_args, chain_with_a_fork_names_the_node_and_tree) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  int32_t indptr[3] = {0, 3, 7}, parent[7] = {-1, 0, 1, -1, 0, 1, 1}, tokens[7] = {0, 1, 2, 0, 1, 2, 3};
+  float logits[7 * 4] = {0}, q[7 * 4];
+  for (int i = 0; i < 7 * 4; ++i) q[i] = 0.25f;
+  uint64_t seed = 1;
+  uint32_t offset = 0;
+  int32_t path[2 * DECO_TREE_MAX_NODES], len[2], bonus[2];
+  deco_tree_accept_sample_args_t a = {.tree = {.n_trees = 2, .n_nodes = 7, .tree_indptr = indptr, .parent = parent},
+                                      .tokens = tokens, .logits_dtype = DECO_DTYPE_F32, .logits = logits, .vocab = 4,
+                                      .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
+                                      .draft_kind = DECO_DRAFT_CHAIN, .draft_probs = q, .seed = &seed,
+                                      .offset = &offset, .out = {.path = path, .accept_len = len, .bonus = bonus}};
+  deco_test_refused(ctx, deco_tree_accept_sample(ctx, &a), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_tree_accept_sample: draft_kind CHAIN but node 1 of tree 1 has several children (2 and 3)");
+  a.draft_kind = DECO_DRAFT_TREE_WITH_REPLACEMENT;
+  cr_assert_eq(deco_tree_accept_sample(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_ctx_destroy(ctx);
+}

@@ -228,3 +228,39 @@ Test(compress_cli, every_setting_refuses_a_bad_value) {
     deco_test_run_free(&r);
   }
 }
+
+/* The refusals around the compression itself: an unreadable model, an
+ * unreadable calibration file, an OUT whose directory is missing (the
+ * temporary file next to it cannot be made). Each exits 1 with its
+ * message and leaves nothing behind. */
+Test(compress_cli, unreadable_inputs_and_unwritable_out_exit_1) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  char ids[512], none[512], none_ids[512], nodir[512], o1[512], o2[512]; /* path_in_tmp reuses its buffers */
+  snprintf(ids, sizeof ids, "%s", write_ids("calib3.ids", 1000, 11));
+  snprintf(none, sizeof none, "%s", path_in_tmp("none.bin"));
+  snprintf(none_ids, sizeof none_ids, "%s", path_in_tmp("none.ids"));
+  snprintf(nodir, sizeof nodir, "%s", path_in_tmp("no-such-dir/out.bin"));
+  snprintf(o1, sizeof o1, "%s", path_in_tmp("o1.bin"));
+  snprintf(o2, sizeof o2, "%s", path_in_tmp("o2.bin"));
+  char want[3][600];
+  snprintf(want[0], sizeof want[0], "deco: error: cannot open %s: No such file or directory\n", none);
+  snprintf(want[1], sizeof want[1], "deco: error: cannot open %s: No such file or directory\n", none_ids);
+  snprintf(want[2], sizeof want[2], "deco: error: cannot write %s: No such file or directory\n", nodir);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", none, "--kv-heads", "2", "--method", "mean", "--calib-ids", ids, "--out",
+                    o1);
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert_str_eq(r.err, want[0]);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "mean", "--calib-ids", none_ids,
+                    "--out", o2);
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert_str_eq(r.err, want[1]);
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "mean", "--calib-ids", ids,
+                    "--out", nodir, "--backend", "cpu");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert_str_eq(r.err, want[2]);
+  deco_test_run_free(&r);
+  cr_assert_eq(tmp_leftovers(), 0);
+}

@@ -549,3 +549,39 @@ Test(forward_cpu, held_plan_keeps_a_workspace_another_model_lent) {
   deco_model_destroy(m);
   deco_ctx_destroy(c);
 }
+
+/* A tree batch's refusals found while laying out its positions: a parent
+ * array that is no tree, and a node past the model's seq_len (trees skip
+ * the chain's seq_len check). Nothing is committed. */
+Test(forward_cpu, tree_batch_layout_errors_name_the_tree_and_node) {
+  load();
+  deco_kv_cache_t *kc = new_cache(2);
+  int s;
+  cr_assert_eq(deco_kv_cache_admit(kc, 600, &s), DECO_STATUS_SUCCESS);
+  static float logits[3 * 512];
+  static int32_t ids[510];
+  int n = 3;
+  int32_t par[3] = {-1, 2, 0};
+  deco_forward_args_t fa = {.n_seqs = 1, .seqs = &s, .n_new = &n, .tokens = ids, .parents = par,
+                            .logits_mode = DECO_LOGITS_ALL, .logits = logits};
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_forward: tree 0: deco_tree_validate: node 1 has parent 2, expected 0 <= parent < 1 "
+                    "(topological order)");
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 0, "a refused forward must not commit");
+  /* 510 tokens in, then a chain of 3 reaches position 512. */
+  n = 510;
+  fa.parents = NULL;
+  fa.logits_mode = DECO_LOGITS_LAST;
+  cr_assert_eq(deco_forward(model, kc, &fa), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 510);
+  n = 3;
+  par[1] = 0;
+  par[2] = 1;
+  fa.parents = par;
+  fa.logits_mode = DECO_LOGITS_ALL;
+  deco_test_refused(ctx, deco_forward(model, kc, &fa), DECO_STATUS_CAPACITY,
+                    "deco_forward: tree 0 node 2 at position 512 >= seq_len 512");
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 510, "a refused forward must not commit");
+  deco_kv_cache_destroy(kc);
+  unload();
+}

@@ -802,3 +802,39 @@ Test(ops_ref, superpose_embed_refusals) {
   e.out = (float *)scratch;
   cr_assert_eq(deco_superpose_embed(ctx, &e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
+
+/* deco_tree_attention's own checks, after the ones it shares with causal
+ * attention: the tree batch's counts, then its arrays and the prefixes. */
+Test(ops_ref, tree_attention_refusals) {
+  static float pool[4 * 4 * 8], q[8], out[8];
+  int32_t table[1] = {0}, indptr[2] = {0, 0}, parent[1] = {-1}, prefix[1] = {0};
+  deco_tree_attention_args_t a = {
+      .cache = {.dtype = DECO_DTYPE_F32, .n_kv_heads = 1, .head_dim = 8, .page_size = 4, .n_pages = 4,
+                .k_pages = pool, .v_pages = pool, .block_table = table, .max_pages_per_seq = 1},
+      .tree = {.n_trees = 1, .n_nodes = 0, .tree_indptr = indptr, .parent = parent},
+      .prefix_lens = prefix, .n_heads = 1, .scale = 0.5f, .q = q, .out = out, .q_stride = 0};
+  cr_assert_eq(deco_tree_attention(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_test_refused(NULL, deco_tree_attention(NULL, &a), NULLP, "deco_tree_attention: ctx is NULL");
+  deco_test_refused(NULL, deco_tree_attention(ctx, NULL), NULLP, "deco_tree_attention: (a) is NULL");
+  a.tree.n_trees = 0;
+  deco_test_refused(NULL, deco_tree_attention(ctx, &a), BADARG,
+                    "deco_tree_attention: t->n_trees = 0 outside [1, 1048576]");
+  a.tree.n_trees = 2;
+  a.tree.n_nodes = -1;
+  deco_test_refused(NULL, deco_tree_attention(ctx, &a), BADARG,
+                    "deco_tree_attention: t->n_nodes = -1 outside [0, 16777216]");
+  a.tree.n_nodes = 513;
+  deco_test_refused(NULL, deco_tree_attention(ctx, &a), BADARG,
+                    "deco_tree_attention: tree.n_nodes = 513 exceeds 2 trees of at most 256 nodes");
+  a.tree.n_nodes = 0;
+  a.tree.tree_indptr = NULL;
+  deco_test_refused(NULL, deco_tree_attention(ctx, &a), NULLP, "deco_tree_attention: t->tree_indptr is NULL");
+  a.tree.tree_indptr = indptr;
+  a.tree.parent = NULL;
+  deco_test_refused(NULL, deco_tree_attention(ctx, &a), NULLP, "deco_tree_attention: t->parent is NULL");
+  a.tree.parent = parent;
+  a.prefix_lens = NULL;
+  deco_test_refused(NULL, deco_tree_attention(ctx, &a), NULLP, "deco_tree_attention: a->prefix_lens is NULL");
+  a.prefix_lens = prefix;
+  cr_assert_eq(deco_tree_attention(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}

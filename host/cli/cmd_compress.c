@@ -221,50 +221,61 @@ static const char *method_name(deco_compress_method_t m) {
   return m == DECO_COMPRESS_SVD ? "svd" : m == DECO_COMPRESS_MEAN ? "mean" : "keep";
 }
 
-static int run(const compress_options_t *o) {
-  int rc = DECO_EXIT_BAD_INPUT;
-  char *text = NULL, *tmp = NULL;
-  deco_cli_ids_t ids = {0};
-  deco_ctx_t *ctx = NULL;
-  double *ke = NULL, *ve = NULL;
+/* What one run holds, freed by finish_run. */
+typedef struct compress_run {
   deco_model_hparams_t hp;
-  struct stat st;
-  if (!o->force && stat(o->out, &st) == 0) {
-    deco_cli_error("%s exists (give --force to replace it)", o->out);
-    return DECO_EXIT_BAD_INPUT;
-  }
-  if (deco_model_read_hparams(o->model, &hp) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("%s", deco_last_error(NULL));
-    return DECO_EXIT_BAD_INPUT;
-  }
+  char *text; /* the calibration file */
+  deco_cli_ids_t ids;
+  size_t n; /* the calibration tokens used: ids.n, or --calib-tokens fewer */
+  deco_ctx_t *ctx;
+  char *tmp; /* the temporary file next to OUT, once made */
+  double *ke, *ve; /* per-layer energies kept */
+} compress_run_t;
+
+/* The calibration ids from --calib or --calib-ids into r (text, ids, n);
+ * 0, or -1 once reported. */
+static int load_calibration(const compress_options_t *o, compress_run_t *r) {
   const char *in = o->calib ? o->calib : o->calib_ids;
   size_t size = 0;
-  if (!(text = deco_cli_read_file(in, &size))) goto out;
-  if ((o->calib ? read_text(o, text, size, hp.vocab_size, &ids) : read_ids(in, text, hp.vocab_size, &ids)) != 0)
-    goto out;
-  size_t n = ids.n;
-  if (o->calib_tokens > 0 && (size_t)o->calib_tokens < n) n = (size_t)o->calib_tokens;
+  if (!(r->text = deco_cli_read_file(in, &size))) return -1;
+  if ((o->calib ? read_text(o, r->text, size, r->hp.vocab_size, &r->ids)
+                : read_ids(in, r->text, r->hp.vocab_size, &r->ids)) != 0)
+    return -1;
+  r->n = r->ids.n;
+  if (o->calib_tokens > 0 && (size_t)o->calib_tokens < r->n) r->n = (size_t)o->calib_tokens;
+  return 0;
+}
+
+/* The context (--backend, else CUDA when a device is there), the energy
+ * arrays and the temporary file next to OUT, so that the rename stays on
+ * one file system; 0, or -1 once reported. */
+static int prepare_output(const compress_options_t *o, compress_run_t *r) {
   const deco_backend_t backend =
       o->backend_set ? o->backend : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  if (!(ctx = deco_cli_ctx_create(backend, o->threads))) goto out;
-  /* The temporary file next to OUT, so that the rename stays on one file system. */
+  if (!(r->ctx = deco_cli_ctx_create(backend, o->threads))) return -1;
   const size_t tl = strlen(o->out) + 16;
-  tmp = malloc(tl);
-  ke = calloc((size_t)hp.n_layers, sizeof(double));
-  ve = calloc((size_t)hp.n_layers, sizeof(double));
-  if (!tmp || !ke || !ve) {
+  r->tmp = malloc(tl);
+  r->ke = calloc((size_t)r->hp.n_layers, sizeof(double));
+  r->ve = calloc((size_t)r->hp.n_layers, sizeof(double));
+  if (!r->tmp || !r->ke || !r->ve) {
     deco_cli_error("out of memory");
-    goto out;
+    return -1;
   }
-  snprintf(tmp, tl, "%s.tmp.XXXXXX", o->out);
-  int fd = mkstemp(tmp);
+  snprintf(r->tmp, tl, "%s.tmp.XXXXXX", o->out);
+  int fd = mkstemp(r->tmp);
   if (fd < 0) {
     deco_cli_error("cannot write %s: %s", o->out, strerror(errno));
-    free(tmp);
-    tmp = NULL;
-    goto out;
+    free(r->tmp);
+    r->tmp = NULL;
+    return -1;
   }
   close(fd);
+  return 0;
+}
+
+/* The compressed model into the temporary file, the energies into ke, ve;
+ * 0, or -1 once reported. */
+static int compress_to_tmp(const compress_options_t *o, compress_run_t *r) {
   progress_state_t ps = {0};
   deco_compress_config_t cfg = DECO_COMPRESS_CONFIG_INIT;
   cfg.n_kv_heads = o->kv_heads;
@@ -272,38 +283,69 @@ static int run(const compress_options_t *o) {
   cfg.solver = o->solver;
   cfg.progress = on_progress;
   cfg.progress_user = &ps;
-  deco_compress_report_t rep = {.key_energy = ke, .value_energy = ve};
-  if (deco_compress_model(ctx, o->model, ids.v, n, &cfg, tmp, &rep) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("%s", deco_last_error(ctx));
-    goto out;
+  deco_compress_report_t rep = {.key_energy = r->ke, .value_energy = r->ve};
+  if (deco_compress_model(r->ctx, o->model, r->ids.v, r->n, &cfg, r->tmp, &rep) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(r->ctx));
+    return -1;
   }
+  return 0;
+}
+
+/* The temporary file becomes OUT, with an ordinary new file's permissions;
+ * 0, or -1 once reported. */
+static int publish(const compress_options_t *o, const char *tmp) {
   /* mkstemp made it 0600: the permissions of an ordinary new file. */
   const mode_t mask = umask(0);
   umask(mask);
   if (chmod(tmp, 0666 & ~mask) != 0) {
     deco_cli_error("cannot write %s: %s", o->out, strerror(errno));
-    goto out;
+    return -1;
   }
   /* Without --force, link() refuses an OUT that appeared meanwhile. */
   if (o->force ? rename(tmp, o->out) != 0 : link(tmp, o->out) != 0) {
     deco_cli_error(errno == EEXIST ? "%s exists (give --force to replace it)" : "cannot write %s: %s", o->out,
                    strerror(errno));
-    goto out;
+    return -1;
   }
-  for (int l = 0; l < hp.n_layers; ++l)
-    fprintf(stderr, "compress: layer=%d key_energy=%.6f value_energy=%.6f\n", l, ke[l], ve[l]);
+  return 0;
+}
+
+/* The per-layer energies kept, then the summary line, on stderr. */
+static void report(const compress_options_t *o, const compress_run_t *r) {
+  for (int l = 0; l < r->hp.n_layers; ++l)
+    fprintf(stderr, "compress: layer=%d key_energy=%.6f value_energy=%.6f\n", l, r->ke[l], r->ve[l]);
   fprintf(stderr, "compress: method=%s kv_heads=%d->%d calib_tokens=%zu out=%s\n", method_name(o->method),
-          hp.n_kv_heads, o->kv_heads, n, o->out);
-  rc = DECO_EXIT_OK;
-out:
-  if (tmp) unlink(tmp); /* renamed: already gone; linked: OUT stays */
-  free(tmp);
-  free(ke);
-  free(ve);
-  free(text);
-  free(ids.v);
-  deco_ctx_destroy(ctx);
-  return rc;
+          r->hp.n_kv_heads, o->kv_heads, r->n, o->out);
+}
+
+/* Frees the inputs, the context and the outputs; the temporary file goes
+ * too (renamed: already gone; linked: OUT stays). */
+static void finish_run(compress_run_t *r) {
+  free(r->text);
+  free(r->ids.v);
+  deco_ctx_destroy(r->ctx);
+  if (r->tmp) unlink(r->tmp);
+  free(r->tmp);
+  free(r->ke);
+  free(r->ve);
+}
+
+static int run(const compress_options_t *o) {
+  compress_run_t r = {0};
+  struct stat st;
+  if (!o->force && stat(o->out, &st) == 0) {
+    deco_cli_error("%s exists (give --force to replace it)", o->out);
+    return DECO_EXIT_BAD_INPUT;
+  }
+  if (deco_model_read_hparams(o->model, &r.hp) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  const int ok = load_calibration(o, &r) == 0 && prepare_output(o, &r) == 0 && compress_to_tmp(o, &r) == 0 &&
+                 publish(o, r.tmp) == 0;
+  if (ok) report(o, &r);
+  finish_run(&r);
+  return ok ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
 }
 
 int deco_cli_compress(int argc, char **argv) {

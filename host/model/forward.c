@@ -205,19 +205,26 @@ static deco_status_t check_tokens(deco_model_t *m, const deco_forward_args_t *a,
   return DECO_STATUS_SUCCESS;
 }
 
+/* The batch's own fields, before any sequence: the count, the arrays,
+ * an input, the logits mode. */
+static deco_status_t check_batch_fields(deco_ctx_t *ctx, const deco_kv_cache_t *kc, const deco_forward_args_t *a,
+                                        const char *op) {
+  DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->seqs), DECO_PTR_ARG(a->n_new), DECO_PTR_ARG(a->logits)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
+  if (a->tokens == NULL && a->embeds == NULL)
+    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
+  if (a->logits_mode != DECO_LOGITS_LAST && a->logits_mode != DECO_LOGITS_ALL && a->logits_mode != DECO_LOGITS_TAIL)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: logits_mode = %d", op, (int)a->logits_mode);
+  return DECO_STATUS_SUCCESS;
+}
+
 /* Host-side checks of the batch against the cache and the model; *total
  * gets the batch's token count. */
 static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int *total) {
   static const char op[] = "deco_forward";
   deco_ctx_t *ctx = m->ctx;
-  DECO_CHECK_RANGE(ctx, a->n_seqs, 1, kc->max_seqs, op);
-  DECO_CHECK_PTR(ctx, a->seqs, op);
-  DECO_CHECK_PTR(ctx, a->n_new, op);
-  DECO_CHECK_PTR(ctx, a->logits, op);
-  if (a->tokens == NULL && a->embeds == NULL)
-    return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
-  if (a->logits_mode != DECO_LOGITS_LAST && a->logits_mode != DECO_LOGITS_ALL && a->logits_mode != DECO_LOGITS_TAIL)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: logits_mode = %d", op, (int)a->logits_mode);
+  DECO_TRY(check_batch_fields(ctx, kc, a, op));
   long long t = 0;
   for (int i = 0; i < a->n_seqs; ++i) {
     DECO_TRY(check_seq(m, kc, a, i, op));
@@ -231,6 +238,53 @@ static deco_status_t check_batch(deco_model_t *m, deco_kv_cache_t *kc, const dec
   return DECO_STATUS_SUCCESS;
 }
 
+/* Positions and parents of sequence i's rows [t, t + n) of the host image,
+ * after len cached tokens: a chain, or tree i's depths (every node within
+ * seq_len). */
+static deco_status_t fill_seq_positions(deco_model_t *m, const deco_forward_args_t *a, int i, int t, int n, int len) {
+  const deco_forward_meta_t *h = &m->scratch.meta_host;
+  if (a->parents == NULL) {
+    for (int j = 0; j < n; ++j) {
+      h->positions[t + j] = len + j;
+      h->parents[t + j] = j - 1;
+    }
+    return DECO_STATUS_SUCCESS;
+  }
+  const int32_t *par = a->parents + t;
+  deco_status_t st = deco_tree_positions(par, n, len, h->positions + t);
+  if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(m->ctx, st, "deco_forward: tree %d: %s", i, deco_last_error(NULL));
+  for (int j = 0; j < n; ++j) {
+    if (h->positions[t + j] >= m->hp.seq_len)
+      return DECO_FAIL(m->ctx, DECO_STATUS_CAPACITY, "deco_forward: tree %d node %d at position %d >= seq_len %d", i,
+                       j, h->positions[t + j], m->hp.seq_len);
+    h->parents[t + j] = par[j];
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The fused groups' virtual batch, from the host image's first T rows of
+ * S sequences (block-table rows of P pages): layer i of a group, sequence
+ * s is sequence i·S + s over the pools from the group's first layer on,
+ * where the i-th layer's page p is page i·n_pages + p. */
+static void fill_fused_meta(const deco_forward_meta_t *h, int G, int S, int T, int P, int n_pages) {
+  for (int i = 0; i < G; ++i) {
+    const int32_t off = (int32_t)i * n_pages;
+    for (int j = 0; j < S; ++j) {
+      const int v = i * S + j;
+      h->g_q_indptr[v + 1] = i * T + h->q_indptr[j + 1];
+      h->g_kv_lens[v] = h->kv_lens[j];
+      h->g_prefix[v] = h->prefix[j];
+      for (int p = 0; p < P; ++p) {
+        const int32_t page = h->block_table[(size_t)j * P + p];
+        h->g_table[(size_t)v * P + p] = page < 0 ? page : page + off;
+      }
+    }
+    memcpy(h->g_positions + (size_t)i * T, h->positions, sizeof(int32_t) * (size_t)T);
+    memcpy(h->g_parents + (size_t)i * T, h->parents, sizeof(int32_t) * (size_t)T);
+  }
+  if (G > 1) h->g_q_indptr[0] = 0;
+}
+
 /* Fills the host image of the batch description; tree positions come from
  * depths. P: block-table row length. */
 static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_args_t *a, int P) {
@@ -240,23 +294,7 @@ static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_
   h->q_indptr[0] = 0;
   for (int i = 0; i < S; ++i) {
     int s = a->seqs[i], n = a->n_new[i], len = kc->len[s];
-    if (a->parents) {
-      const int32_t *par = a->parents + t;
-      deco_status_t st = deco_tree_positions(par, n, len, h->positions + t);
-      if (st != DECO_STATUS_SUCCESS)
-        return DECO_FAIL(m->ctx, st, "deco_forward: tree %d: %s", i, deco_last_error(NULL));
-      for (int j = 0; j < n; ++j) {
-        if (h->positions[t + j] >= m->hp.seq_len)
-          return DECO_FAIL(m->ctx, DECO_STATUS_CAPACITY, "deco_forward: tree %d node %d at position %d >= seq_len %d",
-                           i, j, h->positions[t + j], m->hp.seq_len);
-        h->parents[t + j] = par[j];
-      }
-    } else {
-      for (int j = 0; j < n; ++j) {
-        h->positions[t + j] = len + j;
-        h->parents[t + j] = j - 1;
-      }
-    }
+    DECO_TRY(fill_seq_positions(m, a, i, t, n, len));
     if (a->tokens)
       for (int j = 0; j < n; ++j) h->tokens[t + j] = a->tokens[t + j];
     t += n;
@@ -265,26 +303,7 @@ static deco_status_t fill_meta(deco_model_t *m, deco_kv_cache_t *kc, const deco_
     h->prefix[i] = len;
     memcpy(h->block_table + (size_t)i * P, kc->pages + (size_t)s * kc->max_pages_per_seq, sizeof(int32_t) * (size_t)P);
   }
-  /* The fused groups' virtual batch: layer i of a group, sequence s is
-   * sequence i·S + s over the pools from the group's first layer on, where
-   * the i-th layer's page p is page i·n_pages + p. */
-  const int G = m->scratch.fused_group;
-  for (int i = 0; i < G; ++i) {
-    const int32_t off = (int32_t)i * kc->n_pages;
-    for (int j = 0; j < S; ++j) {
-      const int v = i * S + j;
-      h->g_q_indptr[v + 1] = i * t + h->q_indptr[j + 1];
-      h->g_kv_lens[v] = h->kv_lens[j];
-      h->g_prefix[v] = h->prefix[j];
-      for (int p = 0; p < P; ++p) {
-        const int32_t page = h->block_table[(size_t)j * P + p];
-        h->g_table[(size_t)v * P + p] = page < 0 ? page : page + off;
-      }
-    }
-    memcpy(h->g_positions + (size_t)i * t, h->positions, sizeof(int32_t) * (size_t)t);
-    memcpy(h->g_parents + (size_t)i * t, h->parents, sizeof(int32_t) * (size_t)t);
-  }
-  if (G > 1) h->g_q_indptr[0] = 0;
+  fill_fused_meta(h, m->scratch.fused_group, S, t, P, kc->n_pages);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -544,6 +563,38 @@ static deco_status_t run_group(deco_model_t *m, deco_kv_cache_t *kc, const batch
   return DECO_STATUS_SUCCESS;
 }
 
+/* The input rows into the residual sc->x: bm->tokens, else embeds_host
+ * (host rows) or embeds_dev (context memory). */
+static deco_status_t embed_input(deco_model_t *m, const batch_meta_t *bm, const float *embeds_host,
+                                 const float *embeds_dev) {
+  deco_ctx_t *ctx = m->ctx;
+  const deco_model_hparams_t *c = &m->hp;
+  deco_forward_scratch_t *sc = &m->scratch;
+  const int T = bm->T;
+  if (embeds_host) {
+    /* Ready embeddings from the host: staged through the residual buffer itself. */
+    return deco_memcpy(ctx, sc->x, embeds_host, (size_t)T * c->dim * sizeof(float), DECO_COPY_HOST_TO_CTX);
+  }
+  deco_embedding_args_t emb = {.dtype = m->dtype, .n_tokens = T, .vocab = c->vocab_size, .dim = c->dim,
+                               .table = m->w.token_embedding, .tokens = bm->tokens, .embeds = embeds_dev,
+                               .out = sc->x};
+  return deco_embedding(ctx, &emb);
+}
+
+/* The workspace every layer's attention needs: call's (layer 0's), and
+ * the largest fused group's virtual batch's when groups are fused. */
+static size_t layers_workspace(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
+                               const attention_call_t *call) {
+  size_t ws = attention_workspace(m, call);
+  if (bm->g_q_indptr && m->fused.max_group > 1) {
+    /* The largest fused group's virtual batch too. */
+    const attention_call_t fc = fused_attention_call(m, kc, bm, 0, m->fused.max_group);
+    const size_t need = attention_workspace(m, &fc);
+    if (need > ws) ws = need;
+  }
+  return ws;
+}
+
 /* The input and every scheduled layer; leaves the residual in sc->x and the
  * last down projection (not yet added) in sc->proj, or *added = 0 when no
  * layer ran. Input: bm->tokens, else embeds_host (host rows) or
@@ -551,30 +602,12 @@ static deco_status_t run_group(deco_model_t *m, deco_kv_cache_t *kc, const batch
 static deco_status_t run_layers(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
                                 const schedule_view_t *sched, const float *embeds_host, const float *embeds_dev,
                                 const void **pending) {
-  deco_ctx_t *ctx = m->ctx;
   const deco_model_hparams_t *c = &m->hp;
-  deco_forward_scratch_t *sc = &m->scratch;
-  const int T = bm->T;
-  if (embeds_host) {
-    /* Ready embeddings from the host: staged through the residual buffer itself. */
-    DECO_TRY(deco_memcpy(ctx, sc->x, embeds_host, (size_t)T * c->dim * sizeof(float), DECO_COPY_HOST_TO_CTX));
-  } else {
-    deco_embedding_args_t emb = {.dtype = m->dtype, .n_tokens = T, .vocab = c->vocab_size, .dim = c->dim,
-                                 .table = m->w.token_embedding, .tokens = bm->tokens, .embeds = embeds_dev,
-                                 .out = sc->x};
-    DECO_TRY(deco_embedding(ctx, &emb));
-  }
+  DECO_TRY(embed_input(m, bm, embeds_host, embeds_dev));
   /* Every layer's attention has the same arguments but for its cache view:
    * the workspace is sized once, with layer 0's. */
   attention_call_t call = attention_call(m, kc, bm);
-  size_t ws = attention_workspace(m, &call);
-  if (bm->g_q_indptr && m->fused.max_group > 1) {
-    /* The largest fused group's virtual batch too. */
-    const attention_call_t fc = fused_attention_call(m, kc, bm, 0, m->fused.max_group);
-    const size_t need = attention_workspace(m, &fc);
-    if (need > ws) ws = need;
-  }
-  DECO_TRY(deco_model_ensure_workspace(m, ws));
+  DECO_TRY(deco_model_ensure_workspace(m, layers_workspace(m, kc, bm, &call)));
   *pending = NULL;
   const int n_groups = sched->n_groups ? sched->n_groups : c->n_layers;
   for (int g = 0; g < n_groups; ++g) {
@@ -678,6 +711,16 @@ deco_status_t deco_forward(deco_model_t *m, deco_kv_cache_t *kc, const deco_forw
   return DECO_STATUS_SUCCESS;
 }
 
+/* A device tree batch's host-known arguments: the prefix lengths, and no
+ * more tokens than its trees can hold. */
+static deco_status_t check_device_trees(deco_ctx_t *ctx, const deco_forward_device_args_t *a, const char *op) {
+  DECO_CHECK_PTR(ctx, a->prefix_lens, op);
+  if (a->n_tokens > a->n_seqs * DECO_TREE_MAX_NODES)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d tokens for %d trees of at most %d nodes", op,
+                     a->n_tokens, a->n_seqs, DECO_TREE_MAX_NODES);
+  return DECO_STATUS_SUCCESS;
+}
+
 /* The device forward's host-known arguments: sizes and pointers (the
  * batch itself is in context memory). */
 static deco_status_t check_device_args(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_device_args_t *a,
@@ -687,18 +730,10 @@ static deco_status_t check_device_args(deco_model_t *m, deco_kv_cache_t *kc, con
   DECO_CHECK_RANGE(ctx, a->n_tokens, 1, DECO_MAX_FORWARD_TOKENS, op);
   if (a->tokens == NULL && a->embeds == NULL)
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: tokens and embeds are both NULL", op);
-  DECO_CHECK_PTR(ctx, a->positions, op);
-  DECO_CHECK_PTR(ctx, a->q_indptr, op);
-  DECO_CHECK_PTR(ctx, a->kv_lens, op);
-  DECO_CHECK_PTR(ctx, a->block_table, op);
-  DECO_CHECK_PTR(ctx, a->logits, op);
-  if (a->parents) {
-    DECO_CHECK_PTR(ctx, a->prefix_lens, op);
-    if (a->n_tokens > a->n_seqs * DECO_TREE_MAX_NODES)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %d tokens for %d trees of at most %d nodes", op,
-                       a->n_tokens, a->n_seqs, DECO_TREE_MAX_NODES);
-  }
-  return DECO_STATUS_SUCCESS;
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(a->positions), DECO_PTR_ARG(a->q_indptr), DECO_PTR_ARG(a->kv_lens),
+                                   DECO_PTR_ARG(a->block_table), DECO_PTR_ARG(a->logits)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
+  return a->parents ? check_device_trees(ctx, a, op) : DECO_STATUS_SUCCESS;
 }
 
 deco_status_t deco_forward_device(deco_model_t *m, deco_kv_cache_t *kc, const deco_forward_device_args_t *a) {

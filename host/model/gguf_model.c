@@ -193,6 +193,47 @@ static deco_status_t upload_all(deco_model_t *m, const deco_gguf_t *g, void *sta
   return st;
 }
 
+/* Checks every tensor of g up to the first that is not finite (its status,
+ * recorded by deco_last_error(NULL)); *largest gets the largest size in
+ * bytes of the tensors checked. */
+static deco_status_t check_finite_tensors(const deco_gguf_t *g, uint64_t *largest) {
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  for (uint64_t i = 0; i < g->n_tensors && st == DECO_STATUS_SUCCESS; ++i) {
+    st = deco_gguf_check_finite(g, &g->tensors[i]);
+    if (g->tensors[i].n_bytes > *largest) *largest = g->tensors[i].n_bytes;
+  }
+  return st;
+}
+
+/* The model of hyperparameters hp under config mc, once mc fits them;
+ * failures name the checkpoint. */
+static deco_status_t alloc_model(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
+                                 const char *name, deco_model_t **m) {
+  DECO_TRY(deco_model_check_config(ctx, mc, hp, name));
+  deco_status_t st = deco_model_alloc(ctx, hp, mc, m);
+  if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
+  return st;
+}
+
+/* Every tensor of g into m, off the CPU staged through one buffer of the
+ * largest tensor's bytes; failures name the checkpoint. */
+static deco_status_t upload_model(deco_model_t *m, const deco_gguf_t *g, uint64_t largest, const char *name) {
+  deco_ctx_t *ctx = m->ctx;
+  deco_status_t st = DECO_STATUS_SUCCESS;
+  void *staging = NULL;
+  if (deco_ctx_backend(ctx) != DECO_BACKEND_CPU) {
+    st = deco_malloc(ctx, &staging, (size_t)largest);
+    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
+  }
+  if (st == DECO_STATUS_SUCCESS) {
+    st = upload_all(m, g, staging);
+    if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
+    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
+  }
+  deco_free(ctx, staging);
+  return st;
+}
+
 deco_status_t deco_model_load_gguf_buffer(deco_ctx_t *ctx, const void *data, size_t size, const char *name,
                                           const deco_model_config_t *config, deco_model_t **out) {
   static const char op[] = "deco_model_load_gguf_buffer";
@@ -210,31 +251,14 @@ deco_status_t deco_model_load_gguf_buffer(deco_ctx_t *ctx, const void *data, siz
   /* Every value finite (the block formats: every scale, which bounds the
    * block's values) before anything is allocated, as for llama2.c files. */
   uint64_t largest = 0;
-  for (uint64_t i = 0; i < g.n_tensors && st == DECO_STATUS_SUCCESS; ++i) {
-    st = deco_gguf_check_finite(&g, &g.tensors[i]);
-    if (g.tensors[i].n_bytes > largest) largest = g.tensors[i].n_bytes;
-  }
+  st = check_finite_tensors(&g, &largest);
   if (st != DECO_STATUS_SUCCESS) {
     deco_gguf_free(&g);
     return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
   }
-  st = deco_model_check_config(ctx, &mc, &hp, name);
   deco_model_t *m = NULL;
-  if (st == DECO_STATUS_SUCCESS) {
-    st = deco_model_alloc(ctx, &hp, &mc, &m);
-    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
-  }
-  void *staging = NULL;
-  if (st == DECO_STATUS_SUCCESS && deco_ctx_backend(ctx) != DECO_BACKEND_CPU) {
-    st = deco_malloc(ctx, &staging, (size_t)largest);
-    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
-  }
-  if (st == DECO_STATUS_SUCCESS) {
-    st = upload_all(m, &g, staging);
-    if (st == DECO_STATUS_SUCCESS) st = deco_ctx_synchronize(ctx);
-    if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
-  }
-  deco_free(ctx, staging);
+  st = alloc_model(ctx, &hp, &mc, name, &m);
+  if (st == DECO_STATUS_SUCCESS) st = upload_model(m, &g, largest, name);
   deco_gguf_free(&g);
   if (st != DECO_STATUS_SUCCESS) {
     deco_model_destroy(m);

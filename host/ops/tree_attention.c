@@ -6,19 +6,25 @@
  */
 #include "ops/dispatch.h"
 
-static deco_status_t check_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *a, const char *op) {
-  DECO_CHECK_CTX(ctx, a, op);
-  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out, op));
-  const deco_tree_batch_t *t = &a->tree;
+/* The tree batch's counts: trees, and nodes that fit in them. */
+static deco_status_t check_tree_counts(deco_ctx_t *ctx, const deco_tree_batch_t *t, const char *op) {
   DECO_CHECK_RANGE(ctx, t->n_trees, 1, 1 << 20, op);
   DECO_CHECK_RANGE(ctx, t->n_nodes, 0, DECO_MAX_TOKENS, op);
   if ((long long)t->n_nodes > (long long)DECO_TREE_MAX_NODES * t->n_trees)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: tree.n_nodes = %d exceeds %d trees of at most %d nodes", op, t->n_nodes, t->n_trees,
                      DECO_TREE_MAX_NODES);
-  DECO_CHECK_PTR(ctx, t->tree_indptr, op);
-  DECO_CHECK_PTR(ctx, t->parent, op);
-  DECO_CHECK_PTR(ctx, a->prefix_lens, op);
+  return DECO_STATUS_SUCCESS;
+}
+
+static deco_status_t check_tree_attention(deco_ctx_t *ctx, const deco_tree_attention_args_t *a, const char *op) {
+  DECO_CHECK_CTX(ctx, a, op);
+  DECO_TRY(deco_check_attention_common(ctx, &a->cache, a->n_heads, a->scale, a->q, a->q_stride, a->out, op));
+  const deco_tree_batch_t *t = &a->tree;
+  DECO_TRY(check_tree_counts(ctx, t, op));
+  const deco_ptr_arg_t arrays[] = {DECO_PTR_ARG(t->tree_indptr), DECO_PTR_ARG(t->parent),
+                                   DECO_PTR_ARG(a->prefix_lens)};
+  DECO_CHECK_PTR_ARGS(ctx, arrays, op);
   return DECO_STATUS_SUCCESS;
 }
 

@@ -107,25 +107,60 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
   return 1;
 }
 
-/* The contexts of one order with their followers, appended to L. */
-static deco_status_t count_order(const deco_ngram_builder_t *b, int order, lists_t *L) {
+/* Whether the order ids from b->ids[i] are one n-gram: no separator. */
+static int window_is_gram(const deco_ngram_builder_t *b, size_t i, int order) {
+  int ok = 1;
+  for (int j = 0; j < order && ok; ++j) ok = b->ids[i + (size_t)j] != SEP;
+  return ok;
+}
+
+/* The number of n-grams of this order in b. */
+static size_t count_grams(const deco_ngram_builder_t *b, int order) {
   size_t n = 0;
-  for (size_t i = 0; i + (size_t)order <= b->n; ++i) {
-    int ok = 1;
-    for (int j = 0; j < order && ok; ++j) ok = b->ids[i + (size_t)j] != SEP;
-    n += (size_t)ok;
-  }
-  if (n == 0) return DECO_STATUS_SUCCESS;
-  gram_t *g = calloc(n, sizeof *g);
-  if (!g) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "n-gram builder: out of host memory (%zu %d-grams)", n, order);
+  for (size_t i = 0; i + (size_t)order <= b->n; ++i) n += (size_t)window_is_gram(b, i, order);
+  return n;
+}
+
+/* Every n-gram of this order in b, in text order, into g. */
+static void fill_grams(const deco_ngram_builder_t *b, int order, gram_t *g) {
   size_t w = 0;
   for (size_t i = 0; i + (size_t)order <= b->n; ++i) {
-    int ok = 1;
-    for (int j = 0; j < order && ok; ++j) ok = b->ids[i + (size_t)j] != SEP;
-    if (!ok) continue;
+    if (!window_is_gram(b, i, order)) continue;
     for (int j = 0; j < order; ++j) g[w].t[j] = (uint32_t)b->ids[i + (size_t)j];
     w++;
   }
+}
+
+/* One context: the sorted n-grams g[i, e) sharing their first order - 1
+ * ids, with one follower per distinct last id, appended to L; 0 when out
+ * of memory. */
+static int append_context(lists_t *L, const gram_t *g, size_t i, size_t e, int order) {
+  const int c = order - 1;
+  if (!grow((void **)&L->ctx, &L->cap_ctx, L->n_ctx + 1, sizeof *L->ctx)) return 0;
+  context_t *x = &L->ctx[L->n_ctx++];
+  memset(x, 0, sizeof *x);
+  memcpy(x->ids, g[i].t, sizeof(uint32_t) * (size_t)c);
+  x->order = (uint32_t)order;
+  x->total = (uint32_t)(e - i);
+  x->first = (uint32_t)L->n_fol;
+  for (size_t f = i; f < e;) {
+    size_t f2 = f;
+    while (f2 < e && g[f2].t[c] == g[f].t[c]) f2++;
+    if (!grow((void **)&L->fol, &L->cap_fol, L->n_fol + 1, sizeof *L->fol)) return 0;
+    L->fol[L->n_fol++] = (deco_ngram_follower_t){.token = g[f].t[c], .count = (uint32_t)(f2 - f)};
+    f = f2;
+  }
+  x->count = (uint32_t)(L->n_fol - x->first);
+  return 1;
+}
+
+/* The contexts of one order with their followers, appended to L. */
+static deco_status_t count_order(const deco_ngram_builder_t *b, int order, lists_t *L) {
+  size_t n = count_grams(b, order);
+  if (n == 0) return DECO_STATUS_SUCCESS;
+  gram_t *g = calloc(n, sizeof *g);
+  if (!g) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "n-gram builder: out of host memory (%zu %d-grams)", n, order);
+  fill_grams(b, order, g);
   qsort(g, n, sizeof *g, cmp_gram);
   const int c = order - 1;
   size_t i = 0;
@@ -133,28 +168,14 @@ static deco_status_t count_order(const deco_ngram_builder_t *b, int order, lists
     /* One context: the n-grams sharing the first c ids. */
     size_t e = i;
     while (e < n && memcmp(g[e].t, g[i].t, sizeof(uint32_t) * (size_t)c) == 0) e++;
-    if (!grow((void **)&L->ctx, &L->cap_ctx, L->n_ctx + 1, sizeof *L->ctx)) goto oom;
-    context_t *x = &L->ctx[L->n_ctx++];
-    memset(x, 0, sizeof *x);
-    memcpy(x->ids, g[i].t, sizeof(uint32_t) * (size_t)c);
-    x->order = (uint32_t)order;
-    x->total = (uint32_t)(e - i);
-    x->first = (uint32_t)L->n_fol;
-    for (size_t f = i; f < e;) {
-      size_t f2 = f;
-      while (f2 < e && g[f2].t[c] == g[f].t[c]) f2++;
-      if (!grow((void **)&L->fol, &L->cap_fol, L->n_fol + 1, sizeof *L->fol)) goto oom;
-      L->fol[L->n_fol++] = (deco_ngram_follower_t){.token = g[f].t[c], .count = (uint32_t)(f2 - f)};
-      f = f2;
+    if (!append_context(L, g, i, e, order)) {
+      free(g);
+      return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "n-gram builder: out of host memory (%zu contexts)", L->n_ctx);
     }
-    x->count = (uint32_t)(L->n_fol - x->first);
     i = e;
   }
   free(g);
   return DECO_STATUS_SUCCESS;
-oom:
-  free(g);
-  return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "n-gram builder: out of host memory (%zu contexts)", L->n_ctx);
 }
 
 /* ---- Pruning and the table ---- */

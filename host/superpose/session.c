@@ -242,6 +242,51 @@ static deco_topk_rows_args_t topk_args(const deco_superpose_session_t *s) {
                                  .values = s->dev.cand_logits};
 }
 
+/* A private cache: steps + 1 slots per prompt (a prompt cut to steps
+ * positions still runs its one-token forwards, at position steps, while
+ * the others go on), every prompt admitted; and the model's token
+ * embedding table. */
+static deco_status_t open_cache(deco_superpose_session_t *s) {
+  const int reserve = s->c.steps + 1, page = s->c.page_size, pages = (reserve + page - 1) / page;
+  deco_status_t st = deco_kv_cache_create(s->m, page, pages * s->B, s->B, &s->kc);
+  for (int b = 0; st == DECO_STATUS_SUCCESS && b < s->B; ++b) st = deco_kv_cache_admit(s->kc, reserve, &s->seqs[b]);
+  if (st == DECO_STATUS_SUCCESS) {
+    s->P = deco_kv_cache_max_pages(s->kc);
+    st = deco_model_token_embedding(s->m, &s->table, &s->table_dtype);
+    if (st != DECO_STATUS_SUCCESS) st = DECO_FAIL(s->ctx, st, "%s: %s", OP, deco_last_error(NULL));
+  }
+  return st;
+}
+
+/* The session's block of context memory (s->dev) and its host image
+ * (s->host), laid out alike. */
+static deco_status_t alloc_blocks(deco_superpose_session_t *s) {
+  deco_arena_t a = DECO_ARENA_SIZING;
+  layout(&a, &s->dev, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
+  s->block_bytes = a.bytes;
+  s->image = calloc(1, s->block_bytes);
+  if (!s->image) return DECO_FAIL(s->ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
+  DECO_TRY(deco_malloc(s->ctx, &s->mem, s->block_bytes));
+  a = deco_arena_at(s->mem);
+  layout(&a, &s->dev, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
+  a = deco_arena_at(s->image);
+  layout(&a, &s->host, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The plan: the prefill (every prompt's forced ids in one batch) and the
+ * one-token steps of all prompts, with the top-m's workspace. */
+static deco_status_t plan_forwards(deco_superpose_session_t *s) {
+  long long prefill = 0;
+  for (int b = 0; b < s->B; ++b) prefill += s->n_forced[b];
+  deco_forward_plan_t fp = DECO_FORWARD_PLAN_INIT;
+  fp.max_seqs = s->B;
+  fp.max_tokens = prefill > s->B ? (int)(prefill < (1 << 30) ? prefill : (1 << 30)) : s->B;
+  const deco_topk_rows_args_t ta = topk_args(s);
+  fp.workspace_bytes = deco_topk_rows_workspace_size(s->ctx, &ta);
+  return deco_model_plan(s->m, s->kc, &fp, NULL);
+}
+
 deco_status_t deco_superpose_session_create(deco_model_t *m, int n_prompts, const int32_t *const *prompts,
                                             const int *n_prompt, const deco_superpose_config_t *config,
                                             deco_superpose_session_t **out) {
@@ -265,45 +310,11 @@ deco_status_t deco_superpose_session_create(deco_model_t *m, int n_prompts, cons
     s->mc = s->c.m;
     st = copy_prompts(s, prompts, n_prompt);
   }
-  /* A private cache: steps + 1 slots per prompt (a prompt cut to steps
-   * positions still runs its one-token forwards, at position steps, while
-   * the others go on). */
-  const int reserve = s->c.steps + 1, page = s->c.page_size, pages = (reserve + page - 1) / page;
-  if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_create(m, page, pages * s->B, s->B, &s->kc);
-  for (int b = 0; st == DECO_STATUS_SUCCESS && b < s->B; ++b) st = deco_kv_cache_admit(s->kc, reserve, &s->seqs[b]);
-  if (st == DECO_STATUS_SUCCESS) {
-    s->P = deco_kv_cache_max_pages(s->kc);
-    st = deco_model_token_embedding(m, &s->table, &s->table_dtype);
-    if (st != DECO_STATUS_SUCCESS) st = DECO_FAIL(ctx, st, "%s: %s", OP, deco_last_error(NULL));
-  }
+  if (st == DECO_STATUS_SUCCESS) st = open_cache(s);
   if (st == DECO_STATUS_SUCCESS && s->c.alpha > 0.0f && !s->c.ngram_device)
     st = deco_ngram_device_create(ctx, s->c.ngram, &s->ngram);
-  if (st == DECO_STATUS_SUCCESS) {
-    deco_arena_t a = DECO_ARENA_SIZING;
-    layout(&a, &s->dev, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
-    s->block_bytes = a.bytes;
-    s->image = calloc(1, s->block_bytes);
-    if (!s->image) st = DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
-  }
-  if (st == DECO_STATUS_SUCCESS) st = deco_malloc(ctx, &s->mem, s->block_bytes);
-  if (st == DECO_STATUS_SUCCESS) {
-    deco_arena_t a = deco_arena_at(s->mem);
-    layout(&a, &s->dev, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
-    a = deco_arena_at(s->image);
-    layout(&a, &s->host, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
-  }
-  /* The plan: the prefill (every prompt's forced ids in one batch) and the
-   * one-token steps of all prompts, with the top-m's workspace. */
-  if (st == DECO_STATUS_SUCCESS) {
-    long long prefill = 0;
-    for (int b = 0; b < s->B; ++b) prefill += s->n_forced[b];
-    deco_forward_plan_t fp = DECO_FORWARD_PLAN_INIT;
-    fp.max_seqs = s->B;
-    fp.max_tokens = prefill > s->B ? (int)(prefill < (1 << 30) ? prefill : (1 << 30)) : s->B;
-    const deco_topk_rows_args_t ta = topk_args(s);
-    fp.workspace_bytes = deco_topk_rows_workspace_size(ctx, &ta);
-    st = deco_model_plan(m, s->kc, &fp, NULL);
-  }
+  if (st == DECO_STATUS_SUCCESS) st = alloc_blocks(s);
+  if (st == DECO_STATUS_SUCCESS) st = plan_forwards(s);
   if (st != DECO_STATUS_SUCCESS) {
     deco_superpose_session_destroy(s);
     return st;

@@ -292,49 +292,67 @@ static int walk_tree(const deco_tree_accept_sample_args_t *a, int b, const int32
   }
 }
 
+/* CHAIN allows at most one child per node: the first node of a tree found
+ * to share its parent with an earlier one (scanning later nodes against
+ * earlier ones) is refused. */
+static deco_status_t check_chain_trees(const deco_exec_t *exec, const deco_tree_batch_t *tb, const char *op) {
+  for (int b = 0; b < tb->n_trees; ++b) {
+    const int32_t *par = tb->parent + tb->tree_indptr[b];
+    int n = tb->tree_indptr[b + 1] - tb->tree_indptr[b];
+    for (int c = 2; c < n; ++c)
+      for (int d = 1; d < c; ++d)
+        if (par[d] == par[c])
+          return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
+                                "%s: draft_kind CHAIN but node %d of tree %d has several children (%d and %d)", op,
+                                par[c], b, d, c);
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
+/* The walk's per-token arrays for a vocabulary of V; 0 when one is
+ * missing (free_scratch frees what was allocated). */
+static int alloc_scratch(scratch_t *s, size_t V) {
+  s->t.w = malloc(V * sizeof(float));
+  s->t.in = malloc(V);
+  s->order = malloc(V * sizeof(int));
+  s->r = malloc(V * sizeof(double));
+  s->omega = malloc(V * sizeof(double));
+  s->excl = malloc(V);
+  return s->t.w && s->t.in && s->order && s->r && s->omega && s->excl;
+}
+
+static void free_scratch(scratch_t *s) {
+  free(s->t.w);
+  free(s->t.in);
+  free(s->order);
+  free(s->r);
+  free(s->omega);
+  free(s->excl);
+}
+
+/* Walks every tree of the batch in order, writing its outputs. */
+static void walk_trees(const deco_tree_accept_sample_args_t *a, scratch_t *s) {
+  const deco_tree_batch_t *tb = &a->tree;
+  for (int b = 0; b < tb->n_trees; ++b) {
+    int32_t *path = a->out.path + (size_t)b * DECO_TREE_MAX_NODES;
+    for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) path[i] = -1;
+    int n = tb->tree_indptr[b + 1] - tb->tree_indptr[b];
+    int32_t nonfinite;
+    a->out.accept_len[b] = walk_tree(a, b, tb->parent + tb->tree_indptr[b], n, s, path, &a->out.bonus[b], &nonfinite);
+    if (a->out.nonfinite) a->out.nonfinite[b] = nonfinite;
+  }
+}
+
 deco_status_t deco_tree_accept_sample_ref(const deco_exec_t *exec, const deco_tree_accept_sample_args_t *a) {
   static const char op[] = "deco_tree_accept_sample";
   const deco_tree_batch_t *tb = &a->tree;
   DECO_TRY(deco_tree_ref_check_batch(exec, tb, op));
-  if (a->draft_kind == DECO_DRAFT_CHAIN) {
-    for (int b = 0; b < tb->n_trees; ++b) {
-      const int32_t *par = tb->parent + tb->tree_indptr[b];
-      int n = tb->tree_indptr[b + 1] - tb->tree_indptr[b];
-      for (int c = 2; c < n; ++c)
-        for (int d = 1; d < c; ++d)
-          if (par[d] == par[c])
-            return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
-                                  "%s: draft_kind CHAIN but node %d of tree %d has several children (%d and %d)", op,
-                                  par[c], b, d, c);
-    }
-  }
+  if (a->draft_kind == DECO_DRAFT_CHAIN) DECO_TRY(check_chain_trees(exec, tb, op));
   const size_t V = (size_t)a->vocab;
   scratch_t s;
-  s.t.w = malloc(V * sizeof(float));
-  s.t.in = malloc(V);
-  s.order = malloc(V * sizeof(int));
-  s.r = malloc(V * sizeof(double));
-  s.omega = malloc(V * sizeof(double));
-  s.excl = malloc(V);
   deco_status_t st = DECO_STATUS_SUCCESS;
-  if (!s.t.w || !s.t.in || !s.order || !s.r || !s.omega || !s.excl) {
-    st = DECO_EXEC_FAIL(exec, DECO_STATUS_OUT_OF_MEMORY, "%s: no host memory for vocab %zu", op, V);
-  } else {
-    for (int b = 0; b < tb->n_trees; ++b) {
-      int32_t *path = a->out.path + (size_t)b * DECO_TREE_MAX_NODES;
-      for (int i = 0; i < DECO_TREE_MAX_NODES; ++i) path[i] = -1;
-      int n = tb->tree_indptr[b + 1] - tb->tree_indptr[b];
-      int32_t nonfinite;
-      a->out.accept_len[b] =
-          walk_tree(a, b, tb->parent + tb->tree_indptr[b], n, &s, path, &a->out.bonus[b], &nonfinite);
-      if (a->out.nonfinite) a->out.nonfinite[b] = nonfinite;
-    }
-  }
-  free(s.t.w);
-  free(s.t.in);
-  free(s.order);
-  free(s.r);
-  free(s.omega);
-  free(s.excl);
+  if (alloc_scratch(&s, V)) walk_trees(a, &s);
+  else st = DECO_EXEC_FAIL(exec, DECO_STATUS_OUT_OF_MEMORY, "%s: no host memory for vocab %zu", op, V);
+  free_scratch(&s);
   return st;
 }
