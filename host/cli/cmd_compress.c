@@ -63,11 +63,16 @@ bad:
  * (a: the option's name) into o; 0 or DECO_EXIT_USAGE. */
 typedef int (*setting_fn)(const char *a, const char *v, compress_options_t *o);
 
-static int set_kv_heads(const char *a, const char *v, compress_options_t *o) {
+/* An int setting in [1, hi] into *field; 0 or DECO_EXIT_USAGE. */
+static int set_int(const char *a, const char *v, long long hi, int *field) {
   long long n = 0;
-  if (parse_ll(a, v, 1, 4096, &n) != 0) return DECO_EXIT_USAGE;
-  o->kv_heads = (int)n;
+  if (parse_ll(a, v, 1, hi, &n) != 0) return DECO_EXIT_USAGE;
+  *field = (int)n;
   return 0;
+}
+
+static int set_kv_heads(const char *a, const char *v, compress_options_t *o) {
+  return set_int(a, v, 4096, &o->kv_heads);
 }
 
 static int set_calib_tokens(const char *a, const char *v, compress_options_t *o) {
@@ -75,10 +80,7 @@ static int set_calib_tokens(const char *a, const char *v, compress_options_t *o)
 }
 
 static int set_threads(const char *a, const char *v, compress_options_t *o) {
-  long long n = 0;
-  if (parse_ll(a, v, 1, 1024, &n) != 0) return DECO_EXIT_USAGE;
-  o->threads = (int)n;
-  return 0;
+  return set_int(a, v, DECO_MAX_THREADS, &o->threads);
 }
 
 static int set_method(const char *a, const char *v, compress_options_t *o) {
