@@ -110,7 +110,7 @@ deco_status_t deco_model_ensure_workspace(deco_model_t *m, size_t bytes) {
   if (m->workspace_bytes < bytes) {
     /* Any held model on the context may have captured the workspace lent
      * now, whichever model lent it. */
-    if (m->plan_held || ctx->plan_holds > 0)
+    if (ctx->plan_holds > 0) /* m's own hold among them */
       return DECO_FAIL(ctx, DECO_STATUS_CAPACITY,
                        "held plan (deco_model_hold_plan): %zu bytes of workspace needed, the plan has %zu", bytes,
                        m->workspace_bytes);

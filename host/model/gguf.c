@@ -521,12 +521,13 @@ static deco_status_t gg_read_tensor_table(gg_rd_t *r, deco_gguf_t *g) {
   return DECO_STATUS_SUCCESS;
 }
 
-/* Tensor i's data: aligned, after the previous tensor's end (prev_end), and
- * inside the file; t->data then points at it. */
-static deco_status_t gg_place_tensor(const gg_rd_t *r, deco_gguf_t *g, uint64_t i, uint64_t prev_end) {
+/* Tensor i's data: aligned, after the previous tensor's end, and inside
+ * the file; t->data then points at it. */
+static deco_status_t gg_place_tensor(const gg_rd_t *r, deco_gguf_t *g, uint64_t i) {
   const char *nm = r->nm;
   deco_gguf_tensor_t *t = &g->tensors[i];
   uint64_t data = g->data_offset;
+  const uint64_t prev_end = i > 0 ? g->tensors[i - 1].offset + g->tensors[i - 1].n_bytes : 0;
   if (t->offset % g->alignment != 0)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                      "%s: tensor %llu ('%s') offset %llu is not a multiple of the alignment %u (misaligned data)", nm,
@@ -557,11 +558,7 @@ static deco_status_t gg_place_tensor(const gg_rd_t *r, deco_gguf_t *g, uint64_t 
  * tensor table; the tensors follow each other inside it. */
 static deco_status_t gg_place_data(const gg_rd_t *r, deco_gguf_t *g) {
   g->data_offset = (r->pos + g->alignment - 1) / g->alignment * g->alignment;
-  uint64_t prev_end = 0;
-  for (uint64_t i = 0; i < g->n_tensors; ++i) {
-    DECO_TRY(gg_place_tensor(r, g, i, prev_end));
-    prev_end = g->tensors[i].offset + g->tensors[i].n_bytes;
-  }
+  for (uint64_t i = 0; i < g->n_tensors; ++i) DECO_TRY(gg_place_tensor(r, g, i));
   return DECO_STATUS_SUCCESS;
 }
 

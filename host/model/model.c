@@ -559,7 +559,7 @@ void deco_model_destroy(deco_model_t *m) {
   deco_model_free_fused(m);
   /* The context must not keep a workspace that is about to be freed: it
    * gets back the caller's, which this one displaced. */
-  if (m->plan_held) --m->ctx->plan_holds;
+  deco_model_hold_plan(m, 0); /* a held plan's count on the context */
   deco_ctx_return_workspace(m->ctx, m->workspace);
   deco_free(m->ctx, m->workspace);
   deco_free(m->ctx, m->arena);

@@ -670,15 +670,8 @@ deco_status_t deco_tokenizer_encode(const deco_tokenizer_t *t, const char *text,
     int32_t *tokens;
     int n;
     DECO_TRY(l2_encode(t->l2, text, text_len, bos, eos, &tokens, &n));
-    if (n > max_ids) {
-      free(tokens);
-      *n_ids = n;
-      return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the text encodes to %d ids but max_ids is %d", op, n, max_ids);
-    }
-    if (n > 0) memcpy(ids, tokens, sizeof(int32_t) * (size_t)n);
-    free(tokens);
-    *n_ids = n;
-    return DECO_STATUS_SUCCESS;
+    tok_vec_t v = {tokens, (size_t)n, (size_t)n};
+    return vec_deliver(op, &v, ids, max_ids, n_ids);
   }
   tok_vec_t v = {0};
   int32_t bos_id = t->ops->special(t, DECO_TOKEN_BOS), eos_id = t->ops->special(t, DECO_TOKEN_EOS);

@@ -35,11 +35,10 @@ static int score_nodes(const deco_tree_accept_greedy_args_t *a, int lo, int n, g
   int nonfinite = 0;
   for (int v = 0; v < n; ++v) {
     const float *row = (const float *)a->logits + (size_t)(lo + v) * V;
-    int finite;
     g->am[v] = deco_tree_ref_argmax(row, V);
-    finite = deco_tree_ref_row_finite(row, V);
     g->ok[v] = v == 0 || (g->ok[par[v]] && tok[v] == g->am[par[v]]);
-    if (g->ok[v] && !finite && !nonfinite) nonfinite = v + 1; /* a row the decision reads */
+    /* a row the decision reads, checked only then */
+    if (g->ok[v] && !nonfinite && !deco_tree_ref_row_finite(row, V)) nonfinite = v + 1;
     g->depth[v] = v == 0 ? 0 : g->depth[par[v]] + 1;
     if (g->ok[v] && g->depth[v] > *max_depth) *max_depth = g->depth[v];
   }
