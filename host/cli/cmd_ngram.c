@@ -47,12 +47,10 @@ static int parse_size(const char *s, size_t *out) {
 
 /* Where a string option's value goes, or NULL when a is not one. */
 static const char **string_slot(ngram_options_t *o, const char *a) {
-  return strcmp(a, "--model") == 0       ? &o->model
-         : strcmp(a, "--tokenizer") == 0 ? &o->tokenizer
-         : strcmp(a, "--text") == 0      ? &o->text
-         : strcmp(a, "--ids") == 0       ? &o->ids
-         : strcmp(a, "--out") == 0       ? &o->out
-                                         : NULL;
+  static const char *const names[] = {"--model", "--tokenizer", "--text", "--ids", "--out"};
+  const char **const fields[] = {&o->model, &o->tokenizer, &o->text, &o->ids, &o->out};
+  _Static_assert(sizeof names / sizeof *names == sizeof fields / sizeof *fields, "one field per option");
+  return deco_cli_text_field(a, names, fields, (int)(sizeof names / sizeof *names));
 }
 
 /* The option at argv[*i] and its value (*i steps past it); 0 or

@@ -35,12 +35,10 @@ typedef struct tok_opts {
 
 /* Where the value of option a goes; NULL when a takes no value. */
 static const char **value_slot(tok_opts_t *o, const char *a) {
-  if (strcmp(a, "--model") == 0) return &o->model;
-  if (strcmp(a, "--tokenizer") == 0) return &o->tokenizer;
-  if (strcmp(a, "--text") == 0) return &o->text;
-  if (strcmp(a, "--file") == 0) return &o->file;
-  if (strcmp(a, "--decode") == 0) return &o->decode;
-  return NULL;
+  static const char *const names[] = {"--model", "--tokenizer", "--text", "--file", "--decode"};
+  const char **const fields[] = {&o->model, &o->tokenizer, &o->text, &o->file, &o->decode};
+  _Static_assert(sizeof names / sizeof *names == sizeof fields / sizeof *fields, "one field per option");
+  return deco_cli_text_field(a, names, fields, (int)(sizeof names / sizeof *names));
 }
 
 /* The option at argv[*i] (and its value: *i moves past it); 0, or

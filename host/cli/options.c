@@ -284,13 +284,15 @@ static int parse_float_option(const char *a, const char *v, deco_cli_options_t *
   return 0;
 }
 
+/* --spec's words, indexed by deco_cli_spec_t. */
+static const char *const spec_names[] = {"none", "lookup", "recycle", "draft"};
+
 /* An option whose value is one of a few words: 1 with *rc its result, or
  * 0 for other options. */
 static int parse_word_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
-  static const char *const specs[] = {"none", "lookup", "recycle", "draft"};
   static const int spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE,
                                  DECO_CLI_SPEC_DRAFT};
-  static const deco_cli_words_t spec_words = {specs, spec_ids, 4, "none, lookup, recycle or draft"};
+  static const deco_cli_words_t spec_words = {spec_names, spec_ids, 4, "none, lookup, recycle or draft"};
   static const char *const comms[] = {"threads", "mpi", "nccl"};
   static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
   static const deco_cli_words_t comm_words = {comms, comm_ids, 3, "threads, mpi or nccl"};
@@ -410,8 +412,7 @@ static int check_superpose(const deco_cli_options_t *o) {
   const int given[] = {o->ngram_path != NULL, o->superpose_m_set, o->superpose_temp_set, o->ngram_alpha_set};
   if (group_needs(first_given(names, given, 4), o->superpose, "--superpose")) return -1;
   if (o->superpose && o->spec != DECO_CLI_SPEC_NONE) {
-    static const char *const specs[] = {"none", "lookup", "recycle", "draft"};
-    deco_cli_error("--superpose and --spec %s exclude each other", specs[o->spec]);
+    deco_cli_error("--superpose and --spec %s exclude each other", spec_names[o->spec]);
     return -1;
   }
   if (o->superpose && o->compare_ar) {

@@ -67,7 +67,9 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void layout(deco_arena_t *a, block_t *b, int B, int k, int m, int rows, int V, int dim, int P, int n_stop) {
+/* The session's block (b: the device's or the host image's) for s's sizes. */
+static void layout(deco_arena_t *a, block_t *b, const deco_superpose_session_t *s) {
+  const int B = s->B, k = s->k, m = s->mc, rows = s->rows, V = s->V, dim = s->dim, P = s->P, n_stop = s->n_stop;
   const size_t w = sizeof(int32_t), bk = (size_t)B * (size_t)k, d8 = sizeof(double);
   b->d.prompt = deco_arena_take(a, (size_t)B, sizeof(deco_superpose_prompt_t), 8);
   b->d.score = deco_arena_take(a, bk, d8, d8);
@@ -262,15 +264,15 @@ static deco_status_t open_cache(deco_superpose_session_t *s) {
  * (s->host), laid out alike. */
 static deco_status_t alloc_blocks(deco_superpose_session_t *s) {
   deco_arena_t a = DECO_ARENA_SIZING;
-  layout(&a, &s->dev, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
+  layout(&a, &s->dev, s);
   s->block_bytes = a.bytes;
   s->image = calloc(1, s->block_bytes);
   if (!s->image) return DECO_FAIL(s->ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
   DECO_TRY(deco_malloc(s->ctx, &s->mem, s->block_bytes));
   a = deco_arena_at(s->mem);
-  layout(&a, &s->dev, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
+  layout(&a, &s->dev, s);
   a = deco_arena_at(s->image);
-  layout(&a, &s->host, s->B, s->k, s->mc, s->rows, s->V, s->dim, s->P, s->n_stop);
+  layout(&a, &s->host, s);
   return DECO_STATUS_SUCCESS;
 }
 
