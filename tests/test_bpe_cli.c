@@ -143,7 +143,7 @@ Test(tokenize_cli, errors) {
  * tokenizer: no model file needed), and options taking effect in any
  * order, a repeated one keeping its last value. */
 Test(tokenize_cli, parse_errors_pinned) {
-#define TOK_ERROR(msg, ...) DECO_TEST_CLI_ERROR(2, "deco: error: " msg "\n", "tokenize", __VA_ARGS__)
+#define TOK_ERROR(msg, ...) DECO_TEST_CLI_ERROR_LINE(2, msg, "tokenize", __VA_ARGS__)
   DECO_TEST_CLI_ERROR(2, "deco: error: tokenize: give exactly one of --text, --file, --decode\n", "tokenize");
   TOK_ERROR("tokenize: give exactly one of --text, --file, --decode", "--special");
   TOK_ERROR("tokenize: give exactly one of --text, --file, --decode", "--text", "a", "--file", "f");

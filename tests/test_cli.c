@@ -123,7 +123,7 @@ Test(cli, usage_errors_exit_2) {
 
 /* The whole error line of each refused combination and value of generate,
  * compress and eval, as docs/CLI.md's parsers print it. */
-#define PINNED(status, msg, ...) DECO_TEST_CLI_ERROR(status, "deco: error: " msg "\n", __VA_ARGS__)
+#define PINNED DECO_TEST_CLI_ERROR_LINE
 
 Test(cli, usage_messages_pinned) {
   PINNED(2, "--model and --synthetic exclude each other", "generate", "--model", "m", "--synthetic", "tiny");

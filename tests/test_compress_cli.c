@@ -214,12 +214,10 @@ Test(compress_cli, every_setting_refuses_a_bad_value) {
       {"--threads=2", NULL, "deco: error: compress: unknown option '--threads=2' (see deco compress --help)"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     deco_test_run_t r;
-    if (cases[i][1])
-      DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", "a",
-                        "--out", "x.bin", cases[i][0], cases[i][1]);
-    else
-      DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", "a",
-                        "--out", "x.bin", cases[i][0]);
+    /* A case without a value ends the list at cases[i][1] (NULL). */
+    const char *argv[] = {"compress", "--model", model, "--kv-heads", "2",         "--method",  "svd",
+                          "--calib-ids", "a",     "--out", "x.bin",    cases[i][0], cases[i][1], NULL};
+    cr_assert_eq(deco_test_run_cli(argv, &r), 0, "cannot run deco");
     cr_assert_eq(r.status, 2, "%s: %s", cases[i][0], r.err);
     cr_assert_str_eq(r.out, "", "%s", cases[i][0]);
     char want[160];

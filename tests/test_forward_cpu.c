@@ -343,8 +343,6 @@ Test(forward_cpu, bad_arguments) {
   unload();
 }
 
-/* The status and the whole message of a refused call. */
-
 /* Every argument check of deco_forward, deco_forward_device and
  * deco_model_plan names what it refused, in these words. */
 Test(forward_cpu, argument_errors_name_what_they_refuse) {

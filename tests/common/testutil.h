@@ -116,6 +116,9 @@ void deco_test_refused_naming(deco_ctx_t *ctx, deco_status_t got, deco_status_t 
                               const char *const *parts);
 #define DECO_TEST_REFUSED_NAMING(ctx, got, want, prefix, ...) \
   deco_test_refused_naming((ctx), (got), (want), (prefix), (const char *const[]){__VA_ARGS__, NULL})
+/* A CLI run refused with exactly the error line "deco: error: msg"
+ * (msg a string literal): DECO_TEST_CLI_ERROR_LINE(2, "--steps: ...", "generate", ...). */
+#define DECO_TEST_CLI_ERROR_LINE(status, msg, ...) DECO_TEST_CLI_ERROR(status, "deco: error: " msg "\n", __VA_ARGS__)
 /* A CLI run (DECO_TEST_RUN_CLI with the arguments after needle) that
  * fails as deco_test_cli_error checks, then freed:
  * DECO_TEST_CLI_ERROR(2, "--steps", "generate", "--steps", "abc"). */
