@@ -430,6 +430,7 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
       deco_spec_commit_args_t *: deco_spec_commit,           \
       deco_draft_chain_args_t *: deco_draft_chain,           \
       deco_superpose_select_args_t *: deco_superpose_select, \
+      deco_superpose_embed_args_t *: deco_superpose_embed,   \
       deco_ngram_lookup_args_t *: deco_ngram_lookup,         \
       deco_embedding_args_t *: deco_embedding,               \
       deco_kv_append_args_t *: deco_kv_append,               \
@@ -762,45 +763,23 @@ Test(ops_ref, topk_rows_refusals) {
   NS(t, logits); NS(t, ids);
 }
 
-/* deco_superpose_embed's ladder, called directly (OP_FN does not list it):
- * the ctx and args, the sizes, the dtype, the four arrays; then an empty
- * call succeeds. */
+/* deco_superpose_embed's ladder: the ctx and args, the sizes, the dtype,
+ * the four arrays; then an empty call succeeds. */
 Test(ops_ref, superpose_embed_refusals) {
   deco_superpose_embed_args_t e = DECO_SUPERPOSE_EMBED_ARGS_INIT;
-  deco_test_refused(NULL, deco_superpose_embed(NULL, &e), NULLP, "deco_superpose_embed: ctx is NULL");
-  deco_test_refused(NULL, deco_superpose_embed(ctx, NULL), NULLP, "deco_superpose_embed: (a) is NULL");
+  EXPECT_NULL_CTX_THEN_ARGS(e, "deco_superpose_embed");
   const char *name = "deco_superpose_embed: a->";
-  e.n_rows = -1;
-  expect_range(deco_superpose_embed(ctx, &e), name, "n_rows", -1, 0, 1 << 24);
-  e.n_rows = 1 << 24 | 1;
-  expect_range(deco_superpose_embed(ctx, &e), name, "n_rows", 1 << 24 | 1, 0, 1 << 24);
-  e.n_rows = 0;
-  e.k = 0;
-  expect_range(deco_superpose_embed(ctx, &e), name, "k", 0, 1, DECO_SUPERPOSE_MAX_K);
-  e.k = DECO_SUPERPOSE_MAX_K + 1;
-  expect_range(deco_superpose_embed(ctx, &e), name, "k", DECO_SUPERPOSE_MAX_K + 1, 1, DECO_SUPERPOSE_MAX_K);
-  e.k = 2;
-  e.dim = 0;
-  expect_range(deco_superpose_embed(ctx, &e), name, "dim", 0, 1, 1 << 20);
-  e.dim = 4;
-  e.vocab = 0;
-  expect_range(deco_superpose_embed(ctx, &e), name, "vocab", 0, 1, 1 << 24);
-  e.vocab = 5;
-  e.dtype = (deco_dtype_t)99;
-  deco_test_refused(NULL, deco_superpose_embed(ctx, &e), BADARG, "deco_superpose_embed: dtype = 99 is not a dtype");
+  RS(e, n_rows, -1, 0, 1 << 24, 1 << 24 | 1); RS(e, n_rows, 1 << 24 | 1, 0, 1 << 24, 0);
+  RS(e, k, 0, 1, DECO_SUPERPOSE_MAX_K, DECO_SUPERPOSE_MAX_K + 1);
+  RS(e, k, DECO_SUPERPOSE_MAX_K + 1, 1, DECO_SUPERPOSE_MAX_K, 2);
+  RS(e, dim, 0, 1, 1 << 20, 4); RS(e, vocab, 0, 1, 1 << 24, 5);
+  DS(e, dtype, "deco_superpose_embed");
   e.dtype = DECO_DTYPE_BF16;
-  deco_test_refused(NULL, deco_superpose_embed(ctx, &e), DECO_STATUS_UNSUPPORTED,
+  deco_test_refused(NULL, OP(e), DECO_STATUS_UNSUPPORTED,
                     "deco_superpose_embed: dtype bf16 is not supported on the CPU backend (f32 only)");
   e.dtype = DECO_DTYPE_F32;
-  expect_null(deco_superpose_embed(ctx, &e), name, "table");
-  e.table = scratch;
-  expect_null(deco_superpose_embed(ctx, &e), name, "tokens");
-  e.tokens = (const int32_t *)scratch;
-  expect_null(deco_superpose_embed(ctx, &e), name, "weights");
-  e.weights = (const float *)scratch;
-  expect_null(deco_superpose_embed(ctx, &e), name, "out");
-  e.out = (float *)scratch;
-  cr_assert_eq(deco_superpose_embed(ctx, &e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  NS(e, table); NS(e, tokens); NS(e, weights); NS(e, out);
+  cr_assert_eq(OP(e), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
 
 /* deco_tree_attention's own checks, after the ones it shares with causal
