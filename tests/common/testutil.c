@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <regex.h>
@@ -139,14 +140,30 @@ void deco_test_expect_fixture_out(const char *what, const deco_test_run_t *r, co
   free(expect);
 }
 
+static char tmpdir_path[PATH_MAX];
+static pid_t tmpdir_owner;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  remove(path);
+  return 0;
+}
+
+/* Criterion runs each test in a child process; only the process that made the
+ * directory removes it, so a directory made before a fork outlives the fork. */
+static void remove_tmpdir(void) {
+  if (tmpdir_path[0] && getpid() == tmpdir_owner) nftw(tmpdir_path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *deco_test_tmpdir(void) {
-  static char dir[PATH_MAX];
-  if (!dir[0]) {
+  if (!tmpdir_path[0]) {
     const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/deco-test-XXXXXX", (base && *base) ? base : "/tmp");
-    if (!mkdtemp(dir)) cr_assert_fail("mkdtemp failed: %s", strerror(errno));
+    snprintf(tmpdir_path, sizeof tmpdir_path, "%s/deco-test-XXXXXX", (base && *base) ? base : "/tmp");
+    if (!mkdtemp(tmpdir_path)) cr_assert_fail("mkdtemp failed: %s", strerror(errno));
+    tmpdir_owner = getpid();
+    atexit(remove_tmpdir);
   }
-  return dir;
+  return tmpdir_path;
 }
 
 size_t deco_test_compare(const char *what, const float *a, const float *r, size_t n, float atol, float rtol) {

@@ -40,7 +40,8 @@ int deco_test_write_file(const char *path, const void *data, size_t size);
 /* Asserts that files a and b both read and hold the same bytes; msg is
  * the failure's message. */
 void deco_test_expect_same_file(const char *msg, const char *a, const char *b);
-/* A fresh temporary directory (mkdtemp) for this process. */
+/* A fresh temporary directory (mkdtemp) for this process, removed with what it
+ * holds when the process exits normally. */
 const char *deco_test_tmpdir(void);
 
 /* Element-wise |a - r| <= atol + rtol * |r|, NaN-safe. Prints the max error
