@@ -52,6 +52,20 @@ const char **deco_cli_text_field(const char *a, const char *const *names, const 
   return NULL;
 }
 
+deco_backend_t deco_cli_backend_or_default(int set, deco_backend_t asked) {
+  if (set) return asked;
+  return deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
+}
+
+int deco_cli_dtype_for(deco_backend_t backend, int set, deco_dtype_t asked, deco_dtype_t *dtype) {
+  *dtype = set ? asked : (backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
+  if (backend == DECO_BACKEND_CPU && *dtype != DECO_DTYPE_F32) {
+    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(*dtype));
+    return -1;
+  }
+  return 0;
+}
+
 deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads) {
   deco_ctx_config_t cc = DECO_CTX_CONFIG_INIT;
   cc.backend = backend;

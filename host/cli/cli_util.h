@@ -41,6 +41,14 @@ int deco_cli_parse_word(const char *opt, const char *v, const deco_cli_words_t *
  * of the n names. */
 const char **deco_cli_text_field(const char *a, const char *const *names, const char **const *fields, int n);
 
+/* The backend a command runs on: the one asked for (set), else CUDA when a
+ * device exists, else the CPU. */
+deco_backend_t deco_cli_backend_or_default(int set, deco_backend_t asked);
+
+/* The dtype on backend: the one asked for (set), else bf16 on CUDA and f32 on
+ * the CPU, which runs f32 only. 0, or -1 after "--dtype: ...". */
+int deco_cli_dtype_for(deco_backend_t backend, int set, deco_dtype_t asked, deco_dtype_t *dtype);
+
 /* A context on backend with threads CPU threads per op (0: the default);
  * NULL after "--backend NAME: why" or "--threads: why". */
 deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads);

@@ -252,8 +252,7 @@ static int load_calibration(const compress_options_t *o, compress_run_t *r) {
  * arrays and the temporary file next to OUT, so that the rename stays on
  * one file system; 0, or -1 once reported. */
 static int prepare_output(const compress_options_t *o, compress_run_t *r) {
-  const deco_backend_t backend =
-      o->backend_set ? o->backend : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  const deco_backend_t backend = deco_cli_backend_or_default(o->backend_set, o->backend);
   if (!(r->ctx = deco_cli_ctx_create(backend, o->threads))) return -1;
   const size_t tl = strlen(o->out) + 16;
   r->tmp = malloc(tl);

@@ -219,13 +219,8 @@ typedef struct eval_run {
  * 0 or DECO_EXIT_USAGE. */
 static int pick_backend(eval_run_t *r) {
   const eval_options_t *o = r->o;
-  r->backend = o->backend_set ? o->backend : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
-  r->dtype = o->dtype_set ? o->dtype : (r->backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
-  if (r->backend == DECO_BACKEND_CPU && r->dtype != DECO_DTYPE_F32) {
-    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(r->dtype));
-    return DECO_EXIT_USAGE;
-  }
-  return 0;
+  r->backend = deco_cli_backend_or_default(o->backend_set, o->backend);
+  return deco_cli_dtype_for(r->backend, o->dtype_set, o->dtype, &r->dtype) ? DECO_EXIT_USAGE : 0;
 }
 
 /* Two GGUF files carry their tokenizers: the same vocabulary size is not

@@ -741,7 +741,7 @@ static int generate_launched(const deco_cli_options_t *o, deco_backend_t backend
  * a GPU here) and this build has NCCL, MPI's otherwise; without a launcher
  * --tp N runs N threads. */
 static deco_comm_backend_t choose_comm(const deco_cli_options_t *o, int launched) {
-  const int on_cuda = o->backend_set ? o->backend == DECO_BACKEND_CUDA : deco_cuda_device_count() > 0;
+  const int on_cuda = deco_cli_backend_or_default(o->backend_set, o->backend) == DECO_BACKEND_CUDA;
   const deco_comm_backend_t launched_comm =
       on_cuda && deco_comm_backend_available(DECO_COMM_NCCL) ? DECO_COMM_NCCL : DECO_COMM_MPI;
   return o->comm_set ? o->comm : launched ? launched_comm : DECO_COMM_THREADS;
@@ -783,20 +783,13 @@ static int check_comm_usage(const deco_cli_options_t *o, deco_comm_backend_t com
 static int choose_backend_dtype(const deco_cli_options_t *o, deco_comm_backend_t comm, int tp_run,
                                 deco_backend_t *backend, deco_dtype_t *dtype) {
   const deco_backend_t tp_backend = comm == DECO_COMM_NCCL ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU;
-  *backend = o->backend_set ? o->backend
-             : tp_run       ? tp_backend
-                            : (deco_cuda_device_count() > 0 ? DECO_BACKEND_CUDA : DECO_BACKEND_CPU);
+  *backend = tp_run && !o->backend_set ? tp_backend : deco_cli_backend_or_default(o->backend_set, o->backend);
   if (tp_run && *backend != tp_backend) {
     deco_cli_error("--comm %s: its ranks run on the %s backend (use --backend %s)", deco_comm_backend_name(comm),
                    deco_backend_name(tp_backend), deco_backend_name(tp_backend));
     return -1;
   }
-  *dtype = o->dtype_set ? o->dtype : (*backend == DECO_BACKEND_CUDA ? DECO_DTYPE_BF16 : DECO_DTYPE_F32);
-  if (*backend == DECO_BACKEND_CPU && *dtype != DECO_DTYPE_F32) {
-    deco_cli_error("--dtype: %s is not supported by the cpu backend (use f32)", deco_dtype_name(*dtype));
-    return -1;
-  }
-  return 0;
+  return deco_cli_dtype_for(*backend, o->dtype_set, o->dtype, dtype);
 }
 
 int deco_cli_generate(const deco_cli_options_t *o) {
