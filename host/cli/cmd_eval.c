@@ -162,11 +162,11 @@ static int read_header(const char *path, deco_model_hparams_t *hp) {
   return 0;
 }
 
-/* --text's tokenizer: the GGUF file's own, --tokenizer, or the built-in
- * tok512; 0 or an exit status. */
-static int load_tokenizer(const eval_options_t *o, int vocab, deco_tokenizer_t **tok) {
+/* --text's tokenizer: the GGUF file's own (model_gguf), --tokenizer, or the
+ * built-in tok512; 0 or an exit status. */
+static int load_tokenizer(const eval_options_t *o, int model_gguf, int vocab, deco_tokenizer_t **tok) {
   deco_status_t s;
-  if (o->model && deco_cli_is_gguf(o->model) == 1) {
+  if (model_gguf) {
     s = deco_tokenizer_load_gguf(o->model, tok);
   } else if (o->tokenizer) {
     s = deco_tokenizer_load(o->tokenizer, vocab, tok);
@@ -209,6 +209,7 @@ typedef struct eval_run {
   deco_backend_t backend;
   deco_dtype_t dtype;
   deco_model_hparams_t hp; /* the model's header */
+  int model_gguf;          /* --model is a GGUF file */
   deco_tokenizer_t *tok;   /* --text only */
   corpus_t c;
   deco_ctx_t *ctx;
@@ -224,8 +225,10 @@ static int pick_backend(eval_run_t *r) {
 }
 
 /* Two GGUF files carry their tokenizers: the same vocabulary size is not
- * enough, the token lists must be the same. 0 or an exit status. */
-static int check_same_tokenizers(const eval_options_t *o) {
+ * enough, the token lists must be the same. --text keeps the model's for the
+ * corpus. 0 or an exit status. */
+static int check_same_tokenizers(eval_run_t *r) {
+  const eval_options_t *o = r->o;
   deco_tokenizer_t *a = NULL, *b = NULL;
   if (deco_tokenizer_load_gguf(o->model, &a) != DECO_STATUS_SUCCESS ||
       deco_tokenizer_load_gguf(o->ref, &b) != DECO_STATUS_SUCCESS) {
@@ -234,7 +237,8 @@ static int check_same_tokenizers(const eval_options_t *o) {
     return DECO_EXIT_BAD_INPUT;
   }
   const uint64_t ha = deco_cli_tokenizer_hash(a), hb = deco_cli_tokenizer_hash(b);
-  deco_tokenizer_destroy(a);
+  if (o->text) r->tok = a;
+  else deco_tokenizer_destroy(a);
   deco_tokenizer_destroy(b);
   if (ha != hb) {
     deco_cli_error("--ref: %s and %s have different tokenizers (token list hashes %016llx and %016llx)", o->ref,
@@ -257,10 +261,9 @@ static int check_models(eval_run_t *r) {
                    rhp.vocab_size, o->model ? o->model : DECO_DEFAULT_MODEL_NAME, r->hp.vocab_size);
     return DECO_EXIT_BAD_INPUT;
   }
-  if (o->ref && o->model && deco_cli_is_gguf(o->model) == 1 && deco_cli_is_gguf(o->ref) == 1 &&
-      (rc = check_same_tokenizers(o)) != 0)
-    return rc;
-  if (o->tokenizer && o->model && deco_cli_is_gguf(o->model) == 1) {
+  r->model_gguf = o->model && deco_cli_is_gguf(o->model) == 1;
+  if (o->ref && r->model_gguf && deco_cli_is_gguf(o->ref) == 1 && (rc = check_same_tokenizers(r)) != 0) return rc;
+  if (o->tokenizer && r->model_gguf) {
     deco_cli_error("--tokenizer: %s is a GGUF file, which carries its own vocabulary", o->model);
     return DECO_EXIT_BAD_INPUT;
   }
@@ -329,7 +332,7 @@ static int run_eval(const eval_options_t *o) {
   eval_run_t r = {.o = o};
   int rc = pick_backend(&r);
   if (rc == 0) rc = check_models(&r);
-  if (rc == 0 && o->text) rc = load_tokenizer(o, r.hp.vocab_size, &r.tok);
+  if (rc == 0 && o->text && !r.tok) rc = load_tokenizer(o, r.model_gguf, r.hp.vocab_size, &r.tok);
   if (rc == 0) rc = read_corpus(&r);
   if (rc == 0) rc = load_models(&r);
   if (rc == 0) rc = score(&r);
