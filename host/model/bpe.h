@@ -25,6 +25,11 @@ typedef struct tok_vec {
 } tok_vec_t;
 /* 0, or -1 when out of memory. */
 int tok_vec_push(tok_vec_t *v, int32_t id);
+/* Copies v into ids[0..max_ids) or fails with DECO_STATUS_CAPACITY; *n_ids
+ * gets the count either way. Messages read "op: the what encodes to ...".
+ * v stays the caller's. */
+deco_status_t tok_vec_deliver(const tok_vec_t *v, const char *op, const char *what, int32_t *ids, int max_ids,
+                              int *n_ids);
 
 /* Where a streaming decode stands (tokenizer.c's decoder and detokenize
  * share it, so both produce the same bytes). */

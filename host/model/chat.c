@@ -569,19 +569,6 @@ static int llama3_segments(tok_segment_t *seg, int32_t bos, const char *system, 
   return n;
 }
 
-/* The encoded ids v copied to ids[0..max_ids); *n_ids gets their count,
- * also when it exceeds max_ids (DECO_STATUS_CAPACITY). */
-static deco_status_t copy_ids(const tok_vec_t *v, int32_t *ids, int max_ids, int *n_ids, const char *op) {
-  if (v->n > (size_t)INT32_MAX)
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: the chat encodes to too many ids", op);
-  *n_ids = (int)v->n;
-  if ((int)v->n > max_ids)
-    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the chat encodes to %d ids but max_ids is %d", op, *n_ids,
-                     max_ids);
-  if (v->n) memcpy(ids, v->a, v->n * sizeof(int32_t));
-  return DECO_STATUS_SUCCESS;
-}
-
 deco_status_t deco_chat_render(const deco_tokenizer_t *tok, deco_chat_template_t tmpl, const char *system,
                                const char *prompt, int add_generation_prompt, int32_t *ids, int max_ids, int *n_ids) {
   static const char op[] = "deco_chat_render";
@@ -610,7 +597,7 @@ deco_status_t deco_chat_render(const deco_tokenizer_t *tok, deco_chat_template_t
                                       add_generation_prompt || (own && info->generation_always));
   tok_vec_t v = {0};
   deco_status_t s = deco_tok_gguf_encode_segments(tok, seg, n, 0, &v);
-  if (s == DECO_STATUS_SUCCESS) s = copy_ids(&v, ids, max_ids, n_ids, op);
+  if (s == DECO_STATUS_SUCCESS) s = tok_vec_deliver(&v, op, "chat", ids, max_ids, n_ids);
   free(v.a);
   return s;
 }

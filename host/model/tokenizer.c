@@ -575,6 +575,20 @@ int tok_vec_push(tok_vec_t *v, int32_t id) {
   return 0;
 }
 
+deco_status_t tok_vec_deliver(const tok_vec_t *v, const char *op, const char *what, int32_t *ids, int max_ids,
+                              int *n_ids) {
+  if (v->n > (size_t)INT32_MAX)
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: the %s encodes to %zu ids, more than an int holds", op,
+                     what, v->n);
+  const int n = (int)v->n;
+  *n_ids = n;
+  if (n > max_ids)
+    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the %s encodes to %d ids but max_ids is %d", op, what, n,
+                     max_ids);
+  if (n > 0) memcpy(ids, v->a, sizeof(int32_t) * (size_t)n);
+  return DECO_STATUS_SUCCESS;
+}
+
 void deco_tokenizer_destroy(deco_tokenizer_t *tok) {
   if (tok) tok->ops->destroy(tok);
 }
@@ -617,23 +631,11 @@ int32_t deco_tokenizer_find(const deco_tokenizer_t *tok, const char *text, size_
   return tok->ops->find(tok, text ? text : "", len);
 }
 
-/* Copies v into ids[0..max_ids) or fails with DECO_STATUS_CAPACITY; *n_ids
- * gets the count either way. Frees v. */
+/* tok_vec_deliver, then v freed. */
 static deco_status_t vec_deliver(const char *op, tok_vec_t *v, int32_t *ids, int max_ids, int *n_ids) {
-  if (v->n > (size_t)INT32_MAX) {
-    free(v->a);
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: the text encodes to %zu ids, more than an int holds", op,
-                     v->n);
-  }
-  int n = (int)v->n;
-  *n_ids = n;
-  if (n > max_ids) {
-    free(v->a);
-    return DECO_FAIL(NULL, DECO_STATUS_CAPACITY, "%s: the text encodes to %d ids but max_ids is %d", op, n, max_ids);
-  }
-  if (n > 0) memcpy(ids, v->a, sizeof(int32_t) * (size_t)n);
+  const deco_status_t s = tok_vec_deliver(v, op, "text", ids, max_ids, n_ids);
   free(v->a);
-  return DECO_STATUS_SUCCESS;
+  return s;
 }
 
 deco_status_t deco_tokenizer_tokenize(const deco_tokenizer_t *tok, const char *text, size_t len, unsigned flags,
