@@ -418,14 +418,15 @@ void deco_tok_chat_info_free(tok_chat_info_t *info) {
 /* ---- the public functions -------------------------------------------------------- */
 
 static const char *const k_names[] = {"auto", "none", "chatml", "llama3"};
+enum { N_TEMPLATES = sizeof k_names / sizeof k_names[0] };
 
 const char *deco_chat_template_name(deco_chat_template_t tmpl) {
-  return (unsigned)tmpl < sizeof k_names / sizeof k_names[0] ? k_names[tmpl] : "?";
+  return (unsigned)tmpl < N_TEMPLATES ? k_names[tmpl] : "?";
 }
 
 deco_status_t deco_chat_template_from_name(const char *name, deco_chat_template_t *out) {
   if (!name || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "deco_chat_template_from_name: NULL argument");
-  for (unsigned i = 0; i < sizeof k_names / sizeof k_names[0]; ++i)
+  for (unsigned i = 0; i < N_TEMPLATES; ++i)
     if (strcmp(name, k_names[i]) == 0) {
       *out = (deco_chat_template_t)i;
       return DECO_STATUS_SUCCESS;
@@ -444,7 +445,7 @@ deco_status_t deco_chat_template_resolve(const deco_tokenizer_t *tok, deco_chat_
                                          deco_chat_template_t *out) {
   static const char op[] = "deco_chat_template_resolve";
   if (!tok || !out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
-  if ((unsigned)tmpl >= sizeof k_names / sizeof k_names[0])
+  if ((unsigned)tmpl >= N_TEMPLATES)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: unknown template value %d", op, (int)tmpl);
   *out = tmpl;
   if (tmpl != DECO_CHAT_TEMPLATE_AUTO) return DECO_STATUS_SUCCESS;
