@@ -5,6 +5,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,125 +224,162 @@ static int parse_chat_template(const char *v, deco_cli_options_t *o) {
   return 0;
 }
 
-/* An option whose value is an integer in lo..hi (set, when not NULL, notes
- * that it was given): 1 with *rc its result, or 0 for other options. */
-static int parse_int_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
-  const struct {
-    const char *name;
-    int *field;
-    long lo, hi;
-    int *set;
-  } ints[] = {
-      {"--steps", &o->steps, 1, 1 << 30, NULL},
-      {"--draft-len", &o->draft_len, 1, 255, &o->draft_len_set},
-      {"--draft-width", &o->draft_width, 1, 16, NULL},
-      {"--layer-parallel", &o->layer_parallel, 1, 16, NULL},
-      {"--tree-nodes", &o->tree_nodes, 1, 255, NULL},
-      {"--recycle-k", &o->recycle_k, 1, 16, &o->recycle_k_set},
-      {"--threads", &o->threads, 1, DECO_MAX_THREADS, NULL},
-      {"--tp", &o->tp, 1, DECO_COMM_MAX_RANKS, NULL},
-      {"--superpose", &o->superpose, 1, DECO_SUPERPOSE_MAX_K, NULL},
-      {"--superpose-m", &o->superpose_m, 1, DECO_SUPERPOSE_MAX_M, &o->superpose_m_set},
-  };
-  for (size_t k = 0; k < sizeof ints / sizeof ints[0]; ++k) {
-    if (strcmp(a, ints[k].name) != 0) continue;
-    if (ints[k].set) *ints[k].set = 1;
-    *rc = parse_int(a, v, ints[k].lo, ints[k].hi, ints[k].field);
-    return 1;
-  }
-  return 0;
-}
+/* The options that take a value: four tables by kind and one of options
+ * with a parser of their own; an option is known when one of them names it.
+ * Fields are offsets into deco_cli_options_t; set notes that the option was
+ * given (NO_SET: nothing does). */
+#define OPT(field) offsetof(deco_cli_options_t, field)
+#define NO_SET ((size_t)-1)
+#define AT(o, off, type) ((type *)((char *)(o) + (off)))
 
-/* An option whose value is a float within lo..hi (lo itself excluded when
- * lo_open; set, when not NULL, notes that it was given): 1 with *rc its
- * result, or 0 for other options. Out of range is "OPT: V must be RANGE". */
-static int parse_float_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
-  const struct {
-    const char *name;
-    float *field;
-    float lo, hi;
-    int lo_open;
-    const char *range;
-    int *set;
-  } floats[] = {
-      {"--temperature", &o->temperature, 0.0f, FLT_MAX, 0, ">= 0", NULL},
-      {"--top-p", &o->top_p, 0.0f, 1.0f, 1, "in (0, 1]", NULL},
-      {"--superpose-temp", &o->superpose_temp, 0.0f, FLT_MAX, 1, "> 0", &o->superpose_temp_set},
-      {"--ngram-alpha", &o->ngram_alpha, 0.0f, 1.0f, 0, "in [0, 1]", &o->ngram_alpha_set},
-  };
-  for (size_t k = 0; k < sizeof floats / sizeof floats[0]; ++k) {
-    if (strcmp(a, floats[k].name) != 0) continue;
-    if (floats[k].set) *floats[k].set = 1;
-    *rc = parse_float(a, v, floats[k].field);
-    if (*rc != 0) return 1;
-    const float f = *floats[k].field; /* finite */
-    if (!(floats[k].lo_open ? f > floats[k].lo : f >= floats[k].lo) || f > floats[k].hi) {
-      deco_cli_error("%s: %s must be %s", a, v, floats[k].range);
-      *rc = -1;
-    }
-    return 1;
-  }
-  return 0;
-}
+/* Kept as given. */
+static const struct text_option {
+  const char *name;
+  size_t field;
+} text_options[] = {
+    {"--model", OPT(model_path)},
+    {"--synthetic", OPT(synthetic)},
+    {"--tokenizer", OPT(tokenizer_path)},
+    {"--prompt", OPT(prompt)},
+    {"--draft-model", OPT(draft_model)},
+    {"--tree-template", OPT(tree_template)},
+    {"--recycle-state", OPT(recycle_state)},
+    {"--system", OPT(system)},
+    {"--ngram", OPT(ngram_path)},
+};
+
+/* An integer in lo..hi. */
+static const struct int_option {
+  const char *name;
+  size_t field;
+  long lo, hi;
+  size_t set;
+} int_options[] = {
+    {"--steps", OPT(steps), 1, 1 << 30, NO_SET},
+    {"--draft-len", OPT(draft_len), 1, 255, OPT(draft_len_set)},
+    {"--draft-width", OPT(draft_width), 1, 16, NO_SET},
+    {"--layer-parallel", OPT(layer_parallel), 1, 16, NO_SET},
+    {"--tree-nodes", OPT(tree_nodes), 1, 255, NO_SET},
+    {"--recycle-k", OPT(recycle_k), 1, 16, OPT(recycle_k_set)},
+    {"--threads", OPT(threads), 1, DECO_MAX_THREADS, NO_SET},
+    {"--tp", OPT(tp), 1, DECO_COMM_MAX_RANKS, NO_SET},
+    {"--superpose", OPT(superpose), 1, DECO_SUPERPOSE_MAX_K, NO_SET},
+    {"--superpose-m", OPT(superpose_m), 1, DECO_SUPERPOSE_MAX_M, OPT(superpose_m_set)},
+};
+
+/* A float within lo..hi (lo itself excluded when lo_open); out of range is
+ * "OPT: V must be RANGE". */
+static const struct float_option {
+  const char *name;
+  size_t field;
+  float lo, hi;
+  int lo_open;
+  const char *range;
+  size_t set;
+} float_options[] = {
+    {"--temperature", OPT(temperature), 0.0f, FLT_MAX, 0, ">= 0", NO_SET},
+    {"--top-p", OPT(top_p), 0.0f, 1.0f, 1, "in (0, 1]", NO_SET},
+    {"--superpose-temp", OPT(superpose_temp), 0.0f, FLT_MAX, 1, "> 0", OPT(superpose_temp_set)},
+    {"--ngram-alpha", OPT(ngram_alpha), 0.0f, 1.0f, 0, "in [0, 1]", OPT(ngram_alpha_set)},
+};
 
 /* --spec's words, indexed by deco_cli_spec_t. */
 static const char *const spec_names[] = {"none", "lookup", "recycle", "draft"};
+static const int spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE, DECO_CLI_SPEC_DRAFT};
+static const deco_cli_words_t spec_words = {spec_names, spec_ids, 4, "none, lookup, recycle or draft"};
+static const char *const comm_names[] = {"threads", "mpi", "nccl"};
+static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
+static const deco_cli_words_t comm_words = {comm_names, comm_ids, 3, "threads, mpi or nccl"};
 
-/* An option whose value is one of a few words: 1 with *rc its result, or
- * 0 for other options. */
-static int parse_word_option(const char *a, const char *v, deco_cli_options_t *o, int *rc) {
-  static const int spec_ids[] = {DECO_CLI_SPEC_NONE, DECO_CLI_SPEC_LOOKUP, DECO_CLI_SPEC_RECYCLE,
-                                 DECO_CLI_SPEC_DRAFT};
-  static const deco_cli_words_t spec_words = {spec_names, spec_ids, 4, "none, lookup, recycle or draft"};
-  static const char *const comms[] = {"threads", "mpi", "nccl"};
-  static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
-  static const deco_cli_words_t comm_words = {comms, comm_ids, 3, "threads, mpi or nccl"};
-  int word = 0;
-  if (strcmp(a, "--backend") == 0) {
-    o->backend_set = 1;
-    if ((*rc = deco_cli_parse_word(a, v, &deco_cli_backend_words, &word)) == 0) o->backend = (deco_backend_t)word;
-  } else if (strcmp(a, "--dtype") == 0) {
-    o->dtype_set = 1;
-    if ((*rc = deco_cli_parse_word(a, v, &deco_cli_dtype_words, &word)) == 0) o->dtype = (deco_dtype_t)word;
-  } else if (strcmp(a, "--spec") == 0) {
-    if ((*rc = deco_cli_parse_word(a, v, &spec_words, &word)) == 0) o->spec = (deco_cli_spec_t)word;
-  } else if (strcmp(a, "--comm") == 0) {
-    o->comm_set = 1;
-    if ((*rc = deco_cli_parse_word(a, v, &comm_words, &word)) == 0) o->comm = (deco_comm_backend_t)word;
-  } else {
-    return 0;
+/* One of a few words, kept in an enum field, which is stored as an int. */
+_Static_assert(sizeof(deco_backend_t) == sizeof(int) && sizeof(deco_dtype_t) == sizeof(int) &&
+                   sizeof(deco_cli_spec_t) == sizeof(int) && sizeof(deco_comm_backend_t) == sizeof(int),
+               "the word options' enums are ints");
+static const struct word_option {
+  const char *name;
+  const deco_cli_words_t *words;
+  size_t field, set;
+} word_options[] = {
+    {"--backend", &deco_cli_backend_words, OPT(backend), OPT(backend_set)},
+    {"--dtype", &deco_cli_dtype_words, OPT(dtype), OPT(dtype_set)},
+    {"--spec", &spec_words, OPT(spec), NO_SET},
+    {"--comm", &comm_words, OPT(comm), OPT(comm_set)},
+};
+
+static int set_prompt_ids(const char *v, deco_cli_options_t *o) {
+  free(o->prompt_ids);
+  o->prompt_ids = NULL;
+  o->n_prompt_ids = 0;
+  return parse_ids(v, o);
+}
+
+static int set_seed(const char *v, deco_cli_options_t *o) {
+  return parse_seed(v, &o->seed);
+}
+
+static const struct own_option {
+  const char *name;
+  int (*parse)(const char *v, deco_cli_options_t *o);
+} own_options[] = {
+    {"--prompt-ids", set_prompt_ids},
+    {"--seed", set_seed},
+    {"--draft-layers", parse_layers},
+    {"--chat-template", parse_chat_template},
+};
+
+/* The entry of table t (n entries of size bytes, each starting with its
+ * name) that names option a, or NULL. */
+static const void *find_option(const void *t, size_t n, size_t size, const char *a) {
+  for (size_t k = 0; k < n; ++k) {
+    const void *e = (const char *)t + k * size;
+    if (strcmp(a, *(const char *const *)e) == 0) return e;
   }
-  return 1;
+  return NULL;
+}
+#define FIND(table, a) find_option((table), sizeof(table) / sizeof *(table), sizeof *(table), (a))
+
+static void note_set(deco_cli_options_t *o, size_t set) {
+  if (set != NO_SET) *AT(o, set, int) = 1;
+}
+
+static int parse_int_option(const struct int_option *e, const char *v, deco_cli_options_t *o) {
+  note_set(o, e->set);
+  return parse_int(e->name, v, e->lo, e->hi, AT(o, e->field, int));
+}
+
+static int parse_float_option(const struct float_option *e, const char *v, deco_cli_options_t *o) {
+  note_set(o, e->set);
+  float *f = AT(o, e->field, float);
+  if (parse_float(e->name, v, f) != 0) return -1;
+  if (!(e->lo_open ? *f > e->lo : *f >= e->lo) || *f > e->hi) { /* *f is finite */
+    deco_cli_error("%s: %s must be %s", e->name, v, e->range);
+    return -1;
+  }
+  return 0;
+}
+
+static int parse_word_option(const struct word_option *e, const char *v, deco_cli_options_t *o) {
+  note_set(o, e->set);
+  int word = 0;
+  if (deco_cli_parse_word(e->name, v, e->words, &word) != 0) return -1;
+  *AT(o, e->field, int) = word;
+  return 0;
 }
 
 /* The value v of option a (a known option that takes one); 0 or -1. */
 static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
-  /* Options kept as given: texts[k]'s value goes to *text_fields[k]. */
-  static const char *const texts[] = {"--model",         "--synthetic",   "--tokenizer",
-                                      "--prompt",        "--draft-model", "--tree-template",
-                                      "--recycle-state", "--system",      "--ngram"};
-  const char **const text_fields[] = {&o->model_path,    &o->synthetic,   &o->tokenizer_path,
-                                      &o->prompt,        &o->draft_model, &o->tree_template,
-                                      &o->recycle_state, &o->system,      &o->ngram_path};
-  _Static_assert(sizeof texts / sizeof *texts == sizeof text_fields / sizeof *text_fields, "one field per option");
-  const char **text = deco_cli_text_field(a, texts, text_fields, (int)(sizeof texts / sizeof *texts));
-  if (text) {
-    *text = v;
-    return 0;
-  }
-  int rc = 0;
-  if (parse_int_option(a, v, o, &rc) || parse_float_option(a, v, o, &rc) || parse_word_option(a, v, o, &rc))
-    return rc;
-  if (strcmp(a, "--prompt-ids") == 0) {
-    free(o->prompt_ids);
-    o->prompt_ids = NULL;
-    o->n_prompt_ids = 0;
-    return parse_ids(v, o);
-  }
-  if (strcmp(a, "--seed") == 0) return parse_seed(v, &o->seed);
-  if (strcmp(a, "--draft-layers") == 0) return parse_layers(v, o);
-  if (strcmp(a, "--chat-template") == 0) return parse_chat_template(v, o);
-  return 0;
+  const struct text_option *t = FIND(text_options, a);
+  const struct int_option *i = FIND(int_options, a);
+  const struct float_option *f = FIND(float_options, a);
+  const struct word_option *w = FIND(word_options, a);
+  const struct own_option *p = FIND(own_options, a);
+  if (t) *AT(o, t->field, const char *) = v;
+  return t   ? 0
+         : i ? parse_int_option(i, v, o)
+         : f ? parse_float_option(f, v, o)
+         : w ? parse_word_option(w, v, o)
+         : p ? p->parse(v, o)
+             : 0;
 }
 
 /* 1 when a is an option without a value (and sets it). */
@@ -356,16 +394,8 @@ static int parse_flag(const char *a, deco_cli_options_t *o) {
 }
 
 static int takes_value(const char *a) {
-  static const char *const with_value[] = {"--model", "--synthetic", "--tokenizer", "--prompt", "--prompt-ids",
-                                            "--steps", "--temperature", "--top-p", "--seed", "--backend",
-                                            "--dtype", "--spec", "--draft-len", "--tree-nodes", "--tree-template",
-                                            "--recycle-k", "--recycle-state", "--threads", "--tp", "--comm",
-                                            "--system", "--chat-template", "--superpose", "--ngram",
-                                            "--superpose-m", "--superpose-temp", "--ngram-alpha", "--draft-model",
-                                            "--draft-layers", "--draft-width", "--layer-parallel", NULL};
-  for (int k = 0; with_value[k]; ++k)
-    if (strcmp(a, with_value[k]) == 0) return 1;
-  return 0;
+  return FIND(text_options, a) || FIND(int_options, a) || FIND(float_options, a) || FIND(word_options, a) ||
+         FIND(own_options, a);
 }
 
 /* A group of options that mean nothing unless ok: given is the first of
