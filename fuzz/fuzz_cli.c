@@ -16,7 +16,7 @@
 
 #include "cli/cli.h"
 
-static char g_path[64];
+static char g_path[4096];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
@@ -25,7 +25,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   int null = open("/dev/null", O_WRONLY);
   if (null < 0 || dup2(null, 1) < 0) abort();
   close(null);
-  snprintf(g_path, sizeof g_path, "/tmp/deco-fuzz-cli-%ld.bin", (long)getpid());
+  const char *tmp = getenv("TMPDIR");
+  snprintf(g_path, sizeof g_path, "%s/deco-fuzz-cli-%ld.bin", tmp && *tmp ? tmp : "/tmp", (long)getpid());
   return 0;
 }
 

@@ -8,15 +8,15 @@
 set -euo pipefail
 deco=${1:-build/bin/deco}
 backend=${2:-cpu}
+err=$(mktemp)
+trap 'rm -f "$err"' EXIT
 prompts=("Once upon a time" "Tom has a red ball. Tom has a red" "The little dog was sad because")
 for spec in none lookup recycle; do
   for t in 0 0.7; do
     for p in "${prompts[@]}"; do
       echo "== --spec $spec --temperature $t --prompt '$p' --backend $backend"
-      err=$(mktemp)
       "$deco" generate --spec "$spec" --temperature "$t" --prompt "$p" --backend "$backend" --print-ids 2>"$err"
       tail -n 1 "$err" | sed -E 's/ seconds=[0-9.]+ tok_per_s=[0-9.]+//'
-      rm -f "$err"
     done
   done
 done

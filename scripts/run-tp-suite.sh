@@ -25,6 +25,8 @@ fail() { note "FAIL: $*"; status=1; }
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 note "GPUs: $gpus"
 mpirun_cmd=(mpirun --allow-run-as-root)
+t=$(mktemp -d "${TMPDIR:-/tmp}/deco-tp-suite.XXXXXX") || exit 1
+trap 'rm -rf "$t"' EXIT
 
 note "== 1. CPU suites of tensor parallelism and the mpi label"
 timeout 900 ctest --test-dir "$build" -R '^(test_tp_|mpi_)' --output-on-failure || fail "ctest tp/mpi"
@@ -38,28 +40,28 @@ fi
 
 model=data/models/stories260K.bin
 common=(generate --model "$model" --backend cuda --dtype f32 --temperature 0 --ignore-eos --print-ids)
-timeout 300 "$deco" "${common[@]}" >/tmp/deco-tp1.ids 2>/tmp/deco-tp1.err || fail "TP 1: $(tail -n 1 /tmp/deco-tp1.err)"
+timeout 300 "$deco" "${common[@]}" >"$t/tp1.ids" 2>"$t/tp1.err" || fail "TP 1: $(tail -n 1 "$t/tp1.err")"
 compare() { # what file
-  if cmp -s /tmp/deco-tp1.ids "$2"; then
+  if cmp -s "$t/tp1.ids" "$2"; then
     note "$1: ids equal TP 1's; $(tail -n 1 "${2%.ids}.err")"
   else
-    first=$(paste -d' ' <(tr ' ' '\n' </tmp/deco-tp1.ids) <(tr ' ' '\n' <"$2") | awk '$1 != $2 { print NR - 1; exit }')
+    first=$(paste -d' ' <(tr ' ' '\n' <"$t/tp1.ids") <(tr ' ' '\n' <"$2") | awk '$1 != $2 { print NR - 1; exit }')
     fail "$1: ids differ from TP 1 first at position ${first:-?} (check it as a near tie)"
   fi
 }
 note "== 3. stories260K at TP 2, 4, 8 over NCCL"
 for n in 2 4 8; do
   [ "$gpus" -ge "$n" ] || { note "TP $n: skipped, $gpus GPUs"; continue; }
-  if timeout 300 "${mpirun_cmd[@]}" -np "$n" "$deco" "${common[@]}" --comm nccl >/tmp/deco-tp$n-mpi.ids \
-       2>/tmp/deco-tp$n-mpi.err; then
-    compare "TP $n, process per GPU" /tmp/deco-tp$n-mpi.ids
+  if timeout 300 "${mpirun_cmd[@]}" -np "$n" "$deco" "${common[@]}" --comm nccl >"$t/tp$n-mpi.ids" \
+       2>"$t/tp$n-mpi.err"; then
+    compare "TP $n, process per GPU" "$t/tp$n-mpi.ids"
   else
-    fail "TP $n, process per GPU: exit $? ($(tail -n 3 /tmp/deco-tp$n-mpi.err))"
+    fail "TP $n, process per GPU: exit $? ($(tail -n 3 "$t/tp$n-mpi.err"))"
   fi
-  if timeout 300 "$deco" "${common[@]}" --tp "$n" --comm nccl >/tmp/deco-tp$n-one.ids 2>/tmp/deco-tp$n-one.err; then
-    compare "TP $n, one process" /tmp/deco-tp$n-one.ids
+  if timeout 300 "$deco" "${common[@]}" --tp "$n" --comm nccl >"$t/tp$n-one.ids" 2>"$t/tp$n-one.err"; then
+    compare "TP $n, one process" "$t/tp$n-one.ids"
   else
-    fail "TP $n, one process: exit $? ($(tail -n 3 /tmp/deco-tp$n-one.err))"
+    fail "TP $n, one process: exit $? ($(tail -n 3 "$t/tp$n-one.err"))"
   fi
 done
 
@@ -68,11 +70,11 @@ mini=${DECO_MODELS_DIR:-models-cache}/SmolLM2-135M-mini.gguf
 if [ "$gpus" -ge 3 ] && [ -f "$mini" ]; then
   smol=(generate --model "$mini" --backend cuda --dtype f32 --temperature 0 --ignore-eos --print-ids --steps 64
         --prompt-ids 1,9690,198)
-  timeout 300 "$deco" "${smol[@]}" >/tmp/deco-tp1.ids 2>/dev/null || fail "SmolLM2 mini TP 1"
-  if timeout 300 "$deco" "${smol[@]}" --tp 3 --comm nccl >/tmp/deco-smol3.ids 2>/tmp/deco-smol3.err; then
-    compare "SmolLM2 mini TP 3" /tmp/deco-smol3.ids
+  timeout 300 "$deco" "${smol[@]}" >"$t/tp1.ids" 2>/dev/null || fail "SmolLM2 mini TP 1"
+  if timeout 300 "$deco" "${smol[@]}" --tp 3 --comm nccl >"$t/smol3.ids" 2>"$t/smol3.err"; then
+    compare "SmolLM2 mini TP 3" "$t/smol3.ids"
   else
-    fail "SmolLM2 mini TP 3: $(tail -n 3 /tmp/deco-smol3.err)"
+    fail "SmolLM2 mini TP 3: $(tail -n 3 "$t/smol3.err")"
   fi
 else
   note "SmolLM2 mini TP 3: skipped ($gpus GPUs, $mini)"

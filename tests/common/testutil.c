@@ -3,6 +3,8 @@
 #include "common/testutil.h"
 
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -11,10 +13,10 @@
 #include <regex.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -149,21 +151,48 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
   return 0;
 }
 
+static void remove_tree(const char *path) {
+  nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* Criterion runs each test in a child process; only the process that made the
  * directory removes it, so a directory made before a fork outlives the fork. */
 static void remove_tmpdir(void) {
-  if (tmpdir_path[0] && getpid() == tmpdir_owner) nftw(tmpdir_path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (tmpdir_path[0] && getpid() == tmpdir_owner) remove_tree(tmpdir_path);
 }
 
+static const char *tmp_base(void) {
+  const char *base = getenv("TMPDIR");
+  return base && *base ? base : "/tmp";
+}
+
+/* The folders are named after the runner, the test process's parent, so that
+ * the runner removes those of the tests that did not exit (a crash, a
+ * timeout): deco-test-<runner pid>-XXXXXX. */
 const char *deco_test_tmpdir(void) {
   if (!tmpdir_path[0]) {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir_path, sizeof tmpdir_path, "%s/deco-test-XXXXXX", (base && *base) ? base : "/tmp");
+    snprintf(tmpdir_path, sizeof tmpdir_path, "%s/deco-test-%ld-XXXXXX", tmp_base(), (long)getppid());
     if (!mkdtemp(tmpdir_path)) cr_assert_fail("mkdtemp failed: %s", strerror(errno));
     tmpdir_owner = getpid();
     atexit(remove_tmpdir);
   }
   return tmpdir_path;
+}
+
+/* In the runner, after every test: what its tests left behind. */
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+  (void)stats;
+  char prefix[64];
+  const int n = snprintf(prefix, sizeof prefix, "deco-test-%ld-", (long)getpid());
+  DIR *d = opendir(tmp_base());
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (strncmp(e->d_name, prefix, (size_t)n) != 0) continue;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", tmp_base(), e->d_name);
+    remove_tree(path);
+  }
+  closedir(d);
 }
 
 size_t deco_test_compare(const char *what, const float *a, const float *r, size_t n, float atol, float rtol) {
@@ -304,6 +333,49 @@ static char *slurp_fd(int fd) {
   return buf;
 }
 
+/* Starts the CLI as a child whose descriptors 0..2 are /dev/null, stdout as
+ * mode says (out_fd, /dev/full, closed, or pipe_w) and err_fd. The child dies
+ * with this process (a test killed at its timeout takes its deco with it).
+ * The child's pid, or -1 with errno when it could not start. */
+static pid_t spawn_cli(const char *const *full, deco_test_stdout_t mode, int out_fd, int err_fd, int pipe_w) {
+  int report[2]; /* the child's exec errno; closed by a successful exec */
+  if (pipe2(report, O_CLOEXEC) != 0) return -1;
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    errno = 0;
+    int ok = prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == parent;
+    int null_in = open("/dev/null", O_RDONLY);
+    ok = ok && null_in >= 0 && dup2(null_in, 0) == 0;
+    switch (mode) {
+    case DECO_TEST_STDOUT_CAPTURE: ok = ok && dup2(out_fd, 1) == 1; break;
+    case DECO_TEST_STDOUT_FULL: {
+      const int full_fd = open("/dev/full", O_WRONLY);
+      ok = ok && full_fd >= 0 && dup2(full_fd, 1) == 1;
+      break;
+    }
+    case DECO_TEST_STDOUT_CLOSED: close(1); break;
+    case DECO_TEST_STDOUT_BROKEN_PIPE: ok = ok && dup2(pipe_w, 1) == 1; break;
+    }
+    ok = ok && dup2(err_fd, 2) == 2;
+    if (ok) execve(full[0], (char *const *)full, environ);
+    const int e = errno ? errno : EIO; /* the failed step's */
+    (void)!write(report[1], &e, sizeof e);
+    _exit(127);
+  }
+  close(report[1]);
+  int e = 0;
+  ssize_t got = pid < 0 ? 0 : read(report[0], &e, sizeof e);
+  close(report[0]);
+  if (pid < 0) return -1;
+  if (got == (ssize_t)sizeof e) { /* exec failed: reap the child */
+    waitpid(pid, NULL, 0);
+    errno = e;
+    return -1;
+  }
+  return pid;
+}
+
 int deco_test_run_cli(const char *const *argv, deco_test_run_t *r) {
   return deco_test_run_cli_stdout(argv, DECO_TEST_STDOUT_CAPTURE, r);
 }
@@ -326,22 +398,10 @@ int deco_test_run_cli_stdout(const char *const *argv, deco_test_stdout_t mode, d
     if (pipe(pipe_fd) != 0) return -1;
     close(pipe_fd[0]);
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  switch (mode) {
-  case DECO_TEST_STDOUT_CAPTURE: posix_spawn_file_actions_adddup2(&fa, out_fd, 1); break;
-  case DECO_TEST_STDOUT_FULL: posix_spawn_file_actions_addopen(&fa, 1, "/dev/full", O_WRONLY, 0); break;
-  case DECO_TEST_STDOUT_CLOSED: posix_spawn_file_actions_addclose(&fa, 1); break;
-  case DECO_TEST_STDOUT_BROKEN_PIPE: posix_spawn_file_actions_adddup2(&fa, pipe_fd[1], 1); break;
-  }
-  posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  pid_t pid;
-  int rc = posix_spawn(&pid, full[0], &fa, NULL, (char *const *)full, environ);
-  posix_spawn_file_actions_destroy(&fa);
+  const pid_t pid = spawn_cli(full, mode, out_fd, err_fd, pipe_fd[1]);
   free(full);
   if (pipe_fd[1] >= 0) close(pipe_fd[1]);
-  if (rc != 0) {
+  if (pid < 0) {
     close(out_fd);
     close(err_fd);
     return -1;
