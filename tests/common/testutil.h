@@ -41,7 +41,8 @@ int deco_test_write_file(const char *path, const void *data, size_t size);
  * the failure's message. */
 void deco_test_expect_same_file(const char *msg, const char *a, const char *b);
 /* A fresh temporary directory (mkdtemp) for this process, removed with what it
- * holds when the process exits normally. */
+ * holds when the process exits; the Criterion runner removes those of tests
+ * that crashed or timed out. */
 const char *deco_test_tmpdir(void);
 
 /* Element-wise |a - r| <= atol + rtol * |r|, NaN-safe. Prints the max error
