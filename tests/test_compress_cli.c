@@ -3,15 +3,19 @@
  * inputs the CLI names (KV-head count, too few calibration tokens, an
  * existing --out without --force left untouched, a text without a
  * tokenizer, --solver cusolver on the CPU backend) and its usage errors;
- * no temporary file left behind; --solver lapack equal to auto on the CPU.
+ * no temporary file left behind, also when a signal ends the run; --solver
+ * lapack equal to auto on the CPU.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/testutil.h"
 
@@ -137,6 +141,36 @@ Test(compress_cli, bad_input_exit_1) {
   FILE *f = fopen(fresh, "rb");
   cr_assert_null(f, "no output after a failure");
   cr_assert_eq(tmp_leftovers(), 0);
+}
+
+/* A run ended by a signal while it calibrates removes its temporary file,
+ * writes no OUT and dies of the signal (128 + 15 to a shell). */
+Test(compress_cli, a_signal_leaves_no_temporary_file, .timeout = 120) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  const char *ids = write_ids("calib_sig.ids", 20000, 13);
+  const char *out = path_in_tmp("sig.bin"), *err = path_in_tmp("sig.err");
+  const char *argv[] = {"compress", "--model", model, "--kv-heads", "2", "--method", "svd", "--calib-ids", ids,
+                        "--out", out, "--backend", "cpu", "--threads", "1", NULL};
+  const pid_t pid = deco_test_start_cli(argv, err);
+  cr_assert(pid > 0, "cannot run deco: %s", strerror(errno));
+  /* The first progress line comes after the temporary file is made. */
+  int calibrating = 0, exited = 0, wstatus = 0;
+  for (int tries = 0; tries < 20000 && !calibrating && !exited; ++tries) {
+    size_t size;
+    char *text = deco_test_read_file(err, &size);
+    calibrating = text && strstr(text, "compress: calibrated") != NULL;
+    free(text);
+    exited = waitpid(pid, &wstatus, WNOHANG) == pid;
+    if (!calibrating && !exited) usleep(5000);
+  }
+  cr_assert(calibrating && !exited, "deco compress ended (status %d) or never calibrated", wstatus);
+  cr_assert_eq(tmp_leftovers(), 1, "the run has no temporary file to remove");
+  cr_assert_eq(kill(pid, SIGTERM), 0);
+  cr_assert_eq(waitpid(pid, &wstatus, 0), pid);
+  cr_assert(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGTERM, "wait status %d", wstatus);
+  cr_assert_eq(tmp_leftovers(), 0, "a temporary file was left behind");
+  struct stat st;
+  cr_assert_neq(stat(out, &st), 0, "%s was written", out);
 }
 
 #if DECO_TEST_HAVE_LAPACKE

@@ -2,11 +2,13 @@
  * compression, MHA -> GQA (deco/compress.h). Calibration ids come from a
  * text (the model's tokenizer) or an id file (deco eval's format); the
  * output goes to a temporary file in OUT's directory, then is renamed (or,
- * without --force, linked, which fails when OUT exists).
+ * without --force, linked, which fails when OUT exists); a run ended by a
+ * signal removes it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +250,42 @@ static int load_calibration(const compress_options_t *o, compress_run_t *r) {
   return 0;
 }
 
+/* While the temporary file exists, a signal that ends the run (Ctrl-C, kill,
+ * a closed terminal) removes it first, then ends the run as it would have:
+ * an interrupted run leaves no OUT.tmp.* behind. A signal the caller ignores
+ * stays ignored. */
+static const int k_ending_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define N_ENDING (sizeof k_ending_signals / sizeof k_ending_signals[0])
+static char g_tmp_path[4096];
+static volatile sig_atomic_t g_tmp_armed;
+static struct sigaction g_old_actions[N_ENDING];
+static int g_replaced[N_ENDING];
+
+static void on_ending_signal(int sig) {
+  if (g_tmp_armed) unlink(g_tmp_path);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void guard_tmp(const char *tmp) {
+  if (strlen(tmp) >= sizeof g_tmp_path) return; /* mkstemp took it, but the handler cannot hold it */
+  memcpy(g_tmp_path, tmp, strlen(tmp) + 1);
+  g_tmp_armed = 1;
+  struct sigaction sa = {0};
+  sa.sa_handler = on_ending_signal;
+  sigemptyset(&sa.sa_mask);
+  for (size_t k = 0; k < N_ENDING; ++k) {
+    g_replaced[k] = sigaction(k_ending_signals[k], NULL, &g_old_actions[k]) == 0 &&
+                    g_old_actions[k].sa_handler != SIG_IGN && sigaction(k_ending_signals[k], &sa, NULL) == 0;
+  }
+}
+
+static void unguard_tmp(void) {
+  for (size_t k = 0; k < N_ENDING; ++k)
+    if (g_replaced[k]) sigaction(k_ending_signals[k], &g_old_actions[k], NULL);
+  g_tmp_armed = 0;
+}
+
 /* The context (--backend, else CUDA when a device is there), the energy
  * arrays and the temporary file next to OUT, so that the rename stays on
  * one file system; 0, or -1 once reported. */
@@ -271,6 +309,7 @@ static int prepare_output(const compress_options_t *o, compress_run_t *r) {
     return -1;
   }
   close(fd);
+  guard_tmp(r->tmp);
   return 0;
 }
 
@@ -326,6 +365,7 @@ static void finish_run(compress_run_t *r) {
   free(r->ids.v);
   deco_ctx_destroy(r->ctx);
   if (r->tmp) unlink(r->tmp);
+  unguard_tmp();
   free(r->tmp);
   free(r->ke);
   free(r->ve);

@@ -376,6 +376,30 @@ static pid_t spawn_cli(const char *const *full, deco_test_stdout_t mode, int out
   return pid;
 }
 
+/* The CLI's path, then argv (NULL-terminated); malloc'd. */
+static const char **cli_argv(const char *const *argv) {
+  int argc = 0;
+  while (argv[argc]) argc++;
+  const char **full = calloc((size_t)argc + 2, sizeof *full);
+  if (!full) cr_assert_fail("out of memory");
+  full[0] = cli_path();
+  for (int i = 0; i < argc; ++i) full[i + 1] = argv[i];
+  return full;
+}
+
+pid_t deco_test_start_cli(const char *const *argv, const char *err_path) {
+  const int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  const int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const char **full = cli_argv(argv);
+  const pid_t pid = null_fd >= 0 && err_fd >= 0 ? spawn_cli(full, DECO_TEST_STDOUT_CAPTURE, null_fd, err_fd, -1) : -1;
+  const int e = errno;
+  free(full);
+  if (null_fd >= 0) close(null_fd);
+  if (err_fd >= 0) close(err_fd);
+  errno = e;
+  return pid;
+}
+
 int deco_test_run_cli(const char *const *argv, deco_test_run_t *r) {
   return deco_test_run_cli_stdout(argv, DECO_TEST_STDOUT_CAPTURE, r);
 }
@@ -387,11 +411,7 @@ int deco_test_run_cli_stdout(const char *const *argv, deco_test_stdout_t mode, d
   snprintf(err_path, sizeof err_path, "%s/cli-err-XXXXXX", deco_test_tmpdir());
   int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
   if (out_fd < 0 || err_fd < 0) return -1;
-  int argc = 0;
-  while (argv[argc]) argc++;
-  const char **full = calloc((size_t)argc + 2, sizeof *full);
-  full[0] = cli_path();
-  for (int i = 0; i < argc; ++i) full[i + 1] = argv[i];
+  const char **full = cli_argv(argv);
   int pipe_fd[2] = {-1, -1};
   if (mode == DECO_TEST_STDOUT_BROKEN_PIPE) {
     /* The reader is gone before the program starts: every write gets EPIPE. */

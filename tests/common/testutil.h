@@ -5,8 +5,11 @@
 #ifndef DECO_TESTS_TESTUTIL_H
 #define DECO_TESTS_TESTUTIL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
 
 #include "deco/deco.h"
 
@@ -94,12 +97,16 @@ typedef enum deco_test_stdout {
 } deco_test_stdout_t;
 int deco_test_run_cli_stdout(const char *const *argv, deco_test_stdout_t mode, deco_test_run_t *r);
 void deco_test_run_free(deco_test_run_t *r);
+/* Starts the CLI with argv without waiting for it: stdin and stdout
+ * /dev/null, stderr to the file err_path. It dies with the test. Its pid
+ * (wait for it with waitpid), or -1 with errno. */
+pid_t deco_test_start_cli(const char *const *argv, const char *err_path);
 /* Runs the CLI with the given arguments into *r, failing the test if it
  * cannot be started: DECO_TEST_RUN_CLI(&r, "generate", "--steps", "8"). */
 #define DECO_TEST_RUN_CLI(r, ...)                                            \
   do {                                                                       \
     const char *deco_argv_[] = {__VA_ARGS__, NULL};                          \
-    cr_assert_eq(deco_test_run_cli(deco_argv_, (r)), 0, "cannot run deco"); \
+    cr_assert_eq(deco_test_run_cli(deco_argv_, (r)), 0, "cannot run deco: %s", strerror(errno)); \
   } while (0)
 
 /* A CLI run that failed as the CLI fails: exit status status, the last
