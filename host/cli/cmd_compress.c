@@ -267,23 +267,35 @@ static void on_ending_signal(int sig) {
   raise(sig);
 }
 
-static void guard_tmp(const char *tmp) {
-  if (strlen(tmp) >= sizeof g_tmp_path) return; /* mkstemp took it, but the handler cannot hold it */
-  memcpy(g_tmp_path, tmp, strlen(tmp) + 1);
-  g_tmp_armed = 1;
-  struct sigaction sa = {0};
-  sa.sa_handler = on_ending_signal;
-  sigemptyset(&sa.sa_mask);
-  for (size_t k = 0; k < N_ENDING; ++k) {
-    g_replaced[k] = sigaction(k_ending_signals[k], NULL, &g_old_actions[k]) == 0 &&
-                    g_old_actions[k].sa_handler != SIG_IGN && sigaction(k_ending_signals[k], &sa, NULL) == 0;
-  }
-}
-
 static void unguard_tmp(void) {
   for (size_t k = 0; k < N_ENDING; ++k)
     if (g_replaced[k]) sigaction(k_ending_signals[k], &g_old_actions[k], NULL);
   g_tmp_armed = 0;
+}
+
+/* mkstemp on OUT.tmp.XXXXXX in g_tmp_path, the handler armed before the file
+ * exists, so that no moment leaves it unguarded; the descriptor, or -1 with
+ * errno. */
+static int make_guarded_tmp(const char *out) {
+  if ((size_t)snprintf(g_tmp_path, sizeof g_tmp_path, "%s.tmp.XXXXXX", out) >= sizeof g_tmp_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  struct sigaction sa = {0};
+  sa.sa_handler = on_ending_signal;
+  sigemptyset(&sa.sa_mask);
+  g_tmp_armed = 1;
+  for (size_t k = 0; k < N_ENDING; ++k) {
+    g_replaced[k] = sigaction(k_ending_signals[k], NULL, &g_old_actions[k]) == 0 &&
+                    g_old_actions[k].sa_handler != SIG_IGN && sigaction(k_ending_signals[k], &sa, NULL) == 0;
+  }
+  const int fd = mkstemp(g_tmp_path);
+  if (fd < 0) {
+    const int e = errno;
+    unguard_tmp();
+    errno = e;
+  }
+  return fd;
 }
 
 /* The context (--backend, else CUDA when a device is there), the energy
@@ -292,24 +304,24 @@ static void unguard_tmp(void) {
 static int prepare_output(const compress_options_t *o, compress_run_t *r) {
   const deco_backend_t backend = deco_cli_backend_or_default(o->backend_set, o->backend);
   if (!(r->ctx = deco_cli_ctx_create(backend, o->threads))) return -1;
-  const size_t tl = strlen(o->out) + 16;
-  r->tmp = malloc(tl);
   r->ke = calloc((size_t)r->hp.n_layers, sizeof(double));
   r->ve = calloc((size_t)r->hp.n_layers, sizeof(double));
-  if (!r->tmp || !r->ke || !r->ve) {
+  if (!r->ke || !r->ve) {
     deco_cli_error("out of memory");
     return -1;
   }
-  snprintf(r->tmp, tl, "%s.tmp.XXXXXX", o->out);
-  int fd = mkstemp(r->tmp);
+  const int fd = make_guarded_tmp(o->out);
   if (fd < 0) {
     deco_cli_error("cannot write %s: %s", o->out, strerror(errno));
-    free(r->tmp);
-    r->tmp = NULL;
     return -1;
   }
   close(fd);
-  guard_tmp(r->tmp);
+  if (!(r->tmp = strdup(g_tmp_path))) {
+    unlink(g_tmp_path);
+    unguard_tmp();
+    deco_cli_error("out of memory");
+    return -1;
+  }
   return 0;
 }
 

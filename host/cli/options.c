@@ -228,7 +228,9 @@ static int parse_chat_template(const char *v, deco_cli_options_t *o) {
  * with a parser of their own; an option is known when one of them names it.
  * Fields are offsets into deco_cli_options_t; set notes that the option was
  * given (NO_SET: nothing does). */
-#define OPT(field) offsetof(deco_cli_options_t, field)
+/* The offset of field, which must be of type T (a compile error otherwise). */
+#define OPT(field, T) \
+  (offsetof(deco_cli_options_t, field) + 0 * sizeof(_Generic(((deco_cli_options_t *)0)->field, T: 1)))
 #define NO_SET ((size_t)-1)
 #define AT(o, off, type) ((type *)((char *)(o) + (off)))
 
@@ -237,15 +239,15 @@ static const struct text_option {
   const char *name;
   size_t field;
 } text_options[] = {
-    {"--model", OPT(model_path)},
-    {"--synthetic", OPT(synthetic)},
-    {"--tokenizer", OPT(tokenizer_path)},
-    {"--prompt", OPT(prompt)},
-    {"--draft-model", OPT(draft_model)},
-    {"--tree-template", OPT(tree_template)},
-    {"--recycle-state", OPT(recycle_state)},
-    {"--system", OPT(system)},
-    {"--ngram", OPT(ngram_path)},
+    {"--model", OPT(model_path, const char *)},
+    {"--synthetic", OPT(synthetic, const char *)},
+    {"--tokenizer", OPT(tokenizer_path, const char *)},
+    {"--prompt", OPT(prompt, const char *)},
+    {"--draft-model", OPT(draft_model, const char *)},
+    {"--tree-template", OPT(tree_template, const char *)},
+    {"--recycle-state", OPT(recycle_state, const char *)},
+    {"--system", OPT(system, const char *)},
+    {"--ngram", OPT(ngram_path, const char *)},
 };
 
 /* An integer in lo..hi. */
@@ -255,16 +257,16 @@ static const struct int_option {
   long lo, hi;
   size_t set;
 } int_options[] = {
-    {"--steps", OPT(steps), 1, 1 << 30, NO_SET},
-    {"--draft-len", OPT(draft_len), 1, 255, OPT(draft_len_set)},
-    {"--draft-width", OPT(draft_width), 1, 16, NO_SET},
-    {"--layer-parallel", OPT(layer_parallel), 1, 16, NO_SET},
-    {"--tree-nodes", OPT(tree_nodes), 1, 255, NO_SET},
-    {"--recycle-k", OPT(recycle_k), 1, 16, OPT(recycle_k_set)},
-    {"--threads", OPT(threads), 1, DECO_MAX_THREADS, NO_SET},
-    {"--tp", OPT(tp), 1, DECO_COMM_MAX_RANKS, NO_SET},
-    {"--superpose", OPT(superpose), 1, DECO_SUPERPOSE_MAX_K, NO_SET},
-    {"--superpose-m", OPT(superpose_m), 1, DECO_SUPERPOSE_MAX_M, OPT(superpose_m_set)},
+    {"--steps", OPT(steps, int), 1, 1 << 30, NO_SET},
+    {"--draft-len", OPT(draft_len, int), 1, 255, OPT(draft_len_set, int)},
+    {"--draft-width", OPT(draft_width, int), 1, 16, NO_SET},
+    {"--layer-parallel", OPT(layer_parallel, int), 1, 16, NO_SET},
+    {"--tree-nodes", OPT(tree_nodes, int), 1, 255, NO_SET},
+    {"--recycle-k", OPT(recycle_k, int), 1, 16, OPT(recycle_k_set, int)},
+    {"--threads", OPT(threads, int), 1, DECO_MAX_THREADS, NO_SET},
+    {"--tp", OPT(tp, int), 1, DECO_COMM_MAX_RANKS, NO_SET},
+    {"--superpose", OPT(superpose, int), 1, DECO_SUPERPOSE_MAX_K, NO_SET},
+    {"--superpose-m", OPT(superpose_m, int), 1, DECO_SUPERPOSE_MAX_M, OPT(superpose_m_set, int)},
 };
 
 /* A float within lo..hi (lo itself excluded when lo_open); out of range is
@@ -277,10 +279,10 @@ static const struct float_option {
   const char *range;
   size_t set;
 } float_options[] = {
-    {"--temperature", OPT(temperature), 0.0f, FLT_MAX, 0, ">= 0", NO_SET},
-    {"--top-p", OPT(top_p), 0.0f, 1.0f, 1, "in (0, 1]", NO_SET},
-    {"--superpose-temp", OPT(superpose_temp), 0.0f, FLT_MAX, 1, "> 0", OPT(superpose_temp_set)},
-    {"--ngram-alpha", OPT(ngram_alpha), 0.0f, 1.0f, 0, "in [0, 1]", OPT(ngram_alpha_set)},
+    {"--temperature", OPT(temperature, float), 0.0f, FLT_MAX, 0, ">= 0", NO_SET},
+    {"--top-p", OPT(top_p, float), 0.0f, 1.0f, 1, "in (0, 1]", NO_SET},
+    {"--superpose-temp", OPT(superpose_temp, float), 0.0f, FLT_MAX, 1, "> 0", OPT(superpose_temp_set, int)},
+    {"--ngram-alpha", OPT(ngram_alpha, float), 0.0f, 1.0f, 0, "in [0, 1]", OPT(ngram_alpha_set, int)},
 };
 
 /* --spec's words, indexed by deco_cli_spec_t. */
@@ -291,7 +293,7 @@ static const char *const comm_names[] = {"threads", "mpi", "nccl"};
 static const int comm_ids[] = {DECO_COMM_THREADS, DECO_COMM_MPI, DECO_COMM_NCCL};
 static const deco_cli_words_t comm_words = {comm_names, comm_ids, 3, "threads, mpi or nccl"};
 
-/* One of a few words, kept in an enum field, which is stored as an int. */
+/* One of a few words, kept in an enum field (stored as an int). */
 _Static_assert(sizeof(deco_backend_t) == sizeof(int) && sizeof(deco_dtype_t) == sizeof(int) &&
                    sizeof(deco_cli_spec_t) == sizeof(int) && sizeof(deco_comm_backend_t) == sizeof(int),
                "the word options' enums are ints");
@@ -300,10 +302,10 @@ static const struct word_option {
   const deco_cli_words_t *words;
   size_t field, set;
 } word_options[] = {
-    {"--backend", &deco_cli_backend_words, OPT(backend), OPT(backend_set)},
-    {"--dtype", &deco_cli_dtype_words, OPT(dtype), OPT(dtype_set)},
-    {"--spec", &spec_words, OPT(spec), NO_SET},
-    {"--comm", &comm_words, OPT(comm), OPT(comm_set)},
+    {"--backend", &deco_cli_backend_words, OPT(backend, deco_backend_t), OPT(backend_set, int)},
+    {"--dtype", &deco_cli_dtype_words, OPT(dtype, deco_dtype_t), OPT(dtype_set, int)},
+    {"--spec", &spec_words, OPT(spec, deco_cli_spec_t), NO_SET},
+    {"--comm", &comm_words, OPT(comm, deco_comm_backend_t), OPT(comm_set, int)},
 };
 
 static int set_prompt_ids(const char *v, deco_cli_options_t *o) {
@@ -368,18 +370,17 @@ static int parse_word_option(const struct word_option *e, const char *v, deco_cl
 
 /* The value v of option a (a known option that takes one); 0 or -1. */
 static int parse_value(const char *a, const char *v, deco_cli_options_t *o) {
-  const struct text_option *t = FIND(text_options, a);
-  const struct int_option *i = FIND(int_options, a);
-  const struct float_option *f = FIND(float_options, a);
-  const struct word_option *w = FIND(word_options, a);
-  const struct own_option *p = FIND(own_options, a);
-  if (t) *AT(o, t->field, const char *) = v;
-  return t   ? 0
-         : i ? parse_int_option(i, v, o)
-         : f ? parse_float_option(f, v, o)
-         : w ? parse_word_option(w, v, o)
-         : p ? p->parse(v, o)
-             : 0;
+  const struct text_option *t;
+  const struct int_option *i;
+  const struct float_option *f;
+  const struct word_option *w;
+  const struct own_option *p;
+  if ((t = FIND(text_options, a))) *AT(o, t->field, const char *) = v;
+  else if ((i = FIND(int_options, a))) return parse_int_option(i, v, o);
+  else if ((f = FIND(float_options, a))) return parse_float_option(f, v, o);
+  else if ((w = FIND(word_options, a))) return parse_word_option(w, v, o);
+  else if ((p = FIND(own_options, a))) return p->parse(v, o);
+  return 0;
 }
 
 /* 1 when a is an option without a value (and sets it). */

@@ -345,13 +345,15 @@ static pid_t spawn_cli(const char *const *full, deco_test_stdout_t mode, int out
   if (pid == 0) {
     errno = 0;
     int ok = prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == parent;
-    int null_in = open("/dev/null", O_RDONLY);
+    const int null_in = open("/dev/null", O_RDONLY);
     ok = ok && null_in >= 0 && dup2(null_in, 0) == 0;
+    if (null_in > 0) close(null_in); /* only the copies on 0..2 go to deco */
     switch (mode) {
     case DECO_TEST_STDOUT_CAPTURE: ok = ok && dup2(out_fd, 1) == 1; break;
     case DECO_TEST_STDOUT_FULL: {
       const int full_fd = open("/dev/full", O_WRONLY);
       ok = ok && full_fd >= 0 && dup2(full_fd, 1) == 1;
+      if (full_fd > 1) close(full_fd);
       break;
     }
     case DECO_TEST_STDOUT_CLOSED: close(1); break;
@@ -365,7 +367,10 @@ static pid_t spawn_cli(const char *const *full, deco_test_stdout_t mode, int out
   }
   close(report[1]);
   int e = 0;
-  ssize_t got = pid < 0 ? 0 : read(report[0], &e, sizeof e);
+  ssize_t got = 0;
+  if (pid > 0)
+    do got = read(report[0], &e, sizeof e);
+    while (got < 0 && errno == EINTR);
   close(report[0]);
   if (pid < 0) return -1;
   if (got == (ssize_t)sizeof e) { /* exec failed: reap the child */
