@@ -374,6 +374,18 @@ static void log_progress(void *user, size_t done, size_t total) {
   p->total[p->n++] = total;
 }
 
+/* The fewest calibration tokens: twice a group's value Gram, at least 256;
+ * counts below 1 count as 1. */
+Test(compress, min_tokens) {
+  cr_assert_eq(deco_compress_min_tokens(2, 8), 256);   /* stories260K: 2 * 2 * 8 = 32 */
+  cr_assert_eq(deco_compress_min_tokens(2, 64), 256);  /* exactly 256 */
+  cr_assert_eq(deco_compress_min_tokens(3, 64), 384);  /* SmolLM2: 3 query heads per KV head */
+  cr_assert_eq(deco_compress_min_tokens(4, 128), 1024);
+  cr_assert_eq(deco_compress_min_tokens(32, 128), 8192);
+  cr_assert_eq(deco_compress_min_tokens(0, 0), 256);
+  cr_assert_eq(deco_compress_min_tokens(-1, 200), 400);
+}
+
 Test(compress, calibrate_checks_and_chunks) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = load_model(ctx, deco_test_data_file("models/stories260K.bin"), DECO_ROPE_INTERLEAVED);

@@ -260,6 +260,37 @@ Test(gguf_model, magic_dispatch_reads_llama2c_too) {
   deco_ctx_destroy(ctx);
 }
 
+/* The header readers of a file held in memory read what the path readers
+ * read, bit for bit, for both formats; their messages start with the name
+ * given. */
+Test(gguf_model, buffer_header_readers_equal_the_path_readers) {
+  deco_model_hparams_t a, b;
+  const char *stories = deco_test_data_file("models/stories260K.bin");
+  blob_t s = read_blob(stories);
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  cr_assert_eq(deco_llama2c_read_hparams(stories, &a), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_llama2c_read_hparams_buffer(s.p, s.n, "stories260K.bin", &b), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  cr_assert(memcmp(&a, &b, sizeof a) == 0, "llama2.c: the buffer's header differs");
+  cr_assert_eq(deco_llama2c_read_hparams_buffer(s.p, s.n - 1, "held.bin", &b), DECO_STATUS_BAD_FORMAT);
+  cr_assert(strncmp(deco_last_error(NULL), "held.bin", 8) == 0, "%s", deco_last_error(NULL));
+  for (size_t k = 0; k < N_TINY; ++k) {
+    const char *path = fixture(tiny_files[k], ".gguf");
+    blob_t g = read_blob(path);
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    cr_assert_eq(deco_gguf_read_hparams(path, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    cr_assert_eq(deco_gguf_read_hparams_buffer(g.p, g.n, tiny_files[k], &b), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    cr_assert(memcmp(&a, &b, sizeof a) == 0, "%s: the buffer's header differs", tiny_files[k]);
+    cr_assert_eq(deco_gguf_read_hparams_buffer(g.p, 16, "held.gguf", &b), DECO_STATUS_BAD_FORMAT);
+    cr_assert(strncmp(deco_last_error(NULL), "held.gguf", 9) == 0, "%s", deco_last_error(NULL));
+    free(g.p);
+  }
+  free(s.p);
+}
+
 /* ---- bad input for the loader -------------------------------------------- */
 
 static void expect_load_fail(deco_ctx_t *ctx, const char *path, const deco_model_config_t *mc, deco_status_t status,

@@ -1,8 +1,9 @@
 /* tests/test_kv_cache.c — the paged KV cache manager: reservation at
  * admission, page accounting, release, commit, truncation and capacity
- * errors. */
+ * errors, and compaction of an accepted path over its pools. */
 #include <criterion/criterion.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/testutil.h"
@@ -78,6 +79,69 @@ Test(kv_cache, bad_arguments) {
   int s;
   cr_assert_eq(deco_kv_cache_admit(kc, 0, &s), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_eq(deco_kv_cache_admit(kc, 1 << 20, &s), DECO_STATUS_INVALID_ARGUMENT);
+  deco_kv_cache_destroy(kc);
+}
+
+/* deco_kv_cache_compact moves the accepted path to the slots after the
+ * prefix in every layer, through the block table, and touches nothing else;
+ * its own refusals come first. */
+Test(kv_cache, compact_moves_the_path_in_every_layer) {
+  deco_kv_cache_t *kc;
+  enum { PAGE = 4, PAGES = 16 };
+  cr_assert_eq(deco_kv_cache_create(model, PAGE, PAGES, 2, &kc), DECO_STATUS_SUCCESS);
+  int other, seq;
+  cr_assert_eq(deco_kv_cache_admit(kc, 6, &other), DECO_STATUS_SUCCESS); /* seq's pages are not the first */
+  cr_assert_eq(deco_kv_cache_admit(kc, 20, &seq), DECO_STATUS_SUCCESS);
+  void *kp, *vp;
+  size_t bytes;
+  cr_assert_eq(deco_kv_cache_pools(kc, &kp, &vp, &bytes), DECO_STATUS_SUCCESS);
+  const size_t n = bytes / sizeof(float); /* CPU: f32 pools in host memory */
+  float *k = kp, *v = vp, *k0 = malloc(bytes), *v0 = malloc(bytes);
+  for (size_t i = 0; i < n; ++i) k[i] = (float)i, v[i] = -(float)i;
+  memcpy(k0, k, bytes);
+  memcpy(v0, v, bytes);
+  const int max_pages = deco_kv_cache_max_pages(kc);
+  int32_t *table = malloc(sizeof(int32_t) * (size_t)max_pages);
+  cr_assert_eq(deco_kv_cache_block_table(kc, &seq, 1, table), DECO_STATUS_SUCCESS);
+  static int32_t path[256];
+  path[0] = 0, path[1] = 2, path[2] = 5, path[3] = 6;
+  const int32_t prefix = 3, accept = 4;
+  deco_kv_cache_compact_args_t a = DECO_KV_CACHE_COMPACT_ARGS_INIT;
+  a.n_seqs = 1;
+  a.block_table = table;
+  a.prefix_lens = &prefix;
+  a.path = path;
+  a.accept_len = &accept;
+
+  cr_assert_eq(deco_kv_cache_compact(NULL, &a), DECO_STATUS_NULL_POINTER);
+  cr_assert_eq(deco_kv_cache_compact(kc, NULL), DECO_STATUS_NULL_POINTER);
+  a.n_seqs = 3; /* more than the cache's 2 */
+  cr_assert_eq(deco_kv_cache_compact(kc, &a), DECO_STATUS_INVALID_ARGUMENT);
+  a.n_seqs = 1;
+  a.block_table = NULL;
+  cr_assert_eq(deco_kv_cache_compact(kc, &a), DECO_STATUS_NULL_POINTER);
+  a.block_table = table;
+  cr_assert_eq(memcmp(k, k0, bytes), 0, "a refused call wrote");
+
+  cr_assert_eq(deco_kv_cache_compact(kc, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  const deco_model_hparams_t *hp = deco_model_get_hparams(model);
+  const size_t row = (size_t)hp->n_kv_heads * (size_t)hp->head_dim, layer = (size_t)PAGES * PAGE * row;
+  cr_assert_eq(n, (size_t)hp->n_layers * layer);
+  /* Slot s of seq, layer l: its first element. */
+#define AT_SLOT(l, s) ((size_t)(l) * layer + ((size_t)table[(s) / PAGE] * PAGE + (size_t)((s) % PAGE)) * row)
+  for (int l = 0; l < hp->n_layers; ++l)
+    for (int d = 1; d < accept; ++d) {
+      const size_t to = AT_SLOT(l, prefix + d), from = AT_SLOT(l, prefix + path[d]);
+      cr_assert_eq(memcmp(k + to, k0 + from, sizeof(float) * row), 0, "layer %d: K of slot %d", l, prefix + d);
+      cr_assert_eq(memcmp(v + to, v0 + from, sizeof(float) * row), 0, "layer %d: V of slot %d", l, prefix + d);
+      for (size_t e = 0; e < row; ++e) k0[to + e] = k0[from + e], v0[to + e] = v0[from + e];
+    }
+#undef AT_SLOT
+  cr_assert_eq(memcmp(k, k0, bytes), 0, "a slot off the path changed (K)");
+  cr_assert_eq(memcmp(v, v0, bytes), 0, "a slot off the path changed (V)");
+  free(table);
+  free(k0);
+  free(v0);
   deco_kv_cache_destroy(kc);
 }
 

@@ -577,6 +577,7 @@ Test(superpose, a_batch_equals_single_runs) {
   /* The single runs read a table copied once (ngram_device). */
   deco_ngram_device_t *dev;
   cr_assert_eq(deco_ngram_device_create(ctx, table, &dev), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_ngram_device_ctx(dev), ctx, "the copy names the context it lives in");
   c.ngram_device = dev;
   for (int b = 0; b < 3; ++b) {
     deco_superpose_result_t one;
@@ -593,6 +594,57 @@ Test(superpose, a_batch_equals_single_runs) {
   deco_superpose_result_free(&all);
   deco_ngram_device_destroy(dev);
   free(dog);
+  deco_ngram_table_destroy(table);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* deco_superpose_session_run (what deco_superpose_generate calls) is the
+ * session stepped until poll says done: the same drafts, ids and scores,
+ * bit for bit, and the same forward count. */
+Test(superpose, run_is_stepping_until_done) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_ngram_table_t *table = stories_table(m, 20);
+  const int32_t bos = 1, two[2] = {1, 403};
+  const int32_t *prompts[2] = {&bos, two};
+  const int lens[2] = {1, 2};
+  deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
+  c.ngram = table;
+  c.steps = 64;
+  deco_superpose_result_t ran, stepped;
+  deco_superpose_session_t *s;
+  cr_assert_eq(deco_superpose_session_create(m, 2, prompts, lens, &c, &s), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  cr_assert_eq(deco_superpose_session_prefill(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_superpose_session_run(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_superpose_session_result(s, &ran), DECO_STATUS_SUCCESS);
+  deco_superpose_session_destroy(s);
+  cr_assert_eq(deco_superpose_session_create(m, 2, prompts, lens, &c, &s), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_superpose_session_prefill(s), DECO_STATUS_SUCCESS);
+  int done = 0, forwards = 0, steps = 0;
+  for (;;) {
+    cr_assert_eq(deco_superpose_session_poll(s, &done, &forwards), DECO_STATUS_SUCCESS);
+    if (done) break;
+    cr_assert_eq(deco_superpose_session_step(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    cr_assert_leq(++steps, c.steps, "the session never said done");
+  }
+  cr_assert_eq(deco_superpose_session_result(s, &stepped), DECO_STATUS_SUCCESS);
+  deco_superpose_session_destroy(s);
+  cr_assert_eq(ran.stats.forwards, stepped.stats.forwards);
+  cr_assert_eq(stepped.stats.forwards, steps);
+  for (int b = 0; b < 2; ++b) {
+    cr_assert_eq(ran.n_drafts[b], stepped.n_drafts[b], "prompt %d", b);
+    for (int i = 0; i < ran.n_drafts[b]; ++i) {
+      const deco_superpose_draft_t *x = &ran.drafts[b * ran.k + i], *y = &stepped.drafts[b * ran.k + i];
+      cr_assert(x->n_ids == y->n_ids && x->finished == y->finished && x->logp == y->logp,
+                "prompt %d draft %d: %d ids logp %.9f vs %d ids logp %.9f", b, i, x->n_ids, x->logp, y->n_ids, y->logp);
+      cr_assert_eq(deco_test_compare_i32("run", x->ids, y->ids, (size_t)x->n_ids), 0);
+    }
+  }
+  cr_assert_eq(deco_superpose_session_run(NULL), DECO_STATUS_NULL_POINTER);
+  deco_superpose_result_free(&ran);
+  deco_superpose_result_free(&stepped);
   deco_ngram_table_destroy(table);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);

@@ -234,6 +234,21 @@ Test(tp_comm, the_launcher_environment_is_read_in_order) {
   clear_env();
 }
 
+/* The backends' names and which this build has; the dtype of a deco dtype. */
+Test(tp_comm, names_availability_and_dtypes) {
+  cr_assert_str_eq(deco_comm_backend_name(DECO_COMM_THREADS), "threads");
+  cr_assert_str_eq(deco_comm_backend_name(DECO_COMM_MPI), "mpi");
+  cr_assert_str_eq(deco_comm_backend_name(DECO_COMM_NCCL), "nccl");
+  cr_assert_str_eq(deco_comm_backend_name((deco_comm_backend_t)7), "?");
+  cr_assert_eq(deco_comm_backend_available(DECO_COMM_THREADS), 1);
+  cr_assert_eq(deco_comm_backend_available(DECO_COMM_MPI), DECO_TEST_HAVE_MPI);
+  cr_assert_eq(deco_comm_backend_available(DECO_COMM_NCCL), DECO_TEST_HAVE_NCCL);
+  cr_assert_eq(deco_comm_backend_available((deco_comm_backend_t)7), 0);
+  cr_assert_eq(deco_comm_dtype_of(DECO_DTYPE_F32), DECO_COMM_F32);
+  cr_assert_eq(deco_comm_dtype_of(DECO_DTYPE_F16), DECO_COMM_F16);
+  cr_assert_eq(deco_comm_dtype_of(DECO_DTYPE_BF16), DECO_COMM_BF16);
+}
+
 Test(tp_comm, bad_arguments_are_refused) {
   deco_comm_t *c[2];
   cr_assert_eq(deco_comm_threads_create(0, c), DECO_STATUS_INVALID_ARGUMENT);
