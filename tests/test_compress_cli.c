@@ -20,9 +20,9 @@
 #include "common/testutil.h"
 
 static const char *path_in_tmp(const char *name) {
-  static char buf[4][512];
+  static char buf[8][512]; /* a test holds up to eight paths at once */
   static int k;
-  char *p = buf[k++ & 3];
+  char *p = buf[k++ & 7];
   snprintf(p, 512, "%s/%s", deco_test_tmpdir(), name);
   return p;
 }
@@ -267,13 +267,9 @@ Test(compress_cli, every_setting_refuses_a_bad_value) {
  * message and leaves nothing behind. */
 Test(compress_cli, unreadable_inputs_and_unwritable_out_exit_1) {
   const char *model = deco_test_data_file("models/stories260K.bin");
-  char ids[512], none[512], none_ids[512], nodir[512], o1[512], o2[512]; /* path_in_tmp reuses its buffers */
-  snprintf(ids, sizeof ids, "%s", write_ids("calib3.ids", 1000, 11));
-  snprintf(none, sizeof none, "%s", path_in_tmp("none.bin"));
-  snprintf(none_ids, sizeof none_ids, "%s", path_in_tmp("none.ids"));
-  snprintf(nodir, sizeof nodir, "%s", path_in_tmp("no-such-dir/out.bin"));
-  snprintf(o1, sizeof o1, "%s", path_in_tmp("o1.bin"));
-  snprintf(o2, sizeof o2, "%s", path_in_tmp("o2.bin"));
+  const char *ids = write_ids("calib3.ids", 1000, 11), *none = path_in_tmp("none.bin"),
+             *none_ids = path_in_tmp("none.ids"), *nodir = path_in_tmp("no-such-dir/out.bin"),
+             *o1 = path_in_tmp("o1.bin"), *o2 = path_in_tmp("o2.bin");
   char want[3][600];
   snprintf(want[0], sizeof want[0], "deco: error: cannot open %s: No such file or directory\n", none);
   snprintf(want[1], sizeof want[1], "deco: error: cannot open %s: No such file or directory\n", none_ids);

@@ -438,6 +438,7 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
       deco_rmsnorm_args_t *: deco_rmsnorm,                   \
       deco_swiglu_args_t *: deco_swiglu,                     \
       deco_matmul_batched_args_t *: deco_matmul_batched,     \
+      deco_tree_attention_args_t *: deco_tree_attention,     \
       deco_rope_args_t *: deco_rope)
 #define OP(args) OP_FN(args)(ctx, &(args))
 
@@ -792,28 +793,25 @@ Test(ops_ref, tree_attention_refusals) {
                 .k_pages = pool, .v_pages = pool, .block_table = table, .max_pages_per_seq = 1},
       .tree = {.n_trees = 1, .n_nodes = 0, .tree_indptr = indptr, .parent = parent},
       .prefix_lens = prefix, .n_heads = 1, .scale = 0.5f, .q = q, .out = out, .q_stride = 0};
-  cr_assert_eq(deco_tree_attention(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
-  deco_test_refused(NULL, deco_tree_attention(NULL, &a), NULLP, "deco_tree_attention: ctx is NULL");
-  deco_test_refused(NULL, deco_tree_attention(ctx, NULL), NULLP, "deco_tree_attention: (a) is NULL");
+  cr_assert_eq(OP(a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  EXPECT_NULL_CTX_THEN_ARGS(a, "deco_tree_attention");
   a.tree.n_trees = 0;
-  deco_test_refused(NULL, deco_tree_attention(ctx, &a), BADARG,
-                    "deco_tree_attention: t->n_trees = 0 outside [1, 1048576]");
+  deco_test_refused(NULL, OP(a), BADARG, "deco_tree_attention: t->n_trees = 0 outside [1, 1048576]");
   a.tree.n_trees = 2;
   a.tree.n_nodes = -1;
-  deco_test_refused(NULL, deco_tree_attention(ctx, &a), BADARG,
-                    "deco_tree_attention: t->n_nodes = -1 outside [0, 16777216]");
+  deco_test_refused(NULL, OP(a), BADARG, "deco_tree_attention: t->n_nodes = -1 outside [0, 16777216]");
   a.tree.n_nodes = 513;
-  deco_test_refused(NULL, deco_tree_attention(ctx, &a), BADARG,
+  deco_test_refused(NULL, OP(a), BADARG,
                     "deco_tree_attention: tree.n_nodes = 513 exceeds 2 trees of at most 256 nodes");
   a.tree.n_nodes = 0;
   a.tree.tree_indptr = NULL;
-  deco_test_refused(NULL, deco_tree_attention(ctx, &a), NULLP, "deco_tree_attention: t->tree_indptr is NULL");
+  deco_test_refused(NULL, OP(a), NULLP, "deco_tree_attention: t->tree_indptr is NULL");
   a.tree.tree_indptr = indptr;
   a.tree.parent = NULL;
-  deco_test_refused(NULL, deco_tree_attention(ctx, &a), NULLP, "deco_tree_attention: t->parent is NULL");
+  deco_test_refused(NULL, OP(a), NULLP, "deco_tree_attention: t->parent is NULL");
   a.tree.parent = parent;
   a.prefix_lens = NULL;
-  deco_test_refused(NULL, deco_tree_attention(ctx, &a), NULLP, "deco_tree_attention: a->prefix_lens is NULL");
+  deco_test_refused(NULL, OP(a), NULLP, "deco_tree_attention: a->prefix_lens is NULL");
   a.prefix_lens = prefix;
-  cr_assert_eq(deco_tree_attention(ctx, &a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(OP(a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }

@@ -232,7 +232,7 @@ typedef struct compress_run {
   deco_cli_ids_t ids;
   size_t n; /* the calibration tokens used: ids.n, or --calib-tokens fewer */
   deco_ctx_t *ctx;
-  char *tmp; /* the temporary file next to OUT, once made */
+  const char *tmp; /* the temporary file next to OUT once made (g_tmp_path) */
   double *ke, *ve; /* per-layer energies kept */
 } compress_run_t;
 
@@ -316,12 +316,7 @@ static int prepare_output(const compress_options_t *o, compress_run_t *r) {
     return -1;
   }
   close(fd);
-  if (!(r->tmp = strdup(g_tmp_path))) {
-    unlink(g_tmp_path);
-    unguard_tmp();
-    deco_cli_error("out of memory");
-    return -1;
-  }
+  r->tmp = g_tmp_path;
   return 0;
 }
 
@@ -378,7 +373,6 @@ static void finish_run(compress_run_t *r) {
   deco_ctx_destroy(r->ctx);
   if (r->tmp) unlink(r->tmp);
   unguard_tmp();
-  free(r->tmp);
   free(r->ke);
   free(r->ve);
 }

@@ -205,16 +205,6 @@ static deco_status_t check_finite_tensors(const deco_gguf_t *g, uint64_t *larges
   return st;
 }
 
-/* The model of hyperparameters hp under config mc, once mc fits them;
- * failures name the checkpoint. */
-static deco_status_t alloc_model(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
-                                 const char *name, deco_model_t **m) {
-  DECO_TRY(deco_model_check_config(ctx, mc, hp, name));
-  deco_status_t st = deco_model_alloc(ctx, hp, mc, m);
-  if (st != DECO_STATUS_SUCCESS) st = deco_model_fail_naming(ctx, st, name);
-  return st;
-}
-
 /* Every tensor of g into m, off the CPU staged through one buffer of the
  * largest tensor's bytes; failures name the checkpoint. */
 static deco_status_t upload_model(deco_model_t *m, const deco_gguf_t *g, uint64_t largest, const char *name) {
@@ -257,7 +247,7 @@ deco_status_t deco_model_load_gguf_buffer(deco_ctx_t *ctx, const void *data, siz
     return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
   }
   deco_model_t *m = NULL;
-  st = alloc_model(ctx, &hp, &mc, name, &m);
+  st = deco_model_alloc_named(ctx, &hp, &mc, name, &m);
   if (st == DECO_STATUS_SUCCESS) st = upload_model(m, &g, largest, name);
   deco_gguf_free(&g);
   if (st != DECO_STATUS_SUCCESS) {

@@ -218,6 +218,13 @@ deco_status_t deco_model_fail_naming(deco_ctx_t *ctx, deco_status_t st, const ch
   return DECO_FAIL(ctx, st, "%s: %s", name, msg);
 }
 
+deco_status_t deco_model_alloc_named(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
+                                     const char *name, deco_model_t **out) {
+  DECO_TRY(deco_model_check_config(ctx, mc, hp, name));
+  const deco_status_t st = deco_model_alloc(ctx, hp, mc, out);
+  return st == DECO_STATUS_SUCCESS ? st : deco_model_fail_naming(ctx, st, name);
+}
+
 deco_status_t deco_model_load_llama2c(deco_ctx_t *ctx, const char *path, const deco_model_config_t *config,
                                       deco_model_t **out) {
   static const char op[] = "deco_model_load_llama2c";
@@ -351,10 +358,8 @@ deco_status_t deco_model_load_llama2c_buffer(deco_ctx_t *ctx, const void *data, 
   deco_llama2c_weights_t lw;
   deco_status_t st = deco_llama2c_parse(data, size, name, &hp, &lw);
   if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(ctx, st, "%s", deco_last_error(NULL));
-  DECO_TRY(deco_model_check_config(ctx, &mc, &hp, name));
   deco_model_t *m = NULL;
-  st = deco_model_alloc(ctx, &hp, &mc, &m);
-  if (st != DECO_STATUS_SUCCESS) return deco_model_fail_naming(ctx, st, name);
+  DECO_TRY(deco_model_alloc_named(ctx, &hp, &mc, name, &m));
   st = upload_llama2c_weights(ctx, m, &hp, &lw, dtype);
   if (st != DECO_STATUS_SUCCESS) {
     deco_model_destroy(m);

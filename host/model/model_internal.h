@@ -224,6 +224,10 @@ deco_status_t deco_model_alloc(deco_ctx_t *ctx, const deco_model_hparams_t *hp, 
                                deco_model_t **out);
 /* The context's last error again with name in front; returns st. */
 deco_status_t deco_model_fail_naming(deco_ctx_t *ctx, deco_status_t st, const char *name);
+/* deco_model_check_config, then deco_model_alloc, whose failure names the
+ * checkpoint: every loader's first steps. */
+deco_status_t deco_model_alloc_named(deco_ctx_t *ctx, const deco_model_hparams_t *hp, const deco_model_config_t *mc,
+                                     const char *name, deco_model_t **out);
 /* Maps a regular file read-only (a FIFO or a device is refused at once);
  * *data is NULL for an empty file. Unmap with deco_model_unmap_file. */
 deco_status_t deco_model_map_file(deco_ctx_t *ctx, const char *path, void **data, size_t *size);

@@ -416,13 +416,13 @@ int deco_test_run_cli_stdout(const char *const *argv, deco_test_stdout_t mode, d
   snprintf(err_path, sizeof err_path, "%s/cli-err-XXXXXX", deco_test_tmpdir());
   int out_fd = mkostemp(out_path, O_CLOEXEC), err_fd = mkostemp(err_path, O_CLOEXEC);
   if (out_fd < 0 || err_fd < 0) return -1;
-  const char **full = cli_argv(argv);
   int pipe_fd[2] = {-1, -1};
   if (mode == DECO_TEST_STDOUT_BROKEN_PIPE) {
     /* The reader is gone before the program starts: every write gets EPIPE. */
     if (pipe2(pipe_fd, O_CLOEXEC) != 0) return -1;
     close(pipe_fd[0]);
   }
+  const char **full = cli_argv(argv);
   const pid_t pid = spawn_cli(full, mode, out_fd, err_fd, pipe_fd[1]);
   free(full);
   if (pipe_fd[1] >= 0) close(pipe_fd[1]);
