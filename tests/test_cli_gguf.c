@@ -93,6 +93,33 @@ Test(cli_gguf, text_is_the_generated_ids_decoded) {
   deco_test_run_free(&text);
 }
 
+/* A prompt that --steps cuts prints no text but the newline: the text
+ * starts after the whole prompt, and --steps positions hold steps + 1 ids. */
+Test(cli_gguf, a_cut_prompt_prints_no_prompt_text) {
+  const char *m = deco_test_model_file(MINI);
+  static const char *const steps[] = {"5", "16", "17", "18", "19"};
+  for (size_t k = 0; k < sizeof steps / sizeof steps[0]; ++k) {
+    const char *argv[] = {"generate", "--model", m, "--prompt", "Hello world, I'm 12345<|im_end|>", "--steps",
+                          steps[k], "--temperature", "0", "--ignore-eos", "--backend", "cpu", "--print-ids", NULL};
+    deco_test_run_t ids, text;
+    cr_assert_eq(deco_test_run_cli(argv, &ids), 0);
+    cr_assert_eq(ids.status, 0, "%s", ids.err);
+    argv[12] = NULL; /* the same run, as text */
+    cr_assert_eq(deco_test_run_cli(argv, &text), 0);
+    cr_assert_eq(text.status, 0, "%s", text.err);
+    const int n_ids = count_ids(ids.out), n_prompt = 18;
+    cr_assert_eq(n_ids, atoi(steps[k]) + 1, "--steps %s: %s", steps[k], ids.out);
+    if (n_ids <= n_prompt) {
+      cr_assert_str_eq(text.out, "\n", "--steps %s: the text of a cut prompt", steps[k]);
+      cr_assert(strstr(deco_test_last_line(text.err), "tokens=0 ") != NULL, "%s", text.err);
+    } else {
+      expect_decoded(steps[k], m, ids.out, n_prompt, text.out);
+    }
+    deco_test_run_free(&ids);
+    deco_test_run_free(&text);
+  }
+}
+
 /* --chat's prompt ids equal the fixture of each SmolLM2 case of
  * data/fixtures/tokenizer/chat.txt (jinja2's rendering of the GGUF's own
  * template, tokenized by llama.cpp): no system message (the template's

@@ -37,6 +37,7 @@ Test(cli_hostile, fifo_is_refused_for_every_file_option, .timeout = 60) {
       {"generate", "--model", model, "--tokenizer", fifo, NULL},
       {"generate", "--tokenizer", fifo, "--prompt", "Hi", NULL},
       {"generate", "--spec", "recycle", "--tree-template", fifo, NULL},
+      {"generate", "--tp", "2", "--spec", "recycle", "--tree-template", fifo, NULL},
       {"generate", "--spec", "recycle", "--recycle-state", fifo, NULL},
       {"generate", "--superpose", "2", "--ngram", fifo, NULL},
       {"generate", "--superpose", "2", "--ngram", fifo, "--tokenizer", fifo, "--print-ids", NULL},

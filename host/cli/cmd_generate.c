@@ -389,7 +389,7 @@ static int printer_open(printer_t *pr, const deco_cli_options_t *o, const model_
    * text starts after the prompt (as --steps cuts it). */
   const int reply_only = ms->gguf || o->chat;
   *pr = (printer_t){.o = o, .tok = tok, .dec = NULL,
-                    .first_printed = reply_only ? (n_prompt < o->steps ? n_prompt : o->steps) : 1, .prev = 0,
+                    .first_printed = reply_only ? (n_prompt <= o->steps ? n_prompt : o->steps + 1) : 1, .prev = 0,
                     .count = 0, .write_errno = 0};
   if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, DECO_DETOKENIZE_VALID_UTF8, &pr->dec) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
@@ -530,12 +530,18 @@ static int superpose_and_print(const deco_cli_options_t *o, const model_source_t
   return 0;
 }
 
-/* A file's size and bytes into the hash (a missing file: a marker; the
- * run refuses it later with its own message). */
+/* A file's size and bytes into the hash (a missing file, or anything but a
+ * regular file: a marker; the run refuses it later with its own message).
+ * Opened without blocking, so a FIFO is never waited on. */
 static uint64_t hash_file(uint64_t h, const char *path) {
   if (path == NULL) return deco_comm_hash(h, "-", 1);
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return deco_comm_hash(h, "?", 1);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  struct stat st;
+  FILE *f = fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ? NULL : fdopen(fd, "rb");
+  if (f == NULL) {
+    if (fd >= 0) close(fd);
+    return deco_comm_hash(h, "?", 1);
+  }
   unsigned char buf[1 << 14];
   long long total = 0;
   for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0; total += (long long)k) h = deco_comm_hash(h, buf, k);
