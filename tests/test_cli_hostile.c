@@ -71,6 +71,28 @@ Test(cli_hostile, failed_writes_exit_1) {
   }
 }
 
+/* The usage and version texts obey the same rule as a run's output. */
+Test(cli_hostile, failed_writes_of_usage_and_version_exit_1) {
+  static const char *const cases[][4] = {{"--help", NULL},          {"--version", NULL},
+                                         {"generate", "--help", NULL}, {"tokenize", "--help", NULL},
+                                         {"eval", "-h", NULL},         {"compress", "--help", NULL},
+                                         {"ngram", "--help", NULL},    {"ngram", "build", "--help", NULL}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli_stdout(cases[i], DECO_TEST_STDOUT_FULL, &r), 0);
+    deco_test_cli_error(&r, 1, "stdout: No space left on device");
+    deco_test_run_free(&r);
+    cr_assert_eq(deco_test_run_cli_stdout(cases[i], DECO_TEST_STDOUT_CLOSED, &r), 0);
+    deco_test_cli_error(&r, 1, "stdout: ");
+    deco_test_run_free(&r);
+    cr_assert_eq(deco_test_run_cli_stdout(cases[i], DECO_TEST_STDOUT_BROKEN_PIPE, &r), 0);
+    cr_assert_eq(r.status, 0, "%s %s, a reader that went away: exit %d, %s", cases[i][0], cases[i][1] ? cases[i][1] : "",
+                 r.status, r.err);
+    cr_assert_str_empty(r.err, "%s", r.err);
+    deco_test_run_free(&r);
+  }
+}
+
 Test(cli_hostile, recycling_state_is_saved_when_stdout_fails) {
   const char *state = tmp("state.bin");
   const char *const argv[] = {"generate", "--spec", "recycle", "--recycle-state", state, "--steps", "40",

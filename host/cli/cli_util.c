@@ -82,6 +82,15 @@ deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads) {
   return ctx;
 }
 
+int deco_cli_close_stdout(int rc) {
+  errno = 0;
+  if (fclose(stdout) != 0 && errno != EPIPE && rc == DECO_EXIT_OK) {
+    deco_cli_error("stdout: %s", strerror(errno ? errno : EIO));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  return rc;
+}
+
 /* A regular file opened without blocking; -1 after the message. */
 static int open_regular(const char *path, struct stat *st) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);

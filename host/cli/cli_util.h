@@ -53,6 +53,12 @@ int deco_cli_dtype_for(deco_backend_t backend, int set, deco_dtype_t asked, deco
  * NULL after "--backend NAME: why" or "--threads: why". */
 deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads);
 
+/* Closes stdout once a command has written it (usage, version, a run's
+ * output): rc, or DECO_EXIT_BAD_INPUT after "stdout: <reason>" when rc is
+ * DECO_EXIT_OK and the flush or close fails for any reason but a reader that
+ * went away (docs/CLI.md, "Output that cannot be written"). */
+int deco_cli_close_stdout(int rc);
+
 /* A whole regular file (a FIFO or a device is refused at once, never waited
  * on), with a NUL after it, *size its length; NULL after the message. */
 char *deco_cli_read_file(const char *path, size_t *size);

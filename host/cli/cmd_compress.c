@@ -402,7 +402,7 @@ int deco_cli_compress(int argc, char **argv) {
   const int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {
     compress_usage(stdout);
-    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+    return deco_cli_close_stdout(DECO_EXIT_OK);
   }
   if (rc != 0) return rc;
   return run(&o);

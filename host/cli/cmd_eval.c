@@ -352,7 +352,7 @@ int deco_cli_eval(int argc, char **argv) {
   const int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {
     eval_usage(stdout);
-    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+    return deco_cli_close_stdout(DECO_EXIT_OK);
   }
   return rc != 0 ? rc : run_eval(&o);
 }

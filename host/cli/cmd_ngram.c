@@ -275,8 +275,7 @@ int deco_cli_ngram(int argc, char **argv) {
   if (deco_cli_launch_follower()) return DECO_EXIT_OK;
   if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
     ngram_usage(argc < 1 ? stderr : stdout);
-    if (argc < 1) return DECO_EXIT_USAGE;
-    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+    return argc < 1 ? DECO_EXIT_USAGE : deco_cli_close_stdout(DECO_EXIT_OK);
   }
   if (strcmp(argv[0], "build") != 0) {
     deco_cli_error("ngram: unknown subcommand '%s' (see deco ngram --help)", argv[0]);
@@ -286,7 +285,7 @@ int deco_cli_ngram(int argc, char **argv) {
   const int rc = parse(argc - 1, argv + 1, &o);
   if (rc == DECO_CLI_HELP) {
     ngram_usage(stdout);
-    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+    return deco_cli_close_stdout(DECO_EXIT_OK);
   }
   return rc != 0 ? rc : build(&o);
 }

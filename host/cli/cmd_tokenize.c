@@ -238,7 +238,7 @@ int deco_cli_tokenize(int argc, char **argv) {
   int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {
     tokenize_usage(stdout);
-    return fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+    return deco_cli_close_stdout(DECO_EXIT_OK);
   }
   if (rc != 0) return rc;
   deco_tokenizer_t *tok;

@@ -7,7 +7,6 @@
  *   deco --help | --version
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 
 void deco_cli_usage(FILE *f) {
   fputs("usage: deco generate [options]\n"
@@ -73,11 +73,11 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     deco_cli_usage(stdout);
-    return DECO_EXIT_OK;
+    return deco_cli_close_stdout(DECO_EXIT_OK);
   }
   if (strcmp(argv[1], "--version") == 0) {
     printf("deco %s\n", deco_version_string());
-    return DECO_EXIT_OK;
+    return deco_cli_close_stdout(DECO_EXIT_OK);
   }
   if (strcmp(argv[1], "ngram") == 0) return deco_cli_ngram(argc - 2, argv + 2); /* writes no stdout but --help */
   if (strcmp(argv[1], "eval") == 0) return deco_cli_eval(argc - 2, argv + 2); /* writes no stdout but --help */
@@ -91,17 +91,12 @@ int main(int argc, char **argv) {
   int rc = deco_cli_parse(argc - 2, argv + 2, &o);
   if (rc == DECO_CLI_HELP) {
     deco_cli_usage(stdout);
-    rc = fflush(stdout) == 0 ? DECO_EXIT_OK : DECO_EXIT_BAD_INPUT;
+    rc = DECO_EXIT_OK;
   } else if (rc == 0) {
     rc = deco_cli_generate(&o);
   }
-  /* What only closing reveals is an error too; a reader that went away is
-   * the end of output (docs/CLI.md). */
-  errno = 0;
-  if (fclose(stdout) != 0 && errno != EPIPE && rc == DECO_EXIT_OK) {
-    deco_cli_error("stdout: %s", strerror(errno ? errno : EIO));
-    rc = DECO_EXIT_BAD_INPUT;
-  }
+  /* What only closing reveals is an error too. */
+  rc = deco_cli_close_stdout(rc);
   free(o.prompt_ids);
   free(o.draft_layers);
   return rc;
