@@ -125,6 +125,11 @@ Test(tokenize_cli, errors) {
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "--decode: id 49152 >= vocab 49152"), "%s", r.err);
   deco_test_run_free(&r);
+  /* An id of any length is an id, named as typed. */
+  DECO_TEST_RUN_CLI(&r, "tokenize", "--model", m, "--decode", "1 99999999999999999999");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "--decode: id 99999999999999999999 >= vocab 49152"), "%s", r.err);
+  deco_test_run_free(&r);
   char fifo[4096];
   snprintf(fifo, sizeof fifo, "%s/fifo", deco_test_tmpdir());
   cr_assert_eq(mkfifo(fifo, 0600), 0);

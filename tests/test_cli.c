@@ -152,8 +152,15 @@ Test(cli, usage_messages_pinned) {
   PINNED(2, "--top-p: 0 must be in (0, 1]", "generate", "--top-p", "0");
   PINNED(2, "--superpose-temp: 0 must be > 0", "generate", "--superpose-temp", "0");
   PINNED(2, "--ngram-alpha: 1.5 must be in [0, 1]", "generate", "--ngram-alpha", "1.5");
-  PINNED(2, "--top-p: '1e-40' is too small for a float: a nonzero value must be at least 1.17549e-38 (use 0)",
+  PINNED(2, "--top-p: '1e-40' is too small for a float: a nonzero value must be at least 1.17549435e-38",
          "generate", "--top-p", "1e-40");
+  PINNED(2, "--temperature: '1e-40' is too small for a float: a nonzero value must be at least 1.17549435e-38 (use 0)",
+         "generate", "--temperature", "1e-40");
+  PINNED(2, "--seed: ' 1' is not a non-negative integer", "generate", "--seed", " 1");
+  PINNED(2, "--seed: '+1' is not a non-negative integer", "generate", "--seed", "+1");
+  PINNED(2, "--steps: ' 5' is not an integer", "generate", "--steps", " 5");
+  PINNED(2, "--steps: '+5' is not an integer", "generate", "--steps", "+5");
+  PINNED(2, "--threads: ' 2' is not an integer in [1, 1024]", "eval", "--threads", " 2");
   PINNED(2, "--chat-template: 'x' is not auto, chatml, llama3 or none", "generate", "--chat-template", "x");
   PINNED(2, "--draft-len: 256 outside [1, 255]", "generate", "--draft-len", "256");
   PINNED(2, "--comm: 'x' is not threads, mpi or nccl", "generate", "--comm", "x");

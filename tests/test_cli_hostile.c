@@ -155,6 +155,31 @@ Test(cli_hostile, stats_line_cannot_be_forged_by_a_file_name) {
   deco_test_run_free(&r);
 }
 
+/* Errors name the model file as given; only the stats line's model= is
+ * made printable and free of blanks. */
+Test(cli_hostile, errors_name_the_model_file_as_given) {
+  size_t size;
+  void *data = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
+  cr_assert_not_null(data);
+  const char *name = tmp("my model \xc3\xa9.bin");
+  cr_assert_eq(deco_test_write_file(name, data, size), 0);
+  free(data);
+  char want[3][4400];
+  snprintf(want[0], sizeof want[0], "--steps: 600 > seq_len 512 of %s", name);
+  snprintf(want[1], sizeof want[1], "--draft-layers: layer 9 outside the 5 layers of %s", name);
+  snprintf(want[2], sizeof want[2], "printing text needs --tokenizer: %s has no built-in vocabulary", name);
+  const char *const argvs[3][10] = {
+      {"generate", "--model", name, "--steps", "600", "--print-ids", NULL},
+      {"generate", "--model", name, "--spec", "draft", "--draft-layers", "9", "--print-ids", NULL},
+      {"generate", "--model", name, "--steps", "8", NULL}};
+  for (int i = 0; i < 3; ++i) {
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli(argvs[i], &r), 0);
+    deco_test_cli_error(&r, 1, want[i]);
+    deco_test_run_free(&r);
+  }
+}
+
 Test(cli_hostile, generate_help_exits_0) {
   /* Help wins wherever it stands, even after a value that would be a usage error. */
   const char *const cases[][4] = {
@@ -207,12 +232,12 @@ Test(cli_hostile, unusable_state_location_fails_first) {
 }
 
 Test(cli_hostile, floats_out_of_range_name_the_rule) {
-  DECO_TEST_CLI_ERROR(2, "a nonzero value must be at least 1.17549e-38", "generate", "--temperature", "1e-38");
+  DECO_TEST_CLI_ERROR(2, "a nonzero value must be at least 1.17549435e-38", "generate", "--temperature", "1e-38");
   DECO_TEST_CLI_ERROR(2, "not a finite float", "generate", "--temperature", "1e39");
   DECO_TEST_CLI_ERROR(2, "'abc' is not a number", "generate", "--top-p", "abc");
-  /* The smallest normal float is accepted. */
+  /* The smallest normal float, as the message prints it, is accepted. */
   deco_test_run_t r;
-  const char *const tiny[] = {"generate", "--temperature", "1.2e-38", "--steps", "8", "--print-ids", "--backend",
+  const char *const tiny[] = {"generate", "--temperature", "1.17549435e-38", "--steps", "8", "--print-ids", "--backend",
                               "cpu", NULL};
   cr_assert_eq(deco_test_run_cli(tiny, &r), 0);
   cr_assert_eq(r.status, 0, "%s", r.err);

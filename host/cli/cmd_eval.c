@@ -54,7 +54,7 @@ static int parse_setting(const char *a, const char *v, eval_options_t *o) {
     char *end;
     errno = 0;
     long t = strtol(v, &end, 10);
-    if (errno || end == v || *end || t < 1 || t > DECO_MAX_THREADS) {
+    if (errno || v[0] < '0' || v[0] > '9' || *end || t < 1 || t > DECO_MAX_THREADS) {
       deco_cli_error("--threads: '%s' is not an integer in [1, %d]", v, DECO_MAX_THREADS);
       return DECO_EXIT_USAGE;
     }

@@ -127,8 +127,14 @@ typedef struct model_source {
   const void *builtin_data;
   size_t builtin_bytes;
   deco_model_hparams_t hp;
-  char label[512];
+  const char *path; /* --model as given, else NULL */
+  char label[512];  /* the stats line's model= (printable, no blanks) */
 } model_source_t;
+
+/* The model as messages name it: the file as given, else the label. */
+static const char *model_name(const model_source_t *ms) {
+  return ms->path ? ms->path : ms->label;
+}
 
 static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
   memset(ms, 0, sizeof *ms);
@@ -147,6 +153,7 @@ static int read_model_header(const deco_cli_options_t *o, model_source_t *ms) {
       deco_cli_error("%s", deco_last_error(NULL));
       return DECO_EXIT_BAD_INPUT;
     }
+    ms->path = o->model_path;
     snprintf(ms->label, sizeof ms->label, "%s", base_name(o->model_path));
     ms->gguf = deco_cli_is_gguf(o->model_path) == 1;
   } else {
@@ -207,19 +214,19 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
     return -1;
   }
   if (o->steps > ms->hp.seq_len) {
-    deco_cli_error("--steps: %d > seq_len %d of %s", o->steps, ms->hp.seq_len, ms->label);
+    deco_cli_error("--steps: %d > seq_len %d of %s", o->steps, ms->hp.seq_len, model_name(ms));
     return -1;
   }
   /* --draft-layers against the model's layers (sorted, so the last). */
   if (o->n_draft_layers && o->draft_layers[o->n_draft_layers - 1] >= ms->hp.n_layers) {
     deco_cli_error("--draft-layers: layer %d outside the %d layers of %s", o->draft_layers[o->n_draft_layers - 1],
-                   ms->hp.n_layers, ms->label);
+                   ms->hp.n_layers, model_name(ms));
     return -1;
   }
   if (need_tokenizer && !*tok) {
     if (!ms->hp.builtin_vocab) {
       deco_cli_error("%s needs --tokenizer: %s has no built-in vocabulary (or use --print-ids with --prompt-ids)",
-                     o->prompt ? "--prompt" : "printing text", ms->label);
+                     o->prompt ? "--prompt" : "printing text", model_name(ms));
       return -1;
     }
     if (deco_tokenizer_create_bytes(tok) != DECO_STATUS_SUCCESS) {
@@ -293,7 +300,7 @@ static int encode_text_prompt(const deco_cli_options_t *o, const model_source_t 
 static int bos_prompt(const model_source_t *ms, int32_t *prompt, int *n_prompt) {
   if (ms->hp.bos_id < 0) {
     deco_cli_error("no prompt: %s names no BOS id (tokenizer.ggml.bos_token_id) to start from; give --prompt-ids",
-                   ms->label);
+                   model_name(ms));
     return -1;
   }
   *n_prompt = 1;

@@ -195,12 +195,13 @@ static int decode(const deco_tokenizer_t *tok, const tok_opts_t *o) {
       if (p[i] != ' ') goto bad;
       ++i;
     }
-    long long v = 0;
+    long long v = 0; /* stops growing past INT32_MAX: any more digits are >= vocab too */
     size_t start = i;
-    while (i < plen && p[i] >= '0' && p[i] <= '9' && i - start < 12) v = v * 10 + (p[i++] - '0');
+    for (; i < plen && p[i] >= '0' && p[i] <= '9'; ++i)
+      if (v <= INT32_MAX) v = v * 10 + (p[i] - '0');
     if (i == start || (i < plen && p[i] != ' ')) goto bad;
     if (v >= deco_tokenizer_vocab_size(tok)) {
-      deco_cli_error("--decode: id %lld >= vocab %d", v, deco_tokenizer_vocab_size(tok));
+      deco_cli_error("--decode: id %.*s >= vocab %d", (int)(i - start), p + start, deco_tokenizer_vocab_size(tok));
       free(ids);
       return DECO_EXIT_BAD_INPUT;
     }

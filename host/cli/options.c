@@ -24,11 +24,17 @@ void deco_cli_error(const char *fmt, ...) {
   if (!deco_cli_quiet) fprintf(stderr, "deco: error: %s\n", deco_cli_last_error);
 }
 
+static int is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+/* A decimal integer as typed: digits, after a minus sign at most (no
+ * blanks or plus sign, which strtol would skip), within [lo, hi]. */
 static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
-  if (errno || end == s || *end != '\0') {
+  if (errno || !is_digit(s[s[0] == '-']) || *end != '\0') {
     deco_cli_error("%s: '%s' is not an integer", opt, s);
     return -1;
   }
@@ -42,8 +48,10 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, int *out)
 
 /* A decimal or hexadecimal float that a float holds: finite, and either 0
  * or at least FLT_MIN in magnitude (strtof reports a subnormal or a value
- * that rounds to 0 as a range error). */
-static int parse_float(const char *opt, const char *s, float *out) {
+ * that rounds to 0 as a range error). The bound is printed with the digits
+ * that give FLT_MIN back; zero_ok: the option takes 0, and the message says
+ * so. */
+static int parse_float(const char *opt, const char *s, int zero_ok, float *out) {
   char *end;
   errno = 0;
   float v = strtof(s, &end);
@@ -56,8 +64,8 @@ static int parse_float(const char *opt, const char *s, float *out) {
     return -1;
   }
   if (errno == ERANGE) {
-    deco_cli_error("%s: '%s' is too small for a float: a nonzero value must be at least %g (use 0)", opt, s,
-                   (double)FLT_MIN);
+    deco_cli_error("%s: '%s' is too small for a float: a nonzero value must be at least %.9g%s", opt, s,
+                   (double)FLT_MIN, zero_ok ? " (use 0)" : "");
     return -1;
   }
   *out = v;
@@ -76,7 +84,7 @@ static int parse_ids(const char *s, deco_cli_options_t *o) {
   while (1) {
     char *end;
     errno = 0;
-    if (*p < '0' || *p > '9') {
+    if (!is_digit(*p)) {
       deco_cli_error("--prompt-ids: '%s' is not a comma-separated list of decimal ids", s);
       free(ids);
       return -1;
@@ -120,13 +128,13 @@ static int layers_malformed(const char *s) {
 /* The item of list s at p, a layer or a range A-B (A <= B), as *a..*b;
  * *end is after it. 0, or -1 once the error is printed. */
 static int parse_layer_item(const char *s, const char *p, long *a, long *b, char **end) {
-  if (*p < '0' || *p > '9') return layers_malformed(s);
+  if (!is_digit(*p)) return layers_malformed(s);
   errno = 0;
   *a = strtol(p, end, 10);
   *b = *a;
   if (**end == '-') {
     p = *end + 1;
-    if (*p < '0' || *p > '9') return layers_malformed(s);
+    if (!is_digit(*p)) return layers_malformed(s);
     *b = strtol(p, end, 10);
   }
   if (errno || *a > 65535 || *b > 65535) {
@@ -207,7 +215,7 @@ static int parse_seed(const char *v, uint64_t *out) {
   char *end;
   errno = 0;
   unsigned long long s = strtoull(v, &end, 10);
-  if (errno || end == v || *end != '\0' || v[0] == '-') {
+  if (errno || !is_digit(v[0]) || *end != '\0') {
     deco_cli_error("--seed: '%s' is not a non-negative integer", v);
     return -1;
   }
@@ -352,7 +360,7 @@ static int parse_int_option(const struct int_option *e, const char *v, deco_cli_
 static int parse_float_option(const struct float_option *e, const char *v, deco_cli_options_t *o) {
   note_set(o, e->set);
   float *f = AT(o, e->field, float);
-  if (parse_float(e->name, v, f) != 0) return -1;
+  if (parse_float(e->name, v, !e->lo_open && e->lo == 0.0f, f) != 0) return -1;
   if (!(e->lo_open ? *f > e->lo : *f >= e->lo) || *f > e->hi) { /* *f is finite */
     deco_cli_error("%s: %s must be %s", e->name, v, e->range);
     return -1;
