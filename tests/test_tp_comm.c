@@ -249,6 +249,17 @@ Test(tp_comm, names_availability_and_dtypes) {
   cr_assert_eq(deco_comm_dtype_of(DECO_DTYPE_BF16), DECO_COMM_BF16);
 }
 
+/* On a host without a CUDA device (where the build has NCCL), the
+ * one-process NCCL communicators name the GPU that is not there. */
+Test(tp_comm, nccl_without_a_device_names_the_gpu) {
+  if (!DECO_TEST_HAVE_NCCL || deco_cuda_device_count() > 0) cr_skip_test("needs a build with NCCL on a host without a GPU");
+  deco_comm_t *c[2] = {NULL, NULL};
+  cr_assert_eq(deco_comm_nccl_create_all(2, NULL, c), DECO_STATUS_NO_DEVICE, "%s", deco_last_error(NULL));
+  cr_assert(strstr(deco_last_error(NULL), "deco_comm_nccl_create_all: rank 0: GPU 0: ") != NULL, "%s",
+            deco_last_error(NULL));
+  cr_assert(c[0] == NULL && c[1] == NULL);
+}
+
 Test(tp_comm, bad_arguments_are_refused) {
   deco_comm_t *c[2];
   cr_assert_eq(deco_comm_threads_create(0, c), DECO_STATUS_INVALID_ARGUMENT);

@@ -778,10 +778,13 @@ deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t *
    * does, but each communicator can then be polled and aborted). */
   ncclConfig_t nc = NCCL_CONFIG_INITIALIZER;
   nc.blocking = 0;
+  int bad_rank = -1; /* the rank whose GPU could not be selected */
+  cudaError_t dev_err = cudaSuccess;
   res = ncclGroupStart();
   for (int r = 0; r < n && (res == ncclSuccess || res == ncclInProgress); ++r) {
-    if (cudaSetDevice(devs[r]) != cudaSuccess) {
+    if ((dev_err = cudaSetDevice(devs[r])) != cudaSuccess) {
       (void)cudaGetLastError();
+      bad_rank = r;
       res = ncclInvalidArgument;
       break;
     }
@@ -792,8 +795,10 @@ deco_status_t deco_comm_nccl_create_all(int n, const int *devices, deco_comm_t *
   if (res == ncclSuccess || res == ncclInProgress) res = end;
   deco_status_t st = DECO_STATUS_SUCCESS;
   if (res != ncclSuccess && res != ncclInProgress) {
-    st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclCommInitRankConfig over %d GPUs: %s", op, n,
-                   ncclGetErrorString(res));
+    st = bad_rank >= 0 ? DECO_FAIL(NULL, DECO_STATUS_NO_DEVICE, "%s: rank %d: GPU %d: %s", op, bad_rank,
+                                   devs[bad_rank], cudaGetErrorString(dev_err))
+                       : DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclCommInitRankConfig over %d GPUs: %s", op, n,
+                                   ncclGetErrorString(res));
     for (int r = 0; r < started; ++r)
       if (raw[r]) ncclCommAbort(raw[r]);
     return st;
