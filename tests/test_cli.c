@@ -226,6 +226,18 @@ Test(cli, model_conflicts_exit_1) {
   DECO_TEST_CLI_ERROR(1, "--prompt-ids: id 512 >= vocab 512", "generate", "--prompt-ids", "1,512", "--print-ids",
                       "--backend", "cpu");
   DECO_TEST_CLI_ERROR(1, "--steps", "generate", "--steps", "513", "--backend", "cpu");
+  /* A model with a context of 128: a given --steps 256 conflicts with it,
+   * the default is cut to it (seq_len positions: 129 ids). */
+  const char *tiny = deco_test_data_file("fixtures/gguf/tiny_f32.gguf");
+  DECO_TEST_CLI_ERROR(1, "--steps: 256 > seq_len 128", "generate", "--model", tiny, "--steps", "256", "--print-ids",
+                      "--backend", "cpu");
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", tiny, "--print-ids", "--ignore-eos", "--backend", "cpu");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  int n_ids = 1;
+  for (const char *p = r.out; *p; ++p) n_ids += *p == ' ';
+  cr_assert_eq(n_ids, 129, "%s", r.out);
+  deco_test_run_free(&r);
   DECO_TEST_CLI_ERROR(1, "/nonexistent/model.bin", "generate", "--model", "/nonexistent/model.bin");
   DECO_TEST_CLI_ERROR(1, "CPU", "generate", "--synthetic", "llama2-7b", "--print-ids", "--prompt-ids", "1", "--backend",
                       "cpu");

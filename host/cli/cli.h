@@ -32,6 +32,7 @@ typedef struct deco_cli_options {
   int32_t *prompt_ids;        /* parsed --prompt-ids, malloc'd */
   int n_prompt_ids;
   int steps;
+  int steps_set;              /* --steps given (else 256, cut to the model's seq_len) */
   float temperature;
   float top_p;
   uint64_t seed;

@@ -604,6 +604,13 @@ static int generate_rank(const deco_cli_options_t *o, deco_backend_t backend, de
   model_source_t ms;
   int rc = read_model_header(o, &ms);
   if (rc != DECO_EXIT_OK) return rc;
+  /* The default --steps is cut to a shorter context; a given one is not. */
+  deco_cli_options_t cut;
+  if (!o->steps_set && o->steps > ms.hp.seq_len && ms.hp.seq_len > 0) {
+    cut = *o;
+    cut.steps = ms.hp.seq_len;
+    o = &cut;
+  }
   /* 2. The tokenizer file, when text goes in or out. */
   const int need_tokenizer = o->prompt != NULL || !o->print_ids || o->chat;
   deco_tokenizer_t *tok = NULL;

@@ -265,7 +265,7 @@ static const struct int_option {
   long lo, hi;
   size_t set;
 } int_options[] = {
-    {"--steps", OPT(steps, int), 1, 1 << 30, NO_SET},
+    {"--steps", OPT(steps, int), 1, 1 << 30, OPT(steps_set, int)},
     {"--draft-len", OPT(draft_len, int), 1, 255, OPT(draft_len_set, int)},
     {"--draft-width", OPT(draft_width, int), 1, 16, NO_SET},
     {"--layer-parallel", OPT(layer_parallel, int), 1, 16, NO_SET},
