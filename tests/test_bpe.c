@@ -42,7 +42,7 @@ static deco_tokenizer_t *load_smollm2(void) {
 }
 
 static int32_t *tokenize(const deco_tokenizer_t *t, const char *text, size_t len, unsigned flags, int *n) {
-  int cap = (int)(3 * len + 8);
+  int cap = (int)(4 * len + 8); /* the documented bound */
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
   cr_assert(ids);
   deco_status_t s = deco_tokenizer_tokenize(t, text, len, flags, ids, cap, n);
@@ -589,6 +589,54 @@ Test(bpe, spm_byte_without_token_message) {
   cr_assert(n == 2 && ids[0] == 3 && ids[1] == 3);
   deco_test_refused(NULL, deco_tokenizer_tokenize(t, "ab", 2, 0, ids, 8, &n), DECO_STATUS_BAD_FORMAT,
                     "spm.gguf: the text holds byte 0x62, which has no token (no <0x62> and no token of that byte)");
+  deco_tokenizer_destroy(t);
+}
+
+/* The id bound of deco_tokenizer_tokenize, 4 * len + 8, at its worst: a
+ * SentencePiece vocabulary of byte tokens only (every escaped byte one id)
+ * and a one-byte user-defined token "x", after which each piece of text
+ * gets its own space prefix ("x " is 1 + 6 ids; "x\xff" 1 + 3 + 3, U+FFFD
+ * being 3 bytes). 3 * len + 8 falls short there. */
+Test(bpe, id_bound_holds_at_its_worst) {
+  const char *tok[260];
+  size_t len[260];
+  int32_t type[260];
+  char hx[256][7];
+  tok[0] = "<unk>", tok[1] = "<s>", tok[2] = "</s>", tok[259] = "x";
+  type[0] = 2, type[1] = 3, type[2] = 3, type[259] = 4; /* unknown, control, control, user-defined */
+  for (int b = 0; b < 256; ++b) {
+    snprintf(hx[b], sizeof hx[b], "<0x%02X>", b);
+    tok[3 + b] = hx[b];
+    type[3 + b] = 6; /* byte */
+  }
+  for (int i = 0; i < 260; ++i) len[i] = strlen(tok[i]);
+  gbuf_t b;
+  gb_begin(&b);
+  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
+  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, len, 260);
+  gb_kv_i32s(&b, "tokenizer.ggml.token_type", type, 260);
+  gb_end(&b);
+  deco_tokenizer_t *t = NULL;
+  deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
+  free(b.p);
+  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  static const char *const units[] = {"x ", "x\xff", " ", "\xff", "x", "xx ", " x"};
+  int worst = 0;
+  for (size_t u = 0; u < sizeof units / sizeof units[0]; ++u) {
+    char text[400];
+    const size_t ul = strlen(units[u]);
+    size_t n_text = 0;
+    while (n_text + ul <= sizeof text) {
+      memcpy(text + n_text, units[u], ul);
+      n_text += ul;
+    }
+    int n = -1;
+    cr_assert_eq(deco_tokenizer_tokenize(t, text, n_text, DECO_TOKENIZE_ADD_SPECIAL, NULL, 0, &n),
+                 DECO_STATUS_CAPACITY);
+    cr_assert(n >= 1 && n <= 4 * (int)n_text + 8, "unit '%s': %d ids for %zu bytes", units[u], n, n_text);
+    if (n > 3 * (int)n_text + 8) ++worst;
+  }
+  cr_assert_geq(worst, 1, "no text needed more than 3 * len + 8 ids");
   deco_tokenizer_destroy(t);
 }
 

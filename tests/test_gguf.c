@@ -407,6 +407,11 @@ Test(gguf, dequant_blocks) {
   uint32_t be, bb;
   cr_assert(deco_gguf_type_block(DECO_GGUF_Q4_1, &be, &bb) && be == 32 && bb == 20);
   cr_assert(deco_gguf_type_block(14 /* Q6_K */, &be, &bb) && be == 256 && bb == 210);
+  /* The newest types ggml defines: an f16 scale and 1 or 2 bits a weight. */
+  cr_assert(deco_gguf_type_block(41 /* Q1_0 */, &be, &bb) && be == 128 && bb == 18);
+  cr_assert(deco_gguf_type_block(42 /* Q2_0 */, &be, &bb) && be == 64 && bb == 18);
+  cr_assert_str_eq(deco_gguf_type_name(42), "Q2_0");
+  cr_assert(!deco_gguf_type_block(43, &be, &bb));
 }
 
 Test(gguf, check_finite) {
@@ -785,6 +790,14 @@ static void kv_none(gb_t *b) { (void)b; }
 static void kv_experts(gb_t *b) { kv_u32(b, "llama.expert_count", 8); }
 static void kv_yarn(gb_t *b) { kv_str(b, "llama.rope.scaling.type", "yarn"); }
 static void kv_scaling_none(gb_t *b) { kv_str(b, "llama.rope.scaling.type", "none"); }
+/* A factor alone scales linearly; with the type "none", or as 1 or 0, it does not. */
+static void kv_factor(gb_t *b) { kv_f32(b, "llama.rope.scaling.factor", 4.0f); }
+static void kv_scale_linear(gb_t *b) { kv_f32(b, "llama.rope.scale_linear", 2.0f); }
+static void kv_factor_one(gb_t *b) { kv_f32(b, "llama.rope.scaling.factor", 1.0f); }
+static void kv_factor_none(gb_t *b) {
+  kv_str(b, "llama.rope.scaling.type", "none");
+  kv_f32(b, "llama.rope.scaling.factor", 4.0f);
+}
 static void kv_key_length(gb_t *b) { kv_u32(b, "llama.attention.key_length", 32); }
 static void kv_tokens_u32(gb_t *b) { kv_u32(b, "tokenizer.ggml.tokens", 8); }
 static void kv_eot(gb_t *b) {
@@ -848,11 +861,17 @@ Test(gguf, built_models) {
   deco_gguf_free(&g);
   free(m.p);
 
-  m = build_llama(kv_scaling_none, 1, NULL);
-  g = parse_ok(m.p, m.n, "built.gguf");
-  cr_assert_eq(deco_gguf_llama_hparams(&g, &h), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
-  deco_gguf_free(&g);
-  free(m.p);
+  static const struct {
+    void (*kv)(gb_t *);
+    int n_kv;
+  } unscaled[] = {{kv_scaling_none, 1}, {kv_factor_one, 1}, {kv_factor_none, 2}};
+  for (size_t k = 0; k < sizeof unscaled / sizeof unscaled[0]; ++k) {
+    m = build_llama(unscaled[k].kv, unscaled[k].n_kv, NULL);
+    g = parse_ok(m.p, m.n, "built.gguf");
+    cr_assert_eq(deco_gguf_llama_hparams(&g, &h), DECO_STATUS_SUCCESS, "case %zu: %s", k, deco_last_error(NULL));
+    deco_gguf_free(&g);
+    free(m.p);
+  }
 
   static const struct {
     void (*kv)(gb_t *);
@@ -862,6 +881,8 @@ Test(gguf, built_models) {
   } bad[] = {
       {kv_experts, 1, NULL, "llama.expert_count = 8: a mixture of experts"},
       {kv_yarn, 1, NULL, "llama.rope.scaling.type is 'yarn'; deco runs unscaled RoPE only"},
+      {kv_factor, 1, NULL, "llama.rope.scaling.factor = 4 scales RoPE linearly (no llama.rope.scaling.type)"},
+      {kv_scale_linear, 1, NULL, "llama.rope.scale_linear = 2 scales RoPE linearly (no llama.rope.scaling.type)"},
       {kv_key_length, 1, NULL, "key_length = 32 / value_length = 16 differ from the head dim 16"},
       {kv_tokens_u32, 1, NULL, "metadata tokenizer.ggml.tokens has type uint32, expected an array of strings"},
       {kv_none, 0, "blk.0.attn_q.bias", "tensor 11 ('blk.0.attn_q.bias') is not a tensor of a llama model"},

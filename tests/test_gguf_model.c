@@ -426,6 +426,61 @@ Test(gguf_model, cli_generates_from_gguf) {
   deco_test_run_free(&r);
 }
 
+/* A matrix written with a trailing unit dim ([64, 64, 1]: GGUF allows it,
+ * and the parse takes it as [64, 64]) runs as the plain file does, whole
+ * and split over two ranks (each rank uploads its slice of it). The
+ * fixture's tensor infos end 30 bytes before its 32-aligned data, so the
+ * extra dim fits in that padding and no offset moves. Ids are compared at
+ * the same TP size (across sizes the sums run in another order). */
+Test(gguf_model, trailing_unit_dims_run_at_any_tp) {
+  blob_t b = read_blob(fixture("tiny_f32", ".gguf"));
+  static const char name[] = "blk.0.attn_q.weight";
+  unsigned char pat[8 + sizeof name - 1];
+  const uint64_t len = sizeof name - 1;
+  memcpy(pat, &len, 8);
+  memcpy(pat + 8, name, len);
+  const unsigned char *hit = memmem(b.p, b.n, pat, sizeof pat);
+  cr_assert_not_null(hit);
+  const size_t nd_at = (size_t)(hit - b.p) + sizeof pat, dims_end = nd_at + 4 + 16;
+  uint32_t nd;
+  uint64_t d[2];
+  memcpy(&nd, b.p + nd_at, 4);
+  memcpy(d, b.p + nd_at + 4, 16);
+  cr_assert(nd == 2 && d[0] == 64 && d[1] == 64, "n_dims %u, dims %llu x %llu", nd, (unsigned long long)d[0],
+            (unsigned long long)d[1]);
+  const size_t data_at = 3200, infos_end = 3170; /* tiny_f32: all zeros between them */
+  for (size_t i = infos_end; i < data_at; ++i) cr_assert_eq(b.p[i], 0, "byte %zu of the padding", i);
+  blob_t c = {malloc(b.n), b.n};
+  cr_assert_not_null(c.p);
+  memcpy(c.p, b.p, dims_end);
+  const uint32_t three = 3;
+  const uint64_t one = 1;
+  memcpy(c.p + nd_at, &three, 4);
+  memcpy(c.p + dims_end, &one, 8);
+  memcpy(c.p + dims_end + 8, b.p + dims_end, infos_end - dims_end);
+  memset(c.p + infos_end + 8, 0, data_at - infos_end - 8);
+  memcpy(c.p + data_at, b.p + data_at, b.n - data_at);
+  const char *plain = fixture("tiny_f32", ".gguf"), *unit = tmp_file("unit_dim.gguf", &c);
+  char *want = NULL; /* the plain file's ids at the same TP size */
+  for (int k = 0; k < 4; ++k) {
+    const char *argv[] = {"generate", "--model", k % 2 ? unit : plain, "--prompt-ids", "5,9,3", "--steps", "20",
+                          "--temperature", "0", "--ignore-eos", "--print-ids", "--tp", k < 2 ? "1" : "2", NULL};
+    deco_test_run_t r;
+    cr_assert_eq(deco_test_run_cli(argv, &r), 0);
+    cr_assert_eq(r.status, 0, "case %d: %s", k, r.err);
+    if (k % 2 == 0) {
+      free(want);
+      want = strdup(r.out);
+    } else {
+      cr_assert_str_eq(r.out, want, "TP %s: the unit dim changed the ids", argv[12]);
+    }
+    deco_test_run_free(&r);
+  }
+  free(want);
+  free(c.p);
+  free(b.p);
+}
+
 Test(gguf_model, cli_refuses_bad_gguf_files) {
   blob_t b = read_blob(fixture("tiny_q4_1", ".gguf"));
   blob_t c = {malloc(b.n), b.n};

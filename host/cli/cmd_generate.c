@@ -314,7 +314,7 @@ static int bos_prompt(const model_source_t *ms, int32_t *prompt, int *n_prompt) 
 static int prompt_capacity(const deco_cli_options_t *o, size_t text_len) {
   if (o->prompt_ids) return o->n_prompt_ids;
   if (o->chat) return 3 * (int)text_len + 512;
-  if (o->prompt) return 3 * (int)text_len + 8;
+  if (o->prompt) return 4 * (int)text_len + 8; /* deco_tokenizer_tokenize's bound */
   return 1;
 }
 

@@ -27,7 +27,9 @@ typedef struct gg_type_info {
 } gg_type_info_t;
 
 /* Block sizes from ggml (ggml.c, type_traits) as the gguf package lists them
- * (constants.py, GGML_QUANT_SIZES); ids 4, 5, 31-33 and 36-38 are retired. */
+ * (constants.py, GGML_QUANT_SIZES), and Q2_0 (42: 64 weights, an f16 scale
+ * and 2 bits each), which ggml has and that list not yet; ids 4, 5, 31-33
+ * and 36-38 are retired. */
 static const gg_type_info_t gg_types[] = {
     {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},      {3, "Q4_1", 32, 20},
     {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},      {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 40},
@@ -37,7 +39,7 @@ static const gg_type_info_t gg_types[] = {
     {22, "IQ2_S", 256, 82},   {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
     {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},        {29, "IQ1_M", 256, 56},
     {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},   {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
-    {40, "NVFP4", 64, 36},    {41, "Q1_0", 128, 18},
+    {40, "NVFP4", 64, 36},    {41, "Q1_0", 128, 18},    {42, "Q2_0", 64, 18},
 };
 
 static const gg_type_info_t *gg_type(uint32_t id) {
@@ -980,7 +982,10 @@ static deco_status_t gg_check_heads(const deco_gguf_t *g, gg_llama_t *m) {
 }
 
 /* RoPE's base (default 10000) and the RMSNorm epsilon; scaled RoPE and
- * per-frequency factors are refused. */
+ * per-frequency factors are refused. As llama.cpp reads the keys, a file
+ * that names no scaling type scales linearly by llama.rope.scaling.factor
+ * (else the older llama.rope.scale_linear) when it gives one other than 0
+ * or 1, and the type "none" scales nothing whatever the factor. */
 static deco_status_t gg_read_rope_norm(const deco_gguf_t *g, gg_llama_t *m) {
   const char *nm = g->name;
   float theta = 10000.0f, eps;
@@ -1001,6 +1006,17 @@ static deco_status_t gg_read_rope_norm(const deco_gguf_t *g, gg_llama_t *m) {
       return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
                        "%s: metadata llama.rope.scaling.type is '%s'; deco runs unscaled RoPE only", nm, shown);
     }
+  } else {
+    const char *key = deco_gguf_find_kv(g, "llama.rope.scaling.factor") ? "llama.rope.scaling.factor"
+                      : deco_gguf_find_kv(g, "llama.rope.scale_linear") ? "llama.rope.scale_linear"
+                                                                        : NULL;
+    float factor = 0.0f;
+    if (key) DECO_TRY(deco_gguf_get_f32(g, key, &factor));
+    if (factor != 0.0f && factor != 1.0f)
+      return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,
+                       "%s: metadata %s = %g scales RoPE linearly (no llama.rope.scaling.type); deco runs unscaled "
+                       "RoPE only",
+                       nm, key, (double)factor);
   }
   if (deco_gguf_find_tensor(g, "rope_freqs.weight"))
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT,

@@ -129,7 +129,8 @@ static deco_status_t upload_split(deco_model_t *m, deco_ctx_t **host_ctx, const 
     if (st != DECO_STATUS_SUCCESS) return DECO_FAIL(m->ctx, st, "%s", deco_last_error(NULL));
   }
   uint32_t be = 1, bb = 0;
-  if (!deco_gguf_type_block(t->type, &be, &bb) || t->n_dims != 2 || t->dims[0] % be != 0)
+  if (!deco_gguf_type_block(t->type, &be, &bb) || t->dims[2] != 1 || t->dims[3] != 1 ||
+      t->dims[0] % be != 0)
     return DECO_FAIL(m->ctx, DECO_STATUS_INTERNAL, "tensor %s: not a matrix of whole blocks", t->name);
   const size_t n_cols = (size_t)t->dims[0], n_rows = (size_t)t->dims[1], row_bytes = n_cols / be * bb;
   size_t row0, rows, col0, cols;

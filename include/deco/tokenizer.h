@@ -136,9 +136,11 @@ DECO_API int32_t deco_tokenizer_find(const deco_tokenizer_t *tok, const char *te
  * they stand), except that a 4-byte form above U+10FFFF, where llama.cpp
  * aborts, is U+FFFD per byte too. llama2.c vocabularies: run.c's encode
  * with bos = ADD_SPECIAL and eos = 0 (PARSE_SPECIAL has no effect; a NUL
- * byte in the text is refused). Writes at most max_ids ids; 3 * len + 8
- * always suffice. With too few, fails with DECO_STATUS_CAPACITY and sets
- * *n_ids to the count needed. */
+ * byte in the text is refused). Writes at most max_ids ids; 4 * len + 8
+ * always suffice (each byte of the text is at most 3 ids, and a
+ * SentencePiece vocabulary gives each piece of text between user-defined
+ * tokens a 3-byte space prefix). With too few, fails with
+ * DECO_STATUS_CAPACITY and sets *n_ids to the count needed. */
 DECO_API deco_status_t deco_tokenizer_tokenize(const deco_tokenizer_t *tok, const char *text, size_t len,
                                                unsigned flags, int32_t *ids, int max_ids, int *n_ids);
 
