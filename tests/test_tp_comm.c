@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -168,6 +169,75 @@ Test(tp_comm, an_aborting_rank_releases_the_waiting_ones_within_a_second) {
                  job.returned_at[r] - job.aborted_at);
   }
   cr_assert_eq(st[2], DECO_STATUS_IO_ERROR);
+}
+
+/* Ranks in a loop of all-reduces, each on a buffer of its own that it
+ * frees on return, while a thread outside them aborts the communicator:
+ * every rank ends with DECO_STATUS_ABORTED after the same number of
+ * successful calls (a collective completes for all or for none), each
+ * success holds the full sum, and no rank's buffer is read after it was
+ * freed. The buffers, 4 MiB, are ones malloc maps and free unmaps, so such
+ * a read crashes without ASan too: a rank that left a collective on the
+ * abort while another still read its buffer did, in 2 of 3 runs. */
+#define STRESS_RANKS 3
+#define STRESS_N (1024 * 1024)
+typedef struct stress_rank {
+  deco_comm_t *comm;
+  int rank, ok, wrong;
+  deco_status_t end;
+} stress_rank_t;
+
+static void *stress_loop(void *p) {
+  stress_rank_t *s = p;
+  for (;;) {
+    float *buf = malloc(sizeof(float) * STRESS_N);
+    if (!buf) {
+      s->end = DECO_STATUS_OUT_OF_MEMORY;
+      return NULL;
+    }
+    for (size_t i = 0; i < STRESS_N; ++i) buf[i] = (float)(s->rank + 1);
+    s->end = deco_comm_all_reduce_sum(s->comm, NULL, buf, STRESS_N, DECO_COMM_F32);
+    if (s->end == DECO_STATUS_SUCCESS) {
+      ++s->ok;
+      s->wrong += buf[0] != 6.0f || buf[STRESS_N - 1] != 6.0f;
+    }
+    memset(buf, 0x7f, sizeof(float) * STRESS_N); /* reused at once, then freed */
+    free(buf);
+    if (s->end != DECO_STATUS_SUCCESS) return NULL;
+  }
+}
+
+Test(tp_comm, an_abort_during_collectives_ends_them_together, .timeout = 60) {
+  for (int trial = 0; trial < 20; ++trial) {
+    deco_comm_t *c[STRESS_RANKS];
+    cr_assert_eq(deco_comm_threads_create(STRESS_RANKS, c), DECO_STATUS_SUCCESS);
+    stress_rank_t s[STRESS_RANKS];
+    pthread_t th[STRESS_RANKS];
+    for (int r = 0; r < STRESS_RANKS; ++r) {
+      s[r] = (stress_rank_t){.comm = c[r], .rank = r};
+      cr_assert_eq(pthread_create(&th[r], NULL, stress_loop, &s[r]), 0);
+    }
+    usleep(5000 + 1000 * trial);
+    deco_comm_abort(c[trial % STRESS_RANKS]); /* a watchdog of one rank */
+    for (int r = 0; r < STRESS_RANKS; ++r) pthread_join(th[r], NULL);
+    for (int r = 0; r < STRESS_RANKS; ++r) {
+      cr_assert_eq(s[r].end, DECO_STATUS_ABORTED, "trial %d rank %d: %s", trial, r, deco_status_string(s[r].end));
+      cr_assert_eq(s[r].wrong, 0, "trial %d rank %d: %d wrong sums", trial, r, s[r].wrong);
+      cr_assert_eq(s[r].ok, s[0].ok, "trial %d: rank %d completed %d all-reduces, rank 0 %d", trial, r, s[r].ok,
+                   s[0].ok);
+    }
+    for (int r = 0; r < STRESS_RANKS; ++r) deco_comm_destroy(c[r]);
+  }
+}
+
+/* An abort reaches every rank's handle at once, before any of them calls. */
+Test(tp_comm, an_abort_shows_on_every_handle_at_once) {
+  deco_comm_t *c[3];
+  cr_assert_eq(deco_comm_threads_create(3, c), DECO_STATUS_SUCCESS);
+  for (int r = 0; r < 3; ++r) cr_assert_eq(deco_comm_aborted(c[r]), 0);
+  deco_comm_abort(c[1]);
+  for (int r = 0; r < 3; ++r) cr_assert_eq(deco_comm_aborted(c[r]), 1, "rank %d", r);
+  for (int r = 0; r < 3; ++r) deco_comm_destroy(c[r]);
 }
 
 static deco_status_t same_rank(deco_comm_t *comm, int rank, void *user) {

@@ -146,7 +146,11 @@ void deco_comm_abort(deco_comm_t *c) {
   c->ops->abort(c);
 }
 
-int deco_comm_aborted(const deco_comm_t *c) { return c ? atomic_load(&((deco_comm_t *)c)->aborted) : 0; }
+int deco_comm_aborted(const deco_comm_t *c) {
+  if (c == NULL) return 0;
+  if (atomic_load(&((deco_comm_t *)c)->aborted)) return 1;
+  return c->ops->aborted ? c->ops->aborted(c) : 0;
+}
 
 void deco_comm_destroy(deco_comm_t *c) {
   if (c) c->ops->destroy(c);

@@ -23,6 +23,9 @@ typedef struct deco_comm_ops {
                              int root);
   deco_status_t (*barrier)(deco_comm_t *c, deco_ctx_t *ctx);
   void (*abort)(deco_comm_t *c);
+  /* Whether another rank's abort has reached this handle's communicator;
+   * NULL: only what this handle saw counts. */
+  int (*aborted)(const deco_comm_t *c);
   void (*destroy)(deco_comm_t *c);
   /* n handles of this backend (NULL entries skipped) destroyed together
    * from one thread; NULL: destroy each in turn does. */

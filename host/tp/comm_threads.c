@@ -4,7 +4,10 @@
  * anyone may overwrite what was read. The barrier spins a little (a rank
  * usually arrives within microseconds of the others), then blocks on a
  * condition variable, so ranks oversubscribing the cores do not burn them.
- * An abort wakes every waiter at once with DECO_STATUS_ABORTED. Each rank
+ * An abort wakes every waiter of a meet that has not completed at once with
+ * DECO_STATUS_ABORTED (a meet completes for every rank or for none); the
+ * meet after a collective's reads waits for every rank whatever happens, so
+ * no rank's buffer is freed while another reads it. Each rank
  * posts its call (collective, count, dtype, root) with its pointer, the
  * public barrier included; a call that differs from rank 0's aborts every
  * rank before a buffer is read.
@@ -26,8 +29,10 @@ typedef struct shared {
   atomic_int refs;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  atomic_uint arrived;
-  atomic_uint gen;
+  /* The meets: generation (high 32 bits) and how many ranks have arrived at
+   * it (low 32), one word, so that leaving a meet on abort and the meet's
+   * completion exclude each other (meet()). */
+  _Atomic uint64_t meet_state;
   atomic_int aborted;
   const void *posted[DECO_COMM_MAX_RANKS]; /* each rank's buffer in the current collective */
   /* What each rank called it with: a rank whose call differs from rank 0's
@@ -50,34 +55,59 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Leaves meet generation g on abort: 1 when this rank's arrival was taken
+ * back, so the meet cannot complete without it; 0 when the meet completed
+ * first (every rank had arrived), and this rank must go on with it. */
+static int withdraw(shared_t *sh, uint32_t g) {
+  uint64_t st = atomic_load(&sh->meet_state);
+  while ((uint32_t)(st >> 32) == g && (uint32_t)st < (uint32_t)sh->size)
+    if (atomic_compare_exchange_weak(&sh->meet_state, &st, st - 1)) return 1;
+  return 0;
+}
+
 /* Every rank arrives before any leaves; the last to arrive opens the next
- * generation. */
-static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) {
+ * generation. An abort ends the wait of a rank that can still withdraw, so
+ * a meet either completes for every rank or for none. Firm: the meet after
+ * a collective's reads, which every rank that passed the first meet reaches
+ * (nothing between the two can fail); it holds each rank until no other
+ * still reads its buffer, abort or not. */
+static deco_status_t meet(deco_comm_t *c, deco_ctx_t *ctx, int firm) {
   shared_t *sh = ((rank_state_t *)c->impl)->sh;
-  const unsigned gen = atomic_load(&sh->gen);
-  if (atomic_load(&sh->aborted)) goto aborted;
-  if (atomic_fetch_add(&sh->arrived, 1) == (unsigned)sh->size - 1) {
-    atomic_store(&sh->arrived, 0);
+  if (!firm && atomic_load(&sh->aborted)) goto aborted;
+  const uint64_t st = atomic_fetch_add(&sh->meet_state, 1) + 1;
+  const uint32_t g = (uint32_t)(st >> 32);
+  if ((uint32_t)st == (uint32_t)sh->size) {
     pthread_mutex_lock(&sh->mu);
-    atomic_fetch_add(&sh->gen, 1);
+    atomic_store(&sh->meet_state, (uint64_t)(g + 1u) << 32);
     pthread_cond_broadcast(&sh->cv);
     pthread_mutex_unlock(&sh->mu);
     return DECO_STATUS_SUCCESS;
   }
-  for (int i = 0; i < SPIN_ITERS; ++i) {
-    if (atomic_load(&sh->gen) != gen) return DECO_STATUS_SUCCESS;
-    if (atomic_load(&sh->aborted)) goto aborted;
-    cpu_relax();
+  for (int i = 0;; ++i) {
+    if ((uint32_t)(atomic_load(&sh->meet_state) >> 32) != g) return DECO_STATUS_SUCCESS;
+    if (!firm && atomic_load(&sh->aborted)) {
+      if (withdraw(sh, g)) goto aborted;
+      firm = 1; /* completed: wait for the generation to open */
+    }
+    if (i < SPIN_ITERS) {
+      cpu_relax();
+      continue;
+    }
+    pthread_mutex_lock(&sh->mu);
+    if ((uint32_t)(atomic_load(&sh->meet_state) >> 32) == g && (firm || !atomic_load(&sh->aborted)))
+      pthread_cond_wait(&sh->cv, &sh->mu);
+    pthread_mutex_unlock(&sh->mu);
   }
-  pthread_mutex_lock(&sh->mu);
-  while (atomic_load(&sh->gen) == gen && !atomic_load(&sh->aborted)) pthread_cond_wait(&sh->cv, &sh->mu);
-  pthread_mutex_unlock(&sh->mu);
-  if (atomic_load(&sh->gen) != gen) return DECO_STATUS_SUCCESS;
 aborted:
   return DECO_FAIL(ctx, DECO_STATUS_ABORTED,
                    "threads communicator: the communicator was aborted by another rank (this is rank %d of %d)",
                    c->rank, c->size);
 }
+
+static deco_status_t barrier(deco_comm_t *c, deco_ctx_t *ctx) { return meet(c, ctx, 0); }
+
+/* The second meet of a collective: every buffer has been read. */
+static void reads_done(deco_comm_t *c, deco_ctx_t *ctx) { (void)meet(c, ctx, 1); }
 
 enum { OP_ALL_REDUCE, OP_ALL_GATHER, OP_BROADCAST, OP_BARRIER };
 static const char *const op_names[] = {"all-reduce", "all-gather", "broadcast", "barrier"};
@@ -138,7 +168,7 @@ static deco_status_t all_reduce_sum(deco_comm_t *c, deco_ctx_t *ctx, void *buf, 
   }
   DECO_TRY(post_and_meet(c, ctx, buf, OP_ALL_REDUCE, n, dtype, 0));
   deco_comm_sum_rank_order(sh->posted, sh->size, rs->scratch, n, dtype);
-  DECO_TRY(barrier(c, ctx)); /* everyone has read every buffer */
+  reads_done(c, ctx);
   memcpy(buf, rs->scratch, bytes);
   return DECO_STATUS_SUCCESS;
 }
@@ -149,7 +179,8 @@ static deco_status_t all_gather(deco_comm_t *c, deco_ctx_t *ctx, const void *sen
   const size_t bytes = n * deco_comm_dtype_size(dtype);
   DECO_TRY(post_and_meet(c, ctx, send, OP_ALL_GATHER, n, dtype, 0));
   for (int r = 0; r < sh->size; ++r) memcpy((char *)recv + (size_t)r * bytes, sh->posted[r], bytes);
-  return barrier(c, ctx);
+  reads_done(c, ctx);
+  return DECO_STATUS_SUCCESS;
 }
 
 static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_t n, deco_comm_dtype_t dtype,
@@ -157,7 +188,8 @@ static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_
   shared_t *sh = ((rank_state_t *)c->impl)->sh;
   DECO_TRY(post_and_meet(c, ctx, buf, OP_BROADCAST, n, dtype, root));
   if (c->rank != root) memcpy(buf, sh->posted[root], n * deco_comm_dtype_size(dtype));
-  return barrier(c, ctx);
+  reads_done(c, ctx);
+  return DECO_STATUS_SUCCESS;
 }
 
 /* The public barrier: a call of its own (posted like a collective, so a
@@ -166,7 +198,8 @@ static deco_status_t broadcast(deco_comm_t *c, deco_ctx_t *ctx, void *buf, size_
  * next post overwrites a call record another rank is still checking. */
 static deco_status_t barrier_call(deco_comm_t *c, deco_ctx_t *ctx) {
   DECO_TRY(post_and_meet(c, ctx, NULL, OP_BARRIER, 0, DECO_COMM_INT32, 0));
-  return barrier(c, ctx);
+  reads_done(c, ctx);
+  return DECO_STATUS_SUCCESS;
 }
 
 static void abort_all(deco_comm_t *c) {
@@ -175,6 +208,10 @@ static void abort_all(deco_comm_t *c) {
   atomic_store(&sh->aborted, 1);
   pthread_cond_broadcast(&sh->cv);
   pthread_mutex_unlock(&sh->mu);
+}
+
+static int shared_aborted(const deco_comm_t *c) {
+  return atomic_load(&((const rank_state_t *)c->impl)->sh->aborted);
 }
 
 static void destroy(deco_comm_t *c) {
@@ -193,7 +230,7 @@ static void destroy(deco_comm_t *c) {
 static const deco_comm_ops_t threads_ops = {.all_reduce_sum = all_reduce_sum, .all_gather = all_gather,
                                             .host_all_gather = all_gather, .broadcast = broadcast,
                                             .barrier = barrier_call, .abort = abort_all,
-                                            .destroy = destroy};
+                                            .aborted = shared_aborted, .destroy = destroy};
 
 deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms) {
   static const char op[] = "deco_comm_threads_create";
@@ -208,6 +245,7 @@ deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms) {
   pthread_mutex_init(&sh->mu, NULL);
   pthread_cond_init(&sh->cv, NULL);
   atomic_store(&sh->refs, 0);
+  atomic_store(&sh->meet_state, 0);
   for (int r = 0; r < size; ++r) {
     deco_comm_t *c = calloc(1, sizeof *c);
     rank_state_t *rs = calloc(1, sizeof *rs);

@@ -146,6 +146,9 @@ DECO_API deco_status_t deco_comm_barrier(deco_comm_t *comm, deco_ctx_t *ctx);
  * communicator was aborted" (threads: at once; MPI: the job is aborted,
  * MPI_Abort). A rank that fails calls it so that the others never hang. */
 DECO_API void deco_comm_abort(deco_comm_t *comm);
+/* 1 once comm was aborted: by this rank, or by another as soon as this
+ * handle can know it (threads and the one-process NCCL ranks: at once;
+ * otherwise when one of its collectives failed); else 0 (NULL: 0). */
 DECO_API int deco_comm_aborted(const deco_comm_t *comm);
 
 DECO_API void deco_comm_destroy(deco_comm_t *comm);
