@@ -2,6 +2,7 @@
  * admission, page accounting, release, commit, truncation and capacity
  * errors, and compaction of an accepted path over its pools. */
 #include <criterion/criterion.h>
+#include <limits.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,8 @@ Test(kv_cache, commit_bounds) {
   cr_assert_eq(deco_kv_cache_seq_len(kc, s), 5);
   cr_assert_eq(deco_kv_cache_commit(kc, s, 4), DECO_STATUS_CAPACITY);
   cr_assert_eq(deco_kv_cache_commit(kc, s, -1), DECO_STATUS_CAPACITY);
+  cr_assert_eq(deco_kv_cache_commit(kc, s, INT_MAX - 2), DECO_STATUS_CAPACITY); /* len + n would wrap */
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s), 5);
   cr_assert_eq(deco_kv_cache_commit(kc, s + 1, 1), DECO_STATUS_INVALID_ARGUMENT);
   /* Truncation: back to any committed length, never past it. */
   cr_assert_eq(deco_kv_cache_truncate(kc, s, 6), DECO_STATUS_INVALID_ARGUMENT, "longer than committed");

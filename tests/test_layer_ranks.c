@@ -8,8 +8,8 @@
  * forward's bit for bit (the same ops on the same values, only moved
  * between ranks), hence the one-rank fused forward's within
  * DECO_TOL_FUSED_GROUP_F32; rank r's cache holds, bit for bit, the one-rank
- * K/V of the group's r-th layer. A communicator smaller than a group is
- * refused.
+ * K/V of the group's r-th layer. A communicator smaller than a group, of
+ * the view's schedule or of a forward's own, is refused.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -183,6 +183,45 @@ Test(layer_ranks, a_communicator_smaller_than_a_group_is_refused) {
   for (int r = 0; r < 2; ++r) {
     cr_assert_eq(status[r], DECO_STATUS_INVALID_ARGUMENT);
     cr_assert(strstr(msg[r], "needs 3 ranks, the communicator has 2"), "%s", msg[r]);
+  }
+  free(msg);
+}
+
+/* A forward's own schedule must fit the communicator too: a group of
+ * three over two ranks is refused on every rank before any collective. */
+static deco_status_t call_too_big(deco_comm_t *comm, int rank, void *user) {
+  (void)rank, (void)user;
+  const int vf[4] = {0, 1, 3, 4}, vc[4] = {1, 2, 1, 1}, cf[3] = {0, 1, 4}, cc[3] = {1, 3, 1};
+  const deco_layer_schedule_t own = {.n_groups = 4, .first = vf, .count = vc};
+  const deco_layer_schedule_t call = {.n_groups = 3, .first = cf, .count = cc};
+  deco_ctx_t *ctx;
+  deco_model_t *base, *view;
+  deco_kv_cache_t *kc = NULL;
+  int seq = -1, n = NT;
+  deco_status_t st = load_view(comm, &own, &ctx, &base, &view);
+  if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_create(view, 16, 2, 1, &kc);
+  if (st == DECO_STATUS_SUCCESS) st = deco_kv_cache_admit(kc, NPOS, &seq);
+  static float logits[DECO_COMM_MAX_RANKS][V];
+  if (st == DECO_STATUS_SUCCESS) {
+    deco_forward_args_t fa = DECO_FORWARD_ARGS_INIT;
+    fa.n_seqs = 1, fa.seqs = &seq, fa.n_new = &n, fa.tokens = prompt, fa.schedule = &call;
+    fa.logits_mode = DECO_LOGITS_LAST, fa.logits = logits[rank];
+    st = deco_forward(view, kc, &fa);
+  }
+  deco_kv_cache_destroy(kc);
+  deco_model_destroy(view);
+  deco_model_destroy(base);
+  deco_ctx_destroy(ctx);
+  return st;
+}
+
+Test(layer_ranks, a_call_schedule_larger_than_the_communicator_is_refused) {
+  deco_status_t status[DECO_COMM_MAX_RANKS];
+  char (*msg)[512] = calloc(DECO_COMM_MAX_RANKS, 512);
+  cr_assert_eq(deco_test_tp_run(2, call_too_big, NULL, status, msg), 0);
+  for (int r = 0; r < 2; ++r) {
+    cr_assert_eq(status[r], DECO_STATUS_INVALID_ARGUMENT, "rank %d: %s", r, msg[r]);
+    cr_assert(strstr(msg[r], "schedule: a group of 3 layers needs 3 ranks, the communicator has 2"), "%s", msg[r]);
   }
   free(msg);
 }

@@ -211,6 +211,22 @@ Test(ops_ref, paged_append_and_causal_attention) {
   deco_ragged_batch_t bad = {.n_seqs = 2, .n_tokens = 6, .q_indptr = indptr, .kv_lens = bad_lens};
   at.batch = bad;
   cr_assert_eq(deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT);
+  /* A sequence whose tokens would start before token 0 is refused before
+   * anything is read or written (out stays as it was, the pools too). */
+  int32_t before[3] = {-2, 3, 6};
+  bad = (deco_ragged_batch_t){.n_seqs = 2, .n_tokens = 6, .q_indptr = before, .kv_lens = kv_lens};
+  at.batch = bad;
+  memcpy(expect, out, sizeof out);
+  deco_test_refused(ctx, deco_attention(ctx, &at), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_attention: sequence 0 has 5 new tokens from token -2, kv_len 5, capacity 6");
+  cr_assert(memcmp(out, expect, sizeof out) == 0);
+  float *kp0 = malloc(sizeof(float) * pool);
+  memcpy(kp0, kp, sizeof(float) * pool);
+  app.batch = bad;
+  deco_test_refused(ctx, deco_kv_append(ctx, &app), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_kv_append: sequence 0 has 5 new tokens from token -2, kv_len 5, capacity 6");
+  cr_assert(memcmp(kp, kp0, sizeof(float) * pool) == 0);
+  free(kp0);
   for (int s = 0; s < 2; ++s) {
     free(kd[s]);
     free(vd[s]);

@@ -164,7 +164,12 @@ static deco_status_t resolve_schedule(deco_model_t *m, const deco_layer_schedule
   char what[64];
   snprintf(what, sizeof what, "%s: schedule", op);
   *v = (schedule_view_t){.n_groups = s->n_groups, .first = s->first, .count = s->count};
-  return deco_schedule_check(m->ctx, s, m->hp.n_layers, &v->max_group, what);
+  DECO_TRY(deco_schedule_check(m->ctx, s, m->hp.n_layers, &v->max_group, what));
+  /* Groups across ranks: one layer a rank, as the view's own schedule. */
+  if (m->lp_comm && v->max_group > m->lp_size)
+    return DECO_FAIL(m->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: a group of %d layers needs %d ranks, the communicator has %d",
+                     what, v->max_group, v->max_group, m->lp_size);
+  return DECO_STATUS_SUCCESS;
 }
 
 /* Host-side checks of the batch's sequence i: admitted, listed once, and

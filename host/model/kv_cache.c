@@ -137,7 +137,8 @@ deco_status_t deco_kv_cache_commit(deco_kv_cache_t *kc, int seq, int n) {
   static const char op[] = "deco_kv_cache_commit";
   DECO_TRY(check_seq(kc, seq, op));
   deco_ctx_t *ctx = kc->model->ctx;
-  if (n < 0 || kc->len[seq] + n > kc->n_seq_pages[seq] * kc->page_size || kc->len[seq] + n > kc->model->hp.seq_len)
+  /* n compared with the room left, so a huge n cannot wrap the sum. */
+  if (n < 0 || n > kc->n_seq_pages[seq] * kc->page_size - kc->len[seq] || n > kc->model->hp.seq_len - kc->len[seq])
     return DECO_FAIL(ctx, DECO_STATUS_CAPACITY, "%s: sequence %d has %d slots, cannot commit %d more", op, seq,
                      kc->len[seq], n);
   kc->len[seq] += n;

@@ -31,10 +31,10 @@ deco_status_t deco_attention_ref(const deco_exec_t *exec, const deco_attention_a
   deco_status_t st = DECO_STATUS_SUCCESS;
   for (int s = 0; s < b->n_seqs && st == DECO_STATUS_SUCCESS; ++s) {
     int t0 = b->q_indptr[s], n = b->q_indptr[s + 1] - t0, len = b->kv_lens[s];
-    if (n < 0 || len < n || b->q_indptr[s + 1] > b->n_tokens) {
+    if (t0 < 0 || n < 0 || len < n || b->q_indptr[s + 1] > b->n_tokens) {
       st = DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
-                          "deco_attention: sequence %d has %d new tokens, kv_len %d, capacity %d", s, n, len,
-                          b->n_tokens);
+                          "deco_attention: sequence %d has %d new tokens from token %d, kv_len %d, capacity %d", s, n,
+                          t0, len, b->n_tokens);
       break;
     }
     const int32_t *bt = c->block_table + (size_t)s * c->max_pages_per_seq;

@@ -18,10 +18,10 @@ deco_status_t deco_kv_append_ref(const deco_exec_t *exec, const deco_kv_append_a
 #endif
   for (int s = 0; s < b->n_seqs; ++s) {
     int t0 = b->q_indptr[s], n = b->q_indptr[s + 1] - t0;
-    if (n < 0 || b->kv_lens[s] < n || b->q_indptr[s + 1] > b->n_tokens)
+    if (t0 < 0 || n < 0 || b->kv_lens[s] < n || b->q_indptr[s + 1] > b->n_tokens)
       return DECO_EXEC_FAIL(exec, DECO_STATUS_INVALID_ARGUMENT,
-                            "deco_kv_append: sequence %d has %d new tokens, kv_len %d, capacity %d", s, n,
-                            b->kv_lens[s], b->n_tokens);
+                            "deco_kv_append: sequence %d has %d new tokens from token %d, kv_len %d, capacity %d", s,
+                            n, t0, b->kv_lens[s], b->n_tokens);
     for (int j = 0; j < n; ++j) {
       int slot = b->kv_lens[s] - n + j;
       long long r = deco_paged_row(c->block_table + (size_t)s * c->max_pages_per_seq, c->max_pages_per_seq,
