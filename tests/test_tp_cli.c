@@ -120,6 +120,22 @@ Test(tp_cli, refusals_name_the_numbers_once) {
   unsetenv("RANK");
   unsetenv("WORLD_SIZE");
 
+  /* A launcher variable that is no number: a usage error for every
+   * command, not a run alone (it could be one rank of several). */
+  setenv("OMPI_COMM_WORLD_RANK", "1", 1);
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "x", 1);
+  static const char *const cmds[][4] = {{"generate", "--steps", "8", NULL}, {"tokenize", "--text", "a", NULL},
+                                        {"eval", "--ids", "/nonexistent/ids.txt", NULL}};
+  for (int i = 0; i < 3; ++i) {
+    cr_assert_eq(deco_test_run_cli(cmds[i], &r), 0);
+    deco_test_cli_error(&r, 2, "launcher environment: OMPI_COMM_WORLD_LOCAL_RANK = 'x' is not a non-negative integer");
+    deco_test_run_free(&r);
+  }
+  unsetenv("OMPI_COMM_WORLD_RANK");
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+  unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+
   DECO_TEST_RUN_CLI(&r, "generate", "--tp", "0");
   cr_assert_eq(r.status, 2, "%s", r.err);
   deco_test_run_free(&r);

@@ -248,9 +248,16 @@ int deco_cli_is_gguf(const char *path) {
   return got == (ssize_t)sizeof magic && memcmp(magic, "GGUF", 4) == 0;
 }
 
+int deco_cli_launch_env(deco_comm_env_t *env) {
+  const int found = deco_comm_env_read(env);
+  if (found < 0) deco_cli_error("launcher environment: %s", deco_last_error(NULL));
+  return found;
+}
+
 int deco_cli_launch_follower(void) {
   deco_comm_env_t env;
-  return deco_comm_env_read(&env) > 0 && env.size > 1 && env.rank > 0;
+  const int found = deco_cli_launch_env(&env);
+  return found < 0 ? -1 : found > 0 && env.size > 1 && env.rank > 0;
 }
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n) {

@@ -97,9 +97,16 @@ int deco_cli_is_gguf(const char *path);
  * is no separate file. Never 0 (0 means unknown to the n-gram table). */
 uint64_t deco_cli_tokenizer_hash(const struct deco_tokenizer *tok);
 
-/* 1 when a launcher started this process as rank R > 0 of several
- * (deco_comm_env_read): the commands other than generate run on rank 0
- * only, and the others exit 0 at once without output. */
+/* The launcher's environment (deco_comm_env_read): 1 when a launcher
+ * started this process, 0 when none did, -1 after "launcher environment:
+ * why" when a variable of one is malformed (a usage error: the run cannot
+ * tell whether it is one rank of several). */
+struct deco_comm_env;
+int deco_cli_launch_env(struct deco_comm_env *env);
+
+/* 1 when a launcher started this process as rank R > 0 of several: the
+ * commands other than generate run on rank 0 only, and the others exit 0 at
+ * once without output; 0 otherwise; -1 as deco_cli_launch_env. */
 int deco_cli_launch_follower(void);
 
 #endif

@@ -347,7 +347,8 @@ static int run_eval(const eval_options_t *o) {
 
 int deco_cli_eval(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  if (deco_cli_launch_follower()) return DECO_EXIT_OK;
+  const int follower = deco_cli_launch_follower();
+  if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
   eval_options_t o;
   const int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {

@@ -814,7 +814,9 @@ static int choose_backend_dtype(const deco_cli_options_t *o, deco_comm_backend_t
 
 int deco_cli_generate(const deco_cli_options_t *o) {
   deco_comm_env_t env;
-  const int launched = deco_comm_env_read(&env) > 0 && env.size > 1;
+  const int found = deco_cli_launch_env(&env);
+  if (found < 0) return DECO_EXIT_USAGE;
+  const int launched = found > 0 && env.size > 1;
   const deco_comm_backend_t comm = choose_comm(o, launched);
   const int tp_run = o->tp > 0 || o->comm_set || launched;
   if (check_comm_usage(o, comm, launched, tp_run) != 0) return DECO_EXIT_USAGE;

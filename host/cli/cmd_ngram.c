@@ -272,7 +272,8 @@ static int build(const ngram_options_t *o) {
 
 int deco_cli_ngram(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  if (deco_cli_launch_follower()) return DECO_EXIT_OK;
+  const int follower = deco_cli_launch_follower();
+  if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
   if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
     ngram_usage(argc < 1 ? stderr : stdout);
     return argc < 1 ? DECO_EXIT_USAGE : deco_cli_close_stdout(DECO_EXIT_OK);

@@ -234,7 +234,8 @@ bad:
 
 int deco_cli_tokenize(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  if (deco_cli_launch_follower()) return DECO_EXIT_OK;
+  const int follower = deco_cli_launch_follower();
+  if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
   tok_opts_t o;
   int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {
