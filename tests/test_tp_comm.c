@@ -328,6 +328,12 @@ Test(tp_comm, nccl_without_a_device_names_the_gpu) {
   cr_assert(strstr(deco_last_error(NULL), "deco_comm_nccl_create_all: rank 0: GPU 0: ") != NULL, "%s",
             deco_last_error(NULL));
   cr_assert(c[0] == NULL && c[1] == NULL);
+  /* One rank per process (no launcher here: a world of one). */
+  deco_comm_t *one = NULL;
+  cr_assert_eq(deco_comm_nccl_create(NULL, &one), DECO_STATUS_NO_DEVICE, "%s", deco_last_error(NULL));
+  cr_assert(strstr(deco_last_error(NULL), "deco_comm_nccl_create: rank 0: GPU 0: ") != NULL, "%s",
+            deco_last_error(NULL));
+  cr_assert_null(one);
 }
 
 Test(tp_comm, bad_arguments_are_refused) {

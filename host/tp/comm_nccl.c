@@ -654,27 +654,31 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
   if (found < 0) return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: %s", op, deco_last_error(NULL));
   const double timeout = config->timeout_s > 0 ? config->timeout_s : DECO_COMM_NCCL_TIMEOUT_S;
   const int device = config->device >= 0 ? config->device : env.local_rank;
+  /* A GPU that cannot be selected fails this rank, but under MPI only after
+   * the id's broadcast below, which every rank must enter. */
+  deco_status_t st = DECO_STATUS_SUCCESS;
   cudaError_t e = cudaSetDevice(device);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
-    return DECO_FAIL(NULL, DECO_STATUS_NO_DEVICE, "%s: rank %d: GPU %d: %s", op, env.rank, device,
-                     cudaGetErrorString(e));
+    st = DECO_FAIL(NULL, DECO_STATUS_NO_DEVICE, "%s: rank %d: GPU %d: %s", op, env.rank, device,
+                   cudaGetErrorString(e));
   }
   ncclUniqueId id;
   memset(&id, 0, sizeof id);
   const char *comm_id = getenv("NCCL_COMM_ID"), *maddr = getenv("MASTER_ADDR"), *mport = getenv("MASTER_PORT");
-  deco_status_t st = DECO_STATUS_SUCCESS;
   int mpi_init_by_us = 0;
   int mpi_launch = found > 0 && (strcmp(env.source, "OMPI_COMM_WORLD") == 0 || strcmp(env.source, "PMI") == 0);
 #ifndef DECO_HAVE_MPI
   mpi_launch = 0;
 #endif
   if (env.size == 1) {
-    if (ncclGetUniqueId(&id) != ncclSuccess) st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
+    if (st == DECO_STATUS_SUCCESS && ncclGetUniqueId(&id) != ncclSuccess)
+      st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
   } else if (mpi_launch) {
 #ifdef DECO_HAVE_MPI
-    st = deco_comm_mpi_acquire(&mpi_init_by_us, op);
-    const int mpi_init_ok = st == DECO_STATUS_SUCCESS;
+    const deco_status_t mst = deco_comm_mpi_acquire(&mpi_init_by_us, op);
+    const int mpi_init_ok = mst == DECO_STATUS_SUCCESS;
+    if (st == DECO_STATUS_SUCCESS) st = mst;
     int world = 0;
     if (st == DECO_STATUS_SUCCESS) MPI_Comm_size(MPI_COMM_WORLD, &world);
     if (st == DECO_STATUS_SUCCESS && world != env.size)
@@ -717,15 +721,15 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
 #endif
   } else if (comm_id && *comm_id) {
     /* NCCL's own bootstrap: every rank derives the id from NCCL_COMM_ID. */
-    if (ncclGetUniqueId(&id) != ncclSuccess)
+    if (st == DECO_STATUS_SUCCESS && ncclGetUniqueId(&id) != ncclSuccess)
       st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId with NCCL_COMM_ID=%s", op, comm_id);
   } else if (maddr && *maddr && mport && *mport) {
-    if (env.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
+    if (st == DECO_STATUS_SUCCESS && env.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
       st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: ncclGetUniqueId", op);
     /* Served by rank 0 over TCP (comm_tcp.c), every wait bounded. */
     if (st == DECO_STATUS_SUCCESS)
       st = deco_comm_tcp_share(&id, sizeof id, env.rank, env.size, maddr, mport, timeout, op);
-  } else {
+  } else if (st == DECO_STATUS_SUCCESS) {
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
                      "%s: rank %d of %d has no way to share the NCCL id: no MPI launch (OMPI_COMM_WORLD_*, PMI_*), "
                      "no NCCL_COMM_ID, no MASTER_ADDR and MASTER_PORT",
