@@ -379,6 +379,10 @@ Test(eval_cli, errors) {
   DECO_TEST_CLI_ERROR(1, "big.ids:2: id 512 >= vocab 512", "eval", "--ids", tmp_file("big.ids", "1 20\n1 511 512 3\n"),
                       "--backend", "cpu");
   DECO_TEST_CLI_ERROR(1, "comma.ids:1:", "eval", "--ids", tmp_file("comma.ids", "1,20\n"), "--backend", "cpu");
+  static const char nul_ids[] = "1 20 30\n1 2\0 3\n1 4 5\n"; /* not the end of the file */
+  const char *nul = tmp_file("nul.ids", "");
+  cr_assert_eq(deco_test_write_file(nul, nul_ids, sizeof nul_ids - 1), 0);
+  DECO_TEST_CLI_ERROR(1, "nul.ids:2: a NUL byte at column 4", "eval", "--ids", nul, "--backend", "cpu");
   DECO_TEST_CLI_ERROR(1, "/nonexistent/x.ids", "eval", "--ids", "/nonexistent/x.ids", "--backend", "cpu");
   /* Vocabulary mismatch between the model and the reference, either way. */
   DECO_TEST_RUN_CLI(&r, "eval", "--ids", ok, "--ref", mini, "--backend", "cpu");

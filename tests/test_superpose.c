@@ -732,7 +732,7 @@ Test(superpose, config_messages) {
   deco_ctx_t *other = deco_test_cpu_ctx();
   deco_ngram_device_t *elsewhere;
   cr_assert_eq(deco_ngram_device_create(other, t512, &elsewhere), DECO_STATUS_SUCCESS);
-  for (int i = 0; i < 15; ++i) {
+  for (int i = 0; i < 16; ++i) {
     const int32_t *p = &bos;
     deco_superpose_result_t r;
     deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
@@ -746,6 +746,10 @@ Test(superpose, config_messages) {
     case 2: c.temperature = INFINITY, msg = "deco_superpose: temperature = inf must be finite and > 0"; break;
     case 3: c.alpha = NAN, msg = "deco_superpose: alpha = nan outside [0, 1]"; break;
     case 4: c.lambda[2] = 1.5f, msg = "deco_superpose: lambda[2] (order 4) = 1.5 outside [0, 1]"; break;
+    case 15:
+      for (int o = 0; o < 5; ++o) c.lambda[o] = 0.25f;
+      msg = "deco_superpose: the lambdas sum to 1.25, more than 1";
+      break;
     case 5: c.penalty = -1.0f, msg = "deco_superpose: penalty = -1 must be finite and >= 0"; break;
     case 6: c.steps = 0, msg = "deco_superpose: steps = 0 outside [1, seq_len = 512]"; break;
     case 7: c.replay_chunk = -1, msg = "deco_superpose: c->replay_chunk = -1 outside [1, 1048576]"; break;

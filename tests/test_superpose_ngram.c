@@ -542,6 +542,22 @@ Test(ngram, cli_bad_input) {
     cr_assert_neq(access(out, F_OK), 0, "a table was written from a bad corpus");
     deco_test_run_free(&r);
   }
+  /* A NUL byte is no end of the file: malformed ids, and text the
+   * llama2.c tokenizer refuses, each naming the line. */
+  static const char nul_ids[] = "1 2 3 4\0garbage\n5 6 7 8 9\n", nul_text[] = "Once upon\0 a time\nThe end\n";
+  char p[600], q[600]; /* not from tmp_file's ring, which holds out */
+  snprintf(p, sizeof p, "%s/nul.ids", deco_test_tmpdir());
+  snprintf(q, sizeof q, "%s/nul.txt", deco_test_tmpdir());
+  cr_assert_eq(deco_test_write_file(p, nul_ids, sizeof nul_ids - 1), 0);
+  cr_assert_eq(deco_test_write_file(q, nul_text, sizeof nul_text - 1), 0);
+  unlink(out);
+  DECO_TEST_RUN_CLI(&r, "ngram", "build", "--ids", p, "--out", out);
+  deco_test_cli_error(&r, 1, "nul.ids:1: a NUL byte at column 8");
+  deco_test_run_free(&r);
+  DECO_TEST_RUN_CLI(&r, "ngram", "build", "--text", q, "--out", out);
+  deco_test_cli_error(&r, 1, "nul.txt:1: ");
+  deco_test_run_free(&r);
+  cr_assert_neq(access(out, F_OK), 0, "a table was written from a bad corpus");
   char fifo[600];
   snprintf(fifo, sizeof fifo, "%s/ngram.fifo", deco_test_tmpdir());
   cr_assert_eq(mkfifo(fifo, 0600), 0);
@@ -561,6 +577,28 @@ Test(ngram, cli_bad_input) {
   DECO_TEST_RUN_CLI(&r, "ngram", "build", "--ids", ids, "--out", "/nonexistent-dir/x.ngram");
   cr_assert(r.status == 1 && strstr(r.err, "/nonexistent-dir/x.ngram"), "%s", r.err);
   deco_test_run_free(&r);
+}
+
+/* A header that claims a huge table, in a sparse file of exactly the size
+ * it implies (2^31 slots of 24 bytes: 48 GiB, a few KiB on disk): refused
+ * from the header alone, before the rest is read or allocated. */
+Test(ngram, a_huge_claimed_table_is_refused_from_its_header, .timeout = 30) {
+  unsigned char h[DECO_NGRAM_HEADER_BYTES + 8] = {0};
+  memcpy(h, DECO_NGRAM_MAGIC, 8);
+  const uint32_t fields[] = {DECO_NGRAM_VERSION, DECO_NGRAM_HEADER_BYTES, 512, DECO_NGRAM_MIN_ORDER,
+                             DECO_NGRAM_MAX_ORDER, 1u << 31};
+  memcpy(h + 8, fields, sizeof fields); /* offsets 8..31, little-endian as the format */
+  char path[600];
+  snprintf(path, sizeof path, "%s/huge.ngram", deco_test_tmpdir());
+  cr_assert_eq(deco_test_write_file(path, h, sizeof h), 0);
+  const off_t claimed = DECO_NGRAM_HEADER_BYTES + (off_t)(1u << 31) * 24 + 8;
+  if (truncate(path, claimed) != 0) cr_skip_test("this file system holds no sparse file of %lld bytes", (long long)claimed);
+  deco_ngram_table_t *t = NULL;
+  char want[700];
+  snprintf(want, sizeof want, "%s: n_slots: 2147483648 is not a power of two in [1, 2^30]", path);
+  deco_test_refused(NULL, deco_ngram_table_load(path, 512, 0, &t), DECO_STATUS_BAD_FORMAT, want);
+  cr_assert_null(t);
+  unlink(path);
 }
 
 /* An id outside the builder's vocabulary, below or above it: the first one

@@ -219,14 +219,20 @@ static int read_id_line(id_reader_t *r, const char *p) {
   return 0;
 }
 
-int deco_cli_read_id_lines(const char *path, char *text, int vocab,
+int deco_cli_read_id_lines(const char *path, char *text, size_t size, int vocab,
                            int (*line)(void *user, const int32_t *ids, int n, int line_number), void *user) {
   id_reader_t r = {.path = path, .vocab = vocab};
   int rc = 0;
-  for (char *p = text; *p && rc == 0;) {
-    char *end = strchr(p, '\n');
-    if (end) *end = '\0';
+  for (char *p = text, *stop = text + size; p < stop && rc == 0;) {
+    char *end = memchr(p, '\n', (size_t)(stop - p));
+    const char *nul = memchr(p, '\0', (size_t)((end ? end : stop) - p));
     r.number++;
+    if (nul) {
+      deco_cli_error("%s:%d: a NUL byte at column %d", path, r.number, (int)(nul - p) + 1);
+      rc = -1;
+      break;
+    }
+    if (end) *end = '\0';
     rc = read_id_line(&r, p);
     if (rc == 0 && r.ids.n > 0) rc = line(user, r.ids.v, (int)r.ids.n, r.number);
     if (!end) break;

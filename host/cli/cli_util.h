@@ -78,13 +78,14 @@ struct deco_tokenizer;
 int deco_cli_ids_encode(deco_cli_ids_t *b, const struct deco_tokenizer *tok, const char *text, size_t len,
                         const char *path);
 
-/* Parses text (the NUL-terminated bytes of the file path) in the
- * --print-ids format, one sequence per line: decimal ids below vocab, one
- * space between them. For each non-empty line calls line(user, ids, n,
- * line_number), which returns 0 or -1 after its own message. A malformed
- * line, an id out of the vocabulary, or a line of more than INT_MAX ids
- * ends it with a message naming path:line. Modifies text. 0 or -1. */
-int deco_cli_read_id_lines(const char *path, char *text, int vocab,
+/* Parses text[0..size) (the bytes of the file path, as deco_cli_read_file
+ * gives them) in the --print-ids format, one sequence per line: decimal ids
+ * below vocab, one space between them. For each non-empty line calls
+ * line(user, ids, n, line_number), which returns 0 or -1 after its own
+ * message. A malformed line (a NUL byte included), an id out of the
+ * vocabulary, or a line of more than INT_MAX ids ends it with a message
+ * naming path:line. Modifies text. 0 or -1. */
+int deco_cli_read_id_lines(const char *path, char *text, size_t size, int vocab,
                            int (*line)(void *user, const int32_t *ids, int n, int line_number), void *user);
 
 /* 1 when path is a regular file starting with "GGUF", 0 when it is a

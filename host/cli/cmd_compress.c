@@ -174,9 +174,9 @@ static int add_sequence(void *user, const int32_t *ids, int n, int line) {
 
 /* --calib-ids: the --print-ids format, one sequence per line (empty lines
  * skipped); the sequences are calibrated back to back. */
-static int read_ids(const char *path, char *text, int vocab, deco_cli_ids_t *b) {
+static int read_ids(const char *path, char *text, size_t size, int vocab, deco_cli_ids_t *b) {
   ids_sink_t k = {.path = path, .b = b};
-  return deco_cli_read_id_lines(path, text, vocab, add_sequence, &k);
+  return deco_cli_read_id_lines(path, text, size, vocab, add_sequence, &k);
 }
 
 /* --calib: the file's bytes encoded whole by the prompt rule. */
@@ -243,7 +243,7 @@ static int load_calibration(const compress_options_t *o, compress_run_t *r) {
   size_t size = 0;
   if (!(r->text = deco_cli_read_file(in, &size))) return -1;
   if ((o->calib ? read_text(o, r->text, size, r->hp.vocab_size, &r->ids)
-                : read_ids(in, r->text, r->hp.vocab_size, &r->ids)) != 0)
+                : read_ids(in, r->text, size, r->hp.vocab_size, &r->ids)) != 0)
     return -1;
   r->n = r->ids.n;
   if (o->calib_tokens > 0 && (size_t)o->calib_tokens < r->n) r->n = (size_t)o->calib_tokens;

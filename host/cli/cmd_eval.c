@@ -130,9 +130,9 @@ static int add_sequence(void *user, const int32_t *ids, int n, int line) {
 /* --ids: the --print-ids format, one sequence per line; an empty line is
  * skipped; a line of more than INT_MAX ids (the evaluator counts a
  * sequence's positions in an int) is refused. */
-static int read_ids(const char *path, char *text, int vocab, corpus_t *c) {
+static int read_ids(const char *path, char *text, size_t size, int vocab, corpus_t *c) {
   ids_sink_t k = {.path = path, .c = c};
-  return deco_cli_read_id_lines(path, text, vocab, add_sequence, &k);
+  return deco_cli_read_id_lines(path, text, size, vocab, add_sequence, &k);
 }
 
 /* --text: the file's bytes encoded as one text (the prompt rule). */
@@ -279,7 +279,7 @@ static int read_corpus(eval_run_t *r) {
   char *data = deco_cli_read_file(in, &size);
   if (!data) return DECO_EXIT_BAD_INPUT;
   const int bad =
-      o->text ? read_text(in, data, size, r->tok, &r->c) : read_ids(in, data, r->hp.vocab_size, &r->c);
+      o->text ? read_text(in, data, size, r->tok, &r->c) : read_ids(in, data, size, r->hp.vocab_size, &r->c);
   free(data);
   if (bad) return DECO_EXIT_BAD_INPUT;
   if (r->c.ids.n == 0) {

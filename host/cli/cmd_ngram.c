@@ -106,25 +106,31 @@ static int add_sequence(void *user, const int32_t *ids, int n, int line) {
 
 /* --ids: one sequence per line, decimal ids separated by single spaces
  * (the --print-ids format; an empty line is skipped). */
-static int add_ids(deco_ngram_builder_t *b, const char *path, char *text, int vocab) {
+static int add_ids(deco_ngram_builder_t *b, const char *path, char *text, size_t size, int vocab) {
   ids_sink_t k = {.path = path, .b = b};
-  return deco_cli_read_id_lines(path, text, vocab, add_sequence, &k);
+  return deco_cli_read_id_lines(path, text, size, vocab, add_sequence, &k);
 }
 
-/* --text: each non-empty line encoded as --prompt is (BOS, dummy prefix,
- * merges). */
-static int add_text(deco_ngram_builder_t *b, const char *path, char *text, const deco_tokenizer_t *tok) {
+/* --text: each non-empty line of text[0..size) encoded as --prompt is
+ * (BOS, dummy prefix, merges), whatever bytes it holds (a NUL is the
+ * tokenizer's to refuse or encode). */
+static int add_text(deco_ngram_builder_t *b, const char *path, const char *text, size_t size,
+                    const deco_tokenizer_t *tok) {
   int32_t *ids = NULL;
   size_t cap = 0;
   int line = 0, rc = 0;
-  for (char *p = text; *p && rc == 0;) {
-    char *end = strchr(p, '\n');
-    if (end) *end = '\0';
+  for (const char *p = text, *stop = text + size; p < stop && rc == 0;) {
+    const char *end = memchr(p, '\n', (size_t)(stop - p));
+    const size_t len = (size_t)((end ? end : stop) - p);
     line++;
-    const size_t len = strlen(p);
+    if (len > (size_t)(1 << 28)) {
+      deco_cli_error("%s:%d: a line of %zu bytes is too long", path, line, len);
+      rc = -1;
+      break;
+    }
     if (len > 0) {
-      if (len + 3 > cap) {
-        cap = len + 3;
+      if (4 * len + 8 > cap) { /* deco_tokenizer_tokenize's bound */
+        cap = 4 * len + 8;
         int32_t *g = realloc(ids, sizeof(int32_t) * cap);
         if (!g) {
           deco_cli_error("%s: out of memory", path);
@@ -134,7 +140,7 @@ static int add_text(deco_ngram_builder_t *b, const char *path, char *text, const
         ids = g;
       }
       int n = 0;
-      if (deco_tokenizer_encode(tok, p, deco_tokenizer_add_bos(tok), 0, ids, (int)cap, &n) != DECO_STATUS_SUCCESS ||
+      if (deco_tokenizer_tokenize(tok, p, len, DECO_TOKENIZE_ADD_SPECIAL, ids, (int)cap, &n) != DECO_STATUS_SUCCESS ||
           deco_ngram_builder_add(b, ids, n) != DECO_STATUS_SUCCESS) {
         deco_cli_error("%s:%d: %s", path, line, deco_last_error(NULL));
         rc = -1;
@@ -225,7 +231,7 @@ static int count_corpus(const ngram_options_t *o, const ngram_vocab_t *v, deco_n
   if (!corpus || deco_ngram_builder_create(v->hp.vocab_size, b) != DECO_STATUS_SUCCESS) {
     if (corpus) deco_cli_error("%s", deco_last_error(NULL));
     rc = DECO_EXIT_BAD_INPUT;
-  } else if ((o->text ? add_text(*b, in, corpus, v->tok) : add_ids(*b, in, corpus, v->hp.vocab_size)) != 0) {
+  } else if ((o->text ? add_text(*b, in, corpus, corpus_size, v->tok) : add_ids(*b, in, corpus, corpus_size, v->hp.vocab_size)) != 0) {
     rc = DECO_EXIT_BAD_INPUT;
   }
   free(corpus);

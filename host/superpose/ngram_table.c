@@ -238,19 +238,16 @@ static deco_status_t check_body(const deco_ngram_table_t *t, const char *nm) {
   return DECO_STATUS_SUCCESS;
 }
 
-/* Validates a file of `total` bytes whose first `have` bytes are at p
- * (have == total, or the header alone when the file's size already
- * disagrees with it) and decodes it. */
-static deco_status_t parse(const unsigned char *p, size_t have, size_t total, const char *nm, int vocab_size,
-                           uint64_t tokenizer_hash, deco_ngram_table_t **out) {
+/* Validates the header at p (at least its H + 8 bytes there) of a file of
+ * `total` bytes: every field, and the size it implies. */
+static deco_status_t check_header(const unsigned char *p, size_t total, const char *nm, int vocab_size,
+                                  uint64_t tokenizer_hash) {
   const size_t H = DECO_NGRAM_HEADER_BYTES;
-  if (total < H + 8)
-    return BAD("%s: truncated: %zu bytes, shorter than the %zu-byte header and checksum", nm, total, H + 8);
   if (memcmp(p, DECO_NGRAM_MAGIC, 8) != 0)
     return BAD("%s: magic: not a deco n-gram table (expected \"%s\" in the first 8 bytes)", nm, DECO_NGRAM_MAGIC);
   const uint32_t version = deco_get_u32(p + 8), header = deco_get_u32(p + 12), vocab = deco_get_u32(p + 16);
   const uint32_t min_order = deco_get_u32(p + 20), max_order = deco_get_u32(p + 24), n_slots = deco_get_u32(p + 28);
-  const uint64_t seed = deco_get_u64(p + 32), tok_hash = deco_get_u64(p + 40);
+  const uint64_t tok_hash = deco_get_u64(p + 40);
   const uint32_t n_contexts = deco_get_u32(p + 48), n_followers = deco_get_u32(p + 52);
   if (version != DECO_NGRAM_VERSION)
     return BAD("%s: version: %u, this library reads version %d", nm, (unsigned)version, DECO_NGRAM_VERSION);
@@ -274,6 +271,21 @@ static deco_status_t parse(const unsigned char *p, size_t have, size_t total, co
   if (total != expected)
     return BAD("%s: size: %s: %zu bytes, expected %zu for n_slots=%u n_followers=%u", nm,
                total < expected ? "truncated" : "oversized", total, expected, (unsigned)n_slots, (unsigned)n_followers);
+  return DECO_STATUS_SUCCESS;
+}
+
+/* Validates a file of `total` bytes whose first `have` bytes are at p
+ * (have == total, or the header alone when the file's size already
+ * disagrees with it) and decodes it. */
+static deco_status_t parse(const unsigned char *p, size_t have, size_t total, const char *nm, int vocab_size,
+                           uint64_t tokenizer_hash, deco_ngram_table_t **out) {
+  const size_t H = DECO_NGRAM_HEADER_BYTES;
+  if (total < H + 8)
+    return BAD("%s: truncated: %zu bytes, shorter than the %zu-byte header and checksum", nm, total, H + 8);
+  DECO_TRY(check_header(p, total, nm, vocab_size, tokenizer_hash));
+  const uint32_t n_slots = deco_get_u32(p + 28), n_followers = deco_get_u32(p + 52);
+  const uint32_t n_contexts = deco_get_u32(p + 48);
+  const uint64_t seed = deco_get_u64(p + 32), tok_hash = deco_get_u64(p + 40);
   if (have != total) return DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: %zu of %zu bytes read", nm, have, total);
   const uint64_t stored = deco_get_u64(p + total - 8), computed = deco_ngram_hash_bytes(p, total - 8);
   if (stored != computed)
@@ -338,20 +350,19 @@ deco_status_t deco_ngram_table_load(const char *path, int vocab_size, uint64_t t
   static const char op[] = "deco_ngram_table_load";
   DECO_TRY(check_load_args(op, vocab_size, out));
   if (!path) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: path is NULL", op);
-  /* The header first: a file whose size disagrees with it is refused
-   * without reading the rest. */
+  /* The header first: a file whose header is invalid, or whose size
+   * disagrees with it, is refused without reading (or allocating) the rest. */
   void *head = NULL, *buf = NULL;
   size_t got = 0, total = 0, got2 = 0, total2 = 0;
   DECO_TRY(deco_file_read(NULL, path, DECO_NGRAM_HEADER_BYTES + 8, &head, &got, &total));
-  const unsigned char *h = head;
-  const int whole = got == DECO_NGRAM_HEADER_BYTES + 8 &&
-                    deco_ngram_file_bytes(deco_get_u32(h + 28), deco_get_u32(h + 52)) == total;
-  if (!whole || total == got) {
+  if (total == got) {
     const deco_status_t st = parse(head, got, total, path, vocab_size, tokenizer_hash, out);
     free(head);
     return st;
   }
+  const deco_status_t hs = check_header(head, total, path, vocab_size, tokenizer_hash);
   free(head);
+  if (hs != DECO_STATUS_SUCCESS) return hs;
   DECO_TRY(deco_file_read(NULL, path, total, &buf, &got2, &total2));
   deco_status_t st = total2 == total && got2 == total
                          ? parse(buf, got2, total2, path, vocab_size, tokenizer_hash, out)

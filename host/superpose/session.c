@@ -127,10 +127,18 @@ static deco_status_t check_search(deco_ctx_t *ctx, const deco_superpose_config_t
                      (double)c->temperature);
   if (!(c->alpha >= 0.0f && c->alpha <= 1.0f))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: alpha = %g outside [0, 1]", OP, (double)c->alpha);
-  for (int i = 0; i < DECO_NGRAM_N_ORDERS; ++i)
+  double lambda_sum = 0.0;
+  for (int i = 0; i < DECO_NGRAM_N_ORDERS; ++i) {
     if (!(c->lambda[i] >= 0.0f && c->lambda[i] <= 1.0f))
       return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: lambda[%d] (order %d) = %g outside [0, 1]", OP, i,
                        i + DECO_NGRAM_MIN_ORDER, (double)c->lambda[i]);
+    lambda_sum += c->lambda[i];
+  }
+  /* The n-gram mix must stay a probability, so that scores only fall (the
+   * early stop relies on it); 1e-6 lets weights written as floats that
+   * should sum to 1 (0.2f five times) pass. */
+  if (lambda_sum > 1.0 + 1e-6)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the lambdas sum to %g, more than 1", OP, lambda_sum);
   if (!(c->penalty >= 0.0f) || isinf(c->penalty))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: penalty = %g must be finite and >= 0", OP,
                      (double)c->penalty);

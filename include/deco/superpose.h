@@ -128,7 +128,7 @@ typedef struct deco_superpose_config {
   int m;                    /* candidates per step, 1..min(DECO_SUPERPOSE_MAX_M, vocab) */
   float temperature;        /* T > 0 of the softmax over the logits */
   float alpha;              /* weight of the n-grams, [0, 1]; 0 leaves them out */
-  float lambda[DECO_NGRAM_N_ORDERS]; /* weights of orders 2..6 */
+  float lambda[DECO_NGRAM_N_ORDERS]; /* weights of orders 2..6, each in [0, 1], summing to at most 1 */
   float penalty;            /* subtracted from drafts the n-grams know nothing of */
   const deco_ngram_table_t *ngram; /* required when alpha > 0 (its vocabulary the model's); else ignored */
   int steps;                /* forward positions including the prompt, 1..seq_len (as deco_generate) */
