@@ -69,6 +69,18 @@ Test(cli_gguf, prompt_by_the_gguf_rule) {
   deco_test_run_free(&r);
 }
 
+/* The run of argv (ending "--print-ids", NULL at argv[last], argv[last + 1])
+ * with --print-ids, then the same run as text; both must succeed. */
+static void run_ids_then_text(const char **argv, int last, deco_test_run_t *ids, deco_test_run_t *text) {
+  cr_assert_str_eq(argv[last], "--print-ids");
+  cr_assert_eq(deco_test_run_cli(argv, ids), 0);
+  cr_assert_eq(ids->status, 0, "%s", ids->err);
+  argv[last] = NULL;
+  cr_assert_eq(deco_test_run_cli(argv, text), 0);
+  cr_assert_eq(text->status, 0, "%s", text->err);
+  argv[last] = "--print-ids";
+}
+
 /* Text out: the generated ids' text (not the prompt's), streamed, equal to
  * decoding them at once. */
 Test(cli_gguf, text_is_the_generated_ids_decoded) {
@@ -77,11 +89,7 @@ Test(cli_gguf, text_is_the_generated_ids_decoded) {
                             "--temperature", "0.8", "--seed", "3", "--ignore-eos", "--backend", "cpu",
                             "--print-ids", NULL};
   deco_test_run_t ids, text;
-  cr_assert_eq(deco_test_run_cli(argv_ids, &ids), 0);
-  cr_assert_eq(ids.status, 0, "%s", ids.err);
-  argv_ids[14] = NULL; /* the same run, as text */
-  cr_assert_eq(deco_test_run_cli(argv_ids, &text), 0);
-  cr_assert_eq(text.status, 0, "%s", text.err);
+  run_ids_then_text(argv_ids, 14, &ids, &text);
   deco_test_run_t tok;
   DECO_TEST_RUN_CLI(&tok, "tokenize", "--model", m, "--text", "Zürich und Kraków — 東京");
   const int n_prompt = count_ids(tok.out);
@@ -102,11 +110,7 @@ Test(cli_gguf, a_cut_prompt_prints_no_prompt_text) {
     const char *argv[] = {"generate", "--model", m, "--prompt", "Hello world, I'm 12345<|im_end|>", "--steps",
                           steps[k], "--temperature", "0", "--ignore-eos", "--backend", "cpu", "--print-ids", NULL};
     deco_test_run_t ids, text;
-    cr_assert_eq(deco_test_run_cli(argv, &ids), 0);
-    cr_assert_eq(ids.status, 0, "%s", ids.err);
-    argv[12] = NULL; /* the same run, as text */
-    cr_assert_eq(deco_test_run_cli(argv, &text), 0);
-    cr_assert_eq(text.status, 0, "%s", text.err);
+    run_ids_then_text(argv, 12, &ids, &text);
     const int n_ids = count_ids(ids.out), n_prompt = 18;
     cr_assert_eq(n_ids, atoi(steps[k]) + 1, "--steps %s: %s", steps[k], ids.out);
     if (n_ids <= n_prompt) {

@@ -133,14 +133,21 @@ Test(cli_hostile, closed_pipe_is_the_end_of_output) {
   }
 }
 
-/* A file name holding a newline and a forged stats line. */
-Test(cli_hostile, stats_line_cannot_be_forged_by_a_file_name) {
+/* stories260K copied under name in the test's folder; its path. */
+static const char *stories_as(const char *name) {
   size_t size;
   void *data = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
   cr_assert_not_null(data);
-  const char *name = tmp("m\nstats: tokens=1 seconds=0.000 tok_per_s=0.00 backend=cpu dtype=f32 model=x\t\x1b[0m.bin");
-  cr_assert_eq(deco_test_write_file(name, data, size), 0);
+  const char *path = tmp(name);
+  cr_assert_eq(deco_test_write_file(path, data, size), 0);
   free(data);
+  return path;
+}
+
+/* A file name holding a newline and a forged stats line. */
+Test(cli_hostile, stats_line_cannot_be_forged_by_a_file_name) {
+  const char *name =
+      stories_as("m\nstats: tokens=1 seconds=0.000 tok_per_s=0.00 backend=cpu dtype=f32 model=x\t\x1b[0m.bin");
   const char *const argv[] = {"generate", "--model", name, "--print-ids", "--prompt-ids", "1", "--steps", "4",
                               "--backend", "cpu", NULL};
   deco_test_run_t r;
@@ -158,12 +165,7 @@ Test(cli_hostile, stats_line_cannot_be_forged_by_a_file_name) {
 /* Errors name the model file as given; only the stats line's model= is
  * made printable and free of blanks. */
 Test(cli_hostile, errors_name_the_model_file_as_given) {
-  size_t size;
-  void *data = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &size);
-  cr_assert_not_null(data);
-  const char *name = tmp("my model \xc3\xa9.bin");
-  cr_assert_eq(deco_test_write_file(name, data, size), 0);
-  free(data);
+  const char *name = stories_as("my model \xc3\xa9.bin");
   char want[3][4400];
   snprintf(want[0], sizeof want[0], "--steps: 600 > seq_len 512 of %s", name);
   snprintf(want[1], sizeof want[1], "--draft-layers: layer 9 outside the 5 layers of %s", name);
