@@ -215,7 +215,7 @@ Test(spec_cpu, config_messages) {
   cr_assert_eq(deco_drafter_create_lookup(&lc, &lookup), DECO_STATUS_SUCCESS);
   const int32_t ok[2] = {1, 5}, bad[2] = {1, 512}, stop = 2;
   deco_generate_stats_t st;
-  for (int i = 0; i < 11; ++i) {
+  for (int i = 0; i < 14; ++i) {
     deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
     c.steps = 8;
     const int32_t *prompt = ok;
@@ -239,12 +239,51 @@ Test(spec_cpu, config_messages) {
       msg = "deco_generate: the lookup drafter drafts on the host; it has no device-resident loop";
       break;
     case 9: c.stop_ids = &stop, c.n_stop_ids = 0, msg = "deco_generate: c->n_stop_ids = 0 outside [1, 64]"; break;
+    /* The sampling law is checked up front, the same for every loop. */
+    case 10:
+      c.temperature = -1.0f, c.drafter = lookup, msg = "deco_generate: temperature = -1 must be finite and >= 0";
+      break;
+    case 11: c.temperature = 0.0f, c.top_p = 0.0f, msg = "deco_generate: top_p = 0 must be finite and > 0"; break;
+    case 12:
+      c.temperature = 0.0f, c.top_p = 0.0f, c.drafter = lookup;
+      msg = "deco_generate: top_p = 0 must be finite and > 0";
+      break;
     default: /* every check passes */
       c.stop_ids = &stop, c.n_stop_ids = 1, want = DECO_STATUS_SUCCESS;
       break;
     }
     cr_assert_eq(deco_generate(m, prompt, n_prompt, &c, &st), want, "case %d: %s", i, deco_last_error(ctx));
     if (msg) cr_assert_str_eq(deco_last_error(ctx), msg, "case %d: %s", i, deco_last_error(ctx));
+  }
+  deco_drafter_destroy(lookup);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* A nucleus above 1 is everything, as 1, on the speculative loop too (its
+ * acceptance takes (0, 1]): the same ids as top_p = 1, and none emitted
+ * before a refusal. */
+Test(spec_cpu, top_p_above_one_is_one_on_every_loop) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_drafter_t *lookup;
+  const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+  cr_assert_eq(deco_drafter_create_lookup(&lc, &lookup), DECO_STATUS_SUCCESS);
+  static const int32_t prompt[6] = {1, 403, 407, 261, 378, 432};
+  for (int spec = 0; spec < 2; ++spec) {
+    deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+    c.steps = 60, c.temperature = 0.8f, c.seed = 7, c.drafter = spec ? lookup : NULL;
+    deco_test_capture_t one, above;
+    deco_generate_stats_t s1, s2;
+    c.top_p = 1.0f;
+    deco_test_generate(m, prompt, 6, c, &one, &s1);
+    c.top_p = 1.5f;
+    deco_test_generate(m, prompt, 6, c, &above, &s2);
+    deco_test_same_run(spec ? "lookup, top_p 1.5 vs 1" : "plain, top_p 1.5 vs 1", &one, &s1, &above, &s2);
+    deco_test_capture_t none = {.n = 0};
+    c.temperature = -1.0f, c.emit = deco_test_capture_id, c.user = &none;
+    cr_assert_eq(deco_generate(m, prompt, 6, &c, &s1), DECO_STATUS_INVALID_ARGUMENT);
+    cr_assert_eq(none.n, 0, "%d ids emitted before the refusal", none.n);
   }
   deco_drafter_destroy(lookup);
   deco_model_destroy(m);

@@ -9,6 +9,7 @@
  * whether anything was allocated after that.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -282,7 +283,10 @@ static deco_status_t check_prompt(run_t *r, const deco_model_hparams_t *hp, cons
 }
 
 /* The cache's page size and the replay chunk (defaults filled in), and
- * top_k, within their ranges. */
+ * the sampling law, one for every loop and checked before anything runs:
+ * top_k within its range, a finite temperature >= 0, top_p > 0 (above 1
+ * the nucleus is everything, as 1: the speculative loops' acceptance takes
+ * it as 1). */
 static deco_status_t check_sizes(run_t *r, const char *op) {
   deco_ctx_t *ctx = r->ctx;
   deco_generate_config_t *c = &r->c;
@@ -291,6 +295,13 @@ static deco_status_t check_sizes(run_t *r, const char *op) {
   DECO_CHECK_RANGE(ctx, c->page_size, 1, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, c->replay_chunk, 1, 1 << 20, op);
   DECO_CHECK_RANGE(ctx, c->top_k, 0, 1 << 24, op);
+  if (!(c->temperature >= 0.0f) || isinf(c->temperature))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and >= 0", op,
+                     (double)c->temperature);
+  if (!(c->top_p > 0.0f) || isinf(c->top_p))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: top_p = %g must be finite and > 0", op,
+                     (double)c->top_p);
+  if (c->top_p > 1.0f) c->top_p = 1.0f;
   return DECO_STATUS_SUCCESS;
 }
 
