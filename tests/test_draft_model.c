@@ -89,6 +89,44 @@ Test(draft_model, greedy_equals_plain_for_subsets_chains_and_trees) {
   deco_ctx_destroy(ctx);
 }
 
+/* One drafter (a draft cache for one sequence) over consecutive runs on a
+ * caller's cache, each with a handle of its own, kept for inspection:
+ * every run equals plain decoding (deco_generate lets go of the earlier
+ * sequences' drafts); by hand, deco_drafter_end frees a draft sequence for
+ * the next begin. */
+Test(draft_model, one_drafter_serves_consecutive_sequences) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_test_capture_t plain, spec;
+  deco_generate_stats_t st;
+  deco_test_greedy(m, NULL, dog_prompt, N_DOG, 100, &plain, &st);
+  const int layers[] = {0, 1};
+  deco_drafter_t *d = layer_drafter(m, layers, 2, 4, 1, 0);
+  deco_kv_cache_t *kc;
+  cr_assert_eq(deco_kv_cache_create(m, 16, 200, 4, &kc), DECO_STATUS_SUCCESS);
+  int h = -1;
+  for (int round = 0; round < 3; ++round) {
+    cr_assert_eq(deco_kv_cache_admit(kc, 100 + deco_drafter_max_nodes(d), &h), DECO_STATUS_SUCCESS);
+    deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+    c.steps = 100, c.temperature = 0.0f, c.ignore_eos = 1, c.drafter = d, c.cache = kc, c.seq = h;
+    deco_test_generate(m, dog_prompt, N_DOG, c, &spec, &st);
+    cr_assert_eq(spec.n, plain.n, "round %d (sequence %d)", round, h);
+    cr_assert_eq(memcmp(spec.ids, plain.ids, sizeof(int32_t) * (size_t)plain.n), 0, "round %d differs", round);
+  }
+  deco_kv_cache_destroy(kc);
+  /* By hand: the one draft sequence is held until ended, the last run's too. */
+  cr_assert_eq(deco_drafter_begin(d, m, 7, dog_prompt, N_DOG), DECO_STATUS_CAPACITY, "the last run's is held");
+  deco_drafter_end(d, h);
+  cr_assert_eq(deco_drafter_begin(d, m, 7, dog_prompt, N_DOG), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  cr_assert_eq(deco_drafter_begin(d, m, 8, dog_prompt, N_DOG), DECO_STATUS_CAPACITY, "a second sequence at once");
+  deco_drafter_end(d, 7);
+  deco_drafter_end(d, 3); /* never begun: nothing to do */
+  cr_assert_eq(deco_drafter_begin(d, m, 8, dog_prompt, N_DOG), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_drafter_destroy(d);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
 Test(draft_model, draft_kv_after_compaction_equals_a_draft_fed_the_accepted_ids) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);

@@ -29,6 +29,14 @@ deco_status_t deco_drafter_begin(deco_drafter_t *d, deco_model_t *m, int seq, co
   return d->ops->begin ? d->ops->begin(d, m, seq, ids, n_ids) : DECO_STATUS_SUCCESS;
 }
 
+void deco_drafter_end(deco_drafter_t *d, int seq) {
+  if (d && d->ops->end) d->ops->end(d, seq, 0);
+}
+
+void deco_drafter_keep_only(deco_drafter_t *d, int seq) {
+  if (d && d->ops->end) d->ops->end(d, seq, 1);
+}
+
 deco_status_t deco_drafter_draft(deco_drafter_t *d, int seq, int32_t *tokens, int32_t *parents, int *n_nodes) {
   static const char op[] = "deco_drafter_draft";
   if (!d || !tokens || !parents || !n_nodes) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);

@@ -54,6 +54,9 @@ typedef struct deco_drafter_ops {
                         size_t *workspace_bytes);
   /* A sequence starts: its ids so far, the last one the first root. */
   deco_status_t (*begin)(deco_drafter_t *d, deco_model_t *m, int seq, const int32_t *ids, int n_ids);
+  /* Lets go of what the drafter holds for sequence seq (keep 0) or for
+   * every sequence but seq (keep 1); NULL: it holds nothing per sequence. */
+  void (*end)(deco_drafter_t *d, int seq, int keep);
   /* Host drafting: a tree of at most max_nodes nodes rooted at the
    * sequence's last id (host arrays). */
   deco_status_t (*draft_host)(deco_drafter_t *d, int seq, int32_t *tokens, int32_t *parents, int *n_nodes);
@@ -93,6 +96,9 @@ deco_status_t deco_drafter_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
 deco_status_t deco_drafter_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a);
 deco_status_t deco_drafter_observe_device(deco_drafter_t *d, const deco_draft_observation_t *o);
 deco_status_t deco_drafter_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n);
+/* deco_generate runs one sequence at a time: before it begins seq, the
+ * drafter lets go of every other sequence it holds. */
+void deco_drafter_keep_only(deco_drafter_t *d, int seq);
 /* The failure of a device-resident run with a drafter that drafts on the
  * host (UNSUPPORTED, naming why when the drafter says). */
 deco_status_t deco_drafter_refuse_device(const deco_drafter_t *d, deco_ctx_t *ctx, const char *op);

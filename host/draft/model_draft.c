@@ -891,6 +891,15 @@ static deco_status_t model_observe_host(deco_drafter_t *d, int seq, const int32_
   return s->n_pending > DRAFT_FLUSH ? flush_pending(md, s) : DECO_STATUS_SUCCESS;
 }
 
+static void model_end(deco_drafter_t *d, int seq, int keep) {
+  model_drafter_t *md = (model_drafter_t *)d;
+  for (int s = 0; s < md->n_seqs; ++s) {
+    if ((keep ? s == seq : s != seq) || !md->seqs[s].active) continue;
+    (void)deco_kv_cache_release(md->kc, md->seqs[s].dseq); /* an admitted handle: cannot fail */
+    md->seqs[s].active = 0;
+  }
+}
+
 static void model_destroy(deco_drafter_t *d) {
   model_drafter_t *md = (model_drafter_t *)d;
   release_plan(md);
@@ -907,6 +916,7 @@ static const deco_drafter_ops_t model_ops = {
     .name = "model",
     .plan = model_plan,
     .begin = model_begin,
+    .end = model_end,
     .draft_host = model_draft_host,
     .draft_device = model_draft_device,
     .observe_device = model_observe_device,

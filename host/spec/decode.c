@@ -177,7 +177,10 @@ static deco_status_t run_spec(run_t *r) {
   if (st == DECO_STATUS_SUCCESS) st = plan_causal(r);
   if (st == DECO_STATUS_SUCCESS) planned(r);
   if (st == DECO_STATUS_SUCCESS) st = prefill(r);
-  if (st == DECO_STATUS_SUCCESS) st = deco_drafter_begin(r->c.drafter, r->m, r->seq, r->prompt, r->n_forced + 1);
+  if (st == DECO_STATUS_SUCCESS) {
+    deco_drafter_keep_only(r->c.drafter, r->seq);
+    st = deco_drafter_begin(r->c.drafter, r->m, r->seq, r->prompt, r->n_forced + 1);
+  }
   if (st == DECO_STATUS_SUCCESS) st = spec_steps(r, eng);
   deco_spec_engine_destroy(eng);
   return st;
@@ -254,8 +257,10 @@ static deco_status_t run_device(run_t *r) {
   deco_status_t st = deco_device_step_create(&sc, &step);
   if (st == DECO_STATUS_SUCCESS) planned(r);
   if (st == DECO_STATUS_SUCCESS) st = prefill(r);
-  if (st == DECO_STATUS_SUCCESS && c->drafter)
+  if (st == DECO_STATUS_SUCCESS && c->drafter) {
+    deco_drafter_keep_only(c->drafter, r->seq);
     st = deco_drafter_begin(c->drafter, r->m, r->seq, r->prompt, r->n_forced + 1);
+  }
   if (st == DECO_STATUS_SUCCESS) st = deco_device_step_start(step, r->n_forced, r->prompt[r->n_forced]);
   if (st == DECO_STATUS_SUCCESS) st = device_steps(r, step);
   const int32_t *ids = NULL;

@@ -193,6 +193,13 @@ DECO_API int deco_drafter_device_resident(const deco_drafter_t *drafter);
  * last id. The engine the drafter is set on lets it observe each step. */
 DECO_API deco_status_t deco_drafter_begin(deco_drafter_t *drafter, deco_model_t *model, int seq, const int32_t *ids,
                                           int n_ids);
+/* Ends sequence seq: the drafter lets go of what it holds for it (a model
+ * drafter's draft-cache sequence, of which it holds config.max_seqs), so
+ * that other sequences can begin. deco_generate, which runs one sequence
+ * at a time, lets go of every other sequence before it begins its own; the
+ * last one's state stays until then, for inspection. A seq never begun is
+ * no error. */
+DECO_API void deco_drafter_end(deco_drafter_t *drafter, int seq);
 /* tokens/parents: capacity deco_drafter_max_nodes; *n_nodes >= 1. */
 DECO_API deco_status_t deco_drafter_draft(deco_drafter_t *drafter, int seq, int32_t *tokens, int32_t *parents,
                                           int *n_nodes);
