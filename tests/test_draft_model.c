@@ -93,7 +93,8 @@ Test(draft_model, greedy_equals_plain_for_subsets_chains_and_trees) {
  * caller's cache, each with a handle of its own, kept for inspection:
  * every run equals plain decoding (deco_generate lets go of the earlier
  * sequences' drafts); by hand, deco_drafter_end frees a draft sequence for
- * the next begin. */
+ * the next begin; a run longer than the drafter's max_len is refused up
+ * front. */
 Test(draft_model, one_drafter_serves_consecutive_sequences) {
   deco_ctx_t *ctx = deco_test_cpu_ctx();
   deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
@@ -122,6 +123,20 @@ Test(draft_model, one_drafter_serves_consecutive_sequences) {
   deco_drafter_end(d, 7);
   deco_drafter_end(d, 3); /* never begun: nothing to do */
   cr_assert_eq(deco_drafter_begin(d, m, 8, dog_prompt, N_DOG), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  deco_drafter_destroy(d);
+  /* A drafter of max_len 50 (a chain of 4: 5 nodes) reserves 50 + 256
+   * slots a sequence, so it serves 301 steps: a run of 400 is refused
+   * before any id (the host loop failed at the draft cache's end, mid-run). */
+  const deco_model_draft_config_t small = deco_test_draft_config(layers, 2, 4, 1, 0, 50);
+  d = deco_test_model_drafter(m, NULL, &small);
+  deco_test_capture_t none = {.n = 0};
+  deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+  c.steps = 400, c.temperature = 0.0f, c.ignore_eos = 1, c.drafter = d, c.emit = deco_test_capture_id, c.user = &none;
+  deco_test_refused(ctx, deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_generate: steps = 400, but the drafter's draft cache (its max_len) serves at most 301");
+  cr_assert_eq(none.n, 0);
+  c.steps = 301;
+  cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);

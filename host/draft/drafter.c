@@ -33,6 +33,8 @@ void deco_drafter_end(deco_drafter_t *d, int seq) {
   if (d && d->ops->end) d->ops->end(d, seq, 0);
 }
 
+int deco_drafter_max_steps(const deco_drafter_t *d) { return d && d->ops->max_steps ? d->ops->max_steps(d) : 0; }
+
 void deco_drafter_keep_only(deco_drafter_t *d, int seq) {
   if (d && d->ops->end) d->ops->end(d, seq, 1);
 }

@@ -57,6 +57,9 @@ typedef struct deco_drafter_ops {
   /* Lets go of what the drafter holds for sequence seq (keep 0) or for
    * every sequence but seq (keep 1); NULL: it holds nothing per sequence. */
   void (*end)(deco_drafter_t *d, int seq, int keep);
+  /* The most steps a run may take, from a size the caller set (0: no such
+   * limit; NULL: none). */
+  int (*max_steps)(const deco_drafter_t *d);
   /* Host drafting: a tree of at most max_nodes nodes rooted at the
    * sequence's last id (host arrays). */
   deco_status_t (*draft_host)(deco_drafter_t *d, int seq, int32_t *tokens, int32_t *parents, int *n_nodes);
@@ -96,6 +99,8 @@ deco_status_t deco_drafter_plan(deco_drafter_t *d, deco_model_t *m, const deco_d
 deco_status_t deco_drafter_draft_device(deco_drafter_t *d, const deco_draft_device_args_t *a);
 deco_status_t deco_drafter_observe_device(deco_drafter_t *d, const deco_draft_observation_t *o);
 deco_status_t deco_drafter_observe_host(deco_drafter_t *d, int seq, const int32_t *emitted, int n);
+/* The drafter's max_steps hook (0 without one). */
+int deco_drafter_max_steps(const deco_drafter_t *d);
 /* deco_generate runs one sequence at a time: before it begins seq, the
  * drafter lets go of every other sequence it holds. */
 void deco_drafter_keep_only(deco_drafter_t *d, int seq);

@@ -900,6 +900,16 @@ static void model_end(deco_drafter_t *d, int seq, int keep) {
   }
 }
 
+/* With config.max_len below the draft's context (near whose end the host
+ * loop drafts less), a sequence's draft cache reserves max_len plus one
+ * tree's slots, and either loop's draft reaches at most a tree past the
+ * run's steps. */
+static int model_max_steps(const deco_drafter_t *d) {
+  const model_drafter_t *md = (const model_drafter_t *)d;
+  if (md->cfg.max_len <= 0 || md->cfg.max_len >= deco_model_get_hparams(md->dm)->seq_len) return 0;
+  return md->cfg.max_len + DECO_TREE_MAX_NODES - d->max_nodes;
+}
+
 static void model_destroy(deco_drafter_t *d) {
   model_drafter_t *md = (model_drafter_t *)d;
   release_plan(md);
@@ -917,6 +927,7 @@ static const deco_drafter_ops_t model_ops = {
     .plan = model_plan,
     .begin = model_begin,
     .end = model_end,
+    .max_steps = model_max_steps,
     .draft_host = model_draft_host,
     .draft_device = model_draft_device,
     .observe_device = model_observe_device,

@@ -311,7 +311,8 @@ static deco_status_t check_sizes(run_t *r, const char *op) {
 }
 
 /* Which loop runs: graphs need the device-resident loop on the CUDA
- * backend, and that loop a drafter that drafts on the device. */
+ * backend, and that loop a drafter that drafts on the device; and steps
+ * within what the drafter was sized for, checked before anything runs. */
 static deco_status_t check_loop(run_t *r, const char *op) {
   deco_ctx_t *ctx = r->ctx;
   const deco_generate_config_t *c = &r->c;
@@ -321,6 +322,11 @@ static deco_status_t check_loop(run_t *r, const char *op) {
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED, "%s: CUDA graphs need the CUDA backend", op);
   if (c->device_resident && c->drafter && !deco_drafter_device_resident(c->drafter))
     return deco_drafter_refuse_device(c->drafter, ctx, op);
+  const int max_steps = deco_drafter_max_steps(c->drafter);
+  if (max_steps > 0 && c->steps > max_steps)
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: steps = %d, but the drafter's draft cache (its max_len) serves at most %d", op, c->steps,
+                     max_steps);
   return DECO_STATUS_SUCCESS;
 }
 
