@@ -132,6 +132,16 @@ Test(tp_cli, refusals_name_the_numbers_once) {
     deco_test_cli_error(&r, 2, "launcher environment: OMPI_COMM_WORLD_LOCAL_RANK = 'x' is not a non-negative integer");
     deco_test_run_free(&r);
   }
+  /* --help wins there too, as anywhere. */
+  DECO_TEST_RUN_CLI(&r, "eval", "--help");
+  cr_assert(r.status == 0 && strncmp(r.out, "usage: deco eval", 16) == 0, "exit %d: %s%s", r.status, r.out, r.err);
+  deco_test_run_free(&r);
+  /* A rank variable without its size is no launch. */
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+  setenv("OMPI_COMM_WORLD_RANK", "x", 1);
+  DECO_TEST_RUN_CLI(&r, "tokenize", "--text", "a");
+  cr_assert(r.status == 0 && r.out[0] != '\0', "exit %d: %s", r.status, r.err);
+  deco_test_run_free(&r);
   unsetenv("OMPI_COMM_WORLD_RANK");
   unsetenv("OMPI_COMM_WORLD_SIZE");
   unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");

@@ -301,6 +301,12 @@ Test(tp_comm, the_launcher_environment_is_read_in_order) {
   cr_assert(strstr(deco_last_error(NULL), "OMPI_COMM_WORLD_RANK"), "%s", deco_last_error(NULL));
   setenv("OMPI_COMM_WORLD_RANK", "x", 1);
   cr_assert_eq(deco_comm_env_read(&e), -1);
+  /* A variable without its partner is no launch, whatever it holds. */
+  clear_env();
+  setenv("RANK", "x", 1);
+  setenv("PMI_SIZE", "y", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 0, "%s", deco_last_error(NULL));
+  cr_assert_eq(e.size, 1);
   clear_env();
 }
 

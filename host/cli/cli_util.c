@@ -260,7 +260,8 @@ int deco_cli_launch_env(deco_comm_env_t *env) {
   return found;
 }
 
-int deco_cli_launch_follower(void) {
+int deco_cli_launch_follower(int argc, char **argv) {
+  if (deco_cli_asks_help(argc, argv)) return 0;
   deco_comm_env_t env;
   const int found = deco_cli_launch_env(&env);
   return found < 0 ? -1 : found > 0 && env.size > 1 && env.rank > 0;

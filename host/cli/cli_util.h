@@ -107,7 +107,9 @@ int deco_cli_launch_env(struct deco_comm_env *env);
 
 /* 1 when a launcher started this process as rank R > 0 of several: the
  * commands other than generate run on rank 0 only, and the others exit 0 at
- * once without output; 0 otherwise; -1 as deco_cli_launch_env. */
-int deco_cli_launch_follower(void);
+ * once without output; 0 otherwise, and whenever the command's options
+ * argv[0..argc) ask for --help (it wins wherever it stands, as generate's
+ * does); -1 as deco_cli_launch_env. */
+int deco_cli_launch_follower(int argc, char **argv);
 
 #endif

@@ -397,7 +397,7 @@ static int run(const compress_options_t *o) {
 
 int deco_cli_compress(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  const int follower = deco_cli_launch_follower();
+  const int follower = deco_cli_launch_follower(argc, argv);
   if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
   compress_options_t o;
   const int rc = parse(argc, argv, &o);

@@ -278,7 +278,7 @@ static int build(const ngram_options_t *o) {
 
 int deco_cli_ngram(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  const int follower = deco_cli_launch_follower();
+  const int follower = deco_cli_launch_follower(argc, argv);
   if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
   if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
     ngram_usage(argc < 1 ? stderr : stdout);

@@ -239,6 +239,10 @@ int deco_comm_env_read(deco_comm_env_t *env) {
   *env = (deco_comm_env_t){.rank = 0, .size = 1, .local_rank = 0, .source = "none"};
   for (size_t i = 0; i < sizeof sets / sizeof sets[0]; ++i) {
     int rank = 0, size = 0, local = 0;
+    /* A set counts only whole: a variable without its partner is no launch,
+     * whatever it holds. */
+    const char *rs = getenv(sets[i].rank), *ss = getenv(sets[i].size);
+    if (!rs || !*rs || !ss || !*ss) continue;
     const int a = env_int(sets[i].rank, &rank), b = env_int(sets[i].size, &size);
     if (a < 0 || b < 0) return -1;
     if (a == 0 || b == 0) continue;

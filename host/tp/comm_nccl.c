@@ -702,8 +702,9 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
         if (st == DECO_STATUS_SUCCESS) st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL, "%s: MPI_Bcast of the NCCL id", op);
       } else if (st == DECO_STATUS_SUCCESS && !msg.ok) {
         st = DECO_FAIL(NULL, DECO_STATUS_INTERNAL,
-                       "%s: rank 0 could not make the NCCL id (its own message says why); this is rank %d of %d", op,
-                       env.rank, env.size);
+                       "%s: rank 0 failed before it could share the NCCL id (its own message says why); this is rank "
+                       "%d of %d",
+                       op, env.rank, env.size);
       } else if (st == DECO_STATUS_SUCCESS) {
         id = msg.id;
       }
@@ -754,6 +755,11 @@ deco_status_t deco_comm_nccl_create(const deco_comm_nccl_config_t *config, deco_
 #ifdef DECO_HAVE_MPI
     deco_comm_mpi_release(mpi_init_by_us);
 #endif
+    /* This rank's own first failure is the one to tell (the MPI steps it
+     * still took may have recorded theirs since). */
+    if (e != cudaSuccess)
+      st = DECO_FAIL(NULL, DECO_STATUS_NO_DEVICE, "%s: rank %d: GPU %d: %s", op, env.rank, device,
+                     cudaGetErrorString(e));
     return st;
   }
   ((nccl_state_t *)(*out)->impl)->mpi_init_by_us = mpi_init_by_us;

@@ -58,9 +58,10 @@ DECO_API deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms);
  * OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK, then PMI_RANK/PMI_SIZE (with
  * MPI_LOCALRANKID), then SLURM_PROCID/SLURM_STEP_NUM_TASKS/SLURM_LOCALID
  * (srun's step; an sbatch script's SLURM_NTASKS alone is no launch), then
- * RANK/WORLD_SIZE/LOCAL_RANK; the first complete set wins. Returns 0 (and
- * rank 0 of 1) when none is set, 1 when found, -1 when a set is present
- * but malformed (the thread's error slot says which variable). */
+ * RANK/WORLD_SIZE/LOCAL_RANK; the first complete set (rank and size both
+ * set) wins. Returns 0 (and rank 0 of 1) when none is complete, 1 when
+ * found, -1 when a complete set is malformed (the thread's error slot says
+ * which variable). */
 typedef struct deco_comm_env {
   int rank, size, local_rank;
   const char *source; /* "OMPI_COMM_WORLD", "PMI", "SLURM", "RANK/WORLD_SIZE" or "none" */
@@ -141,9 +142,11 @@ DECO_API deco_status_t deco_comm_broadcast(deco_comm_t *comm, deco_ctx_t *ctx, v
                                            deco_comm_dtype_t dtype, int root);
 DECO_API deco_status_t deco_comm_barrier(deco_comm_t *comm, deco_ctx_t *ctx);
 
-/* Tells every rank to stop: waits in progress and every later collective
- * return DECO_STATUS_ABORTED, with a message that contains "the
- * communicator was aborted" (threads: at once; MPI: the job is aborted,
+/* Tells every rank to stop: the waits of collectives that have not yet
+ * completed and every later collective return DECO_STATUS_ABORTED, with a
+ * message that contains "the communicator was aborted" (threads: at once;
+ * a collective whose ranks have all arrived still completes on every rank,
+ * none returning while another reads its buffer; MPI: the job is aborted,
  * MPI_Abort). A rank that fails calls it so that the others never hang. */
 DECO_API void deco_comm_abort(deco_comm_t *comm);
 /* 1 once comm was aborted: by this rank, or by another as soon as this
