@@ -91,15 +91,14 @@ int deco_cli_close_stdout(int rc) {
   return rc;
 }
 
-/* A regular file opened without blocking; -1 after the message. */
-static int open_regular(const char *path, struct stat *st) {
+int deco_cli_open_regular(const char *path, int report, struct stat *st) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
-    deco_cli_error("cannot open %s: %s", path, strerror(errno));
+    if (report) deco_cli_error("cannot open %s: %s", path, strerror(errno));
     return -1;
   }
   if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-    deco_cli_error("cannot read %s: not a regular file", path);
+    if (report) deco_cli_error("cannot read %s: not a regular file", path);
     close(fd);
     return -1;
   }
@@ -108,7 +107,7 @@ static int open_regular(const char *path, struct stat *st) {
 
 char *deco_cli_read_file(const char *path, size_t *size) {
   struct stat st;
-  const int fd = open_regular(path, &st);
+  const int fd = deco_cli_open_regular(path, 1, &st);
   if (fd < 0) return NULL;
   const size_t n = (size_t)st.st_size;
   char *buf = malloc(n + 1);
@@ -244,7 +243,7 @@ int deco_cli_read_id_lines(const char *path, char *text, size_t size, int vocab,
 
 int deco_cli_is_gguf(const char *path) {
   struct stat st;
-  const int fd = open_regular(path, &st);
+  const int fd = deco_cli_open_regular(path, 1, &st);
   if (fd < 0) return -1;
   char magic[4];
   ssize_t got;
@@ -260,11 +259,12 @@ int deco_cli_launch_env(deco_comm_env_t *env) {
   return found;
 }
 
-int deco_cli_launch_follower(int argc, char **argv) {
-  if (deco_cli_asks_help(argc, argv)) return 0;
+int deco_cli_launch_exit(int argc, char **argv) {
+  if (deco_cli_asks_help(argc, argv)) return -1;
   deco_comm_env_t env;
   const int found = deco_cli_launch_env(&env);
-  return found < 0 ? -1 : found > 0 && env.size > 1 && env.rank > 0;
+  if (found < 0) return DECO_EXIT_USAGE;
+  return found > 0 && env.size > 1 && env.rank > 0 ? DECO_EXIT_OK : -1;
 }
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n) {

@@ -59,6 +59,13 @@ deco_ctx_t *deco_cli_ctx_create(deco_backend_t backend, int threads);
  * went away (docs/CLI.md, "Output that cannot be written"). */
 int deco_cli_close_stdout(int rc);
 
+/* path opened read-only without blocking, and close-on-exec, when it is a
+ * regular file (a FIFO or a device is refused at once, never waited on);
+ * *st its stat. The descriptor, or -1, after "cannot open PATH: why" or
+ * "cannot read PATH: not a regular file" when report is set. */
+struct stat;
+int deco_cli_open_regular(const char *path, int report, struct stat *st);
+
 /* A whole regular file (a FIFO or a device is refused at once, never waited
  * on), with a NUL after it, *size its length; NULL after the message. */
 char *deco_cli_read_file(const char *path, size_t *size);
@@ -105,11 +112,12 @@ uint64_t deco_cli_tokenizer_hash(const struct deco_tokenizer *tok);
 struct deco_comm_env;
 int deco_cli_launch_env(struct deco_comm_env *env);
 
-/* 1 when a launcher started this process as rank R > 0 of several: the
- * commands other than generate run on rank 0 only, and the others exit 0 at
- * once without output; 0 otherwise, and whenever the command's options
- * argv[0..argc) ask for --help (it wins wherever it stands, as generate's
- * does); -1 as deco_cli_launch_env. */
-int deco_cli_launch_follower(int argc, char **argv);
+/* Whether this process runs a command other than generate, which runs on
+ * rank 0 of a launch only: -1 when it does (no launch, rank 0, or the
+ * command's options argv[0..argc) ask for --help, which wins wherever it
+ * stands, as generate's does); else the exit status to end with at once:
+ * DECO_EXIT_OK, without output, on a rank R > 0 of several, or
+ * DECO_EXIT_USAGE after deco_cli_launch_env's message. */
+int deco_cli_launch_exit(int argc, char **argv);
 
 #endif

@@ -347,8 +347,8 @@ static int run_eval(const eval_options_t *o) {
 
 int deco_cli_eval(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  const int follower = deco_cli_launch_follower(argc, argv);
-  if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
+  const int launch_exit = deco_cli_launch_exit(argc, argv);
+  if (launch_exit >= 0) return launch_exit;
   eval_options_t o;
   const int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {

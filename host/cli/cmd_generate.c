@@ -542,9 +542,9 @@ static int superpose_and_print(const deco_cli_options_t *o, const model_source_t
  * Opened without blocking, so a FIFO is never waited on. */
 static uint64_t hash_file(uint64_t h, const char *path) {
   if (path == NULL) return deco_comm_hash(h, "-", 1);
-  const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   struct stat st;
-  FILE *f = fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ? NULL : fdopen(fd, "rb");
+  const int fd = deco_cli_open_regular(path, 0, &st);
+  FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
   if (f == NULL) {
     if (fd >= 0) close(fd);
     return deco_comm_hash(h, "?", 1);

@@ -278,8 +278,8 @@ static int build(const ngram_options_t *o) {
 
 int deco_cli_ngram(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  const int follower = deco_cli_launch_follower(argc, argv);
-  if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
+  const int launch_exit = deco_cli_launch_exit(argc, argv);
+  if (launch_exit >= 0) return launch_exit;
   if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
     ngram_usage(argc < 1 ? stderr : stdout);
     return argc < 1 ? DECO_EXIT_USAGE : deco_cli_close_stdout(DECO_EXIT_OK);

@@ -234,8 +234,8 @@ bad:
 
 int deco_cli_tokenize(int argc, char **argv) {
   /* Under a launcher with several ranks only rank 0 runs (docs/CLI.md). */
-  const int follower = deco_cli_launch_follower(argc, argv);
-  if (follower) return follower > 0 ? DECO_EXIT_OK : DECO_EXIT_USAGE;
+  const int launch_exit = deco_cli_launch_exit(argc, argv);
+  if (launch_exit >= 0) return launch_exit;
   tok_opts_t o;
   int rc = parse(argc, argv, &o);
   if (rc == DECO_CLI_HELP) {

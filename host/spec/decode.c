@@ -170,6 +170,13 @@ static deco_status_t spec_steps(run_t *r, deco_spec_engine_t *eng) {
   return DECO_STATUS_SUCCESS;
 }
 
+/* The drafter begins the run's sequence, alone: a run is one sequence, so
+ * the drafter first lets go of any other it holds. */
+static deco_status_t begin_drafter(run_t *r) {
+  deco_drafter_keep_only(r->c.drafter, r->seq);
+  return deco_drafter_begin(r->c.drafter, r->m, r->seq, r->prompt, r->n_forced + 1);
+}
+
 static deco_status_t run_spec(run_t *r) {
   deco_spec_engine_t *eng = NULL;
   deco_status_t st = deco_spec_engine_create(r->m, r->kc, 1, deco_drafter_max_nodes(r->c.drafter), &eng);
@@ -177,10 +184,7 @@ static deco_status_t run_spec(run_t *r) {
   if (st == DECO_STATUS_SUCCESS) st = plan_causal(r);
   if (st == DECO_STATUS_SUCCESS) planned(r);
   if (st == DECO_STATUS_SUCCESS) st = prefill(r);
-  if (st == DECO_STATUS_SUCCESS) {
-    deco_drafter_keep_only(r->c.drafter, r->seq);
-    st = deco_drafter_begin(r->c.drafter, r->m, r->seq, r->prompt, r->n_forced + 1);
-  }
+  if (st == DECO_STATUS_SUCCESS) st = begin_drafter(r);
   if (st == DECO_STATUS_SUCCESS) st = spec_steps(r, eng);
   deco_spec_engine_destroy(eng);
   return st;
@@ -257,10 +261,7 @@ static deco_status_t run_device(run_t *r) {
   deco_status_t st = deco_device_step_create(&sc, &step);
   if (st == DECO_STATUS_SUCCESS) planned(r);
   if (st == DECO_STATUS_SUCCESS) st = prefill(r);
-  if (st == DECO_STATUS_SUCCESS && c->drafter) {
-    deco_drafter_keep_only(c->drafter, r->seq);
-    st = deco_drafter_begin(c->drafter, r->m, r->seq, r->prompt, r->n_forced + 1);
-  }
+  if (st == DECO_STATUS_SUCCESS && c->drafter) st = begin_drafter(r);
   if (st == DECO_STATUS_SUCCESS) st = deco_device_step_start(step, r->n_forced, r->prompt[r->n_forced]);
   if (st == DECO_STATUS_SUCCESS) st = device_steps(r, step);
   const int32_t *ids = NULL;
