@@ -264,7 +264,7 @@ Test(tp_comm, a_differing_hash_fails_every_rank_naming_both_values) {
 static void clear_env(void) {
   const char *names[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK",
                          "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "RANK",
-                         "WORLD_SIZE", "LOCAL_RANK"};
+                         "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) unsetenv(names[i]);
 }
 
@@ -296,6 +296,23 @@ Test(tp_comm, the_launcher_environment_is_read_in_order) {
   setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
   cr_assert_eq(deco_comm_env_read(&e), 1);
   cr_assert(e.rank == 1 && e.size == 2 && e.local_rank == 1 && strcmp(e.source, "OMPI_COMM_WORLD") == 0);
+  /* torchrun's workers, nested in srun or mpirun (one task per node),
+   * take torchrun's ranks, not the outer launcher's they inherit. */
+  setenv("TORCHELASTIC_RUN_ID", "job7", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(e.rank == 3 && e.size == 4 && e.local_rank == 1 && strcmp(e.source, "RANK/WORLD_SIZE") == 0, "%s",
+            e.source);
+  setenv("TORCHELASTIC_RUN_ID", "", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(strcmp(e.source, "OMPI_COMM_WORLD") == 0, "%s", e.source);
+  unsetenv("RANK"); /* torchrun's set incomplete: the outer launcher's */
+  setenv("TORCHELASTIC_RUN_ID", "job7", 1);
+  cr_assert_eq(deco_comm_env_read(&e), 1);
+  cr_assert(strcmp(e.source, "OMPI_COMM_WORLD") == 0, "%s", e.source);
+  setenv("RANK", "4", 1); /* torchrun's rank >= its size */
+  cr_assert_eq(deco_comm_env_read(&e), -1);
+  cr_assert(strstr(deco_last_error(NULL), "RANK = 4"), "%s", deco_last_error(NULL));
+  unsetenv("TORCHELASTIC_RUN_ID");
   setenv("OMPI_COMM_WORLD_RANK", "2", 1); /* rank >= size */
   cr_assert_eq(deco_comm_env_read(&e), -1);
   cr_assert(strstr(deco_last_error(NULL), "OMPI_COMM_WORLD_RANK"), "%s", deco_last_error(NULL));

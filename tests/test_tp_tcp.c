@@ -165,7 +165,10 @@ Test(tp_tcp, rank_0_refuses_a_bad_port_and_a_busy_one, .timeout = 30) {
   }
   freeaddrinfo(ai);
   cr_assert_gt(n, 0, "no address of port %s could be held", port);
-  snprintf(want, sizeof want, "test: cannot listen on MASTER_PORT=%s: %s", port, strerror(last));
+  snprintf(want, sizeof want, "test: cannot listen on MASTER_PORT=%s: %s%s", port, strerror(last),
+           last == EADDRINUSE ? " (a launcher's store may hold it, as torchrun's agent does: set "
+                                "NCCL_COMM_ID=<rank 0's host>:<a free port> instead)"
+                              : "");
   cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 0, 2, NULL, port, 1, "test"), DECO_STATUS_IO_ERROR);
   cr_assert_str_eq(deco_last_error(NULL), want);
   for (int i = 0; i < n; ++i) close(held[i]);

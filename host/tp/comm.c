@@ -236,8 +236,16 @@ int deco_comm_env_read(deco_comm_env_t *env) {
                * script has SLURM_PROCID and SLURM_NTASKS but is no rank. */
               {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM"},
               {"RANK", "WORLD_SIZE", "LOCAL_RANK", "RANK/WORLD_SIZE"}};
+  enum { N_SETS = sizeof sets / sizeof sets[0], TORCHRUN_SET = N_SETS - 1 };
+  /* torchrun marks its workers with TORCHELASTIC_RUN_ID. It is the
+   * innermost launcher wherever it runs (one task per node under srun or
+   * mpirun, each starting the node's workers), so its RANK/WORLD_SIZE wins
+   * over the outer launcher's variables, which the workers inherit. */
+  const char *elastic = getenv("TORCHELASTIC_RUN_ID");
+  const int torchrun_first = elastic != NULL && *elastic != '\0';
   *env = (deco_comm_env_t){.rank = 0, .size = 1, .local_rank = 0, .source = "none"};
-  for (size_t i = 0; i < sizeof sets / sizeof sets[0]; ++i) {
+  for (size_t k = 0; k < N_SETS; ++k) {
+    const size_t i = !torchrun_first ? k : k == 0 ? TORCHRUN_SET : k - 1;
     int rank = 0, size = 0, local = 0;
     /* A set counts only whole: a variable without its partner is no launch,
      * whatever it holds. */

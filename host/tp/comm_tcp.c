@@ -147,9 +147,14 @@ static deco_status_t open_listeners(id_server_t *s) {
     if (fd >= 0) s->fds[s->nfd++] = (struct pollfd){.fd = fd, .events = POLLIN};
   }
   freeaddrinfo(ai);
+  /* A port in use is most often a launcher's own store: torchrun's agent
+   * serves its rendezvous on MASTER_PORT. NCCL_COMM_ID goes around it. */
   if (s->nfd == 0)
-    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: cannot listen on MASTER_PORT=%s: %s", s->op, s->port,
-                     strerror(last_errno));
+    return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: cannot listen on MASTER_PORT=%s: %s%s", s->op, s->port,
+                     strerror(last_errno),
+                     last_errno == EADDRINUSE ? " (a launcher's store may hold it, as torchrun's agent does: set "
+                                                "NCCL_COMM_ID=<rank 0's host>:<a free port> instead)"
+                                              : "");
   return DECO_STATUS_SUCCESS;
 }
 
