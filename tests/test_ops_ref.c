@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/paged.h" /* kernels/common: compiled here as the references compile it */
 #include "common/testutil.h"
 #include "common/tolerances.h"
 
@@ -452,6 +453,7 @@ static void expect_float(deco_status_t got, const char *fmt, double bad) {
       deco_kv_append_args_t *: deco_kv_append,               \
       deco_topk_rows_args_t *: deco_topk_rows,               \
       deco_rmsnorm_args_t *: deco_rmsnorm,                   \
+      deco_convert_args_t *: deco_convert,                   \
       deco_swiglu_args_t *: deco_swiglu,                     \
       deco_matmul_batched_args_t *: deco_matmul_batched,     \
       deco_tree_attention_args_t *: deco_tree_attention,     \
@@ -692,9 +694,32 @@ Test(ops_ref, embedding_and_rmsnorm_refusals) {
   NS(r, residual); NS(r, weight); NS(r, out);
   const char *eps = "deco_rmsnorm: eps = %g must be finite and >= 0";
   FS(r, eps, -1.0f, NAN, eps); FS(r, eps, NAN, INFINITY, eps); FS(r, eps, INFINITY, 0.0f, eps);
-  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: out aliases residual");
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: out overlaps residual");
   r.out = (float *)scratch + 4;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* Rows run in parallel: out may share no byte with residual. These
+   * calls run, so over a buffer of their own. */
+  float buf[16] = {0};
+  r.n_rows = 2;
+  r.residual = buf;
+  r.weight = buf;
+  r.out = buf + 4;
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: out overlaps residual");
+  r.out = buf + 8;
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+Test(ops_ref, convert_refuses_an_out_that_overlaps_in_unless_it_is_in) {
+  float buf[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  deco_convert_args_t c = DECO_CONVERT_ARGS_INIT;
+  c.n = 4;
+  c.in = buf;
+  c.out = buf + 1;
+  deco_test_refused(NULL, OP(c), BADARG, "deco_convert: out overlaps in (only out == in with one dtype may)");
+  c.out = buf; /* one dtype in place: a copy onto itself */
+  cr_assert_eq(OP(c), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  c.out = buf + 4;
+  cr_assert_eq(OP(c), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
 
 Test(ops_ref, swiglu_and_matmul_batched_refusals) {
@@ -703,8 +728,24 @@ Test(ops_ref, swiglu_and_matmul_batched_refusals) {
   const char *name = "deco_swiglu: a->";
   DS(s, dtype, "deco_swiglu");
   NS(s, gate); NS(s, up); NS(s, out);
-  /* Flat arrays may alias. */
+  /* Flat arrays may alias exactly, not in part. These calls run, so over
+   * a buffer of their own. */
   cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  float buf[12] = {0};
+  s.n = 4;
+  s.gate = buf;
+  s.up = buf + 4;
+  s.out = buf;
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx)); /* out == gate */
+  s.out = buf + 2;
+  deco_test_refused(NULL, OP(s), BADARG, "deco_swiglu: out overlaps gate or up without aliasing it exactly");
+  s.out = buf + 4; /* out == up, apart from gate */
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  s.out = buf + 8;
+  cr_assert_eq(OP(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  s.n = 0;
+  s.gate = s.up = (const float *)scratch;
+  s.out = (float *)scratch;
   RS(s, row_len, -1, 1, 1 << 30, 4);
   s.n = 6;
   deco_test_refused(NULL, OP(s), BADARG, "deco_swiglu: n = 6 is not a multiple of row_len = 4");
@@ -830,4 +871,22 @@ Test(ops_ref, tree_attention_refusals) {
   deco_test_refused(NULL, OP(a), NULLP, "deco_tree_attention: a->prefix_lens is NULL");
   a.prefix_lens = prefix;
   cr_assert_eq(OP(a), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+}
+
+/* The owner search the CUDA kernels run over device-side q_indptr (the
+ * same code compiled for the host): a token no sequence holds has no
+ * owner, so kv_append and attention skip it instead of writing slots of
+ * sequence 0 or rows of no sequence. */
+Test(ops_ref, ragged_seq_of_gives_the_owner_or_none) {
+  const int32_t rising[] = {0, 2, 2, 5};
+  const int want[] = {0, 0, 2, 2, 2, -1};
+  for (int t = -1; t <= 5; ++t)
+    cr_assert_eq(deco_ragged_seq_of(rising, 3, t), t < 0 ? -1 : want[t], "t = %d", t);
+  const int32_t late_start[] = {2, 4, 6}; /* q_indptr[0] is not 0 */
+  for (int t = 0; t < 6; ++t) cr_assert_eq(deco_ragged_seq_of(late_start, 2, t), t < 2 ? -1 : t < 4 ? 0 : 1, "t = %d", t);
+  /* Sequence 1 ends before it starts: each token still lands in a range
+   * that holds it. */
+  const int32_t falling[] = {0, 6, 3, 8};
+  cr_assert_eq(deco_ragged_seq_of(falling, 3, 4), 0);
+  cr_assert_eq(deco_ragged_seq_of(falling, 3, 6), 2);
 }

@@ -24,6 +24,14 @@
 #define DECO_MAX_TOKENS (1 << 24)
 #define DECO_MAX_VOCAB (1 << 24)
 
+/* Whether the byte spans [a, a + a_bytes) and [b, b + b_bytes) share a
+ * byte. Kernels write in parallel, so an output that overlaps an input it
+ * does not exactly alias would race on the GPU. */
+static inline int deco_spans_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
+  const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+  return a_bytes > 0 && b_bytes > 0 && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
 /* Shared validation of the paged-cache view and the ragged batch. */
 deco_status_t deco_check_paged_kv(deco_ctx_t *ctx, const deco_paged_kv_t *cache, const char *op);
 deco_status_t deco_check_ragged(deco_ctx_t *ctx, const deco_ragged_batch_t *batch, const char *op);

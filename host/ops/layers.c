@@ -31,12 +31,14 @@ deco_status_t deco_embedding(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
 }
 
 /* eps finite and >= 0, and out apart from residual (read after out is
- * written). */
+ * written; rows run in parallel, so no byte may be shared). */
 static deco_status_t check_rmsnorm_eps_and_alias(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a, const char *op) {
   if (!(a->eps >= 0.0f) || isinf(a->eps))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: eps = %g must be finite and >= 0", op, (double)a->eps);
-  if ((const void *)a->out == (const void *)a->residual)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out aliases residual", op);
+  const size_t elems = (size_t)a->n_rows * (size_t)a->dim;
+  if ((const void *)a->out == (const void *)a->residual ||
+      deco_spans_overlap(a->out, elems * deco_dtype_size(a->dtype), a->residual, elems * sizeof(float)))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out overlaps residual", op);
   return DECO_STATUS_SUCCESS;
 }
 
@@ -174,33 +176,40 @@ deco_status_t deco_matmul_batched(deco_ctx_t *ctx, const deco_matmul_batched_arg
   return matmul_batched_cpu(&exec, b);
 }
 
-/* With row_len (n > 0, the layout checked): whether out overlaps the rows
- * of gate or up. Rows are written in parallel, so out may not overlap what
- * is still read. */
-static int swiglu_out_overlaps_rows(const deco_swiglu_args_t *a) {
-  const size_t es = deco_dtype_size(a->dtype), rows = a->n / (size_t)a->row_len;
-  const char *o0 = (const char *)a->out, *o1 = o0 + a->n * es;
-  const char *ins[2] = {(const char *)a->gate, (const char *)a->up};
+/* Whether out overlaps what is still read (n > 0, the layout checked).
+ * Elements are written in parallel: flat arrays (row_len 0) let out alias
+ * gate or up exactly (each element is read before it is written), never in
+ * part; with row_len, out may not touch the rows of either. */
+static int swiglu_out_overlaps(const deco_swiglu_args_t *a) {
+  const size_t es = deco_dtype_size(a->dtype);
+  const size_t in_bytes =
+      a->row_len == 0 ? a->n * es
+                      : ((a->n / (size_t)a->row_len - 1) * (size_t)a->in_stride + (size_t)a->row_len) * es;
+  const void *ins[2] = {a->gate, a->up};
   for (int i = 0; i < 2; ++i) {
-    const char *i0 = ins[i], *i1 = i0 + ((rows - 1) * (size_t)a->in_stride + (size_t)a->row_len) * es;
-    if (o0 < i1 && i0 < o1) return 1;
+    if (a->row_len == 0 && ins[i] == (const void *)a->out) continue;
+    if (deco_spans_overlap(a->out, a->n * es, ins[i], in_bytes)) return 1;
   }
   return 0;
 }
 
 /* The row layout, when row_len is given: a divisor of n, a stride that
- * keeps the input rows apart, and an out that overlaps neither input. */
+ * keeps the input rows apart; and an out that overlaps neither input
+ * beyond what the layout allows. */
 static deco_status_t check_swiglu_rows(deco_ctx_t *ctx, const deco_swiglu_args_t *a, const char *op) {
-  if (a->row_len == 0) return DECO_STATUS_SUCCESS;
-  DECO_CHECK_RANGE(ctx, a->row_len, 1, 1 << 30, op);
-  if (a->n % (size_t)a->row_len)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %zu is not a multiple of row_len = %d", op, a->n,
-                     a->row_len);
-  if (a->in_stride < a->row_len)
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: in_stride = %d is below row_len = %d", op, a->in_stride,
-                     a->row_len);
-  if (a->n > 0 && swiglu_out_overlaps_rows(a))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: with row_len, out must not overlap gate or up", op);
+  if (a->row_len != 0) {
+    DECO_CHECK_RANGE(ctx, a->row_len, 1, 1 << 30, op);
+    if (a->n % (size_t)a->row_len)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: n = %zu is not a multiple of row_len = %d", op, a->n,
+                       a->row_len);
+    if (a->in_stride < a->row_len)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: in_stride = %d is below row_len = %d", op,
+                       a->in_stride, a->row_len);
+  }
+  if (a->n > 0 && swiglu_out_overlaps(a))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %s", op,
+                     a->row_len ? "with row_len, out must not overlap gate or up"
+                                : "out overlaps gate or up without aliasing it exactly");
   return DECO_STATUS_SUCCESS;
 }
 
@@ -236,6 +245,12 @@ deco_status_t deco_convert(deco_ctx_t *ctx, const deco_convert_args_t *a) {
   DECO_CHECK_PTR(ctx, a->in, op);
   DECO_CHECK_PTR(ctx, a->out, op);
   if (a->n == 0) return DECO_STATUS_SUCCESS;
+  /* Elements are converted in parallel: a narrowing conversion in place,
+   * or any partial overlap, would overwrite input still to be read. */
+  if (!(a->in == (const void *)a->out && a->in_dtype == a->out_dtype) &&
+      deco_spans_overlap(a->in, a->n * deco_dtype_size(a->in_dtype), a->out, a->n * deco_dtype_size(a->out_dtype)))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out overlaps in (only out == in with one dtype may)",
+                     op);
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, convert, a);
 }

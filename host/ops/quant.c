@@ -32,9 +32,7 @@ deco_status_t deco_dequant(deco_ctx_t *ctx, const deco_dequant_args_t *a) {
   DECO_CHECK_PTR(ctx, a->in, op);
   DECO_CHECK_PTR(ctx, a->out, op);
   if (a->n == 0) return DECO_STATUS_SUCCESS;
-  const uintptr_t in0 = (uintptr_t)a->in, out0 = (uintptr_t)a->out;
-  const size_t out_bytes = a->n * deco_dtype_size(a->out_dtype);
-  if (in0 < out0 + out_bytes && out0 < in0 + in_bytes)
+  if (deco_spans_overlap(a->in, in_bytes, a->out, a->n * deco_dtype_size(a->out_dtype)))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out overlaps in", op);
   const deco_exec_t exec = deco_ops_exec(ctx);
   return DECO_DISPATCH(&exec, dequant, a);

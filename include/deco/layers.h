@@ -52,7 +52,7 @@ typedef struct deco_rmsnorm_args {
   float *residual;        /* [n_rows][dim] f32, in/out */
   const void *add;        /* [n_rows][dim] dtype, or NULL */
   const void *weight;     /* [dim] dtype */
-  void *out;              /* [n_rows][dim] dtype; may not alias residual */
+  void *out;              /* [n_rows][dim] dtype; shares no byte with residual */
 } deco_rmsnorm_args_t;
 /* eps 1e-5 (llama2.c's), add NULL (no residual add). */
 #define DECO_RMSNORM_ARGS_INIT                                                                                  \
@@ -147,7 +147,7 @@ typedef struct deco_swiglu_args {
   size_t n;                /* elements */
   const void *gate;        /* [n] */
   const void *up;          /* [n] */
-  void *out;               /* [n]; may alias gate or up when row_len = 0 */
+  void *out;               /* [n]; when row_len = 0 may be gate or up, else apart from both */
   int row_len;             /* 0: flat arrays; else a divisor of n */
   int in_stride;           /* with row_len: elements between rows of gate and up, >= row_len */
 } deco_swiglu_args_t;
@@ -175,7 +175,9 @@ typedef struct deco_fill_random_args {
   {.dtype = DECO_DTYPE_F32, .n = 0, .seed = 0, .tensor = 0, .scale = 0.0f, .constant = 0.0f, .out = NULL}
 DECO_API deco_status_t deco_fill_random(deco_ctx_t *ctx, const deco_fill_random_args_t *args);
 
-/* out[i] = dtype(in[i]) — converts f32 host-loaded weights to the context dtype. */
+/* out[i] = dtype(in[i]) — converts f32 host-loaded weights to the context
+ * dtype. out shares no byte with in, except out == in with in_dtype ==
+ * out_dtype (elements are converted in parallel). */
 typedef struct deco_convert_args {
   deco_dtype_t in_dtype;
   deco_dtype_t out_dtype;

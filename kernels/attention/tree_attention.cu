@@ -399,10 +399,13 @@ static deco_status_t launch(const deco_exec_t *exec, const char *op, const Shape
                  : tree_attention_mma_launch_h128_f16(p, plan, stream);
   } else {
     const GenericKernel kernel = generic_kernel(s.head_dim);
-    if (plan.smem > 48 * 1024) {
-      /* Raised every call: cheap next to a launch, and valid on any device. */
-      err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)plan.smem);
-    }
+    /* Raised every call (cheap next to a launch, valid on any device) to
+     * the most this instance can take, its widest head dim: one value per
+     * instance, so host threads launching it with different head dims
+     * never lower the limit under each other's launch. */
+    const size_t smem_max = generic_smem_bytes(32 * gen_chunks(s.head_dim));
+    if (smem_max > 48 * 1024)
+      err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_max);
     if (err == cudaSuccess) {
       dim3 grid((unsigned)grid_x, (unsigned)plan.n_splits);
       kernel<<<grid, kGenWarps * 32, plan.smem, stream>>>(p);

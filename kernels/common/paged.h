@@ -22,9 +22,11 @@ DECO_KERNEL_HD long long deco_paged_row(const int32_t *block_table_row, int max_
 }
 
 /* Sequence that owns flat token t of a ragged batch (binary search over
- * q_indptr[0..n_seqs]); -1 when t is past the real token count. */
+ * q_indptr[0..n_seqs]); -1 when t is before q_indptr[0] or past the real
+ * token count. The search keeps q_indptr[lo] <= t < q_indptr[hi + 1], so
+ * even a device-side indptr that does not rise yields a range holding t. */
 DECO_KERNEL_HD int deco_ragged_seq_of(const int32_t *q_indptr, int n_seqs, int t) {
-  if (t < 0 || t >= q_indptr[n_seqs]) return -1;
+  if (t < 0 || t < q_indptr[0] || t >= q_indptr[n_seqs]) return -1;
   int lo = 0, hi = n_seqs - 1;
   while (lo < hi) {
     int mid = (lo + hi + 1) / 2;

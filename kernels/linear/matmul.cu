@@ -211,7 +211,9 @@ static __global__ __launch_bounds__(256) void matmul_tile_kernel(const T *__rest
  * stories260K's bf16 recycling step got slower while its f32 step got 19%
  * shorter (perf/NOTES.md). One row (a decode step) stays with cuBLAS's GEMV. */
 static bool tile_applies(const deco_matmul_args_t *p) {
-  return p->dtype == DECO_DTYPE_F32 && p->m >= 2 && (long long)p->m * p->n * p->k <= DECO_MATMUL_TILE_MAX_MACS;
+  /* The grid's y dimension bounds m (a tall, thin product stays with cuBLAS). */
+  return p->dtype == DECO_DTYPE_F32 && p->m >= 2 && (long long)p->m * p->n * p->k <= DECO_MATMUL_TILE_MAX_MACS &&
+         (p->m + TL_TILE - 1) / TL_TILE <= 65535;
 }
 
 template <typename T>

@@ -163,11 +163,12 @@ struct acc_tree {
 };
 
 /* Loads tree b and checks it (size 1..256 within capacity, parent[0] = -1,
- * 0 <= parent[i] < i); t->n = 0 marks a malformed tree. */
+ * 0 <= parent[i] < i, and the batch starting at node 0, which the CPU twin
+ * checks for the whole batch); t->n = 0 marks a malformed tree. */
 __device__ __forceinline__ void acc_tree_load(const deco_tree_batch_t &tb, int b, acc_tree *t) {
   int lo = tb.tree_indptr[b], hi = tb.tree_indptr[b + 1];
   int n = hi - lo;
-  bool ok_size = lo >= 0 && n >= 1 && n <= DECO_TREE_MAX_NODES && hi <= tb.n_nodes;
+  bool ok_size = tb.tree_indptr[0] == 0 && lo >= 0 && n >= 1 && n <= DECO_TREE_MAX_NODES && hi <= tb.n_nodes;
   int bad = 0;
   for (int i = threadIdx.x; i < DECO_TREE_MAX_NODES; i += blockDim.x) {
     int p = (ok_size && i < n) ? tb.parent[lo + i] : -2;
@@ -338,9 +339,12 @@ __device__ __forceinline__ uint64_t acc_team_sum_u64(uint64_t v, acc_xch *xch, a
 /* ---- host side: team size and the cluster launch ---- */
 
 /* Enough CTAs to cover the SMs, at most ACC_MAX_TEAM (portable cluster
- * size), slices of at least 4096 tokens; clusters need sm_90. */
-static inline int acc_team_size(const deco_exec_t *exec, int n_trees, int vocab) {
-  if (exec->cc_major < 9) return 1;
+ * size), slices of at least 4096 tokens; clusters need sm_90 and a kernel
+ * compiled for it (ptx_version, from cudaFuncGetAttributes): a build for
+ * sm_80 alone runs on an sm_90 GPU through its PTX, with ACC_HAVE_CLUSTER
+ * 0, and such a kernel takes one CTA per tree. */
+static inline int acc_team_size(const deco_exec_t *exec, int ptx_version, int n_trees, int vocab) {
+  if (exec->cc_major < 9 || ptx_version < 90) return 1;
   int g = exec->sm_count / (n_trees > 0 ? n_trees : 1);
   int by_vocab = vocab / 4096;
   if (g > by_vocab) g = by_vocab;
@@ -371,10 +375,13 @@ static cudaError_t acc_launch_team(K kernel, int n_trees, int team, cudaStream_t
 template <typename KF, typename KB, typename Params>
 static deco_status_t acc_run(const deco_exec_t *exec, const char *op, KF kernel_f32, KB kernel_bf16, deco_dtype_t dtype,
                              int n_trees, int vocab, const Params &p) {
-  const int team = acc_team_size(exec, n_trees, vocab);
+  const bool bf16 = dtype == DECO_DTYPE_BF16;
+  cudaFuncAttributes fa;
+  cudaError_t err = bf16 ? cudaFuncGetAttributes(&fa, kernel_bf16) : cudaFuncGetAttributes(&fa, kernel_f32);
+  const int team = err == cudaSuccess ? acc_team_size(exec, fa.ptxVersion, n_trees, vocab) : 1;
   cudaStream_t s = (cudaStream_t)exec->stream;
-  cudaError_t err = dtype == DECO_DTYPE_BF16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p)
-                                             : acc_launch_team(kernel_f32, n_trees, team, s, p);
+  if (err == cudaSuccess)
+    err = bf16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p) : acc_launch_team(kernel_f32, n_trees, team, s, p);
   if (err == cudaSuccess) err = cudaGetLastError();
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
