@@ -94,7 +94,7 @@ if [ "$lim" -lt 20 ]; then
   status=1
 else
   start=$(date +%s)
-  DECO_TP_COST_TIMEOUT_S=$((lim / 2)) timeout "$lim" bash "$root/perf/tp_cost.sh" "${tp_args[@]}" \
+  DECO_TP_COST_TIMEOUT_S=$((lim / 2)) timeout -k 10 "$lim" bash "$root/perf/tp_cost.sh" "${tp_args[@]}" \
     >"$out/tp_cost.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || status=1

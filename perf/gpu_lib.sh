@@ -22,6 +22,13 @@ skips_fail=${skips_fail:-1}
 skipped() { [ "$skips_fail" = 0 ] || status=1; }
 
 note() { echo "$*" | tee -a "$out/summary.txt"; }
+
+# What passed earlier in this GPU window (scripts/gpu-window.sh sets
+# DECO_GPU_DONE to a file that lasts across its stages and, on an unpacked
+# kit, across its calls): a suite or sanitizer case listed there is not run
+# again. Each passing one is added.
+done_before() { [ -n "${DECO_GPU_DONE:-}" ] && [ -f "$DECO_GPU_DONE" ] && grep -qxF "$1" "$DECO_GPU_DONE"; }
+done_now() { [ -z "${DECO_GPU_DONE:-}" ] || echo "$1" >>"$DECO_GPU_DONE"; }
 left() { echo $((budget - ($(date +%s) - t_start))); }
 limit() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
 
@@ -51,25 +58,28 @@ gpu_begin() {
   note "device: $(head -n 1 "$out/device.txt")"
   note "commit: $(deco_gpu_commit "$root" "$build")"
   note "$deco_gpu_env_note"
-  if command -v cuobjdump >/dev/null 2>&1 && [ -f "$build/lib/libdeco.so" ]; then
-    local sass
-    sass=$(cuobjdump --dump-sass "$build/lib/libdeco.so" 2>/dev/null)
-    note "sass: HMMA $(grep -c HMMA <<<"$sass") HGMMA $(grep -c HGMMA <<<"$sass") LDL $(grep -c LDL <<<"$sass") STL $(grep -c STL <<<"$sass")"
+  # The window counts the instructions once for all its stages (DECO_GPU_SASS).
+  if [ -n "${DECO_GPU_SASS:-}" ]; then
+    note "$DECO_GPU_SASS"
+  elif command -v cuobjdump >/dev/null 2>&1 && [ -f "$build/lib/libdeco.so" ]; then
+    note "$(deco_gpu_sass "$build")"
   fi
 }
+
 
 # gpu_suite NAME [LIMIT_S]: one GPU suite (Criterion), log to gpu_tests.log.
 gpu_suite() {
   local name=$1 lim rc res start
   [ -x "$bin/$name" ] || { note "test  $name: MISSING"; status=1; return; }
+  if done_before "suite $name"; then note "test  $name: PASS earlier in this window"; return; fi
   lim=$(limit "${2:-90}")
   if [ "$lim" -lt 10 ]; then note "test  $name: SKIPPED (time budget)"; status=1; return; fi
   start=$(date +%s)
   echo "=== $name" >>"$out/gpu_tests.log"
-  timeout "$lim" "$bin/$name" --jobs 1 >>"$out/gpu_tests.log" 2>&1
+  timeout -k 10 "$lim" "$bin/$name" --jobs 1 >>"$out/gpu_tests.log" 2>&1
   rc=$?
   case $rc in
-    0) res=PASS ;;
+    0) res=PASS; done_now "suite $name" ;;
     77) res="NOT RUN (no device)"; status=1 ;;
     124) res=TIMEOUT; status=1 ;;
     *) res="FAIL ($rc)"; status=1 ;;
@@ -83,18 +93,23 @@ gpu_sanitize() {
   local tool=$1 name=$2 filter=$3 lim rc res log
   command -v compute-sanitizer >/dev/null 2>&1 || { note "$tool $name: sanitizer unavailable"; return; }
   [ -x "$bin/$name" ] || { note "$tool $name: MISSING"; status=1; return; }
+  if done_before "$tool $name $filter"; then note "$tool $name $filter: clean earlier in this window"; return; fi
   lim=$(limit 90)
   if [ "$lim" -lt 10 ]; then note "$tool $name: SKIPPED (time budget)"; skipped; return; fi
   log=$(mktemp)
-  timeout "$lim" compute-sanitizer --tool "$tool" --report-api-errors no --target-processes all \
+  timeout -k 10 "$lim" compute-sanitizer --tool "$tool" --report-api-errors no --target-processes all \
     "$bin/$name" --jobs 1 --filter "$filter" >"$log" 2>&1
   rc=$?
   { echo "=== $tool $name $filter"; cat "$log"; } >>"$out/sanitizer.log"
   if grep -q "Device not supported\|error 999" "$log"; then res="sanitizer unavailable"
   elif grep -q "Tested: 0 " "$log"; then res="NO TEST MATCHED $filter"; status=1
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    # Out of time under the sanitizer's slowdown: no finding, no verdict.
+    res="TIMEOUT after $lim s (no verdict)"; skipped
   elif [ $rc -eq 0 ] && grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$log" \
        && ! grep -Eq "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" "$log" \
-       && ! grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then res=clean
+       && ! grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then
+    res=clean; done_now "$tool $name $filter"
   else res="FAIL ($rc)"; status=1; fi
   rm -f "$log"
   note "$tool $name $filter: $res"
@@ -112,7 +127,7 @@ gpu_bench() {
   start=$(date +%s)
   echo "# $*" >>"$out/benches.csv"
   echo "=== $*" >>"$out/benches.log"
-  timeout "$lim" "$bin/$1" "${@:2}" >>"$out/benches.csv" 2>>"$out/benches.log"
+  timeout -k 10 "$lim" "$bin/$1" "${@:2}" >>"$out/benches.csv" 2>>"$out/benches.log"
   rc=$?
   [ $rc -eq 0 ] || status=1
   # The summary names files relative to the repository.

@@ -52,7 +52,7 @@ gpu_sanitize memcheck gpu_test_graph_cuda "*/small_recycle_greedy"
 gpu_sanitize memcheck gpu_test_forward_cuda "*/synthetic_weights_identical_on_both_backends"
 
 if command -v ncu >/dev/null 2>&1 && [ "$(left)" -ge 40 ]; then
-  DECO_BUILD_DIR=$build DECO_PROFILE_LOG=$out/benches.log timeout "$(limit 60)" \
+  DECO_BUILD_DIR=$build DECO_PROFILE_LOG=$out/benches.log timeout -k 10 "$(limit 60)" \
     bash "$root/perf/profile_step.sh" "$out" >>"$out/benches.log" 2>&1
   note "profile_step: exit $? ($(cat "$out"/ncu_*.csv 2>/dev/null | grep -c gpu__time_duration) kernel times)"
 fi

@@ -23,7 +23,7 @@ status=0
 for run in "recycle:--spec recycle" "plain:--spec none --compare-ar"; do
   name=${run%%:*}
   read -r -a extra <<<"${run#*:}"
-  timeout 150 ncu --csv --print-units base --clock-control none --metrics gpu__time_duration.sum \
+  timeout -k 10 150 ncu --csv --print-units base --clock-control none --metrics gpu__time_duration.sum \
     --launch-count 1200 "${gen[@]}" "${extra[@]}" >"$out/ncu_$name.csv" 2>>"$log" || status=1
   echo "profile_step $name: $(grep -c gpu__time_duration "$out/ncu_$name.csv") kernels profiled"
 done

@@ -66,7 +66,7 @@ for run in "${runs[@]}"; do
   read -r shape tps <<<"$run"
   echo "tp_cost: $shape at TP $tps on $device" >&2
   # bench_tp_layer exits 77 without a device: a failure here, never a skip.
-  timeout "$limit" "$bench" --shape "$shape" --tp "$tps" --device "$device" "${extra[@]}" ${header[@]+"${header[@]}"} \
+  timeout -k 10 "$limit" "$bench" --shape "$shape" --tp "$tps" --device "$device" "${extra[@]}" ${header[@]+"${header[@]}"} \
     >>"$csv" 2>>"$log"
   rc=$?
   if [ "$rc" -ne 0 ]; then

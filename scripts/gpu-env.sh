@@ -13,8 +13,10 @@
 # from the folders of Python's nvidia-* wheels when the toolkit lacks them.
 # It sets deco_gpu_env_note to one line saying what it supplied and what is
 # still missing (the scripts write it into their summary).
-# deco_gpu_commit ROOT BUILD prints the commit: $DECO_COMMIT, else git's,
-# else the kit's manifest (a copied tree has no .git), else "unknown".
+# deco_gpu_commit ROOT BUILD prints the commit: $DECO_COMMIT, else the
+# kit's manifest's for a build unpacked from a kit (naming git's too where
+# the tree is at another), else git's, else "unknown".
+# deco_gpu_sass BUILD prints libdeco.so's instruction counts.
 
 # deco_gpu_ldd BUILD: ldd's report on every program of BUILD/bin and shared
 # library of BUILD/lib (also what scripts/gpu-kit.sh packs from).
@@ -89,12 +91,22 @@ EOF
 }
 
 deco_gpu_commit() {
-  local root=$1 build=$2 c
+  local root=$1 build=$2 c="" g=""
   if [ -n "${DECO_COMMIT:-}" ]; then echo "$DECO_COMMIT"; return; fi
-  if c=$(git -C "$root" rev-parse --short HEAD 2>/dev/null); then echo "$c"; return; fi
-  if [ -f "$build/kit-manifest.txt" ]; then
-    c=$(awk -F': ' '$1 == "commit" {print $2}' "$build/kit-manifest.txt")
-    [ -n "$c" ] && { echo "$c (kit)"; return; }
+  g=$(git -C "$root" rev-parse --short HEAD 2>/dev/null) || g=""
+  # The binaries are the kit's: its commit, and the tree's where it differs.
+  [ -f "$build/kit-manifest.txt" ] && c=$(awk -F': ' '$1 == "commit" {print $2}' "$build/kit-manifest.txt")
+  if [ -n "$c" ]; then
+    if [ -n "$g" ] && [ "$g" != "$c" ]; then echo "$c (kit; the tree is at $g)"; else echo "$c (kit)"; fi
+    return
   fi
-  echo unknown
+  echo "${g:-unknown}"
+}
+
+# deco_gpu_sass BUILD: one line counting the tensor-core instructions and
+# the local-memory spills in BUILD's libdeco.so (cuobjdump).
+deco_gpu_sass() {
+  local sass
+  sass=$(cuobjdump --dump-sass "$1/lib/libdeco.so" 2>/dev/null)
+  echo "sass: HMMA $(grep -c HMMA <<<"$sass") HGMMA $(grep -c HGMMA <<<"$sass") LDL $(grep -c LDL <<<"$sass") STL $(grep -c STL <<<"$sass")"
 }

@@ -42,8 +42,18 @@ pack() {
     echo "gpu-kit: $build has no bin/ and lib/libdeco.so: build it first (docs/GPU.md)" >&2
     exit 1
   }
+  # A build CMake made is brought up to date first: a kit of stale
+  # binaries would run old kernels under the current scripts and tests.
+  if [ -f "$build/CMakeCache.txt" ]; then
+    cmake --build "$build" -j "$(nproc)" >/dev/null || {
+      echo "gpu-kit: cmake --build $build failed: fix the build before packing it" >&2
+      exit 1
+    }
+  fi
   mkdir -p "$kit"
   kit=$(cd "$kit" && pwd)
+  # No manifest beside an archive it does not describe, whatever fails below.
+  rm -f "$kit/manifest.txt"
   # One ldd pass: what cannot be found fails the pack; the rest is rt/:
   # every library the binaries load but the build's, the C library's and CUDA's.
   local report lost
@@ -86,8 +96,9 @@ pack() {
   raw=$(du -cb "$build/bin" "$build"/lib/*.so* "$build/rt" | tail -n 1 | cut -f1)
   packed=$(stat -c %s "$kit/build.tar.xz")
   if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+    # A tracked file deleted from the tree has no size (stat fails on it).
     tree=$(cd "$root" && git ls-files -z --cached --others --exclude-standard |
-             xargs -0 -r stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+             { xargs -0 -r stat -c %s 2>/dev/null || true; } | awk '{ s += $1 } END { print s + 0 }')
   fi
   [ -f "$root/models-cache/SmolLM2-135M-mini.gguf" ] &&
     model=$(stat -c %s "$root/models-cache/SmolLM2-135M-mini.gguf")
@@ -105,7 +116,8 @@ unpack() {
   local kit=${1:-$root/.gpu-kit} build=${2:-$root/build}
   [ -f "$kit/build.tar.xz" ] || { echo "gpu-kit: $kit/build.tar.xz not found (scripts/gpu-kit.sh pack)" >&2; exit 1; }
   mkdir -p "$build"
-  rm -rf "$build/bin" "$build/lib" "$build/rt" "$build/rt-use" "$build/kit-manifest.txt"
+  # gpu-window-done.txt: what passed on the build this one replaces.
+  rm -rf "$build/bin" "$build/lib" "$build/rt" "$build/rt-use" "$build/kit-manifest.txt" "$build/gpu-window-done.txt"
   if command -v xz >/dev/null 2>&1; then
     xz -dc "$kit/build.tar.xz" | tar -C "$build" -xf -
   else

@@ -8,7 +8,10 @@
 # summary last. Fails (does not skip) when the data is missing. The whole run
 # keeps to DECO_GPU_BUDGET_S seconds (default 360; it took about 320 on an
 # H100): a stage that would start too late is reported as skipped for time,
-# which fails the run only for a test suite.
+# which fails the run only for a test suite. Under scripts/gpu-window.sh
+# (DECO_GPU_WINDOW=1) the benches and the profile are left to the window's
+# later stages, and a suite or sanitizer case that passed earlier in the
+# window (DECO_GPU_DONE, perf/gpu_lib.sh) is not run again.
 #   tests/gpu/run.sh out/
 # Files written (flat): device.txt gpu_tests.log benches.csv benches.log
 # sanitizer.log summary.txt, and ncu_recycle.csv ncu_plain.csv when Nsight
@@ -37,10 +40,14 @@ if [ ! -f "$DECO_MODELS_DIR/SmolLM2-135M-mini.gguf" ]; then
   exit 1
 fi
 
-# 1. GPU test suites, one at a time: the newest code first, then the rest.
-suites=("$bin/gpu_test_draft_chain_cuda" "$bin/gpu_test_draft_model_cuda" "$bin/gpu_test_graph_cuda"
-  "$bin/gpu_test_graph_vs_cpu" "$bin/gpu_test_spec_step_cuda"
-  "$bin/gpu_test_spec_cuda" "$bin/gpu_test_recycle_cuda" "$bin/gpu_test_forward_cuda")
+# 1. GPU test suites, one at a time: the suites that have never run on a
+# GPU first (newest code), then the ones that have, then any other.
+suites=()
+for t in draft_chain_cuda draft_model_cuda graph_vs_cpu spec_step_cuda plan_cuda schedule_cuda gguf_cuda \
+  superpose_cuda compress_cuda layer_fused_cuda kv_compact_cuda ops_harness tp_nccl \
+  graph_cuda spec_cuda recycle_cuda forward_cuda accept_cuda tree_attention ops_cuda; do
+  suites+=("$bin/gpu_test_$t")
+done
 for t in "$bin"/gpu_test_*; do
   case " ${suites[*]} " in *" $t "*) ;; *) suites+=("$t") ;; esac
 done
@@ -53,6 +60,10 @@ done
 [ "$ran" -gt 0 ] || { note "FAIL: no gpu_test_* executables in $bin"; status=1; }
 
 # 2. Benches, the evaluation first: CSV rows on stdout, diagnostics on stderr.
+# In a window (scripts/gpu-window.sh sets DECO_GPU_WINDOW=1) its step and
+# kernels stages time the step and the kernels instead, after the suites,
+# the CLI and the sanitizers here and the never-run benches of its issues
+# stage.
 # bench_spec: stories260K in f32 (comparable with the CPU tables), greedy and
 # at temperature 0.7; bench_forward --model llama3-8b: t_verify(81) / t_decode;
 # then bench_spec in bf16 (the CLI's default dtype on the GPU).
@@ -63,13 +74,16 @@ spec_bf16=${spec_args/--dtype f32/--dtype bf16}
 benches=("bench_spec $spec_args" "bench_spec $spec_args --temperature 0.7" "bench_forward --model llama3-8b --reps 20"
   "bench_spec $spec_bf16" "bench_spec $spec_bf16 --temperature 0.7"
   "bench_recycle" "bench_ops" "bench_tree_attention" "bench_forward" "bench_accept")
-for entry in "${benches[@]}"; do
+[ "${DECO_GPU_WINDOW:-0}" = 1 ] && { note "benches: left to the window's step and kernels stages"; benches=(); }
+for entry in ${benches[@]+"${benches[@]}"}; do
   read -r -a cmd <<<"$entry"
   gpu_bench 90 "${cmd[@]}"
   rc=$?
   # If the graphed loop fails, the evaluation still gets numbers from the
-  # eager device-resident loop, then from the host loop (the CSV says which).
-  if [ "${cmd[0]}" = bench_spec ] && [ $rc -ne 0 ] && [ $rc -ne 125 ] && [ $rc -ne 127 ]; then
+  # eager device-resident loop, then from the host loop (the CSV says which);
+  # not after a timeout (124, 137: the other loops are slower) nor a skip.
+  if [ "${cmd[0]}" = bench_spec ] && [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc -ne 137 ] && [ $rc -ne 125 ] &&
+    [ $rc -ne 127 ]; then
     for loop in device host; do
       gpu_bench 90 "${cmd[@]}" --loop $loop && break
       [ $? -ne 125 ] || break
@@ -103,7 +117,7 @@ for spec in none lookup recycle; do
   rm -f "$ref"
   lim=$(limit 60)
   if [ "$lim" -lt 10 ]; then note "cli   cpu f32 $spec: SKIPPED (time budget)"; skipped; continue; fi
-  timeout "$lim" "$bin/deco" generate --backend cpu --dtype f32 "${cli_args[@]}" --spec $spec --print-ids \
+  timeout -k 10 "$lim" "$bin/deco" generate --backend cpu --dtype f32 "${cli_args[@]}" --spec $spec --print-ids \
     >"$ref" 2>"$out/cli.txt"
   rc=$?
   [ $rc -eq 0 ] || { status=1; rm -f "$ref"; }
@@ -116,7 +130,7 @@ for dt in f32 bf16; do
     if [ "$lim" -lt 10 ]; then note "cli   $dt $spec: SKIPPED (time budget)"; skipped; continue; fi
     print=()
     [ "$spec" = "recycle --compare-ar" ] || print=(--print-ids)
-    timeout "$lim" "$bin/deco" generate --backend cuda --dtype $dt "${cli_args[@]}" --spec $spec \
+    timeout -k 10 "$lim" "$bin/deco" generate --backend cuda --dtype $dt "${cli_args[@]}" --spec $spec \
       ${print[@]+"${print[@]}"} >"$out/cli.out" 2>"$out/cli.txt"
     rc=$?
     [ $rc -eq 0 ] || status=1
@@ -145,8 +159,13 @@ done
 rm -f "$out/cli.txt" "$out/cli.out" "$out"/cli_cpu_*.ids
 
 # 4. compute-sanitizer on a small-shape test of each suite (racecheck: all but
-# the graph suite).
-subset=("gpu_test_ops_cuda:*/small_ops" "gpu_test_tree_attention:*/bad_data_mma"
+# the graph suite), the kernels that have never run on a GPU first: top-k
+# rows and the draft chain, dequantization, kv_gram, the superposed
+# decoding ops, the batched matmul of fused layer groups.
+subset=("gpu_test_draft_chain_cuda:*/matches_reference" "gpu_test_gguf_cuda:*/dequant_bitwise_against_reference"
+  "gpu_test_compress_cuda:*/kv_gram_matches_twin" "gpu_test_superpose_cuda:*/*_matches_reference"
+  "gpu_test_layer_fused_cuda:*/batched_matmul_matches_the_cpu" "gpu_test_ops_harness:*/small_ops"
+  "gpu_test_ops_cuda:*/small_ops" "gpu_test_tree_attention:*/bad_data_mma"
   "gpu_test_accept_cuda:*/greedy_small_vocab_ties" "gpu_test_kv_compact_cuda:*/overlapping_f32"
   "gpu_test_kv_compact_cuda:*/missing_page_spares_other_trees"
   "gpu_test_forward_cuda:*/synthetic_weights_identical_on_both_backends" "gpu_test_recycle_cuda:*/small_pipeline"
@@ -166,9 +185,10 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
 else
   note "compute-sanitizer: sanitizer unavailable"
 fi
-# 5. Kernel times of the decoding steps (Nsight Compute), if there is time.
-if command -v ncu >/dev/null 2>&1 && [ "$(left)" -ge 40 ]; then
-  DECO_PROFILE_LOG=$out/benches.log timeout "$(limit 60)" bash "$root/perf/profile_step.sh" "$out" >>"$out/benches.log" 2>&1
+# 5. Kernel times of the decoding steps (Nsight Compute), if there is time
+# (in a window, the step stage profiles them).
+if [ "${DECO_GPU_WINDOW:-0}" != 1 ] && command -v ncu >/dev/null 2>&1 && [ "$(left)" -ge 40 ]; then
+  DECO_PROFILE_LOG=$out/benches.log timeout -k 10 "$(limit 60)" bash "$root/perf/profile_step.sh" "$out" >>"$out/benches.log" 2>&1
   note "profile_step: exit $? ($(cat "$out"/ncu_*.csv 2>/dev/null | grep -c gpu__time_duration) kernel times)"
 fi
 gpu_end

@@ -18,7 +18,8 @@ Kerberos, libkeyutils).
   original prints;
 - unpack where xz is missing (Python's lzma) gives the same tree: the same
   files, bytes, modes and symbolic links (lib/libdeco.so -> ...);
-- deco_gpu_commit: DECO_COMMIT first, else git, else the kit's manifest;
+- deco_gpu_commit: DECO_COMMIT first, else the kit's manifest (naming git's
+  commit too where it differs), else git;
 - unpack without an archive and a bad command line fail (exit 1, exit 2).
 Needs bash, xz, ldd and a C compiler (cc).
 """

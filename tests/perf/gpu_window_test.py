@@ -16,6 +16,10 @@ and fails, which is what is checked here, with the layout:
   build: deco and libdeco.so), the kit is unpacked there first, the window
   looks for its libraries (the kit's branch of scripts/gpu-env.sh) and the
   stages run from it without doing so again; with a broken kit the window stops at once (exit 1);
+- a second call with the same kit does not unpack it again, names the
+  kit's commit, and does not rerun a stage recorded as passed beside the
+  build (gpu-window-done.txt); another kit is unpacked over the build and
+  the record goes with the old one; no build and no kit stop the window;
 - a SECONDS that is not a number is a usage error (exit 2);
 - tests/gpu/run.sh alone, its time budget: no GPU program can pass here, so
   its build (DECO_BUILD_DIR) is a temporary folder of placeholder programs
@@ -24,7 +28,9 @@ and fails, which is what is checked here, with the layout:
   budget runs out during the suite: the suite passes, every bench and CLI
   run after it reads SKIPPED (time budget), and the run passes (exit 0): a
   bench, CLI or sanitizer run skipped for time is reported, not failed. A
-  5 s budget skips the suite itself, which fails the run (exit 1).
+  5 s budget skips the suite itself, which fails the run (exit 1). In a
+  window (DECO_GPU_WINDOW=1, DECO_GPU_DONE) it runs no bench, records the
+  suite that passed, and a second run does not run it again.
 """
 import os
 import re
@@ -33,13 +39,14 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WINDOW = os.path.join(ROOT, "scripts", "gpu-window.sh")
 KIT = os.path.join(ROOT, "scripts", "gpu-kit.sh")
 RUN = os.path.join(ROOT, "tests", "gpu", "run.sh")
 BENCHES = ["bench_spec", "bench_forward", "bench_recycle", "bench_ops", "bench_tree_attention", "bench_accept"]
-STAGES = [("all", "tests/gpu/run.sh", 330), ("issues", "perf/gpu_issues.sh", 150),
+STAGES = [("all", "tests/gpu/run.sh", 300), ("issues", "perf/gpu_issues.sh", 150),
           ("step", "perf/gpu_step.sh", 150), ("kernels", "perf/gpu_kernels.sh", 150)]
 failures = []
 
@@ -87,12 +94,15 @@ def program(path, body):
     os.chmod(path, 0o755)
 
 
-def run_sh(tmp, name, budget):
+def run_sh(tmp, name, budget, **extra):
     """tests/gpu/run.sh over the placeholder build in tmp with a budget: its result and summary.txt."""
     out = os.path.join(tmp, name)
     env = dict(os.environ, DECO_BUILD_DIR=os.path.join(tmp, "fake"), DECO_MODELS_DIR=os.path.join(tmp, "models"),
-               DECO_GPU_BUDGET_S=str(budget))
+               DECO_GPU_BUDGET_S=str(budget), **extra)
     env.pop("DECO_GPU_ENV_BUILD", None)
+    for k in ("DECO_GPU_DONE", "DECO_GPU_WINDOW"):
+        if k not in extra:
+            env.pop(k, None)
     r = subprocess.run(["bash", RUN, out], env=env, capture_output=True, text=True, timeout=120)
     return r, open(os.path.join(out, "summary.txt")).read()
 
@@ -121,10 +131,27 @@ def run_budget(tmp):
     check(re.search(r"^overall: FAIL in \d+ s$", summary, re.M) is not None and r.returncode == 1,
           f"run.sh none: exit {r.returncode}, expected 1\n{summary}")
 
+    # In a window: no benches (its later stages time them), and a suite that
+    # passed earlier in the window (DECO_GPU_DONE) is not run again.
+    done = os.path.join(tmp, "done.txt")
+    open(done, "w").close()
+    r, summary = run_sh(tmp, "window-1", 30, DECO_GPU_WINDOW="1", DECO_GPU_DONE=done)
+    check(re.search(r"^test  gpu_test_wait: PASS ", summary, re.M) is not None and "\nbench " not in summary
+          and "benches: left to the window's step and kernels stages\n" in summary,
+          f"run.sh in a window: suite and benches\n{summary}")
+    check(open(done).read() == "suite gpu_test_wait\n", f"run.sh in a window: recorded {open(done).read()!r}")
+    r, summary = run_sh(tmp, "window-2", 5, DECO_GPU_WINDOW="1", DECO_GPU_DONE=done)
+    check("test  gpu_test_wait: PASS earlier in this window\n" in summary and r.returncode == 0,
+          f"run.sh in a window, again: exit {r.returncode}\n{summary}")
+
 
 def stage_lines(summary):
     return re.findall(r"^stage (\w+)(?: \((\S+)\): exit (\d+) in \d+ s of a (\d+) s budget|: NOT STARTED)",
                       summary, re.M)
+
+
+def earlier_passes(summary):
+    return re.findall(r"^stage (\w+) \(\S+\): PASS in an earlier call on this build, not run again$", summary, re.M)
 
 
 def main():
@@ -202,6 +229,40 @@ def main():
         check(env_once("kit window", summary).startswith("libraries: the host's own; from the kit:"),
               "kit window: the kit's libraries were not looked for")
         check(r.returncode == 1, f"kit window: exit {r.returncode}")
+        manifest = open(os.path.join(empty, "kit-manifest.txt")).read().splitlines()
+        check(f"build: from a kit: {manifest[0]}; {manifest[1]}\n" in summary, "kit window: no build line")
+
+        # A second call with the same kit: no unpack; what passed before is
+        # not run again (a stage recorded as passed, as a GPU would).
+        done = os.path.join(empty, "gpu-window-done.txt")
+        check(os.path.isfile(done), "kit window: no record of what passed beside the build")
+        with open(done, "a") as f:
+            f.write("stage issues\n")
+        out = os.path.join(tmp, "kit-again")
+        r = window(out, 400, empty, kit)
+        summary = open(os.path.join(out, "summary.txt")).read()
+        check(not summary.startswith("kit: "), f"kit again: unpacked again {summary[:200]!r}")
+        check(earlier_passes(summary) == ["issues"] and [n for n, *_ in stage_lines(summary)] == ["all", "step", "kernels"],
+              f"kit again: stages {stage_lines(summary)} passed before {earlier_passes(summary)}")
+        check(r.returncode == 1, f"kit again: exit {r.returncode}")
+
+        # Another kit (packed again): unpacked over the build, and the record
+        # of what passed on the old one goes with it.
+        time.sleep(1)  # the manifest's packing time is to the second
+        p = subprocess.run(["bash", KIT, "pack", small, kit], capture_output=True, text=True, timeout=300)
+        check(p.returncode == 0, f"second pack of the small build: exit {p.returncode}\n{p.stderr}")
+        out = os.path.join(tmp, "kit-new")
+        r = window(out, 400, empty, kit)
+        summary = open(os.path.join(out, "summary.txt")).read()
+        check(summary.startswith(f"kit: {kit} unpacked into {empty}\n") and not earlier_passes(summary)
+              and len(stage_lines(summary)) == 4, f"new kit: summary {summary[:400]!r}")
+
+        # No build and no kit: the window stops before any stage.
+        out = os.path.join(tmp, "nothing-out")
+        r = window(out, 400, os.path.join(tmp, "nothing"), os.path.join(tmp, "no-kit"))
+        summary = open(os.path.join(out, "summary.txt")).read()
+        check(r.returncode == 1 and summary.startswith("FAIL: ") and "holds no kit" in summary
+              and not stage_lines(summary), f"no build, no kit: exit {r.returncode}, summary {summary[:300]!r}")
 
         # A broken kit: the window stops before any stage.
         broken = os.path.join(tmp, "broken")
