@@ -34,12 +34,20 @@ Test(sampler, bad_config) {
   deco_sampler_config_t c = {.size = sizeof(deco_sampler_config_t), .temperature = -1.0f, .top_p = 0.9f, .seed = 1};
   cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_null(s);
+  /* The law deco_generate checks too, in the same words. */
+  cr_assert_str_eq(deco_last_error(NULL), "deco_sampler_create: temperature = -1 must be finite and >= 0");
   c.temperature = 1.0f;
   c.top_p = 0.0f;
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(NULL), "deco_sampler_create: top_p = 0 must be finite and > 0");
+  c.top_p = INFINITY;
   cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
   c.top_p = 1.0f;
   cr_assert_eq(deco_sampler_create(0, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
   c.top_k = -1;
+  cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
+  cr_assert_str_eq(deco_last_error(NULL), "deco_sampler_create: top_k = -1 outside [0, 16777216]");
+  c.top_k = (1 << 24) + 1;
   cr_assert_eq(deco_sampler_create(4, &c, &s), DECO_STATUS_INVALID_ARGUMENT);
   c.top_k = 0;
   c.size = 0; /* not filled from DECO_SAMPLER_CONFIG_INIT */

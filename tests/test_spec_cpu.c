@@ -228,7 +228,7 @@ Test(spec_cpu, config_messages) {
     case 2: prompt = bad, msg = "deco_generate: prompt[1] = 512 outside the vocabulary [0, 512)"; break;
     case 3: c.page_size = -1, msg = "deco_generate: c->page_size = -1 outside [1, 65536]"; break;
     case 4: c.replay_chunk = 1 << 21, msg = "deco_generate: c->replay_chunk = 2097152 outside [1, 1048576]"; break;
-    case 5: c.top_k = -1, msg = "deco_generate: c->top_k = -1 outside [0, 16777216]"; break;
+    case 5: c.top_k = -1, msg = "deco_generate: top_k = -1 outside [0, 16777216]"; break;
     case 6: c.graph = 1, msg = "deco_generate: graph needs device_resident"; break;
     case 7:
       c.graph = 1, c.device_resident = 1, want = DECO_STATUS_UNSUPPORTED;

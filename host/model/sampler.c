@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "model/sampler.h"
+
 #include "core/internal.h"
 #include "deco/model.h"
 #include "deco/philox.h"
@@ -24,6 +26,16 @@ struct deco_sampler {
   prob_index_t *cands;   /* [vocab] */
 };
 
+deco_status_t deco_sampling_law_check(deco_ctx_t *ctx, int top_k, float temperature, float top_p, const char *op) {
+  DECO_CHECK_RANGE(ctx, top_k, 0, 1 << 24, op);
+  if (!(temperature >= 0.0f) || isinf(temperature))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and >= 0", op,
+                     (double)temperature);
+  if (!(top_p > 0.0f) || isinf(top_p))
+    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: top_p = %g must be finite and > 0", op, (double)top_p);
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_sampler_create(int vocab, const deco_sampler_config_t *config, deco_sampler_t **out) {
   static const char op[] = "deco_sampler_create";
   if (out == NULL || config == NULL) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
@@ -34,13 +46,7 @@ deco_status_t deco_sampler_create(int vocab, const deco_sampler_config_t *config
   deco_sampler_config_t cfg;
   DECO_TRY(deco_sized_read(NULL, &cfg, config, &defaults, sizeof cfg, "deco_sampler_create: config"));
   config = &cfg;
-  if (config->top_k < 0)
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: top_k = %d must be >= 0", op, config->top_k);
-  if (!(config->temperature >= 0.0f) || isinf(config->temperature))
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and >= 0", op,
-                     (double)config->temperature);
-  if (!(config->top_p > 0.0f) || isinf(config->top_p))
-    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: top_p = %g must be > 0", op, (double)config->top_p);
+  DECO_TRY(deco_sampling_law_check(NULL, config->top_k, config->temperature, config->top_p, op));
   deco_sampler_t *s = calloc(1, sizeof *s);
   if (s) {
     s->probs = malloc(sizeof(float) * (size_t)vocab);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/internal.h"
+#include "model/sampler.h"
 #include "spec/device_step.h"
 #include "spec/verify.h"
 #include "util/sized.h"
@@ -300,13 +301,7 @@ static deco_status_t check_sizes(run_t *r, const char *op) {
   if (c->replay_chunk == 0) c->replay_chunk = DECO_GENERATE_REPLAY_CHUNK;
   DECO_CHECK_RANGE(ctx, c->page_size, 1, 1 << 16, op);
   DECO_CHECK_RANGE(ctx, c->replay_chunk, 1, 1 << 20, op);
-  DECO_CHECK_RANGE(ctx, c->top_k, 0, 1 << 24, op);
-  if (!(c->temperature >= 0.0f) || isinf(c->temperature))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: temperature = %g must be finite and >= 0", op,
-                     (double)c->temperature);
-  if (!(c->top_p > 0.0f) || isinf(c->top_p))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: top_p = %g must be finite and > 0", op,
-                     (double)c->top_p);
+  DECO_TRY(deco_sampling_law_check(ctx, c->top_k, c->temperature, c->top_p, op));
   if (c->top_p > 1.0f) c->top_p = 1.0f;
   return DECO_STATUS_SUCCESS;
 }

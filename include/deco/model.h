@@ -399,7 +399,7 @@ DECO_API deco_status_t deco_model_hold_plan(deco_model_t *model, int hold);
 typedef struct deco_sampler_config {
   size_t size;        /* sizeof(deco_sampler_config_t), for growth: set by the INIT macro */
   float temperature;  /* 0 = greedy: argmax, ties -> lowest id */
-  int top_k;          /* when temperature > 0: keep the top_k most likely ids (ties -> lower id); 0 = off */
+  int top_k;          /* when temperature > 0: keep the top_k most likely ids (ties -> lower id); 0 = off; <= 2^24 */
   float top_p;        /* nucleus when temperature > 0 (after top-k); >= 1 disables */
   uint64_t seed;      /* Philox key */
 } deco_sampler_config_t;
