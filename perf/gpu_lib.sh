@@ -81,7 +81,7 @@ gpu_suite() {
   case $rc in
     0) res=PASS; done_now "suite $name" ;;
     77) res="NOT RUN (no device)"; status=1 ;;
-    124) res=TIMEOUT; status=1 ;;
+    124 | 137) res=TIMEOUT; status=1 ;;
     *) res="FAIL ($rc)"; status=1 ;;
   esac
   note "test  $name: $res ($(($(date +%s) - start)) s)"
@@ -94,6 +94,9 @@ gpu_sanitize() {
   command -v compute-sanitizer >/dev/null 2>&1 || { note "$tool $name: sanitizer unavailable"; return; }
   [ -x "$bin/$name" ] || { note "$tool $name: MISSING"; status=1; return; }
   if done_before "$tool $name $filter"; then note "$tool $name $filter: clean earlier in this window"; return; fi
+  if done_before "timeout $tool $name $filter"; then
+    note "$tool $name $filter: out of time earlier in this window, not run again"; skipped; return
+  fi
   lim=$(limit 90)
   if [ "$lim" -lt 10 ]; then note "$tool $name: SKIPPED (time budget)"; skipped; return; fi
   log=$(mktemp)
@@ -101,14 +104,18 @@ gpu_sanitize() {
     "$bin/$name" --jobs 1 --filter "$filter" >"$log" 2>&1
   rc=$?
   { echo "=== $tool $name $filter"; cat "$log"; } >>"$out/sanitizer.log"
+  # A finding fails the run whatever ended it; only a run that found
+  # nothing before its time ran out is no verdict.
+  local found=0
+  if grep -Eq "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" "$log" ||
+    grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then found=1; fi
   if grep -q "Device not supported\|error 999" "$log"; then res="sanitizer unavailable"
   elif grep -q "Tested: 0 " "$log"; then res="NO TEST MATCHED $filter"; status=1
+  elif [ $found -eq 1 ]; then res="FAIL ($rc)"; status=1
   elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-    # Out of time under the sanitizer's slowdown: no finding, no verdict.
-    res="TIMEOUT after $lim s (no verdict)"; skipped
-  elif [ $rc -eq 0 ] && grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$log" \
-       && ! grep -Eq "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" "$log" \
-       && ! grep -q "========= Invalid\|========= Race\|========= Error" "$log"; then
+    # Out of time under the sanitizer's slowdown, nothing found so far.
+    res="TIMEOUT after $lim s (nothing found so far, no verdict)"; skipped; done_now "timeout $tool $name $filter"
+  elif [ $rc -eq 0 ] && grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$log"; then
     res=clean; done_now "$tool $name $filter"
   else res="FAIL ($rc)"; status=1; fi
   rm -f "$log"

@@ -97,7 +97,11 @@ deco_gpu_commit() {
   # The binaries are the kit's: its commit, and the tree's where it differs.
   [ -f "$build/kit-manifest.txt" ] && c=$(awk -F': ' '$1 == "commit" {print $2}' "$build/kit-manifest.txt")
   if [ -n "$c" ]; then
-    if [ -n "$g" ] && [ "$g" != "$c" ]; then echo "$c (kit; the tree is at $g)"; else echo "$c (kit)"; fi
+    # Two gits may abbreviate one commit to different lengths.
+    case "$g:$c" in
+      ":"* | "$c"*":$c" | "$g:$g"*) echo "$c (kit)" ;;
+      *) echo "$c (kit; the tree is at $g)" ;;
+    esac
     return
   fi
   echo "${g:-unknown}"

@@ -16,7 +16,8 @@
 # come from its toolkit. Test binaries linked with the static libdeco repeat
 # most of their bytes, so the archive compresses well with one large xz
 # window (a CUDA build of some 180 MiB packs into about 12 MiB).
-# manifest.txt (also packed as BUILD/kit-manifest.txt) gives the commit,
+# manifest.txt (its first lines also packed as kit-manifest.txt, which
+# unpack puts in BUILD and marks it as a kit's) gives the commit,
 # whether the tree had changes, the CUDA architectures, the sizes, and what
 # the working tree, the kit and the mini SmolLM2 model weigh together.
 #
@@ -52,8 +53,14 @@ pack() {
   fi
   mkdir -p "$kit"
   kit=$(cd "$kit" && pwd)
-  # No manifest beside an archive it does not describe, whatever fails below.
-  rm -f "$kit/manifest.txt"
+  # Nothing of an earlier kit is left beside this one, whatever fails below.
+  rm -f "$kit/manifest.txt" "$kit/build.tar.xz"
+  # The manifest the archive carries as kit-manifest.txt marks a build
+  # unpacked from a kit (scripts/gpu-window.sh), so it is written beside,
+  # not into, the build packed (where earlier packs left it: removed).
+  rm -f "$build/kit-manifest.txt"
+  stage=$(mktemp -d "${TMPDIR:-/tmp}/deco-kit.XXXXXX") # global: the EXIT trap reads it
+  trap 'rm -rf "$stage"' EXIT
   # One ldd pass: what cannot be found fails the pack; the rest is rt/:
   # every library the binaries load but the build's, the C library's and CUDA's.
   local report lost
@@ -86,10 +93,10 @@ pack() {
     echo "cuda archs: ${archs:-unknown}"
     echo "packed: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "libraries in rt/: $n ($(ls "$build/rt" | tr '\n' ' '))"
-  } >"$build/kit-manifest.txt"
+  } >"$stage/kit-manifest.txt"
   local libs=()
   for f in "$build"/lib/*.so*; do libs+=("lib/$(basename "$f")"); done
-  tar -C "$build" -cf - bin "${libs[@]}" rt kit-manifest.txt |
+  tar -C "$build" -cf - bin "${libs[@]}" rt -C "$stage" kit-manifest.txt |
     xz -9e --lzma2=dict=192MiB -T1 >"$kit/build.tar.xz.tmp"
   mv "$kit/build.tar.xz.tmp" "$kit/build.tar.xz"
   local raw packed tree=0 model=0
@@ -103,7 +110,7 @@ pack() {
   [ -f "$root/models-cache/SmolLM2-135M-mini.gguf" ] &&
     model=$(stat -c %s "$root/models-cache/SmolLM2-135M-mini.gguf")
   {
-    cat "$build/kit-manifest.txt"
+    cat "$stage/kit-manifest.txt"
     echo "build: $(mib "$raw") MiB, packed $(mib "$packed") MiB"
     echo "working tree (tracked and untracked, not ignored): $(mib "$tree") MiB"
     echo "models-cache/SmolLM2-135M-mini.gguf: $(mib "$model") MiB"

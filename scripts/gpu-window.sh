@@ -83,15 +83,12 @@ note "$deco_gpu_env_note"
 export DECO_GPU_WINDOW=1
 # What passed (suites, sanitizer cases, stages): for a build unpacked from
 # a kit, kept beside it for the next call on this machine (unpacking
-# another kit removes it); otherwise for this call only.
+# another kit removes it); otherwise for this call only. Its first line
+# names the binaries it is about: a record of other binaries starts over.
 if [ -f "$build/kit-manifest.txt" ]; then export DECO_GPU_DONE=$build/gpu-window-done.txt
 else export DECO_GPU_DONE=$work/done.txt; fi
-touch "$DECO_GPU_DONE"
-# The library's instruction counts, once for every stage's header.
-if command -v cuobjdump >/dev/null 2>&1 && [ -f "$build/lib/libdeco.so" ]; then
-  DECO_GPU_SASS=$(deco_gpu_sass "$build")
-  export DECO_GPU_SASS
-fi
+ident="binaries: $(cat "$build/bin/deco" "$build/lib/libdeco.so" 2>/dev/null | cksum)"
+[ "$(head -n 1 "$DECO_GPU_DONE" 2>/dev/null)" = "$ident" ] || echo "$ident" >"$DECO_GPU_DONE"
 status=0
 
 # Rewrites results.tgz from the stages' folders (after each stage).
@@ -124,6 +121,11 @@ stage() {
   { echo; echo "===== $name"; cat "$work/stages/$name/summary.txt" 2>/dev/null || tail -n 20 "$work/stages/$name.console"; } >>"$details"
   note "stage $name ($script): exit $rc in $(($(date +%s) - start)) s of a $budget s budget"
   pack_results || { note "FAIL: packing results.tgz"; status=1; }
+  # The library's instruction counts (cuobjdump, seconds on a full build):
+  # the later stages' headers take the first one's line.
+  if [ -z "${DECO_GPU_SASS:-}" ]; then
+    DECO_GPU_SASS=$(grep -m 1 '^sass: ' "$work/stages/$name/summary.txt" 2>/dev/null) && export DECO_GPU_SASS
+  fi
 }
 
 stage all 300 tests/gpu/run.sh

@@ -33,14 +33,14 @@ timeout -k 10 900 ctest --test-dir "$build" -R '^(test_tp_|mpi_)' --no-tests=err
 
 note "== 2. gpu_test_tp_nccl"
 if [ -x "$build/bin/gpu_test_tp_nccl" ]; then
-  timeout 300 "$build/bin/gpu_test_tp_nccl" || fail "gpu_test_tp_nccl"
+  timeout -k 10 300 "$build/bin/gpu_test_tp_nccl" || fail "gpu_test_tp_nccl"
 else
   fail "no $build/bin/gpu_test_tp_nccl: the build did not find NCCL"
 fi
 
 model=data/models/stories260K.bin
 common=(generate --model "$model" --backend cuda --dtype f32 --temperature 0 --ignore-eos --print-ids)
-timeout 300 "$deco" "${common[@]}" >"$t/tp1.ids" 2>"$t/tp1.err" || fail "TP 1: $(tail -n 1 "$t/tp1.err")"
+timeout -k 10 300 "$deco" "${common[@]}" >"$t/tp1.ids" 2>"$t/tp1.err" || fail "TP 1: $(tail -n 1 "$t/tp1.err")"
 compare() { # what file
   if cmp -s "$t/tp1.ids" "$2"; then
     note "$1: ids equal TP 1's; $(tail -n 1 "${2%.ids}.err")"
@@ -52,13 +52,13 @@ compare() { # what file
 note "== 3. stories260K at TP 2, 4, 8 over NCCL"
 for n in 2 4 8; do
   [ "$gpus" -ge "$n" ] || { note "TP $n: skipped, $gpus GPUs"; continue; }
-  if timeout 300 "${mpirun_cmd[@]}" -np "$n" "$deco" "${common[@]}" --comm nccl >"$t/tp$n-mpi.ids" \
+  if timeout -k 10 300 "${mpirun_cmd[@]}" -np "$n" "$deco" "${common[@]}" --comm nccl >"$t/tp$n-mpi.ids" \
        2>"$t/tp$n-mpi.err"; then
     compare "TP $n, process per GPU" "$t/tp$n-mpi.ids"
   else
     fail "TP $n, process per GPU: exit $? ($(tail -n 3 "$t/tp$n-mpi.err"))"
   fi
-  if timeout 300 "$deco" "${common[@]}" --tp "$n" --comm nccl >"$t/tp$n-one.ids" 2>"$t/tp$n-one.err"; then
+  if timeout -k 10 300 "$deco" "${common[@]}" --tp "$n" --comm nccl >"$t/tp$n-one.ids" 2>"$t/tp$n-one.err"; then
     compare "TP $n, one process" "$t/tp$n-one.ids"
   else
     fail "TP $n, one process: exit $? ($(tail -n 3 "$t/tp$n-one.err"))"
@@ -70,8 +70,8 @@ mini=${DECO_MODELS_DIR:-models-cache}/SmolLM2-135M-mini.gguf
 if [ "$gpus" -ge 3 ] && [ -f "$mini" ]; then
   smol=(generate --model "$mini" --backend cuda --dtype f32 --temperature 0 --ignore-eos --print-ids --steps 64
         --prompt-ids 1,9690,198)
-  timeout 300 "$deco" "${smol[@]}" >"$t/tp1.ids" 2>/dev/null || fail "SmolLM2 mini TP 1"
-  if timeout 300 "$deco" "${smol[@]}" --tp 3 --comm nccl >"$t/smol3.ids" 2>"$t/smol3.err"; then
+  timeout -k 10 300 "$deco" "${smol[@]}" >"$t/tp1.ids" 2>/dev/null || fail "SmolLM2 mini TP 1"
+  if timeout -k 10 300 "$deco" "${smol[@]}" --tp 3 --comm nccl >"$t/smol3.ids" 2>"$t/smol3.err"; then
     compare "SmolLM2 mini TP 3" "$t/smol3.ids"
   else
     fail "SmolLM2 mini TP 3: $(tail -n 3 "$t/smol3.err")"

@@ -707,6 +707,25 @@ Test(ops_ref, embedding_and_rmsnorm_refusals) {
   deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: out overlaps residual");
   r.out = buf + 8;
   cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  /* out apart from weight, add's or apart from it; with add, residual add's
+   * or apart from it, and apart from weight: rows [0, 8), out [8, 16), add
+   * [16, 24), weight [32, 36) of big. */
+  float big[40] = {0};
+  r.residual = big, r.out = big + 8, r.add = big + 16, r.weight = big + 32;
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  r.out = big + 12;
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: out overlaps add without being it");
+  r.out = big + 16; /* out is add: each row reads add before it writes out */
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  r.out = big + 30;
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: out overlaps weight");
+  r.out = big + 8;
+  r.residual = big + 20;
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: residual overlaps add without being it");
+  r.residual = big + 28;
+  deco_test_refused(NULL, OP(r), BADARG, "deco_rmsnorm: residual overlaps weight");
+  r.add = NULL; /* residual only read: it may share weight's bytes */
+  cr_assert_eq(OP(r), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
 }
 
 Test(ops_ref, convert_refuses_an_out_that_overlaps_in_unless_it_is_in) {

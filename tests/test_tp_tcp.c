@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -165,10 +166,12 @@ Test(tp_tcp, rank_0_refuses_a_bad_port_and_a_busy_one, .timeout = 30) {
   }
   freeaddrinfo(ai);
   cr_assert_gt(n, 0, "no address of port %s could be held", port);
-  snprintf(want, sizeof want, "test: cannot listen on MASTER_PORT=%s: %s%s", port, strerror(last),
-           last == EADDRINUSE ? " (a launcher's store may hold it, as torchrun's agent does: set "
-                                "NCCL_COMM_ID=<rank 0's host>:<a free port> instead)"
-                              : "");
+  /* At least one address was held by a process (n > 0): the message says
+   * so and names the way around, whichever error came last. */
+  snprintf(want, sizeof want,
+           "test: cannot listen on MASTER_PORT=%s: %s (a process holds the port, a launcher's store maybe: set "
+           "NCCL_COMM_ID=<rank 0's host>:<a free port> instead)",
+           port, strerror(last));
   cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 0, 2, NULL, port, 1, "test"), DECO_STATUS_IO_ERROR);
   cr_assert_str_eq(deco_last_error(NULL), want);
   for (int i = 0; i < n; ++i) close(held[i]);
@@ -191,4 +194,30 @@ Test(tp_tcp, bad_arguments_are_refused) {
   cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 2, 2, "localhost", "1", 1, "test"), DECO_STATUS_INVALID_ARGUMENT);
   cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 1, 2, "localhost", "not-a-port", 1, "test"),
                DECO_STATUS_INVALID_ARGUMENT);
+}
+
+/* Under torchrun (TORCHELASTIC_USE_AGENT_STORE=True) MASTER_PORT is the
+ * agent's store: every rank fails at once, naming NCCL_COMM_ID, instead of
+ * rank 0 failing to listen and the others waiting out their timeout. */
+Test(tp_tcp, every_rank_refuses_torchruns_agent_store_at_once, .timeout = 30) {
+  unsigned char blob[BLOB] = {0};
+  char port[16];
+  free_port(port, sizeof port);
+  setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);
+  for (int rank = 0; rank < 2; ++rank) {
+    const double t0 = now_s();
+    cr_assert_eq(deco_comm_tcp_share(blob, BLOB, rank, 2, "localhost", port, 20, "test"),
+                 DECO_STATUS_INVALID_ARGUMENT, "rank %d", rank);
+    char want[512];
+    snprintf(want, sizeof want,
+             "test: rank %d: MASTER_ADDR:MASTER_PORT is torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=True), "
+             "not a port rank 0 can serve the NCCL id on: set NCCL_COMM_ID=<rank 0's host>:<a free port>",
+             rank);
+    cr_assert_str_eq(deco_last_error(NULL), want);
+    cr_assert_lt(now_s() - t0, 1.0, "rank %d waited", rank);
+  }
+  setenv("TORCHELASTIC_USE_AGENT_STORE", "False", 1); /* torchrun's other value: the rendezvous runs */
+  cr_assert_eq(deco_comm_tcp_share(blob, BLOB, 0, 1, NULL, port, 1, "test"), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(NULL));
+  unsetenv("TORCHELASTIC_USE_AGENT_STORE");
 }

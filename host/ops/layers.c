@@ -30,15 +30,33 @@ deco_status_t deco_embedding(deco_ctx_t *ctx, const deco_embedding_args_t *a) {
   return DECO_DISPATCH(&exec, embedding, a);
 }
 
-/* eps finite and >= 0, and out apart from residual (read after out is
- * written; rows run in parallel, so no byte may be shared). */
+/* Whether buffers a and b overlap other than by being the same buffer. */
+static int overlaps_unless_same(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
+  return a != b && deco_spans_overlap(a, a_bytes, b, b_bytes);
+}
+
+/* eps finite and >= 0, and what is written apart from what other rows
+ * read (rows run in parallel): out shares no byte with residual or weight,
+ * and is add or apart from it; with add, residual (then written) is add or
+ * apart from it, and apart from weight. */
 static deco_status_t check_rmsnorm_eps_and_alias(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a, const char *op) {
   if (!(a->eps >= 0.0f) || isinf(a->eps))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: eps = %g must be finite and >= 0", op, (double)a->eps);
-  const size_t elems = (size_t)a->n_rows * (size_t)a->dim;
+  const size_t es = deco_dtype_size(a->dtype), elems = (size_t)a->n_rows * (size_t)a->dim;
+  const size_t rows_bytes = elems * es, res_bytes = elems * sizeof(float), w_bytes = (size_t)a->dim * es;
+  const char *clash = NULL;
   if ((const void *)a->out == (const void *)a->residual ||
-      deco_spans_overlap(a->out, elems * deco_dtype_size(a->dtype), a->residual, elems * sizeof(float)))
-    return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: out overlaps residual", op);
+      deco_spans_overlap(a->out, rows_bytes, a->residual, res_bytes))
+    clash = "out overlaps residual";
+  else if (deco_spans_overlap(a->out, rows_bytes, a->weight, w_bytes))
+    clash = "out overlaps weight";
+  else if (a->add && overlaps_unless_same(a->out, rows_bytes, a->add, rows_bytes))
+    clash = "out overlaps add without being it";
+  else if (a->add && overlaps_unless_same(a->residual, res_bytes, a->add, rows_bytes))
+    clash = "residual overlaps add without being it";
+  else if (a->add && deco_spans_overlap(a->residual, res_bytes, a->weight, w_bytes))
+    clash = "residual overlaps weight";
+  if (clash) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %s", op, clash);
   return DECO_STATUS_SUCCESS;
 }
 

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -141,20 +142,22 @@ static deco_status_t open_listeners(id_server_t *s) {
   const int g = getaddrinfo(NULL, s->port, &hints, &ai);
   if (g != 0)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: MASTER_PORT=%s: %s", s->op, s->port, gai_strerror(g));
-  int last_errno = 0;
+  int last_errno = 0, busy = 0;
   for (const struct addrinfo *a = ai; a && s->nfd < MAX_LISTEN; a = a->ai_next) {
     const int fd = listen_on(a, s->size, &last_errno);
     if (fd >= 0) s->fds[s->nfd++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    else if (last_errno == EADDRINUSE) busy = 1;
   }
   freeaddrinfo(ai);
-  /* A port in use is most often a launcher's own store: torchrun's agent
-   * serves its rendezvous on MASTER_PORT. NCCL_COMM_ID goes around it. */
+  /* A port in use may be a launcher's own store (torchrun's agent holds
+   * MASTER_PORT; deco_comm_tcp_share refuses that case up front).
+   * NCCL_COMM_ID goes around it. */
   if (s->nfd == 0)
     return DECO_FAIL(NULL, DECO_STATUS_IO_ERROR, "%s: cannot listen on MASTER_PORT=%s: %s%s", s->op, s->port,
                      strerror(last_errno),
-                     last_errno == EADDRINUSE ? " (a launcher's store may hold it, as torchrun's agent does: set "
-                                                "NCCL_COMM_ID=<rank 0's host>:<a free port> instead)"
-                                              : "");
+                     busy ? " (a process holds the port, a launcher's store maybe: set "
+                            "NCCL_COMM_ID=<rank 0's host>:<a free port> instead)"
+                          : "");
   return DECO_STATUS_SUCCESS;
 }
 
@@ -251,5 +254,15 @@ deco_status_t deco_comm_tcp_share(void *blob, size_t bytes, int rank, int size, 
                      op);
   if (size < 1 || rank < 0 || rank >= size)
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: rank %d of %d", op, rank, size);
+  /* torchrun's workers (TORCHELASTIC_USE_AGENT_STORE=True) find their
+   * agent's store on MASTER_ADDR:MASTER_PORT: rank 0 could not listen
+   * there, and the others would wait on the agent's store until their
+   * timeout. Every rank fails at once instead, naming the way around. */
+  const char *agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
+  if (agent && (strcmp(agent, "True") == 0 || strcmp(agent, "true") == 0 || strcmp(agent, "1") == 0))
+    return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: rank %d: MASTER_ADDR:MASTER_PORT is torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=%s), "
+                     "not a port rank 0 can serve the NCCL id on: set NCCL_COMM_ID=<rank 0's host>:<a free port>",
+                     op, rank, agent);
   return rank == 0 ? serve(blob, bytes, size, port, timeout_s, op) : fetch(blob, bytes, addr, port, timeout_s, op);
 }

@@ -59,7 +59,9 @@ DECO_API deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms);
  * MPI_LOCALRANKID), then SLURM_PROCID/SLURM_STEP_NUM_TASKS/SLURM_LOCALID
  * (srun's step; an sbatch script's SLURM_NTASKS alone is no launch), then
  * RANK/WORLD_SIZE/LOCAL_RANK; the first complete set (rank and size both
- * set) wins. Returns 0 (and rank 0 of 1) when none is complete, 1 when
+ * set) wins, except in a torchrun worker (TORCHELASTIC_RUN_ID set), where
+ * RANK/WORLD_SIZE comes first (torchrun nested in srun or mpirun: the
+ * outer launcher's variables count nodes). Returns 0 (and rank 0 of 1) when none is complete, 1 when
  * found, -1 when a complete set is malformed (the thread's error slot says
  * which variable). */
 typedef struct deco_comm_env {
@@ -85,8 +87,9 @@ DECO_API deco_status_t deco_comm_from_mpi(const void *mpi_comm, deco_comm_t **ou
  * config->device, or the launcher's local rank when it is -1; the unique
  * id is shared over MPI under mpirun (builds with MPI), by NCCL's own
  * bootstrap when NCCL_COMM_ID is set, or served by rank 0 on
- * MASTER_ADDR:MASTER_PORT; with none of them it fails naming them (a world
- * of one needs none). Every call polls ncclCommGetAsyncError while in
+ * MASTER_ADDR:MASTER_PORT (not under torchrun, whose agent's store holds
+ * that port: there NCCL_COMM_ID is needed); with none of them it fails
+ * naming them (a world of one needs none). Every call polls ncclCommGetAsyncError while in
  * progress; an error or timeout_s without progress aborts the communicator
  * (ncclCommAbort) and returns DECO_STATUS_ABORTED with a message naming the
  * operation, never a hang. deco_comm_check_same stages its host values

@@ -52,7 +52,9 @@ typedef struct deco_rmsnorm_args {
   float *residual;        /* [n_rows][dim] f32, in/out */
   const void *add;        /* [n_rows][dim] dtype, or NULL */
   const void *weight;     /* [dim] dtype */
-  void *out;              /* [n_rows][dim] dtype; shares no byte with residual */
+  void *out;              /* [n_rows][dim] dtype; shares no byte with residual or weight, and is
+                           * add or apart from it; with add, residual is add or apart from it
+                           * and from weight (rows run in parallel) */
 } deco_rmsnorm_args_t;
 /* eps 1e-5 (llama2.c's), add NULL (no residual add). */
 #define DECO_RMSNORM_ARGS_INIT                                                                                  \

@@ -50,7 +50,7 @@ static __global__ __launch_bounds__(ATT_THREADS, 2) void attention_kernel(
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
   const int s = deco_ragged_seq_of(q_indptr, n_seqs, t);
-  if (s < 0) return; /* past the real token count: left untouched */
+  if (s < 0) return; /* no sequence holds it (before q_indptr[0], past the real count): left untouched */
   const int t0 = q_indptr[s], n_s = q_indptr[s + 1] - t0, len = kv_lens[s];
   /* Inconsistent batch metadata: the token's output is NaN (the reference
    * refuses such a batch; a kernel cannot, so it poisons what it cannot compute). */

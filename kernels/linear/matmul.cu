@@ -210,10 +210,13 @@ static __global__ __launch_bounds__(256) void matmul_tile_kernel(const T *__rest
  * cuBLAS's f32 split-K pair but not its one-kernel bf16 GEMM: with it,
  * stories260K's bf16 recycling step got slower while its f32 step got 19%
  * shorter (perf/NOTES.md). One row (a decode step) stays with cuBLAS's GEMV. */
+/* The tiled kernel's grid has a y block per 32 rows: at most 65535. */
+static bool tile_grid_fits(int m) { return (m + TL_TILE - 1) / TL_TILE <= 65535; }
+
 static bool tile_applies(const deco_matmul_args_t *p) {
-  /* The grid's y dimension bounds m (a tall, thin product stays with cuBLAS). */
+  /* A tall, thin product past the grid stays with cuBLAS. */
   return p->dtype == DECO_DTYPE_F32 && p->m >= 2 && (long long)p->m * p->n * p->k <= DECO_MATMUL_TILE_MAX_MACS &&
-         (p->m + TL_TILE - 1) / TL_TILE <= 65535;
+         tile_grid_fits(p->m);
 }
 
 template <typename T>
@@ -286,7 +289,7 @@ deco_status_t deco_matmul_cuda_path(const deco_exec_t *exec, const deco_matmul_a
   if (path == DECO_MATMUL_PATH_CUBLAS) return cublas_launch(exec, p);
   if (path == DECO_MATMUL_PATH_TILE) {
     /* Any size works; the grid's y dimension bounds m. */
-    if ((p->m + TL_TILE - 1) / TL_TILE > 65535)
+    if (!tile_grid_fits(p->m))
       return DECO_EXEC_FAIL(exec, DECO_STATUS_UNSUPPORTED, "deco_matmul: the tiled kernel takes m <= %d (got %d)",
                             65535 * TL_TILE, p->m);
     if (p->dtype == DECO_DTYPE_F32) return tile_launch<float>(exec, p);

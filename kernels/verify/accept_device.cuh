@@ -376,12 +376,16 @@ template <typename KF, typename KB, typename Params>
 static deco_status_t acc_run(const deco_exec_t *exec, const char *op, KF kernel_f32, KB kernel_bf16, deco_dtype_t dtype,
                              int n_trees, int vocab, const Params &p) {
   const bool bf16 = dtype == DECO_DTYPE_BF16;
+  /* Not a stream operation: allowed while the step is being captured. */
   cudaFuncAttributes fa;
   cudaError_t err = bf16 ? cudaFuncGetAttributes(&fa, kernel_bf16) : cudaFuncGetAttributes(&fa, kernel_f32);
-  const int team = err == cudaSuccess ? acc_team_size(exec, fa.ptxVersion, n_trees, vocab) : 1;
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    return DECO_EXEC_FAIL(exec, DECO_STATUS_CUDA_ERROR, "%s: the kernel's attributes: %s", op, cudaGetErrorString(err));
+  }
+  const int team = acc_team_size(exec, fa.ptxVersion, n_trees, vocab);
   cudaStream_t s = (cudaStream_t)exec->stream;
-  if (err == cudaSuccess)
-    err = bf16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p) : acc_launch_team(kernel_f32, n_trees, team, s, p);
+  err = bf16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p) : acc_launch_team(kernel_f32, n_trees, team, s, p);
   if (err == cudaSuccess) err = cudaGetLastError();
   if (err != cudaSuccess) {
     (void)cudaGetLastError();

@@ -177,6 +177,18 @@ def main():
         c = run(["bash", "-c", '. "$1"; deco_gpu_commit /nonexistent "$2"', "bash", ENV, host],
                 env={"DECO_COMMIT": "abc1234"}).stdout.strip()
         check(c == "abc1234", "DECO_COMMIT first: %r" % c)
+        # With a git tree too: the kit's commit first; git's named where it
+        # is another commit, not where it abbreviates the same one otherwise.
+        head = run(["git", "-C", ROOT, "rev-parse", "HEAD"]).stdout.strip()
+        fake = os.path.join(tmp, "fake-kit-build")
+        os.makedirs(fake)
+        for kit_commit, want in (("0000000", "0000000 (kit; the tree is at %s)"), (head[:12], head[:12] + " (kit)")):
+            with open(os.path.join(fake, "kit-manifest.txt"), "w") as f:
+                f.write("commit: %s\nuncommitted changes: no\n" % kit_commit)
+            c = run(["bash", "-c", '. "$1"; deco_gpu_commit "$2" "$3"', "bash", ENV, ROOT, fake]).stdout.strip()
+            g = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
+            expect = want % g if "%s" in want else want
+            check(c == expect, "commit with a git tree (kit %s): %r, expected %r" % (kit_commit, c, expect))
 
         r = run(["bash", KIT, "unpack", os.path.join(tmp, "nokit"), os.path.join(tmp, "b2")])
         check(r.returncode == 1 and "build.tar.xz not found" in r.stderr, "unpack without an archive: %d %r"

@@ -21,6 +21,9 @@ and fails, which is what is checked here, with the layout:
   build (gpu-window-done.txt); another kit is unpacked over the build and
   the record goes with the old one; no build and no kit stop the window;
 - a SECONDS that is not a number is a usage error (exit 2);
+- perf/gpu_lib.sh's gpu_sanitize over a placeholder compute-sanitizer: an
+  error found fails the case even when its time ran out; a case out of time
+  with nothing found is no verdict, recorded, and not run again;
 - tests/gpu/run.sh alone, its time budget: no GPU program can pass here, so
   its build (DECO_BUILD_DIR) is a temporary folder of placeholder programs
   that exit 0 (one GPU suite taking 5 s, the benches run.sh names; the mini
@@ -143,6 +146,36 @@ def run_budget(tmp):
     r, summary = run_sh(tmp, "window-2", 5, DECO_GPU_WINDOW="1", DECO_GPU_DONE=done)
     check("test  gpu_test_wait: PASS earlier in this window\n" in summary and r.returncode == 0,
           f"run.sh in a window, again: exit {r.returncode}\n{summary}")
+
+
+def sanitize_verdicts(tmp):
+    """perf/gpu_lib.sh's gpu_sanitize over a placeholder compute-sanitizer: a finding fails whatever ended the run;
+    a run out of time with nothing found is no verdict, recorded and not run again; a clean run is recorded."""
+    fake = os.path.join(tmp, "fake-sanitizer")
+    os.makedirs(os.path.join(fake, "bin"))
+    program(os.path.join(fake, "bin", "gpu_test_x"), "exit 0")
+    program(os.path.join(fake, "compute-sanitizer"), 'cat "$FAKE_LOG"; exit "$FAKE_RC"')
+    done = os.path.join(tmp, "sanitize-done.txt")
+    open(done, "w").close()
+    lib = os.path.join(ROOT, "perf", "gpu_lib.sh")
+    # skips_fail=0 as in run.sh: a run with no verdict is reported, not failed.
+    script = ('out=$1; budget=60; skips_fail=0; . "$2"; t_start=$(date +%s); mkdir -p "$out"; : >"$out/summary.txt"; '
+              'gpu_sanitize memcheck gpu_test_x "*/case"; echo "status=$status"')
+    cases = [("found", "========= Invalid __global__ read of size 4\n", 124, r"memcheck gpu_test_x \*/case: FAIL \(124\)", 1),
+             ("late", "Tested: 1\n", 124, r"memcheck gpu_test_x \*/case: TIMEOUT after \d+ s \(nothing found so far, no verdict\)", 0),
+             ("late again", "Tested: 1\n", 124, r"memcheck gpu_test_x \*/case: out of time earlier in this window, not run again", 0)]
+    for what, log, rc, want, st in cases:
+        with open(os.path.join(tmp, "fake-log"), "w") as f:
+            f.write(log)
+        env = dict(os.environ, DECO_BUILD_DIR=fake, PATH=fake + os.pathsep + os.environ.get("PATH", ""),
+                   FAKE_LOG=os.path.join(tmp, "fake-log"), FAKE_RC=str(rc), DECO_GPU_DONE=done)
+        env.pop("DECO_GPU_ENV_BUILD", None)
+        r = subprocess.run(["bash", "-c", script, "bash", os.path.join(tmp, "sanitize-out"), lib], env=env,
+                           capture_output=True, text=True, timeout=60)
+        check(re.search("^" + want + "$", r.stdout, re.M) is not None and f"status={st}" in r.stdout,
+              f"gpu_sanitize, {what}: {r.stdout!r} {r.stderr!r}")
+    check("timeout memcheck gpu_test_x */case" in open(done).read().splitlines(),
+          f"gpu_sanitize: the timeout is not recorded: {open(done).read()!r}")
 
 
 def stage_lines(summary):
@@ -278,6 +311,7 @@ def main():
         check(r.returncode == 2 and "SECONDS" in r.stderr, f"bad SECONDS: exit {r.returncode} {r.stderr!r}")
 
         run_budget(tmp)
+        sanitize_verdicts(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for f in failures:
