@@ -57,8 +57,14 @@ static int make_shape(int chain_k, int32_t *parent, int32_t *first_child_of) {
 
 int main(int argc, char **argv) {
   int reps = 50;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+  for (int i = 1; i < argc; i += 2) {
+    if (i + 1 < argc && !strcmp(argv[i], "--reps") && atoi(argv[i + 1]) >= 1) {
+      reps = atoi(argv[i + 1]);
+    } else {
+      fprintf(stderr, "usage: %s [--reps N (>= 1)]\n", argv[0]);
+      return 2;
+    }
+  }
   deco_ctx_config_t cfg = DECO_CTX_CONFIG_INIT;
   cfg.backend = DECO_BACKEND_CUDA;
   if (deco_ctx_create(&cfg, &g_ctx) != DECO_STATUS_SUCCESS) {
@@ -192,19 +198,22 @@ int main(int argc, char **argv) {
               }
               free(hl), free(hq), free(raw);
             }
-            /* floor: the rows the decisions needed */
+            /* floor: the rows the decisions needed: the target row of every
+             * accepted node; of the draft, one value per accepted token, and
+             * the whole row only of the node whose child was rejected (the
+             * residual), none when the path ends at a leaf */
             double bytes = 0.0, mean_len = 0.0;
             for (int t = 0; t < B; ++t) {
               int last = path[(size_t)t * DECO_TREE_MAX_NODES + len[t] - 1];
               int leaf = 1;
               for (int i = last + 1; i < n; ++i) leaf = leaf && par1[i] != last;
               bytes += (double)len[t] * V * es;
-              if (mi != GREEDY && Ks[ki]) bytes += (double)(len[t] - leaf) * V * 4;
+              if (mi != GREEDY && Ks[ki] && !leaf) bytes += (double)V * 4;
               mean_len += len[t];
             }
             mean_len /= B;
             deco_bench_stats_t s;
-            if (deco_bench_time(&b, run_fn, &st, 5, reps, 1, &s)) return 1;
+            if (deco_bench_time(&b, run_fn, &st, 5, reps, DECO_BENCH_FLUSH, &s)) return 1;
             char shape[160];
             snprintf(shape, sizeof shape, "B=%d %s V=%d %s %s mean_accept_len=%.2f", B,
                      Ks[ki] == 5 ? "chain K=5" : Ks[ki] == 8 ? "chain K=8" : "tree n=64", V, deco_dtype_name(dt),

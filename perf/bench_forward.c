@@ -1,7 +1,8 @@
 /* perf/bench_forward.c — one decode step of the synthetic llama2-7b in bf16
  * (6.74 B parameters, 13.5 GB of weights) at batch 1 and 16 with a KV prefix
- * of 512 per sequence, against the floor weight bytes / copy bandwidth
- * measured in the same run (docs/PERF.md: target >= 84% of the floor at batch 1, graphed;
+ * of 512 per sequence, against the floor bytes read / copy bandwidth
+ * measured in the same run (bytes: every weight but the embedding table,
+ * of which a step reads its tokens' rows, plus the K/V attended) (docs/PERF.md: target >= 84% of the floor at batch 1, graphed;
  * Hugging Face eager 21.3 ms, torch.compile with CUDA graphs 5.48 ms on an
  * H200). Also the verification forward of one sequence with a draft tree
  * of 64 and 81 nodes (tree attention; docs/PERF.md: <= 1.1x the decode step).
@@ -40,6 +41,28 @@ static int run_step(void *user) {
     return 1;
   }
   return 0;
+}
+
+/* What bounds a step at small batches is the bytes it reads: every weight
+ * but the embedding table, of which a step reads only its tokens' rows (a
+ * shared classifier reads the table whole, as the classifier), plus each
+ * sequence's K and V over every layer (bf16). The flops: 2 per matmul
+ * weight per token. */
+static double stream_weight_bytes(const deco_model_hparams_t *c, double weight_bytes) {
+  return c->shared_classifier ? weight_bytes : weight_bytes - 2.0 * (double)c->vocab_size * c->dim;
+}
+static double kv_token_bytes(const deco_model_hparams_t *c) {
+  return 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * 2.0;
+}
+/* The K/V a step of s reads when each sequence's committed length is
+ * `grown` slots longer than now (a causal step attends to its new tokens
+ * too; a tree step to the committed prefix and at most its depth of nodes,
+ * counted as all of them). */
+static double step_kv_bytes(const step_t *s, double grown) {
+  const deco_model_hparams_t *c = deco_model_get_hparams(s->model);
+  double slots = 0;
+  for (int i = 0; i < s->n_seqs; ++i) slots += deco_kv_cache_seq_len(s->cache, s->seqs[i]) + grown + s->n_new[i];
+  return slots * kv_token_bytes(c);
 }
 
 /* One step captured as a CUDA graph of deco_forward_device, its batch in
@@ -122,9 +145,18 @@ static int graphed_create(const step_t *s, graphed_t *g) {
 int main(int argc, char **argv) {
   const char *name = "llama2-7b";
   int reps = 30;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--model") == 0) name = argv[i + 1];
-    else if (strcmp(argv[i], "--reps") == 0) reps = atoi(argv[i + 1]);
+  for (int i = 1; i < argc; i += 2) {
+    if (i + 1 < argc && strcmp(argv[i], "--model") == 0) name = argv[i + 1];
+    else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) reps = atoi(argv[i + 1]);
+    else {
+      fprintf(stderr, "bench_forward: unknown option or missing value: %s\n"
+                      "usage: bench_forward [--model llama2-7b|llama3-8b|smollm2-135m] [--reps N]\n", argv[i]);
+      return 2;
+    }
+  }
+  if (reps < 1) {
+    fprintf(stderr, "bench_forward: --reps must be >= 1\n");
+    return 2;
   }
   if (deco_cuda_device_count() == 0) {
     fprintf(stderr, "bench_forward: no CUDA device\n");
@@ -148,7 +180,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   const deco_model_hparams_t *c = deco_model_get_hparams(model);
-  const double weight_bytes = (double)deco_model_weight_bytes(model);
+  const double weight_bytes = stream_weight_bytes(c, (double)deco_model_weight_bytes(model));
+  /* Each matmul weight is one multiply-add per token (bf16: 2 bytes). */
+  const double flops_per_token = 2.0 * weight_bytes / 2.0;
   /* Tree forwards do not commit; sequence 0 needs room for one tree more. */
   const int prefix = 512, max_b = 16, reserve = prefix + 2 * (reps + 3) + 16, reserve0 = reserve + 81;
   deco_kv_cache_t *cache;
@@ -187,24 +221,29 @@ int main(int argc, char **argv) {
     for (int s = 0; s < B; ++s) n_new[s] = 1;
     step_t st = {model, cache, B, seqs, n_new, tokens, logits, NULL};
     deco_bench_stats_t stats;
+    /* Eager steps commit their token: the timed ones (after 3 warm-ups)
+     * attend on average 3 + (reps - 1) / 2 slots more than now. */
+    double bytes = weight_bytes + step_kv_bytes(&st, 3 + (reps - 1) / 2.0);
+    const double flops = flops_per_token * B;
     if (deco_bench_time(&b, run_step, &st, 3, reps, 0, &stats)) return 1;
     if (B == 1) decode_us = stats.median_us;
     char shape[128];
     snprintf(shape, sizeof shape, "%s bf16 decode B=%d prefix=%d", name, B, prefix);
-    double flops = 2.0 * (double)deco_model_weight_bytes(model) / 2.0 * B;
-    deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, weight_bytes, flops, cmd);
-    fprintf(stderr, "decode B=%d: %.3f ms (floor %.3f ms, %.0f%%)\n", B, stats.median_us / 1e3,
-            deco_bench_floor_us(&b, weight_bytes, flops) / 1e3,
-            100.0 * deco_bench_floor_us(&b, weight_bytes, flops) / stats.median_us);
+    deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, bytes, flops, cmd);
+    fprintf(stderr, "%s decode B=%d: %.3f ms (floor %.3f ms, %.0f%%)\n", name, B, stats.median_us / 1e3,
+            deco_bench_floor_us(&b, bytes, flops) / 1e3, 100.0 * deco_bench_floor_us(&b, bytes, flops) / stats.median_us);
+    /* A replay attends to the lengths at capture, every time. */
+    bytes = weight_bytes + step_kv_bytes(&st, 0);
     graphed_t g;
     if (graphed_create(&st, &g)) return 1;
     if (deco_bench_time(&b, replay_step, &g, 3, reps, 0, &stats)) return 1;
     graphed_destroy(&g);
     if (B == 1) decode_graph_us = stats.median_us;
     snprintf(shape, sizeof shape, "%s bf16 decode B=%d prefix=%d (CUDA graph)", name, B, prefix);
-    deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, weight_bytes, flops, cmd);
-    fprintf(stderr, "decode B=%d as a CUDA graph: %.3f ms (%.0f%% of the floor)\n", B, stats.median_us / 1e3,
-            100.0 * deco_bench_floor_us(&b, weight_bytes, flops) / stats.median_us);
+    deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, bytes, flops, cmd);
+    fprintf(stderr, "%s decode B=%d as a CUDA graph: %.3f ms (%.0f%% of the %.3f ms floor)\n", name, B,
+            stats.median_us / 1e3, 100.0 * deco_bench_floor_us(&b, bytes, flops) / stats.median_us,
+            deco_bench_floor_us(&b, bytes, flops) / 1e3);
   }
   /* Verification forwards of one sequence: random draft trees of 64 and 81
    * nodes (each node's parent among the 8 before it). */
@@ -216,13 +255,15 @@ int main(int argc, char **argv) {
     int n = verify[i];
     step_t st = {model, cache, 1, seqs, &n, tokens, logits, parents};
     deco_bench_stats_t stats;
-    if (deco_bench_time(&b, run_step, &st, 2, reps / 2 > 5 ? reps / 2 : 5, 0, &stats)) return 1;
+    /* Tree forwards commit nothing: every one reads the same K/V. */
+    const double bytes = weight_bytes + step_kv_bytes(&st, 0), flops = flops_per_token * n;
+    if (deco_bench_time(&b, run_step, &st, 2, reps, 0, &stats)) return 1;
     char shape[128];
     snprintf(shape, sizeof shape, "%s bf16 tree verification of %d nodes, prefix %d", name, n, prefix + 2 * (reps + 3));
-    double flops = 2.0 * (double)deco_model_weight_bytes(model) / 2.0 * n;
-    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas+tree_attention", &stats, weight_bytes, flops, cmd);
+    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas+tree_attention", &stats, bytes, flops, cmd);
     double ratio = stats.median_us / decode_us;
-    fprintf(stderr, "tree of %d nodes: %.3f ms = %.2f x the one-token step\n", n, stats.median_us / 1e3, ratio);
+    fprintf(stderr, "%s tree of %d nodes: %.3f ms = %.2f x the one-token step\n", name, n, stats.median_us / 1e3,
+            ratio);
     /* A step that commits a tokens costs ratio decode steps (drafting and
      * acceptance aside): a must reach ratio to break even, 1.5 ratio for
      * 1.5x, 2 ratio for 2x. */
@@ -230,13 +271,13 @@ int main(int argc, char **argv) {
             1.5 * ratio, 2.0 * ratio);
     graphed_t g;
     if (graphed_create(&st, &g)) return 1;
-    if (deco_bench_time(&b, replay_step, &g, 2, reps / 2 > 5 ? reps / 2 : 5, 0, &stats)) return 1;
+    if (deco_bench_time(&b, replay_step, &g, 2, reps, 0, &stats)) return 1;
     graphed_destroy(&g);
     snprintf(shape, sizeof shape, "%s bf16 tree verification of %d nodes, prefix %d (CUDA graph)", name, n,
              prefix + 2 * (reps + 3));
-    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas+tree_attention", &stats, weight_bytes, flops, cmd);
+    deco_bench_csv_row(stdout, &b, "forward", shape, "cublas+tree_attention", &stats, bytes, flops, cmd);
     ratio = stats.median_us / decode_graph_us;
-    fprintf(stderr, "tree of %d nodes as a CUDA graph: %.3f ms = %.2f x the graphed one-token step\n", n,
+    fprintf(stderr, "%s tree of %d nodes as a CUDA graph: %.3f ms = %.2f x the graphed one-token step\n", name, n,
             stats.median_us / 1e3, ratio);
     fprintf(stderr, "  mean accepted tokens needed: %.2f to break even, %.2f for 1.5x, %.2f for 2x\n", ratio,
             1.5 * ratio, 2.0 * ratio);

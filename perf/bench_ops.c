@@ -132,7 +132,7 @@ static int bench_small_matmul(deco_ctx_t *ctx, deco_bench_t *b, int reps, const 
             continue;
           }
           deco_bench_stats_t s;
-          if (deco_bench_time(b, mm_fn, &st, 5, reps, 0, &s)) return failures + 1;
+          if (deco_bench_time(b, mm_fn, &st, 5, reps, DECO_BENCH_HOLD, &s)) return failures + 1;
           const double bytes = (double)es * ((double)n * k + (double)m * k + (double)m * n);
           deco_bench_csv_row(stdout, b, "matmul_small", label, path, &s, bytes, 2.0 * m * (double)n * k, cmd);
           us[p] = s.median_us;
@@ -231,7 +231,7 @@ static int bench_attention(deco_ctx_t *ctx, deco_bench_t *b, int B, int L, int r
   } else {
     att_state_t st = {ctx, args};
     deco_bench_stats_t s;
-    if (deco_bench_time(b, att_fn, &st, 5, reps, 1, &s)) exit(1);
+    if (deco_bench_time(b, att_fn, &st, 5, reps, DECO_BENCH_FLUSH, &s)) exit(1);
     char shape[128], path[64];
     snprintf(shape, sizeof shape, "B=%d L=%d heads=%d/%d hd=%d page=%d", B, L, n_heads, n_kv, hd, ps);
     snprintf(path, sizeof path, "%s", deco_attention_path(ctx, &args));
@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
           continue;
         }
         deco_bench_stats_t s;
-        if (deco_bench_time(&b, mm_fn, &st, 5, reps, 1, &s)) return 1;
+        if (deco_bench_time(&b, mm_fn, &st, 5, reps, DECO_BENCH_FLUSH, &s)) return 1;
         const double bytes = 2.0 * ((double)n * k + (double)m * k + (double)m * n);
         const double flops = 2.0 * m * (double)n * k;
         deco_bench_csv_row(stdout, &b, "matmul_bf16", label, path, &s, bytes, flops, cmd);

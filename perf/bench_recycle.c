@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
       } else {
         for (int flush = 1; flush >= 0; --flush) {
           deco_bench_stats_t s;
-          if (deco_bench_time(&b, topk_fn, &st, 5, reps, flush, &s)) return 1;
+          if (deco_bench_time(&b, topk_fn, &st, 5, reps, flush ? DECO_BENCH_FLUSH : DECO_BENCH_HOLD, &s)) return 1;
           const double bytes = (double)n * es + 4.0 * rows * k;
           deco_bench_csv_row(stdout, &b, "topk_rows", label, flush ? "cold L2" : "warm L2", &s, bytes, 0.0, cmd);
           if (flush)
@@ -169,10 +169,10 @@ int main(int argc, char **argv) {
     char label[64];
     deco_bench_stats_t s;
     snprintf(label, sizeof label, "B=%d nodes=%d V=%d k=%d", B, N, V, k);
-    if (deco_bench_time(&b, draft_fn, &ds, 5, reps, 0, &s)) return 1;
+    if (deco_bench_time(&b, draft_fn, &ds, 5, reps, DECO_BENCH_HOLD, &s)) return 1;
     deco_bench_csv_row(stdout, &b, "recycle_draft", label, "warm L2", &s, 4.0 * N * 2, 0.0, cmd);
     fprintf(stderr, "  draft  %-28s %8.1f us\n", label, s.median_us);
-    if (deco_bench_time(&b, update_fn, &us, 5, reps, 0, &s)) return 1;
+    if (deco_bench_time(&b, update_fn, &us, 5, reps, DECO_BENCH_HOLD, &s)) return 1;
     deco_bench_csv_row(stdout, &b, "recycle_update", label, "warm L2", &s, 4.0 * N * (2.0 * k + 3), 0.0, cmd);
     fprintf(stderr, "  update %-28s %8.1f us\n", label, s.median_us);
     free(h);

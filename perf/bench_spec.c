@@ -49,7 +49,13 @@ int main(int argc, char **argv) {
   const char *methods_s = "ar,lookup,recycle-cold,recycle-warm";
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 42;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
+    if (!strcmp(argv[i], "--chat")) {
+      chat = 1;
+      --i; /* a flag */
+      continue;
+    }
+    if (i + 1 >= argc) deco_perf_die(argv[i], "unknown option or missing value");
     if (!strcmp(argv[i], "--model")) model_path = argv[i + 1];
     else if (!strcmp(argv[i], "--tokenizer")) tok_path = argv[i + 1];
     else if (!strcmp(argv[i], "--prompts")) prompts_path = argv[i + 1];
@@ -64,10 +70,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--max-per-kind")) max_per_kind = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--methods")) methods_s = argv[i + 1];
-    else if (!strcmp(argv[i], "--chat")) {
-      chat = 1;
-      --i; /* a flag */
-    } else deco_perf_die(argv[i], "unknown option");
+    else deco_perf_die(argv[i], "unknown option");
   }
   if (!model_path) deco_perf_die("usage", "--model FILE is required");
   gguf = deco_perf_is_gguf(model_path);

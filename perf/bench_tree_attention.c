@@ -365,7 +365,7 @@ int main(int argc, char **argv) {
       snprintf(path, sizeof path, "%s", deco_tree_attention_path(ctx, &c.ta));
       deco_bench_stats_t st;
       if (ni == 0) { /* decode attention does not depend on the tree */
-        if (deco_bench_time(&b, decode_fn, &c, 10, reps, flush, &st)) return 1;
+        if (deco_bench_time(&b, decode_fn, &c, 10, reps, flush ? DECO_BENCH_FLUSH : DECO_BENCH_HOLD, &st)) return 1;
         decode_us = st.median_us;
         char dshape[64];
         snprintf(dshape, sizeof dshape, "B=%d L=%d heads=%d/%d hd=%d page=%d", c.B, c.L + 1, H_Q, H_KV, HD, PAGE);
@@ -375,7 +375,7 @@ int main(int argc, char **argv) {
         deco_bench_csv_row(stdout, &b, "decode_attention_bf16", dshape, dpath, &st, dbytes,
                            4.0 * c.B * (double)(c.L + 1) * H_Q * HD, cmd);
       }
-      if (deco_bench_time(&b, tree_fn, &c, 10, reps, flush, &st)) return 1;
+      if (deco_bench_time(&b, tree_fn, &c, 10, reps, flush ? DECO_BENCH_FLUSH : DECO_BENCH_HOLD, &st)) return 1;
       deco_bench_csv_row(stdout, &b, "tree_attention_bf16", shape, path, &st, c.bytes, c.flops, cmd);
       const double mem_floor = deco_bench_floor_us(&b, c.bytes, 0.0), math_floor = deco_bench_floor_us(&b, 0.0, c.flops);
       const double fl = mem_floor > math_floor ? mem_floor : math_floor;

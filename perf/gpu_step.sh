@@ -72,6 +72,9 @@ if [ -f "$out/benches.csv" ]; then
             step[t, "recycle-warm"] / step[t, "ar"], acc[t, "recycle-warm"]
       }
     }' "$out/benches.csv" | while read -r line; do note "$line"; done
-  grep -E "as a CUDA graph|^decode B=1" "$out/benches.log" | while read -r line; do note "forward: $line"; done
+  # bench_forward's lines name their model: the B = 1 decode steps, eager
+  # and graphed, and the graphed trees.
+  grep -E "^[a-z0-9-]+ (decode B=1[: ]|tree of [0-9]+ nodes as a CUDA graph)" "$out/benches.log" |
+    while read -r line; do note "forward: $line"; done
 fi
 gpu_end

@@ -9,7 +9,7 @@
  *   if (deco_bench_init(&b, ctx) || deco_bench_measure_ceilings(&b)) exit(1);
  *   deco_bench_csv_header(stdout);
  *   deco_bench_stats_t st;
- *   deco_bench_time(&b, my_fn, my_state, 10, 100, 1, &st);  // my_fn enqueues on deco_ctx_stream(ctx)
+ *   deco_bench_time(&b, my_fn, my_state, 10, 100, DECO_BENCH_FLUSH, &st);  // my_fn enqueues on deco_ctx_stream(ctx)
  *   deco_bench_csv_row(stdout, &b, "matmul", "m=1 n=4096 k=4096", "skinny", &st, bytes, flops, cmd);
  *   deco_bench_destroy(&b);
  * Functions return 0 on success and print the reason to stderr otherwise
@@ -70,10 +70,22 @@ int deco_bench_measure_ceilings(deco_bench_t *b);
  * write-back competes with the timed kernel's reads. */
 int deco_bench_flush_l2(deco_bench_t *b);
 
+/* What deco_bench_time does before each timed run (its flags):
+ * DECO_BENCH_FLUSH: flushes L2 (deco_bench_flush_l2); the GPU is busy with
+ * the flush while the host queues the run. DECO_BENCH_HOLD: holds the
+ * stream (a host function on it, released once the run is queued, at most
+ * after 2 ms) so that the start event is stamped when the GPU reaches the
+ * run: the device time of a call, as inside a CUDA graph, without the
+ * host's checks and launch that an idle stream would otherwise count. For
+ * single calls of kernels; an eager multi-launch step, whose host time is
+ * part of its cost, takes neither (0). */
+#define DECO_BENCH_FLUSH 1
+#define DECO_BENCH_HOLD 2
+
 /* Runs fn warmup times, then reps times, each between two CUDA events (with
- * an L2 flush before each timed run if flush_l2), and fills *st with the
- * median, extremes and 10th/90th percentiles in microseconds. */
-int deco_bench_time(deco_bench_t *b, deco_bench_fn fn, void *user, int warmup, int reps, int flush_l2,
+ * what flags ask before each timed run), and fills *st with the median,
+ * extremes and 10th/90th percentiles in microseconds. */
+int deco_bench_time(deco_bench_t *b, deco_bench_fn fn, void *user, int warmup, int reps, int flags,
                     deco_bench_stats_t *st);
 
 /* Floor in microseconds: max(bytes / copy bandwidth, flops / GEMM rate). */
