@@ -46,23 +46,25 @@ static int run_step(void *user) {
 /* What bounds a step at small batches is the bytes it reads: every weight
  * but the embedding table, of which a step reads only its tokens' rows (a
  * shared classifier reads the table whole, as the classifier), plus each
- * sequence's K and V over every layer (bf16). The flops: 2 per matmul
- * weight per token. */
-static double stream_weight_bytes(const deco_model_hparams_t *c, double weight_bytes) {
-  return c->shared_classifier ? weight_bytes : weight_bytes - 2.0 * (double)c->vocab_size * c->dim;
+ * sequence's K and V over every layer, in the model's dtype. The flops: 2
+ * per matmul weight per token. */
+static double stream_weight_bytes(const deco_model_t *m) {
+  const deco_model_hparams_t *c = deco_model_get_hparams(m);
+  const double all = (double)deco_model_weight_bytes(m), es = (double)deco_dtype_size(deco_model_dtype(m));
+  return c->shared_classifier ? all : all - es * (double)c->vocab_size * c->dim;
 }
-static double kv_token_bytes(const deco_model_hparams_t *c) {
-  return 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * 2.0;
+static double kv_token_bytes(const deco_model_t *m) {
+  const deco_model_hparams_t *c = deco_model_get_hparams(m);
+  return 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * (double)deco_dtype_size(deco_model_dtype(m));
 }
 /* The K/V a step of s reads when each sequence's committed length is
  * `grown` slots longer than now (a causal step attends to its new tokens
  * too; a tree step to the committed prefix and at most its depth of nodes,
  * counted as all of them). */
 static double step_kv_bytes(const step_t *s, double grown) {
-  const deco_model_hparams_t *c = deco_model_get_hparams(s->model);
   double slots = 0;
   for (int i = 0; i < s->n_seqs; ++i) slots += deco_kv_cache_seq_len(s->cache, s->seqs[i]) + grown + s->n_new[i];
-  return slots * kv_token_bytes(c);
+  return slots * kv_token_bytes(s->model);
 }
 
 /* One step captured as a CUDA graph of deco_forward_device, its batch in
@@ -180,9 +182,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   const deco_model_hparams_t *c = deco_model_get_hparams(model);
-  const double weight_bytes = stream_weight_bytes(c, (double)deco_model_weight_bytes(model));
-  /* Each matmul weight is one multiply-add per token (bf16: 2 bytes). */
-  const double flops_per_token = 2.0 * weight_bytes / 2.0;
+  const double weight_bytes = stream_weight_bytes(model);
+  /* Each matmul weight is one multiply-add per token. */
+  const double flops_per_token = 2.0 * weight_bytes / (double)deco_dtype_size(deco_model_dtype(model));
   /* Tree forwards do not commit; sequence 0 needs room for one tree more. */
   const int prefix = 512, max_b = 16, reserve = prefix + 2 * (reps + 3) + 16, reserve0 = reserve + 81;
   deco_kv_cache_t *cache;

@@ -37,8 +37,9 @@ static int overlaps_unless_same(const void *a, size_t a_bytes, const void *b, si
 
 /* eps finite and >= 0, and what is written apart from what other rows
  * read (rows run in parallel): out shares no byte with residual or weight,
- * and is add or apart from it; with add, residual (then written) is add or
- * apart from it, and apart from weight. */
+ * and is add or apart from it; with add, residual (then written) is apart
+ * from weight, and from add unless it is add with the same rows (an f32
+ * add: a 2-byte add's rows lie elsewhere in the same bytes). */
 static deco_status_t check_rmsnorm_eps_and_alias(deco_ctx_t *ctx, const deco_rmsnorm_args_t *a, const char *op) {
   if (!(a->eps >= 0.0f) || isinf(a->eps))
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: eps = %g must be finite and >= 0", op, (double)a->eps);
@@ -52,8 +53,9 @@ static deco_status_t check_rmsnorm_eps_and_alias(deco_ctx_t *ctx, const deco_rms
     clash = "out overlaps weight";
   else if (a->add && overlaps_unless_same(a->out, rows_bytes, a->add, rows_bytes))
     clash = "out overlaps add without being it";
-  else if (a->add && overlaps_unless_same(a->residual, res_bytes, a->add, rows_bytes))
-    clash = "residual overlaps add without being it";
+  else if (a->add && (es == sizeof(float) ? overlaps_unless_same(a->residual, res_bytes, a->add, rows_bytes)
+                                          : deco_spans_overlap(a->residual, res_bytes, a->add, rows_bytes)))
+    clash = es == sizeof(float) ? "residual overlaps add without being it" : "residual overlaps add";
   else if (a->add && deco_spans_overlap(a->residual, res_bytes, a->weight, w_bytes))
     clash = "residual overlaps weight";
   if (clash) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %s", op, clash);

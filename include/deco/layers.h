@@ -53,8 +53,8 @@ typedef struct deco_rmsnorm_args {
   const void *add;        /* [n_rows][dim] dtype, or NULL */
   const void *weight;     /* [dim] dtype */
   void *out;              /* [n_rows][dim] dtype; shares no byte with residual or weight, and is
-                           * add or apart from it; with add, residual is add or apart from it
-                           * and from weight (rows run in parallel) */
+                           * add or apart from it; with add, residual is apart from weight, and
+                           * from add unless it is add in f32 (rows run in parallel) */
 } deco_rmsnorm_args_t;
 /* eps 1e-5 (llama2.c's), add NULL (no residual add). */
 #define DECO_RMSNORM_ARGS_INIT                                                                                  \

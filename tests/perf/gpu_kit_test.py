@@ -172,22 +172,32 @@ def main():
         check(tree(host_py) == tree(host, skip=("rt-use",)), "unpack without xz gives another tree")
         check(os.path.islink(os.path.join(host_py, "lib", "libdeco.so")), "unpack without xz: lib/libdeco.so is no link")
 
-        c = run(["bash", "-c", '. "$1"; deco_gpu_commit /nonexistent "$2"', "bash", ENV, host]).stdout.strip()
+        c = run(["bash", "-c", '. "$1"; deco_gpu_commit /nonexistent "$2"', "bash", ENV, host],
+                env={"DECO_COMMIT": ""}).stdout.strip()
         check(commit and c == commit[0] + " (kit)", "commit from the manifest: %r (manifest %r)" % (c, commit))
         c = run(["bash", "-c", '. "$1"; deco_gpu_commit /nonexistent "$2"', "bash", ENV, host],
                 env={"DECO_COMMIT": "abc1234"}).stdout.strip()
         check(c == "abc1234", "DECO_COMMIT first: %r" % c)
-        # With a git tree too: the kit's commit first; git's named where it
-        # is another commit, not where it abbreviates the same one otherwise.
-        head = run(["git", "-C", ROOT, "rev-parse", "HEAD"]).stdout.strip()
+        # With a git tree too (a repository of its own, one commit): the
+        # kit's commit first; git's named where it is another commit, not
+        # where it abbreviates the same one to another length.
+        repo = os.path.join(tmp, "repo")
+        os.makedirs(repo)
+        for args in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+                                      "-m", "t"]):
+            r = run(["git", "-C", repo] + args)
+            check(r.returncode == 0, "git %s: %s" % (args[-1], r.stderr))
+        head = run(["git", "-C", repo, "rev-parse", "HEAD"]).stdout.strip()
+        short = run(["git", "-C", repo, "rev-parse", "--short", "HEAD"]).stdout.strip()
+        check(len(head) == 40 and short, "the test repository has no commit: %r %r" % (head, short))
         fake = os.path.join(tmp, "fake-kit-build")
         os.makedirs(fake)
-        for kit_commit, want in (("0000000", "0000000 (kit; the tree is at %s)"), (head[:12], head[:12] + " (kit)")):
+        for kit_commit, expect in (("0000000", "0000000 (kit; the tree is at %s)" % short),
+                                   (head[:12], head[:12] + " (kit)")):
             with open(os.path.join(fake, "kit-manifest.txt"), "w") as f:
                 f.write("commit: %s\nuncommitted changes: no\n" % kit_commit)
-            c = run(["bash", "-c", '. "$1"; deco_gpu_commit "$2" "$3"', "bash", ENV, ROOT, fake]).stdout.strip()
-            g = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
-            expect = want % g if "%s" in want else want
+            c = run(["bash", "-c", '. "$1"; deco_gpu_commit "$2" "$3"', "bash", ENV, repo, fake],
+                    env={"DECO_COMMIT": ""}).stdout.strip()
             check(c == expect, "commit with a git tree (kit %s): %r, expected %r" % (kit_commit, c, expect))
 
         r = run(["bash", KIT, "unpack", os.path.join(tmp, "nokit"), os.path.join(tmp, "b2")])

@@ -23,7 +23,9 @@ and fails, which is what is checked here, with the layout:
 - a SECONDS that is not a number is a usage error (exit 2);
 - perf/gpu_lib.sh's gpu_sanitize over a placeholder compute-sanitizer: an
   error found fails the case even when its time ran out; a case out of time
-  with nothing found is no verdict, recorded, and not run again;
+  with nothing found is no verdict, recorded and not run again when it had
+  its full 90 s (a budget that cut it short leaves it to run again); a
+  clean case is recorded and not run again;
 - tests/gpu/run.sh alone, its time budget: no GPU program can pass here, so
   its build (DECO_BUILD_DIR) is a temporary folder of placeholder programs
   that exit 0 (one GPU suite taking 5 s, the benches run.sh names; the mini
@@ -150,7 +152,9 @@ def run_budget(tmp):
 
 def sanitize_verdicts(tmp):
     """perf/gpu_lib.sh's gpu_sanitize over a placeholder compute-sanitizer: a finding fails whatever ended the run;
-    a run out of time with nothing found is no verdict, recorded and not run again; a clean run is recorded."""
+    a run out of time with nothing found (the sanitizer's own "process didn't terminate" line is no finding) is no
+    verdict, recorded and not run again when it had its full 90 s, run again when a budget cut it short; a clean
+    run is recorded and not run again."""
     fake = os.path.join(tmp, "fake-sanitizer")
     os.makedirs(os.path.join(fake, "bin"))
     program(os.path.join(fake, "bin", "gpu_test_x"), "exit 0")
@@ -159,23 +163,30 @@ def sanitize_verdicts(tmp):
     open(done, "w").close()
     lib = os.path.join(ROOT, "perf", "gpu_lib.sh")
     # skips_fail=0 as in run.sh: a run with no verdict is reported, not failed.
-    script = ('out=$1; budget=60; skips_fail=0; . "$2"; t_start=$(date +%s); mkdir -p "$out"; : >"$out/summary.txt"; '
-              'gpu_sanitize memcheck gpu_test_x "*/case"; echo "status=$status"')
-    cases = [("found", "========= Invalid __global__ read of size 4\n", 124, r"memcheck gpu_test_x \*/case: FAIL \(124\)", 1),
-             ("late", "Tested: 1\n", 124, r"memcheck gpu_test_x \*/case: TIMEOUT after \d+ s \(nothing found so far, no verdict\)", 0),
-             ("late again", "Tested: 1\n", 124, r"memcheck gpu_test_x \*/case: out of time earlier in this window, not run again", 0)]
-    for what, log, rc, want, st in cases:
+    script = ('out=$1; budget=$3; skips_fail=0; . "$2"; t_start=$(date +%s); mkdir -p "$out"; : >"$out/summary.txt"; '
+              'gpu_sanitize memcheck gpu_test_x "$4"; echo "status=$status"')
+    late = "========= Error: process didn't terminate successfully\n"
+    cases = [("found", "*/a", 120, "========= Invalid __global__ read of size 4\n", 124, r"FAIL \(124\)", 1),
+             ("late", "*/b", 120, late, 124, r"TIMEOUT after 90 s \(nothing found so far, no verdict\)", 0),
+             ("late again", "*/b", 120, late, 124, r"out of time earlier in this window, not run again", 0),
+             ("cut short", "*/c", 30, late, 124, r"TIMEOUT after \d+ s \(nothing found so far, no verdict\)", 0),
+             ("cut short, again", "*/c", 120, late, 124, r"TIMEOUT after 90 s \(nothing found so far, no verdict\)", 0),
+             ("clean", "*/d", 120, "========= ERROR SUMMARY: 0 errors\n", 0, r"clean", 0),
+             ("clean again", "*/d", 120, "", 1, r"clean earlier in this window", 0)]
+    for what, flt, budget, log, rc, want, st in cases:
         with open(os.path.join(tmp, "fake-log"), "w") as f:
             f.write(log)
         env = dict(os.environ, DECO_BUILD_DIR=fake, PATH=fake + os.pathsep + os.environ.get("PATH", ""),
                    FAKE_LOG=os.path.join(tmp, "fake-log"), FAKE_RC=str(rc), DECO_GPU_DONE=done)
         env.pop("DECO_GPU_ENV_BUILD", None)
-        r = subprocess.run(["bash", "-c", script, "bash", os.path.join(tmp, "sanitize-out"), lib], env=env,
-                           capture_output=True, text=True, timeout=60)
-        check(re.search("^" + want + "$", r.stdout, re.M) is not None and f"status={st}" in r.stdout,
+        r = subprocess.run(["bash", "-c", script, "bash", os.path.join(tmp, "sanitize-out"), lib, str(budget), flt],
+                           env=env, capture_output=True, text=True, timeout=60)
+        line = "memcheck gpu_test_x " + re.escape(flt) + ": " + want
+        check(re.search("^" + line + "$", r.stdout, re.M) is not None and f"status={st}" in r.stdout,
               f"gpu_sanitize, {what}: {r.stdout!r} {r.stderr!r}")
-    check("timeout memcheck gpu_test_x */case" in open(done).read().splitlines(),
-          f"gpu_sanitize: the timeout is not recorded: {open(done).read()!r}")
+    check(open(done).read().splitlines() == ["timeout memcheck gpu_test_x */b", "timeout memcheck gpu_test_x */c",
+                                             "memcheck gpu_test_x */d"],
+          f"gpu_sanitize: recorded {open(done).read()!r}")
 
 
 def stage_lines(summary):
