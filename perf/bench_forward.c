@@ -233,7 +233,8 @@ int main(int argc, char **argv) {
     snprintf(shape, sizeof shape, "%s bf16 decode B=%d prefix=%d", name, B, prefix);
     deco_bench_csv_row(stdout, &b, "forward", shape, B == 1 ? path1 : path16, &stats, bytes, flops, cmd);
     fprintf(stderr, "%s decode B=%d: %.3f ms (floor %.3f ms, %.0f%%)\n", name, B, stats.median_us / 1e3,
-            deco_bench_floor_us(&b, bytes, flops) / 1e3, 100.0 * deco_bench_floor_us(&b, bytes, flops) / stats.median_us);
+            deco_bench_floor_us(&b, bytes, flops) / 1e3,
+            100.0 * deco_bench_floor_us(&b, bytes, flops) / stats.median_us);
     /* A replay attends to the lengths at capture, every time. */
     bytes = weight_bytes + step_kv_bytes(&st, 0);
     graphed_t g;

@@ -261,8 +261,9 @@ deco_status_t deco_comm_tcp_share(void *blob, size_t bytes, int rank, int size, 
   const char *agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
   if (agent && (strcmp(agent, "True") == 0 || strcmp(agent, "true") == 0 || strcmp(agent, "1") == 0))
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT,
-                     "%s: rank %d: MASTER_ADDR:MASTER_PORT is torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=%s), "
-                     "not a port rank 0 can serve the NCCL id on: set NCCL_COMM_ID=<rank 0's host>:<a free port>",
+                     "%s: rank %d: MASTER_ADDR:MASTER_PORT is torchrun's agent store "
+                     "(TORCHELASTIC_USE_AGENT_STORE=%s), not a port rank 0 can serve the NCCL id on: set "
+                     "NCCL_COMM_ID=<rank 0's host>:<a free port>",
                      op, rank, agent);
   return rank == 0 ? serve(blob, bytes, size, port, timeout_s, op) : fetch(blob, bytes, addr, port, timeout_s, op);
 }
