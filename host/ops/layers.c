@@ -53,9 +53,10 @@ static deco_status_t check_rmsnorm_eps_and_alias(deco_ctx_t *ctx, const deco_rms
     clash = "out overlaps weight";
   else if (a->add && overlaps_unless_same(a->out, rows_bytes, a->add, rows_bytes))
     clash = "out overlaps add without being it";
-  else if (a->add && (es == sizeof(float) ? overlaps_unless_same(a->residual, res_bytes, a->add, rows_bytes)
-                                          : deco_spans_overlap(a->residual, res_bytes, a->add, rows_bytes)))
-    clash = es == sizeof(float) ? "residual overlaps add without being it" : "residual overlaps add";
+  else if (a->add && es == sizeof(float) && overlaps_unless_same(a->residual, res_bytes, a->add, rows_bytes))
+    clash = "residual overlaps add without being it";
+  else if (a->add && es != sizeof(float) && deco_spans_overlap(a->residual, res_bytes, a->add, rows_bytes))
+    clash = "residual overlaps add";
   else if (a->add && deco_spans_overlap(a->residual, res_bytes, a->weight, w_bytes))
     clash = "residual overlaps weight";
   if (clash) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: %s", op, clash);

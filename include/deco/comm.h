@@ -61,9 +61,9 @@ DECO_API deco_status_t deco_comm_threads_create(int size, deco_comm_t **comms);
  * RANK/WORLD_SIZE/LOCAL_RANK; the first complete set (rank and size both
  * set) wins, except in a torchrun worker (TORCHELASTIC_RUN_ID set), where
  * RANK/WORLD_SIZE comes first (torchrun nested in srun or mpirun: the
- * outer launcher's variables count nodes). Returns 0 (and rank 0 of 1) when none is complete, 1 when
- * found, -1 when a complete set is malformed (the thread's error slot says
- * which variable). */
+ * outer launcher's variables count nodes). Returns 0 (and rank 0 of 1)
+ * when none is complete, 1 when found, -1 when a complete set is malformed
+ * (the thread's error slot says which variable). */
 typedef struct deco_comm_env {
   int rank, size, local_rank;
   const char *source; /* "OMPI_COMM_WORLD", "PMI", "SLURM", "RANK/WORLD_SIZE" or "none" */
@@ -89,15 +89,16 @@ DECO_API deco_status_t deco_comm_from_mpi(const void *mpi_comm, deco_comm_t **ou
  * bootstrap when NCCL_COMM_ID is set, or served by rank 0 on
  * MASTER_ADDR:MASTER_PORT (not under torchrun, whose agent's store holds
  * that port: there NCCL_COMM_ID is needed); with none of them it fails
- * naming them (a world of one needs none). Every call polls ncclCommGetAsyncError while in
- * progress; an error or timeout_s without progress aborts the communicator
- * (ncclCommAbort) and returns DECO_STATUS_ABORTED with a message naming the
- * operation, never a hang. deco_comm_check_same stages its host values
- * through the device and waits for its own stream. NCCL's sums are not in
- * rank order. config may be NULL (DECO_COMM_NCCL_CONFIG_INIT); it is read
- * by its size as every config is (deco/core.h). It makes the GPU the
- * calling thread's current device (cudaSetDevice) and leaves it so. Without
- * NCCL in the build: DECO_STATUS_UNSUPPORTED. */
+ * naming them (a world of one needs none). Every call polls
+ * ncclCommGetAsyncError while in progress; an error or timeout_s without
+ * progress aborts the communicator (ncclCommAbort) and returns
+ * DECO_STATUS_ABORTED with a message naming the operation, never a hang.
+ * deco_comm_check_same stages its host values through the device and
+ * waits for its own stream. NCCL's sums are not in rank order. config
+ * may be NULL (DECO_COMM_NCCL_CONFIG_INIT); it is read by its size as
+ * every config is (deco/core.h). It makes the GPU the calling thread's
+ * current device (cudaSetDevice) and leaves it so. Without NCCL in the
+ * build: DECO_STATUS_UNSUPPORTED. */
 #define DECO_COMM_NCCL_TIMEOUT_S 300.0
 typedef struct deco_comm_nccl_config {
   size_t size;      /* sizeof(deco_comm_nccl_config_t): set by the INIT macro */

@@ -12,6 +12,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <atomic>
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #include <cooperative_groups.h>
 #define ACC_HAVE_CLUSTER 1
@@ -340,7 +342,7 @@ __device__ __forceinline__ uint64_t acc_team_sum_u64(uint64_t v, acc_xch *xch, a
 
 /* Enough CTAs to cover the SMs, at most ACC_MAX_TEAM (portable cluster
  * size), slices of at least 4096 tokens; clusters need sm_90 and a kernel
- * compiled for it (ptx_version, from cudaFuncGetAttributes): a build for
+ * compiled for it (ptx_version, acc_ptx_version): a build for
  * sm_80 alone runs on an sm_90 GPU through its PTX, with ACC_HAVE_CLUSTER
  * 0, and such a kernel takes one CTA per tree. */
 static inline int acc_team_size(const deco_exec_t *exec, int ptx_version, int n_trees, int vocab) {
@@ -370,20 +372,40 @@ static cudaError_t acc_launch_team(K kernel, int n_trees, int team, cudaStream_t
   return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
+/* The PTX architecture the kernels run from on the current device. Every
+ * kernel of the library comes from one architecture list, so one query per
+ * device serves them all (cudaFuncGetAttributes is no stream operation: it
+ * may run while a step is captured). */
+template <typename K>
+static cudaError_t acc_ptx_version(K kernel, int *ptx) {
+  static std::atomic<int> known[64]; /* per device; 0: not asked yet */
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const bool cache = dev >= 0 && dev < 64;
+  if (cache && (*ptx = known[dev].load(std::memory_order_relaxed)) != 0) return cudaSuccess;
+  cudaFuncAttributes fa;
+  err = cudaFuncGetAttributes(&fa, kernel);
+  if (err != cudaSuccess) return err;
+  *ptx = fa.ptxVersion;
+  if (cache) known[dev].store(fa.ptxVersion, std::memory_order_relaxed);
+  return cudaSuccess;
+}
+
 /* One team per request, running the kernel for the logits' dtype (f32 or
  * bf16); a launch failure becomes the op's CUDA error. */
 template <typename KF, typename KB, typename Params>
 static deco_status_t acc_run(const deco_exec_t *exec, const char *op, KF kernel_f32, KB kernel_bf16, deco_dtype_t dtype,
                              int n_trees, int vocab, const Params &p) {
   const bool bf16 = dtype == DECO_DTYPE_BF16;
-  /* Not a stream operation: allowed while the step is being captured. */
-  cudaFuncAttributes fa;
-  cudaError_t err = bf16 ? cudaFuncGetAttributes(&fa, kernel_bf16) : cudaFuncGetAttributes(&fa, kernel_f32);
+  /* Clusters need an sm_90 device: only there does the build matter. */
+  int ptx = 0;
+  cudaError_t err = exec->cc_major >= 9 ? acc_ptx_version(kernel_f32, &ptx) : cudaSuccess;
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
     return DECO_EXEC_FAIL(exec, DECO_STATUS_CUDA_ERROR, "%s: the kernel's attributes: %s", op, cudaGetErrorString(err));
   }
-  const int team = acc_team_size(exec, fa.ptxVersion, n_trees, vocab);
+  const int team = acc_team_size(exec, ptx, n_trees, vocab);
   cudaStream_t s = (cudaStream_t)exec->stream;
   err = bf16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p) : acc_launch_team(kernel_f32, n_trees, team, s, p);
   if (err == cudaSuccess) err = cudaGetLastError();
