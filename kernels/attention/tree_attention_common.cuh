@@ -68,7 +68,7 @@ struct Params {
 struct Plan {
   int mma;      /* tensor-core kernel (head dim 64/128, f16/bf16) */
   int warps;    /* per CTA; each warp owns 16 query rows (mma) or 4 (generic) */
-  int stages;   /* K/V ring depth (mma) */
+  int stages;   /* K/V ring depth (mma); the launcher cuts it to what the device's shared memory holds */
   int tiles;
   int n_splits;
   size_t smem; /* dynamic shared memory of the generic kernel */

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <atomic>
+
 #include "common/exec.h"
 
 /* ---- Errors ------------------------------------------------------------------ */
@@ -131,6 +133,25 @@ __device__ __forceinline__ float deco_block_sum(float x, float *scratch) {
   __syncthreads();
   x = lane < n_warps ? scratch[lane] : 0.0f;
   return deco_warp_sum(x);
+}
+
+/* ---- Device limits ------------------------------------------------------------------ */
+
+/* The shared memory one block of the current device may opt in to (227 KB
+ * on sm_90 and sm_100, 163 KB on sm_80, 99 KB on sm_86, sm_89 and sm_120),
+ * asked once per device: kernels that size their shared memory for Hopper
+ * size it down to this. */
+static inline cudaError_t deco_cuda_smem_optin(int *bytes) {
+  static std::atomic<int> known[64]; /* per device; 0: not asked yet */
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const bool cache = dev >= 0 && dev < 64;
+  if (cache && (*bytes = known[dev].load(std::memory_order_relaxed)) != 0) return cudaSuccess;
+  err = cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (err != cudaSuccess) return err;
+  if (cache) known[dev].store(*bytes, std::memory_order_relaxed);
+  return cudaSuccess;
 }
 
 /* ---- Alignment ----------------------------------------------------------------- */
