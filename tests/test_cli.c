@@ -150,6 +150,7 @@ Test(cli, usage_messages_pinned) {
          "bf16");
   PINNED(2, "--temperature: -1 must be >= 0", "generate", "--temperature", "-1");
   PINNED(2, "--top-p: 0 must be in (0, 1]", "generate", "--top-p", "0");
+  PINNED(2, "--temperature: ' 1' is not a number", "generate", "--temperature", " 1"); /* as typed, like integers */
   PINNED(2, "--superpose-temp: 0 must be > 0", "generate", "--superpose-temp", "0");
   PINNED(2, "--ngram-alpha: 1.5 must be in [0, 1]", "generate", "--ngram-alpha", "1.5");
   PINNED(2, "--top-p: '1e-40' is too small for a float: a nonzero value must be at least 1.17549435e-38",

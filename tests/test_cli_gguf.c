@@ -4,13 +4,15 @@
  * `deco tokenize`, special-token text kept as text), text out equal to
  * decoding the generated ids, --chat's ids equal to the jinja2 + llama.cpp
  * fixtures of tests/test_chat.c, the reply alone as text, forced and
- * unrecognised templates, and the errors.
+ * unrecognised templates, and the errors (a draft whose tokenizer fails
+ * among them).
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/testutil.h"
 
@@ -263,4 +265,29 @@ Test(cli_gguf, errors) {
   /* The built-in llama2.c vocabulary has no template. */
   DECO_TEST_CLI_ERROR(1, "a llama2.c tokenizer has no chat template", "generate", "--chat", "--prompt", "y",
                       "--backend", "cpu");
+}
+
+/* A GGUF --draft-model whose tokenizer does not load is named with the
+ * loader's reason, not taken for a file of another kind (the mini copy
+ * with the token "Hello" renamed: the merge "H ello" names no token). */
+Test(cli_gguf, a_draft_whose_tokenizer_fails_names_why) {
+  const char *m = deco_test_model_file(MINI);
+  size_t n = 0;
+  char *bytes = deco_test_read_file(m, &n);
+  cr_assert_not_null(bytes, "%s", m);
+  static const char hello[] = "\x05\0\0\0\0\0\0\0Hello"; /* a GGUF string: u64 length, then the text */
+  char *at = memmem(bytes, n, hello, sizeof hello - 1);
+  cr_assert_not_null(at, "the token \"Hello\" in %s", m);
+  at[sizeof hello - 2] = 'p';
+  char draft[512];
+  snprintf(draft, sizeof draft, "%s/mini_hellp.gguf", deco_test_tmpdir());
+  cr_assert_eq(deco_test_write_file(draft, bytes, n), 0);
+  free(bytes);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", m, "--spec", "draft", "--draft-model", draft, "--prompt-ids", "1,2",
+                    "--steps", "4", "--print-ids", "--backend", "cpu");
+  deco_test_cli_error(&r, 1, "--draft-model: ");
+  cr_assert(strstr(r.err, draft) && strstr(r.err, "merges") && !strstr(r.err, "one is a GGUF file"), "%s", r.err);
+  deco_test_run_free(&r);
+  unlink(draft);
 }

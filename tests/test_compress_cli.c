@@ -1,8 +1,10 @@
 /* tests/test_compress_cli.c — `deco compress` (docs/CLI.md): a compressed
  * stories260K written, reported and usable by `deco generate`; the bad
  * inputs the CLI names (KV-head count, too few calibration tokens, an
- * existing --out without --force left untouched, a text without a
- * tokenizer, --solver cusolver on the CPU backend) and its usage errors;
+ * existing --out without --force left untouched, an --out that is not a
+ * regular file even with --force, --tokenizer for a GGUF model, a text
+ * without a tokenizer, --solver cusolver on the CPU backend) and its usage
+ * errors;
  * no temporary file left behind, also when a signal ends the run; --solver
  * lapack equal to auto on the CPU.
  */
@@ -141,6 +143,34 @@ Test(compress_cli, bad_input_exit_1) {
   FILE *f = fopen(fresh, "rb");
   cr_assert_null(f, "no output after a failure");
   cr_assert_eq(tmp_leftovers(), 0);
+}
+
+/* --force replaces a regular file only: a FIFO or a folder as OUT is exit 1
+ * before anything is calibrated, and stays as it was. A GGUF model refuses
+ * --tokenizer with --calib-ids as with --calib. */
+Test(compress_cli, out_must_be_a_regular_file_and_gguf_takes_no_tokenizer) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  const char *ids = write_ids("calib4.ids", 1000, 17), *fifo = path_in_tmp("out.fifo"), *dir = path_in_tmp("out.dir");
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  cr_assert_eq(mkdir(dir, 0700), 0);
+  const char *outs[2] = {fifo, dir};
+  for (int i = 0; i < 2; ++i) {
+    char want[600];
+    snprintf(want, sizeof want, "deco: error: cannot write %s: not a regular file\n", outs[i]);
+    deco_test_run_t r;
+    DECO_TEST_RUN_CLI(&r, "compress", "--model", model, "--kv-heads", "2", "--method", "mean", "--calib-ids", ids,
+                      "--out", outs[i], "--force", "--backend", "cpu");
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert_str_eq(r.err, want);
+    deco_test_run_free(&r);
+  }
+  struct stat st;
+  cr_assert(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO is left as it was");
+  cr_assert(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "the folder is left as it was");
+  cr_assert_eq(tmp_leftovers(), 0);
+  DECO_TEST_CLI_ERROR(1, "--tokenizer: ", "compress", "--model", deco_test_model_file("SmolLM2-135M-mini.gguf"),
+                      "--kv-heads", "1", "--method", "keep", "--calib-ids", ids, "--tokenizer",
+                      deco_test_data_file("models/tok512.bin"), "--out", path_in_tmp("mini1.gguf"), "--backend", "cpu");
 }
 
 /* A run ended by a signal while it calibrates removes its temporary file,

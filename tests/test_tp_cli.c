@@ -79,6 +79,15 @@ Test(tp_cli, refusals_name_the_numbers_once) {
   cr_assert_eq(count(r.err, "deco: error:"), 1, "%s", r.err);
   deco_test_run_free(&r);
 
+  /* One process's NCCL ranks need a GPU each; without one the message says
+   * so (CUDA itself would report an insufficient driver). */
+  if (deco_cuda_device_count() == 0 && deco_comm_backend_available(DECO_COMM_NCCL)) {
+    DECO_TEST_RUN_CLI(&r, "generate", "--comm", "nccl", "--tp", "2", "--steps", "8");
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert_str_eq(r.err, "deco: error: --comm nccl: no CUDA device found (or no driver)\n");
+    deco_test_run_free(&r);
+  }
+
   unsetenv("OMPI_COMM_WORLD_SIZE");
   unsetenv("PMI_SIZE");
   unsetenv("SLURM_NTASKS");

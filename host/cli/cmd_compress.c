@@ -186,11 +186,7 @@ static int read_text(const compress_options_t *o, const char *text, size_t len, 
   const int gguf = deco_cli_is_gguf(o->model);
   if (gguf < 0) return -1;
   if (gguf) {
-    if (o->tokenizer) {
-      deco_cli_error("--tokenizer: %s is a GGUF file and carries its own vocabulary", o->model);
-      return -1;
-    }
-    s = deco_tokenizer_load_gguf(o->model, &tok);
+    s = deco_tokenizer_load_gguf(o->model, &tok); /* run() refused --tokenizer */
   } else if (o->tokenizer) {
     s = deco_tokenizer_load(o->tokenizer, vocab, &tok);
   } else {
@@ -380,12 +376,23 @@ static void finish_run(compress_run_t *r) {
 static int run(const compress_options_t *o) {
   compress_run_t r = {0};
   struct stat st;
-  if (!o->force && stat(o->out, &st) == 0) {
-    deco_cli_error("%s exists (give --force to replace it)", o->out);
+  /* --force replaces a file, never a device, a FIFO or a folder (the
+   * rename would put the checkpoint in /dev/null's place, or fail only
+   * after the calibration). */
+  if (stat(o->out, &st) == 0 && (!o->force || !S_ISREG(st.st_mode))) {
+    deco_cli_error(S_ISREG(st.st_mode) ? "%s exists (give --force to replace it)" : "cannot write %s: not a regular file",
+                   o->out);
     return DECO_EXIT_BAD_INPUT;
   }
   if (deco_model_read_hparams(o->model, &r.hp) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
+    return DECO_EXIT_BAD_INPUT;
+  }
+  /* Refused with --calib-ids too, as every command refuses it. */
+  const int gguf = o->tokenizer ? deco_cli_is_gguf(o->model) : 0;
+  if (gguf < 0) return DECO_EXIT_BAD_INPUT;
+  if (gguf) {
+    deco_cli_error("--tokenizer: %s is a GGUF file and carries its own vocabulary", o->model);
     return DECO_EXIT_BAD_INPUT;
   }
   const int ok = load_calibration(o, &r) == 0 && prepare_output(o, &r) == 0 && compress_to_tmp(o, &r) == 0 &&

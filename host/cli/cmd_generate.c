@@ -679,6 +679,17 @@ static void *rank_thread(void *p) {
   return NULL;
 }
 
+/* One process's NCCL ranks need a GPU each: with fewer than `need` here
+ * (none, or no driver, which CUDA reports as an "insufficient driver"), 1
+ * after the message. (A launched rank leaves it to deco_comm_nccl_create,
+ * which fails only after the collective bootstrap every rank enters.) */
+static int nccl_gpus_missing(int need) {
+  const int gpus = deco_cuda_device_count();
+  if (gpus == 0) deco_cli_error("--comm nccl: no CUDA device found (or no driver)");
+  else if (gpus < need) deco_cli_error("--comm nccl: --tp %d needs a GPU per rank, this host has %d", need, gpus);
+  return gpus < need;
+}
+
 /* tp ranks as threads of this process: over the threads communicator on
  * the CPU, or over NCCL with GPU r for rank r (deco_comm_nccl_create_all:
  * the ranks' communicators abort together and are destroyed together,
@@ -687,6 +698,7 @@ static void *rank_thread(void *p) {
  * failed on its own (the others only saw its abort). */
 static int generate_threads(const deco_cli_options_t *o, deco_backend_t backend, deco_dtype_t dtype, int tp,
                             deco_comm_backend_t kind) {
+  if (kind == DECO_COMM_NCCL && nccl_gpus_missing(tp)) return DECO_EXIT_BAD_INPUT;
   deco_comm_t *comms[DECO_COMM_MAX_RANKS];
   const deco_status_t cst = kind == DECO_COMM_NCCL ? deco_comm_nccl_create_all(tp, NULL, comms)
                                                    : deco_comm_threads_create(tp, comms);

@@ -1,6 +1,7 @@
 /* host/cli/options.c — parsing of `deco generate` options exactly as docs/CLI.md
  * lists them; malformed values are usage errors (exit 2).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -55,7 +56,7 @@ static int parse_float(const char *opt, const char *s, int zero_ok, float *out) 
   char *end;
   errno = 0;
   float v = strtof(s, &end);
-  if (end == s || *end != '\0') {
+  if (end == s || *end != '\0' || isspace((unsigned char)s[0])) { /* as typed: strtof skips blanks */
     deco_cli_error("%s: '%s' is not a number", opt, s);
     return -1;
   }

@@ -13,6 +13,8 @@
 
 #include "cli/runs.h"
 
+#include "cli/cli_util.h"
+
 double deco_cli_now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -67,22 +69,31 @@ static int recycle_setup(cli_env_t *env) {
 }
 
 /* FNV-1a 64 of a GGUF file's vocabulary (every token's text, each
- * followed by a 0 byte); 0 for a file that is not GGUF or for the built-in
- * and synthetic models (their vocabulary comes with the target). */
-static uint64_t vocab_hash(const char *path) {
+ * followed by a 0 byte) in *h; 0 for a file that is not GGUF and for the
+ * built-in and synthetic models (their vocabulary comes with the target).
+ * 0, or 1 after the message (naming what) when the file cannot be read or
+ * its tokenizer does not load. */
+static int vocab_hash(const char *what, const char *path, uint64_t *h) {
+  *h = 0;
+  if (!path) return 0;
+  const int gguf = deco_cli_is_gguf(path);
+  if (gguf <= 0) return gguf < 0;
   deco_tokenizer_t *tok = NULL;
-  if (!path || deco_tokenizer_load_gguf(path, &tok) != DECO_STATUS_SUCCESS) return 0;
-  uint64_t h = 1469598103934665603ull;
+  if (deco_tokenizer_load_gguf(path, &tok) != DECO_STATUS_SUCCESS) {
+    deco_cli_error("%s: %s", what, deco_last_error(NULL));
+    return 1;
+  }
+  *h = 1469598103934665603ull;
   for (int32_t id = 0; id < deco_tokenizer_vocab_size(tok); ++id) {
     size_t len = 0;
     const char *t = deco_tokenizer_token_text(tok, id, &len);
     for (size_t i = 0; t && i <= len; ++i) {
-      h ^= i < len ? (unsigned char)t[i] : 0u;
-      h *= 1099511628211ull;
+      *h ^= i < len ? (unsigned char)t[i] : 0u;
+      *h *= 1099511628211ull;
     }
   }
   deco_tokenizer_destroy(tok);
-  return h;
+  return 0;
 }
 
 /* --spec draft: the draft model (--draft-model, loaded in the target's
@@ -92,6 +103,9 @@ static int draft_setup(cli_env_t *env) {
   deco_ctx_t *ctx = deco_model_ctx(env->model);
   deco_model_draft_config_t dc = DECO_MODEL_DRAFT_CONFIG_INIT;
   dc.draft_len = o->draft_len_set ? o->draft_len : 4;
+  /* Levels below position --steps would be drafted and dropped: a tree
+   * re-forwards every node above its frontier at each level. */
+  if (dc.draft_len > o->steps) dc.draft_len = o->steps;
   dc.width = o->draft_width ? o->draft_width : 1;
   dc.max_nodes = o->tree_nodes;
   dc.temperature = o->temperature;
@@ -111,8 +125,9 @@ static int draft_setup(cli_env_t *env) {
                      vocab);
       return 1;
     }
-    dc.target_tokenizer_hash = vocab_hash(o->model_path);
-    dc.draft_tokenizer_hash = vocab_hash(o->draft_model);
+    if (vocab_hash("--model", o->model_path, &dc.target_tokenizer_hash) ||
+        vocab_hash("--draft-model", o->draft_model, &dc.draft_tokenizer_hash))
+      return 1;
     if ((dc.target_tokenizer_hash == 0) != (dc.draft_tokenizer_hash == 0)) {
       deco_cli_error("--draft-model: %s and the target do not share a tokenizer (one is a GGUF file, the other not)",
                      o->draft_model);
