@@ -5,6 +5,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "common/probe.h"
 #include "core/cuda_runtime_glue.h"
 
 #define DECO_CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
@@ -37,6 +38,13 @@ deco_status_t deco_cuda_ctx_init(deco_ctx_t *ctx, const deco_ctx_config_t *confi
   ctx->sm_count = prop.multiProcessorCount;
   ctx->cc_major = prop.major;
   ctx->cc_minor = prop.minor;
+  const cudaError_t probe = (cudaError_t)deco_kernels_probe();
+  if (probe != cudaSuccess)
+    return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
+                     "device %d (%s, sm_%d%d): this deco's kernels, built for CUDA architectures %s, do not load "
+                     "on it (%s); rebuild with -DDECO_CUDA_ARCHS=%d%d",
+                     config->device, prop.name, prop.major, prop.minor, DECO_CUDA_ARCHS_TEXT, cudaGetErrorString(probe),
+                     prop.major, prop.minor);
   if (config->stream) {
     ctx->stream = config->stream;
   } else {

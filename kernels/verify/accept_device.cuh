@@ -342,9 +342,10 @@ __device__ __forceinline__ uint64_t acc_team_sum_u64(uint64_t v, acc_xch *xch, a
 
 /* Enough CTAs to cover the SMs, at most ACC_MAX_TEAM (portable cluster
  * size), slices of at least 4096 tokens; clusters need sm_90 and a kernel
- * compiled for it (ptx_version, acc_ptx_version): a build for
- * sm_80 alone runs on an sm_90 GPU through its PTX, with ACC_HAVE_CLUSTER
- * 0, and such a kernel takes one CTA per tree. */
+ * compiled for it (ptx_version, acc_ptx_version): a build whose newest
+ * code is compute_80 PTX (DECO_CUDA_ARCHS 80 or 80-virtual) runs on an
+ * sm_90 GPU through the driver's JIT, with ACC_HAVE_CLUSTER 0, and such a
+ * kernel takes one CTA per tree. */
 static inline int acc_team_size(const deco_exec_t *exec, int ptx_version, int n_trees, int vocab) {
   if (exec->cc_major < 9 || ptx_version < 90) return 1;
   int g = exec->sm_count / (n_trees > 0 ? n_trees : 1);
