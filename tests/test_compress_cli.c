@@ -3,8 +3,8 @@
  * inputs the CLI names (KV-head count, too few calibration tokens, an
  * existing --out without --force left untouched, an --out that is not a
  * regular file even with --force, --tokenizer for a GGUF model, a text
- * without a tokenizer, --solver cusolver on the CPU backend) and its usage
- * errors;
+ * without a tokenizer, --solver cusolver on the CPU backend, activations
+ * that overflow) and its usage errors;
  * no temporary file left behind, also when a signal ends the run; --solver
  * lapack equal to auto on the CPU.
  */
@@ -171,6 +171,31 @@ Test(compress_cli, out_must_be_a_regular_file_and_gguf_takes_no_tokenizer) {
   DECO_TEST_CLI_ERROR(1, "--tokenizer: ", "compress", "--model", deco_test_model_file("SmolLM2-135M-mini.gguf"),
                       "--kv-heads", "1", "--method", "keep", "--calib-ids", ids, "--tokenizer",
                       deco_test_data_file("models/tok512.bin"), "--out", path_in_tmp("mini1.gguf"), "--backend", "cpu");
+}
+
+/* Activations that overflow (stories260K's weights scaled by 1e18) give
+ * Grams with infinities: named with the layer, not as the eigensolver's
+ * error code. */
+Test(compress_cli, overflowing_activations_are_named) {
+  size_t n = 0;
+  unsigned char *bytes = deco_test_read_file(deco_test_data_file("models/stories260K.bin"), &n);
+  cr_assert(bytes && n > 28);
+  for (size_t off = 28; off + 4 <= n; off += 4) { /* the weights after the 7-int header */
+    float w;
+    memcpy(&w, bytes + off, 4);
+    w *= 1e18f;
+    memcpy(bytes + off, &w, 4);
+  }
+  const char *big = path_in_tmp("big.bin"), *ids = write_ids("calib5.ids", 1000, 19);
+  cr_assert_eq(deco_test_write_file(big, bytes, n), 0);
+  free(bytes);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", big, "--kv-heads", "2", "--method", "svd", "--calib-ids", ids, "--out",
+                    path_in_tmp("big2.bin"), "--backend", "cpu");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "calibration K/V second moments are not finite"), "%s", r.err);
+  deco_test_run_free(&r);
+  cr_assert_eq(tmp_leftovers(), 0);
 }
 
 /* A run ended by a signal while it calibrates removes its temporary file,

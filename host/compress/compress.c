@@ -172,6 +172,22 @@ static deco_status_t calib_chunk(calib_t *c, size_t off, int len) {
   return st == DECO_STATUS_SUCCESS ? rs : st;
 }
 
+/* Grams with an infinity or a NaN (activations that overflowed) would
+ * reach the eigensolver, which refuses them with a bare error code. */
+static deco_status_t calib_finite(const calib_t *c, const deco_grams_t *out) {
+  for (int l = 0; l < c->hp->n_layers; ++l) {
+    int finite = 1;
+    for (size_t i = 0; i < c->vper; ++i) finite &= isfinite(out->v[(size_t)l * c->vper + i]) != 0;
+    for (size_t i = 0; i < c->kper; ++i) finite &= isfinite(out->k[(size_t)l * c->kper + i]) != 0;
+    if (!finite)
+      return DECO_FAIL(c->ctx, DECO_STATUS_NON_FINITE,
+                       "compress: layer %d's calibration K/V second moments are not finite (the model's activations "
+                       "overflow)",
+                       l);
+  }
+  return DECO_STATUS_SUCCESS;
+}
+
 deco_status_t deco_compress_calibrate(deco_model_t *model, const int32_t *tokens, size_t n_tokens, int group,
                                       int chunk, deco_compress_progress_fn progress, void *progress_user,
                                       deco_grams_t *out) {
@@ -190,6 +206,7 @@ deco_status_t deco_compress_calibrate(deco_model_t *model, const int32_t *tokens
   }
   if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(c.ctx, out->v, c.vg, c.vbytes, DECO_COPY_CTX_TO_HOST);
   if (st == DECO_STATUS_SUCCESS) st = deco_memcpy(c.ctx, out->k, c.kg, c.kbytes, DECO_COPY_CTX_TO_HOST);
+  if (st == DECO_STATUS_SUCCESS) st = calib_finite(&c, out);
   calib_release(&c);
   if (st != DECO_STATUS_SUCCESS) {
     deco_grams_free(out);

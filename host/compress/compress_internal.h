@@ -49,7 +49,8 @@ typedef struct deco_grams {
 } deco_grams_t;
 
 /* Runs the model (loaded on ctx) over tokens in chunks and accumulates
- * with deco_kv_gram; g = the group size. */
+ * with deco_kv_gram; g = the group size. DECO_STATUS_NON_FINITE, naming
+ * the layer, when a layer's Grams hold an infinity or a NaN. */
 deco_status_t deco_compress_calibrate(deco_model_t *model, const int32_t *tokens, size_t n_tokens, int group,
                                       int chunk, deco_compress_progress_fn progress, void *progress_user,
                                       deco_grams_t *out);
