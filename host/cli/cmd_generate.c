@@ -225,8 +225,9 @@ static int check_against_model(const deco_cli_options_t *o, const model_source_t
   }
   if (need_tokenizer && !*tok) {
     if (!ms->hp.builtin_vocab) {
-      deco_cli_error("%s needs --tokenizer: %s has no built-in vocabulary (or use --print-ids with --prompt-ids)",
-                     o->prompt ? "--prompt" : "printing text", model_name(ms));
+      deco_cli_error("%s needs --tokenizer: %s has no built-in vocabulary (or use %s)",
+                     o->prompt ? "--prompt" : "printing text", model_name(ms),
+                     o->prompt ? "--prompt-ids with --print-ids" : "--print-ids");
       return -1;
     }
     if (deco_tokenizer_create_bytes(tok) != DECO_STATUS_SUCCESS) {

@@ -22,6 +22,7 @@ void deco_cli_usage(FILE *f) {
         "       deco ngram --help      n-gram tables for superposed decoding\n"
         "       deco eval --help       perplexity of a model, KL and top-1 agreement against a reference\n"
         "       deco compress --help   KV-head compression (MHA -> GQA) of a checkpoint\n"
+        "       deco --version\n"
         "  --model FILE          llama2.c checkpoint or GGUF file (default: stories260K, built in)\n"
         "  --synthetic NAME      tiny | llama2-7b | llama3-8b | smollm2-135m (seeded random weights)\n"
         "  --tokenizer FILE      llama2.c tokenizer.bin (default with the built-in model: tok512; not with GGUF)\n"
