@@ -393,6 +393,49 @@ static cudaError_t acc_ptx_version(K kernel, int *ptx) {
   return cudaSuccess;
 }
 
+/* The largest team whose cluster of CTAs both kernels can hold resident
+ * on the current device: ACC_MAX_TEAM on a whole H100; fewer where the
+ * SMs a GPC offers are limited (a MIG slice, an MPS or green-context SM
+ * share), where a larger cluster launch would fail. Asked once per device;
+ * a runtime that cannot answer the first query leaves ACC_MAX_TEAM. */
+template <typename KF, typename KB>
+static int acc_max_team(KF kernel_f32, KB kernel_bf16) {
+  static std::atomic<int> known[64]; /* per device; 0: not asked yet */
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    (void)cudaGetLastError();
+    return ACC_MAX_TEAM;
+  }
+  int team = known[dev].load(std::memory_order_relaxed);
+  if (team != 0) return team;
+  team = 1; /* unless some g > 1 fits */
+  for (int g = ACC_MAX_TEAM; g > 1; --g) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)g);
+    cfg.blockDim = dim3(ACC_THREADS);
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = (unsigned)g;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    int nf = 0, nb = 0;
+    if (cudaOccupancyMaxActiveClusters(&nf, kernel_f32, &cfg) != cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&nb, kernel_bf16, &cfg) != cudaSuccess) {
+      (void)cudaGetLastError();
+      if (g == ACC_MAX_TEAM) team = ACC_MAX_TEAM; /* no answer at all: as before the query */
+      break;
+    }
+    if (nf > 0 && nb > 0) {
+      team = g;
+      break;
+    }
+  }
+  known[dev].store(team, std::memory_order_relaxed);
+  return team;
+}
+
 /* One team per request, running the kernel for the logits' dtype (f32 or
  * bf16); a launch failure becomes the op's CUDA error. */
 template <typename KF, typename KB, typename Params>
@@ -406,7 +449,11 @@ static deco_status_t acc_run(const deco_exec_t *exec, const char *op, KF kernel_
     (void)cudaGetLastError();
     return DECO_EXEC_FAIL(exec, DECO_STATUS_CUDA_ERROR, "%s: the kernel's attributes: %s", op, cudaGetErrorString(err));
   }
-  const int team = acc_team_size(exec, ptx, n_trees, vocab);
+  int team = acc_team_size(exec, ptx, n_trees, vocab);
+  if (team > 1) {
+    const int fits = acc_max_team(kernel_f32, kernel_bf16);
+    if (team > fits) team = fits;
+  }
   cudaStream_t s = (cudaStream_t)exec->stream;
   err = bf16 ? acc_launch_team(kernel_bf16, n_trees, team, s, p) : acc_launch_team(kernel_f32, n_trees, team, s, p);
   if (err == cudaSuccess) err = cudaGetLastError();
