@@ -313,8 +313,11 @@ __device__ __forceinline__ bool rejected_before(const sample_smem *sm, int k, in
   return false;
 }
 
+/* One CTA per SM is all a team uses: saying so lets ptxas give a thread
+ * 128 registers on sm_8x too, where it otherwise aimed at two CTAs (64
+ * registers) and spilled; the sm_90a code is byte-identical either way. */
 template <typename T>
-__global__ void __launch_bounds__(ACC_THREADS) tree_accept_sample_kernel(sample_params P) {
+__global__ void __launch_bounds__(ACC_THREADS, 1) tree_accept_sample_kernel(sample_params P) {
   __shared__ sample_smem sm;
   const acc_team tm = acc_team_get();
   const int b = blockIdx.x / tm.size;
