@@ -12,8 +12,9 @@
  * (logits of the accepted path; draft rows of the path nodes that had
  * children, i.e. where a child was rejected, for CHAIN) / measured copy
  * bandwidth. Checks the B = 1 case of every configuration against the C
- * reference before timing; a reject@D row with no rejection (GPU outputs of
- * any B, or the reference at B = 1) fails the run and is not timed.
+ * reference before timing; reject@D without a rejection (the GPU at any B,
+ * or the reference at B = 1) fails the run, and GPU outputs without one are
+ * not timed.
  * Run: build/bin/bench_accept [--reps N] [--reject-depth D (1..5)]
  *      (CSV on stdout, summary on stderr)
  */

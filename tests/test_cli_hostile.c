@@ -169,7 +169,8 @@ Test(cli_hostile, errors_name_the_model_file_as_given) {
   char want[3][4400];
   snprintf(want[0], sizeof want[0], "--steps: 600 > seq_len 512 of %s", name);
   snprintf(want[1], sizeof want[1], "--draft-layers: layer 9 outside the 5 layers of %s", name);
-  snprintf(want[2], sizeof want[2], "printing text needs --tokenizer: %s has no built-in vocabulary", name);
+  snprintf(want[2], sizeof want[2],
+           "printing text needs --tokenizer: %s has no built-in vocabulary (or use --print-ids)", name);
   const char *const argvs[3][10] = {
       {"generate", "--model", name, "--steps", "600", "--print-ids", NULL},
       {"generate", "--model", name, "--spec", "draft", "--draft-layers", "9", "--print-ids", NULL},

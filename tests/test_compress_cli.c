@@ -168,9 +168,16 @@ Test(compress_cli, out_must_be_a_regular_file_and_gguf_takes_no_tokenizer) {
   cr_assert(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO is left as it was");
   cr_assert(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "the folder is left as it was");
   cr_assert_eq(tmp_leftovers(), 0);
-  DECO_TEST_CLI_ERROR(1, "--tokenizer: ", "compress", "--model", deco_test_model_file("SmolLM2-135M-mini.gguf"),
-                      "--kv-heads", "1", "--method", "keep", "--calib-ids", ids, "--tokenizer",
-                      deco_test_data_file("models/tok512.bin"), "--out", path_in_tmp("mini1.gguf"), "--backend", "cpu");
+  const char *mini = deco_test_model_file("SmolLM2-135M-mini.gguf");
+  char want[600];
+  snprintf(want, sizeof want, "deco: error: --tokenizer: %s is a GGUF file and carries its own vocabulary\n", mini);
+  deco_test_run_t r;
+  DECO_TEST_RUN_CLI(&r, "compress", "--model", mini, "--kv-heads", "1", "--method", "keep", "--calib-ids", ids,
+                    "--tokenizer", deco_test_data_file("models/tok512.bin"), "--out", path_in_tmp("mini1.gguf"),
+                    "--backend", "cpu");
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert_str_eq(r.err, want);
+  deco_test_run_free(&r);
 }
 
 /* Activations that overflow (stories260K's weights scaled by 1e18) give

@@ -555,7 +555,8 @@ Test(gguf_model, synthetic_smollm2_shape) {
   deco_test_run_t r;
   DECO_TEST_RUN_CLI(&r, "generate", "--synthetic", "smollm2-135m", "--prompt", "hi", "--backend", "cpu");
   cr_assert_eq(r.status, 1, "%s", r.err);
-  cr_assert(strstr(r.err, "--prompt needs --tokenizer: synthetic:smollm2-135m has no built-in vocabulary"), "%s",
-            r.err);
+  cr_assert(strstr(r.err, "--prompt needs --tokenizer: synthetic:smollm2-135m has no built-in vocabulary "
+                          "(or use --prompt-ids with --print-ids)"),
+            "%s", r.err);
   deco_test_run_free(&r);
 }

@@ -380,7 +380,8 @@ static int run(const compress_options_t *o) {
    * rename would put the checkpoint in /dev/null's place, or fail only
    * after the calibration). */
   if (stat(o->out, &st) == 0 && (!o->force || !S_ISREG(st.st_mode))) {
-    deco_cli_error(S_ISREG(st.st_mode) ? "%s exists (give --force to replace it)" : "cannot write %s: not a regular file",
+    deco_cli_error(S_ISREG(st.st_mode) ? "%s exists (give --force to replace it)"
+                                       : "cannot write %s: not a regular file",
                    o->out);
     return DECO_EXIT_BAD_INPUT;
   }

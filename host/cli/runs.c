@@ -69,18 +69,19 @@ static int recycle_setup(cli_env_t *env) {
 }
 
 /* FNV-1a 64 of a GGUF file's vocabulary (every token's text, each
- * followed by a 0 byte) in *h; 0 for a file that is not GGUF and for the
- * built-in and synthetic models (their vocabulary comes with the target).
- * 0, or 1 after the message (naming what) when the file cannot be read or
- * its tokenizer does not load. */
-static int vocab_hash(const char *what, const char *path, uint64_t *h) {
+ * followed by a 0 byte) in *h; 0 for a file that is not GGUF, for the
+ * built-in and synthetic models (their vocabulary comes with the target)
+ * and for a GGUF file whose tokenizer does not load here (e.g. a byte-level
+ * BPE in a build without PCRE2), whose reason goes to why. Returns whether
+ * path is a GGUF file, or -1 after the message when it cannot be read. */
+static int vocab_hash(const char *path, uint64_t *h, char *why, size_t why_size) {
   *h = 0;
   if (!path) return 0;
   const int gguf = deco_cli_is_gguf(path);
-  if (gguf <= 0) return gguf < 0;
+  if (gguf <= 0) return gguf;
   deco_tokenizer_t *tok = NULL;
   if (deco_tokenizer_load_gguf(path, &tok) != DECO_STATUS_SUCCESS) {
-    deco_cli_error("%s: %s", what, deco_last_error(NULL));
+    snprintf(why, why_size, "%s", deco_last_error(NULL));
     return 1;
   }
   *h = 1469598103934665603ull;
@@ -93,7 +94,27 @@ static int vocab_hash(const char *what, const char *path, uint64_t *h) {
     }
   }
   deco_tokenizer_destroy(tok);
-  return 0;
+  return 1;
+}
+
+/* The tokenizer hashes of the target and the draft model; 0, or 1 after
+ * the message when they cannot be compared (one vocabulary known, the
+ * other not: a GGUF file against another kind, or a GGUF tokenizer that
+ * did not load, named with its reason). Neither known: the vocabulary
+ * sizes, checked before, are all there is to compare. */
+static int tokenizer_hashes(const deco_cli_options_t *o, deco_model_draft_config_t *dc) {
+  char why[2][512] = {"", ""};
+  const int tg = vocab_hash(o->model_path, &dc->target_tokenizer_hash, why[0], sizeof why[0]);
+  const int dg = tg < 0 ? -1 : vocab_hash(o->draft_model, &dc->draft_tokenizer_hash, why[1], sizeof why[1]);
+  if (tg < 0 || dg < 0) return 1;
+  if ((dc->target_tokenizer_hash == 0) == (dc->draft_tokenizer_hash == 0)) return 0;
+  if (tg != dg)
+    deco_cli_error("--draft-model: %s and the target do not share a tokenizer (one is a GGUF file, the other not)",
+                   o->draft_model);
+  else
+    deco_cli_error("--draft-model: %s and the target cannot be compared: %s", o->draft_model,
+                   why[0][0] ? why[0] : why[1]);
+  return 1;
 }
 
 /* --spec draft: the draft model (--draft-model, loaded in the target's
@@ -125,14 +146,7 @@ static int draft_setup(cli_env_t *env) {
                      vocab);
       return 1;
     }
-    if (vocab_hash("--model", o->model_path, &dc.target_tokenizer_hash) ||
-        vocab_hash("--draft-model", o->draft_model, &dc.draft_tokenizer_hash))
-      return 1;
-    if ((dc.target_tokenizer_hash == 0) != (dc.draft_tokenizer_hash == 0)) {
-      deco_cli_error("--draft-model: %s and the target do not share a tokenizer (one is a GGUF file, the other not)",
-                     o->draft_model);
-      return 1;
-    }
+    if (tokenizer_hashes(o, &dc)) return 1;
     deco_model_config_t mc = DECO_MODEL_CONFIG_INIT;
     mc.dtype = deco_model_dtype(env->model);
     if (deco_model_load(ctx, o->draft_model, &mc, &env->draft_model) != DECO_STATUS_SUCCESS) {

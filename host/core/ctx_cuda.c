@@ -25,6 +25,15 @@ static deco_status_t cuda_fail(deco_ctx_t *ctx, cudaError_t err, const char *wha
                    "%s: %s", what, cudaGetErrorString(err));
 }
 
+/* The errors of a fatbin with no code the device runs: no SASS for it and
+ * no PTX the driver compiles (older runtimes say "invalid device
+ * function"), or PTX newer than the driver. */
+static int no_image_for_device(cudaError_t err) {
+  return err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction ||
+         err == cudaErrorUnsupportedPtxVersion || err == cudaErrorInvalidPtx || err == cudaErrorInvalidKernelImage ||
+         err == cudaErrorJitCompilerNotFound || err == cudaErrorJitCompilationDisabled;
+}
+
 deco_status_t deco_cuda_ctx_init(deco_ctx_t *ctx, const deco_ctx_config_t *config) {
   int n = deco_cuda_device_count();
   if (n == 0) return DECO_FAIL(ctx, DECO_STATUS_NO_DEVICE, "no CUDA device found (or no driver)");
@@ -39,12 +48,13 @@ deco_status_t deco_cuda_ctx_init(deco_ctx_t *ctx, const deco_ctx_config_t *confi
   ctx->cc_major = prop.major;
   ctx->cc_minor = prop.minor;
   const cudaError_t probe = (cudaError_t)deco_kernels_probe();
-  if (probe != cudaSuccess)
+  if (no_image_for_device(probe))
     return DECO_FAIL(ctx, DECO_STATUS_UNSUPPORTED,
                      "device %d (%s, sm_%d%d): this deco's kernels, built for CUDA architectures %s, do not load "
-                     "on it (%s); rebuild with -DDECO_CUDA_ARCHS=%d%d",
+                     "on it (%s); add %d%d-real to -DDECO_CUDA_ARCHS",
                      config->device, prop.name, prop.major, prop.minor, DECO_CUDA_ARCHS_TEXT, cudaGetErrorString(probe),
                      prop.major, prop.minor);
+  if (probe != cudaSuccess) return cuda_fail(ctx, probe, "loading the kernels");
   if (config->stream) {
     ctx->stream = config->stream;
   } else {

@@ -445,7 +445,7 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
 }
 
 /* The deepest ring, at most `want` stages, whose shared memory fits in
- * `optin` bytes; 2 stages (88 KB at head dim 128) fit on every device the
+ * `optin` bytes; 2 stages (86 KiB at head dim 128) fit on every device the
  * library builds for. */
 template <int HD> int mma_stages_fitting(int want, int optin) {
   while (want > 2 && mma_smem_bytes<HD>(want) > (size_t)optin) --want;
@@ -455,7 +455,7 @@ template <int HD> int mma_stages_fitting(int want, int optin) {
 /* Host side: raises the dynamic shared-memory limit once per device to the
  * deepest ring the device holds, then launches grid (n_trees * n_kv *
  * tiles, n_splits) with the plan's ring cut to that depth (the plan's 4
- * stages need 154 KB at head dim 128, more than sm_86/89/120 give a block). */
+ * stages need 154 KiB at head dim 128, more than sm_86/89/120 give a block). */
 template <int HD, typename T>
 cudaError_t tree_attention_mma_launch(const Params &p, const Plan &plan, cudaStream_t stream) {
   static std::atomic<unsigned long long> configured{0};

@@ -137,8 +137,8 @@ __device__ __forceinline__ float deco_block_sum(float x, float *scratch) {
 
 /* ---- Device limits ------------------------------------------------------------------ */
 
-/* The shared memory one block of the current device may opt in to (227 KB
- * on sm_90 and sm_100, 163 KB on sm_80, 99 KB on sm_86, sm_89 and sm_120),
+/* The shared memory one block of the current device may opt in to (227 KiB
+ * on sm_90 and sm_100, 163 KiB on sm_80, 99 KiB on sm_86, sm_89 and sm_120),
  * asked once per device: kernels that size their shared memory for Hopper
  * size it down to this. */
 static inline cudaError_t deco_cuda_smem_optin(int *bytes) {
