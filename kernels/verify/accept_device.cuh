@@ -355,21 +355,28 @@ static inline int acc_team_size(const deco_exec_t *exec, int ptx_version, int n_
   return g < 1 ? 1 : g;
 }
 
-/* n_trees teams of `team` CTAs; one cluster per team when team > 1. */
-template <typename K, typename Params>
-static cudaError_t acc_launch_team(K kernel, int n_trees, int team, cudaStream_t stream, Params p) {
+/* The launch of n_trees teams of `team` CTAs, one cluster per team when
+ * team > 1; attr is the storage cfg points to. */
+static inline cudaLaunchConfig_t acc_team_config(int n_trees, int team, cudaStream_t stream,
+                                                 cudaLaunchAttribute attr[1]) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3((unsigned)n_trees * (unsigned)team);
   cfg.blockDim = dim3(ACC_THREADS);
   cfg.dynamicSmemBytes = 0;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.x = (unsigned)team;
   attr[0].val.clusterDim.y = 1;
   attr[0].val.clusterDim.z = 1;
   cfg.attrs = attr;
   cfg.numAttrs = team > 1 ? 1 : 0;
+  return cfg;
+}
+
+template <typename K, typename Params>
+static cudaError_t acc_launch_team(K kernel, int n_trees, int team, cudaStream_t stream, Params p) {
+  cudaLaunchAttribute attr[1];
+  const cudaLaunchConfig_t cfg = acc_team_config(n_trees, team, stream, attr);
   return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
@@ -410,16 +417,8 @@ static int acc_max_team(KF kernel_f32, KB kernel_bf16) {
   if (team != 0) return team;
   team = 1; /* unless some g > 1 fits */
   for (int g = ACC_MAX_TEAM; g > 1; --g) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)g);
-    cfg.blockDim = dim3(ACC_THREADS);
     cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = (unsigned)g;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    const cudaLaunchConfig_t cfg = acc_team_config(1, g, 0, attr);
     int nf = 0, nb = 0;
     if (cudaOccupancyMaxActiveClusters(&nf, kernel_f32, &cfg) != cudaSuccess ||
         cudaOccupancyMaxActiveClusters(&nb, kernel_bf16, &cfg) != cudaSuccess) {
