@@ -444,36 +444,35 @@ __global__ void __launch_bounds__(32 * kMmaMaxWarps, 1) tree_attention_mma_kerne
   }
 }
 
-/* The deepest ring, at most `want` stages, whose shared memory fits in
+/* The deepest ring, at most kMmaMaxStages, whose shared memory fits in
  * `optin` bytes; 2 stages (86 KiB at head dim 128) fit on every device the
  * library builds for. */
-template <int HD> int mma_stages_fitting(int want, int optin) {
-  while (want > 2 && mma_smem_bytes<HD>(want) > (size_t)optin) --want;
-  return want;
+template <int HD> int mma_deepest_ring(int optin) {
+  int stages = kMmaMaxStages;
+  while (stages > 2 && mma_smem_bytes<HD>(stages) > (size_t)optin) --stages;
+  return stages;
 }
 
-/* Host side: raises the dynamic shared-memory limit once per device to the
- * deepest ring the device holds, then launches grid (n_trees * n_kv *
- * tiles, n_splits) with the plan's ring cut to that depth (the plan's 4
- * stages need 154 KiB at head dim 128, more than sm_86/89/120 give a block). */
+/* Host side: once per device, finds the deepest ring the device holds and
+ * raises the kernel's dynamic shared-memory limit to it; then launches grid
+ * (n_trees * n_kv * tiles, n_splits) with the plan's ring cut to that depth
+ * (the plan's 4 stages need 154 KiB at head dim 128, more than sm_86/89/120
+ * give a block). */
 template <int HD, typename T>
 cudaError_t tree_attention_mma_launch(const Params &p, const Plan &plan, cudaStream_t stream) {
-  static std::atomic<unsigned long long> configured{0};
-  int optin = 0;
-  cudaError_t err = deco_cuda_smem_optin(&optin);
+  static std::atomic<int> deepest[64];
+  int max_stages = 0;
+  const cudaError_t err = deco_cuda_once_per_device(deepest, &max_stages, [](int, int *stages) {
+    int optin = 0;
+    const cudaError_t e = deco_cuda_smem_optin(&optin);
+    if (e != cudaSuccess) return e;
+    *stages = mma_deepest_ring<HD>(optin);
+    return cudaFuncSetAttribute(tree_attention_mma_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)mma_smem_bytes<HD>(*stages));
+  });
   if (err != cudaSuccess) return err;
-  int dev = 0;
-  err = cudaGetDevice(&dev);
-  if (err != cudaSuccess) return err;
-  const unsigned long long bit = 1ull << (dev & 63);
-  if (!(configured.load() & bit)) {
-    err = cudaFuncSetAttribute(tree_attention_mma_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               (int)mma_smem_bytes<HD>(mma_stages_fitting<HD>(kMmaMaxStages, optin)));
-    if (err != cudaSuccess) return err;
-    configured.fetch_or(bit);
-  }
   Params q = p;
-  q.stages = mma_stages_fitting<HD>(plan.stages, optin);
+  q.stages = plan.stages < max_stages ? plan.stages : max_stages;
   dim3 grid((unsigned)(p.n_trees * p.n_kv * plan.tiles), (unsigned)plan.n_splits);
   tree_attention_mma_kernel<HD, T><<<grid, 32 * plan.warps, mma_smem_bytes<HD>(q.stages), stream>>>(q);
   return cudaGetLastError();

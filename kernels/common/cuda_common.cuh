@@ -135,23 +135,33 @@ __device__ __forceinline__ float deco_block_sum(float x, float *scratch) {
   return deco_warp_sum(x);
 }
 
-/* ---- Device limits ------------------------------------------------------------------ */
+/* ---- Per-device answers ------------------------------------------------------------ */
 
-/* The shared memory one block of the current device may opt in to (227 KiB
- * on sm_90 and sm_100, 163 KiB on sm_80, 99 KiB on sm_86, sm_89 and sm_120),
- * asked once per device: kernels that size their shared memory for Hopper
- * size it down to this. */
-static inline cudaError_t deco_cuda_smem_optin(int *bytes) {
-  static std::atomic<int> known[64]; /* per device; 0: not asked yet */
+/* *value = what ask(dev, value) answers for the current device dev, asked
+ * once per device and kept in known[dev] (64 slots; the answer must be
+ * nonzero, 0 marking a slot not asked yet; a device past the slots is
+ * asked every time). Host calls only, none a stream operation, so any may
+ * run while a stream is captured. Returns cudaGetDevice's or ask's error. */
+template <typename Ask>
+static inline cudaError_t deco_cuda_once_per_device(std::atomic<int> *known, int *value, Ask ask) {
   int dev = 0;
   cudaError_t err = cudaGetDevice(&dev);
   if (err != cudaSuccess) return err;
   const bool cache = dev >= 0 && dev < 64;
-  if (cache && (*bytes = known[dev].load(std::memory_order_relaxed)) != 0) return cudaSuccess;
-  err = cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (err != cudaSuccess) return err;
-  if (cache) known[dev].store(*bytes, std::memory_order_relaxed);
-  return cudaSuccess;
+  if (cache && (*value = known[dev].load(std::memory_order_relaxed)) != 0) return cudaSuccess;
+  err = ask(dev, value);
+  if (err == cudaSuccess && cache) known[dev].store(*value, std::memory_order_relaxed);
+  return err;
+}
+
+/* The shared memory one block of the current device may opt in to (227 KiB
+ * on sm_90 and sm_100, 163 KiB on sm_80, 99 KiB on sm_86, sm_89 and sm_120):
+ * kernels that size their shared memory for Hopper size it down to this. */
+static inline cudaError_t deco_cuda_smem_optin(int *bytes) {
+  static std::atomic<int> known[64];
+  return deco_cuda_once_per_device(known, bytes, [](int dev, int *v) {
+    return cudaDeviceGetAttribute(v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  });
 }
 
 /* ---- Alignment ----------------------------------------------------------------- */

@@ -21,6 +21,7 @@
 #define ACC_HAVE_CLUSTER 0
 #endif
 
+#include "common/cuda_common.cuh"
 #include "common/exec.h"
 #include "deco/tree.h"
 
@@ -386,18 +387,13 @@ static cudaError_t acc_launch_team(K kernel, int n_trees, int team, cudaStream_t
  * may run while a step is captured). */
 template <typename K>
 static cudaError_t acc_ptx_version(K kernel, int *ptx) {
-  static std::atomic<int> known[64]; /* per device; 0: not asked yet */
-  int dev = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err != cudaSuccess) return err;
-  const bool cache = dev >= 0 && dev < 64;
-  if (cache && (*ptx = known[dev].load(std::memory_order_relaxed)) != 0) return cudaSuccess;
-  cudaFuncAttributes fa;
-  err = cudaFuncGetAttributes(&fa, kernel);
-  if (err != cudaSuccess) return err;
-  *ptx = fa.ptxVersion;
-  if (cache) known[dev].store(fa.ptxVersion, std::memory_order_relaxed);
-  return cudaSuccess;
+  static std::atomic<int> known[64];
+  return deco_cuda_once_per_device(known, ptx, [kernel](int, int *v) {
+    cudaFuncAttributes fa;
+    const cudaError_t err = cudaFuncGetAttributes(&fa, kernel);
+    if (err == cudaSuccess) *v = fa.ptxVersion;
+    return err;
+  });
 }
 
 /* The largest team whose cluster of CTAs both kernels can hold resident
@@ -407,31 +403,31 @@ static cudaError_t acc_ptx_version(K kernel, int *ptx) {
  * a runtime that cannot answer the first query leaves ACC_MAX_TEAM. */
 template <typename KF, typename KB>
 static int acc_max_team(KF kernel_f32, KB kernel_bf16) {
-  static std::atomic<int> known[64]; /* per device; 0: not asked yet */
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+  static std::atomic<int> known[64];
+  int team = 0;
+  const cudaError_t err = deco_cuda_once_per_device(known, &team, [kernel_f32, kernel_bf16](int, int *fits) {
+    *fits = 1; /* unless some g > 1 fits */
+    for (int g = ACC_MAX_TEAM; g > 1; --g) {
+      cudaLaunchAttribute attr[1];
+      const cudaLaunchConfig_t cfg = acc_team_config(1, g, 0, attr);
+      int nf = 0, nb = 0;
+      if (cudaOccupancyMaxActiveClusters(&nf, kernel_f32, &cfg) != cudaSuccess ||
+          cudaOccupancyMaxActiveClusters(&nb, kernel_bf16, &cfg) != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (g == ACC_MAX_TEAM) *fits = ACC_MAX_TEAM; /* no answer at all: as before the query */
+        break;
+      }
+      if (nf > 0 && nb > 0) {
+        *fits = g;
+        break;
+      }
+    }
+    return cudaSuccess;
+  });
+  if (err != cudaSuccess) {
     (void)cudaGetLastError();
     return ACC_MAX_TEAM;
   }
-  int team = known[dev].load(std::memory_order_relaxed);
-  if (team != 0) return team;
-  team = 1; /* unless some g > 1 fits */
-  for (int g = ACC_MAX_TEAM; g > 1; --g) {
-    cudaLaunchAttribute attr[1];
-    const cudaLaunchConfig_t cfg = acc_team_config(1, g, 0, attr);
-    int nf = 0, nb = 0;
-    if (cudaOccupancyMaxActiveClusters(&nf, kernel_f32, &cfg) != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&nb, kernel_bf16, &cfg) != cudaSuccess) {
-      (void)cudaGetLastError();
-      if (g == ACC_MAX_TEAM) team = ACC_MAX_TEAM; /* no answer at all: as before the query */
-      break;
-    }
-    if (nf > 0 && nb > 0) {
-      team = g;
-      break;
-    }
-  }
-  known[dev].store(team, std::memory_order_relaxed);
   return team;
 }
 
