@@ -288,11 +288,12 @@ Test(cli_hostile, non_finite_logits_stop_the_run) {
       cr_assert_eq(deco_test_run_cli(argv, &r), 0);
       /* The prefill covers positions 0 and 1; the first logits used are
        * position 2's. Not deco_test_cli_error: stdout holds the prompt's
-       * ids, printed before the first forward, and no generated id. */
+       * ids, printed before the first forward, and no generated id, on a
+       * line the failure ends. */
       cr_assert_eq(r.status, 1, "--spec %s T=%s: exit %d; stderr: %s", specs[s], temps[t], r.status, r.err);
       cr_assert(strncmp(deco_test_last_line(r.err), "deco: error: ", 13) == 0, "stderr: %s", r.err);
       cr_assert(strstr(r.err, "non-finite logits at position 2") != NULL, "stderr: %s", r.err);
-      cr_assert_str_eq(r.out, "1 403 407", "--spec %s T=%s: stdout holds more than the prompt", specs[s], temps[t]);
+      cr_assert_str_eq(r.out, "1 403 407\n", "--spec %s T=%s: stdout holds more than the prompt: [%s]", specs[s], temps[t], r.out);
       cr_assert(strstr(r.err, "stats:") == NULL, "--spec %s T=%s: %s", specs[s], temps[t], r.err);
       deco_test_run_free(&r);
     }

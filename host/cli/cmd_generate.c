@@ -30,6 +30,7 @@ typedef struct printer {
   int first_printed;        /* text: the first id whose text is printed (run.c: 1; GGUF and chat: the prompt's end) */
   int32_t prev;
   int count;
+  int wrote;       /* some bytes went to stdout */
   int write_errno; /* 0 while every write succeeded */
 } printer_t;
 
@@ -38,6 +39,7 @@ static void put(printer_t *p, const char *buf, size_t len, int flush) {
   errno = 0;
   if ((len && fwrite(buf, 1, len, stdout) != len) || (flush && fflush(stdout) != 0))
     p->write_errno = errno ? errno : EIO;
+  p->wrote |= len > 0;
 }
 
 static void print_id(void *user, int32_t id) {
@@ -398,7 +400,7 @@ static int printer_open(printer_t *pr, const deco_cli_options_t *o, const model_
   const int reply_only = ms->gguf || o->chat;
   *pr = (printer_t){.o = o, .tok = tok, .dec = NULL,
                     .first_printed = reply_only ? (n_prompt <= o->steps ? n_prompt : o->steps + 1) : 1, .prev = 0,
-                    .count = 0, .write_errno = 0};
+                    .count = 0, .wrote = 0, .write_errno = 0};
   if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, DECO_DETOKENIZE_VALID_UTF8, &pr->dec) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
     return -1;
@@ -425,7 +427,9 @@ static int generate_and_print(const deco_cli_options_t *o, const model_source_t 
   deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = print_id, .user = &pr,
                              .stop_ids = n_stops ? stops : NULL, .n_stop_ids = n_stops};
   int rc = deco_cli_run(model, &in, &gen);
+  /* A run that fails midway still ends the line it began. */
   if (rc == 0) finish_output(&pr);
+  else if (pr.wrote) put(&pr, "\n", 1, 1);
   deco_text_decoder_destroy(pr.dec);
   if (rc != 0) return -1;
   if (pr.write_errno && pr.write_errno != EPIPE) {
