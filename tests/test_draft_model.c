@@ -421,6 +421,25 @@ Test(draft_model, cli_greedy_equals_plain_and_prints_the_stats) {
   deco_test_run_free(&plain);
 }
 
+/* --draft-len is cut to --steps: a tree re-forwards every node above its
+ * frontier at each level, so a depth-255, width-16 tree on a 40-step run
+ * drafted 255 levels it then dropped (52 s on a 2-core x86-64 VM; 3 s with
+ * the cut). The bound leaves a sanitizer build 5x room over the cut run. */
+Test(draft_model, cli_draft_len_is_cut_to_the_steps) {
+  const char *model = deco_test_data_file("models/stories260K.bin");
+  deco_test_run_t plain, r;
+  DECO_TEST_RUN_CLI(&plain, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "40",
+                    "--backend", "cpu");
+  DECO_TEST_RUN_CLI(&r, "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "40", "--backend",
+                    "cpu", "--spec", "draft", "--draft-layers", "0-2", "--draft-len", "255", "--draft-width", "16");
+  cr_assert(plain.status == 0 && r.status == 0, "%s%s", plain.err, r.err);
+  cr_assert_str_eq(r.out, plain.out);
+  const double secs = deco_test_stat(r.err, "seconds=");
+  cr_assert(secs < 20.0, "%.1f s: levels past --steps were drafted? %s", secs, r.err);
+  deco_test_run_free(&r);
+  deco_test_run_free(&plain);
+}
+
 Test(draft_model, cli_refuses_bad_lists_and_drafts) {
   const char *model = deco_test_data_file("models/stories260K.bin");
   static const struct {
