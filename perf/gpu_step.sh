@@ -58,7 +58,8 @@ if command -v ncu >/dev/null 2>&1 && [ "$(left)" -ge 40 ]; then
 fi
 
 # Headline figures. bench_spec rows: method,kind,prompts,tokens,forwards,
-# mean_accepted,seconds,tok_per_s,backend,dtype,temperature,loop.
+# mean_accepted,seconds,tok_per_s,backend,dtype,temperature,loop,
+# prefill_seconds (seconds: decoding only, so seconds / forwards is a step).
 if [ -f "$out/benches.csv" ]; then
   awk -F, '$2 == "pooled" && ($1 == "ar" || $1 == "recycle-warm") {
       tps[$10, $1] = $8; step[$10, $1] = $7 / $5; acc[$10, $1] = $6; loop[$10] = $12 }

@@ -5,11 +5,13 @@
  * stochastic verification (deterministic drafts) is reproducible; and
  * deco_generate's configuration checks, message by message.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/testutil.h"
 
@@ -304,6 +306,37 @@ Test(spec_cpu, the_first_out_of_vocabulary_prompt_id_is_named) {
   prompt[1] = 511;
   deco_test_refused(ctx, deco_generate(m, prompt, 4, &c, &st), DECO_STATUS_INVALID_ARGUMENT,
                     "deco_generate: prompt[2] = 600 outside the vocabulary [0, 512)");
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
+/* The prefill forward is timed apart (stats.prefill_seconds): 0 for a
+ * one-id prompt, which has none; for a longer prompt, above 0 and within
+ * the run's own time, on the plain and the speculative loop. */
+Test(spec_cpu, the_prefill_is_timed_apart) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  deco_drafter_t *lookup;
+  const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+  cr_assert_eq(deco_drafter_create_lookup(&lc, &lookup), DECO_STATUS_SUCCESS);
+  static const int32_t prompt[6] = {1, 403, 407, 261, 378, 432};
+  for (int spec = 0; spec < 2; ++spec)
+    for (int n = 1; n <= 6; n += 5) {
+      deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
+      c.steps = 40, c.drafter = spec ? lookup : NULL;
+      deco_generate_stats_t st;
+      struct timespec t0, t1;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      cr_assert_eq(deco_generate(m, prompt, n, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      const double run = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+      if (n == 1)
+        cr_assert_eq(st.prefill_seconds, 0.0, "spec %d: a one-id prompt has no prefill", spec);
+      else
+        cr_assert(st.prefill_seconds > 0.0 && st.prefill_seconds < run, "spec %d: prefill %g s of a %g s run", spec,
+                  st.prefill_seconds, run);
+    }
+  deco_drafter_destroy(lookup);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }

@@ -68,7 +68,10 @@ static deco_status_t prefill(run_t *r) {
     deco_forward_args_t fa = {.n_seqs = 1, .seqs = &r->seq, .n_new = &r->n_forced, .tokens = r->prompt,
                               .embeds = NULL, .parents = NULL, .logits_mode = DECO_LOGITS_LAST,
                               .logits = r->d_logits, .schedule = NULL};
+    const double t0 = now_seconds();
     DECO_TRY(deco_forward(r->m, r->kc, &fa));
+    DECO_TRY(deco_ctx_synchronize(r->ctx));
+    r->out->prefill_seconds = now_seconds() - t0;
     for (int i = 1; i <= r->n_forced; ++i) emit(r, r->prompt[i]);
   }
   return DECO_STATUS_SUCCESS;

@@ -305,8 +305,13 @@ typedef struct deco_generate_stats {
   /* Context allocations after the plan, by the prefill, the steps and a
    * graph capture: 0 when the plan sized every buffer (it must). */
   int step_allocations;
+  /* Host time of the prefill forward, from its launch to its logits on the
+   * device (synchronized): 0 for a one-id prompt. What a run's time less
+   * this and capture_seconds leaves is the decoding's. */
+  double prefill_seconds;
 } deco_generate_stats_t;
-#define DECO_GENERATE_STATS_INIT {.tokens = 0, .forwards = 0, .capture_seconds = 0.0, .step_allocations = 0}
+#define DECO_GENERATE_STATS_INIT \
+  {.tokens = 0, .forwards = 0, .capture_seconds = 0.0, .step_allocations = 0, .prefill_seconds = 0.0}
 
 /* Decodes one sequence the way llama2.c's run.c does: the prompt ids but the
  * last are prefilled in one forward, each later position emits one id; with

@@ -25,7 +25,8 @@ typedef struct deco_perf_tally {
   char kind[32];
   int prompts;
   long tokens, forwards;
-  double seconds;
+  double seconds;         /* decoding: each run's time less its prefill (and graph capture) */
+  double prefill_seconds; /* the prompts' prefill forwards */
 } deco_perf_tally_t;
 
 /* How a prompt's text becomes ids: run.c's rule (BOS, dummy-prefix space)
