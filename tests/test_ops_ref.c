@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/paged.h" /* kernels/common: compiled here as the references compile it */
+#include "spec/draft_chain_common.h" /* the model drafter's top-w, shared with the reference */
 #include "common/testutil.h"
 #include "common/tolerances.h"
 
@@ -908,4 +909,30 @@ Test(ops_ref, ragged_seq_of_gives_the_owner_or_none) {
   const int32_t falling[] = {0, 6, 3, 8};
   cr_assert_eq(deco_ragged_seq_of(falling, 3, 4), 0);
   cr_assert_eq(deco_ragged_seq_of(falling, 3, 6), 2);
+}
+
+/* The model drafter's top-w children (deco_draft_top_w): the W largest in
+ * the chain's order (ties by the lower id, NaN below every number) with
+ * log-softmax values; a row with a NaN or no finite maximum gives the point
+ * mass at its argmax (log 1, then -inf), never a NaN score, which would
+ * leave the drafter's sort by path score without an order. */
+Test(ops_ref, draft_top_w_orders_and_scores) {
+  int32_t ids[4];
+  double lp[4];
+  const float row[6] = {1.0f, 3.0f, 2.0f, 3.0f, -1.0f, 0.5f};
+  cr_assert_eq(deco_draft_top_w(row, 6, 3, ids, lp), 3);
+  cr_assert(ids[0] == 1 && ids[1] == 3 && ids[2] == 2, "%d %d %d", ids[0], ids[1], ids[2]);
+  double z = 0;
+  for (int i = 0; i < 6; ++i) z += exp((double)row[i]);
+  for (int j = 0; j < 3; ++j) cr_assert(fabs(lp[j] - ((double)row[ids[j]] - log(z))) < 1e-12, "logp[%d] %g", j, lp[j]);
+  cr_assert_eq(deco_draft_top_w(row, 2, 4, ids, lp), 2, "W beyond V gives V entries");
+  const float nan_row[4] = {0.5f, NAN, 2.0f, 1.0f}, inf_row[4] = {0.5f, INFINITY, 2.0f, 1.0f};
+  const float low_row[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  const float *bad[3] = {nan_row, inf_row, low_row};
+  const int32_t best[3] = {2, 1, 0}, second[3] = {3, 2, 1};
+  for (int b = 0; b < 3; ++b) {
+    cr_assert_eq(deco_draft_top_w(bad[b], 4, 2, ids, lp), 2);
+    cr_assert(ids[0] == best[b] && ids[1] == second[b], "row %d: %d %d", b, ids[0], ids[1]);
+    cr_assert(lp[0] == 0.0 && lp[1] == -INFINITY, "row %d: the point mass at the argmax, not %g %g", b, lp[0], lp[1]);
+  }
 }

@@ -447,29 +447,6 @@ static int by_parent(const void *a, const void *b) {
   return x->rank - y->rank;
 }
 
-/* The W largest entries of row (deco_draft_chain_above's order: NaN below
- * every number, ties by the lower id) with log-softmax values. */
-static int top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
-  float mx = row[0];
-  for (int i = 1; i < V; ++i)
-    if (row[i] > mx) mx = row[i];
-  double z = 0;
-  for (int i = 0; i < V; ++i) z += exp((double)row[i] - mx);
-  const double lz = log(z) + mx;
-  int k = 0;
-  for (int i = 0; i < V; ++i) {
-    if (k == W && !deco_draft_chain_above(row[i], i, row[ids[k - 1]], ids[k - 1])) continue;
-    int j = k < W ? k++ : W - 1;
-    while (j > 0 && deco_draft_chain_above(row[i], i, row[ids[j - 1]], ids[j - 1])) {
-      ids[j] = ids[j - 1];
-      --j;
-    }
-    ids[j] = i;
-  }
-  for (int j = 0; j < k; ++j) logp[j] = (double)row[ids[j]] - lz;
-  return k;
-}
-
 /* q = softmax(row / temperature), or the point mass at the argmax of a row
  * with a NaN or no finite maximum (the draft is then that id, and q what it
  * was drawn from): deco_draft_chain's reference computes q the same way. */
@@ -592,7 +569,7 @@ static deco_status_t top_w_children(host_round_t *rd, int level) {
   for (int f = rd->f0; f < rd->f1; ++f) {
     int32_t ids[DRAFT_MAX_WIDTH];
     double lp[DRAFT_MAX_WIDTH];
-    const int k = top_w(md->h_logits + (size_t)(f - rd->f0) * V, V, md->cfg.width, ids, lp);
+    const int k = deco_draft_top_w(md->h_logits + (size_t)(f - rd->f0) * V, V, md->cfg.width, ids, lp);
     if (rd->sampled_kind) DECO_TRY(store_q(rd, f));
     for (int r = 0; r < k; ++r)
       rd->cand[rd->n_cand++] =

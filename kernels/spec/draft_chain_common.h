@@ -190,6 +190,36 @@ static inline int deco_draft_chain_softmax(const float *row, int V, int32_t best
   return 1;
 }
 
+/* The W largest entries of row[0..V) in deco_draft_chain_above's order
+ * (NaN below every number, ties by the lower id), best first, in ids, and
+ * their log-softmax values (double) in logp; the count, min(W, V). A row
+ * that is not usable gives, as in deco_draft_chain_softmax, the point mass
+ * at its argmax: log 1 for ids[0], -inf for the others (never NaN, so the
+ * path scores built from them stay ordered). */
+static inline int deco_draft_top_w(const float *row, int V, int W, int32_t *ids, double *logp) {
+  int k = 0, has_nan = 0;
+  for (int i = 0; i < V; ++i) {
+    has_nan |= row[i] != row[i];
+    if (k == W && !deco_draft_chain_above(row[i], i, row[ids[k - 1]], ids[k - 1])) continue;
+    int j = k < W ? k++ : W - 1;
+    while (j > 0 && deco_draft_chain_above(row[i], i, row[ids[j - 1]], ids[j - 1])) {
+      ids[j] = ids[j - 1];
+      --j;
+    }
+    ids[j] = i;
+  }
+  if (k == 0) return 0;
+  if (!deco_draft_chain_usable(row[ids[0]], has_nan)) {
+    for (int j = 0; j < k; ++j) logp[j] = j == 0 ? 0.0 : -INFINITY;
+    return k;
+  }
+  const double m = (double)row[ids[0]];
+  double z = 0;
+  for (int i = 0; i < V; ++i) z += exp((double)row[i] - m);
+  for (int j = 0; j < k; ++j) logp[j] = (double)row[ids[j]] - m - log(z);
+  return k;
+}
+
 /* A draw with uniform u from q[0..V) without the ids taken[0..n_taken)
  * (renormalised): target = u times the sum of the others (double, ids in
  * increasing order), and the first id of positive q whose running sum
