@@ -599,6 +599,47 @@ Test(superpose, a_batch_equals_single_runs) {
   deco_ctx_destroy(ctx);
 }
 
+/* A batch whose prefill is longer than one prefill forward takes (16384
+ * ids): 34 prompts of 500 ids prefill 16966, so the prefill runs in two
+ * forwards and prompt 32 is split between them. Its drafts, and those of
+ * the first and the last prompt, equal single runs bit for bit. */
+Test(superpose, a_prefill_in_chunks_equals_single_runs) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  enum { B = 34, L = 500 };
+  static int32_t ids[B][L];
+  const int32_t *prompts[B];
+  int lens[B];
+  for (int b = 0; b < B; ++b) {
+    for (int i = 0; i < L; ++i) ids[b][i] = i == 0 ? 1 : 3 + (b * 37 + i * 13) % 500;
+    prompts[b] = ids[b];
+    lens[b] = L;
+  }
+  deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
+  c.alpha = 0.0f;
+  c.steps = 508;
+  deco_superpose_result_t all;
+  cr_assert_eq(deco_superpose_generate(m, B, prompts, lens, &c, &all), DECO_STATUS_SUCCESS, "%s",
+               deco_last_error(ctx));
+  const int check[3] = {0, 32, 33};
+  for (int j = 0; j < 3; ++j) {
+    const int b = check[j];
+    deco_superpose_result_t one;
+    cr_assert_eq(deco_superpose_generate(m, 1, &prompts[b], &lens[b], &c, &one), DECO_STATUS_SUCCESS);
+    cr_assert_eq(one.n_drafts[0], all.n_drafts[b]);
+    for (int i = 0; i < one.n_drafts[0]; ++i) {
+      const deco_superpose_draft_t *x = &one.drafts[i], *y = &all.drafts[b * all.k + i];
+      cr_assert(x->n_ids == y->n_ids && x->logp == y->logp, "prompt %d draft %d: %d ids logp %.9f vs %d ids logp %.9f",
+                b, i, x->n_ids, x->logp, y->n_ids, y->logp);
+      cr_assert_eq(deco_test_compare_i32("chunked prefill", y->ids, x->ids, (size_t)x->n_ids), 0);
+    }
+    deco_superpose_result_free(&one);
+  }
+  deco_superpose_result_free(&all);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}
+
 /* deco_superpose_session_run (what deco_superpose_generate calls) is the
  * session stepped until poll says done: the same drafts, ids and scores,
  * bit for bit, and the same forward count. */
@@ -616,6 +657,16 @@ Test(superpose, run_is_stepping_until_done) {
   deco_superpose_session_t *s;
   cr_assert_eq(deco_superpose_session_create(m, 2, prompts, lens, &c, &s), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(ctx));
+  /* Before the prefill the session's state is not there yet: every call
+   * that reads it is refused (run and poll read it, result returns it). */
+  int d0 = 0;
+  deco_test_refused(ctx, deco_superpose_session_run(s), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_superpose: run before prefill");
+  deco_test_refused(ctx, deco_superpose_session_poll(s, &d0, NULL), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_superpose: poll before prefill");
+  deco_test_refused(ctx, deco_superpose_session_result(s, &ran), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_superpose: result before prefill");
+  deco_superpose_result_free(&ran);
   cr_assert_eq(deco_superpose_session_prefill(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_superpose_session_run(s), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   cr_assert_eq(deco_superpose_session_result(s, &ran), DECO_STATUS_SUCCESS);

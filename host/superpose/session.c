@@ -23,6 +23,11 @@
 
 static const char OP[] = "deco_superpose";
 
+/* The prefill's forwards take at most this many ids: a batch of prompts
+ * longer than that (up to 4096 prompts of seq_len ids) runs in several,
+ * within what one forward takes and with activations of this size. */
+#define PREFILL_CHUNK (1 << 14)
+
 typedef struct block {
   deco_superpose_drafts_t d;
   float *embeds;       /* [B][dim] */
@@ -284,14 +289,15 @@ static deco_status_t alloc_blocks(deco_superpose_session_t *s) {
   return DECO_STATUS_SUCCESS;
 }
 
-/* The plan: the prefill (every prompt's forced ids in one batch) and the
+/* The plan: the prefill's forwards (PREFILL_CHUNK ids at most) and the
  * one-token steps of all prompts, with the top-m's workspace. */
 static deco_status_t plan_forwards(deco_superpose_session_t *s) {
   long long prefill = 0;
   for (int b = 0; b < s->B; ++b) prefill += s->n_forced[b];
+  if (prefill > PREFILL_CHUNK) prefill = PREFILL_CHUNK;
   deco_forward_plan_t fp = DECO_FORWARD_PLAN_INIT;
   fp.max_seqs = s->B;
-  fp.max_tokens = prefill > s->B ? (int)(prefill < (1 << 30) ? prefill : (1 << 30)) : s->B;
+  fp.max_tokens = prefill > s->B ? (int)prefill : s->B;
   const deco_topk_rows_args_t ta = topk_args(s);
   fp.workspace_bytes = deco_topk_rows_workspace_size(s->ctx, &ta);
   return deco_model_plan(s->m, s->kc, &fp, NULL);
@@ -334,32 +340,33 @@ deco_status_t deco_superpose_session_create(deco_model_t *m, int n_prompts, cons
   return DECO_STATUS_SUCCESS;
 }
 
-/* Every prompt id but the last, all prompts in one forward. */
+/* Every prompt id but the last, in prompt order, in forwards of at most
+ * PREFILL_CHUNK ids (a prompt may span two: each forward appends to its
+ * sequence). Their logits are not used: the first step forwards each
+ * prompt's last id. */
 static deco_status_t forward_forced(deco_superpose_session_t *s) {
   deco_ctx_t *ctx = s->ctx;
   const int B = s->B;
-  int n_seqs = 0;
-  long long total = 0;
-  for (int b = 0; b < B; ++b)
-    if (s->n_forced[b] > 0) {
-      n_seqs++;
-      total += s->n_forced[b];
-    }
-  if (n_seqs == 0) return DECO_STATUS_SUCCESS;
-  int *seqs = malloc(sizeof(int) * (size_t)n_seqs), *n_new = malloc(sizeof(int) * (size_t)n_seqs);
-  int32_t *ids = malloc(sizeof(int32_t) * (size_t)total);
+  int *seqs = malloc(sizeof(int) * (size_t)B), *n_new = malloc(sizeof(int) * (size_t)B);
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)PREFILL_CHUNK);
   deco_status_t st = seqs && n_new && ids ? DECO_STATUS_SUCCESS
                                           : DECO_FAIL(ctx, DECO_STATUS_OUT_OF_MEMORY, "%s: host memory", OP);
-  if (st == DECO_STATUS_SUCCESS) {
-    int i = 0;
-    size_t t = 0;
-    for (int b = 0; b < B; ++b)
-      if (s->n_forced[b] > 0) {
-        seqs[i] = s->seqs[b];
-        n_new[i++] = s->n_forced[b];
-        memcpy(ids + t, s->prompts[b], sizeof(int32_t) * (size_t)s->n_forced[b]);
-        t += (size_t)s->n_forced[b];
+  int b = 0, done = 0; /* prompt b's first done ids are in the cache */
+  while (st == DECO_STATUS_SUCCESS) {
+    int n_seqs = 0, t = 0;
+    for (; b < B && t < PREFILL_CHUNK; ++b, done = 0) {
+      const int take = s->n_forced[b] - done < PREFILL_CHUNK - t ? s->n_forced[b] - done : PREFILL_CHUNK - t;
+      if (take <= 0) continue;
+      seqs[n_seqs] = s->seqs[b];
+      n_new[n_seqs++] = take;
+      memcpy(ids + t, s->prompts[b] + done, sizeof(int32_t) * (size_t)take);
+      t += take;
+      if (done + take < s->n_forced[b]) { /* the rest in the next forward */
+        done += take;
+        break;
       }
+    }
+    if (n_seqs == 0) break;
     const deco_forward_args_t fa = {.n_seqs = n_seqs, .seqs = seqs, .n_new = n_new, .tokens = ids,
                                     .logits_mode = DECO_LOGITS_LAST, .logits = s->dev.logits};
     st = deco_forward(s->m, s->kc, &fa);
@@ -495,6 +502,7 @@ deco_status_t deco_superpose_session_step(deco_superpose_session_t *s) {
 
 deco_status_t deco_superpose_session_poll(deco_superpose_session_t *s, int *done, int *forwards) {
   if (!s || !done) return DECO_FAIL(s ? s->ctx : NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", OP);
+  if (!s->prefilled) return DECO_FAIL(s->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: poll before prefill", OP);
   DECO_TRY(deco_memcpy(s->ctx, s->info, s->dev.d.prompt, sizeof *s->info * (size_t)s->B, DECO_COPY_CTX_TO_HOST));
   int all = 1, most = 0;
   for (int b = 0; b < s->B; ++b) {
@@ -527,6 +535,7 @@ static deco_status_t capture(deco_superpose_session_t *s, deco_graph_t **graph) 
  * advances each prompt that is not, so rows steps always suffice. */
 deco_status_t deco_superpose_session_run(deco_superpose_session_t *s) {
   if (!s) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: session is NULL", OP);
+  if (!s->prefilled) return DECO_FAIL(s->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: run before prefill", OP);
   deco_graph_t *graph = NULL;
   int done = 0, forwards = 0, replays = 0;
   deco_status_t st = deco_superpose_session_poll(s, &done, &forwards);
@@ -653,6 +662,7 @@ deco_status_t deco_superpose_session_result(deco_superpose_session_t *s, deco_su
   if (!s || !out) return DECO_FAIL(s ? s->ctx : NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", OP);
   deco_ctx_t *ctx = s->ctx;
   *out = (deco_superpose_result_t)DECO_SUPERPOSE_RESULT_INIT;
+  if (!s->prefilled) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: result before prefill", OP);
   const int B = s->B;
   DECO_TRY(deco_memcpy(ctx, s->image, s->mem, s->block_bytes, DECO_COPY_CTX_TO_HOST));
   out->n_prompts = B;

@@ -181,7 +181,8 @@ typedef struct deco_superpose_result {
 DECO_API void deco_superpose_result_free(deco_superpose_result_t *result);
 
 /* Runs superposed decoding for n_prompts prompts (prompts[b], n_prompt[b]
- * ids each) in one batch: a prefill of every prompt id but the last, then
+ * ids each) in one batch: a prefill of every prompt id but the last (in
+ * forwards of at most 16384 ids), then
  * one batched one-token forward per step, every step's ops on the device
  * (captured once as a CUDA graph with config->graph), until every prompt
  * has run steps positions or is done. Returns each prompt's best k drafts
@@ -196,7 +197,8 @@ DECO_API deco_status_t deco_superpose_generate(deco_model_t *model, int n_prompt
  * For engines and tests: create (checks, plans and allocates everything,
  * uploads the table), prefill (the prompts' KV and the drafts' first state),
  * then steps (each enqueued on the context's stream, capturable) or run
- * (steps until done, eager or replayed as a graph), then the result. */
+ * (steps until done, eager or replayed as a graph), then the result. Step,
+ * run, poll and result before the prefill are refused (invalid argument). */
 typedef struct deco_superpose_session deco_superpose_session_t;
 DECO_API deco_status_t deco_superpose_session_create(deco_model_t *model, int n_prompts,
                                                      const int32_t *const *prompts, const int *n_prompt,
