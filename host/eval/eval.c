@@ -220,5 +220,9 @@ deco_status_t deco_eval_ids(deco_model_t *model, const int32_t *ids, int n, cons
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: id %d at %d outside the vocabulary of %d", op,
                      (int)ids[i], i, p.vocab);
   if (n < 2) return DECO_STATUS_SUCCESS;
-  return eval_windows(model, ids, n, &p, acc);
+  /* All or nothing: a failure at a later window leaves *acc as it was. */
+  const deco_eval_stats_t before = *acc;
+  const deco_status_t st = eval_windows(model, ids, n, &p, acc);
+  if (st != DECO_STATUS_SUCCESS) *acc = before;
+  return st;
 }

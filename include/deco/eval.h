@@ -51,7 +51,7 @@ typedef struct deco_eval_config {
  * ids[0..w); a later one starts with window_bos when that is set, else with
  * the previous window's last id (as context only), followed by the next
  * unscored ids. So n ids add n - 1 positions (a sequence of one id none).
- * Adds to *acc. Both models must have the same vocabulary and every id must
+ * Adds to *acc, or on any failure leaves it as it was. Both models must have the same vocabulary and every id must
  * be inside it (DECO_STATUS_INVALID_ARGUMENT otherwise); a non-finite logit
  * fails naming the position. config may be NULL (DECO_EVAL_CONFIG_INIT); it
  * is read by its size as every config is (deco/core.h). */
