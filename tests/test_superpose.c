@@ -783,7 +783,10 @@ Test(superpose, config_messages) {
   deco_ctx_t *other = deco_test_cpu_ctx();
   deco_ngram_device_t *elsewhere;
   cr_assert_eq(deco_ngram_device_create(other, t512, &elsewhere), DECO_STATUS_SUCCESS);
-  for (int i = 0; i < 16; ++i) {
+  deco_ngram_table_t *stories = stories_table(m, 20);
+  deco_ngram_device_t *of_stories;
+  cr_assert_eq(deco_ngram_device_create(ctx, stories, &of_stories), DECO_STATUS_SUCCESS);
+  for (int i = 0; i < 17; ++i) {
     const int32_t *p = &bos;
     deco_superpose_result_t r;
     deco_superpose_config_t c = DECO_SUPERPOSE_CONFIG_INIT;
@@ -819,6 +822,10 @@ Test(superpose, config_messages) {
     case 12:
       c.alpha = 0.5f, c.ngram = t100, msg = "deco_superpose: the n-gram table's vocabulary is 100, the model's 512";
       break;
+    case 16:
+      c.alpha = 0.5f, c.ngram = t512, c.ngram_device = of_stories;
+      msg = "deco_superpose: ngram_device is a copy of another table than ngram";
+      break;
     case 13:
       c.stop_ids = &stop, c.n_stop_ids = 0, msg = "deco_superpose: c->n_stop_ids = 0 outside [1, 64]";
       break;
@@ -831,6 +838,8 @@ Test(superpose, config_messages) {
     cr_assert_str_eq(deco_last_error(ctx), msg, "case %d: %s", i, deco_last_error(ctx));
   }
   deco_ngram_device_destroy(elsewhere);
+  deco_ngram_device_destroy(of_stories);
+  deco_ngram_table_destroy(stories);
   deco_ctx_destroy(other);
   deco_ngram_table_destroy(t100);
   deco_ngram_table_destroy(t512);

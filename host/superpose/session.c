@@ -168,6 +168,12 @@ static deco_status_t check_ngram(deco_ctx_t *ctx, const deco_superpose_config_t 
   if (info.vocab_size != hp->vocab_size)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the n-gram table's vocabulary is %d, the model's %d",
                      OP, info.vocab_size, hp->vocab_size);
+  if (c->ngram_device) { /* the lookups read the copy, the checks the table: one table */
+    const deco_ngram_view_t h = deco_ngram_table_host_view(c->ngram), d = deco_ngram_device_view(c->ngram_device);
+    if (h.seed != d.seed || h.n_slots != d.n_slots || h.n_followers != d.n_followers)
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: ngram_device is a copy of another table than ngram",
+                       OP);
+  }
   return DECO_STATUS_SUCCESS;
 }
 
