@@ -571,6 +571,36 @@ Test(bpe, bad_vocabulary_messages) {
   }
 }
 
+/* An unknown or padding id outside the vocabulary (a padding id equal to
+ * the vocabulary size is common in converted files) keeps its default, as
+ * llama.cpp does; an EOS there is refused: it would stop nothing. */
+Test(bpe, unknown_and_padding_ids_outside_keep_their_defaults) {
+  const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};
+  for (int pass = 0; pass < 2; ++pass) {
+    gbuf_t b;
+    gb_begin(&b);
+    gb_kv_str(&b, "tokenizer.ggml.model", "llama");
+    gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, NULL, 4);
+    gb_kv_u32(&b, "tokenizer.ggml.padding_token_id", 4);
+    gb_kv_u32(&b, "tokenizer.ggml.unknown_token_id", 9);
+    if (pass) gb_kv_u32(&b, "tokenizer.ggml.eos_token_id", 4);
+    gb_end(&b);
+    deco_tokenizer_t *t = NULL;
+    deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
+    free(b.p);
+    if (pass) {
+      deco_test_refused(NULL, s, DECO_STATUS_BAD_FORMAT,
+                        "spm.gguf: metadata tokenizer.ggml.eos_token_id = 4 is outside the vocabulary of 4 tokens");
+      continue;
+    }
+    cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+    cr_assert_eq(deco_tokenizer_special(t, DECO_TOKEN_PAD), -1);
+    cr_assert_eq(deco_tokenizer_special(t, DECO_TOKEN_UNK), 0);
+    cr_assert_eq(deco_tokenizer_special(t, DECO_TOKEN_EOS), 2);
+    deco_tokenizer_destroy(t);
+  }
+}
+
 /* A SentencePiece byte with neither a <0xHH> token nor a token of its own. */
 Test(bpe, spm_byte_without_token_message) {
   const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};

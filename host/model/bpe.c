@@ -464,11 +464,14 @@ static int gv_merge(const tok_gguf_t *g, int32_t a, int32_t b, int32_t *rank, in
   }
 }
 
-/* An optional uint32 id key inside the vocabulary (else keep *id). */
-static deco_status_t gv_id(const deco_gguf_t *gg, const char *key, int n, const char *nm, int32_t *id) {
+/* An optional uint32 id key inside the vocabulary (absent: keep *id). An id
+ * outside it is refused, or with lenient kept at *id as llama.cpp does
+ * ("bad special token ... using default id"). */
+static deco_status_t gv_id(const deco_gguf_t *gg, const char *key, int n, const char *nm, int lenient, int32_t *id) {
   if (!deco_gguf_find_kv(gg, key)) return DECO_STATUS_SUCCESS;
   uint32_t v;
   DECO_TRY(deco_gguf_get_u32(gg, key, &v));
+  if (v >= (uint32_t)n && lenient) return DECO_STATUS_SUCCESS;
   if (v >= (uint32_t)n)
     return DECO_FAIL(NULL, DECO_STATUS_BAD_FORMAT, "%s: metadata %s = %u is outside the vocabulary of %d tokens", nm,
                      key, v, n);
@@ -501,7 +504,11 @@ static deco_status_t gv_specials(tok_gguf_t *g, const deco_gguf_t *gg, const cha
     g->special[DECO_TOKEN_EOS] = g->n > 2 ? 2 : -1;
     g->special[DECO_TOKEN_UNK] = 0;
   }
-  for (int k = 0; k < 6; ++k) DECO_TRY(gv_id(gg, keys[k], g->n, nm, &g->special[k]));
+  /* An unknown or padding id past the vocabulary (a padding id equal to the
+   * vocabulary size is common) keeps its default: generation uses neither.
+   * BOS, EOS, EOT and EOM start and stop runs, so such an id fails. */
+  for (int k = 0; k < 6; ++k)
+    DECO_TRY(gv_id(gg, keys[k], g->n, nm, k == DECO_TOKEN_UNK || k == DECO_TOKEN_PAD, &g->special[k]));
   /* Control tokens by their text (llama.cpp does the same). */
   for (size_t k = 0; k < sizeof k_eog / sizeof k_eog[0]; ++k) {
     int32_t id = gv_find(g, k_eog[k], strlen(k_eog[k]));
