@@ -601,6 +601,48 @@ Test(bpe, unknown_and_padding_ids_outside_keep_their_defaults) {
   }
 }
 
+/* SentencePiece's leading space: the first token that is not a control
+ * token drops it, unless the ids continue earlier text
+ * (DECO_DETOKENIZE_CONTINUATION), whole and streamed alike. */
+Test(bpe, spm_continuation_keeps_the_leading_space) {
+  const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};
+  const int32_t type[4] = {2, 3, 3, 1};
+  gbuf_t b;
+  gb_begin(&b);
+  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
+  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, NULL, 4);
+  gb_kv_i32s(&b, "tokenizer.ggml.token_type", type, 4);
+  gb_end(&b);
+  deco_tokenizer_t *t = NULL;
+  deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
+  free(b.p);
+  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  const int32_t ids[3] = {1, 3, 3};
+  for (int cont = 0; cont < 2; ++cont) {
+    const unsigned flags = cont ? DECO_DETOKENIZE_CONTINUATION : 0;
+    const char *want = cont ? " a a" : "a a";
+    char text[16];
+    size_t n = 0;
+    cr_assert_eq(deco_tokenizer_detokenize(t, ids, 3, flags, text, sizeof text, &n), DECO_STATUS_SUCCESS, "%s",
+                 deco_last_error(NULL));
+    cr_assert(n == strlen(want) && memcmp(text, want, n) == 0, "flags %u: '%.*s'", flags, (int)n, text);
+    deco_text_decoder_t *d;
+    cr_assert_eq(deco_text_decoder_create(t, flags, &d), DECO_STATUS_SUCCESS);
+    size_t got = 0;
+    for (int i = 0; i < 3; ++i) {
+      const char *p;
+      size_t len;
+      cr_assert_eq(deco_text_decoder_push(d, ids[i], &p, &len), DECO_STATUS_SUCCESS);
+      cr_assert(got + len <= sizeof text);
+      memcpy(text + got, p, len);
+      got += len;
+    }
+    cr_assert(got == n && memcmp(text, want, n) == 0, "streamed, flags %u: '%.*s'", flags, (int)got, text);
+    deco_text_decoder_destroy(d);
+  }
+  deco_tokenizer_destroy(t);
+}
+
 /* A SentencePiece byte with neither a <0xHH> token nor a token of its own. */
 Test(bpe, spm_byte_without_token_message) {
   const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};

@@ -426,6 +426,48 @@ Test(gguf_model, cli_generates_from_gguf) {
   deco_test_run_free(&r);
 }
 
+/* A SentencePiece model's text continues its prompt's: tiny_f32 with every
+ * "tok<N>" token renamed "\u2581<N>" (same length, nothing moves) decodes
+ * id N to " N". After a prompt of text the reply keeps its leading space,
+ * as a byte-level BPE reply does; after a BOS alone the text starts
+ * without it (docs/CLI.md, "Text out"). */
+Test(gguf_model, a_sentencepiece_reply_continues_the_prompt) {
+  blob_t b = read_blob(fixture("tiny_f32", ".gguf"));
+  int renamed = 0;
+  for (size_t i = 0; i + 3 < b.n; ++i)
+    if (memcmp(b.p + i, "tok", 3) == 0 && b.p[i + 3] >= '0' && b.p[i + 3] <= '9') {
+      memcpy(b.p + i, "\xe2\x96\x81", 3);
+      ++renamed;
+    }
+  cr_assert_eq(renamed, 69, "tokens 3..71");
+  const char *path = tmp_file("spm.gguf", &b);
+  free(b.p);
+  static const char *const prompts[2] = {"1", "1,5,6"};
+  for (int k = 0; k < 2; ++k) {
+    deco_test_run_t ids, text, dec;
+    DECO_TEST_RUN_CLI(&ids, "generate", "--model", path, "--prompt-ids", prompts[k], "--steps", "12",
+                      "--temperature", "0", "--ignore-eos", "--print-ids", "--backend", "cpu");
+    DECO_TEST_RUN_CLI(&text, "generate", "--model", path, "--prompt-ids", prompts[k], "--steps", "12",
+                      "--temperature", "0", "--ignore-eos", "--backend", "cpu");
+    cr_assert(ids.status == 0 && text.status == 0, "%s%s", ids.err, text.err);
+    /* The generated ids, decoded whole (which drops the first space). */
+    const char *gen = ids.out;
+    for (int skip = k ? 3 : 1; skip > 0; --skip) gen = strchr(gen, ' ') + 1;
+    char line[256];
+    snprintf(line, sizeof line, "%s", gen);
+    line[strcspn(line, "\n")] = '\0';
+    DECO_TEST_RUN_CLI(&dec, "tokenize", "--model", path, "--decode", line);
+    cr_assert_eq(dec.status, 0, "%s", dec.err);
+    char want[512];
+    snprintf(want, sizeof want, "%s%s", k ? " " : "", dec.out);
+    cr_assert_str_eq(text.out, want, "prompt %s: ids %s", prompts[k], ids.out);
+    cr_assert(text.out[0] == ' ' || k == 0, "%s", text.out);
+    deco_test_run_free(&ids);
+    deco_test_run_free(&text);
+    deco_test_run_free(&dec);
+  }
+}
+
 /* A matrix written with a trailing unit dim ([64, 64, 1]: GGUF allows it,
  * and the parse takes it as [64, 64]) runs as the plain file does, whole
  * and split over two ranks (each rank uploads its slice of it). The

@@ -394,14 +394,19 @@ static int stop_set(const model_source_t *ms, int32_t end_token, int32_t *stops)
 
 /* The printer of one output (a run, or one draft of --superpose). */
 static int printer_open(printer_t *pr, const deco_cli_options_t *o, const model_source_t *ms,
-                        const deco_tokenizer_t *tok, int n_prompt) {
+                        const deco_tokenizer_t *tok, const int32_t *prompt, int n_prompt) {
   /* Text: run.c's pieces after the first id; a GGUF model's (or a chat's)
    * text starts after the prompt (as --steps cuts it). */
   const int reply_only = ms->gguf || o->chat;
   *pr = (printer_t){.o = o, .tok = tok, .dec = NULL,
                     .first_printed = reply_only ? (n_prompt <= o->steps ? n_prompt : o->steps + 1) : 1, .prev = 0,
                     .count = 0, .wrote = 0, .write_errno = 0};
-  if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, DECO_DETOKENIZE_VALID_UTF8, &pr->dec) != DECO_STATUS_SUCCESS) {
+  /* GGUF text continues the prompt's text, if it has any: a SentencePiece
+   * reply keeps its leading space, as a byte-level BPE reply does. */
+  unsigned flags = DECO_DETOKENIZE_VALID_UTF8;
+  for (int j = 0; !o->print_ids && ms->gguf && j < n_prompt && j < pr->first_printed; ++j)
+    if (deco_tokenizer_token_type(tok, prompt[j]) != DECO_TOKEN_TYPE_CONTROL) flags |= DECO_DETOKENIZE_CONTINUATION;
+  if (!o->print_ids && ms->gguf && deco_text_decoder_create(tok, flags, &pr->dec) != DECO_STATUS_SUCCESS) {
     deco_cli_error("%s", deco_last_error(NULL));
     return -1;
   }
@@ -422,7 +427,7 @@ static int generate_and_print(const deco_cli_options_t *o, const model_source_t 
     return deco_cli_run(model, &in, &gen) != 0 ? -1 : 0;
   }
   printer_t pr;
-  if (printer_open(&pr, o, ms, tok, n_prompt) != 0) return -1;
+  if (printer_open(&pr, o, ms, tok, prompt, n_prompt) != 0) return -1;
   deco_cli_run_result_t gen = {0};
   deco_cli_run_input_t in = {.o = o, .prompt = prompt, .n_prompt = n_prompt, .emit = print_id, .user = &pr,
                              .stop_ids = n_stops ? stops : NULL, .n_stop_ids = n_stops};
@@ -516,7 +521,7 @@ static int superpose_and_print(const deco_cli_options_t *o, const model_source_t
   for (int i = 0; i < res.n_drafts[0] && !write_errno; ++i) {
     const deco_superpose_draft_t *d = &res.drafts[i];
     printer_t pr;
-    if (printer_open(&pr, o, ms, tok, n_prompt) != 0) {
+    if (printer_open(&pr, o, ms, tok, prompt, n_prompt) != 0) {
       deco_superpose_result_free(&res);
       return -1;
     }

@@ -1325,7 +1325,7 @@ static const char *gguf_piece(const deco_tokenizer_t *t, tok_piece_state_t *st, 
   if (special && !(flags & DECO_DETOKENIZE_SPECIAL)) n = 0;
   if (g->spm && g->add_space_prefix && !st->stripped && type != DECO_TOKEN_TYPE_CONTROL) {
     st->stripped = 1;
-    if (n > 0 && p[0] == ' ') {
+    if (n > 0 && p[0] == ' ' && !(flags & DECO_DETOKENIZE_CONTINUATION)) {
       ++p;
       --n;
     }

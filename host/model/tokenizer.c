@@ -818,7 +818,7 @@ deco_status_t deco_tokenizer_detokenize(const deco_tokenizer_t *tok, const int32
   if (!ids && n_ids > 0) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: ids is NULL", op_detok);
   if (!text && max_bytes > 0) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: text is NULL", op_detok);
   if (n_ids < 0) return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: n_ids = %d is negative", op_detok, n_ids);
-  if (flags & ~(DECO_DETOKENIZE_SPECIAL | DECO_DETOKENIZE_VALID_UTF8))
+  if (flags & ~(DECO_DETOKENIZE_SPECIAL | DECO_DETOKENIZE_VALID_UTF8 | DECO_DETOKENIZE_CONTINUATION))
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: unknown flags 0x%x", op_detok, flags);
   DECO_TRY(check_ids(op_detok, tok, ids, n_ids));
   tok_bytes_t raw = {0}, out = {0};
@@ -861,7 +861,7 @@ deco_status_t deco_text_decoder_create(const deco_tokenizer_t *tok, unsigned fla
   if (!out) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: out is NULL", op);
   *out = NULL;
   if (!tok) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: tok is NULL", op);
-  if (flags & ~(DECO_DETOKENIZE_SPECIAL | DECO_DETOKENIZE_VALID_UTF8))
+  if (flags & ~(DECO_DETOKENIZE_SPECIAL | DECO_DETOKENIZE_VALID_UTF8 | DECO_DETOKENIZE_CONTINUATION))
     return DECO_FAIL(NULL, DECO_STATUS_INVALID_ARGUMENT, "%s: unknown flags 0x%x", op, flags);
   deco_text_decoder_t *d = calloc(1, sizeof *d);
   if (!d) return DECO_FAIL(NULL, DECO_STATUS_OUT_OF_MEMORY, "%s: out of memory", op);

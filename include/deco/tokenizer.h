@@ -167,12 +167,15 @@ DECO_API const char *deco_tokenizer_decode(const deco_tokenizer_t *tok, int prev
 #define DECO_DETOKENIZE_SPECIAL 1u    /* GGUF: print control and unknown tokens' text (default: nothing) */
 #define DECO_DETOKENIZE_VALID_UTF8 2u /* each ill-formed UTF-8 subsequence becomes U+FFFD (Unicode's
                                        * "maximal subpart" practice), an unfinished one at the end too */
+#define DECO_DETOKENIZE_CONTINUATION 4u /* the ids continue earlier text (a prompt's): SentencePiece's first
+                                         * token keeps its leading space, as every later one does */
 
 /* The text of ids, concatenated: GGUF BPE maps byte-level characters back
  * to bytes (a character outside GPT-2's 256 is copied as it stands), byte
  * tokens <0xXX> give their byte, SentencePiece turns "▁" into a space and,
  * when the vocabulary adds a space prefix, drops one leading space of the
- * first token that is not a control token; unused and undefined tokens give nothing. No
+ * first token that is not a control token (not with
+ * DECO_DETOKENIZE_CONTINUATION); unused and undefined tokens give nothing. No
  * clean-up of spaces before punctuation, so
  * detokenize(tokenize(s)) == s for valid UTF-8 s without special text.
  * llama2.c: what `deco generate` prints for the id line: each id after the
