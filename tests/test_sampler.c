@@ -159,3 +159,47 @@ Test(sampler, detects_a_wrong_law) {
   cr_assert(p < 1e-6, "a wrong law must be rejected: p = %g", p);
   deco_sampler_destroy(s);
 }
+
+/* A flat row (a temperature far above the logits' spread: every
+ * probability rounds to 1/V) with a small top_p: the nucleus is the head of
+ * the ranking, the k largest logits with k/V > top_p (equal probabilities
+ * rank by logit, as acceptance ranks them, so speculative sampling keeps the
+ * same k). At top_p 1e-4 run.c's pre-filter keeps no token at all: the
+ * nucleus is still the largest logit, never a uniform draw over the
+ * vocabulary; at 1e-2 it is the 6 largest, never the lowest ids. */
+Test(sampler, a_flat_row_draws_from_the_head_of_its_logits) {
+  enum { V = 512 };
+  float l[V];
+  for (int i = 0; i < V; ++i) l[i] = (float)((i * 37) % V) * 1e-3f; /* distinct: 37 is coprime with 512 */
+  const float top_p[2] = {1e-4f, 1e-2f};
+  const int head[2] = {1, 6};
+  for (int t = 0; t < 2; ++t) {
+    deco_sampler_t *s;
+    deco_sampler_config_t c = {.size = sizeof c, .temperature = 1e30f, .top_p = top_p[t], .seed = 5};
+    cr_assert_eq(deco_sampler_create(V, &c, &s), DECO_STATUS_SUCCESS);
+    for (uint32_t off = 0; off < 200; ++off) {
+      const int id = deco_sampler_sample(s, l, off, 0);
+      cr_assert(id >= 0 && id < V);
+      int rank = 0; /* logits above the drawn one */
+      for (int i = 0; i < V; ++i) rank += l[i] > l[id];
+      cr_assert_lt(rank, head[t], "top_p %g, offset %u: id %d has rank %d", (double)top_p[t], off, id, rank);
+    }
+    deco_sampler_destroy(s);
+  }
+}
+
+/* The float running sum can end below the draw (here 0.99999952 against
+ * offset 714165's 0.99999970, seed 42): the draw is then the last id of
+ * positive probability, as acceptance falls back, never the last id when
+ * its probability is 0. */
+Test(sampler, a_short_sum_never_draws_a_zero_probability) {
+  enum { V = 49152 };
+  static float l[V];
+  for (int i = 0; i < V; ++i) l[i] = (float)((unsigned)(i * 2654435761u) % 10007u) * 0.0009f;
+  l[V - 1] = -1e30f;
+  deco_sampler_t *s;
+  deco_sampler_config_t c = {.size = sizeof c, .temperature = 1.0f, .top_p = 1.0f, .seed = 42};
+  cr_assert_eq(deco_sampler_create(V, &c, &s), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_sampler_sample(s, l, 714165, 0), V - 2);
+  deco_sampler_destroy(s);
+}

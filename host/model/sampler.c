@@ -16,6 +16,7 @@
 
 typedef struct prob_index {
   float prob;
+  float logit; /* ranks equal probabilities as acceptance ranks them */
   int index;
 } prob_index_t;
 
@@ -76,38 +77,41 @@ int deco_argmax(const float *v, int n) {
   return best;
 }
 
+/* The first id whose running sum passes coin; when rounding leaves the
+ * sum short of it, the last id of positive probability (as acceptance
+ * falls back), never one of probability 0. */
 static int sample_mult(const float *probs, int n, float coin) {
   float cdf = 0.0f;
+  int last = 0;
   for (int i = 0; i < n; ++i) {
     cdf += probs[i];
     if (coin < cdf) return i;
+    if (probs[i] > 0.0f) last = i;
   }
-  return n - 1; /* rounding */
+  return last;
 }
 
-/* Descending probability, ties by ascending id (a total order, so the result
- * does not depend on qsort's algorithm). */
+/* Descending probability, equal ones by descending logit (a temperature
+ * can round distinct logits to one probability), then by ascending id (a
+ * total order, so the result does not depend on qsort's algorithm). */
 static int compare_desc(const void *a, const void *b) {
   const prob_index_t *x = a, *y = b;
-  if (x->prob > y->prob) return -1;
-  if (x->prob < y->prob) return 1;
+  if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+  if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
   return (x->index > y->index) - (x->index < y->index);
 }
 
-static int sample_topp(const float *probs, int n, float topp, prob_index_t *cands, float coin) {
+static int sample_topp(const float *probs, const float *logits, int n, float topp, prob_index_t *cands,
+                       float coin) {
   /* Tokens below (1 - topp) / (n - 1) cannot be in the nucleus: drop them
-   * before sorting (run.c's shortcut). */
+   * before sorting (run.c's shortcut). Near-flat probabilities with a tiny
+   * top_p can leave none (run.c then reads before its array): every token
+   * is then a candidate, and the nucleus is the head as always. */
   const float cutoff = (1.0f - topp) / (float)(n - 1);
   int n0 = 0;
-  for (int i = 0; i < n; ++i)
-    if (probs[i] >= cutoff) {
-      cands[n0].index = i;
-      cands[n0].prob = probs[i];
-      n0++;
-    }
-  /* Near-flat probabilities with a tiny top_p leave no candidate: the
-   * nucleus is then the whole distribution's head, which plain sampling covers. */
-  if (n0 == 0) return sample_mult(probs, n, coin);
+  for (int pass = 0; pass < 2 && n0 == 0; ++pass)
+    for (int i = 0; i < n; ++i)
+      if (pass || probs[i] >= cutoff) cands[n0++] = (prob_index_t){.prob = probs[i], .logit = logits[i], .index = i};
   qsort(cands, (size_t)n0, sizeof *cands, compare_desc);
   float cumulative = 0.0f;
   int last = n0 - 1;
@@ -129,11 +133,9 @@ static int sample_topp(const float *probs, int n, float topp, prob_index_t *cand
 
 /* The top_k most likely ids (ties -> lower id), renormalised, then their
  * top-p nucleus. */
-static int sample_topk(const float *probs, int n, int k, float topp, prob_index_t *cands, float coin) {
-  for (int i = 0; i < n; ++i) {
-    cands[i].index = i;
-    cands[i].prob = probs[i];
-  }
+static int sample_topk(const float *probs, const float *logits, int n, int k, float topp, prob_index_t *cands,
+                       float coin) {
+  for (int i = 0; i < n; ++i) cands[i] = (prob_index_t){.prob = probs[i], .logit = logits[i], .index = i};
   qsort(cands, (size_t)n, sizeof *cands, compare_desc);
   float mass = 0.0f;
   for (int i = 0; i < k; ++i) mass += cands[i].prob;
@@ -174,7 +176,8 @@ int deco_sampler_sample(deco_sampler_t *s, const float *logits, uint32_t offset,
   }
   for (int i = 0; i < n; ++i) p[i] /= sum;
   float coin = deco_philox_uniform(s->cfg.seed, offset, request, 0, 0);
-  if (s->cfg.top_k > 0 && s->cfg.top_k < n) return sample_topk(p, n, s->cfg.top_k, s->cfg.top_p, s->cands, coin);
+  if (s->cfg.top_k > 0 && s->cfg.top_k < n)
+    return sample_topk(p, logits, n, s->cfg.top_k, s->cfg.top_p, s->cands, coin);
   if (s->cfg.top_p >= 1.0f || n == 1) return sample_mult(p, n, coin);
-  return sample_topp(p, n, s->cfg.top_p, s->cands, coin);
+  return sample_topp(p, logits, n, s->cfg.top_p, s->cands, coin);
 }
