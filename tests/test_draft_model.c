@@ -124,19 +124,30 @@ Test(draft_model, one_drafter_serves_consecutive_sequences) {
   deco_drafter_end(d, 3); /* never begun: nothing to do */
   cr_assert_eq(deco_drafter_begin(d, m, 8, dog_prompt, N_DOG), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
-  /* A drafter of max_len 50 (a chain of 4: 5 nodes) reserves 50 + 256
-   * slots a sequence, so it serves 301 steps: a run of 400 is refused
-   * before any id (the host loop failed at the draft cache's end, mid-run). */
+  /* A drafter of max_len 50 (a chain of 4 drafts) reserves 50 + 256 slots
+   * a sequence, so it serves 302 steps (spec.h: max_len + 256 - max_nodes),
+   * on the host loop and the device-resident one alike, each equal to plain
+   * decoding there: a run of 400 is refused before any id (the host loop
+   * failed at the draft cache's end, mid-run), and so is one of 303. */
   const deco_model_draft_config_t small = deco_test_draft_config(layers, 2, 4, 1, 0, 50);
   d = deco_test_model_drafter(m, NULL, &small);
   deco_test_capture_t none = {.n = 0};
   deco_generate_config_t c = DECO_GENERATE_CONFIG_INIT;
   c.steps = 400, c.temperature = 0.0f, c.ignore_eos = 1, c.drafter = d, c.emit = deco_test_capture_id, c.user = &none;
   deco_test_refused(ctx, deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_INVALID_ARGUMENT,
-                    "deco_generate: steps = 400, but the drafter's draft cache (its max_len) serves at most 301");
+                    "deco_generate: steps = 400, but the drafter's draft cache (its max_len) serves at most 302");
   cr_assert_eq(none.n, 0);
-  c.steps = 301;
-  cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+  c.steps = 303;
+  deco_test_refused(ctx, deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_generate: steps = 303, but the drafter's draft cache (its max_len) serves at most 302");
+  deco_test_capture_t full;
+  deco_test_greedy(m, NULL, dog_prompt, N_DOG, 302, &full, &st);
+  for (int device = 0; device < 2; ++device) {
+    c.steps = 302, c.device_resident = device, c.emit = NULL, c.user = NULL;
+    deco_test_generate(m, dog_prompt, N_DOG, c, &spec, &st);
+    cr_assert(spec.n == full.n && memcmp(spec.ids, full.ids, sizeof(int32_t) * (size_t)full.n) == 0,
+              "302 steps, device_resident %d: not plain decoding's ids", device);
+  }
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);

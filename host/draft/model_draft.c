@@ -878,13 +878,16 @@ static void model_end(deco_drafter_t *d, int seq, int keep) {
 }
 
 /* With config.max_len below the draft's context (near whose end the host
- * loop drafts less), a sequence's draft cache reserves max_len plus one
- * tree's slots, and either loop's draft reaches at most a tree past the
- * run's steps. */
+ * loop drafts less), a sequence's draft cache reserves max_len + 256
+ * slots. The host loop's draft writes up to slot steps - 2 + max_nodes
+ * (root excluded), the device chain up to steps - 1; the device tree's
+ * compaction reads up to steps + n - 1 for its shape's n nodes (root
+ * included). */
 static int model_max_steps(const deco_drafter_t *d) {
   const model_drafter_t *md = (const model_drafter_t *)d;
   if (md->cfg.max_len <= 0 || md->cfg.max_len >= deco_model_get_hparams(md->dm)->seq_len) return 0;
-  return md->cfg.max_len + DECO_TREE_MAX_NODES - d->max_nodes;
+  const int nodes = md->tree_width > 1 ? d->max_nodes : md->cfg.max_nodes;
+  return md->cfg.max_len + DECO_TREE_MAX_NODES - nodes;
 }
 
 static void model_destroy(deco_drafter_t *d) {

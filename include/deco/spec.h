@@ -115,7 +115,8 @@ typedef struct deco_model_draft_config {
   /* Sizes */
   int max_len;          /* positions a sequence reaches (0: the draft's seq_len), for its cache, which
                            reserves max_len + 256 slots a sequence: below seq_len, deco_generate refuses
-                           more steps than max_len + 256 - max_nodes */
+                           more steps than max_len + 256 - max_nodes (a device-resident top-w tree:
+                           than max_len + 256 minus its shape's nodes, root included) */
   int max_seqs;         /* sequences at once (0: 1) */
   /* Tokenizers: when both are nonzero they must be equal (e.g. FNV-1a 64
    * of each model's vocabulary). */
