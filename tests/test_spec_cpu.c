@@ -340,3 +340,38 @@ Test(spec_cpu, the_prefill_is_timed_apart) {
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
 }
+
+/* deco_drafter_end lets go of a sequence on every drafter (spec.h): after
+ * it, prompt lookup and Token Recycling refuse to draft that sequence, as
+ * the model drafter does, and still draft the others. */
+Test(spec_cpu, end_lets_go_of_a_sequence) {
+  deco_ctx_t *ctx = deco_test_cpu_ctx();
+  deco_model_t *m = deco_test_load_stories(ctx, DECO_DTYPE_F32);
+  const deco_lookup_config_t lc = DECO_LOOKUP_CONFIG_INIT;
+  deco_recycler_t *rec;
+  deco_tree_template_t tmpl;
+  deco_drafter_t *d[2];
+  cr_assert_eq(deco_drafter_create_lookup(&lc, &d[0]), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_recycler_create(ctx, 512, DECO_RECYCLE_DEFAULT_K, &rec), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_tree_template_default(&tmpl), DECO_STATUS_SUCCESS);
+  cr_assert_eq(deco_drafter_create_recycle(rec, &tmpl, &d[1]), DECO_STATUS_SUCCESS);
+  static const int32_t ids[6] = {1, 403, 407, 261, 403, 407};
+  const char *const not_begun[2] = {"prompt lookup: sequence 0 was not begun",
+                                    "token recycling: sequence 0 was not begun"};
+  int32_t tokens[DECO_TREE_MAX_NODES], parents[DECO_TREE_MAX_NODES];
+  for (int k = 0; k < 2; ++k) {
+    int n = 0;
+    cr_assert_eq(deco_drafter_begin(d[k], m, 0, ids, 6), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    cr_assert_eq(deco_drafter_begin(d[k], m, 1, ids, 5), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    cr_assert_eq(deco_drafter_draft(d[k], 0, tokens, parents, &n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    deco_drafter_end(d[k], 0);
+    deco_test_refused(ctx, deco_drafter_draft(d[k], 0, tokens, parents, &n), DECO_STATUS_INVALID_ARGUMENT,
+                      not_begun[k]);
+    cr_assert_eq(deco_drafter_draft(d[k], 1, tokens, parents, &n), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
+    deco_drafter_end(d[k], 7); /* never begun: nothing to do */
+    deco_drafter_destroy(d[k]);
+  }
+  deco_recycler_destroy(rec);
+  deco_model_destroy(m);
+  deco_ctx_destroy(ctx);
+}

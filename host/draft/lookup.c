@@ -161,6 +161,16 @@ static deco_status_t lookup_observe_host(deco_drafter_t *d, int seq, const int32
   return append(d, h, emitted, n);
 }
 
+/* Lets go of seq's history (keep: of every other sequence's). */
+static void lookup_end(deco_drafter_t *d, int seq, int keep) {
+  lookup_drafter_t *l = (lookup_drafter_t *)d;
+  for (int s = 0; s < l->n_seqs; ++s) {
+    if (keep ? s == seq : s != seq) continue;
+    free(l->seqs[s].ids);
+    l->seqs[s] = (history_t){.ids = NULL, .n = 0, .cap = 0};
+  }
+}
+
 static void lookup_destroy(deco_drafter_t *d) {
   lookup_drafter_t *l = (lookup_drafter_t *)d;
   for (int i = 0; i < l->n_seqs; ++i) free(l->seqs[i].ids);
@@ -176,6 +186,7 @@ static const deco_drafter_ops_t lookup_ops = {
     .draft_device = NULL,
     .observe_device = NULL,
     .observe_host = lookup_observe_host,
+    .end = lookup_end,
     .destroy = lookup_destroy,
 };
 

@@ -79,6 +79,14 @@ static deco_status_t remember_last(recycle_drafter_t *r, int seq, int32_t id) {
   return DECO_STATUS_SUCCESS;
 }
 
+/* Forgets seq's last id (keep: every other sequence's); the table, which
+ * every sequence shares, stays. */
+static void recycle_end(deco_drafter_t *d, int seq, int keep) {
+  recycle_drafter_t *r = (recycle_drafter_t *)d;
+  for (int s = 0; s < r->n_last; ++s)
+    if (keep ? s != seq : s == seq) r->last[s] = -1;
+}
+
 static deco_status_t recycle_begin(deco_drafter_t *d, deco_model_t *m, int seq, const int32_t *ids, int n) {
   return remember_last((recycle_drafter_t *)d, seq, ids[n - 1]);
 }
@@ -147,6 +155,7 @@ static const deco_drafter_ops_t recycle_ops = {
     .draft_device = recycle_draft_device,
     .observe_device = recycle_observe_device,
     .observe_host = recycle_observe_host,
+    .end = recycle_end,
     .destroy = recycle_destroy,
 };
 
