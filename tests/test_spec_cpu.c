@@ -109,6 +109,11 @@ Test(spec_cpu, engine_batch_equals_single) {
   deco_spec_sampling_t g = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 1, .offset = 0};
   int32_t e1[2 * DECO_TREE_MAX_NODES], e2[2 * DECO_TREE_MAX_NODES];
   int n1[2], n2[2], na = 4, nb = 3, nn[2] = {4, 3};
+  /* A sampling law that cannot be is refused before the tree's forward. */
+  const deco_spec_sampling_t bad = {.temperature = -1.0f, .top_k = 0, .top_p = 1.0f, .seed = 1, .offset = 0};
+  deco_test_refused(ctx, deco_spec_engine_step(eng, 1, &s[0], &na, ta, pta, &bad, e1, &n1[0]),
+                    DECO_STATUS_INVALID_ARGUMENT, "deco_spec_engine_step: temperature = -1 must be finite and >= 0");
+  cr_assert_eq(deco_kv_cache_seq_len(kc, s[0]), 5);
   cr_assert_eq(deco_spec_engine_step(eng, 1, &s[0], &na, ta, pta, &g, e1, &n1[0]), DECO_STATUS_SUCCESS, "%s",
                deco_last_error(ctx));
   cr_assert_eq(deco_spec_engine_step(eng, 1, &s[1], &nb, tb, ptb, &g, e1 + DECO_TREE_MAX_NODES, &n1[1]),

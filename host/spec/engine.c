@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "model/model_access.h"
+#include "model/sampler.h"
 #include "spec/verify.h"
 #include "util/arena.h"
 
@@ -178,6 +179,8 @@ static deco_status_t check_step(deco_spec_engine_t *e, int B, const int *seqs, c
   if (!seqs || !n_nodes || !tokens || !parents || !sampling || !emitted || !n_emitted)
     return DECO_FAIL(ctx, DECO_STATUS_NULL_POINTER, "%s: NULL argument", op);
   DECO_CHECK_RANGE(ctx, B, 1, e->max_seqs, op);
+  /* Before the forward writes any K/V (acceptance checks it again). */
+  DECO_TRY(deco_sampling_law_check(ctx, sampling->top_k, sampling->temperature, sampling->top_p, op));
   *total = 0;
   for (int i = 0; i < B; ++i) {
     DECO_CHECK_RANGE(ctx, n_nodes[i], 1, e->max_nodes, op);
