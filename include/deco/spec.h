@@ -275,8 +275,9 @@ typedef struct deco_generate_config {
   int n_stop_ids;            /* with stop_ids: 1..DECO_SPEC_MAX_STOP_IDS */
   /* Execution */
   /* 1: run every step on the device (deco_spec_prepare / deco_spec_commit;
-   * plain decoding runs as one-node trees; the drafter must be
-   * device-resident) — ids are emitted at the end; with graph = 1 (CUDA)
+   * plain decoding runs as one-node trees, so sampled plain decoding draws
+   * by acceptance's rule: the same law as the host sampler, other ids; the
+   * drafter must be device-resident) — ids are emitted at the end; with graph = 1 (CUDA)
    * the step is captured once as a CUDA graph and replayed, reading the
    * state every replay_chunk replays (0 = DECO_GENERATE_REPLAY_CHUNK). */
   int device_resident;
