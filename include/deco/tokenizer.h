@@ -59,7 +59,8 @@ DECO_API deco_status_t deco_tokenizer_create_bytes(deco_tokenizer_t **out);
  * vocabulary), .scores ("llama": optional, finite), .pre ("gpt2"; absent:
  * "default"), bos/eos/eot/eom_token_id (each inside the vocabulary),
  * unknown/padding_token_id (one outside keeps its default, as in
- * llama.cpp: unknown 0 for "llama", else none), add_bos_token,
+ * llama.cpp: unknown 0 for "llama", else none; a "gpt2" vocabulary that
+ * names no BOS or EOS has none, where llama.cpp takes id 11), add_bos_token,
  * add_eos_token, add_space_prefix and tokenizer.chat_template. Pre-tokenizers ("gpt2" only; llama.cpp's names):
  * "gpt-2", "phi-2", "mpt", "olmo" (GPT-2's pattern); "starcoder", "smollm",
  * "refact", "codeshell" (every digit alone, then GPT-2's); "llama3",
