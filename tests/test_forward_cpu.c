@@ -500,6 +500,33 @@ Test(forward_cpu, the_first_out_of_vocabulary_token_is_named) {
   unload();
 }
 
+/* A plan's sizes are what it holds: the scratch rounds a plan of 16 tokens
+ * up to 64, so its scratch_bytes equal a 64-token plan's, and a later
+ * smaller plan reports the same buffers. */
+Test(forward_cpu, plan_sizes_are_what_is_held) {
+  deco_ctx_t *c = deco_test_cpu_ctx();
+  deco_forward_sizes_t sizes[3];
+  const int tokens[3] = {16, 64, 4};
+  for (int k = 0; k < 2; ++k) {
+    deco_model_t *m = deco_test_load_stories(c, DECO_DTYPE_F32);
+    deco_kv_cache_t *kc;
+    cr_assert_eq(deco_kv_cache_create(m, 16, 64, 1, &kc), DECO_STATUS_SUCCESS);
+    for (int i = k; i < 3; i += 2) {
+      deco_forward_plan_t p = DECO_FORWARD_PLAN_INIT;
+      p.max_tokens = tokens[i];
+      sizes[i] = (deco_forward_sizes_t)DECO_FORWARD_SIZES_INIT;
+      cr_assert_eq(deco_model_plan(m, kc, &p, &sizes[i]), DECO_STATUS_SUCCESS, "%s", deco_last_error(c));
+    }
+    deco_kv_cache_destroy(kc);
+    deco_model_destroy(m);
+  }
+  cr_assert_gt(sizes[0].scratch_bytes, 0);
+  cr_assert_eq(sizes[0].scratch_bytes, sizes[1].scratch_bytes, "16 tokens: %zu bytes, 64 tokens: %zu",
+               sizes[0].scratch_bytes, sizes[1].scratch_bytes);
+  cr_assert_eq(sizes[2].scratch_bytes, sizes[0].scratch_bytes, "after 16, a 4-token plan holds the same");
+  deco_ctx_destroy(c);
+}
+
 /* A held plan (deco_model_hold_plan): tests/common's check. */
 Test(forward_cpu, held_plan_refuses_growth) {
   deco_ctx_t *c = deco_test_cpu_ctx();

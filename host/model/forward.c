@@ -845,10 +845,8 @@ deco_status_t deco_model_plan(deco_model_t *m, deco_kv_cache_t *kc, const deco_f
   const size_t ws = plan_workspace(m, kc, p, T, S, P);
   DECO_TRY(deco_model_ensure_workspace(m, ws));
   if (sizes) {
-    deco_arena_t a = DECO_ARENA_SIZING;
-    deco_forward_scratch_t need = {0};
-    scratch_layout(&a, &need, m, T, S, P, m->schedule.max_group);
-    sizes->scratch_bytes = a.bytes;
+    /* What is held: the scratch rounds its tokens up (ensure_scratch). */
+    sizes->scratch_bytes = m->scratch.block_bytes;
     sizes->workspace_bytes = ws;
   }
   return DECO_STATUS_SUCCESS;

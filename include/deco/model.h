@@ -374,7 +374,9 @@ typedef struct deco_forward_plan {
 } deco_forward_plan_t;
 #define DECO_FORWARD_PLAN_INIT {.max_tokens = 1, .max_seqs = 1, .causal = 1, .tree = 0, .workspace_bytes = 0}
 
-/* What a plan holds, in bytes of context memory. */
+/* What a plan holds, in bytes of context memory: the scratch as allocated
+ * (its token count rounded up, at least every earlier plan's), and the
+ * workspace the plan's batches need. */
 typedef struct deco_forward_sizes {
   size_t scratch_bytes;   /* activations and the batch description */
   size_t workspace_bytes; /* the shared op workspace */
