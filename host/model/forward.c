@@ -587,13 +587,19 @@ static deco_status_t embed_input(deco_model_t *m, const batch_meta_t *bm, const 
 }
 
 /* The workspace every layer's attention needs: call's (layer 0's), and
- * the largest fused group's virtual batch's when groups are fused. */
+ * each fused group size's virtual batch's when groups are fused (an
+ * attention's workspace does not grow monotonically with its batch, so
+ * the largest group alone does not bound a smaller one's). */
 static size_t layers_workspace(deco_model_t *m, deco_kv_cache_t *kc, const batch_meta_t *bm,
                                const attention_call_t *call) {
   size_t ws = attention_workspace(m, call);
-  if (bm->g_q_indptr && m->fused.max_group > 1) {
-    /* The largest fused group's virtual batch too. */
-    const attention_call_t fc = fused_attention_call(m, kc, bm, 0, m->fused.max_group);
+  if (!bm->g_q_indptr) return ws;
+  for (int g = 0; g < m->fused.n_groups; ++g) {
+    const int count = m->fused.groups[g].count;
+    int seen = count < 2;
+    for (int h = 0; h < g && !seen; ++h) seen = m->fused.groups[h].count == count;
+    if (seen) continue;
+    const attention_call_t fc = fused_attention_call(m, kc, bm, 0, count);
     const size_t need = attention_workspace(m, &fc);
     if (need > ws) ws = need;
   }
