@@ -273,7 +273,7 @@ static deco_status_t fill_seq_positions(deco_model_t *m, const deco_forward_args
  * where the i-th layer's page p is page i·n_pages + p. */
 static void fill_fused_meta(const deco_forward_meta_t *h, int G, int S, int T, int P, int n_pages) {
   for (int i = 0; i < G; ++i) {
-    const int32_t off = (int32_t)i * n_pages;
+    const int32_t off = (int32_t)((long long)i * n_pages); /* < 2^30: check_model_cache */
     for (int j = 0; j < S; ++j) {
       const int v = i * S + j;
       h->g_q_indptr[v + 1] = i * T + h->q_indptr[j + 1];
@@ -650,6 +650,12 @@ static deco_status_t check_model_cache(const deco_model_t *m, const deco_kv_cach
   DECO_CHECK_PTR(m->ctx, a, op);
   if (kc->model != m)
     return DECO_FAIL(m->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the cache belongs to another model", op);
+  /* A fused group's attention reads its layers' pools as one of G times
+   * the pages, within the kernels' 2^30. */
+  if (m->fused.max_group > 1 && (long long)m->fused.max_group * kc->n_pages > (1LL << 30))
+    return DECO_FAIL(m->ctx, DECO_STATUS_INVALID_ARGUMENT,
+                     "%s: fused layer groups of %d layers over a cache of %d pages: more than 2^30 pages at once", op,
+                     m->fused.max_group, kc->n_pages);
   return DECO_STATUS_SUCCESS;
 }
 
