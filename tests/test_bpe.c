@@ -429,6 +429,26 @@ static deco_status_t load_tv(const tvocab_t *v, deco_tokenizer_t **t) {
   return s;
 }
 
+/* A SentencePiece ("llama") vocabulary of n tokens (lens: NULL for C
+ * strings; types: NULL for none) begun in a GGUF buffer; the caller may
+ * add keys before spm_load ends it, loads it as "spm.gguf" and frees it. */
+static gbuf_t spm_begin(const char *const *tok, const size_t *lens, const int32_t *types, int n) {
+  gbuf_t b;
+  gb_begin(&b);
+  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
+  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, lens, (size_t)n);
+  if (types) gb_kv_i32s(&b, "tokenizer.ggml.token_type", types, (size_t)n);
+  return b;
+}
+
+static deco_status_t spm_load(gbuf_t *b, deco_tokenizer_t **t) {
+  gb_end(b);
+  *t = NULL;
+  const deco_status_t s = deco_tokenizer_load_gguf_buffer(b->p, b->n, "spm.gguf", t);
+  free(b->p);
+  return s;
+}
+
 static void expect_bad(tvocab_t *v, deco_status_t status, const char *fragment) {
   deco_tokenizer_t *t = (deco_tokenizer_t *)1;
   DECO_TEST_REFUSED_NAMING(NULL, load_tv(v, &t), status, NULL, "tv.gguf", fragment);
@@ -577,17 +597,12 @@ Test(bpe, bad_vocabulary_messages) {
 Test(bpe, unknown_and_padding_ids_outside_keep_their_defaults) {
   const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};
   for (int pass = 0; pass < 2; ++pass) {
-    gbuf_t b;
-    gb_begin(&b);
-    gb_kv_str(&b, "tokenizer.ggml.model", "llama");
-    gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, NULL, 4);
+    gbuf_t b = spm_begin(tok, NULL, NULL, 4);
     gb_kv_u32(&b, "tokenizer.ggml.padding_token_id", 4);
     gb_kv_u32(&b, "tokenizer.ggml.unknown_token_id", 9);
     if (pass) gb_kv_u32(&b, "tokenizer.ggml.eos_token_id", 4);
-    gb_end(&b);
-    deco_tokenizer_t *t = NULL;
-    deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
-    free(b.p);
+    deco_tokenizer_t *t;
+    const deco_status_t s = spm_load(&b, &t);
     if (pass) {
       deco_test_refused(NULL, s, DECO_STATUS_BAD_FORMAT,
                         "spm.gguf: metadata tokenizer.ggml.eos_token_id = 4 is outside the vocabulary of 4 tokens");
@@ -607,16 +622,9 @@ Test(bpe, unknown_and_padding_ids_outside_keep_their_defaults) {
 Test(bpe, spm_continuation_keeps_the_leading_space) {
   const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};
   const int32_t type[4] = {2, 3, 3, 1};
-  gbuf_t b;
-  gb_begin(&b);
-  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
-  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, NULL, 4);
-  gb_kv_i32s(&b, "tokenizer.ggml.token_type", type, 4);
-  gb_end(&b);
-  deco_tokenizer_t *t = NULL;
-  deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
-  free(b.p);
-  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  gbuf_t b = spm_begin(tok, NULL, type, 4);
+  deco_tokenizer_t *t;
+  cr_assert_eq(spm_load(&b, &t), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   const int32_t ids[3] = {1, 3, 3};
   for (int cont = 0; cont < 2; ++cont) {
     const unsigned flags = cont ? DECO_DETOKENIZE_CONTINUATION : 0;
@@ -646,15 +654,9 @@ Test(bpe, spm_continuation_keeps_the_leading_space) {
 /* A SentencePiece byte with neither a <0xHH> token nor a token of its own. */
 Test(bpe, spm_byte_without_token_message) {
   const char *tok[4] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"};
-  gbuf_t b;
-  gb_begin(&b);
-  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
-  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, NULL, 4);
-  gb_end(&b);
-  deco_tokenizer_t *t = NULL;
-  deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
-  free(b.p);
-  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  gbuf_t b = spm_begin(tok, NULL, NULL, 4);
+  deco_tokenizer_t *t;
+  cr_assert_eq(spm_load(&b, &t), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   int32_t ids[8];
   int n = -1;
   cr_assert_eq(deco_tokenizer_tokenize(t, "a a", 3, 0, ids, 8, &n), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
@@ -682,16 +684,9 @@ Test(bpe, id_bound_holds_at_its_worst) {
     type[3 + b] = 6; /* byte */
   }
   for (int i = 0; i < 260; ++i) len[i] = strlen(tok[i]);
-  gbuf_t b;
-  gb_begin(&b);
-  gb_kv_str(&b, "tokenizer.ggml.model", "llama");
-  gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, len, 260);
-  gb_kv_i32s(&b, "tokenizer.ggml.token_type", type, 260);
-  gb_end(&b);
-  deco_tokenizer_t *t = NULL;
-  deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
-  free(b.p);
-  cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
+  gbuf_t b = spm_begin(tok, len, type, 260);
+  deco_tokenizer_t *t;
+  cr_assert_eq(spm_load(&b, &t), DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
   static const char *const units[] = {"x ", "x\xff", " ", "\xff", "x", "xx ", " x"};
   int worst = 0;
   for (size_t u = 0; u < sizeof units / sizeof units[0]; ++u) {
@@ -740,16 +735,11 @@ Test(bpe, spm_bad_scores) {
   for (int i = 0; i < 260; ++i) len[i] = strlen(tok[i]);
   float sc[260] = {0};
   for (int pass = 0; pass < 3; ++pass) {
-    gbuf_t b;
-    gb_begin(&b);
-    gb_kv_str(&b, "tokenizer.ggml.model", "llama");
-    gb_kv_strs(&b, "tokenizer.ggml.tokens", tok, len, 260);
+    gbuf_t b = spm_begin(tok, len, NULL, 260);
     if (pass == 1) sc[7] = (float)NAN;
     gb_kv_f32s(&b, "tokenizer.ggml.scores", sc, pass == 2 ? 259 : 260);
-    gb_end(&b);
-    deco_tokenizer_t *t = NULL;
-    deco_status_t s = deco_tokenizer_load_gguf_buffer(b.p, b.n, "spm.gguf", &t);
-    free(b.p);
+    deco_tokenizer_t *t;
+    const deco_status_t s = spm_load(&b, &t);
     if (pass == 0) {
       cr_assert_eq(s, DECO_STATUS_SUCCESS, "%s", deco_last_error(NULL));
       int n;
