@@ -125,7 +125,7 @@ Test(draft_model, one_drafter_serves_consecutive_sequences) {
   cr_assert_eq(deco_drafter_begin(d, m, 8, dog_prompt, N_DOG), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
   /* A drafter of max_len 50 (a chain of 4 drafts) reserves 50 + 256 slots
-   * a sequence, so it serves 302 steps (spec.h: max_len + 256 - max_nodes),
+   * a sequence, so it serves 302 steps (spec.h: max_len + 256 - 4),
    * on the host loop and the device-resident one alike, each equal to plain
    * decoding there: a run of 400 is refused before any id (the host loop
    * failed at the draft cache's end, mid-run), and so is one of 303. */
@@ -148,6 +148,17 @@ Test(draft_model, one_drafter_serves_consecutive_sequences) {
     cr_assert(spec.n == full.n && memcmp(spec.ids, full.ids, sizeof(int32_t) * (size_t)full.n) == 0,
               "302 steps, device_resident %d: not plain decoding's ids", device);
   }
+  deco_drafter_destroy(d);
+  /* A chain drafts min(draft_len, max_nodes) nodes: a budget of 64 for a
+   * chain of 4 leaves the limit at 302. */
+  deco_model_draft_config_t budget = small;
+  budget.max_nodes = 64;
+  d = deco_test_model_drafter(m, NULL, &budget);
+  c.drafter = d, c.steps = 303, c.device_resident = 0;
+  deco_test_refused(ctx, deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_INVALID_ARGUMENT,
+                    "deco_generate: steps = 303, but the drafter's draft cache (its max_len) serves at most 302");
+  c.steps = 302;
+  cr_assert_eq(deco_generate(m, dog_prompt, N_DOG, &c, &st), DECO_STATUS_SUCCESS, "%s", deco_last_error(ctx));
   deco_drafter_destroy(d);
   deco_model_destroy(m);
   deco_ctx_destroy(ctx);
@@ -435,9 +446,8 @@ Test(draft_model, cli_greedy_equals_plain_and_prints_the_stats) {
 /* --draft-len is cut to --steps: a tree re-forwards every node above its
  * frontier at each level, so a depth-255, width-16 tree on a 40-step run
  * drafted 255 levels it then dropped (49 s on a 2-core x86-64 VM against
- * 3 s for depth 40). Cut, depth 255 is depth 40: the same ids, and about
- * the same time, measured here beside it so that a slower build (the
- * sanitizers') keeps the ratio; 3x leaves room for a busy machine. */
+ * 3 s for depth 40). Cut, depth 255 is depth 40: the same ids and the same
+ * forwards (uncut, depth 255 took 29 forwards to depth 40's 18). */
 Test(draft_model, cli_draft_len_is_cut_to_the_steps) {
   const char *model = deco_test_data_file("models/stories260K.bin");
   deco_test_run_t plain, r[2];
@@ -445,19 +455,16 @@ Test(draft_model, cli_draft_len_is_cut_to_the_steps) {
                     "--backend", "cpu");
   cr_assert_eq(plain.status, 0, "%s", plain.err);
   const char *const depth[2] = {"40", "255"};
-  double secs[2];
   for (int k = 0; k < 2; ++k) {
     DECO_TEST_RUN_CLI(&r[k], "generate", "--model", model, "--temperature", "0", "--print-ids", "--steps", "40",
                       "--backend", "cpu", "--spec", "draft", "--draft-layers", "0-2", "--draft-len", depth[k],
                       "--draft-width", "16");
     cr_assert_eq(r[k].status, 0, "%s", r[k].err);
     cr_assert_str_eq(r[k].out, plain.out, "--draft-len %s", depth[k]);
-    secs[k] = deco_test_stat(r[k].err, "seconds=");
+    fprintf(stderr, "--draft-len %s: %s\n", depth[k], deco_test_last_line(r[k].err));
   }
   cr_assert_eq(deco_test_stat(r[1].err, "forwards="), deco_test_stat(r[0].err, "forwards="),
                "depth 255 cut to 40 is depth 40: the same forwards");
-  cr_assert(secs[1] < 3.0 * secs[0] + 0.5, "depth 255: %.2f s, depth 40: %.2f s: levels past --steps were drafted?",
-            secs[1], secs[0]);
   for (int k = 0; k < 2; ++k) deco_test_run_free(&r[k]);
   deco_test_run_free(&plain);
 }

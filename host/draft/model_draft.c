@@ -879,15 +879,18 @@ static void model_end(deco_drafter_t *d, int seq, int keep) {
 
 /* With config.max_len below the draft's context (near whose end the host
  * loop drafts less), a sequence's draft cache reserves max_len + 256
- * slots. The host loop's draft writes up to slot steps - 2 + max_nodes
- * (root excluded), the device chain up to steps - 1; the device tree's
+ * slots. The host loop's draft of N nodes (root excluded: a chain's
+ * min(draft_len, max_nodes), a tree's max_nodes) writes up to slot
+ * steps - 2 + N, the device chain up to steps - 1; the device tree's
  * compaction reads up to steps + n - 1 for its shape's n nodes (root
  * included). */
 static int model_max_steps(const deco_drafter_t *d) {
   const model_drafter_t *md = (const model_drafter_t *)d;
-  if (md->cfg.max_len <= 0 || md->cfg.max_len >= deco_model_get_hparams(md->dm)->seq_len) return 0;
-  const int nodes = md->tree_width > 1 ? d->max_nodes : md->cfg.max_nodes;
-  return md->cfg.max_len + DECO_TREE_MAX_NODES - nodes;
+  const deco_model_draft_config_t *c = &md->cfg;
+  if (c->max_len <= 0 || c->max_len >= deco_model_get_hparams(md->dm)->seq_len) return 0;
+  const int chain = c->draft_len < c->max_nodes ? c->draft_len : c->max_nodes;
+  const int nodes = md->tree_width > 1 ? d->max_nodes : c->width == 1 ? chain : c->max_nodes;
+  return c->max_len + DECO_TREE_MAX_NODES - nodes;
 }
 
 static void model_destroy(deco_drafter_t *d) {

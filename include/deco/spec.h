@@ -115,8 +115,8 @@ typedef struct deco_model_draft_config {
   /* Sizes */
   int max_len;          /* positions a sequence reaches (0: the draft's seq_len), for its cache, which
                            reserves max_len + 256 slots a sequence: below seq_len, deco_generate refuses
-                           more steps than max_len + 256 - max_nodes (a device-resident top-w tree:
-                           than max_len + 256 minus its shape's nodes, root included) */
+                           more steps than max_len + 256 - max_nodes (a chain: - min(draft_len,
+                           max_nodes); a device-resident top-w tree: - its shape's nodes, root included) */
   int max_seqs;         /* sequences at once (0: 1) */
   /* Tokenizers: when both are nonzero they must be equal (e.g. FNV-1a 64
    * of each model's vocabulary). */
@@ -307,9 +307,11 @@ typedef struct deco_generate_stats {
   /* Context allocations after the plan, by the prefill, the steps and a
    * graph capture: 0 when the plan sized every buffer (it must). */
   int step_allocations;
-  /* Host time of the prefill forward, from its launch to its logits on the
-   * device (synchronized): 0 for a one-id prompt. What a run's time less
-   * this and capture_seconds leaves is the decoding's. */
+  /* Host time of the prefill forward, from its launch (after the work
+   * queued before it) to its logits on the device: 0 for a one-id prompt.
+   * What a run's time less this and capture_seconds leaves is the
+   * decoding's, which includes a drafter's begin (a model draft's own
+   * prompt forward). */
   double prefill_seconds;
 } deco_generate_stats_t;
 #define DECO_GENERATE_STATS_INIT \
