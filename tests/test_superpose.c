@@ -824,7 +824,7 @@ Test(superpose, config_messages) {
       break;
     case 16:
       c.alpha = 0.5f, c.ngram = t512, c.ngram_device = of_stories;
-      msg = "deco_superpose: ngram_device is a copy of another table than ngram";
+      msg = "deco_superpose: ngram_device does not match ngram (another seed, slot or follower count)";
       break;
     case 13:
       c.stop_ids = &stop, c.n_stop_ids = 0, msg = "deco_superpose: c->n_stop_ids = 0 outside [1, 64]";

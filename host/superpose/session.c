@@ -60,7 +60,7 @@ struct deco_superpose_session {
   void *image;
   block_t host;
   size_t block_bytes;
-  int prefilled;
+  int prefilled; /* 0 before the prefill, 1 after it, -1 after one that failed (part of it may be in the cache) */
   size_t allocs_at_plan;
   double capture_seconds;
   deco_superpose_prompt_t *info; /* [B] host: the last poll */
@@ -168,11 +168,11 @@ static deco_status_t check_ngram(deco_ctx_t *ctx, const deco_superpose_config_t 
   if (info.vocab_size != hp->vocab_size)
     return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the n-gram table's vocabulary is %d, the model's %d",
                      OP, info.vocab_size, hp->vocab_size);
-  if (c->ngram_device) { /* the lookups read the copy, the checks the table: one table */
+  if (c->ngram_device) { /* the lookups read the copy, the checks the table: one table (its shape at least) */
     const deco_ngram_view_t h = deco_ngram_table_host_view(c->ngram), d = deco_ngram_device_view(c->ngram_device);
     if (h.seed != d.seed || h.n_slots != d.n_slots || h.n_followers != d.n_followers)
-      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: ngram_device is a copy of another table than ngram",
-                       OP);
+      return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT,
+                       "%s: ngram_device does not match ngram (another seed, slot or follower count)", OP);
   }
   return DECO_STATUS_SUCCESS;
 }
@@ -428,11 +428,22 @@ static void first_state(deco_superpose_session_t *s, int b) {
   h->kv_lens[b] = nf + 1;
 }
 
+/* Whether the session's state is there for what (step, run, poll, result):
+ * after a prefill that succeeded. */
+static deco_status_t check_prefilled(const deco_superpose_session_t *s, const char *what) {
+  if (s->prefilled > 0) return DECO_STATUS_SUCCESS;
+  return DECO_FAIL(s->ctx, DECO_STATUS_INVALID_ARGUMENT,
+                   s->prefilled < 0 ? "%s: %s after a failed prefill (destroy the session)" : "%s: %s before prefill",
+                   OP, what);
+}
+
 deco_status_t deco_superpose_session_prefill(deco_superpose_session_t *s) {
   if (!s) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: session is NULL", OP);
   deco_ctx_t *ctx = s->ctx;
-  if (s->prefilled) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the session was prefilled already", OP);
+  if (s->prefilled < 0) return check_prefilled(s, "prefill");
+  if (s->prefilled > 0) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: the session was prefilled already", OP);
   const int B = s->B;
+  s->prefilled = -1; /* until every part below is done: a prefill's forwards cannot be taken back */
   DECO_TRY(forward_forced(s));
   /* The drafts before the first step: slot 0 alone, the prompt's last id
    * with weight 1, so the first forward is the plain one. */
@@ -449,7 +460,7 @@ deco_status_t deco_superpose_session_prefill(deco_superpose_session_t *s) {
 deco_status_t deco_superpose_session_step(deco_superpose_session_t *s) {
   if (!s) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: session is NULL", OP);
   deco_ctx_t *ctx = s->ctx;
-  if (!s->prefilled) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: step before prefill", OP);
+  DECO_TRY(check_prefilled(s, "step"));
   const block_t *d = &s->dev;
   const deco_superpose_embed_args_t ea = {.n_rows = s->B,
                                           .k = s->k,
@@ -508,7 +519,7 @@ deco_status_t deco_superpose_session_step(deco_superpose_session_t *s) {
 
 deco_status_t deco_superpose_session_poll(deco_superpose_session_t *s, int *done, int *forwards) {
   if (!s || !done) return DECO_FAIL(s ? s->ctx : NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", OP);
-  if (!s->prefilled) return DECO_FAIL(s->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: poll before prefill", OP);
+  DECO_TRY(check_prefilled(s, "poll"));
   DECO_TRY(deco_memcpy(s->ctx, s->info, s->dev.d.prompt, sizeof *s->info * (size_t)s->B, DECO_COPY_CTX_TO_HOST));
   int all = 1, most = 0;
   for (int b = 0; b < s->B; ++b) {
@@ -541,7 +552,7 @@ static deco_status_t capture(deco_superpose_session_t *s, deco_graph_t **graph) 
  * advances each prompt that is not, so rows steps always suffice. */
 deco_status_t deco_superpose_session_run(deco_superpose_session_t *s) {
   if (!s) return DECO_FAIL(NULL, DECO_STATUS_NULL_POINTER, "%s: session is NULL", OP);
-  if (!s->prefilled) return DECO_FAIL(s->ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: run before prefill", OP);
+  DECO_TRY(check_prefilled(s, "run"));
   deco_graph_t *graph = NULL;
   int done = 0, forwards = 0, replays = 0;
   deco_status_t st = deco_superpose_session_poll(s, &done, &forwards);
@@ -668,7 +679,7 @@ deco_status_t deco_superpose_session_result(deco_superpose_session_t *s, deco_su
   if (!s || !out) return DECO_FAIL(s ? s->ctx : NULL, DECO_STATUS_NULL_POINTER, "%s: NULL argument", OP);
   deco_ctx_t *ctx = s->ctx;
   *out = (deco_superpose_result_t)DECO_SUPERPOSE_RESULT_INIT;
-  if (!s->prefilled) return DECO_FAIL(ctx, DECO_STATUS_INVALID_ARGUMENT, "%s: result before prefill", OP);
+  DECO_TRY(check_prefilled(s, "result"));
   const int B = s->B;
   DECO_TRY(deco_memcpy(ctx, s->image, s->mem, s->block_bytes, DECO_COPY_CTX_TO_HOST));
   out->n_prompts = B;

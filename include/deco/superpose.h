@@ -140,7 +140,8 @@ typedef struct deco_superpose_config {
   int page_size;            /* of the private KV cache (0: 16) */
   /* ngram already in the model's context (deco_ngram_device_create), e.g.
    * to run many prompts without copying the table each time; NULL: the
-   * runner copies ngram itself. When given, ngram must be its table. */
+   * runner copies ngram itself. When given, ngram must be its table (one
+   * of another seed, slot or follower count is refused). */
   const deco_ngram_device_t *ngram_device;
 } deco_superpose_config_t;
 #define DECO_SUPERPOSE_CONFIG_INIT                                                                             \
