@@ -189,9 +189,10 @@ Test(sampler, a_flat_row_draws_from_the_head_of_its_logits) {
 }
 
 /* The float running sum can end below the draw (here 0.99999952 against
- * offset 714165's 0.99999970, seed 42): the draw is then the last id of
- * positive probability, as acceptance falls back, never the last id when
- * its probability is 0. */
+ * offset 714165's 0.99999970, seed 42, with glibc's expf; another libm
+ * may sum this row otherwise, and then the draw is the same id without the
+ * fallback): the draw is then the last id of positive probability, as
+ * acceptance falls back, never the last id when its probability is 0. */
 Test(sampler, a_short_sum_never_draws_a_zero_probability) {
   enum { V = 49152 };
   static float l[V];

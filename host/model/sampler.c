@@ -131,8 +131,8 @@ static int sample_topp(const float *probs, const float *logits, int n, float top
   return cands[last].index;
 }
 
-/* The top_k most likely ids (ties -> lower id), renormalised, then their
- * top-p nucleus. */
+/* The top_k most likely ids (compare_desc's order), renormalised, then
+ * their top-p nucleus. */
 static int sample_topk(const float *probs, const float *logits, int n, int k, float topp, prob_index_t *cands,
                        float coin) {
   for (int i = 0; i < n; ++i) cands[i] = (prob_index_t){.prob = probs[i], .logit = logits[i], .index = i};

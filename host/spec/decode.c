@@ -68,6 +68,7 @@ static deco_status_t prefill(run_t *r) {
     deco_forward_args_t fa = {.n_seqs = 1, .seqs = &r->seq, .n_new = &r->n_forced, .tokens = r->prompt,
                               .embeds = NULL, .parents = NULL, .logits_mode = DECO_LOGITS_LAST,
                               .logits = r->d_logits, .schedule = NULL};
+    DECO_TRY(deco_ctx_synchronize(r->ctx)); /* what was queued before is not the prefill's */
     const double t0 = now_seconds();
     DECO_TRY(deco_forward(r->m, r->kc, &fa));
     DECO_TRY(deco_ctx_synchronize(r->ctx));
